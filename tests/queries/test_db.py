@@ -1,0 +1,112 @@
+"""Which database the project talks to, and how its engines behave."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import Engine, text
+
+from queries import db
+from queries.db import ConfigurationError, normalize_url, resolve_urls
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgres://u:p@host/db", "postgresql+psycopg://u:p@host/db"),
+        (
+            "postgresql://u:p@host:6543/db?sslmode=require",
+            "postgresql+psycopg://u:p@host:6543/db?sslmode=require",
+        ),
+        ("postgresql+psycopg2://u@host/db", "postgresql+psycopg://u@host/db"),
+        ("postgresql+psycopg://u@host/db", "postgresql+psycopg://u@host/db"),
+        ("  POSTGRES://u@host/db\n", "postgresql+psycopg://u@host/db"),
+    ],
+)
+def test_normalize_url_turns_every_postgres_scheme_into_psycopg3(given: str, expected: str) -> None:
+    assert normalize_url(given) == expected
+
+
+@pytest.mark.parametrize("bad", ["mysql://u@host/db", "host=localhost dbname=x", "", "postgres://"])
+def test_normalize_url_refuses_what_is_not_a_postgres_url(bad: str) -> None:
+    with pytest.raises(ConfigurationError):
+        normalize_url(bad)
+
+
+def test_database_url_is_runtime_and_direct_url_is_for_migrations() -> None:
+    urls = resolve_urls(
+        {
+            "DATABASE_URL": "postgres://app@pooler.example:6543/main",
+            "DIRECT_URL": "postgres://app@direct.example:5432/main",
+        }
+    )
+    assert urls.runtime == "postgresql+psycopg://app@pooler.example:6543/main"
+    assert urls.direct == "postgresql+psycopg://app@direct.example:5432/main"
+    assert urls.source == "environment"
+
+
+def test_direct_url_falls_back_to_database_url() -> None:
+    urls = resolve_urls({"DATABASE_URL": "postgresql://app@db.example/main"})
+    assert urls.direct == urls.runtime == "postgresql+psycopg://app@db.example/main"
+
+
+def test_direct_url_alone_serves_both() -> None:
+    urls = resolve_urls({"DIRECT_URL": "postgresql://app@db.example/main"})
+    assert urls.runtime == urls.direct == "postgresql+psycopg://app@db.example/main"
+
+
+def test_without_urls_the_embedded_server_is_used_and_reachable() -> None:
+    urls = resolve_urls({}, database="dashboard_test_embedded_choice")
+    assert urls.embedded
+    engine = db.create_runtime_engine(urls.runtime)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT current_database()")).scalar_one() == (
+                "dashboard_test_embedded_choice"
+            )
+    finally:
+        engine.dispose()
+
+
+def test_runtime_engine_is_safe_behind_a_transaction_pooler(engine: Engine) -> None:
+    assert engine.pool._pre_ping
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        # No server-side prepared statements, however often a query runs.
+        assert raw.prepare_threshold is None  # type: ignore[union-attr]
+        for _ in range(10):
+            conn.execute(text("SELECT 1"))
+        prepared = conn.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar_one()
+        assert prepared == 0
+
+
+def test_importing_the_data_layer_connects_to_nothing() -> None:
+    # A fresh interpreter: importing every queries module must not create the engine
+    # or start a server (no work at import time).
+    code = (
+        "import importlib, pkgutil, queries, queries.db as db\n"
+        "for m in pkgutil.iter_modules(queries.__path__): importlib.import_module('queries.' + m.name)\n"
+        "assert db._engine is None\n"
+        "import sys; assert 'streamlit' not in sys.modules, 'queries imported streamlit'\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        env={"DATABASE_URL": "postgresql://nowhere.invalid/x"},
+    )
+
+
+def test_get_engine_is_one_engine_per_process(
+    monkeypatch: pytest.MonkeyPatch, test_database_url: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", test_database_url)
+    db.dispose_engine()
+    try:
+        first = db.get_engine()
+        assert db.get_engine() is first
+        with first.connect() as conn:
+            assert conn.execute(text("SELECT 1")).scalar_one() == 1
+    finally:
+        db.dispose_engine()

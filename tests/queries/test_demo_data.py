@@ -1,0 +1,159 @@
+"""Demo data: realistic in shape, exact in its numbers, the same for the same seed."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import Connection, Engine, text
+
+from queries.demo_data import FINANCE_STAFF, DemoDataError, seed_demo_data
+from tests.conftest import DEMO_GENERATIONS, DEMO_NOW
+
+
+def test_balance_equals_ledger_minus_generation_credits_for_every_org(demo_engine: Engine) -> None:
+    with demo_engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                """
+                SELECT o.id, b.balance,
+                       (SELECT coalesce(sum(amount), 0) FROM credit_ledger l
+                         WHERE l.organization_id = o.id) AS ledger,
+                       (SELECT coalesce(sum(credits), 0) FROM generations g
+                         WHERE g.organization_id = o.id) AS consumed
+                FROM organizations o JOIN credit_balances b ON b.organization_id = o.id
+                """
+            )
+        ).all()
+        assert len(rows) == 30
+        for row in rows:
+            assert row.balance == row.ledger - row.consumed, row
+            assert row.balance >= 0
+        assert conn.execute(text("SELECT min(balance_after) FROM credit_ledger")).scalar_one() >= 0
+
+
+def test_usage_rows_are_the_exact_daily_rollup_in_local_time(demo_engine: Engine) -> None:
+    with demo_engine.connect() as conn:
+        mismatches = conn.execute(
+            text(
+                """
+                WITH actual AS (
+                    SELECT g.organization_id, g.type,
+                           (g.created_at AT TIME ZONE o.timezone)::date AS date,
+                           count(*) AS used, sum(g.credits) AS credits_used
+                    FROM generations g JOIN organizations o ON o.id = g.organization_id
+                    GROUP BY 1, 2, 3
+                )
+                SELECT count(*) FROM actual a
+                FULL JOIN usage_limits u USING (organization_id, type, date)
+                WHERE a.used IS DISTINCT FROM u.used
+                   OR a.credits_used IS DISTINCT FROM u.credits_used
+                """
+            )
+        ).scalar_one()
+        assert mismatches == 0
+        total = conn.execute(text("SELECT sum(used) FROM usage_limits")).scalar_one()
+        assert total == DEMO_GENERATIONS
+
+
+def test_demo_data_looks_like_a_real_multi_tenant_product(demo_engine: Engine) -> None:
+    with demo_engine.connect() as conn:
+        shares = (
+            conn.execute(
+                text(
+                    "SELECT count(*)::float8 / sum(count(*)) OVER () FROM generations "
+                    "GROUP BY organization_id ORDER BY 1 DESC"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        assert shares[0] > 0.25, "one large tenant carries a big share"
+        assert shares[-1] < 0.01, "and a long tail of small ones"
+        assert (
+            conn.execute(text("SELECT count(DISTINCT timezone) FROM organizations")).scalar_one()
+            >= 4
+        )
+        assert (
+            conn.execute(text("SELECT count(DISTINCT plan) FROM organizations")).scalar_one() >= 3
+        )
+        weekday, weekend = conn.execute(
+            text(
+                """
+                SELECT (avg(n) FILTER (WHERE dow BETWEEN 1 AND 5))::float8, (avg(n) FILTER (WHERE dow IN (0, 6)))::float8
+                FROM (SELECT extract(dow FROM date) AS dow, sum(used) AS n FROM usage_limits
+                      WHERE organization_id = 1 GROUP BY date) d
+                """
+            )
+        ).one()
+        assert weekday > 1.5 * weekend, "weekday/weekend rhythm"
+        first, last = conn.execute(
+            text(
+                """
+                SELECT sum(used) FILTER (WHERE date < min_d + 30), sum(used) FILTER (WHERE date >= max_d - 30 AND date < max_d)
+                FROM usage_limits, (SELECT min(date) AS min_d, max(date) AS max_d FROM usage_limits) b
+                """
+            )
+        ).one()
+        assert last > first, "growth over the period"
+        pressured = conn.execute(
+            text(
+                """
+                SELECT count(DISTINCT u.organization_id) FILTER (WHERE u.used >= 0.8 * u.daily_limit),
+                       count(DISTINCT u.organization_id) FILTER (WHERE u.used > u.daily_limit)
+                FROM usage_limits u JOIN organizations o ON o.id = u.organization_id
+                WHERE u.date = (:now AT TIME ZONE o.timezone)::date
+                """
+            ),
+            {"now": DEMO_NOW},
+        ).one()
+        assert pressured[0] >= 2 and pressured[1] >= 1, "some organizations near or over today"
+        actors = set(conn.execute(text("SELECT DISTINCT actor FROM credit_ledger")).scalars())
+        assert actors <= set(FINANCE_STAFF) and len(actors) >= 2
+        kinds = set(conn.execute(text("SELECT DISTINCT kind FROM credit_ledger")).scalars())
+        assert {"grant", "deduct", "refund"} <= kinds
+        latest = conn.execute(text("SELECT max(created_at) FROM generations")).scalar_one()
+        assert latest < DEMO_NOW, "nothing in the future"
+
+
+def _fingerprint(conn: Connection) -> tuple[object, ...]:
+    return tuple(
+        conn.execute(
+            text(
+                """
+                SELECT (SELECT md5(string_agg(concat_ws(',', organization_id, id, user_id, type, credits, created_at), ';' ORDER BY id)) FROM generations),
+                       (SELECT md5(string_agg(concat_ws(',', organization_id, amount, balance_after, kind, actor, created_at), ';' ORDER BY id)) FROM credit_ledger),
+                       (SELECT md5(string_agg(concat_ws(',', organization_id, type, date, used, daily_limit), ';' ORDER BY organization_id, type, date)) FROM usage_limits)
+                """
+            )
+        ).one()
+    )
+
+
+def test_same_seed_same_rows_and_reset_replaces_data(connection: Connection) -> None:
+    now = dt.datetime(2026, 3, 29, 12, tzinfo=dt.UTC)  # a daylight-saving weekend in Europe
+    options = {"organizations": 6, "generations": 5_000, "days": 20, "seed": 3, "now": now}
+    seed_demo_data(connection, **options)  # type: ignore[arg-type]
+    first = _fingerprint(connection)
+    with pytest.raises(DemoDataError, match="--reset"):
+        seed_demo_data(connection, **options)  # type: ignore[arg-type]
+    seed_demo_data(connection, reset=True, **options)  # type: ignore[arg-type]
+    assert _fingerprint(connection) == first
+    seed_demo_data(connection, reset=True, **{**options, "seed": 4})  # type: ignore[arg-type]
+    assert _fingerprint(connection) != first
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"organizations": 0}, "--orgs"),
+        ({"generations": -1}, "--generations"),
+        ({"days": 0}, "--days"),
+    ],
+)
+def test_bad_seed_options_are_refused_before_anything_is_written(
+    connection: Connection, options: dict[str, int], message: str
+) -> None:
+    with pytest.raises(DemoDataError, match=message):
+        seed_demo_data(connection, **options)  # type: ignore[arg-type]
+    assert connection.execute(text("SELECT count(*) FROM organizations")).scalar_one() == 0
