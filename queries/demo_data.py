@@ -38,7 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.schema import AddConstraint, CreateIndex, DropConstraint, DropIndex
 
-from queries.models import Base
+from queries.models import PLAN_LIMIT_FACTOR, Base
 
 GENERATION_TYPES: tuple[tuple[str, str, int, int], ...] = (
     # type, label, default credits, default daily limit (pro plan)
@@ -51,7 +51,6 @@ GENERATION_TYPES: tuple[tuple[str, str, int, int], ...] = (
 # Each type's share of the traffic before each organization's own mix is drawn.
 _TYPE_MIX = np.array([0.55, 0.22, 0.08, 0.1, 0.05])
 
-PLAN_LIMIT_FACTOR = {"free": 0.05, "starter": 0.3, "pro": 1.0, "enterprise": 5.0}
 TIMEZONES = (
     "UTC",
     "Europe/Berlin",
@@ -778,11 +777,17 @@ def _load_audit(conn: psycopg.Connection, now: dt.datetime) -> None:
         SELECT u.organization_id, 'set_daily_limit', %s,
                'Plan downgrade: limit lowered pending renewal',
                jsonb_build_object('type', u.type, 'effective', u.date,
-                                  'daily_limit', u.daily_limit),
-               %s::timestamptz - interval '2 hours'
-        FROM usage_limits u JOIN organizations o ON o.id = u.organization_id
+                                  'old_limit', p.daily_limit, 'new_limit', u.daily_limit),
+               %s::timestamptz - interval '1 hour'
+        FROM usage_limits u
+        JOIN organizations o ON o.id = u.organization_id
+        CROSS JOIN LATERAL (
+            SELECT q.daily_limit FROM usage_limits q
+            WHERE q.organization_id = u.organization_id AND q.type = u.type AND q.date < u.date
+            ORDER BY q.date DESC LIMIT 1
+        ) p
         WHERE u.date = (%s::timestamptz AT TIME ZONE o.timezone)::date
-          AND u.used::float8 / NULLIF(u.daily_limit, 0) >= 0.8
+          AND u.daily_limit < p.daily_limit
         """,
         (SUPPORT_STAFF[0], now, now),
     )

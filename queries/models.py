@@ -47,6 +47,8 @@ NAMING_CONVENTION = {
 PLANS = ("free", "starter", "pro", "enterprise")
 TypeKey = Text(collation="C")
 LEDGER_KINDS = ("grant", "deduct", "refund", "reversal")
+# A new (organization, type) day starts with the type's default limit times this.
+PLAN_LIMIT_FACTOR = {"free": 0.05, "starter": 0.3, "pro": 1.0, "enterprise": 5.0}
 
 
 class Base(DeclarativeBase):

@@ -1,0 +1,316 @@
+"""Generations: recording one (the credit check is part of its transaction) and the
+drill-down into the most recent ones."""
+
+from __future__ import annotations
+
+import datetime as dt
+import numbers
+from dataclasses import dataclass
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, text
+
+from queries.errors import (
+    IdempotencyConflict,
+    InsufficientCredits,
+    InvalidGeneration,
+    InvalidInput,
+    QuotaExceeded,
+)
+from queries.frames import frame
+from queries.models import PLAN_LIMIT_FACTOR
+from queries.params import check_id, check_limit
+from queries.transactions import run_in_transaction
+
+MAX_CREDITS = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedGeneration:
+    """A generation as recorded, with the balance and quota it left."""
+
+    id: int
+    organization_id: int
+    user_id: int
+    type: str
+    credits: int
+    created_at: dt.datetime
+    idempotency_key: str | None
+    local_date: dt.date
+    balance_after: int
+    used_today: int
+    daily_limit: int
+
+
+_CONTEXT = text(
+    """
+    SELECT b.balance, o.plan, t.default_credits, t.default_daily_limit,
+           (coalesce(CAST(:at AS timestamptz), now()) AT TIME ZONE o.timezone)::date AS day,
+           EXISTS (SELECT 1 FROM users u WHERE u.organization_id = o.id AND u.id = :user)
+               AS member
+    FROM credit_balances b
+    JOIN organizations o ON o.id = b.organization_id
+    LEFT JOIN generation_types t ON t.type = :type
+    WHERE b.organization_id = :org
+    FOR UPDATE OF b
+    """
+)
+_BY_KEY = text(
+    "SELECT id, user_id, type, credits, created_at FROM generations "
+    "WHERE organization_id = :org AND idempotency_key = :key"
+)
+_DEBIT = text(
+    "UPDATE credit_balances SET balance = balance - :credits, updated_at = now() "
+    "WHERE organization_id = :org AND balance >= :credits RETURNING balance"
+)
+# The limit of a new day is the one in force: the latest earlier day's, else the
+# plan's default. The conflict branch only counts while under the limit.
+_COUNT = text(
+    """
+    INSERT INTO usage_limits AS u (organization_id, type, date, used, credits_used, daily_limit)
+    VALUES (:org, :type, :day, 1, :credits,
+            coalesce((SELECT p.daily_limit FROM usage_limits p
+                      WHERE p.organization_id = :org AND p.type = :type AND p.date < :day
+                      ORDER BY p.date DESC LIMIT 1), :default_limit))
+    ON CONFLICT (organization_id, type, date) DO UPDATE
+        SET used = u.used + 1, credits_used = u.credits_used + excluded.credits_used,
+            updated_at = now()
+        WHERE u.used < u.daily_limit
+    RETURNING u.used, u.daily_limit
+    """
+)
+_USAGE = text(
+    "SELECT used, daily_limit FROM usage_limits "
+    "WHERE organization_id = :org AND type = :type AND date = :day"
+)
+_INSERT = text(
+    """
+    INSERT INTO generations (organization_id, user_id, type, credits, idempotency_key, created_at)
+    VALUES (:org, :user, :type, :credits, :key, coalesce(CAST(:at AS timestamptz), now()))
+    RETURNING id, created_at
+    """
+)
+
+
+def _check_at(at: object) -> dt.datetime | None:
+    if at is None:
+        return None
+    if not isinstance(at, dt.datetime):
+        raise InvalidGeneration(f"at must be a datetime, not {at!r}.")
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise InvalidGeneration(
+            "at must carry a time zone (an aware datetime), or the day is ambiguous."
+        )
+    return at
+
+
+def record_generation(
+    engine: Engine,
+    *,
+    organization_id: int,
+    user_id: int,
+    type: str,
+    credits: int | None = None,
+    at: dt.datetime | None = None,
+    idempotency_key: str | None = None,
+) -> RecordedGeneration:
+    """Record one generation in one transaction: debit the balance, count it against the
+    daily limit of the organization's local day of ``at`` (default now), insert it.
+
+    Raises ``InsufficientCredits`` or ``QuotaExceeded`` (nothing written), and
+    ``InvalidGeneration`` for an unknown organization or type, a user of another
+    organization, or a bad argument. With an ``idempotency_key``, a retry returns the
+    generation recorded the first time.
+    """
+    org = check_id(organization_id, error=InvalidGeneration)
+    user = check_id(user_id, "user_id", error=InvalidGeneration)
+    if not isinstance(type, str) or not type.strip():
+        raise InvalidGeneration(f"type must be a generation type such as 'chat', not {type!r}.")
+    if credits is not None and (
+        isinstance(credits, bool)
+        or not isinstance(credits, numbers.Integral)
+        or not 0 <= credits <= MAX_CREDITS
+    ):
+        raise InvalidGeneration(
+            f"credits must be a whole number from 0 to {MAX_CREDITS:,}, not {credits!r}."
+        )
+    when = _check_at(at)
+    if idempotency_key is not None and (
+        not isinstance(idempotency_key, str)
+        or not idempotency_key.strip()
+        or len(idempotency_key) > 200
+    ):
+        raise InvalidGeneration(
+            "The idempotency key must be non-empty text of at most 200 characters."
+        )
+
+    def body(conn: Connection) -> RecordedGeneration:
+        params = {"org": org, "user": user, "type": type, "at": when}
+        context = conn.execute(_CONTEXT, params).one_or_none()
+        if context is None:
+            raise InvalidGeneration(f"There is no organization with id {org}.")
+        if context.default_credits is None:
+            raise InvalidGeneration(f"Unknown generation type {type!r}.")
+        if not context.member:
+            raise InvalidGeneration(f"User {user} is not a member of organization {org}.")
+        cost = int(context.default_credits if credits is None else credits)
+        if idempotency_key is not None:
+            previous = conn.execute(_BY_KEY, {"org": org, "key": idempotency_key}).one_or_none()
+            if previous is not None:
+                if (previous.user_id, previous.type, previous.credits) != (user, type, cost):
+                    raise IdempotencyConflict(
+                        f"Idempotency key {idempotency_key!r} was used for another generation "
+                        f"({previous.id}). Nothing was recorded."
+                    )
+                usage = conn.execute(_USAGE, {"org": org, "type": type, "day": context.day}).one()
+                return RecordedGeneration(
+                    id=previous.id,
+                    organization_id=org,
+                    user_id=user,
+                    type=type,
+                    credits=cost,
+                    created_at=previous.created_at,
+                    idempotency_key=idempotency_key,
+                    local_date=context.day,
+                    balance_after=int(context.balance),
+                    used_today=int(usage.used),
+                    daily_limit=int(usage.daily_limit),
+                )
+        balance = conn.execute(_DEBIT, {"org": org, "credits": cost}).scalar_one_or_none()
+        if balance is None:
+            raise InsufficientCredits(
+                organization_id=org, balance=int(context.balance), requested=cost
+            )
+        default_limit = int(context.default_daily_limit * PLAN_LIMIT_FACTOR.get(context.plan, 1.0))
+        counted = conn.execute(
+            _COUNT,
+            {
+                "org": org,
+                "type": type,
+                "day": context.day,
+                "credits": cost,
+                "default_limit": default_limit,
+            },
+        ).one_or_none()
+        if counted is None or counted.used > counted.daily_limit:
+            usage = (
+                counted
+                or conn.execute(_USAGE, {"org": org, "type": type, "day": context.day}).one()
+            )
+            raise QuotaExceeded(
+                organization_id=org,
+                type=type,
+                day=context.day,
+                used=int(usage.used) - (1 if counted else 0),
+                limit=int(usage.daily_limit),
+            )
+        inserted = conn.execute(_INSERT, {**params, "credits": cost, "key": idempotency_key}).one()
+        return RecordedGeneration(
+            id=inserted.id,
+            organization_id=org,
+            user_id=user,
+            type=type,
+            credits=cost,
+            created_at=inserted.created_at,
+            idempotency_key=idempotency_key,
+            local_date=context.day,
+            balance_after=int(balance),
+            used_today=int(counted.used),
+            daily_limit=int(counted.daily_limit),
+        )
+
+    return run_in_transaction(engine, body)
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationCursor:
+    """Where the next page of recent generations starts (keyset: created_at, id)."""
+
+    created_at: dt.datetime
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationPage:
+    """Recent generations, newest first, and the cursor of the next (older) page."""
+
+    rows: pd.DataFrame
+    next_cursor: GenerationCursor | None
+
+
+RECENT_COLUMNS = {
+    "id": "int64",
+    "created_at": "datetime64[us, UTC]",
+    "user_id": "int64",
+    "user_name": "str",
+    "type": "str",
+    "credits": "int64",
+}
+
+_RECENT = text(
+    """
+    SELECT g.id, g.created_at, g.user_id, u.name AS user_name, g.type, g.credits
+    FROM generations g
+    JOIN users u ON u.organization_id = g.organization_id AND u.id = g.user_id
+    WHERE g.organization_id = :org
+      AND (CAST(:user AS bigint) IS NULL OR g.user_id = :user)
+      AND (CAST(:cursor_at AS timestamptz) IS NULL
+           OR g.created_at < CAST(:cursor_at AS timestamptz)
+           OR (g.created_at = CAST(:cursor_at AS timestamptz) AND g.id < :cursor_id))
+    ORDER BY g.created_at DESC, g.id DESC
+    LIMIT :limit
+    """
+)
+# Separate statements so each gets the plan of its own index: the generic "user or
+# not" filter above would keep the planner from seeing the user equality.
+_RECENT_FOR_USER = text(
+    """
+    SELECT g.id, g.created_at, g.user_id, u.name AS user_name, g.type, g.credits
+    FROM generations g
+    JOIN users u ON u.organization_id = g.organization_id AND u.id = g.user_id
+    WHERE g.organization_id = :org AND g.user_id = :user
+      AND (CAST(:cursor_at AS timestamptz) IS NULL
+           OR g.created_at < CAST(:cursor_at AS timestamptz)
+           OR (g.created_at = CAST(:cursor_at AS timestamptz) AND g.id < :cursor_id))
+    ORDER BY g.created_at DESC, g.id DESC
+    LIMIT :limit
+    """
+)
+
+
+def recent_generations(
+    conn: Connection,
+    *,
+    organization_id: int,
+    user_id: int | None = None,
+    limit: int = 50,
+    before: GenerationCursor | None = None,
+) -> GenerationPage:
+    """The most recent generations of an organization (or one of its users), newest
+    first, paginated by keyset on (created_at, id) rather than OFFSET.
+
+    Columns: id, created_at (UTC), user_id, user_name, type, credits.
+    """
+    organization_id = check_id(organization_id)
+    if user_id is not None:
+        user_id = check_id(user_id, "user_id")
+    limit = check_limit(limit)
+    if before is not None and not isinstance(before, GenerationCursor):
+        raise InvalidInput("before must be the next_cursor of a previous page.")
+    result = conn.execute(
+        _RECENT if user_id is None else _RECENT_FOR_USER,
+        {
+            "org": organization_id,
+            "user": user_id,
+            "cursor_at": before.created_at if before else None,
+            "cursor_id": before.id if before else 0,
+            "limit": limit + 1,
+        },
+    )
+    rows = frame(result, RECENT_COLUMNS)
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows.iloc[:limit]
+        last = rows.iloc[-1]
+        next_cursor = GenerationCursor(last["created_at"].to_pydatetime(), int(last["id"]))
+    return GenerationPage(rows.reset_index(drop=True), next_cursor)

@@ -1,0 +1,281 @@
+"""Quotas for customer success: today's utilization, who is near or over, history, and
+changing a daily limit (audited).
+
+"Today" is each organization's own local date unless a ``day`` is given. Rows exist for
+(organization, type, day) combinations that had at least one generation or a limit
+change; a type with no row that day has used nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import numbers
+from dataclasses import dataclass
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, text
+
+from queries.errors import InvalidInput, InvalidLimitChange
+from queries.frames import frame
+from queries.models import PLAN_LIMIT_FACTOR
+from queries.params import check_id, check_range
+from queries.transactions import run_in_transaction
+
+MAX_DAILY_LIMIT = 10_000_000
+
+UTILIZATION_COLUMNS = {
+    "organization_id": "int64",
+    "name": "str",
+    "slug": "str",
+    "plan": "str",
+    "timezone": "str",
+    "date": "datetime64[s]",
+    "type": "str",
+    "used": "int64",
+    "daily_limit": "int64",
+    "utilization": "float64",
+    "status": "str",
+}
+
+_UTILIZATION = text(
+    """
+    SELECT o.id AS organization_id, o.name, o.slug, o.plan, o.timezone, u.date, u.type,
+           u.used, u.daily_limit,
+           CASE WHEN u.daily_limit > 0 THEN u.used::float8 / u.daily_limit
+                WHEN u.used > 0 THEN 'Infinity'::float8 ELSE 0 END AS utilization,
+           CASE WHEN u.used > u.daily_limit THEN 'over'
+                WHEN u.used = u.daily_limit THEN 'at limit'
+                WHEN u.used >= :threshold * u.daily_limit THEN 'near'
+                ELSE 'ok' END AS status
+    FROM organizations o
+    JOIN usage_limits u
+      ON u.organization_id = o.id
+     AND u.date = coalesce(CAST(:day AS date), (now() AT TIME ZONE o.timezone)::date)
+    WHERE u.used >= :threshold * u.daily_limit OR NOT :only_alerts
+    ORDER BY utilization DESC, u.used DESC, o.name, u.type
+    """
+)
+
+
+def _check_day(day: object) -> dt.date | None:
+    if day is not None and (isinstance(day, dt.datetime) or not isinstance(day, dt.date)):
+        raise InvalidInput(f"day must be a date, not {day!r}.")
+    return day
+
+
+def _check_threshold(threshold: object) -> float:
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, int | float)
+        or not 0 < threshold <= 10
+    ):
+        raise InvalidInput(f"The threshold must be a fraction such as 0.8, not {threshold!r}.")
+    return float(threshold)
+
+
+def all_orgs_quota_utilization(
+    conn: Connection, *, day: dt.date | None = None, threshold: float = 0.8
+) -> pd.DataFrame:
+    """Every (organization, type) row of a day, by utilization, highest first
+    (cross-organization). ``day`` None means each organization's own today.
+
+    Columns: organization_id, name, slug, plan, timezone, date, type, used, daily_limit,
+    utilization (used / limit; inf when the limit is 0 and something was used),
+    status ('over', 'at limit', 'near' at or above ``threshold``, 'ok').
+    """
+    params = {
+        "day": _check_day(day),
+        "threshold": _check_threshold(threshold),
+        "only_alerts": False,
+    }
+    return frame(conn.execute(_UTILIZATION, params), UTILIZATION_COLUMNS)
+
+
+def all_orgs_quota_alerts(
+    conn: Connection, *, day: dt.date | None = None, threshold: float = 0.8
+) -> pd.DataFrame:
+    """The (organization, type) rows at or above ``threshold`` of their limit, including
+    those over it, highest first (cross-organization). Columns as
+    :func:`all_orgs_quota_utilization`; filter ``status == 'over'`` for those over."""
+    params = {"day": _check_day(day), "threshold": _check_threshold(threshold), "only_alerts": True}
+    return frame(conn.execute(_UTILIZATION, params), UTILIZATION_COLUMNS)
+
+
+_HISTORY = text(
+    """
+    WITH days AS (
+        SELECT d::date AS date
+        FROM generate_series(CAST(:start AS date), CAST(:end AS date), interval '1 day') AS d
+    ),
+    types AS (
+        SELECT DISTINCT type FROM usage_limits
+        WHERE organization_id = :org AND date BETWEEN :start AND :end
+          AND (CAST(:type AS text) IS NULL OR type = :type)
+    )
+    SELECT d.date, t.type, coalesce(u.used, 0) AS used, u.daily_limit,
+           CASE WHEN u.daily_limit > 0 THEN coalesce(u.used, 0)::float8 / u.daily_limit END
+               AS utilization
+    FROM days d CROSS JOIN types t
+    LEFT JOIN usage_limits u
+      ON u.organization_id = :org AND u.type = t.type AND u.date = d.date
+    ORDER BY d.date, t.type
+    """
+)
+
+
+def quota_history(
+    conn: Connection,
+    *,
+    organization_id: int,
+    start: dt.date,
+    end: dt.date,
+    type: str | None = None,
+) -> pd.DataFrame:
+    """An organization's daily usage against its limits, every day of the range for
+    every type it used in the range (or only ``type``).
+
+    Columns: date, type, used (0 on a day without a row), daily_limit (<NA> on a day
+    without a row), utilization (NaN without a limit).
+    """
+    organization_id = check_id(organization_id)
+    start, end = check_range(start, end)
+    if type is not None and not isinstance(type, str):
+        raise InvalidInput("type must be text.")
+    return frame(
+        conn.execute(_HISTORY, {"org": organization_id, "start": start, "end": end, "type": type}),
+        {
+            "date": "datetime64[s]",
+            "type": "str",
+            "used": "int64",
+            "daily_limit": "Int64",
+            "utilization": "float64",
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LimitChange:
+    """A daily-limit change as made, and its audit row."""
+
+    organization_id: int
+    type: str
+    effective: dt.date
+    old_limit: int
+    new_limit: int
+    used_on_effective: int
+    audit_id: int
+    actor: str
+    reason: str
+
+
+_LIMIT_CONTEXT = text(
+    """
+    SELECT (now() AT TIME ZONE o.timezone)::date AS today, o.plan, t.default_daily_limit
+    FROM credit_balances b
+    JOIN organizations o ON o.id = b.organization_id
+    LEFT JOIN generation_types t ON t.type = :type
+    WHERE b.organization_id = :org
+    FOR UPDATE OF b
+    """
+)
+_IN_FORCE = text(
+    "SELECT daily_limit FROM usage_limits WHERE organization_id = :org AND type = :type "
+    "AND date <= :day ORDER BY date DESC LIMIT 1"
+)
+_SET_DAY = text(
+    """
+    INSERT INTO usage_limits AS u (organization_id, type, date, used, credits_used, daily_limit)
+    VALUES (:org, :type, :day, 0, 0, :limit)
+    ON CONFLICT (organization_id, type, date) DO UPDATE
+        SET daily_limit = excluded.daily_limit, updated_at = now()
+    RETURNING u.used
+    """
+)
+_SET_LATER = text(
+    "UPDATE usage_limits SET daily_limit = :limit, updated_at = now() "
+    "WHERE organization_id = :org AND type = :type AND date > :day"
+)
+_AUDIT = text(
+    """
+    INSERT INTO audit_log (organization_id, action, actor, reason, details)
+    VALUES (:org, 'set_daily_limit', :actor, :reason,
+            jsonb_build_object('type', CAST(:type AS text), 'effective', CAST(:day AS date),
+                               'old_limit', CAST(:old AS int), 'new_limit', CAST(:limit AS int)))
+    RETURNING id
+    """
+)
+
+
+def set_daily_limit(
+    engine: Engine,
+    *,
+    organization_id: int,
+    type: str,
+    daily_limit: int,
+    actor: str,
+    reason: str,
+    effective: dt.date | None = None,
+) -> LimitChange:
+    """Set an organization's daily limit for a type from ``effective`` on (default: its
+    local today), audited with who and why. Later days that already have a row get the
+    new limit too; days before keep theirs. Lowering a limit below what was already
+    used that day is allowed: further generations that day are refused.
+    """
+    org = check_id(organization_id, error=InvalidLimitChange)
+    if not isinstance(type, str) or not type.strip():
+        raise InvalidLimitChange("Choose a generation type.")
+    if (
+        isinstance(daily_limit, bool)
+        or not isinstance(daily_limit, numbers.Integral)
+        or not 0 <= daily_limit <= MAX_DAILY_LIMIT
+    ):
+        raise InvalidLimitChange(
+            f"The daily limit must be a whole number from 0 to {MAX_DAILY_LIMIT:,}, not {daily_limit!r}."
+        )
+    for name, value in (("actor", actor), ("reason", reason)):
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidLimitChange(f"The {name} cannot be empty.")
+        if len(value) > 320:
+            raise InvalidLimitChange(f"The {name} is too long (at most 320 characters).")
+    if effective is not None and (
+        isinstance(effective, dt.datetime) or not isinstance(effective, dt.date)
+    ):
+        raise InvalidLimitChange(f"The effective day must be a date, not {effective!r}.")
+    new_limit = int(daily_limit)
+
+    def body(conn: Connection) -> LimitChange:
+        # The balance row is every write's per-organization lock: changes to one
+        # organization never interleave.
+        context = conn.execute(_LIMIT_CONTEXT, {"org": org, "type": type}).one_or_none()
+        if context is None:
+            raise InvalidLimitChange(f"There is no organization with id {org}.")
+        if context.default_daily_limit is None:
+            raise InvalidLimitChange(f"Unknown generation type {type!r}.")
+        day = effective or context.today
+        if day < context.today:
+            raise InvalidLimitChange(
+                f"{day} is in the past for this organization (today is {context.today}); "
+                "past days keep the limit they had."
+            )
+        params = {"org": org, "type": type, "day": day, "limit": new_limit}
+        old = conn.execute(_IN_FORCE, params).scalar_one_or_none()
+        if old is None:
+            old = int(context.default_daily_limit * PLAN_LIMIT_FACTOR.get(context.plan, 1.0))
+        used = conn.execute(_SET_DAY, params).scalar_one()
+        conn.execute(_SET_LATER, params)
+        audit_id = conn.execute(
+            _AUDIT, {**params, "actor": actor, "reason": reason, "old": old}
+        ).scalar_one()
+        return LimitChange(
+            organization_id=org,
+            type=type,
+            effective=day,
+            old_limit=int(old),
+            new_limit=new_limit,
+            used_on_effective=int(used),
+            audit_id=int(audit_id),
+            actor=actor,
+            reason=reason,
+        )
+
+    return run_in_transaction(engine, body)

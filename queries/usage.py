@@ -1,0 +1,361 @@
+"""Usage review for finance: consumption, grants, balances, burn rate and the ledger.
+
+Periods are calendar dates in each organization's own time zone: consumption comes
+from ``usage_limits`` (the exact per-local-day rollup), ledger movements are placed on
+the organization's local date of ``created_at``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+from sqlalchemy import Connection, bindparam, text
+
+from queries.errors import InvalidInput
+from queries.frames import frame
+from queries.models import LEDGER_KINDS
+from queries.params import check_granularity, check_id, check_limit, check_range, like_pattern
+
+_ALL_ORGS_USAGE = text(
+    """
+    WITH consumed AS (
+        SELECT organization_id, sum(used) AS generations, sum(credits_used) AS credits
+        FROM usage_limits
+        WHERE date BETWEEN :start AND :end
+        GROUP BY organization_id
+    ),
+    moved AS (
+        SELECT l.organization_id,
+               sum(l.amount) FILTER (WHERE l.amount > 0) AS granted,
+               -sum(l.amount) FILTER (WHERE l.amount < 0) AS deducted
+        FROM credit_ledger l
+        JOIN organizations o ON o.id = l.organization_id
+        WHERE (l.created_at AT TIME ZONE o.timezone)::date BETWEEN :start AND :end
+        GROUP BY l.organization_id
+    )
+    SELECT rank() OVER (ORDER BY coalesce(c.credits, 0) DESC) AS rank,
+           o.id AS organization_id, o.name, o.slug, o.plan,
+           coalesce(c.generations, 0) AS generations,
+           coalesce(c.credits, 0) AS credits_consumed,
+           coalesce(m.granted, 0) AS credits_granted,
+           coalesce(m.deducted, 0) AS credits_deducted,
+           coalesce(b.balance, 0) AS balance,
+           coalesce(c.credits::float8 / nullif(sum(c.credits) OVER (), 0), 0) AS share
+    FROM organizations o
+    LEFT JOIN consumed c ON c.organization_id = o.id
+    LEFT JOIN moved m ON m.organization_id = o.id
+    LEFT JOIN credit_balances b ON b.organization_id = o.id
+    ORDER BY rank, o.name
+    """
+)
+
+ALL_ORGS_USAGE_COLUMNS = {
+    "rank": "int64",
+    "organization_id": "int64",
+    "name": "str",
+    "slug": "str",
+    "plan": "str",
+    "generations": "int64",
+    "credits_consumed": "int64",
+    "credits_granted": "int64",
+    "credits_deducted": "int64",
+    "balance": "int64",
+    "share": "float64",
+}
+
+
+def all_orgs_usage(conn: Connection, *, start: dt.date, end: dt.date) -> pd.DataFrame:
+    """Every organization ranked by credits consumed in [start, end] (cross-organization).
+
+    Columns: rank, organization_id (int), name, slug, plan (str), generations,
+    credits_consumed, credits_granted (grants and refunds), credits_deducted
+    (deductions and negative reversals, as a positive number), balance (current; int),
+    share (float 0..1 of all credits consumed in the range).
+    """
+    start, end = check_range(start, end)
+    return frame(
+        conn.execute(_ALL_ORGS_USAGE, {"start": start, "end": end}), ALL_ORGS_USAGE_COLUMNS
+    )
+
+
+_MONTHLY = text(
+    """
+    WITH months AS (
+        SELECT m::date AS month
+        FROM generate_series(date_trunc('month', CAST(:start AS date)),
+                             date_trunc('month', CAST(:end AS date)), interval '1 month') AS m
+    ),
+    consumed AS (
+        SELECT date_trunc('month', date)::date AS month, sum(used) AS generations,
+               sum(credits_used) AS credits, count(DISTINCT organization_id) AS organizations
+        FROM usage_limits
+        WHERE date BETWEEN :start AND :end
+        GROUP BY 1
+    ),
+    granted AS (
+        SELECT date_trunc('month', (l.created_at AT TIME ZONE o.timezone)::date)::date AS month,
+               sum(l.amount) FILTER (WHERE l.amount > 0) AS granted
+        FROM credit_ledger l JOIN organizations o ON o.id = l.organization_id
+        WHERE (l.created_at AT TIME ZONE o.timezone)::date BETWEEN :start AND :end
+        GROUP BY 1
+    )
+    SELECT m.month, coalesce(c.generations, 0) AS generations,
+           coalesce(c.credits, 0) AS credits_consumed,
+           coalesce(g.granted, 0) AS credits_granted,
+           coalesce(c.organizations, 0) AS active_organizations
+    FROM months m
+    LEFT JOIN consumed c ON c.month = m.month
+    LEFT JOIN granted g ON g.month = m.month
+    ORDER BY m.month
+    """
+)
+
+
+def all_orgs_monthly_credits(conn: Connection, *, start: dt.date, end: dt.date) -> pd.DataFrame:
+    """Credits consumed and granted per month across all organizations (cross-organization).
+
+    Columns: month (first day), generations, credits_consumed, credits_granted,
+    active_organizations (organizations with at least one generation; all int).
+    """
+    start, end = check_range(start, end)
+    return frame(
+        conn.execute(_MONTHLY, {"start": start, "end": end}),
+        {
+            "month": "datetime64[s]",
+            "generations": "int64",
+            "credits_consumed": "int64",
+            "credits_granted": "int64",
+            "active_organizations": "int64",
+        },
+    )
+
+
+_GRANTED_VS_CONSUMED = text(
+    """
+    WITH buckets AS (
+        SELECT b::date AS bucket
+        FROM generate_series(date_trunc(:unit, CAST(:start AS date)),
+                             date_trunc(:unit, CAST(:end AS date)),
+                             CAST('1 ' || :unit AS interval)) AS b
+    ),
+    consumed AS (
+        SELECT date_trunc(:unit, date)::date AS bucket, sum(credits_used) AS credits
+        FROM usage_limits
+        WHERE organization_id = :org AND date BETWEEN :start AND :end
+        GROUP BY 1
+    ),
+    moved AS (
+        SELECT date_trunc(:unit, (l.created_at AT TIME ZONE o.timezone)::date)::date AS bucket,
+               sum(l.amount) FILTER (WHERE l.amount > 0) AS granted,
+               -sum(l.amount) FILTER (WHERE l.amount < 0) AS deducted
+        FROM credit_ledger l JOIN organizations o ON o.id = l.organization_id
+        WHERE l.organization_id = :org
+          AND l.created_at >= CAST(:start AS timestamp) AT TIME ZONE o.timezone
+          AND l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE o.timezone
+        GROUP BY 1
+    )
+    SELECT b.bucket, coalesce(m.granted, 0) AS credits_granted,
+           coalesce(m.deducted, 0) AS credits_deducted,
+           coalesce(c.credits, 0) AS credits_consumed
+    FROM buckets b
+    LEFT JOIN consumed c ON c.bucket = b.bucket
+    LEFT JOIN moved m ON m.bucket = b.bucket
+    ORDER BY b.bucket
+    """
+)
+
+
+def credits_granted_vs_consumed(
+    conn: Connection,
+    *,
+    organization_id: int,
+    start: dt.date,
+    end: dt.date,
+    granularity: str = "month",
+) -> pd.DataFrame:
+    """An organization's credits granted, deducted and consumed per day/week/month.
+
+    Columns: bucket (first day), credits_granted, credits_deducted (positive),
+    credits_consumed (all int); every bucket present.
+    """
+    organization_id = check_id(organization_id)
+    start, end = check_range(start, end)
+    unit = check_granularity(granularity)
+    return frame(
+        conn.execute(
+            _GRANTED_VS_CONSUMED,
+            {"org": organization_id, "start": start, "end": end, "unit": unit},
+        ),
+        {
+            "bucket": "datetime64[s]",
+            "credits_granted": "int64",
+            "credits_deducted": "int64",
+            "credits_consumed": "int64",
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Runway:
+    """Balance, burn rate and runway of an organization, as of its local today."""
+
+    organization_id: int
+    balance: int
+    today: dt.date
+    burn_days: int
+    credits_burned: int
+
+    @property
+    def daily_burn(self) -> float:
+        """Average credits consumed per day over the last ``burn_days`` complete days."""
+        return self.credits_burned / self.burn_days
+
+    @property
+    def runway_days(self) -> float | None:
+        """Days until the balance runs out at that burn rate; None when nothing burns."""
+        return None if self.credits_burned == 0 else self.balance / self.daily_burn
+
+
+_RUNWAY = text(
+    """
+    SELECT b.balance, z.today,
+           (SELECT coalesce(sum(u.credits_used), 0) FROM usage_limits u
+             WHERE u.organization_id = :org
+               AND u.date >= z.today - :days AND u.date < z.today) AS burned
+    FROM credit_balances b
+    CROSS JOIN LATERAL (
+        SELECT (now() AT TIME ZONE o.timezone)::date AS today
+        FROM organizations o WHERE o.id = b.organization_id
+    ) z
+    WHERE b.organization_id = :org
+    """
+)
+
+
+def balance_and_runway(
+    conn: Connection, *, organization_id: int, burn_days: int = 30
+) -> Runway | None:
+    """Current balance, average daily burn of the last ``burn_days`` complete local days
+    (today excluded: it is not over), and the days of runway it leaves.
+
+    None if the organization does not exist.
+    """
+    organization_id = check_id(organization_id)
+    burn_days = check_limit(burn_days, maximum=366)
+    row = conn.execute(_RUNWAY, {"org": organization_id, "days": burn_days}).one_or_none()
+    if row is None:
+        return None
+    return Runway(
+        organization_id=organization_id,
+        balance=int(row.balance),
+        today=row.today,
+        burn_days=burn_days,
+        credits_burned=int(row.burned),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerCursor:
+    """Where the next page of a ledger starts (keyset: created_at, id descending)."""
+
+    created_at: dt.datetime
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerPage:
+    """One page of ledger entries, newest first, and the cursor of the next page."""
+
+    entries: pd.DataFrame
+    next_cursor: LedgerCursor | None
+
+
+LEDGER_COLUMNS = {
+    "id": "int64",
+    "created_at": "datetime64[us, UTC]",
+    "kind": "str",
+    "amount": "int64",
+    "balance_after": "int64",
+    "reason": "str",
+    "note": "object",
+    "actor": "str",
+    "idempotency_key": "str",
+    "reverses_id": "Int64",
+    "reversed_by_id": "Int64",
+}
+
+_LEDGER = text(
+    """
+    SELECT l.id, l.created_at, l.kind, l.amount, l.balance_after, l.reason, l.note, l.actor,
+           l.idempotency_key, l.reverses_id, r.id AS reversed_by_id
+    FROM credit_ledger l
+    JOIN organizations o ON o.id = l.organization_id
+    LEFT JOIN credit_ledger r ON r.organization_id = l.organization_id AND r.reverses_id = l.id
+    WHERE l.organization_id = :org
+      AND (:all_kinds OR l.kind IN :kinds)
+      AND (CAST(:actor AS text) IS NULL OR l.actor ILIKE '%' || :actor || '%' ESCAPE '\\')
+      AND (CAST(:start AS date) IS NULL
+           OR l.created_at >= CAST(:start AS timestamp) AT TIME ZONE o.timezone)
+      AND (CAST(:end AS date) IS NULL
+           OR l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE o.timezone)
+      AND (CAST(:cursor_at AS timestamptz) IS NULL
+           OR (l.created_at, l.id) < (CAST(:cursor_at AS timestamptz), :cursor_id))
+    ORDER BY l.created_at DESC, l.id DESC
+    LIMIT :limit
+    """
+).bindparams(bindparam("kinds", expanding=True))
+
+
+def ledger_page(
+    conn: Connection,
+    *,
+    organization_id: int,
+    kinds: Sequence[str] | None = None,
+    actor: str | None = None,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    limit: int = 50,
+    after: LedgerCursor | None = None,
+) -> LedgerPage:
+    """The organization's ledger, newest first, filtered and paginated by keyset.
+
+    ``kinds``: any of grant, deduct, refund, reversal; ``actor``: part of the actor's
+    email (case-insensitive); ``start``/``end``: local dates, inclusive. Columns: id,
+    created_at (UTC), kind, amount (signed), balance_after, reason, note (or None),
+    actor, idempotency_key, reverses_id / reversed_by_id (or <NA>).
+    """
+    organization_id = check_id(organization_id)
+    limit = check_limit(limit)
+    if kinds is not None:
+        unknown = sorted(set(kinds) - set(LEDGER_KINDS))
+        if unknown:
+            raise InvalidInput(
+                f"Unknown ledger kind {unknown[0]!r}: use {', '.join(LEDGER_KINDS)}."
+            )
+    if start is not None and end is not None:
+        check_range(start, end)
+    pattern = like_pattern(actor, "actor filter")
+    result = conn.execute(
+        _LEDGER,
+        {
+            "org": organization_id,
+            "all_kinds": not kinds,
+            "kinds": list(kinds) if kinds else ["-"],
+            "actor": pattern,
+            "start": start,
+            "end": end,
+            "cursor_at": after.created_at if after else None,
+            "cursor_id": after.id if after else 0,
+            "limit": limit + 1,
+        },
+    )
+    entries = frame(result, LEDGER_COLUMNS)
+    next_cursor = None
+    if len(entries) > limit:
+        entries = entries.iloc[:limit]
+        last = entries.iloc[-1]
+        next_cursor = LedgerCursor(last["created_at"].to_pydatetime(), int(last["id"]))
+    return LedgerPage(entries.reset_index(drop=True), next_cursor)
