@@ -128,3 +128,20 @@ def demo_engine(test_server: PgServer) -> Iterator[Engine]:
     engine = create_runtime_engine(url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def write_engine(test_server: PgServer) -> Iterator[Engine]:
+    """A migrated database for tests of writes that commit (each owns its transaction).
+
+    Tests create their own organizations in it, so they never see each other's rows.
+    """
+    _recreate(test_server, WRITE_DATABASE)
+    url = test_server.url(WRITE_DATABASE)
+    schema.upgrade(url=url)
+    engine = create_runtime_engine(url, pool_size=10, max_overflow=10)
+    yield engine
+    engine.dispose()
+
+
+WRITE_DATABASE = "dashboard_test_writes"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, text
 
 from queries.models import CreditBalance, GenerationType, Organization, User
 
@@ -62,3 +62,76 @@ def make_user(conn: Connection, organization_id: int, *, name: str | None = None
         .returning(User.id)
     ).scalar_one()
     return int(user_id)
+
+
+def add_generations(
+    conn: Connection,
+    organization_id: int,
+    rows: list[tuple[int, str, int, dt.datetime]],
+) -> None:
+    """Insert generations (user_id, type, credits, created_at) and keep usage_limits their
+    exact daily rollup, as record_generation would."""
+    conn.execute(
+        text(
+            "INSERT INTO generations (organization_id, user_id, type, credits, created_at) "
+            "VALUES (:org, :user, :type, :credits, :at)"
+        ),
+        [
+            {"org": organization_id, "user": u, "type": t, "credits": c, "at": at}
+            for u, t, c, at in rows
+        ],
+    )
+    conn.execute(
+        text(
+            """
+            INSERT INTO usage_limits (organization_id, type, date, used, credits_used, daily_limit)
+            SELECT g.organization_id, g.type, (g.created_at AT TIME ZONE o.timezone)::date,
+                   count(*), sum(g.credits), 100
+            FROM generations g JOIN organizations o ON o.id = g.organization_id
+            WHERE g.organization_id = :org
+            GROUP BY 1, 2, 3
+            ON CONFLICT (organization_id, type, date) DO UPDATE
+                SET used = excluded.used, credits_used = excluded.credits_used
+            """
+        ),
+        {"org": organization_id},
+    )
+    conn.execute(
+        text("UPDATE credit_balances SET balance = balance - :spent WHERE organization_id = :org"),
+        {"org": organization_id, "spent": sum(c for _, _, c, _ in rows)},
+    )
+
+
+def add_ledger(
+    conn: Connection,
+    organization_id: int,
+    entries: list[tuple[int, str, str, dt.datetime]],
+    *,
+    actor: str = "finance@example.com",
+) -> None:
+    """Insert ledger entries (amount, kind, reason, created_at) and move the balance."""
+    for amount, kind, reason, at in entries:
+        balance = conn.execute(
+            text(
+                "UPDATE credit_balances SET balance = balance + :amount "
+                "WHERE organization_id = :org RETURNING balance"
+            ),
+            {"org": organization_id, "amount": amount},
+        ).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO credit_ledger (organization_id, amount, balance_after, kind, reason, "
+                "actor, idempotency_key, created_at) "
+                "VALUES (:org, :amount, :balance, :kind, :reason, :actor, :key, :at)"
+            ),
+            {
+                "org": organization_id,
+                "amount": amount,
+                "balance": balance,
+                "kind": kind,
+                "reason": reason,
+                "actor": actor,
+                "key": f"test-{next(_counter)}",
+                "at": at,
+            },
+        )

@@ -1,0 +1,123 @@
+"""Every public read function of queries/, found by inspection, with a way to call it.
+
+Tests that must cover *all* read functions (tenant isolation, statement counts, query
+plans) iterate over ``PER_ORGANIZATION`` and ``CROSS_ORGANIZATION``; a new public
+function without an entry here fails ``test_every_read_function_is_registered``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection
+
+from queries import audit, generations, orgs, quotas, timelines, usage
+
+READ_MODULES = (audit, generations, orgs, quotas, timelines, usage)
+
+
+@dataclass(frozen=True)
+class Context:
+    organization_id: int
+    user_id: int
+    start: dt.date
+    end: dt.date
+
+
+Call = Callable[[Connection, Context], Any]
+
+PER_ORGANIZATION: dict[str, Call] = {
+    "timelines.generation_timeline": lambda c, x: timelines.generation_timeline(
+        c, organization_id=x.organization_id, start=x.start, end=x.end
+    ),
+    "timelines.generation_timeline[utc,by_type,week]": lambda c, x: timelines.generation_timeline(
+        c,
+        organization_id=x.organization_id,
+        start=x.start,
+        end=x.end,
+        utc=True,
+        by_type=True,
+        granularity="week",
+    ),
+    "timelines.generation_timeline[by_type,month]": lambda c, x: timelines.generation_timeline(
+        c,
+        organization_id=x.organization_id,
+        start=x.start,
+        end=x.end,
+        by_type=True,
+        granularity="month",
+    ),
+    "timelines.user_timeline": lambda c, x: timelines.user_timeline(
+        c,
+        organization_id=x.organization_id,
+        user_id=x.user_id,
+        start=x.start,
+        end=x.end,
+        by_type=True,
+    ),
+    "timelines.top_users": lambda c, x: timelines.top_users(
+        c, organization_id=x.organization_id, start=x.start, end=x.end, limit=5
+    ),
+    "timelines.period_kpis": lambda c, x: timelines.period_kpis(
+        c, organization_id=x.organization_id, start=x.start, end=x.end
+    ),
+    "usage.credits_granted_vs_consumed": lambda c, x: usage.credits_granted_vs_consumed(
+        c, organization_id=x.organization_id, start=x.start, end=x.end, granularity="week"
+    ),
+    "usage.balance_and_runway": lambda c, x: usage.balance_and_runway(
+        c, organization_id=x.organization_id
+    ),
+    "usage.ledger_page": lambda c, x: usage.ledger_page(
+        c, organization_id=x.organization_id, limit=3
+    ),
+    "quotas.quota_history": lambda c, x: quotas.quota_history(
+        c, organization_id=x.organization_id, start=x.start, end=x.end
+    ),
+    "generations.recent_generations": lambda c, x: generations.recent_generations(
+        c, organization_id=x.organization_id, limit=5
+    ),
+    "generations.recent_generations[user]": lambda c, x: generations.recent_generations(
+        c, organization_id=x.organization_id, user_id=x.user_id, limit=5
+    ),
+    "orgs.get_organization": lambda c, x: orgs.get_organization(
+        c, organization_id=x.organization_id
+    ),
+    "orgs.list_users": lambda c, x: orgs.list_users(c, organization_id=x.organization_id),
+}
+
+CROSS_ORGANIZATION: dict[str, Call] = {
+    "usage.all_orgs_usage": lambda c, x: usage.all_orgs_usage(c, start=x.start, end=x.end),
+    "usage.all_orgs_monthly_credits": lambda c, x: usage.all_orgs_monthly_credits(
+        c, start=x.start, end=x.end
+    ),
+    "quotas.all_orgs_quota_utilization": lambda c, x: quotas.all_orgs_quota_utilization(
+        c, day=x.end
+    ),
+    "quotas.all_orgs_quota_alerts": lambda c, x: quotas.all_orgs_quota_alerts(c, day=x.end),
+    "audit.all_orgs_audit_trail": lambda c, x: audit.all_orgs_audit_trail(
+        c, start=x.start, end=x.end
+    ),
+    "orgs.list_organizations": lambda c, x: orgs.list_organizations(c),
+    "orgs.list_generation_types": lambda c, x: orgs.list_generation_types(c),
+}
+
+
+def public_read_functions() -> set[str]:
+    """``module.function`` for each public function whose first parameter is a Connection."""
+    found = set()
+    for module in READ_MODULES:
+        for name, fn in inspect.getmembers(module, inspect.isfunction):
+            if name.startswith("_") or fn.__module__ != module.__name__:
+                continue
+            params = list(inspect.signature(fn).parameters.values())
+            if params and params[0].name == "conn":
+                found.add(f"{module.__name__.split('.')[-1]}.{name}")
+    return found
+
+
+def registered() -> set[str]:
+    return {key.split("[")[0] for key in (*PER_ORGANIZATION, *CROSS_ORGANIZATION)}

@@ -1,0 +1,323 @@
+"""Credit adjustments and reversals: once per key, never negative, always audited."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+
+from queries.credits import (
+    AlreadyReversed,
+    IdempotencyConflict,
+    InsufficientCredits,
+    InvalidAdjustment,
+    adjust_credits,
+    reverse_adjustment,
+)
+from tests.queries.writes import invariant_holds, new_org, snapshot
+
+
+def test_grant_then_deduct_moves_the_balance_and_records_who_and_why(write_engine: Engine) -> None:
+    org, _ = new_org(write_engine, balance=100)
+    granted = adjust_credits(
+        write_engine,
+        organization_id=org,
+        amount=250,
+        reason="Annual plan",
+        actor="ana@finance.example",
+        idempotency_key="k-1",
+        note="PO 4711",
+    )
+    assert (granted.kind, granted.amount, granted.balance_after) == ("grant", 250, 350)
+    deducted = adjust_credits(
+        write_engine,
+        organization_id=org,
+        amount=-50,
+        reason="Chargeback",
+        actor="ben@finance.example",
+        idempotency_key="k-2",
+    )
+    assert (deducted.kind, deducted.amount, deducted.balance_after) == ("deduct", -50, 300)
+    assert snapshot(write_engine, org)["balance"] == 300
+    with write_engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT actor, reason, note FROM credit_ledger WHERE organization_id = :o AND idempotency_key LIKE 'k-%' ORDER BY id"
+            ),
+            {"o": org},
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("ana@finance.example", "Annual plan", "PO 4711"),
+        ("ben@finance.example", "Chargeback", None),
+    ]
+    assert invariant_holds(write_engine, org)
+
+
+def test_the_same_key_again_returns_the_original_and_changes_nothing(write_engine: Engine) -> None:
+    org, _ = new_org(write_engine)
+    first = adjust_credits(
+        write_engine,
+        organization_id=org,
+        amount=40,
+        reason="Promo",
+        actor="a@x.com",
+        idempotency_key="form-1",
+    )
+    before = snapshot(write_engine, org)
+    again = adjust_credits(
+        write_engine,
+        organization_id=org,
+        amount=40,
+        reason="Promo",
+        actor="a@x.com",
+        idempotency_key="form-1",
+    )
+    assert again == first
+    assert snapshot(write_engine, org) == before
+
+
+def test_the_same_key_with_another_payload_is_a_conflict(write_engine: Engine) -> None:
+    org, _ = new_org(write_engine)
+    adjust_credits(
+        write_engine,
+        organization_id=org,
+        amount=40,
+        reason="Promo",
+        actor="a@x.com",
+        idempotency_key="form-2",
+    )
+    before = snapshot(write_engine, org)
+    with pytest.raises(IdempotencyConflict, match="already submitted with different details"):
+        adjust_credits(
+            write_engine,
+            organization_id=org,
+            amount=41,
+            reason="Promo",
+            actor="a@x.com",
+            idempotency_key="form-2",
+        )
+    assert snapshot(write_engine, org) == before
+
+
+def test_a_deduction_larger_than_the_balance_is_refused(write_engine: Engine) -> None:
+    org, _ = new_org(write_engine, balance=30)
+    before = snapshot(write_engine, org)
+    with pytest.raises(InsufficientCredits) as refused:
+        adjust_credits(
+            write_engine,
+            organization_id=org,
+            amount=-31,
+            reason="Too much",
+            actor="a@x.com",
+            idempotency_key="d-1",
+        )
+    assert "balance is 30 credits" in str(refused.value) and "Nothing was changed" in str(
+        refused.value
+    )
+    assert snapshot(write_engine, org) == before
+    # The whole balance may go.
+    assert (
+        adjust_credits(
+            write_engine,
+            organization_id=org,
+            amount=-30,
+            reason="All",
+            actor="a@x.com",
+            idempotency_key="d-2",
+        ).balance_after
+        == 0
+    )
+
+
+def test_reversal_undoes_an_entry_once(write_engine: Engine) -> None:
+    org, _ = new_org(write_engine, balance=10)
+    grant = adjust_credits(
+        write_engine,
+        organization_id=org,
+        amount=500,
+        reason="Wrong org",
+        actor="a@x.com",
+        idempotency_key="r-1",
+    )
+    reversal = reverse_adjustment(
+        write_engine, entry_id=grant.id, actor="b@x.com", reason="Granted to the wrong organization"
+    )
+    assert (reversal.kind, reversal.amount, reversal.reverses_id, reversal.balance_after) == (
+        "reversal",
+        -500,
+        grant.id,
+        10,
+    )
+    # A retry of the same request returns the same reversal...
+    assert (
+        reverse_adjustment(
+            write_engine,
+            entry_id=grant.id,
+            actor="b@x.com",
+            reason="Granted to the wrong organization",
+        )
+        == reversal
+    )
+    before = snapshot(write_engine, org)
+    # ...another one is refused.
+    with pytest.raises(AlreadyReversed, match="already reversed"):
+        reverse_adjustment(write_engine, entry_id=grant.id, actor="c@x.com", reason="Again")
+    with pytest.raises(InvalidAdjustment, match="cannot itself be reversed"):
+        reverse_adjustment(
+            write_engine, entry_id=reversal.id, actor="c@x.com", reason="Undo the undo"
+        )
+    assert snapshot(write_engine, org) == before
+    assert invariant_holds(write_engine, org)
+
+
+def test_reversing_a_grant_that_was_spent_is_refused(write_engine: Engine) -> None:
+    org, _ = new_org(write_engine)
+    grant = adjust_credits(
+        write_engine,
+        organization_id=org,
+        amount=100,
+        reason="Promo",
+        actor="a@x.com",
+        idempotency_key="s-1",
+    )
+    adjust_credits(
+        write_engine,
+        organization_id=org,
+        amount=-60,
+        reason="Spent",
+        actor="a@x.com",
+        idempotency_key="s-2",
+    )
+    before = snapshot(write_engine, org)
+    with pytest.raises(InsufficientCredits):
+        reverse_adjustment(write_engine, entry_id=grant.id, actor="a@x.com", reason="Undo")
+    assert snapshot(write_engine, org) == before
+
+
+def test_reversal_checks_the_organization_when_given(write_engine: Engine) -> None:
+    org, _ = new_org(write_engine)
+    other, _ = new_org(write_engine)
+    grant = adjust_credits(
+        write_engine,
+        organization_id=org,
+        amount=5,
+        reason="x",
+        actor="a@x.com",
+        idempotency_key="o-1",
+    )
+    with pytest.raises(InvalidAdjustment, match="no ledger entry"):
+        reverse_adjustment(
+            write_engine, entry_id=grant.id, actor="a@x.com", reason="x", organization_id=other
+        )
+
+
+@pytest.mark.parametrize(
+    "text_value",
+    [
+        "Robert'); DROP TABLE credit_ledger;--",
+        'He said "refund" \\ and left',
+        "Rückerstattung für Überbuchung — 返金 🎉",
+        "%_ wildcard-looking",
+        "multi\nline\treason",
+    ],
+)
+def test_reason_and_note_are_stored_verbatim(write_engine: Engine, text_value: str) -> None:
+    org, _ = new_org(write_engine)
+    entry = adjust_credits(
+        write_engine,
+        organization_id=org,
+        amount=1,
+        reason=text_value,
+        note=text_value,
+        actor="o'brien@finance.example",
+        idempotency_key=text_value,
+    )
+    with write_engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT reason, note, actor, idempotency_key FROM credit_ledger WHERE id = :id"),
+            {"id": entry.id},
+        ).one()
+    assert tuple(stored) == (text_value, text_value, "o'brien@finance.example", text_value)
+
+
+BAD_ADJUSTMENTS: list[tuple[str, dict[str, Any], type[Exception], str]] = [
+    ("zero", {"amount": 0}, InvalidAdjustment, "cannot be zero"),
+    ("float", {"amount": 10.5}, InvalidAdjustment, "whole number"),
+    ("integral float", {"amount": 10.0}, InvalidAdjustment, "whole number"),
+    ("string", {"amount": "10"}, InvalidAdjustment, "whole number"),
+    ("bool", {"amount": True}, InvalidAdjustment, "whole number"),
+    ("none", {"amount": None}, InvalidAdjustment, "whole number"),
+    ("too large", {"amount": 10_000_001}, InvalidAdjustment, "at most 10,000,000"),
+    ("too negative", {"amount": -10_000_001}, InvalidAdjustment, "at most 10,000,000"),
+    ("blank reason", {"reason": "   "}, InvalidAdjustment, "reason cannot be empty"),
+    ("missing reason", {"reason": None}, InvalidAdjustment, "reason must be text"),
+    ("long reason", {"reason": "x" * 201}, InvalidAdjustment, "reason is too long"),
+    ("blank actor", {"actor": ""}, InvalidAdjustment, "actor cannot be empty"),
+    ("blank key", {"idempotency_key": " "}, InvalidAdjustment, "idempotency key cannot be empty"),
+    ("long note", {"note": "n" * 2001}, InvalidAdjustment, "note is too long"),
+    ("NUL in note", {"note": "a\x00b"}, InvalidAdjustment, "NUL"),
+    (
+        "unknown org",
+        {"organization_id": 999_999_999},
+        InvalidAdjustment,
+        "no organization with id 999999999",
+    ),
+    ("org id zero", {"organization_id": 0}, InvalidAdjustment, "Choose an organization"),
+    ("org id text", {"organization_id": "1"}, InvalidAdjustment, "Choose an organization"),
+    ("org id bool", {"organization_id": True}, InvalidAdjustment, "Choose an organization"),
+    ("overdraft", {"amount": -101}, InsufficientCredits, "balance is 100 credits"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "change", "error", "message"), BAD_ADJUSTMENTS, ids=[c[0] for c in BAD_ADJUSTMENTS]
+)
+def test_bad_adjustments_are_refused_with_a_sentence_and_write_nothing(
+    write_engine: Engine, case: str, change: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    org, _ = new_org(write_engine, balance=100)
+    arguments: dict[str, Any] = {
+        "organization_id": org,
+        "amount": 10,
+        "reason": "Promo",
+        "actor": "a@x.com",
+        "idempotency_key": f"bad-{case}",
+        "note": None,
+    }
+    arguments.update(change)
+    before = snapshot(write_engine, org)
+    with pytest.raises(error, match=message):
+        adjust_credits(write_engine, **arguments)
+    assert snapshot(write_engine, org) == before
+
+
+BAD_REVERSALS: list[tuple[str, Callable[[int], dict[str, Any]], str]] = [
+    ("no such entry", lambda e: {"entry_id": 987_654_321}, "no ledger entry"),
+    ("entry id text", lambda e: {"entry_id": str(e)}, "Choose a ledger entry"),
+    ("blank reason", lambda e: {"entry_id": e, "reason": ""}, "reason cannot be empty"),
+    ("blank actor", lambda e: {"entry_id": e, "actor": "  "}, "actor cannot be empty"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "change", "message"), BAD_REVERSALS, ids=[c[0] for c in BAD_REVERSALS]
+)
+def test_bad_reversals_are_refused_and_write_nothing(
+    write_engine: Engine, case: str, change: Callable[[int], dict[str, Any]], message: str
+) -> None:
+    org, _ = new_org(write_engine)
+    entry = adjust_credits(
+        write_engine,
+        organization_id=org,
+        amount=10,
+        reason="x",
+        actor="a@x.com",
+        idempotency_key="rev",
+    )
+    before = snapshot(write_engine, org)
+    arguments = {"actor": "a@x.com", "reason": "Undo", **change(entry.id)}
+    with pytest.raises(InvalidAdjustment, match=message):
+        reverse_adjustment(write_engine, **arguments)
+    assert snapshot(write_engine, org) == before

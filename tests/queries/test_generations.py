@@ -1,0 +1,194 @@
+"""Recording a generation: credits, quota and the generation in one transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Engine, text
+
+from queries.errors import (
+    IdempotencyConflict,
+    InsufficientCredits,
+    InvalidGeneration,
+    QuotaExceeded,
+)
+from queries.generations import record_generation
+from queries.quotas import set_daily_limit
+from tests.queries.writes import invariant_holds, new_org, snapshot
+
+
+def _usage(engine: Engine, org: int) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                text(
+                    "SELECT type, date, used, credits_used FROM usage_limits WHERE organization_id = :o ORDER BY date, type"
+                ),
+                {"o": org},
+            )
+        ]
+
+
+def test_a_generation_debits_counts_and_is_recorded(write_engine: Engine) -> None:
+    org, (user,) = new_org(write_engine, balance=100)
+    at = dt.datetime(2030, 5, 6, 12, tzinfo=dt.UTC)
+    made = record_generation(write_engine, organization_id=org, user_id=user, type="image", at=at)
+    assert (made.credits, made.balance_after, made.used_today, made.local_date) == (
+        4,
+        96,
+        1,
+        dt.date(2030, 5, 6),
+    )
+    assert made.created_at == at
+    record_generation(
+        write_engine, organization_id=org, user_id=user, type="image", credits=7, at=at
+    )
+    assert _usage(write_engine, org) == [("image", dt.date(2030, 5, 6), 2, 11)]
+    assert invariant_holds(write_engine, org)
+
+
+@pytest.mark.parametrize(
+    ("zone", "local"),
+    [
+        ("Europe/Berlin", dt.datetime(2026, 3, 28, 23, 30)),  # the evening before DST starts
+        ("Europe/Berlin", dt.datetime(2026, 3, 29, 23, 30)),  # the evening DST started
+        ("America/New_York", dt.datetime(2026, 11, 1, 23, 30)),  # the evening DST ended
+        ("Asia/Kolkata", dt.datetime(2026, 6, 1, 23, 30)),  # a half-hour offset
+        ("Pacific/Auckland", dt.datetime(2026, 4, 5, 23, 30)),  # UTC is still the same morning
+    ],
+)
+def test_a_generation_at_2330_local_counts_for_that_local_day(
+    write_engine: Engine, zone: str, local: dt.datetime
+) -> None:
+    org, (user,) = new_org(write_engine, balance=100, timezone=zone)
+    at = local.replace(tzinfo=ZoneInfo(zone))
+    made = record_generation(write_engine, organization_id=org, user_id=user, type="chat", at=at)
+    assert made.local_date == local.date()
+    assert _usage(write_engine, org) == [("chat", local.date(), 1, 1)]
+
+
+def test_the_daily_limit_is_enforced_and_nothing_is_written_past_it(write_engine: Engine) -> None:
+    org, (user,) = new_org(write_engine, balance=1000)
+    day = dt.datetime(2030, 1, 2, 10, tzinfo=dt.UTC)
+    set_daily_limit(
+        write_engine,
+        organization_id=org,
+        type="video",
+        daily_limit=2,
+        actor="cs@x.com",
+        reason="Trial",
+        effective=day.date(),
+    )
+    for _ in range(2):
+        record_generation(write_engine, organization_id=org, user_id=user, type="video", at=day)
+    before = snapshot(write_engine, org)
+    with pytest.raises(QuotaExceeded) as refused:
+        record_generation(write_engine, organization_id=org, user_id=user, type="video", at=day)
+    assert "2 of 2 video generations used on 2030-01-02" in str(refused.value)
+    assert snapshot(write_engine, org) == before
+    # The next day starts with the limit in force, and counts afresh.
+    record_generation(
+        write_engine, organization_id=org, user_id=user, type="video", at=day + dt.timedelta(days=1)
+    )
+    with write_engine.connect() as conn:
+        limit = conn.execute(
+            text(
+                "SELECT daily_limit FROM usage_limits WHERE organization_id = :o AND date = '2030-01-03'"
+            ),
+            {"o": org},
+        ).scalar_one()
+    assert limit == 2
+
+
+def test_a_limit_of_zero_refuses_the_first_generation(write_engine: Engine) -> None:
+    org, (user,) = new_org(write_engine, balance=100)
+    day = dt.date(2030, 2, 1)
+    set_daily_limit(
+        write_engine,
+        organization_id=org,
+        type="chat",
+        daily_limit=0,
+        actor="cs@x.com",
+        reason="Blocked",
+        effective=day,
+    )
+    before = snapshot(write_engine, org)
+    with pytest.raises(QuotaExceeded, match="0 of 0"):
+        record_generation(
+            write_engine,
+            organization_id=org,
+            user_id=user,
+            type="chat",
+            at=dt.datetime(2030, 2, 1, 9, tzinfo=dt.UTC),
+        )
+    assert snapshot(write_engine, org) == before
+
+
+def test_insufficient_credits_refuse_the_generation(write_engine: Engine) -> None:
+    org, (user,) = new_org(write_engine, balance=39)
+    before = snapshot(write_engine, org)
+    with pytest.raises(InsufficientCredits, match="balance is 39 credits and this needs 40"):
+        record_generation(write_engine, organization_id=org, user_id=user, type="video")
+    assert snapshot(write_engine, org) == before
+
+
+def test_a_retry_with_the_same_key_records_once(write_engine: Engine) -> None:
+    org, (user,) = new_org(write_engine, balance=100)
+    first = record_generation(
+        write_engine, organization_id=org, user_id=user, type="chat", idempotency_key="req-1"
+    )
+    before = snapshot(write_engine, org)
+    again = record_generation(
+        write_engine, organization_id=org, user_id=user, type="chat", idempotency_key="req-1"
+    )
+    assert again.id == first.id
+    assert snapshot(write_engine, org) == before
+    with pytest.raises(IdempotencyConflict):
+        record_generation(
+            write_engine, organization_id=org, user_id=user, type="image", idempotency_key="req-1"
+        )
+    assert snapshot(write_engine, org) == before
+
+
+BAD_GENERATIONS: list[tuple[str, dict[str, Any], str]] = [
+    ("unknown org", {"organization_id": 987_654_321}, "no organization with id"),
+    ("org id text", {"organization_id": "x"}, "organization_id must be a positive whole number"),
+    ("unknown type", {"type": "hologram"}, "Unknown generation type 'hologram'"),
+    ("blank type", {"type": " "}, "type must be a generation type"),
+    ("negative credits", {"credits": -1}, "credits must be a whole number"),
+    ("float credits", {"credits": 1.5}, "credits must be a whole number"),
+    ("bool credits", {"credits": True}, "credits must be a whole number"),
+    ("naive time", {"at": dt.datetime(2030, 1, 1, 12)}, "must carry a time zone"),
+    ("text time", {"at": "2030-01-01"}, "at must be a datetime"),
+    ("blank key", {"idempotency_key": ""}, "idempotency key must be non-empty"),
+    ("user id bool", {"user_id": True}, "user_id must be a positive whole number"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "change", "message"), BAD_GENERATIONS, ids=[c[0] for c in BAD_GENERATIONS]
+)
+def test_bad_generations_are_refused_and_write_nothing(
+    write_engine: Engine, case: str, change: dict[str, Any], message: str
+) -> None:
+    org, (user,) = new_org(write_engine, balance=100)
+    arguments: dict[str, Any] = {"organization_id": org, "user_id": user, "type": "chat", **change}
+    before = snapshot(write_engine, org)
+    with pytest.raises(InvalidGeneration, match=message):
+        record_generation(write_engine, **arguments)
+    assert snapshot(write_engine, org) == before
+
+
+def test_a_user_of_another_organization_is_refused(write_engine: Engine) -> None:
+    org, _ = new_org(write_engine, balance=100)
+    _, (outsider,) = new_org(write_engine, balance=100)
+    before = snapshot(write_engine, org)
+    with pytest.raises(
+        InvalidGeneration, match=f"User {outsider} is not a member of organization {org}"
+    ):
+        record_generation(write_engine, organization_id=org, user_id=outsider, type="chat")
+    assert snapshot(write_engine, org) == before

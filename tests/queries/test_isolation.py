@@ -1,0 +1,95 @@
+"""Tenant isolation: every per-organization read returns its own organization's rows only."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+import pandas as pd
+import pytest
+from sqlalchemy import Connection, text
+
+from tests.factories import add_generations, add_ledger, ensure_types, make_org, make_user
+from tests.queries.read_functions import (
+    PER_ORGANIZATION,
+    Context,
+    public_read_functions,
+    registered,
+)
+
+UTC = dt.UTC
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, pd.DataFrame):
+        return value.astype(object).where(value.notna(), None).to_dict("records")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _norm(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return value
+
+
+def _tenant(conn: Connection, *, tz: str, users: int, seed: int) -> Context:
+    org = make_org(conn, timezone=tz, balance=0)
+    user_ids = [make_user(conn, org) for _ in range(users)]
+    add_ledger(
+        conn,
+        org,
+        [
+            (5000 + seed, "grant", "Opening balance", dt.datetime(2026, 10, 30, 9, tzinfo=UTC)),
+            (-7 - seed, "deduct", "Correction", dt.datetime(2026, 11, 3, 9, tzinfo=UTC)),
+        ],
+    )
+    rows = []
+    for i in range(10 + 5 * seed):
+        at = dt.datetime(2026, 11, 2, 8, tzinfo=UTC) + dt.timedelta(hours=7 * i)
+        rows.append(
+            (user_ids[i % users], ("chat", "image", "video")[i % (2 + seed)], 1 + i % 5 + seed, at)
+        )
+    add_generations(conn, org, rows)
+    conn.execute(
+        text(
+            "INSERT INTO audit_log (organization_id, action, actor, reason, details) "
+            "VALUES (:org, 'set_daily_limit', 'cs@example.com', 'test', '{}')"
+        ),
+        {"org": org},
+    )
+    return Context(org, user_ids[0], dt.date(2026, 11, 1), dt.date(2026, 11, 14))
+
+
+def test_every_read_function_is_registered() -> None:
+    missing = public_read_functions() - registered()
+    assert not missing, f"add these to tests/queries/read_functions.py: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", sorted(PER_ORGANIZATION))
+def test_per_organization_reads_see_only_their_organization(
+    connection: Connection, name: str
+) -> None:
+    ensure_types(connection)
+    mine = _tenant(connection, tz="Europe/Berlin", users=2, seed=0)
+    theirs = _tenant(connection, tz="America/New_York", users=3, seed=1)
+    call = PER_ORGANIZATION[name]
+
+    with_neighbour = _norm(call(connection, mine))
+    assert with_neighbour not in (None, [], {}), "the function returned nothing to compare"
+    assert with_neighbour != _norm(call(connection, theirs)), "both tenants look the same"
+
+    # Remove the other tenant entirely: my answer must not change.
+    savepoint = connection.begin_nested()
+    for table in (
+        "generations",
+        "usage_limits",
+        "credit_ledger",
+        "audit_log",
+        "users",
+        "credit_balances",
+        "organizations",
+    ):
+        column = "id" if table == "organizations" else "organization_id"
+        connection.execute(
+            text(f"DELETE FROM {table} WHERE {column} = :org"), {"org": theirs.organization_id}
+        )
+    alone = _norm(call(connection, mine))
+    savepoint.rollback()
+    assert alone == with_neighbour

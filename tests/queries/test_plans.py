@@ -1,0 +1,114 @@
+"""Query plans and statement counts of every read, on 200,000 analysed demo generations.
+
+- Per-organization reads use the compound indexes the database strategy names and never
+  scan ``generations`` (or ``usage_limits``) sequentially.
+- Every read issues a fixed number of statements, whatever the organization's size, the
+  range or the page size (no N+1).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, Engine, text
+
+from tests.conftest import DEMO_NOW
+from tests.queries.read_functions import CROSS_ORGANIZATION, PER_ORGANIZATION, Context
+from tests.statements import recording
+
+GENERATION_INDEXES = {
+    "ix_generations_organization_id_created_at",
+    "ix_generations_organization_id_user_id_created_at",
+    "pk_generations",
+}
+USAGE_INDEXES = {
+    "ix_usage_limits_organization_id_date",
+    "uq_usage_limits_organization_id_type_date",
+}
+
+
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
+def _context(conn: Connection, *, largest: bool, days: int = 30) -> Context:
+    org = conn.execute(
+        text(
+            "SELECT organization_id FROM generations GROUP BY 1 ORDER BY count(*) "
+            + ("DESC" if largest else "ASC")
+            + " LIMIT 1 OFFSET :skip"
+        ),
+        {"skip": 0 if largest else 10},
+    ).scalar_one()
+    user = conn.execute(
+        text(
+            "SELECT user_id FROM generations WHERE organization_id = :org "
+            "GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
+        ),
+        {"org": org},
+    ).scalar_one()
+    end = DEMO_NOW.date()
+    return Context(org, user, end - dt.timedelta(days=days - 1), end)
+
+
+@pytest.fixture(scope="module")
+def demo(demo_engine: Engine) -> Iterator[Connection]:
+    with demo_engine.connect() as conn:
+        yield conn
+
+
+def test_demo_database_is_big_enough_to_mean_something(demo: Connection) -> None:
+    assert demo.execute(text("SELECT count(*) FROM generations")).scalar_one() >= 200_000
+    assert (
+        demo.execute(
+            text("SELECT reltuples FROM pg_class WHERE relname = 'generations'")
+        ).scalar_one()
+        >= 150_000
+    ), "generations has been analysed"
+
+
+@pytest.mark.parametrize("largest", [True, False], ids=["largest-org", "median-org"])
+@pytest.mark.parametrize("name", sorted(PER_ORGANIZATION))
+def test_per_organization_reads_use_the_compound_indexes(
+    demo: Connection, name: str, largest: bool
+) -> None:
+    ctx = _context(demo, largest=largest, days=90)
+    with recording(demo) as recorded:
+        PER_ORGANIZATION[name](demo, ctx)
+    assert recorded.count >= 1
+    for statement, params in recorded.statements:
+        plan = demo.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, params).scalar_one()
+        nodes = list(_nodes(plan[0]["Plan"]))
+        for node in nodes:
+            relation = node.get("Relation Name")
+            if relation in ("generations", "usage_limits"):
+                assert node["Node Type"] != "Seq Scan", f"{name}: sequential scan of {relation}"
+        # Bitmap index scans name no relation, so look at every index the plan uses.
+        used = {n["Index Name"] for n in nodes if "Index Name" in n}
+        relations = {n.get("Relation Name") for n in nodes}
+        if "generations" in relations:
+            assert used & GENERATION_INDEXES, f"{name}: generations read without its indexes {used}"
+        if "usage_limits" in relations:
+            assert used & USAGE_INDEXES, f"{name}: usage_limits read without its indexes {used}"
+
+
+def _count(conn: Connection, call: Any, ctx: Context) -> int:
+    with recording(conn) as recorded:
+        call(conn, ctx)
+    return recorded.count
+
+
+@pytest.mark.parametrize("name", sorted({**PER_ORGANIZATION, **CROSS_ORGANIZATION}))
+def test_statement_count_does_not_grow_with_rows_users_or_days(demo: Connection, name: str) -> None:
+    call = {**PER_ORGANIZATION, **CROSS_ORGANIZATION}[name]
+    small = _count(demo, call, _context(demo, largest=False, days=7))
+    large = _count(demo, call, _context(demo, largest=True, days=90))
+    assert small == large, (
+        f"{name}: {small} statements for a small question, {large} for a large one"
+    )
+    assert large <= 2, f"{name} issues {large} statements"

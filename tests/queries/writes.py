@@ -1,0 +1,74 @@
+"""Helpers for tests of writes, which commit in the writes database."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, text
+
+from tests.factories import ensure_types, make_org, make_user
+
+
+def new_org(
+    engine: Engine,
+    *,
+    balance: int = 0,
+    timezone: str = "UTC",
+    users: int = 1,
+    plan: str = "pro",
+) -> tuple[int, list[int]]:
+    """A committed organization with ``users`` members and a starting balance.
+
+    The starting balance is a committed ledger grant, so the balance invariant holds.
+    """
+    with engine.begin() as conn:
+        ensure_types(conn)
+        org = make_org(conn, timezone=timezone, plan=plan, balance=balance)
+        members = [make_user(conn, org) for _ in range(users)]
+        if balance:
+            conn.execute(
+                text(
+                    "INSERT INTO credit_ledger (organization_id, amount, balance_after, kind, "
+                    "reason, actor, idempotency_key) "
+                    "VALUES (:org, :b, :b, 'grant', 'Opening balance', 'setup@example.com', 'open')"
+                ),
+                {"org": org, "b": balance},
+            )
+    return org, members
+
+
+def snapshot(engine: Engine, organization_id: int) -> dict[str, object]:
+    """Everything a write could change for one organization."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                """
+                SELECT (SELECT balance FROM credit_balances WHERE organization_id = :org) AS balance,
+                       (SELECT count(*) FROM credit_ledger WHERE organization_id = :org) AS ledger,
+                       (SELECT count(*) FROM generations WHERE organization_id = :org) AS generations,
+                       (SELECT coalesce(sum(used), 0) FROM usage_limits WHERE organization_id = :org) AS used,
+                       (SELECT count(*) FROM usage_limits WHERE organization_id = :org) AS usage_rows,
+                       (SELECT string_agg(daily_limit::text, ',' ORDER BY type, date) FROM usage_limits
+                         WHERE organization_id = :org) AS limits,
+                       (SELECT count(*) FROM audit_log WHERE organization_id = :org) AS audit
+                """
+            ),
+            {"org": organization_id},
+        ).one()
+    return dict(row._mapping)
+
+
+def invariant_holds(engine: Engine, organization_id: int) -> bool:
+    """balance = sum(ledger) - sum(generation credits), and nothing negative."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                """
+                SELECT b.balance,
+                       (SELECT coalesce(sum(amount), 0) FROM credit_ledger WHERE organization_id = :org) AS ledger,
+                       (SELECT coalesce(sum(credits), 0) FROM generations WHERE organization_id = :org) AS spent,
+                       (SELECT coalesce(min(balance_after), 0) FROM credit_ledger WHERE organization_id = :org) AS lowest
+                FROM credit_balances b WHERE b.organization_id = :org
+                """
+            ),
+            {"org": organization_id},
+        ).one()
+    return bool(row.balance == row.ledger - row.spent and row.balance >= 0 and row.lowest >= 0)
