@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import pandas as pd
 from sqlalchemy import CursorResult
@@ -14,3 +16,22 @@ def frame(result: CursorResult[object], dtypes: Mapping[str, str]) -> pd.DataFra
     df = pd.DataFrame.from_records(rows, columns=list(result.keys()))
     df = df.reindex(columns=list(dtypes))
     return df.astype(dict(dtypes))
+
+
+@dataclass(frozen=True, slots=True)
+class KeysetCursor:
+    """Where the next page of a newest-first list starts: the (created_at, id) of the
+    last row shown. Keyset pagination stays fast and exact on any page, where OFFSET
+    gets slower with every page and skips or repeats rows when new ones arrive."""
+
+    created_at: dt.datetime
+    id: int
+
+
+def split_page(rows: pd.DataFrame, limit: int) -> tuple[pd.DataFrame, KeysetCursor | None]:
+    """Rows fetched with ``LIMIT limit + 1`` -> (the page, the cursor of the next one)."""
+    if len(rows) <= limit:
+        return rows.reset_index(drop=True), None
+    page = rows.iloc[:limit].reset_index(drop=True)
+    last = page.iloc[-1]
+    return page, KeysetCursor(last["created_at"].to_pydatetime(), int(last["id"]))

@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import numbers
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, Row, text
 
 from queries.errors import (
     IdempotencyConflict,
@@ -17,7 +18,7 @@ from queries.errors import (
     InvalidInput,
     QuotaExceeded,
 )
-from queries.frames import frame
+from queries.frames import KeysetCursor, frame, split_page
 from queries.models import PLAN_LIMIT_FACTOR
 from queries.params import check_id, check_limit
 from queries.transactions import run_in_transaction
@@ -154,6 +155,22 @@ def record_generation(
         if not context.member:
             raise InvalidGeneration(f"User {user} is not a member of organization {org}.")
         cost = int(context.default_credits if credits is None else credits)
+
+        def recorded(generation: Row[Any], *, balance: int, usage: Row[Any]) -> RecordedGeneration:
+            return RecordedGeneration(
+                id=generation.id,
+                organization_id=org,
+                user_id=user,
+                type=type,
+                credits=cost,
+                created_at=generation.created_at,
+                idempotency_key=idempotency_key,
+                local_date=context.day,
+                balance_after=int(balance),
+                used_today=int(usage.used),
+                daily_limit=int(usage.daily_limit),
+            )
+
         if idempotency_key is not None:
             previous = conn.execute(_BY_KEY, {"org": org, "key": idempotency_key}).one_or_none()
             if previous is not None:
@@ -163,19 +180,7 @@ def record_generation(
                         f"({previous.id}). Nothing was recorded."
                     )
                 usage = conn.execute(_USAGE, {"org": org, "type": type, "day": context.day}).one()
-                return RecordedGeneration(
-                    id=previous.id,
-                    organization_id=org,
-                    user_id=user,
-                    type=type,
-                    credits=cost,
-                    created_at=previous.created_at,
-                    idempotency_key=idempotency_key,
-                    local_date=context.day,
-                    balance_after=int(context.balance),
-                    used_today=int(usage.used),
-                    daily_limit=int(usage.daily_limit),
-                )
+                return recorded(previous, balance=context.balance, usage=usage)
         balance = conn.execute(_DEBIT, {"org": org, "credits": cost}).scalar_one_or_none()
         if balance is None:
             raise InsufficientCredits(
@@ -205,29 +210,12 @@ def record_generation(
                 limit=int(usage.daily_limit),
             )
         inserted = conn.execute(_INSERT, {**params, "credits": cost, "key": idempotency_key}).one()
-        return RecordedGeneration(
-            id=inserted.id,
-            organization_id=org,
-            user_id=user,
-            type=type,
-            credits=cost,
-            created_at=inserted.created_at,
-            idempotency_key=idempotency_key,
-            local_date=context.day,
-            balance_after=int(balance),
-            used_today=int(counted.used),
-            daily_limit=int(counted.daily_limit),
-        )
+        return recorded(inserted, balance=balance, usage=counted)
 
     return run_in_transaction(engine, body)
 
 
-@dataclass(frozen=True, slots=True)
-class GenerationCursor:
-    """Where the next page of recent generations starts (keyset: created_at, id)."""
-
-    created_at: dt.datetime
-    id: int
+GenerationCursor = KeysetCursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +283,7 @@ def recent_generations(
     if user_id is not None:
         user_id = check_id(user_id, "user_id")
     limit = check_limit(limit)
-    if before is not None and not isinstance(before, GenerationCursor):
+    if before is not None and not isinstance(before, KeysetCursor):
         raise InvalidInput("before must be the next_cursor of a previous page.")
     result = conn.execute(
         _RECENT if user_id is None else _RECENT_FOR_USER,
@@ -307,10 +295,4 @@ def recent_generations(
             "limit": limit + 1,
         },
     )
-    rows = frame(result, RECENT_COLUMNS)
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows.iloc[:limit]
-        last = rows.iloc[-1]
-        next_cursor = GenerationCursor(last["created_at"].to_pydatetime(), int(last["id"]))
-    return GenerationPage(rows.reset_index(drop=True), next_cursor)
+    return GenerationPage(*split_page(frame(result, RECENT_COLUMNS), limit))

@@ -15,7 +15,7 @@ import pandas as pd
 from sqlalchemy import Connection, bindparam, text
 
 from queries.errors import InvalidInput
-from queries.frames import frame
+from queries.frames import KeysetCursor, frame, split_page
 from queries.models import LEDGER_KINDS
 from queries.params import check_granularity, check_id, check_limit, check_range, like_pattern
 
@@ -257,12 +257,7 @@ def balance_and_runway(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerCursor:
-    """Where the next page of a ledger starts (keyset: created_at, id descending)."""
-
-    created_at: dt.datetime
-    id: int
+LedgerCursor = KeysetCursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,10 +347,4 @@ def ledger_page(
             "limit": limit + 1,
         },
     )
-    entries = frame(result, LEDGER_COLUMNS)
-    next_cursor = None
-    if len(entries) > limit:
-        entries = entries.iloc[:limit]
-        last = entries.iloc[-1]
-        next_cursor = LedgerCursor(last["created_at"].to_pydatetime(), int(last["id"]))
-    return LedgerPage(entries.reset_index(drop=True), next_cursor)
+    return LedgerPage(*split_page(frame(result, LEDGER_COLUMNS), limit))
