@@ -1,0 +1,114 @@
+"""Audit trail: who changed what, when and why (credit adjustments, reversals, refunds and
+daily-limit changes), filterable and downloadable."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import data, state, ui
+from queries.audit import AUDIT_ACTIONS
+
+K_SCOPE: Final = "audit.scope"
+K_ACTION: Final = "audit.action"
+K_ACTOR: Final = "audit.actor"
+K_LIMIT: Final = "audit.limit"
+ANY: Final = ""
+LIMITS: Final = (100, 500, 2000, 10_000)
+_LABELS: Final = {
+    "grant": "Credit grants",
+    "deduct": "Credit deductions",
+    "refund": "Refunds",
+    "reversal": "Reversals",
+    "set_daily_limit": "Daily-limit changes",
+}
+ACTION_LABELS: Final = {ANY: "Any change"} | {a: _LABELS.get(a, a) for a in AUDIT_ACTIONS}
+
+
+def audit_table(df: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "When (UTC)": df["at"],
+            "Organization": df["organization"],
+            "Action": df["action"],
+            "Actor": df["actor"],
+            "Reason": df["reason"],
+            "Credits": df["amount"],
+            "Details": df["details"],
+        }
+    )
+
+
+def csv_name(f: state.Filters, *, organization: str | None, action: str, actor: str) -> str:
+    parts = ["audit", f.start.isoformat(), f.end.isoformat()]
+    parts.append(f"org-{organization}" if organization else "all-orgs")
+    if action:
+        parts.append(action)
+    slug = re.sub(r"[^a-z0-9]+", "-", actor.strip().lower()).strip("-")
+    if slug:
+        parts.append(f"actor-{slug}")
+    return "_".join(parts) + ".csv"
+
+
+def render() -> None:
+    f = state.current()
+    ui.page_header(
+        "Audit trail",
+        f"Who changed what, when and why · {f.start} – {f.end} (UTC dates), newest first.",
+    )
+    scope_col, action_col, actor_col, limit_col = st.columns([2, 2, 2, 1])
+    scopes = {"all": "All organizations", "one": f.organization.name}
+    scope = scope_col.radio(
+        "Organizations", options=list(scopes), format_func=scopes.__getitem__, key=K_SCOPE
+    )
+    action = action_col.selectbox(
+        "Action", options=list(ACTION_LABELS), format_func=ACTION_LABELS.__getitem__, key=K_ACTION
+    )
+    actor = actor_col.text_input("Actor contains", key=K_ACTOR, placeholder="part of an email")
+    limit = limit_col.selectbox("Rows", LIMITS, index=1, key=K_LIMIT)
+    one = scope == "one"
+    with ui.section("The audit trail"):
+        df = data.audit_trail(
+            f.start,
+            f.end,
+            organization_id=f.organization_id if one else None,
+            action=action or None,
+            actor=actor.strip(),
+            limit=int(limit),
+        )
+        table = audit_table(df)
+        if table.empty:
+            st.info(
+                "No change matches these filters in this period. Widen the dates in the "
+                "sidebar or clear the filters."
+            )
+        else:
+            st.dataframe(
+                table,
+                hide_index=True,
+                column_config={
+                    "When (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+                    "Credits": st.column_config.NumberColumn(format="%+d"),
+                },
+                key="audit.table",
+            )
+            more = " (the limit; narrow the filters to see older ones)" if len(df) >= limit else ""
+            st.caption(f"{len(df):,} changes{more}.")
+        st.download_button(
+            "Download CSV",
+            data=table.to_csv(index=False).encode(),
+            file_name=csv_name(
+                f, organization=f.organization.slug if one else None, action=action, actor=actor
+            ),
+            mime="text/csv",
+            icon=":material/download:",
+            key="audit.download",
+            on_click="ignore",
+            disabled=table.empty,
+        )
+
+
+render()

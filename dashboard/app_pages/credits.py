@@ -1,0 +1,444 @@
+"""Credits (finance): an organization's balance, burn rate and runway; its ledger
+(filtered, paginated, downloadable); adjusting credits and reversing ledger entries.
+
+Money moves in two steps: a form is checked into a request (nothing is written), then
+the request is confirmed with the balance before and after. The request carries an
+idempotency key made when the form was drawn and kept until the adjustment succeeds,
+so a double click or a rerun applies it once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Final
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import actions, auth, charts, data, state, ui
+from queries.errors import DashboardError, IdempotencyConflict, InvalidInput
+from queries.models import LEDGER_KINDS
+
+FLASH: Final = "credits"
+LEDGER_PAGE: Final = 50
+K_KEY: Final = "credits.idempotency_key"
+K_PENDING: Final = "credits.pending"
+K_DIRECTION: Final = "credits.direction"
+K_AMOUNT: Final = "credits.amount"
+K_REASON: Final = "credits.reason"
+K_NOTE: Final = "credits.note"
+K_REVERSAL: Final = "credits.reversal_pending"
+K_KINDS: Final = "credits.kinds"
+K_ACTOR: Final = "credits.actor"
+K_CURSORS: Final = "credits.ledger_cursors"
+K_CURSORS_FOR: Final = "credits.ledger_cursors_for"
+
+DIRECTIONS: Final = {"grant": "Grant credits", "deduct": "Deduct credits"}
+
+
+# ---------------------------------------------------------------- balance and burn
+
+
+def _balance(f: state.Filters) -> int | None:
+    runway = data.runway(f.organization_id)
+    if runway is None:
+        st.warning(
+            f"{f.organization.name} no longer exists. Choose another organization in the sidebar."
+        )
+        return None
+    tiles = st.columns(3)
+    tiles[0].metric("Balance", f"{runway.balance:,} credits", border=True)
+    tiles[1].metric(
+        "Burn rate",
+        f"{runway.daily_burn:,.0f} / day",
+        help=f"Average credits consumed per day over the last {runway.burn_days} complete "
+        f"days (to {runway.today - dt.timedelta(days=1)}, the organization's own days).",
+        border=True,
+    )
+    if runway.runway_days is None:
+        tiles[2].metric("Runway", "No burn", help="Nothing was consumed recently.", border=True)
+    else:
+        empty_on = runway.today + dt.timedelta(days=int(runway.runway_days))
+        tiles[2].metric(
+            "Runway",
+            f"{runway.runway_days:,.0f} days",
+            help=f"At that burn rate the balance lasts until about {empty_on}.",
+            border=True,
+        )
+    return runway.balance
+
+
+# ------------------------------------------------------------------ the adjustment
+
+
+def _submit_adjustment() -> None:
+    """Confirm button: make the pending adjustment (once per idempotency key)."""
+    request = st.session_state.get(K_PENDING)
+    if not isinstance(request, actions.AdjustmentRequest):
+        return  # a second click after the first one succeeded: nothing to do
+    try:
+        entry = actions.apply_adjustment(request)
+    except (auth.AccessDenied, DashboardError) as exc:
+        st.session_state.pop(K_PENDING, None)
+        if isinstance(exc, IdempotencyConflict):
+            st.session_state.pop(K_KEY, None)
+        ui.flash(FLASH, "error", ui.describe_write_error(exc))
+    except ui.EXPECTED_ERRORS as exc:
+        # The database failed: keep the request (and its key) so that "Confirm" again
+        # is safe whether or not the first attempt reached the database.
+        ui.flash(FLASH, "error", ui.describe_write_error(exc))
+    else:
+        st.session_state.pop(K_PENDING, None)
+        st.session_state.pop(K_KEY, None)  # the next adjustment gets a new key
+        verb = "Granted" if entry.amount > 0 else "Deducted"
+        direction = "to" if entry.amount > 0 else "from"
+        ui.flash(
+            FLASH,
+            "success",
+            f"{verb} {abs(entry.amount):,} credits {direction} {request.organization_name}. "
+            f"New balance: {entry.balance_after:,} credits (ledger entry {entry.id}).",
+        )
+
+
+def _edit_adjustment() -> None:
+    """Back button: return to the form with the request's values filled in."""
+    request = st.session_state.pop(K_PENDING, None)
+    if isinstance(request, actions.AdjustmentRequest):
+        st.session_state[K_DIRECTION] = request.direction
+        st.session_state[K_AMOUNT] = abs(request.amount)
+        st.session_state[K_REASON] = actions.OTHER if request.reason == "Other" else request.reason
+        st.session_state[K_NOTE] = request.note or ""
+
+
+def _confirm_adjustment(request: actions.AdjustmentRequest) -> None:
+    with st.container(border=True):
+        verb = "Grant" if request.amount > 0 else "Deduct"
+        direction = "to" if request.amount > 0 else "from"
+        st.markdown(
+            f"**{verb} {abs(request.amount):,} credits {direction} "
+            f"{request.organization_name}?**  \nReason: {request.reason}"
+            + (f" · Note: {request.note}" if request.note else "")
+        )
+        before, after = st.columns(2)
+        before.metric("Balance now", f"{request.balance_before:,}")
+        after.metric("Balance after", f"{request.balance_after:,}", f"{request.amount:+,}")
+        confirm, back, _ = st.columns([1, 1, 3])
+        confirm.button(
+            f"Confirm: {verb.lower()} {abs(request.amount):,}",
+            type="primary",
+            key="credits.confirm",
+            on_click=_submit_adjustment,
+        )
+        back.button("Back", key="credits.back", on_click=_edit_adjustment)
+
+
+def _adjustment_form(f: state.Filters, balance: int) -> None:
+    key = st.session_state.setdefault(K_KEY, actions.new_idempotency_key())
+    if st.session_state.get(K_DIRECTION) not in DIRECTIONS:
+        st.session_state[K_DIRECTION] = "grant"
+    st.session_state.setdefault(K_AMOUNT, None)  # an empty field, not 0
+    with st.form("credits.adjust_form", border=True):
+        st.radio(
+            "Action",
+            options=list(DIRECTIONS),
+            format_func=DIRECTIONS.__getitem__,
+            key=K_DIRECTION,
+            horizontal=True,
+        )
+        left, right = st.columns(2)
+        left.number_input(
+            "Credits", min_value=None, step=1, key=K_AMOUNT, placeholder="a positive whole number"
+        )
+        right.selectbox(
+            "Reason",
+            actions.ADJUSTMENT_REASONS,
+            index=None,
+            key=K_REASON,
+            placeholder="Choose a reason",
+        )
+        st.text_area("Note", key=K_NOTE, placeholder="Ticket, invoice or context (optional)")
+        submitted = st.form_submit_button("Review adjustment", type="primary")
+    if not submitted:
+        return
+    try:
+        request = actions.check_adjustment(
+            organization_id=f.organization_id,
+            organization_name=f.organization.name,
+            direction=st.session_state.get(K_DIRECTION),
+            amount=st.session_state.get(K_AMOUNT),
+            reason=st.session_state.get(K_REASON),
+            note=st.session_state.get(K_NOTE),
+            balance=balance,
+            idempotency_key=key,
+        )
+    except InvalidInput as exc:
+        st.error(f"{exc} Nothing was changed.", icon=":material/block:")
+        return
+    st.session_state[K_PENDING] = request
+    st.rerun()
+
+
+def _adjustment(f: state.Filters, balance: int) -> None:
+    st.subheader("Adjust credits")
+    request = st.session_state.get(K_PENDING)
+    if isinstance(request, actions.AdjustmentRequest):
+        if request.organization_id == f.organization_id:
+            _confirm_adjustment(request)
+            return
+        st.session_state.pop(K_PENDING)  # drafted for another organization
+    _adjustment_form(f, balance)
+
+
+# ------------------------------------------------------------------------ reversal
+
+
+def _submit_reversal() -> None:
+    request = st.session_state.get(K_REVERSAL)
+    if not isinstance(request, actions.ReversalRequest):
+        return
+    try:
+        entry = actions.apply_reversal(request)
+    except (auth.AccessDenied, DashboardError) as exc:
+        st.session_state.pop(K_REVERSAL, None)
+        ui.flash(FLASH, "error", ui.describe_write_error(exc))
+    except ui.EXPECTED_ERRORS as exc:
+        ui.flash(FLASH, "error", ui.describe_write_error(exc))
+    else:
+        st.session_state.pop(K_REVERSAL, None)
+        ui.flash(
+            FLASH,
+            "success",
+            f"Reversed ledger entry {request.entry_id} ({entry.amount:+,} credits, entry "
+            f"{entry.id}). New balance: {entry.balance_after:,} credits.",
+        )
+
+
+def _cancel_reversal() -> None:
+    st.session_state.pop(K_REVERSAL, None)
+
+
+def _reversal(f: state.Filters, entries: pd.DataFrame, balance: int) -> None:
+    request = st.session_state.get(K_REVERSAL)
+    if (
+        isinstance(request, actions.ReversalRequest)
+        and request.organization_id != f.organization_id
+    ):
+        st.session_state.pop(K_REVERSAL)
+        request = None
+    with st.expander("Reverse a ledger entry", expanded=request is not None):
+        if isinstance(request, actions.ReversalRequest):
+            st.markdown(
+                f"**Reverse entry {request.entry_id}** ({request.entry_kind}, "
+                f"{request.entry_amount:+,} credits)?  \nReason: {request.reason}"
+            )
+            before, after = st.columns(2)
+            before.metric("Balance now", f"{request.balance_before:,}")
+            after.metric(
+                "Balance after", f"{request.balance_after:,}", f"{-request.entry_amount:+,}"
+            )
+            confirm, cancel, _ = st.columns([1, 1, 3])
+            confirm.button(
+                "Confirm reversal",
+                type="primary",
+                key="credits.reverse_confirm",
+                on_click=_submit_reversal,
+            )
+            cancel.button("Cancel", key="credits.reverse_cancel", on_click=_cancel_reversal)
+            return
+        reversible = entries[(entries["kind"] != "reversal") & entries["reversed_by_id"].isna()]
+        if reversible.empty:
+            st.caption("No entry on this ledger page can be reversed.")
+            return
+        labels = {
+            int(row["id"]): f"#{row['id']} · {row['kind']} {row['amount']:+,} · "
+            f"{row['reason']} · {row['actor']}"
+            for row in reversible.to_dict("records")
+        }
+        with st.form("credits.reverse_form"):
+            st.selectbox(
+                "Entry (from the ledger page shown)",
+                options=list(labels),
+                format_func=labels.__getitem__,
+                index=None,
+                key="credits.reverse_entry",
+                placeholder="Choose an entry",
+            )
+            st.selectbox(
+                "Reason",
+                actions.REVERSAL_REASONS,
+                index=None,
+                key="credits.reverse_reason",
+                placeholder="Choose a reason",
+            )
+            st.text_input("Note", key="credits.reverse_note")
+            submitted = st.form_submit_button("Review reversal")
+        if not submitted:
+            return
+        entry_id = st.session_state.get("credits.reverse_entry")
+        chosen = reversible[reversible["id"] == entry_id]
+        try:
+            if chosen.empty:
+                raise InvalidInput("Choose the ledger entry to reverse.")
+            row = chosen.iloc[0]
+            reversal = actions.check_reversal(
+                organization_id=f.organization_id,
+                entry_id=int(row["id"]),
+                entry_amount=int(row["amount"]),
+                entry_kind=str(row["kind"]),
+                reason=st.session_state.get("credits.reverse_reason"),
+                note=st.session_state.get("credits.reverse_note"),
+                balance=balance,
+            )
+        except InvalidInput as exc:
+            st.error(f"{exc} Nothing was changed.", icon=":material/block:")
+            return
+        st.session_state[K_REVERSAL] = reversal
+        st.rerun()
+
+
+# -------------------------------------------------------------------------- ledger
+
+
+def _older(cursor: tuple[dt.datetime, int]) -> None:
+    st.session_state[K_CURSORS] = [*st.session_state.get(K_CURSORS, []), cursor]
+
+
+def _newer() -> None:
+    st.session_state[K_CURSORS] = st.session_state.get(K_CURSORS, [])[:-1]
+
+
+def ledger_csv_name(f: state.Filters, *, kinds: tuple[str, ...], actor: str) -> str:
+    parts = ["ledger", f.organization.slug, f.start.isoformat(), f.end.isoformat()]
+    if kinds:
+        parts.append("kind-" + "-".join(sorted(kinds)))
+    slug = re.sub(r"[^a-z0-9]+", "-", actor.strip().lower()).strip("-")
+    if slug:
+        parts.append(f"actor-{slug}")
+    return "_".join(parts) + ".csv"
+
+
+def ledger_table(entries: pd.DataFrame, timezone: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "Entry": entries["id"],
+            "Time": ui.local_times(entries["created_at"], timezone),
+            "Kind": entries["kind"],
+            "Amount": entries["amount"],
+            "Balance after": entries["balance_after"],
+            "Reason": entries["reason"],
+            "Note": entries["note"],
+            "Actor": entries["actor"],
+            "Reverses": entries["reverses_id"],
+            "Reversed by": entries["reversed_by_id"],
+        }
+    )
+
+
+def _ledger(f: state.Filters, *, balance: int, can_adjust: bool) -> None:
+    st.subheader("Ledger")
+    left, right = st.columns(2)
+    kinds = tuple(left.multiselect("Kinds", LEDGER_KINDS, key=K_KINDS, placeholder="All kinds"))
+    actor = right.text_input("Actor contains", key=K_ACTOR, placeholder="part of an email")
+    scope = (f.organization_id, kinds, actor.strip(), f.start, f.end)
+    if st.session_state.get(K_CURSORS_FOR) != scope:
+        st.session_state[K_CURSORS_FOR] = scope
+        st.session_state[K_CURSORS] = []
+    cursors: list[tuple[dt.datetime, int]] = st.session_state[K_CURSORS]
+    page = data.ledger_page(
+        f.organization_id,
+        kinds=kinds,
+        actor=actor.strip(),
+        start=f.start,
+        end=f.end,
+        limit=LEDGER_PAGE,
+        after=cursors[-1] if cursors else None,
+    )
+    entries = page.entries
+    if entries.empty:
+        st.info(
+            f"No ledger entries in {f.period_label} match these filters. Widen the dates in "
+            "the sidebar or clear the kind and actor filters."
+        )
+    else:
+        st.dataframe(
+            ledger_table(entries, f.timezone),
+            hide_index=True,
+            column_config={
+                "Entry": st.column_config.NumberColumn(format="plain"),
+                "Time": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm z"),
+                "Amount": st.column_config.NumberColumn(format="%+d"),
+                "Balance after": st.column_config.NumberColumn(format="localized"),
+                "Reverses": st.column_config.NumberColumn(format="plain"),
+                "Reversed by": st.column_config.NumberColumn(format="plain"),
+            },
+            key="credits.ledger",
+        )
+    first = len(cursors) * LEDGER_PAGE + 1
+    st.caption(
+        (f"Entries {first:,}–{first + len(entries) - 1:,}, newest first. " if len(entries) else "")
+        + f"Dates are {f.organization.name}'s own days; times in {f.timezone}."
+    )
+    newer, older, download, _ = st.columns([1, 1, 2, 2])
+    newer.button("← Newer", key="credits.newer", on_click=_newer, disabled=not cursors)
+    cursor = page.next_cursor
+    older.button(
+        "Older →",
+        key="credits.older",
+        on_click=_older,
+        args=((cursor.created_at, cursor.id),) if cursor else ((dt.datetime.min, 0),),
+        disabled=cursor is None,
+    )
+    organization_id, start, end, timezone = f.organization_id, f.start, f.end, f.timezone
+
+    def every_entry() -> bytes:
+        rows = data.ledger_all(organization_id, kinds=kinds, actor=actor, start=start, end=end)
+        return ledger_table(rows, timezone).to_csv(index=False).encode()
+
+    download.download_button(
+        "Download CSV (all pages)",
+        data=every_entry,
+        file_name=ledger_csv_name(f, kinds=kinds, actor=actor),
+        mime="text/csv",
+        icon=":material/download:",
+        key="credits.download",
+        on_click="ignore",
+        disabled=entries.empty,
+    )
+    if can_adjust:
+        _reversal(f, entries, balance)
+
+
+def render() -> None:
+    f = state.current()
+    user = auth.current_user()
+    ui.page_header(
+        f"Credits · {f.organization.name}",
+        f"{f.organization.plan.capitalize()} plan · ledger dates {f.period_label}",
+    )
+    ui.show_flash(FLASH)
+    balance = _balance(f)
+    if balance is None:
+        return
+    if user.can("adjust_credits"):
+        with ui.section("The adjustment form"):
+            _adjustment(f, balance)
+    else:
+        if st.session_state.pop(K_PENDING, None) or st.session_state.pop(K_REVERSAL, None):
+            st.error(
+                f"{user.email} ({user.role}) may not adjust credits; the request was "
+                "discarded. Nothing was changed.",
+                icon=":material/block:",
+            )
+        st.caption(f"Your role ({user.role}) can read credits but not adjust them.")
+    with ui.section("The ledger"):
+        _ledger(f, balance=balance, can_adjust=user.can("adjust_credits"))
+    with ui.section("Granted against consumed"):
+        st.subheader("Granted, deducted and consumed")
+        df = data.granted_vs_consumed(f.organization_id, f.start, f.end, granularity=f.granularity)
+        st.plotly_chart(
+            charts.granted_vs_consumed(df, granularity=f.granularity), key="credits.flow_chart"
+        )
+
+
+render()

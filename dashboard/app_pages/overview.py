@@ -1,0 +1,242 @@
+"""Overview (managers): an organization's KPIs against the previous period, its timeline
+by type, its top users, and a drill-down into its most recent generations."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Final
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, data, state, ui
+
+PAGE_SIZE: Final = 25
+TOP_USERS: Final = 25
+WHOLE_ORG: Final = 0
+K_SCOPE: Final = "overview.scope"  # 0 = the whole organization, else a user id
+K_CURSORS: Final = "overview.cursors"  # keyset cursors of the older pages visited
+K_CURSORS_FOR: Final = "overview.cursors_for"  # (organization, scope) they belong to
+K_METRIC: Final = "overview.metric"
+
+
+def _kpis(f: state.Filters) -> bool:
+    """The KPI tiles; False when the period has no generations at all."""
+    kpis = data.period_kpis(f.organization_id, f.start, f.end, utc=f.utc)
+    info = data.organization(f.organization_id)
+    previous_end = f.start - dt.timedelta(days=1)
+    previous_start = previous_end - dt.timedelta(days=f.days - 1)
+    against = f"Change against the previous {f.days} days ({previous_start} – {previous_end})."
+    tiles = st.columns(4)
+    tiles[0].metric(
+        "Generations",
+        ui.number(kpis.generations),
+        ui.change(kpis.generations_change),
+        help=against,
+        border=True,
+    )
+    tiles[1].metric(
+        "Credits consumed",
+        ui.number(kpis.credits),
+        ui.change(kpis.credits_change),
+        help=against,
+        border=True,
+    )
+    tiles[2].metric(
+        "Active users",
+        ui.number(kpis.active_users),
+        ui.change(kpis.active_users_change),
+        help=f"Users with at least one generation. {against}",
+        border=True,
+    )
+    tiles[3].metric(
+        "Credit balance",
+        ui.number(info.balance) if info else "–",
+        help="The organization's shared credit pool, now.",
+        border=True,
+    )
+    if kpis.generations == 0:
+        st.info(
+            f"{f.organization.name} made no generations in {f.period_label}. "
+            "Choose a longer period or another organization in the sidebar.",
+            icon=":material/info:",
+        )
+        return False
+    return True
+
+
+def _timeline(f: state.Filters) -> None:
+    st.subheader("Timeline by type")
+    metric = st.segmented_control(
+        "Show",
+        options=("credits", "generations"),
+        format_func=str.capitalize,
+        default="credits",
+        key=K_METRIC,
+        label_visibility="collapsed",
+    )
+    df = data.timeline_by_type(
+        f.organization_id, f.start, f.end, granularity=f.granularity, utc=f.utc
+    )
+    st.plotly_chart(
+        charts.timeline_by_type(
+            df,
+            metric="generations" if metric == "generations" else "credits",
+            granularity=f.granularity,
+        ),
+        key="overview.timeline",
+    )
+    zone = "UTC" if f.utc else f"{f.organization.timezone} (the organization's own)"
+    st.caption(f"Buckets by {f.granularity}, dates in {zone}.")
+
+
+def _users(f: state.Filters) -> None:
+    st.subheader("Top users")
+    top = data.top_users(f.organization_id, f.start, f.end, limit=TOP_USERS, utc=f.utc)
+    if top.empty:
+        st.caption("No user made a generation in this period.")
+        return
+    left, right = st.columns([3, 2])
+    table = top.rename(
+        columns={
+            "name": "User",
+            "email": "Email",
+            "generations": "Generations",
+            "credits": "Credits",
+            "credit_share": "Share of credits",
+        }
+    ).drop(columns=["user_id"])
+    left.dataframe(
+        table,
+        hide_index=True,
+        column_config={
+            "Generations": st.column_config.NumberColumn(format="localized"),
+            "Credits": st.column_config.NumberColumn(format="localized"),
+            "Share of credits": st.column_config.ProgressColumn(
+                format="percent", min_value=0.0, max_value=1.0
+            ),
+        },
+        key="overview.top_users",
+    )
+    right.plotly_chart(charts.top_users(top), key="overview.top_users_chart")
+
+
+def _scope_options(users: pd.DataFrame) -> dict[int, str]:
+    options = {WHOLE_ORG: "The whole organization"}
+    for row in users.to_dict("records"):
+        options[int(row["id"])] = f"{row['name']} · {row['email']}"
+    return options
+
+
+def _older(cursor: tuple[dt.datetime, int]) -> None:
+    st.session_state[K_CURSORS] = [*st.session_state.get(K_CURSORS, []), cursor]
+
+
+def _newer() -> None:
+    st.session_state[K_CURSORS] = st.session_state.get(K_CURSORS, [])[:-1]
+
+
+def _newest() -> None:
+    st.session_state[K_CURSORS] = []
+
+
+def _drilldown(f: state.Filters) -> None:
+    st.subheader("Most recent generations")
+    users = data.users(f.organization_id)
+    options = _scope_options(users)
+    if st.session_state.get(K_SCOPE) not in options:
+        st.session_state[K_SCOPE] = WHOLE_ORG
+    scope = st.selectbox(
+        "Generations of",
+        options=list(options),
+        format_func=options.__getitem__,
+        key=K_SCOPE,
+        help="Type part of a name or email to find a user.",
+    )
+    user_id = None if scope == WHOLE_ORG else int(scope)
+    # A new organization or user starts again from the newest generations.
+    if st.session_state.get(K_CURSORS_FOR) != (f.organization_id, scope):
+        st.session_state[K_CURSORS_FOR] = (f.organization_id, scope)
+        st.session_state[K_CURSORS] = []
+    cursors: list[tuple[dt.datetime, int]] = st.session_state[K_CURSORS]
+
+    if user_id is not None:
+        df = data.timeline_by_type(
+            f.organization_id,
+            f.start,
+            f.end,
+            granularity=f.granularity,
+            utc=f.utc,
+            user_id=user_id,
+        )
+        st.plotly_chart(
+            charts.timeline_by_type(df, metric="credits", granularity=f.granularity),
+            key="overview.user_timeline",
+        )
+
+    page = data.recent_generations(
+        f.organization_id,
+        user_id=user_id,
+        limit=PAGE_SIZE,
+        before=cursors[-1] if cursors else None,
+    )
+    rows = page.rows
+    if rows.empty:
+        st.caption("No generations yet." if not cursors else "No older generations.")
+    else:
+        shown = pd.DataFrame(
+            {
+                "Time": ui.local_times(rows["created_at"], f.timezone),
+                "User": rows["user_name"],
+                "Type": rows["type"],
+                "Credits": rows["credits"],
+                "Id": rows["id"],
+            }
+        )
+        st.dataframe(
+            shown,
+            hide_index=True,
+            column_config={
+                "Time": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss z"),
+                "Id": st.column_config.NumberColumn(format="plain"),
+            },
+            key="overview.recent",
+        )
+    first = len(cursors) * PAGE_SIZE + 1
+    st.caption(
+        f"Generations {first:,}–{first + len(rows) - 1:,} from the newest, times in {f.timezone}."
+        if len(rows)
+        else f"Times in {f.timezone}."
+    )
+    newest, newer, older, _ = st.columns([1, 1, 1, 3])
+    newest.button("Newest", key="overview.newest", on_click=_newest, disabled=not cursors)
+    newer.button("← Newer", key="overview.newer", on_click=_newer, disabled=not cursors)
+    cursor = page.next_cursor
+    older.button(
+        "Older →",
+        key="overview.older",
+        on_click=_older,
+        args=((cursor.created_at, cursor.id),) if cursor else ((dt.datetime.min, 0),),
+        disabled=cursor is None,
+    )
+
+
+def render() -> None:
+    f = state.current()
+    ui.page_header(
+        f"Overview · {f.organization.name}",
+        f"{f.organization.plan.capitalize()} plan · {f.period_label}",
+    )
+    has_data = False
+    with ui.section("The key figures"):
+        has_data = _kpis(f)
+        if has_data:
+            _timeline(f)
+    if has_data:
+        with ui.section("Top users"):
+            _users(f)
+    with ui.section("The most recent generations"):
+        _drilldown(f)
+
+
+render()

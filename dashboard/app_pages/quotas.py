@@ -1,0 +1,301 @@
+"""Quotas (customer success): today's use of every daily limit in each organization's own
+day, who is near or over, an organization's quota history, and changing a daily limit
+(audited, with the current user as actor)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Final
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import actions, auth, charts, data, state, ui
+from queries.errors import DashboardError, InvalidInput
+from queries.models import PLAN_LIMIT_FACTOR
+
+FLASH: Final = "quotas"
+THRESHOLD: Final = 0.8
+ALL_TYPES: Final = ""
+K_SEARCH: Final = "quotas.search"
+K_TYPES: Final = "quotas.types"
+K_STATUSES: Final = "quotas.statuses"
+K_HISTORY_TYPE: Final = "quotas.history_type"
+K_PENDING: Final = "quotas.pending"
+K_TYPE: Final = "quotas.limit_type"
+K_LIMIT: Final = "quotas.limit_value"
+K_EFFECTIVE: Final = "quotas.limit_effective"
+K_REASON: Final = "quotas.limit_reason"
+K_NOTE: Final = "quotas.limit_note"
+STATUSES: Final = ("over", "at limit", "near", "ok")
+
+
+def utilization_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows as shown: readable names; an unlimited ratio (limit 0) left blank."""
+    ratio = df["utilization"].where(df["utilization"].map(math.isfinite))
+    return pd.DataFrame(
+        {
+            "Organization": df["name"],
+            "Type": df["type"],
+            "Used": df["used"],
+            "Daily limit": df["daily_limit"],
+            "Utilization": ratio,
+            "Status": df["status"],
+            "Plan": df["plan"],
+            "Their today": df["date"].dt.date,
+            "Time zone": df["timezone"],
+        }
+    )
+
+
+UTILIZATION_COLUMNS: Final = {
+    "Used": st.column_config.NumberColumn(format="localized"),
+    "Daily limit": st.column_config.NumberColumn(format="localized"),
+    "Utilization": st.column_config.ProgressColumn(
+        format="percent", min_value=0.0, max_value=1.0, help="Used / daily limit"
+    ),
+}
+
+
+def _today() -> None:
+    st.subheader("Today")
+    util = data.quota_utilization(threshold=THRESHOLD)
+    if util.empty:
+        st.info(
+            "No organization has made a generation today (in its own day) yet, so no quota "
+            "is in use. Press Refresh later."
+        )
+        return
+    over = util[util["status"] == "over"]
+    near = util[util["status"].isin(["near", "at limit"])]
+    left, right = st.columns(2)
+    for column, title, rows, key in (
+        (left, "Over the limit", over, "quotas.over"),
+        (right, f"At or above {THRESHOLD:.0%}", near, "quotas.near"),
+    ):
+        column.markdown(f"**{title} ({len(rows)})**")
+        if rows.empty:
+            column.caption("None right now.")
+        else:
+            column.dataframe(
+                utilization_table(rows)[
+                    ["Organization", "Type", "Used", "Daily limit", "Utilization"]
+                ],
+                hide_index=True,
+                column_config=UTILIZATION_COLUMNS,
+                key=key,
+            )
+
+    table_tab, heatmap_tab = st.tabs(["Every organization and type", "Heatmap"])
+    with table_tab:
+        search_col, types_col, status_col = st.columns(3)
+        search = search_col.text_input("Search organization", key=K_SEARCH)
+        types = types_col.multiselect(
+            "Types", sorted(util["type"].unique()), key=K_TYPES, placeholder="All types"
+        )
+        statuses = status_col.multiselect(
+            "Status", STATUSES, key=K_STATUSES, placeholder="Any status"
+        )
+        rows = util
+        if search.strip():
+            needle = search.strip().lower()
+            rows = rows[
+                rows["name"].str.lower().str.contains(needle, regex=False)
+                | rows["slug"].str.contains(needle, regex=False)
+            ]
+        if types:
+            rows = rows[rows["type"].isin(types)]
+        if statuses:
+            rows = rows[rows["status"].isin(statuses)]
+        st.dataframe(
+            utilization_table(rows),
+            hide_index=True,
+            column_config=UTILIZATION_COLUMNS,
+            key="quotas.table",
+        )
+        st.caption(
+            f"{len(rows):,} of {len(util):,} (organization, type) pairs with use today, fullest "
+            "first. A type with no use today is not listed."
+        )
+    with heatmap_tab:
+        st.plotly_chart(charts.utilization_heatmap(util), key="quotas.heatmap")
+
+
+def _history(f: state.Filters) -> None:
+    st.subheader(f"Quota history · {f.organization.name}")
+    types = data.generation_types()
+    labels = {ALL_TYPES: "All types"} | dict(zip(types["type"], types["label"], strict=True))
+    if st.session_state.get(K_HISTORY_TYPE) not in labels:
+        st.session_state[K_HISTORY_TYPE] = ALL_TYPES
+    chosen = st.selectbox(
+        "Type", options=list(labels), format_func=labels.__getitem__, key=K_HISTORY_TYPE
+    )
+    history = data.quota_history(
+        f.organization_id, f.start, f.end, type=chosen if chosen != ALL_TYPES else None
+    )
+    st.plotly_chart(charts.quota_history(history), key="quotas.history_chart")
+    st.caption(
+        f"Days are {f.organization.name}'s own ({f.organization.timezone}), {f.period_label}. "
+        "The dashed line is the limit on days with use or a limit change."
+    )
+
+
+def limits_in_force(
+    history: pd.DataFrame, types: pd.DataFrame, plan: str
+) -> dict[str, tuple[int, str]]:
+    """type -> (limit, where it comes from): the latest day's limit in ``history``, else
+    the plan's default."""
+    latest = (
+        history.dropna(subset=["daily_limit"])
+        .sort_values("date")
+        .drop_duplicates("type", keep="last")
+    )
+    known = {
+        str(row["type"]): (int(row["daily_limit"]), pd.Timestamp(row["date"]))
+        for row in latest.to_dict("records")
+    }
+    factor = PLAN_LIMIT_FACTOR.get(plan, 1.0)
+    out: dict[str, tuple[int, str]] = {}
+    for row in types.to_dict("records"):
+        type_ = str(row["type"])
+        if type_ in known:
+            limit, day = known[type_]
+            out[type_] = (limit, f"set for {day:%Y-%m-%d}")
+        else:
+            out[type_] = (int(row["default_daily_limit"] * factor), f"{plan} plan default")
+    return out
+
+
+def _submit_limit() -> None:
+    request = st.session_state.get(K_PENDING)
+    if not isinstance(request, actions.LimitRequest):
+        return  # already applied by the first click
+    try:
+        change = actions.apply_limit_change(request)
+    except (auth.AccessDenied, DashboardError) as exc:
+        st.session_state.pop(K_PENDING, None)
+        ui.flash(FLASH, "error", ui.describe_write_error(exc))
+    except ui.EXPECTED_ERRORS as exc:
+        ui.flash(FLASH, "error", ui.describe_write_error(exc))
+    else:
+        st.session_state.pop(K_PENDING, None)
+        ui.flash(
+            FLASH,
+            "success",
+            f"The daily {change.type} limit is now {change.new_limit:,} (was "
+            f"{change.old_limit:,}) from {change.effective}; {change.used_on_effective:,} "
+            f"already used that day. Recorded in the audit trail (entry {change.audit_id}).",
+        )
+
+
+def _edit_limit() -> None:
+    request = st.session_state.pop(K_PENDING, None)
+    if isinstance(request, actions.LimitRequest):
+        st.session_state[K_TYPE] = request.type
+        st.session_state[K_LIMIT] = request.daily_limit
+
+
+def _limit(f: state.Filters) -> None:
+    st.subheader(f"Change a daily limit · {f.organization.name}")
+    today = state.today_in(f.organization.timezone)
+    types = data.generation_types()
+    recent = data.quota_history(f.organization_id, today - dt.timedelta(days=90), today)
+    in_force = limits_in_force(recent, types, f.organization.plan)
+    request = st.session_state.get(K_PENDING)
+    if isinstance(request, actions.LimitRequest) and request.organization_id != f.organization_id:
+        st.session_state.pop(K_PENDING)
+        request = None
+    if isinstance(request, actions.LimitRequest):
+        current, source = in_force.get(request.type, (0, "unknown"))
+        with st.container(border=True):
+            st.markdown(
+                f"**Set the daily {request.type} limit of {f.organization.name} from "
+                f"{current:,} to {request.daily_limit:,}, from {request.effective or today}?**"
+                f"  \nReason: {request.reason}"
+            )
+            st.caption(f"The current limit is the one {source}.")
+            confirm, back, _ = st.columns([1, 1, 3])
+            confirm.button(
+                "Confirm limit", type="primary", key="quotas.confirm", on_click=_submit_limit
+            )
+            back.button("Back", key="quotas.back", on_click=_edit_limit)
+        return
+
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "Type": list(in_force),
+                "Daily limit now": [limit for limit, _ in in_force.values()],
+                "From": [source for _, source in in_force.values()],
+            }
+        ),
+        hide_index=True,
+        key="quotas.in_force",
+    )
+    st.session_state.setdefault(K_LIMIT, None)
+    if not isinstance(st.session_state.get(K_EFFECTIVE), dt.date):
+        st.session_state[K_EFFECTIVE] = today
+    labels = dict(zip(types["type"], types["label"], strict=True))
+    with st.form("quotas.limit_form"):
+        left, middle, right = st.columns(3)
+        left.selectbox(
+            "Type",
+            options=list(labels),
+            format_func=lambda t: f"{labels[t]} ({t})",
+            index=None,
+            key=K_TYPE,
+            placeholder="Choose a type",
+        )
+        middle.number_input("New daily limit", min_value=None, step=1, key=K_LIMIT)
+        right.date_input("Effective from", key=K_EFFECTIVE, help="Their own day; today or later.")
+        reason_col, note_col = st.columns(2)
+        reason_col.selectbox(
+            "Reason", actions.LIMIT_REASONS, index=None, key=K_REASON, placeholder="Choose a reason"
+        )
+        note_col.text_input("Note", key=K_NOTE, placeholder="Ticket or context (optional)")
+        submitted = st.form_submit_button("Review change", type="primary")
+    if not submitted:
+        return
+    try:
+        limit_request = actions.check_limit_change(
+            organization_id=f.organization_id,
+            type=st.session_state.get(K_TYPE),
+            daily_limit=st.session_state.get(K_LIMIT),
+            reason=st.session_state.get(K_REASON),
+            note=st.session_state.get(K_NOTE),
+            effective=st.session_state.get(K_EFFECTIVE),
+            today=today,
+        )
+    except InvalidInput as exc:
+        st.error(f"{exc} Nothing was changed.", icon=":material/block:")
+        return
+    st.session_state[K_PENDING] = limit_request
+    st.rerun()
+
+
+def render() -> None:
+    f = state.current()
+    user = auth.current_user()
+    ui.page_header(
+        "Quotas", "Daily limits per organization and type, in each organization's own day."
+    )
+    ui.show_flash(FLASH)
+    with ui.section("Today's utilization"):
+        _today()
+    with ui.section("The quota history"):
+        _history(f)
+    if user.can("change_limits"):
+        with ui.section("The limit form"):
+            _limit(f)
+    else:
+        if st.session_state.pop(K_PENDING, None):
+            st.error(
+                f"{user.email} ({user.role}) may not change daily limits; the request was "
+                "discarded. Nothing was changed.",
+                icon=":material/block:",
+            )
+        st.caption(f"Your role ({user.role}) can read quotas but not change limits.")
+
+
+render()

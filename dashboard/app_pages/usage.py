@@ -1,0 +1,131 @@
+"""Usage review (finance): every organization ranked by credits consumed in the period,
+granted against consumed, current balances, the monthly trend, and a CSV of exactly the
+table shown."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Final
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, data, state, ui
+
+K_PLANS: Final = "usage.plans"
+K_SEARCH: Final = "usage.search"
+
+COLUMNS: Final = {
+    "rank": "Rank",
+    "name": "Organization",
+    "slug": "Slug",
+    "plan": "Plan",
+    "generations": "Generations",
+    "credits_consumed": "Credits consumed",
+    "credits_granted": "Credits granted",
+    "credits_deducted": "Credits deducted",
+    "balance": "Balance",
+    "share": "Share of consumption %",
+}
+
+
+def ranking_table(df: pd.DataFrame, *, plans: Sequence[str], search: str) -> pd.DataFrame:
+    """The ranking as shown and downloaded: filtered by plan and by a name/slug search,
+    with readable column names and the share in percent."""
+    rows = df
+    if plans:
+        rows = rows[rows["plan"].isin(list(plans))]
+    needle = search.strip().lower()
+    if needle:
+        rows = rows[
+            rows["name"].str.lower().str.contains(needle, regex=False)
+            | rows["slug"].str.contains(needle, regex=False)
+        ]
+    table = rows[list(COLUMNS)].assign(share=(rows["share"] * 100).round(2))
+    return table.rename(columns=COLUMNS).reset_index(drop=True)
+
+
+def csv_name(f: state.Filters, *, plans: Sequence[str], search: str) -> str:
+    """``usage_<start>_<end>[_plan-a-b][_search-x].csv``: the filters travel with the file."""
+    parts = ["usage", f.start.isoformat(), f.end.isoformat()]
+    if plans:
+        parts.append("plan-" + "-".join(sorted(plans)))
+    slug = re.sub(r"[^a-z0-9]+", "-", search.strip().lower()).strip("-")
+    if slug:
+        parts.append(f"search-{slug}")
+    return "_".join(parts) + ".csv"
+
+
+def render() -> None:
+    f = state.current()
+    ui.page_header(
+        "Usage review",
+        f"All organizations, ranked by credits consumed in {f.period_label} "
+        "(each organization's own days). Balances are current.",
+    )
+    with ui.section("The ranking"):
+        usage = data.all_orgs_usage(f.start, f.end)
+        left, right = st.columns([1, 2])
+        plans = left.multiselect(
+            "Plans", sorted(usage["plan"].unique()), key=K_PLANS, placeholder="All plans"
+        )
+        search = right.text_input("Search organization", key=K_SEARCH, placeholder="name or slug")
+        table = ranking_table(usage, plans=plans, search=search)
+        totals = st.columns(4)
+        totals[0].metric("Organizations", ui.number(len(table)), border=True)
+        totals[1].metric(
+            "Credits consumed", ui.number(int(table["Credits consumed"].sum())), border=True
+        )
+        totals[2].metric(
+            "Credits granted", ui.number(int(table["Credits granted"].sum())), border=True
+        )
+        totals[3].metric("Generations", ui.number(int(table["Generations"].sum())), border=True)
+        if table.empty:
+            st.info("No organization matches these filters. Clear the plan or search filter.")
+        else:
+            if int(table["Credits consumed"].sum()) == 0:
+                st.info(
+                    f"No credits were consumed in {f.period_label}. Choose another period in "
+                    "the sidebar."
+                )
+            st.dataframe(
+                table,
+                hide_index=True,
+                column_config={
+                    "Rank": st.column_config.NumberColumn(format="plain", width="small"),
+                    "Generations": st.column_config.NumberColumn(format="localized"),
+                    "Credits consumed": st.column_config.NumberColumn(format="localized"),
+                    "Credits granted": st.column_config.NumberColumn(format="localized"),
+                    "Credits deducted": st.column_config.NumberColumn(format="localized"),
+                    "Balance": st.column_config.NumberColumn(format="localized"),
+                    "Share of consumption %": st.column_config.ProgressColumn(
+                        format="%.1f %%", min_value=0.0, max_value=100.0
+                    ),
+                },
+                key="usage.table",
+            )
+        st.download_button(
+            "Download CSV",
+            data=table.to_csv(index=False).encode(),
+            file_name=csv_name(f, plans=plans, search=search),
+            mime="text/csv",
+            icon=":material/download:",
+            key="usage.download",
+            on_click="ignore",
+            disabled=table.empty,
+        )
+        shown = table.rename(columns={v: k for k, v in COLUMNS.items()})
+        st.plotly_chart(charts.usage_ranking(shown), key="usage.ranking_chart")
+
+    with ui.section("The monthly trend"):
+        st.subheader("Monthly trend, all organizations")
+        monthly = data.monthly_credits(f.start, f.end)
+        st.plotly_chart(charts.monthly_trend(monthly), key="usage.monthly_chart")
+        st.caption(
+            "Months cut by the period are partial. Granted includes grants and refunds; "
+            "consumed is what generations used."
+        )
+
+
+render()

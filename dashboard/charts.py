@@ -1,0 +1,220 @@
+"""Plotly figures, each built from a DataFrame by a small function (no Streamlit here),
+so they can be tested without a browser. An empty frame gives a figure that says so."""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+HEIGHT: Final = 340
+GRAIN_LABEL: Final = {"day": "Day", "week": "Week (from Monday)", "month": "Month"}
+# One colour per generation type, in every chart.
+TYPE_COLORS: Final = {
+    "chat": "#2563eb",
+    "image": "#16a34a",
+    "image_hd": "#84cc16",
+    "voice": "#f59e0b",
+    "video": "#dc2626",
+}
+GRANTED: Final = "#16a34a"
+DEDUCTED: Final = "#f59e0b"
+CONSUMED: Final = "#2563eb"
+
+
+def _layout(
+    fig: go.Figure, *, y_title: str, x_title: str | None = None, height: int = HEIGHT
+) -> go.Figure:
+    fig.update_layout(
+        height=height,
+        margin={"l": 8, "r": 8, "t": 36, "b": 8},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "title": None},
+        yaxis_title=y_title,
+        xaxis_title=x_title,
+        hovermode="x unified",
+    )
+    return fig
+
+
+def empty(message: str) -> go.Figure:
+    """A blank figure that says why there is nothing to draw."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, font={"size": 14}, x=0.5, y=0.5)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(height=HEIGHT // 2, margin={"l": 8, "r": 8, "t": 8, "b": 8})
+    return fig
+
+
+def timeline_by_type(
+    df: pd.DataFrame,
+    *,
+    metric: Literal["generations", "credits"],
+    granularity: str = "day",
+) -> go.Figure:
+    """Stacked bars of ``metric`` per bucket, one colour per type.
+
+    ``df``: bucket, type, generations, credits (as ``timelines.generation_timeline``).
+    """
+    if df.empty or int(df[metric].sum()) == 0:
+        return empty(f"No {metric} in this period.")
+    fig = px.bar(
+        df,
+        x="bucket",
+        y=metric,
+        color="type",
+        color_discrete_map=TYPE_COLORS,
+        category_orders={"type": sorted(df["type"].unique())},
+    )
+    fig.update_layout(barmode="stack")
+    return _layout(fig, y_title=metric.capitalize(), x_title=GRAIN_LABEL.get(granularity))
+
+
+def top_users(df: pd.DataFrame, *, top: int = 10) -> go.Figure:
+    """Horizontal bars of credits per user, largest on top.
+
+    ``df``: name, email, generations, credits (as ``timelines.top_users``).
+    """
+    if df.empty:
+        return empty("No user made a generation in this period.")
+    shown = df.nlargest(top, "credits").iloc[::-1]
+    fig = px.bar(
+        shown,
+        x="credits",
+        y="name",
+        orientation="h",
+        hover_data={"email": True, "generations": ":,"},
+        color_discrete_sequence=[CONSUMED],
+    )
+    fig.update_layout(hovermode="closest")
+    return _layout(fig, y_title="", x_title="Credits")
+
+
+def usage_ranking(df: pd.DataFrame, *, top: int = 15) -> go.Figure:
+    """Grouped bars of credits consumed and granted for the ``top`` consumers.
+
+    ``df``: name, credits_consumed, credits_granted (as ``usage.all_orgs_usage``).
+    """
+    if df.empty or int(df["credits_consumed"].sum() + df["credits_granted"].sum()) == 0:
+        return empty("No credits were consumed or granted in this period.")
+    shown = df.nlargest(top, "credits_consumed")
+    fig = go.Figure(
+        [
+            go.Bar(
+                name="Consumed", x=shown["name"], y=shown["credits_consumed"], marker_color=CONSUMED
+            ),
+            go.Bar(
+                name="Granted", x=shown["name"], y=shown["credits_granted"], marker_color=GRANTED
+            ),
+        ]
+    )
+    fig.update_layout(barmode="group")
+    return _layout(fig, y_title="Credits")
+
+
+def monthly_trend(df: pd.DataFrame) -> go.Figure:
+    """Credits consumed and granted per month, all organizations.
+
+    ``df``: month, credits_consumed, credits_granted (as ``usage.all_orgs_monthly_credits``).
+    """
+    if df.empty or int(df["credits_consumed"].sum() + df["credits_granted"].sum()) == 0:
+        return empty("No credits were consumed or granted in these months.")
+    fig = go.Figure(
+        [
+            go.Bar(name="Consumed", x=df["month"], y=df["credits_consumed"], marker_color=CONSUMED),
+            go.Bar(name="Granted", x=df["month"], y=df["credits_granted"], marker_color=GRANTED),
+        ]
+    )
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(dtick="M1", tickformat="%b %Y")
+    return _layout(fig, y_title="Credits", x_title="Month")
+
+
+def granted_vs_consumed(df: pd.DataFrame, *, granularity: str = "month") -> go.Figure:
+    """Credits granted, deducted and consumed per bucket for one organization.
+
+    ``df``: bucket, credits_granted, credits_deducted, credits_consumed.
+    """
+    total = df[["credits_granted", "credits_deducted", "credits_consumed"]].to_numpy().sum()
+    if df.empty or int(total) == 0:
+        return empty("No credits moved in this period.")
+    fig = go.Figure(
+        [
+            go.Bar(name="Granted", x=df["bucket"], y=df["credits_granted"], marker_color=GRANTED),
+            go.Bar(
+                name="Deducted", x=df["bucket"], y=df["credits_deducted"], marker_color=DEDUCTED
+            ),
+            go.Bar(
+                name="Consumed", x=df["bucket"], y=df["credits_consumed"], marker_color=CONSUMED
+            ),
+        ]
+    )
+    fig.update_layout(barmode="group")
+    return _layout(fig, y_title="Credits", x_title=GRAIN_LABEL.get(granularity))
+
+
+def quota_history(df: pd.DataFrame) -> go.Figure:
+    """Daily use (solid) against the daily limit (dashed), one colour per type.
+
+    ``df``: date, type, used, daily_limit (as ``quotas.quota_history``).
+    """
+    if df.empty:
+        return empty("No generations in this period, so there is no quota history.")
+    fig = go.Figure()
+    for type_, rows in df.groupby("type", sort=True):
+        color = TYPE_COLORS.get(str(type_), "#6b7280")
+        fig.add_trace(
+            go.Scatter(
+                x=rows["date"],
+                y=rows["used"],
+                name=f"{type_} used",
+                mode="lines+markers",
+                line={"color": color},
+            )
+        )
+        limits = rows["daily_limit"].astype("float64")
+        fig.add_trace(
+            go.Scatter(
+                x=rows["date"],
+                y=limits,
+                name=f"{type_} limit",
+                mode="lines",
+                line={"color": color, "dash": "dash", "shape": "hv"},
+                connectgaps=False,
+            )
+        )
+    return _layout(fig, y_title="Generations per day", x_title="Day (organization's own)")
+
+
+def utilization_heatmap(df: pd.DataFrame, *, top: int = 25) -> go.Figure:
+    """Today's utilization (used / limit) of the ``top`` fullest organizations, per type.
+
+    ``df``: name, type, utilization (as ``quotas.all_orgs_quota_utilization``).
+    """
+    if df.empty:
+        return empty("No organization has used anything today.")
+    finite = df.assign(utilization=df["utilization"].clip(upper=2.0))
+    order = finite.groupby("name")["utilization"].max().nlargest(top).index
+    grid = (
+        finite[finite["name"].isin(order)]
+        .pivot_table(index="name", columns="type", values="utilization", aggfunc="max")
+        .reindex(order)
+    )
+    fig = go.Figure(
+        go.Heatmap(
+            z=grid.to_numpy(),
+            x=list(grid.columns),
+            y=list(grid.index),
+            zmin=0,
+            zmax=1.2,
+            colorscale=[[0, "#e0f2fe"], [0.66, "#fde68a"], [0.83, "#f97316"], [1, "#b91c1c"]],
+            colorbar={"title": "used / limit", "tickformat": ".0%"},
+            hovertemplate="%{y} · %{x}: %{z:.0%}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    fig = _layout(fig, y_title="", x_title="Type", height=max(HEIGHT, 22 * len(grid) + 80))
+    fig.update_layout(hovermode="closest")
+    return fig

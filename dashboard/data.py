@@ -1,0 +1,419 @@
+"""The pages' only way to the database: the cached engine and cached reads.
+
+- :func:`engine` is the process's one engine (``queries.db.get_engine``), kept with
+  ``st.cache_resource``.
+- Every read is a thin ``st.cache_data`` wrapper around a ``queries`` function, keyed on
+  plain values (ids, dates, strings, tuples; never a connection), with a ``ttl`` that
+  fits how fast the data moves and a ``max_entries`` bound.
+- Each cached result carries the time it was read; :func:`as_of` is the oldest one a
+  page used in this run ("data as of HH:MM").
+- :func:`clear` empties every cache: after each write and on "Refresh".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final, Generic, TypeVar
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import Engine
+
+from queries import audit, generations, orgs, quotas, timelines, usage
+from queries.db import get_engine
+
+T = TypeVar("T")
+
+# How long a read may be served from the cache, by how fast it changes.
+REFERENCE_TTL: Final = dt.timedelta(minutes=10)  # organizations, users, types
+HISTORY_TTL: Final = dt.timedelta(minutes=5)  # timelines and rankings over days
+LIVE_TTL: Final = dt.timedelta(minutes=1)  # today's quotas, balances, ledgers, recent rows
+_AS_OF: Final = "data._as_of"
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched(Generic[T]):
+    """A result and when it was read from the database."""
+
+    value: T
+    at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+
+@st.cache_resource(show_spinner=False)
+def engine() -> Engine:
+    """The process-wide runtime engine (pooled, safe behind PgBouncer)."""
+    return get_engine()
+
+
+def _read(fn: Callable[..., T], /, **kwargs: object) -> Fetched[T]:
+    with engine().connect() as conn:
+        return Fetched(fn(conn, **kwargs))
+
+
+def _seen(fetched: Fetched[T]) -> T:
+    """Note when ``fetched`` was read (the page shows the oldest) and return its value."""
+    oldest = st.session_state.get(_AS_OF)
+    if not isinstance(oldest, dt.datetime) or fetched.at < oldest:
+        st.session_state[_AS_OF] = fetched.at
+    return fetched.value
+
+
+def begin_run() -> None:
+    """Start a page run: forget the previous run's "as of"."""
+    st.session_state[_AS_OF] = None
+
+
+def as_of() -> dt.datetime | None:
+    """When the oldest data shown in this run was read (UTC), or None if none was."""
+    value = st.session_state.get(_AS_OF)
+    return value if isinstance(value, dt.datetime) else None
+
+
+def clear() -> None:
+    """Forget every cached read (after a write, or when the user asks to refresh)."""
+    st.cache_data.clear()
+
+
+# ------------------------------------------------------------------ organizations
+
+
+@st.cache_data(ttl=REFERENCE_TTL, max_entries=4, show_spinner=False)
+def _organizations() -> Fetched[pd.DataFrame]:
+    return _read(orgs.list_organizations)
+
+
+def organizations() -> pd.DataFrame:
+    """Columns: id, name, slug, plan, timezone."""
+    return _seen(_organizations())
+
+
+@st.cache_data(ttl=LIVE_TTL, max_entries=256, show_spinner=False)
+def _organization(organization_id: int) -> Fetched[orgs.OrganizationInfo | None]:
+    return _read(orgs.get_organization, organization_id=organization_id)
+
+
+def organization(organization_id: int) -> orgs.OrganizationInfo | None:
+    return _seen(_organization(organization_id))
+
+
+@st.cache_data(ttl=REFERENCE_TTL, max_entries=256, show_spinner=False)
+def _users(organization_id: int) -> Fetched[pd.DataFrame]:
+    return _read(orgs.list_users, organization_id=organization_id)
+
+
+def users(organization_id: int) -> pd.DataFrame:
+    """Columns: id, name, email, created_at."""
+    return _seen(_users(organization_id))
+
+
+@st.cache_data(ttl=REFERENCE_TTL, max_entries=4, show_spinner=False)
+def _generation_types() -> Fetched[pd.DataFrame]:
+    return _read(orgs.list_generation_types)
+
+
+def generation_types() -> pd.DataFrame:
+    """Columns: type, label, default_credits, default_daily_limit."""
+    return _seen(_generation_types())
+
+
+# ---------------------------------------------------------------------- timelines
+
+
+@st.cache_data(ttl=HISTORY_TTL, max_entries=256, show_spinner=False)
+def _period_kpis(
+    organization_id: int, start: dt.date, end: dt.date, utc: bool
+) -> Fetched[timelines.PeriodKpis]:
+    return _read(
+        timelines.period_kpis, organization_id=organization_id, start=start, end=end, utc=utc
+    )
+
+
+def period_kpis(
+    organization_id: int, start: dt.date, end: dt.date, *, utc: bool
+) -> timelines.PeriodKpis:
+    return _seen(_period_kpis(organization_id, start, end, utc))
+
+
+@st.cache_data(ttl=HISTORY_TTL, max_entries=256, show_spinner=False)
+def _timeline(
+    organization_id: int,
+    user_id: int | None,
+    start: dt.date,
+    end: dt.date,
+    granularity: str,
+    utc: bool,
+) -> Fetched[pd.DataFrame]:
+    if user_id is None:
+        return _read(
+            timelines.generation_timeline,
+            organization_id=organization_id,
+            start=start,
+            end=end,
+            granularity=granularity,
+            utc=utc,
+            by_type=True,
+        )
+    return _read(
+        timelines.user_timeline,
+        organization_id=organization_id,
+        user_id=user_id,
+        start=start,
+        end=end,
+        granularity=granularity,
+        utc=utc,
+        by_type=True,
+    )
+
+
+def timeline_by_type(
+    organization_id: int,
+    start: dt.date,
+    end: dt.date,
+    *,
+    granularity: str,
+    utc: bool,
+    user_id: int | None = None,
+) -> pd.DataFrame:
+    """Columns: bucket, type, generations, credits (every bucket and type present)."""
+    return _seen(_timeline(organization_id, user_id, start, end, granularity, utc))
+
+
+@st.cache_data(ttl=HISTORY_TTL, max_entries=256, show_spinner=False)
+def _top_users(
+    organization_id: int, start: dt.date, end: dt.date, limit: int, utc: bool
+) -> Fetched[pd.DataFrame]:
+    return _read(
+        timelines.top_users,
+        organization_id=organization_id,
+        start=start,
+        end=end,
+        limit=limit,
+        utc=utc,
+    )
+
+
+def top_users(
+    organization_id: int, start: dt.date, end: dt.date, *, limit: int, utc: bool
+) -> pd.DataFrame:
+    """Columns: user_id, name, email, generations, credits, credit_share."""
+    return _seen(_top_users(organization_id, start, end, limit, utc))
+
+
+@st.cache_data(ttl=LIVE_TTL, max_entries=512, show_spinner=False)
+def _recent_generations(
+    organization_id: int,
+    user_id: int | None,
+    limit: int,
+    before: tuple[dt.datetime, int] | None,
+) -> Fetched[generations.GenerationPage]:
+    cursor = generations.GenerationCursor(*before) if before else None
+    return _read(
+        generations.recent_generations,
+        organization_id=organization_id,
+        user_id=user_id,
+        limit=limit,
+        before=cursor,
+    )
+
+
+def recent_generations(
+    organization_id: int,
+    *,
+    user_id: int | None,
+    limit: int,
+    before: tuple[dt.datetime, int] | None,
+) -> generations.GenerationPage:
+    """Newest first; ``before`` is the (created_at, id) keyset cursor of an older page."""
+    return _seen(_recent_generations(organization_id, user_id, limit, before))
+
+
+# -------------------------------------------------------------------------- usage
+
+
+@st.cache_data(ttl=HISTORY_TTL, max_entries=64, show_spinner=False)
+def _all_orgs_usage(start: dt.date, end: dt.date) -> Fetched[pd.DataFrame]:
+    return _read(usage.all_orgs_usage, start=start, end=end)
+
+
+def all_orgs_usage(start: dt.date, end: dt.date) -> pd.DataFrame:
+    """Columns: rank, organization_id, name, slug, plan, generations, credits_consumed,
+    credits_granted, credits_deducted, balance, share."""
+    return _seen(_all_orgs_usage(start, end))
+
+
+@st.cache_data(ttl=HISTORY_TTL, max_entries=64, show_spinner=False)
+def _monthly_credits(start: dt.date, end: dt.date) -> Fetched[pd.DataFrame]:
+    return _read(usage.all_orgs_monthly_credits, start=start, end=end)
+
+
+def monthly_credits(start: dt.date, end: dt.date) -> pd.DataFrame:
+    """Columns: month, generations, credits_consumed, credits_granted, active_organizations."""
+    return _seen(_monthly_credits(start, end))
+
+
+@st.cache_data(ttl=HISTORY_TTL, max_entries=256, show_spinner=False)
+def _granted_vs_consumed(
+    organization_id: int, start: dt.date, end: dt.date, granularity: str
+) -> Fetched[pd.DataFrame]:
+    return _read(
+        usage.credits_granted_vs_consumed,
+        organization_id=organization_id,
+        start=start,
+        end=end,
+        granularity=granularity,
+    )
+
+
+def granted_vs_consumed(
+    organization_id: int, start: dt.date, end: dt.date, *, granularity: str
+) -> pd.DataFrame:
+    """Columns: bucket, credits_granted, credits_deducted, credits_consumed."""
+    return _seen(_granted_vs_consumed(organization_id, start, end, granularity))
+
+
+@st.cache_data(ttl=LIVE_TTL, max_entries=256, show_spinner=False)
+def _runway(organization_id: int) -> Fetched[usage.Runway | None]:
+    return _read(usage.balance_and_runway, organization_id=organization_id)
+
+
+def runway(organization_id: int) -> usage.Runway | None:
+    """Balance, 30-day burn rate and runway; None if the organization is gone."""
+    return _seen(_runway(organization_id))
+
+
+@st.cache_data(ttl=LIVE_TTL, max_entries=512, show_spinner=False)
+def _ledger_page(
+    organization_id: int,
+    kinds: tuple[str, ...],
+    actor: str,
+    start: dt.date | None,
+    end: dt.date | None,
+    limit: int,
+    after: tuple[dt.datetime, int] | None,
+) -> Fetched[usage.LedgerPage]:
+    return _read(
+        usage.ledger_page,
+        organization_id=organization_id,
+        kinds=list(kinds) or None,
+        actor=actor or None,
+        start=start,
+        end=end,
+        limit=limit,
+        after=usage.LedgerCursor(*after) if after else None,
+    )
+
+
+def ledger_page(
+    organization_id: int,
+    *,
+    kinds: tuple[str, ...],
+    actor: str,
+    start: dt.date | None,
+    end: dt.date | None,
+    limit: int,
+    after: tuple[dt.datetime, int] | None = None,
+) -> usage.LedgerPage:
+    """Newest first; ``after`` is the (created_at, id) keyset cursor of the next page."""
+    return _seen(_ledger_page(organization_id, kinds, actor, start, end, limit, after))
+
+
+def ledger_all(
+    organization_id: int,
+    *,
+    kinds: tuple[str, ...],
+    actor: str,
+    start: dt.date | None,
+    end: dt.date | None,
+    max_rows: int = 20_000,
+) -> pd.DataFrame:
+    """Every entry matching the filters (for a download), up to ``max_rows``, newest
+    first: the keyset pages of :func:`ledger_page` one after the other, uncached."""
+    pages: list[pd.DataFrame] = []
+    cursor: usage.LedgerCursor | None = None
+    rows = 0
+    with engine().connect() as conn:
+        while rows < max_rows:
+            page = usage.ledger_page(
+                conn,
+                organization_id=organization_id,
+                kinds=list(kinds) or None,
+                actor=actor or None,
+                start=start,
+                end=end,
+                limit=min(1000, max_rows - rows),
+                after=cursor,
+            )
+            pages.append(page.entries)
+            rows += len(page.entries)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    return pd.concat(pages, ignore_index=True) if pages else pd.DataFrame()
+
+
+# ------------------------------------------------------------------------- quotas
+
+
+@st.cache_data(ttl=LIVE_TTL, max_entries=8, show_spinner=False)
+def _quota_utilization(threshold: float) -> Fetched[pd.DataFrame]:
+    return _read(quotas.all_orgs_quota_utilization, threshold=threshold)
+
+
+def quota_utilization(*, threshold: float = 0.8) -> pd.DataFrame:
+    """Today's (organization, type) rows in each organization's own day, fullest first.
+    Columns as ``queries.quotas.all_orgs_quota_utilization``."""
+    return _seen(_quota_utilization(threshold))
+
+
+@st.cache_data(ttl=LIVE_TTL, max_entries=256, show_spinner=False)
+def _quota_history(
+    organization_id: int, start: dt.date, end: dt.date, type: str | None
+) -> Fetched[pd.DataFrame]:
+    return _read(
+        quotas.quota_history, organization_id=organization_id, start=start, end=end, type=type
+    )
+
+
+def quota_history(
+    organization_id: int, start: dt.date, end: dt.date, *, type: str | None = None
+) -> pd.DataFrame:
+    """Columns: date, type, used, daily_limit, utilization."""
+    return _seen(_quota_history(organization_id, start, end, type))
+
+
+# -------------------------------------------------------------------------- audit
+
+
+@st.cache_data(ttl=LIVE_TTL, max_entries=128, show_spinner=False)
+def _audit_trail(
+    start: dt.date,
+    end: dt.date,
+    organization_id: int | None,
+    action: str | None,
+    actor: str,
+    limit: int,
+) -> Fetched[pd.DataFrame]:
+    return _read(
+        audit.all_orgs_audit_trail,
+        start=start,
+        end=end,
+        organization_id=organization_id,
+        action=action,
+        actor=actor or None,
+        limit=limit,
+    )
+
+
+def audit_trail(
+    start: dt.date,
+    end: dt.date,
+    *,
+    organization_id: int | None,
+    action: str | None,
+    actor: str,
+    limit: int,
+) -> pd.DataFrame:
+    """Columns: at, organization_id, organization, action, actor, reason, amount, details."""
+    return _seen(_audit_trail(start, end, organization_id, action, actor, limit))

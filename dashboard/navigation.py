@@ -1,0 +1,92 @@
+"""The pages, who may open each, and which shared filters each one uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import streamlit as st
+from streamlit.navigation.page import StreamlitPage
+
+from dashboard.auth import CurrentUser, Permission
+from dashboard.state import ALL_FILTERS, FilterName
+
+PAGE_DIR: Final = Path(__file__).resolve().parent / "app_pages"
+
+
+@dataclass(frozen=True, slots=True)
+class PageSpec:
+    file: str
+    title: str
+    icon: str
+    url_path: str
+    permission: Permission
+    uses: frozenset[FilterName]
+
+    def page(self, *, default: bool = False) -> StreamlitPage:
+        return st.Page(
+            PAGE_DIR / self.file,
+            title=self.title,
+            icon=self.icon,
+            url_path=self.url_path,
+            default=default,
+        )
+
+
+PAGES: Final[tuple[PageSpec, ...]] = (
+    PageSpec(
+        "overview.py",
+        "Overview",
+        ":material/monitoring:",
+        "overview",
+        "view_overview",
+        ALL_FILTERS,
+    ),
+    PageSpec(
+        "usage.py",
+        "Usage review",
+        ":material/leaderboard:",
+        "usage",
+        "view_usage",
+        frozenset({"range"}),
+    ),
+    PageSpec(
+        "credits.py",
+        "Credits",
+        ":material/account_balance_wallet:",
+        "credits",
+        "view_credits",
+        ALL_FILTERS,
+    ),
+    PageSpec(
+        "quotas.py",
+        "Quotas",
+        ":material/speed:",
+        "quotas",
+        "view_quotas",
+        frozenset({"org", "range"}),
+    ),
+    PageSpec(
+        "audit.py",
+        "Audit trail",
+        ":material/history:",
+        "audit",
+        "view_audit",
+        frozenset({"org", "range"}),
+    ),
+)
+
+
+def pages_for(user: CurrentUser) -> list[PageSpec]:
+    """The pages ``user``'s role may open, in menu order (others are not in the menu)."""
+    return [spec for spec in PAGES if user.can(spec.permission)]
+
+
+def spec_for(page: StreamlitPage) -> PageSpec:
+    """The spec of a page ``st.navigation`` returned."""
+    # The default page's url_path is "" (it is the app's root), so match the title.
+    for spec in PAGES:
+        if spec.title == page.title:
+            return spec
+    raise LookupError(f"no page spec for {page.title!r}")

@@ -1,0 +1,378 @@
+"""The shared sidebar filters and their place in the URL.
+
+Filters: organization, date range (a preset or custom dates), granularity, and the time
+zone dates are read in. They live in the URL so that a link reproduces the view::
+
+    ?org=12&range=30d&grain=week&tz=org
+    ?org=acme-corp&range=custom&from=2026-10-01&to=2026-10-31
+
+``org`` is an organization id (a slug is accepted too). A value that cannot be used
+(unknown organization, bad date, unknown preset ...) is dropped with a notice and the
+view falls back to the current or default value; it never raises.
+
+The URL and the widgets stay in step like this: a URL value that differs from what this
+session last wrote came from outside (a pasted link, the browser's back button) and is
+applied; otherwise the widgets win, and their values are written back to the URL at the
+end of every run. A missing parameter keeps the current value, so switching pages does
+not reset the filters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Literal, get_args
+
+import pandas as pd
+import streamlit as st
+
+from queries.params import MAX_RANGE_DAYS
+
+Preset = Literal["7d", "30d", "90d", "this_month", "last_month", "custom"]
+PRESETS: Final[Mapping[Preset, str]] = {
+    "7d": "Last 7 days",
+    "30d": "Last 30 days",
+    "90d": "Last 90 days",
+    "this_month": "This month",
+    "last_month": "Last month",
+    "custom": "Custom dates",
+}
+DEFAULT_PRESET: Final[Preset] = "30d"
+Grain = Literal["day", "week", "month"]
+GRAINS: Final[tuple[Grain, ...]] = get_args(Grain)
+DEFAULT_GRAIN: Final[Grain] = "day"
+Zone = Literal["org", "utc"]
+ZONES: Final[tuple[Zone, ...]] = get_args(Zone)
+DEFAULT_ZONE: Final[Zone] = "org"
+
+FilterName = Literal["org", "range", "grain", "tz"]
+ALL_FILTERS: Final[frozenset[FilterName]] = frozenset(get_args(FilterName))
+URL_KEYS: Final = ("org", "range", "from", "to", "grain", "tz")
+
+# Session keys of the widgets (shared across pages, hence the "filters." prefix).
+K_ORG: Final = "filters.org"
+K_RANGE: Final = "filters.range"
+K_FROM: Final = "filters.from"
+K_TO: Final = "filters.to"
+K_GRAIN: Final = "filters.grain"
+K_ZONE: Final = "filters.tz"
+K_WRITTEN: Final = "filters._url"  # the URL values this session wrote last
+K_CURRENT: Final = "filters.current"  # the Filters of this run, for the page
+
+
+@dataclass(frozen=True, slots=True)
+class Organization:
+    id: int
+    name: str
+    slug: str
+    timezone: str
+    plan: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} · {self.slug}"
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """The filters in force for this run."""
+
+    organization: Organization
+    preset: Preset
+    start: dt.date
+    end: dt.date
+    granularity: Grain
+    zone: Zone
+
+    @property
+    def organization_id(self) -> int:
+        return self.organization.id
+
+    @property
+    def utc(self) -> bool:
+        return self.zone == "utc"
+
+    @property
+    def timezone(self) -> str:
+        """The zone dates and times are shown in: the organization's own, or UTC."""
+        return "UTC" if self.utc else self.organization.timezone
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    @property
+    def period_label(self) -> str:
+        span = f"{self.start:%d %b %Y} – {self.end:%d %b %Y}"
+        return span if self.preset == "custom" else f"{PRESETS[self.preset]} ({span})"
+
+
+@dataclass(slots=True)
+class UrlValues:
+    """What a URL asks for, already checked; None where it says nothing usable."""
+
+    org: int | None = None
+    preset: Preset | None = None
+    start: dt.date | None = None
+    end: dt.date | None = None
+    grain: Grain | None = None
+    zone: Zone | None = None
+    notices: list[str] = field(default_factory=list)
+
+
+def today_in(timezone: str, *, now: dt.datetime | None = None) -> dt.date:
+    """The calendar date in ``timezone`` (UTC if the name is unknown)."""
+    now = now or dt.datetime.now(dt.UTC)
+    try:
+        return now.astimezone(zoneinfo.ZoneInfo(timezone)).date()
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return now.astimezone(dt.UTC).date()
+
+
+def preset_range(preset: Preset, today: dt.date) -> tuple[dt.date, dt.date]:
+    """The inclusive dates of a preset ending ``today`` (custom: the last 30 days)."""
+    if preset == "7d":
+        return today - dt.timedelta(days=6), today
+    if preset == "90d":
+        return today - dt.timedelta(days=89), today
+    if preset == "this_month":
+        return today.replace(day=1), today
+    if preset == "last_month":
+        last = today.replace(day=1) - dt.timedelta(days=1)
+        return last.replace(day=1), last
+    return today - dt.timedelta(days=29), today
+
+
+def _single(value: str | Sequence[str] | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return value[-1] if value else None
+
+
+def _parse_date(raw: str, name: str, notices: list[str]) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(raw.strip())
+    except ValueError:
+        notices.append(f"Ignored {name}={raw!r} from the link: not a date (use YYYY-MM-DD).")
+        return None
+
+
+def parse_url(
+    params: Mapping[str, str | Sequence[str]], organizations: Sequence[Organization]
+) -> UrlValues:
+    """Check the filter parameters of a URL; every unusable value becomes a notice."""
+    out = UrlValues()
+    notices = out.notices
+    raw = {key: _single(params.get(key)) for key in URL_KEYS}
+
+    org = raw["org"]
+    if org is not None:
+        by_id = {o.id: o for o in organizations}
+        by_slug = {o.slug: o for o in organizations}
+        text = org.strip()
+        found = by_id.get(int(text)) if text.isdigit() else by_slug.get(text.lower())
+        if found is None:
+            notices.append(f"Ignored org={org!r} from the link: there is no such organization.")
+        else:
+            out.org = found.id
+
+    preset = raw["range"]
+    if preset is not None:
+        if preset in PRESETS:
+            out.preset = preset  # type: ignore[assignment]
+        else:
+            notices.append(
+                f"Ignored range={preset!r} from the link: use one of {', '.join(PRESETS)}."
+            )
+    start = _parse_date(raw["from"], "from", notices) if raw["from"] is not None else None
+    end = _parse_date(raw["to"], "to", notices) if raw["to"] is not None else None
+    if (raw["from"] is not None or raw["to"] is not None) and out.preset in (None, "custom"):
+        if start is not None and end is not None:
+            if start > end:
+                notices.append(f"Ignored the link's dates: from {start} is after to {end}.")
+            elif (end - start).days >= MAX_RANGE_DAYS:
+                notices.append(
+                    f"Ignored the link's dates: choose a range of at most {MAX_RANGE_DAYS} days."
+                )
+            else:
+                out.preset, out.start, out.end = "custom", start, end
+        elif start is not None or end is not None:
+            notices.append("Ignored the link's dates: give both from and to.")
+        if out.preset == "custom" and out.start is None:
+            out.preset = None
+    elif out.preset == "custom":
+        notices.append("Ignored range=custom from the link: it needs from and to dates.")
+        out.preset = None
+
+    grain = raw["grain"]
+    if grain is not None:
+        if grain in GRAINS:
+            out.grain = grain
+        else:
+            notices.append(f"Ignored grain={grain!r} from the link: use day, week or month.")
+    zone = raw["tz"]
+    if zone is not None:
+        if zone in ZONES:
+            out.zone = zone
+        else:
+            notices.append(f"Ignored tz={zone!r} from the link: use org or utc.")
+    return out
+
+
+def to_url(filters: Filters) -> dict[str, str]:
+    """The URL parameters that reproduce ``filters``."""
+    params = {"org": str(filters.organization_id), "range": filters.preset}
+    if filters.preset == "custom":
+        params["from"] = filters.start.isoformat()
+        params["to"] = filters.end.isoformat()
+    params["grain"] = filters.granularity
+    params["tz"] = filters.zone
+    return params
+
+
+def organizations_from_frame(frame: pd.DataFrame) -> list[Organization]:
+    return [
+        Organization(
+            id=int(row["id"]),
+            name=str(row["name"]),
+            slug=str(row["slug"]),
+            timezone=str(row["timezone"]),
+            plan=str(row["plan"]),
+        )
+        for row in frame.to_dict("records")
+    ]
+
+
+# --------------------------------------------------------------------------- Streamlit
+
+
+def _apply_url(organizations: Sequence[Organization]) -> list[str]:
+    """Copy URL values that came from outside this session into the widgets' state."""
+    ss = st.session_state
+    written: dict[str, str] = ss.get(K_WRITTEN, {})
+    incoming = {key: st.query_params.get_all(key) for key in URL_KEYS if key in st.query_params}
+    changed = {key: value for key, value in incoming.items() if _single(value) != written.get(key)}
+    if not changed:
+        return []
+    url = parse_url(incoming, organizations)
+    # Values this session wrote itself carry no news; only changed ones are applied.
+    if url.org is not None and "org" in changed:
+        ss[K_ORG] = url.org
+    if url.preset is not None and changed.keys() & {"range", "from", "to"}:
+        ss[K_RANGE] = url.preset
+        if url.preset == "custom" and url.start is not None and url.end is not None:
+            ss[K_FROM], ss[K_TO] = url.start, url.end
+    if url.grain is not None and "grain" in changed:
+        ss[K_GRAIN] = url.grain
+    if url.zone is not None and "tz" in changed:
+        ss[K_ZONE] = url.zone
+    return url.notices
+
+
+def _write_url(params: Mapping[str, str]) -> None:
+    for key in URL_KEYS:
+        if key in params:
+            if st.query_params.get(key) != params[key] or len(st.query_params.get_all(key)) > 1:
+                st.query_params[key] = params[key]
+        elif key in st.query_params:
+            del st.query_params[key]
+    st.session_state[K_WRITTEN] = dict(params)
+
+
+def sidebar_filters(
+    organizations: Sequence[Organization], *, uses: frozenset[FilterName] = ALL_FILTERS
+) -> Filters:
+    """Draw the shared filters in the sidebar and return them; keep the URL in step.
+
+    Filters a page does not use (``uses``) are drawn disabled so they keep their value.
+    """
+    ss = st.session_state
+    notices = _apply_url(organizations)
+    by_id = {o.id: o for o in organizations}
+    if ss.get(K_ORG) not in by_id:
+        ss[K_ORG] = organizations[0].id
+    if ss.get(K_RANGE) not in PRESETS:
+        ss[K_RANGE] = DEFAULT_PRESET
+    if ss.get(K_GRAIN) not in GRAINS:
+        ss[K_GRAIN] = DEFAULT_GRAIN
+    if ss.get(K_ZONE) not in ZONES:
+        ss[K_ZONE] = DEFAULT_ZONE
+
+    sidebar = st.sidebar
+    sidebar.header("Filters")
+    org_id = sidebar.selectbox(
+        "Organization",
+        options=list(by_id),
+        format_func=lambda i: by_id[i].label,
+        key=K_ORG,
+        help="Type part of a name or slug to search.",
+        disabled="org" not in uses,
+    )
+    organization = by_id[int(org_id)]
+    zone: Zone = sidebar.radio(
+        "Time zone",
+        options=ZONES,
+        format_func=lambda z: (
+            f"The organization's ({organization.timezone})" if z == "org" else "UTC"
+        ),
+        key=K_ZONE,
+        disabled="tz" not in uses,
+    )
+    today = today_in("UTC" if zone == "utc" else organization.timezone)
+    preset: Preset = sidebar.selectbox(
+        "Dates",
+        options=list(PRESETS),
+        format_func=PRESETS.__getitem__,
+        key=K_RANGE,
+        disabled="range" not in uses,
+    )
+    if preset == "custom":
+        if not isinstance(ss.get(K_FROM), dt.date) or not isinstance(ss.get(K_TO), dt.date):
+            ss[K_FROM], ss[K_TO] = preset_range(DEFAULT_PRESET, today)
+        left, right = sidebar.columns(2)
+        start = left.date_input("From", key=K_FROM, disabled="range" not in uses)
+        end = right.date_input("To", key=K_TO, disabled="range" not in uses)
+        assert isinstance(start, dt.date) and isinstance(end, dt.date)
+        if start > end:
+            sidebar.error(f"From ({start}) is after To ({end}); showing {end} only.")
+            start = end
+        if (end - start).days >= MAX_RANGE_DAYS:
+            start = end - dt.timedelta(days=MAX_RANGE_DAYS - 1)
+            sidebar.warning(f"Ranges are at most {MAX_RANGE_DAYS} days; showing from {start}.")
+    else:
+        start, end = preset_range(preset, today)
+        # Remember the dates, so switching to "Custom dates" starts from them.
+        ss[K_FROM], ss[K_TO] = start, end
+        sidebar.caption(f"{start:%d %b %Y} – {end:%d %b %Y}")
+    grain: Grain = sidebar.radio(
+        "Granularity",
+        options=GRAINS,
+        format_func=str.capitalize,
+        key=K_GRAIN,
+        horizontal=True,
+        disabled="grain" not in uses,
+    )
+
+    filters = Filters(
+        organization=organization,
+        preset=preset,
+        start=start,
+        end=end,
+        granularity=grain,
+        zone=zone,
+    )
+    _write_url(to_url(filters))
+    ss[K_CURRENT] = filters
+    for notice in notices:
+        st.toast(notice, icon=":material/link_off:")
+    return filters
+
+
+def current() -> Filters:
+    """The filters the sidebar drew in this run (pages call this)."""
+    filters = st.session_state.get(K_CURRENT)
+    if not isinstance(filters, Filters):
+        raise RuntimeError("the sidebar filters have not been drawn in this run")
+    return filters
