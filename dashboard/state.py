@@ -189,17 +189,18 @@ def parse_url(
     start = _parse_date(raw["from"], "from", notices) if raw["from"] is not None else None
     end = _parse_date(raw["to"], "to", notices) if raw["to"] is not None else None
     if (raw["from"] is not None or raw["to"] is not None) and out.preset in (None, "custom"):
-        if start is not None and end is not None:
-            if start > end:
-                notices.append(f"Ignored the link's dates: from {start} is after to {end}.")
-            elif (end - start).days >= MAX_RANGE_DAYS:
-                notices.append(
-                    f"Ignored the link's dates: choose a range of at most {MAX_RANGE_DAYS} days."
-                )
-            else:
-                out.preset, out.start, out.end = "custom", start, end
-        elif start is not None or end is not None:
+        if raw["from"] is None or raw["to"] is None:
             notices.append("Ignored the link's dates: give both from and to.")
+        elif start is None or end is None:
+            pass  # already noticed as not a date
+        elif start > end:
+            notices.append(f"Ignored the link's dates: from {start} is after to {end}.")
+        elif (end - start).days >= MAX_RANGE_DAYS:
+            notices.append(
+                f"Ignored the link's dates: choose a range of at most {MAX_RANGE_DAYS} days."
+            )
+        else:
+            out.preset, out.start, out.end = "custom", start, end
         if out.preset == "custom" and out.start is None:
             out.preset = None
     elif out.preset == "custom":

@@ -1,0 +1,139 @@
+"""Checking what a form asks for before anything is written (no database needed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from dashboard import actions
+from queries.errors import InvalidAdjustment, InvalidLimitChange
+
+
+def adjustment(**changes: object) -> actions.AdjustmentRequest:
+    values: dict[str, object] = {
+        "organization_id": 1,
+        "organization_name": "Acme",
+        "direction": "grant",
+        "amount": 100,
+        "reason": "Goodwill gesture",
+        "note": "",
+        "balance": 50,
+        "idempotency_key": "k",
+    } | changes
+    return actions.check_adjustment(**values)  # type: ignore[arg-type]
+
+
+def test_a_grant_and_a_deduction_become_signed_amounts_with_the_balance_after() -> None:
+    grant = adjustment(amount=100)
+    assert (grant.amount, grant.balance_after, grant.direction) == (100, 150, "grant")
+    deduct = adjustment(direction="deduct", amount=50, note="  ")
+    assert (deduct.amount, deduct.balance_after, deduct.note) == (-50, 0, None)
+    assert adjustment(amount=7.0).amount == 7  # a float without a fraction is whole
+
+
+@pytest.mark.parametrize(
+    ("amount", "message"),
+    [
+        (None, "Enter the number of credits"),
+        ("", "Enter the number of credits"),
+        ("12", "whole number"),
+        (2.5, "whole number"),
+        (float("inf"), "whole number"),
+        (float("nan"), "whole number"),
+        (True, "whole number"),
+        (0, "positive whole number"),
+        (-1, "positive whole number"),
+        (10_000_001, "at most 10,000,000"),
+    ],
+)
+def test_amounts_that_are_not_a_positive_whole_number_are_refused(
+    amount: object, message: str
+) -> None:
+    with pytest.raises(InvalidAdjustment, match=message):
+        adjustment(amount=amount)
+
+
+def test_the_largest_adjustment_follows_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CREDITS_MAX_ADJUSTMENT", "1000")
+    with pytest.raises(InvalidAdjustment, match="at most 1,000 credits"):
+        adjustment(amount=1001)
+
+
+def test_reasons_notes_and_balances_are_checked() -> None:
+    with pytest.raises(InvalidAdjustment, match="Choose a reason"):
+        adjustment(reason=None)
+    with pytest.raises(InvalidAdjustment, match="explain the reason"):
+        adjustment(reason=actions.OTHER)
+    assert adjustment(reason=actions.OTHER, note="migration").reason == "Other"
+    with pytest.raises(InvalidAdjustment, match="note is too long"):
+        adjustment(note="n" * 2001)
+    with pytest.raises(InvalidAdjustment, match="Insufficient credits"):
+        adjustment(direction="deduct", amount=51)
+    with pytest.raises(InvalidAdjustment, match="grant or deduct"):
+        adjustment(direction="refund")
+
+
+def test_a_reversal_needs_an_entry_a_reason_and_enough_balance() -> None:
+    def reversal(**changes: object) -> actions.ReversalRequest:
+        values: dict[str, object] = {
+            "organization_id": 1,
+            "entry_id": 9,
+            "entry_amount": 40,
+            "entry_kind": "grant",
+            "reason": "Entered in error",
+            "note": "",
+            "balance": 100,
+        } | changes
+        return actions.check_reversal(**values)  # type: ignore[arg-type]
+
+    assert reversal().balance_after == 60
+    assert reversal(note="typo").reason == "Entered in error: typo"
+    assert reversal(entry_amount=-30).balance_after == 130  # undoing a deduction
+    with pytest.raises(InvalidAdjustment, match="Choose the ledger entry"):
+        reversal(entry_id=None)
+    with pytest.raises(InvalidAdjustment, match="cannot itself be reversed"):
+        reversal(entry_kind="reversal")
+    with pytest.raises(InvalidAdjustment, match="Choose a reason"):
+        reversal(reason=None)
+    with pytest.raises(InvalidAdjustment, match="Insufficient credits"):
+        reversal(entry_amount=101)
+    with pytest.raises(InvalidAdjustment, match="too long"):
+        reversal(note="n" * 200)
+
+
+def test_a_limit_change_is_checked_before_it_is_made() -> None:
+    today = dt.date(2026, 11, 25)
+
+    def change(**changes: object) -> actions.LimitRequest:
+        values: dict[str, object] = {
+            "organization_id": 1,
+            "type": "image",
+            "daily_limit": 1000,
+            "reason": "Plan upgrade",
+            "note": "",
+            "effective": today,
+            "today": today,
+        } | changes
+        return actions.check_limit_change(**values)  # type: ignore[arg-type]
+
+    assert change().daily_limit == 1000
+    assert change(daily_limit=0).daily_limit == 0  # a type can be switched off
+    assert change(reason=actions.OTHER, note="pilot").reason == "Other: pilot"
+    cases: list[tuple[dict[str, object], str]] = [
+        ({"type": None}, "Choose a generation type"),
+        ({"daily_limit": None}, "Enter the new daily limit"),
+        ({"daily_limit": -1}, "whole number from 0"),
+        ({"daily_limit": 1.5}, "whole number from 0"),
+        ({"daily_limit": 10_000_001}, "whole number from 0"),
+        ({"reason": None}, "Choose a reason"),
+        ({"reason": actions.OTHER}, "explain the reason"),
+        ({"effective": today - dt.timedelta(days=1)}, "in the past"),
+    ]
+    for bad, message in cases:
+        with pytest.raises(InvalidLimitChange, match=message):
+            change(**bad)
+
+
+def test_every_form_gets_its_own_idempotency_key() -> None:
+    assert actions.new_idempotency_key() != actions.new_idempotency_key()

@@ -1,0 +1,320 @@
+"""Credits page: balance and ledger, the adjustment form (once per key, refused when
+invalid or not allowed), and reversing an entry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import Engine
+from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Button
+
+from dashboard import actions, auth
+from queries.credits import adjust_credits
+from tests.dashboard.apptest import make_app, open_page, scalar, table_with, texts
+
+PENDING = "credits.pending"
+
+
+def first_org(engine: Engine) -> int:
+    return int(scalar(engine, "SELECT id FROM organizations ORDER BY name, id LIMIT 1"))
+
+
+def balance(engine: Engine, org: int) -> int:
+    return int(
+        scalar(engine, "SELECT balance FROM credit_balances WHERE organization_id = :o", o=org)
+    )
+
+
+def ledger_rows(engine: Engine, org: int) -> int:
+    return int(
+        scalar(engine, "SELECT count(*) FROM credit_ledger WHERE organization_id = :o", o=org)
+    )
+
+
+def credits_page(org: int, *, role: str = "finance") -> AppTest:
+    at = make_app(role=role, email=f"{role}@example.com", query={"org": str(org)})
+    return open_page(at, "credits")
+
+
+def button(at: AppTest, label: str) -> Button:
+    matches = [b for b in at.button if b.label.startswith(label)]
+    assert matches, f"no button {label!r}; buttons: {[b.label for b in at.button]}"
+    return matches[0]
+
+
+def review(
+    at: AppTest,
+    *,
+    direction: str = "grant",
+    amount: int | None = 500,
+    reason: str | None = "Goodwill gesture",
+    note: str = "",
+) -> AppTest:
+    at.radio(key="credits.direction").set_value(direction)
+    at.number_input(key="credits.amount").set_value(amount)
+    if reason is not None:
+        at.selectbox(key="credits.reason").set_value(reason)
+    at.text_area(key="credits.note").input(note)
+    button(at, "Review adjustment").click()
+    return at.run()
+
+
+def confirm(at: AppTest) -> AppTest:
+    button(at, "Confirm").click()
+    return at.run()
+
+
+@pytest.fixture
+def org(fresh_url: str, fresh_engine: Engine, use_database: Callable[[str], None]) -> int:
+    use_database(fresh_url)
+    return first_org(fresh_engine)
+
+
+def test_the_page_shows_balance_burn_rate_runway_and_the_ledger(
+    org: int, fresh_engine: Engine
+) -> None:
+    at = credits_page(org)
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Balance"] == f"{balance(fresh_engine, org):,} credits"
+    assert {"Burn rate", "Runway"} <= metrics.keys()
+    assert table_with(at, "Balance after")["Entry"].notna().all()
+    assert any(b.proto.label.startswith("Download CSV") for b in at.get("download_button"))
+
+
+def test_a_valid_grant_writes_one_ledger_row_and_shows_the_new_balance(
+    org: int, fresh_engine: Engine
+) -> None:
+    before, rows = balance(fresh_engine, org), ledger_rows(fresh_engine, org)
+    at = review(credits_page(org), amount=750, reason="Goodwill gesture", note="ticket 42")
+
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Balance now"] == f"{before:,}"
+    assert shown["Balance after"] == f"{before + 750:,}"
+    assert ledger_rows(fresh_engine, org) == rows, "reviewing must not write"
+
+    at = confirm(at)
+    assert not at.exception
+    assert ledger_rows(fresh_engine, org) == rows + 1
+    assert balance(fresh_engine, org) == before + 750
+    (success,) = texts(at, "success")
+    assert f"New balance: {before + 750:,} credits" in success
+    assert (
+        scalar(
+            fresh_engine,
+            "SELECT actor || '|' || reason || '|' || note || '|' || amount FROM credit_ledger "
+            "WHERE organization_id = :o ORDER BY id DESC LIMIT 1",
+            o=org,
+        )
+        == "finance@example.com|Goodwill gesture|ticket 42|750"
+    )
+    # The page reads the new balance at once (caches were cleared after the write).
+    assert {m.label: m.value for m in at.metric}["Balance"] == f"{before + 750:,} credits"
+
+
+def test_confirming_twice_or_rerunning_writes_one_row(org: int, fresh_engine: Engine) -> None:
+    before, rows = balance(fresh_engine, org), ledger_rows(fresh_engine, org)
+    at = review(credits_page(org), direction="deduct", amount=10, reason="Billing correction")
+    pending = at.session_state[PENDING]
+    assert isinstance(pending, actions.AdjustmentRequest) and pending.amount == -10
+
+    at = confirm(at)
+    at.run()  # a rerun
+    at.run()
+    assert ledger_rows(fresh_engine, org) == rows + 1
+
+    # A second click that arrives with the same request (a double click, or a retry
+    # after the first response was lost) carries the same idempotency key.
+    at.session_state[PENDING] = pending
+    at.run()
+    at = confirm(at)
+    assert not at.exception
+    assert ledger_rows(fresh_engine, org) == rows + 1
+    assert balance(fresh_engine, org) == before - 10
+    assert any(f"New balance: {before - 10:,}" in s for s in texts(at, "success"))
+
+
+def test_the_next_adjustment_gets_a_new_idempotency_key(org: int, fresh_engine: Engine) -> None:
+    rows = ledger_rows(fresh_engine, org)
+    at = confirm(review(credits_page(org), amount=5))
+    at = confirm(review(at, amount=5))
+    assert ledger_rows(fresh_engine, org) == rows + 2
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"amount": None}, "Enter the number of credits"),
+        ({"amount": 0}, "positive whole number"),
+        ({"amount": -5}, "positive whole number"),
+        ({"amount": 10_000_001}, "at most 10,000,000 credits"),
+        ({"reason": None}, "Choose a reason"),
+        ({"reason": actions.OTHER}, "explain the reason in the note"),
+        ({"note": "x" * 2001}, "The note is too long"),
+        ({"direction": "deduct", "amount": 9_999_999}, "Insufficient credits"),
+    ],
+    ids=[
+        "empty",
+        "zero",
+        "negative",
+        "too-large",
+        "no-reason",
+        "other-without-note",
+        "note-too-long",
+        "deduct-more-than-balance",
+    ],
+)
+def test_an_invalid_adjustment_shows_an_error_and_writes_nothing(
+    org: int, fresh_engine: Engine, changes: dict[str, object], error: str
+) -> None:
+    rows, before = ledger_rows(fresh_engine, org), balance(fresh_engine, org)
+    form: dict[str, object] = {
+        "direction": "grant",
+        "amount": 100,
+        "reason": "Goodwill gesture",
+        "note": "",
+    } | changes
+    at = credits_page(org)
+    if form["reason"] is None:
+        at.selectbox(key="credits.reason").set_value(None)
+    at = review(
+        at,
+        direction=str(form["direction"]),
+        amount=form["amount"] if isinstance(form["amount"], int) else None,
+        reason=form["reason"] if isinstance(form["reason"], str) else None,
+        note=str(form["note"]),
+    )
+    assert not at.exception
+    errors = texts(at, "error")
+    assert any(error in e and "Nothing was changed" in e for e in errors), errors
+    assert PENDING not in at.session_state
+    assert not [b for b in at.button if b.label.startswith("Confirm")]
+    assert ledger_rows(fresh_engine, org) == rows
+    assert balance(fresh_engine, org) == before
+
+
+def test_a_write_refused_by_the_database_changes_nothing_and_says_so(
+    org: int, fresh_engine: Engine
+) -> None:
+    before = balance(fresh_engine, org)
+    at = review(credits_page(org), direction="deduct", amount=before, reason="Chargeback")
+    # Between review and confirmation, someone else spends part of the balance.
+    adjust_credits(
+        fresh_engine,
+        organization_id=org,
+        amount=-1,
+        reason="Chargeback",
+        actor="other@example.com",
+        idempotency_key="elsewhere",
+    )
+    rows = ledger_rows(fresh_engine, org)
+    at = confirm(at)
+    assert not at.exception
+    (error,) = texts(at, "error")
+    assert "Insufficient credits" in error and "Nothing was changed" in error
+    assert ledger_rows(fresh_engine, org) == rows
+    assert balance(fresh_engine, org) == before - 1
+
+
+def test_a_manager_sees_no_adjustment_form_and_a_forged_request_is_refused(
+    org: int, fresh_engine: Engine
+) -> None:
+    rows = ledger_rows(fresh_engine, org)
+    at = credits_page(org, role="manager")
+    assert not at.exception
+    labels = [b.label for b in at.button]
+    assert not [label for label in labels if label.startswith(("Review", "Confirm"))]
+    assert any("can read credits but not adjust them" in c for c in texts(at, "caption"))
+
+    # Forge the session state the confirmation step would have left behind.
+    at.session_state[PENDING] = actions.AdjustmentRequest(
+        organization_id=org,
+        organization_name="forged",
+        amount=1_000_000,
+        reason="Goodwill gesture",
+        note=None,
+        idempotency_key="forged-key",
+        balance_before=0,
+    )
+    at.run()
+    assert any("may not adjust credits" in e for e in texts(at, "error"))
+    assert ledger_rows(fresh_engine, org) == rows
+
+
+def test_the_write_handler_checks_the_role_itself(
+    org: int, fresh_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auth, "_secrets", dict)  # no secrets.toml of the developer's
+    monkeypatch.setenv("DASHBOARD_USER", "boss@example.com")
+    monkeypatch.setenv("DASHBOARD_ROLE", "manager")
+    rows = ledger_rows(fresh_engine, org)
+    request = actions.AdjustmentRequest(
+        organization_id=org,
+        organization_name="x",
+        amount=100,
+        reason="Goodwill gesture",
+        note=None,
+        idempotency_key="forged",
+        balance_before=0,
+    )
+    with pytest.raises(auth.AccessDenied, match="may not adjust credits"):
+        actions.apply_adjustment(request)
+    monkeypatch.setenv("DASHBOARD_ROLE", "support")
+    with pytest.raises(auth.AccessDenied):
+        actions.apply_reversal(
+            actions.ReversalRequest(
+                organization_id=org,
+                entry_id=1,
+                entry_amount=1,
+                entry_kind="grant",
+                reason="x",
+                balance_before=0,
+            )
+        )
+    assert ledger_rows(fresh_engine, org) == rows
+
+
+def test_support_has_no_credits_page(today_url: str, use_database: Callable[[str], None]) -> None:
+    use_database(today_url)
+    at = make_app(role="support").run()
+    assert not at.exception
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("app_pages/credits.py")
+
+
+def test_reversing_an_entry_writes_one_reversal_and_restores_the_balance(
+    org: int, fresh_engine: Engine
+) -> None:
+    before = balance(fresh_engine, org)
+    at = confirm(review(credits_page(org), amount=300))
+    entry = int(
+        scalar(
+            fresh_engine,
+            "SELECT max(id) FROM credit_ledger WHERE organization_id = :o AND kind = 'grant'",
+            o=org,
+        )
+    )
+    at.selectbox(key="credits.reverse_entry").set_value(entry)
+    at.selectbox(key="credits.reverse_reason").set_value("Entered in error")
+    at.text_input(key="credits.reverse_note").input("wrong customer")
+    button(at, "Review reversal").click()
+    at.run()
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Balance after"] == f"{before:,}"
+
+    button(at, "Confirm reversal").click()
+    at.run()
+    assert not at.exception
+    assert any("Reversed ledger entry" in s for s in texts(at, "success"))
+    assert balance(fresh_engine, org) == before
+    assert (
+        scalar(
+            fresh_engine,
+            "SELECT count(*) FROM credit_ledger WHERE reverses_id = :e AND kind = 'reversal' "
+            "AND reason = 'Entered in error: wrong customer' AND actor = 'finance@example.com'",
+            e=entry,
+        )
+        == 1
+    )

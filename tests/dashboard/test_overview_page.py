@@ -1,0 +1,123 @@
+"""Overview: KPI tiles against the previous period, timeline by type, top users and the
+drill-down into the most recent generations, on the demo data."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import Engine, text
+from streamlit.testing.v1 import AppTest
+
+from dashboard import ui
+from queries.timelines import period_kpis
+from tests.dashboard.apptest import DEMO_RANGE, figures, make_app, metrics, table_with, texts
+
+
+@pytest.fixture
+def orgs(demo_engine: Engine, demo_url: str, use_database: Callable[[str], None]) -> list[int]:
+    """Demo organizations, the busiest first."""
+    use_database(demo_url)
+    with demo_engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT organization_id FROM generations GROUP BY 1 ORDER BY count(*) DESC")
+        )
+        return [int(r[0]) for r in rows]
+
+
+def overview(org: int, **query: str) -> AppTest:
+    return make_app(role="manager", query={**DEMO_RANGE, "org": str(org), **query}).run()
+
+
+def test_the_overview_renders_every_part_on_the_demo_data(
+    orgs: list[int], demo_engine: Engine
+) -> None:
+    at = overview(orgs[0])
+    assert not at.exception and not at.error
+    tiles = metrics(at)
+    assert {"Generations", "Credits consumed", "Active users", "Credit balance"} <= tiles.keys()
+    with demo_engine.connect() as conn:
+        kpis = period_kpis(
+            conn,
+            organization_id=orgs[0],
+            start=dt.date(2026, 10, 22),
+            end=dt.date(2026, 11, 20),
+        )
+    assert tiles["Generations"] == (f"{kpis.generations:,}", ui.change(kpis.generations_change))
+    assert tiles["Credits consumed"][0] == f"{kpis.credits:,}"
+    timeline = figures(at)[0]
+    assert {trace["name"] for trace in timeline["data"]} >= {"chat", "image"}
+    assert table_with(at, "Share of credits")["Credits"].is_monotonic_decreasing
+    assert len(table_with(at, "Time")) == 25
+    assert any(c.startswith("Data as of ") for c in texts(at, "caption"))
+
+
+def test_another_organization_shows_other_figures(orgs: list[int]) -> None:
+    at = overview(orgs[0])
+    before = metrics(at)["Generations"]
+    at.selectbox(key="filters.org").set_value(orgs[-1]).run()
+    assert not at.exception
+    assert metrics(at)["Generations"] != before
+
+
+def test_the_granularity_changes_the_timeline_buckets(orgs: list[int]) -> None:
+    at = overview(orgs[0])
+    days = len(set(figures(at)[0]["data"][0]["x"]))
+    at.radio(key="filters.grain").set_value("week").run()
+    weeks = len(set(figures(at)[0]["data"][0]["x"]))
+    assert days == 30 and weeks == 5
+
+
+def test_utc_reads_the_same_period_in_utc(orgs: list[int]) -> None:
+    at = overview(orgs[0])
+    at.radio(key="filters.tz").set_value("utc").run()
+    assert not at.exception
+    assert any("dates in UTC" in c for c in texts(at, "caption"))
+
+
+def test_the_drilldown_pages_back_in_time_and_returns_to_the_newest(orgs: list[int]) -> None:
+    at = overview(orgs[0])
+    first = table_with(at, "Time")
+    at.button(key="overview.older").click().run()
+    second = table_with(at, "Time")
+    assert not at.exception
+    assert second["Time"].max() <= first["Time"].min()
+    assert not set(first["Id"]) & set(second["Id"])
+    assert any("Generations 26–50" in c for c in texts(at, "caption"))
+    at.button(key="overview.older").click().run()
+    at.button(key="overview.newer").click().run()
+    assert list(table_with(at, "Time")["Id"]) == list(second["Id"])
+    at.button(key="overview.newest").click().run()
+    assert list(table_with(at, "Time")["Id"]) == list(first["Id"])
+
+
+def test_the_drilldown_narrows_to_one_user(orgs: list[int]) -> None:
+    at = overview(orgs[0])
+    user = str(table_with(at, "Share of credits")["User"].iloc[0])
+    charts_before = len(figures(at))
+    picker = at.selectbox(key="overview.scope")
+    picker.select_index(next(i for i, o in enumerate(picker.options) if o.startswith(f"{user} ·")))
+    at.run()
+    assert not at.exception
+    assert set(table_with(at, "Time")["User"]) == {user}
+    assert len(figures(at)) == charts_before + 1  # the user's own timeline
+
+
+def test_a_period_without_generations_says_so(orgs: list[int]) -> None:
+    at = overview(orgs[0], **{"from": "2020-01-01", "to": "2020-01-31"})
+    assert not at.exception
+    assert any("made no generations" in i for i in texts(at, "info"))
+    assert metrics(at)["Generations"][0] == "0"
+
+
+def test_times_are_shown_in_the_chosen_zone(orgs: list[int], demo_engine: Engine) -> None:
+    with demo_engine.connect() as conn:
+        zone = conn.execute(
+            text("SELECT timezone FROM organizations WHERE id = :o"), {"o": orgs[0]}
+        ).scalar_one()
+    at = overview(orgs[0])
+    local = table_with(at, "Time")["Time"]
+    at.radio(key="filters.tz").set_value("utc").run()
+    utc = table_with(at, "Time")["Time"]
+    assert str(local.dt.tz) == zone and str(utc.dt.tz) == "UTC"

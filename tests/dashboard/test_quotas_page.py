@@ -1,0 +1,197 @@
+"""Quotas: today's utilization in each organization's own day, who is near or over, an
+organization's history, and the audited form that changes a daily limit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from streamlit.testing.v1 import AppTest
+
+from dashboard import actions, auth
+from tests.dashboard.apptest import figures, make_app, open_page, scalar, table_with, texts
+
+PENDING = "quotas.pending"
+OVER_TODAY = """
+    SELECT count(*) FROM usage_limits u JOIN organizations o ON o.id = u.organization_id
+    WHERE u.date = (now() AT TIME ZONE o.timezone)::date AND u.used > u.daily_limit
+"""
+
+
+def quotas_page(org: int, *, role: str = "support") -> AppTest:
+    at = make_app(role=role, email=f"{role}@example.com", query={"org": str(org)})
+    return open_page(at, "quotas")
+
+
+def first_org(engine: Engine) -> int:
+    return int(scalar(engine, "SELECT id FROM organizations ORDER BY name, id LIMIT 1"))
+
+
+def audit_rows(engine: Engine) -> int:
+    return int(scalar(engine, "SELECT count(*) FROM audit_log"))
+
+
+@pytest.fixture
+def today_engine(today_url: str, use_database: Callable[[str], None]) -> Iterator[Engine]:
+    use_database(today_url)
+    engine = create_engine(today_url)
+    yield engine
+    engine.dispose()
+
+
+def test_today_shows_every_organization_and_who_is_near_or_over(today_engine: Engine) -> None:
+    at = quotas_page(first_org(today_engine), role="manager")
+    assert not at.exception and not at.error
+    over = int(scalar(today_engine, OVER_TODAY))
+    assert any(m.value.startswith(f"**Over the limit ({over})") for m in at.markdown)
+    table = table_with(at, "Their today")
+    assert table["Utilization"].dropna().is_monotonic_decreasing
+    assert len(table) == int(
+        scalar(
+            today_engine,
+            "SELECT count(*) FROM usage_limits u JOIN organizations o "
+            "ON o.id = u.organization_id WHERE u.date = (now() AT TIME ZONE o.timezone)::date",
+        )
+    )
+    names = [f.get("layout", {}).get("yaxis", {}).get("title", {}).get("text") for f in figures(at)]
+    assert "Generations per day" in names  # the organization's history
+    assert len(figures(at)) == 2  # and the heatmap
+
+
+def test_the_table_filters_by_status(today_engine: Engine) -> None:
+    at = quotas_page(first_org(today_engine), role="manager")
+    everything = table_with(at, "Their today")
+    at.multiselect(key="quotas.statuses").set_value(["ok"]).run()
+    ok = table_with(at, "Their today")
+    assert set(ok["Status"]) == {"ok"}
+    at.multiselect(key="quotas.statuses").set_value(["over", "at limit", "near"]).run()
+    alerts = table_with(at, "Their today")
+    assert set(alerts["Status"]) <= {"over", "at limit", "near"}
+    assert len(ok) + len(alerts) == len(everything)
+
+
+def test_a_manager_reads_quotas_but_has_no_limit_form(today_engine: Engine) -> None:
+    at = quotas_page(first_org(today_engine), role="manager")
+    assert not [b for b in at.button if b.label.startswith("Review change")]
+    assert any("can read quotas but not change limits" in c for c in texts(at, "caption"))
+
+
+def test_finance_has_no_quotas_page(today_engine: Engine) -> None:
+    at = make_app(role="finance").run()
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("app_pages/quotas.py")
+
+
+# ------------------------------------------------------------------ changing a limit
+
+
+@pytest.fixture
+def org(fresh_url: str, fresh_engine: Engine, use_database: Callable[[str], None]) -> int:
+    use_database(fresh_url)
+    return first_org(fresh_engine)
+
+
+def fill(
+    at: AppTest,
+    *,
+    type: str | None = "image",
+    limit: int | None = 1234,
+    reason: str | None = "Customer request",
+    note: str = "ticket 9",
+    effective: dt.date | None = None,
+) -> AppTest:
+    if type is not None:
+        at.selectbox(key="quotas.limit_type").set_value(type)
+    at.number_input(key="quotas.limit_value").set_value(limit)
+    if reason is not None:
+        at.selectbox(key="quotas.limit_reason").set_value(reason)
+    at.text_input(key="quotas.limit_note").input(note)
+    if effective is not None:
+        at.date_input(key="quotas.limit_effective").set_value(effective)
+    next(b for b in at.button if b.label == "Review change").click()
+    return at.run()
+
+
+def test_changing_a_limit_sets_it_from_today_and_is_audited(org: int, fresh_engine: Engine) -> None:
+    audits = audit_rows(fresh_engine)
+    at = fill(quotas_page(org))
+    assert not at.exception
+    assert any("to 1,234" in m.value for m in at.markdown)
+    assert audit_rows(fresh_engine) == audits, "reviewing must not write"
+    next(b for b in at.button if b.label == "Confirm limit").click()
+    at.run()
+    assert not at.exception
+    (success,) = texts(at, "success")
+    assert "The daily image limit is now 1,234" in success and "audit trail" in success
+    assert audit_rows(fresh_engine) == audits + 1
+    with fresh_engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT actor, reason, details->>'new_limit' AS new_limit FROM audit_log "
+                "WHERE organization_id = :o ORDER BY id DESC LIMIT 1"
+            ),
+            {"o": org},
+        ).one()
+        limit_today = conn.execute(
+            text(
+                "SELECT u.daily_limit FROM usage_limits u JOIN organizations o "
+                "ON o.id = u.organization_id WHERE u.organization_id = :o AND u.type = 'image' "
+                "AND u.date = (now() AT TIME ZONE o.timezone)::date"
+            ),
+            {"o": org},
+        ).scalar_one()
+    assert (row.actor, row.reason, row.new_limit) == (
+        "support@example.com",
+        "Customer request: ticket 9",
+        "1234",
+    )
+    assert limit_today == 1234
+    at.run()  # a rerun does not apply it again
+    assert audit_rows(fresh_engine) == audits + 1
+    assert (
+        table_with(at, "Daily limit now").set_index("Type").loc["image", "Daily limit now"] == 1234
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"type": None}, "Choose a generation type"),
+        ({"limit": None}, "Enter the new daily limit"),
+        ({"limit": -1}, "whole number from 0"),
+        ({"reason": None}, "Choose a reason"),
+        ({"reason": actions.OTHER, "note": ""}, "explain the reason"),
+        ({"effective": dt.date(2020, 1, 1)}, "in the past"),
+    ],
+    ids=["no-type", "no-limit", "negative", "no-reason", "other-without-note", "past"],
+)
+def test_an_invalid_limit_change_shows_an_error_and_writes_nothing(
+    org: int, fresh_engine: Engine, changes: dict[str, object], error: str
+) -> None:
+    audits = audit_rows(fresh_engine)
+    at = fill(quotas_page(org), **changes)  # type: ignore[arg-type]
+    assert not at.exception
+    assert any(error in e and "Nothing was changed" in e for e in texts(at, "error"))
+    assert PENDING not in at.session_state
+    assert audit_rows(fresh_engine) == audits
+
+
+def test_a_forged_limit_change_is_refused(
+    org: int, fresh_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audits = audit_rows(fresh_engine)
+    request = actions.LimitRequest(
+        organization_id=org, type="video", daily_limit=10_000, reason="forged", effective=None
+    )
+    at = quotas_page(org, role="manager")
+    at.session_state[PENDING] = request
+    at.run()
+    assert any("may not change daily limits" in e for e in texts(at, "error"))
+
+    monkeypatch.setattr(auth, "_secrets", dict)
+    monkeypatch.setenv("DASHBOARD_ROLE", "finance")
+    with pytest.raises(auth.AccessDenied, match="may not change daily limits"):
+        actions.apply_limit_change(request)
+    assert audit_rows(fresh_engine) == audits
