@@ -24,6 +24,12 @@ data.begin_run()
 def _sign_in() -> None:
     st.title("Usage dashboard")
     st.write("Sign in with your company account to see usage, quotas and credits.")
+    if not auth.oidc_available():
+        st.error(
+            "Sign-in is configured ([auth] in secrets.toml) but the Authlib package is not "
+            "installed. Install streamlit[auth] (Authlib >= 1.3.2) and restart the dashboard."
+        )
+        return
     provider = auth.login_provider()
     if provider is None:
         st.button("Sign in", type="primary", on_click=st.login)

@@ -21,6 +21,7 @@ control).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import Mapping
@@ -157,6 +158,11 @@ def current_user() -> CurrentUser:
         role = roles.get(email.lower(), DEV_DEFAULT_ROLE)
     name = str(dev.get("name") or email.split("@")[0])
     return CurrentUser(email=email, name=name, role=role, source="development")
+
+
+def oidc_available() -> bool:
+    """Whether ``st.login`` can work here (it needs the Authlib package)."""
+    return importlib.util.find_spec("authlib") is not None
 
 
 def login_provider() -> str | None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Final, Literal
 
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 
 HEIGHT: Final = 340
@@ -60,15 +59,17 @@ def timeline_by_type(
     """
     if df.empty or int(df[metric].sum()) == 0:
         return empty(f"No {metric} in this period.")
-    fig = px.bar(
-        df,
-        x="bucket",
-        y=metric,
-        color="type",
-        color_discrete_map=TYPE_COLORS,
-        category_orders={"type": sorted(df["type"].unique())},
-    )
-    fig.update_layout(barmode="stack")
+    traces = [
+        go.Bar(
+            name=str(type_),
+            x=rows["bucket"],
+            y=rows[metric],
+            marker_color=TYPE_COLORS.get(str(type_), "#6b7280"),
+            hovertemplate=f"{type_}: %{{y:,}}<extra></extra>",
+        )
+        for type_, rows in df.groupby("type", sort=True)
+    ]
+    fig = go.Figure(traces, layout={"barmode": "stack"})
     return _layout(fig, y_title=metric.capitalize(), x_title=GRAIN_LABEL.get(granularity))
 
 
@@ -80,16 +81,20 @@ def top_users(df: pd.DataFrame, *, top: int = 10) -> go.Figure:
     if df.empty:
         return empty("No user made a generation in this period.")
     shown = df.nlargest(top, "credits").iloc[::-1]
-    fig = px.bar(
-        shown,
-        x="credits",
-        y="name",
-        orientation="h",
-        hover_data={"email": True, "generations": ":,"},
-        color_discrete_sequence=[CONSUMED],
+    fig = go.Figure(
+        go.Bar(
+            x=shown["credits"],
+            y=shown["name"],
+            orientation="h",
+            marker_color=CONSUMED,
+            customdata=shown[["email", "generations"]].to_numpy(),
+            hovertemplate="%{y} (%{customdata[0]}): %{x:,} credits, "
+            "%{customdata[1]:,} generations<extra></extra>",
+        )
     )
+    fig = _layout(fig, y_title="", x_title="Credits")
     fig.update_layout(hovermode="closest")
-    return _layout(fig, y_title="", x_title="Credits")
+    return fig
 
 
 def usage_ranking(df: pd.DataFrame, *, top: int = 15) -> go.Figure:

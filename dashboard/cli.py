@@ -147,12 +147,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _serve_args(argv: list[str]) -> argparse.Namespace | None:
+    """``dashboard [serve] [streamlit options]``: everything after ``serve`` (or the
+    whole command line, when it starts with an option) goes to `streamlit run` as is.
+
+    argparse cannot take ``--server.port 8600`` as a positional remainder, so this is
+    split off by hand; other commands (and ``-h``) go through the parser.
+    """
+    if argv and argv[0] == "serve":
+        rest = argv[1:]
+    elif not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        rest = argv
+    else:
+        return None
+    if rest[:1] in (["-h"], ["--help"]):
+        return None
+    return argparse.Namespace(command="serve", func=cmd_serve, streamlit_args=rest)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["serve", *(argv or [])])
+    args = _serve_args(list(sys.argv[1:] if argv is None else argv)) or parser.parse_args(argv)
     from queries.db import ConfigurationError
     from queries.demo_data import DemoDataError
 

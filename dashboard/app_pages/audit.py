@@ -91,7 +91,7 @@ def render() -> None:
                 hide_index=True,
                 column_config={
                     "When (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
-                    "Credits": st.column_config.NumberColumn(format="%+d"),
+                    "Credits": st.column_config.NumberColumn(format="localized"),
                 },
                 key="audit.table",
             )

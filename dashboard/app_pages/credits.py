@@ -365,12 +365,12 @@ def _ledger(f: state.Filters, *, balance: int, can_adjust: bool) -> None:
             ledger_table(entries, f.timezone),
             hide_index=True,
             column_config={
-                "Entry": st.column_config.NumberColumn(format="plain"),
+                "Entry": st.column_config.NumberColumn(format="%d"),
                 "Time": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm z"),
-                "Amount": st.column_config.NumberColumn(format="%+d"),
+                "Amount": st.column_config.NumberColumn(format="localized"),
                 "Balance after": st.column_config.NumberColumn(format="localized"),
-                "Reverses": st.column_config.NumberColumn(format="plain"),
-                "Reversed by": st.column_config.NumberColumn(format="plain"),
+                "Reverses": st.column_config.NumberColumn(format="%d"),
+                "Reversed by": st.column_config.NumberColumn(format="%d"),
             },
             key="credits.ledger",
         )

@@ -198,7 +198,7 @@ def _drilldown(f: state.Filters) -> None:
             hide_index=True,
             column_config={
                 "Time": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss z"),
-                "Id": st.column_config.NumberColumn(format="plain"),
+                "Id": st.column_config.NumberColumn(format="%d"),
             },
             key="overview.recent",
         )

@@ -65,6 +65,7 @@ def render() -> None:
         "(each organization's own days). Balances are current.",
     )
     with ui.section("The ranking"):
+        st.subheader("Ranking by credits consumed")
         usage = data.all_orgs_usage(f.start, f.end)
         left, right = st.columns([1, 2])
         plans = left.multiselect(
@@ -93,7 +94,7 @@ def render() -> None:
                 table,
                 hide_index=True,
                 column_config={
-                    "Rank": st.column_config.NumberColumn(format="plain", width="small"),
+                    "Rank": st.column_config.NumberColumn(format="%d", width="small"),
                     "Generations": st.column_config.NumberColumn(format="localized"),
                     "Credits consumed": st.column_config.NumberColumn(format="localized"),
                     "Credits granted": st.column_config.NumberColumn(format="localized"),
@@ -116,6 +117,7 @@ def render() -> None:
             disabled=table.empty,
         )
         shown = table.rename(columns={v: k for k, v in COLUMNS.items()})
+        st.subheader("The 15 largest consumers: consumed against granted")
         st.plotly_chart(charts.usage_ranking(shown), key="usage.ranking_chart")
 
     with ui.section("The monthly trend"):

@@ -110,13 +110,26 @@ def app_db(today_url: str, use_database: Callable[[str], None]) -> None:
 
 
 @pytest.mark.usefixtures("app_db")
-def test_with_oidc_configured_a_visitor_is_asked_to_sign_in() -> None:
+def test_with_oidc_configured_a_visitor_is_asked_to_sign_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     at = make_app(secrets={"auth": OIDC})
     at.user = {"is_logged_in": False}
+    monkeypatch.setattr(auth, "oidc_available", lambda: True)  # as with streamlit[auth]
     at.run()
     assert not at.exception
     assert [b.label for b in at.button] == ["Sign in"]
     assert not at.sidebar.selectbox  # no filters, no data
+
+
+@pytest.mark.usefixtures("app_db")
+def test_sign_in_without_authlib_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    at = make_app(secrets={"auth": OIDC})
+    at.user = {"is_logged_in": False}
+    monkeypatch.setattr(auth, "oidc_available", lambda: False)
+    at.run()
+    assert not at.exception
+    assert any("streamlit[auth]" in e for e in texts(at, "error"))
 
 
 @pytest.mark.usefixtures("app_db")

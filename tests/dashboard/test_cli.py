@@ -65,3 +65,23 @@ def test_bad_database_url_is_a_sentence_not_a_traceback(
     monkeypatch.setenv("DATABASE_URL", "mysql://nope@host/db")
     assert main(["db-url"]) == 2
     assert "unsupported database URL scheme" in capsys.readouterr().err
+
+
+def test_streamlit_options_pass_through_to_streamlit_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dashboard.cli as cli
+
+    seen: list[list[str]] = []
+
+    def serve(args: object) -> int:
+        seen.append(list(args.streamlit_args))  # type: ignore[attr-defined]
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_serve", serve)
+    assert main(["serve", "--server.port", "8600", "--server.headless", "true"]) == 0
+    assert main(["--server.port", "8601"]) == 0
+    assert main([]) == 0
+    assert seen == [
+        ["--server.port", "8600", "--server.headless", "true"],
+        ["--server.port", "8601"],
+        [],
+    ]
