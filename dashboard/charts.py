@@ -29,7 +29,14 @@ def _layout(
     fig.update_layout(
         height=height,
         margin={"l": 8, "r": 8, "t": 36, "b": 8},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "title": None},
+        legend={
+            "orientation": "h",
+            "yanchor": "bottom",
+            "y": 1.02,
+            "x": 0,
+            "title": None,
+            "traceorder": "normal",  # stacked bars otherwise list their legend backwards
+        },
         yaxis_title=y_title,
         xaxis_title=x_title,
         hovermode="x unified",

@@ -24,31 +24,38 @@ def _kpis(f: state.Filters) -> bool:
     """The KPI tiles; False when the period has no generations at all."""
     kpis = data.period_kpis(f.organization_id, f.start, f.end, utc=f.utc)
     info = data.organization(f.organization_id)
+    timeline = data.timeline_by_type(
+        f.organization_id, f.start, f.end, granularity=f.granularity, utc=f.utc
+    )
+    per_bucket = timeline.groupby("bucket")[["generations", "credits"]].sum()
     previous_end = f.start - dt.timedelta(days=1)
     previous_start = previous_end - dt.timedelta(days=f.days - 1)
     against = f"Change against the previous {f.days} days ({previous_start} – {previous_end})."
+    versus = f"vs previous {f.days} days"
     tiles = st.columns(4)
-    tiles[0].metric(
-        "Generations",
-        ui.number(kpis.generations),
-        ui.change(kpis.generations_change),
-        help=against,
-        border=True,
-    )
-    tiles[1].metric(
-        "Credits consumed",
-        ui.number(kpis.credits),
-        ui.change(kpis.credits_change),
-        help=against,
-        border=True,
-    )
-    tiles[2].metric(
-        "Active users",
-        ui.number(kpis.active_users),
-        ui.change(kpis.active_users_change),
-        help=f"Users with at least one generation. {against}",
-        border=True,
-    )
+    for tile, label, value, change, spark, extra in (
+        (tiles[0], "Generations", kpis.generations, kpis.generations_change, "generations", ""),
+        (tiles[1], "Credits consumed", kpis.credits, kpis.credits_change, "credits", ""),
+        (
+            tiles[2],
+            "Active users",
+            kpis.active_users,
+            kpis.active_users_change,
+            None,
+            "Users with at least one generation. ",
+        ),
+    ):
+        tile.metric(
+            label,
+            ui.number(value),
+            ui.change(change),
+            help=extra + against,
+            border=True,
+            delta_arrow="off" if not change else "auto",
+            delta_description=versus if change is not None else None,
+            chart_data=per_bucket[spark].tolist() if spark else None,
+            chart_type="bar",
+        )
     tiles[3].metric(
         "Credit balance",
         ui.number(info.balance) if info else "–",
