@@ -167,16 +167,33 @@ def granted_vs_consumed(df: pd.DataFrame, *, granularity: str = "month") -> go.F
     return _layout(fig, y_title="Credits", x_title=GRAIN_LABEL.get(granularity))
 
 
-def quota_history(df: pd.DataFrame) -> go.Figure:
-    """Daily use (solid) against the daily limit (dashed), one colour per type.
+def quota_history(df: pd.DataFrame, *, relative: bool = False) -> go.Figure:
+    """Daily use against the daily limit, one colour per type.
 
-    ``df``: date, type, used, daily_limit (as ``quotas.quota_history``).
+    Absolute (``relative=False``): use as a solid line, the limit dashed. Relative: use
+    as a share of each day's limit, with the limit as one dashed line at 100 %, so types
+    with very different limits can be compared.
+
+    ``df``: date, type, used, daily_limit, utilization (as ``quotas.quota_history``).
     """
     if df.empty:
         return empty("No generations in this period, so there is no quota history.")
     fig = go.Figure()
     for type_, rows in df.groupby("type", sort=True):
         color = TYPE_COLORS.get(str(type_), "#6b7280")
+        if relative:
+            share = rows["utilization"].where(rows["used"] > 0, 0.0)
+            fig.add_trace(
+                go.Scatter(
+                    x=rows["date"],
+                    y=share,
+                    name=str(type_),
+                    mode="lines+markers",
+                    line={"color": color},
+                    hovertemplate=f"{type_}: %{{y:.0%}} of the limit<extra></extra>",
+                )
+            )
+            continue
         fig.add_trace(
             go.Scatter(
                 x=rows["date"],
@@ -186,17 +203,20 @@ def quota_history(df: pd.DataFrame) -> go.Figure:
                 line={"color": color},
             )
         )
-        limits = rows["daily_limit"].astype("float64")
         fig.add_trace(
             go.Scatter(
                 x=rows["date"],
-                y=limits,
+                y=rows["daily_limit"].astype("float64"),
                 name=f"{type_} limit",
                 mode="lines",
                 line={"color": color, "dash": "dash", "shape": "hv"},
                 connectgaps=False,
             )
         )
+    if relative:
+        fig.add_hline(y=1.0, line={"color": "#b91c1c", "dash": "dash"}, annotation_text="limit")
+        fig.update_yaxes(tickformat=".0%")
+        return _layout(fig, y_title="Share of the daily limit", x_title="Day (organization's own)")
     return _layout(fig, y_title="Generations per day", x_title="Day (organization's own)")
 
 

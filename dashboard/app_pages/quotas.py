@@ -134,10 +134,15 @@ def _history(f: state.Filters) -> None:
     history = data.quota_history(
         f.organization_id, f.start, f.end, type=chosen if chosen != ALL_TYPES else None
     )
-    st.plotly_chart(charts.quota_history(history), key="quotas.history_chart")
+    relative = chosen == ALL_TYPES
+    st.plotly_chart(charts.quota_history(history, relative=relative), key="quotas.history_chart")
     st.caption(
         f"Days are {f.organization.name}'s own ({f.organization.timezone}), {f.period_label}. "
-        "The dashed line is the limit on days with use or a limit change."
+        + (
+            "Each type's use as a share of that day's limit; choose a type to see counts."
+            if relative
+            else "The dashed line is the limit on days with use or a limit change."
+        )
     )
 
 
@@ -231,6 +236,7 @@ def _limit(f: state.Filters) -> None:
             }
         ),
         hide_index=True,
+        column_config={"Daily limit now": st.column_config.NumberColumn(format="localized")},
         key="quotas.in_force",
     )
     st.session_state.setdefault(K_LIMIT, None)

@@ -104,10 +104,15 @@ def test_quota_history_draws_use_and_the_limit_for_each_type() -> None:
             "daily_limit": pd.array([100, None, 8, 8], dtype="Int64"),
         }
     )
+    df["utilization"] = (df["used"] / df["daily_limit"]).astype("float64")
     fig = charts.quota_history(df)
     assert [t.name for t in fig.data] == ["chat used", "chat limit", "image used", "image limit"]
     assert fig.data[1].line.dash == "dash"
     assert math.isnan(fig.data[1].y[1])  # no row that day: a gap, not a zero limit
+    shares = charts.quota_history(df, relative=True)
+    assert [t.name for t in shares.data] == ["chat", "image"]
+    assert list(shares.data[0].y) == [0.1, 0.0]  # a day without use is 0 %, not a gap
+    assert list(shares.data[1].y) == [0.625, 0.75]
 
 
 def test_the_heatmap_caps_unlimited_use_and_lists_the_fullest_first() -> None:

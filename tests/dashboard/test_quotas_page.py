@@ -4,6 +4,7 @@ organization's history, and the audited form that changes a daily limit."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -56,8 +57,12 @@ def test_today_shows_every_organization_and_who_is_near_or_over(today_engine: En
         )
     )
     names = [f.get("layout", {}).get("yaxis", {}).get("title", {}).get("text") for f in figures(at)]
-    assert "Generations per day" in names  # the organization's history
+    assert "Share of the daily limit" in names  # the organization's history, all types
     assert len(figures(at)) == 2  # and the heatmap
+
+    at.selectbox(key="quotas.history_type").set_value("chat").run()
+    history = next(f for f in figures(at) if "Generations per day" in json.dumps(f["layout"]))
+    assert [t["name"] for t in history["data"]] == ["chat used", "chat limit"]
 
 
 def test_the_table_filters_by_status(today_engine: Engine) -> None:
