@@ -1,0 +1,359 @@
+"""Benchmark of the dashboard's pages: the server-side run time of each page.
+
+    uv run python scripts/benchmark_pages.py [--sizes 250000,1000000] [--runs N]
+        [--orgs N] [--days N] [--seed N] [--range 30d] [--org largest|default]
+
+What it measures: one run of the app's script for a page, ``dashboard/app.py`` (identity,
+navigation, the organizations, the sidebar filters) and then the page, exactly as
+``streamlit run`` executes it, driven by ``streamlit.testing.v1.AppTest`` as an admin
+(so every form is drawn). The time is taken around Streamlit's own call that executes
+the script (``exec_func_with_error_handling``), so it includes every query, the pandas
+work, building the plotly figures and serializing every element (Arrow tables, figure
+JSON, protobuf), and excludes only AppTest's harness (its mock runtime and the parsing
+of the element tree it returns), which a real server does not run either. As on a
+server, app.py and the page are compiled once, not on every run.
+
+- **cold**: ``st.cache_data`` emptied before each run, as after a write, a Refresh or an
+  expired ``ttl``: every read goes to PostgreSQL. The engine (``st.cache_resource``) and
+  its pooled connections are kept, as on a running server.
+- **warm**: the run again with the caches filled, what a user gets when they change a
+  widget or come back to the page within the ``ttl``.
+
+For each size the demo data is loaded afresh (ending now, so "today" has quota use)
+into ``dashboard_bench_pages`` on the project's embedded PostgreSQL, or into the
+database of ``BENCH_DATABASE_URL`` (whose contents are replaced). The pages show the
+organization with the most generations (``--org default`` keeps the app's default, the
+first by name) and the app's default filters (``--range``: last 30 days, by day, in the
+organization's time zone). It prints markdown tables; see docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import statistics
+import subprocess
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import streamlit as st
+from sqlalchemy import Engine, event, text
+from sqlalchemy.engine import make_url
+from streamlit import config as st_config
+from streamlit import logger as streamlit_logger
+from streamlit.runtime.scriptrunner import exec_code, script_runner
+from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1 import app_test as app_test_module
+
+from dashboard.navigation import PAGES, PageSpec
+from queries import embedded, schema
+from queries.db import create_direct_engine, dispose_engine, normalize_url
+from queries.demo_data import seed_demo_data
+
+ROOT: Final = Path(__file__).resolve().parents[1]
+APP: Final = ROOT / "dashboard" / "app.py"
+DATABASE: Final = "dashboard_bench_pages"
+TARGET_MS: Final = 300.0
+RUN_TIMEOUT: Final = 300.0
+IDENTITY_ENV: Final = ("DASHBOARD_USER", "DASHBOARD_ROLE", "DASHBOARD_ROLES")
+SECRETS: Final = {"dev": {"user": "benchmark@example.com", "role": "admin"}}
+
+
+# ---------------------------------------------------------------------- measuring
+
+
+@dataclass(slots=True)
+class RunClock:
+    """What the last script run cost: wall time of the script, SQL statements and time."""
+
+    script: list[float] = field(default_factory=list)
+    statements: int = 0
+    sql_seconds: float = 0.0
+
+    def reset(self) -> None:
+        self.script.clear()
+        self.statements = 0
+        self.sql_seconds = 0.0
+
+
+CLOCK: Final = RunClock()
+
+
+def _install_clock() -> None:
+    """Time each script execution and every SQL statement (any engine)."""
+    runner: Any = script_runner  # patched: the name is imported there, not exported
+    original = exec_code.exec_func_with_error_handling
+
+    def timed(func: Callable[[], Any], ctx: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return original(func, ctx)
+        finally:
+            CLOCK.script.append(time.perf_counter() - started)
+
+    runner.exec_func_with_error_handling = timed
+
+    # A server compiles each script once and keeps the bytecode in one ScriptCache;
+    # AppTest makes a new cache for every run. Share one, as the server does, so a run
+    # is not charged for compiling app.py and the page again.
+    shared = ScriptCache()
+    harness: Any = app_test_module
+    harness.ScriptCache = lambda: shared
+
+    def before(
+        conn: Any, cursor: Any, statement: Any, params: Any, context: Any, many: Any
+    ) -> None:
+        conn.info.setdefault("bench_started", []).append(time.perf_counter())
+
+    def after(conn: Any, cursor: Any, statement: Any, params: Any, context: Any, many: Any) -> None:
+        started = conn.info["bench_started"].pop()
+        CLOCK.statements += 1
+        CLOCK.sql_seconds += time.perf_counter() - started
+
+    event.listen(Engine, "before_cursor_execute", before)
+    event.listen(Engine, "after_cursor_execute", after)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    ms: float
+    statements: int
+    sql_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class PageResult:
+    spec: PageSpec
+    cold: list[Sample]
+    warm: list[Sample]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) with linear interpolation, as numpy's default."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _run(at: AppTest) -> Sample:
+    CLOCK.reset()
+    at.run(timeout=RUN_TIMEOUT)
+    if len(CLOCK.script) != 1:
+        raise RuntimeError(f"expected one script run, saw {len(CLOCK.script)} (a rerun?)")
+    _check(at)
+    return Sample(CLOCK.script[0] * 1000, CLOCK.statements, CLOCK.sql_seconds * 1000)
+
+
+def _check(at: AppTest) -> None:
+    """A page that failed would be fast for the wrong reason: stop instead."""
+    if at.exception:
+        raise RuntimeError(f"the page raised: {[e.message for e in at.exception]}")
+    errors = [str(e.value) for e in at.error]
+    if errors:
+        raise RuntimeError(f"the page shows errors: {errors}")
+
+
+def open_app(spec: PageSpec, query: dict[str, str]) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=RUN_TIMEOUT)
+    at.secrets = dict(SECRETS)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    if spec is not PAGES[0]:
+        at.switch_page(f"app_pages/{spec.file}").run()
+    _check(at)
+    title = at.title[0].value if at.title else ""
+    if not str(title).startswith(spec.title):
+        raise RuntimeError(f"expected the page {spec.title!r}, got {title!r}")
+    return at
+
+
+def measure_page(spec: PageSpec, query: dict[str, str], runs: int) -> PageResult:
+    at = open_app(spec, query)  # also the warm-up: imports, first connections
+    cold: list[Sample] = []
+    warm: list[Sample] = []
+    for _ in range(runs):
+        st.cache_data.clear()
+        cold.append(_run(at))
+        warm.append(_run(at))  # the same view again, now from the caches
+    return PageResult(spec, cold, warm)
+
+
+# ---------------------------------------------------------------------- the database
+
+
+def target_url() -> tuple[str, str]:
+    """The benchmark database's URL and a description of it."""
+    configured = os.environ.get("BENCH_DATABASE_URL", "").strip()
+    if configured:
+        url = normalize_url(configured)
+        return url, f"BENCH_DATABASE_URL ({make_url(url).render_as_string(hide_password=True)})"
+    server = embedded.ensure_running()
+    embedded.ensure_database(server, DATABASE)
+    return server.url(DATABASE), f"embedded PostgreSQL, database {DATABASE}"
+
+
+def load(url: str, *, generations: int, organizations: int, days: int, seed: int) -> float:
+    """Replace the database's data with a demo load ending now; the seconds it took."""
+    schema.upgrade(url=url)
+    direct = create_direct_engine(url)
+    try:
+        with direct.connect() as conn:
+            report = seed_demo_data(
+                conn,
+                organizations=organizations,
+                generations=generations,
+                days=days,
+                seed=seed,
+                reset=True,
+            )
+            conn.commit()
+            conn.execute(text("ANALYZE"))
+            conn.commit()
+    finally:
+        direct.dispose()
+    return report.seconds
+
+
+_ORG_GENERATIONS: Final = (
+    "SELECT o.id, o.name, count(g.id) AS n FROM organizations o "
+    "LEFT JOIN generations g ON g.organization_id = o.id GROUP BY o.id, o.name "
+)
+_LARGEST: Final = text(_ORG_GENERATIONS + "ORDER BY n DESC, o.id LIMIT 1")
+_DEFAULT: Final = text(_ORG_GENERATIONS + "ORDER BY o.name, o.id LIMIT 1")  # the app's default
+
+
+def pick_organization(url: str, which: str) -> tuple[int, str, int, str]:
+    """(id, name, generations) of the organization the pages will show, and the
+    server's version."""
+    direct = create_direct_engine(url)
+    try:
+        with direct.connect() as conn:
+            row = conn.execute(_LARGEST if which == "largest" else _DEFAULT).one()
+            server_version = conn.execute(text("SHOW server_version")).scalar_one()
+    finally:
+        direct.dispose()
+    return int(row.id), str(row.name), int(row.n), str(server_version)
+
+
+@contextlib.contextmanager
+def app_database(url: str) -> Iterator[None]:
+    """Point the app at ``url`` with fresh engine and caches."""
+    os.environ["DATABASE_URL"] = url
+    os.environ.pop("DIRECT_URL", None)
+    dispose_engine()
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    try:
+        yield
+    finally:
+        dispose_engine()
+        st.cache_data.clear()
+        st.cache_resource.clear()
+
+
+# ---------------------------------------------------------------------- reporting
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    model = platform.processor() or "unknown CPU"
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        for line in subprocess.run(
+            ["lscpu"], capture_output=True, text=True, check=True
+        ).stdout.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    load1, load5, _ = os.getloadavg()
+    return f"{cpus} CPUs ({model}), load average {load1:.2f} / {load5:.2f} at the start"
+
+
+def table(results: list[PageResult]) -> str:
+    lines = [
+        "| page | cold p50 ms | cold p95 ms | cold SQL: statements, p50 ms | "
+        "warm p50 ms | warm p95 ms | cold p95 <= 300 ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | :---: |",
+    ]
+    for r in results:
+        cold = [s.ms for s in r.cold]
+        warm = [s.ms for s in r.warm]
+        statements = statistics.median(s.statements for s in r.cold)
+        sql_ms = statistics.median(s.sql_ms for s in r.cold)
+        p95 = percentile(cold, 0.95)
+        lines.append(
+            f"| {r.spec.title} | {percentile(cold, 0.5):,.0f} | {p95:,.0f} | "
+            f"{statements:.0f}, {sql_ms:,.0f} | {percentile(warm, 0.5):,.0f} | "
+            f"{percentile(warm, 0.95):,.0f} | {'yes' if p95 <= TARGET_MS else '**no**'} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--sizes",
+        default="250000,1000000",
+        help="generations per load, comma-separated (default 250000,1000000)",
+    )
+    parser.add_argument("--runs", type=int, default=20, help="cold and warm runs per page")
+    parser.add_argument("--orgs", type=int, default=40, help="organizations (default 40)")
+    parser.add_argument("--days", type=int, default=120, help="days of history (default 120)")
+    parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    parser.add_argument("--range", default="30d", help="the Dates filter (default 30d)")
+    parser.add_argument(
+        "--org",
+        choices=("largest", "default"),
+        default="largest",
+        help="the organization shown: the one with most generations, or the app's default",
+    )
+    parser.add_argument("--pages", default="", help="only these url paths, comma-separated")
+    args = parser.parse_args()
+
+    warnings.filterwarnings("ignore")
+    # Quiet "No runtime found" and "missing ScriptRunContext", which AppTest provokes.
+    st_config.set_option("logger.level", "error")
+    streamlit_logger.set_log_level("error")
+    for name in IDENTITY_ENV:
+        os.environ.pop(name, None)
+    _install_clock()
+    wanted = {p.strip() for p in args.pages.split(",") if p.strip()}
+    specs = [spec for spec in PAGES if not wanted or spec.url_path in wanted]
+
+    url, description = target_url()
+    print(f"Machine: {machine()}")
+    print(f"Database: {description}")
+    print(
+        f"Runs per page: {args.runs} cold + {args.runs} warm; filters: range={args.range}, "
+        f"organization: {args.org}\n"
+    )
+    for size in (int(s) for s in args.sizes.split(",")):
+        seconds = load(
+            url, generations=size, organizations=args.orgs, days=args.days, seed=args.seed
+        )
+        org_id, org_name, org_generations, version = pick_organization(url, args.org)
+        print(
+            f"### {size:,} generations ({args.orgs} organizations, {args.days} days, "
+            f"seed {args.seed}; loaded in {seconds:.1f} s; PostgreSQL {version})\n\n"
+            f"Organization shown: {org_name} (id {org_id}, {org_generations:,} generations)\n",
+            flush=True,
+        )
+        query = {"org": str(org_id), "range": args.range}
+        with app_database(url):
+            results = [measure_page(spec, query, args.runs) for spec in specs]
+        print(table(results), "\n", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,349 @@
+"""What a person sees: the dashboard in a real browser.
+
+The app runs with ``streamlit run`` on a free port against its own demo database, as an
+admin (the development identity), and Playwright drives Debian's Chromium
+(``/usr/bin/chromium``; Playwright's own browser download does not work here). The test
+visits every page of the navigation, checks that none shows an exception or an error
+banner, saves a full-page screenshot of each to ``docs/screenshots/``, and makes one
+credit adjustment through the form on the Credits page, then checks the ledger row in
+the database.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
+from sqlalchemy import Engine, text
+
+from dashboard.navigation import PAGES
+from queries import schema
+from queries.db import create_direct_engine
+from queries.demo_data import seed_demo_data
+from tests.conftest import PgServer, _recreate
+
+ROOT: Final = Path(__file__).resolve().parents[2]
+CHROMIUM: Final = Path("/usr/bin/chromium")
+CHROMIUM_ARGS: Final = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DATABASE: Final = "dashboard_test_browser"
+SCREENSHOTS: Final = ROOT / "docs" / "screenshots"
+VIEWPORT: Final = ViewportSize(width=1440, height=900)
+USER: Final = "browser-test@example.com"
+TIMEOUT_MS: Final = 30_000
+STARTUP_SECONDS: Final = 60
+
+# Alerts a page may show on purpose; anything else is a failure.
+EXPECTED_ALERTS: Final = (
+    # The sidebar says when the development identity is in use (it is, here).
+    re.compile(r"^Development identity from DASHBOARD_USER"),
+)
+
+# True once the script has finished, every element is drawn (no loading skeleton, no
+# stale element of the previous run, no "Running..." widget), the page's title is the
+# one asked for, and every chart has been drawn by plotly.
+_SETTLED_JS: Final = """
+(title) => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.dataset.testScriptState !== "notRunning") return false;
+  if (app.dataset.testConnectionState !== "CONNECTED") return false;
+  if (document.querySelector(
+      '[data-testid="stStatusWidget"], [data-testid="stSkeleton"], [data-stale="true"]'))
+    return false;
+  const h1 = document.querySelector('[data-testid="stMain"] h1');
+  if (!h1 || !h1.textContent.trim().startsWith(title)) return false;
+  for (const chart of document.querySelectorAll('[data-testid="stPlotlyChart"]'))
+    if (!chart.querySelector(".main-svg")) return false;
+  return true;
+}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RunningApp:
+    url: str
+    database_url: str
+    log: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@pytest.fixture(scope="module")
+def browser_database(test_server: PgServer) -> str:
+    """A demo load ending now (so today has quota use): 10 organizations, 20,000
+    generations over 60 days."""
+    _recreate(test_server, DATABASE)
+    url = test_server.url(DATABASE)
+    schema.upgrade(url=url)
+    direct = create_direct_engine(url)
+    try:
+        with direct.connect() as conn:
+            seed_demo_data(conn, organizations=10, generations=20_000, days=60, seed=5)
+            conn.commit()
+    finally:
+        direct.dispose()
+    return url
+
+
+@pytest.fixture(scope="module")
+def db(browser_database: str) -> Iterator[Engine]:
+    engine = create_direct_engine(browser_database)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def app(browser_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    """``streamlit run dashboard/app.py`` on a free port, as an admin."""
+    folder = tmp_path_factory.mktemp("browser")
+    # Our own secrets file, so a developer's .streamlit/secrets.toml ([auth], roles)
+    # cannot change who the test is.
+    secrets = folder / "secrets.toml"
+    secrets.write_text(f'[dev]\nuser = "{USER}"\nrole = "admin"\n')
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DIRECT_URL", "DASHBOARD_USER", "DASHBOARD_ROLE", "DASHBOARD_ROLES")
+    }
+    env |= {"DATABASE_URL": browser_database, "DASHBOARD_USER": USER, "DASHBOARD_ROLE": "admin"}
+    port = _free_port()
+    log = folder / "streamlit.log"
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "dashboard/app.py",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--server.fileWatcherType",
+        "none",
+        "--browser.gatherUsageStats",
+        "false",
+        "--secrets.files",
+        str(secrets),
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while not _healthy(url):
+            if process.poll() is not None:
+                pytest.fail(f"streamlit exited with {process.returncode}:\n{log.read_text()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit not healthy after {STARTUP_SECONDS}s:\n{log.read_text()}")
+            time.sleep(0.2)
+        yield RunningApp(url=url, database_url=browser_database, log=log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: the browser test drives Debian's Chromium. Install it "
+            "with `apt-get install -y chromium` (.ci/run does); never `playwright install`."
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, app: RunningApp) -> Iterator[Page]:
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors in the page: {errors}"
+
+
+def settle(page: Page, title: str) -> None:
+    """Wait until the app has finished running and drawn the page titled ``title``."""
+    try:
+        page.wait_for_function(_SETTLED_JS, arg=title, timeout=TIMEOUT_MS, polling=100)
+        # Held twice, 300 ms apart: a rerun the script asks for (st.rerun, a URL
+        # update) has started by then.
+        page.wait_for_timeout(300)
+        page.wait_for_function(_SETTLED_JS, arg=title, timeout=TIMEOUT_MS, polling=100)
+    except Exception as exc:
+        heading = page.locator('[data-testid="stMain"] h1')
+        shown = heading.first.inner_text() if heading.count() else "(no title)"
+        raise AssertionError(
+            f"the page {title!r} did not finish drawing within {TIMEOUT_MS / 1000:.0f}s "
+            f"(title shown: {shown!r}, url {page.url})"
+        ) from exc
+
+
+def problems(page: Page) -> list[str]:
+    """Exceptions, error and unexpected warning banners, and toasts on the page."""
+    found = [
+        f"exception: {element.inner_text()}"
+        for element in page.locator('[data-testid="stException"]').all()
+    ]
+    for alert in page.locator('[data-testid="stAlertContainer"]').all():
+        body = alert.locator('[data-testid="stMarkdownContainer"]').first.inner_text().strip()
+        if not any(pattern.search(body) for pattern in EXPECTED_ALERTS):
+            found.append(f"alert: {body}")
+    found += [f"toast: {t.inner_text()}" for t in page.locator('[data-testid="stToast"]').all()]
+    return found
+
+
+def screenshot(page: Page, name: str) -> None:
+    """The whole page: the app scrolls inside its main area and sidebar, not the
+    document, so the viewport is made as tall as their content for the shot."""
+    height = page.evaluate(
+        """() => Math.max(...['stMain', 'stSidebarContent'].map(id => {
+             const el = document.querySelector(`[data-testid="${id}"]`);
+             return el ? el.scrollHeight : 0;
+           }))"""
+    )
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": max(int(height), 900)})
+    try:
+        page.wait_for_timeout(500)  # let plotly and the grids follow the new size
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True, animations="disabled")
+    finally:
+        page.set_viewport_size(VIEWPORT)
+
+
+def test_every_page_renders_without_an_error_and_is_photographed(
+    page: Page, app: RunningApp
+) -> None:
+    page.goto(app.url)
+    settle(page, PAGES[0].title)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    assert USER in sidebar.inner_text(), "the sidebar does not say who is signed in"
+    links = page.locator('[data-testid="stSidebarNav"] a')
+    assert [link.inner_text().strip().split("\n")[-1] for link in links.all()] == [
+        spec.title for spec in PAGES
+    ], "an admin sees every page in the navigation"
+
+    for spec in PAGES:
+        links.filter(has_text=spec.title).first.click()
+        settle(page, spec.title)
+        path = urlsplit(page.url).path.strip("/")
+        # The default page is the app's root.
+        assert path in ({spec.url_path, ""} if spec is PAGES[0] else {spec.url_path}), page.url
+        assert not problems(page), f"{spec.title} shows: {problems(page)}"
+        assert page.locator('[data-testid="stMain"]').inner_text().strip()
+        screenshot(page, spec.url_path)
+
+
+def _books(db: Engine, organization_id: int) -> tuple[int, int]:
+    """(ledger rows, balance) of an organization."""
+    with db.connect() as conn:
+        rows, balance = conn.execute(
+            text(
+                "SELECT (SELECT count(*) FROM credit_ledger WHERE organization_id = :org), "
+                "(SELECT balance FROM credit_balances WHERE organization_id = :org)"
+            ),
+            {"org": organization_id},
+        ).one()
+    return int(rows), int(balance)
+
+
+def test_a_credit_grant_through_the_form_shows_the_new_balance_and_writes_one_row(
+    page: Page, app: RunningApp, db: Engine
+) -> None:
+    with db.connect() as conn:
+        org_id, name = conn.execute(
+            text("SELECT id, name FROM organizations ORDER BY id DESC LIMIT 1")
+        ).one()
+    rows_before, before = _books(db, org_id)
+    amount = 1_234
+    after = before + amount
+    note = "Browser test: a grant through the form"
+
+    page.goto(f"{app.url}/credits?org={org_id}")
+    title = f"Credits · {name}"
+    settle(page, title)
+    main = page.locator('[data-testid="stMain"]')
+    balance = main.locator('[data-testid="stMetric"]').filter(has_text="Balance").first
+    assert f"{before:,} credits" in balance.inner_text()
+
+    form = main.locator('[data-testid="stForm"]').filter(has_text="Review adjustment")
+    form.get_by_text("Grant credits", exact=True).click()
+    form.get_by_label("Credits", exact=True).fill(str(amount))
+    form.get_by_role("combobox", name="Reason").click()
+    page.get_by_role("option", name="Goodwill gesture", exact=True).click()
+    form.get_by_label("Note", exact=True).fill(note)
+    form.get_by_role("button", name="Review adjustment").click()
+
+    # The confirmation step shows the balance before and after; nothing is written yet.
+    confirm = main.get_by_role("button", name=f"Confirm: grant {amount:,}")
+    confirm.wait_for()
+    settle(page, title)
+    review = main.inner_text()
+    assert "Balance now" in review and "Balance after" in review and f"{after:,}" in review
+    assert _books(db, org_id) == (rows_before, before), "reviewing changed the books"
+
+    confirm.click()
+    success = main.locator('[data-testid="stAlertContentSuccess"]')
+    success.wait_for()
+    settle(page, title)
+    assert f"New balance: {after:,} credits" in success.inner_text()
+    balance = main.locator('[data-testid="stMetric"]').filter(has_text="Balance").first
+    assert f"{after:,} credits" in balance.inner_text(), "the balance tile was not refreshed"
+    assert [p for p in problems(page) if not p.startswith("alert: Granted")] == []
+
+    assert _books(db, org_id) == (rows_before + 1, after)
+    with db.connect() as conn:
+        entry = conn.execute(
+            text(
+                "SELECT kind, amount, balance_after, reason, note, actor, idempotency_key "
+                "FROM credit_ledger WHERE organization_id = :org ORDER BY id DESC LIMIT 1"
+            ),
+            {"org": org_id},
+        ).one()
+    assert tuple(entry[:6]) == ("grant", amount, after, "Goodwill gesture", note, USER)
+    assert str(entry.idempotency_key).startswith("dashboard:")
