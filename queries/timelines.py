@@ -220,18 +220,22 @@ def top_users(
     )
 
 
-# Active users: one index probe per member on (organization_id, user_id, created_at)
-# instead of reading every generation of the period.
-_KPIS = text(
-    "WITH z AS (SELECT "
-    + _ZONE
-    + """ AS tz),
-            b AS (
-                SELECT CAST(:prev AS timestamp) AT TIME ZONE z.tz AS prev_lower,
-                       CAST(:start AS timestamp) AT TIME ZONE z.tz AS lower,
-                       (CAST(:end AS date) + 1)::timestamp AT TIME ZONE z.tz AS upper
-                FROM z
-            ),
+_KPI_PARTS = {
+    # In the organization's zone the totals come from the daily rollup (a few rows per
+    # day); in UTC from the generations themselves.
+    "rollup": """
+            totals AS (
+                SELECT coalesce(sum(u.used) FILTER (WHERE u.date >= :start), 0) AS generations,
+                       coalesce(sum(u.credits_used) FILTER (WHERE u.date >= :start), 0)
+                           AS credits,
+                       coalesce(sum(u.used) FILTER (WHERE u.date < :start), 0)
+                           AS previous_generations,
+                       coalesce(sum(u.credits_used) FILTER (WHERE u.date < :start), 0)
+                           AS previous_credits
+                FROM usage_limits u
+                WHERE u.organization_id = :org AND u.date BETWEEN :prev AND :end
+            ),""",
+    "generations": """
             totals AS (
                 SELECT count(*) FILTER (WHERE g.created_at >= b.lower) AS generations,
                        coalesce(sum(g.credits) FILTER (WHERE g.created_at >= b.lower), 0)
@@ -242,7 +246,23 @@ _KPIS = text(
                 FROM b JOIN generations g
                   ON g.organization_id = :org
                  AND g.created_at >= b.prev_lower AND g.created_at < b.upper
-            ),
+            ),""",
+}
+# Active users: one index probe per member on (organization_id, user_id, created_at)
+# instead of reading every generation of the period.
+_KPIS = {
+    source: text(
+        "WITH z AS (SELECT "
+        + _ZONE
+        + """ AS tz),
+            b AS (
+                SELECT CAST(:prev AS timestamp) AT TIME ZONE z.tz AS prev_lower,
+                       CAST(:start AS timestamp) AT TIME ZONE z.tz AS lower,
+                       (CAST(:end AS date) + 1)::timestamp AT TIME ZONE z.tz AS upper
+                FROM z
+            ),"""
+        + totals
+        + """
             active AS (
                 SELECT count(*) FILTER (WHERE EXISTS (
                            SELECT 1 FROM generations g
@@ -259,7 +279,9 @@ _KPIS = text(
             )
             SELECT * FROM totals, active
 """
-)
+    )
+    for source, totals in _KPI_PARTS.items()
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +329,7 @@ def period_kpis(
     days = (end - start).days + 1
     previous_start = start - dt.timedelta(days=days)
     row = conn.execute(
-        _KPIS,
+        _KPIS["generations" if utc else "rollup"],
         {"org": organization_id, "prev": previous_start, "start": start, "end": end, "utc": utc},
     ).one()
     return PeriodKpis(

@@ -4,7 +4,8 @@ The app runs with ``streamlit run`` on a free port against its own demo database
 admin (the development identity), and Playwright drives Debian's Chromium
 (``/usr/bin/chromium``; Playwright's own browser download does not work here). The test
 visits every page of the navigation, checks that none shows an exception or an error
-banner, saves a full-page screenshot of each to ``docs/screenshots/``, and makes one
+banner, saves a full-page screenshot of each (to ``$DASHBOARD_SCREENSHOTS``, e.g.
+``docs/screenshots``, else a scratch folder), and makes one
 credit adjustment through the form on the Credits page, then checks the ledger row in
 the database.
 """
@@ -16,6 +17,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -48,7 +50,11 @@ CHROMIUM_ARGS: Final = [
     "--disable-sync",
 ]
 DATABASE: Final = "dashboard_test_browser"
-SCREENSHOTS: Final = ROOT / "docs" / "screenshots"
+# Screenshots go to a scratch folder unless DASHBOARD_SCREENSHOTS names one, so a test
+# run does not rewrite the committed docs/screenshots/ (see README, "Screenshots").
+SCREENSHOTS: Final = Path(
+    os.environ.get("DASHBOARD_SCREENSHOTS") or Path(tempfile.gettempdir()) / "dashboard-screenshots"
+).resolve()
 VIEWPORT: Final = ViewportSize(width=1440, height=900)
 USER: Final = "browser-test@example.com"
 TIMEOUT_MS: Final = 30_000

@@ -65,6 +65,9 @@ PER_ORGANIZATION: dict[str, Call] = {
     "timelines.period_kpis": lambda c, x: timelines.period_kpis(
         c, organization_id=x.organization_id, start=x.start, end=x.end
     ),
+    "timelines.period_kpis[utc]": lambda c, x: timelines.period_kpis(
+        c, organization_id=x.organization_id, start=x.start, end=x.end, utc=True
+    ),
     "usage.credits_granted_vs_consumed": lambda c, x: usage.credits_granted_vs_consumed(
         c, organization_id=x.organization_id, start=x.start, end=x.end, granularity="week"
     ),

@@ -117,6 +117,12 @@ def test_kpis_compare_with_the_previous_period_of_equal_length(
     )
     assert kpis.generations_change == pytest.approx(2.0)
     assert kpis.active_users_change == pytest.approx(1.0)
+    in_utc = timelines.period_kpis(
+        connection, organization_id=tokyo["org"], start=D(2026, 11, 3), end=D(2026, 11, 9), utc=True
+    )
+    # In UTC, 2026-11-02 20:00 belongs to the previous period.
+    assert (in_utc.generations, in_utc.credits) == (2, 8)
+    assert (in_utc.previous_generations, in_utc.previous_credits) == (2, 2)
     empty = timelines.period_kpis(
         connection, organization_id=tokyo["org"], start=D(2025, 1, 1), end=D(2025, 1, 7)
     )
