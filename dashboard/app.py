@@ -39,7 +39,8 @@ def _sign_in() -> None:
 
 def _identity(user: auth.CurrentUser) -> None:
     with st.sidebar:
-        st.caption(f"Signed in as **{user.email}** · {user.role or 'no role'}")
+        # In backticks: Markdown would turn a bare address into a mailto link.
+        st.caption(f"Signed in as `{user.email}` · {user.role or 'no role'}")
         if user.is_development:
             st.warning(
                 "Development identity from DASHBOARD_USER / [dev] in secrets.toml. "
@@ -57,7 +58,7 @@ if not user.signed_in:
 if user.role is None:
     st.title("Usage dashboard")
     st.error(
-        f"You are signed in as {user.email}, but no role is configured for this address. "
+        f"You are signed in as `{user.email}`, but no role is configured for this address. "
         "Ask an admin to add it to [roles] in secrets.toml (or DASHBOARD_ROLES)."
     )
     st.button("Sign out", on_click=st.logout)

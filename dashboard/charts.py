@@ -3,6 +3,8 @@ so they can be tested without a browser. An empty frame gives a figure that says
 
 from __future__ import annotations
 
+import calendar
+import datetime as dt
 from typing import Final, Literal
 
 import pandas as pd
@@ -126,45 +128,109 @@ def usage_ranking(df: pd.DataFrame, *, top: int = 15) -> go.Figure:
     return _layout(fig, y_title="Credits")
 
 
-def monthly_trend(df: pd.DataFrame) -> go.Figure:
+def month_coverage(months: pd.Series, start: dt.date, end: dt.date) -> pd.DataFrame:
+    """How many days of each month lie in [start, end].
+
+    ``months``: first days of months. Columns: days (in the period), of (in the month),
+    partial (bool: the period cuts the month).
+    """
+    rows = []
+    for month in pd.to_datetime(months):
+        first = month.date().replace(day=1)
+        of = calendar.monthrange(first.year, first.month)[1]
+        last = first.replace(day=of)
+        days = max(0, (min(last, end) - max(first, start)).days + 1)
+        rows.append((days, of, days < of))
+    return pd.DataFrame(rows, columns=["days", "of", "partial"]).astype(
+        {"days": "int64", "of": "int64", "partial": "bool"}
+    )
+
+
+def monthly_trend(
+    df: pd.DataFrame, *, start: dt.date | None = None, end: dt.date | None = None
+) -> go.Figure:
     """Credits consumed and granted per month, all organizations.
+
+    With the period's ``start`` and ``end``, a month the period cuts is hatched and its
+    label says how many of its days count ("5 of 31 days"), so a short bar is not read
+    as a quiet month.
 
     ``df``: month, credits_consumed, credits_granted (as ``usage.all_orgs_monthly_credits``).
     """
     if df.empty or int(df["credits_consumed"].sum() + df["credits_granted"].sum()) == 0:
         return empty("No credits were consumed or granted in these months.")
+    months = pd.to_datetime(df["month"]).reset_index(drop=True)
+    labels = [f"{m:%b %Y}" for m in months]
+    hatch = [""] * len(months)
+    if start is not None and end is not None:
+        cover = month_coverage(months, start, end)
+        for i, (days, of, partial) in enumerate(
+            zip(cover["days"], cover["of"], cover["partial"], strict=True)
+        ):
+            if partial:
+                labels[i] += f"<br>partial: {days} of {of} days"
+                hatch[i] = "/"
     fig = go.Figure(
         [
-            go.Bar(name="Consumed", x=df["month"], y=df["credits_consumed"], marker_color=CONSUMED),
-            go.Bar(name="Granted", x=df["month"], y=df["credits_granted"], marker_color=GRANTED),
+            go.Bar(
+                name=name,
+                x=months,
+                y=df[column],
+                marker={"color": color, "pattern": {"shape": hatch, "fillmode": "overlay"}},
+                hovertemplate=f"{name}: %{{y:,}}<extra></extra>",
+            )
+            for name, column, color in (
+                ("Consumed", "credits_consumed", CONSUMED),
+                ("Granted", "credits_granted", GRANTED),
+            )
         ]
     )
     fig.update_layout(barmode="group")
-    fig.update_xaxes(dtick="M1", tickformat="%b %Y")
+    fig.update_xaxes(tickmode="array", tickvals=months, ticktext=labels)
     return _layout(fig, y_title="Credits", x_title="Month")
 
 
 def granted_vs_consumed(df: pd.DataFrame, *, granularity: str = "month") -> go.Figure:
-    """Credits granted, deducted and consumed per bucket for one organization.
+    """Running totals of credits granted, deducted and consumed for one organization,
+    from the first bucket of the period.
 
-    ``df``: bucket, credits_granted, credits_deducted, credits_consumed.
+    One axis for all three, so they compare directly: a monthly grant is one step up
+    instead of a bar that dwarfs each day's consumption, and the gap between Granted
+    and Consumed at the right edge is what the period added to (or took from) the
+    balance, before deductions. Hovering shows each bucket's own amount as well.
+
+    ``df``: bucket, credits_granted, credits_deducted, credits_consumed (per bucket).
     """
-    total = df[["credits_granted", "credits_deducted", "credits_consumed"]].to_numpy().sum()
+    measures = (
+        ("Granted", "credits_granted", GRANTED),
+        ("Deducted", "credits_deducted", DEDUCTED),
+        ("Consumed", "credits_consumed", CONSUMED),
+    )
+    total = df[[column for _, column, _ in measures]].to_numpy().sum()
     if df.empty or int(total) == 0:
         return empty("No credits moved in this period.")
+    unit = {"day": "that day", "week": "that week", "month": "that month"}.get(
+        granularity, "in the bucket"
+    )
     fig = go.Figure(
         [
-            go.Bar(name="Granted", x=df["bucket"], y=df["credits_granted"], marker_color=GRANTED),
-            go.Bar(
-                name="Deducted", x=df["bucket"], y=df["credits_deducted"], marker_color=DEDUCTED
-            ),
-            go.Bar(
-                name="Consumed", x=df["bucket"], y=df["credits_consumed"], marker_color=CONSUMED
-            ),
+            go.Scatter(
+                name=name,
+                x=df["bucket"],
+                y=df[column].cumsum(),
+                customdata=df[column],
+                mode="lines+markers",
+                line={"color": color, "width": 3 if name == "Consumed" else 2},
+                marker={"size": 5},
+                hovertemplate=f"{name}: %{{y:,}} so far (%{{customdata:,}} {unit})<extra></extra>",
+            )
+            for name, column, color in measures
         ]
     )
-    fig.update_layout(barmode="group")
-    return _layout(fig, y_title="Credits", x_title=GRAIN_LABEL.get(granularity))
+    fig.update_yaxes(rangemode="tozero")
+    return _layout(
+        fig, y_title="Credits since the start of the period", x_title=GRAIN_LABEL.get(granularity)
+    )
 
 
 def quota_history(df: pd.DataFrame, *, relative: bool = False) -> go.Figure:

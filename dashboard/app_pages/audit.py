@@ -18,22 +18,27 @@ K_ACTOR: Final = "audit.actor"
 K_LIMIT: Final = "audit.limit"
 ANY: Final = ""
 LIMITS: Final = (100, 500, 2000, 10_000)
+# One change (a row of the trail) and all changes of that kind (the filter).
 _LABELS: Final = {
-    "grant": "Credit grants",
-    "deduct": "Credit deductions",
-    "refund": "Refunds",
-    "reversal": "Reversals",
-    "set_daily_limit": "Daily-limit changes",
+    "grant": ("Credit grant", "Credit grants"),
+    "deduct": ("Credit deduction", "Credit deductions"),
+    "refund": ("Refund", "Refunds"),
+    "reversal": ("Reversal", "Reversals"),
+    "set_daily_limit": ("Daily-limit change", "Daily-limit changes"),
 }
-ACTION_LABELS: Final = {ANY: "Any change"} | {a: _LABELS.get(a, a) for a in AUDIT_ACTIONS}
+ROW_LABELS: Final = {a: _LABELS[a][0] if a in _LABELS else a for a in AUDIT_ACTIONS}
+ACTION_LABELS: Final = {ANY: "Any change"} | {
+    a: _LABELS[a][1] if a in _LABELS else a for a in AUDIT_ACTIONS
+}
 
 
 def audit_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The trail as shown and downloaded; actions by their labels, as in the filter."""
     return pd.DataFrame(
         {
             "When (UTC)": df["at"],
             "Organization": df["organization"],
-            "Action": df["action"],
+            "Action": df["action"].map(lambda a: ROW_LABELS.get(a, a)),
             "Actor": df["actor"],
             "Reason": df["reason"],
             "Credits": df["amount"],
@@ -89,10 +94,29 @@ def render() -> None:
             st.dataframe(
                 table,
                 hide_index=True,
+                # Widths add up to less than the main area of a 1440 px window, so no
+                # column hides behind a sideways scroll; the rest is shared out evenly.
                 column_config={
-                    "When (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
-                    "Credits": st.column_config.NumberColumn(format="localized"),
+                    "When (UTC)": st.column_config.DatetimeColumn(
+                        format="YYYY-MM-DD HH:mm", width=125
+                    ),
+                    "Organization": st.column_config.TextColumn(width=120),
+                    "Action": st.column_config.TextColumn(width=125),
+                    "Actor": st.column_config.TextColumn(width=175),
+                    "Reason": st.column_config.TextColumn(width=155),
+                    "Credits": st.column_config.NumberColumn(
+                        format="localized",
+                        width=65,
+                        help="Credits the change added or took away; blank for a limit change.",
+                    ),
+                    "Details": st.column_config.TextColumn(
+                        width=200,
+                        help="Ledger entry, balance after, what it reverses and its note; "
+                        "for a limit change the type, old and new limit. Click a cell to "
+                        "read it in full.",
+                    ),
                 },
+                placeholder="",  # a limit change moves no credits: blank, not "None"
                 key="audit.table",
             )
             more = " (the limit; narrow the filters to see older ones)" if len(df) >= limit else ""

@@ -319,6 +319,7 @@ def ledger_csv_name(f: state.Filters, *, kinds: tuple[str, ...], actor: str) -> 
 
 
 def ledger_table(entries: pd.DataFrame, timezone: str) -> pd.DataFrame:
+    """The ledger for the CSV: one column per field, ids as numbers."""
     return pd.DataFrame(
         {
             "Entry": entries["id"],
@@ -333,6 +334,25 @@ def ledger_table(entries: pd.DataFrame, timezone: str) -> pd.DataFrame:
             "Reversed by": entries["reversed_by_id"],
         }
     )
+
+
+def reversal_links(entries: pd.DataFrame) -> pd.Series:
+    """ "reverses #14", "reversed by #17" or "" for each entry (an entry is at most one:
+    a reversal cannot itself be reversed)."""
+    reverses = entries["reverses_id"].astype("Int64")
+    reversed_by = entries["reversed_by_id"].astype("Int64")
+    links = [
+        f"reverses #{a}" if not pd.isna(a) else f"reversed by #{b}" if not pd.isna(b) else ""
+        for a, b in zip(reverses, reversed_by, strict=True)
+    ]
+    return pd.Series(links, index=entries.index, dtype="object")
+
+
+def ledger_view(entries: pd.DataFrame, timezone: str) -> pd.DataFrame:
+    """The ledger as shown: as :func:`ledger_table`, with "Reverses" and "Reversed by"
+    in one "Reversal" column so that every column fits a 1440 px wide window."""
+    table = ledger_table(entries, timezone).drop(columns=["Reverses", "Reversed by"])
+    return table.assign(Reversal=reversal_links(entries))
 
 
 def _ledger(f: state.Filters, *, balance: int, can_adjust: bool) -> None:
@@ -362,16 +382,27 @@ def _ledger(f: state.Filters, *, balance: int, can_adjust: bool) -> None:
         )
     else:
         st.dataframe(
-            ledger_table(entries, f.timezone),
+            ledger_view(entries, f.timezone),
             hide_index=True,
+            # Widths add up to less than the main area of a 1440 px window, so no
+            # column hides behind a sideways scroll; the rest is shared out evenly.
             column_config={
-                "Entry": st.column_config.NumberColumn(format="%d"),
-                "Time": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm z"),
-                "Amount": st.column_config.NumberColumn(format="localized"),
-                "Balance after": st.column_config.NumberColumn(format="localized"),
-                "Reverses": st.column_config.NumberColumn(format="%d"),
-                "Reversed by": st.column_config.NumberColumn(format="%d"),
+                "Entry": st.column_config.NumberColumn(format="%d", width=55),
+                "Time": st.column_config.DatetimeColumn(
+                    format="YYYY-MM-DD HH:mm", width=125, help=f"In {f.timezone}."
+                ),
+                "Kind": st.column_config.TextColumn(width=65),
+                "Amount": st.column_config.NumberColumn(format="localized", width=70),
+                "Balance after": st.column_config.NumberColumn(format="localized", width=100),
+                "Reason": st.column_config.TextColumn(width=155),
+                "Note": st.column_config.TextColumn(width=95),
+                "Actor": st.column_config.TextColumn(width=190),
+                "Reversal": st.column_config.TextColumn(
+                    width=110,
+                    help="The entry this one reverses, or the entry that reversed it.",
+                ),
             },
+            placeholder="",  # no note: a blank cell, not "None"
             key="credits.ledger",
         )
     first = len(cursors) * LEDGER_PAGE + 1
@@ -438,6 +469,13 @@ def render() -> None:
         df = data.granted_vs_consumed(f.organization_id, f.start, f.end, granularity=f.granularity)
         st.plotly_chart(
             charts.granted_vs_consumed(df, granularity=f.granularity), key="credits.flow_chart"
+        )
+        st.caption(
+            f"Running totals from {f.start:%d %b %Y}, by {f.granularity}: a grant is a step "
+            "up, consumption a steady climb, all on one scale. Where Consumed ends above "
+            "Granted, the organization used more credits in the period than it was given. "
+            f"Hover for each {f.granularity}'s own amounts. Granted includes refunds; "
+            "deducted includes reversals that took credits back."
         )
 
 

@@ -12,7 +12,7 @@ import streamlit as st
 from dashboard import charts, data, state, ui
 
 PAGE_SIZE: Final = 25
-TOP_USERS: Final = 25
+TOP_USERS: Final = 10  # the table and the chart beside it show the same users
 WHOLE_ORG: Final = 0
 K_SCOPE: Final = "overview.scope"  # 0 = the whole organization, else a user id
 K_CURSORS: Final = "overview.cursors"  # keyset cursors of the older pages visited
@@ -55,12 +55,14 @@ def _kpis(f: state.Filters) -> bool:
             delta_description=versus if change is not None else None,
             chart_data=per_bucket[spark].tolist() if spark else None,
             chart_type="bar",
+            height="stretch",  # tiles without a sparkline as tall as those with one
         )
     tiles[3].metric(
         "Credit balance",
         ui.number(info.balance) if info else "–",
         help="The organization's shared credit pool, now.",
         border=True,
+        height="stretch",
     )
     if kpis.generations == 0:
         st.info(
@@ -103,7 +105,7 @@ def _users(f: state.Filters) -> None:
     if top.empty:
         st.caption("No user made a generation in this period.")
         return
-    left, right = st.columns([3, 2])
+    left, right = st.columns([7, 4])
     table = top.rename(
         columns={
             "name": "User",
@@ -117,15 +119,28 @@ def _users(f: state.Filters) -> None:
         table,
         hide_index=True,
         column_config={
-            "Generations": st.column_config.NumberColumn(format="localized"),
-            "Credits": st.column_config.NumberColumn(format="localized"),
+            "User": st.column_config.TextColumn(width=110),
+            "Email": st.column_config.TextColumn(width=250),
+            "Generations": st.column_config.NumberColumn(format="localized", width=90),
+            "Credits": st.column_config.NumberColumn(format="localized", width=65),
             "Share of credits": st.column_config.ProgressColumn(
-                format="percent", min_value=0.0, max_value=1.0
+                "Share",
+                help="The user's share of the organization's credits in the period.",
+                format="percent",
+                min_value=0.0,
+                max_value=1.0,
+                width=85,
             ),
         },
         key="overview.top_users",
     )
-    right.plotly_chart(charts.top_users(top), key="overview.top_users_chart")
+    right.plotly_chart(charts.top_users(top, top=TOP_USERS), key="overview.top_users_chart")
+    shown = f"The {len(top)} users" if len(top) > 1 else "The one user"
+    st.caption(
+        f"{shown} who used the most credits in {f.period_label}, in the table and the chart."
+        if len(top) == TOP_USERS
+        else f"{shown} who made generations in {f.period_label}, in the table and the chart."
+    )
 
 
 def _scope_options(users: pd.DataFrame) -> dict[int, str]:

@@ -16,17 +16,18 @@ from dashboard import charts, data, state, ui
 K_PLANS: Final = "usage.plans"
 K_SEARCH: Final = "usage.search"
 
+# The table as shown and downloaded. The slug is not a column (the search still matches
+# it), so that every column fits a 1440 px wide window without scrolling sideways.
 COLUMNS: Final = {
     "rank": "Rank",
     "name": "Organization",
-    "slug": "Slug",
     "plan": "Plan",
     "generations": "Generations",
     "credits_consumed": "Credits consumed",
     "credits_granted": "Credits granted",
     "credits_deducted": "Credits deducted",
     "balance": "Balance",
-    "share": "Share of consumption %",
+    "share": "Share %",
 }
 
 
@@ -94,14 +95,32 @@ def render() -> None:
                 table,
                 hide_index=True,
                 column_config={
-                    "Rank": st.column_config.NumberColumn(format="%d", width="small"),
-                    "Generations": st.column_config.NumberColumn(format="localized"),
-                    "Credits consumed": st.column_config.NumberColumn(format="localized"),
-                    "Credits granted": st.column_config.NumberColumn(format="localized"),
-                    "Credits deducted": st.column_config.NumberColumn(format="localized"),
-                    "Balance": st.column_config.NumberColumn(format="localized"),
-                    "Share of consumption %": st.column_config.ProgressColumn(
-                        format="%.1f %%", min_value=0.0, max_value=100.0
+                    "Rank": st.column_config.NumberColumn(format="%d", width=55),
+                    "Organization": st.column_config.TextColumn(width=150),
+                    "Plan": st.column_config.TextColumn(width=85),
+                    "Generations": st.column_config.NumberColumn(format="localized", width=100),
+                    "Credits consumed": st.column_config.NumberColumn(
+                        format="localized", width=130
+                    ),
+                    "Credits granted": st.column_config.NumberColumn(
+                        format="localized",
+                        width=120,
+                        help="Grants and refunds in the period.",
+                    ),
+                    "Credits deducted": st.column_config.NumberColumn(
+                        format="localized",
+                        width=125,
+                        help="Deductions, and reversals that took credits back, in the period.",
+                    ),
+                    "Balance": st.column_config.NumberColumn(
+                        format="localized", width=85, help="The balance now."
+                    ),
+                    "Share %": st.column_config.ProgressColumn(
+                        format="%.1f %%",
+                        min_value=0.0,
+                        max_value=100.0,
+                        width=110,
+                        help="The organization's share of all credits consumed in the period.",
                     ),
                 },
                 key="usage.table",
@@ -123,10 +142,18 @@ def render() -> None:
     with ui.section("The monthly trend"):
         st.subheader("Monthly trend, all organizations")
         monthly = data.monthly_credits(f.start, f.end)
-        st.plotly_chart(charts.monthly_trend(monthly), key="usage.monthly_chart")
+        st.plotly_chart(
+            charts.monthly_trend(monthly, start=f.start, end=f.end), key="usage.monthly_chart"
+        )
+        partial = charts.month_coverage(monthly["month"], f.start, f.end)["partial"].any()
         st.caption(
-            "Months cut by the period are partial. Granted includes grants and refunds; "
-            "consumed is what generations used."
+            (
+                "Hatched bars are partial months: only the days of the period count, as "
+                "their labels say, so they are not comparable with whole months. "
+                if partial
+                else ""
+            )
+            + "Granted includes grants and refunds; consumed is what generations used."
         )
 
 

@@ -41,9 +41,15 @@ def test_credit_movements_and_limit_changes_are_listed_newest_first(
     at = audit_page()
     assert not at.exception and not at.error
     rows = trail(at)
-    assert {"grant", "set_daily_limit"} <= set(rows["Action"])
+    # Actions by the labels the filter uses, not the raw keys.
+    assert {"Credit grant", "Daily-limit change"} <= set(rows["Action"])
     assert rows["When (UTC)"].is_monotonic_decreasing
     assert rows["Reason"].str.len().min() > 0 and rows["Actor"].str.contains("@").all()
+    # A limit change moves no credits: the cell is missing and drawn blank, not "None".
+    limits = rows[rows["Action"] == "Daily-limit change"]
+    assert limits["Credits"].isna().all()
+    (table,) = [d for d in at.dataframe if "Actor" in d.value.columns]
+    assert table.proto.placeholder == ""
 
 
 def test_the_trail_filters_by_action_actor_and_organization(
@@ -52,7 +58,7 @@ def test_the_trail_filters_by_action_actor_and_organization(
     at = audit_page()
     everything = trail(at)
     at.selectbox(key="audit.action").set_value("set_daily_limit").run()
-    assert set(trail(at)["Action"]) == {"set_daily_limit"}
+    assert set(trail(at)["Action"]) == {"Daily-limit change"}
     at.selectbox(key="audit.action").set_value("").run()
 
     actor = str(everything["Actor"].iloc[0])
@@ -110,7 +116,7 @@ def test_a_change_made_in_the_app_appears_in_the_trail_at_once(
     assert len(rows) == before + 1
     newest = rows.iloc[0]
     assert (newest["Action"], newest["Actor"], newest["Reason"], newest["Credits"]) == (
-        "grant",
+        "Credit grant",
         "ana@example.com",
         "Promotion",
         42,

@@ -139,6 +139,8 @@ def test_a_signed_in_user_acts_as_their_email_with_their_configured_role() -> No
     at.run()
     assert not at.exception
     assert any("ana@example.com" in c and "finance" in c for c in texts(at, "caption"))
+    # A code span: Markdown would turn a bare address into a mailto link.
+    assert any("`ana@example.com`" in c for c in texts(at, "caption"))
     assert "Sign out" in [b.label for b in at.button]
     assert not texts(at, "warning")  # not the development identity
     at.switch_page("app_pages/credits.py").run()

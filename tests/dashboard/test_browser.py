@@ -244,6 +244,21 @@ def problems(page: Page) -> list[str]:
     return found
 
 
+def cut_off_tables(page: Page) -> list[str]:
+    """Tables wider than their place on the page (columns behind a sideways scroll):
+    for each, its number on the page and how many pixels are hidden."""
+    found: list[str] = page.evaluate(
+        """() => [...document.querySelectorAll('[data-testid="stDataFrame"]')]
+             .map((table, i) => {
+               const scroller = table.querySelector('.dvn-scroller');
+               const hidden = scroller ? scroller.scrollWidth - scroller.clientWidth : 0;
+               return hidden > 1 ? `table ${i + 1}: ${hidden} px hidden` : null;
+             })
+             .filter(Boolean)"""
+    )
+    return found
+
+
 def screenshot(page: Page, name: str) -> None:
     """The whole page: the app scrolls inside its main area and sidebar, not the
     document, so the viewport is made as tall as their content for the shot."""
@@ -269,6 +284,7 @@ def test_every_page_renders_without_an_error_and_is_photographed(
     settle(page, PAGES[0].title)
     sidebar = page.locator('[data-testid="stSidebar"]')
     assert USER in sidebar.inner_text(), "the sidebar does not say who is signed in"
+    assert not sidebar.locator('a[href^="mailto:"]').count(), "the address became a link"
     links = page.locator('[data-testid="stSidebarNav"] a')
     assert [link.inner_text().strip().split("\n")[-1] for link in links.all()] == [
         spec.title for spec in PAGES
@@ -282,6 +298,7 @@ def test_every_page_renders_without_an_error_and_is_photographed(
         assert path in ({spec.url_path, ""} if spec is PAGES[0] else {spec.url_path}), page.url
         assert not problems(page), f"{spec.title} shows: {problems(page)}"
         assert page.locator('[data-testid="stMain"]').inner_text().strip()
+        assert not cut_off_tables(page), f"{spec.title}: cut off at 1440 px: {cut_off_tables(page)}"
         screenshot(page, spec.url_path)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import pandas as pd
@@ -59,6 +60,18 @@ def test_top_users_puts_the_largest_on_top() -> None:
     assert list(fig.data[0].y) == ["C", "B"]  # plotly draws the last row on top
 
 
+def test_top_users_shows_ten_by_default_as_the_overview_table_does() -> None:
+    df = pd.DataFrame(
+        {
+            "name": [f"U{i}" for i in range(25)],
+            "email": [f"u{i}@x" for i in range(25)],
+            "generations": range(25),
+            "credits": range(25),
+        }
+    )
+    assert len(charts.top_users(df).data[0].y) == 10
+
+
 def test_usage_ranking_compares_consumed_with_granted() -> None:
     df = pd.DataFrame({"name": ["A", "B"], "credits_consumed": [5, 9], "credits_granted": [100, 0]})
     fig = charts.usage_ranking(df)
@@ -66,7 +79,7 @@ def test_usage_ranking_compares_consumed_with_granted() -> None:
     assert list(fig.data[0].x) == ["B", "A"]
 
 
-def test_monthly_trend_and_granted_vs_consumed_have_a_bar_per_measure() -> None:
+def test_monthly_trend_has_a_bar_per_measure() -> None:
     months = pd.DataFrame(
         {
             "month": pd.to_datetime(["2026-10-01", "2026-11-01"]),
@@ -74,20 +87,51 @@ def test_monthly_trend_and_granted_vs_consumed_have_a_bar_per_measure() -> None:
             "credits_granted": [50, 0],
         }
     )
-    assert [t.name for t in charts.monthly_trend(months).data] == ["Consumed", "Granted"]
-    flow = pd.DataFrame(
+    fig = charts.monthly_trend(months)
+    assert [t.name for t in fig.data] == ["Consumed", "Granted"]
+    assert list(fig.layout.xaxis.ticktext) == ["Oct 2026", "Nov 2026"]
+
+
+def test_monthly_trend_marks_the_months_the_period_cuts_as_partial() -> None:
+    months = pd.DataFrame(
         {
-            "bucket": DAYS,
-            "credits_granted": [5, 0],
-            "credits_deducted": [0, 1],
-            "credits_consumed": [2, 3],
+            "month": pd.to_datetime(["2026-10-01", "2026-11-01", "2026-12-01"]),
+            "credits_consumed": [10, 200, 30],
+            "credits_granted": [0, 100, 0],
         }
     )
-    assert [t.name for t in charts.granted_vs_consumed(flow).data] == [
-        "Granted",
-        "Deducted",
-        "Consumed",
-    ]
+    # 27 Oct - 3 Dec: five days of October, all of November, three days of December.
+    fig = charts.monthly_trend(months, start=dt.date(2026, 10, 27), end=dt.date(2026, 12, 3))
+    labels = list(fig.layout.xaxis.ticktext)
+    assert labels[0].startswith("Oct 2026") and "partial: 5 of 31 days" in labels[0]
+    assert labels[1] == "Nov 2026"
+    assert "partial: 3 of 31 days" in labels[2]
+    for bars in fig.data:
+        assert list(bars.marker.pattern.shape) == ["/", "", "/"]
+    cover = charts.month_coverage(months["month"], dt.date(2026, 10, 27), dt.date(2026, 12, 3))
+    assert list(cover["days"]) == [5, 30, 3] and list(cover["partial"]) == [True, False, True]
+
+
+def test_granted_vs_consumed_draws_running_totals_on_one_scale() -> None:
+    flow = pd.DataFrame(
+        {
+            "bucket": pd.to_datetime(["2026-11-01", "2026-11-02", "2026-11-03"]),
+            "credits_granted": [6000, 0, 99],
+            "credits_deducted": [0, 580, 0],
+            "credits_consumed": [200, 300, 250],
+        }
+    )
+    fig = charts.granted_vs_consumed(flow, granularity="day")
+    assert [t.name for t in fig.data] == ["Granted", "Deducted", "Consumed"]
+    granted, deducted, consumed = fig.data
+    # A monthly grant is one step of the granted line, not a bar 30 times a day's use.
+    assert list(granted.y) == [6000, 6000, 6099]
+    assert list(deducted.y) == [0, 580, 580]
+    assert list(consumed.y) == [200, 500, 750]
+    assert list(consumed.customdata) == [200, 300, 250]  # each day's own amount on hover
+    assert "that day" in consumed.hovertemplate
+    assert all(t.yaxis in (None, "y") for t in fig.data)  # one axis: directly comparable
+    assert fig.layout.xaxis.title.text == "Day"
     assert "No credits moved" in annotation(
         charts.granted_vs_consumed(
             flow.assign(credits_granted=0, credits_deducted=0, credits_consumed=0)

@@ -80,7 +80,12 @@ def test_the_page_shows_balance_burn_rate_runway_and_the_ledger(
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Balance"] == f"{balance(fresh_engine, org):,} credits"
     assert {"Burn rate", "Runway"} <= metrics.keys()
-    assert table_with(at, "Balance after")["Entry"].notna().all()
+    ledger = table_with(at, "Balance after")
+    assert ledger["Entry"].notna().all()
+    # No note, nothing reversed: blank cells, not "None".
+    assert not ledger["Reversal"].isna().any()
+    (shown,) = [d for d in at.dataframe if "Balance after" in d.value.columns]
+    assert shown.proto.placeholder == ""
     assert any(b.proto.label.startswith("Download CSV") for b in at.get("download_button"))
 
 
@@ -309,6 +314,10 @@ def test_reversing_an_entry_writes_one_reversal_and_restores_the_balance(
     assert not at.exception
     assert any("Reversed ledger entry" in s for s in texts(at, "success"))
     assert balance(fresh_engine, org) == before
+    ledger = table_with(at, "Balance after").set_index("Entry")
+    reversal = int(ledger.index[0])  # the newest entry
+    assert ledger.loc[reversal, "Reversal"] == f"reverses #{entry}"
+    assert ledger.loc[entry, "Reversal"] == f"reversed by #{reversal}"
     assert (
         scalar(
             fresh_engine,

@@ -53,6 +53,15 @@ def test_the_overview_renders_every_part_on_the_demo_data(
     assert any(c.startswith("Data as of ") for c in texts(at, "caption"))
 
 
+def test_the_top_users_table_and_chart_show_the_same_users(orgs: list[int]) -> None:
+    at = overview(orgs[0])
+    table = table_with(at, "Share of credits")
+    chart = figures(at)[1]
+    assert len(table) == 10
+    assert list(reversed(chart["data"][0]["y"])) == list(table["User"])
+    assert any(c.startswith("The 10 users who used the most credits") for c in texts(at, "caption"))
+
+
 def test_another_organization_shows_other_figures(orgs: list[int]) -> None:
     at = overview(orgs[0])
     before = metrics(at)["Generations"]

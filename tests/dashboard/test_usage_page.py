@@ -46,7 +46,7 @@ def test_every_organization_is_ranked_by_credits_consumed(
     assert list(table["Credits consumed"]) == list(expected["credits_consumed"])
     assert table["Credits consumed"].is_monotonic_decreasing
     assert list(table["Balance"]) == list(expected["balance"])
-    assert {"Credits granted", "Credits deducted", "Share of consumption %"} <= set(table.columns)
+    assert {"Credits granted", "Credits deducted", "Share %"} <= set(table.columns)
     _, monthly = figures(at)
     assert [t["name"] for t in monthly["data"]] == ["Consumed", "Granted"]
     assert len(monthly["data"][0]["x"]) == 2  # October and November
