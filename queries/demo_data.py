@@ -587,7 +587,7 @@ def _usage_rows(
     if len(orgs) > 1:
         # Among the busier tenants (not the largest), so today's numbers mean something.
         candidates = np.arange(1, min(len(orgs), 16))
-        size = min(len(candidates), max(2, len(orgs) // 6))
+        size = min(len(candidates), max(3, len(orgs) // 5))
         picked = rng.choice(candidates, size=size, replace=False)
         for k, idx in enumerate(picked):
             pressure[idx] = rng.uniform(0.82, 0.97) if k % 2 == 0 else rng.uniform(1.02, 1.25)
@@ -623,7 +623,7 @@ def _usage_rows(
         for t, d in zip(*np.nonzero(used), strict=True):
             n_used = int(used[t, d])
             daily_limit = int(limit[t])
-            if first_day + d == today and pressure[org.id - 1] != 1 and n_used >= 3:
+            if first_day + d == today and pressure[org.id - 1] != 1 and n_used >= 2:
                 daily_limit = max(1, int(n_used / pressure[org.id - 1]))
             rows.append((
                 org.id, type_keys[t], epoch + dt.timedelta(days=int(first_day + d)), n_used,

@@ -118,7 +118,7 @@ def browser_database(test_server: PgServer) -> str:
     direct = create_direct_engine(url)
     try:
         with direct.connect() as conn:
-            seed_demo_data(conn, organizations=10, generations=20_000, days=60, seed=5)
+            seed_demo_data(conn, organizations=20, generations=60_000, days=90, seed=5)
             conn.commit()
     finally:
         direct.dispose()
