@@ -57,6 +57,18 @@ def _tenant(conn: Connection, *, tz: str, users: int, seed: int) -> Context:
     return Context(org, user_ids[0], dt.date(2026, 11, 1), dt.date(2026, 11, 14))
 
 
+# Every row of one tenant, children first.
+_REMOVE_TENANT = [
+    text("DELETE FROM generations WHERE organization_id = :org"),
+    text("DELETE FROM usage_limits WHERE organization_id = :org"),
+    text("DELETE FROM credit_ledger WHERE organization_id = :org"),
+    text("DELETE FROM audit_log WHERE organization_id = :org"),
+    text("DELETE FROM users WHERE organization_id = :org"),
+    text("DELETE FROM credit_balances WHERE organization_id = :org"),
+    text("DELETE FROM organizations WHERE id = :org"),
+]
+
+
 def test_every_read_function_is_registered() -> None:
     missing = public_read_functions() - registered()
     assert not missing, f"add these to tests/queries/read_functions.py: {sorted(missing)}"
@@ -77,19 +89,8 @@ def test_per_organization_reads_see_only_their_organization(
 
     # Remove the other tenant entirely: my answer must not change.
     savepoint = connection.begin_nested()
-    for table in (
-        "generations",
-        "usage_limits",
-        "credit_ledger",
-        "audit_log",
-        "users",
-        "credit_balances",
-        "organizations",
-    ):
-        column = "id" if table == "organizations" else "organization_id"
-        connection.execute(
-            text(f"DELETE FROM {table} WHERE {column} = :org"), {"org": theirs.organization_id}
-        )
+    for statement in _REMOVE_TENANT:
+        connection.execute(statement, {"org": theirs.organization_id})
     alone = _norm(call(connection, mine))
     savepoint.rollback()
     assert alone == with_neighbour
