@@ -87,6 +87,7 @@ class Target:
     url: str
     pgbench_connection: tuple[str, ...]
     description: str
+    pgbench_password: str | None = None  # passed in the environment, not on the command line
 
 
 def bench_target(database: str) -> Target:
@@ -94,9 +95,10 @@ def bench_target(database: str) -> Target:
     configured = os.environ.get("BENCH_DATABASE_URL", "").strip()
     if configured:
         url = normalize_url(configured)
-        libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-        shown = make_url(url).render_as_string(hide_password=True)
-        return Target(url, (libpq,), f"BENCH_DATABASE_URL ({shown})")
+        parsed = make_url(url)
+        libpq = parsed.set(drivername="postgresql", password=None).render_as_string()
+        shown = parsed.render_as_string(hide_password=True)
+        return Target(url, (libpq,), f"BENCH_DATABASE_URL ({shown})", parsed.password)
     server = embedded.ensure_running()
     embedded.ensure_database(server, database)
     connection = ("-h", str(server.socket_dir), "-p", str(server.port), "-U", embedded.SUPERUSER)
@@ -1297,7 +1299,10 @@ def run_pgbench(
             command += ["-f", f"{script}@1"]
         command += list(target.pgbench_connection)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        env = dict(os.environ)
+        if target.pgbench_password is not None:
+            env["PGPASSWORD"] = target.pgbench_password
+        done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"pgbench failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
