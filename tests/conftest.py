@@ -63,6 +63,22 @@ def _recreate(server: PgServer, database: str) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
 
 
+def seeded_database(server: PgServer, database: str, **options: object) -> str:
+    """Recreate ``database``, migrate it, load demo data (``seed_demo_data`` options)
+    and commit; returns its URL."""
+    _recreate(server, database)
+    url = server.url(database)
+    schema.upgrade(url=url)
+    direct = create_direct_engine(url)
+    try:
+        with direct.connect() as conn:
+            seed_demo_data(conn, **options)  # type: ignore[arg-type]
+            conn.commit()
+    finally:
+        direct.dispose()
+    return url
+
+
 @pytest.fixture(scope="session")
 def test_server() -> PgServer:
     configured = os.environ.get("TEST_DATABASE_URL", "").strip()
@@ -115,16 +131,15 @@ def connection(engine: Engine) -> Iterator[Connection]:
 @pytest.fixture(scope="session")
 def demo_engine(test_server: PgServer) -> Iterator[Engine]:
     """A database with demo data (200,000 generations), loaded once per session."""
-    _recreate(test_server, DEMO_DATABASE)
-    url = test_server.url(DEMO_DATABASE)
-    schema.upgrade(url=url)
-    direct = create_direct_engine(url)
-    with direct.connect() as conn:
-        seed_demo_data(
-            conn, organizations=30, generations=DEMO_GENERATIONS, days=90, seed=7, now=DEMO_NOW
-        )
-        conn.commit()
-    direct.dispose()
+    url = seeded_database(
+        test_server,
+        DEMO_DATABASE,
+        organizations=30,
+        generations=DEMO_GENERATIONS,
+        days=90,
+        seed=7,
+        now=DEMO_NOW,
+    )
     engine = create_runtime_engine(url)
     yield engine
     engine.dispose()

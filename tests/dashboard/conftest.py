@@ -25,8 +25,7 @@ from sqlalchemy import Engine
 
 from queries import schema
 from queries.db import create_direct_engine
-from queries.demo_data import seed_demo_data
-from tests.conftest import PgServer, _recreate
+from tests.conftest import PgServer, _recreate, seeded_database
 from tests.dashboard.apptest import reset_app_state
 
 TEMPLATE = "dashboard_test_ui_tpl"
@@ -71,16 +70,7 @@ def use_database(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
 @pytest.fixture(scope="session")
 def template_database(test_server: PgServer) -> str:
     """A small demo load ending now: 8 organizations, 5,000 generations over 30 days."""
-    _recreate(test_server, TEMPLATE)
-    url = test_server.url(TEMPLATE)
-    schema.upgrade(url=url)
-    direct = create_direct_engine(url)
-    try:
-        with direct.connect() as conn:
-            seed_demo_data(conn, organizations=8, generations=5000, days=30, seed=1)
-            conn.commit()
-    finally:
-        direct.dispose()
+    seeded_database(test_server, TEMPLATE, organizations=8, generations=5000, days=30, seed=1)
     return TEMPLATE
 
 

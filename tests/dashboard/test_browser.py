@@ -32,10 +32,8 @@ from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
 from sqlalchemy import Engine, text
 
 from dashboard.navigation import PAGES
-from queries import schema
 from queries.db import create_direct_engine
-from queries.demo_data import seed_demo_data
-from tests.conftest import PgServer, _recreate
+from tests.conftest import PgServer, seeded_database
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 CHROMIUM: Final = Path("/usr/bin/chromium")
@@ -110,19 +108,11 @@ def _healthy(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def browser_database(test_server: PgServer) -> str:
-    """A demo load ending now (so today has quota use): 10 organizations, 20,000
-    generations over 60 days."""
-    _recreate(test_server, DATABASE)
-    url = test_server.url(DATABASE)
-    schema.upgrade(url=url)
-    direct = create_direct_engine(url)
-    try:
-        with direct.connect() as conn:
-            seed_demo_data(conn, organizations=20, generations=60_000, days=90, seed=5)
-            conn.commit()
-    finally:
-        direct.dispose()
-    return url
+    """A demo load ending now (so today has quota use): 20 organizations, 60,000
+    generations over 90 days."""
+    return seeded_database(
+        test_server, DATABASE, organizations=20, generations=60_000, days=90, seed=5
+    )
 
 
 @pytest.fixture(scope="module")
