@@ -28,7 +28,7 @@ from typing import Final, Literal, get_args
 import pandas as pd
 import streamlit as st
 
-from queries.params import MAX_RANGE_DAYS
+from queries.checks import MAX_RANGE_DAYS
 
 Preset = Literal["7d", "30d", "90d", "this_month", "last_month", "custom"]
 PRESETS: Final[Mapping[Preset, str]] = {

@@ -2,7 +2,7 @@
 
 A caller may hand over an open connection in ``config.attributes["connection"]``
 (the tests migrate their own database that way); otherwise the URL comes from
-``config.attributes["url"]`` or the project's settings (``queries.db.resolve_urls``).
+``config.attributes["url"]`` or the project's settings (``queries.db.configured_urls``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from queries.db import create_direct_engine, resolve_urls
+from queries.db import configured_urls, create_direct_engine
 from queries.models import Base
 
 config = context.config
@@ -34,7 +34,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    url = config.attributes.get("url") or resolve_urls().direct
+    url = config.attributes.get("url") or configured_urls().direct
     engine = create_direct_engine(url)
     try:
         with engine.connect() as connection:
@@ -45,7 +45,7 @@ def run_migrations_online() -> None:
 
 if context.is_offline_mode():
     context.configure(
-        url=config.attributes.get("url") or resolve_urls().direct,
+        url=config.attributes.get("url") or configured_urls().direct,
         target_metadata=target_metadata,
         literal_binds=True,
     )

@@ -11,10 +11,10 @@ import datetime as dt
 import pandas as pd
 from sqlalchemy import Connection, text
 
+from queries.checks import check_id, check_limit, check_range, like_pattern
 from queries.errors import InvalidInput
 from queries.frames import frame
 from queries.models import LEDGER_KINDS
-from queries.params import check_id, check_limit, check_range, like_pattern
 
 AUDIT_ACTIONS = (*LEDGER_KINDS, "set_daily_limit")
 

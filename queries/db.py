@@ -4,7 +4,9 @@
   in transaction mode), so engines never rely on session state: no server-side prepared
   statements, no session-level ``SET``, and ``pool_pre_ping`` to drop dead connections.
 - ``DIRECT_URL``: migrations and bulk loads (COPY); falls back to ``DATABASE_URL``.
-- Neither set: the embedded PostgreSQL (see ``queries.embedded``).
+- Neither set: a ``ConfigurationError`` that says so. The data layer never starts or
+  invents a database; the command line (``tooling.cli``) starts the embedded one for
+  development and hands its URLs to the app in these variables.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
-
-DEFAULT_DATABASE = "dashboard"
 
 _SCHEMES = {
     "postgres": "postgresql+psycopg",
@@ -53,43 +53,36 @@ def normalize_url(url: str) -> str:
     return normalized
 
 
+NOT_CONFIGURED = (
+    "No database is configured: set DATABASE_URL (and DIRECT_URL, the owner, for "
+    "migrations), or start the dashboard with `uv run dashboard`, which runs a local "
+    "demo database."
+)
+
+
 @dataclass(frozen=True, slots=True)
 class DatabaseUrls:
     """The URLs a process uses: ``runtime`` for queries, ``direct`` for migrations."""
 
     runtime: str
     direct: str
-    source: str  # "environment" or "embedded"
-    started_embedded: bool = False  # this call started the embedded server
-
-    @property
-    def embedded(self) -> bool:
-        return self.source == "embedded"
 
 
-def resolve_urls(
-    env: Mapping[str, str] | None = None, *, database: str = DEFAULT_DATABASE
-) -> DatabaseUrls:
-    """Pick the runtime and direct URLs from ``env`` (default ``os.environ``).
+def configured_urls(env: Mapping[str, str] | None = None) -> DatabaseUrls:
+    """The runtime and direct URLs from ``env`` (default ``os.environ``).
 
     With ``DATABASE_URL`` set, it is the runtime URL and ``DIRECT_URL`` (or, failing
     that, ``DATABASE_URL``) the direct one. With only ``DIRECT_URL`` set, it serves both.
-    With neither, the embedded server is started (if needed) and ``database`` created.
+    With neither, ``ConfigurationError``: nothing is started or made up.
     """
     env = os.environ if env is None else env
     runtime = env.get("DATABASE_URL", "").strip()
     direct = env.get("DIRECT_URL", "").strip()
-    if runtime or direct:
-        runtime_url = normalize_url(runtime or direct)
-        direct_url = normalize_url(direct) if direct else runtime_url
-        return DatabaseUrls(runtime_url, direct_url, "environment")
-
-    from queries import embedded
-
-    server = embedded.ensure_running()
-    embedded.ensure_database(server, database)
-    url = server.url(database)
-    return DatabaseUrls(url, url, "embedded", started_embedded=server.started_here)
+    if not (runtime or direct):
+        raise ConfigurationError(NOT_CONFIGURED)
+    runtime_url = normalize_url(runtime or direct)
+    direct_url = normalize_url(direct) if direct else runtime_url
+    return DatabaseUrls(runtime_url, direct_url)
 
 
 def create_runtime_engine(url: str, **kwargs: object) -> Engine:
@@ -123,7 +116,7 @@ def get_engine() -> Engine:
     if _engine is None:
         with _engine_lock:
             if _engine is None:
-                _engine = create_runtime_engine(resolve_urls().runtime)
+                _engine = create_runtime_engine(configured_urls().runtime)
     return _engine
 
 

@@ -59,3 +59,45 @@ class QuotaExceeded(DashboardError):
 
 class IdempotencyConflict(DashboardError):
     """The idempotency key was used before for a different request."""
+
+
+class DatabaseUnavailable(DashboardError):
+    """The database could not be reached, before anything was sent that could change
+    data: nothing was changed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "The database cannot be reached right now. Nothing was changed; try again in "
+            "a moment."
+        )
+
+
+class Busy(DashboardError):
+    """The change waited too long for a lock (another change to the same organization,
+    or a long-running one) and was given up: nothing was changed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "The database is busy with another change to this organization. Nothing was "
+            "changed; try again in a moment."
+        )
+
+
+class OutcomeUnknown(DashboardError):
+    """The connection was lost after the commit was sent, and the answer could not be
+    learned by retrying: the change may or may not have been applied."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "The connection to the database was lost while this change was being saved, "
+            "and it could not be checked whether it was applied. Confirming again is safe: "
+            "the same request applies at most once."
+        )
+
+
+class DatabaseRefused(DashboardError):
+    """The database refused the statement for a reason no retry fixes (a bug, or data
+    outside what the schema allows): nothing was changed."""

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, Engine, Row, text
 
+from queries.checks import check_id, check_limit
 from queries.errors import (
     IdempotencyConflict,
     InsufficientCredits,
@@ -20,7 +21,6 @@ from queries.errors import (
 )
 from queries.frames import KeysetCursor, frame, split_page
 from queries.models import PLAN_LIMIT_FACTOR
-from queries.params import check_id, check_limit
 from queries.transactions import run_in_transaction
 
 MAX_CREDITS = 1_000_000

@@ -263,6 +263,8 @@ class AuditLog(Base):
     details: Mapped[dict[str, object]] = mapped_column(
         JSONB, nullable=False, server_default=text("'{}'::jsonb")
     )
+    # A change retried after a lost answer (same key) is recorded once.
+    idempotency_key: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = _now()
 
     __table_args__ = (
@@ -270,4 +272,11 @@ class AuditLog(Base):
         CheckConstraint("btrim(actor) <> ''", name="actor_not_blank"),
         CheckConstraint("btrim(reason) <> ''", name="reason_not_blank"),
         Index(None, "organization_id", "created_at"),
+        Index(
+            None,
+            "organization_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
     )

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import Connection, text
 
+from queries.checks import check_id
 from queries.frames import frame
-from queries.params import check_id
 
 
 @dataclass(frozen=True, slots=True)

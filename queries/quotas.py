@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
+from queries.checks import check_id, check_range
 from queries.errors import InvalidInput, InvalidLimitChange
 from queries.frames import frame
 from queries.models import PLAN_LIMIT_FACTOR
-from queries.params import check_id, check_range
 from queries.transactions import run_in_transaction
 
 MAX_DAILY_LIMIT = 10_000_000

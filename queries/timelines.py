@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import Connection, text
 
+from queries.checks import check_granularity, check_id, check_limit, check_range
 from queries.frames import frame
-from queries.params import check_granularity, check_id, check_limit, check_range
 
 TIMELINE_COLUMNS = {"bucket": "datetime64[s]", "generations": "int64", "credits": "int64"}
 TYPED_TIMELINE_COLUMNS = {

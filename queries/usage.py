@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import Connection, bindparam, text
 
+from queries.checks import check_granularity, check_id, check_limit, check_range, like_pattern
 from queries.errors import InvalidInput
 from queries.frames import KeysetCursor, frame, split_page
 from queries.models import LEDGER_KINDS
-from queries.params import check_granularity, check_id, check_limit, check_range, like_pattern
 
 _ALL_ORGS_USAGE = text(
     """

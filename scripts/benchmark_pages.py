@@ -53,9 +53,9 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
 
 from dashboard.navigation import PAGES, PageSpec
-from queries import embedded, schema
 from queries.db import create_direct_engine, dispose_engine, normalize_url
-from queries.demo_data import seed_demo_data
+from tooling import embedded, schema
+from tooling.demo_data import seed_demo_data
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 APP: Final = ROOT / "dashboard" / "app.py"

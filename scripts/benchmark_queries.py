@@ -5,7 +5,7 @@
 
 What it does, in order:
 
-1. Loads demo data (``queries.demo_data``) into a dedicated database, ``dashboard_bench``
+1. Loads demo data (``tooling.demo_data``) into a dedicated database, ``dashboard_bench``
    on the project's embedded PostgreSQL, or the database of ``BENCH_DATABASE_URL`` (whose
    contents are replaced). A load with the same parameters is reused, so reruns are
    quick; ``--reload`` forces a new one.
@@ -52,9 +52,8 @@ from sqlalchemy import Connection, Engine, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from queries import audit, embedded, generations, orgs, quotas, schema, timelines, usage
+from queries import audit, generations, orgs, quotas, timelines, usage
 from queries.db import create_direct_engine, create_runtime_engine, normalize_url
-from queries.demo_data import seed_demo_data
 from queries.errors import DashboardError
 from queries.models import (
     PLAN_LIMIT_FACTOR,
@@ -68,6 +67,8 @@ from queries.models import (
 )
 from queries.timelines import PeriodKpis
 from queries.usage import Runway
+from tooling import embedded, schema
+from tooling.demo_data import seed_demo_data
 
 READ_MODULES: tuple[ModuleType, ...] = (audit, generations, orgs, quotas, timelines, usage)
 TARGET_MS = 50.0

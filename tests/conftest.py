@@ -21,9 +21,9 @@ from psycopg import sql
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import make_url
 
-from queries import embedded, schema
 from queries.db import create_direct_engine, create_runtime_engine, normalize_url
-from queries.demo_data import seed_demo_data
+from tooling import embedded, schema
+from tooling.demo_data import seed_demo_data
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 

@@ -6,10 +6,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
-from queries import schema
 from queries.db import create_direct_engine
 from queries.models import Base
 from tests.conftest import PgServer, _recreate
+from tooling import schema
 
 TABLES = {
     "organizations",

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, text
 
-from queries import schema
 from queries.db import create_runtime_engine
 from tests.conftest import PgServer, _recreate
 from tests.pgbouncer import PGBOUNCER, pgbouncer
+from tooling import schema
 
 DATABASE = "dashboard_test_pooled"
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from dashboard.cli import main
 from queries.db import create_direct_engine
 from tests.pgbouncer import _free_port
+from tooling.cli import main
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -69,7 +69,22 @@ def test_migrate_and_seed_on_postgres_15(postgres15: str, monkeypatch: pytest.Mo
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("DIRECT_URL", postgres15)
     assert main(["migrate"]) == 0
-    assert main(["seed", "--orgs", "4", "--generations", "3000", "--days", "10"]) == 0
+    assert (
+        main(
+            [
+                "seed",
+                "--orgs",
+                "4",
+                "--generations",
+                "3000",
+                "--days",
+                "10",
+                "--confirm-database",
+                "postgres",
+            ]
+        )
+        == 0
+    )
     engine = create_direct_engine(postgres15)
     try:
         with engine.connect() as conn:

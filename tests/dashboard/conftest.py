@@ -23,10 +23,10 @@ import pytest
 from psycopg import sql
 from sqlalchemy import Engine
 
-from queries import schema
 from queries.db import create_direct_engine
 from tests.conftest import PgServer, _recreate, seeded_database
 from tests.dashboard.apptest import reset_app_state
+from tooling import schema
 
 TEMPLATE = "dashboard_test_ui_tpl"
 TODAY = "dashboard_test_ui_today"

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from queries import db
-from queries.db import ConfigurationError, normalize_url, resolve_urls
+from queries.db import ConfigurationError, configured_urls, normalize_url
 
 
 @pytest.mark.parametrize(
@@ -36,7 +36,7 @@ def test_normalize_url_refuses_what_is_not_a_postgres_url(bad: str) -> None:
 
 
 def test_database_url_is_runtime_and_direct_url_is_for_migrations() -> None:
-    urls = resolve_urls(
+    urls = configured_urls(
         {
             "DATABASE_URL": "postgres://app@pooler.example:6543/main",
             "DIRECT_URL": "postgres://app@direct.example:5432/main",
@@ -44,30 +44,21 @@ def test_database_url_is_runtime_and_direct_url_is_for_migrations() -> None:
     )
     assert urls.runtime == "postgresql+psycopg://app@pooler.example:6543/main"
     assert urls.direct == "postgresql+psycopg://app@direct.example:5432/main"
-    assert urls.source == "environment"
 
 
 def test_direct_url_falls_back_to_database_url() -> None:
-    urls = resolve_urls({"DATABASE_URL": "postgresql://app@db.example/main"})
+    urls = configured_urls({"DATABASE_URL": "postgresql://app@db.example/main"})
     assert urls.direct == urls.runtime == "postgresql+psycopg://app@db.example/main"
 
 
 def test_direct_url_alone_serves_both() -> None:
-    urls = resolve_urls({"DIRECT_URL": "postgresql://app@db.example/main"})
+    urls = configured_urls({"DIRECT_URL": "postgresql://app@db.example/main"})
     assert urls.runtime == urls.direct == "postgresql+psycopg://app@db.example/main"
 
 
-def test_without_urls_the_embedded_server_is_used_and_reachable() -> None:
-    urls = resolve_urls({}, database="dashboard_test_embedded_choice")
-    assert urls.embedded
-    engine = db.create_runtime_engine(urls.runtime)
-    try:
-        with engine.connect() as conn:
-            assert conn.execute(text("SELECT current_database()")).scalar_one() == (
-                "dashboard_test_embedded_choice"
-            )
-    finally:
-        engine.dispose()
+def test_without_urls_the_data_layer_refuses_rather_than_starting_a_server() -> None:
+    with pytest.raises(ConfigurationError, match="No database is configured"):
+        configured_urls({})
 
 
 def test_runtime_engine_is_safe_behind_a_transaction_pooler(engine: Engine) -> None:

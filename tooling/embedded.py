@@ -17,6 +17,8 @@ from types import ModuleType
 
 import psycopg
 from psycopg import sql
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = PROJECT_ROOT / ".pgdata"
@@ -140,3 +142,22 @@ def drop_database(server: EmbeddedServer, name: str) -> None:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+DEFAULT_DATABASE = "dashboard"
+
+
+def owns_url(url: str, pgdata: Path | None = None) -> bool:
+    """Whether ``url`` reaches this project's embedded server: a Unix socket in its data
+    folder while that server runs. Anything else is a real database and is treated as one."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False
+    host = parsed.query.get("host") or parsed.host or ""
+    if isinstance(host, tuple):
+        host = host[0] if host else ""
+    if not host.startswith("/"):
+        return False
+    found = _running_info(pgdata or data_dir())
+    return found is not None and Path(host).resolve() == found[0].resolve()

@@ -1,11 +1,17 @@
 """``dashboard``: one command to run, migrate, seed and locate the database.
 
-dashboard [serve]   start the embedded database if needed, migrate, seed demo data
-                    into an empty database, then `streamlit run` the app
+dashboard [serve]   with no database configured: start the embedded demo database,
+                    migrate it and load demo data into it when empty; with DATABASE_URL:
+                    check its schema is current (never migrate or seed it); then
+                    `streamlit run` the app
 dashboard migrate   migrate DIRECT_URL (or the embedded database) to the newest schema
-dashboard seed      load demo data (--orgs, --generations, --days, --seed, --reset)
+dashboard seed      load demo data (--orgs, --generations, --days, --seed, --reset);
+                    on any database but the embedded one only with --confirm-database NAME
 dashboard db-url    print the database URL in use (for psql)
 dashboard stop      stop the embedded database
+
+Nothing destructive happens to a real database by default: every refusal is a sentence
+on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -16,23 +22,51 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from queries.db import DatabaseUrls
+from queries.db import ConfigurationError, DatabaseUrls
 
-APP = Path(__file__).resolve().parent / "app.py"
+APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+
+
+class Refused(Exception):
+    """A command that would be unsafe as asked; ``str(error)`` says why and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The database a command works on, and whether it is the embedded demo one."""
+
+    urls: DatabaseUrls
+    embedded: bool
+    started_embedded: bool = False
+
+
+def _target() -> Target:
+    """``DATABASE_URL``/``DIRECT_URL`` if set; else the embedded server, started on demand."""
+    from queries.db import configured_urls
+    from tooling import embedded
+
+    if os.environ.get("DATABASE_URL", "").strip() or os.environ.get("DIRECT_URL", "").strip():
+        urls = configured_urls()
+        return Target(urls, embedded=embedded.owns_url(urls.direct))
+    server = embedded.ensure_running()
+    embedded.ensure_database(server, embedded.DEFAULT_DATABASE)
+    url = server.url(embedded.DEFAULT_DATABASE)
+    return Target(
+        DatabaseUrls(runtime=url, direct=url), embedded=True, started_embedded=server.started_here
+    )
 
 
 def _urls() -> DatabaseUrls:
-    from queries.db import resolve_urls
-
-    return resolve_urls()
+    return _target().urls
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
-    from queries import schema
+    from tooling import schema
 
     urls = _urls()
     schema.upgrade(url=urls.direct)
@@ -40,12 +74,37 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_seed(args: argparse.Namespace) -> int:
-    from queries import schema
-    from queries.db import create_direct_engine
-    from queries.demo_data import seed_demo_data
+def _database_name(url: str) -> str:
+    return make_url(url).database or ""
 
-    urls = _urls()
+
+def check_seed_allowed(target: Target, confirm_database: str | None) -> None:
+    """Demo data goes into the embedded database, or into the one database a person
+    named with ``--confirm-database``; anything else is refused before a connection."""
+    if target.embedded:
+        return
+    name = _database_name(target.urls.direct)
+    if confirm_database is None:
+        raise Refused(
+            f"Refusing to load demo data into {_display(target.urls.direct)}: it is not the "
+            "embedded demo database, and demo data (with --reset, a wipe) must never reach a "
+            f"real one by accident. If you mean it, add --confirm-database {name}."
+        )
+    if confirm_database != name:
+        raise Refused(
+            f"--confirm-database {confirm_database!r} does not name the database in use "
+            f"({name!r}); nothing was changed."
+        )
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from queries.db import create_direct_engine
+    from tooling import schema
+    from tooling.demo_data import seed_demo_data
+
+    target = _target()
+    check_seed_allowed(target, args.confirm_database)
+    urls = target.urls
     schema.upgrade(url=urls.direct)
     engine = create_direct_engine(urls.direct)
     try:
@@ -80,37 +139,44 @@ def cmd_db_url(_: argparse.Namespace) -> int:
 
 
 def cmd_stop(_: argparse.Namespace) -> int:
-    from queries import embedded
+    from tooling import embedded
 
     print("stopped the embedded database" if embedded.stop() else "no embedded database running")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from queries import embedded, schema
     from queries.db import create_direct_engine
-    from queries.demo_data import database_is_empty, seed_demo_data
+    from tooling import embedded, schema
+    from tooling.demo_data import database_is_empty, seed_demo_data
 
-    urls = _urls()
-    schema.upgrade(url=urls.direct)
+    target = _target()
+    urls = target.urls
     engine = create_direct_engine(urls.direct)
     try:
-        if database_is_empty(engine):
-            print("empty database: loading demo data (dashboard seed --reset to reload)")
-            with engine.connect() as conn:
-                report = seed_demo_data(conn)
-                conn.commit()
-            print(f"loaded {report.generations:,} generations in {report.seconds:.1f}s")
+        if target.embedded:
+            schema.upgrade(url=urls.direct)
+            if database_is_empty(engine):
+                print("empty demo database: loading demo data (dashboard seed --reset to reload)")
+                with engine.connect() as conn:
+                    report = seed_demo_data(conn)
+                    conn.commit()
+                print(f"loaded {report.generations:,} generations in {report.seconds:.1f}s")
+        else:
+            problem = schema.schema_problem(engine)
+            if problem is not None:
+                raise Refused(problem)
     finally:
         engine.dispose()
     env = dict(os.environ)
+    env["DATABASE_URL"], env["DIRECT_URL"] = urls.runtime, urls.direct
     command = [sys.executable, "-m", "streamlit", "run", str(APP), *args.streamlit_args]
     try:
         return subprocess.call(command, env=env)
     except KeyboardInterrupt:
         return 0
     finally:
-        if urls.started_embedded:
+        if target.started_embedded:
             embedded.stop()
             print("stopped the embedded database")
 
@@ -140,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--days", type=int, default=120, help="days of history (default 120)")
     seed.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     seed.add_argument("--reset", action="store_true", help="replace existing data")
+    seed.add_argument(
+        "--confirm-database",
+        metavar="NAME",
+        help="required on any database but the embedded one: the name of that database",
+    )
     seed.add_argument("-v", "--verbose", action="store_true", help="print the time of each stage")
     seed.set_defaults(func=cmd_seed)
     sub.add_parser("db-url", help="print the database URL in use").set_defaults(func=cmd_db_url)
@@ -169,12 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     parser = build_parser()
     args = _serve_args(list(sys.argv[1:] if argv is None else argv)) or parser.parse_args(argv)
-    from queries.db import ConfigurationError
-    from queries.demo_data import DemoDataError
+    from tooling.demo_data import DemoDataError
 
     try:
         return int(args.func(args))
-    except (ConfigurationError, DemoDataError) as exc:
+    except (ConfigurationError, DemoDataError, Refused) as exc:
         print(f"dashboard: {exc}", file=sys.stderr)
         return 2
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import inspect, text
 
-from dashboard.cli import main
 from queries.db import create_direct_engine
 from tests.conftest import PgServer, _recreate
+from tooling.cli import main
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_bad_database_url_is_a_sentence_not_a_traceback(
 
 
 def test_streamlit_options_pass_through_to_streamlit_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    import dashboard.cli as cli
+    import tooling.cli as cli
 
     seen: list[list[str]] = []
 

@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 from sqlalchemy import Connection, Engine, text
 
-from queries.demo_data import FINANCE_STAFF, DemoDataError, seed_demo_data
 from tests.conftest import DEMO_GENERATIONS, DEMO_NOW
+from tooling.demo_data import FINANCE_STAFF, DemoDataError, seed_demo_data
 
 
 def test_balance_equals_ledger_minus_generation_credits_for_every_org(demo_engine: Engine) -> None:
