@@ -105,6 +105,21 @@ _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4
 _COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
 
 
+# The append-only guard of migration 0003: one trigger per table. Only this loader
+# switches it off, and only inside its own transaction; ALWAYS is how it was created
+# (it fires even under session_replication_role = replica).
+_GUARD_OFF = (
+    "ALTER TABLE credit_ledger DISABLE TRIGGER credit_ledger_append_only",
+    "ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only",
+    "ALTER TABLE generations DISABLE TRIGGER generations_append_only",
+)
+_GUARD_ON = (
+    "ALTER TABLE credit_ledger ENABLE ALWAYS TRIGGER credit_ledger_append_only",
+    "ALTER TABLE audit_log ENABLE ALWAYS TRIGGER audit_log_append_only",
+    "ALTER TABLE generations ENABLE ALWAYS TRIGGER generations_append_only",
+)
+
+
 class DemoDataError(RuntimeError):
     """The demo data cannot be loaded as asked (the reason is in the message)."""
 
@@ -162,6 +177,11 @@ def seed_demo_data(
     one open), which the caller commits. Refuses to touch a database that already
     has organizations unless ``reset``. The same ``seed`` and ``now`` always produce
     the same rows.
+
+    This is the one way around the append-only guard on ``credit_ledger``,
+    ``audit_log`` and ``generations``: the connection must be the tables' owner (or a
+    superuser), which disables the guard's triggers for the truncate and reload and
+    enables them again inside the same transaction.
     """
     if organizations < 1:
         raise DemoDataError("--orgs must be at least 1")
@@ -193,6 +213,10 @@ def seed_demo_data(
             raise DemoDataError(
                 "the database already has data; run `dashboard seed --reset` to replace it"
             )
+        # The one documented way around the append-only guard (migration 0003): as the
+        # owner, inside this transaction, so no other session ever sees it switched off.
+        for statement in _GUARD_OFF:
+            conn.execute(statement)
         # Truncating even empty tables is deliberate: a table truncated in the same
         # transaction lets COPY and the index builds skip the WAL (wal_level=minimal).
         conn.execute(
@@ -211,6 +235,8 @@ def seed_demo_data(
         for table in ("generations", "usage_limits", "credit_ledger", "users"):
             conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
         lap("analyze")
+        for statement in _GUARD_ON:
+            conn.execute(statement)
 
     return SeedReport(
         organizations=len(orgs),
