@@ -179,9 +179,7 @@ _OTHER_GROUPS = """
 """
 
 
-def ensure_login_role(
-    url: str, *, login: str, member_of: str, password: str | None = None
-) -> str:
+def ensure_login_role(url: str, *, login: str, member_of: str, password: str | None = None) -> str:
     """Make ``login`` a LOGIN role that is a member of ``member_of`` and of no other role,
     with no attribute beyond LOGIN; return ``url`` with ``login`` as its user.
 
@@ -208,6 +206,13 @@ def ensure_login_role(
         )
         for (other,) in conn.execute(_OTHER_GROUPS, (login, member_of)).fetchall():
             conn.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(other), role))
+        # A membership granted by another role survives a plain REVOKE (PostgreSQL 16+):
+        # refuse rather than hand out a login with more than it should have.
+        left = [name for (name,) in conn.execute(_OTHER_GROUPS, (login, member_of))]
+        if left:
+            raise RuntimeError(
+                f"role {login} is still a member of {', '.join(left)}; revoke that by hand"
+            )
         conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(member_of), role))
     return target.set(username=login, password=password).render_as_string(hide_password=False)
 
