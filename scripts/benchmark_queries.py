@@ -68,7 +68,7 @@ from queries.models import (
 from queries.timelines import PeriodKpis
 from queries.usage import Runway
 from tooling import embedded, schema
-from tooling.demo_data import seed_demo_data
+from tooling.demo_data import append_only_guard_lifted, seed_demo_data
 
 READ_MODULES: tuple[ModuleType, ...] = (audit, generations, orgs, quotas, timelines, usage)
 TARGET_MS = 50.0
@@ -1127,11 +1127,14 @@ def restore_after_writes(engine: Engine) -> None:
                 text("DROP TABLE IF EXISTS benchmark_saved_balances, benchmark_saved_usage")
             )
             return
-        conn.execute(
-            text(
-                "DELETE FROM generations WHERE id > (SELECT max_generation_id FROM benchmark_load)"
+        # The benchmark's generations go from its own demo load, like a demo reset.
+        with append_only_guard_lifted(conn):
+            conn.execute(
+                text(
+                    "DELETE FROM generations "
+                    "WHERE id > (SELECT max_generation_id FROM benchmark_load)"
+                )
             )
-        )
         conn.execute(
             text(
                 "UPDATE credit_balances b SET balance = s.balance, updated_at = s.updated_at "

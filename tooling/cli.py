@@ -169,7 +169,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     env = dict(os.environ)
-    env["DATABASE_URL"], env["DIRECT_URL"] = urls.runtime, urls.direct
+    # Least privilege on the demo database too: the app logs in as dashboard_web.
+    runtime = embedded.app_login_url(urls.direct) if target.embedded else urls.runtime
+    env["DATABASE_URL"], env["DIRECT_URL"] = runtime, urls.direct
     command = [sys.executable, "-m", "streamlit", "run", str(APP), *args.streamlit_args]
     try:
         return subprocess.call(command, env=env)

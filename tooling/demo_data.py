@@ -105,6 +105,35 @@ _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4
 _COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
 
 
+# The append-only guard of migration 0003: one trigger per table, created ENABLE ALWAYS
+# (it fires even under session_replication_role = replica).
+_GUARD_OFF = (
+    "ALTER TABLE credit_ledger DISABLE TRIGGER credit_ledger_append_only",
+    "ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only",
+    "ALTER TABLE generations DISABLE TRIGGER generations_append_only",
+)
+_GUARD_ON = (
+    "ALTER TABLE credit_ledger ENABLE ALWAYS TRIGGER credit_ledger_append_only",
+    "ALTER TABLE audit_log ENABLE ALWAYS TRIGGER audit_log_append_only",
+    "ALTER TABLE generations ENABLE ALWAYS TRIGGER generations_append_only",
+)
+
+
+@contextlib.contextmanager
+def append_only_guard_lifted(connection: Connection) -> Iterator[None]:
+    """The one way around the append-only guard, for demo data only: inside the
+    caller's open transaction, as the tables' owner, the guard is off for the block and
+    on again at its end, before anything commits, so no other session ever sees it off
+    (ALTER TABLE also locks out their writes meanwhile). If the block raises, the
+    caller's rollback restores the guard with everything else.
+    """
+    for statement in _GUARD_OFF:
+        connection.exec_driver_sql(statement)
+    yield
+    for statement in _GUARD_ON:
+        connection.exec_driver_sql(statement)
+
+
 class DemoDataError(RuntimeError):
     """The demo data cannot be loaded as asked (the reason is in the message)."""
 
@@ -162,6 +191,10 @@ def seed_demo_data(
     one open), which the caller commits. Refuses to touch a database that already
     has organizations unless ``reset``. The same ``seed`` and ``now`` always produce
     the same rows.
+
+    It truncates and reloads the append-only ``credit_ledger``, ``audit_log`` and
+    ``generations`` with the guard lifted (:func:`append_only_guard_lifted`), so the
+    connection must be the tables' owner (or a superuser).
     """
     if organizations < 1:
         raise DemoDataError("--orgs must be at least 1")
@@ -193,20 +226,21 @@ def seed_demo_data(
             raise DemoDataError(
                 "the database already has data; run `dashboard seed --reset` to replace it"
             )
-        # Truncating even empty tables is deliberate: a table truncated in the same
-        # transaction lets COPY and the index builds skip the WAL (wal_level=minimal).
-        conn.execute(
-            "TRUNCATE audit_log, generations, usage_limits, credit_ledger, "
-            "credit_balances, users, organizations, generation_types RESTART IDENTITY"
-        )
-        _load_lookup_and_tenants(conn, orgs, users)
-        lap("tenants")
-        _load_generations(conn, gens, lap)
-        usage_rows = _load_usage(conn, usage, lap)
-        ledger_entries = _load_ledger(conn, rng, orgs, gens, now)
-        _load_audit(conn, now)
-        _sync_identities(conn)
-        lap("ledger")
+        with append_only_guard_lifted(connection):
+            # Truncating even empty tables is deliberate: a table truncated in the same
+            # transaction lets COPY and the index builds skip the WAL (wal_level=minimal).
+            conn.execute(
+                "TRUNCATE audit_log, generations, usage_limits, credit_ledger, "
+                "credit_balances, users, organizations, generation_types RESTART IDENTITY"
+            )
+            _load_lookup_and_tenants(conn, orgs, users)
+            lap("tenants")
+            _load_generations(conn, gens, lap)
+            usage_rows = _load_usage(conn, usage, lap)
+            ledger_entries = _load_ledger(conn, rng, orgs, gens, now)
+            _load_audit(conn, now)
+            _sync_identities(conn)
+            lap("ledger")
         # The planner needs statistics for the fresh tables right away.
         for table in ("generations", "usage_limits", "credit_ledger", "users"):
             conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))

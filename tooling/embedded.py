@@ -20,6 +20,8 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from queries.db import normalize_url
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = PROJECT_ROOT / ".pgdata"
 SUPERUSER = "postgres"
@@ -161,3 +163,61 @@ def owns_url(url: str, pgdata: Path | None = None) -> bool:
         return False
     found = _running_info(pgdata or data_dir())
     return found is not None and Path(host).resolve() == found[0].resolve()
+
+
+# The app's login on the embedded database: a member of the runtime group role of
+# migration 0003 and of nothing else, so `uv run dashboard` runs least-privilege too.
+APP_LOGIN = "dashboard_web"
+APP_GROUP = "dashboard_app"
+
+_ROLE_EXISTS = "SELECT 1 FROM pg_roles WHERE rolname = %s"
+_OTHER_GROUPS = """
+    SELECT g.rolname FROM pg_auth_members m
+    JOIN pg_roles g ON g.oid = m.roleid
+    JOIN pg_roles r ON r.oid = m.member
+    WHERE r.rolname = %s AND g.rolname <> %s
+"""
+
+
+def ensure_login_role(url: str, *, login: str, member_of: str, password: str | None = None) -> str:
+    """Make ``login`` a LOGIN role that is a member of ``member_of`` and of no other role,
+    with no attribute beyond LOGIN; return ``url`` with ``login`` as its user.
+
+    ``url`` reaches the database as a role that may manage roles (the embedded server's
+    superuser, or a Neon owner); ``member_of`` must exist (run the migrations first).
+    Safe to call again and from two processes at once. Without ``password`` the login
+    has none, which is enough on the embedded server: it trusts its Unix socket.
+    """
+    target = make_url(normalize_url(url))
+    conninfo = target.set(drivername="postgresql").render_as_string(hide_password=False)
+    role = sql.Identifier(login)
+    with psycopg.connect(conninfo) as conn:
+        if conn.execute(_ROLE_EXISTS, (login,)).fetchone() is None:
+            try:
+                with conn.transaction():
+                    conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(role))
+            except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+                pass  # another process created it meanwhile
+        conn.execute(
+            sql.SQL(
+                "ALTER ROLE {} WITH LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                "NOREPLICATION NOBYPASSRLS PASSWORD {}"
+            ).format(role, sql.Literal(password))
+        )
+        for (other,) in conn.execute(_OTHER_GROUPS, (login, member_of)).fetchall():
+            conn.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(other), role))
+        # A membership granted by another role survives a plain REVOKE (PostgreSQL 16+):
+        # refuse rather than hand out a login with more than it should have.
+        left = [name for (name,) in conn.execute(_OTHER_GROUPS, (login, member_of))]
+        if left:
+            raise RuntimeError(
+                f"role {login} is still a member of {', '.join(left)}; revoke that by hand"
+            )
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(member_of), role))
+    return target.set(username=login, password=password).render_as_string(hide_password=False)
+
+
+def app_login_url(url: str) -> str:
+    """``url`` (the owner's, on the embedded database) for the app's login
+    ``dashboard_web``: only a member of ``dashboard_app``, no password (socket trust)."""
+    return ensure_login_role(url, login=APP_LOGIN, member_of=APP_GROUP)

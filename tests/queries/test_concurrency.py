@@ -3,6 +3,10 @@
 8 threads with their own pooled connections run thousands of grants, deductions,
 generations, replays of the same idempotency keys and reversals on a few
 organizations at once. Afterwards every invariant is checked in SQL.
+
+It runs twice: as the owner, and through a login role that is only a member of
+``dashboard_app`` (migration 0003), which proves the whole write path works with the
+least privilege a deployment gives the app.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import pytest
 from sqlalchemy import Engine, text
 
 from queries.credits import adjust_credits, reverse_adjustment
@@ -22,6 +28,8 @@ from queries.errors import (
 )
 from queries.generations import record_generation
 from queries.quotas import set_daily_limit
+from tests.conftest import PgServer
+from tests.queries.roles import APP_LOGIN, login_engine
 from tests.queries.writes import invariant_holds, new_org
 
 THREADS = 8
@@ -137,14 +145,34 @@ def _worker(
                 outcome.unexpected.append(exc)
 
 
-def test_concurrent_mixed_writes_keep_every_invariant(write_engine: Engine) -> None:
+@pytest.fixture(params=["owner", "dashboard_app"])
+def writer(
+    request: pytest.FixtureRequest, write_engine: Engine, test_server: PgServer
+) -> Iterator[Engine]:
+    """The engine the threads write through: the owner's, or a dashboard_app login's."""
+    if request.param == "owner":
+        yield write_engine
+        return
+    database = write_engine.url.database
+    assert database is not None
+    engine = login_engine(test_server, database, APP_LOGIN, pool_size=10, max_overflow=10)
+    with engine.connect() as conn:
+        who = conn.execute(
+            text("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user")
+        ).one()
+    assert tuple(who) == (APP_LOGIN, False)
+    yield engine
+    engine.dispose()
+
+
+def test_concurrent_mixed_writes_keep_every_invariant(write_engine: Engine, writer: Engine) -> None:
     orgs: dict[int, list[int]] = {}
     for zone in ("UTC", "Asia/Tokyo", "America/Los_Angeles"):
         org, users = new_org(write_engine, balance=200, timezone=zone, users=4)
         orgs[org] = users
         # A tight video quota, so some generations are refused by the limit.
         set_daily_limit(
-            write_engine,
+            writer,
             organization_id=org,
             type="video",
             daily_limit=25,
@@ -154,7 +182,7 @@ def test_concurrent_mixed_writes_keep_every_invariant(write_engine: Engine) -> N
     outcome = Outcome()
     keys: list[tuple[int, str, int]] = []
     threads = [
-        threading.Thread(target=_worker, args=(write_engine, seed, orgs, outcome, keys))
+        threading.Thread(target=_worker, args=(writer, seed, orgs, outcome, keys))
         for seed in range(THREADS)
     ]
     for t in threads:

@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import IntegrityError
 
 from tests.conftest import DEMO_GENERATIONS, DEMO_NOW
 from tooling.demo_data import FINANCE_STAFF, DemoDataError, seed_demo_data
@@ -141,6 +142,28 @@ def test_same_seed_same_rows_and_reset_replaces_data(connection: Connection) -> 
     assert _fingerprint(connection) == first
     seed_demo_data(connection, reset=True, **{**options, "seed": 4})  # type: ignore[arg-type]
     assert _fingerprint(connection) != first
+
+
+_GUARD = text(
+    "SELECT tgrelid::regclass::text, tgenabled FROM pg_trigger "
+    "WHERE tgfoid = CAST('refuse_append_only_change' AS regproc) ORDER BY 1"
+)
+
+
+def test_reset_is_the_way_around_the_append_only_guard_and_puts_it_back(
+    connection: Connection,
+) -> None:
+    options = {"organizations": 3, "generations": 500, "days": 5, "seed": 3}
+    seed_demo_data(connection, **options)  # type: ignore[arg-type]
+    seed_demo_data(connection, reset=True, **options)  # type: ignore[arg-type]
+    # On again, as migration 0003 made it: ALWAYS ('A'), on every append-only table.
+    assert connection.execute(_GUARD).all() == [
+        ("audit_log", "A"),
+        ("credit_ledger", "A"),
+        ("generations", "A"),
+    ]
+    with pytest.raises(IntegrityError, match="append-only"), connection.begin_nested():
+        connection.execute(text("DELETE FROM credit_ledger"))
 
 
 @pytest.mark.parametrize(

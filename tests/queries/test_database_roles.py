@@ -1,0 +1,600 @@
+"""The database itself keeps the books: append-only history and least privilege.
+
+- ``credit_ledger``, ``audit_log`` and ``generations`` refuse UPDATE, DELETE and
+  TRUNCATE for their owner, a superuser here; INSERT still works.
+- A login that is only a member of ``dashboard_app`` runs every write function of
+  queries/, and is refused DDL, DELETE, TRUNCATE, rewriting history and updating
+  columns the writes do not need.
+- A login that is only a member of ``dashboard_reader`` runs every public read and is
+  refused every write.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import inspect
+import pkgutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+
+import queries
+from queries.credits import adjust_credits, reverse_adjustment
+from queries.db import create_runtime_engine
+from queries.generations import record_generation
+from queries.models import Base
+from queries.quotas import set_daily_limit
+from tests.conftest import PgServer, seeded_database
+from tests.factories import add_generations, add_ledger, ensure_types, make_org, make_user
+from tests.queries.read_functions import CROSS_ORGANIZATION, PER_ORGANIZATION, Context
+from tests.queries.roles import (
+    APP_LOGIN,
+    READER_LOGIN,
+    login_engine,
+    password_for,
+)
+from tests.queries.writes import invariant_holds, new_org, snapshot
+from tooling import cli, embedded
+from tooling.embedded import ensure_login_role
+
+ACTOR = "finance@example.com"
+APPEND_ONLY = ("credit_ledger", "audit_log", "generations")
+TABLES = sorted({*Base.metadata.tables, "alembic_version"})
+
+
+# --------------------------------------------------------------------------- the grants
+
+
+_TABLE_GRANTS = text(
+    """
+    SELECT c.relname, NULL AS attname, a.privilege_type
+    FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
+    JOIN pg_roles r ON r.oid = a.grantee
+    WHERE r.rolname = :role AND c.relnamespace = CAST('public' AS regnamespace)
+    UNION ALL
+    SELECT c.relname, t.attname, a.privilege_type
+    FROM pg_attribute t JOIN pg_class c ON c.oid = t.attrelid
+    CROSS JOIN LATERAL aclexplode(t.attacl) a
+    JOIN pg_roles r ON r.oid = a.grantee
+    WHERE r.rolname = :role AND c.relnamespace = CAST('public' AS regnamespace)
+    """
+)
+_ROLE = text(
+    "SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls, "
+    "has_schema_privilege(rolname, 'public', 'USAGE') AS can_use, "
+    "has_schema_privilege(rolname, 'public', 'CREATE') AS can_create "
+    "FROM pg_roles WHERE rolname = :role"
+)
+
+
+def _grants(conn: Connection, role: str) -> set[tuple[str, str | None, str]]:
+    rows = conn.execute(_TABLE_GRANTS, {"role": role})
+    return {(row.relname, row.attname, row.privilege_type) for row in rows}
+
+
+def test_every_table_is_readable_by_both_roles_and_nothing_more_is_granted(
+    engine: Engine,
+) -> None:
+    # A later migration that adds a table without granting SELECT on it fails here.
+    select_all = {(table, None, "SELECT") for table in TABLES}
+    app_writes = {
+        *((table, None, "INSERT") for table in APPEND_ONLY),
+        ("credit_balances", "balance", "UPDATE"),
+        ("credit_balances", "updated_at", "UPDATE"),
+        *(
+            ("usage_limits", column, "INSERT")
+            for column in ("organization_id", "type", "date", "used", "credits_used")
+        ),
+        ("usage_limits", "daily_limit", "INSERT"),
+        *(
+            ("usage_limits", column, "UPDATE")
+            for column in ("used", "credits_used", "daily_limit", "updated_at")
+        ),
+    }
+    with engine.connect() as conn:
+        assert _grants(conn, "dashboard_reader") == select_all
+        assert _grants(conn, "dashboard_app") == select_all | app_writes
+        for role in ("dashboard_app", "dashboard_reader"):
+            facts = conn.execute(_ROLE, {"role": role}).one()
+            assert tuple(facts) == (False, False, False, False, False, True, False), role
+
+
+# ------------------------------------------------------------------- append-only, owner
+
+
+_REWRITES = {
+    ("credit_ledger", "UPDATE"): text(
+        "UPDATE credit_ledger SET reason = 'rewritten' WHERE organization_id = :org"
+    ),
+    ("credit_ledger", "DELETE"): text("DELETE FROM credit_ledger WHERE organization_id = :org"),
+    ("credit_ledger", "TRUNCATE"): text("TRUNCATE credit_ledger"),
+    ("audit_log", "UPDATE"): text(
+        "UPDATE audit_log SET actor = 'someone-else' WHERE organization_id = :org"
+    ),
+    ("audit_log", "DELETE"): text("DELETE FROM audit_log WHERE organization_id = :org"),
+    ("audit_log", "TRUNCATE"): text("TRUNCATE audit_log"),
+    ("generations", "UPDATE"): text(
+        "UPDATE generations SET credits = 0 WHERE organization_id = :org"
+    ),
+    ("generations", "DELETE"): text("DELETE FROM generations WHERE organization_id = :org"),
+    ("generations", "TRUNCATE"): text("TRUNCATE generations"),
+    # Refused even when it would change nothing: the statement itself is the refusal.
+    ("credit_ledger", "DELETE nothing"): text("DELETE FROM credit_ledger WHERE false"),
+    ("generations", "UPDATE nothing"): text("UPDATE generations SET credits = credits WHERE false"),
+}
+_COUNTS = text(
+    "SELECT (SELECT count(*) FROM credit_ledger WHERE organization_id = :org), "
+    "(SELECT count(*) FROM audit_log WHERE organization_id = :org), "
+    "(SELECT count(*) FROM generations WHERE organization_id = :org)"
+)
+_AUDIT_ROW = text(
+    "INSERT INTO audit_log (organization_id, action, actor, reason) "
+    "VALUES (:org, 'set_daily_limit', :actor, 'test')"
+)
+
+
+def _history(conn: Connection) -> int:
+    """An organization with rows in each append-only table, inserted by the owner."""
+    ensure_types(conn)
+    org = make_org(conn)
+    user = make_user(conn, org)
+    at = dt.datetime(2026, 11, 2, 9, tzinfo=dt.UTC)
+    add_ledger(conn, org, [(500, "grant", "Opening balance", at)])
+    add_generations(conn, org, [(user, "chat", 1, at), (user, "image", 4, at)])
+    conn.execute(_AUDIT_ROW, {"org": org, "actor": ACTOR})
+    return org
+
+
+def _is_superuser(conn: Connection) -> bool:
+    return bool(
+        conn.execute(
+            text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        ).scalar_one()
+    )
+
+
+@pytest.mark.parametrize("replica", [False, True], ids=["normal", "replica-mode"])
+@pytest.mark.parametrize("case", sorted(_REWRITES), ids="-".join)
+def test_history_cannot_be_rewritten_even_by_the_owner(
+    connection: Connection, case: tuple[str, str], replica: bool
+) -> None:
+    table, _ = case
+    org = _history(connection)  # INSERT works for the owner
+    before = connection.execute(_COUNTS, {"org": org}).one()
+    assert min(before) > 0
+    if replica and not _is_superuser(connection):
+        pytest.skip("only a superuser can switch session_replication_role")
+    with pytest.raises(IntegrityError) as refused, connection.begin_nested():
+        if replica:  # the usual way to silence triggers does not silence these
+            connection.execute(text("SET LOCAL session_replication_role = replica"))
+        connection.execute(_REWRITES[case], {"org": org})
+    assert isinstance(refused.value.orig, psycopg.errors.RestrictViolation)
+    assert f"{table} is append-only: " in str(refused.value.orig)
+    assert connection.execute(_COUNTS, {"org": org}).one() == before
+
+
+def test_the_refusal_says_how_to_correct_an_entry(connection: Connection) -> None:
+    org = _history(connection)
+    with pytest.raises(IntegrityError) as refused, connection.begin_nested():
+        connection.execute(_REWRITES["credit_ledger", "UPDATE"], {"org": org})
+    assert str(refused.value.orig).splitlines()[0] == (
+        "credit_ledger is append-only: correct an entry with a new one (a reversal)"
+    )
+
+
+# ------------------------------------------------------------------ logins and fixtures
+
+
+@pytest.fixture(scope="module")
+def app_engine(test_server: PgServer, write_engine: Engine) -> Iterator[Engine]:
+    """The writes database, through a login that is only a member of dashboard_app."""
+    engine = login_engine(test_server, str(write_engine.url.database), APP_LOGIN)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def reader_engine(test_server: PgServer, write_engine: Engine) -> Iterator[Engine]:
+    """The writes database, through a login that is only a member of dashboard_reader."""
+    engine = login_engine(test_server, str(write_engine.url.database), READER_LOGIN)
+    yield engine
+    engine.dispose()
+
+
+_MEMBERSHIPS = text(
+    "SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+    "JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = :login"
+)
+
+
+def _who(engine: Engine) -> tuple[str, bool, set[str]]:
+    with engine.connect() as conn:
+        user, superuser = conn.execute(
+            text("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user")
+        ).one()
+        groups = set(conn.execute(_MEMBERSHIPS, {"login": user}).scalars())
+    return user, superuser, groups
+
+
+def test_the_test_logins_are_members_of_their_group_only(
+    app_engine: Engine, reader_engine: Engine
+) -> None:
+    assert _who(app_engine) == (APP_LOGIN, False, {"dashboard_app"})
+    assert _who(reader_engine) == (READER_LOGIN, False, {"dashboard_reader"})
+
+
+def test_ensure_login_role_is_idempotent_and_removes_other_memberships(
+    test_server: PgServer, engine: Engine
+) -> None:
+    login = "dashboard_test_web_login"
+    password = password_for(test_server, login)
+    admin_url = engine.url.render_as_string(hide_password=False)
+    url = ensure_login_role(
+        admin_url,
+        login=login,
+        member_of="dashboard_app",
+        password=password,
+    )
+    with engine.begin() as conn:  # someone widened it by hand
+        conn.execute(text("GRANT dashboard_reader TO dashboard_test_web_login"))
+    again = ensure_login_role(
+        admin_url,
+        login=login,
+        member_of="dashboard_app",
+        password=password,
+    )
+    assert again == url
+    web = create_runtime_engine(url)
+    try:
+        assert _who(web) == (login, False, {"dashboard_app"})
+    finally:
+        web.dispose()
+
+
+# ------------------------------------------------------------------ the write functions
+
+
+@dataclass(frozen=True)
+class Tenant:
+    organization_id: int
+    user_id: int
+    entry_id: int  # a grant that can be reversed
+
+
+def _tenant(owner: Engine) -> Tenant:
+    org, users = new_org(owner, balance=1000, users=1)
+    entry = adjust_credits(
+        owner,
+        organization_id=org,
+        amount=50,
+        reason="Goodwill",
+        actor=ACTOR,
+        idempotency_key=f"roles-setup-{org}",
+    )
+    return Tenant(org, users[0], entry.id)
+
+
+def _limit_later_day_first(engine: Engine, t: Tenant) -> object:
+    # A later day's row first, so the change from today also UPDATEs a later row.
+    later = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=3)
+    set_daily_limit(
+        engine,
+        organization_id=t.organization_id,
+        type="chat",
+        daily_limit=9,
+        actor=ACTOR,
+        reason="Trial",
+        effective=later,
+    )
+    return set_daily_limit(
+        engine,
+        organization_id=t.organization_id,
+        type="chat",
+        daily_limit=7,
+        actor=ACTOR,
+        reason="Trial",
+    )
+
+
+WRITES: dict[str, Callable[[Engine, Tenant], object]] = {
+    "credits.adjust_credits[grant]": lambda e, t: adjust_credits(
+        e,
+        organization_id=t.organization_id,
+        amount=100,
+        reason="Top-up",
+        actor=ACTOR,
+        idempotency_key=f"roles-grant-{t.organization_id}",
+    ),
+    "credits.adjust_credits[deduct]": lambda e, t: adjust_credits(
+        e,
+        organization_id=t.organization_id,
+        amount=-20,
+        reason="Correction",
+        actor=ACTOR,
+        idempotency_key=f"roles-deduct-{t.organization_id}",
+    ),
+    "credits.reverse_adjustment": lambda e, t: reverse_adjustment(
+        e, entry_id=t.entry_id, actor=ACTOR, reason="Granted by mistake"
+    ),
+    "generations.record_generation": lambda e, t: record_generation(
+        e,
+        organization_id=t.organization_id,
+        user_id=t.user_id,
+        type="image",
+        idempotency_key=f"roles-gen-{t.organization_id}",
+    ),
+    "quotas.set_daily_limit": _limit_later_day_first,
+}
+
+
+def _write_functions() -> set[str]:
+    """``module.function`` for each public function of queries/ that takes an engine
+    first: the writes, which own their transaction."""
+    found = set()
+    for info in pkgutil.iter_modules(queries.__path__):
+        if info.name in ("db", "transactions"):  # engines and the retry loop themselves
+            continue
+        module = importlib.import_module(f"queries.{info.name}")
+        for name, fn in inspect.getmembers(module, inspect.isfunction):
+            if name.startswith("_") or fn.__module__ != module.__name__:
+                continue
+            params = list(inspect.signature(fn).parameters.values())
+            if params and params[0].name == "engine":
+                found.add(f"{info.name}.{name}")
+    return found
+
+
+def test_every_write_function_is_covered() -> None:
+    covered = {key.split("[")[0] for key in WRITES}
+    missing = _write_functions() - covered
+    assert not missing, f"add these to WRITES in {__name__}: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", sorted(WRITES))
+def test_every_write_function_works_as_dashboard_app(
+    write_engine: Engine, app_engine: Engine, name: str
+) -> None:
+    tenant = _tenant(write_engine)
+    before = snapshot(write_engine, tenant.organization_id)
+    first = WRITES[name](app_engine, tenant)
+    assert snapshot(write_engine, tenant.organization_id) != before
+    # A retry with the same key (or the same reversal) applies once, also as the app.
+    replay = WRITES[name](app_engine, tenant)
+    if name != "quotas.set_daily_limit":
+        assert replay == first
+    assert invariant_holds(write_engine, tenant.organization_id)
+
+
+def _refused_for_privilege(error: BaseException) -> bool:
+    """Whether PostgreSQL's "permission denied" is the error or what caused it (a typed
+    error of the data layer may wrap it)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(getattr(seen, "orig", seen), psycopg.errors.InsufficientPrivilege):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+@pytest.mark.parametrize("name", sorted(WRITES))
+def test_every_write_function_is_refused_as_dashboard_reader(
+    write_engine: Engine, reader_engine: Engine, name: str
+) -> None:
+    tenant = _tenant(write_engine)
+    before = snapshot(write_engine, tenant.organization_id)
+    with pytest.raises(Exception) as refused:
+        WRITES[name](reader_engine, tenant)
+    assert _refused_for_privilege(refused.value), repr(refused.value)
+    assert snapshot(write_engine, tenant.organization_id) == before
+
+
+# ------------------------------------------------------------------ statements refused
+
+
+_DDL = {
+    "CREATE TABLE": "CREATE TABLE dashboard_test_sneaky (a int)",
+    "ALTER TABLE": "ALTER TABLE organizations ADD COLUMN sneaky text",
+    "DROP TABLE": "DROP TABLE audit_log",
+    "CREATE INDEX": "CREATE INDEX dashboard_test_sneaky ON generations (credits)",
+    "DISABLE TRIGGER": "ALTER TABLE credit_ledger DISABLE TRIGGER credit_ledger_append_only",
+    "DROP TRIGGER": "DROP TRIGGER credit_ledger_append_only ON credit_ledger",
+}
+_DELETE = {
+    "DELETE organizations": "DELETE FROM organizations WHERE id = :org",
+    "DELETE users": "DELETE FROM users WHERE organization_id = :org",
+    "DELETE credit_balances": "DELETE FROM credit_balances WHERE organization_id = :org",
+    "DELETE credit_ledger": "DELETE FROM credit_ledger WHERE organization_id = :org",
+    "DELETE generation_types": "DELETE FROM generation_types WHERE type = 'video'",
+    "DELETE usage_limits": "DELETE FROM usage_limits WHERE organization_id = :org",
+    "DELETE generations": "DELETE FROM generations WHERE organization_id = :org",
+    "DELETE audit_log": "DELETE FROM audit_log WHERE organization_id = :org",
+    "DELETE alembic_version": "DELETE FROM alembic_version",
+}
+_TRUNCATE = {
+    "TRUNCATE organizations": "TRUNCATE organizations CASCADE",
+    "TRUNCATE users": "TRUNCATE users CASCADE",
+    "TRUNCATE credit_balances": "TRUNCATE credit_balances",
+    "TRUNCATE credit_ledger": "TRUNCATE credit_ledger",
+    "TRUNCATE generation_types": "TRUNCATE generation_types CASCADE",
+    "TRUNCATE usage_limits": "TRUNCATE usage_limits",
+    "TRUNCATE generations": "TRUNCATE generations",
+    "TRUNCATE audit_log": "TRUNCATE audit_log",
+    "TRUNCATE alembic_version": "TRUNCATE alembic_version",
+}
+# Updates neither role may make (dashboard_app's own column updates are the writes).
+_UPDATE = {
+    "UPDATE credit_ledger": "UPDATE credit_ledger SET amount = 1 WHERE organization_id = :org",
+    "UPDATE audit_log": "UPDATE audit_log SET reason = 'x' WHERE organization_id = :org",
+    "UPDATE generations": "UPDATE generations SET credits = 0 WHERE organization_id = :org",
+    "UPDATE organizations": "UPDATE organizations SET name = 'x' WHERE id = :org",
+    "UPDATE users": "UPDATE users SET email = 'x@example.com' WHERE organization_id = :org",
+    "UPDATE generation_types": "UPDATE generation_types SET default_credits = 0",
+    "UPDATE alembic_version": "UPDATE alembic_version SET version_num = 'x'",
+    "UPDATE credit_balances.organization_id": (
+        "UPDATE credit_balances SET organization_id = organization_id WHERE organization_id = :org"
+    ),
+    "UPDATE usage_limits.organization_id": (
+        "UPDATE usage_limits SET organization_id = organization_id WHERE organization_id = :org"
+    ),
+    "UPDATE usage_limits.type": "UPDATE usage_limits SET type = 'video' WHERE organization_id = :org",
+    "UPDATE usage_limits.date": (
+        "UPDATE usage_limits SET date = date - 1 WHERE organization_id = :org"
+    ),
+}
+_INSERT_ELSEWHERE = {
+    "INSERT organizations": "INSERT INTO organizations (name, slug) VALUES ('x', 'dashboard-test-x')",
+    "INSERT users": (
+        "INSERT INTO users (organization_id, email, name) VALUES (:org, 'x@dashboard.test', 'x')"
+    ),
+    "INSERT credit_balances": "INSERT INTO credit_balances (organization_id) VALUES (:org)",
+    "INSERT generation_types": (
+        "INSERT INTO generation_types VALUES ('dashboard_test', 'x', 1, 1)"
+    ),
+    "INSERT alembic_version": "INSERT INTO alembic_version VALUES ('x')",
+    "INSERT usage_limits.id": (
+        "INSERT INTO usage_limits (organization_id, id, type, date, daily_limit) "
+        "VALUES (:org, 1, 'chat', DATE '2026-01-01', 1)"
+    ),
+}
+# What dashboard_app may write (through the write functions), and the reader may not.
+_APP_WRITES = {
+    "INSERT credit_ledger": (
+        "INSERT INTO credit_ledger (organization_id, amount, balance_after, kind, reason, "
+        "actor, idempotency_key) VALUES (:org, 1, 1, 'grant', 'x', 'x', 'dashboard-test')"
+    ),
+    "INSERT generations": (
+        "INSERT INTO generations (organization_id, user_id, type, credits) "
+        "VALUES (:org, 1, 'chat', 1)"
+    ),
+    "INSERT audit_log": (
+        "INSERT INTO audit_log (organization_id, action, actor, reason) "
+        "VALUES (:org, 'x', 'x', 'x')"
+    ),
+    "INSERT usage_limits": (
+        "INSERT INTO usage_limits (organization_id, type, date, daily_limit) "
+        "VALUES (:org, 'chat', DATE '2026-01-01', 1)"
+    ),
+    "UPDATE credit_balances": "UPDATE credit_balances SET balance = 0 WHERE organization_id = :org",
+    "UPDATE usage_limits": "UPDATE usage_limits SET daily_limit = 0 WHERE organization_id = :org",
+    "SELECT FOR UPDATE": "SELECT 1 FROM credit_balances WHERE organization_id = :org FOR UPDATE",
+}
+REFUSED_FOR_APP = {**_DDL, **_DELETE, **_TRUNCATE, **_UPDATE, **_INSERT_ELSEWHERE}
+REFUSED_FOR_READER = {**REFUSED_FOR_APP, **_APP_WRITES}
+
+
+@pytest.fixture(scope="module")
+def target(write_engine: Engine) -> Tenant:
+    """An organization with a row in every table the statements aim at."""
+    tenant = _tenant(write_engine)
+    record_generation(
+        write_engine, organization_id=tenant.organization_id, user_id=tenant.user_id, type="chat"
+    )
+    set_daily_limit(
+        write_engine,
+        organization_id=tenant.organization_id,
+        type="chat",
+        daily_limit=50,
+        actor=ACTOR,
+        reason="Trial",
+    )
+    return tenant
+
+
+def _assert_refused(engine: Engine, statement: str, org: int) -> None:
+    with engine.connect() as conn:
+        with pytest.raises(Exception) as refused:
+            conn.execute(text(statement), {"org": org})
+        conn.rollback()
+    assert _refused_for_privilege(refused.value), repr(refused.value)
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED_FOR_APP))
+def test_dashboard_app_is_refused_ddl_and_writes_it_does_not_need(
+    app_engine: Engine, write_engine: Engine, target: Tenant, name: str
+) -> None:
+    before = snapshot(write_engine, target.organization_id)
+    _assert_refused(app_engine, REFUSED_FOR_APP[name], target.organization_id)
+    assert snapshot(write_engine, target.organization_id) == before
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED_FOR_READER))
+def test_dashboard_reader_is_refused_every_write(
+    reader_engine: Engine, write_engine: Engine, target: Tenant, name: str
+) -> None:
+    before = snapshot(write_engine, target.organization_id)
+    _assert_refused(reader_engine, REFUSED_FOR_READER[name], target.organization_id)
+    assert snapshot(write_engine, target.organization_id) == before
+
+
+# ------------------------------------------------------------------ the reads
+
+
+@pytest.fixture(scope="module")
+def read_context(write_engine: Engine) -> Context:
+    """A committed organization with generations, ledger entries and a limit change."""
+    tenant = _tenant(write_engine)
+    for kind in ("chat", "image", "chat"):
+        record_generation(
+            write_engine, organization_id=tenant.organization_id, user_id=tenant.user_id, type=kind
+        )
+    set_daily_limit(
+        write_engine,
+        organization_id=tenant.organization_id,
+        type="chat",
+        daily_limit=40,
+        actor=ACTOR,
+        reason="Trial",
+    )
+    today = dt.datetime.now(dt.UTC).date()
+    return Context(tenant.organization_id, tenant.user_id, today - dt.timedelta(days=7), today)
+
+
+READS = {**PER_ORGANIZATION, **CROSS_ORGANIZATION}
+
+
+@pytest.mark.parametrize("login", ["reader", "app"])
+@pytest.mark.parametrize("name", sorted(READS))
+def test_every_public_read_works_for_both_roles(
+    reader_engine: Engine, app_engine: Engine, read_context: Context, login: str, name: str
+) -> None:
+    # tests/queries/test_isolation.py checks that READS holds every public read.
+    engine = reader_engine if login == "reader" else app_engine
+    with engine.connect() as conn:
+        READS[name](conn, read_context)
+
+
+# ------------------------------------------------------------------ `dashboard serve`
+
+
+def test_serve_runs_the_app_as_a_dashboard_app_login_on_the_embedded_database(
+    test_server: PgServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = seeded_database(
+        test_server, "dashboard_test_serve", organizations=2, generations=200, days=3
+    )
+    if not embedded.owns_url(url):
+        pytest.skip("TEST_DATABASE_URL is not the embedded server")
+    seen: dict[str, str] = {}
+
+    def streamlit_run(command: list[str], env: dict[str, str]) -> int:
+        seen.update(env)
+        return 0
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("DIRECT_URL", url)
+    monkeypatch.setattr(subprocess, "call", streamlit_run)
+    assert cli.main(["serve", "--server.headless", "true"]) == 0
+    assert make_url(seen["DIRECT_URL"]).username == embedded.SUPERUSER
+    assert make_url(seen["DATABASE_URL"]).username == embedded.APP_LOGIN
+    app = create_runtime_engine(seen["DATABASE_URL"])
+    try:
+        assert _who(app) == (embedded.APP_LOGIN, False, {"dashboard_app"})
+    finally:
+        app.dispose()
