@@ -58,6 +58,14 @@ _TIMEOUTS = text(
     "SELECT set_config('lock_timeout', :ms, true), set_config('statement_timeout', :ms, true)"
 )
 
+# OutcomeUnknown's own sentence says confirming again is safe, which is true only for a
+# write with an idempotency key.
+_UNKNOWN_WITHOUT_KEY = (
+    "The connection to the database was lost while this change was being saved, and it "
+    "could not be checked whether it was applied. This change has no idempotency key: "
+    "check whether it is there before making it again, or it may apply twice."
+)
+
 Failure = Literal["conflict", "lost", "unavailable", "refused"]
 
 
@@ -109,7 +117,7 @@ def _pause(attempt: int, failure: Failure, deadline: float) -> None:
     if failure == "conflict":
         delay = random.uniform(0, 0.005 * attempt)
     else:  # wait for a restarting server or pooler, more patiently each time
-        delay = min(1.0, 0.05 * 2 ** min(attempt, 6)) * random.uniform(0.5, 1.0)
+        delay = min(1.0, 0.01 * 2 ** min(attempt, 7)) * random.uniform(0.5, 1.0)
     time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
 
 
@@ -118,9 +126,10 @@ def run_in_transaction(
     body: Callable[[Connection], T],
     *,
     idempotent: bool = False,
-    budget: float = BUDGET_SECONDS,
+    budget: float | None = None,
 ) -> T:
-    """Run ``body`` in a transaction on ``engine`` and commit it, within ``budget`` seconds.
+    """Run ``body`` in a transaction on ``engine`` and commit it, within ``budget`` seconds
+    (default ``BUDGET_SECONDS``).
 
     ``idempotent``: running ``body`` again after its commit was applied returns what the
     first run committed and changes nothing (the write carries an idempotency key).
@@ -135,7 +144,7 @@ def run_in_transaction(
       outcome could not be learned.
     - ``DatabaseRefused``: any other database error; nothing was changed.
     """
-    deadline = time.monotonic() + budget
+    deadline = time.monotonic() + (BUDGET_SECONDS if budget is None else budget)
     commit_unknown = False  # a COMMIT was sent and its answer lost
     last: Failure = "lost"
     attempt = 0
@@ -165,11 +174,11 @@ def run_in_transaction(
                 # The server may have committed: only a write that recognises its own
                 # earlier commit may run again.
                 if not idempotent:
-                    raise OutcomeUnknown() from exc
+                    raise OutcomeUnknown(_UNKNOWN_WITHOUT_KEY) from exc
                 commit_unknown = True
-        except SQLAlchemyError as exc:  # misuse or a bug in the body, before COMMIT
+        except SQLAlchemyError as exc:  # misuse or a bug in the body
             if phase == "commit":
-                raise OutcomeUnknown() from exc
+                raise OutcomeUnknown(None if idempotent else _UNKNOWN_WITHOUT_KEY) from exc
             raise _refused(exc) from exc
         finally:
             if conn is not None:
