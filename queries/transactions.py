@@ -169,7 +169,8 @@ def run_in_transaction(
         except (DBAPIError, psycopg.Error, PoolTimeout) as exc:
             last = _classify(exc)
             if last == "refused":
-                raise _refused(exc) from exc
+                # After a lost COMMIT, a refusal of the retry says nothing about it.
+                raise (OutcomeUnknown() if commit_unknown else _refused(exc)) from exc
             if phase == "commit" and last == "lost":
                 # The server may have committed: only a write that recognises its own
                 # earlier commit may run again.
@@ -177,7 +178,7 @@ def run_in_transaction(
                     raise OutcomeUnknown(_UNKNOWN_WITHOUT_KEY) from exc
                 commit_unknown = True
         except SQLAlchemyError as exc:  # misuse or a bug in the body
-            if phase == "commit":
+            if phase == "commit" or commit_unknown:
                 raise OutcomeUnknown(None if idempotent else _UNKNOWN_WITHOUT_KEY) from exc
             raise _refused(exc) from exc
         finally:

@@ -537,3 +537,26 @@ def test_the_budget_bounds_lock_and_statement_waits_for_this_transaction_only(
             text("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')")
         ).one()
     assert tuple(settings) == ("0", "0")
+
+
+def test_a_refused_retry_after_a_lost_commit_answer_is_still_unknown(
+    proxy: CommitCutProxy, proxied: Engine, direct: Engine
+) -> None:
+    org, _ = new_org(direct, balance=10)
+    attempts = []
+
+    def body(conn: Connection) -> None:
+        attempts.append(1)
+        if len(attempts) > 1:
+            conn.execute(text("SELECT 1 / 0"))  # the retry is refused...
+        conn.execute(
+            text("UPDATE credit_balances SET balance = balance + 1 WHERE organization_id = :o"),
+            {"o": org},
+        )
+
+    proxy.arm_cut_after_commit()
+    # ...which says nothing about the first attempt, whose COMMIT was applied.
+    with pytest.raises(OutcomeUnknown):
+        run_in_transaction(proxied, body, idempotent=True)
+    assert len(attempts) == 2
+    assert snapshot(direct, org)["balance"] == 11
