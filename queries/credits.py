@@ -9,19 +9,32 @@ writing back a number read into Python.
 
 Errors (importable from here) carry a sentence for the page: ``InvalidAdjustment``,
 ``AlreadyReversed``, ``InsufficientCredits``, ``IdempotencyConflict``,
-``QuotaExceeded``. When one is raised, nothing was written.
+``QuotaExceeded``; when one is raised, nothing was written. Failures of the database
+itself arrive as the ``queries.errors`` that ``queries.transactions`` documents
+(``Busy``, ``DatabaseUnavailable``, ``OutcomeUnknown``, ``DatabaseRefused``); never a raw
+SQLAlchemy or psycopg exception.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import numbers
 import os
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
+from queries.checks import (
+    MAX_ACTOR,
+    MAX_KEY,
+    MAX_NOTE,
+    MAX_REASON,
+    check_id,
+    check_text,
+    check_timestamp,
+    check_whole,
+    required_text,
+)
 from queries.errors import (
     AlreadyReversed,
     DashboardError,
@@ -33,6 +46,10 @@ from queries.errors import (
 from queries.transactions import run_in_transaction
 
 __all__ = [
+    "MAX_ACTOR",
+    "MAX_KEY",
+    "MAX_NOTE",
+    "MAX_REASON",
     "AlreadyReversed",
     "DashboardError",
     "IdempotencyConflict",
@@ -41,15 +58,13 @@ __all__ = [
     "LedgerEntry",
     "QuotaExceeded",
     "adjust_credits",
+    "check_adjustment_amount",
     "max_adjustment",
+    "recent_duplicate",
     "reverse_adjustment",
 ]
 
 DEFAULT_MAX_ADJUSTMENT = 10_000_000
-MAX_REASON = 200
-MAX_NOTE = 2000
-MAX_ACTOR = 320
-MAX_KEY = 200
 
 
 def max_adjustment() -> int:
@@ -93,35 +108,6 @@ _SELECT_BY_KEY = text(
     WHERE organization_id = :org AND idempotency_key = :key
     """
 )
-
-
-def _text(value: object, name: str, *, maximum: int) -> str:
-    """Required text: present, not blank, not too long."""
-    if not isinstance(value, str):
-        raise InvalidAdjustment(f"The {name} must be text.")
-    if not value.strip():
-        raise InvalidAdjustment(f"The {name} cannot be empty.")
-    if len(value) > maximum:
-        raise InvalidAdjustment(
-            f"The {name} is too long ({len(value)} characters; at most {maximum})."
-        )
-    if "\x00" in value:
-        raise InvalidAdjustment(f"The {name} contains a NUL character.")
-    return value
-
-
-def _optional_text(value: object, name: str, *, maximum: int) -> str | None:
-    """Optional text: None or blank means none."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    return _text(value, name, maximum=maximum)
-
-
-def _whole(value: object, name: str) -> int:
-    # bool is an int in Python; a checkbox value must never become a 1-credit grant.
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InvalidAdjustment(f"The {name} must be a whole number, not {value!r}.")
-    return int(value)
 
 
 def _lock_balance(conn: Connection, organization_id: int) -> int:
@@ -188,26 +174,17 @@ def adjust_credits(
     original entry and changes nothing; the same key with a different payload raises
     ``IdempotencyConflict``.
     """
-    if (
-        isinstance(organization_id, bool)
-        or not isinstance(organization_id, numbers.Integral)
-        or organization_id <= 0
-    ):
-        raise InvalidAdjustment(f"Choose an organization (got {organization_id!r}).")
-    amount = _whole(amount, "amount")
-    if amount == 0:
-        raise InvalidAdjustment("The amount cannot be zero.")
-    limit = max_adjustment()
-    if abs(amount) > limit:
-        raise InvalidAdjustment(
-            f"One adjustment may move at most {limit:,} credits; {abs(amount):,} is too many."
-        )
-    reason = _text(reason, "reason", maximum=MAX_REASON)
-    actor = _text(actor, "actor", maximum=MAX_ACTOR)
-    key = _text(idempotency_key, "idempotency key", maximum=MAX_KEY)
-    note = _optional_text(note, "note", maximum=MAX_NOTE)
+    org = check_id(organization_id, error=InvalidAdjustment)
+    amount = check_adjustment_amount(amount)
+    reason = required_text(reason, "reason", maximum=MAX_REASON, error=InvalidAdjustment)
+    actor = required_text(actor, "actor", maximum=MAX_ACTOR, error=InvalidAdjustment)
+    key = required_text(
+        idempotency_key, "idempotency key", maximum=MAX_KEY, error=InvalidAdjustment
+    )
+    note = check_text(
+        note, "note", maximum=MAX_NOTE, required=False, multiline=True, error=InvalidAdjustment
+    )
     kind = "grant" if amount > 0 else "deduct"
-    org = int(organization_id)
 
     def body(conn: Connection) -> LedgerEntry:
         _lock_balance(conn, org)
@@ -250,7 +227,8 @@ def adjust_credits(
             },
         )
 
-    return run_in_transaction(engine, body)
+    # A retry finds its own committed entry by the key, so a lost answer can be learned.
+    return run_in_transaction(engine, body, idempotent=True)
 
 
 def reverse_adjustment(
@@ -268,11 +246,11 @@ def reverse_adjustment(
     balance below zero (the granted credits were spent) raises ``InsufficientCredits``.
     ``organization_id``, when given, must be the entry's organization.
     """
-    if isinstance(entry_id, bool) or not isinstance(entry_id, numbers.Integral) or entry_id <= 0:
-        raise InvalidAdjustment(f"Choose a ledger entry to reverse (got {entry_id!r}).")
-    actor = _text(actor, "actor", maximum=MAX_ACTOR)
-    reason = _text(reason, "reason", maximum=MAX_REASON)
-    entry_id = int(entry_id)
+    entry_id = check_id(entry_id, "entry_id", error=InvalidAdjustment)
+    actor = required_text(actor, "actor", maximum=MAX_ACTOR, error=InvalidAdjustment)
+    reason = required_text(reason, "reason", maximum=MAX_REASON, error=InvalidAdjustment)
+    if organization_id is not None:
+        organization_id = check_id(organization_id, error=InvalidAdjustment)
 
     def body(conn: Connection) -> LedgerEntry:
         row = conn.execute(
@@ -312,4 +290,67 @@ def reverse_adjustment(
             },
         )
 
-    return run_in_transaction(engine, body)
+    # The reversal's key is "reversal:<entry>": a retry finds it, as adjust_credits does.
+    return run_in_transaction(engine, body, idempotent=True)
+
+
+def check_adjustment_amount(amount: object) -> int:
+    """A credit adjustment's amount: a whole number (an int, never a float, bool or
+    text), not zero, moving at most ``CREDITS_MAX_ADJUSTMENT`` credits either way.
+    Raises ``InvalidAdjustment`` with the sentence a form shows."""
+    value = check_whole(amount, "amount", error=InvalidAdjustment)
+    if value == 0:
+        raise InvalidAdjustment("The amount cannot be zero.")
+    limit = max_adjustment()
+    if abs(value) > limit:
+        raise InvalidAdjustment(
+            f"One adjustment may move at most {limit:,} credits; {abs(value):,} is too many."
+        )
+    return value
+
+
+_RECENT_DUPLICATE = text(
+    """
+    SELECT id, organization_id, amount, balance_after, kind, reason, note, actor,
+           idempotency_key, reverses_id, created_at
+    FROM credit_ledger
+    WHERE organization_id = :org
+      AND created_at >= coalesce(CAST(:now AS timestamptz), now()) - CAST(:within AS interval)
+      AND created_at <= coalesce(CAST(:now AS timestamptz), now())
+      AND actor = :actor AND amount = :amount
+    ORDER BY created_at DESC, id DESC
+    LIMIT 1
+    """
+)
+MAX_DUPLICATE_WINDOW = dt.timedelta(days=1)
+
+
+def recent_duplicate(
+    conn: Connection,
+    *,
+    organization_id: int,
+    actor: str,
+    amount: int,
+    within: dt.timedelta = dt.timedelta(minutes=10),
+    now: dt.datetime | None = None,
+) -> LedgerEntry | None:
+    """The latest ledger entry of the organization by the same actor moving the same
+    amount in the ``within`` before ``now`` (default the database's now), or None.
+
+    A confirmation names it ("you made the same movement N minutes ago: entry #id"),
+    for example when the same grant was entered in a second tab. Reads the
+    (organization_id, created_at) index.
+    """
+    org = check_id(organization_id)
+    actor = required_text(actor, "actor", maximum=MAX_ACTOR)
+    amount = check_whole(amount, "amount")
+    if not isinstance(within, dt.timedelta) or not (
+        dt.timedelta(0) < within <= MAX_DUPLICATE_WINDOW
+    ):
+        raise InvalidAdjustment(f"within must be a period of up to one day, not {within!r}.")
+    when = None if now is None else check_timestamp(now, "now")
+    row = conn.execute(
+        _RECENT_DUPLICATE,
+        {"org": org, "actor": actor, "amount": amount, "within": within, "now": when},
+    ).one_or_none()
+    return LedgerEntry(**row._mapping) if row else None

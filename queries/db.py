@@ -85,6 +85,11 @@ def configured_urls(env: Mapping[str, str] | None = None) -> DatabaseUrls:
     return DatabaseUrls(runtime_url, direct_url)
 
 
+# Seconds to open a connection (libpq's minimum is 2) and to wait for a pooled one.
+CONNECT_TIMEOUT_SECONDS = 3
+POOL_TIMEOUT_SECONDS = 3
+
+
 def create_runtime_engine(url: str, **kwargs: object) -> Engine:
     """An engine that is safe behind a transaction-mode pooler."""
     options: dict[str, object] = {
@@ -92,10 +97,23 @@ def create_runtime_engine(url: str, **kwargs: object) -> Engine:
         "pool_size": 5,
         "max_overflow": 10,
         "pool_recycle": 300,
-        # psycopg prepares a statement after 5 executions by default; a transaction
-        # pooler hands the next transaction to another server connection, where that
-        # prepared statement does not exist.
-        "connect_args": {"prepare_threshold": None},
+        # A write has about 10 s end to end (queries.transactions.BUDGET_SECONDS): a
+        # wait for a free pooled connection or a new one must leave room for a retry.
+        "pool_timeout": POOL_TIMEOUT_SECONDS,
+        "connect_args": {
+            # psycopg prepares a statement after 5 executions by default; a transaction
+            # pooler hands the next transaction to another server connection, where that
+            # prepared statement does not exist.
+            "prepare_threshold": None,
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            # A peer that vanishes without closing the socket (a lost NAT entry, a
+            # failed-over host) is noticed in about 10 s instead of the kernel's two
+            # hours. libpq ignores these on Unix sockets.
+            "keepalives": 1,
+            "keepalives_idle": 4,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+        },
     }
     options.update(kwargs)
     return create_engine(normalize_url(url), **options)

@@ -4,14 +4,20 @@ drill-down into the most recent ones."""
 from __future__ import annotations
 
 import datetime as dt
-import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, Row, text
 
-from queries.checks import check_id, check_limit
+from queries.checks import (
+    MAX_KEY,
+    check_id,
+    check_limit,
+    check_timestamp,
+    check_whole,
+    required_text,
+)
 from queries.errors import (
     IdempotencyConflict,
     InsufficientCredits,
@@ -93,18 +99,6 @@ _INSERT = text(
 )
 
 
-def _check_at(at: object) -> dt.datetime | None:
-    if at is None:
-        return None
-    if not isinstance(at, dt.datetime):
-        raise InvalidGeneration(f"at must be a datetime, not {at!r}.")
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise InvalidGeneration(
-            "at must carry a time zone (an aware datetime), or the day is ambiguous."
-        )
-    return at
-
-
 def record_generation(
     engine: Engine,
     *,
@@ -125,24 +119,15 @@ def record_generation(
     """
     org = check_id(organization_id, error=InvalidGeneration)
     user = check_id(user_id, "user_id", error=InvalidGeneration)
-    if not isinstance(type, str) or not type.strip():
-        raise InvalidGeneration(f"type must be a generation type such as 'chat', not {type!r}.")
-    if credits is not None and (
-        isinstance(credits, bool)
-        or not isinstance(credits, numbers.Integral)
-        or not 0 <= credits <= MAX_CREDITS
-    ):
-        raise InvalidGeneration(
-            f"credits must be a whole number from 0 to {MAX_CREDITS:,}, not {credits!r}."
+    type = required_text(type, "generation type", maximum=MAX_KEY, error=InvalidGeneration)
+    if credits is not None:
+        credits = check_whole(
+            credits, "credits", minimum=0, maximum=MAX_CREDITS, error=InvalidGeneration
         )
-    when = _check_at(at)
-    if idempotency_key is not None and (
-        not isinstance(idempotency_key, str)
-        or not idempotency_key.strip()
-        or len(idempotency_key) > 200
-    ):
-        raise InvalidGeneration(
-            "The idempotency key must be non-empty text of at most 200 characters."
+    when = None if at is None else check_timestamp(at, "time", error=InvalidGeneration)
+    if idempotency_key is not None:
+        idempotency_key = required_text(
+            idempotency_key, "idempotency key", maximum=MAX_KEY, error=InvalidGeneration
         )
 
     def body(conn: Connection) -> RecordedGeneration:
@@ -212,7 +197,9 @@ def record_generation(
         inserted = conn.execute(_INSERT, {**params, "credits": cost, "key": idempotency_key}).one()
         return recorded(inserted, balance=balance, usage=counted)
 
-    return run_in_transaction(engine, body)
+    # With a key, a retry after a lost COMMIT finds the generation it recorded; without
+    # one, a lost COMMIT is reported as OutcomeUnknown rather than recorded twice.
+    return run_in_transaction(engine, body, idempotent=idempotency_key is not None)
 
 
 GenerationCursor = KeysetCursor

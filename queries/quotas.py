@@ -9,14 +9,23 @@ change; a type with no row that day has used nothing.
 from __future__ import annotations
 
 import datetime as dt
-import numbers
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, Row, text
 
-from queries.checks import check_id, check_range
-from queries.errors import InvalidInput, InvalidLimitChange
+from queries.checks import (
+    MAX_ACTOR,
+    MAX_KEY,
+    MAX_REASON,
+    check_date,
+    check_id,
+    check_range,
+    check_whole,
+    required_text,
+)
+from queries.errors import IdempotencyConflict, InvalidInput, InvalidLimitChange
 from queries.frames import frame
 from queries.models import PLAN_LIMIT_FACTOR
 from queries.transactions import run_in_transaction
@@ -197,11 +206,27 @@ _SET_LATER = text(
 )
 _AUDIT = text(
     """
-    INSERT INTO audit_log (organization_id, action, actor, reason, details)
+    INSERT INTO audit_log (organization_id, action, actor, reason, details, idempotency_key)
     VALUES (:org, 'set_daily_limit', :actor, :reason,
             jsonb_build_object('type', CAST(:type AS text), 'effective', CAST(:day AS date),
-                               'old_limit', CAST(:old AS int), 'new_limit', CAST(:limit AS int)))
+                               'old_limit', CAST(:old AS int), 'new_limit', CAST(:limit AS int)),
+            :key)
     RETURNING id
+    """
+)
+# The change a key recorded, and what has been used on its effective day since.
+_BY_KEY = text(
+    """
+    SELECT a.id, a.action, a.actor, a.reason, a.details ->> 'type' AS type,
+           CAST(a.details ->> 'effective' AS date) AS effective,
+           CAST(a.details ->> 'old_limit' AS int) AS old_limit,
+           CAST(a.details ->> 'new_limit' AS int) AS new_limit,
+           coalesce(u.used, 0) AS used
+    FROM audit_log a
+    LEFT JOIN usage_limits u
+      ON u.organization_id = a.organization_id AND u.type = a.details ->> 'type'
+     AND u.date = CAST(a.details ->> 'effective' AS date)
+    WHERE a.organization_id = :org AND a.idempotency_key = :key
     """
 )
 
@@ -215,33 +240,30 @@ def set_daily_limit(
     actor: str,
     reason: str,
     effective: dt.date | None = None,
+    idempotency_key: str | None = None,
 ) -> LimitChange:
     """Set an organization's daily limit for a type from ``effective`` on (default: its
     local today), audited with who and why. Later days that already have a row get the
     new limit too; days before keep theirs. Lowering a limit below what was already
     used that day is allowed: further generations that day are refused.
+
+    With an ``idempotency_key`` (one per form), the same key again returns the change
+    recorded the first time (``used_on_effective`` as of now) and changes nothing, so a
+    retry after a lost answer applies once; the same key with different details raises
+    ``IdempotencyConflict``.
     """
     org = check_id(organization_id, error=InvalidLimitChange)
-    if not isinstance(type, str) or not type.strip():
-        raise InvalidLimitChange("Choose a generation type.")
-    if (
-        isinstance(daily_limit, bool)
-        or not isinstance(daily_limit, numbers.Integral)
-        or not 0 <= daily_limit <= MAX_DAILY_LIMIT
-    ):
-        raise InvalidLimitChange(
-            f"The daily limit must be a whole number from 0 to {MAX_DAILY_LIMIT:,}, not {daily_limit!r}."
+    type = required_text(type, "generation type", maximum=MAX_KEY, error=InvalidLimitChange)
+    new_limit = check_daily_limit(daily_limit)
+    actor = required_text(actor, "actor", maximum=MAX_ACTOR, error=InvalidLimitChange)
+    reason = required_text(reason, "reason", maximum=MAX_REASON, error=InvalidLimitChange)
+    if effective is not None:
+        effective = check_date(effective, "effective day", error=InvalidLimitChange)
+    key = None
+    if idempotency_key is not None:
+        key = required_text(
+            idempotency_key, "idempotency key", maximum=MAX_KEY, error=InvalidLimitChange
         )
-    for name, value in (("actor", actor), ("reason", reason)):
-        if not isinstance(value, str) or not value.strip():
-            raise InvalidLimitChange(f"The {name} cannot be empty.")
-        if len(value) > 320:
-            raise InvalidLimitChange(f"The {name} is too long (at most 320 characters).")
-    if effective is not None and (
-        isinstance(effective, dt.datetime) or not isinstance(effective, dt.date)
-    ):
-        raise InvalidLimitChange(f"The effective day must be a date, not {effective!r}.")
-    new_limit = int(daily_limit)
 
     def body(conn: Connection) -> LimitChange:
         # The balance row is every write's per-organization lock: changes to one
@@ -251,6 +273,10 @@ def set_daily_limit(
             raise InvalidLimitChange(f"There is no organization with id {org}.")
         if context.default_daily_limit is None:
             raise InvalidLimitChange(f"Unknown generation type {type!r}.")
+        if key is not None:
+            previous = conn.execute(_BY_KEY, {"org": org, "key": key}).one_or_none()
+            if previous is not None:
+                return _replayed(previous, org, type, new_limit, actor, reason, effective)
         day = effective or context.today
         if day < context.today:
             raise InvalidLimitChange(
@@ -264,7 +290,7 @@ def set_daily_limit(
         used = conn.execute(_SET_DAY, params).scalar_one()
         conn.execute(_SET_LATER, params)
         audit_id = conn.execute(
-            _AUDIT, {**params, "actor": actor, "reason": reason, "old": old}
+            _AUDIT, {**params, "actor": actor, "reason": reason, "old": old, "key": key}
         ).scalar_one()
         return LimitChange(
             organization_id=org,
@@ -278,4 +304,52 @@ def set_daily_limit(
             reason=reason,
         )
 
-    return run_in_transaction(engine, body)
+    # With a key, a retry after a lost COMMIT finds the change it made (see _BY_KEY).
+    return run_in_transaction(engine, body, idempotent=key is not None)
+
+
+def _replayed(
+    previous: Row[Any],
+    org: int,
+    type: str,
+    new_limit: int,
+    actor: str,
+    reason: str,
+    effective: dt.date | None,
+) -> LimitChange:
+    """The change ``key`` recorded, if this request is the same one again."""
+    asked = (previous.action, type, new_limit, actor, reason)
+    recorded = (
+        "set_daily_limit",
+        previous.type,
+        previous.new_limit,
+        previous.actor,
+        previous.reason,
+    )
+    # Without an explicit day the request meant "today": a retry after midnight is
+    # still the same request.
+    if asked != recorded or (effective is not None and effective != previous.effective):
+        raise IdempotencyConflict(
+            f"This limit change was already submitted with different details (audit entry "
+            f"{previous.id}: {previous.type} limit {previous.new_limit:,} from "
+            f"{previous.effective}). Nothing was changed; start a new change."
+        )
+    return LimitChange(
+        organization_id=org,
+        type=type,
+        effective=previous.effective,
+        old_limit=int(previous.old_limit),
+        new_limit=int(previous.new_limit),
+        used_on_effective=int(previous.used),
+        audit_id=int(previous.id),
+        actor=previous.actor,
+        reason=previous.reason,
+    )
+
+
+def check_daily_limit(value: object) -> int:
+    """A daily limit: a whole number (an int, never a float, bool or text) from 0 to
+    ``MAX_DAILY_LIMIT``. Raises ``InvalidLimitChange`` with the sentence a form shows."""
+    return check_whole(
+        value, "daily limit", minimum=0, maximum=MAX_DAILY_LIMIT, error=InvalidLimitChange
+    )

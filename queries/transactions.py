@@ -1,25 +1,72 @@
-"""Running a write as one transaction that is retried whole when PostgreSQL asks."""
+"""Running a write as one transaction, bounded in time, that tells the truth when it fails.
+
+``run_in_transaction`` drives connect, begin, the body and COMMIT itself (rather than
+``engine.begin()``'s implicit commit) so it knows which phase a failure happened in:
+
+- before COMMIT was sent, nothing can have changed (the server rolls back a transaction
+  whose connection goes away), so the whole transaction is retried on a fresh
+  connection until the budget is spent;
+- while COMMIT was in flight, the outcome is unknown. A write with an idempotency key
+  runs again: under the organization's lock it finds the committed row by its key and
+  returns it, or applies the change now, so the caller learns what really happened.
+  Without a key, or when the answer cannot be had before the budget runs out, it raises
+  ``OutcomeUnknown``.
+
+Every exception a caller sees is a ``DashboardError``: the body's own refusals, ``Busy``,
+``DatabaseUnavailable``, ``OutcomeUnknown`` or ``DatabaseRefused``.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
+import psycopg
 import psycopg.errors
-from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from queries.errors import (
+    Busy,
+    DashboardError,
+    DatabaseRefused,
+    DatabaseUnavailable,
+    OutcomeUnknown,
+)
 
 T = TypeVar("T")
 
-# Errors after which the same transaction, run again, can succeed.
-_RETRYABLE = (
+# The whole call, end to end: connecting, waiting for locks, retries. A person is
+# waiting on a confirmation; after this long they are better told to try again.
+BUDGET_SECONDS = 10.0
+
+# Conflicts with other transactions, after which the same transaction run again can
+# succeed. A statement cancelled by our own statement_timeout means the budget is gone.
+_CONFLICTS = (
     psycopg.errors.SerializationFailure,
     psycopg.errors.DeadlockDetected,
     psycopg.errors.LockNotAvailable,
+    psycopg.errors.QueryCanceled,
 )
-MAX_ATTEMPTS = 8
+# Both timeouts last only until the end of this transaction (``is_local`` true), so
+# nothing leaks to the next client of a transaction pooler's server connection.
+_TIMEOUTS = text(
+    "SELECT set_config('lock_timeout', :ms, true), set_config('statement_timeout', :ms, true)"
+)
+
+# OutcomeUnknown's own sentence says confirming again is safe, which is true only for a
+# write with an idempotency key.
+_UNKNOWN_WITHOUT_KEY = (
+    "The connection to the database was lost while this change was being saved, and it "
+    "could not be checked whether it was applied. This change has no idempotency key: "
+    "check whether it is there before making it again, or it may apply twice."
+)
+
+Failure = Literal["conflict", "lost", "unavailable", "refused"]
 
 
 class Retry(Exception):
@@ -27,28 +74,119 @@ class Retry(Exception):
     on a unique key, after which the next attempt sees the winner's row)."""
 
 
-def run_in_transaction(engine: Engine, body: Callable[[Connection], T]) -> T:
-    """Run ``body`` in a transaction on ``engine``; commit, or roll back everything.
+def _classify(exc: BaseException) -> Failure:
+    """What a database exception means for the transaction it interrupted."""
+    if isinstance(exc, PoolTimeout):  # no connection free in the pool in time
+        return "lost"
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(orig, _CONFLICTS):
+        return "conflict"
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return "lost"
+    if isinstance(orig, psycopg.InterfaceError):  # the connection is already closed
+        return "lost"
+    if isinstance(orig, psycopg.OperationalError):
+        state = orig.sqlstate or ""
+        # No SQLSTATE: the socket failed (connect refused or timed out, server closed
+        # the connection). Class 08: connection exception. 57P0x: the server shut the
+        # session (pg_terminate_backend, shutdown, crash, starting up).
+        if not state or state.startswith("08") or state.startswith("57P"):
+            return "lost"
+        if state.startswith("53"):  # out of connections, memory or disk: a reply came
+            return "unavailable"
+    return "refused"
 
-    Serialization failures, deadlocks and :class:`Retry` roll back and run ``body``
-    again (with jittered back-off), up to ``MAX_ATTEMPTS`` times. Any other error rolls
-    back and propagates, so a refused write leaves no row behind.
+
+def _refused(exc: BaseException) -> DatabaseRefused:
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    name = type(orig).__name__
+    return DatabaseRefused(
+        f"The database refused this change ({name}). Nothing was changed; trying again "
+        "will not help, so please report it."
+    )
+
+
+def _close_quietly(conn: Connection) -> None:
+    """Give the connection back; an open transaction is rolled back on the way. A dead
+    connection may fail to roll back: the server has already rolled it back."""
+    with contextlib.suppress(Exception):
+        conn.close()
+
+
+def _pause(attempt: int, failure: Failure, deadline: float) -> None:
+    if failure == "conflict":
+        delay = random.uniform(0, 0.005 * attempt)
+    else:  # wait for a restarting server or pooler, more patiently each time
+        delay = min(1.0, 0.01 * 2 ** min(attempt, 7)) * random.uniform(0.5, 1.0)
+    time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+
+
+def run_in_transaction(
+    engine: Engine,
+    body: Callable[[Connection], T],
+    *,
+    idempotent: bool = False,
+    budget: float | None = None,
+) -> T:
+    """Run ``body`` in a transaction on ``engine`` and commit it, within ``budget`` seconds
+    (default ``BUDGET_SECONDS``).
+
+    ``idempotent``: running ``body`` again after its commit was applied returns what the
+    first run committed and changes nothing (the write carries an idempotency key).
+    Only then is a commit whose answer was lost retried.
+
+    Raises what ``body`` raises when it refuses (rolled back), or:
+
+    - ``Busy``: conflicts and lock waits used up the budget; nothing was changed.
+    - ``DatabaseUnavailable``: no connection, or it was lost before COMMIT was sent,
+      until the budget ran out; nothing was changed.
+    - ``OutcomeUnknown``: the connection was lost while COMMIT was in flight and the
+      outcome could not be learned.
+    - ``DatabaseRefused``: any other database error; nothing was changed.
     """
-    for attempt in range(1, MAX_ATTEMPTS + 1):
+    deadline = time.monotonic() + (BUDGET_SECONDS if budget is None else budget)
+    commit_unknown = False  # a COMMIT was sent and its answer lost
+    last: Failure = "lost"
+    attempt = 0
+    while attempt == 0 or time.monotonic() < deadline:
+        attempt += 1
+        phase: Literal["connect", "body", "commit"] = "connect"
+        conn: Connection | None = None
         try:
-            with engine.begin() as conn:
-                # Bounded waits, scoped to this transaction (safe behind a pooler).
-                conn.exec_driver_sql(
-                    "SELECT set_config('lock_timeout', '5s', true), "
-                    "set_config('statement_timeout', '15s', true)"
-                )
-                return body(conn)
+            conn = engine.connect()
+            phase = "body"
+            transaction = conn.begin()
+            remaining_ms = max(1, int((deadline - time.monotonic()) * 1000))
+            conn.execute(_TIMEOUTS, {"ms": str(remaining_ms)})
+            result = body(conn)
+            phase = "commit"
+            transaction.commit()
+            return result
         except Retry:
-            pass
-        except DBAPIError as exc:
-            if isinstance(exc, IntegrityError) or not isinstance(exc.orig, _RETRYABLE):
-                raise
-            if attempt == MAX_ATTEMPTS:
-                raise
-        time.sleep(random.uniform(0, 0.005 * attempt))
-    raise RuntimeError("the transaction kept conflicting; try again")  # pragma: no cover
+            last = "conflict"
+        except DashboardError:
+            raise
+        except (DBAPIError, psycopg.Error, PoolTimeout) as exc:
+            last = _classify(exc)
+            if last == "refused":
+                # After a lost COMMIT, a refusal of the retry says nothing about it.
+                raise (OutcomeUnknown() if commit_unknown else _refused(exc)) from exc
+            if phase == "commit" and last == "lost":
+                # The server may have committed: only a write that recognises its own
+                # earlier commit may run again.
+                if not idempotent:
+                    raise OutcomeUnknown(_UNKNOWN_WITHOUT_KEY) from exc
+                commit_unknown = True
+        except SQLAlchemyError as exc:  # misuse or a bug in the body
+            if phase == "commit" or commit_unknown:
+                raise OutcomeUnknown(None if idempotent else _UNKNOWN_WITHOUT_KEY) from exc
+            raise _refused(exc) from exc
+        finally:
+            if conn is not None:
+                _close_quietly(conn)
+        _pause(attempt, last, deadline)
+    if commit_unknown:
+        raise OutcomeUnknown()
+    if last == "conflict":
+        raise Busy()
+    raise DatabaseUnavailable()

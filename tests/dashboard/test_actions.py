@@ -99,7 +99,7 @@ def test_a_reversal_needs_an_entry_a_reason_and_enough_balance() -> None:
     with pytest.raises(InvalidAdjustment, match="Insufficient credits"):
         reversal(entry_amount=101)
     with pytest.raises(InvalidAdjustment, match="too long"):
-        reversal(note="n" * 200)
+        reversal(note="n" * 320)
 
 
 def test_a_limit_change_is_checked_before_it_is_made() -> None:

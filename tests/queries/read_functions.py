@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from queries import audit, generations, orgs, quotas, timelines, usage
+from queries import audit, credits, generations, orgs, quotas, timelines, usage
 
-READ_MODULES = (audit, generations, orgs, quotas, timelines, usage)
+READ_MODULES = (audit, credits, generations, orgs, quotas, timelines, usage)
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,15 @@ PER_ORGANIZATION: dict[str, Call] = {
         c, organization_id=x.organization_id
     ),
     "orgs.list_users": lambda c, x: orgs.list_users(c, organization_id=x.organization_id),
+    # The isolation tenants' deduction of 7 on 2026-11-03 09:00 UTC by this actor.
+    "credits.recent_duplicate": lambda c, x: credits.recent_duplicate(
+        c,
+        organization_id=x.organization_id,
+        actor="finance@example.com",
+        amount=-7,
+        within=dt.timedelta(days=1),
+        now=dt.datetime(2026, 11, 3, 9, 5, tzinfo=dt.UTC),
+    ),
 }
 
 CROSS_ORGANIZATION: dict[str, Call] = {

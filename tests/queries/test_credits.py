@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -13,9 +14,13 @@ from queries.credits import (
     IdempotencyConflict,
     InsufficientCredits,
     InvalidAdjustment,
+    LedgerEntry,
     adjust_credits,
+    check_adjustment_amount,
+    recent_duplicate,
     reverse_adjustment,
 )
+from queries.errors import InvalidInput
 from tests.queries.writes import invariant_holds, new_org, snapshot
 
 
@@ -220,7 +225,6 @@ def test_reversal_checks_the_organization_when_given(write_engine: Engine) -> No
         'He said "refund" \\ and left',
         "Rückerstattung für Überbuchung — 返金 🎉",
         "%_ wildcard-looking",
-        "multi\nline\treason",
     ],
 )
 def test_reason_and_note_are_stored_verbatim(write_engine: Engine, text_value: str) -> None:
@@ -242,6 +246,20 @@ def test_reason_and_note_are_stored_verbatim(write_engine: Engine, text_value: s
     assert tuple(stored) == (text_value, text_value, "o'brien@finance.example", text_value)
 
 
+def test_a_note_keeps_its_line_breaks(write_engine: Engine) -> None:
+    org, _ = new_org(write_engine)
+    entry = adjust_credits(
+        write_engine,
+        organization_id=org,
+        amount=1,
+        reason="Promo",
+        note="PO 4711\nApproved by Dana",
+        actor="a@x.com",
+        idempotency_key="multiline-note",
+    )
+    assert entry.note == "PO 4711\nApproved by Dana"
+
+
 BAD_ADJUSTMENTS: list[tuple[str, dict[str, Any], type[Exception], str]] = [
     ("zero", {"amount": 0}, InvalidAdjustment, "cannot be zero"),
     ("float", {"amount": 10.5}, InvalidAdjustment, "whole number"),
@@ -253,7 +271,14 @@ BAD_ADJUSTMENTS: list[tuple[str, dict[str, Any], type[Exception], str]] = [
     ("too negative", {"amount": -10_000_001}, InvalidAdjustment, "at most 10,000,000"),
     ("blank reason", {"reason": "   "}, InvalidAdjustment, "reason cannot be empty"),
     ("missing reason", {"reason": None}, InvalidAdjustment, "reason must be text"),
-    ("long reason", {"reason": "x" * 201}, InvalidAdjustment, "reason is too long"),
+    ("long reason", {"reason": "x" * 321}, InvalidAdjustment, "reason is too long"),
+    ("NUL in reason", {"reason": "a\x00b"}, InvalidAdjustment, "reason contains a NUL"),
+    ("line break in reason", {"reason": "a\nb"}, InvalidAdjustment, "control character"),
+    ("tab in note", {"note": "a\tb"}, InvalidAdjustment, "note contains a control character"),
+    ("bidi override in actor", {"actor": "a\u202e@x.com"}, InvalidAdjustment, "actor contains"),
+    ("NUL in key", {"idempotency_key": "k\x00"}, InvalidAdjustment, "key contains a NUL"),
+    ("long key", {"idempotency_key": "k" * 201}, InvalidAdjustment, "key is too long"),
+    ("long actor", {"actor": "a" * 321}, InvalidAdjustment, "actor is too long"),
     ("blank actor", {"actor": ""}, InvalidAdjustment, "actor cannot be empty"),
     ("blank key", {"idempotency_key": " "}, InvalidAdjustment, "idempotency key cannot be empty"),
     ("long note", {"note": "n" * 2001}, InvalidAdjustment, "note is too long"),
@@ -264,9 +289,9 @@ BAD_ADJUSTMENTS: list[tuple[str, dict[str, Any], type[Exception], str]] = [
         InvalidAdjustment,
         "no organization with id 999999999",
     ),
-    ("org id zero", {"organization_id": 0}, InvalidAdjustment, "Choose an organization"),
-    ("org id text", {"organization_id": "1"}, InvalidAdjustment, "Choose an organization"),
-    ("org id bool", {"organization_id": True}, InvalidAdjustment, "Choose an organization"),
+    ("org id zero", {"organization_id": 0}, InvalidAdjustment, "positive whole number"),
+    ("org id text", {"organization_id": "1"}, InvalidAdjustment, "positive whole number"),
+    ("org id bool", {"organization_id": True}, InvalidAdjustment, "positive whole number"),
     ("overdraft", {"amount": -101}, InsufficientCredits, "balance is 100 credits"),
 ]
 
@@ -295,7 +320,8 @@ def test_bad_adjustments_are_refused_with_a_sentence_and_write_nothing(
 
 BAD_REVERSALS: list[tuple[str, Callable[[int], dict[str, Any]], str]] = [
     ("no such entry", lambda e: {"entry_id": 987_654_321}, "no ledger entry"),
-    ("entry id text", lambda e: {"entry_id": str(e)}, "Choose a ledger entry"),
+    ("entry id text", lambda e: {"entry_id": str(e)}, "entry_id must be a positive whole number"),
+    ("NUL in reason", lambda e: {"entry_id": e, "reason": "a\x00"}, "reason contains a NUL"),
     ("blank reason", lambda e: {"entry_id": e, "reason": ""}, "reason cannot be empty"),
     ("blank actor", lambda e: {"entry_id": e, "actor": "  "}, "actor cannot be empty"),
 ]
@@ -321,3 +347,81 @@ def test_bad_reversals_are_refused_and_write_nothing(
     with pytest.raises(InvalidAdjustment, match=message):
         reverse_adjustment(write_engine, **arguments)
     assert snapshot(write_engine, org) == before
+
+
+def test_recent_duplicate_names_the_same_movement_by_the_same_person(write_engine: Engine) -> None:
+    org, _ = new_org(write_engine, balance=1000)
+    other, _ = new_org(write_engine, balance=1000)
+
+    def adjust(organization_id: int, amount: int, actor: str, key: str) -> LedgerEntry:
+        return adjust_credits(
+            write_engine,
+            organization_id=organization_id,
+            amount=amount,
+            reason="Promo",
+            actor=actor,
+            idempotency_key=key,
+        )
+
+    older = adjust(org, 500, "ana@finance.example", "dup-1")
+    latest = adjust(org, 500, "ana@finance.example", "dup-2")
+    adjust(org, 500, "ben@finance.example", "dup-3")  # someone else
+    adjust(org, 499, "ana@finance.example", "dup-4")  # another amount
+    adjust(other, 500, "ana@finance.example", "dup-5")  # another organization
+    with write_engine.connect() as conn:
+
+        def found(**change: Any) -> LedgerEntry | None:
+            arguments: dict[str, Any] = {
+                "organization_id": org,
+                "actor": "ana@finance.example",
+                "amount": 500,
+                **change,
+            }
+            return recent_duplicate(conn, **arguments)
+
+        assert found() == latest
+        assert found(now=latest.created_at + dt.timedelta(minutes=9)) == latest
+        assert found(now=latest.created_at + dt.timedelta(minutes=11)) is None
+        # Entries made after "now" are not in the window before it.
+        assert found(now=older.created_at) == older
+        assert found(now=older.created_at - dt.timedelta(seconds=1)) is None
+        assert (
+            found(within=dt.timedelta(hours=1), now=latest.created_at + dt.timedelta(minutes=30))
+            == latest
+        )
+        assert found(amount=-500) is None
+        assert found(actor="carl@finance.example") is None
+        with pytest.raises(InvalidAdjustment, match="within"):
+            found(within=dt.timedelta(days=2))
+        with pytest.raises(InvalidInput, match="actor contains a NUL"):
+            found(actor="ana\x00")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (1, None),
+        (-10_000_000, None),
+        (0, "cannot be zero"),
+        (10_000_001, "at most 10,000,000 credits"),
+        (1.5, "whole number"),
+        (1e3, "whole number"),
+        ("1000", "whole number"),
+        (False, "whole number"),
+    ],
+)
+def test_check_adjustment_amount_is_the_one_rule_for_amounts(
+    value: object, message: str | None
+) -> None:
+    if message is None:
+        assert check_adjustment_amount(value) == value
+    else:
+        with pytest.raises(InvalidAdjustment, match=message):
+            check_adjustment_amount(value)
+
+
+def test_the_adjustment_cap_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CREDITS_MAX_ADJUSTMENT", "500")
+    assert check_adjustment_amount(-500) == -500
+    with pytest.raises(InvalidAdjustment, match="at most 500 credits; 501 is too many"):
+        check_adjustment_amount(501)

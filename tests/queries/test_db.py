@@ -10,6 +10,7 @@ from sqlalchemy import Engine, text
 
 from queries import db
 from queries.db import ConfigurationError, configured_urls, normalize_url
+from queries.transactions import BUDGET_SECONDS
 
 
 @pytest.mark.parametrize(
@@ -71,6 +72,15 @@ def test_runtime_engine_is_safe_behind_a_transaction_pooler(engine: Engine) -> N
             conn.execute(text("SELECT 1"))
         prepared = conn.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar_one()
         assert prepared == 0
+
+
+def test_runtime_engine_waits_for_a_connection_within_the_write_budget(engine: Engine) -> None:
+    # A write has BUDGET_SECONDS end to end; neither wait may eat it in one go.
+    assert engine.pool.timeout() <= BUDGET_SECONDS / 3  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        parameters = raw.info.get_parameters()  # type: ignore[union-attr]
+    assert 2 <= int(parameters["connect_timeout"]) <= BUDGET_SECONDS / 3
 
 
 def test_importing_the_data_layer_connects_to_nothing() -> None:
