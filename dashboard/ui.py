@@ -83,6 +83,8 @@ def describe_write_error(exc: BaseException) -> str:
       access denied): its own sentence, and that nothing was changed;
     - ``OutcomeUnknown``: its sentence, that the outcome is unknown and confirming
       again is safe and applies at most once;
+    - a statement the database refused (a raw driver error other than a lost
+      connection): nothing was changed;
     - anything else: that it is not known whether the change was applied.
     """
     if isinstance(exc, OutcomeUnknown):
@@ -92,6 +94,12 @@ def describe_write_error(exc: BaseException) -> str:
         if "nothing was changed" not in sentence.lower():
             sentence = f"{sentence} Nothing was changed."
         return md(sentence)
+    if _refused_statement(exc):
+        kind = type(exc.orig).__name__ if isinstance(exc, DBAPIError) and exc.orig else "error"
+        return md(
+            f"The database refused the change ({kind}). Nothing was changed. If it keeps "
+            "happening, tell the team that runs the dashboard."
+        )
     return md(
         f"Saving failed with an unexpected error ({type(exc).__name__}), so it is not known "
         "whether the change was applied. Check the ledger or the audit trail before "
@@ -106,7 +114,17 @@ def keeps_request(exc: BaseException) -> bool:
     itself was refused, so the person goes back to the form to change it."""
     if isinstance(exc, TRANSIENT):
         return True
-    return not isinstance(exc, DashboardError | AccessDenied)
+    return not (isinstance(exc, DashboardError | AccessDenied) or _refused_statement(exc))
+
+
+def _refused_statement(exc: BaseException) -> bool:
+    """A statement the database (or the driver, before sending it) refused: the
+    transaction was rolled back, so nothing was changed. A lost connection is not one:
+    the commit may have reached the server. (Queries wraps both into typed errors; this
+    covers a raw driver error that gets through.)"""
+    return isinstance(exc, DBAPIError) and not (
+        isinstance(exc, OperationalError) or exc.connection_invalidated
+    )
 
 
 def drafted_elsewhere(what: str, drafted: tuple[int, str], shown: tuple[int, str]) -> str:
