@@ -580,7 +580,8 @@ def render() -> None:
         with ui.section("The adjustment form"):
             _adjustment(f, balance)
     else:
-        if st.session_state.pop(K_PENDING, None) or st.session_state.pop(K_REVERSAL, None):
+        drafts = [st.session_state.pop(k, None) for k in (K_PENDING, K_REVERSAL)]
+        if any(drafts):
             st.error(
                 f"{md(user.email)} ({md(user.role)}) may not adjust credits; the request was "
                 "discarded. Nothing was changed.",

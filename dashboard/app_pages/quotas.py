@@ -14,7 +14,7 @@ import streamlit as st
 
 from dashboard import actions, auth, charts, data, state, ui
 from dashboard.text import md
-from queries.errors import InvalidInput
+from queries.errors import IdempotencyConflict, InvalidInput
 from queries.models import PLAN_LIMIT_FACTOR
 
 _log = logging.getLogger(__name__)
@@ -206,6 +206,8 @@ def _submit_limit(shown_id: int, shown_name: str) -> None:
         else:
             st.session_state.pop(K_PENDING, None)
             _restore_limit_form(request)
+            if isinstance(exc, IdempotencyConflict):
+                st.session_state.pop(K_KEY, None)
         ui.flash(FLASH, "error", ui.describe_write_error(exc))
     else:
         st.session_state.pop(K_PENDING, None)
