@@ -1,7 +1,11 @@
 """The dashboard's writes: check a form's input, then make the change as the current user.
 
 ``check_*`` turn what a person typed into a request, or raise an ``InvalidInput`` whose
-message is the sentence to show; nothing is written. ``apply_*`` ask
+message is the sentence to show; nothing is written. They keep no rule of their own:
+whole numbers, text and lengths are queries' checks (``queries.checks`` and the limits
+``queries.credits`` and ``queries.quotas`` enforce), so the form refuses exactly what the
+data layer would. A request remembers the organization it was drafted for (id and
+name), so a page can refuse to confirm it while it shows another one. ``apply_*`` ask
 :func:`dashboard.auth.require` for the permission again right before calling
 ``queries`` (the page hiding a form is not access control), record the current user's
 email as the actor, and empty the read caches after the change.
@@ -10,16 +14,14 @@ email as the actor, and empty the read caches after the change.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import numbers
-import operator
 import uuid
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from dashboard import auth, data
-from queries import credits, quotas
-from queries.errors import InvalidAdjustment, InvalidLimitChange
+from queries import checks, credits, quotas
+from queries.errors import InvalidAdjustment, InvalidInput, InvalidLimitChange
 
 Direction = Literal["grant", "deduct"]
 
@@ -51,44 +53,58 @@ LIMIT_REASONS: Final = (
 )
 
 
-def whole_number(value: object) -> int | None:
-    """``value`` as an int if it is a whole number (an int, or a float without a
-    fraction), else None. Booleans are not numbers here."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, numbers.Integral):
-        return operator.index(value)
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
-    return None
-
-
 def new_idempotency_key() -> str:
-    """A fresh key for one adjustment form: a retry with it applies once."""
+    """A fresh key for one form (an adjustment or a limit change): a retry with it
+    applies once."""
     return f"dashboard:{uuid.uuid4()}"
 
 
-def _stored_reason(reason: object, note: str | None, *, what: str) -> str:
+# ------------------------------------------------------------- the rules, reused
+# Every rule below is one of queries' checks; this module only names the fields.
+
+
+def _adjustment_amount(typed: object, direction: Direction) -> int:
+    """The signed amount a person typed for a grant or a deduction."""
+    whole = checks.parse_whole(typed, "number of credits", minimum=1, error=InvalidAdjustment)
+    return credits.check_adjustment_amount(whole if direction == "grant" else -whole)
+
+
+def _daily_limit(typed: object) -> int:
+    """The daily limit a person typed."""
+    return quotas.check_daily_limit(
+        checks.parse_whole(typed, "new daily limit", error=InvalidLimitChange)
+    )
+
+
+def _note(note: object, *, multiline: bool, error: type[InvalidInput]) -> str | None:
+    if note is None:
+        return None
+    return checks.check_text(
+        note, "note", maximum=checks.MAX_NOTE, required=False, multiline=multiline, error=error
+    )
+
+
+def _stored_reason(
+    reason: object, note: str | None, *, what: str, error: type[InvalidInput]
+) -> str:
     if not isinstance(reason, str) or not reason.strip():
-        raise InvalidAdjustment(f"Choose a reason for the {what}.")
+        raise error(f"Choose a reason for the {what}.")
     if reason == OTHER:
         if not note:
-            raise InvalidAdjustment("You chose “Other”: explain the reason in the note.")
+            raise error("You chose “Other”: explain the reason in the note.")
         return "Other"
     return reason
 
 
-def _note(note: object) -> str | None:
-    if note is None:
-        return None
-    if not isinstance(note, str):
-        raise InvalidAdjustment("The note must be text.")
-    note = note.strip()
-    if len(note) > credits.MAX_NOTE:
-        raise InvalidAdjustment(
-            f"The note is too long ({len(note):,} characters; at most {credits.MAX_NOTE:,})."
-        )
-    return note or None
+def _reason_with_note(reason: str, note: str | None, *, error: type[InvalidInput]) -> str:
+    """Reason and note as one stored reason (reversals and limit changes keep no
+    separate note), within the reason's length."""
+    return checks.required_text(
+        f"{reason}: {note}" if note else reason,
+        "reason with its note",
+        maximum=checks.MAX_REASON,
+        error=error,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,31 +139,18 @@ def check_adjustment(
     balance: int,
     idempotency_key: str,
 ) -> AdjustmentRequest:
-    """The adjustment a form asks for, or ``InvalidAdjustment`` with the reason."""
+    """The adjustment a form asks for, or ``InvalidAdjustment`` with the reason.
+    ``amount`` is what the person typed ("1500" or "1,500"); a fraction, an exponent or
+    a sign is refused, never rounded."""
     if direction not in ("grant", "deduct"):
         raise InvalidAdjustment("Choose whether to grant or deduct credits.")
-    if amount is None or (isinstance(amount, str) and not amount.strip()):
-        raise InvalidAdjustment("Enter the number of credits.")
-    whole = whole_number(amount)
-    if whole is None:
-        raise InvalidAdjustment(f"The amount must be a whole number of credits, not {amount!r}.")
-    if whole <= 0:
-        raise InvalidAdjustment(
-            "The amount must be a positive whole number of credits "
-            "(choose Deduct to take credits away)."
-        )
-    limit = credits.max_adjustment()
-    if whole > limit:
-        raise InvalidAdjustment(
-            f"One adjustment may move at most {limit:,} credits; {whole:,} is too many."
-        )
-    clean_note = _note(note)
-    stored_reason = _stored_reason(reason, clean_note, what="adjustment")
-    signed = whole if direction == "grant" else -whole
+    signed = _adjustment_amount(amount, "grant" if direction == "grant" else "deduct")
+    clean_note = _note(note, multiline=True, error=InvalidAdjustment)
+    stored_reason = _stored_reason(reason, clean_note, what="adjustment", error=InvalidAdjustment)
     if balance + signed < 0:
         raise InvalidAdjustment(
             f"Insufficient credits: the balance is {balance:,} credits, so at most "
-            f"{balance:,} can be deducted, not {whole:,}."
+            f"{balance:,} can be deducted, not {-signed:,}."
         )
     return AdjustmentRequest(
         organization_id=organization_id,
@@ -181,6 +184,7 @@ class ReversalRequest:
     """A checked reversal of one ledger entry, waiting for confirmation."""
 
     organization_id: int
+    organization_name: str
     entry_id: int
     entry_amount: int
     entry_kind: str
@@ -195,6 +199,7 @@ class ReversalRequest:
 def check_reversal(
     *,
     organization_id: int,
+    organization_name: str,
     entry_id: object,
     entry_amount: int,
     entry_kind: str,
@@ -207,14 +212,9 @@ def check_reversal(
         raise InvalidAdjustment("Choose the ledger entry to reverse.")
     if entry_kind == "reversal":
         raise InvalidAdjustment("A reversal cannot itself be reversed; make a new adjustment.")
-    clean_note = _note(note)
-    stored = _stored_reason(reason, clean_note, what="reversal")
-    full = f"{stored}: {clean_note}" if clean_note else stored
-    if len(full) > credits.MAX_REASON:
-        raise InvalidAdjustment(
-            f"Reason and note together are too long for a reversal "
-            f"({len(full)} characters; at most {credits.MAX_REASON})."
-        )
+    clean_note = _note(note, multiline=False, error=InvalidAdjustment)
+    stored = _stored_reason(reason, clean_note, what="reversal", error=InvalidAdjustment)
+    full = _reason_with_note(stored, clean_note, error=InvalidAdjustment)
     if balance - entry_amount < 0:
         raise InvalidAdjustment(
             f"Insufficient credits: reversing entry {entry_id} takes {entry_amount:,} credits "
@@ -222,6 +222,7 @@ def check_reversal(
         )
     return ReversalRequest(
         organization_id=organization_id,
+        organization_name=organization_name,
         entry_id=int(entry_id),
         entry_amount=entry_amount,
         entry_kind=entry_kind,
@@ -246,62 +247,59 @@ def apply_reversal(request: ReversalRequest) -> credits.LedgerEntry:
 
 @dataclass(frozen=True, slots=True)
 class LimitRequest:
-    """A checked daily-limit change."""
+    """A checked daily-limit change, waiting for confirmation. Its idempotency key was
+    made when the form was drawn and is kept until the change succeeds."""
 
     organization_id: int
+    organization_name: str
     type: str
     daily_limit: int
     reason: str
     effective: dt.date | None
+    idempotency_key: str
 
 
 def check_limit_change(
     *,
     organization_id: int,
+    organization_name: str,
     type: object,
     daily_limit: object,
     reason: object,
     note: object,
     effective: object,
     today: dt.date,
+    idempotency_key: str,
 ) -> LimitRequest:
-    """The limit change a form asks for, or ``InvalidLimitChange`` with the reason."""
+    """The limit change a form asks for, or ``InvalidLimitChange`` with the reason.
+    ``daily_limit`` is what the person typed ("1500" or "1,500")."""
     if not isinstance(type, str) or not type:
         raise InvalidLimitChange("Choose a generation type.")
-    if daily_limit is None:
-        raise InvalidLimitChange("Enter the new daily limit.")
-    limit = whole_number(daily_limit)
-    if limit is None or not 0 <= limit <= quotas.MAX_DAILY_LIMIT:
-        raise InvalidLimitChange(
-            f"The daily limit must be a whole number from 0 to {quotas.MAX_DAILY_LIMIT:,}."
-        )
-    clean_note = note.strip() if isinstance(note, str) else ""
-    if not isinstance(reason, str) or not reason:
-        raise InvalidLimitChange("Choose a reason for the change.")
-    if reason == OTHER and not clean_note:
-        raise InvalidLimitChange("You chose “Other”: explain the reason in the note.")
-    stored = "Other" if reason == OTHER else reason
-    full = f"{stored}: {clean_note}" if clean_note else stored
-    if len(full) > 320:
-        raise InvalidLimitChange("Reason and note together are too long (at most 320 characters).")
-    if effective is not None and not isinstance(effective, dt.date):
-        raise InvalidLimitChange("The effective day must be a date.")
-    if isinstance(effective, dt.date) and effective < today:
-        raise InvalidLimitChange(
-            f"{effective} is in the past for this organization (today is {today}); "
-            "past days keep the limit they had."
-        )
+    limit = _daily_limit(daily_limit)
+    clean_note = _note(note, multiline=False, error=InvalidLimitChange)
+    stored = _stored_reason(reason, clean_note, what="change", error=InvalidLimitChange)
+    full = _reason_with_note(stored, clean_note, error=InvalidLimitChange)
+    if effective is not None:
+        effective = checks.check_date(effective, "effective day", error=InvalidLimitChange)
+        if effective < today:
+            raise InvalidLimitChange(
+                f"{effective} is in the past for this organization (today is {today}); "
+                "past days keep the limit they had."
+            )
     return LimitRequest(
         organization_id=organization_id,
+        organization_name=organization_name,
         type=type,
         daily_limit=limit,
         reason=full,
-        effective=effective if isinstance(effective, dt.date) else None,
+        effective=effective,
+        idempotency_key=idempotency_key,
     )
 
 
 def apply_limit_change(request: LimitRequest) -> quotas.LimitChange:
-    """Set the daily limit (audited with the current user as actor)."""
+    """Set the daily limit (audited with the current user as actor), once per
+    idempotency key."""
     user = auth.require("change_limits")
     change = quotas.set_daily_limit(
         data.engine(),
@@ -311,6 +309,7 @@ def apply_limit_change(request: LimitRequest) -> quotas.LimitChange:
         actor=user.email,
         reason=request.reason,
         effective=request.effective,
+        idempotency_key=request.idempotency_key,
     )
     data.clear()
     return change

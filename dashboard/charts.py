@@ -1,5 +1,9 @@
 """Plotly figures, each built from a DataFrame by a small function (no Streamlit here),
-so they can be tested without a browser. An empty frame gives a figure that says so."""
+so they can be tested without a browser. An empty frame gives a figure that says so.
+
+Plotly draws a subset of HTML in trace names, tick labels and hover text, so every name
+that comes from the data (organizations, users, emails, types) goes through
+:func:`dashboard.text.plotly_text` and is shown as typed."""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from typing import Final, Literal
 
 import pandas as pd
 import plotly.graph_objects as go
+
+from dashboard.text import plotly_text, plotly_texts
 
 HEIGHT: Final = 340
 GRAIN_LABEL: Final = {"day": "Day", "week": "Week (from Monday)", "month": "Month"}
@@ -70,11 +76,11 @@ def timeline_by_type(
         return empty(f"No {metric} in this period.")
     traces = [
         go.Bar(
-            name=str(type_),
+            name=plotly_text(type_),
             x=rows["bucket"],
             y=rows[metric],
             marker_color=TYPE_COLORS.get(str(type_), "#6b7280"),
-            hovertemplate=f"{type_}: %{{y:,}}<extra></extra>",
+            hovertemplate=f"{plotly_text(type_)}: %{{y:,}}<extra></extra>",
         )
         for type_, rows in df.groupby("type", sort=True)
     ]
@@ -93,10 +99,12 @@ def top_users(df: pd.DataFrame, *, top: int = 10) -> go.Figure:
     fig = go.Figure(
         go.Bar(
             x=shown["credits"],
-            y=shown["name"],
+            y=plotly_texts(shown["name"]),
             orientation="h",
             marker_color=CONSUMED,
-            customdata=shown[["email", "generations"]].to_numpy(),
+            customdata=list(
+                zip(plotly_texts(shown["email"]), shown["generations"].tolist(), strict=True)
+            ),
             hovertemplate="%{y} (%{customdata[0]}): %{x:,} credits, "
             "%{customdata[1]:,} generations<extra></extra>",
         )
@@ -114,14 +122,11 @@ def usage_ranking(df: pd.DataFrame, *, top: int = 15) -> go.Figure:
     if df.empty or int(df["credits_consumed"].sum() + df["credits_granted"].sum()) == 0:
         return empty("No credits were consumed or granted in this period.")
     shown = df.nlargest(top, "credits_consumed")
+    names = plotly_texts(shown["name"])
     fig = go.Figure(
         [
-            go.Bar(
-                name="Consumed", x=shown["name"], y=shown["credits_consumed"], marker_color=CONSUMED
-            ),
-            go.Bar(
-                name="Granted", x=shown["name"], y=shown["credits_granted"], marker_color=GRANTED
-            ),
+            go.Bar(name="Consumed", x=names, y=shown["credits_consumed"], marker_color=CONSUMED),
+            go.Bar(name="Granted", x=names, y=shown["credits_granted"], marker_color=GRANTED),
         ]
     )
     fig.update_layout(barmode="group")
@@ -247,16 +252,17 @@ def quota_history(df: pd.DataFrame, *, relative: bool = False) -> go.Figure:
     fig = go.Figure()
     for type_, rows in df.groupby("type", sort=True):
         color = TYPE_COLORS.get(str(type_), "#6b7280")
+        label = plotly_text(type_)
         if relative:
             share = rows["utilization"].where(rows["used"] > 0, 0.0)
             fig.add_trace(
                 go.Scatter(
                     x=rows["date"],
                     y=share,
-                    name=str(type_),
+                    name=label,
                     mode="lines+markers",
                     line={"color": color},
-                    hovertemplate=f"{type_}: %{{y:.0%}} of the limit<extra></extra>",
+                    hovertemplate=f"{label}: %{{y:.0%}} of the limit<extra></extra>",
                 )
             )
             continue
@@ -264,7 +270,7 @@ def quota_history(df: pd.DataFrame, *, relative: bool = False) -> go.Figure:
             go.Scatter(
                 x=rows["date"],
                 y=rows["used"],
-                name=f"{type_} used",
+                name=f"{label} used",
                 mode="lines+markers",
                 line={"color": color},
             )
@@ -273,7 +279,7 @@ def quota_history(df: pd.DataFrame, *, relative: bool = False) -> go.Figure:
             go.Scatter(
                 x=rows["date"],
                 y=rows["daily_limit"].astype("float64"),
-                name=f"{type_} limit",
+                name=f"{label} limit",
                 mode="lines",
                 line={"color": color, "dash": "dash", "shape": "hv"},
                 connectgaps=False,
@@ -303,8 +309,8 @@ def utilization_heatmap(df: pd.DataFrame, *, top: int = 25) -> go.Figure:
     fig = go.Figure(
         go.Heatmap(
             z=grid.to_numpy(),
-            x=list(grid.columns),
-            y=list(grid.index),
+            x=plotly_texts(grid.columns),
+            y=plotly_texts(grid.index),
             zmin=0,
             zmax=1.2,
             colorscale=[[0, "#e0f2fe"], [0.66, "#fde68a"], [0.83, "#f97316"], [1, "#b91c1c"]],

@@ -21,7 +21,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy import Engine
 
-from queries import audit, generations, orgs, quotas, timelines, usage
+from queries import audit, credits, generations, orgs, quotas, timelines, usage
 from queries.db import get_engine
 
 T = TypeVar("T")
@@ -351,6 +351,17 @@ def ledger_all(
             if cursor is None:
                 break
     return pd.concat(pages, ignore_index=True) if pages else pd.DataFrame()
+
+
+def recent_duplicate(
+    organization_id: int, *, actor: str, amount: int
+) -> credits.LedgerEntry | None:
+    """The entry in which ``actor`` moved the same ``amount`` for this organization in
+    the last 10 minutes (the newest), or None. Never cached: it guards a write."""
+    with engine().connect() as conn:
+        return credits.recent_duplicate(
+            conn, organization_id=organization_id, actor=actor, amount=amount
+        )
 
 
 # ------------------------------------------------------------------------- quotas

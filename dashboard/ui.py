@@ -1,5 +1,9 @@
 """Small drawing helpers every page shares: the header with "data as of" and Refresh,
-messages that survive a rerun, and errors turned into sentences."""
+messages that survive a rerun, and errors turned into sentences.
+
+Every sentence these helpers return or show is Markdown-safe: text that came from the
+data or from an exception is escaped (:func:`dashboard.text.md`), so it can be passed to
+``st.error`` and friends as it is."""
 
 from __future__ import annotations
 
@@ -16,8 +20,9 @@ from streamlit.delta_generator import DeltaGenerator
 
 from dashboard import data
 from dashboard.auth import AccessDenied
+from dashboard.text import md
 from queries.db import ConfigurationError
-from queries.errors import DashboardError
+from queries.errors import Busy, DashboardError, DatabaseUnavailable, OutcomeUnknown
 
 _log = logging.getLogger(__name__)
 _AS_OF_SLOT: Final = "ui._as_of_slot"
@@ -36,39 +41,100 @@ EXPECTED_ERRORS: Final = (
 
 
 def describe_error(exc: BaseException) -> str:
-    """What went wrong and what to do, in one or two sentences (no stack trace)."""
+    """What went wrong reading data and what to do, in one or two sentences (no stack
+    trace), Markdown-safe."""
     if isinstance(exc, DashboardError | AccessDenied):
-        return str(exc)
+        return md(exc)
     if isinstance(exc, ConfigurationError):
-        return f"The database is not configured correctly: {exc}. Fix DATABASE_URL and reload."
+        return md(f"The database is not configured correctly: {exc}. Fix DATABASE_URL and reload.")
     if isinstance(exc, OperationalError) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     ):
-        return (
+        return md(
             "The database cannot be reached right now. Check that it is running "
-            "(`uv run dashboard` starts the local one) and that DATABASE_URL is right, "
+            "(uv run dashboard starts the local one) and that DATABASE_URL is right, "
             "then press Refresh."
         )
     if isinstance(exc, DBAPIError):
         kind = type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__
-        return (
+        return md(
             f"The database refused a query ({kind}). Press Refresh to try again; if it keeps "
             "failing, tell the team that runs the dashboard."
         )
     if isinstance(exc, SQLAlchemyError | OSError):
-        return (
+        return md(
             f"Reading the data failed ({type(exc).__name__}). Press Refresh to try again; if "
             "it keeps failing, tell the team that runs the dashboard."
         )
-    return f"Something went wrong ({type(exc).__name__}). Press Refresh to try again."
+    return md(f"Something went wrong ({type(exc).__name__}). Press Refresh to try again.")
+
+
+# Failures after which the request stays for "Confirm again": nothing was changed and
+# trying again may work (unavailable, busy), or the outcome is unknown and the same
+# request with the same idempotency key applies at most once.
+TRANSIENT: Final = (DatabaseUnavailable, Busy, OutcomeUnknown)
 
 
 def describe_write_error(exc: BaseException) -> str:
-    """As :func:`describe_error`, and always says that nothing was changed."""
-    sentence = describe_error(exc)
-    if "nothing was" not in sentence.lower():
-        sentence = f"{sentence.rstrip()} Nothing was changed."
-    return sentence
+    """What happened to a write that failed, promising only what is known (Markdown-safe):
+
+    - a refusal (``InvalidInput``, ``InsufficientCredits``, ``AlreadyReversed``,
+      ``IdempotencyConflict``, ``DatabaseUnavailable``, ``Busy``, ``DatabaseRefused``,
+      access denied): its own sentence, and that nothing was changed;
+    - ``OutcomeUnknown``: its sentence, that the outcome is unknown and confirming
+      again is safe and applies at most once;
+    - a statement the database refused (a raw driver error other than a lost
+      connection): nothing was changed;
+    - anything else: that it is not known whether the change was applied.
+    """
+    if isinstance(exc, OutcomeUnknown):
+        return md(exc)
+    if isinstance(exc, DashboardError | AccessDenied):
+        sentence = str(exc).rstrip()
+        if "nothing was changed" not in sentence.lower():
+            sentence = f"{sentence} Nothing was changed."
+        return md(sentence)
+    if _refused_statement(exc):
+        kind = type(exc.orig).__name__ if isinstance(exc, DBAPIError) and exc.orig else "error"
+        return md(
+            f"The database refused the change ({kind}). Nothing was changed. If it keeps "
+            "happening, tell the team that runs the dashboard."
+        )
+    return md(
+        f"Saving failed with an unexpected error ({type(exc).__name__}), so it is not known "
+        "whether the change was applied. Check the ledger or the audit trail before "
+        "confirming again."
+    )
+
+
+def keeps_request(exc: BaseException) -> bool:
+    """Whether a write that failed with ``exc`` keeps its request (and idempotency key)
+    on the confirmation, for "Confirm again": yes when nothing was refused (the
+    database was unavailable or busy, or the outcome is unknown); no when the request
+    itself was refused, so the person goes back to the form to change it."""
+    if isinstance(exc, TRANSIENT):
+        return True
+    return not (isinstance(exc, DashboardError | AccessDenied) or _refused_statement(exc))
+
+
+def _refused_statement(exc: BaseException) -> bool:
+    """A statement the database (or the driver, before sending it) refused: the
+    transaction was rolled back, so nothing was changed. A lost connection is not one:
+    the commit may have reached the server. (Queries wraps both into typed errors; this
+    covers a raw driver error that gets through.)"""
+    return isinstance(exc, DBAPIError) and not (
+        isinstance(exc, OperationalError) or exc.connection_invalidated
+    )
+
+
+def drafted_elsewhere(what: str, drafted: tuple[int, str], shown: tuple[int, str]) -> str:
+    """The sentence (Markdown-safe) for a draft whose organization the page no longer
+    shows."""
+    (drafted_id, drafted_name), (shown_id, shown_name) = drafted, shown
+    return (
+        f"This {what} was drafted for {md(drafted_name)} (#{drafted_id}), but the page now "
+        f"shows {md(shown_name)} (#{shown_id}); switch back to confirm it, or discard it."
+    )
 
 
 @contextlib.contextmanager
@@ -83,7 +149,8 @@ def section(what: str) -> Iterator[None]:
 
 def page_header(title: str, caption: str | None = None) -> None:
     """The page title, an optional caption, "data as of" (filled in by
-    :func:`finish_page`) and a Refresh button that empties the caches."""
+    :func:`finish_page`) and a Refresh button that empties the caches. ``title`` and
+    ``caption`` are Markdown: escape customer text in them with :func:`md`."""
     st.title(title)
     left, right = st.columns([5, 1], vertical_alignment="center")
     with left:
@@ -112,7 +179,8 @@ def finish_page() -> None:
 
 
 def flash(key: str, level: Level, message: str) -> None:
-    """Keep a message for the next run of the page (e.g. after ``st.rerun``)."""
+    """Keep a message for the next run of the page (e.g. after ``st.rerun``).
+    ``message`` is Markdown: escape customer text in it with :func:`md`."""
     st.session_state.setdefault(_FLASH, {})[key] = (level, message)
 
 

@@ -9,7 +9,8 @@ from typing import Final
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, state, ui
+from dashboard import data, exports, state, ui
+from dashboard.text import md
 from queries.audit import AUDIT_ACTIONS
 
 K_SCOPE: Final = "audit.scope"
@@ -65,7 +66,8 @@ def render() -> None:
         f"Who changed what, when and why · {f.start} – {f.end} (UTC dates), newest first.",
     )
     scope_col, action_col, actor_col, limit_col = st.columns([2, 2, 2, 1])
-    scopes = {"all": "All organizations", "one": f.organization.name}
+    # Radio options are Markdown: the organization's name is escaped.
+    scopes = {"all": "All organizations", "one": md(f.organization.name)}
     scope = scope_col.radio(
         "Organizations", options=list(scopes), format_func=scopes.__getitem__, key=K_SCOPE
     )
@@ -123,7 +125,7 @@ def render() -> None:
             st.caption(f"{len(df):,} changes{more}.")
         st.download_button(
             "Download CSV",
-            data=table.to_csv(index=False).encode(),
+            data=exports.csv_bytes(table),
             file_name=csv_name(
                 f, organization=f.organization.slug if one else None, action=action, actor=actor
             ),

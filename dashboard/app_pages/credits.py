@@ -10,16 +10,19 @@ so a double click or a rerun applies it once.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from typing import Final
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import actions, auth, charts, data, state, ui
-from queries.errors import DashboardError, IdempotencyConflict, InvalidInput
+from dashboard import actions, auth, charts, data, exports, state, ui
+from dashboard.text import md
+from queries.errors import IdempotencyConflict, InvalidInput
 from queries.models import LEDGER_KINDS
 
+_log = logging.getLogger(__name__)
 FLASH: Final = "credits"
 LEDGER_PAGE: Final = 50
 K_KEY: Final = "credits.idempotency_key"
@@ -28,7 +31,9 @@ K_DIRECTION: Final = "credits.direction"
 K_AMOUNT: Final = "credits.amount"
 K_REASON: Final = "credits.reason"
 K_NOTE: Final = "credits.note"
+K_RETRY: Final = "credits.retry_key"  # the key of a request to "Confirm again"
 K_REVERSAL: Final = "credits.reversal_pending"
+K_REVERSAL_RETRY: Final = "credits.reversal_retry"
 K_KINDS: Final = "credits.kinds"
 K_ACTOR: Final = "credits.actor"
 K_CURSORS: Final = "credits.ledger_cursors"
@@ -44,7 +49,8 @@ def _balance(f: state.Filters) -> int | None:
     runway = data.runway(f.organization_id)
     if runway is None:
         st.warning(
-            f"{f.organization.name} no longer exists. Choose another organization in the sidebar."
+            f"{md(f.organization.name)} no longer exists. Choose another organization in "
+            "the sidebar."
         )
         return None
     tiles = st.columns(3)
@@ -72,31 +78,50 @@ def _balance(f: state.Filters) -> int | None:
 # ------------------------------------------------------------------ the adjustment
 
 
-def _submit_adjustment() -> None:
-    """Confirm button: make the pending adjustment (once per idempotency key)."""
+def _restore_adjustment_form(request: actions.AdjustmentRequest) -> None:
+    """Fill the form with the request's values (Back, or after a refusal)."""
+    st.session_state[K_DIRECTION] = request.direction
+    st.session_state[K_AMOUNT] = str(abs(request.amount))
+    st.session_state[K_REASON] = actions.OTHER if request.reason == "Other" else request.reason
+    st.session_state[K_NOTE] = request.note or ""
+
+
+def _submit_adjustment(shown_id: int, shown_name: str) -> None:
+    """Confirm button: make the pending adjustment (once per idempotency key), if the
+    page still shows the organization it was drafted for (``shown_*``: the one shown
+    when the button was drawn)."""
     request = st.session_state.get(K_PENDING)
     if not isinstance(request, actions.AdjustmentRequest):
         return  # a second click after the first one succeeded: nothing to do
+    if request.organization_id != shown_id:
+        drafted = (request.organization_id, request.organization_name)
+        sentence = ui.drafted_elsewhere("adjustment", drafted, (shown_id, shown_name))
+        ui.flash(FLASH, "error", f"{sentence} Nothing was changed.")
+        return
     try:
         entry = actions.apply_adjustment(request)
-    except (auth.AccessDenied, DashboardError) as exc:
-        st.session_state.pop(K_PENDING, None)
-        if isinstance(exc, IdempotencyConflict):
-            st.session_state.pop(K_KEY, None)
-        ui.flash(FLASH, "error", ui.describe_write_error(exc))
-    except ui.EXPECTED_ERRORS as exc:
-        # The database failed: keep the request (and its key) so that "Confirm" again
-        # is safe whether or not the first attempt reached the database.
+    except Exception as exc:  # every failure ends as a sentence that promises only what is known
+        _log.warning("credit adjustment failed: %r", exc)
+        if ui.keeps_request(exc):
+            # Keep the request and its key: "Confirm again" sends the same key, which
+            # applies at most once whether or not the first attempt reached the books.
+            st.session_state[K_RETRY] = request.idempotency_key
+        else:
+            st.session_state.pop(K_PENDING, None)
+            _restore_adjustment_form(request)
+            if isinstance(exc, IdempotencyConflict):
+                st.session_state.pop(K_KEY, None)
         ui.flash(FLASH, "error", ui.describe_write_error(exc))
     else:
         st.session_state.pop(K_PENDING, None)
         st.session_state.pop(K_KEY, None)  # the next adjustment gets a new key
+        st.session_state.pop(K_RETRY, None)
         verb = "Granted" if entry.amount > 0 else "Deducted"
         direction = "to" if entry.amount > 0 else "from"
         ui.flash(
             FLASH,
             "success",
-            f"{verb} {abs(entry.amount):,} credits {direction} {request.organization_name}. "
+            f"{verb} {abs(entry.amount):,} credits {direction} {md(request.organization_name)}. "
             f"New balance: {entry.balance_after:,} credits (ledger entry {entry.id}).",
         )
 
@@ -104,40 +129,108 @@ def _submit_adjustment() -> None:
 def _edit_adjustment() -> None:
     """Back button: return to the form with the request's values filled in."""
     request = st.session_state.pop(K_PENDING, None)
+    st.session_state.pop(K_RETRY, None)
     if isinstance(request, actions.AdjustmentRequest):
-        st.session_state[K_DIRECTION] = request.direction
-        st.session_state[K_AMOUNT] = abs(request.amount)
-        st.session_state[K_REASON] = actions.OTHER if request.reason == "Other" else request.reason
-        st.session_state[K_NOTE] = request.note or ""
+        _restore_adjustment_form(request)
 
 
-def _confirm_adjustment(request: actions.AdjustmentRequest) -> None:
+def _discard_adjustment() -> None:
+    """Discard button: forget the draft; the next form gets a new key."""
+    st.session_state.pop(K_PENDING, None)
+    st.session_state.pop(K_RETRY, None)
+    st.session_state.pop(K_KEY, None)
+
+
+def _ago(at: dt.datetime) -> str:
+    minutes = max(0, int((dt.datetime.now(dt.UTC) - at).total_seconds() // 60))
+    when = f"{at.astimezone(dt.UTC):%H:%M} UTC"
+    return f"at {when}, just now" if minutes == 0 else f"at {when}, {minutes} min ago"
+
+
+def _duplicate_warning(request: actions.AdjustmentRequest) -> None:
+    """Warn when the same person made the same movement for this organization a few
+    minutes ago (a second tab, a double submission), naming that entry."""
+    try:
+        actor = auth.current_user().email
+        entry = data.recent_duplicate(request.organization_id, actor=actor, amount=request.amount)
+    except ui.EXPECTED_ERRORS as exc:
+        _log.warning("checking for a recent duplicate failed: %r", exc)
+        st.caption("Could not check for a recent identical adjustment.")
+        return
+    if entry is None:
+        return
+    if entry.idempotency_key == request.idempotency_key:
+        st.info(
+            f"This adjustment has already been applied: ledger entry #{entry.id} "
+            f"({entry.amount:+,} credits, {_ago(entry.created_at)}). Confirming again "
+            "changes nothing.",
+            icon=":material/task_alt:",
+        )
+        return
+    st.warning(
+        f"You made the same movement for {md(request.organization_name)} a few minutes "
+        f"ago: ledger entry #{entry.id}, {entry.amount:+,} credits, {_ago(entry.created_at)} "
+        f"(reason: {md(entry.reason)}). Confirm only if it should be applied twice.",
+        icon=":material/content_copy:",
+    )
+
+
+def _confirm_adjustment(request: actions.AdjustmentRequest, f: state.Filters) -> None:
     with st.container(border=True):
         verb = "Grant" if request.amount > 0 else "Deduct"
         direction = "to" if request.amount > 0 else "from"
         st.markdown(
             f"**{verb} {abs(request.amount):,} credits {direction} "
-            f"{request.organization_name}?**  \nReason: {request.reason}"
-            + (f" · Note: {request.note}" if request.note else "")
+            f"{md(request.organization_name)}?**  \nReason: {md(request.reason)}"
+            + (f" · Note: {md(request.note)}" if request.note else "")
         )
+        _duplicate_warning(request)
         before, after = st.columns(2)
         before.metric("Balance now", f"{request.balance_before:,}")
         after.metric("Balance after", f"{request.balance_after:,}", f"{request.amount:+,}")
         confirm, back, _ = st.columns([1, 1, 3])
+        again = st.session_state.get(K_RETRY) == request.idempotency_key
         confirm.button(
-            f"Confirm: {verb.lower()} {abs(request.amount):,}",
+            f"{'Confirm again' if again else 'Confirm'}: {verb.lower()} {abs(request.amount):,}",
             type="primary",
             key="credits.confirm",
             on_click=_submit_adjustment,
+            args=(f.organization_id, f.organization.name),
         )
         back.button("Back", key="credits.back", on_click=_edit_adjustment)
+
+
+def _confirm_elsewhere(request: actions.AdjustmentRequest, f: state.Filters) -> None:
+    """A draft for another organization than the one shown: say so; it can be
+    discarded, or confirmed after switching back (the button refuses here)."""
+    with st.container(border=True):
+        st.warning(
+            ui.drafted_elsewhere(
+                "adjustment",
+                (request.organization_id, request.organization_name),
+                (f.organization_id, f.organization.name),
+            ),
+            icon=":material/swap_horiz:",
+        )
+        verb = "grant" if request.amount > 0 else "deduct"
+        confirm, discard, _ = st.columns([1, 1, 3])
+        confirm.button(
+            f"Confirm: {verb} {abs(request.amount):,}",
+            type="primary",
+            key="credits.confirm",
+            on_click=_submit_adjustment,
+            args=(f.organization_id, f.organization.name),
+            disabled=True,
+        )
+        discard.button("Discard", key="credits.discard", on_click=_discard_adjustment)
 
 
 def _adjustment_form(f: state.Filters, balance: int) -> None:
     key = st.session_state.setdefault(K_KEY, actions.new_idempotency_key())
     if st.session_state.get(K_DIRECTION) not in DIRECTIONS:
         st.session_state[K_DIRECTION] = "grant"
-    st.session_state.setdefault(K_AMOUNT, None)  # an empty field, not 0
+    if not isinstance(st.session_state.get(K_AMOUNT), str):
+        st.session_state[K_AMOUNT] = ""
     with st.form("credits.adjust_form", border=True):
         st.radio(
             "Action",
@@ -147,8 +240,12 @@ def _adjustment_form(f: state.Filters, balance: int) -> None:
             horizontal=True,
         )
         left, right = st.columns(2)
-        left.number_input(
-            "Credits", min_value=None, step=1, key=K_AMOUNT, placeholder="a positive whole number"
+        # Text, not a number input: the browser would round 1.5 or 1e3 before we saw it.
+        left.text_input(
+            "Credits",
+            key=K_AMOUNT,
+            placeholder="a whole number, e.g. 1500 or 1,500",
+            max_chars=40,
         )
         right.selectbox(
             "Reason",
@@ -173,9 +270,10 @@ def _adjustment_form(f: state.Filters, balance: int) -> None:
             idempotency_key=key,
         )
     except InvalidInput as exc:
-        st.error(f"{exc} Nothing was changed.", icon=":material/block:")
+        st.error(ui.describe_write_error(exc), icon=":material/block:")
         return
     st.session_state[K_PENDING] = request
+    st.session_state.pop(K_RETRY, None)
     st.rerun()
 
 
@@ -184,28 +282,38 @@ def _adjustment(f: state.Filters, balance: int) -> None:
     request = st.session_state.get(K_PENDING)
     if isinstance(request, actions.AdjustmentRequest):
         if request.organization_id == f.organization_id:
-            _confirm_adjustment(request)
-            return
-        st.session_state.pop(K_PENDING)  # drafted for another organization
+            _confirm_adjustment(request, f)
+        else:
+            _confirm_elsewhere(request, f)
+        return
     _adjustment_form(f, balance)
 
 
 # ------------------------------------------------------------------------ reversal
 
 
-def _submit_reversal() -> None:
+def _submit_reversal(shown_id: int, shown_name: str) -> None:
     request = st.session_state.get(K_REVERSAL)
     if not isinstance(request, actions.ReversalRequest):
         return
+    if request.organization_id != shown_id:
+        drafted = (request.organization_id, request.organization_name)
+        sentence = ui.drafted_elsewhere("reversal", drafted, (shown_id, shown_name))
+        ui.flash(FLASH, "error", f"{sentence} Nothing was changed.")
+        return
     try:
         entry = actions.apply_reversal(request)
-    except (auth.AccessDenied, DashboardError) as exc:
-        st.session_state.pop(K_REVERSAL, None)
-        ui.flash(FLASH, "error", ui.describe_write_error(exc))
-    except ui.EXPECTED_ERRORS as exc:
+    except Exception as exc:  # every failure ends as a sentence that promises only what is known
+        _log.warning("reversal failed: %r", exc)
+        if ui.keeps_request(exc):
+            # A reversal's key is its entry: confirming again applies at most once.
+            st.session_state[K_REVERSAL_RETRY] = request.entry_id
+        else:
+            st.session_state.pop(K_REVERSAL, None)
         ui.flash(FLASH, "error", ui.describe_write_error(exc))
     else:
         st.session_state.pop(K_REVERSAL, None)
+        st.session_state.pop(K_REVERSAL_RETRY, None)
         ui.flash(
             FLASH,
             "success",
@@ -216,40 +324,55 @@ def _submit_reversal() -> None:
 
 def _cancel_reversal() -> None:
     st.session_state.pop(K_REVERSAL, None)
+    st.session_state.pop(K_REVERSAL_RETRY, None)
 
 
 def _reversal(f: state.Filters, entries: pd.DataFrame, balance: int) -> None:
     request = st.session_state.get(K_REVERSAL)
-    if (
-        isinstance(request, actions.ReversalRequest)
-        and request.organization_id != f.organization_id
-    ):
-        st.session_state.pop(K_REVERSAL)
-        request = None
     with st.expander("Reverse a ledger entry", expanded=request is not None):
         if isinstance(request, actions.ReversalRequest):
-            st.markdown(
-                f"**Reverse entry {request.entry_id}** ({request.entry_kind}, "
-                f"{request.entry_amount:+,} credits)?  \nReason: {request.reason}"
-            )
-            before, after = st.columns(2)
-            before.metric("Balance now", f"{request.balance_before:,}")
-            after.metric(
-                "Balance after", f"{request.balance_after:,}", f"{-request.entry_amount:+,}"
-            )
+            here = request.organization_id == f.organization_id
+            if here:
+                st.markdown(
+                    f"**Reverse entry {request.entry_id}** ({md(request.entry_kind)}, "
+                    f"{request.entry_amount:+,} credits)?  \nReason: {md(request.reason)}"
+                )
+                before, after = st.columns(2)
+                before.metric("Balance now", f"{request.balance_before:,}")
+                after.metric(
+                    "Balance after", f"{request.balance_after:,}", f"{-request.entry_amount:+,}"
+                )
+            else:
+                st.warning(
+                    ui.drafted_elsewhere(
+                        "reversal",
+                        (request.organization_id, request.organization_name),
+                        (f.organization_id, f.organization.name),
+                    ),
+                    icon=":material/swap_horiz:",
+                )
+            again = st.session_state.get(K_REVERSAL_RETRY) == request.entry_id
             confirm, cancel, _ = st.columns([1, 1, 3])
             confirm.button(
-                "Confirm reversal",
+                "Confirm reversal again" if again else "Confirm reversal",
                 type="primary",
                 key="credits.reverse_confirm",
                 on_click=_submit_reversal,
+                args=(f.organization_id, f.organization.name),
+                disabled=not here,
             )
-            cancel.button("Cancel", key="credits.reverse_cancel", on_click=_cancel_reversal)
+            cancel.button(
+                "Cancel" if here else "Discard",
+                key="credits.reverse_cancel",
+                on_click=_cancel_reversal,
+            )
             return
         reversible = entries[(entries["kind"] != "reversal") & entries["reversed_by_id"].isna()]
         if reversible.empty:
             st.caption("No entry on this ledger page can be reversed.")
             return
+        # Select-box options are plain text (no Markdown), so the reason and actor are
+        # shown as stored.
         labels = {
             int(row["id"]): f"#{row['id']} · {row['kind']} {row['amount']:+,} · "
             f"{row['reason']} · {row['actor']}"
@@ -283,6 +406,7 @@ def _reversal(f: state.Filters, entries: pd.DataFrame, balance: int) -> None:
             row = chosen.iloc[0]
             reversal = actions.check_reversal(
                 organization_id=f.organization_id,
+                organization_name=f.organization.name,
                 entry_id=int(row["id"]),
                 entry_amount=int(row["amount"]),
                 entry_kind=str(row["kind"]),
@@ -291,9 +415,10 @@ def _reversal(f: state.Filters, entries: pd.DataFrame, balance: int) -> None:
                 balance=balance,
             )
         except InvalidInput as exc:
-            st.error(f"{exc} Nothing was changed.", icon=":material/block:")
+            st.error(ui.describe_write_error(exc), icon=":material/block:")
             return
         st.session_state[K_REVERSAL] = reversal
+        st.session_state.pop(K_REVERSAL_RETRY, None)
         st.rerun()
 
 
@@ -408,7 +533,7 @@ def _ledger(f: state.Filters, *, balance: int, can_adjust: bool) -> None:
     first = len(cursors) * LEDGER_PAGE + 1
     st.caption(
         (f"Entries {first:,}–{first + len(entries) - 1:,}, newest first. " if len(entries) else "")
-        + f"Dates are {f.organization.name}'s own days; times in {f.timezone}."
+        + f"Dates are {md(f.organization.name)}'s own days; times in {md(f.timezone)}."
     )
     newer, older, download, _ = st.columns([1, 1, 2, 2])
     newer.button("← Newer", key="credits.newer", on_click=_newer, disabled=not cursors)
@@ -424,7 +549,7 @@ def _ledger(f: state.Filters, *, balance: int, can_adjust: bool) -> None:
 
     def every_entry() -> bytes:
         rows = data.ledger_all(organization_id, kinds=kinds, actor=actor, start=start, end=end)
-        return ledger_table(rows, timezone).to_csv(index=False).encode()
+        return exports.csv_bytes(ledger_table(rows, timezone))
 
     download.download_button(
         "Download CSV (all pages)",
@@ -444,8 +569,8 @@ def render() -> None:
     f = state.current()
     user = auth.current_user()
     ui.page_header(
-        f"Credits · {f.organization.name}",
-        f"{f.organization.plan.capitalize()} plan · ledger dates {f.period_label}",
+        f"Credits · {md(f.organization.name)}",
+        f"{md(f.organization.plan.capitalize())} plan · ledger dates {f.period_label}",
     )
     ui.show_flash(FLASH)
     balance = _balance(f)
@@ -455,13 +580,14 @@ def render() -> None:
         with ui.section("The adjustment form"):
             _adjustment(f, balance)
     else:
-        if st.session_state.pop(K_PENDING, None) or st.session_state.pop(K_REVERSAL, None):
+        drafts = [st.session_state.pop(k, None) for k in (K_PENDING, K_REVERSAL)]
+        if any(drafts):
             st.error(
-                f"{user.email} ({user.role}) may not adjust credits; the request was "
+                f"{md(user.email)} ({md(user.role)}) may not adjust credits; the request was "
                 "discarded. Nothing was changed.",
                 icon=":material/block:",
             )
-        st.caption(f"Your role ({user.role}) can read credits but not adjust them.")
+        st.caption(f"Your role ({md(user.role)}) can read credits but not adjust them.")
     with ui.section("The ledger"):
         _ledger(f, balance=balance, can_adjust=user.can("adjust_credits"))
     with ui.section("Granted against consumed"):

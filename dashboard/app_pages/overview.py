@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data, state, ui
+from dashboard.text import md
 
 PAGE_SIZE: Final = 25
 TOP_USERS: Final = 10  # the table and the chart beside it show the same users
@@ -66,7 +67,7 @@ def _kpis(f: state.Filters) -> bool:
     )
     if kpis.generations == 0:
         st.info(
-            f"{f.organization.name} made no generations in {f.period_label}. "
+            f"{md(f.organization.name)} made no generations in {f.period_label}. "
             "Choose a longer period or another organization in the sidebar.",
             icon=":material/info:",
         )
@@ -95,7 +96,7 @@ def _timeline(f: state.Filters) -> None:
         ),
         key="overview.timeline",
     )
-    zone = "UTC" if f.utc else f"{f.organization.timezone} (the organization's own)"
+    zone = "UTC" if f.utc else f"{md(f.organization.timezone)} (the organization's own)"
     st.caption(f"Buckets by {f.granularity}, dates in {zone}.")
 
 
@@ -226,9 +227,10 @@ def _drilldown(f: state.Filters) -> None:
         )
     first = len(cursors) * PAGE_SIZE + 1
     st.caption(
-        f"Generations {first:,}–{first + len(rows) - 1:,} from the newest, times in {f.timezone}."
+        f"Generations {first:,}–{first + len(rows) - 1:,} from the newest, times in "
+        f"{md(f.timezone)}."
         if len(rows)
-        else f"Times in {f.timezone}."
+        else f"Times in {md(f.timezone)}."
     )
     newest, newer, older, _ = st.columns([1, 1, 1, 3])
     newest.button("Newest", key="overview.newest", on_click=_newest, disabled=not cursors)
@@ -246,8 +248,8 @@ def _drilldown(f: state.Filters) -> None:
 def render() -> None:
     f = state.current()
     ui.page_header(
-        f"Overview · {f.organization.name}",
-        f"{f.organization.plan.capitalize()} plan · {f.period_label}",
+        f"Overview · {md(f.organization.name)}",
+        f"{md(f.organization.plan.capitalize())} plan · {f.period_label}",
     )
     has_data = False
     with ui.section("The key figures"):

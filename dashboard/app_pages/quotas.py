@@ -5,6 +5,7 @@ day, who is near or over, an organization's quota history, and changing a daily 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from typing import Final
 
@@ -12,9 +13,11 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import actions, auth, charts, data, state, ui
-from queries.errors import DashboardError, InvalidInput
+from dashboard.text import md
+from queries.errors import IdempotencyConflict, InvalidInput
 from queries.models import PLAN_LIMIT_FACTOR
 
+_log = logging.getLogger(__name__)
 FLASH: Final = "quotas"
 THRESHOLD: Final = 0.8
 ALL_TYPES: Final = ""
@@ -23,6 +26,8 @@ K_TYPES: Final = "quotas.types"
 K_STATUSES: Final = "quotas.statuses"
 K_HISTORY_TYPE: Final = "quotas.history_type"
 K_PENDING: Final = "quotas.pending"
+K_KEY: Final = "quotas.idempotency_key"
+K_RETRY: Final = "quotas.retry_key"
 K_TYPE: Final = "quotas.limit_type"
 K_LIMIT: Final = "quotas.limit_value"
 K_EFFECTIVE: Final = "quotas.limit_effective"
@@ -74,7 +79,7 @@ def _today() -> None:
         (left, "Over the limit", over, "quotas.over"),
         (right, f"At or above {THRESHOLD:.0%}", near, "quotas.near"),
     ):
-        column.markdown(f"**{title} ({len(rows)})**")
+        column.markdown(f"**{md(title)} ({len(rows)})**")
         if rows.empty:
             column.caption("None right now.")
         else:
@@ -123,7 +128,7 @@ def _today() -> None:
 
 
 def _history(f: state.Filters) -> None:
-    st.subheader(f"Quota history · {f.organization.name}")
+    st.subheader(f"Quota history · {md(f.organization.name)}")
     types = data.generation_types()
     labels = {ALL_TYPES: "All types"} | dict(zip(types["type"], types["label"], strict=True))
     if st.session_state.get(K_HISTORY_TYPE) not in labels:
@@ -137,7 +142,8 @@ def _history(f: state.Filters) -> None:
     relative = chosen == ALL_TYPES
     st.plotly_chart(charts.quota_history(history, relative=relative), key="quotas.history_chart")
     st.caption(
-        f"Days are {f.organization.name}'s own ({f.organization.timezone}), {f.period_label}. "
+        f"Days are {md(f.organization.name)}'s own ({md(f.organization.timezone)}), "
+        f"{f.period_label}. "
         + (
             "Each type's use as a share of that day's limit; choose a type to see counts."
             if relative
@@ -172,59 +178,114 @@ def limits_in_force(
     return out
 
 
-def _submit_limit() -> None:
+def _restore_limit_form(request: actions.LimitRequest) -> None:
+    """Fill the form with the request's values (Back, or after a refusal)."""
+    st.session_state[K_TYPE] = request.type
+    st.session_state[K_LIMIT] = str(request.daily_limit)
+    if request.effective is not None:
+        st.session_state[K_EFFECTIVE] = request.effective
+
+
+def _submit_limit(shown_id: int, shown_name: str) -> None:
+    """Confirm button: make the pending change (once per idempotency key), if the page
+    still shows the organization it was drafted for."""
     request = st.session_state.get(K_PENDING)
     if not isinstance(request, actions.LimitRequest):
         return  # already applied by the first click
+    if request.organization_id != shown_id:
+        drafted = (request.organization_id, request.organization_name)
+        sentence = ui.drafted_elsewhere("limit change", drafted, (shown_id, shown_name))
+        ui.flash(FLASH, "error", f"{sentence} Nothing was changed.")
+        return
     try:
         change = actions.apply_limit_change(request)
-    except (auth.AccessDenied, DashboardError) as exc:
-        st.session_state.pop(K_PENDING, None)
-        ui.flash(FLASH, "error", ui.describe_write_error(exc))
-    except ui.EXPECTED_ERRORS as exc:
+    except Exception as exc:  # every failure ends as a sentence that promises only what is known
+        _log.warning("limit change failed: %r", exc)
+        if ui.keeps_request(exc):
+            st.session_state[K_RETRY] = request.idempotency_key
+        else:
+            st.session_state.pop(K_PENDING, None)
+            _restore_limit_form(request)
+            if isinstance(exc, IdempotencyConflict):
+                st.session_state.pop(K_KEY, None)
         ui.flash(FLASH, "error", ui.describe_write_error(exc))
     else:
         st.session_state.pop(K_PENDING, None)
+        st.session_state.pop(K_KEY, None)  # the next change gets a new key
+        st.session_state.pop(K_RETRY, None)
         ui.flash(
             FLASH,
             "success",
-            f"The daily {change.type} limit is now {change.new_limit:,} (was "
-            f"{change.old_limit:,}) from {change.effective}; {change.used_on_effective:,} "
-            f"already used that day. Recorded in the audit trail (entry {change.audit_id}).",
+            f"The daily {md(change.type)} limit is now {change.new_limit:,} (was "
+            f"{change.old_limit:,}) for {md(request.organization_name)} from {change.effective}; "
+            f"{change.used_on_effective:,} already used that day. Recorded in the audit "
+            f"trail (entry {change.audit_id}).",
         )
 
 
 def _edit_limit() -> None:
     request = st.session_state.pop(K_PENDING, None)
+    st.session_state.pop(K_RETRY, None)
     if isinstance(request, actions.LimitRequest):
-        st.session_state[K_TYPE] = request.type
-        st.session_state[K_LIMIT] = request.daily_limit
+        _restore_limit_form(request)
+
+
+def _discard_limit() -> None:
+    st.session_state.pop(K_PENDING, None)
+    st.session_state.pop(K_RETRY, None)
+    st.session_state.pop(K_KEY, None)
+
+
+def _confirm_limit(
+    request: actions.LimitRequest,
+    f: state.Filters,
+    in_force: dict[str, tuple[int, str]],
+    today: dt.date,
+) -> None:
+    here = request.organization_id == f.organization_id
+    with st.container(border=True):
+        if here:
+            current, source = in_force.get(request.type, (0, "unknown"))
+            st.markdown(
+                f"**Set the daily {md(request.type)} limit of {md(request.organization_name)} "
+                f"from {current:,} to {request.daily_limit:,}, from "
+                f"{request.effective or today}?**  \nReason: {md(request.reason)}"
+            )
+            st.caption(f"The current limit is the one {md(source)}.")
+        else:
+            st.warning(
+                ui.drafted_elsewhere(
+                    "limit change",
+                    (request.organization_id, request.organization_name),
+                    (f.organization_id, f.organization.name),
+                ),
+                icon=":material/swap_horiz:",
+            )
+        again = st.session_state.get(K_RETRY) == request.idempotency_key
+        confirm, back, _ = st.columns([1, 1, 3])
+        confirm.button(
+            "Confirm limit again" if again else "Confirm limit",
+            type="primary",
+            key="quotas.confirm",
+            on_click=_submit_limit,
+            args=(f.organization_id, f.organization.name),
+            disabled=not here,
+        )
+        if here:
+            back.button("Back", key="quotas.back", on_click=_edit_limit)
+        else:
+            back.button("Discard", key="quotas.discard", on_click=_discard_limit)
 
 
 def _limit(f: state.Filters) -> None:
-    st.subheader(f"Change a daily limit · {f.organization.name}")
+    st.subheader(f"Change a daily limit · {md(f.organization.name)}")
     today = state.today_in(f.organization.timezone)
     types = data.generation_types()
     recent = data.quota_history(f.organization_id, today - dt.timedelta(days=90), today)
     in_force = limits_in_force(recent, types, f.organization.plan)
     request = st.session_state.get(K_PENDING)
-    if isinstance(request, actions.LimitRequest) and request.organization_id != f.organization_id:
-        st.session_state.pop(K_PENDING)
-        request = None
     if isinstance(request, actions.LimitRequest):
-        current, source = in_force.get(request.type, (0, "unknown"))
-        with st.container(border=True):
-            st.markdown(
-                f"**Set the daily {request.type} limit of {f.organization.name} from "
-                f"{current:,} to {request.daily_limit:,}, from {request.effective or today}?**"
-                f"  \nReason: {request.reason}"
-            )
-            st.caption(f"The current limit is the one {source}.")
-            confirm, back, _ = st.columns([1, 1, 3])
-            confirm.button(
-                "Confirm limit", type="primary", key="quotas.confirm", on_click=_submit_limit
-            )
-            back.button("Back", key="quotas.back", on_click=_edit_limit)
+        _confirm_limit(request, f, in_force, today)
         return
 
     st.dataframe(
@@ -239,7 +300,9 @@ def _limit(f: state.Filters) -> None:
         column_config={"Daily limit now": st.column_config.NumberColumn(format="localized")},
         key="quotas.in_force",
     )
-    st.session_state.setdefault(K_LIMIT, None)
+    key = st.session_state.setdefault(K_KEY, actions.new_idempotency_key())
+    if not isinstance(st.session_state.get(K_LIMIT), str):
+        st.session_state[K_LIMIT] = ""
     if not isinstance(st.session_state.get(K_EFFECTIVE), dt.date):
         st.session_state[K_EFFECTIVE] = today
     labels = dict(zip(types["type"], types["label"], strict=True))
@@ -253,7 +316,10 @@ def _limit(f: state.Filters) -> None:
             key=K_TYPE,
             placeholder="Choose a type",
         )
-        middle.number_input("New daily limit", min_value=None, step=1, key=K_LIMIT)
+        # Text, not a number input: the browser would round 2.5 before we saw it.
+        middle.text_input(
+            "New daily limit", key=K_LIMIT, placeholder="a whole number, e.g. 500", max_chars=40
+        )
         right.date_input("Effective from", key=K_EFFECTIVE, help="Their own day; today or later.")
         reason_col, note_col = st.columns(2)
         reason_col.selectbox(
@@ -266,17 +332,20 @@ def _limit(f: state.Filters) -> None:
     try:
         limit_request = actions.check_limit_change(
             organization_id=f.organization_id,
+            organization_name=f.organization.name,
             type=st.session_state.get(K_TYPE),
             daily_limit=st.session_state.get(K_LIMIT),
             reason=st.session_state.get(K_REASON),
             note=st.session_state.get(K_NOTE),
             effective=st.session_state.get(K_EFFECTIVE),
             today=today,
+            idempotency_key=key,
         )
     except InvalidInput as exc:
-        st.error(f"{exc} Nothing was changed.", icon=":material/block:")
+        st.error(ui.describe_write_error(exc), icon=":material/block:")
         return
     st.session_state[K_PENDING] = limit_request
+    st.session_state.pop(K_RETRY, None)
     st.rerun()
 
 
@@ -297,11 +366,11 @@ def render() -> None:
     else:
         if st.session_state.pop(K_PENDING, None):
             st.error(
-                f"{user.email} ({user.role}) may not change daily limits; the request was "
+                f"{md(user.email)} ({md(user.role)}) may not change daily limits; the request was "
                 "discarded. Nothing was changed.",
                 icon=":material/block:",
             )
-        st.caption(f"Your role ({user.role}) can read quotas but not change limits.")
+        st.caption(f"Your role ({md(user.role)}) can read quotas but not change limits.")
 
 
 render()

@@ -11,7 +11,7 @@ from typing import Final
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, state, ui
+from dashboard import charts, data, exports, state, ui
 
 K_PLANS: Final = "usage.plans"
 K_SEARCH: Final = "usage.search"
@@ -127,7 +127,7 @@ def render() -> None:
             )
         st.download_button(
             "Download CSV",
-            data=table.to_csv(index=False).encode(),
+            data=exports.csv_bytes(table),
             file_name=csv_name(f, plans=plans, search=search),
             mime="text/csv",
             icon=":material/download:",

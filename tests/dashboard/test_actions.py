@@ -15,7 +15,7 @@ def adjustment(**changes: object) -> actions.AdjustmentRequest:
         "organization_id": 1,
         "organization_name": "Acme",
         "direction": "grant",
-        "amount": 100,
+        "amount": "100",
         "reason": "Goodwill gesture",
         "note": "",
         "balance": 50,
@@ -25,11 +25,12 @@ def adjustment(**changes: object) -> actions.AdjustmentRequest:
 
 
 def test_a_grant_and_a_deduction_become_signed_amounts_with_the_balance_after() -> None:
-    grant = adjustment(amount=100)
+    grant = adjustment(amount="100")
     assert (grant.amount, grant.balance_after, grant.direction) == (100, 150, "grant")
-    deduct = adjustment(direction="deduct", amount=50, note="  ")
+    deduct = adjustment(direction="deduct", amount="50", note="  ")
     assert (deduct.amount, deduct.balance_after, deduct.note) == (-50, 0, None)
-    assert adjustment(amount=7.0).amount == 7  # a float without a fraction is whole
+    assert adjustment(amount="1,500").amount == 1500  # grouped by commas, as people write
+    assert adjustment(amount=" 7 ").amount == 7
 
 
 @pytest.mark.parametrize(
@@ -37,17 +38,24 @@ def test_a_grant_and_a_deduction_become_signed_amounts_with_the_balance_after() 
     [
         (None, "Enter the number of credits"),
         ("", "Enter the number of credits"),
-        ("12", "whole number"),
+        ("1.5", "whole number such as 1500"),
+        ("1e3", "whole number such as 1500"),
+        ("0.999", "whole number such as 1500"),
+        ("2.5", "whole number such as 1500"),
+        ("-3", "whole number such as 1500"),
+        ("+3", "whole number such as 1500"),
+        ("abc", "whole number such as 1500"),
+        ("1,50", "whole number such as 1500"),
         (2.5, "whole number"),
+        (7.0, "whole number"),  # a float is never taken for a whole number
         (float("inf"), "whole number"),
         (float("nan"), "whole number"),
         (True, "whole number"),
-        (0, "positive whole number"),
-        (-1, "positive whole number"),
-        (10_000_001, "at most 10,000,000"),
+        ("0", "at least 1"),
+        ("10,000,001", "at most 10,000,000 credits"),
     ],
 )
-def test_amounts_that_are_not_a_positive_whole_number_are_refused(
+def test_amounts_that_are_not_a_positive_whole_number_are_refused_never_rounded(
     amount: object, message: str
 ) -> None:
     with pytest.raises(InvalidAdjustment, match=message):
@@ -57,7 +65,8 @@ def test_amounts_that_are_not_a_positive_whole_number_are_refused(
 def test_the_largest_adjustment_follows_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CREDITS_MAX_ADJUSTMENT", "1000")
     with pytest.raises(InvalidAdjustment, match="at most 1,000 credits"):
-        adjustment(amount=1001)
+        adjustment(amount="1001")
+    assert adjustment(amount="1,000").amount == 1000
 
 
 def test_reasons_notes_and_balances_are_checked() -> None:
@@ -68,8 +77,11 @@ def test_reasons_notes_and_balances_are_checked() -> None:
     assert adjustment(reason=actions.OTHER, note="migration").reason == "Other"
     with pytest.raises(InvalidAdjustment, match="note is too long"):
         adjustment(note="n" * 2001)
+    with pytest.raises(InvalidAdjustment, match="NUL"):
+        adjustment(note="ticket\x00 42")
+    assert adjustment(note="line one\nline two").note == "line one\nline two"
     with pytest.raises(InvalidAdjustment, match="Insufficient credits"):
-        adjustment(direction="deduct", amount=51)
+        adjustment(direction="deduct", amount="51")
     with pytest.raises(InvalidAdjustment, match="grant or deduct"):
         adjustment(direction="refund")
 
@@ -78,6 +90,7 @@ def test_a_reversal_needs_an_entry_a_reason_and_enough_balance() -> None:
     def reversal(**changes: object) -> actions.ReversalRequest:
         values: dict[str, object] = {
             "organization_id": 1,
+            "organization_name": "Acme",
             "entry_id": 9,
             "entry_amount": 40,
             "entry_kind": "grant",
@@ -98,8 +111,11 @@ def test_a_reversal_needs_an_entry_a_reason_and_enough_balance() -> None:
         reversal(reason=None)
     with pytest.raises(InvalidAdjustment, match="Insufficient credits"):
         reversal(entry_amount=101)
+    # The reason's length is queries' one rule (checks.MAX_REASON), reason and note together.
     with pytest.raises(InvalidAdjustment, match="too long"):
         reversal(note="n" * 320)
+    with pytest.raises(InvalidAdjustment, match="NUL"):
+        reversal(note="n\x00")
 
 
 def test_a_limit_change_is_checked_before_it_is_made() -> None:
@@ -108,24 +124,36 @@ def test_a_limit_change_is_checked_before_it_is_made() -> None:
     def change(**changes: object) -> actions.LimitRequest:
         values: dict[str, object] = {
             "organization_id": 1,
+            "organization_name": "Acme",
             "type": "image",
-            "daily_limit": 1000,
+            "daily_limit": "1000",
             "reason": "Plan upgrade",
             "note": "",
             "effective": today,
             "today": today,
+            "idempotency_key": "k",
         } | changes
         return actions.check_limit_change(**values)  # type: ignore[arg-type]
 
     assert change().daily_limit == 1000
-    assert change(daily_limit=0).daily_limit == 0  # a type can be switched off
+    assert change(daily_limit="0").daily_limit == 0  # a type can be switched off
+    assert change(daily_limit="1,500").daily_limit == 1500
+    assert change().idempotency_key == "k"
     assert change(reason=actions.OTHER, note="pilot").reason == "Other: pilot"
     cases: list[tuple[dict[str, object], str]] = [
         ({"type": None}, "Choose a generation type"),
         ({"daily_limit": None}, "Enter the new daily limit"),
-        ({"daily_limit": -1}, "whole number from 0"),
-        ({"daily_limit": 1.5}, "whole number from 0"),
-        ({"daily_limit": 10_000_001}, "whole number from 0"),
+        ({"daily_limit": ""}, "Enter the new daily limit"),
+        ({"daily_limit": "-1"}, "whole number such as 1500"),
+        ({"daily_limit": "2.5"}, "whole number such as 1500"),
+        ({"daily_limit": "1e3"}, "whole number such as 1500"),
+        ({"daily_limit": "0.999"}, "whole number such as 1500"),
+        ({"daily_limit": "abc"}, "whole number such as 1500"),
+        ({"daily_limit": 1.5}, "whole number"),
+        ({"daily_limit": "10,000,001"}, "from 0 to 10,000,000"),
+        ({"note": "ticket\x00"}, "NUL"),
+        ({"note": "x" * 400}, "too long"),
+        ({"effective": dt.date(1999, 12, 31)}, "outside the years"),
         ({"reason": None}, "Choose a reason"),
         ({"reason": actions.OTHER}, "explain the reason"),
         ({"effective": today - dt.timedelta(days=1)}, "in the past"),

@@ -13,11 +13,18 @@ from sqlalchemy.exc import OperationalError
 
 import queries.credits
 from dashboard import data
+from queries.errors import DatabaseUnavailable
 from tests.dashboard.apptest import make_app, open_page, scalar, texts
 
 
 def outage(*_: object, **__: object) -> NoReturn:
     raise OperationalError("SELECT 1", {}, psycopg.OperationalError("connection refused"))
+
+
+def write_outage(*_: object, **__: object) -> NoReturn:
+    """What a write raises when the database cannot be reached before anything was
+    sent (queries turns the driver's error into this typed one)."""
+    raise DatabaseUnavailable()
 
 
 @pytest.mark.parametrize(
@@ -91,13 +98,13 @@ def test_a_write_during_an_outage_changes_nothing_and_can_be_retried_once(
     org = int(scalar(fresh_engine, "SELECT id FROM organizations ORDER BY name LIMIT 1"))
     rows = int(scalar(fresh_engine, "SELECT count(*) FROM credit_ledger"))
     at = open_page(make_app(query={"org": str(org)}), "credits")
-    at.number_input(key="credits.amount").set_value(99)
+    at.text_input(key="credits.amount").input("99")
     at.selectbox(key="credits.reason").set_value("Promotion")
     next(b for b in at.button if b.label == "Review adjustment").click()
     at.run()
 
     real = queries.credits.adjust_credits
-    monkeypatch.setattr(queries.credits, "adjust_credits", outage)
+    monkeypatch.setattr(queries.credits, "adjust_credits", write_outage)
     next(b for b in at.button if b.label.startswith("Confirm")).click()
     at.run()
     assert not at.exception

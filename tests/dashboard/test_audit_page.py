@@ -105,7 +105,7 @@ def test_a_change_made_in_the_app_appears_in_the_trail_at_once(
     )
     before = len(trail(at))  # read now, so the cache holds the trail without the change
     at.switch_page("app_pages/credits.py").run()
-    at.number_input(key="credits.amount").set_value(42)
+    at.text_input(key="credits.amount").input("42")
     at.selectbox(key="credits.reason").set_value("Promotion")
     next(b for b in at.button if b.label == "Review adjustment").click()
     at.run()

@@ -12,12 +12,17 @@ the database.
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import http.server
+import io
 import os
 import re
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -360,3 +365,216 @@ def test_a_credit_grant_through_the_form_shows_the_new_balance_and_writes_one_ro
         ).one()
     assert tuple(entry[:6]) == ("grant", amount, after, "Goodwill gesture", note, USER)
     assert str(entry.idempotency_key).startswith("dashboard:")
+
+
+# ------------------------------------------------- customer text is data (issue 7)
+
+JOINER: Final = "\u2060"  # dashboard.text breaks bare addresses with it; invisible
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers every request with 404 and remembers its path."""
+
+    requests: list[str]
+
+    def do_GET(self) -> None:
+        self.requests.append(self.path)
+        self.send_response(404)
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def image_server() -> Iterator[tuple[int, list[str]]]:
+    """A tiny HTTP server on 127.0.0.1 that records every request it gets."""
+    seen: list[str] = []
+    handler = type("Recorder", (_Recorder,), {"requests": seen})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def renamed(db: Engine, names: dict[int, str]) -> Iterator[None]:
+    """Organizations renamed for the test, and their names given back after it."""
+    with db.begin() as conn:
+        before = {
+            int(org): str(name)
+            for org, name in conn.execute(
+                text("SELECT id, name FROM organizations WHERE id = ANY(:ids)"),
+                {"ids": list(names)},
+            )
+        }
+        for org, name in names.items():
+            conn.execute(
+                text("UPDATE organizations SET name = :n WHERE id = :o"), {"n": name, "o": org}
+            )
+    try:
+        yield
+    finally:
+        with db.begin() as conn:
+            for org, name in before.items():
+                conn.execute(
+                    text("UPDATE organizations SET name = :n WHERE id = :o"), {"n": name, "o": org}
+                )
+
+
+def _refresh(page: Page, title: str) -> None:
+    """Press Refresh, so the running app reads the organizations again."""
+    page.locator('[data-testid="stMain"]').get_by_role("button", name="Refresh").first.click()
+    settle(page, title)
+
+
+def _main_text(page: Page) -> str:
+    return page.locator('[data-testid="stMain"]').inner_text().replace(JOINER, "")
+
+
+def test_a_markdown_image_name_shows_literally_and_the_browser_never_fetches_it(
+    page: Page, app: RunningApp, db: Engine, image_server: tuple[int, list[str]]
+) -> None:
+    port, received = image_server
+    name = f"![x](http://127.0.0.1:{port}/p.png) **bold** :red[x] <b>x</b>"
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    with db.connect() as conn:
+        org = int(
+            conn.execute(
+                text("SELECT id FROM organizations ORDER BY id LIMIT 1 OFFSET 1")
+            ).scalar_one()
+        )
+    try:
+        with renamed(db, {org: name}):
+            page.goto(f"{app.url}/credits?org={org}")
+            settle(page, "Credits · ")
+            _refresh(page, "Credits · ")
+            # Loaded again: a combobox keeps showing its old text when only its
+            # options' labels change.
+            page.goto(f"{app.url}/credits?org={org}")
+            title = "Credits · ![x](http:"
+            settle(page, title)
+            heading = page.locator('[data-testid="stMain"] h1').first.inner_text()
+            assert heading.replace(JOINER, "").strip() == f"Credits · {name}"
+            picker = page.locator('[data-testid="stSidebar"]').get_by_role(
+                "combobox", name="Organization"
+            )
+            assert picker.input_value().startswith(f"{name} · "), "the picker shows it as typed"
+
+            # The confirmation names the organization literally too.
+            main = page.locator('[data-testid="stMain"]')
+            form = main.locator('[data-testid="stForm"]').filter(has_text="Review adjustment")
+            form.get_by_label("Credits", exact=True).fill("3")
+            form.get_by_role("combobox", name="Reason").click()
+            page.get_by_role("option", name="Promotion", exact=True).click()
+            form.get_by_role("button", name="Review adjustment").click()
+            main.get_by_role("button", name="Confirm: grant 3").wait_for()
+            settle(page, title)
+            assert f"Grant 3 credits to {name}?" in _main_text(page)
+            main.get_by_role("button", name="Back").click()
+            settle(page, title)
+
+            for path, prefix in (
+                ("", "Overview · "),
+                ("audit", "Audit trail"),
+                ("quotas", "Quotas"),
+            ):
+                page.goto(f"{app.url}/{path}?org={org}")
+                settle(page, prefix)
+                shown = _main_text(page)
+                if path == "":
+                    assert f"Overview · {name}" in shown
+                elif path == "audit":
+                    assert name in shown  # the "this organization" option
+                else:
+                    assert f"Quota history · {name}" in shown
+                markup = page.evaluate(
+                    """(port) => [...document.querySelectorAll(
+                         '[data-testid="stMain"] img, [data-testid="stMain"] a[href*=":' + port + '"],'
+                         + ' [data-testid="stMain"] strong, [data-testid="stMain"] b')]
+                         .map(e => e.outerHTML)""",
+                    str(port),
+                )
+                assert not [m for m in markup if "bold" in m or str(port) in m or ">x<" in m], (
+                    markup
+                )
+    finally:
+        _refresh(page, "")
+    page.wait_for_timeout(500)
+    assert not [url for url in requested if f":{port}" in url], requested
+    assert received == [], f"the browser fetched {received}"
+
+
+def _download(page: Page, label: str) -> bytes:
+    with page.expect_download() as info:
+        page.locator('[data-testid="stMain"]').get_by_role("button", name=label).click()
+    path = info.value.path()
+    return Path(path).read_bytes()
+
+
+def test_every_csv_download_is_neutralised_in_the_browser(
+    page: Page, app: RunningApp, db: Engine
+) -> None:
+    from tests.dashboard.hostile import FORMULAS, add_hostile_books
+
+    with db.connect() as conn:
+        ids = [
+            int(i)
+            for i in conn.execute(
+                text("SELECT id FROM organizations ORDER BY id LIMIT 6 OFFSET 2")
+            ).scalars()
+        ]
+    org = ids[0]
+    add_hostile_books(db, org)
+    numeric = {
+        "Rank",
+        "Generations",
+        "Credits consumed",
+        "Credits granted",
+        "Credits deducted",
+        "Balance",
+        "Share %",
+        "Entry",
+        "Amount",
+        "Balance after",
+        "Credits",
+        "Reverses",
+        "Reversed by",
+    }
+    quoted: set[str] = set()
+    try:
+        with renamed(db, dict(zip(ids, FORMULAS, strict=True))):
+            for path, title, label in (
+                ("usage", "Usage review", "Download CSV"),
+                ("credits", "Credits · ", "Download CSV (all pages)"),
+                ("audit", "Audit trail", "Download CSV"),
+            ):
+                page.goto(f"{app.url}/{path}?org={org}")
+                settle(page, title)
+                _refresh(page, title)
+                rows = list(csv.reader(io.StringIO(_download(page, label).decode(), newline="")))
+                header, body = rows[0], rows[1:]
+                assert body, path
+                for row in body:
+                    for column, cell in zip(header, row, strict=True):
+                        if column in numeric:
+                            assert cell == "" or float(cell) == float(cell), (path, column, cell)
+                        else:
+                            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), (
+                                path,
+                                column,
+                                cell,
+                            )
+                            quoted |= {cell[1:]} if cell.startswith("'") else set()
+                if path == "usage":
+                    names = {row[header.index("Organization")] for row in body}
+                    assert {"'" + f for f in FORMULAS} <= names, names
+    finally:
+        _refresh(page, "")
+    assert set(FORMULAS) <= quoted, set(FORMULAS) - quoted

@@ -171,3 +171,33 @@ def test_the_heatmap_caps_unlimited_use_and_lists_the_fullest_first() -> None:
     heat = fig.data[0]
     assert list(heat.y) == ["B", "A"]
     assert heat.z[0][0] == 2.0  # infinite (limit 0) is drawn as "far over"
+
+
+HTML_NAME = '<b>x</b> <a href="http://127.0.0.1:9/">y</a> & <img src=z>'
+SAFE_NAME = (
+    '&lt;b&gt;x&lt;/b&gt; &lt;a href="http://127.0.0.1:9/"&gt;y&lt;/a&gt; &amp; &lt;img src=z&gt;'
+)
+
+
+def test_names_from_the_data_are_never_html_in_ticks_hover_text_or_legends() -> None:
+    users = pd.DataFrame(
+        {"name": [HTML_NAME], "email": ["<i>a</i>@example.com"], "generations": [2], "credits": [5]}
+    )
+    fig = charts.top_users(users)
+    assert list(fig.data[0].y) == [SAFE_NAME]  # tick labels and the hover's %{y}
+    assert fig.data[0].customdata[0][0] == "&lt;i&gt;a&lt;/i&gt;@example.com"
+
+    ranking = pd.DataFrame(
+        {"name": [HTML_NAME, "plain"], "credits_consumed": [5, 3], "credits_granted": [1, 0]}
+    )
+    assert list(charts.usage_ranking(ranking).data[0].x) == [SAFE_NAME, "plain"]
+
+    util = pd.DataFrame({"name": [HTML_NAME], "type": ["chat"], "utilization": [0.5]})
+    assert list(charts.utilization_heatmap(util).data[0].y) == [SAFE_NAME]
+
+    timeline = pd.DataFrame(
+        {"bucket": DAYS, "type": ["<b>t</b>"] * 2, "generations": [1, 2], "credits": [1, 2]}
+    )
+    (trace,) = charts.timeline_by_type(timeline, metric="credits").data
+    assert trace.name == "&lt;b&gt;t&lt;/b&gt;"  # the legend entry
+    assert "<b>" not in trace.hovertemplate

@@ -3,16 +3,21 @@ invalid or not allowed), and reversing an entry."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from typing import Any, NoReturn
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Button
 
+import queries.credits
 from dashboard import actions, auth
 from queries.credits import adjust_credits
+from queries.errors import OutcomeUnknown
 from tests.dashboard.apptest import make_app, open_page, scalar, table_with, texts
+from tests.dashboard.shown import shown
 
 PENDING = "credits.pending"
 
@@ -48,12 +53,12 @@ def review(
     at: AppTest,
     *,
     direction: str = "grant",
-    amount: int | None = 500,
+    amount: int | str | None = 500,
     reason: str | None = "Goodwill gesture",
     note: str = "",
 ) -> AppTest:
     at.radio(key="credits.direction").set_value(direction)
-    at.number_input(key="credits.amount").set_value(amount)
+    at.text_input(key="credits.amount").input("" if amount is None else str(amount))
     if reason is not None:
         at.selectbox(key="credits.reason").set_value(reason)
     at.text_area(key="credits.note").input(note)
@@ -152,8 +157,8 @@ def test_the_next_adjustment_gets_a_new_idempotency_key(org: int, fresh_engine: 
     ("changes", "error"),
     [
         ({"amount": None}, "Enter the number of credits"),
-        ({"amount": 0}, "positive whole number"),
-        ({"amount": -5}, "positive whole number"),
+        ({"amount": 0}, "at least 1"),
+        ({"amount": -5}, "whole number such as 1500"),
         ({"amount": 10_000_001}, "at most 10,000,000 credits"),
         ({"reason": None}, "Choose a reason"),
         ({"reason": actions.OTHER}, "explain the reason in the note"),
@@ -187,12 +192,12 @@ def test_an_invalid_adjustment_shows_an_error_and_writes_nothing(
     at = review(
         at,
         direction=str(form["direction"]),
-        amount=form["amount"] if isinstance(form["amount"], int) else None,
+        amount=form["amount"] if isinstance(form["amount"], int | str) else None,
         reason=form["reason"] if isinstance(form["reason"], str) else None,
         note=str(form["note"]),
     )
     assert not at.exception
-    errors = texts(at, "error")
+    errors = shown(at, "error")
     assert any(error in e and "Nothing was changed" in e for e in errors), errors
     assert PENDING not in at.session_state
     assert not [b for b in at.button if b.label.startswith("Confirm")]
@@ -271,6 +276,7 @@ def test_the_write_handler_checks_the_role_itself(
         actions.apply_reversal(
             actions.ReversalRequest(
                 organization_id=org,
+                organization_name="x",
                 entry_id=1,
                 entry_amount=1,
                 entry_kind="grant",
@@ -327,3 +333,198 @@ def test_reversing_an_entry_writes_one_reversal_and_restores_the_balance(
         )
         == 1
     )
+
+
+# ------------------------------------------------- whole numbers, drafts, failures
+
+
+@pytest.mark.parametrize("typed", ["1.5", "1e3", "0.999", "2.5", "-3", "abc"])
+def test_an_amount_that_is_not_a_whole_number_is_refused_never_rounded(
+    org: int, fresh_engine: Engine, typed: str
+) -> None:
+    rows, before = ledger_rows(fresh_engine, org), balance(fresh_engine, org)
+    at = review(credits_page(org), amount=typed)
+    assert not at.exception
+    (error,) = shown(at, "error")
+    assert f"not '{typed}'" in error and "whole number" in error, error
+    assert "Nothing was changed" in error
+    assert PENDING not in at.session_state
+    assert at.text_input(key="credits.amount").value == typed  # still there to correct
+    assert (ledger_rows(fresh_engine, org), balance(fresh_engine, org)) == (rows, before)
+
+
+def test_an_amount_grouped_by_commas_is_accepted(org: int, fresh_engine: Engine) -> None:
+    before = balance(fresh_engine, org)
+    at = review(credits_page(org), amount="1,500")
+    assert at.session_state[PENDING].amount == 1500
+    at = confirm(at)
+    assert balance(fresh_engine, org) == before + 1500
+
+
+def orgs_by_name(engine: Engine) -> list[tuple[int, str]]:
+    with engine.connect() as conn:
+        return [
+            (int(i), str(n))
+            for i, n in conn.execute(text("SELECT id, name FROM organizations ORDER BY name, id"))
+        ]
+
+
+def test_a_draft_stays_bound_to_its_organization(org: int, fresh_engine: Engine) -> None:
+    (a, a_name), (b, b_name) = orgs_by_name(fresh_engine)[:2]
+    rows_a, rows_b = ledger_rows(fresh_engine, a), ledger_rows(fresh_engine, b)
+    at = review(credits_page(a), amount=40)
+
+    at.selectbox(key="filters.org").set_value(b).run()
+    assert not at.exception
+    warning = " ".join(shown(at, "warning"))
+    assert (
+        f"This adjustment was drafted for {a_name} (#{a}), but the page now shows "
+        f"{b_name} (#{b}); switch back to confirm it, or discard it." in warning
+    )
+    assert button(at, "Confirm").disabled
+    assert (ledger_rows(fresh_engine, a), ledger_rows(fresh_engine, b)) == (rows_a, rows_b)
+
+    at.selectbox(key="filters.org").set_value(a).run()
+    at = confirm(at)
+    assert (ledger_rows(fresh_engine, a), ledger_rows(fresh_engine, b)) == (rows_a + 1, rows_b)
+    assert any(f"Granted 40 credits to {a_name}" in s for s in shown(at, "success"))
+
+
+def test_the_confirm_button_checks_the_organization_it_was_drawn_for(
+    org: int, fresh_engine: Engine
+) -> None:
+    """A click that arrives for a page drawn for another organization than the draft's
+    (a stale page, a crafted request) is refused by the button's own check."""
+    (a, _), (b, b_name) = orgs_by_name(fresh_engine)[:2]
+    rows_a, rows_b = ledger_rows(fresh_engine, a), ledger_rows(fresh_engine, b)
+    at = review(credits_page(a), amount=40)  # the button is drawn for A
+    drafted = at.session_state[PENDING]
+    at.session_state[PENDING] = dataclasses.replace(
+        drafted, organization_id=b, organization_name=b_name
+    )
+    at = confirm(at)
+    errors = shown(at, "error")
+    assert any(f"drafted for {b_name} (#{b})" in e and "Nothing was changed" in e for e in errors)
+    assert (ledger_rows(fresh_engine, a), ledger_rows(fresh_engine, b)) == (rows_a, rows_b)
+
+
+def test_a_draft_for_another_organization_can_be_discarded(org: int, fresh_engine: Engine) -> None:
+    (a, _), (b, _) = orgs_by_name(fresh_engine)[:2]
+    at = review(credits_page(a), amount=40)
+    key = at.session_state[PENDING].idempotency_key
+    at.selectbox(key="filters.org").set_value(b).run()
+    button(at, "Discard").click()
+    at.run()
+    assert PENDING not in at.session_state
+    assert button(at, "Review adjustment")
+    assert at.session_state["credits.idempotency_key"] != key
+    assert ledger_rows(fresh_engine, a) == ledger_rows(fresh_engine, a)
+
+
+def test_a_reversal_drafted_for_another_organization_is_refused(
+    org: int, fresh_engine: Engine
+) -> None:
+    (a, a_name), (b, _) = orgs_by_name(fresh_engine)[:2]
+    at = confirm(review(credits_page(a), amount=300))
+    entry = int(
+        scalar(fresh_engine, "SELECT max(id) FROM credit_ledger WHERE organization_id = :o", o=a)
+    )
+    at.selectbox(key="credits.reverse_entry").set_value(entry)
+    at.selectbox(key="credits.reverse_reason").set_value("Entered in error")
+    button(at, "Review reversal").click()
+    at.run()
+    rows = ledger_rows(fresh_engine, a)
+    at.selectbox(key="filters.org").set_value(b).run()
+    assert any(f"This reversal was drafted for {a_name} (#{a})" in w for w in shown(at, "warning"))
+    assert button(at, "Confirm reversal").disabled
+    assert ledger_rows(fresh_engine, a) == rows
+    at.selectbox(key="filters.org").set_value(a).run()
+    button(at, "Confirm reversal").click()
+    at.run()
+    assert ledger_rows(fresh_engine, a) == rows + 1
+    assert any("Reversed ledger entry" in s for s in shown(at, "success"))
+
+
+def test_an_unknown_outcome_keeps_the_request_and_confirming_again_applies_once(
+    org: int, fresh_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows, before = ledger_rows(fresh_engine, org), balance(fresh_engine, org)
+    at = review(credits_page(org), amount=77)
+    key = at.session_state[PENDING].idempotency_key
+    real = queries.credits.adjust_credits
+
+    def committed_but_answer_lost(*args: Any, **kwargs: Any) -> NoReturn:
+        real(*args, **kwargs)  # the change reaches the books...
+        raise OutcomeUnknown()  # ...and the answer is lost
+
+    monkeypatch.setattr(queries.credits, "adjust_credits", committed_but_answer_lost)
+    at = confirm(at)
+    assert not at.exception
+    (error,) = shown(at, "error")
+    assert "could not be checked whether it was applied" in error
+    assert "Confirming again is safe" in error and "at most once" in error
+    assert "Nothing was changed" not in error
+    assert at.session_state[PENDING].idempotency_key == key
+    again = button(at, "Confirm again")
+    assert again.label == "Confirm again: grant 77"
+
+    monkeypatch.setattr(queries.credits, "adjust_credits", real)
+    again.click()
+    at.run()
+    assert ledger_rows(fresh_engine, org) == rows + 1, "the same key applied twice"
+    assert balance(fresh_engine, org) == before + 77
+    assert any("New balance" in s for s in shown(at, "success"))
+
+
+def test_an_unexpected_failure_says_the_outcome_is_not_known(
+    org: int, fresh_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = review(credits_page(org), amount=5)
+
+    def broken(*_: object, **__: object) -> NoReturn:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(queries.credits, "adjust_credits", broken)
+    at = confirm(at)
+    (error,) = shown(at, "error")
+    assert "not known whether the change was applied" in error
+    assert "Nothing was changed" not in error
+    assert isinstance(at.session_state[PENDING], actions.AdjustmentRequest)
+
+
+def test_a_refused_confirmation_returns_to_the_filled_in_form(
+    org: int, fresh_engine: Engine
+) -> None:
+    before = balance(fresh_engine, org)
+    at = review(credits_page(org), direction="deduct", amount=before, reason="Chargeback")
+    adjust_credits(
+        fresh_engine,
+        organization_id=org,
+        amount=-1,
+        reason="Chargeback",
+        actor="other@example.com",
+        idempotency_key="elsewhere-2",
+    )
+    at = confirm(at)
+    (error,) = shown(at, "error")
+    assert "Insufficient credits" in error and "Nothing was changed" in error
+    assert PENDING not in at.session_state
+    assert at.text_input(key="credits.amount").value == str(before)
+    assert at.radio(key="credits.direction").value == "deduct"
+
+
+def test_the_same_movement_twice_within_minutes_is_named_before_it_is_confirmed(
+    org: int, fresh_engine: Engine
+) -> None:
+    at = confirm(review(credits_page(org), amount=250))
+    first = int(
+        scalar(fresh_engine, "SELECT max(id) FROM credit_ledger WHERE organization_id = :o", o=org)
+    )
+    at = review(at, amount=250)
+    (warning,) = [w for w in shown(at, "warning") if "same movement" in w]
+    assert f"ledger entry #{first}, +250 credits" in warning and "UTC" in warning
+    # Another amount is not the same movement.
+    button(at, "Back").click()
+    at.run()
+    at = review(at, amount=251)
+    assert not [w for w in shown(at, "warning") if "same movement" in w]

@@ -3,6 +3,7 @@ organization's history, and the audited form that changes a daily limit."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import actions, auth
 from tests.dashboard.apptest import figures, make_app, open_page, scalar, table_with, texts
+from tests.dashboard.shown import shown
 
 PENDING = "quotas.pending"
 OVER_TODAY = """
@@ -102,14 +104,14 @@ def fill(
     at: AppTest,
     *,
     type: str | None = "image",
-    limit: int | None = 1234,
+    limit: int | str | None = 1234,
     reason: str | None = "Customer request",
     note: str = "ticket 9",
     effective: dt.date | None = None,
 ) -> AppTest:
     if type is not None:
         at.selectbox(key="quotas.limit_type").set_value(type)
-    at.number_input(key="quotas.limit_value").set_value(limit)
+    at.text_input(key="quotas.limit_value").input("" if limit is None else str(limit))
     if reason is not None:
         at.selectbox(key="quotas.limit_reason").set_value(reason)
     at.text_input(key="quotas.limit_note").input(note)
@@ -165,7 +167,7 @@ def test_changing_a_limit_sets_it_from_today_and_is_audited(org: int, fresh_engi
     [
         ({"type": None}, "Choose a generation type"),
         ({"limit": None}, "Enter the new daily limit"),
-        ({"limit": -1}, "whole number from 0"),
+        ({"limit": -1}, "whole number such as 1500"),
         ({"reason": None}, "Choose a reason"),
         ({"reason": actions.OTHER, "note": ""}, "explain the reason"),
         ({"effective": dt.date(2020, 1, 1)}, "in the past"),
@@ -188,7 +190,13 @@ def test_a_forged_limit_change_is_refused(
 ) -> None:
     audits = audit_rows(fresh_engine)
     request = actions.LimitRequest(
-        organization_id=org, type="video", daily_limit=10_000, reason="forged", effective=None
+        organization_id=org,
+        organization_name="forged",
+        type="video",
+        daily_limit=10_000,
+        reason="forged",
+        effective=None,
+        idempotency_key="forged",
     )
     at = quotas_page(org, role="manager")
     at.session_state[PENDING] = request
@@ -200,3 +208,104 @@ def test_a_forged_limit_change_is_refused(
     with pytest.raises(auth.AccessDenied, match="may not change daily limits"):
         actions.apply_limit_change(request)
     assert audit_rows(fresh_engine) == audits
+
+
+# ------------------------------------------- whole numbers, drafts, refusals, keys
+
+
+def confirm_limit(at: AppTest) -> AppTest:
+    next(b for b in at.button if b.label.startswith("Confirm limit")).click()
+    return at.run()
+
+
+@pytest.mark.parametrize("typed", ["1.5", "1e3", "0.999", "2.5", "-3", "abc"])
+def test_a_limit_that_is_not_a_whole_number_is_refused_never_rounded(
+    org: int, fresh_engine: Engine, typed: str
+) -> None:
+    audits = audit_rows(fresh_engine)
+    at = fill(quotas_page(org), limit=typed)
+    assert not at.exception
+    errors = [e for e in shown(at, "error") if "whole number" in e]
+    assert errors and f"not '{typed}'" in errors[0] and "Nothing was changed" in errors[0]
+    assert PENDING not in at.session_state
+    assert at.text_input(key="quotas.limit_value").value == typed
+    assert audit_rows(fresh_engine) == audits
+
+
+def test_a_limit_grouped_by_commas_is_accepted_and_keeps_its_key_until_it_succeeds(
+    org: int, fresh_engine: Engine
+) -> None:
+    at = quotas_page(org)
+    key = at.session_state["quotas.idempotency_key"]
+    at = fill(at, limit="1,500")
+    request = at.session_state[PENDING]
+    assert (request.daily_limit, request.idempotency_key) == (1500, key)
+    next(b for b in at.button if b.label == "Back").click()
+    at.run()
+    assert at.text_input(key="quotas.limit_value").value == "1500"
+    at = fill(at, limit="1,500")
+    assert at.session_state[PENDING].idempotency_key == key, "a new key before success"
+    at = confirm_limit(at)
+    assert any("is now 1,500" in s for s in shown(at, "success"))
+    assert at.session_state["quotas.idempotency_key"] != key, "the next change gets a new key"
+
+
+def test_a_nul_in_the_reason_is_refused_clearly_and_the_form_stays_usable(
+    org: int, fresh_engine: Engine
+) -> None:
+    audits = audit_rows(fresh_engine)
+    at = fill(quotas_page(org), note="ticket\x00 9")
+    assert not at.exception
+    errors = [e for e in shown(at, "error") if "NUL" in e]
+    assert errors and "note" in errors[0] and "Nothing was changed" in errors[0]
+    assert PENDING not in at.session_state
+    assert audit_rows(fresh_engine) == audits
+    at = confirm_limit(fill(at, note="ticket 9"))
+    assert any("is now 1,234" in s for s in shown(at, "success"))
+    assert audit_rows(fresh_engine) == audits + 1
+
+
+def test_a_confirmation_the_database_side_refuses_returns_to_the_form(
+    org: int, fresh_engine: Engine
+) -> None:
+    """A request that passed the form's checks but is refused when it is made (here a
+    NUL smuggled into the reason) ends with a clear error, nothing written, and the
+    form back: never a confirmation that fails the same way forever."""
+    audits = audit_rows(fresh_engine)
+    at = fill(quotas_page(org))
+    at.session_state[PENDING] = dataclasses.replace(
+        at.session_state[PENDING], reason="Customer request: ticket\x00 9"
+    )
+    at = confirm_limit(at)
+    assert not at.exception
+    errors = shown(at, "error")
+    assert any("Nothing was changed" in e for e in errors), errors
+    assert PENDING not in at.session_state
+    assert any(b.label == "Review change" for b in at.button)
+    assert at.text_input(key="quotas.limit_value").value == "1234"
+    assert audit_rows(fresh_engine) == audits
+
+
+def test_a_limit_change_drafted_for_another_organization_is_refused_until_switched_back(
+    org: int, fresh_engine: Engine
+) -> None:
+    with fresh_engine.connect() as conn:
+        (a, a_name), (b, b_name) = conn.execute(
+            text("SELECT id, name FROM organizations ORDER BY name, id LIMIT 2")
+        ).all()
+    audits = audit_rows(fresh_engine)
+    at = fill(quotas_page(a))
+    at.selectbox(key="filters.org").set_value(b).run()
+    assert any(
+        f"This limit change was drafted for {a_name} (#{a}), but the page now shows "
+        f"{b_name} (#{b})" in w
+        for w in shown(at, "warning")
+    )
+    assert next(x for x in at.button if x.label.startswith("Confirm limit")).disabled
+    assert audit_rows(fresh_engine) == audits
+    at.selectbox(key="filters.org").set_value(a).run()
+    at = confirm_limit(at)
+    assert audit_rows(fresh_engine) == audits + 1
+    assert (
+        scalar(fresh_engine, "SELECT organization_id FROM audit_log ORDER BY id DESC LIMIT 1") == a
+    )
