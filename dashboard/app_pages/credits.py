@@ -18,8 +18,10 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import actions, auth, charts, data, exports, state, ui
+from dashboard.confirm import WriteFlow
 from dashboard.text import md
-from queries.errors import IdempotencyConflict, InvalidInput
+from queries.credits import LedgerEntry
+from queries.errors import InvalidInput
 from queries.models import LEDGER_KINDS
 
 _log = logging.getLogger(__name__)
@@ -86,59 +88,27 @@ def _restore_adjustment_form(request: actions.AdjustmentRequest) -> None:
     st.session_state[K_NOTE] = request.note or ""
 
 
-def _submit_adjustment(shown_id: int, shown_name: str) -> None:
-    """Confirm button: make the pending adjustment (once per idempotency key), if the
-    page still shows the organization it was drafted for (``shown_*``: the one shown
-    when the button was drawn)."""
-    request = st.session_state.get(K_PENDING)
-    if not isinstance(request, actions.AdjustmentRequest):
-        return  # a second click after the first one succeeded: nothing to do
-    if request.organization_id != shown_id:
-        drafted = (request.organization_id, request.organization_name)
-        sentence = ui.drafted_elsewhere("adjustment", drafted, (shown_id, shown_name))
-        ui.flash(FLASH, "error", f"{sentence} Nothing was changed.")
-        return
-    try:
-        entry = actions.apply_adjustment(request)
-    except Exception as exc:  # every failure ends as a sentence that promises only what is known
-        _log.warning("credit adjustment failed: %r", exc)
-        if ui.keeps_request(exc):
-            # Keep the request and its key: "Confirm again" sends the same key, which
-            # applies at most once whether or not the first attempt reached the books.
-            st.session_state[K_RETRY] = request.idempotency_key
-        else:
-            st.session_state.pop(K_PENDING, None)
-            _restore_adjustment_form(request)
-            if isinstance(exc, IdempotencyConflict):
-                st.session_state.pop(K_KEY, None)
-        ui.flash(FLASH, "error", ui.describe_write_error(exc))
-    else:
-        st.session_state.pop(K_PENDING, None)
-        st.session_state.pop(K_KEY, None)  # the next adjustment gets a new key
-        st.session_state.pop(K_RETRY, None)
-        verb = "Granted" if entry.amount > 0 else "Deducted"
-        direction = "to" if entry.amount > 0 else "from"
-        ui.flash(
-            FLASH,
-            "success",
-            f"{verb} {abs(entry.amount):,} credits {direction} {md(request.organization_name)}. "
-            f"New balance: {entry.balance_after:,} credits (ledger entry {entry.id}).",
-        )
+def _adjusted(request: actions.AdjustmentRequest, entry: LedgerEntry) -> str:
+    verb = "Granted" if entry.amount > 0 else "Deducted"
+    direction = "to" if entry.amount > 0 else "from"
+    return (
+        f"{verb} {abs(entry.amount):,} credits {direction} {md(request.organization_name)}. "
+        f"New balance: {entry.balance_after:,} credits (ledger entry {entry.id})."
+    )
 
 
-def _edit_adjustment() -> None:
-    """Back button: return to the form with the request's values filled in."""
-    request = st.session_state.pop(K_PENDING, None)
-    st.session_state.pop(K_RETRY, None)
-    if isinstance(request, actions.AdjustmentRequest):
-        _restore_adjustment_form(request)
-
-
-def _discard_adjustment() -> None:
-    """Discard button: forget the draft; the next form gets a new key."""
-    st.session_state.pop(K_PENDING, None)
-    st.session_state.pop(K_RETRY, None)
-    st.session_state.pop(K_KEY, None)
+ADJUSTMENT: Final = WriteFlow(
+    what="adjustment",
+    request_type=actions.AdjustmentRequest,
+    flash=FLASH,
+    pending=K_PENDING,
+    retry=K_RETRY,
+    apply=actions.apply_adjustment,
+    succeeded=_adjusted,
+    token=lambda request: request.idempotency_key,
+    form_key=K_KEY,
+    restore=_restore_adjustment_form,
+)
 
 
 def _ago(at: dt.datetime) -> str:
@@ -189,15 +159,15 @@ def _confirm_adjustment(request: actions.AdjustmentRequest, f: state.Filters) ->
         before.metric("Balance now", f"{request.balance_before:,}")
         after.metric("Balance after", f"{request.balance_after:,}", f"{request.amount:+,}")
         confirm, back, _ = st.columns([1, 1, 3])
-        again = st.session_state.get(K_RETRY) == request.idempotency_key
+        again = ADJUSTMENT.again(request)
         confirm.button(
             f"{'Confirm again' if again else 'Confirm'}: {verb.lower()} {abs(request.amount):,}",
             type="primary",
             key="credits.confirm",
-            on_click=_submit_adjustment,
+            on_click=ADJUSTMENT.submit,
             args=(f.organization_id, f.organization.name),
         )
-        back.button("Back", key="credits.back", on_click=_edit_adjustment)
+        back.button("Back", key="credits.back", on_click=ADJUSTMENT.back)
 
 
 def _confirm_elsewhere(request: actions.AdjustmentRequest, f: state.Filters) -> None:
@@ -218,11 +188,11 @@ def _confirm_elsewhere(request: actions.AdjustmentRequest, f: state.Filters) -> 
             f"Confirm: {verb} {abs(request.amount):,}",
             type="primary",
             key="credits.confirm",
-            on_click=_submit_adjustment,
+            on_click=ADJUSTMENT.submit,
             args=(f.organization_id, f.organization.name),
             disabled=True,
         )
-        discard.button("Discard", key="credits.discard", on_click=_discard_adjustment)
+        discard.button("Discard", key="credits.discard", on_click=ADJUSTMENT.discard)
 
 
 def _adjustment_form(f: state.Filters, balance: int) -> None:
@@ -272,15 +242,14 @@ def _adjustment_form(f: state.Filters, balance: int) -> None:
     except InvalidInput as exc:
         st.error(ui.describe_write_error(exc), icon=":material/block:")
         return
-    st.session_state[K_PENDING] = request
-    st.session_state.pop(K_RETRY, None)
+    ADJUSTMENT.draft(request)
     st.rerun()
 
 
 def _adjustment(f: state.Filters, balance: int) -> None:
     st.subheader("Adjust credits")
-    request = st.session_state.get(K_PENDING)
-    if isinstance(request, actions.AdjustmentRequest):
+    request = ADJUSTMENT.request()
+    if request is not None:
         if request.organization_id == f.organization_id:
             _confirm_adjustment(request, f)
         else:
@@ -292,45 +261,30 @@ def _adjustment(f: state.Filters, balance: int) -> None:
 # ------------------------------------------------------------------------ reversal
 
 
-def _submit_reversal(shown_id: int, shown_name: str) -> None:
-    request = st.session_state.get(K_REVERSAL)
-    if not isinstance(request, actions.ReversalRequest):
-        return
-    if request.organization_id != shown_id:
-        drafted = (request.organization_id, request.organization_name)
-        sentence = ui.drafted_elsewhere("reversal", drafted, (shown_id, shown_name))
-        ui.flash(FLASH, "error", f"{sentence} Nothing was changed.")
-        return
-    try:
-        entry = actions.apply_reversal(request)
-    except Exception as exc:  # every failure ends as a sentence that promises only what is known
-        _log.warning("reversal failed: %r", exc)
-        if ui.keeps_request(exc):
-            # A reversal's key is its entry: confirming again applies at most once.
-            st.session_state[K_REVERSAL_RETRY] = request.entry_id
-        else:
-            st.session_state.pop(K_REVERSAL, None)
-        ui.flash(FLASH, "error", ui.describe_write_error(exc))
-    else:
-        st.session_state.pop(K_REVERSAL, None)
-        st.session_state.pop(K_REVERSAL_RETRY, None)
-        ui.flash(
-            FLASH,
-            "success",
-            f"Reversed ledger entry {request.entry_id} ({entry.amount:+,} credits, entry "
-            f"{entry.id}). New balance: {entry.balance_after:,} credits.",
-        )
+def _reversed(request: actions.ReversalRequest, entry: LedgerEntry) -> str:
+    return (
+        f"Reversed ledger entry {request.entry_id} ({entry.amount:+,} credits, entry "
+        f"{entry.id}). New balance: {entry.balance_after:,} credits."
+    )
 
 
-def _cancel_reversal() -> None:
-    st.session_state.pop(K_REVERSAL, None)
-    st.session_state.pop(K_REVERSAL_RETRY, None)
+REVERSAL: Final = WriteFlow(
+    what="reversal",
+    request_type=actions.ReversalRequest,
+    flash=FLASH,
+    pending=K_REVERSAL,
+    retry=K_REVERSAL_RETRY,
+    apply=actions.apply_reversal,
+    succeeded=_reversed,
+    # A reversal's key is its entry: confirming again applies at most once.
+    token=lambda request: request.entry_id,
+)
 
 
 def _reversal(f: state.Filters, entries: pd.DataFrame, balance: int) -> None:
-    request = st.session_state.get(K_REVERSAL)
+    request = REVERSAL.request()
     with st.expander("Reverse a ledger entry", expanded=request is not None):
-        if isinstance(request, actions.ReversalRequest):
+        if request is not None:
             here = request.organization_id == f.organization_id
             if here:
                 st.markdown(
@@ -351,20 +305,20 @@ def _reversal(f: state.Filters, entries: pd.DataFrame, balance: int) -> None:
                     ),
                     icon=":material/swap_horiz:",
                 )
-            again = st.session_state.get(K_REVERSAL_RETRY) == request.entry_id
+            again = REVERSAL.again(request)
             confirm, cancel, _ = st.columns([1, 1, 3])
             confirm.button(
                 "Confirm reversal again" if again else "Confirm reversal",
                 type="primary",
                 key="credits.reverse_confirm",
-                on_click=_submit_reversal,
+                on_click=REVERSAL.submit,
                 args=(f.organization_id, f.organization.name),
                 disabled=not here,
             )
             cancel.button(
                 "Cancel" if here else "Discard",
                 key="credits.reverse_cancel",
-                on_click=_cancel_reversal,
+                on_click=REVERSAL.discard,
             )
             return
         reversible = entries[(entries["kind"] != "reversal") & entries["reversed_by_id"].isna()]
@@ -417,7 +371,7 @@ def _reversal(f: state.Filters, entries: pd.DataFrame, balance: int) -> None:
         except InvalidInput as exc:
             st.error(ui.describe_write_error(exc), icon=":material/block:")
             return
-        st.session_state[K_REVERSAL] = reversal
+        REVERSAL.draft(reversal)
         st.session_state.pop(K_REVERSAL_RETRY, None)
         st.rerun()
 

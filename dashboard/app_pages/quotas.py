@@ -5,7 +5,6 @@ day, who is near or over, an organization's quota history, and changing a daily 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import math
 from typing import Final
 
@@ -13,11 +12,12 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import actions, auth, charts, data, state, ui
+from dashboard.confirm import WriteFlow
 from dashboard.text import md
-from queries.errors import IdempotencyConflict, InvalidInput
+from queries import quotas
+from queries.errors import InvalidInput
 from queries.models import PLAN_LIMIT_FACTOR
 
-_log = logging.getLogger(__name__)
 FLASH: Final = "quotas"
 THRESHOLD: Final = 0.8
 ALL_TYPES: Final = ""
@@ -186,54 +186,27 @@ def _restore_limit_form(request: actions.LimitRequest) -> None:
         st.session_state[K_EFFECTIVE] = request.effective
 
 
-def _submit_limit(shown_id: int, shown_name: str) -> None:
-    """Confirm button: make the pending change (once per idempotency key), if the page
-    still shows the organization it was drafted for."""
-    request = st.session_state.get(K_PENDING)
-    if not isinstance(request, actions.LimitRequest):
-        return  # already applied by the first click
-    if request.organization_id != shown_id:
-        drafted = (request.organization_id, request.organization_name)
-        sentence = ui.drafted_elsewhere("limit change", drafted, (shown_id, shown_name))
-        ui.flash(FLASH, "error", f"{sentence} Nothing was changed.")
-        return
-    try:
-        change = actions.apply_limit_change(request)
-    except Exception as exc:  # every failure ends as a sentence that promises only what is known
-        _log.warning("limit change failed: %r", exc)
-        if ui.keeps_request(exc):
-            st.session_state[K_RETRY] = request.idempotency_key
-        else:
-            st.session_state.pop(K_PENDING, None)
-            _restore_limit_form(request)
-            if isinstance(exc, IdempotencyConflict):
-                st.session_state.pop(K_KEY, None)
-        ui.flash(FLASH, "error", ui.describe_write_error(exc))
-    else:
-        st.session_state.pop(K_PENDING, None)
-        st.session_state.pop(K_KEY, None)  # the next change gets a new key
-        st.session_state.pop(K_RETRY, None)
-        ui.flash(
-            FLASH,
-            "success",
-            f"The daily {md(change.type)} limit is now {change.new_limit:,} (was "
-            f"{change.old_limit:,}) for {md(request.organization_name)} from {change.effective}; "
-            f"{change.used_on_effective:,} already used that day. Recorded in the audit "
-            f"trail (entry {change.audit_id}).",
-        )
+def _limit_changed(request: actions.LimitRequest, change: quotas.LimitChange) -> str:
+    return (
+        f"The daily {md(change.type)} limit is now {change.new_limit:,} (was "
+        f"{change.old_limit:,}) for {md(request.organization_name)} from {change.effective}; "
+        f"{change.used_on_effective:,} already used that day. Recorded in the audit "
+        f"trail (entry {change.audit_id})."
+    )
 
 
-def _edit_limit() -> None:
-    request = st.session_state.pop(K_PENDING, None)
-    st.session_state.pop(K_RETRY, None)
-    if isinstance(request, actions.LimitRequest):
-        _restore_limit_form(request)
-
-
-def _discard_limit() -> None:
-    st.session_state.pop(K_PENDING, None)
-    st.session_state.pop(K_RETRY, None)
-    st.session_state.pop(K_KEY, None)
+LIMIT_CHANGE: Final = WriteFlow(
+    what="limit change",
+    request_type=actions.LimitRequest,
+    flash=FLASH,
+    pending=K_PENDING,
+    retry=K_RETRY,
+    apply=actions.apply_limit_change,
+    succeeded=_limit_changed,
+    token=lambda request: request.idempotency_key,
+    form_key=K_KEY,
+    restore=_restore_limit_form,
+)
 
 
 def _confirm_limit(
@@ -261,20 +234,20 @@ def _confirm_limit(
                 ),
                 icon=":material/swap_horiz:",
             )
-        again = st.session_state.get(K_RETRY) == request.idempotency_key
+        again = LIMIT_CHANGE.again(request)
         confirm, back, _ = st.columns([1, 1, 3])
         confirm.button(
             "Confirm limit again" if again else "Confirm limit",
             type="primary",
             key="quotas.confirm",
-            on_click=_submit_limit,
+            on_click=LIMIT_CHANGE.submit,
             args=(f.organization_id, f.organization.name),
             disabled=not here,
         )
         if here:
-            back.button("Back", key="quotas.back", on_click=_edit_limit)
+            back.button("Back", key="quotas.back", on_click=LIMIT_CHANGE.back)
         else:
-            back.button("Discard", key="quotas.discard", on_click=_discard_limit)
+            back.button("Discard", key="quotas.discard", on_click=LIMIT_CHANGE.discard)
 
 
 def _limit(f: state.Filters) -> None:
@@ -283,8 +256,8 @@ def _limit(f: state.Filters) -> None:
     types = data.generation_types()
     recent = data.quota_history(f.organization_id, today - dt.timedelta(days=90), today)
     in_force = limits_in_force(recent, types, f.organization.plan)
-    request = st.session_state.get(K_PENDING)
-    if isinstance(request, actions.LimitRequest):
+    request = LIMIT_CHANGE.request()
+    if request is not None:
         _confirm_limit(request, f, in_force, today)
         return
 
@@ -344,8 +317,7 @@ def _limit(f: state.Filters) -> None:
     except InvalidInput as exc:
         st.error(ui.describe_write_error(exc), icon=":material/block:")
         return
-    st.session_state[K_PENDING] = limit_request
-    st.session_state.pop(K_RETRY, None)
+    LIMIT_CHANGE.draft(limit_request)
     st.rerun()
 
 
