@@ -123,10 +123,17 @@ class CurrentUser:
 
 
 def _secrets() -> dict[str, Any]:
-    """The secrets as a plain dict; empty when there is no secrets.toml."""
+    """The secrets as a plain dict; empty when there is no secrets.toml. A file that is
+    there but cannot be read raises :class:`ConfigurationProblem`: an unreadable [auth]
+    must not quietly become "no sign-in configured"."""
     try:
         return st.secrets.to_dict()
-    except (StreamlitSecretNotFoundError, FileNotFoundError):
+    except (StreamlitSecretNotFoundError, FileNotFoundError) as exc:
+        if getattr(exc, "error_id", None) in (
+            "failed-parsing-secrets-file",
+            "invalid-secrets-path",
+        ):
+            raise ConfigurationProblem(f"The secrets cannot be read: {exc}") from exc
         return {}
 
 
@@ -314,8 +321,12 @@ def startup_problem(
 
 def current_problem() -> str | None:
     """:func:`startup_problem` for this running app (its environment and secrets)."""
+    try:
+        secrets = _secrets()
+    except ConfigurationProblem as exc:
+        return str(exc)
     return startup_problem(
-        env=os.environ, secrets=_secrets(), database_url=database_url_from(os.environ)
+        env=os.environ, secrets=secrets, database_url=database_url_from(os.environ)
     )
 
 
@@ -376,7 +387,10 @@ def current_user() -> CurrentUser:
     an identity with no rights whose ``refusal`` is that sentence.
     """
     env = os.environ
-    secrets = _secrets()
+    try:
+        secrets = _secrets()
+    except ConfigurationProblem as exc:
+        return CurrentUser(email="", name="", role=None, source="development", refusal=str(exc))
     database_url = database_url_from(env)
     config = _read_config(env, secrets, database_url)
     source: Literal["oidc", "development"] = "oidc" if config.oidc else "development"
@@ -405,7 +419,10 @@ def oidc_available() -> bool:
 def login_provider() -> str | None:
     """The provider to pass to ``st.login``: the one named subsection of ``[auth]``
     (``[auth.google]`` -> ``"google"``), or None for a single unnamed provider."""
-    auth = _secrets().get("auth")
+    try:
+        auth = _secrets().get("auth")
+    except ConfigurationProblem:
+        return None
     if not isinstance(auth, Mapping):
         return None
     named = [key for key, value in auth.items() if isinstance(value, Mapping)]

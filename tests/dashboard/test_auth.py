@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import streamlit as st
+from streamlit.errors import StreamlitSecretNotFoundError
 
 from dashboard import auth, navigation
 from tests.dashboard.apptest import make_app, plain_texts, texts
@@ -416,3 +418,23 @@ def test_an_explicit_single_user_without_a_role_sees_no_data(
     assert not at.exception
     assert any("no role is configured" in e for e in texts(at, "error"))
     assert no_data(at)
+
+
+@pytest.mark.usefixtures("on_embedded")
+def test_a_secrets_file_that_cannot_be_read_refuses_rather_than_dropping_sign_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Unreadable:
+        def to_dict(self) -> dict[str, Any]:
+            raise StreamlitSecretNotFoundError(
+                "Error parsing secrets file at {path}: {error}",
+                path=".streamlit/secrets.toml",
+                error="Expected '=' after a key (at line 3, column 5)",
+                error_id="failed-parsing-secrets-file",
+            )
+
+    monkeypatch.setattr(st, "secrets", Unreadable())
+    problem = auth.current_problem()
+    assert problem is not None and "secrets cannot be read" in problem and "line 3" in problem
+    user = auth.current_user()
+    assert user.refusal == problem and not user.can("view_overview")
