@@ -444,6 +444,16 @@ def test_renaming_the_selected_organization_keeps_it_selected(
         assert renamed in _selected_label(page)
         assert f"org={org_id}" in page.url
         assert not problems(page), problems(page)
+
+        # A person's own choice in the picker still changes the organization.
+        other_id, other = rows[1]
+        picker = page.locator('[data-testid="stSidebar"]').get_by_role(
+            "combobox", name="Organization"
+        )
+        picker.click()
+        page.get_by_role("option", name=other, exact=False).first.click()
+        settle(page, f"Overview · {other}")
+        assert other in _selected_label(page) and f"org={other_id}" in page.url
     finally:
         with db.begin() as conn:
             conn.execute(
