@@ -17,13 +17,11 @@ a traceback.
 
 from __future__ import annotations
 
-import os
-
 import streamlit as st
 
 from dashboard import auth, data, navigation, state, ui
 from dashboard.text import escape_markdown
-from queries.db import NOT_CONFIGURED, configured_urls
+from queries.db import NOT_CONFIGURED, ConfigurationError, configured_urls
 from tooling import schema
 
 st.set_page_config(
@@ -103,12 +101,12 @@ def _demo_badge() -> None:
 
 
 # 1. A database is configured; a malformed URL is reported by the first read below.
-if not (os.environ.get("DATABASE_URL", "").strip() or os.environ.get("DIRECT_URL", "").strip()):
-    _refuse(NOT_CONFIGURED, icon=":material/database_off:", plain=False)
+database_url: str | None = None
 try:
-    database_url: str | None = configured_urls().runtime
-except ui.EXPECTED_ERRORS:
-    database_url = None
+    database_url = configured_urls().runtime
+except ConfigurationError as exc:
+    if str(exc) == NOT_CONFIGURED:
+        _refuse(NOT_CONFIGURED, icon=":material/database_off:", plain=False)
 
 # 2. The configuration may be used at all (the check `dashboard serve` makes too).
 problem = auth.current_problem()
