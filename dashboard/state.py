@@ -13,12 +13,15 @@ preset ...) is dropped with a notice and the view falls back to the current or d
 value. :func:`parse_url` never raises, whatever the text.
 
 The selected organization is held by id in its own session key (``K_ORG_ID``), not by
-the selectbox: Streamlit sends a selectbox's value between browser and server as the
-option's *label*, and a label that is no longer among the options (the organization was
-renamed) resets the widget to its first option. So the selectbox only shows the id kept
-in ``K_ORG_ID`` and reports a person's choice back through its ``on_change`` callback;
-renaming, adding or removing organizations never changes the selection. If the selected
-organization is gone, the sidebar says so and asks for a choice instead of switching.
+the selectbox. A keyed selectbox keeps its identity when its options change, but its
+value travels between browser and server as the option's *label*: after a rename the
+browser sends back the label it still shows, no option has it any more, and the widget
+fell back to its first option (the first organization by name) on the next rerun. So the
+selectbox is set from ``K_ORG_ID`` before it is drawn in every run (which also sends the
+browser the current label) and a person's choice reaches ``K_ORG_ID`` only through its
+``on_change`` callback; renaming, adding or removing organizations never changes the
+selection. If the selected organization is gone, the page says so and asks for a choice
+instead of switching.
 
 The URL and the widgets stay in step like this: a URL value that differs from what this
 session last wrote came from outside (a pasted link, the browser's back button) and is
