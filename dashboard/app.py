@@ -1,9 +1,18 @@
 """The dashboard's entrypoint (``streamlit run dashboard/app.py``, or ``uv run dashboard``).
 
-Every run: who is this (``auth.current_user``), which pages their role may open
-(``st.navigation``), the shared filters in the sidebar (kept in the URL), then the page.
-Expected failures (database unreachable, a query refused, a bad input) end as a sentence
-on the page, never a traceback.
+Every run, in this order, and each step can end the run with a sentence instead of data:
+
+1. a database is configured (``DATABASE_URL``/``DIRECT_URL``); the app never makes one up;
+2. the identity and role configuration may be used (``auth.current_problem``: unknown
+   roles, no identity off the embedded database), the same check ``dashboard serve`` makes;
+3. who is this (``auth.current_user``): signed in, verified, with a role;
+4. the schema is the one this code needs (checked once per database and process);
+5. which pages their role may open (``st.navigation``), the shared filters in the sidebar
+   (kept in the URL), then the page.
+
+On the embedded demo database every page carries a "Demo data" badge. Expected failures
+(database unreachable, a query refused, a bad input) end as a sentence on the page, never
+a traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +20,9 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import auth, data, navigation, state, ui
+from dashboard.text import escape_markdown
+from queries.db import NOT_CONFIGURED, ConfigurationError, configured_urls
+from tooling import schema
 
 st.set_page_config(
     page_title="Usage dashboard",
@@ -19,6 +31,12 @@ st.set_page_config(
     initial_sidebar_state="expanded",
 )
 data.begin_run()
+
+
+def _literal(text: str) -> str:
+    """``text`` shown as itself in Markdown: a code span (an address in plain Markdown
+    would become a mailto link), or escaped when it holds a backtick."""
+    return escape_markdown(text) if "`" in text else f"`{text}`"
 
 
 def _sign_in() -> None:
@@ -37,10 +55,19 @@ def _sign_in() -> None:
         st.button("Sign in", type="primary", on_click=st.login, args=(provider,))
 
 
+def _refuse(sentence: str, *, icon: str, sign_out: bool = False, plain: bool = True) -> None:
+    """Show only ``sentence`` and end the run: no filters, no data. ``plain`` text (from
+    configuration or an identity provider) is escaped; our own constants may use Markdown."""
+    st.title("Usage dashboard")
+    st.error(escape_markdown(sentence) if plain else sentence, icon=icon)
+    if sign_out:
+        st.button("Sign out", on_click=st.logout, key="auth.logout")
+    st.stop()
+
+
 def _identity(user: auth.CurrentUser) -> None:
     with st.sidebar:
-        # In backticks: Markdown would turn a bare address into a mailto link.
-        st.caption(f"Signed in as `{user.email}` · {user.role or 'no role'}")
+        st.caption(f"Signed in as {_literal(user.email)} · {user.role or 'no role'}")
         if user.is_development:
             st.warning(
                 "Development identity from DASHBOARD_USER / [dev] in secrets.toml. "
@@ -51,19 +78,73 @@ def _identity(user: auth.CurrentUser) -> None:
             st.button("Sign out", on_click=st.logout, key="auth.logout")
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _schema_problem(database_url: str) -> str | None:
+    """Whether the schema is behind (one read of alembic_version per database and
+    process; "Try again" forgets it)."""
+    return schema.schema_problem(data.engine())
+
+
+def _try_again() -> None:
+    _schema_problem.clear()
+    data.clear()
+
+
+def _demo_badge() -> None:
+    st.badge(
+        "Demo data",
+        icon=":material/science:",
+        color="orange",
+        help="This is the embedded demo database with generated data: none of these "
+        "numbers are real customers'.",
+    )
+
+
+# 1. A database is configured; a malformed URL is reported by the first read below.
+database_url: str | None = None
+try:
+    database_url = configured_urls().runtime
+except ConfigurationError as exc:
+    if str(exc) == NOT_CONFIGURED:
+        _refuse(NOT_CONFIGURED, icon=":material/database_off:", plain=False)
+
+# 2. The configuration may be used at all (the check `dashboard serve` makes too).
+problem = auth.current_problem()
+if problem is not None:
+    _refuse(problem, icon=":material/block:")
+
+# 3. Who is this.
 user = auth.current_user()
 if not user.signed_in:
     _sign_in()
     st.stop()
+if user.refusal is not None:
+    _refuse(user.refusal, icon=":material/block:", sign_out=not user.is_development)
 if user.role is None:
     st.title("Usage dashboard")
     st.error(
-        f"You are signed in as `{user.email}`, but no role is configured for this address. "
-        "Ask an admin to add it to [roles] in secrets.toml (or DASHBOARD_ROLES)."
+        f"You are signed in as {_literal(user.email)}, but no role is configured for this "
+        "address. Ask an admin to add it to [roles] in secrets.toml (or DASHBOARD_ROLES)."
     )
-    st.button("Sign out", on_click=st.logout)
+    if not user.is_development:
+        st.button("Sign out", on_click=st.logout, key="auth.logout")
     st.stop()
 
+if auth.on_embedded_database(database_url):
+    _demo_badge()
+
+# 4. The schema is the one this code needs.
+try:
+    behind = _schema_problem(database_url or "")
+except ui.EXPECTED_ERRORS as exc:
+    behind = ui.describe_error(exc)
+if behind is not None:
+    st.title("Usage dashboard")
+    st.error(behind, icon=":material/cloud_off:")
+    st.button("Try again", on_click=_try_again, type="primary")
+    st.stop()
+
+# 5. The pages this role may open, the filters, the page.
 specs = navigation.pages_for(user)
 page = st.navigation([spec.page(default=i == 0) for i, spec in enumerate(specs)])
 _identity(user)

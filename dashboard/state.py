@@ -6,9 +6,22 @@ zone dates are read in. They live in the URL so that a link reproduces the view:
     ?org=12&range=30d&grain=week&tz=org
     ?org=acme-corp&range=custom&from=2026-10-01&to=2026-10-31
 
-``org`` is an organization id (a slug is accepted too). A value that cannot be used
-(unknown organization, bad date, unknown preset ...) is dropped with a notice and the
-view falls back to the current or default value; it never raises.
+``org`` is an organization id (a slug is accepted too). Every value is parsed strictly
+(ids are ASCII digits, dates YYYY-MM-DD between 2000 and 2100, with the checks of
+``queries.checks``); a value that cannot be used (unknown organization, bad date, unknown
+preset ...) is dropped with a notice and the view falls back to the current or default
+value. :func:`parse_url` never raises, whatever the text.
+
+The selected organization is held by id in its own session key (``K_ORG_ID``), not by
+the selectbox. A keyed selectbox keeps its identity when its options change, but its
+value travels between browser and server as the option's *label*: after a rename the
+browser sends back the label it still shows, no option has it any more, and the widget
+fell back to its first option (the first organization by name) on the next rerun. So the
+selectbox is set from ``K_ORG_ID`` before it is drawn in every run (which also sends the
+browser the current label) and a person's choice reaches ``K_ORG_ID`` only through its
+``on_change`` callback; renaming, adding or removing organizations never changes the
+selection. If the selected organization is gone, the page says so and asks for a choice
+instead of switching.
 
 The URL and the widgets stay in step like this: a URL value that differs from what this
 session last wrote came from outside (a pasted link, the browser's back button) and is
@@ -28,7 +41,9 @@ from typing import Final, Literal, get_args
 import pandas as pd
 import streamlit as st
 
-from queries.checks import MAX_RANGE_DAYS
+from dashboard.text import escape_markdown
+from queries.checks import MAX_DATE, MAX_RANGE_DAYS, MIN_DATE, parse_date, parse_id
+from queries.errors import InvalidInput
 
 Preset = Literal["7d", "30d", "90d", "this_month", "last_month", "custom"]
 PRESETS: Final[Mapping[Preset, str]] = {
@@ -52,7 +67,9 @@ ALL_FILTERS: Final[frozenset[FilterName]] = frozenset(get_args(FilterName))
 URL_KEYS: Final = ("org", "range", "from", "to", "grain", "tz")
 
 # Session keys of the widgets (shared across pages, hence the "filters." prefix).
-K_ORG: Final = "filters.org"
+K_ORG: Final = "filters.org"  # the organization selectbox: a view of K_ORG_ID
+K_ORG_ID: Final = "filters.org_id"  # the selected organization's id: the selection itself
+K_ORG_LAST: Final = "filters.org_last"  # the selected Organization as last seen
 K_RANGE: Final = "filters.range"
 K_FROM: Final = "filters.from"
 K_TO: Final = "filters.to"
@@ -151,12 +168,40 @@ def _single(value: str | Sequence[str] | None) -> str | None:
     return value[-1] if value else None
 
 
+def _shown(raw: str) -> str:
+    """A URL value quoted for a notice, cut short when long (the page escapes it)."""
+    return repr(raw if len(raw) <= 40 else raw[:40] + "…")
+
+
 def _parse_date(raw: str, name: str, notices: list[str]) -> dt.date | None:
     try:
-        return dt.date.fromisoformat(raw.strip())
-    except ValueError:
-        notices.append(f"Ignored {name}={raw!r} from the link: not a date (use YYYY-MM-DD).")
+        return parse_date(raw, f"{name} date")
+    except InvalidInput as exc:
+        notices.append(f"Ignored {name}={_shown(raw)} from the link: {exc}")
         return None
+
+
+def _parse_org(raw: str, organizations: Sequence[Organization], notices: list[str]) -> int | None:
+    """An id (ASCII digits, as ``queries.checks.parse_id``) or a slug of an organization."""
+    text = raw.strip()
+    found: Organization | None = None
+    if text.isascii() and text.isdigit():
+        try:
+            wanted = parse_id(text, "org")
+        except InvalidInput:
+            notices.append(
+                f"Ignored org={_shown(raw)} from the link: not an organization id "
+                "(a whole number of at most 18 digits)."
+            )
+            return None
+        found = next((o for o in organizations if o.id == wanted), None)
+    else:
+        # Anything else can only be a slug: compared as text, never converted.
+        found = next((o for o in organizations if o.slug == text.lower()), None)
+    if found is None:
+        notices.append(f"Ignored org={_shown(raw)} from the link: there is no such organization.")
+        return None
+    return found.id
 
 
 def parse_url(
@@ -167,16 +212,8 @@ def parse_url(
     notices = out.notices
     raw = {key: _single(params.get(key)) for key in URL_KEYS}
 
-    org = raw["org"]
-    if org is not None:
-        by_id = {o.id: o for o in organizations}
-        by_slug = {o.slug: o for o in organizations}
-        text = org.strip()
-        found = by_id.get(int(text)) if text.isdigit() else by_slug.get(text.lower())
-        if found is None:
-            notices.append(f"Ignored org={org!r} from the link: there is no such organization.")
-        else:
-            out.org = found.id
+    if raw["org"] is not None:
+        out.org = _parse_org(raw["org"], organizations, notices)
 
     preset = raw["range"]
     if preset is not None:
@@ -184,7 +221,7 @@ def parse_url(
             out.preset = preset  # type: ignore[assignment]
         else:
             notices.append(
-                f"Ignored range={preset!r} from the link: use one of {', '.join(PRESETS)}."
+                f"Ignored range={_shown(preset)} from the link: use one of {', '.join(PRESETS)}."
             )
     start = _parse_date(raw["from"], "from", notices) if raw["from"] is not None else None
     end = _parse_date(raw["to"], "to", notices) if raw["to"] is not None else None
@@ -212,13 +249,13 @@ def parse_url(
         if grain in GRAINS:
             out.grain = grain
         else:
-            notices.append(f"Ignored grain={grain!r} from the link: use day, week or month.")
+            notices.append(f"Ignored grain={_shown(grain)} from the link: use day, week or month.")
     zone = raw["tz"]
     if zone is not None:
         if zone in ZONES:
             out.zone = zone
         else:
-            notices.append(f"Ignored tz={zone!r} from the link: use org or utc.")
+            notices.append(f"Ignored tz={_shown(zone)} from the link: use org or utc.")
     return out
 
 
@@ -260,7 +297,7 @@ def _apply_url(organizations: Sequence[Organization]) -> list[str]:
     url = parse_url(incoming, organizations)
     # Values this session wrote itself carry no news; only changed ones are applied.
     if url.org is not None and "org" in changed:
-        ss[K_ORG] = url.org
+        ss[K_ORG_ID] = url.org
     if url.preset is not None and changed.keys() & {"range", "from", "to"}:
         ss[K_RANGE] = url.preset
         if url.preset == "custom" and url.start is not None and url.end is not None:
@@ -282,18 +319,59 @@ def _write_url(params: Mapping[str, str]) -> None:
     st.session_state[K_WRITTEN] = dict(params)
 
 
+def _chose_organization() -> None:
+    """A person picked an organization in the selectbox: that id is the selection now."""
+    value = st.session_state.get(K_ORG)
+    if isinstance(value, int) and not isinstance(value, bool):
+        st.session_state[K_ORG_ID] = value
+
+
+def _organization_gone(last: object, notices: Sequence[str]) -> None:
+    """The selected organization is no longer in the list: say so, show nothing else,
+    and wait for a choice (never switch to another organization silently)."""
+    ss = st.session_state
+    # Keep the other filters' values through this run, which does not draw them
+    # (Streamlit forgets the state of a widget that is not drawn in a run).
+    for key in (K_RANGE, K_FROM, K_TO, K_GRAIN, K_ZONE):
+        if key in ss:
+            ss[key] = ss[key]
+    what = (
+        f"{last.name} (id {last.id})"
+        if isinstance(last, Organization)
+        else f"id {ss.get(K_ORG_ID)}"
+    )
+    st.title("Choose an organization")
+    st.warning(
+        escape_markdown(
+            f"The organization you had selected, {what}, is no longer in the database "
+            "(it was removed, or its id changed). Nothing is shown for it; choose an "
+            "organization in the sidebar."
+        ),
+        icon=":material/domain_disabled:",
+    )
+    for notice in notices:
+        st.toast(escape_markdown(notice), icon=":material/link_off:")
+    st.stop()
+
+
 def sidebar_filters(
     organizations: Sequence[Organization], *, uses: frozenset[FilterName] = ALL_FILTERS
 ) -> Filters:
     """Draw the shared filters in the sidebar and return them; keep the URL in step.
 
     Filters a page does not use (``uses``) are drawn disabled so they keep their value.
+    When the selected organization is gone, the page shows only that and stops.
     """
     ss = st.session_state
     notices = _apply_url(organizations)
     by_id = {o.id: o for o in organizations}
-    if ss.get(K_ORG) not in by_id:
-        ss[K_ORG] = organizations[0].id
+    if not isinstance(ss.get(K_ORG_ID), int):
+        ss[K_ORG_ID] = organizations[0].id  # a new session: the first by name
+    selected: int = ss[K_ORG_ID]
+    gone = selected not in by_id
+    # The selectbox shows the selection held by id; set before it is drawn, this wins
+    # over the label the browser sends back (stale once the organization is renamed).
+    ss[K_ORG] = None if gone else selected
     if ss.get(K_RANGE) not in PRESETS:
         ss[K_RANGE] = DEFAULT_PRESET
     if ss.get(K_GRAIN) not in GRAINS:
@@ -303,15 +381,21 @@ def sidebar_filters(
 
     sidebar = st.sidebar
     sidebar.header("Filters")
-    org_id = sidebar.selectbox(
+    sidebar.selectbox(
         "Organization",
         options=list(by_id),
-        format_func=lambda i: by_id[i].label,
+        format_func=lambda i: by_id[i].label if i in by_id else str(i),
         key=K_ORG,
+        on_change=_chose_organization,
+        placeholder="Choose an organization",
         help="Type part of a name or slug to search.",
-        disabled="org" not in uses,
+        # A page that does not use it keeps it disabled, unless a choice is needed.
+        disabled="org" not in uses and not gone,
     )
-    organization = by_id[int(org_id)]
+    if gone:
+        _organization_gone(ss.get(K_ORG_LAST), notices)
+    organization = by_id[selected]
+    ss[K_ORG_LAST] = organization
     zone: Zone = sidebar.radio(
         "Time zone",
         options=ZONES,
@@ -333,8 +417,11 @@ def sidebar_filters(
         if not isinstance(ss.get(K_FROM), dt.date) or not isinstance(ss.get(K_TO), dt.date):
             ss[K_FROM], ss[K_TO] = preset_range(DEFAULT_PRESET, today)
         left, right = sidebar.columns(2)
-        start = left.date_input("From", key=K_FROM, disabled="range" not in uses)
-        end = right.date_input("To", key=K_TO, disabled="range" not in uses)
+        off = "range" not in uses
+        start = left.date_input(
+            "From", key=K_FROM, min_value=MIN_DATE, max_value=MAX_DATE, disabled=off
+        )
+        end = right.date_input("To", key=K_TO, min_value=MIN_DATE, max_value=MAX_DATE, disabled=off)
         assert isinstance(start, dt.date) and isinstance(end, dt.date)
         if start > end:
             sidebar.error(f"From ({start}) is after To ({end}); showing {end} only.")
@@ -367,7 +454,8 @@ def sidebar_filters(
     _write_url(to_url(filters))
     ss[K_CURRENT] = filters
     for notice in notices:
-        st.toast(notice, icon=":material/link_off:")
+        # Toasts are Markdown; a notice quotes what the link said.
+        st.toast(escape_markdown(notice), icon=":material/link_off:")
     return filters
 
 

@@ -326,6 +326,9 @@ def main() -> int:
     streamlit_logger.set_log_level("error")
     for name in IDENTITY_ENV:
         os.environ.pop(name, None)
+    # An explicit single user: the app refuses the [dev] identity alone on a database
+    # that is not the embedded one (BENCH_DATABASE_URL).
+    os.environ["DASHBOARD_USER"] = SECRETS["dev"]["user"]
     _install_clock()
     wanted = {p.strip() for p in args.pages.split(",") if p.strip()}
     specs = [spec for spec in PAGES if not wanted or spec.url_path in wanted]

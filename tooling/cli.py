@@ -1,9 +1,10 @@
 """``dashboard``: one command to run, migrate, seed and locate the database.
 
-dashboard [serve]   with no database configured: start the embedded demo database,
-                    migrate it and load demo data into it when empty; with DATABASE_URL:
-                    check its schema is current (never migrate or seed it); then
-                    `streamlit run` the app
+dashboard [serve]   refuse a configuration the app would refuse (unknown roles; no
+                    sign-in and no DASHBOARD_USER off the embedded database); with no
+                    database configured: start the embedded demo database, migrate it
+                    and load demo data into it when empty; with DATABASE_URL: check its
+                    schema is current (never migrate or seed it); then `streamlit run`
 dashboard migrate   migrate DIRECT_URL (or the embedded database) to the newest schema
 dashboard seed      load demo data (--orgs, --generations, --days, --seed, --reset);
                     on any database but the embedded one only with --confirm-database NAME
@@ -20,10 +21,12 @@ import argparse
 import os
 import subprocess
 import sys
+import tomllib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import make_url
 
@@ -145,6 +148,48 @@ def cmd_stop(_: argparse.Namespace) -> int:
     return 0
 
 
+def _secrets_files(streamlit_args: Sequence[str]) -> list[Path]:
+    """The secrets files `streamlit run` will read: ``--secrets.files`` when given, else
+    Streamlit's default (``~/.streamlit/secrets.toml``, then ``./.streamlit/secrets.toml``)."""
+    given: list[str] = []
+    for i, arg in enumerate(streamlit_args):
+        if arg == "--secrets.files" and i + 1 < len(streamlit_args):
+            given.append(streamlit_args[i + 1])
+        elif arg.startswith("--secrets.files="):
+            given.append(arg.split("=", 1)[1])
+    if given:
+        return [Path(path) for path in given]
+    from streamlit import config
+
+    return [Path(path) for path in config.get_option("secrets.files")]
+
+
+def read_secrets(files: Sequence[Path]) -> dict[str, Any]:
+    """The secrets as Streamlit merges them: later files win, table by table."""
+    secrets: dict[str, Any] = {}
+    for path in files:
+        if path.is_file():
+            try:
+                with path.open("rb") as handle:
+                    secrets.update(tomllib.load(handle))
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise Refused(f"Cannot read {path}: {exc}.") from exc
+    return secrets
+
+
+def check_identity(
+    env: Mapping[str, str], streamlit_args: Sequence[str], database_url: str
+) -> None:
+    """Refuse to serve a configuration the app would refuse (unknown roles, no identity
+    off the embedded database), before streamlit starts: the same check, the same sentence."""
+    from dashboard.auth import startup_problem
+
+    secrets = read_secrets(_secrets_files(streamlit_args))
+    problem = startup_problem(env=env, secrets=secrets, database_url=database_url)
+    if problem is not None:
+        raise Refused(problem)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from queries.db import create_direct_engine
     from tooling import embedded, schema
@@ -152,31 +197,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     target = _target()
     urls = target.urls
-    engine = create_direct_engine(urls.direct)
-    try:
-        if target.embedded:
-            schema.upgrade(url=urls.direct)
-            if database_is_empty(engine):
-                print("empty demo database: loading demo data (dashboard seed --reset to reload)")
-                with engine.connect() as conn:
-                    report = seed_demo_data(conn)
-                    conn.commit()
-                print(f"loaded {report.generations:,} generations in {report.seconds:.1f}s")
-        else:
-            problem = schema.schema_problem(engine)
-            if problem is not None:
-                raise Refused(problem)
-    finally:
-        engine.dispose()
     env = dict(os.environ)
-    # Least privilege on the demo database too: the app logs in as dashboard_web.
-    runtime = embedded.app_login_url(urls.direct) if target.embedded else urls.runtime
-    env["DATABASE_URL"], env["DIRECT_URL"] = runtime, urls.direct
-    command = [sys.executable, "-m", "streamlit", "run", str(APP), *args.streamlit_args]
+    env["DATABASE_URL"], env["DIRECT_URL"] = urls.runtime, urls.direct
     try:
-        return subprocess.call(command, env=env)
-    except KeyboardInterrupt:
-        return 0
+        # Who may use it comes first: nothing is migrated or loaded for a refused start.
+        check_identity(env, args.streamlit_args, urls.runtime)
+        engine = create_direct_engine(urls.direct)
+        try:
+            if target.embedded:
+                schema.upgrade(url=urls.direct)
+                if database_is_empty(engine):
+                    print(
+                        "empty demo database: loading demo data (dashboard seed --reset to reload)"
+                    )
+                    with engine.connect() as conn:
+                        report = seed_demo_data(conn)
+                        conn.commit()
+                    print(f"loaded {report.generations:,} generations in {report.seconds:.1f}s")
+                # Least privilege on the demo database too: the app logs in as
+                # dashboard_web (the role exists once the schema is migrated).
+                env["DATABASE_URL"] = embedded.app_login_url(urls.direct)
+            else:
+                problem = schema.schema_problem(engine)
+                if problem is not None:
+                    raise Refused(problem)
+        finally:
+            engine.dispose()
+        command = [sys.executable, "-m", "streamlit", "run", str(APP), *args.streamlit_args]
+        try:
+            return subprocess.call(command, env=env)
+        except KeyboardInterrupt:
+            return 0
     finally:
         if target.started_embedded:
             embedded.stop()

@@ -4,6 +4,7 @@ identity, opening a page, reading what it shows, and checking rows with SQL."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,17 @@ def scalar(engine: Engine, statement: str, **params: object) -> Any:
 def texts(at: AppTest, kind: str) -> list[str]:
     """The text of every element of ``kind`` (error, success, info, warning, toast...)."""
     return [str(element.value) for element in getattr(at, kind)]
+
+
+def plain(markdown: str) -> str:
+    """What a person reads of Markdown whose punctuation was backslash-escaped
+    (``dashboard.text.escape_markdown``)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
+
+
+def plain_texts(at: AppTest, kind: str) -> list[str]:
+    """:func:`texts`, as read (escaped punctuation shown as itself)."""
+    return [plain(value) for value in texts(at, kind)]
 
 
 def no_exception(at: AppTest) -> bool:

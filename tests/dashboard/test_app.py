@@ -3,18 +3,24 @@ traceback; a failed write changes nothing and says so."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import NoReturn
 
 import psycopg
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.exc import OperationalError
+from streamlit.testing.v1 import AppTest
 
 import queries.credits
 from dashboard import data
+from queries.db import NOT_CONFIGURED
 from queries.errors import DatabaseUnavailable
+from tests.conftest import PgServer, _recreate
 from tests.dashboard.apptest import make_app, open_page, scalar, texts
+from tooling import embedded, schema
 
 
 def outage(*_: object, **__: object) -> NoReturn:
@@ -35,9 +41,14 @@ def write_outage(*_: object, **__: object) -> NoReturn:
     ],
 )
 def test_an_unreachable_or_misconfigured_database_is_a_sentence(
-    use_database: Callable[[str], None], url: str, sentence: str
+    use_database: Callable[[str], None],
+    monkeypatch: pytest.MonkeyPatch,
+    url: str,
+    sentence: str,
 ) -> None:
     use_database(url)
+    # Not the embedded database: without [auth] only an explicit single user may start.
+    monkeypatch.setenv("DASHBOARD_USER", "tester@example.com")
     at = make_app().run()
     assert not at.exception
     (error,) = texts(at, "error")
@@ -118,3 +129,104 @@ def test_a_write_during_an_outage_changes_nothing_and_can_be_retried_once(
     at.run()
     assert any("New balance" in s for s in texts(at, "success"))
     assert int(scalar(fresh_engine, "SELECT count(*) FROM credit_ledger")) == rows + 1
+
+
+# ------------------------------------------------ no database, demo data, old schema
+
+
+def demo_badges(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown if "badge[" in m.value and "Demo data" in m.value]
+
+
+def test_with_no_database_configured_the_app_says_so_and_makes_none_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("DIRECT_URL", raising=False)
+    at = make_app().run()
+    assert not at.exception
+    assert texts(at, "error") == [NOT_CONFIGURED]
+    assert not at.sidebar.selectbox and not at.metric and not demo_badges(at)
+
+
+def test_every_page_on_the_embedded_database_carries_the_demo_badge(
+    today_url: str, use_database: Callable[[str], None]
+) -> None:
+    assert embedded.owns_url(today_url)
+    use_database(today_url)
+    at = make_app().run()
+    for page in ("overview", "usage", "credits", "quotas", "audit"):
+        at.switch_page(f"app_pages/{page}.py").run()
+        assert not at.exception, page
+        assert len(demo_badges(at)) == 1, page
+
+
+def test_a_database_that_is_not_the_embedded_one_has_no_demo_badge(
+    today_url: str,
+    use_database: Callable[[str], None],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    use_database(today_url)
+    monkeypatch.setenv("DASHBOARD_PGDATA", str(tmp_path / "no-cluster"))  # owns nothing
+    monkeypatch.setenv("DASHBOARD_USER", "tester@example.com")
+    assert not embedded.owns_url(today_url)
+    at = make_app().run()
+    assert not at.exception and at.metric
+    assert not demo_badges(at)
+
+
+@pytest.fixture
+def behind_url(test_server: PgServer) -> str:
+    """A database migrated to the first revision only: its schema is behind."""
+    _recreate(test_server, "dashboard_test_ui_behind")
+    url = test_server.url("dashboard_test_ui_behind")
+    schema.upgrade(url=url)
+    schema.downgrade(revision="0001", url=url)
+    return url
+
+
+def test_a_schema_that_is_behind_is_a_sentence_not_a_traceback(
+    behind_url: str, use_database: Callable[[str], None]
+) -> None:
+    use_database(behind_url)
+    at = make_app().run()
+    assert not at.exception
+    (error,) = texts(at, "error")
+    assert "schema is behind" in error and "dashboard migrate" in error
+    assert not at.sidebar.selectbox and not at.metric
+    assert [b.label for b in at.button] == ["Try again"]
+
+    # Checked once per database and process: the answer is kept, not read again.
+    with schema_reads() as reads:
+        at.run()
+    assert texts(at, "error") == [error]
+    assert reads == []
+
+
+@contextlib.contextmanager
+def schema_reads() -> Iterator[list[str]]:
+    """The statements that read alembic_version while the block runs (any engine)."""
+    reads: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if "alembic_version" in statement:
+            reads.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        yield reads
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+
+
+def test_a_current_schema_is_read_once(today_url: str, use_database: Callable[[str], None]) -> None:
+    use_database(today_url)
+    at = make_app()
+    with schema_reads() as first:
+        at.run()
+    assert not at.exception and at.metric
+    assert len(first) == 1
+    with schema_reads() as again:
+        at.switch_page("app_pages/credits.py").run()
+    assert not at.exception and again == []

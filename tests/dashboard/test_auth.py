@@ -1,15 +1,21 @@
 """Who is this and what may they do: roles from configuration, the development identity,
-OIDC through st.user, and the pages each role sees."""
+OIDC through st.user, the pages each role sees, and every way the configuration is
+refused (fail closed: unknown roles, no identity off the embedded database, unverified
+emails, emails outside the allowed domains)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import streamlit as st
+from streamlit.errors import StreamlitSecretNotFoundError
 
 from dashboard import auth, navigation
-from tests.dashboard.apptest import make_app, texts
+from tests.dashboard.apptest import make_app, plain_texts, texts
+from tooling import embedded
 
 OIDC = {
     "redirect_uri": "http://localhost:8501/oauth2callback",
@@ -28,10 +34,31 @@ def secrets(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return values
 
 
+@pytest.fixture(scope="session")
+def embedded_url() -> str:
+    """A URL of the project's embedded demo server (started if need be)."""
+    return embedded.ensure_running().url(embedded.DEFAULT_DATABASE)
+
+
+@pytest.fixture
+def on_embedded(monkeypatch: pytest.MonkeyPatch, embedded_url: str) -> str:
+    """DATABASE_URL is the project's embedded demo database."""
+    monkeypatch.setenv("DATABASE_URL", embedded_url)
+    return embedded_url
+
+
+@pytest.fixture
+def not_embedded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, embedded_url: str) -> None:
+    """The same server stops being "the embedded database": the data folder the project
+    would own is an empty one, so ``owns_url`` is False for every URL (for real).
+    (``embedded_url`` first: nothing may start a server in that empty folder.)"""
+    monkeypatch.setenv("DASHBOARD_PGDATA", str(tmp_path / "no-cluster"))
+
+
 def test_roles_come_from_secrets_and_the_environment_wins() -> None:
     roles = auth.parse_roles(
-        {"Ana@Example.com": "finance", "sam@example.com": "support", "x@example.com": "boss"},
-        "sam@example.com=manager, lee@example.com = admin ,broken,*=manager,z@example.com=",
+        {"Ana@Example.com": "finance", "sam@example.com": "support"},
+        "sam@example.com=manager, lee@example.com = Admin ,*=manager,",
     )
     assert roles == {
         "ana@example.com": "finance",
@@ -41,14 +68,47 @@ def test_roles_come_from_secrets_and_the_environment_wins() -> None:
     }
 
 
-def test_without_configuration_the_local_developer_may_do_everything(
+@pytest.mark.parametrize(
+    ("secrets_roles", "env_roles", "named"),
+    [
+        (
+            None,
+            "a@x.com=finance,b@y.com=managers",
+            'DASHBOARD_ROLES entry "b@y.com=managers": unknown role "managers"; '
+            "roles are admin, finance, support, manager",
+        ),
+        (None, "broken", 'DASHBOARD_ROLES entry "broken": not email=role'),
+        (None, "z@example.com=", 'DASHBOARD_ROLES entry "z@example.com=": unknown role ""'),
+        (None, "=finance", 'DASHBOARD_ROLES entry "=finance": no email'),
+        (
+            {"x@example.com": "read-only"},
+            None,
+            '[roles] entry "x@example.com" = "read-only": unknown role "read-only"',
+        ),
+        ({"x@example.com": 3}, None, 'unknown role "3"'),
+        ({"*": "viewer"}, None, '[roles] entry "*" = "viewer": unknown role "viewer"'),
+        ("admin", None, "[roles] in secrets.toml must be a table"),
+    ],
+)
+def test_an_unknown_role_or_a_malformed_entry_is_refused_and_named(
+    secrets_roles: object, env_roles: str | None, named: str
+) -> None:
+    with pytest.raises(auth.ConfigurationProblem) as refused:
+        auth.parse_roles(secrets_roles, env_roles)
+    assert named in str(refused.value)
+
+
+@pytest.mark.usefixtures("on_embedded")
+def test_without_configuration_the_local_developer_may_do_everything_on_the_demo_database(
     secrets: dict[str, Any],
 ) -> None:
+    assert auth.current_problem() is None
     user = auth.current_user()
     assert (user.email, user.role, user.source) == ("developer@localhost", "admin", "development")
     assert user.can("adjust_credits") and user.can("change_limits")
 
 
+@pytest.mark.usefixtures("on_embedded")
 def test_the_development_identity_and_role_are_configurable(
     secrets: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -63,6 +123,127 @@ def test_the_development_identity_and_role_are_configurable(
     assert auth.current_user().role == "support"
 
 
+@pytest.mark.usefixtures("on_embedded")
+def test_an_explicit_dashboard_user_without_a_role_has_none_even_on_the_demo_database(
+    secrets: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DASHBOARD_USER", "someone@example.com")
+    monkeypatch.setenv("DASHBOARD_ROLES", "other@example.com=admin,*=admin")
+    user = auth.current_user()
+    assert (user.email, user.role, user.refusal) == ("someone@example.com", None, None)
+    assert not user.can("view_overview")
+    with pytest.raises(auth.AccessDenied, match="no role"):
+        auth.require("adjust_credits")
+
+
+@pytest.mark.parametrize(
+    ("env", "dev", "named"),
+    [
+        ({"DASHBOARD_ROLE": "managers"}, {}, 'DASHBOARD_ROLE="managers": unknown role'),
+        ({"DASHBOARD_ROLE": "viewer"}, {"role": "admin"}, 'DASHBOARD_ROLE="viewer"'),
+        ({}, {"role": "read-only"}, '[dev] role = "read-only": unknown role'),
+        # The unused source is checked too: a typo anywhere stops the start.
+        ({"DASHBOARD_ROLE": "admin"}, {"role": "boss"}, '[dev] role = "boss"'),
+        ({"DASHBOARD_ROLES": "a@x.com=finance,b@y.com=managers"}, {}, '"b@y.com=managers"'),
+    ],
+)
+@pytest.mark.usefixtures("on_embedded")
+def test_an_unknown_role_in_any_source_refuses_everything_never_admin(
+    secrets: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    dev: dict[str, str],
+    named: str,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    secrets["dev"] = dev
+    problem = auth.current_problem()
+    assert problem is not None and named in problem
+    assert "roles are admin, finance, support, manager" in problem
+    user = auth.current_user()
+    assert user.refusal == problem and user.role is None
+    assert not any(user.can(p) for p in auth.PERMISSIONS["admin"])
+    with pytest.raises(auth.AccessDenied, match="Nothing was changed"):
+        auth.require("view_overview")
+
+
+@pytest.mark.usefixtures("not_embedded")
+def test_off_the_embedded_database_an_identity_must_be_configured(
+    secrets: dict[str, Any], monkeypatch: pytest.MonkeyPatch, on_embedded: str
+) -> None:
+    assert not auth.on_embedded_database(on_embedded)
+    problem = auth.current_problem()
+    assert problem == auth.NO_IDENTITY
+    assert "[auth]" in problem and "secrets.toml" in problem and "DASHBOARD_USER" in problem
+    assert auth.current_user().refusal == auth.NO_IDENTITY
+    # A [dev] section is not a deliberate choice of one user for a real database.
+    secrets["dev"] = {"user": "dev@example.com", "role": "admin"}
+    assert auth.current_problem() == auth.NO_IDENTITY
+
+    monkeypatch.setenv("DASHBOARD_USER", "solo@example.com")
+    assert auth.current_problem() is None
+    assert auth.current_user().role == "admin"  # from [dev] role
+    del secrets["dev"]
+    assert auth.current_user().role is None  # no admin default off the demo database
+
+    monkeypatch.delenv("DASHBOARD_USER")
+    secrets["auth"] = dict(OIDC)
+    assert auth.current_problem() is None
+
+
+def test_no_database_configured_is_not_the_embedded_one(
+    secrets: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert auth.startup_problem(env={}, secrets={}, database_url=None) == auth.NO_IDENTITY
+
+
+@pytest.mark.parametrize(
+    ("domains", "named"),
+    [
+        ("example.com", "allowed_domains must be a list"),
+        (["example.com", "*.example.com"], '"*.example.com": not a domain name'),
+        ([""], '"": not a domain name'),
+        ([3], '"3": not a domain name'),
+    ],
+)
+def test_malformed_allowed_domains_are_refused(domains: object, named: str) -> None:
+    problem = auth.startup_problem(
+        env={}, secrets={"auth": {**OIDC, "allowed_domains": domains}}, database_url=None
+    )
+    assert problem is not None and named in problem
+
+
+def test_the_star_role_applies_only_inside_the_allowed_domains() -> None:
+    roles: dict[str, auth.Role] = {"*": "manager", "bob@partner.org": "finance"}
+    domains = frozenset({"example.com"})
+
+    def role(email: str) -> str | None:
+        return auth._oidc_user(email, "", roles, allowed_domains=domains).role
+
+    assert role("Ana@Example.COM") == "manager"
+    assert role("eve@evil.org") is None
+    assert role("eve@sub.example.com") is None  # subdomains are listed one by one
+    assert role("eve@example.com.evil.org") is None
+    assert role("bob@partner.org") == "finance"  # an explicit entry applies anywhere
+    assert auth._oidc_user("eve@evil.org", "", roles).role == "manager"  # no domains set
+
+
+@pytest.mark.parametrize("claim", [False, "false", "False"])
+def test_an_unverified_email_is_refused(claim: object) -> None:
+    user = auth._oidc_user("ana@example.com", "Ana", {"*": "admin"}, email_verified=claim)
+    assert user.refusal is not None and "not verified" in user.refusal
+    assert not user.can("view_overview")
+
+
+@pytest.mark.parametrize("claim", [True, "true", None])
+def test_a_verified_or_silent_claim_is_accepted(claim: object) -> None:
+    user = auth._oidc_user("ana@example.com", "Ana", {"*": "admin"}, email_verified=claim)
+    assert (user.refusal, user.role) == (None, "admin")
+
+
+@pytest.mark.usefixtures("on_embedded")
 @pytest.mark.parametrize(
     ("role", "adjust", "limits"),
     [
@@ -162,3 +343,98 @@ def test_the_development_identity_is_shown_in_the_sidebar() -> None:
     at = make_app(role="manager", email="boss@example.com").run()
     assert any("boss@example.com" in c and "manager" in c for c in texts(at, "caption"))
     assert any("Development identity" in w for w in texts(at, "warning"))
+
+
+# ------------------------------------------------------------- refusals in the app
+
+
+def no_data(at: Any) -> bool:
+    """Nothing of the dashboard is drawn: no filters, no metrics, no tables, no menu."""
+    return not (at.sidebar.selectbox or at.metric or at.dataframe or at.radio)
+
+
+@pytest.mark.usefixtures("app_db")
+def test_an_unverified_email_sees_only_the_sentence() -> None:
+    at = make_app(secrets={"auth": OIDC, "roles": {"*": "admin"}})
+    at.user = {"is_logged_in": True, "email": "ana@example.com", "email_verified": False}
+    at.run()
+    assert not at.exception
+    (error,) = plain_texts(at, "error")
+    assert "has not verified the address ana@example.com" in error
+    assert no_data(at)
+    assert [b.label for b in at.button] == ["Sign out"]
+
+
+@pytest.mark.usefixtures("app_db")
+def test_allowed_domains_limit_the_star_role_in_the_app() -> None:
+    secrets = {
+        "auth": {**OIDC, "allowed_domains": ["example.com"]},
+        "roles": {"*": "manager", "bob@partner.org": "finance"},
+    }
+    inside = make_app(secrets=secrets)
+    inside.user = {"is_logged_in": True, "email": "ana@example.com", "email_verified": True}
+    inside.run()
+    assert not inside.exception and inside.sidebar.selectbox
+    assert any("ana@example.com" in c and "manager" in c for c in texts(inside, "caption"))
+
+    outside = make_app(secrets=secrets)
+    outside.user = {"is_logged_in": True, "email": "eve@elsewhere.org"}
+    outside.run()
+    assert not outside.exception
+    assert any("no role is configured" in e for e in texts(outside, "error"))
+    assert no_data(outside)
+
+    listed = make_app(secrets=secrets)
+    listed.user = {"is_logged_in": True, "email": "bob@partner.org"}
+    listed.run()
+    assert any("bob@partner.org" in c and "finance" in c for c in texts(listed, "caption"))
+
+
+@pytest.mark.usefixtures("app_db")
+def test_an_unknown_role_in_the_secrets_stops_the_app_with_the_entry_named() -> None:
+    at = make_app(secrets={"dev": {"user": "a@example.com"}, "roles": {"a@example.com": "boss"}})
+    at.run()
+    assert not at.exception
+    (error,) = plain_texts(at, "error")
+    assert "unknown role" in error and "boss" in error
+    assert no_data(at)
+
+
+@pytest.mark.usefixtures("app_db", "not_embedded")
+def test_off_the_embedded_database_without_an_identity_the_app_shows_only_the_sentence() -> None:
+    at = make_app().run()  # a [dev] section, no [auth], no DASHBOARD_USER
+    assert not at.exception
+    (error,) = plain_texts(at, "error")
+    assert "[auth]" in error and "DASHBOARD_USER" in error
+    assert no_data(at) and not at.button
+
+
+@pytest.mark.usefixtures("app_db", "not_embedded")
+def test_an_explicit_single_user_without_a_role_sees_no_data(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DASHBOARD_USER", "solo@example.com")
+    at = make_app(role=None, email="ignored@example.com").run()
+    assert not at.exception
+    assert any("no role is configured" in e for e in texts(at, "error"))
+    assert no_data(at)
+
+
+@pytest.mark.usefixtures("on_embedded")
+def test_a_secrets_file_that_cannot_be_read_refuses_rather_than_dropping_sign_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Unreadable:
+        def to_dict(self) -> dict[str, Any]:
+            raise StreamlitSecretNotFoundError(
+                "Error parsing secrets file at {path}: {error}",
+                path=".streamlit/secrets.toml",
+                error="Expected '=' after a key (at line 3, column 5)",
+                error_id="failed-parsing-secrets-file",
+            )
+
+    monkeypatch.setattr(st, "secrets", Unreadable())
+    problem = auth.current_problem()
+    assert problem is not None and "secrets cannot be read" in problem and "line 3" in problem
+    user = auth.current_user()
+    assert user.refusal == problem and not user.can("view_overview")

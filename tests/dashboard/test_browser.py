@@ -578,3 +578,103 @@ def test_every_csv_download_is_neutralised_in_the_browser(
     finally:
         _refresh(page, "")
     assert set(FORMULAS) <= quoted, set(FORMULAS) - quoted
+
+
+# ------------------------------------------------- crafted links, renamed organizations
+
+
+def toasts(page: Page) -> list[str]:
+    return [t.inner_text() for t in page.locator('[data-testid="stToast"]').all()]
+
+
+def _first_by_name(db: Engine) -> str:
+    with db.connect() as conn:
+        return str(
+            conn.execute(text("SELECT name FROM organizations ORDER BY name LIMIT 1")).one()[0]
+        )
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "title"),
+    [
+        # Mostly the audit trail: it uses the organization and the dates, and draws fast.
+        ("audit", "org=%C2%B2", "Audit trail"),  # ²
+        ("audit", "org=%E2%91%A0", "Audit trail"),  # ①
+        ("audit", "org=" + "7" * 5000, "Audit trail"),
+        ("", "range=custom&from=0001-01-01&to=0001-01-31", "Overview"),
+        ("audit", "range=custom&from=0001-01-01&to=2026-01-31", "Audit trail"),
+        ("audit", "range=custom&from=2026-01-01&to=9999-12-31", "Audit trail"),
+        ("audit", "org=%21%5Bx%5D%28http%3A%2F%2F127.0.0.1%3A9%2Fp.png%29", "Audit trail"),
+    ],
+)
+def test_a_crafted_link_shows_a_notice_and_no_error_box(
+    page: Page, app: RunningApp, db: Engine, path: str, query: str, title: str
+) -> None:
+    images: list[str] = []
+    page.on("request", lambda r: images.append(r.url) if r.url.endswith("/p.png") else None)
+    page.goto(f"{app.url}/{path}?{query}")
+    if title == "Overview":
+        title = f"Overview · {_first_by_name(db)}"
+    settle(page, title)
+    page.locator('[data-testid="stToast"]').first.wait_for()
+    notices = toasts(page)
+    assert notices and all("Ignored" in n for n in notices), notices
+    assert not page.locator('[data-testid="stException"]').count()
+    assert [p for p in problems(page) if not p.startswith("toast: ")] == []
+    assert not images, "a value from the link made the browser fetch an image"
+
+
+def _selected_label(page: Page) -> str:
+    """What the sidebar's organization picker shows as chosen."""
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    return sidebar.get_by_role("combobox", name="Organization").input_value()
+
+
+def test_renaming_the_selected_organization_keeps_it_selected(
+    page: Page, app: RunningApp, db: Engine
+) -> None:
+    with db.connect() as conn:
+        rows = conn.execute(text("SELECT id, name FROM organizations ORDER BY name")).all()
+        newest = conn.execute(text("SELECT max(id) FROM organizations")).scalar_one()
+    # Not the newest (other tests'), and renamed to sort last: a picker that resets
+    # lands on the first by name, which must not be this one.
+    org_id, name = next((i, n) for i, n in rows[3:] if i != newest)
+    renamed = "Zzz renamed while selected"
+
+    page.goto(f"{app.url}/?org={org_id}")
+    settle(page, f"Overview · {name}")
+    assert name in _selected_label(page)
+    try:
+        with db.begin() as conn:
+            conn.execute(
+                text("UPDATE organizations SET name = :name WHERE id = :id"),
+                {"name": renamed, "id": org_id},
+            )
+        # Refresh reads the organizations again (their cache would expire on its own).
+        refresh = page.locator('[data-testid="stMain"]').get_by_role("button", name="Refresh")
+        refresh.click()
+        settle(page, f"Overview · {renamed}")
+        # The next rerun is where it went wrong: the browser sends back the label it
+        # shows, and a label that is no longer an option reset the picker to the first.
+        refresh.click()
+        page.wait_for_timeout(500)
+        settle(page, f"Overview · {renamed}")
+        assert renamed in _selected_label(page)
+        assert f"org={org_id}" in page.url
+        assert not problems(page), problems(page)
+
+        # A person's own choice in the picker still changes the organization.
+        other_id, other = rows[1]
+        picker = page.locator('[data-testid="stSidebar"]').get_by_role(
+            "combobox", name="Organization"
+        )
+        picker.click()
+        page.get_by_role("option", name=other, exact=False).first.click()
+        settle(page, f"Overview · {other}")
+        assert other in _selected_label(page) and f"org={other_id}" in page.url
+    finally:
+        with db.begin() as conn:
+            conn.execute(
+                text("UPDATE organizations SET name = :name WHERE id = :id"),
+                {"name": name, "id": org_id},
+            )

@@ -46,8 +46,12 @@ def test_a_text_column_of_numbers_like_text_is_text() -> None:
     assert [row[0] for row in rows(csv_bytes(frame))[1:]] == ["'-2+3", "12", "", "x"]
 
 
+# Any text a database can hold: PostgreSQL stores UTF-8, which has no lone surrogates.
 TEXT = st.text(
-    alphabet=st.one_of(st.sampled_from("=+-@\t\r\n\",; '"), st.characters()), max_size=20
+    alphabet=st.one_of(
+        st.sampled_from("=+-@\t\r\n\",; '"), st.characters(exclude_categories=["Cs"])
+    ),
+    max_size=20,
 )
 
 

@@ -35,8 +35,14 @@ def proxy(test_server: PgServer, fresh_url: str) -> Iterator[CommitCutProxy]:
 
 @pytest.fixture
 def org_via_proxy(
-    proxy: CommitCutProxy, fresh_engine: Engine, use_database: Callable[[str], None]
+    proxy: CommitCutProxy,
+    fresh_engine: Engine,
+    use_database: Callable[[str], None],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> int:
+    # Through the proxy the database is not the embedded one, so the development
+    # identity is the explicit single-user setup.
+    monkeypatch.setenv("DASHBOARD_USER", "finance@example.com")
     use_database(proxy.url)
     return first_org(fresh_engine)
 

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine
+import streamlit as st
+from hypothesis import given, settings
+from hypothesis import strategies as hs
+from sqlalchemy import Engine, create_engine, text
+from streamlit.proto.WidgetStates_pb2 import WidgetState
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Selectbox
 
 from dashboard import state
-from tests.dashboard.apptest import make_app, open_page, texts
+from queries.checks import MAX_DATE, MIN_DATE
+from tests.dashboard.apptest import make_app, open_page, plain_texts, texts
+from tooling.demo_data import append_only_guard_lifted
 
 ORGS = [
     state.Organization(id=3, name="Acme", slug="acme", timezone="Europe/Berlin", plan="pro"),
@@ -80,7 +88,16 @@ def test_a_good_url_is_read_whole() -> None:
         ({"org": "nobody"}, "no such organization"),
         ({"range": "yesterday"}, "use one of 7d"),
         ({"range": "custom"}, "needs from and to"),
-        ({"from": "2026-13-01", "to": "2026-12-01"}, "not a date"),
+        ({"from": "2026-13-01", "to": "2026-12-01"}, "not a real date"),
+        ({"from": "0001-01-01", "to": "2026-01-31"}, "outside the years 2000–2100"),
+        ({"from": "2026-01-01", "to": "9999-12-31"}, "outside the years 2000–2100"),
+        ({"from": "٢٠٢٦-01-01", "to": "2026-01-02"}, "written YYYY-MM-DD"),
+        ({"org": "²"}, "no such organization"),
+        ({"org": "①"}, "no such organization"),
+        ({"org": "٣"}, "no such organization"),  # an Arabic-Indic three is not 3
+        ({"org": "5" * 5000}, "not an organization id"),
+        ({"org": "0"}, "not an organization id"),
+        ({"org": "-3"}, "no such organization"),
         ({"from": "2026-02-01", "to": "2026-01-01"}, "is after"),
         ({"from": "2020-01-01", "to": "2026-01-01"}, "at most"),
         ({"from": "2026-01-01"}, "give both"),
@@ -92,6 +109,38 @@ def test_a_bad_url_value_is_dropped_with_a_notice(params: dict[str, str], notice
     url = state.parse_url(params, ORGS)
     assert len(url.notices) == 1 and notice in url.notices[0]
     assert (url.org, url.preset, url.start, url.grain, url.zone) == (None,) * 5
+
+
+def test_a_long_url_value_is_cut_short_in_its_notice() -> None:
+    (notice,) = state.parse_url({"org": "5" * 5000}, ORGS).notices
+    assert len(notice) < 200
+
+
+_URL_VALUE = hs.one_of(hs.text(), hs.lists(hs.text(), max_size=4))
+_INTERESTING = hs.sampled_from(
+    ["", " ", "3", "7", "acme", "²", "①", "5" * 5000, "0001-01-01", "9999-12-31", "2026-01-01",
+     "custom", "day", "utc", "\x00", "![x](http://h/p.png)"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    params=hs.dictionaries(
+        hs.one_of(hs.sampled_from(state.URL_KEYS), hs.text(max_size=5)),
+        hs.one_of(_URL_VALUE, _INTERESTING, hs.lists(_INTERESTING, max_size=3)),
+    )
+)
+def test_parsing_any_url_never_raises_and_keeps_only_checked_values(
+    params: dict[str, str | list[str]],
+) -> None:
+    url = state.parse_url(params, ORGS)
+    assert url.org in (None, 3, 7)
+    assert url.preset in (None, *state.PRESETS)
+    assert url.grain in (None, *state.GRAINS) and url.zone in (None, *state.ZONES)
+    for day in (url.start, url.end):
+        assert day is None or MIN_DATE <= day <= MAX_DATE
+    assert (url.start is None) == (url.end is None)
+    assert all(isinstance(notice, str) for notice in url.notices)
 
 
 def test_filters_become_a_url_that_reads_back_the_same() -> None:
@@ -234,7 +283,7 @@ def test_bad_link_values_are_dropped_with_a_notice_never_a_traceback(
         }
     ).run()
     assert not at.exception
-    notices = texts(at, "toast")
+    notices = plain_texts(at, "toast")
     for fragment in ("org='999999'", "range='fortnight'", "grain='hour'", "tz='mars'", "from="):
         assert any(fragment in n for n in notices), (fragment, notices)
     assert at.query_params == {"org": str(orgs[0][0]), "range": "30d", "grain": "day", "tz": "org"}
@@ -244,7 +293,7 @@ def test_a_stale_organization_keeps_the_current_one(orgs: list[tuple[int, str, s
     at = make_app(query={"org": str(orgs[1][0])}).run()
     at.query_params["org"] = "424242"
     at.run()
-    assert any("no such organization" in n for n in texts(at, "toast"))
+    assert any("no such organization" in n for n in plain_texts(at, "toast"))
     assert at.selectbox(key=state.K_ORG).value == orgs[1][0]
     assert at.query_params["org"] == str(orgs[1][0])
 
@@ -263,3 +312,145 @@ def test_filters_a_page_does_not_use_are_disabled(orgs: list[tuple[int, str, str
     assert at.selectbox(key=state.K_ORG).disabled
     assert at.radio(key=state.K_GRAIN).disabled
     assert not at.selectbox(key=state.K_RANGE).disabled
+
+
+@pytest.mark.parametrize("page", ["overview", "audit"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"org": "²"},
+        {"org": "①"},
+        {"org": "9" * 5000},
+        {"range": "custom", "from": "0001-01-01", "to": "0001-01-31"},
+        {"range": "custom", "from": "2026-11-01", "to": "9999-12-31"},
+        {"org": "![x](http://127.0.0.1:9/p.png)"},
+    ],
+)
+def test_crafted_link_values_give_a_notice_never_an_error_box(
+    orgs: list[tuple[int, str, str]], page: str, query: dict[str, str]
+) -> None:
+    at = make_app(query=query)
+    at.run()
+    at.switch_page(f"app_pages/{page}.py").run()
+    at = make_app(query=query)  # a fresh session straight onto the page, as a pasted link
+    at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception
+    assert not texts(at, "error"), texts(at, "error")
+    notices = plain_texts(at, "toast")
+    assert notices and all(n.startswith("Ignored ") for n in notices), notices
+    # Toasts are Markdown: what the link said is escaped, so it cannot become an image.
+    assert not any("![" in raw or "](" in raw for raw in texts(at, "toast"))
+    assert at.selectbox(key=state.K_ORG).value == orgs[0][0]
+
+
+# -------------------------------------------- the selection is held by id
+
+
+@pytest.fixture
+def writable_orgs(
+    fresh_url: str, fresh_engine: Engine, use_database: Callable[[str], None]
+) -> list[tuple[int, str]]:
+    use_database(fresh_url)
+    with fresh_engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, name FROM organizations ORDER BY name")).all()
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
+def _sql(engine: Engine, statement: str, **params: object) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(statement), params)
+    st.cache_data.clear()  # the organization list is cached; this is its expiry
+
+
+def _browser_sends(at: AppTest, key: str, label: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run ``at`` once with the selectbox ``key`` sending ``label`` back, as a browser
+    does with the label it shows (AppTest itself only sends labels among the options)."""
+    box_id = at.selectbox(key=key).id
+    original = Selectbox._widget_state
+
+    def sent(self: Selectbox[Any]) -> WidgetState:
+        if self.id != box_id:
+            return original.fget(self)  # type: ignore[attr-defined,no-any-return]
+        return WidgetState(id=box_id, string_value=label)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Selectbox, "_widget_state", property(sent))
+        at.run()
+
+
+def test_renaming_or_adding_organizations_keeps_the_selection(
+    writable_orgs: list[tuple[int, str]], fresh_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chosen, _ = writable_orgs[2]
+    at = make_app().run()
+    at.selectbox(key=state.K_ORG).set_value(chosen).run()
+    assert at.query_params["org"] == str(chosen)
+    shown = at.selectbox(key=state.K_ORG).options[2]  # the label the browser holds
+
+    # Renamed so that it sorts last, while it is selected.
+    _sql(fresh_engine, "UPDATE organizations SET name = 'Zzzz renamed' WHERE id = :id", id=chosen)
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key=state.K_ORG).value == chosen
+    assert "Zzzz renamed" in at.title[0].value
+    # A browser sends back the label it showed before the rename (Streamlit exchanges a
+    # selectbox's value as its label); no option has it any more. That used to reset the
+    # picker to the first organization by name.
+    _browser_sends(at, state.K_ORG, shown, monkeypatch)
+    assert not at.exception
+    assert at.selectbox(key=state.K_ORG).value == chosen
+    assert "Zzzz renamed" in at.title[0].value
+    assert at.query_params["org"] == str(chosen)
+
+    # A new organization that sorts before every other one.
+    _sql(
+        fresh_engine,
+        "INSERT INTO organizations (name, slug, timezone, plan) "
+        "VALUES ('AAA first', 'aaa-first', 'UTC', 'free')",
+    )
+    at.run()
+    assert at.selectbox(key=state.K_ORG).options[0].startswith("AAA first")
+    assert at.selectbox(key=state.K_ORG).value == chosen
+    assert "Zzzz renamed" in at.title[0].value
+    assert not at.toast
+
+    # A person's own choice still changes it.
+    other = writable_orgs[4][0]
+    at.selectbox(key=state.K_ORG).set_value(other).run()
+    assert at.selectbox(key=state.K_ORG).value == other
+    assert at.query_params["org"] == str(other)
+
+
+def test_a_removed_organization_is_reported_not_replaced(
+    writable_orgs: list[tuple[int, str]], fresh_engine: Engine
+) -> None:
+    chosen, name = writable_orgs[3]
+    at = open_page(make_app(query={"org": str(chosen), "grain": "week"}), "credits")
+    assert name in at.title[0].value
+    # Its rows go with it (a test database; the product never deletes an organization,
+    # and the append-only guard must be lifted, as the demo reset does, to try).
+    with fresh_engine.begin() as conn, append_only_guard_lifted(conn):
+        for table in (
+            "generations",
+            "usage_limits",
+            "credit_ledger",
+            "credit_balances",
+            "audit_log",
+            "users",
+        ):
+            conn.execute(text(f"DELETE FROM {table} WHERE organization_id = :id"), {"id": chosen})
+        conn.execute(text("DELETE FROM organizations WHERE id = :id"), {"id": chosen})
+    st.cache_data.clear()  # the organization list is cached; this is its expiry
+    at.run()
+    assert not at.exception
+    (warning,) = [w for w in plain_texts(at, "warning") if "no longer in the database" in w]
+    assert f"{name} (id {chosen})" in warning
+    assert at.selectbox(key=state.K_ORG).value is None
+    assert not at.metric and not at.dataframe  # nothing shown for another organization
+
+    other = writable_orgs[0][0]
+    at.selectbox(key=state.K_ORG).set_value(other).run()
+    assert not at.exception
+    assert at.selectbox(key=state.K_ORG).value == other
+    assert at.radio(key=state.K_GRAIN).value == "week"  # the other filters were kept
+    assert at.metric

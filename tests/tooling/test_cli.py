@@ -1,12 +1,18 @@
-"""The `dashboard` command: migrate, seed and db-url against a real server."""
+"""The `dashboard` command: migrate, seed and db-url against a real server, and every
+refusal at start-up (unknown roles, no identity off the embedded database, a schema
+that is behind, demo data into a database nobody named)."""
 
 from __future__ import annotations
+
+import subprocess
+from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
 
 from queries.db import create_direct_engine
 from tests.conftest import PgServer, _recreate
+from tooling import embedded, schema
 from tooling.cli import main
 
 
@@ -85,3 +91,174 @@ def test_streamlit_options_pass_through_to_streamlit_run(monkeypatch: pytest.Mon
         ["--server.port", "8601"],
         [],
     ]
+
+
+# ------------------------------------------------------------------ start-up refusals
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The `streamlit run` commands serve would start (never started here)."""
+    calls: list[list[str]] = []
+
+    def call(command: list[str], **_: object) -> int:
+        calls.append(command)
+        return 0
+
+    # Only the final step is replaced: everything serve checks before it runs for real.
+    monkeypatch.setattr(subprocess, "call", call)
+    return calls
+
+
+@pytest.fixture
+def clean_identity(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No identity from the developer's shell or secrets: the secrets files serve reads
+    are ``./.streamlit/secrets.toml`` of an empty folder and an empty home."""
+    for name in ("DASHBOARD_USER", "DASHBOARD_ROLE", "DASHBOARD_ROLES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".streamlit").mkdir()
+    return tmp_path / ".streamlit" / "secrets.toml"
+
+
+@pytest.fixture
+def real_database(scratch_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """``scratch_url``, no longer the embedded database: the project's data folder is an
+    empty one, so ``owns_url`` is False (as for any real server)."""
+    embedded.ensure_running()  # before the folder moves, so nothing starts in it
+    monkeypatch.setenv("DASHBOARD_PGDATA", str(tmp_path / "no-cluster"))
+    assert not embedded.owns_url(scratch_url)
+    return scratch_url
+
+
+def _tables(url: str) -> set[str]:
+    engine = create_direct_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("env", "secrets", "named"),
+    [
+        ({"DASHBOARD_ROLE": "managers"}, "", 'DASHBOARD_ROLE="managers": unknown role'),
+        (
+            {"DASHBOARD_ROLES": "a@x.com=finance,b@y.com=managers"},
+            "",
+            'DASHBOARD_ROLES entry "b@y.com=managers": unknown role "managers"; '
+            "roles are admin, finance, support, manager",
+        ),
+        ({"DASHBOARD_ROLES": "a@x.com"}, "", 'DASHBOARD_ROLES entry "a@x.com": not email=role'),
+        ({}, '[dev]\nrole = "viewer"\n', '[dev] role = "viewer": unknown role'),
+        ({}, '[roles]\n"a@x.com" = "read-only"\n', '[roles] entry "a@x.com" = "read-only"'),
+    ],
+)
+def test_serve_refuses_an_unknown_role_in_any_source_before_anything_happens(
+    scratch_url: str,
+    clean_identity: Path,
+    started: list[list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    env: dict[str, str],
+    secrets: str,
+    named: str,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    clean_identity.write_text(secrets)
+    assert main(["serve"]) == 2
+    assert named in capsys.readouterr().err
+    assert started == []
+    assert _tables(scratch_url) == set()  # not even migrated
+
+
+def test_serve_reads_the_secrets_file_streamlit_is_told_to_use(
+    scratch_url: str,
+    clean_identity: Path,
+    started: list[list[str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    elsewhere = tmp_path / "deploy-secrets.toml"
+    elsewhere.write_text('[roles]\n"a@x.com" = "superuser"\n')
+    assert main(["serve", "--secrets.files", str(elsewhere)]) == 2
+    assert '"superuser"' in capsys.readouterr().err
+    assert started == []
+
+
+@pytest.mark.usefixtures("clean_identity")
+def test_serve_without_an_identity_off_the_embedded_database_names_both_ways_out(
+    real_database: str,
+    started: list[list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["migrate"]) == 0
+    capsys.readouterr()
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "[auth]" in err and ".streamlit/secrets.toml" in err and "DASHBOARD_USER" in err
+    assert started == []
+
+    # Either way out works: a deliberate single user ...
+    monkeypatch.setenv("DASHBOARD_USER", "solo@example.com")
+    monkeypatch.setenv("DASHBOARD_ROLE", "finance")
+    assert main(["serve", "--server.port", "8611"]) == 0
+    assert len(started) == 1 and started[0][-2:] == ["--server.port", "8611"]
+
+
+@pytest.mark.usefixtures("real_database")
+def test_serve_with_oidc_configured_starts_off_the_embedded_database(
+    clean_identity: Path, started: list[list[str]]
+) -> None:
+    assert main(["migrate"]) == 0
+    clean_identity.write_text(
+        '[auth]\nredirect_uri = "https://d.example.com/oauth2callback"\n'
+        'cookie_secret = "x"\nclient_id = "d"\nclient_secret = "y"\n'
+        'server_metadata_url = "https://login.example.com/.well-known/openid-configuration"\n'
+        'allowed_domains = ["example.com"]\n[roles]\n"*" = "manager"\n'
+    )
+    assert main(["serve"]) == 0 and len(started) == 1
+
+
+@pytest.mark.usefixtures("clean_identity")
+def test_serve_refuses_a_schema_that_is_behind_and_never_migrates_it(
+    real_database: str,
+    started: list[list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    schema.upgrade(url=real_database)
+    schema.downgrade(revision="0001", url=real_database)
+    monkeypatch.setenv("DASHBOARD_USER", "solo@example.com")
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "schema is behind" in err and "dashboard migrate" in err
+    assert started == []
+    engine = create_direct_engine(real_database)
+    try:
+        with engine.connect() as conn:
+            revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    finally:
+        engine.dispose()
+    assert revision == "0001"
+
+
+def test_seed_reset_on_a_real_database_needs_its_name_confirmed(
+    real_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    small = ["--orgs", "2", "--generations", "200", "--days", "5"]
+    assert main(["seed", *small, "--reset"]) == 2
+    err = capsys.readouterr().err
+    assert "not the embedded demo database" in err
+    assert "--confirm-database dashboard_test_cli" in err
+    assert _tables(real_database) == set()  # refused before a connection
+
+    assert main(["seed", *small, "--reset", "--confirm-database", "production"]) == 2
+    assert "does not name the database in use" in capsys.readouterr().err
+    assert _tables(real_database) == set()
+
+    assert main(["seed", *small, "--reset", "--confirm-database", "dashboard_test_cli"]) == 0
+    assert "seeded 2 organizations" in capsys.readouterr().out
