@@ -41,7 +41,7 @@ from typing import Final, Literal, get_args
 import pandas as pd
 import streamlit as st
 
-from dashboard.text import escape_markdown
+from dashboard.text import md
 from queries.checks import MAX_DATE, MAX_RANGE_DAYS, MIN_DATE, parse_date, parse_id
 from queries.errors import InvalidInput
 
@@ -342,7 +342,7 @@ def _organization_gone(last: object, notices: Sequence[str]) -> None:
     )
     st.title("Choose an organization")
     st.warning(
-        escape_markdown(
+        md(
             f"The organization you had selected, {what}, is no longer in the database "
             "(it was removed, or its id changed). Nothing is shown for it; choose an "
             "organization in the sidebar."
@@ -350,7 +350,7 @@ def _organization_gone(last: object, notices: Sequence[str]) -> None:
         icon=":material/domain_disabled:",
     )
     for notice in notices:
-        st.toast(escape_markdown(notice), icon=":material/link_off:")
+        st.toast(md(notice), icon=":material/link_off:")
     st.stop()
 
 
@@ -455,7 +455,7 @@ def sidebar_filters(
     ss[K_CURRENT] = filters
     for notice in notices:
         # Toasts are Markdown; a notice quotes what the link said.
-        st.toast(escape_markdown(notice), icon=":material/link_off:")
+        st.toast(md(notice), icon=":material/link_off:")
     return filters
 
 
