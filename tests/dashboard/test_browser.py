@@ -678,3 +678,56 @@ def test_renaming_the_selected_organization_keeps_it_selected(
                 text("UPDATE organizations SET name = :name WHERE id = :id"),
                 {"name": name, "id": org_id},
             )
+
+
+def test_a_drafted_grant_stays_on_its_organization_when_that_organization_is_renamed(
+    page: Page, app: RunningApp, db: Engine
+) -> None:
+    with db.connect() as conn:
+        rows = conn.execute(text("SELECT id, name FROM organizations ORDER BY name")).all()
+    # Renamed to sort last, so a picker that fell back to "the first by name" would show
+    # another organization, and the grant would go there.
+    org_id, name = rows[2]
+    renamed = "Zzz renamed while a grant is drafted"
+    rows_before, before = _books(db, org_id)
+    amount = 4_321
+
+    page.goto(f"{app.url}/credits?org={org_id}")
+    settle(page, f"Credits · {name}")
+    main = page.locator('[data-testid="stMain"]')
+    form = main.locator('[data-testid="stForm"]').filter(has_text="Review adjustment")
+    form.get_by_text("Grant credits", exact=True).click()
+    form.get_by_label("Credits", exact=True).fill(str(amount))
+    form.get_by_role("combobox", name="Reason").click()
+    page.get_by_role("option", name="Goodwill gesture", exact=True).click()
+    form.get_by_role("button", name="Review adjustment").click()
+    confirm = main.get_by_role("button", name=f"Confirm: grant {amount:,}")
+    confirm.wait_for()
+    settle(page, f"Credits · {name}")
+
+    try:
+        with db.begin() as conn:
+            conn.execute(
+                text("UPDATE organizations SET name = :name WHERE id = :id"),
+                {"name": renamed, "id": org_id},
+            )
+        # Two reruns: the first reads the new name, the second is where a picker that
+        # followed labels used to fall back to another organization.
+        for _ in range(2):
+            main.get_by_role("button", name="Refresh").first.click()
+            page.wait_for_timeout(300)
+            settle(page, f"Credits · {renamed}")
+        assert renamed in _selected_label(page) and f"org={org_id}" in page.url
+        # The draft is still there, for this organization, and can be confirmed.
+        assert confirm.is_enabled()
+        assert "drafted for" not in main.inner_text()
+        confirm.click()
+        main.locator('[data-testid="stAlertContentSuccess"]').wait_for()
+        settle(page, f"Credits · {renamed}")
+        assert _books(db, org_id) == (rows_before + 1, before + amount)
+    finally:
+        with db.begin() as conn:
+            conn.execute(
+                text("UPDATE organizations SET name = :name WHERE id = :id"),
+                {"name": name, "id": org_id},
+            )
