@@ -69,6 +69,41 @@ class WriteFlow(Generic[R, T]):
         """Whether the last attempt at ``request`` ended with its outcome open."""
         return bool(st.session_state.get(self.retry) == self.token(request))
 
+    def buttons(
+        self,
+        request: R,
+        *,
+        shown: tuple[int, str],
+        label: str,
+        again_label: str,
+        key: str,
+        back: tuple[str, str] | None,
+        discard: tuple[str, str],
+    ) -> None:
+        """The confirmation's buttons, and the warning when the page shows another
+        organization than the draft's (then Confirm is disabled and only Discard is
+        offered). ``back`` and ``discard`` are (label, widget key); without ``back``,
+        the second button discards the draft."""
+        here = request.organization_id == shown[0]
+        if not here:
+            drafted = (request.organization_id, request.organization_name)
+            st.warning(
+                ui.drafted_elsewhere(self.what, drafted, shown), icon=":material/swap_horiz:"
+            )
+        confirm, second, _ = st.columns([1, 1, 3])
+        confirm.button(
+            again_label if here and self.again(request) else label,
+            type="primary",
+            key=key,
+            on_click=self.submit,
+            args=shown,
+            disabled=not here,
+        )
+        if here and back is not None:
+            second.button(back[0], key=back[1], on_click=self.back)
+        else:
+            second.button(discard[0], key=discard[1], on_click=self.discard)
+
     def submit(self, shown_id: int, shown_name: str) -> None:
         """Confirm button: make the pending change if the page still shows the
         organization it was drafted for (``shown_*``: the one shown when the button was

@@ -158,41 +158,20 @@ def _confirm_adjustment(request: actions.AdjustmentRequest, f: state.Filters) ->
         before, after = st.columns(2)
         before.metric("Balance now", f"{request.balance_before:,}")
         after.metric("Balance after", f"{request.balance_after:,}", f"{request.amount:+,}")
-        confirm, back, _ = st.columns([1, 1, 3])
-        again = ADJUSTMENT.again(request)
-        confirm.button(
-            f"{'Confirm again' if again else 'Confirm'}: {verb.lower()} {abs(request.amount):,}",
-            type="primary",
-            key="credits.confirm",
-            on_click=ADJUSTMENT.submit,
-            args=(f.organization_id, f.organization.name),
-        )
-        back.button("Back", key="credits.back", on_click=ADJUSTMENT.back)
+        _adjustment_buttons(request, f)
 
 
-def _confirm_elsewhere(request: actions.AdjustmentRequest, f: state.Filters) -> None:
-    """A draft for another organization than the one shown: say so; it can be
-    discarded, or confirmed after switching back (the button refuses here)."""
-    with st.container(border=True):
-        st.warning(
-            ui.drafted_elsewhere(
-                "adjustment",
-                (request.organization_id, request.organization_name),
-                (f.organization_id, f.organization.name),
-            ),
-            icon=":material/swap_horiz:",
-        )
-        verb = "grant" if request.amount > 0 else "deduct"
-        confirm, discard, _ = st.columns([1, 1, 3])
-        confirm.button(
-            f"Confirm: {verb} {abs(request.amount):,}",
-            type="primary",
-            key="credits.confirm",
-            on_click=ADJUSTMENT.submit,
-            args=(f.organization_id, f.organization.name),
-            disabled=True,
-        )
-        discard.button("Discard", key="credits.discard", on_click=ADJUSTMENT.discard)
+def _adjustment_buttons(request: actions.AdjustmentRequest, f: state.Filters) -> None:
+    verb = "grant" if request.amount > 0 else "deduct"
+    ADJUSTMENT.buttons(
+        request,
+        shown=(f.organization_id, f.organization.name),
+        label=f"Confirm: {verb} {abs(request.amount):,}",
+        again_label=f"Confirm again: {verb} {abs(request.amount):,}",
+        key="credits.confirm",
+        back=("Back", "credits.back"),
+        discard=("Discard", "credits.discard"),
+    )
 
 
 def _adjustment_form(f: state.Filters, balance: int) -> None:
@@ -253,7 +232,10 @@ def _adjustment(f: state.Filters, balance: int) -> None:
         if request.organization_id == f.organization_id:
             _confirm_adjustment(request, f)
         else:
-            _confirm_elsewhere(request, f)
+            # A draft for another organization: it can be discarded, or confirmed after
+            # switching back (the button refuses here).
+            with st.container(border=True):
+                _adjustment_buttons(request, f)
         return
     _adjustment_form(f, balance)
 
@@ -296,29 +278,14 @@ def _reversal(f: state.Filters, entries: pd.DataFrame, balance: int) -> None:
                 after.metric(
                     "Balance after", f"{request.balance_after:,}", f"{-request.entry_amount:+,}"
                 )
-            else:
-                st.warning(
-                    ui.drafted_elsewhere(
-                        "reversal",
-                        (request.organization_id, request.organization_name),
-                        (f.organization_id, f.organization.name),
-                    ),
-                    icon=":material/swap_horiz:",
-                )
-            again = REVERSAL.again(request)
-            confirm, cancel, _ = st.columns([1, 1, 3])
-            confirm.button(
-                "Confirm reversal again" if again else "Confirm reversal",
-                type="primary",
+            REVERSAL.buttons(
+                request,
+                shown=(f.organization_id, f.organization.name),
+                label="Confirm reversal",
+                again_label="Confirm reversal again",
                 key="credits.reverse_confirm",
-                on_click=REVERSAL.submit,
-                args=(f.organization_id, f.organization.name),
-                disabled=not here,
-            )
-            cancel.button(
-                "Cancel" if here else "Discard",
-                key="credits.reverse_cancel",
-                on_click=REVERSAL.discard,
+                back=None,
+                discard=("Cancel" if here else "Discard", "credits.reverse_cancel"),
             )
             return
         reversible = entries[(entries["kind"] != "reversal") & entries["reversed_by_id"].isna()]

@@ -225,29 +225,15 @@ def _confirm_limit(
                 f"{request.effective or today}?**  \nReason: {md(request.reason)}"
             )
             st.caption(f"The current limit is the one {md(source)}.")
-        else:
-            st.warning(
-                ui.drafted_elsewhere(
-                    "limit change",
-                    (request.organization_id, request.organization_name),
-                    (f.organization_id, f.organization.name),
-                ),
-                icon=":material/swap_horiz:",
-            )
-        again = LIMIT_CHANGE.again(request)
-        confirm, back, _ = st.columns([1, 1, 3])
-        confirm.button(
-            "Confirm limit again" if again else "Confirm limit",
-            type="primary",
+        LIMIT_CHANGE.buttons(
+            request,
+            shown=(f.organization_id, f.organization.name),
+            label="Confirm limit",
+            again_label="Confirm limit again",
             key="quotas.confirm",
-            on_click=LIMIT_CHANGE.submit,
-            args=(f.organization_id, f.organization.name),
-            disabled=not here,
+            back=("Back", "quotas.back"),
+            discard=("Discard", "quotas.discard"),
         )
-        if here:
-            back.button("Back", key="quotas.back", on_click=LIMIT_CHANGE.back)
-        else:
-            back.button("Discard", key="quotas.discard", on_click=LIMIT_CHANGE.discard)
 
 
 def _limit(f: state.Filters) -> None:
