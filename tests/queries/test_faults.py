@@ -227,15 +227,29 @@ def test_killed_backends_during_concurrent_writes_leave_the_books_exact(
     orgs = _organizations(direct)
     seen = Seen()
     disconnects = Disconnects(direct)
+    # The writers go on until enough of them were killed (or a time cap): on a loaded
+    # machine fewer transactions are open at each of the killer's looks, so a fixed
+    # number of operations would test fewer kills.
+    enough = threading.Event()
     threads = [
         threading.Thread(
-            target=_writer, args=(direct, seen, orgs), kwargs={"seed": s, "operations": 50}
+            target=_writer,
+            args=(direct, seen, orgs),
+            kwargs={"seed": s, "operations": 400, "stop": enough},
         )
         for s in range(6)
     ]
     with BackendKiller(test_server, DATABASE, interval=0.05) as killer:
         for t in threads:
             t.start()
+        deadline = time.monotonic() + 45
+        while (
+            killer.killed < 20
+            and time.monotonic() < deadline
+            and any(t.is_alive() for t in threads)
+        ):
+            time.sleep(0.1)
+        enough.set()
         for t in threads:
             t.join(timeout=60)
     assert killer.error is None
@@ -357,21 +371,24 @@ def test_commit_cuts_during_concurrent_writes_apply_each_key_once(
     try:
         orgs = _organizations(direct, count=2)
         seen = Seen()
+        stop = threading.Event()
         threads = [
             threading.Thread(
                 target=_writer,
                 args=(engine, seen, orgs),
-                kwargs={"seed": 100 + s, "operations": 40},
+                kwargs={"seed": 100 + s, "operations": 400, "stop": stop},
             )
             for s in range(4)
         ]
         for t in threads:
             t.start()
-        # One lost answer at a time, for as long as the writers write.
-        while any(t.is_alive() for t in threads) and proxy.cuts < 15:
+        # One lost answer at a time, until 15 were lost (or a time cap).
+        deadline = time.monotonic() + 45
+        while proxy.cuts < 15 and time.monotonic() < deadline:
             proxy.arm_cut_after_commit()
             proxy.wait_for_cuts(proxy.cuts + 1, timeout=0.5)
         proxy.disarm()
+        stop.set()
         for t in threads:
             t.join(timeout=60)
         assert proxy.cuts >= 6
@@ -381,6 +398,13 @@ def test_commit_cuts_during_concurrent_writes_apply_each_key_once(
 
 
 # --- a restarted PgBouncer -----------------------------------------------------------
+
+
+def _wait_for_progress(seen: Seen, *, since: int, timeout: float = 30) -> None:
+    """Until the writers applied more than ``since`` writes (or ``timeout`` passed)."""
+    deadline = time.monotonic() + timeout
+    while len(seen.applied) <= since and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def test_writes_through_a_restarted_pgbouncer_apply_each_key_once(
@@ -411,14 +435,16 @@ def test_writes_through_a_restarted_pgbouncer_apply_each_key_once(
         ]
         for t in threads:
             t.start()
-        applied_before_restarts = []
+        applied_before_restarts: list[int] = []
         for _ in range(3):
-            time.sleep(0.4)
+            # Each restart comes once the writers have applied something since the last
+            # one (not after a fixed sleep, which a loaded machine can outlast).
+            _wait_for_progress(seen, since=max(applied_before_restarts, default=0))
             applied_before_restarts.append(len(seen.applied))
             bouncer.kill()
             time.sleep(0.3)  # down: connections are refused meanwhile
             bouncer.start()
-        time.sleep(0.4)
+        _wait_for_progress(seen, since=applied_before_restarts[-1])
         stop.set()
         for t in threads:
             t.join(timeout=60)
