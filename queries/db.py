@@ -4,6 +4,9 @@
   in transaction mode), so engines never rely on session state: no server-side prepared
   statements, no session-level ``SET``, and ``pool_pre_ping`` to drop dead connections.
 - ``DIRECT_URL``: migrations and bulk loads (COPY); falls back to ``DATABASE_URL``.
+- ``DATABASE_READ_URL``, optional: a read replica (a Neon read replica or any PostgreSQL
+  hot standby) for the dashboard's reads; without it, reads use ``DATABASE_URL``.
+  Writes always go to ``DATABASE_URL``.
 - Neither set: a ``ConfigurationError`` that says so. The data layer never starts or
   invents a database; the command line (``tooling.cli``) starts the embedded one for
   development and hands its URLs to the app in these variables.
@@ -62,10 +65,12 @@ NOT_CONFIGURED = (
 
 @dataclass(frozen=True, slots=True)
 class DatabaseUrls:
-    """The URLs a process uses: ``runtime`` for queries, ``direct`` for migrations."""
+    """The URLs a process uses: ``runtime`` for queries and writes, ``direct`` for
+    migrations, ``read`` (a replica, or None) for the dashboard's reads."""
 
     runtime: str
     direct: str
+    read: str | None = None
 
 
 def configured_urls(env: Mapping[str, str] | None = None) -> DatabaseUrls:
@@ -74,15 +79,18 @@ def configured_urls(env: Mapping[str, str] | None = None) -> DatabaseUrls:
     With ``DATABASE_URL`` set, it is the runtime URL and ``DIRECT_URL`` (or, failing
     that, ``DATABASE_URL``) the direct one. With only ``DIRECT_URL`` set, it serves both.
     With neither, ``ConfigurationError``: nothing is started or made up.
+    ``DATABASE_READ_URL`` is optional and never stands in for the others: a replica
+    cannot take writes or migrations.
     """
     env = os.environ if env is None else env
     runtime = env.get("DATABASE_URL", "").strip()
     direct = env.get("DIRECT_URL", "").strip()
+    read = env.get("DATABASE_READ_URL", "").strip()
     if not (runtime or direct):
         raise ConfigurationError(NOT_CONFIGURED)
     runtime_url = normalize_url(runtime or direct)
     direct_url = normalize_url(direct) if direct else runtime_url
-    return DatabaseUrls(runtime_url, direct_url)
+    return DatabaseUrls(runtime_url, direct_url, normalize_url(read) if read else None)
 
 
 # Seconds to open a connection (libpq's minimum is 2) and to wait for a pooled one.
@@ -125,6 +133,7 @@ def create_direct_engine(url: str) -> Engine:
 
 
 _engine: Engine | None = None
+_read_engine: Engine | None = None
 _engine_lock = threading.Lock()
 
 
@@ -138,10 +147,31 @@ def get_engine() -> Engine:
     return _engine
 
 
+def get_read_engine() -> Engine:
+    """The process-wide engine for reads: the replica's (``DATABASE_READ_URL``) when one
+    is configured, else the runtime engine itself. Created on first use.
+
+    A replica gets the runtime engine's options: Neon serves read replicas through the
+    same transaction-mode pooler, so the same rules (no prepared statements, pre-ping)
+    apply.
+    """
+    global _read_engine
+    if _read_engine is None:
+        read_url = configured_urls().read
+        if read_url is None:
+            return get_engine()
+        with _engine_lock:
+            if _read_engine is None:
+                _read_engine = create_runtime_engine(read_url)
+    return _read_engine
+
+
 def dispose_engine() -> None:
-    """Close the process-wide engine's connections (used at shutdown and in tests)."""
-    global _engine
+    """Close the process-wide engines' connections (used at shutdown and in tests)."""
+    global _engine, _read_engine
     with _engine_lock:
-        if _engine is not None:
-            _engine.dispose()
-            _engine = None
+        for engine in (_engine, _read_engine):
+            if engine is not None:
+                engine.dispose()
+        _engine = None
+        _read_engine = None

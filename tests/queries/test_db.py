@@ -89,7 +89,7 @@ def test_importing_the_data_layer_connects_to_nothing() -> None:
     code = (
         "import importlib, pkgutil, queries, queries.db as db\n"
         "for m in pkgutil.iter_modules(queries.__path__): importlib.import_module('queries.' + m.name)\n"
-        "assert db._engine is None\n"
+        "assert db._engine is None and db._read_engine is None\n"
         "import sys; assert 'streamlit' not in sys.modules, 'queries imported streamlit'\n"
     )
     subprocess.run(
@@ -109,5 +109,50 @@ def test_get_engine_is_one_engine_per_process(
         assert db.get_engine() is first
         with first.connect() as conn:
             assert conn.execute(text("SELECT 1")).scalar_one() == 1
+    finally:
+        db.dispose_engine()
+
+
+def test_database_read_url_is_optional_and_normalized_like_the_others() -> None:
+    assert configured_urls({"DATABASE_URL": "postgres://app@db.example/main"}).read is None
+    urls = configured_urls(
+        {
+            "DATABASE_URL": "postgres://app@pooler.example:6543/main",
+            "DATABASE_READ_URL": " postgres://app@replica.example:6543/main?sslmode=require ",
+        }
+    )
+    assert urls.read == "postgresql+psycopg://app@replica.example:6543/main?sslmode=require"
+    # A replica takes neither writes nor migrations: it never stands in for the others.
+    with pytest.raises(ConfigurationError, match="No database is configured"):
+        configured_urls({"DATABASE_READ_URL": "postgres://app@replica.example/main"})
+    with pytest.raises(ConfigurationError):
+        configured_urls({"DATABASE_URL": "postgres://a@b/c", "DATABASE_READ_URL": "mysql://x@y/z"})
+
+
+def test_read_engine_is_the_runtime_engine_without_a_replica(
+    monkeypatch: pytest.MonkeyPatch, test_database_url: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", test_database_url)
+    monkeypatch.delenv("DATABASE_READ_URL", raising=False)
+    db.dispose_engine()
+    try:
+        assert db.get_read_engine() is db.get_engine()
+    finally:
+        db.dispose_engine()
+
+
+def test_read_engine_is_its_own_pooler_safe_engine_with_a_replica(
+    monkeypatch: pytest.MonkeyPatch, test_database_url: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", test_database_url)
+    monkeypatch.setenv("DATABASE_READ_URL", test_database_url)
+    db.dispose_engine()
+    try:
+        read = db.get_read_engine()
+        assert read is db.get_read_engine()
+        assert read is not db.get_engine()
+        assert read.pool._pre_ping
+        with read.connect() as conn:
+            assert conn.connection.driver_connection.prepare_threshold is None  # type: ignore[union-attr]
     finally:
         db.dispose_engine()
