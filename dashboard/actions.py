@@ -176,6 +176,7 @@ def apply_adjustment(request: AdjustmentRequest) -> credits.LedgerEntry:
         idempotency_key=request.idempotency_key,
     )
     data.clear()
+    data.mark_write()
     return entry
 
 
@@ -242,6 +243,7 @@ def apply_reversal(request: ReversalRequest) -> credits.LedgerEntry:
         organization_id=request.organization_id,
     )
     data.clear()
+    data.mark_write()
     return entry
 
 
@@ -312,4 +314,5 @@ def apply_limit_change(request: LimitRequest) -> quotas.LimitChange:
         idempotency_key=request.idempotency_key,
     )
     data.clear()
+    data.mark_write()
     return change

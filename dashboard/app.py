@@ -81,8 +81,9 @@ def _identity(user: auth.CurrentUser) -> None:
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _schema_problem(database_url: str) -> str | None:
     """Whether the schema is behind (one read of alembic_version per database and
-    process; "Try again" forgets it)."""
-    return schema.schema_problem(data.engine())
+    process; "Try again" forgets it). Read where the pages read: with the primary down,
+    a replica still has the schema and the pages keep working."""
+    return schema.schema_problem(data.read_engine())
 
 
 def _try_again() -> None:

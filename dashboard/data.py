@@ -1,74 +1,181 @@
-"""The pages' only way to the database: the cached engine and cached reads.
+"""The pages' only way to the database: the cached engines and cached reads.
 
-- :func:`engine` is the process's one engine (``queries.db.get_engine``), kept with
-  ``st.cache_resource``.
-- Every read is a thin ``st.cache_data`` wrapper around a ``queries`` function, keyed on
-  plain values (ids, dates, strings, tuples; never a connection), with a ``ttl`` that
-  fits how fast the data moves and a ``max_entries`` bound.
-- Each cached result carries the time it was read; :func:`as_of` is the oldest one a
-  page used in this run ("data as of HH:MM").
+- :func:`engine` is the process's runtime engine (``DATABASE_URL``): every write, and
+  the reads that guard a write. :func:`read_engine` is the replica's
+  (``DATABASE_READ_URL``) when one is configured, else the same engine.
+- Every read is a thin wrapper around a ``queries`` function, cached with
+  ``st.cache_data`` (via :func:`_cached`) keyed on plain values (ids, dates, strings,
+  tuples; never a connection), with a ``ttl`` that fits how fast the data moves and a
+  ``max_entries`` bound. Cached reads come from :func:`read_engine`.
+- Read-your-writes: for :data:`READ_YOUR_WRITES` after a session's own write
+  (:func:`mark_write`), that session's reads go to the primary and skip the shared
+  cache, so the page shows the change even while the replica has not replayed it yet.
+  If the primary cannot be reached, the session goes back to the replica.
+- Each cached result carries the time it was read and, from a replica, how far behind
+  its primary it was; :func:`as_of` is the oldest time a page used in this run and
+  :func:`replica_lag` the largest lag ("data as of HH:MM UTC (replica 2 s behind)").
 - :func:`clear` empties every cache: after each write and on "Refresh".
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Final, Generic, TypeVar
+from typing import Final, Generic, ParamSpec, TypeVar
 
 import pandas as pd
 import streamlit as st
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from queries import audit, credits, generations, orgs, quotas, timelines, usage
-from queries.db import get_engine
+from queries.db import get_engine, get_read_engine, replication_lag
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 # How long a read may be served from the cache, by how fast it changes.
 REFERENCE_TTL: Final = dt.timedelta(minutes=10)  # organizations, users, types
 HISTORY_TTL: Final = dt.timedelta(minutes=5)  # timelines and rankings over days
 LIVE_TTL: Final = dt.timedelta(minutes=1)  # today's quotas, balances, ledgers, recent rows
+# How long after its own write a session reads from the primary. A healthy replica
+# replays within a second; 30 s covers a slow one without the session watching its
+# lag (which would cost a round trip per read).
+READ_YOUR_WRITES: Final = dt.timedelta(seconds=30)
 _AS_OF: Final = "data._as_of"
+_LAG: Final = "data._lag"
+_WROTE_AT: Final = "data._wrote_at"
+
+# Set while a read runs on the primary for read-your-writes (see _cached).
+_ON_PRIMARY: contextvars.ContextVar[bool] = contextvars.ContextVar("on_primary", default=False)
+# A primary that cannot be reached: no connection, or none free in the pool in time.
+_UNREACHABLE: Final = (OperationalError, PoolTimeout)
 
 
 @dataclass(frozen=True, slots=True)
 class Fetched(Generic[T]):
-    """A result and when it was read from the database."""
+    """A result, when it was read, and how far behind its primary the replica it came
+    from was (None: read from the primary)."""
 
     value: T
     at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    lag: dt.timedelta | None = None
 
 
 @st.cache_resource(show_spinner=False)
 def engine() -> Engine:
-    """The process-wide runtime engine (pooled, safe behind PgBouncer)."""
+    """The process-wide runtime engine (pooled, safe behind PgBouncer): writes."""
     return get_engine()
 
 
+@st.cache_resource(show_spinner=False)
+def read_engine() -> Engine:
+    """The engine for reads: the replica's, or :func:`engine` without one."""
+    return get_read_engine()
+
+
+def _has_replica() -> bool:
+    return read_engine() is not engine()
+
+
 def _read(fn: Callable[..., T], /, **kwargs: object) -> Fetched[T]:
-    with engine().connect() as conn:
-        return Fetched(fn(conn, **kwargs))
+    source = engine() if _ON_PRIMARY.get() else read_engine()
+    with source.connect() as conn:
+        value = fn(conn, **kwargs)
+        # One more statement, on a replica only: how old this answer may be.
+        lag = replication_lag(conn) if source is not engine() else None
+    return Fetched(value, lag=lag)
+
+
+def _reading_own_writes() -> bool:
+    """Whether this session wrote recently enough that the replica may not show it."""
+    wrote_at = st.session_state.get(_WROTE_AT)
+    if not isinstance(wrote_at, dt.datetime) or not _has_replica():
+        return False
+    return dt.datetime.now(dt.UTC) - wrote_at < READ_YOUR_WRITES
+
+
+@contextlib.contextmanager
+def _on_primary() -> Iterator[None]:
+    token = _ON_PRIMARY.set(True)
+    try:
+        yield
+    finally:
+        _ON_PRIMARY.reset(token)
+
+
+def _cached(
+    *, ttl: dt.timedelta, max_entries: int
+) -> Callable[[Callable[P, Fetched[T]]], Callable[P, Fetched[T]]]:
+    """``st.cache_data`` for a read, plus read-your-writes.
+
+    The shared cache only ever holds answers from :func:`read_engine`. In the
+    read-your-writes window a session reads the primary and skips the cache entirely
+    (neither reading nor filling it), so replica and primary answers never mix under one
+    key and the window's extra load is the writer's own page runs for 30 s.
+    """
+
+    def decorate(fn: Callable[P, Fetched[T]]) -> Callable[P, Fetched[T]]:
+        shared = st.cache_data(ttl=ttl, max_entries=max_entries, show_spinner=False)(fn)
+
+        @functools.wraps(fn)
+        def read(*args: P.args, **kwargs: P.kwargs) -> Fetched[T]:
+            if _reading_own_writes():
+                try:
+                    with _on_primary():
+                        return fn(*args, **kwargs)
+                except _UNREACHABLE:
+                    # The primary is down: show the replica's numbers rather than an
+                    # error, and stop trying the primary for this session's next reads.
+                    st.session_state.pop(_WROTE_AT, None)
+            return shared(*args, **kwargs)
+
+        return read
+
+    return decorate
 
 
 def _seen(fetched: Fetched[T]) -> T:
-    """Note when ``fetched`` was read (the page shows the oldest) and return its value."""
+    """Note when ``fetched`` was read and how far behind its replica was (the page
+    shows the oldest time and the largest lag) and return its value."""
     oldest = st.session_state.get(_AS_OF)
     if not isinstance(oldest, dt.datetime) or fetched.at < oldest:
         st.session_state[_AS_OF] = fetched.at
+    if fetched.lag is not None:
+        lag = st.session_state.get(_LAG)
+        if not isinstance(lag, dt.timedelta) or fetched.lag > lag:
+            st.session_state[_LAG] = fetched.lag
     return fetched.value
 
 
 def begin_run() -> None:
-    """Start a page run: forget the previous run's "as of"."""
+    """Start a page run: forget the previous run's "as of" and lag."""
     st.session_state[_AS_OF] = None
+    st.session_state[_LAG] = None
 
 
 def as_of() -> dt.datetime | None:
     """When the oldest data shown in this run was read (UTC), or None if none was."""
     value = st.session_state.get(_AS_OF)
     return value if isinstance(value, dt.datetime) else None
+
+
+def replica_lag() -> dt.timedelta | None:
+    """How far behind its primary the replica was, at most, for the data shown in this
+    run; None if nothing shown came from a replica."""
+    value = st.session_state.get(_LAG)
+    return value if isinstance(value, dt.timedelta) else None
+
+
+def mark_write() -> None:
+    """Note that this session just changed data: its next reads (for
+    :data:`READ_YOUR_WRITES`) go to the primary, so the page shows the change."""
+    st.session_state[_WROTE_AT] = dt.datetime.now(dt.UTC)
 
 
 def clear() -> None:
@@ -79,7 +186,7 @@ def clear() -> None:
 # ------------------------------------------------------------------ organizations
 
 
-@st.cache_data(ttl=REFERENCE_TTL, max_entries=4, show_spinner=False)
+@_cached(ttl=REFERENCE_TTL, max_entries=4)
 def _organizations() -> Fetched[pd.DataFrame]:
     return _read(orgs.list_organizations)
 
@@ -89,7 +196,7 @@ def organizations() -> pd.DataFrame:
     return _seen(_organizations())
 
 
-@st.cache_data(ttl=LIVE_TTL, max_entries=256, show_spinner=False)
+@_cached(ttl=LIVE_TTL, max_entries=256)
 def _organization(organization_id: int) -> Fetched[orgs.OrganizationInfo | None]:
     return _read(orgs.get_organization, organization_id=organization_id)
 
@@ -98,7 +205,7 @@ def organization(organization_id: int) -> orgs.OrganizationInfo | None:
     return _seen(_organization(organization_id))
 
 
-@st.cache_data(ttl=REFERENCE_TTL, max_entries=256, show_spinner=False)
+@_cached(ttl=REFERENCE_TTL, max_entries=256)
 def _users(organization_id: int) -> Fetched[pd.DataFrame]:
     return _read(orgs.list_users, organization_id=organization_id)
 
@@ -108,7 +215,7 @@ def users(organization_id: int) -> pd.DataFrame:
     return _seen(_users(organization_id))
 
 
-@st.cache_data(ttl=REFERENCE_TTL, max_entries=4, show_spinner=False)
+@_cached(ttl=REFERENCE_TTL, max_entries=4)
 def _generation_types() -> Fetched[pd.DataFrame]:
     return _read(orgs.list_generation_types)
 
@@ -121,7 +228,7 @@ def generation_types() -> pd.DataFrame:
 # ---------------------------------------------------------------------- timelines
 
 
-@st.cache_data(ttl=HISTORY_TTL, max_entries=256, show_spinner=False)
+@_cached(ttl=HISTORY_TTL, max_entries=256)
 def _period_kpis(
     organization_id: int, start: dt.date, end: dt.date, utc: bool
 ) -> Fetched[timelines.PeriodKpis]:
@@ -136,7 +243,7 @@ def period_kpis(
     return _seen(_period_kpis(organization_id, start, end, utc))
 
 
-@st.cache_data(ttl=HISTORY_TTL, max_entries=256, show_spinner=False)
+@_cached(ttl=HISTORY_TTL, max_entries=256)
 def _timeline(
     organization_id: int,
     user_id: int | None,
@@ -180,7 +287,7 @@ def timeline_by_type(
     return _seen(_timeline(organization_id, user_id, start, end, granularity, utc))
 
 
-@st.cache_data(ttl=HISTORY_TTL, max_entries=256, show_spinner=False)
+@_cached(ttl=HISTORY_TTL, max_entries=256)
 def _top_users(
     organization_id: int, start: dt.date, end: dt.date, limit: int, utc: bool
 ) -> Fetched[pd.DataFrame]:
@@ -201,7 +308,7 @@ def top_users(
     return _seen(_top_users(organization_id, start, end, limit, utc))
 
 
-@st.cache_data(ttl=LIVE_TTL, max_entries=512, show_spinner=False)
+@_cached(ttl=LIVE_TTL, max_entries=512)
 def _recent_generations(
     organization_id: int,
     user_id: int | None,
@@ -232,7 +339,7 @@ def recent_generations(
 # -------------------------------------------------------------------------- usage
 
 
-@st.cache_data(ttl=HISTORY_TTL, max_entries=64, show_spinner=False)
+@_cached(ttl=HISTORY_TTL, max_entries=64)
 def _all_orgs_usage(start: dt.date, end: dt.date) -> Fetched[pd.DataFrame]:
     return _read(usage.all_orgs_usage, start=start, end=end)
 
@@ -243,7 +350,7 @@ def all_orgs_usage(start: dt.date, end: dt.date) -> pd.DataFrame:
     return _seen(_all_orgs_usage(start, end))
 
 
-@st.cache_data(ttl=HISTORY_TTL, max_entries=64, show_spinner=False)
+@_cached(ttl=HISTORY_TTL, max_entries=64)
 def _monthly_credits(start: dt.date, end: dt.date) -> Fetched[pd.DataFrame]:
     return _read(usage.all_orgs_monthly_credits, start=start, end=end)
 
@@ -253,7 +360,7 @@ def monthly_credits(start: dt.date, end: dt.date) -> pd.DataFrame:
     return _seen(_monthly_credits(start, end))
 
 
-@st.cache_data(ttl=HISTORY_TTL, max_entries=256, show_spinner=False)
+@_cached(ttl=HISTORY_TTL, max_entries=256)
 def _granted_vs_consumed(
     organization_id: int, start: dt.date, end: dt.date, granularity: str
 ) -> Fetched[pd.DataFrame]:
@@ -273,7 +380,7 @@ def granted_vs_consumed(
     return _seen(_granted_vs_consumed(organization_id, start, end, granularity))
 
 
-@st.cache_data(ttl=LIVE_TTL, max_entries=256, show_spinner=False)
+@_cached(ttl=LIVE_TTL, max_entries=256)
 def _runway(organization_id: int) -> Fetched[usage.Runway | None]:
     return _read(usage.balance_and_runway, organization_id=organization_id)
 
@@ -283,7 +390,7 @@ def runway(organization_id: int) -> usage.Runway | None:
     return _seen(_runway(organization_id))
 
 
-@st.cache_data(ttl=LIVE_TTL, max_entries=512, show_spinner=False)
+@_cached(ttl=LIVE_TTL, max_entries=512)
 def _ledger_page(
     organization_id: int,
     kinds: tuple[str, ...],
@@ -333,7 +440,9 @@ def ledger_all(
     pages: list[pd.DataFrame] = []
     cursor: usage.LedgerCursor | None = None
     rows = 0
-    with engine().connect() as conn:
+    # Uncached, so read-your-writes is just the choice of engine.
+    source = engine() if _reading_own_writes() else read_engine()
+    with source.connect() as conn:
         while rows < max_rows:
             page = usage.ledger_page(
                 conn,
@@ -367,7 +476,7 @@ def recent_duplicate(
 # ------------------------------------------------------------------------- quotas
 
 
-@st.cache_data(ttl=LIVE_TTL, max_entries=8, show_spinner=False)
+@_cached(ttl=LIVE_TTL, max_entries=8)
 def _quota_utilization(threshold: float) -> Fetched[pd.DataFrame]:
     return _read(quotas.all_orgs_quota_utilization, threshold=threshold)
 
@@ -378,7 +487,7 @@ def quota_utilization(*, threshold: float = 0.8) -> pd.DataFrame:
     return _seen(_quota_utilization(threshold))
 
 
-@st.cache_data(ttl=LIVE_TTL, max_entries=256, show_spinner=False)
+@_cached(ttl=LIVE_TTL, max_entries=256)
 def _quota_history(
     organization_id: int, start: dt.date, end: dt.date, type: str | None
 ) -> Fetched[pd.DataFrame]:
@@ -397,7 +506,7 @@ def quota_history(
 # -------------------------------------------------------------------------- audit
 
 
-@st.cache_data(ttl=LIVE_TTL, max_entries=128, show_spinner=False)
+@_cached(ttl=LIVE_TTL, max_entries=128)
 def _audit_trail(
     start: dt.date,
     end: dt.date,

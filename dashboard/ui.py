@@ -168,14 +168,27 @@ def page_header(title: str, caption: str | None = None) -> None:
 
 
 def finish_page() -> None:
-    """Write "data as of HH:MM UTC" into the header of the page that just ran."""
+    """Write "data as of HH:MM UTC" into the header of the page that just ran, with how
+    far behind the replica was when the data came from one."""
     slot = st.session_state.pop(_AS_OF_SLOT, None)
     if not isinstance(slot, DeltaGenerator):
         return
     as_of = data.as_of()
     if as_of is None:
         return
-    slot.caption(f"Data as of {as_of.astimezone(dt.UTC):%H:%M} UTC")
+    lag = data.replica_lag()
+    behind = "" if lag is None else f" (replica {behind_by(lag)} behind)"
+    slot.caption(f"Data as of {as_of.astimezone(dt.UTC):%H:%M} UTC{behind}")
+
+
+def behind_by(lag: dt.timedelta) -> str:
+    """A replica's lag in words: "less than 1 s", "12 s", "4 min"."""
+    seconds = lag.total_seconds()
+    if seconds < 1:
+        return "less than 1 s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds // 60:.0f} min"
 
 
 def flash(key: str, level: Level, message: str) -> None:

@@ -14,12 +14,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -175,3 +176,29 @@ def dispose_engine() -> None:
                 engine.dispose()
         _engine = None
         _read_engine = None
+
+
+# On a hot standby: how far behind the primary its data is. NULL on a primary (nothing
+# to be behind). When the standby has replayed all the WAL it received it is as current
+# as it can know, so 0: otherwise an idle primary (no commits for an hour) would make an
+# up-to-date replica look an hour behind. Else the age of the last replayed commit
+# (NULL while it has replayed none since it started: it cannot tell).
+_REPLICATION_LAG = text(
+    """
+    SELECT CASE
+        WHEN NOT pg_is_in_recovery() THEN NULL
+        WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+        WHEN pg_last_xact_replay_timestamp() IS NULL THEN NULL  -- nothing replayed yet
+        ELSE greatest(
+            0, extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())
+        )
+    END AS lag_seconds
+    """
+)
+
+
+def replication_lag(conn: Connection) -> dt.timedelta | None:
+    """How far the server behind ``conn`` lags its primary: None on a primary (or a
+    standby that cannot tell yet), else a non-negative duration."""
+    seconds = conn.execute(_REPLICATION_LAG).scalar_one()
+    return None if seconds is None else dt.timedelta(seconds=float(seconds))
