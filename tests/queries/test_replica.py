@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 
 from queries import usage
 from queries.credits import adjust_credits
@@ -136,3 +137,27 @@ def test_a_write_on_the_primary_reaches_the_replica_and_its_lag_shows_until_then
         pair.resume_replay()
     pair.wait_caught_up()
     assert balance(replica) == before + 123
+
+
+def test_the_least_privileged_login_can_read_the_replica_and_its_lag(
+    pair: StreamingPair, engines: Engines, context: Context
+) -> None:
+    primary, _ = engines
+    with primary.begin() as conn:
+        # Roles replicate like everything else: made on the primary, used on the replica.
+        conn.execute(text("DROP ROLE IF EXISTS replica_test_reader"))
+        conn.execute(text("CREATE ROLE replica_test_reader LOGIN IN ROLE dashboard_reader"))
+    pair.wait_caught_up()
+    reader = create_runtime_engine(
+        make_url(pair.replica_url())
+        .set(username="replica_test_reader")
+        .render_as_string(hide_password=False)
+    )
+    try:
+        with reader.connect() as conn:
+            assert conn.execute(text("SELECT current_user")).scalar_one() == "replica_test_reader"
+            found = usage.balance_and_runway(conn, organization_id=context.organization_id)
+            assert found is not None
+            assert replication_lag(conn) is not None
+    finally:
+        reader.dispose()
