@@ -32,7 +32,13 @@ TEMPLATE = "dashboard_test_ui_tpl"
 TODAY = "dashboard_test_ui_today"
 FRESH = "dashboard_test_ui_fresh"
 EMPTY = "dashboard_test_ui_empty"
-IDENTITY_ENV = ("DASHBOARD_USER", "DASHBOARD_ROLE", "DASHBOARD_ROLES", "DIRECT_URL")
+IDENTITY_ENV = (
+    "DASHBOARD_USER",
+    "DASHBOARD_ROLE",
+    "DASHBOARD_ROLES",
+    "DIRECT_URL",
+    "DATABASE_READ_URL",
+)
 
 
 def _copy(server: PgServer, template: str, database: str) -> str:
