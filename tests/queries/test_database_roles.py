@@ -97,6 +97,20 @@ def test_every_table_is_readable_by_both_roles_and_nothing_more_is_granted(
             ("usage_limits", column, "UPDATE")
             for column in ("used", "credits_used", "daily_limit", "updated_at")
         ),
+        # The rollups record_generation upserts: insert a row, add to its counts.
+        *(
+            ("user_daily_usage", column, "INSERT")
+            for column in ("organization_id", "user_id", "date", "type", "generations", "credits")
+        ),
+        *(
+            ("quarter_hour_usage", column, "INSERT")
+            for column in ("organization_id", "bucket", "type", "generations", "credits")
+        ),
+        *(
+            (table, column, "UPDATE")
+            for table in ("user_daily_usage", "quarter_hour_usage")
+            for column in ("generations", "credits")
+        ),
     }
     with engine.connect() as conn:
         assert _grants(conn, "dashboard_reader") == select_all
