@@ -90,11 +90,33 @@ _USAGE = text(
     "SELECT used, daily_limit FROM usage_limits "
     "WHERE organization_id = :org AND type = :type AND date = :day"
 )
+# The insert and both rollups in one statement (one round trip): it runs only after
+# the debit and the quota count succeeded, so a refused generation changes no rollup.
+# :day is the local day _CONTEXT computed from the same coalesce(:at, now()).
 _INSERT = text(
     """
-    INSERT INTO generations (organization_id, user_id, type, credits, idempotency_key, created_at)
-    VALUES (:org, :user, :type, :credits, :key, coalesce(CAST(:at AS timestamptz), now()))
-    RETURNING id, created_at
+    WITH g AS (
+        INSERT INTO generations
+            (organization_id, user_id, type, credits, idempotency_key, created_at)
+        VALUES (:org, :user, :type, :credits, :key, coalesce(CAST(:at AS timestamptz), now()))
+        RETURNING id, created_at
+    ),
+    per_user AS (
+        INSERT INTO user_daily_usage AS r
+            (organization_id, user_id, date, type, generations, credits)
+        VALUES (:org, :user, :day, :type, 1, :credits)
+        ON CONFLICT (organization_id, user_id, date, type) DO UPDATE
+            SET generations = r.generations + 1, credits = r.credits + excluded.credits
+    ),
+    per_quarter_hour AS (
+        INSERT INTO quarter_hour_usage AS r (organization_id, bucket, type, generations, credits)
+        SELECT :org, date_bin('15 minutes', g.created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00'),
+               :type, 1, :credits
+        FROM g
+        ON CONFLICT (organization_id, bucket, type) DO UPDATE
+            SET generations = r.generations + 1, credits = r.credits + excluded.credits
+    )
+    SELECT id, created_at FROM g
     """
 )
 
@@ -194,7 +216,9 @@ def record_generation(
                 used=int(usage.used) - (1 if counted else 0),
                 limit=int(usage.daily_limit),
             )
-        inserted = conn.execute(_INSERT, {**params, "credits": cost, "key": idempotency_key}).one()
+        inserted = conn.execute(
+            _INSERT, {**params, "credits": cost, "key": idempotency_key, "day": context.day}
+        ).one()
         return recorded(inserted, balance=balance, usage=counted)
 
     # With a key, a retry after a lost COMMIT finds the generation it recorded; without
