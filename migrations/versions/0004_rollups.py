@@ -10,7 +10,9 @@
   days, exact local days in every zone (DST days included) and the intraday pace.
   Whole hours could not give a UTC+5:45 organization its day.
 
-Both are upserted in ``record_generation``'s transaction and filled by the demo loader.
+Neither has a foreign key to ``generation_types``: every row comes from a generation,
+whose type is checked, and the key would need one more index on each write. Both are
+upserted in ``record_generation``'s transaction and filled by the demo loader.
 The app role may insert them and add to their counts (ON CONFLICT DO UPDATE); it may
 not delete from them. Tables are created empty: a database with generations recorded
 before this revision is backfilled here, in the same transaction.
@@ -86,11 +88,6 @@ def upgrade() -> None:
             ["users.organization_id", "users.id"],
             name=op.f("fk_user_daily_usage_organization_id_user_id_users"),
         ),
-        sa.ForeignKeyConstraint(
-            ["type"],
-            ["generation_types.type"],
-            name=op.f("fk_user_daily_usage_type_generation_types"),
-        ),
         sa.PrimaryKeyConstraint(
             "organization_id", "user_id", "date", "type", name=op.f("pk_user_daily_usage")
         ),
@@ -119,11 +116,6 @@ def upgrade() -> None:
             ["organization_id"],
             ["organizations.id"],
             name=op.f("fk_quarter_hour_usage_organization_id_organizations"),
-        ),
-        sa.ForeignKeyConstraint(
-            ["type"],
-            ["generation_types.type"],
-            name=op.f("fk_quarter_hour_usage_type_generation_types"),
         ),
         sa.PrimaryKeyConstraint(
             "organization_id", "bucket", "type", name=op.f("pk_quarter_hour_usage")
