@@ -13,8 +13,10 @@
 Neither has a foreign key to ``generation_types``: every row comes from a generation,
 whose type is checked, and the key would need one more index on each write. Both are
 upserted in ``record_generation``'s transaction and filled by the demo loader.
-The app role may insert them and add to their counts (ON CONFLICT DO UPDATE); it may
-not delete from them. Tables are created empty: a database with generations recorded
+The app role may insert them and add to their counts (ON CONFLICT DO UPDATE). For
+``queries.orgs.set_timezone`` it may also update ``organizations.timezone`` and delete
+an organization's ``user_daily_usage`` rows, which that write rebuilds for the new zone
+in the same transaction (the quarter-hours do not depend on the zone). Tables are created empty: a database with generations recorded
 before this revision is backfilled here, in the same transaction.
 
 Revision ID: 0004
@@ -57,6 +59,10 @@ _GRANTS = (
           UPDATE (generations, credits)
     ON user_daily_usage TO dashboard_app
     """,
+    # set_timezone (queries.orgs) moves an organization's zone and rebuilds its
+    # per-user local days: the rollup's rows of the old days go.
+    "GRANT DELETE ON user_daily_usage TO dashboard_app",
+    "GRANT UPDATE (timezone) ON organizations TO dashboard_app",
     """
     GRANT INSERT (organization_id, bucket, type, generations, credits),
           UPDATE (generations, credits)
@@ -129,6 +135,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # Dropping the tables drops their grants with them.
+    op.execute("REVOKE UPDATE (timezone) ON organizations FROM dashboard_app")
     op.drop_table("quarter_hour_usage")
     op.drop_index(op.f("ix_user_daily_usage_organization_id_date"), table_name="user_daily_usage")
     op.drop_table("user_daily_usage")
