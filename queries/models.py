@@ -316,9 +316,10 @@ class UserDailyUsage(Base):
 class QuarterHourUsage(Base):
     """Exact rollup of generations per (organization, UTC quarter-hour, type).
 
-    Every UTC offset in tzdata since 1972 is a whole number of quarter-hours, so any
-    zone's local midnight is a bucket boundary: summing buckets gives exact UTC days,
-    exact local days for UTC+5:30, UTC+5:45 and DST days, and the intraday pace.
+    Every UTC offset in tzdata from 2000 on (tests/queries/test_rollups.py checks every
+    zone through 2040) is a whole number of quarter-hours, so any zone's local midnight
+    is a bucket boundary: summing buckets gives exact UTC days, exact local days for
+    UTC+5:30, UTC+5:45 and DST days, and the intraday pace.
     """
 
     __tablename__ = "quarter_hour_usage"

@@ -4,7 +4,7 @@
   where ``date`` is the organization's local date (like ``usage_limits``). Serves top
   users, user timelines and active users.
 - ``quarter_hour_usage``: (organization_id, bucket, type) -> generations, credits, where
-  ``bucket`` is a UTC quarter-hour. Every UTC offset in tzdata since 1972 is a whole
+  ``bucket`` is a UTC quarter-hour. Every UTC offset in tzdata from 2000 on is a whole
   number of quarter-hours (UTC+5:30, UTC+5:45, UTC-9:30, Lord Howe's half-hour DST),
   so a local midnight of any zone is a bucket boundary: summing buckets gives exact UTC
   days, exact local days in every zone (DST days included) and the intraday pace.
