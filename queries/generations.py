@@ -52,7 +52,6 @@ class RecordedGeneration:
 _CONTEXT = text(
     """
     SELECT b.balance, o.plan, t.default_credits, t.default_daily_limit,
-           (coalesce(CAST(:at AS timestamptz), now()) AT TIME ZONE o.timezone)::date AS day,
            EXISTS (SELECT 1 FROM users u WHERE u.organization_id = o.id AND u.id = :user)
                AS member
     FROM credit_balances b
@@ -62,13 +61,26 @@ _CONTEXT = text(
     FOR UPDATE OF b
     """
 )
+# The local day is read again by the statements after the lock: when _CONTEXT waited
+# for the balance lock, PostgreSQL re-read the locked row but not the organization
+# joined to it, so _CONTEXT's day can be in the zone set_timezone just replaced. Each
+# later statement takes a new snapshot, which sees the zone that holder committed.
 _BY_KEY = text(
-    "SELECT id, user_id, type, credits, created_at FROM generations "
-    "WHERE organization_id = :org AND idempotency_key = :key"
+    """
+    SELECT g.id, g.user_id, g.type, g.credits, g.created_at,
+           (coalesce(CAST(:at AS timestamptz), now()) AT TIME ZONE o.timezone)::date AS day
+    FROM generations g JOIN organizations o ON o.id = g.organization_id
+    WHERE g.organization_id = :org AND g.idempotency_key = :key
+    """
 )
 _DEBIT = text(
-    "UPDATE credit_balances SET balance = balance - :credits, updated_at = now() "
-    "WHERE organization_id = :org AND balance >= :credits RETURNING balance"
+    """
+    UPDATE credit_balances b SET balance = b.balance - :credits, updated_at = now()
+    FROM organizations o
+    WHERE b.organization_id = :org AND o.id = b.organization_id AND b.balance >= :credits
+    RETURNING b.balance,
+              (coalesce(CAST(:at AS timestamptz), now()) AT TIME ZONE o.timezone)::date AS day
+    """
 )
 # The limit of a new day is the one in force: the latest earlier day's, else the
 # plan's default. The conflict branch only counts while under the limit.
@@ -90,11 +102,33 @@ _USAGE = text(
     "SELECT used, daily_limit FROM usage_limits "
     "WHERE organization_id = :org AND type = :type AND date = :day"
 )
+# The insert and both rollups in one statement (one round trip): it runs only after
+# the debit and the quota count succeeded, so a refused generation changes no rollup.
+# :day is the local day _CONTEXT computed from the same coalesce(:at, now()).
 _INSERT = text(
     """
-    INSERT INTO generations (organization_id, user_id, type, credits, idempotency_key, created_at)
-    VALUES (:org, :user, :type, :credits, :key, coalesce(CAST(:at AS timestamptz), now()))
-    RETURNING id, created_at
+    WITH g AS (
+        INSERT INTO generations
+            (organization_id, user_id, type, credits, idempotency_key, created_at)
+        VALUES (:org, :user, :type, :credits, :key, coalesce(CAST(:at AS timestamptz), now()))
+        RETURNING id, created_at
+    ),
+    per_user AS (
+        INSERT INTO user_daily_usage AS r
+            (organization_id, user_id, date, type, generations, credits)
+        VALUES (:org, :user, :day, :type, 1, :credits)
+        ON CONFLICT (organization_id, user_id, date, type) DO UPDATE
+            SET generations = r.generations + 1, credits = r.credits + excluded.credits
+    ),
+    per_quarter_hour AS (
+        INSERT INTO quarter_hour_usage AS r (organization_id, bucket, type, generations, credits)
+        SELECT :org, date_bin('15 minutes', g.created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00'),
+               :type, 1, :credits
+        FROM g
+        ON CONFLICT (organization_id, bucket, type) DO UPDATE
+            SET generations = r.generations + 1, credits = r.credits + excluded.credits
+    )
+    SELECT id, created_at FROM g
     """
 )
 
@@ -141,7 +175,9 @@ def record_generation(
             raise InvalidGeneration(f"User {user} is not a member of organization {org}.")
         cost = int(context.default_credits if credits is None else credits)
 
-        def recorded(generation: Row[Any], *, balance: int, usage: Row[Any]) -> RecordedGeneration:
+        def recorded(
+            generation: Row[Any], *, day: dt.date, balance: int, usage: Row[Any]
+        ) -> RecordedGeneration:
             return RecordedGeneration(
                 id=generation.id,
                 organization_id=org,
@@ -150,52 +186,54 @@ def record_generation(
                 credits=cost,
                 created_at=generation.created_at,
                 idempotency_key=idempotency_key,
-                local_date=context.day,
+                local_date=day,
                 balance_after=int(balance),
                 used_today=int(usage.used),
                 daily_limit=int(usage.daily_limit),
             )
 
         if idempotency_key is not None:
-            previous = conn.execute(_BY_KEY, {"org": org, "key": idempotency_key}).one_or_none()
+            previous = conn.execute(
+                _BY_KEY, {"org": org, "key": idempotency_key, "at": when}
+            ).one_or_none()
             if previous is not None:
                 if (previous.user_id, previous.type, previous.credits) != (user, type, cost):
                     raise IdempotencyConflict(
                         f"Idempotency key {idempotency_key!r} was used for another generation "
                         f"({previous.id}). Nothing was recorded."
                     )
-                usage = conn.execute(_USAGE, {"org": org, "type": type, "day": context.day}).one()
-                return recorded(previous, balance=context.balance, usage=usage)
-        balance = conn.execute(_DEBIT, {"org": org, "credits": cost}).scalar_one_or_none()
-        if balance is None:
+                usage = conn.execute(_USAGE, {"org": org, "type": type, "day": previous.day}).one()
+                return recorded(previous, day=previous.day, balance=context.balance, usage=usage)
+        debited = conn.execute(_DEBIT, {"org": org, "credits": cost, "at": when}).one_or_none()
+        if debited is None:
             raise InsufficientCredits(
                 organization_id=org, balance=int(context.balance), requested=cost
             )
+        balance, day = int(debited.balance), debited.day
         default_limit = int(context.default_daily_limit * PLAN_LIMIT_FACTOR.get(context.plan, 1.0))
         counted = conn.execute(
             _COUNT,
             {
                 "org": org,
                 "type": type,
-                "day": context.day,
+                "day": day,
                 "credits": cost,
                 "default_limit": default_limit,
             },
         ).one_or_none()
         if counted is None or counted.used > counted.daily_limit:
-            usage = (
-                counted
-                or conn.execute(_USAGE, {"org": org, "type": type, "day": context.day}).one()
-            )
+            usage = counted or conn.execute(_USAGE, {"org": org, "type": type, "day": day}).one()
             raise QuotaExceeded(
                 organization_id=org,
                 type=type,
-                day=context.day,
+                day=day,
                 used=int(usage.used) - (1 if counted else 0),
                 limit=int(usage.daily_limit),
             )
-        inserted = conn.execute(_INSERT, {**params, "credits": cost, "key": idempotency_key}).one()
-        return recorded(inserted, balance=balance, usage=counted)
+        inserted = conn.execute(
+            _INSERT, {**params, "credits": cost, "key": idempotency_key, "day": day}
+        ).one()
+        return recorded(inserted, day=day, balance=balance, usage=counted)
 
     # With a key, a retry after a lost COMMIT finds the generation it recorded; without
     # one, a lost COMMIT is reported as OutcomeUnknown rather than recorded twice.

@@ -280,3 +280,66 @@ class AuditLog(Base):
             postgresql_where=text("idempotency_key IS NOT NULL"),
         ),
     )
+
+
+class UserDailyUsage(Base):
+    """Exact per-user rollup of generations per (organization, user, local date, type).
+
+    ``date`` is the organization's local date, as in ``usage_limits``. Upserted in the
+    transaction of each generation; serves top users, user timelines and active users.
+    """
+
+    __tablename__ = "user_daily_usage"
+
+    organization_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("organizations.id"), nullable=False
+    )
+    user_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    date: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    # No foreign key to generation_types: every row comes from a generation, whose type
+    # is checked, and a key here would need one more index to maintain on each write.
+    type: Mapped[str] = mapped_column(TypeKey, nullable=False)
+    generations: Mapped[int] = mapped_column(Integer, nullable=False)
+    credits: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+    __table_args__ = (
+        # Leads with the user: one user's timeline is one index range.
+        PrimaryKeyConstraint("organization_id", "user_id", "date", "type"),
+        ForeignKeyConstraint(["organization_id", "user_id"], ["users.organization_id", "users.id"]),
+        CheckConstraint("generations > 0", name="generations_positive"),
+        CheckConstraint("credits >= 0", name="credits_not_negative"),
+        # Top users and active users of a date range: every user of those days.
+        Index(None, "organization_id", "date"),
+    )
+
+
+class QuarterHourUsage(Base):
+    """Exact rollup of generations per (organization, UTC quarter-hour, type).
+
+    Every UTC offset in tzdata from 2000 on (tests/queries/test_rollups.py checks every
+    zone through 2040) is a whole number of quarter-hours, so any zone's local midnight
+    is a bucket boundary: summing buckets gives exact UTC days, exact local days for
+    UTC+5:30, UTC+5:45 and DST days, and the intraday pace.
+    """
+
+    __tablename__ = "quarter_hour_usage"
+
+    organization_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("organizations.id"), nullable=False
+    )
+    bucket: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # No foreign key to generation_types: every row comes from a generation, whose type
+    # is checked, and a key here would need one more index to maintain on each write.
+    type: Mapped[str] = mapped_column(TypeKey, nullable=False)
+    generations: Mapped[int] = mapped_column(Integer, nullable=False)
+    credits: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+    __table_args__ = (
+        PrimaryKeyConstraint("organization_id", "bucket", "type"),
+        CheckConstraint(
+            "bucket = date_bin('15 minutes', bucket, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
+            name="bucket_quarter_hour",
+        ),
+        CheckConstraint("generations > 0", name="generations_positive"),
+        CheckConstraint("credits >= 0", name="credits_not_negative"),
+    )

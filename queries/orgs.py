@@ -1,15 +1,27 @@
-"""Organizations, their users and the generation types: the pickers' data."""
+"""Organizations, their users and the generation types: the pickers' data; and the one
+write of an organization's settings, its time zone."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, Row, text
 
-from queries.checks import check_id
+from queries.checks import (
+    MAX_ACTOR,
+    MAX_KEY,
+    MAX_REASON,
+    check_id,
+    check_timezone,
+    required_text,
+)
+from queries.errors import IdempotencyConflict, InvalidInput
 from queries.frames import frame
+from queries.models import PLAN_LIMIT_FACTOR
+from queries.transactions import run_in_transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,4 +102,166 @@ def list_generation_types(conn: Connection) -> pd.DataFrame:
     return frame(
         result,
         {"type": "str", "label": "str", "default_credits": "int64", "default_daily_limit": "int64"},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TimezoneChange:
+    """An organization's change of time zone as made, and its audit row."""
+
+    organization_id: int
+    previous_timezone: str
+    timezone: str
+    audit_id: int
+    actor: str
+    reason: str
+
+
+# The balance row is every write's per-organization lock: no generation is recorded
+# for the organization while its local days are rebuilt.
+_ZONE_CONTEXT = text(
+    """
+    SELECT o.timezone, o.plan
+    FROM credit_balances b JOIN organizations o ON o.id = b.organization_id
+    WHERE b.organization_id = :org
+    FOR UPDATE OF b
+    """
+)
+_ZONE_BY_KEY = text(
+    """
+    SELECT id, action, actor, reason, details ->> 'from' AS previous, details ->> 'to' AS zone
+    FROM audit_log WHERE organization_id = :org AND idempotency_key = :key
+    """
+)
+_SET_ZONE = text("UPDATE organizations SET timezone = :tz WHERE id = :org")
+# usage_limits also holds each day's limit: its rows stay (with their limits), their
+# counts are zeroed, then the counts of the new local days are written in. A new local
+# day gets the limit in force, as record_generation would give it.
+_ZERO_USAGE = text(
+    "UPDATE usage_limits SET used = 0, credits_used = 0, updated_at = now() "
+    "WHERE organization_id = :org AND (used <> 0 OR credits_used <> 0)"
+)
+_RECOUNT_USAGE = text(
+    """
+    WITH counts AS (
+        SELECT g.type, (g.created_at AT TIME ZONE :tz)::date AS day,
+               count(*) AS used, sum(g.credits) AS credits_used
+        FROM generations g
+        WHERE g.organization_id = :org
+        GROUP BY 1, 2
+    )
+    INSERT INTO usage_limits AS u (organization_id, type, date, used, credits_used, daily_limit)
+    SELECT :org, c.type, c.day, c.used, c.credits_used,
+           coalesce((SELECT p.daily_limit FROM usage_limits p
+                     WHERE p.organization_id = :org AND p.type = c.type AND p.date < c.day
+                     ORDER BY p.date DESC LIMIT 1),
+                    floor(t.default_daily_limit * CAST(:factor AS float8))::int)
+    FROM counts c JOIN generation_types t ON t.type = c.type
+    ON CONFLICT (organization_id, type, date) DO UPDATE
+        SET used = excluded.used, credits_used = excluded.credits_used, updated_at = now()
+    """
+)
+_CLEAR_USER_DAYS = text("DELETE FROM user_daily_usage WHERE organization_id = :org")
+_RECOUNT_USER_DAYS = text(
+    """
+    INSERT INTO user_daily_usage (organization_id, user_id, date, type, generations, credits)
+    SELECT g.organization_id, g.user_id, (g.created_at AT TIME ZONE :tz)::date, g.type,
+           count(*), sum(g.credits)
+    FROM generations g
+    WHERE g.organization_id = :org
+    GROUP BY 1, 2, 3, 4
+    """
+)
+_ZONE_AUDIT = text(
+    """
+    INSERT INTO audit_log (organization_id, action, actor, reason, details, idempotency_key)
+    VALUES (:org, 'set_timezone', :actor, :reason,
+            jsonb_build_object('from', CAST(:previous AS text), 'to', CAST(:tz AS text)), :key)
+    RETURNING id
+    """
+)
+
+
+def set_timezone(
+    engine: Engine,
+    *,
+    organization_id: int,
+    timezone: str,
+    actor: str,
+    reason: str,
+    idempotency_key: str | None = None,
+) -> TimezoneChange:
+    """Move an organization to another time zone, audited with who and why.
+
+    In the same transaction it rebuilds what is kept per local day: the counts of
+    ``usage_limits`` (each day keeps the limit it had; a local day that had no row gets
+    the limit in force) and ``user_daily_usage``. The UTC quarter-hours do not depend on
+    the zone. Days recounted over their limit stay so: limits refuse new generations,
+    they do not rewrite history. Raises ``InvalidInput`` for an unknown organization or
+    zone, or the zone it already has; with an ``idempotency_key``, the same key again
+    returns the change recorded the first time.
+    """
+    org = check_id(organization_id)
+    zone = check_timezone(timezone)
+    actor = required_text(actor, "actor", maximum=MAX_ACTOR)
+    reason = required_text(reason, "reason", maximum=MAX_REASON)
+    key = None
+    if idempotency_key is not None:
+        key = required_text(idempotency_key, "idempotency key", maximum=MAX_KEY)
+
+    def body(conn: Connection) -> TimezoneChange:
+        context = conn.execute(_ZONE_CONTEXT, {"org": org}).one_or_none()
+        if context is None:
+            raise InvalidInput(f"There is no organization with id {org}.")
+        if key is not None:
+            previous = conn.execute(_ZONE_BY_KEY, {"org": org, "key": key}).one_or_none()
+            if previous is not None:
+                return _replayed_zone(previous, org, zone, actor, reason)
+        if context.timezone == zone:
+            raise InvalidInput(f"The organization's time zone is already {zone}.")
+        params = {"org": org, "tz": zone}
+        conn.execute(_SET_ZONE, params)
+        conn.execute(_ZERO_USAGE, params)
+        factor = PLAN_LIMIT_FACTOR.get(context.plan, 1.0)
+        conn.execute(_RECOUNT_USAGE, {**params, "factor": factor})
+        conn.execute(_CLEAR_USER_DAYS, params)
+        conn.execute(_RECOUNT_USER_DAYS, params)
+        audit_id = conn.execute(
+            _ZONE_AUDIT,
+            {**params, "previous": context.timezone, "actor": actor, "reason": reason, "key": key},
+        ).scalar_one()
+        return TimezoneChange(
+            organization_id=org,
+            previous_timezone=context.timezone,
+            timezone=zone,
+            audit_id=int(audit_id),
+            actor=actor,
+            reason=reason,
+        )
+
+    # With a key, a retry after a lost COMMIT finds the change it made (_ZONE_BY_KEY).
+    return run_in_transaction(engine, body, idempotent=key is not None)
+
+
+def _replayed_zone(
+    previous: Row[Any], org: int, zone: str, actor: str, reason: str
+) -> TimezoneChange:
+    """The change the key recorded, if this request is the same one again."""
+    if (previous.action, previous.zone, previous.actor, previous.reason) != (
+        "set_timezone",
+        zone,
+        actor,
+        reason,
+    ):
+        raise IdempotencyConflict(
+            f"This change was already submitted with different details (audit entry "
+            f"{previous.id}). Nothing was changed; start a new change."
+        )
+    return TimezoneChange(
+        organization_id=org,
+        previous_timezone=previous.previous,
+        timezone=zone,
+        audit_id=int(previous.id),
+        actor=actor,
+        reason=reason,
     )

@@ -4,13 +4,21 @@ Dates are calendar dates in the organization's own time zone unless ``utc=True``
 Buckets are labelled by their first day (weeks start on Monday); every bucket of the
 range is present, zero-filled, so a chart never skips an empty day.
 
-Where to read from:
+Every read comes from an exact rollup maintained in each generation's transaction:
 
-- organization-wide, in the organization's zone: ``usage_limits``, the exact daily
-  rollup maintained with every generation (a few rows per day), on
-  ``(organization_id, date)``;
-- in UTC, or per user: ``generations`` on ``(organization_id, created_at)`` or
-  ``(organization_id, user_id, created_at)``.
+- organization-wide, in the organization's zone: ``usage_limits`` (per type and local
+  day), on ``(organization_id, date)``;
+- organization-wide, in UTC: ``quarter_hour_usage`` (per type and UTC quarter-hour), on
+  its primary key ``(organization_id, bucket, type)``;
+- per user, in the organization's zone: ``user_daily_usage`` (per user, local day and
+  type), on ``(organization_id, user_id, date, type)`` or ``(organization_id, date)``.
+
+Two reads have no rollup of their grain and use the indexes of ``generations``: a
+user's timeline and top users *in UTC* (a per-user UTC rollup would double the write
+cost for a view the pages offer as an option), and active users in UTC (one index
+probe per member, bounded by the number of members, not by traffic).
+
+Each statement is written out in full, one per variant; values are bound parameters.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 import pandas as pd
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, TextClause, text
 
 from queries.checks import check_granularity, check_id, check_limit, check_range
 from queries.frames import frame
@@ -32,76 +40,208 @@ TYPED_TIMELINE_COLUMNS = {
     "credits": "int64",
 }
 
-# The zone the range is read in: the organization's own, or UTC.
-_ZONE = (
-    "(SELECT CASE WHEN :utc THEN 'UTC' ELSE o.timezone END FROM organizations o WHERE o.id = :org)"
-)
+# ------------------------------------------------------------ organization timelines
 
-_BUCKETS = """
-    buckets AS (
+_ORG_TIMELINE = text(
+    """
+    WITH buckets AS (
         SELECT b::date AS bucket
         FROM generate_series(date_trunc(:unit, CAST(:start AS date)),
                              date_trunc(:unit, CAST(:end AS date)),
                              CAST('1 ' || :unit AS interval)) AS b
-    )"""
-
-
-def _bounds(zone: str) -> str:
-    return f"""
-    bounds AS (
-        SELECT CAST(:start AS timestamp) AT TIME ZONE z.tz AS lower,
-               (CAST(:end AS date) + 1)::timestamp AT TIME ZONE z.tz AS upper,
-               z.tz
-        FROM (SELECT {zone} AS tz) z
-    )"""
-
-
-def _timeline_sql(*, source: str, by_type: bool) -> str:
-    type_col = "t.type, " if by_type else ""
-    type_join = "CROSS JOIN generation_types t " if by_type else ""
-    type_match = "AND a.type = t.type " if by_type else ""
-    type_group = ", type" if by_type else ""
-    if source == "rollup":
-        agg = f"""
-        agg AS (
-            SELECT date_trunc(:unit, u.date)::date AS bucket{type_group.replace("type", "u.type")},
-                   sum(u.used) AS generations, sum(u.credits_used) AS credits
-            FROM usage_limits u
-            WHERE u.organization_id = :org AND u.date BETWEEN :start AND :end
-            GROUP BY 1{type_group.replace("type", "u.type")}
-        )"""
-        ctes = f"WITH {_BUCKETS},{agg}"
-    else:
-        user_filter = "AND g.user_id = :user " if source == "user" else ""
-        agg = f"""
-        agg AS (
-            SELECT date_trunc(:unit, g.created_at AT TIME ZONE b.tz)::date AS bucket
-                   {type_group.replace("type", "g.type")},
-                   count(*) AS generations, sum(g.credits) AS credits
-            FROM bounds b
-            JOIN generations g
-              ON g.organization_id = :org {user_filter}
-             AND g.created_at >= b.lower AND g.created_at < b.upper
-            GROUP BY 1{type_group.replace("type", "g.type")}
-        )"""
-        ctes = f"WITH {_BUCKETS},{_bounds(_ZONE)},{agg}"
-    order = "ORDER BY b.bucket, t.type" if by_type else "ORDER BY b.bucket"
-    return f"""
-        {ctes}
-        SELECT b.bucket, {type_col}coalesce(a.generations, 0) AS generations,
-               coalesce(a.credits, 0) AS credits
-        FROM buckets b {type_join}
-        LEFT JOIN agg a ON a.bucket = b.bucket {type_match}
-        {order}
+    ),
+    agg AS (
+        SELECT date_trunc(:unit, u.date)::date AS bucket,
+               sum(u.used) AS generations, sum(u.credits_used) AS credits
+        FROM usage_limits u
+        WHERE u.organization_id = :org AND u.date BETWEEN :start AND :end
+        GROUP BY 1
+    )
+    SELECT b.bucket, coalesce(a.generations, 0) AS generations, coalesce(a.credits, 0) AS credits
+    FROM buckets b
+    LEFT JOIN agg a ON a.bucket = b.bucket
+    ORDER BY b.bucket
     """
+)
+_ORG_TIMELINE_BY_TYPE = text(
+    """
+    WITH buckets AS (
+        SELECT b::date AS bucket
+        FROM generate_series(date_trunc(:unit, CAST(:start AS date)),
+                             date_trunc(:unit, CAST(:end AS date)),
+                             CAST('1 ' || :unit AS interval)) AS b
+    ),
+    agg AS (
+        SELECT date_trunc(:unit, u.date)::date AS bucket, u.type,
+               sum(u.used) AS generations, sum(u.credits_used) AS credits
+        FROM usage_limits u
+        WHERE u.organization_id = :org AND u.date BETWEEN :start AND :end
+        GROUP BY 1, u.type
+    )
+    SELECT b.bucket, t.type, coalesce(a.generations, 0) AS generations,
+           coalesce(a.credits, 0) AS credits
+    FROM buckets b CROSS JOIN generation_types t
+    LEFT JOIN agg a ON a.bucket = b.bucket AND a.type = t.type
+    ORDER BY b.bucket, t.type
+    """
+)
+# UTC days are whole runs of UTC quarter-hours: [start 00:00 UTC, end + 1 00:00 UTC).
+_UTC_TIMELINE = text(
+    """
+    WITH buckets AS (
+        SELECT b::date AS bucket
+        FROM generate_series(date_trunc(:unit, CAST(:start AS date)),
+                             date_trunc(:unit, CAST(:end AS date)),
+                             CAST('1 ' || :unit AS interval)) AS b
+    ),
+    agg AS (
+        SELECT date_trunc(:unit, q.bucket AT TIME ZONE 'UTC')::date AS bucket,
+               sum(q.generations) AS generations, sum(q.credits) AS credits
+        FROM quarter_hour_usage q
+        WHERE q.organization_id = :org
+          AND q.bucket >= CAST(:start AS timestamp) AT TIME ZONE 'UTC'
+          AND q.bucket < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE 'UTC'
+        GROUP BY 1
+    )
+    SELECT b.bucket, coalesce(a.generations, 0) AS generations, coalesce(a.credits, 0) AS credits
+    FROM buckets b
+    LEFT JOIN agg a ON a.bucket = b.bucket
+    ORDER BY b.bucket
+    """
+)
+_UTC_TIMELINE_BY_TYPE = text(
+    """
+    WITH buckets AS (
+        SELECT b::date AS bucket
+        FROM generate_series(date_trunc(:unit, CAST(:start AS date)),
+                             date_trunc(:unit, CAST(:end AS date)),
+                             CAST('1 ' || :unit AS interval)) AS b
+    ),
+    agg AS (
+        SELECT date_trunc(:unit, q.bucket AT TIME ZONE 'UTC')::date AS bucket, q.type,
+               sum(q.generations) AS generations, sum(q.credits) AS credits
+        FROM quarter_hour_usage q
+        WHERE q.organization_id = :org
+          AND q.bucket >= CAST(:start AS timestamp) AT TIME ZONE 'UTC'
+          AND q.bucket < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE 'UTC'
+        GROUP BY 1, q.type
+    )
+    SELECT b.bucket, t.type, coalesce(a.generations, 0) AS generations,
+           coalesce(a.credits, 0) AS credits
+    FROM buckets b CROSS JOIN generation_types t
+    LEFT JOIN agg a ON a.bucket = b.bucket AND a.type = t.type
+    ORDER BY b.bucket, t.type
+    """
+)
 
+# -------------------------------------------------------------------- user timelines
 
-# Every variant is composed once, from the constant fragments above; values are
-# always bound parameters.
-_TIMELINES = {
-    (source, by_type): text(_timeline_sql(source=source, by_type=by_type))
-    for source in ("rollup", "generations", "user")
-    for by_type in (False, True)
+_USER_TIMELINE = text(
+    """
+    WITH buckets AS (
+        SELECT b::date AS bucket
+        FROM generate_series(date_trunc(:unit, CAST(:start AS date)),
+                             date_trunc(:unit, CAST(:end AS date)),
+                             CAST('1 ' || :unit AS interval)) AS b
+    ),
+    agg AS (
+        SELECT date_trunc(:unit, d.date)::date AS bucket,
+               sum(d.generations) AS generations, sum(d.credits) AS credits
+        FROM user_daily_usage d
+        WHERE d.organization_id = :org AND d.user_id = :user
+          AND d.date BETWEEN :start AND :end
+        GROUP BY 1
+    )
+    SELECT b.bucket, coalesce(a.generations, 0) AS generations, coalesce(a.credits, 0) AS credits
+    FROM buckets b
+    LEFT JOIN agg a ON a.bucket = b.bucket
+    ORDER BY b.bucket
+    """
+)
+_USER_TIMELINE_BY_TYPE = text(
+    """
+    WITH buckets AS (
+        SELECT b::date AS bucket
+        FROM generate_series(date_trunc(:unit, CAST(:start AS date)),
+                             date_trunc(:unit, CAST(:end AS date)),
+                             CAST('1 ' || :unit AS interval)) AS b
+    ),
+    agg AS (
+        SELECT date_trunc(:unit, d.date)::date AS bucket, d.type,
+               sum(d.generations) AS generations, sum(d.credits) AS credits
+        FROM user_daily_usage d
+        WHERE d.organization_id = :org AND d.user_id = :user
+          AND d.date BETWEEN :start AND :end
+        GROUP BY 1, d.type
+    )
+    SELECT b.bucket, t.type, coalesce(a.generations, 0) AS generations,
+           coalesce(a.credits, 0) AS credits
+    FROM buckets b CROSS JOIN generation_types t
+    LEFT JOIN agg a ON a.bucket = b.bucket AND a.type = t.type
+    ORDER BY b.bucket, t.type
+    """
+)
+# In UTC, from the user's generations on (organization_id, user_id, created_at).
+_USER_UTC_TIMELINE = text(
+    """
+    WITH buckets AS (
+        SELECT b::date AS bucket
+        FROM generate_series(date_trunc(:unit, CAST(:start AS date)),
+                             date_trunc(:unit, CAST(:end AS date)),
+                             CAST('1 ' || :unit AS interval)) AS b
+    ),
+    agg AS (
+        SELECT date_trunc(:unit, g.created_at AT TIME ZONE 'UTC')::date AS bucket,
+               count(*) AS generations, sum(g.credits) AS credits
+        FROM generations g
+        WHERE g.organization_id = :org AND g.user_id = :user
+          AND g.created_at >= CAST(:start AS timestamp) AT TIME ZONE 'UTC'
+          AND g.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE 'UTC'
+        GROUP BY 1
+    )
+    SELECT b.bucket, coalesce(a.generations, 0) AS generations, coalesce(a.credits, 0) AS credits
+    FROM buckets b
+    LEFT JOIN agg a ON a.bucket = b.bucket
+    ORDER BY b.bucket
+    """
+)
+_USER_UTC_TIMELINE_BY_TYPE = text(
+    """
+    WITH buckets AS (
+        SELECT b::date AS bucket
+        FROM generate_series(date_trunc(:unit, CAST(:start AS date)),
+                             date_trunc(:unit, CAST(:end AS date)),
+                             CAST('1 ' || :unit AS interval)) AS b
+    ),
+    agg AS (
+        SELECT date_trunc(:unit, g.created_at AT TIME ZONE 'UTC')::date AS bucket, g.type,
+               count(*) AS generations, sum(g.credits) AS credits
+        FROM generations g
+        WHERE g.organization_id = :org AND g.user_id = :user
+          AND g.created_at >= CAST(:start AS timestamp) AT TIME ZONE 'UTC'
+          AND g.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE 'UTC'
+        GROUP BY 1, g.type
+    )
+    SELECT b.bucket, t.type, coalesce(a.generations, 0) AS generations,
+           coalesce(a.credits, 0) AS credits
+    FROM buckets b CROSS JOIN generation_types t
+    LEFT JOIN agg a ON a.bucket = b.bucket AND a.type = t.type
+    ORDER BY b.bucket, t.type
+    """
+)
+
+# (utc, by_type) -> statement
+_ORG_TIMELINES: dict[tuple[bool, bool], TextClause] = {
+    (False, False): _ORG_TIMELINE,
+    (False, True): _ORG_TIMELINE_BY_TYPE,
+    (True, False): _UTC_TIMELINE,
+    (True, True): _UTC_TIMELINE_BY_TYPE,
+}
+_USER_TIMELINES: dict[tuple[bool, bool], TextClause] = {
+    (False, False): _USER_TIMELINE,
+    (False, True): _USER_TIMELINE_BY_TYPE,
+    (True, False): _USER_UTC_TIMELINE,
+    (True, True): _USER_UTC_TIMELINE_BY_TYPE,
 }
 
 
@@ -123,10 +263,9 @@ def generation_timeline(
     organization_id = check_id(organization_id)
     start, end = check_range(start, end)
     unit = check_granularity(granularity)
-    source = "generations" if utc else "rollup"
     result = conn.execute(
-        _TIMELINES[source, by_type],
-        {"org": organization_id, "start": start, "end": end, "unit": unit, "utc": utc},
+        _ORG_TIMELINES[utc, by_type],
+        {"org": organization_id, "start": start, "end": end, "unit": unit},
     )
     return frame(result, TYPED_TIMELINE_COLUMNS if by_type else TIMELINE_COLUMNS)
 
@@ -151,29 +290,37 @@ def user_timeline(
     start, end = check_range(start, end)
     unit = check_granularity(granularity)
     result = conn.execute(
-        _TIMELINES["user", by_type],
-        {
-            "org": organization_id,
-            "user": user_id,
-            "start": start,
-            "end": end,
-            "unit": unit,
-            "utc": utc,
-        },
+        _USER_TIMELINES[utc, by_type],
+        {"org": organization_id, "user": user_id, "start": start, "end": end, "unit": unit},
     )
     return frame(result, TYPED_TIMELINE_COLUMNS if by_type else TIMELINE_COLUMNS)
 
 
 _TOP_USERS = text(
-    "WITH"
-    + _bounds(_ZONE)
-    + """,
-    agg AS (
+    """
+    WITH agg AS (
+        SELECT d.user_id, sum(d.generations) AS generations, sum(d.credits) AS credits
+        FROM user_daily_usage d
+        WHERE d.organization_id = :org AND d.date BETWEEN :start AND :end
+        GROUP BY d.user_id
+    )
+    SELECT a.user_id, u.name, u.email, a.generations, a.credits,
+           coalesce(a.credits::float8 / nullif(sum(a.credits) OVER (), 0), 0) AS credit_share
+    FROM agg a
+    JOIN users u ON u.organization_id = :org AND u.id = a.user_id
+    ORDER BY a.credits DESC, a.generations DESC, a.user_id
+    LIMIT :limit
+    """
+)
+# In UTC, from the generations of the range on (organization_id, created_at).
+_TOP_USERS_UTC = text(
+    """
+    WITH agg AS (
         SELECT g.user_id, count(*) AS generations, sum(g.credits) AS credits
-        FROM bounds b
-        JOIN generations g
-          ON g.organization_id = :org
-         AND g.created_at >= b.lower AND g.created_at < b.upper
+        FROM generations g
+        WHERE g.organization_id = :org
+          AND g.created_at >= CAST(:start AS timestamp) AT TIME ZONE 'UTC'
+          AND g.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE 'UTC'
         GROUP BY g.user_id
     )
     SELECT a.user_id, u.name, u.email, a.generations, a.credits,
@@ -204,8 +351,8 @@ def top_users(
     start, end = check_range(start, end)
     limit = check_limit(limit)
     result = conn.execute(
-        _TOP_USERS,
-        {"org": organization_id, "start": start, "end": end, "limit": limit, "utc": utc},
+        _TOP_USERS_UTC if utc else _TOP_USERS,
+        {"org": organization_id, "start": start, "end": end, "limit": limit},
     )
     return frame(
         result,
@@ -220,68 +367,72 @@ def top_users(
     )
 
 
-_KPI_PARTS = {
-    # In the organization's zone the totals come from the daily rollup (a few rows per
-    # day); in UTC from the generations themselves.
-    "rollup": """
-            totals AS (
-                SELECT coalesce(sum(u.used) FILTER (WHERE u.date >= :start), 0) AS generations,
-                       coalesce(sum(u.credits_used) FILTER (WHERE u.date >= :start), 0)
-                           AS credits,
-                       coalesce(sum(u.used) FILTER (WHERE u.date < :start), 0)
-                           AS previous_generations,
-                       coalesce(sum(u.credits_used) FILTER (WHERE u.date < :start), 0)
-                           AS previous_credits
-                FROM usage_limits u
-                WHERE u.organization_id = :org AND u.date BETWEEN :prev AND :end
-            ),""",
-    "generations": """
-            totals AS (
-                SELECT count(*) FILTER (WHERE g.created_at >= b.lower) AS generations,
-                       coalesce(sum(g.credits) FILTER (WHERE g.created_at >= b.lower), 0)
-                           AS credits,
-                       count(*) FILTER (WHERE g.created_at < b.lower) AS previous_generations,
-                       coalesce(sum(g.credits) FILTER (WHERE g.created_at < b.lower), 0)
-                           AS previous_credits
-                FROM b JOIN generations g
-                  ON g.organization_id = :org
-                 AND g.created_at >= b.prev_lower AND g.created_at < b.upper
-            ),""",
-}
-# Active users: one index probe per member on (organization_id, user_id, created_at)
-# instead of reading every generation of the period.
-_KPIS = {
-    source: text(
-        "WITH z AS (SELECT "
-        + _ZONE
-        + """ AS tz),
-            b AS (
-                SELECT CAST(:prev AS timestamp) AT TIME ZONE z.tz AS prev_lower,
-                       CAST(:start AS timestamp) AT TIME ZONE z.tz AS lower,
-                       (CAST(:end AS date) + 1)::timestamp AT TIME ZONE z.tz AS upper
-                FROM z
-            ),"""
-        + totals
-        + """
-            active AS (
-                SELECT count(*) FILTER (WHERE EXISTS (
-                           SELECT 1 FROM generations g
-                           WHERE g.organization_id = :org AND g.user_id = u.id
-                             AND g.created_at >= b.lower AND g.created_at < b.upper))
-                           AS active_users,
-                       count(*) FILTER (WHERE EXISTS (
-                           SELECT 1 FROM generations g
-                           WHERE g.organization_id = :org AND g.user_id = u.id
-                             AND g.created_at >= b.prev_lower AND g.created_at < b.lower))
-                           AS previous_active_users
-                FROM b, users u
-                WHERE u.organization_id = :org
-            )
-            SELECT * FROM totals, active
-"""
+# In the organization's zone: totals from usage_limits, active users from one probe
+# per member into user_daily_usage on (organization_id, user_id, date, type).
+_KPIS = text(
+    """
+    WITH totals AS (
+        SELECT coalesce(sum(u.used) FILTER (WHERE u.date >= :start), 0) AS generations,
+               coalesce(sum(u.credits_used) FILTER (WHERE u.date >= :start), 0) AS credits,
+               coalesce(sum(u.used) FILTER (WHERE u.date < :start), 0) AS previous_generations,
+               coalesce(sum(u.credits_used) FILTER (WHERE u.date < :start), 0)
+                   AS previous_credits
+        FROM usage_limits u
+        WHERE u.organization_id = :org AND u.date BETWEEN :prev AND :end
+    ),
+    active AS (
+        SELECT count(*) FILTER (WHERE EXISTS (
+                   SELECT 1 FROM user_daily_usage d
+                   WHERE d.organization_id = :org AND d.user_id = u.id
+                     AND d.date BETWEEN :start AND :end)) AS active_users,
+               count(*) FILTER (WHERE EXISTS (
+                   SELECT 1 FROM user_daily_usage d
+                   WHERE d.organization_id = :org AND d.user_id = u.id
+                     AND d.date >= :prev AND d.date < :start)) AS previous_active_users
+        FROM users u
+        WHERE u.organization_id = :org
     )
-    for source, totals in _KPI_PARTS.items()
-}
+    SELECT * FROM totals, active
+    """
+)
+# In UTC: totals from the quarter-hours of the UTC days; active users from one probe
+# per member into generations on (organization_id, user_id, created_at).
+_KPIS_UTC = text(
+    """
+    WITH b AS (
+        SELECT CAST(:prev AS timestamp) AT TIME ZONE 'UTC' AS prev_lower,
+               CAST(:start AS timestamp) AT TIME ZONE 'UTC' AS lower,
+               (CAST(:end AS date) + 1)::timestamp AT TIME ZONE 'UTC' AS upper
+    ),
+    totals AS (
+        SELECT coalesce(sum(q.generations) FILTER (WHERE q.bucket >= b.lower), 0)
+                   AS generations,
+               coalesce(sum(q.credits) FILTER (WHERE q.bucket >= b.lower), 0) AS credits,
+               coalesce(sum(q.generations) FILTER (WHERE q.bucket < b.lower), 0)
+                   AS previous_generations,
+               coalesce(sum(q.credits) FILTER (WHERE q.bucket < b.lower), 0)
+                   AS previous_credits
+        FROM b JOIN quarter_hour_usage q
+          ON q.organization_id = :org
+         AND q.bucket >= b.prev_lower AND q.bucket < b.upper
+    ),
+    active AS (
+        SELECT count(*) FILTER (WHERE EXISTS (
+                   SELECT 1 FROM generations g
+                   WHERE g.organization_id = :org AND g.user_id = u.id
+                     AND g.created_at >= b.lower AND g.created_at < b.upper))
+                   AS active_users,
+               count(*) FILTER (WHERE EXISTS (
+                   SELECT 1 FROM generations g
+                   WHERE g.organization_id = :org AND g.user_id = u.id
+                     AND g.created_at >= b.prev_lower AND g.created_at < b.lower))
+                   AS previous_active_users
+        FROM b, users u
+        WHERE u.organization_id = :org
+    )
+    SELECT * FROM totals, active
+    """
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,8 +480,8 @@ def period_kpis(
     days = (end - start).days + 1
     previous_start = start - dt.timedelta(days=days)
     row = conn.execute(
-        _KPIS["generations" if utc else "rollup"],
-        {"org": organization_id, "prev": previous_start, "start": start, "end": end, "utc": utc},
+        _KPIS_UTC if utc else _KPIS,
+        {"org": organization_id, "prev": previous_start, "start": start, "end": end},
     ).one()
     return PeriodKpis(
         start=start,

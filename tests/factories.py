@@ -69,8 +69,8 @@ def add_generations(
     organization_id: int,
     rows: list[tuple[int, str, int, dt.datetime]],
 ) -> None:
-    """Insert generations (user_id, type, credits, created_at) and keep usage_limits their
-    exact daily rollup, as record_generation would."""
+    """Insert generations (user_id, type, credits, created_at) and keep usage_limits and
+    the generation rollups exact, as record_generation would."""
     conn.execute(
         text(
             "INSERT INTO generations (organization_id, user_id, type, credits, created_at) "
@@ -92,6 +92,39 @@ def add_generations(
             GROUP BY 1, 2, 3
             ON CONFLICT (organization_id, type, date) DO UPDATE
                 SET used = excluded.used, credits_used = excluded.credits_used
+            """
+        ),
+        {"org": organization_id},
+    )
+    # The generation rollups, recounted for the organization as the demo loader does.
+    conn.execute(
+        text(
+            """
+            INSERT INTO user_daily_usage (organization_id, user_id, date, type, generations,
+                                          credits)
+            SELECT g.organization_id, g.user_id, (g.created_at AT TIME ZONE o.timezone)::date,
+                   g.type, count(*), sum(g.credits)
+            FROM generations g JOIN organizations o ON o.id = g.organization_id
+            WHERE g.organization_id = :org
+            GROUP BY 1, 2, 3, 4
+            ON CONFLICT (organization_id, user_id, date, type) DO UPDATE
+                SET generations = excluded.generations, credits = excluded.credits
+            """
+        ),
+        {"org": organization_id},
+    )
+    conn.execute(
+        text(
+            """
+            INSERT INTO quarter_hour_usage (organization_id, bucket, type, generations, credits)
+            SELECT g.organization_id,
+                   date_bin('15 minutes', g.created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00'),
+                   g.type, count(*), sum(g.credits)
+            FROM generations g
+            WHERE g.organization_id = :org
+            GROUP BY 1, 2, 3
+            ON CONFLICT (organization_id, bucket, type) DO UPDATE
+                SET generations = excluded.generations, credits = excluded.credits
             """
         ),
         {"org": organization_id},

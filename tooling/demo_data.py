@@ -10,6 +10,8 @@ Consistency is by construction:
 
 - ``usage_limits.used``/``credits_used`` are computed *in SQL* from the loaded
   generations, per (organization, type, local date in the organization's zone);
+- the rollups ``user_daily_usage`` and ``quarter_hour_usage`` are recounted in SQL
+  from the loaded generations, with the expressions ``record_generation`` upserts;
 - every ledger entry's ``balance_after`` and the final ``credit_balances.balance``
   follow from the ledger and the generations before it, and grants are sized ahead
   of consumption so the balance never dips below zero.
@@ -230,19 +232,28 @@ def seed_demo_data(
             # Truncating even empty tables is deliberate: a table truncated in the same
             # transaction lets COPY and the index builds skip the WAL (wal_level=minimal).
             conn.execute(
-                "TRUNCATE audit_log, generations, usage_limits, credit_ledger, "
-                "credit_balances, users, organizations, generation_types RESTART IDENTITY"
+                "TRUNCATE audit_log, user_daily_usage, quarter_hour_usage, generations, "
+                "usage_limits, credit_ledger, credit_balances, users, organizations, "
+                "generation_types RESTART IDENTITY"
             )
             _load_lookup_and_tenants(conn, orgs, users)
             lap("tenants")
             _load_generations(conn, gens, lap)
+            _load_rollups(conn, lap)
             usage_rows = _load_usage(conn, usage, lap)
             ledger_entries = _load_ledger(conn, rng, orgs, gens, now)
             _load_audit(conn, now)
             _sync_identities(conn)
             lap("ledger")
         # The planner needs statistics for the fresh tables right away.
-        for table in ("generations", "usage_limits", "credit_ledger", "users"):
+        for table in (
+            "generations",
+            "usage_limits",
+            "user_daily_usage",
+            "quarter_hour_usage",
+            "credit_ledger",
+            "users",
+        ):
             conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
         lap("analyze")
 
@@ -570,6 +581,33 @@ def _load_generations(
                 _binary_generation_rows({k: v[start : start + chunk] for k, v in gens.items()})
             )
         copy.write(_COPY_TRAILER)
+
+
+# The rollups record_generation keeps, recounted from the loaded generations in SQL
+# (the same expressions as its upserts), so they are exact by construction.
+_ROLLUPS = {
+    "user_daily_usage": """
+        INSERT INTO user_daily_usage (organization_id, user_id, date, type, generations, credits)
+        SELECT g.organization_id, g.user_id, (g.created_at AT TIME ZONE o.timezone)::date,
+               g.type, count(*), sum(g.credits)
+        FROM generations g JOIN organizations o ON o.id = g.organization_id
+        GROUP BY 1, 2, 3, 4
+        """,
+    "quarter_hour_usage": """
+        INSERT INTO quarter_hour_usage (organization_id, bucket, type, generations, credits)
+        SELECT g.organization_id,
+               date_bin('15 minutes', g.created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00'),
+               g.type, count(*), sum(g.credits)
+        FROM generations g
+        GROUP BY 1, 2, 3
+        """,
+}
+
+
+def _load_rollups(conn: psycopg.Connection, lap: Callable[[str], None]) -> None:
+    for table, statement in _ROLLUPS.items():
+        with _bulk_loading(conn, table, lap):
+            conn.execute(statement)
 
 
 def _local_days(tz: str, ts_us: np.ndarray, window: tuple[int, int]) -> np.ndarray:

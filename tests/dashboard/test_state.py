@@ -431,6 +431,8 @@ def test_a_removed_organization_is_reported_not_replaced(
     # and the append-only guard must be lifted, as the demo reset does, to try).
     with fresh_engine.begin() as conn, append_only_guard_lifted(conn):
         for table in (
+            "user_daily_usage",
+            "quarter_hour_usage",
             "generations",
             "usage_limits",
             "credit_ledger",

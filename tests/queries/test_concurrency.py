@@ -30,6 +30,8 @@ from queries.generations import record_generation
 from queries.quotas import set_daily_limit
 from tests.conftest import PgServer
 from tests.queries.roles import APP_LOGIN, login_engine
+from tests.queries.rollups import ROLLUPS
+from tests.queries.rollups import mismatches as rollup_mismatches
 from tests.queries.writes import invariant_holds, new_org
 
 THREADS = 8
@@ -236,6 +238,9 @@ def test_concurrent_mixed_writes_keep_every_invariant(write_engine: Engine, writ
             {"o": org_list},
         ).scalar_one()
         assert mismatches == 0
+        # So are the generation rollups, refusals and replays notwithstanding.
+        for org in org_list:
+            assert rollup_mismatches(conn, organization_id=org) == dict.fromkeys(ROLLUPS, 0)
         over = conn.execute(
             text(
                 "SELECT count(*) FROM usage_limits WHERE organization_id = ANY(:o) AND used > daily_limit"

@@ -30,6 +30,7 @@ from queries.credits import adjust_credits, reverse_adjustment
 from queries.db import create_runtime_engine
 from queries.generations import record_generation
 from queries.models import Base
+from queries.orgs import set_timezone
 from queries.quotas import set_daily_limit
 from tests.conftest import PgServer, seeded_database
 from tests.factories import add_generations, add_ledger, ensure_types, make_org, make_user
@@ -97,6 +98,23 @@ def test_every_table_is_readable_by_both_roles_and_nothing_more_is_granted(
             ("usage_limits", column, "UPDATE")
             for column in ("used", "credits_used", "daily_limit", "updated_at")
         ),
+        # The rollups record_generation upserts: insert a row, add to its counts.
+        *(
+            ("user_daily_usage", column, "INSERT")
+            for column in ("organization_id", "user_id", "date", "type", "generations", "credits")
+        ),
+        *(
+            ("quarter_hour_usage", column, "INSERT")
+            for column in ("organization_id", "bucket", "type", "generations", "credits")
+        ),
+        *(
+            (table, column, "UPDATE")
+            for table in ("user_daily_usage", "quarter_hour_usage")
+            for column in ("generations", "credits")
+        ),
+        # set_timezone: the zone, and the per-user local days it rebuilds.
+        ("organizations", "timezone", "UPDATE"),
+        ("user_daily_usage", None, "DELETE"),
     }
     with engine.connect() as conn:
         assert _grants(conn, "dashboard_reader") == select_all
@@ -303,6 +321,25 @@ def _limit_later_day_first(engine: Engine, t: Tenant) -> object:
     )
 
 
+def _timezone_after_a_generation(engine: Engine, t: Tenant) -> object:
+    # A generation first, so the rebuild has local days to move.
+    record_generation(
+        engine,
+        organization_id=t.organization_id,
+        user_id=t.user_id,
+        type="chat",
+        idempotency_key=f"roles-zone-gen-{t.organization_id}",
+    )
+    return set_timezone(
+        engine,
+        organization_id=t.organization_id,
+        timezone="Asia/Kathmandu",
+        actor=ACTOR,
+        reason="Head office moved",
+        idempotency_key=f"roles-zone-{t.organization_id}",
+    )
+
+
 WRITES: dict[str, Callable[[Engine, Tenant], object]] = {
     "credits.adjust_credits[grant]": lambda e, t: adjust_credits(
         e,
@@ -331,6 +368,7 @@ WRITES: dict[str, Callable[[Engine, Tenant], object]] = {
         idempotency_key=f"roles-gen-{t.organization_id}",
     ),
     "quotas.set_daily_limit": _limit_later_day_first,
+    "orgs.set_timezone": _timezone_after_a_generation,
 }
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from tests.conftest import DEMO_GENERATIONS, DEMO_NOW
+from tests.queries.rollups import ROLLUPS, mismatches
 from tooling.demo_data import FINANCE_STAFF, DemoDataError, seed_demo_data
 
 
@@ -142,6 +143,8 @@ def test_same_seed_same_rows_and_reset_replaces_data(connection: Connection) -> 
     assert _fingerprint(connection) == first
     seed_demo_data(connection, reset=True, **{**options, "seed": 4})  # type: ignore[arg-type]
     assert _fingerprint(connection) != first
+    # The reset replaced the rollups too, with no row left of the first load.
+    assert mismatches(connection) == dict.fromkeys(ROLLUPS, 0)
 
 
 _GUARD = text(
@@ -180,3 +183,15 @@ def test_bad_seed_options_are_refused_before_anything_is_written(
     with pytest.raises(DemoDataError, match=message):
         seed_demo_data(connection, **options)  # type: ignore[arg-type]
     assert connection.execute(text("SELECT count(*) FROM organizations")).scalar_one() == 0
+
+
+def test_rollups_are_the_exact_recount_of_the_loaded_generations(demo_engine: Engine) -> None:
+    with demo_engine.connect() as conn:
+        assert mismatches(conn) == dict.fromkeys(ROLLUPS, 0)
+        loaded = conn.execute(
+            text(
+                "SELECT (SELECT sum(generations) FROM user_daily_usage), "
+                "(SELECT sum(generations) FROM quarter_hour_usage)"
+            )
+        ).one()
+        assert tuple(loaded) == (DEMO_GENERATIONS, DEMO_GENERATIONS)

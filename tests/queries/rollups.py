@@ -1,0 +1,65 @@
+"""The rollups recounted from ``generations``: the one definition the tests compare with."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, text
+
+# Rows of the rollup that the recount does not have, plus rows of the recount that the
+# rollup does not have: 0 when the rollup is exact. :org NULL checks every organization.
+_MISMATCHES = {
+    "user_daily_usage": text(
+        """
+        WITH rollup AS (
+            SELECT organization_id, user_id, date, type, generations::bigint, credits::bigint
+            FROM user_daily_usage
+            WHERE CAST(:org AS bigint) IS NULL OR organization_id = :org
+        ),
+        recount AS (
+            SELECT g.organization_id, g.user_id, (g.created_at AT TIME ZONE o.timezone)::date,
+                   g.type, count(*)::bigint, sum(g.credits)::bigint
+            FROM generations g JOIN organizations o ON o.id = g.organization_id
+            WHERE CAST(:org AS bigint) IS NULL OR g.organization_id = :org
+            GROUP BY 1, 2, 3, 4
+        )
+        SELECT (SELECT count(*) FROM (TABLE rollup EXCEPT ALL TABLE recount) a)
+             + (SELECT count(*) FROM (TABLE recount EXCEPT ALL TABLE rollup) b)
+        """
+    ),
+    "quarter_hour_usage": text(
+        """
+        WITH rollup AS (
+            SELECT organization_id, bucket, type, generations::bigint, credits::bigint
+            FROM quarter_hour_usage
+            WHERE CAST(:org AS bigint) IS NULL OR organization_id = :org
+        ),
+        recount AS (
+            SELECT g.organization_id,
+                   to_timestamp(floor(extract(epoch FROM g.created_at) / 900) * 900),
+                   g.type, count(*)::bigint, sum(g.credits)::bigint
+            FROM generations g
+            WHERE CAST(:org AS bigint) IS NULL OR g.organization_id = :org
+            GROUP BY 1, 2, 3
+        )
+        SELECT (SELECT count(*) FROM (TABLE rollup EXCEPT ALL TABLE recount) a)
+             + (SELECT count(*) FROM (TABLE recount EXCEPT ALL TABLE rollup) b)
+        """
+    ),
+}
+ROLLUPS = tuple(_MISMATCHES)
+
+
+def mismatches(conn: Connection, *, organization_id: int | None = None) -> dict[str, int]:
+    """Per rollup, how many rows differ from a recount of ``generations`` (0 = exact)."""
+    return {
+        table: int(conn.execute(query, {"org": organization_id}).scalar_one())
+        for table, query in _MISMATCHES.items()
+    }
+
+
+def rows(conn: Connection, table: str, *, organization_id: int) -> int:
+    """How many rows the rollup holds for the organization (so 'exact' is not 'empty')."""
+    query = {
+        "user_daily_usage": "SELECT count(*) FROM user_daily_usage WHERE organization_id = :org",
+        "quarter_hour_usage": "SELECT count(*) FROM quarter_hour_usage WHERE organization_id = :org",
+    }[table]
+    return int(conn.execute(text(query), {"org": organization_id}).scalar_one())
