@@ -75,6 +75,8 @@ class Organization(Base):
         CheckConstraint("btrim(name) <> ''", name="name_not_blank"),
         CheckConstraint("slug ~ '^[a-z0-9]+(-[a-z0-9]+)*$'", name="slug_format"),
         CheckConstraint("plan IN (" + ", ".join(f"'{p}'" for p in PLANS) + ")", name="plan_known"),
+        # The organization picker's keyset pages by name (migration 0005).
+        Index(None, "name", "id"),
     )
 
 

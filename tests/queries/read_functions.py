@@ -114,6 +114,11 @@ CROSS_ORGANIZATION: dict[str, Call] = {
         c, start=x.start, end=x.end
     ),
     "orgs.list_organizations": lambda c, x: orgs.list_organizations(c),
+    "orgs.search_organizations": lambda c, x: orgs.search_organizations(c, query="a", limit=5),
+    "orgs.search_organizations[id]": lambda c, x: orgs.search_organizations(
+        c, query=str(x.organization_id), limit=5
+    ),
+    "orgs.any_organizations": lambda c, x: orgs.any_organizations(c),
     "orgs.list_generation_types": lambda c, x: orgs.list_generation_types(c),
 }
 
