@@ -89,6 +89,27 @@ def organizations() -> pd.DataFrame:
     return _seen(_organizations())
 
 
+@st.cache_data(ttl=REFERENCE_TTL, max_entries=4, show_spinner=False)
+def _any_organizations() -> Fetched[bool]:
+    return _read(orgs.any_organizations)
+
+
+def any_organizations() -> bool:
+    """Whether there is at least one organization (the app's start needs no list)."""
+    return _seen(_any_organizations())
+
+
+@st.cache_data(ttl=REFERENCE_TTL, max_entries=512, show_spinner=False)
+def _organization_search(query: str, limit: int) -> Fetched[orgs.OrganizationPage]:
+    return _read(orgs.search_organizations, query=query or None, limit=limit)
+
+
+def organization_search(query: str, *, limit: int = 50) -> orgs.OrganizationPage:
+    """The first page of organizations whose name or slug contains ``query``, with the
+    exact id or slug match (``queries.orgs.search_organizations``)."""
+    return _seen(_organization_search(query.strip(), limit))
+
+
 @st.cache_data(ttl=LIVE_TTL, max_entries=256, show_spinner=False)
 def _organization(organization_id: int) -> Fetched[orgs.OrganizationInfo | None]:
     return _read(orgs.get_organization, organization_id=organization_id)
