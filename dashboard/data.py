@@ -264,6 +264,40 @@ def all_orgs_usage(start: dt.date, end: dt.date) -> pd.DataFrame:
     return _seen(_all_orgs_usage(start, end))
 
 
+@st.cache_data(ttl=HISTORY_TTL, max_entries=256, show_spinner=False)
+def _usage_page(
+    start: dt.date,
+    end: dt.date,
+    plans: tuple[str, ...],
+    search: str,
+    limit: int,
+    after: tuple[int, str, int] | None,
+) -> Fetched[usage.UsagePage]:
+    return _read(
+        usage.all_orgs_usage_page,
+        start=start,
+        end=end,
+        plans=plans,
+        search=search or None,
+        limit=limit,
+        after=usage.UsageCursor(*after) if after else None,
+    )
+
+
+def usage_page(
+    start: dt.date,
+    end: dt.date,
+    *,
+    plans: tuple[str, ...] = (),
+    search: str = "",
+    limit: int = 50,
+    after: usage.UsageCursor | None = None,
+) -> usage.UsagePage:
+    """A page of the ranking, filtered and paged in SQL (``all_orgs_usage_page``)."""
+    cursor = (after.credits_consumed, after.name, after.organization_id) if after else None
+    return _seen(_usage_page(start, end, tuple(sorted(plans)), search.strip(), limit, cursor))
+
+
 @st.cache_data(ttl=HISTORY_TTL, max_entries=64, show_spinner=False)
 def _monthly_credits(start: dt.date, end: dt.date) -> Fetched[pd.DataFrame]:
     return _read(usage.all_orgs_monthly_credits, start=start, end=end)
@@ -397,6 +431,77 @@ def quota_utilization(*, threshold: float = 0.8) -> pd.DataFrame:
     """Today's (organization, type) rows in each organization's own day, fullest first.
     Columns as ``queries.quotas.all_orgs_quota_utilization``."""
     return _seen(_quota_utilization(threshold))
+
+
+@st.cache_data(ttl=LIVE_TTL, max_entries=8, show_spinner=False)
+def _quota_alerts(threshold: float) -> Fetched[pd.DataFrame]:
+    return _read(quotas.all_orgs_quota_alerts, threshold=threshold)
+
+
+def quota_alerts(*, threshold: float = 0.8) -> pd.DataFrame:
+    """Today's rows at or above ``threshold`` (over, at limit, near), fullest first."""
+    return _seen(_quota_alerts(threshold))
+
+
+@st.cache_data(ttl=LIVE_TTL, max_entries=256, show_spinner=False)
+def _quota_page(
+    threshold: float,
+    search: str,
+    plans: tuple[str, ...],
+    types: tuple[str, ...],
+    statuses: tuple[str, ...],
+    limit: int,
+    after: tuple[float, int, str, int, str] | None,
+) -> Fetched[quotas.UtilizationPage]:
+    return _read(
+        quotas.all_orgs_quota_utilization_page,
+        threshold=threshold,
+        search=search or None,
+        plans=plans,
+        types=types,
+        statuses=statuses,
+        limit=limit,
+        after=quotas.UtilizationCursor(*after) if after else None,
+    )
+
+
+def quota_page(
+    *,
+    threshold: float = 0.8,
+    search: str = "",
+    plans: tuple[str, ...] = (),
+    types: tuple[str, ...] = (),
+    statuses: tuple[str, ...] = (),
+    limit: int = 50,
+    after: quotas.UtilizationCursor | None = None,
+) -> quotas.UtilizationPage:
+    """A page of today's utilization, filtered and paged in SQL."""
+    cursor = (
+        (after.utilization, after.used, after.name, after.organization_id, after.type)
+        if after
+        else None
+    )
+    return _seen(
+        _quota_page(
+            threshold,
+            search.strip(),
+            tuple(sorted(plans)),
+            tuple(sorted(types)),
+            tuple(sorted(statuses)),
+            limit,
+            cursor,
+        )
+    )
+
+
+@st.cache_data(ttl=LIVE_TTL, max_entries=8, show_spinner=False)
+def _quota_heatmap(threshold: float, top: int) -> Fetched[tuple[pd.DataFrame, int]]:
+    return _read(quotas.all_orgs_quota_heatmap, threshold=threshold, top=top)
+
+
+def quota_heatmap(*, threshold: float = 0.8, top: int = 25) -> tuple[pd.DataFrame, int]:
+    """Today's rows of the ``top`` fullest organizations, and how many have use today."""
+    return _seen(_quota_heatmap(threshold, top))
 
 
 @st.cache_data(ttl=LIVE_TTL, max_entries=256, show_spinner=False)
