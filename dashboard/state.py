@@ -6,11 +6,17 @@ zone dates are read in. They live in the URL so that a link reproduces the view:
     ?org=12&range=30d&grain=week&tz=org
     ?org=acme-corp&range=custom&from=2026-10-01&to=2026-10-31
 
-``org`` is an organization id (a slug is accepted too). Every value is parsed strictly
+``org`` is an organization id (a slug is accepted too), resolved on the server
+(``get_organization`` by id, the exact match of ``search_organizations`` by slug); text
+that cannot be an id or a slug is never sent to the database. Every value is parsed strictly
 (ids are ASCII digits, dates YYYY-MM-DD between 2000 and 2100, with the checks of
 ``queries.checks``); a value that cannot be used (unknown organization, bad date, unknown
 preset ...) is dropped with a notice and the view falls back to the current or default
 value. :func:`parse_url` never raises, whatever the text.
+
+The picker never loads every organization: it lists the selected organization (read by
+id) and the first ``PICKER_PAGE`` matches of its search box (``K_ORG_SEARCH``), searched on
+the server by name, slug or exact id and cached.
 
 The selected organization is held by id in its own session key (``K_ORG_ID``), not by
 the selectbox. A keyed selectbox keeps its identity when its options change, but its
@@ -39,7 +45,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal, NoReturn, Protocol, get_args
 
-import pandas as pd
 import streamlit as st
 
 from dashboard import data
@@ -322,19 +327,6 @@ def to_url(filters: Filters) -> dict[str, str]:
 
 
 _SLUG: Final = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")  # as ck_organizations_slug_format
-
-
-def organizations_from_frame(frame: pd.DataFrame) -> list[Organization]:
-    return [
-        Organization(
-            id=int(row["id"]),
-            name=str(row["name"]),
-            slug=str(row["slug"]),
-            timezone=str(row["timezone"]),
-            plan=str(row["plan"]),
-        )
-        for row in frame.to_dict("records")
-    ]
 
 
 # --------------------------------------------------------------------------- Streamlit
