@@ -151,13 +151,13 @@ page = st.navigation([spec.page(default=i == 0) for i, spec in enumerate(specs)]
 _identity(user)
 
 try:
-    organizations = state.organizations_from_frame(data.organizations())
+    has_organizations = data.any_organizations()
 except ui.EXPECTED_ERRORS as exc:
     st.title("Usage dashboard")
     st.error(ui.describe_error(exc), icon=":material/cloud_off:")
     st.button("Try again", on_click=data.clear, type="primary")
     st.stop()
-if not organizations:
+if not has_organizations:
     st.title("Usage dashboard")
     st.info(
         "The database has no organizations yet, so there is nothing to show. Load demo data "
@@ -165,7 +165,13 @@ if not organizations:
     )
     st.stop()
 
-state.sidebar_filters(organizations, uses=navigation.spec_for(page).uses)
+try:
+    state.sidebar_filters(uses=navigation.spec_for(page).uses)
+except ui.EXPECTED_ERRORS as exc:
+    st.title("Usage dashboard")
+    st.error(ui.describe_error(exc), icon=":material/cloud_off:")
+    st.button("Try again", on_click=data.clear, type="primary")
+    st.stop()
 try:
     page.run()
 except ui.EXPECTED_ERRORS as exc:

@@ -196,6 +196,27 @@ def organizations() -> pd.DataFrame:
     return _seen(_organizations())
 
 
+@_cached(ttl=REFERENCE_TTL, max_entries=4)
+def _any_organizations() -> Fetched[bool]:
+    return _read(orgs.any_organizations)
+
+
+def any_organizations() -> bool:
+    """Whether there is at least one organization (the app's start needs no list)."""
+    return _seen(_any_organizations())
+
+
+@_cached(ttl=REFERENCE_TTL, max_entries=512)
+def _organization_search(query: str, limit: int) -> Fetched[orgs.OrganizationPage]:
+    return _read(orgs.search_organizations, query=query or None, limit=limit)
+
+
+def organization_search(query: str, *, limit: int = 50) -> orgs.OrganizationPage:
+    """The first page of organizations whose name or slug contains ``query``, with the
+    exact id or slug match (``queries.orgs.search_organizations``)."""
+    return _seen(_organization_search(query.strip(), limit))
+
+
 @_cached(ttl=LIVE_TTL, max_entries=256)
 def _organization(organization_id: int) -> Fetched[orgs.OrganizationInfo | None]:
     return _read(orgs.get_organization, organization_id=organization_id)
@@ -350,6 +371,40 @@ def all_orgs_usage(start: dt.date, end: dt.date) -> pd.DataFrame:
     return _seen(_all_orgs_usage(start, end))
 
 
+@_cached(ttl=HISTORY_TTL, max_entries=256)
+def _usage_page(
+    start: dt.date,
+    end: dt.date,
+    plans: tuple[str, ...],
+    search: str,
+    limit: int,
+    after: tuple[int, str, int] | None,
+) -> Fetched[usage.UsagePage]:
+    return _read(
+        usage.all_orgs_usage_page,
+        start=start,
+        end=end,
+        plans=plans,
+        search=search or None,
+        limit=limit,
+        after=usage.UsageCursor(*after) if after else None,
+    )
+
+
+def usage_page(
+    start: dt.date,
+    end: dt.date,
+    *,
+    plans: tuple[str, ...] = (),
+    search: str = "",
+    limit: int = 50,
+    after: usage.UsageCursor | None = None,
+) -> usage.UsagePage:
+    """A page of the ranking, filtered and paged in SQL (``all_orgs_usage_page``)."""
+    cursor = (after.credits_consumed, after.name, after.organization_id) if after else None
+    return _seen(_usage_page(start, end, tuple(sorted(plans)), search.strip(), limit, cursor))
+
+
 @_cached(ttl=HISTORY_TTL, max_entries=64)
 def _monthly_credits(start: dt.date, end: dt.date) -> Fetched[pd.DataFrame]:
     return _read(usage.all_orgs_monthly_credits, start=start, end=end)
@@ -485,6 +540,77 @@ def quota_utilization(*, threshold: float = 0.8) -> pd.DataFrame:
     """Today's (organization, type) rows in each organization's own day, fullest first.
     Columns as ``queries.quotas.all_orgs_quota_utilization``."""
     return _seen(_quota_utilization(threshold))
+
+
+@_cached(ttl=LIVE_TTL, max_entries=8)
+def _quota_alerts(threshold: float) -> Fetched[pd.DataFrame]:
+    return _read(quotas.all_orgs_quota_alerts, threshold=threshold)
+
+
+def quota_alerts(*, threshold: float = 0.8) -> pd.DataFrame:
+    """Today's rows at or above ``threshold`` (over, at limit, near), fullest first."""
+    return _seen(_quota_alerts(threshold))
+
+
+@_cached(ttl=LIVE_TTL, max_entries=256)
+def _quota_page(
+    threshold: float,
+    search: str,
+    plans: tuple[str, ...],
+    types: tuple[str, ...],
+    statuses: tuple[str, ...],
+    limit: int,
+    after: tuple[float, int, str, int, str] | None,
+) -> Fetched[quotas.UtilizationPage]:
+    return _read(
+        quotas.all_orgs_quota_utilization_page,
+        threshold=threshold,
+        search=search or None,
+        plans=plans,
+        types=types,
+        statuses=statuses,
+        limit=limit,
+        after=quotas.UtilizationCursor(*after) if after else None,
+    )
+
+
+def quota_page(
+    *,
+    threshold: float = 0.8,
+    search: str = "",
+    plans: tuple[str, ...] = (),
+    types: tuple[str, ...] = (),
+    statuses: tuple[str, ...] = (),
+    limit: int = 50,
+    after: quotas.UtilizationCursor | None = None,
+) -> quotas.UtilizationPage:
+    """A page of today's utilization, filtered and paged in SQL."""
+    cursor = (
+        (after.utilization, after.used, after.name, after.organization_id, after.type)
+        if after
+        else None
+    )
+    return _seen(
+        _quota_page(
+            threshold,
+            search.strip(),
+            tuple(sorted(plans)),
+            tuple(sorted(types)),
+            tuple(sorted(statuses)),
+            limit,
+            cursor,
+        )
+    )
+
+
+@_cached(ttl=LIVE_TTL, max_entries=8)
+def _quota_heatmap(threshold: float, top: int) -> Fetched[tuple[pd.DataFrame, int]]:
+    return _read(quotas.all_orgs_quota_heatmap, threshold=threshold, top=top)
+
+
+def quota_heatmap(*, threshold: float = 0.8, top: int = 25) -> tuple[pd.DataFrame, int]:
+    """Today's rows of the ``top`` fullest organizations, and how many have use today."""
+    return _seen(_quota_heatmap(threshold, top))
 
 
 @_cached(ttl=LIVE_TTL, max_entries=256)

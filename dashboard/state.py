@@ -6,11 +6,17 @@ zone dates are read in. They live in the URL so that a link reproduces the view:
     ?org=12&range=30d&grain=week&tz=org
     ?org=acme-corp&range=custom&from=2026-10-01&to=2026-10-31
 
-``org`` is an organization id (a slug is accepted too). Every value is parsed strictly
+``org`` is an organization id (a slug is accepted too), resolved on the server
+(``get_organization`` by id, the exact match of ``search_organizations`` by slug); text
+that cannot be an id or a slug is never sent to the database. Every value is parsed strictly
 (ids are ASCII digits, dates YYYY-MM-DD between 2000 and 2100, with the checks of
 ``queries.checks``); a value that cannot be used (unknown organization, bad date, unknown
 preset ...) is dropped with a notice and the view falls back to the current or default
 value. :func:`parse_url` never raises, whatever the text.
+
+The picker never loads every organization: it lists the selected organization (read by
+id) and the first ``PICKER_PAGE`` matches of its search box (``K_ORG_SEARCH``), searched on
+the server by name, slug or exact id and cached.
 
 The selected organization is held by id in its own session key (``K_ORG_ID``), not by
 the selectbox. A keyed selectbox keeps its identity when its options change, but its
@@ -33,15 +39,17 @@ not reset the filters.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import zoneinfo
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal, get_args
+from typing import Final, Literal, NoReturn, Protocol, get_args
 
-import pandas as pd
 import streamlit as st
 
+from dashboard import data
 from dashboard.text import md
+from queries import orgs
 from queries.checks import MAX_DATE, MAX_RANGE_DAYS, MIN_DATE, parse_date, parse_id
 from queries.errors import InvalidInput
 
@@ -70,6 +78,8 @@ URL_KEYS: Final = ("org", "range", "from", "to", "grain", "tz")
 K_ORG: Final = "filters.org"  # the organization selectbox: a view of K_ORG_ID
 K_ORG_ID: Final = "filters.org_id"  # the selected organization's id: the selection itself
 K_ORG_LAST: Final = "filters.org_last"  # the selected Organization as last seen
+K_ORG_SEARCH: Final = "filters.org_search"  # the picker's search box (on the server)
+PICKER_PAGE: Final = 50  # organizations the picker lists for one search
 K_RANGE: Final = "filters.range"
 K_FROM: Final = "filters.from"
 K_TO: Final = "filters.to"
@@ -90,6 +100,28 @@ class Organization:
     @property
     def label(self) -> str:
         return f"{self.name} · {self.slug}"
+
+    @classmethod
+    def of(cls, row: _OrganizationLike) -> Organization:
+        """The picker's view of a ``queries.orgs`` row (OrganizationInfo or OrganizationRow)."""
+        return cls(id=row.id, name=row.name, slug=row.slug, timezone=row.timezone, plan=row.plan)
+
+
+class _OrganizationLike(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def slug(self) -> str: ...
+    @property
+    def timezone(self) -> str: ...
+    @property
+    def plan(self) -> str: ...
+
+
+# Finds an organization by id (int) or slug (str) on the server, or None.
+Lookup = Callable[[int | str], "Organization | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +213,28 @@ def _parse_date(raw: str, name: str, notices: list[str]) -> dt.date | None:
         return None
 
 
-def _parse_org(raw: str, organizations: Sequence[Organization], notices: list[str]) -> int | None:
+def lookup_in(organizations: Sequence[Organization]) -> Lookup:
+    """A :data:`Lookup` over a list (tests, and callers that already hold the rows)."""
+
+    def find(key: int | str) -> Organization | None:
+        if isinstance(key, int):
+            return next((o for o in organizations if o.id == key), None)
+        return next((o for o in organizations if o.slug == key), None)
+
+    return find
+
+
+def find_on_server(key: int | str) -> Organization | None:
+    """The organization with this id (``get_organization``) or slug (the exact match of
+    ``search_organizations``), read on the server and cached."""
+    if isinstance(key, int):
+        info = data.organization(key)
+        return Organization.of(info) if info is not None else None
+    exact = data.organization_search(key, limit=1).exact
+    return Organization.of(exact) if exact is not None and exact.slug == key else None
+
+
+def _parse_org(raw: str, find: Lookup, notices: list[str]) -> int | None:
     """An id (ASCII digits, as ``queries.checks.parse_id``) or a slug of an organization."""
     text = raw.strip()
     found: Organization | None = None
@@ -194,10 +247,11 @@ def _parse_org(raw: str, organizations: Sequence[Organization], notices: list[st
                 "(a whole number of at most 18 digits)."
             )
             return None
-        found = next((o for o in organizations if o.id == wanted), None)
-    else:
-        # Anything else can only be a slug: compared as text, never converted.
-        found = next((o for o in organizations if o.slug == text.lower()), None)
+        found = find(wanted)
+    elif _SLUG.fullmatch(text.lower()):
+        # Anything else can only be a slug: compared as text, never converted. Text that
+        # cannot be a slug is not sent to the database at all.
+        found = find(text.lower())
     if found is None:
         notices.append(f"Ignored org={_shown(raw)} from the link: there is no such organization.")
         return None
@@ -205,15 +259,17 @@ def _parse_org(raw: str, organizations: Sequence[Organization], notices: list[st
 
 
 def parse_url(
-    params: Mapping[str, str | Sequence[str]], organizations: Sequence[Organization]
+    params: Mapping[str, str | Sequence[str]], organizations: Sequence[Organization] | Lookup
 ) -> UrlValues:
-    """Check the filter parameters of a URL; every unusable value becomes a notice."""
+    """Check the filter parameters of a URL; every unusable value becomes a notice.
+    ``organizations`` resolves ``org=``: a list, or a lookup on the server."""
     out = UrlValues()
     notices = out.notices
     raw = {key: _single(params.get(key)) for key in URL_KEYS}
+    find = organizations if callable(organizations) else lookup_in(organizations)
 
     if raw["org"] is not None:
-        out.org = _parse_org(raw["org"], organizations, notices)
+        out.org = _parse_org(raw["org"], find, notices)
 
     preset = raw["range"]
     if preset is not None:
@@ -270,23 +326,13 @@ def to_url(filters: Filters) -> dict[str, str]:
     return params
 
 
-def organizations_from_frame(frame: pd.DataFrame) -> list[Organization]:
-    return [
-        Organization(
-            id=int(row["id"]),
-            name=str(row["name"]),
-            slug=str(row["slug"]),
-            timezone=str(row["timezone"]),
-            plan=str(row["plan"]),
-        )
-        for row in frame.to_dict("records")
-    ]
+_SLUG: Final = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")  # as ck_organizations_slug_format
 
 
 # --------------------------------------------------------------------------- Streamlit
 
 
-def _apply_url(organizations: Sequence[Organization]) -> list[str]:
+def _apply_url(find: Lookup) -> list[str]:
     """Copy URL values that came from outside this session into the widgets' state."""
     ss = st.session_state
     written: dict[str, str] = ss.get(K_WRITTEN, {})
@@ -294,7 +340,7 @@ def _apply_url(organizations: Sequence[Organization]) -> list[str]:
     changed = {key: value for key, value in incoming.items() if _single(value) != written.get(key)}
     if not changed:
         return []
-    url = parse_url(incoming, organizations)
+    url = parse_url(incoming, find)
     # Values this session wrote itself carry no news; only changed ones are applied.
     if url.org is not None and "org" in changed:
         ss[K_ORG_ID] = url.org
@@ -326,7 +372,7 @@ def _chose_organization() -> None:
         st.session_state[K_ORG_ID] = value
 
 
-def _organization_gone(last: object, notices: Sequence[str]) -> None:
+def _organization_gone(last: object, notices: Sequence[str]) -> NoReturn:
     """The selected organization is no longer in the list: say so, show nothing else,
     and wait for a choice (never switch to another organization silently)."""
     ss = st.session_state
@@ -354,24 +400,44 @@ def _organization_gone(last: object, notices: Sequence[str]) -> None:
     st.stop()
 
 
-def sidebar_filters(
-    organizations: Sequence[Organization], *, uses: frozenset[FilterName] = ALL_FILTERS
-) -> Filters:
+def _picker_options(
+    selected: Organization | None, search: str
+) -> tuple[list[int], dict[int, Organization], orgs.OrganizationPage]:
+    """The picker's options: the first page of name or slug matches, by name, after the
+    exact id or slug match and the selection when they are not among them (the selection
+    always shows, whatever the search says)."""
+    page = data.organization_search(search, limit=PICKER_PAGE)
+    matches = [Organization.of(r) for r in page.organizations]
+    head = [Organization.of(page.exact)] if page.exact is not None else []
+    if selected is not None and all(o.id != selected.id for o in matches):
+        head.insert(0, selected)
+    by_id: dict[int, Organization] = {}
+    for row in (*head, *matches):
+        by_id.setdefault(row.id, row)
+    return list(by_id), by_id, page
+
+
+def sidebar_filters(*, uses: frozenset[FilterName] = ALL_FILTERS) -> Filters:
     """Draw the shared filters in the sidebar and return them; keep the URL in step.
 
-    Filters a page does not use (``uses``) are drawn disabled so they keep their value.
-    When the selected organization is gone, the page shows only that and stops.
+    The organization picker lists the selected organization (read by id) and the first
+    matches of its search box, searched on the server; it never loads every
+    organization. Filters a page does not use (``uses``) are drawn disabled so they keep
+    their value. When the selected organization is gone, the page shows only that and
+    stops.
     """
     ss = st.session_state
-    notices = _apply_url(organizations)
-    by_id = {o.id: o for o in organizations}
+    notices = _apply_url(find_on_server)
     if not isinstance(ss.get(K_ORG_ID), int):
-        ss[K_ORG_ID] = organizations[0].id  # a new session: the first by name
+        # A new session: the first by name.
+        first = data.organization_search("", limit=1).organizations
+        if not first:
+            raise RuntimeError("there are no organizations (the app checks this first)")
+        ss[K_ORG_ID] = first[0].id
     selected: int = ss[K_ORG_ID]
-    gone = selected not in by_id
-    # The selectbox shows the selection held by id; set before it is drawn, this wins
-    # over the label the browser sends back (stale once the organization is renamed).
-    ss[K_ORG] = None if gone else selected
+    info = data.organization(selected)
+    current = Organization.of(info) if info is not None else None
+    gone = current is None
     if ss.get(K_RANGE) not in PRESETS:
         ss[K_RANGE] = DEFAULT_PRESET
     if ss.get(K_GRAIN) not in GRAINS:
@@ -381,20 +447,39 @@ def sidebar_filters(
 
     sidebar = st.sidebar
     sidebar.header("Filters")
+    # A page that does not use it keeps it disabled, unless a choice is needed.
+    org_off = "org" not in uses and not gone
+    search = sidebar.text_input(
+        "Find an organization",
+        key=K_ORG_SEARCH,
+        placeholder="name, slug or id",
+        help="Searches every organization on the server; the list below shows the first "
+        f"{PICKER_PAGE} matches by name.",
+        disabled=org_off,
+        max_chars=200,
+    )
+    options, by_id, page = _picker_options(current, search or "")
+    # The selectbox shows the selection held by id; set before it is drawn, this wins
+    # over the label the browser sends back (stale once the organization is renamed).
+    ss[K_ORG] = None if gone else selected
     sidebar.selectbox(
         "Organization",
-        options=list(by_id),
+        options=options,
         format_func=lambda i: by_id[i].label if i in by_id else str(i),
         key=K_ORG,
         on_change=_chose_organization,
         placeholder="Choose an organization",
-        help="Type part of a name or slug to search.",
-        # A page that does not use it keeps it disabled, unless a choice is needed.
-        disabled="org" not in uses and not gone,
+        help="Type in the box above to search every organization by name, slug or id.",
+        disabled=org_off,
     )
+    if page.next is not None:
+        sidebar.caption(f"Showing the first {PICKER_PAGE} matches; type more to narrow them.")
+    elif search and not page.organizations and page.exact is None:
+        sidebar.caption("No organization matches the search.")
     if gone:
         _organization_gone(ss.get(K_ORG_LAST), notices)
-    organization = by_id[selected]
+    assert current is not None
+    organization = current
     ss[K_ORG_LAST] = organization
     zone: Zone = sidebar.radio(
         "Time zone",

@@ -75,6 +75,21 @@ class Organization(Base):
         CheckConstraint("btrim(name) <> ''", name="name_not_blank"),
         CheckConstraint("slug ~ '^[a-z0-9]+(-[a-z0-9]+)*$'", name="slug_format"),
         CheckConstraint("plan IN (" + ", ".join(f"'{p}'" for p in PLANS) + ")", name="plan_known"),
+        # The organization picker's keyset pages by name, and its substring search
+        # (ILIKE '%...%') on trigram indexes (migration 0005).
+        Index(None, "name", "id"),
+        Index(
+            "ix_organizations_name_trgm",
+            "name",
+            postgresql_using="gin",
+            postgresql_ops={"name": "gin_trgm_ops"},
+        ),
+        Index(
+            "ix_organizations_slug_trgm",
+            "slug",
+            postgresql_using="gin",
+            postgresql_ops={"slug": "gin_trgm_ops"},
+        ),
     )
 
 

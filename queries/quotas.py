@@ -9,6 +9,7 @@ change; a type with no row that day has used nothing.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +22,10 @@ from queries.checks import (
     MAX_REASON,
     check_date,
     check_id,
+    check_limit,
     check_range,
     check_whole,
+    like_pattern,
     required_text,
 )
 from queries.errors import IdempotencyConflict, InvalidInput, InvalidLimitChange
@@ -108,6 +111,191 @@ def all_orgs_quota_alerts(
     :func:`all_orgs_quota_utilization`; filter ``status == 'over'`` for those over."""
     params = {"day": _check_day(day), "threshold": _check_threshold(threshold), "only_alerts": True}
     return frame(conn.execute(_UTILIZATION, params), UTILIZATION_COLUMNS)
+
+
+_UTILIZATION_PAGE = text(
+    """
+    WITH today AS (
+    SELECT o.id AS organization_id, o.name, o.slug, o.plan, o.timezone, u.date, u.type,
+           u.used, u.daily_limit,
+           CASE WHEN u.daily_limit > 0 THEN u.used::float8 / u.daily_limit
+                WHEN u.used > 0 THEN 'Infinity'::float8 ELSE 0 END AS utilization,
+           CASE WHEN u.used > u.daily_limit THEN 'over'
+                WHEN u.used = u.daily_limit THEN 'at limit'
+                WHEN u.used >= :threshold * u.daily_limit THEN 'near'
+                ELSE 'ok' END AS status
+    FROM organizations o
+    JOIN usage_limits u
+      ON u.organization_id = o.id
+     AND u.date = coalesce(CAST(:day AS date), (now() AT TIME ZONE o.timezone)::date)
+    ),
+    filtered AS (
+        SELECT t.*, count(*) OVER () AS total
+        FROM today t
+        WHERE (CAST(:any_plan AS boolean) OR t.plan = ANY(CAST(:plans AS text[])))
+          AND (CAST(:any_type AS boolean) OR t.type = ANY(CAST(:types AS text[])))
+          AND (CAST(:any_status AS boolean) OR t.status = ANY(CAST(:statuses AS text[])))
+          AND (CAST(:pattern AS text) IS NULL
+               OR t.name ILIKE '%' || CAST(:pattern AS text) || '%' ESCAPE '\\'
+               OR t.slug ILIKE '%' || CAST(:pattern AS text) || '%' ESCAPE '\\')
+    )
+    SELECT f.*, (SELECT count(*) FROM today) AS total_today
+    FROM filtered f
+    -- Keyset on (utilization desc, used desc, name, id, type): descending keys negated.
+    WHERE CAST(:after_id AS bigint) IS NULL
+       OR (-f.utilization, -f.used, f.name, f.organization_id, f.type)
+          > (-CAST(:after_utilization AS float8), -CAST(:after_used AS bigint),
+             CAST(:after_name AS text), CAST(:after_id AS bigint), CAST(:after_type AS text))
+    ORDER BY f.utilization DESC, f.used DESC, f.name, f.organization_id, f.type
+    LIMIT :fetch
+    """
+)
+
+_HEATMAP = text(
+    """
+    WITH today AS (
+    SELECT o.id AS organization_id, o.name, o.slug, o.plan, o.timezone, u.date, u.type,
+           u.used, u.daily_limit,
+           CASE WHEN u.daily_limit > 0 THEN u.used::float8 / u.daily_limit
+                WHEN u.used > 0 THEN 'Infinity'::float8 ELSE 0 END AS utilization,
+           CASE WHEN u.used > u.daily_limit THEN 'over'
+                WHEN u.used = u.daily_limit THEN 'at limit'
+                WHEN u.used >= :threshold * u.daily_limit THEN 'near'
+                ELSE 'ok' END AS status
+    FROM organizations o
+    JOIN usage_limits u
+      ON u.organization_id = o.id
+     AND u.date = coalesce(CAST(:day AS date), (now() AT TIME ZONE o.timezone)::date)
+    ),
+    fullest AS (
+        SELECT organization_id, max(utilization) AS fullest
+        FROM today GROUP BY organization_id
+    ),
+    top AS (
+        SELECT f.organization_id, f.fullest, count(*) OVER () AS organizations
+        FROM fullest f
+        ORDER BY f.fullest DESC, f.organization_id
+        LIMIT :top
+    )
+    SELECT t.*, (SELECT count(*) FROM fullest) AS total_organizations
+    FROM today t JOIN top USING (organization_id)
+    ORDER BY top.fullest DESC, t.organization_id, t.type
+    """
+)
+
+# The most rows one page returns: the CSV of a filtered table is capped here.
+MAX_UTILIZATION_ROWS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class UtilizationCursor:
+    """Where the next page of today's utilization starts (the last row's sort key)."""
+
+    utilization: float
+    used: int
+    name: str
+    organization_id: int
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class UtilizationPage:
+    """A page of :func:`all_orgs_quota_utilization_page`: ``rows`` (columns as
+    :func:`all_orgs_quota_utilization`), how many rows match the filters, how many rows
+    today has in all, and the cursor of the next page (None on the last)."""
+
+    rows: pd.DataFrame
+    matching: int
+    total: int
+    next: UtilizationCursor | None
+
+
+def _names(values: object, name: str) -> list[str]:
+    if isinstance(values, str) or not isinstance(values, list | tuple | frozenset | set):
+        raise InvalidInput(f"{name} must be a list.")
+    if not all(isinstance(v, str) for v in values):
+        raise InvalidInput(f"{name} must be a list of names.")
+    return sorted(values)
+
+
+def all_orgs_quota_utilization_page(
+    conn: Connection,
+    *,
+    day: dt.date | None = None,
+    threshold: float = 0.8,
+    search: str | None = None,
+    plans: Sequence[str] = (),
+    types: Sequence[str] = (),
+    statuses: Sequence[str] = (),
+    limit: int = 50,
+    after: UtilizationCursor | None = None,
+) -> UtilizationPage:
+    """One page of today's (organization, type) rows, fullest first, filtered by a
+    name/slug search, plans, types and statuses, keyset-paged (cross-organization).
+    One statement."""
+    limit = check_limit(limit, maximum=MAX_UTILIZATION_ROWS)
+    if after is not None and not isinstance(after, UtilizationCursor):
+        raise InvalidInput("after must be the cursor of a previous page.")
+    plans, types, statuses = (
+        _names(plans, "plans"),
+        _names(types, "types"),
+        _names(statuses, "statuses"),
+    )
+    params: dict[str, Any] = {
+        "day": _check_day(day),
+        "threshold": _check_threshold(threshold),
+        "any_plan": not plans,
+        "plans": plans,
+        "any_type": not types,
+        "types": types,
+        "any_status": not statuses,
+        "statuses": statuses,
+        "pattern": like_pattern(search, "search"),
+        "after_utilization": after.utilization if after else None,
+        "after_used": after.used if after else None,
+        "after_name": after.name if after else None,
+        "after_id": check_id(after.organization_id, "after") if after else None,
+        "after_type": after.type if after else None,
+        "fetch": limit + 1,
+    }
+    rows = frame(
+        conn.execute(_UTILIZATION_PAGE, params),
+        {**UTILIZATION_COLUMNS, "total": "int64", "total_today": "int64"},
+    )
+    matching = int(rows["total"].iloc[0]) if len(rows) else 0
+    total = int(rows["total_today"].iloc[0]) if len(rows) else 0
+    rows = rows[list(UTILIZATION_COLUMNS)]
+    cursor = None
+    if len(rows) > limit:
+        rows = rows.iloc[:limit]
+        last = rows.iloc[-1]
+        cursor = UtilizationCursor(
+            float(last["utilization"]),
+            int(last["used"]),
+            str(last["name"]),
+            int(last["organization_id"]),
+            str(last["type"]),
+        )
+    return UtilizationPage(rows.reset_index(drop=True), matching, total, cursor)
+
+
+def all_orgs_quota_heatmap(
+    conn: Connection, *, day: dt.date | None = None, threshold: float = 0.8, top: int = 25
+) -> tuple[pd.DataFrame, int]:
+    """Today's rows of the ``top`` organizations by their fullest type, and how many
+    organizations have use today in all (cross-organization). Columns as
+    :func:`all_orgs_quota_utilization`. One statement."""
+    params = {
+        "day": _check_day(day),
+        "threshold": _check_threshold(threshold),
+        "top": check_limit(top, maximum=200),
+    }
+    rows = frame(
+        conn.execute(_HEATMAP, params),
+        {**UTILIZATION_COLUMNS, "total_organizations": "int64"},
+    )
+    total = int(rows["total_organizations"].iloc[0]) if len(rows) else 0
+    return rows[list(UTILIZATION_COLUMNS)].reset_index(drop=True), total
 
 
 _HISTORY = text(

@@ -81,6 +81,178 @@ def all_orgs_usage(conn: Connection, *, start: dt.date, end: dt.date) -> pd.Data
     )
 
 
+_USAGE_PAGE = text(
+    """
+    WITH consumed AS (
+        SELECT organization_id, sum(used) AS generations, sum(credits_used) AS credits
+        FROM usage_limits
+        WHERE date BETWEEN :start AND :end
+        GROUP BY organization_id
+    ),
+    ranked AS (
+        SELECT rank() OVER (ORDER BY coalesce(c.credits, 0) DESC) AS rank,
+               o.id AS organization_id, o.name, o.slug, o.plan, o.timezone,
+               coalesce(c.generations, 0) AS generations,
+               coalesce(c.credits, 0) AS credits_consumed,
+               coalesce(c.credits::float8 / nullif(sum(c.credits) OVER (), 0), 0) AS share
+        FROM organizations o
+        LEFT JOIN consumed c ON c.organization_id = o.id
+    ),
+    filtered AS (
+        SELECT r.*, count(*) OVER () AS total_organizations,
+               sum(r.credits_consumed) OVER () AS total_credits,
+               sum(r.generations) OVER () AS total_generations
+        FROM ranked r
+        WHERE (CAST(:any_plan AS boolean) OR r.plan = ANY(CAST(:plans AS text[])))
+          AND (CAST(:pattern AS text) IS NULL
+               OR r.name ILIKE '%' || CAST(:pattern AS text) || '%' ESCAPE '\\'
+               OR r.slug ILIKE '%' || CAST(:pattern AS text) || '%' ESCAPE '\\')
+    ),
+    page AS (
+        SELECT f.* FROM filtered f
+        WHERE CAST(:after_credits AS bigint) IS NULL
+           OR f.credits_consumed < CAST(:after_credits AS bigint)
+           OR (f.credits_consumed = CAST(:after_credits AS bigint)
+               AND (f.name, f.organization_id) > (CAST(:after_name AS text),
+                                                  CAST(:after_id AS bigint)))
+        ORDER BY f.credits_consumed DESC, f.name, f.organization_id
+        LIMIT :fetch
+    ),
+    -- Ledger movements only for the organizations on this page.
+    moved AS (
+        SELECT l.organization_id,
+               sum(l.amount) FILTER (WHERE l.amount > 0) AS granted,
+               -sum(l.amount) FILTER (WHERE l.amount < 0) AS deducted
+        FROM page p
+        JOIN credit_ledger l
+          ON l.organization_id = p.organization_id
+         AND l.created_at >= CAST(:start AS timestamp) AT TIME ZONE p.timezone
+         AND l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE p.timezone
+        GROUP BY l.organization_id
+    ),
+    granted_all AS (
+        SELECT sum(l.amount) FILTER (WHERE l.amount > 0) AS granted
+        FROM filtered f
+        JOIN credit_ledger l
+          ON l.organization_id = f.organization_id
+         AND l.created_at >= CAST(:start AS timestamp) AT TIME ZONE f.timezone
+         AND l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE f.timezone
+    )
+    SELECT p.rank, p.organization_id, p.name, p.slug, p.plan, p.generations,
+           p.credits_consumed,
+           coalesce(m.granted, 0) AS credits_granted,
+           coalesce(m.deducted, 0) AS credits_deducted,
+           coalesce(b.balance, 0) AS balance, p.share,
+           p.total_organizations, p.total_credits, p.total_generations,
+           coalesce((SELECT granted FROM granted_all), 0) AS total_granted
+    FROM page p
+    LEFT JOIN moved m ON m.organization_id = p.organization_id
+    LEFT JOIN credit_balances b ON b.organization_id = p.organization_id
+    ORDER BY p.credits_consumed DESC, p.name, p.organization_id
+    """
+)
+
+# The most rows one call returns: the CSV of a filtered ranking is capped here.
+MAX_USAGE_ROWS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class UsageCursor:
+    """Where the next page of the ranking starts: the last row's (credits, name, id)."""
+
+    credits_consumed: int
+    name: str
+    organization_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotals:
+    """The whole filtered ranking, not only the page."""
+
+    organizations: int
+    generations: int
+    credits_consumed: int
+    credits_granted: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsagePage:
+    """A page of :func:`all_orgs_usage_page`: ``rows`` with the columns of
+    :func:`all_orgs_usage`, the totals of every matching organization, and the cursor of
+    the next page (None on the last)."""
+
+    rows: pd.DataFrame
+    totals: UsageTotals
+    next: UsageCursor | None
+
+
+def all_orgs_usage_page(
+    conn: Connection,
+    *,
+    start: dt.date,
+    end: dt.date,
+    plans: Sequence[str] = (),
+    search: str | None = None,
+    limit: int = 50,
+    after: UsageCursor | None = None,
+) -> UsagePage:
+    """One page of the ranking by credits consumed in [start, end], filtered by plan and
+    by a name/slug search, keyset-paged on (credits desc, name, id) (cross-organization).
+
+    Rank and share are among all organizations; the totals are of the filtered ones.
+    Columns of ``rows`` as :func:`all_orgs_usage`. One statement.
+    """
+    start, end = check_range(start, end)
+    limit = check_limit(limit, maximum=MAX_USAGE_ROWS)
+    if isinstance(plans, str) or not all(isinstance(p, str) for p in plans):
+        raise InvalidInput("plans must be a list of plan names.")
+    if after is not None and not isinstance(after, UsageCursor):
+        raise InvalidInput("after must be the cursor of a previous page.")
+    result = conn.execute(
+        _USAGE_PAGE,
+        {
+            "start": start,
+            "end": end,
+            "any_plan": not plans,
+            "plans": list(plans),
+            "pattern": like_pattern(search, "search"),
+            "after_credits": after.credits_consumed if after else None,
+            "after_name": after.name if after else None,
+            "after_id": check_id(after.organization_id, "after") if after else None,
+            "fetch": limit + 1,
+        },
+    )
+    rows = frame(
+        result,
+        {
+            **ALL_ORGS_USAGE_COLUMNS,
+            "total_organizations": "int64",
+            "total_credits": "int64",
+            "total_generations": "int64",
+            "total_granted": "int64",
+        },
+    )
+    if rows.empty:
+        totals = UsageTotals(0, 0, 0, 0)
+    else:
+        first = rows.iloc[0]
+        totals = UsageTotals(
+            organizations=int(first["total_organizations"]),
+            generations=int(first["total_generations"]),
+            credits_consumed=int(first["total_credits"]),
+            credits_granted=int(first["total_granted"]),
+        )
+    rows = rows[list(ALL_ORGS_USAGE_COLUMNS)]
+    cursor = None
+    if len(rows) > limit:
+        rows = rows.iloc[:limit]
+        last = rows.iloc[-1]
+        cursor = UsageCursor(
+            int(last["credits_consumed"]), str(last["name"]), int(last["organization_id"])
+        )
+    return UsagePage(rows=rows.reset_index(drop=True), totals=totals, next=cursor)
+
+
 _MONTHLY = text(
     """
     WITH months AS (

@@ -16,7 +16,7 @@ from dashboard.confirm import WriteFlow
 from dashboard.text import md
 from queries import quotas
 from queries.errors import InvalidInput
-from queries.models import PLAN_LIMIT_FACTOR
+from queries.models import PLAN_LIMIT_FACTOR, PLANS
 
 FLASH: Final = "quotas"
 THRESHOLD: Final = 0.8
@@ -24,6 +24,11 @@ ALL_TYPES: Final = ""
 K_SEARCH: Final = "quotas.search"
 K_TYPES: Final = "quotas.types"
 K_STATUSES: Final = "quotas.statuses"
+K_PLANS: Final = "quotas.plans"
+K_CURSORS: Final = "quotas.cursors"  # keyset cursors of the table's earlier pages
+K_CURSORS_FOR: Final = "quotas.cursors_for"  # the filters they belong to
+TABLE_PAGE: Final = 50
+HEATMAP_TOP: Final = 25
 K_HISTORY_TYPE: Final = "quotas.history_type"
 K_PENDING: Final = "quotas.pending"
 K_KEY: Final = "quotas.idempotency_key"
@@ -63,17 +68,35 @@ UTILIZATION_COLUMNS: Final = {
 }
 
 
+def _cursors(filters: object) -> list[quotas.UtilizationCursor]:
+    """The cursors of the table's pages before the one shown; new filters start over."""
+    ss = st.session_state
+    if ss.get(K_CURSORS_FOR) != filters or not isinstance(ss.get(K_CURSORS), list):
+        ss[K_CURSORS_FOR], ss[K_CURSORS] = filters, []
+    cursors: list[quotas.UtilizationCursor] = ss[K_CURSORS]
+    return cursors
+
+
+def _next_page(cursor: quotas.UtilizationCursor) -> None:
+    st.session_state[K_CURSORS] = [*st.session_state[K_CURSORS], cursor]
+
+
+def _previous_page() -> None:
+    st.session_state[K_CURSORS] = st.session_state[K_CURSORS][:-1]
+
+
 def _today() -> None:
     st.subheader("Today")
-    util = data.quota_utilization(threshold=THRESHOLD)
-    if util.empty:
+    heat, with_use = data.quota_heatmap(threshold=THRESHOLD, top=HEATMAP_TOP)
+    if with_use == 0:
         st.info(
             "No organization has made a generation today (in its own day) yet, so no quota "
             "is in use. Press Refresh later."
         )
         return
-    over = util[util["status"] == "over"]
-    near = util[util["status"].isin(["near", "at limit"])]
+    alerts = data.quota_alerts(threshold=THRESHOLD)
+    over = alerts[alerts["status"] == "over"]
+    near = alerts[alerts["status"].isin(["near", "at limit"])]
     left, right = st.columns(2)
     for column, title, rows, key in (
         (left, "Over the limit", over, "quotas.over"),
@@ -94,37 +117,64 @@ def _today() -> None:
 
     table_tab, heatmap_tab = st.tabs(["Every organization and type", "Heatmap"])
     with table_tab:
-        search_col, types_col, status_col = st.columns(3)
-        search = search_col.text_input("Search organization", key=K_SEARCH)
+        search_col, plans_col, types_col, status_col = st.columns(4)
+        search = search_col.text_input("Search organization", key=K_SEARCH, max_chars=200)
+        plans = plans_col.multiselect("Plans", PLANS, key=K_PLANS, placeholder="All plans")
         types = types_col.multiselect(
-            "Types", sorted(util["type"].unique()), key=K_TYPES, placeholder="All types"
+            "Types",
+            list(data.generation_types()["type"]),
+            key=K_TYPES,
+            placeholder="All types",
         )
         statuses = status_col.multiselect(
             "Status", STATUSES, key=K_STATUSES, placeholder="Any status"
         )
-        rows = util
-        if search.strip():
-            needle = search.strip().lower()
-            rows = rows[
-                rows["name"].str.lower().str.contains(needle, regex=False)
-                | rows["slug"].str.contains(needle, regex=False)
-            ]
-        if types:
-            rows = rows[rows["type"].isin(types)]
-        if statuses:
-            rows = rows[rows["status"].isin(statuses)]
-        st.dataframe(
-            utilization_table(rows),
-            hide_index=True,
-            column_config=UTILIZATION_COLUMNS,
-            key="quotas.table",
+        cursors = _cursors((search.strip(), *map(sorted, (plans, types, statuses))))
+        page = data.quota_page(
+            threshold=THRESHOLD,
+            limit=TABLE_PAGE,
+            search=search,
+            plans=tuple(plans),
+            types=tuple(types),
+            statuses=tuple(statuses),
+            after=cursors[-1] if cursors else None,
         )
-        st.caption(
-            f"{len(rows):,} of {len(util):,} (organization, type) pairs with use today, fullest "
-            "first. A type with no use today is not listed."
-        )
+        if page.rows.empty:
+            st.info("No (organization, type) pair matches these filters. Clear a filter.")
+        else:
+            st.dataframe(
+                utilization_table(page.rows),
+                hide_index=True,
+                column_config=UTILIZATION_COLUMNS,
+                key="quotas.table",
+            )
+            first = len(cursors) * TABLE_PAGE + 1
+            previous, where, following = st.columns([1, 3, 1])
+            previous.button(
+                "← Previous", key="quotas.previous", on_click=_previous_page, disabled=not cursors
+            )
+            where.caption(
+                f"{first:,}–{first + len(page.rows) - 1:,} of {page.matching:,} matching "
+                f"(organization, type) pairs, of {page.total:,} with use today, fullest "
+                "first. A type with no use today is not listed."
+            )
+            following.button(
+                "Next →",
+                key="quotas.next",
+                on_click=_next_page,
+                args=(page.next,),
+                disabled=page.next is None,
+            )
     with heatmap_tab:
-        st.plotly_chart(charts.utilization_heatmap(util), key="quotas.heatmap")
+        st.plotly_chart(charts.utilization_heatmap(heat, top=HEATMAP_TOP), key="quotas.heatmap")
+        left_out = with_use - heat["organization_id"].nunique()
+        st.caption(
+            f"The {heat['organization_id'].nunique():,} fullest of {with_use:,} organizations "
+            f"with use today, by their fullest type; {left_out:,} left out "
+            "(see the table for every one)."
+            if left_out
+            else f"All {with_use:,} organizations with use today."
+        )
 
 
 def _history(f: state.Filters) -> None:

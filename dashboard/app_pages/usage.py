@@ -1,6 +1,10 @@
 """Usage review (finance): every organization ranked by credits consumed in the period,
 granted against consumed, current balances, the monthly trend, and a CSV of exactly the
-table shown."""
+table shown.
+
+The ranking is filtered, sorted and paged in SQL (``usage.all_orgs_usage_page``), so the
+page reads one page of organizations whatever their number; the CSV holds every
+filtered row up to ``usage.MAX_USAGE_ROWS`` and says when it was cut."""
 
 from __future__ import annotations
 
@@ -12,9 +16,14 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data, exports, state, ui
+from queries.models import PLANS
+from queries.usage import MAX_USAGE_ROWS, UsageCursor
 
 K_PLANS: Final = "usage.plans"
 K_SEARCH: Final = "usage.search"
+K_CURSORS: Final = "usage.cursors"  # keyset cursors of the pages before this one
+K_CURSORS_FOR: Final = "usage.cursors_for"  # the filters they belong to
+PAGE_SIZE: Final = 50
 
 # The table as shown and downloaded. The slug is not a column (the search still matches
 # it), so that every column fits a 1440 px wide window without scrolling sideways.
@@ -31,20 +40,28 @@ COLUMNS: Final = {
 }
 
 
-def ranking_table(df: pd.DataFrame, *, plans: Sequence[str], search: str) -> pd.DataFrame:
-    """The ranking as shown and downloaded: filtered by plan and by a name/slug search,
-    with readable column names and the share in percent."""
-    rows = df
-    if plans:
-        rows = rows[rows["plan"].isin(list(plans))]
-    needle = search.strip().lower()
-    if needle:
-        rows = rows[
-            rows["name"].str.lower().str.contains(needle, regex=False)
-            | rows["slug"].str.contains(needle, regex=False)
-        ]
+def ranking_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """The ranking as shown and downloaded (rows already filtered in SQL): readable
+    column names and the share in percent."""
     table = rows[list(COLUMNS)].assign(share=(rows["share"] * 100).round(2))
     return table.rename(columns=COLUMNS).reset_index(drop=True)
+
+
+def _cursors(filters: object) -> list[UsageCursor]:
+    """The cursors of the pages before the one shown; a change of filters starts over."""
+    ss = st.session_state
+    if ss.get(K_CURSORS_FOR) != filters or not isinstance(ss.get(K_CURSORS), list):
+        ss[K_CURSORS_FOR], ss[K_CURSORS] = filters, []
+    cursors: list[UsageCursor] = ss[K_CURSORS]
+    return cursors
+
+
+def _older(cursor: UsageCursor) -> None:
+    st.session_state[K_CURSORS] = [*st.session_state[K_CURSORS], cursor]
+
+
+def _newer() -> None:
+    st.session_state[K_CURSORS] = st.session_state[K_CURSORS][:-1]
 
 
 def csv_name(f: state.Filters, *, plans: Sequence[str], search: str) -> str:
@@ -67,26 +84,31 @@ def render() -> None:
     )
     with ui.section("The ranking"):
         st.subheader("Ranking by credits consumed")
-        usage = data.all_orgs_usage(f.start, f.end)
         left, right = st.columns([1, 2])
-        plans = left.multiselect(
-            "Plans", sorted(usage["plan"].unique()), key=K_PLANS, placeholder="All plans"
+        plans = left.multiselect("Plans", PLANS, key=K_PLANS, placeholder="All plans")
+        search = right.text_input(
+            "Search organization", key=K_SEARCH, placeholder="name or slug", max_chars=200
         )
-        search = right.text_input("Search organization", key=K_SEARCH, placeholder="name or slug")
-        table = ranking_table(usage, plans=plans, search=search)
+        filters = (f.start, f.end, tuple(sorted(plans)), search.strip())
+        cursors = _cursors(filters)
+        page = data.usage_page(
+            f.start,
+            f.end,
+            plans=tuple(plans),
+            search=search,
+            limit=PAGE_SIZE,
+            after=cursors[-1] if cursors else None,
+        )
+        table = ranking_table(page.rows)
         totals = st.columns(4)
-        totals[0].metric("Organizations", ui.number(len(table)), border=True)
-        totals[1].metric(
-            "Credits consumed", ui.number(int(table["Credits consumed"].sum())), border=True
-        )
-        totals[2].metric(
-            "Credits granted", ui.number(int(table["Credits granted"].sum())), border=True
-        )
-        totals[3].metric("Generations", ui.number(int(table["Generations"].sum())), border=True)
+        totals[0].metric("Organizations", ui.number(page.totals.organizations), border=True)
+        totals[1].metric("Credits consumed", ui.number(page.totals.credits_consumed), border=True)
+        totals[2].metric("Credits granted", ui.number(page.totals.credits_granted), border=True)
+        totals[3].metric("Generations", ui.number(page.totals.generations), border=True)
         if table.empty:
             st.info("No organization matches these filters. Clear the plan or search filter.")
         else:
-            if int(table["Credits consumed"].sum()) == 0:
+            if page.totals.credits_consumed == 0:
                 st.info(
                     f"No credits were consumed in {f.period_label}. Choose another period in "
                     "the sidebar."
@@ -125,9 +147,39 @@ def render() -> None:
                 },
                 key="usage.table",
             )
+        first = len(cursors) * PAGE_SIZE + 1
+        if not table.empty:
+            newer, where, older = st.columns([1, 3, 1])
+            newer.button("← Previous", key="usage.newer", on_click=_newer, disabled=not cursors)
+            where.caption(
+                f"Organizations {first:,}–{first + len(table) - 1:,} of "
+                f"{page.totals.organizations:,}, by credits consumed."
+            )
+            older.button(
+                "Next →",
+                key="usage.older",
+                on_click=_older,
+                args=(page.next,),
+                disabled=page.next is None,
+            )
+        # The CSV is every filtered row (not only this page), up to MAX_USAGE_ROWS.
+        if not cursors and page.next is None:
+            everything = table
+        else:
+            everything = ranking_table(
+                data.usage_page(
+                    f.start, f.end, plans=tuple(plans), search=search, limit=MAX_USAGE_ROWS
+                ).rows
+            )
+        if page.totals.organizations > len(everything):
+            st.caption(
+                f"The CSV holds the first {len(everything):,} of "
+                f"{page.totals.organizations:,} matching organizations; narrow the filters "
+                "for the rest."
+            )
         st.download_button(
             "Download CSV",
-            data=exports.csv_bytes(table),
+            data=exports.csv_bytes(everything),
             file_name=csv_name(f, plans=plans, search=search),
             mime="text/csv",
             icon=":material/download:",
@@ -135,7 +187,13 @@ def render() -> None:
             on_click="ignore",
             disabled=table.empty,
         )
-        shown = table.rename(columns={v: k for k, v in COLUMNS.items()})
+        # The largest consumers are the first page's (the ranking is by credits).
+        top = (
+            page
+            if not cursors
+            else data.usage_page(f.start, f.end, plans=tuple(plans), search=search, limit=PAGE_SIZE)
+        )
+        shown = top.rows
         st.subheader("The 15 largest consumers: consumed against granted")
         st.plotly_chart(charts.usage_ranking(shown), key="usage.ranking_chart")
 

@@ -309,3 +309,79 @@ def test_a_limit_change_drafted_for_another_organization_is_refused_until_switch
     assert (
         scalar(fresh_engine, "SELECT organization_id FROM audit_log ORDER BY id DESC LIMIT 1") == a
     )
+
+
+# ------------------------------------------------------ thousands of organizations
+
+MANY = 2_000
+
+
+@pytest.fixture
+def many_quotas(
+    fresh_url: str, fresh_engine: Engine, use_database: Callable[[str], None]
+) -> Engine:
+    """The small load plus 2,000 organizations with use of one type today (UTC):
+    organization i used i % 150 of 100, in the test's own copy of the database."""
+    with fresh_engine.begin() as conn:
+        conn.execute(
+            text(
+                """
+                INSERT INTO organizations (name, slug, plan, timezone)
+                SELECT 'Bulk ' || lpad(i::text, 5, '0'), 'bulk-' || i,
+                       (ARRAY['free', 'starter', 'pro', 'enterprise'])[1 + i % 4], 'UTC'
+                FROM generate_series(1, :n) AS i
+                """
+            ),
+            {"n": MANY},
+        )
+        conn.execute(
+            text(
+                """
+                INSERT INTO usage_limits (organization_id, type, date, used, credits_used,
+                                          daily_limit)
+                SELECT o.id, 'chat', (now() AT TIME ZONE 'UTC')::date,
+                       substr(o.slug, 6)::int % 150, substr(o.slug, 6)::int % 150, 100
+                FROM organizations o WHERE o.slug LIKE 'bulk-%'
+                """
+            )
+        )
+    use_database(fresh_url)
+    return fresh_engine
+
+
+def test_thousands_of_organizations_page_the_table_and_cut_the_heatmap(
+    many_quotas: Engine,
+) -> None:
+    at = quotas_page(first_org(many_quotas), role="manager")
+    assert not at.exception and not at.error
+    table = table_with(at, "Their today")
+    assert len(table) == 50  # one page of more than 2,000 pairs
+    assert table["Utilization"].dropna().is_monotonic_decreasing
+    total = int(
+        scalar(
+            many_quotas,
+            "SELECT count(*) FROM usage_limits u JOIN organizations o "
+            "ON o.id = u.organization_id "
+            "WHERE u.date = (now() AT TIME ZONE o.timezone)::date",
+        )
+    )
+    assert any(f"of {total:,} with use today" in c for c in texts(at, "caption"))
+    heatmap = next(f for f in figures(at) if f["data"] and f["data"][0]["type"] == "heatmap")
+    assert len(heatmap["data"][0]["y"]) == 25
+    assert any("left out" in c and "25 fullest" in c for c in texts(at, "caption"))
+
+    at.button(key="quotas.next").click().run()
+    second = table_with(at, "Their today")
+    assert not set(second["Organization"]) & set(table["Organization"])
+
+    # Filters in SQL: pro organizations over their limit, "bulk 01" in the name.
+    at.multiselect(key="quotas.plans").set_value(["pro"]).run()
+    at.multiselect(key="quotas.statuses").set_value(["over"]).run()
+    at.text_input(key="quotas.search").input("bulk 01").run()
+    assert not at.exception
+    shown = table_with(at, "Their today")
+    assert set(shown["Status"]) == {"over"} and set(shown["Plan"]) == {"pro"}
+    assert all(n.startswith("Bulk 01") for n in shown["Organization"])
+    # Bulk 01000-01999, i % 4 == 2, 100 < i % 150 < 150: counted in Python.
+    expected = sum(1 for i in range(1000, 2000) if i % 4 == 2 and i % 150 > 100)
+    assert any(f"of {expected:,} matching" in c for c in texts(at, "caption"))

@@ -456,3 +456,95 @@ def test_a_removed_organization_is_reported_not_replaced(
     assert at.selectbox(key=state.K_ORG).value == other
     assert at.radio(key=state.K_GRAIN).value == "week"  # the other filters were kept
     assert at.metric
+
+
+# ------------------------------------------- thousands of organizations in the picker
+
+MANY = 2_000
+
+
+@pytest.fixture
+def many_orgs(fresh_url: str, fresh_engine: Engine, use_database: Callable[[str], None]) -> Engine:
+    """The small load plus 2,000 organizations (one INSERT ... SELECT, in the test's own
+    copy of the database)."""
+    _sql(
+        fresh_engine,
+        """
+        INSERT INTO organizations (name, slug, plan, timezone)
+        SELECT 'Tenant ' || lpad(i::text, 5, '0'), 'tenant-' || i,
+               (ARRAY['free', 'starter', 'pro', 'enterprise'])[1 + i % 4], 'Asia/Kolkata'
+        FROM generate_series(1, :n) AS i
+        """,
+        n=MANY,
+    )
+    use_database(fresh_url)
+    return fresh_engine
+
+
+def _org_id(engine: Engine, slug: str) -> int:
+    with engine.connect() as conn:
+        found = conn.execute(text("SELECT id FROM organizations WHERE slug = :s"), {"s": slug})
+        return int(found.scalar_one())
+
+
+def test_the_picker_lists_one_page_and_searches_the_server(many_orgs: Engine) -> None:
+    at = make_app().run()
+    assert not at.exception
+    picker = at.selectbox(key=state.K_ORG)
+    assert len(picker.options) == state.PICKER_PAGE  # not 2,008
+    assert any("first 50 matches" in c for c in texts(at, "caption"))
+
+    # A tenant far down the list by name is found by the search box, on the server.
+    at.text_input(key=state.K_ORG_SEARCH).input("tenant 01999").run()
+    picker = at.selectbox(key=state.K_ORG)
+    wanted = _org_id(many_orgs, "tenant-1999")
+    selected = int(at.query_params["org"])
+    first = at.title[0].value
+    # The selection stays, first, whatever the search; then the match.
+    assert picker.value == selected
+    assert picker.options[1:] == ["Tenant 01999 · tenant-1999"]
+    picker.set_value(wanted).run()
+    assert not at.exception
+    assert "Tenant 01999" in at.title[0].value
+    assert at.query_params["org"] == str(wanted)
+
+    # An id typed in the box finds that organization first, whatever its name.
+    at.text_input(key=state.K_ORG_SEARCH).input(str(selected)).run()
+    options = at.selectbox(key=state.K_ORG).options
+    assert options[0].startswith("Tenant 01999")  # the selection
+    assert options[1].split(" · ")[0] in first  # the exact id
+    # A search without matches says so, and keeps the selection.
+    at.text_input(key=state.K_ORG_SEARCH).input("no such tenant").run()
+    assert at.selectbox(key=state.K_ORG).value == wanted
+    assert at.selectbox(key=state.K_ORG).options == ["Tenant 01999 · tenant-1999"]
+    assert any("No organization matches" in c for c in texts(at, "caption"))
+
+
+def test_a_slug_far_down_the_list_in_a_link_is_resolved_on_the_server(
+    many_orgs: Engine,
+) -> None:
+    wanted = _org_id(many_orgs, "tenant-1500")
+    at = make_app(query={"org": "tenant-1500"}).run()
+    assert not at.exception and not at.toast
+    assert at.selectbox(key=state.K_ORG).value == wanted
+    assert "Tenant 01500" in at.title[0].value
+    assert at.query_params["org"] == str(wanted)
+
+
+def test_the_sidebar_reads_a_bounded_number_of_rows_and_statements(many_orgs: Engine) -> None:
+    from queries.db import get_engine
+    from tests.statements import recording
+
+    at = make_app()
+    at.run()
+    st.cache_data.clear()
+    with recording(get_engine()) as recorded:
+        at.run()
+    assert not at.exception
+    sent = [s for s, _ in recorded.statements]
+    # The picker reads one page (LIMIT 51) and the selected organization by id; the
+    # whole list (orgs.list_organizations) is never read.
+    pages = [s for s in sent if "FROM organizations" in s and "ORDER BY name, id" in s]
+    assert len(pages) == 1 and "LIMIT" in pages[0], pages
+    assert not any("FROM organizations ORDER BY name, id" in s for s in sent)
+    assert len(sent) <= 12, sent  # the Overview page's reads included

@@ -9,9 +9,11 @@ from collections.abc import Callable
 
 import pandas as pd
 import pytest
-from sqlalchemy import Engine
+import streamlit as st
+from sqlalchemy import Engine, text
 from streamlit.testing.v1 import AppTest
 
+from queries.db import get_engine
 from queries.usage import all_orgs_usage
 from tests.dashboard.apptest import (
     DEMO_RANGE,
@@ -22,6 +24,7 @@ from tests.dashboard.apptest import (
     table_with,
     texts,
 )
+from tests.statements import recording
 
 
 @pytest.fixture
@@ -97,3 +100,75 @@ def test_support_has_no_usage_review(usage_page: Callable[..., AppTest]) -> None
     at = make_app(role="support").run()
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page("app_pages/usage.py")
+
+
+# ------------------------------------------------------ thousands of organizations
+
+MANY = 2_000
+
+
+@pytest.fixture
+def many_usage(fresh_url: str, fresh_engine: Engine, use_database: Callable[[str], None]) -> Engine:
+    """The small load plus 2,000 organizations that used credits today (their own day,
+    all UTC), in the test's own copy of the database."""
+    with fresh_engine.begin() as conn:
+        conn.execute(
+            text(
+                """
+                INSERT INTO organizations (name, slug, plan, timezone)
+                SELECT 'Bulk ' || lpad(i::text, 5, '0'), 'bulk-' || i,
+                       (ARRAY['free', 'starter', 'pro', 'enterprise'])[1 + i % 4], 'UTC'
+                FROM generate_series(1, :n) AS i
+                """
+            ),
+            {"n": MANY},
+        )
+        conn.execute(
+            text(
+                """
+                INSERT INTO usage_limits (organization_id, type, date, used, credits_used,
+                                          daily_limit)
+                SELECT o.id, t.type, (now() AT TIME ZONE 'UTC')::date, 1,
+                       substr(o.slug, 6)::bigint * 100000, 100000
+                FROM organizations o, (SELECT min(type) AS type FROM generation_types) t
+                WHERE o.slug LIKE 'bulk-%'
+                """
+            )
+        )
+    use_database(fresh_url)
+    return fresh_engine
+
+
+def test_thousands_of_organizations_are_paged_and_filtered_in_sql(
+    many_usage: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    downloads = capture_downloads(monkeypatch)
+    at = open_page(make_app(role="finance", query={"range": "7d"}), "usage")
+    assert not at.exception
+    table = table_with(at, "Credits consumed")
+    assert len(table) == 50  # one page, not 2,008 rows
+    assert list(table["Organization"][:2]) == ["Bulk 02000", "Bulk 01999"]
+    assert any("Organizations 1–50 of 2,0" in c for c in texts(at, "caption"))
+
+    at.button(key="usage.older").click().run()
+    table = table_with(at, "Credits consumed")
+    assert table["Organization"].iloc[0] == "Bulk 01950"
+    assert list(table["Rank"][:1]) == [51]
+
+    # Filters go to SQL and start from the first page again.
+    st.cache_data.clear()  # count the statements of a cold run
+    with recording(get_engine()) as recorded:
+        at.multiselect(key="usage.plans").set_value(["pro"]).run()
+        at.text_input(key="usage.search").input("bulk 01").run()
+    assert not at.exception
+    table = table_with(at, "Credits consumed")
+    assert set(table["Plan"]) == {"pro"}
+    assert table["Organization"].iloc[0] == "Bulk 01998"
+    assert all(name.startswith("Bulk 01") for name in table["Organization"])
+    assert len(recorded.statements) <= 30, [s[:80] for s, _ in recorded.statements]
+    assert not any("FROM organizations ORDER BY name, id" in s for s, _ in recorded.statements)
+    # pro = i % 4 == 2 among Bulk 01000..01999: 250 organizations, 5 pages of 50.
+    assert any("of 250, by credits" in c for c in texts(at, "caption"))
+    name = next(n for n in downloads if "plan-pro_search-bulk-01" in n)
+    csv = pd.read_csv(io.BytesIO(downloads[name]))
+    assert len(csv) == 250  # every filtered row, not only the page

@@ -103,17 +103,31 @@ PER_ORGANIZATION: dict[str, Call] = {
 
 CROSS_ORGANIZATION: dict[str, Call] = {
     "usage.all_orgs_usage": lambda c, x: usage.all_orgs_usage(c, start=x.start, end=x.end),
+    "usage.all_orgs_usage_page": lambda c, x: usage.all_orgs_usage_page(
+        c, start=x.start, end=x.end, plans=["pro", "free"], search="a", limit=5
+    ),
     "usage.all_orgs_monthly_credits": lambda c, x: usage.all_orgs_monthly_credits(
         c, start=x.start, end=x.end
     ),
     "quotas.all_orgs_quota_utilization": lambda c, x: quotas.all_orgs_quota_utilization(
         c, day=x.end
     ),
+    "quotas.all_orgs_quota_utilization_page": lambda c, x: quotas.all_orgs_quota_utilization_page(
+        c, day=x.end, search="a", statuses=["over", "near"], limit=5
+    ),
+    "quotas.all_orgs_quota_heatmap": lambda c, x: quotas.all_orgs_quota_heatmap(
+        c, day=x.end, top=5
+    ),
     "quotas.all_orgs_quota_alerts": lambda c, x: quotas.all_orgs_quota_alerts(c, day=x.end),
     "audit.all_orgs_audit_trail": lambda c, x: audit.all_orgs_audit_trail(
         c, start=x.start, end=x.end
     ),
     "orgs.list_organizations": lambda c, x: orgs.list_organizations(c),
+    "orgs.search_organizations": lambda c, x: orgs.search_organizations(c, query="a", limit=5),
+    "orgs.search_organizations[id]": lambda c, x: orgs.search_organizations(
+        c, query=str(x.organization_id), limit=5
+    ),
+    "orgs.any_organizations": lambda c, x: orgs.any_organizations(c),
     "orgs.list_generation_types": lambda c, x: orgs.list_generation_types(c),
 }
 
