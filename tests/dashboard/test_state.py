@@ -421,6 +421,19 @@ def test_renaming_or_adding_organizations_keeps_the_selection(
     assert at.query_params["org"] == str(other)
 
 
+# Children first; each statement written out, never assembled.
+_REMOVE_ORGANIZATION = (
+    "DELETE FROM user_daily_usage WHERE organization_id = :id",
+    "DELETE FROM quarter_hour_usage WHERE organization_id = :id",
+    "DELETE FROM generations WHERE organization_id = :id",
+    "DELETE FROM usage_limits WHERE organization_id = :id",
+    "DELETE FROM credit_ledger WHERE organization_id = :id",
+    "DELETE FROM credit_balances WHERE organization_id = :id",
+    "DELETE FROM audit_log WHERE organization_id = :id",
+    "DELETE FROM users WHERE organization_id = :id",
+)
+
+
 def test_a_removed_organization_is_reported_not_replaced(
     writable_orgs: list[tuple[int, str]], fresh_engine: Engine
 ) -> None:
@@ -430,17 +443,8 @@ def test_a_removed_organization_is_reported_not_replaced(
     # Its rows go with it (a test database; the product never deletes an organization,
     # and the append-only guard must be lifted, as the demo reset does, to try).
     with fresh_engine.begin() as conn, append_only_guard_lifted(conn):
-        for table in (
-            "user_daily_usage",
-            "quarter_hour_usage",
-            "generations",
-            "usage_limits",
-            "credit_ledger",
-            "credit_balances",
-            "audit_log",
-            "users",
-        ):
-            conn.execute(text(f"DELETE FROM {table} WHERE organization_id = :id"), {"id": chosen})
+        for statement in _REMOVE_ORGANIZATION:
+            conn.execute(text(statement), {"id": chosen})
         conn.execute(text("DELETE FROM organizations WHERE id = :id"), {"id": chosen})
     st.cache_data.clear()  # the organization list is cached; this is its expiry
     at.run()
