@@ -53,12 +53,8 @@ _UTILIZATION = text(
     """
     SELECT o.id AS organization_id, o.name, o.slug, o.plan, o.timezone, u.date, u.type,
            u.used, u.daily_limit,
-           CASE WHEN u.daily_limit > 0 THEN u.used::float8 / u.daily_limit
-                WHEN u.used > 0 THEN 'Infinity'::float8 ELSE 0 END AS utilization,
-           CASE WHEN u.used > u.daily_limit THEN 'over'
-                WHEN u.used = u.daily_limit THEN 'at limit'
-                WHEN u.used >= :threshold * u.daily_limit THEN 'near'
-                ELSE 'ok' END AS status
+           quota_utilization(u.used, u.daily_limit) AS utilization,
+           quota_status(u.used, u.daily_limit, :threshold) AS status
     FROM organizations o
     JOIN usage_limits u
       ON u.organization_id = o.id
@@ -118,12 +114,8 @@ _UTILIZATION_PAGE = text(
     WITH today AS (
     SELECT o.id AS organization_id, o.name, o.slug, o.plan, o.timezone, u.date, u.type,
            u.used, u.daily_limit,
-           CASE WHEN u.daily_limit > 0 THEN u.used::float8 / u.daily_limit
-                WHEN u.used > 0 THEN 'Infinity'::float8 ELSE 0 END AS utilization,
-           CASE WHEN u.used > u.daily_limit THEN 'over'
-                WHEN u.used = u.daily_limit THEN 'at limit'
-                WHEN u.used >= :threshold * u.daily_limit THEN 'near'
-                ELSE 'ok' END AS status
+           quota_utilization(u.used, u.daily_limit) AS utilization,
+           quota_status(u.used, u.daily_limit, :threshold) AS status
     FROM organizations o
     JOIN usage_limits u
       ON u.organization_id = o.id
@@ -156,12 +148,8 @@ _HEATMAP = text(
     WITH today AS (
     SELECT o.id AS organization_id, o.name, o.slug, o.plan, o.timezone, u.date, u.type,
            u.used, u.daily_limit,
-           CASE WHEN u.daily_limit > 0 THEN u.used::float8 / u.daily_limit
-                WHEN u.used > 0 THEN 'Infinity'::float8 ELSE 0 END AS utilization,
-           CASE WHEN u.used > u.daily_limit THEN 'over'
-                WHEN u.used = u.daily_limit THEN 'at limit'
-                WHEN u.used >= :threshold * u.daily_limit THEN 'near'
-                ELSE 'ok' END AS status
+           quota_utilization(u.used, u.daily_limit) AS utilization,
+           quota_status(u.used, u.daily_limit, :threshold) AS status
     FROM organizations o
     JOIN usage_limits u
       ON u.organization_id = o.id
