@@ -8,7 +8,8 @@ data layer would. A request remembers the organization it was drafted for (id an
 name), so a page can refuse to confirm it while it shows another one. ``apply_*`` ask
 :func:`dashboard.auth.require` for the permission again right before calling
 ``queries`` (the page hiding a form is not access control), record the current user's
-email as the actor, and empty the read caches after the change.
+email as the actor, and after the change have every session read that organization
+and the cross-organization views again (:func:`dashboard.data.wrote`).
 """
 
 from __future__ import annotations
@@ -175,8 +176,7 @@ def apply_adjustment(request: AdjustmentRequest) -> credits.LedgerEntry:
         actor=user.email,
         idempotency_key=request.idempotency_key,
     )
-    data.clear()
-    data.mark_write()
+    data.wrote(organization_id=request.organization_id)
     return entry
 
 
@@ -242,8 +242,7 @@ def apply_reversal(request: ReversalRequest) -> credits.LedgerEntry:
         reason=request.reason,
         organization_id=request.organization_id,
     )
-    data.clear()
-    data.mark_write()
+    data.wrote(organization_id=request.organization_id)
     return entry
 
 
@@ -313,6 +312,5 @@ def apply_limit_change(request: LimitRequest) -> quotas.LimitChange:
         effective=request.effective,
         idempotency_key=request.idempotency_key,
     )
-    data.clear()
-    data.mark_write()
+    data.wrote(organization_id=request.organization_id)
     return change
