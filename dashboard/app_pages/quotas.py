@@ -1,6 +1,7 @@
 """Quotas (customer success): today's use of every daily limit in each organization's own
-day, who is near or over, an organization's quota history, and changing a daily limit
-(audited, with the current user as actor)."""
+day, who is near or over, an organization's quota history, changing a daily limit
+(audited, with the current user as actor) and, for admins, the organization's time zone
+(``dashboard.timezone_form``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Final
 import pandas as pd
 import streamlit as st
 
-from dashboard import actions, auth, charts, data, paging, state, ui
+from dashboard import actions, auth, charts, data, paging, state, timezone_form, ui
 from dashboard.confirm import WriteFlow
 from dashboard.text import md
 from queries import quotas
@@ -359,6 +360,15 @@ def render() -> None:
                 icon=":material/block:",
             )
         st.caption(f"Your role ({md(user.role)}) can read quotas but not change limits.")
+    if user.can("change_timezone"):
+        with ui.section("The time zone form"):
+            timezone_form.render(f)
+    elif st.session_state.pop(timezone_form.K_PENDING, None):
+        st.error(
+            f"{md(user.email)} ({md(user.role)}) may not change an organization's time zone; "
+            "the request was discarded. Nothing was changed.",
+            icon=":material/block:",
+        )
 
 
 render()
