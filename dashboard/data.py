@@ -9,7 +9,7 @@
   never a connection), with a ``ttl`` that fits how fast the data moves and a
   ``max_entries`` bound, and reads from :func:`read_engine`.
 - Read-your-writes: for :data:`READ_YOUR_WRITES` after a session's own write
-  (:func:`mark_write`), that session's reads go to the primary and skip the shared
+  (:func:`wrote`), that session's reads go to the primary and skip the shared
   cache, so the page shows the change even while the replica has not replayed it yet.
   If the primary cannot be reached, the session goes back to the replica.
 - Each cached result carries the time it was read and, from a replica, how far behind
@@ -66,7 +66,7 @@ ALL: Final = "all"  # views across organizations: ranking, trend, quota lists, a
 DIRECTORY: Final = "directory"  # which organizations and generation types exist
 ScopeKey = tuple[Scope, object]  # (ORGANIZATION, 12), (ALL, None), (DIRECTORY, None)
 
-# Set while a read runs on the primary for read-your-writes (see _cached).
+# Set while a read runs on the primary for read-your-writes (see _cached_read).
 _ON_PRIMARY: contextvars.ContextVar[bool] = contextvars.ContextVar("on_primary", default=False)
 # A primary that cannot be reached: no connection, or none free in the pool in time.
 _UNREACHABLE: Final = (OperationalError, PoolTimeout)
