@@ -163,7 +163,7 @@ def page_header(title: str, caption: str | None = None) -> None:
             icon=":material/refresh:",
             key=f"ui.refresh.{title}",
             on_click=data.refresh,
-            help="Read everything again from the database.",
+            help="Read what this page shows again from the database.",
         )
 
 
