@@ -8,7 +8,8 @@ data layer would. A request remembers the organization it was drafted for (id an
 name), so a page can refuse to confirm it while it shows another one. ``apply_*`` ask
 :func:`dashboard.auth.require` for the permission again right before calling
 ``queries`` (the page hiding a form is not access control), record the current user's
-email as the actor, and empty the read caches after the change.
+email as the actor, and after the change have every session read that organization
+and the cross-organization views again (:func:`dashboard.data.wrote`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from dashboard import auth, data
-from queries import checks, credits, quotas
+from queries import checks, credits, orgs, quotas
 from queries.errors import InvalidAdjustment, InvalidInput, InvalidLimitChange
 
 Direction = Literal["grant", "deduct"]
@@ -48,6 +49,12 @@ LIMIT_REASONS: Final = (
     "Plan downgrade",
     "Temporary increase for a launch",
     "Abuse prevention",
+    "Customer request",
+    OTHER,
+)
+TIMEZONE_REASONS: Final = (
+    "Customer moved",
+    "Wrong time zone at sign-up",
     "Customer request",
     OTHER,
 )
@@ -175,8 +182,7 @@ def apply_adjustment(request: AdjustmentRequest) -> credits.LedgerEntry:
         actor=user.email,
         idempotency_key=request.idempotency_key,
     )
-    data.clear()
-    data.mark_write()
+    data.wrote(organization_id=request.organization_id)
     return entry
 
 
@@ -242,8 +248,7 @@ def apply_reversal(request: ReversalRequest) -> credits.LedgerEntry:
         reason=request.reason,
         organization_id=request.organization_id,
     )
-    data.clear()
-    data.mark_write()
+    data.wrote(organization_id=request.organization_id)
     return entry
 
 
@@ -313,6 +318,63 @@ def apply_limit_change(request: LimitRequest) -> quotas.LimitChange:
         effective=request.effective,
         idempotency_key=request.idempotency_key,
     )
-    data.clear()
-    data.mark_write()
+    data.wrote(organization_id=request.organization_id)
+    return change
+
+
+@dataclass(frozen=True, slots=True)
+class TimezoneRequest:
+    """A checked change of an organization's time zone, waiting for confirmation. Its
+    idempotency key was made when the form was drawn and is kept until it succeeds."""
+
+    organization_id: int
+    organization_name: str
+    previous: str
+    timezone: str
+    reason: str
+    idempotency_key: str
+
+
+def check_timezone_change(
+    *,
+    organization_id: int,
+    organization_name: str,
+    current: str,
+    timezone: object,
+    reason: object,
+    note: object,
+    idempotency_key: str,
+) -> TimezoneRequest:
+    """The time zone change a form asks for, or ``InvalidInput`` with the reason."""
+    if not isinstance(timezone, str) or not timezone:
+        raise InvalidInput("Choose a time zone.")
+    zone = checks.check_timezone(timezone)
+    if zone == current:
+        raise InvalidInput(f"The organization is already in {zone}; choose another time zone.")
+    clean_note = _note(note, multiline=False, error=InvalidInput)
+    stored = _stored_reason(reason, clean_note, what="change", error=InvalidInput)
+    return TimezoneRequest(
+        organization_id=organization_id,
+        organization_name=organization_name,
+        previous=current,
+        timezone=zone,
+        reason=_reason_with_note(stored, clean_note, error=InvalidInput),
+        idempotency_key=idempotency_key,
+    )
+
+
+def apply_timezone_change(request: TimezoneRequest) -> orgs.TimezoneChange:
+    """Move the organization to the new time zone (its local days recounted, audited
+    with the current user as actor), once per idempotency key."""
+    user = auth.require("change_timezone")
+    change = orgs.set_timezone(
+        data.engine(),
+        organization_id=request.organization_id,
+        timezone=request.timezone,
+        actor=user.email,
+        reason=request.reason,
+        idempotency_key=request.idempotency_key,
+    )
+    # The picker shows each organization's zone, so the directory is read again too.
+    data.wrote(organization_id=request.organization_id, directory=True)
     return change

@@ -88,7 +88,7 @@ def _schema_problem(database_url: str) -> str | None:
 
 def _try_again() -> None:
     _schema_problem.clear()
-    data.clear()
+    data.refresh()
 
 
 def _demo_badge() -> None:
@@ -155,7 +155,7 @@ try:
 except ui.EXPECTED_ERRORS as exc:
     st.title("Usage dashboard")
     st.error(ui.describe_error(exc), icon=":material/cloud_off:")
-    st.button("Try again", on_click=data.clear, type="primary")
+    st.button("Try again", on_click=data.refresh, type="primary")
     st.stop()
 if not has_organizations:
     st.title("Usage dashboard")
@@ -170,7 +170,7 @@ try:
 except ui.EXPECTED_ERRORS as exc:
     st.title("Usage dashboard")
     st.error(ui.describe_error(exc), icon=":material/cloud_off:")
-    st.button("Try again", on_click=data.clear, type="primary")
+    st.button("Try again", on_click=data.refresh, type="primary")
     st.stop()
 try:
     page.run()

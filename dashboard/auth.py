@@ -52,13 +52,15 @@ Permission = Literal[
     "view_audit",
     "adjust_credits",
     "change_limits",
+    "change_timezone",
 ]
 
 _VIEW_ALL: frozenset[Permission] = frozenset(
     {"view_overview", "view_usage", "view_credits", "view_quotas", "view_audit"}
 )
 PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = {
-    "admin": _VIEW_ALL | {"adjust_credits", "change_limits"},
+    # Only admins move an organization to another time zone: it recounts its local days.
+    "admin": _VIEW_ALL | {"adjust_credits", "change_limits", "change_timezone"},
     # Finance reviews usage and moves credits; customer success watches quotas and
     # changes limits; managers read everything and change nothing.
     "finance": frozenset(
@@ -432,6 +434,7 @@ def login_provider() -> str | None:
 _ACTIONS: Final[Mapping[Permission, str]] = {
     "adjust_credits": "adjust credits",
     "change_limits": "change daily limits",
+    "change_timezone": "change an organization's time zone",
     "view_overview": "see the overview",
     "view_usage": "see the usage review",
     "view_credits": "see credits",

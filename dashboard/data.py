@@ -3,18 +3,25 @@
 - :func:`engine` is the process's runtime engine (``DATABASE_URL``): every write, and
   the reads that guard a write. :func:`read_engine` is the replica's
   (``DATABASE_READ_URL``) when one is configured, else the same engine.
-- Every read is a thin wrapper around a ``queries`` function, cached with
-  ``st.cache_data`` (via :func:`_cached`) keyed on plain values (ids, dates, strings,
-  tuples; never a connection), with a ``ttl`` that fits how fast the data moves and a
-  ``max_entries`` bound. Cached reads come from :func:`read_engine`.
+- Every read is a ``queries`` function made by one factory, :func:`_cached_read`: it
+  takes the function's own keyword arguments (without the connection), is cached with
+  ``st.cache_data`` keyed on those plain values (ids, dates, strings, tuples, cursors;
+  never a connection), with a ``ttl`` that fits how fast the data moves and a
+  ``max_entries`` bound, and reads from :func:`read_engine`.
 - Read-your-writes: for :data:`READ_YOUR_WRITES` after a session's own write
-  (:func:`mark_write`), that session's reads go to the primary and skip the shared
+  (:func:`wrote`), that session's reads go to the primary and skip the shared
   cache, so the page shows the change even while the replica has not replayed it yet.
   If the primary cannot be reached, the session goes back to the replica.
 - Each cached result carries the time it was read and, from a replica, how far behind
   its primary it was; :func:`as_of` is the oldest time a page used in this run and
   :func:`replica_lag` the largest lag ("data as of HH:MM UTC (replica 2 s behind)").
-- :func:`clear` empties every cache: after each write and on "Refresh".
+- Invalidation is by scope, not global: each read depends on one organization's data,
+  on the views across organizations, or on the directory (organizations, types). Each
+  scope has a process-wide generation counter that is part of the read's cache key.
+  :func:`wrote` (after a write) bumps the organization's counter and the
+  cross-organization one, so every session reads those again while other
+  organizations' reads stay cached; :func:`refresh` ("Refresh") bumps the scopes the
+  session's page read in its last run, not every user's cache.
 """
 
 from __future__ import annotations
@@ -22,14 +29,14 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime as dt
-import functools
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Final, Generic, ParamSpec, TypeVar
+from typing import Concatenate, Final, Generic, Literal, ParamSpec, TypeVar
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -50,8 +57,16 @@ READ_YOUR_WRITES: Final = dt.timedelta(seconds=30)
 _AS_OF: Final = "data._as_of"
 _LAG: Final = "data._lag"
 _WROTE_AT: Final = "data._wrote_at"
+_SCOPES: Final = "data._scopes"  # the scopes this session's last run read
 
-# Set while a read runs on the primary for read-your-writes (see _cached).
+# What a cached read depends on, so that a change invalidates only what it touched.
+Scope = Literal["organization", "all", "directory"]
+ORGANIZATION: Final = "organization"  # one organization's reads (its organization_id)
+ALL: Final = "all"  # views across organizations: ranking, trend, quota lists, audit trail
+DIRECTORY: Final = "directory"  # which organizations and generation types exist
+ScopeKey = tuple[Scope, object]  # (ORGANIZATION, 12), (ALL, None), (DIRECTORY, None)
+
+# Set while a read runs on the primary for read-your-writes (see _cached_read).
 _ON_PRIMARY: contextvars.ContextVar[bool] = contextvars.ContextVar("on_primary", default=False)
 # A primary that cannot be reached: no connection, or none free in the pool in time.
 _UNREACHABLE: Final = (OperationalError, PoolTimeout)
@@ -83,10 +98,35 @@ def _has_replica() -> bool:
     return read_engine() is not engine()
 
 
-def _read(fn: Callable[..., T], /, **kwargs: object) -> Fetched[T]:
+class _Generations:
+    """A counter per scope, shared by every session of the process (as the cache it keys
+    is). It is part of each cached read's key: bumping a scope makes every session's
+    next read of it miss and read again, while other scopes' entries stay. Entries of
+    an old generation are never read again and age out by ``ttl`` and ``max_entries``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[ScopeKey, int] = {}
+
+    def of(self, scope: ScopeKey) -> int:
+        with self._lock:
+            return self._counts.get(scope, 0)
+
+    def bump(self, scopes: Iterable[ScopeKey]) -> None:
+        with self._lock:
+            for scope in scopes:
+                self._counts[scope] = self._counts.get(scope, 0) + 1
+
+
+_GENERATIONS: Final = _Generations()
+
+
+def _read(
+    query: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
+) -> Fetched[T]:
     source = engine() if _ON_PRIMARY.get() else read_engine()
     with source.connect() as conn:
-        value = fn(conn, **kwargs)
+        value = query(conn, *args, **kwargs)
         # One more statement, on a replica only: how old this answer may be.
         lag = replication_lag(conn) if source is not engine() else None
     return Fetched(value, lag=lag)
@@ -109,37 +149,6 @@ def _on_primary() -> Iterator[None]:
         _ON_PRIMARY.reset(token)
 
 
-def _cached(
-    *, ttl: dt.timedelta, max_entries: int
-) -> Callable[[Callable[P, Fetched[T]]], Callable[P, Fetched[T]]]:
-    """``st.cache_data`` for a read, plus read-your-writes.
-
-    The shared cache only ever holds answers from :func:`read_engine`. In the
-    read-your-writes window a session reads the primary and skips the cache entirely
-    (neither reading nor filling it), so replica and primary answers never mix under one
-    key and the window's extra load is the writer's own page runs for 30 s.
-    """
-
-    def decorate(fn: Callable[P, Fetched[T]]) -> Callable[P, Fetched[T]]:
-        shared = st.cache_data(ttl=ttl, max_entries=max_entries, show_spinner=False)(fn)
-
-        @functools.wraps(fn)
-        def read(*args: P.args, **kwargs: P.kwargs) -> Fetched[T]:
-            if _reading_own_writes():
-                try:
-                    with _on_primary():
-                        return fn(*args, **kwargs)
-                except _UNREACHABLE:
-                    # The primary is down: show the replica's numbers rather than an
-                    # error, and stop trying the primary for this session's next reads.
-                    st.session_state.pop(_WROTE_AT, None)
-            return shared(*args, **kwargs)
-
-        return read
-
-    return decorate
-
-
 def _seen(fetched: Fetched[T]) -> T:
     """Note when ``fetched`` was read and how far behind its replica was (the page
     shows the oldest time and the largest lag) and return its value."""
@@ -154,9 +163,10 @@ def _seen(fetched: Fetched[T]) -> T:
 
 
 def begin_run() -> None:
-    """Start a page run: forget the previous run's "as of" and lag."""
+    """Start a page run: forget the previous run's "as of", lag and scopes read."""
     st.session_state[_AS_OF] = None
     st.session_state[_LAG] = None
+    st.session_state[_SCOPES] = set()
 
 
 def as_of() -> dt.datetime | None:
@@ -172,110 +182,161 @@ def replica_lag() -> dt.timedelta | None:
     return value if isinstance(value, dt.timedelta) else None
 
 
-def mark_write() -> None:
+def _mark_write() -> None:
     """Note that this session just changed data: its next reads (for
     :data:`READ_YOUR_WRITES`) go to the primary, so the page shows the change."""
     st.session_state[_WROTE_AT] = dt.datetime.now(dt.UTC)
 
 
-def clear() -> None:
-    """Forget every cached read (after a write, or when the user asks to refresh)."""
-    st.cache_data.clear()
+def wrote(*, organization_id: int, directory: bool = False) -> None:
+    """After this session changed ``organization_id``'s data: every session reads that
+    organization and the cross-organization views again (other organizations' reads
+    stay cached), and this session reads from the primary for a while. ``directory``:
+    the change shows in the organization picker too (a name or a time zone)."""
+    scopes: list[ScopeKey] = [(ORGANIZATION, organization_id), (ALL, None)]
+    if directory:
+        scopes.append((DIRECTORY, None))
+    _GENERATIONS.bump(scopes)
+    _mark_write()
 
 
-# ------------------------------------------------------------------ organizations
+def refresh() -> None:
+    """ "Refresh": read again what this session's page showed in its last run (its
+    organization, the cross-organization views, the directory: whichever it read), for
+    every session; other organizations' and views' cached reads stay."""
+    seen = st.session_state.get(_SCOPES)
+    _GENERATIONS.bump(seen if isinstance(seen, set) else ())
 
 
-@_cached(ttl=REFERENCE_TTL, max_entries=4)
-def _organizations() -> Fetched[pd.DataFrame]:
-    return _read(orgs.list_organizations)
+def _scope_key(scope: Scope, kwargs: dict[str, object]) -> ScopeKey:
+    if scope == ORGANIZATION:
+        # Every per-organization query names it organization_id (keyword-only).
+        return (ORGANIZATION, kwargs["organization_id"])
+    return (scope, None)
 
 
-def organizations() -> pd.DataFrame:
-    """Columns: id, name, slug, plan, timezone."""
-    return _seen(_organizations())
+def _note_scope(key: ScopeKey) -> None:
+    seen = st.session_state.get(_SCOPES)
+    if not isinstance(seen, set):
+        seen = st.session_state[_SCOPES] = set()
+    seen.add(key)
 
 
-@_cached(ttl=REFERENCE_TTL, max_entries=4)
-def _any_organizations() -> Fetched[bool]:
-    return _read(orgs.any_organizations)
+def _cached_read(
+    query: Callable[Concatenate[Connection, P], T],
+    *,
+    scope: Scope,
+    ttl: dt.timedelta,
+    max_entries: int,
+) -> Callable[P, T]:
+    """``query`` as a cached read with ``query``'s keyword arguments (no connection).
+
+    The shared ``st.cache_data`` cache only ever holds answers from
+    :func:`read_engine`, keyed on the arguments and the generation of the read's scope
+    (:class:`_Generations`). In the read-your-writes window a session reads the primary
+    and skips the cache entirely (neither reading nor filling it), so replica and
+    primary answers never mix under one key and the window's extra load is the writer's
+    own page runs for 30 s. Every answer is noted for "data as of" (:func:`_seen`) and
+    its scope for :func:`refresh`.
+    """
+
+    def fetch(generation: int, /, *args: P.args, **kwargs: P.kwargs) -> Fetched[T]:
+        # ``generation`` is only part of the cache key.
+        return _read(query, *args, **kwargs)
+
+    # st.cache_data names a cache by the function's module, qualified name and source:
+    # every fetch made here has the same source, so each gets its query's name.
+    fetch.__name__ = query.__name__
+    fetch.__qualname__ = f"_cached_read.{query.__module__}.{query.__qualname__}"
+    shared = st.cache_data(ttl=ttl, max_entries=max_entries, show_spinner=False)(fetch)
+
+    def read(*args: P.args, **kwargs: P.kwargs) -> T:
+        key = _scope_key(scope, kwargs)
+        _note_scope(key)
+        if _reading_own_writes():
+            try:
+                with _on_primary():
+                    return _seen(fetch(0, *args, **kwargs))
+            except _UNREACHABLE:
+                # The primary is down: show the replica's numbers rather than an
+                # error, and stop trying the primary for this session's next reads.
+                st.session_state.pop(_WROTE_AT, None)
+        return _seen(shared(_GENERATIONS.of(key), *args, **kwargs))
+
+    read.__name__ = query.__name__
+    read.__qualname__ = query.__qualname__
+    read.__doc__ = query.__doc__
+    return read
 
 
-def any_organizations() -> bool:
-    """Whether there is at least one organization (the app's start needs no list)."""
-    return _seen(_any_organizations())
+# Every cached read: a queries function, what it depends on, how long it may be served
+# from the cache and how many answers are kept. Called with the function's own keyword
+# arguments; see its docstring for what comes back.
+
+# ---------------------------------------------------------------- the directory
+any_organizations = _cached_read(
+    orgs.any_organizations, scope=DIRECTORY, ttl=REFERENCE_TTL, max_entries=4
+)
+organization_search = _cached_read(
+    orgs.search_organizations, scope=DIRECTORY, ttl=REFERENCE_TTL, max_entries=512
+)
+generation_types = _cached_read(
+    orgs.list_generation_types, scope=DIRECTORY, ttl=REFERENCE_TTL, max_entries=4
+)
+
+# ------------------------------------------------------------- one organization
+organization = _cached_read(
+    orgs.get_organization, scope=ORGANIZATION, ttl=LIVE_TTL, max_entries=256
+)
+users = _cached_read(orgs.list_users, scope=ORGANIZATION, ttl=REFERENCE_TTL, max_entries=256)
+period_kpis = _cached_read(
+    timelines.period_kpis, scope=ORGANIZATION, ttl=HISTORY_TTL, max_entries=256
+)
+_organization_timeline = _cached_read(
+    timelines.generation_timeline, scope=ORGANIZATION, ttl=HISTORY_TTL, max_entries=256
+)
+_user_timeline = _cached_read(
+    timelines.user_timeline, scope=ORGANIZATION, ttl=HISTORY_TTL, max_entries=256
+)
+top_users = _cached_read(timelines.top_users, scope=ORGANIZATION, ttl=HISTORY_TTL, max_entries=256)
+recent_generations = _cached_read(
+    generations.recent_generations, scope=ORGANIZATION, ttl=LIVE_TTL, max_entries=512
+)
+granted_vs_consumed = _cached_read(
+    usage.credits_granted_vs_consumed, scope=ORGANIZATION, ttl=HISTORY_TTL, max_entries=256
+)
+runway = _cached_read(usage.balance_and_runway, scope=ORGANIZATION, ttl=LIVE_TTL, max_entries=256)
+ledger_page = _cached_read(usage.ledger_page, scope=ORGANIZATION, ttl=LIVE_TTL, max_entries=512)
+quota_history = _cached_read(
+    quotas.quota_history, scope=ORGANIZATION, ttl=LIVE_TTL, max_entries=256
+)
+
+# ------------------------------------------------------- across organizations
+usage_page = _cached_read(usage.all_orgs_usage_page, scope=ALL, ttl=HISTORY_TTL, max_entries=256)
+monthly_credits = _cached_read(
+    usage.all_orgs_monthly_credits, scope=ALL, ttl=HISTORY_TTL, max_entries=64
+)
+quota_alerts = _cached_read(quotas.all_orgs_quota_alerts, scope=ALL, ttl=LIVE_TTL, max_entries=8)
+quota_page = _cached_read(
+    quotas.all_orgs_quota_utilization_page, scope=ALL, ttl=LIVE_TTL, max_entries=256
+)
+quota_heatmap = _cached_read(quotas.all_orgs_quota_heatmap, scope=ALL, ttl=LIVE_TTL, max_entries=8)
+audit_trail = _cached_read(audit.all_orgs_audit_trail, scope=ALL, ttl=LIVE_TTL, max_entries=128)
 
 
-@_cached(ttl=REFERENCE_TTL, max_entries=512)
-def _organization_search(query: str, limit: int) -> Fetched[orgs.OrganizationPage]:
-    return _read(orgs.search_organizations, query=query or None, limit=limit)
-
-
-def organization_search(query: str, *, limit: int = 50) -> orgs.OrganizationPage:
-    """The first page of organizations whose name or slug contains ``query``, with the
-    exact id or slug match (``queries.orgs.search_organizations``)."""
-    return _seen(_organization_search(query.strip(), limit))
-
-
-@_cached(ttl=LIVE_TTL, max_entries=256)
-def _organization(organization_id: int) -> Fetched[orgs.OrganizationInfo | None]:
-    return _read(orgs.get_organization, organization_id=organization_id)
-
-
-def organization(organization_id: int) -> orgs.OrganizationInfo | None:
-    return _seen(_organization(organization_id))
-
-
-@_cached(ttl=REFERENCE_TTL, max_entries=256)
-def _users(organization_id: int) -> Fetched[pd.DataFrame]:
-    return _read(orgs.list_users, organization_id=organization_id)
-
-
-def users(organization_id: int) -> pd.DataFrame:
-    """Columns: id, name, email, created_at."""
-    return _seen(_users(organization_id))
-
-
-@_cached(ttl=REFERENCE_TTL, max_entries=4)
-def _generation_types() -> Fetched[pd.DataFrame]:
-    return _read(orgs.list_generation_types)
-
-
-def generation_types() -> pd.DataFrame:
-    """Columns: type, label, default_credits, default_daily_limit."""
-    return _seen(_generation_types())
-
-
-# ---------------------------------------------------------------------- timelines
-
-
-@_cached(ttl=HISTORY_TTL, max_entries=256)
-def _period_kpis(
-    organization_id: int, start: dt.date, end: dt.date, utc: bool
-) -> Fetched[timelines.PeriodKpis]:
-    return _read(
-        timelines.period_kpis, organization_id=organization_id, start=start, end=end, utc=utc
-    )
-
-
-def period_kpis(
-    organization_id: int, start: dt.date, end: dt.date, *, utc: bool
-) -> timelines.PeriodKpis:
-    return _seen(_period_kpis(organization_id, start, end, utc))
-
-
-@_cached(ttl=HISTORY_TTL, max_entries=256)
-def _timeline(
+def timeline_by_type(
+    *,
     organization_id: int,
-    user_id: int | None,
     start: dt.date,
     end: dt.date,
     granularity: str,
     utc: bool,
-) -> Fetched[pd.DataFrame]:
+    user_id: int | None = None,
+) -> pd.DataFrame:
+    """The organization's (or one user's) timeline by type. Columns: bucket, type,
+    generations, credits (every bucket and type present)."""
     if user_id is None:
-        return _read(
-            timelines.generation_timeline,
+        return _organization_timeline(
             organization_id=organization_id,
             start=start,
             end=end,
@@ -283,8 +344,7 @@ def _timeline(
             utc=utc,
             by_type=True,
         )
-    return _read(
-        timelines.user_timeline,
+    return _user_timeline(
         organization_id=organization_id,
         user_id=user_id,
         start=start,
@@ -295,190 +355,7 @@ def _timeline(
     )
 
 
-def timeline_by_type(
-    organization_id: int,
-    start: dt.date,
-    end: dt.date,
-    *,
-    granularity: str,
-    utc: bool,
-    user_id: int | None = None,
-) -> pd.DataFrame:
-    """Columns: bucket, type, generations, credits (every bucket and type present)."""
-    return _seen(_timeline(organization_id, user_id, start, end, granularity, utc))
-
-
-@_cached(ttl=HISTORY_TTL, max_entries=256)
-def _top_users(
-    organization_id: int, start: dt.date, end: dt.date, limit: int, utc: bool
-) -> Fetched[pd.DataFrame]:
-    return _read(
-        timelines.top_users,
-        organization_id=organization_id,
-        start=start,
-        end=end,
-        limit=limit,
-        utc=utc,
-    )
-
-
-def top_users(
-    organization_id: int, start: dt.date, end: dt.date, *, limit: int, utc: bool
-) -> pd.DataFrame:
-    """Columns: user_id, name, email, generations, credits, credit_share."""
-    return _seen(_top_users(organization_id, start, end, limit, utc))
-
-
-@_cached(ttl=LIVE_TTL, max_entries=512)
-def _recent_generations(
-    organization_id: int,
-    user_id: int | None,
-    limit: int,
-    before: tuple[dt.datetime, int] | None,
-) -> Fetched[generations.GenerationPage]:
-    cursor = generations.GenerationCursor(*before) if before else None
-    return _read(
-        generations.recent_generations,
-        organization_id=organization_id,
-        user_id=user_id,
-        limit=limit,
-        before=cursor,
-    )
-
-
-def recent_generations(
-    organization_id: int,
-    *,
-    user_id: int | None,
-    limit: int,
-    before: tuple[dt.datetime, int] | None,
-) -> generations.GenerationPage:
-    """Newest first; ``before`` is the (created_at, id) keyset cursor of an older page."""
-    return _seen(_recent_generations(organization_id, user_id, limit, before))
-
-
-# -------------------------------------------------------------------------- usage
-
-
-@_cached(ttl=HISTORY_TTL, max_entries=64)
-def _all_orgs_usage(start: dt.date, end: dt.date) -> Fetched[pd.DataFrame]:
-    return _read(usage.all_orgs_usage, start=start, end=end)
-
-
-def all_orgs_usage(start: dt.date, end: dt.date) -> pd.DataFrame:
-    """Columns: rank, organization_id, name, slug, plan, generations, credits_consumed,
-    credits_granted, credits_deducted, balance, share."""
-    return _seen(_all_orgs_usage(start, end))
-
-
-@_cached(ttl=HISTORY_TTL, max_entries=256)
-def _usage_page(
-    start: dt.date,
-    end: dt.date,
-    plans: tuple[str, ...],
-    search: str,
-    limit: int,
-    after: tuple[int, str, int] | None,
-) -> Fetched[usage.UsagePage]:
-    return _read(
-        usage.all_orgs_usage_page,
-        start=start,
-        end=end,
-        plans=plans,
-        search=search or None,
-        limit=limit,
-        after=usage.UsageCursor(*after) if after else None,
-    )
-
-
-def usage_page(
-    start: dt.date,
-    end: dt.date,
-    *,
-    plans: tuple[str, ...] = (),
-    search: str = "",
-    limit: int = 50,
-    after: usage.UsageCursor | None = None,
-) -> usage.UsagePage:
-    """A page of the ranking, filtered and paged in SQL (``all_orgs_usage_page``)."""
-    cursor = (after.credits_consumed, after.name, after.organization_id) if after else None
-    return _seen(_usage_page(start, end, tuple(sorted(plans)), search.strip(), limit, cursor))
-
-
-@_cached(ttl=HISTORY_TTL, max_entries=64)
-def _monthly_credits(start: dt.date, end: dt.date) -> Fetched[pd.DataFrame]:
-    return _read(usage.all_orgs_monthly_credits, start=start, end=end)
-
-
-def monthly_credits(start: dt.date, end: dt.date) -> pd.DataFrame:
-    """Columns: month, generations, credits_consumed, credits_granted, active_organizations."""
-    return _seen(_monthly_credits(start, end))
-
-
-@_cached(ttl=HISTORY_TTL, max_entries=256)
-def _granted_vs_consumed(
-    organization_id: int, start: dt.date, end: dt.date, granularity: str
-) -> Fetched[pd.DataFrame]:
-    return _read(
-        usage.credits_granted_vs_consumed,
-        organization_id=organization_id,
-        start=start,
-        end=end,
-        granularity=granularity,
-    )
-
-
-def granted_vs_consumed(
-    organization_id: int, start: dt.date, end: dt.date, *, granularity: str
-) -> pd.DataFrame:
-    """Columns: bucket, credits_granted, credits_deducted, credits_consumed."""
-    return _seen(_granted_vs_consumed(organization_id, start, end, granularity))
-
-
-@_cached(ttl=LIVE_TTL, max_entries=256)
-def _runway(organization_id: int) -> Fetched[usage.Runway | None]:
-    return _read(usage.balance_and_runway, organization_id=organization_id)
-
-
-def runway(organization_id: int) -> usage.Runway | None:
-    """Balance, 30-day burn rate and runway; None if the organization is gone."""
-    return _seen(_runway(organization_id))
-
-
-@_cached(ttl=LIVE_TTL, max_entries=512)
-def _ledger_page(
-    organization_id: int,
-    kinds: tuple[str, ...],
-    actor: str,
-    start: dt.date | None,
-    end: dt.date | None,
-    limit: int,
-    after: tuple[dt.datetime, int] | None,
-) -> Fetched[usage.LedgerPage]:
-    return _read(
-        usage.ledger_page,
-        organization_id=organization_id,
-        kinds=list(kinds) or None,
-        actor=actor or None,
-        start=start,
-        end=end,
-        limit=limit,
-        after=usage.LedgerCursor(*after) if after else None,
-    )
-
-
-def ledger_page(
-    organization_id: int,
-    *,
-    kinds: tuple[str, ...],
-    actor: str,
-    start: dt.date | None,
-    end: dt.date | None,
-    limit: int,
-    after: tuple[dt.datetime, int] | None = None,
-) -> usage.LedgerPage:
-    """Newest first; ``after`` is the (created_at, id) keyset cursor of the next page."""
-    return _seen(_ledger_page(organization_id, kinds, actor, start, end, limit, after))
+# ------------------------------------------------------- uncached, for downloads and writes
 
 
 def ledger_all(
@@ -526,140 +403,3 @@ def recent_duplicate(
         return credits.recent_duplicate(
             conn, organization_id=organization_id, actor=actor, amount=amount
         )
-
-
-# ------------------------------------------------------------------------- quotas
-
-
-@_cached(ttl=LIVE_TTL, max_entries=8)
-def _quota_utilization(threshold: float) -> Fetched[pd.DataFrame]:
-    return _read(quotas.all_orgs_quota_utilization, threshold=threshold)
-
-
-def quota_utilization(*, threshold: float = 0.8) -> pd.DataFrame:
-    """Today's (organization, type) rows in each organization's own day, fullest first.
-    Columns as ``queries.quotas.all_orgs_quota_utilization``."""
-    return _seen(_quota_utilization(threshold))
-
-
-@_cached(ttl=LIVE_TTL, max_entries=8)
-def _quota_alerts(threshold: float) -> Fetched[pd.DataFrame]:
-    return _read(quotas.all_orgs_quota_alerts, threshold=threshold)
-
-
-def quota_alerts(*, threshold: float = 0.8) -> pd.DataFrame:
-    """Today's rows at or above ``threshold`` (over, at limit, near), fullest first."""
-    return _seen(_quota_alerts(threshold))
-
-
-@_cached(ttl=LIVE_TTL, max_entries=256)
-def _quota_page(
-    threshold: float,
-    search: str,
-    plans: tuple[str, ...],
-    types: tuple[str, ...],
-    statuses: tuple[str, ...],
-    limit: int,
-    after: tuple[float, int, str, int, str] | None,
-) -> Fetched[quotas.UtilizationPage]:
-    return _read(
-        quotas.all_orgs_quota_utilization_page,
-        threshold=threshold,
-        search=search or None,
-        plans=plans,
-        types=types,
-        statuses=statuses,
-        limit=limit,
-        after=quotas.UtilizationCursor(*after) if after else None,
-    )
-
-
-def quota_page(
-    *,
-    threshold: float = 0.8,
-    search: str = "",
-    plans: tuple[str, ...] = (),
-    types: tuple[str, ...] = (),
-    statuses: tuple[str, ...] = (),
-    limit: int = 50,
-    after: quotas.UtilizationCursor | None = None,
-) -> quotas.UtilizationPage:
-    """A page of today's utilization, filtered and paged in SQL."""
-    cursor = (
-        (after.utilization, after.used, after.name, after.organization_id, after.type)
-        if after
-        else None
-    )
-    return _seen(
-        _quota_page(
-            threshold,
-            search.strip(),
-            tuple(sorted(plans)),
-            tuple(sorted(types)),
-            tuple(sorted(statuses)),
-            limit,
-            cursor,
-        )
-    )
-
-
-@_cached(ttl=LIVE_TTL, max_entries=8)
-def _quota_heatmap(threshold: float, top: int) -> Fetched[tuple[pd.DataFrame, int]]:
-    return _read(quotas.all_orgs_quota_heatmap, threshold=threshold, top=top)
-
-
-def quota_heatmap(*, threshold: float = 0.8, top: int = 25) -> tuple[pd.DataFrame, int]:
-    """Today's rows of the ``top`` fullest organizations, and how many have use today."""
-    return _seen(_quota_heatmap(threshold, top))
-
-
-@_cached(ttl=LIVE_TTL, max_entries=256)
-def _quota_history(
-    organization_id: int, start: dt.date, end: dt.date, type: str | None
-) -> Fetched[pd.DataFrame]:
-    return _read(
-        quotas.quota_history, organization_id=organization_id, start=start, end=end, type=type
-    )
-
-
-def quota_history(
-    organization_id: int, start: dt.date, end: dt.date, *, type: str | None = None
-) -> pd.DataFrame:
-    """Columns: date, type, used, daily_limit, utilization."""
-    return _seen(_quota_history(organization_id, start, end, type))
-
-
-# -------------------------------------------------------------------------- audit
-
-
-@_cached(ttl=LIVE_TTL, max_entries=128)
-def _audit_trail(
-    start: dt.date,
-    end: dt.date,
-    organization_id: int | None,
-    action: str | None,
-    actor: str,
-    limit: int,
-) -> Fetched[pd.DataFrame]:
-    return _read(
-        audit.all_orgs_audit_trail,
-        start=start,
-        end=end,
-        organization_id=organization_id,
-        action=action,
-        actor=actor or None,
-        limit=limit,
-    )
-
-
-def audit_trail(
-    start: dt.date,
-    end: dt.date,
-    *,
-    organization_id: int | None,
-    action: str | None,
-    actor: str,
-    limit: int,
-) -> pd.DataFrame:
-    """Columns: at, organization_id, organization, action, actor, reason, amount, details."""
-    return _seen(_audit_trail(start, end, organization_id, action, actor, limit))

@@ -228,9 +228,9 @@ def find_on_server(key: int | str) -> Organization | None:
     """The organization with this id (``get_organization``) or slug (the exact match of
     ``search_organizations``), read on the server and cached."""
     if isinstance(key, int):
-        info = data.organization(key)
+        info = data.organization(organization_id=key)
         return Organization.of(info) if info is not None else None
-    exact = data.organization_search(key, limit=1).exact
+    exact = data.organization_search(query=key, limit=1).exact
     return Organization.of(exact) if exact is not None and exact.slug == key else None
 
 
@@ -406,7 +406,7 @@ def _picker_options(
     """The picker's options: the first page of name or slug matches, by name, after the
     exact id or slug match and the selection when they are not among them (the selection
     always shows, whatever the search says)."""
-    page = data.organization_search(search, limit=PICKER_PAGE)
+    page = data.organization_search(query=search.strip() or None, limit=PICKER_PAGE)
     matches = [Organization.of(r) for r in page.organizations]
     head = [Organization.of(page.exact)] if page.exact is not None else []
     if selected is not None and all(o.id != selected.id for o in matches):
@@ -430,12 +430,12 @@ def sidebar_filters(*, uses: frozenset[FilterName] = ALL_FILTERS) -> Filters:
     notices = _apply_url(find_on_server)
     if not isinstance(ss.get(K_ORG_ID), int):
         # A new session: the first by name.
-        first = data.organization_search("", limit=1).organizations
+        first = data.organization_search(limit=1).organizations
         if not first:
             raise RuntimeError("there are no organizations (the app checks this first)")
         ss[K_ORG_ID] = first[0].id
     selected: int = ss[K_ORG_ID]
-    info = data.organization(selected)
+    info = data.organization(organization_id=selected)
     current = Organization.of(info) if info is not None else None
     gone = current is None
     if ss.get(K_RANGE) not in PRESETS:

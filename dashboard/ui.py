@@ -149,7 +149,7 @@ def section(what: str) -> Iterator[None]:
 
 def page_header(title: str, caption: str | None = None) -> None:
     """The page title, an optional caption, "data as of" (filled in by
-    :func:`finish_page`) and a Refresh button that empties the caches. ``title`` and
+    :func:`finish_page`) and a Refresh button that reads again what the page showed (:func:`dashboard.data.refresh`). ``title`` and
     ``caption`` are Markdown: escape customer text in them with :func:`md`."""
     st.title(title)
     left, right = st.columns([5, 1], vertical_alignment="center")
@@ -162,8 +162,8 @@ def page_header(title: str, caption: str | None = None) -> None:
             "Refresh",
             icon=":material/refresh:",
             key=f"ui.refresh.{title}",
-            on_click=data.clear,
-            help="Read everything again from the database.",
+            on_click=data.refresh,
+            help="Read what this page shows again from the database.",
         )
 
 

@@ -79,11 +79,11 @@ def render() -> None:
     one = scope == "one"
     with ui.section("The audit trail"):
         df = data.audit_trail(
-            f.start,
-            f.end,
+            start=f.start,
+            end=f.end,
             organization_id=f.organization_id if one else None,
             action=action or None,
-            actor=actor.strip(),
+            actor=actor.strip() or None,
             limit=int(limit),
         )
         table = audit_table(df)

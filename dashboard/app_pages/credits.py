@@ -17,12 +17,13 @@ from typing import Final
 import pandas as pd
 import streamlit as st
 
-from dashboard import actions, auth, charts, data, exports, state, ui
+from dashboard import actions, auth, charts, data, exports, paging, state, ui
 from dashboard.confirm import WriteFlow
 from dashboard.text import md
 from queries.credits import LedgerEntry
 from queries.errors import InvalidInput
 from queries.models import LEDGER_KINDS
+from queries.usage import LedgerCursor
 
 _log = logging.getLogger(__name__)
 FLASH: Final = "credits"
@@ -38,8 +39,6 @@ K_REVERSAL: Final = "credits.reversal_pending"
 K_REVERSAL_RETRY: Final = "credits.reversal_retry"
 K_KINDS: Final = "credits.kinds"
 K_ACTOR: Final = "credits.actor"
-K_CURSORS: Final = "credits.ledger_cursors"
-K_CURSORS_FOR: Final = "credits.ledger_cursors_for"
 
 DIRECTIONS: Final = {"grant": "Grant credits", "deduct": "Deduct credits"}
 
@@ -48,7 +47,7 @@ DIRECTIONS: Final = {"grant": "Grant credits", "deduct": "Deduct credits"}
 
 
 def _balance(f: state.Filters) -> int | None:
-    runway = data.runway(f.organization_id)
+    runway = data.runway(organization_id=f.organization_id)
     if runway is None:
         st.warning(
             f"{md(f.organization.name)} no longer exists. Choose another organization in "
@@ -346,14 +345,6 @@ def _reversal(f: state.Filters, entries: pd.DataFrame, balance: int) -> None:
 # -------------------------------------------------------------------------- ledger
 
 
-def _older(cursor: tuple[dt.datetime, int]) -> None:
-    st.session_state[K_CURSORS] = [*st.session_state.get(K_CURSORS, []), cursor]
-
-
-def _newer() -> None:
-    st.session_state[K_CURSORS] = st.session_state.get(K_CURSORS, [])[:-1]
-
-
 def ledger_csv_name(f: state.Filters, *, kinds: tuple[str, ...], actor: str) -> str:
     parts = ["ledger", f.organization.slug, f.start.isoformat(), f.end.isoformat()]
     if kinds:
@@ -406,19 +397,19 @@ def _ledger(f: state.Filters, *, balance: int, can_adjust: bool) -> None:
     left, right = st.columns(2)
     kinds = tuple(left.multiselect("Kinds", LEDGER_KINDS, key=K_KINDS, placeholder="All kinds"))
     actor = right.text_input("Actor contains", key=K_ACTOR, placeholder="part of an email")
-    scope = (f.organization_id, kinds, actor.strip(), f.start, f.end)
-    if st.session_state.get(K_CURSORS_FOR) != scope:
-        st.session_state[K_CURSORS_FOR] = scope
-        st.session_state[K_CURSORS] = []
-    cursors: list[tuple[dt.datetime, int]] = st.session_state[K_CURSORS]
+    pager: paging.Pager[LedgerCursor] = paging.Pager(
+        "credits.ledger",
+        filters=(f.organization_id, kinds, actor.strip(), f.start, f.end),
+        page_size=LEDGER_PAGE,
+    )
     page = data.ledger_page(
-        f.organization_id,
-        kinds=kinds,
-        actor=actor.strip(),
+        organization_id=f.organization_id,
+        kinds=kinds or None,
+        actor=actor.strip() or None,
         start=f.start,
         end=f.end,
         limit=LEDGER_PAGE,
-        after=cursors[-1] if cursors else None,
+        after=pager.after,
     )
     entries = page.entries
     if entries.empty:
@@ -451,20 +442,10 @@ def _ledger(f: state.Filters, *, balance: int, can_adjust: bool) -> None:
             placeholder="",  # no note: a blank cell, not "None"
             key="credits.ledger",
         )
-    first = len(cursors) * LEDGER_PAGE + 1
-    st.caption(
+    first = pager.first
+    pager.buttons(next=page.next_cursor, previous_label="← Newer", next_label="Older →").caption(
         (f"Entries {first:,}–{first + len(entries) - 1:,}, newest first. " if len(entries) else "")
         + f"Dates are {md(f.organization.name)}'s own days; times in {md(f.timezone)}."
-    )
-    newer, older, download, _ = st.columns([1, 1, 2, 2])
-    newer.button("← Newer", key="credits.newer", on_click=_newer, disabled=not cursors)
-    cursor = page.next_cursor
-    older.button(
-        "Older →",
-        key="credits.older",
-        on_click=_older,
-        args=((cursor.created_at, cursor.id),) if cursor else ((dt.datetime.min, 0),),
-        disabled=cursor is None,
     )
     organization_id, start, end, timezone = f.organization_id, f.start, f.end, f.timezone
 
@@ -472,7 +453,7 @@ def _ledger(f: state.Filters, *, balance: int, can_adjust: bool) -> None:
         rows = data.ledger_all(organization_id, kinds=kinds, actor=actor, start=start, end=end)
         return exports.csv_bytes(ledger_table(rows, timezone))
 
-    download.download_button(
+    st.download_button(
         "Download CSV (all pages)",
         data=every_entry,
         file_name=ledger_csv_name(f, kinds=kinds, actor=actor),
@@ -513,7 +494,12 @@ def render() -> None:
         _ledger(f, balance=balance, can_adjust=user.can("adjust_credits"))
     with ui.section("Granted against consumed"):
         st.subheader("Granted, deducted and consumed")
-        df = data.granted_vs_consumed(f.organization_id, f.start, f.end, granularity=f.granularity)
+        df = data.granted_vs_consumed(
+            organization_id=f.organization_id,
+            start=f.start,
+            end=f.end,
+            granularity=f.granularity,
+        )
         st.plotly_chart(
             charts.granted_vs_consumed(df, granularity=f.granularity), key="credits.flow_chart"
         )

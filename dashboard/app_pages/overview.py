@@ -9,24 +9,27 @@ from typing import Final
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, state, ui
+from dashboard import charts, data, paging, state, ui
 from dashboard.text import md
+from queries.generations import GenerationCursor
 
 PAGE_SIZE: Final = 25
 TOP_USERS: Final = 10  # the table and the chart beside it show the same users
 WHOLE_ORG: Final = 0
 K_SCOPE: Final = "overview.scope"  # 0 = the whole organization, else a user id
-K_CURSORS: Final = "overview.cursors"  # keyset cursors of the older pages visited
-K_CURSORS_FOR: Final = "overview.cursors_for"  # (organization, scope) they belong to
 K_METRIC: Final = "overview.metric"
 
 
 def _kpis(f: state.Filters) -> bool:
     """The KPI tiles; False when the period has no generations at all."""
-    kpis = data.period_kpis(f.organization_id, f.start, f.end, utc=f.utc)
-    info = data.organization(f.organization_id)
+    kpis = data.period_kpis(organization_id=f.organization_id, start=f.start, end=f.end, utc=f.utc)
+    info = data.organization(organization_id=f.organization_id)
     timeline = data.timeline_by_type(
-        f.organization_id, f.start, f.end, granularity=f.granularity, utc=f.utc
+        organization_id=f.organization_id,
+        start=f.start,
+        end=f.end,
+        granularity=f.granularity,
+        utc=f.utc,
     )
     per_bucket = timeline.groupby("bucket")[["generations", "credits"]].sum()
     previous_end = f.start - dt.timedelta(days=1)
@@ -86,7 +89,11 @@ def _timeline(f: state.Filters) -> None:
         label_visibility="collapsed",
     )
     df = data.timeline_by_type(
-        f.organization_id, f.start, f.end, granularity=f.granularity, utc=f.utc
+        organization_id=f.organization_id,
+        start=f.start,
+        end=f.end,
+        granularity=f.granularity,
+        utc=f.utc,
     )
     st.plotly_chart(
         charts.timeline_by_type(
@@ -102,7 +109,9 @@ def _timeline(f: state.Filters) -> None:
 
 def _users(f: state.Filters) -> None:
     st.subheader("Top users")
-    top = data.top_users(f.organization_id, f.start, f.end, limit=TOP_USERS, utc=f.utc)
+    top = data.top_users(
+        organization_id=f.organization_id, start=f.start, end=f.end, limit=TOP_USERS, utc=f.utc
+    )
     if top.empty:
         st.caption("No user made a generation in this period.")
         return
@@ -151,21 +160,9 @@ def _scope_options(users: pd.DataFrame) -> dict[int, str]:
     return options
 
 
-def _older(cursor: tuple[dt.datetime, int]) -> None:
-    st.session_state[K_CURSORS] = [*st.session_state.get(K_CURSORS, []), cursor]
-
-
-def _newer() -> None:
-    st.session_state[K_CURSORS] = st.session_state.get(K_CURSORS, [])[:-1]
-
-
-def _newest() -> None:
-    st.session_state[K_CURSORS] = []
-
-
 def _drilldown(f: state.Filters) -> None:
     st.subheader("Most recent generations")
-    users = data.users(f.organization_id)
+    users = data.users(organization_id=f.organization_id)
     options = _scope_options(users)
     if st.session_state.get(K_SCOPE) not in options:
         st.session_state[K_SCOPE] = WHOLE_ORG
@@ -178,16 +175,15 @@ def _drilldown(f: state.Filters) -> None:
     )
     user_id = None if scope == WHOLE_ORG else int(scope)
     # A new organization or user starts again from the newest generations.
-    if st.session_state.get(K_CURSORS_FOR) != (f.organization_id, scope):
-        st.session_state[K_CURSORS_FOR] = (f.organization_id, scope)
-        st.session_state[K_CURSORS] = []
-    cursors: list[tuple[dt.datetime, int]] = st.session_state[K_CURSORS]
+    pager: paging.Pager[GenerationCursor] = paging.Pager(
+        "overview", filters=(f.organization_id, scope), page_size=PAGE_SIZE
+    )
 
     if user_id is not None:
         df = data.timeline_by_type(
-            f.organization_id,
-            f.start,
-            f.end,
+            organization_id=f.organization_id,
+            start=f.start,
+            end=f.end,
             granularity=f.granularity,
             utc=f.utc,
             user_id=user_id,
@@ -198,14 +194,11 @@ def _drilldown(f: state.Filters) -> None:
         )
 
     page = data.recent_generations(
-        f.organization_id,
-        user_id=user_id,
-        limit=PAGE_SIZE,
-        before=cursors[-1] if cursors else None,
+        organization_id=f.organization_id, user_id=user_id, limit=PAGE_SIZE, before=pager.after
     )
     rows = page.rows
     if rows.empty:
-        st.caption("No generations yet." if not cursors else "No older generations.")
+        st.caption("No generations yet." if pager.on_first_page else "No older generations.")
     else:
         shown = pd.DataFrame(
             {
@@ -225,23 +218,14 @@ def _drilldown(f: state.Filters) -> None:
             },
             key="overview.recent",
         )
-    first = len(cursors) * PAGE_SIZE + 1
-    st.caption(
+    first = pager.first
+    pager.buttons(
+        next=page.next_cursor, previous_label="← Newer", next_label="Older →", first_label="Newest"
+    ).caption(
         f"Generations {first:,}–{first + len(rows) - 1:,} from the newest, times in "
         f"{md(f.timezone)}."
         if len(rows)
         else f"Times in {md(f.timezone)}."
-    )
-    newest, newer, older, _ = st.columns([1, 1, 1, 3])
-    newest.button("Newest", key="overview.newest", on_click=_newest, disabled=not cursors)
-    newer.button("← Newer", key="overview.newer", on_click=_newer, disabled=not cursors)
-    cursor = page.next_cursor
-    older.button(
-        "Older →",
-        key="overview.older",
-        on_click=_older,
-        args=((cursor.created_at, cursor.id),) if cursor else ((dt.datetime.min, 0),),
-        disabled=cursor is None,
     )
 
 

@@ -1,6 +1,7 @@
 """Quotas (customer success): today's use of every daily limit in each organization's own
-day, who is near or over, an organization's quota history, and changing a daily limit
-(audited, with the current user as actor)."""
+day, who is near or over, an organization's quota history, changing a daily limit
+(audited, with the current user as actor) and, for admins, the organization's time zone
+(``dashboard.timezone_form``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Final
 import pandas as pd
 import streamlit as st
 
-from dashboard import actions, auth, charts, data, state, ui
+from dashboard import actions, auth, charts, data, paging, state, timezone_form, ui
 from dashboard.confirm import WriteFlow
 from dashboard.text import md
 from queries import quotas
@@ -25,8 +26,6 @@ K_SEARCH: Final = "quotas.search"
 K_TYPES: Final = "quotas.types"
 K_STATUSES: Final = "quotas.statuses"
 K_PLANS: Final = "quotas.plans"
-K_CURSORS: Final = "quotas.cursors"  # keyset cursors of the table's earlier pages
-K_CURSORS_FOR: Final = "quotas.cursors_for"  # the filters they belong to
 TABLE_PAGE: Final = 50
 HEATMAP_TOP: Final = 25
 K_HISTORY_TYPE: Final = "quotas.history_type"
@@ -66,23 +65,6 @@ UTILIZATION_COLUMNS: Final = {
         format="percent", min_value=0.0, max_value=1.0, help="Used / daily limit"
     ),
 }
-
-
-def _cursors(filters: object) -> list[quotas.UtilizationCursor]:
-    """The cursors of the table's pages before the one shown; new filters start over."""
-    ss = st.session_state
-    if ss.get(K_CURSORS_FOR) != filters or not isinstance(ss.get(K_CURSORS), list):
-        ss[K_CURSORS_FOR], ss[K_CURSORS] = filters, []
-    cursors: list[quotas.UtilizationCursor] = ss[K_CURSORS]
-    return cursors
-
-
-def _next_page(cursor: quotas.UtilizationCursor) -> None:
-    st.session_state[K_CURSORS] = [*st.session_state[K_CURSORS], cursor]
-
-
-def _previous_page() -> None:
-    st.session_state[K_CURSORS] = st.session_state[K_CURSORS][:-1]
 
 
 def _today() -> None:
@@ -129,15 +111,20 @@ def _today() -> None:
         statuses = status_col.multiselect(
             "Status", STATUSES, key=K_STATUSES, placeholder="Any status"
         )
-        cursors = _cursors((search.strip(), *map(sorted, (plans, types, statuses))))
+        # Sorted and stripped, so the same filters are the same cache entry.
+        query = search.strip() or None
+        chosen = tuple(sorted(plans)), tuple(sorted(types)), tuple(sorted(statuses))
+        pager: paging.Pager[quotas.UtilizationCursor] = paging.Pager(
+            "quotas", filters=(query, *chosen), page_size=TABLE_PAGE
+        )
         page = data.quota_page(
             threshold=THRESHOLD,
             limit=TABLE_PAGE,
-            search=search,
-            plans=tuple(plans),
-            types=tuple(types),
-            statuses=tuple(statuses),
-            after=cursors[-1] if cursors else None,
+            search=query,
+            plans=chosen[0],
+            types=chosen[1],
+            statuses=chosen[2],
+            after=pager.after,
         )
         if page.rows.empty:
             st.info("No (organization, type) pair matches these filters. Clear a filter.")
@@ -148,22 +135,11 @@ def _today() -> None:
                 column_config=UTILIZATION_COLUMNS,
                 key="quotas.table",
             )
-            first = len(cursors) * TABLE_PAGE + 1
-            previous, where, following = st.columns([1, 3, 1])
-            previous.button(
-                "← Previous", key="quotas.previous", on_click=_previous_page, disabled=not cursors
-            )
-            where.caption(
+            first = pager.first
+            pager.buttons(next=page.next).caption(
                 f"{first:,}–{first + len(page.rows) - 1:,} of {page.matching:,} matching "
                 f"(organization, type) pairs, of {page.total:,} with use today, fullest "
                 "first. A type with no use today is not listed."
-            )
-            following.button(
-                "Next →",
-                key="quotas.next",
-                on_click=_next_page,
-                args=(page.next,),
-                disabled=page.next is None,
             )
     with heatmap_tab:
         st.plotly_chart(charts.utilization_heatmap(heat, top=HEATMAP_TOP), key="quotas.heatmap")
@@ -187,7 +163,10 @@ def _history(f: state.Filters) -> None:
         "Type", options=list(labels), format_func=labels.__getitem__, key=K_HISTORY_TYPE
     )
     history = data.quota_history(
-        f.organization_id, f.start, f.end, type=chosen if chosen != ALL_TYPES else None
+        organization_id=f.organization_id,
+        start=f.start,
+        end=f.end,
+        type=chosen if chosen != ALL_TYPES else None,
     )
     relative = chosen == ALL_TYPES
     st.plotly_chart(charts.quota_history(history, relative=relative), key="quotas.history_chart")
@@ -290,7 +269,9 @@ def _limit(f: state.Filters) -> None:
     st.subheader(f"Change a daily limit · {md(f.organization.name)}")
     today = state.today_in(f.organization.timezone)
     types = data.generation_types()
-    recent = data.quota_history(f.organization_id, today - dt.timedelta(days=90), today)
+    recent = data.quota_history(
+        organization_id=f.organization_id, start=today - dt.timedelta(days=90), end=today
+    )
     in_force = limits_in_force(recent, types, f.organization.plan)
     request = LIMIT_CHANGE.request()
     if request is not None:
@@ -379,6 +360,15 @@ def render() -> None:
                 icon=":material/block:",
             )
         st.caption(f"Your role ({md(user.role)}) can read quotas but not change limits.")
+    if user.can("change_timezone"):
+        with ui.section("The time zone form"):
+            timezone_form.render(f)
+    elif st.session_state.pop(timezone_form.K_PENDING, None):
+        st.error(
+            f"{md(user.email)} ({md(user.role)}) may not change an organization's time zone; "
+            "the request was discarded. Nothing was changed.",
+            icon=":material/block:",
+        )
 
 
 render()

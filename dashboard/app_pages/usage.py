@@ -15,14 +15,12 @@ from typing import Final
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, exports, state, ui
+from dashboard import charts, data, exports, paging, state, ui
 from queries.models import PLANS
 from queries.usage import MAX_USAGE_ROWS, UsageCursor
 
 K_PLANS: Final = "usage.plans"
 K_SEARCH: Final = "usage.search"
-K_CURSORS: Final = "usage.cursors"  # keyset cursors of the pages before this one
-K_CURSORS_FOR: Final = "usage.cursors_for"  # the filters they belong to
 PAGE_SIZE: Final = 50
 
 # The table as shown and downloaded. The slug is not a column (the search still matches
@@ -45,23 +43,6 @@ def ranking_table(rows: pd.DataFrame) -> pd.DataFrame:
     column names and the share in percent."""
     table = rows[list(COLUMNS)].assign(share=(rows["share"] * 100).round(2))
     return table.rename(columns=COLUMNS).reset_index(drop=True)
-
-
-def _cursors(filters: object) -> list[UsageCursor]:
-    """The cursors of the pages before the one shown; a change of filters starts over."""
-    ss = st.session_state
-    if ss.get(K_CURSORS_FOR) != filters or not isinstance(ss.get(K_CURSORS), list):
-        ss[K_CURSORS_FOR], ss[K_CURSORS] = filters, []
-    cursors: list[UsageCursor] = ss[K_CURSORS]
-    return cursors
-
-
-def _older(cursor: UsageCursor) -> None:
-    st.session_state[K_CURSORS] = [*st.session_state[K_CURSORS], cursor]
-
-
-def _newer() -> None:
-    st.session_state[K_CURSORS] = st.session_state[K_CURSORS][:-1]
 
 
 def csv_name(f: state.Filters, *, plans: Sequence[str], search: str) -> str:
@@ -89,15 +70,19 @@ def render() -> None:
         search = right.text_input(
             "Search organization", key=K_SEARCH, placeholder="name or slug", max_chars=200
         )
-        filters = (f.start, f.end, tuple(sorted(plans)), search.strip())
-        cursors = _cursors(filters)
+        # Sorted and stripped, so the same filters are the same cache entry.
+        chosen = tuple(sorted(plans))
+        query = search.strip() or None
+        pager: paging.Pager[UsageCursor] = paging.Pager(
+            "usage", filters=(f.start, f.end, chosen, query), page_size=PAGE_SIZE
+        )
         page = data.usage_page(
-            f.start,
-            f.end,
-            plans=tuple(plans),
-            search=search,
+            start=f.start,
+            end=f.end,
+            plans=chosen,
+            search=query,
             limit=PAGE_SIZE,
-            after=cursors[-1] if cursors else None,
+            after=pager.after,
         )
         table = ranking_table(page.rows)
         totals = st.columns(4)
@@ -147,28 +132,19 @@ def render() -> None:
                 },
                 key="usage.table",
             )
-        first = len(cursors) * PAGE_SIZE + 1
         if not table.empty:
-            newer, where, older = st.columns([1, 3, 1])
-            newer.button("← Previous", key="usage.newer", on_click=_newer, disabled=not cursors)
-            where.caption(
+            first = pager.first
+            pager.buttons(next=page.next).caption(
                 f"Organizations {first:,}–{first + len(table) - 1:,} of "
                 f"{page.totals.organizations:,}, by credits consumed."
             )
-            older.button(
-                "Next →",
-                key="usage.older",
-                on_click=_older,
-                args=(page.next,),
-                disabled=page.next is None,
-            )
         # The CSV is every filtered row (not only this page), up to MAX_USAGE_ROWS.
-        if not cursors and page.next is None:
+        if pager.on_first_page and page.next is None:
             everything = table
         else:
             everything = ranking_table(
                 data.usage_page(
-                    f.start, f.end, plans=tuple(plans), search=search, limit=MAX_USAGE_ROWS
+                    start=f.start, end=f.end, plans=chosen, search=query, limit=MAX_USAGE_ROWS
                 ).rows
             )
         if page.totals.organizations > len(everything):
@@ -190,8 +166,10 @@ def render() -> None:
         # The largest consumers are the first page's (the ranking is by credits).
         top = (
             page
-            if not cursors
-            else data.usage_page(f.start, f.end, plans=tuple(plans), search=search, limit=PAGE_SIZE)
+            if pager.on_first_page
+            else data.usage_page(
+                start=f.start, end=f.end, plans=chosen, search=query, limit=PAGE_SIZE
+            )
         )
         shown = top.rows
         st.subheader("The 15 largest consumers: consumed against granted")
@@ -199,7 +177,7 @@ def render() -> None:
 
     with ui.section("The monthly trend"):
         st.subheader("Monthly trend, all organizations")
-        monthly = data.monthly_credits(f.start, f.end)
+        monthly = data.monthly_credits(start=f.start, end=f.end)
         st.plotly_chart(
             charts.monthly_trend(monthly, start=f.start, end=f.end), key="usage.monthly_chart"
         )

@@ -150,7 +150,7 @@ def test_thousands_of_organizations_are_paged_and_filtered_in_sql(
     assert list(table["Organization"][:2]) == ["Bulk 02000", "Bulk 01999"]
     assert any("Organizations 1–50 of 2,0" in c for c in texts(at, "caption"))
 
-    at.button(key="usage.older").click().run()
+    at.button(key="usage.next").click().run()
     table = table_with(at, "Credits consumed")
     assert table["Organization"].iloc[0] == "Bulk 01950"
     assert list(table["Rank"][:1]) == [51]

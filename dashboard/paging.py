@@ -1,0 +1,112 @@
+"""The one Previous/Next pager for keyset-paged lists (the usage ranking, the quota table,
+the ledger, the most recent generations).
+
+A keyset page is asked for with the cursor of the last row of the page before it, so
+going forward pushes the shown page's ``next`` cursor and going back pops one: the
+stack of cursors of the pages before the one shown lives in session state under the
+page's key. A change of the filters the list belongs to starts it over from the first
+page, since the old cursors describe another list.
+
+    pager = paging.Pager("usage", filters=(start, end, plans, search), page_size=50)
+    page = data.usage_page(..., after=pager.after)
+    middle = pager.buttons(next=page.next)
+    middle.caption(f"Organizations {pager.first:,}–...")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Final, Generic, TypeVar
+
+import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
+
+C = TypeVar("C")
+
+PREVIOUS: Final = "← Previous"
+NEXT: Final = "Next →"
+
+
+class Pager(Generic[C]):
+    """The cursor stack of one keyset-paged list, and its buttons.
+
+    ``key`` prefixes its session keys (``<key>.cursors``, ``<key>.cursors_for``) and
+    its buttons' keys (``<key>.previous``, ``<key>.next``, ``<key>.first``);
+    ``filters`` is everything the list depends on (a plain, comparable value).
+    """
+
+    def __init__(self, key: str, *, filters: Hashable, page_size: int) -> None:
+        self.key = key
+        self.page_size = page_size
+        self._cursors_key = f"{key}.cursors"
+        ss = st.session_state
+        if ss.get(f"{key}.cursors_for") != filters or not isinstance(
+            ss.get(self._cursors_key), list
+        ):
+            ss[f"{key}.cursors_for"], ss[self._cursors_key] = filters, []
+
+    @property
+    def _cursors(self) -> list[C]:
+        cursors: list[C] = st.session_state[self._cursors_key]
+        return cursors
+
+    @property
+    def after(self) -> C | None:
+        """The cursor to read the shown page with (None: the first page)."""
+        return self._cursors[-1] if self._cursors else None
+
+    @property
+    def on_first_page(self) -> bool:
+        return not self._cursors
+
+    @property
+    def first(self) -> int:
+        """The 1-based position of the shown page's first row in the whole list."""
+        return len(self._cursors) * self.page_size + 1
+
+    def _forward(self, cursor: C | None) -> None:
+        if cursor is not None:
+            st.session_state[self._cursors_key] = [*self._cursors, cursor]
+
+    def _back(self) -> None:
+        st.session_state[self._cursors_key] = self._cursors[:-1]
+
+    def _to_first(self) -> None:
+        st.session_state[self._cursors_key] = []
+
+    def buttons(
+        self,
+        *,
+        next: C | None,
+        previous_label: str = PREVIOUS,
+        next_label: str = NEXT,
+        first_label: str | None = None,
+    ) -> DeltaGenerator:
+        """Draw "previous" (and, with ``first_label``, "back to the first page") on the
+        left and "next" on the right; ``next`` is the shown page's cursor of the page
+        after it (None on the last page). Returns the space between them, for a caption.
+        """
+        if first_label is None:
+            previous, middle, following = st.columns([1, 3, 1])
+        else:
+            first, previous, middle, following = st.columns([1, 1, 3, 1])
+            first.button(
+                first_label,
+                key=f"{self.key}.first",
+                on_click=self._to_first,
+                disabled=self.on_first_page,
+            )
+        previous.button(
+            previous_label,
+            key=f"{self.key}.previous",
+            on_click=self._back,
+            disabled=self.on_first_page,
+        )
+        following.button(
+            next_label,
+            key=f"{self.key}.next",
+            on_click=self._forward,
+            args=(next,),
+            disabled=next is None,
+        )
+        return middle
