@@ -1,6 +1,7 @@
 """record_generation under load, beside the same transaction in plain SQL run by pgbench.
 
-Moved verbatim from scripts/benchmark_queries.py (only the imports changed).
+Moved verbatim from scripts/benchmark_queries.py (only the imports changed), except that
+``restore_after_writes`` now also recounts the rollup rows the benchmark touched.
 """
 
 from __future__ import annotations
@@ -116,6 +117,8 @@ def restore_after_writes(engine: Engine) -> None:
             )
             return
         # The benchmark's generations go from its own demo load, like a demo reset.
+        conn.execute(_TOUCHED_DAYS)
+        conn.execute(_TOUCHED_BUCKETS)
         with append_only_guard_lifted(conn):
             conn.execute(
                 text(
@@ -136,8 +139,82 @@ def restore_after_writes(engine: Engine) -> None:
             )
         )
         conn.execute(text("INSERT INTO usage_limits SELECT * FROM benchmark_saved_usage"))
+        recount_touched_rollups(conn)
         conn.execute(text("DROP TABLE benchmark_saved_balances, benchmark_saved_usage"))
     vacuum(engine)
+
+
+# The rollup rows the benchmark's generations (record_generation's and pgbench's)
+# touched, noted before they are deleted. Recounting those rows from what is left
+# (instead of subtracting) is right whether or not a side upserted the rollups.
+_TOUCHED_DAYS = text(
+    """
+    CREATE TEMPORARY TABLE benchmark_touched_days ON COMMIT DROP AS
+    SELECT DISTINCT g.organization_id, g.user_id,
+           (g.created_at AT TIME ZONE o.timezone)::date AS date, g.type
+    FROM generations g JOIN organizations o ON o.id = g.organization_id
+    WHERE g.id > (SELECT max_generation_id FROM benchmark_load)
+    """
+)
+_TOUCHED_BUCKETS = text(
+    """
+    CREATE TEMPORARY TABLE benchmark_touched_buckets ON COMMIT DROP AS
+    SELECT DISTINCT organization_id,
+           date_bin('15 minutes', created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
+           type
+    FROM generations
+    WHERE id > (SELECT max_generation_id FROM benchmark_load)
+    """
+)
+_FORGET_TOUCHED_DAYS = text(
+    """
+    DELETE FROM user_daily_usage u USING benchmark_touched_days t
+    WHERE (u.organization_id, u.user_id, u.date, u.type)
+        = (t.organization_id, t.user_id, t.date, t.type)
+    """
+)
+_RECOUNT_TOUCHED_DAYS = text(
+    """
+    INSERT INTO user_daily_usage (organization_id, user_id, date, type, generations, credits)
+    SELECT t.organization_id, t.user_id, t.date, t.type, count(*), sum(g.credits)
+    FROM benchmark_touched_days t
+    JOIN organizations o ON o.id = t.organization_id
+    JOIN generations g
+      ON g.organization_id = t.organization_id AND g.user_id = t.user_id AND g.type = t.type
+     AND g.created_at >= CAST(t.date AS timestamp) AT TIME ZONE o.timezone
+     AND g.created_at < CAST(t.date + 1 AS timestamp) AT TIME ZONE o.timezone
+    GROUP BY t.organization_id, t.user_id, t.date, t.type
+    """
+)
+_FORGET_TOUCHED_BUCKETS = text(
+    """
+    DELETE FROM quarter_hour_usage q USING benchmark_touched_buckets t
+    WHERE (q.organization_id, q.bucket, q.type) = (t.organization_id, t.bucket, t.type)
+    """
+)
+_RECOUNT_TOUCHED_BUCKETS = text(
+    """
+    INSERT INTO quarter_hour_usage (organization_id, bucket, type, generations, credits)
+    SELECT t.organization_id, t.bucket, t.type, count(*), sum(g.credits)
+    FROM benchmark_touched_buckets t
+    JOIN generations g
+      ON g.organization_id = t.organization_id AND g.type = t.type
+     AND g.created_at >= t.bucket AND g.created_at < t.bucket + interval '15 minutes'
+    GROUP BY t.organization_id, t.bucket, t.type
+    """
+)
+
+
+def recount_touched_rollups(conn: Connection) -> None:
+    """The rollup rows the benchmark's generations touched, recounted from the load's own
+    generations, so a reused load's rollups equal a recount again."""
+    for statement in (
+        _FORGET_TOUCHED_DAYS,
+        _RECOUNT_TOUCHED_DAYS,
+        _FORGET_TOUCHED_BUCKETS,
+        _RECOUNT_TOUCHED_BUCKETS,
+    ):
+        conn.execute(statement)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from benchmarks.queries.main import main
 from queries.db import create_direct_engine
 from tests.conftest import PgServer, _recreate
 from tests.queries.read_functions import public_read_functions
+from tests.queries.rollups import ROLLUPS, mismatches
 
 DATABASE = "dashboard_test_bench"
 
@@ -70,7 +71,8 @@ def test_benchmark_measures_every_read_at_each_size_and_restores_the_load(
     assert "EXPLAIN (ANALYZE, BUFFERS)" in out
     assert "| one organization (id" in out and "| spread over" in out
 
-    # The write benchmark's generations are gone and the load is reused as it was.
+    # The write benchmark's generations are gone, and the rollups count what is left, so
+    # the next run reuses the load as it was made.
     engine = create_direct_engine(bench_url)
     try:
         with engine.connect() as conn:
@@ -81,5 +83,6 @@ def test_benchmark_measures_every_read_at_each_size_and_restores_the_load(
                 ).scalar_one()
                 == 0
             )
+            assert mismatches(conn) == dict.fromkeys(ROLLUPS, 0)
     finally:
         engine.dispose()
