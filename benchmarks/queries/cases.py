@@ -41,6 +41,15 @@ class Case:
     def scope(self) -> str:
         return self.org.label if self.org else "all"
 
+    @property
+    def name(self) -> str:
+        """``module.function [variant] scope``, as progress lines and notes show it."""
+        return describe(self.function, self.variant, self.scope)
+
+
+def describe(function: str, variant: str, scope: str) -> str:
+    return f"{function} [{variant}] {scope}" if variant else f"{function} {scope}"
+
 
 Naive = Callable[[Session, OrgInfo, dt.date, dt.date], object]
 NaiveCross = Callable[[Session, dt.date, dt.date], object]
@@ -104,12 +113,12 @@ def registry_cases(org: OrgInfo) -> list[Case]:
     return cases
 
 
-def cross_registry_cases() -> list[Case]:
-    """Every cross-organization read of the registry, once."""
+def cross_registry_cases(largest: OrgInfo) -> list[Case]:
+    """Every cross-organization read of the registry, once (a search by id looks for the
+    largest organization's)."""
     end = dt.datetime.now(dt.UTC).date()
     start = end - dt.timedelta(days=REGISTRY_DAYS - 1)
-    # The registry's per-organization fields are unused by cross-organization reads.
-    context = Context(organization_id=0, user_id=0, start=start, end=end)
+    context = Context(organization_id=largest.id, user_id=largest.user_id, start=start, end=end)
     cases = []
     for key, call in CROSS_ORGANIZATION.items():
         function, detail = _split(key)
@@ -267,4 +276,4 @@ def deeper_cross_cases() -> list[Case]:
 def all_cases(conn: Connection, picked: list[OrgInfo]) -> list[Case]:
     """Every case of one size: per organization for each picked one, then across."""
     cases = [case for org in picked for case in (*registry_cases(org), *deeper_cases(conn, org))]
-    return cases + cross_registry_cases() + deeper_cross_cases()
+    return cases + cross_registry_cases(picked[0]) + deeper_cross_cases()

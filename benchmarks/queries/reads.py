@@ -170,7 +170,7 @@ def run_reads(
         print(f"WARNING: public read functions not benchmarked: {', '.join(sorted(missing))}\n")
     results: list[Result] = []
     for number, case in enumerate(cases, 1):
-        label = f"{case.function} [{case.variant}] {case.scope}"
+        label = case.name
         print(
             f"  {generations:,}: {number}/{len(cases)} {label}", end="", flush=True, file=sys.stderr
         )
@@ -192,8 +192,6 @@ def plans_of_misses(engine: Engine, run: SizeRun) -> str:
     )
     parts = []
     for r in slow:
-        parts.append(
-            f"EXPLAIN (ANALYZE, BUFFERS): {r.case.function} [{r.case.variant}] {r.case.scope}\n"
-        )
+        parts.append(f"EXPLAIN (ANALYZE, BUFFERS): {r.case.name}\n")
         parts.append("```\n" + explain(engine, r.case) + "\n```\n")
     return "\n".join(parts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from benchmarks.queries.cases import describe
 from benchmarks.queries.reads import (
     CROSS_ORGANIZATION_TARGET_MS,
     PER_ORGANIZATION_TARGET_MS,
@@ -70,7 +71,7 @@ def naive_summary(results: Sequence[Result]) -> str:
         "Naive answers checked against the functions' (row count and column totals): "
         f"{len(checked) - len(wrong)} of {len(checked)} agree."
     ]
-    lines += [f"  differs: {r.case.function} [{r.case.variant}] {r.case.scope}" for r in wrong]
+    lines += [f"  differs: {r.case.name}" for r in wrong]
     return "\n".join(lines)
 
 
@@ -133,7 +134,7 @@ def growth_table(runs: Sequence[SizeRun], *, naive_max: int | None) -> str:
     misses = [k for k in rows if (r := by_size[largest].get(k)) is not None and not r.meets_target]
     notes.append(
         f"Missed at {size_label(largest)}: "
-        + (", ".join(f"{f} [{v}] {o}" for f, v, o in misses) or "none")
+        + (", ".join(describe(*key) for key in misses) or "none")
         + "."
     )
     return "\n".join(lines + notes)
