@@ -98,8 +98,8 @@ def growth_table(runs: Sequence[SizeRun], *, naive_max: int | None) -> str:
         "| --- | --- | --- |" + " ---: |" * (len(sizes) + len(naive_sizes)) + " ---: | --- |"
     )
     for key in rows:
-        cells = list(key)
-        cells[0] = f"`{key[0]}`"
+        function, variant, scope = key
+        cells = [f"`{function}`", variant or "—", scope]
         for size in sizes:
             r = by_size[size].get(key)
             if r is None:
@@ -111,7 +111,7 @@ def growth_table(runs: Sequence[SizeRun], *, naive_max: int | None) -> str:
         for size in naive_sizes:
             r = by_size[size].get(key)
             cells.append(fmt_ms(r.naive_p50 if r else None))
-        target = PER_ORGANIZATION_TARGET_MS if key[2] != "all" else CROSS_ORGANIZATION_TARGET_MS
+        target = PER_ORGANIZATION_TARGET_MS if scope != "all" else CROSS_ORGANIZATION_TARGET_MS
         cells.append(f"≤ {target:.0f} ms")
         last = by_size[largest].get(key)
         cells.append("—" if last is None else "yes" if last.meets_target else "**NO**")
