@@ -14,6 +14,7 @@ from benchmarks.queries.database import (
     Target,
     bench_target,
     database_name,
+    drop,
     load_unless_loaded,
     prepare_schema,
 )
@@ -75,6 +76,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="name prefix on the embedded server: <prefix>_<size>",
     )
     parser.add_argument("--reload", action="store_true", help="load the data even if present")
+    parser.add_argument(
+        "--drop",
+        action="store_true",
+        help="drop each size's database on the embedded server once measured, so only one "
+        "size is on disk at a time (the next run loads again)",
+    )
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--skip-reads", action="store_true")
     parser.add_argument("--skip-writes", action="store_true")
@@ -151,18 +158,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"Command: `{' '.join([COMMAND, *shown_args])}`\n")
     runs: list[SizeRun] = []
     target: Target | None = None
+    largest = args.sizes[-1]
     for generations in args.sizes:
         target = prepare(args, generations)
         print(f"Size {size_label(generations)}: {target.description}.\n")
         if not args.skip_reads:
             runs.append(measure_size(args, target, generations))
+        if args.drop and generations != largest:
+            _drop(target)
     if runs:
         print(f"## Growth: {args.orgs:,} organizations, {args.days} days\n")
         print(growth_table(runs, naive_max=None if args.skip_naive else args.naive_max) + "\n")
         # The write benchmark loads the machine itself: check for other work before it.
         print(f"Load average after the reads: {os.getloadavg()[0]:.2f}.\n")
     if not args.skip_writes and target is not None:
-        largest = args.sizes[-1]
         print(f"## Writes at {largest:,} generations\n")
         comparisons = benchmark_writes(target, seconds=args.seconds, rounds=args.rounds)
-        print(write_table(comparisons, seconds=args.seconds, rounds=args.rounds))
+        print(write_table(comparisons, seconds=args.seconds, rounds=args.rounds) + "\n")
+    if args.drop and target is not None:
+        _drop(target)
+
+
+def _drop(target: Target) -> None:
+    if drop(target):
+        print(f"Dropped {target.embedded_database} (--drop).\n")
+    else:
+        print("--drop leaves the database of BENCH_DATABASE_URL in place.\n")

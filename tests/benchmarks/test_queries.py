@@ -51,6 +51,7 @@ def test_benchmark_measures_every_read_at_each_size_and_restores_the_load(
             "--seconds", "0.5",
             "--rounds", "1",
             "--explain",
+            "--drop",
         ]
     )  # fmt: skip
     out = capsys.readouterr().out
@@ -70,6 +71,8 @@ def test_benchmark_measures_every_read_at_each_size_and_restores_the_load(
     assert agreed == total and int(total) > 10
     assert "EXPLAIN (ANALYZE, BUFFERS)" in out
     assert "| one organization (id" in out and "| spread over" in out
+    # --drop drops only databases of the embedded server it made, not BENCH_DATABASE_URL's.
+    assert "--drop leaves the database of BENCH_DATABASE_URL in place." in out
 
     # The write benchmark's generations are gone, and the rollups count what is left, so
     # the next run reuses the load as it was made.
