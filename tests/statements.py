@@ -1,4 +1,7 @@
-"""Recording the SQL statements a block of code sends, through SQLAlchemy events."""
+"""Recording the SQL statements a block of code sends, through SQLAlchemy events.
+
+Shared with the query benchmark (``benchmarks/queries``), which EXPLAINs what a read sent.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,11 @@
 Tests that must cover *all* read functions (tenant isolation, statement counts, query
 plans) iterate over ``PER_ORGANIZATION`` and ``CROSS_ORGANIZATION``; a new public
 function without an entry here fails ``test_every_read_function_is_registered``.
+
+The query benchmark (``benchmarks/queries``) times every entry too, at sizes up to 100M
+generations, with ``Context`` set to the last 30 days of its largest and a median
+tenant: so an entry is also the benchmark's call of that read. It lives here, not in
+the benchmark, because the test above is what keeps it complete.
 """
 
 from __future__ import annotations

