@@ -14,6 +14,9 @@ from benchmarks.queries.reads import (
 )
 from benchmarks.queries.writes import THREADS, WriteComparison
 
+# Issue 8: record_generation at 0.9x or better of the same transaction in plain SQL.
+WRITE_TARGET_RATIO = 0.9
+
 
 def fmt_ms(value: float | None) -> str:
     if value is None:
@@ -147,7 +150,7 @@ def write_table(comparisons: Sequence[WriteComparison], *, seconds: float, round
         "Each side's median round is shown; the ratio is of the medians.\n",
         "| organizations | record_generation tx/s | mean latency ms | client CPU ms/tx | errors "
         "| pgbench tx/s | mean latency ms | client CPU ms/tx | ratio (per round) | "
-        "meets ½ target |",
+        "meets 0.9x target |",
         "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for c in comparisons:
@@ -162,6 +165,6 @@ def write_table(comparisons: Sequence[WriteComparison], *, seconds: float, round
             f"{', '.join(f'{k} {v}' for k, v in errors.items()) or 'none'} | "
             f"{plain.per_second:,.0f} | {plain.latency_ms:.2f} | "
             f"{plain.client_cpu_ms_per_transaction:.2f} | "
-            f"{c.ratio:.2f} ({rounds_shown}) | {'yes' if c.ratio >= 0.5 else '**NO**'} |"
+            f"{c.ratio:.2f} ({rounds_shown}) | {'yes' if c.ratio >= WRITE_TARGET_RATIO else '**NO**'} |"
         )
     return "\n".join(lines)
