@@ -171,9 +171,9 @@ class CreditLedger(Base):
         CheckConstraint("btrim(actor) <> ''", name="actor_not_blank"),
         CheckConstraint("btrim(idempotency_key) <> ''", name="idempotency_key_not_blank"),
         Index(None, "organization_id", "created_at"),
-        # The audit trail and the usage ranking read the ledger by a UTC range across
-        # organizations.
-        Index(None, "created_at"),
+        # The audit trail (newest first, ties by organization: a backward scan stops at
+        # its LIMIT) and the usage ranking read the ledger by a UTC range.
+        Index(None, "created_at", "organization_id"),
     )
 
 
@@ -300,7 +300,7 @@ class AuditLog(Base):
             postgresql_where=text("idempotency_key IS NOT NULL"),
         ),
         # The audit trail across organizations, newest first in a UTC range.
-        Index(None, "created_at"),
+        Index(None, "created_at", "organization_id"),
     )
 
 

@@ -18,9 +18,10 @@ serves, and today's quotas hash-joined the whole of ``usage_limits``.
   the prefix sums. The month index never changes on an update, so the upserts stay HOT.
 - ``ix_usage_limits_date``: today's quotas read the two or three dates that are "today"
   somewhere on Earth, then each organization's own local today, instead of the history.
-- ``ix_credit_ledger_created_at``, ``ix_audit_log_created_at``: the audit trail across
-  organizations is newest-first in a UTC range, a merge of two backward index scans that
-  stops at its LIMIT; the usage ranking's ledger part bounds the ledger in UTC first.
+- ``ix_credit_ledger_created_at_organization_id``, ``ix_audit_log_created_at_organization_id``:
+  the audit trail across organizations is newest first (ties by organization) in a UTC
+  range, a merge of two backward index scans that stops at its LIMIT; the usage
+  ranking's ledger part bounds the ledger by a UTC window first.
 
 Both rollups are in the organization's local day, so ``queries.orgs.set_timezone``
 rebuilds them; the app role may insert them, add to their counts and delete an
@@ -145,8 +146,16 @@ def upgrade() -> None:
         op.f("ix_organization_monthly_usage_month"), "organization_monthly_usage", ["month"]
     )
     op.create_index(op.f("ix_usage_limits_date"), "usage_limits", ["date"])
-    op.create_index(op.f("ix_credit_ledger_created_at"), "credit_ledger", ["created_at"])
-    op.create_index(op.f("ix_audit_log_created_at"), "audit_log", ["created_at"])
+    op.create_index(
+        op.f("ix_credit_ledger_created_at_organization_id"),
+        "credit_ledger",
+        ["created_at", "organization_id"],
+    )
+    op.create_index(
+        op.f("ix_audit_log_created_at_organization_id"),
+        "audit_log",
+        ["created_at", "organization_id"],
+    )
     for statement in _BACKFILL:
         op.execute(statement)
     for statement in _GRANTS:
@@ -154,8 +163,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index(op.f("ix_audit_log_created_at"), table_name="audit_log")
-    op.drop_index(op.f("ix_credit_ledger_created_at"), table_name="credit_ledger")
+    op.drop_index(op.f("ix_audit_log_created_at_organization_id"), table_name="audit_log")
+    op.drop_index(op.f("ix_credit_ledger_created_at_organization_id"), table_name="credit_ledger")
     op.drop_index(op.f("ix_usage_limits_date"), table_name="usage_limits")
     # Dropping the tables drops their grants with them.
     op.drop_index(
