@@ -29,10 +29,19 @@ from queries.models import LEDGER_KINDS
 
 
 def _utc_window(start: dt.date, end: dt.date) -> dict[str, dt.datetime]:
-    """A UTC window holding [start, end] in every zone (offsets are within -12..+14 h)."""
+    """UTC bounds of the local days [start, end] in any zone (offsets within -12..+14 h):
+    ``utc_from``/``utc_to`` hold them in every zone; between ``inside_from`` and
+    ``inside_to`` an instant is inside them in every zone, so only the instants near the
+    edges need the organization's own zone."""
+
+    def midnight(day: dt.date) -> dt.datetime:
+        return dt.datetime.combine(day, dt.time(), dt.UTC)
+
     return {
-        "utc_from": dt.datetime.combine(start - dt.timedelta(days=1), dt.time(), dt.UTC),
-        "utc_to": dt.datetime.combine(end + dt.timedelta(days=2), dt.time(), dt.UTC),
+        "utc_from": midnight(start - dt.timedelta(days=1)),
+        "utc_to": midnight(end + dt.timedelta(days=2)),
+        "inside_from": midnight(start + dt.timedelta(days=1)),
+        "inside_to": midnight(end),
     }
 
 
@@ -61,8 +70,9 @@ _ALL_ORGS_USAGE = text(
         FROM credit_ledger l
         JOIN organizations o ON o.id = l.organization_id
         WHERE l.created_at >= :utc_from AND l.created_at < :utc_to
-          AND l.created_at >= CAST(:start AS timestamp) AT TIME ZONE o.timezone
-          AND l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE o.timezone
+          AND ((l.created_at >= :inside_from AND l.created_at < :inside_to)
+               OR (l.created_at >= CAST(:start AS timestamp) AT TIME ZONE o.timezone
+                   AND l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE o.timezone))
         GROUP BY l.organization_id
     )
     SELECT rank() OVER (ORDER BY coalesce(c.credits, 0) DESC) AS rank,
@@ -176,8 +186,9 @@ _USAGE_PAGE = text(
         JOIN credit_ledger l
           ON l.organization_id = f.organization_id
          AND l.created_at >= :utc_from AND l.created_at < :utc_to
-         AND l.created_at >= CAST(:start AS timestamp) AT TIME ZONE f.timezone
-         AND l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE f.timezone
+         AND ((l.created_at >= :inside_from AND l.created_at < :inside_to)
+              OR (l.created_at >= CAST(:start AS timestamp) AT TIME ZONE f.timezone
+                  AND l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE f.timezone))
     )
     SELECT p.rank, p.organization_id, p.name, p.slug, p.plan, p.generations,
            p.credits_consumed,
@@ -343,8 +354,9 @@ _MONTHLY = text(
                sum(l.amount) FILTER (WHERE l.amount > 0) AS granted
         FROM credit_ledger l JOIN organizations o ON o.id = l.organization_id
         WHERE l.created_at >= :utc_from AND l.created_at < :utc_to
-          AND l.created_at >= CAST(:start AS timestamp) AT TIME ZONE o.timezone
-          AND l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE o.timezone
+          AND ((l.created_at >= :inside_from AND l.created_at < :inside_to)
+               OR (l.created_at >= CAST(:start AS timestamp) AT TIME ZONE o.timezone
+                   AND l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE o.timezone))
         GROUP BY 1
     )
     SELECT m.month, coalesce(c.generations, 0) AS generations,

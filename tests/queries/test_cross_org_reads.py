@@ -5,6 +5,7 @@ recount from the raw per-day rows and the ledger.
   from UTC-8 to UTC+10 with DST, UTC+5:30), for the usual ranges (last 7/30/90/365
   days), whole months, a range inside one month, partial first and last months, and a
   range that ends after the data;
+- ledger movements at the edges of local days, in the zones furthest from UTC;
 - the prefix sums stay exact when generations arrive out of order (back-dated ones add
   to every later day), in UTC+5:45 and across a DST change.
 """
@@ -23,6 +24,7 @@ from sqlalchemy import Connection, Engine, text
 from queries import usage
 from queries.generations import record_generation
 from tests.conftest import DEMO_NOW
+from tests.factories import add_ledger, make_org
 from tests.queries.rollups import ROLLUPS, mismatches
 from tests.queries.writes import new_org
 
@@ -176,3 +178,36 @@ def test_prefix_sums_stay_exact_when_generations_arrive_out_of_order(
                 expected.generations,
                 expected.credits_consumed,
             )
+
+
+@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Etc/GMT+12", "Asia/Kathmandu"])
+def test_ledger_movements_fall_on_the_organizations_local_days(
+    connection: Connection, zone: str
+) -> None:
+    # The ranking bounds the ledger by a UTC window and checks the zone only near its
+    # edges: the extreme offsets (+14, -12) and +5:45 land exactly on their local days.
+    org = make_org(connection, timezone=zone)
+    tz = zoneinfo.ZoneInfo(zone)
+    start, end = D(2026, 11, 3), D(2026, 11, 5)
+
+    def local(day: dt.date, clock: str) -> dt.datetime:
+        return dt.datetime.combine(day, dt.time.fromisoformat(clock), tz)
+
+    add_ledger(
+        connection,
+        org,
+        [
+            (1, "grant", "before", local(start - dt.timedelta(days=1), "23:59:59")),
+            (10, "grant", "first", local(start, "00:00:00")),
+            (100, "grant", "middle", local(D(2026, 11, 4), "12:00:00")),
+            (1000, "grant", "last", local(end, "23:59:59")),
+            (10000, "grant", "after", local(end + dt.timedelta(days=1), "00:00:00")),
+        ],
+    )
+    ranked = usage.all_orgs_usage(connection, start=start, end=end)
+    assert ranked.set_index("organization_id").loc[org, "credits_granted"] == 1110
+    page = usage.all_orgs_usage_page(connection, start=start, end=end, search=None, limit=10_000)
+    assert page.rows.set_index("organization_id").loc[org, "credits_granted"] == 1110
+    monthly = usage.all_orgs_monthly_credits(connection, start=start, end=end)
+    everyone = ranked["credits_granted"].sum()
+    assert list(monthly["credits_granted"]) == [everyone]
