@@ -9,7 +9,8 @@ serves, and today's quotas hash-joined the whole of ``usage_limits``.
   that day and ``generations_through``/``credits_through``, the organization's totals up
   to and including that day (prefix sums). Any range is cum(<= end) - cum(< start): two
   index-only probes per organization whatever the range or the history (the primary key
-  INCLUDEs the cumulative columns). A generation on day d adds to d and to the rows
+  INCLUDEs the cumulative columns; the price is that their updates are not HOT). A
+  generation on day d adds to d and to the rows
   after d (rare: only back-dated generations have later rows), under the
   organization's balance lock, so the sums stay exact.
 - ``organization_monthly_usage``: (organization_id, local month) -> generations,
@@ -20,8 +21,9 @@ serves, and today's quotas hash-joined the whole of ``usage_limits``.
   somewhere on Earth, then each organization's own local today, instead of the history.
 - ``ix_credit_ledger_created_at_organization_id``, ``ix_audit_log_created_at_organization_id``:
   the audit trail across organizations is newest first (ties by organization) in a UTC
-  range, a merge of two backward index scans that stops at its LIMIT; the usage
-  ranking's ledger part bounds the ledger by a UTC window first.
+  range: each source is read by a backward index scan cut at the LIMIT, then the two
+  short lists are merged; the usage ranking's ledger part bounds the ledger by a UTC
+  window first.
 
 Both rollups are in the organization's local day, so ``queries.orgs.set_timezone``
 rebuilds them; the app role may insert them, add to their counts and delete an
