@@ -29,32 +29,43 @@ AUDIT_COLUMNS = {
     "details": "str",
 }
 
+# Each source is read newest first on its (created_at, organization_id) index and stops
+# at the LIMIT, filters applied inside; the two short lists are merged. However long
+# the range, a call reads at most 2 x limit rows (plus those its filters skip).
 _TRAIL = text(
     """
     SELECT e.at, e.organization_id, o.name AS organization, e.action, e.actor, e.reason,
            e.amount, e.details
     FROM (
-        SELECT l.created_at AS at, l.organization_id, l.kind AS action, l.actor, l.reason,
-               l.amount,
-               concat_ws(' · ', 'entry ' || l.id, 'balance after ' || l.balance_after,
-                         'reverses ' || l.reverses_id, nullif(l.note, '')) AS details
-        FROM credit_ledger l
-        WHERE l.created_at >= CAST(:start AS timestamptz) AND l.created_at < CAST(:end AS timestamptz)
-          AND (CAST(:org AS bigint) IS NULL OR l.organization_id = :org)
+        (SELECT l.created_at AS at, l.organization_id, l.kind AS action, l.actor, l.reason,
+                l.amount,
+                concat_ws(' · ', 'entry ' || l.id, 'balance after ' || l.balance_after,
+                          'reverses ' || l.reverses_id, nullif(l.note, '')) AS details
+         FROM credit_ledger l
+         WHERE l.created_at >= CAST(:start AS timestamptz)
+           AND l.created_at < CAST(:end AS timestamptz)
+           AND (CAST(:org AS bigint) IS NULL OR l.organization_id = :org)
+           AND (CAST(:action AS text) IS NULL OR l.kind = :action)
+           AND (CAST(:actor AS text) IS NULL OR l.actor ILIKE '%' || :actor || '%' ESCAPE '\\')
+         ORDER BY l.created_at DESC, l.organization_id DESC
+         LIMIT :limit)
         UNION ALL
-        SELECT a.created_at, a.organization_id, a.action, a.actor, a.reason, NULL,
-               concat_ws(' · ', a.details ->> 'type',
-                         'limit ' || (a.details ->> 'old_limit') || ' → '
-                             || (a.details ->> 'new_limit'),
-                         'from ' || (a.details ->> 'effective'))
-        FROM audit_log a
-        WHERE a.created_at >= CAST(:start AS timestamptz) AND a.created_at < CAST(:end AS timestamptz)
-          AND (CAST(:org AS bigint) IS NULL OR a.organization_id = :org)
+        (SELECT a.created_at, a.organization_id, a.action, a.actor, a.reason, NULL,
+                concat_ws(' · ', a.details ->> 'type',
+                          'limit ' || (a.details ->> 'old_limit') || ' → '
+                              || (a.details ->> 'new_limit'),
+                          'from ' || (a.details ->> 'effective'))
+         FROM audit_log a
+         WHERE a.created_at >= CAST(:start AS timestamptz)
+           AND a.created_at < CAST(:end AS timestamptz)
+           AND (CAST(:org AS bigint) IS NULL OR a.organization_id = :org)
+           AND (CAST(:action AS text) IS NULL OR a.action = :action)
+           AND (CAST(:actor AS text) IS NULL OR a.actor ILIKE '%' || :actor || '%' ESCAPE '\\')
+         ORDER BY a.created_at DESC, a.organization_id DESC
+         LIMIT :limit)
     ) e
     JOIN organizations o ON o.id = e.organization_id
-    WHERE (CAST(:action AS text) IS NULL OR e.action = :action)
-      AND (CAST(:actor AS text) IS NULL OR e.actor ILIKE '%' || :actor || '%' ESCAPE '\\')
-    ORDER BY e.at DESC, e.organization_id
+    ORDER BY e.at DESC, e.organization_id DESC
     LIMIT :limit
     """
 )

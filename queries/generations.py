@@ -102,7 +102,7 @@ _USAGE = text(
     "SELECT used, daily_limit FROM usage_limits "
     "WHERE organization_id = :org AND type = :type AND date = :day"
 )
-# The insert and both rollups in one statement (one round trip): it runs only after
+# The insert and every rollup in one statement (one round trip): it runs only after
 # the debit and the quota count succeeded, so a refused generation changes no rollup.
 # :day is the local day _CONTEXT computed from the same coalesce(:at, now()).
 _INSERT = text(
@@ -126,6 +126,41 @@ _INSERT = text(
                :type, 1, :credits
         FROM g
         ON CONFLICT (organization_id, bucket, type) DO UPDATE
+            SET generations = r.generations + 1, credits = r.credits + excluded.credits
+    ),
+    -- Cross-organization rollups (migration 0007), in the organization's local day.
+    -- A new day starts from the totals through the latest earlier day; the days after
+    -- :day (only a back-dated generation has any) each add it too. Exact because this
+    -- statement's snapshot is taken after the debit locked the balance row, so it sees
+    -- every generation of the organization committed before.
+    per_org_day AS (
+        INSERT INTO organization_daily_usage AS r
+            (organization_id, date, generations, credits, generations_through, credits_through)
+        SELECT :org, :day, 1, :credits,
+               coalesce(p.generations_through, 0) + 1, coalesce(p.credits_through, 0) + :credits
+        FROM (VALUES (1)) AS one (x)
+        LEFT JOIN LATERAL (
+            SELECT e.generations_through, e.credits_through
+            FROM organization_daily_usage e
+            WHERE e.organization_id = :org AND e.date < :day
+            ORDER BY e.date DESC
+            LIMIT 1
+        ) p ON true
+        ON CONFLICT (organization_id, date) DO UPDATE
+            SET generations = r.generations + 1, credits = r.credits + excluded.credits,
+                generations_through = r.generations_through + 1,
+                credits_through = r.credits_through + excluded.credits
+    ),
+    per_org_later_days AS (
+        UPDATE organization_daily_usage
+        SET generations_through = generations_through + 1,
+            credits_through = credits_through + :credits
+        WHERE organization_id = :org AND date > :day
+    ),
+    per_org_month AS (
+        INSERT INTO organization_monthly_usage AS r (month, organization_id, generations, credits)
+        VALUES (date_trunc('month', CAST(:day AS date))::date, :org, 1, :credits)
+        ON CONFLICT (organization_id, month) DO UPDATE
             SET generations = r.generations + 1, credits = r.credits + excluded.credits
     )
     SELECT id, created_at FROM g

@@ -171,6 +171,9 @@ class CreditLedger(Base):
         CheckConstraint("btrim(actor) <> ''", name="actor_not_blank"),
         CheckConstraint("btrim(idempotency_key) <> ''", name="idempotency_key_not_blank"),
         Index(None, "organization_id", "created_at"),
+        # The audit trail (newest first, ties by organization: a backward scan stops at
+        # its LIMIT) and the usage ranking read the ledger by a UTC range.
+        Index(None, "created_at", "organization_id"),
     )
 
 
@@ -222,6 +225,8 @@ class UsageLimit(Base):
         CheckConstraint("credits_used >= 0", name="credits_used_not_negative"),
         CheckConstraint("daily_limit >= 0", name="daily_limit_not_negative"),
         Index(None, "organization_id", "date"),
+        # Today's quotas across organizations: the dates that are "today" somewhere.
+        Index(None, "date"),
     )
 
 
@@ -294,6 +299,8 @@ class AuditLog(Base):
             unique=True,
             postgresql_where=text("idempotency_key IS NOT NULL"),
         ),
+        # The audit trail across organizations, newest first in a UTC range.
+        Index(None, "created_at", "organization_id"),
     )
 
 
@@ -355,6 +362,70 @@ class QuarterHourUsage(Base):
             "bucket = date_bin('15 minutes', bucket, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
             name="bucket_quarter_hour",
         ),
+        CheckConstraint("generations > 0", name="generations_positive"),
+        CheckConstraint("credits >= 0", name="credits_not_negative"),
+    )
+
+
+class OrganizationDailyUsage(Base):
+    """Exact prefix sums of generations per (organization, local date).
+
+    ``generations``/``credits`` are the day's; ``generations_through``/``credits_through``
+    the organization's totals up to and including the day, so a range is two index-only
+    probes per organization (cum(<= end) - cum(< start)) however long the history.
+    Upserted in each generation's transaction (a back-dated one also adds to the later
+    days); rebuilt by ``set_timezone``. Serves the cross-organization usage ranking.
+    """
+
+    __tablename__ = "organization_daily_usage"
+
+    organization_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("organizations.id"), nullable=False
+    )
+    date: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    generations: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    credits: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    generations_through: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    credits_through: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+    __table_args__ = (
+        # INCLUDE: a probe "latest day <= X" reads the sums from the index alone.
+        PrimaryKeyConstraint(
+            "organization_id",
+            "date",
+            postgresql_include=["generations_through", "credits_through"],
+        ),
+        CheckConstraint("generations > 0", name="generations_positive"),
+        CheckConstraint("credits >= 0", name="credits_not_negative"),
+        CheckConstraint(
+            "generations_through >= generations AND credits_through >= credits",
+            name="through_covers_the_day",
+        ),
+    )
+
+
+class OrganizationMonthlyUsage(Base):
+    """Exact generations and credits per (organization's local month, organization).
+
+    ``month`` is the first day of the local month; the monthly trend reads whole months
+    across all organizations on the month index. Upserted in each generation's
+    transaction; rebuilt by ``set_timezone``.
+    """
+
+    __tablename__ = "organization_monthly_usage"
+
+    month: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    organization_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("organizations.id"), nullable=False
+    )
+    generations: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    credits: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+    __table_args__ = (
+        PrimaryKeyConstraint("organization_id", "month"),
+        # The monthly trend: every organization's row of the range's whole months.
+        Index(None, "month"),
+        CheckConstraint("month = date_trunc('month', month)", name="first_of_month"),
         CheckConstraint("generations > 0", name="generations_positive"),
         CheckConstraint("credits >= 0", name="credits_not_negative"),
     )

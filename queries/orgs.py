@@ -292,6 +292,34 @@ _RECOUNT_USER_DAYS = text(
     GROUP BY 1, 2, 3, 4
     """
 )
+# The cross-organization rollups (migration 0007) are in local days too.
+_CLEAR_ORG_DAYS = text("DELETE FROM organization_daily_usage WHERE organization_id = :org")
+_RECOUNT_ORG_DAYS = text(
+    """
+    INSERT INTO organization_daily_usage
+        (organization_id, date, generations, credits, generations_through, credits_through)
+    SELECT :org, d.date, d.generations, d.credits,
+           sum(d.generations) OVER w, sum(d.credits) OVER w
+    FROM (
+        SELECT (g.created_at AT TIME ZONE :tz)::date AS date, count(*) AS generations,
+               sum(g.credits) AS credits
+        FROM generations g
+        WHERE g.organization_id = :org
+        GROUP BY 1
+    ) d
+    WINDOW w AS (ORDER BY d.date)
+    """
+)
+_CLEAR_ORG_MONTHS = text("DELETE FROM organization_monthly_usage WHERE organization_id = :org")
+_RECOUNT_ORG_MONTHS = text(
+    """
+    INSERT INTO organization_monthly_usage (month, organization_id, generations, credits)
+    SELECT date_trunc('month', date)::date, :org, sum(generations), sum(credits)
+    FROM organization_daily_usage
+    WHERE organization_id = :org
+    GROUP BY 1
+    """
+)
 _ZONE_AUDIT = text(
     """
     INSERT INTO audit_log (organization_id, action, actor, reason, details, idempotency_key)
@@ -315,7 +343,8 @@ def set_timezone(
 
     In the same transaction it rebuilds what is kept per local day: the counts of
     ``usage_limits`` (each day keeps the limit it had; a local day that had no row gets
-    the limit in force) and ``user_daily_usage``. The UTC quarter-hours do not depend on
+    the limit in force), ``user_daily_usage`` and the per-organization days and months
+    (``organization_daily_usage``, ``organization_monthly_usage``). The UTC quarter-hours do not depend on
     the zone. Days recounted over their limit stay so: limits refuse new generations,
     they do not rewrite history. Raises ``InvalidInput`` for an unknown organization or
     zone, or the zone it already has; with an ``idempotency_key``, the same key again
@@ -346,6 +375,9 @@ def set_timezone(
         conn.execute(_RECOUNT_USAGE, {**params, "factor": factor})
         conn.execute(_CLEAR_USER_DAYS, params)
         conn.execute(_RECOUNT_USER_DAYS, params)
+        for statement in (_CLEAR_ORG_DAYS, _RECOUNT_ORG_DAYS, _CLEAR_ORG_MONTHS):
+            conn.execute(statement, params)
+        conn.execute(_RECOUNT_ORG_MONTHS, {"org": org})
         audit_id = conn.execute(
             _ZONE_AUDIT,
             {**params, "previous": context.timezone, "actor": actor, "reason": reason, "key": key},

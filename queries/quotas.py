@@ -59,6 +59,10 @@ _UTILIZATION = text(
     JOIN usage_limits u
       ON u.organization_id = o.id
      AND u.date = coalesce(CAST(:day AS date), (now() AT TIME ZONE o.timezone)::date)
+     -- "Today" is one of the UTC date's neighbours in every zone (-12..+14 h): a range
+     -- on ix_usage_limits_date, so only today's rows are read, never the history.
+     AND u.date BETWEEN coalesce(CAST(:day AS date), CAST(now() AT TIME ZONE 'UTC' AS date) - 1)
+                    AND coalesce(CAST(:day AS date), CAST(now() AT TIME ZONE 'UTC' AS date) + 1)
     WHERE u.used >= :threshold * u.daily_limit OR NOT :only_alerts
     ORDER BY utilization DESC, u.used DESC, o.name, u.type
     """
@@ -120,6 +124,10 @@ _UTILIZATION_PAGE = text(
     JOIN usage_limits u
       ON u.organization_id = o.id
      AND u.date = coalesce(CAST(:day AS date), (now() AT TIME ZONE o.timezone)::date)
+     -- "Today" is one of the UTC date's neighbours in every zone (-12..+14 h): a range
+     -- on ix_usage_limits_date, so only today's rows are read, never the history.
+     AND u.date BETWEEN coalesce(CAST(:day AS date), CAST(now() AT TIME ZONE 'UTC' AS date) - 1)
+                    AND coalesce(CAST(:day AS date), CAST(now() AT TIME ZONE 'UTC' AS date) + 1)
     ),
     filtered AS (
         SELECT t.*, count(*) OVER () AS total
@@ -154,6 +162,10 @@ _HEATMAP = text(
     JOIN usage_limits u
       ON u.organization_id = o.id
      AND u.date = coalesce(CAST(:day AS date), (now() AT TIME ZONE o.timezone)::date)
+     -- "Today" is one of the UTC date's neighbours in every zone (-12..+14 h): a range
+     -- on ix_usage_limits_date, so only today's rows are read, never the history.
+     AND u.date BETWEEN coalesce(CAST(:day AS date), CAST(now() AT TIME ZONE 'UTC' AS date) - 1)
+                    AND coalesce(CAST(:day AS date), CAST(now() AT TIME ZONE 'UTC' AS date) + 1)
     ),
     fullest AS (
         SELECT organization_id, max(utilization) AS fullest

@@ -1,8 +1,10 @@
 """Usage review for finance: consumption, grants, balances, burn rate and the ledger.
 
-Periods are calendar dates in each organization's own time zone: consumption comes
-from ``usage_limits`` (the exact per-local-day rollup), ledger movements are placed on
-the organization's local date of ``created_at``.
+Periods are calendar dates in each organization's own time zone: one organization's
+consumption comes from ``usage_limits`` (the exact per-local-day rollup), the
+cross-organization reads from ``organization_daily_usage`` (prefix sums) and
+``organization_monthly_usage``; ledger movements are placed on the organization's local
+date of ``created_at``.
 """
 
 from __future__ import annotations
@@ -19,13 +21,47 @@ from queries.errors import InvalidInput
 from queries.frames import KeysetCursor, frame, split_page
 from queries.models import LEDGER_KINDS
 
+# Ranges are in each organization's local days. Consumption comes from the prefix sums
+# of organization_daily_usage: cum(<= end) - cum(< start), two index-only probes per
+# organization whatever the range or the history. Ledger movements are bounded first by
+# a UTC window that holds every zone's local days of the range (ix_credit_ledger_created_at),
+# then exactly by each organization's own local midnights.
+
+
+def _utc_window(start: dt.date, end: dt.date) -> dict[str, dt.datetime]:
+    """UTC bounds of the local days [start, end] in any zone (offsets within -12..+14 h):
+    ``utc_from``/``utc_to`` hold them in every zone; between ``inside_from`` and
+    ``inside_to`` an instant is inside them in every zone, so only the instants near the
+    edges need the organization's own zone."""
+
+    def midnight(day: dt.date) -> dt.datetime:
+        return dt.datetime.combine(day, dt.time(), dt.UTC)
+
+    return {
+        "utc_from": midnight(start - dt.timedelta(days=1)),
+        "utc_to": midnight(end + dt.timedelta(days=2)),
+        "inside_from": midnight(start + dt.timedelta(days=1)),
+        "inside_to": midnight(end),
+    }
+
+
 _ALL_ORGS_USAGE = text(
     """
     WITH consumed AS (
-        SELECT organization_id, sum(used) AS generations, sum(credits_used) AS credits
-        FROM usage_limits
-        WHERE date BETWEEN :start AND :end
-        GROUP BY organization_id
+        SELECT o.id AS organization_id,
+               hi.generations_through - coalesce(lo.generations_through, 0) AS generations,
+               hi.credits_through - coalesce(lo.credits_through, 0) AS credits
+        FROM organizations o
+        JOIN LATERAL (
+            SELECT d.generations_through, d.credits_through FROM organization_daily_usage d
+            WHERE d.organization_id = o.id AND d.date <= :end
+            ORDER BY d.date DESC LIMIT 1
+        ) hi ON true
+        LEFT JOIN LATERAL (
+            SELECT d.generations_through, d.credits_through FROM organization_daily_usage d
+            WHERE d.organization_id = o.id AND d.date < :start
+            ORDER BY d.date DESC LIMIT 1
+        ) lo ON true
     ),
     moved AS (
         SELECT l.organization_id,
@@ -33,7 +69,10 @@ _ALL_ORGS_USAGE = text(
                -sum(l.amount) FILTER (WHERE l.amount < 0) AS deducted
         FROM credit_ledger l
         JOIN organizations o ON o.id = l.organization_id
-        WHERE (l.created_at AT TIME ZONE o.timezone)::date BETWEEN :start AND :end
+        WHERE l.created_at >= :utc_from AND l.created_at < :utc_to
+          AND ((l.created_at >= :inside_from AND l.created_at < :inside_to)
+               OR (l.created_at >= CAST(:start AS timestamp) AT TIME ZONE o.timezone
+                   AND l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE o.timezone))
         GROUP BY l.organization_id
     )
     SELECT rank() OVER (ORDER BY coalesce(c.credits, 0) DESC) AS rank,
@@ -77,17 +116,28 @@ def all_orgs_usage(conn: Connection, *, start: dt.date, end: dt.date) -> pd.Data
     """
     start, end = check_range(start, end)
     return frame(
-        conn.execute(_ALL_ORGS_USAGE, {"start": start, "end": end}), ALL_ORGS_USAGE_COLUMNS
+        conn.execute(_ALL_ORGS_USAGE, {"start": start, "end": end, **_utc_window(start, end)}),
+        ALL_ORGS_USAGE_COLUMNS,
     )
 
 
 _USAGE_PAGE = text(
     """
     WITH consumed AS (
-        SELECT organization_id, sum(used) AS generations, sum(credits_used) AS credits
-        FROM usage_limits
-        WHERE date BETWEEN :start AND :end
-        GROUP BY organization_id
+        SELECT o.id AS organization_id,
+               hi.generations_through - coalesce(lo.generations_through, 0) AS generations,
+               hi.credits_through - coalesce(lo.credits_through, 0) AS credits
+        FROM organizations o
+        JOIN LATERAL (
+            SELECT d.generations_through, d.credits_through FROM organization_daily_usage d
+            WHERE d.organization_id = o.id AND d.date <= :end
+            ORDER BY d.date DESC LIMIT 1
+        ) hi ON true
+        LEFT JOIN LATERAL (
+            SELECT d.generations_through, d.credits_through FROM organization_daily_usage d
+            WHERE d.organization_id = o.id AND d.date < :start
+            ORDER BY d.date DESC LIMIT 1
+        ) lo ON true
     ),
     ranked AS (
         SELECT rank() OVER (ORDER BY coalesce(c.credits, 0) DESC) AS rank,
@@ -135,8 +185,10 @@ _USAGE_PAGE = text(
         FROM filtered f
         JOIN credit_ledger l
           ON l.organization_id = f.organization_id
-         AND l.created_at >= CAST(:start AS timestamp) AT TIME ZONE f.timezone
-         AND l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE f.timezone
+         AND l.created_at >= :utc_from AND l.created_at < :utc_to
+         AND ((l.created_at >= :inside_from AND l.created_at < :inside_to)
+              OR (l.created_at >= CAST(:start AS timestamp) AT TIME ZONE f.timezone
+                  AND l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE f.timezone))
     )
     SELECT p.rank, p.organization_id, p.name, p.slug, p.plan, p.generations,
            p.credits_consumed,
@@ -220,6 +272,7 @@ def all_orgs_usage_page(
             "after_name": after.name if after else None,
             "after_id": check_id(after.organization_id, "after") if after else None,
             "fetch": limit + 1,
+            **_utc_window(start, end),
         },
     )
     rows = frame(
@@ -253,25 +306,57 @@ def all_orgs_usage_page(
     return UsagePage(rows=rows.reset_index(drop=True), totals=totals, next=cursor)
 
 
+# Whole months of the range are read from organization_monthly_usage (one row per
+# active organization and month); the partial first and last months from the prefix
+# sums of their active organizations (two probes each). Months are local, like days.
 _MONTHLY = text(
     """
     WITH months AS (
-        SELECT m::date AS month
+        SELECT m::date AS month, greatest(m::date, CAST(:start AS date)) AS lo,
+               least((m + interval '1 month')::date - 1, CAST(:end AS date)) AS hi
         FROM generate_series(date_trunc('month', CAST(:start AS date)),
                              date_trunc('month', CAST(:end AS date)), interval '1 month') AS m
     ),
-    consumed AS (
-        SELECT date_trunc('month', date)::date AS month, sum(used) AS generations,
-               sum(credits_used) AS credits, count(DISTINCT organization_id) AS organizations
-        FROM usage_limits
-        WHERE date BETWEEN :start AND :end
-        GROUP BY 1
+    whole AS (
+        SELECT u.month, sum(u.generations) AS generations, sum(u.credits) AS credits,
+               count(*) AS organizations
+        FROM organization_monthly_usage u
+        JOIN months m ON m.month = u.month AND m.lo = m.month
+                     AND m.hi = (m.month + interval '1 month')::date - 1
+        WHERE u.month >= :start AND u.month <= :end
+        GROUP BY u.month
     ),
+    partial AS (
+        SELECT m.month, sum(p.generations) AS generations, sum(p.credits) AS credits,
+               count(*) FILTER (WHERE p.generations > 0) AS organizations
+        FROM months m
+        JOIN organization_monthly_usage u ON u.month = m.month
+        CROSS JOIN LATERAL (
+            SELECT hi.generations_through - coalesce(lo.generations_through, 0) AS generations,
+                   hi.credits_through - coalesce(lo.credits_through, 0) AS credits
+            FROM (
+                SELECT d.generations_through, d.credits_through FROM organization_daily_usage d
+                WHERE d.organization_id = u.organization_id AND d.date <= m.hi
+                ORDER BY d.date DESC LIMIT 1
+            ) hi
+            LEFT JOIN LATERAL (
+                SELECT d.generations_through, d.credits_through FROM organization_daily_usage d
+                WHERE d.organization_id = u.organization_id AND d.date < m.lo
+                ORDER BY d.date DESC LIMIT 1
+            ) lo ON true
+        ) p
+        WHERE NOT (m.lo = m.month AND m.hi = (m.month + interval '1 month')::date - 1)
+        GROUP BY m.month
+    ),
+    consumed AS (TABLE whole UNION ALL TABLE partial),
     granted AS (
         SELECT date_trunc('month', (l.created_at AT TIME ZONE o.timezone)::date)::date AS month,
                sum(l.amount) FILTER (WHERE l.amount > 0) AS granted
         FROM credit_ledger l JOIN organizations o ON o.id = l.organization_id
-        WHERE (l.created_at AT TIME ZONE o.timezone)::date BETWEEN :start AND :end
+        WHERE l.created_at >= :utc_from AND l.created_at < :utc_to
+          AND ((l.created_at >= :inside_from AND l.created_at < :inside_to)
+               OR (l.created_at >= CAST(:start AS timestamp) AT TIME ZONE o.timezone
+                   AND l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE o.timezone))
         GROUP BY 1
     )
     SELECT m.month, coalesce(c.generations, 0) AS generations,
@@ -294,7 +379,7 @@ def all_orgs_monthly_credits(conn: Connection, *, start: dt.date, end: dt.date) 
     """
     start, end = check_range(start, end)
     return frame(
-        conn.execute(_MONTHLY, {"start": start, "end": end}),
+        conn.execute(_MONTHLY, {"start": start, "end": end, **_utc_window(start, end)}),
         {
             "month": "datetime64[s]",
             "generations": "int64",

@@ -129,6 +129,32 @@ def add_generations(
         ),
         {"org": organization_id},
     )
+    # The per-organization days (prefix sums) and months, rebuilt for the organization.
+    for statement in (
+        "DELETE FROM organization_daily_usage WHERE organization_id = :org",
+        """
+        INSERT INTO organization_daily_usage
+            (organization_id, date, generations, credits, generations_through, credits_through)
+        SELECT :org, d.date, d.generations, d.credits,
+               sum(d.generations) OVER w, sum(d.credits) OVER w
+        FROM (
+            SELECT (g.created_at AT TIME ZONE o.timezone)::date AS date,
+                   count(*) AS generations, sum(g.credits) AS credits
+            FROM generations g JOIN organizations o ON o.id = g.organization_id
+            WHERE g.organization_id = :org
+            GROUP BY 1
+        ) d
+        WINDOW w AS (ORDER BY d.date)
+        """,
+        "DELETE FROM organization_monthly_usage WHERE organization_id = :org",
+        """
+        INSERT INTO organization_monthly_usage (month, organization_id, generations, credits)
+        SELECT date_trunc('month', date)::date, :org, sum(generations), sum(credits)
+        FROM organization_daily_usage WHERE organization_id = :org
+        GROUP BY 1
+        """,
+    ):
+        conn.execute(text(statement), {"org": organization_id})
     conn.execute(
         text("UPDATE credit_balances SET balance = balance - :spent WHERE organization_id = :org"),
         {"org": organization_id, "spent": sum(c for _, _, c, _ in rows)},

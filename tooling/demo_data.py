@@ -10,7 +10,8 @@ Consistency is by construction:
 
 - ``usage_limits.used``/``credits_used`` are computed *in SQL* from the loaded
   generations, per (organization, type, local date in the organization's zone);
-- the rollups ``user_daily_usage`` and ``quarter_hour_usage`` are recounted in SQL
+- the rollups (``user_daily_usage``, ``quarter_hour_usage``, ``organization_daily_usage``,
+  ``organization_monthly_usage``) are recounted in SQL
   from the loaded generations, with the expressions ``record_generation`` upserts;
 - every ledger entry's ``balance_after`` and the final ``credit_balances.balance``
   follow from the ledger and the generations before it, and grants are sized ahead
@@ -232,7 +233,8 @@ def seed_demo_data(
             # Truncating even empty tables is deliberate: a table truncated in the same
             # transaction lets COPY and the index builds skip the WAL (wal_level=minimal).
             conn.execute(
-                "TRUNCATE audit_log, user_daily_usage, quarter_hour_usage, generations, "
+                "TRUNCATE audit_log, user_daily_usage, quarter_hour_usage, "
+                "organization_daily_usage, organization_monthly_usage, generations, "
                 "usage_limits, credit_ledger, credit_balances, users, organizations, "
                 "generation_types RESTART IDENTITY"
             )
@@ -251,6 +253,8 @@ def seed_demo_data(
             "usage_limits",
             "user_daily_usage",
             "quarter_hour_usage",
+            "organization_daily_usage",
+            "organization_monthly_usage",
             "credit_ledger",
             "users",
         ):
@@ -600,6 +604,26 @@ _ROLLUPS = {
                g.type, count(*), sum(g.credits)
         FROM generations g
         GROUP BY 1, 2, 3
+        """,
+    "organization_daily_usage": """
+        INSERT INTO organization_daily_usage
+            (organization_id, date, generations, credits, generations_through, credits_through)
+        SELECT d.organization_id, d.date, d.generations, d.credits,
+               sum(d.generations) OVER w, sum(d.credits) OVER w
+        FROM (
+            SELECT g.organization_id, (g.created_at AT TIME ZONE o.timezone)::date AS date,
+                   count(*) AS generations, sum(g.credits) AS credits
+            FROM generations g JOIN organizations o ON o.id = g.organization_id
+            GROUP BY 1, 2
+        ) d
+        WINDOW w AS (PARTITION BY d.organization_id ORDER BY d.date)
+        """,
+    "organization_monthly_usage": """
+        INSERT INTO organization_monthly_usage (month, organization_id, generations, credits)
+        SELECT date_trunc('month', (g.created_at AT TIME ZONE o.timezone)::date)::date,
+               g.organization_id, count(*), sum(g.credits)
+        FROM generations g JOIN organizations o ON o.id = g.organization_id
+        GROUP BY 1, 2
         """,
 }
 

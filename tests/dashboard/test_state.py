@@ -425,6 +425,8 @@ def test_renaming_or_adding_organizations_keeps_the_selection(
 _REMOVE_ORGANIZATION = (
     "DELETE FROM user_daily_usage WHERE organization_id = :id",
     "DELETE FROM quarter_hour_usage WHERE organization_id = :id",
+    "DELETE FROM organization_daily_usage WHERE organization_id = :id",
+    "DELETE FROM organization_monthly_usage WHERE organization_id = :id",
     "DELETE FROM generations WHERE organization_id = :id",
     "DELETE FROM usage_limits WHERE organization_id = :id",
     "DELETE FROM credit_ledger WHERE organization_id = :id",

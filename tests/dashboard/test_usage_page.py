@@ -135,6 +135,30 @@ def many_usage(fresh_url: str, fresh_engine: Engine, use_database: Callable[[str
                 """
             )
         )
+        # The cross-organization rollups of that day, as record_generation keeps them.
+        conn.execute(
+            text(
+                """
+                INSERT INTO organization_daily_usage (organization_id, date, generations,
+                    credits, generations_through, credits_through)
+                SELECT u.organization_id, u.date, u.used, u.credits_used, u.used, u.credits_used
+                FROM usage_limits u JOIN organizations o ON o.id = u.organization_id
+                WHERE o.slug LIKE 'bulk-%'
+                """
+            )
+        )
+        conn.execute(
+            text(
+                """
+                INSERT INTO organization_monthly_usage (organization_id, month, generations,
+                                                        credits)
+                SELECT d.organization_id, date_trunc('month', d.date)::date, d.generations,
+                       d.credits
+                FROM organization_daily_usage d JOIN organizations o ON o.id = d.organization_id
+                WHERE o.slug LIKE 'bulk-%'
+                """
+            )
+        )
     use_database(fresh_url)
     return fresh_engine
 

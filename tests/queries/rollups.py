@@ -44,6 +44,50 @@ _MISMATCHES = {
              + (SELECT count(*) FROM (TABLE recount EXCEPT ALL TABLE rollup) b)
         """
     ),
+    # Prefix sums included: every day's totals through it equal a recount up to it.
+    "organization_daily_usage": text(
+        """
+        WITH rollup AS (
+            SELECT organization_id, date, generations, credits, generations_through,
+                   credits_through
+            FROM organization_daily_usage
+            WHERE CAST(:org AS bigint) IS NULL OR organization_id = :org
+        ),
+        days AS (
+            SELECT g.organization_id, (g.created_at AT TIME ZONE o.timezone)::date AS date,
+                   count(*)::bigint AS generations, sum(g.credits)::bigint AS credits
+            FROM generations g JOIN organizations o ON o.id = g.organization_id
+            WHERE CAST(:org AS bigint) IS NULL OR g.organization_id = :org
+            GROUP BY 1, 2
+        ),
+        recount AS (
+            SELECT organization_id, date, generations, credits,
+                   (sum(generations) OVER w)::bigint, (sum(credits) OVER w)::bigint
+            FROM days
+            WINDOW w AS (PARTITION BY organization_id ORDER BY date)
+        )
+        SELECT (SELECT count(*) FROM (TABLE rollup EXCEPT ALL TABLE recount) a)
+             + (SELECT count(*) FROM (TABLE recount EXCEPT ALL TABLE rollup) b)
+        """
+    ),
+    "organization_monthly_usage": text(
+        """
+        WITH rollup AS (
+            SELECT month, organization_id, generations, credits
+            FROM organization_monthly_usage
+            WHERE CAST(:org AS bigint) IS NULL OR organization_id = :org
+        ),
+        recount AS (
+            SELECT date_trunc('month', (g.created_at AT TIME ZONE o.timezone)::date)::date,
+                   g.organization_id, count(*)::bigint, sum(g.credits)::bigint
+            FROM generations g JOIN organizations o ON o.id = g.organization_id
+            WHERE CAST(:org AS bigint) IS NULL OR g.organization_id = :org
+            GROUP BY 1, 2
+        )
+        SELECT (SELECT count(*) FROM (TABLE rollup EXCEPT ALL TABLE recount) a)
+             + (SELECT count(*) FROM (TABLE recount EXCEPT ALL TABLE rollup) b)
+        """
+    ),
 }
 ROLLUPS = tuple(_MISMATCHES)
 
@@ -61,5 +105,11 @@ def rows(conn: Connection, table: str, *, organization_id: int) -> int:
     query = {
         "user_daily_usage": "SELECT count(*) FROM user_daily_usage WHERE organization_id = :org",
         "quarter_hour_usage": "SELECT count(*) FROM quarter_hour_usage WHERE organization_id = :org",
+        "organization_daily_usage": (
+            "SELECT count(*) FROM organization_daily_usage WHERE organization_id = :org"
+        ),
+        "organization_monthly_usage": (
+            "SELECT count(*) FROM organization_monthly_usage WHERE organization_id = :org"
+        ),
     }[table]
     return int(conn.execute(text(query), {"org": organization_id}).scalar_one())

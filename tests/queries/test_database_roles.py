@@ -115,6 +115,26 @@ def test_every_table_is_readable_by_both_roles_and_nothing_more_is_granted(
         # set_timezone: the zone, and the per-user local days it rebuilds.
         ("organizations", "timezone", "UPDATE"),
         ("user_daily_usage", None, "DELETE"),
+        # The cross-organization rollups (0007): record_generation inserts a day or a
+        # month and adds to it (and to a back-dated day's later prefix sums);
+        # set_timezone deletes an organization's rows and rebuilds them.
+        *(
+            ("organization_daily_usage", column, privilege)
+            for column in ("generations", "credits", "generations_through", "credits_through")
+            for privilege in ("INSERT", "UPDATE")
+        ),
+        *(("organization_daily_usage", column, "INSERT") for column in ("organization_id", "date")),
+        *(
+            ("organization_monthly_usage", column, privilege)
+            for column in ("generations", "credits")
+            for privilege in ("INSERT", "UPDATE")
+        ),
+        *(
+            ("organization_monthly_usage", column, "INSERT")
+            for column in ("month", "organization_id")
+        ),
+        ("organization_daily_usage", None, "DELETE"),
+        ("organization_monthly_usage", None, "DELETE"),
     }
     with engine.connect() as conn:
         assert _grants(conn, "dashboard_reader") == select_all

@@ -112,3 +112,58 @@ def test_statement_count_does_not_grow_with_rows_users_or_days(demo: Connection,
         f"{name}: {small} statements for a small question, {large} for a large one"
     )
     assert large <= 2, f"{name} issues {large} statements"
+
+
+# The cross-organization reads (migration 0007): consumption from the prefix sums and
+# months, never a sum of usage_limits or generations over the range; today's quotas from
+# the dates that are today somewhere; the ledger and audit log by their UTC range.
+HISTORY = {"generations", "usage_limits", "organization_daily_usage"}
+# The demo's ledger and audit log are small enough that a sequential scan can be the
+# cheaper plan; with sequential scans priced out, an index must serve their ranges.
+SMALL_HISTORY = {"credit_ledger", "audit_log"}
+ROLLUP_READS = {
+    "usage.all_orgs_usage": "organization_daily_usage",
+    "usage.all_orgs_usage_page": "organization_daily_usage",
+    "usage.all_orgs_monthly_credits": "organization_monthly_usage",
+}
+
+
+def _plans(conn: Connection, call: Any, ctx: Context) -> list[list[dict[str, Any]]]:
+    with recording(conn) as recorded:
+        call(conn, ctx)
+    plans = []
+    for statement, params in recorded.statements:
+        plan = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, params).scalar_one()
+        plans.append(list(_nodes(plan[0]["Plan"])))
+    return plans
+
+
+def _sequential_scans(plans: list[list[dict[str, Any]]], relations: set[str]) -> set[str]:
+    return {
+        node["Relation Name"]
+        for nodes in plans
+        for node in nodes
+        if node["Node Type"] == "Seq Scan" and node.get("Relation Name") in relations
+    }
+
+
+@pytest.mark.parametrize("days", [7, 30])
+@pytest.mark.parametrize("name", sorted(CROSS_ORGANIZATION))
+def test_cross_organization_reads_do_not_scan_history(
+    demo: Connection, name: str, days: int
+) -> None:
+    ctx = _context(demo, largest=True, days=days)
+    plans = _plans(demo, CROSS_ORGANIZATION[name], ctx)
+    assert not _sequential_scans(plans, HISTORY), f"{name} scans history"
+    for nodes in plans:
+        relations = {n.get("Relation Name") for n in nodes}
+        assert "generations" not in relations, f"{name} aggregates raw generations"
+        if name in ROLLUP_READS:
+            assert ROLLUP_READS[name] in relations, f"{name} does not read its rollup"
+            assert "usage_limits" not in relations, f"{name} sums usage_limits over the range"
+    demo.exec_driver_sql("SET enable_seqscan = off")
+    try:
+        priced_out = _plans(demo, CROSS_ORGANIZATION[name], ctx)
+    finally:
+        demo.exec_driver_sql("RESET enable_seqscan")
+    assert not _sequential_scans(priced_out, SMALL_HISTORY), f"{name}: no index serves its range"

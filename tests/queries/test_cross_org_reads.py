@@ -1,0 +1,213 @@
+"""The cross-organization reads from the rollups of migration 0007 give the answers of a
+recount from the raw per-day rows and the ledger.
+
+- the usage ranking (and its page) and the monthly trend, on the demo database (zones
+  from UTC-8 to UTC+10 with DST, UTC+5:30), for the usual ranges (last 7/30/90/365
+  days), whole months, a range inside one month, partial first and last months, and a
+  range that ends after the data;
+- ledger movements at the edges of local days, in the zones furthest from UTC;
+- the prefix sums stay exact when generations arrive out of order (back-dated ones add
+  to every later day), in UTC+5:45 and across a DST change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import zoneinfo
+from collections.abc import Iterator
+
+import pandas as pd
+import pytest
+from sqlalchemy import Connection, Engine, text
+
+from queries import usage
+from queries.generations import record_generation
+from tests.conftest import DEMO_NOW
+from tests.factories import add_ledger, make_org
+from tests.queries.rollups import ROLLUPS, mismatches
+from tests.queries.writes import new_org
+
+TODAY = DEMO_NOW.date()
+D = dt.date
+RANGES = {
+    "last-7-days": (TODAY - dt.timedelta(days=6), TODAY),
+    "last-30-days": (TODAY - dt.timedelta(days=29), TODAY),
+    "last-90-days": (TODAY - dt.timedelta(days=89), TODAY),
+    "last-365-days": (TODAY - dt.timedelta(days=364), TODAY),
+    "whole-month": (D(2026, 10, 1), D(2026, 10, 31)),
+    "inside-one-month": (D(2026, 11, 3), D(2026, 11, 17)),
+    "partial-first-and-last-months": (D(2026, 9, 15), D(2026, 11, 10)),
+    "ends-after-the-data": (D(2026, 11, 1), D(2026, 12, 31)),
+}
+
+# What the reads answered before 0007: sums of usage_limits over the range and the
+# ledger on the organization's local date of created_at.
+_RECOUNT_RANKING = text(
+    """
+    SELECT o.id AS organization_id,
+           coalesce((SELECT sum(u.used) FROM usage_limits u
+                     WHERE u.organization_id = o.id AND u.date BETWEEN :start AND :end), 0)
+               AS generations,
+           coalesce((SELECT sum(u.credits_used) FROM usage_limits u
+                     WHERE u.organization_id = o.id AND u.date BETWEEN :start AND :end), 0)
+               AS credits_consumed,
+           coalesce((SELECT sum(l.amount) FROM credit_ledger l
+                     WHERE l.organization_id = o.id AND l.amount > 0
+                       AND (l.created_at AT TIME ZONE o.timezone)::date
+                           BETWEEN :start AND :end), 0) AS credits_granted,
+           coalesce((SELECT -sum(l.amount) FROM credit_ledger l
+                     WHERE l.organization_id = o.id AND l.amount < 0
+                       AND (l.created_at AT TIME ZONE o.timezone)::date
+                           BETWEEN :start AND :end), 0) AS credits_deducted
+    FROM organizations o
+    ORDER BY o.id
+    """
+)
+_RECOUNT_MONTHLY = text(
+    """
+    WITH months AS (
+        SELECT m::date AS month
+        FROM generate_series(date_trunc('month', CAST(:start AS date)),
+                             date_trunc('month', CAST(:end AS date)), interval '1 month') AS m
+    )
+    SELECT m.month,
+           coalesce((SELECT sum(u.used) FROM usage_limits u
+                     WHERE date_trunc('month', u.date) = m.month
+                       AND u.date BETWEEN :start AND :end), 0) AS generations,
+           coalesce((SELECT sum(u.credits_used) FROM usage_limits u
+                     WHERE date_trunc('month', u.date) = m.month
+                       AND u.date BETWEEN :start AND :end), 0) AS credits_consumed,
+           coalesce((SELECT sum(l.amount) FROM credit_ledger l
+                     JOIN organizations o ON o.id = l.organization_id
+                     WHERE l.amount > 0
+                       AND date_trunc('month', (l.created_at AT TIME ZONE o.timezone)::date)
+                           = m.month
+                       AND (l.created_at AT TIME ZONE o.timezone)::date
+                           BETWEEN :start AND :end), 0) AS credits_granted,
+           (SELECT count(DISTINCT u.organization_id) FROM usage_limits u
+            WHERE date_trunc('month', u.date) = m.month AND u.used > 0
+              AND u.date BETWEEN :start AND :end) AS active_organizations
+    FROM months m
+    ORDER BY m.month
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def demo(demo_engine: Engine) -> Iterator[Connection]:
+    with demo_engine.connect() as conn:
+        yield conn
+
+
+@pytest.mark.parametrize("span", RANGES)
+def test_usage_ranking_equals_a_recount_of_the_range(demo: Connection, span: str) -> None:
+    start, end = RANGES[span]
+    ranked = usage.all_orgs_usage(demo, start=start, end=end)
+    expected = pd.DataFrame(
+        demo.execute(_RECOUNT_RANKING, {"start": start, "end": end}).mappings().all()
+    ).astype("int64")
+    columns = list(expected.columns)
+    got = ranked[columns].sort_values("organization_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    assert expected["credits_consumed"].sum() > 0 or span == "ends-after-the-data"
+    # The page's totals are those of the whole ranking.
+    page = usage.all_orgs_usage_page(demo, start=start, end=end, limit=10)
+    assert page.totals == usage.UsageTotals(
+        organizations=len(expected),
+        generations=int(expected["generations"].sum()),
+        credits_consumed=int(expected["credits_consumed"].sum()),
+        credits_granted=int(expected["credits_granted"].sum()),
+    )
+    pd.testing.assert_frame_equal(page.rows, ranked.head(10), check_like=True)
+
+
+@pytest.mark.parametrize("span", RANGES)
+def test_monthly_trend_equals_a_recount_of_the_range(demo: Connection, span: str) -> None:
+    start, end = RANGES[span]
+    monthly = usage.all_orgs_monthly_credits(demo, start=start, end=end)
+    expected = demo.execute(_RECOUNT_MONTHLY, {"start": start, "end": end}).all()
+    got = monthly.assign(month=monthly["month"].dt.date)
+    assert [tuple(row) for row in got.itertuples(index=False)] == [tuple(row) for row in expected]
+
+
+# Out of order on purpose: each generation lands before, between or after days that
+# already have rows, so the later days' totals must move too.
+_LOCAL_TIMES = (
+    "2026-11-01 12:00:00",
+    "2026-10-31 23:59:59",
+    "2026-11-02 00:00:00",
+    "2026-10-15 08:00:00",
+    "2026-11-01 01:30:00",  # New York: this hour happens twice this day
+    "2026-09-30 23:45:00",
+    "2026-11-01 00:00:00",
+    "2026-10-01 00:00:00",
+)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kathmandu", "America/New_York"])
+def test_prefix_sums_stay_exact_when_generations_arrive_out_of_order(
+    write_engine: Engine, zone: str
+) -> None:
+    org, users = new_org(write_engine, balance=100_000, timezone=zone)
+    tz = zoneinfo.ZoneInfo(zone)
+    instants = [dt.datetime.fromisoformat(t).replace(tzinfo=tz) for t in _LOCAL_TIMES]
+    random.Random(8).shuffle(instants)
+    for n, at in enumerate(instants):
+        record_generation(
+            write_engine,
+            organization_id=org,
+            user_id=users[0],
+            type=("chat", "image")[n % 2],
+            at=at,
+        )
+    with write_engine.connect() as conn:
+        assert mismatches(conn, organization_id=org) == dict.fromkeys(ROLLUPS, 0)
+        days = conn.execute(
+            text("SELECT count(*) FROM organization_daily_usage WHERE organization_id = :org"),
+            {"org": org},
+        ).scalar_one()
+        assert days >= 5
+        # Every range of the organization's local days is the recount of that range.
+        for start, end in [(D(2026, 10, 1), D(2026, 10, 31)), (D(2026, 11, 1), D(2026, 11, 1))]:
+            ranked = usage.all_orgs_usage(conn, start=start, end=end)
+            mine = ranked[ranked["organization_id"] == org].iloc[0]
+            recount = conn.execute(_RECOUNT_RANKING, {"start": start, "end": end}).all()
+            expected = next(r for r in recount if r.organization_id == org)
+            assert (mine["generations"], mine["credits_consumed"]) == (
+                expected.generations,
+                expected.credits_consumed,
+            )
+
+
+@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Etc/GMT+12", "Asia/Kathmandu"])
+def test_ledger_movements_fall_on_the_organizations_local_days(
+    connection: Connection, zone: str
+) -> None:
+    # The ranking bounds the ledger by a UTC window and checks the zone only near its
+    # edges: the extreme offsets (+14, -12) and +5:45 land exactly on their local days.
+    org = make_org(connection, timezone=zone)
+    tz = zoneinfo.ZoneInfo(zone)
+    start, end = D(2026, 11, 3), D(2026, 11, 5)
+
+    def local(day: dt.date, clock: str) -> dt.datetime:
+        return dt.datetime.combine(day, dt.time.fromisoformat(clock), tz)
+
+    add_ledger(
+        connection,
+        org,
+        [
+            (1, "grant", "before", local(start - dt.timedelta(days=1), "23:59:59")),
+            (10, "grant", "first", local(start, "00:00:00")),
+            (100, "grant", "middle", local(D(2026, 11, 4), "12:00:00")),
+            (1000, "grant", "last", local(end, "23:59:59")),
+            (10000, "grant", "after", local(end + dt.timedelta(days=1), "00:00:00")),
+        ],
+    )
+    ranked = usage.all_orgs_usage(connection, start=start, end=end)
+    assert ranked.set_index("organization_id").loc[org, "credits_granted"] == 1110
+    page = usage.all_orgs_usage_page(connection, start=start, end=end, search=None, limit=10_000)
+    assert page.rows.set_index("organization_id").loc[org, "credits_granted"] == 1110
+    monthly = usage.all_orgs_monthly_credits(connection, start=start, end=end)
+    everyone = ranked["credits_granted"].sum()
+    assert list(monthly["credits_granted"]) == [everyone]
