@@ -19,6 +19,7 @@ Every exception a caller sees is a ``DashboardError``: the body's own refusals, 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import random
 import time
 from collections.abc import Callable
@@ -53,10 +54,14 @@ _CONFLICTS = (
     psycopg.errors.QueryCanceled,
 )
 # Both timeouts last only until the end of this transaction (``is_local`` true), so
-# nothing leaks to the next client of a transaction pooler's server connection.
+# nothing leaks to the next client of a transaction pooler's server connection. A body
+# that runs with ``sets_timeouts`` sends these two set_config calls in its own first
+# statement instead, with ``timeout_ms()`` bound, which saves this round trip.
 _TIMEOUTS = text(
     "SELECT set_config('lock_timeout', :ms, true), set_config('statement_timeout', :ms, true)"
 )
+# When the running transaction's budget ends (time.monotonic()); per thread/context.
+_DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar("transaction_deadline")
 
 # OutcomeUnknown's own sentence says confirming again is safe, which is true only for a
 # write with an idempotency key.
@@ -121,12 +126,20 @@ def _pause(attempt: int, failure: Failure, deadline: float) -> None:
     time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
 
 
+def timeout_ms() -> str:
+    """What is left of the running transaction's budget, in milliseconds, as the text
+    ``set_config`` takes: for a body run with ``sets_timeouts`` to bind in its first
+    statement. Only valid inside ``run_in_transaction``."""
+    return str(max(1, int((_DEADLINE.get() - time.monotonic()) * 1000)))
+
+
 def run_in_transaction(
     engine: Engine,
     body: Callable[[Connection], T],
     *,
     idempotent: bool = False,
     budget: float | None = None,
+    sets_timeouts: bool = False,
 ) -> T:
     """Run ``body`` in a transaction on ``engine`` and commit it, within ``budget`` seconds
     (default ``BUDGET_SECONDS``).
@@ -134,6 +147,15 @@ def run_in_transaction(
     ``idempotent``: running ``body`` again after its commit was applied returns what the
     first run committed and changes nothing (the write carries an idempotency key).
     Only then is a commit whose answer was lost retried.
+
+    ``sets_timeouts``: the body's first statement sets ``lock_timeout`` and
+    ``statement_timeout`` (local to the transaction) to ``timeout_ms()`` itself, so no
+    separate statement is sent for them. That first statement runs under the server's
+    own statement_timeout; its lock waits already obey the lock_timeout it sets.
+
+    A connection that died while it sat in the pool (server or pooler restarted, backend
+    terminated) fails on its first statement: that attempt is retried at once on a new
+    connection, so an engine without ``pool_pre_ping`` loses nothing by it.
 
     Raises what ``body`` raises when it refuses (rolled back), or:
 
@@ -145,9 +167,24 @@ def run_in_transaction(
     - ``DatabaseRefused``: any other database error; nothing was changed.
     """
     deadline = time.monotonic() + (BUDGET_SECONDS if budget is None else budget)
+    token = _DEADLINE.set(deadline)
+    try:
+        return _run(engine, body, idempotent, deadline, sets_timeouts)
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _run(
+    engine: Engine,
+    body: Callable[[Connection], T],
+    idempotent: bool,
+    deadline: float,
+    sets_timeouts: bool,
+) -> T:
     commit_unknown = False  # a COMMIT was sent and its answer lost
     last: Failure = "lost"
     attempt = 0
+    stale_retried = False
     while attempt == 0 or time.monotonic() < deadline:
         attempt += 1
         phase: Literal["connect", "body", "commit"] = "connect"
@@ -156,8 +193,8 @@ def run_in_transaction(
             conn = engine.connect()
             phase = "body"
             transaction = conn.begin()
-            remaining_ms = max(1, int((deadline - time.monotonic()) * 1000))
-            conn.execute(_TIMEOUTS, {"ms": str(remaining_ms)})
+            if not sets_timeouts:
+                conn.execute(_TIMEOUTS, {"ms": timeout_ms()})
             result = body(conn)
             phase = "commit"
             transaction.commit()
@@ -184,6 +221,12 @@ def run_in_transaction(
         finally:
             if conn is not None:
                 _close_quietly(conn)
+        if last == "lost" and phase == "body" and not stale_retried:
+            # Most likely a pooled connection that died idle; the disconnect made the
+            # pool drop every connection opened before it, so the next one is new. Once
+            # only: a server that keeps dropping connections gets the usual back-off.
+            stale_retried = True
+            continue
         _pause(attempt, last, deadline)
     if commit_unknown:
         raise OutcomeUnknown()
