@@ -53,7 +53,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from queries import audit, generations, orgs, quotas, timelines, usage
-from queries.db import create_direct_engine, create_runtime_engine, normalize_url
+from queries.db import (
+    create_direct_engine,
+    create_runtime_engine,
+    create_write_engine,
+    normalize_url,
+)
 from queries.errors import DashboardError
 from queries.models import (
     PLAN_LIMIT_FACTOR,
@@ -1220,45 +1225,115 @@ def run_record_generation(
     )
 
 
-# The transaction of record_generation (queries/generations.py), in plain SQL: lock the
-# balance row while reading the context, conditional debit, the usage_limits upsert,
-# insert the generation. pgbench's extended protocol sends variables as bound
-# parameters, as psycopg does. The type is picked by its index in type order.
+# The transaction of record_generation (queries/generations.py), in plain SQL: the
+# lock statement carrying the timeouts, then the one statement that does the work
+# (_RECORD: debit, quota count against the limit in force, insert, rollups). The same
+# four round trips as psycopg's: BEGIN, the lock, the work, COMMIT. pgbench's extended
+# protocol sends variables as bound parameters, as psycopg does. pgbench has no string
+# variables, so the lock statement also picks the type by its index in type order (a
+# 4-row lookup), and the plan factors come as -D variables instead of two arrays.
 PGBENCH_TRANSACTION = r"""
 \set uid random(:first_user, :last_user)
 \set type_index random(0, :types - 1)
 BEGIN;
-SELECT b.balance, o.plan, t.type AS gtype, t.default_credits AS cost,
-       floor(t.default_daily_limit * CASE o.plan
-                                         WHEN 'free' THEN CAST(:factor_free AS float8)
-                                         WHEN 'starter' THEN CAST(:factor_starter AS float8)
-                                         WHEN 'pro' THEN CAST(:factor_pro AS float8)
-                                         WHEN 'enterprise' THEN CAST(:factor_enterprise AS float8)
-                                         ELSE 1 END)::int AS default_limit,
-       (now() AT TIME ZONE o.timezone)::date AS day,
-       EXISTS (SELECT 1 FROM users u WHERE u.organization_id = o.id AND u.id = :uid) AS member
-FROM credit_balances b
-JOIN organizations o ON o.id = b.organization_id
-LEFT JOIN LATERAL (SELECT * FROM generation_types ORDER BY type
-                   OFFSET :type_index LIMIT 1) t ON true
-WHERE b.organization_id = :org
-FOR UPDATE OF b
+SELECT set_config('lock_timeout', '10000', true) AS lock_ms,
+       set_config('statement_timeout', '10000', true) AS statement_ms,
+       (SELECT type FROM generation_types ORDER BY type OFFSET :type_index LIMIT 1) AS gtype
+FROM credit_balances WHERE organization_id = :org
+FOR UPDATE
 \gset
-UPDATE credit_balances SET balance = balance - :cost, updated_at = now()
-WHERE organization_id = :org AND balance >= :cost RETURNING balance;
-INSERT INTO usage_limits AS u (organization_id, type, date, used, credits_used, daily_limit)
-VALUES (:org, :gtype, :day, 1, :cost,
-        coalesce((SELECT p.daily_limit FROM usage_limits p
-                  WHERE p.organization_id = :org AND p.type = :gtype AND p.date < :day
-                  ORDER BY p.date DESC LIMIT 1), :default_limit))
-ON CONFLICT (organization_id, type, date) DO UPDATE
-    SET used = u.used + 1, credits_used = u.credits_used + excluded.credits_used,
-        updated_at = now()
-    WHERE u.used < u.daily_limit
-RETURNING u.used, u.daily_limit;
-INSERT INTO generations (organization_id, user_id, type, credits, idempotency_key, created_at)
-VALUES (:org, :uid, :gtype, :cost, NULL, now())
-RETURNING id, created_at;
+WITH ctx AS (
+    SELECT b.balance,
+           (coalesce(CAST(NULL AS timestamptz), now()) AT TIME ZONE o.timezone)::date AS day,
+           t.type IS NOT NULL AS known_type,
+           coalesce(CAST(NULL AS integer), t.default_credits) AS cost,
+           floor(t.default_daily_limit * CASE o.plan
+                                             WHEN 'free' THEN CAST(:factor_free AS float8)
+                                             WHEN 'starter' THEN CAST(:factor_starter AS float8)
+                                             WHEN 'pro' THEN CAST(:factor_pro AS float8)
+                                             WHEN 'enterprise' THEN CAST(:factor_enterprise AS float8)
+                                             ELSE 1 END)::int AS default_limit,
+           EXISTS (SELECT 1 FROM users u WHERE u.organization_id = o.id AND u.id = :uid) AS member
+    FROM credit_balances b
+    JOIN organizations o ON o.id = b.organization_id
+    LEFT JOIN generation_types t ON t.type = :gtype
+    WHERE b.organization_id = :org
+),
+previous AS (
+    SELECT p.id, p.user_id, p.type, p.credits, p.created_at
+    FROM generations p
+    WHERE p.organization_id = :org AND p.idempotency_key = CAST(NULL AS text)
+),
+today AS (
+    SELECT u.used, u.daily_limit
+    FROM usage_limits u JOIN ctx ON u.date = ctx.day
+    WHERE u.organization_id = :org AND u.type = :gtype
+),
+in_force AS (
+    SELECT coalesce((SELECT used FROM today), 0) AS used,
+           coalesce((SELECT daily_limit FROM today),
+                    (SELECT p.daily_limit FROM usage_limits p JOIN ctx ON p.date < ctx.day
+                     WHERE p.organization_id = :org AND p.type = :gtype
+                     ORDER BY p.date DESC LIMIT 1),
+                    (SELECT default_limit FROM ctx)) AS daily_limit
+),
+go AS (
+    SELECT ctx.cost, ctx.day, in_force.daily_limit
+    FROM ctx CROSS JOIN in_force
+    WHERE ctx.known_type AND ctx.member AND NOT EXISTS (SELECT FROM previous)
+      AND ctx.balance >= ctx.cost AND in_force.used < in_force.daily_limit
+),
+debit AS (
+    UPDATE credit_balances b SET balance = b.balance - go.cost, updated_at = now()
+    FROM go
+    WHERE b.organization_id = :org AND b.balance >= go.cost
+    RETURNING b.balance
+),
+counted AS (
+    INSERT INTO usage_limits AS u (organization_id, type, date, used, credits_used, daily_limit)
+    SELECT :org, :gtype, go.day, 1, go.cost, go.daily_limit
+    FROM go CROSS JOIN debit
+    ON CONFLICT (organization_id, type, date) DO UPDATE
+        SET used = u.used + 1, credits_used = u.credits_used + excluded.credits_used,
+            updated_at = now()
+        WHERE u.used < u.daily_limit
+    RETURNING u.used, u.daily_limit
+),
+g AS (
+    INSERT INTO generations (organization_id, user_id, type, credits, idempotency_key, created_at)
+    SELECT :org, :uid, :gtype, go.cost, NULL, coalesce(CAST(NULL AS timestamptz), now())
+    FROM go CROSS JOIN counted
+    RETURNING id, created_at
+),
+per_user AS (
+    INSERT INTO user_daily_usage AS r (organization_id, user_id, date, type, generations, credits)
+    SELECT :org, :uid, go.day, :gtype, 1, go.cost
+    FROM go CROSS JOIN g
+    ON CONFLICT (organization_id, user_id, date, type) DO UPDATE
+        SET generations = r.generations + 1, credits = r.credits + excluded.credits
+),
+per_quarter_hour AS (
+    INSERT INTO quarter_hour_usage AS r (organization_id, bucket, type, generations, credits)
+    SELECT :org, date_bin('15 minutes', g.created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00'),
+           :gtype, 1, go.cost
+    FROM go CROSS JOIN g
+    ON CONFLICT (organization_id, bucket, type) DO UPDATE
+        SET generations = r.generations + 1, credits = r.credits + excluded.credits
+)
+SELECT ctx.balance, ctx.day, ctx.known_type, ctx.cost, ctx.member,
+       in_force.used, in_force.daily_limit,
+       previous.id AS previous_id, previous.user_id AS previous_user,
+       previous.type AS previous_type, previous.credits AS previous_credits,
+       previous.created_at AS previous_created_at,
+       debit.balance AS balance_after,
+       counted.used AS used_after, counted.daily_limit AS limit_after,
+       g.id, g.created_at
+FROM ctx
+CROSS JOIN in_force
+LEFT JOIN previous ON true
+LEFT JOIN debit ON true
+LEFT JOIN counted ON true
+LEFT JOIN g ON true;
 END;
 """
 
@@ -1355,7 +1430,8 @@ class WriteComparison:
 
 def benchmark_writes(target: Target, *, seconds: float, rounds: int) -> list[WriteComparison]:
     direct = create_direct_engine(target.url)
-    engine = create_runtime_engine(target.url, pool_size=THREADS, max_overflow=0)
+    # The write path's own engine (no pre-ping), as the product's writes use.
+    engine = create_write_engine(target.url, pool_size=THREADS, max_overflow=0)
     try:
         with direct.connect() as conn:
             everyone = write_orgs(conn)
