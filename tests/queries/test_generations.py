@@ -18,6 +18,7 @@ from queries.errors import (
 from queries.generations import record_generation
 from queries.quotas import set_daily_limit
 from tests.queries.writes import invariant_holds, new_org, snapshot
+from tests.statements import recording
 
 
 def _usage(engine: Engine, org: int) -> list[tuple[Any, ...]]:
@@ -194,4 +195,30 @@ def test_a_user_of_another_organization_is_refused(write_engine: Engine) -> None
         InvalidGeneration, match=f"User {outsider} is not a member of organization {org}"
     ):
         record_generation(write_engine, organization_id=org, user_id=outsider, type="chat")
+    assert snapshot(write_engine, org) == before
+
+
+def test_a_generation_is_the_lock_then_one_statement_that_does_all_the_work(
+    write_engine: Engine,
+) -> None:
+    org, (user,) = new_org(write_engine, balance=10)
+    with recording(write_engine) as recorded:
+        made = record_generation(write_engine, organization_id=org, user_id=user, type="chat")
+    lock, work = (statement for statement, _ in recorded.statements)
+    # The lock carries the transaction's timeouts: no separate set_config round trip.
+    assert "FOR UPDATE" in lock and "statement_timeout" in lock and "lock_timeout" in lock
+    for table in ("credit_balances", "usage_limits", "generations", "user_daily_usage"):
+        assert table in work
+    assert "quarter_hour_usage" in work and "FOR UPDATE" not in work
+    # A refusal is the same two statements, and changes nothing.
+    before = snapshot(write_engine, org)
+    with recording(write_engine) as recorded, pytest.raises(InsufficientCredits):
+        record_generation(
+            write_engine,
+            organization_id=org,
+            user_id=user,
+            type="chat",
+            credits=made.balance_after + 1,
+        )
+    assert recorded.count == 2
     assert snapshot(write_engine, org) == before
