@@ -27,7 +27,7 @@ from queries.errors import (
 )
 from queries.frames import KeysetCursor, frame, split_page
 from queries.models import PLAN_LIMIT_FACTOR
-from queries.transactions import run_in_transaction, timeout_ms
+from queries.transactions import pipelined, run_in_transaction, timeout_ms
 
 MAX_CREDITS = 1_000_000
 
@@ -54,7 +54,8 @@ class RecordedGeneration:
 # below the row lock, so a lock wait already obeys the lock_timeout it sets.
 _LOCK = text(
     """
-    SELECT set_config('lock_timeout', :ms, true), set_config('statement_timeout', :ms, true)
+    SELECT set_config('lock_timeout', :ms, true) AS lock_timeout,
+           set_config('statement_timeout', :ms, true) AS statement_timeout
     FROM credit_balances WHERE organization_id = :org
     FOR UPDATE
     """
@@ -200,8 +201,8 @@ def record_generation(
     organization, or a bad argument. With an ``idempotency_key``, a retry returns the
     generation recorded the first time.
 
-    Two statements: the lock (carrying the transaction's timeouts), then all the work
-    in one (see ``_RECORD``).
+    Two statements in one round trip: the lock (carrying the transaction's timeouts),
+    then all the work in one (see ``_RECORD``); then COMMIT.
     """
     org = check_id(organization_id, error=InvalidGeneration)
     user = check_id(user_id, "user_id", error=InvalidGeneration)
@@ -227,11 +228,15 @@ def record_generation(
     }
 
     def body(conn: Connection) -> RecordedGeneration:
-        locked = conn.execute(_LOCK, {"org": org, "ms": timeout_ms()}).first()
-        row = None if locked is None else conn.execute(_RECORD, params).one_or_none()
-        if row is None:
+        # Both statements in one round trip: the lock is held from the first, and the
+        # second does not wait for the client to read the first's answer. Without the
+        # organization both come back empty and change nothing.
+        locked, rows = pipelined(
+            conn, [(_LOCK, {"org": org, "ms": timeout_ms()}), (_RECORD, params)]
+        )
+        if not locked or not rows:
             raise InvalidGeneration(f"There is no organization with id {org}.")
-        return _answer(row, org=org, user=user, type=type, key=idempotency_key)
+        return _answer(rows[0], org=org, user=user, type=type, key=idempotency_key)
 
     # With a key, a retry after a lost COMMIT finds the generation it recorded; without
     # one, a lost COMMIT is reported as OutcomeUnknown rather than recorded twice.

@@ -22,12 +22,13 @@ import contextlib
 import contextvars
 import random
 import time
-from collections.abc import Callable
-from typing import Literal, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
 
 import psycopg
 import psycopg.errors
-from sqlalchemy import Connection, Engine, text
+from psycopg.rows import namedtuple_row
+from sqlalchemy import Connection, Engine, TextClause, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -60,6 +61,8 @@ _CONFLICTS = (
 _TIMEOUTS = text(
     "SELECT set_config('lock_timeout', :ms, true), set_config('statement_timeout', :ms, true)"
 )
+# conn.info key: this server connection has been handed to a transaction before.
+_SERVED = "queries.transactions.served"
 # When the running transaction's budget ends (time.monotonic()); per thread/context.
 _DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar("transaction_deadline")
 
@@ -126,6 +129,43 @@ def _pause(attempt: int, failure: Failure, deadline: float) -> None:
     time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
 
 
+# Each statement as psycopg's placeholders (%(name)s), compiled once per dialect.
+_COMPILED: dict[tuple[int, str], str] = {}
+
+
+def pipelined(
+    conn: Connection, statements: Sequence[tuple[TextClause, Mapping[str, object]]]
+) -> list[list[Any]]:
+    """Run ``statements`` (each a ``text()`` with its bound parameters) in one round trip,
+    in psycopg's pipeline mode, and return the rows of each (named tuples).
+
+    Each is still a statement of its own, with its own snapshot, run in order; only the
+    waits for the answers in between are saved. A write that holds a lock from its first
+    statement holds it that much less. Errors are raised as SQLAlchemy's, as for
+    ``conn.execute``; after one, the later statements do not run.
+    """
+    raw = conn.connection.driver_connection
+    if not isinstance(raw, psycopg.Connection):  # pragma: no cover - the only driver
+        raise TypeError("pipelined needs a psycopg connection")
+    cursors = []
+    try:
+        with raw.pipeline():
+            for statement, params in statements:
+                key = (id(statement), conn.dialect.name)
+                sql = _COMPILED.get(key)
+                if sql is None:
+                    sql = _COMPILED[key] = str(statement.compile(dialect=conn.dialect))
+                cursor = raw.cursor(row_factory=namedtuple_row)
+                cursor.execute(sql, dict(params))
+                cursors.append(cursor)
+        return [cursor.fetchall() for cursor in cursors]
+    except psycopg.Error as exc:
+        # Handed to SQLAlchemy as if it had run the statement (its one entry point for
+        # that, private): the error comes back wrapped, handle_error listeners see it,
+        # and a lost connection is invalidated with every one pooled before it.
+        conn._handle_dbapi_exception(exc, None, None, None, None)
+
+
 def timeout_ms() -> str:
     """What is left of the running transaction's budget, in milliseconds, as the text
     ``set_config`` takes: for a body run with ``sets_timeouts`` to bind in its first
@@ -184,13 +224,16 @@ def _run(
     commit_unknown = False  # a COMMIT was sent and its answer lost
     last: Failure = "lost"
     attempt = 0
-    stale_retried = False
+    reused = False  # the attempt's connection had served an earlier transaction
     while attempt == 0 or time.monotonic() < deadline:
         attempt += 1
         phase: Literal["connect", "body", "commit"] = "connect"
         conn: Connection | None = None
         try:
             conn = engine.connect()
+            # conn.info lasts as long as the server connection (cleared when replaced).
+            reused = bool(conn.info.get(_SERVED))
+            conn.info[_SERVED] = True
             phase = "body"
             transaction = conn.begin()
             if not sets_timeouts:
@@ -221,11 +264,10 @@ def _run(
         finally:
             if conn is not None:
                 _close_quietly(conn)
-        if last == "lost" and phase == "body" and not stale_retried:
-            # Most likely a pooled connection that died idle; the disconnect made the
-            # pool drop every connection opened before it, so the next one is new. Once
-            # only: a server that keeps dropping connections gets the usual back-off.
-            stale_retried = True
+        if last == "lost" and phase == "body" and reused:
+            # A pooled connection that died while idle (nothing can have changed): the
+            # next attempt takes another, or a new one, at once. A new connection that
+            # fails gets the usual back-off, for a server that is really away.
             continue
         _pause(attempt, last, deadline)
     if commit_unknown:

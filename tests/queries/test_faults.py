@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, event, text
 
 from queries import transactions
 from queries.credits import adjust_credits
@@ -468,6 +468,8 @@ def test_writes_after_every_pooled_backend_was_killed_succeed_without_a_ping(
     engine = create_write_engine(faults_url, pool_size=4, max_overflow=0)
     pings: list[object] = []
     monkeypatch.setattr(engine.dialect, "do_ping", lambda dbapi_conn: pings.append(dbapi_conn))
+    connects: list[object] = []
+    event.listen(engine, "connect", lambda dbapi_conn, record: connects.append(dbapi_conn))
     disconnects = Disconnects(engine)
     org, users = new_org(direct, balance=1_000)
     try:
@@ -485,16 +487,22 @@ def test_writes_after_every_pooled_backend_was_killed_succeed_without_a_ping(
                 if row is not None and row[0] == 0:
                     break
                 time.sleep(0.05)
+        connects.clear()
+        started = time.monotonic()
         recorded = [
             record_generation(engine, organization_id=org, user_id=users[0], type="chat")
             for _ in range(4)
         ]
+        elapsed = time.monotonic() - started
     finally:
         engine.dispose()
     assert pings == [], "the write engine pinged before a transaction"
-    # The first write met a dead connection and was retried; its disconnect dropped
-    # every connection pooled before it, so the three writes after it met none.
+    # The first write met a dead connection and ran again at once (no back-off for a
+    # pooled connection that died idle); that disconnect dropped every connection
+    # pooled before it, so the others were replaced without failing a write.
     assert disconnects.count == 1
+    assert len(connects) == 4
+    assert elapsed < 5, f"took {elapsed:.1f} s"
     assert len({r.id for r in recorded}) == 4
     assert [r.used_today for r in recorded] == [1, 2, 3, 4]
     assert books_problems(direct, [org]) == []

@@ -7,8 +7,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
+from queries import generations
 from queries.errors import (
     IdempotencyConflict,
     InsufficientCredits,
@@ -17,6 +18,7 @@ from queries.errors import (
 )
 from queries.generations import record_generation
 from queries.quotas import set_daily_limit
+from queries.transactions import pipelined
 from tests.queries.writes import invariant_holds, new_org, snapshot
 from tests.statements import recording
 
@@ -198,21 +200,30 @@ def test_a_user_of_another_organization_is_refused(write_engine: Engine) -> None
     assert snapshot(write_engine, org) == before
 
 
-def test_a_generation_is_the_lock_then_one_statement_that_does_all_the_work(
-    write_engine: Engine,
+def test_a_generation_is_one_round_trip_of_the_lock_and_one_statement_doing_the_work(
+    write_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     org, (user,) = new_org(write_engine, balance=10)
+    sent: list[list[str]] = []
+
+    def spy(conn: Connection, statements: Any) -> Any:
+        sent.append([str(statement) for statement, _ in statements])
+        return pipelined(conn, statements)
+
+    monkeypatch.setattr(generations, "pipelined", spy)
     with recording(write_engine) as recorded:
         made = record_generation(write_engine, organization_id=org, user_id=user, type="chat")
-    lock, work = (statement for statement, _ in recorded.statements)
-    # The lock carries the transaction's timeouts: no separate set_config round trip.
+    # Nothing else is sent (no set_config of its own, no separate read).
+    assert recorded.count == 0
+    ((lock, work),) = sent
+    # The lock carries the transaction's timeouts.
     assert "FOR UPDATE" in lock and "statement_timeout" in lock and "lock_timeout" in lock
     for table in ("credit_balances", "usage_limits", "generations", "user_daily_usage"):
         assert table in work
     assert "quarter_hour_usage" in work and "FOR UPDATE" not in work
-    # A refusal is the same two statements, and changes nothing.
+    # A refusal is the same round trip, and changes nothing.
     before = snapshot(write_engine, org)
-    with recording(write_engine) as recorded, pytest.raises(InsufficientCredits):
+    with pytest.raises(InsufficientCredits):
         record_generation(
             write_engine,
             organization_id=org,
@@ -220,5 +231,5 @@ def test_a_generation_is_the_lock_then_one_statement_that_does_all_the_work(
             type="chat",
             credits=made.balance_after + 1,
         )
-    assert recorded.count == 2
+    assert len(sent) == 2
     assert snapshot(write_engine, org) == before
