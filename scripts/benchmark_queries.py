@@ -1225,24 +1225,26 @@ def run_record_generation(
     )
 
 
-# The transaction of record_generation (queries/generations.py), in plain SQL: the
-# lock statement carrying the timeouts, then the one statement that does the work
-# (_RECORD: debit, quota count against the limit in force, insert, rollups). The same
-# four round trips as psycopg's: BEGIN, the lock, the work, COMMIT. pgbench's extended
-# protocol sends variables as bound parameters, as psycopg does. pgbench has no string
-# variables, so the lock statement also picks the type by its index in type order (a
-# 4-row lookup), and the plan factors come as -D variables instead of two arrays.
+# The transaction of record_generation (queries/generations.py), in plain SQL, with the
+# same round trips: BEGIN, the lock statement carrying the timeouts and the one
+# statement that does the work (_RECORD: debit, quota count against the limit in force,
+# insert, rollups) in one pipeline, then COMMIT. pgbench's extended protocol sends
+# variables as bound parameters, as psycopg does. pgbench has no string variables (and
+# no \gset in a pipeline), so the work statement picks the type by its index in type
+# order (a 4-row lookup), and the plan factors come as -D variables, not two arrays.
 PGBENCH_TRANSACTION = r"""
 \set uid random(:first_user, :last_user)
 \set type_index random(0, :types - 1)
+\startpipeline
 BEGIN;
-SELECT set_config('lock_timeout', '10000', true) AS lock_ms,
-       set_config('statement_timeout', '10000', true) AS statement_ms,
-       (SELECT type FROM generation_types ORDER BY type OFFSET :type_index LIMIT 1) AS gtype
+SELECT set_config('lock_timeout', '10000', true) AS lock_timeout,
+       set_config('statement_timeout', '10000', true) AS statement_timeout
 FROM credit_balances WHERE organization_id = :org
-FOR UPDATE
-\gset
-WITH ctx AS (
+FOR UPDATE;
+WITH ty AS MATERIALIZED (
+    SELECT type AS gtype FROM generation_types ORDER BY type OFFSET :type_index LIMIT 1
+),
+ctx AS (
     SELECT b.balance,
            (coalesce(CAST(NULL AS timestamptz), now()) AT TIME ZONE o.timezone)::date AS day,
            t.type IS NOT NULL AS known_type,
@@ -1256,7 +1258,7 @@ WITH ctx AS (
            EXISTS (SELECT 1 FROM users u WHERE u.organization_id = o.id AND u.id = :uid) AS member
     FROM credit_balances b
     JOIN organizations o ON o.id = b.organization_id
-    LEFT JOIN generation_types t ON t.type = :gtype
+    LEFT JOIN generation_types t ON t.type = (SELECT gtype FROM ty)
     WHERE b.organization_id = :org
 ),
 previous AS (
@@ -1267,13 +1269,13 @@ previous AS (
 today AS (
     SELECT u.used, u.daily_limit
     FROM usage_limits u JOIN ctx ON u.date = ctx.day
-    WHERE u.organization_id = :org AND u.type = :gtype
+    WHERE u.organization_id = :org AND u.type = (SELECT gtype FROM ty)
 ),
 in_force AS (
     SELECT coalesce((SELECT used FROM today), 0) AS used,
            coalesce((SELECT daily_limit FROM today),
                     (SELECT p.daily_limit FROM usage_limits p JOIN ctx ON p.date < ctx.day
-                     WHERE p.organization_id = :org AND p.type = :gtype
+                     WHERE p.organization_id = :org AND p.type = (SELECT gtype FROM ty)
                      ORDER BY p.date DESC LIMIT 1),
                     (SELECT default_limit FROM ctx)) AS daily_limit
 ),
@@ -1291,7 +1293,7 @@ debit AS (
 ),
 counted AS (
     INSERT INTO usage_limits AS u (organization_id, type, date, used, credits_used, daily_limit)
-    SELECT :org, :gtype, go.day, 1, go.cost, go.daily_limit
+    SELECT :org, (SELECT gtype FROM ty), go.day, 1, go.cost, go.daily_limit
     FROM go CROSS JOIN debit
     ON CONFLICT (organization_id, type, date) DO UPDATE
         SET used = u.used + 1, credits_used = u.credits_used + excluded.credits_used,
@@ -1301,13 +1303,13 @@ counted AS (
 ),
 g AS (
     INSERT INTO generations (organization_id, user_id, type, credits, idempotency_key, created_at)
-    SELECT :org, :uid, :gtype, go.cost, NULL, coalesce(CAST(NULL AS timestamptz), now())
+    SELECT :org, :uid, (SELECT gtype FROM ty), go.cost, NULL, coalesce(CAST(NULL AS timestamptz), now())
     FROM go CROSS JOIN counted
     RETURNING id, created_at
 ),
 per_user AS (
     INSERT INTO user_daily_usage AS r (organization_id, user_id, date, type, generations, credits)
-    SELECT :org, :uid, go.day, :gtype, 1, go.cost
+    SELECT :org, :uid, go.day, (SELECT gtype FROM ty), 1, go.cost
     FROM go CROSS JOIN g
     ON CONFLICT (organization_id, user_id, date, type) DO UPDATE
         SET generations = r.generations + 1, credits = r.credits + excluded.credits
@@ -1315,7 +1317,7 @@ per_user AS (
 per_quarter_hour AS (
     INSERT INTO quarter_hour_usage AS r (organization_id, bucket, type, generations, credits)
     SELECT :org, date_bin('15 minutes', g.created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00'),
-           :gtype, 1, go.cost
+           (SELECT gtype FROM ty), 1, go.cost
     FROM go CROSS JOIN g
     ON CONFLICT (organization_id, bucket, type) DO UPDATE
         SET generations = r.generations + 1, credits = r.credits + excluded.credits
@@ -1334,6 +1336,7 @@ LEFT JOIN previous ON true
 LEFT JOIN debit ON true
 LEFT JOIN counted ON true
 LEFT JOIN g ON true;
+\endpipeline
 END;
 """
 
