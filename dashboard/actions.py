@@ -174,7 +174,7 @@ def apply_adjustment(request: AdjustmentRequest) -> credits.LedgerEntry:
     """Make the adjustment once per idempotency key, as the current user."""
     user = auth.require("adjust_credits")
     entry = credits.adjust_credits(
-        data.engine(),
+        data.write_engine(),
         organization_id=request.organization_id,
         amount=request.amount,
         reason=request.reason,
@@ -242,7 +242,7 @@ def apply_reversal(request: ReversalRequest) -> credits.LedgerEntry:
     """Reverse the entry (once), as the current user."""
     user = auth.require("adjust_credits")
     entry = credits.reverse_adjustment(
-        data.engine(),
+        data.write_engine(),
         entry_id=request.entry_id,
         actor=user.email,
         reason=request.reason,
@@ -309,7 +309,7 @@ def apply_limit_change(request: LimitRequest) -> quotas.LimitChange:
     idempotency key."""
     user = auth.require("change_limits")
     change = quotas.set_daily_limit(
-        data.engine(),
+        data.write_engine(),
         organization_id=request.organization_id,
         type=request.type,
         daily_limit=request.daily_limit,

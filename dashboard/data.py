@@ -41,7 +41,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from queries import audit, credits, generations, orgs, quotas, timelines, usage
-from queries.db import get_engine, get_read_engine, replication_lag
+from queries.db import get_engine, get_read_engine, get_write_engine, replication_lag
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -84,8 +84,16 @@ class Fetched(Generic[T]):
 
 @st.cache_resource(show_spinner=False)
 def engine() -> Engine:
-    """The process-wide runtime engine (pooled, safe behind PgBouncer): writes."""
+    """The process-wide runtime engine (pooled, safe behind PgBouncer): the primary's
+    reads (read-your-writes, or no replica)."""
     return get_engine()
+
+
+@st.cache_resource(show_spinner=False)
+def write_engine() -> Engine:
+    """The primary's engine for writes: no pre-ping round trip, since the write itself
+    retries on a dead connection (``queries.db.create_write_engine``)."""
+    return get_write_engine()
 
 
 @st.cache_resource(show_spinner=False)

@@ -2,7 +2,10 @@
 
 - ``DATABASE_URL``: runtime queries. It may be a pooled URL (PgBouncer or Neon's pooler
   in transaction mode), so engines never rely on session state: no server-side prepared
-  statements, no session-level ``SET``, and ``pool_pre_ping`` to drop dead connections.
+  statements, no session-level ``SET``. Reads use ``pool_pre_ping`` to drop dead
+  connections; writes have an engine of their own without it (``get_write_engine``):
+  ``run_in_transaction`` retries a write whose pooled connection turns out dead, so
+  the ping would only add a round trip to every write.
 - ``DIRECT_URL``: migrations and bulk loads (COPY); falls back to ``DATABASE_URL``.
 - ``DATABASE_READ_URL``, optional: a read replica (a Neon read replica or any PostgreSQL
   hot standby) for the dashboard's reads; without it, reads use ``DATABASE_URL``.
@@ -128,6 +131,15 @@ def create_runtime_engine(url: str, **kwargs: object) -> Engine:
     return create_engine(normalize_url(url), **options)
 
 
+def create_write_engine(url: str, **kwargs: object) -> Engine:
+    """A runtime engine for writes through ``queries.transactions.run_in_transaction``:
+    no pre-ping round trip before each transaction. A connection that died in the pool
+    fails its first statement, before anything could change, and run_in_transaction
+    runs the transaction again on a new one. Reads, which have no such retry, keep the
+    pinging engine."""
+    return create_runtime_engine(url, **{"pool_pre_ping": False, **kwargs})
+
+
 def create_direct_engine(url: str) -> Engine:
     """An engine for migrations and bulk loads: one short-lived connection at a time."""
     return create_engine(normalize_url(url), poolclass=NullPool)
@@ -135,6 +147,7 @@ def create_direct_engine(url: str) -> Engine:
 
 _engine: Engine | None = None
 _read_engine: Engine | None = None
+_write_engine: Engine | None = None
 _engine_lock = threading.Lock()
 
 
@@ -146,6 +159,17 @@ def get_engine() -> Engine:
             if _engine is None:
                 _engine = create_runtime_engine(configured_urls().runtime)
     return _engine
+
+
+def get_write_engine() -> Engine:
+    """The process-wide engine for writes (``DATABASE_URL``, no pre-ping; see
+    ``create_write_engine``), created on first use."""
+    global _write_engine
+    if _write_engine is None:
+        with _engine_lock:
+            if _write_engine is None:
+                _write_engine = create_write_engine(configured_urls().runtime)
+    return _write_engine
 
 
 def get_read_engine() -> Engine:
@@ -169,13 +193,14 @@ def get_read_engine() -> Engine:
 
 def dispose_engine() -> None:
     """Close the process-wide engines' connections (used at shutdown and in tests)."""
-    global _engine, _read_engine
+    global _engine, _read_engine, _write_engine
     with _engine_lock:
-        for engine in (_engine, _read_engine):
+        for engine in (_engine, _read_engine, _write_engine):
             if engine is not None:
                 engine.dispose()
         _engine = None
         _read_engine = None
+        _write_engine = None
 
 
 # On a hot standby: how far behind the primary its data is. NULL on a primary (nothing

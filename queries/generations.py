@@ -27,7 +27,7 @@ from queries.errors import (
 )
 from queries.frames import KeysetCursor, frame, split_page
 from queries.models import PLAN_LIMIT_FACTOR
-from queries.transactions import run_in_transaction
+from queries.transactions import pipelined, run_in_transaction, timeout_ms
 
 MAX_CREDITS = 1_000_000
 
@@ -49,100 +49,134 @@ class RecordedGeneration:
     daily_limit: int
 
 
-_CONTEXT = text(
+# The first statement: the transaction's timeouts, then the organization's lock (the
+# balance row, every write's per-organization lock). set_config runs in the select list,
+# below the row lock, so a lock wait already obeys the lock_timeout it sets.
+_LOCK = text(
     """
-    SELECT b.balance, o.plan, t.default_credits, t.default_daily_limit,
-           EXISTS (SELECT 1 FROM users u WHERE u.organization_id = o.id AND u.id = :user)
-               AS member
-    FROM credit_balances b
-    JOIN organizations o ON o.id = b.organization_id
-    LEFT JOIN generation_types t ON t.type = :type
-    WHERE b.organization_id = :org
-    FOR UPDATE OF b
-    """
-)
-# The local day is read again by the statements after the lock: when _CONTEXT waited
-# for the balance lock, PostgreSQL re-read the locked row but not the organization
-# joined to it, so _CONTEXT's day can be in the zone set_timezone just replaced. Each
-# later statement takes a new snapshot, which sees the zone that holder committed.
-_BY_KEY = text(
-    """
-    SELECT g.id, g.user_id, g.type, g.credits, g.created_at,
-           (coalesce(CAST(:at AS timestamptz), now()) AT TIME ZONE o.timezone)::date AS day
-    FROM generations g JOIN organizations o ON o.id = g.organization_id
-    WHERE g.organization_id = :org AND g.idempotency_key = :key
+    SELECT set_config('lock_timeout', :ms, true) AS lock_timeout,
+           set_config('statement_timeout', :ms, true) AS statement_timeout
+    FROM credit_balances WHERE organization_id = :org
+    FOR UPDATE
     """
 )
-_DEBIT = text(
+# Everything else, as one statement after the lock. It must be a statement of its own:
+# a statement that waited for the lock would go on reading the snapshot it started
+# with, in which a set_timezone or set_daily_limit that held the lock meanwhile had not
+# committed (the wrong local day, a stale limit). Started after the lock, its snapshot
+# sees everything the previous holder committed, and nothing it reads can change until
+# COMMIT, because every write of an organization's balance, limits and zone takes the
+# same lock.
+#
+# - ctx: the facts of the request (balance, local day, cost, the plan's default limit).
+# - previous: the generation recorded earlier under this idempotency key, if any.
+# - in_force: the day's count and its limit: its own row's, else the latest earlier
+#   day's, else the type's default times the plan's factor.
+# - go: one row when the generation is accepted; every write below hangs off it, so a
+#   refused generation changes nothing.
+# - debit, counted (usage_limits), g (the insert): each runs only after the one before
+#   it returned a row.
+# - One self-contained block per rollup (per_user, per_quarter_hour): it reads only
+#   `go` (cost, day), `g` (id, created_at) and the parameters. Add a rollup as one more
+#   block of that shape.
+# - The last SELECT returns one row with what the caller needs to answer or to say
+#   why it refused.
+_RECORD = text(
     """
-    UPDATE credit_balances b SET balance = b.balance - :credits, updated_at = now()
-    FROM organizations o
-    WHERE b.organization_id = :org AND o.id = b.organization_id AND b.balance >= :credits
-    RETURNING b.balance,
-              (coalesce(CAST(:at AS timestamptz), now()) AT TIME ZONE o.timezone)::date AS day
-    """
-)
-# The limit of a new day is the one in force: the latest earlier day's, else the
-# plan's default. The conflict branch only counts while under the limit.
-_COUNT = text(
-    """
-    INSERT INTO usage_limits AS u (organization_id, type, date, used, credits_used, daily_limit)
-    VALUES (:org, :type, :day, 1, :credits,
-            coalesce((SELECT p.daily_limit FROM usage_limits p
-                      WHERE p.organization_id = :org AND p.type = :type AND p.date < :day
-                      ORDER BY p.date DESC LIMIT 1), :default_limit))
-    ON CONFLICT (organization_id, type, date) DO UPDATE
-        SET used = u.used + 1, credits_used = u.credits_used + excluded.credits_used,
-            updated_at = now()
-        WHERE u.used < u.daily_limit
-    RETURNING u.used, u.daily_limit
-    """
-)
-_USAGE = text(
-    "SELECT used, daily_limit FROM usage_limits "
-    "WHERE organization_id = :org AND type = :type AND date = :day"
-)
-# The insert and every rollup in one statement (one round trip): it runs only after
-# the debit and the quota count succeeded, so a refused generation changes no rollup.
-# :day is the local day _CONTEXT computed from the same coalesce(:at, now()).
-_INSERT = text(
-    """
-    WITH g AS (
+    WITH ctx AS (
+        SELECT b.balance,
+               (coalesce(CAST(:at AS timestamptz), now()) AT TIME ZONE o.timezone)::date AS day,
+               t.type IS NOT NULL AS known_type,
+               coalesce(CAST(:credits AS integer), t.default_credits) AS cost,
+               floor(t.default_daily_limit * coalesce(
+                   (SELECT f.factor
+                    FROM unnest(CAST(:plans AS text[]), CAST(:factors AS float8[])) AS f(plan, factor)
+                    WHERE f.plan = o.plan), 1))::int AS default_limit,
+               EXISTS (SELECT 1 FROM users u WHERE u.organization_id = o.id AND u.id = :user)
+                   AS member
+        FROM credit_balances b
+        JOIN organizations o ON o.id = b.organization_id
+        LEFT JOIN generation_types t ON t.type = :type
+        WHERE b.organization_id = :org
+    ),
+    previous AS (
+        SELECT p.id, p.user_id, p.type, p.credits, p.created_at
+        FROM generations p
+        WHERE p.organization_id = :org AND p.idempotency_key = CAST(:key AS text)
+    ),
+    today AS (
+        SELECT u.used, u.daily_limit
+        FROM usage_limits u JOIN ctx ON u.date = ctx.day
+        WHERE u.organization_id = :org AND u.type = :type
+    ),
+    in_force AS (
+        SELECT coalesce((SELECT used FROM today), 0) AS used,
+               coalesce((SELECT daily_limit FROM today),
+                        (SELECT p.daily_limit FROM usage_limits p JOIN ctx ON p.date < ctx.day
+                         WHERE p.organization_id = :org AND p.type = :type
+                         ORDER BY p.date DESC LIMIT 1),
+                        (SELECT default_limit FROM ctx)) AS daily_limit
+    ),
+    go AS (
+        SELECT ctx.cost, ctx.day, in_force.daily_limit
+        FROM ctx CROSS JOIN in_force
+        WHERE ctx.known_type AND ctx.member AND NOT EXISTS (SELECT FROM previous)
+          AND ctx.balance >= ctx.cost AND in_force.used < in_force.daily_limit
+    ),
+    debit AS (
+        UPDATE credit_balances b SET balance = b.balance - go.cost, updated_at = now()
+        FROM go
+        WHERE b.organization_id = :org AND b.balance >= go.cost
+        RETURNING b.balance
+    ),
+    counted AS (
+        INSERT INTO usage_limits AS u
+            (organization_id, type, date, used, credits_used, daily_limit)
+        SELECT :org, :type, go.day, 1, go.cost, go.daily_limit
+        FROM go CROSS JOIN debit
+        ON CONFLICT (organization_id, type, date) DO UPDATE
+            SET used = u.used + 1, credits_used = u.credits_used + excluded.credits_used,
+                updated_at = now()
+            WHERE u.used < u.daily_limit
+        RETURNING u.used, u.daily_limit
+    ),
+    g AS (
         INSERT INTO generations
             (organization_id, user_id, type, credits, idempotency_key, created_at)
-        VALUES (:org, :user, :type, :credits, :key, coalesce(CAST(:at AS timestamptz), now()))
+        SELECT :org, :user, :type, go.cost, :key, coalesce(CAST(:at AS timestamptz), now())
+        FROM go CROSS JOIN counted
         RETURNING id, created_at
     ),
     per_user AS (
         INSERT INTO user_daily_usage AS r
             (organization_id, user_id, date, type, generations, credits)
-        VALUES (:org, :user, :day, :type, 1, :credits)
+        SELECT :org, :user, go.day, :type, 1, go.cost
+        FROM go CROSS JOIN g
         ON CONFLICT (organization_id, user_id, date, type) DO UPDATE
             SET generations = r.generations + 1, credits = r.credits + excluded.credits
     ),
     per_quarter_hour AS (
         INSERT INTO quarter_hour_usage AS r (organization_id, bucket, type, generations, credits)
         SELECT :org, date_bin('15 minutes', g.created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00'),
-               :type, 1, :credits
-        FROM g
+               :type, 1, go.cost
+        FROM go CROSS JOIN g
         ON CONFLICT (organization_id, bucket, type) DO UPDATE
             SET generations = r.generations + 1, credits = r.credits + excluded.credits
     ),
-    -- Cross-organization rollups (migration 0007), in the organization's local day.
-    -- A new day starts from the totals through the latest earlier day; the days after
-    -- :day (only a back-dated generation has any) each add it too. Exact because this
-    -- statement's snapshot is taken after the debit locked the balance row, so it sees
-    -- every generation of the organization committed before.
+    -- The cross-organization rollups (migration 0007), in the organization's local
+    -- day: a new day starts from the running totals through the latest earlier day,
+    -- and the days after go.day (only a back-dated generation has any) each add it too.
+    -- Exact because this statement's snapshot is taken after the lock (see above).
     per_org_day AS (
         INSERT INTO organization_daily_usage AS r
             (organization_id, date, generations, credits, generations_through, credits_through)
-        SELECT :org, :day, 1, :credits,
-               coalesce(p.generations_through, 0) + 1, coalesce(p.credits_through, 0) + :credits
-        FROM (VALUES (1)) AS one (x)
+        SELECT :org, go.day, 1, go.cost,
+               coalesce(p.generations_through, 0) + 1, coalesce(p.credits_through, 0) + go.cost
+        FROM go CROSS JOIN g
         LEFT JOIN LATERAL (
             SELECT e.generations_through, e.credits_through
             FROM organization_daily_usage e
-            WHERE e.organization_id = :org AND e.date < :day
+            WHERE e.organization_id = :org AND e.date < go.day
             ORDER BY e.date DESC
             LIMIT 1
         ) p ON true
@@ -152,20 +186,37 @@ _INSERT = text(
                 credits_through = r.credits_through + excluded.credits
     ),
     per_org_later_days AS (
-        UPDATE organization_daily_usage
-        SET generations_through = generations_through + 1,
-            credits_through = credits_through + :credits
-        WHERE organization_id = :org AND date > :day
+        UPDATE organization_daily_usage r
+        SET generations_through = r.generations_through + 1,
+            credits_through = r.credits_through + go.cost
+        FROM go CROSS JOIN g
+        WHERE r.organization_id = :org AND r.date > go.day
     ),
     per_org_month AS (
         INSERT INTO organization_monthly_usage AS r (month, organization_id, generations, credits)
-        VALUES (date_trunc('month', CAST(:day AS date))::date, :org, 1, :credits)
+        SELECT date_trunc('month', go.day)::date, :org, 1, go.cost
+        FROM go CROSS JOIN g
         ON CONFLICT (organization_id, month) DO UPDATE
             SET generations = r.generations + 1, credits = r.credits + excluded.credits
     )
-    SELECT id, created_at FROM g
+    SELECT ctx.balance, ctx.day, ctx.known_type, ctx.cost, ctx.member,
+           in_force.used, in_force.daily_limit,
+           previous.id AS previous_id, previous.user_id AS previous_user,
+           previous.type AS previous_type, previous.credits AS previous_credits,
+           previous.created_at AS previous_created_at,
+           debit.balance AS balance_after,
+           counted.used AS used_after, counted.daily_limit AS limit_after,
+           g.id, g.created_at
+    FROM ctx
+    CROSS JOIN in_force
+    LEFT JOIN previous ON true
+    LEFT JOIN debit ON true
+    LEFT JOIN counted ON true
+    LEFT JOIN g ON true
     """
 )
+_PLANS = list(PLAN_LIMIT_FACTOR)
+_FACTORS = [float(PLAN_LIMIT_FACTOR[plan]) for plan in _PLANS]
 
 
 def record_generation(
@@ -185,6 +236,9 @@ def record_generation(
     ``InvalidGeneration`` for an unknown organization or type, a user of another
     organization, or a bad argument. With an ``idempotency_key``, a retry returns the
     generation recorded the first time.
+
+    Two statements in one round trip: the lock (carrying the transaction's timeouts),
+    then all the work in one (see ``_RECORD``); then COMMIT.
     """
     org = check_id(organization_id, error=InvalidGeneration)
     user = check_id(user_id, "user_id", error=InvalidGeneration)
@@ -198,81 +252,95 @@ def record_generation(
         idempotency_key = required_text(
             idempotency_key, "idempotency key", maximum=MAX_KEY, error=InvalidGeneration
         )
+    params = {
+        "org": org,
+        "user": user,
+        "type": type,
+        "credits": credits,
+        "at": when,
+        "key": idempotency_key,
+        "plans": _PLANS,
+        "factors": _FACTORS,
+    }
 
     def body(conn: Connection) -> RecordedGeneration:
-        params = {"org": org, "user": user, "type": type, "at": when}
-        context = conn.execute(_CONTEXT, params).one_or_none()
-        if context is None:
+        # Both statements in one round trip: the lock is held from the first, and the
+        # second does not wait for the client to read the first's answer. Without the
+        # organization both come back empty and change nothing.
+        locked, rows = pipelined(
+            conn, [(_LOCK, {"org": org, "ms": timeout_ms()}), (_RECORD, params)]
+        )
+        if not locked or not rows:
             raise InvalidGeneration(f"There is no organization with id {org}.")
-        if context.default_credits is None:
-            raise InvalidGeneration(f"Unknown generation type {type!r}.")
-        if not context.member:
-            raise InvalidGeneration(f"User {user} is not a member of organization {org}.")
-        cost = int(context.default_credits if credits is None else credits)
-
-        def recorded(
-            generation: Row[Any], *, day: dt.date, balance: int, usage: Row[Any]
-        ) -> RecordedGeneration:
-            return RecordedGeneration(
-                id=generation.id,
-                organization_id=org,
-                user_id=user,
-                type=type,
-                credits=cost,
-                created_at=generation.created_at,
-                idempotency_key=idempotency_key,
-                local_date=day,
-                balance_after=int(balance),
-                used_today=int(usage.used),
-                daily_limit=int(usage.daily_limit),
-            )
-
-        if idempotency_key is not None:
-            previous = conn.execute(
-                _BY_KEY, {"org": org, "key": idempotency_key, "at": when}
-            ).one_or_none()
-            if previous is not None:
-                if (previous.user_id, previous.type, previous.credits) != (user, type, cost):
-                    raise IdempotencyConflict(
-                        f"Idempotency key {idempotency_key!r} was used for another generation "
-                        f"({previous.id}). Nothing was recorded."
-                    )
-                usage = conn.execute(_USAGE, {"org": org, "type": type, "day": previous.day}).one()
-                return recorded(previous, day=previous.day, balance=context.balance, usage=usage)
-        debited = conn.execute(_DEBIT, {"org": org, "credits": cost, "at": when}).one_or_none()
-        if debited is None:
-            raise InsufficientCredits(
-                organization_id=org, balance=int(context.balance), requested=cost
-            )
-        balance, day = int(debited.balance), debited.day
-        default_limit = int(context.default_daily_limit * PLAN_LIMIT_FACTOR.get(context.plan, 1.0))
-        counted = conn.execute(
-            _COUNT,
-            {
-                "org": org,
-                "type": type,
-                "day": day,
-                "credits": cost,
-                "default_limit": default_limit,
-            },
-        ).one_or_none()
-        if counted is None or counted.used > counted.daily_limit:
-            usage = counted or conn.execute(_USAGE, {"org": org, "type": type, "day": day}).one()
-            raise QuotaExceeded(
-                organization_id=org,
-                type=type,
-                day=day,
-                used=int(usage.used) - (1 if counted else 0),
-                limit=int(usage.daily_limit),
-            )
-        inserted = conn.execute(
-            _INSERT, {**params, "credits": cost, "key": idempotency_key, "day": day}
-        ).one()
-        return recorded(inserted, day=day, balance=balance, usage=counted)
+        return _answer(rows[0], org=org, user=user, type=type, key=idempotency_key)
 
     # With a key, a retry after a lost COMMIT finds the generation it recorded; without
     # one, a lost COMMIT is reported as OutcomeUnknown rather than recorded twice.
-    return run_in_transaction(engine, body, idempotent=idempotency_key is not None)
+    return run_in_transaction(
+        engine, body, idempotent=idempotency_key is not None, sets_timeouts=True
+    )
+
+
+def _answer(
+    row: Row[Any], *, org: int, user: int, type: str, key: str | None
+) -> RecordedGeneration:
+    """The generation ``_RECORD`` recorded (or found under its key), or the refusal its
+    row explains, in the order the checks apply."""
+    if not row.known_type:
+        raise InvalidGeneration(f"Unknown generation type {type!r}.")
+    if not row.member:
+        raise InvalidGeneration(f"User {user} is not a member of organization {org}.")
+    cost = int(row.cost)
+
+    def recorded(
+        id: int, created_at: dt.datetime, *, balance: int, used: int, limit: int
+    ) -> RecordedGeneration:
+        return RecordedGeneration(
+            id=id,
+            organization_id=org,
+            user_id=user,
+            type=type,
+            credits=cost,
+            created_at=created_at,
+            idempotency_key=key,
+            local_date=row.day,
+            balance_after=int(balance),
+            used_today=int(used),
+            daily_limit=int(limit),
+        )
+
+    if row.previous_id is not None:
+        if (row.previous_user, row.previous_type, row.previous_credits) != (user, type, cost):
+            raise IdempotencyConflict(
+                f"Idempotency key {key!r} was used for another generation "
+                f"({row.previous_id}). Nothing was recorded."
+            )
+        return recorded(
+            row.previous_id,
+            row.previous_created_at,
+            balance=row.balance,
+            used=row.used,
+            limit=row.daily_limit,
+        )
+    if row.id is not None:
+        return recorded(
+            row.id,
+            row.created_at,
+            balance=row.balance_after,
+            used=row.used_after,
+            limit=row.limit_after,
+        )
+    if row.balance < cost:
+        raise InsufficientCredits(organization_id=org, balance=int(row.balance), requested=cost)
+    # The day's count had reached its limit. (Also the answer, with the transaction
+    # rolled back, if the count raced past the check in `go`, which the lock rules out.)
+    raise QuotaExceeded(
+        organization_id=org,
+        type=type,
+        day=row.day,
+        used=int(row.used),
+        limit=int(row.daily_limit),
+    )
 
 
 GenerationCursor = KeysetCursor

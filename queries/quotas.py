@@ -365,14 +365,18 @@ class LimitChange:
     reason: str
 
 
+# The balance row is every write's per-organization lock: changes to one organization
+# never interleave.
+_LIMIT_LOCK = text("SELECT 1 FROM credit_balances WHERE organization_id = :org FOR UPDATE")
+# Read in a statement of its own, after the lock: a statement that waited for the lock
+# goes on reading the snapshot it started with, in which a set_timezone that held the
+# lock meanwhile had not committed, so "today" would be the replaced zone's.
 _LIMIT_CONTEXT = text(
     """
     SELECT (now() AT TIME ZONE o.timezone)::date AS today, o.plan, t.default_daily_limit
-    FROM credit_balances b
-    JOIN organizations o ON o.id = b.organization_id
+    FROM organizations o
     LEFT JOIN generation_types t ON t.type = :type
-    WHERE b.organization_id = :org
-    FOR UPDATE OF b
+    WHERE o.id = :org
     """
 )
 _IN_FORCE = text(
@@ -454,9 +458,12 @@ def set_daily_limit(
         )
 
     def body(conn: Connection) -> LimitChange:
-        # The balance row is every write's per-organization lock: changes to one
-        # organization never interleave.
-        context = conn.execute(_LIMIT_CONTEXT, {"org": org, "type": type}).one_or_none()
+        locked = conn.execute(_LIMIT_LOCK, {"org": org}).first()
+        context = (
+            None
+            if locked is None
+            else conn.execute(_LIMIT_CONTEXT, {"org": org, "type": type}).one_or_none()
+        )
         if context is None:
             raise InvalidLimitChange(f"There is no organization with id {org}.")
         if context.default_daily_limit is None:

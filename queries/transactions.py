@@ -19,14 +19,16 @@ Every exception a caller sees is a ``DashboardError``: the body's own refusals, 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import random
 import time
-from collections.abc import Callable
-from typing import Literal, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
 
 import psycopg
 import psycopg.errors
-from sqlalchemy import Connection, Engine, text
+from psycopg.rows import namedtuple_row
+from sqlalchemy import Connection, Engine, TextClause, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -53,10 +55,16 @@ _CONFLICTS = (
     psycopg.errors.QueryCanceled,
 )
 # Both timeouts last only until the end of this transaction (``is_local`` true), so
-# nothing leaks to the next client of a transaction pooler's server connection.
+# nothing leaks to the next client of a transaction pooler's server connection. A body
+# that runs with ``sets_timeouts`` sends these two set_config calls in its own first
+# statement instead, with ``timeout_ms()`` bound, which saves this round trip.
 _TIMEOUTS = text(
     "SELECT set_config('lock_timeout', :ms, true), set_config('statement_timeout', :ms, true)"
 )
+# conn.info key: this server connection has been handed to a transaction before.
+_SERVED = "queries.transactions.served"
+# When the running transaction's budget ends (time.monotonic()); per thread/context.
+_DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar("transaction_deadline")
 
 # OutcomeUnknown's own sentence says confirming again is safe, which is true only for a
 # write with an idempotency key.
@@ -121,12 +129,57 @@ def _pause(attempt: int, failure: Failure, deadline: float) -> None:
     time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
 
 
+# Each statement as psycopg's placeholders (%(name)s), compiled once per dialect.
+_COMPILED: dict[tuple[int, str], str] = {}
+
+
+def pipelined(
+    conn: Connection, statements: Sequence[tuple[TextClause, Mapping[str, object]]]
+) -> list[list[Any]]:
+    """Run ``statements`` (each a ``text()`` with its bound parameters) in one round trip,
+    in psycopg's pipeline mode, and return the rows of each (named tuples).
+
+    Each is still a statement of its own, with its own snapshot, run in order; only the
+    waits for the answers in between are saved. A write that holds a lock from its first
+    statement holds it that much less. Errors are raised as SQLAlchemy's, as for
+    ``conn.execute``; after one, the later statements do not run.
+    """
+    raw = conn.connection.driver_connection
+    if not isinstance(raw, psycopg.Connection):  # pragma: no cover - the only driver
+        raise TypeError("pipelined needs a psycopg connection")
+    cursors = []
+    try:
+        with raw.pipeline():
+            for statement, params in statements:
+                key = (id(statement), conn.dialect.name)
+                sql = _COMPILED.get(key)
+                if sql is None:
+                    sql = _COMPILED[key] = str(statement.compile(dialect=conn.dialect))
+                cursor = raw.cursor(row_factory=namedtuple_row)
+                cursor.execute(sql, dict(params))
+                cursors.append(cursor)
+        return [cursor.fetchall() for cursor in cursors]
+    except psycopg.Error as exc:
+        # Handed to SQLAlchemy as if it had run the statement (its one entry point for
+        # that, private): the error comes back wrapped, handle_error listeners see it,
+        # and a lost connection is invalidated with every one pooled before it.
+        conn._handle_dbapi_exception(exc, None, None, None, None)
+
+
+def timeout_ms() -> str:
+    """What is left of the running transaction's budget, in milliseconds, as the text
+    ``set_config`` takes: for a body run with ``sets_timeouts`` to bind in its first
+    statement. Only valid inside ``run_in_transaction``."""
+    return str(max(1, int((_DEADLINE.get() - time.monotonic()) * 1000)))
+
+
 def run_in_transaction(
     engine: Engine,
     body: Callable[[Connection], T],
     *,
     idempotent: bool = False,
     budget: float | None = None,
+    sets_timeouts: bool = False,
 ) -> T:
     """Run ``body`` in a transaction on ``engine`` and commit it, within ``budget`` seconds
     (default ``BUDGET_SECONDS``).
@@ -134,6 +187,15 @@ def run_in_transaction(
     ``idempotent``: running ``body`` again after its commit was applied returns what the
     first run committed and changes nothing (the write carries an idempotency key).
     Only then is a commit whose answer was lost retried.
+
+    ``sets_timeouts``: the body's first statement sets ``lock_timeout`` and
+    ``statement_timeout`` (local to the transaction) to ``timeout_ms()`` itself, so no
+    separate statement is sent for them. That first statement runs under the server's
+    own statement_timeout; its lock waits already obey the lock_timeout it sets.
+
+    A connection that died while it sat in the pool (server or pooler restarted, backend
+    terminated) fails on its first statement: that attempt is retried at once on a new
+    connection, so an engine without ``pool_pre_ping`` loses nothing by it.
 
     Raises what ``body`` raises when it refuses (rolled back), or:
 
@@ -145,19 +207,37 @@ def run_in_transaction(
     - ``DatabaseRefused``: any other database error; nothing was changed.
     """
     deadline = time.monotonic() + (BUDGET_SECONDS if budget is None else budget)
+    token = _DEADLINE.set(deadline)
+    try:
+        return _run(engine, body, idempotent, deadline, sets_timeouts)
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _run(
+    engine: Engine,
+    body: Callable[[Connection], T],
+    idempotent: bool,
+    deadline: float,
+    sets_timeouts: bool,
+) -> T:
     commit_unknown = False  # a COMMIT was sent and its answer lost
     last: Failure = "lost"
     attempt = 0
+    reused = False  # the attempt's connection had served an earlier transaction
     while attempt == 0 or time.monotonic() < deadline:
         attempt += 1
         phase: Literal["connect", "body", "commit"] = "connect"
         conn: Connection | None = None
         try:
             conn = engine.connect()
+            # conn.info lasts as long as the server connection (cleared when replaced).
+            reused = bool(conn.info.get(_SERVED))
+            conn.info[_SERVED] = True
             phase = "body"
             transaction = conn.begin()
-            remaining_ms = max(1, int((deadline - time.monotonic()) * 1000))
-            conn.execute(_TIMEOUTS, {"ms": str(remaining_ms)})
+            if not sets_timeouts:
+                conn.execute(_TIMEOUTS, {"ms": timeout_ms()})
             result = body(conn)
             phase = "commit"
             transaction.commit()
@@ -184,6 +264,11 @@ def run_in_transaction(
         finally:
             if conn is not None:
                 _close_quietly(conn)
+        if last == "lost" and phase == "body" and reused:
+            # A pooled connection that died while idle (nothing can have changed): the
+            # next attempt takes another, or a new one, at once. A new connection that
+            # fails gets the usual back-off, for a server that is really away.
+            continue
         _pause(attempt, last, deadline)
     if commit_unknown:
         raise OutcomeUnknown()

@@ -21,7 +21,12 @@ from psycopg import sql
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import make_url
 
-from queries.db import create_direct_engine, create_runtime_engine, normalize_url
+from queries.db import (
+    create_direct_engine,
+    create_runtime_engine,
+    create_write_engine,
+    normalize_url,
+)
 from tooling import embedded, schema
 from tooling.demo_data import seed_demo_data
 
@@ -154,7 +159,8 @@ def write_engine(test_server: PgServer) -> Iterator[Engine]:
     _recreate(test_server, WRITE_DATABASE)
     url = test_server.url(WRITE_DATABASE)
     schema.upgrade(url=url)
-    engine = create_runtime_engine(url, pool_size=10, max_overflow=10)
+    # The write path's own engine (no pre-ping), as the dashboard's writes use.
+    engine = create_write_engine(url, pool_size=10, max_overflow=10)
     yield engine
     engine.dispose()
 

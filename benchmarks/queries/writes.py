@@ -27,9 +27,8 @@ from sqlalchemy import Connection, Engine, text
 
 from benchmarks.queries.database import Target, vacuum
 from queries import generations
-from queries.db import create_direct_engine, create_runtime_engine
+from queries.db import create_direct_engine, create_write_engine
 from queries.errors import DashboardError
-from queries.models import PLAN_LIMIT_FACTOR
 from tooling.demo_data import append_only_guard_lifted
 
 THREADS = 8
@@ -37,7 +36,12 @@ MAX_PGBENCH_SCRIPTS = 100  # pgbench accepts at most 128 scripts
 # Large enough that neither the balance nor a daily limit stops the write benchmark.
 TOP_UP = 10**12
 BENCH_LIMIT = 1_000_000_000
-_SAVED_TABLES = ("benchmark_saved_balances", "benchmark_saved_usage")
+_SAVED_TABLES = (
+    "benchmark_saved_balances",
+    "benchmark_saved_usage",
+    "benchmark_saved_org_days",
+    "benchmark_saved_org_months",
+)
 
 
 def _ms(seconds: float) -> float:
@@ -83,6 +87,22 @@ def prepare_writes(engine: Engine) -> None:
             ),
             {"cutoff": cutoff},
         )
+        # The per-organization rollups carry running totals: the rows the benchmark
+        # touches are put back as saved rather than recounted.
+        conn.execute(
+            text(
+                "CREATE TABLE benchmark_saved_org_days AS "
+                "SELECT * FROM organization_daily_usage WHERE date >= :cutoff"
+            ),
+            {"cutoff": cutoff},
+        )
+        conn.execute(
+            text(
+                "CREATE TABLE benchmark_saved_org_months AS SELECT * FROM organization_monthly_usage "
+                "WHERE month >= date_trunc('month', CAST(:cutoff AS date))"
+            ),
+            {"cutoff": cutoff},
+        )
         conn.execute(
             text("UPDATE credit_balances SET balance = balance + :top_up"), {"top_up": TOP_UP}
         )
@@ -107,18 +127,22 @@ def restore_after_writes(engine: Engine) -> None:
     """Put the database back as it was loaded (also after an interrupted run)."""
     with engine.begin() as conn:
         saved = conn.execute(
-            text(
-                "SELECT count(*) FROM pg_tables WHERE tablename IN ('benchmark_saved_balances', 'benchmark_saved_usage')"
-            )
+            text("SELECT count(*) FROM pg_tables WHERE tablename = ANY(CAST(:names AS text[]))"),
+            {"names": list(_SAVED_TABLES)},
         ).scalar_one()
         if saved != len(_SAVED_TABLES):
             conn.execute(
-                text("DROP TABLE IF EXISTS benchmark_saved_balances, benchmark_saved_usage")
+                text(
+                    "DROP TABLE IF EXISTS benchmark_saved_balances, benchmark_saved_usage, "
+                    "benchmark_saved_org_days, benchmark_saved_org_months"
+                )
             )
             return
         # The benchmark's generations go from its own demo load, like a demo reset.
         conn.execute(_TOUCHED_DAYS)
         conn.execute(_TOUCHED_BUCKETS)
+        for statement in _PUT_BACK_ORG_ROLLUPS:
+            conn.execute(statement)
         with append_only_guard_lifted(conn):
             conn.execute(
                 text(
@@ -140,7 +164,12 @@ def restore_after_writes(engine: Engine) -> None:
         )
         conn.execute(text("INSERT INTO usage_limits SELECT * FROM benchmark_saved_usage"))
         recount_touched_rollups(conn)
-        conn.execute(text("DROP TABLE benchmark_saved_balances, benchmark_saved_usage"))
+        conn.execute(
+            text(
+                "DROP TABLE benchmark_saved_balances, benchmark_saved_usage, "
+                "benchmark_saved_org_days, benchmark_saved_org_months"
+            )
+        )
     vacuum(engine)
 
 
@@ -165,6 +194,43 @@ _TOUCHED_BUCKETS = text(
     FROM generations
     WHERE id > (SELECT max_generation_id FROM benchmark_load)
     """
+)
+# Each (organization, day) and (organization, month) the benchmark's generations touched
+# goes back to its saved row, or away when the benchmark created it. Every one of them
+# is at or after the saved cutoff (the benchmark writes now).
+_PUT_BACK_ORG_ROLLUPS = (
+    text(
+        """
+        DELETE FROM organization_daily_usage d
+        USING (SELECT DISTINCT organization_id, date FROM benchmark_touched_days) t
+        WHERE (d.organization_id, d.date) = (t.organization_id, t.date)
+        """
+    ),
+    text(
+        """
+        INSERT INTO organization_daily_usage
+        SELECT s.* FROM benchmark_saved_org_days s
+        JOIN (SELECT DISTINCT organization_id, date FROM benchmark_touched_days) t
+          ON (s.organization_id, s.date) = (t.organization_id, t.date)
+        """
+    ),
+    text(
+        """
+        DELETE FROM organization_monthly_usage m
+        USING (SELECT DISTINCT organization_id, date_trunc('month', date)::date AS month
+               FROM benchmark_touched_days) t
+        WHERE (m.organization_id, m.month) = (t.organization_id, t.month)
+        """
+    ),
+    text(
+        """
+        INSERT INTO organization_monthly_usage
+        SELECT s.* FROM benchmark_saved_org_months s
+        JOIN (SELECT DISTINCT organization_id, date_trunc('month', date)::date AS month
+              FROM benchmark_touched_days) t
+          ON (s.organization_id, s.month) = (t.organization_id, t.month)
+        """
+    ),
 )
 _FORGET_TOUCHED_DAYS = text(
     """
@@ -285,47 +351,49 @@ def run_record_generation(
     )
 
 
-# The transaction of record_generation (queries/generations.py), in plain SQL: lock the
-# balance row while reading the context, conditional debit, the usage_limits upsert,
-# insert the generation. pgbench's extended protocol sends variables as bound
-# parameters, as psycopg does. The type is picked by its index in type order.
-PGBENCH_TRANSACTION = r"""
-\set uid random(:first_user, :last_user)
-\set type_index random(0, :types - 1)
-BEGIN;
-SELECT b.balance, o.plan, t.type AS gtype, t.default_credits AS cost,
-       floor(t.default_daily_limit * CASE o.plan
-                                         WHEN 'free' THEN CAST(:factor_free AS float8)
-                                         WHEN 'starter' THEN CAST(:factor_starter AS float8)
-                                         WHEN 'pro' THEN CAST(:factor_pro AS float8)
-                                         WHEN 'enterprise' THEN CAST(:factor_enterprise AS float8)
-                                         ELSE 1 END)::int AS default_limit,
-       (now() AT TIME ZONE o.timezone)::date AS day,
-       EXISTS (SELECT 1 FROM users u WHERE u.organization_id = o.id AND u.id = :uid) AS member
-FROM credit_balances b
-JOIN organizations o ON o.id = b.organization_id
-LEFT JOIN LATERAL (SELECT * FROM generation_types ORDER BY type
-                   OFFSET :type_index LIMIT 1) t ON true
-WHERE b.organization_id = :org
-FOR UPDATE OF b
-\gset
-UPDATE credit_balances SET balance = balance - :cost, updated_at = now()
-WHERE organization_id = :org AND balance >= :cost RETURNING balance;
-INSERT INTO usage_limits AS u (organization_id, type, date, used, credits_used, daily_limit)
-VALUES (:org, :gtype, :day, 1, :cost,
-        coalesce((SELECT p.daily_limit FROM usage_limits p
-                  WHERE p.organization_id = :org AND p.type = :gtype AND p.date < :day
-                  ORDER BY p.date DESC LIMIT 1), :default_limit))
-ON CONFLICT (organization_id, type, date) DO UPDATE
-    SET used = u.used + 1, credits_used = u.credits_used + excluded.credits_used,
-        updated_at = now()
-    WHERE u.used < u.daily_limit
-RETURNING u.used, u.daily_limit;
-INSERT INTO generations (organization_id, user_id, type, credits, idempotency_key, created_at)
-VALUES (:org, :uid, :gtype, :cost, NULL, now())
-RETURNING id, created_at;
-END;
-"""
+# record_generation's transaction (queries/generations.py) in plain SQL, with the same
+# round trips: BEGIN, its lock statement and its one work statement in one pipeline,
+# then COMMIT. The statements are the product's own text, so the baseline cannot drift
+# from what it is compared with; only what pgbench cannot express is swapped, and each
+# swap must find its target. pgbench's extended protocol sends variables as bound
+# parameters, as psycopg does; it has no string variables (and no \gset in a pipeline),
+# so the type is picked by its index in type order, and the plan factors come as -D
+# array literals.
+_PGBENCH_SWAPS = (
+    ("CAST(:at AS timestamptz)", "CAST(NULL AS timestamptz)"),  # now()
+    ("CAST(:credits AS integer)", "CAST(NULL AS integer)"),  # the type's default cost
+    ("CAST(:key AS text)", "CAST(NULL AS text)"),  # no idempotency key
+    (":key,", "NULL,"),
+    (":user", ":uid"),
+    (":type", "(SELECT gtype FROM ty)"),
+)
+
+
+def _pgbench_work() -> str:
+    work = generations._RECORD.text.strip()
+    for old, new in _PGBENCH_SWAPS:
+        if old not in work:
+            raise RuntimeError(f"record_generation's statement no longer has {old!r}")
+        work = work.replace(old, new)
+    if not work.startswith("WITH "):
+        raise RuntimeError("record_generation's statement no longer starts with WITH")
+    ty = "SELECT type AS gtype FROM generation_types ORDER BY type OFFSET :type_index LIMIT 1"
+    return f"WITH ty AS MATERIALIZED ({ty}),\n{work.removeprefix('WITH ')};"
+
+
+PGBENCH_TRANSACTION = "\n".join(
+    [
+        "\\set uid random(:first_user, :last_user)",
+        "\\set type_index random(0, :types - 1)",
+        "\\startpipeline",
+        "BEGIN;",
+        generations._LOCK.text.strip() + ";",
+        _pgbench_work(),
+        "\\endpipeline",
+        "END;",
+        "",
+    ]
+)
 
 
 def pgbench_binary() -> str:
@@ -361,7 +429,9 @@ def run_pgbench(
         command = [pgbench_binary(), "-n", "-c", str(THREADS), "-j", "2", "-M", "extended"]
         command += ["-T", str(max(1, round(seconds)))]
         command += ["-D", f"types={types}"]
-        command += [f"-Dfactor_{plan}={factor}" for plan, factor in PLAN_LIMIT_FACTOR.items()]
+        command += ["-D", "ms=10000"]  # the lock statement's timeouts, as BUDGET_SECONDS
+        command += ["-D", "plans={" + ",".join(generations._PLANS) + "}"]
+        command += ["-D", "factors={" + ",".join(map(str, generations._FACTORS)) + "}"]
         for org in targets:
             script = Path(folder) / f"org_{org.id}.sql"
             script.write_text(pgbench_script(org))
@@ -420,7 +490,8 @@ class WriteComparison:
 
 def benchmark_writes(target: Target, *, seconds: float, rounds: int) -> list[WriteComparison]:
     direct = create_direct_engine(target.url)
-    engine = create_runtime_engine(target.url, pool_size=THREADS, max_overflow=0)
+    # The write path's own engine (no pre-ping), as the product's writes use.
+    engine = create_write_engine(target.url, pool_size=THREADS, max_overflow=0)
     try:
         with direct.connect() as conn:
             everyone = write_orgs(conn)

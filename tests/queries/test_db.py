@@ -89,7 +89,7 @@ def test_importing_the_data_layer_connects_to_nothing() -> None:
     code = (
         "import importlib, pkgutil, queries, queries.db as db\n"
         "for m in pkgutil.iter_modules(queries.__path__): importlib.import_module('queries.' + m.name)\n"
-        "assert db._engine is None and db._read_engine is None\n"
+        "assert db._engine is None and db._read_engine is None and db._write_engine is None\n"
         "import sys; assert 'streamlit' not in sys.modules, 'queries imported streamlit'\n"
     )
     subprocess.run(
@@ -153,6 +153,26 @@ def test_read_engine_is_its_own_pooler_safe_engine_with_a_replica(
         assert read is not db.get_engine()
         assert read.pool._pre_ping
         with read.connect() as conn:
+            assert conn.connection.driver_connection.prepare_threshold is None  # type: ignore[union-attr]
+    finally:
+        db.dispose_engine()
+
+
+def test_the_write_engine_is_one_pooler_safe_engine_without_a_pre_ping(
+    monkeypatch: pytest.MonkeyPatch, test_database_url: str
+) -> None:
+    # Writes retry on a dead pooled connection themselves (run_in_transaction), so a
+    # ping before each would only cost a round trip.
+    monkeypatch.setenv("DATABASE_URL", test_database_url)
+    db.dispose_engine()
+    try:
+        write = db.get_write_engine()
+        assert write is db.get_write_engine()
+        assert write is not db.get_engine()
+        assert not write.pool._pre_ping
+        assert write.url == db.get_engine().url
+        assert write.pool.timeout() <= BUDGET_SECONDS / 3  # type: ignore[attr-defined]
+        with write.connect() as conn:
             assert conn.connection.driver_connection.prepare_threshold is None  # type: ignore[union-attr]
     finally:
         db.dispose_engine()

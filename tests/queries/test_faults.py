@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, event, text
 
 from queries import transactions
 from queries.credits import adjust_credits
-from queries.db import create_runtime_engine
+from queries.db import create_runtime_engine, create_write_engine
 from queries.errors import (
     Busy,
     DashboardError,
@@ -39,6 +39,7 @@ from tests.faults import (
     BackendKiller,
     CommitCutProxy,
     Disconnects,
+    admin_connect,
     books_problems,
     row_locked,
     rows_per_key,
@@ -456,6 +457,71 @@ def test_writes_through_a_restarted_pgbouncer_apply_each_key_once(
     assert applied_before_restarts == sorted(set(applied_before_restarts))
     assert len(seen.applied) > applied_before_restarts[-1] > 0
     _assert_truthful(direct, seen, orgs)
+
+
+# --- a pool of connections that died while idle, and no pre-ping --------------------
+
+
+def test_writes_after_every_pooled_backend_was_killed_succeed_without_a_ping(
+    test_server: PgServer, faults_url: str, direct: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = create_write_engine(faults_url, pool_size=4, max_overflow=0)
+    pings: list[object] = []
+    monkeypatch.setattr(engine.dialect, "do_ping", lambda dbapi_conn: pings.append(dbapi_conn))
+    connects: list[object] = []
+    event.listen(engine, "connect", lambda dbapi_conn, record: connects.append(dbapi_conn))
+    disconnects = Disconnects(engine)
+    org, users = new_org(direct, balance=1_000)
+    try:
+        # Four pooled connections, idle on live backends, then every backend killed.
+        held = [engine.connect() for _ in range(4)]
+        pids = [int(c.execute(text("SELECT pg_backend_pid()")).scalar_one()) for c in held]
+        for conn in held:
+            conn.close()
+        with admin_connect(test_server) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
+            for _ in range(100):  # until the server has let them go
+                row = admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s::int[])", (pids,)
+                ).fetchone()
+                if row is not None and row[0] == 0:
+                    break
+                time.sleep(0.05)
+        connects.clear()
+        started = time.monotonic()
+        recorded = [
+            record_generation(engine, organization_id=org, user_id=users[0], type="chat")
+            for _ in range(4)
+        ]
+        elapsed = time.monotonic() - started
+    finally:
+        engine.dispose()
+    assert pings == [], "the write engine pinged before a transaction"
+    # The first write met a dead connection and ran again at once (no back-off for a
+    # pooled connection that died idle); that disconnect dropped every connection
+    # pooled before it, so the others were replaced without failing a write.
+    assert disconnects.count == 1
+    assert len(connects) == 4
+    assert elapsed < 5, f"took {elapsed:.1f} s"
+    assert len({r.id for r in recorded}) == 4
+    assert [r.used_today for r in recorded] == [1, 2, 3, 4]
+    assert books_problems(direct, [org]) == []
+
+
+def test_a_generation_waits_for_a_held_lock_no_longer_than_the_budget(
+    direct: Engine, short_budget: float
+) -> None:
+    # record_generation sets its timeouts in the statement that takes the lock (no
+    # separate round trip): the lock wait must still obey them.
+    org, users = new_org(direct, balance=100)
+    before = snapshot(direct, org)
+    with row_locked(direct, org):
+        started = time.monotonic()
+        with pytest.raises(Busy, match="Nothing was changed"):
+            record_generation(direct, organization_id=org, user_id=users[0], type="chat")
+        elapsed = time.monotonic() - started
+    assert elapsed <= short_budget + 1, f"gave up after {elapsed:.1f} s"
+    assert snapshot(direct, org) == before
 
 
 # --- a lock held too long, a server that is not there, a refusal ---------------------

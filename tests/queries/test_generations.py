@@ -7,8 +7,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
+from queries import generations
 from queries.errors import (
     IdempotencyConflict,
     InsufficientCredits,
@@ -17,7 +18,9 @@ from queries.errors import (
 )
 from queries.generations import record_generation
 from queries.quotas import set_daily_limit
+from queries.transactions import pipelined
 from tests.queries.writes import invariant_holds, new_org, snapshot
+from tests.statements import recording
 
 
 def _usage(engine: Engine, org: int) -> list[tuple[Any, ...]]:
@@ -194,4 +197,39 @@ def test_a_user_of_another_organization_is_refused(write_engine: Engine) -> None
         InvalidGeneration, match=f"User {outsider} is not a member of organization {org}"
     ):
         record_generation(write_engine, organization_id=org, user_id=outsider, type="chat")
+    assert snapshot(write_engine, org) == before
+
+
+def test_a_generation_is_one_round_trip_of_the_lock_and_one_statement_doing_the_work(
+    write_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org, (user,) = new_org(write_engine, balance=10)
+    sent: list[list[str]] = []
+
+    def spy(conn: Connection, statements: Any) -> Any:
+        sent.append([str(statement) for statement, _ in statements])
+        return pipelined(conn, statements)
+
+    monkeypatch.setattr(generations, "pipelined", spy)
+    with recording(write_engine) as recorded:
+        made = record_generation(write_engine, organization_id=org, user_id=user, type="chat")
+    # Nothing else is sent (no set_config of its own, no separate read).
+    assert recorded.count == 0
+    ((lock, work),) = sent
+    # The lock carries the transaction's timeouts.
+    assert "FOR UPDATE" in lock and "statement_timeout" in lock and "lock_timeout" in lock
+    for table in ("credit_balances", "usage_limits", "generations", "user_daily_usage"):
+        assert table in work
+    assert "quarter_hour_usage" in work and "FOR UPDATE" not in work
+    # A refusal is the same round trip, and changes nothing.
+    before = snapshot(write_engine, org)
+    with pytest.raises(InsufficientCredits):
+        record_generation(
+            write_engine,
+            organization_id=org,
+            user_id=user,
+            type="chat",
+            credits=made.balance_after + 1,
+        )
+    assert len(sent) == 2
     assert snapshot(write_engine, org) == before

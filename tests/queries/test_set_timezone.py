@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
@@ -198,3 +199,67 @@ def test_generations_recorded_during_zone_changes_land_in_the_right_local_day(
             thread.join()
     assert errors == []
     _exact(write_engine, org)
+
+
+# Each daily-limit change with the zone in force when it took the organization's lock:
+# audit rows are written under that lock, so their ids are in lock order.
+_LIMIT_DAYS = text(
+    """
+    SELECT action, details ->> 'to' AS zone, CAST(details ->> 'effective' AS date) AS effective,
+           created_at
+    FROM audit_log WHERE organization_id = :org ORDER BY id
+    """
+)
+
+
+def test_limits_set_during_zone_changes_take_effect_on_the_new_zones_today(
+    write_engine: Engine,
+) -> None:
+    # Two zones 25 hours apart: their local dates always differ, so a limit change that
+    # computed "today" in the replaced zone is always caught.
+    zones = ("Pacific/Kiritimati", "Pacific/Pago_Pago")
+    org, _ = new_org(write_engine, balance=1_000, timezone="UTC")
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def change_limits(n: int) -> None:
+        try:
+            i = 0
+            while not stop.is_set():
+                set_daily_limit(
+                    write_engine,
+                    organization_id=org,
+                    type="chat",
+                    daily_limit=100 + 10 * i + n,
+                    actor=ACTOR,
+                    reason="t",
+                )
+                i += 1
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=change_limits, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        # Several changes, so some limit change waits on the lock of one (that race
+        # once set the limit of the replaced zone's today).
+        for zone in zones * 6:
+            set_timezone(write_engine, organization_id=org, timezone=zone, actor=ACTOR, reason="t")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    with write_engine.connect() as conn:
+        rows = conn.execute(_LIMIT_DAYS, {"org": org}).all()
+    zone, checked = "UTC", 0
+    for row in rows:
+        if row.action == "set_timezone":
+            zone = row.zone
+        elif row.action == "set_daily_limit":
+            # "today" is the local date, in the zone in force, of the transaction's now()
+            # (its audit row's created_at).
+            assert row.effective == row.created_at.astimezone(ZoneInfo(zone)).date(), row
+            checked += 1
+    assert checked > 0
