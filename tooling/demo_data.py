@@ -44,6 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.schema import AddConstraint, CreateIndex, DropConstraint, DropIndex
 
 from queries.models import PLAN_LIMIT_FACTOR, Base
+from tooling import staging
 
 GENERATION_TYPES: tuple[tuple[str, str, int, int], ...] = (
     # type, label, default credits, default daily limit (pro plan)
@@ -200,9 +201,11 @@ class _Stages:
     def __init__(self) -> None:
         self.started = time.perf_counter()
         self.stages: list[tuple[str, float]] = []
+        self.accounted = 0.0
 
     def lap(self, name: str) -> None:
-        elapsed = time.perf_counter() - self.started - sum(s for _, s in self.stages)
+        elapsed = time.perf_counter() - self.started - self.accounted
+        self.accounted += elapsed
         self.stages.append((name, elapsed))
 
     def add(self, name: str, seconds: float) -> None:
@@ -320,6 +323,94 @@ def seed_demo_data(
     )
 
 
+def seed_demo_data_staged(
+    engine: Engine,
+    *,
+    organizations: int = 40,
+    generations: int = 250_000,
+    days: int = 120,
+    seed: int = 42,
+    now: dt.datetime | None = None,
+    reset: bool = False,
+    sessions: int = 2,
+    maintenance_work_mem_mb: int = 1024,
+) -> SeedReport:
+    """Load demo data through staging tables (:mod:`tooling.staging`), and commit it.
+
+    The same rows as :func:`seed_demo_data`, for loads too large for one session:
+    COPY into staged copies of the tables, build their indexes and keys in
+    ``sessions`` sessions at once (each with ``maintenance_work_mem_mb``), then swap
+    them in, in one short transaction. All or nothing: a failure before the swap
+    leaves the live tables as they were and drops the staged ones. ``engine`` must
+    reach the database directly (not through PgBouncer) as the tables' owner.
+    """
+    stages = _Stages()
+    plan = _plan(organizations, generations, days, seed, now)
+    stages.lap("draw tenants")
+    tables = schema_tables()
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def connect() -> psycopg.Connection:
+        return psycopg.connect(url)
+
+    with connect() as conn:
+        try:
+            empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM organizations)").fetchone()
+            if not (empty and empty[0]) and not reset:
+                raise DemoDataError(_NOT_EMPTY)
+            staging.create_tables(conn, tables)
+            loaded, usage_rows, ledger_entries = _load(conn, plan, stages.lap)
+            conn.commit()
+            stages.lap("commit the staged rows")
+            order = staging.sizes(conn, tables)
+            conn.commit()  # holds no lock on the staged tables while they are built
+            keys = sorted((table_keys(t) for t in tables), key=lambda k: -order[k.table])
+            phases = (
+                [staging.Job(statement_label(s), (s,)) for k in keys for s in k.indexes],
+                [
+                    staging.Job(
+                        "attach primary and unique keys", tuple(a for k in keys for a in k.attach)
+                    )
+                ],
+                [
+                    staging.Job(
+                        f"foreign keys and ANALYZE of {k.table}",
+                        (*k.foreign_keys, sql.SQL("ANALYZE {}").format(sql.Identifier(k.table))),
+                    )
+                    for k in keys
+                ],
+            )
+            jobs = staging.run_in_sessions(
+                connect,
+                phases,
+                sessions=sessions,
+                maintenance_work_mem_mb=maintenance_work_mem_mb,
+            )
+            stages.lap(f"indexes, keys and ANALYZE in {sessions} sessions")
+            for label, seconds in jobs:
+                stages.add(f"  | {label}", seconds)
+            try:
+                staging.swap_in(conn, tables, require_empty=not reset)
+            except LookupError:
+                raise DemoDataError(_NOT_EMPTY) from None
+            stages.lap("swap in")
+        except BaseException:
+            conn.rollback()
+            staging.drop_schema(conn)
+            conn.commit()
+            raise
+
+    return SeedReport(
+        organizations=len(plan.orgs),
+        users=len(plan.users["org"]),
+        generations=loaded,
+        usage_rows=usage_rows,
+        ledger_entries=ledger_entries,
+        seconds=time.perf_counter() - stages.started,
+        stages=tuple(stages.stages),
+    )
+
+
 # --------------------------------------------------------------------------- shapes
 
 
@@ -375,6 +466,13 @@ def _make_users(
         "name": np.array(names, dtype=object),
         "email": np.array(emails, dtype=object),
     }
+
+
+@functools.lru_cache(maxsize=64)
+def _zone(tz: str) -> zoneinfo.ZoneInfo:
+    """The zone, held: ZoneInfo's own cache keeps 8 strongly, and the demo has 9 zones,
+    so without this every organization re-read its tzdata file."""
+    return zoneinfo.ZoneInfo(tz)
 
 
 @functools.lru_cache(maxsize=256)
@@ -472,7 +570,7 @@ def _generation_chunks(
     for org, n in zip(orgs, per_org, strict=True):
         if n == 0:
             continue
-        zone = zoneinfo.ZoneInfo(org.timezone)
+        zone = _zone(org.timezone)
         local_now = now.astimezone(zone)
         first_day = local_now.date() - dt.timedelta(days=days - 1)
         offsets = _utc_offsets(org.timezone, first_day, days)
@@ -663,8 +761,8 @@ def table_keys(table_name: str) -> TableKeys:
         kind = "PRIMARY KEY" if isinstance(constraint, PrimaryKeyConstraint) else "UNIQUE"
         indexes.append(sql.SQL("CREATE UNIQUE INDEX {} ON {} ({})").format(index, name, columns))
         attach.append(
-            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} " + kind + " USING INDEX {}").format(
-                name, index, index
+            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} USING INDEX {}").format(
+                name, index, sql.SQL(kind), index
             )
         )
     indexes += [str(CreateIndex(i).compile(dialect=dialect)) for i in table.indexes]
@@ -895,7 +993,7 @@ def _prepare_chunks(
 ) -> Iterator[_Prepared]:
     now_day = int(now.timestamp()) // 86_400
     window = (now_day - days - 2, now_day + 2)
-    for gens in _generation_chunks(rng, orgs, users, total, days, now):
+    for gens in _generation_chunks(rng, orgs, users, total, days, now, chunk_rows=_CHUNK_ROWS):
         totals, local_day = _summarize(orgs, gens, window)
         chunk = _Chunk(gens, local_day, users["org"], window[0], window[1] - window[0])
         yield _Prepared(
@@ -1068,7 +1166,7 @@ def _load_usage(
         limit = limit.astype(np.int64)
         daily_limit = limit[cells.kind]
         squeeze = pressure[org.id - 1]
-        today = (now.astimezone(zoneinfo.ZoneInfo(org.timezone)).date() - epoch).days
+        today = (now.astimezone(_zone(org.timezone)).date() - epoch).days
         if squeeze != 1:
             for i in np.flatnonzero((cells.day == today) & (cells.used >= 2)).tolist():
                 t = int(cells.kind[i])
@@ -1135,7 +1233,7 @@ def _load_ledger(
         def consumed_before(t_us: int, ts: np.ndarray = ts, cum: np.ndarray = cum) -> int:
             return int(cum[np.searchsorted(ts, t_us, side="left")])
 
-        zone = zoneinfo.ZoneInfo(org.timezone)
+        zone = _zone(org.timezone)
         start = org.created_at.astimezone(zone)
         # Plan grants on the first of each local month at 09:00, the first at signup.
         grant_times = [int(org.created_at.timestamp() * 1_000_000)]
