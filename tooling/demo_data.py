@@ -25,9 +25,10 @@ import functools
 import threading
 import time
 import zoneinfo
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from queue import Empty, Queue
+from typing import TypeVar, cast
 
 import numpy as np
 import psycopg
@@ -45,6 +46,8 @@ from sqlalchemy.schema import AddConstraint, CreateIndex, DropConstraint, DropIn
 
 from queries.models import PLAN_LIMIT_FACTOR, Base
 from tooling import staging
+
+T = TypeVar("T")
 
 GENERATION_TYPES: tuple[tuple[str, str, int, int], ...] = (
     # type, label, default credits, default daily limit (pro plan)
@@ -374,8 +377,14 @@ def seed_demo_data_staged(
                 ],
                 [
                     staging.Job(
-                        f"foreign keys and ANALYZE of {k.table}",
-                        (*k.foreign_keys, sql.SQL("ANALYZE {}").format(sql.Identifier(k.table))),
+                        "foreign keys, NOT VALID",
+                        tuple(f for k in keys for f in k.foreign_keys_not_valid),
+                    )
+                ],
+                [
+                    staging.Job(
+                        f"validate foreign keys and ANALYZE {k.table}",
+                        (*k.validations, sql.SQL("ANALYZE {}").format(sql.Identifier(k.table))),
                     )
                     for k in keys
                 ],
@@ -739,6 +748,12 @@ class TableKeys:
     indexes: tuple[Statement, ...]
     attach: tuple[Statement, ...]
     foreign_keys: tuple[Statement, ...]
+    # The same keys in two steps: added NOT VALID (a moment's lock on both tables),
+    # then validated, which locks only this table against writes and schema changes,
+    # so the big scans of different tables can run at once (a plain ADD FOREIGN KEY
+    # also locks the referenced table, and every key references organizations).
+    foreign_keys_not_valid: tuple[Statement, ...]
+    validations: tuple[Statement, ...]
 
 
 Statement = str | sql.Composed
@@ -776,6 +791,16 @@ def table_keys(table_name: str) -> TableKeys:
         attach=tuple(attach),
         # Foreign keys last: their validating joins use the indexes just built.
         foreign_keys=tuple(str(AddConstraint(c).compile(dialect=dialect)) for c in foreign),
+        foreign_keys_not_valid=tuple(
+            sql.SQL("{} NOT VALID").format(sql.SQL(str(AddConstraint(c).compile(dialect=dialect))))
+            for c in foreign
+        ),
+        validations=tuple(
+            sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+                name, sql.Identifier(str(c.name))
+            )
+            for c in foreign
+        ),
     )
 
 
@@ -991,9 +1016,11 @@ def _prepare_chunks(
     days: int,
     now: dt.datetime,
 ) -> Iterator[_Prepared]:
+    """Each chunk summed and encoded for COPY, while the next one is drawn in a thread."""
     now_day = int(now.timestamp()) // 86_400
     window = (now_day - days - 2, now_day + 2)
-    for gens in _generation_chunks(rng, orgs, users, total, days, now, chunk_rows=_CHUNK_ROWS):
+    drawn = _generation_chunks(rng, orgs, users, total, days, now, chunk_rows=_CHUNK_ROWS)
+    for gens in _in_background(drawn, name="demo-draw"):
         totals, local_day = _summarize(orgs, gens, window)
         chunk = _Chunk(gens, local_day, users["org"], window[0], window[1] - window[0])
         yield _Prepared(
@@ -1004,11 +1031,12 @@ def _prepare_chunks(
         )
 
 
-def _in_background(items: Iterator[_Prepared], *, ahead: int = 1) -> Iterator[_Prepared]:
+def _in_background(items: Iterator[T], *, name: str, ahead: int = 1) -> Iterator[T]:
     """``items`` produced by a thread while the caller consumes them.
 
-    The draw (numpy) and the COPY (the server's parsing) then use both cores. One
-    thread draws everything in order, so the rows do not depend on timing.
+    Three stages then overlap: drawing (numpy, in one thread, in order, so the rows do
+    not depend on timing), encoding (numpy, another thread) and COPY (the server's
+    parsing, in this one); numpy and the socket let go of the GIL meanwhile.
     """
     done = object()
     queue: Queue[object] = Queue(maxsize=ahead)
@@ -1024,14 +1052,15 @@ def _in_background(items: Iterator[_Prepared], *, ahead: int = 1) -> Iterator[_P
         except BaseException as error:  # handed to the consumer below
             failure.append(error)
         finally:
+            if isinstance(items, Generator):
+                items.close()  # an inner stage stops its own thread
             queue.put(done)
 
-    thread = threading.Thread(target=produce, name="demo-draw", daemon=True)
+    thread = threading.Thread(target=produce, name=name, daemon=True)
     thread.start()
     try:
         while (item := queue.get()) is not done:
-            assert isinstance(item, _Prepared)
-            yield item
+            yield cast(T, item)
     finally:
         stop.set()
         while thread.is_alive():  # unblock a producer waiting on a full queue
@@ -1063,7 +1092,9 @@ def _load_generations(
     loaded = 0
     totals: dict[int, _OrgTotals] = {}
     copying = 0.0
-    for prepared in _in_background(_prepare_chunks(rng, orgs, users, total, days, now)):
+    for prepared in _in_background(
+        _prepare_chunks(rng, orgs, users, total, days, now), name="demo-encode"
+    ):
         started = time.perf_counter()
         _copy_bytes(conn, _COPY_GENERATIONS, prepared.generations)
         for table, rows in prepared.rollups.items():
