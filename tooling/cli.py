@@ -7,7 +7,9 @@ dashboard [serve]   refuse a configuration the app would refuse (unknown roles; 
                     schema is current (never migrate or seed it); then `streamlit run`
 dashboard migrate   migrate DIRECT_URL (or the embedded database) to the newest schema
 dashboard seed      load demo data (--orgs, --generations, --days, --seed, --reset);
-                    on any database but the embedded one only with --confirm-database NAME
+                    on any database but the embedded one only with --confirm-database NAME;
+                    loaded beside the live tables, indexed from two sessions and swapped
+                    in at the end: all or nothing (tooling/staging.py)
 dashboard db-url    print the database URL in use (for psql)
 dashboard stop      stop the embedded database
 
