@@ -242,14 +242,24 @@ def _plan(
 
 
 def _load(
-    conn: psycopg.Connection, plan: _Plan, lap: Callable[[str], None]
+    conn: psycopg.Connection,
+    plan: _Plan,
+    lap: Callable[[str], None],
+    rollups: Callable[[dict[str, bytes]], None] | None = None,
 ) -> tuple[int, int, int]:
     """COPY every table of the demo on ``conn`` (its ``search_path`` says where), into
-    tables without indexes or keys. Returns generations, usage rows, ledger entries."""
+    tables without indexes or keys; the numpy rollups on ``conn`` too, or handed to
+    ``rollups``. Returns generations, usage rows, ledger entries."""
     _load_lookup_and_tenants(conn, plan.orgs, plan.users)
     lap("tenants")
     loaded, totals = _load_generations(
-        conn, plan.rng, plan.orgs, plan.users, (plan.generations, plan.days, plan.now), lap
+        conn,
+        plan.rng,
+        plan.orgs,
+        plan.users,
+        (plan.generations, plan.days, plan.now),
+        lap,
+        rollups,
     )
     usage_rows, lowered = _load_usage(conn, plan.rng, plan.orgs, totals, plan.now)
     lap("usage_limits")
@@ -364,7 +374,15 @@ def seed_demo_data_staged(
             if not (empty and empty[0]) and not reset:
                 raise DemoDataError(_NOT_EMPTY)
             staging.create_tables(conn, tables)
-            loaded, usage_rows, ledger_entries = _load(conn, plan, stages.lap)
+            rollups = _RollupSession(connect)
+            try:
+                staging.begin_loading(conn, [t for t in tables if t not in _ROLLUP_COPIES])
+                loaded, usage_rows, ledger_entries = _load(conn, plan, stages.lap, rollups.put)
+            except BaseException:
+                with contextlib.suppress(BaseException):  # the first failure is the one
+                    rollups.finish()
+                raise
+            rollups.finish()
             conn.commit()
             stages.lap("commit the staged rows")
             order = staging.sizes(conn, tables)
@@ -1078,6 +1096,47 @@ def _in_background(items: Iterator[T], *, name: str, ahead: int = 1) -> Iterator
         raise failure[0]
 
 
+class _RollupSession:
+    """COPYs the numpy rollups on a session of its own (staged loads only), so the
+    server parses them on one core while the loader's session parses the generations
+    on the other. Its transaction commits at :meth:`finish`; a failure on either side
+    stops both (the staged tables are dropped by the caller)."""
+
+    def __init__(self, connect: Callable[[], psycopg.Connection]) -> None:
+        self._queue: Queue[dict[str, bytes] | None] = Queue(maxsize=2)
+        self._failure: list[BaseException] = []
+        self._thread = threading.Thread(
+            target=self._run, args=(connect,), name="demo-rollups", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, connect: Callable[[], psycopg.Connection]) -> None:
+        try:
+            with connect() as conn:
+                staging.begin_loading(conn, tuple(_ROLLUP_COPIES))
+                while (item := self._queue.get()) is not None:
+                    for table, tuples in item.items():
+                        _copy_bytes(conn, _ROLLUP_COPIES[table][0], tuples)
+                conn.commit()
+        except BaseException as error:  # raised in the loader's thread
+            self._failure.append(error)
+            while self._queue.get() is not None:  # let the loader finish its puts
+                pass
+
+    def put(self, rollups: dict[str, bytes]) -> None:
+        """Queue one chunk's rollup tuples (waits while two are queued)."""
+        if self._failure:
+            raise self._failure[0]
+        self._queue.put(rollups)
+
+    def finish(self) -> None:
+        """Wait for the last COPY and the commit; raise what failed there."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._failure:
+            raise self._failure[0]
+
+
 def _copy_bytes(conn: psycopg.Connection, statement: str, rows: bytes) -> None:
     with conn.cursor().copy(statement) as copy:
         copy.write(_COPY_HEADER)
@@ -1092,9 +1151,11 @@ def _load_generations(
     users: dict[str, np.ndarray],
     options: tuple[int, int, dt.datetime],
     lap: Callable[[str], None],
+    rollups: Callable[[dict[str, bytes]], None] | None,
 ) -> tuple[int, dict[int, _OrgTotals]]:
-    """COPY the generations and the numpy rollups chunk by chunk; the other rollups
-    by their statements. Returns the rows loaded and every organization's totals."""
+    """COPY the generations and the numpy rollups chunk by chunk (the rollups handed
+    to ``rollups`` when given); the other rollups by their statements. Returns the
+    rows loaded and every organization's totals."""
     total, days, now = options
     loaded = 0
     totals: dict[int, _OrgTotals] = {}
@@ -1103,10 +1164,13 @@ def _load_generations(
         _prepare_chunks(rng, orgs, users, total, days, now), name="demo-encode"
     ):
         started = time.perf_counter()
+        if rollups is not None:
+            rollups(prepared.rollups)
         for rows in prepared.generations:
             _copy_bytes(conn, _COPY_GENERATIONS, rows)
-        for table, tuples in prepared.rollups.items():
-            _copy_bytes(conn, _ROLLUP_COPIES[table][0], tuples)
+        if rollups is None:
+            for table, tuples in prepared.rollups.items():
+                _copy_bytes(conn, _ROLLUP_COPIES[table][0], tuples)
         copying += time.perf_counter() - started
         loaded += prepared.rows
         totals.update(prepared.totals)

@@ -69,8 +69,8 @@ class Job:
 
 
 def create_tables(conn: psycopg.Connection, tables: Sequence[str]) -> None:
-    """Empty copies of ``tables`` in the staging schema, in ``conn``'s open transaction,
-    without indexes or keys; ``conn``'s path then finds them before the live ones."""
+    """Empty copies of ``tables`` in the staging schema, without indexes or keys,
+    committed (so several sessions can load them)."""
     drop_schema(conn)
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(_SCHEMA))
     for table in tables:
@@ -79,8 +79,22 @@ def create_tables(conn: psycopg.Connection, tables: Sequence[str]) -> None:
                 _SCHEMA, sql.Identifier(table), _PUBLIC, sql.Identifier(table)
             )
         )
-    conn.execute(sql.SQL("SET LOCAL search_path = {}, public").format(_SCHEMA))
-    conn.execute("SET LOCAL synchronous_commit = off")
+    conn.commit()
+
+
+def begin_loading(conn: psycopg.Connection, tables: Sequence[str]) -> None:
+    """Open ``conn``'s transaction that loads ``tables`` (staged), and put them first
+    on its path. Each session loads its own tables: it truncates them first, which
+    gives them new files in this transaction, so with ``wal_level=minimal`` its COPY
+    skips the WAL as if it had created them."""
+    conn.execute(sql.SQL("SET search_path = {}, public").format(_SCHEMA))
+    conn.execute("SET synchronous_commit = off")
+    if tables:
+        conn.execute(
+            sql.SQL("TRUNCATE {}").format(
+                sql.SQL(", ").join(sql.Identifier(SCHEMA, t) for t in tables)
+            )
+        )
 
 
 def drop_schema(conn: psycopg.Connection) -> None:

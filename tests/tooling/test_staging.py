@@ -4,8 +4,9 @@ load, swapped in with exactly the migrated schema, and all or nothing."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
+import psycopg
 import pytest
 from sqlalchemy import Connection, Engine, text
 
@@ -143,7 +144,21 @@ def _fail_inside_the_swap(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
-@pytest.mark.parametrize("failure", [_fail_in_a_building_session, _fail_inside_the_swap])
+def _fail_in_the_rollup_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    begin = staging.begin_loading
+
+    def begin_then_fail(conn: psycopg.Connection, tables: Sequence[str]) -> None:
+        begin(conn, tables)
+        if set(tables) == set(demo_data._ROLLUP_COPIES):
+            conn.execute("SELECT 1 / 0")
+
+    monkeypatch.setattr(staging, "begin_loading", begin_then_fail)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [_fail_in_the_rollup_session, _fail_in_a_building_session, _fail_inside_the_swap],
+)
 def test_a_failed_staged_load_leaves_the_live_data_and_drops_the_staged_tables(
     scratch: Engine, monkeypatch: pytest.MonkeyPatch, failure: object
 ) -> None:
