@@ -338,6 +338,10 @@ def seed_demo_data(
     )
 
 
+# The advisory lock key of a staged load ("demo" in ASCII).
+STAGED_LOAD_LOCK = 0x64656D6F
+
+
 def seed_demo_data_staged(
     engine: Engine,
     *,
@@ -369,6 +373,14 @@ def seed_demo_data_staged(
         return psycopg.connect(url)
 
     with connect() as conn:
+        # One staged load per database at a time: a second one would drop the first's
+        # staging schema. Held by this session until it closes.
+        locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (STAGED_LOAD_LOCK,)).fetchone()
+        conn.commit()
+        if not (locked and locked[0]):
+            raise DemoDataError(
+                "another `dashboard seed` is loading this database; try again later"
+            )
         try:
             empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM organizations)").fetchone()
             if not (empty and empty[0]) and not reset:

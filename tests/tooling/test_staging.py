@@ -196,3 +196,13 @@ def test_chunks_do_not_change_the_rows(
     seed_demo_data(connection, reset=True, **_OPTIONS)  # type: ignore[arg-type]
     assert _rows(connection) == one_chunk
     assert mismatches(connection) == dict.fromkeys(ROLLUPS, 0)
+
+
+def test_a_second_staged_load_at_the_same_time_is_refused(scratch: Engine) -> None:
+    conninfo = scratch.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (demo_data.STAGED_LOAD_LOCK,))
+        with pytest.raises(demo_data.DemoDataError, match="another `dashboard seed`"):
+            seed_demo_data_staged(scratch, **_OPTIONS)  # type: ignore[arg-type]
+    with scratch.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM organizations")).scalar_one() == 0
