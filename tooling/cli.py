@@ -7,7 +7,9 @@ dashboard [serve]   refuse a configuration the app would refuse (unknown roles; 
                     schema is current (never migrate or seed it); then `streamlit run`
 dashboard migrate   migrate DIRECT_URL (or the embedded database) to the newest schema
 dashboard seed      load demo data (--orgs, --generations, --days, --seed, --reset);
-                    on any database but the embedded one only with --confirm-database NAME
+                    on any database but the embedded one only with --confirm-database NAME;
+                    loaded beside the live tables, indexed from two sessions and swapped
+                    in at the end: all or nothing (tooling/staging.py)
 dashboard db-url    print the database URL in use (for psql)
 dashboard stop      stop the embedded database
 
@@ -103,7 +105,7 @@ def check_seed_allowed(target: Target, confirm_database: str | None) -> None:
 def cmd_seed(args: argparse.Namespace) -> int:
     from queries.db import create_direct_engine
     from tooling import schema
-    from tooling.demo_data import seed_demo_data
+    from tooling.demo_data import seed_demo_data_staged
 
     target = _target()
     check_seed_allowed(target, args.confirm_database)
@@ -111,16 +113,15 @@ def cmd_seed(args: argparse.Namespace) -> int:
     schema.upgrade(url=urls.direct)
     engine = create_direct_engine(urls.direct)
     try:
-        with engine.connect() as conn:
-            report = seed_demo_data(
-                conn,
-                organizations=args.orgs,
-                generations=args.generations,
-                days=args.days,
-                seed=args.seed,
-                reset=args.reset,
-            )
-            conn.commit()
+        # Staged: indexes built in two sessions, swapped in at the end (all or nothing).
+        report = seed_demo_data_staged(
+            engine,
+            organizations=args.orgs,
+            generations=args.generations,
+            days=args.days,
+            seed=args.seed,
+            reset=args.reset,
+        )
     finally:
         engine.dispose()
     print(

@@ -8,11 +8,13 @@ deductions made by named finance staff.
 
 Consistency is by construction:
 
-- ``usage_limits.used``/``credits_used`` are computed *in SQL* from the loaded
-  generations, per (organization, type, local date in the organization's zone);
-- the rollups (``user_daily_usage``, ``quarter_hour_usage``, ``organization_daily_usage``,
-  ``organization_monthly_usage``) are recounted in SQL
-  from the loaded generations, with the expressions ``record_generation`` upserts;
+- ``usage_limits.used``/``credits_used`` are counted from the drawn generations per
+  (organization, type, local date in the organization's zone);
+- the rollups (``user_daily_usage``, ``quarter_hour_usage``, ``organization_daily_usage``
+  with its running totals, ``organization_monthly_usage``) are counted from the
+  drawn arrays, chunk by chunk, with the rules of the statements in ``_ROLLUPS`` (the
+  expressions ``record_generation`` upserts); a rollup without a numpy path is
+  recounted in SQL by its statement. The recount tests hold both to a recount;
 - every ledger entry's ``balance_after`` and the final ``credit_balances.balance``
   follow from the ledger and the generations before it, and grants are sized ahead
   of consumption so the balance never dips below zero.
@@ -23,14 +25,18 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import threading
 import time
 import zoneinfo
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from queue import Empty, Queue
+from typing import TypeVar, cast
 
 import numpy as np
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 from sqlalchemy import (
     Connection,
     Engine,
@@ -42,6 +48,9 @@ from sqlalchemy import (
 from sqlalchemy.schema import AddConstraint, CreateIndex, DropConstraint, DropIndex
 
 from queries.models import PLAN_LIMIT_FACTOR, Base
+from tooling import staging
+
+T = TypeVar("T")
 
 GENERATION_TYPES: tuple[tuple[str, str, int, int], ...] = (
     # type, label, default credits, default daily limit (pro plan)
@@ -106,6 +115,8 @@ _LAST = (
 _PG_EPOCH_US = 946_684_800_000_000
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 _COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
+# Generations drawn, summed and sent per chunk: a few hundred MB of arrays at most.
+_CHUNK_ROWS = 2_000_000
 
 
 # The append-only guard of migration 0003: one trigger per table, created ENABLE ALWAYS
@@ -178,6 +189,88 @@ def database_is_empty(engine: Engine) -> bool:
         )
 
 
+def _check_options(organizations: int, generations: int, days: int) -> None:
+    if organizations < 1:
+        raise DemoDataError("--orgs must be at least 1")
+    if generations < 0:
+        raise DemoDataError("--generations cannot be negative")
+    if days < 1:
+        raise DemoDataError("--days must be at least 1")
+
+
+_NOT_EMPTY = "the database already has data; run `dashboard seed --reset` to replace it"
+
+
+class _Stages:
+    """The time of each stage of a load, in order (``dashboard seed -v``)."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.stages: list[tuple[str, float]] = []
+        self.accounted = 0.0
+
+    def lap(self, name: str) -> None:
+        elapsed = time.perf_counter() - self.started - self.accounted
+        self.accounted += elapsed
+        self.stages.append((name, elapsed))
+
+    def add(self, name: str, seconds: float) -> None:
+        """A stage measured elsewhere (a job of a parallel session); not part of the sum."""
+        self.stages.append((name, seconds))
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One load: its options, organizations and users, drawn before any connection."""
+
+    rng: np.random.Generator
+    orgs: list[_Org]
+    users: dict[str, np.ndarray]
+    generations: int
+    days: int
+    now: dt.datetime
+
+
+def _plan(
+    organizations: int, generations: int, days: int, seed: int, now: dt.datetime | None
+) -> _Plan:
+    _check_options(organizations, generations, days)
+    now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    rng = np.random.default_rng(seed)
+    orgs = _make_organizations(rng, organizations, days, now)
+    users = _make_users(rng, orgs, generations)
+    return _Plan(rng, orgs, users, generations, days, now)
+
+
+def _load(
+    conn: psycopg.Connection,
+    plan: _Plan,
+    lap: Callable[[str], None],
+    rollups: Callable[[dict[str, bytes]], None] | None = None,
+) -> tuple[int, int, int]:
+    """COPY every table of the demo on ``conn`` (its ``search_path`` says where), into
+    tables without indexes or keys; the numpy rollups on ``conn`` too, or handed to
+    ``rollups``. Returns generations, usage rows, ledger entries."""
+    _load_lookup_and_tenants(conn, plan.orgs, plan.users)
+    lap("tenants")
+    loaded, totals = _load_generations(
+        conn,
+        plan.rng,
+        plan.orgs,
+        plan.users,
+        (plan.generations, plan.days, plan.now),
+        lap,
+        rollups,
+    )
+    usage_rows, lowered = _load_usage(conn, plan.rng, plan.orgs, totals, plan.now)
+    lap("usage_limits")
+    ledger_entries = _load_ledger(conn, plan.rng, plan.orgs, totals, plan.now)
+    _load_audit(conn, lowered, plan.now)
+    _sync_identities(conn)
+    lap("ledger and audit")
+    return loaded, usage_rows, ledger_entries
+
+
 def seed_demo_data(
     connection: Connection,
     *,
@@ -193,31 +286,17 @@ def seed_demo_data(
     Everything happens in one transaction (a savepoint when the caller already has
     one open), which the caller commits. Refuses to touch a database that already
     has organizations unless ``reset``. The same ``seed`` and ``now`` always produce
-    the same rows.
+    the same rows (and the same rows as :func:`seed_demo_data_staged`).
 
     It truncates and reloads the append-only ``credit_ledger``, ``audit_log`` and
     ``generations`` with the guard lifted (:func:`append_only_guard_lifted`), so the
-    connection must be the tables' owner (or a superuser).
+    connection must be the tables' owner (or a superuser). Indexes are built one after
+    the other in this session: the small loads (tests, first start) are quick this way;
+    large ones go through :func:`seed_demo_data_staged`.
     """
-    if organizations < 1:
-        raise DemoDataError("--orgs must be at least 1")
-    if generations < 0:
-        raise DemoDataError("--generations cannot be negative")
-    if days < 1:
-        raise DemoDataError("--days must be at least 1")
-    now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
-    rng = np.random.default_rng(seed)
-    started = time.perf_counter()
-    stages: list[tuple[str, float]] = []
-
-    def lap(name: str) -> None:
-        stages.append((name, time.perf_counter() - started - sum(s for _, s in stages)))
-
-    orgs = _make_organizations(rng, organizations, days, now)
-    users = _make_users(rng, orgs, generations)
-    gens = _make_generations(rng, orgs, users, generations, days, now)
-    usage = _usage_rows(rng, orgs, gens, now)
-    lap("draw")
+    stages = _Stages()
+    plan = _plan(organizations, generations, days, seed, now)
+    stages.lap("draw tenants")
 
     conn = connection.connection.driver_connection
     assert isinstance(conn, psycopg.Connection)
@@ -226,49 +305,151 @@ def seed_demo_data(
     with connection.begin_nested():
         empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM organizations)").fetchone()
         if not (empty and empty[0]) and not reset:
-            raise DemoDataError(
-                "the database already has data; run `dashboard seed --reset` to replace it"
-            )
+            raise DemoDataError(_NOT_EMPTY)
+        tables = schema_tables()
         with append_only_guard_lifted(connection):
             # Truncating even empty tables is deliberate: a table truncated in the same
             # transaction lets COPY and the index builds skip the WAL (wal_level=minimal).
             conn.execute(
-                "TRUNCATE audit_log, user_daily_usage, quarter_hour_usage, "
-                "organization_daily_usage, organization_monthly_usage, generations, "
-                "usage_limits, credit_ledger, credit_balances, users, organizations, "
-                "generation_types RESTART IDENTITY"
+                sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
+                    sql.SQL(", ").join(sql.Identifier(t) for t in tables)
+                )
             )
-            _load_lookup_and_tenants(conn, orgs, users)
-            lap("tenants")
-            _load_generations(conn, gens, lap)
-            _load_rollups(conn, lap)
-            usage_rows = _load_usage(conn, usage, lap)
-            ledger_entries = _load_ledger(conn, rng, orgs, gens, now)
-            _load_audit(conn, now)
-            _sync_identities(conn)
-            lap("ledger")
-        # The planner needs statistics for the fresh tables right away.
-        for table in (
-            "generations",
-            "usage_limits",
-            "user_daily_usage",
-            "quarter_hour_usage",
-            "organization_daily_usage",
-            "organization_monthly_usage",
-            "credit_ledger",
-            "users",
-        ):
-            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
-        lap("analyze")
+            # The PostgreSQL manual's advice for a bulk load: drop indexes and foreign
+            # keys, COPY, then build each once (a sorted build, one validating join)
+            # instead of maintaining every b-tree and key for each row.
+            keys = [table_keys(t) for t in tables]
+            for k in keys:
+                for statement in k.drops[: len(k.foreign_keys)]:
+                    conn.execute(statement)
+            for k in keys:
+                for statement in k.drops[len(k.foreign_keys) :]:
+                    conn.execute(statement)
+            loaded, usage_rows, ledger_entries = _load(conn, plan, stages.lap)
+            _build_keys_serially(conn, stages.lap)
 
     return SeedReport(
-        organizations=len(orgs),
-        users=len(users["org"]),
-        generations=len(gens["org"]),
+        organizations=len(plan.orgs),
+        users=len(plan.users["org"]),
+        generations=loaded,
         usage_rows=usage_rows,
         ledger_entries=ledger_entries,
-        seconds=time.perf_counter() - started,
-        stages=tuple(stages),
+        seconds=time.perf_counter() - stages.started,
+        stages=tuple(stages.stages),
+    )
+
+
+# The advisory lock key of a staged load ("demo" in ASCII).
+STAGED_LOAD_LOCK = 0x64656D6F
+
+
+def seed_demo_data_staged(
+    engine: Engine,
+    *,
+    organizations: int = 40,
+    generations: int = 250_000,
+    days: int = 120,
+    seed: int = 42,
+    now: dt.datetime | None = None,
+    reset: bool = False,
+    sessions: int = 2,
+    maintenance_work_mem_mb: int = 1024,
+) -> SeedReport:
+    """Load demo data through staging tables (:mod:`tooling.staging`), and commit it.
+
+    The same rows as :func:`seed_demo_data`, for loads too large for one session:
+    COPY into staged copies of the tables, build their indexes and keys in
+    ``sessions`` sessions at once (each with ``maintenance_work_mem_mb``), then swap
+    them in, in one short transaction. All or nothing: a failure before the swap
+    leaves the live tables as they were and drops the staged ones. ``engine`` must
+    reach the database directly (not through PgBouncer) as the tables' owner.
+    """
+    stages = _Stages()
+    plan = _plan(organizations, generations, days, seed, now)
+    stages.lap("draw tenants")
+    tables = schema_tables()
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def connect() -> psycopg.Connection:
+        return psycopg.connect(url)
+
+    with connect() as conn:
+        # One staged load per database at a time: a second one would drop the first's
+        # staging schema. Held by this session until it closes.
+        locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (STAGED_LOAD_LOCK,)).fetchone()
+        conn.commit()
+        if not (locked and locked[0]):
+            raise DemoDataError(
+                "another `dashboard seed` is loading this database; try again later"
+            )
+        try:
+            empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM organizations)").fetchone()
+            if not (empty and empty[0]) and not reset:
+                raise DemoDataError(_NOT_EMPTY)
+            staging.create_tables(conn, tables)
+            rollups = _RollupSession(connect)
+            try:
+                staging.begin_loading(conn, [t for t in tables if t not in _ROLLUP_COPIES])
+                loaded, usage_rows, ledger_entries = _load(conn, plan, stages.lap, rollups.put)
+            except BaseException:
+                with contextlib.suppress(BaseException):  # the first failure is the one
+                    rollups.finish()
+                raise
+            rollups.finish()
+            conn.commit()
+            stages.lap("commit the staged rows")
+            order = staging.sizes(conn, tables)
+            conn.commit()  # holds no lock on the staged tables while they are built
+            keys = sorted((table_keys(t) for t in tables), key=lambda k: -order[k.table])
+            phases = (
+                [staging.Job(statement_label(s), (s,)) for k in keys for s in k.indexes],
+                [
+                    staging.Job(
+                        "attach primary and unique keys", tuple(a for k in keys for a in k.attach)
+                    )
+                ],
+                [
+                    staging.Job(
+                        "foreign keys, NOT VALID",
+                        tuple(f for k in keys for f in k.foreign_keys_not_valid),
+                    )
+                ],
+                [
+                    staging.Job(
+                        f"validate foreign keys and ANALYZE {k.table}",
+                        (*k.validations, sql.SQL("ANALYZE {}").format(sql.Identifier(k.table))),
+                    )
+                    for k in keys
+                ],
+            )
+            jobs = staging.run_in_sessions(
+                connect,
+                phases,
+                sessions=sessions,
+                maintenance_work_mem_mb=maintenance_work_mem_mb,
+            )
+            stages.lap(f"indexes, keys and ANALYZE in {sessions} sessions")
+            for label, seconds in jobs:
+                stages.add(f"  | {label}", seconds)
+            try:
+                staging.swap_in(conn, tables, require_empty=not reset)
+            except LookupError:
+                raise DemoDataError(_NOT_EMPTY) from None
+            stages.lap("swap in")
+        except BaseException:
+            conn.rollback()
+            staging.drop_schema(conn)
+            conn.commit()
+            raise
+
+    return SeedReport(
+        organizations=len(plan.orgs),
+        users=len(plan.users["org"]),
+        generations=loaded,
+        usage_rows=usage_rows,
+        ledger_entries=ledger_entries,
+        seconds=time.perf_counter() - stages.started,
+        stages=tuple(stages.stages),
     )
 
 
@@ -329,8 +510,20 @@ def _make_users(
     }
 
 
+@functools.lru_cache(maxsize=64)
+def _zone(tz: str) -> zoneinfo.ZoneInfo:
+    """The zone, held: ZoneInfo's own cache keeps 8 strongly, and the demo has 9 zones,
+    so without this every organization re-read its tzdata file."""
+    return zoneinfo.ZoneInfo(tz)
+
+
+@functools.lru_cache(maxsize=256)
 def _utc_offsets(tz: str, first_day: dt.date, days: int) -> np.ndarray:
-    """UTC offset in seconds at local noon of each day (DST-aware)."""
+    """UTC offset in seconds at local noon of each day (DST-aware).
+
+    Cached: ten thousand organizations share nine zones and one period, and this
+    Python loop over the days was most of the draw for small tenants. Read-only.
+    """
     zone = zoneinfo.ZoneInfo(tz)
     offsets = np.empty(days, dtype=np.int64)
     for d in range(days):
@@ -338,7 +531,16 @@ def _utc_offsets(tz: str, first_day: dt.date, days: int) -> np.ndarray:
         local_noon = dt.datetime(day.year, day.month, day.day, 12, tzinfo=zone)
         offset = local_noon.utcoffset()
         offsets[d] = int(offset.total_seconds()) if offset else 0
+    offsets.flags.writeable = False
     return offsets
+
+
+@functools.lru_cache(maxsize=256)
+def _weekdays(first_day: dt.date, days: int) -> np.ndarray:
+    """Weekday (Monday 0) of each day of the period; cached like the offsets."""
+    weekdays = np.array([(first_day + dt.timedelta(days=d)).weekday() for d in range(days)])
+    weekdays.flags.writeable = False
+    return weekdays
 
 
 # Share of a day's activity by local hour: quiet nights, busy working hours.
@@ -373,27 +575,48 @@ _HOURLY = np.array(
 _HOURLY = _HOURLY / _HOURLY.sum()
 
 
-def _make_generations(
+def _generation_chunks(
     rng: np.random.Generator,
     orgs: list[_Org],
     users: dict[str, np.ndarray],
     total: int,
     days: int,
     now: dt.datetime,
-) -> dict[str, np.ndarray]:
+    *,
+    chunk_rows: int = _CHUNK_ROWS,
+) -> Iterator[dict[str, np.ndarray]]:
+    """The generations, whole organizations at a time, in chunks of about ``chunk_rows``.
+
+    Sorted by organization, then time; ids count on across chunks. The draws are the
+    same, in the same order, whatever the chunk size: the same seed gives the same rows,
+    and 100M rows never sit in memory at once (one organization at most, plus a chunk).
+    """
     costs = np.array([t[2] for t in GENERATION_TYPES], dtype=np.int32)
     per_org = rng.multinomial(total, np.array([o.weight for o in orgs]))
     user_org = users["org"]
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("org", "user", "type", "credits", "ts")}
+    keys = ("org", "user", "type", "credits", "ts")
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+    buffered = 0
+    next_id = 1
+
+    def flush() -> dict[str, np.ndarray]:
+        nonlocal buffered, next_id
+        out = {k: np.concatenate(v) for k, v in parts.items()}
+        out["id"] = np.arange(next_id, next_id + len(out["org"]), dtype=np.int64)
+        next_id += len(out["org"])
+        buffered = 0
+        for v in parts.values():
+            v.clear()
+        return out
+
     for org, n in zip(orgs, per_org, strict=True):
         if n == 0:
             continue
-        zone = zoneinfo.ZoneInfo(org.timezone)
+        zone = _zone(org.timezone)
         local_now = now.astimezone(zone)
         first_day = local_now.date() - dt.timedelta(days=days - 1)
         offsets = _utc_offsets(org.timezone, first_day, days)
-        day_index = np.arange(days)
-        weekdays = np.array([(first_day + dt.timedelta(days=int(d))).weekday() for d in day_index])
+        weekdays = _weekdays(first_day, days)
         weekend = 0.3 if org.plan in ("pro", "enterprise") else 0.55
         growth = np.linspace(0.6, 1.4, days) * rng.uniform(0.85, 1.15, days)
         day_weight = growth * np.where(weekdays >= 5, weekend, 1.0)
@@ -435,13 +658,11 @@ def _make_generations(
         parts["type"].append(kind[order])
         parts["credits"].append(credits[order])
         parts["ts"].append(ts[order])
-    if not parts["org"]:
-        return {k: np.array([], dtype=np.int64) for k in parts} | {
-            "id": np.array([], dtype=np.int64)
-        }
-    out = {k: np.concatenate(v) for k, v in parts.items()}
-    out["id"] = np.arange(1, len(out["org"]) + 1, dtype=np.int64)
-    return out
+        buffered += n
+        if buffered >= chunk_rows:
+            yield flush()
+    if buffered:
+        yield flush()
 
 
 # --------------------------------------------------------------------------- loading
@@ -479,116 +700,201 @@ def _load_lookup_and_tenants(
 
 
 _TYPE_WIDTH = max(len(t[0]) for t in GENERATION_TYPES)
-_RECORD = np.dtype(
-    [
-        ("ncols", ">i2"),
-        ("l_org", ">i4"), ("org", ">i8"),
-        ("l_id", ">i4"), ("id", ">i8"),
-        ("l_user", ">i4"), ("user", ">i8"),
-        ("l_type", ">i4"), ("type", f"S{_TYPE_WIDTH}"),
-        ("l_credits", ">i4"), ("credits", ">i4"),
-        ("l_ts", ">i4"), ("ts", ">i8"),
-    ]
-)  # fmt: skip
-# Which bytes of a padded record are real, per type: the type text is shorter than
-# its slot, and COPY BINARY wants exactly its length.
-_TYPE_START: int = _RECORD.fields["type"][1]  # type: ignore[index]
-_KEEP = np.ones((len(GENERATION_TYPES), _RECORD.itemsize), dtype=bool)
-for _code, (_key, *_rest) in enumerate(GENERATION_TYPES):
-    _KEEP[_code, _TYPE_START + len(_key) : _TYPE_START + _TYPE_WIDTH] = False
+_TYPE_KEYS = np.array([t[0].encode() for t in GENERATION_TYPES], dtype=f"S{_TYPE_WIDTH}")
+_TYPE_LENGTHS = np.array([len(t[0]) for t in GENERATION_TYPES], dtype=np.int32)
+_TEXT = "type"  # the one text column of the binary COPYs: a generation type key
+
+
+@functools.lru_cache(maxsize=8)
+def _layout(columns: tuple[str, ...]) -> tuple[np.dtype, np.ndarray]:
+    """A fixed-width COPY BINARY record for ``columns`` (big-endian numpy types, or
+    ``_TEXT``), and per type code which of its bytes are real: the type text is shorter
+    than its slot, and COPY BINARY wants exactly its length."""
+    fields: list[tuple[str, str]] = [("ncols", ">i2")]
+    for i, column in enumerate(columns):
+        fields += [(f"l{i}", ">i4"), (f"v{i}", f"S{_TYPE_WIDTH}" if column == _TEXT else column)]
+    record = np.dtype(fields)
+    keep = np.ones((len(GENERATION_TYPES), record.itemsize), dtype=bool)
+    if _TEXT in columns:
+        start: int = record.fields[f"v{columns.index(_TEXT)}"][1]  # type: ignore[index]
+        for code, length in enumerate(_TYPE_LENGTHS):
+            keep[code, start + length : start + _TYPE_WIDTH] = False
+    return record, keep
+
+
+def _binary_rows(columns: tuple[tuple[str, np.ndarray], ...], kind: np.ndarray) -> bytes:
+    """COPY BINARY tuples (no header) of ``columns``, built without a Python loop.
+
+    ``columns`` are (big-endian numpy type or ``_TEXT``, values) in the table's order;
+    ``kind`` is each row's type code, whose key fills the ``_TEXT`` column. Each row is
+    laid out in a fixed-width record with room for the longest type, then the unused
+    type bytes are dropped with one boolean mask.
+    """
+    record, keep = _layout(tuple(c for c, _ in columns))
+    n = len(kind)
+    rec = np.empty(n, dtype=record)
+    rec["ncols"] = len(columns)
+    for i, (column, values) in enumerate(columns):
+        if column == _TEXT:
+            rec[f"l{i}"] = _TYPE_LENGTHS[kind]
+            rec[f"v{i}"] = _TYPE_KEYS[kind]
+        else:
+            rec[f"l{i}"] = np.dtype(column).itemsize
+            rec[f"v{i}"] = values
+    raw = rec.view(np.uint8).reshape(n, record.itemsize)
+    return bytes(raw[keep[kind]].tobytes())
 
 
 def _binary_generation_rows(gens: dict[str, np.ndarray]) -> bytes:
-    """COPY BINARY tuples for ``gens``, in their order, built without a Python loop.
-
-    Each row is laid out in a fixed-width record with room for the longest type,
-    then the unused type bytes are dropped with one boolean mask.
-    """
-    n = len(gens["org"])
-    rec = np.empty(n, dtype=_RECORD)
-    rec["ncols"] = 6
-    rec["l_org"], rec["l_id"], rec["l_user"], rec["l_credits"], rec["l_ts"] = 8, 8, 8, 4, 8
-    lengths = np.array([len(t[0]) for t in GENERATION_TYPES], dtype=np.int32)
-    keys = np.array([t[0].encode() for t in GENERATION_TYPES], dtype=f"S{_TYPE_WIDTH}")
-    rec["l_type"] = lengths[gens["type"]]
-    rec["type"] = keys[gens["type"]]
-    rec["org"], rec["id"], rec["user"] = gens["org"], gens["id"], gens["user"]
-    rec["credits"] = gens["credits"]
-    rec["ts"] = gens["ts"] - _PG_EPOCH_US
-    raw = rec.view(np.uint8).reshape(n, _RECORD.itemsize)
-    return bytes(raw[_KEEP[gens["type"]]].tobytes())
+    """COPY BINARY tuples for ``gens``, in their order (see ``_COPY_GENERATIONS``)."""
+    return _binary_rows(
+        (
+            (">i8", gens["org"]),
+            (">i8", gens["id"]),
+            (">i8", gens["user"]),
+            (_TEXT, gens["type"]),
+            (">i4", gens["credits"]),
+            (">i8", gens["ts"] - _PG_EPOCH_US),
+        ),
+        gens["type"],
+    )
 
 
-def _bulk_load_ddl(table_name: str) -> tuple[list[str], list[str]]:
-    """DDL to drop, then recreate, a table's indexes and keys, taken from the models.
+# --------------------------------------------------------------------------- keys
+
+
+@dataclass(frozen=True, slots=True)
+class TableKeys:
+    """A table's indexes and keys as separate steps, taken from the models.
 
     Taken from the metadata so a bulk load can never recreate a schema that differs
-    from the migrations (``alembic check`` keeps those two equal).
+    from the migrations (``alembic check`` keeps those two equal). Primary keys and
+    unique constraints are built as plain unique indexes first and attached with
+    ``USING INDEX`` afterwards: ``ADD PRIMARY KEY`` would lock the table against the
+    other index builds, a ``CREATE INDEX`` only against writes, so two sessions can
+    build two indexes of one table at once. Unqualified names: the session's
+    ``search_path`` says which schema (``public``, or the staging one).
     """
+
+    table: str
+    drops: tuple[Statement, ...]
+    indexes: tuple[Statement, ...]
+    attach: tuple[Statement, ...]
+    foreign_keys: tuple[Statement, ...]
+    # The same keys in two steps: added NOT VALID (a moment's lock on both tables),
+    # then validated, which locks only this table against writes and schema changes,
+    # so the big scans of different tables can run at once (a plain ADD FOREIGN KEY
+    # also locks the referenced table, and every key references organizations).
+    foreign_keys_not_valid: tuple[Statement, ...]
+    validations: tuple[Statement, ...]
+
+
+Statement = staging.Statement
+
+
+def table_keys(table_name: str) -> TableKeys:
+    """The steps that drop and rebuild ``table_name``'s indexes and keys."""
     from sqlalchemy.dialects import postgresql
 
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     table = Base.metadata.tables[table_name]
-    keys = [
-        c
-        for c in table.constraints
-        if isinstance(c, PrimaryKeyConstraint | ForeignKeyConstraint | UniqueConstraint)
-    ]
-    foreign = [c for c in keys if isinstance(c, ForeignKeyConstraint)]
-    own = [c for c in keys if not isinstance(c, ForeignKeyConstraint)]
-    drop = [str(DropConstraint(c).compile(dialect=dialect)) for c in foreign]
-    drop += [str(DropIndex(i).compile(dialect=dialect)) for i in table.indexes]
-    drop += [str(DropConstraint(c).compile(dialect=dialect)) for c in own]
-    # Foreign keys last: their validating joins use the indexes just built.
-    create = [str(AddConstraint(c).compile(dialect=dialect)) for c in own]
-    create += [str(CreateIndex(i).compile(dialect=dialect)) for i in table.indexes]
-    create += [str(AddConstraint(c).compile(dialect=dialect)) for c in foreign]
-    return drop, create
-
-
-@contextlib.contextmanager
-def _bulk_loading(
-    conn: psycopg.Connection, table_name: str, lap: Callable[[str], None]
-) -> Iterator[None]:
-    """Load ``table_name`` without its indexes and keys, then build them once.
-
-    The PostgreSQL manual's advice for a bulk load: one sorted build per index and
-    one validating join per foreign key, instead of maintaining every b-tree and
-    firing two referential-integrity triggers for each row.
-    """
-    drop, create = _bulk_load_ddl(table_name)
-    for statement in drop:
-        conn.execute(statement)
-    yield
-    lap(f"copy {table_name}")
-    conn.execute("SET LOCAL maintenance_work_mem = '1GB'")
-    for statement in create:
-        conn.execute(statement)
-        lap(statement.split(" (")[0][:70])
-
-
-def _load_generations(
-    conn: psycopg.Connection, gens: dict[str, np.ndarray], lap: Callable[[str], None]
-) -> None:
-    # The PostgreSQL manual's advice for a bulk load: drop indexes and foreign keys,
-    # COPY, then rebuild them once (sorted index builds, one validating join per key)
-    # instead of maintaining five b-trees and two triggers per row.
-    statement = (
-        "COPY generations (organization_id, id, user_id, type, credits, created_at) "
-        "FROM STDIN (FORMAT BINARY)"
-    )
-    chunk = 1_000_000
-    with _bulk_loading(conn, "generations", lap), conn.cursor().copy(statement) as copy:
-        copy.write(_COPY_HEADER)
-        for start in range(0, len(gens["org"]), chunk):
-            copy.write(
-                _binary_generation_rows({k: v[start : start + chunk] for k, v in gens.items()})
+    own = [c for c in table.constraints if isinstance(c, PrimaryKeyConstraint | UniqueConstraint)]
+    foreign = [c for c in table.constraints if isinstance(c, ForeignKeyConstraint)]
+    name = sql.Identifier(table_name)
+    indexes: list[Statement] = []
+    attach: list[Statement] = []
+    for constraint in own:
+        index = sql.Identifier(str(constraint.name))
+        columns = sql.SQL(", ").join(sql.Identifier(c.name) for c in constraint.columns)
+        kind = "PRIMARY KEY" if isinstance(constraint, PrimaryKeyConstraint) else "UNIQUE"
+        # A key's covering columns (postgresql_include) belong to its index too.
+        include = constraint.dialect_options["postgresql"]["include"] or []
+        covering = (
+            sql.SQL(" INCLUDE ({})").format(
+                sql.SQL(", ").join(sql.Identifier(str(getattr(c, "name", c))) for c in include)
             )
-        copy.write(_COPY_TRAILER)
+            if include
+            else sql.SQL("")
+        )
+        indexes.append(
+            sql.SQL("CREATE UNIQUE INDEX {} ON {} ({}){}").format(index, name, columns, covering)
+        )
+        attach.append(
+            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} USING INDEX {}").format(
+                name, index, sql.SQL(kind), index
+            )
+        )
+    indexes += [str(CreateIndex(i).compile(dialect=dialect)) for i in table.indexes]
+    drops: list[Statement] = [str(DropConstraint(c).compile(dialect=dialect)) for c in foreign]
+    drops += [str(DropIndex(i).compile(dialect=dialect)) for i in table.indexes]
+    drops += [str(DropConstraint(c).compile(dialect=dialect)) for c in own]
+    return TableKeys(
+        table=table_name,
+        drops=tuple(drops),
+        indexes=tuple(indexes),
+        attach=tuple(attach),
+        # Foreign keys last: their validating joins use the indexes just built.
+        foreign_keys=tuple(str(AddConstraint(c).compile(dialect=dialect)) for c in foreign),
+        foreign_keys_not_valid=tuple(
+            sql.SQL("{} NOT VALID").format(sql.SQL(str(AddConstraint(c).compile(dialect=dialect))))
+            for c in foreign
+        ),
+        validations=tuple(
+            sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+                name, sql.Identifier(str(c.name))
+            )
+            for c in foreign
+        ),
+    )
 
 
-# The rollups record_generation keeps, recounted from the loaded generations in SQL
-# (the same expressions as its upserts), so they are exact by construction.
+def statement_label(statement: Statement) -> str:
+    """A short name for a stage line (``-v``)."""
+    text_ = statement if isinstance(statement, str) else statement.as_string(None)
+    return " ".join(text_.replace('"', "").split()).split(" (")[0][:70]
+
+
+def schema_tables() -> tuple[str, ...]:
+    """Every table of the models, referenced before referencing: what a load replaces."""
+    return tuple(t.name for t in Base.metadata.sorted_tables)
+
+
+def _build_keys_serially(
+    conn: psycopg.Connection, lap: Callable[[str], None], *, analyze: bool = True
+) -> None:
+    """Every index and key of the schema, one after the other, on ``conn``."""
+    keys = [table_keys(t) for t in schema_tables()]
+    conn.execute("SET LOCAL maintenance_work_mem = '1GB'")
+    for step in ("indexes", "attach", "foreign_keys"):
+        for k in keys:
+            for statement in getattr(k, step):
+                conn.execute(statement)
+                lap(statement_label(statement))
+    if analyze:
+        for table in schema_tables():
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+        lap("analyze")
+
+
+# --------------------------------------------------------------------------- rollups
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """A chunk of generations with what its rollups need: each row's local day."""
+
+    gens: dict[str, np.ndarray]
+    local_day: np.ndarray  # the organization's local date, days since 1970-01-01
+    user_org: np.ndarray  # organization of each user id - 1
+    first_day: int  # first day of the window every row falls in
+    span: int  # days in that window
+
+
+# The rollups record_generation keeps: what each row counts, written as a recount of
+# generations with the same expressions as its upserts. Every entry is loaded: by the
+# numpy path of _ROLLUP_COPIES when it has one (counted from the drawn arrays, chunk
+# by chunk, no GROUP BY over the whole table), else by running this statement after
+# generations are loaded. The recount tests hold both paths to this definition.
 _ROLLUPS = {
     "user_daily_usage": """
         INSERT INTO user_daily_usage (organization_id, user_id, date, type, generations, credits)
@@ -627,11 +933,358 @@ _ROLLUPS = {
         """,
 }
 
+_N_TYPES = len(GENERATION_TYPES)
+_PG_EPOCH_DAY = 10_957  # 2000-01-01 in days since 1970-01-01
+_QUARTER_US = 900_000_000  # 2000-01-01 00:00 UTC is a whole number of quarter-hours
 
-def _load_rollups(conn: psycopg.Connection, lap: Callable[[str], None]) -> None:
+
+def _group(key: np.ndarray, credits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct keys (sorted), the rows and the credits of each."""
+    keys, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+    spent = np.bincount(inverse, weights=credits, minlength=len(keys)).astype(np.int64)
+    return keys, counts, spent
+
+
+def _user_daily_rows(chunk: _Chunk) -> bytes:
+    """user_daily_usage rows of the chunk: (organization, user, local date, type)."""
+    g = chunk.gens
+    day = chunk.local_day - chunk.first_day
+    key = ((g["user"] - 1) * chunk.span + day) * _N_TYPES + g["type"]
+    keys, counts, spent = _group(key, g["credits"])
+    kind = keys % _N_TYPES
+    user = keys // _N_TYPES // chunk.span + 1
+    date = keys // _N_TYPES % chunk.span + chunk.first_day - _PG_EPOCH_DAY
+    return _binary_rows(
+        (
+            (">i8", chunk.user_org[user - 1]),
+            (">i8", user),
+            (">i4", date),
+            (_TEXT, kind),
+            (">i4", counts),
+            (">i8", spent),
+        ),
+        kind,
+    )
+
+
+def _quarter_hour_rows(chunk: _Chunk) -> bytes:
+    """quarter_hour_usage rows of the chunk: (organization, UTC quarter-hour, type)."""
+    g = chunk.gens
+    quarters = chunk.span * 96
+    first = chunk.first_day * 96
+    key = (g["org"] * quarters + g["ts"] // _QUARTER_US - first) * _N_TYPES + g["type"]
+    keys, counts, spent = _group(key, g["credits"])
+    kind = keys % _N_TYPES
+    org = keys // _N_TYPES // quarters
+    bucket = (keys // _N_TYPES % quarters + first) * _QUARTER_US - _PG_EPOCH_US
+    return _binary_rows(
+        ((">i8", org), (">i8", bucket), (_TEXT, kind), (">i4", counts), (">i8", spent)),
+        kind,
+    )
+
+
+def _organization_daily_rows(chunk: _Chunk) -> bytes:
+    """organization_daily_usage rows of the chunk: (organization, local date), with the
+    running totals through each day (a chunk holds whole organizations)."""
+    g = chunk.gens
+    key = g["org"] * chunk.span + (chunk.local_day - chunk.first_day)
+    keys, counts, spent = _group(key, g["credits"])
+    org = keys // chunk.span
+    date = keys % chunk.span + chunk.first_day - _PG_EPOCH_DAY
+    # keys are sorted by (organization, day): a cumulative sum restarted at each
+    # organization's first row is its running total.
+    first = np.r_[True, org[1:] != org[:-1]]
+    group = np.cumsum(first) - 1
+    generations_through = np.cumsum(counts)
+    credits_through = np.cumsum(spent)
+    generations_through -= (generations_through - counts)[first][group]
+    credits_through -= (credits_through - spent)[first][group]
+    return _binary_rows(
+        (
+            (">i8", org),
+            (">i4", date),
+            (">i8", counts),
+            (">i8", spent),
+            (">i8", generations_through),
+            (">i8", credits_through),
+        ),
+        np.zeros(len(keys), dtype=np.intp),
+    )
+
+
+def _organization_monthly_rows(chunk: _Chunk) -> bytes:
+    """organization_monthly_usage rows of the chunk: (organization, local month)."""
+    g = chunk.gens
+    month = chunk.local_day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    first_month = int(month.min()) if len(month) else 0
+    months = (int(month.max()) - first_month + 1) if len(month) else 1
+    key = g["org"] * months + (month - first_month)
+    keys, counts, spent = _group(key, g["credits"])
+    month_start = (
+        (keys % months + first_month).astype("datetime64[M]").astype("datetime64[D]")
+    ).astype(np.int64) - _PG_EPOCH_DAY
+    return _binary_rows(
+        (
+            (">i4", month_start),
+            (">i8", keys // months),
+            (">i8", counts),
+            (">i8", spent),
+        ),
+        np.zeros(len(keys), dtype=np.intp),
+    )
+
+
+# Rollups with a numpy path: table -> (its COPY, its rows of one chunk). Optional: an
+# entry of _ROLLUPS without one is loaded by its statement (see there).
+_ROLLUP_COPIES: dict[str, tuple[str, Callable[[_Chunk], bytes]]] = {
+    "user_daily_usage": (
+        "COPY user_daily_usage (organization_id, user_id, date, type, generations, credits) "
+        "FROM STDIN (FORMAT BINARY)",
+        _user_daily_rows,
+    ),
+    "quarter_hour_usage": (
+        "COPY quarter_hour_usage (organization_id, bucket, type, generations, credits) "
+        "FROM STDIN (FORMAT BINARY)",
+        _quarter_hour_rows,
+    ),
+    "organization_daily_usage": (
+        "COPY organization_daily_usage (organization_id, date, generations, credits, "
+        "generations_through, credits_through) FROM STDIN (FORMAT BINARY)",
+        _organization_daily_rows,
+    ),
+    "organization_monthly_usage": (
+        "COPY organization_monthly_usage (month, organization_id, generations, credits) "
+        "FROM STDIN (FORMAT BINARY)",
+        _organization_monthly_rows,
+    ),
+}
+
+
+# --------------------------------------------------------------------------- generations
+
+_COPY_GENERATIONS = (
+    "COPY generations (organization_id, id, user_id, type, credits, created_at) "
+    "FROM STDIN (FORMAT BINARY)"
+)
+
+
+@dataclass(slots=True)
+class _OrgTotals:
+    """What the later stages need of one organization's generations (kept per chunk).
+
+    ``cells`` are its nonzero (type, local day) usage cells in type, then day order;
+    ``ts`` and ``cum`` answer the ledger's "credits consumed before t".
+    """
+
+    kind: np.ndarray
+    day: np.ndarray
+    used: np.ndarray
+    spent: np.ndarray
+    last: np.ndarray
+    peak: np.ndarray  # busiest day's count, per type
+    ts: np.ndarray
+    cum: np.ndarray  # credits consumed before each row, then in all (len(ts) + 1)
+
+
+def _summarize(
+    orgs: list[_Org], gens: dict[str, np.ndarray], window: tuple[int, int]
+) -> tuple[dict[int, _OrgTotals], np.ndarray]:
+    """Per organization of the chunk its totals, and each row's local day."""
+    local_day = np.empty(len(gens["org"]), dtype=np.int64)
+    present = np.unique(gens["org"])
+    bounds = np.searchsorted(gens["org"], np.append(present, present[-1] + 1))
+    totals: dict[int, _OrgTotals] = {}
+    for k, org_id in enumerate(present.tolist()):
+        lo, hi = int(bounds[k]), int(bounds[k + 1])
+        org = orgs[org_id - 1]
+        ts, kind, credits = gens["ts"][lo:hi], gens["type"][lo:hi], gens["credits"][lo:hi]
+        day = _local_days(org.timezone, ts, window)
+        local_day[lo:hi] = day
+        first_day = int(day.min())
+        span = int(day.max()) - first_day + 1
+        key = kind.astype(np.int64) * span + (day - first_day)
+        used = np.bincount(key, minlength=_N_TYPES * span).reshape(_N_TYPES, span)
+        spent = np.bincount(key, weights=credits, minlength=_N_TYPES * span).reshape(_N_TYPES, span)
+        # ts is sorted, so the last row of each key is its latest generation.
+        last_flat = np.zeros(_N_TYPES * span, dtype=np.int64)
+        last_flat[key] = ts
+        last = last_flat.reshape(_N_TYPES, span)
+        t_idx, d_idx = np.nonzero(used)
+        totals[org_id] = _OrgTotals(
+            kind=t_idx,
+            day=d_idx + first_day,
+            used=used[t_idx, d_idx],
+            spent=spent[t_idx, d_idx].astype(np.int64),
+            last=last[t_idx, d_idx],
+            peak=used.max(axis=1),
+            ts=ts.copy(),
+            cum=np.concatenate([[0], np.cumsum(credits, dtype=np.int64)]),
+        )
+    return totals, local_day
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """One chunk, drawn and encoded by the drawing thread, ready to COPY."""
+
+    rows: int
+    generations: list[bytes]  # COPY tuples in slices of at most _CHUNK_ROWS rows
+    rollups: dict[str, bytes]
+    totals: dict[int, _OrgTotals]
+
+
+def _prepare_chunks(
+    rng: np.random.Generator,
+    orgs: list[_Org],
+    users: dict[str, np.ndarray],
+    total: int,
+    days: int,
+    now: dt.datetime,
+) -> Iterator[_Prepared]:
+    """Each chunk summed and encoded for COPY, while the next one is drawn in a thread."""
+    now_day = int(now.timestamp()) // 86_400
+    window = (now_day - days - 2, now_day + 2)
+    drawn = _generation_chunks(rng, orgs, users, total, days, now, chunk_rows=_CHUNK_ROWS)
+    for gens in _in_background(drawn, name="demo-draw"):
+        totals, local_day = _summarize(orgs, gens, window)
+        chunk = _Chunk(gens, local_day, users["org"], window[0], window[1] - window[0])
+        yield _Prepared(
+            rows=len(gens["org"]),
+            # In slices: the largest tenant is one chunk (a third of 100M rows), and
+            # its fixed-width records and mask would be several GB at once.
+            generations=[
+                _binary_generation_rows({k: v[i : i + _CHUNK_ROWS] for k, v in gens.items()})
+                for i in range(0, len(gens["org"]), _CHUNK_ROWS)
+            ],
+            rollups={table: rows(chunk) for table, (_, rows) in _ROLLUP_COPIES.items()},
+            totals=totals,
+        )
+
+
+def _in_background(items: Iterator[T], *, name: str, ahead: int = 1) -> Iterator[T]:
+    """``items`` produced by a thread while the caller consumes them.
+
+    Three stages then overlap: drawing (numpy, in one thread, in order, so the rows do
+    not depend on timing), encoding (numpy, another thread) and COPY (the server's
+    parsing, in this one); numpy and the socket let go of the GIL meanwhile.
+    """
+    done = object()
+    queue: Queue[object] = Queue(maxsize=ahead)
+    failure: list[BaseException] = []
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                queue.put(item)
+        except BaseException as error:  # handed to the consumer below
+            failure.append(error)
+        finally:
+            if isinstance(items, Generator):
+                items.close()  # an inner stage stops its own thread
+            queue.put(done)
+
+    thread = threading.Thread(target=produce, name=name, daemon=True)
+    thread.start()
+    try:
+        while (item := queue.get()) is not done:
+            yield cast(T, item)
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(Empty):
+                queue.get(timeout=0.05)
+        thread.join()
+    if failure:
+        raise failure[0]
+
+
+class _RollupSession:
+    """COPYs the numpy rollups on a session of its own (staged loads only), so the
+    server parses them on one core while the loader's session parses the generations
+    on the other. Its transaction commits at :meth:`finish`; a failure on either side
+    stops both (the staged tables are dropped by the caller)."""
+
+    def __init__(self, connect: Callable[[], psycopg.Connection]) -> None:
+        self._queue: Queue[dict[str, bytes] | None] = Queue(maxsize=2)
+        self._failure: list[BaseException] = []
+        self._thread = threading.Thread(
+            target=self._run, args=(connect,), name="demo-rollups", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, connect: Callable[[], psycopg.Connection]) -> None:
+        try:
+            with connect() as conn:
+                staging.begin_loading(conn, tuple(_ROLLUP_COPIES))
+                while (item := self._queue.get()) is not None:
+                    for table, tuples in item.items():
+                        _copy_bytes(conn, _ROLLUP_COPIES[table][0], tuples)
+                conn.commit()
+        except BaseException as error:  # raised in the loader's thread
+            self._failure.append(error)
+            while self._queue.get() is not None:  # let the loader finish its puts
+                pass
+
+    def put(self, rollups: dict[str, bytes]) -> None:
+        """Queue one chunk's rollup tuples (waits while two are queued)."""
+        if self._failure:
+            raise self._failure[0]
+        self._queue.put(rollups)
+
+    def finish(self) -> None:
+        """Wait for the last COPY and the commit; raise what failed there."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._failure:
+            raise self._failure[0]
+
+
+def _copy_bytes(conn: psycopg.Connection, statement: str, rows: bytes) -> None:
+    with conn.cursor().copy(statement) as copy:
+        copy.write(_COPY_HEADER)
+        copy.write(rows)
+        copy.write(_COPY_TRAILER)
+
+
+def _load_generations(
+    conn: psycopg.Connection,
+    rng: np.random.Generator,
+    orgs: list[_Org],
+    users: dict[str, np.ndarray],
+    options: tuple[int, int, dt.datetime],
+    lap: Callable[[str], None],
+    rollups: Callable[[dict[str, bytes]], None] | None,
+) -> tuple[int, dict[int, _OrgTotals]]:
+    """COPY the generations and the numpy rollups chunk by chunk (the rollups handed
+    to ``rollups`` when given); the other rollups by their statements. Returns the
+    rows loaded and every organization's totals."""
+    total, days, now = options
+    loaded = 0
+    totals: dict[int, _OrgTotals] = {}
+    copying = 0.0
+    for prepared in _in_background(
+        _prepare_chunks(rng, orgs, users, total, days, now), name="demo-encode"
+    ):
+        started = time.perf_counter()
+        if rollups is not None:
+            rollups(prepared.rollups)
+        for rows in prepared.generations:
+            _copy_bytes(conn, _COPY_GENERATIONS, rows)
+        if rollups is None:
+            for table, tuples in prepared.rollups.items():
+                _copy_bytes(conn, _ROLLUP_COPIES[table][0], tuples)
+        copying += time.perf_counter() - started
+        loaded += prepared.rows
+        totals.update(prepared.totals)
+    lap(f"draw + COPY generations and rollups (COPY {copying:.1f}s of it)")
     for table, statement in _ROLLUPS.items():
-        with _bulk_loading(conn, table, lap):
+        if table not in _ROLLUP_COPIES:
             conn.execute(statement)
+            lap(f"recount {table}")
+    return loaded, totals
 
 
 def _local_days(tz: str, ts_us: np.ndarray, window: tuple[int, int]) -> np.ndarray:
@@ -667,16 +1320,35 @@ def _hourly_offsets(tz: str, first_day: int, end_day: int) -> tuple[int, np.ndar
     return first, offsets
 
 
-def _usage_rows(
+_COPY_USAGE = (
+    "COPY usage_limits (organization_id, id, type, date, used, credits_used, daily_limit, "
+    "updated_at) FROM STDIN (FORMAT BINARY)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _LoweredLimit:
+    """A limit customer success lowered today (the audit trail records it)."""
+
+    organization_id: int
+    type: str
+    date: dt.date
+    old_limit: int
+    new_limit: int
+
+
+def _load_usage(
+    conn: psycopg.Connection,
     rng: np.random.Generator,
     orgs: list[_Org],
-    gens: dict[str, np.ndarray],
+    totals: dict[int, _OrgTotals],
     now: dt.datetime,
-) -> list[tuple[object, ...]]:
+) -> tuple[int, list[_LoweredLimit]]:
     """usage_limits rows: exact counts and credit sums per (organization, type, local day).
 
     Limits: each organization has headroom over its busiest day, except a few that
-    customer success will find at or over their limit today.
+    customer success will find at or over their limit today. Returns the rows loaded
+    and the limits lowered today.
     """
     headroom = rng.uniform(1.3, 2.5, len(orgs))
     pressure = np.ones(len(orgs))
@@ -688,65 +1360,72 @@ def _usage_rows(
         for k, idx in enumerate(picked):
             pressure[idx] = rng.uniform(0.82, 0.97) if k % 2 == 0 else rng.uniform(1.02, 1.25)
     defaults = np.array([t[3] for t in GENERATION_TYPES], dtype=np.float64)
-    type_keys = [t[0] for t in GENERATION_TYPES]
-    n_types = len(GENERATION_TYPES)
     epoch = dt.date(1970, 1, 1)
-    bounds = np.searchsorted(gens["org"], np.arange(1, len(orgs) + 2))
-    # One offset table per zone for the whole period (cached across organizations).
-    span_days = (
-        int(gens["ts"].min()) // 86_400_000_000 - 1 if len(gens["ts"]) else 0,
-        int(gens["ts"].max()) // 86_400_000_000 + 2 if len(gens["ts"]) else 1,
-    )
-    rows: list[tuple[object, ...]] = []
+    parts: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("org", "kind", "day", "used", "spent", "limit", "last")
+    }
+    lowered: list[_LoweredLimit] = []
     for org in orgs:
-        lo, hi = int(bounds[org.id - 1]), int(bounds[org.id])
-        if lo == hi:
+        cells = totals.get(org.id)
+        if cells is None:
             continue
-        ts, kind, credits = gens["ts"][lo:hi], gens["type"][lo:hi], gens["credits"][lo:hi]
-        day = _local_days(org.timezone, ts, span_days)
-        first_day = int(day.min())
-        span = int(day.max()) - first_day + 1
-        key = kind.astype(np.int64) * span + (day - first_day)
-        used = np.bincount(key, minlength=n_types * span).reshape(n_types, span)
-        spent = np.bincount(key, weights=credits, minlength=n_types * span).reshape(n_types, span)
-        # ts is sorted, so the last row of each key is its latest generation.
-        last_flat = np.zeros(n_types * span, dtype=np.int64)
-        last_flat[key] = ts
-        last = last_flat.reshape(n_types, span)
         floor = (defaults * PLAN_LIMIT_FACTOR[org.plan] / 4).astype(np.int64)
-        limit = np.maximum(np.ceil(used.max(axis=1) * headroom[org.id - 1] / 10) * 10, floor)
-        today = (now.astimezone(zoneinfo.ZoneInfo(org.timezone)).date() - epoch).days
-        for t, d in zip(*np.nonzero(used), strict=True):
-            n_used = int(used[t, d])
-            daily_limit = int(limit[t])
-            if first_day + d == today and pressure[org.id - 1] != 1 and n_used >= 2:
-                daily_limit = max(1, int(n_used / pressure[org.id - 1]))
-            rows.append((
-                org.id, type_keys[t], epoch + dt.timedelta(days=int(first_day + d)), n_used,
-                int(spent[t, d]), daily_limit, _ts(int(last[t, d])),
-            ))  # fmt: skip
-    return rows
-
-
-def _load_usage(
-    conn: psycopg.Connection, rows: list[tuple[object, ...]], lap: Callable[[str], None]
-) -> int:
-    # Text lines are several times faster than write_row for these plain values.
-    lines = "".join("\t".join(map(str, row)) + "\n" for row in rows)
-    statement = (
-        "COPY usage_limits (organization_id, type, date, used, credits_used, daily_limit, "
-        "updated_at) FROM STDIN"
+        limit = np.maximum(np.ceil(cells.peak * headroom[org.id - 1] / 10) * 10, floor)
+        limit = limit.astype(np.int64)
+        daily_limit = limit[cells.kind]
+        squeeze = pressure[org.id - 1]
+        today = (now.astimezone(_zone(org.timezone)).date() - epoch).days
+        if squeeze != 1:
+            for i in np.flatnonzero((cells.day == today) & (cells.used >= 2)).tolist():
+                t = int(cells.kind[i])
+                daily_limit[i] = max(1, int(int(cells.used[i]) / squeeze))
+                earlier = bool(np.any((cells.kind == t) & (cells.day < today)))
+                if earlier and daily_limit[i] < limit[t]:
+                    lowered.append(
+                        _LoweredLimit(
+                            org.id,
+                            GENERATION_TYPES[t][0],
+                            epoch + dt.timedelta(days=today),
+                            int(limit[t]),
+                            int(daily_limit[i]),
+                        )
+                    )
+        parts["org"].append(np.full(len(cells.kind), org.id, dtype=np.int64))
+        parts["kind"].append(cells.kind)
+        parts["day"].append(cells.day)
+        parts["used"].append(cells.used)
+        parts["spent"].append(cells.spent)
+        parts["limit"].append(daily_limit)
+        parts["last"].append(cells.last)
+    if not parts["org"]:
+        return 0, lowered
+    col = {k: np.concatenate(v) for k, v in parts.items()}
+    n = len(col["org"])
+    _copy_bytes(
+        conn,
+        _COPY_USAGE,
+        _binary_rows(
+            (
+                (">i8", col["org"]),
+                (">i8", np.arange(1, n + 1, dtype=np.int64)),
+                (_TEXT, col["kind"]),
+                (">i4", col["day"] - _PG_EPOCH_DAY),
+                (">i4", col["used"]),
+                (">i8", col["spent"]),
+                (">i4", col["limit"]),
+                (">i8", col["last"] - _PG_EPOCH_US),
+            ),
+            col["kind"],
+        ),
     )
-    with _bulk_loading(conn, "usage_limits", lap), conn.cursor().copy(statement) as copy:
-        copy.write(lines)
-    return len(rows)
+    return n, lowered
 
 
 def _load_ledger(
     conn: psycopg.Connection,
     rng: np.random.Generator,
     orgs: list[_Org],
-    gens: dict[str, np.ndarray],
+    totals: dict[int, _OrgTotals],
     now: dt.datetime,
 ) -> int:
     """Grants ahead of consumption, some staff deductions, refunds and one reversal."""
@@ -754,17 +1433,15 @@ def _load_ledger(
     rows: list[tuple[object, ...]] = []
     balances: list[tuple[int, int]] = []
     entry_id = 0
-    # gens is sorted by organization, then time: each organization is a slice.
-    bounds = np.searchsorted(gens["org"], np.arange(1, len(orgs) + 2))
+    no_ts, no_cum = np.array([], dtype=np.int64), np.zeros(1, dtype=np.int64)
     for org in orgs:
-        lo, hi = int(bounds[org.id - 1]), int(bounds[org.id])
-        ts = gens["ts"][lo:hi]
-        cum = np.concatenate([[0], np.cumsum(gens["credits"][lo:hi], dtype=np.int64)])
+        own = totals.get(org.id)
+        ts, cum = (own.ts, own.cum) if own else (no_ts, no_cum)
 
         def consumed_before(t_us: int, ts: np.ndarray = ts, cum: np.ndarray = cum) -> int:
             return int(cum[np.searchsorted(ts, t_us, side="left")])
 
-        zone = zoneinfo.ZoneInfo(org.timezone)
+        zone = _zone(org.timezone)
         start = org.created_at.astimezone(zone)
         # Plan grants on the first of each local month at 09:00, the first at signup.
         grant_times = [int(org.created_at.timestamp() * 1_000_000)]
@@ -865,27 +1542,29 @@ def _ts(micros: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(micros / 1_000_000, dt.UTC)
 
 
-def _load_audit(conn: psycopg.Connection, now: dt.datetime) -> None:
+def _load_audit(conn: psycopg.Connection, lowered: list[_LoweredLimit], now: dt.datetime) -> None:
     """Audit rows for today's lowered limits, as customer success would have left them."""
-    conn.execute(
-        """
-        INSERT INTO audit_log (organization_id, action, actor, reason, details, created_at)
-        SELECT u.organization_id, 'set_daily_limit', %s,
-               'Plan downgrade: limit lowered pending renewal',
-               jsonb_build_object('type', u.type, 'effective', u.date,
-                                  'old_limit', p.daily_limit, 'new_limit', u.daily_limit),
-               %s::timestamptz - interval '1 hour'
-        FROM usage_limits u
-        JOIN organizations o ON o.id = u.organization_id
-        CROSS JOIN LATERAL (
-            SELECT q.daily_limit FROM usage_limits q
-            WHERE q.organization_id = u.organization_id AND q.type = u.type AND q.date < u.date
-            ORDER BY q.date DESC LIMIT 1
-        ) p
-        WHERE u.date = (%s::timestamptz AT TIME ZONE o.timezone)::date
-          AND u.daily_limit < p.daily_limit
-        """,
-        (SUPPORT_STAFF[0], now, now),
+    _copy_rows(
+        conn,
+        "COPY audit_log (organization_id, action, actor, reason, details, created_at) FROM STDIN",
+        [
+            (
+                change.organization_id,
+                "set_daily_limit",
+                SUPPORT_STAFF[0],
+                "Plan downgrade: limit lowered pending renewal",
+                Jsonb(
+                    {
+                        "type": change.type,
+                        "effective": change.date.isoformat(),
+                        "old_limit": change.old_limit,
+                        "new_limit": change.new_limit,
+                    }
+                ),
+                now - dt.timedelta(hours=1),
+            )
+            for change in lowered
+        ],
     )
 
 
