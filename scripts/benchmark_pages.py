@@ -19,9 +19,10 @@ server, app.py and the page are compiled once, not on every run.
 - **warm**: the run again with the caches filled, what a user gets when they change a
   widget or come back to the page within the ``ttl``.
 
-For each size the demo data is loaded afresh (ending now, so "today" has quota use)
-into ``dashboard_bench_pages`` on the project's embedded PostgreSQL, or into the
-database of ``BENCH_DATABASE_URL`` (whose contents are replaced). The pages show the
+Each size uses the query benchmark's database for that size (``dashboard_bench_<size>``
+on the project's embedded PostgreSQL, or ``BENCH_DATABASE_URL``) and its load when the
+parameters match (``benchmarks.queries.database``; ``--reload`` loads afresh, ending now
+so "today" has quota use), so a 100M load is made once for both benchmarks. The pages show the
 organization with the most generations (``--org default`` keeps the app's default, the
 first by name) and the app's default filters (``--range``: last 30 days, by day, in the
 organization's time zone). It prints markdown tables; see docs/performance.md.
@@ -44,7 +45,6 @@ from typing import Any, Final
 
 import streamlit as st
 from sqlalchemy import Engine, event, text
-from sqlalchemy.engine import make_url
 from streamlit import config as st_config
 from streamlit import logger as streamlit_logger
 from streamlit.runtime.scriptrunner import exec_code, script_runner
@@ -52,14 +52,19 @@ from streamlit.runtime.scriptrunner.script_cache import ScriptCache
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
 
+from benchmarks.queries.database import (
+    LoadParameters,
+    bench_target,
+    database_name,
+    load_unless_loaded,
+    prepare_schema,
+)
 from dashboard.navigation import PAGES, PageSpec
-from queries.db import create_direct_engine, dispose_engine, normalize_url
-from tooling import embedded, schema
-from tooling.demo_data import seed_demo_data
+from queries.db import create_direct_engine, dispose_engine
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 APP: Final = ROOT / "dashboard" / "app.py"
-DATABASE: Final = "dashboard_bench_pages"
+DATABASE_PREFIX: Final = "dashboard_bench"
 TARGET_MS: Final = 300.0
 RUN_TIMEOUT: Final = 300.0
 IDENTITY_ENV: Final = ("DASHBOARD_USER", "DASHBOARD_ROLE", "DASHBOARD_ROLES")
@@ -193,42 +198,10 @@ def measure_page(spec: PageSpec, query: dict[str, str], runs: int) -> PageResult
 # ---------------------------------------------------------------------- the database
 
 
-def target_url() -> tuple[str, str]:
-    """The benchmark database's URL and a description of it."""
-    configured = os.environ.get("BENCH_DATABASE_URL", "").strip()
-    if configured:
-        url = normalize_url(configured)
-        return url, f"BENCH_DATABASE_URL ({make_url(url).render_as_string(hide_password=True)})"
-    server = embedded.ensure_running()
-    embedded.ensure_database(server, DATABASE)
-    return server.url(DATABASE), f"embedded PostgreSQL, database {DATABASE}"
-
-
-def load(url: str, *, generations: int, organizations: int, days: int, seed: int) -> float:
-    """Replace the database's data with a demo load ending now; the seconds it took."""
-    schema.upgrade(url=url)
-    direct = create_direct_engine(url)
-    try:
-        with direct.connect() as conn:
-            report = seed_demo_data(
-                conn,
-                organizations=organizations,
-                generations=generations,
-                days=days,
-                seed=seed,
-                reset=True,
-            )
-            conn.commit()
-            conn.execute(text("ANALYZE"))
-            conn.commit()
-    finally:
-        direct.dispose()
-    return report.seconds
-
-
+# From the monthly rollup: counting 100M generations would take longer than the pages.
 _ORG_GENERATIONS: Final = (
-    "SELECT o.id, o.name, count(g.id) AS n FROM organizations o "
-    "LEFT JOIN generations g ON g.organization_id = o.id GROUP BY o.id, o.name "
+    "SELECT o.id, o.name, coalesce(sum(m.generations), 0) AS n FROM organizations o "
+    "LEFT JOIN organization_monthly_usage m ON m.organization_id = o.id GROUP BY o.id, o.name "
 )
 _LARGEST: Final = text(_ORG_GENERATIONS + "ORDER BY n DESC, o.id LIMIT 1")
 _DEFAULT: Final = text(_ORG_GENERATIONS + "ORDER BY o.name, o.id LIMIT 1")  # the app's default
@@ -318,6 +291,7 @@ def main() -> int:
         help="the organization shown: the one with most generations, or the app's default",
     )
     parser.add_argument("--pages", default="", help="only these url paths, comma-separated")
+    parser.add_argument("--reload", action="store_true", help="load the data even if present")
     args = parser.parse_args()
 
     warnings.filterwarnings("ignore")
@@ -333,21 +307,21 @@ def main() -> int:
     wanted = {p.strip() for p in args.pages.split(",") if p.strip()}
     specs = [spec for spec in PAGES if not wanted or spec.url_path in wanted]
 
-    url, description = target_url()
     print(f"Machine: {machine()}")
-    print(f"Database: {description}")
     print(
         f"Runs per page: {args.runs} cold + {args.runs} warm; filters: range={args.range}, "
         f"organization: {args.org}\n"
     )
     for size in (int(s) for s in args.sizes.split(",")):
-        seconds = load(
-            url, generations=size, organizations=args.orgs, days=args.days, seed=args.seed
-        )
+        target = bench_target(database_name(DATABASE_PREFIX, size))
+        prepare_schema(target)
+        parameters = LoadParameters(args.orgs, size, args.days, args.seed)
+        load_unless_loaded(target, parameters, reload=args.reload)
+        url = target.url
         org_id, org_name, org_generations, version = pick_organization(url, args.org)
         print(
             f"### {size:,} generations ({args.orgs} organizations, {args.days} days, "
-            f"seed {args.seed}; loaded in {seconds:.1f} s; PostgreSQL {version})\n\n"
+            f"seed {args.seed}; {target.description}; PostgreSQL {version})\n\n"
             f"Organization shown: {org_name} (id {org_id}, {org_generations:,} generations)\n",
             flush=True,
         )

@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 
 from queries.db import create_direct_engine, normalize_url
 from tooling import embedded, schema
-from tooling.demo_data import seed_demo_data
+from tooling.demo_data import seed_demo_data_staged
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +104,8 @@ _VACUUMED = (
     "audit_log",
     "user_daily_usage",
     "quarter_hour_usage",
+    "organization_daily_usage",
+    "organization_monthly_usage",
 )
 
 
@@ -155,15 +157,18 @@ def load_unless_loaded(target: Target, wanted: LoadParameters, *, reload: bool) 
             f"{wanted.days} days, seed {wanted.seed}) ...",
             flush=True,
         )
+        # `dashboard seed`'s own load (staging tables built in two sessions, swapped in):
+        # its time is the load figure the issue's target is about.
+        report = seed_demo_data_staged(
+            direct,
+            organizations=wanted.organizations,
+            generations=wanted.generations,
+            days=wanted.days,
+            seed=wanted.seed,
+            reset=True,
+        )
         with direct.connect() as conn:
-            report = seed_demo_data(
-                conn,
-                organizations=wanted.organizations,
-                generations=wanted.generations,
-                days=wanted.days,
-                seed=wanted.seed,
-                reset=True,
-            )
+            conn.execute(_LOAD_TABLE)  # the swap replaced the tables, not this one
             conn.execute(_FORGET_LOAD)
             conn.execute(
                 _REMEMBER_LOAD,
@@ -177,9 +182,12 @@ def load_unless_loaded(target: Target, wanted: LoadParameters, *, reload: bool) 
             conn.commit()
         print(
             f"  loaded in {report.seconds:.1f} s ({report.generations_per_second:,.0f} "
-            "generations/s); VACUUM ANALYZE ...",
+            "generations/s); stages:",
             flush=True,
         )
+        for stage, seconds in report.stages:
+            print(f"    {seconds:7.1f} s  {stage}")
+        print("  VACUUM ANALYZE ...", flush=True)
         vacuum(direct)
         print()
     finally:
