@@ -329,7 +329,7 @@ quota_page = _cached_read(
     quotas.all_orgs_quota_utilization_page, scope=ALL, ttl=LIVE_TTL, max_entries=256
 )
 quota_heatmap = _cached_read(quotas.all_orgs_quota_heatmap, scope=ALL, ttl=LIVE_TTL, max_entries=8)
-audit_trail = _cached_read(audit.all_orgs_audit_trail, scope=ALL, ttl=LIVE_TTL, max_entries=128)
+audit_page = _cached_read(audit.all_orgs_audit_page, scope=ALL, ttl=LIVE_TTL, max_entries=256)
 
 
 def timeline_by_type(

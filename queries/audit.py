@@ -7,6 +7,7 @@ reason); other changes (daily limits) by ``audit_log``. This reads both as one l
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import pandas as pd
 from sqlalchemy import Connection, text
@@ -31,14 +32,17 @@ AUDIT_COLUMNS = {
 
 # Each source is read newest first on its (created_at, organization_id) index and stops
 # at the LIMIT, filters applied inside; the two short lists are merged. However long
-# the range, a call reads at most 2 x limit rows (plus those its filters skip).
+# the range, a call reads at most 2 x limit rows (plus those its filters skip). Rows are
+# ordered by (at, source, id) descending, a total order, so a page continues exactly
+# after the (at, source, id) of the last row shown (keyset), bounded on the index by
+# created_at <= the cursor's.
 _TRAIL = text(
     """
     SELECT e.at, e.organization_id, o.name AS organization, e.action, e.actor, e.reason,
-           e.amount, e.details
+           e.amount, e.details, e.source, e.id
     FROM (
         (SELECT l.created_at AS at, l.organization_id, l.kind AS action, l.actor, l.reason,
-                l.amount,
+                l.amount, 1 AS source, l.id,
                 concat_ws(' · ', 'entry ' || l.id, 'balance after ' || l.balance_after,
                           'reverses ' || l.reverses_id, nullif(l.note, '')) AS details
          FROM credit_ledger l
@@ -47,10 +51,15 @@ _TRAIL = text(
            AND (CAST(:org AS bigint) IS NULL OR l.organization_id = :org)
            AND (CAST(:action AS text) IS NULL OR l.kind = :action)
            AND (CAST(:actor AS text) IS NULL OR l.actor ILIKE '%' || :actor || '%' ESCAPE '\\')
-         ORDER BY l.created_at DESC, l.organization_id DESC
+           AND (CAST(:c_at AS timestamptz) IS NULL
+                OR (l.created_at <= CAST(:c_at AS timestamptz)
+                    AND (l.created_at, 1, l.id)
+                        < (CAST(:c_at AS timestamptz), CAST(:c_source AS integer),
+                           CAST(:c_id AS bigint))))
+         ORDER BY l.created_at DESC, l.id DESC
          LIMIT :limit)
         UNION ALL
-        (SELECT a.created_at, a.organization_id, a.action, a.actor, a.reason, NULL,
+        (SELECT a.created_at, a.organization_id, a.action, a.actor, a.reason, NULL, 0, a.id,
                 concat_ws(' · ', a.details ->> 'type',
                           'limit ' || (a.details ->> 'old_limit') || ' → '
                               || (a.details ->> 'new_limit'),
@@ -61,14 +70,86 @@ _TRAIL = text(
            AND (CAST(:org AS bigint) IS NULL OR a.organization_id = :org)
            AND (CAST(:action AS text) IS NULL OR a.action = :action)
            AND (CAST(:actor AS text) IS NULL OR a.actor ILIKE '%' || :actor || '%' ESCAPE '\\')
-         ORDER BY a.created_at DESC, a.organization_id DESC
+           AND (CAST(:c_at AS timestamptz) IS NULL
+                OR (a.created_at <= CAST(:c_at AS timestamptz)
+                    AND (a.created_at, 0, a.id)
+                        < (CAST(:c_at AS timestamptz), CAST(:c_source AS integer),
+                           CAST(:c_id AS bigint))))
+         ORDER BY a.created_at DESC, a.id DESC
          LIMIT :limit)
     ) e
     JOIN organizations o ON o.id = e.organization_id
-    ORDER BY e.at DESC, e.organization_id DESC
+    ORDER BY e.at DESC, e.source DESC, e.id DESC
     LIMIT :limit
     """
 )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditCursor:
+    """Where the next (older) page of the trail starts: the last row shown, as its time,
+    its source (1 the ledger, 0 ``audit_log``) and its id there."""
+
+    at: dt.datetime
+    source: int
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    """A page of the trail, newest first, and the cursor of the next (older) one."""
+
+    rows: pd.DataFrame
+    next_cursor: AuditCursor | None
+
+
+def all_orgs_audit_page(
+    conn: Connection,
+    *,
+    start: dt.date,
+    end: dt.date,
+    organization_id: int | None = None,
+    action: str | None = None,
+    actor: str | None = None,
+    limit: int = 100,
+    after: AuditCursor | None = None,
+) -> AuditPage:
+    """A keyset page of the changes made in [start, end] (UTC dates), newest first,
+    across organizations unless ``organization_id`` is given; ``after`` is the
+    ``next_cursor`` of the page before. Columns as ``all_orgs_audit_trail``.
+    """
+    start, end = check_range(start, end)
+    if organization_id is not None:
+        organization_id = check_id(organization_id)
+    if action is not None and action not in AUDIT_ACTIONS:
+        raise InvalidInput(f"Unknown action {action!r}: use one of {', '.join(AUDIT_ACTIONS)}.")
+    if after is not None and not isinstance(after, AuditCursor):
+        raise InvalidInput("after must be the next_cursor of a previous page.")
+    pattern = like_pattern(actor, "actor filter")
+    limit = check_limit(limit, maximum=10_000)
+    lower = dt.datetime.combine(start, dt.time(), dt.UTC)
+    upper = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
+    result = conn.execute(
+        _TRAIL,
+        {
+            "start": lower,
+            "end": upper,
+            "org": organization_id,
+            "action": action,
+            "actor": pattern,
+            "limit": limit + 1,
+            "c_at": after.at if after else None,
+            "c_source": after.source if after else 0,
+            "c_id": after.id if after else 0,
+        },
+    )
+    rows = frame(result, {**AUDIT_COLUMNS, "source": "int64", "id": "int64"})
+    cursor = None
+    if len(rows) > limit:
+        rows = rows.iloc[:limit]
+        last = rows.iloc[-1]
+        cursor = AuditCursor(last["at"].to_pydatetime(), int(last["source"]), int(last["id"]))
+    return AuditPage(rows.drop(columns=["source", "id"]).reset_index(drop=True), cursor)
 
 
 def all_orgs_audit_trail(
@@ -82,30 +163,18 @@ def all_orgs_audit_trail(
     limit: int = 500,
 ) -> pd.DataFrame:
     """Changes made in [start, end] (UTC dates), newest first, across organizations
-    unless ``organization_id`` is given.
+    unless ``organization_id`` is given: the first ``limit`` (the CSV download).
 
     Columns: at (UTC), organization_id, organization, action (grant, deduct, refund,
     reversal, set_daily_limit), actor, reason, amount (credits, <NA> for limit changes),
     details (str).
     """
-    start, end = check_range(start, end)
-    if organization_id is not None:
-        organization_id = check_id(organization_id)
-    if action is not None and action not in AUDIT_ACTIONS:
-        raise InvalidInput(f"Unknown action {action!r}: use one of {', '.join(AUDIT_ACTIONS)}.")
-    pattern = like_pattern(actor, "actor filter")
-    limit = check_limit(limit, maximum=10_000)
-    lower = dt.datetime.combine(start, dt.time(), dt.UTC)
-    upper = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
-    result = conn.execute(
-        _TRAIL,
-        {
-            "start": lower,
-            "end": upper,
-            "org": organization_id,
-            "action": action,
-            "actor": pattern,
-            "limit": limit,
-        },
-    )
-    return frame(result, AUDIT_COLUMNS)
+    return all_orgs_audit_page(
+        conn,
+        start=start,
+        end=end,
+        organization_id=organization_id,
+        action=action,
+        actor=actor,
+        limit=limit,
+    ).rows

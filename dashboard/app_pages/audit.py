@@ -9,16 +9,16 @@ from typing import Final
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, exports, state, ui
+from dashboard import data, exports, paging, state, ui
 from dashboard.text import md
-from queries.audit import AUDIT_ACTIONS
+from queries.audit import AUDIT_ACTIONS, AuditCursor
 
 K_SCOPE: Final = "audit.scope"
 K_ACTION: Final = "audit.action"
 K_ACTOR: Final = "audit.actor"
-K_LIMIT: Final = "audit.limit"
 ANY: Final = ""
-LIMITS: Final = (100, 500, 2000, 10_000)
+PAGE_SIZE: Final = 100
+MAX_CSV_ROWS: Final = 10_000
 # One change (a row of the trail) and all changes of that kind (the filter).
 _LABELS: Final = {
     "grant": ("Credit grant", "Credit grants"),
@@ -65,7 +65,7 @@ def render() -> None:
         "Audit trail",
         f"Who changed what, when and why · {f.start} – {f.end} (UTC dates), newest first.",
     )
-    scope_col, action_col, actor_col, limit_col = st.columns([2, 2, 2, 1])
+    scope_col, action_col, actor_col = st.columns(3)
     # Radio options are Markdown: the organization's name is escaped.
     scopes = {"all": "All organizations", "one": md(f.organization.name)}
     scope = scope_col.radio(
@@ -75,18 +75,25 @@ def render() -> None:
         "Action", options=list(ACTION_LABELS), format_func=ACTION_LABELS.__getitem__, key=K_ACTION
     )
     actor = actor_col.text_input("Actor contains", key=K_ACTOR, placeholder="part of an email")
-    limit = limit_col.selectbox("Rows", LIMITS, index=1, key=K_LIMIT)
     one = scope == "one"
     with ui.section("The audit trail"):
-        df = data.audit_trail(
+        org_id = f.organization_id if one else None
+        chosen_action, chosen_actor = action or None, actor.strip() or None
+        pager: paging.Pager[AuditCursor] = paging.Pager(
+            "audit",
+            filters=(f.start, f.end, org_id, chosen_action, chosen_actor),
+            page_size=PAGE_SIZE,
+        )
+        page = data.audit_page(
             start=f.start,
             end=f.end,
-            organization_id=f.organization_id if one else None,
-            action=action or None,
-            actor=actor.strip() or None,
-            limit=int(limit),
+            organization_id=org_id,
+            action=chosen_action,
+            actor=chosen_actor,
+            limit=PAGE_SIZE,
+            after=pager.after,
         )
-        table = audit_table(df)
+        table = audit_table(page.rows)
         if table.empty:
             st.info(
                 "No change matches these filters in this period. Widen the dates in the "
@@ -121,11 +128,31 @@ def render() -> None:
                 placeholder="",  # a limit change moves no credits: blank, not "None"
                 key="audit.table",
             )
-            more = " (the limit; narrow the filters to see older ones)" if len(df) >= limit else ""
-            st.caption(f"{len(df):,} changes{more}.")
+            first = pager.first
+            pager.buttons(
+                next=page.next_cursor, previous_label="← Newer", next_label="Older →"
+            ).caption(f"Changes {first:,}–{first + len(table) - 1:,}, newest first.")
+        # The CSV is every matching change (not only this page), up to MAX_CSV_ROWS.
+        if pager.on_first_page and page.next_cursor is None:
+            everything = table
+        else:
+            export = data.audit_page(
+                start=f.start,
+                end=f.end,
+                organization_id=org_id,
+                action=chosen_action,
+                actor=chosen_actor,
+                limit=MAX_CSV_ROWS,
+            )
+            everything = audit_table(export.rows)
+            if export.next_cursor is not None:
+                st.caption(
+                    f"The CSV holds the newest {MAX_CSV_ROWS:,} matching changes; narrow the "
+                    "filters or the dates for older ones."
+                )
         st.download_button(
             "Download CSV",
-            data=exports.csv_bytes(table),
+            data=exports.csv_bytes(everything),
             file_name=csv_name(
                 f, organization=f.organization.slug if one else None, action=action, actor=actor
             ),

@@ -121,3 +121,25 @@ def test_a_change_made_in_the_app_appears_in_the_trail_at_once(
         "Promotion",
         42,
     )
+
+
+def test_the_trail_pages_by_keyset_and_the_csv_holds_every_page(
+    audit_page: Callable[..., AppTest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    downloads = capture_downloads(monkeypatch)
+    # The whole demo history: more than one page of 100 changes.
+    at = audit_page(**{"from": "2026-07-01", "to": "2026-11-20"})
+    first = trail(at)
+    assert len(first) == 100, "the demo history should hold more than one page of changes"
+    at.button(key="audit.next").click().run()
+    second = trail(at)
+    assert not at.exception and 0 < len(second) <= 100
+    # Older changes continue where the first page stopped: nothing repeated or skipped.
+    assert second["When (UTC)"].max() <= first["When (UTC)"].min()
+    assert any("Changes 101–" in c for c in texts(at, "caption"))
+    (csv_bytes,) = downloads.values()
+    csv = pd.read_csv(io.BytesIO(csv_bytes))
+    assert len(csv) >= len(first) + len(second)
+    assert list(csv["Reason"][100 : 100 + len(second)]) == list(second["Reason"])
+    at.button(key="audit.previous").click().run()
+    pd.testing.assert_frame_equal(trail(at), first)

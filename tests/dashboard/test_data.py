@@ -55,7 +55,7 @@ def reads(a: int, b: int) -> dict[str, Callable[[], object]]:
         "the quota alerts": lambda: data.quota_alerts(threshold=0.8),
         "the quota table": lambda: data.quota_page(limit=10),
         "the heatmap": lambda: data.quota_heatmap(top=5),
-        "the audit trail": lambda: data.audit_trail(start=START, end=END, limit=20),
+        "the audit trail": lambda: data.audit_page(start=START, end=END, limit=20),
         "the picker": lambda: data.organization_search(limit=50),
     }
 

@@ -127,6 +127,9 @@ CROSS_ORGANIZATION: dict[str, Call] = {
     "audit.all_orgs_audit_trail": lambda c, x: audit.all_orgs_audit_trail(
         c, start=x.start, end=x.end
     ),
+    "audit.all_orgs_audit_page": lambda c, x: audit.all_orgs_audit_page(
+        c, start=x.start, end=x.end, limit=50
+    ),
     "orgs.list_organizations": lambda c, x: orgs.list_organizations(c),
     "orgs.search_organizations": lambda c, x: orgs.search_organizations(c, query="a", limit=5),
     "orgs.search_organizations[id]": lambda c, x: orgs.search_organizations(

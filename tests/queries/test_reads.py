@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, cast
 
+import pandas as pd
 import pytest
 from sqlalchemy import Connection, text
 
@@ -307,6 +308,38 @@ def test_audit_trail_lists_credit_and_limit_changes(connection: Connection) -> N
             connection, start=D(2030, 6, 1), end=D(2030, 6, 2), actor="MARIA"
         )["action"]
     ) == ["grant"]
+
+
+def test_audit_trail_pages_by_keyset_without_gaps_or_repeats(connection: Connection) -> None:
+    """Ledger entries and limit changes at the very same instants, in two organizations:
+    the pages (of 3) together are the whole trail, in its order, each row once."""
+    ensure_types(connection)
+    orgs_ = [make_org(connection, name=f"Paged {i}") for i in range(2)]
+    instants = [dt.datetime(2030, 7, 1, 9, tzinfo=UTC), dt.datetime(2030, 7, 1, 10, tzinfo=UTC)]
+    for org in orgs_:
+        for at in instants:
+            add_ledger(connection, org, [(5, "grant", "Same time", at)] * 2, actor="a@x.com")
+            connection.execute(
+                text(
+                    "INSERT INTO audit_log (organization_id, action, actor, reason, created_at) "
+                    "VALUES (:o, 'set_daily_limit', 'b@x.com', 'Same time', :at)"
+                ),
+                {"o": org, "at": at},
+            )
+    day = D(2030, 7, 1)
+    whole = audit.all_orgs_audit_trail(connection, start=day, end=day, limit=100)
+    assert len(whole) == 12
+    seen: list[pd.DataFrame] = []
+    page = audit.all_orgs_audit_page(connection, start=day, end=day, limit=3)
+    seen.append(page.rows)
+    while page.next_cursor is not None:
+        page = audit.all_orgs_audit_page(
+            connection, start=day, end=day, limit=3, after=page.next_cursor
+        )
+        seen.append(page.rows)
+    assert [len(rows) for rows in seen] == [3, 3, 3, 3]
+    pd.testing.assert_frame_equal(pd.concat(seen, ignore_index=True), whole)
+    assert list(whole["at"]) == sorted(whole["at"], reverse=True)
 
 
 def test_org_pickers(connection: Connection, tokyo: dict[str, Any]) -> None:
