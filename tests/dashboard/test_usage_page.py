@@ -193,6 +193,9 @@ def test_thousands_of_organizations_are_paged_and_filtered_in_sql(
     assert not any("FROM organizations ORDER BY name, id" in s for s, _ in recorded.statements)
     # pro = i % 4 == 2 among Bulk 01000..01999: 250 organizations, 5 pages of 50.
     assert any("of 250, by credits" in c for c in texts(at, "caption"))
+    # 250 rows are more than a page: the full CSV is read when asked for.
+    assert not any("plan-pro_search-bulk-01" in n for n in downloads)
+    at.button(key="usage.prepare_csv").click().run()
     name = next(n for n in downloads if "plan-pro_search-bulk-01" in n)
     csv = pd.read_csv(io.BytesIO(downloads[name]))
     assert len(csv) == 250  # every filtered row, not only the page
