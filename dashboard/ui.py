@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Final, Literal
 
 import pandas as pd
@@ -18,7 +18,7 @@ import streamlit as st
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from streamlit.delta_generator import DeltaGenerator
 
-from dashboard import data
+from dashboard import data, exports
 from dashboard.auth import AccessDenied
 from dashboard.text import md
 from queries.db import ConfigurationError
@@ -222,3 +222,46 @@ def local_times(series: pd.Series, timezone: str) -> pd.Series:
     """UTC timestamps shown in ``timezone`` (the organization's own or UTC)."""
     converted: pd.Series = series.dt.tz_convert(timezone)
     return converted
+
+
+def csv_download(
+    key: str,
+    *,
+    filters: object,
+    complete: pd.DataFrame | None,
+    read_all: Callable[[], tuple[pd.DataFrame, str | None]],
+    file_name: str,
+    prepare_label: str,
+    disabled: bool = False,
+) -> None:
+    """The "Download CSV" of a paged list: every matching row, not only the page shown.
+
+    ``complete`` is the list when the page shown already holds all of it (offered at
+    once). Else reading every row costs a second query as large as the list, so it is
+    read (``read_all``: the rows, and a caption when they were cut) only after a click
+    on ``prepare_label``, for these ``filters``, and offered from then on.
+    """
+    asked = f"{key}.csv_for"
+    if complete is None and st.session_state.get(asked) == filters:
+        complete, cut = read_all()
+        if cut:
+            st.caption(cut)
+    if complete is None:
+        st.button(
+            prepare_label,
+            key=f"{key}.prepare_csv",
+            on_click=st.session_state.__setitem__,
+            args=(asked, filters),
+            icon=":material/download:",
+        )
+        return
+    st.download_button(
+        "Download CSV",
+        data=exports.csv_bytes(complete),
+        file_name=file_name,
+        mime="text/csv",
+        icon=":material/download:",
+        key=f"{key}.download",
+        on_click="ignore",
+        disabled=disabled,
+    )

@@ -9,7 +9,7 @@ from typing import Final
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, exports, paging, state, ui
+from dashboard import data, paging, state, ui
 from dashboard.text import md
 from queries.audit import AUDIT_ACTIONS, AuditCursor
 
@@ -132,10 +132,9 @@ def render() -> None:
             pager.buttons(
                 next=page.next_cursor, previous_label="← Newer", next_label="Older →"
             ).caption(f"Changes {first:,}–{first + len(table) - 1:,}, newest first.")
+
         # The CSV is every matching change (not only this page), up to MAX_CSV_ROWS.
-        if pager.on_first_page and page.next_cursor is None:
-            everything = table
-        else:
+        def read_all() -> tuple[pd.DataFrame, str | None]:
             export = data.audit_page(
                 start=f.start,
                 end=f.end,
@@ -144,22 +143,23 @@ def render() -> None:
                 actor=chosen_actor,
                 limit=MAX_CSV_ROWS,
             )
-            everything = audit_table(export.rows)
-            if export.next_cursor is not None:
-                st.caption(
-                    f"The CSV holds the newest {MAX_CSV_ROWS:,} matching changes; narrow the "
-                    "filters or the dates for older ones."
-                )
-        st.download_button(
-            "Download CSV",
-            data=exports.csv_bytes(everything),
+            cut = (
+                f"The CSV holds the newest {MAX_CSV_ROWS:,} matching changes; narrow the "
+                "filters or the dates for older ones."
+                if export.next_cursor is not None
+                else None
+            )
+            return audit_table(export.rows), cut
+
+        ui.csv_download(
+            "audit",
+            filters=(f.start, f.end, org_id, chosen_action, chosen_actor),
+            complete=table if pager.on_first_page and page.next_cursor is None else None,
+            read_all=read_all,
             file_name=csv_name(
                 f, organization=f.organization.slug if one else None, action=action, actor=actor
             ),
-            mime="text/csv",
-            icon=":material/download:",
-            key="audit.download",
-            on_click="ignore",
+            prepare_label="Prepare CSV of every matching change",
             disabled=table.empty,
         )
 

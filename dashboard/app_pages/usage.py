@@ -15,13 +15,12 @@ from typing import Final
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, exports, paging, state, ui
+from dashboard import charts, data, paging, state, ui
 from queries.models import PLANS
 from queries.usage import MAX_USAGE_ROWS, UsageCursor
 
 K_PLANS: Final = "usage.plans"
 K_SEARCH: Final = "usage.search"
-K_CSV_FOR: Final = "usage.csv_for"  # the filters whose full CSV was asked for
 PAGE_SIZE: Final = 50
 
 # The table as shown and downloaded. The slug is not a column (the search still matches
@@ -139,45 +138,31 @@ def render() -> None:
                 f"Organizations {first:,}–{first + len(table) - 1:,} of "
                 f"{page.totals.organizations:,}, by credits consumed."
             )
-        # The CSV is every filtered row (not only this page), up to MAX_USAGE_ROWS. When
-        # they fit on this page it is this table; else reading them all costs a second
-        # ranking of every organization, so it is read only when asked for.
-        filters = (f.start, f.end, chosen, query)
-        if pager.on_first_page and page.next is None:
-            everything: pd.DataFrame | None = table
-        elif st.session_state.get(K_CSV_FOR) == filters:
-            everything = ranking_table(
+
+        # The CSV is every filtered row (not only this page), up to MAX_USAGE_ROWS.
+        def read_all() -> tuple[pd.DataFrame, str | None]:
+            rows = ranking_table(
                 data.usage_page(
                     start=f.start, end=f.end, plans=chosen, search=query, limit=MAX_USAGE_ROWS
                 ).rows
             )
-            if page.totals.organizations > len(everything):
-                st.caption(
-                    f"The CSV holds the first {len(everything):,} of "
-                    f"{page.totals.organizations:,} matching organizations; narrow the "
-                    "filters for the rest."
-                )
-        else:
-            everything = None
-        if everything is None:
-            st.button(
-                f"Prepare CSV of all {page.totals.organizations:,} organizations",
-                key="usage.prepare_csv",
-                on_click=st.session_state.__setitem__,
-                args=(K_CSV_FOR, filters),
-                icon=":material/download:",
+            cut = (
+                f"The CSV holds the first {len(rows):,} of {page.totals.organizations:,} "
+                "matching organizations; narrow the filters for the rest."
+                if page.totals.organizations > len(rows)
+                else None
             )
-        else:
-            st.download_button(
-                "Download CSV",
-                data=exports.csv_bytes(everything),
-                file_name=csv_name(f, plans=plans, search=search),
-                mime="text/csv",
-                icon=":material/download:",
-                key="usage.download",
-                on_click="ignore",
-                disabled=table.empty,
-            )
+            return rows, cut
+
+        ui.csv_download(
+            "usage",
+            filters=(f.start, f.end, chosen, query),
+            complete=table if pager.on_first_page and page.next is None else None,
+            read_all=read_all,
+            file_name=csv_name(f, plans=plans, search=search),
+            prepare_label=f"Prepare CSV of all {page.totals.organizations:,} organizations",
+            disabled=table.empty,
+        )
         # The largest consumers are the first page's (the ranking is by credits).
         top = (
             page

@@ -137,6 +137,9 @@ def test_the_trail_pages_by_keyset_and_the_csv_holds_every_page(
     # Older changes continue where the first page stopped: nothing repeated or skipped.
     assert second["When (UTC)"].max() <= first["When (UTC)"].min()
     assert any("Changes 101–" in c for c in texts(at, "caption"))
+    # More than a page: the full CSV is read when asked for.
+    assert not downloads
+    at.button(key="audit.prepare_csv").click().run()
     (csv_bytes,) = downloads.values()
     csv = pd.read_csv(io.BytesIO(csv_bytes))
     assert len(csv) >= len(first) + len(second)
