@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import uuid
 
@@ -16,6 +17,7 @@ from queries.approvals import (
     reject,
     request_adjustment,
 )
+from queries.audit import all_orgs_audit_page, all_orgs_audit_trail
 from queries.credits import LedgerEntry, adjust_credits, approval_threshold
 from queries.errors import (
     ApprovalRefused,
@@ -326,3 +328,30 @@ def test_the_queue_pages_pending_requests_oldest_first_across_organizations(
     assert [(r.id, r.organization_id, r.balance, r.requested_by) for r in mine] == [
         (ids[1], second, 20, ANA)
     ]
+
+
+def test_every_step_shows_in_the_audit_trail(write_engine: Engine) -> None:
+    org, _ = new_org(write_engine, balance=10)
+    approved = _request(write_engine, org)
+    entry = approve(write_engine, request_id=approved, approver=BEN)
+    rejected = _request(write_engine, org, amount=-7)
+    reject(write_engine, request_id=rejected, approver=CAL, reason="No ticket")
+    today = dt.datetime.now(dt.UTC).date()
+    with write_engine.connect() as conn:
+        trail = all_orgs_audit_page(
+            conn, start=today - dt.timedelta(days=1), end=today, organization_id=org
+        ).rows
+        only = all_orgs_audit_trail(
+            conn, start=today, end=today, organization_id=org, action="approve_adjustment"
+        )
+    steps = list(zip(trail["action"], trail["actor"], trail["amount"], strict=True))
+    # The approval and its ledger entry share their transaction's time; the trail puts
+    # the ledger first among equal times.
+    assert steps[:5] == [
+        ("reject_adjustment", CAL, -7),
+        ("request_adjustment", ANA, -7),
+        ("grant", BEN, 250_000),
+        ("approve_adjustment", BEN, 250_000),
+        ("request_adjustment", ANA, 250_000),
+    ]
+    assert list(only["details"]) == [f"request {approved} · requested by {ANA} · entry {entry.id}"]
