@@ -142,3 +142,44 @@ def test_a_second_person_rejects_with_a_reason(org: int, fresh_engine: Engine) -
         )
         == f"rejected:{BEN}:Amount is wrong"
     )
+
+
+def test_roles_from_dashboard_roles_a_finance_request_and_an_admin_approval(
+    org: int, fresh_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DASHBOARD_ROLES", f"{ANA}=finance,{BEN}=admin")
+
+    def named(email: str) -> AppTest:  # the role comes from DASHBOARD_ROLES only
+        return open_page(make_app(role=None, email=email, query={"org": str(org)}), "credits")
+
+    before = balance(fresh_engine, org)
+    confirm(review(named(ANA), amount=150_000, reason="Plan top-up"))
+    request_id = int(scalar(fresh_engine, "SELECT max(id) FROM approval_requests"))
+    at = confirm(decide(named(BEN), request_id, "approve"))
+    assert any(f"Approved request {request_id}" in t for t in plain_texts(at, "success"))
+    assert balance(fresh_engine, org) == before + 150_000
+
+
+def test_two_approvers_at_once_move_the_credits_once(org: int, fresh_engine: Engine) -> None:
+    request_as_ana(fresh_engine, org)
+    request_id = int(scalar(fresh_engine, "SELECT max(id) FROM approval_requests"))
+    before = (balance(fresh_engine, org), ledger_rows(fresh_engine, org))
+    ben = decide(page_as(BEN, org), request_id, "approve")
+    cal = decide(page_as("cal@example.com", org), request_id, "approve")
+    confirm(ben)
+    cal = confirm(cal)
+    # Emails are shown with a word joiner after the @ (no mailto link): read past it.
+    errors = [t.replace("\u2060", "") for t in plain_texts(cal, "error")]
+    assert any(f"already approved by {BEN}" in t for t in errors), errors
+    assert (balance(fresh_engine, org), ledger_rows(fresh_engine, org)) == (
+        before[0] + 250_000,
+        before[1] + 1,
+    )
+
+
+def test_a_role_that_cannot_adjust_sees_no_queue(org: int, fresh_engine: Engine) -> None:
+    request_as_ana(fresh_engine, org)
+    at = open_page(make_app(role="manager", query={"org": str(org)}), "credits")
+    assert not at.exception
+    assert not [s for s in at.subheader if s.value == "Pending approvals"]
+    assert not [b for b in at.button if b.label == "Review decision"]
