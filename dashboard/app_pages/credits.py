@@ -459,12 +459,19 @@ def _queue() -> None:
     st.dataframe(
         approvals_table(page.rows),
         hide_index=True,
+        # As the ledger's: the widths fit the main area of a 1440 px wide window.
         column_config={
-            "Request": st.column_config.NumberColumn(format="%d", width=70),
-            "Requested (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
-            "Amount": st.column_config.NumberColumn(format="localized"),
-            "Balance now": st.column_config.NumberColumn(format="localized"),
-            "Expires (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+            "Request": st.column_config.NumberColumn(format="%d", width=60),
+            "Requested (UTC)": st.column_config.DatetimeColumn(
+                format="YYYY-MM-DD HH:mm", width=125
+            ),
+            "Organization": st.column_config.TextColumn(width=120),
+            "Amount": st.column_config.NumberColumn(format="localized", width=85),
+            "Balance now": st.column_config.NumberColumn(format="localized", width=90),
+            "Reason": st.column_config.TextColumn(width=130),
+            "Note": st.column_config.TextColumn(width=80),
+            "Requested by": st.column_config.TextColumn(width=140),
+            "Expires (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", width=125),
         },
         placeholder="",
         key="credits.approvals_table",
