@@ -38,6 +38,9 @@ from queries.checks import (
     check_text,
     required_text,
 )
+
+# The ledger's own primitives, so that an approved adjustment moves the balance and
+# books its entry exactly as adjust_credits does (one place for how credits move).
 from queries.credits import (
     LedgerEntry,
     _existing,
@@ -304,8 +307,11 @@ def approve(engine: Engine, *, request_id: int, approver: str) -> LedgerEntry:
         if request.status != "pending" or expired:
             raise _closed(request, expired)
         key = f"approval:{request.id}"
-        if _existing(conn, org, key) is not None:  # pragma: no cover - the status says so
-            raise _closed(request, expired)
+        applied = _existing(conn, org, key)
+        if applied is not None:  # pragma: no cover - the same transaction set the status
+            raise RequestClosed(
+                f"Request {request.id} was already applied (ledger entry {applied.id})."
+            )
         balance_after = _move_balance(conn, org, request.amount)
         entry = _insert_entry(
             conn,
