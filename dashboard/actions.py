@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from dashboard import auth, data
-from queries import checks, credits, orgs, quotas
+from queries import approvals, checks, credits, orgs, quotas
 from queries.errors import InvalidAdjustment, InvalidInput, InvalidLimitChange
 
 Direction = Literal["grant", "deduct"]
@@ -134,6 +134,12 @@ class AdjustmentRequest:
     def balance_after(self) -> int:
         return self.balance_before + self.amount
 
+    @property
+    def needs_approval(self) -> bool:
+        """Above ``CREDITS_APPROVAL_THRESHOLD``: confirming records a request for a
+        second person (:func:`request_approval`) instead of moving credits."""
+        return abs(self.amount) > credits.approval_threshold()
+
 
 def check_adjustment(
     *,
@@ -184,6 +190,119 @@ def apply_adjustment(request: AdjustmentRequest) -> credits.LedgerEntry:
     )
     data.wrote(organization_id=request.organization_id)
     return entry
+
+
+def request_approval(request: AdjustmentRequest) -> approvals.ApprovalRequest:
+    """Record the adjustment as a pending approval request (once per idempotency key),
+    requested by the current user; nothing moves until a second person approves it."""
+    user = auth.require("adjust_credits")
+    pending = approvals.request_adjustment(
+        data.write_engine(),
+        organization_id=request.organization_id,
+        amount=request.amount,
+        reason=request.reason,
+        note=request.note,
+        actor=user.email,
+        idempotency_key=request.idempotency_key,
+    )
+    data.wrote(organization_id=request.organization_id)
+    return pending
+
+
+Decision = Literal["approve", "reject"]
+REJECTION_REASONS: Final = (
+    "No ticket or invoice",
+    "Amount is wrong",
+    "Wrong organization",
+    "Not agreed with the customer",
+    OTHER,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRequest:
+    """A checked approval or rejection of one pending request, waiting for
+    confirmation."""
+
+    organization_id: int
+    organization_name: str
+    request_id: int
+    amount: int
+    reason: str  # the request's reason
+    requested_by: str
+    decision: Decision
+    rejection: str | None  # the rejection's reason
+    balance_before: int
+
+    @property
+    def balance_after(self) -> int:
+        return self.balance_before + (self.amount if self.decision == "approve" else 0)
+
+
+def check_decision(
+    *,
+    organization_id: int,
+    organization_name: str,
+    pending: approvals.PendingApproval | None,
+    decision: object,
+    reason: object,
+    note: object,
+    approver: str,
+) -> DecisionRequest:
+    """The decision a form asks for, or ``InvalidAdjustment`` with the reason. Refuses
+    the requester's own request here already (the data layer refuses it too)."""
+    if pending is None:
+        raise InvalidAdjustment("Choose the request to decide on.")
+    if decision not in ("approve", "reject"):
+        raise InvalidAdjustment("Choose whether to approve or reject the request.")
+    if pending.requested_by == approver:
+        raise InvalidAdjustment(
+            f"You requested this adjustment (request {pending.id}); a second person must "
+            "decide on it."
+        )
+    rejection = None
+    if decision == "reject":
+        clean_note = _note(note, multiline=False, error=InvalidAdjustment)
+        stored = _stored_reason(reason, clean_note, what="rejection", error=InvalidAdjustment)
+        rejection = _reason_with_note(stored, clean_note, error=InvalidAdjustment)
+    elif pending.balance + pending.amount < 0:
+        raise InvalidAdjustment(
+            f"Insufficient credits: the balance is {pending.balance:,} credits, so "
+            f"{-pending.amount:,} cannot be deducted now."
+        )
+    return DecisionRequest(
+        organization_id=organization_id,
+        organization_name=organization_name,
+        request_id=pending.id,
+        amount=pending.amount,
+        reason=pending.reason,
+        requested_by=pending.requested_by,
+        decision="approve" if decision == "approve" else "reject",
+        rejection=rejection,
+        balance_before=pending.balance,
+    )
+
+
+def apply_decision(
+    request: DecisionRequest,
+) -> credits.LedgerEntry | approvals.ApprovalRequest:
+    """Approve (the ledger entry) or reject (the closed request), as the current user;
+    once: confirming again returns the same outcome."""
+    user = auth.require("adjust_credits")
+    outcome: credits.LedgerEntry | approvals.ApprovalRequest
+    if request.decision == "approve":
+        outcome = approvals.approve(
+            data.write_engine(), request_id=request.request_id, approver=user.email
+        )
+    else:
+        outcome = approvals.reject(
+            data.write_engine(),
+            request_id=request.request_id,
+            approver=user.email,
+            reason=request.rejection or "",
+        )
+    data.wrote(organization_id=request.organization_id)
+    return outcome
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from queries import audit, credits, generations, orgs, quotas, timelines, usage
+from queries import approvals, audit, credits, generations, orgs, quotas, timelines, usage
 from queries.db import get_engine, get_read_engine, get_write_engine, replication_lag
 
 T = TypeVar("T")
@@ -329,6 +329,9 @@ quota_page = _cached_read(
     quotas.all_orgs_quota_utilization_page, scope=ALL, ttl=LIVE_TTL, max_entries=256
 )
 quota_heatmap = _cached_read(quotas.all_orgs_quota_heatmap, scope=ALL, ttl=LIVE_TTL, max_entries=8)
+pending_approvals = _cached_read(
+    approvals.pending_requests_page, scope=ALL, ttl=LIVE_TTL, max_entries=256
+)
 audit_page = _cached_read(audit.all_orgs_audit_page, scope=ALL, ttl=LIVE_TTL, max_entries=256)
 
 

@@ -17,7 +17,10 @@ from queries.errors import InvalidInput
 from queries.frames import frame
 from queries.models import LEDGER_KINDS
 
-AUDIT_ACTIONS = (*LEDGER_KINDS, "set_daily_limit")
+# The approval steps (queries.approvals) are audit_log rows; an approved adjustment is
+# also its ledger entry (a grant or a deduct).
+APPROVAL_ACTIONS = ("request_adjustment", "approve_adjustment", "reject_adjustment")
+AUDIT_ACTIONS = (*LEDGER_KINDS, "set_daily_limit", *APPROVAL_ACTIONS)
 
 AUDIT_COLUMNS = {
     "at": "datetime64[us, UTC]",
@@ -59,8 +62,12 @@ _TRAIL = text(
          ORDER BY l.created_at DESC, l.id DESC
          LIMIT :limit)
         UNION ALL
-        (SELECT a.created_at, a.organization_id, a.action, a.actor, a.reason, NULL, 0, a.id,
-                concat_ws(' · ', a.details ->> 'type',
+        (SELECT a.created_at, a.organization_id, a.action, a.actor, a.reason,
+                CAST(a.details ->> 'amount' AS bigint), 0, a.id,
+                concat_ws(' · ', 'request ' || (a.details ->> 'request_id'),
+                          'requested by ' || (a.details ->> 'requested_by'),
+                          'entry ' || (a.details ->> 'ledger_entry_id'),
+                          a.details ->> 'type',
                           'limit ' || (a.details ->> 'old_limit') || ' → '
                               || (a.details ->> 'new_limit'),
                           'from ' || (a.details ->> 'effective'))
@@ -166,7 +173,8 @@ def all_orgs_audit_trail(
     unless ``organization_id`` is given: the first ``limit`` (the CSV download).
 
     Columns: at (UTC), organization_id, organization, action (grant, deduct, refund,
-    reversal, set_daily_limit), actor, reason, amount (credits, <NA> for limit changes),
+    reversal, set_daily_limit, request_adjustment, approve_adjustment,
+    reject_adjustment), actor, reason, amount (credits, <NA> for limit changes),
     details (str).
     """
     return all_orgs_audit_page(

@@ -37,6 +37,7 @@ from queries.checks import (
 )
 from queries.errors import (
     AlreadyReversed,
+    ApprovalRequired,
     DashboardError,
     IdempotencyConflict,
     InsufficientCredits,
@@ -51,6 +52,7 @@ __all__ = [
     "MAX_NOTE",
     "MAX_REASON",
     "AlreadyReversed",
+    "ApprovalRequired",
     "DashboardError",
     "IdempotencyConflict",
     "InsufficientCredits",
@@ -58,19 +60,37 @@ __all__ = [
     "LedgerEntry",
     "QuotaExceeded",
     "adjust_credits",
+    "approval_threshold",
     "check_adjustment_amount",
+    "check_below_threshold",
     "max_adjustment",
     "recent_duplicate",
     "reverse_adjustment",
 ]
 
 DEFAULT_MAX_ADJUSTMENT = 10_000_000
+DEFAULT_APPROVAL_THRESHOLD = 100_000
 
 
 def max_adjustment() -> int:
     """The largest amount one adjustment may move (``CREDITS_MAX_ADJUSTMENT``)."""
     raw = os.environ.get("CREDITS_MAX_ADJUSTMENT", "").strip()
     return int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_MAX_ADJUSTMENT
+
+
+def approval_threshold() -> int:
+    """The largest amount one person may move alone (``CREDITS_APPROVAL_THRESHOLD``,
+    default 100,000); an adjustment above it needs a second person
+    (``queries.approvals``)."""
+    raw = os.environ.get("CREDITS_APPROVAL_THRESHOLD", "").strip()
+    return int(raw) if raw.isdigit() else DEFAULT_APPROVAL_THRESHOLD
+
+
+def check_below_threshold(amount: int) -> None:
+    """Raise ``ApprovalRequired`` when ``amount`` moves more credits than one person may."""
+    threshold = approval_threshold()
+    if abs(amount) > threshold:
+        raise ApprovalRequired(amount=amount, threshold=threshold)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,10 +192,13 @@ def adjust_credits(
 
     Returns the ledger entry with its ``balance_after``. The same key again returns the
     original entry and changes nothing; the same key with a different payload raises
-    ``IdempotencyConflict``.
+    ``IdempotencyConflict``. An amount above ``approval_threshold()`` either way raises
+    ``ApprovalRequired`` and writes nothing: ``queries.approvals.request_adjustment``
+    makes it a request for a second person.
     """
     org = check_id(organization_id, error=InvalidAdjustment)
     amount = check_adjustment_amount(amount)
+    check_below_threshold(amount)
     reason = required_text(reason, "reason", maximum=MAX_REASON, error=InvalidAdjustment)
     actor = required_text(actor, "actor", maximum=MAX_ACTOR, error=InvalidAdjustment)
     key = required_text(

@@ -101,3 +101,29 @@ class OutcomeUnknown(DashboardError):
 class DatabaseRefused(DashboardError):
     """The database refused the statement for a reason no retry fixes (a bug, or data
     outside what the schema allows): nothing was changed."""
+
+
+class ApprovalRequired(InvalidAdjustment):
+    """The adjustment moves more than ``CREDITS_APPROVAL_THRESHOLD`` credits: one person
+    may not apply it; it must be requested and approved by a second person."""
+
+    def __init__(self, *, amount: int, threshold: int) -> None:
+        self.amount = amount
+        self.threshold = threshold
+        super().__init__(
+            f"An adjustment of {abs(amount):,} credits is above the approval threshold of "
+            f"{threshold:,}: request it, and a second person approves it. Nothing was changed."
+        )
+
+
+class ApprovalRefused(InvalidAdjustment):
+    """An approval or rejection that cannot be made: the request was decided already,
+    has expired, does not exist, or the approver is its requester."""
+
+
+class SelfApproval(ApprovalRefused):
+    """The approver is the person who requested the adjustment."""
+
+
+class RequestClosed(ApprovalRefused):
+    """The request is no longer pending: approved, rejected or expired."""

@@ -429,3 +429,67 @@ class OrganizationMonthlyUsage(Base):
         CheckConstraint("generations > 0", name="generations_positive"),
         CheckConstraint("credits >= 0", name="credits_not_negative"),
     )
+
+
+APPROVAL_STATUSES = ("pending", "approved", "rejected")
+
+
+class ApprovalRequest(Base):
+    """A credit adjustment above the approval threshold, waiting for a second person.
+
+    Made pending by its requester; approved (applied once, naming its ledger entry) or
+    rejected by someone else. A pending request past ``expires_at`` is expired: it stays
+    pending in the table, but can no longer be approved (the queue leaves it out).
+    """
+
+    __tablename__ = "approval_requests"
+
+    organization_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("organizations.id"), nullable=False
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), nullable=False)
+    amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(Text, nullable=False)
+    idempotency_key: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'pending'"))
+    created_at: Mapped[dt.datetime] = _now()
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    decided_by: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    ledger_entry_id: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        PrimaryKeyConstraint("organization_id", "id"),
+        UniqueConstraint("organization_id", "idempotency_key"),
+        # No foreign key to the ledger entry: one would make the append-only ledger's
+        # TRUNCATE fail on the key before its guard could refuse it. The entry's own
+        # idempotency key, "approval:<request id>", links it back.
+        CheckConstraint("amount <> 0", name="amount_not_zero"),
+        CheckConstraint("btrim(reason) <> ''", name="reason_not_blank"),
+        CheckConstraint("btrim(requested_by) <> ''", name="requested_by_not_blank"),
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{s}'" for s in APPROVAL_STATUSES) + ")",
+            name="status_known",
+        ),
+        # The database keeps the two-person rule too, whatever the caller.
+        CheckConstraint(
+            "(status = 'pending' AND decided_by IS NULL AND ledger_entry_id IS NULL)"
+            " OR (status = 'approved' AND decided_by IS NOT NULL AND ledger_entry_id IS NOT NULL)"
+            " OR (status = 'rejected' AND decided_by IS NOT NULL AND ledger_entry_id IS NULL"
+            "     AND btrim(decision_reason) <> '')",
+            name="decision_complete",
+        ),
+        CheckConstraint("decided_by <> requested_by", name="two_people"),
+        # approve(request_id=...) and reject find a request by its id alone.
+        Index(None, "id"),
+        # The queue: pending requests across organizations, oldest first (keyset).
+        Index(
+            "ix_approval_requests_pending_created_at_id",
+            "created_at",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )

@@ -26,6 +26,9 @@ _LABELS: Final = {
     "refund": ("Refund", "Refunds"),
     "reversal": ("Reversal", "Reversals"),
     "set_daily_limit": ("Daily-limit change", "Daily-limit changes"),
+    "request_adjustment": ("Approval requested", "Approval requests"),
+    "approve_adjustment": ("Adjustment approved", "Approvals"),
+    "reject_adjustment": ("Adjustment rejected", "Rejections"),
 }
 ROW_LABELS: Final = {a: _LABELS[a][0] if a in _LABELS else a for a in AUDIT_ACTIONS}
 ACTION_LABELS: Final = {ANY: "Any change"} | {

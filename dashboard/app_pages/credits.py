@@ -1,5 +1,11 @@
 """Credits (finance): an organization's balance, burn rate and runway; its ledger
-(filtered, paginated, downloadable); adjusting credits and reversing ledger entries.
+(filtered, paginated, downloadable); adjusting credits and reversing ledger entries;
+the queue of adjustments waiting for a second person, and approving or rejecting them.
+
+An adjustment above ``CREDITS_APPROVAL_THRESHOLD`` is never applied by one person: the
+same form, confirmed, records an approval request instead, which someone else
+approves or rejects here. Every write goes through the one review-then-confirm flow
+(:class:`dashboard.confirm.WriteFlow`).
 
 Money moves in two steps: a form is checked into a request (nothing is written), then
 the request is confirmed with the balance before and after. The request carries an
@@ -20,7 +26,8 @@ import streamlit as st
 from dashboard import actions, auth, charts, data, exports, paging, state, ui
 from dashboard.confirm import WriteFlow
 from dashboard.text import md
-from queries.credits import LedgerEntry
+from queries.approvals import ApprovalCursor, ApprovalRequest, PendingApproval
+from queries.credits import LedgerEntry, approval_threshold
 from queries.errors import InvalidInput
 from queries.models import LEDGER_KINDS
 from queries.usage import LedgerCursor
@@ -37,6 +44,13 @@ K_NOTE: Final = "credits.note"
 K_RETRY: Final = "credits.retry_key"  # the key of a request to "Confirm again"
 K_REVERSAL: Final = "credits.reversal_pending"
 K_REVERSAL_RETRY: Final = "credits.reversal_retry"
+K_DECISION: Final = "credits.decision_pending"
+K_DECISION_RETRY: Final = "credits.decision_retry"
+K_DECIDE_REQUEST: Final = "credits.decide_request"
+K_DECIDE_ACTION: Final = "credits.decide_action"
+K_DECIDE_REASON: Final = "credits.decide_reason"
+K_DECIDE_NOTE: Final = "credits.decide_note"
+APPROVALS_PAGE: Final = 20
 K_KINDS: Final = "credits.kinds"
 K_ACTOR: Final = "credits.actor"
 
@@ -110,6 +124,31 @@ ADJUSTMENT: Final = WriteFlow(
 )
 
 
+def _requested(request: actions.AdjustmentRequest, pending: ApprovalRequest) -> str:
+    verb = "grant" if pending.amount > 0 else "deduction"
+    return (
+        f"Requested approval of the {verb} of {abs(pending.amount):,} credits for "
+        f"{md(request.organization_name)} (request {pending.id}). Nothing moves until a "
+        "second person approves it under Pending approvals."
+    )
+
+
+# Above the threshold the adjustment form's request is confirmed as an approval
+# request: the same draft (same session keys and idempotency key), another write.
+APPROVAL_REQUEST: Final = WriteFlow(
+    what="approval request",
+    request_type=actions.AdjustmentRequest,
+    flash=FLASH,
+    pending=K_PENDING,
+    retry=K_RETRY,
+    apply=actions.request_approval,
+    succeeded=_requested,
+    token=lambda request: request.idempotency_key,
+    form_key=K_KEY,
+    restore=_restore_adjustment_form,
+)
+
+
 def _ago(at: dt.datetime) -> str:
     minutes = max(0, int((dt.datetime.now(dt.UTC) - at).total_seconds() // 60))
     when = f"{at.astimezone(dt.UTC):%H:%M} UTC"
@@ -148,21 +187,38 @@ def _confirm_adjustment(request: actions.AdjustmentRequest, f: state.Filters) ->
     with st.container(border=True):
         verb = "Grant" if request.amount > 0 else "Deduct"
         direction = "to" if request.amount > 0 else "from"
+        asked = "Request approval to " + verb.lower() if request.needs_approval else verb
         st.markdown(
-            f"**{verb} {abs(request.amount):,} credits {direction} "
+            f"**{asked} {abs(request.amount):,} credits {direction} "
             f"{md(request.organization_name)}?**  \nReason: {md(request.reason)}"
             + (f" · Note: {md(request.note)}" if request.note else "")
         )
-        _duplicate_warning(request)
+        if request.needs_approval:
+            st.info(
+                f"This is above the approval threshold of {approval_threshold():,} credits, "
+                "so one person cannot apply it. Confirming records a request; someone else "
+                "approves or rejects it under Pending approvals, and nothing moves until "
+                "then.",
+                icon=":material/group:",
+            )
+        else:
+            _duplicate_warning(request)
         before, after = st.columns(2)
         before.metric("Balance now", f"{request.balance_before:,}")
-        after.metric("Balance after", f"{request.balance_after:,}", f"{request.amount:+,}")
+        after.metric(
+            "Balance after approval" if request.needs_approval else "Balance after",
+            f"{request.balance_after:,}",
+            f"{request.amount:+,}",
+        )
         _adjustment_buttons(request, f)
 
 
 def _adjustment_buttons(request: actions.AdjustmentRequest, f: state.Filters) -> None:
     verb = "grant" if request.amount > 0 else "deduct"
-    ADJUSTMENT.buttons(
+    flow = APPROVAL_REQUEST if request.needs_approval else ADJUSTMENT
+    if request.needs_approval:
+        verb = f"request approval to {verb}"
+    flow.buttons(
         request,
         shown=(f.organization_id, f.organization.name),
         label=f"Confirm: {verb} {abs(request.amount):,}",
@@ -342,6 +398,176 @@ def _reversal(f: state.Filters, entries: pd.DataFrame, balance: int) -> None:
         st.rerun()
 
 
+# --------------------------------------------------------------- pending approvals
+
+
+def _decided(request: actions.DecisionRequest, outcome: LedgerEntry | ApprovalRequest) -> str:
+    if isinstance(outcome, LedgerEntry):
+        return (
+            f"Approved request {request.request_id} by {md(request.requested_by)}: "
+            f"{outcome.amount:+,} credits for {md(request.organization_name)}. New balance: "
+            f"{outcome.balance_after:,} credits (ledger entry {outcome.id})."
+        )
+    return (
+        f"Rejected request {request.request_id} by {md(request.requested_by)} "
+        f"({request.amount:+,} credits). Nothing was moved."
+    )
+
+
+DECISION: Final = WriteFlow(
+    what="approval decision",
+    request_type=actions.DecisionRequest,
+    flash=FLASH,
+    pending=K_DECISION,
+    retry=K_DECISION_RETRY,
+    apply=actions.apply_decision,
+    succeeded=_decided,
+    # A request is decided once: confirming the same decision again returns it.
+    token=lambda request: (request.request_id, request.decision),
+)
+
+
+def approvals_table(rows: tuple[PendingApproval, ...]) -> pd.DataFrame:
+    """The queue as shown: one row per request waiting for a second person."""
+    return pd.DataFrame(
+        {
+            "Request": [r.id for r in rows],
+            "Requested (UTC)": [r.created_at for r in rows],
+            "Organization": [r.organization for r in rows],
+            "Amount": [r.amount for r in rows],
+            "Balance now": [r.balance for r in rows],
+            "Reason": [r.reason for r in rows],
+            "Note": [r.note for r in rows],
+            "Requested by": [r.requested_by for r in rows],
+            "Expires (UTC)": [r.expires_at for r in rows],
+        }
+    )
+
+
+def _queue() -> None:
+    st.subheader("Pending approvals")
+    pager: paging.Pager[ApprovalCursor] = paging.Pager(
+        "credits.approvals", filters=(), page_size=APPROVALS_PAGE
+    )
+    page = data.pending_approvals(limit=APPROVALS_PAGE, after=pager.after)
+    if not page.rows:
+        st.caption(
+            "No adjustment is waiting for approval. Adjustments above "
+            f"{approval_threshold():,} credits wait here for a second person."
+        )
+        return
+    st.dataframe(
+        approvals_table(page.rows),
+        hide_index=True,
+        # As the ledger's: the widths fit the main area of a 1440 px wide window.
+        column_config={
+            "Request": st.column_config.NumberColumn(format="%d", width=60),
+            "Requested (UTC)": st.column_config.DatetimeColumn(
+                format="YYYY-MM-DD HH:mm", width=125
+            ),
+            "Organization": st.column_config.TextColumn(width=120),
+            "Amount": st.column_config.NumberColumn(format="localized", width=85),
+            "Balance now": st.column_config.NumberColumn(format="localized", width=90),
+            "Reason": st.column_config.TextColumn(width=130),
+            "Note": st.column_config.TextColumn(width=80),
+            "Requested by": st.column_config.TextColumn(width=140),
+            "Expires (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", width=125),
+        },
+        placeholder="",
+        key="credits.approvals_table",
+    )
+    pager.buttons(next=page.next_cursor, previous_label="← Older", next_label="Newer →").caption(
+        "Every organization's requests, oldest first. Choose an organization in the "
+        "sidebar to approve or reject its requests below."
+    )
+
+
+def _confirm_decision(request: actions.DecisionRequest, f: state.Filters) -> None:
+    here = request.organization_id == f.organization_id
+    with st.container(border=True):
+        if here:
+            verb = "Approve" if request.decision == "approve" else "Reject"
+            st.markdown(
+                f"**{verb} request {request.request_id}: {request.amount:+,} credits for "
+                f"{md(request.organization_name)}?**  \nRequested by "
+                f"{md(request.requested_by)} · Reason: {md(request.reason)}"
+                + (f"  \nRejection: {md(request.rejection)}" if request.rejection else "")
+            )
+            if request.decision == "approve":
+                before, after = st.columns(2)
+                before.metric("Balance now", f"{request.balance_before:,}")
+                after.metric("Balance after", f"{request.balance_after:,}", f"{request.amount:+,}")
+        label = "Confirm approval" if request.decision == "approve" else "Confirm rejection"
+        DECISION.buttons(
+            request,
+            shown=(f.organization_id, f.organization.name),
+            label=label,
+            again_label=f"{label} again",
+            key="credits.decide_confirm",
+            back=None,
+            discard=("Cancel" if here else "Discard", "credits.decide_cancel"),
+        )
+
+
+def _decision(f: state.Filters, email: str) -> None:
+    request = DECISION.request()
+    if request is not None:
+        _confirm_decision(request, f)
+        return
+    mine = data.pending_approvals(organization_id=f.organization_id, limit=APPROVALS_PAGE).rows
+    if not mine:
+        st.caption(f"No request of {md(f.organization.name)} is waiting for approval.")
+        return
+    by_id = {r.id: r for r in mine}
+    # Select-box options are plain text (no Markdown): reasons and emails as stored.
+    labels = {r.id: f"#{r.id} · {r.amount:+,} · {r.reason} · by {r.requested_by}" for r in mine}
+    with st.form("credits.decide_form", border=True):
+        st.markdown(f"**Decide on a request of {md(f.organization.name)}**")
+        st.selectbox(
+            "Request",
+            options=list(labels),
+            format_func=labels.__getitem__,
+            index=None,
+            key=K_DECIDE_REQUEST,
+            placeholder="Choose a request",
+        )
+        st.radio(
+            "Decision",
+            options=["approve", "reject"],
+            format_func=lambda d: "Approve" if d == "approve" else "Reject",
+            key=K_DECIDE_ACTION,
+            horizontal=True,
+        )
+        left, right = st.columns(2)
+        left.selectbox(
+            "Rejection reason",
+            actions.REJECTION_REASONS,
+            index=None,
+            key=K_DECIDE_REASON,
+            placeholder="Only when rejecting",
+        )
+        right.text_input("Rejection note", key=K_DECIDE_NOTE)
+        submitted = st.form_submit_button("Review decision", type="primary")
+    if not submitted:
+        return
+    chosen = st.session_state.get(K_DECIDE_REQUEST)
+    try:
+        decision = actions.check_decision(
+            organization_id=f.organization_id,
+            organization_name=f.organization.name,
+            pending=by_id.get(chosen) if isinstance(chosen, int) else None,
+            decision=st.session_state.get(K_DECIDE_ACTION),
+            reason=st.session_state.get(K_DECIDE_REASON),
+            note=st.session_state.get(K_DECIDE_NOTE),
+            approver=email,
+        )
+    except InvalidInput as exc:
+        st.error(ui.describe_write_error(exc), icon=":material/block:")
+        return
+    DECISION.draft(decision)
+    st.rerun()
+
+
 # -------------------------------------------------------------------------- ledger
 
 
@@ -481,8 +707,11 @@ def render() -> None:
     if user.can("adjust_credits"):
         with ui.section("The adjustment form"):
             _adjustment(f, balance)
+        with ui.section("Pending approvals"):
+            _queue()
+            _decision(f, user.email)
     else:
-        drafts = [st.session_state.pop(k, None) for k in (K_PENDING, K_REVERSAL)]
+        drafts = [st.session_state.pop(k, None) for k in (K_PENDING, K_REVERSAL, K_DECISION)]
         if any(drafts):
             st.error(
                 f"{md(user.email)} ({md(user.role)}) may not adjust credits; the request was "

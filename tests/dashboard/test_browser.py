@@ -37,6 +37,7 @@ from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
 from sqlalchemy import Engine, text
 
 from dashboard.navigation import PAGES
+from queries.approvals import reject, request_adjustment
 from queries.db import create_direct_engine
 from tests.conftest import PgServer, seeded_database
 
@@ -731,3 +732,35 @@ def test_a_drafted_grant_stays_on_its_organization_when_that_organization_is_ren
                 text("UPDATE organizations SET name = :name WHERE id = :id"),
                 {"name": name, "id": org_id},
             )
+
+
+def test_the_pending_approvals_queue_fits_the_page_and_is_photographed(
+    page: Page, app: RunningApp, db: Engine
+) -> None:
+    with db.connect() as conn:
+        org_id, name = conn.execute(
+            text("SELECT id, name FROM organizations ORDER BY name LIMIT 1 OFFSET 1")
+        ).one()
+    request = request_adjustment(
+        db,
+        organization_id=org_id,
+        amount=250_000,
+        reason="Enterprise renewal",
+        note="PO 4711",
+        actor="ana@finance.example",
+        idempotency_key="browser-approval-queue",
+    )
+    title = f"Credits · {name}"
+    page.goto(f"{app.url}/credits?org={org_id}")
+    settle(page, title)
+    _refresh(page, title)
+    main = page.locator('[data-testid="stMain"]')
+    assert "Pending approvals" in main.inner_text()
+    assert "Review decision" in main.inner_text()
+    assert not problems(page), problems(page)
+    assert not cut_off_tables(page), cut_off_tables(page)
+    main.get_by_text("Pending approvals", exact=True).scroll_into_view_if_needed()
+    screenshot(page, "credits-approvals")
+    rows, balance = _books(db, org_id)
+    reject(db, request_id=request.id, approver=USER, reason="Browser test done")
+    assert _books(db, org_id) == (rows, balance)

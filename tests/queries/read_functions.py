@@ -20,9 +20,9 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from queries import audit, credits, generations, orgs, quotas, timelines, usage
+from queries import approvals, audit, credits, generations, orgs, quotas, timelines, usage
 
-READ_MODULES = (audit, credits, generations, orgs, quotas, timelines, usage)
+READ_MODULES = (approvals, audit, credits, generations, orgs, quotas, timelines, usage)
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,7 @@ CROSS_ORGANIZATION: dict[str, Call] = {
     "audit.all_orgs_audit_page": lambda c, x: audit.all_orgs_audit_page(
         c, start=x.start, end=x.end, limit=50
     ),
+    "approvals.pending_requests_page": lambda c, x: approvals.pending_requests_page(c, limit=5),
     "orgs.list_organizations": lambda c, x: orgs.list_organizations(c),
     "orgs.search_organizations": lambda c, x: orgs.search_organizations(c, query="a", limit=5),
     "orgs.search_organizations[id]": lambda c, x: orgs.search_organizations(

@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 import queries
+from queries.approvals import approve, reject, request_adjustment
 from queries.credits import adjust_credits, reverse_adjustment
 from queries.db import create_runtime_engine
 from queries.generations import record_generation
@@ -135,6 +136,29 @@ def test_every_table_is_readable_by_both_roles_and_nothing_more_is_granted(
         ),
         ("organization_daily_usage", None, "DELETE"),
         ("organization_monthly_usage", None, "DELETE"),
+        # Two-person approval (0009): a request is inserted, then only decided.
+        *(
+            ("approval_requests", column, "INSERT")
+            for column in (
+                "organization_id",
+                "amount",
+                "reason",
+                "note",
+                "requested_by",
+                "idempotency_key",
+                "expires_at",
+            )
+        ),
+        *(
+            ("approval_requests", column, "UPDATE")
+            for column in (
+                "status",
+                "decided_by",
+                "decided_at",
+                "decision_reason",
+                "ledger_entry_id",
+            )
+        ),
     }
     with engine.connect() as conn:
         assert _grants(conn, "dashboard_reader") == select_all
@@ -304,6 +328,7 @@ class Tenant:
     organization_id: int
     user_id: int
     entry_id: int  # a grant that can be reversed
+    request_id: int  # a pending approval request by another person
 
 
 def _tenant(owner: Engine) -> Tenant:
@@ -316,7 +341,15 @@ def _tenant(owner: Engine) -> Tenant:
         actor=ACTOR,
         idempotency_key=f"roles-setup-{org}",
     )
-    return Tenant(org, users[0], entry.id)
+    request = request_adjustment(
+        owner,
+        organization_id=org,
+        amount=250_000,
+        reason="Enterprise renewal",
+        actor="requester@example.com",
+        idempotency_key=f"roles-setup-request-{org}",
+    )
+    return Tenant(org, users[0], entry.id, request.id)
 
 
 def _limit_later_day_first(engine: Engine, t: Tenant) -> object:
@@ -361,6 +394,18 @@ def _timezone_after_a_generation(engine: Engine, t: Tenant) -> object:
 
 
 WRITES: dict[str, Callable[[Engine, Tenant], object]] = {
+    "approvals.request_adjustment": lambda e, t: request_adjustment(
+        e,
+        organization_id=t.organization_id,
+        amount=250_000,
+        reason="Enterprise renewal",
+        actor=ACTOR,
+        idempotency_key=f"roles-request-{t.organization_id}",
+    ),
+    "approvals.approve": lambda e, t: approve(e, request_id=t.request_id, approver=ACTOR),
+    "approvals.reject": lambda e, t: reject(
+        e, request_id=t.request_id, approver=ACTOR, reason="Not agreed"
+    ),
     "credits.adjust_credits[grant]": lambda e, t: adjust_credits(
         e,
         organization_id=t.organization_id,

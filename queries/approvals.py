@@ -1,0 +1,475 @@
+"""Two-person approval of credit adjustments above ``CREDITS_APPROVAL_THRESHOLD``.
+
+``queries.credits.adjust_credits`` refuses such an adjustment (``ApprovalRequired``).
+Instead one person requests it (``request_adjustment``) and another approves it
+(``approve``: the adjustment is applied once, its ledger entry names both) or rejects
+it (``reject``). A request not decided within ``CREDITS_APPROVAL_EXPIRY_DAYS`` days
+(default 7) expires: it can no longer be approved and leaves the queue.
+
+Every write runs through ``queries.transactions.run_in_transaction`` under the
+organization's balance lock, the lock every credit movement of that organization
+takes, so a request is decided once however many people click at the same time: the
+first approval applies it; a retry of that approval gets its ledger entry back;
+another approval or rejection gets ``RequestClosed``. Each step is also a row of
+``audit_log`` (``request_adjustment``, ``approve_adjustment``, ``reject_adjustment``),
+so it shows in the audit trail.
+
+Errors: ``InvalidAdjustment`` (and its ``ApprovalRefused``, ``SelfApproval``,
+``RequestClosed``), ``IdempotencyConflict``, ``InsufficientCredits``; when one is raised
+nothing was written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, text
+
+from queries.checks import (
+    MAX_ACTOR,
+    MAX_KEY,
+    MAX_NOTE,
+    MAX_REASON,
+    check_id,
+    check_limit,
+    check_text,
+    required_text,
+)
+
+# The ledger's own primitives, so that an approved adjustment moves the balance and
+# books its entry exactly as adjust_credits does (one place for how credits move).
+from queries.credits import (
+    LedgerEntry,
+    _existing,
+    _insert_entry,
+    _lock_balance,
+    _move_balance,
+    check_adjustment_amount,
+)
+from queries.errors import (
+    ApprovalRefused,
+    IdempotencyConflict,
+    InvalidAdjustment,
+    InvalidInput,
+    RequestClosed,
+    SelfApproval,
+)
+from queries.transactions import run_in_transaction
+
+__all__ = [
+    "ApprovalCursor",
+    "ApprovalPage",
+    "ApprovalRequest",
+    "PendingApproval",
+    "approve",
+    "expiry_days",
+    "pending_requests_page",
+    "reject",
+    "request_adjustment",
+]
+
+DEFAULT_EXPIRY_DAYS = 7
+
+
+def expiry_days() -> int:
+    """Days a request waits for a decision before it expires
+    (``CREDITS_APPROVAL_EXPIRY_DAYS``, default 7)."""
+    raw = os.environ.get("CREDITS_APPROVAL_EXPIRY_DAYS", "").strip()
+    return int(raw) if raw.isdigit() and 0 < int(raw) <= 366 else DEFAULT_EXPIRY_DAYS
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequest:
+    """One request for an adjustment that needs a second person. ``status`` is pending,
+    approved or rejected; a pending one past ``expires_at`` is expired."""
+
+    id: int
+    organization_id: int
+    amount: int
+    reason: str
+    note: str | None
+    requested_by: str
+    idempotency_key: str
+    status: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    decided_by: str | None
+    decided_at: dt.datetime | None
+    decision_reason: str | None
+    ledger_entry_id: int | None
+
+
+_INSERT_REQUEST = text(
+    """
+    INSERT INTO approval_requests (organization_id, amount, reason, note, requested_by,
+                                   idempotency_key, expires_at)
+    VALUES (:org, :amount, :reason, :note, :actor, :key,
+            now() + make_interval(days => CAST(:days AS integer)))
+    RETURNING id, organization_id, amount, reason, note, requested_by, idempotency_key,
+              status, created_at, expires_at, decided_by, decided_at, decision_reason,
+              ledger_entry_id
+    """
+)
+_REQUEST_BY_KEY = text(
+    """
+    SELECT id, organization_id, amount, reason, note, requested_by, idempotency_key, status,
+           created_at, expires_at, decided_by, decided_at, decision_reason, ledger_entry_id
+    FROM approval_requests WHERE organization_id = :org AND idempotency_key = :key
+    """
+)
+_ORGANIZATION_OF = text("SELECT organization_id FROM approval_requests WHERE id = :id")
+# Under the balance lock: no other decision on this request can be half-way.
+_REQUEST_FOR_DECISION = text(
+    """
+    SELECT id, organization_id, amount, reason, note, requested_by, idempotency_key, status,
+           created_at, expires_at, decided_by, decided_at, decision_reason, ledger_entry_id,
+           expires_at <= now() AS expired
+    FROM approval_requests WHERE organization_id = :org AND id = :id
+    FOR UPDATE
+    """
+)
+_DECIDE = text(
+    """
+    UPDATE approval_requests
+    SET status = :status, decided_by = :by, decided_at = now(), decision_reason = :reason,
+        ledger_entry_id = :entry
+    WHERE organization_id = :org AND id = :id AND status = 'pending'
+    RETURNING id, organization_id, amount, reason, note, requested_by, idempotency_key,
+              status, created_at, expires_at, decided_by, decided_at, decision_reason,
+              ledger_entry_id
+    """
+)
+_AUDIT = text(
+    """
+    INSERT INTO audit_log (organization_id, action, actor, reason, details, idempotency_key)
+    VALUES (:org, :action, :actor, :reason, CAST(:details AS jsonb), :key)
+    """
+)
+_ENTRY = text(
+    """
+    SELECT id, organization_id, amount, balance_after, kind, reason, note, actor,
+           idempotency_key, reverses_id, created_at
+    FROM credit_ledger WHERE organization_id = :org AND id = :id
+    """
+)
+
+
+def _audit(
+    conn: Connection,
+    request: ApprovalRequest,
+    *,
+    action: str,
+    actor: str,
+    reason: str,
+    entry: int | None = None,
+) -> None:
+    details = {
+        "request_id": request.id,
+        "amount": request.amount,
+        "requested_by": request.requested_by,
+        "ledger_entry_id": entry,
+    }
+    conn.execute(
+        _AUDIT,
+        {
+            "org": request.organization_id,
+            "action": action,
+            "actor": actor,
+            "reason": reason,
+            "details": json.dumps({k: v for k, v in details.items() if v is not None}),
+            "key": f"{action}:{request.id}",
+        },
+    )
+
+
+def request_adjustment(
+    engine: Engine,
+    *,
+    organization_id: int,
+    amount: int,
+    reason: str,
+    actor: str,
+    idempotency_key: str,
+    note: str | None = None,
+) -> ApprovalRequest:
+    """Record a pending request to grant (``amount > 0``) or deduct credits, for a second
+    person to approve; once per idempotency key (the same key again returns the request,
+    with other details ``IdempotencyConflict``). Nothing moves until it is approved.
+    """
+    org = check_id(organization_id, error=InvalidAdjustment)
+    amount = check_adjustment_amount(amount)
+    reason = required_text(reason, "reason", maximum=MAX_REASON, error=InvalidAdjustment)
+    actor = required_text(actor, "actor", maximum=MAX_ACTOR, error=InvalidAdjustment)
+    key = required_text(
+        idempotency_key, "idempotency key", maximum=MAX_KEY, error=InvalidAdjustment
+    )
+    note = check_text(
+        note, "note", maximum=MAX_NOTE, required=False, multiline=True, error=InvalidAdjustment
+    )
+    days = expiry_days()
+
+    def body(conn: Connection) -> ApprovalRequest:
+        _lock_balance(conn, org)
+        previous = conn.execute(_REQUEST_BY_KEY, {"org": org, "key": key}).one_or_none()
+        if previous is not None:
+            found = ApprovalRequest(**previous._mapping)
+            if (found.amount, found.reason, found.note, found.requested_by) != (
+                amount,
+                reason,
+                note,
+                actor,
+            ):
+                raise IdempotencyConflict(
+                    "This request was already submitted with different details "
+                    f"(request {found.id}: {found.amount:+,} credits, {found.reason!r}). "
+                    "Nothing was changed; start a new adjustment."
+                )
+            return found
+        row = conn.execute(
+            _INSERT_REQUEST,
+            {
+                "org": org,
+                "amount": amount,
+                "reason": reason,
+                "note": note,
+                "actor": actor,
+                "key": key,
+                "days": days,
+            },
+        ).one()
+        request = ApprovalRequest(**row._mapping)
+        _audit(conn, request, action="request_adjustment", actor=actor, reason=reason)
+        return request
+
+    # A retry finds its own committed request by the key.
+    return run_in_transaction(engine, body, idempotent=True)
+
+
+def _locked_request(conn: Connection, request_id: int) -> tuple[ApprovalRequest, bool]:
+    """The request, its organization's balance locked first, and whether it expired."""
+    org = conn.execute(_ORGANIZATION_OF, {"id": request_id}).scalar_one_or_none()
+    if org is None:
+        raise ApprovalRefused(f"There is no approval request {request_id}.")
+    _lock_balance(conn, int(org))
+    row = conn.execute(_REQUEST_FOR_DECISION, {"org": org, "id": request_id}).one()
+    values = dict(row._mapping)
+    expired = bool(values.pop("expired"))
+    return ApprovalRequest(**values), expired
+
+
+def _closed(request: ApprovalRequest, expired: bool) -> RequestClosed:
+    if request.status == "approved":
+        return RequestClosed(
+            f"Request {request.id} was already approved by {request.decided_by} "
+            f"(ledger entry {request.ledger_entry_id})."
+        )
+    if request.status == "rejected":
+        return RequestClosed(f"Request {request.id} was already rejected by {request.decided_by}.")
+    return RequestClosed(
+        f"Request {request.id} expired on {request.expires_at:%Y-%m-%d %H:%M} UTC; "
+        "request the adjustment again."
+    )
+
+
+def _ledger_note(request: ApprovalRequest, approver: str) -> str:
+    names = (
+        f"Requested by {request.requested_by}, approved by {approver} "
+        f"(approval request {request.id})."
+    )
+    return f"{names}\n{request.note}" if request.note else names
+
+
+def approve(engine: Engine, *, request_id: int, approver: str) -> LedgerEntry:
+    """Apply a pending request once, as its ledger entry (actor: the approver; note: the
+    requester and the approver). The approver must not be the requester
+    (``SelfApproval``). The same approver again gets the same entry; a request
+    approved by someone else, rejected or expired raises ``RequestClosed``.
+    """
+    request_id = check_id(request_id, "request_id", error=InvalidAdjustment)
+    approver = required_text(approver, "approver", maximum=MAX_ACTOR, error=InvalidAdjustment)
+
+    def body(conn: Connection) -> LedgerEntry:
+        request, expired = _locked_request(conn, request_id)
+        org = request.organization_id
+        if request.status == "approved" and request.decided_by == approver:
+            # A retry (or a second click) of this approval: its entry, nothing new.
+            return LedgerEntry(
+                **conn.execute(_ENTRY, {"org": org, "id": request.ledger_entry_id}).one()._mapping
+            )
+        if request.requested_by == approver:
+            raise SelfApproval(
+                f"You requested this adjustment (request {request.id}); a second person "
+                "must approve it."
+            )
+        if request.status != "pending" or expired:
+            raise _closed(request, expired)
+        key = f"approval:{request.id}"
+        applied = _existing(conn, org, key)
+        if applied is not None:  # pragma: no cover - the same transaction set the status
+            raise RequestClosed(
+                f"Request {request.id} was already applied (ledger entry {applied.id})."
+            )
+        balance_after = _move_balance(conn, org, request.amount)
+        entry = _insert_entry(
+            conn,
+            {
+                "organization_id": org,
+                "amount": request.amount,
+                "balance_after": balance_after,
+                "kind": "grant" if request.amount > 0 else "deduct",
+                "reason": request.reason,
+                "note": _ledger_note(request, approver),
+                "actor": approver,
+                "idempotency_key": key,
+                "reverses_id": None,
+            },
+        )
+        conn.execute(
+            _DECIDE,
+            {
+                "org": org,
+                "id": request.id,
+                "status": "approved",
+                "by": approver,
+                "reason": None,
+                "entry": entry.id,
+            },
+        ).one()
+        _audit(
+            conn,
+            request,
+            action="approve_adjustment",
+            actor=approver,
+            reason=request.reason,
+            entry=entry.id,
+        )
+        return entry
+
+    # A retry after a lost commit finds the request approved by this approver.
+    return run_in_transaction(engine, body, idempotent=True)
+
+
+def reject(engine: Engine, *, request_id: int, approver: str, reason: str) -> ApprovalRequest:
+    """Close a pending request without applying it. Refused for its requester
+    (``SelfApproval``) and for a request already decided or expired (``RequestClosed``);
+    the same rejection again returns the rejected request."""
+    request_id = check_id(request_id, "request_id", error=InvalidAdjustment)
+    approver = required_text(approver, "approver", maximum=MAX_ACTOR, error=InvalidAdjustment)
+    reason = required_text(reason, "reason", maximum=MAX_REASON, error=InvalidAdjustment)
+
+    def body(conn: Connection) -> ApprovalRequest:
+        request, expired = _locked_request(conn, request_id)
+        if request.status == "rejected" and (request.decided_by, request.decision_reason) == (
+            approver,
+            reason,
+        ):
+            return request
+        if request.requested_by == approver:
+            raise SelfApproval(
+                f"You requested this adjustment (request {request.id}); a second person "
+                "decides on it."
+            )
+        if request.status != "pending" or expired:
+            raise _closed(request, expired)
+        row = conn.execute(
+            _DECIDE,
+            {
+                "org": request.organization_id,
+                "id": request.id,
+                "status": "rejected",
+                "by": approver,
+                "reason": reason,
+                "entry": None,
+            },
+        ).one()
+        _audit(conn, request, action="reject_adjustment", actor=approver, reason=reason)
+        return ApprovalRequest(**row._mapping)
+
+    return run_in_transaction(engine, body, idempotent=True)
+
+
+# --------------------------------------------------------------------------- the queue
+
+
+@dataclass(frozen=True, slots=True)
+class PendingApproval:
+    """A request waiting for a decision, with its organization and current balance."""
+
+    id: int
+    organization_id: int
+    organization: str
+    slug: str
+    amount: int
+    reason: str
+    note: str | None
+    requested_by: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    balance: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalCursor:
+    """Where the next page of the queue starts: the last request shown."""
+
+    created_at: dt.datetime
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalPage:
+    """A page of the queue, oldest first, and the cursor of the next one."""
+
+    rows: tuple[PendingApproval, ...]
+    next_cursor: ApprovalCursor | None
+
+
+# On the partial index of pending requests, in (created_at, id) order from the cursor;
+# expired ones are skipped: they stay pending in the table, but none can be approved.
+_PENDING = text(
+    """
+    SELECT r.id, r.organization_id, o.name AS organization, o.slug, r.amount, r.reason,
+           r.note, r.requested_by, r.created_at, r.expires_at, b.balance
+    FROM approval_requests r
+    JOIN organizations o ON o.id = r.organization_id
+    JOIN credit_balances b ON b.organization_id = r.organization_id
+    WHERE r.status = 'pending' AND r.expires_at > now()
+      AND (CAST(:org AS bigint) IS NULL OR r.organization_id = :org)
+      AND (CAST(:c_at AS timestamptz) IS NULL
+           OR (r.created_at, r.id) > (CAST(:c_at AS timestamptz), CAST(:c_id AS bigint)))
+    ORDER BY r.created_at, r.id
+    LIMIT :limit
+    """
+)
+
+
+def pending_requests_page(
+    conn: Connection,
+    *,
+    organization_id: int | None = None,
+    limit: int = 50,
+    after: ApprovalCursor | None = None,
+) -> ApprovalPage:
+    """A keyset page of the requests waiting for approval (not expired), oldest first,
+    across organizations unless ``organization_id`` is given; ``after`` is the
+    ``next_cursor`` of the page before."""
+    if organization_id is not None:
+        organization_id = check_id(organization_id)
+    if after is not None and not isinstance(after, ApprovalCursor):
+        raise InvalidInput("after must be the next_cursor of a previous page.")
+    limit = check_limit(limit)
+    rows = conn.execute(
+        _PENDING,
+        {
+            "org": organization_id,
+            "c_at": after.created_at if after else None,
+            "c_id": after.id if after else 0,
+            "limit": limit + 1,
+        },
+    ).all()
+    found = tuple(PendingApproval(**row._mapping) for row in rows[:limit])
+    cursor = ApprovalCursor(found[-1].created_at, found[-1].id) if len(rows) > limit else None
+    return ApprovalPage(found, cursor)
