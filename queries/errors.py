@@ -101,3 +101,8 @@ class OutcomeUnknown(DashboardError):
 class DatabaseRefused(DashboardError):
     """The database refused the statement for a reason no retry fixes (a bug, or data
     outside what the schema allows): nothing was changed."""
+
+
+class InvalidStatement(InvalidInput):
+    """A monthly statement that cannot be made as asked (unknown organization, a month
+    that is not a date or is out of range)."""
