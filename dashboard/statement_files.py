@@ -43,12 +43,22 @@ def period(statement: MonthlyStatement) -> str:
     )
 
 
+# What each total counts, under the totals on the page and in the PDF.
+TOTALS_EXPLAINED: Final = (
+    "Granted: grants, refunds and reversed deductions. Deducted: deductions and reversed "
+    "grants or refunds. Consumed: the credits of the month's generations. Closing = "
+    "opening + granted - deducted - consumed."
+)
+
+
 def totals(statement: MonthlyStatement) -> list[tuple[str, int]]:
+    """(label, credits) from the opening to the closing, each total a positive number as
+    in the statement (the equation in :data:`TOTALS_EXPLAINED` gives the signs)."""
     return [
         ("Opening balance", statement.opening_balance),
-        ("Granted (grants, refunds)", statement.granted),
-        ("Deducted (deductions, reversals)", -statement.deducted),
-        ("Consumed (generations)", -statement.consumed),
+        ("Granted", statement.granted),
+        ("Deducted", statement.deducted),
+        ("Consumed", statement.consumed),
         ("Closing balance", statement.closing_balance),
     ]
 
@@ -103,7 +113,9 @@ def consumption_frame(statement: MonthlyStatement) -> pd.DataFrame:
 def statement_csv(statement: MonthlyStatement) -> bytes:
     """One CSV: the totals, then each entry, then the consumption per day and type.
 
-    Credits are signed as they move the balance (consumption is negative)."""
+    Totals are positive, as on the page; the lines' credits are signed as they move the
+    balance (a deduction or a consumption is negative), so the lines add up to closing
+    minus opening."""
     rows: list[dict[str, object]] = []
 
     def line(section: str, what: str, credits: int, **more: object) -> None:
@@ -195,6 +207,8 @@ def statement_pdf(statement: MonthlyStatement) -> bytes:
             row = table.row()
             row.cell(label)
             row.cell(f"{amount:,}")
+    pdf.ln(1)
+    text_line(TOTALS_EXPLAINED, size=8, height=4)
     pdf.ln(4)
 
     text_line("Entries", size=12, bold=True, height=8)

@@ -104,6 +104,7 @@ def render() -> None:
         tiles = st.columns(5)
         for tile, (label, amount) in zip(tiles, statement_files.totals(statement), strict=True):
             tile.metric(label, f"{amount:,}", border=True)
+        st.caption(statement_files.TOTALS_EXPLAINED)
         if statement.to_date:
             st.caption(
                 "This month is not over: its closing balance is the balance now and moves "
@@ -135,12 +136,21 @@ def render() -> None:
             st.dataframe(
                 statement_files.entries_frame(statement),
                 hide_index=True,
+                # Widths add up to less than the main area of a 1440 px window, so no
+                # column hides behind a sideways scroll.
                 column_config={
-                    "Credits": st.column_config.NumberColumn(format="localized"),
+                    "Entry": st.column_config.NumberColumn(format="plain", width=60),
+                    f"When ({statement.timezone})": st.column_config.TextColumn(width=145),
+                    "Kind": st.column_config.TextColumn(width=80),
+                    "Credits": st.column_config.NumberColumn(format="localized", width=80),
                     "Balance after": st.column_config.NumberColumn(
                         format="localized",
+                        width=95,
                         help="The balance right after the entry, as the ledger recorded it.",
                     ),
+                    "Reason": st.column_config.TextColumn(width=190),
+                    "Note": st.column_config.TextColumn(width=135),
+                    "Actor": st.column_config.TextColumn(width=170),
                 },
                 key="statements.entries",
             )
