@@ -40,7 +40,17 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from queries import approvals, audit, credits, generations, orgs, quotas, timelines, usage
+from queries import (
+    approvals,
+    audit,
+    credits,
+    generations,
+    orgs,
+    quotas,
+    statements,
+    timelines,
+    usage,
+)
 from queries.db import get_engine, get_read_engine, get_write_engine, replication_lag
 
 T = TypeVar("T")
@@ -315,6 +325,10 @@ granted_vs_consumed = _cached_read(
 )
 runway = _cached_read(usage.balance_and_runway, scope=ORGANIZATION, ttl=LIVE_TTL, max_entries=256)
 ledger_page = _cached_read(usage.ledger_page, scope=ORGANIZATION, ttl=LIVE_TTL, max_entries=512)
+# A past month can still change (a back-dated generation), so live, not history.
+statement = _cached_read(
+    statements.monthly_statement, scope=ORGANIZATION, ttl=LIVE_TTL, max_entries=256
+)
 quota_history = _cached_read(
     quotas.quota_history, scope=ORGANIZATION, ttl=LIVE_TTL, max_entries=256
 )

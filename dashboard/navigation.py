@@ -75,6 +75,14 @@ PAGES: Final[tuple[PageSpec, ...]] = (
         "view_audit",
         frozenset({"org", "range"}),
     ),
+    PageSpec(
+        "statements.py",
+        "Statements",
+        ":material/receipt_long:",
+        "statements",
+        "view_statements",
+        frozenset({"org"}),
+    ),
 )
 
 

@@ -127,3 +127,8 @@ class SelfApproval(ApprovalRefused):
 
 class RequestClosed(ApprovalRefused):
     """The request is no longer pending: approved, rejected or expired."""
+
+
+class InvalidStatement(InvalidInput):
+    """A monthly statement that cannot be made as asked (unknown organization, a month
+    that is not a date or is out of range)."""

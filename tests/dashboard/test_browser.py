@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import datetime as dt
 import http.server
 import io
 import os
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
@@ -764,3 +766,47 @@ def test_the_pending_approvals_queue_fits_the_page_and_is_photographed(
     rows, balance = _books(db, org_id)
     reject(db, request_id=request.id, approver=USER, reason="Browser test done")
     assert _books(db, org_id) == (rows, balance)
+
+
+def test_a_statement_pdf_downloaded_in_the_browser_carries_the_statements_totals(
+    page: Page, app: RunningApp, db: Engine
+) -> None:
+    import pypdf
+
+    from queries.statements import monthly_statement
+
+    with db.connect() as conn:
+        org = int(
+            conn.execute(
+                text("SELECT organization_id FROM credit_ledger ORDER BY id DESC LIMIT 1")
+            ).scalar_one()
+        )
+        zone = conn.execute(
+            text("SELECT timezone FROM organizations WHERE id = :org"), {"org": org}
+        ).scalar_one()
+    month = dt.datetime.now(ZoneInfo(zone)).date().replace(day=1)
+    page.goto(f"{app.url}/statements?org={org}&month={month:%Y-%m}")
+    settle(page, "Statements")
+    assert not problems(page), problems(page)
+    pdf = _download(page, "Download PDF")
+    with db.connect() as conn:
+        expected = monthly_statement(conn, organization_id=org, month=month)
+        balance = conn.execute(
+            text("SELECT balance FROM credit_balances WHERE organization_id = :org"), {"org": org}
+        ).scalar_one()
+    assert expected.closing_balance == balance, "this month, to date, ends at the balance"
+    shown = " ".join(
+        " ".join(p.extract_text().split()) for p in pypdf.PdfReader(io.BytesIO(pdf)).pages
+    )
+    assert " ".join(expected.organization_name.split()) in shown
+    assert f"{month:%B %Y}" in shown and expected.timezone in shown
+    for label, amount in (
+        ("Opening balance", expected.opening_balance),
+        ("Granted", expected.granted),
+        ("Deducted", expected.deducted),
+        ("Consumed", expected.consumed),
+        ("Closing balance", expected.closing_balance),
+    ):
+        assert f"{label} {amount:,}" in shown, (label, amount)
+    for entry in expected.entries:
+        assert f"{entry.amount:+,} {entry.balance_after:,}" in shown, entry

@@ -20,9 +20,19 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from queries import approvals, audit, credits, generations, orgs, quotas, timelines, usage
+from queries import (
+    approvals,
+    audit,
+    credits,
+    generations,
+    orgs,
+    quotas,
+    statements,
+    timelines,
+    usage,
+)
 
-READ_MODULES = (approvals, audit, credits, generations, orgs, quotas, timelines, usage)
+READ_MODULES = (approvals, audit, credits, generations, orgs, quotas, statements, timelines, usage)
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,9 @@ PER_ORGANIZATION: dict[str, Call] = {
         c, organization_id=x.organization_id
     ),
     "orgs.list_users": lambda c, x: orgs.list_users(c, organization_id=x.organization_id),
+    "statements.monthly_statement": lambda c, x: statements.monthly_statement(
+        c, organization_id=x.organization_id, month=x.end
+    ),
     # The isolation tenants' deduction of 7 on 2026-11-03 09:00 UTC by this actor.
     "credits.recent_duplicate": lambda c, x: credits.recent_duplicate(
         c,

@@ -1,0 +1,175 @@
+"""Statements (finance, admin): one organization's credits over one of its local months,
+opening to closing, with the entries and the consumption per day and type; downloads as
+CSV and as the PDF finance sends to the customer.
+
+The month is kept in the URL (``?month=2026-10``) so a statement can be shared; the
+organization is the sidebar's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Final
+
+import streamlit as st
+
+from dashboard import data, state, statement_files, ui
+from dashboard.text import md
+from queries.checks import MAX_DATE, MIN_DATE
+
+K_MONTH: Final = "statements.month"  # the chosen month (its first day)
+K_URL: Final = "statements._url"  # the URL value last applied or written
+URL_KEY: Final = "month"
+MONTHS_OFFERED: Final = 36
+_MONTH: Final = re.compile(r"[0-9]{4}-[0-9]{2}")
+
+
+def parse_month(raw: str, *, current: dt.date) -> tuple[dt.date | None, str | None]:
+    """A month from the URL ("2026-10") and None, or None and the sentence saying why
+    not (not YYYY-MM, out of range, or after the organization's current month)."""
+    shown = raw if len(raw) <= 40 else raw[:40] + "…"
+    if not _MONTH.fullmatch(raw.strip()):
+        return None, f"The link's month {shown!r} is not written YYYY-MM; showing {current:%B %Y}."
+    try:
+        month = dt.date.fromisoformat(raw.strip() + "-01")
+    except ValueError:
+        return None, f"The link's month {shown!r} is not a real month; showing {current:%B %Y}."
+    if not MIN_DATE <= month <= MAX_DATE:
+        return None, (
+            f"The link's month {shown} is outside the years {MIN_DATE.year}–{MAX_DATE.year}; "
+            f"showing {current:%B %Y}."
+        )
+    if month > current:
+        return None, (
+            f"There is no statement for {month:%B %Y} yet; showing {current:%B %Y}, the "
+            "organization's current month."
+        )
+    return month, None
+
+
+def months_back(current: dt.date, count: int) -> list[dt.date]:
+    """``count`` months, newest first, ending with ``current`` (a first of month)."""
+    months = [current]
+    while len(months) < count and months[-1] > MIN_DATE:
+        months.append((months[-1] - dt.timedelta(days=1)).replace(day=1))
+    return months
+
+
+def _choose_month(timezone: str) -> dt.date:
+    ss = st.session_state
+    current = state.today_in(timezone).replace(day=1)
+    raw = st.query_params.get(URL_KEY)
+    if raw is not None and raw != ss.get(K_URL):
+        # A link (or an edited URL): its month wins over the session's.
+        asked, notice = parse_month(raw, current=current)
+        if asked is not None:
+            ss[K_MONTH] = asked
+        if notice is not None:
+            st.warning(md(notice), icon=":material/link_off:")
+    options = months_back(current, MONTHS_OFFERED)
+    chosen = ss.get(K_MONTH)
+    if isinstance(chosen, dt.date) and chosen not in options and MIN_DATE <= chosen < current:
+        options.append(chosen)  # an older month a link asked for
+    elif chosen not in options:
+        # No choice yet, or a month that is still to come in this organization's zone.
+        ss[K_MONTH] = current
+    month = st.selectbox(
+        "Month",
+        options=options,
+        format_func=lambda m: f"{m:%B %Y}" + (" (to date)" if m == current else ""),
+        key=K_MONTH,
+        help="Months in the organization's own time zone.",
+    )
+    assert month is not None  # the options are never empty and one is always chosen
+    written = f"{month:%Y-%m}"
+    if st.query_params.get(URL_KEY) != written:
+        st.query_params[URL_KEY] = written
+    ss[K_URL] = written
+    return month
+
+
+def render() -> None:
+    f = state.current()
+    org = f.organization
+    ui.page_header(
+        "Statements",
+        f"{md(org.name)}: credits month by month, opening to closing, in the organization's "
+        f"time zone ({md(org.timezone)}).",
+    )
+    month = _choose_month(org.timezone)
+    with ui.section("The statement"):
+        statement = data.statement(organization_id=org.id, month=month)
+        st.caption(md(f"Period: {statement_files.period(statement)}"))
+        tiles = st.columns(5)
+        for tile, (label, amount) in zip(tiles, statement_files.totals(statement), strict=True):
+            tile.metric(label, f"{amount:,}", border=True)
+        st.caption(statement_files.TOTALS_EXPLAINED)
+        if statement.to_date:
+            st.caption(
+                "This month is not over: its closing balance is the balance now and moves "
+                "with every grant and generation."
+            )
+        stem = statement_files.file_stem(statement)
+        left, right, _ = st.columns([1, 1, 4])
+        left.download_button(
+            "Download CSV",
+            data=statement_files.statement_csv(statement),
+            file_name=f"{stem}.csv",
+            mime="text/csv",
+            icon=":material/download:",
+            key="statements.csv",
+            on_click="ignore",
+        )
+        right.download_button(
+            "Download PDF",
+            data=statement_files.statement_pdf(statement),
+            file_name=f"{stem}.pdf",
+            mime="application/pdf",
+            icon=":material/picture_as_pdf:",
+            key="statements.pdf",
+            on_click="ignore",
+        )
+
+        st.subheader("Entries")
+        if statement.entries:
+            st.dataframe(
+                statement_files.entries_frame(statement),
+                hide_index=True,
+                # Widths add up to less than the main area of a 1440 px window, so no
+                # column hides behind a sideways scroll.
+                column_config={
+                    "Entry": st.column_config.NumberColumn(format="plain", width=60),
+                    f"When ({statement.timezone})": st.column_config.TextColumn(width=145),
+                    "Kind": st.column_config.TextColumn(width=80),
+                    "Credits": st.column_config.NumberColumn(format="localized", width=80),
+                    "Balance after": st.column_config.NumberColumn(
+                        format="localized",
+                        width=95,
+                        help="The balance right after the entry, as the ledger recorded it.",
+                    ),
+                    "Reason": st.column_config.TextColumn(width=190),
+                    "Note": st.column_config.TextColumn(width=135),
+                    "Actor": st.column_config.TextColumn(width=170),
+                },
+                key="statements.entries",
+            )
+        else:
+            st.info("No credits were granted, refunded, deducted or reversed this month.")
+        st.subheader("Consumption per day and type")
+        if statement.consumption:
+            st.dataframe(
+                statement_files.consumption_frame(statement),
+                hide_index=True,
+                column_config={
+                    "Date": st.column_config.DateColumn(format="YYYY-MM-DD"),
+                    "Generations": st.column_config.NumberColumn(format="localized"),
+                    "Credits": st.column_config.NumberColumn(format="localized"),
+                },
+                key="statements.consumption",
+            )
+        else:
+            st.info("No generations this month.")
+
+
+render()

@@ -1,0 +1,190 @@
+"""Monthly statements: what an organization's credits did in one of its local months.
+
+A statement closes by construction: every ledger entry and every generation belongs to
+exactly one local month, the one of its local date (``created_at AT TIME ZONE`` the
+organization's zone, the expression the rollups are keyed on), so
+
+    opening  = sum(ledger before the month) - consumption before the month
+    closing  = opening + granted - deducted - consumed
+             = the next month's opening
+
+and the current month's closing, to date, is ``sum(ledger) - sum(generations)``: the
+balance (the invariant of ``queries.models``). Consumption comes from the rollups
+(``organization_daily_usage`` prefix sums before the month, ``organization_monthly_usage``
+for the month, ``usage_limits`` per day and type), never from the generations.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy import Connection, text
+
+from queries.checks import check_date, check_id
+from queries.credits import LedgerEntry
+from queries.errors import InvalidStatement
+
+__all__ = [
+    "ConsumptionLine",
+    "InvalidStatement",
+    "MonthlyStatement",
+    "first_of_month",
+    "monthly_statement",
+    "next_month",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumptionLine:
+    """Generations of one type on one local day of the month, and their credits."""
+
+    date: dt.date
+    type: str
+    generations: int
+    credits: int
+
+
+@dataclass(frozen=True, slots=True)
+class MonthlyStatement:
+    """One organization's credits over one local month.
+
+    ``granted`` is every entry that added credits (grants, refunds and reversals of
+    deductions); ``deducted`` every entry that took credits back (deductions and
+    reversals of grants or refunds), as a positive number; ``consumed`` the credits of
+    the month's generations. ``period_start``/``period_end`` are the month's bounds in
+    the organization's zone (end exclusive). ``to_date``: the month is the current one,
+    so its closing is the balance now and may still move.
+    """
+
+    organization_id: int
+    organization_name: str
+    organization_slug: str
+    timezone: str
+    month: dt.date
+    period_start: dt.datetime
+    period_end: dt.datetime
+    to_date: bool
+    opening_balance: int
+    granted: int
+    deducted: int
+    consumed: int
+    closing_balance: int
+    entries: tuple[LedgerEntry, ...]
+    consumption: tuple[ConsumptionLine, ...]
+
+
+def first_of_month(day: dt.date) -> dt.date:
+    return day.replace(day=1)
+
+
+def next_month(day: dt.date) -> dt.date:
+    first = first_of_month(day)
+    return (first + dt.timedelta(days=32)).replace(day=1)
+
+
+# One statement (the read registry allows at most two per read): the organization, the
+# balance before the month, the month's consumption, and the lines as JSON arrays.
+# The ledger is read by (organization_id, created_at) in a UTC window one day wider than
+# the local month on each side (no zone is a day away from UTC), then cut exactly by
+# local date, as the rollups are: local dates are not monotonic in time where a zone
+# fell back across midnight, so the cut is by date, not by the instant of midnight.
+_STATEMENT: Final = text(
+    """
+    WITH o AS (
+        SELECT id, name, slug, timezone, (now() AT TIME ZONE timezone)::date AS today,
+               (CAST(:first AS timestamp) AT TIME ZONE timezone) - interval '1 day' AS from_at,
+               (CAST(:next AS timestamp) AT TIME ZONE timezone) + interval '1 day' AS to_at
+        FROM organizations WHERE id = :org
+    )
+    SELECT o.name, o.slug, o.timezone, o.today,
+        (SELECT coalesce(sum(l.amount), 0) FROM credit_ledger l
+         WHERE l.organization_id = o.id AND l.created_at < o.from_at + interval '2 days'
+           AND (l.created_at AT TIME ZONE o.timezone)::date < :first) AS ledger_before,
+        (SELECT d.credits_through FROM organization_daily_usage d
+         WHERE d.organization_id = o.id AND d.date < :first
+         ORDER BY d.date DESC LIMIT 1) AS consumed_before,
+        (SELECT m.credits FROM organization_monthly_usage m
+         WHERE m.organization_id = o.id AND m.month = :first) AS consumed,
+        (SELECT coalesce(json_agg(json_build_object(
+                    'id', l.id, 'organization_id', l.organization_id, 'amount', l.amount,
+                    'balance_after', l.balance_after, 'kind', l.kind, 'reason', l.reason,
+                    'note', l.note, 'actor', l.actor, 'idempotency_key', l.idempotency_key,
+                    'reverses_id', l.reverses_id, 'created_at', l.created_at
+                ) ORDER BY l.created_at, l.id), '[]'::json)
+         FROM credit_ledger l
+         WHERE l.organization_id = o.id AND l.created_at >= o.from_at AND l.created_at < o.to_at
+           AND (l.created_at AT TIME ZONE o.timezone)::date >= :first
+           AND (l.created_at AT TIME ZONE o.timezone)::date < :next) AS entries,
+        (SELECT coalesce(json_agg(json_build_object(
+                    'date', u.date, 'type', u.type, 'generations', u.used,
+                    'credits', u.credits_used
+                ) ORDER BY u.date, u.type), '[]'::json)
+         FROM usage_limits u
+         WHERE u.organization_id = o.id AND u.date >= :first AND u.date < :next
+           AND u.used > 0) AS consumption
+    FROM o
+    """
+)
+
+
+def monthly_statement(
+    conn: Connection, *, organization_id: int, month: dt.date
+) -> MonthlyStatement:
+    """The statement of the organization's local month holding ``month`` (any date in
+    it): opening and closing balances, the totals, every ledger entry of the month
+    (oldest first) and the consumption per local day and type.
+
+    Raises ``InvalidStatement`` for an unknown organization, a month that is not a date
+    (a datetime is refused: its day depends on a zone) or a month after the
+    organization's current one.
+    """
+    org = check_id(organization_id, error=InvalidStatement)
+    day = check_date(month, "month", error=InvalidStatement)
+    first, following = first_of_month(day), next_month(day)
+    found = conn.execute(_STATEMENT, {"org": org, "first": first, "next": following}).one_or_none()
+    if found is None:
+        raise InvalidStatement(f"There is no organization with id {org}.")
+    current = first_of_month(found.today)
+    if first > current:
+        raise InvalidStatement(
+            f"There is no statement for {first:%B %Y} yet: it is "
+            f"{current:%B %Y} in the organization's time zone ({found.timezone})."
+        )
+    entries = tuple(
+        LedgerEntry(**{**e, "created_at": dt.datetime.fromisoformat(e["created_at"])})
+        for e in found.entries
+    )
+    consumption = tuple(
+        ConsumptionLine(
+            date=dt.date.fromisoformat(c["date"]),
+            type=c["type"],
+            generations=int(c["generations"]),
+            credits=int(c["credits"]),
+        )
+        for c in found.consumption
+    )
+    opening = int(found.ledger_before) - int(found.consumed_before or 0)
+    granted = sum(e.amount for e in entries if e.amount > 0)
+    deducted = -sum(e.amount for e in entries if e.amount < 0)
+    consumed = int(found.consumed or 0)
+    zone = zoneinfo.ZoneInfo(found.timezone)
+    return MonthlyStatement(
+        organization_id=org,
+        organization_name=found.name,
+        organization_slug=found.slug,
+        timezone=found.timezone,
+        month=first,
+        period_start=dt.datetime.combine(first, dt.time(), zone),
+        period_end=dt.datetime.combine(following, dt.time(), zone),
+        to_date=first == current,
+        opening_balance=opening,
+        granted=granted,
+        deducted=deducted,
+        consumed=consumed,
+        closing_balance=opening + granted - deducted - consumed,
+        entries=entries,
+        consumption=consumption,
+    )

@@ -1,0 +1,169 @@
+"""Statements page: a month's statement per organization, the month in the URL, CSV and
+PDF downloads that carry the same totals, customer text shown as typed."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Callable
+
+import pypdf
+import pytest
+from sqlalchemy import Engine, text
+from streamlit.testing.v1 import AppTest
+
+from dashboard import statement_files
+from dashboard.state import today_in
+from dashboard.text import md
+from queries.statements import MonthlyStatement, monthly_statement
+from tests.dashboard.apptest import capture_downloads, make_app, metrics, open_page, table_with
+from tests.dashboard.hostile import FORMULAS, MARKUP, add_hostile_books, rename
+from tests.dashboard.shown import readable, shown
+
+OCTOBER = dt.date(2026, 10, 1)
+
+
+def busiest(engine: Engine) -> int:
+    """The demo organization with the most ledger entries in October 2026."""
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT organization_id FROM credit_ledger "
+                    "WHERE created_at >= '2026-09-30' AND created_at < '2026-11-02' "
+                    "GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"
+                )
+            ).scalar_one()
+        )
+
+
+def statement(engine: Engine, org: int, month: dt.date) -> MonthlyStatement:
+    with engine.connect() as conn:
+        return monthly_statement(conn, organization_id=org, month=month)
+
+
+@pytest.fixture
+def statements_page(demo_url: str, use_database: Callable[[str], None]) -> Callable[..., AppTest]:
+    use_database(demo_url)
+
+    def open_statements(*, role: str = "finance", **query: str) -> AppTest:
+        return open_page(make_app(role=role, query=query), "statements")
+
+    return open_statements
+
+
+def tiles(s: MonthlyStatement) -> dict[str, str]:
+    return {label: f"{amount:,}" for label, amount in statement_files.totals(s)}
+
+
+def test_the_month_in_the_link_shows_its_statement_and_both_files_carry_its_totals(
+    statements_page: Callable[..., AppTest],
+    demo_engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    downloads = capture_downloads(monkeypatch)
+    org = busiest(demo_engine)
+    expected = statement(demo_engine, org, OCTOBER)
+    assert expected.entries and expected.consumption, "the demo month is not empty"
+    at = statements_page(org=str(org), month="2026-10")
+    assert not at.exception and not at.error
+    assert not [w for w in at.warning if w.icon == ":material/link_off:"]
+    assert at.selectbox(key="statements.month").value == OCTOBER
+    assert at.query_params["month"] == "2026-10"
+    assert {k: v for k, (v, _) in metrics(at).items()} == tiles(expected)
+    entries = table_with(at, "Balance after")
+    assert list(entries["Entry"]) == [e.id for e in expected.entries]
+    assert table_with(at, "Generations")["Credits"].sum() == expected.consumed
+
+    stem = f"statement_{expected.organization_slug}_2026-10"
+    rows = list(csv.DictReader(io.StringIO(downloads[f"{stem}.csv"].decode(), newline="")))
+    totals = {r["Line"]: int(r["Credits"]) for r in rows if r["Section"] == "Total"}
+    assert totals["Opening balance"] == expected.opening_balance
+    assert totals["Closing balance"] == expected.closing_balance
+    assert sum(int(r["Credits"]) for r in rows if r["Section"] != "Total") == (
+        expected.closing_balance - expected.opening_balance
+    )
+    pdf = "\n".join(
+        p.extract_text() for p in pypdf.PdfReader(io.BytesIO(downloads[f"{stem}.pdf"])).pages
+    )
+    assert expected.organization_name in pdf
+    assert f"Closing balance {expected.closing_balance:,}" in pdf
+    assert f"Opening balance {expected.opening_balance:,}" in pdf
+
+
+def test_choosing_a_month_puts_it_in_the_link_and_months_chain(
+    statements_page: Callable[..., AppTest], demo_engine: Engine
+) -> None:
+    org = busiest(demo_engine)
+    at = statements_page(org=str(org), month="2026-10")
+    october = metrics(at)
+    at.selectbox(key="statements.month").set_value(dt.date(2026, 9, 1)).run()
+    assert not at.exception
+    assert at.query_params["month"] == "2026-09"
+    september = metrics(at)
+    assert september["Closing balance"] == october["Opening balance"]
+    assert {k: v for k, (v, _) in september.items()} == tiles(
+        statement(demo_engine, org, dt.date(2026, 9, 1))
+    )
+
+
+@pytest.mark.parametrize(
+    ("month", "says"),
+    [
+        ("2026-13", "not a real month"),
+        ("October", "not written YYYY-MM"),
+        ("1999-12", "outside the years"),
+        ("2099-01", "no statement for January 2099 yet"),
+    ],
+)
+def test_a_bad_month_in_the_link_is_said_and_the_current_month_shown(
+    statements_page: Callable[..., AppTest], demo_engine: Engine, month: str, says: str
+) -> None:
+    org = busiest(demo_engine)
+    at = statements_page(org=str(org), month=month)
+    assert not at.exception
+    assert any(says in w for w in shown(at, "warning")), shown(at, "warning")
+    chosen = at.selectbox(key="statements.month").value
+    zone = statement(demo_engine, org, OCTOBER).timezone
+    assert chosen == today_in(zone).replace(day=1)  # the organization's current month
+    assert at.query_params["month"] == f"{chosen:%Y-%m}"
+
+
+@pytest.mark.parametrize("role", ["manager", "support"])
+def test_only_finance_and_admins_can_open_statements(
+    demo_url: str, use_database: Callable[[str], None], role: str
+) -> None:
+    use_database(demo_url)
+    at = make_app(role=role)
+    at.run()
+    assert not at.exception
+    with pytest.raises(Exception, match="statements"):
+        at.switch_page("app_pages/statements.py").run()
+
+
+def test_names_and_reasons_are_data_on_the_page_and_in_the_files(
+    fresh_url: str,
+    fresh_engine: Engine,
+    use_database: Callable[[str], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    use_database(fresh_url)
+    with fresh_engine.connect() as conn:
+        org = int(conn.execute(text("SELECT min(id) FROM organizations")).scalar_one())
+    rename(fresh_engine, org, MARKUP)
+    add_hostile_books(fresh_engine, org)
+    downloads = capture_downloads(monkeypatch)
+    at = open_page(make_app(role="admin", query={"org": str(org)}), "statements")
+    assert not at.exception and not at.error
+    assert any(md(MARKUP) in c.value for c in at.caption)
+    assert any(readable(c.value).startswith(MARKUP + ":") for c in at.caption)
+    reasons = set(table_with(at, "Reason")["Reason"])
+    assert set(FORMULAS) <= reasons  # the table shows them as stored
+    (csv_name,) = [n for n in downloads if n.endswith(".csv")]
+    rows = list(csv.DictReader(io.StringIO(downloads[csv_name].decode(), newline="")))
+    cells = {r["Reason"] for r in rows if r["Section"] == "Entry"}
+    assert {"'" + formula for formula in FORMULAS} <= cells
+    (pdf_name,) = [n for n in downloads if n.endswith(".pdf")]
+    pdf = pypdf.PdfReader(io.BytesIO(downloads[pdf_name])).pages[0].extract_text()
+    assert MARKUP in " ".join(pdf.split())  # the name as typed, not rendered

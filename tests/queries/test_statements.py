@@ -1,0 +1,214 @@
+"""Monthly statements close, chain month to month and end at the balance, in any zone."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections import defaultdict
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Connection, text
+
+from queries.errors import InvalidInput
+from queries.statements import InvalidStatement, monthly_statement, next_month
+from tests.factories import add_generations, add_ledger, ensure_types, make_org, make_user
+
+UTC = dt.UTC
+# UTC, a zone a quarter-hour off the hour (+5:45) and a zone with daylight saving time.
+ZONES = ("UTC", "Asia/Kathmandu", "America/New_York", "Europe/Berlin")
+OPENING_GRANT = 10_000_000
+
+# Where an operation happens: some time in the last 120 days, or a few hours either side
+# of a UTC month boundary (where the zones' local month boundaries are).
+_anywhere = st.tuples(st.just("ago"), st.integers(60, 120 * 86_400))
+_edge = st.tuples(st.just("edge"), st.integers(0, 3), st.integers(-20 * 60, 20 * 60))
+_when = st.one_of(_anywhere, _edge)
+_operation = st.one_of(
+    st.tuples(st.just("grant"), st.integers(1, 5000), _when),
+    st.tuples(st.just("refund"), st.integers(1, 5000), _when),
+    st.tuples(st.just("deduct"), st.integers(-1000, -1), _when),
+    st.tuples(st.just("reversal"), st.integers(0, 1000), _when),  # which earlier entry
+    st.tuples(st.just("generation"), st.integers(0, 50), _when),
+)
+
+
+def _instant(now: dt.datetime, where: tuple[object, ...]) -> dt.datetime | None:
+    if where[0] == "ago":
+        return now - dt.timedelta(seconds=int(str(where[1])))
+    first = now.date().replace(day=1)
+    for _ in range(int(str(where[1]))):
+        first = (first - dt.timedelta(days=1)).replace(day=1)
+    at = dt.datetime.combine(first, dt.time(), UTC) + dt.timedelta(minutes=int(str(where[2])))
+    return at if at < now - dt.timedelta(seconds=60) else None
+
+
+def _add_entry(
+    conn: Connection, org: int, *, amount: int, kind: str, at: dt.datetime, reverses: int | None
+) -> int:
+    """A ledger row at ``at`` (the API stamps now(); statements need the past)."""
+    balance = conn.execute(
+        text(
+            "UPDATE credit_balances SET balance = balance + :amount "
+            "WHERE organization_id = :org RETURNING balance"
+        ),
+        {"org": org, "amount": amount},
+    ).scalar_one()
+    return int(
+        conn.execute(
+            text(
+                "INSERT INTO credit_ledger (organization_id, amount, balance_after, kind, reason, "
+                "actor, idempotency_key, reverses_id, created_at) "
+                "VALUES (:org, :amount, :balance, :kind, 'test', 'finance@example.com', "
+                "gen_random_uuid()::text, :reverses, :at) RETURNING id"
+            ),
+            {
+                "org": org,
+                "amount": amount,
+                "balance": balance,
+                "kind": kind,
+                "reverses": reverses,
+                "at": at,
+            },
+        ).scalar_one()
+    )
+
+
+def _month_of(at: dt.datetime, zone: str) -> dt.date:
+    return at.astimezone(zoneinfo.ZoneInfo(zone)).date().replace(day=1)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(zone=st.sampled_from(ZONES), operations=st.lists(_operation, max_size=30))
+def test_every_statement_closes_chains_and_ends_at_the_balance(
+    connection: Connection, zone: str, operations: list[tuple[str, int, tuple[object, ...]]]
+) -> None:
+    ensure_types(connection)
+    savepoint = connection.begin_nested()
+    try:
+        now = connection.execute(text("SELECT now()")).scalar_one()
+        org = make_org(connection, timezone=zone)
+        user = make_user(connection, org)
+        start = now - dt.timedelta(days=125)
+        # A grant before everything keeps the balance above zero whatever the order.
+        entries = [
+            (
+                _add_entry(
+                    connection, org, amount=OPENING_GRANT, kind="grant", at=start, reverses=None
+                ),
+                OPENING_GRANT,
+            )
+        ]
+        expected: dict[dt.date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        expected[_month_of(start, zone)]["granted"] += OPENING_GRANT
+        generations = []
+        reversed_ids: set[int] = set()
+        for kind, amount, where in operations:
+            at = _instant(now, where)
+            if at is None:
+                continue
+            month = _month_of(at, zone)
+            if kind == "generation":
+                generations.append((user, "chat", amount, at))
+                expected[month]["consumed"] += amount
+                continue
+            reverses = None
+            if kind == "reversal":
+                # Never the opening grant (the balance would go below zero), never a
+                # reversal (the app refuses to reverse one), each entry once.
+                candidates = [(i, a) for i, a in entries[1:] if i not in reversed_ids]
+                if not candidates:
+                    continue
+                reverses, original = candidates[amount % len(candidates)]
+                reversed_ids.add(reverses)
+                amount = -original
+            entry = _add_entry(connection, org, amount=amount, kind=kind, at=at, reverses=reverses)
+            if reverses is None:
+                entries.append((entry, amount))
+            expected[month]["granted" if amount > 0 else "deducted"] += abs(amount)
+        if generations:
+            add_generations(connection, org, generations)
+        balance = connection.execute(
+            text("SELECT balance FROM credit_balances WHERE organization_id = :org"), {"org": org}
+        ).scalar_one()
+
+        month = _month_of(start, zone)
+        opening = 0
+        while True:
+            s = monthly_statement(connection, organization_id=org, month=month)
+            assert s.month == month
+            assert s.opening_balance == opening, f"{month}: does not open at last month's close"
+            assert s.closing_balance == (s.opening_balance + s.granted - s.deducted - s.consumed)
+            assert (s.granted, s.deducted, s.consumed) == (
+                expected[month]["granted"],
+                expected[month]["deducted"],
+                expected[month]["consumed"],
+            ), f"{month} in {zone}"
+            assert sum(line.credits for line in s.consumption) == s.consumed
+            assert sum(e.amount for e in s.entries) == s.granted - s.deducted
+            assert all(_month_of(e.created_at, zone) == month for e in s.entries)
+            opening = s.closing_balance
+            if s.to_date:
+                break
+            month = next_month(month)
+        assert month == _month_of(now, zone)
+        assert s.closing_balance == balance, "the current month does not end at the balance"
+    finally:
+        savepoint.rollback()
+
+
+def test_a_month_holds_the_local_days_of_its_zone(connection: Connection) -> None:
+    """A grant at 2026-10-31 20:00 UTC is November's in Kathmandu (+5:45: 01:45 on the 1st)
+    and October's in New York; a generation likewise."""
+    ensure_types(connection)
+    at = dt.datetime(2026, 10, 31, 20, tzinfo=UTC)
+    for zone, month in (("Asia/Kathmandu", 11), ("America/New_York", 10)):
+        org = make_org(connection, timezone=zone, name="Acme <b>*Ltd*</b>")
+        add_ledger(connection, org, [(500, "grant", "Welcome", at)])
+        add_generations(connection, org, [(make_user(connection, org), "image", 4, at)])
+        s = monthly_statement(connection, organization_id=org, month=dt.date(2026, month, 17))
+        assert (s.opening_balance, s.granted, s.consumed, s.closing_balance) == (0, 500, 4, 496)
+        assert [line.date.month for line in s.consumption] == [month]
+        assert s.organization_name == "Acme <b>*Ltd*</b>"
+        assert s.period_start == dt.datetime(2026, month, 1, tzinfo=zoneinfo.ZoneInfo(zone))
+
+
+@pytest.mark.parametrize(
+    ("month", "says"),
+    [
+        ("2026-11-01", "must be a date"),
+        (dt.datetime(2026, 11, 1, tzinfo=UTC), "must be a date"),
+        (dt.date(1999, 12, 31), "outside the years"),
+        (dt.date(2100, 12, 31), "no statement for December 2100 yet"),
+        (None, "must be a date"),
+    ],
+)
+def test_a_bad_month_is_refused_with_a_sentence(
+    connection: Connection, month: object, says: str
+) -> None:
+    org = make_org(connection)
+    with pytest.raises(InvalidStatement, match=says):
+        monthly_statement(connection, organization_id=org, month=month)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("organization_id", [0, -1, True, "7", 2**63])
+def test_a_bad_organization_id_is_refused(connection: Connection, organization_id: object) -> None:
+    with pytest.raises(InvalidStatement, match="positive whole number"):
+        monthly_statement(
+            connection,
+            organization_id=organization_id,  # type: ignore[arg-type]
+            month=dt.date(2026, 11, 1),
+        )
+
+
+def test_an_unknown_organization_is_refused(connection: Connection) -> None:
+    missing = connection.execute(
+        text("SELECT coalesce(max(id), 0) + 1000 FROM organizations")
+    ).scalar_one()
+    with pytest.raises(InvalidInput, match=f"no organization with id {missing}"):
+        monthly_statement(connection, organization_id=missing, month=dt.date(2026, 11, 1))
