@@ -585,7 +585,7 @@ _VERIFY_DAYS = text(
 )
 
 
-def record_checkpoints(engine: Engine, result: Reconciliation) -> None:
+def _record_checkpoints(engine: Engine, result: Reconciliation) -> None:
     """Write the checkpoints ``result`` earned, in one transaction: only what verified."""
     clean: Sequence[Verified] = result.verified
     params = {
@@ -622,5 +622,5 @@ def reconcile(engine: Engine, *, full: bool = False, checkpoint: bool = True) ->
             conn.execute(text("SET LOCAL statement_timeout = 0"))
             result = check_books(conn, full=full)
     if checkpoint:
-        record_checkpoints(engine, result)
+        _record_checkpoints(engine, result)
     return result

@@ -23,6 +23,7 @@ from queries.orgs import set_timezone
 from queries.reconciliation import Drift, check_books, reconcile
 from tests.conftest import PgServer, _recreate
 from tests.factories import add_generations, add_ledger, ensure_types, make_org, make_user
+from tests.queries.read_functions import CHECK_MODULES, CHECKS, public_read_functions
 from tests.queries.roles import APP_LOGIN, login_engine
 from tooling import schema
 from tooling.demo_data import append_only_guard_lifted
@@ -76,6 +77,11 @@ def _entries(conn: Connection, org: int) -> list[tuple[int, int]]:
 
 
 # ------------------------------------------------------------------ demo data, corruption
+
+
+def test_every_reconciliation_read_is_registered() -> None:
+    registered = {key.split("[")[0] for key in CHECKS}
+    assert public_read_functions(CHECK_MODULES) - registered == set()
 
 
 def test_demo_data_reconciles_clean_in_full_and_incrementally(demo_engine: Engine) -> None:
