@@ -50,6 +50,7 @@ Permission = Literal[
     "view_credits",
     "view_quotas",
     "view_audit",
+    "view_reconciliation",
     "adjust_credits",
     "change_limits",
     "change_timezone",
@@ -60,11 +61,20 @@ _VIEW_ALL: frozenset[Permission] = frozenset(
 )
 PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = {
     # Only admins move an organization to another time zone: it recounts its local days.
-    "admin": _VIEW_ALL | {"adjust_credits", "change_limits", "change_timezone"},
+    # Reconciliation (do the books close?) is finance's and the admins' page.
+    "admin": _VIEW_ALL
+    | {"view_reconciliation", "adjust_credits", "change_limits", "change_timezone"},
     # Finance reviews usage and moves credits; customer success watches quotas and
     # changes limits; managers read everything and change nothing.
     "finance": frozenset(
-        {"view_overview", "view_usage", "view_credits", "view_audit", "adjust_credits"}
+        {
+            "view_overview",
+            "view_usage",
+            "view_credits",
+            "view_audit",
+            "view_reconciliation",
+            "adjust_credits",
+        }
     ),
     "support": frozenset({"view_overview", "view_quotas", "view_audit", "change_limits"}),
     "manager": _VIEW_ALL,

@@ -75,6 +75,14 @@ PAGES: Final[tuple[PageSpec, ...]] = (
         "view_audit",
         frozenset({"org", "range"}),
     ),
+    PageSpec(
+        "reconciliation.py",
+        "Reconciliation",
+        ":material/balance:",
+        "reconciliation",
+        "view_reconciliation",
+        frozenset(),
+    ),
 )
 
 

@@ -272,9 +272,12 @@ def test_each_role_may_do_its_own_writes_only(
 @pytest.mark.parametrize(
     ("role", "pages"),
     [
-        ("admin", ["Overview", "Usage review", "Credits", "Quotas", "Audit trail"]),
+        (
+            "admin",
+            ["Overview", "Usage review", "Credits", "Quotas", "Audit trail", "Reconciliation"],
+        ),
         ("manager", ["Overview", "Usage review", "Credits", "Quotas", "Audit trail"]),
-        ("finance", ["Overview", "Usage review", "Credits", "Audit trail"]),
+        ("finance", ["Overview", "Usage review", "Credits", "Audit trail", "Reconciliation"]),
         ("support", ["Overview", "Quotas", "Audit trail"]),
     ],
 )
