@@ -169,10 +169,14 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from queries.db import create_runtime_engine
     from queries.errors import DashboardError
     from queries.reconciliation import reconcile
+    from tooling.schema import schema_problem
 
     urls = _urls()
     engine = create_runtime_engine(urls.runtime)
     try:
+        problem = schema_problem(engine)
+        if problem is not None:
+            raise Refused(problem)
         result = reconcile(engine, full=args.full)
     except (DashboardError, SQLAlchemyError) as exc:
         # Connection refused, a schema without the checkpoints, a role without access:

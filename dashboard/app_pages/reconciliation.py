@@ -85,7 +85,9 @@ def render() -> None:
         result: Reconciliation = st.session_state[K_RESULT]
         st.caption(summary(result))
         if result.ok:
-            st.success("The books close: nothing drifted.", icon=":material/check_circle:")
+            # Good news is no banner: the page reads like any other when all holds.
+            st.badge("The books close", icon=":material/check_circle:", color="green")
+            st.markdown("Nothing drifted.")
         else:
             orgs = len({d.organization_id for d in result.drifts})
             st.error(

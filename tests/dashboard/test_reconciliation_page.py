@@ -29,7 +29,7 @@ def test_finance_sees_that_the_demo_books_close(
 ) -> None:
     at = reconciliation_page()
     assert not at.exception and not at.error
-    assert any("The books close" in t for t in texts(at, "success"))
+    assert any("The books close" in t for t in texts(at, "markdown"))
     # The first visit verified every day: the checkpoints are written.
     with fresh_engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM reconciliation_checkpoints")).scalar()

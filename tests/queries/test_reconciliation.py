@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from alembic import command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, text
@@ -26,6 +27,7 @@ from tests.factories import add_generations, add_ledger, ensure_types, make_org,
 from tests.queries.read_functions import CHECK_MODULES, CHECKS, public_read_functions
 from tests.queries.roles import APP_LOGIN, login_engine
 from tooling import schema
+from tooling.cli import main
 from tooling.demo_data import append_only_guard_lifted
 
 DATABASE = "dashboard_test_reconcile"
@@ -399,3 +401,72 @@ def test_random_histories_never_drift(
     with app.connect() as conn:
         assert _drifts(conn, org) == []
         assert _drifts(conn, org, full=False) == []
+
+
+# ------------------------------------------------------------------ `dashboard reconcile`
+
+
+@pytest.fixture
+def cli_database(test_server: PgServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """A database of its own for the command (exit 0 needs every organization clean),
+    as DATABASE_URL; yields the owner's engine."""
+    name = "dashboard_test_reconcile_cli"
+    _recreate(test_server, name)
+    url = test_server.url(name)
+    schema.upgrade(url=url)
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.delenv("DIRECT_URL", raising=False)
+    owner = create_direct_engine(url)
+    yield owner
+    owner.dispose()
+
+
+def test_reconcile_exits_0_when_the_books_close_and_1_with_the_slug_when_not(
+    cli_database: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean = _committed_books(cli_database)
+    bad = _committed_books(cli_database, timezone="Asia/Kathmandu")
+    assert main(["reconcile"]) == 0
+    assert "the books close" in capsys.readouterr().out
+
+    with cli_database.begin() as conn:
+        conn.execute(
+            text("UPDATE credit_balances SET balance = balance - 3 WHERE organization_id = :o"),
+            {"o": bad.id},
+        )
+    for args in (["reconcile"], ["reconcile", "--full"]):
+        assert main(args) == 1
+        out = capsys.readouterr().out
+        lines = out.splitlines()
+        assert lines[0].split() == [
+            "organization", "check", "what", "first", "seen", "expected", "found", "rows"
+        ]  # fmt: skip
+        assert lines[1].split()[:3] == [bad.slug, "balance", "balance"]
+        assert clean.slug not in out
+        assert "1 drift(s) found" in lines[-1]
+
+
+def test_reconcile_exits_2_with_a_sentence_when_it_cannot_check(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+    monkeypatch.delenv("DIRECT_URL", raising=False)
+    assert main(["reconcile"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dashboard: could not check the books of ")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_reconcile_exits_2_on_a_schema_without_checkpoints(
+    test_server: PgServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "dashboard_test_reconcile_old"
+    _recreate(test_server, name)
+    url = test_server.url(name)
+    command.upgrade(schema.alembic_config(url=url), "0007")
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.delenv("DIRECT_URL", raising=False)
+    for args in (["reconcile"], ["reconcile", "--full"]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("dashboard: ") and "migrate" in err
