@@ -290,9 +290,11 @@ _LEDGER = text(
 _ROLLUPS = text(
     """
     WITH scope AS (
+        -- The local day's instants, widened by a few hours: where midnight falls in a
+        -- DST gap or overlap the local date decides, exactly as the rollups keyed it.
         SELECT s.organization_id, s.date, o.timezone,
-               s.date::timestamp AT TIME ZONE o.timezone AS lo,
-               (s.date + 1)::timestamp AT TIME ZONE o.timezone AS hi
+               (s.date::timestamp AT TIME ZONE o.timezone) - interval '3 hours' AS lo,
+               ((s.date + 1)::timestamp AT TIME ZONE o.timezone) + interval '3 hours' AS hi
         FROM unnest(CAST(:day_orgs AS bigint[]), CAST(:days AS date[]))
              AS s(organization_id, date)
         JOIN organizations o ON o.id = s.organization_id
@@ -316,6 +318,7 @@ _ROLLUPS = text(
         JOIN generations g
           ON g.organization_id = s.organization_id
          AND g.created_at >= s.lo AND g.created_at < s.hi
+         AND (g.created_at AT TIME ZONE s.timezone)::date = s.date
     ),
     by_type AS (
         SELECT organization_id, date, type, count(*) AS generations, sum(credits) AS credits
@@ -347,6 +350,7 @@ _ROLLUPS = text(
         FROM scope s
         JOIN quarter_hour_usage r
           ON r.organization_id = s.organization_id AND r.bucket >= s.lo AND r.bucket < s.hi
+         AND (r.bucket AT TIME ZONE s.timezone)::date = s.date
     ),
     day_rows AS (
         SELECT d.organization_id, d.date, d.generations, d.credits
