@@ -57,6 +57,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, text
 
+from queries.errors import InvalidInput
 from queries.transactions import run_in_transaction
 
 # The invariants, in the order a report lists them.
@@ -507,7 +508,7 @@ def check_books(conn: Connection, *, full: bool = False) -> Reconciliation:
     snapshot (``reconcile`` does) so a write committing meanwhile is seen whole or not
     at all. At most five statements, whatever the number of organizations or days."""
     if not isinstance(full, bool):
-        raise TypeError("full must be True or False")
+        raise InvalidInput(f"full must be True or False, not {full!r}.")
     day_orgs: list[int] = []
     days: list[dt.date] = []
     orgs: list[int] = []
