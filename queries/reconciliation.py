@@ -71,6 +71,9 @@ CHECKS: tuple[str, ...] = (
     "organization_daily_usage.through",
     "organization_monthly_usage",
 )
+# Above this many changed days an incremental run checks everything instead: at 10M
+# generations, 1.4M days by index ranges took 155 s, one full pass 93 s.
+FULL_ABOVE_DAYS = 200_000
 # A full check at scale runs for minutes, not the 10 s of a page's write; the
 # checkpoints it writes are one statement per kind.
 CHECKPOINT_BUDGET_SECONDS = 120.0
@@ -111,7 +114,9 @@ class Verified:
 @dataclass(frozen=True, slots=True)
 class Reconciliation:
     """The result of one run: every drift, ordered by organization and check, and the
-    scope it covered (``days_checked`` is None for a full run: every day)."""
+    scope it covered (``days_checked`` is None for a full run: every day). An
+    incremental run with more than ``FULL_ABOVE_DAYS`` changed days is run in full, and
+    says so (``full``)."""
 
     full: bool
     drifts: tuple[Drift, ...]
@@ -519,6 +524,10 @@ def check_books(conn: Connection, *, full: bool = False) -> Reconciliation:
             else:
                 day_orgs.append(int(org))
                 days.append(date)
+        if len(days) > FULL_ABOVE_DAYS:
+            # The first run, or after a long pause: one pass over everything is cheaper
+            # than this many per-day index ranges (and checks a superset).
+            full, orgs, day_orgs, days = True, [], [], []
     params = {"full": full, "orgs": orgs, "day_orgs": day_orgs, "days": days}
     marks = conn.execute(_MARKS, params).all()
     drifts = [_drift(row) for row in conn.execute(_BALANCE, params)]

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, text
 
+from queries import reconciliation
 from queries.credits import adjust_credits, reverse_adjustment
 from queries.db import create_direct_engine
 from queries.errors import DashboardError
@@ -202,6 +203,19 @@ def test_a_corrupted_rollup_row_is_reported_with_its_first_day(
     drifts = _drifts(connection, org.id)
     assert [(d.slug, d.check, d.first_date) for d in drifts] == [(org.slug, check, day)]
     assert drifts[0].expected != drifts[0].found
+
+
+def test_an_incremental_run_with_too_many_changed_days_checks_everything(
+    connection: Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = _books(connection)
+    monkeypatch.setattr(reconciliation, "FULL_ABOVE_DAYS", 1)
+    result = check_books(connection)
+    assert (result.full, result.days_checked, result.days) == (True, None, ())
+    connection.execute(
+        text("UPDATE user_daily_usage SET credits = 0 WHERE organization_id = :o"), {"o": org.id}
+    )
+    assert [d.check for d in _drifts(connection, org.id, full=False)] == ["user_daily_usage"]
 
 
 def test_the_recount_is_in_the_organizations_local_day(connection: Connection) -> None:
