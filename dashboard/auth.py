@@ -51,6 +51,7 @@ Permission = Literal[
     "view_quotas",
     "view_audit",
     "view_statements",
+    "view_reconciliation",
     "adjust_credits",
     "change_limits",
     "change_timezone",
@@ -61,7 +62,15 @@ _VIEW_ALL: frozenset[Permission] = frozenset(
 )
 PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = {
     # Only admins move an organization to another time zone: it recounts its local days.
-    "admin": _VIEW_ALL | {"view_statements", "adjust_credits", "change_limits", "change_timezone"},
+    # Reconciliation (do the books close?) is finance's and the admins' page.
+    "admin": _VIEW_ALL
+    | {
+        "view_statements",
+        "view_reconciliation",
+        "adjust_credits",
+        "change_limits",
+        "change_timezone",
+    },
     # Finance reviews usage and moves credits; customer success watches quotas and
     # changes limits; managers read everything and change nothing. Statements are what
     # finance sends to customers: finance and admins only.
@@ -72,6 +81,7 @@ PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = {
             "view_credits",
             "view_audit",
             "view_statements",
+            "view_reconciliation",
             "adjust_credits",
         }
     ),

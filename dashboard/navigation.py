@@ -83,6 +83,14 @@ PAGES: Final[tuple[PageSpec, ...]] = (
         "view_statements",
         frozenset({"org"}),
     ),
+    PageSpec(
+        "reconciliation.py",
+        "Reconciliation",
+        ":material/balance:",
+        "reconciliation",
+        "view_reconciliation",
+        frozenset(),
+    ),
 )
 
 

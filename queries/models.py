@@ -493,3 +493,26 @@ class ApprovalRequest(Base):
             postgresql_where=text("status = 'pending'"),
         ),
     )
+
+
+class ReconciliationCheckpoint(Base):
+    """A verified (organization, local date): every check of ``queries.reconciliation``
+    held for the organization when its generations up to ``generation_id`` and its
+    ledger up to ``ledger_id`` were counted, in its zone ``timezone``. An incremental
+    run rechecks only what came after the organization's greatest ids; a run that finds
+    drift in an organization deletes its checkpoints, so a checkpoint never hides a drift.
+    """
+
+    __tablename__ = "reconciliation_checkpoints"
+
+    organization_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("organizations.id"), nullable=False
+    )
+    date: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    generation_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    ledger_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # The zone the local date is in: after set_timezone the organization is unverified.
+    timezone: Mapped[str] = mapped_column(Text, nullable=False)
+    verified_at: Mapped[dt.datetime] = _now()
+
+    __table_args__ = (PrimaryKeyConstraint("organization_id", "date"),)

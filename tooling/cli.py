@@ -10,6 +10,9 @@ dashboard seed      load demo data (--orgs, --generations, --days, --seed, --res
                     on any database but the embedded one only with --confirm-database NAME;
                     loaded beside the live tables, indexed from two sessions and swapped
                     in at the end: all or nothing (tooling/staging.py)
+dashboard reconcile check that the books close (balances, ledger chain, rollups) from
+                    the verified checkpoints on, or everything with --full; prints a
+                    table of what drifted, exit 1 if anything did, 0 if all holds
 dashboard db-url    print the database URL in use (for psql)
 dashboard stop      stop the embedded database
 
@@ -134,6 +137,69 @@ def cmd_seed(args: argparse.Namespace) -> int:
         for stage, seconds in report.stages:
             print(f"  {seconds:7.2f}s  {stage}")
     return 0
+
+
+RECONCILE_HEADER = ("organization", "check", "what", "first seen", "expected", "found", "rows")
+
+
+def reconcile_table(drifts: Sequence[Any]) -> str:
+    """The drifts as a plain-text table, one line per drift, columns aligned."""
+    rows = [RECONCILE_HEADER] + [
+        (
+            d.slug,
+            d.check,
+            d.what,
+            d.where,
+            f"{d.expected:,}",
+            f"{d.found:,}",
+            f"{d.rows:,}",
+        )
+        for d in drifts
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(RECONCILE_HEADER))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from queries.db import create_runtime_engine
+    from queries.errors import DashboardError
+    from queries.reconciliation import reconcile
+    from tooling.schema import schema_problem
+
+    urls = _urls()
+    engine = create_runtime_engine(urls.runtime)
+    try:
+        problem = schema_problem(engine)
+        if problem is not None:
+            raise Refused(problem)
+        result = reconcile(engine, full=args.full)
+    except (DashboardError, SQLAlchemyError) as exc:
+        # Connection refused, a schema without the checkpoints, a role without access:
+        # not a drift, so not exit 1.
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise Refused(f"could not check the books of {_display(urls.runtime)}: {reason}") from exc
+    finally:
+        engine.dispose()
+    scope = (
+        "every day"
+        if result.days_checked is None
+        else f"{result.days_checked:,} changed day(s) since the checkpoints"
+    )
+    summary = (
+        f"{'full' if result.full else 'incremental'} check of "
+        f"{result.organizations_checked:,} organization(s), {scope}; balances of all"
+    )
+    if result.ok:
+        print(f"the books close: {summary}")
+        return 0
+    print(reconcile_table(result.drifts))
+    print(f"{len(result.drifts):,} drift(s) found: {summary}")
+    return 1
 
 
 def cmd_db_url(_: argparse.Namespace) -> int:
@@ -267,6 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     seed.add_argument("-v", "--verbose", action="store_true", help="print the time of each stage")
     seed.set_defaults(func=cmd_seed)
+    reconcile = sub.add_parser(
+        "reconcile", help="check that balances, the ledger and the rollups close (exit 1 if not)"
+    )
+    reconcile.add_argument(
+        "--full", action="store_true", help="check everything, not only what changed"
+    )
+    reconcile.set_defaults(func=cmd_reconcile)
     sub.add_parser("db-url", help="print the database URL in use").set_defaults(func=cmd_db_url)
     sub.add_parser("stop", help="stop the embedded database").set_defaults(func=cmd_stop)
     return parser

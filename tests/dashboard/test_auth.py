@@ -272,9 +272,23 @@ def test_each_role_may_do_its_own_writes_only(
 @pytest.mark.parametrize(
     ("role", "pages"),
     [
-        ("admin", ["Overview", "Usage review", "Credits", "Quotas", "Audit trail", "Statements"]),
+        (
+            "admin",
+            [
+                "Overview",
+                "Usage review",
+                "Credits",
+                "Quotas",
+                "Audit trail",
+                "Statements",
+                "Reconciliation",
+            ],
+        ),
         ("manager", ["Overview", "Usage review", "Credits", "Quotas", "Audit trail"]),
-        ("finance", ["Overview", "Usage review", "Credits", "Audit trail", "Statements"]),
+        (
+            "finance",
+            ["Overview", "Usage review", "Credits", "Audit trail", "Statements", "Reconciliation"],
+        ),
         ("support", ["Overview", "Quotas", "Audit trail"]),
     ],
 )

@@ -27,12 +27,19 @@ from queries import (
     generations,
     orgs,
     quotas,
+    reconciliation,
     statements,
     timelines,
     usage,
 )
 
 READ_MODULES = (approvals, audit, credits, generations, orgs, quotas, statements, timelines, usage)
+# Reads that check the books from the raw rows: they scan history by design (a full
+# reconciliation reads every generation) and issue one statement per invariant, so the
+# plan, statement-count and benchmark tests of the dashboard's reads do not apply. Both
+# roles must still be able to run them (test_database_roles), and every public one is
+# registered in CHECKS (test_reconciliation).
+CHECK_MODULES = (reconciliation,)
 
 
 @dataclass(frozen=True)
@@ -154,10 +161,16 @@ CROSS_ORGANIZATION: dict[str, Call] = {
 }
 
 
-def public_read_functions() -> set[str]:
+CHECKS: dict[str, Call] = {
+    "reconciliation.check_books": lambda c, x: reconciliation.check_books(c),
+    "reconciliation.check_books[full]": lambda c, x: reconciliation.check_books(c, full=True),
+}
+
+
+def public_read_functions(modules: tuple[Any, ...] = READ_MODULES) -> set[str]:
     """``module.function`` for each public function whose first parameter is a Connection."""
     found = set()
-    for module in READ_MODULES:
+    for module in modules:
         for name, fn in inspect.getmembers(module, inspect.isfunction):
             if name.startswith("_") or fn.__module__ != module.__name__:
                 continue

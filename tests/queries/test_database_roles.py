@@ -33,9 +33,10 @@ from queries.generations import record_generation
 from queries.models import Base
 from queries.orgs import set_timezone
 from queries.quotas import set_daily_limit
+from queries.reconciliation import reconcile
 from tests.conftest import PgServer, seeded_database
 from tests.factories import add_generations, add_ledger, ensure_types, make_org, make_user
-from tests.queries.read_functions import CROSS_ORGANIZATION, PER_ORGANIZATION, Context
+from tests.queries.read_functions import CHECKS, CROSS_ORGANIZATION, PER_ORGANIZATION, Context
 from tests.queries.roles import (
     APP_LOGIN,
     READER_LOGIN,
@@ -159,6 +160,18 @@ def test_every_table_is_readable_by_both_roles_and_nothing_more_is_granted(
                 "ledger_entry_id",
             )
         ),
+        # Reconciliation (0008): a run writes the checkpoints of what verified, moves
+        # a clean organization's to its new ids and deletes a drifted one's.
+        *(
+            ("reconciliation_checkpoints", column, "INSERT")
+            for column in ("organization_id", "date")
+        ),
+        *(
+            ("reconciliation_checkpoints", column, privilege)
+            for column in ("generation_id", "ledger_id", "timezone", "verified_at")
+            for privilege in ("INSERT", "UPDATE")
+        ),
+        ("reconciliation_checkpoints", None, "DELETE"),
     }
     with engine.connect() as conn:
         assert _grants(conn, "dashboard_reader") == select_all
@@ -374,6 +387,19 @@ def _limit_later_day_first(engine: Engine, t: Tenant) -> object:
     )
 
 
+def _reconcile_after_a_generation(engine: Engine, t: Tenant) -> object:
+    # A generation first, so the organization has a local day to checkpoint.
+    record_generation(
+        engine,
+        organization_id=t.organization_id,
+        user_id=t.user_id,
+        type="chat",
+        idempotency_key=f"roles-reconcile-gen-{t.organization_id}",
+    )
+    result = reconcile(engine)
+    return [d for d in result.drifts if d.organization_id == t.organization_id]
+
+
 def _timezone_after_a_generation(engine: Engine, t: Tenant) -> object:
     # A generation first, so the rebuild has local days to move.
     record_generation(
@@ -434,6 +460,7 @@ WRITES: dict[str, Callable[[Engine, Tenant], object]] = {
     ),
     "quotas.set_daily_limit": _limit_later_day_first,
     "orgs.set_timezone": _timezone_after_a_generation,
+    "reconciliation.reconcile": _reconcile_after_a_generation,
 }
 
 
@@ -659,7 +686,7 @@ def read_context(write_engine: Engine) -> Context:
     return Context(tenant.organization_id, tenant.user_id, today - dt.timedelta(days=7), today)
 
 
-READS = {**PER_ORGANIZATION, **CROSS_ORGANIZATION}
+READS = {**PER_ORGANIZATION, **CROSS_ORGANIZATION, **CHECKS}
 
 
 @pytest.mark.parametrize("login", ["reader", "app"])

@@ -48,7 +48,9 @@ def snapshot(engine: Engine, organization_id: int) -> dict[str, object]:
                        (SELECT count(*) FROM usage_limits WHERE organization_id = :org) AS usage_rows,
                        (SELECT string_agg(daily_limit::text, ',' ORDER BY type, date) FROM usage_limits
                          WHERE organization_id = :org) AS limits,
-                       (SELECT count(*) FROM audit_log WHERE organization_id = :org) AS audit
+                       (SELECT count(*) FROM audit_log WHERE organization_id = :org) AS audit,
+                       (SELECT count(*) FROM reconciliation_checkpoints
+                         WHERE organization_id = :org) AS checkpoints
                 """
             ),
             {"org": organization_id},

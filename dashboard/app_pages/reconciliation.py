@@ -1,0 +1,127 @@
+"""Reconciliation: do the books close? Balances, the ledger's balance_after chain and
+every rollup checked against the raw rows, with the first ledger entry or day of each
+drift. Opening the page checks what changed since the last verified checkpoints (fast
+after the nightly run); "Full check" rechecks everything."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import auth, data, ui
+from queries.reconciliation import Drift, Reconciliation, reconcile
+
+K_RESULT: Final = "reconciliation.result"
+# What each invariant means, in the words of the page.
+CHECK_LABELS: Final = {
+    "balance": "Balance = ledger − consumption",
+    "ledger": "Ledger balance_after chain",
+    "usage_limits": "Daily quota counts (usage_limits)",
+    "user_daily_usage": "Per-user days (user_daily_usage)",
+    "quarter_hour_usage": "Quarter-hours (quarter_hour_usage)",
+    "organization_daily_usage": "Organization days (organization_daily_usage)",
+    "organization_daily_usage.through": "Running totals (organization_daily_usage)",
+    "organization_monthly_usage": "Organization months (organization_monthly_usage)",
+}
+
+
+def drift_table(drifts: tuple[Drift, ...]) -> pd.DataFrame:
+    """The drifts as shown: one row each, where it first appears and by how much."""
+    return pd.DataFrame(
+        {
+            "Organization": [d.slug for d in drifts],
+            "Check": [CHECK_LABELS.get(d.check, d.check) for d in drifts],
+            "What": [d.what for d in drifts],
+            "First seen": [d.where for d in drifts],
+            "First entry": pd.array([d.first_entry for d in drifts], dtype="Int64"),
+            "First day": [d.first_date for d in drifts],
+            "Expected": [d.expected for d in drifts],
+            "Found": [d.found for d in drifts],
+            "Drifted rows": [d.rows for d in drifts],
+        }
+    )
+
+
+def summary(result: Reconciliation) -> str:
+    scope = (
+        "every day"
+        if result.days_checked is None
+        else f"{result.days_checked:,} day(s) changed since the last verified checkpoints"
+    )
+    kind = "Full check" if result.full else "Check of what changed"
+    return (
+        f"{kind} at {result.checked_at:%Y-%m-%d %H:%M} UTC: "
+        f"{result.organizations_checked:,} organization(s) and {scope}; "
+        "the balances of all organizations."
+    )
+
+
+def _run(*, full: bool) -> None:
+    # The role again, not only the navigation: a run writes checkpoints.
+    auth.require("view_reconciliation")
+    with st.spinner("Checking the books…"):
+        st.session_state[K_RESULT] = reconcile(data.engine(), full=full)
+
+
+def render() -> None:
+    ui.page_header(
+        "Reconciliation",
+        "Do the books close? Every balance against its ledger and generations, every "
+        "ledger entry's balance after, every rollup against the generations it counts.",
+    )
+    left, right, _ = st.columns([2, 2, 3])
+    again = left.button("Check what changed", icon=":material/sync:", key="reconciliation.check")
+    full = right.button(
+        "Full check",
+        icon=":material/fact_check:",
+        key="reconciliation.full",
+        help="Recheck every organization and day from the raw rows (slower).",
+    )
+    with ui.section("The reconciliation"):
+        if full or again or K_RESULT not in st.session_state:
+            _run(full=full)
+        result: Reconciliation = st.session_state[K_RESULT]
+        st.caption(summary(result))
+        if result.ok:
+            # Good news is no banner: the page reads like any other when all holds.
+            st.badge("The books close", icon=":material/check_circle:", color="green")
+            st.markdown("Nothing drifted.")
+        else:
+            orgs = len({d.organization_id for d in result.drifts})
+            st.error(
+                f"{len(result.drifts):,} drift(s) in {orgs:,} organization(s). Each row is "
+                "where the drift first appears; the organization stays unverified, and is "
+                "checked again on every run, until it is mended.",
+                icon=":material/error:",
+            )
+            # A dataframe shows the slugs and keys as plain text, never as Markdown.
+            st.dataframe(
+                drift_table(result.drifts),
+                hide_index=True,
+                column_config={
+                    "First day": st.column_config.DateColumn(format="YYYY-MM-DD"),
+                    "Expected": st.column_config.NumberColumn(format="localized"),
+                    "Found": st.column_config.NumberColumn(format="localized"),
+                },
+                key="reconciliation.table",
+            )
+    with st.expander("What is checked"):
+        st.markdown(
+            "- **Balance**: the balance equals the sum of the ledger minus the credits of "
+            "the generations.\n"
+            "- **Ledger chain**: each entry's balance after is one a history can give: "
+            "what the generations before it consumed is a running total of their credits "
+            "in the order they were recorded, and never goes down from one entry to the "
+            "next.\n"
+            "- **Rollups**: daily quota counts, per-user days, quarter-hours, organization "
+            "days with their running totals and months, each against a recount of the "
+            "generations in the organization's own time zone.\n\n"
+            "An organization all of whose checks hold gets a verified checkpoint per day; "
+            "the next check reads only generations and ledger entries recorded after it. "
+            "A full check also finds a verified day edited directly in the database."
+        )
+
+
+render()

@@ -1,0 +1,57 @@
+"""Reconciliation page: finance sees that the books close, and a drift with its
+organization and the first entry or day where it appears."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import Engine, text
+from streamlit.testing.v1 import AppTest
+
+from tests.dashboard.apptest import make_app, open_page, table_with, texts
+
+
+@pytest.fixture
+def reconciliation_page(
+    fresh_url: str, use_database: Callable[[str], None]
+) -> Callable[..., AppTest]:
+    use_database(fresh_url)
+
+    def open_reconciliation(role: str = "finance") -> AppTest:
+        return open_page(make_app(role=role), "reconciliation")
+
+    return open_reconciliation
+
+
+def test_finance_sees_that_the_demo_books_close(
+    reconciliation_page: Callable[..., AppTest], fresh_engine: Engine
+) -> None:
+    at = reconciliation_page()
+    assert not at.exception and not at.error
+    assert any("The books close" in t for t in texts(at, "markdown"))
+    # The first visit verified every day: the checkpoints are written.
+    with fresh_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM reconciliation_checkpoints")).scalar()
+
+
+def test_a_corrupted_balance_is_shown_with_its_organization(
+    reconciliation_page: Callable[..., AppTest], fresh_engine: Engine
+) -> None:
+    with fresh_engine.begin() as conn:
+        org, slug = conn.execute(
+            text("SELECT id, slug FROM organizations ORDER BY id LIMIT 1")
+        ).one()
+        conn.execute(
+            text("UPDATE credit_balances SET balance = balance + 11 WHERE organization_id = :o"),
+            {"o": org},
+        )
+    at = reconciliation_page(role="admin")
+    assert not at.exception
+    assert any("1 drift(s) in 1 organization(s)" in t for t in texts(at, "error"))
+    rows = table_with(at, "Drifted rows")
+    assert list(rows["Organization"]) == [slug]
+    assert rows["Found"].iloc[0] - rows["Expected"].iloc[0] == 11
+    # A full check finds the same.
+    at.button(key="reconciliation.full").click().run()
+    assert list(table_with(at, "Drifted rows")["Organization"]) == [slug]

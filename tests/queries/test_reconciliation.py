@@ -1,0 +1,525 @@
+"""Reconciliation: the demo data closes; a balance, a ledger ``balance_after`` or a
+rollup row corrupted in SQL is reported with its organization and where it first
+appears; an incremental run checks only what changed and never hides a drift; random
+histories written by the real write functions, in several zones, never drift."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from alembic import command
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Connection, Engine, text
+
+from queries import reconciliation
+from queries.credits import adjust_credits, reverse_adjustment
+from queries.db import create_direct_engine
+from queries.errors import DashboardError
+from queries.generations import record_generation
+from queries.orgs import set_timezone
+from queries.reconciliation import Drift, Reconciliation, check_books, reconcile
+from tests.conftest import PgServer, _recreate
+from tests.factories import add_generations, add_ledger, ensure_types, make_org, make_user
+from tests.queries.read_functions import CHECK_MODULES, CHECKS, public_read_functions
+from tests.queries.roles import APP_LOGIN, login_engine
+from tooling import schema
+from tooling.cli import main
+from tooling.demo_data import append_only_guard_lifted
+
+DATABASE = "dashboard_test_reconcile"
+DAY1 = dt.date(2026, 10, 5)
+DAY2 = dt.date(2026, 10, 6)
+_keys = itertools.count(1)
+
+
+def _at(day: dt.date, hour: int) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(hour), tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class Org:
+    id: int
+    slug: str
+    user: int
+
+
+def _books(conn: Connection, *, timezone: str = "UTC") -> Org:
+    """An organization with a grant, generations on two days (10 and 20 credits on the
+    first, 4 on the second), then a deduction: every invariant holds."""
+    ensure_types(conn)
+    org = make_org(conn, timezone=timezone)
+    user = make_user(conn, org)
+    add_ledger(conn, org, [(10_000, "grant", "Top-up", _at(DAY1, 1))])
+    add_generations(
+        conn,
+        org,
+        [(user, "chat", 10, _at(DAY1, 9)), (user, "image", 20, _at(DAY1, 10))],
+    )
+    add_ledger(conn, org, [(-100, "deduct", "Correction", _at(DAY1, 11))])
+    add_generations(conn, org, [(user, "image", 4, _at(DAY2, 8))])
+    add_ledger(conn, org, [(50, "grant", "Goodwill", _at(DAY2, 12))])
+    slug = conn.execute(text("SELECT slug FROM organizations WHERE id = :o"), {"o": org})
+    return Org(org, str(slug.scalar_one()), user)
+
+
+def _drifts(conn: Connection, org: int, *, full: bool = True) -> list[Drift]:
+    return [d for d in check_books(conn, full=full).drifts if d.organization_id == org]
+
+
+def _entries(conn: Connection, org: int) -> list[tuple[int, int]]:
+    rows = conn.execute(
+        text("SELECT id, balance_after FROM credit_ledger WHERE organization_id = :o ORDER BY id"),
+        {"o": org},
+    )
+    return [(int(i), int(b)) for i, b in rows]
+
+
+# ------------------------------------------------------------------ demo data, corruption
+
+
+def test_every_reconciliation_read_is_registered() -> None:
+    registered = {key.split("[")[0] for key in CHECKS}
+    assert public_read_functions(CHECK_MODULES) - registered == set()
+
+
+def test_demo_data_reconciles_clean_in_full_and_incrementally(demo_engine: Engine) -> None:
+    with demo_engine.connect() as conn:
+        full = check_books(conn, full=True)
+        assert full.drifts == ()
+        assert full.organizations_checked >= 30
+        # No checkpoints yet: the incremental run checks everything too.
+        incremental = check_books(conn)
+        assert incremental.drifts == ()
+        assert incremental.organizations_checked == full.organizations_checked
+        assert incremental.days_checked
+
+
+def test_a_clean_organization_has_no_drift(connection: Connection) -> None:
+    org = _books(connection, timezone="Asia/Kathmandu")
+    assert _drifts(connection, org.id) == []
+    assert _drifts(connection, org.id, full=False) == []
+
+
+def test_a_balance_corrupted_in_sql_is_reported_with_its_organization(
+    connection: Connection,
+) -> None:
+    org = _books(connection)
+    connection.execute(
+        text("UPDATE credit_balances SET balance = balance + 7 WHERE organization_id = :o"),
+        {"o": org.id},
+    )
+    expected = 10_000 - 100 + 50 - 34
+    for full in (True, False):
+        [drift] = _drifts(connection, org.id, full=full)
+        assert (drift.slug, drift.check, drift.what) == (org.slug, "balance", "balance")
+        assert (drift.expected, drift.found) == (expected, expected + 7)
+
+
+def test_a_ledger_balance_after_that_no_history_explains_is_reported_at_its_entry(
+    connection: Connection,
+) -> None:
+    org = _books(connection)
+    (_, _), (deduction, balance_after), _ = _entries(connection, org.id)
+    assert balance_after == 10_000 - 30 - 100
+    # 5 credits less than the history gives: no run of the generations (10, 20, 4)
+    # consumed 35 before it.
+    with append_only_guard_lifted(connection):
+        connection.execute(
+            text("UPDATE credit_ledger SET balance_after = balance_after - 5 WHERE id = :id"),
+            {"id": deduction},
+        )
+    [drift] = _drifts(connection, org.id)
+    assert (drift.slug, drift.check, drift.what) == (org.slug, "ledger", "balance_after")
+    assert drift.first_entry == deduction
+    assert drift.found == balance_after - 5
+    # The nearest balance_after a history gives: here, all three generations first.
+    assert drift.expected == 10_000 - 100 - 34
+
+
+def test_a_ledger_balance_after_above_what_was_granted_is_reported(
+    connection: Connection,
+) -> None:
+    org = _books(connection)
+    first, _, _ = _entries(connection, org.id)
+    with append_only_guard_lifted(connection):
+        connection.execute(
+            text("UPDATE credit_ledger SET balance_after = balance_after + 1 WHERE id = :id"),
+            {"id": first[0]},
+        )
+    [drift] = _drifts(connection, org.id)
+    assert (drift.check, drift.first_entry, drift.found) == ("ledger", first[0], 10_001)
+
+
+@pytest.mark.parametrize(
+    ("statement", "check", "day"),
+    [
+        (
+            "UPDATE usage_limits SET used = used + 1 WHERE organization_id = :o AND date = :d",
+            "usage_limits",
+            DAY2,
+        ),
+        (
+            "UPDATE user_daily_usage SET credits = credits + 3 "
+            "WHERE organization_id = :o AND date = :d",
+            "user_daily_usage",
+            DAY2,
+        ),
+        (
+            "DELETE FROM quarter_hour_usage WHERE organization_id = :o "
+            "AND bucket >= CAST(:d AS date)::timestamptz AND type = 'image'",
+            "quarter_hour_usage",
+            DAY1,
+        ),
+        (
+            "UPDATE organization_daily_usage SET credits_through = credits_through + 1 "
+            "WHERE organization_id = :o AND date = :d",
+            "organization_daily_usage.through",
+            DAY1,
+        ),
+        (
+            "UPDATE organization_daily_usage SET generations = generations + 1 "
+            "WHERE organization_id = :o AND date = :d",
+            "organization_daily_usage",
+            DAY2,
+        ),
+        (
+            "UPDATE organization_monthly_usage SET credits = credits - 1 "
+            "WHERE organization_id = :o AND month = date_trunc('month', CAST(:d AS date))",
+            "organization_monthly_usage",
+            DAY1.replace(day=1),
+        ),
+    ],
+)
+def test_a_corrupted_rollup_row_is_reported_with_its_first_day(
+    connection: Connection, statement: str, check: str, day: dt.date
+) -> None:
+    org = _books(connection)
+    connection.execute(text(statement), {"o": org.id, "d": day})
+    drifts = _drifts(connection, org.id)
+    assert [(d.slug, d.check, d.first_date) for d in drifts] == [(org.slug, check, day)]
+    assert drifts[0].expected != drifts[0].found
+
+
+def test_an_incremental_run_with_too_many_changed_days_checks_everything(
+    connection: Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = _books(connection)
+    monkeypatch.setattr(reconciliation, "FULL_ABOVE_DAYS", 1)
+    result = check_books(connection)
+    assert (result.full, result.days_checked, result.days) == (True, None, ())
+    connection.execute(
+        text("UPDATE user_daily_usage SET credits = 0 WHERE organization_id = :o"), {"o": org.id}
+    )
+    assert [d.check for d in _drifts(connection, org.id, full=False)] == ["user_daily_usage"]
+
+
+def test_the_recount_is_in_the_organizations_local_day(connection: Connection) -> None:
+    # 23:30 UTC on DAY1 is DAY2 in Kathmandu (UTC+5:45): a rollup keyed on the UTC day
+    # would be a drift.
+    ensure_types(connection)
+    org = make_org(connection, timezone="Asia/Kathmandu")
+    user = make_user(connection, org)
+    add_ledger(connection, org, [(100, "grant", "Top-up", _at(DAY1, 1))])
+    add_generations(
+        connection, org, [(user, "chat", 1, dt.datetime(2026, 10, 5, 23, 30, tzinfo=dt.UTC))]
+    )
+    assert _drifts(connection, org) == []
+    day = connection.execute(
+        text("SELECT date FROM organization_daily_usage WHERE organization_id = :o"), {"o": org}
+    ).scalar_one()
+    assert day == DAY2
+
+
+# ------------------------------------------------------------------ committed: checkpoints
+
+
+@pytest.fixture(scope="module")
+def database(test_server: PgServer) -> Iterator[tuple[str, Engine, Engine]]:
+    """A migrated database of its own (checkpoints are global): its URL, the owner's
+    engine (to build and corrupt) and a dashboard_app login's (what the app runs)."""
+    _recreate(test_server, DATABASE)
+    url = test_server.url(DATABASE)
+    schema.upgrade(url=url)
+    owner = create_direct_engine(url)
+    app = login_engine(test_server, DATABASE, APP_LOGIN)
+    yield url, owner, app
+    app.dispose()
+    owner.dispose()
+
+
+def _committed_books(owner: Engine, *, timezone: str = "UTC") -> Org:
+    with owner.begin() as conn:
+        return _books(conn, timezone=timezone)
+
+
+def _checkpoints(owner: Engine, org: int) -> list[dt.date]:
+    with owner.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT date FROM reconciliation_checkpoints WHERE organization_id = :o "
+                "ORDER BY date"
+            ),
+            {"o": org},
+        )
+        return [r.date for r in rows]
+
+
+def test_an_incremental_run_after_a_generation_checks_only_that_organization_and_day(
+    database: tuple[str, Engine, Engine],
+) -> None:
+    _, owner, app = database
+    a = _committed_books(owner)
+    b = _committed_books(owner, timezone="America/St_Johns")
+    first = reconcile(app, full=True)
+    assert first.ok, first.drifts
+    assert _checkpoints(owner, a.id) == [DAY1, DAY2]
+    assert _checkpoints(owner, b.id) == [DAY1, DAY2]
+
+    def checked(result: Reconciliation) -> tuple[set[int], list[tuple[int, dt.date]]]:
+        ours = {a.id, b.id}
+        orgs = {v.organization_id for v in result.verified} & ours
+        days = [
+            (org, day)
+            for org, day in zip(result.day_organizations, result.days, strict=True)
+            if org in ours
+        ]
+        return orgs, days
+
+    assert checked(reconcile(app)) == (set(), [])
+    recorded = record_generation(
+        app, organization_id=a.id, user_id=a.user, type="chat", at=_at(DAY2, 20)
+    )
+    again = reconcile(app)
+    assert again.ok, again.drifts
+    assert checked(again) == ({a.id}, [(a.id, recorded.local_date)])
+    assert checked(reconcile(app)) == (set(), [])
+    # A ledger entry alone makes the organization's chain checked again, no day.
+    adjust_credits(
+        app,
+        organization_id=b.id,
+        amount=5,
+        reason="Goodwill",
+        actor="a@example.com",
+        idempotency_key=f"incremental-{b.id}",
+    )
+    assert checked(reconcile(app)) == ({b.id}, [])
+    assert checked(reconcile(app)) == (set(), [])
+
+
+def test_a_drift_is_never_hidden_by_a_checkpoint(database: tuple[str, Engine, Engine]) -> None:
+    _, owner, app = database
+    org = _committed_books(owner)
+    assert reconcile(app).ok
+    assert _checkpoints(owner, org.id) == [DAY1, DAY2]
+    with owner.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE user_daily_usage SET generations = generations + 1 "
+                "WHERE organization_id = :o AND date = :d"
+            ),
+            {"o": org.id, "d": DAY1},
+        )
+    # An incremental run trusts a verified day that no new generation touched ...
+    assert [d for d in reconcile(app).drifts if d.organization_id == org.id] == []
+    # ... the full run finds the edit and drops the organization's checkpoints, so
+    # every later run checks it again until it is mended.
+    full = reconcile(app, full=True)
+    assert [(d.check, d.first_date) for d in full.drifts if d.organization_id == org.id] == [
+        ("user_daily_usage", DAY1)
+    ]
+    assert _checkpoints(owner, org.id) == []
+    for _ in range(2):
+        later = reconcile(app)
+        assert [d.check for d in later.drifts if d.organization_id == org.id] == [
+            "user_daily_usage"
+        ]
+        assert _checkpoints(owner, org.id) == []
+    with owner.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE user_daily_usage SET generations = generations - 1 "
+                "WHERE organization_id = :o AND date = :d"
+            ),
+            {"o": org.id, "d": DAY1},
+        )
+    assert not [d for d in reconcile(app).drifts if d.organization_id == org.id]
+    assert _checkpoints(owner, org.id) == [DAY1, DAY2]
+
+
+def test_a_zone_change_makes_the_organization_checked_again(
+    database: tuple[str, Engine, Engine],
+) -> None:
+    _, owner, app = database
+    org = _committed_books(owner)
+    assert reconcile(app).ok
+    set_timezone(
+        app, organization_id=org.id, timezone="Pacific/Chatham", actor="a@example.com", reason="x"
+    )
+    after = reconcile(app)
+    assert after.ok, after.drifts
+    assert org.id in after.day_organizations
+    assert _checkpoints(owner, org.id)
+
+
+# ------------------------------------------------------------------ random histories
+
+ZONES = (
+    "UTC",
+    "Asia/Kathmandu",
+    "America/St_Johns",
+    "Pacific/Chatham",
+    "Europe/Berlin",
+    "America/Santiago",  # changes its clocks at local midnight
+)
+# Six-day windows around DST changes (Berlin, Chile both ways, Chatham).
+STARTS = (
+    dt.datetime(2026, 3, 26, tzinfo=dt.UTC),
+    dt.datetime(2026, 4, 2, tzinfo=dt.UTC),
+    dt.datetime(2026, 9, 3, tzinfo=dt.UTC),
+    dt.datetime(2026, 9, 24, tzinfo=dt.UTC),
+)
+_op = st.one_of(
+    st.tuples(st.just("grant"), st.integers(1, 500)),
+    st.tuples(st.just("deduct"), st.integers(1, 300)),
+    st.tuples(st.just("reverse"), st.integers(0, 20)),
+    st.tuples(
+        st.just("generate"),
+        st.sampled_from(["chat", "image", "video"]),
+        st.integers(0, 60),
+        st.integers(0, 6 * 24 * 4 - 1),  # a quarter-hour of six days
+    ),
+)
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    zone=st.sampled_from(ZONES),
+    start=st.sampled_from(STARTS),
+    ops=st.lists(_op, min_size=1, max_size=25),
+)
+def test_random_histories_never_drift(
+    database: tuple[str, Engine, Engine],
+    zone: str,
+    start: dt.datetime,
+    ops: list[tuple[object, ...]],
+) -> None:
+    _, owner, app = database
+    with owner.begin() as conn:
+        ensure_types(conn)
+        org = make_org(conn, timezone=zone)
+        user = make_user(conn, org)
+    entries: list[int] = []
+    for op in ops:
+        try:
+            if op[0] in ("grant", "deduct"):
+                amount = int(str(op[1])) * (1 if op[0] == "grant" else -1)
+                entry = adjust_credits(
+                    app,
+                    organization_id=org,
+                    amount=amount,
+                    reason="random",
+                    actor="prop@example.com",
+                    idempotency_key=f"prop-{next(_keys)}",
+                )
+                entries.append(entry.id)
+            elif op[0] == "reverse" and entries:
+                reverse_adjustment(
+                    app,
+                    entry_id=entries[int(str(op[1])) % len(entries)],
+                    actor="prop@example.com",
+                    reason="undo",
+                    organization_id=org,
+                )
+            elif op[0] == "generate":
+                _, type_, credits, quarter = op
+                record_generation(
+                    app,
+                    organization_id=org,
+                    user_id=user,
+                    type=str(type_),
+                    credits=int(str(credits)),
+                    at=start + dt.timedelta(minutes=15 * int(str(quarter))),
+                )
+        except DashboardError:
+            pass  # refused (insufficient credits, reversed twice, over quota): no write
+    with app.connect() as conn:
+        assert _drifts(conn, org) == []
+        assert _drifts(conn, org, full=False) == []
+
+
+# ------------------------------------------------------------------ `dashboard reconcile`
+
+
+@pytest.fixture
+def cli_database(test_server: PgServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """A database of its own for the command (exit 0 needs every organization clean),
+    as DATABASE_URL; yields the owner's engine."""
+    name = "dashboard_test_reconcile_cli"
+    _recreate(test_server, name)
+    url = test_server.url(name)
+    schema.upgrade(url=url)
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.delenv("DIRECT_URL", raising=False)
+    owner = create_direct_engine(url)
+    yield owner
+    owner.dispose()
+
+
+def test_reconcile_exits_0_when_the_books_close_and_1_with_the_slug_when_not(
+    cli_database: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean = _committed_books(cli_database)
+    bad = _committed_books(cli_database, timezone="Asia/Kathmandu")
+    assert main(["reconcile"]) == 0
+    assert "the books close" in capsys.readouterr().out
+
+    with cli_database.begin() as conn:
+        conn.execute(
+            text("UPDATE credit_balances SET balance = balance - 3 WHERE organization_id = :o"),
+            {"o": bad.id},
+        )
+    for args in (["reconcile"], ["reconcile", "--full"]):
+        assert main(args) == 1
+        out = capsys.readouterr().out
+        lines = out.splitlines()
+        assert lines[0].split() == [
+            "organization", "check", "what", "first", "seen", "expected", "found", "rows"
+        ]  # fmt: skip
+        assert lines[1].split()[:3] == [bad.slug, "balance", "balance"]
+        assert clean.slug not in out
+        assert "1 drift(s) found" in lines[-1]
+
+
+def test_reconcile_exits_2_with_a_sentence_when_it_cannot_check(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+    monkeypatch.delenv("DIRECT_URL", raising=False)
+    assert main(["reconcile"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dashboard: could not check the books of ")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_reconcile_exits_2_on_a_schema_without_checkpoints(
+    test_server: PgServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "dashboard_test_reconcile_old"
+    _recreate(test_server, name)
+    url = test_server.url(name)
+    command.upgrade(schema.alembic_config(url=url), "0007")
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.delenv("DIRECT_URL", raising=False)
+    for args in (["reconcile"], ["reconcile", "--full"]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("dashboard: ") and "migrate" in err
