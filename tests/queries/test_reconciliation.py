@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, text
 
 from queries import reconciliation
+from queries.approvals import approve, request_adjustment
 from queries.credits import adjust_credits, reverse_adjustment
 from queries.db import create_direct_engine
 from queries.errors import DashboardError
@@ -387,6 +388,8 @@ _op = st.one_of(
     st.tuples(st.just("grant"), st.integers(1, 500)),
     st.tuples(st.just("deduct"), st.integers(1, 300)),
     st.tuples(st.just("reverse"), st.integers(0, 20)),
+    # Requested by one person, approved by another: a ledger entry like any other.
+    st.tuples(st.just("approved"), st.integers(-300, 500).filter(bool)),
     st.tuples(
         st.just("generate"),
         st.sampled_from(["chat", "image", "video"]),
@@ -431,6 +434,18 @@ def test_random_histories_never_drift(
                     idempotency_key=f"prop-{next(_keys)}",
                 )
                 entries.append(entry.id)
+            elif op[0] == "approved":
+                request = request_adjustment(
+                    app,
+                    organization_id=org,
+                    amount=int(str(op[1])),
+                    reason="random, approved",
+                    actor="asker@example.com",
+                    idempotency_key=f"prop-{next(_keys)}",
+                )
+                entries.append(
+                    approve(app, request_id=request.id, approver="second@example.com").id
+                )
             elif op[0] == "reverse" and entries:
                 reverse_adjustment(
                     app,
