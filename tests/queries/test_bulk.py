@@ -3,12 +3,14 @@ applies a file once however often it is applied."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
-from queries.bulk import MAX_ROWS, apply_bulk, parse_file, plan_bulk
+from queries.bulk import MAX_ROWS, BulkPlan, apply_bulk, parse_file, plan_bulk
 from queries.errors import BulkRejected, InvalidAdjustment
 from tests.queries.writes import invariant_holds, new_org, snapshot
 
@@ -260,3 +262,32 @@ def test_random_files_never_crash_never_write_and_every_problem_has_a_line(
         for row in plan.rows:
             assert (row.status == "error") == bool(row.errors)
         assert all(r.line in lines or r.line >= 1 for r in plan.rows)
+
+
+def test_the_same_file_applied_concurrently_applies_once(write_engine: Engine) -> None:
+    a, _ = new_org(write_engine, balance=100)
+    b, _ = new_org(write_engine, balance=100)
+    sa, sb = _slug(write_engine, a), _slug(write_engine, b)
+    # Rows of both organizations in both orders: the locks are taken in id order anyway.
+    data = _csv(f"{sb},-10,Fee,,", f"{sa},5,Goodwill,,", f"{sb},3,Refund,,")
+    results: list[object] = []
+
+    def run() -> None:
+        try:
+            results.append(apply_bulk(write_engine, data=data, actor=ANA))
+        except Exception as exc:  # collected and checked below
+            results.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    plans = [r for r in results if isinstance(r, BulkPlan)]
+    assert len(plans) == 4, results
+    statuses = sorted(tuple(r.status for r in p.rows) for p in plans)
+    assert statuses[0] == ("applied", "applied", "applied")
+    assert statuses[1:] == [("exists", "exists", "exists")] * 3
+    balances = (snapshot(write_engine, a)["balance"], snapshot(write_engine, b)["balance"])
+    assert balances == (105, 93)
+    assert invariant_holds(write_engine, a) and invariant_holds(write_engine, b)
