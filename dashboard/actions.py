@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from dashboard import auth, data
-from queries import approvals, checks, credits, orgs, quotas
+from queries import approvals, bulk, checks, credits, orgs, quotas
 from queries.errors import InvalidAdjustment, InvalidInput, InvalidLimitChange
 
 Direction = Literal["grant", "deduct"]
@@ -497,3 +497,41 @@ def apply_timezone_change(request: TimezoneRequest) -> orgs.TimezoneChange:
     # The picker shows each organization's zone, so the directory is read again too.
     data.wrote(organization_id=request.organization_id, directory=True)
     return change
+
+
+# A bulk file is bound to no one organization of the page: its rows name their own.
+BULK_ORGANIZATION: Final = 0
+BULK_ORGANIZATIONS: Final = "the organizations in the file"
+
+
+@dataclass(frozen=True, slots=True)
+class BulkRequest:
+    """An uploaded bulk adjustment file and its dry run (``queries.bulk.plan_bulk``)."""
+
+    organization_id: int
+    organization_name: str
+    file_name: str
+    data: bytes
+    plan: bulk.BulkPlan
+
+
+def check_bulk(*, file_name: object, content: object) -> BulkRequest:
+    """The dry run of an uploaded file, read from the primary (the balances it shows are
+    the ones the apply checks again under lock). Nothing is written; the file's
+    problems are in ``plan.errors``, each with its line."""
+    name = checks.check_text(file_name, "file name", maximum=255, required=False) or "file"
+    if not isinstance(content, bytes):
+        raise InvalidAdjustment("The uploaded file could not be read; upload it again.")
+    with data.engine().connect() as conn:
+        plan = bulk.plan_bulk(conn, data=content)
+    return BulkRequest(BULK_ORGANIZATION, BULK_ORGANIZATIONS, name, content, plan)
+
+
+def apply_bulk(request: BulkRequest) -> bulk.BulkPlan:
+    """Apply the whole file as the current user, or nothing of it (``BulkRejected``);
+    applying the same file again changes nothing."""
+    user = auth.require("adjust_credits")
+    done = bulk.apply_bulk(data.write_engine(), data=request.data, actor=user.email)
+    for organization_id in sorted({r.organization_id for r in done.rows if r.organization_id}):
+        data.wrote(organization_id=organization_id)
+    return done

@@ -185,6 +185,52 @@ def _audit(
     )
 
 
+def _record_request(
+    conn: Connection,
+    *,
+    org: int,
+    amount: int,
+    reason: str,
+    note: str | None,
+    actor: str,
+    key: str,
+    days: int,
+) -> ApprovalRequest:
+    """Record a pending request (checked values, the balance already locked by the
+    caller), or return the one this key recorded before. Shared with ``queries.bulk``,
+    whose file turns rows above the threshold into requests in its own transaction."""
+    previous = conn.execute(_REQUEST_BY_KEY, {"org": org, "key": key}).one_or_none()
+    if previous is not None:
+        found = ApprovalRequest(**previous._mapping)
+        if (found.amount, found.reason, found.note, found.requested_by) != (
+            amount,
+            reason,
+            note,
+            actor,
+        ):
+            raise IdempotencyConflict(
+                "This request was already submitted with different details "
+                f"(request {found.id}: {found.amount:+,} credits, {found.reason!r}). "
+                "Nothing was changed; start a new adjustment."
+            )
+        return found
+    row = conn.execute(
+        _INSERT_REQUEST,
+        {
+            "org": org,
+            "amount": amount,
+            "reason": reason,
+            "note": note,
+            "actor": actor,
+            "key": key,
+            "days": days,
+        },
+    ).one()
+    request = ApprovalRequest(**row._mapping)
+    _audit(conn, request, action="request_adjustment", actor=actor, reason=reason)
+    return request
+
+
 def request_adjustment(
     engine: Engine,
     *,
@@ -213,36 +259,9 @@ def request_adjustment(
 
     def body(conn: Connection) -> ApprovalRequest:
         _lock_balance(conn, org)
-        previous = conn.execute(_REQUEST_BY_KEY, {"org": org, "key": key}).one_or_none()
-        if previous is not None:
-            found = ApprovalRequest(**previous._mapping)
-            if (found.amount, found.reason, found.note, found.requested_by) != (
-                amount,
-                reason,
-                note,
-                actor,
-            ):
-                raise IdempotencyConflict(
-                    "This request was already submitted with different details "
-                    f"(request {found.id}: {found.amount:+,} credits, {found.reason!r}). "
-                    "Nothing was changed; start a new adjustment."
-                )
-            return found
-        row = conn.execute(
-            _INSERT_REQUEST,
-            {
-                "org": org,
-                "amount": amount,
-                "reason": reason,
-                "note": note,
-                "actor": actor,
-                "key": key,
-                "days": days,
-            },
-        ).one()
-        request = ApprovalRequest(**row._mapping)
-        _audit(conn, request, action="request_adjustment", actor=actor, reason=reason)
-        return request
+        return _record_request(
+            conn, org=org, amount=amount, reason=reason, note=note, actor=actor, key=key, days=days
+        )
 
     # A retry finds its own committed request by the key.
     return run_in_transaction(engine, body, idempotent=True)

@@ -132,3 +132,16 @@ class RequestClosed(ApprovalRefused):
 class InvalidStatement(InvalidInput):
     """A monthly statement that cannot be made as asked (unknown organization, a month
     that is not a date or is out of range)."""
+
+
+class BulkRejected(InvalidAdjustment):
+    """A bulk adjustment file with at least one bad row: nothing of it was applied.
+    ``errors`` holds (line, sentence) for each problem, in file order."""
+
+    def __init__(self, errors: tuple[tuple[int, str], ...]) -> None:
+        self.errors = errors
+        first = f" (line {errors[0][0]}: {errors[0][1]})" if errors else ""
+        super().__init__(
+            f"{len(errors):,} problem(s) in the file{first}; nothing was applied. "
+            "Fix the file and upload it again."
+        )

@@ -13,6 +13,12 @@ dashboard seed      load demo data (--orgs, --generations, --days, --seed, --res
 dashboard reconcile check that the books close (balances, ledger chain, rollups) from
                     the verified checkpoints on, or everything with --full; prints a
                     table of what drifted, exit 1 if anything did, 0 if all holds
+dashboard bulk-adjust FILE
+                    check a CSV of credit adjustments and print every row with its
+                    balance before and after (--dry-run, the default; writes nothing);
+                    --apply --actor EMAIL applies all of it in one transaction or none
+                    (on any database but the embedded one only with --confirm-database
+                    NAME); exit 1 if a row has a problem (nothing applied)
 dashboard db-url    print the database URL in use (for psql)
 dashboard stop      stop the embedded database
 
@@ -202,6 +208,128 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return 1
 
 
+BULK_HEADER = ("line", "organization", "amount", "reason", "status", "before", "after", "id")
+
+
+def _number(value: int | None, *, sign: bool = False) -> str:
+    return "" if value is None else (f"{value:+,}" if sign else f"{value:,}")
+
+
+def bulk_table(rows: Sequence[Any]) -> str:
+    """The rows of a bulk file as a plain-text table: what each does to which balance."""
+
+    def shown(value: str | None) -> str:
+        value = value or ""
+        return value if len(value) <= 40 else value[:39] + "…"
+
+    table = [BULK_HEADER] + [
+        (
+            str(r.line),
+            shown(r.slug),
+            _number(r.amount, sign=True),
+            shown(r.reason),
+            r.status,
+            _number(r.balance_before),
+            _number(r.balance_after),
+            f"entry {r.entry_id}"
+            if r.entry_id
+            else (f"request {r.request_id}" if r.request_id else ""),
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(BULK_HEADER))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    )
+
+
+def check_write_allowed(target: Target, confirm_database: str | None, what: str) -> None:
+    """A write command off the embedded database runs only on the one database a person
+    named with ``--confirm-database``, as for demo data."""
+    if target.embedded:
+        return
+    name = _database_name(target.urls.direct)
+    if confirm_database is None:
+        raise Refused(
+            f"Refusing to {what} on {_display(target.urls.direct)}: it is not the embedded "
+            f"demo database. If you mean it, add --confirm-database {name}."
+        )
+    if confirm_database != name:
+        raise Refused(
+            f"--confirm-database {confirm_database!r} does not name the database in use "
+            f"({name!r}); nothing was changed."
+        )
+
+
+def _read_file(path: Path, limit: int) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            # One byte more than allowed, so the parser can say the file is too large.
+            return handle.read(limit + 1)
+    except OSError as exc:
+        raise Refused(f"cannot read {path}: {exc.strerror or exc}.") from exc
+
+
+def cmd_bulk_adjust(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from queries.bulk import MAX_FILE_BYTES, apply_bulk, plan_bulk
+    from queries.db import create_runtime_engine
+    from queries.errors import BulkRejected, DashboardError
+    from tooling.schema import schema_problem
+
+    if args.apply and not (args.actor or "").strip():
+        raise Refused("--apply needs --actor EMAIL: the person the ledger names for it.")
+    if args.actor and not args.apply:
+        raise Refused("--actor goes with --apply; a dry run writes nothing and names no one.")
+    data = _read_file(Path(args.file), MAX_FILE_BYTES)
+    target = _target()
+    if args.apply:
+        check_write_allowed(target, args.confirm_database, "apply a bulk adjustment file")
+    urls = target.urls
+    engine = create_runtime_engine(urls.runtime)
+    try:
+        problem = schema_problem(engine)
+        if problem is not None:
+            raise Refused(problem)
+        with engine.connect() as conn:
+            plan = plan_bulk(conn, data=data)
+        if plan.ok and args.apply:
+            try:
+                plan = apply_bulk(engine, data=data, actor=args.actor)
+            except BulkRejected as rejected:  # the balances moved since the dry run
+                print(bulk_table(plan.rows))
+                for line, message in rejected.errors:
+                    print(f"line {line}: {message}")
+                print("nothing was applied")
+                return 1
+    except (DashboardError, SQLAlchemyError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise Refused(f"could not use {_display(urls.runtime)}: {reason}") from exc
+    finally:
+        engine.dispose()
+    print(bulk_table(plan.rows))
+    for line, message in plan.errors:
+        print(f"line {line}: {message}")
+    if not plan.ok:
+        print(f"{len(plan.errors):,} problem(s); nothing was applied")
+        return 1
+    if args.apply:
+        print(
+            f"applied {plan.count('applied'):,} row(s), requested approval for "
+            f"{plan.count('requested'):,}, {plan.count('exists'):,} already there"
+        )
+    else:
+        print(
+            f"dry run: {plan.count('apply'):,} row(s) would be applied, "
+            f"{plan.count('request'):,} would become approval requests, "
+            f"{plan.count('exists'):,} already there; nothing was written "
+            "(apply with --apply --actor EMAIL)"
+        )
+    return 0
+
+
 def cmd_db_url(_: argparse.Namespace) -> int:
     # psql speaks libpq URLs, not SQLAlchemy's "+psycopg" dialect suffix.
     print(_urls().runtime.replace("postgresql+psycopg://", "postgresql://", 1))
@@ -340,6 +468,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--full", action="store_true", help="check everything, not only what changed"
     )
     reconcile.set_defaults(func=cmd_reconcile)
+    bulk = sub.add_parser(
+        "bulk-adjust", help="check (default) or apply a CSV of credit adjustments"
+    )
+    bulk.add_argument("file", metavar="FILE", help="CSV: organization,amount,reason[,note][,key]")
+    mode = bulk.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--dry-run", action="store_true", help="check and show every row, write nothing (default)"
+    )
+    mode.add_argument("--apply", action="store_true", help="apply the whole file, or nothing")
+    bulk.add_argument("--actor", metavar="EMAIL", help="who applies it (with --apply)")
+    bulk.add_argument(
+        "--confirm-database",
+        metavar="NAME",
+        help="with --apply on any database but the embedded one: the name of that database",
+    )
+    bulk.set_defaults(func=cmd_bulk_adjust)
     sub.add_parser("db-url", help="print the database URL in use").set_defaults(func=cmd_db_url)
     sub.add_parser("stop", help="stop the embedded database").set_defaults(func=cmd_stop)
     return parser

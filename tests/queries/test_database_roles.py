@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 import queries
 from queries.approvals import approve, reject, request_adjustment
+from queries.bulk import apply_bulk
 from queries.credits import adjust_credits, reverse_adjustment
 from queries.db import create_runtime_engine
 from queries.generations import record_generation
@@ -419,6 +420,18 @@ def _timezone_after_a_generation(engine: Engine, t: Tenant) -> object:
     )
 
 
+def _bulk_file(engine: Engine, t: Tenant) -> object:
+    # One row applied, one above the threshold (a request): both writes of a bulk file.
+    with engine.connect() as conn:
+        slug = conn.execute(
+            text("SELECT slug FROM organizations WHERE id = :org"), {"org": t.organization_id}
+        ).scalar_one()
+    data = f"organization,amount,reason\n{slug},25,Bulk top-up\n{slug},250000,Renewal\n"
+    # The second apply reports the same entry and request ("exists"): compare the ids.
+    rows = apply_bulk(engine, data=data.encode(), actor=ACTOR).rows
+    return [(row.entry_id, row.request_id) for row in rows]
+
+
 WRITES: dict[str, Callable[[Engine, Tenant], object]] = {
     "approvals.request_adjustment": lambda e, t: request_adjustment(
         e,
@@ -432,6 +445,7 @@ WRITES: dict[str, Callable[[Engine, Tenant], object]] = {
     "approvals.reject": lambda e, t: reject(
         e, request_id=t.request_id, approver=ACTOR, reason="Not agreed"
     ),
+    "bulk.apply_bulk": _bulk_file,
     "credits.adjust_credits[grant]": lambda e, t: adjust_credits(
         e,
         organization_id=t.organization_id,

@@ -262,3 +262,125 @@ def test_seed_reset_on_a_real_database_needs_its_name_confirmed(
 
     assert main(["seed", *small, "--reset", "--confirm-database", "dashboard_test_cli"]) == 0
     assert "seeded 2 organizations" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------- bulk-adjust
+
+
+@pytest.fixture
+def bulk_database(real_database: str) -> str:
+    """A database that is not the embedded one, migrated, with one organization ``acme``
+    holding 100 credits."""
+    scratch_url = real_database
+    schema.upgrade(url=scratch_url)
+    engine = create_direct_engine(scratch_url)
+    try:
+        with engine.begin() as conn:
+            org = conn.execute(
+                text("INSERT INTO organizations (name, slug) VALUES ('Acme', 'acme') RETURNING id")
+            ).scalar_one()
+            conn.execute(
+                text("INSERT INTO credit_balances (organization_id, balance) VALUES (:o, 100)"),
+                {"o": org},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO credit_ledger (organization_id, amount, balance_after, kind, "
+                    "reason, actor, idempotency_key) "
+                    "VALUES (:o, 100, 100, 'grant', 'Opening', 'setup@example.com', 'open')"
+                ),
+                {"o": org},
+            )
+    finally:
+        engine.dispose()
+    return scratch_url
+
+
+def _balance(url: str) -> tuple[int, int]:
+    engine = create_direct_engine(url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT (SELECT balance FROM credit_balances), (SELECT count(*) FROM credit_ledger)"
+                )
+            ).one()
+            return int(row[0]), int(row[1])
+    finally:
+        engine.dispose()
+
+
+def test_bulk_adjust_dry_run_then_apply_once(
+    bulk_database: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = tmp_path / "grants.csv"
+    csv.write_text("organization,amount,reason\nacme,50,Goodwill\nacme,-120,Correction\n")
+    assert main(["bulk-adjust", str(csv)]) == 0
+    out = capsys.readouterr().out
+    assert "acme" in out and "150" in out and "30" in out and "nothing was written" in out
+    assert _balance(bulk_database) == (100, 1)
+
+    # Off the embedded database a write names the database, as seeding does.
+    args = ["bulk-adjust", str(csv), "--apply", "--actor", "ana@finance.example"]
+    assert main(args) == 2
+    assert "--confirm-database dashboard_test_cli" in capsys.readouterr().err
+    assert _balance(bulk_database) == (100, 1)
+
+    confirmed = [*args, "--confirm-database", "dashboard_test_cli"]
+    assert main(confirmed) == 0
+    assert "applied 2 row(s)" in capsys.readouterr().out
+    assert _balance(bulk_database) == (30, 3)
+    assert main(confirmed) == 0  # the same file again: nothing changes
+    assert "2 already there" in capsys.readouterr().out
+    assert _balance(bulk_database) == (30, 3)
+
+
+def test_bulk_adjust_a_bad_row_exits_1_and_applies_nothing(
+    bulk_database: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = tmp_path / "bad.csv"
+    csv.write_text("organization,amount,reason\nacme,50,Goodwill\nnobody,1.5,\n")
+    args = ["bulk-adjust", str(csv), "--apply", "--actor", "ana@finance.example"]
+    assert main([*args, "--confirm-database", "dashboard_test_cli"]) == 1
+    out = capsys.readouterr().out
+    # Every problem of the row, each with its line; the good row 2 is not applied either.
+    assert "line 3: The amount must be a whole number" in out
+    assert "line 3: The reason cannot be empty." in out
+    assert "line 3: There is no organization with the slug 'nobody'." in out
+    assert "nothing was applied" in out
+    assert _balance(bulk_database) == (100, 1)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["bulk-adjust", "/no/such/file.csv"], "cannot read /no/such/file.csv"),
+        (["bulk-adjust", "{csv}", "--apply"], "--apply needs --actor EMAIL"),
+        (["bulk-adjust", "{csv}", "--actor", "a@b.example"], "--actor goes with --apply"),
+    ],
+)
+def test_bulk_adjust_bad_arguments_exit_2_with_a_sentence(
+    scratch_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    fragment: str,
+) -> None:
+    csv = tmp_path / "ok.csv"
+    csv.write_text("organization,amount,reason\nacme,1,Top-up\n")
+    assert main([a.format(csv=csv) for a in args]) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_bulk_adjust_without_a_database_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = tmp_path / "ok.csv"
+    csv.write_text("organization,amount,reason\nacme,1,Top-up\n")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:9/nothing")
+    monkeypatch.delenv("DIRECT_URL", raising=False)
+    assert main(["bulk-adjust", str(csv)]) == 2
+    assert "could not use" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        main(["bulk-adjust", str(csv), "--dry-run", "--apply"])
+    assert usage.value.code == 2

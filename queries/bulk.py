@@ -1,0 +1,469 @@
+"""Bulk credit adjustments from a CSV file: check every row, show the result, apply all.
+
+The file (UTF-8, a header row) has the columns ``organization`` (the slug), ``amount``
+(a whole number, ``-`` for a deduction, "1,500" accepted), ``reason``, and optionally
+``note`` and ``key``. ``parse_file`` reads it without a database and never raises: every
+problem is a sentence with its line number. ``plan_bulk`` is the dry run (reads only):
+every row with its organization's balance before and after it, counting the earlier
+rows of the same file. ``apply_bulk`` applies the whole file in one transaction or
+nothing of it (``BulkRejected``).
+
+Each row's idempotency key is the file's ``key`` column, else ``bulk:<sha256 of the
+file>:<line>``: applying the same file again finds every row's entry (or request) and
+changes nothing. A row above ``CREDITS_APPROVAL_THRESHOLD`` becomes an approval request
+(``queries.approvals``) instead of moving credits, in the same transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from sqlalchemy import Connection, Engine, text
+
+# The ledger's and the approvals' own primitives: a bulk row moves the balance, books its
+# entry and records a request exactly as a single adjustment or request does.
+from queries.approvals import _record_request, expiry_days
+from queries.checks import (
+    MAX_ACTOR,
+    MAX_KEY,
+    MAX_NOTE,
+    MAX_REASON,
+    check_text,
+    parse_whole,
+    required_text,
+)
+from queries.credits import (
+    _insert_entry,
+    _move_balance,
+    approval_threshold,
+    check_adjustment_amount,
+)
+from queries.errors import BulkRejected, InvalidAdjustment, InvalidInput
+from queries.transactions import run_in_transaction
+
+__all__ = [
+    "MAX_FILE_BYTES",
+    "MAX_ROWS",
+    "BulkPlan",
+    "BulkRow",
+    "ParsedFile",
+    "ParsedRow",
+    "apply_bulk",
+    "parse_file",
+    "plan_bulk",
+]
+
+# One file is one transaction under every named organization's lock, within the 10 s
+# budget of queries.transactions: a few thousand rows, not a data load.
+MAX_FILE_BYTES: Final = 1_000_000
+MAX_ROWS: Final = 2_000
+_MAX_SLUG: Final = 200
+
+_COLUMNS: Final = {
+    "organization": "organization",
+    "organization_slug": "organization",
+    "slug": "organization",
+    "amount": "amount",
+    "credits": "amount",
+    "reason": "reason",
+    "note": "note",
+    "key": "key",
+    "idempotency_key": "key",
+}
+_REQUIRED: Final = ("organization", "amount", "reason")
+
+Status = Literal["apply", "request", "exists", "applied", "requested", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRow:
+    """One data row of the file as read, its values checked (None where refused)."""
+
+    line: int
+    slug: str | None
+    amount: int | None
+    reason: str | None
+    note: str | None
+    key: str | None
+    errors: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFile:
+    """The rows of a file and its problems that belong to no row (line, sentence)."""
+
+    digest: str
+    rows: tuple[ParsedRow, ...]
+    errors: tuple[tuple[int, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BulkRow:
+    """One row with what it does: ``apply`` (moves credits), ``request`` (above the
+    threshold: an approval request, the balance unchanged), ``exists`` (this row's key
+    was applied or requested before: nothing changes), ``error``; after ``apply_bulk``,
+    ``applied`` / ``requested`` with the new entry's or request's id."""
+
+    line: int
+    slug: str | None
+    organization_id: int | None
+    organization: str | None
+    amount: int | None
+    reason: str | None
+    note: str | None
+    key: str | None
+    status: Status
+    balance_before: int | None
+    balance_after: int | None
+    entry_id: int | None
+    request_id: int | None
+    errors: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BulkPlan:
+    """Every row of the file, in file order, and every problem with its line number."""
+
+    digest: str
+    rows: tuple[BulkRow, ...]
+    errors: tuple[tuple[int, str], ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def count(self, *statuses: Status) -> int:
+        return sum(1 for row in self.rows if row.status in statuses)
+
+
+def _fail(data: bytes, message: str, line: int = 1) -> ParsedFile:
+    return ParsedFile(hashlib.sha256(data).hexdigest(), (), ((line, message),))
+
+
+def _amount(raw: str | None) -> int:
+    """A signed whole number: the magnitude as ``parse_whole`` reads what people type."""
+    typed = (raw or "").strip()
+    sign = -1 if typed.startswith("-") else 1
+    if typed[:1] in ("-", "+"):
+        typed = typed[1:]
+    magnitude = parse_whole(typed, "amount", error=InvalidAdjustment)
+    return check_adjustment_amount(sign * magnitude)
+
+
+def _row(line: int, values: Mapping[str, str], digest: str) -> ParsedRow:
+    errors: list[str] = []
+
+    slug = amount = reason = note = key = None
+    try:
+        slug = check_text(values.get("organization"), "organization", maximum=_MAX_SLUG)
+    except InvalidInput as exc:
+        errors.append(str(exc))
+    try:
+        amount = _amount(values.get("amount"))
+    except InvalidInput as exc:
+        errors.append(str(exc))
+    try:
+        reason = required_text(values.get("reason") or "", "reason", maximum=MAX_REASON)
+    except InvalidInput as exc:
+        errors.append(str(exc))
+    try:
+        note = check_text(
+            values.get("note"), "note", maximum=MAX_NOTE, required=False, multiline=True
+        )
+    except InvalidInput as exc:
+        errors.append(str(exc))
+    try:
+        key = check_text(values.get("key"), "key", maximum=MAX_KEY, required=False)
+    except InvalidInput as exc:
+        errors.append(str(exc))
+    else:
+        # The same file gives the same keys, so applying it again changes nothing.
+        key = key or f"bulk:{digest[:40]}:{line}"
+    return ParsedRow(line, slug, amount, reason, note, key, tuple(errors))
+
+
+def parse_file(data: bytes) -> ParsedFile:
+    """Read a bulk adjustment file. Never raises on its content: a file or row that
+    cannot be used has its problems, each with a line number, in ``errors``."""
+    if not isinstance(data, bytes):
+        raise InvalidInput("The file must be bytes.")
+    if len(data) > MAX_FILE_BYTES:
+        return _fail(data, f"The file is larger than {MAX_FILE_BYTES:,} bytes; split it.")
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        content = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        return _fail(data, "The file is not UTF-8 text; save it as UTF-8 CSV.", line)
+    reader = csv.reader(io.StringIO(content, newline=""), strict=True)
+    header: list[str | None] | None = None
+    rows: list[ParsedRow] = []
+    errors: list[tuple[int, str]] = []
+    seen_keys: dict[tuple[str | None, str], int] = {}
+    start = 1
+    try:
+        for record in reader:
+            line, start = start, reader.line_num + 1
+            if not any(field.strip() for field in record):
+                continue
+            if header is None:
+                header, problems = _header(record)
+                errors.extend((line, problem) for problem in problems)
+                if problems:
+                    break
+                continue
+            if len(rows) >= MAX_ROWS:
+                errors.append((line, f"The file has more than {MAX_ROWS:,} rows; split it."))
+                break
+            if len(record) > len(header):
+                rows.append(
+                    ParsedRow(
+                        line,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        (f"The row has {len(record)} fields; the header has {len(header)}.",),
+                    )
+                )
+                continue
+            values = {name: value for name, value in zip(header, record, strict=False) if name}
+            row = _row(line, values, digest)
+            if row.key is not None and values.get("key"):
+                first = seen_keys.setdefault((row.slug, row.key), line)
+                if first != line:
+                    row = dataclasses.replace(
+                        row,
+                        errors=(*row.errors, f"The key {row.key!r} is already on line {first}."),
+                    )
+            rows.append(row)
+    except csv.Error as exc:
+        # The record that broke starts on ``start`` (e.g. the quote that is never closed).
+        errors.append((start, f"The file is not valid CSV from this line on: {exc}."))
+    if header is None and not errors:
+        errors.append((1, "The file is empty: it needs a header row and at least one row."))
+    elif header is not None and not rows and not errors:
+        errors.append((start, "The file has a header but no rows."))
+    return ParsedFile(digest, tuple(rows), tuple(errors))
+
+
+def _header(record: list[str]) -> tuple[list[str | None], list[str]]:
+    names: list[str | None] = []
+    problems: list[str] = []
+    for field in record:
+        typed = field.strip().lower().replace(" ", "_").replace("-", "_")
+        name = _COLUMNS.get(typed)
+        if name is None:
+            shown = typed if len(typed) <= 40 else typed[:40] + "…"
+            problems.append(
+                f"Unknown column {shown!r}: the columns are organization, amount, reason, "
+                "note (optional) and key (optional)."
+            )
+        elif name in names:
+            problems.append(f"The column {name!r} appears twice.")
+        names.append(name)
+    missing = [name for name in _REQUIRED if name not in names]
+    if missing:
+        problems.append(f"The header row lacks the column(s) {', '.join(missing)}.")
+    return names, problems
+
+
+# ------------------------------------------------------------------------ checking rows
+
+_ORGANIZATIONS = text(
+    """
+    SELECT o.id, o.slug, o.name, b.balance
+    FROM organizations o JOIN credit_balances b ON b.organization_id = o.id
+    WHERE o.slug = ANY(CAST(:slugs AS text[]))
+    """
+)
+# Every organization of the file, locked in id order in one statement (the rows are
+# locked as the sorted scan returns them): two files that share organizations take
+# their locks in the same order, so they queue instead of deadlocking.
+_LOCK_BALANCES = text(
+    """
+    SELECT organization_id AS id, balance FROM credit_balances
+    WHERE organization_id = ANY(CAST(:ids AS bigint[]))
+    ORDER BY organization_id
+    FOR UPDATE
+    """
+)
+_ENTRIES_BY_KEY = text(
+    """
+    SELECT organization_id, idempotency_key, id, amount, reason, note
+    FROM credit_ledger
+    WHERE organization_id = ANY(CAST(:ids AS bigint[]))
+      AND idempotency_key = ANY(CAST(:keys AS text[]))
+    """
+)
+_REQUESTS_BY_KEY = text(
+    """
+    SELECT organization_id, idempotency_key, id, amount, reason, note
+    FROM approval_requests
+    WHERE organization_id = ANY(CAST(:ids AS bigint[]))
+      AND idempotency_key = ANY(CAST(:keys AS text[]))
+    """
+)
+
+
+def plan_bulk(conn: Connection, *, data: bytes) -> BulkPlan:
+    """The dry run: every row of the file with its balance before and after, and every
+    problem with its line number. Reads only; nothing is written."""
+    return _plan(conn, parse_file(data), lock=False)
+
+
+def _plan(conn: Connection, parsed: ParsedFile, *, lock: bool) -> BulkPlan:
+    slugs = sorted({row.slug for row in parsed.rows if row.slug})
+    found = {r.slug: r for r in conn.execute(_ORGANIZATIONS, {"slugs": slugs})} if slugs else {}
+    ids = sorted(int(r.id) for r in found.values())
+    balances = {int(r.id): int(r.balance) for r in found.values()}
+    if lock and ids:
+        balances = {int(r.id): int(r.balance) for r in conn.execute(_LOCK_BALANCES, {"ids": ids})}
+    keys = sorted({row.key for row in parsed.rows if row.key})
+    entries: dict[tuple[int, str], Any] = {}
+    requests: dict[tuple[int, str], Any] = {}
+    if ids and keys:
+        params = {"ids": ids, "keys": keys}
+        entries = {
+            (r.organization_id, r.idempotency_key): r for r in conn.execute(_ENTRIES_BY_KEY, params)
+        }
+        requests = {
+            (r.organization_id, r.idempotency_key): r
+            for r in conn.execute(_REQUESTS_BY_KEY, params)
+        }
+    threshold = approval_threshold()
+    planned: list[BulkRow] = []
+    for row in parsed.rows:
+        org = found.get(row.slug) if row.slug else None
+        errors = list(row.errors)
+        if row.slug and org is None:
+            errors.append(f"There is no organization with the slug {row.slug!r}.")
+        org_id = int(org.id) if org is not None else None
+        before = balances.get(org_id) if org_id is not None else None
+        status: Status = "error"
+        entry_id = request_id = None
+        after = before
+        key = row.key or ""
+        if not errors and org_id is not None and before is not None and row.amount is not None:
+            previous = entries.get((org_id, key)) or requests.get((org_id, key))
+            if previous is not None:
+                if (previous.amount, previous.reason, previous.note) == (
+                    row.amount,
+                    row.reason,
+                    row.note,
+                ):
+                    status = "exists"
+                    is_entry = (org_id, key) in entries
+                    entry_id = int(previous.id) if is_entry else None
+                    request_id = None if is_entry else int(previous.id)
+                else:
+                    what = "ledger entry" if (org_id, key) in entries else "request"
+                    errors.append(
+                        f"The key {row.key!r} was already used by {what} {previous.id} with "
+                        "other details; give this row another key."
+                    )
+            elif abs(row.amount) > threshold:
+                status = "request"  # nothing moves until a second person approves it
+            elif before + row.amount < 0:
+                errors.append(
+                    f"Insufficient credits: {row.slug} would have {before:,} credits by this "
+                    f"row (counting the earlier rows of the file); it cannot deduct "
+                    f"{-row.amount:,}."
+                )
+            else:
+                status = "apply"
+                after = before + row.amount
+                balances[org_id] = after
+        planned.append(
+            BulkRow(
+                line=row.line,
+                slug=row.slug,
+                organization_id=org_id,
+                organization=str(org.name) if org is not None else None,
+                amount=row.amount,
+                reason=row.reason,
+                note=row.note,
+                key=row.key,
+                status=status if not errors else "error",
+                balance_before=before,
+                balance_after=after if not errors else before,
+                entry_id=entry_id,
+                request_id=request_id,
+                errors=tuple(errors),
+            )
+        )
+    problems = [*parsed.errors, *((r.line, e) for r in planned for e in r.errors)]
+    return BulkPlan(parsed.digest, tuple(planned), tuple(sorted(problems, key=lambda p: p[0])))
+
+
+def apply_bulk(engine: Engine, *, data: bytes, actor: str) -> BulkPlan:
+    """Apply every row of the file in one transaction, or none: any problem raises
+    ``BulkRejected`` (with every problem's line) and nothing is written. Rows above the
+    approval threshold become approval requests by ``actor``. Applying the same file
+    again returns its rows as ``exists`` (with their entries and requests) and changes
+    nothing."""
+    actor = required_text(actor, "actor", maximum=MAX_ACTOR, error=InvalidAdjustment)
+    parsed = parse_file(data)
+    if parsed.errors or any(row.errors for row in parsed.rows):
+        raise BulkRejected(
+            tuple(
+                sorted(
+                    [*parsed.errors, *((r.line, e) for r in parsed.rows for e in r.errors)],
+                    key=lambda p: p[0],
+                )
+            )
+        )
+    days = expiry_days()
+
+    def body(conn: Connection) -> BulkPlan:
+        # Under the locks the checks are exact: nothing else moves these balances now.
+        plan = _plan(conn, parsed, lock=True)
+        if not plan.ok:
+            raise BulkRejected(plan.errors)
+        done: list[BulkRow] = []
+        for row in plan.rows:
+            org, amount, reason, key = row.organization_id, row.amount, row.reason, row.key
+            assert org is not None and amount is not None and reason is not None and key
+            if row.status == "apply":
+                after = _move_balance(conn, org, amount)
+                entry = _insert_entry(
+                    conn,
+                    {
+                        "organization_id": org,
+                        "amount": amount,
+                        "balance_after": after,
+                        "kind": "grant" if amount > 0 else "deduct",
+                        "reason": reason,
+                        "note": row.note,
+                        "actor": actor,
+                        "idempotency_key": key,
+                        "reverses_id": None,
+                    },
+                )
+                row = dataclasses.replace(
+                    row, status="applied", entry_id=entry.id, balance_after=after
+                )
+            elif row.status == "request":
+                request = _record_request(
+                    conn,
+                    org=org,
+                    amount=amount,
+                    reason=reason,
+                    note=row.note,
+                    actor=actor,
+                    key=key,
+                    days=days,
+                )
+                row = dataclasses.replace(row, status="requested", request_id=request.id)
+            done.append(row)
+        return dataclasses.replace(plan, rows=tuple(done))
+
+    # Every row has a key: a retry after a lost commit finds them all as ``exists``.
+    return run_in_transaction(engine, body, idempotent=True)
