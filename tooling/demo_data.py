@@ -1452,7 +1452,7 @@ def _load_ledger(
                 break
             grant_times.append(int(month.timestamp() * 1_000_000))
         ledger_total = 0
-        events: list[tuple[int, int, str, str, str | None, int | None]] = []
+        events: list[tuple[int, int, str, str, str | None, str | None]] = []
         for i, t in enumerate(grant_times):
             period_end = (
                 grant_times[i + 1] if i + 1 < len(grant_times) else now_us + 30 * 86_400_000_000
@@ -1499,30 +1499,43 @@ def _load_ledger(
                         )
                     )
                     ledger_total += refund
+        # One goodwill grant reversed a day later, to show reversals in the ledger. It
+        # joins the other events before they are numbered: ledger ids follow time, as
+        # they follow the order writes take the organization's lock in production
+        # (reconciliation's balance_after chain relies on that order).
+        goodwill = org.id == 1 and bool(events) and now_us - 3 * 86_400_000_000 > grant_times[0]
+        if goodwill:
+            t = now_us - 3 * 86_400_000_000
+            events.append((t, 250, "grant", "Goodwill credit", None, "goodwill"))
+            events.append(
+                (
+                    t + 86_400_000_000,
+                    -250,
+                    "reversal",
+                    "Granted to the wrong organization",
+                    None,
+                    "goodwill",
+                )
+            )
         events.sort(key=lambda e: e[0])
         running = 0
-        for k, (t, amount, kind, reason, note, _reverses) in enumerate(events):
+        k = 0
+        goodwill_id: int | None = None
+        for t, amount, kind, reason, note, marker in events:
             entry_id += 1
             running += amount
-            actor = FINANCE_STAFF[int(rng.integers(len(FINANCE_STAFF)))]
+            if marker == "goodwill":
+                # Drawn without the random generator, so the other rows stay as they were.
+                key, actor = f"seed-{org.id}-{kind}", FINANCE_STAFF[0]
+                reverses: int | None = goodwill_id if kind == "reversal" else None
+                goodwill_id = entry_id if kind == "grant" else goodwill_id
+            else:
+                actor = FINANCE_STAFF[int(rng.integers(len(FINANCE_STAFF)))]
+                key, reverses, k = f"seed-{org.id}-{k}", None, k + 1
             rows.append((
                 org.id, entry_id, amount, running - consumed_before(t), kind, reason, note, actor,
-                f"seed-{org.id}-{k}", None, _ts(t),
+                key, reverses, _ts(t),
             ))  # fmt: skip
-        # One goodwill grant reversed a day later, to show reversals in the ledger.
-        if org.id == 1 and rows and now_us - 3 * 86_400_000_000 > grant_times[0]:
-            t = now_us - 3 * 86_400_000_000
-            for amount, kind, reverses, reason in (
-                (250, "grant", None, "Goodwill credit"),
-                (-250, "reversal", entry_id + 1, "Granted to the wrong organization"),
-            ):
-                entry_id += 1
-                running += amount
-                t += 86_400_000_000 if kind == "reversal" else 0
-                rows.append((
-                    org.id, entry_id, amount, running - consumed_before(t), kind, reason, None,
-                    FINANCE_STAFF[0], f"seed-{org.id}-{kind}", reverses, _ts(t),
-                ))  # fmt: skip
         balances.append((org.id, running - int(cum[-1])))
     _copy_rows(
         conn,

@@ -195,3 +195,24 @@ def test_rollups_are_the_exact_recount_of_the_loaded_generations(demo_engine: En
             )
         ).one()
         assert tuple(loaded) == (DEMO_GENERATIONS, DEMO_GENERATIONS)
+
+
+def test_ledger_ids_follow_time_so_the_books_reconcile_at_any_load_time(
+    connection: Connection,
+) -> None:
+    """The goodwill grant and its reversal are numbered among the other entries by time,
+    as writes are numbered under the organization's lock: a load made when a later entry
+    fell after them once broke the ledger chain reconciliation checks."""
+    from queries.reconciliation import check_books
+
+    now = dt.datetime(2026, 11, 25, 21, 54, 7, tzinfo=dt.UTC)  # such a load time
+    seed_demo_data(connection, organizations=20, generations=60_000, days=90, seed=5, now=now)
+    out_of_order = connection.execute(
+        text(
+            "SELECT count(*) FROM (SELECT id, created_at, lag(created_at) OVER "
+            "(PARTITION BY organization_id ORDER BY id) AS before FROM credit_ledger) e "
+            "WHERE e.created_at < e.before"
+        )
+    ).scalar_one()
+    assert out_of_order == 0
+    assert check_books(connection, full=True).drifts == ()
