@@ -1352,15 +1352,25 @@ def _load_usage(
     """
     headroom = rng.uniform(1.3, 2.5, len(orgs))
     pressure = np.ones(len(orgs))
+    epoch = dt.date(1970, 1, 1)
+
+    def busy_today(org: _Org) -> bool:
+        cells = totals.get(org.id)
+        today = (now.astimezone(_zone(org.timezone)).date() - epoch).days
+        return cells is not None and bool(np.any((cells.day == today) & (cells.used >= 2)))
+
     if len(orgs) > 1:
-        # Among the busier tenants (not the largest), so today's numbers mean something.
+        # Among the busier tenants (not the largest), so today's numbers mean something,
+        # and only those with use today already: early in some zones' day a small tenant
+        # may have none yet, and a squeezed limit needs use to squeeze.
         candidates = np.arange(1, min(len(orgs), 16))
+        active = np.array([i for i in candidates.tolist() if busy_today(orgs[i])], dtype=np.int64)
+        candidates = active if len(active) else candidates
         size = min(len(candidates), max(3, len(orgs) // 5))
         picked = rng.choice(candidates, size=size, replace=False)
         for k, idx in enumerate(picked):
             pressure[idx] = rng.uniform(0.82, 0.97) if k % 2 == 0 else rng.uniform(1.02, 1.25)
     defaults = np.array([t[3] for t in GENERATION_TYPES], dtype=np.float64)
-    epoch = dt.date(1970, 1, 1)
     parts: dict[str, list[np.ndarray]] = {
         k: [] for k in ("org", "kind", "day", "used", "spent", "limit", "last")
     }

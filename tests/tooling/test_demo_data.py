@@ -216,3 +216,22 @@ def test_ledger_ids_follow_time_so_the_books_reconcile_at_any_load_time(
     ).scalar_one()
     assert out_of_order == 0
     assert check_books(connection, full=True).drifts == ()
+
+
+def test_some_organizations_are_near_or_over_their_limit_whenever_the_load_is_made(
+    connection: Connection,
+) -> None:
+    """Customer success must find someone near or over today's limit: the squeezed
+    tenants are picked among those with use today, which early in some zones' day a
+    small tenant may not have yet (a load at this time once had none)."""
+    now = dt.datetime(2026, 11, 25, 22, 12, 10, tzinfo=dt.UTC)
+    seed_demo_data(connection, organizations=8, generations=5000, days=30, seed=1, now=now)
+    pressed = connection.execute(
+        text(
+            "SELECT count(*) FROM usage_limits u JOIN organizations o ON o.id = u.organization_id "
+            "WHERE u.date = (CAST(:now AS timestamptz) AT TIME ZONE o.timezone)::date "
+            "AND u.used >= 0.8 * u.daily_limit"
+        ),
+        {"now": now},
+    ).scalar_one()
+    assert pressed > 0
