@@ -24,6 +24,7 @@ from queries import (
     approvals,
     audit,
     credits,
+    forecast,
     generations,
     orgs,
     quotas,
@@ -33,7 +34,18 @@ from queries import (
     usage,
 )
 
-READ_MODULES = (approvals, audit, credits, generations, orgs, quotas, statements, timelines, usage)
+READ_MODULES = (
+    approvals,
+    audit,
+    credits,
+    forecast,
+    generations,
+    orgs,
+    quotas,
+    statements,
+    timelines,
+    usage,
+)
 # Reads that check the books from the raw rows: they scan history by design (a full
 # reconciliation reads every generation) and issue one statement per invariant, so the
 # plan, statement-count and benchmark tests of the dashboard's reads do not apply. Both
@@ -51,6 +63,11 @@ class Context:
 
 
 Call = Callable[[Connection, Context], Any]
+
+
+def _afternoon(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(15), dt.UTC)
+
 
 PER_ORGANIZATION: dict[str, Call] = {
     "timelines.generation_timeline": lambda c, x: timelines.generation_timeline(
@@ -144,6 +161,15 @@ CROSS_ORGANIZATION: dict[str, Call] = {
         c, day=x.end, top=5
     ),
     "quotas.all_orgs_quota_alerts": lambda c, x: quotas.all_orgs_quota_alerts(c, day=x.end),
+    # "Now" is the afternoon (UTC) of the context's last day: some zones are mid-day,
+    # some late, some already in the next day.
+    "forecast.quota_forecast": lambda c, x: forecast.quota_forecast(c, now=_afternoon(x.end)),
+    "forecast.usage_spikes": lambda c, x: forecast.usage_spikes(
+        c, now=_afternoon(x.end), min_credits=0, factor=1
+    ),
+    "forecast.low_runway": lambda c, x: forecast.low_runway(
+        c, within_days=3660, now=_afternoon(x.end)
+    ),
     "audit.all_orgs_audit_trail": lambda c, x: audit.all_orgs_audit_trail(
         c, start=x.start, end=x.end
     ),

@@ -1,0 +1,391 @@
+"""Seeing it coming, for customer success: who will hit a daily limit today, whose use
+spikes far above its own habit, and whose balance runs out soon (cross-organization).
+
+Every day and hour is the organization's own local one, through its zone: a local day
+has 23, 24 or 25 hours, and a UTC+5:45 organization's hours start at a quarter past.
+Intraday use comes from ``quarter_hour_usage`` (UTC quarter-hours, a boundary of every
+local hour in every zone), burn from the prefix sums of ``organization_daily_usage``;
+no read sums raw generations.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import numbers
+
+import pandas as pd
+from sqlalchemy import Connection, text
+
+from queries.checks import check_timestamp, check_whole
+from queries.errors import InvalidInput
+from queries.frames import frame
+
+# Before this share of a usual day is done, the projection assumes it is: a first
+# generation at 00:05 projects to 10x itself, not to 288x.
+SHARE_FLOOR = 0.1
+# The usual profile is mixed with a flat day (this much of it): four past days are few,
+# and an hour that happened to be idle in all four should not weigh exactly nothing.
+FLAT_MIX = 0.1
+# Status thresholds as on the Quotas page ('near' from 80 %).
+NEAR = 0.8
+
+FORECAST_COLUMNS = {
+    "organization_id": "int64",
+    "name": "str",
+    "slug": "str",
+    "timezone": "str",
+    "type": "str",
+    "used": "int64",
+    "daily_limit": "int64",
+    "projected_used": "float64",
+    "hits_limit_at": "datetime64[us, UTC]",
+    "status": "str",
+    "expected_share_by_now": "float64",
+    "basis": "str",
+}
+
+# One statement. Per (organization, type) with use today in its local day:
+# - hours: today's local hours as UTC intervals, generate_series over the real instants
+#   between the two local midnights (23/24/25 of them on DST days);
+# - usual: the organization's generations (all types: the day's rhythm is the people's,
+#   and three types' data make four days less sparse) per local clock hour on the same
+#   local weekday of the last 4 weeks, four primary-key range reads of quarter_hour_usage;
+# - weight of each of today's hours: (1 - FLAT_MIX) x its usual share + FLAT_MIX x flat,
+#   or flat when there is no usual day ('uniform'); they sum to 1 over today;
+# - share done by now: the weights of the past hours plus the elapsed part of this one;
+# - pace: the day's total at this pace = use so far (quarter-hours of the type before
+#   now) / greatest(share done, SHARE_FLOOR); each remaining hour adds pace x its weight
+#   (the current one only its remaining part); projected = used + all of that, and the
+#   limit is hit in the first hour whose cumulative reaches it, interpolated linearly.
+_FORECAST = text(
+    """
+    WITH clock AS (
+        SELECT coalesce(CAST(:now AS timestamptz), now()) AS now
+    ),
+    today AS (
+        SELECT o.id AS organization_id, o.name, o.slug, o.timezone, u.type, u.used,
+               u.daily_limit, c.now, u.date AS day,
+               u.date::timestamp AT TIME ZONE o.timezone AS day_start,
+               (u.date + 1)::timestamp AT TIME ZONE o.timezone AS day_end
+        FROM clock c
+        JOIN usage_limits u
+          -- "Today" is one of the UTC date's neighbours in every zone: a range on
+          -- ix_usage_limits_date, never the history.
+          ON u.date BETWEEN CAST(c.now AT TIME ZONE 'UTC' AS date) - 1
+                        AND CAST(c.now AT TIME ZONE 'UTC' AS date) + 1
+        JOIN organizations o
+          ON o.id = u.organization_id AND u.date = (c.now AT TIME ZONE o.timezone)::date
+        WHERE u.used > 0
+    ),
+    orgs AS (
+        SELECT DISTINCT organization_id, timezone, day, day_start, day_end, now FROM today
+    ),
+    hours AS (
+        SELECT g.organization_id, h AS hour_start, h + interval '1 hour' AS hour_end,
+               extract(hour FROM h AT TIME ZONE g.timezone)::int AS local_hour,
+               count(*) OVER (PARTITION BY g.organization_id) AS hours_today
+        FROM orgs g
+        CROSS JOIN LATERAL generate_series(
+            g.day_start, g.day_end - interval '1 hour', interval '1 hour') AS h
+    ),
+    usual AS (
+        SELECT g.organization_id,
+               extract(hour FROM q.bucket AT TIME ZONE g.timezone)::int AS local_hour,
+               sum(q.generations)::float8 AS generations
+        FROM orgs g
+        CROSS JOIN generate_series(1, 4) AS w(weeks)
+        JOIN quarter_hour_usage q
+          ON q.organization_id = g.organization_id
+         AND q.bucket >= (g.day - 7 * w.weeks)::timestamp AT TIME ZONE g.timezone
+         AND q.bucket < (g.day - 7 * w.weeks + 1)::timestamp AT TIME ZONE g.timezone
+        GROUP BY 1, 2
+    ),
+    profiled AS (
+        SELECT h.*, coalesce(u.generations, 0) AS usual,
+               sum(coalesce(u.generations, 0)) OVER (PARTITION BY h.organization_id)
+                   AS usual_today
+        FROM hours h
+        LEFT JOIN usual u USING (organization_id, local_hour)
+    ),
+    weighted AS (
+        SELECT p.organization_id, p.hour_start, p.hour_end,
+               CASE WHEN p.usual_today > 0
+                    THEN (1 - :flat_mix) * p.usual / p.usual_today
+                         + :flat_mix / p.hours_today
+                    ELSE 1.0 / p.hours_today END AS weight,
+               p.usual_today > 0 AS profiled,
+               -- The part of the hour still ahead at now (0 for past hours).
+               least(1, greatest(0,
+                   extract(epoch FROM p.hour_end - greatest(p.hour_start, g.now)) / 3600.0))
+                   AS ahead
+        FROM profiled p JOIN orgs g USING (organization_id)
+    ),
+    share AS (
+        SELECT organization_id, sum(weight * (1 - ahead)) AS done, bool_or(profiled) AS profiled
+        FROM weighted GROUP BY organization_id
+    ),
+    paced AS (
+        SELECT t.*, s.done, s.profiled,
+               so_far.generations / greatest(s.done, :floor) AS pace
+        FROM today t
+        JOIN share s USING (organization_id)
+        CROSS JOIN LATERAL (
+            SELECT coalesce(sum(q.generations), 0)::float8 AS generations
+            FROM quarter_hour_usage q
+            WHERE q.organization_id = t.organization_id AND q.type = t.type
+              AND q.bucket >= t.day_start AND q.bucket < t.now
+        ) so_far
+    ),
+    walk AS (
+        SELECT p.organization_id, p.type, w.hour_start, w.hour_end,
+               greatest(w.hour_start, p.now) AS from_at,
+               p.pace * w.weight * w.ahead AS expected,
+               p.used + coalesce(sum(p.pace * w.weight * w.ahead) OVER (
+                   PARTITION BY p.organization_id, p.type ORDER BY w.hour_start
+                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
+        FROM paced p
+        JOIN weighted w ON w.organization_id = p.organization_id AND w.ahead > 0
+    ),
+    hit AS (
+        SELECT DISTINCT ON (w.organization_id, w.type) w.organization_id, w.type,
+               w.from_at + (w.hour_end - w.from_at) * ((d.daily_limit - w.before) / w.expected)
+                   AS hits_limit_at
+        FROM walk w
+        JOIN today d USING (organization_id, type)
+        WHERE d.used < d.daily_limit AND w.expected > 0
+          AND w.before + w.expected >= d.daily_limit
+        ORDER BY w.organization_id, w.type, w.hour_start
+    )
+    SELECT p.organization_id, p.name, p.slug, p.timezone, p.type, p.used, p.daily_limit,
+           p.used + p.pace * (1 - p.done) AS projected_used,
+           h.hits_limit_at,
+           quota_status(p.used, p.daily_limit, :near) AS status,
+           p.done AS expected_share_by_now,
+           CASE WHEN p.profiled THEN 'profile' ELSE 'uniform' END AS basis
+    FROM paced p
+    LEFT JOIN hit h USING (organization_id, type)
+    ORDER BY h.hits_limit_at NULLS LAST,
+             CASE WHEN p.daily_limit > 0 THEN (p.used + p.pace * (1 - p.done)) / p.daily_limit
+                  ELSE 'Infinity'::float8 END DESC,
+             p.name, p.organization_id, p.type
+    """
+)
+
+
+def _check_now(now: object) -> dt.datetime | None:
+    if now is None:
+        return None
+    return check_timestamp(now, "time now")
+
+
+def quota_forecast(conn: Connection, *, now: dt.datetime | None = None) -> pd.DataFrame:
+    """Every (organization, type) with use today in the organization's local day, with
+    where today ends at the current pace, soonest hit first (cross-organization).
+    One statement.
+
+    Columns: organization_id, name, slug, timezone, type, used, daily_limit,
+    projected_used (generations at the end of the local day: used + the rest of a usual
+    day at today's pace; never below used), hits_limit_at (UTC; when the limit is reached
+    today at that pace, NaT if not today or if already at/over it), status ('over',
+    'at limit', 'near' from 80 %, 'ok'), expected_share_by_now (share of a usual day
+    done by now), basis ('profile': the organization's same weekday of the last 4 weeks,
+    all types; 'uniform': no such history, a flat day). ``now`` (aware) defaults to the
+    database's now().
+    """
+    params = {"now": _check_now(now), "floor": SHARE_FLOOR, "flat_mix": FLAT_MIX, "near": NEAR}
+    return frame(conn.execute(_FORECAST, params), FORECAST_COLUMNS)
+
+
+SPIKE_COLUMNS = {
+    "organization_id": "int64",
+    "name": "str",
+    "slug": "str",
+    "timezone": "str",
+    "recent_credits": "int64",
+    "baseline_credits": "float64",
+    "factor": "float64",
+}
+
+# Volume below which a spike is not news: 100 credits is 100 chats, 25 images or about
+# two videos in the window. A tenant going from 2 to 9 credits is 4.5x and nobody's
+# business; a flapping alert for it would teach people to ignore the list.
+MIN_SPIKE_CREDITS = 100
+MAX_SPIKE_HOURS = 24
+
+# One statement. Candidates are the organizations with credits on a local date the
+# window touches (today or yesterday in their zone: the window is at most 24 h), found
+# on ix_usage_limits_date; each is then read on quarter_hour_usage's primary key: the
+# window, the same local wall-clock window 1..4 weeks before (through the zone, so a DST
+# change in between keeps the local hours), and its first bucket. A past week counts
+# (as 0 when it had no use) only if it ends after the organization's first use.
+_SPIKES = text(
+    """
+    WITH clock AS (
+        SELECT coalesce(CAST(:now AS timestamptz), now()) AS now
+    ),
+    candidates AS (
+        SELECT DISTINCT o.id AS organization_id, o.name, o.slug, o.timezone, c.now
+        FROM clock c
+        JOIN usage_limits u
+          ON u.date BETWEEN CAST(c.now AT TIME ZONE 'UTC' AS date) - 2
+                        AND CAST(c.now AT TIME ZONE 'UTC' AS date) + 1
+        JOIN organizations o
+          ON o.id = u.organization_id
+         AND u.date BETWEEN (c.now AT TIME ZONE o.timezone)::date - 1
+                        AND (c.now AT TIME ZONE o.timezone)::date
+        WHERE u.credits_used > 0
+    ),
+    recent AS (
+        SELECT c.*, r.credits AS recent_credits, f.first_use
+        FROM candidates c
+        CROSS JOIN LATERAL (
+            SELECT coalesce(sum(q.credits), 0) AS credits FROM quarter_hour_usage q
+            WHERE q.organization_id = c.organization_id
+              AND q.bucket >= c.now - make_interval(hours => :hours) AND q.bucket < c.now
+        ) r
+        CROSS JOIN LATERAL (
+            SELECT min(q.bucket) AS first_use FROM quarter_hour_usage q
+            WHERE q.organization_id = c.organization_id
+        ) f
+        WHERE r.credits >= :min_credits
+    ),
+    weeks AS (
+        SELECT r.organization_id, w.window_end, b.credits
+        FROM recent r
+        CROSS JOIN generate_series(1, 4) AS k(weeks)
+        CROSS JOIN LATERAL (
+            SELECT (r.now AT TIME ZONE r.timezone - make_interval(days => 7 * k.weeks))
+                       AT TIME ZONE r.timezone AS window_end
+        ) w
+        CROSS JOIN LATERAL (
+            SELECT coalesce(sum(q.credits), 0) AS credits FROM quarter_hour_usage q
+            WHERE q.organization_id = r.organization_id
+              AND q.bucket >= w.window_end - make_interval(hours => :hours)
+              AND q.bucket < w.window_end
+        ) b
+        WHERE w.window_end > r.first_use
+    ),
+    baseline AS (
+        SELECT organization_id, avg(credits)::float8 AS baseline_credits
+        FROM weeks GROUP BY organization_id
+    ),
+    scored AS (
+        SELECT r.organization_id, r.name, r.slug, r.timezone, r.recent_credits,
+               coalesce(b.baseline_credits, 0) AS baseline_credits,
+               CASE WHEN coalesce(b.baseline_credits, 0) > 0
+                    THEN r.recent_credits / b.baseline_credits
+                    ELSE 'Infinity'::float8 END AS factor
+        FROM recent r LEFT JOIN baseline b USING (organization_id)
+    )
+    SELECT * FROM scored
+    WHERE factor >= :factor
+    ORDER BY factor DESC, recent_credits DESC, name, organization_id
+    """
+)
+
+
+def usage_spikes(
+    conn: Connection,
+    *,
+    now: dt.datetime | None = None,
+    hours: int = 3,
+    factor: float = 3.0,
+    min_credits: int = MIN_SPIKE_CREDITS,
+) -> pd.DataFrame:
+    """Organizations whose credits in the last ``hours`` hours are at least ``factor`` x
+    their baseline (the average of the same local weekday and hours over the previous 4
+    weeks, those since their first use) and at least ``min_credits``, highest factor
+    first (cross-organization). One statement.
+
+    Columns: organization_id, name, slug, timezone, recent_credits, baseline_credits,
+    factor (recent / baseline; inf when the baseline is 0).
+    """
+    hours = check_whole(hours, "number of hours", minimum=1, maximum=MAX_SPIKE_HOURS)
+    if (
+        isinstance(factor, bool)
+        or not isinstance(factor, numbers.Real)
+        or not 1 <= float(factor) <= 1000
+    ):
+        raise InvalidInput(f"The spike factor must be a number from 1 to 1000, not {factor!r}.")
+    min_credits = check_whole(min_credits, "minimum credits", minimum=0, maximum=10**12)
+    params = {
+        "now": _check_now(now),
+        "hours": hours,
+        "factor": float(factor),
+        "min_credits": min_credits,
+    }
+    return frame(conn.execute(_SPIKES, params), SPIKE_COLUMNS)
+
+
+RUNWAY_COLUMNS = {
+    "organization_id": "int64",
+    "name": "str",
+    "slug": "str",
+    "timezone": "str",
+    "plan": "str",
+    "balance": "int64",
+    "daily_burn": "float64",
+    "runway_days": "float64",
+    "runs_out_on": "object",
+}
+
+# One statement. The burn of the last burn_days complete local days (today excluded, as
+# in queries.usage.balance_and_runway) is cum(<= yesterday) - cum(< today - burn_days)
+# of organization_daily_usage: two index-only probes per organization.
+_LOW_RUNWAY = text(
+    """
+    WITH clock AS (
+        SELECT coalesce(CAST(:now AS timestamptz), now()) AS now
+    ),
+    burn AS (
+        SELECT o.id AS organization_id, o.name, o.slug, o.timezone, o.plan, b.balance, z.today,
+               coalesce(hi.credits_through, 0) - coalesce(lo.credits_through, 0) AS burned
+        FROM clock c
+        CROSS JOIN organizations o
+        JOIN credit_balances b ON b.organization_id = o.id
+        CROSS JOIN LATERAL (SELECT (c.now AT TIME ZONE o.timezone)::date AS today) z
+        LEFT JOIN LATERAL (
+            SELECT d.credits_through FROM organization_daily_usage d
+            WHERE d.organization_id = o.id AND d.date < z.today
+            ORDER BY d.date DESC LIMIT 1
+        ) hi ON true
+        LEFT JOIN LATERAL (
+            SELECT d.credits_through FROM organization_daily_usage d
+            WHERE d.organization_id = o.id AND d.date < z.today - :days
+            ORDER BY d.date DESC LIMIT 1
+        ) lo ON true
+    ),
+    runway AS (
+        SELECT *, burned::float8 / :days AS daily_burn,
+               balance / (burned::float8 / :days) AS runway_days
+        FROM burn WHERE burned > 0
+    )
+    SELECT organization_id, name, slug, timezone, plan, balance, daily_burn, runway_days,
+           today + floor(greatest(runway_days, 0))::int AS runs_out_on
+    FROM runway
+    WHERE runway_days <= :within
+    ORDER BY runway_days, name, organization_id
+    """
+)
+
+
+def low_runway(
+    conn: Connection,
+    *,
+    within_days: int = 14,
+    burn_days: int = 30,
+    now: dt.datetime | None = None,
+) -> pd.DataFrame:
+    """Organizations whose balance runs out within ``within_days`` at their average burn
+    of the last ``burn_days`` complete local days (as ``usage.balance_and_runway``),
+    soonest first (cross-organization). One statement.
+
+    Columns: organization_id, name, slug, timezone, plan, balance, daily_burn (credits
+    per day), runway_days (balance / daily_burn; 0 or less when the balance is spent),
+    runs_out_on (the local date it runs out: today + whole days of runway).
+    Organizations that burned nothing never run out and are not listed.
+    """
+    within_days = check_whole(within_days, "number of days", minimum=0, maximum=3660)
+    burn_days = check_whole(burn_days, "number of burn days", minimum=1, maximum=366)
+    params = {"now": _check_now(now), "within": within_days, "days": burn_days}
+    return frame(conn.execute(_LOW_RUNWAY, params), RUNWAY_COLUMNS)

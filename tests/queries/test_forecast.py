@@ -1,0 +1,411 @@
+"""Forecasts, spikes and low runway: synthetic intraday patterns in several zones."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
+from sqlalchemy import Connection, text
+
+from queries import forecast, usage
+from queries.errors import InvalidInput
+from tests.factories import add_generations, ensure_types, make_org, make_user
+
+HOUR = dt.timedelta(hours=1)
+
+
+def local_midnight(day: dt.date, tz: str) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), ZoneInfo(tz)).astimezone(dt.UTC)
+
+
+def evenly(start: dt.datetime, end: dt.datetime, per_hour: int) -> list[dt.datetime]:
+    """``per_hour`` instants per real hour from ``start`` (inclusive) to ``end``."""
+    step = HOUR / per_hour
+    count = int((end - start) / step)
+    return [start + i * step for i in range(count)]
+
+
+def local_hours(day: dt.date, tz: str, hours: range, per_hour: int) -> list[dt.datetime]:
+    """``per_hour`` instants in each of the given local clock hours of ``day``."""
+    zone = ZoneInfo(tz)
+    out: list[dt.datetime] = []
+    for h in hours:
+        start = dt.datetime.combine(day, dt.time(h), zone).astimezone(dt.UTC)
+        out += evenly(start, start + HOUR, per_hour)
+    return out
+
+
+class Tenant:
+    """An organization with one user and generations of one type."""
+
+    def __init__(self, conn: Connection, tz: str) -> None:
+        ensure_types(conn)
+        self.conn = conn
+        self.tz = tz
+        # Generations debit the balance (never below 0): plenty, set_balance() after.
+        self.org = make_org(conn, timezone=tz, balance=10**9)
+        self.user = make_user(conn, self.org)
+
+    def generate(self, instants: list[dt.datetime], type: str = "chat", credits: int = 1) -> None:
+        add_generations(self.conn, self.org, [(self.user, type, credits, at) for at in instants])
+
+    def usual_days(self, day: dt.date, hours: range, per_hour: int) -> None:
+        """The same local weekday of the 4 weeks before ``day``: ``per_hour`` in each hour."""
+        instants: list[dt.datetime] = []
+        for weeks in range(1, 5):
+            instants += local_hours(day - dt.timedelta(weeks=weeks), self.tz, hours, per_hour)
+        self.generate(instants)
+
+    def set_balance(self, balance: int) -> None:
+        self.conn.execute(
+            text("UPDATE credit_balances SET balance = :balance WHERE organization_id = :org"),
+            {"balance": balance, "org": self.org},
+        )
+
+    def set_limit(self, day: dt.date, limit: int, type: str = "chat") -> None:
+        self.conn.execute(
+            text(
+                "UPDATE usage_limits SET daily_limit = :limit "
+                "WHERE organization_id = :org AND type = :type AND date = :day"
+            ),
+            {"limit": limit, "org": self.org, "type": type, "day": day},
+        )
+
+
+def row_of(df: pd.DataFrame, org: int) -> pd.Series:
+    rows = df[df["organization_id"] == org]
+    assert len(rows) == 1, rows
+    return rows.iloc[0]
+
+
+STEADY = [
+    # zone, local day, hours in that day
+    ("UTC", dt.date(2031, 4, 9), 24),
+    ("Asia/Kathmandu", dt.date(2031, 4, 9), 24),  # UTC+5:45: hours start at :15 UTC
+    ("America/New_York", dt.date(2026, 11, 1), 25),  # fall back: a 25-hour day
+    ("America/New_York", dt.date(2026, 3, 8), 23),  # spring forward: a 23-hour day
+]
+
+
+@pytest.mark.parametrize("history", [True, False], ids=["usual-flat-day", "no-history"])
+@pytest.mark.parametrize(("tz", "day", "hours"), STEADY, ids=[s[0] + str(s[1]) for s in STEADY])
+def test_a_steady_pace_is_forecast_to_hit_the_limit_within_a_quarter_hour(
+    connection: Connection, tz: str, day: dt.date, hours: int, history: bool
+) -> None:
+    tenant = Tenant(connection, tz)
+    if history:
+        tenant.usual_days(day, range(24), per_hour=1)
+    midnight = local_midnight(day, tz)
+    now = midnight + 10 * HOUR  # ten real hours into the local day, at 4 an hour
+    tenant.generate(evenly(midnight, now, per_hour=4))
+    tenant.set_limit(day, 60)
+
+    row = row_of(forecast.quota_forecast(connection, now=now), tenant.org)
+
+    # 40 done in 10 of the day's hours: 4 an hour for the rest of it, 60 at now + 5 h.
+    assert row["used"] == 40 and row["daily_limit"] == 60 and row["status"] == "ok"
+    assert row["basis"] == ("profile" if history else "uniform")
+    assert row["expected_share_by_now"] == pytest.approx(10 / hours)
+    assert row["projected_used"] == pytest.approx(4 * hours)
+    assert abs(row["hits_limit_at"] - (now + 5 * HOUR)) <= dt.timedelta(minutes=15)
+
+
+def test_late_in_the_day_85_percent_is_no_emergency_but_40_percent_at_eight_is(
+    connection: Connection,
+) -> None:
+    day = dt.date(2031, 4, 9)
+    late, early = Tenant(connection, "Asia/Kathmandu"), Tenant(connection, "America/New_York")
+    for tenant in (late, early):
+        tenant.usual_days(day, range(24), per_hour=1)
+    late_now = local_midnight(day, late.tz) + 23 * HOUR
+    late.generate(evenly(local_midnight(day, late.tz), late_now, per_hour=4)[:85])
+    late.set_limit(day, 100)
+    # The same instant is 08:00 in New York... no: pick New York's own 08:00 and read
+    # both at their own times.
+    early_now = local_midnight(day, early.tz) + 8 * HOUR
+    early.generate(evenly(local_midnight(day, early.tz), early_now, per_hour=5))
+    early.set_limit(day, 100)
+
+    late_row = row_of(forecast.quota_forecast(connection, now=late_now), late.org)
+    early_row = row_of(forecast.quota_forecast(connection, now=early_now), early.org)
+
+    assert late_row["used"] == 85 and pd.isna(late_row["hits_limit_at"])
+    assert late_row["projected_used"] < 100
+    assert early_row["used"] == 40 and early_row["projected_used"] == pytest.approx(120)
+    assert abs(early_row["hits_limit_at"] - (early_now + 12 * HOUR)) <= dt.timedelta(minutes=15)
+
+
+def test_a_morning_burst_is_judged_against_the_organizations_usual_day(
+    connection: Connection,
+) -> None:
+    day = dt.date(2031, 4, 9)
+    mornings, flat = Tenant(connection, "Europe/Berlin"), Tenant(connection, "Europe/Berlin")
+    mornings.usual_days(day, range(6, 10), per_hour=5)  # usually all done by 10:00
+    flat.usual_days(day, range(24), per_hour=1)
+    now = dt.datetime.combine(day, dt.time(10), ZoneInfo("Europe/Berlin")).astimezone(dt.UTC)
+    for tenant in (mornings, flat):
+        tenant.generate(local_hours(day, tenant.tz, range(6, 10), per_hour=15))  # 60
+        tenant.set_limit(day, 100)
+
+    result = forecast.quota_forecast(connection, now=now)
+    usual_mornings, usual_flat = row_of(result, mornings.org), row_of(result, flat.org)
+
+    assert usual_mornings["used"] == usual_flat["used"] == 60
+    assert usual_mornings["expected_share_by_now"] > 0.9
+    assert pd.isna(usual_mornings["hits_limit_at"]) and usual_mornings["projected_used"] < 70
+    assert usual_flat["projected_used"] == pytest.approx(144)
+    assert usual_flat["hits_limit_at"] > now
+    # Soonest hit first: the flagged one leads.
+    ours = result[result["organization_id"].isin([mornings.org, flat.org])]
+    assert list(ours["organization_id"]) == [flat.org, mornings.org]
+
+
+def test_an_organization_already_over_its_limit_has_no_hit_time_and_says_over(
+    connection: Connection,
+) -> None:
+    day = dt.date(2031, 4, 9)
+    tenant = Tenant(connection, "UTC")
+    now = local_midnight(day, "UTC") + 12 * HOUR
+    tenant.generate(evenly(local_midnight(day, "UTC"), now, per_hour=10))
+    tenant.set_limit(day, 100)
+
+    row = row_of(forecast.quota_forecast(connection, now=now), tenant.org)
+
+    assert (row["used"], row["status"]) == (120, "over")
+    assert pd.isna(row["hits_limit_at"]) and row["projected_used"] >= 120
+
+
+def test_a_first_generation_early_in_the_day_does_not_project_to_infinity(
+    connection: Connection,
+) -> None:
+    day = dt.date(2031, 4, 9)
+    tenant = Tenant(connection, "UTC")
+    now = local_midnight(day, "UTC") + dt.timedelta(minutes=5)
+    tenant.generate([local_midnight(day, "UTC")])
+    tenant.set_limit(day, 1000)
+
+    row = row_of(forecast.quota_forecast(connection, now=now), tenant.org)
+
+    assert row["projected_used"] <= 1 / forecast.SHARE_FLOOR + 1
+    assert pd.isna(row["hits_limit_at"])
+
+
+def test_forecast_columns_and_types_are_exactly_as_documented(connection: Connection) -> None:
+    result = forecast.quota_forecast(connection, now=dt.datetime(2031, 4, 9, tzinfo=dt.UTC))
+    assert list(result.columns) == list(forecast.FORECAST_COLUMNS)
+    dtypes = result.dtypes.astype(str)
+    for column in ("organization_id", "used", "daily_limit"):
+        assert dtypes[column] == "int64"
+    assert dtypes["projected_used"] == dtypes["expected_share_by_now"] == "float64"
+    assert dtypes["hits_limit_at"] == "datetime64[us, UTC]"
+
+
+@pytest.mark.parametrize(
+    "now", [dt.datetime(2031, 4, 9, 10), "2031-04-09T10:00Z", dt.date(2031, 4, 9), 0]
+)
+def test_a_naive_or_non_datetime_now_is_refused(connection: Connection, now: object) -> None:
+    for read in (forecast.quota_forecast, forecast.usage_spikes, forecast.low_runway):
+        with pytest.raises(InvalidInput):
+            read(connection, now=now)  # type: ignore[arg-type]
+
+
+ZONES = ["UTC", "Asia/Kathmandu", "America/New_York", "Pacific/Kiritimati", "America/St_Johns"]
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    tz=hs.sampled_from(ZONES),
+    day=hs.sampled_from([dt.date(2031, 4, 9), dt.date(2026, 11, 1), dt.date(2026, 3, 8)]),
+    usual=hs.lists(hs.integers(0, 3), min_size=24, max_size=24),
+    today=hs.lists(hs.integers(0, 6), min_size=1, max_size=23),
+    minutes=hs.integers(0, 59),
+    limit=hs.integers(0, 120),
+)
+def test_the_forecast_never_projects_below_used_and_hits_within_today_or_never(
+    connection: Connection,
+    tz: str,
+    day: dt.date,
+    usual: list[int],
+    today: list[int],
+    minutes: int,
+    limit: int,
+) -> None:
+    with connection.begin_nested() as savepoint:
+        tenant = Tenant(connection, tz)
+        history: list[dt.datetime] = []
+        for weeks in range(1, 5):
+            past = day - dt.timedelta(weeks=weeks)
+            for hour, count in enumerate(usual):
+                history += local_hours(past, tz, range(hour, hour + 1), count) if count else []
+        midnight = local_midnight(day, tz)
+        instants = [
+            midnight + hour * HOUR + i * HOUR / (count + 1)
+            for hour, count in enumerate(today)
+            for i in range(count)
+        ]
+        now = midnight + (len(today) - 1) * HOUR + dt.timedelta(minutes=minutes)
+        instants = [at for at in instants if at < now] or [midnight]
+        tenant.generate(history + instants)
+        tenant.set_limit(day, limit)
+
+        result = forecast.quota_forecast(connection, now=now)
+        row = row_of(result, tenant.org)
+        day_end = local_midnight(day + dt.timedelta(days=1), tz)
+        assert row["projected_used"] >= row["used"] - 1e-9
+        assert 0 <= row["expected_share_by_now"] <= 1 + 1e-9
+        if pd.isna(row["hits_limit_at"]):
+            assert row["used"] >= limit or row["projected_used"] < limit + 1e-6
+        else:
+            assert now <= row["hits_limit_at"] <= day_end
+            assert row["used"] < limit <= row["projected_used"] + 1e-6
+        savepoint.rollback()
+
+
+# -- spikes -----------------------------------------------------------------------------
+
+
+def test_a_spike_is_three_times_the_usual_same_hours_with_enough_volume(
+    connection: Connection,
+) -> None:
+    day = dt.date(2031, 4, 9)
+    tz = "Asia/Kathmandu"
+    now = dt.datetime.combine(day, dt.time(15), ZoneInfo(tz)).astimezone(dt.UTC)
+    spiking, steady, tiny, newcomer = (Tenant(connection, tz) for _ in range(4))
+    for tenant in (spiking, steady):
+        # Usually 10 credits an hour from 12:00 to 15:00 local: a baseline of 30 in 3 h.
+        for weeks in range(1, 5):
+            tenant.generate(local_hours(day - dt.timedelta(weeks=weeks), tz, range(12, 15), 10))
+    spiking.generate(local_hours(day, tz, range(12, 15), 40))  # 120 credits: 4x
+    steady.generate(local_hours(day, tz, range(12, 15), 15))  # 45: 1.5x
+    # Tiny: 1 credit an hour usually, 20 an hour now: 20x but 60 credits in all.
+    for weeks in range(1, 5):
+        tiny.generate(local_hours(day - dt.timedelta(weeks=weeks), tz, range(12, 15), 1))
+    tiny.generate(local_hours(day, tz, range(12, 15), 20))
+    # A newcomer: first use two weeks ago, nothing those hours since; its two weeks
+    # without use count as 0, the weeks before its first use do not.
+    newcomer.generate(local_hours(day - dt.timedelta(weeks=2), tz, range(12, 15), 20))
+    newcomer.generate(local_hours(day - dt.timedelta(weeks=2), tz, range(20, 21), 1))
+    newcomer.generate(local_hours(day, tz, range(12, 15), 40))
+
+    result = forecast.usage_spikes(connection, now=now)
+    ours = result[result["organization_id"].isin([spiking.org, steady.org, tiny.org, newcomer.org])]
+
+    assert set(ours["organization_id"]) == {spiking.org, newcomer.org}
+    spike = row_of(ours, spiking.org)
+    assert (spike["recent_credits"], spike["baseline_credits"]) == (120, 30.0)
+    assert spike["factor"] == pytest.approx(4.0)
+    new = row_of(ours, newcomer.org)
+    assert (new["recent_credits"], new["baseline_credits"]) == (120, 30.0)  # (60 + 0) / 2
+    # A lower bar finds the steady one; a lower volume floor finds the tiny one.
+    lower_bar = forecast.usage_spikes(connection, now=now, factor=1.5, min_credits=40)
+    assert steady.org in set(lower_bar["organization_id"])
+    assert tiny.org in set(
+        forecast.usage_spikes(connection, now=now, min_credits=50)["organization_id"]
+    )
+    assert list(result.columns) == list(forecast.SPIKE_COLUMNS)
+    assert list(result["factor"]) == sorted(result["factor"], reverse=True)
+
+
+def test_a_first_ever_burst_has_an_infinite_factor(connection: Connection) -> None:
+    day = dt.date(2031, 4, 9)
+    tenant = Tenant(connection, "UTC")
+    tenant.generate(local_hours(day, "UTC", range(9, 12), 50))
+    now = local_midnight(day, "UTC") + 12 * HOUR
+
+    row = row_of(forecast.usage_spikes(connection, now=now), tenant.org)
+
+    assert row["recent_credits"] == 150 and row["baseline_credits"] == 0
+    assert math.isinf(row["factor"])
+
+
+def test_spikes_keep_the_local_hours_across_a_dst_change(connection: Connection) -> None:
+    # Sunday 2026-11-08 09:00-12:00 EST; four weeks before is EDT: same local hours,
+    # UTC hours one earlier. The usual 30 credits come from the local hours only.
+    tz = "America/New_York"
+    day = dt.date(2026, 11, 8)
+    tenant = Tenant(connection, tz)
+    for weeks in range(1, 5):
+        tenant.generate(local_hours(day - dt.timedelta(weeks=weeks), tz, range(9, 12), 10))
+        tenant.generate(local_hours(day - dt.timedelta(weeks=weeks), tz, range(8, 9), 50))
+    tenant.generate(local_hours(day, tz, range(9, 12), 40))
+    now = dt.datetime.combine(day, dt.time(12), ZoneInfo(tz)).astimezone(dt.UTC)
+
+    row = row_of(forecast.usage_spikes(connection, now=now), tenant.org)
+
+    assert (row["recent_credits"], row["baseline_credits"]) == (120, 30.0)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"hours": 0},
+        {"hours": 25},
+        {"hours": 2.5},
+        {"factor": 0.5},
+        {"factor": "3"},
+        {"factor": True},
+        {"min_credits": -1},
+        {"min_credits": 1.5},
+    ],
+)
+def test_spike_arguments_are_checked(connection: Connection, bad: dict[str, object]) -> None:
+    with pytest.raises(InvalidInput):
+        forecast.usage_spikes(connection, **bad)  # type: ignore[arg-type]
+
+
+# -- low runway -------------------------------------------------------------------------
+
+
+def test_low_runway_equals_balance_and_runway(connection: Connection) -> None:
+    today = connection.execute(text("SELECT CAST(now() AT TIME ZONE 'UTC' AS date)")).scalar_one()
+    balances = {"short": 100, "long": 10_000, "spent": 0, "idle": 10}
+    zones = {
+        "short": "Asia/Kathmandu",
+        "long": "America/New_York",
+        "spent": "Pacific/Kiritimati",
+        "idle": "UTC",
+    }
+    tenants = {key: Tenant(connection, zone) for key, zone in zones.items()}
+    for key, tenant in tenants.items():
+        if key == "idle":
+            continue
+        for back in (1, 3, 10, 29, 35):  # 35 days back is outside the burn window
+            day = today - dt.timedelta(days=back)
+            tenant.generate(local_hours(day, tenant.tz, range(9, 12), 20), credits=2)
+        tenant.generate(local_hours(today, tenant.tz, range(0, 1), 1))  # maybe today
+    for key, tenant in tenants.items():
+        tenant.set_balance(balances[key])
+
+    result = forecast.low_runway(connection, within_days=14)
+    ours = result[result["organization_id"].isin([t.org for t in tenants.values()])]
+
+    assert set(ours["organization_id"]) == {tenants["short"].org, tenants["spent"].org}
+    everything = forecast.low_runway(connection, within_days=3660)
+    all_ours = everything[everything["organization_id"].isin([t.org for t in tenants.values()])]
+    assert len(all_ours) == 3  # the idle one never runs out
+    for _, row in all_ours.iterrows():
+        runway = usage.balance_and_runway(connection, organization_id=int(row["organization_id"]))
+        assert runway is not None and runway.runway_days is not None
+        assert row["balance"] == runway.balance
+        assert row["daily_burn"] == pytest.approx(runway.daily_burn)
+        assert row["runway_days"] == pytest.approx(runway.runway_days)
+        assert row["runs_out_on"] == runway.today + dt.timedelta(
+            days=math.floor(max(runway.runway_days, 0))
+        )
+    assert ours["organization_id"].iloc[0] == tenants["spent"].org  # soonest first
+    assert list(result.columns) == list(forecast.RUNWAY_COLUMNS)
+
+
+@pytest.mark.parametrize(
+    "bad", [{"within_days": -1}, {"within_days": 1.5}, {"burn_days": 0}, {"burn_days": 400}]
+)
+def test_runway_arguments_are_checked(connection: Connection, bad: dict[str, object]) -> None:
+    with pytest.raises(InvalidInput):
+        forecast.low_runway(connection, **bad)  # type: ignore[arg-type]
