@@ -44,6 +44,7 @@ from queries import (
     approvals,
     audit,
     credits,
+    forecast,
     generations,
     orgs,
     quotas,
@@ -347,6 +348,10 @@ pending_approvals = _cached_read(
     approvals.pending_requests_page, scope=ALL, ttl=LIVE_TTL, max_entries=256
 )
 audit_page = _cached_read(audit.all_orgs_audit_page, scope=ALL, ttl=LIVE_TTL, max_entries=256)
+# Forecasts move with every generation, like today's quotas.
+quota_forecast = _cached_read(forecast.quota_forecast, scope=ALL, ttl=LIVE_TTL, max_entries=8)
+usage_spikes = _cached_read(forecast.usage_spikes, scope=ALL, ttl=LIVE_TTL, max_entries=8)
+low_runway = _cached_read(forecast.low_runway, scope=ALL, ttl=LIVE_TTL, max_entries=64)
 
 
 def timeline_by_type(

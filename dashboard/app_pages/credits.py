@@ -23,7 +23,7 @@ from typing import Final
 import pandas as pd
 import streamlit as st
 
-from dashboard import actions, auth, charts, data, exports, paging, state, ui
+from dashboard import actions, auth, charts, data, exports, forecasts, paging, state, ui
 from dashboard.confirm import WriteFlow
 from dashboard.text import md
 from queries.approvals import ApprovalCursor, ApprovalRequest, PendingApproval
@@ -860,6 +860,8 @@ def render() -> None:
             f"Hover for each {f.granularity}'s own amounts. Granted includes refunds; "
             "deducted includes reversals that took credits back."
         )
+    with ui.section("Low runway"):
+        forecasts.low_runway("credits")
 
 
 render()

@@ -12,7 +12,7 @@ from typing import Final
 import pandas as pd
 import streamlit as st
 
-from dashboard import actions, auth, charts, data, paging, state, timezone_form, ui
+from dashboard import actions, auth, charts, data, forecasts, paging, state, timezone_form, ui
 from dashboard.confirm import WriteFlow
 from dashboard.text import md
 from queries import quotas
@@ -345,6 +345,10 @@ def render() -> None:
         "Quotas", "Daily limits per organization and type, in each organization's own day."
     )
     ui.show_flash(FLASH)
+    with ui.section("The forecast"):
+        forecasts.limit_today()
+    with ui.section("Spikes"):
+        forecasts.spikes()
     with ui.section("Today's utilization"):
         _today()
     with ui.section("The quota history"):

@@ -15,7 +15,7 @@ from typing import Final
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, paging, state, ui
+from dashboard import charts, data, forecasts, paging, state, ui
 from queries.models import PLANS
 from queries.usage import MAX_USAGE_ROWS, UsageCursor
 
@@ -174,6 +174,9 @@ def render() -> None:
         shown = top.rows
         st.subheader("The 15 largest consumers: consumed against granted")
         st.plotly_chart(charts.usage_ranking(shown), key="usage.ranking_chart")
+
+    with ui.section("Low runway"):
+        forecasts.low_runway("usage")
 
     with ui.section("The monthly trend"):
         st.subheader("Monthly trend, all organizations")

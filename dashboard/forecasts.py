@@ -1,0 +1,166 @@
+"""Sections that see trouble coming (``queries.forecast``): who will hit a daily limit
+today and when, in their own clock; whose use spikes far above their habit; whose
+balance runs out within N days. The Quotas page shows the first two; Usage review and
+Credits share :func:`low_runway` (one component, two pages)."""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import data
+from queries import forecast
+
+RUNWAY_DEFAULT_DAYS: Final = 14
+RUNWAY_MAX_DAYS: Final = 365
+
+
+def local_clock(at: pd.Series, timezones: pd.Series) -> pd.Series:
+    """UTC instants as the local time of each row's zone: "14:30 Asia/Kathmandu"; blank
+    for NaT."""
+    return pd.Series(
+        [
+            "" if pd.isna(ts) else f"{ts.tz_convert(str(tz)):%H:%M} {tz}"
+            for ts, tz in zip(at, timezones, strict=True)
+        ],
+        index=at.index,
+        dtype="object",
+    )
+
+
+def limit_today_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The forecast rows that hit their limit later today, as shown, soonest first."""
+    hits = df[df["hits_limit_at"].notna()]
+    return pd.DataFrame(
+        {
+            "Organization": hits["name"],
+            "Type": hits["type"],
+            "Used / limit": [
+                f"{used:,} / {limit:,}"
+                for used, limit in zip(hits["used"], hits["daily_limit"], strict=True)
+            ],
+            "Projected today": hits["projected_used"].round(),
+            "Hits the limit at": local_clock(hits["hits_limit_at"], hits["timezone"]),
+            "Basis": hits["basis"],
+        }
+    ).reset_index(drop=True)
+
+
+def spikes_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Spikes as shown: the factor as "4.0×", "new" when there was no usual use."""
+    return pd.DataFrame(
+        {
+            "Organization": df["name"],
+            "Credits, last hours": df["recent_credits"],
+            "Usual for these hours": df["baseline_credits"].round(1),
+            "Factor": ["new" if math.isinf(f) else f"{f:.1f}×" for f in df["factor"]],
+            "Time zone": df["timezone"],
+        }
+    ).reset_index(drop=True)
+
+
+def runway_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Low-runway rows as shown."""
+    return pd.DataFrame(
+        {
+            "Organization": df["name"],
+            "Plan": df["plan"],
+            "Balance": df["balance"],
+            "Daily burn": df["daily_burn"].round(1),
+            "Runway (days)": df["runway_days"].clip(lower=0).round(1),
+            "Runs out on": df["runs_out_on"],
+        }
+    ).reset_index(drop=True)
+
+
+def limit_today() -> None:
+    """ "Will hit its limit today": who reaches a daily limit before their local midnight
+    at today's pace, and at what local time."""
+    st.subheader("Will hit its limit today")
+    rows = data.quota_forecast()
+    table = limit_today_table(rows)
+    if table.empty:
+        st.success(
+            "At today's pace, no organization reaches a daily limit before its own midnight."
+            if not rows.empty
+            else "No organization has used a quota today (in its own day) yet."
+        )
+    else:
+        st.dataframe(
+            table,
+            hide_index=True,
+            column_config={
+                "Projected today": st.column_config.NumberColumn(
+                    format="localized", help="Generations by the end of their local day."
+                ),
+                "Hits the limit at": st.column_config.TextColumn(
+                    help="Their local time, in their zone."
+                ),
+            },
+            key="forecasts.limit_today",
+        )
+    st.caption(
+        "The pace is today's use so far, weighed against how far into a usual day the "
+        "organization is by now (same weekday of the last 4 weeks, its own hours; "
+        "'uniform' where there is no such history). Late in the day a high share is not "
+        "an emergency; early in the day a steep pace is. Already over: see below."
+    )
+
+
+def spikes() -> None:
+    """Organizations whose last hours are far above their own usual for those hours."""
+    st.subheader("Spikes")
+    rows = data.usage_spikes()
+    if rows.empty:
+        st.success("No organization is spending far above its usual for these hours.")
+    else:
+        st.dataframe(
+            spikes_table(rows),
+            hide_index=True,
+            column_config={
+                "Credits, last hours": st.column_config.NumberColumn(format="localized"),
+                "Usual for these hours": st.column_config.NumberColumn(format="localized"),
+            },
+            key="forecasts.spikes",
+        )
+    st.caption(
+        "Credits of the last 3 hours against the same local weekday and hours of the 4 "
+        f"weeks before (average; weeks since their first use), at least 3× and "
+        f"{forecast.MIN_SPIKE_CREDITS:,} credits, so tiny tenants do not flap. "
+        "'new': no use in those hours before."
+    )
+
+
+def low_runway(page: str) -> None:
+    """Organizations whose balance runs out within N days (a number input) at their
+    burn of the last 30 complete days. ``page`` prefixes the widgets' keys."""
+    st.subheader("Low runway")
+    days = st.number_input(
+        "Running out within (days)",
+        min_value=0,
+        max_value=RUNWAY_MAX_DAYS,
+        value=RUNWAY_DEFAULT_DAYS,
+        step=1,
+        key=f"{page}.runway_days",
+    )
+    rows = data.low_runway(within_days=int(days))
+    if rows.empty:
+        st.success(f"No organization runs out of credits within {int(days):,} days.")
+    else:
+        st.dataframe(
+            runway_table(rows),
+            hide_index=True,
+            column_config={
+                "Balance": st.column_config.NumberColumn(format="localized"),
+                "Daily burn": st.column_config.NumberColumn(format="localized"),
+            },
+            key=f"{page}.low_runway",
+        )
+    st.caption(
+        "Across all organizations: the balance now over the average credits consumed per "
+        "day in the last 30 complete days of their own (today not counted); 'runs out on' "
+        "is their local date. Organizations that consumed nothing are not listed."
+    )
