@@ -83,7 +83,7 @@ def limit_today() -> None:
     rows = data.quota_forecast()
     table = limit_today_table(rows)
     if table.empty:
-        st.success(
+        st.caption(
             "At today's pace, no organization reaches a daily limit before its own midnight."
             if not rows.empty
             else "No organization has used a quota today (in its own day) yet."
@@ -115,7 +115,7 @@ def spikes() -> None:
     st.subheader("Spikes")
     rows = data.usage_spikes()
     if rows.empty:
-        st.success("No organization is spending far above its usual for these hours.")
+        st.caption("No organization is spending far above its usual for these hours.")
     else:
         st.dataframe(
             spikes_table(rows),
@@ -148,7 +148,7 @@ def low_runway(page: str) -> None:
     )
     rows = data.low_runway(within_days=int(days))
     if rows.empty:
-        st.success(f"No organization runs out of credits within {int(days):,} days.")
+        st.caption(f"No organization runs out of credits within {int(days):,} days.")
     else:
         st.dataframe(
             runway_table(rows),

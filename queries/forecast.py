@@ -88,16 +88,22 @@ _FORECAST = text(
         CROSS JOIN LATERAL generate_series(
             g.day_start, g.day_end - interval '1 hour', interval '1 hour') AS h
     ),
+    -- The same local weekday 1..4 weeks back, as UTC bounds; each is one range read of
+    -- quarter_hour_usage's primary key (organization_id, bucket).
+    past AS MATERIALIZED (
+        SELECT g.organization_id, g.timezone,
+               (g.day - 7 * k)::timestamp AT TIME ZONE g.timezone AS day_start,
+               (g.day - 7 * k + 1)::timestamp AT TIME ZONE g.timezone AS day_end
+        FROM orgs g CROSS JOIN generate_series(1, 4) AS k
+    ),
     usual AS (
-        SELECT g.organization_id,
-               extract(hour FROM q.bucket AT TIME ZONE g.timezone)::int AS local_hour,
+        SELECT p.organization_id,
+               extract(hour FROM q.bucket AT TIME ZONE p.timezone)::int AS local_hour,
                sum(q.generations)::float8 AS generations
-        FROM orgs g
-        CROSS JOIN generate_series(1, 4) AS w(weeks)
+        FROM past p
         JOIN quarter_hour_usage q
-          ON q.organization_id = g.organization_id
-         AND q.bucket >= (g.day - 7 * w.weeks)::timestamp AT TIME ZONE g.timezone
-         AND q.bucket < (g.day - 7 * w.weeks + 1)::timestamp AT TIME ZONE g.timezone
+          ON q.organization_id = p.organization_id
+         AND q.bucket >= p.day_start AND q.bucket < p.day_end
         GROUP BY 1, 2
     ),
     profiled AS (
@@ -137,7 +143,7 @@ _FORECAST = text(
         ) so_far
     ),
     walk AS (
-        SELECT p.organization_id, p.type, w.hour_start, w.hour_end,
+        SELECT p.organization_id, p.type, p.used, p.daily_limit, w.hour_start, w.hour_end,
                greatest(w.hour_start, p.now) AS from_at,
                p.pace * w.weight * w.ahead AS expected,
                p.used + coalesce(sum(p.pace * w.weight * w.ahead) OVER (
@@ -148,12 +154,11 @@ _FORECAST = text(
     ),
     hit AS (
         SELECT DISTINCT ON (w.organization_id, w.type) w.organization_id, w.type,
-               w.from_at + (w.hour_end - w.from_at) * ((d.daily_limit - w.before) / w.expected)
+               w.from_at + (w.hour_end - w.from_at) * ((w.daily_limit - w.before) / w.expected)
                    AS hits_limit_at
         FROM walk w
-        JOIN today d USING (organization_id, type)
-        WHERE d.used < d.daily_limit AND w.expected > 0
-          AND w.before + w.expected >= d.daily_limit
+        WHERE w.used < w.daily_limit AND w.expected > 0
+          AND w.before + w.expected >= w.daily_limit
         ORDER BY w.organization_id, w.type, w.hour_start
     )
     SELECT p.organization_id, p.name, p.slug, p.timezone, p.type, p.used, p.daily_limit,
