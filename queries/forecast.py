@@ -78,12 +78,18 @@ _FORECAST = text(
         WHERE u.used > 0
     ),
     orgs AS (
-        SELECT DISTINCT organization_id, timezone, day, day_start, day_end, now FROM today
+        SELECT DISTINCT organization_id, timezone, day, day_start, day_end, now,
+               floor(extract(epoch FROM day_end - day_start)::float8 / 3600) AS hours_today
+        FROM today
     ),
     hours AS (
-        SELECT g.organization_id, h AS hour_start, h + interval '1 hour' AS hour_end,
+        SELECT g.organization_id, g.hours_today, h AS hour_start,
+               h + interval '1 hour' AS hour_end,
                extract(hour FROM h AT TIME ZONE g.timezone)::int AS local_hour,
-               count(*) OVER (PARTITION BY g.organization_id) AS hours_today
+               -- The part of the hour still ahead at now (0 for past hours).
+               least(1, greatest(0,
+                   extract(epoch FROM h + interval '1 hour' - greatest(h, g.now))::float8
+                   / 3600)) AS ahead
         FROM orgs g
         CROSS JOIN LATERAL generate_series(
             g.day_start, g.day_end - interval '1 hour', interval '1 hour') AS h
@@ -118,13 +124,9 @@ _FORECAST = text(
                CASE WHEN p.usual_today > 0
                     THEN (1 - :flat_mix) * p.usual / p.usual_today
                          + :flat_mix / p.hours_today
-                    ELSE 1.0 / p.hours_today END AS weight,
-               p.usual_today > 0 AS profiled,
-               -- The part of the hour still ahead at now (0 for past hours).
-               least(1, greatest(0,
-                   extract(epoch FROM p.hour_end - greatest(p.hour_start, g.now)) / 3600.0))
-                   AS ahead
-        FROM profiled p JOIN orgs g USING (organization_id)
+                    ELSE 1 / p.hours_today END AS weight,
+               p.usual_today > 0 AS profiled, p.ahead
+        FROM profiled p
     ),
     share AS (
         SELECT organization_id, sum(weight * (1 - ahead)) AS done, bool_or(profiled) AS profiled
