@@ -342,6 +342,52 @@ def test_spikes_keep_the_local_hours_across_a_dst_change(connection: Connection)
     assert (row["recent_credits"], row["baseline_credits"]) == (120, 30.0)
 
 
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    tz=hs.sampled_from(ZONES),
+    day=hs.sampled_from([dt.date(2031, 4, 9), dt.date(2026, 11, 1), dt.date(2026, 3, 29)]),
+    hour=hs.integers(9, 22),
+    weeks=hs.lists(hs.integers(0, 3), min_size=4, max_size=4),
+    recent=hs.integers(0, 8),
+)
+def test_a_spike_is_recent_over_the_weeks_since_first_use_with_enough_volume(
+    connection: Connection, tz: str, day: dt.date, hour: int, weeks: list[int], recent: int
+) -> None:
+    zone = ZoneInfo(tz)
+    now = dt.datetime.combine(day, dt.time(hour), zone).astimezone(dt.UTC)
+    credits = 50
+
+    def in_window(weeks_back: int) -> dt.datetime:
+        # 90 minutes before the same local wall-clock time ``weeks_back`` weeks before.
+        wall = dt.datetime.combine(day - dt.timedelta(weeks=weeks_back), dt.time(hour), zone)
+        return wall.astimezone(dt.UTC) - dt.timedelta(minutes=90)
+
+    with connection.begin_nested() as savepoint:
+        tenant = Tenant(connection, tz)
+        instants = [in_window(0)] * recent
+        for k, count in enumerate(weeks, start=1):
+            instants += [in_window(k)] * count
+        if instants:
+            tenant.generate(instants, credits=credits)
+        found = forecast.usage_spikes(connection, now=now)
+        savepoint.rollback()
+
+    oldest = max([k for k, count in enumerate(weeks, start=1) if count] or [0])
+    recent_credits = recent * credits
+    baseline = sum(weeks[:oldest]) * credits / oldest if oldest else 0.0
+    factor = recent_credits / baseline if baseline else math.inf
+    flagged = recent_credits >= forecast.MIN_SPIKE_CREDITS and factor >= 3
+    ours = found[found["organization_id"] == tenant.org]
+    assert len(ours) == (1 if flagged else 0)
+    if flagged:
+        row = ours.iloc[0]
+        assert row["recent_credits"] == recent_credits
+        assert row["baseline_credits"] == pytest.approx(baseline)
+        assert row["factor"] == pytest.approx(factor)
+
+
 @pytest.mark.parametrize(
     "bad",
     [
