@@ -153,14 +153,15 @@ _FORECAST = text(
                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
         FROM paced p
         JOIN weighted w ON w.organization_id = p.organization_id AND w.ahead > 0
+        -- Only a row still under its limit and projected to reach it has an hour to find.
+        WHERE p.used < p.daily_limit AND p.used + p.pace * (1 - p.done) >= p.daily_limit
     ),
     hit AS (
         SELECT DISTINCT ON (w.organization_id, w.type) w.organization_id, w.type,
                w.from_at + (w.hour_end - w.from_at) * ((w.daily_limit - w.before) / w.expected)
                    AS hits_limit_at
         FROM walk w
-        WHERE w.used < w.daily_limit AND w.expected > 0
-          AND w.before + w.expected >= w.daily_limit
+        WHERE w.expected > 0 AND w.before + w.expected >= w.daily_limit
         ORDER BY w.organization_id, w.type, w.hour_start
     )
     SELECT p.organization_id, p.name, p.slug, p.timezone, p.type, p.used, p.daily_limit,
