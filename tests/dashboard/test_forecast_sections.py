@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
@@ -13,43 +14,38 @@ from sqlalchemy import Engine, text
 from dashboard import forecasts
 from queries import forecast
 from tests.dashboard.apptest import make_app, open_page, table_with
-from tests.factories import add_generations
+from tests.factories import add_generations, make_org, make_user
+
+# Clocks 5 hours apart at most (Honolulu and Kiritimati show the same hour): at any
+# moment one of them is between 04:00 and 16:00, with most of its day still ahead.
+ZONES = (
+    "Pacific/Kiritimati",
+    "Asia/Tokyo",
+    "Asia/Kathmandu",
+    "Europe/Berlin",
+    "UTC",
+    "America/New_York",
+    "America/Los_Angeles",
+    "Pacific/Honolulu",
+)
 
 
 @pytest.fixture
 def trouble(
     fresh_url: str, fresh_engine: Engine, use_database: Callable[[str], None]
 ) -> dict[str, object]:
-    """The organization with use today that is earliest in its own day: a burst of
-    images in the last hour, its limits squeezed to just above today's use, and a
-    balance of 10 credits."""
+    """A new organization in a zone where it is morning or early afternoon: images on
+    each of the last 5 days, a burst in the last hour, today's limit just above today's
+    use, and a balance of 10 credits."""
     use_database(fresh_url)
     with fresh_engine.begin() as conn:
-        org, name, tz = conn.execute(
-            text(
-                """
-                SELECT o.id, o.name, o.timezone FROM organizations o
-                JOIN usage_limits u ON u.organization_id = o.id
-                 AND u.date = (now() AT TIME ZONE o.timezone)::date AND u.used > 0
-                -- The earliest in its own day: the most of the day is still ahead.
-                ORDER BY (now() AT TIME ZONE o.timezone)::time, o.id LIMIT 1
-                """
-            )
-        ).one()
-        user = conn.execute(
-            text("SELECT id FROM users WHERE organization_id = :org ORDER BY id LIMIT 1"),
-            {"org": org},
-        ).scalar_one()
-        conn.execute(
-            text("UPDATE credit_balances SET balance = 10000000 WHERE organization_id = :org"),
-            {"org": org},
-        )
         now = conn.execute(text("SELECT now()")).scalar_one()
-        add_generations(
-            conn,
-            org,
-            [(user, "image", 4, now - dt.timedelta(seconds=30 * (100 - i))) for i in range(100)],
-        )
+        tz = next(z for z in ZONES if 4 <= now.astimezone(ZoneInfo(z)).hour < 16)
+        org = make_org(conn, name="Forecast Fixture Org", timezone=tz, balance=10_000_000)
+        user = make_user(conn, org)
+        burst = [now - dt.timedelta(seconds=30 * (100 - i)) for i in range(100)]
+        past = [now - dt.timedelta(days=d, minutes=m) for d in range(1, 6) for m in range(10)]
+        add_generations(conn, org, [(user, "image", 4, at) for at in burst + past])
         conn.execute(
             text(
                 """
@@ -64,7 +60,7 @@ def trouble(
             text("UPDATE credit_balances SET balance = 10 WHERE organization_id = :org"),
             {"org": org},
         )
-    return {"org": org, "name": name, "timezone": tz}
+    return {"org": org, "name": "Forecast Fixture Org", "timezone": tz}
 
 
 def test_quotas_leads_with_who_will_hit_a_limit_today_at_their_local_time(
