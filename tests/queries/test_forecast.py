@@ -125,8 +125,7 @@ def test_late_in_the_day_85_percent_is_no_emergency_but_40_percent_at_eight_is(
     late_now = local_midnight(day, late.tz) + 23 * HOUR
     late.generate(evenly(local_midnight(day, late.tz), late_now, per_hour=4)[:85])
     late.set_limit(day, 100)
-    # The same instant is 08:00 in New York... no: pick New York's own 08:00 and read
-    # both at their own times.
+    # Each is read at its own local time: 23:00 in Kathmandu, 08:00 in New York.
     early_now = local_midnight(day, early.tz) + 8 * HOUR
     early.generate(evenly(local_midnight(day, early.tz), early_now, per_hour=5))
     early.set_limit(day, 100)
