@@ -308,6 +308,11 @@ DELIVERY_BUDGET_SECONDS = 30.0
 # back, so the alerts are not held away from the next run.
 IDLE_IN_TRANSACTION_MS = "60000"
 
+_POSTED_NOT_RECORDED = (
+    "The alerts were posted, but the database's answer to recording them was lost: if "
+    "they were not recorded, the next run posts them again."
+)
+
 _SET_TIMEOUTS = text(
     "SELECT set_config('lock_timeout', :ms, true), "
     "set_config('statement_timeout', :ms, true), "
@@ -409,9 +414,7 @@ def deliver(
         if sends:
             # The transaction is being run again after send() succeeded and its COMMIT
             # failed: sending again would post the same alerts twice.
-            raise OutcomeUnknown(
-                "The alerts were sent, but recording them failed; the next run may send them again."
-            )
+            raise OutcomeUnknown(_POSTED_NOT_RECORDED)
         conn.execute(_SET_TIMEOUTS, {"ms": timeout_ms(), "idle_ms": IDLE_IN_TRANSACTION_MS})
         claimed_keys = {
             (row.kind, int(row.organization_id), row.type, row.local_day)
@@ -430,6 +433,10 @@ def deliver(
             "Another run is sending the same alerts and did not finish in time. Nothing "
             "was sent; try again in a minute."
         ) from exc
+    except OutcomeUnknown as exc:
+        if not sends:  # nothing was posted: only the bookkeeping of a no-op was lost
+            raise
+        raise OutcomeUnknown(_POSTED_NOT_RECORDED) from exc
     sent_keys = {alert.key for alert in sent}
     return DeliveryResult(
         sent=sent,

@@ -15,9 +15,12 @@ from sqlalchemy import Connection, Engine, text
 
 from queries import forecast
 from queries.alerts import Alert, alerts_from, current_alerts, deliver
-from queries.errors import InvalidInput
+from queries.db import create_write_engine
+from queries.errors import InvalidInput, OutcomeUnknown
 from queries.quotas import UTILIZATION_COLUMNS
+from tests.conftest import WRITE_DATABASE, PgServer
 from tests.factories import add_generations, ensure_types, make_org, make_user
+from tests.faults import CommitCutProxy
 from tests.queries.writes import new_org
 from tests.statements import recording
 
@@ -467,3 +470,25 @@ def test_concurrent_runs_send_each_alert_once(write_engine: Engine, first_fails:
         assert second_outbox.posts == []
         assert {r[5] for r in _recorded(write_engine, org)} == {"a.example"}
     assert len(_recorded(write_engine, org)) == 2
+
+
+def test_a_lost_commit_after_the_post_is_reported_and_never_posted_twice_by_one_run(
+    write_engine: Engine, test_server: PgServer
+) -> None:
+    org, _ = new_org(write_engine)
+    alerts = [_alert(org)]
+    outbox = Outbox()
+    with CommitCutProxy.for_server(test_server, WRITE_DATABASE) as proxy:
+        engine = create_write_engine(proxy.url)
+        try:
+            proxy.arm_cut_after_commit()
+            with pytest.raises(OutcomeUnknown, match="posted"):
+                deliver(engine, alerts=alerts, send=outbox, destination="hooks.example.com")
+        finally:
+            engine.dispose()
+    assert proxy.cuts == 1
+    assert outbox.posts == [alerts], "no retry after the post"
+    # This proxy loses the answer after the server committed: the next run skips it.
+    # (Had the COMMIT itself been lost, the next run would post it again: at least once.)
+    again = deliver(write_engine, alerts=alerts, send=outbox, destination="hooks.example.com")
+    assert again.sent == () and len(outbox.posts) == 1
