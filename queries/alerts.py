@@ -26,10 +26,11 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
-from queries import forecast, quotas
 from queries.checks import check_whole, required_text
 from queries.errors import Busy, InvalidInput, OutcomeUnknown
+from queries.forecast import low_runway, quota_forecast, usage_spikes
 from queries.models import ALERT_KINDS, TYPED_ALERT_KINDS
+from queries.quotas import all_orgs_quota_alerts
 from queries.transactions import run_in_transaction, timeout_ms
 
 AlertKind = Literal["will_hit_limit", "over_limit", "spike", "low_runway"]
@@ -108,7 +109,7 @@ def alerts_from(
     type). Pure: no database.
 
     - ``over``: :func:`queries.quotas.all_orgs_quota_alerts`; its 'over' and 'at limit'
-      rows become ``over_limit`` alerts for the row's local ``date``.
+      rows with some use become ``over_limit`` alerts for the row's local ``date``.
     - ``forecast``: :func:`queries.forecast.quota_forecast`; a row with a ``hits_limit_at``
       becomes ``will_hit_limit``, unless it is already at or over its limit (that is an
       ``over_limit`` alert, from either frame).
@@ -120,15 +121,14 @@ def alerts_from(
     if now.tzinfo is None:
         raise InvalidInput("now must be an aware datetime (with a time zone).")
     found: dict[tuple[str, int, str, dt.date], Alert] = {}
-    names: dict[int, str] = {}
 
     def add(alert: Alert) -> None:
-        names.setdefault(alert.organization_id, alert.organization)
-        found.setdefault(alert.key, alert)
+        found.setdefault(alert.key, alert)  # one per key: the first row wins
 
     at_limit: set[tuple[int, str]] = set()
     for row in _rows(over):
-        if row["status"] not in ("over", "at limit"):
+        # A limit set to 0 with nothing used is a type switched off, not an alert.
+        if row["status"] not in ("over", "at limit") or int(row["used"]) == 0:
             continue
         org, kind_type = int(row["organization_id"]), str(row["type"])
         at_limit.add((org, kind_type))
@@ -280,10 +280,10 @@ def current_alerts(
         raise InvalidInput(f"now must be an aware datetime, not {now!r}.")
     at = now or dt.datetime.now(dt.UTC)
     return alerts_from(
-        forecast=forecast.quota_forecast(conn, now=now),
-        spikes=forecast.usage_spikes(conn, now=now, hours=SPIKE_HOURS),
-        runway=forecast.low_runway(conn, within_days=runway_days, now=now),
-        over=quotas.all_orgs_quota_alerts(conn, threshold=1.0),
+        forecast=quota_forecast(conn, now=now),
+        spikes=usage_spikes(conn, now=now, hours=SPIKE_HOURS),
+        runway=low_runway(conn, within_days=runway_days, now=now),
+        over=all_orgs_quota_alerts(conn, threshold=1.0),
         now=at,
     )
 

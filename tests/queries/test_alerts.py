@@ -134,6 +134,9 @@ def test_over_limit_comes_from_over_and_at_limit_rows_for_their_local_date() -> 
              "status": "at limit"},
             {"organization_id": 8, "type": "chat", "used": 45, "daily_limit": 50,
              "status": "near"},
+            # A type switched off (limit 0) and not used: nothing to act on.
+            {"organization_id": 9, "type": "video", "used": 0, "daily_limit": 0,
+             "status": "at limit"},
         )
     )  # fmt: skip
     assert [(a.kind, a.type, a.local_day) for a in alerts] == [
