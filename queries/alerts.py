@@ -92,6 +92,12 @@ def _local_day(now: dt.datetime, timezone: str) -> dt.date:
     return now.astimezone(zoneinfo.ZoneInfo(timezone)).date()
 
 
+def _utc(value: object) -> pd.Timestamp:
+    """A timestamp in UTC; a naive one is taken to be UTC already."""
+    stamp = pd.Timestamp(value)  # type: ignore[arg-type]
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
 def _rows(frame: pd.DataFrame) -> list[Mapping[str, Any]]:
     return [{str(k): v for k, v in row.items()} for row in frame.to_dict("records")]
 
@@ -160,15 +166,17 @@ def alerts_from(
         org, kind_type = int(row["organization_id"]), str(row["type"])
         used, limit = int(row["used"]), int(row["daily_limit"])
         hits = row["hits_limit_at"]
+        if not pd.isna(hits):
+            hits = _utc(hits)
         if (
             pd.isna(hits)
             or used >= limit
-            or row["status"] in ("over", "at limit")
+            or row.get("status") in ("over", "at limit")
             or (org, kind_type) in at_limit
         ):
             continue
         name, tz = _plain(row["name"]), str(row["timezone"])
-        local = pd.Timestamp(hits).tz_convert(tz)
+        local = hits.tz_convert(tz)
         projected = _number(row["projected_used"])
         shown = "" if projected is None else f", projected {round(projected):,}"
         add(
@@ -187,7 +195,7 @@ def alerts_from(
                     "used": used,
                     "daily_limit": limit,
                     "projected_used": projected,
-                    "hits_limit_at": pd.Timestamp(hits).tz_convert("UTC").isoformat(),
+                    "hits_limit_at": hits.isoformat(),
                     "timezone": tz,
                 },
             )
