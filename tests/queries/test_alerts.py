@@ -21,6 +21,7 @@ from queries.quotas import UTILIZATION_COLUMNS
 from tests.conftest import WRITE_DATABASE, PgServer
 from tests.factories import add_generations, ensure_types, make_org, make_user
 from tests.faults import CommitCutProxy
+from tests.queries.roles import APP_LOGIN, READER_LOGIN, login_engine
 from tests.queries.writes import new_org
 from tests.statements import recording
 
@@ -495,3 +496,24 @@ def test_a_lost_commit_after_the_post_is_reported_and_never_posted_twice_by_one_
     # (Had the COMMIT itself been lost, the next run would post it again: at least once.)
     again = deliver(write_engine, alerts=alerts, send=outbox, destination="hooks.example.com")
     assert again.sent == () and len(outbox.posts) == 1
+
+
+@pytest.mark.parametrize("login", [READER_LOGIN, APP_LOGIN])
+def test_current_alerts_runs_as_either_role(
+    write_engine: Engine, test_server: PgServer, login: str
+) -> None:
+    # Printing alerts needs no write: a dashboard_reader login (or a replica) will do.
+    org, users = new_org(write_engine, balance=100)
+    with write_engine.begin() as conn:
+        add_generations(conn, org, [(users[0], "chat", 1, dt.datetime.now(UTC))] * 2)
+        conn.execute(
+            text("UPDATE usage_limits SET daily_limit = 1 WHERE organization_id = :org"),
+            {"org": org},
+        )
+    engine = login_engine(test_server, WRITE_DATABASE, login)
+    try:
+        with engine.connect() as conn:
+            kinds = [(a.kind, a.type) for a in current_alerts(conn) if a.organization_id == org]
+    finally:
+        engine.dispose()
+    assert kinds == [("over_limit", "chat")]
