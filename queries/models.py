@@ -516,3 +516,48 @@ class ReconciliationCheckpoint(Base):
     verified_at: Mapped[dt.datetime] = _now()
 
     __table_args__ = (PrimaryKeyConstraint("organization_id", "date"),)
+
+
+ALERT_KINDS = ("will_hit_limit", "over_limit", "spike", "low_runway")
+# Kinds about one generation type; the others are about the whole organization.
+TYPED_ALERT_KINDS = ("will_hit_limit", "over_limit")
+
+
+class AlertDelivery(Base):
+    """An alert sent to a webhook: at most one per (organization, kind, type, local day).
+
+    ``queries.alerts.deliver`` claims a row before it posts and commits it only when the
+    post succeeded, so the unique key is what makes an alert go out once a day.
+    ``destination`` is the webhook's host, never its URL (a webhook URL often holds a
+    token). ``type`` is '' for the kinds about the whole organization.
+    """
+
+    __tablename__ = "alert_deliveries"
+
+    organization_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("organizations.id"), nullable=False
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), nullable=False)
+    kind: Mapped[str] = mapped_column(TypeKey, nullable=False)
+    type: Mapped[str] = mapped_column(TypeKey, nullable=False, server_default=text("''"))
+    local_day: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+    details: Mapped[dict[str, object]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
+    destination: Mapped[str] = mapped_column(Text, nullable=False)
+    sent_at: Mapped[dt.datetime] = _now()
+
+    __table_args__ = (
+        PrimaryKeyConstraint("organization_id", "id"),
+        # The once-a-day key; organization_id leads, so it also serves the foreign key.
+        UniqueConstraint("organization_id", "kind", "type", "local_day"),
+        CheckConstraint(
+            "kind IN (" + ", ".join(f"'{k}'" for k in ALERT_KINDS) + ")", name="kind_known"
+        ),
+        CheckConstraint(
+            "(kind IN (" + ", ".join(f"'{k}'" for k in TYPED_ALERT_KINDS) + ")) = (type <> '')",
+            name="type_matches_kind",
+        ),
+        CheckConstraint("btrim(destination) <> ''", name="destination_not_blank"),
+    )

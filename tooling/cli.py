@@ -19,6 +19,10 @@ dashboard bulk-adjust FILE
                     --apply --actor EMAIL applies all of it in one transaction or none
                     (on any database but the embedded one only with --confirm-database
                     NAME); exit 1 if a row has a problem (nothing applied)
+dashboard alerts    print the current alerts, one line each (for cron); with --webhook
+                    URL (or [alerts] webhook in secrets) post the ones not sent yet
+                    today, once per alert, organization and local day; exit 1 when
+                    the webhook fails (nothing recorded, the next run sends them)
 dashboard db-url    print the database URL in use (for psql)
 dashboard stop      stop the embedded database
 
@@ -330,6 +334,83 @@ def cmd_bulk_adjust(args: argparse.Namespace) -> int:
     return 0
 
 
+def alerts_table(alerts: Sequence[Any]) -> str:
+    """The alerts as plain text, one line each: kind, organization (slug), message."""
+    kinds = max(len(a.kind) for a in alerts)
+    slugs = max(len(a.slug) for a in alerts)
+    return "\n".join(
+        f"{a.kind.ljust(kinds)}  {a.slug.ljust(slugs)}  {a.message}".rstrip() for a in alerts
+    )
+
+
+def webhook_from_secrets(files: Sequence[Path]) -> str | None:
+    """``[alerts] webhook`` of the secrets files (as Streamlit merges them), or None."""
+    section = read_secrets(files).get("alerts", {})
+    value = section.get("webhook") if isinstance(section, dict) else None
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise Refused("[alerts] webhook in the secrets must be a URL in quotes.")
+    return value.strip() or None
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from queries.alerts import MAX_RUNWAY_DAYS, current_alerts, deliver
+    from queries.db import create_write_engine
+    from queries.errors import DashboardError
+    from tooling import webhook
+    from tooling.schema import schema_problem
+
+    if not 1 <= args.runway_days <= MAX_RUNWAY_DAYS:
+        raise Refused(f"--runway-days must be from 1 to {MAX_RUNWAY_DAYS}, not {args.runway_days}.")
+    url = args.webhook if args.webhook is not None else webhook_from_secrets(_secrets_files([]))
+    if url is not None:
+        try:
+            url = webhook.check_url(url)
+        except webhook.WebhookError as exc:
+            raise Refused(str(exc)) from exc
+    urls = _urls()
+    # The app's role (DATABASE_URL), like the dashboard: it reads and records deliveries.
+    engine = create_write_engine(urls.runtime)
+    try:
+        try:
+            problem = schema_problem(engine)
+            if problem is not None:
+                raise Refused(problem)
+            with engine.connect() as conn:
+                alerts = current_alerts(conn, runway_days=args.runway_days)
+        except (DashboardError, SQLAlchemyError) as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise Refused(
+                f"could not read the alerts of {_display(urls.runtime)}: {reason}"
+            ) from exc
+        print(alerts_table(alerts) if alerts else "No alerts.")
+        if url is None or not alerts:
+            return 0
+        where = webhook.destination(url)
+        try:
+            result = deliver(engine, alerts=alerts, send=webhook.sender(url), destination=where)
+        except webhook.WebhookError as exc:
+            print(
+                f"dashboard: {exc} Nothing was recorded; the next run sends these alerts again.",
+                file=sys.stderr,
+            )
+            return 1
+        except (DashboardError, SQLAlchemyError) as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            print(f"dashboard: the alerts could not be delivered: {reason}", file=sys.stderr)
+            return 1
+    finally:
+        engine.dispose()
+    print(
+        f"sent {len(result.sent):,} alert(s) to {where}; "
+        f"{len(result.already_sent):,} already sent today"
+    )
+    return 0
+
+
 def cmd_db_url(_: argparse.Namespace) -> int:
     # psql speaks libpq URLs, not SQLAlchemy's "+psycopg" dialect suffix.
     print(_urls().runtime.replace("postgresql+psycopg://", "postgresql://", 1))
@@ -484,6 +565,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --apply on any database but the embedded one: the name of that database",
     )
     bulk.set_defaults(func=cmd_bulk_adjust)
+    alerts = sub.add_parser(
+        "alerts", help="print the current alerts; with a webhook, post the new ones once a day"
+    )
+    alerts.add_argument(
+        "--webhook",
+        metavar="URL",
+        help="post the alerts not sent yet today here (default: [alerts] webhook in secrets)",
+    )
+    alerts.add_argument(
+        "--runway-days",
+        type=int,
+        default=14,
+        metavar="N",
+        help="alert when a balance runs out within N days at the recent burn (default 14)",
+    )
+    alerts.set_defaults(func=cmd_alerts)
     sub.add_parser("db-url", help="print the database URL in use").set_defaults(func=cmd_db_url)
     sub.add_parser("stop", help="stop the embedded database").set_defaults(func=cmd_stop)
     return parser

@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 import queries
+from queries.alerts import Alert, deliver
 from queries.approvals import approve, reject, request_adjustment
 from queries.bulk import apply_bulk
 from queries.credits import adjust_credits, reverse_adjustment
@@ -173,6 +174,19 @@ def test_every_table_is_readable_by_both_roles_and_nothing_more_is_granted(
             for privilege in ("INSERT", "UPDATE")
         ),
         ("reconciliation_checkpoints", None, "DELETE"),
+        # Alert deliveries (0011): a delivery is inserted, never changed or deleted.
+        *(
+            ("alert_deliveries", column, "INSERT")
+            for column in (
+                "organization_id",
+                "kind",
+                "type",
+                "local_day",
+                "message",
+                "details",
+                "destination",
+            )
+        ),
     }
     with engine.connect() as conn:
         assert _grants(conn, "dashboard_reader") == select_all
@@ -432,6 +446,29 @@ def _bulk_file(engine: Engine, t: Tenant) -> object:
     return [(row.entry_id, row.request_id) for row in rows]
 
 
+def _deliver_an_alert(engine: Engine, t: Tenant) -> object:
+    # The second delivery sends nothing: compare what is recorded, not the results.
+    alert = Alert(
+        kind="over_limit",
+        organization_id=t.organization_id,
+        organization="Roles Org",
+        slug="roles-org",
+        type="chat",
+        local_day=dt.date(2026, 11, 25),
+        message="Roles Org is over its chat limit",
+        details={"used": 2, "daily_limit": 1},
+    )
+    deliver(engine, alerts=[alert], send=lambda alerts: None, destination="hooks.example.com")
+    with engine.connect() as conn:
+        return conn.execute(
+            text(
+                "SELECT kind, type, local_day, destination FROM alert_deliveries "
+                "WHERE organization_id = :org ORDER BY id"
+            ),
+            {"org": t.organization_id},
+        ).all()
+
+
 WRITES: dict[str, Callable[[Engine, Tenant], object]] = {
     "approvals.request_adjustment": lambda e, t: request_adjustment(
         e,
@@ -475,6 +512,7 @@ WRITES: dict[str, Callable[[Engine, Tenant], object]] = {
     "quotas.set_daily_limit": _limit_later_day_first,
     "orgs.set_timezone": _timezone_after_a_generation,
     "reconciliation.reconcile": _reconcile_after_a_generation,
+    "alerts.deliver": _deliver_an_alert,
 }
 
 
@@ -560,6 +598,7 @@ _DELETE = {
     "DELETE generations": "DELETE FROM generations WHERE organization_id = :org",
     "DELETE audit_log": "DELETE FROM audit_log WHERE organization_id = :org",
     "DELETE alembic_version": "DELETE FROM alembic_version",
+    "DELETE alert_deliveries": "DELETE FROM alert_deliveries WHERE organization_id = :org",
 }
 _TRUNCATE = {
     "TRUNCATE organizations": "TRUNCATE organizations CASCADE",
@@ -571,6 +610,7 @@ _TRUNCATE = {
     "TRUNCATE generations": "TRUNCATE generations",
     "TRUNCATE audit_log": "TRUNCATE audit_log",
     "TRUNCATE alembic_version": "TRUNCATE alembic_version",
+    "TRUNCATE alert_deliveries": "TRUNCATE alert_deliveries",
 }
 # Updates neither role may make (dashboard_app's own column updates are the writes).
 _UPDATE = {
@@ -581,6 +621,9 @@ _UPDATE = {
     "UPDATE users": "UPDATE users SET email = 'x@example.com' WHERE organization_id = :org",
     "UPDATE generation_types": "UPDATE generation_types SET default_credits = 0",
     "UPDATE alembic_version": "UPDATE alembic_version SET version_num = 'x'",
+    "UPDATE alert_deliveries": (
+        "UPDATE alert_deliveries SET local_day = local_day - 1 WHERE organization_id = :org"
+    ),
     "UPDATE credit_balances.organization_id": (
         "UPDATE credit_balances SET organization_id = organization_id WHERE organization_id = :org"
     ),
@@ -602,6 +645,11 @@ _INSERT_ELSEWHERE = {
         "INSERT INTO generation_types VALUES ('dashboard_test', 'x', 1, 1)"
     ),
     "INSERT alembic_version": "INSERT INTO alembic_version VALUES ('x')",
+    # The time a delivery was sent is the server's, never the caller's.
+    "INSERT alert_deliveries.sent_at": (
+        "INSERT INTO alert_deliveries (organization_id, kind, local_day, message, "
+        "destination, sent_at) VALUES (:org, 'spike', DATE '2026-01-01', 'x', 'h', now())"
+    ),
     "INSERT usage_limits.id": (
         "INSERT INTO usage_limits (organization_id, id, type, date, daily_limit) "
         "VALUES (:org, 1, 'chat', DATE '2026-01-01', 1)"
@@ -609,6 +657,10 @@ _INSERT_ELSEWHERE = {
 }
 # What dashboard_app may write (through the write functions), and the reader may not.
 _APP_WRITES = {
+    "INSERT alert_deliveries": (
+        "INSERT INTO alert_deliveries (organization_id, kind, type, local_day, message, "
+        "destination) VALUES (:org, 'spike', '', DATE '2026-01-01', 'x', 'hooks.example.com')"
+    ),
     "INSERT credit_ledger": (
         "INSERT INTO credit_ledger (organization_id, amount, balance_after, kind, reason, "
         "actor, idempotency_key) VALUES (:org, 1, 1, 'grant', 'x', 'x', 'dashboard-test')"

@@ -17,6 +17,7 @@ TENANT_TABLES = (
     "usage_limits",
     "generations",
     "audit_log",
+    "alert_deliveries",
 )
 
 

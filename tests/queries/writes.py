@@ -50,7 +50,9 @@ def snapshot(engine: Engine, organization_id: int) -> dict[str, object]:
                          WHERE organization_id = :org) AS limits,
                        (SELECT count(*) FROM audit_log WHERE organization_id = :org) AS audit,
                        (SELECT count(*) FROM reconciliation_checkpoints
-                         WHERE organization_id = :org) AS checkpoints
+                         WHERE organization_id = :org) AS checkpoints,
+                       (SELECT count(*) FROM alert_deliveries
+                         WHERE organization_id = :org) AS alert_deliveries
                 """
             ),
             {"org": organization_id},
