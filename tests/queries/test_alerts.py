@@ -22,6 +22,7 @@ from tests.conftest import WRITE_DATABASE, PgServer
 from tests.factories import add_generations, ensure_types, make_org, make_user
 from tests.faults import CommitCutProxy
 from tests.queries.roles import APP_LOGIN, READER_LOGIN, login_engine
+from tests.queries.test_forecast import HOUR, Tenant, evenly, local_midnight
 from tests.queries.writes import new_org
 from tests.statements import recording
 
@@ -517,3 +518,36 @@ def test_current_alerts_runs_as_either_role(
     finally:
         engine.dispose()
     assert kinds == [("over_limit", "chat")]
+
+
+def test_current_alerts_carries_the_forecast_the_spikes_and_the_runways(
+    connection: Connection,
+) -> None:
+    # The three forecast reads end to end, each with a tenant built to trip it.
+    day = dt.date(2031, 4, 9)
+    steep = Tenant(connection, "Asia/Kathmandu")
+    steep.usual_days(day, range(24), per_hour=1)
+    now = local_midnight(day, steep.tz) + 8 * HOUR  # 08:00 in Kathmandu
+    steep.generate(evenly(local_midnight(day, steep.tz), now, per_hour=5))  # 40 by 08:00
+    steep.set_limit(day, 100)
+
+    spiky = Tenant(connection, "Europe/Berlin")
+    for weeks in range(1, 5):
+        spiky.generate(evenly(now - dt.timedelta(weeks=weeks, hours=3), now, per_hour=1)[:3])
+    spiky.generate(evenly(now - 3 * HOUR, now, per_hour=50), type="image")
+
+    poor = Tenant(connection, "America/New_York")
+    for back in range(1, 11):
+        poor.generate(evenly(now - dt.timedelta(days=back), now, per_hour=2)[:10], credits=3)
+    poor.set_balance(60)  # 300 credits in the last 30 days, 10 a day: 6 days left
+
+    found = {
+        (a.kind, a.organization_id, a.type)
+        for a in current_alerts(connection, now=now)
+        if a.organization_id in (steep.org, spiky.org, poor.org)
+    }
+
+    assert ("will_hit_limit", steep.org, "chat") in found
+    assert ("spike", spiky.org, None) in found
+    assert ("low_runway", poor.org, None) in found
+    assert not {kind for kind, org, _ in found if org == steep.org} - {"will_hit_limit"}
