@@ -69,10 +69,10 @@ _LOCK = text(
 #
 # - ctx: the facts of the request (balance, local day, cost).
 # - previous: the generation recorded earlier under this idempotency key, if any.
-# - in_force: the day's count, and its limit from the database's one rule,
-#   limit_in_force() (migration 0010; the planner inlines it, so it reads this
-#   statement's snapshot like the rest): its own row's, else the latest earlier day's,
-#   else the type's default times the plan's factor.
+# - in_force: the day's count, and its limit by the database's one rule,
+#   limit_in_force() (migration 0010; STABLE, so it reads this statement's snapshot
+#   like the rest): its own row's, else the latest earlier day's, else the type's
+#   default times the plan's factor.
 # - go: one row when the generation is accepted; every write below hangs off it, so a
 #   refused generation changes nothing.
 # - debit, counted (usage_limits), g (the insert): each runs only after the one before
