@@ -230,3 +230,25 @@ def test_the_demo_audit_trail_names_the_limits_the_rule_finds(demo_engine: Engin
     assert rows, "the demo lowers some limits"
     for row in rows:
         assert (row.details["old_limit"], row.details["new_limit"]) == (row.before, row.after)
+
+
+def test_the_lookup_is_one_index_probe_per_type_never_a_scan(demo_engine: Engine) -> None:
+    """limit_in_force runs its own plan (it is not inlined, so the plan tests of the
+    reads cannot see inside it): the transaction's own scan counters show what it read."""
+    # The counters also hold the backend's counts not yet reported: compare before/after.
+    counters = text(
+        "SELECT seq_scan, pg_stat_get_xact_numscans("
+        "'uq_usage_limits_organization_id_type_date'::regclass) "
+        "FROM pg_stat_xact_user_tables WHERE relname = 'usage_limits'"
+    )
+    with demo_engine.connect() as conn:
+        org = conn.execute(
+            text(
+                "SELECT organization_id FROM usage_limits GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
+            )
+        ).scalar_one()
+        before = conn.execute(counters).one()
+        rows = limits_in_force(conn, organization_id=org)
+        after = conn.execute(counters).one()
+    assert len(rows) == 5
+    assert (after[0] - before[0], after[1] - before[1]) == (0, len(rows))
