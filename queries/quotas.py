@@ -1,5 +1,5 @@
-"""Quotas for customer success: today's utilization, who is near or over, history, and
-changing a daily limit (audited).
+"""Quotas for customer success: today's utilization, who is near or over, history, the
+limits in force, and changing a daily limit (audited).
 
 "Today" is each organization's own local date unless a ``day`` is given. Rows exist for
 (organization, type, day) combinations that had at least one generation or a limit
