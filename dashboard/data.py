@@ -333,6 +333,9 @@ statement = _cached_read(
 quota_history = _cached_read(
     quotas.quota_history, scope=ORGANIZATION, ttl=LIVE_TTL, max_entries=256
 )
+limits_in_force = _cached_read(
+    quotas.limits_in_force, scope=ORGANIZATION, ttl=LIVE_TTL, max_entries=256
+)
 
 # ------------------------------------------------------- across organizations
 usage_page = _cached_read(usage.all_orgs_usage_page, scope=ALL, ttl=HISTORY_TTL, max_entries=256)

@@ -26,7 +26,6 @@ from queries.errors import (
     QuotaExceeded,
 )
 from queries.frames import KeysetCursor, frame, split_page
-from queries.models import PLAN_LIMIT_FACTOR
 from queries.transactions import pipelined, run_in_transaction, timeout_ms
 
 MAX_CREDITS = 1_000_000
@@ -68,10 +67,12 @@ _LOCK = text(
 # COMMIT, because every write of an organization's balance, limits and zone takes the
 # same lock.
 #
-# - ctx: the facts of the request (balance, local day, cost, the plan's default limit).
+# - ctx: the facts of the request (balance, local day, cost).
 # - previous: the generation recorded earlier under this idempotency key, if any.
-# - in_force: the day's count and its limit: its own row's, else the latest earlier
-#   day's, else the type's default times the plan's factor.
+# - in_force: the day's count, and its limit by the database's one rule,
+#   limit_in_force() (migration 0010; STABLE, so it reads this statement's snapshot
+#   like the rest): its own row's, else the latest earlier day's, else the type's
+#   default times the plan's factor.
 # - go: one row when the generation is accepted; every write below hangs off it, so a
 #   refused generation changes nothing.
 # - debit, counted (usage_limits), g (the insert): each runs only after the one before
@@ -88,10 +89,6 @@ _RECORD = text(
                (coalesce(CAST(:at AS timestamptz), now()) AT TIME ZONE o.timezone)::date AS day,
                t.type IS NOT NULL AS known_type,
                coalesce(CAST(:credits AS integer), t.default_credits) AS cost,
-               floor(t.default_daily_limit * coalesce(
-                   (SELECT f.factor
-                    FROM unnest(CAST(:plans AS text[]), CAST(:factors AS float8[])) AS f(plan, factor)
-                    WHERE f.plan = o.plan), 1))::int AS default_limit,
                EXISTS (SELECT 1 FROM users u WHERE u.organization_id = o.id AND u.id = :user)
                    AS member
         FROM credit_balances b
@@ -105,17 +102,13 @@ _RECORD = text(
         WHERE p.organization_id = :org AND p.idempotency_key = CAST(:key AS text)
     ),
     today AS (
-        SELECT u.used, u.daily_limit
+        SELECT u.used
         FROM usage_limits u JOIN ctx ON u.date = ctx.day
         WHERE u.organization_id = :org AND u.type = :type
     ),
     in_force AS (
-        SELECT coalesce((SELECT used FROM today), 0) AS used,
-               coalesce((SELECT daily_limit FROM today),
-                        (SELECT p.daily_limit FROM usage_limits p JOIN ctx ON p.date < ctx.day
-                         WHERE p.organization_id = :org AND p.type = :type
-                         ORDER BY p.date DESC LIMIT 1),
-                        (SELECT default_limit FROM ctx)) AS daily_limit
+        SELECT coalesce((SELECT used FROM today), 0) AS used, f.daily_limit
+        FROM ctx CROSS JOIN LATERAL limit_in_force(:org, :type, ctx.day) AS f
     ),
     go AS (
         SELECT ctx.cost, ctx.day, in_force.daily_limit
@@ -215,8 +208,6 @@ _RECORD = text(
     LEFT JOIN g ON true
     """
 )
-_PLANS = list(PLAN_LIMIT_FACTOR)
-_FACTORS = [float(PLAN_LIMIT_FACTOR[plan]) for plan in _PLANS]
 
 
 def record_generation(
@@ -259,8 +250,6 @@ def record_generation(
         "credits": credits,
         "at": when,
         "key": idempotency_key,
-        "plans": _PLANS,
-        "factors": _FACTORS,
     }
 
     def body(conn: Connection) -> RecordedGeneration:

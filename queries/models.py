@@ -47,7 +47,10 @@ NAMING_CONVENTION = {
 PLANS = ("free", "starter", "pro", "enterprise")
 TypeKey = Text(collation="C")
 LEDGER_KINDS = ("grant", "deduct", "refund", "reversal")
-# A new (organization, type) day starts with the type's default limit times this.
+# A new (organization, type) day with no earlier limit starts with the type's default
+# limit times this. The rule lives in the database (plan_limit_factor and
+# limit_in_force, migration 0010), which every write and read uses; this copy is for
+# the demo loader's numpy, and tests/queries/test_limit_in_force.py keeps it equal.
 PLAN_LIMIT_FACTOR = {"free": 0.05, "starter": 0.3, "pro": 1.0, "enterprise": 5.0}
 
 

@@ -23,7 +23,6 @@ from queries.checks import (
 )
 from queries.errors import IdempotencyConflict, InvalidInput
 from queries.frames import frame
-from queries.models import PLAN_LIMIT_FACTOR
 from queries.transactions import run_in_transaction
 
 
@@ -241,7 +240,7 @@ class TimezoneChange:
 # for the organization while its local days are rebuilt.
 _ZONE_CONTEXT = text(
     """
-    SELECT o.timezone, o.plan
+    SELECT o.timezone
     FROM credit_balances b JOIN organizations o ON o.id = b.organization_id
     WHERE b.organization_id = :org
     FOR UPDATE OF b
@@ -256,7 +255,8 @@ _ZONE_BY_KEY = text(
 _SET_ZONE = text("UPDATE organizations SET timezone = :tz WHERE id = :org")
 # usage_limits also holds each day's limit: its rows stay (with their limits), their
 # counts are zeroed, then the counts of the new local days are written in. A new local
-# day gets the limit in force, as record_generation would give it.
+# day gets the limit in force (limit_in_force, migration 0010), as record_generation
+# would give it.
 _ZERO_USAGE = text(
     "UPDATE usage_limits SET used = 0, credits_used = 0, updated_at = now() "
     "WHERE organization_id = :org AND (used <> 0 OR credits_used <> 0)"
@@ -271,12 +271,8 @@ _RECOUNT_USAGE = text(
         GROUP BY 1, 2
     )
     INSERT INTO usage_limits AS u (organization_id, type, date, used, credits_used, daily_limit)
-    SELECT :org, c.type, c.day, c.used, c.credits_used,
-           coalesce((SELECT p.daily_limit FROM usage_limits p
-                     WHERE p.organization_id = :org AND p.type = c.type AND p.date < c.day
-                     ORDER BY p.date DESC LIMIT 1),
-                    floor(t.default_daily_limit * CAST(:factor AS float8))::int)
-    FROM counts c JOIN generation_types t ON t.type = c.type
+    SELECT :org, c.type, c.day, c.used, c.credits_used, f.daily_limit
+    FROM counts c CROSS JOIN LATERAL limit_in_force(:org, c.type, c.day) AS f
     ON CONFLICT (organization_id, type, date) DO UPDATE
         SET used = excluded.used, credits_used = excluded.credits_used, updated_at = now()
     """
@@ -371,8 +367,7 @@ def set_timezone(
         params = {"org": org, "tz": zone}
         conn.execute(_SET_ZONE, params)
         conn.execute(_ZERO_USAGE, params)
-        factor = PLAN_LIMIT_FACTOR.get(context.plan, 1.0)
-        conn.execute(_RECOUNT_USAGE, {**params, "factor": factor})
+        conn.execute(_RECOUNT_USAGE, params)
         conn.execute(_CLEAR_USER_DAYS, params)
         conn.execute(_RECOUNT_USER_DAYS, params)
         for statement in (_CLEAR_ORG_DAYS, _RECOUNT_ORG_DAYS, _CLEAR_ORG_MONTHS):

@@ -1,5 +1,5 @@
-"""Quotas for customer success: today's utilization, who is near or over, history, and
-changing a daily limit (audited).
+"""Quotas for customer success: today's utilization, who is near or over, history, the
+limits in force, and changing a daily limit (audited).
 
 "Today" is each organization's own local date unless a ``day`` is given. Rows exist for
 (organization, type, day) combinations that had at least one generation or a limit
@@ -30,7 +30,6 @@ from queries.checks import (
 )
 from queries.errors import IdempotencyConflict, InvalidInput, InvalidLimitChange
 from queries.frames import frame
-from queries.models import PLAN_LIMIT_FACTOR
 from queries.transactions import run_in_transaction
 
 MAX_DAILY_LIMIT = 10_000_000
@@ -350,6 +349,44 @@ def quota_history(
     )
 
 
+IN_FORCE_COLUMNS = {
+    "type": "str",
+    "daily_limit": "int64",
+    "source": "str",
+    "since": "datetime64[s]",
+}
+
+_LIMITS_IN_FORCE = text(
+    """
+    SELECT t.type, f.daily_limit, f.since,
+           CASE WHEN f.since IS NULL THEN o.plan || ' plan default'
+                ELSE 'set for ' || to_char(f.since, 'YYYY-MM-DD') END AS source
+    FROM organizations o
+    CROSS JOIN generation_types t
+    CROSS JOIN LATERAL limit_in_force(
+        o.id, t.type, coalesce(CAST(:day AS date), (now() AT TIME ZONE o.timezone)::date)) AS f
+    WHERE o.id = :org
+    ORDER BY t.type
+    """
+)
+
+
+def limits_in_force(
+    conn: Connection, *, organization_id: int, day: dt.date | None = None
+) -> pd.DataFrame:
+    """The daily limit of every generation type in force on ``day`` (default: the
+    organization's local today), by the database's one rule, ``limit_in_force``
+    (migration 0010), which recording a generation and changing a limit use too.
+
+    Columns: type, daily_limit (int), source ("set for <date>", or "<plan> plan
+    default" when no day up to ``day`` has a row), since (the day of the row whose limit
+    is in force; NaT for the plan default). Empty for an unknown organization. One
+    statement.
+    """
+    params = {"org": check_id(organization_id), "day": _check_day(day)}
+    return frame(conn.execute(_LIMITS_IN_FORCE, params), IN_FORCE_COLUMNS)
+
+
 @dataclass(frozen=True, slots=True)
 class LimitChange:
     """A daily-limit change as made, and its audit row."""
@@ -373,16 +410,14 @@ _LIMIT_LOCK = text("SELECT 1 FROM credit_balances WHERE organization_id = :org F
 # lock meanwhile had not committed, so "today" would be the replaced zone's.
 _LIMIT_CONTEXT = text(
     """
-    SELECT (now() AT TIME ZONE o.timezone)::date AS today, o.plan, t.default_daily_limit
+    SELECT (now() AT TIME ZONE o.timezone)::date AS today, t.default_daily_limit
     FROM organizations o
     LEFT JOIN generation_types t ON t.type = :type
     WHERE o.id = :org
     """
 )
-_IN_FORCE = text(
-    "SELECT daily_limit FROM usage_limits WHERE organization_id = :org AND type = :type "
-    "AND date <= :day ORDER BY date DESC LIMIT 1"
-)
+# The limit in force before the change, by the database's one rule (migration 0010).
+_IN_FORCE = text("SELECT daily_limit FROM limit_in_force(:org, :type, :day)")
 _SET_DAY = text(
     """
     INSERT INTO usage_limits AS u (organization_id, type, date, used, credits_used, daily_limit)
@@ -479,9 +514,7 @@ def set_daily_limit(
                 "past days keep the limit they had."
             )
         params = {"org": org, "type": type, "day": day, "limit": new_limit}
-        old = conn.execute(_IN_FORCE, params).scalar_one_or_none()
-        if old is None:
-            old = int(context.default_daily_limit * PLAN_LIMIT_FACTOR.get(context.plan, 1.0))
+        old = conn.execute(_IN_FORCE, params).scalar_one()
         used = conn.execute(_SET_DAY, params).scalar_one()
         conn.execute(_SET_LATER, params)
         audit_id = conn.execute(

@@ -357,8 +357,7 @@ def run_record_generation(
 # from what it is compared with; only what pgbench cannot express is swapped, and each
 # swap must find its target. pgbench's extended protocol sends variables as bound
 # parameters, as psycopg does; it has no string variables (and no \gset in a pipeline),
-# so the type is picked by its index in type order, and the plan factors come as -D
-# array literals.
+# so the type is picked by its index in type order.
 _PGBENCH_SWAPS = (
     ("CAST(:at AS timestamptz)", "CAST(NULL AS timestamptz)"),  # now()
     ("CAST(:credits AS integer)", "CAST(NULL AS integer)"),  # the type's default cost
@@ -430,8 +429,6 @@ def run_pgbench(
         command += ["-T", str(max(1, round(seconds)))]
         command += ["-D", f"types={types}"]
         command += ["-D", "ms=10000"]  # the lock statement's timeouts, as BUDGET_SECONDS
-        command += ["-D", "plans={" + ",".join(generations._PLANS) + "}"]
-        command += ["-D", "factors={" + ",".join(map(str, generations._FACTORS)) + "}"]
         for org in targets:
             script = Path(folder) / f"org_{org.id}.sql"
             script.write_text(pgbench_script(org))

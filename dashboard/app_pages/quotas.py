@@ -17,7 +17,7 @@ from dashboard.confirm import WriteFlow
 from dashboard.text import md
 from queries import quotas
 from queries.errors import InvalidInput
-from queries.models import PLAN_LIMIT_FACTOR, PLANS
+from queries.models import PLANS
 
 FLASH: Final = "quotas"
 THRESHOLD: Final = 0.8
@@ -181,32 +181,6 @@ def _history(f: state.Filters) -> None:
     )
 
 
-def limits_in_force(
-    history: pd.DataFrame, types: pd.DataFrame, plan: str
-) -> dict[str, tuple[int, str]]:
-    """type -> (limit, where it comes from): the latest day's limit in ``history``, else
-    the plan's default."""
-    latest = (
-        history.dropna(subset=["daily_limit"])
-        .sort_values("date")
-        .drop_duplicates("type", keep="last")
-    )
-    known = {
-        str(row["type"]): (int(row["daily_limit"]), pd.Timestamp(row["date"]))
-        for row in latest.to_dict("records")
-    }
-    factor = PLAN_LIMIT_FACTOR.get(plan, 1.0)
-    out: dict[str, tuple[int, str]] = {}
-    for row in types.to_dict("records"):
-        type_ = str(row["type"])
-        if type_ in known:
-            limit, day = known[type_]
-            out[type_] = (limit, f"set for {day:%Y-%m-%d}")
-        else:
-            out[type_] = (int(row["default_daily_limit"] * factor), f"{plan} plan default")
-    return out
-
-
 def _restore_limit_form(request: actions.LimitRequest) -> None:
     """Fill the form with the request's values (Back, or after a refusal)."""
     st.session_state[K_TYPE] = request.type
@@ -241,19 +215,21 @@ LIMIT_CHANGE: Final = WriteFlow(
 def _confirm_limit(
     request: actions.LimitRequest,
     f: state.Filters,
-    in_force: dict[str, tuple[int, str]],
+    in_force: pd.DataFrame,
     today: dt.date,
 ) -> None:
     here = request.organization_id == f.organization_id
     with st.container(border=True):
         if here:
-            current, source = in_force.get(request.type, (0, "unknown"))
+            row = in_force[in_force["type"] == request.type]
+            current = f"{int(row['daily_limit'].iloc[0]):,}" if len(row) else "its current limit"
             st.markdown(
                 f"**Set the daily {md(request.type)} limit of {md(request.organization_name)} "
-                f"from {current:,} to {request.daily_limit:,}, from "
+                f"from {current} to {request.daily_limit:,}, from "
                 f"{request.effective or today}?**  \nReason: {md(request.reason)}"
             )
-            st.caption(f"The current limit is the one {md(source)}.")
+            if len(row):
+                st.caption(f"Where the current limit comes from: {md(row['source'].iloc[0])}.")
         LIMIT_CHANGE.buttons(
             request,
             shown=(f.organization_id, f.organization.name),
@@ -269,10 +245,7 @@ def _limit(f: state.Filters) -> None:
     st.subheader(f"Change a daily limit · {md(f.organization.name)}")
     today = state.today_in(f.organization.timezone)
     types = data.generation_types()
-    recent = data.quota_history(
-        organization_id=f.organization_id, start=today - dt.timedelta(days=90), end=today
-    )
-    in_force = limits_in_force(recent, types, f.organization.plan)
+    in_force = data.limits_in_force(organization_id=f.organization_id, day=today)
     request = LIMIT_CHANGE.request()
     if request is not None:
         _confirm_limit(request, f, in_force, today)
@@ -281,9 +254,9 @@ def _limit(f: state.Filters) -> None:
     st.dataframe(
         pd.DataFrame(
             {
-                "Type": list(in_force),
-                "Daily limit now": [limit for limit, _ in in_force.values()],
-                "From": [source for _, source in in_force.values()],
+                "Type": in_force["type"],
+                "Daily limit now": in_force["daily_limit"],
+                "From": in_force["source"],
             }
         ),
         hide_index=True,

@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from dashboard import actions, auth
 from tests.dashboard.apptest import figures, make_app, open_page, scalar, table_with, texts
 from tests.dashboard.shown import shown
+from tests.factories import make_org
 
 PENDING = "quotas.pending"
 OVER_TODAY = """
@@ -385,3 +386,31 @@ def test_thousands_of_organizations_page_the_table_and_cut_the_heatmap(
     # Bulk 01000-01999, i % 4 == 2, 100 < i % 150 < 150: counted in Python.
     expected = sum(1 for i in range(1000, 2000) if i % 4 == 2 and i % 150 > 100)
     assert any(f"of {expected:,} matching" in c for c in texts(at, "caption"))
+
+
+def test_the_limits_in_force_reach_back_past_any_window_and_name_the_plan_default(
+    fresh_engine: Engine, fresh_url: str, use_database: Callable[[str], None]
+) -> None:
+    """A limit set long ago is still the one in force, and a type never limited shows
+    the plan's default: the rule the writes use (limit_in_force), not a 90-day look."""
+    use_database(fresh_url)
+    long_ago = dt.date.today() - dt.timedelta(days=400)
+    with fresh_engine.begin() as conn:
+        org = make_org(conn, name="Long ago Ltd", plan="starter")
+        conn.execute(
+            text(
+                "INSERT INTO usage_limits (organization_id, type, date, used, credits_used, "
+                "daily_limit) VALUES (:o, 'image', :d, 0, 0, 4321)"
+            ),
+            {"o": org, "d": long_ago},
+        )
+        defaults: dict[str, int] = dict(
+            conn.execute(text("SELECT type, default_daily_limit FROM generation_types")).all()
+        )
+    at = quotas_page(org)
+    assert not at.exception
+    rows = table_with(at, "Daily limit now").set_index("Type")
+    assert rows.loc["image", "Daily limit now"] == 4321
+    assert rows.loc["image", "From"] == f"set for {long_ago}"
+    assert rows.loc["chat", "Daily limit now"] == int(defaults["chat"] * 3 // 10)
+    assert rows.loc["chat", "From"] == "starter plan default"

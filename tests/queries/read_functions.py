@@ -119,6 +119,12 @@ PER_ORGANIZATION: dict[str, Call] = {
     "quotas.quota_history": lambda c, x: quotas.quota_history(
         c, organization_id=x.organization_id, start=x.start, end=x.end
     ),
+    "quotas.limits_in_force": lambda c, x: quotas.limits_in_force(
+        c, organization_id=x.organization_id, day=x.end
+    ),
+    "quotas.limits_in_force[today]": lambda c, x: quotas.limits_in_force(
+        c, organization_id=x.organization_id
+    ),
     "generations.recent_generations": lambda c, x: generations.recent_generations(
         c, organization_id=x.organization_id, limit=5
     ),
