@@ -11,7 +11,7 @@ columns a delivery writes, and nothing else (a delivery is history: no UPDATE, n
 DELETE). ``id`` is an identity column, so inserting needs no grant on its sequence.
 
 Revision ID: 0011
-Revises: 0009 (the lead re-chains it after 0010 at merge)
+Revises: 0010
 Create Date: 2026-11-25 23:00:00
 """
 
@@ -22,7 +22,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0011"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
