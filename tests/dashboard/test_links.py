@@ -1,0 +1,116 @@
+"""Every row a link, the whole view in the URL: a link copied from a page reproduces its
+table (same rows, same page) and its CSV, bad link values are dropped with a notice, and
+the links in the tables carry ids and the current filters."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from urllib.parse import parse_qs, urlsplit
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.dashboard.apptest import (
+    DEMO_RANGE,
+    capture_downloads,
+    make_app,
+    open_page,
+    plain_texts,
+    table_with,
+)
+
+
+@pytest.fixture
+def demo(demo_url: str, use_database: Callable[[str], None]) -> None:
+    use_database(demo_url)
+
+
+def copied(at: AppTest) -> dict[str, str]:
+    """The URL as a person would copy it from the address bar."""
+    return {key: at.query_params[key] for key in at.query_params}
+
+
+def reopen(at: AppTest, page: str, *, role: str = "admin") -> AppTest:
+    """A new session (another person, another tab) opening the copied link."""
+    return open_page(make_app(role=role, query=copied(at)), page)
+
+
+def query_of(link: str) -> tuple[str, dict[str, str]]:
+    parts = urlsplit(link)
+    return parts.path, {k: v[-1] for k, v in parse_qs(parts.query).items()}
+
+
+def same_rows(left: pd.DataFrame, right: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(
+        left.reset_index(drop=True), right.reset_index(drop=True), check_dtype=False
+    )
+
+
+# ------------------------------------------------------------------- usage review
+
+
+def test_a_usage_link_reproduces_the_filtered_ranking_and_its_csv(
+    demo: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    downloads = capture_downloads(monkeypatch)
+    at = open_page(make_app(role="finance", query=DEMO_RANGE), "usage")
+    plan = str(table_with(at, "Plan")["Plan"].iloc[0])
+    at.multiselect(key="usage.plans").set_value([plan]).run()
+    at.text_input(key="usage.search").input("a").run()
+    assert not at.exception
+    assert at.query_params["plan"] == plan and at.query_params["q"] == "a"
+    shown = table_with(at, "Credits consumed")
+
+    again = reopen(at, "usage", role="finance")
+    assert not again.exception and not again.toast
+    same_rows(table_with(again, "Credits consumed"), shown)
+    assert again.multiselect(key="usage.plans").value == [plan]
+    csv = pd.read_csv(
+        io.BytesIO(downloads[f"usage_2026-10-22_2026-11-20_plan-{plan}_search-a.csv"])
+    )
+    same_rows(csv, shown.drop(columns=["View", "Adjust"]))
+
+
+def test_usage_rows_link_to_the_organization_with_the_current_filters(demo: None) -> None:
+    at = open_page(make_app(role="finance", query={**DEMO_RANGE, "grain": "week"}), "usage")
+    table = table_with(at, "View")
+    first = table.iloc[0]
+    path, query = query_of(first["View"])
+    assert path == "./"  # the Overview is the first page: the app's root
+    assert query["range"] == "custom" and query["from"] == "2026-10-22"
+    assert query["to"] == "2026-11-20" and query["grain"] == "week"
+    assert query["org"].isdigit()
+    assert first["Organization"] not in first["View"]  # ids, never names
+    path, adjust = query_of(first["Adjust"])
+    assert path == "credits" and adjust["form"] == "adjust" and adjust["org"] == query["org"]
+    # Opened, the link shows that organization's Overview.
+    opened = make_app(role="finance", query=query).run()
+    assert not opened.exception
+    assert first["Organization"] in opened.title[0].value
+
+
+def test_managers_get_no_adjust_link(demo: None) -> None:
+    at = open_page(make_app(role="manager", query=DEMO_RANGE), "usage")
+    assert "Adjust" not in table_with(at, "View").columns
+
+
+@pytest.mark.parametrize(
+    ("params", "notice"),
+    [
+        ({"plan": "platinum"}, "plan='platinum'"),
+        ({"q": "a\x07b"}, "control character"),
+        ({"after": "not-a-cursor"}, "after='not-a-cursor'"),
+        ({"after": "WzIsIjEiLCJ4IiwzXQ"}, "after="),  # [2,"1","x",3]: a string for an int
+    ],
+)
+def test_bad_usage_link_values_are_dropped_with_a_notice(
+    demo: None, params: dict[str, str], notice: str
+) -> None:
+    at = open_page(make_app(role="finance", query={**DEMO_RANGE, **params}), "usage")
+    assert not at.exception and not at.error
+    assert any(notice in t for t in plain_texts(at, "toast")), plain_texts(at, "toast")
+    assert len(table_with(at, "Credits consumed")) == 30  # the whole, unfiltered list
+    for key in params:
+        assert key not in at.query_params
