@@ -19,6 +19,7 @@ from tests.dashboard.apptest import (
     open_page,
     plain_texts,
     table_with,
+    texts,
 )
 
 
@@ -32,9 +33,20 @@ def copied(at: AppTest) -> dict[str, str]:
     return {key: at.query_params[key] for key in at.query_params}
 
 
+def open_link(query: dict[str, str], page: str, *, role: str = "admin") -> AppTest:
+    """A new session (another person, another tab) opening a link to ``page``.
+
+    AppTest starts on the first page, so the session starts there without the link and
+    then opens it, as a browser tab opens ``/<page>?<query>``."""
+    at = make_app(role=role).run()
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.switch_page(f"app_pages/{page}.py").run()
+
+
 def reopen(at: AppTest, page: str, *, role: str = "admin") -> AppTest:
-    """A new session (another person, another tab) opening the copied link."""
-    return open_page(make_app(role=role, query=copied(at)), page)
+    """A new session opening the link copied from ``at``."""
+    return open_link(copied(at), page, role=role)
 
 
 def query_of(link: str) -> tuple[str, dict[str, str]]:
@@ -108,9 +120,62 @@ def test_managers_get_no_adjust_link(demo: None) -> None:
 def test_bad_usage_link_values_are_dropped_with_a_notice(
     demo: None, params: dict[str, str], notice: str
 ) -> None:
-    at = open_page(make_app(role="finance", query={**DEMO_RANGE, **params}), "usage")
+    at = open_link({**DEMO_RANGE, **params}, "usage", role="finance")
     assert not at.exception and not at.error
     assert any(notice in t for t in plain_texts(at, "toast")), plain_texts(at, "toast")
     assert len(table_with(at, "Credits consumed")) == 30  # the whole, unfiltered list
     for key in params:
         assert key not in at.query_params
+
+
+# ----------------------------------------------------------------------- overview
+
+
+def test_an_overview_link_reproduces_the_drilled_down_user_and_page(demo: None) -> None:
+    at = make_app(query=DEMO_RANGE).run()
+    users = table_with(at, "Drill down")
+    _, query = query_of(users["Drill down"].iloc[1])
+    assert query["grain"] == "day" and query["range"] == "custom"
+    user = int(query["user"])
+    at.selectbox(key="overview.scope").set_value(user).run()
+    at.button(key="overview.next").click().run()
+    at.button(key="overview.next").click().run()
+    assert not at.exception
+    assert at.query_params["user"] == str(user) and "after" in at.query_params
+    shown = table_with(at, "Id")
+    captions = [c for c in texts(at, "caption") if c.startswith("Generations 51–")]
+    assert captions and set(shown["User"]) == {users["User"].iloc[1]}
+
+    again = make_app(query=copied(at)).run()
+    assert not again.exception and not again.toast
+    assert again.selectbox(key="overview.scope").value == user
+    same_rows(table_with(again, "Id"), shown)
+    assert [c for c in texts(again, "caption") if c.startswith("Generations 51–")] == captions
+    # "Newer" from a page opened by a link goes back to the newest generations.
+    again.button(key="overview.previous").click().run()
+    assert "after" not in again.query_params
+    assert any(c.startswith("Generations 1–25") for c in texts(again, "caption"))
+
+
+def test_the_top_users_link_opens_that_users_drill_down(demo: None) -> None:
+    at = make_app(query=DEMO_RANGE).run()
+    users = table_with(at, "Drill down")
+    _, query = query_of(users["Drill down"].iloc[0])
+    opened = make_app(query=query).run()
+    assert not opened.exception
+    assert opened.selectbox(key="overview.scope").value == int(query["user"])
+    assert set(table_with(opened, "Id")["User"]) == {users["User"].iloc[0]}
+
+
+@pytest.mark.parametrize(
+    ("user", "notice"),
+    [("abc", "user='abc'"), ("999999999", "no such user"), ("-1", "user='-1'")],
+)
+def test_a_bad_user_in_the_link_is_dropped_with_a_notice(
+    demo: None, user: str, notice: str
+) -> None:
+    at = make_app(query={**DEMO_RANGE, "user": user}).run()
+    assert not at.exception and not at.error
+    assert any(notice in t for t in plain_texts(at, "toast")), plain_texts(at, "toast")
+    assert at.selectbox(key="overview.scope").value == 0
+    assert "user" not in at.query_params
