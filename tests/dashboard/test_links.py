@@ -179,3 +179,70 @@ def test_a_bad_user_in_the_link_is_dropped_with_a_notice(
     assert any(notice in t for t in plain_texts(at, "toast")), plain_texts(at, "toast")
     assert at.selectbox(key="overview.scope").value == 0
     assert "user" not in at.query_params
+
+
+# -------------------------------------------------------------------- audit trail
+
+
+def test_an_audit_link_reproduces_the_filtered_page_and_the_csv_holds_it(
+    demo: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    downloads = capture_downloads(monkeypatch)
+    history = {"range": "custom", "from": "2026-07-01", "to": "2026-11-20"}
+    at = open_page(make_app(role="manager", query=history), "audit")
+    at.text_input(key="audit.actor").input("@").run()
+    at.button(key="audit.next").click().run()
+    assert not at.exception
+    assert at.query_params["actor"] == "@" and "after" in at.query_params
+    shown = table_with(at, "Actor")
+    caption = [c for c in texts(at, "caption") if c.startswith("Changes 101–")]
+    assert caption and len(shown) > 0
+
+    again = reopen(at, "audit", role="manager")
+    assert not again.exception and not again.toast
+    same_rows(table_with(again, "Actor"), shown)
+    assert [c for c in texts(again, "caption") if c.startswith("Changes 101–")] == caption
+    # The CSV holds every page of that filtered list; this page is its rows 101 on.
+    again.button(key="audit.prepare_csv").click().run()
+    (csv_bytes,) = downloads.values()
+    csv = pd.read_csv(io.BytesIO(csv_bytes))
+    assert list(csv["Reason"][100 : 100 + len(shown)]) == list(shown["Reason"])
+    assert list(csv["Actor"][100 : 100 + len(shown)]) == list(shown["Actor"])
+
+
+def test_audit_scope_and_action_travel_and_rows_link_to_the_organization(demo: None) -> None:
+    at = open_page(make_app(role="manager", query=DEMO_RANGE), "audit")
+    at.selectbox(key="audit.action").set_value("set_daily_limit").run()
+    _, first = query_of(table_with(at, "View")["View"].iloc[0])
+    at.selectbox(key="filters.org").set_value(int(first["org"]))
+    at.radio(key="audit.scope").set_value("one").run()
+    assert (at.query_params["action"], at.query_params["scope"]) == ("set_daily_limit", "org")
+    shown = table_with(at, "Actor")
+    assert set(shown["Action"]) == {"Daily-limit change"}
+    again = reopen(at, "audit", role="manager")
+    assert again.radio(key="audit.scope").value == "one"
+    same_rows(table_with(again, "Actor"), shown)
+    at.radio(key="audit.scope").set_value("all").run()
+    rows = table_with(at, "View")
+    for name, link in zip(rows["Organization"], rows["View"], strict=True):
+        path, query = query_of(link)
+        assert path == "./" and query["from"] == "2026-10-22" and name not in link
+
+
+@pytest.mark.parametrize(
+    ("params", "notice"),
+    [
+        ({"action": "drop_table"}, "action='drop_table'"),
+        ({"scope": "everyone"}, "scope='everyone'"),
+        ({"actor": "x" * 300}, "too long"),
+        ({"after": "W10"}, "after='W10'"),
+    ],
+)
+def test_bad_audit_link_values_are_dropped_with_a_notice(
+    demo: None, params: dict[str, str], notice: str
+) -> None:
+    at = open_link({**DEMO_RANGE, **params}, "audit", role="manager")
+    assert not at.exception and not at.error
+    assert any(notice in t for t in plain_texts(at, "toast")), plain_texts(at, "toast")
+    for key in params:
+        assert key not in at.query_params
