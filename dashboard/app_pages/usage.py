@@ -8,7 +8,7 @@ filtered row up to ``usage.MAX_USAGE_ROWS`` and says when it was cut.
 
 The plans, the search and the page shown are in the URL (``plan``, ``q``, ``after``:
 :mod:`dashboard.url`). Each organization links to its Overview and, for those who may
-adjust credits, to the adjustment form on Credits."""
+adjust credits, to its Credits page (which leads with the adjustment form)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def with_links(table: pd.DataFrame, rows: pd.DataFrame, f: state.Filters) -> pd.
     ids = [int(i) for i in rows["organization_id"]]
     links = {"View": [url.link("overview", f, organization_id=i) for i in ids]}
     if auth.current_user().can("adjust_credits") and url.may_open("credits"):
-        links["Adjust"] = [url.link("credits", f, organization_id=i, form="adjust") for i in ids]
+        links["Adjust"] = [url.link("credits", f, organization_id=i) for i in ids]
     shown = table.copy()
     for offset, (column, values) in enumerate(links.items()):
         shown.insert(2 + offset, column, values)
@@ -142,7 +142,7 @@ def render() -> None:
                     "Adjust": st.column_config.LinkColumn(
                         display_text="Adjust",
                         width=65,
-                        help="Credits of the organization, with the adjustment form open.",
+                        help="The organization's Credits page: the adjustment form is at the top.",
                     ),
                     "Plan": st.column_config.TextColumn(width=85),
                     "Generations": st.column_config.NumberColumn(format="localized", width=100),
