@@ -60,6 +60,7 @@ from queries.checks import check_text, parse_id
 from queries.errors import InvalidInput
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 MAX_TEXT: Final = 200  # as the search and actor boxes' max_chars
 MAX_TOKEN: Final = 2000  # characters of an ``after`` token
@@ -196,19 +197,19 @@ def choices_param(
     return Param(key, session_key, parse, show)
 
 
-def choice_param(
-    key: str, session_key: str, options: Mapping[str, str], *, default: str
-) -> Param[str]:
+def choice_param(key: str, session_key: str, options: Mapping[str, V], *, default: V) -> Param[V]:
     """One of ``options`` (URL text -> session value); the default is left out."""
-    to_url = {value: text for text, value in options.items()}
+    to_url = [(value, text) for text, value in options.items()]
 
-    def parse(raw: str) -> str:
+    def parse(raw: str) -> V:
         if raw.strip() not in options:
             raise InvalidInput(f"use one of {', '.join(options)}.")
         return options[raw.strip()]
 
     def show(value: object) -> str | None:
-        return None if value == default or value not in to_url else to_url[str(value)]
+        if value == default:
+            return None
+        return next((text for known, text in to_url if known == value), None)
 
     return Param(key, session_key, parse, show)
 

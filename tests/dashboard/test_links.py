@@ -324,3 +324,71 @@ def test_bad_credits_link_values_are_dropped_with_a_notice(
     assert not at.exception and not at.error
     assert any(notice in t for t in plain_texts(at, "toast")), plain_texts(at, "toast")
     assert at.multiselect(key="credits.kinds").value == []
+
+
+# ------------------------------------------------------------------------- quotas
+
+
+@pytest.fixture
+def today(today_url: str, use_database: Callable[[str], None]) -> None:
+    use_database(today_url)
+
+
+def test_a_quotas_link_reproduces_the_filtered_table(today: None) -> None:
+    at = open_page(make_app(role="support"), "quotas")
+    everything = table_with(at, "Their today")
+    kind = str(everything["Type"].iloc[0])
+    at.multiselect(key="quotas.types").set_value([kind]).run()
+    at.multiselect(key="quotas.statuses").set_value(["ok", "near"]).run()
+    at.text_input(key="quotas.search").input("a").run()
+    assert not at.exception
+    assert at.query_params["type"] == kind and at.query_params["status"] == "near,ok"
+    assert at.query_params["q"] == "a"
+    shown = table_with(at, "Their today")
+
+    again = reopen(at, "quotas", role="support")
+    assert not again.exception and not again.toast
+    same_rows(table_with(again, "Their today"), shown)
+
+
+def test_quota_rows_link_to_the_overview_and_to_the_limit_form_at_the_top(today: None) -> None:
+    at = open_page(make_app(role="support"), "quotas")
+    table = table_with(at, "Their today")
+    row = table.iloc[0]
+    path, view = query_of(row["View"])
+    assert path == "./" and view["org"].isdigit() and row["Organization"] not in row["View"]
+    path, change = query_of(row["Change limit"])
+    assert path == "quotas" and change == {**view, "form": "limit"}
+    frames = [d.value for d in at.dataframe]
+    # Over and near the limit (the alert lists), and the heatmap's organizations.
+    alerts = [f for f in frames if "Utilization" in f and "Their today" not in f]
+    assert alerts and all({"View", "Change limit"} <= set(f.columns) for f in alerts)
+    heatmap = [f for f in frames if list(f.columns) == ["Organization", "View", "Change limit"]]
+    assert len(heatmap) == 1 and len(heatmap[0]) > 0
+
+    opened = open_link(change, "quotas", role="support")
+    assert not opened.exception
+    headers = [h.value for h in opened.subheader]
+    assert headers[0].startswith("Change a daily limit"), headers
+    assert row["Organization"] in headers[0].replace("\\", "")
+    # Managers read quotas but change no limit: no such link for them.
+    manager = open_page(make_app(role="manager"), "quotas")
+    assert "Change limit" not in table_with(manager, "Their today").columns
+
+
+@pytest.mark.parametrize(
+    ("params", "notice"),
+    [
+        ({"status": "panic"}, "status='panic'"),
+        ({"type": "teleport"}, "type='teleport'"),
+        ({"form": "delete"}, "form='delete'"),
+    ],
+)
+def test_bad_quotas_link_values_are_dropped_with_a_notice(
+    today: None, params: dict[str, str], notice: str
+) -> None:
+    at = open_link(params, "quotas", role="support")
+    assert not at.exception and not at.error
+    assert any(notice in t for t in plain_texts(at, "toast")), plain_texts(at, "toast")
+    for key in params:
+        assert key not in at.query_params
