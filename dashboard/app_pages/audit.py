@@ -71,6 +71,20 @@ def with_links(table: pd.DataFrame, rows: pd.DataFrame, f: state.Filters) -> pd.
     return shown
 
 
+def in_full(table: pd.DataFrame, selected: list[int]) -> None:
+    """The selected change's reason and details as plain text, however long (the
+    table's cells are cut to their column's width)."""
+    if not selected or not 0 <= selected[0] < len(table):
+        st.caption("Select a row (the box at its left) to read its reason and details in full.")
+        return
+    row = table.iloc[selected[0]]
+    with st.container(border=True):
+        # st.text: customer text shown as it is, never as Markdown.
+        st.text(f"{row['Action']} · {row['Organization']} · {row['Actor']}")
+        st.text(f"Reason: {row['Reason']}")
+        st.text(f"Details: {row['Details'] if isinstance(row['Details'], str) else ''}")
+
+
 def csv_name(f: state.Filters, *, organization: str | None, action: str, actor: str) -> str:
     parts = ["audit", f.start.isoformat(), f.end.isoformat()]
     parts.append(f"org-{organization}" if organization else "all-orgs")
@@ -127,40 +141,44 @@ def render() -> None:
                 "sidebar or clear the filters."
             )
         else:
-            st.dataframe(
+            event = st.dataframe(
                 with_links(table, page.rows, f),
                 hide_index=True,
                 height="content",  # every row of the page, no scroll box
-                # Reasons and details get the room (the table scrolls sideways on a
-                # narrow window rather than cutting them off).
+                on_select="rerun",
+                selection_mode="single-row",
+                # Widths add up to less than the main area of a 1440 px window, so no
+                # column hides behind a sideways scroll; a selected row's reason and
+                # details are shown in full below the table.
                 column_config={
                     "When (UTC)": st.column_config.DatetimeColumn(
                         format="YYYY-MM-DD HH:mm", width=125
                     ),
-                    "Organization": st.column_config.TextColumn(width=120),
+                    "Organization": st.column_config.TextColumn(width=110),
                     "View": st.column_config.LinkColumn(
-                        display_text="Overview",
-                        width=80,
+                        display_text=":material/open_in_new:",
+                        width=45,
                         help="The organization's Overview, with the same dates.",
                     ),
                     "Action": st.column_config.TextColumn(width=125),
-                    "Actor": st.column_config.TextColumn(width=200),
-                    "Reason": st.column_config.TextColumn(width="medium"),
+                    "Actor": st.column_config.TextColumn(width=175),
+                    "Reason": st.column_config.TextColumn(width=155),
                     "Credits": st.column_config.NumberColumn(
                         format="localized",
                         width=65,
                         help="Credits the change added or took away; blank for a limit change.",
                     ),
                     "Details": st.column_config.TextColumn(
-                        width="large",
+                        width=130,
                         help="Ledger entry, balance after, what it reverses and its note; "
-                        "for a limit change the type, old and new limit. Click a cell to "
-                        "read it in full.",
+                        "for a limit change the type, old and new limit. Select the row to "
+                        "read it in full below.",
                     ),
                 },
                 placeholder="",  # a limit change moves no credits: blank, not "None"
                 key="audit.table",
             )
+            in_full(table, event.selection.rows)
             first = pager.first
             pager.buttons(
                 next=page.next_cursor, previous_label="← Newer", next_label="Older →"

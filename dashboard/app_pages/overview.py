@@ -145,12 +145,13 @@ def _users(f: state.Filters) -> None:
         column_config={
             "User": st.column_config.TextColumn(width=110),
             "Drill down": st.column_config.LinkColumn(
-                display_text="Generations",
-                width=95,
-                help="This user's most recent generations and timeline.",
+                "Open",
+                display_text=":material/open_in_new:",
+                width=45,
+                help="This user's most recent generations and timeline (the drill-down).",
             ),
-            "Email": st.column_config.TextColumn(width="medium"),
-            "Generations": st.column_config.NumberColumn(format="localized", width=90),
+            "Email": st.column_config.TextColumn(width=235),
+            "Generations": st.column_config.NumberColumn(format="localized", width=80),
             "Credits": st.column_config.NumberColumn(format="localized", width=65),
             "Share of credits": st.column_config.ProgressColumn(
                 "Share",
@@ -158,7 +159,7 @@ def _users(f: state.Filters) -> None:
                 format="percent",
                 min_value=0.0,
                 max_value=1.0,
-                width=85,
+                width=65,
             ),
         },
         key="overview.top_users",

@@ -5,8 +5,8 @@ day, who is near or over, an organization's quota history, changing a daily limi
 
 The search, plans, types, statuses and the page of the table are in the URL (``q``,
 ``plan``, ``type``, ``status``, ``after``: :mod:`dashboard.url`). Every organization
-listed (over, near, the table, the heatmap's) links to its Overview and, for those who
-may change limits, to ``quotas?org=ID&form=limit``: this page with the limit form at the
+listed (over, near, the table, the heatmap's) links to this page scoped to it (its quota
+history), with ``form=limit`` for those who may change limits: the limit form at the
 top."""
 
 from __future__ import annotations
@@ -47,13 +47,11 @@ STATUSES: Final = ("over", "at limit", "near", "ok")
 K_FORM_FIRST: Final = "quotas.form_first"  # the limit form at the top (form=limit)
 URL_PAGE: Final = "quotas"
 LINK_COLUMNS: Final = {
-    "View": st.column_config.LinkColumn(
-        display_text="Overview", width=80, help="The organization's Overview."
-    ),
-    "Change limit": st.column_config.LinkColumn(
-        display_text="Change limit",
-        width=100,
-        help="This page for the organization, with the limit form at the top.",
+    "Open": st.column_config.LinkColumn(
+        display_text=":material/open_in_new:",
+        width=45,
+        help="This page for the organization: its quota history and, if you may change "
+        "limits, the limit form at the top.",
     ),
 }
 
@@ -71,17 +69,16 @@ FORM_PARAM: Final = url.choice_param("form", K_FORM_FIRST, {"limit": True}, defa
 
 
 def with_links(table: pd.DataFrame, rows: pd.DataFrame, f: state.Filters) -> pd.DataFrame:
-    """A list of organizations as shown: after the name, a link to its Overview and, for
-    those who may change limits, to this page for it with the limit form at the top."""
-    ids = [int(i) for i in rows["organization_id"]]
+    """A list of organizations as shown: after the name, a link to this page for it
+    (its quota history), with the limit form at the top for those who may change
+    limits."""
+    extra = {"form": "limit"} if auth.current_user().can("change_limits") else {}
     shown = table.reset_index(drop=True)
-    shown.insert(1, "View", [url.link("overview", f, organization_id=i) for i in ids])
-    if auth.current_user().can("change_limits"):
-        shown.insert(
-            2,
-            "Change limit",
-            [url.link("quotas", f, organization_id=i, form="limit") for i in ids],
-        )
+    shown.insert(
+        1,
+        "Open",
+        [url.link("quotas", f, organization_id=int(i), **extra) for i in rows["organization_id"]],
+    )
     return shown
 
 
@@ -107,7 +104,7 @@ UTILIZATION_COLUMNS: Final = {
     "Used": st.column_config.NumberColumn(format="localized"),
     "Daily limit": st.column_config.NumberColumn(format="localized"),
     "Utilization": st.column_config.ProgressColumn(
-        format="percent", min_value=0.0, max_value=1.0, help="Used / daily limit"
+        format="percent", min_value=0.0, max_value=1.0, help="Used / daily limit", width=90
     ),
 }
 

@@ -132,41 +132,41 @@ def render() -> None:
                 hide_index=True,
                 height="content",  # every row of the page, no scroll box
                 column_config={
-                    "Rank": st.column_config.NumberColumn(format="%d", width=55),
-                    "Organization": st.column_config.TextColumn(width=150),
+                    "Rank": st.column_config.NumberColumn(format="%d", width=50),
+                    "Organization": st.column_config.TextColumn(width=140),
                     "View": st.column_config.LinkColumn(
-                        display_text="Overview",
-                        width=80,
+                        display_text=":material/open_in_new:",
+                        width=40,
                         help="The organization's Overview, with the same dates.",
                     ),
                     "Adjust": st.column_config.LinkColumn(
-                        display_text="Adjust",
-                        width=65,
+                        display_text=":material/account_balance_wallet:",
+                        width=40,
                         help="The organization's Credits page: the adjustment form is at the top.",
                     ),
-                    "Plan": st.column_config.TextColumn(width=85),
-                    "Generations": st.column_config.NumberColumn(format="localized", width=100),
+                    "Plan": st.column_config.TextColumn(width=80),
+                    "Generations": st.column_config.NumberColumn(format="localized", width=90),
                     "Credits consumed": st.column_config.NumberColumn(
-                        format="localized", width=130
+                        format="localized", width=125
                     ),
                     "Credits granted": st.column_config.NumberColumn(
                         format="localized",
-                        width=120,
+                        width=110,
                         help="Grants and refunds in the period.",
                     ),
                     "Credits deducted": st.column_config.NumberColumn(
                         format="localized",
-                        width=125,
+                        width=115,
                         help="Deductions, and reversals that took credits back, in the period.",
                     ),
                     "Balance": st.column_config.NumberColumn(
-                        format="localized", width=85, help="The balance now."
+                        format="localized", width=80, help="The balance now."
                     ),
                     "Share %": st.column_config.ProgressColumn(
                         format="%.1f %%",
                         min_value=0.0,
                         max_value=100.0,
-                        width=110,
+                        width=95,
                         help="The organization's share of all credits consumed in the period.",
                     ),
                 },

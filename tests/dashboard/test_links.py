@@ -351,29 +351,35 @@ def test_a_quotas_link_reproduces_the_filtered_table(today: None) -> None:
     same_rows(table_with(again, "Their today"), shown)
 
 
-def test_quota_rows_link_to_the_overview_and_to_the_limit_form_at_the_top(today: None) -> None:
+def test_quota_rows_link_to_the_organization_with_the_limit_form_at_the_top(
+    today: None,
+) -> None:
     at = open_page(make_app(role="support"), "quotas")
     table = table_with(at, "Their today")
     row = table.iloc[0]
-    path, view = query_of(row["View"])
-    assert path == "./" and view["org"].isdigit() and row["Organization"] not in row["View"]
-    path, change = query_of(row["Change limit"])
-    assert path == "quotas" and change == {**view, "form": "limit"}
+    path, query = query_of(row["Open"])
+    assert path == "quotas" and query["org"].isdigit() and query["form"] == "limit"
+    assert query["range"] == "30d" and row["Organization"] not in row["Open"]
     frames = [d.value for d in at.dataframe]
     # Over and near the limit (the alert lists), and the heatmap's organizations.
     alerts = [f for f in frames if "Utilization" in f and "Their today" not in f]
-    assert alerts and all({"View", "Change limit"} <= set(f.columns) for f in alerts)
-    heatmap = [f for f in frames if list(f.columns) == ["Organization", "View", "Change limit"]]
+    assert alerts and all("Open" in f.columns for f in alerts)
+    heatmap = [f for f in frames if list(f.columns) == ["Organization", "Open"]]
     assert len(heatmap) == 1 and len(heatmap[0]) > 0
 
-    opened = open_link(change, "quotas", role="support")
+    opened = open_link(query, "quotas", role="support")
     assert not opened.exception
     headers = [h.value for h in opened.subheader]
     assert headers[0].startswith("Change a daily limit"), headers
     assert row["Organization"] in headers[0].replace("\\", "")
-    # Managers read quotas but change no limit: no such link for them.
+    assert opened.query_params["form"] == "limit"
+    # Managers read quotas but change no limit: their links open the page as it is.
     manager = open_page(make_app(role="manager"), "quotas")
-    assert "Change limit" not in table_with(manager, "Their today").columns
+    _, plain_query = query_of(table_with(manager, "Their today")["Open"].iloc[0])
+    assert "form" not in plain_query
+    opened = open_link({**plain_query, "form": "limit"}, "quotas", role="manager")
+    assert not opened.exception
+    assert not any(h.value.startswith("Change a daily limit") for h in opened.subheader)
 
 
 @pytest.mark.parametrize(
