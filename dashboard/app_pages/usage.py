@@ -133,15 +133,15 @@ def render() -> None:
                 height="content",  # every row of the page, no scroll box
                 column_config={
                     "Rank": st.column_config.NumberColumn(format="%d", width=50),
-                    "Organization": st.column_config.TextColumn(width=140),
+                    "Organization": st.column_config.TextColumn(width=130),
                     "View": st.column_config.LinkColumn(
                         display_text=":material/open_in_new:",
                         width=40,
                         help="The organization's Overview, with the same dates.",
                     ),
                     "Adjust": st.column_config.LinkColumn(
-                        display_text=":material/account_balance_wallet:",
-                        width=40,
+                        display_text="Adjust",
+                        width=60,
                         help="The organization's Credits page: the adjustment form is at the top.",
                     ),
                     "Plan": st.column_config.TextColumn(width=80),
@@ -166,7 +166,7 @@ def render() -> None:
                         format="%.1f %%",
                         min_value=0.0,
                         max_value=100.0,
-                        width=95,
+                        width=90,
                         help="The organization's share of all credits consumed in the period.",
                     ),
                 },

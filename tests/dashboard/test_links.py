@@ -14,6 +14,7 @@ import streamlit as st
 from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
+from queries.approvals import request_adjustment
 from tests.dashboard.apptest import (
     DEMO_RANGE,
     capture_downloads,
@@ -398,3 +399,37 @@ def test_bad_quotas_link_values_are_dropped_with_a_notice(
     assert any(notice in t for t in plain_texts(at, "toast")), plain_texts(at, "toast")
     for key in params:
         assert key not in at.query_params
+
+
+def test_the_approvals_queue_links_each_request_to_its_organizations_decision(
+    fresh_url: str, fresh_engine: Engine, use_database: Callable[[str], None]
+) -> None:
+    use_database(fresh_url)
+    first, second = (
+        int(
+            scalar(
+                fresh_engine, "SELECT id FROM organizations ORDER BY name LIMIT 1 OFFSET :n", n=n
+            )
+        )
+        for n in (0, 1)
+    )
+    request = request_adjustment(
+        fresh_engine,
+        organization_id=second,
+        amount=250_000,
+        reason="Enterprise renewal",
+        note=None,
+        actor="ana@example.com",
+        idempotency_key="links-approval",
+    )
+    at = open_page(make_app(role="finance", query={"org": str(first)}), "credits")
+    queue = table_with(at, "Requested by")
+    row = queue[queue["Request"] == request.id].iloc[0]
+    path, query = query_of(row["Decide"])
+    assert path == "credits" and query["org"] == str(second)
+    assert row["Organization"] not in row["Decide"]
+
+    opened = open_link(query, "credits", role="finance")
+    assert not opened.exception
+    options = opened.selectbox(key="credits.decide_request").options
+    assert any(option.startswith(f"#{request.id} ·") for option in options), options
