@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
 from queries.approvals import request_adjustment
+from tests.dashboard import test_quotas_page as quotas_tests
 from tests.dashboard.apptest import (
     DEMO_RANGE,
     capture_downloads,
@@ -433,3 +434,23 @@ def test_the_approvals_queue_links_each_request_to_its_organizations_decision(
     assert not opened.exception
     options = opened.selectbox(key="credits.decide_request").options
     assert any(option.startswith(f"#{request.id} ·") for option in options), options
+
+
+# The Quotas tests' 2,000 organizations with use today (a fixture of that module).
+many_quotas = quotas_tests.many_quotas
+
+
+def test_a_quotas_link_reproduces_a_later_page_of_thousands(many_quotas: Engine) -> None:
+    at = open_page(make_app(role="manager"), "quotas")
+    at.multiselect(key="quotas.plans").set_value(["pro", "starter"]).run()
+    at.button(key="quotas.next").click().run()
+    at.button(key="quotas.next").click().run()
+    assert not at.exception and "after" in at.query_params
+    shown = table_with(at, "Their today")
+    caption = [c for c in texts(at, "caption") if c.startswith("101–150 of")]
+    assert len(shown) == 50 and caption
+
+    again = reopen(at, "quotas", role="manager")
+    assert not again.exception and not again.toast
+    same_rows(table_with(again, "Their today"), shown)
+    assert [c for c in texts(again, "caption") if c.startswith("101–150 of")] == caption
