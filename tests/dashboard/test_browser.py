@@ -843,3 +843,39 @@ def test_clicking_an_organization_in_the_usage_ranking_opens_its_overview(
     settle(overview, f"Overview · {name}")
     assert not problems(overview), problems(overview)
     overview.close()
+
+
+def test_selecting_an_audit_row_shows_its_reason_and_details_in_full(
+    page: Page, app: RunningApp, db: Engine
+) -> None:
+    long_reason = "Goodwill after the outage of " + "the image pipeline, " * 12 + "end."
+    with db.connect() as conn:
+        org_id = conn.execute(text("SELECT id FROM organizations ORDER BY name LIMIT 1")).scalar()
+    request = request_adjustment(
+        db,
+        organization_id=int(org_id),
+        amount=150_000,
+        reason=long_reason,
+        actor="ana@finance.example",
+        idempotency_key="browser-long-reason",
+    )
+    try:
+        page.goto(f"{app.url}/audit?range=7d&action=request_adjustment")
+        settle(page, "Audit trail")
+        main = page.locator('[data-testid="stMain"]')
+        assert "Select a row" in main.inner_text()
+        table = page.locator('[data-testid="stDataFrame"]').first
+        table.scroll_into_view_if_needed()
+        box = table.bounding_box()
+        assert box is not None
+        # The row's selection box is drawn in the grid's first (marker) column.
+        x, y = box["x"] + 15, box["y"] + 35 + 35 / 2
+        page.mouse.move(x, y)
+        page.wait_for_timeout(300)
+        page.mouse.click(x, y)
+        main.get_by_text("Reason: Goodwill", exact=False).wait_for()
+        settle(page, "Audit trail")
+        assert f"Reason: {long_reason}" in main.inner_text()
+        assert not problems(page), problems(page)
+    finally:
+        reject(db, request_id=request.id, approver=USER, reason="Browser test done")
