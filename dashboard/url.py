@@ -3,7 +3,8 @@ from a row to another view.
 
 A page declares its filters once, as :class:`Param` (URL key + session key + strict
 parser + how the value is written), and calls :func:`apply` before drawing its widgets
-and :func:`write` after. The keys, by page (``a,b`` is a list, comma-separated)::
+and :func:`write` after. The keys, by page (``a,b`` is a list, comma-separated; a value
+equal to the default is left out)::
 
     Overview      user=42                    the drilled-down user (an id of the org's)
                   after=<cursor>             the page of most recent generations
@@ -12,11 +13,10 @@ and :func:`write` after. The keys, by page (``a,b`` is a list, comma-separated):
     Credits       kind=grant,refund          ledger kinds
                   actor=alice                ledger actor (part of an email)
                   after=<cursor>             the ledger page
-                  form=adjust                open the adjustment form (from a row's link)
     Quotas        q=acme  plan=pro  type=image,video  status=over,near
                   after=<cursor>             the page of "every organization and type"
                   form=limit                 the limit form first, at the top
-    Audit trail   scope=all|org  action=grant  actor=alice
+    Audit trail   scope=org|all  action=grant  actor=alice
                   after=<cursor>             the page of the trail
     Statements    month=2026-10              (``app_pages/statements.py``)
 
@@ -34,8 +34,14 @@ wins over the session's; otherwise the widgets win and are written back at the e
 the run. A missing key keeps the session's value (the menu clears a page's keys when
 switching pages). A page writes only its own keys.
 
-Links (:func:`link`) carry ids and the sidebar's filters, never customer text: a name
-is shown as the link's display text from another column, as plain text.
+Links (:func:`link`) carry ids and the sidebar's filters (``org``, ``range``, ``from``,
+``to``, ``grain``, ``tz``), never customer text: the name stays in its own plain-text
+column and the link beside it shows an icon or a fixed word. Organizations link to their
+Overview (every role has it: KPIs, timeline, top users), Quotas rows to Quotas scoped to
+the organization (``form=limit`` for those who may change limits), the approvals queue
+to Credits scoped to the organization (its requests are decided there), and "Adjust" in
+the usage ranking to Credits (the adjustment form leads that page). The first page of a
+person's menu is served at the app's root, so links to it are ``./?...``.
 """
 
 from __future__ import annotations
