@@ -850,7 +850,9 @@ def test_selecting_an_audit_row_shows_its_reason_and_details_in_full(
 ) -> None:
     long_reason = "Goodwill after the outage of " + "the image pipeline, " * 12 + "end."
     with db.connect() as conn:
-        org_id = conn.execute(text("SELECT id FROM organizations ORDER BY name LIMIT 1")).scalar()
+        org_id = conn.execute(
+            text("SELECT id FROM organizations ORDER BY name LIMIT 1")
+        ).scalar_one()
     request = request_adjustment(
         db,
         organization_id=int(org_id),
