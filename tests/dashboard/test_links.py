@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import pandas as pd
 import pytest
 import streamlit as st
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from streamlit.testing.v1 import AppTest
 
 from queries.approvals import request_adjustment
@@ -454,3 +454,22 @@ def test_a_quotas_link_reproduces_a_later_page_of_thousands(many_quotas: Engine)
     assert not again.exception and not again.toast
     same_rows(table_with(again, "Their today"), shown)
     assert [c for c in texts(again, "caption") if c.startswith("101–150 of")] == caption
+
+
+# ----------------------------------------------------------------- reconciliation
+
+
+def test_a_drifted_organization_links_to_its_ledger(
+    fresh_url: str, fresh_engine: Engine, use_database: Callable[[str], None]
+) -> None:
+    use_database(fresh_url)
+    with fresh_engine.begin() as conn:
+        org = conn.execute(text("SELECT id FROM organizations ORDER BY id LIMIT 1")).scalar_one()
+        conn.execute(
+            text("UPDATE credit_balances SET balance = balance + 11 WHERE organization_id = :o"),
+            {"o": org},
+        )
+    at = open_page(make_app(role="finance"), "reconciliation")
+    assert not at.exception
+    path, query = query_of(table_with(at, "Drifted rows")["Open"].iloc[0])
+    assert path == "credits" and query["org"] == str(org)
