@@ -7,10 +7,15 @@ stack of cursors of the pages before the one shown lives in session state under 
 page's key. A change of the filters the list belongs to starts it over from the first
 page, since the old cursors describe another list.
 
-    pager = paging.Pager("usage", filters=(start, end, plans, search), page_size=50)
+    pager = paging.Pager("usage", filters=(start, end, plans, search), page_size=50,
+                         url_page="usage", cursor_type=UsageCursor)
     page = data.usage_page(..., after=pager.after)
     middle = pager.buttons(next=page.next)
     middle.caption(f"Organizations {pager.first:,}–...")
+
+With ``url_page`` the shown page is kept in the URL (``after``, :mod:`dashboard.url`): a
+link opens the same page of the same list. The cursors of the pages before it are not
+in the link, so "previous" from a page opened by a link goes back to the first page.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from typing import Final, Generic, TypeVar
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
+
+from dashboard import url
+from queries.errors import InvalidInput
 
 C = TypeVar("C")
 
@@ -35,7 +43,15 @@ class Pager(Generic[C]):
     ``filters`` is everything the list depends on (a plain, comparable value).
     """
 
-    def __init__(self, key: str, *, filters: Hashable, page_size: int) -> None:
+    def __init__(
+        self,
+        key: str,
+        *,
+        filters: Hashable,
+        page_size: int,
+        url_page: str | None = None,
+        cursor_type: type[C] | None = None,
+    ) -> None:
         self.key = key
         self.page_size = page_size
         self._cursors_key = f"{key}.cursors"
@@ -44,10 +60,30 @@ class Pager(Generic[C]):
             ss.get(self._cursors_key), list
         ):
             ss[f"{key}.cursors_for"], ss[self._cursors_key] = filters, []
+        if url_page is not None and cursor_type is not None:
+            self._follow_url(url_page, cursor_type)
+
+    def _follow_url(self, page: str, cursor_type: type[C]) -> None:
+        """A page a link asked for wins (after the filters reset the stack); then the
+        page shown goes into the URL."""
+        raw = url.incoming(page, "after")
+        if raw is not None:
+            try:
+                number, cursor = url.decode_cursor(raw, cursor_type)
+            except InvalidInput as exc:
+                url.toast([url.notice("after", raw, exc)])
+            else:
+                # The cursors of the pages in between are unknown (None): "previous"
+                # from here goes back to the first page.
+                unknown: list[C | None] = [None] * (number - 2)
+                st.session_state[self._cursors_key] = [*unknown, cursor]
+        cursors = self._cursors
+        token = url.encode_cursor(len(cursors) + 1, cursors[-1]) if cursors else None
+        url.put(page, "after", token)
 
     @property
-    def _cursors(self) -> list[C]:
-        cursors: list[C] = st.session_state[self._cursors_key]
+    def _cursors(self) -> list[C | None]:
+        cursors: list[C | None] = st.session_state[self._cursors_key]
         return cursors
 
     @property
@@ -69,7 +105,11 @@ class Pager(Generic[C]):
             st.session_state[self._cursors_key] = [*self._cursors, cursor]
 
     def _back(self) -> None:
-        st.session_state[self._cursors_key] = self._cursors[:-1]
+        previous = self._cursors[:-1]
+        # A page opened by a link does not know the cursors before it.
+        st.session_state[self._cursors_key] = (
+            previous if all(c is not None for c in previous) else []
+        )
 
     def _to_first(self) -> None:
         st.session_state[self._cursors_key] = []

@@ -1,5 +1,8 @@
 """Audit trail: who changed what, when and why (credit adjustments, reversals, refunds and
-daily-limit changes), filterable and downloadable."""
+daily-limit changes), filterable and downloadable.
+
+The scope, action, actor and the page shown are in the URL (``scope``, ``action``,
+``actor``, ``after``: :mod:`dashboard.url`); each organization links to its Overview."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from typing import Final
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, paging, state, ui
+from dashboard import data, paging, state, ui, url
 from dashboard.text import md
 from queries.audit import AUDIT_ACTIONS, AuditCursor
 
@@ -30,6 +33,12 @@ _LABELS: Final = {
     "approve_adjustment": ("Adjustment approved", "Approvals"),
     "reject_adjustment": ("Adjustment rejected", "Rejections"),
 }
+URL_PAGE: Final = "audit"
+URL_PARAMS: Final = (
+    url.choice_param("scope", K_SCOPE, {"all": "all", "org": "one"}, default="all"),
+    url.choice_param("action", K_ACTION, {a: a for a in AUDIT_ACTIONS}, default=ANY),
+    url.text_param("actor", K_ACTOR, "actor"),
+)
 ROW_LABELS: Final = {a: _LABELS[a][0] if a in _LABELS else a for a in AUDIT_ACTIONS}
 ACTION_LABELS: Final = {ANY: "Any change"} | {
     a: _LABELS[a][1] if a in _LABELS else a for a in AUDIT_ACTIONS
@@ -51,6 +60,31 @@ def audit_table(df: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def with_links(table: pd.DataFrame, rows: pd.DataFrame, f: state.Filters) -> pd.DataFrame:
+    """The trail as shown: after each organization's name, a link to its Overview."""
+    shown = table.copy()
+    shown.insert(
+        2,
+        "View",
+        [url.link("overview", f, organization_id=int(i)) for i in rows["organization_id"]],
+    )
+    return shown
+
+
+def in_full(table: pd.DataFrame, selected: list[int]) -> None:
+    """The selected change's reason and details as plain text, however long (the
+    table's cells are cut to their column's width)."""
+    if not selected or not 0 <= selected[0] < len(table):
+        st.caption("Select a row (the box at its left) to read its reason and details in full.")
+        return
+    row = table.iloc[selected[0]]
+    with st.container(border=True):
+        # st.text: customer text shown as it is, never as Markdown.
+        st.text(f"{row['Action']} · {row['Organization']} · {row['Actor']}")
+        st.text(f"Reason: {row['Reason']}")
+        st.text(f"Details: {row['Details'] if isinstance(row['Details'], str) else ''}")
+
+
 def csv_name(f: state.Filters, *, organization: str | None, action: str, actor: str) -> str:
     parts = ["audit", f.start.isoformat(), f.end.isoformat()]
     parts.append(f"org-{organization}" if organization else "all-orgs")
@@ -68,6 +102,7 @@ def render() -> None:
         "Audit trail",
         f"Who changed what, when and why · {f.start} – {f.end} (UTC dates), newest first.",
     )
+    url.apply(URL_PAGE, URL_PARAMS)
     scope_col, action_col, actor_col = st.columns(3)
     # Radio options are Markdown: the organization's name is escaped.
     scopes = {"all": "All organizations", "one": md(f.organization.name)}
@@ -78,6 +113,7 @@ def render() -> None:
         "Action", options=list(ACTION_LABELS), format_func=ACTION_LABELS.__getitem__, key=K_ACTION
     )
     actor = actor_col.text_input("Actor contains", key=K_ACTOR, placeholder="part of an email")
+    url.write(URL_PAGE, URL_PARAMS)
     one = scope == "one"
     with ui.section("The audit trail"):
         org_id = f.organization_id if one else None
@@ -86,6 +122,8 @@ def render() -> None:
             "audit",
             filters=(f.start, f.end, org_id, chosen_action, chosen_actor),
             page_size=PAGE_SIZE,
+            url_page=URL_PAGE,
+            cursor_type=AuditCursor,
         )
         page = data.audit_page(
             start=f.start,
@@ -103,16 +141,25 @@ def render() -> None:
                 "sidebar or clear the filters."
             )
         else:
-            st.dataframe(
-                table,
+            event = st.dataframe(
+                with_links(table, page.rows, f),
                 hide_index=True,
+                height="content",  # every row of the page, no scroll box
+                on_select="rerun",
+                selection_mode="single-row",
                 # Widths add up to less than the main area of a 1440 px window, so no
-                # column hides behind a sideways scroll; the rest is shared out evenly.
+                # column hides behind a sideways scroll; a selected row's reason and
+                # details are shown in full below the table.
                 column_config={
                     "When (UTC)": st.column_config.DatetimeColumn(
                         format="YYYY-MM-DD HH:mm", width=125
                     ),
-                    "Organization": st.column_config.TextColumn(width=120),
+                    "Organization": st.column_config.TextColumn(width=110),
+                    "View": st.column_config.LinkColumn(
+                        display_text=":material/open_in_new:",
+                        width=45,
+                        help="The organization's Overview, with the same dates.",
+                    ),
                     "Action": st.column_config.TextColumn(width=125),
                     "Actor": st.column_config.TextColumn(width=175),
                     "Reason": st.column_config.TextColumn(width=155),
@@ -122,15 +169,16 @@ def render() -> None:
                         help="Credits the change added or took away; blank for a limit change.",
                     ),
                     "Details": st.column_config.TextColumn(
-                        width=200,
+                        width=130,
                         help="Ledger entry, balance after, what it reverses and its note; "
-                        "for a limit change the type, old and new limit. Click a cell to "
-                        "read it in full.",
+                        "for a limit change the type, old and new limit. Select the row to "
+                        "read it in full below.",
                     ),
                 },
                 placeholder="",  # a limit change moves no credits: blank, not "None"
                 key="audit.table",
             )
+            in_full(table, event.selection.rows)
             first = pager.first
             pager.buttons(
                 next=page.next_cursor, previous_label="← Newer", next_label="Older →"

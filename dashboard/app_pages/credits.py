@@ -11,6 +11,11 @@ Money moves in two steps: a form is checked into a request (nothing is written),
 the request is confirmed with the balance before and after. The request carries an
 idempotency key made when the form was drawn and kept until the adjustment succeeds,
 so a double click or a rerun applies it once.
+
+The ledger's kinds, actor and page are in the URL (``kind``, ``actor``, ``after``:
+:mod:`dashboard.url`). The adjustment form leads the page, right under the balance, so
+an "Adjust" link from another page is ``credits?org=ID``; each organization in the queue
+of pending approvals links to this page scoped to it, where its requests are decided.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Final
 import pandas as pd
 import streamlit as st
 
-from dashboard import actions, auth, charts, data, exports, forecasts, paging, state, ui
+from dashboard import actions, auth, charts, data, exports, forecasts, paging, state, ui, url
 from dashboard.confirm import WriteFlow
 from dashboard.text import md
 from queries.approvals import ApprovalCursor, ApprovalRequest, PendingApproval
@@ -57,6 +62,11 @@ K_BULK_RETRY: Final = "credits.bulk_retry"
 K_BULK_FILE: Final = "credits.bulk_file"
 K_KINDS: Final = "credits.kinds"
 K_ACTOR: Final = "credits.actor"
+URL_PAGE: Final = "credits"
+URL_PARAMS: Final = (
+    url.choices_param("kind", K_KINDS, LEDGER_KINDS, "ledger kinds"),
+    url.text_param("actor", K_ACTOR, "actor"),
+)
 
 DIRECTIONS: Final = {"grant": "Grant credits", "deduct": "Deduct credits"}
 
@@ -431,13 +441,22 @@ DECISION: Final = WriteFlow(
 )
 
 
-def approvals_table(rows: tuple[PendingApproval, ...]) -> pd.DataFrame:
-    """The queue as shown: one row per request waiting for a second person."""
+def approvals_table(
+    rows: tuple[PendingApproval, ...], f: state.Filters | None = None
+) -> pd.DataFrame:
+    """The queue as shown: one row per request waiting for a second person; with the
+    filters, each organization links to this page scoped to it (to decide)."""
+    links = (
+        {"Decide": [url.link("credits", f, organization_id=r.organization_id) for r in rows]}
+        if f is not None
+        else {}
+    )
     return pd.DataFrame(
         {
             "Request": [r.id for r in rows],
             "Requested (UTC)": [r.created_at for r in rows],
             "Organization": [r.organization for r in rows],
+            **links,
             "Amount": [r.amount for r in rows],
             "Balance now": [r.balance for r in rows],
             "Reason": [r.reason for r in rows],
@@ -448,7 +467,7 @@ def approvals_table(rows: tuple[PendingApproval, ...]) -> pd.DataFrame:
     )
 
 
-def _queue() -> None:
+def _queue(f: state.Filters) -> None:
     st.subheader("Pending approvals")
     pager: paging.Pager[ApprovalCursor] = paging.Pager(
         "credits.approvals", filters=(), page_size=APPROVALS_PAGE
@@ -461,8 +480,9 @@ def _queue() -> None:
         )
         return
     st.dataframe(
-        approvals_table(page.rows),
+        approvals_table(page.rows, f),
         hide_index=True,
+        height="content",
         # As the ledger's: the widths fit the main area of a 1440 px wide window.
         column_config={
             "Request": st.column_config.NumberColumn(format="%d", width=60),
@@ -470,11 +490,16 @@ def _queue() -> None:
                 format="YYYY-MM-DD HH:mm", width=125
             ),
             "Organization": st.column_config.TextColumn(width=120),
+            "Decide": st.column_config.LinkColumn(
+                display_text=":material/open_in_new:",
+                width=40,
+                help="This page for the organization: its requests are decided below.",
+            ),
             "Amount": st.column_config.NumberColumn(format="localized", width=85),
             "Balance now": st.column_config.NumberColumn(format="localized", width=90),
-            "Reason": st.column_config.TextColumn(width=130),
+            "Reason": st.column_config.TextColumn(width=115),
             "Note": st.column_config.TextColumn(width=80),
-            "Requested by": st.column_config.TextColumn(width=140),
+            "Requested by": st.column_config.TextColumn(width=135),
             "Expires (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", width=125),
         },
         placeholder="",
@@ -624,13 +649,19 @@ def ledger_view(entries: pd.DataFrame, timezone: str) -> pd.DataFrame:
 
 def _ledger(f: state.Filters, *, balance: int, can_adjust: bool) -> None:
     st.subheader("Ledger")
+    url.apply(URL_PAGE, URL_PARAMS)
     left, right = st.columns(2)
     kinds = tuple(left.multiselect("Kinds", LEDGER_KINDS, key=K_KINDS, placeholder="All kinds"))
-    actor = right.text_input("Actor contains", key=K_ACTOR, placeholder="part of an email")
+    actor = right.text_input(
+        "Actor contains", key=K_ACTOR, placeholder="part of an email", max_chars=url.MAX_TEXT
+    )
+    url.write(URL_PAGE, URL_PARAMS)
     pager: paging.Pager[LedgerCursor] = paging.Pager(
         "credits.ledger",
         filters=(f.organization_id, kinds, actor.strip(), f.start, f.end),
         page_size=LEDGER_PAGE,
+        url_page=URL_PAGE,
+        cursor_type=LedgerCursor,
     )
     page = data.ledger_page(
         organization_id=f.organization_id,
@@ -651,6 +682,7 @@ def _ledger(f: state.Filters, *, balance: int, can_adjust: bool) -> None:
         st.dataframe(
             ledger_view(entries, f.timezone),
             hide_index=True,
+            height="content",  # every entry of the page, no scroll box
             # Widths add up to less than the main area of a 1440 px window, so no
             # column hides behind a sideways scroll; the rest is shared out evenly.
             column_config={
@@ -825,7 +857,7 @@ def render() -> None:
         with ui.section("The adjustment form"):
             _adjustment(f, balance)
         with ui.section("Pending approvals"):
-            _queue()
+            _queue(f)
             _decision(f, user.email)
         with ui.section("Bulk adjustments"):
             _bulk()

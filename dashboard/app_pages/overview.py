@@ -1,5 +1,8 @@
 """Overview (managers): an organization's KPIs against the previous period, its timeline
-by type, its top users, and a drill-down into its most recent generations."""
+by type, its top users, and a drill-down into its most recent generations.
+
+The drilled-down user and the page of generations are in the URL (``user``, ``after``:
+:mod:`dashboard.url`); each of the top users links to their drill-down."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from typing import Final
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, paging, state, ui
+from dashboard import charts, data, paging, state, ui, url
 from dashboard.text import md
 from queries.generations import GenerationCursor
 
@@ -18,6 +21,7 @@ TOP_USERS: Final = 10  # the table and the chart beside it show the same users
 WHOLE_ORG: Final = 0
 K_SCOPE: Final = "overview.scope"  # 0 = the whole organization, else a user id
 K_METRIC: Final = "overview.metric"
+URL_PAGE: Final = "overview"
 
 
 def _kpis(f: state.Filters) -> bool:
@@ -124,14 +128,30 @@ def _users(f: state.Filters) -> None:
             "credits": "Credits",
             "credit_share": "Share of credits",
         }
-    ).drop(columns=["user_id"])
+    )
+    # The user's drill-down below, by id (two users may share a name).
+    table.insert(
+        1,
+        "Drill down",
+        [
+            url.link("overview", f, organization_id=f.organization_id, user=str(int(i)))
+            for i in table.pop("user_id")
+        ],
+    )
     left.dataframe(
         table,
         hide_index=True,
+        height="content",
         column_config={
             "User": st.column_config.TextColumn(width=110),
-            "Email": st.column_config.TextColumn(width=250),
-            "Generations": st.column_config.NumberColumn(format="localized", width=90),
+            "Drill down": st.column_config.LinkColumn(
+                "Open",
+                display_text=":material/open_in_new:",
+                width=45,
+                help="This user's most recent generations and timeline (the drill-down).",
+            ),
+            "Email": st.column_config.TextColumn(width=235),
+            "Generations": st.column_config.NumberColumn(format="localized", width=80),
             "Credits": st.column_config.NumberColumn(format="localized", width=65),
             "Share of credits": st.column_config.ProgressColumn(
                 "Share",
@@ -139,7 +159,7 @@ def _users(f: state.Filters) -> None:
                 format="percent",
                 min_value=0.0,
                 max_value=1.0,
-                width=85,
+                width=65,
             ),
         },
         key="overview.top_users",
@@ -164,6 +184,12 @@ def _drilldown(f: state.Filters) -> None:
     st.subheader("Most recent generations")
     users = data.users(organization_id=f.organization_id)
     options = _scope_options(users)
+    params = (
+        url.id_param(
+            "user", K_SCOPE, options.__contains__, "user of this organization", default=WHOLE_ORG
+        ),
+    )
+    url.apply(URL_PAGE, params)
     if st.session_state.get(K_SCOPE) not in options:
         st.session_state[K_SCOPE] = WHOLE_ORG
     scope = st.selectbox(
@@ -173,10 +199,15 @@ def _drilldown(f: state.Filters) -> None:
         key=K_SCOPE,
         help="Type part of a name or email to find a user.",
     )
+    url.write(URL_PAGE, params)
     user_id = None if scope == WHOLE_ORG else int(scope)
     # A new organization or user starts again from the newest generations.
     pager: paging.Pager[GenerationCursor] = paging.Pager(
-        "overview", filters=(f.organization_id, scope), page_size=PAGE_SIZE
+        "overview",
+        filters=(f.organization_id, scope),
+        page_size=PAGE_SIZE,
+        url_page=URL_PAGE,
+        cursor_type=GenerationCursor,
     )
 
     if user_id is not None:
@@ -212,6 +243,7 @@ def _drilldown(f: state.Filters) -> None:
         st.dataframe(
             shown,
             hide_index=True,
+            height="content",
             column_config={
                 "Time": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss z"),
                 "Id": st.column_config.NumberColumn(format="%d"),

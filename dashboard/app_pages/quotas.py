@@ -1,18 +1,35 @@
 """Quotas (customer success): today's use of every daily limit in each organization's own
 day, who is near or over, an organization's quota history, changing a daily limit
 (audited, with the current user as actor) and, for admins, the organization's time zone
-(``dashboard.timezone_form``)."""
+(``dashboard.timezone_form``).
+
+The search, plans, types, statuses and the page of the table are in the URL (``q``,
+``plan``, ``type``, ``status``, ``after``: :mod:`dashboard.url`). Every organization
+listed (over, near, the table, the heatmap's) links to this page scoped to it (its quota
+history), with ``form=limit`` for those who may change limits: the limit form at the
+top."""
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Final
+from typing import Any, Final
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import actions, auth, charts, data, forecasts, paging, state, timezone_form, ui
+from dashboard import (
+    actions,
+    auth,
+    charts,
+    data,
+    forecasts,
+    paging,
+    state,
+    timezone_form,
+    ui,
+    url,
+)
 from dashboard.confirm import WriteFlow
 from dashboard.text import md
 from queries import quotas
@@ -38,6 +55,42 @@ K_EFFECTIVE: Final = "quotas.limit_effective"
 K_REASON: Final = "quotas.limit_reason"
 K_NOTE: Final = "quotas.limit_note"
 STATUSES: Final = ("over", "at limit", "near", "ok")
+K_FORM_FIRST: Final = "quotas.form_first"  # the limit form at the top (form=limit)
+URL_PAGE: Final = "quotas"
+LINK_COLUMNS: Final = {
+    "Open": st.column_config.LinkColumn(
+        display_text=":material/open_in_new:",
+        width=45,
+        help="This page for the organization: its quota history and, if you may change "
+        "limits, the limit form at the top.",
+    ),
+}
+
+
+def url_params(types: list[str]) -> tuple[url.Param[Any], ...]:
+    return (
+        url.text_param("q", K_SEARCH, "search"),
+        url.choices_param("plan", K_PLANS, PLANS, "plans"),
+        url.choices_param("type", K_TYPES, types, "types"),
+        url.choices_param("status", K_STATUSES, STATUSES, "statuses"),
+    )
+
+
+FORM_PARAM: Final = url.choice_param("form", K_FORM_FIRST, {"limit": True}, default=False)
+
+
+def with_links(table: pd.DataFrame, rows: pd.DataFrame, f: state.Filters) -> pd.DataFrame:
+    """A list of organizations as shown: after the name, a link to this page for it
+    (its quota history), with the limit form at the top for those who may change
+    limits."""
+    extra = {"form": "limit"} if auth.current_user().can("change_limits") else {}
+    shown = table.reset_index(drop=True)
+    shown.insert(
+        1,
+        "Open",
+        [url.link("quotas", f, organization_id=int(i), **extra) for i in rows["organization_id"]],
+    )
+    return shown
 
 
 def utilization_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -62,12 +115,12 @@ UTILIZATION_COLUMNS: Final = {
     "Used": st.column_config.NumberColumn(format="localized"),
     "Daily limit": st.column_config.NumberColumn(format="localized"),
     "Utilization": st.column_config.ProgressColumn(
-        format="percent", min_value=0.0, max_value=1.0, help="Used / daily limit"
+        format="percent", min_value=0.0, max_value=1.0, help="Used / daily limit", width=90
     ),
 }
 
 
-def _today() -> None:
+def _today(f: state.Filters) -> None:
     st.subheader("Today")
     heat, with_use = data.quota_heatmap(threshold=THRESHOLD, top=HEATMAP_TOP)
     if with_use == 0:
@@ -89,33 +142,46 @@ def _today() -> None:
             column.caption("None right now.")
         else:
             column.dataframe(
-                utilization_table(rows)[
-                    ["Organization", "Type", "Used", "Daily limit", "Utilization"]
-                ],
+                with_links(
+                    utilization_table(rows)[
+                        ["Organization", "Type", "Used", "Daily limit", "Utilization"]
+                    ],
+                    rows,
+                    f,
+                ),
                 hide_index=True,
-                column_config=UTILIZATION_COLUMNS,
+                height="content",
+                column_config=UTILIZATION_COLUMNS | LINK_COLUMNS,
                 key=key,
             )
 
     table_tab, heatmap_tab = st.tabs(["Every organization and type", "Heatmap"])
     with table_tab:
+        type_names = list(data.generation_types()["type"])
+        params = url_params(type_names)
+        url.apply(URL_PAGE, params)
         search_col, plans_col, types_col, status_col = st.columns(4)
-        search = search_col.text_input("Search organization", key=K_SEARCH, max_chars=200)
+        search = search_col.text_input("Search organization", key=K_SEARCH, max_chars=url.MAX_TEXT)
         plans = plans_col.multiselect("Plans", PLANS, key=K_PLANS, placeholder="All plans")
         types = types_col.multiselect(
             "Types",
-            list(data.generation_types()["type"]),
+            type_names,
             key=K_TYPES,
             placeholder="All types",
         )
         statuses = status_col.multiselect(
             "Status", STATUSES, key=K_STATUSES, placeholder="Any status"
         )
+        url.write(URL_PAGE, params)
         # Sorted and stripped, so the same filters are the same cache entry.
         query = search.strip() or None
         chosen = tuple(sorted(plans)), tuple(sorted(types)), tuple(sorted(statuses))
         pager: paging.Pager[quotas.UtilizationCursor] = paging.Pager(
-            "quotas", filters=(query, *chosen), page_size=TABLE_PAGE
+            "quotas",
+            filters=(query, *chosen),
+            page_size=TABLE_PAGE,
+            url_page=URL_PAGE,
+            cursor_type=quotas.UtilizationCursor,
         )
         page = data.quota_page(
             threshold=THRESHOLD,
@@ -130,9 +196,10 @@ def _today() -> None:
             st.info("No (organization, type) pair matches these filters. Clear a filter.")
         else:
             st.dataframe(
-                utilization_table(page.rows),
+                with_links(utilization_table(page.rows), page.rows, f),
                 hide_index=True,
-                column_config=UTILIZATION_COLUMNS,
+                height="content",  # every row of the page, no scroll box
+                column_config=UTILIZATION_COLUMNS | LINK_COLUMNS,
                 key="quotas.table",
             )
             first = pager.first
@@ -150,6 +217,16 @@ def _today() -> None:
             "(see the table for every one)."
             if left_out
             else f"All {with_use:,} organizations with use today."
+        )
+        # The heatmap's rows, fullest first, as links (a chart cell cannot be one).
+        fullest = heat.drop_duplicates("organization_id")
+        st.dataframe(
+            with_links(pd.DataFrame({"Organization": fullest["name"]}), fullest, f),
+            hide_index=True,
+            height="content",
+            column_config={"Organization": st.column_config.TextColumn(width="medium")}
+            | LINK_COLUMNS,
+            key="quotas.heatmap_links",
         )
 
 
@@ -318,15 +395,21 @@ def render() -> None:
         "Quotas", "Daily limits per organization and type, in each organization's own day."
     )
     ui.show_flash(FLASH)
+    url.apply(URL_PAGE, (FORM_PARAM,))
+    form_first = user.can("change_limits") and st.session_state.get(K_FORM_FIRST) is True
+    if form_first:
+        # From a row's "Change limit" link: the form first, not at the bottom.
+        with ui.section("The limit form"):
+            _limit(f)
     with ui.section("The forecast"):
         forecasts.limit_today()
     with ui.section("Spikes"):
         forecasts.spikes()
     with ui.section("Today's utilization"):
-        _today()
+        _today(f)
     with ui.section("The quota history"):
         _history(f)
-    if user.can("change_limits"):
+    if user.can("change_limits") and not form_first:
         with ui.section("The limit form"):
             _limit(f)
     else:
@@ -346,6 +429,7 @@ def render() -> None:
             "the request was discarded. Nothing was changed.",
             icon=":material/block:",
         )
+    url.write(URL_PAGE, (FORM_PARAM,))
 
 
 render()

@@ -10,7 +10,7 @@ from typing import Final
 import pandas as pd
 import streamlit as st
 
-from dashboard import auth, data, ui
+from dashboard import auth, data, state, ui, url
 from queries.reconciliation import Drift, Reconciliation, reconcile
 
 K_RESULT: Final = "reconciliation.result"
@@ -27,11 +27,19 @@ CHECK_LABELS: Final = {
 }
 
 
-def drift_table(drifts: tuple[Drift, ...]) -> pd.DataFrame:
-    """The drifts as shown: one row each, where it first appears and by how much."""
+def drift_table(drifts: tuple[Drift, ...], f: state.Filters | None = None) -> pd.DataFrame:
+    """The drifts as shown: one row each, where it first appears and by how much; with
+    the filters, each organization links to its ledger (Credits, else its Overview)."""
+    target = "credits" if url.may_open("credits") else "overview"
+    links = (
+        {"Open": [url.link(target, f, organization_id=d.organization_id) for d in drifts]}
+        if f is not None
+        else {}
+    )
     return pd.DataFrame(
         {
             "Organization": [d.slug for d in drifts],
+            **links,
             "Check": [CHECK_LABELS.get(d.check, d.check) for d in drifts],
             "What": [d.what for d in drifts],
             "First seen": [d.where for d in drifts],
@@ -98,9 +106,15 @@ def render() -> None:
             )
             # A dataframe shows the slugs and keys as plain text, never as Markdown.
             st.dataframe(
-                drift_table(result.drifts),
+                drift_table(result.drifts, state.current()),
                 hide_index=True,
+                height="content",
                 column_config={
+                    "Open": st.column_config.LinkColumn(
+                        display_text=":material/open_in_new:",
+                        width=45,
+                        help="The organization's ledger (Credits), with the sidebar's dates.",
+                    ),
                     "First day": st.column_config.DateColumn(format="YYYY-MM-DD"),
                     "Expected": st.column_config.NumberColumn(format="localized"),
                     "Found": st.column_config.NumberColumn(format="localized"),

@@ -136,6 +136,7 @@ def render() -> None:
             st.dataframe(
                 statement_files.entries_frame(statement),
                 hide_index=True,
+                height="content",  # every entry of the month, no scroll box
                 # Widths add up to less than the main area of a 1440 px window, so no
                 # column hides behind a sideways scroll.
                 column_config={

@@ -4,7 +4,11 @@ table shown.
 
 The ranking is filtered, sorted and paged in SQL (``usage.all_orgs_usage_page``), so the
 page reads one page of organizations whatever their number; the CSV holds every
-filtered row up to ``usage.MAX_USAGE_ROWS`` and says when it was cut."""
+filtered row up to ``usage.MAX_USAGE_ROWS`` and says when it was cut.
+
+The plans, the search and the page shown are in the URL (``plan``, ``q``, ``after``:
+:mod:`dashboard.url`). Each organization links to its Overview and, for those who may
+adjust credits, to its Credits page (which leads with the adjustment form)."""
 
 from __future__ import annotations
 
@@ -15,13 +19,18 @@ from typing import Final
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, forecasts, paging, state, ui
+from dashboard import auth, charts, data, forecasts, paging, state, ui, url
 from queries.models import PLANS
 from queries.usage import MAX_USAGE_ROWS, UsageCursor
 
 K_PLANS: Final = "usage.plans"
 K_SEARCH: Final = "usage.search"
 PAGE_SIZE: Final = 50
+URL_PAGE: Final = "usage"
+URL_PARAMS: Final = (
+    url.choices_param("plan", K_PLANS, PLANS, "plans"),
+    url.text_param("q", K_SEARCH, "search"),
+)
 
 # The table as shown and downloaded. The slug is not a column (the search still matches
 # it), so that every column fits a 1440 px wide window without scrolling sideways.
@@ -45,6 +54,20 @@ def ranking_table(rows: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns=COLUMNS).reset_index(drop=True)
 
 
+def with_links(table: pd.DataFrame, rows: pd.DataFrame, f: state.Filters) -> pd.DataFrame:
+    """The ranking as shown: after the name, a link to the organization's Overview and,
+    for those who may adjust credits, one to its adjustment form (ids and the sidebar's
+    filters only, never its name)."""
+    ids = [int(i) for i in rows["organization_id"]]
+    links = {"View": [url.link("overview", f, organization_id=i) for i in ids]}
+    if auth.current_user().can("adjust_credits") and url.may_open("credits"):
+        links["Adjust"] = [url.link("credits", f, organization_id=i) for i in ids]
+    shown = table.copy()
+    for offset, (column, values) in enumerate(links.items()):
+        shown.insert(2 + offset, column, values)
+    return shown
+
+
 def csv_name(f: state.Filters, *, plans: Sequence[str], search: str) -> str:
     """``usage_<start>_<end>[_plan-a-b][_search-x].csv``: the filters travel with the file."""
     parts = ["usage", f.start.isoformat(), f.end.isoformat()]
@@ -65,6 +88,7 @@ def render() -> None:
     )
     with ui.section("The ranking"):
         st.subheader("Ranking by credits consumed")
+        url.apply(URL_PAGE, URL_PARAMS)
         left, right = st.columns([1, 2])
         plans = left.multiselect("Plans", PLANS, key=K_PLANS, placeholder="All plans")
         search = right.text_input(
@@ -73,8 +97,13 @@ def render() -> None:
         # Sorted and stripped, so the same filters are the same cache entry.
         chosen = tuple(sorted(plans))
         query = search.strip() or None
+        url.write(URL_PAGE, URL_PARAMS)
         pager: paging.Pager[UsageCursor] = paging.Pager(
-            "usage", filters=(f.start, f.end, chosen, query), page_size=PAGE_SIZE
+            "usage",
+            filters=(f.start, f.end, chosen, query),
+            page_size=PAGE_SIZE,
+            url_page=URL_PAGE,
+            cursor_type=UsageCursor,
         )
         page = data.usage_page(
             start=f.start,
@@ -99,34 +128,45 @@ def render() -> None:
                     "the sidebar."
                 )
             st.dataframe(
-                table,
+                with_links(table, page.rows, f),
                 hide_index=True,
+                height="content",  # every row of the page, no scroll box
                 column_config={
-                    "Rank": st.column_config.NumberColumn(format="%d", width=55),
-                    "Organization": st.column_config.TextColumn(width=150),
-                    "Plan": st.column_config.TextColumn(width=85),
-                    "Generations": st.column_config.NumberColumn(format="localized", width=100),
+                    "Rank": st.column_config.NumberColumn(format="%d", width=50),
+                    "Organization": st.column_config.TextColumn(width=130),
+                    "View": st.column_config.LinkColumn(
+                        display_text=":material/open_in_new:",
+                        width=40,
+                        help="The organization's Overview, with the same dates.",
+                    ),
+                    "Adjust": st.column_config.LinkColumn(
+                        display_text="Adjust",
+                        width=60,
+                        help="The organization's Credits page: the adjustment form is at the top.",
+                    ),
+                    "Plan": st.column_config.TextColumn(width=80),
+                    "Generations": st.column_config.NumberColumn(format="localized", width=90),
                     "Credits consumed": st.column_config.NumberColumn(
-                        format="localized", width=130
+                        format="localized", width=125
                     ),
                     "Credits granted": st.column_config.NumberColumn(
                         format="localized",
-                        width=120,
+                        width=110,
                         help="Grants and refunds in the period.",
                     ),
                     "Credits deducted": st.column_config.NumberColumn(
                         format="localized",
-                        width=125,
+                        width=115,
                         help="Deductions, and reversals that took credits back, in the period.",
                     ),
                     "Balance": st.column_config.NumberColumn(
-                        format="localized", width=85, help="The balance now."
+                        format="localized", width=80, help="The balance now."
                     ),
                     "Share %": st.column_config.ProgressColumn(
                         format="%.1f %%",
                         min_value=0.0,
                         max_value=100.0,
-                        width=110,
+                        width=90,
                         help="The organization's share of all credits consumed in the period.",
                     ),
                 },

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -810,3 +810,74 @@ def test_a_statement_pdf_downloaded_in_the_browser_carries_the_statements_totals
         assert f"{label} {amount:,}" in shown, (label, amount)
     for entry in expected.entries:
         assert f"{entry.amount:+,} {entry.balance_after:,}" in shown, entry
+
+
+def test_clicking_an_organization_in_the_usage_ranking_opens_its_overview(
+    page: Page, app: RunningApp, db: Engine
+) -> None:
+    page.goto(f"{app.url}/usage?range=7d&grain=week")
+    settle(page, "Usage review")
+    table = page.locator('[data-testid="stDataFrame"]').first
+    table.scroll_into_view_if_needed()
+    box = table.bounding_box()
+    assert box is not None
+    # The grid is drawn on a canvas: click the link icon of the first row, in the
+    # "View" column after Rank (50 px) and Organization (130 px); the columns share
+    # what is left of the table's width evenly.
+    widths = (50, 130, 40, 60, 80, 90, 125, 110, 115, 80, 90)
+    extra = max(0.0, (box["width"] - sum(widths)) / len(widths))
+    x = box["x"] + widths[0] + widths[1] + 2 * extra + (widths[2] + extra) / 2
+    y = box["y"] + 35 + 35 / 2  # below the header, the first row's middle
+    page.mouse.move(x, y)  # the grid arms a link on hover
+    page.wait_for_timeout(500)
+    with page.context.expect_page() as opened:
+        page.mouse.click(x, y)
+    overview = opened.value
+    query = dict(parse_qsl(urlsplit(overview.url).query))
+    assert urlsplit(overview.url).path in ("", "/"), overview.url  # the Overview: the root
+    assert query["range"] == "7d" and query["grain"] == "week" and query["org"].isdigit()
+    with db.connect() as conn:
+        name = conn.execute(
+            text("SELECT name FROM organizations WHERE id = :id"), {"id": int(query["org"])}
+        ).scalar_one()
+    settle(overview, f"Overview · {name}")
+    assert not problems(overview), problems(overview)
+    overview.close()
+
+
+def test_selecting_an_audit_row_shows_its_reason_and_details_in_full(
+    page: Page, app: RunningApp, db: Engine
+) -> None:
+    long_reason = "Goodwill after the outage of " + "the image pipeline, " * 12 + "end."
+    with db.connect() as conn:
+        org_id = conn.execute(
+            text("SELECT id FROM organizations ORDER BY name LIMIT 1")
+        ).scalar_one()
+    request = request_adjustment(
+        db,
+        organization_id=int(org_id),
+        amount=150_000,
+        reason=long_reason,
+        actor="ana@finance.example",
+        idempotency_key="browser-long-reason",
+    )
+    try:
+        page.goto(f"{app.url}/audit?range=7d&action=request_adjustment")
+        settle(page, "Audit trail")
+        main = page.locator('[data-testid="stMain"]')
+        assert "Select a row" in main.inner_text()
+        table = page.locator('[data-testid="stDataFrame"]').first
+        table.scroll_into_view_if_needed()
+        box = table.bounding_box()
+        assert box is not None
+        # The row's selection box is drawn in the grid's first (marker) column.
+        x, y = box["x"] + 15, box["y"] + 35 + 35 / 2
+        page.mouse.move(x, y)
+        page.wait_for_timeout(300)
+        page.mouse.click(x, y)
+        main.get_by_text("Reason: Goodwill", exact=False).wait_for()
+        settle(page, "Audit trail")
+        assert f"Reason: {long_reason}" in main.inner_text()
+        assert not problems(page), problems(page)
+    finally:
+        reject(db, request_id=request.id, approver=USER, reason="Browser test done")

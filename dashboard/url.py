@@ -1,0 +1,325 @@
+"""A page's own filters in the URL, beside the sidebar's (``dashboard.state``), and links
+from a row to another view.
+
+A page declares its filters once, as :class:`Param` (URL key + session key + strict
+parser + how the value is written), and calls :func:`apply` before drawing its widgets
+and :func:`write` after. The keys, by page (``a,b`` is a list, comma-separated; a value
+equal to the default is left out)::
+
+    Overview      user=42                    the drilled-down user (an id of the org's)
+                  after=<cursor>             the page of most recent generations
+    Usage review  plan=pro,starter  q=acme   plans and the name/slug search
+                  after=<cursor>             the page of the ranking
+    Credits       kind=grant,refund          ledger kinds
+                  actor=alice                ledger actor (part of an email)
+                  after=<cursor>             the ledger page
+    Quotas        q=acme  plan=pro  type=image,video  status=over,near
+                  after=<cursor>             the page of "every organization and type"
+                  form=limit                 the limit form first, at the top
+    Audit trail   scope=org|all  action=grant  actor=alice
+                  after=<cursor>             the page of the trail
+    Statements    month=2026-10              (``app_pages/statements.py``)
+
+``after`` is the keyset cursor of the page shown (:class:`dashboard.paging.Pager`), an
+opaque token: the page's number and the last row's sort key before it, as JSON in
+base64url. It is parsed as strictly as any other value (its shape, every field's type
+and bounds); a token that does not fit is dropped with a notice. A link opened on page
+3 shows page 3 (same rows, same numbers); "Previous" from there returns to the first
+page, since the cursors of the pages in between are not in the link.
+
+The rules are the sidebar's: every value is parsed strictly, and one that cannot be used
+is dropped with a notice (a toast quoting it) and never reaches the database; a value
+that differs from what this session last wrote came from outside (a pasted link) and
+wins over the session's; otherwise the widgets win and are written back at the end of
+the run. A missing key keeps the session's value (the menu clears a page's keys when
+switching pages). A page writes only its own keys.
+
+Links (:func:`link`) carry ids and the sidebar's filters (``org``, ``range``, ``from``,
+``to``, ``grain``, ``tz``), never customer text: the name stays in its own plain-text
+column and the link beside it shows an icon or a fixed word. Organizations link to their
+Overview (every role has it: KPIs, timeline, top users), Quotas rows to Quotas scoped to
+the organization (``form=limit`` for those who may change limits), the approvals queue
+to Credits scoped to the organization (its requests are decided there), and "Adjust" in
+the usage ranking to Credits (the adjustment form leads that page). The first page of a
+person's menu is served at the app's root, so links to it are ``./?...``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime as dt
+import json
+import math
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Generic, TypeVar
+from urllib.parse import urlencode
+
+import streamlit as st
+
+from dashboard import auth, navigation, state
+from dashboard.text import md
+from queries.checks import check_text, parse_id
+from queries.errors import InvalidInput
+
+T = TypeVar("T")
+V = TypeVar("V")
+
+MAX_TEXT: Final = 200  # as the search and actor boxes' max_chars
+MAX_TOKEN: Final = 2000  # characters of an ``after`` token
+MAX_PAGE: Final = 1_000_000
+_WRITTEN: Final = "url._written"  # page -> {key: value} this session wrote last
+
+
+@dataclass(frozen=True, slots=True)
+class Param(Generic[T]):
+    """One filter of a page in the URL.
+
+    ``parse`` turns the URL's text into the session value or raises ``InvalidInput``
+    (its sentence goes into the notice); ``show`` turns the session value into the
+    URL's text, or None to leave the key out (the default value)."""
+
+    key: str
+    session_key: str
+    parse: Callable[[str], T]
+    show: Callable[[Any], str | None]
+
+
+def _single(values: Sequence[str]) -> str | None:
+    return values[-1] if values else None
+
+
+def _shown(raw: str) -> str:
+    return repr(raw if len(raw) <= 40 else raw[:40] + "…")
+
+
+def notice(key: str, raw: str, exc: InvalidInput) -> str:
+    """The sentence for a dropped URL value (Markdown is escaped where it is shown)."""
+    return f"Ignored {key}={_shown(raw)} from the link: {exc}"
+
+
+def _written(page: str) -> dict[str, str]:
+    ss = st.session_state
+    everything = ss.get(_WRITTEN)
+    if not isinstance(everything, dict):
+        everything = ss[_WRITTEN] = {}
+    mine = everything.get(page)
+    if not isinstance(mine, dict):
+        mine = everything[page] = {}
+    return mine
+
+
+def incoming(page: str, key: str) -> str | None:
+    """The URL's value of ``key`` when it came from outside this session (it differs
+    from what the session last wrote for ``page``), else None."""
+    if key not in st.query_params:
+        return None
+    raw = _single(st.query_params.get_all(key))
+    if raw is None or raw == _written(page).get(key):
+        return None
+    return raw
+
+
+def toast(notices: Sequence[str]) -> None:
+    for sentence in notices:
+        st.toast(md(sentence), icon=":material/link_off:")
+
+
+def apply(page: str, params: Sequence[Param[Any]]) -> list[str]:
+    """Before the widgets are drawn: copy the values a link brought into the session
+    (checked by each ``parse``); toast and return a notice for each one dropped."""
+    notices: list[str] = []
+    for param in params:
+        raw = incoming(page, param.key)
+        if raw is None:
+            continue
+        try:
+            st.session_state[param.session_key] = param.parse(raw)
+        except InvalidInput as exc:
+            notices.append(notice(param.key, raw, exc))
+    toast(notices)
+    return notices
+
+
+def put(page: str, key: str, value: str | None) -> None:
+    """Write one of ``page``'s keys (None removes it) and remember it as written."""
+    if value is None:
+        if key in st.query_params:
+            del st.query_params[key]
+        _written(page).pop(key, None)
+        return
+    if st.query_params.get_all(key) != [value]:
+        st.query_params[key] = value
+    _written(page)[key] = value
+
+
+def write(page: str, params: Sequence[Param[Any]]) -> None:
+    """After the widgets are drawn: write their values into the URL."""
+    for param in params:
+        put(page, param.key, param.show(st.session_state.get(param.session_key)))
+
+
+# ------------------------------------------------------------------ parsers
+
+
+def text_param(key: str, session_key: str, what: str) -> Param[str]:
+    """Free text (a search, part of an email): at most ``MAX_TEXT`` characters, no
+    control characters; it reaches the database only as a bound parameter."""
+
+    def parse(raw: str) -> str:
+        return check_text(raw, what, maximum=MAX_TEXT, required=False) or ""
+
+    def show(value: object) -> str | None:
+        return value.strip() or None if isinstance(value, str) else None
+
+    return Param(key, session_key, parse, show)
+
+
+def choices_param(
+    key: str, session_key: str, options: Sequence[str], what: str
+) -> Param[list[str]]:
+    """Any of ``options``, comma-separated (``plan=pro,starter``); an unknown name drops
+    the whole value."""
+    allowed = tuple(options)
+
+    def parse(raw: str) -> list[str]:
+        names = [name.strip() for name in raw.split(",") if name.strip()]
+        unknown = [name for name in names if name not in allowed]
+        if unknown:
+            raise InvalidInput(
+                f"{_shown(unknown[0])} is not one of the {what} ({', '.join(allowed)})."
+            )
+        return [name for name in allowed if name in names]  # in the options' order, once
+
+    def show(value: object) -> str | None:
+        if not isinstance(value, list | tuple):
+            return None
+        chosen = [name for name in allowed if name in value]
+        return ",".join(chosen) or None
+
+    return Param(key, session_key, parse, show)
+
+
+def choice_param(key: str, session_key: str, options: Mapping[str, V], *, default: V) -> Param[V]:
+    """One of ``options`` (URL text -> session value); the default is left out."""
+    to_url = [(value, text) for text, value in options.items()]
+
+    def parse(raw: str) -> V:
+        if raw.strip() not in options:
+            raise InvalidInput(f"use one of {', '.join(options)}.")
+        return options[raw.strip()]
+
+    def show(value: object) -> str | None:
+        if value == default:
+            return None
+        return next((text for known, text in to_url if known == value), None)
+
+    return Param(key, session_key, parse, show)
+
+
+def id_param(
+    key: str, session_key: str, allowed: Callable[[int], bool], what: str, *, default: int
+) -> Param[int]:
+    """An id (ASCII digits) that ``allowed`` accepts; ``default`` is left out."""
+
+    def parse(raw: str) -> int:
+        wanted = parse_id(raw, what)
+        if not allowed(wanted):
+            raise InvalidInput(f"there is no such {what} here.")
+        return wanted
+
+    def show(value: object) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int) or value == default:
+            return None
+        return str(value)
+
+    return Param(key, session_key, parse, show)
+
+
+# ------------------------------------------------------------------ cursors
+
+C = TypeVar("C")
+
+
+def encode_cursor(page: int, cursor: object) -> str:
+    """``after``'s token: the page number and the fields of a keyset cursor dataclass."""
+    values: list[object] = [page]
+    for f in dataclasses.fields(cursor):  # type: ignore[arg-type]
+        value = getattr(cursor, f.name)
+        values.append(value.isoformat() if isinstance(value, dt.datetime) else value)
+    raw = json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _field(value: object, kind: object, name: str) -> object:
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int) or abs(value) > 2**63 - 1:
+            raise InvalidInput(f"its {name} is not a whole number.")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidInput(f"its {name} is not a number.")
+        if not math.isfinite(float(value)):
+            raise InvalidInput(f"its {name} is not a finite number.")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise InvalidInput(f"its {name} is not text.")
+        return check_text(value, name, maximum=500, required=False) or ""
+    if kind is dt.datetime:
+        if not isinstance(value, str) or len(value) > 40:
+            raise InvalidInput(f"its {name} is not a time.")
+        try:
+            at = dt.datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise InvalidInput(f"its {name} is not a time.") from exc
+        if at.tzinfo is None or not 2000 <= at.year <= 2100:
+            raise InvalidInput(f"its {name} is not a time with a zone in 2000–2100.")
+        return at
+    raise TypeError(f"cursor field {name} of type {kind!r} cannot be in a URL")
+
+
+def decode_cursor(raw: str, cursor_type: type[C]) -> tuple[int, C]:
+    """The page number and cursor in an ``after`` token, or ``InvalidInput``."""
+    text = raw.strip()
+    bad = InvalidInput("it is not the page of a list copied from this dashboard.")
+    if not text or len(text) > MAX_TOKEN or not text.isascii():
+        raise bad
+    try:
+        decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        values = json.loads(decoded.decode("utf-8"))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise bad from exc
+    fields = dataclasses.fields(cursor_type)  # type: ignore[arg-type]
+    if not isinstance(values, list) or len(values) != len(fields) + 1:
+        raise bad
+    page = values[0]
+    if isinstance(page, bool) or not isinstance(page, int) or not 2 <= page <= MAX_PAGE:
+        raise bad
+    hints = typing.get_type_hints(cursor_type)
+    checked = [_field(v, hints[f.name], f.name) for v, f in zip(values[1:], fields, strict=True)]
+    return page, cursor_type(*checked)
+
+
+# -------------------------------------------------------------------- links
+
+
+def may_open(page: str) -> bool:
+    """Whether the signed-in person's menu has ``page`` (a ``url_path``)."""
+    return any(spec.url_path == page for spec in navigation.pages_for(auth.current_user()))
+
+
+def link(page: str, filters: state.Filters, *, organization_id: int, **extra: str) -> str:
+    """A relative URL of ``page`` (its ``url_path``) for one organization, with the
+    sidebar's dates, granularity and zone and ``extra`` keys: ids and fixed words only.
+
+    The first page of the person's menu is served at the app's root and has no path of
+    its own (``/overview`` would be "page not found" there), so it is linked as ``./``.
+    """
+    params = state.to_url(filters) | {"org": str(organization_id)} | extra
+    menu = navigation.pages_for(auth.current_user())
+    path = "./" if menu and menu[0].url_path == page else page
+    return f"{path}?{urlencode(params)}"

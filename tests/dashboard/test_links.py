@@ -1,0 +1,475 @@
+"""Every row a link, the whole view in the URL: a link copied from a page reproduces its
+table (same rows, same page) and its CSV, bad link values are dropped with a notice, and
+the links in the tables carry ids and the current filters."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from urllib.parse import parse_qs, urlsplit
+
+import pandas as pd
+import pytest
+import streamlit as st
+from sqlalchemy import Engine, text
+from streamlit.testing.v1 import AppTest
+
+from queries.approvals import request_adjustment
+from tests.dashboard import test_quotas_page as quotas_tests
+from tests.dashboard.apptest import (
+    DEMO_RANGE,
+    capture_downloads,
+    make_app,
+    open_page,
+    plain_texts,
+    scalar,
+    table_with,
+    texts,
+)
+
+
+@pytest.fixture
+def demo(demo_url: str, use_database: Callable[[str], None]) -> None:
+    use_database(demo_url)
+
+
+def copied(at: AppTest) -> dict[str, str]:
+    """The URL as a person would copy it from the address bar."""
+    return {key: at.query_params[key] for key in at.query_params}
+
+
+def open_link(query: dict[str, str], page: str, *, role: str = "admin") -> AppTest:
+    """A new session (another person, another tab) opening a link to ``page``.
+
+    AppTest starts on the first page, so the session starts there without the link and
+    then opens it, as a browser tab opens ``/<page>?<query>``."""
+    at = make_app(role=role).run()
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.switch_page(f"app_pages/{page}.py").run()
+
+
+def reopen(at: AppTest, page: str, *, role: str = "admin") -> AppTest:
+    """A new session opening the link copied from ``at``."""
+    return open_link(copied(at), page, role=role)
+
+
+def query_of(link: str) -> tuple[str, dict[str, str]]:
+    parts = urlsplit(link)
+    return parts.path, {k: v[-1] for k, v in parse_qs(parts.query).items()}
+
+
+def deferred_downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, Callable[[], object]]:
+    """file name -> the function a download button calls for its data on a click (AppTest
+    never clicks one, so the test calls it)."""
+    from streamlit.elements.widgets.button import ButtonMixin
+
+    offered: dict[str, Callable[[], object]] = {}
+    original = ButtonMixin.download_button
+
+    def download_button(self: ButtonMixin, label: str, data: object, **kwargs: object) -> object:
+        if callable(data) and isinstance(kwargs.get("file_name"), str):
+            offered[str(kwargs["file_name"])] = data
+        return original(self, label, data, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ButtonMixin, "download_button", download_button)
+    # st.download_button is the main area's method, bound when streamlit was imported.
+    main = st.download_button
+
+    def st_download_button(label: str, data: object, **kwargs: object) -> object:
+        if callable(data) and isinstance(kwargs.get("file_name"), str):
+            offered[str(kwargs["file_name"])] = data
+        return main(label, data, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(st, "download_button", st_download_button)
+    return offered
+
+
+def same_rows(left: pd.DataFrame, right: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(
+        left.reset_index(drop=True), right.reset_index(drop=True), check_dtype=False
+    )
+
+
+# ------------------------------------------------------------------- usage review
+
+
+def test_a_usage_link_reproduces_the_filtered_ranking_and_its_csv(
+    demo: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    downloads = capture_downloads(monkeypatch)
+    at = open_page(make_app(role="finance", query=DEMO_RANGE), "usage")
+    plan = str(table_with(at, "Plan")["Plan"].iloc[0])
+    at.multiselect(key="usage.plans").set_value([plan]).run()
+    at.text_input(key="usage.search").input("a").run()
+    assert not at.exception
+    assert at.query_params["plan"] == plan and at.query_params["q"] == "a"
+    shown = table_with(at, "Credits consumed")
+
+    again = reopen(at, "usage", role="finance")
+    assert not again.exception and not again.toast
+    same_rows(table_with(again, "Credits consumed"), shown)
+    assert again.multiselect(key="usage.plans").value == [plan]
+    csv = pd.read_csv(
+        io.BytesIO(downloads[f"usage_2026-10-22_2026-11-20_plan-{plan}_search-a.csv"])
+    )
+    same_rows(csv, shown.drop(columns=["View", "Adjust"]))
+
+
+def test_usage_rows_link_to_the_organization_with_the_current_filters(demo: None) -> None:
+    at = open_page(make_app(role="finance", query={**DEMO_RANGE, "grain": "week"}), "usage")
+    table = table_with(at, "View")
+    first = table.iloc[0]
+    path, query = query_of(first["View"])
+    assert path == "./"  # the Overview is the first page: the app's root
+    assert query["range"] == "custom" and query["from"] == "2026-10-22"
+    assert query["to"] == "2026-11-20" and query["grain"] == "week"
+    assert query["org"].isdigit()
+    assert first["Organization"] not in first["View"]  # ids, never names
+    path, adjust = query_of(first["Adjust"])
+    assert path == "credits" and adjust == query  # the same organization and filters
+    # Opened, the link shows that organization's Overview.
+    opened = make_app(role="finance", query=query).run()
+    assert not opened.exception
+    assert first["Organization"] in opened.title[0].value
+
+
+def test_managers_get_no_adjust_link(demo: None) -> None:
+    at = open_page(make_app(role="manager", query=DEMO_RANGE), "usage")
+    assert "Adjust" not in table_with(at, "View").columns
+
+
+@pytest.mark.parametrize(
+    ("params", "notice"),
+    [
+        ({"plan": "platinum"}, "plan='platinum'"),
+        ({"q": "a\x07b"}, "control character"),
+        ({"after": "not-a-cursor"}, "after='not-a-cursor'"),
+        ({"after": "WzIsIjEiLCJ4IiwzXQ"}, "after="),  # [2,"1","x",3]: a string for an int
+    ],
+)
+def test_bad_usage_link_values_are_dropped_with_a_notice(
+    demo: None, params: dict[str, str], notice: str
+) -> None:
+    at = open_link({**DEMO_RANGE, **params}, "usage", role="finance")
+    assert not at.exception and not at.error
+    assert any(notice in t for t in plain_texts(at, "toast")), plain_texts(at, "toast")
+    assert len(table_with(at, "Credits consumed")) == 30  # the whole, unfiltered list
+    for key in params:
+        assert key not in at.query_params
+
+
+# ----------------------------------------------------------------------- overview
+
+
+def test_an_overview_link_reproduces_the_drilled_down_user_and_page(demo: None) -> None:
+    at = make_app(query=DEMO_RANGE).run()
+    users = table_with(at, "Drill down")
+    _, query = query_of(users["Drill down"].iloc[1])
+    assert query["grain"] == "day" and query["range"] == "custom"
+    user = int(query["user"])
+    at.selectbox(key="overview.scope").set_value(user).run()
+    at.button(key="overview.next").click().run()
+    at.button(key="overview.next").click().run()
+    assert not at.exception
+    assert at.query_params["user"] == str(user) and "after" in at.query_params
+    shown = table_with(at, "Id")
+    captions = [c for c in texts(at, "caption") if c.startswith("Generations 51–")]
+    assert captions and set(shown["User"]) == {users["User"].iloc[1]}
+
+    again = make_app(query=copied(at)).run()
+    assert not again.exception and not again.toast
+    assert again.selectbox(key="overview.scope").value == user
+    same_rows(table_with(again, "Id"), shown)
+    assert [c for c in texts(again, "caption") if c.startswith("Generations 51–")] == captions
+    # "Newer" from a page opened by a link goes back to the newest generations.
+    again.button(key="overview.previous").click().run()
+    assert "after" not in again.query_params
+    assert any(c.startswith("Generations 1–25") for c in texts(again, "caption"))
+
+
+def test_the_top_users_link_opens_that_users_drill_down(demo: None) -> None:
+    at = make_app(query=DEMO_RANGE).run()
+    users = table_with(at, "Drill down")
+    _, query = query_of(users["Drill down"].iloc[0])
+    opened = make_app(query=query).run()
+    assert not opened.exception
+    assert opened.selectbox(key="overview.scope").value == int(query["user"])
+    assert set(table_with(opened, "Id")["User"]) == {users["User"].iloc[0]}
+
+
+@pytest.mark.parametrize(
+    ("user", "notice"),
+    [("abc", "user='abc'"), ("999999999", "no such user"), ("-1", "user='-1'")],
+)
+def test_a_bad_user_in_the_link_is_dropped_with_a_notice(
+    demo: None, user: str, notice: str
+) -> None:
+    at = make_app(query={**DEMO_RANGE, "user": user}).run()
+    assert not at.exception and not at.error
+    assert any(notice in t for t in plain_texts(at, "toast")), plain_texts(at, "toast")
+    assert at.selectbox(key="overview.scope").value == 0
+    assert "user" not in at.query_params
+
+
+# -------------------------------------------------------------------- audit trail
+
+
+def test_an_audit_link_reproduces_the_filtered_page_and_the_csv_holds_it(
+    demo: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    downloads = capture_downloads(monkeypatch)
+    history = {"range": "custom", "from": "2026-07-01", "to": "2026-11-20"}
+    at = open_page(make_app(role="manager", query=history), "audit")
+    at.text_input(key="audit.actor").input("@").run()
+    at.button(key="audit.next").click().run()
+    assert not at.exception
+    assert at.query_params["actor"] == "@" and "after" in at.query_params
+    shown = table_with(at, "Actor")
+    caption = [c for c in texts(at, "caption") if c.startswith("Changes 101–")]
+    assert caption and len(shown) > 0
+
+    again = reopen(at, "audit", role="manager")
+    assert not again.exception and not again.toast
+    same_rows(table_with(again, "Actor"), shown)
+    assert [c for c in texts(again, "caption") if c.startswith("Changes 101–")] == caption
+    # The CSV holds every page of that filtered list; this page is its rows 101 on.
+    again.button(key="audit.prepare_csv").click().run()
+    (csv_bytes,) = downloads.values()
+    csv = pd.read_csv(io.BytesIO(csv_bytes))
+    assert list(csv["Reason"][100 : 100 + len(shown)]) == list(shown["Reason"])
+    assert list(csv["Actor"][100 : 100 + len(shown)]) == list(shown["Actor"])
+
+
+def test_audit_scope_and_action_travel_and_rows_link_to_the_organization(demo: None) -> None:
+    at = open_page(make_app(role="manager", query=DEMO_RANGE), "audit")
+    at.selectbox(key="audit.action").set_value("set_daily_limit").run()
+    _, first = query_of(table_with(at, "View")["View"].iloc[0])
+    at.selectbox(key="filters.org").set_value(int(first["org"]))
+    at.radio(key="audit.scope").set_value("one").run()
+    assert (at.query_params["action"], at.query_params["scope"]) == ("set_daily_limit", "org")
+    shown = table_with(at, "Actor")
+    assert set(shown["Action"]) == {"Daily-limit change"}
+    again = reopen(at, "audit", role="manager")
+    assert again.radio(key="audit.scope").value == "one"
+    same_rows(table_with(again, "Actor"), shown)
+    at.radio(key="audit.scope").set_value("all").run()
+    rows = table_with(at, "View")
+    for name, link in zip(rows["Organization"], rows["View"], strict=True):
+        path, query = query_of(link)
+        assert path == "./" and query["from"] == "2026-10-22" and name not in link
+
+
+@pytest.mark.parametrize(
+    ("params", "notice"),
+    [
+        ({"action": "drop_table"}, "action='drop_table'"),
+        ({"scope": "everyone"}, "scope='everyone'"),
+        ({"actor": "x" * 300}, "too long"),
+        ({"after": "W10"}, "after='W10'"),
+    ],
+)
+def test_bad_audit_link_values_are_dropped_with_a_notice(
+    demo: None, params: dict[str, str], notice: str
+) -> None:
+    at = open_link({**DEMO_RANGE, **params}, "audit", role="manager")
+    assert not at.exception and not at.error
+    assert any(notice in t for t in plain_texts(at, "toast")), plain_texts(at, "toast")
+    for key in params:
+        assert key not in at.query_params
+
+
+# ------------------------------------------------------------------------ credits
+
+HISTORY = {"range": "custom", "from": "2026-07-01", "to": "2026-11-20"}
+
+
+def test_a_credits_link_reproduces_the_ledger_page_and_the_csv_holds_the_list(
+    demo: None, demo_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    downloads = deferred_downloads(monkeypatch)
+    org = scalar(
+        demo_engine,
+        "SELECT organization_id FROM credit_ledger WHERE created_at >= '2026-07-01' "
+        "GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
+    )
+    at = open_page(make_app(role="finance", query={**HISTORY, "org": str(org)}), "credits")
+    at.multiselect(key="credits.kinds").set_value(["grant", "deduct"]).run()
+    at.text_input(key="credits.actor").input("@").run()
+    assert at.query_params["kind"] == "grant,deduct" and at.query_params["actor"] == "@"
+    # (The demo ledgers fit one page; paging through a link is tested on the
+    # Overview and the audit trail, with the same pager.)
+    shown = table_with(at, "Balance after")
+    assert not at.exception and len(shown) > 0 and set(shown["Kind"]) <= {"grant", "deduct"}
+
+    again = reopen(at, "credits", role="finance")
+    assert not again.exception and not again.toast
+    assert again.multiselect(key="credits.kinds").value == ["grant", "deduct"]
+    same_rows(table_with(again, "Balance after"), shown)
+    # The CSV holds every page of that filtered ledger.
+    (name,) = [n for n in downloads if "_kind-deduct-grant" in n]
+    content = downloads[name]()
+    assert isinstance(content, bytes)
+    csv = pd.read_csv(io.BytesIO(content))
+    assert list(csv["Entry"]) == list(shown["Entry"])
+    assert list(csv["Reason"]) == list(shown["Reason"])
+
+
+@pytest.mark.parametrize(
+    ("params", "notice"),
+    [({"kind": "grant,steal"}, "kind='grant,steal'"), ({"after": "%%%"}, "after='%%%'")],
+)
+def test_bad_credits_link_values_are_dropped_with_a_notice(
+    demo: None, params: dict[str, str], notice: str
+) -> None:
+    at = open_link({**DEMO_RANGE, **params}, "credits", role="finance")
+    assert not at.exception and not at.error
+    assert any(notice in t for t in plain_texts(at, "toast")), plain_texts(at, "toast")
+    assert at.multiselect(key="credits.kinds").value == []
+
+
+# ------------------------------------------------------------------------- quotas
+
+
+@pytest.fixture
+def today(today_url: str, use_database: Callable[[str], None]) -> None:
+    use_database(today_url)
+
+
+def test_a_quotas_link_reproduces_the_filtered_table(today: None) -> None:
+    at = open_page(make_app(role="support"), "quotas")
+    everything = table_with(at, "Their today")
+    kind = str(everything["Type"].iloc[0])
+    at.multiselect(key="quotas.types").set_value([kind]).run()
+    at.multiselect(key="quotas.statuses").set_value(["ok", "near"]).run()
+    at.text_input(key="quotas.search").input("a").run()
+    assert not at.exception
+    assert at.query_params["type"] == kind and at.query_params["status"] == "near,ok"
+    assert at.query_params["q"] == "a"
+    shown = table_with(at, "Their today")
+
+    again = reopen(at, "quotas", role="support")
+    assert not again.exception and not again.toast
+    same_rows(table_with(again, "Their today"), shown)
+
+
+def test_quota_rows_link_to_the_organization_with_the_limit_form_at_the_top(
+    today: None,
+) -> None:
+    at = open_page(make_app(role="support"), "quotas")
+    table = table_with(at, "Their today")
+    row = table.iloc[0]
+    path, query = query_of(row["Open"])
+    assert path == "quotas" and query["org"].isdigit() and query["form"] == "limit"
+    assert query["range"] == "30d" and row["Organization"] not in row["Open"]
+    frames = [d.value for d in at.dataframe]
+    # Over and near the limit (the alert lists), and the heatmap's organizations.
+    alerts = [f for f in frames if "Utilization" in f and "Their today" not in f]
+    assert alerts and all("Open" in f.columns for f in alerts)
+    heatmap = [f for f in frames if list(f.columns) == ["Organization", "Open"]]
+    assert len(heatmap) == 1 and len(heatmap[0]) > 0
+
+    opened = open_link(query, "quotas", role="support")
+    assert not opened.exception
+    headers = [h.value for h in opened.subheader]
+    assert headers[0].startswith("Change a daily limit"), headers
+    assert row["Organization"] in headers[0].replace("\\", "")
+    assert opened.query_params["form"] == "limit"
+    # Managers read quotas but change no limit: their links open the page as it is.
+    manager = open_page(make_app(role="manager"), "quotas")
+    _, plain_query = query_of(table_with(manager, "Their today")["Open"].iloc[0])
+    assert "form" not in plain_query
+    opened = open_link({**plain_query, "form": "limit"}, "quotas", role="manager")
+    assert not opened.exception
+    assert not any(h.value.startswith("Change a daily limit") for h in opened.subheader)
+
+
+@pytest.mark.parametrize(
+    ("params", "notice"),
+    [
+        ({"status": "panic"}, "status='panic'"),
+        ({"type": "teleport"}, "type='teleport'"),
+        ({"form": "delete"}, "form='delete'"),
+    ],
+)
+def test_bad_quotas_link_values_are_dropped_with_a_notice(
+    today: None, params: dict[str, str], notice: str
+) -> None:
+    at = open_link(params, "quotas", role="support")
+    assert not at.exception and not at.error
+    assert any(notice in t for t in plain_texts(at, "toast")), plain_texts(at, "toast")
+    for key in params:
+        assert key not in at.query_params
+
+
+def test_the_approvals_queue_links_each_request_to_its_organizations_decision(
+    fresh_url: str, fresh_engine: Engine, use_database: Callable[[str], None]
+) -> None:
+    use_database(fresh_url)
+    first, second = (
+        int(
+            scalar(
+                fresh_engine, "SELECT id FROM organizations ORDER BY name LIMIT 1 OFFSET :n", n=n
+            )
+        )
+        for n in (0, 1)
+    )
+    request = request_adjustment(
+        fresh_engine,
+        organization_id=second,
+        amount=250_000,
+        reason="Enterprise renewal",
+        note=None,
+        actor="ana@example.com",
+        idempotency_key="links-approval",
+    )
+    at = open_page(make_app(role="finance", query={"org": str(first)}), "credits")
+    queue = table_with(at, "Requested by")
+    row = queue[queue["Request"] == request.id].iloc[0]
+    path, query = query_of(row["Decide"])
+    assert path == "credits" and query["org"] == str(second)
+    assert row["Organization"] not in row["Decide"]
+
+    opened = open_link(query, "credits", role="finance")
+    assert not opened.exception
+    options = opened.selectbox(key="credits.decide_request").options
+    assert any(option.startswith(f"#{request.id} ·") for option in options), options
+
+
+# The Quotas tests' 2,000 organizations with use today (a fixture of that module).
+many_quotas = quotas_tests.many_quotas
+
+
+def test_a_quotas_link_reproduces_a_later_page_of_thousands(many_quotas: Engine) -> None:
+    at = open_page(make_app(role="manager"), "quotas")
+    at.multiselect(key="quotas.plans").set_value(["pro", "starter"]).run()
+    at.button(key="quotas.next").click().run()
+    at.button(key="quotas.next").click().run()
+    assert not at.exception and "after" in at.query_params
+    shown = table_with(at, "Their today")
+    caption = [c for c in texts(at, "caption") if c.startswith("101–150 of")]
+    assert len(shown) == 50 and caption
+
+    again = reopen(at, "quotas", role="manager")
+    assert not again.exception and not again.toast
+    same_rows(table_with(again, "Their today"), shown)
+    assert [c for c in texts(again, "caption") if c.startswith("101–150 of")] == caption
+
+
+# ----------------------------------------------------------------- reconciliation
+
+
+def test_a_drifted_organization_links_to_its_ledger(
+    fresh_url: str, fresh_engine: Engine, use_database: Callable[[str], None]
+) -> None:
+    use_database(fresh_url)
+    with fresh_engine.begin() as conn:
+        org = conn.execute(text("SELECT id FROM organizations ORDER BY id LIMIT 1")).scalar_one()
+        conn.execute(
+            text("UPDATE credit_balances SET balance = balance + 11 WHERE organization_id = :o"),
+            {"o": org},
+        )
+    at = open_page(make_app(role="finance"), "reconciliation")
+    assert not at.exception
+    path, query = query_of(table_with(at, "Drifted rows")["Open"].iloc[0])
+    assert path == "credits" and query["org"] == str(org)
