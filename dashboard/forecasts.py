@@ -6,16 +6,34 @@ Credits share :func:`low_runway` (one component, two pages)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Final
 
 import pandas as pd
 import streamlit as st
+from streamlit.elements.lib.column_types import ColumnConfig
 
-from dashboard import data
+from dashboard import auth, data, state, url
 from queries import forecast
 
 RUNWAY_DEFAULT_DAYS: Final = 14
 RUNWAY_MAX_DAYS: Final = 365
+
+
+def _open_column(help: str) -> ColumnConfig:
+    return st.column_config.LinkColumn(display_text=":material/open_in_new:", width=45, help=help)
+
+
+def with_links(table: pd.DataFrame, links: Sequence[str]) -> pd.DataFrame:
+    """``table`` with an "Open" link column after the organization's name (links are
+    built from ids and the sidebar's filters, never from customer text)."""
+    shown = table.reset_index(drop=True)
+    shown.insert(1, "Open", list(links))
+    return shown
+
+
+def _links(page: str, f: state.Filters, organization_ids: pd.Series, **extra: str) -> list[str]:
+    return [url.link(page, f, organization_id=int(i), **extra) for i in organization_ids]
 
 
 def local_clock(at: pd.Series, timezones: pd.Series) -> pd.Series:
@@ -76,12 +94,17 @@ def runway_table(df: pd.DataFrame) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-def limit_today() -> None:
+def limit_today(f: state.Filters) -> None:
     """ "Will hit its limit today": who reaches a daily limit before their local midnight
-    at today's pace, and at what local time."""
+    at today's pace, and at what local time. Each row opens the Quotas page for that
+    organization, with the limit form at the top for those who may change limits."""
     st.subheader("Will hit its limit today")
     rows = data.quota_forecast()
-    table = limit_today_table(rows)
+    hits = rows[rows["hits_limit_at"].notna()]
+    extra = {"form": "limit"} if auth.current_user().can("change_limits") else {}
+    table = with_links(
+        limit_today_table(rows), _links("quotas", f, hits["organization_id"], **extra)
+    )
     if table.empty:
         st.caption(
             "At today's pace, no organization reaches a daily limit before its own midnight."
@@ -93,6 +116,7 @@ def limit_today() -> None:
             table,
             hide_index=True,
             column_config={
+                "Open": _open_column("Its quotas: the history and the limit form."),
                 "Projected today": st.column_config.NumberColumn(
                     format="localized", help="Generations by the end of their local day."
                 ),
@@ -110,17 +134,19 @@ def limit_today() -> None:
     )
 
 
-def spikes() -> None:
-    """Organizations whose last hours are far above their own usual for those hours."""
+def spikes(f: state.Filters) -> None:
+    """Organizations whose last hours are far above their own usual for those hours; each
+    row opens the organization's Overview (its timeline and top users)."""
     st.subheader("Spikes")
     rows = data.usage_spikes()
     if rows.empty:
         st.caption("No organization is spending far above its usual for these hours.")
     else:
         st.dataframe(
-            spikes_table(rows),
+            with_links(spikes_table(rows), _links("overview", f, rows["organization_id"])),
             hide_index=True,
             column_config={
+                "Open": _open_column("Its Overview: the timeline and who is using it."),
                 "Credits, last hours": st.column_config.NumberColumn(format="localized"),
                 "Usual for these hours": st.column_config.NumberColumn(format="localized"),
             },
@@ -134,9 +160,11 @@ def spikes() -> None:
     )
 
 
-def low_runway(page: str) -> None:
+def low_runway(page: str, f: state.Filters) -> None:
     """Organizations whose balance runs out within N days (a number input) at their
-    burn of the last 30 complete days. ``page`` prefixes the widgets' keys."""
+    burn of the last 30 complete days. ``page`` prefixes the widgets' keys. Each row
+    opens the Credits page for that organization (its balance, ledger and the
+    adjustment form) when the person may open it, else its Overview."""
     st.subheader("Low runway")
     days = st.number_input(
         "Running out within (days)",
@@ -151,9 +179,17 @@ def low_runway(page: str) -> None:
         st.caption(f"No organization runs out of credits within {int(days):,} days.")
     else:
         st.dataframe(
-            runway_table(rows),
+            with_links(
+                runway_table(rows),
+                _links(
+                    "credits" if url.may_open("credits") else "overview",
+                    f,
+                    rows["organization_id"],
+                ),
+            ),
             hide_index=True,
             column_config={
+                "Open": _open_column("Its credits: balance, ledger and the adjustment form."),
                 "Balance": st.column_config.NumberColumn(format="localized"),
                 "Daily burn": st.column_config.NumberColumn(format="localized"),
             },

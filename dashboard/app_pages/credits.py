@@ -893,7 +893,7 @@ def render() -> None:
             "deducted includes reversals that took credits back."
         )
     with ui.section("Low runway"):
-        forecasts.low_runway("credits")
+        forecasts.low_runway("credits", f)
 
 
 render()

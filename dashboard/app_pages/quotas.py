@@ -402,9 +402,9 @@ def render() -> None:
         with ui.section("The limit form"):
             _limit(f)
     with ui.section("The forecast"):
-        forecasts.limit_today()
+        forecasts.limit_today(f)
     with ui.section("Spikes"):
-        forecasts.spikes()
+        forecasts.spikes(f)
     with ui.section("Today's utilization"):
         _today(f)
     with ui.section("The quota history"):

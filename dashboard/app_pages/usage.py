@@ -216,7 +216,7 @@ def render() -> None:
         st.plotly_chart(charts.usage_ranking(shown), key="usage.ranking_chart")
 
     with ui.section("Low runway"):
-        forecasts.low_runway("usage")
+        forecasts.low_runway("usage", f)
 
     with ui.section("The monthly trend"):
         st.subheader("Monthly trend, all organizations")

@@ -79,8 +79,16 @@ def test_quotas_leads_with_who_will_hit_a_limit_today_at_their_local_time(
     assert sorted(zip(table["Organization"], table["Type"], strict=True)) == sorted(
         zip(expected["name"], expected["type"], strict=True)
     )
+    # Each row opens the organization's quotas (with the limit form for support), its
+    # id in the link, never its name.
+    assert all(
+        link.startswith("quotas?") and f"org={trouble['org']}" in link and "form=limit" in link
+        for link in ours["Open"]
+    )
     spikes = table_with(at, "Factor")
     assert trouble["name"] in set(spikes["Organization"])
+    spiked = spikes[spikes["Organization"] == trouble["name"]]
+    assert [f"org={trouble['org']}" in link for link in spiked["Open"]] == [True]
 
 
 @pytest.mark.parametrize("page", ["usage", "credits"])
@@ -91,6 +99,9 @@ def test_low_runway_is_on_usage_review_and_credits_with_a_days_input(
     assert not at.exception and not at.error
     table = table_with(at, "Runs out on")
     assert trouble["name"] in set(table["Organization"])
+    ours = table[table["Organization"] == trouble["name"]]
+    assert [link.startswith("credits?") for link in ours["Open"]] == [True]
+    assert f"org={trouble['org']}" in ours["Open"].iloc[0]
     at.number_input(key=f"{page}.runway_days").set_value(365).run()
     assert not at.exception
     wider = table_with(at, "Runs out on")
