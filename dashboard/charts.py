@@ -88,18 +88,36 @@ def timeline_by_type(
     return _layout(fig, y_title=metric.capitalize(), x_title=GRAIN_LABEL.get(granularity))
 
 
-def top_users(df: pd.DataFrame, *, top: int = 10) -> go.Figure:
-    """Horizontal bars of credits per user, largest on top.
+def user_label(name: object, user_id: int) -> str:
+    """A user as a chart shows them: the name and the id, so two users with the same
+    name stay two ("Ana Lima (#12)"). Plain text: pass it through ``plotly_text``."""
+    return f"{name} (#{int(user_id)})"
 
-    ``df``: name, email, generations, credits (as ``timelines.top_users``).
+
+def top_users(df: pd.DataFrame, *, top: int = 10) -> go.Figure:
+    """Horizontal bars of credits per user, one bar per user id, the most credits on top
+    (ties: more generations, then the lower id, as ``timelines.top_users`` orders them).
+
+    Bars are keyed by "Name (#id)": plotly puts bars with the same category label on
+    one row, so keyed by name two users called "Ana" became one bar, and the axis kept
+    the order in which labels first appeared rather than the order of credits.
+
+    ``df``: user_id, name, email, generations, credits (as ``timelines.top_users``).
     """
     if df.empty:
         return empty("No user made a generation in this period.")
-    shown = df.nlargest(top, "credits").iloc[::-1]
+    ranked = df.sort_values(
+        ["credits", "generations", "user_id"], ascending=[False, False, True], kind="stable"
+    ).head(top)
+    shown = ranked.iloc[::-1]  # plotly draws the first category at the bottom
+    labels = plotly_texts(
+        user_label(name, user_id)
+        for name, user_id in zip(shown["name"], shown["user_id"], strict=True)
+    )
     fig = go.Figure(
         go.Bar(
             x=shown["credits"],
-            y=plotly_texts(shown["name"]),
+            y=labels,
             orientation="h",
             marker_color=CONSUMED,
             customdata=list(
@@ -110,6 +128,7 @@ def top_users(df: pd.DataFrame, *, top: int = 10) -> go.Figure:
         )
     )
     fig = _layout(fig, y_title="", x_title="Credits")
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=labels)
     fig.update_layout(hovermode="closest")
     return fig
 

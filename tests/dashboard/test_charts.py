@@ -37,7 +37,9 @@ def test_an_empty_period_says_so_instead_of_an_empty_axis() -> None:
     zeros = pd.DataFrame({"bucket": DAYS, "type": ["chat"] * 2, "generations": 0, "credits": 0})
     assert "No credits" in annotation(charts.timeline_by_type(zeros, metric="credits"))
     assert "No user" in annotation(
-        charts.top_users(pd.DataFrame(columns=["name", "email", "generations", "credits"]))
+        charts.top_users(
+            pd.DataFrame(columns=["user_id", "name", "email", "generations", "credits"])
+        )
     )
     assert "no quota history" in annotation(
         charts.quota_history(pd.DataFrame(columns=["date", "type", "used", "daily_limit"]))
@@ -50,6 +52,7 @@ def test_an_empty_period_says_so_instead_of_an_empty_axis() -> None:
 def test_top_users_puts_the_largest_on_top() -> None:
     df = pd.DataFrame(
         {
+            "user_id": [1, 2, 3],
             "name": ["A", "B", "C"],
             "email": ["a@x", "b@x", "c@x"],
             "generations": [1, 2, 3],
@@ -57,12 +60,37 @@ def test_top_users_puts_the_largest_on_top() -> None:
         }
     )
     fig = charts.top_users(df, top=2)
-    assert list(fig.data[0].y) == ["C", "B"]  # plotly draws the last row on top
+    assert list(fig.data[0].y) == ["C (#3)", "B (#2)"]  # plotly draws the last row on top
+    assert list(fig.layout.yaxis.categoryarray) == ["C (#3)", "B (#2)"]
+
+
+def test_same_name_users_get_separate_bars_ordered_by_credits() -> None:
+    # Two different people called "Ana Lima", listed out of order: each keeps a bar.
+    df = pd.DataFrame(
+        {
+            "user_id": [7, 3, 9, 4],
+            "name": ["Ana Lima", "Bo", "Ana Lima", "Cy"],
+            "email": ["ana@a.example", "bo@x", "ana@b.example", "cy@x"],
+            "generations": [5, 1, 2, 2],
+            "credits": [40, 10, 70, 10],
+        }
+    )
+    fig = charts.top_users(df)
+    (bars,) = fig.data
+    # Bottom to top: plotly draws the first category at the bottom, so the most on top.
+    assert list(bars.y) == ["Bo (#3)", "Cy (#4)", "Ana Lima (#7)", "Ana Lima (#9)"]
+    assert list(bars.x) == [10, 10, 40, 70]
+    assert len(set(bars.y)) == 4  # one bar per user id, none merged
+    assert fig.layout.yaxis.categoryorder == "array"
+    assert list(fig.layout.yaxis.categoryarray) == list(bars.y)
+    # Same credits: more generations first (Cy above Bo), as the query orders them.
+    assert [c[0] for c in bars.customdata] == ["bo@x", "cy@x", "ana@a.example", "ana@b.example"]
 
 
 def test_top_users_shows_ten_by_default_as_the_overview_table_does() -> None:
     df = pd.DataFrame(
         {
+            "user_id": range(25),
             "name": [f"U{i}" for i in range(25)],
             "email": [f"u{i}@x" for i in range(25)],
             "generations": range(25),
@@ -181,10 +209,16 @@ SAFE_NAME = (
 
 def test_names_from_the_data_are_never_html_in_ticks_hover_text_or_legends() -> None:
     users = pd.DataFrame(
-        {"name": [HTML_NAME], "email": ["<i>a</i>@example.com"], "generations": [2], "credits": [5]}
+        {
+            "user_id": [5],
+            "name": [HTML_NAME],
+            "email": ["<i>a</i>@example.com"],
+            "generations": [2],
+            "credits": [5],
+        }
     )
     fig = charts.top_users(users)
-    assert list(fig.data[0].y) == [SAFE_NAME]  # tick labels and the hover's %{y}
+    assert list(fig.data[0].y) == [f"{SAFE_NAME} (#5)"]  # tick labels and the hover's %{y}
     assert fig.data[0].customdata[0][0] == "&lt;i&gt;a&lt;/i&gt;@example.com"
 
     ranking = pd.DataFrame(

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 from streamlit.testing.v1 import AppTest
 
 from dashboard import ui
-from queries.timelines import period_kpis
+from queries.timelines import period_kpis, top_users
 from tests.dashboard.apptest import DEMO_RANGE, figures, make_app, metrics, table_with, texts
 
 
@@ -53,12 +53,23 @@ def test_the_overview_renders_every_part_on_the_demo_data(
     assert any(c.startswith("Data as of ") for c in texts(at, "caption"))
 
 
-def test_the_top_users_table_and_chart_show_the_same_users(orgs: list[int]) -> None:
+def test_the_top_users_table_and_chart_show_the_same_users(
+    orgs: list[int], demo_engine: Engine
+) -> None:
     at = overview(orgs[0])
+    with demo_engine.connect() as conn:
+        top = top_users(
+            conn, organization_id=orgs[0], start=dt.date(2026, 10, 22), end=dt.date(2026, 11, 20)
+        )
     table = table_with(at, "Share of credits")
     chart = figures(at)[1]
     assert len(table) == 10
-    assert list(reversed(chart["data"][0]["y"])) == list(table["User"])
+    # One bar per user, keyed by id: the chart's "Name (#id)" in the table's order.
+    assert list(top["name"]) == list(table["User"])
+    ids = list(top["user_id"])
+    assert list(reversed(chart["data"][0]["y"])) == [
+        f"{name} (#{user_id})" for name, user_id in zip(table["User"], ids, strict=True)
+    ]
     assert any(c.startswith("The 10 users who used the most credits") for c in texts(at, "caption"))
 
 
