@@ -225,12 +225,15 @@ def granted_vs_consumed(df: pd.DataFrame, *, granularity: str = "month") -> go.F
 
     ``df``: bucket, credits_granted, credits_deducted, credits_consumed (per bucket).
     """
+    # After a grant and its reversal, Granted and Deducted run through the same values:
+    # each line has its own width, dash and marker, and the thin dashed Deducted is drawn
+    # over the wide Granted, so both stay visible where they coincide.
     measures = (
-        ("Granted", "credits_granted", GRANTED),
-        ("Deducted", "credits_deducted", DEDUCTED),
-        ("Consumed", "credits_consumed", CONSUMED),
+        ("Granted", "credits_granted", GRANTED, {"width": 6}, "circle", 9),
+        ("Deducted", "credits_deducted", DEDUCTED, {"width": 2, "dash": "dash"}, "x", 7),
+        ("Consumed", "credits_consumed", CONSUMED, {"width": 3}, "circle", 5),
     )
-    total = df[[column for _, column, _ in measures]].to_numpy().sum()
+    total = df[[m[1] for m in measures]].to_numpy().sum()
     if df.empty or int(total) == 0:
         return empty("No credits moved in this period.")
     unit = {"day": "that day", "week": "that week", "month": "that month"}.get(
@@ -244,11 +247,11 @@ def granted_vs_consumed(df: pd.DataFrame, *, granularity: str = "month") -> go.F
                 y=df[column].cumsum(),
                 customdata=df[column],
                 mode="lines+markers",
-                line={"color": color, "width": 3 if name == "Consumed" else 2},
-                marker={"size": 5},
+                line={"color": color, **line},
+                marker={"size": size, "symbol": symbol},
                 hovertemplate=f"{name}: %{{y:,}} so far (%{{customdata:,}} {unit})<extra></extra>",
             )
-            for name, column, color in measures
+            for name, column, color, line, symbol, size in measures
         ]
     )
     fig.update_yaxes(rangemode="tozero")

@@ -167,6 +167,27 @@ def test_granted_vs_consumed_draws_running_totals_on_one_scale() -> None:
     )
 
 
+def test_granted_and_deducted_stay_visible_when_a_reversal_makes_them_equal() -> None:
+    # A grant of 500 and its reversal: both running totals are 0, 500, 500.
+    flow = pd.DataFrame(
+        {
+            "bucket": pd.to_datetime(["2026-11-01", "2026-11-02", "2026-11-03"]),
+            "credits_granted": [0, 500, 0],
+            "credits_deducted": [0, 500, 0],
+            "credits_consumed": [10, 10, 10],
+        }
+    )
+    granted, deducted, _ = charts.granted_vs_consumed(flow).data
+    assert list(granted.y) == list(deducted.y)  # the same values ...
+    # ... drawn differently: the wide solid line shows around the thin dashed one on top.
+    assert granted.line.width > deducted.line.width
+    assert deducted.line.dash == "dash" and granted.line.dash in (None, "solid")
+    assert granted.marker.symbol != deducted.marker.symbol
+    assert granted.marker.size > deducted.marker.size
+    names = [t.name for t in charts.granted_vs_consumed(flow).data]
+    assert names.index("Deducted") > names.index("Granted")  # later traces draw on top
+
+
 def test_quota_history_draws_use_and_the_limit_for_each_type() -> None:
     df = pd.DataFrame(
         {
