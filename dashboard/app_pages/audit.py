@@ -1,5 +1,11 @@
 """Audit trail: who changed what, when and why (credit adjustments, reversals, refunds and
-daily-limit changes), filterable and downloadable."""
+daily-limit changes), filterable and downloadable.
+
+Dates and times are in the zone the sidebar names (its "Time zone" filter): the
+selected organization's own, or UTC. That holds for both scopes: across all
+organizations the days and times are still those of the zone the sidebar shows, so the
+range read and the times listed never disagree with the sidebar (choose UTC there for
+a neutral clock when comparing organizations in different zones)."""
 
 from __future__ import annotations
 
@@ -36,11 +42,12 @@ ACTION_LABELS: Final = {ANY: "Any change"} | {
 }
 
 
-def audit_table(df: pd.DataFrame) -> pd.DataFrame:
-    """The trail as shown and downloaded; actions by their labels, as in the filter."""
+def audit_table(df: pd.DataFrame, timezone: str = "UTC") -> pd.DataFrame:
+    """The trail as shown and downloaded, times in ``timezone``; actions by their labels,
+    as in the filter."""
     return pd.DataFrame(
         {
-            "When (UTC)": df["at"],
+            "When": ui.local_times(df["at"], timezone),
             "Organization": df["organization"],
             "Action": df["action"].map(lambda a: ROW_LABELS.get(a, a)),
             "Actor": df["actor"],
@@ -66,7 +73,8 @@ def render() -> None:
     f = state.current()
     ui.page_header(
         "Audit trail",
-        f"Who changed what, when and why · {f.start} – {f.end} (UTC dates), newest first.",
+        f"Who changed what, when and why · {f.start} – {f.end}, newest first · dates and "
+        f"times in {md(f.timezone)}.",
     )
     scope_col, action_col, actor_col = st.columns(3)
     # Radio options are Markdown: the organization's name is escaped.
@@ -84,19 +92,20 @@ def render() -> None:
         chosen_action, chosen_actor = action or None, actor.strip() or None
         pager: paging.Pager[AuditCursor] = paging.Pager(
             "audit",
-            filters=(f.start, f.end, org_id, chosen_action, chosen_actor),
+            filters=(f.start, f.end, f.timezone, org_id, chosen_action, chosen_actor),
             page_size=PAGE_SIZE,
         )
         page = data.audit_page(
             start=f.start,
             end=f.end,
+            timezone=f.timezone,
             organization_id=org_id,
             action=chosen_action,
             actor=chosen_actor,
             limit=PAGE_SIZE,
             after=pager.after,
         )
-        table = audit_table(page.rows)
+        table = audit_table(page.rows, f.timezone)
         if table.empty:
             st.info(
                 "No change matches these filters in this period. Widen the dates in the "
@@ -109,8 +118,8 @@ def render() -> None:
                 # Widths add up to less than the main area of a 1440 px window, so no
                 # column hides behind a sideways scroll; the rest is shared out evenly.
                 column_config={
-                    "When (UTC)": st.column_config.DatetimeColumn(
-                        format="YYYY-MM-DD HH:mm", width=125
+                    "When": st.column_config.DatetimeColumn(
+                        format="YYYY-MM-DD HH:mm", width=125, help=f"In {f.timezone}."
                     ),
                     "Organization": st.column_config.TextColumn(width=120),
                     "Action": st.column_config.TextColumn(width=125),
@@ -141,6 +150,7 @@ def render() -> None:
             export = data.audit_page(
                 start=f.start,
                 end=f.end,
+                timezone=f.timezone,
                 organization_id=org_id,
                 action=chosen_action,
                 actor=chosen_actor,
@@ -152,11 +162,11 @@ def render() -> None:
                 if export.next_cursor is not None
                 else None
             )
-            return audit_table(export.rows), cut
+            return audit_table(export.rows, f.timezone), cut
 
         ui.csv_download(
             "audit",
-            filters=(f.start, f.end, org_id, chosen_action, chosen_actor),
+            filters=(f.start, f.end, f.timezone, org_id, chosen_action, chosen_actor),
             complete=table if pager.on_first_page and page.next_cursor is None else None,
             read_all=read_all,
             file_name=csv_name(

@@ -310,6 +310,32 @@ def test_audit_trail_lists_credit_and_limit_changes(connection: Connection) -> N
     ) == ["grant"]
 
 
+def test_audit_trail_days_are_those_of_the_zone_asked_for(connection: Connection) -> None:
+    """A change at 23:30 UTC on 1 June is on 2 June in Kolkata (+5:30) and on 1 June in
+    New York (-4): the range's day boundaries are the zone's local midnights."""
+    ensure_types(connection)
+    org = make_org(connection, name="Zoned trail")
+    late = dt.datetime(2030, 6, 1, 23, 30, tzinfo=UTC)
+    add_ledger(connection, org, [(7, "grant", "Late", late)], actor="z@x.com")
+
+    def on(day: dt.date, zone: str) -> int:
+        trail = audit.all_orgs_audit_trail(
+            connection, start=day, end=day, organization_id=org, timezone=zone
+        )
+        return len(trail)
+
+    assert (on(D(2030, 6, 1), "UTC"), on(D(2030, 6, 2), "UTC")) == (1, 0)
+    assert (on(D(2030, 6, 1), "Asia/Kolkata"), on(D(2030, 6, 2), "Asia/Kolkata")) == (0, 1)
+    assert (on(D(2030, 6, 1), "America/New_York"), on(D(2030, 6, 2), "America/New_York")) == (
+        1,
+        0,
+    )
+    with pytest.raises(InvalidInput):
+        audit.all_orgs_audit_trail(
+            connection, start=D(2030, 6, 1), end=D(2030, 6, 1), timezone="Mars/Base"
+        )
+
+
 def test_audit_trail_pages_by_keyset_without_gaps_or_repeats(connection: Connection) -> None:
     """Ledger entries and limit changes at the very same instants, in two organizations:
     the pages (of 3) together are the whole trail, in its order, each row once."""
