@@ -62,28 +62,101 @@ def empty(message: str) -> go.Figure:
     return fig
 
 
+def bucket_coverage(
+    buckets: pd.Series,
+    *,
+    granularity: str,
+    start: dt.date,
+    end: dt.date,
+    today: dt.date | None = None,
+) -> pd.DataFrame:
+    """How much of each bucket (its first day; weeks from Monday) a period covers.
+
+    Columns: days (of the bucket in [start, end]), of (days in the bucket), unfinished
+    (the bucket holds ``today``, which is not over), partial (cut by the period or
+    unfinished: a short bar that is not a quiet week or month), note (for hover text
+    and captions, "" for a whole bucket).
+    """
+    rows = []
+    for first in (b.date() for b in pd.to_datetime(buckets)):
+        if granularity == "month":
+            of = calendar.monthrange(first.year, first.month)[1]
+        else:
+            of = 7 if granularity == "week" else 1
+        last = first + dt.timedelta(days=of - 1)
+        days = max(0, (min(last, end) - max(first, start)).days + 1)
+        unfinished = today is not None and first <= today <= last and today <= end
+        notes = []
+        if days < of:
+            notes.append(f"{days} of {of} days in the period")
+        if unfinished:
+            notes.append("today is not over")
+        rows.append(
+            (days, of, unfinished, bool(notes), "partial: " + ", ".join(notes) if notes else "")
+        )
+    return pd.DataFrame(rows, columns=["days", "of", "unfinished", "partial", "note"]).astype(
+        {"days": "int64", "of": "int64", "unfinished": "bool", "partial": "bool", "note": "str"}
+    )
+
+
+def partial_caption(coverage: pd.DataFrame, buckets: pd.Series, granularity: str) -> str | None:
+    """A sentence naming the partial buckets of a chart (hatched), or None."""
+    unit = {"day": "day", "week": "week", "month": "month"}.get(granularity, "bucket")
+    parts = [
+        f"{first:%d %b %Y} ({note.removeprefix('partial: ')})"
+        for first, note, partial in zip(
+            pd.to_datetime(buckets), coverage["note"], coverage["partial"], strict=True
+        )
+        if partial
+    ]
+    if not parts:
+        return None
+    return f"Hatched: a partial {unit}, so a shorter bar: " + "; ".join(parts) + "."
+
+
 def timeline_by_type(
     df: pd.DataFrame,
     *,
     metric: Literal["generations", "credits"],
     granularity: str = "day",
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    today: dt.date | None = None,
 ) -> go.Figure:
     """Stacked bars of ``metric`` per bucket, one colour per type.
+
+    With the period's ``start`` and ``end`` (and ``today`` in the zone the buckets are
+    in), a bucket the period cuts (a first or last week or month) or today's unfinished
+    one is hatched and its hover says so (:func:`bucket_coverage`).
 
     ``df``: bucket, type, generations, credits (as ``timelines.generation_timeline``).
     """
     if df.empty or int(df[metric].sum()) == 0:
         return empty(f"No {metric} in this period.")
-    traces = [
-        go.Bar(
-            name=plotly_text(type_),
-            x=rows["bucket"],
-            y=rows[metric],
-            marker_color=TYPE_COLORS.get(str(type_), "#6b7280"),
-            hovertemplate=f"{plotly_text(type_)}: %{{y:,}}<extra></extra>",
+    notes: dict[pd.Timestamp, str] = {}
+    if start is not None and end is not None:
+        buckets = pd.Series(pd.to_datetime(df["bucket"]).unique())
+        cover = bucket_coverage(buckets, granularity=granularity, start=start, end=end, today=today)
+        notes = {b: n for b, n in zip(buckets, cover["note"], strict=True) if n}
+    traces = []
+    for type_, rows in df.groupby("type", sort=True):
+        when = pd.to_datetime(rows["bucket"])
+        traces.append(
+            go.Bar(
+                name=plotly_text(type_),
+                x=rows["bucket"],
+                y=rows[metric],
+                marker={
+                    "color": TYPE_COLORS.get(str(type_), "#6b7280"),
+                    "pattern": {
+                        "shape": ["/" if b in notes else "" for b in when],
+                        "fillmode": "overlay",
+                    },
+                },
+                customdata=[f" ({notes[b]})" if b in notes else "" for b in when],
+                hovertemplate=f"{plotly_text(type_)}: %{{y:,}}%{{customdata}}<extra></extra>",
+            )
         )
-        for type_, rows in df.groupby("type", sort=True)
-    ]
     fig = go.Figure(traces, layout={"barmode": "stack"})
     return _layout(fig, y_title=metric.capitalize(), x_title=GRAIN_LABEL.get(granularity))
 

@@ -33,6 +33,53 @@ def test_a_timeline_stacks_one_trace_per_type() -> None:
     assert fig.layout.xaxis.title.text == "Day"
 
 
+def test_partial_first_and_last_weeks_and_todays_bucket_are_hatched() -> None:
+    # 4 - 26 Nov 2026 by week (from Monday): the week of 2 Nov has 5 of its days in the
+    # period, the week of 23 Nov holds today (25 Nov) and 4 of its days in the period.
+    weeks = pd.to_datetime(["2026-11-02", "2026-11-09", "2026-11-16", "2026-11-23"])
+    df = pd.DataFrame(
+        {
+            "bucket": list(weeks) * 2,
+            "type": ["chat"] * 4 + ["video"] * 4,
+            "generations": 1,
+            "credits": [5, 9, 9, 3, 1, 1, 1, 1],
+        }
+    )
+    start, end, today = dt.date(2026, 11, 4), dt.date(2026, 11, 26), dt.date(2026, 11, 25)
+    cover = charts.bucket_coverage(
+        pd.Series(weeks), granularity="week", start=start, end=end, today=today
+    )
+    assert list(cover["days"]) == [5, 7, 7, 4]
+    assert list(cover["partial"]) == [True, False, False, True]
+    assert list(cover["unfinished"]) == [False, False, False, True]
+    assert cover["note"][3] == "partial: 4 of 7 days in the period, today is not over"
+    fig = charts.timeline_by_type(
+        df, metric="credits", granularity="week", start=start, end=end, today=today
+    )
+    for bars in fig.data:
+        assert list(bars.marker.pattern.shape) == ["/", "", "", "/"]
+        assert "partial: 5 of 7 days" in bars.customdata[0] and bars.customdata[1] == ""
+    caption = charts.partial_caption(cover, pd.Series(weeks), "week")
+    assert caption is not None and "02 Nov 2026 (5 of 7 days in the period)" in caption
+    assert "23 Nov 2026 (4 of 7 days in the period, today is not over)" in caption
+
+    # By day, only today is partial; a whole past period has no partial bucket.
+    days = pd.Series(pd.date_range("2026-11-20", "2026-11-25"))
+    by_day = charts.bucket_coverage(
+        days, granularity="day", start=dt.date(2026, 11, 20), end=today, today=today
+    )
+    assert list(by_day["partial"]) == [False] * 5 + [True]
+    months = pd.Series(pd.to_datetime(["2026-09-01", "2026-10-01"]))
+    whole = charts.bucket_coverage(
+        months,
+        granularity="month",
+        start=dt.date(2026, 9, 1),
+        end=dt.date(2026, 10, 31),
+        today=today,
+    )
+    assert not whole["partial"].any() and charts.partial_caption(whole, months, "month") is None
+
+
 def test_an_empty_period_says_so_instead_of_an_empty_axis() -> None:
     zeros = pd.DataFrame({"bucket": DAYS, "type": ["chat"] * 2, "generations": 0, "credits": 0})
     assert "No credits" in annotation(charts.timeline_by_type(zeros, metric="credits"))
