@@ -2,22 +2,26 @@
 
 After a restart the first run of the app used to import pandas, plotly, SQLAlchemy,
 psycopg and the data layer, compile the pages, open the pool's first connection and
-read PostgreSQL's cold pages: seconds of a white page. :func:`warm_up` does all of that
-in a background thread of the server process, while the server starts and serves
-(``tooling.serve_app`` starts it beside ``streamlit run``); a visitor who comes before
-it is done gets the app's frame and a progress sign (``app.py`` draws them first):
+read PostgreSQL's cold pages: seconds of a white page. ``tooling.serve_app`` (how
+``dashboard serve`` starts Streamlit) does that work as the server starts:
 
-1. imports every module the app and its pages use (never a page module: a page draws
-   itself when it is executed);
-2. compiles ``app.py`` and the pages into Streamlit's own script cache, once the
-   runtime exists, so the first run does not compile them;
-3. reads what the default view shows (the Overview of the first organization by name,
-   the sidebar's default filters) through :mod:`dashboard.data`, which fills the shared
-   ``st.cache_data`` caches with the very keys the first visitor's run asks for, and
-   warms the engine's pool and PostgreSQL's buffers.
+1. :func:`import_modules` imports every module the app and its pages use (never a page
+   module: a page draws itself when it is executed), in the main thread before the
+   server listens. Done in a background thread instead, it competed for the one GIL with
+   the server's start and the first visitor's run (measured: the first frame came
+   2.5 s after the server was up instead of 1 s, the page 5 s later), and plotly could
+   see a half-imported pandas;
+2. :func:`warm_up`, in a background thread once the runtime exists, compiles
+   ``app.py`` and the pages into Streamlit's own script cache, so the first run does not
+   compile them;
+3. and reads what the default view shows (the Overview of the first organization by
+   name, the sidebar's default filters) through :mod:`dashboard.data`, which fills the
+   shared ``st.cache_data`` caches with the very keys the first visitor's run asks for,
+   and warms the engine's pool and PostgreSQL's buffers.
 
 Nothing here may stop the server: a step that fails (no database yet, a schema behind)
-is logged and the app reports it to the visitor as usual.
+is logged and the app reports it to the visitor as usual. A bare ``streamlit run``
+skips all of it; ``app.py`` then shows "Starting the dashboard…" while it imports.
 """
 
 from __future__ import annotations
@@ -35,10 +39,7 @@ _log = logging.getLogger(__name__)
 DASHBOARD: Final = Path(__file__).resolve().parent
 APP: Final = DASHBOARD / "app.py"
 PAGES: Final = DASHBOARD / "app_pages"
-# What the app and its pages import: first what app.py imports, in its order (a first
-# visitor's run importing the same modules at the same time takes them in the same
-# order, so neither thread waits for a module the other holds in the opposite order),
-# then what the pages add.
+# What the app and its pages import: what app.py imports, then what the pages add.
 MODULES: Final = (
     "pandas",
     "plotly.graph_objects",
@@ -62,10 +63,7 @@ RUNTIME_WAIT_SECONDS: Final = 60.0
 
 
 def import_modules() -> None:
-    """Import what the app uses, one module after the other. Streamlit's own modules
-    must be imported before this runs in a second thread: plotly looks pandas up in
-    ``sys.modules`` and took a half-imported pandas for a whole one when both threads
-    imported them at once."""
+    """Import what the app uses (step 1), in the calling thread."""
     for name in MODULES:
         importlib.import_module(name)
 
@@ -137,8 +135,7 @@ def _step(name: str, step: Callable[[], object]) -> None:
 
 
 def warm_up() -> None:
-    """Import, compile and read ahead (see the module's docstring); never raises."""
-    _step("imports", import_modules)
+    """Compile and read ahead (steps 2 and 3) once the runtime exists; never raises."""
     from streamlit.runtime import Runtime
 
     deadline = time.monotonic() + RUNTIME_WAIT_SECONDS
@@ -148,9 +145,11 @@ def warm_up() -> None:
     _step("reading the default view", read_default_view)
 
 
-def start_in_background() -> threading.Thread:
-    """:func:`warm_up` in a background thread. Import Streamlit's server (``streamlit.web.cli``) in
-    the calling thread first: see :func:`import_modules`."""
+def start(*, imports: bool = True) -> threading.Thread:
+    """Step 1 here (unless ``imports`` is False), then steps 2 and 3 in a background
+    thread, which waits for the server's runtime."""
+    if imports:
+        _step("imports", import_modules)
     thread = threading.Thread(target=warm_up, name="dashboard-warm-up", daemon=True)
     thread.start()
     return thread

@@ -36,9 +36,13 @@ CHROMIUM: Final = "/usr/bin/chromium"
 ARGS: Final = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 USER: Final = "startup@example.com"
 
-# Any element the app itself drew in the main area or the sidebar.
-FRAME_JS: Final = """() => !!document.querySelector(
-  '[data-testid="stMain"] [data-testid="stElementContainer"], [data-testid="stSidebarNav"]')"""
+# The app's own frame: its progress sign ("Starting the dashboard…"), a title or the
+# page menu; Streamlit's empty containers and its "running" widget do not count.
+FRAME_JS: Final = """() => {
+  const main = document.querySelector('[data-testid="stMain"]');
+  if (main && main.textContent.includes("Starting the dashboard")) return true;
+  return !!document.querySelector('[data-testid="stMain"] h1, [data-testid="stSidebarNav"]');
+}"""
 TITLE_JS: Final = """() => {
   const h1 = document.querySelector('[data-testid="stMain"] h1');
   return !!h1 && h1.textContent.trim().startsWith("Overview");

@@ -1,7 +1,8 @@
 """``python -m tooling.serve_app APP [streamlit options]``: ``streamlit run APP`` with the
-dashboard's start-up work done in the background as the server starts
-(:mod:`dashboard.warmup`: imports, the pages compiled, the default view read), so the
-first visitor gets the page at once instead of waiting for all of it.
+dashboard's start-up work done as the server starts (:mod:`dashboard.warmup`: the
+imports before it listens, then the pages compiled and the default view read in the
+background), so the first visitor gets the app's frame within a second of the server
+answering and the page without waiting for imports or cold reads.
 ``dashboard serve`` starts the app this way."""
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ def main(argv: list[str]) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     log.addHandler(handler)
-    from streamlit.web import cli  # Streamlit's own imports first (warmup.import_modules)
+    from streamlit.web import cli
 
-    warmup.start_in_background()
+    warmup.start()
     sys.argv = ["streamlit", "run", *argv]
     cli.main()
 
