@@ -810,3 +810,29 @@ def test_a_statement_pdf_downloaded_in_the_browser_carries_the_statements_totals
         assert f"{label} {amount:,}" in shown, (label, amount)
     for entry in expected.entries:
         assert f"{entry.amount:+,} {entry.balance_after:,}" in shown, entry
+
+
+def test_custom_dates_fit_the_sidebar(page: Page, app: RunningApp) -> None:
+    """From and To are stacked: each shows its whole date, inside the sidebar."""
+    page.goto(f"{app.url}/?range=custom&from=2026-10-01&to=2026-10-31")
+    settle(page, PAGES[0].title)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    inputs = sidebar.locator('[data-testid="stDateInput"] input')
+    assert inputs.count() == 2
+    assert [inputs.nth(i).input_value() for i in range(2)] == ["2026-10-01", "2026-10-31"]
+    box = sidebar.bounding_box()
+    assert box is not None
+    for i in range(2):
+        field = inputs.nth(i)
+        clipped = field.evaluate("el => el.scrollWidth - el.clientWidth")
+        assert clipped <= 1, f"date input {i + 1}: {clipped} px of its date hidden"
+        own = field.bounding_box()
+        assert own is not None and own["x"] + own["width"] <= box["x"] + box["width"]
+    # The sidebar scrolls inside the window: a taller window shows all of it.
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": 1600})
+    try:
+        page.wait_for_timeout(300)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        sidebar.screenshot(path=SCREENSHOTS / "sidebar-custom-dates.png")
+    finally:
+        page.set_viewport_size(VIEWPORT)
