@@ -287,14 +287,23 @@ def monthly_trend(
     return _layout(fig, y_title="Credits", x_title="Month")
 
 
-def granted_vs_consumed(df: pd.DataFrame, *, granularity: str = "month") -> go.Figure:
+def granted_vs_consumed(
+    df: pd.DataFrame,
+    *,
+    granularity: str = "month",
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    today: dt.date | None = None,
+) -> go.Figure:
     """Running totals of credits granted, deducted and consumed for one organization,
     from the first bucket of the period.
 
     One axis for all three, so they compare directly: a monthly grant is one step up
     instead of a bar that dwarfs each day's consumption, and the gap between Granted
     and Consumed at the right edge is what the period added to (or took from) the
-    balance, before deductions. Hovering shows each bucket's own amount as well.
+    balance, before deductions. Hovering shows each bucket's own amount as well. With
+    the period's ``start`` and ``end`` (and ``today``), a partial bucket (cut by the
+    period, or today's, not over) has an open marker and says so on hover.
 
     ``df``: bucket, credits_granted, credits_deducted, credits_consumed (per bucket).
     """
@@ -312,6 +321,12 @@ def granted_vs_consumed(df: pd.DataFrame, *, granularity: str = "month") -> go.F
     unit = {"day": "that day", "week": "that week", "month": "that month"}.get(
         granularity, "in the bucket"
     )
+    notes = [""] * len(df)
+    if start is not None and end is not None:
+        cover = bucket_coverage(
+            df["bucket"], granularity=granularity, start=start, end=end, today=today
+        )
+        notes = [f"; {n}" if n else "" for n in cover["note"]]
     fig = go.Figure(
         [
             go.Scatter(
@@ -319,10 +334,15 @@ def granted_vs_consumed(df: pd.DataFrame, *, granularity: str = "month") -> go.F
                 x=df["bucket"],
                 y=df[column].cumsum(),
                 customdata=df[column],
+                text=notes,
                 mode="lines+markers",
                 line={"color": color, **line},
-                marker={"size": size, "symbol": symbol},
-                hovertemplate=f"{name}: %{{y:,}} so far (%{{customdata:,}} {unit})<extra></extra>",
+                marker={
+                    "size": size,
+                    "symbol": [f"{symbol}-open" if n else symbol for n in notes],
+                },
+                hovertemplate=f"{name}: %{{y:,}} so far (%{{customdata:,}} {unit}%{{text}})"
+                "<extra></extra>",
             )
             for name, column, color, line, symbol, size in measures
         ]

@@ -877,13 +877,21 @@ def render() -> None:
             granularity=f.granularity,
         )
         st.plotly_chart(
-            charts.granted_vs_consumed(df, granularity=f.granularity), key="credits.flow_chart"
+            charts.granted_vs_consumed(
+                df,
+                granularity=f.granularity,
+                start=f.start,
+                end=f.end,
+                today=state.today_in(f.organization.timezone),  # its buckets' zone
+            ),
+            key="credits.flow_chart",
         )
         st.caption(
             f"Running totals from {f.start:%d %b %Y}, by {f.granularity}: a grant is a step "
             "up, consumption a steady climb, all on one scale. Where Consumed ends above "
             "Granted, the organization used more credits in the period than it was given. "
-            f"Hover for each {f.granularity}'s own amounts. Granted includes refunds; "
+            f"Hover for each {f.granularity}'s own amounts; an open marker is a partial "
+            f"{f.granularity} (cut by the dates, or not over yet). Granted includes refunds; "
             "deducted includes reversals that took credits back."
         )
 

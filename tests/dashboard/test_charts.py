@@ -214,6 +214,32 @@ def test_granted_vs_consumed_draws_running_totals_on_one_scale() -> None:
     )
 
 
+def test_granted_vs_consumed_marks_partial_months_with_open_markers() -> None:
+    flow = pd.DataFrame(
+        {
+            "bucket": pd.to_datetime(["2026-09-01", "2026-10-01", "2026-11-01"]),
+            "credits_granted": [100, 100, 100],
+            "credits_deducted": [0, 0, 0],
+            "credits_consumed": [10, 20, 30],
+        }
+    )
+    fig = charts.granted_vs_consumed(
+        flow,
+        granularity="month",
+        start=dt.date(2026, 9, 20),
+        end=dt.date(2026, 11, 25),
+        today=dt.date(2026, 11, 25),
+    )
+    for trace in fig.data:
+        symbols = list(trace.marker.symbol)
+        assert symbols[0].endswith("-open") and symbols[2].endswith("-open")
+        assert not symbols[1].endswith("-open")
+    consumed = fig.data[2]
+    assert "11 of 30 days in the period" in consumed.text[0] and consumed.text[1] == ""
+    assert "today is not over" in consumed.text[2]
+    assert "%{text}" in consumed.hovertemplate
+
+
 def test_granted_and_deducted_stay_visible_when_a_reversal_makes_them_equal() -> None:
     # A grant of 500 and its reversal: both running totals are 0, 500, 500.
     flow = pd.DataFrame(
