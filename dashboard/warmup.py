@@ -1,27 +1,32 @@
-"""Work done once when the server starts, so the first visitor does not wait for it.
+"""Work done once when the server starts, so the visitors after it do not wait for it.
 
 After a restart the first run of the app used to import pandas, plotly, SQLAlchemy,
 psycopg and the data layer, compile the pages, open the pool's first connection and
-read PostgreSQL's cold pages: seconds of a white page. ``tooling.serve_app`` (how
-``dashboard serve`` starts Streamlit) does that work as the server starts:
+read PostgreSQL's cold pages, behind a white page. Now ``app.py`` draws a progress sign
+before its imports, and ``tooling.serve_app`` (how ``dashboard serve`` starts Streamlit)
+starts the server at once and, in a background thread (:func:`warm_up`):
 
-1. :func:`import_modules` imports every module the app and its pages use (never a page
-   module: a page draws itself when it is executed), in the main thread before the
-   server listens. Done in a background thread instead, it competed for the one GIL with
-   the server's start and the first visitor's run (measured: the first frame came
-   2.5 s after the server was up instead of 1 s, the page 5 s later), and plotly could
-   see a half-imported pandas;
-2. :func:`warm_up`, in a background thread once the runtime exists, compiles
-   ``app.py`` and the pages into Streamlit's own script cache, so the first run does not
-   compile them;
-3. and reads what the default view shows (the Overview of the first organization by
-   name, the sidebar's default filters) through :mod:`dashboard.data`, which fills the
-   shared ``st.cache_data`` caches with the very keys the first visitor's run asks for,
-   and warms the engine's pool and PostgreSQL's buffers.
+1. waits :data:`GRACE_SECONDS` after the server is up, so that a tab already open
+   (reconnecting after a restart) starts its run and draws its progress sign first;
+2. imports every module the app and its pages use (:data:`MODULES`, in ``app.py``'s
+   order; never a page module: a page draws itself when executed). If a visitor's run
+   is importing them already, this waits on Python's import locks instead of doing the
+   work twice;
+3. compiles ``app.py`` and the pages into Streamlit's own script cache, so no run
+   compiles them;
+4. reads what the default view shows (the Overview of the first organization by name,
+   the sidebar's default filters) through :mod:`dashboard.data`, which fills the shared
+   ``st.cache_data`` caches with the very keys a visitor's run asks for, and warms the
+   engine's pool and PostgreSQL's buffers.
+
+Why not import before the server listens, or at once in the thread: measured on this
+project's 2-core machine, importing first kept the server down 4 s longer (the page came
+later in all); importing in the thread from the start competed with the first visitor's
+run for the GIL and the import locks, and its progress sign came 3.7 s after the server
+was up instead of 0.85 s (``scripts/measure_startup.py``).
 
 Nothing here may stop the server: a step that fails (no database yet, a schema behind)
-is logged and the app reports it to the visitor as usual. A bare ``streamlit run``
-skips all of it; ``app.py`` then shows "Starting the dashboard…" while it imports.
+is logged and the app reports it to the visitor as usual.
 """
 
 from __future__ import annotations
@@ -60,10 +65,11 @@ MODULES: Final = (
     "dashboard.timezone_form",
 )
 RUNTIME_WAIT_SECONDS: Final = 60.0
+GRACE_SECONDS: Final = 1.5
 
 
 def import_modules() -> None:
-    """Import what the app uses (step 1), in the calling thread."""
+    """Import what the app uses (step 2)."""
     for name in MODULES:
         importlib.import_module(name)
 
@@ -134,22 +140,22 @@ def _step(name: str, step: Callable[[], object]) -> None:
         _log.info("warm-up: %s in %.2f s", name, time.monotonic() - began)
 
 
-def warm_up() -> None:
-    """Compile and read ahead (steps 2 and 3) once the runtime exists; never raises."""
+def warm_up(*, grace: float = GRACE_SECONDS) -> None:
+    """Steps 1 to 4 of the module's docstring, once the server's runtime exists; never
+    raises."""
     from streamlit.runtime import Runtime
 
     deadline = time.monotonic() + RUNTIME_WAIT_SECONDS
     while not Runtime.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
+    time.sleep(grace)
+    _step("imports", import_modules)
     _step("compiling the pages", compile_scripts)
     _step("reading the default view", read_default_view)
 
 
-def start(*, imports: bool = True) -> threading.Thread:
-    """Step 1 here (unless ``imports`` is False), then steps 2 and 3 in a background
-    thread, which waits for the server's runtime."""
-    if imports:
-        _step("imports", import_modules)
+def start() -> threading.Thread:
+    """:func:`warm_up` in a background thread (call it before starting the server)."""
     thread = threading.Thread(target=warm_up, name="dashboard-warm-up", daemon=True)
     thread.start()
     return thread

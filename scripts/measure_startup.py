@@ -10,7 +10,8 @@ as soon as the server answers. It prints, from the process start: when the serve
 answered its health check, when the page first showed an element of the app (any
 element in the main area, or the page menu), when the Overview's title showed, when
 the script's first run ended, and when the page had finished drawing (every chart
-drawn by plotly). The database is ``--database-url`` or the tests' demo database on the
+drawn by plotly). With ``--visit-after S`` the page is opened S seconds after the server
+is up (a visitor who comes later), and those times count from opening it. The database is ``--database-url`` or the tests' demo database on the
 project's embedded server (``dashboard_test_demo``, made by ``uv run pytest``).
 """
 
@@ -84,7 +85,7 @@ def default_database() -> str:
     return embedded.ensure_running().url("dashboard_test_demo")
 
 
-def one_run(database_url: str, *, plain: bool) -> tuple[float, ...]:
+def one_run(database_url: str, *, plain: bool, visit_after: float) -> tuple[float, ...]:
     port = free_port()
     secrets = Path(tempfile.mkdtemp()) / "secrets.toml"
     secrets.write_text(f'[dev]\nuser = "{USER}"\nrole = "admin"\n')
@@ -118,6 +119,8 @@ def one_run(database_url: str, *, plain: bool) -> tuple[float, ...]:
                     raise SystemExit("the server did not answer within 60 s")
                 time.sleep(0.02)
             up = time.monotonic() - began
+            time.sleep(visit_after)
+            opened = time.monotonic()
             page.goto(url)
             page.wait_for_function(FRAME_JS, timeout=60_000, polling=20)
             frame = time.monotonic() - began
@@ -131,6 +134,9 @@ def one_run(database_url: str, *, plain: bool) -> tuple[float, ...]:
             process.terminate()
             process.wait(timeout=10)
             browser.close()
+    if visit_after:  # times from opening the page instead
+        shift = opened - began
+        return up, frame - shift, title - shift, script - shift, done - shift
     return up, frame, title, script, done
 
 
@@ -139,9 +145,19 @@ def main() -> None:
     parser.add_argument("--database-url")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--plain", action="store_true", help="bare `streamlit run`")
+    parser.add_argument(
+        "--visit-after",
+        type=float,
+        default=0.0,
+        help="open the page this many seconds after the server is up; the times after "
+        "'server up' are then counted from opening the page",
+    )
     args = parser.parse_args()
     database_url = args.database_url or default_database()
-    rows = [one_run(database_url, plain=args.plain) for _ in range(args.runs)]
+    rows = [
+        one_run(database_url, plain=args.plain, visit_after=args.visit_after)
+        for _ in range(args.runs)
+    ]
     line = (
         "server up {:.2f} s, first frame {:.2f} s, title {:.2f} s, script done {:.2f} s, "
         "page drawn {:.2f} s"

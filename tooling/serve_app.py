@@ -1,8 +1,8 @@
 """``python -m tooling.serve_app APP [streamlit options]``: ``streamlit run APP`` with the
-dashboard's start-up work done as the server starts (:mod:`dashboard.warmup`: the
-imports before it listens, then the pages compiled and the default view read in the
-background), so the first visitor gets the app's frame within a second of the server
-answering and the page without waiting for imports or cold reads.
+dashboard's start-up work done in the background as the server starts
+(:mod:`dashboard.warmup`: the imports, the pages compiled, the default view read), so
+visitors do not wait for imports, compiling or cold reads; one who comes at once gets
+the app's progress sign within a second and shares the imports already under way.
 ``dashboard serve`` starts the app this way."""
 
 from __future__ import annotations
