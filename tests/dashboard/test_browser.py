@@ -928,8 +928,8 @@ def test_a_fresh_server_shows_a_progress_sign_before_its_first_page(
 def test_dashboard_serve_warms_up_before_the_first_visit(
     browser: Browser, browser_database: str, tmp_path: Path
 ) -> None:
-    """`dashboard serve`'s launcher imports before the server answers and reads the
-    default view ahead: the first visitor gets the page, not the progress sign."""
+    """`dashboard serve`'s launcher imports, compiles and reads the default view ahead in
+    the background: a visitor after that gets the page, not the progress sign."""
     with _fresh_server(browser_database, tmp_path, ["-m", "tooling.serve_app"]) as fresh:
         deadline = time.monotonic() + STARTUP_SECONDS
         while "reading the default view in" not in fresh.log.read_text():
