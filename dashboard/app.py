@@ -17,12 +17,9 @@ a traceback.
 
 from __future__ import annotations
 
-import streamlit as st
+import sys
 
-from dashboard import auth, data, navigation, state, ui
-from dashboard.text import escape_markdown
-from queries.db import NOT_CONFIGURED, ConfigurationError, configured_urls
-from tooling import schema
+import streamlit as st
 
 st.set_page_config(
     page_title="Usage dashboard",
@@ -30,6 +27,19 @@ st.set_page_config(
     layout="wide",
     initial_sidebar_state="expanded",
 )
+# The first run after a start imports pandas, plotly, SQLAlchemy and the data layer:
+# seconds on a busy machine, unless dashboard.warmup (started with the server) is done.
+# Until then the browser shows this progress sign instead of a white page; later runs
+# find the modules imported and draw nothing here.
+_starting = st.empty()
+if not {"dashboard.ui", "tooling.schema"} <= sys.modules.keys():
+    _starting.status("Starting the dashboard…", state="running")
+from dashboard import auth, data, navigation, state, ui  # noqa: E402 (after the progress sign)
+from dashboard.text import escape_markdown  # noqa: E402 (after the progress sign)
+from queries.db import NOT_CONFIGURED, ConfigurationError, configured_urls  # noqa: E402 (after the progress sign)
+from tooling import schema  # noqa: E402 (after the progress sign)
+
+_starting.empty()
 data.begin_run()
 
 

@@ -62,44 +62,135 @@ def empty(message: str) -> go.Figure:
     return fig
 
 
+def bucket_coverage(
+    buckets: pd.Series,
+    *,
+    granularity: str,
+    start: dt.date,
+    end: dt.date,
+    today: dt.date | None = None,
+) -> pd.DataFrame:
+    """How much of each bucket (its first day; weeks from Monday) a period covers.
+
+    Columns: days (of the bucket in [start, end]), of (days in the bucket), unfinished
+    (the bucket holds ``today``, which is not over), partial (cut by the period or
+    unfinished: a short bar that is not a quiet week or month), note (for hover text
+    and captions, "" for a whole bucket).
+    """
+    rows = []
+    for first in (b.date() for b in pd.to_datetime(buckets)):
+        if granularity == "month":
+            of = calendar.monthrange(first.year, first.month)[1]
+        else:
+            of = 7 if granularity == "week" else 1
+        last = first + dt.timedelta(days=of - 1)
+        days = max(0, (min(last, end) - max(first, start)).days + 1)
+        unfinished = today is not None and first <= today <= last and today <= end
+        notes = []
+        if days < of:
+            notes.append(f"{days} of {of} days in the period")
+        if unfinished:
+            notes.append("today is not over")
+        rows.append(
+            (days, of, unfinished, bool(notes), "partial: " + ", ".join(notes) if notes else "")
+        )
+    return pd.DataFrame(rows, columns=["days", "of", "unfinished", "partial", "note"]).astype(
+        {"days": "int64", "of": "int64", "unfinished": "bool", "partial": "bool", "note": "str"}
+    )
+
+
+def partial_caption(coverage: pd.DataFrame, buckets: pd.Series, granularity: str) -> str | None:
+    """A sentence naming the partial buckets of a chart (hatched), or None."""
+    unit = {"day": "day", "week": "week", "month": "month"}.get(granularity, "bucket")
+    parts = [
+        f"{first:%d %b %Y} ({note.removeprefix('partial: ')})"
+        for first, note, partial in zip(
+            pd.to_datetime(buckets), coverage["note"], coverage["partial"], strict=True
+        )
+        if partial
+    ]
+    if not parts:
+        return None
+    return f"Hatched: a partial {unit}, so a shorter bar: " + "; ".join(parts) + "."
+
+
 def timeline_by_type(
     df: pd.DataFrame,
     *,
     metric: Literal["generations", "credits"],
     granularity: str = "day",
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    today: dt.date | None = None,
 ) -> go.Figure:
     """Stacked bars of ``metric`` per bucket, one colour per type.
+
+    With the period's ``start`` and ``end`` (and ``today`` in the zone the buckets are
+    in), a bucket the period cuts (a first or last week or month) or today's unfinished
+    one is hatched and its hover says so (:func:`bucket_coverage`).
 
     ``df``: bucket, type, generations, credits (as ``timelines.generation_timeline``).
     """
     if df.empty or int(df[metric].sum()) == 0:
         return empty(f"No {metric} in this period.")
-    traces = [
-        go.Bar(
-            name=plotly_text(type_),
-            x=rows["bucket"],
-            y=rows[metric],
-            marker_color=TYPE_COLORS.get(str(type_), "#6b7280"),
-            hovertemplate=f"{plotly_text(type_)}: %{{y:,}}<extra></extra>",
+    notes: dict[pd.Timestamp, str] = {}
+    if start is not None and end is not None:
+        buckets = pd.Series(pd.to_datetime(df["bucket"]).unique())
+        cover = bucket_coverage(buckets, granularity=granularity, start=start, end=end, today=today)
+        notes = {b: n for b, n in zip(buckets, cover["note"], strict=True) if n}
+    traces = []
+    for type_, rows in df.groupby("type", sort=True):
+        when = pd.to_datetime(rows["bucket"])
+        traces.append(
+            go.Bar(
+                name=plotly_text(type_),
+                x=rows["bucket"],
+                y=rows[metric],
+                marker={
+                    "color": TYPE_COLORS.get(str(type_), "#6b7280"),
+                    "pattern": {
+                        "shape": ["/" if b in notes else "" for b in when],
+                        "fillmode": "overlay",
+                    },
+                },
+                customdata=[f" ({notes[b]})" if b in notes else "" for b in when],
+                hovertemplate=f"{plotly_text(type_)}: %{{y:,}}%{{customdata}}<extra></extra>",
+            )
         )
-        for type_, rows in df.groupby("type", sort=True)
-    ]
     fig = go.Figure(traces, layout={"barmode": "stack"})
     return _layout(fig, y_title=metric.capitalize(), x_title=GRAIN_LABEL.get(granularity))
 
 
-def top_users(df: pd.DataFrame, *, top: int = 10) -> go.Figure:
-    """Horizontal bars of credits per user, largest on top.
+def user_label(name: object, user_id: int) -> str:
+    """A user as a chart shows them: the name and the id, so two users with the same
+    name stay two ("Ana Lima (#12)"). Plain text: pass it through ``plotly_text``."""
+    return f"{name} (#{int(user_id)})"
 
-    ``df``: name, email, generations, credits (as ``timelines.top_users``).
+
+def top_users(df: pd.DataFrame, *, top: int = 10) -> go.Figure:
+    """Horizontal bars of credits per user, one bar per user id, the most credits on top
+    (ties: more generations, then the lower id, as ``timelines.top_users`` orders them).
+
+    Bars are keyed by "Name (#id)": plotly puts bars with the same category label on
+    one row, so keyed by name two users called "Ana" became one bar, and the axis kept
+    the order in which labels first appeared rather than the order of credits.
+
+    ``df``: user_id, name, email, generations, credits (as ``timelines.top_users``).
     """
     if df.empty:
         return empty("No user made a generation in this period.")
-    shown = df.nlargest(top, "credits").iloc[::-1]
+    ranked = df.sort_values(
+        ["credits", "generations", "user_id"], ascending=[False, False, True], kind="stable"
+    ).head(top)
+    shown = ranked.iloc[::-1]  # plotly draws the first category at the bottom
+    labels = plotly_texts(
+        user_label(name, user_id)
+        for name, user_id in zip(shown["name"], shown["user_id"], strict=True)
+    )
     fig = go.Figure(
         go.Bar(
             x=shown["credits"],
-            y=plotly_texts(shown["name"]),
+            y=labels,
             orientation="h",
             marker_color=CONSUMED,
             customdata=list(
@@ -110,6 +201,7 @@ def top_users(df: pd.DataFrame, *, top: int = 10) -> go.Figure:
         )
     )
     fig = _layout(fig, y_title="", x_title="Credits")
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=labels)
     fig.update_layout(hovermode="closest")
     return fig
 
@@ -195,28 +287,46 @@ def monthly_trend(
     return _layout(fig, y_title="Credits", x_title="Month")
 
 
-def granted_vs_consumed(df: pd.DataFrame, *, granularity: str = "month") -> go.Figure:
+def granted_vs_consumed(
+    df: pd.DataFrame,
+    *,
+    granularity: str = "month",
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    today: dt.date | None = None,
+) -> go.Figure:
     """Running totals of credits granted, deducted and consumed for one organization,
     from the first bucket of the period.
 
     One axis for all three, so they compare directly: a monthly grant is one step up
     instead of a bar that dwarfs each day's consumption, and the gap between Granted
     and Consumed at the right edge is what the period added to (or took from) the
-    balance, before deductions. Hovering shows each bucket's own amount as well.
+    balance, before deductions. Hovering shows each bucket's own amount as well. With
+    the period's ``start`` and ``end`` (and ``today``), a partial bucket (cut by the
+    period, or today's, not over) has an open marker and says so on hover.
 
     ``df``: bucket, credits_granted, credits_deducted, credits_consumed (per bucket).
     """
+    # After a grant and its reversal, Granted and Deducted run through the same values:
+    # each line has its own width, dash and marker, and the thin dashed Deducted is drawn
+    # over the wide Granted, so both stay visible where they coincide.
     measures = (
-        ("Granted", "credits_granted", GRANTED),
-        ("Deducted", "credits_deducted", DEDUCTED),
-        ("Consumed", "credits_consumed", CONSUMED),
+        ("Granted", "credits_granted", GRANTED, {"width": 6}, "circle", 9),
+        ("Deducted", "credits_deducted", DEDUCTED, {"width": 2, "dash": "dash"}, "x", 7),
+        ("Consumed", "credits_consumed", CONSUMED, {"width": 3}, "circle", 5),
     )
-    total = df[[column for _, column, _ in measures]].to_numpy().sum()
+    total = df[[m[1] for m in measures]].to_numpy().sum()
     if df.empty or int(total) == 0:
         return empty("No credits moved in this period.")
     unit = {"day": "that day", "week": "that week", "month": "that month"}.get(
         granularity, "in the bucket"
     )
+    notes = [""] * len(df)
+    if start is not None and end is not None:
+        cover = bucket_coverage(
+            df["bucket"], granularity=granularity, start=start, end=end, today=today
+        )
+        notes = [f"; {n}" if n else "" for n in cover["note"]]
     fig = go.Figure(
         [
             go.Scatter(
@@ -224,12 +334,17 @@ def granted_vs_consumed(df: pd.DataFrame, *, granularity: str = "month") -> go.F
                 x=df["bucket"],
                 y=df[column].cumsum(),
                 customdata=df[column],
+                text=notes,
                 mode="lines+markers",
-                line={"color": color, "width": 3 if name == "Consumed" else 2},
-                marker={"size": 5},
-                hovertemplate=f"{name}: %{{y:,}} so far (%{{customdata:,}} {unit})<extra></extra>",
+                line={"color": color, **line},
+                marker={
+                    "size": size,
+                    "symbol": [f"{symbol}-open" if n else symbol for n in notes],
+                },
+                hovertemplate=f"{name}: %{{y:,}} so far (%{{customdata:,}} {unit}%{{text}})"
+                "<extra></extra>",
             )
-            for name, column, color in measures
+            for name, column, color, line, symbol, size in measures
         ]
     )
     fig.update_yaxes(rangemode="tozero")

@@ -73,7 +73,7 @@ PAGES: Final[tuple[PageSpec, ...]] = (
         ":material/history:",
         "audit",
         "view_audit",
-        frozenset({"org", "range"}),
+        frozenset({"org", "range", "tz"}),  # its days and times are in the sidebar's zone
     ),
     PageSpec(
         "statements.py",

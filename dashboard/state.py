@@ -417,14 +417,35 @@ def _picker_options(
     return list(by_id), by_id, page
 
 
+# The session keys of each filter's widgets.
+_WIDGET_KEYS: Final[Mapping[FilterName, tuple[str, ...]]] = {
+    "org": (K_ORG_SEARCH, K_ORG),
+    "range": (K_RANGE, K_FROM, K_TO),
+    "grain": (K_GRAIN,),
+    "tz": (K_ZONE,),
+}
+
+
+def _keep_unshown(shown: set[FilterName]) -> None:
+    """Keep the values of the filters this run does not draw: Streamlit forgets the
+    state of a keyed widget that is not drawn in a run, unless the key is set again."""
+    ss = st.session_state
+    for name, keys in _WIDGET_KEYS.items():
+        if name in shown:
+            continue
+        for key in keys:
+            if key in ss:
+                ss[key] = ss[key]
+
+
 def sidebar_filters(*, uses: frozenset[FilterName] = ALL_FILTERS) -> Filters:
     """Draw the shared filters in the sidebar and return them; keep the URL in step.
 
     The organization picker lists the selected organization (read by id) and the first
     matches of its search box, searched on the server; it never loads every
-    organization. Filters a page does not use (``uses``) are drawn disabled so they keep
-    their value. When the selected organization is gone, the page shows only that and
-    stops.
+    organization. Filters a page does not use (``uses``) are not drawn; they keep their
+    value (for the URL and the next page that uses them). When the selected organization
+    is gone, the page shows only that and stops.
     """
     ss = st.session_state
     notices = _apply_url(find_on_server)
@@ -446,67 +467,75 @@ def sidebar_filters(*, uses: frozenset[FilterName] = ALL_FILTERS) -> Filters:
         ss[K_ZONE] = DEFAULT_ZONE
 
     sidebar = st.sidebar
-    sidebar.header("Filters")
-    # A page that does not use it keeps it disabled, unless a choice is needed.
-    org_off = "org" not in uses and not gone
-    search = sidebar.text_input(
-        "Find an organization",
-        key=K_ORG_SEARCH,
-        placeholder="name, slug or id",
-        help="Searches every organization on the server; the list below shows the first "
-        f"{PICKER_PAGE} matches by name.",
-        disabled=org_off,
-        max_chars=200,
-    )
-    options, by_id, page = _picker_options(current, search or "")
-    # The selectbox shows the selection held by id; set before it is drawn, this wins
-    # over the label the browser sends back (stale once the organization is renamed).
-    ss[K_ORG] = None if gone else selected
-    sidebar.selectbox(
-        "Organization",
-        options=options,
-        format_func=lambda i: by_id[i].label if i in by_id else str(i),
-        key=K_ORG,
-        on_change=_chose_organization,
-        placeholder="Choose an organization",
-        help="Type in the box above to search every organization by name, slug or id.",
-        disabled=org_off,
-    )
-    if page.next is not None:
-        sidebar.caption(f"Showing the first {PICKER_PAGE} matches; type more to narrow them.")
-    elif search and not page.organizations and page.exact is None:
-        sidebar.caption("No organization matches the search.")
+    # A filter the page does not use is not drawn at all (a greyed-out control looked
+    # like it mattered); its value is kept for the pages that use it and for the URL.
+    shown: set[FilterName] = set(uses)
+    if gone:
+        shown.add("org")  # a choice is needed, whatever the page
+    if shown:
+        sidebar.header("Filters")
+    _keep_unshown(shown)
+    if "org" in shown:
+        search = sidebar.text_input(
+            "Find an organization",
+            key=K_ORG_SEARCH,
+            placeholder="name, slug or id",
+            help="Searches every organization on the server; the list below shows the "
+            f"first {PICKER_PAGE} matches by name.",
+            max_chars=200,
+        )
+        options, by_id, page = _picker_options(current, search or "")
+        # The selectbox shows the selection held by id; set before it is drawn, this
+        # wins over the label the browser sends back (stale once the organization is
+        # renamed).
+        ss[K_ORG] = None if gone else selected
+        sidebar.selectbox(
+            "Organization",
+            options=options,
+            format_func=lambda i: by_id[i].label if i in by_id else str(i),
+            key=K_ORG,
+            on_change=_chose_organization,
+            placeholder="Choose an organization",
+            help="Type in the box above to search every organization by name, slug or id.",
+        )
+        if page.next is not None:
+            sidebar.caption(f"Showing the first {PICKER_PAGE} matches; type more to narrow them.")
+        elif search and not page.organizations and page.exact is None:
+            sidebar.caption("No organization matches the search.")
     if gone:
         _organization_gone(ss.get(K_ORG_LAST), notices)
     assert current is not None
     organization = current
     ss[K_ORG_LAST] = organization
-    zone: Zone = sidebar.radio(
-        "Time zone",
-        options=ZONES,
-        format_func=lambda z: (
-            f"The organization's ({organization.timezone})" if z == "org" else "UTC"
-        ),
-        key=K_ZONE,
-        disabled="tz" not in uses,
-    )
+    zone: Zone = ss[K_ZONE]
+    if "tz" in shown:
+        zone = sidebar.radio(
+            "Time zone",
+            options=ZONES,
+            format_func=lambda z: (
+                f"The organization's ({organization.timezone})" if z == "org" else "UTC"
+            ),
+            key=K_ZONE,
+        )
     today = today_in("UTC" if zone == "utc" else organization.timezone)
-    preset: Preset = sidebar.selectbox(
-        "Dates",
-        options=list(PRESETS),
-        format_func=PRESETS.__getitem__,
-        key=K_RANGE,
-        disabled="range" not in uses,
-    )
+    preset: Preset = ss[K_RANGE]
+    if "range" in shown:
+        preset = sidebar.selectbox(
+            "Dates", options=list(PRESETS), format_func=PRESETS.__getitem__, key=K_RANGE
+        )
     if preset == "custom":
         if not isinstance(ss.get(K_FROM), dt.date) or not isinstance(ss.get(K_TO), dt.date):
             ss[K_FROM], ss[K_TO] = preset_range(DEFAULT_PRESET, today)
-        left, right = sidebar.columns(2)
-        off = "range" not in uses
-        start = left.date_input(
-            "From", key=K_FROM, min_value=MIN_DATE, max_value=MAX_DATE, disabled=off
-        )
-        end = right.date_input("To", key=K_TO, min_value=MIN_DATE, max_value=MAX_DATE, disabled=off)
+        start, end = ss[K_FROM], ss[K_TO]
+        if "range" in shown:
+            # One above the other: side by side in the sidebar, each box was too narrow
+            # for its date.
+            start = sidebar.date_input(
+                "From", key=K_FROM, min_value=MIN_DATE, max_value=MAX_DATE, format="YYYY-MM-DD"
+            )
+            end = sidebar.date_input(
+                "To", key=K_TO, min_value=MIN_DATE, max_value=MAX_DATE, format="YYYY-MM-DD"
+            )
         assert isinstance(start, dt.date) and isinstance(end, dt.date)
         if start > end:
             sidebar.error(f"From ({start}) is after To ({end}); showing {end} only.")
@@ -518,15 +547,17 @@ def sidebar_filters(*, uses: frozenset[FilterName] = ALL_FILTERS) -> Filters:
         start, end = preset_range(preset, today)
         # Remember the dates, so switching to "Custom dates" starts from them.
         ss[K_FROM], ss[K_TO] = start, end
-        sidebar.caption(f"{start:%d %b %Y} – {end:%d %b %Y}")
-    grain: Grain = sidebar.radio(
-        "Granularity",
-        options=GRAINS,
-        format_func=str.capitalize,
-        key=K_GRAIN,
-        horizontal=True,
-        disabled="grain" not in uses,
-    )
+        if "range" in shown:
+            sidebar.caption(f"{start:%d %b %Y} – {end:%d %b %Y}")
+    grain: Grain = ss[K_GRAIN]
+    if "grain" in shown:
+        grain = sidebar.radio(
+            "Granularity",
+            options=GRAINS,
+            format_func=str.capitalize,
+            key=K_GRAIN,
+            horizontal=True,
+        )
 
     filters = Filters(
         organization=organization,

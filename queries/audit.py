@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import Connection, text
 
-from queries.checks import check_id, check_limit, check_range, like_pattern
+from queries.checks import check_id, check_limit, check_range, check_timezone, like_pattern
 from queries.errors import InvalidInput
 from queries.frames import frame
 from queries.models import LEDGER_KINDS
@@ -38,7 +38,8 @@ AUDIT_COLUMNS = {
 # the range, a call reads at most 2 x limit rows (plus those its filters skip). Rows are
 # ordered by (at, source, id) descending, a total order, so a page continues exactly
 # after the (at, source, id) of the last row shown (keyset), bounded on the index by
-# created_at <= the cursor's.
+# created_at <= the cursor's. The days of the range are those of the zone ``:tz`` (its
+# local midnights, as PostgreSQL reads them, DST included).
 _TRAIL = text(
     """
     SELECT e.at, e.organization_id, o.name AS organization, e.action, e.actor, e.reason,
@@ -49,8 +50,8 @@ _TRAIL = text(
                 concat_ws(' · ', 'entry ' || l.id, 'balance after ' || l.balance_after,
                           'reverses ' || l.reverses_id, nullif(l.note, '')) AS details
          FROM credit_ledger l
-         WHERE l.created_at >= CAST(:start AS timestamptz)
-           AND l.created_at < CAST(:end AS timestamptz)
+         WHERE l.created_at >= CAST(:start AS timestamp) AT TIME ZONE CAST(:tz AS text)
+           AND l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE CAST(:tz AS text)
            AND (CAST(:org AS bigint) IS NULL OR l.organization_id = :org)
            AND (CAST(:action AS text) IS NULL OR l.kind = :action)
            AND (CAST(:actor AS text) IS NULL OR l.actor ILIKE '%' || :actor || '%' ESCAPE '\\')
@@ -72,8 +73,8 @@ _TRAIL = text(
                               || (a.details ->> 'new_limit'),
                           'from ' || (a.details ->> 'effective'))
          FROM audit_log a
-         WHERE a.created_at >= CAST(:start AS timestamptz)
-           AND a.created_at < CAST(:end AS timestamptz)
+         WHERE a.created_at >= CAST(:start AS timestamp) AT TIME ZONE CAST(:tz AS text)
+           AND a.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE CAST(:tz AS text)
            AND (CAST(:org AS bigint) IS NULL OR a.organization_id = :org)
            AND (CAST(:action AS text) IS NULL OR a.action = :action)
            AND (CAST(:actor AS text) IS NULL OR a.actor ILIKE '%' || :actor || '%' ESCAPE '\\')
@@ -120,10 +121,12 @@ def all_orgs_audit_page(
     actor: str | None = None,
     limit: int = 100,
     after: AuditCursor | None = None,
+    timezone: str = "UTC",
 ) -> AuditPage:
-    """A keyset page of the changes made in [start, end] (UTC dates), newest first,
-    across organizations unless ``organization_id`` is given; ``after`` is the
-    ``next_cursor`` of the page before. Columns as ``all_orgs_audit_trail``.
+    """A keyset page of the changes made in [start, end] (dates in ``timezone``, an IANA
+    name), newest first, across organizations unless ``organization_id`` is given;
+    ``after`` is the ``next_cursor`` of the page before. Columns as
+    ``all_orgs_audit_trail`` (``at`` stays UTC; the page shows it in the zone).
     """
     start, end = check_range(start, end)
     if organization_id is not None:
@@ -134,13 +137,13 @@ def all_orgs_audit_page(
         raise InvalidInput("after must be the next_cursor of a previous page.")
     pattern = like_pattern(actor, "actor filter")
     limit = check_limit(limit, maximum=10_000)
-    lower = dt.datetime.combine(start, dt.time(), dt.UTC)
-    upper = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
+    timezone = check_timezone(timezone)
     result = conn.execute(
         _TRAIL,
         {
-            "start": lower,
-            "end": upper,
+            "start": start,
+            "end": end,
+            "tz": timezone,
             "org": organization_id,
             "action": action,
             "actor": pattern,
@@ -168,9 +171,11 @@ def all_orgs_audit_trail(
     action: str | None = None,
     actor: str | None = None,
     limit: int = 500,
+    timezone: str = "UTC",
 ) -> pd.DataFrame:
-    """Changes made in [start, end] (UTC dates), newest first, across organizations
-    unless ``organization_id`` is given: the first ``limit`` (the CSV download).
+    """Changes made in [start, end] (dates in ``timezone``), newest first, across
+    organizations unless ``organization_id`` is given: the first ``limit`` (the CSV
+    download).
 
     Columns: at (UTC), organization_id, organization, action (grant, deduct, refund,
     reversal, set_daily_limit, request_adjustment, approve_adjustment,
@@ -185,4 +190,5 @@ def all_orgs_audit_trail(
         action=action,
         actor=actor,
         limit=limit,
+        timezone=timezone,
     ).rows

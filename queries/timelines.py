@@ -391,8 +391,15 @@ _KPIS = text(
                      AND d.date >= :prev AND d.date < :start)) AS previous_active_users
         FROM users u
         WHERE u.organization_id = :org
+    ),
+    -- The organization's first local day with data: its first use, the first row of
+    -- usage_limits on (organization_id, date) with any (a limit set ahead has none).
+    first AS (
+        SELECT (SELECT u.date FROM usage_limits u
+                WHERE u.organization_id = :org AND u.used > 0
+                ORDER BY u.date LIMIT 1) AS first_day
     )
-    SELECT * FROM totals, active
+    SELECT * FROM totals, active, first
     """
 )
 # In UTC: totals from the quarter-hours of the UTC days; active users from one probe
@@ -429,8 +436,14 @@ _KPIS_UTC = text(
                    AS previous_active_users
         FROM b, users u
         WHERE u.organization_id = :org
+    ),
+    -- The first UTC day with data: the organization's first quarter-hour, on the
+    -- primary key (organization_id, bucket, type).
+    first AS (
+        SELECT (SELECT (q.bucket AT TIME ZONE 'UTC')::date FROM quarter_hour_usage q
+                WHERE q.organization_id = :org ORDER BY q.bucket LIMIT 1) AS first_day
     )
-    SELECT * FROM totals, active
+    SELECT * FROM totals, active, first
     """
 )
 
@@ -447,6 +460,32 @@ class PeriodKpis:
     previous_generations: int
     previous_credits: int
     previous_active_users: int
+    # The organization's first day with data (its first generation's day in the
+    # period's zone), None before its first generation.
+    first_day: dt.date | None = None
+
+    @property
+    def previous_start(self) -> dt.date:
+        return self.start - dt.timedelta(days=self.previous_days)
+
+    @property
+    def previous_days(self) -> int:
+        """The length of the previous period (that of the period)."""
+        return (self.end - self.start).days + 1
+
+    @property
+    def previous_days_with_data(self) -> int:
+        """How many days of the previous period lie on or after :attr:`first_day`: less
+        than :attr:`previous_days` when the organization's data starts inside it (the
+        change then compares a whole period with a part of one)."""
+        if self.first_day is None:
+            return 0
+        first = max(self.first_day, self.previous_start)
+        return max(0, (self.start - first).days)
+
+    @property
+    def previous_partly_covered(self) -> bool:
+        return self.previous_days_with_data < self.previous_days
 
     @staticmethod
     def _change(now: int, before: int) -> float | None:
@@ -474,7 +513,8 @@ def period_kpis(
     end: dt.date,
     utc: bool = False,
 ) -> PeriodKpis:
-    """Generations, credits and active users in [start, end] and in the period before it."""
+    """Generations, credits and active users in [start, end] and in the period before it,
+    and the organization's first day with data (how much of the previous period has any)."""
     organization_id = check_id(organization_id)
     start, end = check_range(start, end)
     days = (end - start).days + 1
@@ -492,4 +532,5 @@ def period_kpis(
         previous_generations=int(row.previous_generations),
         previous_credits=int(row.previous_credits),
         previous_active_users=int(row.previous_active_users),
+        first_day=row.first_day,
     )

@@ -499,7 +499,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     raise Refused(problem)
         finally:
             engine.dispose()
-        command = [sys.executable, "-m", "streamlit", "run", str(APP), *args.streamlit_args]
+        # `streamlit run`, with the app's start-up work (imports, compiling the pages,
+        # reading the default view) done in the background as the server starts.
+        command = [sys.executable, "-m", "tooling.serve_app", str(APP), *args.streamlit_args]
         try:
             return subprocess.call(command, env=env)
         except KeyboardInterrupt:

@@ -166,7 +166,19 @@ def naive_kpis(
         previous_generations=len(before),
         previous_credits=int(before["credits"].sum()),
         previous_active_users=int(before["user_id"].nunique()),
+        first_day=_first_day(session, org=org.id, zone=zone),
     )
+
+
+def _first_day(session: Session, *, org: int, zone: str) -> dt.date | None:
+    """The local day of the organization's first generation (its oldest, by time)."""
+    first = session.scalars(
+        select(Generation.created_at)
+        .where(Generation.organization_id == org)
+        .order_by(Generation.created_at)
+        .limit(1)
+    ).first()
+    return None if first is None else first.astimezone(ZoneInfo(zone)).date()
 
 
 def _months(start: dt.date, end: dt.date) -> pd.DatetimeIndex:

@@ -2,7 +2,13 @@
 daily-limit changes), filterable and downloadable.
 
 The scope, action, actor and the page shown are in the URL (``scope``, ``action``,
-``actor``, ``after``: :mod:`dashboard.url`); each organization links to its Overview."""
+``actor``, ``after``: :mod:`dashboard.url`); each organization links to its Overview.
+
+Dates and times are in the zone the sidebar names (its "Time zone" filter): the
+selected organization's own, or UTC. That holds for both scopes: across all
+organizations the days and times are still those of the zone the sidebar shows, so the
+range read and the times listed never disagree with the sidebar (choose UTC there for
+a neutral clock when comparing organizations in different zones)."""
 
 from __future__ import annotations
 
@@ -45,11 +51,12 @@ ACTION_LABELS: Final = {ANY: "Any change"} | {
 }
 
 
-def audit_table(df: pd.DataFrame) -> pd.DataFrame:
-    """The trail as shown and downloaded; actions by their labels, as in the filter."""
+def audit_table(df: pd.DataFrame, timezone: str = "UTC") -> pd.DataFrame:
+    """The trail as shown and downloaded, times in ``timezone``; actions by their labels,
+    as in the filter."""
     return pd.DataFrame(
         {
-            "When (UTC)": df["at"],
+            "When": ui.local_times(df["at"], timezone),
             "Organization": df["organization"],
             "Action": df["action"].map(lambda a: ROW_LABELS.get(a, a)),
             "Actor": df["actor"],
@@ -100,7 +107,8 @@ def render() -> None:
     f = state.current()
     ui.page_header(
         "Audit trail",
-        f"Who changed what, when and why · {f.start} – {f.end} (UTC dates), newest first.",
+        f"Who changed what, when and why · {f.start} – {f.end}, newest first · dates and "
+        f"times in {md(f.timezone)}.",
     )
     url.apply(URL_PAGE, URL_PARAMS)
     scope_col, action_col, actor_col = st.columns(3)
@@ -120,7 +128,7 @@ def render() -> None:
         chosen_action, chosen_actor = action or None, actor.strip() or None
         pager: paging.Pager[AuditCursor] = paging.Pager(
             "audit",
-            filters=(f.start, f.end, org_id, chosen_action, chosen_actor),
+            filters=(f.start, f.end, f.timezone, org_id, chosen_action, chosen_actor),
             page_size=PAGE_SIZE,
             url_page=URL_PAGE,
             cursor_type=AuditCursor,
@@ -128,13 +136,14 @@ def render() -> None:
         page = data.audit_page(
             start=f.start,
             end=f.end,
+            timezone=f.timezone,
             organization_id=org_id,
             action=chosen_action,
             actor=chosen_actor,
             limit=PAGE_SIZE,
             after=pager.after,
         )
-        table = audit_table(page.rows)
+        table = audit_table(page.rows, f.timezone)
         if table.empty:
             st.info(
                 "No change matches these filters in this period. Widen the dates in the "
@@ -151,8 +160,8 @@ def render() -> None:
                 # column hides behind a sideways scroll; a selected row's reason and
                 # details are shown in full below the table.
                 column_config={
-                    "When (UTC)": st.column_config.DatetimeColumn(
-                        format="YYYY-MM-DD HH:mm", width=125
+                    "When": st.column_config.DatetimeColumn(
+                        format="YYYY-MM-DD HH:mm", width=125, help=f"In {f.timezone}."
                     ),
                     "Organization": st.column_config.TextColumn(width=110),
                     "View": st.column_config.LinkColumn(
@@ -189,6 +198,7 @@ def render() -> None:
             export = data.audit_page(
                 start=f.start,
                 end=f.end,
+                timezone=f.timezone,
                 organization_id=org_id,
                 action=chosen_action,
                 actor=chosen_actor,
@@ -200,11 +210,11 @@ def render() -> None:
                 if export.next_cursor is not None
                 else None
             )
-            return audit_table(export.rows), cut
+            return audit_table(export.rows, f.timezone), cut
 
         ui.csv_download(
             "audit",
-            filters=(f.start, f.end, org_id, chosen_action, chosen_actor),
+            filters=(f.start, f.end, f.timezone, org_id, chosen_action, chosen_actor),
             complete=table if pager.on_first_page and page.next_cursor is None else None,
             read_all=read_all,
             file_name=csv_name(

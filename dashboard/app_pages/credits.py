@@ -62,10 +62,13 @@ K_BULK_RETRY: Final = "credits.bulk_retry"
 K_BULK_FILE: Final = "credits.bulk_file"
 K_KINDS: Final = "credits.kinds"
 K_ACTOR: Final = "credits.actor"
+K_LEDGER_DATES: Final = "credits.ledger_dates"  # the ledger follows the sidebar's dates
 URL_PAGE: Final = "credits"
 URL_PARAMS: Final = (
     url.choices_param("kind", K_KINDS, LEDGER_KINDS, "ledger kinds"),
     url.text_param("actor", K_ACTOR, "actor"),
+    # dates=sidebar: the ledger only within the sidebar's dates (default: every date).
+    url.choice_param("dates", K_LEDGER_DATES, {"sidebar": True}, default=False),
 )
 
 DIRECTIONS: Final = {"grant": "Grant credits", "deduct": "Deduct credits"}
@@ -600,8 +603,18 @@ def _decision(f: state.Filters, email: str) -> None:
 # -------------------------------------------------------------------------- ledger
 
 
-def ledger_csv_name(f: state.Filters, *, kinds: tuple[str, ...], actor: str) -> str:
-    parts = ["ledger", f.organization.slug, f.start.isoformat(), f.end.isoformat()]
+def ledger_csv_name(
+    f: state.Filters,
+    *,
+    kinds: tuple[str, ...],
+    actor: str,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+) -> str:
+    """The CSV's name: the organization, the dates when the ledger is narrowed to them
+    (else "all-dates"), and the kind and actor filters."""
+    parts = ["ledger", f.organization.slug]
+    parts += [start.isoformat(), end.isoformat()] if start and end else ["all-dates"]
     if kinds:
         parts.append("kind-" + "-".join(sorted(kinds)))
     slug = re.sub(r"[^a-z0-9]+", "-", actor.strip().lower()).strip("-")
@@ -655,10 +668,18 @@ def _ledger(f: state.Filters, *, balance: int, can_adjust: bool) -> None:
     actor = right.text_input(
         "Actor contains", key=K_ACTOR, placeholder="part of an email", max_chars=url.MAX_TEXT
     )
+    # Newest first over every date unless asked: an adjustment is always made now, so a
+    # ledger that followed a sidebar range ending in the past hid the entry just made.
+    dated = st.toggle(
+        f"Only the sidebar's dates ({f.start:%d %b %Y} – {f.end:%d %b %Y})",
+        key=K_LEDGER_DATES,
+        help="Off: every entry, newest first, whatever the sidebar's dates.",
+    )
     url.write(URL_PAGE, URL_PARAMS)
+    start, end = (f.start, f.end) if dated else (None, None)
     pager: paging.Pager[LedgerCursor] = paging.Pager(
         "credits.ledger",
-        filters=(f.organization_id, kinds, actor.strip(), f.start, f.end),
+        filters=(f.organization_id, kinds, actor.strip(), start, end),
         page_size=LEDGER_PAGE,
         url_page=URL_PAGE,
         cursor_type=LedgerCursor,
@@ -667,16 +688,18 @@ def _ledger(f: state.Filters, *, balance: int, can_adjust: bool) -> None:
         organization_id=f.organization_id,
         kinds=kinds or None,
         actor=actor.strip() or None,
-        start=f.start,
-        end=f.end,
+        start=start,
+        end=end,
         limit=LEDGER_PAGE,
         after=pager.after,
     )
     entries = page.entries
     if entries.empty:
         st.info(
-            f"No ledger entries in {f.period_label} match these filters. Widen the dates in "
-            "the sidebar or clear the kind and actor filters."
+            f"No ledger entries in {f.period_label} match these filters. Turn off "
+            '"Only the sidebar\'s dates" or clear the kind and actor filters.'
+            if dated
+            else "No ledger entries match these filters. Clear the kind and actor filters."
         )
     else:
         st.dataframe(
@@ -707,9 +730,14 @@ def _ledger(f: state.Filters, *, balance: int, can_adjust: bool) -> None:
     first = pager.first
     pager.buttons(next=page.next_cursor, previous_label="← Newer", next_label="Older →").caption(
         (f"Entries {first:,}–{first + len(entries) - 1:,}, newest first. " if len(entries) else "")
-        + f"Dates are {md(f.organization.name)}'s own days; times in {md(f.timezone)}."
+        + (
+            f"Dates are {md(f.organization.name)}'s own days; "
+            if dated
+            else "Every date (the sidebar's dates do not apply); "
+        )
+        + f"times in {md(f.timezone)}."
     )
-    organization_id, start, end, timezone = f.organization_id, f.start, f.end, f.timezone
+    organization_id, timezone = f.organization_id, f.timezone
 
     def every_entry() -> bytes:
         rows = data.ledger_all(organization_id, kinds=kinds, actor=actor, start=start, end=end)
@@ -718,7 +746,7 @@ def _ledger(f: state.Filters, *, balance: int, can_adjust: bool) -> None:
     st.download_button(
         "Download CSV (all pages)",
         data=every_entry,
-        file_name=ledger_csv_name(f, kinds=kinds, actor=actor),
+        file_name=ledger_csv_name(f, kinds=kinds, actor=actor, start=start, end=end),
         mime="text/csv",
         icon=":material/download:",
         key="credits.download",
@@ -847,7 +875,7 @@ def render() -> None:
     user = auth.current_user()
     ui.page_header(
         f"Credits · {md(f.organization.name)}",
-        f"{md(f.organization.plan.capitalize())} plan · ledger dates {f.period_label}",
+        f"{md(f.organization.plan.capitalize())} plan · chart dates {f.period_label}",
     )
     ui.show_flash(FLASH)
     balance = _balance(f)
@@ -883,13 +911,21 @@ def render() -> None:
             granularity=f.granularity,
         )
         st.plotly_chart(
-            charts.granted_vs_consumed(df, granularity=f.granularity), key="credits.flow_chart"
+            charts.granted_vs_consumed(
+                df,
+                granularity=f.granularity,
+                start=f.start,
+                end=f.end,
+                today=state.today_in(f.organization.timezone),  # its buckets' zone
+            ),
+            key="credits.flow_chart",
         )
         st.caption(
             f"Running totals from {f.start:%d %b %Y}, by {f.granularity}: a grant is a step "
             "up, consumption a steady climb, all on one scale. Where Consumed ends above "
             "Granted, the organization used more credits in the period than it was given. "
-            f"Hover for each {f.granularity}'s own amounts. Granted includes refunds; "
+            f"Hover for each {f.granularity}'s own amounts; an open marker is a partial "
+            f"{f.granularity} (cut by the dates, or not over yet). Granted includes refunds; "
             "deducted includes reversals that took credits back."
         )
     with ui.section("Low runway"):

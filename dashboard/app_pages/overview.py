@@ -15,6 +15,7 @@ import streamlit as st
 from dashboard import charts, data, paging, state, ui, url
 from dashboard.text import md
 from queries.generations import GenerationCursor
+from queries.timelines import PeriodKpis
 
 PAGE_SIZE: Final = 25
 TOP_USERS: Final = 10  # the table and the chart beside it show the same users
@@ -22,6 +23,24 @@ WHOLE_ORG: Final = 0
 K_SCOPE: Final = "overview.scope"  # 0 = the whole organization, else a user id
 K_METRIC: Final = "overview.metric"
 URL_PAGE: Final = "overview"
+
+
+def comparison_text(kpis: PeriodKpis) -> tuple[str, str]:
+    """The tiles' help and delta description for the change against the previous period,
+    saying when that period is only partly covered by the organization's data (from
+    the first day with data the query reports, not a guess from zeros)."""
+    previous_end = kpis.start - dt.timedelta(days=1)
+    days, covered = kpis.previous_days, kpis.previous_days_with_data
+    against = f"Change against the previous {days} days ({kpis.previous_start} – {previous_end})."
+    versus = f"vs previous {days} days"
+    if kpis.previous_partly_covered and covered > 0:
+        against += (
+            f" The previous period has data for {covered} of {days} days (the "
+            f"organization's data starts on {kpis.first_day}), so the change compares "
+            f"{days} days with {covered}."
+        )
+        versus += f" (data for {covered} of them)"
+    return against, versus
 
 
 def _kpis(f: state.Filters) -> bool:
@@ -36,10 +55,7 @@ def _kpis(f: state.Filters) -> bool:
         utc=f.utc,
     )
     per_bucket = timeline.groupby("bucket")[["generations", "credits"]].sum()
-    previous_end = f.start - dt.timedelta(days=1)
-    previous_start = previous_end - dt.timedelta(days=f.days - 1)
-    against = f"Change against the previous {f.days} days ({previous_start} – {previous_end})."
-    versus = f"vs previous {f.days} days"
+    against, versus = comparison_text(kpis)
     tiles = st.columns(4)
     for tile, label, value, change, spark, extra in (
         (tiles[0], "Generations", kpis.generations, kpis.generations_change, "generations", ""),
@@ -99,16 +115,32 @@ def _timeline(f: state.Filters) -> None:
         granularity=f.granularity,
         utc=f.utc,
     )
+    today = state.today_in(f.timezone)
     st.plotly_chart(
         charts.timeline_by_type(
             df,
             metric="generations" if metric == "generations" else "credits",
             granularity=f.granularity,
+            start=f.start,
+            end=f.end,
+            today=today,
         ),
         key="overview.timeline",
     )
     zone = "UTC" if f.utc else f"{md(f.organization.timezone)} (the organization's own)"
     st.caption(f"Buckets by {f.granularity}, dates in {zone}.")
+    _partial_caption(df, f, today)
+
+
+def _partial_caption(df: pd.DataFrame, f: state.Filters, today: dt.date) -> None:
+    """Name the buckets the chart hatches: cut by the period, or today's, not over."""
+    buckets = pd.Series(pd.to_datetime(df["bucket"]).unique())
+    cover = charts.bucket_coverage(
+        buckets, granularity=f.granularity, start=f.start, end=f.end, today=today
+    )
+    note = charts.partial_caption(cover, buckets, f.granularity)
+    if note is not None:
+        st.caption(note)
 
 
 def _users(f: state.Filters) -> None:
@@ -220,7 +252,14 @@ def _drilldown(f: state.Filters) -> None:
             user_id=user_id,
         )
         st.plotly_chart(
-            charts.timeline_by_type(df, metric="credits", granularity=f.granularity),
+            charts.timeline_by_type(
+                df,
+                metric="credits",
+                granularity=f.granularity,
+                start=f.start,
+                end=f.end,
+                today=state.today_in(f.timezone),
+            ),
             key="overview.user_timeline",
         )
 

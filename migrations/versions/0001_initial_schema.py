@@ -1,6 +1,6 @@
 """Initial schema: tenants, users, credits, daily quotas, generations, audit.
 
-Reviewed by hand against the database strategy (shared/seed): every tenant table
+Reviewed by hand against the database design (docs/design.md): every tenant table
 has organization_id NOT NULL and leads its primary key with it; the compound indexes
 (generations (organization_id, created_at), usage_limits (organization_id, date) and
 the unique (organization_id, type, date)) are the ones the dashboard's queries use.

@@ -15,6 +15,7 @@ from tests.dashboard.apptest import (
     capture_downloads,
     make_app,
     open_page,
+    plain,
     scalar,
     table_with,
     texts,
@@ -43,7 +44,7 @@ def test_credit_movements_and_limit_changes_are_listed_newest_first(
     rows = trail(at)
     # Actions by the labels the filter uses, not the raw keys.
     assert {"Credit grant", "Daily-limit change"} <= set(rows["Action"])
-    assert rows["When (UTC)"].is_monotonic_decreasing
+    assert rows["When"].is_monotonic_decreasing
     assert rows["Reason"].str.len().min() > 0 and rows["Actor"].str.contains("@").all()
     # A limit change moves no credits: the cell is missing and drawn blank, not "None".
     limits = rows[rows["Action"] == "Daily-limit change"]
@@ -135,7 +136,7 @@ def test_the_trail_pages_by_keyset_and_the_csv_holds_every_page(
     second = trail(at)
     assert not at.exception and 0 < len(second) <= 100
     # Older changes continue where the first page stopped: nothing repeated or skipped.
-    assert second["When (UTC)"].max() <= first["When (UTC)"].min()
+    assert second["When"].max() <= first["When"].min()
     assert any("Changes 101–" in c for c in texts(at, "caption"))
     # More than a page: the full CSV is read when asked for.
     assert not downloads
@@ -146,3 +147,47 @@ def test_the_trail_pages_by_keyset_and_the_csv_holds_every_page(
     assert list(csv["Reason"][100 : 100 + len(second)]) == list(second["Reason"])
     at.button(key="audit.previous").click().run()
     pd.testing.assert_frame_equal(trail(at), first)
+
+
+@pytest.mark.parametrize("tz", ["org", "utc"])
+def test_dates_and_times_are_in_the_zone_the_sidebar_names(
+    audit_page: Callable[..., AppTest], demo_engine: Engine, tz: str
+) -> None:
+    # The organization with the most audited changes in a zone far from UTC.
+    org_id, zone = (
+        int(v) if i == 0 else str(v)
+        for i, v in enumerate(
+            scalar(
+                demo_engine,
+                "SELECT ARRAY[o.id::text, o.timezone] FROM organizations o "
+                "JOIN credit_ledger l ON l.organization_id = o.id "
+                "WHERE o.timezone NOT IN ('UTC', 'Europe/London') "
+                "GROUP BY o.id ORDER BY count(*) DESC, o.id LIMIT 1",
+            )
+        )
+    )
+    at = audit_page(org=str(org_id), tz=tz)
+    at.radio(key="audit.scope").set_value("one").run()
+    assert not at.exception
+    shown_zone = zone if tz == "org" else "UTC"
+    assert at.radio(key="filters.tz").value == tz  # the sidebar names the zone here
+    assert any(f"times in {shown_zone}." in plain(c) for c in texts(at, "caption"))
+    rows = trail(at)
+    assert str(rows["When"].dt.tz) == shown_zone
+    # The range's days are that zone's: every change listed falls on them there, and
+    # the count is the ledger's and the audit log's within the zone's midnights.
+    days = rows["When"].dt.date
+    assert days.min() >= pd.Timestamp("2026-10-22").date()
+    assert days.max() <= pd.Timestamp("2026-11-20").date()
+    expected = scalar(
+        demo_engine,
+        "SELECT (SELECT count(*) FROM credit_ledger WHERE organization_id = :o"
+        "  AND created_at >= '2026-10-22'::timestamp AT TIME ZONE :z"
+        "  AND created_at < '2026-11-21'::timestamp AT TIME ZONE :z)"
+        " + (SELECT count(*) FROM audit_log WHERE organization_id = :o"
+        "  AND created_at >= '2026-10-22'::timestamp AT TIME ZONE :z"
+        "  AND created_at < '2026-11-21'::timestamp AT TIME ZONE :z)",
+        o=org_id,
+        z=shown_zone,
+    )
+    assert len(rows) == min(int(expected), 100)

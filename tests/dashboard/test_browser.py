@@ -881,3 +881,139 @@ def test_selecting_an_audit_row_shows_its_reason_and_details_in_full(
         assert not problems(page), problems(page)
     finally:
         reject(db, request_id=request.id, approver=USER, reason="Browser test done")
+
+
+def test_custom_dates_fit_the_sidebar(page: Page, app: RunningApp) -> None:
+    """From and To are stacked: each shows its whole date, inside the sidebar."""
+    page.goto(f"{app.url}/?range=custom&from=2026-10-01&to=2026-10-31")
+    settle(page, PAGES[0].title)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    inputs = sidebar.locator('[data-testid="stDateInput"] input')
+    assert inputs.count() == 2
+    assert [inputs.nth(i).input_value() for i in range(2)] == ["2026-10-01", "2026-10-31"]
+    box = sidebar.bounding_box()
+    assert box is not None
+    for i in range(2):
+        field = inputs.nth(i)
+        clipped = field.evaluate("el => el.scrollWidth - el.clientWidth")
+        assert clipped <= 1, f"date input {i + 1}: {clipped} px of its date hidden"
+        own = field.bounding_box()
+        assert own is not None and own["x"] + own["width"] <= box["x"] + box["width"]
+    # The sidebar scrolls inside the window: a taller window shows all of it.
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": 1600})
+    try:
+        page.wait_for_timeout(300)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        sidebar.screenshot(path=SCREENSHOTS / "sidebar-custom-dates.png")
+    finally:
+        page.set_viewport_size(VIEWPORT)
+
+
+@contextlib.contextmanager
+def _fresh_server(database_url: str, folder: Path, launcher: list[str]) -> Iterator[RunningApp]:
+    """A new server process (nothing imported, nothing cached) started with
+    ``launcher`` (``-m streamlit run`` or ``-m tooling.serve_app``), as an admin."""
+    secrets = folder / "secrets.toml"
+    secrets.write_text(f'[dev]\nuser = "{USER}"\nrole = "admin"\n')
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DIRECT_URL", "DASHBOARD_USER", "DASHBOARD_ROLE", "DASHBOARD_ROLES")
+    }
+    env |= {"DATABASE_URL": database_url, "DASHBOARD_USER": USER, "DASHBOARD_ROLE": "admin"}
+    port = _free_port()
+    log = folder / "streamlit.log"
+    command = [
+        sys.executable,
+        *launcher,
+        "dashboard/app.py",
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--server.fileWatcherType",
+        "none",
+        "--secrets.files",
+        str(secrets),
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while not _healthy(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not start:\n{log.read_text()}")
+            time.sleep(0.05)
+        yield RunningApp(url=url, database_url=database_url, log=log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# What the page shows, polled every 20 ms from the moment it is opened.
+_FIRST_SIGNS_JS: Final = """() => {
+  const main = document.querySelector('[data-testid="stMain"]');
+  const text = main ? main.textContent : "";
+  return {
+    starting: text.includes("Starting the dashboard"),
+    title: !!document.querySelector('[data-testid="stMain"] h1'),
+  };
+}"""
+
+
+def _first_signs(page: Page, url: str) -> tuple[float | None, float]:
+    """Seconds from opening ``url`` to the progress sign (None if never seen) and to the
+    first title."""
+    began = time.monotonic()
+    page.goto(url)
+    starting: float | None = None
+    while time.monotonic() - began < TIMEOUT_MS / 1000:
+        signs = page.evaluate(_FIRST_SIGNS_JS)
+        now = time.monotonic() - began
+        if signs["starting"] and starting is None:
+            starting = now
+        if signs["title"]:
+            return starting, now
+        page.wait_for_timeout(20)
+    raise AssertionError(f"no title within {TIMEOUT_MS / 1000:.0f}s")
+
+
+def test_a_fresh_server_shows_a_progress_sign_before_its_first_page(
+    browser: Browser, browser_database: str, tmp_path: Path
+) -> None:
+    """Bare `streamlit run`: the first run imports everything, and says so meanwhile."""
+    with _fresh_server(browser_database, tmp_path, ["-m", "streamlit", "run"]) as fresh:
+        page = browser.new_page(viewport=VIEWPORT)
+        try:
+            starting, title = _first_signs(page, fresh.url)
+        finally:
+            page.close()
+    assert starting is not None and starting < title, (starting, title)
+
+
+def test_dashboard_serve_warms_up_before_the_first_visit(
+    browser: Browser, browser_database: str, tmp_path: Path
+) -> None:
+    """`dashboard serve`'s launcher imports, compiles and reads the default view ahead in
+    the background: a visitor after that gets the page, not the progress sign."""
+    with _fresh_server(browser_database, tmp_path, ["-m", "tooling.serve_app"]) as fresh:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while "reading the default view in" not in fresh.log.read_text():
+            assert "failed" not in fresh.log.read_text(), fresh.log.read_text()
+            assert time.monotonic() < deadline, fresh.log.read_text()
+            time.sleep(0.1)
+        page = browser.new_page(viewport=VIEWPORT)
+        try:
+            starting, _ = _first_signs(page, fresh.url)
+            settle(page, PAGES[0].title)
+            assert not problems(page), problems(page)
+        finally:
+            page.close()
+    assert starting is None  # nothing left to import: straight to the page
+    log = fresh.log.read_text()
+    assert "warm-up: imports in" in log and "warm-up: compiling the pages in" in log

@@ -33,11 +33,60 @@ def test_a_timeline_stacks_one_trace_per_type() -> None:
     assert fig.layout.xaxis.title.text == "Day"
 
 
+def test_partial_first_and_last_weeks_and_todays_bucket_are_hatched() -> None:
+    # 4 - 26 Nov 2026 by week (from Monday): the week of 2 Nov has 5 of its days in the
+    # period, the week of 23 Nov holds today (25 Nov) and 4 of its days in the period.
+    weeks = pd.to_datetime(["2026-11-02", "2026-11-09", "2026-11-16", "2026-11-23"])
+    df = pd.DataFrame(
+        {
+            "bucket": list(weeks) * 2,
+            "type": ["chat"] * 4 + ["video"] * 4,
+            "generations": 1,
+            "credits": [5, 9, 9, 3, 1, 1, 1, 1],
+        }
+    )
+    start, end, today = dt.date(2026, 11, 4), dt.date(2026, 11, 26), dt.date(2026, 11, 25)
+    cover = charts.bucket_coverage(
+        pd.Series(weeks), granularity="week", start=start, end=end, today=today
+    )
+    assert list(cover["days"]) == [5, 7, 7, 4]
+    assert list(cover["partial"]) == [True, False, False, True]
+    assert list(cover["unfinished"]) == [False, False, False, True]
+    assert cover["note"][3] == "partial: 4 of 7 days in the period, today is not over"
+    fig = charts.timeline_by_type(
+        df, metric="credits", granularity="week", start=start, end=end, today=today
+    )
+    for bars in fig.data:
+        assert list(bars.marker.pattern.shape) == ["/", "", "", "/"]
+        assert "partial: 5 of 7 days" in bars.customdata[0] and bars.customdata[1] == ""
+    caption = charts.partial_caption(cover, pd.Series(weeks), "week")
+    assert caption is not None and "02 Nov 2026 (5 of 7 days in the period)" in caption
+    assert "23 Nov 2026 (4 of 7 days in the period, today is not over)" in caption
+
+    # By day, only today is partial; a whole past period has no partial bucket.
+    days = pd.Series(pd.date_range("2026-11-20", "2026-11-25"))
+    by_day = charts.bucket_coverage(
+        days, granularity="day", start=dt.date(2026, 11, 20), end=today, today=today
+    )
+    assert list(by_day["partial"]) == [False] * 5 + [True]
+    months = pd.Series(pd.to_datetime(["2026-09-01", "2026-10-01"]))
+    whole = charts.bucket_coverage(
+        months,
+        granularity="month",
+        start=dt.date(2026, 9, 1),
+        end=dt.date(2026, 10, 31),
+        today=today,
+    )
+    assert not whole["partial"].any() and charts.partial_caption(whole, months, "month") is None
+
+
 def test_an_empty_period_says_so_instead_of_an_empty_axis() -> None:
     zeros = pd.DataFrame({"bucket": DAYS, "type": ["chat"] * 2, "generations": 0, "credits": 0})
     assert "No credits" in annotation(charts.timeline_by_type(zeros, metric="credits"))
     assert "No user" in annotation(
-        charts.top_users(pd.DataFrame(columns=["name", "email", "generations", "credits"]))
+        charts.top_users(
+            pd.DataFrame(columns=["user_id", "name", "email", "generations", "credits"])
+        )
     )
     assert "no quota history" in annotation(
         charts.quota_history(pd.DataFrame(columns=["date", "type", "used", "daily_limit"]))
@@ -50,6 +99,7 @@ def test_an_empty_period_says_so_instead_of_an_empty_axis() -> None:
 def test_top_users_puts_the_largest_on_top() -> None:
     df = pd.DataFrame(
         {
+            "user_id": [1, 2, 3],
             "name": ["A", "B", "C"],
             "email": ["a@x", "b@x", "c@x"],
             "generations": [1, 2, 3],
@@ -57,12 +107,37 @@ def test_top_users_puts_the_largest_on_top() -> None:
         }
     )
     fig = charts.top_users(df, top=2)
-    assert list(fig.data[0].y) == ["C", "B"]  # plotly draws the last row on top
+    assert list(fig.data[0].y) == ["C (#3)", "B (#2)"]  # plotly draws the last row on top
+    assert list(fig.layout.yaxis.categoryarray) == ["C (#3)", "B (#2)"]
+
+
+def test_same_name_users_get_separate_bars_ordered_by_credits() -> None:
+    # Two different people called "Ana Lima", listed out of order: each keeps a bar.
+    df = pd.DataFrame(
+        {
+            "user_id": [7, 3, 9, 4],
+            "name": ["Ana Lima", "Bo", "Ana Lima", "Cy"],
+            "email": ["ana@a.example", "bo@x", "ana@b.example", "cy@x"],
+            "generations": [5, 1, 2, 2],
+            "credits": [40, 10, 70, 10],
+        }
+    )
+    fig = charts.top_users(df)
+    (bars,) = fig.data
+    # Bottom to top: plotly draws the first category at the bottom, so the most on top.
+    assert list(bars.y) == ["Bo (#3)", "Cy (#4)", "Ana Lima (#7)", "Ana Lima (#9)"]
+    assert list(bars.x) == [10, 10, 40, 70]
+    assert len(set(bars.y)) == 4  # one bar per user id, none merged
+    assert fig.layout.yaxis.categoryorder == "array"
+    assert list(fig.layout.yaxis.categoryarray) == list(bars.y)
+    # Same credits: more generations first (Cy above Bo), as the query orders them.
+    assert [c[0] for c in bars.customdata] == ["bo@x", "cy@x", "ana@a.example", "ana@b.example"]
 
 
 def test_top_users_shows_ten_by_default_as_the_overview_table_does() -> None:
     df = pd.DataFrame(
         {
+            "user_id": range(25),
             "name": [f"U{i}" for i in range(25)],
             "email": [f"u{i}@x" for i in range(25)],
             "generations": range(25),
@@ -139,6 +214,53 @@ def test_granted_vs_consumed_draws_running_totals_on_one_scale() -> None:
     )
 
 
+def test_granted_vs_consumed_marks_partial_months_with_open_markers() -> None:
+    flow = pd.DataFrame(
+        {
+            "bucket": pd.to_datetime(["2026-09-01", "2026-10-01", "2026-11-01"]),
+            "credits_granted": [100, 100, 100],
+            "credits_deducted": [0, 0, 0],
+            "credits_consumed": [10, 20, 30],
+        }
+    )
+    fig = charts.granted_vs_consumed(
+        flow,
+        granularity="month",
+        start=dt.date(2026, 9, 20),
+        end=dt.date(2026, 11, 25),
+        today=dt.date(2026, 11, 25),
+    )
+    for trace in fig.data:
+        symbols = list(trace.marker.symbol)
+        assert symbols[0].endswith("-open") and symbols[2].endswith("-open")
+        assert not symbols[1].endswith("-open")
+    consumed = fig.data[2]
+    assert "11 of 30 days in the period" in consumed.text[0] and consumed.text[1] == ""
+    assert "today is not over" in consumed.text[2]
+    assert "%{text}" in consumed.hovertemplate
+
+
+def test_granted_and_deducted_stay_visible_when_a_reversal_makes_them_equal() -> None:
+    # A grant of 500 and its reversal: both running totals are 0, 500, 500.
+    flow = pd.DataFrame(
+        {
+            "bucket": pd.to_datetime(["2026-11-01", "2026-11-02", "2026-11-03"]),
+            "credits_granted": [0, 500, 0],
+            "credits_deducted": [0, 500, 0],
+            "credits_consumed": [10, 10, 10],
+        }
+    )
+    granted, deducted, _ = charts.granted_vs_consumed(flow).data
+    assert list(granted.y) == list(deducted.y)  # the same values ...
+    # ... drawn differently: the wide solid line shows around the thin dashed one on top.
+    assert granted.line.width > deducted.line.width
+    assert deducted.line.dash == "dash" and granted.line.dash in (None, "solid")
+    assert granted.marker.symbol != deducted.marker.symbol
+    assert granted.marker.size > deducted.marker.size
+    names = [t.name for t in charts.granted_vs_consumed(flow).data]
+    assert names.index("Deducted") > names.index("Granted")  # later traces draw on top
+
+
 def test_quota_history_draws_use_and_the_limit_for_each_type() -> None:
     df = pd.DataFrame(
         {
@@ -181,10 +303,16 @@ SAFE_NAME = (
 
 def test_names_from_the_data_are_never_html_in_ticks_hover_text_or_legends() -> None:
     users = pd.DataFrame(
-        {"name": [HTML_NAME], "email": ["<i>a</i>@example.com"], "generations": [2], "credits": [5]}
+        {
+            "user_id": [5],
+            "name": [HTML_NAME],
+            "email": ["<i>a</i>@example.com"],
+            "generations": [2],
+            "credits": [5],
+        }
     )
     fig = charts.top_users(users)
-    assert list(fig.data[0].y) == [SAFE_NAME]  # tick labels and the hover's %{y}
+    assert list(fig.data[0].y) == [f"{SAFE_NAME} (#5)"]  # tick labels and the hover's %{y}
     assert fig.data[0].customdata[0][0] == "&lt;i&gt;a&lt;/i&gt;@example.com"
 
     ranking = pd.DataFrame(

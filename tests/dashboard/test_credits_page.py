@@ -528,3 +528,32 @@ def test_the_same_movement_twice_within_minutes_is_named_before_it_is_confirmed(
     at.run()
     at = review(at, amount=251)
     assert not [w for w in shown(at, "warning") if "same movement" in w]
+
+
+def test_the_entry_just_made_is_listed_even_under_a_past_range(
+    org: int, fresh_engine: Engine
+) -> None:
+    # The sidebar's dates end long before today: the ledger still lists every date,
+    # newest first, so the grant just confirmed is its first row.
+    past = {"org": str(org), "range": "custom", "from": "2024-01-01", "to": "2024-01-31"}
+    at = open_page(make_app(role="finance", email="finance@example.com", query=past), "credits")
+    at = confirm(review(at, amount=321, reason="Goodwill gesture"))
+    assert not at.exception and not at.error
+    newest = int(
+        scalar(
+            fresh_engine,
+            "SELECT max(id) FROM credit_ledger WHERE organization_id = :o",
+            o=org,
+        )
+    )
+    ledger = table_with(at, "Balance after")
+    assert int(ledger["Entry"].iloc[0]) == newest
+    assert int(ledger["Amount"].iloc[0]) == 321
+
+    # Narrowed to the sidebar's dates on request, the past month has no such entry.
+    at.toggle(key="credits.ledger_dates").set_value(True)
+    at = at.run()
+    assert not at.exception
+    assert all("Balance after" not in t.value.columns for t in at.dataframe) or newest not in set(
+        table_with(at, "Balance after")["Entry"].astype(int)
+    )

@@ -296,7 +296,9 @@ def test_a_credits_link_reproduces_the_ledger_page_and_the_csv_holds_the_list(
     at = open_page(make_app(role="finance", query={**HISTORY, "org": str(org)}), "credits")
     at.multiselect(key="credits.kinds").set_value(["grant", "deduct"]).run()
     at.text_input(key="credits.actor").input("@").run()
+    at.toggle(key="credits.ledger_dates").set_value(True).run()
     assert at.query_params["kind"] == "grant,deduct" and at.query_params["actor"] == "@"
+    assert at.query_params["dates"] == "sidebar"
     # (The demo ledgers fit one page; paging through a link is tested on the
     # Overview and the audit trail, with the same pager.)
     shown = table_with(at, "Balance after")
@@ -305,6 +307,7 @@ def test_a_credits_link_reproduces_the_ledger_page_and_the_csv_holds_the_list(
     again = reopen(at, "credits", role="finance")
     assert not again.exception and not again.toast
     assert again.multiselect(key="credits.kinds").value == ["grant", "deduct"]
+    assert again.toggle(key="credits.ledger_dates").value is True
     same_rows(table_with(again, "Balance after"), shown)
     # The CSV holds every page of that filtered ledger.
     (name,) = [n for n in downloads if "_kind-deduct-grant" in n]
@@ -317,7 +320,11 @@ def test_a_credits_link_reproduces_the_ledger_page_and_the_csv_holds_the_list(
 
 @pytest.mark.parametrize(
     ("params", "notice"),
-    [({"kind": "grant,steal"}, "kind='grant,steal'"), ({"after": "%%%"}, "after='%%%'")],
+    [
+        ({"kind": "grant,steal"}, "kind='grant,steal'"),
+        ({"after": "%%%"}, "after='%%%'"),
+        ({"dates": "all"}, "dates='all'"),
+    ],
 )
 def test_bad_credits_link_values_are_dropped_with_a_notice(
     demo: None, params: dict[str, str], notice: str

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 from streamlit.testing.v1 import AppTest
 
 from dashboard import ui
-from queries.timelines import period_kpis
+from queries.timelines import period_kpis, top_users
 from tests.dashboard.apptest import DEMO_RANGE, figures, make_app, metrics, table_with, texts
 
 
@@ -53,12 +53,23 @@ def test_the_overview_renders_every_part_on_the_demo_data(
     assert any(c.startswith("Data as of ") for c in texts(at, "caption"))
 
 
-def test_the_top_users_table_and_chart_show_the_same_users(orgs: list[int]) -> None:
+def test_the_top_users_table_and_chart_show_the_same_users(
+    orgs: list[int], demo_engine: Engine
+) -> None:
     at = overview(orgs[0])
+    with demo_engine.connect() as conn:
+        top = top_users(
+            conn, organization_id=orgs[0], start=dt.date(2026, 10, 22), end=dt.date(2026, 11, 20)
+        )
     table = table_with(at, "Share of credits")
     chart = figures(at)[1]
     assert len(table) == 10
-    assert list(reversed(chart["data"][0]["y"])) == list(table["User"])
+    # One bar per user, keyed by id: the chart's "Name (#id)" in the table's order.
+    assert list(top["name"]) == list(table["User"])
+    ids = list(top["user_id"])
+    assert list(reversed(chart["data"][0]["y"])) == [
+        f"{name} (#{user_id})" for name, user_id in zip(table["User"], ids, strict=True)
+    ]
     assert any(c.startswith("The 10 users who used the most credits") for c in texts(at, "caption"))
 
 
@@ -130,3 +141,45 @@ def test_times_are_shown_in_the_chosen_zone(orgs: list[int], demo_engine: Engine
     at.radio(key="filters.tz").set_value("utc").run()
     utc = table_with(at, "Time")["Time"]
     assert str(local.dt.tz) == zone and str(utc.dt.tz) == "UTC"
+
+
+def test_a_comparison_says_when_the_previous_period_is_only_partly_covered(
+    orgs: list[int], demo_engine: Engine
+) -> None:
+    # A 30-day period that starts 10 days after the organization's data does: the
+    # previous 30 days have data for 10 of them.
+    with demo_engine.connect() as conn:
+        first = conn.execute(
+            text("SELECT min(date) FROM usage_limits WHERE organization_id = :o AND used > 0"),
+            {"o": orgs[0]},
+        ).scalar_one()
+    start = first + dt.timedelta(days=10)
+    end = start + dt.timedelta(days=29)
+    at = overview(orgs[0], **{"from": start.isoformat(), "to": end.isoformat()})
+    assert not at.exception and not at.error
+    tile = next(m for m in at.metric if m.label == "Generations")
+    assert tile.proto.delta_description == "vs previous 30 days (data for 10 of them)"
+    assert "The previous period has data for 10 of 30 days" in tile.proto.help
+    assert f"starts on {first}" in tile.proto.help
+
+    # A period whose previous one is wholly covered says nothing of the kind.
+    later = overview(orgs[0])
+    tile = next(m for m in later.metric if m.label == "Generations")
+    assert tile.proto.delta_description == "vs previous 30 days"
+    assert "data for" not in tile.proto.help
+
+
+def test_partial_first_and_last_weeks_are_hatched_and_named(orgs: list[int]) -> None:
+    # 22 Oct (a Thursday) - 20 Nov (a Friday) 2026: the first and last weeks are cut.
+    at = overview(orgs[0], grain="week")
+    assert not at.exception
+    bars = figures(at)[0]["data"][0]
+    shapes = bars["marker"]["pattern"]["shape"]
+    assert shapes[0] == "/" and shapes[-1] == "/" and set(shapes[1:-1]) == {""}
+    captions = texts(at, "caption")
+    assert any(
+        c.startswith("Hatched: a partial week")
+        and "19 Oct 2026 (4 of 7 days in the period)" in c
+        and "16 Nov 2026 (5 of 7 days in the period" in c
+        for c in captions
+    ), captions

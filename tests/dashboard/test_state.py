@@ -307,11 +307,36 @@ def test_filters_survive_switching_pages(orgs: list[tuple[int, str, str]]) -> No
     assert orgs[2][1] in at.title[0].value
 
 
-def test_filters_a_page_does_not_use_are_disabled(orgs: list[tuple[int, str, str]]) -> None:
-    at = open_page(make_app(), "usage")
-    assert at.selectbox(key=state.K_ORG).disabled
-    assert at.radio(key=state.K_GRAIN).disabled
-    assert not at.selectbox(key=state.K_RANGE).disabled
+def drawn(at: AppTest) -> set[str]:
+    """The keys of the widgets drawn in the sidebar."""
+    kinds = ("selectbox", "radio", "text_input", "date_input")
+    return {str(w.key) for kind in kinds for w in getattr(at.sidebar, kind)}
+
+
+def test_filters_a_page_does_not_use_are_hidden_and_keep_their_value(
+    orgs: list[tuple[int, str, str]],
+) -> None:
+    at = make_app(query={"org": str(orgs[2][0]), "grain": "week", "tz": "utc"})
+    at = open_page(at, "usage")  # uses the dates only
+    assert not at.exception
+    shown = drawn(at)
+    assert state.K_RANGE in shown
+    for hidden in (state.K_ORG, state.K_ORG_SEARCH, state.K_GRAIN, state.K_ZONE):
+        assert hidden not in shown, hidden
+    assert not any(w.disabled for w in at.sidebar.selectbox)  # hidden, not greyed out
+    at.run()  # a second run without them still remembers them
+    assert at.query_params["grain"] == "week" and at.query_params["tz"] == "utc"
+    assert at.query_params["org"] == str(orgs[2][0])
+
+    at = at.switch_page("app_pages/overview.py").run()  # a page that uses them all
+    assert at.selectbox(key=state.K_ORG).value == orgs[2][0]
+    assert at.radio(key=state.K_GRAIN).value == "week"
+    assert at.radio(key=state.K_ZONE).value == "utc"
+
+    at = at.switch_page("app_pages/reconciliation.py").run()  # uses none
+    assert not at.exception
+    assert not drawn(at) & {state.K_ORG, state.K_RANGE, state.K_GRAIN, state.K_ZONE}
+    assert "Filters" not in [h.value for h in at.sidebar.header]
 
 
 @pytest.mark.parametrize("page", ["overview", "audit"])

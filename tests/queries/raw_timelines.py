@@ -285,6 +285,7 @@ class PeriodKpis:
     previous_generations: int
     previous_credits: int
     previous_active_users: int
+    first_day: dt.date | None = None
 
     @staticmethod
     def _change(now: int, before: int) -> float | None:
@@ -302,6 +303,18 @@ class PeriodKpis:
     @property
     def active_users_change(self) -> float | None:
         return self._change(self.active_users, self.previous_active_users)
+
+
+# The first day with data from the raw rows: the first generation's day in the zone.
+_FIRST_DAY = text(
+    """
+    SELECT (SELECT min((g.created_at AT TIME ZONE z.tz)::date) FROM generations g
+            WHERE g.organization_id = :org)
+    FROM (SELECT """
+    + _ZONE
+    + """ AS tz) z
+    """
+)
 
 
 def period_kpis(
@@ -330,4 +343,5 @@ def period_kpis(
         previous_generations=int(row.previous_generations),
         previous_credits=int(row.previous_credits),
         previous_active_users=int(row.previous_active_users),
+        first_day=conn.execute(_FIRST_DAY, {"org": organization_id, "utc": utc}).scalar_one(),
     )

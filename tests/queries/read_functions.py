@@ -182,6 +182,9 @@ CROSS_ORGANIZATION: dict[str, Call] = {
     "audit.all_orgs_audit_page": lambda c, x: audit.all_orgs_audit_page(
         c, start=x.start, end=x.end, limit=50
     ),
+    "audit.all_orgs_audit_page[zone]": lambda c, x: audit.all_orgs_audit_page(
+        c, start=x.start, end=x.end, limit=50, timezone="Asia/Kathmandu"
+    ),
     "approvals.pending_requests_page": lambda c, x: approvals.pending_requests_page(c, limit=5),
     "orgs.list_organizations": lambda c, x: orgs.list_organizations(c),
     "orgs.search_organizations": lambda c, x: orgs.search_organizations(c, query="a", limit=5),

@@ -1,6 +1,6 @@
 """Query plans and statement counts of every read, on 200,000 analysed demo generations.
 
-- Per-organization reads use the compound indexes the database strategy names and never
+- Per-organization reads use the compound indexes docs/design.md names and never
   scan ``generations`` (or ``usage_limits``) sequentially.
 - Every read issues a fixed number of statements, whatever the organization's size, the
   range or the page size (no N+1).

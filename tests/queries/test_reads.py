@@ -130,6 +130,47 @@ def test_kpis_compare_with_the_previous_period_of_equal_length(
     assert empty.generations == 0 and empty.generations_change is None
 
 
+def test_kpis_say_how_much_of_the_previous_period_has_data(
+    connection: Connection, tokyo: dict[str, Any]
+) -> None:
+    # Tokyo's first generation is on 30 Oct (local and UTC): of the previous period
+    # 27 Oct - 2 Nov, only 30 Oct - 2 Nov has data.
+    for utc in (False, True):
+        kpis = timelines.period_kpis(
+            connection,
+            organization_id=tokyo["org"],
+            start=D(2026, 11, 3),
+            end=D(2026, 11, 9),
+            utc=utc,
+        )
+        assert kpis.first_day == D(2026, 10, 30)
+        assert (kpis.previous_days_with_data, kpis.previous_days) == (4, 7)
+        assert kpis.previous_partly_covered
+    whole = timelines.period_kpis(
+        connection, organization_id=tokyo["org"], start=D(2026, 11, 10), end=D(2026, 11, 11)
+    )
+    assert (whole.previous_days_with_data, whole.previous_partly_covered) == (2, False)
+    before = timelines.period_kpis(
+        connection, organization_id=tokyo["org"], start=D(2026, 10, 1), end=D(2026, 10, 7)
+    )
+    assert (before.previous_days_with_data, before.previous_partly_covered) == (0, True)
+
+    # First used inside the previous period, in a +5:45 zone: 20:00 UTC on 1 Nov is
+    # 2 Nov 01:45 in Kathmandu, so one day of seven has data (in UTC: two).
+    ensure_types(connection)
+    new = make_org(connection, timezone="Asia/Kathmandu", balance=10)
+    user = make_user(connection, new)
+    add_generations(connection, new, [(user, "chat", 1, dt.datetime(2026, 11, 1, 20, tzinfo=UTC))])
+    kpis = timelines.period_kpis(
+        connection, organization_id=new, start=D(2026, 11, 3), end=D(2026, 11, 9)
+    )
+    assert (kpis.first_day, kpis.previous_days_with_data) == (D(2026, 11, 2), 1)
+    kpis = timelines.period_kpis(
+        connection, organization_id=new, start=D(2026, 11, 3), end=D(2026, 11, 9), utc=True
+    )
+    assert (kpis.first_day, kpis.previous_days_with_data) == (D(2026, 11, 1), 2)
+
+
 def test_finance_usage_ranking_and_monthly_trend(
     connection: Connection, tokyo: dict[str, Any]
 ) -> None:
@@ -308,6 +349,32 @@ def test_audit_trail_lists_credit_and_limit_changes(connection: Connection) -> N
             connection, start=D(2030, 6, 1), end=D(2030, 6, 2), actor="MARIA"
         )["action"]
     ) == ["grant"]
+
+
+def test_audit_trail_days_are_those_of_the_zone_asked_for(connection: Connection) -> None:
+    """A change at 23:30 UTC on 1 June is on 2 June in Kolkata (+5:30) and on 1 June in
+    New York (-4): the range's day boundaries are the zone's local midnights."""
+    ensure_types(connection)
+    org = make_org(connection, name="Zoned trail")
+    late = dt.datetime(2030, 6, 1, 23, 30, tzinfo=UTC)
+    add_ledger(connection, org, [(7, "grant", "Late", late)], actor="z@x.com")
+
+    def on(day: dt.date, zone: str) -> int:
+        trail = audit.all_orgs_audit_trail(
+            connection, start=day, end=day, organization_id=org, timezone=zone
+        )
+        return len(trail)
+
+    assert (on(D(2030, 6, 1), "UTC"), on(D(2030, 6, 2), "UTC")) == (1, 0)
+    assert (on(D(2030, 6, 1), "Asia/Kolkata"), on(D(2030, 6, 2), "Asia/Kolkata")) == (0, 1)
+    assert (on(D(2030, 6, 1), "America/New_York"), on(D(2030, 6, 2), "America/New_York")) == (
+        1,
+        0,
+    )
+    with pytest.raises(InvalidInput):
+        audit.all_orgs_audit_trail(
+            connection, start=D(2030, 6, 1), end=D(2030, 6, 1), timezone="Mars/Base"
+        )
 
 
 def test_audit_trail_pages_by_keyset_without_gaps_or_repeats(connection: Connection) -> None:

@@ -1,0 +1,171 @@
+"""How long a browser waits after the dashboard's server starts: to the first frame (the
+app's own elements: a progress sign, the title) and to the whole first page.
+
+    uv run python scripts/measure_startup.py [--database-url URL] [--runs N] [--plain]
+
+Each run starts the server (``python -m tooling.serve_app``, the launcher ``dashboard
+serve`` uses, or with ``--plain`` a bare ``streamlit run dashboard/app.py`` as before
+it), and at the same moment opens Debian's Chromium (Playwright), which loads the app
+as soon as the server answers. It prints, from the process start: when the server
+answered its health check, when the page first showed an element of the app (any
+element in the main area, or the page menu), when the Overview's title showed, when
+the script's first run ended, and when the page had finished drawing (every chart
+drawn by plotly). With ``--visit-after S`` the page is opened S seconds after the server
+is up (a visitor who comes later), and those times count from opening it. The database is ``--database-url`` or the tests' demo database on the
+project's embedded server (``dashboard_test_demo``, made by ``uv run pytest``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Final
+
+from playwright.sync_api import sync_playwright
+
+ROOT: Final = Path(__file__).resolve().parents[1]
+CHROMIUM: Final = "/usr/bin/chromium"
+ARGS: Final = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+USER: Final = "startup@example.com"
+
+# The app's own frame: its progress sign ("Starting the dashboard…"), a title or the
+# page menu; Streamlit's empty containers and its "running" widget do not count.
+FRAME_JS: Final = """() => {
+  const main = document.querySelector('[data-testid="stMain"]');
+  if (main && main.textContent.includes("Starting the dashboard")) return true;
+  return !!document.querySelector('[data-testid="stMain"] h1, [data-testid="stSidebarNav"]');
+}"""
+TITLE_JS: Final = """() => {
+  const h1 = document.querySelector('[data-testid="stMain"] h1');
+  return !!h1 && h1.textContent.trim().startsWith("Overview");
+}"""
+SCRIPT_DONE_JS: Final = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  return !!app && app.dataset.testScriptState === "notRunning"
+    && !!document.querySelector('[data-testid="stMain"] h1');
+}"""
+DONE_JS: Final = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.dataset.testScriptState !== "notRunning") return false;
+  const h1 = document.querySelector('[data-testid="stMain"] h1');
+  if (!h1 || !h1.textContent.trim().startsWith("Overview")) return false;
+  for (const chart of document.querySelectorAll('[data-testid="stPlotlyChart"]'))
+    if (!chart.querySelector(".main-svg")) return false;
+  return !document.querySelector('[data-testid="stSkeleton"]');
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def default_database() -> str:
+    from tooling import embedded
+
+    return embedded.ensure_running().url("dashboard_test_demo")
+
+
+def one_run(database_url: str, *, plain: bool, visit_after: float) -> tuple[float, ...]:
+    port = free_port()
+    secrets = Path(tempfile.mkdtemp()) / "secrets.toml"
+    secrets.write_text(f'[dev]\nuser = "{USER}"\nrole = "admin"\n')
+    env = {k: v for k, v in os.environ.items() if k != "DIRECT_URL"}
+    env |= {"DATABASE_URL": database_url, "DASHBOARD_USER": USER, "DASHBOARD_ROLE": "admin"}
+    launcher = ["-m", "streamlit", "run"] if plain else ["-m", "tooling.serve_app"]
+    command = [
+        sys.executable,
+        *launcher,
+        "dashboard/app.py",
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--server.fileWatcherType",
+        "none",
+        "--secrets.files",
+        str(secrets),
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        began = time.monotonic()
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            while not healthy(url):
+                if time.monotonic() - began > 60:
+                    raise SystemExit("the server did not answer within 60 s")
+                time.sleep(0.02)
+            up = time.monotonic() - began
+            time.sleep(visit_after)
+            opened = time.monotonic()
+            page.goto(url)
+            page.wait_for_function(FRAME_JS, timeout=60_000, polling=20)
+            frame = time.monotonic() - began
+            page.wait_for_function(TITLE_JS, timeout=60_000, polling=20)
+            title = time.monotonic() - began
+            page.wait_for_function(SCRIPT_DONE_JS, timeout=60_000, polling=20)
+            script = time.monotonic() - began
+            page.wait_for_function(DONE_JS, timeout=60_000, polling=50)
+            done = time.monotonic() - began
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+            browser.close()
+    if visit_after:  # times from opening the page instead
+        shift = opened - began
+        return up, frame - shift, title - shift, script - shift, done - shift
+    return up, frame, title, script, done
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--database-url")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--plain", action="store_true", help="bare `streamlit run`")
+    parser.add_argument(
+        "--visit-after",
+        type=float,
+        default=0.0,
+        help="open the page this many seconds after the server is up; the times after "
+        "'server up' are then counted from opening the page",
+    )
+    args = parser.parse_args()
+    database_url = args.database_url or default_database()
+    rows = [
+        one_run(database_url, plain=args.plain, visit_after=args.visit_after)
+        for _ in range(args.runs)
+    ]
+    line = (
+        "server up {:.2f} s, first frame {:.2f} s, title {:.2f} s, script done {:.2f} s, "
+        "page drawn {:.2f} s"
+    )
+    for i, row in enumerate(rows, 1):
+        print(f"run {i}: " + line.format(*row))
+    print("median: " + line.format(*(statistics.median(c) for c in zip(*rows, strict=True))))
+
+
+if __name__ == "__main__":
+    main()
