@@ -64,7 +64,7 @@ _FORECAST = text(
     ),
     today AS (
         SELECT o.id AS organization_id, o.name, o.slug, o.timezone, u.type, u.used,
-               f.daily_limit, c.now, u.date AS day,
+               u.daily_limit, c.now, u.date AS day,
                u.date::timestamp AT TIME ZONE o.timezone AS day_start,
                (u.date + 1)::timestamp AT TIME ZONE o.timezone AS day_end
         FROM clock c
@@ -75,9 +75,10 @@ _FORECAST = text(
                         AND CAST(c.now AT TIME ZONE 'UTC' AS date) + 1
         JOIN organizations o
           ON o.id = u.organization_id AND u.date = (c.now AT TIME ZONE o.timezone)::date
-        -- The one rule for the limit in force (migration 0010), as the writes use it;
-        -- for a day with use it is that day's own row's.
-        CROSS JOIN LATERAL limit_in_force(o.id, u.type, u.date) f
+        -- The limit in force is limit_in_force()'s (migration 0010), whose first rule is
+        -- the day's own row: every row here has use, so it has that row. Reading the
+        -- column is that rule without a function call per row (0.02 ms each, 0.4 s at
+        -- 21,000 rows); a test holds the two equal.
         WHERE u.used > 0
     ),
     orgs AS (

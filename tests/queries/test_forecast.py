@@ -454,3 +454,31 @@ def test_low_runway_equals_balance_and_runway(connection: Connection) -> None:
 def test_runway_arguments_are_checked(connection: Connection, bad: dict[str, object]) -> None:
     with pytest.raises(InvalidInput):
         forecast.low_runway(connection, **bad)  # type: ignore[arg-type]
+
+
+def test_the_forecast_limit_is_the_limit_in_force(connection: Connection) -> None:
+    # Every forecast row has use, so its day has a usage_limits row, whose limit is
+    # limit_in_force()'s first rule: the two agree for a limit changed that day and for
+    # one the day started with.
+    day = dt.date(2031, 4, 9)
+    changed, started = Tenant(connection, "Asia/Kathmandu"), Tenant(connection, "UTC")
+    for tenant in (changed, started):
+        tenant.generate(local_hours(day, tenant.tz, range(6, 8), 3))
+    changed.set_limit(day, 55)
+    now = local_midnight(day, "Asia/Kathmandu") + 9 * HOUR
+
+    result = forecast.quota_forecast(connection, now=now)
+    ours = result[result["organization_id"].isin([changed.org, started.org])]
+
+    assert len(ours) == 2
+    for _, row in ours.iterrows():
+        in_force = connection.execute(
+            text("SELECT daily_limit FROM limit_in_force(:org, :type, :day)"),
+            {
+                "org": int(row["organization_id"]),
+                "type": row["type"],
+                "day": (now.astimezone(ZoneInfo(row["timezone"]))).date(),
+            },
+        ).scalar_one()
+        assert row["daily_limit"] == in_force
+    assert row_of(ours, changed.org)["daily_limit"] == 55
