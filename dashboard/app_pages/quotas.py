@@ -401,10 +401,14 @@ def render() -> None:
         # From a row's "Change limit" link: the form first, not at the bottom.
         with ui.section("The limit form"):
             _limit(f)
-    with ui.section("The forecast"):
-        forecasts.limit_today(f)
-    with ui.section("Spikes"):
-        forecasts.spikes(f)
+    # The forecast leads the page but is its slowest read (it weighs every organization's
+    # day against its usual one: about 1.5 s across 10,000 organizations, then cached for
+    # a minute). Its place is kept at the top and it is drawn last, so today's quotas and
+    # the forms are on screen while it is read.
+    forecast_slot = st.container()
+    with forecast_slot:
+        waiting = st.empty()
+        waiting.caption("Forecasting who will hit a limit today…")
     with ui.section("Today's utilization"):
         _today(f)
     with ui.section("The quota history"):
@@ -429,6 +433,12 @@ def render() -> None:
             "the request was discarded. Nothing was changed.",
             icon=":material/block:",
         )
+    with forecast_slot:
+        waiting.empty()
+        with ui.section("The forecast"):
+            forecasts.limit_today(f)
+        with ui.section("Spikes"):
+            forecasts.spikes(f)
     url.write(URL_PAGE, (FORM_PARAM,))
 
 
