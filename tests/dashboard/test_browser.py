@@ -133,57 +133,10 @@ def db(browser_database: str) -> Iterator[Engine]:
 @pytest.fixture(scope="module")
 def app(browser_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     """``streamlit run dashboard/app.py`` on a free port, as an admin."""
-    folder = tmp_path_factory.mktemp("browser")
-    # Our own secrets file, so a developer's .streamlit/secrets.toml ([auth], roles)
-    # cannot change who the test is.
-    secrets = folder / "secrets.toml"
-    secrets.write_text(f'[dev]\nuser = "{USER}"\nrole = "admin"\n')
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("DIRECT_URL", "DASHBOARD_USER", "DASHBOARD_ROLE", "DASHBOARD_ROLES")
-    }
-    env |= {"DATABASE_URL": browser_database, "DASHBOARD_USER": USER, "DASHBOARD_ROLE": "admin"}
-    port = _free_port()
-    log = folder / "streamlit.log"
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "dashboard/app.py",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-        "--server.fileWatcherType",
-        "none",
-        "--browser.gatherUsageStats",
-        "false",
-        "--secrets.files",
-        str(secrets),
-    ]
-    url = f"http://127.0.0.1:{port}"
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while not _healthy(url):
-            if process.poll() is not None:
-                pytest.fail(f"streamlit exited with {process.returncode}:\n{log.read_text()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit not healthy after {STARTUP_SECONDS}s:\n{log.read_text()}")
-            time.sleep(0.2)
-        yield RunningApp(url=url, database_url=browser_database, log=log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with _fresh_server(
+        browser_database, tmp_path_factory.mktemp("browser"), ["-m", "streamlit", "run"]
+    ) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -913,6 +866,8 @@ def test_custom_dates_fit_the_sidebar(page: Page, app: RunningApp) -> None:
 def _fresh_server(database_url: str, folder: Path, launcher: list[str]) -> Iterator[RunningApp]:
     """A new server process (nothing imported, nothing cached) started with
     ``launcher`` (``-m streamlit run`` or ``-m tooling.serve_app``), as an admin."""
+    # Our own secrets file, so a developer's .streamlit/secrets.toml ([auth], roles)
+    # cannot change who the test is.
     secrets = folder / "secrets.toml"
     secrets.write_text(f'[dev]\nuser = "{USER}"\nrole = "admin"\n')
     env = {
@@ -929,10 +884,14 @@ def _fresh_server(database_url: str, folder: Path, launcher: list[str]) -> Itera
         "dashboard/app.py",
         "--server.port",
         str(port),
+        "--server.address",
+        "127.0.0.1",
         "--server.headless",
         "true",
         "--server.fileWatcherType",
         "none",
+        "--browser.gatherUsageStats",
+        "false",
         "--secrets.files",
         str(secrets),
     ]
