@@ -68,7 +68,8 @@ def test_benchmark_measures_every_read_at_each_size_and_restores_the_load(
     checked = [line for line in out.splitlines() if line.startswith("Naive answers checked")]
     assert len(checked) == 1  # the 1k size only
     agreed, _, total = checked[0].split(": ")[1].split(" agree")[0].partition(" of ")
-    assert agreed == total and int(total) > 10
+    differs = [line for line in out.splitlines() if line.startswith("  differs: ")]
+    assert agreed == total and int(total) > 10, differs
     assert "EXPLAIN (ANALYZE, BUFFERS)" in out
     assert "| one organization (id" in out and "| spread over" in out
     # --drop drops only databases of the embedded server it made, not BENCH_DATABASE_URL's.
