@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Final, Literal
 
 import pandas as pd
@@ -265,3 +265,28 @@ def csv_download(
         on_click="ignore",
         disabled=disabled,
     )
+
+
+def in_full(
+    table: pd.DataFrame,
+    selected: Sequence[int],
+    *,
+    heading: Sequence[str],
+    fields: Sequence[str],
+    what: str,
+) -> None:
+    """The selected row's long text as plain text, however long: a table's cells are cut
+    to their column's width, so a list with reasons, notes or details shows the chosen
+    row's ``heading`` columns on one line and each of ``fields`` in full below it.
+    ``selected`` is the dataframe's selection (``event.selection.rows``); ``what`` names
+    the fields in the hint shown while nothing is selected."""
+    if not selected or not 0 <= selected[0] < len(table):
+        st.caption(f"Select a row (the box at its left) to read its {what} in full.")
+        return
+    row = table.iloc[selected[0]]
+    with st.container(border=True):
+        # st.text: customer text shown as it is, never as Markdown.
+        st.text(" · ".join(str(row[column]) for column in heading))
+        for column in fields:
+            value = row[column]
+            st.text(f"{column}: {value if isinstance(value, str) else ''}")

@@ -78,20 +78,6 @@ def with_links(table: pd.DataFrame, rows: pd.DataFrame, f: state.Filters) -> pd.
     return shown
 
 
-def in_full(table: pd.DataFrame, selected: list[int]) -> None:
-    """The selected change's reason and details as plain text, however long (the
-    table's cells are cut to their column's width)."""
-    if not selected or not 0 <= selected[0] < len(table):
-        st.caption("Select a row (the box at its left) to read its reason and details in full.")
-        return
-    row = table.iloc[selected[0]]
-    with st.container(border=True):
-        # st.text: customer text shown as it is, never as Markdown.
-        st.text(f"{row['Action']} · {row['Organization']} · {row['Actor']}")
-        st.text(f"Reason: {row['Reason']}")
-        st.text(f"Details: {row['Details'] if isinstance(row['Details'], str) else ''}")
-
-
 def csv_name(f: state.Filters, *, organization: str | None, action: str, actor: str) -> str:
     parts = ["audit", f.start.isoformat(), f.end.isoformat()]
     parts.append(f"org-{organization}" if organization else "all-orgs")
@@ -187,7 +173,13 @@ def render() -> None:
                 placeholder="",  # a limit change moves no credits: blank, not "None"
                 key="audit.table",
             )
-            in_full(table, event.selection.rows)
+            ui.in_full(
+                table,
+                event.selection.rows,
+                heading=("Action", "Organization", "Actor"),
+                fields=("Reason", "Details"),
+                what="reason and details",
+            )
             first = pager.first
             pager.buttons(
                 next=page.next_cursor, previous_label="← Newer", next_label="Older →"

@@ -702,10 +702,13 @@ def _ledger(f: state.Filters, *, balance: int, can_adjust: bool) -> None:
             else "No ledger entries match these filters. Clear the kind and actor filters."
         )
     else:
-        st.dataframe(
-            ledger_view(entries, f.timezone),
+        shown = ledger_view(entries, f.timezone)
+        event = st.dataframe(
+            shown,
             hide_index=True,
             height="content",  # every entry of the page, no scroll box
+            on_select="rerun",
+            selection_mode="single-row",
             # Widths add up to less than the main area of a 1440 px window, so no
             # column hides behind a sideways scroll; the rest is shared out evenly.
             column_config={
@@ -726,6 +729,13 @@ def _ledger(f: state.Filters, *, balance: int, can_adjust: bool) -> None:
             },
             placeholder="",  # no note: a blank cell, not "None"
             key="credits.ledger",
+        )
+        ui.in_full(
+            shown,
+            event.selection.rows,
+            heading=("Entry", "Kind", "Amount", "Actor"),
+            fields=("Reason", "Note"),
+            what="reason and note",
         )
     first = pager.first
     pager.buttons(next=page.next_cursor, previous_label="← Newer", next_label="Older →").caption(

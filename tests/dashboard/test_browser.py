@@ -976,3 +976,36 @@ def test_dashboard_serve_warms_up_before_the_first_visit(
     assert starting is None  # nothing left to import: straight to the page
     log = fresh.log.read_text()
     assert "warm-up: imports in" in log and "warm-up: compiling the pages in" in log
+
+
+def test_selecting_a_ledger_row_shows_its_reason_and_note_in_full(
+    page: Page, app: RunningApp, db: Engine
+) -> None:
+    # The newest entry of the organization with the most recent one: the ledger's first row.
+    with db.connect() as conn:
+        newest = conn.execute(
+            text(
+                "SELECT organization_id, reason, coalesce(note, '') AS note "
+                "FROM credit_ledger ORDER BY created_at DESC, id DESC LIMIT 1"
+            )
+        ).one()
+    page.goto(f"{app.url}/credits?org={newest.organization_id}")
+    settle(page, "Credits")
+    main = page.locator('[data-testid="stMain"]')
+    assert "to read its reason and note in full" in main.inner_text()
+    # The ledger is the grid whose (accessible, hidden) header names "Balance after".
+    table = page.locator('[data-testid="stDataFrame"]').filter(has_text="Balance after")
+    table.scroll_into_view_if_needed()
+    box = table.bounding_box()
+    assert box is not None
+    # The row's selection box is drawn in the grid's first (marker) column.
+    x, y = box["x"] + 15, box["y"] + 35 + 35 / 2
+    page.mouse.move(x, y)
+    page.wait_for_timeout(300)
+    page.mouse.click(x, y)
+    main.get_by_text("Reason: ", exact=False).first.wait_for()
+    settle(page, "Credits")
+    shown = main.inner_text()
+    assert f"Reason: {newest.reason}" in shown
+    assert f"Note: {newest.note}" in shown
+    assert not problems(page), problems(page)
