@@ -297,13 +297,18 @@ def naive_monthly_credits(session: Session, *, start: dt.date, end: dt.date) -> 
     gens["bucket"] = gens["day"].dt.to_period("M").dt.start_time
     ledger["bucket"] = ledger["day"].dt.to_period("M").dt.start_time
     months = _months(start, end)
-    per_month = gens.groupby("bucket").agg(
-        generations=pd.NamedAgg(column="credits", aggfunc="size"),
-        credits_consumed=pd.NamedAgg(column="credits", aggfunc="sum"),
-        active_organizations=pd.NamedAgg(column="organization_id", aggfunc="nunique"),
+    # Every month of the range first: a month with grants but no generations keeps them.
+    per_month = (
+        gens.groupby("bucket")
+        .agg(
+            generations=pd.NamedAgg(column="credits", aggfunc="size"),
+            credits_consumed=pd.NamedAgg(column="credits", aggfunc="sum"),
+            active_organizations=pd.NamedAgg(column="organization_id", aggfunc="nunique"),
+        )
+        .reindex(months)
     )
-    per_month["credits_granted"] = ledger.groupby("bucket")["amount"].sum()
-    return per_month.reindex(months).fillna(0).astype("int64").reset_index()
+    per_month["credits_granted"] = ledger.groupby("bucket")["amount"].sum().reindex(months)
+    return per_month.fillna(0).astype("int64").reset_index()
 
 
 def naive_quota_utilization(session: Session) -> pd.DataFrame:
