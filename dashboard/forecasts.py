@@ -6,34 +6,16 @@ Credits share :func:`low_runway` (one component, two pages)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Final
 
 import pandas as pd
 import streamlit as st
-from streamlit.elements.lib.column_types import ColumnConfig
 
 from dashboard import auth, data, state, url
 from queries import forecast
 
 RUNWAY_DEFAULT_DAYS: Final = 14
 RUNWAY_MAX_DAYS: Final = 365
-
-
-def _open_column(help: str) -> ColumnConfig:
-    return st.column_config.LinkColumn(display_text=":material/open_in_new:", width=45, help=help)
-
-
-def with_links(table: pd.DataFrame, links: Sequence[str]) -> pd.DataFrame:
-    """``table`` with an "Open" link column after the organization's name (links are
-    built from ids and the sidebar's filters, never from customer text)."""
-    shown = table.reset_index(drop=True)
-    shown.insert(1, "Open", list(links))
-    return shown
-
-
-def _links(page: str, f: state.Filters, organization_ids: pd.Series, **extra: str) -> list[str]:
-    return [url.link(page, f, organization_id=int(i), **extra) for i in organization_ids]
 
 
 def local_clock(at: pd.Series, timezones: pd.Series) -> pd.Series:
@@ -102,8 +84,8 @@ def limit_today(f: state.Filters) -> None:
     rows = data.quota_forecast()
     hits = rows[rows["hits_limit_at"].notna()]
     extra = {"form": "limit"} if auth.current_user().can("change_limits") else {}
-    table = with_links(
-        limit_today_table(rows), _links("quotas", f, hits["organization_id"], **extra)
+    table = url.with_links(
+        limit_today_table(rows), hits["organization_id"], page="quotas", filters=f, extra=extra
     )
     if table.empty:
         st.caption(
@@ -116,7 +98,7 @@ def limit_today(f: state.Filters) -> None:
             table,
             hide_index=True,
             column_config={
-                "Open": _open_column("Its quotas: the history and the limit form."),
+                "Open": url.open_column("Its quotas: the history and the limit form."),
                 "Projected today": st.column_config.NumberColumn(
                     format="localized", help="Generations by the end of their local day."
                 ),
@@ -143,10 +125,10 @@ def spikes(f: state.Filters) -> None:
         st.caption("No organization is spending far above its usual for these hours.")
     else:
         st.dataframe(
-            with_links(spikes_table(rows), _links("overview", f, rows["organization_id"])),
+            url.with_links(spikes_table(rows), rows["organization_id"], page="overview", filters=f),
             hide_index=True,
             column_config={
-                "Open": _open_column("Its Overview: the timeline and who is using it."),
+                "Open": url.open_column("Its Overview: the timeline and who is using it."),
                 "Credits, last hours": st.column_config.NumberColumn(format="localized"),
                 "Usual for these hours": st.column_config.NumberColumn(format="localized"),
             },
@@ -179,17 +161,15 @@ def low_runway(page: str, f: state.Filters) -> None:
         st.caption(f"No organization runs out of credits within {int(days):,} days.")
     else:
         st.dataframe(
-            with_links(
+            url.with_links(
                 runway_table(rows),
-                _links(
-                    "credits" if url.may_open("credits") else "overview",
-                    f,
-                    rows["organization_id"],
-                ),
+                rows["organization_id"],
+                page="credits" if url.may_open("credits") else "overview",
+                filters=f,
             ),
             hide_index=True,
             column_config={
-                "Open": _open_column("Its credits: balance, ledger and the adjustment form."),
+                "Open": url.open_column("Its credits: balance, ledger and the adjustment form."),
                 "Balance": st.column_config.NumberColumn(format="localized"),
                 "Daily burn": st.column_config.NumberColumn(format="localized"),
             },

@@ -53,12 +53,14 @@ import datetime as dt
 import json
 import math
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 from urllib.parse import urlencode
 
+import pandas as pd
 import streamlit as st
+from streamlit.elements.lib.column_types import ColumnConfig
 
 from dashboard import auth, navigation, state
 from dashboard.text import md
@@ -323,3 +325,33 @@ def link(page: str, filters: state.Filters, *, organization_id: int, **extra: st
     menu = navigation.pages_for(auth.current_user())
     path = "./" if menu and menu[0].url_path == page else page
     return f"{path}?{urlencode(params)}"
+
+
+def with_links(
+    table: pd.DataFrame,
+    organization_ids: Iterable[Any],
+    *,
+    page: str,
+    filters: state.Filters,
+    column: str = "Open",
+    position: int = 1,
+    extra: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """``table`` (index reset) with a ``column`` of links to ``page`` for each row's
+    organization, inserted at ``position`` (after the name), with ``extra`` URL keys:
+    see :func:`link`."""
+    shown = table.reset_index(drop=True)
+    shown.insert(
+        position,
+        column,
+        [link(page, filters, organization_id=int(i), **(extra or {})) for i in organization_ids],
+    )
+    return shown
+
+
+def open_column(help: str, *, width: int = 45, label: str | None = None) -> ColumnConfig:
+    """The narrow link column every table uses: an "open" icon, never customer text
+    (a LinkColumn can only show a fixed text, an icon or a part of its URL)."""
+    return st.column_config.LinkColumn(
+        label, display_text=":material/open_in_new:", width=width, help=help
+    )

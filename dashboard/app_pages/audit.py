@@ -69,13 +69,9 @@ def audit_table(df: pd.DataFrame, timezone: str = "UTC") -> pd.DataFrame:
 
 def with_links(table: pd.DataFrame, rows: pd.DataFrame, f: state.Filters) -> pd.DataFrame:
     """The trail as shown: after each organization's name, a link to its Overview."""
-    shown = table.copy()
-    shown.insert(
-        2,
-        "View",
-        [url.link("overview", f, organization_id=int(i)) for i in rows["organization_id"]],
+    return url.with_links(
+        table, rows["organization_id"], page="overview", filters=f, column="View", position=2
     )
-    return shown
 
 
 def csv_name(f: state.Filters, *, organization: str | None, action: str, actor: str) -> str:
@@ -150,11 +146,7 @@ def render() -> None:
                         format="YYYY-MM-DD HH:mm", width=125, help=f"In {f.timezone}."
                     ),
                     "Organization": st.column_config.TextColumn(width=110),
-                    "View": st.column_config.LinkColumn(
-                        display_text=":material/open_in_new:",
-                        width=45,
-                        help="The organization's Overview, with the same dates.",
-                    ),
+                    "View": url.open_column("The organization's Overview, with the same dates."),
                     "Action": st.column_config.TextColumn(width=125),
                     "Actor": st.column_config.TextColumn(width=175),
                     "Reason": st.column_config.TextColumn(width=155),

@@ -493,10 +493,8 @@ def _queue(f: state.Filters) -> None:
                 format="YYYY-MM-DD HH:mm", width=125
             ),
             "Organization": st.column_config.TextColumn(width=120),
-            "Decide": st.column_config.LinkColumn(
-                display_text=":material/open_in_new:",
-                width=40,
-                help="This page for the organization: its requests are decided below.",
+            "Decide": url.open_column(
+                "This page for the organization: its requests are decided below.", width=40
             ),
             "Amount": st.column_config.NumberColumn(format="localized", width=85),
             "Balance now": st.column_config.NumberColumn(format="localized", width=90),

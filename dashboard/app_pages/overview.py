@@ -176,11 +176,9 @@ def _users(f: state.Filters) -> None:
         height="content",
         column_config={
             "User": st.column_config.TextColumn(width=110),
-            "Drill down": st.column_config.LinkColumn(
-                "Open",
-                display_text=":material/open_in_new:",
-                width=45,
-                help="This user's most recent generations and timeline (the drill-down).",
+            "Drill down": url.open_column(
+                "This user's most recent generations and timeline (the drill-down).",
+                label="Open",
             ),
             "Email": st.column_config.TextColumn(width=235),
             "Generations": st.column_config.NumberColumn(format="localized", width=80),

@@ -58,11 +58,9 @@ STATUSES: Final = ("over", "at limit", "near", "ok")
 K_FORM_FIRST: Final = "quotas.form_first"  # the limit form at the top (form=limit)
 URL_PAGE: Final = "quotas"
 LINK_COLUMNS: Final = {
-    "Open": st.column_config.LinkColumn(
-        display_text=":material/open_in_new:",
-        width=45,
-        help="This page for the organization: its quota history and, if you may change "
-        "limits, the limit form at the top.",
+    "Open": url.open_column(
+        "This page for the organization: its quota history and, if you may change "
+        "limits, the limit form at the top."
     ),
 }
 
@@ -84,13 +82,7 @@ def with_links(table: pd.DataFrame, rows: pd.DataFrame, f: state.Filters) -> pd.
     (its quota history), with the limit form at the top for those who may change
     limits."""
     extra = {"form": "limit"} if auth.current_user().can("change_limits") else {}
-    shown = table.reset_index(drop=True)
-    shown.insert(
-        1,
-        "Open",
-        [url.link("quotas", f, organization_id=int(i), **extra) for i in rows["organization_id"]],
-    )
-    return shown
+    return url.with_links(table, rows["organization_id"], page="quotas", filters=f, extra=extra)
 
 
 def utilization_table(df: pd.DataFrame) -> pd.DataFrame:

@@ -110,10 +110,8 @@ def render() -> None:
                 hide_index=True,
                 height="content",
                 column_config={
-                    "Open": st.column_config.LinkColumn(
-                        display_text=":material/open_in_new:",
-                        width=45,
-                        help="The organization's ledger (Credits), with the sidebar's dates.",
+                    "Open": url.open_column(
+                        "The organization's ledger (Credits), with the sidebar's dates."
                     ),
                     "First day": st.column_config.DateColumn(format="YYYY-MM-DD"),
                     "Expected": st.column_config.NumberColumn(format="localized"),

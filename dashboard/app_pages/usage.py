@@ -134,10 +134,8 @@ def render() -> None:
                 column_config={
                     "Rank": st.column_config.NumberColumn(format="%d", width=50),
                     "Organization": st.column_config.TextColumn(width=130),
-                    "View": st.column_config.LinkColumn(
-                        display_text=":material/open_in_new:",
-                        width=40,
-                        help="The organization's Overview, with the same dates.",
+                    "View": url.open_column(
+                        "The organization's Overview, with the same dates.", width=40
                     ),
                     "Adjust": st.column_config.LinkColumn(
                         display_text="Adjust",
