@@ -30,10 +30,10 @@ from sqlalchemy import Connection, Engine, text
 
 from queries.checks import (
     MAX_ACTOR,
-    MAX_KEY,
     MAX_NOTE,
     MAX_REASON,
     check_id,
+    check_key,
     check_limit,
     check_text,
     required_text,
@@ -151,7 +151,7 @@ _AUDIT = text(
 _ENTRY = text(
     """
     SELECT id, organization_id, amount, balance_after, kind, reason, note, actor,
-           idempotency_key, reverses_id, created_at
+           idempotency_key, reverses_id, created_at, approval_request_id
     FROM credit_ledger WHERE organization_id = :org AND id = :id
     """
 )
@@ -249,9 +249,8 @@ def request_adjustment(
     amount = check_adjustment_amount(amount)
     reason = required_text(reason, "reason", maximum=MAX_REASON, error=InvalidAdjustment)
     actor = required_text(actor, "actor", maximum=MAX_ACTOR, error=InvalidAdjustment)
-    key = required_text(
-        idempotency_key, "idempotency key", maximum=MAX_KEY, error=InvalidAdjustment
-    )
+    key = check_key(idempotency_key, error=InvalidAdjustment)
+    assert key is not None
     note = check_text(
         note, "note", maximum=MAX_NOTE, required=False, multiline=True, error=InvalidAdjustment
     )
@@ -344,6 +343,7 @@ def approve(engine: Engine, *, request_id: int, approver: str) -> LedgerEntry:
                 "actor": approver,
                 "idempotency_key": key,
                 "reverses_id": None,
+                "approval_request_id": request.id,
             },
         )
         conn.execute(

@@ -31,9 +31,9 @@ from sqlalchemy import Connection, Engine, text
 from queries.approvals import _record_request, expiry_days
 from queries.checks import (
     MAX_ACTOR,
-    MAX_KEY,
     MAX_NOTE,
     MAX_REASON,
+    check_key,
     check_text,
     parse_whole,
     required_text,
@@ -179,7 +179,7 @@ def _row(line: int, values: Mapping[str, str], digest: str) -> ParsedRow:
     except InvalidInput as exc:
         errors.append(str(exc))
     try:
-        key = check_text(values.get("key"), "key", maximum=MAX_KEY, required=False)
+        key = check_key(values.get("key"), "key", required=False)
     except InvalidInput as exc:
         errors.append(str(exc))
     else:

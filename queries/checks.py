@@ -85,6 +85,29 @@ def required_text(
     return checked
 
 
+# Key shapes the system derives (a reversal, an approved request, a bulk row without a
+# key); the database refuses them on any other row (migration 0012).
+DERIVED_KEY_PREFIXES: Final = ("reversal:", "approval:", "bulk:")
+
+
+def check_key(
+    value: object,
+    name: str = "idempotency key",
+    *,
+    required: bool = True,
+    error: type[InvalidInput] = InvalidInput,
+) -> str | None:
+    """An idempotency key a caller gives: text of at most ``MAX_KEY`` characters that
+    does not start with a prefix the system keeps for the keys it derives."""
+    key = check_text(value, name, maximum=MAX_KEY, required=required, error=error)
+    if key is not None and key.startswith(DERIVED_KEY_PREFIXES):
+        raise error(
+            f"The {name} may not start with {key.split(':', 1)[0]!r}: keys of that shape "
+            "are made by the dashboard itself. Choose another key."
+        )
+    return key
+
+
 def check_whole(
     value: object,
     name: str,

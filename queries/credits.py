@@ -30,6 +30,7 @@ from queries.checks import (
     MAX_NOTE,
     MAX_REASON,
     check_id,
+    check_key,
     check_text,
     check_timestamp,
     check_whole,
@@ -108,22 +109,23 @@ class LedgerEntry:
     idempotency_key: str
     reverses_id: int | None
     created_at: dt.datetime
+    approval_request_id: int | None = None
 
 
 _INSERT_ENTRY = text(
     """
     INSERT INTO credit_ledger (organization_id, amount, balance_after, kind, reason, note,
-                               actor, idempotency_key, reverses_id)
+                               actor, idempotency_key, reverses_id, approval_request_id)
     VALUES (:organization_id, :amount, :balance_after, :kind, :reason, :note, :actor,
-            :idempotency_key, :reverses_id)
+            :idempotency_key, :reverses_id, :approval_request_id)
     RETURNING id, organization_id, amount, balance_after, kind, reason, note, actor,
-              idempotency_key, reverses_id, created_at
+              idempotency_key, reverses_id, created_at, approval_request_id
     """
 )
 _SELECT_BY_KEY = text(
     """
     SELECT id, organization_id, amount, balance_after, kind, reason, note, actor,
-           idempotency_key, reverses_id, created_at
+           idempotency_key, reverses_id, created_at, approval_request_id
     FROM credit_ledger
     WHERE organization_id = :org AND idempotency_key = :key
     """
@@ -162,7 +164,7 @@ def _move_balance(conn: Connection, organization_id: int, amount: int) -> int:
 
 def _insert_entry(conn: Connection, values: dict[str, object]) -> LedgerEntry:
     try:
-        row = conn.execute(_INSERT_ENTRY, values).one()
+        row = conn.execute(_INSERT_ENTRY, {"approval_request_id": None, **values}).one()
     except IntegrityError as exc:  # the transaction is rolled back as this propagates
         constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", "")
         if constraint == "uq_credit_ledger_organization_id_reverses_id":
@@ -201,9 +203,8 @@ def adjust_credits(
     check_below_threshold(amount)
     reason = required_text(reason, "reason", maximum=MAX_REASON, error=InvalidAdjustment)
     actor = required_text(actor, "actor", maximum=MAX_ACTOR, error=InvalidAdjustment)
-    key = required_text(
-        idempotency_key, "idempotency key", maximum=MAX_KEY, error=InvalidAdjustment
-    )
+    key = check_key(idempotency_key, error=InvalidAdjustment)
+    assert key is not None
     note = check_text(
         note, "note", maximum=MAX_NOTE, required=False, multiline=True, error=InvalidAdjustment
     )
@@ -335,7 +336,7 @@ def check_adjustment_amount(amount: object) -> int:
 _RECENT_DUPLICATE = text(
     """
     SELECT id, organization_id, amount, balance_after, kind, reason, note, actor,
-           idempotency_key, reverses_id, created_at
+           idempotency_key, reverses_id, created_at, approval_request_id
     FROM credit_ledger
     WHERE organization_id = :org
       AND created_at >= coalesce(CAST(:now AS timestamptz), now()) - CAST(:within AS interval)

@@ -47,6 +47,19 @@ NAMING_CONVENTION = {
 PLANS = ("free", "starter", "pro", "enterprise")
 TypeKey = Text(collation="C")
 LEDGER_KINDS = ("grant", "deduct", "refund", "reversal")
+# Idempotency keys in two namespaces (migration 0012): the shapes the system derives
+# belong to the rows they derive from, so a key a caller gives can never squat one.
+DERIVED_LEDGER_KEYS = (
+    "(idempotency_key LIKE 'reversal:%') = (reverses_id IS NOT NULL)"
+    " AND (reverses_id IS NULL OR idempotency_key = 'reversal:' || reverses_id)"
+    " AND (idempotency_key LIKE 'approval:%') = (approval_request_id IS NOT NULL)"
+    " AND (approval_request_id IS NULL OR idempotency_key = 'approval:' || approval_request_id)"
+    " AND (idempotency_key NOT LIKE 'bulk:%' OR idempotency_key ~ '^bulk:[0-9a-f]{40}:[1-9][0-9]*$')"
+)
+DERIVED_REQUEST_KEYS = (
+    "idempotency_key NOT LIKE 'reversal:%' AND idempotency_key NOT LIKE 'approval:%'"
+    " AND (idempotency_key NOT LIKE 'bulk:%' OR idempotency_key ~ '^bulk:[0-9a-f]{40}:[1-9][0-9]*$')"
+)
 # A new (organization, type) day with no earlier limit starts with the type's default
 # limit times this. The rule lives in the database (plan_limit_factor and
 # limit_in_force, migration 0010), which every write and read uses; this copy is for
@@ -149,12 +162,16 @@ class CreditLedger(Base):
     idempotency_key: Mapped[str] = mapped_column(Text, nullable=False)
     reverses_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = _now()
+    # The approval request this entry applies (its key is "approval:<id>").
+    approval_request_id: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         PrimaryKeyConstraint("organization_id", "id"),
         UniqueConstraint("organization_id", "idempotency_key"),
         # An entry can be reversed once: a second reversal collides here.
         UniqueConstraint("organization_id", "reverses_id"),
+        # A request is applied once.
+        UniqueConstraint("organization_id", "approval_request_id"),
         ForeignKeyConstraint(
             ["organization_id", "reverses_id"],
             ["credit_ledger.organization_id", "credit_ledger.id"],
@@ -173,6 +190,8 @@ class CreditLedger(Base):
         CheckConstraint("btrim(reason) <> ''", name="reason_not_blank"),
         CheckConstraint("btrim(actor) <> ''", name="actor_not_blank"),
         CheckConstraint("btrim(idempotency_key) <> ''", name="idempotency_key_not_blank"),
+        # Keys the system derives, which a caller's key can never take (migration 0012).
+        CheckConstraint(DERIVED_LEDGER_KEYS, name="derived_keys"),
         Index(None, "organization_id", "created_at"),
         # The audit trail (newest first, ties by organization: a backward scan stops at
         # its LIMIT) and the usage ranking read the ledger by a UTC range.
@@ -485,7 +504,11 @@ class ApprovalRequest(Base):
             "     AND btrim(decision_reason) <> '')",
             name="decision_complete",
         ),
-        CheckConstraint("decided_by <> requested_by", name="two_people"),
+        CheckConstraint(
+            "canonical_identity(decided_by) <> canonical_identity(requested_by)",
+            name="two_people",
+        ),
+        CheckConstraint(DERIVED_REQUEST_KEYS, name="derived_keys"),
         # approve(request_id=...) and reject find a request by its id alone.
         Index(None, "id"),
         # The queue: pending requests across organizations, oldest first (keyset).

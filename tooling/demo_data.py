@@ -1536,8 +1536,10 @@ def _load_ledger(
             running += amount
             if marker == "goodwill":
                 # Drawn without the random generator, so the other rows stay as they were.
-                key, actor = f"seed-{org.id}-{kind}", FINANCE_STAFF[0]
+                actor = FINANCE_STAFF[0]
                 reverses: int | None = goodwill_id if kind == "reversal" else None
+                # A reversal's key is the one reverse_adjustment derives (migration 0012).
+                key = f"reversal:{reverses}" if reverses is not None else f"seed-{org.id}-{kind}"
                 goodwill_id = entry_id if kind == "grant" else goodwill_id
             else:
                 actor = FINANCE_STAFF[int(rng.integers(len(FINANCE_STAFF)))]
