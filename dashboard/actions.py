@@ -23,6 +23,7 @@ from typing import Final, Literal
 from dashboard import auth, data
 from queries import approvals, bulk, checks, credits, orgs, quotas
 from queries.errors import InvalidAdjustment, InvalidInput, InvalidLimitChange
+from queries.identity import canonical_identity, stored_identity
 
 Direction = Literal["grant", "deduct"]
 
@@ -125,6 +126,8 @@ class AdjustmentRequest:
     note: str | None
     idempotency_key: str
     balance_before: int
+    # What the current user moved alone for this organization in the last 24 hours.
+    moved_alone: int = 0
 
     @property
     def direction(self) -> Direction:
@@ -136,9 +139,15 @@ class AdjustmentRequest:
 
     @property
     def needs_approval(self) -> bool:
-        """Above ``CREDITS_APPROVAL_THRESHOLD``: confirming records a request for a
-        second person (:func:`request_approval`) instead of moving credits."""
-        return abs(self.amount) > credits.approval_threshold()
+        """Above ``CREDITS_APPROVAL_THRESHOLD``, alone or with what this person moved
+        alone for the organization in the last 24 hours: confirming records a request
+        for a second person (:func:`request_approval`) instead of moving credits."""
+        return self.moved_alone + abs(self.amount) > credits.approval_threshold()
+
+    @property
+    def crosses_the_day(self) -> bool:
+        """Needs a second person only because of the last 24 hours' movements."""
+        return self.needs_approval and abs(self.amount) <= credits.approval_threshold()
 
 
 def check_adjustment(
@@ -151,10 +160,12 @@ def check_adjustment(
     note: object,
     balance: int,
     idempotency_key: str,
+    moved_alone: int = 0,
 ) -> AdjustmentRequest:
     """The adjustment a form asks for, or ``InvalidAdjustment`` with the reason.
     ``amount`` is what the person typed ("1500" or "1,500"); a fraction, an exponent or
-    a sign is refused, never rounded."""
+    a sign is refused, never rounded. ``moved_alone`` is what the person moved alone
+    for the organization in the last 24 hours (``data.moved_alone``)."""
     if direction not in ("grant", "deduct"):
         raise InvalidAdjustment("Choose whether to grant or deduct credits.")
     signed = _adjustment_amount(amount, "grant" if direction == "grant" else "deduct")
@@ -173,6 +184,7 @@ def check_adjustment(
         note=clean_note,
         idempotency_key=idempotency_key,
         balance_before=balance,
+        moved_alone=moved_alone,
     )
 
 
@@ -255,7 +267,10 @@ def check_decision(
         raise InvalidAdjustment("Choose the request to decide on.")
     if decision not in ("approve", "reject"):
         raise InvalidAdjustment("Choose whether to approve or reject the request.")
-    if pending.requested_by == approver:
+    # One person under any spelling is one person (queries.identity).
+    if stored_identity(pending.requested_by) == canonical_identity(
+        approver, "approver", error=InvalidAdjustment
+    ):
         raise InvalidAdjustment(
             f"You requested this adjustment (request {pending.id}); a second person must "
             "decide on it."

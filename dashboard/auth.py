@@ -41,6 +41,9 @@ from typing import Any, Final, Literal, get_args
 import streamlit as st
 from streamlit.errors import StreamlitSecretNotFoundError
 
+from queries.errors import InvalidInput
+from queries.identity import canonical_identity
+
 Role = Literal["admin", "finance", "support", "manager"]
 ROLES: Final[tuple[Role, ...]] = get_args(Role)
 
@@ -175,10 +178,45 @@ def _role(value: object, *, entry: str, problems: list[str]) -> Role | None:
     return None
 
 
+def _person(email: str, *, entry: str, problems: list[str]) -> str | None:
+    """The canonical form of a role map's email (``*`` as is), or None with a problem."""
+    if email.strip() == "*":
+        return "*"
+    try:
+        return canonical_identity(email, "email")
+    except InvalidInput as exc:
+        problems.append(f"{entry}: {exc}")
+        return None
+
+
+def _add_role(
+    roles: dict[str, Role],
+    sources: dict[str, str],
+    person: str,
+    role: Role,
+    *,
+    entry: str,
+    problems: list[str],
+) -> None:
+    """Record ``person``'s role; two entries of one source that are one person (another
+    spelling) with different roles are a configuration error, not a guess."""
+    source = entry.split(" entry ", 1)[0]
+    if person in roles and sources[person] == source and roles[person] != role:
+        problems.append(
+            f"{entry}: {person} already has the role {roles[person]} in {source} under "
+            "another spelling; one person has one role. Keep one entry."
+        )
+        return
+    roles[person] = role
+    sources[person] = source
+
+
 def _read_roles(
     secrets_roles: object, env_roles: str | None, problems: list[str]
 ) -> dict[str, Role]:
+    """canonical email (or ``*``) -> role; the environment wins over the secrets."""
     roles: dict[str, Role] = {}
+    sources: dict[str, str] = {}
     if secrets_roles is not None and not isinstance(secrets_roles, Mapping):
         problems.append(
             f'[roles] in secrets.toml must be a table of "email" = "role", not {_text(secrets_roles)}.'
@@ -189,9 +227,10 @@ def _read_roles(
         if not str(email).strip():
             problems.append(f"{entry}: the email is empty.")
             continue
+        person = _person(str(email), entry=entry, problems=problems)
         role = _role(value, entry=entry, problems=problems)
-        if role is not None:
-            roles[str(email).strip().lower()] = role
+        if role is not None and person is not None:
+            _add_role(roles, sources, person, role, entry=entry, problems=problems)
     for raw in (env_roles or "").split(","):
         if not raw.strip():
             continue  # "a=b," or a blank variable: nothing written, nothing to refuse
@@ -206,14 +245,16 @@ def _read_roles(
         if not email.strip():
             problems.append(f'{entry}: no email before "=".')
             continue
+        person = _person(email, entry=entry, problems=problems)
         role = _role(value, entry=entry, problems=problems)
-        if role is not None:
-            roles[email.strip().lower()] = role
+        if role is not None and person is not None:
+            _add_role(roles, sources, person, role, entry=entry, problems=problems)
     return roles
 
 
 def parse_roles(secrets_roles: object, env_roles: str | None) -> dict[str, Role]:
-    """email (lower case) or ``*`` -> role, from the secrets table then the environment.
+    """email (canonical: ``queries.identity``) or ``*`` -> role, from the secrets table
+    then the environment (which wins for a person in both).
 
     ``env_roles`` is ``"a@x.com=finance,b@y.com=support"``. An unknown role or an entry
     that is not ``email=role`` raises :class:`ConfigurationProblem` naming that entry.
@@ -378,7 +419,14 @@ def _oidc_user(
             refusal=f"Your identity provider has not verified the address {email}, so the "
             "dashboard cannot trust it. Verify it with the provider, then sign out and in again.",
         )
-    key = email.lower()
+    try:
+        key = canonical_identity(email, "email address")
+    except InvalidInput as exc:
+        return replace(
+            user,
+            refusal=f"Your identity provider gave an email address the dashboard cannot use: {exc}",
+        )
+    user = replace(user, email=key)
     if key in roles:
         return replace(user, role=roles[key])
     domain = key.rpartition("@")[2]
@@ -391,8 +439,14 @@ def _development_user(
     env: Mapping[str, str], config: _Config, database_url: str | None
 ) -> CurrentUser:
     explicit = env.get("DASHBOARD_USER", "").strip()
-    email = explicit or str(config.dev.get("user") or "").strip() or DEV_DEFAULT_USER
-    role = config.dev_role or config.roles.get(email.lower())
+    typed = explicit or str(config.dev.get("user") or "").strip() or DEV_DEFAULT_USER
+    try:
+        email = canonical_identity(typed, "development identity")
+    except InvalidInput as exc:
+        return CurrentUser(
+            email="", name="", role=None, source="development", refusal=f"DASHBOARD_USER: {exc}"
+        )
+    role = config.dev_role or config.roles.get(email)
     if role is None and not explicit and on_embedded_database(database_url):
         # `uv run dashboard` on a laptop: the demo database, nobody named, every task.
         role = DEV_DEFAULT_ROLE
@@ -480,3 +534,32 @@ def require(permission: Permission) -> CurrentUser:
             "ask an admin for the role if you need it."
         )
     return user
+
+
+def cli_actor(
+    actor: object, *, env: Mapping[str, str], secrets: Mapping[str, Any], permission: Permission
+) -> str:
+    """The canonical form of a command line's ``--actor``, when the role map names that
+    person (its own entry, not ``*``) with a role that may do ``permission``; raises
+    :class:`AccessDenied` with a sentence otherwise. It proves the name is in the role
+    map, not that the person at the keyboard is that person."""
+    try:
+        person = canonical_identity(actor, "actor")
+    except InvalidInput as exc:
+        raise AccessDenied(f"--actor: {exc} Nothing was changed.") from None
+    problems: list[str] = []
+    roles = _read_roles(secrets.get("roles"), env.get("DASHBOARD_ROLES"), problems)
+    if problems:
+        raise AccessDenied(" ".join(problems) + " Nothing was changed.")
+    role = roles.get(person)
+    if role is None or person == "*":
+        raise AccessDenied(
+            f"--actor {person} is not in the role map (DASHBOARD_ROLES or [roles] in the "
+            "secrets); name a person who has a role there. Nothing was changed."
+        )
+    if permission not in PERMISSIONS[role]:
+        raise AccessDenied(
+            f"--actor {person} has the role {role}, which may not {_ACTIONS[permission]}. "
+            "Nothing was changed."
+        )
+    return person

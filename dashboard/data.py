@@ -427,6 +427,15 @@ def ledger_all(
     return pd.concat(pages, ignore_index=True) if pages else pd.DataFrame()
 
 
+def moved_alone(organization_id: int, *, actor: str) -> int:
+    """The credits ``actor`` moved alone for this organization in the last 24 hours
+    (``queries.credits.moved_alone``). Never cached: it decides whether a form's
+    adjustment needs a second person (the write checks it again under the lock)."""
+    with engine().connect() as conn:
+        moved = credits.moved_alone(conn, organization_ids=[organization_id], actor=actor)
+    return moved.get(organization_id, 0)
+
+
 def recent_duplicate(
     organization_id: int, *, actor: str, amount: int
 ) -> credits.LedgerEntry | None:

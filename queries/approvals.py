@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine, text
 
 from queries.checks import (
-    MAX_ACTOR,
     MAX_NOTE,
     MAX_REASON,
     check_id,
@@ -57,6 +56,7 @@ from queries.errors import (
     RequestClosed,
     SelfApproval,
 )
+from queries.identity import canonical_identity, stored_identity
 from queries.transactions import run_in_transaction
 
 __all__ = [
@@ -165,12 +165,14 @@ def _audit(
     actor: str,
     reason: str,
     entry: int | None = None,
+    via: str | None = None,
 ) -> None:
     details = {
         "request_id": request.id,
         "amount": request.amount,
         "requested_by": request.requested_by,
         "ledger_entry_id": entry,
+        "via": via,
     }
     conn.execute(
         _AUDIT,
@@ -195,14 +197,16 @@ def _record_request(
     actor: str,
     key: str,
     days: int,
+    via: str | None = None,
 ) -> ApprovalRequest:
     """Record a pending request (checked values, the balance already locked by the
     caller), or return the one this key recorded before. Shared with ``queries.bulk``,
-    whose file turns rows above the threshold into requests in its own transaction."""
+    whose file turns rows above the threshold into requests in its own transaction;
+    ``via`` (where it came from, e.g. the command line) goes into the audit row."""
     previous = conn.execute(_REQUEST_BY_KEY, {"org": org, "key": key}).one_or_none()
     if previous is not None:
         found = ApprovalRequest(**previous._mapping)
-        if (found.amount, found.reason, found.note, found.requested_by) != (
+        if (found.amount, found.reason, found.note, stored_identity(found.requested_by)) != (
             amount,
             reason,
             note,
@@ -227,7 +231,7 @@ def _record_request(
         },
     ).one()
     request = ApprovalRequest(**row._mapping)
-    _audit(conn, request, action="request_adjustment", actor=actor, reason=reason)
+    _audit(conn, request, action="request_adjustment", actor=actor, reason=reason, via=via)
     return request
 
 
@@ -248,7 +252,7 @@ def request_adjustment(
     org = check_id(organization_id, error=InvalidAdjustment)
     amount = check_adjustment_amount(amount)
     reason = required_text(reason, "reason", maximum=MAX_REASON, error=InvalidAdjustment)
-    actor = required_text(actor, "actor", maximum=MAX_ACTOR, error=InvalidAdjustment)
+    actor = canonical_identity(actor, "actor", error=InvalidAdjustment)
     key = check_key(idempotency_key, error=InvalidAdjustment)
     assert key is not None
     note = check_text(
@@ -307,17 +311,19 @@ def approve(engine: Engine, *, request_id: int, approver: str) -> LedgerEntry:
     approved by someone else, rejected or expired raises ``RequestClosed``.
     """
     request_id = check_id(request_id, "request_id", error=InvalidAdjustment)
-    approver = required_text(approver, "approver", maximum=MAX_ACTOR, error=InvalidAdjustment)
+    approver = canonical_identity(approver, "approver", error=InvalidAdjustment)
 
     def body(conn: Connection) -> LedgerEntry:
         request, expired = _locked_request(conn, request_id)
         org = request.organization_id
-        if request.status == "approved" and request.decided_by == approver:
+        decided_by = stored_identity(request.decided_by) if request.decided_by else None
+        if request.status == "approved" and decided_by == approver:
             # A retry (or a second click) of this approval: its entry, nothing new.
             return LedgerEntry(
                 **conn.execute(_ENTRY, {"org": org, "id": request.ledger_entry_id}).one()._mapping
             )
-        if request.requested_by == approver:
+        # One person under any spelling (case, width, invisible characters) is one person.
+        if stored_identity(request.requested_by) == approver:
             raise SelfApproval(
                 f"You requested this adjustment (request {request.id}); a second person "
                 "must approve it."
@@ -376,17 +382,18 @@ def reject(engine: Engine, *, request_id: int, approver: str, reason: str) -> Ap
     (``SelfApproval``) and for a request already decided or expired (``RequestClosed``);
     the same rejection again returns the rejected request."""
     request_id = check_id(request_id, "request_id", error=InvalidAdjustment)
-    approver = required_text(approver, "approver", maximum=MAX_ACTOR, error=InvalidAdjustment)
+    approver = canonical_identity(approver, "approver", error=InvalidAdjustment)
     reason = required_text(reason, "reason", maximum=MAX_REASON, error=InvalidAdjustment)
 
     def body(conn: Connection) -> ApprovalRequest:
         request, expired = _locked_request(conn, request_id)
-        if request.status == "rejected" and (request.decided_by, request.decision_reason) == (
+        decided_by = stored_identity(request.decided_by) if request.decided_by else None
+        if request.status == "rejected" and (decided_by, request.decision_reason) == (
             approver,
             reason,
         ):
             return request
-        if request.requested_by == approver:
+        if stored_identity(request.requested_by) == approver:
             raise SelfApproval(
                 f"You requested this adjustment (request {request.id}); a second person "
                 "decides on it."

@@ -20,6 +20,7 @@ import csv
 import dataclasses
 import hashlib
 import io
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -30,7 +31,6 @@ from sqlalchemy import Connection, Engine, text
 # entry and records a request exactly as a single adjustment or request does.
 from queries.approvals import _record_request, expiry_days
 from queries.checks import (
-    MAX_ACTOR,
     MAX_NOTE,
     MAX_REASON,
     check_key,
@@ -43,8 +43,10 @@ from queries.credits import (
     _move_balance,
     approval_threshold,
     check_adjustment_amount,
+    moved_alone,
 )
 from queries.errors import BulkRejected, InvalidAdjustment, InvalidInput
+from queries.identity import canonical_identity
 from queries.transactions import run_in_transaction
 
 __all__ = [
@@ -313,13 +315,17 @@ _REQUESTS_BY_KEY = text(
 )
 
 
-def plan_bulk(conn: Connection, *, data: bytes) -> BulkPlan:
+def plan_bulk(conn: Connection, *, data: bytes, actor: str | None = None) -> BulkPlan:
     """The dry run: every row of the file with its balance before and after, and every
-    problem with its line number. Reads only; nothing is written."""
-    return _plan(conn, parse_file(data), lock=False)
+    problem with its line number. Reads only; nothing is written. With ``actor`` (who
+    would apply it), rows that with what that person moved alone for the organization
+    in the last 24 hours pass the approval threshold show as requests; without, only
+    the file's own rows count together."""
+    who = None if actor is None else canonical_identity(actor, "actor", error=InvalidAdjustment)
+    return _plan(conn, parse_file(data), lock=False, actor=who)
 
 
-def _plan(conn: Connection, parsed: ParsedFile, *, lock: bool) -> BulkPlan:
+def _plan(conn: Connection, parsed: ParsedFile, *, lock: bool, actor: str | None) -> BulkPlan:
     slugs = sorted({row.slug for row in parsed.rows if row.slug})
     found = {r.slug: r for r in conn.execute(_ORGANIZATIONS, {"slugs": slugs})} if slugs else {}
     ids = sorted(int(r.id) for r in found.values())
@@ -339,6 +345,11 @@ def _plan(conn: Connection, parsed: ParsedFile, *, lock: bool) -> BulkPlan:
             for r in conn.execute(_REQUESTS_BY_KEY, params)
         }
     threshold = approval_threshold()
+    # The two-person rule over 24 hours: what the applier moved alone for each
+    # organization, then the file's rows in file order (queries.credits.moved_alone).
+    moved = dict.fromkeys(ids, 0)
+    if actor is not None and ids:
+        moved.update(moved_alone(conn, organization_ids=ids, actor=actor))
     planned: list[BulkRow] = []
     for row in parsed.rows:
         org = found.get(row.slug) if row.slug else None
@@ -369,8 +380,11 @@ def _plan(conn: Connection, parsed: ParsedFile, *, lock: bool) -> BulkPlan:
                         f"The key {row.key!r} was already used by {what} {previous.id} with "
                         "other details; give this row another key."
                     )
-            elif abs(row.amount) > threshold:
-                status = "request"  # nothing moves until a second person approves it
+            elif moved[org_id] + abs(row.amount) > threshold:
+                # Above the threshold alone, or with what this person moved for this
+                # organization in the last 24 hours (earlier rows included): nothing
+                # moves until a second person approves it.
+                status = "request"
             elif before + row.amount < 0:
                 errors.append(
                     f"Insufficient credits: {row.slug} would have {before:,} credits by this "
@@ -381,6 +395,7 @@ def _plan(conn: Connection, parsed: ParsedFile, *, lock: bool) -> BulkPlan:
                 status = "apply"
                 after = before + row.amount
                 balances[org_id] = after
+                moved[org_id] += abs(row.amount)
         planned.append(
             BulkRow(
                 line=row.line,
@@ -403,13 +418,30 @@ def _plan(conn: Connection, parsed: ParsedFile, *, lock: bool) -> BulkPlan:
     return BulkPlan(parsed.digest, tuple(planned), tuple(sorted(problems, key=lambda p: p[0])))
 
 
-def apply_bulk(engine: Engine, *, data: bytes, actor: str) -> BulkPlan:
+_AUDIT_FILE = text(
+    """
+    INSERT INTO audit_log (organization_id, action, actor, reason, details, idempotency_key)
+    SELECT f.org, 'bulk_adjust', :actor, :reason,
+           jsonb_build_object('file', CAST(:digest AS text), 'via', CAST(:via AS text),
+                              'entries', to_jsonb(f.entries), 'requests', to_jsonb(f.requests)),
+           'bulk_adjust:' || CAST(:digest AS text)
+    FROM jsonb_to_recordset(CAST(:orgs AS jsonb)) AS f(org bigint, entries bigint[],
+                                                         requests bigint[])
+    """
+)
+
+
+def apply_bulk(engine: Engine, *, data: bytes, actor: str, via: str = "the dashboard") -> BulkPlan:
     """Apply every row of the file in one transaction, or none: any problem raises
     ``BulkRejected`` (with every problem's line) and nothing is written. Rows above the
-    approval threshold become approval requests by ``actor``. Applying the same file
-    again returns its rows as ``exists`` (with their entries and requests) and changes
-    nothing."""
-    actor = required_text(actor, "actor", maximum=MAX_ACTOR, error=InvalidAdjustment)
+    approval threshold, alone or with what ``actor`` moved alone for the organization in
+    the last 24 hours and the file's earlier rows, become approval requests by
+    ``actor``. Each organization the file changed gets one ``bulk_adjust`` audit row
+    naming ``actor``, the file and ``via`` (where it came from, e.g. "the command line
+    (dashboard bulk-adjust)"). Applying the same file again returns its rows as
+    ``exists`` (with their entries and requests) and changes nothing."""
+    actor = canonical_identity(actor, "actor", error=InvalidAdjustment)
+    via = required_text(via, "via", maximum=200, error=InvalidAdjustment)
     parsed = parse_file(data)
     if parsed.errors or any(row.errors for row in parsed.rows):
         raise BulkRejected(
@@ -424,7 +456,7 @@ def apply_bulk(engine: Engine, *, data: bytes, actor: str) -> BulkPlan:
 
     def body(conn: Connection) -> BulkPlan:
         # Under the locks the checks are exact: nothing else moves these balances now.
-        plan = _plan(conn, parsed, lock=True)
+        plan = _plan(conn, parsed, lock=True, actor=actor)
         if not plan.ok:
             raise BulkRejected(plan.errors)
         done: list[BulkRow] = []
@@ -460,9 +492,32 @@ def apply_bulk(engine: Engine, *, data: bytes, actor: str) -> BulkPlan:
                     actor=actor,
                     key=key,
                     days=days,
+                    via=via,
                 )
                 row = dataclasses.replace(row, status="requested", request_id=request.id)
             done.append(row)
+        changed: dict[int, dict[str, Any]] = {}
+        for row in done:
+            if row.status in ("applied", "requested") and row.organization_id is not None:
+                one = changed.setdefault(
+                    row.organization_id,
+                    {"org": row.organization_id, "entries": [], "requests": []},
+                )
+                if row.entry_id is not None:
+                    one["entries"].append(row.entry_id)
+                if row.request_id is not None:
+                    one["requests"].append(row.request_id)
+        if changed:
+            conn.execute(
+                _AUDIT_FILE,
+                {
+                    "actor": actor,
+                    "reason": f"Bulk adjustment file {plan.digest[:12]}, via {via}",
+                    "digest": plan.digest[:40],
+                    "via": via,
+                    "orgs": json.dumps(list(changed.values())),
+                },
+            )
         return dataclasses.replace(plan, rows=tuple(done))
 
     # Every row has a key: a retry after a lost commit finds them all as ``exists``.

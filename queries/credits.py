@@ -45,6 +45,7 @@ from queries.errors import (
     InvalidAdjustment,
     QuotaExceeded,
 )
+from queries.identity import canonical_identity, stored_identity
 from queries.transactions import run_in_transaction
 
 __all__ = [
@@ -64,7 +65,9 @@ __all__ = [
     "approval_threshold",
     "check_adjustment_amount",
     "check_below_threshold",
+    "check_person_window",
     "max_adjustment",
+    "moved_alone",
     "recent_duplicate",
     "reverse_adjustment",
 ]
@@ -194,15 +197,17 @@ def adjust_credits(
 
     Returns the ledger entry with its ``balance_after``. The same key again returns the
     original entry and changes nothing; the same key with a different payload raises
-    ``IdempotencyConflict``. An amount above ``approval_threshold()`` either way raises
-    ``ApprovalRequired`` and writes nothing: ``queries.approvals.request_adjustment``
-    makes it a request for a second person.
+    ``IdempotencyConflict``. An amount above ``approval_threshold()`` either way, or one
+    that with what ``actor`` moved alone for this organization in the last 24 hours
+    passes it (``check_person_window``), raises ``ApprovalRequired`` and writes nothing:
+    ``queries.approvals.request_adjustment`` makes it a request for a second person.
+    ``actor`` is stored in its canonical form (``queries.identity``).
     """
     org = check_id(organization_id, error=InvalidAdjustment)
     amount = check_adjustment_amount(amount)
     check_below_threshold(amount)
     reason = required_text(reason, "reason", maximum=MAX_REASON, error=InvalidAdjustment)
-    actor = required_text(actor, "actor", maximum=MAX_ACTOR, error=InvalidAdjustment)
+    actor = canonical_identity(actor, "actor", error=InvalidAdjustment)
     key = check_key(idempotency_key, error=InvalidAdjustment)
     assert key is not None
     note = check_text(
@@ -220,7 +225,7 @@ def adjust_credits(
                 previous.kind,
                 previous.reason,
                 previous.note,
-                previous.actor,
+                stored_identity(previous.actor),
             ) == (
                 amount,
                 kind,
@@ -235,6 +240,8 @@ def adjust_credits(
                     "Nothing was changed; start a new adjustment."
                 )
             return previous
+        # Under the lock: a second tab cannot pass the 24-hour sum at the same time.
+        check_person_window(conn, organization_id=org, actor=actor, amount=amount)
         balance_after = _move_balance(conn, org, amount)
         return _insert_entry(
             conn,
@@ -271,7 +278,7 @@ def reverse_adjustment(
     ``organization_id``, when given, must be the entry's organization.
     """
     entry_id = check_id(entry_id, "entry_id", error=InvalidAdjustment)
-    actor = required_text(actor, "actor", maximum=MAX_ACTOR, error=InvalidAdjustment)
+    actor = canonical_identity(actor, "actor", error=InvalidAdjustment)
     reason = required_text(reason, "reason", maximum=MAX_REASON, error=InvalidAdjustment)
     if organization_id is not None:
         organization_id = check_id(organization_id, error=InvalidAdjustment)
@@ -292,7 +299,7 @@ def reverse_adjustment(
         key = f"reversal:{entry_id}"
         previous = _existing(conn, org, key)
         if previous is not None:
-            if (previous.actor, previous.reason) == (actor, reason):
+            if (stored_identity(previous.actor), previous.reason) == (actor, reason):
                 return previous
             raise AlreadyReversed(
                 f"Ledger entry {entry_id} was already reversed by {previous.actor} (entry {previous.id})."
@@ -318,6 +325,45 @@ def reverse_adjustment(
     return run_in_transaction(engine, body, idempotent=True)
 
 
+# What one person moved alone for one organization in the last 24 hours (database
+# time): every entry by them except those applying an approved request (a second
+# person approved those). Reads the (organization_id, created_at) index; the actor
+# comparison is canonical, for entries stored before identities were.
+_MOVED_ALONE = text(
+    """
+    SELECT o.id, o.slug,
+           (SELECT coalesce(sum(abs(l.amount)), 0)
+            FROM credit_ledger l
+            WHERE l.organization_id = o.id
+              AND l.created_at > now() - interval '24 hours'
+              AND l.approval_request_id IS NULL
+              AND canonical_identity(l.actor) = :actor) AS moved
+    FROM organizations o WHERE o.id = ANY(CAST(:ids AS bigint[]))
+    """
+)
+
+
+def moved_alone(conn: Connection, *, organization_ids: list[int], actor: str) -> dict[int, int]:
+    """organization id -> the credits ``actor`` (canonical) moved alone for it in the
+    last 24 hours of database time, the absolute amounts summed: their grants,
+    deductions and reversals, not entries that applied an approved request."""
+    rows = conn.execute(_MOVED_ALONE, {"ids": organization_ids, "actor": actor})
+    return {int(r.id): int(r.moved) for r in rows}
+
+
+def check_person_window(conn: Connection, *, organization_id: int, actor: str, amount: int) -> None:
+    """Raise ``ApprovalRequired`` when ``amount``, with what ``actor`` (canonical) moved
+    alone for this organization in the last 24 hours, passes ``approval_threshold()``.
+    Call it after taking the organization's balance lock, in the moving transaction."""
+    threshold = approval_threshold()
+    row = conn.execute(_MOVED_ALONE, {"ids": [organization_id], "actor": actor}).one()
+    moved = int(row.moved)
+    if moved + abs(amount) > threshold:
+        raise ApprovalRequired(
+            amount=amount, threshold=threshold, moved=moved, organization=str(row.slug)
+        )
+
+
 def check_adjustment_amount(amount: object) -> int:
     """A credit adjustment's amount: a whole number (an int, never a float, bool or
     text), not zero, moving at most ``CREDITS_MAX_ADJUSTMENT`` credits either way.
@@ -341,7 +387,7 @@ _RECENT_DUPLICATE = text(
     WHERE organization_id = :org
       AND created_at >= coalesce(CAST(:now AS timestamptz), now()) - CAST(:within AS interval)
       AND created_at <= coalesce(CAST(:now AS timestamptz), now())
-      AND actor = :actor AND amount = :amount
+      AND amount = :amount AND canonical_identity(actor) = :actor
     ORDER BY created_at DESC, id DESC
     LIMIT 1
     """
@@ -366,7 +412,7 @@ def recent_duplicate(
     (organization_id, created_at) index.
     """
     org = check_id(organization_id)
-    actor = required_text(actor, "actor", maximum=MAX_ACTOR)
+    actor = canonical_identity(actor, "actor")
     amount = check_whole(amount, "amount")
     if not isinstance(within, dt.timedelta) or not (
         dt.timedelta(0) < within <= MAX_DUPLICATE_WINDOW

@@ -104,16 +104,31 @@ class DatabaseRefused(DashboardError):
 
 
 class ApprovalRequired(InvalidAdjustment):
-    """The adjustment moves more than ``CREDITS_APPROVAL_THRESHOLD`` credits: one person
-    may not apply it; it must be requested and approved by a second person."""
+    """The adjustment moves more than ``CREDITS_APPROVAL_THRESHOLD`` credits, alone or with
+    what the same person moved for the same organization in the last 24 hours: one
+    person may not apply it; it must be requested and approved by a second person."""
 
-    def __init__(self, *, amount: int, threshold: int) -> None:
+    def __init__(
+        self, *, amount: int, threshold: int, moved: int = 0, organization: str | None = None
+    ) -> None:
         self.amount = amount
         self.threshold = threshold
-        super().__init__(
-            f"An adjustment of {abs(amount):,} credits is above the approval threshold of "
-            f"{threshold:,}: request it, and a second person approves it. Nothing was changed."
-        )
+        # What this person moved for this organization in the last 24 hours, alone.
+        self.moved = moved
+        if moved or abs(amount) <= threshold:
+            where = f" for {organization}" if organization else ""
+            sentence = (
+                f"You moved {moved:,} credits{where} in the last 24 hours; with this "
+                f"{abs(amount):,} it passes {threshold:,}: a second person must approve it. "
+                "Request it instead. Nothing was changed."
+            )
+        else:
+            sentence = (
+                f"An adjustment of {abs(amount):,} credits is above the approval threshold "
+                f"of {threshold:,}: request it, and a second person approves it. "
+                "Nothing was changed."
+            )
+        super().__init__(sentence)
 
 
 class ApprovalRefused(InvalidAdjustment):

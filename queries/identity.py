@@ -23,7 +23,7 @@ from typing import Final
 from queries.checks import MAX_ACTOR
 from queries.errors import InvalidInput
 
-__all__ = ["REFUSED_CATEGORIES", "canonical_identity", "same_person"]
+__all__ = ["REFUSED_CATEGORIES", "canonical_identity", "same_person", "stored_identity"]
 
 # Invisible or meaningless in a name: Cc control, Cf format (zero-width, bidi), Zl/Zp
 # line and paragraph separators, Cs surrogates, Co private use, Cn unassigned.
@@ -65,3 +65,18 @@ def canonical_identity(
 def same_person(a: str, b: str) -> bool:
     """Whether two identities name the same person (both must be valid identities)."""
     return canonical_identity(a) == canonical_identity(b)
+
+
+def stored_identity(value: str) -> str:
+    """The form to compare an identity read from the database in, which may predate
+    canonical identities: its canonical form; for one that would be refused today (it
+    holds an invisible character), the canonical form of what is left without the
+    refused characters, so ``ana@example.com`` + U+200B stays the same person as
+    ``ana@example.com`` (the safe side of a two-person check)."""
+    visible = "".join(
+        char
+        for char in unicodedata.normalize("NFKC", value)
+        if unicodedata.category(char) not in REFUSED_CATEGORIES
+        and (char == " " or unicodedata.category(char) != "Zs")
+    )
+    return visible.casefold().strip(" ")

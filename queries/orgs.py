@@ -11,7 +11,6 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, Row, text
 
 from queries.checks import (
-    MAX_ACTOR,
     MAX_KEY,
     MAX_REASON,
     check_id,
@@ -23,6 +22,7 @@ from queries.checks import (
 )
 from queries.errors import IdempotencyConflict, InvalidInput
 from queries.frames import frame
+from queries.identity import canonical_identity, stored_identity
 from queries.transactions import run_in_transaction
 
 
@@ -348,7 +348,7 @@ def set_timezone(
     """
     org = check_id(organization_id)
     zone = check_timezone(timezone)
-    actor = required_text(actor, "actor", maximum=MAX_ACTOR)
+    actor = canonical_identity(actor, "actor")
     reason = required_text(reason, "reason", maximum=MAX_REASON)
     key = None
     if idempotency_key is not None:
@@ -394,7 +394,7 @@ def _replayed_zone(
     previous: Row[Any], org: int, zone: str, actor: str, reason: str
 ) -> TimezoneChange:
     """The change the key recorded, if this request is the same one again."""
-    if (previous.action, previous.zone, previous.actor, previous.reason) != (
+    if (previous.action, previous.zone, stored_identity(previous.actor), previous.reason) != (
         "set_timezone",
         zone,
         actor,

@@ -17,7 +17,6 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, Row, text
 
 from queries.checks import (
-    MAX_ACTOR,
     MAX_KEY,
     MAX_REASON,
     check_date,
@@ -30,6 +29,7 @@ from queries.checks import (
 )
 from queries.errors import IdempotencyConflict, InvalidInput, InvalidLimitChange
 from queries.frames import frame
+from queries.identity import canonical_identity, stored_identity
 from queries.transactions import run_in_transaction
 
 MAX_DAILY_LIMIT = 10_000_000
@@ -482,7 +482,7 @@ def set_daily_limit(
     org = check_id(organization_id, error=InvalidLimitChange)
     type = required_text(type, "generation type", maximum=MAX_KEY, error=InvalidLimitChange)
     new_limit = check_daily_limit(daily_limit)
-    actor = required_text(actor, "actor", maximum=MAX_ACTOR, error=InvalidLimitChange)
+    actor = canonical_identity(actor, "actor", error=InvalidLimitChange)
     reason = required_text(reason, "reason", maximum=MAX_REASON, error=InvalidLimitChange)
     if effective is not None:
         effective = check_date(effective, "effective day", error=InvalidLimitChange)
@@ -551,7 +551,7 @@ def _replayed(
         "set_daily_limit",
         previous.type,
         previous.new_limit,
-        previous.actor,
+        stored_identity(previous.actor),
         previous.reason,
     )
     # Without an explicit day the request meant "today": a retry after midnight is

@@ -275,6 +275,10 @@ def _read_file(path: Path, limit: int) -> bytes:
         raise Refused(f"cannot read {path}: {exc.strerror or exc}.") from exc
 
 
+# What the audit rows of a file applied here say about where it came from.
+CLI_BULK_VIA = "the command line (dashboard bulk-adjust)"
+
+
 def cmd_bulk_adjust(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -287,6 +291,21 @@ def cmd_bulk_adjust(args: argparse.Namespace) -> int:
         raise Refused("--apply needs --actor EMAIL: the person the ledger names for it.")
     if args.actor and not args.apply:
         raise Refused("--actor goes with --apply; a dry run writes nothing and names no one.")
+    actor = None
+    if args.apply:
+        # The name must be in the role map with a role that may adjust credits; this
+        # does not prove who is at the keyboard (README: "What --actor proves").
+        from dashboard.auth import AccessDenied, cli_actor
+
+        try:
+            actor = cli_actor(
+                args.actor,
+                env=os.environ,
+                secrets=read_secrets(_secrets_files([])),
+                permission="adjust_credits",
+            )
+        except AccessDenied as exc:
+            raise Refused(str(exc)) from None
     data = _read_file(Path(args.file), MAX_FILE_BYTES)
     target = _target()
     if args.apply:
@@ -301,7 +320,8 @@ def cmd_bulk_adjust(args: argparse.Namespace) -> int:
             plan = plan_bulk(conn, data=data)
         if plan.ok and args.apply:
             try:
-                plan = apply_bulk(engine, data=data, actor=args.actor)
+                assert actor is not None
+                plan = apply_bulk(engine, data=data, actor=actor, via=CLI_BULK_VIA)
             except BulkRejected as rejected:  # the balances moved since the dry run
                 print(bulk_table(plan.rows))
                 for line, message in rejected.errors:
@@ -560,7 +580,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="check and show every row, write nothing (default)"
     )
     mode.add_argument("--apply", action="store_true", help="apply the whole file, or nothing")
-    bulk.add_argument("--actor", metavar="EMAIL", help="who applies it (with --apply)")
+    bulk.add_argument(
+        "--actor",
+        metavar="EMAIL",
+        help="who applies it (with --apply): a person the role map allows to adjust credits",
+    )
     bulk.add_argument(
         "--confirm-database",
         metavar="NAME",

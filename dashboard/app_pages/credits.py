@@ -210,7 +210,17 @@ def _confirm_adjustment(request: actions.AdjustmentRequest, f: state.Filters) ->
             f"{md(request.organization_name)}?**  \nReason: {md(request.reason)}"
             + (f" · Note: {md(request.note)}" if request.note else "")
         )
-        if request.needs_approval:
+        if request.crosses_the_day:
+            st.info(
+                f"You moved {request.moved_alone:,} credits for "
+                f"{md(request.organization_name)} in the last 24 hours; with this "
+                f"{abs(request.amount):,} it passes the approval threshold of "
+                f"{approval_threshold():,}, so a second person must approve it. Confirming "
+                "records a request; someone else approves or rejects it under Pending "
+                "approvals, and nothing moves until then.",
+                icon=":material/group:",
+            )
+        elif request.needs_approval:
             st.info(
                 f"This is above the approval threshold of {approval_threshold():,} credits, "
                 "so one person cannot apply it. Confirming records a request; someone else "
@@ -289,6 +299,7 @@ def _adjustment_form(f: state.Filters, balance: int) -> None:
             note=st.session_state.get(K_NOTE),
             balance=balance,
             idempotency_key=key,
+            moved_alone=data.moved_alone(f.organization_id, actor=auth.current_user().email),
         )
     except InvalidInput as exc:
         st.error(ui.describe_write_error(exc), icon=":material/block:")

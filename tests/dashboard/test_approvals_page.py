@@ -124,6 +124,49 @@ def test_the_requester_cannot_approve_their_own_request(org: int, fresh_engine: 
     assert pending(fresh_engine, org) == 1
 
 
+def test_the_requester_in_another_case_cannot_approve_their_own_request(
+    org: int, fresh_engine: Engine
+) -> None:
+    at = review(page_as("ANA@Example.com", org), amount=250_000, reason="Plan top-up")
+    confirm(at)
+    request_id = int(scalar(fresh_engine, "SELECT max(id) FROM approval_requests"))
+    assert (
+        scalar(
+            fresh_engine, "SELECT requested_by FROM approval_requests WHERE id = :i", i=request_id
+        )
+        == ANA
+    )
+    before = (balance(fresh_engine, org), ledger_rows(fresh_engine, org))
+    at = decide(page_as(ANA, org), request_id, "approve")
+    assert any("a second person must decide" in t for t in plain_texts(at, "error"))
+    assert not [b for b in at.button if b.label.startswith("Confirm approval")]
+    assert (balance(fresh_engine, org), ledger_rows(fresh_engine, org)) == before
+
+
+def test_an_identity_with_an_invisible_character_cannot_use_the_page(
+    org: int, fresh_engine: Engine
+) -> None:
+    at = page_as(ANA + "\u200b", org)
+    assert any("U+200B" in t for t in plain_texts(at, "error")), at.error
+    assert pending(fresh_engine, org) == 0
+
+
+def test_repeated_grants_under_the_threshold_become_a_request_after_100000(
+    org: int, fresh_engine: Engine
+) -> None:
+    at = confirm(review(page_as(BEN, org), amount=60_000, reason="Plan top-up"))
+    assert not at.exception
+    before = (balance(fresh_engine, org), ledger_rows(fresh_engine, org))
+    at = review(page_as(BEN, org), amount=50_000, reason="Plan top-up")
+    assert any(
+        "You moved 60,000 credits for" in t and "a second person must approve it" in t
+        for t in plain_texts(at, "info")
+    )
+    confirm(at)
+    assert (balance(fresh_engine, org), ledger_rows(fresh_engine, org)) == before
+    assert pending(fresh_engine, org) == 1
+
+
 def test_a_second_person_rejects_with_a_reason(org: int, fresh_engine: Engine) -> None:
     request_as_ana(fresh_engine, org, amount=300_000)
     request_id = int(scalar(fresh_engine, "SELECT max(id) FROM approval_requests"))

@@ -166,7 +166,8 @@ def test_rows_above_the_threshold_become_requests_in_the_same_transaction(
             {"org": org},
         ).all()
     assert tuple(request) == (250_000, ANA, "pending")
-    assert [tuple(a) for a in audit] == [("request_adjustment", ANA)]
+    # The request's own row, and the file's row saying who applied it from where.
+    assert [tuple(a) for a in audit] == [("request_adjustment", ANA), ("bulk_adjust", ANA)]
     again = apply_bulk(write_engine, data=data, actor=ANA)
     assert [(r.status, r.request_id) for r in again.rows] == [
         ("exists", done.rows[0].request_id),

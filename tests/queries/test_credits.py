@@ -393,7 +393,7 @@ def test_recent_duplicate_names_the_same_movement_by_the_same_person(write_engin
         assert found(actor="carl@finance.example") is None
         with pytest.raises(InvalidAdjustment, match="within"):
             found(within=dt.timedelta(days=2))
-        with pytest.raises(InvalidInput, match="actor contains a NUL"):
+        with pytest.raises(InvalidInput, match="actor contains an invisible or control character"):
             found(actor="ana\x00")
 
 

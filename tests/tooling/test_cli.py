@@ -268,9 +268,10 @@ def test_seed_reset_on_a_real_database_needs_its_name_confirmed(
 
 
 @pytest.fixture
-def bulk_database(real_database: str) -> str:
+def bulk_database(real_database: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """A database that is not the embedded one, migrated, with one organization ``acme``
-    holding 100 credits."""
+    holding 100 credits; the role map lets ana (finance) adjust credits, not sam."""
+    monkeypatch.setenv("DASHBOARD_ROLES", "Ana@Finance.example=finance,sam@support.example=support")
     scratch_url = real_database
     schema.upgrade(url=scratch_url)
     engine = create_direct_engine(scratch_url)
@@ -349,6 +350,55 @@ def test_bulk_adjust_a_bad_row_exits_1_and_applies_nothing(
     assert "line 3: There is no organization with the slug 'nobody'." in out
     assert "nothing was applied" in out
     assert _balance(bulk_database) == (100, 1)
+
+
+@pytest.mark.parametrize(
+    ("actor", "fragment"),
+    [
+        ("mallory@example.com", "--actor mallory@example.com is not in the role map"),
+        ("sam@support.example", "has the role support, which may not adjust credits"),
+        ('=HYPERLINK("http://x.example","ana")', "is not in the role map"),
+        ("ana@finance.example\u200b", "invisible or control character (U+200B"),
+    ],
+)
+def test_bulk_adjust_refuses_an_actor_the_role_map_does_not_allow(
+    bulk_database: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    actor: str,
+    fragment: str,
+) -> None:
+    csv = tmp_path / "grants.csv"
+    csv.write_text("organization,amount,reason\nacme,50,Goodwill\n")
+    args = ["bulk-adjust", str(csv), "--apply", "--actor", actor]
+    assert main([*args, "--confirm-database", "dashboard_test_cli"]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Nothing was changed." in err
+    assert _balance(bulk_database) == (100, 1)
+
+
+def test_bulk_adjust_records_the_canonical_actor_and_the_command_line(
+    bulk_database: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = tmp_path / "grants.csv"
+    csv.write_text("organization,amount,reason\nacme,50,Goodwill\n")
+    args = ["bulk-adjust", str(csv), "--apply", "--actor", " ANA@finance.EXAMPLE "]
+    assert main([*args, "--confirm-database", "dashboard_test_cli"]) == 0
+    engine = create_direct_engine(bulk_database)
+    try:
+        with engine.connect() as conn:
+            entry = conn.execute(
+                text("SELECT actor FROM credit_ledger WHERE reason = 'Goodwill'")
+            ).scalar_one()
+            audit = conn.execute(
+                text("SELECT action, actor, reason, details ->> 'via' FROM audit_log")
+            ).one()
+    finally:
+        engine.dispose()
+    assert entry == "ana@finance.example"
+    assert audit.action == "bulk_adjust" and audit.actor == "ana@finance.example"
+    assert audit[3] == "the command line (dashboard bulk-adjust)"
+    assert "via the command line (dashboard bulk-adjust)" in audit.reason
 
 
 @pytest.mark.parametrize(
