@@ -532,13 +532,16 @@ class BulkRequest:
 
 def check_bulk(*, file_name: object, content: object) -> BulkRequest:
     """The dry run of an uploaded file, read from the primary (the balances it shows are
-    the ones the apply checks again under lock). Nothing is written; the file's
-    problems are in ``plan.errors``, each with its line."""
+    the ones the apply checks again under lock). Rows count, as the apply counts them,
+    with what the current user moved alone in the last 24 hours, so the preview shows
+    the rows that will become requests. Nothing is written; the file's problems are in
+    ``plan.errors``, each with its line."""
+    user = auth.require("adjust_credits")
     name = checks.check_text(file_name, "file name", maximum=255, required=False) or "file"
     if not isinstance(content, bytes):
         raise InvalidAdjustment("The uploaded file could not be read; upload it again.")
     with data.engine().connect() as conn:
-        plan = bulk.plan_bulk(conn, data=content)
+        plan = bulk.plan_bulk(conn, data=content, actor=user.email)
     return BulkRequest(BULK_ORGANIZATION, BULK_ORGANIZATIONS, name, content, plan)
 
 

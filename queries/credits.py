@@ -337,7 +337,7 @@ _MOVED_ALONE = text(
             WHERE l.organization_id = o.id
               AND l.created_at > now() - interval '24 hours'
               AND l.approval_request_id IS NULL
-              AND canonical_identity(l.actor) = :actor) AS moved
+              AND stored_identity(l.actor) = :actor) AS moved
     FROM organizations o WHERE o.id = ANY(CAST(:ids AS bigint[]))
     """
 )
@@ -387,7 +387,7 @@ _RECENT_DUPLICATE = text(
     WHERE organization_id = :org
       AND created_at >= coalesce(CAST(:now AS timestamptz), now()) - CAST(:within AS interval)
       AND created_at <= coalesce(CAST(:now AS timestamptz), now())
-      AND amount = :amount AND canonical_identity(actor) = :actor
+      AND amount = :amount AND stored_identity(actor) = :actor
     ORDER BY created_at DESC, id DESC
     LIMIT 1
     """

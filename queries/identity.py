@@ -79,4 +79,5 @@ def stored_identity(value: str) -> str:
         if unicodedata.category(char) not in REFUSED_CATEGORIES
         and (char == " " or unicodedata.category(char) != "Zs")
     )
-    return visible.casefold().strip(" ")
+    # Normalised again: what is left may compose anew (e + U+200B + U+0301).
+    return unicodedata.normalize("NFKC", visible).casefold().strip(" ")

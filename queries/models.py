@@ -505,7 +505,7 @@ class ApprovalRequest(Base):
             name="decision_complete",
         ),
         CheckConstraint(
-            "canonical_identity(decided_by) <> canonical_identity(requested_by)",
+            "stored_identity(decided_by) <> stored_identity(requested_by)",
             name="two_people",
         ),
         CheckConstraint(DERIVED_REQUEST_KEYS, name="derived_keys"),

@@ -8,9 +8,15 @@ character, and on a space other than U+0020, as Python does; only code points th
 Unicode 14 leaves unassigned, which Python refuses, pass here unfolded. It is
 IMMUTABLE, so checks and indexes may use it.
 
+``stored_identity(text)`` is ``queries.identity.stored_identity``: the form to compare
+an identity read from a row that may predate canonical identities. It never raises: it
+drops the characters ``canonical_identity`` refuses, normalises again and folds, so an
+old ``ana@example.com`` + U+200B is still ana (the safe side of a two-person check); it
+is NULL when nothing is left.
+
 The two-person rule of ``approval_requests`` compares canonical forms:
 ``ck_approval_requests_two_people`` becomes
-``canonical_identity(decided_by) <> canonical_identity(requested_by)``. It is added
+``stored_identity(decided_by) <> stored_identity(requested_by)``. It is added
 NOT VALID, then validated: a request decided before this migration by the same person
 under another spelling (which the old exact comparison let through) keeps the
 constraint NOT VALID, and the migration says so, rather than failing the upgrade.
@@ -1110,11 +1116,23 @@ def _validate(table: str, name: str) -> None:
     op.execute(_VALIDATE.format(table=table, name=name))
 
 
+def _stored() -> str:
+    return f"""
+CREATE FUNCTION stored_identity(value text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
+    SELECT canonical_identity(nullif(btrim(normalize(regexp_replace(
+        normalize(value, NFKC), '{_class([*_REFUSED, *((c, c) for c in _OTHER_SPACES)])}', '', 'g'
+    ), NFKC), ' '), ''))
+$fn$
+"""
+
+
 def upgrade() -> None:
     op.execute(_function())
+    op.execute(_stored())
 
     op.drop_constraint(op.f("ck_approval_requests_two_people"), "approval_requests", type_="check")
-    two_people = "canonical_identity(decided_by) <> canonical_identity(requested_by)"
+    two_people = "stored_identity(decided_by) <> stored_identity(requested_by)"
     op.execute(
         "ALTER TABLE approval_requests ADD CONSTRAINT ck_approval_requests_two_people "
         f"CHECK ({two_people}) NOT VALID"
@@ -1165,4 +1183,5 @@ def downgrade() -> None:
     op.create_check_constraint(
         op.f("ck_approval_requests_two_people"), "approval_requests", "decided_by <> requested_by"
     )
+    op.execute("DROP FUNCTION stored_identity(text)")
     op.execute("DROP FUNCTION canonical_identity(text)")

@@ -73,6 +73,19 @@ def test_roles_come_from_secrets_and_the_environment_wins() -> None:
     [
         (
             None,
+            "ana@example.com=support,ANA@Example.com=admin",
+            "ana@example.com already has the role support in DASHBOARD_ROLES under another "
+            "spelling; one person has one role",
+        ),
+        (
+            {"ana@example.com": "support", "ＡＮＡ@example.com": "finance"},
+            None,
+            "already has the role support in [roles] under another spelling",
+        ),
+        (None, "ana@example.com\u200b=admin", "invisible or control character (U+200B"),
+        (None, "ana\u202e@example.com=admin", "invisible or control character (U+202E"),
+        (
+            None,
             "a@x.com=finance,b@y.com=managers",
             'DASHBOARD_ROLES entry "b@y.com=managers": unknown role "managers"; '
             "roles are admin, finance, support, manager",

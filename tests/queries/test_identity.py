@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from queries.bulk import parse_file
 from queries.credits import adjust_credits
 from queries.errors import InvalidAdjustment, InvalidInput
-from queries.identity import canonical_identity, same_person
+from queries.identity import canonical_identity, same_person, stored_identity
 from tests.factories import make_org
 from tests.queries.writes import new_org
 
@@ -210,3 +210,38 @@ def test_a_caller_key_of_a_derived_shape_is_refused_with_a_sentence(
         )
     parsed = parse_file(f"organization,amount,reason,key\nacme,100,squat,{key}\n".encode())
     assert any("made by the dashboard itself" in e for row in parsed.rows for e in row.errors)
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "ana@example.com\u200b",  # written before identities were canonical
+        "ANA@Example.com",
+        "\u202eANA@example.com ",
+        "ana@exam\x07ple.com",
+    ],
+)
+def test_a_stored_identity_from_before_is_read_as_the_same_person_in_both_places(
+    connection: Connection, stored: str
+) -> None:
+    assert stored_identity(stored) == "ana@example.com"
+    folded = connection.execute(
+        text("SELECT stored_identity(:value)"), {"value": stored}
+    ).scalar_one()
+    assert folded == "ana@example.com"
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.text(alphabet=st.characters(exclude_categories=["Cn", "Cs"]), max_size=16))
+def test_stored_identity_agrees_in_python_and_the_database(
+    connection: Connection, value: str
+) -> None:
+    if "\x00" in value:
+        return  # PostgreSQL text cannot hold NUL
+    expected = stored_identity(value) or None
+    found = connection.execute(
+        text("SELECT stored_identity(:value)"), {"value": value}
+    ).scalar_one()
+    assert found == expected
