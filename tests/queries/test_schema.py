@@ -125,7 +125,8 @@ def test_balance_cannot_go_negative(connection: Connection) -> None:
 
 def test_generation_user_must_belong_to_the_paying_organization(connection: Connection) -> None:
     ensure_types(connection)
-    paying, other = make_org(connection), make_org(connection)
+    # Funded, so that the balance (migration 0013's trigger) is not what refuses it.
+    paying, other = make_org(connection, balance=5), make_org(connection)
     outsider = make_user(connection, other)
     with pytest.raises(IntegrityError, match="fk_generations_organization_id_user_id_users"):
         connection.execute(
@@ -168,7 +169,7 @@ def test_idempotency_key_is_unique_per_organization(connection: Connection) -> N
 def test_ledger_rejects_amounts_that_contradict_their_kind(
     connection: Connection, amount: int, kind: str
 ) -> None:
-    org = make_org(connection)
+    org = make_org(connection, balance=10)  # funded: the kind refuses it, not the balance
     with pytest.raises(IntegrityError):
         connection.execute(
             text(
