@@ -122,12 +122,15 @@ _REQUEST_BY_KEY = text(
     """
 )
 # The decision itself is the database's (migration 0013): it locks the organization
-# and the request, applies the two-person rule, books an approval and audits it.
-_DECIDE = text(
+# and the request, applies the two-person rule, books an approval and audits it. The
+# request is read after it, in a statement of its own (one that started before the
+# decision would not see it).
+_DECIDE = text("SELECT decide_approval_request(:id, :decision, :by, :reason)")
+_REQUEST = text(
     """
     SELECT id, organization_id, amount, reason, note, requested_by, idempotency_key, status,
            created_at, expires_at, decided_by, decided_at, decision_reason, ledger_entry_id
-    FROM decide_approval_request(:id, :decision, :by, :reason)
+    FROM approval_requests WHERE id = :id
     """
 )
 _AUDIT = text(
@@ -286,9 +289,7 @@ def _decide(
 ) -> ApprovalRequest:
     """The request after the database's decision, or the typed error its refusal means."""
     try:
-        row = conn.execute(
-            _DECIDE, {"id": request_id, "decision": decision, "by": by, "reason": reason}
-        ).one()
+        conn.execute(_DECIDE, {"id": request_id, "decision": decision, "by": by, "reason": reason})
     except DBAPIError as exc:  # the transaction is rolled back as this propagates
         state = getattr(exc.orig, "sqlstate", None)
         diag = getattr(exc.orig, "diag", None)
@@ -308,7 +309,7 @@ def _decide(
         if refusal is not None:
             raise refusal from None
         raise
-    return ApprovalRequest(**row._mapping)
+    return ApprovalRequest(**conn.execute(_REQUEST, {"id": request_id}).one()._mapping)
 
 
 def approve(engine: Engine, *, request_id: int, approver: str) -> LedgerEntry:

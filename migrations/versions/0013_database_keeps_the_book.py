@@ -30,10 +30,10 @@ The owner still may (tests and the demo loader back-date history).
 
 Decisions go through ``decide_approval_request(request_id, decision, decided_by,
 reason)`` (SECURITY DEFINER): it locks the organization and the request, returns the
-request as it stands after the decision, and
+approved request's ledger entry id (NULL for a rejection), and
 
 - for the same decision again by the same person (canonical form, migration 0012),
-  and for a rejection the same reason, returns the request unchanged (a retry);
+  and for a rejection the same reason, changes nothing (a retry);
 - refuses the requester (``canonical_identity`` equal): SQLSTATE 23514 naming
   ``ck_approval_requests_two_people``;
 - refuses a request already decided or expired: SQLSTATE 55000
@@ -46,6 +46,8 @@ request as it stands after the decision, and
 
 ``dashboard_app`` loses the UPDATE of a request's decision columns (migration 0009);
 EXECUTE on these functions is revoked from PUBLIC and granted to ``dashboard_app``.
+No function's signature names a table's row type: ``tooling.staging`` swaps tables
+(DROP and rename), which such a dependency would block.
 
 Downgrade restores migration 0012's grants and drops the functions and triggers.
 
@@ -134,7 +136,7 @@ _FUNCTIONS = (
     """
     CREATE FUNCTION decide_approval_request(
         request_id bigint, decision text, decided_by text, reason text DEFAULT NULL
-    ) RETURNS public.approval_requests
+    ) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $fn$
     #variable_conflict use_column
     DECLARE
@@ -169,7 +171,7 @@ _FUNCTIONS = (
             OR (v_decision = 'reject' AND r.status = 'rejected'
                 AND r.decision_reason = v_reason)
         ) THEN
-            RETURN r;
+            RETURN r.ledger_entry_id;
         END IF;
         IF public.canonical_identity(r.requested_by) = who THEN
             RAISE EXCEPTION 'request % was requested by the person who decides on it', r.id
@@ -219,7 +221,7 @@ _FUNCTIONS = (
                     'request_id', r.id, 'amount', r.amount, 'requested_by', r.requested_by,
                     'ledger_entry_id', entry)),
                 v_decision || '_adjustment:' || r.id);
-        RETURN r;
+        RETURN entry;
     END
     $fn$
     """,
