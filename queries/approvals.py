@@ -10,9 +10,12 @@ Every write runs through ``queries.transactions.run_in_transaction`` under the
 organization's balance lock, the lock every credit movement of that organization
 takes, so a request is decided once however many people click at the same time: the
 first approval applies it; a retry of that approval gets its ledger entry back;
-another approval or rejection gets ``RequestClosed``. Each step is also a row of
-``audit_log`` (``request_adjustment``, ``approve_adjustment``, ``reject_adjustment``),
-so it shows in the audit trail.
+another approval or rejection gets ``RequestClosed``. A decision is made by the
+database's ``decide_approval_request`` (migration 0013), which compares people in
+their canonical form, books the approved entry and records the decision; the app
+cannot write a decision itself. Each step is also a row of ``audit_log``
+(``request_adjustment``, ``approve_adjustment``, ``reject_adjustment``), so it shows in
+the audit trail.
 
 Errors: ``InvalidAdjustment`` (and its ``ApprovalRefused``, ``SelfApproval``,
 ``RequestClosed``), ``IdempotencyConflict``, ``InsufficientCredits``; when one is raised
@@ -27,6 +30,7 @@ import os
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from queries.checks import (
     MAX_NOTE,
@@ -38,15 +42,12 @@ from queries.checks import (
     required_text,
 )
 
-# The ledger's own primitives, so that an approved adjustment moves the balance and
-# books its entry exactly as adjust_credits does (one place for how credits move).
+# The ledger's own lock and refusals (one place for how credits move).
 from queries.credits import (
     LedgerEntry,
-    _existing,
-    _insert_entry,
     _lock_balance,
-    _move_balance,
     check_adjustment_amount,
+    insufficient_credits,
 )
 from queries.errors import (
     ApprovalRefused,
@@ -120,26 +121,16 @@ _REQUEST_BY_KEY = text(
     FROM approval_requests WHERE organization_id = :org AND idempotency_key = :key
     """
 )
-_ORGANIZATION_OF = text("SELECT organization_id FROM approval_requests WHERE id = :id")
-# Under the balance lock: no other decision on this request can be half-way.
-_REQUEST_FOR_DECISION = text(
+# The decision itself is the database's (migration 0013): it locks the organization
+# and the request, applies the two-person rule, books an approval and audits it. The
+# request is read after it, in a statement of its own (one that started before the
+# decision would not see it).
+_DECIDE = text("SELECT decide_approval_request(:id, :decision, :by, :reason)")
+_REQUEST = text(
     """
     SELECT id, organization_id, amount, reason, note, requested_by, idempotency_key, status,
-           created_at, expires_at, decided_by, decided_at, decision_reason, ledger_entry_id,
-           expires_at <= now() AS expired
-    FROM approval_requests WHERE organization_id = :org AND id = :id
-    FOR UPDATE
-    """
-)
-_DECIDE = text(
-    """
-    UPDATE approval_requests
-    SET status = :status, decided_by = :by, decided_at = now(), decision_reason = :reason,
-        ledger_entry_id = :entry
-    WHERE organization_id = :org AND id = :id AND status = 'pending'
-    RETURNING id, organization_id, amount, reason, note, requested_by, idempotency_key,
-              status, created_at, expires_at, decided_by, decided_at, decision_reason,
-              ledger_entry_id
+           created_at, expires_at, decided_by, decided_at, decision_reason, ledger_entry_id
+    FROM approval_requests WHERE id = :id
     """
 )
 _AUDIT = text(
@@ -164,14 +155,13 @@ def _audit(
     action: str,
     actor: str,
     reason: str,
-    entry: int | None = None,
     via: str | None = None,
 ) -> None:
+    # Decisions write their own audit rows, in decide_approval_request (migration 0013).
     details = {
         "request_id": request.id,
         "amount": request.amount,
         "requested_by": request.requested_by,
-        "ledger_entry_id": entry,
         "via": via,
     }
     conn.execute(
@@ -270,38 +260,59 @@ def request_adjustment(
     return run_in_transaction(engine, body, idempotent=True)
 
 
-def _locked_request(conn: Connection, request_id: int) -> tuple[ApprovalRequest, bool]:
-    """The request, its organization's balance locked first, and whether it expired."""
-    org = conn.execute(_ORGANIZATION_OF, {"id": request_id}).scalar_one_or_none()
-    if org is None:
-        raise ApprovalRefused(f"There is no approval request {request_id}.")
-    _lock_balance(conn, int(org))
-    row = conn.execute(_REQUEST_FOR_DECISION, {"org": org, "id": request_id}).one()
-    values = dict(row._mapping)
-    expired = bool(values.pop("expired"))
-    return ApprovalRequest(**values), expired
-
-
-def _closed(request: ApprovalRequest, expired: bool) -> RequestClosed:
-    if request.status == "approved":
+def _closed(request_id: int, detail: str | None) -> RequestClosed:
+    """The sentence for a request the database found decided or expired; ``detail`` is
+    the JSON of its refusal (status, decided_by, ledger_entry_id, expires_at in UTC)."""
+    try:
+        facts = json.loads(detail or "")
+    except ValueError:
+        facts = {}
+    status, by = facts.get("status"), facts.get("decided_by")
+    if status == "approved":
         return RequestClosed(
-            f"Request {request.id} was already approved by {request.decided_by} "
-            f"(ledger entry {request.ledger_entry_id})."
+            f"Request {request_id} was already approved by {by} "
+            f"(ledger entry {facts.get('ledger_entry_id')})."
         )
-    if request.status == "rejected":
-        return RequestClosed(f"Request {request.id} was already rejected by {request.decided_by}.")
+    if status == "rejected":
+        return RequestClosed(f"Request {request_id} was already rejected by {by}.")
     return RequestClosed(
-        f"Request {request.id} expired on {request.expires_at:%Y-%m-%d %H:%M} UTC; "
+        f"Request {request_id} expired on {facts.get('expires_at')} UTC; "
         "request the adjustment again."
     )
 
 
-def _ledger_note(request: ApprovalRequest, approver: str) -> str:
-    names = (
-        f"Requested by {request.requested_by}, approved by {approver} "
-        f"(approval request {request.id})."
-    )
-    return f"{names}\n{request.note}" if request.note else names
+def _decide(
+    conn: Connection,
+    *,
+    request_id: int,
+    decision: str,
+    by: str,
+    reason: str | None,
+    self_refusal: str,
+) -> ApprovalRequest:
+    """The request after the database's decision, or the typed error its refusal means."""
+    try:
+        conn.execute(_DECIDE, {"id": request_id, "decision": decision, "by": by, "reason": reason})
+    except DBAPIError as exc:  # the transaction is rolled back as this propagates
+        state = getattr(exc.orig, "sqlstate", None)
+        diag = getattr(exc.orig, "diag", None)
+        if state == "P0002":
+            raise ApprovalRefused(f"There is no approval request {request_id}.") from None
+        if getattr(diag, "constraint_name", None) == "ck_approval_requests_two_people":
+            raise SelfApproval(
+                f"You requested this adjustment (request {request_id}); {self_refusal}"
+            ) from None
+        if state == "55000":
+            raise _closed(request_id, getattr(diag, "message_detail", None)) from None
+        if state == "22023":
+            raise InvalidAdjustment(
+                "The approver's name contains an invisible or control character."
+            ) from None
+        refusal = insufficient_credits(exc)
+        if refusal is not None:
+            raise refusal from None
+        raise
+    return ApprovalRequest(**conn.execute(_REQUEST, {"id": request_id}).one()._mapping)
 
 
 def approve(engine: Engine, *, request_id: int, approver: str) -> LedgerEntry:
@@ -314,64 +325,18 @@ def approve(engine: Engine, *, request_id: int, approver: str) -> LedgerEntry:
     approver = canonical_identity(approver, "approver", error=InvalidAdjustment)
 
     def body(conn: Connection) -> LedgerEntry:
-        request, expired = _locked_request(conn, request_id)
-        org = request.organization_id
-        decided_by = stored_identity(request.decided_by) if request.decided_by else None
-        if request.status == "approved" and decided_by == approver:
-            # A retry (or a second click) of this approval: its entry, nothing new.
-            return LedgerEntry(
-                **conn.execute(_ENTRY, {"org": org, "id": request.ledger_entry_id}).one()._mapping
-            )
-        # One person under any spelling (case, width, invisible characters) is one person.
-        if stored_identity(request.requested_by) == approver:
-            raise SelfApproval(
-                f"You requested this adjustment (request {request.id}); a second person "
-                "must approve it."
-            )
-        if request.status != "pending" or expired:
-            raise _closed(request, expired)
-        key = f"approval:{request.id}"
-        applied = _existing(conn, org, key)
-        if applied is not None:  # pragma: no cover - the same transaction set the status
-            raise RequestClosed(
-                f"Request {request.id} was already applied (ledger entry {applied.id})."
-            )
-        balance_after = _move_balance(conn, org, request.amount)
-        entry = _insert_entry(
+        request = _decide(
             conn,
-            {
-                "organization_id": org,
-                "amount": request.amount,
-                "balance_after": balance_after,
-                "kind": "grant" if request.amount > 0 else "deduct",
-                "reason": request.reason,
-                "note": _ledger_note(request, approver),
-                "actor": approver,
-                "idempotency_key": key,
-                "reverses_id": None,
-                "approval_request_id": request.id,
-            },
+            request_id=request_id,
+            decision="approve",
+            by=approver,
+            reason=None,
+            self_refusal="a second person must approve it.",
         )
-        conn.execute(
-            _DECIDE,
-            {
-                "org": org,
-                "id": request.id,
-                "status": "approved",
-                "by": approver,
-                "reason": None,
-                "entry": entry.id,
-            },
+        entry = conn.execute(
+            _ENTRY, {"org": request.organization_id, "id": request.ledger_entry_id}
         ).one()
-        _audit(
-            conn,
-            request,
-            action="approve_adjustment",
-            actor=approver,
-            reason=request.reason,
-            entry=entry.id,
-        )
-        return entry
+        return LedgerEntry(**entry._mapping)
 
     # A retry after a lost commit finds the request approved by this approver.
     return run_in_transaction(engine, body, idempotent=True)
@@ -386,33 +351,14 @@ def reject(engine: Engine, *, request_id: int, approver: str, reason: str) -> Ap
     reason = required_text(reason, "reason", maximum=MAX_REASON, error=InvalidAdjustment)
 
     def body(conn: Connection) -> ApprovalRequest:
-        request, expired = _locked_request(conn, request_id)
-        decided_by = stored_identity(request.decided_by) if request.decided_by else None
-        if request.status == "rejected" and (decided_by, request.decision_reason) == (
-            approver,
-            reason,
-        ):
-            return request
-        if stored_identity(request.requested_by) == approver:
-            raise SelfApproval(
-                f"You requested this adjustment (request {request.id}); a second person "
-                "decides on it."
-            )
-        if request.status != "pending" or expired:
-            raise _closed(request, expired)
-        row = conn.execute(
-            _DECIDE,
-            {
-                "org": request.organization_id,
-                "id": request.id,
-                "status": "rejected",
-                "by": approver,
-                "reason": reason,
-                "entry": None,
-            },
-        ).one()
-        _audit(conn, request, action="reject_adjustment", actor=approver, reason=reason)
-        return ApprovalRequest(**row._mapping)
+        return _decide(
+            conn,
+            request_id=request_id,
+            decision="reject",
+            by=approver,
+            reason=reason,
+            self_refusal="a second person decides on it.",
+        )
 
     return run_in_transaction(engine, body, idempotent=True)
 

@@ -40,7 +40,6 @@ from queries.checks import (
 )
 from queries.credits import (
     _insert_entry,
-    _move_balance,
     approval_threshold,
     check_adjustment_amount,
     moved_alone,
@@ -286,16 +285,11 @@ _ORGANIZATIONS = text(
     WHERE o.slug = ANY(CAST(:slugs AS text[]))
     """
 )
-# Every organization of the file, locked in id order in one statement (the rows are
-# locked as the sorted scan returns them): two files that share organizations take
+# Every organization of the file, locked in id order in one statement
+# (lock_organizations, migration 0013, locks the rows as its sorted scan returns them): two files that share organizations take
 # their locks in the same order, so they queue instead of deadlocking.
 _LOCK_BALANCES = text(
-    """
-    SELECT organization_id AS id, balance FROM credit_balances
-    WHERE organization_id = ANY(CAST(:ids AS bigint[]))
-    ORDER BY organization_id
-    FOR UPDATE
-    """
+    "SELECT organization_id AS id, balance FROM lock_organizations(CAST(:ids AS bigint[]))"
 )
 _ENTRIES_BY_KEY = text(
     """
@@ -464,13 +458,11 @@ def apply_bulk(engine: Engine, *, data: bytes, actor: str, via: str = "the dashb
             org, amount, reason, key = row.organization_id, row.amount, row.reason, row.key
             assert org is not None and amount is not None and reason is not None and key
             if row.status == "apply":
-                after = _move_balance(conn, org, amount)
                 entry = _insert_entry(
                     conn,
                     {
                         "organization_id": org,
                         "amount": amount,
-                        "balance_after": after,
                         "kind": "grant" if amount > 0 else "deduct",
                         "reason": reason,
                         "note": row.note,
@@ -480,7 +472,7 @@ def apply_bulk(engine: Engine, *, data: bytes, actor: str, via: str = "the dashb
                     },
                 )
                 row = dataclasses.replace(
-                    row, status="applied", entry_id=entry.id, balance_after=after
+                    row, status="applied", entry_id=entry.id, balance_after=entry.balance_after
                 )
             elif row.status == "request":
                 request = _record_request(

@@ -1,11 +1,12 @@
 """Credit adjustments and reversals: transactions that never lose an update.
 
 Each write owns its transaction (it takes an ``Engine``) and, in it, locks the
-organization's ``credit_balances`` row before anything else. Every change to a balance
-goes through that row, so adjustments, reversals and generations of one organization
-are serialized there, and each ledger row's ``balance_after`` is exact. Balances move
-in SQL (``balance = balance + :amount`` guarded by ``balance + :amount >= 0``), never by
-writing back a number read into Python.
+organization (``lock_organization``, migration 0013: its ``credit_balances`` row) before
+anything else, so adjustments, reversals and generations of one organization are
+serialized there. Only the database moves a balance: inserting a ledger entry fires a
+trigger that adds its amount, refuses to go below zero and sets the entry's
+``balance_after``; the app cannot update a balance, nor give an entry its id, time or
+``balance_after``.
 
 Errors (importable from here) carry a sentence for the page: ``InvalidAdjustment``,
 ``AlreadyReversed``, ``InsufficientCredits``, ``IdempotencyConflict``,
@@ -18,11 +19,12 @@ SQLAlchemy or psycopg exception.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from queries.checks import (
     MAX_ACTOR,
@@ -117,10 +119,10 @@ class LedgerEntry:
 
 _INSERT_ENTRY = text(
     """
-    INSERT INTO credit_ledger (organization_id, amount, balance_after, kind, reason, note,
-                               actor, idempotency_key, reverses_id, approval_request_id)
-    VALUES (:organization_id, :amount, :balance_after, :kind, :reason, :note, :actor,
-            :idempotency_key, :reverses_id, :approval_request_id)
+    INSERT INTO credit_ledger (organization_id, amount, kind, reason, note, actor,
+                               idempotency_key, reverses_id)
+    VALUES (:organization_id, :amount, :kind, :reason, :note, :actor, :idempotency_key,
+            :reverses_id)
     RETURNING id, organization_id, amount, balance_after, kind, reason, note, actor,
               idempotency_key, reverses_id, created_at, approval_request_id
     """
@@ -136,44 +138,46 @@ _SELECT_BY_KEY = text(
 
 
 def _lock_balance(conn: Connection, organization_id: int) -> int:
+    """Lock the organization for this transaction (migration 0013's
+    ``lock_organization``) and return its balance."""
     balance = conn.execute(
-        text("SELECT balance FROM credit_balances WHERE organization_id = :org FOR UPDATE"),
-        {"org": organization_id},
-    ).scalar_one_or_none()
+        text("SELECT lock_organization(:org)"), {"org": organization_id}
+    ).scalar_one()
     if balance is None:
         raise InvalidAdjustment(f"There is no organization with id {organization_id}.")
     return int(balance)
 
 
-def _move_balance(conn: Connection, organization_id: int, amount: int) -> int:
-    """Add ``amount`` to the balance in SQL, refusing to go below zero."""
-    new_balance = conn.execute(
-        text(
-            "UPDATE credit_balances SET balance = balance + :amount, updated_at = now() "
-            "WHERE organization_id = :org AND balance + :amount >= 0 RETURNING balance"
-        ),
-        {"org": organization_id, "amount": amount},
-    ).scalar_one_or_none()
-    if new_balance is None:
-        current = conn.execute(
-            text("SELECT balance FROM credit_balances WHERE organization_id = :org"),
-            {"org": organization_id},
-        ).scalar_one()
-        raise InsufficientCredits(
-            organization_id=organization_id, balance=int(current), requested=-amount
+def insufficient_credits(exc: DBAPIError) -> InsufficientCredits | None:
+    """The ``InsufficientCredits`` that the database's refusal to take a balance below
+    zero (migration 0013's triggers) stands for, or None for any other error."""
+    diag = getattr(exc.orig, "diag", None)
+    if getattr(diag, "constraint_name", None) != "ck_credit_balances_balance_not_negative":
+        return None
+    try:
+        facts = json.loads(getattr(diag, "message_detail", None) or "")
+        return InsufficientCredits(
+            organization_id=int(facts["organization_id"]),
+            balance=int(facts["balance"]),
+            requested=int(facts["requested"]),
         )
-    return int(new_balance)
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _insert_entry(conn: Connection, values: dict[str, object]) -> LedgerEntry:
+    """Insert a ledger entry; the database books it (balance, ``balance_after``)."""
     try:
-        row = conn.execute(_INSERT_ENTRY, {"approval_request_id": None, **values}).one()
+        row = conn.execute(_INSERT_ENTRY, values).one()
     except IntegrityError as exc:  # the transaction is rolled back as this propagates
         constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", "")
         if constraint == "uq_credit_ledger_organization_id_reverses_id":
             raise AlreadyReversed(
                 f"Ledger entry {values['reverses_id']} has already been reversed."
             ) from None
+        refusal = insufficient_credits(exc)
+        if refusal is not None:
+            raise refusal from None
         raise
     return LedgerEntry(**row._mapping)
 
@@ -242,13 +246,11 @@ def adjust_credits(
             return previous
         # Under the lock: a second tab cannot pass the 24-hour sum at the same time.
         check_person_window(conn, organization_id=org, actor=actor, amount=amount)
-        balance_after = _move_balance(conn, org, amount)
         return _insert_entry(
             conn,
             {
                 "organization_id": org,
                 "amount": amount,
-                "balance_after": balance_after,
                 "kind": kind,
                 "reason": reason,
                 "note": note,
@@ -305,13 +307,11 @@ def reverse_adjustment(
                 f"Ledger entry {entry_id} was already reversed by {previous.actor} (entry {previous.id})."
             )
         amount = -int(row.amount)
-        balance_after = _move_balance(conn, org, amount)
         return _insert_entry(
             conn,
             {
                 "organization_id": org,
                 "amount": amount,
-                "balance_after": balance_after,
                 "kind": "reversal",
                 "reason": reason,
                 "note": None,

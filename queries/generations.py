@@ -48,15 +48,16 @@ class RecordedGeneration:
     daily_limit: int
 
 
-# The first statement: the transaction's timeouts, then the organization's lock (the
-# balance row, every write's per-organization lock). set_config runs in the select list,
-# below the row lock, so a lock wait already obeys the lock_timeout it sets.
+# The first statement: the transaction's timeouts, then the organization's lock
+# (lock_organization, migration 0013: the balance row, every write's per-organization
+# lock). The timeouts are set in a subquery the lock reads from, so a lock wait
+# already obeys the lock_timeout they set. balance is NULL without the organization.
 _LOCK = text(
     """
-    SELECT set_config('lock_timeout', :ms, true) AS lock_timeout,
-           set_config('statement_timeout', :ms, true) AS statement_timeout
-    FROM credit_balances WHERE organization_id = :org
-    FOR UPDATE
+    SELECT lock_organization(:org) AS balance
+    FROM (SELECT set_config('lock_timeout', :ms, true) AS lock_timeout,
+                 set_config('statement_timeout', :ms, true) AS statement_timeout
+          OFFSET 0) AS timeouts
     """
 )
 # Everything else, as one statement after the lock. It must be a statement of its own:
@@ -75,8 +76,9 @@ _LOCK = text(
 #   default times the plan's factor.
 # - go: one row when the generation is accepted; every write below hangs off it, so a
 #   refused generation changes nothing.
-# - debit, counted (usage_limits), g (the insert): each runs only after the one before
-#   it returned a row.
+# - counted (usage_limits), g (the insert): g runs only after counted returned a row.
+#   Inserting g debits the balance: a trigger does (migration 0013, only the database
+#   moves a balance), so the balance after is the locked balance minus the cost.
 # - One self-contained block per rollup (per_user, per_quarter_hour): it reads only
 #   `go` (cost, day), `g` (id, created_at) and the parameters. Add a rollup as one more
 #   block of that shape.
@@ -116,17 +118,11 @@ _RECORD = text(
         WHERE ctx.known_type AND ctx.member AND NOT EXISTS (SELECT FROM previous)
           AND ctx.balance >= ctx.cost AND in_force.used < in_force.daily_limit
     ),
-    debit AS (
-        UPDATE credit_balances b SET balance = b.balance - go.cost, updated_at = now()
-        FROM go
-        WHERE b.organization_id = :org AND b.balance >= go.cost
-        RETURNING b.balance
-    ),
     counted AS (
         INSERT INTO usage_limits AS u
             (organization_id, type, date, used, credits_used, daily_limit)
         SELECT :org, :type, go.day, 1, go.cost, go.daily_limit
-        FROM go CROSS JOIN debit
+        FROM go
         ON CONFLICT (organization_id, type, date) DO UPDATE
             SET used = u.used + 1, credits_used = u.credits_used + excluded.credits_used,
                 updated_at = now()
@@ -197,13 +193,12 @@ _RECORD = text(
            previous.id AS previous_id, previous.user_id AS previous_user,
            previous.type AS previous_type, previous.credits AS previous_credits,
            previous.created_at AS previous_created_at,
-           debit.balance AS balance_after,
+           CASE WHEN g.id IS NOT NULL THEN ctx.balance - ctx.cost END AS balance_after,
            counted.used AS used_after, counted.daily_limit AS limit_after,
            g.id, g.created_at
     FROM ctx
     CROSS JOIN in_force
     LEFT JOIN previous ON true
-    LEFT JOIN debit ON true
     LEFT JOIN counted ON true
     LEFT JOIN g ON true
     """
@@ -259,7 +254,7 @@ def record_generation(
         locked, rows = pipelined(
             conn, [(_LOCK, {"org": org, "ms": timeout_ms()}), (_RECORD, params)]
         )
-        if not locked or not rows:
+        if not locked or locked[0].balance is None or not rows:
             raise InvalidGeneration(f"There is no organization with id {org}.")
         return _answer(rows[0], org=org, user=user, type=type, key=idempotency_key)
 

@@ -9,6 +9,10 @@ README, "Schema").
 The invariant every write keeps, per organization::
 
     credit_balances.balance = sum(credit_ledger.amount) - sum(generations.credits)
+
+The database keeps it (migration 0013): triggers on inserts into ``credit_ledger`` and
+``generations`` move the balance, never below zero, and set each entry's
+``balance_after``; the app role cannot update a balance.
 """
 
 from __future__ import annotations
@@ -154,6 +158,7 @@ class CreditLedger(Base):
     )
     id: Mapped[int] = mapped_column(BigInteger, Identity(), nullable=False)
     amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # Set by the database (credit_ledger_moves_balance), whatever the inserter gives.
     balance_after: Mapped[int] = mapped_column(BigInteger, nullable=False)
     kind: Mapped[str] = mapped_column(Text, nullable=False)
     reason: Mapped[str] = mapped_column(Text, nullable=False)
@@ -162,7 +167,8 @@ class CreditLedger(Base):
     idempotency_key: Mapped[str] = mapped_column(Text, nullable=False)
     reverses_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = _now()
-    # The approval request this entry applies (its key is "approval:<id>").
+    # The approval request this entry applies (its key is "approval:<id>"); only
+    # decide_approval_request writes it (migration 0013).
     approval_request_id: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (

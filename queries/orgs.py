@@ -236,14 +236,14 @@ class TimezoneChange:
     reason: str
 
 
-# The balance row is every write's per-organization lock: no generation is recorded
-# for the organization while its local days are rebuilt.
+# The balance row is every write's per-organization lock (lock_organization,
+# migration 0013): no generation is recorded for the organization while its local days
+# are rebuilt.
 _ZONE_CONTEXT = text(
     """
     SELECT o.timezone
-    FROM credit_balances b JOIN organizations o ON o.id = b.organization_id
-    WHERE b.organization_id = :org
-    FOR UPDATE OF b
+    FROM organizations o
+    WHERE o.id = :org AND lock_organization(:org) IS NOT NULL
     """
 )
 _ZONE_BY_KEY = text(

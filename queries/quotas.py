@@ -404,7 +404,7 @@ class LimitChange:
 
 # The balance row is every write's per-organization lock: changes to one organization
 # never interleave.
-_LIMIT_LOCK = text("SELECT 1 FROM credit_balances WHERE organization_id = :org FOR UPDATE")
+_LIMIT_LOCK = text("SELECT 1 FROM lock_organization(:org) AS balance WHERE balance IS NOT NULL")
 # Read in a statement of its own, after the lock: a statement that waited for the lock
 # goes on reading the snapshot it started with, in which a set_timezone that held the
 # lock meanwhile had not committed, so "today" would be the replaced zone's.

@@ -155,10 +155,6 @@ def add_generations(
         """,
     ):
         conn.execute(text(statement), {"org": organization_id})
-    conn.execute(
-        text("UPDATE credit_balances SET balance = balance - :spent WHERE organization_id = :org"),
-        {"org": organization_id, "spent": sum(c for _, _, c, _ in rows)},
-    )
 
 
 def add_ledger(
@@ -168,25 +164,18 @@ def add_ledger(
     *,
     actor: str = "finance@example.com",
 ) -> None:
-    """Insert ledger entries (amount, kind, reason, created_at) and move the balance."""
+    """Insert ledger entries (amount, kind, reason, created_at), back-dated as the owner
+    may; the database moves the balance and sets ``balance_after`` (migration 0013)."""
     for amount, kind, reason, at in entries:
-        balance = conn.execute(
-            text(
-                "UPDATE credit_balances SET balance = balance + :amount "
-                "WHERE organization_id = :org RETURNING balance"
-            ),
-            {"org": organization_id, "amount": amount},
-        ).scalar_one()
         conn.execute(
             text(
-                "INSERT INTO credit_ledger (organization_id, amount, balance_after, kind, reason, "
+                "INSERT INTO credit_ledger (organization_id, amount, kind, reason, "
                 "actor, idempotency_key, created_at) "
-                "VALUES (:org, :amount, :balance, :kind, :reason, :actor, :key, :at)"
+                "VALUES (:org, :amount, :kind, :reason, :actor, :key, :at)"
             ),
             {
                 "org": organization_id,
                 "amount": amount,
-                "balance": balance,
                 "kind": kind,
                 "reason": reason,
                 "actor": actor,

@@ -131,6 +131,17 @@ _GUARD_ON = (
     "ALTER TABLE audit_log ENABLE ALWAYS TRIGGER audit_log_append_only",
     "ALTER TABLE generations ENABLE ALWAYS TRIGGER generations_append_only",
 )
+# The book's triggers of migration 0013 (plain ENABLE): inserting a ledger entry or a
+# generation moves the balance. The loader COPYs a book it computed whole (every
+# balance_after and final balance), so they are off with the guard.
+_BOOK_OFF = (
+    "ALTER TABLE credit_ledger DISABLE TRIGGER credit_ledger_moves_balance",
+    "ALTER TABLE generations DISABLE TRIGGER generations_move_balance",
+)
+_BOOK_ON = (
+    "ALTER TABLE credit_ledger ENABLE TRIGGER credit_ledger_moves_balance",
+    "ALTER TABLE generations ENABLE TRIGGER generations_move_balance",
+)
 
 
 @contextlib.contextmanager
@@ -139,12 +150,14 @@ def append_only_guard_lifted(connection: Connection) -> Iterator[None]:
     caller's open transaction, as the tables' owner, the guard is off for the block and
     on again at its end, before anything commits, so no other session ever sees it off
     (ALTER TABLE also locks out their writes meanwhile). If the block raises, the
-    caller's rollback restores the guard with everything else.
+    caller's rollback restores the guard with everything else. The triggers that move
+    balances are off in the block too: what it inserts must keep balances equal to the
+    ledger minus consumption itself, as the demo loader's COPY does.
     """
-    for statement in _GUARD_OFF:
+    for statement in (*_GUARD_OFF, *_BOOK_OFF):
         connection.exec_driver_sql(statement)
     yield
-    for statement in _GUARD_ON:
+    for statement in (*_GUARD_ON, *_BOOK_ON):
         connection.exec_driver_sql(statement)
 
 

@@ -21,15 +21,12 @@ FORMULAS = (
 # Markdown, Streamlit's Markdown extras and HTML.
 MARKUP = ":red[x] **bold** <b>x</b> :material/home: $x^2$ :smile: www.example.com"
 
+# The database books it: the balance and balance_after (migration 0013).
 _GRANT = text(
     """
-    WITH b AS (
-        UPDATE credit_balances SET balance = balance + :amount
-        WHERE organization_id = :org RETURNING balance
-    )
-    INSERT INTO credit_ledger (organization_id, amount, balance_after, kind, reason, note,
-                               actor, idempotency_key)
-    SELECT :org, :amount, b.balance, 'grant', :reason, :note, :actor, :key FROM b
+    INSERT INTO credit_ledger (organization_id, amount, kind, reason, note, actor,
+                               idempotency_key)
+    VALUES (:org, :amount, 'grant', :reason, :note, :actor, :key)
     """
 )
 _AUDIT = text(

@@ -25,6 +25,7 @@ from queries.errors import (
     DashboardError,
     IdempotencyConflict,
     InsufficientCredits,
+    InvalidAdjustment,
     RequestClosed,
     SelfApproval,
 )
@@ -185,6 +186,46 @@ def test_self_approval_is_refused_and_writes_nothing(write_engine: Engine) -> No
     assert snapshot(write_engine, org) == before
     # Still pending: a second person can approve it.
     assert approve(write_engine, request_id=request_id, approver=BEN).amount == 250_000
+
+
+@pytest.mark.parametrize(
+    "spelling", ["ANA@Finance.Example", "  ana@finance.example ", "ａｎａ@finance.example"]
+)
+def test_the_requester_under_another_spelling_cannot_decide(
+    write_engine: Engine, spelling: str
+) -> None:
+    org, _ = new_org(write_engine, balance=10)
+    request_id = _request(write_engine, org)
+    before = snapshot(write_engine, org)
+    with pytest.raises(SelfApproval):
+        approve(write_engine, request_id=request_id, approver=spelling)
+    with pytest.raises(SelfApproval):
+        reject(write_engine, request_id=request_id, approver=spelling, reason="Mine")
+    assert snapshot(write_engine, org) == before
+
+
+def test_a_retry_by_the_same_approver_under_another_spelling_gets_the_same_entry(
+    write_engine: Engine,
+) -> None:
+    org, _ = new_org(write_engine, balance=10)
+    request_id = _request(write_engine, org)
+    entry = approve(write_engine, request_id=request_id, approver=BEN)
+    assert approve(write_engine, request_id=request_id, approver=" BEN@Finance.Example") == entry
+    assert snapshot(write_engine, org)["ledger"] == 2
+    assert [a for a, _ in _audit_actions(write_engine, org)] == [
+        "request_adjustment",
+        "approve_adjustment",
+    ]
+    assert invariant_holds(write_engine, org)
+
+
+def test_an_approver_with_an_invisible_character_is_refused(write_engine: Engine) -> None:
+    org, _ = new_org(write_engine, balance=10)
+    request_id = _request(write_engine, org)
+    before = snapshot(write_engine, org)
+    with pytest.raises(InvalidAdjustment):
+        approve(write_engine, request_id=request_id, approver=BEN + "\u200b")
+    assert snapshot(write_engine, org) == before
 
 
 def test_the_database_refuses_a_self_decision_whatever_the_caller(write_engine: Engine) -> None:

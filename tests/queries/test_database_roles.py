@@ -79,6 +79,22 @@ _ROLE = text(
 )
 
 
+# The SECURITY DEFINER functions of the public schema a role may call: migration
+# 0013's (the book's trigger functions are nobody's to call).
+_EXECUTABLE = text(
+    """
+    SELECT p.proname FROM pg_proc p
+    WHERE p.pronamespace = CAST('public' AS regnamespace) AND p.prosecdef
+      AND has_function_privilege(:role, p.oid, 'EXECUTE')
+    """
+)
+APP_FUNCTIONS = {"lock_organization", "lock_organizations", "decide_approval_request"}
+
+
+def _executable(conn: Connection, role: str) -> set[str]:
+    return set(conn.execute(_EXECUTABLE, {"role": role}).scalars())
+
+
 def _grants(conn: Connection, role: str) -> set[tuple[str, str | None, str]]:
     rows = conn.execute(_TABLE_GRANTS, {"role": role})
     return {(row.relname, row.attname, row.privilege_type) for row in rows}
@@ -90,9 +106,33 @@ def test_every_table_is_readable_by_both_roles_and_nothing_more_is_granted(
     # A later migration that adds a table without granting SELECT on it fails here.
     select_all = {(table, None, "SELECT") for table in TABLES}
     app_writes = {
-        *((table, None, "INSERT") for table in APPEND_ONLY),
-        ("credit_balances", "balance", "UPDATE"),
-        ("credit_balances", "updated_at", "UPDATE"),
+        # Only the database moves a balance and sets an entry's id, time and
+        # balance_after, and an audit row's id and time (migration 0013).
+        ("generations", None, "INSERT"),
+        *(
+            ("credit_ledger", column, "INSERT")
+            for column in (
+                "organization_id",
+                "amount",
+                "kind",
+                "reason",
+                "note",
+                "actor",
+                "idempotency_key",
+                "reverses_id",
+            )
+        ),
+        *(
+            ("audit_log", column, "INSERT")
+            for column in (
+                "organization_id",
+                "action",
+                "actor",
+                "reason",
+                "details",
+                "idempotency_key",
+            )
+        ),
         *(
             ("usage_limits", column, "INSERT")
             for column in ("organization_id", "type", "date", "used", "credits_used")
@@ -139,7 +179,7 @@ def test_every_table_is_readable_by_both_roles_and_nothing_more_is_granted(
         ),
         ("organization_daily_usage", None, "DELETE"),
         ("organization_monthly_usage", None, "DELETE"),
-        # Two-person approval (0009): a request is inserted, then only decided.
+        # Two-person approval (0009): a request is inserted.
         *(
             ("approval_requests", column, "INSERT")
             for column in (
@@ -152,16 +192,7 @@ def test_every_table_is_readable_by_both_roles_and_nothing_more_is_granted(
                 "expires_at",
             )
         ),
-        *(
-            ("approval_requests", column, "UPDATE")
-            for column in (
-                "status",
-                "decided_by",
-                "decided_at",
-                "decision_reason",
-                "ledger_entry_id",
-            )
-        ),
+        # Decisions are decide_approval_request's (0013): no UPDATE of a request.
         # Reconciliation (0008): a run writes the checkpoints of what verified, moves
         # a clean organization's to its new ids and deletes a drifted one's.
         *(
@@ -191,6 +222,8 @@ def test_every_table_is_readable_by_both_roles_and_nothing_more_is_granted(
     with engine.connect() as conn:
         assert _grants(conn, "dashboard_reader") == select_all
         assert _grants(conn, "dashboard_app") == select_all | app_writes
+        for role in ("dashboard_app", "dashboard_reader"):
+            assert _executable(conn, role) == (APP_FUNCTIONS if role == "dashboard_app" else set())
         for role in ("dashboard_app", "dashboard_reader"):
             facts = conn.execute(_ROLE, {"role": role}).one()
             assert tuple(facts) == (False, False, False, False, False, True, False), role
@@ -655,6 +688,52 @@ _INSERT_ELSEWHERE = {
         "VALUES (:org, 1, 'chat', DATE '2026-01-01', 1)"
     ),
 }
+# What issue 15 found the runtime role could do to money and history (migration 0013).
+_BOOK = {
+    "UPDATE credit_balances.balance": "UPDATE credit_balances SET balance = 999999999",
+    "UPDATE credit_balances.updated_at": (
+        "UPDATE credit_balances SET updated_at = now() WHERE organization_id = :org"
+    ),
+    # Locking is lock_organization's: FOR UPDATE needs the UPDATE privilege.
+    "SELECT credit_balances FOR UPDATE": (
+        "SELECT 1 FROM credit_balances WHERE organization_id = :org FOR UPDATE"
+    ),
+    "INSERT credit_ledger.id": (
+        "INSERT INTO credit_ledger (organization_id, id, amount, kind, reason, actor, "
+        "idempotency_key) VALUES (:org, 999999, 1, 'grant', 'x', 'x', 'dashboard-test-id')"
+    ),
+    "INSERT credit_ledger.balance_after": (
+        "INSERT INTO credit_ledger (organization_id, amount, balance_after, kind, reason, "
+        "actor, idempotency_key) VALUES (:org, 1, 999999999, 'grant', 'x', 'x', 'dashboard-test')"
+    ),
+    "INSERT credit_ledger.created_at 2020": (
+        "INSERT INTO credit_ledger (organization_id, amount, kind, reason, actor, "
+        "idempotency_key, created_at) VALUES (:org, 1, 'grant', 'x', 'x', 'dashboard-test-at', "
+        "TIMESTAMPTZ '2020-01-01 00:00:00+00')"
+    ),
+    "INSERT credit_ledger.approval_request_id": (
+        "INSERT INTO credit_ledger (organization_id, amount, kind, reason, actor, "
+        "idempotency_key, approval_request_id) "
+        "VALUES (:org, 1, 'grant', 'x', 'x', 'approval:1', 1)"
+    ),
+    "INSERT audit_log.id": (
+        "INSERT INTO audit_log (organization_id, id, action, actor, reason) "
+        "VALUES (:org, 999999, 'x', 'x', 'x')"
+    ),
+    "INSERT audit_log.created_at 2020": (
+        "INSERT INTO audit_log (organization_id, action, actor, reason, created_at) "
+        "VALUES (:org, 'set_daily_limit', 'someone@example.com', 'x', "
+        "TIMESTAMPTZ '2020-01-01 00:00:00+00')"
+    ),
+    "UPDATE approval_requests.decided_by": (
+        "UPDATE approval_requests SET decided_by = 'mallory@example.com' "
+        "WHERE organization_id = :org"
+    ),
+    "UPDATE approval_requests.status": (
+        "UPDATE approval_requests SET status = 'rejected', decided_by = 'mallory@example.com', "
+        "decision_reason = 'x' WHERE organization_id = :org"
+    ),
+}
 # What dashboard_app may write (through the write functions), and the reader may not.
 _APP_WRITES = {
     "INSERT alert_deliveries": (
@@ -662,8 +741,8 @@ _APP_WRITES = {
         "destination) VALUES (:org, 'spike', '', DATE '2026-01-01', 'x', 'hooks.example.com')"
     ),
     "INSERT credit_ledger": (
-        "INSERT INTO credit_ledger (organization_id, amount, balance_after, kind, reason, "
-        "actor, idempotency_key) VALUES (:org, 1, 1, 'grant', 'x', 'x', 'dashboard-test')"
+        "INSERT INTO credit_ledger (organization_id, amount, kind, reason, "
+        "actor, idempotency_key) VALUES (:org, 1, 'grant', 'x', 'x', 'dashboard-test')"
     ),
     "INSERT generations": (
         "INSERT INTO generations (organization_id, user_id, type, credits) "
@@ -677,11 +756,14 @@ _APP_WRITES = {
         "INSERT INTO usage_limits (organization_id, type, date, daily_limit) "
         "VALUES (:org, 'chat', DATE '2026-01-01', 1)"
     ),
-    "UPDATE credit_balances": "UPDATE credit_balances SET balance = 0 WHERE organization_id = :org",
     "UPDATE usage_limits": "UPDATE usage_limits SET daily_limit = 0 WHERE organization_id = :org",
-    "SELECT FOR UPDATE": "SELECT 1 FROM credit_balances WHERE organization_id = :org FOR UPDATE",
+    "lock_organization": "SELECT lock_organization(:org)",
+    "lock_organizations": "SELECT * FROM lock_organizations(ARRAY[CAST(:org AS bigint)])",
+    "decide_approval_request": (
+        "SELECT * FROM decide_approval_request(0, 'approve', 'someone@example.com', NULL)"
+    ),
 }
-REFUSED_FOR_APP = {**_DDL, **_DELETE, **_TRUNCATE, **_UPDATE, **_INSERT_ELSEWHERE}
+REFUSED_FOR_APP = {**_DDL, **_DELETE, **_TRUNCATE, **_UPDATE, **_INSERT_ELSEWHERE, **_BOOK}
 REFUSED_FOR_READER = {**REFUSED_FOR_APP, **_APP_WRITES}
 
 

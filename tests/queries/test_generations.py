@@ -216,8 +216,10 @@ def test_a_generation_is_one_round_trip_of_the_lock_and_one_statement_doing_the_
     # Nothing else is sent (no set_config of its own, no separate read).
     assert recorded.count == 0
     ((lock, work),) = sent
-    # The lock carries the transaction's timeouts.
-    assert "FOR UPDATE" in lock and "statement_timeout" in lock and "lock_timeout" in lock
+    # The lock (the database's lock_organization, migration 0013) carries the
+    # transaction's timeouts.
+    assert "lock_organization(" in lock
+    assert "statement_timeout" in lock and "lock_timeout" in lock
     for table in ("credit_balances", "usage_limits", "generations", "user_daily_usage"):
         assert table in work
     assert "quarter_hour_usage" in work and "FOR UPDATE" not in work

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from sqlalchemy import Connection, text
@@ -125,7 +126,8 @@ def test_balance_cannot_go_negative(connection: Connection) -> None:
 
 def test_generation_user_must_belong_to_the_paying_organization(connection: Connection) -> None:
     ensure_types(connection)
-    paying, other = make_org(connection), make_org(connection)
+    # Funded, so that the balance (migration 0013's trigger) is not what refuses it.
+    paying, other = make_org(connection, balance=5), make_org(connection)
     outsider = make_user(connection, other)
     with pytest.raises(IntegrityError, match="fk_generations_organization_id_user_id_users"):
         connection.execute(
@@ -168,7 +170,7 @@ def test_idempotency_key_is_unique_per_organization(connection: Connection) -> N
 def test_ledger_rejects_amounts_that_contradict_their_kind(
     connection: Connection, amount: int, kind: str
 ) -> None:
-    org = make_org(connection)
+    org = make_org(connection, balance=10)  # funded: the kind refuses it, not the balance
     with pytest.raises(IntegrityError):
         connection.execute(
             text(
@@ -177,3 +179,54 @@ def test_ledger_rejects_amounts_that_contradict_their_kind(
             ),
             {"org": org, "amount": amount, "kind": kind},
         )
+
+
+def test_the_database_books_a_ledger_entry_whatever_balance_after_it_is_given(
+    connection: Connection,
+) -> None:
+    # Migration 0013: the insert moves the balance and sets balance_after, even the
+    # owner's (which may still back-date it).
+    org = make_org(connection, balance=7)
+    booked = connection.execute(
+        text(
+            "INSERT INTO credit_ledger (organization_id, amount, balance_after, kind, reason, "
+            "actor, idempotency_key, created_at) VALUES (:o, 5, 999999, 'grant', 'r', "
+            "'a@example.com', 'k', TIMESTAMPTZ '2020-01-01 00:00:00+00') "
+            "RETURNING balance_after, created_at"
+        ),
+        {"o": org},
+    ).one()
+    assert booked.balance_after == 12
+    assert booked.created_at == dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    balance = connection.execute(
+        text("SELECT balance FROM credit_balances WHERE organization_id = :o"), {"o": org}
+    ).scalar_one()
+    assert balance == 12
+
+
+@pytest.mark.parametrize("table", ["credit_ledger", "generations"])
+def test_the_database_refuses_an_insert_that_takes_a_balance_below_zero(
+    connection: Connection, table: str
+) -> None:
+    ensure_types(connection)
+    org = make_org(connection, balance=5)
+    user = make_user(connection, org)
+    statement = {
+        "credit_ledger": "INSERT INTO credit_ledger (organization_id, amount, kind, reason, "
+        "actor, idempotency_key) VALUES (:o, -6, 'deduct', 'r', 'a@example.com', 'k')",
+        "generations": "INSERT INTO generations (organization_id, user_id, type, credits) "
+        "VALUES (:o, :u, 'chat', 6)",
+    }[table]
+    with pytest.raises(IntegrityError) as refused, connection.begin_nested():
+        connection.execute(text(statement), {"o": org, "u": user})
+    diag = refused.value.orig.diag  # type: ignore[union-attr]
+    assert diag.constraint_name == "ck_credit_balances_balance_not_negative"
+    assert json.loads(diag.message_detail or "") == {
+        "organization_id": org,
+        "balance": 5,
+        "requested": 6,
+    }
+    balance = connection.execute(
+        text("SELECT balance FROM credit_balances WHERE organization_id = :o"), {"o": org}
+    ).scalar_one()
+    assert balance == 5

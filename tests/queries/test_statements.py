@@ -47,26 +47,20 @@ def _instant(now: dt.datetime, where: tuple[object, ...]) -> dt.datetime | None:
 def _add_entry(
     conn: Connection, org: int, *, amount: int, kind: str, at: dt.datetime, reverses: int | None
 ) -> int:
-    """A ledger row at ``at`` (the API stamps now(); statements need the past)."""
-    balance = conn.execute(
-        text(
-            "UPDATE credit_balances SET balance = balance + :amount "
-            "WHERE organization_id = :org RETURNING balance"
-        ),
-        {"org": org, "amount": amount},
-    ).scalar_one()
+    """A ledger row at ``at`` (the API stamps now(); statements need the past). The
+    database books it: the balance and ``balance_after`` (migration 0013)."""
     return int(
         conn.execute(
             text(
-                "INSERT INTO credit_ledger (organization_id, amount, balance_after, kind, reason, "
+                "INSERT INTO credit_ledger (organization_id, amount, kind, reason, "
                 "actor, idempotency_key, reverses_id, created_at) "
-                "VALUES (:org, :amount, :balance, :kind, 'test', 'finance@example.com', "
-                "gen_random_uuid()::text, :reverses, :at) RETURNING id"
+                "VALUES (:org, :amount, :kind, 'test', 'finance@example.com', "
+                "coalesce('reversal:' || CAST(:reverses AS bigint), gen_random_uuid()::text), "
+                ":reverses, :at) RETURNING id"
             ),
             {
                 "org": org,
                 "amount": amount,
-                "balance": balance,
                 "kind": kind,
                 "reverses": reverses,
                 "at": at,

@@ -17,18 +17,19 @@ def new_org(
 ) -> tuple[int, list[int]]:
     """A committed organization with ``users`` members and a starting balance.
 
-    The starting balance is a committed ledger grant, so the balance invariant holds.
+    The starting balance is a committed ledger grant (the database books it), so the
+    balance invariant holds.
     """
     with engine.begin() as conn:
         ensure_types(conn)
-        org = make_org(conn, timezone=timezone, plan=plan, balance=balance)
+        org = make_org(conn, timezone=timezone, plan=plan)
         members = [make_user(conn, org) for _ in range(users)]
         if balance:
             conn.execute(
                 text(
-                    "INSERT INTO credit_ledger (organization_id, amount, balance_after, kind, "
+                    "INSERT INTO credit_ledger (organization_id, amount, kind, "
                     "reason, actor, idempotency_key) "
-                    "VALUES (:org, :b, :b, 'grant', 'Opening balance', 'setup@example.com', 'open')"
+                    "VALUES (:org, :b, 'grant', 'Opening balance', 'setup@example.com', 'open')"
                 ),
                 {"org": org, "b": balance},
             )

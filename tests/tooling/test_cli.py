@@ -281,14 +281,14 @@ def bulk_database(real_database: str, monkeypatch: pytest.MonkeyPatch) -> str:
                 text("INSERT INTO organizations (name, slug) VALUES ('Acme', 'acme') RETURNING id")
             ).scalar_one()
             conn.execute(
-                text("INSERT INTO credit_balances (organization_id, balance) VALUES (:o, 100)"),
+                text("INSERT INTO credit_balances (organization_id) VALUES (:o)"),
                 {"o": org},
             )
-            conn.execute(
+            conn.execute(  # the database books it: balance 100 (migration 0013)
                 text(
-                    "INSERT INTO credit_ledger (organization_id, amount, balance_after, kind, "
+                    "INSERT INTO credit_ledger (organization_id, amount, kind, "
                     "reason, actor, idempotency_key) "
-                    "VALUES (:o, 100, 100, 'grant', 'Opening', 'setup@example.com', 'open')"
+                    "VALUES (:o, 100, 'grant', 'Opening', 'setup@example.com', 'open')"
                 ),
                 {"o": org},
             )
