@@ -67,7 +67,6 @@ __all__ = [
     "approval_threshold",
     "check_adjustment_amount",
     "check_below_threshold",
-    "check_person_window",
     "max_adjustment",
     "moved_alone",
     "recent_duplicate",
@@ -203,7 +202,7 @@ def adjust_credits(
     original entry and changes nothing; the same key with a different payload raises
     ``IdempotencyConflict``. An amount above ``approval_threshold()`` either way, or one
     that with what ``actor`` moved alone for this organization in the last 24 hours
-    passes it (``check_person_window``), raises ``ApprovalRequired`` and writes nothing:
+    passes it (``_check_person_window``), raises ``ApprovalRequired`` and writes nothing:
     ``queries.approvals.request_adjustment`` makes it a request for a second person.
     ``actor`` is stored in its canonical form (``queries.identity``).
     """
@@ -245,7 +244,7 @@ def adjust_credits(
                 )
             return previous
         # Under the lock: a second tab cannot pass the 24-hour sum at the same time.
-        check_person_window(conn, organization_id=org, actor=actor, amount=amount)
+        _check_person_window(conn, organization_id=org, actor=actor, amount=amount)
         return _insert_entry(
             conn,
             {
@@ -351,7 +350,9 @@ def moved_alone(conn: Connection, *, organization_ids: list[int], actor: str) ->
     return {int(r.id): int(r.moved) for r in rows}
 
 
-def check_person_window(conn: Connection, *, organization_id: int, actor: str, amount: int) -> None:
+def _check_person_window(
+    conn: Connection, *, organization_id: int, actor: str, amount: int
+) -> None:
     """Raise ``ApprovalRequired`` when ``amount``, with what ``actor`` (canonical) moved
     alone for this organization in the last 24 hours, passes ``approval_threshold()``.
     Call it after taking the organization's balance lock, in the moving transaction."""

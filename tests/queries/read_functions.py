@@ -139,6 +139,9 @@ PER_ORGANIZATION: dict[str, Call] = {
         c, organization_id=x.organization_id, month=x.end
     ),
     # The isolation tenants' deduction of 7 on 2026-11-03 09:00 UTC by this actor.
+    "credits.moved_alone": lambda c, x: credits.moved_alone(
+        c, organization_ids=[x.organization_id], actor="finance@example.com"
+    ),
     "credits.recent_duplicate": lambda c, x: credits.recent_duplicate(
         c,
         organization_id=x.organization_id,
