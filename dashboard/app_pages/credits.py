@@ -290,6 +290,17 @@ def _adjustment_form(f: state.Filters, balance: int) -> None:
     if not submitted:
         return
     try:
+        moved = data.moved_alone(f.organization_id, actor=auth.current_user().email)
+    except ui.EXPECTED_ERRORS as exc:
+        # The preview only: the write counts the 24 hours again under the lock and
+        # refuses (nothing changed) a movement that crosses the threshold.
+        _log.warning("reading the last 24 hours' movements failed: %r", exc)
+        st.caption(
+            "Could not read what you moved for this organization in the last 24 hours; "
+            "confirming checks it again."
+        )
+        moved = 0
+    try:
         request = actions.check_adjustment(
             organization_id=f.organization_id,
             organization_name=f.organization.name,
@@ -299,7 +310,7 @@ def _adjustment_form(f: state.Filters, balance: int) -> None:
             note=st.session_state.get(K_NOTE),
             balance=balance,
             idempotency_key=key,
-            moved_alone=data.moved_alone(f.organization_id, actor=auth.current_user().email),
+            moved_alone=moved,
         )
     except InvalidInput as exc:
         st.error(ui.describe_write_error(exc), icon=":material/block:")
