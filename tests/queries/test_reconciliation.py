@@ -9,6 +9,7 @@ import datetime as dt
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from alembic import command
@@ -27,8 +28,8 @@ from queries.reconciliation import Drift, Reconciliation, check_books, reconcile
 from tests.conftest import PgServer, _recreate
 from tests.factories import add_generations, add_ledger, ensure_types, make_org, make_user
 from tests.queries.read_functions import CHECK_MODULES, CHECKS, public_read_functions
-from tests.queries.roles import APP_LOGIN, AUDITOR_LOGIN, login_engine
-from tooling import schema
+from tests.queries.roles import APP_LOGIN, AUDITOR_LOGIN, login_engine, login_url
+from tooling import embedded, schema
 from tooling.cli import main
 from tooling.demo_data import append_only_guard_lifted
 
@@ -626,9 +627,70 @@ def cli_database(test_server: PgServer, monkeypatch: pytest.MonkeyPatch) -> Iter
     schema.upgrade(url=url)
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.delenv("DIRECT_URL", raising=False)
+    monkeypatch.delenv("RECONCILE_URL", raising=False)
     owner = create_direct_engine(url)
     yield owner
     owner.dispose()
+
+
+def _all_checkpoints(owner: Engine) -> int:
+    with owner.connect() as conn:
+        return int(
+            conn.execute(text("SELECT count(*) FROM reconciliation_checkpoints")).scalar_one()
+        )
+
+
+def test_reconcile_as_a_dashboard_auditor_login_records_checkpoints(
+    cli_database: Engine,
+    test_server: PgServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _committed_books(cli_database)
+    name = str(cli_database.url.database)
+    monkeypatch.setenv("RECONCILE_URL", login_url(test_server, name, AUDITOR_LOGIN))
+    assert main(["reconcile"]) == 0
+    assert "the books close" in capsys.readouterr().out
+    assert _all_checkpoints(cli_database) == 2
+
+
+def test_reconcile_as_an_app_login_is_refused_with_a_sentence(
+    cli_database: Engine,
+    test_server: PgServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _committed_books(cli_database)
+    name = str(cli_database.url.database)
+    monkeypatch.setenv("RECONCILE_URL", login_url(test_server, name, APP_LOGIN))
+    assert main(["reconcile"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"dashboard: could not check the books of postgresql+psycopg://{APP_LOGIN}"
+    )
+    assert "InsufficientPrivilege" in err
+    assert "RECONCILE_URL must be a login that is a member of dashboard_auditor" in err
+    assert len(err.strip().splitlines()) == 1
+    assert _all_checkpoints(cli_database) == 0
+
+
+def test_reconcile_on_the_embedded_database_runs_as_its_reconciler_login(
+    cli_database: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not embedded.owns_url(cli_database.url.render_as_string(hide_password=False)):
+        pytest.skip("TEST_DATABASE_URL is not the embedded server")
+    _committed_books(cli_database)
+    seen: list[str | None] = []
+    real = reconciliation.reconcile
+
+    def spy(engine: Engine, **options: Any) -> Reconciliation:
+        seen.append(engine.url.username)
+        return real(engine, **options)
+
+    monkeypatch.setattr(reconciliation, "reconcile", spy)
+    assert main(["reconcile"]) == 0
+    assert seen == [embedded.AUDITOR_LOGIN]
+    assert _all_checkpoints(cli_database) == 2
 
 
 def test_reconcile_exits_0_when_the_books_close_and_1_with_the_slug_when_not(
