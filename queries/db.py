@@ -238,3 +238,39 @@ def replication_lag(conn: Connection) -> dt.timedelta | None:
     standby that cannot tell yet), else a non-negative duration."""
     seconds = conn.execute(_REPLICATION_LAG).scalar_one()
     return None if seconds is None else dt.timedelta(seconds=float(seconds))
+
+
+@dataclass(frozen=True, slots=True)
+class LoginPower:
+    """Who ``conn`` logs in as, and whether that login is a superuser or the owner of
+    the schema's tables (or a member of the role that owns one)."""
+
+    login: str
+    superuser: bool
+    owner: bool
+
+    @property
+    def too_powerful(self) -> bool:
+        return self.superuser or self.owner
+
+
+# One cheap read of the catalogs: pg_roles for the login, pg_class for the public
+# schema's tables (a few dozen rows).
+_LOGIN_POWER = text(
+    """
+    SELECT current_user AS login, r.rolsuper AS superuser,
+           EXISTS (SELECT FROM pg_class c
+                   WHERE c.relnamespace = CAST('public' AS regnamespace)
+                     AND c.relkind IN ('r', 'p')
+                     AND pg_has_role(current_user, c.relowner, 'MEMBER')) AS owner
+    FROM pg_roles r
+    WHERE r.rolname = current_user
+    """
+)
+
+
+def login_power(conn: Connection) -> LoginPower:
+    """Whether the login of ``conn`` is a superuser or owns the schema's tables: the
+    app must run as a ``dashboard_app`` login, which is neither."""
+    row = conn.execute(_LOGIN_POWER).one()
+    return LoginPower(login=str(row.login), superuser=bool(row.superuser), owner=bool(row.owner))
