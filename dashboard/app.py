@@ -10,13 +10,16 @@ Every run, in this order, and each step can end the run with a sentence instead 
 5. which pages their role may open (``st.navigation``), the shared filters in the sidebar
    (kept in the URL), then the page.
 
-On the embedded demo database every page carries a "Demo data" badge. Expected failures
+On the embedded demo database every page carries a "Demo data" badge. Elsewhere, an app
+that logs in as a superuser or as the owner of the tables says so in the log and, on
+every page, to admins (checked once per database and process). Expected failures
 (database unreachable, a query refused, a bad input) end as a sentence on the page, never
 a traceback.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import streamlit as st
@@ -36,7 +39,7 @@ if not {"dashboard.ui", "tooling.schema"} <= sys.modules.keys():
     _starting.status("Starting the dashboard…", state="running")
 from dashboard import auth, data, navigation, state, ui  # noqa: E402 (after the progress sign)
 from dashboard.text import escape_markdown  # noqa: E402 (after the progress sign)
-from queries.db import NOT_CONFIGURED, ConfigurationError, configured_urls  # noqa: E402 (after the progress sign)
+from queries.db import NOT_CONFIGURED, ConfigurationError, configured_urls, login_power  # noqa: E402 (after the progress sign)
 from tooling import schema  # noqa: E402 (after the progress sign)
 
 _starting.empty()
@@ -94,6 +97,43 @@ def _schema_problem(database_url: str) -> str | None:
     process; "Try again" forgets it). Read where the pages read: with the primary down,
     a replica still has the schema and the pages keep working."""
     return schema.schema_problem(data.read_engine())
+
+
+_log = logging.getLogger(__name__)
+K_POWER_UNKNOWN = "app.login_power_unknown"
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _owner_login(database_url: str) -> str | None:
+    """A sentence when the app's login (``DATABASE_URL``, where it writes) is a
+    superuser or the tables' owner, logged once per database and process; else None."""
+    with data.engine().connect() as conn:
+        power = login_power(conn)
+    if not power.too_powerful:
+        return None
+    what = "a superuser" if power.superuser else "the owner of the tables"
+    sentence = (
+        f"The dashboard logs in to the database as {power.login}, {what}: the database's "
+        "own guards (least-privilege grants, the reconciler's checkpoints) do not hold it "
+        "back. Give DATABASE_URL a login that is only a member of dashboard_app "
+        '(README, "Deploying safely").'
+    )
+    _log.warning(sentence)
+    return sentence
+
+
+def _owner_login_banner(user: auth.CurrentUser, database_url: str) -> None:
+    """The owner-login warning, to admins only. A failed check (the primary down) is not
+    cached: the session skips it and a later session checks again."""
+    if st.session_state.get(K_POWER_UNKNOWN):
+        return
+    try:
+        sentence = _owner_login(database_url)
+    except ui.EXPECTED_ERRORS:
+        st.session_state[K_POWER_UNKNOWN] = True
+        return
+    if sentence is not None and user.role == "admin":
+        st.warning(escape_markdown(sentence), icon=":material/admin_panel_settings:")
 
 
 def _try_again() -> None:
@@ -154,6 +194,10 @@ if behind is not None:
     st.error(behind, icon=":material/cloud_off:")
     st.button("Try again", on_click=_try_again, type="primary")
     st.stop()
+
+# 4b. Not as a superuser or the tables' owner, off the embedded database.
+if not auth.on_embedded_database(database_url):
+    _owner_login_banner(user, database_url or "")
 
 # 5. The pages this role may open, the filters, the page.
 specs = navigation.pages_for(user)

@@ -10,6 +10,9 @@
 - ``DATABASE_READ_URL``, optional: a read replica (a Neon read replica or any PostgreSQL
   hot standby) for the dashboard's reads; without it, reads use ``DATABASE_URL``.
   Writes always go to ``DATABASE_URL``.
+- ``RECONCILE_URL``, optional: the login of ``dashboard reconcile``, a member of
+  ``dashboard_auditor`` (reads everything, writes only the reconciliation checkpoints);
+  falls back to ``DIRECT_URL``. On the embedded database the command makes such a login.
 - Neither set: a ``ConfigurationError`` that says so. The data layer never starts or
   invents a database; the command line (``tooling.cli``) starts the embedded one for
   development and hands its URLs to the app in these variables.
@@ -95,6 +98,14 @@ def configured_urls(env: Mapping[str, str] | None = None) -> DatabaseUrls:
     runtime_url = normalize_url(runtime or direct)
     direct_url = normalize_url(direct) if direct else runtime_url
     return DatabaseUrls(runtime_url, direct_url, normalize_url(read) if read else None)
+
+
+def reconcile_url(env: Mapping[str, str] | None = None) -> str | None:
+    """``RECONCILE_URL`` from ``env`` (default ``os.environ``), normalized; None when it
+    is not set (the caller falls back to the direct URL)."""
+    env = os.environ if env is None else env
+    url = env.get("RECONCILE_URL", "").strip()
+    return normalize_url(url) if url else None
 
 
 # Seconds to open a connection (libpq's minimum is 2) and to wait for a pooled one.
@@ -227,3 +238,39 @@ def replication_lag(conn: Connection) -> dt.timedelta | None:
     standby that cannot tell yet), else a non-negative duration."""
     seconds = conn.execute(_REPLICATION_LAG).scalar_one()
     return None if seconds is None else dt.timedelta(seconds=float(seconds))
+
+
+@dataclass(frozen=True, slots=True)
+class LoginPower:
+    """Who ``conn`` logs in as, and whether that login is a superuser or the owner of
+    the schema's tables (or a member of the role that owns one)."""
+
+    login: str
+    superuser: bool
+    owner: bool
+
+    @property
+    def too_powerful(self) -> bool:
+        return self.superuser or self.owner
+
+
+# One cheap read of the catalogs: pg_roles for the login, pg_class for the public
+# schema's tables (a few dozen rows).
+_LOGIN_POWER = text(
+    """
+    SELECT current_user AS login, r.rolsuper AS superuser,
+           EXISTS (SELECT FROM pg_class c
+                   WHERE c.relnamespace = CAST('public' AS regnamespace)
+                     AND c.relkind IN ('r', 'p')
+                     AND pg_has_role(current_user, c.relowner, 'MEMBER')) AS owner
+    FROM pg_roles r
+    WHERE r.rolname = current_user
+    """
+)
+
+
+def login_power(conn: Connection) -> LoginPower:
+    """Whether the login of ``conn`` is a superuser or owns the schema's tables: the
+    app must run as a ``dashboard_app`` login, which is neither."""
+    row = conn.execute(_LOGIN_POWER).one()
+    return LoginPower(login=str(row.login), superuser=bool(row.superuser), owner=bool(row.owner))

@@ -33,13 +33,27 @@ balance moved that way.
 
 **Incremental runs.** A run writes a checkpoint per (organization, local day) for every
 organization all of whose checks held, carrying the organization's greatest generation
-and ledger ids it counted and its zone. The next incremental run checks:
+and ledger ids it counted and its zone. Only the reconciler writes them (the
+``dashboard_auditor`` role of migration 0014; the app may only read them). The next
+incremental run checks:
 
+- the checkpoints themselves (``checkpoint``): one dated after the organization's local
+  day at ``now``, or claiming a generation or ledger id past the organization's newest,
+  was not written by a verifying run. It is a drift, said in a sentence, and the
+  organization's checkpoints count for nothing: everything of it is checked, and the
+  run deletes them. (A generation recorded with a time in the future makes the
+  checkpoint of its day such a drift until that day comes: worth a look either way.)
 - the balance of every organization (from the ledger and the running total of its latest
   day: one index probe each);
-- the ledger chain and the rollups' running totals and months of each organization with
-  generations or ledger entries past its checkpoint, or none, or a changed zone;
-- the rollups of only the local days that have generations past the checkpoint.
+- the ledger chain of each organization with generations or ledger entries past its
+  checkpoint, or none, or a changed zone;
+- the rollups of the local days that have generations past the checkpoint, and of the
+  newest day of every rollup of every organization (the newest day of
+  ``organization_daily_usage``, ``usage_limits``, ``user_daily_usage`` and
+  ``quarter_hour_usage``): a count or running total edited on the latest day, where a
+  balance moved by hand would hide, is found by the next run;
+- the running totals and months of every organization with a day checked (so, every
+  organization with rollups): the small rollups, read whole.
 
 A run that finds drift in an organization deletes its checkpoints, so the drift is
 checked again until it is mended: a checkpoint is written only for what verified.
@@ -62,6 +76,7 @@ from queries.transactions import run_in_transaction
 
 # The invariants, in the order a report lists them.
 CHECKS: tuple[str, ...] = (
+    "checkpoint",
     "balance",
     "ledger",
     "usage_limits",
@@ -135,21 +150,37 @@ class Reconciliation:
 
 
 # What changed since the checkpoints: (organization, local day) of every generation past
-# the organization's checkpointed id, and (organization, NULL) for every organization
-# to check (those, plus any with ledger entries past its checkpoint, without
-# checkpoints, or whose zone changed since). Generations are read on their primary key
-# from the checkpointed id up, so a quiet night reads almost nothing.
+# the organization's checkpointed id and of the newest day of each rollup, and
+# (organization, NULL) for every organization whose ledger chain to check (those with
+# generations or ledger entries past its checkpoint, without checkpoints, whose zone
+# changed since, or with a checkpoint no verifying run wrote: see _CHECKPOINTS).
+# Generations are read on their primary key from the checkpointed id up, and the newest
+# days are one index probe per rollup, so a quiet night reads almost nothing.
 _SCOPE = text(
     """
-    WITH marks AS (
-        SELECT o.id AS organization_id,
-               CASE WHEN bool_and(c.timezone = o.timezone) THEN max(c.generation_id) END
-                   AS generation_id,
-               CASE WHEN bool_and(c.timezone = o.timezone) THEN max(c.ledger_id) END
-                   AS ledger_id
+    WITH newest AS (
+        SELECT o.id AS organization_id, o.timezone,
+               (CAST(:now AS timestamptz) AT TIME ZONE o.timezone)::date AS today,
+               coalesce((SELECT max(g.id) FROM generations g WHERE g.organization_id = o.id),
+                        0) AS generation_id,
+               coalesce((SELECT max(l.id) FROM credit_ledger l WHERE l.organization_id = o.id),
+                        0) AS ledger_id
         FROM organizations o
-        JOIN reconciliation_checkpoints c ON c.organization_id = o.id
-        GROUP BY o.id
+        WHERE EXISTS (SELECT FROM reconciliation_checkpoints c WHERE c.organization_id = o.id)
+    ),
+    marks AS (
+        SELECT n.organization_id,
+               CASE WHEN bool_and(c.timezone = n.timezone AND c.date <= n.today
+                                  AND c.generation_id <= n.generation_id
+                                  AND c.ledger_id <= n.ledger_id)
+                    THEN max(c.generation_id) END AS generation_id,
+               CASE WHEN bool_and(c.timezone = n.timezone AND c.date <= n.today
+                                  AND c.generation_id <= n.generation_id
+                                  AND c.ledger_id <= n.ledger_id)
+                    THEN max(c.ledger_id) END AS ledger_id
+        FROM newest n
+        JOIN reconciliation_checkpoints c ON c.organization_id = n.organization_id
+        GROUP BY n.organization_id
     ),
     days AS (
         SELECT g.organization_id, (g.created_at AT TIME ZONE o.timezone)::date AS date
@@ -158,6 +189,20 @@ _SCOPE = text(
         JOIN generations g
           ON g.organization_id = o.id AND g.id > coalesce(m.generation_id, 0)
         GROUP BY 1, 2
+    ),
+    latest AS (
+        SELECT o.id AS organization_id, x.date
+        FROM organizations o
+        CROSS JOIN LATERAL (
+            VALUES
+                ((SELECT max(d.date) FROM organization_daily_usage d
+                  WHERE d.organization_id = o.id)),
+                ((SELECT max(u.date) FROM usage_limits u WHERE u.organization_id = o.id)),
+                ((SELECT max(r.date) FROM user_daily_usage r WHERE r.organization_id = o.id)),
+                ((SELECT (max(q.bucket) AT TIME ZONE o.timezone)::date
+                  FROM quarter_hour_usage q WHERE q.organization_id = o.id))
+        ) AS x(date)
+        WHERE x.date IS NOT NULL
     ),
     orgs AS (
         SELECT organization_id FROM days
@@ -169,10 +214,73 @@ _SCOPE = text(
            OR EXISTS (SELECT FROM credit_ledger l
                       WHERE l.organization_id = o.id AND l.id > m.ledger_id)
     )
-    SELECT organization_id, date FROM days
+    (SELECT organization_id, date FROM days
+     UNION
+     SELECT organization_id, date FROM latest)
     UNION ALL
     SELECT organization_id, NULL FROM orgs
     ORDER BY 1, 2
+    """
+)
+
+# Checkpoints that no verifying run can have written: dated after the organization's
+# local day at :now, or claiming a generation or ledger id past its newest (ids only
+# grow, and the history is append-only). One drift per organization, at its latest such
+# checkpoint, with the reason in a sentence. A checkpoint of another zone (left by a
+# zone change) is not dated against today: the next clean run replaces it.
+_CHECKPOINTS = text(
+    """
+    WITH newest AS (
+        SELECT o.id AS organization_id, o.slug, o.timezone,
+               (CAST(:now AS timestamptz) AT TIME ZONE o.timezone)::date AS today,
+               coalesce((SELECT max(g.id) FROM generations g WHERE g.organization_id = o.id),
+                        0) AS generation_id,
+               coalesce((SELECT max(l.id) FROM credit_ledger l WHERE l.organization_id = o.id),
+                        0) AS ledger_id
+        FROM organizations o
+        WHERE EXISTS (SELECT FROM reconciliation_checkpoints c WHERE c.organization_id = o.id)
+    ),
+    poisoned AS (
+        SELECT n.organization_id, n.slug, c.date,
+               c.timezone = n.timezone AND c.date > n.today AS future,
+               c.generation_id > n.generation_id AS past_generations,
+               c.generation_id, c.ledger_id, n.today,
+               n.generation_id AS newest_generation, n.ledger_id AS newest_ledger,
+               count(*) OVER (PARTITION BY n.organization_id) AS rows,
+               row_number() OVER (PARTITION BY n.organization_id ORDER BY c.date DESC) AS n
+        FROM newest n
+        JOIN reconciliation_checkpoints c ON c.organization_id = n.organization_id
+        WHERE (c.timezone = n.timezone AND c.date > n.today)
+           OR c.generation_id > n.generation_id
+           OR c.ledger_id > n.ledger_id
+    )
+    SELECT p.organization_id, p.slug, 'checkpoint' AS check,
+           CASE WHEN p.future THEN 'days after today'
+                WHEN p.past_generations THEN 'generation_id'
+                ELSE 'ledger_id' END AS what,
+           NULL::bigint AS first_entry, p.date AS first_date,
+           CASE WHEN p.future
+                THEN 'the checkpoint of ' || to_char(p.date, 'YYYY-MM-DD')
+                     || ' is in the future (today is ' || to_char(p.today, 'YYYY-MM-DD')
+                     || ' there): no run verified it'
+                WHEN p.past_generations
+                THEN 'the checkpoint of ' || to_char(p.date, 'YYYY-MM-DD')
+                     || ' claims generations up to id ' || p.generation_id
+                     || ', past the newest (' || p.newest_generation || '): no run verified it'
+                ELSE 'the checkpoint of ' || to_char(p.date, 'YYYY-MM-DD')
+                     || ' claims ledger entries up to id ' || p.ledger_id
+                     || ', past the newest (' || p.newest_ledger || '): no run verified it'
+           END AS "where",
+           CASE WHEN p.future THEN 0
+                WHEN p.past_generations THEN p.newest_generation
+                ELSE p.newest_ledger END AS expected,
+           CASE WHEN p.future THEN p.date - p.today
+                WHEN p.past_generations THEN p.generation_id
+                ELSE p.ledger_id END AS found,
+           p.rows
+    FROM poisoned p
+    WHERE p.n = 1
+    ORDER BY p.organization_id
     """
 )
 
@@ -291,8 +399,9 @@ _LEDGER = text(
 # run, else each (organization, day) read as a range of the (organization_id,
 # created_at) index. The constant :full prunes the branch not taken at planning time.
 # The running totals and the months are checked over every day of the organizations in
-# scope, against the recount where it was made and the rollup (verified before)
-# elsewhere.
+# scope (in an incremental run: the ledger's and those with a day in scope, which the
+# newest days make every organization with rollups), against the recount where it was
+# made and the rollup (verified before) elsewhere.
 _ROLLUPS = text(
     """
     WITH scope AS (
@@ -311,7 +420,8 @@ _ROLLUPS = text(
         UNION ALL
         SELECT o.id, o.timezone
         FROM organizations o
-        WHERE NOT CAST(:full AS boolean) AND o.id = ANY(CAST(:orgs AS bigint[]))
+        WHERE NOT CAST(:full AS boolean)
+          AND (o.id = ANY(CAST(:orgs AS bigint[])) OR o.id = ANY(CAST(:day_orgs AS bigint[])))
     ),
     gens AS MATERIALIZED (
         SELECT g.organization_id, g.user_id, g.type, g.credits, g.created_at,
@@ -506,19 +616,33 @@ def _drift(row: Row[Any]) -> Drift:
     )
 
 
-def check_books(conn: Connection, *, full: bool = False) -> Reconciliation:
+def _instant(now: dt.datetime | None) -> dt.datetime:
+    """``now`` (default: the current time), checked to be an aware datetime."""
+    if now is None:
+        return dt.datetime.now(dt.UTC)
+    if not isinstance(now, dt.datetime) or now.utcoffset() is None:
+        raise InvalidInput(f"now must be a date and time with a time zone, not {now!r}.")
+    return now
+
+
+def check_books(
+    conn: Connection, *, full: bool = False, now: dt.datetime | None = None
+) -> Reconciliation:
     """Every drift of the books, per organization, from the raw rows: all organizations
-    and days with ``full``, else only what changed since the verified checkpoints (the
-    balances of all organizations are always checked). Reads only; run it in one
-    snapshot (``reconcile`` does) so a write committing meanwhile is seen whole or not
-    at all. At most five statements, whatever the number of organizations or days."""
+    and days with ``full``, else what changed since the verified checkpoints and the
+    newest day of every rollup (the checkpoints themselves and the balances of all
+    organizations are always checked; a checkpoint dated after the local day at ``now``,
+    default the current time, is a drift). Reads only; run it in one snapshot
+    (``reconcile`` does) so a write committing meanwhile is seen whole or not at all. At
+    most six statements, whatever the number of organizations or days."""
     if not isinstance(full, bool):
         raise InvalidInput(f"full must be True or False, not {full!r}.")
+    now = _instant(now)
     day_orgs: list[int] = []
     days: list[dt.date] = []
     orgs: list[int] = []
     if not full:
-        for org, date in conn.execute(_SCOPE):
+        for org, date in conn.execute(_SCOPE, {"now": now}):
             if date is None:
                 orgs.append(int(org))
             else:
@@ -530,7 +654,8 @@ def check_books(conn: Connection, *, full: bool = False) -> Reconciliation:
             full, orgs, day_orgs, days = True, [], [], []
     params = {"full": full, "orgs": orgs, "day_orgs": day_orgs, "days": days}
     marks = conn.execute(_MARKS, params).all()
-    drifts = [_drift(row) for row in conn.execute(_BALANCE, params)]
+    drifts = [_drift(row) for row in conn.execute(_CHECKPOINTS, {"now": now})]
+    drifts += [_drift(row) for row in conn.execute(_BALANCE, params)]
     drifts += [_drift(row) for row in conn.execute(_LEDGER, params)]
     drifts += [_drift(row) for row in conn.execute(_ROLLUPS, params)]
     order = {check: n for n, check in enumerate(CHECKS)}
@@ -551,7 +676,7 @@ def check_books(conn: Connection, *, full: bool = False) -> Reconciliation:
         drifts=tuple(drifts),
         organizations_checked=len(marks),
         days_checked=None if full else len(days),
-        checked_at=dt.datetime.now(dt.UTC),
+        checked_at=now.astimezone(dt.UTC),
         verified=verified,
         day_organizations=tuple(day_orgs),
         days=tuple(days),
@@ -624,9 +749,16 @@ def _record_checkpoints(engine: Engine, result: Reconciliation) -> None:
     run_in_transaction(engine, body, budget=CHECKPOINT_BUDGET_SECONDS)
 
 
-def reconcile(engine: Engine, *, full: bool = False, checkpoint: bool = True) -> Reconciliation:
+def reconcile(
+    engine: Engine,
+    *,
+    full: bool = False,
+    checkpoint: bool = True,
+    now: dt.datetime | None = None,
+) -> Reconciliation:
     """Check the books in one consistent snapshot (``check_books``), then record the
-    checkpoints of what verified (unless ``checkpoint`` is False)."""
+    checkpoints of what verified (unless ``checkpoint`` is False). Recording needs a
+    ``dashboard_auditor`` login (``RECONCILE_URL``); the app's role may only check."""
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
@@ -634,7 +766,7 @@ def reconcile(engine: Engine, *, full: bool = False, checkpoint: bool = True) ->
             # short (local to this read-only transaction).
             conn.execute(text("SET TRANSACTION READ ONLY"))
             conn.execute(text("SET LOCAL statement_timeout = 0"))
-            result = check_books(conn, full=full)
+            result = check_books(conn, full=full, now=now)
     if checkpoint:
         _record_checkpoints(engine, result)
     return result

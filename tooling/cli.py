@@ -12,7 +12,9 @@ dashboard seed      load demo data (--orgs, --generations, --days, --seed, --res
                     in at the end: all or nothing (tooling/staging.py)
 dashboard reconcile check that the books close (balances, ledger chain, rollups) from
                     the verified checkpoints on, or everything with --full; prints a
-                    table of what drifted, exit 1 if anything did, 0 if all holds
+                    table of what drifted, exit 1 if anything did, 0 if all holds;
+                    connects with RECONCILE_URL (a dashboard_auditor login; default
+                    DIRECT_URL; on the embedded database its dashboard_reconciler)
 dashboard bulk-adjust FILE
                     check a CSV of credit adjustments and print every row with its
                     balance before and after (--dry-run, the default; writes nothing);
@@ -173,6 +175,42 @@ def reconcile_table(drifts: Sequence[Any]) -> str:
     )
 
 
+def _reconcile_url(target: Target) -> str:
+    """Who checks the books: ``RECONCILE_URL``; else, on the embedded database, its
+    ``dashboard_reconciler`` login (made on demand, once the schema has the role);
+    else ``DIRECT_URL``."""
+    from queries.db import create_direct_engine, reconcile_url
+    from tooling import embedded
+    from tooling.schema import schema_problem
+
+    url = reconcile_url()
+    if url is not None:
+        return url
+    if not target.embedded:
+        return target.urls.direct
+    # The login is a member of dashboard_auditor, which a current schema has created.
+    owner = create_direct_engine(target.urls.direct)
+    try:
+        problem = schema_problem(owner)
+    finally:
+        owner.dispose()
+    if problem is not None:
+        raise Refused(problem)
+    return embedded.auditor_login_url(target.urls.direct)
+
+
+def _refused_for_privilege(error: BaseException) -> bool:
+    """Whether PostgreSQL's "permission denied" is ``error`` or what caused it."""
+    import psycopg
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(getattr(seen, "orig", seen), psycopg.errors.InsufficientPrivilege):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -181,20 +219,29 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from queries.reconciliation import reconcile
     from tooling.schema import schema_problem
 
-    urls = _urls()
-    engine = create_runtime_engine(urls.runtime)
+    target = _target()
+    url = target.urls.direct
     try:
-        problem = schema_problem(engine)
-        if problem is not None:
-            raise Refused(problem)
-        result = reconcile(engine, full=args.full)
-    except (DashboardError, SQLAlchemyError) as exc:
-        # Connection refused, a schema without the checkpoints, a role without access:
-        # not a drift, so not exit 1.
+        url = _reconcile_url(target)
+        engine = create_runtime_engine(url)
+        try:
+            problem = schema_problem(engine)
+            if problem is not None:
+                raise Refused(problem)
+            result = reconcile(engine, full=args.full)
+        finally:
+            engine.dispose()
+    except (DashboardError, SQLAlchemyError, ConfigurationError) as exc:
+        # Connection refused, a schema without the checkpoints, a role without access
+        # (an app login cannot record checkpoints): not a drift, so not exit 1.
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise Refused(f"could not check the books of {_display(urls.runtime)}: {reason}") from exc
-    finally:
-        engine.dispose()
+        if _refused_for_privilege(exc):
+            reason = (
+                f"{make_url(url).username} may not do this ({reason}); RECONCILE_URL must "
+                "be a login that is a member of dashboard_auditor, which reads everything "
+                "and records the checkpoints"
+            )
+        raise Refused(f"could not check the books of {_display(url)}: {reason}") from exc
     scope = (
         "every day"
         if result.days_checked is None

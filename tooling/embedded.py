@@ -217,6 +217,18 @@ def ensure_login_role(url: str, *, login: str, member_of: str, password: str | N
     return target.set(username=login, password=password).render_as_string(hide_password=False)
 
 
+# The reconciler's login on the embedded database: a member of dashboard_auditor
+# (migration 0014) only, as RECONCILE_URL would be in a deployment.
+AUDITOR_LOGIN = "dashboard_reconciler"
+AUDITOR_GROUP = "dashboard_auditor"
+
+
+def auditor_login_url(url: str) -> str:
+    """``url`` (the owner's, on the embedded database) for the reconciler's login
+    ``dashboard_reconciler``: only a member of ``dashboard_auditor``, no password."""
+    return ensure_login_role(url, login=AUDITOR_LOGIN, member_of=AUDITOR_GROUP)
+
+
 def app_login_url(url: str) -> str:
     """``url`` (the owner's, on the embedded database) for the app's login
     ``dashboard_web``: only a member of ``dashboard_app``, no password (socket trust)."""

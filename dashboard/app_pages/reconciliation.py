@@ -1,7 +1,9 @@
 """Reconciliation: do the books close? Balances, the ledger's balance_after chain and
 every rollup checked against the raw rows, with the first ledger entry or day of each
 drift. Opening the page checks what changed since the last verified checkpoints (fast
-after the nightly run); "Full check" rechecks everything."""
+after the nightly run); "Full check" rechecks everything. The page only checks: the
+checkpoints belong to the reconciler (`dashboard reconcile` as a dashboard_auditor
+login), and the app's role may not write them."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from queries.reconciliation import Drift, Reconciliation, reconcile
 K_RESULT: Final = "reconciliation.result"
 # What each invariant means, in the words of the page.
 CHECK_LABELS: Final = {
+    "checkpoint": "Verified checkpoints (written by no verifying run)",
     "balance": "Balance = ledger − consumption",
     "ledger": "Ledger balance_after chain",
     "usage_limits": "Daily quota counts (usage_limits)",
@@ -67,10 +70,11 @@ def summary(result: Reconciliation) -> str:
 
 
 def _run(*, full: bool) -> None:
-    # The role again, not only the navigation: a run writes checkpoints.
+    # The role again, not only the navigation: a full check reads every row.
     auth.require("view_reconciliation")
     with st.spinner("Checking the books…"):
-        st.session_state[K_RESULT] = reconcile(data.engine(), full=full)
+        # Checks only: recording checkpoints is the reconciler's (dashboard_auditor).
+        st.session_state[K_RESULT] = reconcile(data.engine(), full=full, checkpoint=False)
 
 
 def render() -> None:
@@ -130,9 +134,12 @@ def render() -> None:
             "- **Rollups**: daily quota counts, per-user days, quarter-hours, organization "
             "days with their running totals and months, each against a recount of the "
             "generations in the organization's own time zone.\n\n"
-            "An organization all of whose checks hold gets a verified checkpoint per day; "
-            "the next check reads only generations and ledger entries recorded after it. "
-            "A full check also finds a verified day edited directly in the database."
+            "When `dashboard reconcile` (the nightly run) finds all checks of an "
+            "organization hold, it records a verified checkpoint per day; the next check "
+            "reads only generations and ledger entries recorded after it, and the newest "
+            "day of every rollup. A checkpoint dated in the future or past the newest "
+            "rows is itself a drift. A full check also finds a verified day edited "
+            "directly in the database. This page checks; it records nothing."
         )
 
 

@@ -1,4 +1,4 @@
-"""Login roles for the tests, each a member of one group role of migration 0003 only.
+"""Login roles for the tests, each a member of one group role (migrations 0003, 0014) only.
 
 Roles belong to the whole server, so the names carry the tests' ``dashboard_test``
 prefix, and making one is idempotent (a second run, or a second database, finds it).
@@ -19,7 +19,12 @@ from tooling.embedded import ensure_login_role
 
 APP_LOGIN = "dashboard_test_app_login"
 READER_LOGIN = "dashboard_test_reader_login"
-GROUP_OF = {APP_LOGIN: "dashboard_app", READER_LOGIN: "dashboard_reader"}
+AUDITOR_LOGIN = "dashboard_test_auditor_login"
+GROUP_OF = {
+    APP_LOGIN: "dashboard_app",
+    READER_LOGIN: "dashboard_reader",
+    AUDITOR_LOGIN: "dashboard_auditor",
+}
 
 
 def password_for(server: PgServer, login: str) -> str | None:

@@ -7,6 +7,9 @@
   columns the writes do not need.
 - A login that is only a member of ``dashboard_reader`` runs every public read and is
   refused every write.
+- A login that is only a member of ``dashboard_auditor`` runs every public read and
+  ``dashboard reconcile``, which records checkpoints; it is refused every other write.
+  Neither the app nor a reader may write a checkpoint.
 """
 
 from __future__ import annotations
@@ -35,12 +38,13 @@ from queries.generations import record_generation
 from queries.models import Base
 from queries.orgs import set_timezone
 from queries.quotas import set_daily_limit
-from queries.reconciliation import reconcile
+from queries.reconciliation import check_books, reconcile
 from tests.conftest import PgServer, seeded_database
 from tests.factories import add_generations, add_ledger, ensure_types, make_org, make_user
 from tests.queries.read_functions import CHECKS, CROSS_ORGANIZATION, PER_ORGANIZATION, Context
 from tests.queries.roles import (
     APP_LOGIN,
+    AUDITOR_LOGIN,
     READER_LOGIN,
     login_engine,
     password_for,
@@ -100,7 +104,7 @@ def _grants(conn: Connection, role: str) -> set[tuple[str, str | None, str]]:
     return {(row.relname, row.attname, row.privilege_type) for row in rows}
 
 
-def test_every_table_is_readable_by_both_roles_and_nothing_more_is_granted(
+def test_every_table_is_readable_by_every_role_and_nothing_more_is_granted(
     engine: Engine,
 ) -> None:
     # A later migration that adds a table without granting SELECT on it fails here.
@@ -193,18 +197,7 @@ def test_every_table_is_readable_by_both_roles_and_nothing_more_is_granted(
             )
         ),
         # Decisions are decide_approval_request's (0013): no UPDATE of a request.
-        # Reconciliation (0008): a run writes the checkpoints of what verified, moves
-        # a clean organization's to its new ids and deletes a drifted one's.
-        *(
-            ("reconciliation_checkpoints", column, "INSERT")
-            for column in ("organization_id", "date")
-        ),
-        *(
-            ("reconciliation_checkpoints", column, privilege)
-            for column in ("generation_id", "ledger_id", "timezone", "verified_at")
-            for privilege in ("INSERT", "UPDATE")
-        ),
-        ("reconciliation_checkpoints", None, "DELETE"),
+        # Checkpoints are the reconciler's (0014): the app only reads them.
         # Alert deliveries (0011): a delivery is inserted, never changed or deleted.
         *(
             ("alert_deliveries", column, "INSERT")
@@ -219,12 +212,27 @@ def test_every_table_is_readable_by_both_roles_and_nothing_more_is_granted(
             )
         ),
     }
+    # Reconciliation (0008, 0014): the reconciler writes the checkpoints of what
+    # verified (the database sets verified_at of a new one), moves a clean
+    # organization's to its new ids and deletes a drifted one's. The app only reads them.
+    auditor_writes = {
+        *(
+            ("reconciliation_checkpoints", column, "INSERT")
+            for column in ("organization_id", "date", "generation_id", "ledger_id", "timezone")
+        ),
+        *(
+            ("reconciliation_checkpoints", column, "UPDATE")
+            for column in ("generation_id", "ledger_id", "timezone", "verified_at")
+        ),
+        ("reconciliation_checkpoints", None, "DELETE"),
+    }
     with engine.connect() as conn:
         assert _grants(conn, "dashboard_reader") == select_all
         assert _grants(conn, "dashboard_app") == select_all | app_writes
-        for role in ("dashboard_app", "dashboard_reader"):
+        assert _grants(conn, "dashboard_auditor") == select_all | auditor_writes
+        for role in ("dashboard_app", "dashboard_reader", "dashboard_auditor"):
             assert _executable(conn, role) == (APP_FUNCTIONS if role == "dashboard_app" else set())
-        for role in ("dashboard_app", "dashboard_reader"):
+        for role in ("dashboard_app", "dashboard_reader", "dashboard_auditor"):
             facts = conn.execute(_ROLE, {"role": role}).one()
             assert tuple(facts) == (False, False, False, False, False, True, False), role
 
@@ -324,6 +332,14 @@ def app_engine(test_server: PgServer, write_engine: Engine) -> Iterator[Engine]:
 
 
 @pytest.fixture(scope="module")
+def auditor_engine(test_server: PgServer, write_engine: Engine) -> Iterator[Engine]:
+    """The writes database, through a login that is only a member of dashboard_auditor."""
+    engine = login_engine(test_server, str(write_engine.url.database), AUDITOR_LOGIN)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
 def reader_engine(test_server: PgServer, write_engine: Engine) -> Iterator[Engine]:
     """The writes database, through a login that is only a member of dashboard_reader."""
     engine = login_engine(test_server, str(write_engine.url.database), READER_LOGIN)
@@ -347,10 +363,11 @@ def _who(engine: Engine) -> tuple[str, bool, set[str]]:
 
 
 def test_the_test_logins_are_members_of_their_group_only(
-    app_engine: Engine, reader_engine: Engine
+    app_engine: Engine, reader_engine: Engine, auditor_engine: Engine
 ) -> None:
     assert _who(app_engine) == (APP_LOGIN, False, {"dashboard_app"})
     assert _who(reader_engine) == (READER_LOGIN, False, {"dashboard_reader"})
+    assert _who(auditor_engine) == (AUDITOR_LOGIN, False, {"dashboard_auditor"})
 
 
 def test_ensure_login_role_is_idempotent_and_removes_other_memberships(
@@ -435,10 +452,10 @@ def _limit_later_day_first(engine: Engine, t: Tenant) -> object:
     )
 
 
-def _reconcile_after_a_generation(engine: Engine, t: Tenant) -> object:
-    # A generation first, so the organization has a local day to checkpoint.
+def _reconcile_after_a_generation(engine: Engine, t: Tenant, *, app: Engine) -> object:
+    # A generation first (by the app), so the organization has a local day to checkpoint.
     record_generation(
-        engine,
+        app,
         organization_id=t.organization_id,
         user_id=t.user_id,
         type="chat",
@@ -544,9 +561,11 @@ WRITES: dict[str, Callable[[Engine, Tenant], object]] = {
     ),
     "quotas.set_daily_limit": _limit_later_day_first,
     "orgs.set_timezone": _timezone_after_a_generation,
-    "reconciliation.reconcile": _reconcile_after_a_generation,
     "alerts.deliver": _deliver_an_alert,
 }
+# The reconciler's write (migration 0014): only a dashboard_auditor login records
+# checkpoints; see the tests below.
+AUDITOR_WRITES = {"reconciliation.reconcile": _reconcile_after_a_generation}
 
 
 def _write_functions() -> set[str]:
@@ -567,7 +586,7 @@ def _write_functions() -> set[str]:
 
 
 def test_every_write_function_is_covered() -> None:
-    covered = {key.split("[")[0] for key in WRITES}
+    covered = {key.split("[")[0] for key in (*WRITES, *AUDITOR_WRITES)}
     missing = _write_functions() - covered
     assert not missing, f"add these to WRITES in {__name__}: {sorted(missing)}"
 
@@ -608,6 +627,46 @@ def test_every_write_function_is_refused_as_dashboard_reader(
         WRITES[name](reader_engine, tenant)
     assert _refused_for_privilege(refused.value), repr(refused.value)
     assert snapshot(write_engine, tenant.organization_id) == before
+
+
+_CHECKPOINTS = text("SELECT count(*), max(verified_at) FROM reconciliation_checkpoints")
+
+
+def _checkpoints(engine: Engine) -> tuple[int, object]:
+    with engine.connect() as conn:
+        count, latest = conn.execute(_CHECKPOINTS).one()
+    return int(count), latest
+
+
+def test_reconcile_works_as_dashboard_auditor_and_writes_checkpoints(
+    write_engine: Engine, app_engine: Engine, auditor_engine: Engine
+) -> None:
+    tenant = _tenant(write_engine)
+    drifts = AUDITOR_WRITES["reconciliation.reconcile"](auditor_engine, tenant, app=app_engine)
+    assert drifts == []
+    with write_engine.connect() as conn:
+        written = conn.execute(
+            text("SELECT count(*) FROM reconciliation_checkpoints WHERE organization_id = :o"),
+            {"o": tenant.organization_id},
+        ).scalar_one()
+    assert written == 1  # its one local day, verified
+    assert invariant_holds(write_engine, tenant.organization_id)
+
+
+@pytest.mark.parametrize("login", ["app", "reader"])
+def test_reconcile_cannot_record_checkpoints_as_the_app_or_a_reader(
+    write_engine: Engine, app_engine: Engine, reader_engine: Engine, login: str
+) -> None:
+    tenant = _tenant(write_engine)
+    engine = app_engine if login == "app" else reader_engine
+    before = _checkpoints(write_engine)
+    with pytest.raises(Exception) as refused:
+        AUDITOR_WRITES["reconciliation.reconcile"](engine, tenant, app=app_engine)
+    assert _refused_for_privilege(refused.value), repr(refused.value)
+    assert _checkpoints(write_engine) == before
+    # Checking without recording is a read: both may.
+    with engine.connect() as conn:
+        check_books(conn)
 
 
 # ------------------------------------------------------------------ statements refused
@@ -734,6 +793,29 @@ _BOOK = {
         "decision_reason = 'x' WHERE organization_id = :org"
     ),
 }
+# The reconciler's checkpoints (0014): dashboard_auditor only.
+_CHECKPOINT_WRITES = {
+    "INSERT reconciliation_checkpoints": (
+        "INSERT INTO reconciliation_checkpoints "
+        "(organization_id, date, generation_id, ledger_id, timezone) "
+        "VALUES (:org, DATE '2100-01-01', 9223372036854775807, 9223372036854775807, 'UTC')"
+    ),
+    "UPDATE reconciliation_checkpoints": (
+        "UPDATE reconciliation_checkpoints SET generation_id = generation_id + 1000000 "
+        "WHERE organization_id = :org"
+    ),
+    "DELETE reconciliation_checkpoints": (
+        "DELETE FROM reconciliation_checkpoints WHERE organization_id = :org"
+    ),
+}
+# The time of a checkpoint is the database's, even for the reconciler.
+_AUDITOR_REFUSED_TOO = {
+    "INSERT reconciliation_checkpoints.verified_at": (
+        "INSERT INTO reconciliation_checkpoints "
+        "(organization_id, date, generation_id, ledger_id, timezone, verified_at) "
+        "VALUES (:org, DATE '2026-01-01', 1, 1, 'UTC', now())"
+    ),
+}
 # What dashboard_app may write (through the write functions), and the reader may not.
 _APP_WRITES = {
     "INSERT alert_deliveries": (
@@ -763,8 +845,23 @@ _APP_WRITES = {
         "SELECT * FROM decide_approval_request(0, 'approve', 'someone@example.com', NULL)"
     ),
 }
-REFUSED_FOR_APP = {**_DDL, **_DELETE, **_TRUNCATE, **_UPDATE, **_INSERT_ELSEWHERE, **_BOOK}
+REFUSED_FOR_APP = {
+    **_DDL,
+    **_DELETE,
+    **_TRUNCATE,
+    **_UPDATE,
+    **_INSERT_ELSEWHERE,
+    **_BOOK,
+    **_CHECKPOINT_WRITES,
+    **_AUDITOR_REFUSED_TOO,
+}
 REFUSED_FOR_READER = {**REFUSED_FOR_APP, **_APP_WRITES}
+# The reconciler reads everything and writes only the checkpoints.
+REFUSED_FOR_AUDITOR = {
+    name: statement
+    for name, statement in REFUSED_FOR_READER.items()
+    if name not in _CHECKPOINT_WRITES
+}
 
 
 @pytest.fixture(scope="module")
@@ -811,6 +908,15 @@ def test_dashboard_reader_is_refused_every_write(
     assert snapshot(write_engine, target.organization_id) == before
 
 
+@pytest.mark.parametrize("name", sorted(REFUSED_FOR_AUDITOR))
+def test_dashboard_auditor_is_refused_every_write_but_the_checkpoints(
+    auditor_engine: Engine, write_engine: Engine, target: Tenant, name: str
+) -> None:
+    before = snapshot(write_engine, target.organization_id)
+    _assert_refused(auditor_engine, REFUSED_FOR_AUDITOR[name], target.organization_id)
+    assert snapshot(write_engine, target.organization_id) == before
+
+
 # ------------------------------------------------------------------ the reads
 
 
@@ -837,13 +943,18 @@ def read_context(write_engine: Engine) -> Context:
 READS = {**PER_ORGANIZATION, **CROSS_ORGANIZATION, **CHECKS}
 
 
-@pytest.mark.parametrize("login", ["reader", "app"])
+@pytest.mark.parametrize("login", ["reader", "app", "auditor"])
 @pytest.mark.parametrize("name", sorted(READS))
-def test_every_public_read_works_for_both_roles(
-    reader_engine: Engine, app_engine: Engine, read_context: Context, login: str, name: str
+def test_every_public_read_works_for_every_role(
+    reader_engine: Engine,
+    app_engine: Engine,
+    auditor_engine: Engine,
+    read_context: Context,
+    login: str,
+    name: str,
 ) -> None:
     # tests/queries/test_isolation.py checks that READS holds every public read.
-    engine = reader_engine if login == "reader" else app_engine
+    engine = {"reader": reader_engine, "app": app_engine, "auditor": auditor_engine}[login]
     with engine.connect() as conn:
         READS[name](conn, read_context)
 

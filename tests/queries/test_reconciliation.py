@@ -9,6 +9,7 @@ import datetime as dt
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from alembic import command
@@ -27,14 +28,16 @@ from queries.reconciliation import Drift, Reconciliation, check_books, reconcile
 from tests.conftest import PgServer, _recreate
 from tests.factories import add_generations, add_ledger, ensure_types, make_org, make_user
 from tests.queries.read_functions import CHECK_MODULES, CHECKS, public_read_functions
-from tests.queries.roles import APP_LOGIN, login_engine
-from tooling import schema
+from tests.queries.roles import APP_LOGIN, AUDITOR_LOGIN, login_engine, login_url
+from tooling import embedded, schema
 from tooling.cli import main
 from tooling.demo_data import append_only_guard_lifted
 
 DATABASE = "dashboard_test_reconcile"
 DAY1 = dt.date(2026, 10, 5)
 DAY2 = dt.date(2026, 10, 6)
+# "Now" for the checks: the day after DAY2 (a checkpoint after it is in the future).
+NOW = dt.datetime(2026, 10, 7, 12, tzinfo=dt.UTC)
 _keys = itertools.count(1)
 
 
@@ -240,15 +243,18 @@ def test_the_recount_is_in_the_organizations_local_day(connection: Connection) -
 
 
 @pytest.fixture(scope="module")
-def database(test_server: PgServer) -> Iterator[tuple[str, Engine, Engine]]:
+def database(test_server: PgServer) -> Iterator[tuple[str, Engine, Engine, Engine]]:
     """A migrated database of its own (checkpoints are global): its URL, the owner's
-    engine (to build and corrupt) and a dashboard_app login's (what the app runs)."""
+    engine (to build and corrupt), a dashboard_app login's (what the app runs) and a
+    dashboard_auditor login's (what `dashboard reconcile` runs)."""
     _recreate(test_server, DATABASE)
     url = test_server.url(DATABASE)
     schema.upgrade(url=url)
     owner = create_direct_engine(url)
     app = login_engine(test_server, DATABASE, APP_LOGIN)
-    yield url, owner, app
+    auditor = login_engine(test_server, DATABASE, AUDITOR_LOGIN)
+    yield url, owner, app, auditor
+    auditor.dispose()
     app.dispose()
     owner.dispose()
 
@@ -271,12 +277,12 @@ def _checkpoints(owner: Engine, org: int) -> list[dt.date]:
 
 
 def test_an_incremental_run_after_a_generation_checks_only_that_organization_and_day(
-    database: tuple[str, Engine, Engine],
+    database: tuple[str, Engine, Engine, Engine],
 ) -> None:
-    _, owner, app = database
+    _, owner, app, auditor = database
     a = _committed_books(owner)
     b = _committed_books(owner, timezone="America/St_Johns")
-    first = reconcile(app, full=True)
+    first = reconcile(auditor, full=True, now=NOW)
     assert first.ok, first.drifts
     assert _checkpoints(owner, a.id) == [DAY1, DAY2]
     assert _checkpoints(owner, b.id) == [DAY1, DAY2]
@@ -291,15 +297,19 @@ def test_an_incremental_run_after_a_generation_checks_only_that_organization_and
         ]
         return orgs, days
 
-    assert checked(reconcile(app)) == (set(), [])
+    # Every run re-verifies the newest day of every rollup of every organization (here
+    # DAY2 for both), and checks the ledger chain of none that did not change.
+    newest = [(a.id, DAY2), (b.id, DAY2)]
+    assert checked(reconcile(auditor, now=NOW)) == (set(), newest)
     recorded = record_generation(
         app, organization_id=a.id, user_id=a.user, type="chat", at=_at(DAY2, 20)
     )
-    again = reconcile(app)
+    assert recorded.local_date == DAY2
+    again = reconcile(auditor, now=NOW)
     assert again.ok, again.drifts
-    assert checked(again) == ({a.id}, [(a.id, recorded.local_date)])
-    assert checked(reconcile(app)) == (set(), [])
-    # A ledger entry alone makes the organization's chain checked again, no day.
+    assert checked(again) == ({a.id}, newest)
+    assert checked(reconcile(auditor, now=NOW)) == (set(), newest)
+    # A ledger entry alone makes the organization's chain checked again, no other day.
     adjust_credits(
         app,
         organization_id=b.id,
@@ -308,14 +318,16 @@ def test_an_incremental_run_after_a_generation_checks_only_that_organization_and
         actor="a@example.com",
         idempotency_key=f"incremental-{b.id}",
     )
-    assert checked(reconcile(app)) == ({b.id}, [])
-    assert checked(reconcile(app)) == (set(), [])
+    assert checked(reconcile(auditor, now=NOW)) == ({b.id}, newest)
+    assert checked(reconcile(auditor, now=NOW)) == (set(), newest)
 
 
-def test_a_drift_is_never_hidden_by_a_checkpoint(database: tuple[str, Engine, Engine]) -> None:
-    _, owner, app = database
+def test_a_drift_is_never_hidden_by_a_checkpoint(
+    database: tuple[str, Engine, Engine, Engine],
+) -> None:
+    _, owner, _, auditor = database
     org = _committed_books(owner)
-    assert reconcile(app).ok
+    assert reconcile(auditor, now=NOW).ok
     assert _checkpoints(owner, org.id) == [DAY1, DAY2]
     with owner.begin() as conn:
         conn.execute(
@@ -326,16 +338,16 @@ def test_a_drift_is_never_hidden_by_a_checkpoint(database: tuple[str, Engine, En
             {"o": org.id, "d": DAY1},
         )
     # An incremental run trusts a verified day that no new generation touched ...
-    assert [d for d in reconcile(app).drifts if d.organization_id == org.id] == []
+    assert [d for d in reconcile(auditor, now=NOW).drifts if d.organization_id == org.id] == []
     # ... the full run finds the edit and drops the organization's checkpoints, so
     # every later run checks it again until it is mended.
-    full = reconcile(app, full=True)
+    full = reconcile(auditor, full=True, now=NOW)
     assert [(d.check, d.first_date) for d in full.drifts if d.organization_id == org.id] == [
         ("user_daily_usage", DAY1)
     ]
     assert _checkpoints(owner, org.id) == []
     for _ in range(2):
-        later = reconcile(app)
+        later = reconcile(auditor, now=NOW)
         assert [d.check for d in later.drifts if d.organization_id == org.id] == [
             "user_daily_usage"
         ]
@@ -348,23 +360,154 @@ def test_a_drift_is_never_hidden_by_a_checkpoint(database: tuple[str, Engine, En
             ),
             {"o": org.id, "d": DAY1},
         )
-    assert not [d for d in reconcile(app).drifts if d.organization_id == org.id]
+    assert not [d for d in reconcile(auditor, now=NOW).drifts if d.organization_id == org.id]
     assert _checkpoints(owner, org.id) == [DAY1, DAY2]
 
 
 def test_a_zone_change_makes_the_organization_checked_again(
-    database: tuple[str, Engine, Engine],
+    database: tuple[str, Engine, Engine, Engine],
 ) -> None:
-    _, owner, app = database
+    _, owner, app, auditor = database
     org = _committed_books(owner)
-    assert reconcile(app).ok
+    assert reconcile(auditor, now=NOW).ok
     set_timezone(
         app, organization_id=org.id, timezone="Pacific/Chatham", actor="a@example.com", reason="x"
     )
-    after = reconcile(app)
+    after = reconcile(auditor, now=NOW)
     assert after.ok, after.drifts
     assert org.id in after.day_organizations
     assert _checkpoints(owner, org.id)
+
+
+_POISON = text(
+    "INSERT INTO reconciliation_checkpoints "
+    "(organization_id, date, generation_id, ledger_id, timezone) "
+    "SELECT :o, :d, coalesce(:gen, (SELECT max(id) FROM generations WHERE organization_id = :o)), "
+    "coalesce(:led, (SELECT max(id) FROM credit_ledger WHERE organization_id = :o)), 'UTC'"
+)
+
+
+@pytest.mark.parametrize(
+    ("date", "ids", "what", "sentence"),
+    [
+        # Dated 2100 with the organization's own newest ids.
+        (dt.date(2100, 1, 1), (None, None), "days after today", "is in the future"),
+        # On a real day, but claiming rows no one has written yet.
+        (DAY2, (2**62, None), "generation_id", "past the newest"),
+        (DAY2, (None, 2**62), "ledger_id", "past the newest"),
+    ],
+    ids=["dated-2100", "past-the-newest-generation", "past-the-newest-ledger-entry"],
+)
+def test_a_poisoned_checkpoint_is_a_drift_and_hides_nothing(
+    database: tuple[str, Engine, Engine, Engine],
+    date: dt.date,
+    ids: tuple[int | None, int | None],
+    what: str,
+    sentence: str,
+) -> None:
+    _, owner, app, auditor = database
+    org = _committed_books(owner)
+    assert reconcile(auditor, now=NOW).ok
+    # A new ledger entry, whose balance_after is then made wrong: the next incremental
+    # run checks the organization's chain, unless a checkpoint claims the entry verified.
+    entry = adjust_credits(
+        app,
+        organization_id=org.id,
+        amount=5,
+        reason="Goodwill",
+        actor="a@example.com",
+        idempotency_key=f"poisoned-{org.id}",
+    )
+    with owner.begin() as conn, append_only_guard_lifted(conn):
+        conn.execute(
+            text("UPDATE credit_ledger SET balance_after = balance_after + 500 WHERE id = :id"),
+            {"id": entry.id},
+        )
+    with owner.begin() as conn:  # what the app could do before migration 0014
+        conn.execute(
+            text("DELETE FROM reconciliation_checkpoints WHERE organization_id = :o"),
+            {"o": org.id},
+        )
+        conn.execute(_POISON, {"o": org.id, "d": date, "gen": ids[0], "led": ids[1]})
+    result = reconcile(auditor, now=NOW)
+    ours = [d for d in result.drifts if d.organization_id == org.id]
+    assert [d.check for d in ours] == ["checkpoint", "ledger"]
+    poisoned, ledger = ours
+    assert (poisoned.what, poisoned.first_date) == (what, date)
+    assert poisoned.where.startswith(f"the checkpoint of {date:%Y-%m-%d} ")
+    assert sentence in poisoned.where and poisoned.where.endswith("no run verified it")
+    assert ledger.first_entry == entry.id
+    # The run deleted the poisoned checkpoint with the rest: checked in full until mended.
+    assert _checkpoints(owner, org.id) == []
+    with owner.begin() as conn, append_only_guard_lifted(conn):
+        conn.execute(
+            text("UPDATE credit_ledger SET balance_after = balance_after - 500 WHERE id = :id"),
+            {"id": entry.id},
+        )
+    assert not [d for d in reconcile(auditor, now=NOW).drifts if d.organization_id == org.id]
+    assert _checkpoints(owner, org.id) == [DAY1, DAY2]
+
+
+def test_a_checkpoint_of_today_is_no_drift(database: tuple[str, Engine, Engine, Engine]) -> None:
+    # The local day at "now" may be checkpointed (a run at 23:59 verifies it).
+    _, owner, _, auditor = database
+    org = _committed_books(owner)
+    assert reconcile(auditor, now=dt.datetime(2026, 10, 6, 23, 59, tzinfo=dt.UTC)).ok
+    assert _checkpoints(owner, org.id) == [DAY1, DAY2]
+    early = reconcile(auditor, now=dt.datetime(2026, 10, 5, 23, 59, tzinfo=dt.UTC))
+    assert [(d.check, d.first_date) for d in early.drifts if d.organization_id == org.id] == [
+        ("checkpoint", DAY2)
+    ]
+    assert reconcile(auditor, now=NOW).ok
+
+
+@pytest.mark.parametrize(
+    ("edit", "undo", "check"),
+    [
+        # 4 credits of balance hidden: the balance raised, the latest running total
+        # lowered by as much, so the balance still equals ledger - credits_through.
+        (
+            "UPDATE organization_daily_usage SET credits_through = credits_through - 4 "
+            "WHERE organization_id = :o AND date = :d; "
+            "UPDATE credit_balances SET balance = balance + 4 WHERE organization_id = :o",
+            "UPDATE organization_daily_usage SET credits_through = credits_through + 4 "
+            "WHERE organization_id = :o AND date = :d; "
+            "UPDATE credit_balances SET balance = balance - 4 WHERE organization_id = :o",
+            "organization_daily_usage.through",
+        ),
+        (
+            "UPDATE usage_limits SET used = 0, credits_used = 0 "
+            "WHERE organization_id = :o AND date = :d",
+            "UPDATE usage_limits SET used = 1, credits_used = 4 "
+            "WHERE organization_id = :o AND date = :d",
+            "usage_limits",
+        ),
+    ],
+    ids=["lowered-credits-through", "zeroed-usage-limits"],
+)
+def test_an_edit_of_the_newest_day_is_found_by_an_incremental_run(
+    database: tuple[str, Engine, Engine, Engine], edit: str, undo: str, check: str
+) -> None:
+    _, owner, _, auditor = database
+    org = _committed_books(owner)
+    assert reconcile(auditor, now=NOW).ok
+    assert _checkpoints(owner, org.id) == [DAY1, DAY2]
+
+    def run(statements: str) -> None:
+        with owner.begin() as conn:
+            for statement in statements.split("; "):
+                conn.execute(text(statement), {"o": org.id, "d": DAY2})
+
+    run(edit)
+    # No generation or ledger entry since the checkpoints, yet the newest day is checked.
+    result = reconcile(auditor, now=NOW)
+    assert not result.full
+    assert [(d.check, d.first_date) for d in result.drifts if d.organization_id == org.id] == [
+        (check, DAY2)
+    ]
+    assert _checkpoints(owner, org.id) == []
+    run(undo)
+    assert not [d for d in reconcile(auditor, now=NOW).drifts if d.organization_id == org.id]
 
 
 # ------------------------------------------------------------------ random histories
@@ -410,12 +553,12 @@ _op = st.one_of(
     ops=st.lists(_op, min_size=1, max_size=25),
 )
 def test_random_histories_never_drift(
-    database: tuple[str, Engine, Engine],
+    database: tuple[str, Engine, Engine, Engine],
     zone: str,
     start: dt.datetime,
     ops: list[tuple[object, ...]],
 ) -> None:
-    _, owner, app = database
+    _, owner, app, _ = database
     with owner.begin() as conn:
         ensure_types(conn)
         org = make_org(conn, timezone=zone)
@@ -484,9 +627,70 @@ def cli_database(test_server: PgServer, monkeypatch: pytest.MonkeyPatch) -> Iter
     schema.upgrade(url=url)
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.delenv("DIRECT_URL", raising=False)
+    monkeypatch.delenv("RECONCILE_URL", raising=False)
     owner = create_direct_engine(url)
     yield owner
     owner.dispose()
+
+
+def _all_checkpoints(owner: Engine) -> int:
+    with owner.connect() as conn:
+        return int(
+            conn.execute(text("SELECT count(*) FROM reconciliation_checkpoints")).scalar_one()
+        )
+
+
+def test_reconcile_as_a_dashboard_auditor_login_records_checkpoints(
+    cli_database: Engine,
+    test_server: PgServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _committed_books(cli_database)
+    name = str(cli_database.url.database)
+    monkeypatch.setenv("RECONCILE_URL", login_url(test_server, name, AUDITOR_LOGIN))
+    assert main(["reconcile"]) == 0
+    assert "the books close" in capsys.readouterr().out
+    assert _all_checkpoints(cli_database) == 2
+
+
+def test_reconcile_as_an_app_login_is_refused_with_a_sentence(
+    cli_database: Engine,
+    test_server: PgServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _committed_books(cli_database)
+    name = str(cli_database.url.database)
+    monkeypatch.setenv("RECONCILE_URL", login_url(test_server, name, APP_LOGIN))
+    assert main(["reconcile"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"dashboard: could not check the books of postgresql+psycopg://{APP_LOGIN}"
+    )
+    assert "InsufficientPrivilege" in err
+    assert "RECONCILE_URL must be a login that is a member of dashboard_auditor" in err
+    assert len(err.strip().splitlines()) == 1
+    assert _all_checkpoints(cli_database) == 0
+
+
+def test_reconcile_on_the_embedded_database_runs_as_its_reconciler_login(
+    cli_database: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not embedded.owns_url(cli_database.url.render_as_string(hide_password=False)):
+        pytest.skip("TEST_DATABASE_URL is not the embedded server")
+    _committed_books(cli_database)
+    seen: list[str | None] = []
+    real = reconciliation.reconcile
+
+    def spy(engine: Engine, **options: Any) -> Reconciliation:
+        seen.append(engine.url.username)
+        return real(engine, **options)
+
+    monkeypatch.setattr(reconciliation, "reconcile", spy)
+    assert main(["reconcile"]) == 0
+    assert seen == [embedded.AUDITOR_LOGIN]
+    assert _all_checkpoints(cli_database) == 2
 
 
 def test_reconcile_exits_0_when_the_books_close_and_1_with_the_slug_when_not(
