@@ -1,5 +1,6 @@
 """Faults for tests against a real server: a proxy that loses the answer to a COMMIT,
-killed backends, a lock held too long, and the checks that the books survived.
+killed backends, a lock held too long (a row's or a whole table's), and the checks that
+the books survived.
 
 ``CommitCutProxy`` sits between an engine and PostgreSQL (127.0.0.1 TCP in front of the
 server's Unix socket or TCP port). When armed, it lets the next COMMIT through, waits for
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+import psycopg.sql
 from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import ExceptionContext
 
@@ -350,6 +352,25 @@ def row_locked(engine: Engine, organization_id: int) -> Iterator[None]:
         conn.execute(
             text("SELECT 1 FROM credit_balances WHERE organization_id = :o FOR UPDATE"),
             {"o": organization_id},
+        )
+        try:
+            yield
+        finally:
+            trans.rollback()
+
+
+@contextmanager
+def table_locked(engine: Engine, table: str) -> Iterator[None]:
+    """Hold ``table`` in ACCESS EXCLUSIVE mode (as a migration or a long change would),
+    from another connection, until exit: every read of it waits."""
+    with engine.connect() as conn:
+        trans = conn.begin()
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        raw.execute(
+            psycopg.sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                psycopg.sql.Identifier(table)
+            )
         )
         try:
             yield
