@@ -195,8 +195,13 @@ def bound_reads(engine: Engine, seconds: float) -> None:
         raw = conn.connection.driver_connection
         if not isinstance(raw, psycopg.Connection):  # pragma: no cover - the only driver
             raise TypeError("bounded reads need a psycopg connection")
-        with raw.pipeline():
-            raw.execute(_READ_TIMEOUTS, {"ms": milliseconds})
+        try:
+            with raw.pipeline():
+                raw.execute(_READ_TIMEOUTS, {"ms": milliseconds})
+        except psycopg.Error as exc:
+            # As if SQLAlchemy had run it (its one entry point for that, private): the
+            # caller gets SQLAlchemy's error, and a dead connection is invalidated.
+            conn._handle_dbapi_exception(exc, None, None, None, None)
 
 
 def create_read_engine(url: str, *, timeout: float | None = None, **kwargs: object) -> Engine:

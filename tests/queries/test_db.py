@@ -250,3 +250,24 @@ def test_read_timeouts_are_the_transactions_own(test_database_url: str) -> None:
             plain.dispose()
     finally:
         reads.dispose()
+
+
+def test_a_connection_lost_before_a_read_is_an_sqlalchemy_error_the_pages_can_describe(
+    test_database_url: str,
+) -> None:
+    # No pre-ping, so the dead pooled connection reaches the read timeouts' BEGIN.
+    reads = db.create_read_engine(test_database_url, timeout=5, pool_pre_ping=False)
+    killer = db.create_direct_engine(test_database_url)
+    try:
+        with reads.connect() as conn:
+            backend = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with killer.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        with pytest.raises(OperationalError) as caught, reads.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        assert caught.value.connection_invalidated
+        with reads.connect() as conn:  # and the next read gets a new connection
+            assert conn.execute(text("SELECT 1")).scalar_one() == 1
+    finally:
+        reads.dispose()
+        killer.dispose()
