@@ -21,6 +21,7 @@ the post is a failure (the next run sends the alerts again).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -156,10 +157,8 @@ class _Deadline:
 def _shut(sock: socket.socket) -> None:
     # socket.socket's own shutdown, on the descriptor: for a TLS socket too, without
     # touching its SSL state (another thread may be reading it).
-    try:
+    with contextlib.suppress(OSError):  # already closed
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except OSError:  # already closed
-        pass
 
 
 def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
