@@ -71,7 +71,10 @@ class Pager(Generic[C]):
             try:
                 number, cursor = url.decode_cursor(raw, cursor_type)
             except InvalidInput as exc:
-                url.toast([url.notice("after", raw, exc)])
+                # The position the link asked for cannot be used: say so, and show the
+                # first page (not whatever page this session showed before).
+                url.toast([f"{url.notice('after', raw, exc)} Showing the first page."])
+                st.session_state[self._cursors_key] = []
             else:
                 # The cursors of the pages in between are unknown (None): "previous"
                 # from here goes back to the first page.

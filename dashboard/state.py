@@ -238,20 +238,33 @@ def _parse_org(raw: str, find: Lookup, notices: list[str]) -> int | None:
     """An id (ASCII digits, as ``queries.checks.parse_id``) or a slug of an organization."""
     text = raw.strip()
     found: Organization | None = None
-    if text.isascii() and text.isdigit():
-        try:
-            wanted = parse_id(text, "org")
-        except InvalidInput:
+    try:
+        if text.isascii() and text.isdigit():
+            try:
+                wanted = parse_id(text, "org")
+            except InvalidInput:
+                notices.append(
+                    f"Ignored org={_shown(raw)} from the link: not an organization id "
+                    "(a whole number of at most 18 digits)."
+                )
+                return None
+            found = find(wanted)
+        elif len(text) > orgs.MAX_SEARCH:
+            # Slugs are looked up with the organization search, which takes this many.
             notices.append(
-                f"Ignored org={_shown(raw)} from the link: not an organization id "
-                "(a whole number of at most 18 digits)."
+                f"Ignored org={_shown(raw)} from the link: an organization slug in a link "
+                f"can be at most {orgs.MAX_SEARCH} characters."
             )
             return None
-        found = find(wanted)
-    elif _SLUG.fullmatch(text.lower()):
-        # Anything else can only be a slug: compared as text, never converted. Text that
-        # cannot be a slug is not sent to the database at all.
-        found = find(text.lower())
+        elif _SLUG.fullmatch(text.lower()):
+            # Anything else can only be a slug: compared as text, never converted. Text
+            # that cannot be a slug is not sent to the database at all.
+            found = find(text.lower())
+    except InvalidInput as exc:
+        # The lookup refused the value (a slug longer than a search may be): a notice,
+        # and the page goes on without it, as for any other value it cannot use.
+        notices.append(f"Ignored org={_shown(raw)} from the link: {exc}")
+        return None
     if found is None:
         notices.append(f"Ignored org={_shown(raw)} from the link: there is no such organization.")
         return None

@@ -4,18 +4,33 @@ Both are built from a ``queries.statements.MonthlyStatement`` alone (no database
 they are tested without a browser. Customer text (the organization's name, reasons,
 notes, actors) is data: the CSV goes through ``dashboard.exports.csv_bytes`` and the PDF
 writes it as plain text cells (fpdf2 interprets no Markdown or HTML unless asked).
+
+Every character of the PDF is printed, never left blank. Its fonts are a chain (fpdf2's
+fallback fonts): DejaVu Sans (or ``STATEMENT_PDF_FONT``) for Latin, Greek, Cyrillic and
+most symbols; Noto Sans CJK (Debian's ``fonts-noto-cjk``) for Chinese, Japanese and
+Korean; Symbola (``fonts-symbola``) for emoji and other symbols, in black and white
+(colour emoji fonts are not something a PDF font can carry here). A character that no
+installed font has is printed as U+FFFD (the replacement character), and the PDF says
+so in a note at its end. Bidirectional controls and other invisible format characters
+are removed (they could make text read differently from what it says), and a very long
+organization name is shortened to three lines in the heading.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import pandas as pd
+from fontTools.ttLib import TTFont  # type: ignore[import-untyped]  # fpdf2 requires fontTools
 from fpdf import FPDF
-from fpdf.enums import XPos, YPos
+from fpdf.enums import MethodReturnValue, XPos, YPos
 
 from dashboard.exports import csv_bytes
 from queries.statements import MonthlyStatement
@@ -31,6 +46,56 @@ KIND_LABELS: Final = {
 _FONT_DIR: Final = Path("/usr/share/fonts/truetype/dejavu")
 _FONT: Final = "DejaVuSans.ttf"
 _BOLD: Final = "DejaVuSans-Bold.ttf"
+# Heading names longer than this many lines are shortened (a name can be 3,000
+# characters: it would fill pages before the first total).
+MAX_NAME_LINES: Final = 3
+REPLACEMENT: Final = "\ufffd"
+REPLACED_NOTE: Final = (
+    f"Characters that none of this document's fonts can draw are printed as {REPLACEMENT}."
+)
+# Invisible characters removed from every text: bidirectional embeddings, overrides,
+# isolates and marks (they can make text read differently from what it says), zero-width
+# spaces and joiners, the byte-order mark, variation selectors (an emoji's U+FE0F) and
+# tag characters. They have no glyph of their own.
+BIDI_CONTROLS: Final = frozenset(
+    [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C]
+)
+_INVISIBLE: Final = BIDI_CONTROLS | frozenset(
+    [*range(0x200B, 0x200E), 0x2060, 0xFEFF, *range(0xFE00, 0xFE10), *range(0xE0000, 0xE0080)]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FontFile:
+    """A font file and, for a collection (.ttc), which font of it."""
+
+    path: Path
+    number: int = 0
+
+
+# After the main font, in the order a missing character is looked for; regular faces
+# only (a bold heading uses them as they are: loading and embedding Noto Sans CJK's bold
+# too would double the second it costs). Noto Sans CJK's first font draws Han characters
+# in their Japanese forms; Chinese and Korean text is printed with it too.
+FALLBACK_FONTS: Final = (
+    FontFile(Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"), 0),
+    FontFile(Path("/usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf")),
+)
+
+
+@functools.lru_cache(maxsize=16)
+def _covered(path: Path, number: int) -> frozenset[int]:
+    """The code points ``path`` (font ``number`` of a collection) has glyphs for."""
+    options = {"fontNumber": number} if path.suffix.lower() == ".ttc" else {}
+    with TTFont(str(path), lazy=True, **options) as font:
+        return frozenset(font.getBestCmap())
+
+
+def clean(text: str) -> str:
+    """Text as a statement prints it: composed (NFC), without invisible format
+    characters, on one line with single spaces."""
+    composed = unicodedata.normalize("NFC", text)
+    return " ".join("".join(c for c in composed if ord(c) not in _INVISIBLE).split())
 
 
 def period(statement: MonthlyStatement) -> str:
@@ -163,24 +228,83 @@ def file_stem(statement: MonthlyStatement) -> str:
     return f"statement_{statement.organization_slug}_{statement.month:%Y-%m}"
 
 
-def _fonts(pdf: FPDF) -> str:
-    chosen = os.environ.get("STATEMENT_PDF_FONT", "").strip()
-    regular = Path(chosen) if chosen else _FONT_DIR / _FONT
-    bold = regular if chosen else _FONT_DIR / _BOLD
-    if regular.is_file() and bold.is_file():
-        pdf.add_font("Statement", "", str(regular))
-        pdf.add_font("Statement", "B", str(bold))
-        return "Statement"
-    return "Helvetica"
+class Typeface:
+    """The fonts one PDF is printed with, and its text made printable with them.
+
+    The main font (``STATEMENT_PDF_FONT``, else DejaVu Sans) is ``family``; a fallback
+    font is added only when ``texts`` have a character it draws and the fonts before it
+    do not (Noto Sans CJK costs a second to load). Without a Unicode main font the PDF
+    core font Helvetica prints Latin-1, and other characters as "?"."""
+
+    def __init__(self, pdf: FPDF, texts: Iterable[str]) -> None:
+        self.replaced = False
+        chosen = os.environ.get("STATEMENT_PDF_FONT", "").strip()
+        regular, bold = (
+            (Path(chosen), Path(chosen)) if chosen else (_FONT_DIR / _FONT, _FONT_DIR / _BOLD)
+        )
+        if not (regular.is_file() and bold.is_file()):
+            self.family = "Helvetica"
+            self._covered: frozenset[int] = frozenset()
+            return
+        self.family = "Statement"
+        pdf.add_font(self.family, "", str(regular))
+        pdf.add_font(self.family, "B", str(bold))
+        # What both faces draw: headings are bold, the rest regular.
+        covered = set(_covered(regular, 0) & _covered(bold, 0))
+        wanted = {ord(c) for text in texts for c in clean(text)}
+        fallbacks: list[str] = []
+        for font in FALLBACK_FONTS:
+            missing = wanted - covered
+            if not missing or not font.path.is_file():
+                continue
+            glyphs = _covered(font.path, font.number)
+            if missing.isdisjoint(glyphs):
+                continue
+            name = f"Fallback{len(fallbacks) + 1}"
+            pdf.add_font(name, "", str(font.path), collection_font_number=font.number)
+            fallbacks.append(name)
+            covered |= glyphs
+        if fallbacks:
+            # exact_match=False: bold text uses a fallback's regular face.
+            pdf.set_fallback_fonts(fallbacks, exact_match=False)
+        self._covered = frozenset(covered)
+
+    def printable(self, text: str) -> str:
+        """``text`` cleaned (:func:`clean`), each character no font draws replaced by
+        :data:`REPLACEMENT` (noted in ``replaced``); Latin-1 with "?" under Helvetica."""
+        one_line = clean(text)
+        if self.family == "Helvetica":
+            return one_line.encode("latin-1", "replace").decode("latin-1")
+        instead = REPLACEMENT if ord(REPLACEMENT) in self._covered else "?"
+        shown = "".join(c if c == " " or ord(c) in self._covered else instead for c in one_line)
+        self.replaced = self.replaced or shown != one_line
+        return shown
 
 
-def _plain(text: str, family: str) -> str:
-    """Text the font can draw: as stored with a Unicode font; with the Latin-1 core font
-    (no Unicode font installed) other characters become "?"."""
-    one_line = " ".join(text.split())
-    if family == "Helvetica":
-        return one_line.encode("latin-1", "replace").decode("latin-1")
-    return one_line
+def _customer_texts(statement: MonthlyStatement) -> list[str]:
+    texts = [statement.organization_name]
+    for e in statement.entries:
+        texts += [e.reason, e.note or "", e.actor]
+    texts += [c.type for c in statement.consumption]
+    return texts
+
+
+def _shortened(pdf: FPDF, text: str, *, height: float) -> str:
+    """``text`` as it fits in :data:`MAX_NAME_LINES` lines of the current font across the
+    page, with "…" where it was cut."""
+
+    def lines(candidate: str) -> list[str]:
+        shown = pdf.multi_cell(0, height, candidate, dry_run=True, output=MethodReturnValue.LINES)
+        assert isinstance(shown, list)
+        return shown
+
+    shown = lines(text)
+    if len(shown) <= MAX_NAME_LINES:
+        return text
+    keep = sum(len(line) for line in shown[:MAX_NAME_LINES])
+    while keep > 1 and len(lines(text[:keep].rstrip() + "…")) > MAX_NAME_LINES:
+        keep -= max(1, keep // 50)
+    return text[:keep].rstrip() + "…"
 
 
 def statement_pdf(statement: MonthlyStatement) -> bytes:
@@ -188,16 +312,22 @@ def statement_pdf(statement: MonthlyStatement) -> bytes:
     in its zone, the totals and the entries, and the consumption per day and type."""
     pdf = FPDF(orientation="portrait", format="A4")
     pdf.set_auto_page_break(auto=True, margin=15)
-    family = _fonts(pdf)
+    face = Typeface(pdf, _customer_texts(statement))
+    family, printable = face.family, face.printable
     pdf.set_title(f"Credit statement {statement.month:%Y-%m}")
     pdf.add_page()
 
     def text_line(value: str, *, size: int = 10, bold: bool = False, height: float = 6) -> None:
         pdf.set_font(family, "B" if bold else "", size)
-        pdf.multi_cell(0, height, _plain(value, family), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.multi_cell(0, height, printable(value), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
     text_line("Credit statement", size=16, bold=True, height=9)
-    text_line(statement.organization_name, size=13, bold=True, height=7)
+    pdf.set_font(family, "B", 13)
+    name = printable(statement.organization_name)
+    heading = _shortened(pdf, name, height=7)
+    text_line(heading, size=13, bold=True, height=7)
+    if heading != name:
+        text_line(f"(The organization's name is shortened here: {len(name):,} characters.)", size=8)
     text_line(f"Period: {period(statement)}")
     pdf.ln(3)
 
@@ -232,8 +362,8 @@ def statement_pdf(statement: MonthlyStatement) -> bytes:
                 row.cell(f"{e.amount:+,}")
                 row.cell(f"{e.balance_after:,}")
                 reason = e.reason if not e.note else f"{e.reason} ({e.note})"
-                row.cell(_plain(reason, family))
-                row.cell(_plain(e.actor, family))
+                row.cell(printable(reason))
+                row.cell(printable(e.actor))
     pdf.ln(4)
 
     text_line("Consumption per day and type", size=12, bold=True, height=8)
@@ -250,7 +380,10 @@ def statement_pdf(statement: MonthlyStatement) -> bytes:
             for c in statement.consumption:
                 row = table.row()
                 row.cell(c.date.isoformat())
-                row.cell(c.type)
+                row.cell(printable(c.type))
                 row.cell(f"{c.generations:,}")
                 row.cell(f"{c.credits:,}")
+    if face.replaced:
+        pdf.ln(4)
+        text_line(REPLACED_NOTE, size=8, height=4)
     return bytes(pdf.output())

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Final, Literal
 
 import pandas as pd
+import psycopg.errors
 import streamlit as st
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from streamlit.delta_generator import DeltaGenerator
@@ -21,7 +22,7 @@ from streamlit.delta_generator import DeltaGenerator
 from dashboard import data, exports
 from dashboard.auth import AccessDenied
 from dashboard.text import md
-from queries.db import ConfigurationError
+from queries.db import ConfigurationError, read_timeout_seconds
 from queries.errors import Busy, DashboardError, DatabaseUnavailable, OutcomeUnknown
 
 _log = logging.getLogger(__name__)
@@ -47,6 +48,19 @@ def describe_error(exc: BaseException) -> str:
         return md(exc)
     if isinstance(exc, ConfigurationError):
         return md(f"The database is not configured correctly: {exc}. Fix DATABASE_URL and reload.")
+    cancelled = _cancelled(exc)
+    if cancelled == "timeout":
+        return md(
+            f"The database did not answer within {_read_timeout()}; another change may be "
+            "holding what this reads (a migration, a long update), or the query is slow. "
+            "Press Refresh to try again in a moment; if it keeps happening, tell the team "
+            "that runs the dashboard."
+        )
+    if cancelled == "other":
+        return md(
+            "The database cancelled this read (an administrator or a restart stopped it). "
+            "Press Refresh to try again."
+        )
     if isinstance(exc, OperationalError) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     ):
@@ -67,6 +81,27 @@ def describe_error(exc: BaseException) -> str:
             "it keeps failing, tell the team that runs the dashboard."
         )
     return md(f"Something went wrong ({type(exc).__name__}). Press Refresh to try again.")
+
+
+def _cancelled(exc: BaseException) -> Literal["timeout", "other"] | None:
+    """Whether the server cancelled the statement: by a timeout (the reads' own, see
+    ``queries.db.bound_reads``, or a lock wait's) or for another reason (an
+    administrator's ``pg_cancel_backend``, a shutdown). psycopg raises both as an
+    OperationalError, which would otherwise read as "cannot be reached"."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else None
+    if isinstance(orig, psycopg.errors.LockNotAvailable):
+        return "timeout"
+    if isinstance(orig, psycopg.errors.QueryCanceled):
+        said = (orig.diag.message_primary or "").lower()
+        return "timeout" if "timeout" in said else "other"
+    return None
+
+
+def _read_timeout() -> str:
+    try:
+        return f"{read_timeout_seconds():g} s"
+    except ConfigurationError:  # (the engine would have said so first)
+        return "the time a read may take"
 
 
 # Failures after which the request stays for "Confirm again": nothing was changed and

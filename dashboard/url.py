@@ -22,8 +22,11 @@ equal to the default is left out)::
 
 ``after`` is the keyset cursor of the page shown (:class:`dashboard.paging.Pager`), an
 opaque token: the page's number and the last row's sort key before it, as JSON in
-base64url. It is parsed as strictly as any other value (its shape, every field's type
-and bounds); a token that does not fit is dropped with a notice. A link opened on page
+base64url. It is parsed as strictly as any other value, and bounded before it costs
+anything: its length before it is decoded, its nesting before it is parsed, each number's
+digits, every field's type and the database's range for it (ids positive bigints, other
+whole numbers bigints, text short and clean). A token that does not fit is dropped with
+a notice and the list shows its first page. A link opened on page
 3 shows page 3 (same rows, same numbers); "Previous" from there returns to the first
 page, since the cursors of the pages in between are not in the link.
 
@@ -55,7 +58,7 @@ import math
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, Literal, TypeVar
 from urllib.parse import urlencode
 
 import pandas as pd
@@ -256,21 +259,84 @@ def encode_cursor(page: int, cursor: object) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+# What a token may hold, checked before and while it is decoded, so that no token, however
+# made, costs more than a short scan or reaches the database out of range: its length
+# (MAX_TOKEN, before anything is decoded), its nesting (a flat list: one level), each
+# number's digits before it becomes an int, and each field's type and range below.
+MAX_DEPTH: Final = 1
+MAX_DIGITS: Final = 19  # as many as a bigint has
+MAX_TEXT_FIELD: Final = 500
+BIGINT: Final = 2**63 - 1  # PostgreSQL bigint (ids, credits, counts)
+
+
+class _BadToken(ValueError):
+    """Raised while decoding: the token is not one this dashboard wrote."""
+
+
+def _nesting(text: str) -> int:
+    """The deepest nesting of arrays and objects in JSON ``text`` (strings skipped), found
+    without recursion, so a token of 1,400 ``[`` costs one scan and no stack."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _whole(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_DIGITS:
+        raise _BadToken("a number with too many digits")
+    return int(digits)
+
+
+def _no_constant(name: str) -> object:
+    raise _BadToken(f"{name} is not a number")
+
+
+def _whole_in(value: object, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"its {name} is not a whole number from {low:,} to {high:,}.")
+    return value
+
+
 def _field(value: object, kind: object, name: str) -> object:
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int) or abs(value) > 2**63 - 1:
-            raise InvalidInput(f"its {name} is not a whole number.")
+    """One field of a cursor, checked against its declared type and the range the
+    database can take: ids are positive bigints, other whole numbers bigints, the values
+    of a ``Literal`` those values, numbers finite, text short and clean, times zoned."""
+    if typing.get_origin(kind) is Literal:
+        allowed = typing.get_args(kind)
+        if isinstance(value, bool) or value not in allowed:
+            raise InvalidInput(f"its {name} is not one of {', '.join(map(str, allowed))}.")
         return value
+    if kind is int:
+        if name == "id" or name.endswith("_id"):
+            return _whole_in(value, name, 1, BIGINT)
+        return _whole_in(value, name, -BIGINT, BIGINT)
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidInput(f"its {name} is not a number.")
+        if isinstance(value, int) and abs(value) > BIGINT:
+            raise InvalidInput(f"its {name} is not a finite number.")
         if not math.isfinite(float(value)):
             raise InvalidInput(f"its {name} is not a finite number.")
         return float(value)
     if kind is str:
         if not isinstance(value, str):
             raise InvalidInput(f"its {name} is not text.")
-        return check_text(value, name, maximum=500, required=False) or ""
+        return check_text(value, name, maximum=MAX_TEXT_FIELD, required=False) or ""
     if kind is dt.datetime:
         if not isinstance(value, str) or len(value) > 40:
             raise InvalidInput(f"its {name} is not a time.")
@@ -284,16 +350,25 @@ def _field(value: object, kind: object, name: str) -> object:
     raise TypeError(f"cursor field {name} of type {kind!r} cannot be in a URL")
 
 
+NOT_A_PAGE: Final = "it is not the page of a list copied from this dashboard."
+
+
 def decode_cursor(raw: str, cursor_type: type[C]) -> tuple[int, C]:
-    """The page number and cursor in an ``after`` token, or ``InvalidInput``."""
+    """The page number and cursor in an ``after`` token, or ``InvalidInput``.
+
+    Whatever the token, this raises nothing else: its length is checked before it is
+    decoded, its nesting before it is parsed, every number's digits before it becomes
+    an int, and every field against its type and the database's range."""
     text = raw.strip()
-    bad = InvalidInput("it is not the page of a list copied from this dashboard.")
+    bad = InvalidInput(NOT_A_PAGE)
     if not text or len(text) > MAX_TOKEN or not text.isascii():
         raise bad
     try:
-        decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        values = json.loads(decoded.decode("utf-8"))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("utf-8")
+        if _nesting(decoded) > MAX_DEPTH:
+            raise _BadToken("nested too deep")
+        values = json.loads(decoded, parse_int=_whole, parse_constant=_no_constant)
+    except (binascii.Error, ValueError) as exc:  # _BadToken, JSON and UTF-8 errors too
         raise bad from exc
     fields = dataclasses.fields(cursor_type)  # type: ignore[arg-type]
     if not isinstance(values, list) or len(values) != len(fields) + 1:

@@ -309,22 +309,38 @@ class DeliveryResult:
 
 
 # The whole claim may wait this long for a concurrent run holding the same alerts
-# (its post takes at most the webhook's 10 s timeout), then gives up: Busy.
+# (its post takes at most the webhook's 10 s deadline), then gives up: Busy.
 DELIVERY_BUDGET_SECONDS = 30.0
-# A run that stalls between its claim and its COMMIT (a sender that hangs, a process
-# stopped in a debugger) is ended by the server after this long, which rolls its claim
-# back, so the alerts are not held away from the next run.
-IDLE_IN_TRANSACTION_MS = "60000"
+# How long ``send`` may take at most, by default (the webhook's one deadline for its
+# whole request: tooling.webhook.DEADLINE_SECONDS).
+SEND_DEADLINE_SECONDS = 10.0
+# Between its claim and its COMMIT the transaction is idle while ``send`` posts. The
+# server must not end it meanwhile (the alerts would be posted and not recorded, and
+# the next run would post them again), so this transaction's own
+# idle_in_transaction_session_timeout is the send's deadline plus this margin, whatever
+# the role or server says; a run that stalls longer than that (a process stopped in a
+# debugger) is still ended, which rolls its claim back for the next run.
+IDLE_MARGIN_SECONDS = 50.0
+MAX_SEND_DEADLINE_SECONDS = 300.0
 
 _POSTED_NOT_RECORDED = (
     "The alerts were posted, but the database's answer to recording them was lost: if "
     "they were not recorded, the next run posts them again."
 )
 
+# All for this transaction only. transaction_timeout (PostgreSQL 17+) is turned off for
+# it: a role's or server's value would end the claim mid-post like an idle timeout, and a
+# larger value set mid-transaction does not extend a timer already running. The claim
+# stays bounded: each statement by statement_timeout, the post by its own deadline and
+# the wait between them by the idle timeout.
 _SET_TIMEOUTS = text(
-    "SELECT set_config('lock_timeout', :ms, true), "
-    "set_config('statement_timeout', :ms, true), "
-    "set_config('idle_in_transaction_session_timeout', :idle_ms, true)"
+    """
+    SELECT set_config('lock_timeout', :ms, true),
+           set_config('statement_timeout', :ms, true),
+           set_config('idle_in_transaction_session_timeout', :idle_ms, true),
+           CASE WHEN current_setting('server_version_num')::int >= 170000
+                THEN set_config('transaction_timeout', '0', true) END
+    """
 )
 # One statement claims every alert: a row per alert not yet sent for its local day.
 # Rows go in key order, so two runs claiming overlapping sets wait on each other in
@@ -377,8 +393,9 @@ def deliver(
     engine: Engine,
     *,
     alerts: Sequence[Alert],
-    send: Callable[[list[Alert]], None],
+    send: Callable[[list[Alert]], object],
     destination: str,
+    send_deadline: float = SEND_DEADLINE_SECONDS,
 ) -> DeliveryResult:
     """Send each alert at most once per (kind, organization, type, local day), and
     record it in ``alert_deliveries`` with ``destination`` (the webhook's host).
@@ -396,13 +413,24 @@ def deliver(
     retried after ``send`` has run: that case raises ``OutcomeUnknown``.
 
     Timeouts: the claim waits at most ``DELIVERY_BUDGET_SECONDS`` (30 s) for another
-    run's claim of the same alerts, then raises ``Busy`` having sent nothing; the server
-    ends a transaction left idle for ``IDLE_IN_TRANSACTION_MS`` (60 s) between claim and
-    COMMIT, so a hung sender cannot hold the alerts. ``send`` should time out well
-    before that (the webhook: 10 s).
+    run's claim of the same alerts, then raises ``Busy`` having sent nothing.
+    ``send_deadline`` is the longest ``send`` can take (it must enforce it itself: the
+    webhook puts one deadline on its whole request); the claim is kept alive that long
+    and ``IDLE_MARGIN_SECONDS`` more, explicitly for this transaction, so a post that
+    finishes in time is always recorded, and a run that hangs longer is rolled back.
     """
     checked = _check_alerts(alerts)
     destination = required_text(destination, "destination", maximum=MAX_DESTINATION)
+    if (
+        isinstance(send_deadline, bool)
+        or not isinstance(send_deadline, int | float)
+        or not 0 < send_deadline <= MAX_SEND_DEADLINE_SECONDS
+    ):
+        raise InvalidInput(
+            f"send_deadline must be a number of seconds up to {MAX_SEND_DEADLINE_SECONDS:g}, "
+            f"not {send_deadline!r}."
+        )
+    idle_ms = str(round((send_deadline + IDLE_MARGIN_SECONDS) * 1000))
     if not checked:
         return DeliveryResult(sent=(), already_sent=())
     by_key = {alert.key: alert for alert in checked}
@@ -423,7 +451,7 @@ def deliver(
             # The transaction is being run again after send() succeeded and its COMMIT
             # failed: sending again would post the same alerts twice.
             raise OutcomeUnknown(_POSTED_NOT_RECORDED)
-        conn.execute(_SET_TIMEOUTS, {"ms": timeout_ms(), "idle_ms": IDLE_IN_TRANSACTION_MS})
+        conn.execute(_SET_TIMEOUTS, {"ms": timeout_ms(), "idle_ms": idle_ms})
         claimed_keys = {
             (row.kind, int(row.organization_id), row.type, row.local_day)
             for row in conn.execute(_CLAIM, params)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Literal
 
 import pandas as pd
 from sqlalchemy import Connection, text
@@ -99,7 +100,7 @@ class AuditCursor:
     its source (1 the ledger, 0 ``audit_log``) and its id there."""
 
     at: dt.datetime
-    source: int
+    source: Literal[0, 1]
     id: int
 
 
@@ -133,7 +134,8 @@ def all_orgs_audit_page(
         organization_id = check_id(organization_id)
     if action is not None and action not in AUDIT_ACTIONS:
         raise InvalidInput(f"Unknown action {action!r}: use one of {', '.join(AUDIT_ACTIONS)}.")
-    if after is not None and not isinstance(after, AuditCursor):
+    if after is not None and (not isinstance(after, AuditCursor) or after.source not in (0, 1)):
+        # (source is cast to integer in SQL: anything else would be refused there.)
         raise InvalidInput("after must be the next_cursor of a previous page.")
     pattern = like_pattern(actor, "actor filter")
     limit = check_limit(limit, maximum=10_000)
@@ -158,7 +160,8 @@ def all_orgs_audit_page(
     if len(rows) > limit:
         rows = rows.iloc[:limit]
         last = rows.iloc[-1]
-        cursor = AuditCursor(last["at"].to_pydatetime(), int(last["source"]), int(last["id"]))
+        source: Literal[0, 1] = 1 if int(last["source"]) == 1 else 0
+        cursor = AuditCursor(last["at"].to_pydatetime(), source, int(last["id"]))
     return AuditPage(rows.drop(columns=["source", "id"]).reset_index(drop=True), cursor)
 
 

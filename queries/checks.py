@@ -48,18 +48,26 @@ def check_text(
 ) -> str | None:
     """Text a person or caller gave: a string, not blank when ``required`` (an optional
     blank one is None), at most ``maximum`` characters, and free of NUL, other control
-    characters and bidirectional overrides (a line break is allowed when ``multiline``).
+    characters, unpaired surrogates and bidirectional overrides (a line break is allowed
+    when ``multiline``).
     Leading and trailing white space is removed."""
     if value is None and not required:
         return None
     if not isinstance(value, str):
         raise error(f"The {name} must be text.")
     for char in value:
-        if (char == "\n" and multiline) or not (
-            unicodedata.category(char) == "Cc" or char in _BIDI
-        ):
+        category = unicodedata.category(char)
+        if (char == "\n" and multiline) or not (category in ("Cc", "Cs") or char in _BIDI):
             continue
-        what = "a NUL character" if char == "\x00" else f"a control character ({char!r})"
+        # A lone surrogate (Cs) is not a character at all: no UTF-8 can carry it to the
+        # database, so it would fail there rather than here.
+        what = (
+            "a NUL character"
+            if char == "\x00"
+            else "an unpaired surrogate"
+            if category == "Cs"
+            else f"a control character ({char!r})"
+        )
         raise error(f"The {name} contains {what}; remove it and try again.")
     value = value.strip()
     if not value:

@@ -16,6 +16,14 @@
 - Neither set: a ``ConfigurationError`` that says so. The data layer never starts or
   invents a database; the command line (``tooling.cli``) starts the embedded one for
   development and hands its URLs to the app in these variables.
+
+Reads are bounded in time as writes are (``queries.transactions``): every transaction on
+the dashboard's read engines (``get_engine``, ``get_read_engine``) sets
+``statement_timeout`` and ``lock_timeout`` to ``DASHBOARD_READ_TIMEOUT`` (15 s) for
+itself only, so a read behind a lock is given up and the page says so, instead of
+waiting in silence. ``set_config(..., true)`` lasts until the transaction ends: safe
+behind a transaction pooler, where a session ``SET`` (or libpq's ``options``, which
+PgBouncer refuses or drops) would reach another client's transaction.
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, create_engine, text
+import psycopg
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -151,6 +160,70 @@ def create_write_engine(url: str, **kwargs: object) -> Engine:
     return create_runtime_engine(url, **{"pool_pre_ping": False, **kwargs})
 
 
+# A read gives up after this many seconds (a lock held by a long change, a slow
+# statement), and the page says so; DASHBOARD_READ_TIMEOUT sets another.
+READ_TIMEOUT_SECONDS = 15.0
+READ_TIMEOUT_RANGE = (0.1, 600.0)
+
+
+def read_timeout_seconds(env: Mapping[str, str] | None = None) -> float:
+    """How long a dashboard read may take: ``DASHBOARD_READ_TIMEOUT`` (seconds) from
+    ``env`` (default ``os.environ``), else 15. Anything but a number in 0.1–600 is a
+    ``ConfigurationError``: reads are never unbounded by a typo."""
+    env = os.environ if env is None else env
+    raw = env.get("DASHBOARD_READ_TIMEOUT", "").strip()
+    if not raw:
+        return READ_TIMEOUT_SECONDS
+    low, high = READ_TIMEOUT_RANGE
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not low <= seconds <= high:  # (NaN fails too)
+        raise ConfigurationError(
+            f"DASHBOARD_READ_TIMEOUT must be a number of seconds from {low:g} to {high:g}, "
+            f"not {raw!r}"
+        )
+    return seconds
+
+
+# Both last until the end of the transaction (is_local true). Sent in one round trip
+# with psycopg's own BEGIN (pipeline mode), so a read costs no extra round trip.
+_READ_TIMEOUTS = (
+    "SELECT set_config('statement_timeout', %(ms)s, true), set_config('lock_timeout', %(ms)s, true)"
+)
+
+
+def bound_reads(engine: Engine, seconds: float) -> None:
+    """Give every transaction on ``engine`` a ``statement_timeout`` and ``lock_timeout``
+    of ``seconds``, for that transaction only. A write run on it with
+    ``queries.transactions.run_in_transaction`` sets its own budget after this, which
+    wins; a read that must run longer sets its own (``SET LOCAL``), as reconciliation does."""
+    milliseconds = str(max(1, round(seconds * 1000)))
+
+    @event.listens_for(engine, "begin")
+    def _bounded(conn: Connection) -> None:
+        raw = conn.connection.driver_connection
+        if not isinstance(raw, psycopg.Connection):  # pragma: no cover - the only driver
+            raise TypeError("bounded reads need a psycopg connection")
+        try:
+            with raw.pipeline():
+                raw.execute(_READ_TIMEOUTS, {"ms": milliseconds})
+        except psycopg.Error as exc:
+            # As if SQLAlchemy had run it (its one entry point for that, private): the
+            # caller gets SQLAlchemy's error, and a dead connection is invalidated.
+            conn._handle_dbapi_exception(exc, None, None, None, None)
+
+
+def create_read_engine(url: str, *, timeout: float | None = None, **kwargs: object) -> Engine:
+    """A runtime engine (pooler-safe, pre-ping) whose every transaction gives up after
+    ``timeout`` seconds (default :func:`read_timeout_seconds`): the dashboard's reads."""
+    seconds = read_timeout_seconds() if timeout is None else timeout
+    engine = create_runtime_engine(url, **kwargs)
+    bound_reads(engine, seconds)
+    return engine
+
+
 def create_direct_engine(url: str) -> Engine:
     """An engine for migrations and bulk loads: one short-lived connection at a time."""
     return create_engine(normalize_url(url), poolclass=NullPool)
@@ -163,12 +236,13 @@ _engine_lock = threading.Lock()
 
 
 def get_engine() -> Engine:
-    """The process-wide runtime engine, created on first use (never at import)."""
+    """The process-wide runtime engine, created on first use (never at import): the
+    primary's reads, bounded by the read timeout (:func:`create_read_engine`)."""
     global _engine
     if _engine is None:
         with _engine_lock:
             if _engine is None:
-                _engine = create_runtime_engine(configured_urls().runtime)
+                _engine = create_read_engine(configured_urls().runtime)
     return _engine
 
 
@@ -188,8 +262,8 @@ def get_read_engine() -> Engine:
     is configured, else the runtime engine itself. Created on first use.
 
     A replica gets the runtime engine's options: Neon serves read replicas through the
-    same transaction-mode pooler, so the same rules (no prepared statements, pre-ping)
-    apply.
+    same transaction-mode pooler, so the same rules (no prepared statements, pre-ping,
+    the read timeout) apply.
     """
     global _read_engine
     if _read_engine is None:
@@ -198,7 +272,7 @@ def get_read_engine() -> Engine:
             return get_engine()
         with _engine_lock:
             if _read_engine is None:
-                _read_engine = create_runtime_engine(read_url)
+                _read_engine = create_read_engine(read_url)
     return _read_engine
 
 

@@ -1,5 +1,6 @@
 """Faults for tests against a real server: a proxy that loses the answer to a COMMIT,
-killed backends, a lock held too long, and the checks that the books survived.
+killed backends, a lock held too long (a row's or a whole table's), a webhook that
+answers a byte at a time, and the checks that the books survived.
 
 ``CommitCutProxy`` sits between an engine and PostgreSQL (127.0.0.1 TCP in front of the
 server's Unix socket or TCP port). When armed, it lets the next COMMIT through, waits for
@@ -16,6 +17,8 @@ committed and the client cannot know. Pages' tests use it too::
 from __future__ import annotations
 
 import contextlib
+import http.server
+import json
 import socket
 import struct
 import threading
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+import psycopg.sql
 from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import ExceptionContext
 
@@ -357,6 +361,25 @@ def row_locked(engine: Engine, organization_id: int) -> Iterator[None]:
             trans.rollback()
 
 
+@contextmanager
+def table_locked(engine: Engine, table: str) -> Iterator[None]:
+    """Hold ``table`` in ACCESS EXCLUSIVE mode (as a migration or a long change would),
+    from another connection, until exit: every read of it waits."""
+    with engine.connect() as conn:
+        trans = conn.begin()
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        raw.execute(
+            psycopg.sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                psycopg.sql.Identifier(table)
+            )
+        )
+        try:
+            yield
+        finally:
+            trans.rollback()
+
+
 def books_problems(engine: Engine, organization_ids: Sequence[int]) -> list[str]:
     """What is wrong with the books of these organizations (empty when all is well):
     balance = sum(ledger) - sum(generation credits), and usage_limits.used/credits_used
@@ -426,3 +449,52 @@ def rows_per_key(engine: Engine, organization_ids: Sequence[int]) -> dict[tuple[
             {"o": list(organization_ids)},
         ).all()
     return {(table, key): int(count) for table, key, count in rows}
+
+
+class TricklingWebhook:
+    """A real local webhook (``ThreadingHTTPServer``) that takes a POST and answers a
+    byte every ``every`` seconds: with ``status_first`` (the issue's webhook), "200 OK"
+    and its headers at once and then a body of ``length`` bytes; without it, the status
+    line itself, so no status ever arrives in time. ``requests`` holds each JSON body.
+    Use it as a context manager; ``url`` is the hook's address."""
+
+    def __init__(self, *, every: float = 7.0, status_first: bool = True, length: int = 100):
+        self.requests: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        hook = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                size = int(self.headers.get("Content-Length", "0"))
+                hook.requests.append(json.loads(self.rfile.read(size)))
+                if status_first:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(length))
+                    self.end_headers()
+                    self.wfile.flush()
+                    answer = b"o" * length
+                else:
+                    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                with contextlib.suppress(OSError):
+                    for byte in answer:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        if hook._stop.wait(every):
+                            return
+
+            def log_message(self, *args: object) -> None:  # quiet test output
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/services/T0/B0/token"
+
+    def __enter__(self) -> TricklingWebhook:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

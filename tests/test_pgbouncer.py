@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
+from psycopg.errors import LockNotAvailable, QueryCanceled
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
-from queries.db import create_runtime_engine
+from queries.db import (
+    create_direct_engine,
+    create_read_engine,
+    create_runtime_engine,
+    create_write_engine,
+)
 from tests.conftest import PgServer, _recreate
+from tests.faults import table_locked
 from tests.pgbouncer import PGBOUNCER, pgbouncer
 from tooling import schema
 
 DATABASE = "dashboard_test_pooled"
+BOUNDED = "dashboard_test_pooled_reads"
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +89,49 @@ def test_reads_and_writes_work_through_a_transaction_pooler(pooled_engine: Engin
         # Proof that we went through PgBouncer: it answers SHOW on its admin console
         # only, so instead check that the server saw our connections from it.
         assert conn.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar_one() == 0
+
+
+def test_reads_are_bounded_behind_the_pooler_and_their_timeouts_reach_no_other_transaction(
+    test_server: PgServer,
+) -> None:
+    # One server connection behind PgBouncer: a read, then a write's transaction, run on
+    # the same server session. The read's timeouts must be its own.
+    _recreate(test_server, BOUNDED)
+    schema.upgrade(url=test_server.url(BOUNDED))
+    holder = create_direct_engine(test_server.url(BOUNDED))
+    with holder.connect() as conn:
+        defaults = conn.execute(
+            text("SELECT current_setting('statement_timeout'), current_setting('lock_timeout')")
+        ).one()
+    with pgbouncer(
+        host=test_server.libpq_host,
+        port=test_server.libpq_port,
+        database=BOUNDED,
+        user=test_server.user,
+        password=test_server.password,
+        pool_size=1,
+    ) as url:
+        reads = create_read_engine(url, timeout=1.0)
+        writes = create_write_engine(url)
+        try:
+            with reads.connect() as conn:
+                assert conn.execute(text("SHOW statement_timeout")).scalar_one() == "1s"
+                backend = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            with writes.begin() as conn:
+                assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() == backend
+                assert conn.execute(
+                    text(
+                        "SELECT current_setting('statement_timeout'), current_setting('lock_timeout')"
+                    )
+                ).one() == tuple(defaults)
+            # Behind a lock another connection holds, the pooled read gives up in time.
+            with table_locked(holder, "organizations"):
+                began = time.monotonic()
+                with pytest.raises(OperationalError) as caught, reads.connect() as conn:
+                    conn.execute(text("SELECT count(*) FROM organizations"))
+                assert time.monotonic() - began < 3
+            assert isinstance(caught.value.orig, QueryCanceled | LockNotAvailable)
+        finally:
+            reads.dispose()
+            writes.dispose()
+            holder.dispose()

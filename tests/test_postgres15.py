@@ -7,6 +7,7 @@ has it (the project's machines do: /usr/lib/postgresql/15).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import subprocess
@@ -17,7 +18,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from queries.db import create_direct_engine
+from queries.alerts import Alert, deliver
+from queries.db import create_direct_engine, create_write_engine
 from tests.pgbouncer import _free_port
 from tooling.cli import main
 
@@ -65,7 +67,9 @@ def postgres15() -> Iterator[str]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def test_migrate_and_seed_on_postgres_15(postgres15: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_migrate_seed_and_deliver_alerts_on_postgres_15(
+    postgres15: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("DIRECT_URL", postgres15)
     assert main(["migrate"]) == 0
@@ -93,3 +97,23 @@ def test_migrate_and_seed_on_postgres_15(postgres15: str, monkeypatch: pytest.Mo
         assert "usage_limits" in inspect(engine).get_table_names()
     finally:
         engine.dispose()
+    # The alerts' claim sets its own timeouts; transaction_timeout only from 17 on.
+    writes = create_write_engine(postgres15)
+    try:
+        with writes.connect() as conn:
+            org = conn.execute(text("SELECT id, name, slug FROM organizations LIMIT 1")).one()
+        alert = Alert(
+            kind="spike",
+            organization_id=org.id,
+            organization=org.name,
+            slug=org.slug,
+            type=None,
+            local_day=dt.date(2026, 11, 26),
+            message="a spike",
+            details={},
+        )
+        posted: list[list[Alert]] = []
+        result = deliver(writes, alerts=[alert], send=posted.append, destination="hooks.example")
+        assert result.sent == (alert,) and posted == [[alert]]
+    finally:
+        writes.dispose()

@@ -457,8 +457,12 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         if url is None or not alerts:
             return 0
         where = webhook.destination(url)
+        send = webhook.sender(url)
         try:
-            result = deliver(engine, alerts=alerts, send=webhook.sender(url), destination=where)
+            # The claim is kept open for as long as the post may take (its one deadline).
+            result = deliver(
+                engine, alerts=alerts, send=send, destination=where, send_deadline=send.timeout
+            )
         except webhook.WebhookError as exc:
             print(
                 f"dashboard: {exc} Nothing was recorded; the next run sends these alerts again.",
@@ -475,6 +479,13 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         f"sent {len(result.sent):,} alert(s) to {where}; "
         f"{len(result.already_sent):,} already sent today"
     )
+    if send.posted is not None and not send.posted.complete:
+        print(
+            f"dashboard: the webhook at {where} answered {send.posted.status} but had not "
+            f"finished its answer after {send.timeout:g} s; the connection was closed. A 2xx "
+            "status is its acceptance, so the alerts were recorded as sent.",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -3,14 +3,76 @@ dashboard's start-up work done in the background as the server starts
 (:mod:`dashboard.warmup`: the imports, the pages compiled, the default view read), so
 visitors do not wait for imports, compiling or cold reads; one who comes at once gets
 the app's progress sign within a second and shares the imports already under way.
-``dashboard serve`` starts the app this way."""
+``dashboard serve`` starts the app this way.
+
+Streamlit reads ``.streamlit/config.toml`` from the working directory only: started
+from any other folder, it would listen on every address with its own defaults (uploads
+up to 200 MB, usage statistics, developer menus). So the launcher passes the settings
+that keep the server safe itself, as command-line flags (:data:`SETTINGS`), wherever it
+is started from. A setting given to ``dashboard serve`` as a flag, or as a
+``STREAMLIT_*`` environment variable, still wins: that is how a deployment opts in to
+another address. A ``config.toml`` in the working directory does not (flags outrank
+config files), so a stray file cannot open the server up.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
+import os
+import re
 import sys
+from collections.abc import Mapping, Sequence
+from typing import Final
 
 from dashboard import warmup
+from queries.bulk import MAX_FILE_BYTES
+
+# The one description of how the server runs; .streamlit/config.toml says the same for
+# `streamlit run` started in the project folder (a test holds them equal).
+SETTINGS: Final[Mapping[str, str]] = {
+    # Only this machine can connect; another address is an explicit opt-in.
+    "server.address": "127.0.0.1",
+    "server.headless": "true",  # no browser opened, no e-mail prompt on the terminal
+    "server.showEmailPrompt": "false",
+    # Code on disk is not watched: an edit never reruns or reloads a served app.
+    "server.runOnSave": "false",
+    "server.fileWatcherType": "none",
+    # Cross-site requests refused: uploads need the XSRF token, other origins get no
+    # Access-Control-Allow-Origin.
+    "server.enableCORS": "true",
+    "server.enableXsrfProtection": "true",
+    # Megabytes: the one upload, a bulk adjustment file, is at most 1,000,000 bytes.
+    "server.maxUploadSize": str(math.ceil(MAX_FILE_BYTES / 2**20)),
+    "server.enableStaticServing": "false",  # no ./static folder served
+    "server.enableAgentApi": "false",  # no HTTP API that drives the app
+    "browser.gatherUsageStats": "false",  # no usage statistics sent to Streamlit
+    "client.toolbarMode": "minimal",  # no developer menu (rerun, clear cache, deploy)
+    "client.showErrorDetails": "none",  # an unexpected error never shows a traceback
+    "client.showErrorLinks": "false",  # nor offers to search the web with its text
+    "theme.base": "light",
+    "theme.primaryColor": "#2563eb",
+    "theme.font": "sans-serif",
+}
+
+
+def env_var(key: str) -> str:
+    """The environment variable Streamlit reads for ``key``: ``server.maxUploadSize`` ->
+    ``STREAMLIT_SERVER_MAX_UPLOAD_SIZE``."""
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key.replace(".", "_"))
+    return f"STREAMLIT_{snake.upper()}"
+
+
+def settings_flags(args: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """``--key value`` for each of :data:`SETTINGS` that ``args`` (``--key value`` or
+    ``--key=value``) and ``env`` (``STREAMLIT_...``) do not set themselves."""
+    given = {arg.split("=", 1)[0] for arg in args if arg.startswith("--")}
+    flags: list[str] = []
+    for key, value in SETTINGS.items():
+        if f"--{key}" in given or env.get(env_var(key), "").strip():
+            continue
+        flags += [f"--{key}", value]
+    return flags
 
 
 def main(argv: list[str]) -> None:
@@ -22,8 +84,10 @@ def main(argv: list[str]) -> None:
     log.addHandler(handler)
     from streamlit.web import cli
 
+    app, *options = argv
     warmup.start()
-    sys.argv = ["streamlit", "run", *argv]
+    # Ours before the caller's: after a `--`, the rest are the script's own arguments.
+    sys.argv = ["streamlit", "run", app, *settings_flags(options, os.environ), *options]
     cli.main()
 
 

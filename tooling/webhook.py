@@ -9,20 +9,36 @@ Standard library only (``urllib.request``): one POST of JSON with a Slack-compat
 A 2xx answer is success; anything else, a redirect, a timeout or a refused connection
 is a ``WebhookError`` whose text is one sentence (the URL is never in it: a webhook URL
 usually holds its token).
+
+One deadline (``DEADLINE_SECONDS``, 10 s) covers the whole request: connecting, sending
+and the full answer. A socket timeout alone bounds each read, so a webhook that answers
+200 and then sends its body a byte every 7 s would hold the run for minutes (and the
+alerts' claim with it). At the deadline the connection is shut. A 2xx status is the
+webhook's acceptance: if it came, the alerts count as delivered even when the rest of
+the answer did not (``Posted.complete`` is false); before it, the outcome is unknown and
+the post is a failure (the next run sends the alerts again).
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
+import socket
+import threading
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from queries.alerts import Alert
 
-TIMEOUT_SECONDS = 10.0
+DEADLINE_SECONDS = 10.0
+# The answer is read up to this much (Slack answers "ok"); the rest is not waited for.
+MAX_ANSWER_BYTES = 65536
 # Only web URLs: urllib also opens file:, ftp: and data: URLs, so a mistyped or
 # malicious setting could read a local file or talk another protocol instead of posting.
 SCHEMES = ("https", "http")
@@ -98,11 +114,92 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirects)
+class _Deadline:
+    """One deadline for a whole request. Each connection opened under it gets only the
+    time that is left for its connect and for each read or write, and when the time is
+    up every one of its sockets is shut down, which ends a read or write in progress,
+    however slowly the other end trickles."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._ends = time.monotonic() + seconds
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self.expired = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def left(self) -> float:
+        return max(0.001, self._ends - time.monotonic())
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            expired = self.expired
+        if expired:
+            _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
 
 
-def post(url: str, alerts: Sequence[Alert], *, timeout: float = TIMEOUT_SECONDS) -> None:
-    """POST the alerts as JSON; returns on a 2xx answer, raises ``WebhookError`` else."""
+def _shut(sock: socket.socket) -> None:
+    # socket.socket's own shutdown, on the descriptor: for a TLS socket too, without
+    # touching its SSL state (another thread may be reading it).
+    with contextlib.suppress(OSError):  # already closed
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
+    """urllib's opener (proxies from the environment included), without redirects, whose
+    connections obey ``deadline``."""
+
+    class Http(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.timeout = deadline.left()
+            super().connect()
+            deadline.watch(self.sock)
+
+    class Https(http.client.HTTPSConnection):
+        def connect(self) -> None:
+            self.timeout = deadline.left()
+            super().connect()
+            deadline.watch(self.sock)
+
+    class HttpHandler(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(Http, req)
+
+    class HttpsHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(Https, req, context=self._context)  # type: ignore[attr-defined]
+
+    return urllib.request.build_opener(_NoRedirects, HttpHandler, HttpsHandler)
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """The webhook took the alerts: its 2xx ``status``, and whether its whole answer came
+    within the deadline (false: it was still sending when the connection was shut)."""
+
+    status: int
+    complete: bool
+
+
+def post(url: str, alerts: Sequence[Alert], *, timeout: float = DEADLINE_SECONDS) -> Posted:
+    """POST the alerts as JSON, all within ``timeout`` seconds (connect, send, answer);
+    returns on a 2xx status, raises ``WebhookError`` else."""
     url = check_url(url)
     where = destination(url)
     body = json.dumps(payload(alerts), allow_nan=False).encode()
@@ -112,32 +209,51 @@ def post(url: str, alerts: Sequence[Alert], *, timeout: float = TIMEOUT_SECONDS)
         method="POST",
         headers={"Content-Type": "application/json", "User-Agent": "usage-dashboard-alerts"},
     )
+    status: int | None = None
+    complete = False
+    deadline = _Deadline(timeout)
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            status = response.status
-            response.read(65536)  # drain a little, so the connection closes cleanly
+        with deadline, _opener(deadline).open(request, timeout=timeout) as response:
+            status = int(response.status)
+            if 200 <= status < 300:
+                try:
+                    response.read(MAX_ANSWER_BYTES)
+                    complete = not deadline.expired
+                except (OSError, http.client.HTTPException):
+                    complete = False  # accepted; the rest of the answer did not come
     except urllib.error.HTTPError as exc:
         raise WebhookError(
             f"The webhook at {where} answered {exc.code} {exc.reason or ''}".rstrip()
             + "; the alerts were not taken."
         ) from exc
-    except TimeoutError as exc:
-        raise WebhookError(
-            f"The webhook at {where} did not answer within {timeout:g} s; the alerts may not "
-            "have been taken."
-        ) from exc
-    except (urllib.error.URLError, OSError) as exc:
+    except (OSError, http.client.HTTPException) as exc:
+        if status is not None and 200 <= status < 300:
+            return Posted(status, complete=False)
         reason = getattr(exc, "reason", exc)
+        if deadline.expired or isinstance(exc, TimeoutError) or isinstance(reason, TimeoutError):
+            raise WebhookError(
+                f"The webhook at {where} did not answer within {timeout:g} s; it may or may "
+                "not have taken the alerts."
+            ) from exc
         raise WebhookError(f"Could not reach the webhook at {where}: {reason}.") from exc
-    if not 200 <= status < 300:
+    if status is None or not 200 <= status < 300:
         raise WebhookError(f"The webhook at {where} answered {status}; the alerts were not taken.")
+    return Posted(status, complete)
 
 
-def sender(url: str, *, timeout: float = TIMEOUT_SECONDS) -> Callable[[list[Alert]], None]:
-    """``send`` for :func:`queries.alerts.deliver`: one POST of all the claimed alerts."""
-    url = check_url(url)
+class Sender:
+    """``send`` for :func:`queries.alerts.deliver`: one POST of all the claimed alerts,
+    within ``timeout`` seconds; ``posted`` is the webhook's answer once it took them."""
 
-    def send(alerts: list[Alert]) -> None:
-        post(url, alerts, timeout=timeout)
+    def __init__(self, url: str, *, timeout: float = DEADLINE_SECONDS) -> None:
+        self.url = check_url(url)
+        self.timeout = timeout
+        self.posted: Posted | None = None
 
-    return send
+    def __call__(self, alerts: list[Alert]) -> None:
+        self.posted = post(self.url, alerts, timeout=self.timeout)
+
+
+def sender(url: str, *, timeout: float = DEADLINE_SECONDS) -> Sender:
+    """A :class:`Sender` for ``url``."""
+    return Sender(url, timeout=timeout)

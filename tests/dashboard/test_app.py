@@ -4,6 +4,7 @@ traceback; a failed write changes nothing and says so."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -19,7 +20,8 @@ from dashboard import data
 from queries.db import NOT_CONFIGURED
 from queries.errors import DatabaseUnavailable
 from tests.conftest import PgServer, _recreate
-from tests.dashboard.apptest import make_app, open_page, scalar, texts
+from tests.dashboard.apptest import make_app, open_page, plain_texts, scalar, texts
+from tests.faults import table_locked
 from tooling import embedded, schema
 
 
@@ -76,6 +78,30 @@ def test_a_failing_query_spoils_only_its_own_part_of_the_page(
     assert error.startswith("Top users could not be shown.")
     assert "cannot be reached" in error
     assert at.metric and any("Most recent" in s.value for s in at.subheader)
+
+
+def test_a_read_behind_a_lock_is_a_sentence_within_the_read_timeout(
+    fresh_url: str,
+    fresh_engine: Engine,
+    use_database: Callable[[str], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A real lock held by another connection (a migration rewriting audit_log, say):
+    # the trail's read gives up after the read timeout (1 s here, 15 s by default) and
+    # its part of the page says so; the rest of the page is drawn.
+    monkeypatch.setenv("DASHBOARD_READ_TIMEOUT", "1")
+    use_database(fresh_url)
+    at = make_app(role="manager").run()
+    with table_locked(fresh_engine, "audit_log"):
+        began = time.monotonic()
+        at.switch_page("app_pages/audit.py").run()
+        took = time.monotonic() - began
+    assert not at.exception
+    (error,) = plain_texts(at, "error")
+    assert error.startswith("The audit trail could not be shown. The database did not answer ")
+    assert "within 1 s;" in error and "cannot be reached" not in error
+    assert at.title[0].value == "Audit trail" and at.radio(key="audit.scope")
+    assert took < 10, took
 
 
 def test_every_page_renders_on_a_small_database(

@@ -12,6 +12,7 @@ the database.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import csv
 import datetime as dt
@@ -35,7 +36,7 @@ from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
+from playwright.sync_api import Browser, FilePayload, Page, ViewportSize, sync_playwright
 from sqlalchemy import Engine, text
 
 from dashboard.navigation import PAGES
@@ -580,6 +581,70 @@ def test_a_crafted_link_shows_a_notice_and_no_error_box(
     assert not images, "a value from the link made the browser fetch an image"
 
 
+def _token(text: str) -> str:
+    """``text`` as an ``after`` token, as the dashboard writes one (base64url JSON)."""
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+_RECORD_TOASTS_JS: Final = """
+window.__toasts = [];
+new MutationObserver(() => {
+  for (const toast of document.querySelectorAll('[data-testid="stToast"]')) {
+    if (!toast.dataset.recorded) {
+      toast.dataset.recorded = "1";
+      window.__toasts.push(toast.textContent);
+    }
+  }
+}).observe(document, {childList: true, subtree: true});
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "title", "said"),
+    [
+        # The links of issue 15: each crashed its page or replaced part of it.
+        (
+            "quotas",
+            "after=" + _token("[2," + "9" * 1200 + ',1,"a",1,"chat"]'),
+            "Quotas",
+            "Showing the first page.",
+        ),
+        ("audit", "after=" + _token("[" * 1400), "Audit trail", "Showing the first page."),
+        (
+            "audit",
+            "after=" + _token(f'[2,"2026-11-20T15:30:00+00:00",{2**63 - 1},5]'),
+            "Audit trail",
+            "Showing the first page.",
+        ),
+        (
+            "audit",
+            "after=" + _token(f'[2,"2026-11-20T15:30:00+00:00",1,{-(2**63 - 1)}]'),
+            "Audit trail",
+            "Showing the first page.",
+        ),
+        ("", "org=" + "x" * 201, "Overview", "at most 200 characters"),
+    ],
+)
+def test_a_crafted_page_token_or_slug_shows_the_page_with_a_notice(
+    page: Page, app: RunningApp, db: Engine, path: str, query: str, title: str, said: str
+) -> None:
+    # A toast fades after a few seconds, and Quotas takes longer than that to draw:
+    # every toast shown is recorded as it appears.
+    page.add_init_script(_RECORD_TOASTS_JS)
+    page.goto(f"{app.url}/{path}?{query}")
+    if title == "Overview":
+        title = f"Overview · {_first_by_name(db)}"
+    settle(page, title)
+    page.wait_for_function("() => window.__toasts.length > 0")
+    notices: list[str] = page.evaluate("() => window.__toasts")
+    assert any("Ignored" in n and said in " ".join(n.split()) for n in notices), notices
+    assert not page.locator('[data-testid="stException"]').count()
+    assert [p for p in problems(page) if not p.startswith("toast: ")] == []
+    # The page itself, not a sentence in its place: its tables are drawn.
+    assert page.locator('[data-testid="stMain"] [data-testid="stDataFrame"]').count() > 0
+    assert "after=" not in page.url
+
+
 def _selected_label(page: Page) -> str:
     """What the sidebar's organization picker shows as chosen."""
     sidebar = page.locator('[data-testid="stSidebar"]')
@@ -976,6 +1041,116 @@ def test_dashboard_serve_warms_up_before_the_first_visit(
     assert starting is None  # nothing left to import: straight to the page
     log = fresh.log.read_text()
     assert "warm-up: imports in" in log and "warm-up: compiling the pages in" in log
+
+
+# A config.toml in the folder `dashboard serve` is started from: it must not win.
+_HOSTILE_CONFIG: Final = """
+[server]
+address = "0.0.0.0"
+enableCORS = false
+enableXsrfProtection = false
+maxUploadSize = 200
+runOnSave = true
+enableStaticServing = true
+[browser]
+gatherUsageStats = true
+[client]
+toolbarMode = "developer"
+showErrorDetails = "full"
+"""
+
+
+def _listening(port: int) -> set[str]:
+    """The addresses with a socket listening on ``port`` (from /proc/net/tcp and tcp6)."""
+    found: set[str] = set()
+    for table, size in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state != "0A" or int(hex_port, 16) != port:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(address)
+            # The kernel prints each 32-bit word in host (little-endian) order.
+            words = b"".join(raw[i : i + 4][::-1] for i in range(0, size, 4))
+            family = socket.AF_INET if size == 4 else socket.AF_INET6
+            found.add(socket.inet_ntop(family, words))
+    return found
+
+
+def test_dashboard_serve_from_another_folder_listens_on_this_machine_with_the_safe_settings(
+    browser: Browser, browser_database: str, tmp_path: Path
+) -> None:
+    """Issue 15: from another working directory, `dashboard serve` listened on every
+    address with Streamlit's defaults, since .streamlit/config.toml is read from the
+    working directory only. It passes the settings itself, and a config.toml there
+    does not override them."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / ".streamlit").mkdir(parents=True)
+    (elsewhere / ".streamlit" / "config.toml").write_text(_HOSTILE_CONFIG)
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(f'[dev]\nuser = "{USER}"\nrole = "admin"\n')
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("STREAMLIT_") and key not in ("DIRECT_URL", "DASHBOARD_ROLES")
+    }
+    env |= {"DATABASE_URL": browser_database, "DASHBOARD_USER": USER, "DASHBOARD_ROLE": "admin"}
+    port = _free_port()
+    dashboard = Path(sys.executable).with_name("dashboard")  # as `uv run dashboard` runs it
+    command = [str(dashboard), "serve", "--server.port", str(port), "--secrets.files", str(secrets)]
+    log = tmp_path / "serve.log"
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=elsewhere, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while not _healthy(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"dashboard serve did not start:\n{log.read_text()}")
+            time.sleep(0.05)
+
+        assert _listening(port) == {"127.0.0.1"}, log.read_text()
+        # CORS: another origin is not allowed to read the answers.
+        health = urllib.request.Request(
+            f"{url}/_stcore/health", headers={"Origin": "http://evil.example"}
+        )
+        with urllib.request.urlopen(health, timeout=5) as response:
+            assert response.headers.get("Access-Control-Allow-Origin") is None
+        # XSRF: an upload without the token is refused before anything else.
+        upload = urllib.request.Request(
+            f"{url}/_stcore/upload_file/session/file", data=b"x", method="PUT"
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(upload, timeout=5)
+        assert refused.value.code == 403
+
+        page = browser.new_page(viewport=VIEWPORT)
+        try:
+            page.goto(f"{url}/credits")
+            settle(page, "Credits")
+            # toolbarMode minimal: no developer menu, no deploy button.
+            assert not page.locator('[data-testid="stMainMenu"]').count()
+            assert not page.locator('[data-testid="stAppDeployButton"]').count()
+            # maxUploadSize 1 MB: the bulk file upload refuses a larger file.
+            uploader = page.locator('[data-testid="stFileUploader"]').first
+            big = FilePayload(
+                name="big.csv",
+                mimeType="text/csv",
+                buffer=b"organization,amount,reason\n" + b"x" * 1_500_000,
+            )
+            uploader.locator('input[type="file"]').set_input_files(files=[big])
+            uploader.get_by_text(re.compile(r"File must be .* or smaller")).wait_for()
+        finally:
+            page.close()
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def test_selecting_a_ledger_row_shows_its_reason_and_note_in_full(

@@ -4,6 +4,7 @@ the links in the tables carry ids and the current filters."""
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
@@ -480,3 +481,54 @@ def test_a_drifted_organization_links_to_its_ledger(
     assert not at.exception
     path, query = query_of(table_with(at, "Drifted rows")["Open"].iloc[0])
     assert path == "credits" and query["org"] == str(org)
+
+
+# ------------------------------------------------------------- crafted page tokens
+
+
+def crafted(text: str) -> str:
+    """``text`` as an ``after`` token (base64url JSON, as the dashboard writes one)."""
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+# The links of issue 15 that crashed a page or replaced part of it with an error.
+CRAFTED_TOKENS = [
+    ("quotas", "support", crafted("[2," + "9" * 1200 + ',1,"a",1,"chat"]')),  # OverflowError
+    ("audit", "manager", crafted("[" * 1400)),  # RecursionError
+    ("credits", "finance", crafted("[" * 1400)),
+    ("overview", "admin", crafted("[" * 1400)),
+    ("usage", "finance", crafted("[" * 1400)),
+    # "The database refused a query (NumericValueOutOfRange)": the source is an integer.
+    ("audit", "manager", crafted(f'[2,"2026-11-20T15:30:00+00:00",{2**63 - 1},5]')),
+    ("audit", "manager", crafted(f'[2,"2026-11-20T15:30:00+00:00",1,{-(2**63 - 1)}]')),
+    ("usage", "finance", crafted(f'[2,1,"x",{-(2**63 - 1)}]')),
+    ("quotas", "support", crafted(f'[2,1,1,"a",{2**63},"chat"]')),
+]
+
+
+@pytest.mark.parametrize(("page", "role", "token"), CRAFTED_TOKENS)
+def test_a_crafted_page_token_shows_the_first_page_with_a_notice(
+    today: None, page: str, role: str, token: str
+) -> None:
+    at = open_link({"after": token}, page, role=role)
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, plain_texts(at, "error")
+    notices = plain_texts(at, "toast")
+    assert any(n.startswith("Ignored after=") and "Showing the first page." in n for n in notices)
+    assert "after" not in at.query_params
+    assert at.title and at.dataframe, "the page itself is shown, with its tables"
+
+
+def test_a_bad_token_pasted_into_a_session_on_a_later_page_goes_to_the_first_page(
+    demo: None,
+) -> None:
+    at = open_page(make_app(role="manager", query=HISTORY), "audit")
+    first = table_with(at, "Actor")
+    at.button(key="audit.next").click().run()
+    assert "after" in at.query_params
+    at.query_params["after"] = crafted("[" * 1400)
+    at.run()
+    assert not at.exception and not at.error
+    assert any("Showing the first page." in n for n in plain_texts(at, "toast"))
+    same_rows(table_with(at, "Actor"), first)
+    assert "after" not in at.query_params

@@ -17,6 +17,7 @@ from streamlit.testing.v1.element_tree import Selectbox
 
 from dashboard import state
 from queries.checks import MAX_DATE, MIN_DATE
+from queries.errors import InvalidInput
 from tests.dashboard.apptest import make_app, open_page, plain_texts, texts
 from tooling.demo_data import append_only_guard_lifted
 
@@ -97,6 +98,7 @@ def test_a_good_url_is_read_whole() -> None:
         ({"org": "٣"}, "no such organization"),  # an Arabic-Indic three is not 3
         ({"org": "5" * 5000}, "not an organization id"),
         ({"org": "0"}, "not an organization id"),
+        ({"org": "x" * 201}, "slug in a link can be at most 200 characters"),
         ({"org": "-3"}, "no such organization"),
         ({"from": "2026-02-01", "to": "2026-01-01"}, "is after"),
         ({"from": "2020-01-01", "to": "2026-01-01"}, "at most"),
@@ -114,6 +116,27 @@ def test_a_bad_url_value_is_dropped_with_a_notice(params: dict[str, str], notice
 def test_a_long_url_value_is_cut_short_in_its_notice() -> None:
     (notice,) = state.parse_url({"org": "5" * 5000}, ORGS).notices
     assert len(notice) < 200
+
+
+def test_a_lookup_that_refuses_the_value_is_a_notice_not_an_error() -> None:
+    def refusing(key: int | str) -> state.Organization | None:
+        raise InvalidInput("The search is too long (at most 200 characters).")
+
+    url = state.parse_url({"org": "acme", "range": "7d"}, refusing)
+    assert url.org is None and url.preset == "7d"  # the rest of the link still applies
+    assert url.notices == [
+        "Ignored org='acme' from the link: The search is too long (at most 200 characters)."
+    ]
+
+
+def test_a_201_character_slug_in_the_link_keeps_the_page_with_a_notice(
+    demo_url: str, use_database: Callable[[str], None]
+) -> None:
+    use_database(demo_url)
+    at = make_app(role="manager", query={"org": "x" * 201}).run()
+    assert not at.exception and not at.error, plain_texts(at, "error")
+    assert any("at most 200 characters" in n for n in plain_texts(at, "toast"))
+    assert at.title[0].value.startswith("Overview · ")  # the first organization's page
 
 
 _URL_VALUE = hs.one_of(hs.text(), hs.lists(hs.text(), max_size=4))

@@ -6,12 +6,20 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import logging
 from zoneinfo import ZoneInfo
 
 import pypdf
 import pytest
 
-from dashboard.statement_files import statement_csv, statement_pdf
+from dashboard.statement_files import (
+    BIDI_CONTROLS,
+    FALLBACK_FONTS,
+    REPLACED_NOTE,
+    REPLACEMENT,
+    statement_csv,
+    statement_pdf,
+)
 from queries.credits import LedgerEntry
 from queries.statements import ConsumptionLine, MonthlyStatement
 
@@ -19,12 +27,12 @@ ZONE = "Asia/Kathmandu"
 NAME = "Ünïcødé & Søn **bold** <b>x</b> =1+2"
 
 
-def _statement(*, name: str = NAME) -> MonthlyStatement:
+def _statement(
+    *, name: str = NAME, reason: str = '=HYPERLINK("x")', note: str = "a\nnote"
+) -> MonthlyStatement:
     at = dt.datetime(2026, 10, 31, 20, tzinfo=dt.UTC)  # 1 November 01:45 in Kathmandu
     entries = (
-        LedgerEntry(
-            1, 9, 500, 510, "grant", '=HYPERLINK("x")', "a\nnote", "a@b.example", "k1", None, at
-        ),
+        LedgerEntry(1, 9, 500, 510, "grant", reason, note, "a@b.example", "k1", None, at),
         LedgerEntry(
             2,
             9,
@@ -61,7 +69,42 @@ def _statement(*, name: str = NAME) -> MonthlyStatement:
 
 def _text(pdf: bytes) -> str:
     pages = pypdf.PdfReader(io.BytesIO(pdf)).pages
-    return " ".join(" ".join(p.extract_text().split()) for p in pages)
+    # pypdf reads the two-byte codes of Noto Sans CJK's embedded CMap one byte at a time
+    # and puts a NUL before each CJK character; the PDF itself maps them right.
+    return " ".join(" ".join(p.extract_text().replace("\x00", "").split()) for p in pages)
+
+
+def _pdf(statement: MonthlyStatement, caplog: pytest.LogCaptureFixture) -> bytes:
+    """The statement's PDF; a glyph missing from every font it uses fails the test
+    (fpdf2 logs each one when it writes the fonts)."""
+    caplog.set_level(logging.WARNING, logger="fpdf")
+    pdf = statement_pdf(statement)
+    missing = [
+        r.getMessage() for r in caplog.records if "missing the following glyphs" in r.getMessage()
+    ]
+    assert not missing, missing
+    return pdf
+
+
+def _fonts(pdf: bytes) -> set[str]:
+    """The fonts embedded in the PDF, without their subset prefix."""
+    names: set[str] = set()
+    for page in pypdf.PdfReader(io.BytesIO(pdf)).pages:
+        resources = page["/Resources"].get_object()
+        assert isinstance(resources, pypdf.generic.DictionaryObject)
+        fonts = resources["/Font"].get_object()
+        assert isinstance(fonts, pypdf.generic.DictionaryObject)
+        names |= {str(f.get_object()["/BaseFont"]).split("+")[-1] for f in fonts.values()}
+    return names
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fonts_installed() -> None:
+    for font in FALLBACK_FONTS:
+        assert font.path.is_file(), (
+            f"{font.path} is missing: install Debian's fonts-noto-cjk and fonts-symbola "
+            "(.ci/run does)"
+        )
 
 
 def test_the_pdf_has_the_name_the_local_period_the_totals_and_the_entries() -> None:
@@ -104,3 +147,70 @@ def test_the_csv_totals_and_lines_add_up_and_text_is_neutralised() -> None:
         '\'=HYPERLINK("x")',
         "Correction",
     ]
+
+
+CJK_NAME = "株式会社テスト 🚀 社名"
+
+
+def test_a_cjk_and_emoji_name_and_cjk_reasons_are_printed_not_left_blank(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pdf = _pdf(_statement(name=CJK_NAME, reason="返金: 障害のため", note="顧客 ✓"), caplog)
+    shown = _text(pdf)
+    assert CJK_NAME in shown
+    assert "返金: 障害のため (顧客 ✓)" in shown
+    assert "Closing balance 486" in shown
+    assert REPLACEMENT not in shown and REPLACED_NOTE not in shown
+    # DejaVu Sans for the rest, Noto Sans CJK for the Japanese, Symbola for the rocket.
+    assert {"DejaVuSansBook", "DejaVuSansBold", "NotoSansCJKJP", "Symbola"} <= _fonts(pdf)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Ünïcødé & Søn", "Москва ООО", "Αθήνα", "한국 주식회사", "北京科技有限公司", "café ☕ ♥ ★"],
+)
+def test_names_in_many_scripts_and_symbols_are_printed_as_stored(
+    name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    shown = _text(_pdf(_statement(name=name), caplog))
+    assert name in shown and REPLACEMENT not in shown
+
+
+def test_a_latin_statement_embeds_only_its_main_font(caplog: pytest.LogCaptureFixture) -> None:
+    # Noto Sans CJK costs a second to load: it is added only for text that needs it.
+    fonts = _fonts(_pdf(_statement(name="Acme GmbH"), caplog))
+    assert all(font.startswith("DejaVuSans") for font in fonts), fonts
+
+
+def test_a_character_no_font_draws_is_a_visible_replacement_and_the_pdf_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Devanagari (no installed font here has it) and an emoji newer than Symbola's.
+    shown = _text(_pdf(_statement(name="Acme क 🥲 Ltd"), caplog))
+    assert f"Acme {REPLACEMENT} {REPLACEMENT} Ltd" in shown
+    assert REPLACED_NOTE in shown
+
+
+def test_bidi_controls_and_invisible_characters_are_not_printed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    name = "Acme\u202e evil\u202c \u2066Co\u2069\u200f\u061c \u200bLtd 👍\ufe0f"
+    reason = "Refund\u202d for\u200e outage"
+    shown = _text(_pdf(_statement(name=name, reason=reason, note=""), caplog))
+    assert "Acme evil Co Ltd 👍" in shown and "Refund for outage" in shown
+    assert not set(shown) & {chr(c) for c in BIDI_CONTROLS}
+    assert REPLACEMENT not in shown
+
+
+@pytest.mark.parametrize("name", ["x" * 3000, "株" * 3000, "Acme " * 600])
+def test_a_3000_character_name_is_shortened_and_the_statement_stays_on_one_page(
+    name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    pdf = _pdf(_statement(name=name), caplog)
+    assert len(pypdf.PdfReader(io.BytesIO(pdf)).pages) == 1
+    shown = _text(pdf)
+    assert "…" in shown
+    assert f"(The organization's name is shortened here: {len(name.strip()):,} characters.)" in (
+        shown
+    )
+    assert "Closing balance 486" in shown

@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import datetime as dt
 import json
+import math
+import typing
+from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dashboard import url
+from queries.approvals import ApprovalCursor
 from queries.audit import AuditCursor
 from queries.errors import InvalidInput
+from queries.frames import KeysetCursor
 from queries.quotas import UtilizationCursor
 from queries.usage import UsageCursor
 
@@ -75,13 +81,154 @@ def test_a_cursor_time_must_be_a_zoned_time_near_the_data(values: list[object]) 
 
 def test_an_infinite_utilization_is_refused() -> None:
     with pytest.raises(InvalidInput, match="finite"):
-        url.decode_cursor(token([2, 1e999, 1, "x", 2, "chat"]), UtilizationCursor)
+        url.decode_cursor(raw_token('[2,1e400,1,"x",2,"chat"]'), UtilizationCursor)
 
 
 @given(st.text(max_size=300))
 def test_decoding_any_text_raises_only_a_sentence(raw: str) -> None:
     with contextlib.suppress(InvalidInput):
         url.decode_cursor(raw, AuditCursor)
+
+
+def raw_token(text: str) -> str:
+    """``text`` (any JSON, or not) as an ``after`` token."""
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+CURSORS = (UsageCursor, AuditCursor, UtilizationCursor, KeysetCursor, ApprovalCursor)
+
+# Values of every JSON type, including numbers far outside what the database takes.
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=2**62, max_value=2**70)
+    | st.integers(min_value=-(2**70), max_value=-(2**62))
+    | st.floats()
+    | st.text(max_size=40)
+    | st.sampled_from(["2026-11-20T15:30:00+00:00", "2026-11-20T15:30:00", "\ud800", ""])
+)
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=30,
+)
+
+
+def _in_range(cursor: object) -> None:
+    """What a decoded cursor promises the query that gets it."""
+    for field in dataclasses.fields(cursor):  # type: ignore[arg-type]
+        value = getattr(cursor, field.name)
+        if isinstance(value, bool):
+            raise AssertionError(f"{field.name} is a boolean")
+        if isinstance(value, int):
+            low = 1 if field.name == "id" or field.name.endswith("_id") else -(2**63 - 1)
+            assert low <= value <= 2**63 - 1, (field.name, value)
+        elif isinstance(value, float):
+            assert math.isfinite(value), (field.name, value)
+        elif isinstance(value, str):
+            value.encode("utf-8")  # no lone surrogate reaches the driver
+            assert len(value) <= url.MAX_TEXT_FIELD
+        else:
+            assert isinstance(value, dt.datetime) and value.tzinfo is not None
+
+
+ZONES: list[dt.tzinfo | None] = [None, dt.UTC, ZoneInfo("Asia/Kathmandu")]
+
+
+def _near(kind: object) -> st.SearchStrategy[object]:
+    """Values for a cursor field of type ``kind``: of its type, often at or past the edges
+    of what the database takes, or of any other JSON type."""
+    huge = st.integers(min_value=2**62, max_value=2**70)
+    own: st.SearchStrategy[object]
+    if typing.get_origin(kind) is typing.Literal:
+        own = st.integers(min_value=-3, max_value=3) | huge
+    elif kind is int:
+        own = st.integers() | huge | huge.map(lambda n: -n) | st.sampled_from([0, 2**63 - 1])
+    elif kind is float:
+        own = st.floats() | huge | st.integers()
+    elif kind is str:
+        # Short text of any characters, or plain text around the longest allowed.
+        own = st.text(max_size=60) | st.text("abc ", min_size=490, max_size=510)
+    else:  # a time, with or without a zone, around the range the data can have
+        own = st.datetimes(
+            min_value=dt.datetime(1990, 1, 1),
+            max_value=dt.datetime(2110, 1, 1),
+            timezones=st.sampled_from(ZONES),
+        ).map(dt.datetime.isoformat)
+    # Three times in four its own type (one_of would draw each branch equally often).
+    return st.integers(0, 3).flatmap(lambda i: own if i else _JSON)
+
+
+def _shaped(cursor_type: type) -> st.SearchStrategy[tuple[type, list[object]]]:
+    hints = typing.get_type_hints(cursor_type)
+    fields = [_near(hints[f.name]) for f in dataclasses.fields(cursor_type)]
+    page = st.integers(min_value=-5, max_value=url.MAX_PAGE + 5)  # (any type: see below)
+    return st.tuples(st.just(cursor_type), st.tuples(page, *fields).map(list))
+
+
+@settings(max_examples=300)  # no database: cheap, and most shaped lists are refused
+@given(
+    st.sampled_from(CURSORS),
+    _JSON,
+    st.sampled_from(CURSORS).flatmap(_shaped),
+)
+def test_any_json_in_a_token_is_a_sentence_or_a_cursor_in_the_databases_range(
+    cursor_type: type, anything: object, shaped: tuple[type, list[object]]
+) -> None:
+    # Any JSON at all, and lists shaped like a cursor (a page, then a value for each
+    # field: of its type, near or past its edges, or of any other type).
+    kind: type[object]
+    for kind, values in ((cursor_type, anything), shaped):
+        try:
+            text = json.dumps(values)
+        except ValueError:
+            continue
+        try:
+            number, cursor = url.decode_cursor(raw_token(text), kind)
+        except InvalidInput:
+            continue
+        assert 2 <= number <= url.MAX_PAGE
+        _in_range(cursor)
+
+
+@pytest.mark.parametrize(
+    ("cursor_type", "text"),
+    [
+        # The links of issue 15 that crashed a page, each now a sentence.
+        (UtilizationCursor, "[2," + "9" * 1200 + ',1,"a",1,"chat"]'),  # OverflowError
+        (AuditCursor, "[" * 1400),  # RecursionError
+        (UsageCursor, "[" * 1400 + "]" * 1400),
+        (AuditCursor, '{"a":' * 1000 + "1" + "}" * 1000),
+        (AuditCursor, f'[2,"2026-11-20T15:30:00+00:00",{2**63 - 1},5]'),  # source: integer
+        (AuditCursor, f'[2,"2026-11-20T15:30:00+00:00",1,{-(2**63 - 1)}]'),  # a negative id
+        (AuditCursor, '[2,"2026-11-20T15:30:00+00:00",1,0]'),
+        (UsageCursor, f'[2,{2**63},"x",1]'),  # one past bigint
+        (UsageCursor, "[2," + "1" * 5000 + ',"x",1]'),  # past Python's own digit limit
+        (UsageCursor, '[2,1,"\\ud800",1]'),  # a lone surrogate
+        (UtilizationCursor, '[2,NaN,1,"a",1,"chat"]'),
+        (UtilizationCursor, '[2,Infinity,1,"a",1,"chat"]'),
+        (UtilizationCursor, '[2,1e400,1,"a",1,"chat"]'),
+        (UtilizationCursor, f'[2,{2**70},1,"a",1,"chat"]'),
+        (UsageCursor, '[2,1,"x",1.5]'),  # a fraction for an id
+        (UsageCursor, '[2,1,["x"],1]'),
+        (UsageCursor, '[2,1,{"x":1},1]'),
+        (UsageCursor, "[2,1,null,1]"),
+    ],
+)
+def test_a_crafted_token_is_refused_with_a_sentence(cursor_type: type, text: str) -> None:
+    with pytest.raises(InvalidInput):
+        url.decode_cursor(raw_token(text), cursor_type)
+
+
+def test_the_largest_values_the_database_takes_still_read_back() -> None:
+    at = dt.datetime(2026, 11, 20, 15, 30, tzinfo=dt.UTC)
+    for page, cursor in (
+        (url.MAX_PAGE, AuditCursor(at, 0, 2**63 - 1)),
+        (2, UsageCursor(-(2**63 - 1), "x" * url.MAX_TEXT_FIELD, 2**63 - 1)),
+        (2, UtilizationCursor(1e300, 2**63 - 1, "株式会社", 1, "chat")),
+    ):
+        assert url.decode_cursor(url.encode_cursor(page, cursor), type(cursor)) == (page, cursor)
 
 
 def test_choices_keep_the_options_order_and_refuse_unknown_names() -> None:

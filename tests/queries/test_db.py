@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
+from psycopg.errors import LockNotAvailable, QueryCanceled
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
 from queries import db
 from queries.db import ConfigurationError, configured_urls, normalize_url
 from queries.transactions import BUDGET_SECONDS
+from tests.faults import table_locked
 
 
 @pytest.mark.parametrize(
@@ -176,3 +180,94 @@ def test_the_write_engine_is_one_pooler_safe_engine_without_a_pre_ping(
             assert conn.connection.driver_connection.prepare_threshold is None  # type: ignore[union-attr]
     finally:
         db.dispose_engine()
+
+
+# ------------------------------------------------------------------ bounded reads
+
+
+@pytest.mark.parametrize(
+    ("env", "seconds"),
+    [
+        ({}, 15.0),
+        ({"DASHBOARD_READ_TIMEOUT": " 2.5 "}, 2.5),
+        ({"DASHBOARD_READ_TIMEOUT": ""}, 15.0),
+    ],
+)
+def test_the_read_timeout_is_15_s_unless_configured(env: dict[str, str], seconds: float) -> None:
+    assert db.read_timeout_seconds(env) == seconds
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "abc", "nan", "inf", "601", "1e9"])
+def test_a_read_timeout_that_is_not_a_bound_is_refused(raw: str) -> None:
+    with pytest.raises(ConfigurationError, match="DASHBOARD_READ_TIMEOUT must be a number"):
+        db.read_timeout_seconds({"DASHBOARD_READ_TIMEOUT": raw})
+
+
+def test_a_read_behind_a_lock_gives_up_within_the_read_timeout_and_says_so(
+    test_database_url: str,
+) -> None:
+    reads = db.create_read_engine(test_database_url, timeout=1.0)
+    holder = db.create_direct_engine(test_database_url)
+    try:
+        with table_locked(holder, "organizations"):
+            began = time.monotonic()
+            with pytest.raises(OperationalError) as caught, reads.connect() as conn:
+                conn.execute(text("SELECT count(*) FROM organizations")).scalar_one()
+            waited = time.monotonic() - began
+        assert 0.9 <= waited < 3, waited
+        assert isinstance(caught.value.orig, QueryCanceled | LockNotAvailable)
+        # Once the lock is gone, the same engine reads again.
+        with reads.connect() as conn:
+            assert conn.execute(text("SELECT count(*) >= 0 FROM organizations")).scalar_one()
+    finally:
+        reads.dispose()
+        holder.dispose()
+
+
+def test_read_timeouts_are_the_transactions_own(test_database_url: str) -> None:
+    reads = db.create_read_engine(test_database_url, timeout=1.5)
+    try:
+        with reads.connect() as conn:
+            assert conn.execute(text("SHOW statement_timeout")).scalar_one() == "1500ms"
+            assert conn.execute(text("SHOW lock_timeout")).scalar_one() == "1500ms"
+            conn.rollback()
+            # The next transaction on the same connection sets them again: still bounded.
+            assert conn.execute(text("SHOW statement_timeout")).scalar_one() == "1500ms"
+            raw = conn.connection.driver_connection
+            conn.rollback()
+            # Outside a transaction the session's own settings were never changed.
+            assert raw is not None
+            raw.autocommit = True
+            try:
+                session = raw.execute("SHOW statement_timeout").fetchone()
+            finally:
+                raw.autocommit = False
+        plain = db.create_direct_engine(test_database_url)
+        try:
+            with plain.connect() as conn:
+                assert session == (conn.execute(text("SHOW statement_timeout")).scalar_one(),)
+        finally:
+            plain.dispose()
+    finally:
+        reads.dispose()
+
+
+def test_a_connection_lost_before_a_read_is_an_sqlalchemy_error_the_pages_can_describe(
+    test_database_url: str,
+) -> None:
+    # No pre-ping, so the dead pooled connection reaches the read timeouts' BEGIN.
+    reads = db.create_read_engine(test_database_url, timeout=5, pool_pre_ping=False)
+    killer = db.create_direct_engine(test_database_url)
+    try:
+        with reads.connect() as conn:
+            backend = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with killer.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        with pytest.raises(OperationalError) as caught, reads.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        assert caught.value.connection_invalidated
+        with reads.connect() as conn:  # and the next read gets a new connection
+            assert conn.execute(text("SELECT 1")).scalar_one() == 1
+    finally:
+        reads.dispose()
+        killer.dispose()

@@ -11,20 +11,24 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
 from sqlalchemy import text
 
 from queries.db import create_direct_engine
 from tests.conftest import PgServer, _recreate
 from tests.factories import add_generations, ensure_types, make_org, make_user
+from tests.faults import TricklingWebhook
 from tests.queries.roles import APP_LOGIN, login_url
-from tooling import schema
+from tooling import schema, webhook
 from tooling.cli import main, webhook_from_secrets
 
 DATABASE = "dashboard_test_alerts_cli"
@@ -269,3 +273,45 @@ def test_the_command_runs_from_cron_as_a_process(database: str, hook: Hook) -> N
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("over_limit") and "sent 1 alert(s)" in run.stdout
     assert len(hook.requests) == 1 and len(_deliveries(database)) == 1
+
+
+def test_a_webhook_that_trickles_its_answer_is_posted_once_within_the_deadline(
+    database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The issue's webhook: 200 at once, then its body a byte every 7 s. Before, each read
+    # got its own 10 s, the claim's session was ended at 60 s idle, the run said "posted,
+    # but ... lost" and the next run posted the same alerts again. Here the server would
+    # even end an idle transaction after 1 s (and, on 17+, any transaction after 2 s):
+    # the claim's own settings keep it alive for the post's deadline.
+    _over_the_limit(database)
+    admin = create_direct_engine(database)
+    try:
+        with admin.connect() as conn:
+            raw = conn.connection.driver_connection
+            assert isinstance(raw, psycopg.Connection)
+            timeouts = {"idle_in_transaction_session_timeout": "1s"}
+            if raw.info.server_version >= 170000:
+                timeouts["transaction_timeout"] = "2s"
+            for name, value in timeouts.items():
+                raw.execute(
+                    sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                        sql.Identifier(DATABASE), sql.Identifier(name), sql.Literal(value)
+                    )
+                )
+            raw.commit()
+    finally:
+        admin.dispose()
+    with TricklingWebhook(every=7) as hook:
+        began = time.monotonic()
+        assert main(["alerts", "--webhook", hook.url]) == 0
+        took = time.monotonic() - began
+        first = capsys.readouterr()
+        assert took < webhook.DEADLINE_SECONDS + 5, took
+        assert "sent 1 alert(s)" in first.out
+        assert "answered 200 but had not finished its answer after 10 s" in first.err
+        assert "token" not in first.err
+        assert len(_deliveries(database)) == 1
+
+        assert main(["alerts", "--webhook", hook.url]) == 0
+        assert capsys.readouterr().out.splitlines()[-1].endswith("1 already sent today")
+        assert len(hook.requests) == 1, "the same alerts were posted again"

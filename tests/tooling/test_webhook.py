@@ -7,11 +7,13 @@ import datetime as dt
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from queries.alerts import Alert
+from tests.faults import TricklingWebhook
 from tooling import webhook
 
 
@@ -106,3 +108,32 @@ def test_a_webhook_nobody_listens_on_is_a_failure() -> None:
         port = probe.getsockname()[1]
     with pytest.raises(webhook.WebhookError, match=r"Could not reach the webhook at 127\.0\.0\.1"):
         webhook.post(f"http://127.0.0.1:{port}/hook", [_alert("Acme")], timeout=2)
+
+
+def test_a_webhook_that_answers_200_and_trickles_its_body_is_a_delivery_within_the_deadline() -> (
+    None
+):
+    # The webhook: 200 at once, then a byte every 7 s. A timeout per socket read
+    # never fires; one deadline for the whole request does.
+    with TricklingWebhook(every=7) as hook:
+        began = time.monotonic()
+        posted = webhook.post(hook.url, [_alert("Acme")], timeout=1.5)
+        took = time.monotonic() - began
+    assert posted == webhook.Posted(status=200, complete=False)
+    assert 1.4 <= took < 3, took
+    assert len(hook.requests) == 1
+
+
+def test_a_webhook_that_trickles_its_status_line_did_not_answer_in_time() -> None:
+    # No status arrived within the deadline: whether it took the alerts is unknown.
+    with TricklingWebhook(every=0.4, status_first=False) as hook:
+        began = time.monotonic()
+        with pytest.raises(webhook.WebhookError, match=r"did not answer within 1\.5 s; it may"):
+            webhook.post(hook.url, [_alert("Acme")], timeout=1.5)
+        took = time.monotonic() - began
+    assert 1.4 <= took < 3, took
+
+
+def test_a_prompt_webhook_is_a_complete_delivery() -> None:
+    with TricklingWebhook(every=0.001, length=2) as hook:
+        assert webhook.post(hook.url, [_alert("Acme")], timeout=5) == webhook.Posted(200, True)
