@@ -220,7 +220,7 @@ def statement_csv(statement: MonthlyStatement) -> bytes:
         frame[column] = frame[column].astype("Int64")
     # Every value of these columns is text (or blank): neutralised as text by csv_bytes.
     for column in ("When", "Reason", "Note", "Actor"):
-        frame[column] = frame[column].fillna("").astype(object)
+        frame[column] = frame[column].astype(object).fillna("")
     return csv_bytes(frame)
 
 
