@@ -48,6 +48,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from queries.db import ConfigurationError, DatabaseUrls
+from queries.words import counted
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 
@@ -424,6 +425,7 @@ def webhook_from_secrets(files: Sequence[Path]) -> str | None:
 def cmd_alerts(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
+    from queries import links
     from queries.alerts import MAX_RUNWAY_DAYS, current_alerts, deliver
     from queries.db import create_write_engine
     from queries.errors import DashboardError
@@ -433,10 +435,15 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     if not 1 <= args.runway_days <= MAX_RUNWAY_DAYS:
         raise Refused(f"--runway-days must be from 1 to {MAX_RUNWAY_DAYS}, not {args.runway_days}.")
     url = args.webhook if args.webhook is not None else webhook_from_secrets(_secrets_files([]))
+    base_url: str | None = None
     if url is not None:
         try:
             url = webhook.check_url(url)
         except webhook.WebhookError as exc:
+            raise Refused(str(exc)) from exc
+        try:  # the digest's links; checked before anything is read or posted
+            base_url = links.base_url_from_env()
+        except ConfigurationError as exc:
             raise Refused(str(exc)) from exc
     urls = _urls()
     # The app's role (DATABASE_URL), like the dashboard: it reads and records deliveries.
@@ -457,7 +464,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         if url is None or not alerts:
             return 0
         where = webhook.destination(url)
-        send = webhook.sender(url)
+        send = webhook.sender(url, base_url=base_url)
         try:
             # The claim is kept open for as long as the post may take (its one deadline).
             result = deliver(
@@ -476,7 +483,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     print(
-        f"sent {len(result.sent):,} alert(s) to {where}; "
+        f"sent {counted(len(result.sent), 'alert')} to {where}; "
         f"{len(result.already_sent):,} already sent today"
     )
     if send.posted is not None and not send.posted.complete:
