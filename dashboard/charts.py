@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard.text import plotly_text, plotly_texts
+from queries.words import counted
 
 HEIGHT: Final = 340
 GRAIN_LABEL: Final = {"day": "Day", "week": "Week (from Monday)", "month": "Month"}
@@ -88,7 +89,7 @@ def bucket_coverage(
         unfinished = today is not None and first <= today <= last and today <= end
         notes = []
         if days < of:
-            notes.append(f"{days} of {of} days in the period")
+            notes.append(f"{days} of {counted(of, 'day')} in the period")
         if unfinished:
             notes.append("today is not over")
         rows.append(
@@ -265,7 +266,7 @@ def monthly_trend(
             zip(cover["days"], cover["of"], cover["partial"], strict=True)
         ):
             if partial:
-                labels[i] += f"<br>partial: {days} of {of} days"
+                labels[i] += f"<br>partial: {days} of {counted(of, 'day')}"
                 hatch[i] = "/"
     fig = go.Figure(
         [

@@ -32,6 +32,7 @@ from queries.forecast import low_runway, quota_forecast, usage_spikes
 from queries.models import ALERT_KINDS, TYPED_ALERT_KINDS
 from queries.quotas import all_orgs_quota_alerts
 from queries.transactions import run_in_transaction, timeout_ms
+from queries.words import counted
 
 AlertKind = Literal["will_hit_limit", "over_limit", "spike", "low_runway"]
 assert get_args(AlertKind) == ALERT_KINDS  # one list of kinds: the table checks it too
@@ -238,7 +239,7 @@ def alerts_from(
         if balance <= 0:
             message = f"{name} has no credits left (balance {balance:,}{burning})"
         else:
-            when = "" if days is None else f" in {days:.1f} days"
+            when = "" if days is None else f" in {counted(days, 'day', fmt='.1f')}"
             around = "" if out_on_text is None else f", around {out_on_text}"
             message = f"{name} runs out of credits{when}{around} (balance {balance:,}{burning})"
         add(

@@ -246,17 +246,17 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     scope = (
         "every day"
         if result.days_checked is None
-        else f"{result.days_checked:,} changed day(s) since the checkpoints"
+        else f"{counted(result.days_checked, 'changed day')} since the checkpoints"
     )
     summary = (
         f"{'full' if result.full else 'incremental'} check of "
-        f"{result.organizations_checked:,} organization(s), {scope}; balances of all"
+        f"{counted(result.organizations_checked, 'organization')}, {scope}; balances of all"
     )
     if result.ok:
         print(f"the books close: {summary}")
         return 0
     print(reconcile_table(result.drifts))
-    print(f"{len(result.drifts):,} drift(s) found: {summary}")
+    print(f"{counted(len(result.drifts), 'drift')} found: {summary}")
     return 1
 
 
@@ -385,16 +385,16 @@ def cmd_bulk_adjust(args: argparse.Namespace) -> int:
     for line, message in plan.errors:
         print(f"line {line}: {message}")
     if not plan.ok:
-        print(f"{len(plan.errors):,} problem(s); nothing was applied")
+        print(f"{counted(len(plan.errors), 'problem')}; nothing was applied")
         return 1
     if args.apply:
         print(
-            f"applied {plan.count('applied'):,} row(s), requested approval for "
+            f"applied {counted(plan.count('applied'), 'row')}, requested approval for "
             f"{plan.count('requested'):,}, {plan.count('exists'):,} already there"
         )
     else:
         print(
-            f"dry run: {plan.count('apply'):,} row(s) would be applied, "
+            f"dry run: {counted(plan.count('apply'), 'row')} would be applied, "
             f"{plan.count('request'):,} would become approval requests, "
             f"{plan.count('exists'):,} already there; nothing was written "
             "(apply with --apply --actor EMAIL)"

@@ -80,6 +80,7 @@ def test_the_linked_pages_and_keys_are_the_apps() -> None:
         if isinstance(node, ast.AnnAssign)
         and isinstance(node.target, ast.Name)
         and node.target.id == "STATUSES"
+        and node.value is not None
     ]
     for status in links.KIND_PAGES["over_limit"][1][links.STATUS].split(","):
         assert status in statuses
