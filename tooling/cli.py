@@ -23,8 +23,9 @@ dashboard bulk-adjust FILE
                     NAME); exit 1 if a row has a problem (nothing applied)
 dashboard alerts    print the current alerts, one line each (for cron); with --webhook
                     URL (or [alerts] webhook in secrets) post the ones not sent yet
-                    today, once per alert, organization and local day; exit 1 when
-                    the webhook fails (nothing recorded, the next run sends them)
+                    today as one digest by kind (linked to DASHBOARD_BASE_URL), once
+                    per alert, organization and local day; exit 1 when the webhook
+                    fails (nothing recorded, the next run sends them)
 dashboard db-url    print the database URL in use (for psql)
 dashboard stop      stop the embedded database
 
