@@ -165,7 +165,7 @@ def render() -> None:
                         format="%.1f %%",
                         min_value=0.0,
                         max_value=full,
-                        width=120,
+                        width=90,
                         help="The organization's share of all credits consumed in the period. "
                         f"The bar is full at {full:g} %, so small shares show.",
                     ),
