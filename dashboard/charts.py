@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import math
 from typing import Final, Literal
 
 import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard.text import plotly_text, plotly_texts
+from queries.words import counted
 
 HEIGHT: Final = 340
 GRAIN_LABEL: Final = {"day": "Day", "week": "Week (from Monday)", "month": "Month"}
@@ -26,17 +28,45 @@ TYPE_COLORS: Final = {
     "voice": "#f59e0b",
     "video": "#dc2626",
 }
+# Text on the charts (tick labels, axis titles, legends, chart titles) and the background
+# they are drawn on, set here rather than left to the theme: Streamlit's theme draws tick
+# labels in a grey of 3.7:1 on white. This slate is 10.3:1 (WCAG AA asks 4.5:1); the
+# background is the app theme's (.streamlit/config.toml, tooling/serve_app.py).
+TEXT: Final = "#374151"
+BACKGROUND: Final = "#ffffff"
+# Weekly buckets start on Monday: their ticks are the buckets' own days, at most this many.
+MAX_WEEK_TICKS: Final = 10
 GRANTED: Final = "#16a34a"
 DEDUCTED: Final = "#f59e0b"
 CONSUMED: Final = "#2563eb"
 
 
+def _text(fig: go.Figure, title: str) -> go.Figure:
+    """The chart's title (its accessible name: what it shows) and every text in
+    :data:`TEXT` on :data:`BACKGROUND`."""
+    fig.update_layout(
+        title={"text": title, "x": 0, "xanchor": "left", "font": {"size": 15, "color": TEXT}},
+        font={"color": TEXT},
+        paper_bgcolor=BACKGROUND,
+        plot_bgcolor=BACKGROUND,
+        legend_font_color=TEXT,
+    )
+    fig.update_xaxes(tickfont_color=TEXT, title_font_color=TEXT)
+    fig.update_yaxes(tickfont_color=TEXT, title_font_color=TEXT)
+    return fig
+
+
 def _layout(
-    fig: go.Figure, *, y_title: str, x_title: str | None = None, height: int = HEIGHT
+    fig: go.Figure,
+    *,
+    title: str,
+    y_title: str,
+    x_title: str | None = None,
+    height: int = HEIGHT,
 ) -> go.Figure:
     fig.update_layout(
         height=height,
-        margin={"l": 8, "r": 8, "t": 36, "b": 8},
+        margin={"l": 8, "r": 8, "t": 72, "b": 8},  # the title, then the legend
         legend={
             "orientation": "h",
             "yanchor": "bottom",
@@ -49,17 +79,40 @@ def _layout(
         xaxis_title=x_title,
         hovermode="x unified",
     )
-    return fig
+    return _text(fig, title)
 
 
-def empty(message: str) -> go.Figure:
-    """A blank figure that says why there is nothing to draw."""
+def empty(message: str, *, title: str) -> go.Figure:
+    """A blank figure, titled as the chart it stands for, that says why there is
+    nothing to draw."""
     fig = go.Figure()
     fig.add_annotation(text=message, showarrow=False, font={"size": 14}, x=0.5, y=0.5)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    fig.update_layout(height=HEIGHT // 2, margin={"l": 8, "r": 8, "t": 8, "b": 8})
+    fig.update_layout(height=HEIGHT // 2, margin={"l": 8, "r": 8, "t": 40, "b": 8})
+    return _text(fig, title)
+
+
+def _week_ticks(fig: go.Figure, buckets: pd.Series) -> go.Figure:
+    """Ticks on the weekly buckets' own days (Mondays), every k-th week so that there
+    are at most ``MAX_WEEK_TICKS``; plotly's own date ticks fall on Sundays."""
+    weeks = sorted(pd.to_datetime(pd.Series(buckets)).drop_duplicates())
+    step = max(1, -(-len(weeks) // MAX_WEEK_TICKS))
+    shown = weeks[::step]
+    fig.update_xaxes(tickmode="array", tickvals=shown, ticktext=[f"{w:%d %b}" for w in shown])
     return fig
+
+
+SHARE_SCALES: Final = (1.0, 2.0, 5.0, 10.0, 20.0, 25.0, 50.0, 100.0)
+
+
+def share_scale(shares: pd.Series) -> float:
+    """Where a share bar (percent) is full: the first of :data:`SHARE_SCALES` that holds
+    the largest share shown. Drawn to 100 %, shares of a few percent (most
+    organizations') were bars of a pixel or two; to the largest shown, they show."""
+    largest = float(shares.max()) if len(shares) else 0.0
+    largest = largest if math.isfinite(largest) else 100.0
+    return next((scale for scale in SHARE_SCALES if largest <= scale), 100.0)
 
 
 def bucket_coverage(
@@ -88,7 +141,7 @@ def bucket_coverage(
         unfinished = today is not None and first <= today <= last and today <= end
         notes = []
         if days < of:
-            notes.append(f"{days} of {of} days in the period")
+            notes.append(f"{days} of {counted(of, 'day')} in the period")
         if unfinished:
             notes.append("today is not over")
         rows.append(
@@ -131,8 +184,9 @@ def timeline_by_type(
 
     ``df``: bucket, type, generations, credits (as ``timelines.generation_timeline``).
     """
+    title = f"{metric.capitalize()} per {granularity} by generation type"
     if df.empty or int(df[metric].sum()) == 0:
-        return empty(f"No {metric} in this period.")
+        return empty(f"No {metric} in this period.", title=title)
     notes: dict[pd.Timestamp, str] = {}
     if start is not None and end is not None:
         buckets = pd.Series(pd.to_datetime(df["bucket"]).unique())
@@ -158,7 +212,11 @@ def timeline_by_type(
             )
         )
     fig = go.Figure(traces, layout={"barmode": "stack"})
-    return _layout(fig, y_title=metric.capitalize(), x_title=GRAIN_LABEL.get(granularity))
+    if granularity == "week":
+        _week_ticks(fig, df["bucket"])
+    return _layout(
+        fig, title=title, y_title=metric.capitalize(), x_title=GRAIN_LABEL.get(granularity)
+    )
 
 
 def user_label(name: object, user_id: int) -> str:
@@ -177,8 +235,9 @@ def top_users(df: pd.DataFrame, *, top: int = 10) -> go.Figure:
 
     ``df``: user_id, name, email, generations, credits (as ``timelines.top_users``).
     """
+    title = "Top users by credits consumed"
     if df.empty:
-        return empty("No user made a generation in this period.")
+        return empty("No user made a generation in this period.", title=title)
     ranked = df.sort_values(
         ["credits", "generations", "user_id"], ascending=[False, False, True], kind="stable"
     ).head(top)
@@ -200,7 +259,7 @@ def top_users(df: pd.DataFrame, *, top: int = 10) -> go.Figure:
             "%{customdata[1]:,} generations<extra></extra>",
         )
     )
-    fig = _layout(fig, y_title="", x_title="Credits")
+    fig = _layout(fig, title=title, y_title="", x_title="Credits")
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=labels)
     fig.update_layout(hovermode="closest")
     return fig
@@ -211,8 +270,9 @@ def usage_ranking(df: pd.DataFrame, *, top: int = 15) -> go.Figure:
 
     ``df``: name, credits_consumed, credits_granted (as ``usage.all_orgs_usage``).
     """
+    title = f"Credits consumed and granted by the {top} largest consumers"
     if df.empty or int(df["credits_consumed"].sum() + df["credits_granted"].sum()) == 0:
-        return empty("No credits were consumed or granted in this period.")
+        return empty("No credits were consumed or granted in this period.", title=title)
     shown = df.nlargest(top, "credits_consumed")
     names = plotly_texts(shown["name"])
     fig = go.Figure(
@@ -222,7 +282,7 @@ def usage_ranking(df: pd.DataFrame, *, top: int = 15) -> go.Figure:
         ]
     )
     fig.update_layout(barmode="group")
-    return _layout(fig, y_title="Credits")
+    return _layout(fig, title=title, y_title="Credits")
 
 
 def month_coverage(months: pd.Series, start: dt.date, end: dt.date) -> pd.DataFrame:
@@ -254,8 +314,9 @@ def monthly_trend(
 
     ``df``: month, credits_consumed, credits_granted (as ``usage.all_orgs_monthly_credits``).
     """
+    title = "Credits consumed and granted per month, all organizations"
     if df.empty or int(df["credits_consumed"].sum() + df["credits_granted"].sum()) == 0:
-        return empty("No credits were consumed or granted in these months.")
+        return empty("No credits were consumed or granted in these months.", title=title)
     months = pd.to_datetime(df["month"]).reset_index(drop=True)
     labels = [f"{m:%b %Y}" for m in months]
     hatch = [""] * len(months)
@@ -265,7 +326,7 @@ def monthly_trend(
             zip(cover["days"], cover["of"], cover["partial"], strict=True)
         ):
             if partial:
-                labels[i] += f"<br>partial: {days} of {of} days"
+                labels[i] += f"<br>partial: {days} of {counted(of, 'day')}"
                 hatch[i] = "/"
     fig = go.Figure(
         [
@@ -284,7 +345,7 @@ def monthly_trend(
     )
     fig.update_layout(barmode="group")
     fig.update_xaxes(tickmode="array", tickvals=months, ticktext=labels)
-    return _layout(fig, y_title="Credits", x_title="Month")
+    return _layout(fig, title=title, y_title="Credits", x_title="Month")
 
 
 def granted_vs_consumed(
@@ -316,8 +377,9 @@ def granted_vs_consumed(
         ("Consumed", "credits_consumed", CONSUMED, {"width": 3}, "circle", 5),
     )
     total = df[[m[1] for m in measures]].to_numpy().sum()
+    title = f"Credits granted, deducted and consumed per {granularity}, running totals"
     if df.empty or int(total) == 0:
-        return empty("No credits moved in this period.")
+        return empty("No credits moved in this period.", title=title)
     unit = {"day": "that day", "week": "that week", "month": "that month"}.get(
         granularity, "in the bucket"
     )
@@ -348,8 +410,13 @@ def granted_vs_consumed(
         ]
     )
     fig.update_yaxes(rangemode="tozero")
+    if granularity == "week":
+        _week_ticks(fig, df["bucket"])
     return _layout(
-        fig, y_title="Credits since the start of the period", x_title=GRAIN_LABEL.get(granularity)
+        fig,
+        title=title,
+        y_title="Credits since the start of the period",
+        x_title=GRAIN_LABEL.get(granularity),
     )
 
 
@@ -362,8 +429,13 @@ def quota_history(df: pd.DataFrame, *, relative: bool = False) -> go.Figure:
 
     ``df``: date, type, used, daily_limit, utilization (as ``quotas.quota_history``).
     """
+    title = (
+        "Daily use as a share of the daily limit, by type"
+        if relative
+        else "Daily use against the daily limit, by type"
+    )
     if df.empty:
-        return empty("No generations in this period, so there is no quota history.")
+        return empty("No generations in this period, so there is no quota history.", title=title)
     fig = go.Figure()
     for type_, rows in df.groupby("type", sort=True):
         color = TYPE_COLORS.get(str(type_), "#6b7280")
@@ -403,8 +475,15 @@ def quota_history(df: pd.DataFrame, *, relative: bool = False) -> go.Figure:
     if relative:
         fig.add_hline(y=1.0, line={"color": "#b91c1c", "dash": "dash"}, annotation_text="limit")
         fig.update_yaxes(tickformat=".0%")
-        return _layout(fig, y_title="Share of the daily limit", x_title="Day (organization's own)")
-    return _layout(fig, y_title="Generations per day", x_title="Day (organization's own)")
+        return _layout(
+            fig,
+            title=title,
+            y_title="Share of the daily limit",
+            x_title="Day (organization's own)",
+        )
+    return _layout(
+        fig, title=title, y_title="Generations per day", x_title="Day (organization's own)"
+    )
 
 
 def utilization_heatmap(df: pd.DataFrame, *, top: int = 25) -> go.Figure:
@@ -412,8 +491,9 @@ def utilization_heatmap(df: pd.DataFrame, *, top: int = 25) -> go.Figure:
 
     ``df``: name, type, utilization (as ``quotas.all_orgs_quota_utilization``).
     """
+    title = "Today's use of each daily limit, the fullest organizations by type"
     if df.empty:
-        return empty("No organization has used anything today.")
+        return empty("No organization has used anything today.", title=title)
     finite = df.assign(utilization=df["utilization"].clip(upper=2.0))
     order = finite.groupby("name")["utilization"].max().nlargest(top).index
     grid = (
@@ -429,11 +509,17 @@ def utilization_heatmap(df: pd.DataFrame, *, top: int = 25) -> go.Figure:
             zmin=0,
             zmax=1.2,
             colorscale=[[0, "#e0f2fe"], [0.66, "#fde68a"], [0.83, "#f97316"], [1, "#b91c1c"]],
-            colorbar={"title": "used / limit", "tickformat": ".0%"},
+            colorbar={
+                "title": {"text": "used / limit", "font": {"color": TEXT}},
+                "tickformat": ".0%",
+                "tickfont": {"color": TEXT},
+            },
             hovertemplate="%{y} · %{x}: %{z:.0%}<extra></extra>",
         )
     )
     fig.update_yaxes(autorange="reversed")
-    fig = _layout(fig, y_title="", x_title="Type", height=max(HEIGHT, 22 * len(grid) + 80))
+    fig = _layout(
+        fig, title=title, y_title="", x_title="Type", height=max(HEIGHT, 22 * len(grid) + 80)
+    )
     fig.update_layout(hovermode="closest")
     return fig

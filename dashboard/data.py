@@ -40,6 +40,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from dashboard import bare
 from queries import (
     approvals,
     audit,
@@ -267,7 +268,8 @@ def _cached_read(
     # every fetch made here has the same source, so each gets its query's name.
     fetch.__name__ = query.__name__
     fetch.__qualname__ = f"_cached_read.{query.__module__}.{query.__qualname__}"
-    shared = st.cache_data(ttl=ttl, max_entries=max_entries, show_spinner=False)(fetch)
+    with bare.making_caches():  # without a server: no "No runtime found" per cache
+        shared = st.cache_data(ttl=ttl, max_entries=max_entries, show_spinner=False)(fetch)
 
     def read(*args: P.args, **kwargs: P.kwargs) -> T:
         key = _scope_key(scope, kwargs)

@@ -13,6 +13,7 @@ import streamlit as st
 
 from dashboard import auth, data, state, url
 from queries import forecast
+from queries.words import counted
 
 RUNWAY_DEFAULT_DAYS: Final = 14
 RUNWAY_MAX_DAYS: Final = 365
@@ -158,7 +159,7 @@ def low_runway(page: str, f: state.Filters) -> None:
     )
     rows = data.low_runway(within_days=int(days))
     if rows.empty:
-        st.caption(f"No organization runs out of credits within {int(days):,} days.")
+        st.caption(f"No organization runs out of credits within {counted(int(days), 'day')}.")
     else:
         st.dataframe(
             url.with_links(

@@ -32,6 +32,7 @@ from queries.forecast import low_runway, quota_forecast, usage_spikes
 from queries.models import ALERT_KINDS, TYPED_ALERT_KINDS
 from queries.quotas import all_orgs_quota_alerts
 from queries.transactions import run_in_transaction, timeout_ms
+from queries.words import counted
 
 AlertKind = Literal["will_hit_limit", "over_limit", "spike", "low_runway"]
 assert get_args(AlertKind) == ALERT_KINDS  # one list of kinds: the table checks it too
@@ -238,7 +239,7 @@ def alerts_from(
         if balance <= 0:
             message = f"{name} has no credits left (balance {balance:,}{burning})"
         else:
-            when = "" if days is None else f" in {days:.1f} days"
+            when = "" if days is None else f" in {counted(days, 'day', fmt='.1f')}"
             around = "" if out_on_text is None else f", around {out_on_text}"
             message = f"{name} runs out of credits{when}{around} (balance {balance:,}{burning})"
         add(
@@ -269,6 +270,39 @@ def alerts_from(
             a.type or "",
         ),
     )
+
+
+def _float(value: object, missing: float) -> float:
+    return missing if value is None else float(value)  # type: ignore[arg-type]
+
+
+def urgency(alert: Alert) -> tuple[Any, ...]:
+    """A sort key within a kind, most urgent first: the limit most exceeded, the soonest
+    hit time, the largest spike (no baseline at all counts as the largest), the shortest
+    runway (no credits left first); then by name, id and type."""
+    details = alert.details
+    if alert.kind == "over_limit":
+        limit = int(details.get("daily_limit") or 0)
+        used = int(details.get("used") or 0)
+        first: tuple[Any, ...] = (-(used / limit) if limit else -math.inf, -used)
+    elif alert.kind == "will_hit_limit":
+        hits = details.get("hits_limit_at")
+        at = dt.datetime.fromisoformat(hits).timestamp() if isinstance(hits, str) else math.inf
+        first = (at,)
+    elif alert.kind == "spike":
+        factor = _float(details.get("factor"), math.inf)  # None: a baseline of 0
+        first = (-factor, -_float(details.get("recent_credits"), 0))
+    else:
+        balance = _float(details.get("balance"), 0)
+        days = 0.0 if balance <= 0 else _float(details.get("runway_days"), math.inf)
+        first = (days, balance)
+    return (*first, alert.organization.casefold(), alert.organization_id, alert.type or "")
+
+
+def most_urgent_first(alerts: Sequence[Alert]) -> list[Alert]:
+    """``alerts`` by kind (over the limit, will hit a limit, spikes, low runway) and
+    within each kind by :func:`urgency`."""
+    return sorted(alerts, key=lambda a: (_KIND_ORDER[a.kind], *urgency(a)))
 
 
 def current_alerts(

@@ -272,7 +272,10 @@ def _header(record: list[str]) -> tuple[list[str | None], list[str]]:
         names.append(name)
     missing = [name for name in _REQUIRED if name not in names]
     if missing:
-        problems.append(f"The header row lacks the column(s) {', '.join(missing)}.")
+        problems.append(
+            f"The header row lacks the {'column' if len(missing) == 1 else 'columns'} "
+            f"{', '.join(missing)}."
+        )
     return names, problems
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from queries.words import counted
+
 
 class DashboardError(Exception):
     """Base of every error the data layer raises on purpose."""
@@ -157,6 +159,6 @@ class BulkRejected(InvalidAdjustment):
         self.errors = errors
         first = f" (line {errors[0][0]}: {errors[0][1]})" if errors else ""
         super().__init__(
-            f"{len(errors):,} problem(s) in the file{first}; nothing was applied. "
+            f"{counted(len(errors), 'problem')} in the file{first}; nothing was applied. "
             "Fix the file and upload it again."
         )

@@ -23,8 +23,9 @@ dashboard bulk-adjust FILE
                     NAME); exit 1 if a row has a problem (nothing applied)
 dashboard alerts    print the current alerts, one line each (for cron); with --webhook
                     URL (or [alerts] webhook in secrets) post the ones not sent yet
-                    today, once per alert, organization and local day; exit 1 when
-                    the webhook fails (nothing recorded, the next run sends them)
+                    today as one digest by kind (linked to DASHBOARD_BASE_URL), once
+                    per alert, organization and local day; exit 1 when the webhook
+                    fails (nothing recorded, the next run sends them)
 dashboard db-url    print the database URL in use (for psql)
 dashboard stop      stop the embedded database
 
@@ -48,6 +49,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from queries.db import ConfigurationError, DatabaseUrls
+from queries.words import counted
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 
@@ -245,17 +247,17 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     scope = (
         "every day"
         if result.days_checked is None
-        else f"{result.days_checked:,} changed day(s) since the checkpoints"
+        else f"{counted(result.days_checked, 'changed day')} since the checkpoints"
     )
     summary = (
         f"{'full' if result.full else 'incremental'} check of "
-        f"{result.organizations_checked:,} organization(s), {scope}; balances of all"
+        f"{counted(result.organizations_checked, 'organization')}, {scope}; balances of all"
     )
     if result.ok:
         print(f"the books close: {summary}")
         return 0
     print(reconcile_table(result.drifts))
-    print(f"{len(result.drifts):,} drift(s) found: {summary}")
+    print(f"{counted(len(result.drifts), 'drift')} found: {summary}")
     return 1
 
 
@@ -384,16 +386,16 @@ def cmd_bulk_adjust(args: argparse.Namespace) -> int:
     for line, message in plan.errors:
         print(f"line {line}: {message}")
     if not plan.ok:
-        print(f"{len(plan.errors):,} problem(s); nothing was applied")
+        print(f"{counted(len(plan.errors), 'problem')}; nothing was applied")
         return 1
     if args.apply:
         print(
-            f"applied {plan.count('applied'):,} row(s), requested approval for "
+            f"applied {counted(plan.count('applied'), 'row')}, requested approval for "
             f"{plan.count('requested'):,}, {plan.count('exists'):,} already there"
         )
     else:
         print(
-            f"dry run: {plan.count('apply'):,} row(s) would be applied, "
+            f"dry run: {counted(plan.count('apply'), 'row')} would be applied, "
             f"{plan.count('request'):,} would become approval requests, "
             f"{plan.count('exists'):,} already there; nothing was written "
             "(apply with --apply --actor EMAIL)"
@@ -424,6 +426,7 @@ def webhook_from_secrets(files: Sequence[Path]) -> str | None:
 def cmd_alerts(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
+    from queries import links
     from queries.alerts import MAX_RUNWAY_DAYS, current_alerts, deliver
     from queries.db import create_write_engine
     from queries.errors import DashboardError
@@ -433,10 +436,15 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     if not 1 <= args.runway_days <= MAX_RUNWAY_DAYS:
         raise Refused(f"--runway-days must be from 1 to {MAX_RUNWAY_DAYS}, not {args.runway_days}.")
     url = args.webhook if args.webhook is not None else webhook_from_secrets(_secrets_files([]))
+    base_url: str | None = None
     if url is not None:
         try:
             url = webhook.check_url(url)
         except webhook.WebhookError as exc:
+            raise Refused(str(exc)) from exc
+        try:  # the digest's links; checked before anything is read or posted
+            base_url = links.base_url_from_env()
+        except ConfigurationError as exc:
             raise Refused(str(exc)) from exc
     urls = _urls()
     # The app's role (DATABASE_URL), like the dashboard: it reads and records deliveries.
@@ -457,7 +465,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         if url is None or not alerts:
             return 0
         where = webhook.destination(url)
-        send = webhook.sender(url)
+        send = webhook.sender(url, base_url=base_url)
         try:
             # The claim is kept open for as long as the post may take (its one deadline).
             result = deliver(
@@ -476,7 +484,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     print(
-        f"sent {len(result.sent):,} alert(s) to {where}; "
+        f"sent {counted(len(result.sent), 'alert')} to {where}; "
         f"{len(result.already_sent):,} already sent today"
     )
     if send.posted is not None and not send.posted.complete:

@@ -52,6 +52,7 @@ SETTINGS: Final[Mapping[str, str]] = {
     "client.showErrorLinks": "false",  # nor offers to search the web with its text
     "theme.base": "light",
     "theme.primaryColor": "#2563eb",
+    "theme.backgroundColor": "#ffffff",
     "theme.font": "sans-serif",
 }
 

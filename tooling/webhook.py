@@ -1,10 +1,14 @@
 """Posting alerts to a webhook (Slack's incoming webhooks, or any service that takes JSON).
 
 Standard library only (``urllib.request``): one POST of JSON with a Slack-compatible
-``text`` (one line per alert) and the alerts themselves as structured data::
+``text`` (a digest: a count per kind, each kind's most urgent alerts, "and N more", and
+links to the dashboard at ``DASHBOARD_BASE_URL``) and the alerts themselves as
+structured data::
 
-    {"text": "...", "alerts": [{"kind", "organization_id", "organization", "slug",
-                                "type", "local_day", "message", "details"}]}
+    {"text": "...", "dashboard": base URL or null,
+     "kinds": [{"kind", "title", "count", "link"}],
+     "alerts": [{"kind", "organization_id", "organization", "slug", "type",
+                 "local_day", "message", "details", "link"}]}
 
 A 2xx answer is success; anything else, a redirect, a timeout or a refused connection
 is a ``WebhookError`` whose text is one sentence (the URL is never in it: a webhook URL
@@ -34,7 +38,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from queries.alerts import Alert
+from queries import links
+from queries.alerts import Alert, AlertKind, most_urgent_first
+from queries.words import counted
 
 DEADLINE_SECONDS = 10.0
 # The answer is read up to this much (Slack answers "ok"); the rest is not waited for.
@@ -86,10 +92,74 @@ def slack_escape(value: str) -> str:
     return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def payload(alerts: Sequence[Alert]) -> dict[str, Any]:
-    """The JSON body: Slack's ``text`` and the structured alerts."""
+# Items listed per kind in the digest; the rest are counted ("and 24 more") and linked.
+MAX_PER_KIND = 5
+KIND_TITLES: dict[str, str] = {
+    "over_limit": "Over the limit",
+    "will_hit_limit": "Will hit a limit today",
+    "spike": "Spikes",
+    "low_runway": "Low runway",
+}
+NO_LINKS = f"(No links to the dashboard: {links.BASE_URL_ENV} is not set.)"
+
+
+def _link(url: str, label: str) -> str:
+    """A Slack link; the URL is ours (ids and fixed words), escaped all the same."""
+    return f"<{slack_escape(url)}|{label}>"
+
+
+def digest(alerts: Sequence[Alert], *, base_url: str | None = None) -> str:
+    """Slack's ``text``: a count per kind, then each kind with its most urgent
+    ``MAX_PER_KIND`` alerts, "and N more", and links to the dashboard when ``base_url``
+    is set (without it, one line says there are none). Customer text is escaped."""
+    ordered = most_urgent_first(alerts)
+    kinds: dict[AlertKind, list[Alert]] = {}
+    for alert in ordered:
+        kinds.setdefault(alert.kind, []).append(alert)
+    summary = "; ".join(f"{KIND_TITLES[k]}: {len(found):,}" for k, found in kinds.items())
+    lines = [f"*{counted(len(ordered), 'alert')} from the usage dashboard* ({summary})"]
+    if base_url is None:
+        lines.append(NO_LINKS)
+    for kind, found in kinds.items():
+        heading = f"*{KIND_TITLES[kind]}: {len(found):,}*"
+        if base_url is not None:
+            heading += " " + _link(links.kind_link(base_url, kind), "open the list")
+        lines += ["", heading]
+        for alert in found[:MAX_PER_KIND]:
+            line = f"• {slack_escape(alert.message)}"
+            if base_url is not None:
+                line += " " + _link(links.alert_link(base_url, alert), "open")
+            lines.append(line)
+        more = len(found) - MAX_PER_KIND
+        if more > 0:
+            line = f"and {more:,} more"
+            if base_url is not None:
+                line += " " + _link(links.kind_link(base_url, kind), f"see all {len(found):,}")
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def payload(alerts: Sequence[Alert], *, base_url: str | None = None) -> dict[str, Any]:
+    """The JSON body: Slack's ``text`` (:func:`digest`), the dashboard's address (None
+    when unset), each kind with its count and list link, and the structured alerts, most
+    urgent first within their kind, each with its link (None without an address)."""
+    ordered = most_urgent_first(alerts)
+    base_url = None if base_url is None else links.check_base_url(base_url)
+    counts: dict[AlertKind, int] = {}
+    for alert in ordered:
+        counts[alert.kind] = counts.get(alert.kind, 0) + 1
     return {
-        "text": "\n".join(slack_escape(alert.message) for alert in alerts),
+        "text": digest(ordered, base_url=base_url),
+        "dashboard": base_url,
+        "kinds": [
+            {
+                "kind": kind,
+                "title": KIND_TITLES[kind],
+                "count": count,
+                "link": None if base_url is None else links.kind_link(base_url, kind),
+            }
+            for kind, count in counts.items()
+        ],
         "alerts": [
             {
                 "kind": alert.kind,
@@ -100,8 +170,9 @@ def payload(alerts: Sequence[Alert]) -> dict[str, Any]:
                 "local_day": alert.local_day.isoformat(),
                 "message": alert.message,
                 "details": alert.details,
+                "link": None if base_url is None else links.alert_link(base_url, alert),
             }
-            for alert in alerts
+            for alert in ordered
         ],
     }
 
@@ -197,12 +268,19 @@ class Posted:
     complete: bool
 
 
-def post(url: str, alerts: Sequence[Alert], *, timeout: float = DEADLINE_SECONDS) -> Posted:
-    """POST the alerts as JSON, all within ``timeout`` seconds (connect, send, answer);
-    returns on a 2xx status, raises ``WebhookError`` else."""
+def post(
+    url: str,
+    alerts: Sequence[Alert],
+    *,
+    timeout: float = DEADLINE_SECONDS,
+    base_url: str | None = None,
+) -> Posted:
+    """POST the alerts as JSON (:func:`payload`, linking to the dashboard at
+    ``base_url``), all within ``timeout`` seconds (connect, send, answer); returns on a
+    2xx status, raises ``WebhookError`` else."""
     url = check_url(url)
     where = destination(url)
-    body = json.dumps(payload(alerts), allow_nan=False).encode()
+    body = json.dumps(payload(alerts, base_url=base_url), allow_nan=False).encode()
     request = urllib.request.Request(
         url,
         data=body,
@@ -245,15 +323,18 @@ class Sender:
     """``send`` for :func:`queries.alerts.deliver`: one POST of all the claimed alerts,
     within ``timeout`` seconds; ``posted`` is the webhook's answer once it took them."""
 
-    def __init__(self, url: str, *, timeout: float = DEADLINE_SECONDS) -> None:
+    def __init__(
+        self, url: str, *, timeout: float = DEADLINE_SECONDS, base_url: str | None = None
+    ) -> None:
         self.url = check_url(url)
         self.timeout = timeout
+        self.base_url = None if base_url is None else links.check_base_url(base_url)
         self.posted: Posted | None = None
 
     def __call__(self, alerts: list[Alert]) -> None:
-        self.posted = post(self.url, alerts, timeout=self.timeout)
+        self.posted = post(self.url, alerts, timeout=self.timeout, base_url=self.base_url)
 
 
-def sender(url: str, *, timeout: float = DEADLINE_SECONDS) -> Sender:
-    """A :class:`Sender` for ``url``."""
-    return Sender(url, timeout=timeout)
+def sender(url: str, *, timeout: float = DEADLINE_SECONDS, base_url: str | None = None) -> Sender:
+    """A :class:`Sender` for ``url``, linking to the dashboard at ``base_url``."""
+    return Sender(url, timeout=timeout, base_url=base_url)

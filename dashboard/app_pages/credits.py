@@ -37,6 +37,7 @@ from queries.credits import LedgerEntry, approval_threshold
 from queries.errors import InvalidInput
 from queries.models import LEDGER_KINDS
 from queries.usage import LedgerCursor
+from queries.words import counted
 
 _log = logging.getLogger(__name__)
 FLASH: Final = "credits"
@@ -100,7 +101,7 @@ def _balance(f: state.Filters) -> int | None:
         empty_on = runway.today + dt.timedelta(days=int(runway.runway_days))
         tiles[2].metric(
             "Runway",
-            f"{runway.runway_days:,.0f} days",
+            counted(runway.runway_days, "day", fmt=",.0f"),
             help=f"At that burn rate the balance lasts until about {empty_on}.",
             border=True,
         )
@@ -818,7 +819,7 @@ def bulk_table(rows: tuple[BulkRow, ...]) -> pd.DataFrame:
 
 def _bulk_applied(request: actions.BulkRequest, done: BulkPlan) -> str:
     return (
-        f"Applied {md(request.file_name)}: {done.count('applied'):,} row(s) applied, "
+        f"Applied {md(request.file_name)}: {counted(done.count('applied'), 'row')} applied, "
         f"{done.count('requested'):,} recorded as approval requests, "
         f"{done.count('exists'):,} already there (nothing changed for those)."
     )
@@ -841,11 +842,11 @@ _SHOWN_BULK: Final = (actions.BULK_ORGANIZATION, actions.BULK_ORGANIZATIONS)
 def _bulk_review(request: actions.BulkRequest) -> None:
     plan = request.plan
     with st.container(border=True):
-        st.markdown(f"**{md(request.file_name)}**: {len(plan.rows):,} row(s)")
+        st.markdown(f"**{md(request.file_name)}**: {counted(len(plan.rows), 'row')}")
         st.dataframe(bulk_table(plan.rows), hide_index=True, key="credits.bulk_table")
         if not plan.ok:
             st.error(
-                f"{len(plan.errors):,} problem(s); nothing of this file can be applied. "
+                f"{counted(len(plan.errors), 'problem')}; nothing of this file can be applied. "
                 "Fix them and upload the file again.",
                 icon=":material/block:",
             )
@@ -854,7 +855,7 @@ def _bulk_review(request: actions.BulkRequest) -> None:
             st.button("Discard", key="credits.bulk_discard", on_click=BULK.discard)
             return
         st.info(
-            f"{plan.count('apply'):,} row(s) will be applied, {plan.count('request'):,} "
+            f"{counted(plan.count('apply'), 'row')} will be applied, {plan.count('request'):,} "
             f"become approval requests (above {approval_threshold():,} credits), "
             f"{plan.count('exists'):,} are already there. All or nothing: if anything "
             "changed since this check, nothing is applied.",
@@ -863,8 +864,8 @@ def _bulk_review(request: actions.BulkRequest) -> None:
         BULK.buttons(
             request,
             shown=_SHOWN_BULK,
-            label=f"Confirm: apply {len(plan.rows):,} row(s)",
-            again_label=f"Confirm again: apply {len(plan.rows):,} row(s)",
+            label=f"Confirm: apply {counted(len(plan.rows), 'row')}",
+            again_label=f"Confirm again: apply {counted(len(plan.rows), 'row')}",
             key="credits.bulk_confirm",
             back=None,
             discard=("Discard", "credits.bulk_discard"),

@@ -16,6 +16,7 @@ from dashboard import charts, data, paging, state, ui, url
 from dashboard.text import md
 from queries.generations import GenerationCursor
 from queries.timelines import PeriodKpis
+from queries.words import counted
 
 PAGE_SIZE: Final = 25
 TOP_USERS: Final = 10  # the table and the chart beside it show the same users
@@ -31,13 +32,16 @@ def comparison_text(kpis: PeriodKpis) -> tuple[str, str]:
     the first day with data the query reports, not a guess from zeros)."""
     previous_end = kpis.start - dt.timedelta(days=1)
     days, covered = kpis.previous_days, kpis.previous_days_with_data
-    against = f"Change against the previous {days} days ({kpis.previous_start} – {previous_end})."
-    versus = f"vs previous {days} days"
+    against = (
+        f"Change against the previous {counted(days, 'day')} "
+        f"({kpis.previous_start} – {previous_end})."
+    )
+    versus = f"vs previous {counted(days, 'day')}"
     if kpis.previous_partly_covered and covered > 0:
         against += (
-            f" The previous period has data for {covered} of {days} days (the "
+            f" The previous period has data for {covered} of {counted(days, 'day')} (the "
             f"organization's data starts on {kpis.first_day}), so the change compares "
-            f"{days} days with {covered}."
+            f"{counted(days, 'day')} with {covered}."
         )
         versus += f" (data for {covered} of them)"
     return against, versus

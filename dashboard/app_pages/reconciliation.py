@@ -14,6 +14,7 @@ import streamlit as st
 
 from dashboard import auth, data, state, ui, url
 from queries.reconciliation import Drift, Reconciliation, reconcile
+from queries.words import counted
 
 K_RESULT: Final = "reconciliation.result"
 # What each invariant means, in the words of the page.
@@ -59,12 +60,12 @@ def summary(result: Reconciliation) -> str:
     scope = (
         "every day"
         if result.days_checked is None
-        else f"{result.days_checked:,} day(s) changed since the last verified checkpoints"
+        else f"{counted(result.days_checked, 'day')} changed since the last verified checkpoints"
     )
     kind = "Full check" if result.full else "Check of what changed"
     return (
         f"{kind} at {result.checked_at:%Y-%m-%d %H:%M} UTC: "
-        f"{result.organizations_checked:,} organization(s) and {scope}; "
+        f"{counted(result.organizations_checked, 'organization')} and {scope}; "
         "the balances of all organizations."
     )
 
@@ -103,7 +104,8 @@ def render() -> None:
         else:
             orgs = len({d.organization_id for d in result.drifts})
             st.error(
-                f"{len(result.drifts):,} drift(s) in {orgs:,} organization(s). Each row is "
+                f"{counted(len(result.drifts), 'drift')} in {counted(orgs, 'organization')}. "
+                "Each row is "
                 "where the drift first appears; the organization stays unverified, and is "
                 "checked again on every run, until it is mended.",
                 icon=":material/error:",

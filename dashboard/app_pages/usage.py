@@ -127,6 +127,7 @@ def render() -> None:
                     f"No credits were consumed in {f.period_label}. Choose another period in "
                     "the sidebar."
                 )
+            full = charts.share_scale(table["Share %"])  # where a share bar is full
             st.dataframe(
                 with_links(table, page.rows, f),
                 hide_index=True,
@@ -163,9 +164,10 @@ def render() -> None:
                     "Share %": st.column_config.ProgressColumn(
                         format="%.1f %%",
                         min_value=0.0,
-                        max_value=100.0,
+                        max_value=full,
                         width=90,
-                        help="The organization's share of all credits consumed in the period.",
+                        help="The organization's share of all credits consumed in the period. "
+                        f"The bar is full at {full:g} %, so small shares show.",
                     ),
                 },
                 key="usage.table",

@@ -43,10 +43,10 @@ def test_upload_review_confirm_applies_once(org: int, fresh_engine: Engine) -> N
     assert list(table["Balance before"]) == [start, start + 700]
     assert list(table["Balance after"]) == [start + 700, start + 500]
     assert (balance(fresh_engine, org), ledger_rows(fresh_engine, org)) == (start, rows)
-    button(at, "Confirm: apply 2 row(s)").click()
+    button(at, "Confirm: apply 2 rows").click()
     at.run()
     assert not at.exception
-    assert any("2 row(s) applied" in t for t in plain_texts(at, "success"))
+    assert any("2 rows applied" in t for t in plain_texts(at, "success"))
     assert (balance(fresh_engine, org), ledger_rows(fresh_engine, org)) == (start + 500, rows + 2)
     # The same file again: reviewed as already there, confirmed, nothing changes.
     at = upload(at, content)
@@ -66,7 +66,7 @@ def test_a_file_with_errors_shows_each_line_and_offers_no_confirm(
     at = upload(credits_page(org), content)
     assert not at.exception
     assert any(
-        "problem(s); nothing of this file can be applied" in t for t in plain_texts(at, "error")
+        "problems; nothing of this file can be applied" in t for t in plain_texts(at, "error")
     )
     lines = " ".join(t.value for t in at.markdown)
     assert "Line 3:" in lines and "Line 4:" in lines and "Line 2:" not in lines

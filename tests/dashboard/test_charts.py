@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import tomllib
+from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
+import pytest
 
 from dashboard import charts
+from tooling.serve_app import SETTINGS
 
 DAYS = pd.to_datetime(["2026-11-01", "2026-11-02"])
 
@@ -329,3 +334,138 @@ def test_names_from_the_data_are_never_html_in_ticks_hover_text_or_legends() -> 
     (trace,) = charts.timeline_by_type(timeline, metric="credits").data
     assert trace.name == "&lt;b&gt;t&lt;/b&gt;"  # the legend entry
     assert "<b>" not in trace.hovertemplate
+
+
+# ------------------------------------------------- titles, contrast, weekly ticks
+
+WEEKS = pd.to_datetime(["2026-11-02", "2026-11-09", "2026-11-16", "2026-11-23"])
+
+
+def every_figure() -> dict[str, go.Figure]:
+    """Every chart the pages draw, with data and without."""
+    timeline = pd.DataFrame(
+        {"bucket": DAYS, "type": ["chat"] * 2, "generations": [1, 2], "credits": [1, 2]}
+    )
+    users = pd.DataFrame(
+        {"user_id": [5], "name": ["Ana"], "email": ["a@x"], "generations": [2], "credits": [5]}
+    )
+    ranking = pd.DataFrame({"name": ["A"], "credits_consumed": [5], "credits_granted": [1]})
+    months = pd.DataFrame(
+        {"month": pd.to_datetime(["2026-11-01"]), "credits_consumed": [1], "credits_granted": [0]}
+    )
+    moved = pd.DataFrame(
+        {"bucket": DAYS, "credits_granted": [5, 0], "credits_deducted": [0, 0],
+         "credits_consumed": [1, 2]}
+    )  # fmt: skip
+    quota = pd.DataFrame(
+        {"date": DAYS, "type": ["chat"] * 2, "used": [1, 2],
+         "daily_limit": pd.array([4, 4], dtype="Int64"), "utilization": [0.25, 0.5]}
+    )  # fmt: skip
+    util = pd.DataFrame({"name": ["A"], "type": ["chat"], "utilization": [0.5]})
+    figures = {
+        "timeline": charts.timeline_by_type(timeline, metric="credits"),
+        "top_users": charts.top_users(users),
+        "usage_ranking": charts.usage_ranking(ranking),
+        "monthly_trend": charts.monthly_trend(months),
+        "granted_vs_consumed": charts.granted_vs_consumed(moved, granularity="day"),
+        "quota_history": charts.quota_history(quota),
+        "quota_shares": charts.quota_history(quota, relative=True),
+        "heatmap": charts.utilization_heatmap(util),
+    }
+    figures |= {
+        "empty timeline": charts.timeline_by_type(timeline.head(0), metric="generations"),
+        "empty top_users": charts.top_users(users.head(0)),
+        "empty usage_ranking": charts.usage_ranking(ranking.head(0)),
+        "empty monthly_trend": charts.monthly_trend(months.head(0)),
+        "empty granted_vs_consumed": charts.granted_vs_consumed(moved.head(0)),
+        "empty quota_history": charts.quota_history(quota.head(0)),
+        "empty heatmap": charts.utilization_heatmap(util.head(0)),
+    }
+    return figures
+
+
+def test_every_chart_has_a_title_that_names_what_it_shows() -> None:
+    # The title is the chart's accessible name (the SVG's text), also when it is empty.
+    titles = {name: fig.layout.title.text for name, fig in every_figure().items()}
+    assert all(titles.values()), titles
+    assert titles["timeline"] == "Credits per day by generation type"
+    assert titles["empty timeline"] == "Generations per day by generation type"
+    assert titles["heatmap"] == titles["empty heatmap"]
+    assert titles["quota_history"] != titles["quota_shares"]
+
+
+def luminance(colour: str) -> float:
+    """WCAG 2 relative luminance of ``#rrggbb``."""
+    channels = [int(colour.lstrip("#")[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    light, dark = sorted((luminance(a), luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_the_contrast_helper_matches_wcag() -> None:
+    assert contrast("#000000", "#ffffff") == pytest.approx(21.0)
+    assert contrast("#808495", "#ffffff") == pytest.approx(3.7, abs=0.05)  # the theme's grey
+
+
+def test_chart_text_is_at_least_4_5_to_1_on_the_apps_background() -> None:
+    root = Path(__file__).resolve().parents[2]
+    theme = tomllib.loads((root / ".streamlit" / "config.toml").read_text())["theme"]
+    assert theme["backgroundColor"] == charts.BACKGROUND == SETTINGS["theme.backgroundColor"]
+    for name, fig in every_figure().items():
+        layout = fig.layout
+        assert layout.paper_bgcolor == layout.plot_bgcolor == charts.BACKGROUND, name
+        colours = {
+            "font": layout.font.color,
+            "title": layout.title.font.color,
+            "legend": layout.legend.font.color,
+            "x ticks": layout.xaxis.tickfont.color,
+            "x title": layout.xaxis.title.font.color,
+            "y ticks": layout.yaxis.tickfont.color,
+            "y title": layout.yaxis.title.font.color,
+        }
+        for what, colour in colours.items():
+            assert colour is not None, (name, what)
+            assert contrast(colour, charts.BACKGROUND) >= 4.5, (name, what, colour)
+    [heat] = every_figure()["heatmap"].data
+    assert contrast(heat.colorbar.tickfont.color, charts.BACKGROUND) >= 4.5
+
+
+def test_weekly_ticks_fall_on_mondays_where_the_bars_start() -> None:
+    many = pd.Series(pd.date_range("2026-01-05", periods=30, freq="7D"))  # Mondays
+    timeline = pd.DataFrame(
+        {"bucket": many, "type": "chat", "generations": 1, "credits": range(1, 31)}
+    )
+    moved = pd.DataFrame(
+        {"bucket": WEEKS, "credits_granted": [5, 0, 0, 0], "credits_deducted": 0,
+         "credits_consumed": [1, 2, 3, 4]}
+    )  # fmt: skip
+    for fig, shown in (
+        # 30 weeks: every third, 10 ticks; 4 weeks: each one.
+        (charts.timeline_by_type(timeline, metric="credits", granularity="week"), 10),
+        (charts.granted_vs_consumed(moved, granularity="week"), 4),
+    ):
+        ticks = pd.to_datetime(list(fig.layout.xaxis.tickvals))
+        assert len(ticks) == shown <= charts.MAX_WEEK_TICKS
+        assert set(ticks.day_of_week) == {0}, ticks  # Monday
+        assert fig.layout.xaxis.ticktext[0] == f"{ticks[0]:%d %b}"
+    # Days and months keep plotly's own ticks.
+    daily = charts.timeline_by_type(timeline, metric="credits", granularity="day")
+    assert daily.layout.xaxis.tickvals is None
+
+
+def test_share_bars_are_scaled_so_small_shares_show() -> None:
+    # Usage review's "Share %" column: drawn to 100 %, a 3 % share was a pixel.
+    assert charts.share_scale(pd.Series([3.0, 1.2, 0.4])) == 5.0
+    assert charts.share_scale(pd.Series([18.0, 2.0])) == 20.0
+    assert charts.share_scale(pd.Series([20.0])) == 20.0
+    assert charts.share_scale(pd.Series([61.0])) == 100.0
+    assert charts.share_scale(pd.Series([0.0])) == 1.0
+    assert charts.share_scale(pd.Series([], dtype="float64")) == 1.0
+    # Every share shown fits its bar, and the largest fills at least a fifth of it.
+    for largest in (0.3, 4.0, 12.5, 33.0, 99.0):
+        scale = charts.share_scale(pd.Series([largest, largest / 10]))
+        assert largest <= scale and largest / scale >= 0.2

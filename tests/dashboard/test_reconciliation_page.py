@@ -48,7 +48,7 @@ def test_a_corrupted_balance_is_shown_with_its_organization(
         )
     at = reconciliation_page(role="admin")
     assert not at.exception
-    assert any("1 drift(s) in 1 organization(s)" in t for t in texts(at, "error"))
+    assert any("1 drift in 1 organization" in t for t in texts(at, "error"))
     rows = table_with(at, "Drifted rows")
     assert list(rows["Organization"]) == [slug]
     assert rows["Found"].iloc[0] - rows["Expected"].iloc[0] == 11

@@ -197,7 +197,7 @@ def test_the_apply_actor_is_checked(write_engine: Engine) -> None:
     [
         (b"", 1, "empty"),
         (b"organization,amount,reason\n", 2, "no rows"),
-        (b"organization,amount\nacme,1\n", 1, "lacks the column(s) reason"),
+        (b"organization,amount\nacme,1\n", 1, "lacks the column reason"),
         (b"organization,amount,reason,colour\n", 1, "Unknown column 'colour'"),
         (b"organization,amount,reason\nacme,1,ok\n\xff\xfe,2,x\n", 3, "not UTF-8"),
         (b'organization,amount,reason\nacme,1,"open\n', 2, "not valid CSV"),

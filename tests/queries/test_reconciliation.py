@@ -715,7 +715,7 @@ def test_reconcile_exits_0_when_the_books_close_and_1_with_the_slug_when_not(
         ]  # fmt: skip
         assert lines[1].split()[:3] == [bad.slug, "balance", "balance"]
         assert clean.slug not in out
-        assert "1 drift(s) found" in lines[-1]
+        assert "1 drift found" in lines[-1]
 
 
 def test_reconcile_exits_2_with_a_sentence_when_it_cannot_check(

@@ -23,11 +23,13 @@ import pytest
 from psycopg import sql
 from sqlalchemy import text
 
-from queries.db import create_direct_engine
+from queries.alerts import alerts_from, deliver
+from queries.db import create_direct_engine, create_write_engine
 from tests.conftest import PgServer, _recreate
 from tests.factories import add_generations, ensure_types, make_org, make_user
 from tests.faults import TricklingWebhook
 from tests.queries.roles import APP_LOGIN, login_url
+from tests.queries.test_alerts import _forecast, _over, _runway, _spikes
 from tooling import schema, webhook
 from tooling.cli import main, webhook_from_secrets
 
@@ -90,6 +92,7 @@ def database(
     schema.upgrade(url=url)
     monkeypatch.setenv("DATABASE_URL", login_url(test_server, DATABASE, APP_LOGIN))
     monkeypatch.delenv("DIRECT_URL", raising=False)
+    monkeypatch.delenv("DASHBOARD_BASE_URL", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     yield url
@@ -144,17 +147,21 @@ def test_first_run_posts_the_alerts_and_a_second_run_the_same_day_posts_nothing(
     port = hook.url.split(":")[2].split("/")[0]
     assert out.splitlines() == [
         f"over_limit  {slug}  {message}",
-        f"sent 1 alert(s) to 127.0.0.1:{port}; 0 already sent today",
+        f"sent 1 alert to 127.0.0.1:{port}; 0 already sent today",
     ]
     [request] = hook.requests
     assert request["path"] == TOKEN_PATH
     assert request["content_type"] == "application/json"
     body = request["body"]
-    # Slack's text: the name cannot make a mention or a link.
-    assert body["text"] == (
-        "Acme &lt;!channel&gt; &amp; &lt;https://evil.example|Co&gt; is over its chat limit: "
-        f"3 of 2 used today ({today.isoformat()}, {ZONE})"
-    )
+    # Slack's text: a digest in which the name cannot make a mention or a link.
+    assert body["text"].splitlines() == [
+        "*1 alert from the usage dashboard* (Over the limit: 1)",
+        webhook.NO_LINKS,
+        "",
+        "*Over the limit: 1*",
+        "• Acme &lt;!channel&gt; &amp; &lt;https://evil.example|Co&gt; is over its chat limit: "
+        f"3 of 2 used today ({today.isoformat()}, {ZONE})",
+    ]
     [alert] = body["alerts"]
     assert alert == {
         "kind": "over_limit",
@@ -165,6 +172,7 @@ def test_first_run_posts_the_alerts_and_a_second_run_the_same_day_posts_nothing(
         "local_day": today.isoformat(),
         "message": message,
         "details": {"used": 3, "daily_limit": 2, "status": "over", "timezone": ZONE},
+        "link": None,
     }
     [row] = _deliveries(database)
     assert row[:5] == (org, "over_limit", "chat", today, message)
@@ -172,7 +180,7 @@ def test_first_run_posts_the_alerts_and_a_second_run_the_same_day_posts_nothing(
 
     assert main(["alerts", "--webhook", hook.url]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[-1] == f"sent 0 alert(s) to 127.0.0.1:{port}; 1 already sent today"
+    assert out.splitlines()[-1] == f"sent 0 alerts to 127.0.0.1:{port}; 1 already sent today"
     assert len(hook.requests) == 1, "the same alert on the same local day is not posted again"
     assert len(_deliveries(database)) == 1
 
@@ -191,7 +199,7 @@ def test_a_failing_webhook_exits_1_and_records_nothing(
 
     hook.status = 204  # the webhook is back: the next run sends them
     assert main(["alerts", "--webhook", hook.url]) == 0
-    assert "sent 1 alert(s)" in capsys.readouterr().out
+    assert "sent 1 alert " in capsys.readouterr().out
     assert len(hook.requests) == 2 and len(_deliveries(database)) == 1
 
 
@@ -222,7 +230,7 @@ def test_the_webhook_comes_from_the_secrets_when_not_given(
     secrets.write_text(f'[alerts]\nwebhook = "{hook.url}"\n')
     assert webhook_from_secrets([secrets]) == hook.url
     assert main(["alerts"]) == 0
-    assert "sent 1 alert(s)" in capsys.readouterr().out
+    assert "sent 1 alert " in capsys.readouterr().out
     assert len(hook.requests) == 1
 
 
@@ -244,12 +252,22 @@ def test_without_a_webhook_it_only_prints(
         (["--webhook", "https:///no-host"], "has no host"),
         (["--webhook", ""], "is empty"),
         (["--runway-days", "0"], "--runway-days must be from 1 to 366"),
+        (["--base", "usage.example.com"], "DASHBOARD_BASE_URL must be the dashboard's address"),
+        (["--base", "https://usage.example.com/?x=1"], "must not have a query"),
     ],
 )
 def test_bad_usage_exits_2_with_a_sentence(
-    database: str, hook: Hook, capsys: pytest.CaptureFixture[str], args: list[str], said: str
+    database: str,
+    hook: Hook,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    said: str,
 ) -> None:
     _over_the_limit(database)
+    if args[0] == "--base":  # the dashboard's address is a setting: checked before a post
+        monkeypatch.setenv("DASHBOARD_BASE_URL", args[1])
+        args = ["--webhook", hook.url]
     assert main(["alerts", *args]) == 2
     assert said in capsys.readouterr().err
     assert hook.requests == [] and _deliveries(database) == []
@@ -271,7 +289,7 @@ def test_the_command_runs_from_cron_as_a_process(database: str, hook: Hook) -> N
     env = {**os.environ, "PYTHONPATH": str(root)}
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.startswith("over_limit") and "sent 1 alert(s)" in run.stdout
+    assert run.stdout.startswith("over_limit") and "sent 1 alert " in run.stdout
     assert len(hook.requests) == 1 and len(_deliveries(database)) == 1
 
 
@@ -307,7 +325,7 @@ def test_a_webhook_that_trickles_its_answer_is_posted_once_within_the_deadline(
         took = time.monotonic() - began
         first = capsys.readouterr()
         assert took < webhook.DEADLINE_SECONDS + 5, took
-        assert "sent 1 alert(s)" in first.out
+        assert "sent 1 alert " in first.out
         assert "answered 200 but had not finished its answer after 10 s" in first.err
         assert "token" not in first.err
         assert len(_deliveries(database)) == 1
@@ -315,3 +333,96 @@ def test_a_webhook_that_trickles_its_answer_is_posted_once_within_the_deadline(
         assert main(["alerts", "--webhook", hook.url]) == 0
         assert capsys.readouterr().out.splitlines()[-1].endswith("1 already sent today")
         assert len(hook.requests) == 1, "the same alerts were posted again"
+
+
+NOW = dt.datetime(2026, 11, 25, 20, 0, tzinfo=dt.UTC)
+BASE = "https://usage.example.com"
+
+
+def test_a_day_of_many_alerts_is_posted_as_one_digest_by_kind_with_links(
+    database: str, hook: Hook
+) -> None:
+    # The morning: 29 low runways, a few spikes and limits. One POST of a digest:
+    # each kind counted, its most urgent first, five listed and "and N more", and links
+    # to each organization's view and each kind's list; every alert still recorded once.
+    engine = create_direct_engine(database)
+    try:
+        with engine.begin() as conn:
+            orgs = [make_org(conn, name=f"Tenant {n:02d}") for n in range(34)]
+    finally:
+        engine.dispose()
+    runway = [
+        {"organization_id": org, "name": f"Tenant {n:02d}", "balance": 1_000 * (29 - n),
+         "daily_burn": 1_000.0, "runway_days": float(29 - n), "runs_out_on": None}
+        for n, org in enumerate(orgs[:29])
+    ]  # fmt: skip
+    spikes = [
+        {"organization_id": org, "name": f"Tenant {29 + n:02d}", "recent_credits": 900,
+         "baseline_credits": 100.0, "factor": factor}
+        for n, (org, factor) in enumerate(zip(orgs[29:32], [3.0, 9.0, 5.0], strict=True))
+    ]  # fmt: skip
+    over = [
+        {"organization_id": org, "name": f"Tenant {32 + n:02d}", "type": "chat",
+         "used": used, "daily_limit": 10, "status": "over"}
+        for n, (org, used) in enumerate(zip(orgs[32:], [12, 30], strict=True))
+    ]  # fmt: skip
+    alerts = alerts_from(
+        forecast=_forecast(),
+        spikes=_spikes(*spikes),
+        runway=_runway(*runway),
+        over=_over(*over),
+        now=NOW,
+    )
+    assert len(alerts) == 34
+    admin = create_write_engine(database)
+    try:
+        send = webhook.sender(hook.url, base_url=BASE)
+        result = deliver(admin, alerts=alerts, send=send, destination="127.0.0.1")
+        assert len(result.sent) == 34
+        again = deliver(admin, alerts=alerts, send=send, destination="127.0.0.1")
+        assert again.sent == () and len(again.already_sent) == 34
+    finally:
+        admin.dispose()
+    [request] = hook.requests  # one POST; the second run had nothing new
+    body = request["body"]
+    lines = body["text"].splitlines()
+    assert lines[0] == (
+        "*34 alerts from the usage dashboard* (Over the limit: 2; Spikes: 3; Low runway: 29)"
+    )
+    assert webhook.NO_LINKS not in lines
+    headings = [line for line in lines if line.startswith("*") and line != lines[0]]
+    assert headings == [
+        f"*Over the limit: 2* <{BASE}/quotas?status=over,at%20limit|open the list>",
+        f"*Spikes: 3* <{BASE}/quotas|open the list>",
+        f"*Low runway: 29* <{BASE}/credits|open the list>",
+    ]
+    items = [line for line in lines if line.startswith("• ")]
+    # Most urgent first: 300 % before 120 %, 9x before 5x before 3x, 1 day before 2.
+    assert [item.split(" ")[2] for item in items] == [
+        "33", "32", "30", "31", "29", "28", "27", "26", "25", "24",
+    ]  # fmt: skip
+    assert items[0].endswith(f"<{BASE}/quotas?org={orgs[33]}&amp;type=chat|open>")
+    assert items[2].endswith(f"<{BASE}/?org={orgs[30]}|open>")
+    assert items[5].endswith(f"<{BASE}/credits?org={orgs[28]}|open>")
+    assert lines[-1] == f"and 24 more <{BASE}/credits|see all 29>"
+    # The structured alerts: all 34, in the digest's order, each with its link.
+    assert len(body["alerts"]) == 34
+    assert body["alerts"][0]["link"] == f"{BASE}/quotas?org={orgs[33]}&type=chat"
+    assert body["alerts"][-1]["organization_id"] == orgs[0]
+    assert [k["count"] for k in body["kinds"]] == [2, 3, 29]
+    assert len(_deliveries(database)) == 34
+
+
+def test_the_dashboard_address_comes_from_the_environment(
+    database: str, hook: Hook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org, _ = _over_the_limit(database)
+    monkeypatch.setenv("DASHBOARD_BASE_URL", "https://usage.example.com/")
+    assert main(["alerts", "--webhook", hook.url]) == 0
+    [request] = hook.requests
+    [alert] = request["body"]["alerts"]
+    assert alert["link"] == f"https://usage.example.com/quotas?org={org}&type=chat"
+    assert (
+        f"<https://usage.example.com/quotas?org={org}&amp;type=chat|open>"
+        in (request["body"]["text"])
+    )

@@ -329,7 +329,7 @@ def test_bulk_adjust_dry_run_then_apply_once(
 
     confirmed = [*args, "--confirm-database", "dashboard_test_cli"]
     assert main(confirmed) == 0
-    assert "applied 2 row(s)" in capsys.readouterr().out
+    assert "applied 2 rows" in capsys.readouterr().out
     assert _balance(bulk_database) == (30, 3)
     assert main(confirmed) == 0  # the same file again: nothing changes
     assert "2 already there" in capsys.readouterr().out
