@@ -1,0 +1,14 @@
+"""The instant the pages take as "now": what today is, in any zone.
+
+One function, so that AppTests can fix it (``monkeypatch.setattr(clock, "now", ...)``)
+and check the first minutes of a month, 31 December or a DST day whatever the wall
+clock says. The queries take ``now`` as an argument; the pages pass this."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+def now() -> dt.datetime:
+    """The current instant, in UTC."""
+    return dt.datetime.now(dt.UTC)
