@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import zoneinfo
 from typing import Final
 
 import pandas as pd
@@ -466,6 +467,12 @@ DECISION: Final = WriteFlow(
 )
 
 
+def _local(at: dt.datetime, timezone: str) -> str:
+    """``at`` as YYYY-MM-DD HH:MM in ``timezone`` (each request in its organization's
+    zone: the queue spans organizations, so one column type cannot carry every zone)."""
+    return f"{at.astimezone(zoneinfo.ZoneInfo(timezone)):%Y-%m-%d %H:%M}"
+
+
 def approvals_table(
     rows: tuple[PendingApproval, ...], f: state.Filters | None = None
 ) -> pd.DataFrame:
@@ -479,7 +486,7 @@ def approvals_table(
     return pd.DataFrame(
         {
             "Request": [r.id for r in rows],
-            "Requested (UTC)": [r.created_at for r in rows],
+            "Requested": [_local(r.created_at, r.timezone) for r in rows],
             "Organization": [r.organization for r in rows],
             **links,
             "Amount": [r.amount for r in rows],
@@ -487,7 +494,8 @@ def approvals_table(
             "Reason": [r.reason for r in rows],
             "Note": [r.note for r in rows],
             "Requested by": [r.requested_by for r in rows],
-            "Expires (UTC)": [r.expires_at for r in rows],
+            "Expires": [_local(r.expires_at, r.timezone) for r in rows],
+            "Zone": [r.timezone for r in rows],
         }
     )
 
@@ -511,8 +519,8 @@ def _queue(f: state.Filters) -> None:
         # As the ledger's: the widths fit the main area of a 1440 px wide window.
         column_config={
             "Request": st.column_config.NumberColumn(format="%d", width=60),
-            "Requested (UTC)": st.column_config.DatetimeColumn(
-                format="YYYY-MM-DD HH:mm", width=125
+            "Requested": st.column_config.TextColumn(
+                width=125, help="In the organization's own zone (Zone), as its ledger."
             ),
             "Organization": st.column_config.TextColumn(width=120),
             "Decide": url.open_column(
@@ -523,7 +531,10 @@ def _queue(f: state.Filters) -> None:
             "Reason": st.column_config.TextColumn(width=115),
             "Note": st.column_config.TextColumn(width=80),
             "Requested by": st.column_config.TextColumn(width=135),
-            "Expires (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", width=125),
+            "Expires": st.column_config.TextColumn(
+                width=125, help="In the organization's own zone (Zone), as its ledger."
+            ),
+            "Zone": st.column_config.TextColumn(width=110),
         },
         placeholder="",
         key="credits.approvals_table",
