@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine
@@ -161,3 +162,33 @@ def test_the_all_organizations_audit_trail_is_in_the_company_zone(
     assert len(rows) == int(expected)
     assert rows["When"].dt.date.min() >= dt.date(2026, 10, 29)
     assert rows["When"].dt.date.max() <= dt.date(2026, 11, 4)
+
+
+def test_the_overview_compares_today_up_to_the_same_local_time(
+    at_instant: Callable[..., AppTest], demo_engine: Engine
+) -> None:
+    # The demo data ends at 15:30 UTC on 20 November; at 15:37 "Last 7 days" in the
+    # organization's own zone ends with today, unfinished. The organization furthest
+    # east (its today is well under way), in its own zone.
+    _, east = _far_apart(demo_engine)
+    now = dt.datetime(2026, 11, 20, 15, 37, tzinfo=dt.UTC)
+    at = at_instant("overview", now, org=str(east), range="7d", tz="org")
+    assert not at.exception
+    zone = str(scalar(demo_engine, "SELECT timezone FROM organizations WHERE id = :o", o=east))
+    tz = ZoneInfo(zone)
+    today = now.astimezone(tz).date()
+    cut = now.replace(minute=30)
+    lower = dt.datetime.combine(today - dt.timedelta(days=6), dt.time(), tz)
+    previous_lower = dt.datetime.combine(today - dt.timedelta(days=13), dt.time(), tz)
+    local_cut = cut.astimezone(tz).replace(tzinfo=None)
+    previous_cut = (local_cut - dt.timedelta(days=7)).replace(tzinfo=tz)
+    count = "SELECT count(*) FROM generations WHERE organization_id = :o AND created_at >= :lo AND created_at < :hi"
+    generations = int(scalar(demo_engine, count, o=east, lo=lower, hi=cut))
+    previous = int(scalar(demo_engine, count, o=east, lo=previous_lower, hi=previous_cut))
+    value, delta = metrics(at)["Generations"]
+    assert value == ui.number(generations)
+    assert delta == ui.change((generations - previous) / previous)
+    assert any(
+        f"Today ({today:%d %b}) is not over" in c and f"up to {local_cut:%H:%M} ({zone})" in c
+        for c in plain_texts(at, "caption")
+    )
