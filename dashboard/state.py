@@ -174,7 +174,7 @@ class UrlValues:
 
 def today_in(timezone: str, *, now: dt.datetime | None = None) -> dt.date:
     """The calendar date in ``timezone`` (UTC if the name is unknown)."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.now()
     try:
         return now.astimezone(zoneinfo.ZoneInfo(timezone)).date()
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
