@@ -375,9 +375,16 @@ def startup_problem(
     Checks every role source (``DASHBOARD_ROLE``, ``DASHBOARD_ROLES``, ``[dev] role``,
     ``[roles]``), ``[auth] allowed_domains``, and that an identity is configured: OIDC
     sign-in, an explicit ``DASHBOARD_USER``, or the embedded demo database
-    (``database_url`` is the runtime URL). ``dashboard serve`` and the app both ask this.
+    (``database_url`` is the runtime URL), and that ``DASHBOARD_TIMEZONE`` names a zone.
+    ``dashboard serve`` and the app both ask this.
     """
+    from queries.db import ConfigurationError, company_timezone
+
     problems = _read_config(env, secrets, database_url).problems
+    try:
+        company_timezone(env)
+    except ConfigurationError as exc:
+        problems.append(f"{exc}.")
     return " ".join(problems) if problems else None
 
 

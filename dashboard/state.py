@@ -47,10 +47,11 @@ from typing import Final, Literal, NoReturn, Protocol, get_args
 
 import streamlit as st
 
-from dashboard import data
+from dashboard import clock, data
 from dashboard.text import md
 from queries import orgs
 from queries.checks import MAX_DATE, MAX_RANGE_DAYS, MIN_DATE, parse_date, parse_id
+from queries.db import company_timezone
 from queries.errors import InvalidInput
 
 Preset = Literal["7d", "30d", "90d", "this_month", "last_month", "custom"]
@@ -173,7 +174,7 @@ class UrlValues:
 
 def today_in(timezone: str, *, now: dt.datetime | None = None) -> dt.date:
     """The calendar date in ``timezone`` (UTC if the name is unknown)."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.now()
     try:
         return now.astimezone(zoneinfo.ZoneInfo(timezone)).date()
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -530,7 +531,10 @@ def sidebar_filters(*, uses: frozenset[FilterName] = ALL_FILTERS) -> Filters:
             ),
             key=K_ZONE,
         )
-    today = today_in("UTC" if zone == "utc" else organization.timezone)
+    # A page across organizations (it has no organization filter) counts its days in the
+    # company zone, whichever organization is selected (dashboard.zones).
+    day_zone = organization.timezone if zone == "org" else "UTC"
+    today = today_in(day_zone if "org" in shown else company_timezone(), now=clock.now())
     preset: Preset = ss[K_RANGE]
     if "range" in shown:
         preset = sidebar.selectbox(

@@ -106,7 +106,7 @@ def read_default_view() -> None:
     """Read, through the cached reads, what the first visitor's default view reads: the
     sidebar's organization and picker, and the Overview of the first organization by
     name with the default filters."""
-    from dashboard import data, state
+    from dashboard import clock, data, state
 
     if not data.any_organizations():
         return
@@ -122,7 +122,8 @@ def read_default_view() -> None:
     start, end = state.preset_range(
         state.DEFAULT_PRESET, state.today_in("UTC" if utc else info.timezone)
     )
-    data.period_kpis(organization_id=org, start=start, end=end, utc=utc)
+    # The Overview's key: "now" to the quarter-hour (dashboard.app_pages.overview).
+    data.period_kpis(organization_id=org, start=start, end=end, utc=utc, now=clock.quarter_hour())
     data.timeline_by_type(
         organization_id=org, start=start, end=end, granularity=state.DEFAULT_GRAIN, utc=utc
     )

@@ -381,6 +381,8 @@ class PendingApproval:
     created_at: dt.datetime
     expires_at: dt.datetime
     balance: int
+    # The organization's IANA zone: its ledger's, and the one its requests are shown in.
+    timezone: str = "UTC"
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,7 +406,7 @@ class ApprovalPage:
 _PENDING = text(
     """
     SELECT r.id, r.organization_id, o.name AS organization, o.slug, r.amount, r.reason,
-           r.note, r.requested_by, r.created_at, r.expires_at, b.balance
+           r.note, r.requested_by, r.created_at, r.expires_at, b.balance, o.timezone
     FROM approval_requests r
     JOIN organizations o ON o.id = r.organization_id
     JOIN credit_balances b ON b.organization_id = r.organization_id

@@ -39,6 +39,9 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from queries.checks import check_timezone
+from queries.errors import InvalidInput
+
 _SCHEMES = {
     "postgres": "postgresql+psycopg",
     "postgresql": "postgresql+psycopg",
@@ -185,6 +188,29 @@ def read_timeout_seconds(env: Mapping[str, str] | None = None) -> float:
             f"not {raw!r}"
         )
     return seconds
+
+
+# Pages and reads that span organizations count days in one zone, the company's, so
+# that two people see the same totals for the same period whichever organization they
+# selected; DASHBOARD_TIMEZONE names it.
+COMPANY_TIMEZONE = "UTC"
+
+
+def company_timezone(env: Mapping[str, str] | None = None) -> str:
+    """The company zone: ``DASHBOARD_TIMEZONE`` (an IANA name) from ``env`` (default
+    ``os.environ``), else UTC. A name Python does not know is a ``ConfigurationError``
+    that says so: cross-organization totals never fall back to another zone silently."""
+    env = os.environ if env is None else env
+    raw = env.get("DASHBOARD_TIMEZONE", "").strip()
+    if not raw:
+        return COMPANY_TIMEZONE
+    try:
+        return check_timezone(raw)
+    except InvalidInput:
+        raise ConfigurationError(
+            f"DASHBOARD_TIMEZONE must be an IANA time zone such as UTC or Europe/Berlin, "
+            f"not {raw!r}"
+        ) from None
 
 
 # Both last until the end of the transaction (is_local true). Sent in one round trip

@@ -29,7 +29,13 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import Connection, TextClause, text
 
-from queries.checks import check_granularity, check_id, check_limit, check_range
+from queries.checks import (
+    check_granularity,
+    check_id,
+    check_limit,
+    check_range,
+    check_timestamp,
+)
 from queries.frames import frame
 
 TIMELINE_COLUMNS = {"bucket": "datetime64[s]", "generations": "int64", "credits": "int64"}
@@ -367,61 +373,53 @@ def top_users(
     )
 
 
-# In the organization's zone: totals from usage_limits, active users from one probe
-# per member into user_daily_usage on (organization_id, user_id, date, type).
+# In the organization's zone (or UTC). A period that reaches "now" is cut at the last
+# whole quarter-hour before it, and the previous period's last day at the same local
+# time, so an unfinished day is never compared with a whole one. Every bound is a local
+# midnight or a quarter-hour, so totals are exact sums of quarter_hour_usage buckets;
+# active users are one probe per member into generations on
+# (organization_id, user_id, created_at) for each period.
 _KPIS = text(
     """
-    WITH totals AS (
-        SELECT coalesce(sum(u.used) FILTER (WHERE u.date >= :start), 0) AS generations,
-               coalesce(sum(u.credits_used) FILTER (WHERE u.date >= :start), 0) AS credits,
-               coalesce(sum(u.used) FILTER (WHERE u.date < :start), 0) AS previous_generations,
-               coalesce(sum(u.credits_used) FILTER (WHERE u.date < :start), 0)
-                   AS previous_credits
-        FROM usage_limits u
-        WHERE u.organization_id = :org AND u.date BETWEEN :prev AND :end
+    WITH z AS (
+        SELECT CASE WHEN CAST(:utc AS boolean) THEN 'UTC' ELSE o.timezone END AS tz
+        FROM organizations o WHERE o.id = :org
     ),
-    active AS (
-        SELECT count(*) FILTER (WHERE EXISTS (
-                   SELECT 1 FROM user_daily_usage d
-                   WHERE d.organization_id = :org AND d.user_id = u.id
-                     AND d.date BETWEEN :start AND :end)) AS active_users,
-               count(*) FILTER (WHERE EXISTS (
-                   SELECT 1 FROM user_daily_usage d
-                   WHERE d.organization_id = :org AND d.user_id = u.id
-                     AND d.date >= :prev AND d.date < :start)) AS previous_active_users
-        FROM users u
-        WHERE u.organization_id = :org
+    b0 AS (
+        SELECT z.tz,
+               CAST(:prev AS timestamp) AT TIME ZONE z.tz AS prev_lower,
+               CAST(:start AS timestamp) AT TIME ZONE z.tz AS lower,
+               (CAST(:end AS date) + 1)::timestamp AT TIME ZONE z.tz AS full_upper,
+               date_bin('15 minutes', coalesce(CAST(:now AS timestamptz), now()),
+                        TIMESTAMPTZ '2000-01-01 00:00:00+00') AS cut
+        FROM z
     ),
-    -- The organization's first local day with data: its first use, the first row of
-    -- usage_limits on (organization_id, date) with any (a limit set ahead has none).
-    first AS (
-        SELECT (SELECT u.date FROM usage_limits u
-                WHERE u.organization_id = :org AND u.used > 0
-                ORDER BY u.date LIMIT 1) AS first_day
-    )
-    SELECT * FROM totals, active, first
-    """
-)
-# In UTC: totals from the quarter-hours of the UTC days; active users from one probe
-# per member into generations on (organization_id, user_id, created_at).
-_KPIS_UTC = text(
-    """
-    WITH b AS (
-        SELECT CAST(:prev AS timestamp) AT TIME ZONE 'UTC' AS prev_lower,
-               CAST(:start AS timestamp) AT TIME ZONE 'UTC' AS lower,
-               (CAST(:end AS date) + 1)::timestamp AT TIME ZONE 'UTC' AS upper
+    b1 AS (
+        SELECT b0.*,
+               CASE WHEN b0.cut < b0.full_upper THEN greatest(b0.cut, b0.lower)
+                    ELSE b0.full_upper END AS upper
+        FROM b0
+    ),
+    b AS (
+        SELECT b1.*,
+               CASE WHEN b1.upper < b1.full_upper
+                    THEN ((b1.upper AT TIME ZONE b1.tz) - make_interval(days => :days))
+                         AT TIME ZONE b1.tz
+                    ELSE b1.lower END AS prev_upper
+        FROM b1
     ),
     totals AS (
         SELECT coalesce(sum(q.generations) FILTER (WHERE q.bucket >= b.lower), 0)
                    AS generations,
                coalesce(sum(q.credits) FILTER (WHERE q.bucket >= b.lower), 0) AS credits,
-               coalesce(sum(q.generations) FILTER (WHERE q.bucket < b.lower), 0)
+               coalesce(sum(q.generations) FILTER (WHERE q.bucket < b.prev_upper), 0)
                    AS previous_generations,
-               coalesce(sum(q.credits) FILTER (WHERE q.bucket < b.lower), 0)
+               coalesce(sum(q.credits) FILTER (WHERE q.bucket < b.prev_upper), 0)
                    AS previous_credits
         FROM b JOIN quarter_hour_usage q
           ON q.organization_id = :org
          AND q.bucket >= b.prev_lower AND q.bucket < b.upper
+         AND (q.bucket < b.prev_upper OR q.bucket >= b.lower)
     ),
     active AS (
         SELECT count(*) FILTER (WHERE EXISTS (
@@ -432,18 +430,22 @@ _KPIS_UTC = text(
                count(*) FILTER (WHERE EXISTS (
                    SELECT 1 FROM generations g
                    WHERE g.organization_id = :org AND g.user_id = u.id
-                     AND g.created_at >= b.prev_lower AND g.created_at < b.lower))
+                     AND g.created_at >= b.prev_lower AND g.created_at < b.prev_upper))
                    AS previous_active_users
         FROM b, users u
         WHERE u.organization_id = :org
     ),
-    -- The first UTC day with data: the organization's first quarter-hour, on the
-    -- primary key (organization_id, bucket, type).
+    -- The first day with data in the zone: the organization's first quarter-hour, on
+    -- the primary key (organization_id, bucket, type).
     first AS (
-        SELECT (SELECT (q.bucket AT TIME ZONE 'UTC')::date FROM quarter_hour_usage q
+        SELECT (SELECT (q.bucket AT TIME ZONE b.tz)::date FROM quarter_hour_usage q
                 WHERE q.organization_id = :org ORDER BY q.bucket LIMIT 1) AS first_day
+        FROM b
     )
-    SELECT * FROM totals, active, first
+    SELECT totals.*, active.*, first.*,
+           CASE WHEN b.upper < b.full_upper THEN b.upper END AS through,
+           CASE WHEN b.upper < b.full_upper THEN b.prev_upper END AS previous_through
+    FROM b, totals, active, first
     """
 )
 
@@ -463,6 +465,11 @@ class PeriodKpis:
     # The organization's first day with data (its first generation's day in the
     # period's zone), None before its first generation.
     first_day: dt.date | None = None
+    # When the period reaches now: the instant it is counted up to (the last whole
+    # quarter-hour), and the same local time on the previous period's last day, up to
+    # which that one is counted. None when both periods are whole days.
+    through: dt.datetime | None = None
+    previous_through: dt.datetime | None = None
 
     @property
     def previous_start(self) -> dt.date:
@@ -512,16 +519,30 @@ def period_kpis(
     start: dt.date,
     end: dt.date,
     utc: bool = False,
+    now: dt.datetime | None = None,
 ) -> PeriodKpis:
-    """Generations, credits and active users in [start, end] and in the period before it,
-    and the organization's first day with data (how much of the previous period has any)."""
+    """Generations, credits and active users in [start, end] and in the period of equal
+    length before it, and the organization's first day with data (how much of the
+    previous period has any). A period that reaches ``now`` (default: the database's
+    clock) is counted up to its last whole quarter-hour and the previous one up to the
+    same local time of its last day (``through``, ``previous_through``): like with like."""
     organization_id = check_id(organization_id)
     start, end = check_range(start, end)
+    if now is not None:
+        now = check_timestamp(now, "now")
     days = (end - start).days + 1
     previous_start = start - dt.timedelta(days=days)
     row = conn.execute(
-        _KPIS_UTC if utc else _KPIS,
-        {"org": organization_id, "prev": previous_start, "start": start, "end": end},
+        _KPIS,
+        {
+            "org": organization_id,
+            "prev": previous_start,
+            "start": start,
+            "end": end,
+            "utc": utc,
+            "now": now,
+            "days": days,
+        },
     ).one()
     return PeriodKpis(
         start=start,
@@ -533,4 +554,6 @@ def period_kpis(
         previous_credits=int(row.previous_credits),
         previous_active_users=int(row.previous_active_users),
         first_day=row.first_day,
+        through=row.through,
+        previous_through=row.previous_through,
     )

@@ -1,10 +1,10 @@
 """Usage review for finance: consumption, grants, balances, burn rate and the ledger.
 
-Periods are calendar dates in each organization's own time zone: one organization's
-consumption comes from ``usage_limits`` (the exact per-local-day rollup), the
-cross-organization reads from ``organization_daily_usage`` (prefix sums) and
-``organization_monthly_usage``; ledger movements are placed on the organization's local
-date of ``created_at``.
+One organization's periods are calendar dates in its own time zone: its consumption
+comes from ``usage_limits`` (the exact per-local-day rollup) and its ledger movements
+are placed on its local date of ``created_at``. The cross-organization reads take the
+company zone (``timezone``, DASHBOARD_TIMEZONE) instead, and answer its days exactly
+from ``organization_daily_usage`` (prefix sums) and ``quarter_hour_usage``.
 """
 
 from __future__ import annotations
@@ -16,63 +16,83 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import Connection, bindparam, text
 
-from queries.checks import check_granularity, check_id, check_limit, check_range, like_pattern
+from queries.checks import (
+    check_granularity,
+    check_id,
+    check_limit,
+    check_range,
+    check_timezone,
+    like_pattern,
+)
 from queries.errors import InvalidInput
 from queries.frames import KeysetCursor, frame, split_page
 from queries.models import LEDGER_KINDS
 
-# Ranges are in each organization's local days. Consumption comes from the prefix sums
-# of organization_daily_usage: cum(<= end) - cum(< start), two index-only probes per
-# organization whatever the range or the history. Ledger movements are bounded first by
-# a UTC window that holds every zone's local days of the range (ix_credit_ledger_created_at),
-# then exactly by each organization's own local midnights.
-
-
-def _utc_window(start: dt.date, end: dt.date) -> dict[str, dt.datetime]:
-    """UTC bounds of the local days [start, end] in any zone (offsets within -12..+14 h):
-    ``utc_from``/``utc_to`` hold them in every zone; between ``inside_from`` and
-    ``inside_to`` an instant is inside them in every zone, so only the instants near the
-    edges need the organization's own zone."""
-
-    def midnight(day: dt.date) -> dt.datetime:
-        return dt.datetime.combine(day, dt.time(), dt.UTC)
-
-    return {
-        "utc_from": midnight(start - dt.timedelta(days=1)),
-        "utc_to": midnight(end + dt.timedelta(days=2)),
-        "inside_from": midnight(start + dt.timedelta(days=1)),
-        "inside_to": midnight(end),
-    }
+# The cross-organization reads count the range's days in one zone, the company's
+# (``timezone``, from DASHBOARD_TIMEZONE): [start 00:00, end + 1 00:00) there, the same
+# instants for every organization, so the totals never depend on which organization is
+# selected. The rollups of consumption are kept per organization-local day, which a
+# company-zone window does not fit, so consumption before an instant is the prefix sum
+# of organization_daily_usage up to the organization's local day of the instant plus the
+# quarter_hour_usage buckets of that day before the instant: two index probes and at
+# most a day of quarter-hours per organization and edge, exact for every pair of zones.
+# Ledger movements are read on (created_at, organization_id) between the two instants.
 
 
 _ALL_ORGS_USAGE = text(
     """
-    WITH consumed AS (
+    WITH b AS (
+        SELECT CAST(:start AS timestamp) AT TIME ZONE CAST(:tz AS text) AS lower,
+               (CAST(:end AS date) + 1)::timestamp AT TIME ZONE CAST(:tz AS text) AS upper
+    ),
+    -- Consumed before an instant: the prefix sum of the organization's whole local days
+    -- before it, plus the quarter-hours of its local day up to it.
+    consumed AS (
         SELECT o.id AS organization_id,
-               hi.generations_through - coalesce(lo.generations_through, 0) AS generations,
-               hi.credits_through - coalesce(lo.credits_through, 0) AS credits
-        FROM organizations o
-        JOIN LATERAL (
-            SELECT d.generations_through, d.credits_through FROM organization_daily_usage d
-            WHERE d.organization_id = o.id AND d.date <= :end
-            ORDER BY d.date DESC LIMIT 1
-        ) hi ON true
-        LEFT JOIN LATERAL (
-            SELECT d.generations_through, d.credits_through FROM organization_daily_usage d
-            WHERE d.organization_id = o.id AND d.date < :start
-            ORDER BY d.date DESC LIMIT 1
-        ) lo ON true
+               hi.generations - lo.generations AS generations,
+               hi.credits - lo.credits AS credits
+        FROM b CROSS JOIN organizations o
+        CROSS JOIN LATERAL (
+            SELECT coalesce(p.generations_through, 0) + coalesce(q.generations, 0) AS generations,
+                   coalesce(p.credits_through, 0) + coalesce(q.credits, 0) AS credits
+            FROM (SELECT (b.upper AT TIME ZONE o.timezone)::date AS day) t
+            LEFT JOIN LATERAL (
+                SELECT d.generations_through, d.credits_through FROM organization_daily_usage d
+                WHERE d.organization_id = o.id AND d.date < t.day
+                ORDER BY d.date DESC LIMIT 1
+            ) p ON true
+            LEFT JOIN LATERAL (
+                SELECT sum(q.generations) AS generations, sum(q.credits) AS credits
+                FROM quarter_hour_usage q
+                WHERE q.organization_id = o.id
+                  AND q.bucket >= t.day::timestamp AT TIME ZONE o.timezone
+                  AND q.bucket < b.upper
+            ) q ON true
+        ) hi
+        CROSS JOIN LATERAL (
+            SELECT coalesce(p.generations_through, 0) + coalesce(q.generations, 0) AS generations,
+                   coalesce(p.credits_through, 0) + coalesce(q.credits, 0) AS credits
+            FROM (SELECT (b.lower AT TIME ZONE o.timezone)::date AS day) t
+            LEFT JOIN LATERAL (
+                SELECT d.generations_through, d.credits_through FROM organization_daily_usage d
+                WHERE d.organization_id = o.id AND d.date < t.day
+                ORDER BY d.date DESC LIMIT 1
+            ) p ON true
+            LEFT JOIN LATERAL (
+                SELECT sum(q.generations) AS generations, sum(q.credits) AS credits
+                FROM quarter_hour_usage q
+                WHERE q.organization_id = o.id
+                  AND q.bucket >= t.day::timestamp AT TIME ZONE o.timezone
+                  AND q.bucket < b.lower
+            ) q ON true
+        ) lo
     ),
     moved AS (
         SELECT l.organization_id,
                sum(l.amount) FILTER (WHERE l.amount > 0) AS granted,
                -sum(l.amount) FILTER (WHERE l.amount < 0) AS deducted
-        FROM credit_ledger l
-        JOIN organizations o ON o.id = l.organization_id
-        WHERE l.created_at >= :utc_from AND l.created_at < :utc_to
-          AND ((l.created_at >= :inside_from AND l.created_at < :inside_to)
-               OR (l.created_at >= CAST(:start AS timestamp) AT TIME ZONE o.timezone
-                   AND l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE o.timezone))
+        FROM b JOIN credit_ledger l
+          ON l.created_at >= b.lower AND l.created_at < b.upper
         GROUP BY l.organization_id
     )
     SELECT rank() OVER (ORDER BY coalesce(c.credits, 0) DESC) AS rank,
@@ -106,8 +126,11 @@ ALL_ORGS_USAGE_COLUMNS = {
 }
 
 
-def all_orgs_usage(conn: Connection, *, start: dt.date, end: dt.date) -> pd.DataFrame:
-    """Every organization ranked by credits consumed in [start, end] (cross-organization).
+def all_orgs_usage(
+    conn: Connection, *, start: dt.date, end: dt.date, timezone: str = "UTC"
+) -> pd.DataFrame:
+    """Every organization ranked by credits consumed in [start, end], days of
+    ``timezone`` (the company zone; cross-organization).
 
     Columns: rank, organization_id (int), name, slug, plan (str), generations,
     credits_consumed, credits_granted (grants and refunds), credits_deducted
@@ -115,29 +138,60 @@ def all_orgs_usage(conn: Connection, *, start: dt.date, end: dt.date) -> pd.Data
     share (float 0..1 of all credits consumed in the range).
     """
     start, end = check_range(start, end)
+    tz = check_timezone(timezone)
     return frame(
-        conn.execute(_ALL_ORGS_USAGE, {"start": start, "end": end, **_utc_window(start, end)}),
+        conn.execute(_ALL_ORGS_USAGE, {"start": start, "end": end, "tz": tz}),
         ALL_ORGS_USAGE_COLUMNS,
     )
 
 
 _USAGE_PAGE = text(
     """
-    WITH consumed AS (
+    WITH b AS (
+        SELECT CAST(:start AS timestamp) AT TIME ZONE CAST(:tz AS text) AS lower,
+               (CAST(:end AS date) + 1)::timestamp AT TIME ZONE CAST(:tz AS text) AS upper
+    ),
+    -- Consumed before an instant: the prefix sum of the organization's whole local days
+    -- before it, plus the quarter-hours of its local day up to it.
+    consumed AS (
         SELECT o.id AS organization_id,
-               hi.generations_through - coalesce(lo.generations_through, 0) AS generations,
-               hi.credits_through - coalesce(lo.credits_through, 0) AS credits
-        FROM organizations o
-        JOIN LATERAL (
-            SELECT d.generations_through, d.credits_through FROM organization_daily_usage d
-            WHERE d.organization_id = o.id AND d.date <= :end
-            ORDER BY d.date DESC LIMIT 1
-        ) hi ON true
-        LEFT JOIN LATERAL (
-            SELECT d.generations_through, d.credits_through FROM organization_daily_usage d
-            WHERE d.organization_id = o.id AND d.date < :start
-            ORDER BY d.date DESC LIMIT 1
-        ) lo ON true
+               hi.generations - lo.generations AS generations,
+               hi.credits - lo.credits AS credits
+        FROM b CROSS JOIN organizations o
+        CROSS JOIN LATERAL (
+            SELECT coalesce(p.generations_through, 0) + coalesce(q.generations, 0) AS generations,
+                   coalesce(p.credits_through, 0) + coalesce(q.credits, 0) AS credits
+            FROM (SELECT (b.upper AT TIME ZONE o.timezone)::date AS day) t
+            LEFT JOIN LATERAL (
+                SELECT d.generations_through, d.credits_through FROM organization_daily_usage d
+                WHERE d.organization_id = o.id AND d.date < t.day
+                ORDER BY d.date DESC LIMIT 1
+            ) p ON true
+            LEFT JOIN LATERAL (
+                SELECT sum(q.generations) AS generations, sum(q.credits) AS credits
+                FROM quarter_hour_usage q
+                WHERE q.organization_id = o.id
+                  AND q.bucket >= t.day::timestamp AT TIME ZONE o.timezone
+                  AND q.bucket < b.upper
+            ) q ON true
+        ) hi
+        CROSS JOIN LATERAL (
+            SELECT coalesce(p.generations_through, 0) + coalesce(q.generations, 0) AS generations,
+                   coalesce(p.credits_through, 0) + coalesce(q.credits, 0) AS credits
+            FROM (SELECT (b.lower AT TIME ZONE o.timezone)::date AS day) t
+            LEFT JOIN LATERAL (
+                SELECT d.generations_through, d.credits_through FROM organization_daily_usage d
+                WHERE d.organization_id = o.id AND d.date < t.day
+                ORDER BY d.date DESC LIMIT 1
+            ) p ON true
+            LEFT JOIN LATERAL (
+                SELECT sum(q.generations) AS generations, sum(q.credits) AS credits
+                FROM quarter_hour_usage q
+                WHERE q.organization_id = o.id
+                  AND q.bucket >= t.day::timestamp AT TIME ZONE o.timezone
+                  AND q.bucket < b.lower
+            ) q ON true
+        ) lo
     ),
     ranked AS (
         SELECT rank() OVER (ORDER BY coalesce(c.credits, 0) DESC) AS rank,
@@ -173,22 +227,18 @@ _USAGE_PAGE = text(
         SELECT l.organization_id,
                sum(l.amount) FILTER (WHERE l.amount > 0) AS granted,
                -sum(l.amount) FILTER (WHERE l.amount < 0) AS deducted
-        FROM page p
+        FROM b CROSS JOIN page p
         JOIN credit_ledger l
           ON l.organization_id = p.organization_id
-         AND l.created_at >= CAST(:start AS timestamp) AT TIME ZONE p.timezone
-         AND l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE p.timezone
+         AND l.created_at >= b.lower AND l.created_at < b.upper
         GROUP BY l.organization_id
     ),
     granted_all AS (
         SELECT sum(l.amount) FILTER (WHERE l.amount > 0) AS granted
-        FROM filtered f
+        FROM b CROSS JOIN filtered f
         JOIN credit_ledger l
           ON l.organization_id = f.organization_id
-         AND l.created_at >= :utc_from AND l.created_at < :utc_to
-         AND ((l.created_at >= :inside_from AND l.created_at < :inside_to)
-              OR (l.created_at >= CAST(:start AS timestamp) AT TIME ZONE f.timezone
-                  AND l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE f.timezone))
+         AND l.created_at >= b.lower AND l.created_at < b.upper
     )
     SELECT p.rank, p.organization_id, p.name, p.slug, p.plan, p.generations,
            p.credits_consumed,
@@ -247,9 +297,11 @@ def all_orgs_usage_page(
     search: str | None = None,
     limit: int = 50,
     after: UsageCursor | None = None,
+    timezone: str = "UTC",
 ) -> UsagePage:
-    """One page of the ranking by credits consumed in [start, end], filtered by plan and
-    by a name/slug search, keyset-paged on (credits desc, name, id) (cross-organization).
+    """One page of the ranking by credits consumed in [start, end] (days of ``timezone``,
+    the company zone), filtered by plan and by a name/slug search, keyset-paged on
+    (credits desc, name, id) (cross-organization).
 
     Rank and share are among all organizations; the totals are of the filtered ones.
     Columns of ``rows`` as :func:`all_orgs_usage`. One statement.
@@ -272,7 +324,7 @@ def all_orgs_usage_page(
             "after_name": after.name if after else None,
             "after_id": check_id(after.organization_id, "after") if after else None,
             "fetch": limit + 1,
-            **_utc_window(start, end),
+            "tz": check_timezone(timezone),
         },
     )
     rows = frame(
@@ -306,80 +358,98 @@ def all_orgs_usage_page(
     return UsagePage(rows=rows.reset_index(drop=True), totals=totals, next=cursor)
 
 
-# Whole months of the range are read from organization_monthly_usage (one row per
-# active organization and month); the partial first and last months from the prefix
-# sums of their active organizations (two probes each). Months are local, like days.
+# Months of the company zone, cut to the range. Each organization's consumption before
+# a month's edges is the prefix sum of its whole local days before the edge plus the
+# quarter-hours of its local day up to the edge (exact for any pair of zones: every
+# local midnight is a quarter-hour boundary). Only organizations with use in a local
+# month the range can touch are read (organization_monthly_usage on its month index).
 _MONTHLY = text(
     """
-    WITH months AS (
-        SELECT m::date AS month, greatest(m::date, CAST(:start AS date)) AS lo,
-               least((m + interval '1 month')::date - 1, CAST(:end AS date)) AS hi
+    WITH b AS (
+        SELECT m::date AS month,
+               greatest(m::date, CAST(:start AS date))::timestamp
+                   AT TIME ZONE CAST(:tz AS text) AS lower,
+               (least((m + interval '1 month')::date - 1, CAST(:end AS date)) + 1)::timestamp
+                   AT TIME ZONE CAST(:tz AS text) AS upper
         FROM generate_series(date_trunc('month', CAST(:start AS date)),
                              date_trunc('month', CAST(:end AS date)), interval '1 month') AS m
     ),
-    whole AS (
-        SELECT u.month, sum(u.generations) AS generations, sum(u.credits) AS credits,
-               count(*) AS organizations
-        FROM organization_monthly_usage u
-        JOIN months m ON m.month = u.month AND m.lo = m.month
-                     AND m.hi = (m.month + interval '1 month')::date - 1
-        WHERE u.month >= :start AND u.month <= :end
-        GROUP BY u.month
+    active AS (
+        SELECT DISTINCT u.organization_id FROM organization_monthly_usage u
+        WHERE u.month >= date_trunc('month', CAST(:start AS date) - 1)
+          AND u.month <= CAST(:end AS date) + 1
     ),
-    partial AS (
-        SELECT m.month, sum(p.generations) AS generations, sum(p.credits) AS credits,
-               count(*) FILTER (WHERE p.generations > 0) AS organizations
-        FROM months m
-        JOIN organization_monthly_usage u ON u.month = m.month
+    consumed AS (
+        SELECT b.month, sum(hi.generations - lo.generations) AS generations,
+               sum(hi.credits - lo.credits) AS credits,
+               count(*) FILTER (WHERE hi.generations > lo.generations) AS organizations
+        FROM b CROSS JOIN active a
+        JOIN organizations o ON o.id = a.organization_id
         CROSS JOIN LATERAL (
-            SELECT hi.generations_through - coalesce(lo.generations_through, 0) AS generations,
-                   hi.credits_through - coalesce(lo.credits_through, 0) AS credits
-            FROM (
-                SELECT d.generations_through, d.credits_through FROM organization_daily_usage d
-                WHERE d.organization_id = u.organization_id AND d.date <= m.hi
-                ORDER BY d.date DESC LIMIT 1
-            ) hi
+            SELECT coalesce(p.generations_through, 0) + coalesce(q.generations, 0) AS generations,
+                   coalesce(p.credits_through, 0) + coalesce(q.credits, 0) AS credits
+            FROM (SELECT (b.upper AT TIME ZONE o.timezone)::date AS day) t
             LEFT JOIN LATERAL (
                 SELECT d.generations_through, d.credits_through FROM organization_daily_usage d
-                WHERE d.organization_id = u.organization_id AND d.date < m.lo
+                WHERE d.organization_id = o.id AND d.date < t.day
                 ORDER BY d.date DESC LIMIT 1
-            ) lo ON true
-        ) p
-        WHERE NOT (m.lo = m.month AND m.hi = (m.month + interval '1 month')::date - 1)
-        GROUP BY m.month
+            ) p ON true
+            LEFT JOIN LATERAL (
+                SELECT sum(q.generations) AS generations, sum(q.credits) AS credits
+                FROM quarter_hour_usage q
+                WHERE q.organization_id = o.id
+                  AND q.bucket >= t.day::timestamp AT TIME ZONE o.timezone
+                  AND q.bucket < b.upper
+            ) q ON true
+        ) hi
+        CROSS JOIN LATERAL (
+            SELECT coalesce(p.generations_through, 0) + coalesce(q.generations, 0) AS generations,
+                   coalesce(p.credits_through, 0) + coalesce(q.credits, 0) AS credits
+            FROM (SELECT (b.lower AT TIME ZONE o.timezone)::date AS day) t
+            LEFT JOIN LATERAL (
+                SELECT d.generations_through, d.credits_through FROM organization_daily_usage d
+                WHERE d.organization_id = o.id AND d.date < t.day
+                ORDER BY d.date DESC LIMIT 1
+            ) p ON true
+            LEFT JOIN LATERAL (
+                SELECT sum(q.generations) AS generations, sum(q.credits) AS credits
+                FROM quarter_hour_usage q
+                WHERE q.organization_id = o.id
+                  AND q.bucket >= t.day::timestamp AT TIME ZONE o.timezone
+                  AND q.bucket < b.lower
+            ) q ON true
+        ) lo
+        GROUP BY b.month
     ),
-    consumed AS (TABLE whole UNION ALL TABLE partial),
     granted AS (
-        SELECT date_trunc('month', (l.created_at AT TIME ZONE o.timezone)::date)::date AS month,
-               sum(l.amount) FILTER (WHERE l.amount > 0) AS granted
-        FROM credit_ledger l JOIN organizations o ON o.id = l.organization_id
-        WHERE l.created_at >= :utc_from AND l.created_at < :utc_to
-          AND ((l.created_at >= :inside_from AND l.created_at < :inside_to)
-               OR (l.created_at >= CAST(:start AS timestamp) AT TIME ZONE o.timezone
-                   AND l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE o.timezone))
-        GROUP BY 1
+        SELECT b.month, sum(l.amount) FILTER (WHERE l.amount > 0) AS granted
+        FROM b JOIN credit_ledger l ON l.created_at >= b.lower AND l.created_at < b.upper
+        GROUP BY b.month
     )
-    SELECT m.month, coalesce(c.generations, 0) AS generations,
+    SELECT b.month, coalesce(c.generations, 0) AS generations,
            coalesce(c.credits, 0) AS credits_consumed,
            coalesce(g.granted, 0) AS credits_granted,
            coalesce(c.organizations, 0) AS active_organizations
-    FROM months m
-    LEFT JOIN consumed c ON c.month = m.month
-    LEFT JOIN granted g ON g.month = m.month
-    ORDER BY m.month
+    FROM b
+    LEFT JOIN consumed c ON c.month = b.month
+    LEFT JOIN granted g ON g.month = b.month
+    ORDER BY b.month
     """
 )
 
 
-def all_orgs_monthly_credits(conn: Connection, *, start: dt.date, end: dt.date) -> pd.DataFrame:
-    """Credits consumed and granted per month across all organizations (cross-organization).
+def all_orgs_monthly_credits(
+    conn: Connection, *, start: dt.date, end: dt.date, timezone: str = "UTC"
+) -> pd.DataFrame:
+    """Credits consumed and granted per month of ``timezone`` (the company zone) across
+    all organizations, the first and last months cut to [start, end] (cross-organization).
 
     Columns: month (first day), generations, credits_consumed, credits_granted,
     active_organizations (organizations with at least one generation; all int).
     """
     start, end = check_range(start, end)
     return frame(
-        conn.execute(_MONTHLY, {"start": start, "end": end, **_utc_window(start, end)}),
+        conn.execute(_MONTHLY, {"start": start, "end": end, "tz": check_timezone(timezone)}),
         {
             "month": "datetime64[s]",
             "generations": "int64",

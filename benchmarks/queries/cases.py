@@ -4,7 +4,7 @@ The registry (``tests/queries/read_functions.py``) is the one list of public rea
 functions with a way to call each; a test fails when a new function is not in it, so
 every registered read is benchmarked here without a second list to forget. Its calls
 get a 30-day range ending today in the organization's zone (cross-organization: in
-UTC). The benchmark adds the variants that matter at scale and that tests do not need:
+UTC, the company zone by default). The benchmark adds the variants that matter at scale and that tests do not need:
 90-day ranges, deep cursor pages and filters. Where a naive pandas answer to the same
 question exists, it rides along and is checked against the function's.
 """
@@ -96,20 +96,22 @@ def _naive_for(
 def registry_cases(org: OrgInfo) -> list[Case]:
     """Every per-organization read of the registry, for ``org``."""
     start, end = org.last(REGISTRY_DAYS)
-    context = Context(organization_id=org.id, user_id=org.user_id, start=start, end=end)
+    # One "now" for a read and its naive answer: the KPIs of a period that reaches now
+    # are cut at its quarter-hour, which must be the same for both.
+    now = dt.datetime.now(dt.UTC)
+    context = Context(organization_id=org.id, user_id=org.user_id, start=start, end=end, now=now)
     cases = []
     for key, call in PER_ORGANIZATION.items():
         function, detail = _split(key)
         baseline = NAIVE_PER_ORGANIZATION.get(key)
-        cases.append(
-            Case(
-                function,
-                detail,
-                org,
-                _bound(call, context),
-                _naive_for(baseline, org, start, end) if baseline else None,
-            )
+        naive: Callable[[Session], object] | None = (
+            _naive_for(baseline, org, start, end) if baseline else None
         )
+        if function == "timelines.period_kpis":
+            naive = partial(
+                n.naive_kpis, org=org, start=start, end=end, utc="utc" in detail, now=now
+            )
+        cases.append(Case(function, detail, org, _bound(call, context), naive))
     return cases
 
 
@@ -208,13 +210,16 @@ def deeper_cases(conn: Connection, org: OrgInfo) -> list[Case]:
             partial(n.naive_top_users, org=org, start=start, end=end),
         ),
     ]
+    now = dt.datetime.now(dt.UTC)  # one instant for the read and its naive answer
     cases += [
         Case(
             "timelines.period_kpis",
             f"90d vs previous 90d, {'UTC' if utc else 'org tz'}",
             org,
-            partial(timelines.period_kpis, organization_id=oid, start=start, end=end, utc=utc),
-            partial(n.naive_kpis, org=org, start=start, end=end, utc=utc),
+            partial(
+                timelines.period_kpis, organization_id=oid, start=start, end=end, utc=utc, now=now
+            ),
+            partial(n.naive_kpis, org=org, start=start, end=end, utc=utc, now=now),
         )
         for utc in (False, True)
     ]

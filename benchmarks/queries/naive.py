@@ -147,16 +147,33 @@ def naive_top_users(
 
 
 def naive_kpis(
-    session: Session, *, org: OrgInfo, start: dt.date, end: dt.date, utc: bool
+    session: Session,
+    *,
+    org: OrgInfo,
+    start: dt.date,
+    end: dt.date,
+    utc: bool,
+    now: dt.datetime | None = None,
 ) -> PeriodKpis:
     days = (end - start).days + 1
     previous_start = start - dt.timedelta(days=days)
     zone = "UTC" if utc else org.timezone
     lower, upper = _utc_bounds(zone, start, end)
     previous_lower, _ = _utc_bounds(zone, previous_start, start)
+    previous_upper = lower
+    through = previous_through = None
+    # A period that reaches now: both up to the same local time (the last quarter-hour).
+    at = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    cut = at.replace(minute=at.minute - at.minute % 15, second=0, microsecond=0)
+    if cut < upper:
+        upper = max(cut, lower)
+        local = upper.astimezone(ZoneInfo(zone)).replace(tzinfo=None) - dt.timedelta(days=days)
+        previous_upper = local.replace(tzinfo=ZoneInfo(zone))
+        through, previous_through = upper, previous_upper
     gens = _orm_generations(session, lower=previous_lower, upper=upper, org=org.id)
-    now = gens["created_at"] >= pd.Timestamp(lower)
-    current, before = gens[now], gens[~now]
+    in_period = gens["created_at"] >= pd.Timestamp(lower)
+    in_previous = gens["created_at"] < pd.Timestamp(previous_upper)
+    current, before = gens[in_period], gens[in_previous]
     return PeriodKpis(
         start=start,
         end=end,
@@ -167,6 +184,8 @@ def naive_kpis(
         previous_credits=int(before["credits"].sum()),
         previous_active_users=int(before["user_id"].nunique()),
         first_day=_first_day(session, org=org.id, zone=zone),
+        through=through,
+        previous_through=previous_through,
     )
 
 
@@ -261,8 +280,9 @@ def naive_all_orgs_usage(session: Session, *, start: dt.date, end: dt.date) -> p
     gens = _orm_generations(session, lower=lower, upper=upper)
     ledger = _ledger_frame(session, org=None, lower=lower, upper=upper)
     first, last = pd.Timestamp(start), pd.Timestamp(end)
-    gens = gens[_local_day_by_org(gens, zones).between(first, last)]
-    ledger = ledger[_local_day_by_org(ledger, zones).between(first, last)]
+    # Days of the company zone (UTC, the reads' default), whatever each organization's.
+    gens = gens[_local_day(gens["created_at"], "UTC").between(first, last)]
+    ledger = ledger[_local_day(ledger["created_at"], "UTC").between(first, last)]
     consumed = _counts(gens, ["organization_id"]).rename(columns={"credits": "credits_consumed"})
     ledger["credits_granted"] = ledger["amount"].clip(lower=0)
     ledger["credits_deducted"] = -ledger["amount"].clip(upper=0)
@@ -285,13 +305,13 @@ def naive_all_orgs_usage(session: Session, *, start: dt.date, end: dt.date) -> p
 
 
 def naive_monthly_credits(session: Session, *, start: dt.date, end: dt.date) -> pd.DataFrame:
-    zones = _org_zones(session)
     lower, upper = _utc_bounds("UTC", start - dt.timedelta(days=1), end + dt.timedelta(days=1))
     gens = _orm_generations(session, lower=lower, upper=upper)
     ledger = _ledger_frame(session, org=None, lower=lower, upper=upper)
     first, last = pd.Timestamp(start), pd.Timestamp(end)
-    gens["day"] = _local_day_by_org(gens, zones)
-    ledger["day"] = _local_day_by_org(ledger, zones)
+    # Months of the company zone (UTC, the reads' default), whatever each organization's.
+    gens["day"] = _local_day(gens["created_at"], "UTC")
+    ledger["day"] = _local_day(ledger["created_at"], "UTC")
     gens = gens[gens["day"].between(first, last)]
     ledger = ledger[ledger["day"].between(first, last) & (ledger["amount"] > 0)]
     gens["bucket"] = gens["day"].dt.to_period("M").dt.start_time

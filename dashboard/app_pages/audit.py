@@ -4,11 +4,11 @@ daily-limit changes), filterable and downloadable.
 The scope, action, actor and the page shown are in the URL (``scope``, ``action``,
 ``actor``, ``after``: :mod:`dashboard.url`); each organization links to its Overview.
 
-Dates and times are in the zone the sidebar names (its "Time zone" filter): the
-selected organization's own, or UTC. That holds for both scopes: across all
-organizations the days and times are still those of the zone the sidebar shows, so the
-range read and the times listed never disagree with the sidebar (choose UTC there for
-a neutral clock when comparing organizations in different zones)."""
+For one organization, dates and times are in the zone the sidebar names (its "Time
+zone" filter): the organization's own, or UTC. Across all organizations they are in the
+company zone (``DASHBOARD_TIMEZONE``, :mod:`dashboard.zones`), the range included, so
+the trail two people read for the same dates is the same whichever organization each has
+selected."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Final
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, paging, state, ui, url
+from dashboard import data, paging, state, ui, url, zones
 from dashboard.text import md
 from queries.audit import AUDIT_ACTIONS, AuditCursor
 
@@ -87,16 +87,24 @@ def csv_name(f: state.Filters, *, organization: str | None, action: str, actor: 
 
 def render() -> None:
     f = state.current()
+    url.apply(URL_PAGE, URL_PARAMS)
+    # One organization: its own zone or UTC, as the sidebar says. All organizations: the
+    # company zone, so the range and the times do not depend on the organization selected.
+    one = st.session_state.get(K_SCOPE, "all") == "one"
+    if one:
+        zone, whose = f.timezone, ""
+    else:
+        f, zone = zones.company_filters(f), zones.timezone()
+        whose = ", the company zone"
     ui.page_header(
         "Audit trail",
         f"Who changed what, when and why · {f.start} – {f.end}, newest first · dates and "
-        f"times in {md(f.timezone)}.",
+        f"times in {md(zone)}{whose}.",
     )
-    url.apply(URL_PAGE, URL_PARAMS)
     scope_col, action_col, actor_col = st.columns(3)
     # Radio options are Markdown: the organization's name is escaped.
     scopes = {"all": "All organizations", "one": md(f.organization.name)}
-    scope = scope_col.radio(
+    scope_col.radio(
         "Organizations", options=list(scopes), format_func=scopes.__getitem__, key=K_SCOPE
     )
     action = action_col.selectbox(
@@ -104,13 +112,12 @@ def render() -> None:
     )
     actor = actor_col.text_input("Actor contains", key=K_ACTOR, placeholder="part of an email")
     url.write(URL_PAGE, URL_PARAMS)
-    one = scope == "one"
     with ui.section("The audit trail"):
         org_id = f.organization_id if one else None
         chosen_action, chosen_actor = action or None, actor.strip() or None
         pager: paging.Pager[AuditCursor] = paging.Pager(
             "audit",
-            filters=(f.start, f.end, f.timezone, org_id, chosen_action, chosen_actor),
+            filters=(f.start, f.end, zone, org_id, chosen_action, chosen_actor),
             page_size=PAGE_SIZE,
             url_page=URL_PAGE,
             cursor_type=AuditCursor,
@@ -118,14 +125,14 @@ def render() -> None:
         page = data.audit_page(
             start=f.start,
             end=f.end,
-            timezone=f.timezone,
+            timezone=zone,
             organization_id=org_id,
             action=chosen_action,
             actor=chosen_actor,
             limit=PAGE_SIZE,
             after=pager.after,
         )
-        table = audit_table(page.rows, f.timezone)
+        table = audit_table(page.rows, zone)
         if table.empty:
             st.info(
                 "No change matches these filters in this period. Widen the dates in the "
@@ -143,7 +150,7 @@ def render() -> None:
                 # details are shown in full below the table.
                 column_config={
                     "When": st.column_config.DatetimeColumn(
-                        format="YYYY-MM-DD HH:mm", width=125, help=f"In {f.timezone}."
+                        format="YYYY-MM-DD HH:mm", width=125, help=f"In {zone}."
                     ),
                     "Organization": st.column_config.TextColumn(width=110),
                     "View": url.open_column("The organization's Overview, with the same dates."),
@@ -182,7 +189,7 @@ def render() -> None:
             export = data.audit_page(
                 start=f.start,
                 end=f.end,
-                timezone=f.timezone,
+                timezone=zone,
                 organization_id=org_id,
                 action=chosen_action,
                 actor=chosen_actor,
@@ -194,11 +201,11 @@ def render() -> None:
                 if export.next_cursor is not None
                 else None
             )
-            return audit_table(export.rows, f.timezone), cut
+            return audit_table(export.rows, zone), cut
 
         ui.csv_download(
             "audit",
-            filters=(f.start, f.end, f.timezone, org_id, chosen_action, chosen_actor),
+            filters=(f.start, f.end, zone, org_id, chosen_action, chosen_actor),
             complete=table if pager.on_first_page and page.next_cursor is None else None,
             read_all=read_all,
             file_name=csv_name(

@@ -23,12 +23,25 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import zoneinfo
 from typing import Final
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import actions, auth, charts, data, exports, forecasts, paging, state, ui, url
+from dashboard import (
+    actions,
+    auth,
+    charts,
+    clock,
+    data,
+    exports,
+    forecasts,
+    paging,
+    state,
+    ui,
+    url,
+)
 from dashboard.confirm import WriteFlow
 from dashboard.text import md
 from queries.approvals import ApprovalCursor, ApprovalRequest, PendingApproval
@@ -467,6 +480,23 @@ DECISION: Final = WriteFlow(
 )
 
 
+def _local(at: dt.datetime, timezone: str) -> str:
+    """``at`` as YYYY-MM-DD HH:MM in ``timezone`` (each request in its organization's
+    zone: the queue spans organizations, so one column type cannot carry every zone)."""
+    return f"{at.astimezone(zoneinfo.ZoneInfo(timezone)):%Y-%m-%d %H:%M}"
+
+
+def _expires_in(at: dt.datetime) -> str:
+    """How long a request has left before it expires ("in 6 d 23 h"): the same in
+    every zone, and narrow enough for the queue to keep its zone column."""
+    left = int((at - clock.now()).total_seconds() // 60)
+    if left <= 0:
+        return "expired"
+    days, minutes = divmod(left, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"in {days} d {hours} h" if days else f"in {hours} h {minutes} min"
+
+
 def approvals_table(
     rows: tuple[PendingApproval, ...], f: state.Filters | None = None
 ) -> pd.DataFrame:
@@ -480,7 +510,7 @@ def approvals_table(
     return pd.DataFrame(
         {
             "Request": [r.id for r in rows],
-            "Requested (UTC)": [r.created_at for r in rows],
+            "Requested": [_local(r.created_at, r.timezone) for r in rows],
             "Organization": [r.organization for r in rows],
             **links,
             "Amount": [r.amount for r in rows],
@@ -488,7 +518,8 @@ def approvals_table(
             "Reason": [r.reason for r in rows],
             "Note": [r.note for r in rows],
             "Requested by": [r.requested_by for r in rows],
-            "Expires (UTC)": [r.expires_at for r in rows],
+            "Zone": [r.timezone for r in rows],
+            "Expires": [_expires_in(r.expires_at) for r in rows],
         }
     )
 
@@ -511,20 +542,25 @@ def _queue(f: state.Filters) -> None:
         height="content",
         # As the ledger's: the widths fit the main area of a 1440 px wide window.
         column_config={
-            "Request": st.column_config.NumberColumn(format="%d", width=60),
-            "Requested (UTC)": st.column_config.DatetimeColumn(
-                format="YYYY-MM-DD HH:mm", width=125
+            "Request": st.column_config.NumberColumn(format="%d", width=55),
+            "Requested": st.column_config.TextColumn(
+                width=125, help="In the organization's own zone (Zone), as its ledger."
             ),
-            "Organization": st.column_config.TextColumn(width=120),
+            "Organization": st.column_config.TextColumn(width=115),
             "Decide": url.open_column(
                 "This page for the organization: its requests are decided below.", width=40
             ),
-            "Amount": st.column_config.NumberColumn(format="localized", width=85),
-            "Balance now": st.column_config.NumberColumn(format="localized", width=90),
-            "Reason": st.column_config.TextColumn(width=115),
-            "Note": st.column_config.TextColumn(width=80),
-            "Requested by": st.column_config.TextColumn(width=135),
-            "Expires (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", width=125),
+            "Amount": st.column_config.NumberColumn(format="localized", width=80),
+            "Balance now": st.column_config.NumberColumn(format="localized", width=85),
+            "Reason": st.column_config.TextColumn(width=100),
+            "Note": st.column_config.TextColumn(width=70),
+            "Requested by": st.column_config.TextColumn(width=120),
+            "Zone": st.column_config.TextColumn(
+                width=100, help="The organization's time zone: its ledger's and these times'."
+            ),
+            "Expires": st.column_config.TextColumn(
+                width=75, help="Time left before the request expires and leaves the queue."
+            ),
         },
         placeholder="",
         key="credits.approvals_table",

@@ -7,12 +7,13 @@ The drilled-down user and the page of generations are in the URL (``user``, ``af
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from typing import Final
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, paging, state, ui, url
+from dashboard import charts, clock, data, paging, state, ui, url
 from dashboard.text import md
 from queries.generations import GenerationCursor
 from queries.timelines import PeriodKpis
@@ -26,10 +27,13 @@ K_METRIC: Final = "overview.metric"
 URL_PAGE: Final = "overview"
 
 
-def comparison_text(kpis: PeriodKpis) -> tuple[str, str]:
-    """The tiles' help and delta description for the change against the previous period,
-    saying when that period is only partly covered by the organization's data (from
-    the first day with data the query reports, not a guess from zeros)."""
+def comparison_text(kpis: PeriodKpis, timezone: str = "UTC") -> tuple[str, str, str | None]:
+    """The tiles' help, their short delta description, and what the comparison must be
+    read with, in full (shown under the tiles, never cut short on a tile): when the
+    period reaches now, both periods are counted up to the same local time (``through``);
+    when the previous period is only partly covered by the organization's data (from the
+    first day with data the query reports, not a guess from zeros), the change compares
+    a whole period with a part of one."""
     previous_end = kpis.start - dt.timedelta(days=1)
     days, covered = kpis.previous_days, kpis.previous_days_with_data
     against = (
@@ -37,19 +41,37 @@ def comparison_text(kpis: PeriodKpis) -> tuple[str, str]:
         f"({kpis.previous_start} – {previous_end})."
     )
     versus = f"vs previous {counted(days, 'day')}"
-    if kpis.previous_partly_covered and covered > 0:
-        against += (
-            f" The previous period has data for {covered} of {counted(days, 'day')} (the "
-            f"organization's data starts on {kpis.first_day}), so the change compares "
-            f"{counted(days, 'day')} with {covered}."
+    notes: list[str] = []
+    if kpis.through is not None and kpis.previous_through is not None:
+        zone = zoneinfo.ZoneInfo(timezone)
+        cut = kpis.through.astimezone(zone)
+        before = kpis.previous_through.astimezone(zone)
+        notes.append(
+            f"Today ({cut:%d %b}) is not over: both periods are counted up to {cut:%H:%M} "
+            f"({timezone}), this one to {cut:%d %b %H:%M} and the previous one to "
+            f"{before:%d %b %H:%M}, so the change compares equal spans."
         )
-        versus += f" (data for {covered} of them)"
-    return against, versus
+    if kpis.previous_partly_covered and covered > 0:
+        notes.append(
+            f"The previous period has data for {covered} of {counted(days, 'day')} (the "
+            f"organization's data starts on {kpis.first_day}), so the change compares "
+            f"{counted(days, 'day')} with {covered}: read it with care."
+        )
+    if notes:
+        against += " " + " ".join(notes)
+    return against, versus, " ".join(notes) or None
 
 
 def _kpis(f: state.Filters) -> bool:
     """The KPI tiles; False when the period has no generations at all."""
-    kpis = data.period_kpis(organization_id=f.organization_id, start=f.start, end=f.end, utc=f.utc)
+    kpis = data.period_kpis(
+        organization_id=f.organization_id,
+        start=f.start,
+        end=f.end,
+        utc=f.utc,
+        # To the quarter-hour, as the read counts: one cache entry per quarter-hour.
+        now=clock.quarter_hour(),
+    )
     info = data.organization(organization_id=f.organization_id)
     timeline = data.timeline_by_type(
         organization_id=f.organization_id,
@@ -59,7 +81,7 @@ def _kpis(f: state.Filters) -> bool:
         utc=f.utc,
     )
     per_bucket = timeline.groupby("bucket")[["generations", "credits"]].sum()
-    against, versus = comparison_text(kpis)
+    against, versus, caveat = comparison_text(kpis, f.timezone)
     tiles = st.columns(4)
     for tile, label, value, change, spark, extra in (
         (tiles[0], "Generations", kpis.generations, kpis.generations_change, "generations", ""),
@@ -92,6 +114,9 @@ def _kpis(f: state.Filters) -> bool:
         border=True,
         height="stretch",
     )
+    if caveat is not None:
+        # In full under the tiles: a delta description is cut short on a narrow tile.
+        st.caption(md(caveat))
     if kpis.generations == 0:
         st.info(
             f"{md(f.organization.name)} made no generations in {f.period_label}. "

@@ -19,7 +19,8 @@ from typing import Final
 import pandas as pd
 import streamlit as st
 
-from dashboard import auth, charts, data, forecasts, paging, state, ui, url
+from dashboard import auth, charts, data, forecasts, paging, state, ui, url, zones
+from dashboard.text import md
 from queries.models import PLANS
 from queries.usage import MAX_USAGE_ROWS, UsageCursor
 
@@ -81,10 +82,12 @@ def csv_name(f: state.Filters, *, plans: Sequence[str], search: str) -> str:
 
 def render() -> None:
     f = state.current()
+    # Across organizations: the sidebar's dates are days of the company zone.
+    tz = zones.timezone()
     ui.page_header(
         "Usage review",
-        f"All organizations, ranked by credits consumed in {f.period_label} "
-        "(each organization's own days). Balances are current.",
+        f"All organizations, ranked by credits consumed in {f.period_label}. "
+        f"{zones.note(tz)} Balances are current.",
     )
     with ui.section("The ranking"):
         st.subheader("Ranking by credits consumed")
@@ -100,7 +103,7 @@ def render() -> None:
         url.write(URL_PAGE, URL_PARAMS)
         pager: paging.Pager[UsageCursor] = paging.Pager(
             "usage",
-            filters=(f.start, f.end, chosen, query),
+            filters=(f.start, f.end, tz, chosen, query),
             page_size=PAGE_SIZE,
             url_page=URL_PAGE,
             cursor_type=UsageCursor,
@@ -108,6 +111,7 @@ def render() -> None:
         page = data.usage_page(
             start=f.start,
             end=f.end,
+            timezone=tz,
             plans=chosen,
             search=query,
             limit=PAGE_SIZE,
@@ -183,7 +187,12 @@ def render() -> None:
         def read_all() -> tuple[pd.DataFrame, str | None]:
             rows = ranking_table(
                 data.usage_page(
-                    start=f.start, end=f.end, plans=chosen, search=query, limit=MAX_USAGE_ROWS
+                    start=f.start,
+                    end=f.end,
+                    timezone=tz,
+                    plans=chosen,
+                    search=query,
+                    limit=MAX_USAGE_ROWS,
                 ).rows
             )
             cut = (
@@ -196,7 +205,7 @@ def render() -> None:
 
         ui.csv_download(
             "usage",
-            filters=(f.start, f.end, chosen, query),
+            filters=(f.start, f.end, tz, chosen, query),
             complete=table if pager.on_first_page and page.next is None else None,
             read_all=read_all,
             file_name=csv_name(f, plans=plans, search=search),
@@ -208,7 +217,7 @@ def render() -> None:
             page
             if pager.on_first_page
             else data.usage_page(
-                start=f.start, end=f.end, plans=chosen, search=query, limit=PAGE_SIZE
+                start=f.start, end=f.end, timezone=tz, plans=chosen, search=query, limit=PAGE_SIZE
             )
         )
         shown = top.rows
@@ -216,8 +225,8 @@ def render() -> None:
         st.plotly_chart(charts.usage_ranking(shown), key="usage.ranking_chart")
 
     with ui.section("The monthly trend"):
-        st.subheader("Monthly trend, all organizations")
-        monthly = data.monthly_credits(start=f.start, end=f.end)
+        st.subheader(f"Monthly trend, all organizations (months in {md(tz)})")
+        monthly = data.monthly_credits(start=f.start, end=f.end, timezone=tz)
         st.plotly_chart(
             charts.monthly_trend(monthly, start=f.start, end=f.end), key="usage.monthly_chart"
         )

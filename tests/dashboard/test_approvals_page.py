@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
+from queries.orgs import set_timezone
 from tests.dashboard.apptest import make_app, open_page, plain_texts, scalar, table_with
 from tests.dashboard.test_credits_page import (
     balance,
@@ -226,3 +227,26 @@ def test_a_role_that_cannot_adjust_sees_no_queue(org: int, fresh_engine: Engine)
     assert not at.exception
     assert not [s for s in at.subheader if s.value == "Pending approvals"]
     assert not [b for b in at.button if b.label == "Review decision"]
+
+
+def test_the_queue_shows_each_request_in_its_organizations_zone(
+    org: int, fresh_engine: Engine
+) -> None:
+    # UTC+5:45: a time shown in UTC would be off by a quarter-hour's multiple, not whole hours.
+    set_timezone(
+        fresh_engine, organization_id=org, timezone="Asia/Kathmandu", actor=BEN, reason="Moved"
+    )
+    at = request_as_ana(fresh_engine, org)
+    assert not at.exception
+    queue = table_with(at, "Requested by")
+    requested = scalar(
+        fresh_engine,
+        "SELECT to_char(created_at AT TIME ZONE 'Asia/Kathmandu', 'YYYY-MM-DD HH24:MI')"
+        " FROM approval_requests WHERE organization_id = :o",
+        o=org,
+    )
+    assert list(queue["Requested"]) == [requested]
+    assert list(queue["Zone"]) == ["Asia/Kathmandu"]
+    # Time left, the same in every zone: a new request has the whole week.
+    assert list(queue["Expires"]) == ["in 6 d 23 h"]
+    assert "Requested (UTC)" not in queue.columns

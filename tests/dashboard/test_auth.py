@@ -465,3 +465,25 @@ def test_a_secrets_file_that_cannot_be_read_refuses_rather_than_dropping_sign_in
     assert problem is not None and "secrets cannot be read" in problem and "line 3" in problem
     user = auth.current_user()
     assert user.refusal == problem and not user.can("view_overview")
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "UTC+3", "../etc/passwd"])
+def test_a_company_zone_that_is_not_a_zone_stops_start_up_with_a_sentence(zone: str) -> None:
+    problem = auth.startup_problem(
+        env={"DASHBOARD_TIMEZONE": zone}, secrets={"auth": OIDC}, database_url=None
+    )
+    assert problem is not None
+    assert (
+        f"DASHBOARD_TIMEZONE must be an IANA time zone such as UTC or Europe/Berlin, not {zone!r}"
+        in problem
+    )
+
+
+@pytest.mark.parametrize("zone", ["", "UTC", "Asia/Kathmandu", "America/New_York"])
+def test_a_company_zone_that_is_a_zone_starts(zone: str) -> None:
+    assert (
+        auth.startup_problem(
+            env={"DASHBOARD_TIMEZONE": zone}, secrets={"auth": OIDC}, database_url=None
+        )
+        is None
+    )

@@ -286,6 +286,10 @@ class PeriodKpis:
     previous_credits: int
     previous_active_users: int
     first_day: dt.date | None = None
+    # Whole days only here (the periods these oracles check have ended): see
+    # tests/queries/test_kpis_until_now.py for periods that reach now.
+    through: dt.datetime | None = None
+    previous_through: dt.datetime | None = None
 
     @staticmethod
     def _change(now: int, before: int) -> float | None:

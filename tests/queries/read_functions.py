@@ -60,6 +60,8 @@ class Context:
     user_id: int
     start: dt.date
     end: dt.date
+    # "Now" for the reads that take it (None: the database's clock).
+    now: dt.datetime | None = None
 
 
 Call = Callable[[Connection, Context], Any]
@@ -102,10 +104,10 @@ PER_ORGANIZATION: dict[str, Call] = {
         c, organization_id=x.organization_id, start=x.start, end=x.end, limit=5
     ),
     "timelines.period_kpis": lambda c, x: timelines.period_kpis(
-        c, organization_id=x.organization_id, start=x.start, end=x.end
+        c, organization_id=x.organization_id, start=x.start, end=x.end, now=x.now
     ),
     "timelines.period_kpis[utc]": lambda c, x: timelines.period_kpis(
-        c, organization_id=x.organization_id, start=x.start, end=x.end, utc=True
+        c, organization_id=x.organization_id, start=x.start, end=x.end, utc=True, now=x.now
     ),
     "usage.credits_granted_vs_consumed": lambda c, x: usage.credits_granted_vs_consumed(
         c, organization_id=x.organization_id, start=x.start, end=x.end, granularity="week"

@@ -1,11 +1,13 @@
 """The cross-organization reads from the rollups of migration 0007 give the answers of a
-recount from the raw per-day rows and the ledger.
+recount from the raw generations and the ledger, in the company zone (UTC, UTC+5:45 and
+America/New_York) whatever each organization's own zone.
 
 - the usage ranking (and its page) and the monthly trend, on the demo database (zones
   from UTC-8 to UTC+10 with DST, UTC+5:30), for the usual ranges (last 7/30/90/365
   days), whole months, a range inside one month, partial first and last months, and a
   range that ends after the data;
-- ledger movements at the edges of local days, in the zones furthest from UTC;
+- ledger movements at the edges of the company zone's days, in the zones furthest from UTC
+  and with an organization in another zone;
 - the prefix sums stay exact when generations arrive out of order (back-dated ones add
   to every later day), in UTC+5:45 and across a DST change.
 """
@@ -13,6 +15,7 @@ recount from the raw per-day rows and the ledger.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import random
 import zoneinfo
 from collections.abc import Iterator
@@ -41,24 +44,29 @@ RANGES = {
     "ends-after-the-data": (D(2026, 11, 1), D(2026, 12, 31)),
 }
 
-# What the reads answered before 0007: sums of usage_limits over the range and the
-# ledger on the organization's local date of created_at.
+# The company zones the ranges are read in: UTC, one at +05:45 and one with DST.
+COMPANY_ZONES = ("UTC", "Asia/Kathmandu", "America/New_York")
+
+# A recount from the raw rows: generations and ledger entries whose date in the company
+# zone (:tz) lies in the range, whatever each organization's own zone.
 _RECOUNT_RANKING = text(
     """
     SELECT o.id AS organization_id,
-           coalesce((SELECT sum(u.used) FROM usage_limits u
-                     WHERE u.organization_id = o.id AND u.date BETWEEN :start AND :end), 0)
-               AS generations,
-           coalesce((SELECT sum(u.credits_used) FROM usage_limits u
-                     WHERE u.organization_id = o.id AND u.date BETWEEN :start AND :end), 0)
-               AS credits_consumed,
+           (SELECT count(*) FROM generations g
+            WHERE g.organization_id = o.id
+              AND (g.created_at AT TIME ZONE CAST(:tz AS text))::date
+                  BETWEEN :start AND :end) AS generations,
+           coalesce((SELECT sum(g.credits) FROM generations g
+                     WHERE g.organization_id = o.id
+                       AND (g.created_at AT TIME ZONE CAST(:tz AS text))::date
+                           BETWEEN :start AND :end), 0) AS credits_consumed,
            coalesce((SELECT sum(l.amount) FROM credit_ledger l
                      WHERE l.organization_id = o.id AND l.amount > 0
-                       AND (l.created_at AT TIME ZONE o.timezone)::date
+                       AND (l.created_at AT TIME ZONE CAST(:tz AS text))::date
                            BETWEEN :start AND :end), 0) AS credits_granted,
            coalesce((SELECT -sum(l.amount) FROM credit_ledger l
                      WHERE l.organization_id = o.id AND l.amount < 0
-                       AND (l.created_at AT TIME ZONE o.timezone)::date
+                       AND (l.created_at AT TIME ZONE CAST(:tz AS text))::date
                            BETWEEN :start AND :end), 0) AS credits_deducted
     FROM organizations o
     ORDER BY o.id
@@ -70,24 +78,25 @@ _RECOUNT_MONTHLY = text(
         SELECT m::date AS month
         FROM generate_series(date_trunc('month', CAST(:start AS date)),
                              date_trunc('month', CAST(:end AS date)), interval '1 month') AS m
+    ),
+    g AS (
+        SELECT date_trunc('month', (g.created_at AT TIME ZONE CAST(:tz AS text))::date)::date
+                   AS month, g.organization_id, g.credits
+        FROM generations g
+        WHERE (g.created_at AT TIME ZONE CAST(:tz AS text))::date BETWEEN :start AND :end
     )
     SELECT m.month,
-           coalesce((SELECT sum(u.used) FROM usage_limits u
-                     WHERE date_trunc('month', u.date) = m.month
-                       AND u.date BETWEEN :start AND :end), 0) AS generations,
-           coalesce((SELECT sum(u.credits_used) FROM usage_limits u
-                     WHERE date_trunc('month', u.date) = m.month
-                       AND u.date BETWEEN :start AND :end), 0) AS credits_consumed,
+           (SELECT count(*) FROM g WHERE g.month = m.month) AS generations,
+           coalesce((SELECT sum(g.credits) FROM g WHERE g.month = m.month), 0)
+               AS credits_consumed,
            coalesce((SELECT sum(l.amount) FROM credit_ledger l
-                     JOIN organizations o ON o.id = l.organization_id
                      WHERE l.amount > 0
-                       AND date_trunc('month', (l.created_at AT TIME ZONE o.timezone)::date)
+                       AND date_trunc('month', (l.created_at AT TIME ZONE CAST(:tz AS text))::date)
                            = m.month
-                       AND (l.created_at AT TIME ZONE o.timezone)::date
+                       AND (l.created_at AT TIME ZONE CAST(:tz AS text))::date
                            BETWEEN :start AND :end), 0) AS credits_granted,
-           (SELECT count(DISTINCT u.organization_id) FROM usage_limits u
-            WHERE date_trunc('month', u.date) = m.month AND u.used > 0
-              AND u.date BETWEEN :start AND :end) AS active_organizations
+           (SELECT count(DISTINCT g.organization_id) FROM g WHERE g.month = m.month)
+               AS active_organizations
     FROM months m
     ORDER BY m.month
     """
@@ -100,19 +109,22 @@ def demo(demo_engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+@pytest.mark.parametrize("zone", COMPANY_ZONES)
 @pytest.mark.parametrize("span", RANGES)
-def test_usage_ranking_equals_a_recount_of_the_range(demo: Connection, span: str) -> None:
+def test_usage_ranking_equals_a_recount_of_the_company_zones_days(
+    demo: Connection, span: str, zone: str
+) -> None:
     start, end = RANGES[span]
-    ranked = usage.all_orgs_usage(demo, start=start, end=end)
+    ranked = usage.all_orgs_usage(demo, start=start, end=end, timezone=zone)
     expected = pd.DataFrame(
-        demo.execute(_RECOUNT_RANKING, {"start": start, "end": end}).mappings().all()
+        demo.execute(_RECOUNT_RANKING, {"start": start, "end": end, "tz": zone}).mappings().all()
     ).astype("int64")
     columns = list(expected.columns)
     got = ranked[columns].sort_values("organization_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(got, expected, check_dtype=False)
     assert expected["credits_consumed"].sum() > 0 or span == "ends-after-the-data"
     # The page's totals are those of the whole ranking.
-    page = usage.all_orgs_usage_page(demo, start=start, end=end, limit=10)
+    page = usage.all_orgs_usage_page(demo, start=start, end=end, limit=10, timezone=zone)
     assert page.totals == usage.UsageTotals(
         organizations=len(expected),
         generations=int(expected["generations"].sum()),
@@ -122,11 +134,14 @@ def test_usage_ranking_equals_a_recount_of_the_range(demo: Connection, span: str
     pd.testing.assert_frame_equal(page.rows, ranked.head(10), check_like=True)
 
 
+@pytest.mark.parametrize("zone", COMPANY_ZONES)
 @pytest.mark.parametrize("span", RANGES)
-def test_monthly_trend_equals_a_recount_of_the_range(demo: Connection, span: str) -> None:
+def test_monthly_trend_equals_a_recount_of_the_company_zones_months(
+    demo: Connection, span: str, zone: str
+) -> None:
     start, end = RANGES[span]
-    monthly = usage.all_orgs_monthly_credits(demo, start=start, end=end)
-    expected = demo.execute(_RECOUNT_MONTHLY, {"start": start, "end": end}).all()
+    monthly = usage.all_orgs_monthly_credits(demo, start=start, end=end, timezone=zone)
+    expected = demo.execute(_RECOUNT_MONTHLY, {"start": start, "end": end, "tz": zone}).all()
     got = monthly.assign(month=monthly["month"].dt.date)
     assert [tuple(row) for row in got.itertuples(index=False)] == [tuple(row) for row in expected]
 
@@ -168,11 +183,15 @@ def test_prefix_sums_stay_exact_when_generations_arrive_out_of_order(
             {"org": org},
         ).scalar_one()
         assert days >= 5
-        # Every range of the organization's local days is the recount of that range.
-        for start, end in [(D(2026, 10, 1), D(2026, 10, 31)), (D(2026, 11, 1), D(2026, 11, 1))]:
-            ranked = usage.all_orgs_usage(conn, start=start, end=end)
+        # Every range, in the organization's own zone and in the others, is the recount
+        # of that range.
+        ranges = [(D(2026, 10, 1), D(2026, 10, 31)), (D(2026, 11, 1), D(2026, 11, 1))]
+        for (start, end), company in itertools.product(ranges, COMPANY_ZONES):
+            ranked = usage.all_orgs_usage(conn, start=start, end=end, timezone=company)
             mine = ranked[ranked["organization_id"] == org].iloc[0]
-            recount = conn.execute(_RECOUNT_RANKING, {"start": start, "end": end}).all()
+            recount = conn.execute(
+                _RECOUNT_RANKING, {"start": start, "end": end, "tz": company}
+            ).all()
             expected = next(r for r in recount if r.organization_id == org)
             assert (mine["generations"], mine["credits_consumed"]) == (
                 expected.generations,
@@ -180,14 +199,22 @@ def test_prefix_sums_stay_exact_when_generations_arrive_out_of_order(
             )
 
 
-@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Etc/GMT+12", "Asia/Kathmandu"])
-def test_ledger_movements_fall_on_the_organizations_local_days(
-    connection: Connection, zone: str
+@pytest.mark.parametrize(
+    ("company", "own"),
+    [
+        ("Pacific/Kiritimati", "Etc/GMT+12"),
+        ("Etc/GMT+12", "Pacific/Kiritimati"),
+        ("Asia/Kathmandu", "America/New_York"),
+        ("UTC", "Asia/Kathmandu"),
+    ],
+)
+def test_ledger_movements_fall_on_the_company_zones_days(
+    connection: Connection, company: str, own: str
 ) -> None:
-    # The ranking bounds the ledger by a UTC window and checks the zone only near its
-    # edges: the extreme offsets (+14, -12) and +5:45 land exactly on their local days.
-    org = make_org(connection, timezone=zone)
-    tz = zoneinfo.ZoneInfo(zone)
+    # The edges of the company zone's days count, not those of the organization's own
+    # zone: the extreme offsets (+14, -12), +5:45 and a DST zone.
+    org = make_org(connection, timezone=own)
+    tz = zoneinfo.ZoneInfo(company)
     start, end = D(2026, 11, 3), D(2026, 11, 5)
 
     def local(day: dt.date, clock: str) -> dt.datetime:
@@ -204,10 +231,12 @@ def test_ledger_movements_fall_on_the_organizations_local_days(
             (10000, "grant", "after", local(end + dt.timedelta(days=1), "00:00:00")),
         ],
     )
-    ranked = usage.all_orgs_usage(connection, start=start, end=end)
+    ranked = usage.all_orgs_usage(connection, start=start, end=end, timezone=company)
     assert ranked.set_index("organization_id").loc[org, "credits_granted"] == 1110
-    page = usage.all_orgs_usage_page(connection, start=start, end=end, search=None, limit=10_000)
+    page = usage.all_orgs_usage_page(
+        connection, start=start, end=end, search=None, limit=10_000, timezone=company
+    )
     assert page.rows.set_index("organization_id").loc[org, "credits_granted"] == 1110
-    monthly = usage.all_orgs_monthly_credits(connection, start=start, end=end)
+    monthly = usage.all_orgs_monthly_credits(connection, start=start, end=end, timezone=company)
     everyone = ranked["credits_granted"].sum()
     assert list(monthly["credits_granted"]) == [everyone]
