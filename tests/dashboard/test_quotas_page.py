@@ -163,6 +163,28 @@ def test_changing_a_limit_sets_it_from_today_and_is_audited(org: int, fresh_engi
     )
 
 
+@pytest.mark.parametrize("role", ["support", "admin"])
+def test_a_limit_changed_from_a_rows_link_form_limit_is_written(
+    org: int, fresh_engine: Engine, role: str
+) -> None:
+    """The link of a quota row opens the form at the top (form=limit); confirming it
+    writes the change for whoever may change limits, never "may not change"."""
+    audits = audit_rows(fresh_engine)
+    at = make_app(role=role, email=f"{role}@example.com", query={"org": str(org), "form": "limit"})
+    at = fill(open_page(at, "quotas"))
+    assert not at.exception and not at.error
+    assert not any("can read quotas but not change limits" in c for c in texts(at, "caption"))
+    next(b for b in at.button if b.label == "Confirm limit").click()
+    at.run()
+    assert not at.exception and not at.error, texts(at, "error")
+    (success,) = texts(at, "success")
+    assert "The daily image limit is now 1,234" in success
+    assert audit_rows(fresh_engine) == audits + 1
+    assert scalar(fresh_engine, "SELECT actor FROM audit_log ORDER BY id DESC LIMIT 1") == (
+        f"{role}@example.com"
+    )
+
+
 @pytest.mark.parametrize(
     ("changes", "error"),
     [
