@@ -180,3 +180,37 @@ def test_every_page_keeps_the_date_range_it_was_opened_with(
             assert "Last month" in shown, f"{title}: the Dates filter shows {shown!r}"
         assert not page.locator('[data-testid="stException"]').count(), title
         assert not page.locator('[data-testid="stToast"]').count(), title
+
+
+# ------------------------------------------ 5. a page the role may not open
+
+
+@pytest.mark.parametrize(
+    ("role", "path", "sentence"),
+    [
+        (
+            "support",
+            "usage",
+            "Usage review is for finance, manager and admin; your role (support) cannot open it.",
+        ),
+        (
+            "manager",
+            "statements",
+            "Statements is for finance and admin; your role (manager) cannot open it.",
+        ),
+    ],
+)
+def test_a_page_the_role_may_not_open_lands_on_the_overview_saying_who_may(
+    page: Page, servers: Servers, db: Engine, role: str, path: str, sentence: str
+) -> None:
+    app = servers(role)
+    org, name = _org(db, 3)
+    page.goto(f"{app.url}/{path}?org={org}&range=last_month")
+    settle(page, f"Overview · {name}")
+    assert urlsplit(page.url).path.strip("/") == "", page.url
+    notice = page.locator('[data-testid="stMain"] [data-testid="stAlertContentWarning"]')
+    assert notice.locator('[data-testid="stMarkdownContainer"]').inner_text().strip() == sentence
+    assert _query(page).get("range") == "last_month", "the link's filters were dropped"
+    # Said once: the next page does not repeat it.
+    _go(page, "Audit trail")
+    assert not page.locator('[data-testid="stMain"] [data-testid="stAlertContentWarning"]').count()

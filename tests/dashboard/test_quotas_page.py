@@ -13,7 +13,7 @@ from sqlalchemy import Engine, create_engine, text
 from streamlit.testing.v1 import AppTest
 
 from dashboard import actions, auth
-from tests.dashboard.apptest import figures, make_app, open_page, scalar, table_with, texts
+from tests.dashboard.apptest import figures, make_app, open_page, plain, scalar, table_with, texts
 from tests.dashboard.shown import shown
 from tests.factories import make_org
 
@@ -88,8 +88,11 @@ def test_a_manager_reads_quotas_but_has_no_limit_form(today_engine: Engine) -> N
 
 def test_finance_has_no_quotas_page(today_engine: Engine) -> None:
     at = make_app(role="finance").run()
-    with pytest.raises(ValueError, match="Could not find a navigation page"):
-        at.switch_page("app_pages/quotas.py")
+    at.switch_page("app_pages/quotas.py").run()
+    assert at.title[0].value.startswith("Overview")
+    assert [plain(str(w.value)) for w in at.main.warning] == [
+        "Quotas is for support, manager and admin; your role (finance) cannot open it."
+    ]
 
 
 # ------------------------------------------------------------------ changing a limit
