@@ -10,7 +10,10 @@ Chromium.
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Final
 from urllib.parse import parse_qsl, urlsplit
 
@@ -28,6 +31,8 @@ from tests.dashboard.test_browser import (
     browser,  # noqa: F401 (a fixture used by the tests here)
     settle,
 )
+from tooling import embedded, schema
+from tooling.demo_data import seed_demo_data
 
 DATABASE: Final = "dashboard_test_browser_paths"
 
@@ -214,3 +219,74 @@ def test_a_page_the_role_may_not_open_lands_on_the_overview_saying_who_may(
     # Said once: the next page does not repeat it.
     _go(page, "Audit trail")
     assert not page.locator('[data-testid="stMain"] [data-testid="stAlertContentWarning"]').count()
+
+
+# ---------------------------------------- 7. the database stops and comes back
+
+
+@pytest.fixture
+def own_embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """An embedded server of this test's own (never the shared test server): its data
+    folder and the URL of a small demo database on it. Started with the wheel's defaults
+    (not tooling.embedded's laptop settings: a throwaway server)."""
+    folder = Path(tempfile.mkdtemp(prefix="emb-"))  # short: the socket lives in it
+    folder.chmod(0o777)  # the server runs as the wheel's unprivileged user under root
+    pgdata = folder / "pgdata"
+    try:
+        embedded._wheel().get_server(pgdata, cleanup_mode=None)
+        server = embedded.ensure_running(pgdata)
+        embedded.ensure_database(server, "dashboard_outage")
+        url = server.url("dashboard_outage")
+        schema.upgrade(url=url)
+        direct = create_direct_engine(url)
+        try:
+            with direct.connect() as conn:
+                seed_demo_data(
+                    conn, organizations=3, generations=600, days=14, seed=7, now=DEMO_NOW
+                )
+                conn.commit()
+        finally:
+            direct.dispose()
+        yield pgdata, url
+    finally:
+        embedded.stop(pgdata)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _start_again(pgdata: Path) -> None:
+    """Start the stopped server as the wheel first did: the same socket folder and port
+    (the wheel keeps one handle per folder and would not start it a second time)."""
+    embedded._wheel().pg_ctl(
+        ["-w", "-o", '-h ""', "-o", f"-k {pgdata}", "-l", str(pgdata / "restart.log"), "start"],
+        pgdata=pgdata,
+        user=embedded._system_user(),
+        timeout=60,
+    )
+
+
+def test_a_stopped_database_is_said_and_the_app_recovers_when_it_returns(
+    page: Page, own_embedded: tuple[Path, str], tmp_path: Path
+) -> None:
+    pgdata, url = own_embedded
+    # `uv run dashboard` on a laptop: the embedded database, nobody named, no [auth].
+    with _fresh_server(
+        url,
+        tmp_path,
+        ["-m", "streamlit", "run"],
+        env_changes={"DASHBOARD_PGDATA": str(pgdata), "DASHBOARD_USER": None},
+    ) as app:
+        page.goto(f"{app.url}/audit")
+        settle(page, "Audit trail")
+        assert "Demo data" in _main(page)
+
+        embedded.stop(pgdata)
+        page.goto(f"{app.url}/audit?range=7d")
+        page.get_by_text("The database cannot be reached right now").first.wait_for()
+        shown = _main(page)
+        assert "no sign-in configured" not in shown and "not on the embedded" not in shown
+
+        _start_again(pgdata)
+        page.goto(f"{app.url}/audit?range=90d")
+        settle(page, "Audit trail")
+        assert "cannot be reached" not in _main(page)
+        assert not page.locator('[data-testid="stException"]').count()
