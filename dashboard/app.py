@@ -7,8 +7,9 @@ Every run, in this order, and each step can end the run with a sentence instead 
    roles, no identity off the embedded database), the same check ``dashboard serve`` makes;
 3. who is this (``auth.current_user``): signed in, verified, with a role;
 4. the schema is the one this code needs (checked once per database and process);
-5. which pages their role may open (``st.navigation``), the shared filters in the sidebar
-   (kept in the URL), then the page.
+5. which pages their role may open (``st.navigation``; a link to another page lands on
+   the first page of their menu with a notice naming the roles that may open it), the
+   shared filters in the sidebar (kept in the URL), then the page.
 
 On the embedded demo database every page carries a "Demo data" badge. Elsewhere, an app
 that logs in as a superuser or as the owner of the tables says so in the log and, on
