@@ -7,8 +7,9 @@ Every run, in this order, and each step can end the run with a sentence instead 
    roles, no identity off the embedded database), the same check ``dashboard serve`` makes;
 3. who is this (``auth.current_user``): signed in, verified, with a role;
 4. the schema is the one this code needs (checked once per database and process);
-5. which pages their role may open (``st.navigation``), the shared filters in the sidebar
-   (kept in the URL), then the page.
+5. which pages their role may open (``st.navigation``; a link to another page lands on
+   the first page of their menu with a notice naming the roles that may open it), the
+   shared filters in the sidebar (kept in the URL), then the page.
 
 On the embedded demo database every page carries a "Demo data" badge. Elsewhere, an app
 that logs in as a superuser or as the owner of the tables says so in the log and, on
@@ -101,6 +102,7 @@ def _schema_problem(database_url: str) -> str | None:
 
 _log = logging.getLogger(__name__)
 K_POWER_UNKNOWN = "app.login_power_unknown"
+K_REFUSED = "app.refused_page"  # why the person landed here: a page their role may not open
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -201,8 +203,32 @@ if not auth.on_embedded_database(database_url):
 
 # 5. The pages this role may open, the filters, the page.
 specs = navigation.pages_for(user)
-page = st.navigation([spec.page(default=i == 0) for i, spec in enumerate(specs)])
+if not specs:
+    _refuse(
+        f"Your role ({user.role}) may open no page of the dashboard. Ask an admin for "
+        "another role.",
+        icon=":material/block:",
+    )
+# Every page is known to st.navigation, those this role may not open hidden from the
+# menu: a link to one is refused here with a sentence, before the page runs.
+registered = {
+    spec: spec.page(default=spec == specs[0], hidden=spec not in specs) for spec in navigation.PAGES
+}
+page = st.navigation(list(registered.values()))
 _identity(user)
+spec = navigation.spec_for(page)
+if spec not in specs:
+    st.session_state[K_REFUSED] = navigation.refusal(spec, user)
+    # The shared filters of the link go along; the refused page's own keys do not.
+    st.switch_page(
+        registered[specs[0]],
+        query_params={
+            key: st.query_params.get_all(key) for key in state.URL_KEYS if key in st.query_params
+        },
+    )
+refused = st.session_state.pop(K_REFUSED, None)
+if isinstance(refused, str):
+    st.warning(escape_markdown(refused), icon=":material/lock:")
 
 try:
     has_organizations = data.any_organizations()
@@ -220,7 +246,7 @@ if not has_organizations:
     st.stop()
 
 try:
-    state.sidebar_filters(uses=navigation.spec_for(page).uses)
+    state.sidebar_filters(uses=spec.uses)
 except ui.EXPECTED_ERRORS as exc:
     st.title("Usage dashboard")
     st.error(ui.describe_error(exc), icon=":material/cloud_off:")

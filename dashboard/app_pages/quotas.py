@@ -405,9 +405,12 @@ def render() -> None:
         _today(f)
     with ui.section("The quota history"):
         _history(f)
-    if user.can("change_limits") and not form_first:
-        with ui.section("The limit form"):
-            _limit(f)
+    if user.can("change_limits"):
+        # Drawn once: at the top (form=limit) or here. Whoever may change limits never
+        # reaches the refusal below, wherever their form is drawn.
+        if not form_first:
+            with ui.section("The limit form"):
+                _limit(f)
     else:
         if st.session_state.pop(K_PENDING, None):
             st.error(

@@ -5,6 +5,7 @@ emails, emails outside the allowed domains)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -310,6 +311,15 @@ def test_a_role_sees_only_its_pages(role: auth.Role, pages: list[str]) -> None:
     assert [spec.title for spec in navigation.pages_for(user)] == pages
     nobody = auth.CurrentUser(email="a@example.com", name="A", role=None, source="oidc")
     assert navigation.pages_for(nobody) == []
+
+
+def test_the_readmes_role_table_lists_each_roles_pages_as_the_app_does() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|", readme, flags=re.MULTILINE))
+    for role in auth.ROLES:
+        user = auth.CurrentUser(email="a@example.com", name="A", role=role, source="oidc")
+        pages = ", ".join(spec.title for spec in navigation.pages_for(user))
+        assert rows.get(role, "").strip() == pages, f"README's row for {role}"
 
 
 @pytest.fixture

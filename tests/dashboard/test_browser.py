@@ -28,7 +28,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -928,19 +928,34 @@ def test_custom_dates_fit_the_sidebar(page: Page, app: RunningApp) -> None:
 
 
 @contextlib.contextmanager
-def _fresh_server(database_url: str, folder: Path, launcher: list[str]) -> Iterator[RunningApp]:
+def _fresh_server(
+    database_url: str,
+    folder: Path,
+    launcher: list[str],
+    *,
+    user: str = USER,
+    role: str = "admin",
+    env_changes: Mapping[str, str | None] | None = None,
+) -> Iterator[RunningApp]:
     """A new server process (nothing imported, nothing cached) started with
-    ``launcher`` (``-m streamlit run`` or ``-m tooling.serve_app``), as an admin."""
+    ``launcher`` (``-m streamlit run`` or ``-m tooling.serve_app``), as ``user`` with
+    ``role`` (an admin by default); ``env_changes`` sets (or, with None, removes)
+    environment variables after that."""
     # Our own secrets file, so a developer's .streamlit/secrets.toml ([auth], roles)
     # cannot change who the test is.
     secrets = folder / "secrets.toml"
-    secrets.write_text(f'[dev]\nuser = "{USER}"\nrole = "admin"\n')
+    secrets.write_text(f'[dev]\nuser = "{user}"\nrole = "{role}"\n')
     env = {
         key: value
         for key, value in os.environ.items()
         if key not in ("DIRECT_URL", "DASHBOARD_USER", "DASHBOARD_ROLE", "DASHBOARD_ROLES")
     }
-    env |= {"DATABASE_URL": database_url, "DASHBOARD_USER": USER, "DASHBOARD_ROLE": "admin"}
+    env |= {"DATABASE_URL": database_url, "DASHBOARD_USER": user, "DASHBOARD_ROLE": role}
+    for key, value in (env_changes or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     port = _free_port()
     log = folder / "streamlit.log"
     command = [

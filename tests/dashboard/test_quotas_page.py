@@ -13,7 +13,7 @@ from sqlalchemy import Engine, create_engine, text
 from streamlit.testing.v1 import AppTest
 
 from dashboard import actions, auth
-from tests.dashboard.apptest import figures, make_app, open_page, scalar, table_with, texts
+from tests.dashboard.apptest import figures, make_app, open_page, plain, scalar, table_with, texts
 from tests.dashboard.shown import shown
 from tests.factories import make_org
 
@@ -88,8 +88,11 @@ def test_a_manager_reads_quotas_but_has_no_limit_form(today_engine: Engine) -> N
 
 def test_finance_has_no_quotas_page(today_engine: Engine) -> None:
     at = make_app(role="finance").run()
-    with pytest.raises(ValueError, match="Could not find a navigation page"):
-        at.switch_page("app_pages/quotas.py")
+    at.switch_page("app_pages/quotas.py").run()
+    assert at.title[0].value.startswith("Overview")
+    assert [plain(str(w.value)) for w in at.main.warning] == [
+        "Quotas is for support, manager and admin; your role (finance) cannot open it."
+    ]
 
 
 # ------------------------------------------------------------------ changing a limit
@@ -160,6 +163,28 @@ def test_changing_a_limit_sets_it_from_today_and_is_audited(org: int, fresh_engi
     assert audit_rows(fresh_engine) == audits + 1
     assert (
         table_with(at, "Daily limit now").set_index("Type").loc["image", "Daily limit now"] == 1234
+    )
+
+
+@pytest.mark.parametrize("role", ["support", "admin"])
+def test_a_limit_changed_from_a_rows_link_form_limit_is_written(
+    org: int, fresh_engine: Engine, role: str
+) -> None:
+    """The link of a quota row opens the form at the top (form=limit); confirming it
+    writes the change for whoever may change limits, never "may not change"."""
+    audits = audit_rows(fresh_engine)
+    at = make_app(role=role, email=f"{role}@example.com", query={"org": str(org), "form": "limit"})
+    at = fill(open_page(at, "quotas"))
+    assert not at.exception and not at.error
+    assert not any("can read quotas but not change limits" in c for c in texts(at, "caption"))
+    next(b for b in at.button if b.label == "Confirm limit").click()
+    at.run()
+    assert not at.exception and not at.error, texts(at, "error")
+    (success,) = texts(at, "success")
+    assert "The daily image limit is now 1,234" in success
+    assert audit_rows(fresh_engine) == audits + 1
+    assert scalar(fresh_engine, "SELECT actor FROM audit_log ORDER BY id DESC LIMIT 1") == (
+        f"{role}@example.com"
     )
 
 

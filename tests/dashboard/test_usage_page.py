@@ -21,6 +21,7 @@ from tests.dashboard.apptest import (
     figures,
     make_app,
     open_page,
+    plain,
     table_with,
     texts,
 )
@@ -97,10 +98,16 @@ def test_a_period_without_usage_says_so(usage_page: Callable[..., AppTest]) -> N
     assert any("No credits were consumed" in i for i in texts(at, "info"))
 
 
-def test_support_has_no_usage_review(usage_page: Callable[..., AppTest]) -> None:
+def test_support_opening_usage_review_lands_on_the_overview_told_why(
+    usage_page: Callable[..., AppTest],
+) -> None:
     at = make_app(role="support").run()
-    with pytest.raises(ValueError, match="Could not find a navigation page"):
-        at.switch_page("app_pages/usage.py")
+    at.switch_page("app_pages/usage.py").run()
+    assert not at.exception
+    assert at.title[0].value.startswith("Overview")
+    assert [plain(str(w.value)) for w in at.main.warning] == [
+        "Usage review is for finance, manager and admin; your role (support) cannot open it."
+    ]
 
 
 # ------------------------------------------------------ thousands of organizations

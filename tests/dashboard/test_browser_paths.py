@@ -1,0 +1,292 @@
+"""The everyday path in a real browser (issue 16): a quota row's link that changes a
+limit, filters that survive every page, a page a role may not open, and a database
+that stops and comes back while the app serves.
+
+Each role gets its own ``streamlit run`` (tests/dashboard/test_browser.py's
+``_fresh_server``) against a small demo database of its own; Playwright drives Debian's
+Chromium.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Final
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from playwright.sync_api import Browser, Page
+from sqlalchemy import Engine, text
+
+from queries.db import create_direct_engine
+from tests.conftest import DEMO_NOW, PgServer, seeded_database
+from tests.dashboard.test_browser import (
+    TIMEOUT_MS,
+    VIEWPORT,
+    RunningApp,
+    _fresh_server,
+    browser,  # noqa: F401 (a fixture used by the tests here)
+    settle,
+)
+from tooling import embedded, schema
+from tooling.demo_data import seed_demo_data
+
+DATABASE: Final = "dashboard_test_browser_paths"
+
+# A server per role, started on first use and kept for the module.
+Servers = Callable[[str], RunningApp]
+
+
+@pytest.fixture(scope="module")
+def paths_database(test_server: PgServer) -> str:
+    return seeded_database(
+        test_server, DATABASE, organizations=6, generations=4_000, days=60, seed=16, now=DEMO_NOW
+    )
+
+
+@pytest.fixture(scope="module")
+def db(paths_database: str) -> Iterator[Engine]:
+    engine = create_direct_engine(paths_database)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def servers(paths_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    running: dict[str, RunningApp] = {}
+    with contextlib.ExitStack() as stack:
+
+        def server(role: str) -> RunningApp:
+            if role not in running:
+                folder = tmp_path_factory.mktemp(f"paths-{role}")
+                running[role] = stack.enter_context(
+                    _fresh_server(
+                        paths_database,
+                        folder,
+                        ["-m", "streamlit", "run"],
+                        user=f"{role}@support.example.com",
+                        role=role,
+                    )
+                )
+            return running[role]
+
+        yield server
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:  # noqa: F811 (the imported fixture)
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors in the page: {errors}"
+
+
+def _org(db: Engine, position: int = 0) -> tuple[int, str]:
+    with db.connect() as conn:
+        row = conn.execute(
+            text("SELECT id, name FROM organizations ORDER BY name, id OFFSET :n LIMIT 1"),
+            {"n": position},
+        ).one()
+    return int(row.id), str(row.name)
+
+
+def _query(page: Page) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(page.url).query))
+
+
+def _go(page: Page, link: str, title: str | None = None) -> None:
+    """Click ``link`` in the sidebar's navigation and wait for the page titled ``title``
+    (``link`` if not given)."""
+    page.locator('[data-testid="stSidebarNav"] a').filter(has_text=link).first.click()
+    settle(page, title or link)
+
+
+def _main(page: Page) -> str:
+    return page.locator('[data-testid="stMain"]').inner_text()
+
+
+# ------------------------------------------------------------ 1. form=limit
+
+
+@pytest.mark.parametrize("role", ["support", "admin"])
+def test_a_limit_changed_from_a_quota_rows_link_is_written(
+    page: Page, servers: Servers, db: Engine, role: str
+) -> None:
+    app = servers(role)
+    org, _ = _org(db, 1)
+    with db.connect() as conn:
+        audits = conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one()
+    # What a row's "Open" link is (tests/dashboard/test_links.py checks the link itself).
+    page.goto(f"{app.url}/quotas?org={org}&range=30d&form=limit")
+    title = "Quotas"
+    settle(page, title)
+    main = page.locator('[data-testid="stMain"]')
+    form = main.locator('[data-testid="stForm"]').filter(has_text="Review change")
+    form.get_by_role("combobox", name="Type").click()
+    page.get_by_role("option").filter(has_text="(image)").first.click()
+    form.get_by_label("New daily limit", exact=True).fill("4321")
+    form.get_by_role("combobox", name="Reason").click()
+    page.get_by_role("option", name="Customer request", exact=True).click()
+    form.get_by_label("Note", exact=True).fill(f"browser test as {role}")
+    form.get_by_role("button", name="Review change").click()
+    confirm = main.get_by_role("button", name="Confirm limit")
+    confirm.wait_for()
+    settle(page, title)
+    confirm.click()
+    success = main.locator('[data-testid="stAlertContentSuccess"]')
+    success.wait_for()
+    settle(page, title)
+    assert "The daily image limit is now 4,321" in success.inner_text()
+    assert "may not change daily limits" not in _main(page)
+    assert "can read quotas but not change limits" not in _main(page)
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one() == audits + 1
+        actor = conn.execute(text("SELECT actor FROM audit_log ORDER BY id DESC LIMIT 1"))
+        assert actor.scalar_one() == f"{role}@support.example.com"
+
+
+# ------------------------------------------------- 2. filters survive pages
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ("Statements", "Usage review", "Credits"),
+        ("Overview", "Reconciliation", "Overview", "Usage review"),
+    ],
+    ids=["statements-usage-credits", "overview-reconciliation-overview-usage"],
+)
+def test_every_page_keeps_the_date_range_it_was_opened_with(
+    page: Page, servers: Servers, db: Engine, path: tuple[str, ...]
+) -> None:
+    app = servers("admin")
+    org, name = _org(db, 2)
+    page.goto(f"{app.url}/usage?org={org}&range=last_month&grain=week&tz=utc")
+    settle(page, "Usage review")
+    for title in path:
+        _go(page, title, f"Overview · {name}" if title == "Overview" else title)
+        query = _query(page)
+        assert (query.get("range"), query.get("grain"), query.get("tz")) == (
+            "last_month",
+            "week",
+            "utc",
+        ), f"{title}: {page.url}"
+        assert query.get("org") == str(org), f"{title}: {page.url}"
+        if title in ("Credits", "Usage review", "Overview"):
+            sidebar = page.locator('[data-testid="stSidebar"]')
+            shown = sidebar.get_by_role("combobox", name="Dates").input_value()
+            assert "Last month" in shown, f"{title}: the Dates filter shows {shown!r}"
+        assert not page.locator('[data-testid="stException"]').count(), title
+        assert not page.locator('[data-testid="stToast"]').count(), title
+
+
+# ------------------------------------------ 5. a page the role may not open
+
+
+@pytest.mark.parametrize(
+    ("role", "path", "sentence"),
+    [
+        (
+            "support",
+            "usage",
+            "Usage review is for finance, manager and admin; your role (support) cannot open it.",
+        ),
+        (
+            "manager",
+            "statements",
+            "Statements is for finance and admin; your role (manager) cannot open it.",
+        ),
+    ],
+)
+def test_a_page_the_role_may_not_open_lands_on_the_overview_saying_who_may(
+    page: Page, servers: Servers, db: Engine, role: str, path: str, sentence: str
+) -> None:
+    app = servers(role)
+    org, name = _org(db, 3)
+    page.goto(f"{app.url}/{path}?org={org}&range=last_month")
+    settle(page, f"Overview · {name}")
+    assert urlsplit(page.url).path.strip("/") == "", page.url
+    notice = page.locator('[data-testid="stMain"] [data-testid="stAlertContentWarning"]')
+    assert notice.locator('[data-testid="stMarkdownContainer"]').inner_text().strip() == sentence
+    assert _query(page).get("range") == "last_month", "the link's filters were dropped"
+    # Said once: the next page does not repeat it.
+    _go(page, "Audit trail")
+    assert not page.locator('[data-testid="stMain"] [data-testid="stAlertContentWarning"]').count()
+
+
+# ---------------------------------------- 7. the database stops and comes back
+
+
+@pytest.fixture
+def own_embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """An embedded server of this test's own (never the shared test server): its data
+    folder and the URL of a small demo database on it. Started with the wheel's defaults
+    (not tooling.embedded's laptop settings: a throwaway server)."""
+    folder = Path(tempfile.mkdtemp(prefix="emb-"))  # short: the socket lives in it
+    folder.chmod(0o777)  # the server runs as the wheel's unprivileged user under root
+    pgdata = folder / "pgdata"
+    try:
+        embedded._wheel().get_server(pgdata, cleanup_mode=None)
+        server = embedded.ensure_running(pgdata)
+        embedded.ensure_database(server, "dashboard_outage")
+        url = server.url("dashboard_outage")
+        schema.upgrade(url=url)
+        direct = create_direct_engine(url)
+        try:
+            with direct.connect() as conn:
+                seed_demo_data(
+                    conn, organizations=3, generations=600, days=14, seed=7, now=DEMO_NOW
+                )
+                conn.commit()
+        finally:
+            direct.dispose()
+        yield pgdata, url
+    finally:
+        embedded.stop(pgdata)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _start_again(pgdata: Path) -> None:
+    """Start the stopped server as the wheel first did: the same socket folder and port
+    (the wheel keeps one handle per folder and would not start it a second time)."""
+    embedded._wheel().pg_ctl(
+        ["-w", "-o", '-h ""', "-o", f"-k {pgdata}", "-l", str(pgdata / "restart.log"), "start"],
+        pgdata=pgdata,
+        user=embedded._system_user(),
+        timeout=60,
+    )
+
+
+def test_a_stopped_database_is_said_and_the_app_recovers_when_it_returns(
+    page: Page, own_embedded: tuple[Path, str], tmp_path: Path
+) -> None:
+    pgdata, url = own_embedded
+    # `uv run dashboard` on a laptop: the embedded database, nobody named, no [auth].
+    with _fresh_server(
+        url,
+        tmp_path,
+        ["-m", "streamlit", "run"],
+        env_changes={"DASHBOARD_PGDATA": str(pgdata), "DASHBOARD_USER": None},
+    ) as app:
+        page.goto(f"{app.url}/audit")
+        settle(page, "Audit trail")
+        assert "Demo data" in _main(page)
+
+        embedded.stop(pgdata)
+        page.goto(f"{app.url}/audit?range=7d")
+        page.get_by_text("The database cannot be reached right now").first.wait_for()
+        shown = _main(page)
+        assert "no sign-in configured" not in shown and "not on the embedded" not in shown
+
+        _start_again(pgdata)
+        page.goto(f"{app.url}/audit?range=90d")
+        settle(page, "Audit trail")
+        assert "cannot be reached" not in _main(page)
+        assert not page.locator('[data-testid="stException"]').count()
