@@ -737,13 +737,15 @@ def test_a_statement_pdf_downloaded_in_the_browser_carries_the_statements_totals
         zone = conn.execute(
             text("SELECT timezone FROM organizations WHERE id = :org"), {"org": org}
         ).scalar_one()
-    month = dt.datetime.now(ZoneInfo(zone)).date().replace(day=1)
+    # The month that is running now; the statement is read as of the same instant.
+    now = dt.datetime.now(dt.UTC)
+    month = now.astimezone(ZoneInfo(zone)).date().replace(day=1)
     page.goto(f"{app.url}/statements?org={org}&month={month:%Y-%m}")
     settle(page, "Statements")
     assert not problems(page), problems(page)
     pdf = _download(page, "Download PDF")
     with db.connect() as conn:
-        expected = monthly_statement(conn, organization_id=org, month=month)
+        expected = monthly_statement(conn, organization_id=org, month=month, now=now)
         balance = conn.execute(
             text("SELECT balance FROM credit_balances WHERE organization_id = :org"), {"org": org}
         ).scalar_one()

@@ -136,7 +136,7 @@ PER_ORGANIZATION: dict[str, Call] = {
     ),
     "orgs.list_users": lambda c, x: orgs.list_users(c, organization_id=x.organization_id),
     "statements.monthly_statement": lambda c, x: statements.monthly_statement(
-        c, organization_id=x.organization_id, month=x.end
+        c, organization_id=x.organization_id, month=x.end, now=_afternoon(x.end)
     ),
     # The isolation tenants' deduction of 7 on 2026-11-03 09:00 UTC by this actor.
     "credits.recent_duplicate": lambda c, x: credits.recent_duplicate(
