@@ -265,8 +265,8 @@ def test_current_alerts_reports_an_organization_over_its_limit_today(
 ) -> None:
     org = _over_today(connection, timezone="Asia/Kathmandu")
     near = _over_today(connection, timezone="UTC", limit=4)  # 3 of 4: not over
-    # (Either may also be forecast to hit its limit, depending on the time of day the
-    # test runs: 3 generations just after midnight is a steep pace.)
+    # (Either may also be forecast to hit its limit: 3 generations at 01:45 in Kathmandu
+    # is a steep pace. Only the over-limit alerts are this test's.)
     alerts = [
         a
         for a in current_alerts(connection, now=NOW)
