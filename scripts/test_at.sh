@@ -55,12 +55,14 @@ if [ "$offset" -ge 0 ]; then export FAKETIME="+$offset"; else export FAKETIME="$
 # (0.9.10) does not intercept sem_clockwait, so every timed lock or Event wait (threading,
 # queues, subprocess and pool timeouts) would wait for a deadline weeks away.
 export FAKETIME_DONT_FAKE_MONOTONIC=1
-# Debian's libfaketime 0.9.10 gets two things wrong with it, each worked around in
-# scripts/faketime/ (the files say how): Python's time.sleep, fixed by a sitecustomize.py
-# every Python process of the run imports; and Chromium's timed waits, so the browser
-# test starts Chromium through a wrapper that fakes both clocks for it alone (Python
-# cannot have that: its timed lock waits would never end).
+# 0.9.10 turns its "monotonic fix" on by itself on this glibc, and with the monotonic clock
+# left real it then breaks every timed wait on a monotonic condition variable: Python's
+# GIL hand-over (two busy threads ran 20 times slower, the suite about 5 times) and
+# Chromium's timers (pages never finished loading). Off, those waits are passed through.
+export FAKETIME_FORCE_MONOTONIC_FIX=0
+# One more bug of 0.9.10 with the monotonic clock left real breaks Python's time.sleep;
+# scripts/faketime/sitecustomize.py (every Python process of the run imports it) says how
+# it is worked around.
 export PYTHONPATH="$PWD/scripts/faketime${PYTHONPATH:+:$PYTHONPATH}"
-export DASHBOARD_CHROMIUM="$PWD/scripts/faketime/chromium"
 echo "test_at: the clock of this run starts at $(TZ=UTC date -d "@$target" '+%Y-%m-%d %H:%M:%S UTC')" >&2
 LD_PRELOAD="$library${LD_PRELOAD:+:$LD_PRELOAD}" uv run --no-sync pytest "$@"

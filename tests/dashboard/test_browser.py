@@ -44,9 +44,7 @@ from queries.db import create_direct_engine
 from tests.conftest import PgServer, seeded_database
 
 ROOT: Final = Path(__file__).resolve().parents[2]
-# DASHBOARD_CHROMIUM names another executable (scripts/test_at.sh: a wrapper that sets
-# libfaketime up for Chromium).
-CHROMIUM: Final = Path(os.environ.get("DASHBOARD_CHROMIUM") or "/usr/bin/chromium")
+CHROMIUM: Final = Path("/usr/bin/chromium")
 CHROMIUM_ARGS: Final = [
     "--headless=new",
     "--no-sandbox",
