@@ -30,21 +30,29 @@ if [ -z "$library" ]; then
     echo "libfaketime is missing: apt-get install -y faketime" >&2
     exit 2
 fi
+if ! command -v gcc >/dev/null 2>&1; then
+    echo "gcc is missing (it builds scripts/faketime/waits.c): apt-get install -y gcc" >&2
+    exit 2
+fi
 if ! target=$(TZ=UTC date -d "$instant" +%s); then
     echo "cannot read the instant $instant" >&2
     exit 2
 fi
 
-# Outside the fake clock: the project's environment, and the data directory's name.
+# Outside the fake clock: the project's environment, a folder for this run (its embedded
+# server's data directory and the waits library), readable by the server's user.
 uv sync --locked --quiet
-pgdata=$(mktemp -d "${TMPDIR:-/tmp}/dashboard-pgdata-at.XXXXXX")
-export DASHBOARD_PGDATA=$pgdata
+work=$(mktemp -d "${TMPDIR:-/tmp}/dashboard-test-at.XXXXXX")
+chmod 755 "$work"
+export DASHBOARD_PGDATA=$work/pgdata
+mkdir "$DASHBOARD_PGDATA"
 stop_server() {
     # Under the real clock: the server is stopped, whatever the tests did.
     uv run --no-sync python -c 'from tooling import embedded; embedded.stop()' || true
-    rm -rf "$pgdata"
+    rm -rf "$work"
 }
 trap stop_server EXIT
+gcc -O2 -shared -fPIC -o "$work/waits.so" scripts/faketime/waits.c -ldl
 
 # An offset from the real clock, the same in every process (a start-at "@INSTANT" restarts
 # in each new process: the server started a minute later would be a minute behind).
@@ -60,9 +68,8 @@ export FAKETIME_DONT_FAKE_MONOTONIC=1
 # GIL hand-over (two busy threads ran 20 times slower, the suite about 5 times) and
 # Chromium's timers (pages never finished loading). Off, those waits are passed through.
 export FAKETIME_FORCE_MONOTONIC_FIX=0
-# One more bug of 0.9.10 with the monotonic clock left real breaks Python's time.sleep;
-# scripts/faketime/sitecustomize.py (every Python process of the run imports it) says how
-# it is worked around.
-export PYTHONPATH="$PWD/scripts/faketime${PYTHONPATH:+:$PYTHONPATH}"
 echo "test_at: the clock of this run starts at $(TZ=UTC date -d "@$target" '+%Y-%m-%d %H:%M:%S UTC')" >&2
-LD_PRELOAD="$library${LD_PRELOAD:+:$LD_PRELOAD}" uv run --no-sync pytest "$@"
+# waits.so first: relative waits go straight to the C library, not through libfaketime,
+# which would let a signal handler read the real clock (PostgreSQL's statement and lock
+# timeouts never fired) and breaks Python's time.sleep (scripts/faketime/waits.c says how).
+LD_PRELOAD="$work/waits.so:$library${LD_PRELOAD:+:$LD_PRELOAD}" uv run --no-sync pytest "$@"

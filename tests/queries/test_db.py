@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
+import time
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
 from queries import db
 from queries.db import ConfigurationError, configured_urls, normalize_url
@@ -176,3 +179,19 @@ def test_the_write_engine_is_one_pooler_safe_engine_without_a_pre_ping(
             assert conn.connection.driver_connection.prepare_threshold is None  # type: ignore[union-attr]
     finally:
         db.dispose_engine()
+
+
+def test_the_database_and_the_app_read_the_same_clock(engine: Engine) -> None:
+    """Reads default to the database's now() and pages to the app's: they must agree. Under
+    scripts/test_at.sh this is what shows the server runs under the run's fake clock (one
+    started at the real time would be weeks apart) and that its timeouts can fire."""
+    with engine.connect() as conn:
+        before = dt.datetime.now(dt.UTC)
+        database = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+        after = dt.datetime.now(dt.UTC)
+        assert before - dt.timedelta(seconds=5) <= database <= after + dt.timedelta(seconds=5)
+        conn.execute(text("SET LOCAL statement_timeout = '200ms'"))  # this transaction only
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="statement timeout"):
+            conn.execute(text("SELECT pg_sleep(5)"))
+        assert time.monotonic() - started < 3
