@@ -128,7 +128,7 @@ def incoming(page: str, key: str) -> str | None:
 
 def toast(notices: Sequence[str]) -> None:
     for sentence in notices:
-        st.toast(md(sentence), icon=":material/link_off:")
+        st.toast(md(sentence), icon=":material/link_off:", duration="long")  # as the sidebar's
 
 
 def apply(page: str, params: Sequence[Param[Any]]) -> list[str]:

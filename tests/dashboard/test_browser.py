@@ -571,9 +571,11 @@ def test_a_crafted_link_shows_a_notice_and_no_error_box(
     page.goto(f"{app.url}/{path}?{query}")
     if title == "Overview":
         title = f"Overview · {_first_by_name(db)}"
-    settle(page, title)
+    # Read while shown: a toast goes after 10 s, and a loaded machine can take longer to
+    # draw the whole page (the Overview's charts).
     page.locator('[data-testid="stToast"]').first.wait_for()
     notices = toasts(page)
+    settle(page, title)
     assert notices and all("Ignored" in n for n in notices), notices
     assert not page.locator('[data-testid="stException"]').count()
     assert [p for p in problems(page) if not p.startswith("toast: ")] == []
