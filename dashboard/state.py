@@ -410,7 +410,7 @@ def _organization_gone(last: object, notices: Sequence[str]) -> NoReturn:
         icon=":material/domain_disabled:",
     )
     for notice in notices:
-        st.toast(md(notice), icon=":material/link_off:")
+        st.toast(md(notice), icon=":material/link_off:", duration="long")
     st.stop()
 
 
@@ -593,8 +593,9 @@ def sidebar_filters(*, uses: frozenset[FilterName] = ALL_FILTERS) -> Filters:
     _write_url(to_url(filters))
     ss[K_CURRENT] = filters
     for notice in notices:
-        # Toasts are Markdown; a notice quotes what the link said.
-        st.toast(md(notice), icon=":material/link_off:")
+        # Toasts are Markdown; a notice quotes what the link said. Shown for 10 s, not 4:
+        # it is a sentence to read, and a slow first page must not outlive it.
+        st.toast(md(notice), icon=":material/link_off:", duration="long")
     return filters
 
 

@@ -99,9 +99,10 @@ def clean(text: str) -> str:
 
 
 def period(statement: MonthlyStatement) -> str:
-    """ "November 2026 (2026-11-01 – 2026-11-30, Europe/Berlin)", "to date" if current."""
+    """ "November 2026 (2026-11-01 – 2026-11-30, Europe/Berlin)"; "running, so far" added
+    for the current month."""
     last = statement.period_end.date() - dt.timedelta(days=1)
-    to_date = ", to date" if statement.to_date else ""
+    to_date = ", running, so far" if statement.to_date else ""
     return (
         f"{statement.month:%B %Y} ({statement.month.isoformat()} – {last.isoformat()}, "
         f"{statement.timezone}{to_date})"

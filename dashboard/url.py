@@ -18,7 +18,8 @@ equal to the default is left out)::
                   form=limit                 the limit form first, at the top
     Audit trail   scope=org|all  action=grant  actor=alice
                   after=<cursor>             the page of the trail
-    Statements    month=2026-10              (``app_pages/statements.py``)
+    Statements    month=2026-10              (``app_pages/statements.py``; without it the
+                                             last closed month)
 
 ``after`` is the keyset cursor of the page shown (:class:`dashboard.paging.Pager`), an
 opaque token: the page's number and the last row's sort key before it, as JSON in
@@ -130,7 +131,7 @@ def incoming(page: str, key: str) -> str | None:
 
 def toast(notices: Sequence[str]) -> None:
     for sentence in notices:
-        st.toast(md(sentence), icon=":material/link_off:")
+        st.toast(md(sentence), icon=":material/link_off:", duration="long")  # as the sidebar's
 
 
 def apply(page: str, params: Sequence[Param[Any]]) -> list[str]:

@@ -312,20 +312,22 @@ def current_alerts(
 
     Runs one read per source, whatever the number of organizations: the quota
     forecast, the spikes, the low runways (balance out within ``runway_days``) and
-    today's limits reached. The over-the-limit read always uses the database's own
-    today in each organization's zone (it has no ``now``).
+    today's limits reached, each at the same ``now`` (so "today" is each
+    organization's local day of that instant).
     """
     runway_days = check_whole(
         runway_days, "number of runway days", minimum=1, maximum=MAX_RUNWAY_DAYS
     )
     if now is not None and (not isinstance(now, dt.datetime) or now.tzinfo is None):
         raise InvalidInput(f"now must be an aware datetime, not {now!r}.")
+    # One instant for every read and for the local days of the alerts: reads that each
+    # took the clock on their own could fall either side of an organization's midnight.
     at = now or dt.datetime.now(dt.UTC)
     return alerts_from(
-        forecast=quota_forecast(conn, now=now),
-        spikes=usage_spikes(conn, now=now, hours=SPIKE_HOURS),
-        runway=low_runway(conn, within_days=runway_days, now=now),
-        over=all_orgs_quota_alerts(conn, threshold=1.0),
+        forecast=quota_forecast(conn, now=at),
+        spikes=usage_spikes(conn, now=at, hours=SPIKE_HOURS),
+        runway=low_runway(conn, within_days=runway_days, now=at),
+        over=all_orgs_quota_alerts(conn, threshold=1.0, now=at),
         now=at,
     )
 

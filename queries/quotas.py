@@ -23,6 +23,7 @@ from queries.checks import (
     check_id,
     check_limit,
     check_range,
+    check_timestamp,
     check_whole,
     like_pattern,
     required_text,
@@ -57,11 +58,11 @@ _UTILIZATION = text(
     FROM organizations o
     JOIN usage_limits u
       ON u.organization_id = o.id
-     AND u.date = coalesce(CAST(:day AS date), (now() AT TIME ZONE o.timezone)::date)
+     AND u.date = coalesce(CAST(:day AS date), (coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE o.timezone)::date)
      -- "Today" is one of the UTC date's neighbours in every zone (-12..+14 h): a range
      -- on ix_usage_limits_date, so only today's rows are read, never the history.
-     AND u.date BETWEEN coalesce(CAST(:day AS date), CAST(now() AT TIME ZONE 'UTC' AS date) - 1)
-                    AND coalesce(CAST(:day AS date), CAST(now() AT TIME ZONE 'UTC' AS date) + 1)
+     AND u.date BETWEEN coalesce(CAST(:day AS date), CAST(coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE 'UTC' AS date) - 1)
+                    AND coalesce(CAST(:day AS date), CAST(coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE 'UTC' AS date) + 1)
     WHERE u.used >= :threshold * u.daily_limit OR NOT :only_alerts
     ORDER BY utilization DESC, u.used DESC, o.name, u.type
     """
@@ -72,6 +73,10 @@ def _check_day(day: object) -> dt.date | None:
     if day is not None and (isinstance(day, dt.datetime) or not isinstance(day, dt.date)):
         raise InvalidInput(f"day must be a date, not {day!r}.")
     return day
+
+
+def _check_now(now: object) -> dt.datetime | None:
+    return None if now is None else check_timestamp(now, "time now")
 
 
 def _check_threshold(threshold: object) -> float:
@@ -85,10 +90,15 @@ def _check_threshold(threshold: object) -> float:
 
 
 def all_orgs_quota_utilization(
-    conn: Connection, *, day: dt.date | None = None, threshold: float = 0.8
+    conn: Connection,
+    *,
+    day: dt.date | None = None,
+    threshold: float = 0.8,
+    now: dt.datetime | None = None,
 ) -> pd.DataFrame:
     """Every (organization, type) row of a day, by utilization, highest first
-    (cross-organization). ``day`` None means each organization's own today.
+    (cross-organization). ``day`` None means each organization's own today at ``now``
+    (aware; default: the database's now()).
 
     Columns: organization_id, name, slug, plan, timezone, date, type, used, daily_limit,
     utilization (used / limit; inf when the limit is 0 and something was used),
@@ -96,6 +106,7 @@ def all_orgs_quota_utilization(
     """
     params = {
         "day": _check_day(day),
+        "now": _check_now(now),
         "threshold": _check_threshold(threshold),
         "only_alerts": False,
     }
@@ -103,12 +114,21 @@ def all_orgs_quota_utilization(
 
 
 def all_orgs_quota_alerts(
-    conn: Connection, *, day: dt.date | None = None, threshold: float = 0.8
+    conn: Connection,
+    *,
+    day: dt.date | None = None,
+    threshold: float = 0.8,
+    now: dt.datetime | None = None,
 ) -> pd.DataFrame:
     """The (organization, type) rows at or above ``threshold`` of their limit, including
-    those over it, highest first (cross-organization). Columns as
+    those over it, highest first (cross-organization). Columns, ``day`` and ``now`` as
     :func:`all_orgs_quota_utilization`; filter ``status == 'over'`` for those over."""
-    params = {"day": _check_day(day), "threshold": _check_threshold(threshold), "only_alerts": True}
+    params = {
+        "day": _check_day(day),
+        "now": _check_now(now),
+        "threshold": _check_threshold(threshold),
+        "only_alerts": True,
+    }
     return frame(conn.execute(_UTILIZATION, params), UTILIZATION_COLUMNS)
 
 
@@ -122,11 +142,11 @@ _UTILIZATION_PAGE = text(
     FROM organizations o
     JOIN usage_limits u
       ON u.organization_id = o.id
-     AND u.date = coalesce(CAST(:day AS date), (now() AT TIME ZONE o.timezone)::date)
+     AND u.date = coalesce(CAST(:day AS date), (coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE o.timezone)::date)
      -- "Today" is one of the UTC date's neighbours in every zone (-12..+14 h): a range
      -- on ix_usage_limits_date, so only today's rows are read, never the history.
-     AND u.date BETWEEN coalesce(CAST(:day AS date), CAST(now() AT TIME ZONE 'UTC' AS date) - 1)
-                    AND coalesce(CAST(:day AS date), CAST(now() AT TIME ZONE 'UTC' AS date) + 1)
+     AND u.date BETWEEN coalesce(CAST(:day AS date), CAST(coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE 'UTC' AS date) - 1)
+                    AND coalesce(CAST(:day AS date), CAST(coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE 'UTC' AS date) + 1)
     ),
     filtered AS (
         SELECT t.*, count(*) OVER () AS total
@@ -160,11 +180,11 @@ _HEATMAP = text(
     FROM organizations o
     JOIN usage_limits u
       ON u.organization_id = o.id
-     AND u.date = coalesce(CAST(:day AS date), (now() AT TIME ZONE o.timezone)::date)
+     AND u.date = coalesce(CAST(:day AS date), (coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE o.timezone)::date)
      -- "Today" is one of the UTC date's neighbours in every zone (-12..+14 h): a range
      -- on ix_usage_limits_date, so only today's rows are read, never the history.
-     AND u.date BETWEEN coalesce(CAST(:day AS date), CAST(now() AT TIME ZONE 'UTC' AS date) - 1)
-                    AND coalesce(CAST(:day AS date), CAST(now() AT TIME ZONE 'UTC' AS date) + 1)
+     AND u.date BETWEEN coalesce(CAST(:day AS date), CAST(coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE 'UTC' AS date) - 1)
+                    AND coalesce(CAST(:day AS date), CAST(coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE 'UTC' AS date) + 1)
     ),
     fullest AS (
         SELECT organization_id, max(utilization) AS fullest
@@ -228,10 +248,11 @@ def all_orgs_quota_utilization_page(
     statuses: Sequence[str] = (),
     limit: int = 50,
     after: UtilizationCursor | None = None,
+    now: dt.datetime | None = None,
 ) -> UtilizationPage:
     """One page of today's (organization, type) rows, fullest first, filtered by a
     name/slug search, plans, types and statuses, keyset-paged (cross-organization).
-    One statement."""
+    ``day`` and ``now`` as :func:`all_orgs_quota_utilization`. One statement."""
     limit = check_limit(limit, maximum=MAX_UTILIZATION_ROWS)
     if after is not None and not isinstance(after, UtilizationCursor):
         raise InvalidInput("after must be the cursor of a previous page.")
@@ -242,6 +263,7 @@ def all_orgs_quota_utilization_page(
     )
     params: dict[str, Any] = {
         "day": _check_day(day),
+        "now": _check_now(now),
         "threshold": _check_threshold(threshold),
         "any_plan": not plans,
         "plans": plans,
@@ -279,13 +301,19 @@ def all_orgs_quota_utilization_page(
 
 
 def all_orgs_quota_heatmap(
-    conn: Connection, *, day: dt.date | None = None, threshold: float = 0.8, top: int = 25
+    conn: Connection,
+    *,
+    day: dt.date | None = None,
+    threshold: float = 0.8,
+    top: int = 25,
+    now: dt.datetime | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """Today's rows of the ``top`` organizations by their fullest type, and how many
-    organizations have use today in all (cross-organization). Columns as
-    :func:`all_orgs_quota_utilization`. One statement."""
+    organizations have use today in all (cross-organization). Columns, ``day`` and
+    ``now`` as :func:`all_orgs_quota_utilization`. One statement."""
     params = {
         "day": _check_day(day),
+        "now": _check_now(now),
         "threshold": _check_threshold(threshold),
         "top": check_limit(top, maximum=200),
     }
@@ -364,7 +392,8 @@ _LIMITS_IN_FORCE = text(
     FROM organizations o
     CROSS JOIN generation_types t
     CROSS JOIN LATERAL limit_in_force(
-        o.id, t.type, coalesce(CAST(:day AS date), (now() AT TIME ZONE o.timezone)::date)) AS f
+        o.id, t.type,
+        coalesce(CAST(:day AS date), (coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE o.timezone)::date)) AS f
     WHERE o.id = :org
     ORDER BY t.type
     """
@@ -372,10 +401,15 @@ _LIMITS_IN_FORCE = text(
 
 
 def limits_in_force(
-    conn: Connection, *, organization_id: int, day: dt.date | None = None
+    conn: Connection,
+    *,
+    organization_id: int,
+    day: dt.date | None = None,
+    now: dt.datetime | None = None,
 ) -> pd.DataFrame:
     """The daily limit of every generation type in force on ``day`` (default: the
-    organization's local today), by the database's one rule, ``limit_in_force``
+    organization's local today at ``now``, by default the database's now()), by the
+    database's one rule, ``limit_in_force``
     (migration 0010), which recording a generation and changing a limit use too.
 
     Columns: type, daily_limit (int), source ("set for <date>", or "<plan> plan
@@ -383,7 +417,7 @@ def limits_in_force(
     is in force; NaT for the plan default). Empty for an unknown organization. One
     statement.
     """
-    params = {"org": check_id(organization_id), "day": _check_day(day)}
+    params = {"org": check_id(organization_id), "day": _check_day(day), "now": _check_now(now)}
     return frame(conn.execute(_LIMITS_IN_FORCE, params), IN_FORCE_COLUMNS)
 
 

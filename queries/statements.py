@@ -23,7 +23,7 @@ from typing import Final
 
 from sqlalchemy import Connection, text
 
-from queries.checks import check_date, check_id
+from queries.checks import check_date, check_id, check_timestamp
 from queries.credits import LedgerEntry
 from queries.errors import InvalidStatement
 
@@ -34,6 +34,7 @@ __all__ = [
     "first_of_month",
     "monthly_statement",
     "next_month",
+    "previous_month",
 ]
 
 
@@ -85,6 +86,11 @@ def next_month(day: dt.date) -> dt.date:
     return (first + dt.timedelta(days=32)).replace(day=1)
 
 
+def previous_month(day: dt.date) -> dt.date:
+    """The first day of the month before ``day``'s: the last closed month, for today."""
+    return (first_of_month(day) - dt.timedelta(days=1)).replace(day=1)
+
+
 # One statement (the read registry allows at most two per read): the organization, the
 # balance before the month, the month's consumption, and the lines as JSON arrays.
 # The ledger is read by (organization_id, created_at) in a UTC window one day wider than
@@ -94,7 +100,8 @@ def next_month(day: dt.date) -> dt.date:
 _STATEMENT: Final = text(
     """
     WITH o AS (
-        SELECT id, name, slug, timezone, (now() AT TIME ZONE timezone)::date AS today,
+        SELECT id, name, slug, timezone,
+               (coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE timezone)::date AS today,
                (CAST(:first AS timestamp) AT TIME ZONE timezone) - interval '1 day' AS from_at,
                (CAST(:next AS timestamp) AT TIME ZONE timezone) + interval '1 day' AS to_at
         FROM organizations WHERE id = :org
@@ -131,11 +138,14 @@ _STATEMENT: Final = text(
 
 
 def monthly_statement(
-    conn: Connection, *, organization_id: int, month: dt.date
+    conn: Connection, *, organization_id: int, month: dt.date, now: dt.datetime | None = None
 ) -> MonthlyStatement:
     """The statement of the organization's local month holding ``month`` (any date in
     it): opening and closing balances, the totals, every ledger entry of the month
     (oldest first) and the consumption per local day and type.
+
+    ``now`` (default: the database's) decides the organization's current month: the
+    one whose statement is ``to_date``, and after which there is none yet.
 
     Raises ``InvalidStatement`` for an unknown organization, a month that is not a date
     (a datetime is refused: its day depends on a zone) or a month after the
@@ -144,7 +154,11 @@ def monthly_statement(
     org = check_id(organization_id, error=InvalidStatement)
     day = check_date(month, "month", error=InvalidStatement)
     first, following = first_of_month(day), next_month(day)
-    found = conn.execute(_STATEMENT, {"org": org, "first": first, "next": following}).one_or_none()
+    if now is not None:
+        now = check_timestamp(now, "time now", error=InvalidStatement)
+    found = conn.execute(
+        _STATEMENT, {"org": org, "first": first, "next": following, "now": now}
+    ).one_or_none()
     if found is None:
         raise InvalidStatement(f"There is no organization with id {org}.")
     current = first_of_month(found.today)

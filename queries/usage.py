@@ -21,6 +21,7 @@ from queries.checks import (
     check_id,
     check_limit,
     check_range,
+    check_timestamp,
     check_timezone,
     like_pattern,
 )
@@ -554,7 +555,7 @@ _RUNWAY = text(
                AND u.date >= z.today - :days AND u.date < z.today) AS burned
     FROM credit_balances b
     CROSS JOIN LATERAL (
-        SELECT (now() AT TIME ZONE o.timezone)::date AS today
+        SELECT (coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE o.timezone)::date AS today
         FROM organizations o WHERE o.id = b.organization_id
     ) z
     WHERE b.organization_id = :org
@@ -563,16 +564,25 @@ _RUNWAY = text(
 
 
 def balance_and_runway(
-    conn: Connection, *, organization_id: int, burn_days: int = 30
+    conn: Connection,
+    *,
+    organization_id: int,
+    burn_days: int = 30,
+    now: dt.datetime | None = None,
 ) -> Runway | None:
     """Current balance, average daily burn of the last ``burn_days`` complete local days
-    (today excluded: it is not over), and the days of runway it leaves.
+    (today excluded: it is not over), and the days of runway it leaves. Today is the
+    organization's local day at ``now`` (aware; default: the database's now()).
 
     None if the organization does not exist.
     """
     organization_id = check_id(organization_id)
     burn_days = check_limit(burn_days, maximum=366)
-    row = conn.execute(_RUNWAY, {"org": organization_id, "days": burn_days}).one_or_none()
+    if now is not None:
+        now = check_timestamp(now, "time now")
+    row = conn.execute(
+        _RUNWAY, {"org": organization_id, "days": burn_days, "now": now}
+    ).one_or_none()
     if row is None:
         return None
     return Runway(

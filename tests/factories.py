@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import uuid
 
 from sqlalchemy import Connection, insert, select, text
 
@@ -37,7 +38,7 @@ def make_org(
     n = next(_counter)
     values: dict[str, object] = {
         "name": name or f"Org {n}",
-        "slug": f"org-{n}-{dt.datetime.now().microsecond}",
+        "slug": f"org-{n}-{uuid.uuid4().hex[:8]}",
         "timezone": timezone,
         "plan": plan,
     }
@@ -56,7 +57,7 @@ def make_user(conn: Connection, organization_id: int, *, name: str | None = None
         insert(User)
         .values(
             organization_id=organization_id,
-            email=f"user{n}.{dt.datetime.now().microsecond}@org{organization_id}.example.com",
+            email=f"user{n}.{uuid.uuid4().hex[:8]}@org{organization_id}.example.com",
             name=name or f"User {n}",
         )
         .returning(User.id)

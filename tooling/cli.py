@@ -36,6 +36,7 @@ on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -455,7 +456,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
             if problem is not None:
                 raise Refused(problem)
             with engine.connect() as conn:
-                alerts = current_alerts(conn, runway_days=args.runway_days)
+                alerts = current_alerts(conn, now=args.now, runway_days=args.runway_days)
         except (DashboardError, SQLAlchemyError) as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             raise Refused(
@@ -696,10 +697,14 @@ def _serve_args(argv: list[str]) -> argparse.Namespace | None:
     return argparse.Namespace(command="serve", func=cmd_serve, streamlit_args=rest)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, now: dt.datetime | None = None) -> int:
+    """Run the command ``argv`` (default: the process's arguments); ``now`` (aware) is the
+    instant the commands that ask "what is happening now" (alerts) take, default the
+    current time."""
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     parser = build_parser()
     args = _serve_args(list(sys.argv[1:] if argv is None else argv)) or parser.parse_args(argv)
+    args.now = now
     from tooling.demo_data import DemoDataError
 
     try:

@@ -22,7 +22,13 @@ from sqlalchemy.orm import Session
 from benchmarks.queries import naive as n
 from benchmarks.queries.tenants import OrgInfo
 from queries import generations, quotas, timelines, usage
-from tests.queries.read_functions import CROSS_ORGANIZATION, PER_ORGANIZATION, Call, Context
+from tests.queries.read_functions import (
+    CROSS_ORGANIZATION,
+    PER_ORGANIZATION,
+    Call,
+    Context,
+    afternoon,
+)
 
 REGISTRY_DAYS = 30
 
@@ -68,7 +74,8 @@ NAIVE_PER_ORGANIZATION: dict[str, Naive] = {
     "timelines.period_kpis[utc]": lambda s, o, a, b: n.naive_kpis(
         s, org=o, start=a, end=b, utc=True
     ),
-    "usage.balance_and_runway": lambda s, o, a, b: n.naive_runway(s, org=o),
+    # The registry reads the runway at afternoon(end): the naive answer at the same instant.
+    "usage.balance_and_runway": lambda s, o, a, b: n.naive_runway(s, org=o, now=afternoon(b)),
     "quotas.quota_history": lambda s, o, a, b: n.naive_quota_history(s, org=o, start=a, end=b),
 }
 NAIVE_CROSS_ORGANIZATION: dict[str, NaiveCross] = {
@@ -265,15 +272,17 @@ def deeper_cases(conn: Connection, org: OrgInfo) -> list[Case]:
     return cases
 
 
-def deeper_cross_cases() -> list[Case]:
-    """Each organization's own today (the registry passes one day), with its naive answer."""
+def deeper_cross_cases(now: dt.datetime) -> list[Case]:
+    """Each organization's own today at ``now`` (the registry passes one day), with its
+    naive answer at the same instant: each taking the clock on its own could fall either
+    side of an organization's midnight."""
     return [
         Case(
             "quotas.all_orgs_quota_utilization",
             "each org's today",
             None,
-            quotas.all_orgs_quota_utilization,
-            n.naive_quota_utilization,
+            lambda conn: quotas.all_orgs_quota_utilization(conn, now=now),
+            lambda session: n.naive_quota_utilization(session, now=now),
         ),
     ]
 
@@ -281,4 +290,4 @@ def deeper_cross_cases() -> list[Case]:
 def all_cases(conn: Connection, picked: list[OrgInfo]) -> list[Case]:
     """Every case of one size: per organization for each picked one, then across."""
     cases = [case for org in picked for case in (*registry_cases(org), *deeper_cases(conn, org))]
-    return cases + cross_registry_cases(picked[0]) + deeper_cross_cases()
+    return cases + cross_registry_cases(picked[0]) + deeper_cross_cases(dt.datetime.now(dt.UTC))

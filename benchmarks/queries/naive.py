@@ -228,8 +228,10 @@ def naive_granted_vs_consumed(
     ).reset_index()
 
 
-def naive_runway(session: Session, *, org: OrgInfo, burn_days: int = 30) -> Runway:
-    today = org.today
+def naive_runway(
+    session: Session, *, org: OrgInfo, now: dt.datetime, burn_days: int = 30
+) -> Runway:
+    today = now.astimezone(ZoneInfo(org.timezone)).date()
     lower, _ = _utc_bounds(org.timezone, today - dt.timedelta(days=burn_days), today)
     upper, _ = _utc_bounds(org.timezone, today, today)
     gens = _orm_generations(session, lower=lower, upper=upper, org=org.id)
@@ -331,9 +333,8 @@ def naive_monthly_credits(session: Session, *, start: dt.date, end: dt.date) -> 
     return per_month.fillna(0).astype("int64").reset_index()
 
 
-def naive_quota_utilization(session: Session) -> pd.DataFrame:
+def naive_quota_utilization(session: Session, *, now: dt.datetime) -> pd.DataFrame:
     zones = _org_zones(session)
-    now = dt.datetime.now(dt.UTC)
     gens = _orm_generations(session, lower=now - dt.timedelta(days=2), upper=now)
     today = {org: pd.Timestamp(now.astimezone(ZoneInfo(tz)).date()) for org, tz in zones.items()}
     gens = gens[_local_day_by_org(gens, zones) == gens["organization_id"].map(today)]

@@ -3,7 +3,9 @@ opening to closing, with the entries and the consumption per day and type; downl
 CSV and as the PDF finance sends to the customer.
 
 The month is kept in the URL (``?month=2026-10``) so a statement can be shared; the
-organization is the sidebar's.
+organization is the sidebar's. Without one the page opens on the organization's last
+closed month, whose statement is final; the current month is offered too, marked as
+running.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import streamlit as st
 from dashboard import data, state, statement_files, ui
 from dashboard.text import md
 from queries.checks import MAX_DATE, MIN_DATE
+from queries.statements import previous_month
 
 K_MONTH: Final = "statements.month"  # the chosen month (its first day)
 K_URL: Final = "statements._url"  # the URL value last applied or written
@@ -25,27 +28,45 @@ MONTHS_OFFERED: Final = 36
 _MONTH: Final = re.compile(r"[0-9]{4}-[0-9]{2}")
 
 
-def parse_month(raw: str, *, current: dt.date) -> tuple[dt.date | None, str | None]:
+def parse_month(
+    raw: str, *, current: dt.date, default: dt.date
+) -> tuple[dt.date | None, str | None]:
     """A month from the URL ("2026-10") and None, or None and the sentence saying why
-    not (not YYYY-MM, out of range, or after the organization's current month)."""
+    not (not YYYY-MM, out of range, or after the organization's ``current`` month); the
+    sentence says that ``default`` is shown instead."""
     shown = raw if len(raw) <= 40 else raw[:40] + "…"
+    instead = f"showing {default:%B %Y}, {_which(default, current)}"
     if not _MONTH.fullmatch(raw.strip()):
-        return None, f"The link's month {shown!r} is not written YYYY-MM; showing {current:%B %Y}."
+        return None, f"The link's month {shown!r} is not written YYYY-MM; {instead}."
     try:
         month = dt.date.fromisoformat(raw.strip() + "-01")
     except ValueError:
-        return None, f"The link's month {shown!r} is not a real month; showing {current:%B %Y}."
+        return None, f"The link's month {shown!r} is not a real month; {instead}."
     if not MIN_DATE <= month <= MAX_DATE:
         return None, (
             f"The link's month {shown} is outside the years {MIN_DATE.year}–{MAX_DATE.year}; "
-            f"showing {current:%B %Y}."
+            f"{instead}."
         )
     if month > current:
-        return None, (
-            f"There is no statement for {month:%B %Y} yet; showing {current:%B %Y}, the "
-            "organization's current month."
-        )
+        return None, f"There is no statement for {month:%B %Y} yet; {instead}."
     return month, None
+
+
+def _which(month: dt.date, current: dt.date) -> str:
+    if month == current:
+        return "the organization's current month"
+    return "the organization's last closed month"
+
+
+def default_month(current: dt.date) -> dt.date:
+    """The month a page opens on: the last closed one (whose statement is final), or the
+    current one if there is none before it."""
+    return previous_month(current) if current > MIN_DATE else current
+
+
+def month_label(month: dt.date, *, current: dt.date) -> str:
+    """ "November 2026", or "December 2026 (running, so far)" for the current month."""
+    return f"{month:%B %Y}" + (" (running, so far)" if month == current else "")
 
 
 def months_back(current: dt.date, count: int) -> list[dt.date]:
@@ -59,12 +80,12 @@ def months_back(current: dt.date, count: int) -> list[dt.date]:
 def _choose_month(timezone: str) -> dt.date:
     ss = st.session_state
     current = state.today_in(timezone).replace(day=1)
+    default = default_month(current)
     raw = st.query_params.get(URL_KEY)
     if raw is not None and raw != ss.get(K_URL):
         # A link (or an edited URL): its month wins over the session's.
-        asked, notice = parse_month(raw, current=current)
-        if asked is not None:
-            ss[K_MONTH] = asked
+        asked, notice = parse_month(raw, current=current, default=default)
+        ss[K_MONTH] = asked if asked is not None else default
         if notice is not None:
             st.warning(md(notice), icon=":material/link_off:")
     options = months_back(current, MONTHS_OFFERED)
@@ -73,13 +94,16 @@ def _choose_month(timezone: str) -> dt.date:
         options.append(chosen)  # an older month a link asked for
     elif chosen not in options:
         # No choice yet, or a month that is still to come in this organization's zone.
-        ss[K_MONTH] = current
+        ss[K_MONTH] = default
     month = st.selectbox(
         "Month",
         options=options,
-        format_func=lambda m: f"{m:%B %Y}" + (" (to date)" if m == current else ""),
+        format_func=lambda m: month_label(m, current=current),
         key=K_MONTH,
-        help="Months in the organization's own time zone.",
+        help=(
+            "Months in the organization's own time zone. The page opens on the last closed "
+            "month; the current one is running and its totals still move."
+        ),
     )
     assert month is not None  # the options are never empty and one is always chosen
     written = f"{month:%Y-%m}"

@@ -572,9 +572,11 @@ def test_a_crafted_link_shows_a_notice_and_no_error_box(
     page.goto(f"{app.url}/{path}?{query}")
     if title == "Overview":
         title = f"Overview · {_first_by_name(db)}"
-    settle(page, title)
+    # Read while shown: a toast goes after 10 s, and a loaded machine can take longer to
+    # draw the whole page (the Overview's charts).
     page.locator('[data-testid="stToast"]').first.wait_for()
     notices = toasts(page)
+    settle(page, title)
     assert notices and all("Ignored" in n for n in notices), notices
     assert not page.locator('[data-testid="stException"]').count()
     assert [p for p in problems(page) if not p.startswith("toast: ")] == []
@@ -802,13 +804,15 @@ def test_a_statement_pdf_downloaded_in_the_browser_carries_the_statements_totals
         zone = conn.execute(
             text("SELECT timezone FROM organizations WHERE id = :org"), {"org": org}
         ).scalar_one()
-    month = dt.datetime.now(ZoneInfo(zone)).date().replace(day=1)
+    # The month that is running now; the statement is read as of the same instant.
+    now = dt.datetime.now(dt.UTC)
+    month = now.astimezone(ZoneInfo(zone)).date().replace(day=1)
     page.goto(f"{app.url}/statements?org={org}&month={month:%Y-%m}")
     settle(page, "Statements")
     assert not problems(page), problems(page)
     pdf = _download(page, "Download PDF")
     with db.connect() as conn:
-        expected = monthly_statement(conn, organization_id=org, month=month)
+        expected = monthly_statement(conn, organization_id=org, month=month, now=now)
         balance = conn.execute(
             text("SELECT balance FROM credit_balances WHERE organization_id = :org"), {"org": org}
         ).scalar_one()

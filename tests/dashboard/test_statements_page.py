@@ -16,8 +16,15 @@ from streamlit.testing.v1 import AppTest
 from dashboard import statement_files
 from dashboard.state import today_in
 from dashboard.text import md
-from queries.statements import MonthlyStatement, monthly_statement
-from tests.dashboard.apptest import capture_downloads, make_app, metrics, open_page, table_with
+from queries.statements import MonthlyStatement, monthly_statement, previous_month
+from tests.dashboard.apptest import (
+    capture_downloads,
+    make_app,
+    metrics,
+    open_page,
+    plain,
+    table_with,
+)
 from tests.dashboard.hostile import FORMULAS, MARKUP, add_hostile_books, rename
 from tests.dashboard.shown import readable, shown
 
@@ -117,17 +124,44 @@ def test_choosing_a_month_puts_it_in_the_link_and_months_chain(
         ("2099-01", "no statement for January 2099 yet"),
     ],
 )
-def test_a_bad_month_in_the_link_is_said_and_the_current_month_shown(
+def test_a_bad_month_in_the_link_is_said_and_the_last_closed_month_shown(
     statements_page: Callable[..., AppTest], demo_engine: Engine, month: str, says: str
 ) -> None:
     org = busiest(demo_engine)
     at = statements_page(org=str(org), month=month)
     assert not at.exception
-    assert any(says in w for w in shown(at, "warning")), shown(at, "warning")
+    warnings = shown(at, "warning")
+    assert any(says in w and "last closed month" in w for w in warnings), warnings
     chosen = at.selectbox(key="statements.month").value
     zone = statement(demo_engine, org, OCTOBER).timezone
-    assert chosen == today_in(zone).replace(day=1)  # the organization's current month
+    assert chosen == previous_month(today_in(zone))  # the organization's last closed month
     assert at.query_params["month"] == f"{chosen:%Y-%m}"
+
+
+def test_without_a_month_the_page_opens_on_the_last_closed_month_and_offers_the_running_one(
+    statements_page: Callable[..., AppTest], demo_engine: Engine
+) -> None:
+    org = busiest(demo_engine)
+    zone = statement(demo_engine, org, OCTOBER).timezone
+    at = statements_page(org=str(org))
+    assert not at.exception
+    assert not [w for w in at.warning if w.icon == ":material/link_off:"]
+    box = at.selectbox(key="statements.month")
+    current = today_in(zone).replace(day=1)
+    last_closed = previous_month(current)
+    assert box.value == last_closed
+    assert at.query_params["month"] == f"{last_closed:%Y-%m}"
+    assert box.options[:2] == [
+        f"{current:%B %Y} (running, so far)",
+        f"{last_closed:%B %Y}",
+    ]
+    assert not any("This month is not over" in c.value for c in at.caption)
+
+    box.set_value(current).run()
+    assert not at.exception
+    assert at.query_params["month"] == f"{current:%Y-%m}"
+    assert any("This month is not over" in c.value for c in at.caption)
+    assert any("running, so far" in plain(c.value) for c in at.caption)  # the period too
 
 
 @pytest.mark.parametrize("role", ["manager", "support"])
@@ -153,8 +187,18 @@ def test_names_and_reasons_are_data_on_the_page_and_in_the_files(
         org = int(conn.execute(text("SELECT min(id) FROM organizations")).scalar_one())
     rename(fresh_engine, org, MARKUP)
     add_hostile_books(fresh_engine, org)
+    with fresh_engine.connect() as conn:
+        # The month the hostile entries were stamped in, in the organization's zone.
+        month = conn.execute(
+            text(
+                "SELECT to_char(max(l.created_at) AT TIME ZONE min(o.timezone), 'YYYY-MM') "
+                "FROM credit_ledger l JOIN organizations o ON o.id = l.organization_id "
+                "WHERE l.organization_id = :org"
+            ),
+            {"org": org},
+        ).scalar_one()
     downloads = capture_downloads(monkeypatch)
-    at = open_page(make_app(role="admin", query={"org": str(org)}), "statements")
+    at = open_page(make_app(role="admin", query={"org": str(org), "month": month}), "statements")
     assert not at.exception and not at.error
     assert any(md(MARKUP) in c.value for c in at.caption)
     assert any(readable(c.value).startswith(MARKUP + ":") for c in at.caption)

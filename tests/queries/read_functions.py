@@ -67,7 +67,9 @@ class Context:
 Call = Callable[[Connection, Context], Any]
 
 
-def _afternoon(day: dt.date) -> dt.datetime:
+def afternoon(day: dt.date) -> dt.datetime:
+    """The instant the registry's reads of "now" take: 15:00 UTC on ``day`` (some zones are
+    mid-day then, some late, some already in the next day)."""
     return dt.datetime.combine(day, dt.time(15), dt.UTC)
 
 
@@ -113,7 +115,7 @@ PER_ORGANIZATION: dict[str, Call] = {
         c, organization_id=x.organization_id, start=x.start, end=x.end, granularity="week"
     ),
     "usage.balance_and_runway": lambda c, x: usage.balance_and_runway(
-        c, organization_id=x.organization_id
+        c, organization_id=x.organization_id, now=afternoon(x.end)
     ),
     "usage.ledger_page": lambda c, x: usage.ledger_page(
         c, organization_id=x.organization_id, limit=3
@@ -138,7 +140,7 @@ PER_ORGANIZATION: dict[str, Call] = {
     ),
     "orgs.list_users": lambda c, x: orgs.list_users(c, organization_id=x.organization_id),
     "statements.monthly_statement": lambda c, x: statements.monthly_statement(
-        c, organization_id=x.organization_id, month=x.end
+        c, organization_id=x.organization_id, month=x.end, now=afternoon(x.end)
     ),
     # The isolation tenants' deduction of 7 on 2026-11-03 09:00 UTC by this actor.
     "credits.moved_alone": lambda c, x: credits.moved_alone(
@@ -174,12 +176,12 @@ CROSS_ORGANIZATION: dict[str, Call] = {
     "quotas.all_orgs_quota_alerts": lambda c, x: quotas.all_orgs_quota_alerts(c, day=x.end),
     # "Now" is the afternoon (UTC) of the context's last day: some zones are mid-day,
     # some late, some already in the next day.
-    "forecast.quota_forecast": lambda c, x: forecast.quota_forecast(c, now=_afternoon(x.end)),
+    "forecast.quota_forecast": lambda c, x: forecast.quota_forecast(c, now=afternoon(x.end)),
     "forecast.usage_spikes": lambda c, x: forecast.usage_spikes(
-        c, now=_afternoon(x.end), min_credits=0, factor=1
+        c, now=afternoon(x.end), min_credits=0, factor=1
     ),
     "forecast.low_runway": lambda c, x: forecast.low_runway(
-        c, within_days=3660, now=_afternoon(x.end)
+        c, within_days=3660, now=afternoon(x.end)
     ),
     "audit.all_orgs_audit_trail": lambda c, x: audit.all_orgs_audit_trail(
         c, start=x.start, end=x.end

@@ -245,12 +245,13 @@ def test_alerts_from_needs_an_aware_now() -> None:
 # ------------------------------------------------------------------------- current_alerts
 
 
-def _over_today(conn: Connection, *, timezone: str, limit: int = 2, used: int = 3) -> int:
-    """An organization that used ``used`` chats right now against a limit of ``limit``."""
+def _over_today(
+    conn: Connection, *, timezone: str, limit: int = 2, used: int = 3, now: dt.datetime = NOW
+) -> int:
+    """An organization that used ``used`` chats at ``now`` against a limit of ``limit``."""
     ensure_types(conn)
     org = make_org(conn, timezone=timezone, name=f"Over {timezone}", balance=100)
     user = make_user(conn, org)
-    now = dt.datetime.now(UTC)
     add_generations(conn, org, [(user, "chat", 1, now) for _ in range(used)])
     conn.execute(
         text("UPDATE usage_limits SET daily_limit = :limit WHERE organization_id = :org"),
@@ -264,28 +265,27 @@ def test_current_alerts_reports_an_organization_over_its_limit_today(
 ) -> None:
     org = _over_today(connection, timezone="Asia/Kathmandu")
     near = _over_today(connection, timezone="UTC", limit=4)  # 3 of 4: not over
-    # (Either may also be forecast to hit its limit, depending on the time of day the
-    # test runs: 3 generations just after midnight is a steep pace.)
+    # (Either may also be forecast to hit its limit: 3 generations at 01:45 in Kathmandu
+    # is a steep pace. Only the over-limit alerts are this test's.)
     alerts = [
         a
-        for a in current_alerts(connection)
+        for a in current_alerts(connection, now=NOW)
         if a.organization_id in (org, near) and a.kind == "over_limit"
     ]
     [alert] = alerts
-    today = dt.datetime.now(UTC).astimezone(dt.timezone(dt.timedelta(hours=5, minutes=45)))
     assert (alert.kind, alert.organization_id, alert.type) == ("over_limit", org, "chat")
-    assert alert.local_day == today.date()
+    assert alert.local_day == dt.date(2026, 11, 26)  # Kathmandu's day at NOW, not UTC's
     assert "is over its chat limit: 3 of 2 used today" in alert.message
 
 
 def test_current_alerts_issues_a_fixed_number_of_statements(connection: Connection) -> None:
     _over_today(connection, timezone="UTC")
     with recording(connection) as one:
-        current_alerts(connection)
+        current_alerts(connection, now=NOW)
     for zone in ("Europe/Berlin", "America/New_York", "Asia/Kolkata"):
         _over_today(connection, timezone=zone)
     with recording(connection) as four:
-        current_alerts(connection)
+        current_alerts(connection, now=NOW)
     assert one.count == four.count
 
 
@@ -512,7 +512,7 @@ def test_current_alerts_runs_as_either_role(
     # Printing alerts needs no write: a dashboard_reader login (or a replica) will do.
     org, users = new_org(write_engine, balance=100)
     with write_engine.begin() as conn:
-        add_generations(conn, org, [(users[0], "chat", 1, dt.datetime.now(UTC))] * 2)
+        add_generations(conn, org, [(users[0], "chat", 1, NOW)] * 2)
         conn.execute(
             text("UPDATE usage_limits SET daily_limit = 1 WHERE organization_id = :org"),
             {"org": org},
@@ -520,7 +520,9 @@ def test_current_alerts_runs_as_either_role(
     engine = login_engine(test_server, WRITE_DATABASE, login)
     try:
         with engine.connect() as conn:
-            kinds = [(a.kind, a.type) for a in current_alerts(conn) if a.organization_id == org]
+            kinds = [
+                (a.kind, a.type) for a in current_alerts(conn, now=NOW) if a.organization_id == org
+            ]
     finally:
         engine.dispose()
     assert kinds == [("over_limit", "chat")]

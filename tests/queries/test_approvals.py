@@ -377,13 +377,19 @@ def test_every_step_shows_in_the_audit_trail(write_engine: Engine) -> None:
     entry = approve(write_engine, request_id=approved, approver=BEN)
     rejected = _request(write_engine, org, amount=-7)
     reject(write_engine, request_id=rejected, approver=CAL, reason="No ticket")
-    today = dt.datetime.now(dt.UTC).date()
+    # The UTC days of the steps, from their own times (the clock may pass midnight meanwhile).
+    approved_on = entry.created_at.astimezone(dt.UTC).date()
     with write_engine.connect() as conn:
+        today = conn.execute(text("SELECT (now() AT TIME ZONE 'UTC')::date")).scalar_one()
         trail = all_orgs_audit_page(
-            conn, start=today - dt.timedelta(days=1), end=today, organization_id=org
+            conn, start=approved_on - dt.timedelta(days=1), end=today, organization_id=org
         ).rows
         only = all_orgs_audit_trail(
-            conn, start=today, end=today, organization_id=org, action="approve_adjustment"
+            conn,
+            start=approved_on,
+            end=approved_on,
+            organization_id=org,
+            action="approve_adjustment",
         )
     steps = list(zip(trail["action"], trail["actor"], trail["amount"], strict=True))
     # The approval and its ledger entry share their transaction's time; the trail puts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 import time
@@ -271,3 +272,19 @@ def test_a_connection_lost_before_a_read_is_an_sqlalchemy_error_the_pages_can_de
     finally:
         reads.dispose()
         killer.dispose()
+
+
+def test_the_database_and_the_app_read_the_same_clock(engine: Engine) -> None:
+    """Reads default to the database's now() and pages to the app's: they must agree. Under
+    scripts/test_at.sh this is what shows the server runs under the run's fake clock (one
+    started at the real time would be weeks apart) and that its timeouts can fire."""
+    with engine.connect() as conn:
+        before = dt.datetime.now(dt.UTC)
+        database = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+        after = dt.datetime.now(dt.UTC)
+        assert before - dt.timedelta(seconds=5) <= database <= after + dt.timedelta(seconds=5)
+        conn.execute(text("SET LOCAL statement_timeout = '200ms'"))  # this transaction only
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="statement timeout"):
+            conn.execute(text("SELECT pg_sleep(5)"))
+        assert time.monotonic() - started < 3

@@ -172,6 +172,42 @@ def test_a_month_holds_the_local_days_of_its_zone(connection: Connection) -> Non
         assert s.period_start == dt.datetime(2026, month, 1, tzinfo=zoneinfo.ZoneInfo(zone))
 
 
+def test_the_current_month_is_the_one_of_now_in_the_organizations_zone(
+    connection: Connection,
+) -> None:
+    """At 2027-02-28 18:25 UTC it is already 1 March 00:10 in Kathmandu (+5:45): March is
+    running there, February closed; in New York February is still running."""
+    ensure_types(connection)
+    now = dt.datetime(2027, 2, 28, 18, 25, tzinfo=UTC)
+    for zone, running in (("Asia/Kathmandu", 3), ("America/New_York", 2)):
+        org = make_org(connection, timezone=zone)
+        february = monthly_statement(
+            connection, organization_id=org, month=dt.date(2027, 2, 1), now=now
+        )
+        assert february.to_date is (running == 2), zone
+        if running == 2:
+            with pytest.raises(InvalidStatement, match="no statement for March 2027 yet"):
+                monthly_statement(
+                    connection, organization_id=org, month=dt.date(2027, 3, 1), now=now
+                )
+        else:
+            march = monthly_statement(
+                connection, organization_id=org, month=dt.date(2027, 3, 1), now=now
+            )
+            assert march.to_date
+
+
+def test_a_naive_now_is_refused(connection: Connection) -> None:
+    org = make_org(connection)
+    with pytest.raises(InvalidStatement, match="time zone"):
+        monthly_statement(
+            connection,
+            organization_id=org,
+            month=dt.date(2026, 11, 1),
+            now=dt.datetime(2026, 11, 20, 12),
+        )
+
+
 @pytest.mark.parametrize(
     ("month", "says"),
     [

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,9 @@ from tooling.cli import main, webhook_from_secrets
 
 DATABASE = "dashboard_test_alerts_cli"
 ZONE = "Asia/Kathmandu"
+# The instant the in-process runs of the command take as now, and their data is built
+# around: 01:45 on 26 November in Kathmandu, still the 25th in UTC.
+NOW = dt.datetime(2026, 11, 25, 20, 0, tzinfo=dt.UTC)
 HOSTILE = "Acme <!channel> & <https://evil.example|Co>"
 TOKEN_PATH = "/services/T000/B000/secret-token"
 
@@ -98,15 +100,14 @@ def database(
     yield url
 
 
-def _over_the_limit(url: str) -> tuple[int, str]:
-    """An organization in Kathmandu that used 3 chats right now against a limit of 2."""
+def _over_the_limit(url: str, *, now: dt.datetime = NOW) -> tuple[int, str]:
+    """An organization in Kathmandu that used 3 chats at ``now`` against a limit of 2."""
     engine = create_direct_engine(url)
     try:
         with engine.begin() as conn:
             ensure_types(conn)
             org = make_org(conn, name=HOSTILE, timezone=ZONE, balance=100)
             user = make_user(conn, org)
-            now = dt.datetime.now(dt.UTC)
             add_generations(conn, org, [(user, "chat", 1, now) for _ in range(3)])
             conn.execute(
                 text("UPDATE usage_limits SET daily_limit = 2 WHERE organization_id = :org"),
@@ -139,10 +140,10 @@ def test_first_run_posts_the_alerts_and_a_second_run_the_same_day_posts_nothing(
     database: str, hook: Hook, capsys: pytest.CaptureFixture[str]
 ) -> None:
     org, slug = _over_the_limit(database)
-    today = dt.datetime.now(zoneinfo.ZoneInfo(ZONE)).date()
+    today = dt.date(2026, 11, 26)  # NOW in Kathmandu
     message = f"{HOSTILE} is over its chat limit: 3 of 2 used today ({today.isoformat()}, {ZONE})"
 
-    assert main(["alerts", "--webhook", hook.url]) == 0
+    assert main(["alerts", "--webhook", hook.url], now=NOW) == 0
     out = capsys.readouterr().out
     port = hook.url.split(":")[2].split("/")[0]
     assert out.splitlines() == [
@@ -178,7 +179,7 @@ def test_first_run_posts_the_alerts_and_a_second_run_the_same_day_posts_nothing(
     assert row[:5] == (org, "over_limit", "chat", today, message)
     assert row[6] == f"127.0.0.1:{port}", "the host only: the URL's path holds the token"
 
-    assert main(["alerts", "--webhook", hook.url]) == 0
+    assert main(["alerts", "--webhook", hook.url], now=NOW) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[-1] == f"sent 0 alerts to 127.0.0.1:{port}; 1 already sent today"
     assert len(hook.requests) == 1, "the same alert on the same local day is not posted again"
@@ -190,7 +191,7 @@ def test_a_failing_webhook_exits_1_and_records_nothing(
 ) -> None:
     _over_the_limit(database)
     hook.status = 500
-    assert main(["alerts", "--webhook", hook.url]) == 1
+    assert main(["alerts", "--webhook", hook.url], now=NOW) == 1
     captured = capsys.readouterr()
     assert "over_limit" in captured.out
     assert "answered 500" in captured.err and "Nothing was recorded" in captured.err
@@ -198,7 +199,7 @@ def test_a_failing_webhook_exits_1_and_records_nothing(
     assert len(hook.requests) == 1 and _deliveries(database) == []
 
     hook.status = 204  # the webhook is back: the next run sends them
-    assert main(["alerts", "--webhook", hook.url]) == 0
+    assert main(["alerts", "--webhook", hook.url], now=NOW) == 0
     assert "sent 1 alert " in capsys.readouterr().out
     assert len(hook.requests) == 2 and len(_deliveries(database)) == 1
 
@@ -208,7 +209,7 @@ def test_a_redirect_is_a_failure_not_a_delivery(
 ) -> None:
     _over_the_limit(database)
     hook.status = 302
-    assert main(["alerts", "--webhook", hook.url]) == 1
+    assert main(["alerts", "--webhook", hook.url], now=NOW) == 1
     assert "answered 302" in capsys.readouterr().err
     assert _deliveries(database) == []
 
@@ -216,7 +217,7 @@ def test_a_redirect_is_a_failure_not_a_delivery(
 def test_no_alerts_prints_so_and_posts_nothing(
     database: str, hook: Hook, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["alerts", "--webhook", hook.url]) == 0
+    assert main(["alerts", "--webhook", hook.url], now=NOW) == 0
     assert capsys.readouterr().out == "No alerts.\n"
     assert hook.requests == []
 
@@ -229,7 +230,7 @@ def test_the_webhook_comes_from_the_secrets_when_not_given(
     secrets.parent.mkdir()
     secrets.write_text(f'[alerts]\nwebhook = "{hook.url}"\n')
     assert webhook_from_secrets([secrets]) == hook.url
-    assert main(["alerts"]) == 0
+    assert main(["alerts"], now=NOW) == 0
     assert "sent 1 alert " in capsys.readouterr().out
     assert len(hook.requests) == 1
 
@@ -238,7 +239,7 @@ def test_without_a_webhook_it_only_prints(
     database: str, hook: Hook, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _over_the_limit(database)
-    assert main(["alerts"]) == 0
+    assert main(["alerts"], now=NOW) == 0
     out = capsys.readouterr().out
     assert out.startswith("over_limit") and "sent" not in out
     assert hook.requests == [] and _deliveries(database) == []
@@ -268,7 +269,7 @@ def test_bad_usage_exits_2_with_a_sentence(
     if args[0] == "--base":  # the dashboard's address is a setting: checked before a post
         monkeypatch.setenv("DASHBOARD_BASE_URL", args[1])
         args = ["--webhook", hook.url]
-    assert main(["alerts", *args]) == 2
+    assert main(["alerts", *args], now=NOW) == 2
     assert said in capsys.readouterr().err
     assert hook.requests == [] and _deliveries(database) == []
 
@@ -282,11 +283,13 @@ def test_no_database_exits_2(
 
 
 def test_the_command_runs_from_cron_as_a_process(database: str, hook: Hook) -> None:
-    # One process (the in-process tests cover the second run): exit code and output.
-    _over_the_limit(database)
+    # One process (the in-process tests cover the second run): exit code and output. The
+    # process reads the clock itself, so its data is built at the current time.
+    _over_the_limit(database, now=dt.datetime.now(dt.UTC))
     command = [sys.executable, "-m", "tooling.cli", "alerts", "--webhook", hook.url]
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": str(root)}
+    path = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path}
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("over_limit") and "sent 1 alert " in run.stdout
@@ -335,7 +338,6 @@ def test_a_webhook_that_trickles_its_answer_is_posted_once_within_the_deadline(
         assert len(hook.requests) == 1, "the same alerts were posted again"
 
 
-NOW = dt.datetime(2026, 11, 25, 20, 0, tzinfo=dt.UTC)
 BASE = "https://usage.example.com"
 
 
