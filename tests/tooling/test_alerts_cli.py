@@ -304,7 +304,7 @@ def test_a_webhook_that_trickles_its_answer_is_posted_once_within_the_deadline(
     # but ... lost" and the next run posted the same alerts again. Here the server would
     # even end an idle transaction after 1 s (and, on 17+, any transaction after 2 s):
     # the claim's own settings keep it alive for the post's deadline.
-    _over_the_limit(database)
+    _over_the_limit(database, now=NOW)
     admin = create_direct_engine(database)
     try:
         with admin.connect() as conn:
@@ -324,7 +324,7 @@ def test_a_webhook_that_trickles_its_answer_is_posted_once_within_the_deadline(
         admin.dispose()
     with TricklingWebhook(every=7) as hook:
         began = time.monotonic()
-        assert main(["alerts", "--webhook", hook.url]) == 0
+        assert main(["alerts", "--webhook", hook.url], now=NOW) == 0
         took = time.monotonic() - began
         first = capsys.readouterr()
         assert took < webhook.DEADLINE_SECONDS + 5, took
@@ -333,7 +333,7 @@ def test_a_webhook_that_trickles_its_answer_is_posted_once_within_the_deadline(
         assert "token" not in first.err
         assert len(_deliveries(database)) == 1
 
-        assert main(["alerts", "--webhook", hook.url]) == 0
+        assert main(["alerts", "--webhook", hook.url], now=NOW) == 0
         assert capsys.readouterr().out.splitlines()[-1].endswith("1 already sent today")
         assert len(hook.requests) == 1, "the same alerts were posted again"
 
@@ -420,7 +420,7 @@ def test_the_dashboard_address_comes_from_the_environment(
 ) -> None:
     org, _ = _over_the_limit(database)
     monkeypatch.setenv("DASHBOARD_BASE_URL", "https://usage.example.com/")
-    assert main(["alerts", "--webhook", hook.url]) == 0
+    assert main(["alerts", "--webhook", hook.url], now=NOW) == 0
     [request] = hook.requests
     [alert] = request["body"]["alerts"]
     assert alert["link"] == f"https://usage.example.com/quotas?org={org}&type=chat"
