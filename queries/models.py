@@ -4,7 +4,7 @@ Tenant tables carry ``organization_id NOT NULL`` and every primary key and uniqu
 constraint of a tenant table starts with it, so the schema can be distributed by
 ``organization_id`` (Citus) without a redesign. The single exception is
 ``users.email``: a person signs in with one address across the whole product (see
-README, "Schema").
+docs/schema.md, "Schema").
 
 The invariant every write keeps, per organization::
 

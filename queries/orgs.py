@@ -91,7 +91,7 @@ MAX_SEARCH: Final = 200
 
 # One statement: the exact id/slug match (by primary key or the unique slug index) and a
 # keyset page by (name, id), walked on ix_organizations_name_id so an empty search reads
-# only the page it shows; a substring filter is checked on the rows walked (see README).
+# only the page it shows; a substring filter is checked on the rows walked (see docs/queries.md).
 _SEARCH = text(
     """
     (SELECT id, name, slug, plan, timezone, true AS exact

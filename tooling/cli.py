@@ -344,7 +344,7 @@ def cmd_bulk_adjust(args: argparse.Namespace) -> int:
     actor = None
     if args.apply:
         # The name must be in the role map with a role that may adjust credits; this
-        # does not prove who is at the keyboard (README: "What --actor proves").
+        # does not prove who is at the keyboard (README: "What `--actor` proves").
         from dashboard.auth import AccessDenied, cli_actor
 
         try:

@@ -58,7 +58,7 @@ CHROMIUM_ARGS: Final = [
 ]
 DATABASE: Final = "dashboard_test_browser"
 # Screenshots go to a scratch folder unless DASHBOARD_SCREENSHOTS names one, so a test
-# run does not rewrite the committed docs/screenshots/ (see README, "Screenshots").
+# run does not rewrite the committed docs/screenshots/ (see docs/pages.md, "Screenshots").
 SCREENSHOTS: Final = Path(
     os.environ.get("DASHBOARD_SCREENSHOTS") or Path(tempfile.gettempdir()) / "dashboard-screenshots"
 ).resolve()
