@@ -46,47 +46,15 @@ _ALL_ORGS_USAGE = text(
         SELECT CAST(:start AS timestamp) AT TIME ZONE CAST(:tz AS text) AS lower,
                (CAST(:end AS date) + 1)::timestamp AT TIME ZONE CAST(:tz AS text) AS upper
     ),
-    -- Consumed before an instant: the prefix sum of the organization's whole local days
-    -- before it, plus the quarter-hours of its local day up to it.
+    -- Consumed in the window: use before its upper edge less use before its lower one
+    -- (usage_before(), migration 0015: exact from the rollups in any pair of zones).
     consumed AS (
         SELECT o.id AS organization_id,
                hi.generations - lo.generations AS generations,
                hi.credits - lo.credits AS credits
         FROM b CROSS JOIN organizations o
-        CROSS JOIN LATERAL (
-            SELECT coalesce(p.generations_through, 0) + coalesce(q.generations, 0) AS generations,
-                   coalesce(p.credits_through, 0) + coalesce(q.credits, 0) AS credits
-            FROM (SELECT (b.upper AT TIME ZONE o.timezone)::date AS day) t
-            LEFT JOIN LATERAL (
-                SELECT d.generations_through, d.credits_through FROM organization_daily_usage d
-                WHERE d.organization_id = o.id AND d.date < t.day
-                ORDER BY d.date DESC LIMIT 1
-            ) p ON true
-            LEFT JOIN LATERAL (
-                SELECT sum(q.generations) AS generations, sum(q.credits) AS credits
-                FROM quarter_hour_usage q
-                WHERE q.organization_id = o.id
-                  AND q.bucket >= t.day::timestamp AT TIME ZONE o.timezone
-                  AND q.bucket < b.upper
-            ) q ON true
-        ) hi
-        CROSS JOIN LATERAL (
-            SELECT coalesce(p.generations_through, 0) + coalesce(q.generations, 0) AS generations,
-                   coalesce(p.credits_through, 0) + coalesce(q.credits, 0) AS credits
-            FROM (SELECT (b.lower AT TIME ZONE o.timezone)::date AS day) t
-            LEFT JOIN LATERAL (
-                SELECT d.generations_through, d.credits_through FROM organization_daily_usage d
-                WHERE d.organization_id = o.id AND d.date < t.day
-                ORDER BY d.date DESC LIMIT 1
-            ) p ON true
-            LEFT JOIN LATERAL (
-                SELECT sum(q.generations) AS generations, sum(q.credits) AS credits
-                FROM quarter_hour_usage q
-                WHERE q.organization_id = o.id
-                  AND q.bucket >= t.day::timestamp AT TIME ZONE o.timezone
-                  AND q.bucket < b.lower
-            ) q ON true
-        ) lo
+        CROSS JOIN LATERAL usage_before(o.id, o.timezone, b.upper) hi
+        CROSS JOIN LATERAL usage_before(o.id, o.timezone, b.lower) lo
     ),
     moved AS (
         SELECT l.organization_id,
@@ -152,47 +120,15 @@ _USAGE_PAGE = text(
         SELECT CAST(:start AS timestamp) AT TIME ZONE CAST(:tz AS text) AS lower,
                (CAST(:end AS date) + 1)::timestamp AT TIME ZONE CAST(:tz AS text) AS upper
     ),
-    -- Consumed before an instant: the prefix sum of the organization's whole local days
-    -- before it, plus the quarter-hours of its local day up to it.
+    -- Consumed in the window: use before its upper edge less use before its lower one
+    -- (usage_before(), migration 0015: exact from the rollups in any pair of zones).
     consumed AS (
         SELECT o.id AS organization_id,
                hi.generations - lo.generations AS generations,
                hi.credits - lo.credits AS credits
         FROM b CROSS JOIN organizations o
-        CROSS JOIN LATERAL (
-            SELECT coalesce(p.generations_through, 0) + coalesce(q.generations, 0) AS generations,
-                   coalesce(p.credits_through, 0) + coalesce(q.credits, 0) AS credits
-            FROM (SELECT (b.upper AT TIME ZONE o.timezone)::date AS day) t
-            LEFT JOIN LATERAL (
-                SELECT d.generations_through, d.credits_through FROM organization_daily_usage d
-                WHERE d.organization_id = o.id AND d.date < t.day
-                ORDER BY d.date DESC LIMIT 1
-            ) p ON true
-            LEFT JOIN LATERAL (
-                SELECT sum(q.generations) AS generations, sum(q.credits) AS credits
-                FROM quarter_hour_usage q
-                WHERE q.organization_id = o.id
-                  AND q.bucket >= t.day::timestamp AT TIME ZONE o.timezone
-                  AND q.bucket < b.upper
-            ) q ON true
-        ) hi
-        CROSS JOIN LATERAL (
-            SELECT coalesce(p.generations_through, 0) + coalesce(q.generations, 0) AS generations,
-                   coalesce(p.credits_through, 0) + coalesce(q.credits, 0) AS credits
-            FROM (SELECT (b.lower AT TIME ZONE o.timezone)::date AS day) t
-            LEFT JOIN LATERAL (
-                SELECT d.generations_through, d.credits_through FROM organization_daily_usage d
-                WHERE d.organization_id = o.id AND d.date < t.day
-                ORDER BY d.date DESC LIMIT 1
-            ) p ON true
-            LEFT JOIN LATERAL (
-                SELECT sum(q.generations) AS generations, sum(q.credits) AS credits
-                FROM quarter_hour_usage q
-                WHERE q.organization_id = o.id
-                  AND q.bucket >= t.day::timestamp AT TIME ZONE o.timezone
-                  AND q.bucket < b.lower
-            ) q ON true
-        ) lo
+        CROSS JOIN LATERAL usage_before(o.id, o.timezone, b.upper) hi
+        CROSS JOIN LATERAL usage_before(o.id, o.timezone, b.lower) lo
     ),
     ranked AS (
         SELECT rank() OVER (ORDER BY coalesce(c.credits, 0) DESC) AS rank,
@@ -386,40 +322,8 @@ _MONTHLY = text(
                count(*) FILTER (WHERE hi.generations > lo.generations) AS organizations
         FROM b CROSS JOIN active a
         JOIN organizations o ON o.id = a.organization_id
-        CROSS JOIN LATERAL (
-            SELECT coalesce(p.generations_through, 0) + coalesce(q.generations, 0) AS generations,
-                   coalesce(p.credits_through, 0) + coalesce(q.credits, 0) AS credits
-            FROM (SELECT (b.upper AT TIME ZONE o.timezone)::date AS day) t
-            LEFT JOIN LATERAL (
-                SELECT d.generations_through, d.credits_through FROM organization_daily_usage d
-                WHERE d.organization_id = o.id AND d.date < t.day
-                ORDER BY d.date DESC LIMIT 1
-            ) p ON true
-            LEFT JOIN LATERAL (
-                SELECT sum(q.generations) AS generations, sum(q.credits) AS credits
-                FROM quarter_hour_usage q
-                WHERE q.organization_id = o.id
-                  AND q.bucket >= t.day::timestamp AT TIME ZONE o.timezone
-                  AND q.bucket < b.upper
-            ) q ON true
-        ) hi
-        CROSS JOIN LATERAL (
-            SELECT coalesce(p.generations_through, 0) + coalesce(q.generations, 0) AS generations,
-                   coalesce(p.credits_through, 0) + coalesce(q.credits, 0) AS credits
-            FROM (SELECT (b.lower AT TIME ZONE o.timezone)::date AS day) t
-            LEFT JOIN LATERAL (
-                SELECT d.generations_through, d.credits_through FROM organization_daily_usage d
-                WHERE d.organization_id = o.id AND d.date < t.day
-                ORDER BY d.date DESC LIMIT 1
-            ) p ON true
-            LEFT JOIN LATERAL (
-                SELECT sum(q.generations) AS generations, sum(q.credits) AS credits
-                FROM quarter_hour_usage q
-                WHERE q.organization_id = o.id
-                  AND q.bucket >= t.day::timestamp AT TIME ZONE o.timezone
-                  AND q.bucket < b.lower
-            ) q ON true
-        ) lo
+        CROSS JOIN LATERAL usage_before(o.id, o.timezone, b.upper) hi
+        CROSS JOIN LATERAL usage_before(o.id, o.timezone, b.lower) lo
         GROUP BY b.month
     ),
     granted AS (
