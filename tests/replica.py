@@ -147,18 +147,27 @@ class StreamingPair:
 
     # ------------------------------------------------------------- replication
 
-    def wait_caught_up(self, timeout: float = 20.0) -> None:
+    def wait_caught_up(self, timeout: float = 60.0) -> None:
         """Wait until the replica has replayed everything the primary has written."""
         self._wait_for(sql.SQL("pg_last_wal_replay_lsn()"), timeout)
 
-    def wait_received(self, timeout: float = 20.0) -> None:
+    def wait_received(self, timeout: float = 60.0) -> None:
         """Wait until the replica has received (not necessarily replayed) everything
         the primary has written."""
         self._wait_for(sql.SQL("pg_last_wal_receive_lsn()"), timeout)
 
     def _wait_for(self, position: sql.SQL, timeout: float) -> None:
-        with psycopg.connect(self._conninfo(self.primary_port), autocommit=True) as primary:
-            row = primary.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        # The target is where the primary will insert next, and a commit of our own
+        # follows it. Not pg_current_wal_lsn(): that is how far WAL has been written,
+        # which can stop at a page boundary inside a record whose tail no commit has
+        # flushed yet. A standby cannot replay half a record, and on an idle primary
+        # nothing flushes the rest, so a wait for it can time out (it did in CI, at
+        # 0/3002000). Our commit is flushed, and with it everything before the target.
+        with psycopg.connect(self._conninfo(self.primary_port)) as primary:
+            row = primary.execute(
+                "SELECT pg_current_wal_insert_lsn()::text, pg_current_xact_id()"
+            ).fetchone()
+            primary.commit()
         assert row is not None
         target = row[0]
         deadline = time.monotonic() + timeout
@@ -171,8 +180,18 @@ class StreamingPair:
                 if caught_up is not None and caught_up[0]:
                     return
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"the replica did not reach {target} ({position})")
+                    raise TimeoutError(
+                        f"the replica did not reach {target} ({position}): {_replay_state(replica)}"
+                        f"; its log ends: {self._log_tail()}"
+                    )
                 time.sleep(0.02)
+
+    def _log_tail(self, lines: int = 12) -> str:
+        log = self.replica_data.parent / f"{self.replica_data.name}.log"
+        try:
+            return " | ".join(log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError as exc:
+            return f"(unreadable: {exc})"
 
     def pause_replay(self) -> None:
         """Stop applying WAL on the replica: it keeps receiving and falls behind."""
@@ -192,3 +211,20 @@ class StreamingPair:
                 return bool(conn.execute(text("SELECT pg_is_in_recovery()")).scalar_one())
         finally:
             engine.dispose()
+
+
+def _replay_state(replica: psycopg.Connection[tuple[object, ...]]) -> str:
+    """What holds the replica back, for the timeout's message."""
+    state = replica.execute(
+        "SELECT pg_get_wal_replay_pause_state(), pg_last_wal_receive_lsn()::text,"
+        " pg_last_wal_replay_lsn()::text"
+    ).fetchone()
+    sessions = replica.execute(
+        "SELECT pid, state, backend_type, wait_event_type, wait_event,"
+        " now() - xact_start, left(query, 80) FROM pg_stat_activity"
+        " WHERE pid <> pg_backend_pid()"
+    ).fetchall()
+    conflicts = replica.execute(
+        "SELECT * FROM pg_stat_database_conflicts WHERE datname = current_database()"
+    ).fetchone()
+    return f"pause/receive/replay {state}; sessions {sessions}; conflicts {conflicts}"
