@@ -1,5 +1,6 @@
 """The everyday path in a real browser (issue 16): a quota row's link that changes a
-limit, filters that survive every page, a page a role may not open, and a database
+limit, filters that survive every page, one company zone across organizations, KPI
+comparisons that say what they compare, a page a role may not open, and a database
 that stops and comes back while the app serves.
 
 Each role gets its own ``streamlit run`` (tests/dashboard/test_browser.py's
@@ -10,6 +11,8 @@ Chromium.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -22,6 +25,7 @@ from playwright.sync_api import Browser, Page
 from sqlalchemy import Engine, text
 
 from queries.db import create_direct_engine
+from queries.generations import record_generation
 from tests.conftest import DEMO_NOW, PgServer, seeded_database
 from tests.dashboard.test_browser import (
     TIMEOUT_MS,
@@ -185,6 +189,90 @@ def test_every_page_keeps_the_date_range_it_was_opened_with(
             assert "Last month" in shown, f"{title}: the Dates filter shows {shown!r}"
         assert not page.locator('[data-testid="stException"]').count(), title
         assert not page.locator('[data-testid="stToast"]').count(), title
+
+
+# ------------------------------- 3. one company zone across organizations
+
+
+def test_usage_review_counts_the_same_days_whichever_organization_is_selected(
+    page: Page, servers: Servers, db: Engine
+) -> None:
+    app = servers("finance")
+    with db.connect() as conn:
+        zoned = conn.execute(
+            text(
+                "SELECT DISTINCT ON (timezone) id, timezone FROM organizations"
+                " WHERE timezone <> 'UTC' ORDER BY timezone, id LIMIT 2"
+            )
+        ).all()
+    assert len(zoned) == 2 and zoned[0].timezone != zoned[1].timezone
+    seen: dict[str, list[str]] = {}
+    # Fixed dates around the demo's data, so the totals are not empty at any instant,
+    # and a preset, whose window the page says in its header.
+    for link in ("range=custom&from=2026-10-22&to=2026-11-20", "range=30d"):
+        for org in zoned:
+            page.goto(f"{app.url}/usage?org={org.id}&{link}")
+            settle(page, "Usage review")
+            main = page.locator('[data-testid="stMain"]')
+            header = main.locator('[data-testid="stCaptionContainer"]').first.inner_text()
+            assert "Dates in UTC, the company zone." in header, header
+            totals = main.locator('[data-testid="stMetric"]').all_inner_texts()
+            seen.setdefault(link, []).append(header + "\n" + "\n".join(totals))
+    custom, preset = seen["range=custom&from=2026-10-22&to=2026-11-20"], seen["range=30d"]
+    assert custom[0] == custom[1], "the totals changed with the organization selected"
+    assert "Credits consumed\n0" not in custom[0], "the fixed dates should find the demo data"
+    assert preset[0] == preset[1], "the last 30 days moved with the organization selected"
+
+
+# -------------------------------------------- 4. comparisons of equal spans
+
+
+def _in_full(page: Page, words: str) -> str:
+    """The caption holding ``words``, after checking that nothing of it is cut off."""
+    caption = page.locator('[data-testid="stCaptionContainer"]').filter(has_text=words).first
+    caption.wait_for()
+    clipped = caption.evaluate(
+        "e => e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1"
+    )
+    assert not clipped, f"the caption is cut off: {caption.inner_text()!r}"
+    return caption.inner_text()
+
+
+def test_the_kpis_say_in_full_what_they_compare(page: Page, servers: Servers, db: Engine) -> None:
+    app = servers("admin")
+    org, name = _org(db, 4)
+    with db.connect() as conn:
+        first = conn.execute(
+            text(
+                "SELECT min((created_at AT TIME ZONE 'UTC')::date) FROM generations"
+                " WHERE organization_id = :org"
+            ),
+            {"org": org},
+        ).scalar_one()
+        user, kind = conn.execute(
+            text(
+                "SELECT user_id, type FROM generations WHERE organization_id = :org"
+                " ORDER BY id LIMIT 1"
+            ),
+            {"org": org},
+        ).one()
+    # Seven days that start three days after the organization's first data: the previous
+    # seven days have data for only some of them, and the page says so in full.
+    start = first + dt.timedelta(days=3)
+    end = start + dt.timedelta(days=6)
+    page.goto(f"{app.url}/?org={org}&range=custom&from={start}&to={end}&tz=utc")
+    settle(page, f"Overview · {name}")
+    said = _in_full(page, "The previous period has data for")
+    assert re.search(r"has data for [1-6] of 7 days", said), said
+    assert "read it with care" in said, said
+
+    # A period that reaches now: today is not over, and both periods are counted up to
+    # the same time of day. The generation is made now, so today has data at any instant.
+    record_generation(db, organization_id=org, user_id=user, type=kind, credits=1)
+    page.goto(f"{app.url}/?org={org}&range=7d&tz=utc")
+    settle(page, f"Overview · {name}")
+    said = _in_full(page, "is not over: both periods are counted up to")
+    assert "so the change compares equal spans" in said, said
 
 
 # ------------------------------------------ 5. a page the role may not open
