@@ -1,0 +1,311 @@
+"""How long each page takes in a real browser, as a user feels it, beside the floor a
+Streamlit page cannot beat on this machine (issue 17).
+
+    uv run python scripts/benchmark_browser.py [--database-url URL] [--runs N]
+        [--pages overview,quotas] [--org ID]
+
+Two timings per page, p50 and p95 over ``--runs`` (Debian's Chromium, headless):
+
+- **in the app**: from another page, a click on the page's link in the sidebar menu,
+  until the script has finished, nothing is stale or a placeholder, and every chart has
+  been drawn by plotly;
+- **fresh tab**: the page's URL opened in a new tab (a new browser context, so a new
+  Streamlit session and nothing cached in the browser), until the same.
+
+**The floor** goes through the same timings first: a minimal Streamlit app with the same
+kinds of elements (a title, a metric, a Plotly bar chart, a 50-row dataframe) on two
+pages. It is served the same way (``streamlit run``, the same flags), so the difference
+between a page and the floor is the page's own cost: its reads, its imports, what it
+sends and its reruns.
+
+The app runs as an admin against ``--database-url`` (default: the demo database
+``uv run dashboard`` loads on the embedded server, ``dashboard``), with the sidebar's
+filters left at their defaults and the organization ``--org`` (default: the first by
+name). The server is started once and warmed with one visit of every page, as a server
+that has been up for a while; the cold start of a server is ``scripts/measure_startup.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from playwright.sync_api import Browser, Page, sync_playwright
+
+ROOT: Final = Path(__file__).resolve().parents[1]
+CHROMIUM: Final = "/usr/bin/chromium"
+ARGS: Final = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+VIEWPORT: Final = {"width": 1440, "height": 900}
+USER: Final = "benchmark@example.com"
+TIMEOUT_MS: Final = 120_000
+
+# The page has finished: the script is not running, the session is connected, nothing
+# is stale or a placeholder, the title is the page's, and every chart has been drawn.
+SETTLED_JS: Final = """
+(title) => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.dataset.testScriptState !== "notRunning") return false;
+  if (app.dataset.testConnectionState !== "CONNECTED") return false;
+  if (document.querySelector(
+      '[data-testid="stStatusWidget"], [data-testid="stSkeleton"], [data-stale="true"]'))
+    return false;
+  const h1 = document.querySelector('[data-testid="stMain"] h1');
+  if (!h1 || !h1.textContent.trim().startsWith(title)) return false;
+  for (const chart of document.querySelectorAll('[data-testid="stPlotlyChart"]'))
+    if (!chart.querySelector(".main-svg")) return false;
+  return true;
+}
+"""
+
+FLOOR_APP: Final = """
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+st.set_page_config(layout="wide", initial_sidebar_state="expanded")
+
+
+def page(title: str) -> None:
+    st.title(title)
+    st.metric("Credits consumed", "1,234,567", "+4.2 %", border=True)
+    days = pd.date_range("2026-09-01", periods=90, freq="D")
+    rng = np.random.default_rng(7)
+    figure = go.Figure(go.Bar(x=days, y=rng.integers(100, 1000, len(days))))
+    st.plotly_chart(figure, use_container_width=True)
+    table = pd.DataFrame(
+        {
+            "Organization": [f"Organization {i}" for i in range(50)],
+            "Credits": rng.integers(0, 100_000, 50),
+            "Generations": rng.integers(0, 10_000, 50),
+        }
+    )
+    st.dataframe(table, hide_index=True)
+
+
+st.navigation(
+    [
+        st.Page(lambda: page("Floor one"), title="Floor one", url_path="one", default=True),
+        st.Page(lambda: page("Floor two"), title="Floor two", url_path="two"),
+    ]
+).run()
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A page to time: its menu label, the title its heading starts with, its path."""
+
+    label: str
+    title: str
+    path: str
+
+
+# The first page is the default one, served at the root.
+FLOOR: Final = (Target("Floor one", "Floor one", ""), Target("Floor two", "Floor two", "two"))
+
+
+def _project_pages() -> tuple[Target, ...]:
+    from dashboard.navigation import PAGES
+
+    return tuple(
+        Target(spec.title, spec.title, "" if index == 0 else spec.url_path)
+        for index, spec in enumerate(PAGES)
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@contextlib.contextmanager
+def _served(script: Path, env: dict[str, str], secrets: Path) -> Iterator[str]:
+    """``streamlit run script`` on a free port; yields its URL."""
+    port = _free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(script),
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--server.fileWatcherType",
+        "none",
+        "--browser.gatherUsageStats",
+        "false",
+        "--secrets.files",
+        str(secrets),
+    ]
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        began = time.monotonic()
+        while not _healthy(url):
+            if process.poll() is not None or time.monotonic() - began > 60:
+                raise SystemExit(f"the server for {script.name} did not start")
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def _settle(page: Page, title: str) -> None:
+    page.wait_for_function(SETTLED_JS, arg=title, timeout=TIMEOUT_MS, polling=20)
+
+
+def _fresh_tab(browser: Browser, url: str, target: Target) -> float:
+    context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+    try:
+        page = context.new_page()
+        began = time.perf_counter()
+        page.goto(url)
+        _settle(page, target.title)
+        return time.perf_counter() - began
+    finally:
+        context.close()
+
+
+def _in_app(page: Page, target: Target, other: Target) -> float:
+    """From ``other`` (reached first, not timed), a click on ``target`` in the menu."""
+    menu = page.locator('[data-testid="stSidebarNav"] a')
+    menu.filter(has_text=other.label).first.click()
+    _settle(page, other.title)
+    began = time.perf_counter()
+    menu.filter(has_text=target.label).first.click()
+    _settle(page, target.title)
+    return time.perf_counter() - began
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    name: str
+    in_app: list[float]
+    fresh: list[float]
+
+
+def _p95(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def _time_app(
+    browser: Browser, base: str, targets: Sequence[Target], *, query: str, runs: int, name: str
+) -> list[Timing]:
+    links = {t.path: f"{base}/{t.path}{query}" for t in targets}
+    page = browser.new_page(viewport=VIEWPORT)  # type: ignore[arg-type]
+    page.goto(links[targets[0].path])
+    _settle(page, targets[0].title)
+    for target in targets:  # warm: every page once, as a server that has been up a while
+        _in_app(page, target, targets[0] if target is not targets[0] else targets[-1])
+    timings = []
+    for index, target in enumerate(targets):
+        other = targets[(index + 1) % len(targets)]
+        in_app = [_in_app(page, target, other) for _ in range(runs)]
+        fresh = [_fresh_tab(browser, links[target.path], target) for _ in range(runs)]
+        label = target.label if name == "" else f"{name}: {target.label}"
+        timings.append(Timing(label, in_app, fresh))
+        print(f"  measured {label}", file=sys.stderr, flush=True)
+    page.close()
+    return timings
+
+
+def _table(timings: Sequence[Timing], floor: Timing) -> str:
+    lines = [
+        "| page | in the app p50 | in the app p95 | fresh tab p50 | fresh tab p95 "
+        "| fresh p95 − floor |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for t in timings:
+        lines.append(
+            f"| {t.name} | {statistics.median(t.in_app):.2f} s | {_p95(t.in_app):.2f} s "
+            f"| {statistics.median(t.fresh):.2f} s | {_p95(t.fresh):.2f} s "
+            f"| {_p95(t.fresh) - _p95(floor.fresh):+.2f} s |"
+        )
+    return "\n".join(lines)
+
+
+def _default_database() -> str:
+    from tooling import embedded
+
+    return embedded.ensure_running().url(embedded.DEFAULT_DATABASE)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", help="default: the embedded demo database")
+    parser.add_argument("--runs", type=int, default=15, help="timings per page (default 15)")
+    parser.add_argument("--pages", help="url paths, comma-separated (default: every page)")
+    parser.add_argument("--org", type=int, help="organization id (default: the sidebar's)")
+    args = parser.parse_args(argv)
+    if args.runs < 2:
+        parser.error("--runs must be at least 2")
+    pages = _project_pages()
+    if args.pages:
+        wanted = args.pages.split(",")
+        named = {p.path or "overview": p for p in pages}
+        unknown = set(wanted) - named.keys()
+        if unknown:
+            parser.error(f"unknown page(s): {', '.join(sorted(unknown))}")
+        pages = tuple(named[path] for path in wanted)
+    database_url = args.database_url or _default_database()
+    query = f"?org={args.org}" if args.org else ""
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-browser-"))
+    floor_script = folder / "floor_app.py"
+    floor_script.write_text(FLOOR_APP)
+    secrets = folder / "secrets.toml"
+    secrets.write_text(f'[dev]\nuser = "{USER}"\nrole = "admin"\n')
+    env = {k: v for k, v in os.environ.items() if k not in ("DIRECT_URL", "DASHBOARD_ROLES")}
+    env |= {
+        "DATABASE_URL": database_url,
+        "DASHBOARD_USER": USER,
+        "DASHBOARD_ROLE": "admin",
+    }
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            with _served(floor_script, env, secrets) as base:
+                floor = _time_app(browser, base, FLOOR, query="", runs=args.runs, name="floor")
+            with _served(ROOT / "dashboard" / "app.py", env, secrets) as base:
+                timed = _time_app(browser, base, pages, query=query, runs=args.runs, name="")
+        finally:
+            browser.close()
+    slowest_floor = max(floor, key=lambda t: _p95(t.fresh))
+    print(f"runs per page: {args.runs}; database: {database_url.split('@')[-1]}")
+    print(_table([*floor, *timed], slowest_floor))
+
+
+if __name__ == "__main__":
+    main()
