@@ -1,6 +1,7 @@
 """The one review-then-confirm flow every write of the dashboard goes through.
 
-A form is checked into a request (``dashboard.actions.check_*``; nothing is written), the
+A form is checked into a request (``dashboard.actions.check_*``, through
+:meth:`WriteFlow.check`; nothing is written, a refusal is shown under the form), the
 request waits in the session for confirmation, and the Confirm button's callback
 (:meth:`WriteFlow.submit`) makes the change:
 
@@ -21,7 +22,7 @@ from typing import Generic, Protocol, TypeVar
 import streamlit as st
 
 from dashboard import ui
-from queries.errors import IdempotencyConflict
+from queries.errors import IdempotencyConflict, InvalidInput
 
 _log = logging.getLogger(__name__)
 
@@ -59,6 +60,19 @@ class WriteFlow(Generic[R, T]):
         """The request waiting for confirmation, if any."""
         request = st.session_state.get(self.pending)
         return request if isinstance(request, self.request_type) else None
+
+    def check(self, fn: Callable[[], R]) -> None:
+        """A submitted form: ``fn`` checks it into a request (an ``actions.check_*``
+        call), which is kept for confirmation and shown by a rerun; a refusal
+        (``InvalidInput``) is shown as its sentence under the form, whose fields keep
+        what was typed, and nothing is kept."""
+        try:
+            request = fn()
+        except InvalidInput as exc:
+            st.error(ui.describe_write_error(exc), icon=":material/block:")
+            return
+        self.draft(request)
+        st.rerun()
 
     def draft(self, request: R) -> None:
         """Keep a freshly checked request for confirmation."""

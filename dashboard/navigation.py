@@ -59,7 +59,7 @@ PAGES: Final[tuple[PageSpec, ...]] = (
         frozenset({"range"}),
     ),
     PageSpec(
-        "credits.py",
+        "credits/page.py",
         "Credits",
         ":material/account_balance_wallet:",
         "credits",

@@ -14,7 +14,6 @@ import streamlit as st
 from dashboard import actions, state, ui
 from dashboard.confirm import WriteFlow
 from dashboard.text import md
-from queries.errors import InvalidInput
 from queries.orgs import TimezoneChange
 
 FLASH: Final = "quotas.zone"
@@ -106,8 +105,8 @@ def render(f: state.Filters) -> None:
         submitted = st.form_submit_button("Review time zone change")
     if not submitted:
         return
-    try:
-        drafted = actions.check_timezone_change(
+    TIMEZONE_CHANGE.check(
+        lambda: actions.check_timezone_change(
             organization_id=f.organization_id,
             organization_name=f.organization.name,
             current=f.organization.timezone,
@@ -116,8 +115,4 @@ def render(f: state.Filters) -> None:
             note=st.session_state.get(K_NOTE),
             idempotency_key=key,
         )
-    except InvalidInput as exc:
-        st.error(ui.describe_write_error(exc), icon=":material/block:")
-        return
-    TIMEZONE_CHANGE.draft(drafted)
-    st.rerun()
+    )

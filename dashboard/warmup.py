@@ -89,7 +89,8 @@ def compile_scripts() -> int:
     cache = getattr(Runtime.instance(), "_script_cache", None)
     if cache is None:
         return 0
-    scripts = [APP, *sorted(PAGES.glob("*.py"))]
+    # A page is a module, or a package whose page.py draws it (app_pages/credits/).
+    scripts = [APP, *sorted(PAGES.glob("*.py")), *sorted(PAGES.glob("*/page.py"))]
     for script in scripts:
         cache.get_bytecode(str(script))
     return len(scripts)

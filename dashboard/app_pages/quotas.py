@@ -33,7 +33,6 @@ from dashboard import (
 from dashboard.confirm import WriteFlow
 from dashboard.text import md
 from queries import quotas
-from queries.errors import InvalidInput
 from queries.models import PLANS
 
 FLASH: Final = "quotas"
@@ -361,8 +360,8 @@ def _limit(f: state.Filters) -> None:
         submitted = st.form_submit_button("Review change", type="primary")
     if not submitted:
         return
-    try:
-        limit_request = actions.check_limit_change(
+    LIMIT_CHANGE.check(
+        lambda: actions.check_limit_change(
             organization_id=f.organization_id,
             organization_name=f.organization.name,
             type=st.session_state.get(K_TYPE),
@@ -373,11 +372,7 @@ def _limit(f: state.Filters) -> None:
             today=today,
             idempotency_key=key,
         )
-    except InvalidInput as exc:
-        st.error(ui.describe_write_error(exc), icon=":material/block:")
-        return
-    LIMIT_CHANGE.draft(limit_request)
-    st.rerun()
+    )
 
 
 def render() -> None:

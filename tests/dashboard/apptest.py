@@ -12,6 +12,7 @@ import streamlit as st
 from sqlalchemy import Engine, text
 from streamlit.testing.v1 import AppTest
 
+from dashboard.navigation import PAGES
 from queries.db import dispose_engine
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
@@ -45,10 +46,17 @@ def make_app(
     return at
 
 
+def page_file(page: str) -> str:
+    """The script of the page at ``/<page>`` (e.g. "credits"), as ``switch_page`` takes it:
+    a page is a module or a package's page.py."""
+    (spec,) = (spec for spec in PAGES if spec.url_path == page)
+    return f"app_pages/{spec.file}"
+
+
 def open_page(at: AppTest, page: str) -> AppTest:
     """Run the app once, then switch to ``page`` (e.g. "credits") and run it."""
     at.run()
-    return at.switch_page(f"app_pages/{page}.py").run()
+    return at.switch_page(page_file(page)).run()
 
 
 def scalar(engine: Engine, statement: str, **params: object) -> Any:

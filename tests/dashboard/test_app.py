@@ -20,7 +20,7 @@ from dashboard import data
 from queries.db import NOT_CONFIGURED
 from queries.errors import DatabaseUnavailable
 from tests.conftest import PgServer, _recreate
-from tests.dashboard.apptest import make_app, open_page, plain_texts, scalar, texts
+from tests.dashboard.apptest import make_app, open_page, page_file, plain_texts, scalar, texts
 from tests.faults import table_locked
 from tooling import embedded, schema
 
@@ -110,7 +110,7 @@ def test_every_page_renders_on_a_small_database(
     use_database(today_url)
     at = make_app().run()
     for page in ("overview", "usage", "credits", "quotas", "audit"):
-        at.switch_page(f"app_pages/{page}.py").run()
+        at.switch_page(page_file(page)).run()
         assert not at.exception, page
         assert not at.error, (page, texts(at, "error"))
         assert any(c.startswith("Data as of ") for c in texts(at, "caption")), page
@@ -182,7 +182,7 @@ def test_every_page_on_the_embedded_database_carries_the_demo_badge(
     use_database(today_url)
     at = make_app().run()
     for page in ("overview", "usage", "credits", "quotas", "audit"):
-        at.switch_page(f"app_pages/{page}.py").run()
+        at.switch_page(page_file(page)).run()
         assert not at.exception, page
         assert len(demo_badges(at)) == 1, page
 
@@ -254,5 +254,5 @@ def test_a_current_schema_is_read_once(today_url: str, use_database: Callable[[s
     assert not at.exception and at.metric
     assert len(first) == 1
     with schema_reads() as again:
-        at.switch_page("app_pages/credits.py").run()
+        at.switch_page(page_file("credits")).run()
     assert not at.exception and again == []

@@ -15,6 +15,7 @@ from tests.dashboard.apptest import (
     capture_downloads,
     make_app,
     open_page,
+    page_file,
     plain,
     scalar,
     table_with,
@@ -105,7 +106,7 @@ def test_a_change_made_in_the_app_appears_in_the_trail_at_once(
         make_app(role="admin", email="ana@example.com", query={"org": str(org)}), "audit"
     )
     before = len(trail(at))  # read now, so the cache holds the trail without the change
-    at.switch_page("app_pages/credits.py").run()
+    at.switch_page(page_file("credits")).run()
     at.text_input(key="credits.amount").input("42")
     at.selectbox(key="credits.reason").set_value("Promotion")
     next(b for b in at.button if b.label == "Review adjustment").click()

@@ -15,7 +15,7 @@ import streamlit as st
 from streamlit.errors import StreamlitSecretNotFoundError
 
 from dashboard import auth, navigation
-from tests.dashboard.apptest import make_app, plain_texts, texts
+from tests.dashboard.apptest import make_app, page_file, plain_texts, texts
 from tooling import embedded
 
 OIDC = {
@@ -361,7 +361,7 @@ def test_a_signed_in_user_acts_as_their_email_with_their_configured_role() -> No
     assert any("`ana@example.com`" in c for c in texts(at, "caption"))
     assert "Sign out" in [b.label for b in at.button]
     assert not texts(at, "warning")  # not the development identity
-    at.switch_page("app_pages/credits.py").run()
+    at.switch_page(page_file("credits")).run()
     assert any(b.label == "Review adjustment" for b in at.button)
 
 

@@ -16,7 +16,7 @@ import queries.credits
 from dashboard import actions, auth
 from queries.credits import adjust_credits
 from queries.errors import OutcomeUnknown
-from tests.dashboard.apptest import make_app, open_page, plain, scalar, table_with, texts
+from tests.dashboard.apptest import make_app, open_page, page_file, plain, scalar, table_with, texts
 from tests.dashboard.shown import shown
 
 PENDING = "credits.pending"
@@ -291,7 +291,7 @@ def test_support_has_no_credits_page(today_url: str, use_database: Callable[[str
     use_database(today_url)
     at = make_app(role="support").run()
     assert not at.exception
-    at.switch_page("app_pages/credits.py").run()
+    at.switch_page(page_file("credits")).run()
     assert at.title[0].value.startswith("Overview")
     assert [plain(str(w.value)) for w in at.main.warning] == [
         "Credits is for finance, manager and admin; your role (support) cannot open it."

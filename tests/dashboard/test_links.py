@@ -22,6 +22,7 @@ from tests.dashboard.apptest import (
     capture_downloads,
     make_app,
     open_page,
+    page_file,
     plain_texts,
     scalar,
     table_with,
@@ -47,7 +48,7 @@ def open_link(query: dict[str, str], page: str, *, role: str = "admin") -> AppTe
     at = make_app(role=role).run()
     for key, value in query.items():
         at.query_params[key] = value
-    return at.switch_page(f"app_pages/{page}.py").run()
+    return at.switch_page(page_file(page)).run()
 
 
 def reopen(at: AppTest, page: str, *, role: str = "admin") -> AppTest:

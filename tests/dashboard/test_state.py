@@ -18,7 +18,7 @@ from streamlit.testing.v1.element_tree import Selectbox
 from dashboard import state
 from queries.checks import MAX_DATE, MIN_DATE
 from queries.errors import InvalidInput
-from tests.dashboard.apptest import make_app, open_page, plain_texts, texts
+from tests.dashboard.apptest import make_app, open_page, page_file, plain_texts, texts
 from tooling.demo_data import append_only_guard_lifted
 
 ORGS = [
@@ -379,9 +379,9 @@ def test_crafted_link_values_give_a_notice_never_an_error_box(
 ) -> None:
     at = make_app(query=query)
     at.run()
-    at.switch_page(f"app_pages/{page}.py").run()
+    at.switch_page(page_file(page)).run()
     at = make_app(query=query)  # a fresh session straight onto the page, as a pasted link
-    at.switch_page(f"app_pages/{page}.py").run()
+    at.switch_page(page_file(page)).run()
     assert not at.exception
     assert not texts(at, "error"), texts(at, "error")
     notices = plain_texts(at, "toast")
