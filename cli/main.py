@@ -204,11 +204,11 @@ def _reconcile_url(target: Target) -> str:
 
 def _refused_for_privilege(error: BaseException) -> bool:
     """Whether PostgreSQL's "permission denied" is ``error`` or what caused it."""
-    import psycopg
+    from queries.errors import PermissionDenied, from_driver
 
     seen: BaseException | None = error
     while seen is not None:
-        if isinstance(getattr(seen, "orig", seen), psycopg.errors.InsufficientPrivilege):
+        if isinstance(seen, PermissionDenied) or isinstance(from_driver(seen), PermissionDenied):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
