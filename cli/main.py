@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import signal
 import sys
 import tomllib
 import warnings
@@ -564,6 +565,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     urls = target.urls
     env = dict(os.environ)
     env["DATABASE_URL"], env["DIRECT_URL"] = urls.runtime, urls.direct
+    # Until the server runs, SIGTERM stops the command as Ctrl-C does, so the embedded
+    # database it started is still stopped below (server.run handles both meanwhile).
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         # Who may use it comes first: nothing is migrated or loaded for a refused start.
         check_identity(env, args.streamlit_args, urls.runtime)
@@ -592,7 +596,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # reading the default view) done in the background as the server starts; a
         # SIGTERM or Ctrl-C stops it before the embedded database below.
         return server.run(APP, args.streamlit_args, env=env)
+    except KeyboardInterrupt:  # asked to stop before the server ran
+        return 0
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if target.started_embedded:
             embedded.stop()
             print("stopped the embedded database")

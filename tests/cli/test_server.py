@@ -5,10 +5,12 @@ test_browser.py)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 import urllib.request
@@ -18,9 +20,10 @@ import pytest
 from streamlit import config
 
 from cli.server import SETTINGS, env_var, settings_flags
+from queries import embedded_server
 from queries.bulk import MAX_FILE_BYTES
 from tests.conftest import PgServer, _recreate
-from tooling import schema
+from tooling import embedded, schema
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -185,3 +188,45 @@ def test_sigterm_to_dashboard_serve_stops_streamlit_and_frees_the_port(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_sigterm_while_dashboard_serve_prepares_stops_the_embedded_database_it_started(
+    tmp_path: Path,
+) -> None:
+    """Stopped while it loads demo data into the embedded database it has just started,
+    `dashboard serve` exits and stops that database too, rather than leaving it running."""
+    folder = Path(tempfile.mkdtemp(prefix="emb-"))  # short: the socket lives in it
+    folder.chmod(0o777)  # the server runs as the wheel's unprivileged user under root
+    pgdata = folder / "pgdata"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "DIRECT_URL", "DATABASE_READ_URL")
+    }
+    env |= {"DASHBOARD_PGDATA": str(pgdata), "PYTHONUNBUFFERED": "1"}
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "serve", "--server.port", str(_free_port())],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "loading demo data" not in log.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        assert embedded_server.running_socket(pgdata) is not None
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, log.read_text()
+        assert "stopped the embedded database" in log.read_text()
+        assert embedded_server.running_socket(pgdata) is None
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        embedded.stop(pgdata)
+        shutil.rmtree(folder, ignore_errors=True)
