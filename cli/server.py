@@ -95,19 +95,25 @@ def run(app: Path, streamlit_args: Sequence[str], *, env: Mapping[str, str]) -> 
     process gets SIGTERM or SIGINT; then the child is asked to stop (SIGTERM), waited
     for (killed after :data:`STOP_SECONDS`), and this returns. Its exit code; 0 after a
     requested stop."""
-    child = subprocess.Popen(
-        [sys.executable, "-m", "cli.server", str(app), *streamlit_args], env=dict(env)
-    )
+    started: list[subprocess.Popen[bytes]] = []
     asked: list[float] = []  # when a stop was asked
 
     def stop(signum: int, frame: FrameType | None) -> None:
         if not asked:
             asked.append(time.monotonic())
-        if child.poll() is None:
-            child.terminate()
+        for child in started:
+            if child.poll() is None:
+                child.terminate()
 
+    # Handlers first: a signal that comes while the child starts still reaches it.
     previous = {sig: signal.signal(sig, stop) for sig in _STOP_SIGNALS}
     try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "cli.server", str(app), *streamlit_args], env=dict(env)
+        )
+        started.append(child)
+        if asked:
+            child.terminate()
         while True:
             try:
                 code = child.wait(timeout=0.2)
