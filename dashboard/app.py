@@ -36,12 +36,12 @@ st.set_page_config(
 # Until then the browser shows this progress sign instead of a white page; later runs
 # find the modules imported and draw nothing here.
 _starting = st.empty()
-if not {"dashboard.ui", "tooling.schema"} <= sys.modules.keys():
+if not {"dashboard.ui", "queries.schema_version"} <= sys.modules.keys():
     _starting.status("Starting the dashboard…", state="running")
 from dashboard import auth, data, navigation, state, ui  # noqa: E402 (after the progress sign)
 from dashboard.text import escape_markdown  # noqa: E402 (after the progress sign)
 from queries.db import NOT_CONFIGURED, ConfigurationError, configured_urls, login_power  # noqa: E402 (after the progress sign)
-from tooling import schema  # noqa: E402 (after the progress sign)
+from queries.schema_version import schema_problem  # noqa: E402 (after the progress sign)
 
 _starting.empty()
 data.begin_run()
@@ -97,7 +97,7 @@ def _schema_problem(database_url: str) -> str | None:
     """Whether the schema is behind (one read of alembic_version per database and
     process; "Try again" forgets it). Read where the pages read: with the primary down,
     a replica still has the schema and the pages keep working."""
-    return schema.schema_problem(data.read_engine())
+    return schema_problem(data.read_engine())
 
 
 _log = logging.getLogger(__name__)

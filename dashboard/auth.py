@@ -10,7 +10,7 @@ Identity:
   with every change. An identity whose ``email_verified`` claim is false is refused.
 - Without it, a **development identity**: ``DASHBOARD_USER`` (environment) or
   ``[dev] user`` (secrets), default ``developer@localhost``. It is allowed only on the
-  embedded demo database (``tooling.embedded.owns_url``) or when ``DASHBOARD_USER`` is set
+  embedded demo database (``queries.embedded_server.owns_url``) or when ``DASHBOARD_USER`` is set
   explicitly (a deliberate single-user setup); anywhere else :func:`startup_problem`
   refuses to start. The sidebar says when it is in use.
 
@@ -333,7 +333,7 @@ def on_embedded_database(database_url: str | None) -> bool:
     """Whether ``database_url`` is this project's embedded demo database."""
     if not database_url:
         return False
-    from tooling.embedded import owns_url
+    from queries.embedded_server import owns_url
 
     return owns_url(database_url)
 

@@ -31,7 +31,7 @@ TYPE_COLORS: Final = {
 # Text on the charts (tick labels, axis titles, legends, chart titles) and the background
 # they are drawn on, set here rather than left to the theme: Streamlit's theme draws tick
 # labels in a grey of 3.7:1 on white. This slate is 10.3:1 (WCAG AA asks 4.5:1); the
-# background is the app theme's (.streamlit/config.toml, tooling/serve_app.py).
+# background is the app theme's (.streamlit/config.toml, cli/server.py).
 TEXT: Final = "#374151"
 BACKGROUND: Final = "#ffffff"
 # Weekly buckets start on Monday: their ticks are the buckets' own days, at most this many.

@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from typing import Concatenate, Final, Generic, Literal, ParamSpec, TypeVar
 
 import pandas as pd
+import psycopg
 import streamlit as st
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard import bare
 from queries import (
@@ -54,6 +54,7 @@ from queries import (
     usage,
 )
 from queries.db import get_engine, get_read_engine, get_write_engine, replication_lag
+from queries.errors import DatabaseUnavailable, from_driver
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -80,8 +81,6 @@ ScopeKey = tuple[Scope, object]  # (ORGANIZATION, 12), (ALL, None), (DIRECTORY, 
 
 # Set while a read runs on the primary for read-your-writes (see _cached_read).
 _ON_PRIMARY: contextvars.ContextVar[bool] = contextvars.ContextVar("on_primary", default=False)
-# A primary that cannot be reached: no connection, or none free in the pool in time.
-_UNREACHABLE: Final = (OperationalError, PoolTimeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,11 +143,19 @@ _GENERATIONS: Final = _Generations()
 def _read(
     query: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
 ) -> Fetched[T]:
+    """``query`` on the engine this read goes to; a driver's error comes out as the
+    typed error it means (``queries.errors.from_driver``: timed out, unreachable ...)."""
     source = engine() if _ON_PRIMARY.get() else read_engine()
-    with source.connect() as conn:
-        value = query(conn, *args, **kwargs)
-        # One more statement, on a replica only: how old this answer may be.
-        lag = replication_lag(conn) if source is not engine() else None
+    try:
+        with source.connect() as conn:
+            value = query(conn, *args, **kwargs)
+            # One more statement, on a replica only: how old this answer may be.
+            lag = replication_lag(conn) if source is not engine() else None
+    except (SQLAlchemyError, psycopg.Error) as exc:
+        error = from_driver(exc)
+        if error is None:
+            raise
+        raise error from exc
     return Fetched(value, lag=lag)
 
 
@@ -278,7 +285,7 @@ def _cached_read(
             try:
                 with _on_primary():
                     return _seen(fetch(0, *args, **kwargs))
-            except _UNREACHABLE:
+            except DatabaseUnavailable:  # no connection, or none free in the pool in time
                 # The primary is down: show the replica's numbers rather than an
                 # error, and stop trying the primary for this session's next reads.
                 st.session_state.pop(_WROTE_AT, None)

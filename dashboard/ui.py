@@ -14,16 +14,25 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Final, Literal
 
 import pandas as pd
-import psycopg.errors
 import streamlit as st
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from streamlit.delta_generator import DeltaGenerator
 
 from dashboard import data, exports
 from dashboard.auth import AccessDenied
 from dashboard.text import md
 from queries.db import ConfigurationError, read_timeout_seconds
-from queries.errors import Busy, DashboardError, DatabaseUnavailable, OutcomeUnknown
+from queries.errors import (
+    Busy,
+    Cancelled,
+    ConnectionLost,
+    DashboardError,
+    DatabaseRefused,
+    DatabaseUnavailable,
+    OutcomeUnknown,
+    TimedOut,
+    from_driver,
+)
 
 _log = logging.getLogger(__name__)
 _AS_OF_SLOT: Final = "ui._as_of_slot"
@@ -43,38 +52,41 @@ EXPECTED_ERRORS: Final = (
 
 def describe_error(exc: BaseException) -> str:
     """What went wrong reading data and what to do, in one or two sentences (no stack
-    trace), Markdown-safe."""
-    if isinstance(exc, DashboardError | AccessDenied):
-        return md(exc)
+    trace), Markdown-safe. A raw driver error (a read outside the cached ones) is read
+    by ``queries.errors.from_driver`` first, as the cached reads' errors were."""
     if isinstance(exc, ConfigurationError):
         return md(f"The database is not configured correctly: {exc}. Fix DATABASE_URL and reload.")
-    cancelled = _cancelled(exc)
-    if cancelled == "timeout":
+    error = _typed(exc)
+    if isinstance(error, TimedOut):
         return md(
             f"The database did not answer within {_read_timeout()}; another change may be "
             "holding what this reads (a migration, a long update), or the query is slow. "
             "Press Refresh to try again in a moment; if it keeps happening, tell the team "
             "that runs the dashboard."
         )
-    if cancelled == "other":
+    if isinstance(error, Cancelled):
         return md(
             "The database cancelled this read (an administrator or a restart stopped it). "
             "Press Refresh to try again."
         )
-    if isinstance(exc, OperationalError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    ):
+    if isinstance(error, Busy):
+        return md(
+            "The database stopped this read because it conflicted with another change (or "
+            "with a replica catching up). Press Refresh to try again."
+        )
+    if isinstance(error, DatabaseUnavailable):
         return md(
             "The database cannot be reached right now. Check that it is running "
             "(uv run dashboard starts the local one) and that DATABASE_URL is right, "
             "then press Refresh."
         )
-    if isinstance(exc, DBAPIError):
-        kind = type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__
+    if isinstance(error, DatabaseRefused):
         return md(
-            f"The database refused a query ({kind}). Press Refresh to try again; if it keeps "
-            "failing, tell the team that runs the dashboard."
+            f"The database refused a query ({error.kind}). Press Refresh to try again; if "
+            "it keeps failing, tell the team that runs the dashboard."
         )
+    if error is not None:
+        return md(error)
     if isinstance(exc, SQLAlchemyError | OSError):
         return md(
             f"Reading the data failed ({type(exc).__name__}). Press Refresh to try again; if "
@@ -83,18 +95,12 @@ def describe_error(exc: BaseException) -> str:
     return md(f"Something went wrong ({type(exc).__name__}). Press Refresh to try again.")
 
 
-def _cancelled(exc: BaseException) -> Literal["timeout", "other"] | None:
-    """Whether the server cancelled the statement: by a timeout (the reads' own, see
-    ``queries.db.bound_reads``, or a lock wait's) or for another reason (an
-    administrator's ``pg_cancel_backend``, a shutdown). psycopg raises both as an
-    OperationalError, which would otherwise read as "cannot be reached"."""
-    orig = exc.orig if isinstance(exc, DBAPIError) else None
-    if isinstance(orig, psycopg.errors.LockNotAvailable):
-        return "timeout"
-    if isinstance(orig, psycopg.errors.QueryCanceled):
-        said = (orig.diag.message_primary or "").lower()
-        return "timeout" if "timeout" in said else "other"
-    return None
+def _typed(exc: BaseException) -> DashboardError | AccessDenied | None:
+    """``exc`` as the typed error a page words: itself when it is one, else what
+    ``queries.errors.from_driver`` reads in a driver's error; None for anything else."""
+    if isinstance(exc, DashboardError | AccessDenied):
+        return exc
+    return from_driver(exc)
 
 
 def _read_timeout() -> str:
@@ -105,9 +111,9 @@ def _read_timeout() -> str:
 
 
 # Failures after which the request stays for "Confirm again": nothing was changed and
-# trying again may work (unavailable, busy), or the outcome is unknown and the same
-# request with the same idempotency key applies at most once.
-TRANSIENT: Final = (DatabaseUnavailable, Busy, OutcomeUnknown)
+# trying again may work (unavailable, busy, cancelled), or the outcome is unknown and
+# the same request with the same idempotency key applies at most once.
+TRANSIENT: Final = (DatabaseUnavailable, Busy, Cancelled, OutcomeUnknown)
 
 
 def describe_write_error(exc: BaseException) -> str:
@@ -118,28 +124,32 @@ def describe_write_error(exc: BaseException) -> str:
       access denied): its own sentence, and that nothing was changed;
     - ``OutcomeUnknown``: its sentence, that the outcome is unknown and confirming
       again is safe and applies at most once;
-    - a statement the database refused (a raw driver error other than a lost
-      connection): nothing was changed;
-    - anything else: that it is not known whether the change was applied.
+    - a statement the database refused (a raw driver error that gets through; queries
+      wraps them): nothing was changed;
+    - a lost connection outside a write's own transaction handling, or anything else:
+      that it is not known whether the change was applied.
     """
     if isinstance(exc, OutcomeUnknown):
         return md(exc)
-    if isinstance(exc, DashboardError | AccessDenied):
-        sentence = str(exc).rstrip()
-        if "nothing was changed" not in sentence.lower():
-            sentence = f"{sentence} Nothing was changed."
-        return md(sentence)
-    if _refused_statement(exc):
-        kind = type(exc.orig).__name__ if isinstance(exc, DBAPIError) and exc.orig else "error"
+    error = _typed(exc)
+    if error is not exc:  # a raw driver error that got through, or something else
+        if isinstance(error, DatabaseRefused):
+            return md(
+                f"The database refused the change ({error.kind}). Nothing was changed. If it "
+                "keeps happening, tell the team that runs the dashboard."
+            )
+        if isinstance(error, ConnectionLost):  # the commit may have reached the server
+            error = None
+    if error is None:
         return md(
-            f"The database refused the change ({kind}). Nothing was changed. If it keeps "
-            "happening, tell the team that runs the dashboard."
+            f"Saving failed with an unexpected error ({type(exc).__name__}), so it is not "
+            "known whether the change was applied. Check the ledger or the audit trail "
+            "before confirming again."
         )
-    return md(
-        f"Saving failed with an unexpected error ({type(exc).__name__}), so it is not known "
-        "whether the change was applied. Check the ledger or the audit trail before "
-        "confirming again."
-    )
+    sentence = str(error).rstrip()
+    if "nothing was changed" not in sentence.lower():
+        sentence = f"{sentence} Nothing was changed."
+    return md(sentence)
 
 
 def keeps_request(exc: BaseException) -> bool:
@@ -147,19 +157,8 @@ def keeps_request(exc: BaseException) -> bool:
     on the confirmation, for "Confirm again": yes when nothing was refused (the
     database was unavailable or busy, or the outcome is unknown); no when the request
     itself was refused, so the person goes back to the form to change it."""
-    if isinstance(exc, TRANSIENT):
-        return True
-    return not (isinstance(exc, DashboardError | AccessDenied) or _refused_statement(exc))
-
-
-def _refused_statement(exc: BaseException) -> bool:
-    """A statement the database (or the driver, before sending it) refused: the
-    transaction was rolled back, so nothing was changed. A lost connection is not one:
-    the commit may have reached the server. (Queries wraps both into typed errors; this
-    covers a raw driver error that gets through.)"""
-    return isinstance(exc, DBAPIError) and not (
-        isinstance(exc, OperationalError) or exc.connection_invalidated
-    )
+    error = _typed(exc)
+    return error is None or isinstance(error, TRANSIENT)
 
 
 def drafted_elsewhere(what: str, drafted: tuple[int, str], shown: tuple[int, str]) -> str:

@@ -3,7 +3,7 @@
 After a restart the first run of the app used to import pandas, plotly, SQLAlchemy,
 psycopg and the data layer, compile the pages, open the pool's first connection and
 read PostgreSQL's cold pages, behind a white page. Now ``app.py`` draws a progress sign
-before its imports, and ``tooling.serve_app`` (how ``dashboard serve`` starts Streamlit)
+before its imports, and ``cli.server`` (how ``dashboard serve`` starts Streamlit)
 starts the server at once and, in a background thread (:func:`warm_up`):
 
 1. waits :data:`GRACE_SECONDS` after the server is up, so that a tab already open
@@ -57,7 +57,7 @@ MODULES: Final = (
     "dashboard.ui",
     "dashboard.text",
     "queries.db",
-    "tooling.schema",
+    "queries.schema_version",
     "dashboard.charts",
     "dashboard.actions",
     "dashboard.confirm",

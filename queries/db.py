@@ -14,7 +14,7 @@
   ``dashboard_auditor`` (reads everything, writes only the reconciliation checkpoints);
   falls back to ``DIRECT_URL``. On the embedded database the command makes such a login.
 - Neither set: a ``ConfigurationError`` that says so. The data layer never starts or
-  invents a database; the command line (``tooling.cli``) starts the embedded one for
+  invents a database; the command line (``cli.main``) starts the embedded one for
   development and hands its URLs to the app in these variables.
 
 Reads are bounded in time as writes are (``queries.transactions``): every transaction on

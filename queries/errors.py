@@ -1,6 +1,17 @@
-"""Typed errors a page can show as a sentence: ``str(error)`` is that sentence."""
+"""Typed errors a page can show as a sentence: ``str(error)`` is that sentence.
+
+:func:`from_driver` is the one reading of what a database driver's exception means
+(psycopg's, SQLAlchemy's around it, the pool's): the write path retries and words its
+outcome from it (``queries.transactions``), the dashboard's cached reads raise it
+(``dashboard.data``), and pages only turn these types into sentences.
+"""
 
 from __future__ import annotations
+
+import psycopg
+import psycopg.errors
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from queries.words import counted
 
@@ -75,6 +86,12 @@ class DatabaseUnavailable(DashboardError):
         )
 
 
+class ConnectionLost(DatabaseUnavailable):
+    """No connection could be had, or it failed while in use (the socket, the server
+    ending the session, no connection free in the pool in time). Unlike the rest of
+    :class:`DatabaseUnavailable`, no answer came: a COMMIT in flight may have applied."""
+
+
 class Busy(DashboardError):
     """The change waited too long for a lock (another change to the same organization,
     or a long-running one) and was given up: nothing was changed."""
@@ -84,6 +101,30 @@ class Busy(DashboardError):
             message
             or "The database is busy with another change to this organization. Nothing was "
             "changed; try again in a moment."
+        )
+
+
+class TimedOut(Busy):
+    """The server gave the statement up at its time limit: ``lock_timeout`` (behind
+    another transaction's lock) or ``statement_timeout``. Nothing was changed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "The database gave up waiting (another change held a lock, or the statement "
+            "took longer than its time limit). Nothing was changed; try again in a moment."
+        )
+
+
+class Cancelled(DashboardError):
+    """The server cancelled the statement for a reason of its own (an administrator's
+    ``pg_cancel_backend``): nothing was changed, and running it again may work."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "The database cancelled the statement (an administrator stopped it). "
+            "Nothing was changed; try again in a moment."
         )
 
 
@@ -102,7 +143,69 @@ class OutcomeUnknown(DashboardError):
 
 class DatabaseRefused(DashboardError):
     """The database refused the statement for a reason no retry fixes (a bug, or data
-    outside what the schema allows): nothing was changed."""
+    outside what the schema allows): nothing was changed. ``kind`` names the driver's
+    error (``NumericValueOutOfRange``, ``InsufficientPrivilege``, ...)."""
+
+    def __init__(self, message: str | None = None, *, kind: str = "error") -> None:
+        self.kind = kind
+        super().__init__(
+            message
+            or f"The database refused the statement ({kind}). Nothing was changed; trying "
+            "again will not help, so please report it."
+        )
+
+
+class PermissionDenied(DatabaseRefused):
+    """The login may not do this (PostgreSQL's "permission denied", SQLSTATE 42501)."""
+
+
+# Conflicts with other transactions: the same transaction run again can succeed.
+_CONFLICTS = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+
+
+def from_driver(exc: BaseException) -> DashboardError | None:
+    """The typed error that a database driver's exception ``exc`` means, or None when
+    ``exc`` is none (a SQLAlchemy misuse, anything else):
+
+    - :class:`TimedOut`: a lock wait or the statement ran past its time limit;
+    - :class:`Cancelled`: the statement was cancelled otherwise (``pg_cancel_backend``);
+    - :class:`Busy`: a serialization failure or a deadlock;
+    - :class:`ConnectionLost`: no connection, or it failed in use (no SQLSTATE: the
+      socket; class 08; 57P: the server ended the session; no connection free in the
+      pool in time);
+    - :class:`DatabaseUnavailable`: the server answered that it is out of connections,
+      memory or disk (class 53);
+    - :class:`PermissionDenied`, or else :class:`DatabaseRefused`: a refusal no retry fixes.
+    """
+    if isinstance(exc, PoolTimeout):
+        return ConnectionLost()
+    if isinstance(exc, DBAPIError):
+        orig: BaseException | None = exc.orig
+    elif isinstance(exc, psycopg.Error):
+        orig = exc
+    else:
+        return None
+    if isinstance(orig, psycopg.errors.LockNotAvailable):
+        return TimedOut()
+    if isinstance(orig, psycopg.errors.QueryCanceled):
+        said = (orig.diag.message_primary or "").lower()
+        return TimedOut() if "timeout" in said else Cancelled()
+    if isinstance(orig, _CONFLICTS):
+        return Busy()
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return ConnectionLost()
+    if isinstance(orig, psycopg.InterfaceError):  # the connection is already closed
+        return ConnectionLost()
+    if isinstance(orig, psycopg.OperationalError):
+        state = orig.sqlstate or ""
+        if not state or state.startswith(("08", "57P")):
+            return ConnectionLost()
+        if state.startswith("53"):  # a reply came: the server is short of resources
+            return DatabaseUnavailable()
+    kind = type(orig if orig is not None else exc).__name__
+    if isinstance(orig, psycopg.errors.InsufficientPrivilege):
+        return PermissionDenied(kind=kind)
+    return DatabaseRefused(kind=kind)
 
 
 class ApprovalRequired(InvalidAdjustment):

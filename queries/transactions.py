@@ -34,10 +34,13 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from queries.errors import (
     Busy,
+    Cancelled,
+    ConnectionLost,
     DashboardError,
     DatabaseRefused,
     DatabaseUnavailable,
     OutcomeUnknown,
+    from_driver,
 )
 
 T = TypeVar("T")
@@ -46,14 +49,6 @@ T = TypeVar("T")
 # waiting on a confirmation; after this long they are better told to try again.
 BUDGET_SECONDS = 10.0
 
-# Conflicts with other transactions, after which the same transaction run again can
-# succeed. A statement cancelled by our own statement_timeout means the budget is gone.
-_CONFLICTS = (
-    psycopg.errors.SerializationFailure,
-    psycopg.errors.DeadlockDetected,
-    psycopg.errors.LockNotAvailable,
-    psycopg.errors.QueryCanceled,
-)
 # Both timeouts last only until the end of this transaction (``is_local`` true), so
 # nothing leaks to the next client of a transaction pooler's server connection. A body
 # that runs with ``sets_timeouts`` sends these two set_config calls in its own first
@@ -74,7 +69,7 @@ _UNKNOWN_WITHOUT_KEY = (
     "check whether it is there before making it again, or it may apply twice."
 )
 
-Failure = Literal["conflict", "lost", "unavailable", "refused"]
+Failure = Literal["conflict", "lost", "unavailable"]
 
 
 class Retry(Exception):
@@ -82,35 +77,23 @@ class Retry(Exception):
     on a unique key, after which the next attempt sees the winner's row)."""
 
 
-def _classify(exc: BaseException) -> Failure:
-    """What a database exception means for the transaction it interrupted."""
-    if isinstance(exc, PoolTimeout):  # no connection free in the pool in time
-        return "lost"
-    orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    if isinstance(orig, _CONFLICTS):
+def _classify(error: DashboardError) -> Failure:
+    """What ``error`` (:func:`queries.errors.from_driver`'s reading of a database
+    exception that is not a refusal) means for the transaction it interrupted. A
+    statement cancelled, by our own statement_timeout or otherwise, is a conflict: it
+    runs again while the budget lasts."""
+    if isinstance(error, Busy | Cancelled):
         return "conflict"
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    if isinstance(error, ConnectionLost):
         return "lost"
-    if isinstance(orig, psycopg.InterfaceError):  # the connection is already closed
-        return "lost"
-    if isinstance(orig, psycopg.OperationalError):
-        state = orig.sqlstate or ""
-        # No SQLSTATE: the socket failed (connect refused or timed out, server closed
-        # the connection). Class 08: connection exception. 57P0x: the server shut the
-        # session (pg_terminate_backend, shutdown, crash, starting up).
-        if not state or state.startswith("08") or state.startswith("57P"):
-            return "lost"
-        if state.startswith("53"):  # out of connections, memory or disk: a reply came
-            return "unavailable"
-    return "refused"
+    return "unavailable"  # the server answered that it is short of resources
 
 
-def _refused(exc: BaseException) -> DatabaseRefused:
-    orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    name = type(orig).__name__
-    return DatabaseRefused(
-        f"The database refused this change ({name}). Nothing was changed; trying again "
-        "will not help, so please report it."
+def _refused(kind: str, refused: type[DatabaseRefused] = DatabaseRefused) -> DatabaseRefused:
+    return refused(
+        f"The database refused this change ({kind}). Nothing was changed; trying again "
+        "will not help, so please report it.",
+        kind=kind,
     )
 
 
@@ -247,10 +230,14 @@ def _run(
         except DashboardError:
             raise
         except (DBAPIError, psycopg.Error, PoolTimeout) as exc:
-            last = _classify(exc)
-            if last == "refused":
+            error = from_driver(exc)
+            if isinstance(error, DatabaseRefused):
                 # After a lost COMMIT, a refusal of the retry says nothing about it.
-                raise (OutcomeUnknown() if commit_unknown else _refused(exc)) from exc
+                raise (
+                    OutcomeUnknown() if commit_unknown else _refused(error.kind, type(error))
+                ) from exc
+            assert error is not None  # each of these is a driver's error
+            last = _classify(error)
             if phase == "commit" and last == "lost":
                 # The server may have committed: only a write that recognises its own
                 # earlier commit may run again.
@@ -260,7 +247,7 @@ def _run(
         except SQLAlchemyError as exc:  # misuse or a bug in the body
             if phase == "commit" or commit_unknown:
                 raise OutcomeUnknown(None if idempotent else _UNKNOWN_WITHOUT_KEY) from exc
-            raise _refused(exc) from exc
+            raise _refused(type(exc).__name__) from exc
         finally:
             if conn is not None:
                 _close_quietly(conn)

@@ -3,7 +3,7 @@ app's own elements: a progress sign, the title) and to the whole first page.
 
     uv run python scripts/measure_startup.py [--database-url URL] [--runs N] [--plain]
 
-Each run starts the server (``python -m tooling.serve_app``, the launcher ``dashboard
+Each run starts the server (``python -m cli.server``, the launcher ``dashboard
 serve`` uses, or with ``--plain`` a bare ``streamlit run dashboard/app.py`` as before
 it), and at the same moment opens Debian's Chromium (Playwright), which loads the app
 as soon as the server answers. It prints, from the process start: when the server
@@ -91,7 +91,7 @@ def one_run(database_url: str, *, plain: bool, visit_after: float) -> tuple[floa
     secrets.write_text(f'[dev]\nuser = "{USER}"\nrole = "admin"\n')
     env = {k: v for k, v in os.environ.items() if k != "DIRECT_URL"}
     env |= {"DATABASE_URL": database_url, "DASHBOARD_USER": USER, "DASHBOARD_ROLE": "admin"}
-    launcher = ["-m", "streamlit", "run"] if plain else ["-m", "tooling.serve_app"]
+    launcher = ["-m", "streamlit", "run"] if plain else ["-m", "cli.server"]
     command = [
         sys.executable,
         *launcher,

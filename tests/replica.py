@@ -23,6 +23,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import text
 
+from queries import embedded_server
 from queries.db import create_direct_engine
 from tests.pgbouncer import _free_port
 from tooling import embedded, schema
@@ -46,7 +47,7 @@ class StreamingPair:
     """A primary and its streaming replica, each reachable as ``postgres`` over a socket."""
 
     def __init__(self) -> None:
-        self._pg: ModuleType = embedded._wheel()
+        self._pg: ModuleType = embedded_server.wheel()
         self._user = embedded._system_user()
         self.workdir = Path(tempfile.mkdtemp(prefix="replica-"))
         # The servers run as the wheel's unprivileged user when we are root.

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
+from cli.main import main
 from queries.alerts import Alert, deliver
 from queries.db import create_direct_engine, create_write_engine
 from tests.pgbouncer import _free_port
-from tooling.cli import main
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 

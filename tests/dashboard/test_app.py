@@ -18,11 +18,12 @@ from streamlit.testing.v1 import AppTest
 import queries.credits
 from dashboard import data
 from queries.db import NOT_CONFIGURED
+from queries.embedded_server import owns_url
 from queries.errors import DatabaseUnavailable
 from tests.conftest import PgServer, _recreate
 from tests.dashboard.apptest import make_app, open_page, page_file, plain_texts, scalar, texts
 from tests.faults import table_locked
-from tooling import embedded, schema
+from tooling import schema
 
 
 def outage(*_: object, **__: object) -> NoReturn:
@@ -178,7 +179,7 @@ def test_with_no_database_configured_the_app_says_so_and_makes_none_up(
 def test_every_page_on_the_embedded_database_carries_the_demo_badge(
     today_url: str, use_database: Callable[[str], None]
 ) -> None:
-    assert embedded.owns_url(today_url)
+    assert owns_url(today_url)
     use_database(today_url)
     at = make_app().run()
     for page in ("overview", "usage", "credits", "quotas", "audit"):
@@ -196,7 +197,7 @@ def test_a_database_that_is_not_the_embedded_one_has_no_demo_badge(
     use_database(today_url)
     monkeypatch.setenv("DASHBOARD_PGDATA", str(tmp_path / "no-cluster"))  # owns nothing
     monkeypatch.setenv("DASHBOARD_USER", "tester@example.com")
-    assert not embedded.owns_url(today_url)
+    assert not owns_url(today_url)
     at = make_app().run()
     assert not at.exception and at.metric
     assert not demo_badges(at)

@@ -942,7 +942,7 @@ def _fresh_server(
     env_changes: Mapping[str, str | None] | None = None,
 ) -> Iterator[RunningApp]:
     """A new server process (nothing imported, nothing cached) started with
-    ``launcher`` (``-m streamlit run`` or ``-m tooling.serve_app``), as ``user`` with
+    ``launcher`` (``-m streamlit run`` or ``-m cli.server``), as ``user`` with
     ``role`` (an admin by default); ``env_changes`` sets (or, with None, removes)
     environment variables after that."""
     # Our own secrets file, so a developer's .streamlit/secrets.toml ([auth], roles)
@@ -1044,7 +1044,7 @@ def test_dashboard_serve_warms_up_before_the_first_visit(
 ) -> None:
     """`dashboard serve`'s launcher imports, compiles and reads the default view ahead in
     the background: a visitor after that gets the page, not the progress sign."""
-    with _fresh_server(browser_database, tmp_path, ["-m", "tooling.serve_app"]) as fresh:
+    with _fresh_server(browser_database, tmp_path, ["-m", "cli.server"]) as fresh:
         deadline = time.monotonic() + STARTUP_SECONDS
         while "reading the default view in" not in fresh.log.read_text():
             assert "failed" not in fresh.log.read_text(), fresh.log.read_text()

@@ -24,6 +24,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 from sqlalchemy import Engine, text
 
+from queries import embedded_server
 from queries.db import create_direct_engine
 from queries.generations import record_generation
 from tests.conftest import DEMO_NOW, PgServer, seeded_database
@@ -321,7 +322,7 @@ def own_embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
     folder.chmod(0o777)  # the server runs as the wheel's unprivileged user under root
     pgdata = folder / "pgdata"
     try:
-        embedded._wheel().get_server(pgdata, cleanup_mode=None)
+        embedded_server.wheel().get_server(pgdata, cleanup_mode=None)
         server = embedded.ensure_running(pgdata)
         embedded.ensure_database(server, "dashboard_outage")
         url = server.url("dashboard_outage")
@@ -344,7 +345,7 @@ def own_embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
 def _start_again(pgdata: Path) -> None:
     """Start the stopped server as the wheel first did: the same socket folder and port
     (the wheel keeps one handle per folder and would not start it a second time)."""
-    embedded._wheel().pg_ctl(
+    embedded_server.wheel().pg_ctl(
         ["-w", "-o", '-h ""', "-o", f"-k {pgdata}", "-l", str(pgdata / "restart.log"), "start"],
         pgdata=pgdata,
         user=embedded._system_user(),

@@ -11,8 +11,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
+from cli.server import SETTINGS
 from dashboard import charts
-from tooling.serve_app import SETTINGS
 
 DAYS = pd.to_datetime(["2026-11-01", "2026-11-02"])
 

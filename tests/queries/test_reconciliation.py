@@ -17,20 +17,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, text
 
+from cli.main import main
 from queries import reconciliation
 from queries.approvals import approve, request_adjustment
 from queries.credits import adjust_credits, reverse_adjustment
 from queries.db import create_direct_engine
+from queries.embedded_server import owns_url
 from queries.errors import DashboardError
 from queries.generations import record_generation
 from queries.orgs import set_timezone
 from queries.reconciliation import Drift, Reconciliation, check_books, reconcile
+from queries.schema_version import alembic_config
 from tests.conftest import PgServer, _recreate
 from tests.factories import add_generations, add_ledger, ensure_types, make_org, make_user
 from tests.queries.read_functions import CHECK_MODULES, CHECKS, public_read_functions
 from tests.queries.roles import APP_LOGIN, AUDITOR_LOGIN, login_engine, login_url
 from tooling import embedded, schema
-from tooling.cli import main
 from tooling.demo_data import append_only_guard_lifted
 
 DATABASE = "dashboard_test_reconcile"
@@ -677,7 +679,7 @@ def test_reconcile_as_an_app_login_is_refused_with_a_sentence(
 def test_reconcile_on_the_embedded_database_runs_as_its_reconciler_login(
     cli_database: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not embedded.owns_url(cli_database.url.render_as_string(hide_password=False)):
+    if not owns_url(cli_database.url.render_as_string(hide_password=False)):
         pytest.skip("TEST_DATABASE_URL is not the embedded server")
     _committed_books(cli_database)
     seen: list[str | None] = []
@@ -735,7 +737,7 @@ def test_reconcile_exits_2_on_a_schema_without_checkpoints(
     name = "dashboard_test_reconcile_old"
     _recreate(test_server, name)
     url = test_server.url(name)
-    command.upgrade(schema.alembic_config(url=url), "0007")
+    command.upgrade(alembic_config(url=url), "0007")
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.delenv("DIRECT_URL", raising=False)
     for args in (["reconcile"], ["reconcile", "--full"]):

@@ -22,6 +22,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy import text
 
+from cli.main import main, webhook_from_secrets
 from queries.alerts import alerts_from, deliver
 from queries.db import create_direct_engine, create_write_engine
 from tests.conftest import PgServer, _recreate
@@ -30,7 +31,6 @@ from tests.faults import TricklingWebhook
 from tests.queries.roles import APP_LOGIN, login_url
 from tests.queries.test_alerts import _forecast, _over, _runway, _spikes
 from tooling import schema, webhook
-from tooling.cli import main, webhook_from_secrets
 
 DATABASE = "dashboard_test_alerts_cli"
 ZONE = "Asia/Kathmandu"
@@ -286,7 +286,7 @@ def test_the_command_runs_from_cron_as_a_process(database: str, hook: Hook) -> N
     # One process (the in-process tests cover the second run): exit code and output. The
     # process reads the clock itself, so its data is built at the current time.
     _over_the_limit(database, now=dt.datetime.now(dt.UTC))
-    command = [sys.executable, "-m", "tooling.cli", "alerts", "--webhook", hook.url]
+    command = [sys.executable, "-m", "cli.main", "alerts", "--webhook", hook.url]
     root = Path(__file__).resolve().parents[2]
     path = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "PYTHONPATH": path}

@@ -1,9 +1,13 @@
-"""``python -m tooling.serve_app APP [streamlit options]``: ``streamlit run APP`` with the
+"""The server start: ``dashboard serve`` runs ``python -m cli.server APP [streamlit
+options]`` as its child (:func:`run`), and that child is ``streamlit run APP`` with the
 dashboard's start-up work done in the background as the server starts
 (:mod:`dashboard.warmup`: the imports, the pages compiled, the default view read), so
 visitors do not wait for imports, compiling or cold reads; one who comes at once gets
 the app's progress sign within a second and shares the imports already under way.
-``dashboard serve`` starts the app this way.
+
+The parent stays in charge of its child: SIGTERM or SIGINT to ``dashboard serve`` (a
+service manager stopping it, Ctrl-C) stops Streamlit first, waits for it, and only then
+does the command stop the embedded database it started, so neither is left behind.
 
 Streamlit reads ``.streamlit/config.toml`` from the working directory only: started
 from any other folder, it would listen on every address with its own defaults (uploads
@@ -21,8 +25,13 @@ import logging
 import math
 import os
 import re
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import FrameType
 from typing import Final
 
 from dashboard import warmup
@@ -74,6 +83,48 @@ def settings_flags(args: Sequence[str], env: Mapping[str, str]) -> list[str]:
             continue
         flags += [f"--{key}", value]
     return flags
+
+
+# How long Streamlit may take to shut down once asked before it is killed.
+STOP_SECONDS: Final = 10.0
+_STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+
+
+def run(app: Path, streamlit_args: Sequence[str], *, env: Mapping[str, str]) -> int:
+    """Serve ``app`` in a child process (this module's :func:`main`) until it ends or this
+    process gets SIGTERM or SIGINT; then the child is asked to stop (SIGTERM), waited
+    for (killed after :data:`STOP_SECONDS`), and this returns. Its exit code; 0 after a
+    requested stop."""
+    started: list[subprocess.Popen[bytes]] = []
+    asked: list[float] = []  # when a stop was asked
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if not asked:
+            asked.append(time.monotonic())
+        for child in started:
+            if child.poll() is None:
+                child.terminate()
+
+    # Handlers first: a signal that comes while the child starts still reaches it.
+    previous = {sig: signal.signal(sig, stop) for sig in _STOP_SIGNALS}
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "cli.server", str(app), *streamlit_args], env=dict(env)
+        )
+        started.append(child)
+        if asked:
+            child.terminate()
+        while True:
+            try:
+                code = child.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if asked and time.monotonic() - asked[0] > STOP_SECONDS:
+                    child.kill()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if asked else code
 
 
 def main(argv: list[str]) -> None:

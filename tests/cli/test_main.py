@@ -4,16 +4,19 @@ that is behind, demo data into a database nobody named)."""
 
 from __future__ import annotations
 
-import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
 
+import cli.main
+from cli import server
+from cli.main import main
 from queries.db import create_direct_engine
+from queries.embedded_server import owns_url
 from tests.conftest import PgServer, _recreate
 from tooling import embedded, schema
-from tooling.cli import main
 
 
 @pytest.fixture
@@ -74,15 +77,13 @@ def test_bad_database_url_is_a_sentence_not_a_traceback(
 
 
 def test_streamlit_options_pass_through_to_streamlit_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tooling.cli as cli
-
     seen: list[list[str]] = []
 
     def serve(args: object) -> int:
         seen.append(list(args.streamlit_args))  # type: ignore[attr-defined]
         return 0
 
-    monkeypatch.setattr(cli, "cmd_serve", serve)
+    monkeypatch.setattr(cli.main, "cmd_serve", serve)
     assert main(["serve", "--server.port", "8600", "--server.headless", "true"]) == 0
     assert main(["--server.port", "8601"]) == 0
     assert main([]) == 0
@@ -98,15 +99,15 @@ def test_streamlit_options_pass_through_to_streamlit_run(monkeypatch: pytest.Mon
 
 @pytest.fixture
 def started(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """The `streamlit run` commands serve would start (never started here)."""
+    """The streamlit options of each server serve would start (never started here)."""
     calls: list[list[str]] = []
 
-    def call(command: list[str], **_: object) -> int:
-        calls.append(command)
+    def run(app: Path, streamlit_args: Sequence[str], *, env: Mapping[str, str]) -> int:
+        calls.append(list(streamlit_args))
         return 0
 
     # Only the final step is replaced: everything serve checks before it runs for real.
-    monkeypatch.setattr(subprocess, "call", call)
+    monkeypatch.setattr(server, "run", run)
     return calls
 
 
@@ -128,7 +129,7 @@ def real_database(scratch_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: P
     empty one, so ``owns_url`` is False (as for any real server)."""
     embedded.ensure_running()  # before the folder moves, so nothing starts in it
     monkeypatch.setenv("DASHBOARD_PGDATA", str(tmp_path / "no-cluster"))
-    assert not embedded.owns_url(scratch_url)
+    assert not owns_url(scratch_url)
     return scratch_url
 
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import subprocess
+import signal
 import sys
 import tomllib
 import warnings
@@ -71,11 +71,12 @@ class Target:
 def _target() -> Target:
     """``DATABASE_URL``/``DIRECT_URL`` if set; else the embedded server, started on demand."""
     from queries.db import configured_urls
+    from queries.embedded_server import owns_url
     from tooling import embedded
 
     if os.environ.get("DATABASE_URL", "").strip() or os.environ.get("DIRECT_URL", "").strip():
         urls = configured_urls()
-        return Target(urls, embedded=embedded.owns_url(urls.direct))
+        return Target(urls, embedded=owns_url(urls.direct))
     server = embedded.ensure_running()
     embedded.ensure_database(server, embedded.DEFAULT_DATABASE)
     url = server.url(embedded.DEFAULT_DATABASE)
@@ -183,8 +184,8 @@ def _reconcile_url(target: Target) -> str:
     ``dashboard_reconciler`` login (made on demand, once the schema has the role);
     else ``DIRECT_URL``."""
     from queries.db import create_direct_engine, reconcile_url
+    from queries.schema_version import schema_problem
     from tooling import embedded
-    from tooling.schema import schema_problem
 
     url = reconcile_url()
     if url is not None:
@@ -204,11 +205,11 @@ def _reconcile_url(target: Target) -> str:
 
 def _refused_for_privilege(error: BaseException) -> bool:
     """Whether PostgreSQL's "permission denied" is ``error`` or what caused it."""
-    import psycopg
+    from queries.errors import PermissionDenied, from_driver
 
     seen: BaseException | None = error
     while seen is not None:
-        if isinstance(getattr(seen, "orig", seen), psycopg.errors.InsufficientPrivilege):
+        if isinstance(seen, PermissionDenied) or isinstance(from_driver(seen), PermissionDenied):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
@@ -220,7 +221,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from queries.db import create_runtime_engine
     from queries.errors import DashboardError
     from queries.reconciliation import reconcile
-    from tooling.schema import schema_problem
+    from queries.schema_version import schema_problem
 
     target = _target()
     url = target.urls.direct
@@ -335,7 +336,7 @@ def cmd_bulk_adjust(args: argparse.Namespace) -> int:
     from queries.bulk import MAX_FILE_BYTES, apply_bulk, plan_bulk
     from queries.db import create_runtime_engine
     from queries.errors import BulkRejected, DashboardError
-    from tooling.schema import schema_problem
+    from queries.schema_version import schema_problem
 
     if args.apply and not (args.actor or "").strip():
         raise Refused("--apply needs --actor EMAIL: the person the ledger names for it.")
@@ -431,8 +432,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     from queries.alerts import MAX_RUNWAY_DAYS, current_alerts, deliver
     from queries.db import create_write_engine
     from queries.errors import DashboardError
+    from queries.schema_version import schema_problem
     from tooling import webhook
-    from tooling.schema import schema_problem
 
     if not 1 <= args.runway_days <= MAX_RUNWAY_DAYS:
         raise Refused(f"--runway-days must be from 1 to {MAX_RUNWAY_DAYS}, not {args.runway_days}.")
@@ -554,7 +555,9 @@ def check_identity(
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from cli import server
     from queries.db import create_direct_engine
+    from queries.schema_version import schema_problem
     from tooling import embedded, schema
     from tooling.demo_data import database_is_empty, seed_demo_data
 
@@ -562,6 +565,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     urls = target.urls
     env = dict(os.environ)
     env["DATABASE_URL"], env["DIRECT_URL"] = urls.runtime, urls.direct
+    # Until the server runs, SIGTERM stops the command as Ctrl-C does, so the embedded
+    # database it started is still stopped below (server.run handles both meanwhile).
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         # Who may use it comes first: nothing is migrated or loaded for a refused start.
         check_identity(env, args.streamlit_args, urls.runtime)
@@ -581,19 +587,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 # dashboard_web (the role exists once the schema is migrated).
                 env["DATABASE_URL"] = embedded.app_login_url(urls.direct)
             else:
-                problem = schema.schema_problem(engine)
+                problem = schema_problem(engine)
                 if problem is not None:
                     raise Refused(problem)
         finally:
             engine.dispose()
         # `streamlit run`, with the app's start-up work (imports, compiling the pages,
-        # reading the default view) done in the background as the server starts.
-        command = [sys.executable, "-m", "tooling.serve_app", str(APP), *args.streamlit_args]
-        try:
-            return subprocess.call(command, env=env)
-        except KeyboardInterrupt:
-            return 0
+        # reading the default view) done in the background as the server starts; a
+        # SIGTERM or Ctrl-C stops it before the embedded database below.
+        return server.run(APP, args.streamlit_args, env=env)
+    except KeyboardInterrupt:  # asked to stop before the server ran
+        return 0
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if target.started_embedded:
             embedded.stop()
             print("stopped the embedded database")
