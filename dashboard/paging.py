@@ -20,7 +20,7 @@ in the link, so "previous" from a page opened by a link goes back to the first p
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import Final, Generic, TypeVar
 
 import streamlit as st
@@ -30,9 +30,27 @@ from dashboard import url
 from queries.errors import InvalidInput
 
 C = TypeVar("C")
+S = TypeVar("S", bound=str)
 
 PREVIOUS: Final = "← Previous"
 NEXT: Final = "Next →"
+SORT_LABEL: Final = "Sort by"
+OTHER_ORDER: Final = "it is a page of the list in another order than the one chosen."
+# Under a list sorted on the server: the table's own header sort would only reorder the
+# rows on screen (Streamlit 1.67 has no switch to turn it off per table).
+SORT_NOTE: Final = (
+    f"Clicking a column header reorders only this page; {SORT_LABEL} orders the list."
+)
+
+
+def sort_select(key: str, orders: Mapping[S, str], *, default: S) -> S:
+    """The "Sort by" box of a list sorted on the server: one of ``orders`` (value ->
+    label), kept in session state under ``key`` (and in the URL through a
+    :func:`dashboard.url.choice_param` on the same key)."""
+    if st.session_state.get(key) not in orders:
+        st.session_state[key] = default
+    chosen: S = st.selectbox(SORT_LABEL, list(orders), format_func=orders.__getitem__, key=key)
+    return chosen
 
 
 class Pager(Generic[C]):
@@ -40,7 +58,10 @@ class Pager(Generic[C]):
 
     ``key`` prefixes its session keys (``<key>.cursors``, ``<key>.cursors_for``) and
     its buttons' keys (``<key>.previous``, ``<key>.next``, ``<key>.first``);
-    ``filters`` is everything the list depends on (a plain, comparable value).
+    ``filters`` is everything the list depends on (a plain, comparable value);
+    ``sort``, the order chosen for a list sorted on the server whose cursors carry their
+    order (``cursor.sort``): a change of order starts over like a change of filters, and
+    a link's cursor of another order is dropped with a notice, never read in this one.
     """
 
     def __init__(
@@ -51,11 +72,14 @@ class Pager(Generic[C]):
         page_size: int,
         url_page: str | None = None,
         cursor_type: type[C] | None = None,
+        sort: str | None = None,
     ) -> None:
         self.key = key
         self.page_size = page_size
+        self._sort = sort
         self._cursors_key = f"{key}.cursors"
         ss = st.session_state
+        filters = (filters, sort)
         if ss.get(f"{key}.cursors_for") != filters or not isinstance(
             ss.get(self._cursors_key), list
         ):
@@ -70,6 +94,9 @@ class Pager(Generic[C]):
         if raw is not None:
             try:
                 number, cursor = url.decode_cursor(raw, cursor_type)
+                if self._sort is not None and getattr(cursor, "sort", None) != self._sort:
+                    # Its rows would be the wrong ones: a position in another order.
+                    raise InvalidInput(OTHER_ORDER)
             except InvalidInput as exc:
                 # The position the link asked for cannot be used: say so, and show the
                 # first page (not whatever page this session showed before).
