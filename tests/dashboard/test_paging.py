@@ -70,9 +70,9 @@ def _sorted_script() -> None:
     import streamlit as st
 
     from dashboard import paging, url
-    from queries.usage import UsageCursor
+    from queries.usage import UsageCursor, UsageSort
 
-    orders = {"credits_desc": "Most first", "name_asc": "A to Z"}
+    orders: dict[UsageSort, str] = {"credits_desc": "Most first", "name_asc": "A to Z"}
     params = (
         url.choice_param("sort", "numbers.sort", {s: s for s in orders}, default="credits_desc"),
     )
@@ -96,7 +96,8 @@ def _sorted_script() -> None:
     if after is not None:
         rows = [i for i in rows if key(i) > (after.key, after.name, after.organization_id)]
     page = rows[:10]
-    following = UsageCursor(*key(page[-1]), sort) if len(rows) > 10 else None
+    last_key, last_name, last_id = key(page[-1])
+    following = UsageCursor(last_key, last_name, last_id, sort) if len(rows) > 10 else None
     st.text(f"{pager.first}: {page[0]}-{page[-1]}")
     pager.buttons(next=following)
 
