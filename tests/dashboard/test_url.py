@@ -34,6 +34,7 @@ def token(values: object) -> str:
     [
         (2, UsageCursor(1234, 'Acme, Inc. = "quoted" ünïcode', 7)),
         (17, AuditCursor(dt.datetime(2026, 11, 20, 15, 30, 1, 5, tzinfo=dt.UTC), 1, 99)),
+        (2, AuditCursor(dt.datetime(2026, 11, 20, 15, 30, tzinfo=dt.UTC), 0, 1, "oldest")),
         (3, UtilizationCursor(1.25, 500, "Zeta", 4, "image")),
         (4, UsageCursor(0, "Zeta", 4, "name_asc")),
         (5, UtilizationCursor(-0.5, 0, "Zeta", 4, "image", "limit_desc")),
@@ -72,10 +73,10 @@ def test_a_bad_cursor_is_refused_with_a_sentence(raw: str) -> None:
 @pytest.mark.parametrize(
     "values",
     [
-        [2, "2026-11-20T15:30:00", 1, 2],  # no zone
-        [2, "1900-01-01T00:00:00+00:00", 1, 2],  # out of range
-        [2, "yesterday", 1, 2],
-        [2, 5, 1, 2],
+        [2, "2026-11-20T15:30:00", 1, 2, "newest"],  # no zone
+        [2, "1900-01-01T00:00:00+00:00", 1, 2, "newest"],  # out of range
+        [2, "yesterday", 1, 2, "newest"],
+        [2, 5, 1, 2, "newest"],
     ],
 )
 def test_a_cursor_time_must_be_a_zoned_time_near_the_data(values: list[object]) -> None:
@@ -209,9 +210,12 @@ def test_any_json_in_a_token_is_a_sentence_or_a_cursor_in_the_databases_range(
         (AuditCursor, "[" * 1400),  # RecursionError
         (UsageCursor, "[" * 1400 + "]" * 1400),
         (AuditCursor, '{"a":' * 1000 + "1" + "}" * 1000),
-        (AuditCursor, f'[2,"2026-11-20T15:30:00+00:00",{2**63 - 1},5]'),  # source: integer
-        (AuditCursor, f'[2,"2026-11-20T15:30:00+00:00",1,{-(2**63 - 1)}]'),  # a negative id
-        (AuditCursor, '[2,"2026-11-20T15:30:00+00:00",1,0]'),
+        (AuditCursor, f'[2,"2026-11-20T15:30:00+00:00",{2**63 - 1},5,"newest"]'),  # source: integer
+        (
+            AuditCursor,
+            f'[2,"2026-11-20T15:30:00+00:00",1,{-(2**63 - 1)},"newest"]',
+        ),  # a negative id
+        (AuditCursor, '[2,"2026-11-20T15:30:00+00:00",1,0,"newest"]'),
         (UsageCursor, f'[2,{2**63},"x",1,"credits_desc"]'),  # one past bigint
         (
             UsageCursor,

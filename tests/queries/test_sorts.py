@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 from sqlalchemy import Connection, TextClause, text
 
-from queries import quotas, usage
+from queries import audit, quotas, usage
 from queries.errors import InvalidInput
-from tests.factories import ensure_types, make_org
+from tests.factories import add_ledger, ensure_types, make_org
 from tests.statements import recording
 
 DAY = dt.date(2026, 11, 20)
@@ -222,3 +222,94 @@ def test_an_infinite_utilization_pages_with_a_finite_cursor(connection: Connecti
             {"t": tag},
         )
     ]
+
+
+# The trail of one organization in both orders, as a plain ORDER BY over its two sources.
+_AUDIT_RECOUNT = text(
+    """
+    WITH e AS (
+        SELECT created_at AS at, 1 AS source, id, reason FROM credit_ledger
+        WHERE organization_id = :org
+        UNION ALL
+        SELECT created_at, 0, id, reason FROM audit_log WHERE organization_id = :org
+    )
+    SELECT reason,
+           row_number() OVER (ORDER BY at DESC, source DESC, id DESC) AS newest,
+           row_number() OVER (ORDER BY at, source, id) AS oldest
+    FROM e
+    """
+)
+NOON = dt.datetime(2030, 7, 1, 12, tzinfo=dt.UTC)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    events=hs.lists(hs.tuples(hs.booleans(), hs.integers(0, 3)), min_size=1, max_size=12),
+    sort=hs.sampled_from(audit.AUDIT_SORTS),
+    size=hs.integers(1, 4),
+)
+def test_the_audit_trail_pages_through_every_change_once_in_either_order(
+    connection: Connection, events: list[tuple[bool, int]], sort: audit.AuditSort, size: int
+) -> None:
+    with connection.begin_nested() as savepoint:
+        org = make_org(connection)
+        # Ledger entries and limit changes at a few instants, so times tie across sources.
+        for n, (ledger, minute) in enumerate(events):
+            at = NOON + dt.timedelta(minutes=minute)
+            if ledger:
+                add_ledger(connection, org, [(5, "grant", f"Event {n}", at)])
+            else:
+                connection.execute(
+                    text(
+                        "INSERT INTO audit_log (organization_id, action, actor, reason,"
+                        " created_at) VALUES (:o, 'set_daily_limit', 'b@x.com', :r, :at)"
+                    ),
+                    {"o": org, "r": f"Event {n}", "at": at},
+                )
+        recount = connection.execute(_AUDIT_RECOUNT, {"org": org}).mappings().all()
+        expected = [r["reason"] for r in sorted(recount, key=lambda r: int(r[sort]))]
+        day = NOON.date()
+        walked: list[str] = []
+        cursor = None
+        while True:
+            page = audit.all_orgs_audit_page(
+                connection,
+                start=day,
+                end=day,
+                organization_id=org,
+                limit=size,
+                after=cursor,
+                sort=sort,
+            )
+            walked += list(page.rows["reason"])
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert walked == expected
+        whole = audit.all_orgs_audit_trail(
+            connection, start=day, end=day, organization_id=org, sort=sort
+        )
+        assert list(whole["reason"]) == expected
+        savepoint.rollback()
+
+
+def test_an_audit_cursor_of_the_other_order_is_refused(connection: Connection) -> None:
+    org = make_org(connection)
+    add_ledger(connection, org, [(5, "grant", "One", NOON), (5, "grant", "Two", NOON)])
+    day = NOON.date()
+    page = audit.all_orgs_audit_page(connection, start=day, end=day, organization_id=org, limit=1)
+    assert page.next_cursor is not None
+    with pytest.raises(InvalidInput, match="another order"):
+        audit.all_orgs_audit_page(
+            connection,
+            start=day,
+            end=day,
+            organization_id=org,
+            limit=1,
+            after=page.next_cursor,
+            sort="oldest",
+        )
+    with pytest.raises(InvalidInput, match="sort must be one of"):
+        audit.all_orgs_audit_page(connection, start=day, end=day, sort="asc")  # type: ignore[arg-type]
