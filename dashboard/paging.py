@@ -28,6 +28,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from dashboard import url
 from queries.errors import InvalidInput
+from queries.frames import TimeSort
 
 C = TypeVar("C")
 S = TypeVar("S", bound=str)
@@ -41,6 +42,19 @@ OTHER_ORDER: Final = "it is a page of the list in another order than the one cho
 SORT_NOTE: Final = (
     f"Clicking a column header reorders only this page; {SORT_LABEL} orders the list."
 )
+
+
+# The orders of a list by time (the audit trail, the ledger).
+TIME_ORDERS: Final[dict[TimeSort, str]] = {
+    "newest": "Newest first",
+    "oldest": "Oldest first",
+}
+
+
+def sort_param(key: str, orders: Mapping[S, str], *, default: S) -> url.Param[S]:
+    """The order of a list in the URL (``sort=<order>``, the default left out), kept in
+    session state under ``key``, as :func:`sort_select` draws it."""
+    return url.choice_param("sort", key, {order: order for order in orders}, default=default)
 
 
 def sort_select(key: str, orders: Mapping[S, str], *, default: S) -> S:

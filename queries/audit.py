@@ -7,7 +7,6 @@ reason); other changes (daily limits) by ``audit_log``. This reads both as one l
 from __future__ import annotations
 
 import datetime as dt
-import typing
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,7 +22,7 @@ from queries.checks import (
     like_pattern,
 )
 from queries.errors import InvalidInput
-from queries.frames import frame
+from queries.frames import TIME_SORTS, TimeSort, frame
 from queries.models import LEDGER_KINDS
 
 # The approval steps (queries.approvals) are audit_log rows; an approved adjustment is
@@ -158,8 +157,8 @@ _TRAIL_OLDEST = text(
 
 
 # The orders of the trail: by time, newest or oldest first (then source and id).
-AuditSort = Literal["newest", "oldest"]
-AUDIT_SORTS: tuple[AuditSort, ...] = typing.get_args(AuditSort)
+AuditSort = TimeSort
+AUDIT_SORTS = TIME_SORTS
 _TRAILS: dict[AuditSort, TextClause] = {"newest": _TRAIL_NEWEST, "oldest": _TRAIL_OLDEST}
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import pandas as pd
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, TextClause, bindparam, text
 
 from queries.checks import (
     check_granularity,
@@ -29,7 +29,7 @@ from queries.checks import (
     like_pattern,
 )
 from queries.errors import InvalidInput
-from queries.frames import KeysetCursor, frame, split_page
+from queries.frames import TIME_SORTS, TimeSort, frame, split_page
 from queries.models import LEDGER_KINDS
 
 # The cross-organization reads count the range's days in one zone, the company's
@@ -527,12 +527,24 @@ def balance_and_runway(
     )
 
 
-LedgerCursor = KeysetCursor
+# The orders of the ledger: by time, newest or oldest first (then id).
+LedgerSort = TimeSort
+LEDGER_SORTS = TIME_SORTS
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerCursor:
+    """Where the next page of the ledger starts: the last entry's (created_at, id), in
+    the order ``sort``. A cursor of one order never pages another."""
+
+    created_at: dt.datetime
+    id: int
+    sort: LedgerSort = "newest"
 
 
 @dataclass(frozen=True, slots=True)
 class LedgerPage:
-    """One page of ledger entries, newest first, and the cursor of the next page."""
+    """One page of ledger entries in its order, and the cursor of the next page."""
 
     entries: pd.DataFrame
     next_cursor: LedgerCursor | None
@@ -552,7 +564,7 @@ LEDGER_COLUMNS = {
     "reversed_by_id": "Int64",
 }
 
-_LEDGER = text(
+_LEDGER_NEWEST = text(
     """
     SELECT l.id, l.created_at, l.kind, l.amount, l.balance_after, l.reason, l.note, l.actor,
            l.idempotency_key, l.reverses_id, r.id AS reversed_by_id
@@ -573,6 +585,29 @@ _LEDGER = text(
     """
 ).bindparams(bindparam("kinds", expanding=True))
 
+# The same, oldest first (the same index, read forward).
+_LEDGER_OLDEST = text(
+    """
+    SELECT l.id, l.created_at, l.kind, l.amount, l.balance_after, l.reason, l.note, l.actor,
+           l.idempotency_key, l.reverses_id, r.id AS reversed_by_id
+    FROM credit_ledger l
+    JOIN organizations o ON o.id = l.organization_id
+    LEFT JOIN credit_ledger r ON r.organization_id = l.organization_id AND r.reverses_id = l.id
+    WHERE l.organization_id = :org
+      AND (:all_kinds OR l.kind IN :kinds)
+      AND (CAST(:actor AS text) IS NULL OR l.actor ILIKE '%' || :actor || '%' ESCAPE '\\')
+      AND (CAST(:start AS date) IS NULL
+           OR l.created_at >= CAST(:start AS timestamp) AT TIME ZONE o.timezone)
+      AND (CAST(:end AS date) IS NULL
+           OR l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE o.timezone)
+      AND (CAST(:cursor_at AS timestamptz) IS NULL
+           OR (l.created_at, l.id) > (CAST(:cursor_at AS timestamptz), :cursor_id))
+    ORDER BY l.created_at, l.id
+    LIMIT :limit
+    """
+).bindparams(bindparam("kinds", expanding=True))
+_LEDGERS: dict[LedgerSort, TextClause] = {"newest": _LEDGER_NEWEST, "oldest": _LEDGER_OLDEST}
+
 
 def ledger_page(
     conn: Connection,
@@ -584,8 +619,10 @@ def ledger_page(
     end: dt.date | None = None,
     limit: int = 50,
     after: LedgerCursor | None = None,
+    sort: LedgerSort = "newest",
 ) -> LedgerPage:
-    """The organization's ledger, newest first, filtered and paginated by keyset.
+    """The organization's ledger, newest (or, ``sort="oldest"``, oldest) first, filtered
+    and paginated by keyset (``after`` a cursor of the same order).
 
     ``kinds``: any of grant, deduct, refund, reversal; ``actor``: part of the actor's
     email (case-insensitive); ``start``/``end``: local dates, inclusive. Columns: id,
@@ -594,6 +631,9 @@ def ledger_page(
     """
     organization_id = check_id(organization_id)
     limit = check_limit(limit)
+    sort = check_sort(sort, LEDGER_SORTS)
+    if after is not None and (not isinstance(after, LedgerCursor) or after.sort != sort):
+        raise InvalidInput("after must be the cursor of a previous page in this order.")
     if kinds is not None:
         unknown = sorted(set(kinds) - set(LEDGER_KINDS))
         if unknown:
@@ -604,7 +644,7 @@ def ledger_page(
         check_range(start, end)
     pattern = like_pattern(actor, "actor filter")
     result = conn.execute(
-        _LEDGER,
+        _LEDGERS[sort],
         {
             "org": organization_id,
             "all_kinds": not kinds,
@@ -617,4 +657,6 @@ def ledger_page(
             "limit": limit + 1,
         },
     )
-    return LedgerPage(*split_page(frame(result, LEDGER_COLUMNS), limit))
+    entries, following = split_page(frame(result, LEDGER_COLUMNS), limit)
+    cursor = LedgerCursor(following.created_at, following.id, sort) if following else None
+    return LedgerPage(entries, cursor)

@@ -28,7 +28,7 @@ K_SCOPE: Final = "audit.scope"
 K_ACTION: Final = "audit.action"
 K_ACTOR: Final = "audit.actor"
 K_SORT: Final = "audit.sort"
-SORTS: Final[dict[AuditSort, str]] = {"newest": "Newest first", "oldest": "Oldest first"}
+SORTS: Final[dict[AuditSort, str]] = paging.TIME_ORDERS
 DEFAULT_SORT: Final[AuditSort] = "newest"
 ANY: Final = ""
 PAGE_SIZE: Final = 100
@@ -49,7 +49,7 @@ URL_PARAMS: Final = (
     url.choice_param("scope", K_SCOPE, {"all": "all", "org": "one"}, default="all"),
     url.choice_param("action", K_ACTION, {a: a for a in AUDIT_ACTIONS}, default=ANY),
     url.text_param("actor", K_ACTOR, "actor"),
-    url.choice_param("sort", K_SORT, {s: s for s in SORTS}, default=DEFAULT_SORT),
+    paging.sort_param(K_SORT, SORTS, default=DEFAULT_SORT),
 )
 ROW_LABELS: Final = {a: _LABELS[a][0] if a in _LABELS else a for a in AUDIT_ACTIONS}
 ACTION_LABELS: Final = {ANY: "Any change"} | {

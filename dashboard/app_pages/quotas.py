@@ -84,7 +84,7 @@ def url_params(types: list[str]) -> tuple[url.Param[Any], ...]:
         url.choices_param("plan", K_PLANS, PLANS, "plans"),
         url.choices_param("type", K_TYPES, types, "types"),
         url.choices_param("status", K_STATUSES, STATUSES, "statuses"),
-        url.choice_param("sort", K_SORT, {s: s for s in SORTS}, default=DEFAULT_SORT),
+        paging.sort_param(K_SORT, SORTS, default=DEFAULT_SORT),
     )
 
 

@@ -43,7 +43,7 @@ DEFAULT_SORT: Final[UsageSort] = "credits_desc"
 URL_PARAMS: Final = (
     url.choices_param("plan", K_PLANS, PLANS, "plans"),
     url.text_param("q", K_SEARCH, "search"),
-    url.choice_param("sort", K_SORT, {s: s for s in SORTS}, default=DEFAULT_SORT),
+    paging.sort_param(K_SORT, SORTS, default=DEFAULT_SORT),
 )
 
 # The table as shown and downloaded. The slug is not a column (the search still matches

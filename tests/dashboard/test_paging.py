@@ -73,9 +73,7 @@ def _sorted_script() -> None:
     from queries.usage import UsageCursor, UsageSort
 
     orders: dict[UsageSort, str] = {"credits_desc": "Most first", "name_asc": "A to Z"}
-    params = (
-        url.choice_param("sort", "numbers.sort", {s: s for s in orders}, default="credits_desc"),
-    )
+    params = (paging.sort_param("numbers.sort", orders, default="credits_desc"),)
     url.apply("numbers", params)
     sort = paging.sort_select("numbers.sort", orders, default="credits_desc")
     url.write("numbers", params)

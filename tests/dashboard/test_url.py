@@ -22,7 +22,7 @@ from queries.audit import AuditCursor
 from queries.errors import InvalidInput
 from queries.frames import KeysetCursor
 from queries.quotas import UtilizationCursor
-from queries.usage import UsageCursor
+from queries.usage import LedgerCursor, UsageCursor
 
 
 def token(values: object) -> str:
@@ -102,7 +102,7 @@ def raw_token(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-CURSORS = (UsageCursor, AuditCursor, UtilizationCursor, KeysetCursor, ApprovalCursor)
+CURSORS = (UsageCursor, AuditCursor, UtilizationCursor, KeysetCursor, ApprovalCursor, LedgerCursor)
 
 # Values of every JSON type, including numbers far outside what the database takes.
 _SCALARS = (

@@ -313,3 +313,62 @@ def test_an_audit_cursor_of_the_other_order_is_refused(connection: Connection) -
         )
     with pytest.raises(InvalidInput, match="sort must be one of"):
         audit.all_orgs_audit_page(connection, start=day, end=day, sort="asc")  # type: ignore[arg-type]
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    minutes=hs.lists(hs.integers(0, 3), min_size=1, max_size=12),
+    sort=hs.sampled_from(usage.LEDGER_SORTS),
+    size=hs.integers(1, 4),
+)
+def test_the_ledger_pages_through_every_entry_once_in_either_order(
+    connection: Connection, minutes: list[int], sort: usage.LedgerSort, size: int
+) -> None:
+    with connection.begin_nested() as savepoint:
+        org = make_org(connection)
+        add_ledger(
+            connection,
+            org,
+            [
+                (5, "grant", f"Entry {n}", NOON + dt.timedelta(minutes=m))
+                for n, m in enumerate(minutes)
+            ],
+        )
+        expected = list(
+            connection.scalars(
+                text(
+                    "SELECT id FROM credit_ledger WHERE organization_id = :org"
+                    " ORDER BY created_at DESC, id DESC"
+                ),
+                {"org": org},
+            )
+        )
+        if sort == "oldest":
+            expected.reverse()
+        walked: list[int] = []
+        cursor = None
+        while True:
+            page = usage.ledger_page(
+                connection, organization_id=org, limit=size, after=cursor, sort=sort
+            )
+            walked += [int(i) for i in page.entries["id"]]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert walked == expected
+        savepoint.rollback()
+
+
+def test_a_ledger_cursor_of_the_other_order_is_refused(connection: Connection) -> None:
+    org = make_org(connection)
+    add_ledger(connection, org, [(5, "grant", "One", NOON), (5, "grant", "Two", NOON)])
+    page = usage.ledger_page(connection, organization_id=org, limit=1)
+    assert page.next_cursor is not None
+    with pytest.raises(InvalidInput, match="in this order"):
+        usage.ledger_page(
+            connection, organization_id=org, limit=1, after=page.next_cursor, sort="oldest"
+        )
+    with pytest.raises(InvalidInput, match="sort must be one of"):
+        usage.ledger_page(connection, organization_id=org, sort="amount")  # type: ignore[arg-type]
