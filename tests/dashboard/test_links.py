@@ -146,7 +146,10 @@ def test_managers_get_no_adjust_link(demo: None) -> None:
         ({"plan": "platinum"}, "plan='platinum'"),
         ({"q": "a\x07b"}, "control character"),
         ({"after": "not-a-cursor"}, "after='not-a-cursor'"),
-        ({"after": "WzIsIjEiLCJ4IiwzXQ"}, "after="),  # [2,"1","x",3]: a string for an int
+        (
+            {"after": "WzIsIjEiLCJ4IiwzLCJjcmVkaXRzX2Rlc2MiXQ"},
+            "after=",
+        ),  # [2,"1","x",3,...]: a string for an int
     ],
 )
 def test_bad_usage_link_values_are_dropped_with_a_notice(
@@ -501,16 +504,17 @@ def crafted(text: str) -> str:
 
 # The links of issue 15 that crashed a page or replaced part of it with an error.
 CRAFTED_TOKENS = [
-    ("quotas", "support", crafted("[2," + "9" * 1200 + ',1,"a",1,"chat"]')),  # OverflowError
+    # OverflowError:
+    ("quotas", "support", crafted("[2," + "9" * 1200 + ',1,"a",1,"chat","utilization_desc"]')),
     ("audit", "manager", crafted("[" * 1400)),  # RecursionError
     ("credits", "finance", crafted("[" * 1400)),
     ("overview", "admin", crafted("[" * 1400)),
     ("usage", "finance", crafted("[" * 1400)),
     # "The database refused a query (NumericValueOutOfRange)": the source is an integer.
-    ("audit", "manager", crafted(f'[2,"2026-11-20T15:30:00+00:00",{2**63 - 1},5]')),
-    ("audit", "manager", crafted(f'[2,"2026-11-20T15:30:00+00:00",1,{-(2**63 - 1)}]')),
-    ("usage", "finance", crafted(f'[2,1,"x",{-(2**63 - 1)}]')),
-    ("quotas", "support", crafted(f'[2,1,1,"a",{2**63},"chat"]')),
+    ("audit", "manager", crafted(f'[2,"2026-11-20T15:30:00+00:00",{2**63 - 1},5,"newest"]')),
+    ("audit", "manager", crafted(f'[2,"2026-11-20T15:30:00+00:00",1,{-(2**63 - 1)},"newest"]')),
+    ("usage", "finance", crafted(f'[2,1,"x",{-(2**63 - 1)},"credits_desc"]')),
+    ("quotas", "support", crafted(f'[2,1,1,"a",{2**63},"chat","utilization_desc"]')),
 ]
 
 
