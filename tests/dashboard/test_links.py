@@ -322,6 +322,32 @@ def test_a_credits_link_reproduces_the_ledger_page_and_the_csv_holds_the_list(
     assert list(csv["Reason"]) == list(shown["Reason"])
 
 
+def test_the_ledger_oldest_first_is_kept_in_the_link_and_the_csv_follows_it(
+    demo: None, demo_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    downloads = deferred_downloads(monkeypatch)
+    org = scalar(
+        demo_engine,
+        "SELECT organization_id FROM credit_ledger GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
+    )
+    at = open_page(make_app(role="finance", query={**HISTORY, "org": str(org)}), "credits")
+    newest = table_with(at, "Balance after")
+    at.selectbox(key="credits.ledger_sort").set_value("oldest").run()
+    oldest = table_with(at, "Balance after")
+    assert at.query_params["sort"] == "oldest" and len(oldest) > 1
+    assert oldest["Time"].is_monotonic_increasing
+    assert oldest["Time"].iloc[0] <= newest["Time"].min()
+    again = reopen(at, "credits", role="finance")
+    assert not again.exception and not again.toast
+    assert again.selectbox(key="credits.ledger_sort").value == "oldest"
+    same_rows(table_with(again, "Balance after"), oldest)
+    (name,) = [n for n in downloads if n.startswith("ledger_")]
+    content = downloads[name]()
+    assert isinstance(content, bytes)
+    csv = pd.read_csv(io.BytesIO(content))
+    assert list(csv["Entry"][: len(oldest)]) == list(oldest["Entry"])
+
+
 @pytest.mark.parametrize(
     ("params", "notice"),
     [
