@@ -13,6 +13,10 @@ page, since the old cursors describe another list.
     middle = pager.buttons(next=page.next)
     middle.caption(f"Organizations {pager.first:,}–...")
 
+A list sorted on the server offers a few fixed orders in a "Sort by" box
+(:func:`sort_select`, in the URL as ``sort``: :func:`sort_param`) and passes the order
+to its pager (``sort=``): a new order starts over, and the cursors carry their order.
+
 With ``url_page`` the shown page is kept in the URL (``after``, :mod:`dashboard.url`): a
 link opens the same page of the same list. The cursors of the pages before it are not
 in the link, so "previous" from a page opened by a link goes back to the first page.
@@ -59,8 +63,8 @@ def sort_param(key: str, orders: Mapping[S, str], *, default: S) -> url.Param[S]
 
 def sort_select(key: str, orders: Mapping[S, str], *, default: S) -> S:
     """The "Sort by" box of a list sorted on the server: one of ``orders`` (value ->
-    label), kept in session state under ``key`` (and in the URL through a
-    :func:`dashboard.url.choice_param` on the same key)."""
+    label), kept in session state under ``key`` (and in the URL by :func:`sort_param`
+    on the same key)."""
     if st.session_state.get(key) not in orders:
         st.session_state[key] = default
     chosen: S = st.selectbox(SORT_LABEL, list(orders), format_func=orders.__getitem__, key=key)

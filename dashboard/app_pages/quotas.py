@@ -4,10 +4,10 @@ day, who is near or over, an organization's quota history, changing a daily limi
 (``dashboard.timezone_form``).
 
 The search, plans, types, statuses, the table's order ("Sort by") and its page are in the
-URL (``q``, ``plan``, ``type``, ``status``, ``sort``, ``after``: :mod:`dashboard.url`). Every organization
-listed (over, near, the table, the heatmap's) links to this page scoped to it (its quota
-history), with ``form=limit`` for those who may change limits: the limit form at the
-top."""
+URL (``q``, ``plan``, ``type``, ``status``, ``sort``, ``after``: :mod:`dashboard.url`).
+Every organization listed (over, near, the table, the heatmap's) links to this page
+scoped to it (its quota history), with ``form=limit`` for those who may change limits:
+the limit form at the top."""
 
 from __future__ import annotations
 
