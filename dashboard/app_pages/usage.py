@@ -103,8 +103,10 @@ def render() -> None:
         f"{zones.note(tz)} Balances are current.",
     )
     with ui.section("The ranking"):
-        st.subheader("Ranking by credits consumed")
         url.apply(URL_PAGE, URL_PARAMS)
+        # The rank is always by credits consumed; the heading names the order shown.
+        order = SORTS.get(st.session_state.get(K_SORT, DEFAULT_SORT), SORTS[DEFAULT_SORT])
+        st.subheader(f"Ranking · {order.lower()}")
         left, middle, right = st.columns([1, 1, 1])
         plans = left.multiselect("Plans", PLANS, key=K_PLANS, placeholder="All plans")
         search = middle.text_input(
