@@ -408,9 +408,11 @@ def ledger_all(
     start: dt.date | None,
     end: dt.date | None,
     max_rows: int = 20_000,
+    sort: usage.LedgerSort = "newest",
 ) -> pd.DataFrame:
-    """Every entry matching the filters (for a download), up to ``max_rows``, newest
-    first: the keyset pages of :func:`ledger_page` one after the other, uncached."""
+    """Every entry matching the filters (for a download), up to ``max_rows``, in the
+    order ``sort``: the keyset pages of :func:`ledger_page` one after the other,
+    uncached."""
     pages: list[pd.DataFrame] = []
     cursor: usage.LedgerCursor | None = None
     rows = 0
@@ -427,6 +429,7 @@ def ledger_all(
                 end=end,
                 limit=min(1000, max_rows - rows),
                 after=cursor,
+                sort=sort,
             )
             pages.append(page.entries)
             rows += len(page.entries)

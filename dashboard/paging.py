@@ -13,6 +13,10 @@ page, since the old cursors describe another list.
     middle = pager.buttons(next=page.next)
     middle.caption(f"Organizations {pager.first:,}–...")
 
+A list sorted on the server offers a few fixed orders in a "Sort by" box
+(:func:`sort_select`, in the URL as ``sort``: :func:`sort_param`) and passes the order
+to its pager (``sort=``): a new order starts over, and the cursors carry their order.
+
 With ``url_page`` the shown page is kept in the URL (``after``, :mod:`dashboard.url`): a
 link opens the same page of the same list. The cursors of the pages before it are not
 in the link, so "previous" from a page opened by a link goes back to the first page.
@@ -20,7 +24,7 @@ in the link, so "previous" from a page opened by a link goes back to the first p
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import Final, Generic, TypeVar
 
 import streamlit as st
@@ -28,11 +32,43 @@ from streamlit.delta_generator import DeltaGenerator
 
 from dashboard import url
 from queries.errors import InvalidInput
+from queries.frames import TimeSort
 
 C = TypeVar("C")
+S = TypeVar("S", bound=str)
 
 PREVIOUS: Final = "← Previous"
 NEXT: Final = "Next →"
+SORT_LABEL: Final = "Sort by"
+OTHER_ORDER: Final = "it is a page of the list in another order than the one chosen."
+# Under a list sorted on the server: the table's own header sort would only reorder the
+# rows on screen (Streamlit 1.67 has no switch to turn it off per table).
+SORT_NOTE: Final = (
+    f"Clicking a column header reorders only this page; {SORT_LABEL} orders the list."
+)
+
+
+# The orders of a list by time (the audit trail, the ledger).
+TIME_ORDERS: Final[dict[TimeSort, str]] = {
+    "newest": "Newest first",
+    "oldest": "Oldest first",
+}
+
+
+def sort_param(key: str, orders: Mapping[S, str], *, default: S) -> url.Param[S]:
+    """The order of a list in the URL (``sort=<order>``, the default left out), kept in
+    session state under ``key``, as :func:`sort_select` draws it."""
+    return url.choice_param("sort", key, {order: order for order in orders}, default=default)
+
+
+def sort_select(key: str, orders: Mapping[S, str], *, default: S) -> S:
+    """The "Sort by" box of a list sorted on the server: one of ``orders`` (value ->
+    label), kept in session state under ``key`` (and in the URL by :func:`sort_param`
+    on the same key)."""
+    if st.session_state.get(key) not in orders:
+        st.session_state[key] = default
+    chosen: S = st.selectbox(SORT_LABEL, list(orders), format_func=orders.__getitem__, key=key)
+    return chosen
 
 
 class Pager(Generic[C]):
@@ -40,7 +76,10 @@ class Pager(Generic[C]):
 
     ``key`` prefixes its session keys (``<key>.cursors``, ``<key>.cursors_for``) and
     its buttons' keys (``<key>.previous``, ``<key>.next``, ``<key>.first``);
-    ``filters`` is everything the list depends on (a plain, comparable value).
+    ``filters`` is everything the list depends on (a plain, comparable value);
+    ``sort``, the order chosen for a list sorted on the server whose cursors carry their
+    order (``cursor.sort``): a change of order starts over like a change of filters, and
+    a link's cursor of another order is dropped with a notice, never read in this one.
     """
 
     def __init__(
@@ -51,11 +90,14 @@ class Pager(Generic[C]):
         page_size: int,
         url_page: str | None = None,
         cursor_type: type[C] | None = None,
+        sort: str | None = None,
     ) -> None:
         self.key = key
         self.page_size = page_size
+        self._sort = sort
         self._cursors_key = f"{key}.cursors"
         ss = st.session_state
+        filters = (filters, sort)
         if ss.get(f"{key}.cursors_for") != filters or not isinstance(
             ss.get(self._cursors_key), list
         ):
@@ -70,6 +112,9 @@ class Pager(Generic[C]):
         if raw is not None:
             try:
                 number, cursor = url.decode_cursor(raw, cursor_type)
+                if self._sort is not None and getattr(cursor, "sort", None) != self._sort:
+                    # Its rows would be the wrong ones: a position in another order.
+                    raise InvalidInput(OTHER_ORDER)
             except InvalidInput as exc:
                 # The position the link asked for cannot be used: say so, and show the
                 # first page (not whatever page this session showed before).

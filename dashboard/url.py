@@ -9,21 +9,27 @@ equal to the default is left out)::
     Overview      user=42                    the drilled-down user (an id of the org's)
                   after=<cursor>             the page of most recent generations
     Usage review  plan=pro,starter  q=acme   plans and the name/slug search
+                  sort=balance_asc           the ranking's order (default credits_desc)
                   after=<cursor>             the page of the ranking
     Credits       kind=grant,refund          ledger kinds
                   actor=alice                ledger actor (part of an email)
+                  sort=oldest                the ledger's order (default newest)
                   after=<cursor>             the ledger page
     Quotas        q=acme  plan=pro  type=image,video  status=over,near
+                  sort=name_asc              the table's order (default utilization_desc)
                   after=<cursor>             the page of "every organization and type"
                   form=limit                 the limit form first, at the top
     Audit trail   scope=org|all  action=grant  actor=alice
+                  sort=oldest                the trail's order (default newest)
                   after=<cursor>             the page of the trail
     Statements    month=2026-10              (``app_pages/statements.py``; without it the
                                              last closed month)
 
-``after`` is the keyset cursor of the page shown (:class:`dashboard.paging.Pager`), an
-opaque token: the page's number and the last row's sort key before it, as JSON in
-base64url. It is parsed as strictly as any other value, and bounded before it costs
+``sort`` is one of the list's fixed orders (:func:`dashboard.paging.sort_param`; the
+orders are ``Literal`` types beside each query). ``after`` is the keyset cursor of the
+page shown (:class:`dashboard.paging.Pager`), an opaque token: the page's number, the
+last row's sort key before it and the order it belongs to, as JSON in base64url; a
+token of another order than ``sort`` is dropped with a notice. It is parsed as strictly as any other value, and bounded before it costs
 anything: its length before it is decoded, its nesting before it is parsed, each number's
 digits, every field's type and the database's range for it (ids positive bigints, other
 whole numbers bigints, text short and clean). A token that does not fit is dropped with

@@ -11,11 +11,18 @@ from dataclasses import dataclass
 from typing import Literal
 
 import pandas as pd
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, TextClause, text
 
-from queries.checks import check_id, check_limit, check_range, check_timezone, like_pattern
+from queries.checks import (
+    check_id,
+    check_limit,
+    check_range,
+    check_sort,
+    check_timezone,
+    like_pattern,
+)
 from queries.errors import InvalidInput
-from queries.frames import frame
+from queries.frames import TIME_SORTS, TimeSort, frame
 from queries.models import LEDGER_KINDS
 
 # The approval steps (queries.approvals) are audit_log rows; an approved adjustment is
@@ -41,7 +48,7 @@ AUDIT_COLUMNS = {
 # after the (at, source, id) of the last row shown (keyset), bounded on the index by
 # created_at <= the cursor's. The days of the range are those of the zone ``:tz`` (its
 # local midnights, as PostgreSQL reads them, DST included).
-_TRAIL = text(
+_TRAIL_NEWEST = text(
     """
     SELECT e.at, e.organization_id, o.name AS organization, e.action, e.actor, e.reason,
            e.amount, e.details, e.source, e.id
@@ -94,19 +101,81 @@ _TRAIL = text(
 )
 
 
+# The same, oldest first: each source read forward on the same indexes from the range's
+# start (or the cursor), the merge ascending on (at, source, id).
+_TRAIL_OLDEST = text(
+    """
+    SELECT e.at, e.organization_id, o.name AS organization, e.action, e.actor, e.reason,
+           e.amount, e.details, e.source, e.id
+    FROM (
+        (SELECT l.created_at AS at, l.organization_id, l.kind AS action, l.actor, l.reason,
+                l.amount, 1 AS source, l.id,
+                concat_ws(' · ', 'entry ' || l.id, 'balance after ' || l.balance_after,
+                          'reverses ' || l.reverses_id, nullif(l.note, '')) AS details
+         FROM credit_ledger l
+         WHERE l.created_at >= CAST(:start AS timestamp) AT TIME ZONE CAST(:tz AS text)
+           AND l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE CAST(:tz AS text)
+           AND (CAST(:org AS bigint) IS NULL OR l.organization_id = :org)
+           AND (CAST(:action AS text) IS NULL OR l.kind = :action)
+           AND (CAST(:actor AS text) IS NULL OR l.actor ILIKE '%' || :actor || '%' ESCAPE '\\')
+           AND (CAST(:c_at AS timestamptz) IS NULL
+                OR (l.created_at >= CAST(:c_at AS timestamptz)
+                    AND (l.created_at, 1, l.id)
+                        > (CAST(:c_at AS timestamptz), CAST(:c_source AS integer),
+                           CAST(:c_id AS bigint))))
+         ORDER BY l.created_at, l.id
+         LIMIT :limit)
+        UNION ALL
+        (SELECT a.created_at, a.organization_id, a.action, a.actor, a.reason,
+                CAST(a.details ->> 'amount' AS bigint), 0, a.id,
+                concat_ws(' · ', 'request ' || (a.details ->> 'request_id'),
+                          'requested by ' || (a.details ->> 'requested_by'),
+                          'entry ' || (a.details ->> 'ledger_entry_id'),
+                          a.details ->> 'type',
+                          'limit ' || (a.details ->> 'old_limit') || ' → '
+                              || (a.details ->> 'new_limit'),
+                          'from ' || (a.details ->> 'effective'))
+         FROM audit_log a
+         WHERE a.created_at >= CAST(:start AS timestamp) AT TIME ZONE CAST(:tz AS text)
+           AND a.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE CAST(:tz AS text)
+           AND (CAST(:org AS bigint) IS NULL OR a.organization_id = :org)
+           AND (CAST(:action AS text) IS NULL OR a.action = :action)
+           AND (CAST(:actor AS text) IS NULL OR a.actor ILIKE '%' || :actor || '%' ESCAPE '\\')
+           AND (CAST(:c_at AS timestamptz) IS NULL
+                OR (a.created_at >= CAST(:c_at AS timestamptz)
+                    AND (a.created_at, 0, a.id)
+                        > (CAST(:c_at AS timestamptz), CAST(:c_source AS integer),
+                           CAST(:c_id AS bigint))))
+         ORDER BY a.created_at, a.id
+         LIMIT :limit)
+    ) e
+    JOIN organizations o ON o.id = e.organization_id
+    ORDER BY e.at, e.source, e.id
+    LIMIT :limit
+    """
+)
+
+
+# The orders of the trail: by time, newest or oldest first (then source and id).
+AuditSort = TimeSort
+AUDIT_SORTS = TIME_SORTS
+_TRAILS: dict[AuditSort, TextClause] = {"newest": _TRAIL_NEWEST, "oldest": _TRAIL_OLDEST}
+
+
 @dataclass(frozen=True, slots=True)
 class AuditCursor:
-    """Where the next (older) page of the trail starts: the last row shown, as its time,
-    its source (1 the ledger, 0 ``audit_log``) and its id there."""
+    """Where the next page of the trail starts: the last row shown, as its time, its
+    source (1 the ledger, 0 ``audit_log``) and its id there, in the order ``sort``."""
 
     at: dt.datetime
     source: Literal[0, 1]
     id: int
+    sort: AuditSort = "newest"
 
 
 @dataclass(frozen=True, slots=True)
 class AuditPage:
-    """A page of the trail, newest first, and the cursor of the next (older) one."""
+    """A page of the trail in its order, and the cursor of the next one."""
 
     rows: pd.DataFrame
     next_cursor: AuditCursor | None
@@ -123,12 +192,14 @@ def all_orgs_audit_page(
     limit: int = 100,
     after: AuditCursor | None = None,
     timezone: str = "UTC",
+    sort: AuditSort = "newest",
 ) -> AuditPage:
     """A keyset page of the changes made in [start, end] (dates in ``timezone``, an IANA
-    name), newest first, across organizations unless ``organization_id`` is given;
-    ``after`` is the ``next_cursor`` of the page before. Columns as
-    ``all_orgs_audit_trail`` (``at`` stays UTC; the page shows it in the zone).
+    name), newest (or, ``sort="oldest"``, oldest) first, across organizations unless
+    ``organization_id`` is given; ``after`` is the ``next_cursor`` of the page before, in
+    the same order. Columns as ``all_orgs_audit_trail`` (``at`` stays UTC).
     """
+    sort = check_sort(sort, AUDIT_SORTS)
     start, end = check_range(start, end)
     if organization_id is not None:
         organization_id = check_id(organization_id)
@@ -137,11 +208,13 @@ def all_orgs_audit_page(
     if after is not None and (not isinstance(after, AuditCursor) or after.source not in (0, 1)):
         # (source is cast to integer in SQL: anything else would be refused there.)
         raise InvalidInput("after must be the next_cursor of a previous page.")
+    if after is not None and after.sort != sort:
+        raise InvalidInput("after is the cursor of a page in another order.")
     pattern = like_pattern(actor, "actor filter")
     limit = check_limit(limit, maximum=10_000)
     timezone = check_timezone(timezone)
     result = conn.execute(
-        _TRAIL,
+        _TRAILS[sort],
         {
             "start": start,
             "end": end,
@@ -161,7 +234,7 @@ def all_orgs_audit_page(
         rows = rows.iloc[:limit]
         last = rows.iloc[-1]
         source: Literal[0, 1] = 1 if int(last["source"]) == 1 else 0
-        cursor = AuditCursor(last["at"].to_pydatetime(), source, int(last["id"]))
+        cursor = AuditCursor(last["at"].to_pydatetime(), source, int(last["id"]), sort)
     return AuditPage(rows.drop(columns=["source", "id"]).reset_index(drop=True), cursor)
 
 
@@ -175,8 +248,9 @@ def all_orgs_audit_trail(
     actor: str | None = None,
     limit: int = 500,
     timezone: str = "UTC",
+    sort: AuditSort = "newest",
 ) -> pd.DataFrame:
-    """Changes made in [start, end] (dates in ``timezone``), newest first, across
+    """Changes made in [start, end] (dates in ``timezone``), newest (or oldest) first, across
     organizations unless ``organization_id`` is given: the first ``limit`` (the CSV
     download).
 
@@ -194,4 +268,5 @@ def all_orgs_audit_trail(
         actor=actor,
         limit=limit,
         timezone=timezone,
+        sort=sort,
     ).rows

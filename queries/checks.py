@@ -11,7 +11,7 @@ import numbers
 import re
 import unicodedata
 import zoneinfo
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 
 from queries.errors import InvalidInput
 
@@ -291,3 +291,14 @@ def like_pattern(value: object, name: str = "filter") -> str | None:
     if not value:
         return None
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+S = TypeVar("S", bound=str)
+
+
+def check_sort(value: object, sorts: tuple[S, ...]) -> S:
+    """One of a list's fixed sort orders (``sorts``, its ``Literal``'s values)."""
+    for sort in sorts:
+        if value == sort:
+            return sort
+    raise InvalidInput(f"sort must be one of {', '.join(sorts)}, not {value!r}.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import pandas as pd
 from sqlalchemy import CursorResult
@@ -16,6 +17,11 @@ def frame(result: CursorResult[object], dtypes: Mapping[str, str]) -> pd.DataFra
     df = pd.DataFrame.from_records(rows, columns=list(result.keys()))
     df = df.reindex(columns=list(dtypes))
     return df.astype(dict(dtypes))
+
+
+# The orders of a list by time: newest or oldest first (the audit trail, the ledger).
+TimeSort = Literal["newest", "oldest"]
+TIME_SORTS: tuple[TimeSort, ...] = ("newest", "oldest")
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,9 +9,10 @@ change; a type with no row that day has used nothing.
 from __future__ import annotations
 
 import datetime as dt
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, Row, text
@@ -23,6 +24,7 @@ from queries.checks import (
     check_id,
     check_limit,
     check_range,
+    check_sort,
     check_timestamp,
     check_whole,
     like_pattern,
@@ -157,15 +159,35 @@ _UTILIZATION_PAGE = text(
           AND (CAST(:pattern AS text) IS NULL
                OR t.name ILIKE '%' || CAST(:pattern AS text) || '%' ESCAPE '\\'
                OR t.slug ILIKE '%' || CAST(:pattern AS text) || '%' ESCAPE '\\')
+    ),
+    -- Every order is (key, key2, name, id, type) ascending: a descending order negates
+    -- its column, an unused key is 0, so one keyset condition serves them all. An
+    -- infinite utilization (used with a limit of 0) counts as 1e300, above any real one
+    -- (at most 2^63 used of a limit of 1), so every key is finite and fits in a link.
+    keyed AS (
+        SELECT f.*,
+               CASE CAST(:sort AS text)
+                   WHEN 'utilization_desc' THEN -least(f.utilization, 1e300)
+                   WHEN 'utilization_asc' THEN least(f.utilization, 1e300)
+                   WHEN 'used_desc' THEN -f.used::float8
+                   WHEN 'limit_desc' THEN -f.daily_limit::float8
+                   WHEN 'limit_asc' THEN f.daily_limit::float8
+                   ELSE 0
+               END AS sort_key,
+               CASE CAST(:sort AS text)
+                   WHEN 'utilization_desc' THEN -f.used
+                   WHEN 'utilization_asc' THEN f.used
+                   ELSE 0
+               END AS sort_key2
+        FROM filtered f
     )
-    SELECT f.*, (SELECT count(*) FROM today) AS total_today
-    FROM filtered f
-    -- Keyset on (utilization desc, used desc, name, id, type): descending keys negated.
+    SELECT k.*, (SELECT count(*) FROM today) AS total_today
+    FROM keyed k
     WHERE CAST(:after_id AS bigint) IS NULL
-       OR (-f.utilization, -f.used, f.name, f.organization_id, f.type)
-          > (-CAST(:after_utilization AS float8), -CAST(:after_used AS bigint),
+       OR (k.sort_key, k.sort_key2, k.name, k.organization_id, k.type)
+          > (CAST(:after_key AS float8), CAST(:after_key2 AS bigint),
              CAST(:after_name AS text), CAST(:after_id AS bigint), CAST(:after_type AS text))
-    ORDER BY f.utilization DESC, f.used DESC, f.name, f.organization_id, f.type
+    ORDER BY k.sort_key, k.sort_key2, k.name, k.organization_id, k.type
     LIMIT :fetch
     """
 )
@@ -206,15 +228,27 @@ _HEATMAP = text(
 MAX_UTILIZATION_ROWS = 10_000
 
 
+# The orders of today's table: a column and a direction, then name, id and type.
+# "utilization_desc" (fullest first) breaks ties by the most used.
+UtilizationSort = Literal[
+    "utilization_desc", "utilization_asc", "used_desc", "limit_desc", "limit_asc", "name_asc"
+]
+UTILIZATION_SORTS: tuple[UtilizationSort, ...] = typing.get_args(UtilizationSort)
+
+
 @dataclass(frozen=True, slots=True)
 class UtilizationCursor:
-    """Where the next page of today's utilization starts (the last row's sort key)."""
+    """Where the next page of today's utilization starts: the last row's sort key in the
+    order ``sort`` (``key``, ``key2``: its columns' values, negated for a descending
+    order, 0 where unused; then name, id, type). A cursor of one order never pages
+    another."""
 
-    utilization: float
-    used: int
+    key: float
+    key2: int
     name: str
     organization_id: int
     type: str
+    sort: UtilizationSort = "utilization_desc"
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,13 +283,18 @@ def all_orgs_quota_utilization_page(
     limit: int = 50,
     after: UtilizationCursor | None = None,
     now: dt.datetime | None = None,
+    sort: UtilizationSort = "utilization_desc",
 ) -> UtilizationPage:
-    """One page of today's (organization, type) rows, fullest first, filtered by a
-    name/slug search, plans, types and statuses, keyset-paged (cross-organization).
-    ``day`` and ``now`` as :func:`all_orgs_quota_utilization`. One statement."""
+    """One page of today's (organization, type) rows in the order ``sort`` (default
+    fullest first), filtered by a name/slug search, plans, types and statuses,
+    keyset-paged (cross-organization). ``day`` and ``now`` as
+    :func:`all_orgs_quota_utilization`. One statement."""
     limit = check_limit(limit, maximum=MAX_UTILIZATION_ROWS)
+    sort = check_sort(sort, UTILIZATION_SORTS)
     if after is not None and not isinstance(after, UtilizationCursor):
         raise InvalidInput("after must be the cursor of a previous page.")
+    if after is not None and after.sort != sort:
+        raise InvalidInput("after is the cursor of a page in another order.")
     plans, types, statuses = (
         _names(plans, "plans"),
         _names(types, "types"),
@@ -272,31 +311,39 @@ def all_orgs_quota_utilization_page(
         "any_status": not statuses,
         "statuses": statuses,
         "pattern": like_pattern(search, "search"),
-        "after_utilization": after.utilization if after else None,
-        "after_used": after.used if after else None,
+        "after_key": after.key if after else None,
+        "after_key2": after.key2 if after else None,
         "after_name": after.name if after else None,
         "after_id": check_id(after.organization_id, "after") if after else None,
         "after_type": after.type if after else None,
         "fetch": limit + 1,
+        "sort": sort,
     }
     rows = frame(
         conn.execute(_UTILIZATION_PAGE, params),
-        {**UTILIZATION_COLUMNS, "total": "int64", "total_today": "int64"},
+        {
+            **UTILIZATION_COLUMNS,
+            "sort_key": "float64",
+            "sort_key2": "int64",
+            "total": "int64",
+            "total_today": "int64",
+        },
     )
     matching = int(rows["total"].iloc[0]) if len(rows) else 0
     total = int(rows["total_today"].iloc[0]) if len(rows) else 0
-    rows = rows[list(UTILIZATION_COLUMNS)]
     cursor = None
     if len(rows) > limit:
         rows = rows.iloc[:limit]
         last = rows.iloc[-1]
         cursor = UtilizationCursor(
-            float(last["utilization"]),
-            int(last["used"]),
+            float(last["sort_key"]),
+            int(last["sort_key2"]),
             str(last["name"]),
             int(last["organization_id"]),
             str(last["type"]),
+            sort,
         )
+    rows = rows[list(UTILIZATION_COLUMNS)]
     return UtilizationPage(rows.reset_index(drop=True), matching, total, cursor)
 
 

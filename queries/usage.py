@@ -10,23 +10,26 @@ from ``organization_daily_usage`` (prefix sums) and ``quarter_hour_usage``.
 from __future__ import annotations
 
 import datetime as dt
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import pandas as pd
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, TextClause, bindparam, text
 
 from queries.checks import (
     check_granularity,
     check_id,
     check_limit,
     check_range,
+    check_sort,
     check_timestamp,
     check_timezone,
     like_pattern,
 )
 from queries.errors import InvalidInput
-from queries.frames import KeysetCursor, frame, split_page
+from queries.frames import TIME_SORTS, TimeSort, frame, split_page
 from queries.models import LEDGER_KINDS
 
 # The cross-organization reads count the range's days in one zone, the company's
@@ -135,12 +138,25 @@ _USAGE_PAGE = text(
                o.id AS organization_id, o.name, o.slug, o.plan, o.timezone,
                coalesce(c.generations, 0) AS generations,
                coalesce(c.credits, 0) AS credits_consumed,
+               coalesce(bal.balance, 0) AS balance,
                coalesce(c.credits::float8 / nullif(sum(c.credits) OVER (), 0), 0) AS share
         FROM organizations o
         LEFT JOIN consumed c ON c.organization_id = o.id
+        LEFT JOIN credit_balances bal ON bal.organization_id = o.id
     ),
+    -- Every order is (sort_key, name, id) ascending: a descending order negates its
+    -- column, "by name" has a constant key. So one keyset condition serves them all.
     filtered AS (
-        SELECT r.*, count(*) OVER () AS total_organizations,
+        SELECT r.*,
+               CASE CAST(:sort AS text)
+                   WHEN 'credits_desc' THEN -r.credits_consumed
+                   WHEN 'credits_asc' THEN r.credits_consumed
+                   WHEN 'generations_desc' THEN -r.generations
+                   WHEN 'balance_asc' THEN r.balance
+                   WHEN 'balance_desc' THEN -r.balance
+                   ELSE 0
+               END AS sort_key,
+               count(*) OVER () AS total_organizations,
                sum(r.credits_consumed) OVER () AS total_credits,
                sum(r.generations) OVER () AS total_generations
         FROM ranked r
@@ -151,12 +167,10 @@ _USAGE_PAGE = text(
     ),
     page AS (
         SELECT f.* FROM filtered f
-        WHERE CAST(:after_credits AS bigint) IS NULL
-           OR f.credits_consumed < CAST(:after_credits AS bigint)
-           OR (f.credits_consumed = CAST(:after_credits AS bigint)
-               AND (f.name, f.organization_id) > (CAST(:after_name AS text),
-                                                  CAST(:after_id AS bigint)))
-        ORDER BY f.credits_consumed DESC, f.name, f.organization_id
+        WHERE CAST(:after_id AS bigint) IS NULL
+           OR (f.sort_key, f.name, f.organization_id)
+              > (CAST(:after_key AS bigint), CAST(:after_name AS text), CAST(:after_id AS bigint))
+        ORDER BY f.sort_key, f.name, f.organization_id
         LIMIT :fetch
     ),
     -- Ledger movements only for the organizations on this page.
@@ -181,13 +195,12 @@ _USAGE_PAGE = text(
            p.credits_consumed,
            coalesce(m.granted, 0) AS credits_granted,
            coalesce(m.deducted, 0) AS credits_deducted,
-           coalesce(b.balance, 0) AS balance, p.share,
+           p.balance, p.share, p.sort_key,
            p.total_organizations, p.total_credits, p.total_generations,
            coalesce((SELECT granted FROM granted_all), 0) AS total_granted
     FROM page p
     LEFT JOIN moved m ON m.organization_id = p.organization_id
-    LEFT JOIN credit_balances b ON b.organization_id = p.organization_id
-    ORDER BY p.credits_consumed DESC, p.name, p.organization_id
+    ORDER BY p.sort_key, p.name, p.organization_id
     """
 )
 
@@ -195,13 +208,23 @@ _USAGE_PAGE = text(
 MAX_USAGE_ROWS = 10_000
 
 
+# The orders of the ranking: a column and a direction, then name and id.
+UsageSort = Literal[
+    "credits_desc", "credits_asc", "generations_desc", "balance_asc", "balance_desc", "name_asc"
+]
+USAGE_SORTS: tuple[UsageSort, ...] = typing.get_args(UsageSort)
+
+
 @dataclass(frozen=True, slots=True)
 class UsageCursor:
-    """Where the next page of the ranking starts: the last row's (credits, name, id)."""
+    """Where the next page of the ranking starts: the last row's (key, name, id) in the
+    order ``sort``, where ``key`` is the sort column's value, negated for a descending
+    order (0 for the order by name). A cursor of one order never pages another."""
 
-    credits_consumed: int
+    key: int
     name: str
     organization_id: int
+    sort: UsageSort = "credits_desc"
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,20 +258,24 @@ def all_orgs_usage_page(
     limit: int = 50,
     after: UsageCursor | None = None,
     timezone: str = "UTC",
+    sort: UsageSort = "credits_desc",
 ) -> UsagePage:
     """One page of the ranking by credits consumed in [start, end] (days of ``timezone``,
-    the company zone), filtered by plan and by a name/slug search, keyset-paged on
-    (credits desc, name, id) (cross-organization).
+    the company zone), filtered by plan and by a name/slug search, in the order ``sort``
+    (then name, id), keyset-paged (cross-organization).
 
-    Rank and share are among all organizations; the totals are of the filtered ones.
-    Columns of ``rows`` as :func:`all_orgs_usage`. One statement.
+    Rank (by credits consumed) and share are among all organizations; the totals are of
+    the filtered ones. Columns of ``rows`` as :func:`all_orgs_usage`. One statement.
     """
     start, end = check_range(start, end)
     limit = check_limit(limit, maximum=MAX_USAGE_ROWS)
+    sort = check_sort(sort, USAGE_SORTS)
     if isinstance(plans, str) or not all(isinstance(p, str) for p in plans):
         raise InvalidInput("plans must be a list of plan names.")
     if after is not None and not isinstance(after, UsageCursor):
         raise InvalidInput("after must be the cursor of a previous page.")
+    if after is not None and after.sort != sort:
+        raise InvalidInput("after is the cursor of a page in another order.")
     result = conn.execute(
         _USAGE_PAGE,
         {
@@ -257,17 +284,19 @@ def all_orgs_usage_page(
             "any_plan": not plans,
             "plans": list(plans),
             "pattern": like_pattern(search, "search"),
-            "after_credits": after.credits_consumed if after else None,
+            "after_key": after.key if after else None,
             "after_name": after.name if after else None,
             "after_id": check_id(after.organization_id, "after") if after else None,
             "fetch": limit + 1,
             "tz": check_timezone(timezone),
+            "sort": sort,
         },
     )
     rows = frame(
         result,
         {
             **ALL_ORGS_USAGE_COLUMNS,
+            "sort_key": "int64",
             "total_organizations": "int64",
             "total_credits": "int64",
             "total_generations": "int64",
@@ -284,14 +313,14 @@ def all_orgs_usage_page(
             credits_consumed=int(first["total_credits"]),
             credits_granted=int(first["total_granted"]),
         )
-    rows = rows[list(ALL_ORGS_USAGE_COLUMNS)]
     cursor = None
     if len(rows) > limit:
         rows = rows.iloc[:limit]
         last = rows.iloc[-1]
         cursor = UsageCursor(
-            int(last["credits_consumed"]), str(last["name"]), int(last["organization_id"])
+            int(last["sort_key"]), str(last["name"]), int(last["organization_id"]), sort
         )
+    rows = rows[list(ALL_ORGS_USAGE_COLUMNS)]
     return UsagePage(rows=rows.reset_index(drop=True), totals=totals, next=cursor)
 
 
@@ -498,12 +527,24 @@ def balance_and_runway(
     )
 
 
-LedgerCursor = KeysetCursor
+# The orders of the ledger: by time, newest or oldest first (then id).
+LedgerSort = TimeSort
+LEDGER_SORTS = TIME_SORTS
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerCursor:
+    """Where the next page of the ledger starts: the last entry's (created_at, id), in
+    the order ``sort``. A cursor of one order never pages another."""
+
+    created_at: dt.datetime
+    id: int
+    sort: LedgerSort = "newest"
 
 
 @dataclass(frozen=True, slots=True)
 class LedgerPage:
-    """One page of ledger entries, newest first, and the cursor of the next page."""
+    """One page of ledger entries in its order, and the cursor of the next page."""
 
     entries: pd.DataFrame
     next_cursor: LedgerCursor | None
@@ -523,7 +564,7 @@ LEDGER_COLUMNS = {
     "reversed_by_id": "Int64",
 }
 
-_LEDGER = text(
+_LEDGER_NEWEST = text(
     """
     SELECT l.id, l.created_at, l.kind, l.amount, l.balance_after, l.reason, l.note, l.actor,
            l.idempotency_key, l.reverses_id, r.id AS reversed_by_id
@@ -544,6 +585,29 @@ _LEDGER = text(
     """
 ).bindparams(bindparam("kinds", expanding=True))
 
+# The same, oldest first (the same index, read forward).
+_LEDGER_OLDEST = text(
+    """
+    SELECT l.id, l.created_at, l.kind, l.amount, l.balance_after, l.reason, l.note, l.actor,
+           l.idempotency_key, l.reverses_id, r.id AS reversed_by_id
+    FROM credit_ledger l
+    JOIN organizations o ON o.id = l.organization_id
+    LEFT JOIN credit_ledger r ON r.organization_id = l.organization_id AND r.reverses_id = l.id
+    WHERE l.organization_id = :org
+      AND (:all_kinds OR l.kind IN :kinds)
+      AND (CAST(:actor AS text) IS NULL OR l.actor ILIKE '%' || :actor || '%' ESCAPE '\\')
+      AND (CAST(:start AS date) IS NULL
+           OR l.created_at >= CAST(:start AS timestamp) AT TIME ZONE o.timezone)
+      AND (CAST(:end AS date) IS NULL
+           OR l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE o.timezone)
+      AND (CAST(:cursor_at AS timestamptz) IS NULL
+           OR (l.created_at, l.id) > (CAST(:cursor_at AS timestamptz), :cursor_id))
+    ORDER BY l.created_at, l.id
+    LIMIT :limit
+    """
+).bindparams(bindparam("kinds", expanding=True))
+_LEDGERS: dict[LedgerSort, TextClause] = {"newest": _LEDGER_NEWEST, "oldest": _LEDGER_OLDEST}
+
 
 def ledger_page(
     conn: Connection,
@@ -555,8 +619,10 @@ def ledger_page(
     end: dt.date | None = None,
     limit: int = 50,
     after: LedgerCursor | None = None,
+    sort: LedgerSort = "newest",
 ) -> LedgerPage:
-    """The organization's ledger, newest first, filtered and paginated by keyset.
+    """The organization's ledger, newest (or, ``sort="oldest"``, oldest) first, filtered
+    and paginated by keyset (``after`` a cursor of the same order).
 
     ``kinds``: any of grant, deduct, refund, reversal; ``actor``: part of the actor's
     email (case-insensitive); ``start``/``end``: local dates, inclusive. Columns: id,
@@ -565,6 +631,9 @@ def ledger_page(
     """
     organization_id = check_id(organization_id)
     limit = check_limit(limit)
+    sort = check_sort(sort, LEDGER_SORTS)
+    if after is not None and (not isinstance(after, LedgerCursor) or after.sort != sort):
+        raise InvalidInput("after must be the cursor of a previous page in this order.")
     if kinds is not None:
         unknown = sorted(set(kinds) - set(LEDGER_KINDS))
         if unknown:
@@ -575,7 +644,7 @@ def ledger_page(
         check_range(start, end)
     pattern = like_pattern(actor, "actor filter")
     result = conn.execute(
-        _LEDGER,
+        _LEDGERS[sort],
         {
             "org": organization_id,
             "all_kinds": not kinds,
@@ -588,4 +657,6 @@ def ledger_page(
             "limit": limit + 1,
         },
     )
-    return LedgerPage(*split_page(frame(result, LEDGER_COLUMNS), limit))
+    entries, following = split_page(frame(result, LEDGER_COLUMNS), limit)
+    cursor = LedgerCursor(following.created_at, following.id, sort) if following else None
+    return LedgerPage(entries, cursor)

@@ -1,8 +1,10 @@
 """Audit trail: who changed what, when and why (credit adjustments, reversals, refunds and
 daily-limit changes), filterable and downloadable.
 
-The scope, action, actor and the page shown are in the URL (``scope``, ``action``,
-``actor``, ``after``: :mod:`dashboard.url`); each organization links to its Overview.
+The scope, action, actor, the order (newest or oldest first, "Sort by") and the page
+shown are in the URL (``scope``, ``action``, ``actor``, ``sort``, ``after``:
+:mod:`dashboard.url`); the CSV follows the order. Each organization links to its
+Overview.
 
 For one organization, dates and times are in the zone the sidebar names (its "Time
 zone" filter): the organization's own, or UTC. Across all organizations they are in the
@@ -20,11 +22,14 @@ import streamlit as st
 
 from dashboard import data, paging, state, ui, url, zones
 from dashboard.text import md
-from queries.audit import AUDIT_ACTIONS, AuditCursor
+from queries.audit import AUDIT_ACTIONS, AuditCursor, AuditSort
 
 K_SCOPE: Final = "audit.scope"
 K_ACTION: Final = "audit.action"
 K_ACTOR: Final = "audit.actor"
+K_SORT: Final = "audit.sort"
+SORTS: Final[dict[AuditSort, str]] = paging.TIME_ORDERS
+DEFAULT_SORT: Final[AuditSort] = "newest"
 ANY: Final = ""
 PAGE_SIZE: Final = 100
 MAX_CSV_ROWS: Final = 10_000
@@ -44,6 +49,7 @@ URL_PARAMS: Final = (
     url.choice_param("scope", K_SCOPE, {"all": "all", "org": "one"}, default="all"),
     url.choice_param("action", K_ACTION, {a: a for a in AUDIT_ACTIONS}, default=ANY),
     url.text_param("actor", K_ACTOR, "actor"),
+    paging.sort_param(K_SORT, SORTS, default=DEFAULT_SORT),
 )
 ROW_LABELS: Final = {a: _LABELS[a][0] if a in _LABELS else a for a in AUDIT_ACTIONS}
 ACTION_LABELS: Final = {ANY: "Any change"} | {
@@ -96,12 +102,13 @@ def render() -> None:
     else:
         f, zone = zones.company_filters(f), zones.timezone()
         whose = ", the company zone"
+    order = SORTS.get(st.session_state.get(K_SORT, DEFAULT_SORT), SORTS[DEFAULT_SORT])
     ui.page_header(
         "Audit trail",
-        f"Who changed what, when and why · {f.start} – {f.end}, newest first · dates and "
+        f"Who changed what, when and why · {f.start} – {f.end}, {order.lower()} · dates and "
         f"times in {md(zone)}{whose}.",
     )
-    scope_col, action_col, actor_col = st.columns(3)
+    scope_col, action_col, actor_col, sort_col = st.columns([2, 2, 2, 1])
     # Radio options are Markdown: the organization's name is escaped.
     scopes = {"all": "All organizations", "one": md(f.organization.name)}
     scope_col.radio(
@@ -111,6 +118,8 @@ def render() -> None:
         "Action", options=list(ACTION_LABELS), format_func=ACTION_LABELS.__getitem__, key=K_ACTION
     )
     actor = actor_col.text_input("Actor contains", key=K_ACTOR, placeholder="part of an email")
+    with sort_col:
+        sort = paging.sort_select(K_SORT, SORTS, default=DEFAULT_SORT)
     url.write(URL_PAGE, URL_PARAMS)
     with ui.section("The audit trail"):
         org_id = f.organization_id if one else None
@@ -121,6 +130,7 @@ def render() -> None:
             page_size=PAGE_SIZE,
             url_page=URL_PAGE,
             cursor_type=AuditCursor,
+            sort=sort,
         )
         page = data.audit_page(
             start=f.start,
@@ -131,6 +141,7 @@ def render() -> None:
             actor=chosen_actor,
             limit=PAGE_SIZE,
             after=pager.after,
+            sort=sort,
         )
         table = audit_table(page.rows, zone)
         if table.empty:
@@ -180,11 +191,16 @@ def render() -> None:
                 what="reason and details",
             )
             first = pager.first
+            earlier, later = ("Newer", "Older") if sort == "newest" else ("Older", "Newer")
             pager.buttons(
-                next=page.next_cursor, previous_label="← Newer", next_label="Older →"
-            ).caption(f"Changes {first:,}–{first + len(table) - 1:,}, newest first.")
+                next=page.next_cursor, previous_label=f"← {earlier}", next_label=f"{later} →"
+            ).caption(
+                f"Changes {first:,}–{first + len(table) - 1:,}, {SORTS[sort].lower()}. "
+                f"{paging.SORT_NOTE}"
+            )
 
-        # The CSV is every matching change (not only this page), up to MAX_CSV_ROWS.
+        # The CSV is every matching change (not only this page) in the order chosen, up to
+        # MAX_CSV_ROWS.
         def read_all() -> tuple[pd.DataFrame, str | None]:
             export = data.audit_page(
                 start=f.start,
@@ -194,10 +210,11 @@ def render() -> None:
                 action=chosen_action,
                 actor=chosen_actor,
                 limit=MAX_CSV_ROWS,
+                sort=sort,
             )
             cut = (
-                f"The CSV holds the newest {MAX_CSV_ROWS:,} matching changes; narrow the "
-                "filters or the dates for older ones."
+                f"The CSV holds the {sort} {MAX_CSV_ROWS:,} matching changes; narrow the "
+                "filters or the dates for the others."
                 if export.next_cursor is not None
                 else None
             )
@@ -205,7 +222,7 @@ def render() -> None:
 
         ui.csv_download(
             "audit",
-            filters=(f.start, f.end, zone, org_id, chosen_action, chosen_actor),
+            filters=(f.start, f.end, zone, org_id, chosen_action, chosen_actor, sort),
             complete=table if pager.on_first_page and page.next_cursor is None else None,
             read_all=read_all,
             file_name=csv_name(

@@ -3,11 +3,11 @@ day, who is near or over, an organization's quota history, changing a daily limi
 (audited, with the current user as actor) and, for admins, the organization's time zone
 (``dashboard.timezone_form``).
 
-The search, plans, types, statuses and the page of the table are in the URL (``q``,
-``plan``, ``type``, ``status``, ``after``: :mod:`dashboard.url`). Every organization
-listed (over, near, the table, the heatmap's) links to this page scoped to it (its quota
-history), with ``form=limit`` for those who may change limits: the limit form at the
-top."""
+The search, plans, types, statuses, the table's order ("Sort by") and its page are in the
+URL (``q``, ``plan``, ``type``, ``status``, ``sort``, ``after``: :mod:`dashboard.url`).
+Every organization listed (over, near, the table, the heatmap's) links to this page
+scoped to it (its quota history), with ``form=limit`` for those who may change limits:
+the limit form at the top."""
 
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ K_SEARCH: Final = "quotas.search"
 K_TYPES: Final = "quotas.types"
 K_STATUSES: Final = "quotas.statuses"
 K_PLANS: Final = "quotas.plans"
+K_SORT: Final = "quotas.sort"
 TABLE_PAGE: Final = 50
 HEATMAP_TOP: Final = 25
 K_HISTORY_TYPE: Final = "quotas.history_type"
@@ -64,12 +65,25 @@ LINK_COLUMNS: Final = {
 }
 
 
+# The orders of "every organization and type" (sorted in SQL over today's rows).
+SORTS: Final[dict[quotas.UtilizationSort, str]] = {
+    "utilization_desc": "Utilization, fullest first",
+    "utilization_asc": "Utilization, emptiest first",
+    "used_desc": "Used today, most first",
+    "limit_desc": "Daily limit, highest first",
+    "limit_asc": "Daily limit, lowest first",
+    "name_asc": "Organization, A to Z",
+}
+DEFAULT_SORT: Final[quotas.UtilizationSort] = "utilization_desc"
+
+
 def url_params(types: list[str]) -> tuple[url.Param[Any], ...]:
     return (
         url.text_param("q", K_SEARCH, "search"),
         url.choices_param("plan", K_PLANS, PLANS, "plans"),
         url.choices_param("type", K_TYPES, types, "types"),
         url.choices_param("status", K_STATUSES, STATUSES, "statuses"),
+        paging.sort_param(K_SORT, SORTS, default=DEFAULT_SORT),
     )
 
 
@@ -151,7 +165,7 @@ def _today(f: state.Filters) -> None:
         type_names = list(data.generation_types()["type"])
         params = url_params(type_names)
         url.apply(URL_PAGE, params)
-        search_col, plans_col, types_col, status_col = st.columns(4)
+        search_col, plans_col, types_col, status_col, sort_col = st.columns(5)
         search = search_col.text_input("Search organization", key=K_SEARCH, max_chars=url.MAX_TEXT)
         plans = plans_col.multiselect("Plans", PLANS, key=K_PLANS, placeholder="All plans")
         types = types_col.multiselect(
@@ -163,6 +177,8 @@ def _today(f: state.Filters) -> None:
         statuses = status_col.multiselect(
             "Status", STATUSES, key=K_STATUSES, placeholder="Any status"
         )
+        with sort_col:
+            sort = paging.sort_select(K_SORT, SORTS, default=DEFAULT_SORT)
         url.write(URL_PAGE, params)
         # Sorted and stripped, so the same filters are the same cache entry.
         query = search.strip() or None
@@ -173,6 +189,7 @@ def _today(f: state.Filters) -> None:
             page_size=TABLE_PAGE,
             url_page=URL_PAGE,
             cursor_type=quotas.UtilizationCursor,
+            sort=sort,
         )
         page = data.quota_page(
             threshold=THRESHOLD,
@@ -182,6 +199,7 @@ def _today(f: state.Filters) -> None:
             types=chosen[1],
             statuses=chosen[2],
             after=pager.after,
+            sort=sort,
         )
         if page.rows.empty:
             st.info("No (organization, type) pair matches these filters. Clear a filter.")
@@ -196,8 +214,9 @@ def _today(f: state.Filters) -> None:
             first = pager.first
             pager.buttons(next=page.next).caption(
                 f"{first:,}–{first + len(page.rows) - 1:,} of {page.matching:,} matching "
-                f"(organization, type) pairs, of {page.total:,} with use today, fullest "
-                "first. A type with no use today is not listed."
+                f"(organization, type) pairs, of {page.total:,} with use today, by "
+                f"{SORTS[sort].lower()}. A type with no use today is not listed. "
+                f"{paging.SORT_NOTE}"
             )
     with heatmap_tab:
         st.plotly_chart(charts.utilization_heatmap(heat, top=HEATMAP_TOP), key="quotas.heatmap")

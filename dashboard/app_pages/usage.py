@@ -6,9 +6,10 @@ The ranking is filtered, sorted and paged in SQL (``usage.all_orgs_usage_page``)
 page reads one page of organizations whatever their number; the CSV holds every
 filtered row up to ``usage.MAX_USAGE_ROWS`` and says when it was cut.
 
-The plans, the search and the page shown are in the URL (``plan``, ``q``, ``after``:
-:mod:`dashboard.url`). Each organization links to its Overview and, for those who may
-adjust credits, to its Credits page (which leads with the adjustment form)."""
+The plans, the search, the order ("Sort by") and the page shown are in the URL
+(``plan``, ``q``, ``sort``, ``after``: :mod:`dashboard.url`); the CSV follows the order.
+Each organization links to its Overview and, for those who may adjust credits, to its
+Credits page (which leads with the adjustment form)."""
 
 from __future__ import annotations
 
@@ -22,15 +23,27 @@ import streamlit as st
 from dashboard import auth, charts, data, forecasts, paging, state, ui, url, zones
 from dashboard.text import md
 from queries.models import PLANS
-from queries.usage import MAX_USAGE_ROWS, UsageCursor
+from queries.usage import MAX_USAGE_ROWS, UsageCursor, UsageSort
 
 K_PLANS: Final = "usage.plans"
 K_SEARCH: Final = "usage.search"
+K_SORT: Final = "usage.sort"
 PAGE_SIZE: Final = 50
 URL_PAGE: Final = "usage"
+# The orders of the ranking (sorted in SQL over every matching organization).
+SORTS: Final[dict[UsageSort, str]] = {
+    "credits_desc": "Credits consumed, most first",
+    "credits_asc": "Credits consumed, least first",
+    "generations_desc": "Generations, most first",
+    "balance_asc": "Balance, lowest first",
+    "balance_desc": "Balance, highest first",
+    "name_asc": "Organization, A to Z",
+}
+DEFAULT_SORT: Final[UsageSort] = "credits_desc"
 URL_PARAMS: Final = (
     url.choices_param("plan", K_PLANS, PLANS, "plans"),
     url.text_param("q", K_SEARCH, "search"),
+    paging.sort_param(K_SORT, SORTS, default=DEFAULT_SORT),
 )
 
 # The table as shown and downloaded. The slug is not a column (the search still matches
@@ -90,13 +103,17 @@ def render() -> None:
         f"{zones.note(tz)} Balances are current.",
     )
     with ui.section("The ranking"):
-        st.subheader("Ranking by credits consumed")
         url.apply(URL_PAGE, URL_PARAMS)
-        left, right = st.columns([1, 2])
+        # The rank is always by credits consumed; the heading names the order shown.
+        order = SORTS.get(st.session_state.get(K_SORT, DEFAULT_SORT), SORTS[DEFAULT_SORT])
+        st.subheader(f"Ranking · {order.lower()}")
+        left, middle, right = st.columns([1, 1, 1])
         plans = left.multiselect("Plans", PLANS, key=K_PLANS, placeholder="All plans")
-        search = right.text_input(
+        search = middle.text_input(
             "Search organization", key=K_SEARCH, placeholder="name or slug", max_chars=200
         )
+        with right:
+            sort = paging.sort_select(K_SORT, SORTS, default=DEFAULT_SORT)
         # Sorted and stripped, so the same filters are the same cache entry.
         chosen = tuple(sorted(plans))
         query = search.strip() or None
@@ -107,6 +124,7 @@ def render() -> None:
             page_size=PAGE_SIZE,
             url_page=URL_PAGE,
             cursor_type=UsageCursor,
+            sort=sort,
         )
         page = data.usage_page(
             start=f.start,
@@ -116,6 +134,7 @@ def render() -> None:
             search=query,
             limit=PAGE_SIZE,
             after=pager.after,
+            sort=sort,
         )
         table = ranking_table(page.rows)
         totals = st.columns(4)
@@ -180,10 +199,12 @@ def render() -> None:
             first = pager.first
             pager.buttons(next=page.next).caption(
                 f"Organizations {first:,}–{first + len(table) - 1:,} of "
-                f"{page.totals.organizations:,}, by credits consumed."
+                f"{page.totals.organizations:,}, by {SORTS[sort].lower()}. "
+                f"{paging.SORT_NOTE}"
             )
 
-        # The CSV is every filtered row (not only this page), up to MAX_USAGE_ROWS.
+        # The CSV is every filtered row (not only this page) in the order chosen, up to
+        # MAX_USAGE_ROWS.
         def read_all() -> tuple[pd.DataFrame, str | None]:
             rows = ranking_table(
                 data.usage_page(
@@ -193,6 +214,7 @@ def render() -> None:
                     plans=chosen,
                     search=query,
                     limit=MAX_USAGE_ROWS,
+                    sort=sort,
                 ).rows
             )
             cut = (
@@ -205,17 +227,17 @@ def render() -> None:
 
         ui.csv_download(
             "usage",
-            filters=(f.start, f.end, tz, chosen, query),
+            filters=(f.start, f.end, tz, chosen, query, sort),
             complete=table if pager.on_first_page and page.next is None else None,
             read_all=read_all,
             file_name=csv_name(f, plans=plans, search=search),
             prepare_label=f"Prepare CSV of all {page.totals.organizations:,} organizations",
             disabled=table.empty,
         )
-        # The largest consumers are the first page's (the ranking is by credits).
+        # The largest consumers are the first page by credits consumed.
         top = (
             page
-            if pager.on_first_page
+            if pager.on_first_page and sort == DEFAULT_SORT
             else data.usage_page(
                 start=f.start, end=f.end, timezone=tz, plans=chosen, search=query, limit=PAGE_SIZE
             )

@@ -192,3 +192,42 @@ def test_dates_and_times_are_in_the_zone_the_sidebar_names(
         z=shown_zone,
     )
     assert len(rows) == min(int(expected), 100)
+
+
+def opened(link: dict[str, str]) -> AppTest:
+    """A new session opening a link to the trail (AppTest starts on the first page, which
+    would clear a link's ``after``, so the link is opened from there, as a tab would)."""
+    at = make_app(role="manager").run()
+    for key, value in link.items():
+        at.query_params[key] = value
+    return at.switch_page("app_pages/audit.py").run()
+
+
+def test_oldest_first_pages_the_whole_trail_is_kept_in_the_url_and_the_csv_follows_it(
+    audit_page: Callable[..., AppTest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    downloads = capture_downloads(monkeypatch)
+    history = {"from": "2026-07-01", "to": "2026-11-20"}
+    at = audit_page(**history)
+    newest = trail(at)
+    at.selectbox(key="audit.sort").set_value("oldest").run()
+    first = trail(at)
+    assert at.query_params["sort"] == "oldest"
+    assert first["When"].is_monotonic_increasing and first["When"].max() <= newest["When"].min()
+    at.button(key="audit.next").click().run()
+    second = trail(at)
+    assert not at.exception and second["When"].min() >= first["When"].max()
+    assert any("Changes 101–" in c and "oldest first" in c for c in texts(at, "caption"))
+    # A link opens the same page in the same order.
+    link = {**DEMO_RANGE, **history, "sort": "oldest", "after": at.query_params["after"]}
+    pd.testing.assert_frame_equal(trail(opened(link)), second)
+    # The same page without its order would be other rows: dropped, with a notice.
+    other = opened({k: v for k, v in link.items() if k != "sort"})
+    assert any("another order" in plain(t) for t in texts(other, "toast"))
+    pd.testing.assert_frame_equal(trail(other), newest)
+    # The CSV is every change, oldest first.
+    at.button(key="audit.prepare_csv").click().run()
+    (csv_bytes,) = downloads.values()
+    csv = pd.read_csv(io.BytesIO(csv_bytes))
+    assert list(csv["Reason"][:100]) == list(first["Reason"])
+    assert list(csv["Reason"][100 : 100 + len(second)]) == list(second["Reason"])

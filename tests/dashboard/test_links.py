@@ -147,7 +147,10 @@ def test_managers_get_no_adjust_link(demo: None) -> None:
         ({"plan": "platinum"}, "plan='platinum'"),
         ({"q": "a\x07b"}, "control character"),
         ({"after": "not-a-cursor"}, "after='not-a-cursor'"),
-        ({"after": "WzIsIjEiLCJ4IiwzXQ"}, "after="),  # [2,"1","x",3]: a string for an int
+        (
+            {"after": "WzIsIjEiLCJ4IiwzLCJjcmVkaXRzX2Rlc2MiXQ"},
+            "after=",
+        ),  # [2,"1","x",3,...]: a string for an int
     ],
 )
 def test_bad_usage_link_values_are_dropped_with_a_notice(
@@ -318,6 +321,32 @@ def test_a_credits_link_reproduces_the_ledger_page_and_the_csv_holds_the_list(
     csv = pd.read_csv(io.BytesIO(content))
     assert list(csv["Entry"]) == list(shown["Entry"])
     assert list(csv["Reason"]) == list(shown["Reason"])
+
+
+def test_the_ledger_oldest_first_is_kept_in_the_link_and_the_csv_follows_it(
+    demo: None, demo_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    downloads = deferred_downloads(monkeypatch)
+    org = scalar(
+        demo_engine,
+        "SELECT organization_id FROM credit_ledger GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
+    )
+    at = open_page(make_app(role="finance", query={**HISTORY, "org": str(org)}), "credits")
+    newest = table_with(at, "Balance after")
+    at.selectbox(key="credits.ledger_sort").set_value("oldest").run()
+    oldest = table_with(at, "Balance after")
+    assert at.query_params["sort"] == "oldest" and len(oldest) > 1
+    assert oldest["Time"].is_monotonic_increasing
+    assert oldest["Time"].iloc[0] <= newest["Time"].min()
+    again = reopen(at, "credits", role="finance")
+    assert not again.exception and not again.toast
+    assert again.selectbox(key="credits.ledger_sort").value == "oldest"
+    same_rows(table_with(again, "Balance after"), oldest)
+    (name,) = [n for n in downloads if n.startswith("ledger_")]
+    content = downloads[name]()
+    assert isinstance(content, bytes)
+    csv = pd.read_csv(io.BytesIO(content))
+    assert list(csv["Entry"][: len(oldest)]) == list(oldest["Entry"])
 
 
 @pytest.mark.parametrize(
@@ -502,16 +531,17 @@ def crafted(text: str) -> str:
 
 # The links of issue 15 that crashed a page or replaced part of it with an error.
 CRAFTED_TOKENS = [
-    ("quotas", "support", crafted("[2," + "9" * 1200 + ',1,"a",1,"chat"]')),  # OverflowError
+    # OverflowError:
+    ("quotas", "support", crafted("[2," + "9" * 1200 + ',1,"a",1,"chat","utilization_desc"]')),
     ("audit", "manager", crafted("[" * 1400)),  # RecursionError
     ("credits", "finance", crafted("[" * 1400)),
     ("overview", "admin", crafted("[" * 1400)),
     ("usage", "finance", crafted("[" * 1400)),
     # "The database refused a query (NumericValueOutOfRange)": the source is an integer.
-    ("audit", "manager", crafted(f'[2,"2026-11-20T15:30:00+00:00",{2**63 - 1},5]')),
-    ("audit", "manager", crafted(f'[2,"2026-11-20T15:30:00+00:00",1,{-(2**63 - 1)}]')),
-    ("usage", "finance", crafted(f'[2,1,"x",{-(2**63 - 1)}]')),
-    ("quotas", "support", crafted(f'[2,1,1,"a",{2**63},"chat"]')),
+    ("audit", "manager", crafted(f'[2,"2026-11-20T15:30:00+00:00",{2**63 - 1},5,"newest"]')),
+    ("audit", "manager", crafted(f'[2,"2026-11-20T15:30:00+00:00",1,{-(2**63 - 1)},"newest"]')),
+    ("usage", "finance", crafted(f'[2,1,"x",{-(2**63 - 1)},"credits_desc"]')),
+    ("quotas", "support", crafted(f'[2,1,1,"a",{2**63},"chat","utilization_desc"]')),
 ]
 
 

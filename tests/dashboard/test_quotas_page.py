@@ -439,3 +439,31 @@ def test_the_limits_in_force_reach_back_past_any_window_and_name_the_plan_defaul
     assert rows.loc["image", "From"] == f"set for {long_ago}"
     assert rows.loc["chat", "Daily limit now"] == int(defaults["chat"] * 3 // 10)
     assert rows.loc["chat", "From"] == "starter plan default"
+
+
+def test_sort_by_orders_the_table_and_is_kept_in_the_url(today_engine: Engine) -> None:
+    at = quotas_page(first_org(today_engine), role="manager")
+    at.selectbox(key="quotas.sort").set_value("limit_desc").run()
+    assert not at.exception
+    assert at.query_params["sort"] == "limit_desc"
+    table = table_with(at, "Their today")
+    assert table["Daily limit"].is_monotonic_decreasing
+    at.selectbox(key="quotas.sort").set_value("name_asc").run()
+    names = list(table_with(at, "Their today")["Organization"])
+    with today_engine.connect() as conn:
+        expected = list(
+            conn.scalars(
+                text(
+                    "SELECT o.name FROM usage_limits u"
+                    " JOIN organizations o ON o.id = u.organization_id"
+                    " WHERE u.date = (now() AT TIME ZONE o.timezone)::date"
+                    " ORDER BY o.name, o.id, u.type LIMIT 50"
+                )
+            )
+        )
+    assert names == expected
+    # A link with an order that does not exist: a notice, and the fullest first.
+    linked = make_app(role="manager", query={"org": str(first_org(today_engine)), "sort": "x"})
+    linked = open_page(linked, "quotas")
+    assert any("Ignored sort='x'" in plain(t) for t in texts(linked, "toast"))
+    assert table_with(linked, "Their today")["Utilization"].dropna().is_monotonic_decreasing

@@ -22,7 +22,7 @@ from queries.audit import AuditCursor
 from queries.errors import InvalidInput
 from queries.frames import KeysetCursor
 from queries.quotas import UtilizationCursor
-from queries.usage import UsageCursor
+from queries.usage import LedgerCursor, UsageCursor
 
 
 def token(values: object) -> str:
@@ -34,7 +34,10 @@ def token(values: object) -> str:
     [
         (2, UsageCursor(1234, 'Acme, Inc. = "quoted" ünïcode', 7)),
         (17, AuditCursor(dt.datetime(2026, 11, 20, 15, 30, 1, 5, tzinfo=dt.UTC), 1, 99)),
+        (2, AuditCursor(dt.datetime(2026, 11, 20, 15, 30, tzinfo=dt.UTC), 0, 1, "oldest")),
         (3, UtilizationCursor(1.25, 500, "Zeta", 4, "image")),
+        (4, UsageCursor(0, "Zeta", 4, "name_asc")),
+        (5, UtilizationCursor(-0.5, 0, "Zeta", 4, "image", "limit_desc")),
     ],
 )
 def test_a_cursor_reads_back_the_same(page: int, cursor: object) -> None:
@@ -49,13 +52,15 @@ def test_a_cursor_reads_back_the_same(page: int, cursor: object) -> None:
         "",
         "!!!",
         "é",
-        token([2, 1, "x"]),  # too few fields
-        token([1, 1, "x", 2]),  # page 1 has no cursor
-        token([True, 1, "x", 2]),  # a boolean for the page
-        token([2, "1", "x", 2]),  # text for a number
-        token([2, 1, "x", 2**70]),  # beyond bigint
-        token([2, 1, "a\x00b", 2]),  # a NUL in the name
-        token([2, 1, "x" * 600, 2]),  # a name too long
+        token([2, 1, "x", "credits_desc"]),  # too few fields
+        token([1, 1, "x", 2, "credits_desc"]),  # page 1 has no cursor
+        token([True, 1, "x", 2, "credits_desc"]),  # a boolean for the page
+        token([2, "1", "x", 2, "credits_desc"]),  # text for a number
+        token([2, 1, "x", 2**70, "credits_desc"]),  # beyond bigint
+        token([2, 1, "a\x00b", 2, "credits_desc"]),  # a NUL in the name
+        token([2, 1, "x" * 600, 2, "credits_desc"]),  # a name too long
+        token([2, 1, "x", 2, "name_desc"]),  # not one of the orders
+        token([2, 1, "x", 2]),  # a token from before the orders: no order
         token({"page": 2}),
         "A" * 3000,
     ],
@@ -68,10 +73,10 @@ def test_a_bad_cursor_is_refused_with_a_sentence(raw: str) -> None:
 @pytest.mark.parametrize(
     "values",
     [
-        [2, "2026-11-20T15:30:00", 1, 2],  # no zone
-        [2, "1900-01-01T00:00:00+00:00", 1, 2],  # out of range
-        [2, "yesterday", 1, 2],
-        [2, 5, 1, 2],
+        [2, "2026-11-20T15:30:00", 1, 2, "newest"],  # no zone
+        [2, "1900-01-01T00:00:00+00:00", 1, 2, "newest"],  # out of range
+        [2, "yesterday", 1, 2, "newest"],
+        [2, 5, 1, 2, "newest"],
     ],
 )
 def test_a_cursor_time_must_be_a_zoned_time_near_the_data(values: list[object]) -> None:
@@ -81,7 +86,9 @@ def test_a_cursor_time_must_be_a_zoned_time_near_the_data(values: list[object]) 
 
 def test_an_infinite_utilization_is_refused() -> None:
     with pytest.raises(InvalidInput, match="finite"):
-        url.decode_cursor(raw_token('[2,1e400,1,"x",2,"chat"]'), UtilizationCursor)
+        url.decode_cursor(
+            raw_token('[2,1e400,1,"x",2,"chat","utilization_desc"]'), UtilizationCursor
+        )
 
 
 @given(st.text(max_size=300))
@@ -95,7 +102,7 @@ def raw_token(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-CURSORS = (UsageCursor, AuditCursor, UtilizationCursor, KeysetCursor, ApprovalCursor)
+CURSORS = (UsageCursor, AuditCursor, UtilizationCursor, KeysetCursor, ApprovalCursor, LedgerCursor)
 
 # Values of every JSON type, including numbers far outside what the database takes.
 _SCALARS = (
@@ -196,24 +203,33 @@ def test_any_json_in_a_token_is_a_sentence_or_a_cursor_in_the_databases_range(
     ("cursor_type", "text"),
     [
         # The links of issue 15 that crashed a page, each now a sentence.
-        (UtilizationCursor, "[2," + "9" * 1200 + ',1,"a",1,"chat"]'),  # OverflowError
+        (
+            UtilizationCursor,
+            "[2," + "9" * 1200 + ',1,"a",1,"chat","utilization_desc"]',
+        ),  # OverflowError
         (AuditCursor, "[" * 1400),  # RecursionError
         (UsageCursor, "[" * 1400 + "]" * 1400),
         (AuditCursor, '{"a":' * 1000 + "1" + "}" * 1000),
-        (AuditCursor, f'[2,"2026-11-20T15:30:00+00:00",{2**63 - 1},5]'),  # source: integer
-        (AuditCursor, f'[2,"2026-11-20T15:30:00+00:00",1,{-(2**63 - 1)}]'),  # a negative id
-        (AuditCursor, '[2,"2026-11-20T15:30:00+00:00",1,0]'),
-        (UsageCursor, f'[2,{2**63},"x",1]'),  # one past bigint
-        (UsageCursor, "[2," + "1" * 5000 + ',"x",1]'),  # past Python's own digit limit
-        (UsageCursor, '[2,1,"\\ud800",1]'),  # a lone surrogate
-        (UtilizationCursor, '[2,NaN,1,"a",1,"chat"]'),
-        (UtilizationCursor, '[2,Infinity,1,"a",1,"chat"]'),
-        (UtilizationCursor, '[2,1e400,1,"a",1,"chat"]'),
-        (UtilizationCursor, f'[2,{2**70},1,"a",1,"chat"]'),
-        (UsageCursor, '[2,1,"x",1.5]'),  # a fraction for an id
-        (UsageCursor, '[2,1,["x"],1]'),
-        (UsageCursor, '[2,1,{"x":1},1]'),
-        (UsageCursor, "[2,1,null,1]"),
+        (AuditCursor, f'[2,"2026-11-20T15:30:00+00:00",{2**63 - 1},5,"newest"]'),  # source: integer
+        (
+            AuditCursor,
+            f'[2,"2026-11-20T15:30:00+00:00",1,{-(2**63 - 1)},"newest"]',
+        ),  # a negative id
+        (AuditCursor, '[2,"2026-11-20T15:30:00+00:00",1,0,"newest"]'),
+        (UsageCursor, f'[2,{2**63},"x",1,"credits_desc"]'),  # one past bigint
+        (
+            UsageCursor,
+            "[2," + "1" * 5000 + ',"x",1,"credits_desc"]',
+        ),  # past Python's own digit limit
+        (UsageCursor, '[2,1,"\\ud800",1,"credits_desc"]'),  # a lone surrogate
+        (UtilizationCursor, '[2,NaN,1,"a",1,"chat","utilization_desc"]'),
+        (UtilizationCursor, '[2,Infinity,1,"a",1,"chat","utilization_desc"]'),
+        (UtilizationCursor, '[2,1e400,1,"a",1,"chat","utilization_desc"]'),
+        (UtilizationCursor, f'[2,{2**70},1,"a",1,"chat","utilization_desc"]'),
+        (UsageCursor, '[2,1,"x",1.5,"credits_desc"]'),  # a fraction for an id
+        (UsageCursor, '[2,1,["x"],1,"credits_desc"]'),
+        (UsageCursor, '[2,1,{"x":1},1,"credits_desc"]'),
+        (UsageCursor, '[2,1,null,1,"credits_desc"]'),
     ],
 )
 def test_a_crafted_token_is_refused_with_a_sentence(cursor_type: type, text: str) -> None:

@@ -207,3 +207,35 @@ def test_thousands_of_organizations_are_paged_and_filtered_in_sql(
     name = next(n for n in downloads if "plan-pro_search-bulk-01" in n)
     csv = pd.read_csv(io.BytesIO(downloads[name]))
     assert len(csv) == 250  # every filtered row, not only the page
+
+
+def test_sort_by_orders_the_whole_ranking_is_kept_in_the_url_and_the_csv_follows_it(
+    usage_page: Callable[..., AppTest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    downloads = capture_downloads(monkeypatch)
+    at = usage_page()
+    at.selectbox(key="usage.sort").set_value("balance_asc").run()
+    assert not at.exception
+    assert at.query_params["sort"] == "balance_asc"
+    shown = table_with(at, "Credits consumed").drop(columns=["View", "Adjust"])
+    assert shown["Balance"].is_monotonic_increasing
+    assert not shown["Credits consumed"].is_monotonic_decreasing, "another order than the rank"
+    assert any("by balance, lowest first" in c for c in texts(at, "caption"))
+    assert any("Sort by orders the list" in c for c in texts(at, "caption"))
+    csv = pd.read_csv(io.BytesIO(downloads["usage_2026-10-22_2026-11-20.csv"]))
+    pd.testing.assert_frame_equal(csv, shown.reset_index(drop=True), check_dtype=False)
+    # A link with the order opens the same table.
+    opened = usage_page(sort="balance_asc")
+    assert opened.selectbox(key="usage.sort").value == "balance_asc"
+    assert list(table_with(opened, "Balance")["Organization"]) == list(shown["Organization"])
+
+
+def test_an_unknown_order_in_a_link_gets_a_notice_and_the_ranking_by_credits(
+    usage_page: Callable[..., AppTest],
+) -> None:
+    at = usage_page(sort="cheapest")
+    assert not at.exception
+    assert any("Ignored sort='cheapest'" in plain(t) for t in texts(at, "toast"))
+    assert at.selectbox(key="usage.sort").value == "credits_desc"
+    assert table_with(at, "Credits consumed")["Credits consumed"].is_monotonic_decreasing
+    assert "sort" not in at.query_params

@@ -120,6 +120,9 @@ PER_ORGANIZATION: dict[str, Call] = {
     "usage.ledger_page": lambda c, x: usage.ledger_page(
         c, organization_id=x.organization_id, limit=3
     ),
+    "usage.ledger_page[oldest]": lambda c, x: usage.ledger_page(
+        c, organization_id=x.organization_id, limit=3, sort="oldest"
+    ),
     "quotas.quota_history": lambda c, x: quotas.quota_history(
         c, organization_id=x.organization_id, start=x.start, end=x.end
     ),
@@ -161,6 +164,9 @@ CROSS_ORGANIZATION: dict[str, Call] = {
     "usage.all_orgs_usage_page": lambda c, x: usage.all_orgs_usage_page(
         c, start=x.start, end=x.end, plans=["pro", "free"], search="a", limit=5
     ),
+    "usage.all_orgs_usage_page[balance_asc]": lambda c, x: usage.all_orgs_usage_page(
+        c, start=x.start, end=x.end, limit=5, sort="balance_asc"
+    ),
     "usage.all_orgs_monthly_credits": lambda c, x: usage.all_orgs_monthly_credits(
         c, start=x.start, end=x.end
     ),
@@ -169,6 +175,9 @@ CROSS_ORGANIZATION: dict[str, Call] = {
     ),
     "quotas.all_orgs_quota_utilization_page": lambda c, x: quotas.all_orgs_quota_utilization_page(
         c, day=x.end, search="a", statuses=["over", "near"], limit=5
+    ),
+    "quotas.all_orgs_quota_utilization_page[limit_desc]": lambda c, x: (
+        quotas.all_orgs_quota_utilization_page(c, day=x.end, limit=5, sort="limit_desc")
     ),
     "quotas.all_orgs_quota_heatmap": lambda c, x: quotas.all_orgs_quota_heatmap(
         c, day=x.end, top=5
@@ -191,6 +200,9 @@ CROSS_ORGANIZATION: dict[str, Call] = {
     ),
     "audit.all_orgs_audit_page[zone]": lambda c, x: audit.all_orgs_audit_page(
         c, start=x.start, end=x.end, limit=50, timezone="Asia/Kathmandu"
+    ),
+    "audit.all_orgs_audit_page[oldest]": lambda c, x: audit.all_orgs_audit_page(
+        c, start=x.start, end=x.end, limit=50, sort="oldest"
     ),
     "approvals.pending_requests_page": lambda c, x: approvals.pending_requests_page(c, limit=5),
     "orgs.list_organizations": lambda c, x: orgs.list_organizations(c),

@@ -124,6 +124,7 @@ SMALL_HISTORY = {"credit_ledger", "audit_log"}
 ROLLUP_READS = {
     "usage.all_orgs_usage": "organization_daily_usage",
     "usage.all_orgs_usage_page": "organization_daily_usage",
+    "usage.all_orgs_usage_page[balance_asc]": "organization_daily_usage",
     "usage.all_orgs_monthly_credits": "organization_monthly_usage",
 }
 
