@@ -10,6 +10,7 @@ from typing import Any, Final
 import pandas as pd
 from sqlalchemy import Connection, Engine, Row, text
 
+from queries import recounts
 from queries.checks import (
     MAX_KEY,
     MAX_REASON,
@@ -253,69 +254,8 @@ _ZONE_BY_KEY = text(
     """
 )
 _SET_ZONE = text("UPDATE organizations SET timezone = :tz WHERE id = :org")
-# usage_limits also holds each day's limit: its rows stay (with their limits), their
-# counts are zeroed, then the counts of the new local days are written in. A new local
-# day gets the limit in force (limit_in_force, migration 0010), as record_generation
-# would give it.
-_ZERO_USAGE = text(
-    "UPDATE usage_limits SET used = 0, credits_used = 0, updated_at = now() "
-    "WHERE organization_id = :org AND (used <> 0 OR credits_used <> 0)"
-)
-_RECOUNT_USAGE = text(
-    """
-    WITH counts AS (
-        SELECT g.type, (g.created_at AT TIME ZONE :tz)::date AS day,
-               count(*) AS used, sum(g.credits) AS credits_used
-        FROM generations g
-        WHERE g.organization_id = :org
-        GROUP BY 1, 2
-    )
-    INSERT INTO usage_limits AS u (organization_id, type, date, used, credits_used, daily_limit)
-    SELECT :org, c.type, c.day, c.used, c.credits_used, f.daily_limit
-    FROM counts c CROSS JOIN LATERAL limit_in_force(:org, c.type, c.day) AS f
-    ON CONFLICT (organization_id, type, date) DO UPDATE
-        SET used = excluded.used, credits_used = excluded.credits_used, updated_at = now()
-    """
-)
-_CLEAR_USER_DAYS = text("DELETE FROM user_daily_usage WHERE organization_id = :org")
-_RECOUNT_USER_DAYS = text(
-    """
-    INSERT INTO user_daily_usage (organization_id, user_id, date, type, generations, credits)
-    SELECT g.organization_id, g.user_id, (g.created_at AT TIME ZONE :tz)::date, g.type,
-           count(*), sum(g.credits)
-    FROM generations g
-    WHERE g.organization_id = :org
-    GROUP BY 1, 2, 3, 4
-    """
-)
-# The cross-organization rollups (migration 0007) are in local days too.
-_CLEAR_ORG_DAYS = text("DELETE FROM organization_daily_usage WHERE organization_id = :org")
-_RECOUNT_ORG_DAYS = text(
-    """
-    INSERT INTO organization_daily_usage
-        (organization_id, date, generations, credits, generations_through, credits_through)
-    SELECT :org, d.date, d.generations, d.credits,
-           sum(d.generations) OVER w, sum(d.credits) OVER w
-    FROM (
-        SELECT (g.created_at AT TIME ZONE :tz)::date AS date, count(*) AS generations,
-               sum(g.credits) AS credits
-        FROM generations g
-        WHERE g.organization_id = :org
-        GROUP BY 1
-    ) d
-    WINDOW w AS (ORDER BY d.date)
-    """
-)
-_CLEAR_ORG_MONTHS = text("DELETE FROM organization_monthly_usage WHERE organization_id = :org")
-_RECOUNT_ORG_MONTHS = text(
-    """
-    INSERT INTO organization_monthly_usage (month, organization_id, generations, credits)
-    SELECT date_trunc('month', date)::date, :org, sum(generations), sum(credits)
-    FROM organization_daily_usage
-    WHERE organization_id = :org
-    GROUP BY 1
-    """
-)
+# What is kept per local day, rebuilt by a zone change (queries/recounts.py).
+_LOCAL_DAY_ROLLUPS = tuple(r for r in recounts.RECOUNTED if r != "quarter_hour_usage")
 _ZONE_AUDIT = text(
     """
     INSERT INTO audit_log (organization_id, action, actor, reason, details, idempotency_key)
@@ -366,13 +306,9 @@ def set_timezone(
             raise InvalidInput(f"The organization's time zone is already {zone}.")
         params = {"org": org, "tz": zone}
         conn.execute(_SET_ZONE, params)
-        conn.execute(_ZERO_USAGE, params)
-        conn.execute(_RECOUNT_USAGE, params)
-        conn.execute(_CLEAR_USER_DAYS, params)
-        conn.execute(_RECOUNT_USER_DAYS, params)
-        for statement in (_CLEAR_ORG_DAYS, _RECOUNT_ORG_DAYS, _CLEAR_ORG_MONTHS):
-            conn.execute(statement, params)
-        conn.execute(_RECOUNT_ORG_MONTHS, {"org": org})
+        # The recounts read the zone just set. The UTC quarter-hours do not depend on it.
+        for rollup in _LOCAL_DAY_ROLLUPS:
+            recounts.rebuild(conn, rollup=rollup, organization_ids=[org])
         audit_id = conn.execute(
             _ZONE_AUDIT,
             {**params, "previous": context.timezone, "actor": actor, "reason": reason, "key": key},

@@ -69,8 +69,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, text
+from sqlalchemy import CTE, Connection, Engine, Row, column, text
 
+from queries import recounts
 from queries.errors import InvalidInput
 from queries.transactions import run_in_transaction
 
@@ -394,69 +395,96 @@ _LEDGER = text(
     """
 )
 
-# Every rollup against a recount of the generations, on the days in scope (a full run:
-# every day). ``gens`` is the generations of those days: all of them read once in a full
-# run, else each (organization, day) read as a range of the (organization_id,
-# created_at) index. The constant :full prunes the branch not taken at planning time.
-# The running totals and the months are checked over every day of the organizations in
-# scope (in an incremental run: the ledger's and those with a day in scope, which the
-# newest days make every organization with rollups), against the recount where it was
-# made and the rollup (verified before) elsewhere.
-_ROLLUPS = text(
+
+# Every rollup against its recount (queries/recounts.py) from the generations of the
+# days in scope (a full run: every day). ``gens`` is the generations of those days: all
+# of them read once in a full run, else each (organization, day) read as a range of the
+# (organization_id, created_at) index. The constant :full prunes the branch not taken at
+# planning time. The running totals and the months are checked over every day of the
+# organizations in scope (in an incremental run: the ledger's and those with a day in
+# scope, which the newest days make every organization with rollups), against the
+# recount where it was made and the rollup (verified before) elsewhere. It is one
+# statement, one WITH: the scope, the stored rows and the drift are text, the recounts
+# the shared Core over ``gens``.
+def _cte(name: str, sql: str, *columns: str) -> CTE:
+    """A WITH entry written as text, with the columns the Core parts read of it."""
+    return text(sql).columns(*(column(c) for c in columns)).cte(name)
+
+
+_SCOPE_DAYS = _cte(
+    "scope",
     """
-    WITH scope AS (
-        -- The local day's instants, widened by a few hours: where midnight falls in a
-        -- DST gap or overlap the local date decides, exactly as the rollups keyed it.
-        SELECT s.organization_id, s.date, o.timezone,
-               (s.date::timestamp AT TIME ZONE o.timezone) - interval '3 hours' AS lo,
-               ((s.date + 1)::timestamp AT TIME ZONE o.timezone) + interval '3 hours' AS hi
-        FROM unnest(CAST(:day_orgs AS bigint[]), CAST(:days AS date[]))
-             AS s(organization_id, date)
-        JOIN organizations o ON o.id = s.organization_id
-        WHERE NOT CAST(:full AS boolean)
-    ),
-    orgs AS (
-        SELECT id AS organization_id, timezone FROM organizations WHERE CAST(:full AS boolean)
-        UNION ALL
-        SELECT o.id, o.timezone
-        FROM organizations o
-        WHERE NOT CAST(:full AS boolean)
-          AND (o.id = ANY(CAST(:orgs AS bigint[])) OR o.id = ANY(CAST(:day_orgs AS bigint[])))
-    ),
-    gens AS MATERIALIZED (
-        SELECT g.organization_id, g.user_id, g.type, g.credits, g.created_at,
-               (g.created_at AT TIME ZONE o.timezone)::date AS date
-        FROM generations g JOIN organizations o ON o.id = g.organization_id
-        WHERE CAST(:full AS boolean)
-        UNION ALL
-        SELECT g.organization_id, g.user_id, g.type, g.credits, g.created_at, s.date
-        FROM scope s
-        JOIN generations g
-          ON g.organization_id = s.organization_id
-         AND g.created_at >= s.lo AND g.created_at < s.hi
-         AND (g.created_at AT TIME ZONE s.timezone)::date = s.date
-    ),
-    by_type AS (
-        SELECT organization_id, date, type, count(*) AS generations, sum(credits) AS credits
-        FROM gens GROUP BY 1, 2, 3
-    ),
-    usage_rows AS (
+    -- The local day's instants, widened by a few hours: where midnight falls in a DST
+    -- gap or overlap the local date decides, exactly as the rollups keyed it.
+    SELECT s.organization_id, s.date, o.timezone,
+           (s.date::timestamp AT TIME ZONE o.timezone) - interval '3 hours' AS lo,
+           ((s.date + 1)::timestamp AT TIME ZONE o.timezone) + interval '3 hours' AS hi
+    FROM unnest(CAST(:day_orgs AS bigint[]), CAST(:days AS date[])) AS s(organization_id, date)
+    JOIN organizations o ON o.id = s.organization_id
+    WHERE NOT CAST(:full AS boolean)
+    """,
+)
+_SCOPE_ORGS = _cte(
+    "orgs",
+    """
+    SELECT id AS organization_id, timezone FROM organizations WHERE CAST(:full AS boolean)
+    UNION ALL
+    SELECT o.id, o.timezone
+    FROM organizations o
+    WHERE NOT CAST(:full AS boolean)
+      AND (o.id = ANY(CAST(:orgs AS bigint[])) OR o.id = ANY(CAST(:day_orgs AS bigint[])))
+    """,
+)
+_GENS = _cte(
+    "gens",
+    """
+    SELECT g.organization_id, g.user_id, g.type, g.credits, g.created_at,
+           (g.created_at AT TIME ZONE o.timezone)::date AS date
+    FROM generations g JOIN organizations o ON o.id = g.organization_id
+    WHERE CAST(:full AS boolean)
+    UNION ALL
+    SELECT g.organization_id, g.user_id, g.type, g.credits, g.created_at, s.date
+    FROM scope s
+    JOIN generations g
+      ON g.organization_id = s.organization_id
+     AND g.created_at >= s.lo AND g.created_at < s.hi
+     AND (g.created_at AT TIME ZONE s.timezone)::date = s.date
+    """,
+    "organization_id",
+    "user_id",
+    "type",
+    "credits",
+    "created_at",
+    "date",
+).prefix_with("MATERIALIZED")
+_RECOUNT_DAYS = recounts.days(_GENS).cte("recount_days")
+# The stored rows of the days in scope.
+_STORED = (
+    _cte(
+        "usage_rows",
+        """
         SELECT u.organization_id, u.date, u.type, u.used, u.credits_used
         FROM usage_limits u WHERE CAST(:full AS boolean)
         UNION ALL
         SELECT u.organization_id, u.date, u.type, u.used, u.credits_used
         FROM scope s
         JOIN usage_limits u ON u.organization_id = s.organization_id AND u.date = s.date
+        """,
     ),
-    user_rows AS (
+    _cte(
+        "user_rows",
+        """
         SELECT r.organization_id, r.user_id, r.date, r.type, r.generations, r.credits
         FROM user_daily_usage r WHERE CAST(:full AS boolean)
         UNION ALL
         SELECT r.organization_id, r.user_id, r.date, r.type, r.generations, r.credits
         FROM scope s
         JOIN user_daily_usage r ON r.organization_id = s.organization_id AND r.date = s.date
+        """,
     ),
-    quarter_rows AS (
+    _cte(
+        "quarter_rows",
+        """
         SELECT r.organization_id, r.bucket, r.type, r.generations, r.credits,
                (r.bucket AT TIME ZONE o.timezone)::date AS date
         FROM quarter_hour_usage r JOIN organizations o ON o.id = r.organization_id
@@ -467,8 +495,11 @@ _ROLLUPS = text(
         JOIN quarter_hour_usage r
           ON r.organization_id = s.organization_id AND r.bucket >= s.lo AND r.bucket < s.hi
          AND (r.bucket AT TIME ZONE s.timezone)::date = s.date
+        """,
     ),
-    day_rows AS (
+    _cte(
+        "day_rows",
+        """
         SELECT d.organization_id, d.date, d.generations, d.credits
         FROM organization_daily_usage d WHERE CAST(:full AS boolean)
         UNION ALL
@@ -476,128 +507,148 @@ _ROLLUPS = text(
         FROM scope s
         JOIN organization_daily_usage d
           ON d.organization_id = s.organization_id AND d.date = s.date
+        """,
     ),
-    recount_days AS (
-        SELECT organization_id, date, count(*) AS generations, sum(credits) AS credits
-        FROM gens GROUP BY 1, 2
-    ),
-    -- Every day of the organizations in scope: recounted where it was in scope, the
-    -- (earlier verified) rollup elsewhere.
-    truth_days AS (
-        SELECT organization_id, date, generations, credits FROM recount_days
-        UNION ALL
-        SELECT d.organization_id, d.date, d.generations, d.credits
-        FROM orgs
-        JOIN organization_daily_usage d ON d.organization_id = orgs.organization_id
-        WHERE NOT CAST(:full AS boolean)
-          AND NOT EXISTS (SELECT FROM scope s
-                          WHERE s.organization_id = d.organization_id AND s.date = d.date)
-    ),
-    truth_through AS (
-        SELECT organization_id, date,
-               sum(generations) OVER w AS generations, sum(credits) OVER w AS credits
-        FROM truth_days
-        WINDOW w AS (PARTITION BY organization_id ORDER BY date)
-    ),
-    drift AS (
-        SELECT coalesce(r.organization_id, c.organization_id) AS organization_id,
-               'usage_limits' AS check, coalesce(r.date, c.date) AS date,
-               'type ' || coalesce(r.type, c.type) AS key,
-               coalesce(c.generations, 0) AS expected_generations,
-               coalesce(r.used, 0) AS found_generations,
-               coalesce(c.credits, 0) AS expected_credits,
-               coalesce(r.credits_used, 0) AS found_credits
-        FROM usage_rows r
-        FULL JOIN by_type c
-          ON c.organization_id = r.organization_id AND c.date = r.date AND c.type = r.type
-        WHERE (coalesce(c.generations, 0), coalesce(c.credits, 0))
-              <> (coalesce(r.used, 0), coalesce(r.credits_used, 0))
-        UNION ALL
-        SELECT coalesce(r.organization_id, c.organization_id), 'user_daily_usage',
-               coalesce(r.date, c.date),
-               'user ' || coalesce(r.user_id, c.user_id) || ', type ' || coalesce(r.type, c.type),
-               coalesce(c.generations, 0), coalesce(r.generations, 0),
-               coalesce(c.credits, 0), coalesce(r.credits, 0)
-        FROM user_rows r
-        FULL JOIN (SELECT organization_id, user_id, date, type,
-                          count(*) AS generations, sum(credits) AS credits
-                   FROM gens GROUP BY 1, 2, 3, 4) c
-          ON c.organization_id = r.organization_id AND c.user_id = r.user_id
-         AND c.date = r.date AND c.type = r.type
-        WHERE (coalesce(c.generations, 0), coalesce(c.credits, 0))
-              <> (coalesce(r.generations, 0), coalesce(r.credits, 0))
-        UNION ALL
-        SELECT coalesce(r.organization_id, c.organization_id), 'quarter_hour_usage',
-               coalesce(r.date, c.date),
-               to_char(coalesce(r.bucket, c.bucket) AT TIME ZONE 'UTC', 'HH24:MI "UTC"')
-                   || ', type ' || coalesce(r.type, c.type),
-               coalesce(c.generations, 0), coalesce(r.generations, 0),
-               coalesce(c.credits, 0), coalesce(r.credits, 0)
-        FROM quarter_rows r
-        FULL JOIN (SELECT organization_id,
-                          date_bin('15 minutes', created_at,
-                                   TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
-                          type, min(date) AS date,
-                          count(*) AS generations, sum(credits) AS credits
-                   FROM gens GROUP BY 1, 2, 3) c
-          ON c.organization_id = r.organization_id AND c.bucket = r.bucket AND c.type = r.type
-        WHERE (coalesce(c.generations, 0), coalesce(c.credits, 0))
-              <> (coalesce(r.generations, 0), coalesce(r.credits, 0))
-        UNION ALL
-        SELECT coalesce(r.organization_id, c.organization_id), 'organization_daily_usage',
-               coalesce(r.date, c.date), 'the day',
-               coalesce(c.generations, 0), coalesce(r.generations, 0),
-               coalesce(c.credits, 0), coalesce(r.credits, 0)
-        FROM day_rows r
-        FULL JOIN recount_days c ON c.organization_id = r.organization_id AND c.date = r.date
-        WHERE (coalesce(c.generations, 0), coalesce(c.credits, 0))
-              <> (coalesce(r.generations, 0), coalesce(r.credits, 0))
-        UNION ALL
-        SELECT d.organization_id, 'organization_daily_usage.through', d.date,
-               'the running totals',
-               coalesce(t.generations, 0), d.generations_through,
-               coalesce(t.credits, 0), d.credits_through
-        FROM orgs
-        JOIN organization_daily_usage d ON d.organization_id = orgs.organization_id
-        LEFT JOIN truth_through t ON t.organization_id = d.organization_id AND t.date = d.date
-        WHERE (coalesce(t.generations, 0), coalesce(t.credits, 0))
-              <> (d.generations_through, d.credits_through)
-        UNION ALL
-        SELECT coalesce(r.organization_id, c.organization_id), 'organization_monthly_usage',
-               coalesce(r.month, c.month), 'the month',
-               coalesce(c.generations, 0), coalesce(r.generations, 0),
-               coalesce(c.credits, 0), coalesce(r.credits, 0)
-        FROM (SELECT m.organization_id, m.month, m.generations, m.credits
-              FROM orgs
-              JOIN organization_monthly_usage m ON m.organization_id = orgs.organization_id) r
-        FULL JOIN (SELECT organization_id, date_trunc('month', date)::date AS month,
-                          sum(generations) AS generations, sum(credits) AS credits
-                   FROM truth_days GROUP BY 1, 2) c
-          ON c.organization_id = r.organization_id AND c.month = r.month
-        WHERE (coalesce(c.generations, 0), coalesce(c.credits, 0))
-              <> (coalesce(r.generations, 0), coalesce(r.credits, 0))
-    ),
-    ranked AS (
-        SELECT d.*,
-               count(*) OVER (PARTITION BY d.organization_id, d.check) AS rows,
-               row_number() OVER (PARTITION BY d.organization_id, d.check
-                                  ORDER BY d.date, d.key) AS n
-        FROM drift d
-    )
-    SELECT r.organization_id, o.slug, r.check,
-           CASE WHEN r.expected_generations <> r.found_generations
-                THEN 'generations' ELSE 'credits' END AS what,
-           NULL::bigint AS first_entry, r.date AS first_date,
-           r.date || ', ' || r.key AS "where",
-           CASE WHEN r.expected_generations <> r.found_generations
-                THEN r.expected_generations ELSE r.expected_credits END AS expected,
-           CASE WHEN r.expected_generations <> r.found_generations
-                THEN r.found_generations ELSE r.found_credits END AS found,
-           r.rows
-    FROM ranked r JOIN organizations o ON o.id = r.organization_id
-    WHERE r.n = 1
-    ORDER BY r.organization_id, r.check
+)
+# Every day of the organizations in scope: recounted where it was in scope, the (earlier
+# verified) rollup elsewhere.
+_TRUTH_DAYS = _cte(
+    "truth_days",
     """
+    SELECT organization_id, date, generations, credits FROM recount_days
+    UNION ALL
+    SELECT d.organization_id, d.date, d.generations, d.credits
+    FROM orgs
+    JOIN organization_daily_usage d ON d.organization_id = orgs.organization_id
+    WHERE NOT CAST(:full AS boolean)
+      AND NOT EXISTS (SELECT FROM scope s
+                      WHERE s.organization_id = d.organization_id AND s.date = d.date)
+    """,
+    "organization_id",
+    "date",
+    "generations",
+    "credits",
+)
+_RECOUNTS = (
+    recounts.recount("usage_limits", _GENS).cte("by_type"),
+    recounts.recount("user_daily_usage", _GENS).cte("by_user"),
+    recounts.recount("quarter_hour_usage", _GENS).cte("by_quarter"),
+    recounts.running_totals(_TRUTH_DAYS).cte("truth_through"),
+    recounts.months(_TRUTH_DAYS).cte("truth_months"),
+)
+_DRIFT = _cte(
+    "drift",
+    """
+    SELECT coalesce(r.organization_id, c.organization_id) AS organization_id,
+           'usage_limits' AS check, coalesce(r.date, c.date) AS date,
+           'type ' || coalesce(r.type, c.type) AS key,
+           coalesce(c.used, 0) AS expected_generations,
+           coalesce(r.used, 0) AS found_generations,
+           coalesce(c.credits_used, 0) AS expected_credits,
+           coalesce(r.credits_used, 0) AS found_credits
+    FROM usage_rows r
+    FULL JOIN by_type c
+      ON c.organization_id = r.organization_id AND c.date = r.date AND c.type = r.type
+    WHERE (coalesce(c.used, 0), coalesce(c.credits_used, 0))
+          <> (coalesce(r.used, 0), coalesce(r.credits_used, 0))
+    UNION ALL
+    SELECT coalesce(r.organization_id, c.organization_id), 'user_daily_usage',
+           coalesce(r.date, c.date),
+           'user ' || coalesce(r.user_id, c.user_id) || ', type ' || coalesce(r.type, c.type),
+           coalesce(c.generations, 0), coalesce(r.generations, 0),
+           coalesce(c.credits, 0), coalesce(r.credits, 0)
+    FROM user_rows r
+    FULL JOIN by_user c
+      ON c.organization_id = r.organization_id AND c.user_id = r.user_id
+     AND c.date = r.date AND c.type = r.type
+    WHERE (coalesce(c.generations, 0), coalesce(c.credits, 0))
+          <> (coalesce(r.generations, 0), coalesce(r.credits, 0))
+    UNION ALL
+    -- A quarter-hour's local date: every local midnight is on a quarter-hour boundary.
+    SELECT coalesce(r.organization_id, c.organization_id), 'quarter_hour_usage',
+           coalesce(r.date, (c.bucket AT TIME ZONE (SELECT o.timezone FROM organizations o
+                                                    WHERE o.id = c.organization_id))::date),
+           to_char(coalesce(r.bucket, c.bucket) AT TIME ZONE 'UTC', 'HH24:MI "UTC"')
+               || ', type ' || coalesce(r.type, c.type),
+           coalesce(c.generations, 0), coalesce(r.generations, 0),
+           coalesce(c.credits, 0), coalesce(r.credits, 0)
+    FROM quarter_rows r
+    FULL JOIN by_quarter c
+      ON c.organization_id = r.organization_id AND c.bucket = r.bucket AND c.type = r.type
+    WHERE (coalesce(c.generations, 0), coalesce(c.credits, 0))
+          <> (coalesce(r.generations, 0), coalesce(r.credits, 0))
+    UNION ALL
+    SELECT coalesce(r.organization_id, c.organization_id), 'organization_daily_usage',
+           coalesce(r.date, c.date), 'the day',
+           coalesce(c.generations, 0), coalesce(r.generations, 0),
+           coalesce(c.credits, 0), coalesce(r.credits, 0)
+    FROM day_rows r
+    FULL JOIN recount_days c ON c.organization_id = r.organization_id AND c.date = r.date
+    WHERE (coalesce(c.generations, 0), coalesce(c.credits, 0))
+          <> (coalesce(r.generations, 0), coalesce(r.credits, 0))
+    UNION ALL
+    SELECT d.organization_id, 'organization_daily_usage.through', d.date,
+           'the running totals',
+           coalesce(t.generations_through, 0), d.generations_through,
+           coalesce(t.credits_through, 0), d.credits_through
+    FROM orgs
+    JOIN organization_daily_usage d ON d.organization_id = orgs.organization_id
+    LEFT JOIN truth_through t ON t.organization_id = d.organization_id AND t.date = d.date
+    WHERE (coalesce(t.generations_through, 0), coalesce(t.credits_through, 0))
+          <> (d.generations_through, d.credits_through)
+    UNION ALL
+    SELECT coalesce(r.organization_id, c.organization_id), 'organization_monthly_usage',
+           coalesce(r.month, c.month), 'the month',
+           coalesce(c.generations, 0), coalesce(r.generations, 0),
+           coalesce(c.credits, 0), coalesce(r.credits, 0)
+    FROM (SELECT m.organization_id, m.month, m.generations, m.credits
+          FROM orgs
+          JOIN organization_monthly_usage m ON m.organization_id = orgs.organization_id) r
+    FULL JOIN truth_months c ON c.organization_id = r.organization_id AND c.month = r.month
+    WHERE (coalesce(c.generations, 0), coalesce(c.credits, 0))
+          <> (coalesce(r.generations, 0), coalesce(r.credits, 0))
+    """,
+)
+_RANKED = _cte(
+    "ranked",
+    """
+    SELECT d.*,
+           count(*) OVER (PARTITION BY d.organization_id, d.check) AS rows,
+           row_number() OVER (PARTITION BY d.organization_id, d.check
+                              ORDER BY d.date, d.key) AS n
+    FROM drift d
+    """,
+)
+_ROLLUPS = (
+    text(
+        """
+        SELECT r.organization_id, o.slug, r.check,
+               CASE WHEN r.expected_generations <> r.found_generations
+                    THEN 'generations' ELSE 'credits' END AS what,
+               NULL::bigint AS first_entry, r.date AS first_date,
+               r.date || ', ' || r.key AS "where",
+               CASE WHEN r.expected_generations <> r.found_generations
+                    THEN r.expected_generations ELSE r.expected_credits END AS expected,
+               CASE WHEN r.expected_generations <> r.found_generations
+                    THEN r.found_generations ELSE r.found_credits END AS found,
+               r.rows
+        FROM ranked r JOIN organizations o ON o.id = r.organization_id
+        WHERE r.n = 1
+        ORDER BY r.organization_id, r.check
+        """
+    )
+    .columns()
+    .add_cte(
+        _SCOPE_DAYS,
+        _SCOPE_ORGS,
+        _GENS,
+        _RECOUNT_DAYS,
+        *_STORED,
+        _TRUTH_DAYS,
+        *_RECOUNTS,
+        _DRIFT,
+        _RANKED,
+    )
 )
 
 

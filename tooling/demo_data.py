@@ -12,9 +12,9 @@ Consistency is by construction:
   (organization, type, local date in the organization's zone);
 - the rollups (``user_daily_usage``, ``quarter_hour_usage``, ``organization_daily_usage``
   with its running totals, ``organization_monthly_usage``) are counted from the
-  drawn arrays, chunk by chunk, with the rules of the statements in ``_ROLLUPS`` (the
+  drawn arrays, chunk by chunk, with the rules of their recounts (``queries.recounts``, the
   expressions ``record_generation`` upserts); a rollup without a numpy path is
-  recounted in SQL by its statement. The recount tests hold both to a recount;
+  loaded by its recount in SQL. The recount tests hold both to a recount;
 - every ledger entry's ``balance_after`` and the final ``credit_balances.balance``
   follow from the ledger and the generations before it, and grants are sized ahead
   of consumption so the balance never dips below zero.
@@ -45,8 +45,10 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.schema import AddConstraint, CreateIndex, DropConstraint, DropIndex
 
+from queries import recounts
 from queries.models import PLAN_LIMIT_FACTOR, Base
 from tooling import staging
 
@@ -903,48 +905,14 @@ class _Chunk:
     span: int  # days in that window
 
 
-# The rollups record_generation keeps: what each row counts, written as a recount of
-# generations with the same expressions as its upserts. Every entry is loaded: by the
-# numpy path of _ROLLUP_COPIES when it has one (counted from the drawn arrays, chunk
-# by chunk, no GROUP BY over the whole table), else by running this statement after
-# generations are loaded. The recount tests hold both paths to this definition.
-_ROLLUPS = {
-    "user_daily_usage": """
-        INSERT INTO user_daily_usage (organization_id, user_id, date, type, generations, credits)
-        SELECT g.organization_id, g.user_id, (g.created_at AT TIME ZONE o.timezone)::date,
-               g.type, count(*), sum(g.credits)
-        FROM generations g JOIN organizations o ON o.id = g.organization_id
-        GROUP BY 1, 2, 3, 4
-        """,
-    "quarter_hour_usage": """
-        INSERT INTO quarter_hour_usage (organization_id, bucket, type, generations, credits)
-        SELECT g.organization_id,
-               date_bin('15 minutes', g.created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00'),
-               g.type, count(*), sum(g.credits)
-        FROM generations g
-        GROUP BY 1, 2, 3
-        """,
-    "organization_daily_usage": """
-        INSERT INTO organization_daily_usage
-            (organization_id, date, generations, credits, generations_through, credits_through)
-        SELECT d.organization_id, d.date, d.generations, d.credits,
-               sum(d.generations) OVER w, sum(d.credits) OVER w
-        FROM (
-            SELECT g.organization_id, (g.created_at AT TIME ZONE o.timezone)::date AS date,
-                   count(*) AS generations, sum(g.credits) AS credits
-            FROM generations g JOIN organizations o ON o.id = g.organization_id
-            GROUP BY 1, 2
-        ) d
-        WINDOW w AS (PARTITION BY d.organization_id ORDER BY d.date)
-        """,
-    "organization_monthly_usage": """
-        INSERT INTO organization_monthly_usage (month, organization_id, generations, credits)
-        SELECT date_trunc('month', (g.created_at AT TIME ZONE o.timezone)::date)::date,
-               g.organization_id, count(*), sum(g.credits)
-        FROM generations g JOIN organizations o ON o.id = g.organization_id
-        GROUP BY 1, 2
-        """,
-}
+# The rollups record_generation keeps besides usage_limits, each loaded by the numpy path
+# of _ROLLUP_COPIES when it has one (counted from the drawn arrays, chunk by chunk, no
+# GROUP BY over the whole table), else by its recount for every organization
+# (queries/recounts.py) after generations are loaded. The recount tests hold both paths
+# to that definition.
+_ROLLUPS = recounts.ROLLUPS
+# The loader's sessions are plain psycopg: the recounts are rendered for its driver.
+_PSYCOPG = psycopg_dialect.dialect()  # type: ignore[no-untyped-call]
 
 _N_TYPES = len(GENERATION_TYPES)
 _PG_EPOCH_DAY = 10_957  # 2000-01-01 in days since 1970-01-01
@@ -1293,9 +1261,9 @@ def _load_generations(
         loaded += prepared.rows
         totals.update(prepared.totals)
     lap(f"draw + COPY generations and rollups (COPY {copying:.1f}s of it)")
-    for table, statement in _ROLLUPS.items():
+    for table in _ROLLUPS:
         if table not in _ROLLUP_COPIES:
-            conn.execute(statement)
+            conn.execute(str(recounts.insert_recount(table).compile(dialect=_PSYCOPG)))
             lap(f"recount {table}")
     return loaded, totals
 

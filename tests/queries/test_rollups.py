@@ -6,7 +6,10 @@
 - a refused generation changes no rollup;
 - after concurrent record_generation calls from threads, on one organization and on
   several, through a login that is only a member of ``dashboard_app``;
-- on the demo database (tests/tooling/test_demo_data.py checks the loader's rollups).
+- on the demo database (tests/tooling/test_demo_data.py checks the loader's rollups);
+- the shared recounts (queries/recounts.py: the loader, set_timezone and reconciliation
+  use them) equal every stored rollup after out-of-order writes in UTC, +5:45 and a DST
+  zone, and after set_timezone rebuilt them from those recounts.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, text
 
+from queries import recounts
 from queries.errors import InsufficientCredits, QuotaExceeded
 from queries.generations import record_generation
+from queries.orgs import set_timezone
 from queries.quotas import set_daily_limit
 from tests.conftest import PgServer
 from tests.queries.roles import APP_LOGIN, login_engine
-from tests.queries.rollups import ROLLUPS, mismatches, rows
+from tests.queries.rollups import ROLLUPS, mismatches, rows, shared_recount_mismatches
 from tests.queries.writes import new_org
 
 EXACT = dict.fromkeys(ROLLUPS, 0)
@@ -109,6 +114,44 @@ def test_rollups_equal_a_recount_at_the_edges_of_local_days(
             day.credits,
         ), day.date
     assert sum(day.generations for day in days) == len(_instants(zone))
+
+
+@pytest.mark.parametrize(
+    ("zone", "moved_to"),
+    [
+        ("UTC", "Asia/Kathmandu"),
+        ("Asia/Kathmandu", "America/New_York"),
+        ("America/New_York", "UTC"),
+    ],
+)
+def test_the_shared_recounts_equal_every_rollup_after_out_of_order_writes(
+    write_engine: Engine, zone: str, moved_to: str
+) -> None:
+    org, users = new_org(write_engine, balance=100_000, timezone=zone, users=2)
+    instants = _instants(zone)
+    random.Random(zone).shuffle(instants)  # back-dated writes move later running totals
+    for n, at in enumerate(instants):
+        record_generation(
+            write_engine,
+            organization_id=org,
+            user_id=users[n % 2],
+            type=("chat", "image")[n % 3 == 0],
+            at=at,
+        )
+    with write_engine.connect() as conn:
+        assert shared_recount_mismatches(conn, organization_id=org) == dict.fromkeys(
+            recounts.RECOUNTED, 0
+        )
+        assert mismatches(conn, organization_id=org) == EXACT  # the tests' own recount
+        assert all(rows(conn, table, organization_id=org) > 0 for table in ROLLUPS)
+    set_timezone(
+        write_engine, organization_id=org, timezone=moved_to, actor="ops@example.com", reason="Move"
+    )
+    with write_engine.connect() as conn:
+        assert shared_recount_mismatches(conn, organization_id=org) == dict.fromkeys(
+            recounts.RECOUNTED, 0
+        )
+        assert mismatches(conn, organization_id=org) == EXACT
 
 
 # Every offset a zone uses between 2000 and 2040 (the dates record_generation accepts
@@ -223,3 +266,4 @@ def test_rollups_stay_exact_under_concurrent_generations(
 def test_rollups_equal_a_recount_on_the_demo_database(demo_engine: Engine) -> None:
     with demo_engine.connect() as conn:
         assert mismatches(conn) == EXACT
+        assert shared_recount_mismatches(conn) == dict.fromkeys(recounts.RECOUNTED, 0)
