@@ -125,12 +125,17 @@ def ledger_view(entries: pd.DataFrame, timezone: str) -> pd.DataFrame:
 def render(f: state.Filters) -> pd.DataFrame:
     """The ledger's filters, the page of entries and its CSV; the entries shown."""
     st.subheader("Ledger")
-    url.apply(URL_PAGE, URL_PARAMS)
-    left, right = st.columns(2)
+    # Newest or oldest first (sort=oldest in the URL), read in that order in SQL.
+    k_sort, orders = "credits.ledger_sort", paging.TIME_ORDERS
+    params = (*URL_PARAMS, paging.sort_param(k_sort, orders, default="newest"))
+    url.apply(URL_PAGE, params)
+    left, right, order_col = st.columns([2, 2, 1])
     kinds = tuple(left.multiselect("Kinds", LEDGER_KINDS, key=K_KINDS, placeholder="All kinds"))
     actor = right.text_input(
         "Actor contains", key=K_ACTOR, placeholder="part of an email", max_chars=url.MAX_TEXT
     )
+    with order_col:
+        sort = paging.sort_select(k_sort, orders, default="newest")
     # Newest first over every date unless asked: an adjustment is always made now, so a
     # ledger that followed a sidebar range ending in the past hid the entry just made.
     dated = st.toggle(
@@ -138,7 +143,7 @@ def render(f: state.Filters) -> pd.DataFrame:
         key=K_LEDGER_DATES,
         help="Off: every entry, newest first, whatever the sidebar's dates.",
     )
-    url.write(URL_PAGE, URL_PARAMS)
+    url.write(URL_PAGE, params)
     start, end = (f.start, f.end) if dated else (None, None)
     pager: paging.Pager[LedgerCursor] = paging.Pager(
         "credits.ledger",
@@ -146,6 +151,7 @@ def render(f: state.Filters) -> pd.DataFrame:
         page_size=LEDGER_PAGE,
         url_page=URL_PAGE,
         cursor_type=LedgerCursor,
+        sort=sort,
     )
     page = data.ledger_page(
         organization_id=f.organization_id,
@@ -155,6 +161,7 @@ def render(f: state.Filters) -> pd.DataFrame:
         end=end,
         limit=LEDGER_PAGE,
         after=pager.after,
+        sort=sort,
     )
     entries = page.entries
     if entries.empty:
@@ -202,8 +209,16 @@ def render(f: state.Filters) -> pd.DataFrame:
             what="reason and note",
         )
     first = pager.first
-    pager.buttons(next=page.next_cursor, previous_label="← Newer", next_label="Older →").caption(
-        (f"Entries {first:,}–{first + len(entries) - 1:,}, newest first. " if len(entries) else "")
+    earlier, later = ("Newer", "Older") if sort == "newest" else ("Older", "Newer")
+    pager.buttons(
+        next=page.next_cursor, previous_label=f"← {earlier}", next_label=f"{later} →"
+    ).caption(
+        (
+            f"Entries {first:,}–{first + len(entries) - 1:,}, {orders[sort].lower()}. "
+            f"{paging.SORT_NOTE} "
+            if len(entries)
+            else ""
+        )
         + (
             f"Dates are {md(f.organization.name)}'s own days; "
             if dated
@@ -214,7 +229,9 @@ def render(f: state.Filters) -> pd.DataFrame:
     organization_id, timezone = f.organization_id, f.timezone
 
     def every_entry() -> bytes:
-        rows = data.ledger_all(organization_id, kinds=kinds, actor=actor, start=start, end=end)
+        rows = data.ledger_all(
+            organization_id, kinds=kinds, actor=actor, start=start, end=end, sort=sort
+        )
         return exports.csv_bytes(ledger_table(rows, timezone))
 
     st.download_button(
