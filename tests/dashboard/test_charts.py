@@ -535,7 +535,7 @@ def test_a_previous_weekly_period_lies_on_the_same_mondays() -> None:
     line = fig.data[-1]
     assert [pd.Timestamp(x) for x in line.x] == list(pd.to_datetime(current["bucket"]))
     assert all(pd.Timestamp(x).weekday() == 0 for x in line.x)
-    assert list(line.customdata)[0] == "week of Mon 05 Oct 2026"
+    assert line.customdata[0] == "week of Mon 05 Oct 2026"
 
 
 def test_previous_months_are_aligned_by_position_and_the_caption_says_so() -> None:
