@@ -822,11 +822,12 @@ def test_a_statement_pdf_downloaded_in_the_browser_carries_the_statements_totals
     )
     assert " ".join(expected.organization_name.split()) in shown
     assert f"{month:%B %Y}" in shown and expected.timezone in shown
+    # Signed as they move the balance (a deduction or a consumption is negative).
     for label, amount in (
         ("Opening balance", expected.opening_balance),
         ("Granted", expected.granted),
-        ("Deducted", expected.deducted),
-        ("Consumed", expected.consumed),
+        ("Deducted", -expected.deducted),
+        ("Consumed", -expected.consumed),
         ("Closing balance", expected.closing_balance),
     ):
         assert f"{label} {amount:,}" in shown, (label, amount)
