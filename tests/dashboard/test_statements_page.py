@@ -245,4 +245,3 @@ def test_a_month_before_the_organization_existed_says_so_and_offers_no_files(
     assert not metrics(at)
     assert not [n for n in downloads if n.startswith("statement_")]
     assert not at.dataframe
-

@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import io
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -223,7 +224,7 @@ def _numbers(values: object) -> list[int]:
     return [int(v) for v in values]
 
 
-def _timeline_figure(at: AppTest) -> dict:
+def _timeline_figure(at: AppTest) -> dict[str, Any]:
     return next(f for f in figures(at) if "by generation type" in f["layout"]["title"]["text"])
 
 
