@@ -1162,6 +1162,9 @@ def test_dashboard_serve_from_another_folder_listens_on_this_machine_with_the_sa
                 mimeType="text/csv",
                 buffer=b"organization,amount,reason\n" + b"x" * 1_500_000,
             )
+            # The uploader says the limit the server enforces (not Streamlit's 200MB).
+            said = uploader.locator('[data-testid="stFileUploaderDropzoneInstructions"]')
+            assert "1MB per file" in said.inner_text(), said.inner_text()
             uploader.locator('input[type="file"]').set_input_files(files=[big])
             uploader.get_by_text(re.compile(r"File must be .* or smaller")).wait_for()
         finally:
@@ -1173,6 +1176,20 @@ def test_dashboard_serve_from_another_folder_listens_on_this_machine_with_the_sa
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def test_the_bulk_uploader_says_the_1mb_limit_the_server_enforces(
+    page: Page, app: RunningApp
+) -> None:
+    """``streamlit run`` in the project folder reads .streamlit/config.toml
+    (``server.maxUploadSize = 1``): the dropzone says 1MB, not Streamlit's default 200MB."""
+    page.goto(f"{app.url}/credits")
+    settle(page, "Credits")
+    uploader = page.locator('[data-testid="stFileUploader"]').first
+    uploader.scroll_into_view_if_needed()
+    said = uploader.locator('[data-testid="stFileUploaderDropzoneInstructions"]').inner_text()
+    assert "1MB per file" in said, said
+    assert "200MB" not in said
 
 
 def test_selecting_a_ledger_row_shows_its_reason_and_note_in_full(
