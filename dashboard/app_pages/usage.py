@@ -168,7 +168,7 @@ def _timeline(f: state.Filters, tz: str, plans: tuple[str, ...]) -> None:
         st.caption(charts.previous_caption(period, f.granularity))
     stem = "_".join(["timeline", f.start.isoformat(), f.end.isoformat(), f.granularity])
     st.download_button(
-        "Download CSV",
+        "Download timeline CSV",  # the ranking's button is "Download CSV"
         data=exports.csv_bytes(timeline_csv(df, previous)),
         file_name=stem + ("_plan-" + "-".join(plans) if plans else "") + ".csv",
         mime="text/csv",
