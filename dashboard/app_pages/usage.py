@@ -164,6 +164,13 @@ def _timeline(f: state.Filters, tz: str, plans: tuple[str, ...]) -> None:
         f"Buckets by {f.granularity}, days in {md(tz)} (the company zone); "
         + ("the plans chosen above." if plans else "every plan.")
     )
+    buckets = pd.Series(pd.to_datetime(df["bucket"]).unique())
+    cover = charts.bucket_coverage(
+        buckets, granularity=f.granularity, start=f.start, end=f.end, today=today
+    )
+    partial = charts.partial_caption(cover, buckets, f.granularity)
+    if partial is not None:
+        st.caption(partial)
     if period is not None and previous is not None:
         st.caption(charts.previous_caption(period, f.granularity))
     stem = "_".join(["timeline", f.start.isoformat(), f.end.isoformat(), f.granularity])

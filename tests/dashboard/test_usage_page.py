@@ -243,6 +243,8 @@ def test_the_timeline_across_organizations_stacks_every_type_in_the_company_zone
     assert _numbers(trace["y"]) == list(chat["credits"])
     assert {t["name"] for t in chart["data"]} == set(expected["type"])
     assert any("(the company zone)" in c for c in texts(at, "caption"))
+    # 22 Oct is a Thursday: the first week is cut by the period, hatched and named.
+    assert any(c.startswith("Hatched: a partial week") for c in texts(at, "caption"))
     # The plans chosen for the ranking narrow the timeline too.
     at.multiselect(key="usage.plans").set_value(["enterprise"]).run()
     narrowed = next(t for t in _timeline_figure(at)["data"] if t["name"] == "chat")
