@@ -132,8 +132,11 @@ def _kpis(f: state.Filters) -> bool:
 
 
 def _compared() -> bool:
-    """Whether the timelines overlay the previous period (a link's ``compare`` first)."""
+    """Whether the timelines overlay the previous period: a link's ``compare`` first,
+    else the toggle's value (a toggle's change is in the session before the run). Both
+    timelines ask; writing the URL at once makes the second ask a no-op (one notice)."""
     url.apply(URL_PAGE, COMPARE)
+    url.write(URL_PAGE, COMPARE)
     return st.session_state.get(K_COMPARE) is True
 
 
@@ -174,7 +177,6 @@ def _timeline(f: state.Filters) -> None:
         help="A dashed line: the same number of days just before this period, drawn on "
         "this period's dates.",
     )
-    url.write(URL_PAGE, COMPARE)
     df = data.timeline_by_type(
         organization_id=f.organization_id,
         start=f.start,

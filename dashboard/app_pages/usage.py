@@ -10,8 +10,9 @@ The timeline across organizations counts credits (or generations) per bucket and
 for the organizations of the chosen plans, optionally over the previous period too.
 
 The plans, the search, the page shown and the comparison are in the URL (``plan``,
-``q``, ``after``, ``compare``: :mod:`dashboard.url`). Each organization links to its Overview and, for those who may
-adjust credits, to its Credits page (which leads with the adjustment form)."""
+``q``, ``after``, ``compare``: :mod:`dashboard.url`). Each organization links to its
+Overview and, for those who may adjust credits, to its Credits page (which leads with
+the adjustment form)."""
 
 from __future__ import annotations
 
