@@ -21,7 +21,7 @@ import streamlit as st
 from dashboard import data, state, statement_files, ui
 from dashboard.text import md
 from queries.checks import MAX_DATE, MIN_DATE
-from queries.statements import previous_month
+from queries.statements import next_month, previous_month
 
 K_MONTH: Final = "statements.month"  # the chosen month (its first day)
 K_URL: Final = "statements._url"  # the URL value last applied or written
@@ -68,9 +68,15 @@ def default_month(current: dt.date, *, created_on: dt.date | None = None) -> dt.
     return previous_month(current)
 
 
-def month_label(month: dt.date, *, current: dt.date) -> str:
-    """ "November 2026", or "December 2026 (running, so far)" for the current month."""
-    return f"{month:%B %Y}" + (" (running, so far)" if month == current else "")
+def month_label(month: dt.date, *, current: dt.date, created_on: dt.date | None = None) -> str:
+    """ "November 2026", "December 2026 (running, so far)" for the current month, or
+    "October 2026 (before it was created)" for a month that ended before the
+    organization's ``created_on``."""
+    if month == current:
+        return f"{month:%B %Y} (running, so far)"
+    if created_on is not None and next_month(month) <= created_on:
+        return f"{month:%B %Y} (before it was created)"
+    return f"{month:%B %Y}"
 
 
 def months_back(current: dt.date, count: int) -> list[dt.date]:
@@ -102,7 +108,7 @@ def _choose_month(timezone: str, created_on: dt.date | None) -> dt.date:
     month = st.selectbox(
         "Month",
         options=options,
-        format_func=lambda m: month_label(m, current=current),
+        format_func=lambda m: month_label(m, current=current, created_on=created_on),
         key=K_MONTH,
         help=(
             "Months in the organization's own time zone. The page opens on the last closed "

@@ -236,6 +236,8 @@ def test_a_month_before_the_organization_existed_says_so_and_offers_no_files(
     at = statements_page(org=str(org), month=f"{before:%Y-%m}")
     assert not at.exception and not at.error
     assert at.selectbox(key="statements.month").value == before
+    box = at.selectbox(key="statements.month")
+    assert f"{before:%B %Y} (before it was created)" in box.options
     said = [plain(i.value) for i in at.info]
     assert any(
         f"did not exist yet in {before:%B %Y}: it was created on {created_on} ({zone})" in s
