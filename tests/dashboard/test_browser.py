@@ -1192,6 +1192,26 @@ def test_the_bulk_uploader_says_the_1mb_limit_the_server_enforces(
     assert "200MB" not in said
 
 
+def test_the_previous_period_is_a_dashed_line_named_in_the_legend(
+    page: Page, app: RunningApp
+) -> None:
+    """Usage review with ``compare=previous``: the timeline across organizations draws
+    the previous period as a dashed line whose legend names its dates."""
+    page.goto(f"{app.url}/usage?range=30d&grain=week&compare=previous")
+    settle(page, "Usage review")
+    assert not problems(page), problems(page)
+    chart = page.locator('[data-testid="stPlotlyChart"]').filter(
+        has_text=re.compile(r"by generation type, all organizations")
+    )
+    chart.scroll_into_view_if_needed()
+    # SVG text has no innerText: its text content is what is drawn.
+    legend = [t.text_content() or "" for t in chart.locator(".legendtext").all()]
+    assert any(re.fullmatch(r"previous period \(.+ – .+\)", t) for t in legend), legend
+    dashes = chart.locator(".scatterlayer path.js-line").first.get_attribute("style") or ""
+    assert "stroke-dasharray" in dashes, dashes
+    assert page.get_by_label("Compare with previous period").first.is_checked()
+
+
 def test_selecting_a_ledger_row_shows_its_reason_and_note_in_full(
     page: Page, app: RunningApp, db: Engine
 ) -> None:
