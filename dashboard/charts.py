@@ -10,6 +10,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import math
+from dataclasses import dataclass
 from typing import Final, Literal
 
 import pandas as pd
@@ -39,6 +40,7 @@ MAX_WEEK_TICKS: Final = 10
 GRANTED: Final = "#16a34a"
 DEDUCTED: Final = "#f59e0b"
 CONSUMED: Final = "#2563eb"
+PREVIOUS: Final = "#6b7280"  # the previous period's dashed line, behind no type colour
 
 
 def _text(fig: go.Figure, title: str) -> go.Figure:
@@ -167,6 +169,99 @@ def partial_caption(coverage: pd.DataFrame, buckets: pd.Series, granularity: str
     return f"Hatched: a partial {unit}, so a shorter bar: " + "; ".join(parts) + "."
 
 
+@dataclass(frozen=True, slots=True)
+class PreviousPeriod:
+    """The span a timeline is compared with, and how its buckets lie under the current
+    ones: shifted by ``shift_days`` (days, weeks), or by position (months)."""
+
+    start: dt.date
+    end: dt.date
+    shift_days: int
+    by_position: bool
+
+    @property
+    def label(self) -> str:
+        """The legend's name: "previous period (02 Oct 2026 – 31 Oct 2026)"."""
+        return f"previous period ({self.start:%d %b %Y} – {self.end:%d %b %Y})"
+
+
+def previous_period(start: dt.date, end: dt.date, granularity: str) -> PreviousPeriod:
+    """The span of as many days just before [start, end], drawn on the current dates.
+
+    Days: the days just before, each under the day ``days`` later. Weeks: shifted by
+    whole weeks (the period's length rounded up to 7 days), so both spans have the same
+    weekdays and the same Monday-to-Sunday buckets, each week under the week it precedes
+    (up to 6 days lie between the spans). Months have different lengths, so months are
+    aligned by position: the previous span's first month under this one's first."""
+    days = (end - start).days + 1
+    shift = 7 * -(-days // 7) if granularity == "week" else days
+    return PreviousPeriod(
+        start=start - dt.timedelta(days=shift),
+        end=end - dt.timedelta(days=shift),
+        shift_days=shift,
+        by_position=granularity == "month",
+    )
+
+
+def previous_caption(period: PreviousPeriod, granularity: str) -> str:
+    """What the dashed line is and how it is placed, for the caption under the chart."""
+    days = (period.end - period.start).days + 1
+    what = f"Dashed: the {period.label}, {counted(days, 'day')}, drawn on this period's dates"
+    if granularity == "month":
+        return (
+            f"{what}: months are aligned by position (its first month over this "
+            "period's first, and so on), since months differ in length. Hover for its dates."
+        )
+    if granularity == "week" and period.shift_days != days:
+        return (
+            f"{what}, {counted(period.shift_days // 7, 'week')} earlier so that its weeks "
+            "also start on Monday. Hover for its dates."
+        )
+    return f"{what}, {counted(period.shift_days, 'day')} earlier. Hover for its dates."
+
+
+def _bucket_name(bucket: pd.Timestamp, granularity: str) -> str:
+    if granularity == "month":
+        return f"{bucket:%b %Y}"
+    if granularity == "week":
+        return f"week of {bucket:%a %d %b %Y}"
+    return f"{bucket:%a %d %b %Y}"
+
+
+def previous_trace(
+    previous: pd.DataFrame,
+    *,
+    metric: Literal["generations", "credits"],
+    period: PreviousPeriod,
+    granularity: str,
+    buckets: pd.Series,
+) -> go.Scatter:
+    """The previous period's totals per bucket (all types) as a dashed line on the
+    current ``buckets``; its hover names the previous bucket it is.
+
+    ``previous``: bucket, [type,] generations, credits (as the current timeline)."""
+    totals = previous.groupby("bucket")[metric].sum().sort_index()
+    was = pd.to_datetime(pd.Series(totals.index))
+    if period.by_position:
+        now = sorted(pd.to_datetime(pd.Series(buckets)).drop_duplicates())
+        n = min(len(now), len(was))
+        x: list[pd.Timestamp] = list(now[:n])
+        was, values = was[:n], totals.iloc[:n]
+    else:
+        x = list(was + pd.Timedelta(days=period.shift_days))
+        values = totals
+    return go.Scatter(
+        name=period.label,
+        x=x,
+        y=values.tolist(),
+        mode="lines+markers",
+        line={"color": PREVIOUS, "dash": "dash", "width": 2},
+        marker={"color": PREVIOUS, "size": 5},
+        customdata=[_bucket_name(b, granularity) for b in was],
+        hovertemplate="Previous period, %{customdata}: %{y:,}<extra></extra>",
+    )
+
+
 def timeline_by_type(
     df: pd.DataFrame,
     *,
@@ -175,24 +270,32 @@ def timeline_by_type(
     start: dt.date | None = None,
     end: dt.date | None = None,
     today: dt.date | None = None,
+    previous: pd.DataFrame | None = None,
+    period: PreviousPeriod | None = None,
+    title: str | None = None,
 ) -> go.Figure:
     """Stacked bars of ``metric`` per bucket, one colour per type.
 
     With the period's ``start`` and ``end`` (and ``today`` in the zone the buckets are
     in), a bucket the period cuts (a first or last week or month) or today's unfinished
-    one is hatched and its hover says so (:func:`bucket_coverage`).
+    one is hatched and its hover says so (:func:`bucket_coverage`). With ``previous``
+    (the same read over ``period``, :func:`previous_period`), the previous period's
+    totals are a dashed line over the bars (:func:`previous_trace`).
 
     ``df``: bucket, type, generations, credits (as ``timelines.generation_timeline``).
     """
-    title = f"{metric.capitalize()} per {granularity} by generation type"
-    if df.empty or int(df[metric].sum()) == 0:
-        return empty(f"No {metric} in this period.", title=title)
+    title = title or f"{metric.capitalize()} per {granularity} by generation type"
+    compared = previous is not None and period is not None
+    before = int(previous[metric].sum()) if previous is not None and compared else 0
+    if (df.empty or int(df[metric].sum()) == 0) and before == 0:
+        also = " or in the previous period" if compared else ""
+        return empty(f"No {metric} in this period{also}.", title=title)
     notes: dict[pd.Timestamp, str] = {}
     if start is not None and end is not None:
         buckets = pd.Series(pd.to_datetime(df["bucket"]).unique())
         cover = bucket_coverage(buckets, granularity=granularity, start=start, end=end, today=today)
         notes = {b: n for b, n in zip(buckets, cover["note"], strict=True) if n}
-    traces = []
+    traces: list[go.Bar | go.Scatter] = []
     for type_, rows in df.groupby("type", sort=True):
         when = pd.to_datetime(rows["bucket"])
         traces.append(
@@ -209,6 +312,16 @@ def timeline_by_type(
                 },
                 customdata=[f" ({notes[b]})" if b in notes else "" for b in when],
                 hovertemplate=f"{plotly_text(type_)}: %{{y:,}}%{{customdata}}<extra></extra>",
+            )
+        )
+    if previous is not None and period is not None:
+        traces.append(
+            previous_trace(
+                previous,
+                metric=metric,
+                period=period,
+                granularity=granularity,
+                buckets=df["bucket"],
             )
         )
     fig = go.Figure(traces, layout={"barmode": "stack"})

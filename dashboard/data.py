@@ -348,6 +348,9 @@ limits_in_force = _cached_read(
 
 # ------------------------------------------------------- across organizations
 usage_page = _cached_read(usage.all_orgs_usage_page, scope=ALL, ttl=HISTORY_TTL, max_entries=256)
+all_organizations_timeline = _cached_read(
+    timelines.all_organizations_timeline, scope=ALL, ttl=HISTORY_TTL, max_entries=64
+)
 monthly_credits = _cached_read(
     usage.all_orgs_monthly_credits, scope=ALL, ttl=HISTORY_TTL, max_entries=64
 )

@@ -109,24 +109,39 @@ def period(statement: MonthlyStatement) -> str:
     )
 
 
+# The one sign convention of the page, the CSV and the PDF: credits into the balance
+# are positive, credits out of it negative, in the totals and on every line alike.
+SIGNS: Final = (
+    "Credits into the balance are positive, credits out of it negative, on every line: "
+    "closing balance = opening balance + granted + deducted + consumed, and the opening "
+    "balance plus every entry and consumption line is the closing balance."
+)
 # What each total counts, under the totals on the page and in the PDF.
 TOTALS_EXPLAINED: Final = (
     "Granted: grants, refunds and reversed deductions. Deducted: deductions and reversed "
-    "grants or refunds. Consumed: the credits of the month's generations. Closing = "
-    "opening + granted - deducted - consumed."
+    "grants or refunds. Consumed: the credits of the month's generations. " + SIGNS
 )
 
 
 def totals(statement: MonthlyStatement) -> list[tuple[str, int]]:
-    """(label, credits) from the opening to the closing, each total a positive number as
-    in the statement (the equation in :data:`TOTALS_EXPLAINED` gives the signs)."""
+    """(label, credits) from the opening to the closing balance, the movements signed
+    as they move the balance (:data:`SIGNS`): they add up from opening to closing."""
     return [
         ("Opening balance", statement.opening_balance),
         ("Granted", statement.granted),
-        ("Deducted", statement.deducted),
-        ("Consumed", statement.consumed),
+        ("Deducted", -statement.deducted),
+        ("Consumed", -statement.consumed),
         ("Closing balance", statement.closing_balance),
     ]
+
+
+def before_organization(statement: MonthlyStatement) -> str:
+    """What the page says for a month before the organization existed (plain text)."""
+    return (
+        f"{statement.organization_name} did not exist yet in {statement.month:%B %Y}: it was "
+        f"created on {statement.created_on} ({statement.timezone}). There is no statement "
+        "for this month; choose a later one."
+    )
 
 
 def _local(at: dt.datetime, timezone: str) -> str:
@@ -170,18 +185,20 @@ def consumption_frame(statement: MonthlyStatement) -> pd.DataFrame:
             "Date": [c.date for c in statement.consumption],
             "Type": [c.type for c in statement.consumption],
             "Generations": [c.generations for c in statement.consumption],
-            "Credits": [c.credits for c in statement.consumption],
+            "Credits": [-c.credits for c in statement.consumption],  # out of the balance
         },
         columns=["Date", "Type", "Generations", "Credits"],
     ).astype({"Generations": "int64", "Credits": "int64"})
 
 
 def statement_csv(statement: MonthlyStatement) -> bytes:
-    """One CSV: the totals, then each entry, then the consumption per day and type.
+    """One CSV: two header lines (the period, the sign convention) and a blank line,
+    then the table: the totals, each entry, the consumption per day and type.
 
-    Totals are positive, as on the page; the lines' credits are signed as they move the
-    balance (a deduction or a consumption is negative), so the lines add up to closing
-    minus opening."""
+    Every credit is signed as it moves the balance (:data:`SIGNS`): a grant is
+    positive, a deduction or a consumption negative, in the totals as on the lines, so
+    opening + granted + deducted + consumed = closing, and the opening plus the lines
+    is the closing too."""
     rows: list[dict[str, object]] = []
 
     def line(section: str, what: str, credits: int, **more: object) -> None:
@@ -204,6 +221,9 @@ def statement_csv(statement: MonthlyStatement) -> bytes:
         )
     for c in statement.consumption:
         line("Consumption", c.type, -c.credits, When=c.date.isoformat(), Generations=c.generations)
+    header = pd.DataFrame(
+        [["Credit statement", period(statement)], ["Sign convention", SIGNS]]
+    ).to_csv(index=False, header=False, lineterminator="\r\n")
     columns = [
         "Section",
         "Line",
@@ -222,7 +242,8 @@ def statement_csv(statement: MonthlyStatement) -> bytes:
     # Every value of these columns is text (or blank): neutralised as text by csv_bytes.
     for column in ("When", "Reason", "Note", "Actor"):
         frame[column] = frame[column].astype(object).fillna("")
-    return csv_bytes(frame)
+    # The header holds no customer text (the period is a month, dates and a zone name).
+    return header.encode() + b"\r\n" + csv_bytes(frame)
 
 
 def file_stem(statement: MonthlyStatement) -> str:
@@ -383,7 +404,7 @@ def statement_pdf(statement: MonthlyStatement) -> bytes:
                 row.cell(c.date.isoformat())
                 row.cell(printable(c.type))
                 row.cell(f"{c.generations:,}")
-                row.cell(f"{c.credits:,}")
+                row.cell(f"{-c.credits:,}")  # out of the balance, as everywhere
     if face.replaced:
         pdf.ln(4)
         text_line(REPLACED_NOTE, size=8, height=4)

@@ -7,9 +7,11 @@ and :func:`write` after. The keys, by page (``a,b`` is a list, comma-separated; 
 equal to the default is left out)::
 
     Overview      user=42                    the drilled-down user (an id of the org's)
+                  compare=previous           the timelines overlay the previous period
                   after=<cursor>             the page of most recent generations
     Usage review  plan=pro,starter  q=acme   plans and the name/slug search
                   sort=balance_asc           the ranking's order (default credits_desc)
+                  compare=previous           the timeline overlays the previous period
                   after=<cursor>             the page of the ranking
     Credits       kind=grant,refund          ledger kinds
                   actor=alice                ledger actor (part of an email)
@@ -230,6 +232,12 @@ def choice_param(key: str, session_key: str, options: Mapping[str, V], *, defaul
         return next((text for known, text in to_url if known == value), None)
 
     return Param(key, session_key, parse, show)
+
+
+def compare_param(session_key: str) -> Param[bool]:
+    """``compare=previous``: the page's timelines overlay the previous period (off,
+    the default, is left out; any other value is dropped with a notice)."""
+    return choice_param("compare", session_key, {"previous": True}, default=False)
 
 
 def id_param(

@@ -57,7 +57,8 @@ class MonthlyStatement:
     reversals of grants or refunds), as a positive number; ``consumed`` the credits of
     the month's generations. ``period_start``/``period_end`` are the month's bounds in
     the organization's zone (end exclusive). ``to_date``: the month is the current one,
-    so its closing is the balance now and may still move.
+    so its closing is the balance now and may still move. ``created_on``: the
+    organization's local date of creation.
     """
 
     organization_id: int
@@ -75,6 +76,20 @@ class MonthlyStatement:
     closing_balance: int
     entries: tuple[LedgerEntry, ...]
     consumption: tuple[ConsumptionLine, ...]
+    created_on: dt.date | None = None
+
+    @property
+    def before_organization(self) -> bool:
+        """The month ended before the organization was created and holds nothing: no
+        statement to send, only "it did not exist yet". A month with credits in it (a
+        ledger imported from before the organization's record) stays a statement."""
+        return (
+            self.created_on is not None
+            and next_month(self.month) <= self.created_on
+            and not self.entries
+            and not self.consumption
+            and self.opening_balance == 0
+        )
 
 
 def first_of_month(day: dt.date) -> dt.date:
@@ -100,13 +115,13 @@ def previous_month(day: dt.date) -> dt.date:
 _STATEMENT: Final = text(
     """
     WITH o AS (
-        SELECT id, name, slug, timezone,
+        SELECT id, name, slug, timezone, (created_at AT TIME ZONE timezone)::date AS created_on,
                (coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE timezone)::date AS today,
                (CAST(:first AS timestamp) AT TIME ZONE timezone) - interval '1 day' AS from_at,
                (CAST(:next AS timestamp) AT TIME ZONE timezone) + interval '1 day' AS to_at
         FROM organizations WHERE id = :org
     )
-    SELECT o.name, o.slug, o.timezone, o.today,
+    SELECT o.name, o.slug, o.timezone, o.today, o.created_on,
         (SELECT coalesce(sum(l.amount), 0) FROM credit_ledger l
          WHERE l.organization_id = o.id AND l.created_at < o.from_at + interval '2 days'
            AND (l.created_at AT TIME ZONE o.timezone)::date < :first) AS ledger_before,
@@ -201,4 +216,5 @@ def monthly_statement(
         closing_balance=opening + granted - deducted - consumed,
         entries=entries,
         consumption=consumption,
+        created_on=found.created_on,
     )

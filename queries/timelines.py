@@ -13,6 +13,11 @@ Every read comes from an exact rollup maintained in each generation's transactio
 - per user, in the organization's zone: ``user_daily_usage`` (per user, local day and
   type), on ``(organization_id, user_id, date, type)`` or ``(organization_id, date)``.
 
+Across organizations, :func:`all_organizations_timeline` counts the days of the company
+zone: from ``usage_limits`` for the organizations whose own zone it is (their local days
+are its days), from ``quarter_hour_usage`` on its primary key for the others (a local
+midnight of any zone falls on a quarter-hour).
+
 Two reads have no rollup of their grain and use the indexes of ``generations``: a
 user's timeline and top users *in UTC* (a per-user UTC rollup would double the write
 cost for a view the pages offer as an option), and active users in UTC (one index
@@ -24,6 +29,7 @@ Each statement is written out in full, one per variant; values are bound paramet
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -35,8 +41,11 @@ from queries.checks import (
     check_limit,
     check_range,
     check_timestamp,
+    check_timezone,
 )
+from queries.errors import InvalidInput
 from queries.frames import frame
+from queries.models import PLANS
 
 TIMELINE_COLUMNS = {"bucket": "datetime64[s]", "generations": "int64", "credits": "int64"}
 TYPED_TIMELINE_COLUMNS = {
@@ -300,6 +309,98 @@ def user_timeline(
         {"org": organization_id, "user": user_id, "start": start, "end": end, "unit": unit},
     )
     return frame(result, TYPED_TIMELINE_COLUMNS if by_type else TIMELINE_COLUMNS)
+
+
+# --------------------------------------------------------- across organizations
+
+# The days of the company zone (:tz) for every organization the plans select. An
+# organization whose own zone is the company's keeps its local days in usage_limits,
+# which are then the company's days (a few rows per day and type); any other
+# organization's company-zone day is a run of its quarter-hours (every local midnight of
+# any zone is on one), read on quarter_hour_usage's key (organization_id, bucket, type)
+# over the range. Summed by bucket and type in SQL: the answer is buckets x types rows.
+_ALL_ORGS_TIMELINE = text(
+    """
+    WITH buckets AS (
+        SELECT b::date AS bucket
+        FROM generate_series(date_trunc(:unit, CAST(:start AS date)),
+                             date_trunc(:unit, CAST(:end AS date)),
+                             CAST('1 ' || :unit AS interval)) AS b
+    ),
+    orgs AS (
+        SELECT o.id, o.timezone = CAST(:tz AS text) AS same_zone
+        FROM organizations o
+        WHERE CAST(:any_plan AS boolean) OR o.plan = ANY(CAST(:plans AS text[]))
+    ),
+    counted AS (
+        SELECT date_trunc(:unit, u.date)::date AS bucket, u.type,
+               sum(u.used) AS generations, sum(u.credits_used) AS credits
+        FROM orgs o
+        JOIN usage_limits u
+          ON u.organization_id = o.id AND u.date BETWEEN :start AND :end
+        WHERE o.same_zone
+        GROUP BY 1, u.type
+        UNION ALL
+        SELECT date_trunc(:unit, (q.bucket AT TIME ZONE CAST(:tz AS text))::date)::date,
+               q.type, sum(q.generations), sum(q.credits)
+        FROM orgs o
+        JOIN quarter_hour_usage q
+          ON q.organization_id = o.id
+         AND q.bucket >= CAST(:start AS timestamp) AT TIME ZONE CAST(:tz AS text)
+         AND q.bucket < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE CAST(:tz AS text)
+        WHERE NOT o.same_zone
+        GROUP BY 1, q.type
+    ),
+    agg AS (
+        SELECT c.bucket, c.type, sum(c.generations) AS generations, sum(c.credits) AS credits
+        FROM counted c
+        GROUP BY c.bucket, c.type
+    )
+    SELECT b.bucket, t.type, coalesce(a.generations, 0) AS generations,
+           coalesce(a.credits, 0) AS credits
+    FROM buckets b CROSS JOIN generation_types t
+    LEFT JOIN agg a ON a.bucket = b.bucket AND a.type = t.type
+    ORDER BY b.bucket, t.type
+    """
+)
+
+
+def all_organizations_timeline(
+    conn: Connection,
+    *,
+    start: dt.date,
+    end: dt.date,
+    timezone: str = "UTC",
+    granularity: str = "day",
+    plans: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Generations and credits of every organization (of ``plans``; None or empty: all)
+    per day/week/month of ``timezone`` (the company zone) and type.
+
+    Columns: bucket (first day of the bucket), type (str), generations (count),
+    credits (sum of credits).
+    """
+    start, end = check_range(start, end)
+    tz = check_timezone(timezone)
+    unit = check_granularity(granularity)
+    if isinstance(plans, str) or not all(isinstance(p, str) for p in plans or ()):
+        raise InvalidInput("plans must be a list of plan names.")
+    chosen = sorted(set(plans or ()))
+    unknown = [p for p in chosen if p not in PLANS]
+    if unknown:
+        raise InvalidInput(f"Unknown plan {unknown[0]!r}: use one of {', '.join(PLANS)}.")
+    result = conn.execute(
+        _ALL_ORGS_TIMELINE,
+        {
+            "start": start,
+            "end": end,
+            "tz": tz,
+            "unit": unit,
+            "any_plan": not chosen,
+            "plans": chosen,
+        },
+    )
+    return frame(result, TYPED_TIMELINE_COLUMNS)
 
 
 _TOP_USERS = text(

@@ -1,8 +1,9 @@
 """Overview (managers): an organization's KPIs against the previous period, its timeline
 by type, its top users, and a drill-down into its most recent generations.
 
-The drilled-down user and the page of generations are in the URL (``user``, ``after``:
-:mod:`dashboard.url`); each of the top users links to their drill-down."""
+The drilled-down user, the page of generations and the comparison with the previous
+period are in the URL (``user``, ``after``, ``compare``: :mod:`dashboard.url`); each of
+the top users links to their drill-down."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import streamlit as st
 
 from dashboard import charts, clock, data, paging, state, ui, url
 from dashboard.text import md
+from queries.checks import MIN_DATE
 from queries.generations import GenerationCursor
 from queries.timelines import PeriodKpis
 from queries.words import counted
@@ -24,7 +26,9 @@ TOP_USERS: Final = 10  # the table and the chart beside it show the same users
 WHOLE_ORG: Final = 0
 K_SCOPE: Final = "overview.scope"  # 0 = the whole organization, else a user id
 K_METRIC: Final = "overview.metric"
+K_COMPARE: Final = "overview.compare"  # both timelines overlay the previous period
 URL_PAGE: Final = "overview"
+COMPARE: Final = (url.compare_param(K_COMPARE),)
 
 
 def comparison_text(kpis: PeriodKpis, timezone: str = "UTC") -> tuple[str, str, str | None]:
@@ -127,6 +131,35 @@ def _kpis(f: state.Filters) -> bool:
     return True
 
 
+def _compared() -> bool:
+    """Whether the timelines overlay the previous period: a link's ``compare`` first,
+    else the toggle's value (a toggle's change is in the session before the run). Both
+    timelines ask; writing the URL at once makes the second ask a no-op (one notice)."""
+    url.apply(URL_PAGE, COMPARE)
+    url.write(URL_PAGE, COMPARE)
+    return st.session_state.get(K_COMPARE) is True
+
+
+def _previous(
+    f: state.Filters, *, user_id: int | None = None
+) -> tuple[pd.DataFrame | None, charts.PreviousPeriod | None]:
+    """The same timeline over the previous period, when it is compared."""
+    if not _compared():
+        return None, None
+    period = charts.previous_period(f.start, f.end, f.granularity)
+    if period.start < MIN_DATE:
+        return None, None
+    previous = data.timeline_by_type(
+        organization_id=f.organization_id,
+        start=period.start,
+        end=period.end,
+        granularity=f.granularity,
+        utc=f.utc,
+        user_id=user_id,
+    )
+    return previous, period
+
+
 def _timeline(f: state.Filters) -> None:
     st.subheader("Timeline by type")
     metric = st.segmented_control(
@@ -136,6 +169,13 @@ def _timeline(f: state.Filters) -> None:
         default="credits",
         key=K_METRIC,
         label_visibility="collapsed",
+    )
+    previous, period = _previous(f)
+    st.toggle(
+        "Compare with previous period",
+        key=K_COMPARE,
+        help="A dashed line: the same number of days just before this period, drawn on "
+        "this period's dates.",
     )
     df = data.timeline_by_type(
         organization_id=f.organization_id,
@@ -153,11 +193,15 @@ def _timeline(f: state.Filters) -> None:
             start=f.start,
             end=f.end,
             today=today,
+            previous=previous,
+            period=period,
         ),
         key="overview.timeline",
     )
     zone = "UTC" if f.utc else f"{md(f.organization.timezone)} (the organization's own)"
     st.caption(f"Buckets by {f.granularity}, dates in {zone}.")
+    if period is not None:
+        st.caption(charts.previous_caption(period, f.granularity))
     _partial_caption(df, f, today)
 
 
@@ -278,6 +322,7 @@ def _drilldown(f: state.Filters) -> None:
             utc=f.utc,
             user_id=user_id,
         )
+        previous, period = _previous(f, user_id=user_id)
         st.plotly_chart(
             charts.timeline_by_type(
                 df,
@@ -286,9 +331,13 @@ def _drilldown(f: state.Filters) -> None:
                 start=f.start,
                 end=f.end,
                 today=state.today_in(f.timezone),
+                previous=previous,
+                period=period,
             ),
             key="overview.user_timeline",
         )
+        if period is not None:
+            st.caption(charts.previous_caption(period, f.granularity))
 
     page = data.recent_generations(
         organization_id=f.organization_id, user_id=user_id, limit=PAGE_SIZE, before=pager.after

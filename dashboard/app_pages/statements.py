@@ -5,13 +5,15 @@ CSV and as the PDF finance sends to the customer.
 The month is kept in the URL (``?month=2026-10``) so a statement can be shared; the
 organization is the sidebar's. Without one the page opens on the organization's last
 closed month, whose statement is final; the current month is offered too, marked as
-running.
+running. A month that ended before the organization was created says so instead of
+showing a statement of zeros, and offers no files.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import zoneinfo
 from typing import Final
 
 import streamlit as st
@@ -19,7 +21,7 @@ import streamlit as st
 from dashboard import data, state, statement_files, ui
 from dashboard.text import md
 from queries.checks import MAX_DATE, MIN_DATE
-from queries.statements import previous_month
+from queries.statements import next_month, previous_month
 
 K_MONTH: Final = "statements.month"  # the chosen month (its first day)
 K_URL: Final = "statements._url"  # the URL value last applied or written
@@ -58,15 +60,23 @@ def _which(month: dt.date, current: dt.date) -> str:
     return "the organization's last closed month"
 
 
-def default_month(current: dt.date) -> dt.date:
+def default_month(current: dt.date, *, created_on: dt.date | None = None) -> dt.date:
     """The month a page opens on: the last closed one (whose statement is final), or the
-    current one if there is none before it."""
-    return previous_month(current) if current > MIN_DATE else current
+    current one if there is none before it or the organization was created this month."""
+    if current <= MIN_DATE or (created_on is not None and created_on >= current):
+        return current
+    return previous_month(current)
 
 
-def month_label(month: dt.date, *, current: dt.date) -> str:
-    """ "November 2026", or "December 2026 (running, so far)" for the current month."""
-    return f"{month:%B %Y}" + (" (running, so far)" if month == current else "")
+def month_label(month: dt.date, *, current: dt.date, created_on: dt.date | None = None) -> str:
+    """ "November 2026", "December 2026 (running, so far)" for the current month, or
+    "October 2026 (before it was created)" for a month that ended before the
+    organization's ``created_on``."""
+    if month == current:
+        return f"{month:%B %Y} (running, so far)"
+    if created_on is not None and next_month(month) <= created_on:
+        return f"{month:%B %Y} (before it was created)"
+    return f"{month:%B %Y}"
 
 
 def months_back(current: dt.date, count: int) -> list[dt.date]:
@@ -77,10 +87,10 @@ def months_back(current: dt.date, count: int) -> list[dt.date]:
     return months
 
 
-def _choose_month(timezone: str) -> dt.date:
+def _choose_month(timezone: str, created_on: dt.date | None) -> dt.date:
     ss = st.session_state
     current = state.today_in(timezone).replace(day=1)
-    default = default_month(current)
+    default = default_month(current, created_on=created_on)
     raw = st.query_params.get(URL_KEY)
     if raw is not None and raw != ss.get(K_URL):
         # A link (or an edited URL): its month wins over the session's.
@@ -98,7 +108,7 @@ def _choose_month(timezone: str) -> dt.date:
     month = st.selectbox(
         "Month",
         options=options,
-        format_func=lambda m: month_label(m, current=current),
+        format_func=lambda m: month_label(m, current=current, created_on=created_on),
         key=K_MONTH,
         help=(
             "Months in the organization's own time zone. The page opens on the last closed "
@@ -121,9 +131,16 @@ def render() -> None:
         f"{md(org.name)}: credits month by month, opening to closing, in the organization's "
         f"time zone ({md(org.timezone)}).",
     )
-    month = _choose_month(org.timezone)
+    info = data.organization(organization_id=org.id)
+    created_on = (
+        info.created_at.astimezone(zoneinfo.ZoneInfo(org.timezone)).date() if info else None
+    )
+    month = _choose_month(org.timezone, created_on)
     with ui.section("The statement"):
         statement = data.statement(organization_id=org.id, month=month)
+        if statement.before_organization:
+            st.info(md(statement_files.before_organization(statement)), icon=":material/info:")
+            return
         st.caption(md(f"Period: {statement_files.period(statement)}"))
         tiles = st.columns(5)
         for tile, (label, amount) in zip(tiles, statement_files.totals(statement), strict=True):

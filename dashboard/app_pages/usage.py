@@ -6,22 +6,27 @@ The ranking is filtered, sorted and paged in SQL (``usage.all_orgs_usage_page``)
 page reads one page of organizations whatever their number; the CSV holds every
 filtered row up to ``usage.MAX_USAGE_ROWS`` and says when it was cut.
 
-The plans, the search, the order ("Sort by") and the page shown are in the URL
-(``plan``, ``q``, ``sort``, ``after``: :mod:`dashboard.url`); the CSV follows the order.
-Each organization links to its Overview and, for those who may adjust credits, to its
-Credits page (which leads with the adjustment form)."""
+The timeline across organizations counts credits (or generations) per bucket and type
+for the organizations of the chosen plans, optionally over the previous period too.
+
+The plans, the search, the order ("Sort by"), the page shown and the comparison are in
+the URL (``plan``, ``q``, ``sort``, ``after``, ``compare``: :mod:`dashboard.url`); the CSV
+follows the order. Each organization links to its Overview and, for those who may adjust
+credits, to its Credits page (which leads with the adjustment form)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, Literal
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import auth, charts, data, forecasts, paging, state, ui, url, zones
+from dashboard import auth, charts, data, exports, forecasts, paging, state, ui, url, zones
 from dashboard.text import md
+from queries.checks import MIN_DATE
 from queries.models import PLANS
 from queries.usage import MAX_USAGE_ROWS, UsageCursor, UsageSort
 
@@ -91,6 +96,106 @@ def csv_name(f: state.Filters, *, plans: Sequence[str], search: str) -> str:
     if slug:
         parts.append(f"search-{slug}")
     return "_".join(parts) + ".csv"
+
+
+K_TIMELINE_METRIC: Final = "usage.timeline_metric"
+K_COMPARE: Final = "usage.compare"
+COMPARE: Final = (url.compare_param(K_COMPARE),)
+
+
+def timeline_csv(current: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
+    """The timeline's CSV: one row per period, bucket and type (the previous period's
+    at its own dates)."""
+    parts = [current.assign(period="this period")]
+    if previous is not None:
+        parts.append(previous.assign(period="previous period"))
+    rows = pd.concat(parts, ignore_index=True)
+    return pd.DataFrame(
+        {
+            "Period": rows["period"],
+            "Bucket starts": pd.to_datetime(rows["bucket"]).dt.date,
+            "Type": rows["type"],
+            "Generations": rows["generations"],
+            "Credits": rows["credits"],
+        }
+    )
+
+
+def _timeline(f: state.Filters, tz: str, plans: tuple[str, ...]) -> None:
+    """Credits or generations of every organization of ``plans`` per bucket and type,
+    in the company zone, optionally over the previous period too."""
+    whose = "organizations on the " + ", ".join(plans) + " plans" if plans else "organizations"
+    st.subheader(f"Timeline, all {whose}, by type")
+    url.apply(URL_PAGE, COMPARE)
+    left, right = st.columns([1, 2])
+    with left:
+        metric = st.segmented_control(
+            "Show",
+            options=("credits", "generations"),
+            format_func=str.capitalize,
+            default="credits",
+            key=K_TIMELINE_METRIC,
+            label_visibility="collapsed",
+        )
+    compare = right.toggle(
+        "Compare with previous period",
+        key=K_COMPARE,
+        help="A dashed line: the same number of days just before this period, drawn on "
+        "this period's dates.",
+    )
+    url.write(URL_PAGE, COMPARE)
+    shown: Literal["generations", "credits"] = (
+        "generations" if metric == "generations" else "credits"
+    )
+
+    def read(start: dt.date, end: dt.date) -> pd.DataFrame:
+        return data.all_organizations_timeline(
+            start=start, end=end, timezone=tz, granularity=f.granularity, plans=plans
+        )
+
+    df = read(f.start, f.end)
+    period = charts.previous_period(f.start, f.end, f.granularity) if compare else None
+    previous = (
+        read(period.start, period.end) if period is not None and period.start >= MIN_DATE else None
+    )
+    today = state.today_in(tz)
+    st.plotly_chart(
+        charts.timeline_by_type(
+            df,
+            metric=shown,
+            granularity=f.granularity,
+            start=f.start,
+            end=f.end,
+            today=today,
+            previous=previous,
+            period=period,
+            title=f"{shown.capitalize()} per {f.granularity} by generation type, all {whose}",
+        ),
+        key="usage.timeline_chart",
+    )
+    st.caption(
+        f"Buckets by {f.granularity}, days in {md(tz)} (the company zone); "
+        + ("the plans chosen above." if plans else "every plan.")
+    )
+    buckets = pd.Series(pd.to_datetime(df["bucket"]).unique())
+    cover = charts.bucket_coverage(
+        buckets, granularity=f.granularity, start=f.start, end=f.end, today=today
+    )
+    partial = charts.partial_caption(cover, buckets, f.granularity)
+    if partial is not None:
+        st.caption(partial)
+    if period is not None and previous is not None:
+        st.caption(charts.previous_caption(period, f.granularity))
+    stem = "_".join(["timeline", f.start.isoformat(), f.end.isoformat(), f.granularity])
+    st.download_button(
+        "Download timeline CSV",  # the ranking's button is "Download CSV"
+        data=exports.csv_bytes(timeline_csv(df, previous)),
+        file_name=stem + ("_plan-" + "-".join(plans) if plans else "") + ".csv",
+        mime="text/csv",
+        icon=":material/download:",
+        key="usage.timeline_csv",
+        on_click="ignore",
+    )
 
 
 def render() -> None:
@@ -245,6 +350,9 @@ def render() -> None:
         shown = top.rows
         st.subheader("The 15 largest consumers: consumed against granted")
         st.plotly_chart(charts.usage_ranking(shown), key="usage.ranking_chart")
+
+    with ui.section("The timeline"):
+        _timeline(f, tz, chosen)
 
     with ui.section("The monthly trend"):
         st.subheader(f"Monthly trend, all organizations (months in {md(tz)})")

@@ -3,6 +3,8 @@ identity, opening a page, reading what it shows, and checking rows with SQL."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from pathlib import Path
@@ -91,6 +93,13 @@ def table_with(at: AppTest, column: str) -> Any:
         if column in frame.columns:
             return frame
     raise AssertionError(f"no table with a {column!r} column")
+
+
+def statement_csv_parts(data: bytes) -> tuple[list[list[str]], list[dict[str, str]]]:
+    """A statement CSV's header lines (as cells) and its table's rows (by column)."""
+    head, _, table = data.decode().partition("\r\n\r\n")
+    lines = list(csv.reader(io.StringIO(head, newline="")))
+    return lines, list(csv.DictReader(io.StringIO(table, newline="")))
 
 
 def figures(at: AppTest) -> list[dict[str, Any]]:

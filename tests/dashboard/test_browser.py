@@ -822,11 +822,12 @@ def test_a_statement_pdf_downloaded_in_the_browser_carries_the_statements_totals
     )
     assert " ".join(expected.organization_name.split()) in shown
     assert f"{month:%B %Y}" in shown and expected.timezone in shown
+    # Signed as they move the balance (a deduction or a consumption is negative).
     for label, amount in (
         ("Opening balance", expected.opening_balance),
         ("Granted", expected.granted),
-        ("Deducted", expected.deducted),
-        ("Consumed", expected.consumed),
+        ("Deducted", -expected.deducted),
+        ("Consumed", -expected.consumed),
         ("Closing balance", expected.closing_balance),
     ):
         assert f"{label} {amount:,}" in shown, (label, amount)
@@ -1161,6 +1162,9 @@ def test_dashboard_serve_from_another_folder_listens_on_this_machine_with_the_sa
                 mimeType="text/csv",
                 buffer=b"organization,amount,reason\n" + b"x" * 1_500_000,
             )
+            # The uploader says the limit the server enforces (not Streamlit's 200MB).
+            said = uploader.locator('[data-testid="stFileUploaderDropzoneInstructions"]')
+            assert "1MB per file" in said.inner_text(), said.inner_text()
             uploader.locator('input[type="file"]').set_input_files(files=[big])
             uploader.get_by_text(re.compile(r"File must be .* or smaller")).wait_for()
         finally:
@@ -1172,6 +1176,40 @@ def test_dashboard_serve_from_another_folder_listens_on_this_machine_with_the_sa
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def test_the_bulk_uploader_says_the_1mb_limit_the_server_enforces(
+    page: Page, app: RunningApp
+) -> None:
+    """``streamlit run`` in the project folder reads .streamlit/config.toml
+    (``server.maxUploadSize = 1``): the dropzone says 1MB, not Streamlit's default 200MB."""
+    page.goto(f"{app.url}/credits")
+    settle(page, "Credits")
+    uploader = page.locator('[data-testid="stFileUploader"]').first
+    uploader.scroll_into_view_if_needed()
+    said = uploader.locator('[data-testid="stFileUploaderDropzoneInstructions"]').inner_text()
+    assert "1MB per file" in said, said
+    assert "200MB" not in said
+
+
+def test_the_previous_period_is_a_dashed_line_named_in_the_legend(
+    page: Page, app: RunningApp
+) -> None:
+    """Usage review with ``compare=previous``: the timeline across organizations draws
+    the previous period as a dashed line whose legend names its dates."""
+    page.goto(f"{app.url}/usage?range=30d&grain=week&compare=previous")
+    settle(page, "Usage review")
+    assert not problems(page), problems(page)
+    chart = page.locator('[data-testid="stPlotlyChart"]').filter(
+        has_text=re.compile(r"by generation type, all organizations")
+    )
+    chart.scroll_into_view_if_needed()
+    # SVG text has no innerText: its text content is what is drawn.
+    legend = [t.text_content() or "" for t in chart.locator(".legendtext").all()]
+    assert any(re.fullmatch(r"previous period \(.+ – .+\)", t) for t in legend), legend
+    dashes = chart.locator(".scatterlayer path.js-line").first.get_attribute("style") or ""
+    assert "stroke-dasharray" in dashes, dashes
+    assert page.get_by_label("Compare with previous period").first.is_checked()
 
 
 def test_selecting_a_ledger_row_shows_its_reason_and_note_in_full(

@@ -469,3 +469,104 @@ def test_share_bars_are_scaled_so_small_shares_show() -> None:
     for largest in (0.3, 4.0, 12.5, 33.0, 99.0):
         scale = charts.share_scale(pd.Series([largest, largest / 10]))
         assert largest <= scale and largest / scale >= 0.2
+
+
+def _typed(buckets: list[str], credits: list[int]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "bucket": pd.to_datetime(buckets),
+            "type": "chat",
+            "generations": 1,
+            "credits": credits,
+        }
+    )
+
+
+def test_the_previous_period_of_days_is_the_days_just_before() -> None:
+    period = charts.previous_period(dt.date(2026, 11, 1), dt.date(2026, 11, 30), "day")
+    assert (period.start, period.end) == (dt.date(2026, 10, 2), dt.date(2026, 10, 31))
+    assert period.shift_days == 30 and not period.by_position
+    assert period.label == "previous period (02 Oct 2026 – 31 Oct 2026)"
+
+
+def test_the_previous_period_of_weeks_keeps_the_weekdays_and_the_number_of_weeks() -> None:
+    # Wed 4 – Thu 26 Nov 2026 (23 days, 4 weekly buckets): shifted by 4 whole weeks.
+    start, end = dt.date(2026, 11, 4), dt.date(2026, 11, 26)
+    period = charts.previous_period(start, end, "week")
+    assert period.shift_days == 28
+    assert (period.start, period.end) == (dt.date(2026, 10, 7), dt.date(2026, 10, 29))
+    assert (period.end - period.start) == (end - start)
+    assert period.start.weekday() == start.weekday() == 2
+    # Whole weeks: the span just before.
+    weeks = charts.previous_period(dt.date(2026, 11, 2), dt.date(2026, 11, 29), "week")
+    assert (weeks.start, weeks.end) == (dt.date(2026, 10, 5), dt.date(2026, 11, 1))
+    assert "4 weeks earlier" not in charts.previous_caption(weeks, "week")
+    assert "4 weeks earlier so that its weeks also start on Monday" in charts.previous_caption(
+        period, "week"
+    )
+
+
+def test_the_previous_period_is_a_dashed_line_on_the_current_dates() -> None:
+    current = _typed(["2026-11-01", "2026-11-02"], [5, 7])
+    previous = _typed(["2026-10-30", "2026-10-31"], [2, 3])
+    period = charts.previous_period(dt.date(2026, 11, 1), dt.date(2026, 11, 2), "day")
+    fig = charts.timeline_by_type(
+        current, metric="credits", granularity="day", previous=previous, period=period
+    )
+    line = fig.data[-1]
+    assert isinstance(line, go.Scatter)
+    assert line.name == "previous period (30 Oct 2026 – 31 Oct 2026)"
+    assert line.line.dash == "dash"
+    assert [pd.Timestamp(x) for x in line.x] == list(pd.to_datetime(["2026-11-01", "2026-11-02"]))
+    assert list(line.y) == [2, 3]
+    # Its hover names the previous day it is, not the day it is drawn on.
+    assert list(line.customdata) == ["Fri 30 Oct 2026", "Sat 31 Oct 2026"]
+    assert "%{customdata}" in line.hovertemplate
+
+
+def test_a_previous_weekly_period_lies_on_the_same_mondays() -> None:
+    start, end = dt.date(2026, 11, 4), dt.date(2026, 11, 26)
+    period = charts.previous_period(start, end, "week")
+    current = _typed(["2026-11-02", "2026-11-09", "2026-11-16", "2026-11-23"], [1, 2, 3, 4])
+    previous = _typed(["2026-10-05", "2026-10-12", "2026-10-19", "2026-10-26"], [4, 3, 2, 1])
+    fig = charts.timeline_by_type(
+        current, metric="credits", granularity="week", previous=previous, period=period
+    )
+    line = fig.data[-1]
+    assert [pd.Timestamp(x) for x in line.x] == list(pd.to_datetime(current["bucket"]))
+    assert all(pd.Timestamp(x).weekday() == 0 for x in line.x)
+    assert line.customdata[0] == "week of Mon 05 Oct 2026"
+
+
+def test_previous_months_are_aligned_by_position_and_the_caption_says_so() -> None:
+    # 15 Oct – 14 Dec (61 days, three months) against 15 Aug – 14 Oct (three months).
+    period = charts.previous_period(dt.date(2026, 10, 15), dt.date(2026, 12, 14), "month")
+    assert period.by_position
+    assert (period.start, period.end) == (dt.date(2026, 8, 15), dt.date(2026, 10, 14))
+    current = _typed(["2026-10-01", "2026-11-01", "2026-12-01"], [1, 2, 3])
+    previous = _typed(["2026-08-01", "2026-09-01", "2026-10-01"], [6, 5, 4])
+    fig = charts.timeline_by_type(
+        current, metric="credits", granularity="month", previous=previous, period=period
+    )
+    line = fig.data[-1]
+    assert [pd.Timestamp(x) for x in line.x] == list(pd.to_datetime(current["bucket"]))
+    assert list(line.customdata) == ["Aug 2026", "Sep 2026", "Oct 2026"]
+    assert "aligned by position" in charts.previous_caption(period, "month")
+
+
+def test_a_quiet_period_still_shows_its_busier_previous_one() -> None:
+    current = _typed(["2026-11-01"], [0])
+    previous = _typed(["2026-10-31"], [9])
+    period = charts.previous_period(dt.date(2026, 11, 1), dt.date(2026, 11, 1), "day")
+    fig = charts.timeline_by_type(
+        current, metric="credits", granularity="day", previous=previous, period=period
+    )
+    assert list(fig.data[-1].y) == [9]
+    none = charts.timeline_by_type(
+        current,
+        metric="credits",
+        granularity="day",
+        previous=previous.assign(credits=0),
+        period=period,
+    )
+    assert annotation(none) == "No credits in this period or in the previous period."

@@ -199,3 +199,45 @@ def test_partial_first_and_last_weeks_are_hatched_and_named(orgs: list[int]) -> 
         and "16 Nov 2026 (5 of 7 days in the period" in c
         for c in captions
     ), captions
+
+
+def test_compare_previous_overlays_both_timelines_with_the_previous_period(
+    orgs: list[int],
+) -> None:
+    at = overview(orgs[0], compare="previous", grain="week")
+    assert not at.exception and not at.error
+    assert at.toggle(key="overview.compare").value is True
+    timeline = figures(at)[0]
+    line = timeline["data"][-1]
+    # 22 Oct - 20 Nov is 30 days: weeks are compared 5 weeks (35 days) earlier.
+    assert line["name"] == "previous period (17 Sep 2026 – 16 Oct 2026)"
+    assert line["line"]["dash"] == "dash"
+    bars = timeline["data"][0]["x"]
+    assert line["x"] == bars  # on this period's Mondays
+    assert line["customdata"][0] == "week of Mon 14 Sep 2026"
+    assert any(
+        "5 weeks earlier so that its weeks also start on Monday" in c for c in texts(at, "caption")
+    )
+    # The user's drill-down timeline is compared too.
+    at.selectbox(key="overview.scope").select_index(1).run()
+    user_timeline = figures(at)[-1]
+    assert user_timeline["data"][-1]["name"] == line["name"]
+    assert at.query_params["compare"] == "previous"
+
+
+def test_the_compare_toggle_writes_the_url_and_off_leaves_it_out(orgs: list[int]) -> None:
+    at = overview(orgs[0])
+    assert "compare" not in at.query_params
+    assert all(t["type"] == "bar" for t in figures(at)[0]["data"])
+    at.toggle(key="overview.compare").set_value(True).run()
+    assert at.query_params["compare"] == "previous"
+    assert figures(at)[0]["data"][-1]["line"]["dash"] == "dash"
+    bad = make_app(role="manager").run()  # a new tab, then the link
+    for key, value in {**DEMO_RANGE, "org": str(orgs[0]), "compare": "1"}.items():
+        bad.query_params[key] = value
+    bad.switch_page("app_pages/overview.py").run()
+    assert not bad.exception and bad.toggle(key="overview.compare").value is False
+    # One notice, though both timelines ask; the value leaves the link.
+    assert [t for t in plain_texts(bad, "toast") if "compare='1'" in t] != []
+    assert len([t for t in plain_texts(bad, "toast") if "compare=" in t]) == 1
+    assert "compare" not in bad.query_params

@@ -84,7 +84,9 @@ def test_every_download_on_every_page_is_neutralised_and_numbers_stay_numbers(
     for name in ("usage", "credits", "audit"):
         at = page(hostile["markup"], name)
         assert not at.exception, name
-    assert {n.split("_")[0] for n in downloads} == {"usage", "ledger", "audit"}, list(downloads)
+    assert {n.split("_")[0] for n in downloads} == {"usage", "timeline", "ledger", "audit"}, list(
+        downloads
+    )
     numeric = {
         "Rank",
         "Generations",

@@ -3,7 +3,6 @@ customer text as text."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 import logging
@@ -17,11 +16,13 @@ from dashboard.statement_files import (
     FALLBACK_FONTS,
     REPLACED_NOTE,
     REPLACEMENT,
+    SIGNS,
     statement_csv,
     statement_pdf,
 )
 from queries.credits import LedgerEntry
 from queries.statements import ConsumptionLine, MonthlyStatement
+from tests.dashboard.apptest import statement_csv_parts
 
 ZONE = "Asia/Kathmandu"
 NAME = "Ünïcødé & Søn **bold** <b>x</b> =1+2"
@@ -114,8 +115,8 @@ def test_the_pdf_has_the_name_the_local_period_the_totals_and_the_entries() -> N
     for line in (
         "Opening balance 10",
         "Granted 500",
-        "Deducted 20",
-        "Consumed 4",
+        "Deducted -20",
+        "Consumed -4",
         "Closing balance 486",
     ):
         assert line in shown
@@ -131,18 +132,29 @@ def test_without_a_unicode_font_the_pdf_still_prints_every_latin_1_name(
     assert "Zürich Café ?" in shown and "Closing balance 486" in shown
 
 
-def test_the_csv_totals_and_lines_add_up_and_text_is_neutralised() -> None:
-    rows = list(csv.DictReader(io.StringIO(statement_csv(_statement()).decode(), newline="")))
+def test_the_csv_has_one_sign_convention_stated_in_its_header_and_text_is_neutralised() -> None:
+    header, rows = statement_csv_parts(statement_csv(_statement()))
+    assert header == [
+        ["Credit statement", "November 2026 (2026-11-01 – 2026-11-30, Asia/Kathmandu)"],
+        ["Sign convention", SIGNS],
+    ]
+    assert "credits into the balance are positive" in SIGNS.lower()
     totals = {r["Line"]: int(r["Credits"]) for r in rows if r["Section"] == "Total"}
     assert totals == {
         "Opening balance": 10,
         "Granted": 500,
-        "Deducted": 20,
-        "Consumed": 4,
+        "Deducted": -20,
+        "Consumed": -4,
         "Closing balance": 486,
     }
+    # Opening + movements = closing, in the totals and on the lines alike.
+    movements = totals["Granted"] + totals["Deducted"] + totals["Consumed"]
+    assert totals["Opening balance"] + movements == totals["Closing balance"]
     lines = sum(int(r["Credits"]) for r in rows if r["Section"] != "Total")
-    assert lines == totals["Closing balance"] - totals["Opening balance"]
+    assert lines == movements
+    entries = {r["Line"]: int(r["Credits"]) for r in rows if r["Section"] == "Entry"}
+    assert entries == {"Grant": 500, "Deduction": -20}
+    assert all(int(r["Credits"]) < 0 for r in rows if r["Section"] == "Consumption")
     assert [r["Reason"] for r in rows if r["Section"] == "Entry"] == [
         '\'=HYPERLINK("x")',
         "Correction",

@@ -3,10 +3,10 @@ PDF downloads that carry the same totals, customer text shown as typed."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 from collections.abc import Callable
+from zoneinfo import ZoneInfo
 
 import pypdf
 import pytest
@@ -23,6 +23,7 @@ from tests.dashboard.apptest import (
     metrics,
     open_page,
     plain,
+    statement_csv_parts,
     table_with,
 )
 from tests.dashboard.hostile import FORMULAS, MARKUP, add_hostile_books, rename
@@ -81,10 +82,11 @@ def test_the_month_in_the_link_shows_its_statement_and_both_files_carry_its_tota
     assert {k: v for k, (v, _) in metrics(at).items()} == tiles(expected)
     entries = table_with(at, "Balance after")
     assert list(entries["Entry"]) == [e.id for e in expected.entries]
-    assert table_with(at, "Generations")["Credits"].sum() == expected.consumed
+    # Out of the balance: negative, as in the files.
+    assert table_with(at, "Generations")["Credits"].sum() == -expected.consumed
 
     stem = f"statement_{expected.organization_slug}_2026-10"
-    rows = list(csv.DictReader(io.StringIO(downloads[f"{stem}.csv"].decode(), newline="")))
+    _, rows = statement_csv_parts(downloads[f"{stem}.csv"])
     totals = {r["Line"]: int(r["Credits"]) for r in rows if r["Section"] == "Total"}
     assert totals["Opening balance"] == expected.opening_balance
     assert totals["Closing balance"] == expected.closing_balance
@@ -210,9 +212,38 @@ def test_names_and_reasons_are_data_on_the_page_and_in_the_files(
     reasons = set(table_with(at, "Reason")["Reason"])
     assert set(FORMULAS) <= reasons  # the table shows them as stored
     (csv_name,) = [n for n in downloads if n.endswith(".csv")]
-    rows = list(csv.DictReader(io.StringIO(downloads[csv_name].decode(), newline="")))
+    _, rows = statement_csv_parts(downloads[csv_name])
     cells = {r["Reason"] for r in rows if r["Section"] == "Entry"}
     assert {"'" + formula for formula in FORMULAS} <= cells
     (pdf_name,) = [n for n in downloads if n.endswith(".pdf")]
     pdf = pypdf.PdfReader(io.BytesIO(downloads[pdf_name])).pages[0].extract_text()
     assert MARKUP in " ".join(pdf.split())  # the name as typed, not rendered
+
+
+def test_a_month_before_the_organization_existed_says_so_and_offers_no_files(
+    statements_page: Callable[..., AppTest],
+    demo_engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    downloads = capture_downloads(monkeypatch)
+    org = busiest(demo_engine)
+    with demo_engine.connect() as conn:
+        created, zone = conn.execute(
+            text("SELECT created_at, timezone FROM organizations WHERE id = :org"), {"org": org}
+        ).one()
+    created_on = created.astimezone(ZoneInfo(zone)).date()
+    before = previous_month(created_on.replace(day=1))
+    at = statements_page(org=str(org), month=f"{before:%Y-%m}")
+    assert not at.exception and not at.error
+    assert at.selectbox(key="statements.month").value == before
+    box = at.selectbox(key="statements.month")
+    assert f"{before:%B %Y} (before it was created)" in box.options
+    said = [plain(i.value) for i in at.info]
+    assert any(
+        f"did not exist yet in {before:%B %Y}: it was created on {created_on} ({zone})" in s
+        for s in said
+    ), said
+    # No statement of zeros: no totals, no tables, no files.
+    assert not metrics(at)
+    assert not [n for n in downloads if n.startswith("statement_")]
+    assert not at.dataframe

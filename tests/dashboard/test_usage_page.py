@@ -3,10 +3,13 @@ CSV of exactly the table shown, named after the filters."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import io
 from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import streamlit as st
@@ -14,6 +17,7 @@ from sqlalchemy import Engine, text
 from streamlit.testing.v1 import AppTest
 
 from queries.db import get_engine
+from queries.timelines import all_organizations_timeline
 from queries.usage import all_orgs_usage
 from tests.dashboard.apptest import (
     DEMO_RANGE,
@@ -22,6 +26,7 @@ from tests.dashboard.apptest import (
     make_app,
     open_page,
     plain,
+    plain_texts,
     table_with,
     texts,
 )
@@ -51,7 +56,8 @@ def test_every_organization_is_ranked_by_credits_consumed(
     assert table["Credits consumed"].is_monotonic_decreasing
     assert list(table["Balance"]) == list(expected["balance"])
     assert {"Credits granted", "Credits deducted", "Share %"} <= set(table.columns)
-    _, monthly = figures(at)
+    _, timeline, monthly = figures(at)
+    assert timeline["layout"]["title"]["text"].startswith("Credits per day by generation type")
     assert [t["name"] for t in monthly["data"]] == ["Consumed", "Granted"]
     assert len(monthly["data"][0]["x"]) == 2  # October and November
 
@@ -239,3 +245,86 @@ def test_an_unknown_order_in_a_link_gets_a_notice_and_the_ranking_by_credits(
     assert at.selectbox(key="usage.sort").value == "credits_desc"
     assert table_with(at, "Credits consumed")["Credits consumed"].is_monotonic_decreasing
     assert "sort" not in at.query_params
+
+
+def _numbers(values: object) -> list[int]:
+    """A figure's numbers, whether plain JSON or plotly's typed array ({dtype, bdata})."""
+    if isinstance(values, dict):
+        raw = np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"])
+        return [int(v) for v in raw]
+    assert isinstance(values, list)
+    return [int(v) for v in values]
+
+
+def _timeline_figure(at: AppTest) -> dict[str, Any]:
+    return next(f for f in figures(at) if "by generation type" in f["layout"]["title"]["text"])
+
+
+def test_the_timeline_across_organizations_stacks_every_type_in_the_company_zone(
+    usage_page: Callable[..., AppTest], demo_engine: Engine
+) -> None:
+    at = usage_page(grain="week")
+    assert not at.exception and not at.error
+    chart = _timeline_figure(at)
+    with demo_engine.connect() as conn:
+        expected = all_organizations_timeline(
+            conn, start=dt.date(2026, 10, 22), end=dt.date(2026, 11, 20), granularity="week"
+        )
+    chat = expected[expected["type"] == "chat"]
+    trace = next(t for t in chart["data"] if t["name"] == "chat")
+    assert _numbers(trace["y"]) == list(chat["credits"])
+    assert {t["name"] for t in chart["data"]} == set(expected["type"])
+    assert any("(the company zone)" in c for c in texts(at, "caption"))
+    # 22 Oct is a Thursday: the first week is cut by the period, hatched and named.
+    assert any(c.startswith("Hatched: a partial week") for c in texts(at, "caption"))
+    # The plans chosen for the ranking narrow the timeline too.
+    at.multiselect(key="usage.plans").set_value(["enterprise"]).run()
+    narrowed = next(t for t in _timeline_figure(at)["data"] if t["name"] == "chat")
+    assert sum(_numbers(narrowed["y"])) < sum(_numbers(trace["y"]))
+
+
+def test_the_timeline_csv_holds_every_bucket_and_type_shown(
+    usage_page: Callable[..., AppTest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    downloads = capture_downloads(monkeypatch)
+    at = usage_page(compare="previous")
+    name = "timeline_2026-10-22_2026-11-20_day.csv"
+    assert name in downloads, list(downloads)
+    csv = pd.read_csv(io.BytesIO(downloads[name]))
+    assert list(csv.columns) == ["Period", "Bucket starts", "Type", "Generations", "Credits"]
+    current = csv[csv["Period"] == "this period"]
+    trace = next(t for t in _timeline_figure(at)["data"] if t["name"] == "chat")
+    assert list(current[current["Type"] == "chat"]["Credits"]) == _numbers(trace["y"])
+    previous = csv[csv["Period"] == "previous period"]
+    assert previous["Bucket starts"].min() == "2026-09-22"
+
+
+def test_compare_previous_in_the_url_overlays_the_previous_period(
+    usage_page: Callable[..., AppTest],
+) -> None:
+    at = usage_page(compare="previous")
+    assert not at.exception
+    assert at.toggle(key="usage.compare").value is True
+    line = _timeline_figure(at)["data"][-1]
+    assert line["name"] == "previous period (22 Sep 2026 – 21 Oct 2026)"
+    assert line["line"]["dash"] == "dash"
+    assert line["customdata"][0] == "Tue 22 Sep 2026"
+    assert any(c.startswith("Dashed: the previous period") for c in texts(at, "caption"))
+    # Turned off, the key leaves the URL (off is the default).
+    at.toggle(key="usage.compare").set_value(False).run()
+    assert "compare" not in at.query_params
+    assert all(t["type"] == "bar" for t in _timeline_figure(at)["data"])
+
+
+def test_a_bad_compare_value_is_dropped_with_a_notice(
+    usage_page: Callable[..., AppTest],
+) -> None:
+    usage_page()  # the demo database
+    at = make_app(role="finance").run()  # a new tab, then the link
+    for key, value in {**DEMO_RANGE, "compare": "yes"}.items():
+        at.query_params[key] = value
+    at.switch_page("app_pages/usage.py").run()
+    assert not at.exception
+    assert at.toggle(key="usage.compare").value is False
+    notices = plain_texts(at, "toast")
+    assert any("compare='yes'" in t and "use one of previous" in t for t in notices), notices

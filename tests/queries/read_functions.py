@@ -170,6 +170,19 @@ CROSS_ORGANIZATION: dict[str, Call] = {
     "usage.all_orgs_monthly_credits": lambda c, x: usage.all_orgs_monthly_credits(
         c, start=x.start, end=x.end
     ),
+    "timelines.all_organizations_timeline": lambda c, x: timelines.all_organizations_timeline(
+        c, start=x.start, end=x.end
+    ),
+    "timelines.all_organizations_timeline[zone,plans,week]": (
+        lambda c, x: timelines.all_organizations_timeline(
+            c,
+            start=x.start,
+            end=x.end,
+            timezone="Asia/Kathmandu",
+            granularity="week",
+            plans=["pro", "free"],
+        )
+    ),
     "quotas.all_orgs_quota_utilization": lambda c, x: quotas.all_orgs_quota_utilization(
         c, day=x.end
     ),

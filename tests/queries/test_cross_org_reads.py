@@ -8,6 +8,9 @@ America/New_York) whatever each organization's own zone.
   range that ends after the data;
 - ledger movements at the edges of the company zone's days, in the zones furthest from UTC
   and with an organization in another zone;
+- the timeline across organizations by type, per day, week and month of the company
+  zone, for all organizations and for some plans (the demo's last 30 days hold New
+  York's fall-back day, 1 November 2026);
 - the prefix sums stay exact when generations arrive out of order (back-dated ones add
   to every later day), in UTC+5:45 and across a DST change.
 """
@@ -24,10 +27,10 @@ import pandas as pd
 import pytest
 from sqlalchemy import Connection, Engine, text
 
-from queries import usage
+from queries import timelines, usage
 from queries.generations import record_generation
 from tests.conftest import DEMO_NOW
-from tests.factories import add_ledger, make_org
+from tests.factories import add_generations, add_ledger, ensure_types, make_org, make_user
 from tests.queries.rollups import ROLLUPS, mismatches
 from tests.queries.writes import new_org
 
@@ -144,6 +147,114 @@ def test_monthly_trend_equals_a_recount_of_the_company_zones_months(
     expected = demo.execute(_RECOUNT_MONTHLY, {"start": start, "end": end, "tz": zone}).all()
     got = monthly.assign(month=monthly["month"].dt.date)
     assert [tuple(row) for row in got.itertuples(index=False)] == [tuple(row) for row in expected]
+
+
+# Every generation on its date in the company zone (:tz), bucketed and typed, for the
+# organizations of the plans (all when :any_plan): the cross-organization timeline.
+_RECOUNT_TIMELINE = text(
+    """
+    WITH buckets AS (
+        SELECT b::date AS bucket
+        FROM generate_series(date_trunc(:unit, CAST(:start AS date)),
+                             date_trunc(:unit, CAST(:end AS date)),
+                             CAST('1 ' || :unit AS interval)) AS b
+    ),
+    g AS (
+        SELECT date_trunc(:unit, (g.created_at AT TIME ZONE CAST(:tz AS text))::date)::date
+                   AS bucket, g.type, count(*) AS generations, sum(g.credits) AS credits
+        FROM generations g JOIN organizations o ON o.id = g.organization_id
+        WHERE (g.created_at AT TIME ZONE CAST(:tz AS text))::date BETWEEN :start AND :end
+          AND (CAST(:any_plan AS boolean) OR o.plan = ANY(CAST(:plans AS text[])))
+        GROUP BY 1, 2
+    )
+    SELECT b.bucket, t.type, coalesce(g.generations, 0) AS generations,
+           coalesce(g.credits, 0) AS credits
+    FROM buckets b CROSS JOIN generation_types t
+    LEFT JOIN g ON g.bucket = b.bucket AND g.type = t.type
+    ORDER BY b.bucket, t.type
+    """
+)
+
+
+@pytest.mark.parametrize("plans", [(), ("pro", "enterprise")])
+@pytest.mark.parametrize("granularity", ["day", "week", "month"])
+@pytest.mark.parametrize("zone", COMPANY_ZONES)
+@pytest.mark.parametrize("span", ["last-30-days", "partial-first-and-last-months"])
+def test_timeline_across_organizations_equals_a_recount_of_the_company_zones_days(
+    demo: Connection, span: str, zone: str, granularity: str, plans: tuple[str, ...]
+) -> None:
+    start, end = RANGES[span]
+    got = timelines.all_organizations_timeline(
+        demo, start=start, end=end, timezone=zone, granularity=granularity, plans=plans
+    )
+    expected = demo.execute(
+        _RECOUNT_TIMELINE,
+        {
+            "start": start,
+            "end": end,
+            "tz": zone,
+            "unit": granularity,
+            "any_plan": not plans,
+            "plans": list(plans),
+        },
+    ).all()
+    rows = [
+        (b.date(), t, int(g), int(c))
+        for b, t, g, c in got[["bucket", "type", "generations", "credits"]].itertuples(index=False)
+    ]
+    assert rows == [tuple(row) for row in expected]
+    assert got["credits"].sum() > 0
+
+
+def test_timeline_across_organizations_counts_the_company_zones_dst_day(
+    connection: Connection,
+) -> None:
+    """Around New York's fall-back day (25 hours), with one organization in the company's
+    zone (read from its local days) and one at UTC+5:45 (read from its quarter-hours):
+    each generation on its company-zone day; the plan filter keeps one of them."""
+    company = "America/New_York"
+    zone = zoneinfo.ZoneInfo(company)
+    times = [
+        dt.datetime(2026, 10, 31, 23, 59, 59, tzinfo=zone),
+        dt.datetime(2026, 11, 1, 0, 0, tzinfo=zone),
+        dt.datetime(2026, 11, 1, 1, 30, tzinfo=zone, fold=0),  # the first 01:30 (EDT)
+        dt.datetime(2026, 11, 1, 1, 30, tzinfo=zone, fold=1),  # the second (EST)
+        dt.datetime(2026, 11, 1, 23, 59, tzinfo=zone),
+        dt.datetime(2026, 11, 2, 0, 0, tzinfo=zone),
+    ]
+    ensure_types(connection)
+    for own, plan in ((company, "pro"), ("Asia/Kathmandu", "free")):
+        org = make_org(connection, timezone=own, plan=plan, balance=1_000)
+        user = make_user(connection, org)
+        add_generations(connection, org, [(user, "chat", 3, at) for at in times])
+    assert mismatches(connection) == dict.fromkeys(ROLLUPS, 0)
+    start, end = D(2026, 10, 31), D(2026, 11, 2)
+    for plans in ((), ("pro",), ("free",)):
+        got = timelines.all_organizations_timeline(
+            connection, start=start, end=end, timezone=company, plans=plans
+        )
+        expected = connection.execute(
+            _RECOUNT_TIMELINE,
+            {
+                "start": start,
+                "end": end,
+                "tz": company,
+                "unit": "day",
+                "any_plan": not plans,
+                "plans": list(plans),
+            },
+        ).all()
+        rows = [
+            (b.date(), t, int(g), int(c))
+            for b, t, g, c in got[["bucket", "type", "generations", "credits"]].itertuples(
+                index=False
+            )
+        ]
+        assert rows == [tuple(row) for row in expected]
+        chat = {b: g for b, t, g, _ in rows if t == "chat"}
+        # Ours at least (the database may hold other organizations' generations).
+        each = 2 if not plans else 1
+        assert chat[D(2026, 10, 31)] >= each and chat[D(2026, 11, 1)] >= 4 * each
 
 
 # Out of order on purpose: each generation lands before, between or after days that

@@ -242,3 +242,35 @@ def test_an_unknown_organization_is_refused(connection: Connection) -> None:
     ).scalar_one()
     with pytest.raises(InvalidInput, match=f"no organization with id {missing}"):
         monthly_statement(connection, organization_id=missing, month=dt.date(2026, 11, 1))
+
+
+def test_a_month_before_the_organization_was_created_is_not_a_statement(
+    connection: Connection,
+) -> None:
+    """Created on 3 November, local time (2 November in UTC): October is before it;
+    November, the month it was created in, is a statement, and so is a month before the
+    creation that holds credits (a ledger imported from before the record)."""
+    ensure_types(connection)
+    zone = "Asia/Kathmandu"
+    created = dt.datetime(2026, 11, 2, 20, tzinfo=UTC)  # 3 Nov 01:45 in Kathmandu
+    now = dt.datetime(2026, 12, 7, 12, tzinfo=UTC)
+    org = make_org(connection, timezone=zone, created_at=created)
+    october = monthly_statement(
+        connection, organization_id=org, month=dt.date(2026, 10, 1), now=now
+    )
+    assert october.created_on == dt.date(2026, 11, 3)
+    assert october.before_organization
+    november = monthly_statement(
+        connection, organization_id=org, month=dt.date(2026, 11, 1), now=now
+    )
+    assert not november.before_organization
+    imported = make_org(connection, timezone=zone, created_at=created)
+    add_ledger(
+        connection,
+        imported,
+        [(50, "grant", "Imported history", dt.datetime(2026, 10, 5, tzinfo=UTC))],
+    )
+    kept = monthly_statement(
+        connection, organization_id=imported, month=dt.date(2026, 10, 1), now=now
+    )
+    assert kept.entries and not kept.before_organization
