@@ -1181,8 +1181,9 @@ def test_dashboard_serve_from_another_folder_listens_on_this_machine_with_the_sa
 def test_the_bulk_uploader_says_the_1mb_limit_the_server_enforces(
     page: Page, app: RunningApp
 ) -> None:
-    """``streamlit run`` in the project folder reads .streamlit/config.toml
-    (``server.maxUploadSize = 1``): the dropzone says 1MB, not Streamlit's default 200MB."""
+    """The dropzone says 1MB, not Streamlit's default 200MB: the widget carries its own
+    limit (``max_upload_size``), beside ``server.maxUploadSize = 1`` in
+    .streamlit/config.toml, which only a start in the project folder reads."""
     page.goto(f"{app.url}/credits")
     settle(page, "Credits")
     uploader = page.locator('[data-testid="stFileUploader"]').first

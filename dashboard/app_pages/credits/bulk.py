@@ -3,6 +3,7 @@ and after, then applied all or nothing."""
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
 import pandas as pd
@@ -12,7 +13,7 @@ from dashboard import actions
 from dashboard.app_pages.credits import FLASH
 from dashboard.confirm import WriteFlow
 from dashboard.text import md
-from queries.bulk import BulkPlan, BulkRow
+from queries.bulk import MAX_FILE_BYTES, BulkPlan, BulkRow
 from queries.credits import approval_threshold
 from queries.words import counted
 
@@ -111,6 +112,10 @@ def render() -> None:
         "CSV file",
         type=["csv"],
         key=K_BULK_FILE,
+        # The widget's own limit, in whole megabytes: it says "1MB per file" however the
+        # server was started (.streamlit/config.toml is read only from the project folder);
+        # the check in queries.bulk still refuses a file over MAX_FILE_BYTES.
+        max_upload_size=math.ceil(MAX_FILE_BYTES / 2**20),
         help="UTF-8, a header row, columns organization (slug), amount (negative to "
         "deduct), reason, note (optional), key (optional).",
     )
