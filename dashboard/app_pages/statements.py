@@ -12,6 +12,7 @@ showing a statement of zeros, and offers no files.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import zoneinfo
 from typing import Final
@@ -164,7 +165,8 @@ def render() -> None:
         )
         right.download_button(
             "Download PDF",
-            data=statement_files.statement_pdf(statement),
+            # Drawn when clicked, not on every run: a PDF costs more than the page.
+            data=functools.partial(statement_files.statement_pdf, statement),
             file_name=f"{stem}.pdf",
             mime="application/pdf",
             icon=":material/picture_as_pdf:",

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,7 @@ def capture_downloads(monkeypatch: Any) -> dict[str, bytes]:
     AppTest keeps download contents in an in-memory media store that is dropped after
     each run; this records them as they are stored.
     """
+    from streamlit.runtime.media_file_manager import MediaFileManager
     from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
     offered: dict[str, bytes] = {}
@@ -135,4 +137,23 @@ def capture_downloads(monkeypatch: Any) -> dict[str, bytes]:
         return original(self, path_or_data, mimetype, kind, filename)
 
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", load_and_get_id)
+
+    # A file made only when its button is clicked (``data`` a callable, as the PDF of a
+    # statement): made here at once, as a click would, so its bytes can be read.
+    deferred = MediaFileManager.add_deferred
+
+    def add_deferred(
+        self: MediaFileManager,
+        data_callable: Callable[[], Any],
+        mimetype: str | None,
+        coordinates: str,
+        file_name: str | None = None,
+        **kwargs: Any,
+    ) -> str:
+        if file_name:
+            made = data_callable()
+            offered[file_name] = made.encode() if isinstance(made, str) else made
+        return deferred(self, data_callable, mimetype, coordinates, file_name, **kwargs)
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
     return offered

@@ -65,6 +65,24 @@ def tiles(s: MonthlyStatement) -> dict[str, str]:
     return {label: f"{amount:,}" for label, amount in statement_files.totals(s)}
 
 
+def test_the_pdf_is_drawn_only_when_its_button_is_clicked(
+    statements_page: Callable[..., AppTest],
+    demo_engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    drawn: list[MonthlyStatement] = []
+
+    def draw(statement: MonthlyStatement) -> bytes:
+        drawn.append(statement)
+        return b""
+
+    monkeypatch.setattr(statement_files, "statement_pdf", draw)
+    at = statements_page(org=str(busiest(demo_engine)), month="2026-10")
+    assert not at.exception and not at.error
+    assert "Download PDF" in [getattr(b, "label", None) for b in at.get("download_button")]
+    assert drawn == [], "a run of the page drew the PDF nobody asked for"
+
+
 def test_the_month_in_the_link_shows_its_statement_and_both_files_carry_its_totals(
     statements_page: Callable[..., AppTest],
     demo_engine: Engine,
