@@ -119,3 +119,10 @@ def capture_downloads(monkeypatch: Any) -> dict[str, bytes]:
 
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", load_and_get_id)
     return offered
+
+
+def click(at: AppTest, table: str, row: int, column: str) -> AppTest:
+    """A person clicking the cell (``row``, ``column``) of the table keyed ``table``, as
+    the browser reports it (a single-cell selection), and the run it starts."""
+    at.session_state[table] = {"selection": {"rows": [], "columns": [], "cells": [[row, column]]}}
+    return at.run()
