@@ -199,3 +199,56 @@ def test_partial_first_and_last_weeks_are_hatched_and_named(orgs: list[int]) -> 
         and "16 Nov 2026 (5 of 7 days in the period" in c
         for c in captions
     ), captions
+
+
+def test_the_timelines_metric_is_in_the_url_and_a_link_brings_it_back(orgs: list[int]) -> None:
+    at = overview(orgs[0])
+    assert "metric" not in at.query_params  # credits, the default, is left out
+    at.button_group[0].set_value("generations").run()
+    assert not at.exception
+    assert at.query_params["metric"] == "generations"
+    timeline = figures(at)[0]
+    assert "Generations" in str(timeline["layout"])
+    again = overview(orgs[0], metric="generations")
+    assert again.button_group[0].value == "generations" and not again.toast
+    assert figures(again)[0]["layout"] == timeline["layout"]
+    at.button_group[0].set_value("credits").run()
+    assert "metric" not in at.query_params
+
+
+@pytest.mark.parametrize("value", ["Generations", "both", "credits,generations"])
+def test_a_bad_metric_in_the_link_is_dropped_with_a_notice(orgs: list[int], value: str) -> None:
+    at = overview(orgs[0], metric=value)
+    assert not at.exception and not at.error
+    assert any(f"metric={value!r}" in t for t in plain_texts(at, "toast"))
+    assert at.button_group[0].value == "credits" and "metric" not in at.query_params
+
+
+def test_a_drilled_down_user_leads_the_page_and_the_organization_follows(
+    orgs: list[int], demo_engine: Engine
+) -> None:
+    with demo_engine.connect() as conn:
+        top = top_users(
+            conn,
+            organization_id=orgs[0],
+            start=dt.date(2026, 10, 22),
+            end=dt.date(2026, 11, 20),
+            limit=1,
+        ).iloc[0]
+    at = overview(orgs[0], user=str(int(top["user_id"])))
+    assert not at.exception and not at.error
+    # The title names the user; their numbers come first, then their generations; the
+    # organization's figures follow under a header of their own.
+    assert at.title[0].value == f"Overview · {top['name']}"
+    labels = [m.label for m in at.metric]
+    assert labels[:3] == ["Generations", "Credits consumed", "Share of the organization's credits"]
+    assert labels[3:] == ["Generations", "Credits consumed", "Active users", "Credit balance"]
+    assert at.metric[0].value == f"{int(top['generations']):,}"
+    assert at.metric[1].value == f"{int(top['credits']):,}"
+    assert set(table_with(at, "Id")["User"]) == {top["name"]}
+    assert at.header[0].value.startswith("The organization · ")
+    # Back to the whole organization: its view leads again, and the link says so.
+    at.button(key="overview.back").click().run()
+    assert not at.exception and "user" not in at.query_params
+    assert [m.label for m in at.metric][:3] == ["Generations", "Credits consumed", "Active users"]
+    assert at.selectbox(key="overview.scope").value == 0
