@@ -29,11 +29,14 @@ browser the current label) and a person's choice reaches ``K_ORG_ID`` only throu
 selection. If the selected organization is gone, the page says so and asks for a choice
 instead of switching.
 
-The URL and the widgets stay in step like this: a URL value that differs from what this
-session last wrote came from outside (a pasted link, the browser's back button) and is
+The URL and the widgets stay in step as every page's own keys do, with the same
+machinery (``dashboard.url``: :func:`~dashboard.url.incoming`, :func:`~dashboard.url.put`,
+notices and toasts): a URL value that differs from what this session last wrote came from
+outside (a pasted link, the browser's back button, a name clicked in a table) and is
 applied; otherwise the widgets win, and their values are written back to the URL at the
 end of every run. A missing parameter keeps the current value, so switching pages does
-not reset the filters.
+not reset the filters. What is the sidebar's own is :func:`parse_url`: the keys are read
+together, since ``from`` and ``to`` mean something only with ``range``.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ and :func:`write` after. The keys, by page (``a,b`` is a list, comma-separated; 
 equal to the default is left out)::
 
     Overview      user=42                    the drilled-down user (an id of the org's)
+                  metric=generations         the timeline's metric (credits: left out)
                   after=<cursor>             the page of most recent generations
     Usage review  plan=pro,starter  q=acme   plans and the name/slug search
                   after=<cursor>             the page of the ranking
@@ -38,14 +39,23 @@ wins over the session's; otherwise the widgets win and are written back at the e
 the run. A missing key keeps the session's value (the menu clears a page's keys when
 switching pages). A page writes only its own keys.
 
-Links (:func:`link`) carry ids and the sidebar's filters (``org``, ``range``, ``from``,
-``to``, ``grain``, ``tz``), never customer text: the name stays in its own plain-text
-column and the link beside it shows an icon or a fixed word. Organizations link to their
-Overview (every role has it: KPIs, timeline, top users), Quotas rows to Quotas scoped to
-the organization (``form=limit`` for those who may change limits), the approvals queue
-to Credits scoped to the organization (its requests are decided there), and "Adjust" in
-the usage ranking to Credits (the adjustment form leads that page). The first page of a
-person's menu is served at the app's root, so links to it are ``./?...``.
+The sidebar's filters (``org``, ``range``, ``from``, ``to``, ``grain``, ``tz``) use the
+same machinery (:func:`incoming`, :func:`put`, :func:`notice`, :func:`toast`, under the
+scope ``filters``); ``dashboard.state`` parses them together, since ``from`` and ``to``
+mean something only with ``range``.
+
+Links (:class:`Link`, :func:`target`, :func:`link`) carry ids and the sidebar's filters,
+never customer text. In a table the name itself is the link (:func:`table`): a click
+selects the cell, and :func:`follow`, which the app calls before the page runs, switches
+to the row's view in the same tab with its URL keys (Streamlit's link columns always
+open a new tab). A followed link is the whole view: every value in it wins over the
+session's, and the target page's keys it leaves out take their defaults
+(:func:`arrived`). Organizations link to their Overview (every role has it: KPIs,
+timeline, top users), Quotas rows to Quotas scoped to the organization (``form=limit``
+for those who may change limits), and "Adjust" in the usage ranking to Credits (the
+adjustment form leads that page). A column whose pages the person may not open stays
+plain text. The first page of a person's menu is served at the app's root, so
+:func:`href` writes links to it as ``./?...``.
 """
 
 from __future__ import annotations
