@@ -539,7 +539,13 @@ def table(
     else:
         drawn.pop(key, None)
     modes = [*(["single-cell"] if live else []), *selection_mode]
-    styled = shown.style.map(lambda _: LINK_STYLE, subset=list(live)) if live else shown
+    # Styled, the cells' text is the Styler's: each value as itself (str), a missing
+    # one blank, never escaped into entities (it is drawn as text, not HTML).
+    styled = (
+        shown.style.format(str, na_rep="").map(lambda _: LINK_STYLE, subset=list(live))
+        if live
+        else shown
+    )
     return (where or st).dataframe(
         styled,
         key=key,
