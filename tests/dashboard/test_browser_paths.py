@@ -257,6 +257,10 @@ def test_an_organizations_name_opens_its_overview_in_the_same_tab(
     assert (query["grain"], query["tz"]) == ("week", "utc")
     assert urlsplit(page.url).path.strip("/") == ""  # the Overview, at the app's root
     assert not problems(page), problems(page)
+    # The browser's Back button returns to the table.
+    page.go_back()
+    settle(page, "Usage review" if path == "usage" else "Audit trail")
+    assert urlsplit(page.url).path.strip("/") == path
 
 
 def test_a_users_name_opens_their_drill_down_in_the_same_tab(
