@@ -450,28 +450,6 @@ def link(page: str, filters: Filters, *, organization_id: int, **extra: str) -> 
     return href(target(page, filters, organization_id=organization_id, **extra))
 
 
-def with_links(
-    table: pd.DataFrame,
-    organization_ids: Iterable[Any],
-    *,
-    page: str,
-    filters: Filters,
-    column: str = "Open",
-    position: int = 1,
-    extra: Mapping[str, str] | None = None,
-) -> pd.DataFrame:
-    """``table`` (index reset) with a ``column`` of links to ``page`` for each row's
-    organization, inserted at ``position`` (after the name), with ``extra`` URL keys:
-    see :func:`link`. (Tables whose names are the links use :func:`table`.)"""
-    shown = table.reset_index(drop=True)
-    shown.insert(
-        position,
-        column,
-        [link(page, filters, organization_id=int(i), **(extra or {})) for i in organization_ids],
-    )
-    return shown
-
-
 def open_column(help: str, *, width: int = 45, label: str | None = None) -> ColumnConfig:
     """A narrow column of "open" icons, never customer text (a LinkColumn can only show
     a fixed text, an icon or a part of its URL). It opens a new tab: Streamlit's link

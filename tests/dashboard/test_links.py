@@ -144,6 +144,26 @@ def test_a_name_in_the_ranking_opens_its_overview_with_the_current_filters(
     assert opened.title[0].value == f"Overview · {name}"
 
 
+def test_a_name_clicked_opens_the_view_the_link_says_not_the_sessions_last(
+    demo: None,
+) -> None:
+    at = open_page(make_app(role="finance", query=DEMO_RANGE), "usage")
+    first = links_of(at, "usage.table", "Organization")[0].query["org"]
+    name = str(table_with(at, "Credits consumed")["Organization"].iloc[0])
+    # That organization's Overview, on the third page of its generations.
+    at = make_app(role="finance", query={**DEMO_RANGE, "org": first}).run()
+    at.button(key="overview.next").click().run()
+    at.button(key="overview.next").click().run()
+    assert "after" in at.query_params
+    # Then, from the ranking, its name: the Overview as the link says, the newest first.
+    at.switch_page("app_pages/usage.py").run()
+    click(at, "usage.table", 0, "Organization")
+    assert not at.exception
+    assert at.title[0].value == f"Overview · {name}"
+    assert "after" not in at.query_params
+    assert any(c.startswith("Generations 1–25") for c in texts(at, "caption"))
+
+
 def test_adjust_in_the_ranking_opens_the_organizations_credits(demo: None) -> None:
     at = open_page(make_app(role="finance", query=DEMO_RANGE), "usage")
     name = str(table_with(at, "Credits consumed")["Organization"].iloc[0])
