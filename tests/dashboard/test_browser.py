@@ -867,6 +867,37 @@ def test_clicking_an_organization_in_the_usage_ranking_opens_its_overview(
     assert not problems(page), problems(page)
 
 
+def test_clicking_an_organization_in_the_quotas_table_opens_its_quotas_in_the_same_tab(
+    page: Page, app: RunningApp, db: Engine
+) -> None:
+    page.goto(f"{app.url}/quotas?range=7d")
+    settle(page, "Quotas")
+    table = page.locator('.st-key-quotas-table [data-testid="stDataFrame"]')
+    table.evaluate("el => el.scrollIntoView({block: 'start'})")  # taller than the window
+    box = table.bounding_box()
+    assert box is not None, "no table of every organization and type (no use today?)"
+    opened: list[Page] = []
+    page.context.on("page", lambda new: opened.append(new))
+    page.evaluate("window.__sameTab = true")
+    # The first row's name, in the first column (drawn on a canvas).
+    page.mouse.click(box["x"] + 40, box["y"] + 35 + 35 / 2)
+    page.wait_for_function("() => location.search.includes('form=limit')")
+    query = dict(parse_qsl(urlsplit(page.url).query))
+    with db.connect() as conn:
+        name = conn.execute(
+            text("SELECT name FROM organizations WHERE id = :id"), {"id": int(query["org"])}
+        ).scalar_one()
+    settle(page, "Quotas")
+    # An admin may change limits: the limit form for that organization leads the page.
+    form = page.locator('[data-testid="stMain"] h3').first.inner_text()
+    assert form.startswith("Change a daily limit") and name in form, form
+    assert page.title() == f"Quotas · {name} — Usage dashboard"
+    assert query["range"] == "7d" and urlsplit(page.url).path.strip("/") == "quotas"
+    assert opened == [] and page.context.pages == [page]
+    assert page.evaluate("window.__sameTab === true"), "the page was loaded again"
+    assert not problems(page), problems(page)
+
+
 def test_selecting_an_audit_row_shows_its_reason_and_details_in_full(
     page: Page, app: RunningApp, db: Engine
 ) -> None:

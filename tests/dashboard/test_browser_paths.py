@@ -198,7 +198,7 @@ def _click_cell(page: Page, key: str, row: int, x: int) -> None:
     """Click the cell of ``row`` (0 = the first under the header) at ``x`` pixels from
     the left of the dataframe keyed ``key`` (its cells are drawn on a canvas)."""
     grid = page.locator(f'.st-key-{key.replace(".", "-")} [data-testid="stDataFrame"]')
-    grid.scroll_into_view_if_needed()
+    grid.evaluate("el => el.scrollIntoView({block: 'start'})")  # its first rows in view
     box = grid.bounding_box()
     assert box is not None, f"no table {key}"
     page.mouse.click(box["x"] + x, box["y"] + ROW_HEIGHT * (row + 1) + ROW_HEIGHT / 2)
