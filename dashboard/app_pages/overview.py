@@ -255,8 +255,9 @@ def _drilled_user(f: state.Filters) -> tuple[pd.DataFrame, int | None]:
     """The organization's users and the drilled-down one (None: the whole
     organization), with a ``user`` from a link applied."""
     users = data.users(organization_id=f.organization_id)
-    url.apply(URL_PAGE, _scope_params(_scope_options(users)))
-    if st.session_state.get(K_SCOPE) not in _scope_options(users):
+    options = _scope_options(users)
+    url.apply(URL_PAGE, _scope_params(options))
+    if st.session_state.get(K_SCOPE) not in options:
         st.session_state[K_SCOPE] = WHOLE_ORG
     scope = st.session_state[K_SCOPE]
     return users, None if scope == WHOLE_ORG else int(scope)
