@@ -38,7 +38,7 @@ st.set_page_config(
 _starting = st.empty()
 if not {"dashboard.ui", "queries.schema_version"} <= sys.modules.keys():
     _starting.status("Starting the dashboard…", state="running")
-from dashboard import auth, data, navigation, state, ui  # noqa: E402 (after the progress sign)
+from dashboard import auth, data, navigation, state, ui, url  # noqa: E402 (after the progress sign)
 from dashboard.text import escape_markdown  # noqa: E402 (after the progress sign)
 from queries.db import NOT_CONFIGURED, ConfigurationError, configured_urls, login_power  # noqa: E402 (after the progress sign)
 from queries.schema_version import schema_problem  # noqa: E402 (after the progress sign)
@@ -229,6 +229,8 @@ if spec not in specs:
 refused = st.session_state.pop(K_REFUSED, None)
 if isinstance(refused, str):
     st.warning(escape_markdown(refused), icon=":material/lock:")
+# A name clicked in a table of the last run opens its view here, before this page runs.
+url.follow()
 
 try:
     has_organizations = data.any_organizations()
@@ -246,7 +248,10 @@ if not has_organizations:
     st.stop()
 
 try:
-    state.sidebar_filters(uses=spec.uses)
+    filters = state.sidebar_filters(uses=spec.uses)
+    # The tab names the page and the organization (plain text: a browser shows a title
+    # as it is).
+    st.set_page_config(page_title=navigation.tab_title(spec, filters.organization.name))
 except ui.EXPECTED_ERRORS as exc:
     st.title("Usage dashboard")
     st.error(ui.describe_error(exc), icon=":material/cloud_off:")

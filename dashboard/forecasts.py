@@ -85,9 +85,7 @@ def limit_today(f: state.Filters) -> None:
     rows = data.quota_forecast()
     hits = rows[rows["hits_limit_at"].notna()]
     extra = {"form": "limit"} if auth.current_user().can("change_limits") else {}
-    table = url.with_links(
-        limit_today_table(rows), hits["organization_id"], page="quotas", filters=f, extra=extra
-    )
+    table = limit_today_table(rows)
     if table.empty:
         st.caption(
             "At today's pace, no organization reaches a daily limit before its own midnight."
@@ -95,11 +93,20 @@ def limit_today(f: state.Filters) -> None:
             else "No organization has used a quota today (in its own day) yet."
         )
     else:
-        st.dataframe(
+        url.table(
             table,
+            key="forecasts.limit_today",
+            links={
+                "Organization": url.organizations(
+                    hits["organization_id"],
+                    "quotas",
+                    f,
+                    "Click a name for its quotas: the history and the limit form.",
+                    **extra,
+                )
+            },
             hide_index=True,
             column_config={
-                "Open": url.open_column("Its quotas: the history and the limit form."),
                 "Projected today": st.column_config.NumberColumn(
                     format="localized", help="Generations by the end of their local day."
                 ),
@@ -107,7 +114,6 @@ def limit_today(f: state.Filters) -> None:
                     help="Their local time, in their zone."
                 ),
             },
-            key="forecasts.limit_today",
         )
     st.caption(
         "The pace is today's use so far, weighed against how far into a usual day the "
@@ -125,15 +131,22 @@ def spikes(f: state.Filters) -> None:
     if rows.empty:
         st.caption("No organization is spending far above its usual for these hours.")
     else:
-        st.dataframe(
-            url.with_links(spikes_table(rows), rows["organization_id"], page="overview", filters=f),
+        url.table(
+            spikes_table(rows),
+            key="forecasts.spikes",
+            links={
+                "Organization": url.organizations(
+                    rows["organization_id"],
+                    "overview",
+                    f,
+                    "Click a name for its Overview: the timeline and who is using it.",
+                )
+            },
             hide_index=True,
             column_config={
-                "Open": url.open_column("Its Overview: the timeline and who is using it."),
                 "Credits, last hours": st.column_config.NumberColumn(format="localized"),
                 "Usual for these hours": st.column_config.NumberColumn(format="localized"),
             },
-            key="forecasts.spikes",
         )
     st.caption(
         "Credits of the last 3 hours against the same local weekday and hours of the 4 "
@@ -161,20 +174,25 @@ def low_runway(page: str, f: state.Filters) -> None:
     if rows.empty:
         st.caption(f"No organization runs out of credits within {counted(int(days), 'day')}.")
     else:
-        st.dataframe(
-            url.with_links(
-                runway_table(rows),
-                rows["organization_id"],
-                page="credits" if url.may_open("credits") else "overview",
-                filters=f,
-            ),
+        credits = url.may_open("credits")
+        url.table(
+            runway_table(rows),
+            key=f"{page}.low_runway",
+            links={
+                "Organization": url.organizations(
+                    rows["organization_id"],
+                    "credits" if credits else "overview",
+                    f,
+                    "Click a name for its credits: balance, ledger and the adjustment form."
+                    if credits
+                    else "Click a name for its Overview.",
+                )
+            },
             hide_index=True,
             column_config={
-                "Open": url.open_column("Its credits: balance, ledger and the adjustment form."),
                 "Balance": st.column_config.NumberColumn(format="localized"),
                 "Daily burn": st.column_config.NumberColumn(format="localized"),
             },
-            key=f"{page}.low_runway",
         )
     st.caption(
         "Across all organizations: the balance now over the average credits consumed per "

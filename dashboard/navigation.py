@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal, get_args
 
 import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
 from dashboard.auth import PERMISSIONS, ROLES, CurrentUser, Permission, Role
-from dashboard.state import ALL_FILTERS, FilterName
 
 PAGE_DIR: Final = Path(__file__).resolve().parent / "app_pages"
+# The shared filters of the sidebar (``dashboard.state``) a page may use.
+FilterName = Literal["org", "range", "grain", "tz"]
+ALL_FILTERS: Final[frozenset[FilterName]] = frozenset(get_args(FilterName))
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,27 @@ def refusal(spec: PageSpec, user: CurrentUser) -> str:
         f"{spec.title} is for {_listed(list(roles_for(spec)))}; your role "
         f"({user.role or 'no role'}) cannot open it."
     )
+
+
+def path_of(url_path: str) -> Path:
+    """The file of the page served at ``url_path`` (for ``st.switch_page``)."""
+    return PAGE_DIR / next(spec.file for spec in PAGES if spec.url_path == url_path)
+
+
+def tab_title(spec: PageSpec, organization: str | None) -> str:
+    """The browser tab's title: the page, the organization it shows (for pages with the
+    organization filter), then the app, as "Credits · Acme Games — Usage dashboard".
+    The browser shows a title as plain text; a long name is cut short so the page
+    stays readable in a narrow tab."""
+    if organization is None or "org" not in spec.uses:
+        return f"{spec.title} — Usage dashboard"
+    name = " ".join(organization.split())  # no line breaks in a title
+    if len(name) > MAX_TITLE_NAME:
+        name = name[: MAX_TITLE_NAME - 1] + "…"
+    return f"{spec.title} · {name} — Usage dashboard"
+
+
+MAX_TITLE_NAME: Final = 60
 
 
 def spec_for(page: StreamlitPage) -> PageSpec:

@@ -109,6 +109,8 @@ class Pager(Generic[C]):
         """A page a link asked for wins (after the filters reset the stack); then the
         page shown goes into the URL."""
         raw = url.incoming(page, "after")
+        if raw is None and url.arrived(page) and "after" not in st.query_params:
+            st.session_state[self._cursors_key] = []  # a link without a page: the first
         if raw is not None:
             try:
                 number, cursor = url.decode_cursor(raw, cursor_type)

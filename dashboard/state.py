@@ -29,11 +29,14 @@ browser the current label) and a person's choice reaches ``K_ORG_ID`` only throu
 selection. If the selected organization is gone, the page says so and asks for a choice
 instead of switching.
 
-The URL and the widgets stay in step like this: a URL value that differs from what this
-session last wrote came from outside (a pasted link, the browser's back button) and is
+The URL and the widgets stay in step as every page's own keys do, with the same
+machinery (``dashboard.url``: :func:`~dashboard.url.incoming`, :func:`~dashboard.url.put`,
+notices and toasts): a URL value that differs from what this session last wrote came from
+outside (a pasted link, the browser's back button, a name clicked in a table) and is
 applied; otherwise the widgets win, and their values are written back to the URL at the
 end of every run. A missing parameter keeps the current value, so switching pages does
-not reset the filters.
+not reset the filters. What is the sidebar's own is :func:`parse_url`: the keys are read
+together, since ``from`` and ``to`` mean something only with ``range``.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ from typing import Final, Literal, NoReturn, Protocol, get_args
 
 import streamlit as st
 
-from dashboard import clock, data
+from dashboard import clock, data, url
+from dashboard.navigation import ALL_FILTERS, FilterName
 from dashboard.text import md
 from queries import orgs
 from queries.checks import MAX_DATE, MAX_RANGE_DAYS, MIN_DATE, parse_date, parse_id
@@ -71,8 +75,6 @@ Zone = Literal["org", "utc"]
 ZONES: Final[tuple[Zone, ...]] = get_args(Zone)
 DEFAULT_ZONE: Final[Zone] = "org"
 
-FilterName = Literal["org", "range", "grain", "tz"]
-ALL_FILTERS: Final[frozenset[FilterName]] = frozenset(get_args(FilterName))
 URL_KEYS: Final = ("org", "range", "from", "to", "grain", "tz")
 
 # Session keys of the widgets (shared across pages, hence the "filters." prefix).
@@ -86,7 +88,7 @@ K_FROM: Final = "filters.from"
 K_TO: Final = "filters.to"
 K_GRAIN: Final = "filters.grain"
 K_ZONE: Final = "filters.tz"
-K_WRITTEN: Final = "filters._url"  # the URL values this session wrote last
+URL_SCOPE: Final = "filters"  # what this session wrote last is kept by dashboard.url
 K_CURRENT: Final = "filters.current"  # the Filters of this run, for the page
 
 
@@ -153,6 +155,16 @@ class Filters:
     def days(self) -> int:
         return (self.end - self.start).days + 1
 
+    def to_url(self) -> dict[str, str]:
+        """The URL parameters that reproduce these filters."""
+        params = {"org": str(self.organization_id), "range": self.preset}
+        if self.preset == "custom":
+            params["from"] = self.start.isoformat()
+            params["to"] = self.end.isoformat()
+        params["grain"] = self.granularity
+        params["tz"] = self.zone
+        return params
+
     @property
     def period_label(self) -> str:
         span = f"{self.start:%d %b %Y} – {self.end:%d %b %Y}"
@@ -201,16 +213,11 @@ def _single(value: str | Sequence[str] | None) -> str | None:
     return value[-1] if value else None
 
 
-def _shown(raw: str) -> str:
-    """A URL value quoted for a notice, cut short when long (the page escapes it)."""
-    return repr(raw if len(raw) <= 40 else raw[:40] + "…")
-
-
 def _parse_date(raw: str, name: str, notices: list[str]) -> dt.date | None:
     try:
         return parse_date(raw, f"{name} date")
     except InvalidInput as exc:
-        notices.append(f"Ignored {name}={_shown(raw)} from the link: {exc}")
+        notices.append(url.notice(name, raw, exc))
         return None
 
 
@@ -245,16 +252,20 @@ def _parse_org(raw: str, find: Lookup, notices: list[str]) -> int | None:
                 wanted = parse_id(text, "org")
             except InvalidInput:
                 notices.append(
-                    f"Ignored org={_shown(raw)} from the link: not an organization id "
-                    "(a whole number of at most 18 digits)."
+                    url.notice(
+                        "org", raw, "not an organization id (a whole number of at most 18 digits)."
+                    )
                 )
                 return None
             found = find(wanted)
         elif len(text) > orgs.MAX_SEARCH:
             # Slugs are looked up with the organization search, which takes this many.
             notices.append(
-                f"Ignored org={_shown(raw)} from the link: an organization slug in a link "
-                f"can be at most {orgs.MAX_SEARCH} characters."
+                url.notice(
+                    "org",
+                    raw,
+                    f"an organization slug in a link can be at most {orgs.MAX_SEARCH} characters.",
+                )
             )
             return None
         elif _SLUG.fullmatch(text.lower()):
@@ -264,10 +275,10 @@ def _parse_org(raw: str, find: Lookup, notices: list[str]) -> int | None:
     except InvalidInput as exc:
         # The lookup refused the value (a slug longer than a search may be): a notice,
         # and the page goes on without it, as for any other value it cannot use.
-        notices.append(f"Ignored org={_shown(raw)} from the link: {exc}")
+        notices.append(url.notice("org", raw, exc))
         return None
     if found is None:
-        notices.append(f"Ignored org={_shown(raw)} from the link: there is no such organization.")
+        notices.append(url.notice("org", raw, "there is no such organization."))
         return None
     return found.id
 
@@ -290,9 +301,7 @@ def parse_url(
         if preset in PRESETS:
             out.preset = preset  # type: ignore[assignment]
         else:
-            notices.append(
-                f"Ignored range={_shown(preset)} from the link: use one of {', '.join(PRESETS)}."
-            )
+            notices.append(url.notice("range", preset, f"use one of {', '.join(PRESETS)}."))
     start = _parse_date(raw["from"], "from", notices) if raw["from"] is not None else None
     end = _parse_date(raw["to"], "to", notices) if raw["to"] is not None else None
     if (raw["from"] is not None or raw["to"] is not None) and out.preset in (None, "custom"):
@@ -319,25 +328,19 @@ def parse_url(
         if grain in GRAINS:
             out.grain = grain
         else:
-            notices.append(f"Ignored grain={_shown(grain)} from the link: use day, week or month.")
+            notices.append(url.notice("grain", grain, "use day, week or month."))
     zone = raw["tz"]
     if zone is not None:
         if zone in ZONES:
             out.zone = zone
         else:
-            notices.append(f"Ignored tz={_shown(zone)} from the link: use org or utc.")
+            notices.append(url.notice("tz", zone, "use org or utc."))
     return out
 
 
 def to_url(filters: Filters) -> dict[str, str]:
     """The URL parameters that reproduce ``filters``."""
-    params = {"org": str(filters.organization_id), "range": filters.preset}
-    if filters.preset == "custom":
-        params["from"] = filters.start.isoformat()
-        params["to"] = filters.end.isoformat()
-    params["grain"] = filters.granularity
-    params["tz"] = filters.zone
-    return params
+    return filters.to_url()
 
 
 _SLUG: Final = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")  # as ck_organizations_slug_format
@@ -347,36 +350,32 @@ _SLUG: Final = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")  # as ck_organizations_sl
 
 
 def _apply_url(find: Lookup) -> list[str]:
-    """Copy URL values that came from outside this session into the widgets' state."""
+    """Copy URL values that came from outside this session into the widgets' state
+    (:func:`dashboard.url.incoming`, as every page's own keys)."""
     ss = st.session_state
-    written: dict[str, str] = ss.get(K_WRITTEN, {})
-    incoming = {key: st.query_params.get_all(key) for key in URL_KEYS if key in st.query_params}
-    changed = {key: value for key, value in incoming.items() if _single(value) != written.get(key)}
+    changed = {key for key in URL_KEYS if url.incoming(URL_SCOPE, key) is not None}
     if not changed:
         return []
-    url = parse_url(incoming, find)
+    # Read together: "from" and "to" mean something only with "range".
+    present = {key: st.query_params.get_all(key) for key in URL_KEYS if key in st.query_params}
+    values = parse_url(present, find)
     # Values this session wrote itself carry no news; only changed ones are applied.
-    if url.org is not None and "org" in changed:
-        ss[K_ORG_ID] = url.org
-    if url.preset is not None and changed.keys() & {"range", "from", "to"}:
-        ss[K_RANGE] = url.preset
-        if url.preset == "custom" and url.start is not None and url.end is not None:
-            ss[K_FROM], ss[K_TO] = url.start, url.end
-    if url.grain is not None and "grain" in changed:
-        ss[K_GRAIN] = url.grain
-    if url.zone is not None and "tz" in changed:
-        ss[K_ZONE] = url.zone
-    return url.notices
+    if values.org is not None and "org" in changed:
+        ss[K_ORG_ID] = values.org
+    if values.preset is not None and changed & {"range", "from", "to"}:
+        ss[K_RANGE] = values.preset
+        if values.preset == "custom" and values.start is not None and values.end is not None:
+            ss[K_FROM], ss[K_TO] = values.start, values.end
+    if values.grain is not None and "grain" in changed:
+        ss[K_GRAIN] = values.grain
+    if values.zone is not None and "tz" in changed:
+        ss[K_ZONE] = values.zone
+    return values.notices
 
 
 def _write_url(params: Mapping[str, str]) -> None:
     for key in URL_KEYS:
-        if key in params:
-            if st.query_params.get(key) != params[key] or len(st.query_params.get_all(key)) > 1:
-                st.query_params[key] = params[key]
-        elif key in st.query_params:
-            del st.query_params[key]
-    st.session_state[K_WRITTEN] = dict(params)
+        url.put(URL_SCOPE, key, params.get(key))
 
 
 def _chose_organization() -> None:
@@ -409,8 +408,7 @@ def _organization_gone(last: object, notices: Sequence[str]) -> NoReturn:
         ),
         icon=":material/domain_disabled:",
     )
-    for notice in notices:
-        st.toast(md(notice), icon=":material/link_off:", duration="long")
+    url.toast(notices)
     st.stop()
 
 
@@ -592,10 +590,7 @@ def sidebar_filters(*, uses: frozenset[FilterName] = ALL_FILTERS) -> Filters:
     )
     _write_url(to_url(filters))
     ss[K_CURRENT] = filters
-    for notice in notices:
-        # Toasts are Markdown; a notice quotes what the link said. Shown for 10 s, not 4:
-        # it is a sentence to read, and a slow first page must not outlive it.
-        st.toast(md(notice), icon=":material/link_off:", duration="long")
+    url.toast(notices)
     return filters
 
 

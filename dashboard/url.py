@@ -8,6 +8,7 @@ equal to the default is left out)::
 
     Overview      user=42                    the drilled-down user (an id of the org's)
                   compare=previous           the timelines overlay the previous period
+                  metric=generations         the timeline's metric (credits: left out)
                   after=<cursor>             the page of most recent generations
     Usage review  plan=pro,starter  q=acme   plans and the name/slug search
                   sort=balance_asc           the ranking's order (default credits_desc)
@@ -46,14 +47,23 @@ wins over the session's; otherwise the widgets win and are written back at the e
 the run. A missing key keeps the session's value (the menu clears a page's keys when
 switching pages). A page writes only its own keys.
 
-Links (:func:`link`) carry ids and the sidebar's filters (``org``, ``range``, ``from``,
-``to``, ``grain``, ``tz``), never customer text: the name stays in its own plain-text
-column and the link beside it shows an icon or a fixed word. Organizations link to their
-Overview (every role has it: KPIs, timeline, top users), Quotas rows to Quotas scoped to
-the organization (``form=limit`` for those who may change limits), the approvals queue
-to Credits scoped to the organization (its requests are decided there), and "Adjust" in
-the usage ranking to Credits (the adjustment form leads that page). The first page of a
-person's menu is served at the app's root, so links to it are ``./?...``.
+The sidebar's filters (``org``, ``range``, ``from``, ``to``, ``grain``, ``tz``) use the
+same machinery (:func:`incoming`, :func:`put`, :func:`notice`, :func:`toast`, under the
+scope ``filters``); ``dashboard.state`` parses them together, since ``from`` and ``to``
+mean something only with ``range``.
+
+Links (:class:`Link`, :func:`target`, :func:`link`) carry ids and the sidebar's filters,
+never customer text. In a table the name itself is the link (:func:`table`): a click
+selects the cell, and :func:`follow`, which the app calls before the page runs, switches
+to the row's view in the same tab with its URL keys (Streamlit's link columns always
+open a new tab). A followed link is the whole view: every value in it wins over the
+session's, and the target page's keys it leaves out take their defaults
+(:func:`arrived`). Organizations link to their Overview (every role has it: KPIs,
+timeline, top users), Quotas rows to Quotas scoped to the organization (``form=limit``
+for those who may change limits), and "Adjust" in the usage ranking to Credits (the
+adjustment form leads that page). A column whose pages the person may not open stays
+plain text. The first page of a person's menu is served at the app's root, so
+:func:`href` writes links to it as ``./?...``.
 """
 
 from __future__ import annotations
@@ -67,17 +77,20 @@ import math
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar
 from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
 from streamlit.elements.lib.column_types import ColumnConfig
 
-from dashboard import auth, navigation, state
+from dashboard import auth, navigation
 from dashboard.text import md
 from queries.checks import check_text, parse_id
 from queries.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from dashboard.state import Filters
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -86,6 +99,8 @@ MAX_TEXT: Final = 200  # as the search and actor boxes' max_chars
 MAX_TOKEN: Final = 2000  # characters of an ``after`` token
 MAX_PAGE: Final = 1_000_000
 _WRITTEN: Final = "url._written"  # page -> {key: value} this session wrote last
+_FOLLOWED: Final = "url._followed"  # the page a table's link was followed to, last run
+_ARRIVED: Final = "url._arrived"  # the page this run opens by a followed link
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +125,10 @@ def _shown(raw: str) -> str:
     return repr(raw if len(raw) <= 40 else raw[:40] + "…")
 
 
-def notice(key: str, raw: str, exc: InvalidInput) -> str:
-    """The sentence for a dropped URL value (Markdown is escaped where it is shown)."""
-    return f"Ignored {key}={_shown(raw)} from the link: {exc}"
+def notice(key: str, raw: str, why: InvalidInput | str) -> str:
+    """The sentence for a dropped URL value (Markdown is escaped where it is shown):
+    the value, cut short when long, and why it was dropped."""
+    return f"Ignored {key}={_shown(raw)} from the link: {why}"
 
 
 def _written(page: str) -> dict[str, str]:
@@ -138,17 +154,28 @@ def incoming(page: str, key: str) -> str | None:
 
 
 def toast(notices: Sequence[str]) -> None:
+    """Show each notice. Toasts are Markdown; a notice quotes what the link said. Shown
+    for 10 s, not 4: it is a sentence to read, and a slow first page must not outlive it."""
     for sentence in notices:
-        st.toast(md(sentence), icon=":material/link_off:", duration="long")  # as the sidebar's
+        st.toast(md(sentence), icon=":material/link_off:", duration="long")
+
+
+def arrived(page: str) -> bool:
+    """Whether this run opens ``page`` by a link followed from a table (:func:`follow`):
+    the link is the whole view, so a key it leaves out takes its default value."""
+    return st.session_state.get(_ARRIVED) == page
 
 
 def apply(page: str, params: Sequence[Param[Any]]) -> list[str]:
     """Before the widgets are drawn: copy the values a link brought into the session
     (checked by each ``parse``); toast and return a notice for each one dropped."""
     notices: list[str] = []
+    fresh = arrived(page)
     for param in params:
         raw = incoming(page, param.key)
         if raw is None:
+            if fresh and param.key not in st.query_params:
+                st.session_state.pop(param.session_key, None)  # the widget's default
             continue
         try:
             st.session_state[param.session_key] = param.parse(raw)
@@ -399,49 +426,168 @@ def decode_cursor(raw: str, cursor_type: type[C]) -> tuple[int, C]:
 # -------------------------------------------------------------------- links
 
 
+@dataclass(frozen=True, slots=True)
+class Link:
+    """Where a row leads: a page (its ``url_path``) and the URL keys it opens with, ids
+    and fixed words only (the sidebar's filters, ``org``, a page's own keys)."""
+
+    page: str
+    query: Mapping[str, str]
+
+
 def may_open(page: str) -> bool:
     """Whether the signed-in person's menu has ``page`` (a ``url_path``)."""
-    return any(spec.url_path == page for spec in navigation.pages_for(auth.current_user()))
+    return page in _menu()
 
 
-def link(page: str, filters: state.Filters, *, organization_id: int, **extra: str) -> str:
-    """A relative URL of ``page`` (its ``url_path``) for one organization, with the
-    sidebar's dates, granularity and zone and ``extra`` keys: ids and fixed words only.
-
-    The first page of the person's menu is served at the app's root and has no path of
-    its own (``/overview`` would be "page not found" there), so it is linked as ``./``.
-    """
-    params = state.to_url(filters) | {"org": str(organization_id)} | extra
-    menu = navigation.pages_for(auth.current_user())
-    path = "./" if menu and menu[0].url_path == page else page
-    return f"{path}?{urlencode(params)}"
+def _menu() -> list[str]:
+    return [spec.url_path for spec in navigation.pages_for(auth.current_user())]
 
 
-def with_links(
-    table: pd.DataFrame,
-    organization_ids: Iterable[Any],
-    *,
-    page: str,
-    filters: state.Filters,
-    column: str = "Open",
-    position: int = 1,
-    extra: Mapping[str, str] | None = None,
-) -> pd.DataFrame:
-    """``table`` (index reset) with a ``column`` of links to ``page`` for each row's
-    organization, inserted at ``position`` (after the name), with ``extra`` URL keys:
-    see :func:`link`."""
-    shown = table.reset_index(drop=True)
-    shown.insert(
-        position,
-        column,
-        [link(page, filters, organization_id=int(i), **(extra or {})) for i in organization_ids],
-    )
-    return shown
+def target(page: str, filters: Filters, *, organization_id: int, **extra: str) -> Link:
+    """``page`` for one organization, with the sidebar's dates, granularity and zone and
+    ``extra`` keys."""
+    return Link(page, filters.to_url() | {"org": str(organization_id)} | extra)
+
+
+def href(to: Link) -> str:
+    """``to`` as a relative URL. The first page of the person's menu is served at the
+    app's root and has no path of its own (``/overview`` would be "page not found"
+    there), so it is linked as ``./``."""
+    menu = _menu()
+    path = "./" if menu and menu[0] == to.page else to.page
+    return f"{path}?{urlencode(dict(to.query))}"
+
+
+def link(page: str, filters: Filters, *, organization_id: int, **extra: str) -> str:
+    """A relative URL of ``page`` for one organization: :func:`target` as :func:`href`."""
+    return href(target(page, filters, organization_id=organization_id, **extra))
 
 
 def open_column(help: str, *, width: int = 45, label: str | None = None) -> ColumnConfig:
-    """The narrow link column every table uses: an "open" icon, never customer text
-    (a LinkColumn can only show a fixed text, an icon or a part of its URL)."""
+    """A narrow column of "open" icons, never customer text (a LinkColumn can only show
+    a fixed text, an icon or a part of its URL). It opens a new tab: Streamlit's link
+    cells always do; :func:`table` opens in the same tab."""
     return st.column_config.LinkColumn(
         label, display_text=":material/open_in_new:", width=width, help=help
     )
+
+
+# --------------------------------------------------------- names that are links
+
+_DRAWN: Final = "url._tables"  # table key -> {column: [Link | None, one per row]}
+# A name that opens something looks like a link: the theme's link blue, in light and
+# dark themes alike.
+LINK_STYLE: Final = "color: #1c83e1"
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """The links of one column of a :func:`table`: one per row (None: plain text)
+    and what a click opens, for the column's help."""
+
+    targets: Sequence[Link | None]
+    help: str
+
+
+def organizations(
+    ids: Iterable[Any], page: str, filters: Filters, help: str, **extra: str
+) -> Links:
+    """Each row's organization (``ids``, in row order) opening ``page``: :func:`target`."""
+    return Links([target(page, filters, organization_id=int(i), **extra) for i in ids], help)
+
+
+def table(
+    frame: pd.DataFrame,
+    *,
+    key: str,
+    links: Mapping[str, Links],
+    column_config: Mapping[str, Any] | None = None,
+    selection_mode: Sequence[str] = (),
+    where: Any = None,
+    **options: Any,
+) -> Any:
+    """Draw ``frame`` (index reset) as a dataframe whose ``links`` columns are links: a
+    click on a name opens its row's :class:`Link` in this tab (:func:`follow`), keeping
+    the session, with the target view's filters in the URL, so the address bar can be
+    copied from there. A column whose pages the person may not open stays plain text
+    (no dead links). The cells stay the dataframe's plain text: a name is never
+    Markdown. ``selection_mode`` adds the page's own selections (rows, for details);
+    returns the dataframe's event."""
+    shown = frame.reset_index(drop=True)
+    menu = set(_menu())
+    live = {
+        column: [t if t is not None and t.page in menu else None for t in links_.targets]
+        for column, links_ in links.items()
+        if column in shown.columns
+    }
+    live = {column: targets for column, targets in live.items() if any(targets)}
+    config = dict(column_config or {})
+    for column in live:
+        config[column] = {**config.get(column, {}), "help": links[column].help}
+    drawn = st.session_state.setdefault(_DRAWN, {})
+    if live:
+        drawn[key] = live
+    else:
+        drawn.pop(key, None)
+    modes = [*(["single-cell"] if live else []), *selection_mode]
+    # Styled, the cells' text is the Styler's: each value as itself (str), a missing
+    # one blank, never escaped into entities (it is drawn as text, not HTML).
+    styled = (
+        shown.style.format(str, na_rep="").map(lambda _: LINK_STYLE, subset=list(live))
+        if live
+        else shown
+    )
+    return (where or st).dataframe(
+        styled,
+        key=key,
+        column_config=config,
+        on_select="rerun" if modes else "ignore",
+        selection_mode=modes or "multi-row",
+        **options,
+    )
+
+
+def _clicked(value: object) -> tuple[int, str] | None:
+    """The cell a person selected in a dataframe's state, if one."""
+    selection = value.get("selection") if isinstance(value, Mapping) else None
+    cells = selection.get("cells") if isinstance(selection, Mapping) else None
+    if not isinstance(cells, Sequence) or not cells:
+        return None
+    cell = cells[-1]
+    if not isinstance(cell, Sequence) or len(cell) != 2:
+        return None
+    row, column = cell
+    if isinstance(row, bool) or not isinstance(row, int) or not isinstance(column, str):
+        return None
+    return row, column
+
+
+def follow() -> None:
+    """Before the page runs (every run): when the last run drew a :func:`table` in
+    which a person has just clicked a link cell, open that row's link in this tab
+    (``st.switch_page`` with its URL keys) and end this run. The click is cleared
+    first, so coming back to the table (or a link to the same page) does not follow it
+    again."""
+    ss = st.session_state
+    ss[_ARRIVED] = ss.pop(_FOLLOWED, None)
+    drawn = ss.get(_DRAWN)
+    ss[_DRAWN] = {}  # this run's tables say again what their cells open
+    if not isinstance(drawn, dict):
+        return
+    for key, columns in drawn.items():
+        cell = _clicked(ss.get(key))
+        if cell is None:
+            continue
+        row, column = cell
+        targets = columns.get(column) or []
+        to = targets[row] if 0 <= row < len(targets) else None
+        if to is None:
+            continue
+        ss[key] = {"selection": {"rows": [], "columns": [], "cells": []}}
+        # As a link opened in a new tab: every value in it wins over the session's
+        # (this session wrote none of them), and the keys it leaves out take their
+        # defaults on that page (arrived).
+        ss[_WRITTEN] = {}
+        ss[_FOLLOWED] = to.page
+        st.switch_page(navigation.path_of(to.page), query_params=dict(to.query))

@@ -3,8 +3,8 @@ daily-limit changes), filterable and downloadable.
 
 The scope, action, actor, the order (newest or oldest first, "Sort by") and the page
 shown are in the URL (``scope``, ``action``, ``actor``, ``sort``, ``after``:
-:mod:`dashboard.url`); the CSV follows the order. Each organization links to its
-Overview.
+:mod:`dashboard.url`); the CSV follows the order. Each organization's name opens its
+Overview in the same tab.
 
 For one organization, dates and times are in the zone the sidebar names (its "Time
 zone" filter): the organization's own, or UTC. Across all organizations they are in the
@@ -73,11 +73,16 @@ def audit_table(df: pd.DataFrame, timezone: str = "UTC") -> pd.DataFrame:
     )
 
 
-def with_links(table: pd.DataFrame, rows: pd.DataFrame, f: state.Filters) -> pd.DataFrame:
-    """The trail as shown: after each organization's name, a link to its Overview."""
-    return url.with_links(
-        table, rows["organization_id"], page="overview", filters=f, column="View", position=2
-    )
+def links(rows: pd.DataFrame, f: state.Filters) -> dict[str, url.Links]:
+    """Each organization's name opens its Overview, with the same dates."""
+    return {
+        "Organization": url.organizations(
+            rows["organization_id"],
+            "overview",
+            f,
+            "Click a name for the organization's Overview, with the same dates.",
+        )
+    }
 
 
 def csv_name(f: state.Filters, *, organization: str | None, action: str, actor: str) -> str:
@@ -150,12 +155,13 @@ def render() -> None:
                 "sidebar or clear the filters."
             )
         else:
-            event = st.dataframe(
-                with_links(table, page.rows, f),
+            event = url.table(
+                table,
+                key="audit.table",
+                links=links(page.rows, f),
+                selection_mode=["single-row"],
                 hide_index=True,
                 height="content",  # every row of the page, no scroll box
-                on_select="rerun",
-                selection_mode="single-row",
                 # Widths add up to less than the main area of a 1440 px window, so no
                 # column hides behind a sideways scroll; a selected row's reason and
                 # details are shown in full below the table.
@@ -163,8 +169,7 @@ def render() -> None:
                     "When": st.column_config.DatetimeColumn(
                         format="YYYY-MM-DD HH:mm", width=125, help=f"In {zone}."
                     ),
-                    "Organization": st.column_config.TextColumn(width=110),
-                    "View": url.open_column("The organization's Overview, with the same dates."),
+                    "Organization": st.column_config.TextColumn(width=150),
                     "Action": st.column_config.TextColumn(width=125),
                     "Actor": st.column_config.TextColumn(width=175),
                     "Reason": st.column_config.TextColumn(width=155),
@@ -181,7 +186,6 @@ def render() -> None:
                     ),
                 },
                 placeholder="",  # a limit change moves no credits: blank, not "None"
-                key="audit.table",
             )
             ui.in_full(
                 table,

@@ -1,9 +1,11 @@
 """Overview (managers): an organization's KPIs against the previous period, its timeline
 by type, its top users, and a drill-down into its most recent generations.
 
-The drilled-down user, the page of generations and the comparison with the previous
-period are in the URL (``user``, ``after``, ``compare``: :mod:`dashboard.url`); each of
-the top users links to their drill-down."""
+The drilled-down user, the page of generations, the timeline's metric and the comparison
+with the previous period are in the URL (``user``, ``after``, ``metric``, ``compare``:
+:mod:`dashboard.url`). Each of the top users' names opens their drill-down in the same
+tab; a drilled-down user leads the page (their numbers, timeline and generations), with
+the organization's view below it."""
 
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ K_METRIC: Final = "overview.metric"
 K_COMPARE: Final = "overview.compare"  # both timelines overlay the previous period
 URL_PAGE: Final = "overview"
 COMPARE: Final = (url.compare_param(K_COMPARE),)
+METRICS: Final = {"credits": "credits", "generations": "generations"}
+METRIC_PARAM: Final = url.choice_param("metric", K_METRIC, METRICS, default="credits")
 
 
 def comparison_text(kpis: PeriodKpis, timezone: str = "UTC") -> tuple[str, str, str | None]:
@@ -160,23 +164,33 @@ def _previous(
     return previous, period
 
 
-def _timeline(f: state.Filters) -> None:
-    st.subheader("Timeline by type")
-    metric = st.segmented_control(
-        "Show",
-        options=("credits", "generations"),
-        format_func=str.capitalize,
-        default="credits",
-        key=K_METRIC,
-        label_visibility="collapsed",
-    )
-    previous, period = _previous(f)
+def _compare_toggle() -> None:
     st.toggle(
         "Compare with previous period",
         key=K_COMPARE,
         help="A dashed line: the same number of days just before this period, drawn on "
         "this period's dates.",
     )
+
+
+def _timeline(f: state.Filters, *, toggle: bool = True) -> None:
+    """The organization's timeline; ``toggle``: with the comparison's switch (a drilled
+    user's timeline carries it instead, above)."""
+    st.subheader("Timeline by type")
+    url.apply(URL_PAGE, (METRIC_PARAM,))
+    if st.session_state.get(K_METRIC) not in METRICS:
+        st.session_state[K_METRIC] = "credits"  # also when the chosen one is clicked off
+    metric = st.segmented_control(
+        "Show",
+        options=tuple(METRICS),
+        format_func=str.capitalize,
+        key=K_METRIC,
+        label_visibility="collapsed",
+    )
+    url.write(URL_PAGE, (METRIC_PARAM,))
+    previous, period = _previous(f)
+    if toggle:
+        _compare_toggle()
     df = data.timeline_by_type(
         organization_id=f.organization_id,
         start=f.start,
@@ -234,25 +248,23 @@ def _users(f: state.Filters) -> None:
             "credit_share": "Share of credits",
         }
     )
-    # The user's drill-down below, by id (two users may share a name).
-    table.insert(
-        1,
-        "Drill down",
+    # The user's drill-down, by id (two users may share a name).
+    drill = url.Links(
         [
-            url.link("overview", f, organization_id=f.organization_id, user=str(int(i)))
+            url.target("overview", f, organization_id=f.organization_id, user=str(int(i)))
             for i in table.pop("user_id")
         ],
+        "Click a name for this user's numbers, timeline and most recent generations.",
     )
-    left.dataframe(
+    url.table(
         table,
+        key="overview.top_users",
+        links={"User": drill},
+        where=left,
         hide_index=True,
         height="content",
         column_config={
-            "User": st.column_config.TextColumn(width=110),
-            "Drill down": url.open_column(
-                "This user's most recent generations and timeline (the drill-down).",
-                label="Open",
-            ),
+            "User": st.column_config.TextColumn(width=150),
             "Email": st.column_config.TextColumn(width=235),
             "Generations": st.column_config.NumberColumn(format="localized", width=80),
             "Credits": st.column_config.NumberColumn(format="localized", width=65),
@@ -265,7 +277,6 @@ def _users(f: state.Filters) -> None:
                 width=65,
             ),
         },
-        key="overview.top_users",
     )
     right.plotly_chart(charts.top_users(top, top=TOP_USERS), key="overview.top_users_chart")
     shown = f"The {len(top)} users" if len(top) > 1 else "The one user"
@@ -283,18 +294,86 @@ def _scope_options(users: pd.DataFrame) -> dict[int, str]:
     return options
 
 
-def _drilldown(f: state.Filters) -> None:
-    st.subheader("Most recent generations")
-    users = data.users(organization_id=f.organization_id)
-    options = _scope_options(users)
-    params = (
+def _scope_params(options: dict[int, str]) -> tuple[url.Param[int], ...]:
+    return (
         url.id_param(
             "user", K_SCOPE, options.__contains__, "user of this organization", default=WHOLE_ORG
         ),
     )
-    url.apply(URL_PAGE, params)
+
+
+def _drilled_user(f: state.Filters) -> tuple[pd.DataFrame, int | None]:
+    """The organization's users and the drilled-down one (None: the whole
+    organization), with a ``user`` from a link applied."""
+    users = data.users(organization_id=f.organization_id)
+    options = _scope_options(users)
+    url.apply(URL_PAGE, _scope_params(options))
     if st.session_state.get(K_SCOPE) not in options:
         st.session_state[K_SCOPE] = WHOLE_ORG
+    scope = st.session_state[K_SCOPE]
+    return users, None if scope == WHOLE_ORG else int(scope)
+
+
+def _whole_organization() -> None:
+    st.session_state[K_SCOPE] = WHOLE_ORG
+
+
+def _user_timeline(f: state.Filters, user_id: int) -> pd.DataFrame:
+    return data.timeline_by_type(
+        organization_id=f.organization_id,
+        start=f.start,
+        end=f.end,
+        granularity=f.granularity,
+        utc=f.utc,
+        user_id=user_id,
+    )
+
+
+def _user(f: state.Filters, user_id: int) -> None:
+    """The drilled-down user's numbers in the period and their timeline."""
+    df = _user_timeline(f, user_id)
+    # Sums of the per-bucket rows the read aggregated (a few dozen), as the KPI tiles'.
+    generations, credits = int(df["generations"].sum()), int(df["credits"].sum())
+    organization = data.period_kpis(
+        organization_id=f.organization_id,
+        start=f.start,
+        end=f.end,
+        utc=f.utc,
+        now=clock.quarter_hour(),
+    )
+    tiles = st.columns(3)
+    tiles[0].metric("Generations", ui.number(generations), border=True)
+    tiles[1].metric("Credits consumed", ui.number(credits), border=True)
+    share = credits / organization.credits if organization.credits else None
+    tiles[2].metric(
+        "Share of the organization's credits",
+        "–" if share is None else f"{share:.1%}",
+        border=True,
+        help="The user's credits over all of the organization's in the period.",
+    )
+    st.subheader("Timeline by type")
+    previous, period = _previous(f, user_id=user_id)
+    _compare_toggle()
+    st.plotly_chart(
+        charts.timeline_by_type(
+            df,
+            metric="credits",
+            granularity=f.granularity,
+            start=f.start,
+            end=f.end,
+            today=state.today_in(f.timezone),
+            previous=previous,
+            period=period,
+        ),
+        key="overview.user_timeline",
+    )
+    if period is not None:
+        st.caption(charts.previous_caption(period, f.granularity))
+
+
+def _drilldown(f: state.Filters, options: dict[int, str]) -> None:
+    st.subheader("Most recent generations")
+    params = _scope_params(options)
     scope = st.selectbox(
         "Generations of",
         options=list(options),
@@ -312,32 +391,6 @@ def _drilldown(f: state.Filters) -> None:
         url_page=URL_PAGE,
         cursor_type=GenerationCursor,
     )
-
-    if user_id is not None:
-        df = data.timeline_by_type(
-            organization_id=f.organization_id,
-            start=f.start,
-            end=f.end,
-            granularity=f.granularity,
-            utc=f.utc,
-            user_id=user_id,
-        )
-        previous, period = _previous(f, user_id=user_id)
-        st.plotly_chart(
-            charts.timeline_by_type(
-                df,
-                metric="credits",
-                granularity=f.granularity,
-                start=f.start,
-                end=f.end,
-                today=state.today_in(f.timezone),
-                previous=previous,
-                period=period,
-            ),
-            key="overview.user_timeline",
-        )
-        if period is not None:
-            st.caption(charts.previous_caption(period, f.granularity))
 
     page = data.recent_generations(
         organization_id=f.organization_id, user_id=user_id, limit=PAGE_SIZE, before=pager.after
@@ -376,22 +429,52 @@ def _drilldown(f: state.Filters) -> None:
     )
 
 
-def render() -> None:
-    f = state.current()
-    ui.page_header(
-        f"Overview · {md(f.organization.name)}",
-        f"{md(f.organization.plan.capitalize())} plan · {f.period_label}",
-    )
+def _organization(f: state.Filters, *, toggle: bool = True) -> None:
+    """The organization's part: its key figures, timeline and top users."""
     has_data = False
     with ui.section("The key figures"):
         has_data = _kpis(f)
         if has_data:
-            _timeline(f)
+            _timeline(f, toggle=toggle)
     if has_data:
         with ui.section("Top users"):
             _users(f)
+
+
+def render() -> None:
+    f = state.current()
+    users, user_id = _drilled_user(f)
+    options = _scope_options(users)
+    if user_id is None:
+        ui.page_header(
+            f"Overview · {md(f.organization.name)}",
+            f"{md(f.organization.plan.capitalize())} plan · {f.period_label}",
+        )
+        _organization(f)
+        with ui.section("The most recent generations"):
+            _drilldown(f, options)
+        return
+    # A drilled-down user leads: their numbers, timeline and generations first, the
+    # organization's view below, and a way back to it at the top.
+    user = users[users["id"] == user_id].iloc[0]
+    ui.page_header(
+        f"Overview · {md(user['name'])}",
+        f"{md(user['email'])} · a user of {md(f.organization.name)} · {f.period_label}",
+    )
+    st.button(
+        "The whole organization",
+        icon=":material/arrow_back:",
+        on_click=_whole_organization,
+        key="overview.back",
+        help="Leave this user: the organization's key figures, timeline and top users.",
+    )
+    with ui.section("The user's numbers"):
+        _user(f, user_id)
     with ui.section("The most recent generations"):
-        _drilldown(f)
+        _drilldown(f, options)
+    st.divider()
+    st.header(f"The organization · {md(f.organization.name)}")
+    _organization(f, toggle=False)
 
 
 render()

@@ -5,9 +5,9 @@ day, who is near or over, an organization's quota history, changing a daily limi
 
 The search, plans, types, statuses, the table's order ("Sort by") and its page are in the
 URL (``q``, ``plan``, ``type``, ``status``, ``sort``, ``after``: :mod:`dashboard.url`).
-Every organization listed (over, near, the table, the heatmap's) links to this page
-scoped to it (its quota history), with ``form=limit`` for those who may change limits:
-the limit form at the top."""
+Every organization listed (over, near, the table, the heatmap's) opens this page scoped
+to it (its quota history) when its name is clicked, in the same tab, with ``form=limit``
+for those who may change limits: the limit form at the top."""
 
 from __future__ import annotations
 
@@ -57,12 +57,6 @@ K_NOTE: Final = "quotas.limit_note"
 STATUSES: Final = ("over", "at limit", "near", "ok")
 K_FORM_FIRST: Final = "quotas.form_first"  # the limit form at the top (form=limit)
 URL_PAGE: Final = "quotas"
-LINK_COLUMNS: Final = {
-    "Open": url.open_column(
-        "This page for the organization: its quota history and, if you may change "
-        "limits, the limit form at the top."
-    ),
-}
 
 
 # The orders of "every organization and type" (sorted in SQL over today's rows).
@@ -90,12 +84,20 @@ def url_params(types: list[str]) -> tuple[url.Param[Any], ...]:
 FORM_PARAM: Final = url.choice_param("form", K_FORM_FIRST, {"limit": True}, default=False)
 
 
-def with_links(table: pd.DataFrame, rows: pd.DataFrame, f: state.Filters) -> pd.DataFrame:
-    """A list of organizations as shown: after the name, a link to this page for it
-    (its quota history), with the limit form at the top for those who may change
-    limits."""
+def links(rows: pd.DataFrame, f: state.Filters) -> dict[str, url.Links]:
+    """Each organization's name opens this page for it (its quota history), with the
+    limit form at the top for those who may change limits."""
     extra = {"form": "limit"} if auth.current_user().can("change_limits") else {}
-    return url.with_links(table, rows["organization_id"], page="quotas", filters=f, extra=extra)
+    return {
+        "Organization": url.organizations(
+            rows["organization_id"],
+            "quotas",
+            f,
+            "Click a name for this page scoped to the organization: its quota history "
+            "and, if you may change limits, the limit form at the top.",
+            **extra,
+        )
+    }
 
 
 def utilization_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -146,18 +148,16 @@ def _today(f: state.Filters) -> None:
         if rows.empty:
             column.caption("None right now.")
         else:
-            column.dataframe(
-                with_links(
-                    utilization_table(rows)[
-                        ["Organization", "Type", "Used", "Daily limit", "Utilization"]
-                    ],
-                    rows,
-                    f,
-                ),
+            url.table(
+                utilization_table(rows)[
+                    ["Organization", "Type", "Used", "Daily limit", "Utilization"]
+                ],
+                key=key,
+                links=links(rows, f),
+                where=column,
                 hide_index=True,
                 height="content",
-                column_config=UTILIZATION_COLUMNS | LINK_COLUMNS,
-                key=key,
+                column_config=UTILIZATION_COLUMNS,
             )
 
     table_tab, heatmap_tab = st.tabs(["Every organization and type", "Heatmap"])
@@ -204,12 +204,13 @@ def _today(f: state.Filters) -> None:
         if page.rows.empty:
             st.info("No (organization, type) pair matches these filters. Clear a filter.")
         else:
-            st.dataframe(
-                with_links(utilization_table(page.rows), page.rows, f),
+            url.table(
+                utilization_table(page.rows),
+                key="quotas.table",
+                links=links(page.rows, f),
                 hide_index=True,
                 height="content",  # every row of the page, no scroll box
-                column_config=UTILIZATION_COLUMNS | LINK_COLUMNS,
-                key="quotas.table",
+                column_config=UTILIZATION_COLUMNS,
             )
             first = pager.first
             pager.buttons(next=page.next).caption(
@@ -230,13 +231,13 @@ def _today(f: state.Filters) -> None:
         )
         # The heatmap's rows, fullest first, as links (a chart cell cannot be one).
         fullest = heat.drop_duplicates("organization_id")
-        st.dataframe(
-            with_links(pd.DataFrame({"Organization": fullest["name"]}), fullest, f),
+        url.table(
+            pd.DataFrame({"Organization": fullest["name"]}),
+            key="quotas.heatmap_links",
+            links=links(fullest, f),
             hide_index=True,
             height="content",
-            column_config={"Organization": st.column_config.TextColumn(width="medium")}
-            | LINK_COLUMNS,
-            key="quotas.heatmap_links",
+            column_config={"Organization": st.column_config.TextColumn(width="medium")},
         )
 
 

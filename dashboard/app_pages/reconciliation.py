@@ -31,19 +31,11 @@ CHECK_LABELS: Final = {
 }
 
 
-def drift_table(drifts: tuple[Drift, ...], f: state.Filters | None = None) -> pd.DataFrame:
-    """The drifts as shown: one row each, where it first appears and by how much; with
-    the filters, each organization links to its ledger (Credits, else its Overview)."""
-    target = "credits" if url.may_open("credits") else "overview"
-    links = (
-        {"Open": [url.link(target, f, organization_id=d.organization_id) for d in drifts]}
-        if f is not None
-        else {}
-    )
+def drift_table(drifts: tuple[Drift, ...]) -> pd.DataFrame:
+    """The drifts as shown: one row each, where it first appears and by how much."""
     return pd.DataFrame(
         {
             "Organization": [d.slug for d in drifts],
-            **links,
             "Check": [CHECK_LABELS.get(d.check, d.check) for d in drifts],
             "What": [d.what for d in drifts],
             "First seen": [d.where for d in drifts],
@@ -53,6 +45,18 @@ def drift_table(drifts: tuple[Drift, ...], f: state.Filters | None = None) -> pd
             "Found": [d.found for d in drifts],
             "Drifted rows": [d.rows for d in drifts],
         }
+    )
+
+
+def ledgers(drifts: tuple[Drift, ...], f: state.Filters) -> url.Links:
+    """Each drifted organization opens its ledger (Credits), else its Overview."""
+    page = "credits" if url.may_open("credits") else "overview"
+    what = "ledger (Credits)" if page == "credits" else "Overview"
+    return url.organizations(
+        [d.organization_id for d in drifts],
+        page,
+        f,
+        f"Click an organization for its {what}, with the sidebar's dates.",
     )
 
 
@@ -111,19 +115,17 @@ def render() -> None:
                 icon=":material/error:",
             )
             # A dataframe shows the slugs and keys as plain text, never as Markdown.
-            st.dataframe(
-                drift_table(result.drifts, state.current()),
+            url.table(
+                drift_table(result.drifts),
+                key="reconciliation.table",
+                links={"Organization": ledgers(result.drifts, state.current())},
                 hide_index=True,
                 height="content",
                 column_config={
-                    "Open": url.open_column(
-                        "The organization's ledger (Credits), with the sidebar's dates."
-                    ),
                     "First day": st.column_config.DateColumn(format="YYYY-MM-DD"),
                     "Expected": st.column_config.NumberColumn(format="localized"),
                     "Found": st.column_config.NumberColumn(format="localized"),
                 },
-                key="reconciliation.table",
             )
     with st.expander("What is checked"):
         st.markdown(

@@ -12,7 +12,8 @@ for the organizations of the chosen plans, optionally over the previous period t
 The plans, the search, the order ("Sort by"), the page shown and the comparison are in
 the URL (``plan``, ``q``, ``sort``, ``after``, ``compare``: :mod:`dashboard.url`); the CSV
 follows the order. Each organization links to its Overview and, for those who may adjust
-credits, to its Credits page (which leads with the adjustment form)."""
+credits, to its Credits page (which leads with the adjustment form): the name and
+"Adjust" open them in the same tab (:func:`dashboard.url.table`)."""
 
 from __future__ import annotations
 
@@ -73,17 +74,28 @@ def ranking_table(rows: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns=COLUMNS).reset_index(drop=True)
 
 
-def with_links(table: pd.DataFrame, rows: pd.DataFrame, f: state.Filters) -> pd.DataFrame:
-    """The ranking as shown: after the name, a link to the organization's Overview and,
-    for those who may adjust credits, one to its adjustment form (ids and the sidebar's
-    filters only, never its name)."""
-    ids = [int(i) for i in rows["organization_id"]]
-    links = {"View": [url.link("overview", f, organization_id=i) for i in ids]}
+def links(rows: pd.DataFrame, f: state.Filters) -> dict[str, url.Links]:
+    """The ranking's links: each name opens the organization's Overview and, for those
+    who may adjust credits, "Adjust" its Credits page (the adjustment form leads it)."""
+    ids = rows["organization_id"]
+    shown = {
+        "Organization": url.organizations(
+            ids, "overview", f, "Click a name for the organization's Overview, same dates."
+        )
+    }
     if auth.current_user().can("adjust_credits") and url.may_open("credits"):
-        links["Adjust"] = [url.link("credits", f, organization_id=i) for i in ids]
+        shown["Adjust"] = url.organizations(
+            ids, "credits", f, "The organization's Credits page: the adjustment form is at the top."
+        )
+    return shown
+
+
+def with_adjust(table: pd.DataFrame, links: dict[str, url.Links]) -> pd.DataFrame:
+    """The ranking as shown: an "Adjust" word after the name when it opens something."""
+    if "Adjust" not in links:
+        return table
     shown = table.copy()
-    for offset, (column, values) in enumerate(links.items()):
-        shown.insert(2 + offset, column, values)
+    shown.insert(2, "Adjust", "Adjust")
     return shown
 
 
@@ -256,21 +268,17 @@ def render() -> None:
                     "the sidebar."
                 )
             full = charts.share_scale(table["Share %"])  # where a share bar is full
-            st.dataframe(
-                with_links(table, page.rows, f),
+            ranking_links = links(page.rows, f)
+            url.table(
+                with_adjust(table, ranking_links),
+                key="usage.table",
+                links=ranking_links,
                 hide_index=True,
                 height="content",  # every row of the page, no scroll box
                 column_config={
                     "Rank": st.column_config.NumberColumn(format="%d", width=50),
-                    "Organization": st.column_config.TextColumn(width=130),
-                    "View": url.open_column(
-                        "The organization's Overview, with the same dates.", width=40
-                    ),
-                    "Adjust": st.column_config.LinkColumn(
-                        display_text="Adjust",
-                        width=60,
-                        help="The organization's Credits page: the adjustment form is at the top.",
-                    ),
+                    "Organization": st.column_config.TextColumn(width=150),
+                    "Adjust": st.column_config.TextColumn(width=60),
                     "Plan": st.column_config.TextColumn(width=80),
                     "Generations": st.column_config.NumberColumn(format="localized", width=90),
                     "Credits consumed": st.column_config.NumberColumn(
@@ -298,7 +306,6 @@ def render() -> None:
                         f"The bar is full at {full:g} %, so small shares show.",
                     ),
                 },
-                key="usage.table",
             )
         if not table.empty:
             first = pager.first

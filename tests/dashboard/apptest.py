@@ -157,3 +157,21 @@ def capture_downloads(monkeypatch: Any) -> dict[str, bytes]:
 
     monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
     return offered
+
+
+def click(at: AppTest, table: str, row: int, column: str) -> AppTest:
+    """A person clicking the cell (``row``, ``column``) of the table keyed ``table``, as
+    the browser reports it (a single-cell selection), and the run it starts."""
+    at.session_state[table] = {"selection": {"rows": [], "columns": [], "cells": [[row, column]]}}
+    return at.run()
+
+
+def links_of(at: AppTest, table: str, column: str) -> list[Any]:
+    """What each cell of ``column`` of the table keyed ``table`` opens when clicked
+    (``dashboard.url.Link``, or None for plain text), as the last run drew it."""
+    return list(at.session_state["url._tables"][table][column])
+
+
+def has_links(at: AppTest, table: str) -> bool:
+    """Whether the last run drew the table keyed ``table`` with links in it."""
+    return table in at.session_state["url._tables"]

@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from streamlit.testing.v1 import AppTest
 
 import queries.credits
-from dashboard import data
+from dashboard import data, navigation
 from queries.db import NOT_CONFIGURED
 from queries.embedded_server import owns_url
 from queries.errors import DatabaseUnavailable
@@ -257,3 +257,19 @@ def test_a_current_schema_is_read_once(today_url: str, use_database: Callable[[s
     with schema_reads() as again:
         at.switch_page(page_file("credits")).run()
     assert not at.exception and again == []
+
+
+def test_the_tab_title_names_the_page_and_the_organization_as_plain_text() -> None:
+    credits, usage = (
+        next(s for s in navigation.PAGES if s.title == t) for t in ("Credits", "Usage review")
+    )
+    assert navigation.tab_title(credits, "Acme Games") == "Credits · Acme Games — Usage dashboard"
+    # Customer text stays as it is (a browser shows a title as text), on one line.
+    hostile = "**Bold** <b>x</b> [a](http://e.com)\nnext"
+    assert navigation.tab_title(credits, hostile) == (
+        "Credits · **Bold** <b>x</b> [a](http://e.com) next — Usage dashboard"
+    )
+    long = navigation.tab_title(credits, "A" * 300)
+    assert len(long) < 100 and "A…" in long
+    # A page across organizations names no organization.
+    assert navigation.tab_title(usage, "Acme Games") == "Usage review — Usage dashboard"

@@ -844,28 +844,59 @@ def test_clicking_an_organization_in_the_usage_ranking_opens_its_overview(
     table.scroll_into_view_if_needed()
     box = table.bounding_box()
     assert box is not None
-    # The grid is drawn on a canvas: click the link icon of the first row, in the
-    # "View" column after Rank (50 px) and Organization (130 px); the columns share
-    # what is left of the table's width evenly.
-    widths = (50, 130, 40, 60, 80, 90, 125, 110, 115, 80, 90)
+    # The grid is drawn on a canvas: click the first row's name, in the Organization
+    # column after Rank (50 px); the columns share what is left of the table's width
+    # evenly.
+    widths = (50, 150, 60, 80, 90, 125, 110, 115, 80, 90)
     extra = max(0.0, (box["width"] - sum(widths)) / len(widths))
-    x = box["x"] + widths[0] + widths[1] + 2 * extra + (widths[2] + extra) / 2
+    x = box["x"] + widths[0] + extra + (widths[1] + extra) / 2
     y = box["y"] + 35 + 35 / 2  # below the header, the first row's middle
-    page.mouse.move(x, y)  # the grid arms a link on hover
-    page.wait_for_timeout(500)
-    with page.context.expect_page() as opened:
-        page.mouse.click(x, y)
-    overview = opened.value
-    query = dict(parse_qsl(urlsplit(overview.url).query))
-    assert urlsplit(overview.url).path in ("", "/"), overview.url  # the Overview: the root
+    opened: list[Page] = []
+    page.context.on("page", lambda new: opened.append(new))
+    page.mouse.click(x, y)
+    # In this tab (tests/dashboard/test_browser_paths.py checks the same document).
+    page.wait_for_url(lambda url: urlsplit(url).path in ("", "/"))
+    query = dict(parse_qsl(urlsplit(page.url).query))
+    assert urlsplit(page.url).path in ("", "/"), page.url  # the Overview: the root
     assert query["range"] == "7d" and query["grain"] == "week" and query["org"].isdigit()
     with db.connect() as conn:
         name = conn.execute(
             text("SELECT name FROM organizations WHERE id = :id"), {"id": int(query["org"])}
         ).scalar_one()
-    settle(overview, f"Overview · {name}")
-    assert not problems(overview), problems(overview)
-    overview.close()
+    settle(page, f"Overview · {name}")
+    assert opened == [] and page.context.pages == [page]
+    assert not problems(page), problems(page)
+
+
+def test_clicking_an_organization_in_the_quotas_table_opens_its_quotas_in_the_same_tab(
+    page: Page, app: RunningApp, db: Engine
+) -> None:
+    page.goto(f"{app.url}/quotas?range=7d")
+    settle(page, "Quotas")
+    table = page.locator('.st-key-quotas-table [data-testid="stDataFrame"]')
+    table.evaluate("el => el.scrollIntoView({block: 'start'})")  # taller than the window
+    box = table.bounding_box()
+    assert box is not None, "no table of every organization and type (no use today?)"
+    opened: list[Page] = []
+    page.context.on("page", lambda new: opened.append(new))
+    page.evaluate("window.__sameTab = true")
+    # The first row's name, in the first column (drawn on a canvas).
+    page.mouse.click(box["x"] + 40, box["y"] + 35 + 35 / 2)
+    page.wait_for_function("() => location.search.includes('form=limit')")
+    query = dict(parse_qsl(urlsplit(page.url).query))
+    with db.connect() as conn:
+        name = conn.execute(
+            text("SELECT name FROM organizations WHERE id = :id"), {"id": int(query["org"])}
+        ).scalar_one()
+    settle(page, "Quotas")
+    # An admin may change limits: the limit form for that organization leads the page.
+    form = page.locator('[data-testid="stMain"] h3').first.inner_text()
+    assert form.startswith("Change a daily limit") and name in form, form
+    assert page.title() == f"Quotas · {name} — Usage dashboard"
+    assert query["range"] == "7d" and urlsplit(page.url).path.strip("/") == "quotas"
+    assert opened == [] and page.context.pages == [page]
+    assert page.evaluate("window.__sameTab === true"), "the page was loaded again"
+    assert not problems(page), problems(page)
 
 
 def test_selecting_an_audit_row_shows_its_reason_and_details_in_full(

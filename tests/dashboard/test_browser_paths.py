@@ -34,6 +34,7 @@ from tests.dashboard.test_browser import (
     RunningApp,
     _fresh_server,
     browser,  # noqa: F401 (a fixture used by the tests here)
+    problems,
     settle,
 )
 from tooling import embedded, schema
@@ -274,6 +275,118 @@ def test_the_kpis_say_in_full_what_they_compare(page: Page, servers: Servers, db
     settle(page, f"Overview · {name}")
     said = _in_full(page, "is not over: both periods are counted up to")
     assert "so the change compares equal spans" in said, said
+
+
+# ------------------------------------------- names open their view, same tab
+
+PERIOD: Final = "range=custom&from=2026-10-22&to=2026-11-20&grain=week&tz=utc"
+ROW_HEIGHT: Final = 35  # a dataframe's header and rows, in pixels
+
+
+def _click_cell(page: Page, key: str, row: int, x: int) -> None:
+    """Click the cell of ``row`` (0 = the first under the header) at ``x`` pixels from
+    the left of the dataframe keyed ``key`` (its cells are drawn on a canvas)."""
+    grid = page.locator(f'.st-key-{key.replace(".", "-")} [data-testid="stDataFrame"]')
+    grid.evaluate("el => el.scrollIntoView({block: 'start'})")  # its first rows in view
+    box = grid.bounding_box()
+    assert box is not None, f"no table {key}"
+    page.mouse.click(box["x"] + x, box["y"] + ROW_HEIGHT * (row + 1) + ROW_HEIGHT / 2)
+
+
+def _opens_here(
+    page: Page, click: Callable[[], None], title: str, arrived: Callable[[str], bool]
+) -> None:
+    """``click`` leads to the page titled ``title`` whose URL is ``arrived``, in this
+    tab: no new tab or popup, the same document (the session kept: no reload)."""
+    opened: list[Page] = []
+    page.context.on("page", lambda new: opened.append(new))
+    page.evaluate("window.__sameTab = true")
+    click()
+    page.wait_for_url(arrived)
+    settle(page, title)
+    assert opened == [], "a new tab or popup was opened"
+    assert page.context.pages == [page]
+    assert page.evaluate("window.__sameTab === true"), "the page was loaded again"
+
+
+def _name_of(db: Engine, org: str) -> str:
+    with db.connect() as conn:
+        return str(
+            conn.execute(
+                text("SELECT name FROM organizations WHERE id = :o"), {"o": int(org)}
+            ).scalar_one()
+        )
+
+
+@pytest.mark.parametrize(
+    ("path", "table", "x"),
+    [("usage", "usage.table", 90), ("audit", "audit.table", 185)],
+    ids=["usage-review-ranking", "audit-trail"],
+)
+def test_an_organizations_name_opens_its_overview_in_the_same_tab(
+    page: Page, servers: Servers, db: Engine, path: str, table: str, x: int
+) -> None:
+    app = servers("admin")
+    org, _ = _org(db, 4)
+    page.goto(f"{app.url}/{path}?org={org}&{PERIOD}&scope=all")
+    settle(page, "Usage review" if path == "usage" else "Audit trail")
+    _opens_here(
+        page,
+        lambda: _click_cell(page, table, 0, x),
+        "Overview · ",
+        lambda url: urlsplit(url).path.strip("/") == "",
+    )
+    query = _query(page)
+    name = _name_of(db, query["org"])
+    heading = page.locator('[data-testid="stMain"] h1').first.inner_text().strip()
+    assert heading == f"Overview · {name}"
+    assert page.title() == f"Overview · {name} — Usage dashboard"
+    # The view's filters are in the URL it landed on: the address bar can be shared.
+    assert (query["range"], query["from"], query["to"]) == ("custom", "2026-10-22", "2026-11-20")
+    assert (query["grain"], query["tz"]) == ("week", "utc")
+    assert urlsplit(page.url).path.strip("/") == ""  # the Overview, at the app's root
+    assert not problems(page), problems(page)
+    # The browser's Back button returns to the table.
+    page.go_back()
+    settle(page, "Usage review" if path == "usage" else "Audit trail")
+    assert urlsplit(page.url).path.strip("/") == path
+
+
+def test_a_users_name_opens_their_drill_down_in_the_same_tab(
+    page: Page, servers: Servers, db: Engine
+) -> None:
+    app = servers("admin")
+    org, org_name = _org(db, 0)
+    page.goto(f"{app.url}/?org={org}&{PERIOD}")
+    settle(page, f"Overview · {org_name}")
+    assert page.title() == f"Overview · {org_name} — Usage dashboard"
+    _opens_here(
+        page,
+        lambda: _click_cell(page, "overview.top_users", 0, 60),
+        "Overview · ",
+        lambda url: "user" in dict(parse_qsl(urlsplit(url).query)),
+    )
+    query = _query(page)
+    with db.connect() as conn:
+        user = conn.execute(
+            text("SELECT name FROM users WHERE id = :u AND organization_id = :o"),
+            {"u": int(query["user"]), "o": org},
+        ).scalar_one()
+    main = page.locator('[data-testid="stMain"]')
+    # The user leads the page: their name in the title, their numbers at the top.
+    assert main.locator("h1").first.inner_text().strip() == f"Overview · {user}"
+    first_tile = main.locator('[data-testid="stMetricLabel"]').first.inner_text()
+    assert first_tile.strip() == "Generations"
+    assert query["org"] == str(org) and query["from"] == "2026-10-22"
+    assert page.title() == f"Overview · {org_name} — Usage dashboard"
+    # And back to the organization, in the same tab.
+    _opens_here(
+        page,
+        lambda: main.get_by_role("button", name="The whole organization").click(),
+        f"Overview · {org_name}",
+        lambda url: "user" not in dict(parse_qsl(urlsplit(url).query)),
+    )
+    assert "user" not in _query(page)
 
 
 # ------------------------------------------ 5. a page the role may not open

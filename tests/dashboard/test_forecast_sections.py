@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 
 from dashboard import forecasts
 from queries import forecast
-from tests.dashboard.apptest import make_app, open_page, table_with
+from tests.dashboard.apptest import links_of, make_app, open_page, table_with
 from tests.factories import add_generations, make_org, make_user
 
 # Clocks 5 hours apart at most (Honolulu and Kiritimati show the same hour): at any
@@ -79,16 +79,21 @@ def test_quotas_leads_with_who_will_hit_a_limit_today_at_their_local_time(
     assert sorted(zip(table["Organization"], table["Type"], strict=True)) == sorted(
         zip(expected["name"], expected["type"], strict=True)
     )
-    # Each row opens the organization's quotas (with the limit form for support), its
+    # Each name opens the organization's quotas (with the limit form for support), its
     # id in the link, never its name.
+    opens = links_of(at, "forecasts.limit_today", "Organization")
     assert all(
-        link.startswith("quotas?") and f"org={trouble['org']}" in link and "form=limit" in link
-        for link in ours["Open"]
+        opens[i].page == "quotas"
+        and opens[i].query["org"] == str(trouble["org"])
+        and opens[i].query["form"] == "limit"
+        and trouble["name"] not in opens[i].query.values()
+        for i in ours.index
     )
     spikes = table_with(at, "Factor")
     assert trouble["name"] in set(spikes["Organization"])
     spiked = spikes[spikes["Organization"] == trouble["name"]]
-    assert [f"org={trouble['org']}" in link for link in spiked["Open"]] == [True]
+    opens = links_of(at, "forecasts.spikes", "Organization")
+    assert [opens[i].query["org"] for i in spiked.index] == [str(trouble["org"])]
 
 
 @pytest.mark.parametrize("page", ["usage", "credits"])
@@ -100,8 +105,10 @@ def test_low_runway_is_on_usage_review_and_credits_with_a_days_input(
     table = table_with(at, "Runs out on")
     assert trouble["name"] in set(table["Organization"])
     ours = table[table["Organization"] == trouble["name"]]
-    assert [link.startswith("credits?") for link in ours["Open"]] == [True]
-    assert f"org={trouble['org']}" in ours["Open"].iloc[0]
+    opens = links_of(at, f"{page}.low_runway", "Organization")
+    assert [(opens[i].page, opens[i].query["org"]) for i in ours.index] == [
+        ("credits", str(trouble["org"]))
+    ]
     at.number_input(key=f"{page}.runway_days").set_value(365).run()
     assert not at.exception
     wider = table_with(at, "Runs out on")

@@ -20,6 +20,9 @@ from tests.dashboard import test_quotas_page as quotas_tests
 from tests.dashboard.apptest import (
     DEMO_RANGE,
     capture_downloads,
+    click,
+    has_links,
+    links_of,
     make_app,
     open_page,
     page_file,
@@ -115,30 +118,66 @@ def test_a_usage_link_reproduces_the_filtered_ranking_and_its_csv(
     csv = pd.read_csv(
         io.BytesIO(downloads[f"usage_2026-10-22_2026-11-20_plan-{plan}_search-a.csv"])
     )
-    same_rows(csv, shown.drop(columns=["View", "Adjust"]))
+    same_rows(csv, shown.drop(columns=["Adjust"]))
 
 
-def test_usage_rows_link_to_the_organization_with_the_current_filters(demo: None) -> None:
+def test_a_name_in_the_ranking_opens_its_overview_with_the_current_filters(
+    demo: None,
+) -> None:
     at = open_page(make_app(role="finance", query={**DEMO_RANGE, "grain": "week"}), "usage")
-    table = table_with(at, "View")
-    first = table.iloc[0]
-    path, query = query_of(first["View"])
-    assert path == "./"  # the Overview is the first page: the app's root
+    table = table_with(at, "Credits consumed")
+    name = str(table["Organization"].iloc[1])
+    overview = links_of(at, "usage.table", "Organization")[1]
+    adjust = links_of(at, "usage.table", "Adjust")[1]
+    assert overview.page == "overview" and adjust.page == "credits"
+    assert adjust.query == overview.query  # the same organization and filters
+    assert name not in overview.query.values()  # ids, never names
+
+    click(at, "usage.table", 1, "Organization")
+    assert not at.exception
+    assert at.title[0].value == f"Overview · {name}"
+    query = copied(at)
     assert query["range"] == "custom" and query["from"] == "2026-10-22"
     assert query["to"] == "2026-11-20" and query["grain"] == "week"
-    assert query["org"].isdigit()
-    assert first["Organization"] not in first["View"]  # ids, never names
-    path, adjust = query_of(first["Adjust"])
-    assert path == "credits" and adjust == query  # the same organization and filters
-    # Opened, the link shows that organization's Overview.
+    assert query["org"] == overview.query["org"]
+    # The URL it landed on is the view: a new session opening it shows the same.
     opened = make_app(role="finance", query=query).run()
-    assert not opened.exception
-    assert first["Organization"] in opened.title[0].value
+    assert opened.title[0].value == f"Overview · {name}"
+
+
+def test_a_name_clicked_opens_the_view_the_link_says_not_the_sessions_last(
+    demo: None,
+) -> None:
+    at = open_page(make_app(role="finance", query=DEMO_RANGE), "usage")
+    first = links_of(at, "usage.table", "Organization")[0].query["org"]
+    name = str(table_with(at, "Credits consumed")["Organization"].iloc[0])
+    # That organization's Overview, on the third page of its generations.
+    at = make_app(role="finance", query={**DEMO_RANGE, "org": first}).run()
+    at.button(key="overview.next").click().run()
+    at.button(key="overview.next").click().run()
+    assert "after" in at.query_params
+    # Then, from the ranking, its name: the Overview as the link says, the newest first.
+    at.switch_page("app_pages/usage.py").run()
+    click(at, "usage.table", 0, "Organization")
+    assert not at.exception
+    assert at.title[0].value == f"Overview · {name}"
+    assert "after" not in at.query_params
+    assert any(c.startswith("Generations 1–25") for c in texts(at, "caption"))
+
+
+def test_adjust_in_the_ranking_opens_the_organizations_credits(demo: None) -> None:
+    at = open_page(make_app(role="finance", query=DEMO_RANGE), "usage")
+    name = str(table_with(at, "Credits consumed")["Organization"].iloc[0])
+    click(at, "usage.table", 0, "Adjust")
+    assert not at.exception
+    assert name in at.title[0].value.replace("\\", "") and "Credits" in at.title[0].value
+    assert at.query_params["from"] == "2026-10-22"
 
 
 def test_managers_get_no_adjust_link(demo: None) -> None:
     at = open_page(make_app(role="manager", query=DEMO_RANGE), "usage")
-    assert "Adjust" not in table_with(at, "View").columns
+    assert "Adjust" not in table_with(at, "Credits consumed").columns
+    assert list(at.session_state["url._tables"]["usage.table"]) == ["Organization"]
 
 
 @pytest.mark.parametrize(
@@ -169,8 +208,8 @@ def test_bad_usage_link_values_are_dropped_with_a_notice(
 
 def test_an_overview_link_reproduces_the_drilled_down_user_and_page(demo: None) -> None:
     at = make_app(query=DEMO_RANGE).run()
-    users = table_with(at, "Drill down")
-    _, query = query_of(users["Drill down"].iloc[1])
+    users = table_with(at, "Email")
+    query = links_of(at, "overview.top_users", "User")[1].query
     assert query["grain"] == "day" and query["range"] == "custom"
     user = int(query["user"])
     at.selectbox(key="overview.scope").set_value(user).run()
@@ -193,14 +232,18 @@ def test_an_overview_link_reproduces_the_drilled_down_user_and_page(demo: None) 
     assert any(c.startswith("Generations 1–25") for c in texts(again, "caption"))
 
 
-def test_the_top_users_link_opens_that_users_drill_down(demo: None) -> None:
+def test_a_top_users_name_opens_that_users_drill_down(demo: None) -> None:
     at = make_app(query=DEMO_RANGE).run()
-    users = table_with(at, "Drill down")
-    _, query = query_of(users["Drill down"].iloc[0])
-    opened = make_app(query=query).run()
+    users = table_with(at, "Email")
+    click(at, "overview.top_users", 0, "User")
+    assert not at.exception
+    user = int(at.query_params["user"])
+    assert at.selectbox(key="overview.scope").value == user
+    assert set(table_with(at, "Id")["User"]) == {users["User"].iloc[0]}
+    assert at.query_params["from"] == DEMO_RANGE["from"]
+    opened = make_app(query=copied(at)).run()  # the URL it landed on, in a new session
     assert not opened.exception
-    assert opened.selectbox(key="overview.scope").value == int(query["user"])
-    assert set(table_with(opened, "Id")["User"]) == {users["User"].iloc[0]}
+    assert opened.selectbox(key="overview.scope").value == user
 
 
 @pytest.mark.parametrize(
@@ -249,7 +292,7 @@ def test_an_audit_link_reproduces_the_filtered_page_and_the_csv_holds_it(
 def test_audit_scope_and_action_travel_and_rows_link_to_the_organization(demo: None) -> None:
     at = open_page(make_app(role="manager", query=DEMO_RANGE), "audit")
     at.selectbox(key="audit.action").set_value("set_daily_limit").run()
-    _, first = query_of(table_with(at, "View")["View"].iloc[0])
+    first = links_of(at, "audit.table", "Organization")[0].query
     at.selectbox(key="filters.org").set_value(int(first["org"]))
     at.radio(key="audit.scope").set_value("one").run()
     assert (at.query_params["action"], at.query_params["scope"]) == ("set_daily_limit", "org")
@@ -259,10 +302,14 @@ def test_audit_scope_and_action_travel_and_rows_link_to_the_organization(demo: N
     assert again.radio(key="audit.scope").value == "one"
     same_rows(table_with(again, "Actor"), shown)
     at.radio(key="audit.scope").set_value("all").run()
-    rows = table_with(at, "View")
-    for name, link in zip(rows["Organization"], rows["View"], strict=True):
-        path, query = query_of(link)
-        assert path == "./" and query["from"] == "2026-10-22" and name not in link
+    rows = table_with(at, "Actor")
+    opens = links_of(at, "audit.table", "Organization")
+    for name, link in zip(rows["Organization"], opens, strict=True):
+        assert link.page == "overview" and link.query["from"] == "2026-10-22"
+        assert name not in link.query.values()
+    name = str(rows["Organization"].iloc[0])
+    click(at, "audit.table", 0, "Organization")
+    assert not at.exception and at.title[0].value == f"Overview · {name}"
 
 
 @pytest.mark.parametrize(
@@ -405,25 +452,23 @@ def test_quota_rows_link_to_the_organization_with_the_limit_form_at_the_top(
     at = open_page(make_app(role="support"), "quotas")
     table = table_with(at, "Their today")
     row = table.iloc[0]
-    path, query = query_of(row["Open"])
-    assert path == "quotas" and query["org"].isdigit() and query["form"] == "limit"
-    assert query["range"] == "30d" and row["Organization"] not in row["Open"]
-    frames = [d.value for d in at.dataframe]
+    link = links_of(at, "quotas.table", "Organization")[0]
+    query = dict(link.query)
+    assert link.page == "quotas" and query["org"].isdigit() and query["form"] == "limit"
+    assert query["range"] == "30d" and row["Organization"] not in query.values()
     # Over and near the limit (the alert lists), and the heatmap's organizations.
-    alerts = [f for f in frames if "Utilization" in f and "Their today" not in f]
-    assert alerts and all("Open" in f.columns for f in alerts)
-    heatmap = [f for f in frames if list(f.columns) == ["Organization", "Open"]]
-    assert len(heatmap) == 1 and len(heatmap[0]) > 0
+    assert has_links(at, "quotas.heatmap_links")
+    assert any(has_links(at, key) for key in ("quotas.over", "quotas.near"))
 
-    opened = open_link(query, "quotas", role="support")
-    assert not opened.exception
-    headers = [h.value for h in opened.subheader]
+    click(at, "quotas.table", 0, "Organization")
+    assert not at.exception
+    headers = [h.value for h in at.subheader]
     assert headers[0].startswith("Change a daily limit"), headers
     assert row["Organization"] in headers[0].replace("\\", "")
-    assert opened.query_params["form"] == "limit"
+    assert at.query_params["form"] == "limit" and at.query_params["org"] == query["org"]
     # Managers read quotas but change no limit: their links open the page as it is.
     manager = open_page(make_app(role="manager"), "quotas")
-    _, plain_query = query_of(table_with(manager, "Their today")["Open"].iloc[0])
+    plain_query = dict(links_of(manager, "quotas.table", "Organization")[0].query)
     assert "form" not in plain_query
     opened = open_link({**plain_query, "form": "limit"}, "quotas", role="manager")
     assert not opened.exception
@@ -517,8 +562,10 @@ def test_a_drifted_organization_links_to_its_ledger(
         )
     at = open_page(make_app(role="finance"), "reconciliation")
     assert not at.exception
-    path, query = query_of(table_with(at, "Drifted rows")["Open"].iloc[0])
-    assert path == "credits" and query["org"] == str(org)
+    link = links_of(at, "reconciliation.table", "Organization")[0]
+    assert link.page == "credits" and link.query["org"] == str(org)
+    click(at, "reconciliation.table", 0, "Organization")
+    assert not at.exception and "Credits" in at.title[0].value
 
 
 # ------------------------------------------------------------- crafted page tokens

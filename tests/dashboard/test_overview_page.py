@@ -218,9 +218,9 @@ def test_compare_previous_overlays_both_timelines_with_the_previous_period(
     assert any(
         "5 weeks earlier so that its weeks also start on Monday" in c for c in texts(at, "caption")
     )
-    # The user's drill-down timeline is compared too.
+    # The user's drill-down timeline is compared too (a drilled-down user leads).
     at.selectbox(key="overview.scope").select_index(1).run()
-    user_timeline = figures(at)[-1]
+    user_timeline = figures(at)[0]
     assert user_timeline["data"][-1]["name"] == line["name"]
     assert at.query_params["compare"] == "previous"
 
@@ -241,3 +241,56 @@ def test_the_compare_toggle_writes_the_url_and_off_leaves_it_out(orgs: list[int]
     assert [t for t in plain_texts(bad, "toast") if "compare='1'" in t] != []
     assert len([t for t in plain_texts(bad, "toast") if "compare=" in t]) == 1
     assert "compare" not in bad.query_params
+
+
+def test_the_timelines_metric_is_in_the_url_and_a_link_brings_it_back(orgs: list[int]) -> None:
+    at = overview(orgs[0])
+    assert "metric" not in at.query_params  # credits, the default, is left out
+    at.button_group[0].set_value("generations").run()
+    assert not at.exception
+    assert at.query_params["metric"] == "generations"
+    timeline = figures(at)[0]
+    assert "Generations" in str(timeline["layout"])
+    again = overview(orgs[0], metric="generations")
+    assert again.button_group[0].value == "generations" and not again.toast
+    assert figures(again)[0]["layout"] == timeline["layout"]
+    at.button_group[0].set_value("credits").run()
+    assert "metric" not in at.query_params
+
+
+@pytest.mark.parametrize("value", ["Generations", "both", "credits,generations"])
+def test_a_bad_metric_in_the_link_is_dropped_with_a_notice(orgs: list[int], value: str) -> None:
+    at = overview(orgs[0], metric=value)
+    assert not at.exception and not at.error
+    assert any(f"metric={value!r}" in t for t in plain_texts(at, "toast"))
+    assert at.button_group[0].value == "credits" and "metric" not in at.query_params
+
+
+def test_a_drilled_down_user_leads_the_page_and_the_organization_follows(
+    orgs: list[int], demo_engine: Engine
+) -> None:
+    with demo_engine.connect() as conn:
+        top = top_users(
+            conn,
+            organization_id=orgs[0],
+            start=dt.date(2026, 10, 22),
+            end=dt.date(2026, 11, 20),
+            limit=1,
+        ).iloc[0]
+    at = overview(orgs[0], user=str(int(top["user_id"])))
+    assert not at.exception and not at.error
+    # The title names the user; their numbers come first, then their generations; the
+    # organization's figures follow under a header of their own.
+    assert at.title[0].value == f"Overview · {top['name']}"
+    labels = [m.label for m in at.metric]
+    assert labels[:3] == ["Generations", "Credits consumed", "Share of the organization's credits"]
+    assert labels[3:] == ["Generations", "Credits consumed", "Active users", "Credit balance"]
+    assert at.metric[0].value == f"{int(top['generations']):,}"
+    assert at.metric[1].value == f"{int(top['credits']):,}"
+    assert set(table_with(at, "Id")["User"]) == {top["name"]}
+    assert at.header[0].value.startswith("The organization · ")
+    # Back to the whole organization: its view leads again, and the link says so.
+    at.button(key="overview.back").click().run()
+    assert not at.exception and "user" not in at.query_params
+    assert [m.label for m in at.metric][:3] == ["Generations", "Credits consumed", "Active users"]
+    assert at.selectbox(key="overview.scope").value == 0
