@@ -82,7 +82,6 @@ from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
-from streamlit.elements.lib.column_types import ColumnConfig
 
 from dashboard import auth, navigation
 from dashboard.text import md
@@ -462,15 +461,6 @@ def href(to: Link) -> str:
 def link(page: str, filters: Filters, *, organization_id: int, **extra: str) -> str:
     """A relative URL of ``page`` for one organization: :func:`target` as :func:`href`."""
     return href(target(page, filters, organization_id=organization_id, **extra))
-
-
-def open_column(help: str, *, width: int = 45, label: str | None = None) -> ColumnConfig:
-    """A narrow column of "open" icons, never customer text (a LinkColumn can only show
-    a fixed text, an icon or a part of its URL). It opens a new tab: Streamlit's link
-    cells always do; :func:`table` opens in the same tab."""
-    return st.column_config.LinkColumn(
-        label, display_text=":material/open_in_new:", width=width, help=help
-    )
 
 
 # --------------------------------------------------------- names that are links

@@ -515,15 +515,18 @@ def test_the_approvals_queue_links_each_request_to_its_organizations_decision(
         idempotency_key="links-approval",
     )
     at = open_page(make_app(role="finance", query={"org": str(first)}), "credits")
-    queue = table_with(at, "Requested by")
-    row = queue[queue["Request"] == request.id].iloc[0]
-    path, query = query_of(row["Decide"])
-    assert path == "credits" and query["org"] == str(second)
-    assert row["Organization"] not in row["Decide"]
+    queue = table_with(at, "Requested by").reset_index(drop=True)
+    row = int(queue.index[queue["Request"].astype(int) == request.id][0])
+    link = links_of(at, "credits.approvals_table", "Organization")[row]
+    assert link.page == "credits" and link.query["org"] == str(second)
+    assert queue["Organization"][row] not in link.query.values()  # ids, never names
 
-    opened = open_link(query, "credits", role="finance")
-    assert not opened.exception
-    options = opened.selectbox(key="credits.decide_request").options
+    # A click on the organization's name opens its Credits page in this tab, where its
+    # requests are decided.
+    click(at, "credits.approvals_table", row, "Organization")
+    assert not at.exception
+    assert copied(at)["org"] == str(second)
+    options = at.selectbox(key="credits.decide_request").options
     assert any(option.startswith(f"#{request.id} ·") for option in options), options
 
 

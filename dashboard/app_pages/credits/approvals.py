@@ -73,22 +73,13 @@ def _expires_in(at: dt.datetime) -> str:
     return f"in {days} d {hours} h" if days else f"in {hours} h {minutes} min"
 
 
-def approvals_table(
-    rows: tuple[PendingApproval, ...], f: state.Filters | None = None
-) -> pd.DataFrame:
-    """The queue as shown: one row per request waiting for a second person; with the
-    filters, each organization links to this page scoped to it (to decide)."""
-    links = (
-        {"Decide": [url.link("credits", f, organization_id=r.organization_id) for r in rows]}
-        if f is not None
-        else {}
-    )
+def approvals_table(rows: tuple[PendingApproval, ...]) -> pd.DataFrame:
+    """The queue as shown: one row per request waiting for a second person."""
     return pd.DataFrame(
         {
             "Request": [r.id for r in rows],
             "Requested": [_local(r.created_at, r.timezone) for r in rows],
             "Organization": [r.organization for r in rows],
-            **links,
             "Amount": [r.amount for r in rows],
             "Balance now": [r.balance for r in rows],
             "Reason": [r.reason for r in rows],
@@ -112,8 +103,19 @@ def _queue(f: state.Filters) -> None:
             f"{approval_threshold():,} credits wait here for a second person."
         )
         return
-    st.dataframe(
-        approvals_table(page.rows, f),
+    url.table(
+        approvals_table(page.rows),
+        key="credits.approvals_table",
+        # The organization's name opens this page scoped to it, where its requests are
+        # decided (below), in the same tab.
+        links={
+            "Organization": url.organizations(
+                [r.organization_id for r in page.rows],
+                "credits",
+                f,
+                "This page for the organization: its requests are decided below.",
+            )
+        },
         hide_index=True,
         height="content",
         # As the ledger's: the widths fit the main area of a 1440 px wide window.
@@ -122,10 +124,7 @@ def _queue(f: state.Filters) -> None:
             "Requested": st.column_config.TextColumn(
                 width=125, help="In the organization's own zone (Zone), as its ledger."
             ),
-            "Organization": st.column_config.TextColumn(width=115),
-            "Decide": url.open_column(
-                "This page for the organization: its requests are decided below.", width=40
-            ),
+            "Organization": st.column_config.TextColumn(width=155),
             "Amount": st.column_config.NumberColumn(format="localized", width=80),
             "Balance now": st.column_config.NumberColumn(format="localized", width=85),
             "Reason": st.column_config.TextColumn(width=100),
@@ -139,7 +138,6 @@ def _queue(f: state.Filters) -> None:
             ),
         },
         placeholder="",
-        key="credits.approvals_table",
     )
     pager.buttons(next=page.next_cursor, previous_label="← Older", next_label="Newer →").caption(
         "Every organization's requests, oldest first. Choose an organization in the "
