@@ -118,8 +118,10 @@ def limit_today(f: state.Filters) -> None:
     st.caption(
         "The pace is today's use so far, weighed against how far into a usual day the "
         "organization is by now (same weekday of the last 4 weeks, its own hours; "
-        "'uniform' where there is no such history). Late in the day a high share is not "
-        "an emergency; early in the day a steep pace is. Already over: see below."
+        "'uniform' where there is no such history), or that of the last "
+        f"{forecast.RECENT_HOURS} hours if faster: a late start at a steady rate hits "
+        "when that rate reaches the limit. Late in the day a high share is not an "
+        "emergency; early in the day a steep pace is. Already over: see below."
     )
 
 

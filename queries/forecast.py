@@ -26,6 +26,13 @@ SHARE_FLOOR = 0.1
 # The usual profile is mixed with a flat day (this much of it): four past days are few,
 # and an hour that happened to be idle in all four should not weigh exactly nothing.
 FLAT_MIX = 0.1
+# The recent window: the last this many hours (from the quarter-hour now is in). Once a
+# local day is that far along, the pace is the larger of the day's so far and the
+# window's, so a tenant that starts mid-morning at a steady rate is projected at that
+# rate, not at its average since midnight (hours late). Two hours are eight
+# quarter-hours: long enough that one busy quarter-hour is not the day's pace, short
+# enough to catch a new rate within the hour.
+RECENT_HOURS = 2
 # Status thresholds as on the Quotas page ('near' from 80 %).
 NEAR = 0.8
 
@@ -53,10 +60,16 @@ FORECAST_COLUMNS = {
 # - weight of each of today's hours: (1 - FLAT_MIX) x its usual share + FLAT_MIX x flat,
 #   or flat when there is no usual day ('uniform'); they sum to 1 over today;
 # - share done by now: the weights of the past hours plus the elapsed part of this one;
-# - pace: the day's total at this pace = use so far (quarter-hours of the type before
-#   now) / greatest(share done, SHARE_FLOOR); each remaining hour adds pace x its weight
-#   (the current one only its remaining part); projected = used + all of that, and the
-#   limit is hit in the first hour whose cumulative reaches it, interpolated linearly.
+#   the recent share: the weights of the recent window [recent_from, now), where
+#   recent_from is RECENT_HOURS before the quarter-hour now is in;
+# - pace, the day's total at this pace: the larger of use so far (quarter-hours of the
+#   type before now) / greatest(share done, SHARE_FLOOR) and, once the window lies in
+#   today, use in the window / the recent share. The profile gives the day its shape,
+#   the recent hours its level: a tenant that follows its usual day has the same pace
+#   both ways, one that starts late or speeds up is paced by its last hours;
+# - each remaining hour adds pace x its weight (the current one only its remaining
+#   part); projected = used + all of that, and the limit is hit in the first hour whose
+#   cumulative reaches it, interpolated linearly.
 _FORECAST = text(
     """
     WITH clock AS (
@@ -65,6 +78,8 @@ _FORECAST = text(
     today AS (
         SELECT o.id AS organization_id, o.name, o.slug, o.timezone, u.type, u.used,
                u.daily_limit, c.now, u.date AS day,
+               date_bin(interval '15 minutes', c.now, timestamptz '2000-01-01 00:00Z')
+                   - make_interval(hours => :recent_hours) AS recent_from,
                u.date::timestamp AT TIME ZONE o.timezone AS day_start,
                (u.date + 1)::timestamp AT TIME ZONE o.timezone AS day_end
         FROM clock c
@@ -82,7 +97,7 @@ _FORECAST = text(
         WHERE u.used > 0
     ),
     orgs AS (
-        SELECT DISTINCT organization_id, timezone, day, day_start, day_end, now,
+        SELECT DISTINCT organization_id, timezone, day, day_start, day_end, now, recent_from,
                floor(extract(epoch FROM day_end - day_start)::float8 / 3600) AS hours_today
         FROM today
     ),
@@ -93,7 +108,11 @@ _FORECAST = text(
                -- The part of the hour still ahead at now (0 for past hours).
                least(1, greatest(0,
                    extract(epoch FROM h + interval '1 hour' - greatest(h, g.now))::float8
-                   / 3600)) AS ahead
+                   / 3600)) AS ahead,
+               -- The part of the hour inside the recent window.
+               greatest(0, extract(epoch FROM
+                   least(h + interval '1 hour', g.now) - greatest(h, g.recent_from))::float8
+                   / 3600) AS recent
         FROM orgs g
         CROSS JOIN LATERAL generate_series(
             g.day_start, g.day_end - interval '1 hour', interval '1 hour') AS h
@@ -129,20 +148,27 @@ _FORECAST = text(
                     THEN (1 - :flat_mix) * p.usual / p.usual_today
                          + :flat_mix / p.hours_today
                     ELSE 1 / p.hours_today END AS weight,
-               p.usual_today > 0 AS profiled, p.ahead
+               p.usual_today > 0 AS profiled, p.ahead, p.recent
         FROM profiled p
     ),
     share AS (
-        SELECT organization_id, sum(weight * (1 - ahead)) AS done, bool_or(profiled) AS profiled
+        SELECT organization_id, sum(weight * (1 - ahead)) AS done,
+               sum(weight * recent) AS recent_share, bool_or(profiled) AS profiled
         FROM weighted GROUP BY organization_id
     ),
     paced AS (
         SELECT t.*, s.done, s.profiled,
-               so_far.generations / greatest(s.done, :floor) AS pace
+               -- greatest() skips the NULL of a window that starts before today.
+               greatest(
+                   so_far.generations / greatest(s.done, :floor),
+                   CASE WHEN t.recent_from >= t.day_start
+                        THEN so_far.recent / nullif(s.recent_share, 0) END) AS pace
         FROM today t
         JOIN share s USING (organization_id)
         CROSS JOIN LATERAL (
-            SELECT coalesce(sum(q.generations), 0)::float8 AS generations
+            SELECT coalesce(sum(q.generations), 0)::float8 AS generations,
+                   coalesce(sum(q.generations) FILTER (WHERE q.bucket >= t.recent_from), 0)
+                       ::float8 AS recent
             FROM quarter_hour_usage q
             WHERE q.organization_id = t.organization_id AND q.type = t.type
               AND q.bucket >= t.day_start AND q.bucket < t.now
@@ -197,14 +223,21 @@ def quota_forecast(conn: Connection, *, now: dt.datetime | None = None) -> pd.Da
 
     Columns: organization_id, name, slug, timezone, type, used, daily_limit,
     projected_used (generations at the end of the local day: used + the rest of a usual
-    day at today's pace; never below used), hits_limit_at (UTC; when the limit is reached
-    today at that pace, NaT if not today or if already at/over it), status ('over',
+    day at today's pace, the larger of the pace since local midnight and that of the
+    last ``RECENT_HOURS`` hours; never below used), hits_limit_at (UTC; when the limit
+    is reached today at that pace, NaT if not today or if already at/over it), status ('over',
     'at limit', 'near' from 80 %, 'ok'), expected_share_by_now (share of a usual day
     done by now), basis ('profile': the organization's same weekday of the last 4 weeks,
     all types; 'uniform': no such history, a flat day). ``now`` (aware) defaults to the
     database's now().
     """
-    params = {"now": _check_now(now), "floor": SHARE_FLOOR, "flat_mix": FLAT_MIX, "near": NEAR}
+    params = {
+        "now": _check_now(now),
+        "floor": SHARE_FLOOR,
+        "flat_mix": FLAT_MIX,
+        "recent_hours": RECENT_HOURS,
+        "near": NEAR,
+    }
     return frame(conn.execute(_FORECAST, params), FORECAST_COLUMNS)
 
 

@@ -17,6 +17,8 @@ from queries.errors import InvalidInput
 from tests.factories import add_generations, ensure_types, make_org, make_user
 
 HOUR = dt.timedelta(hours=1)
+MINUTE = dt.timedelta(minutes=1)
+QUARTER = dt.timedelta(minutes=15)
 
 
 def local_midnight(day: dt.date, tz: str) -> dt.datetime:
@@ -115,6 +117,87 @@ def test_a_steady_pace_is_forecast_to_hit_the_limit_within_a_quarter_hour(
     assert abs(row["hits_limit_at"] - (now + 5 * HOUR)) <= dt.timedelta(minutes=15)
 
 
+ZONES = ["UTC", "Asia/Kathmandu", "America/New_York", "Pacific/Kiritimati", "America/St_Johns"]
+
+
+# How far a forecast hit time may be from the instant a steady rate reaches the limit:
+# the rollup's grain. The projection is exact for whole quarter-hours of steady use.
+HIT_TOLERANCE = dt.timedelta(minutes=15)
+
+
+def steady(start: dt.datetime, end: dt.datetime, per_quarter: int) -> list[dt.datetime]:
+    """``per_quarter`` instants in each quarter-hour from ``start`` to ``end``."""
+    return evenly(start, end, per_hour=4 * per_quarter)
+
+
+@pytest.mark.parametrize("history", ["no-history", "evening-heavy"])
+@pytest.mark.parametrize("tz", ["UTC", "Asia/Kathmandu"])
+def test_a_late_start_at_a_steady_rate_hits_the_limit_when_that_rate_reaches_it(
+    connection: Connection, tz: str, history: str
+) -> None:
+    day = dt.date(2031, 4, 9)
+    tenant = Tenant(connection, tz)
+    if history == "evening-heavy":
+        tenant.usual_days(day, range(18, 23), per_hour=10)  # usually nothing before 18:00
+    start = local_midnight(day, tz) + 10 * HOUR
+    now = start + 2 * HOUR
+    tenant.generate(steady(start, now, per_quarter=2))  # 8 an hour from 10:00 local
+    tenant.set_limit(day, 48)
+
+    row = row_of(forecast.quota_forecast(connection, now=now), tenant.org)
+
+    # 16 used; at 8 an hour 48 is reached at 16:00, before the usual evening. The average
+    # since midnight (16 in 12 hours) would put it at 12:00 + 32 / (16 / 12) h: midnight.
+    assert row["used"] == 16
+    assert abs(row["hits_limit_at"] - (start + 6 * HOUR)) <= HIT_TOLERANCE
+    if history == "no-history":
+        assert row["basis"] == "uniform"
+        assert row["projected_used"] == pytest.approx(16 + 8 * 12)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    tz=hs.sampled_from(ZONES),
+    day=hs.sampled_from([dt.date(2031, 4, 9), dt.date(2026, 11, 1), dt.date(2026, 3, 8)]),
+    start_quarter=hs.integers(0, 60),
+    quarters=hs.integers(4 * forecast.RECENT_HOURS, 24),
+    per_quarter=hs.integers(1, 4),
+    more=hs.integers(1, 300),
+)
+def test_a_steady_rate_from_any_quarter_hour_hits_the_limit_when_it_reaches_it(
+    connection: Connection,
+    tz: str,
+    day: dt.date,
+    start_quarter: int,
+    quarters: int,
+    per_quarter: int,
+    more: int,
+) -> None:
+    # No history: a steady r an hour from t0, read RECENT_HOURS or more later, with a
+    # limit of L is forecast to hit it at t0 + L / r when that is today, and not if not.
+    midnight = local_midnight(day, tz)
+    start = midnight + start_quarter * QUARTER
+    now = start + quarters * QUARTER
+    used = per_quarter * quarters
+    limit = used + more
+    expected = start + limit * QUARTER / per_quarter
+    day_end = local_midnight(day + dt.timedelta(days=1), tz)
+    with connection.begin_nested() as savepoint:
+        tenant = Tenant(connection, tz)
+        tenant.generate(steady(start, now, per_quarter))
+        tenant.set_limit(day, limit)
+        row = row_of(forecast.quota_forecast(connection, now=now), tenant.org)
+        savepoint.rollback()
+
+    assert row["used"] == used
+    if expected <= day_end - HIT_TOLERANCE:
+        assert abs(row["hits_limit_at"] - expected) <= HIT_TOLERANCE
+    elif expected > day_end + HIT_TOLERANCE:
+        assert pd.isna(row["hits_limit_at"])
+
+
 def test_late_in_the_day_85_percent_is_no_emergency_but_40_percent_at_eight_is(
     connection: Connection,
 ) -> None:
@@ -157,8 +240,10 @@ def test_a_morning_burst_is_judged_against_the_organizations_usual_day(
     assert usual_mornings["used"] == usual_flat["used"] == 60
     assert usual_mornings["expected_share_by_now"] > 0.9
     assert pd.isna(usual_mornings["hits_limit_at"]) and usual_mornings["projected_used"] < 70
-    assert usual_flat["projected_used"] == pytest.approx(144)
-    assert usual_flat["hits_limit_at"] > now
+    # The flat one started at 06:00 and has kept 15 an hour since: 15 an hour for the
+    # 14 hours left, and 100 at 12:40, when that rate reaches it.
+    assert usual_flat["projected_used"] == pytest.approx(60 + 15 * 14)
+    assert abs(usual_flat["hits_limit_at"] - (now + 160 * MINUTE)) <= dt.timedelta(minutes=1)
     # Soonest hit first: the flagged one leads.
     ours = result[result["organization_id"].isin([mornings.org, flat.org])]
     assert list(ours["organization_id"]) == [flat.org, mornings.org]
@@ -211,9 +296,6 @@ def test_a_naive_or_non_datetime_now_is_refused(connection: Connection, now: obj
     for read in (forecast.quota_forecast, forecast.usage_spikes, forecast.low_runway):
         with pytest.raises(InvalidInput):
             read(connection, now=now)  # type: ignore[arg-type]
-
-
-ZONES = ["UTC", "Asia/Kathmandu", "America/New_York", "Pacific/Kiritimati", "America/St_Johns"]
 
 
 @settings(
