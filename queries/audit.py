@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 import pandas as pd
 from sqlalchemy import Connection, TextClause, text
@@ -22,7 +22,7 @@ from queries.checks import (
     like_pattern,
 )
 from queries.errors import InvalidInput
-from queries.frames import TIME_SORTS, TimeSort, frame
+from queries.frames import TIME_ORDER_WORDS, TIME_SORTS, TimeSort, frame
 from queries.models import LEDGER_KINDS
 
 # The approval steps (queries.approvals) are audit_log rows; an approved adjustment is
@@ -41,15 +41,16 @@ AUDIT_COLUMNS = {
     "details": "str",
 }
 
-# Each source is read newest first on its (created_at, organization_id) index and stops
-# at the LIMIT, filters applied inside; the two short lists are merged. However long
-# the range, a call reads at most 2 x limit rows (plus those its filters skip). Rows are
-# ordered by (at, source, id) descending, a total order, so a page continues exactly
-# after the (at, source, id) of the last row shown (keyset), bounded on the index by
-# created_at <= the cursor's. The days of the range are those of the zone ``:tz`` (its
-# local midnights, as PostgreSQL reads them, DST included).
-_TRAIL_NEWEST = text(
-    """
+# Each source is read on its (created_at, organization_id) index in the order asked
+# (newest first backwards, oldest first forwards) and stops at the LIMIT, filters applied
+# inside; the two short lists are merged. However long the range, a call reads at most
+# 2 x limit rows (plus those its filters skip). Rows are ordered by (at, source, id), a
+# total order, so a page continues exactly after the (at, source, id) of the last row
+# shown (keyset), bounded on the index by the cursor's created_at. The days of the range
+# are those of the zone ``:tz`` (its local midnights, as PostgreSQL reads them, DST
+# included). One statement per order, from the same text: only the direction differs
+# (fixed words, never input).
+_TRAIL = """
     SELECT e.at, e.organization_id, o.name AS organization, e.action, e.actor, e.reason,
            e.amount, e.details, e.source, e.id
     FROM (
@@ -64,11 +65,11 @@ _TRAIL_NEWEST = text(
            AND (CAST(:action AS text) IS NULL OR l.kind = :action)
            AND (CAST(:actor AS text) IS NULL OR l.actor ILIKE '%' || :actor || '%' ESCAPE '\\')
            AND (CAST(:c_at AS timestamptz) IS NULL
-                OR (l.created_at <= CAST(:c_at AS timestamptz)
+                OR (l.created_at {at_bound} CAST(:c_at AS timestamptz)
                     AND (l.created_at, 1, l.id)
-                        < (CAST(:c_at AS timestamptz), CAST(:c_source AS integer),
+                        {after} (CAST(:c_at AS timestamptz), CAST(:c_source AS integer),
                            CAST(:c_id AS bigint))))
-         ORDER BY l.created_at DESC, l.id DESC
+         ORDER BY l.created_at {dir}, l.id {dir}
          LIMIT :limit)
         UNION ALL
         (SELECT a.created_at, a.organization_id, a.action, a.actor, a.reason,
@@ -87,79 +88,23 @@ _TRAIL_NEWEST = text(
            AND (CAST(:action AS text) IS NULL OR a.action = :action)
            AND (CAST(:actor AS text) IS NULL OR a.actor ILIKE '%' || :actor || '%' ESCAPE '\\')
            AND (CAST(:c_at AS timestamptz) IS NULL
-                OR (a.created_at <= CAST(:c_at AS timestamptz)
+                OR (a.created_at {at_bound} CAST(:c_at AS timestamptz)
                     AND (a.created_at, 0, a.id)
-                        < (CAST(:c_at AS timestamptz), CAST(:c_source AS integer),
+                        {after} (CAST(:c_at AS timestamptz), CAST(:c_source AS integer),
                            CAST(:c_id AS bigint))))
-         ORDER BY a.created_at DESC, a.id DESC
+         ORDER BY a.created_at {dir}, a.id {dir}
          LIMIT :limit)
     ) e
     JOIN organizations o ON o.id = e.organization_id
-    ORDER BY e.at DESC, e.source DESC, e.id DESC
+    ORDER BY e.at {dir}, e.source {dir}, e.id {dir}
     LIMIT :limit
-    """
-)
-
-
-# The same, oldest first: each source read forward on the same indexes from the range's
-# start (or the cursor), the merge ascending on (at, source, id).
-_TRAIL_OLDEST = text(
-    """
-    SELECT e.at, e.organization_id, o.name AS organization, e.action, e.actor, e.reason,
-           e.amount, e.details, e.source, e.id
-    FROM (
-        (SELECT l.created_at AS at, l.organization_id, l.kind AS action, l.actor, l.reason,
-                l.amount, 1 AS source, l.id,
-                concat_ws(' · ', 'entry ' || l.id, 'balance after ' || l.balance_after,
-                          'reverses ' || l.reverses_id, nullif(l.note, '')) AS details
-         FROM credit_ledger l
-         WHERE l.created_at >= CAST(:start AS timestamp) AT TIME ZONE CAST(:tz AS text)
-           AND l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE CAST(:tz AS text)
-           AND (CAST(:org AS bigint) IS NULL OR l.organization_id = :org)
-           AND (CAST(:action AS text) IS NULL OR l.kind = :action)
-           AND (CAST(:actor AS text) IS NULL OR l.actor ILIKE '%' || :actor || '%' ESCAPE '\\')
-           AND (CAST(:c_at AS timestamptz) IS NULL
-                OR (l.created_at >= CAST(:c_at AS timestamptz)
-                    AND (l.created_at, 1, l.id)
-                        > (CAST(:c_at AS timestamptz), CAST(:c_source AS integer),
-                           CAST(:c_id AS bigint))))
-         ORDER BY l.created_at, l.id
-         LIMIT :limit)
-        UNION ALL
-        (SELECT a.created_at, a.organization_id, a.action, a.actor, a.reason,
-                CAST(a.details ->> 'amount' AS bigint), 0, a.id,
-                concat_ws(' · ', 'request ' || (a.details ->> 'request_id'),
-                          'requested by ' || (a.details ->> 'requested_by'),
-                          'entry ' || (a.details ->> 'ledger_entry_id'),
-                          a.details ->> 'type',
-                          'limit ' || (a.details ->> 'old_limit') || ' → '
-                              || (a.details ->> 'new_limit'),
-                          'from ' || (a.details ->> 'effective'))
-         FROM audit_log a
-         WHERE a.created_at >= CAST(:start AS timestamp) AT TIME ZONE CAST(:tz AS text)
-           AND a.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE CAST(:tz AS text)
-           AND (CAST(:org AS bigint) IS NULL OR a.organization_id = :org)
-           AND (CAST(:action AS text) IS NULL OR a.action = :action)
-           AND (CAST(:actor AS text) IS NULL OR a.actor ILIKE '%' || :actor || '%' ESCAPE '\\')
-           AND (CAST(:c_at AS timestamptz) IS NULL
-                OR (a.created_at >= CAST(:c_at AS timestamptz)
-                    AND (a.created_at, 0, a.id)
-                        > (CAST(:c_at AS timestamptz), CAST(:c_source AS integer),
-                           CAST(:c_id AS bigint))))
-         ORDER BY a.created_at, a.id
-         LIMIT :limit)
-    ) e
-    JOIN organizations o ON o.id = e.organization_id
-    ORDER BY e.at, e.source, e.id
-    LIMIT :limit
-    """
-)
-
-
+"""
 # The orders of the trail: by time, newest or oldest first (then source and id).
 AuditSort = TimeSort
 AUDIT_SORTS = TIME_SORTS
-_TRAILS: dict[AuditSort, TextClause] = {"newest": _TRAIL_NEWEST, "oldest": _TRAIL_OLDEST}
+_TRAILS: Final[dict[AuditSort, TextClause]] = {
+    sort: text(_TRAIL.format(**words)) for sort, words in TIME_ORDER_WORDS.items()
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 import pandas as pd
 from sqlalchemy import CursorResult
@@ -22,6 +22,13 @@ def frame(result: CursorResult[object], dtypes: Mapping[str, str]) -> pd.DataFra
 # The orders of a list by time: newest or oldest first (the audit trail, the ledger).
 TimeSort = Literal["newest", "oldest"]
 TIME_SORTS: tuple[TimeSort, ...] = ("newest", "oldest")
+# The SQL words of each time order, for a keyset statement written once for both (fixed
+# words, never input): the direction, the bound the cursor sets on the time index, and
+# "after the cursor" in that order.
+TIME_ORDER_WORDS: Final[dict[TimeSort, dict[str, str]]] = {
+    "newest": {"dir": "DESC", "at_bound": "<=", "after": "<"},
+    "oldest": {"dir": "ASC", "at_bound": ">=", "after": ">"},
+}
 
 
 @dataclass(frozen=True, slots=True)

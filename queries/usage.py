@@ -13,7 +13,7 @@ import datetime as dt
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 import pandas as pd
 from sqlalchemy import Connection, TextClause, bindparam, text
@@ -29,7 +29,7 @@ from queries.checks import (
     like_pattern,
 )
 from queries.errors import InvalidInput
-from queries.frames import TIME_SORTS, TimeSort, frame, split_page
+from queries.frames import TIME_ORDER_WORDS, TIME_SORTS, TimeSort, frame, split_page
 from queries.models import LEDGER_KINDS
 
 # The cross-organization reads count the range's days in one zone, the company's
@@ -564,8 +564,9 @@ LEDGER_COLUMNS = {
     "reversed_by_id": "Int64",
 }
 
-_LEDGER_NEWEST = text(
-    """
+# Newest first reads the (organization_id, created_at) index backwards, oldest first
+# forwards; one text for both orders (TIME_ORDER_WORDS: fixed words, never input).
+_LEDGER = """
     SELECT l.id, l.created_at, l.kind, l.amount, l.balance_after, l.reason, l.note, l.actor,
            l.idempotency_key, l.reverses_id, r.id AS reversed_by_id
     FROM credit_ledger l
@@ -579,34 +580,14 @@ _LEDGER_NEWEST = text(
       AND (CAST(:end AS date) IS NULL
            OR l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE o.timezone)
       AND (CAST(:cursor_at AS timestamptz) IS NULL
-           OR (l.created_at, l.id) < (CAST(:cursor_at AS timestamptz), :cursor_id))
-    ORDER BY l.created_at DESC, l.id DESC
+           OR (l.created_at, l.id) {after} (CAST(:cursor_at AS timestamptz), :cursor_id))
+    ORDER BY l.created_at {dir}, l.id {dir}
     LIMIT :limit
-    """
-).bindparams(bindparam("kinds", expanding=True))
-
-# The same, oldest first (the same index, read forward).
-_LEDGER_OLDEST = text(
-    """
-    SELECT l.id, l.created_at, l.kind, l.amount, l.balance_after, l.reason, l.note, l.actor,
-           l.idempotency_key, l.reverses_id, r.id AS reversed_by_id
-    FROM credit_ledger l
-    JOIN organizations o ON o.id = l.organization_id
-    LEFT JOIN credit_ledger r ON r.organization_id = l.organization_id AND r.reverses_id = l.id
-    WHERE l.organization_id = :org
-      AND (:all_kinds OR l.kind IN :kinds)
-      AND (CAST(:actor AS text) IS NULL OR l.actor ILIKE '%' || :actor || '%' ESCAPE '\\')
-      AND (CAST(:start AS date) IS NULL
-           OR l.created_at >= CAST(:start AS timestamp) AT TIME ZONE o.timezone)
-      AND (CAST(:end AS date) IS NULL
-           OR l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE o.timezone)
-      AND (CAST(:cursor_at AS timestamptz) IS NULL
-           OR (l.created_at, l.id) > (CAST(:cursor_at AS timestamptz), :cursor_id))
-    ORDER BY l.created_at, l.id
-    LIMIT :limit
-    """
-).bindparams(bindparam("kinds", expanding=True))
-_LEDGERS: dict[LedgerSort, TextClause] = {"newest": _LEDGER_NEWEST, "oldest": _LEDGER_OLDEST}
+"""
+_LEDGERS: Final[dict[LedgerSort, TextClause]] = {
+    sort: text(_LEDGER.format(**words)).bindparams(bindparam("kinds", expanding=True))
+    for sort, words in TIME_ORDER_WORDS.items()
+}
 
 
 def ledger_page(
