@@ -8,8 +8,10 @@ Every read comes from an exact rollup maintained in each generation's transactio
 
 - organization-wide, in the organization's zone: ``usage_limits`` (per type and local
   day), on ``(organization_id, date)``;
-- organization-wide, in UTC: ``quarter_hour_usage`` (per type and UTC quarter-hour), on
-  its primary key ``(organization_id, bucket, type)``;
+- organization-wide, in UTC: the local days of ``usage_limits`` plus, at each bucket
+  edge, the ``quarter_hour_usage`` rows between the UTC midnight and the nearest local
+  midnight, on its primary key ``(organization_id, bucket, type)``: about 12 hours of
+  quarter-hours per edge at most, instead of every quarter-hour of the range;
 - per user, in the organization's zone: ``user_daily_usage`` (per user, local day and
   type), on ``(organization_id, user_id, date, type)`` or ``(organization_id, date)``.
 
@@ -52,6 +54,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    case,
     cast,
     func,
     literal_column,
@@ -169,30 +172,19 @@ def _user_rows(zone: Zone) -> tuple[_Source, ColumnElement[Any]]:
 
 
 def _source(subject: Subject, zone: Zone) -> _Source:
-    """Where a timeline's rows come from: the rollup of the subject's grain in the zone
-    (``usage_limits``, ``quarter_hour_usage``) or the user's rows."""
+    """Where a timeline's rows come from: the user's rows, or the organization's local
+    days in ``usage_limits`` (its UTC days are :func:`_utc_days_from_local_days`)."""
     if subject == "user":
         rows, user_id = _user_rows(zone)
         return replace(rows, where=(*rows.where, user_id == _user))
-    if zone == "local":
-        u = _usage_limits.alias("u")
-        return _Source(
-            u.c.date,
-            u.c.type,
-            func.sum(u.c.used),
-            func.sum(u.c.credits_used),
-            u,
-            (u.c.organization_id == _org, u.c.date.between(_start, _end)),
-        )
-    # UTC days are whole runs of UTC quarter-hours.
-    q = _quarter_hours.alias("q")
+    u = _usage_limits.alias("u")
     return _Source(
-        func.timezone(_UTC, q.c.bucket),
-        q.c.type,
-        func.sum(q.c.generations),
-        func.sum(q.c.credits),
-        q,
-        (q.c.organization_id == _org, _in_days(q.c.bucket, _UTC)),
+        u.c.date,
+        u.c.type,
+        func.sum(u.c.used),
+        func.sum(u.c.credits_used),
+        u,
+        (u.c.organization_id == _org, u.c.date.between(_start, _end)),
     )
 
 
@@ -247,9 +239,128 @@ def _zero_filled(agg: CTE, *, by_type: bool) -> Select[Any]:
     )
 
 
+def _regrouped(counted: CTE, *, by_type: bool) -> CTE:
+    """``counted``'s (bucket, type, generations, credits) rows summed per bucket [and type]."""
+    c = counted.c
+    keys = (c.bucket, c.type) if by_type else (c.bucket,)
+    return (
+        select(
+            *keys,
+            func.sum(c.generations).label("generations"),
+            func.sum(c.credits).label("credits"),
+        )
+        .group_by(*keys)
+        .cte("agg")
+    )
+
+
+_DAY = literal_column("interval '1 day'", INTERVAL)
+
+
+def _utc_days_from_local_days(*, by_type: bool) -> CTE:
+    """An organization's UTC buckets as its local days plus the quarter-hours between
+    each bucket edge's UTC midnight and the nearest local midnight.
+
+    A UTC bucket [X, Y) is the local days [n(X), n(Y)) (n: the local day whose midnight
+    is nearest the UTC one) plus the quarter-hours from X's UTC midnight to n(X)'s local
+    midnight, minus those from Y's to n(Y)'s (signed: added when the local midnight is
+    later). Every local midnight is on a quarter-hour, so the sum is exact in any zone,
+    DST days included, and it reads usage_limits' days and about 12 hours of
+    quarter-hours per edge at most instead of all 96 quarter-hours of every day.
+    """
+    o, u, q = _organizations.alias("o"), _usage_limits.alias("u"), _quarter_hours.alias("q")
+    tz = select(o.c.timezone).where(o.c.id == _org).scalar_subquery()
+    series = func.generate_series(
+        cast(cast(_start, Date), TIMESTAMP), cast(cast(_end, Date), TIMESTAMP) + _DAY, _DAY
+    ).column_valued("x")
+    # Every UTC day of the range and the day after it (no bucket: only its edge counts).
+    near = select(
+        cast(series, Date).label("x"),
+        case((cast(series, Date) <= cast(_end, Date), _bucket_of(series))).label("bucket"),
+        func.timezone(_UTC, series).label("utc_midnight"),
+        cast(
+            func.timezone(tz, func.timezone(_UTC, series))
+            + literal_column("interval '12 hours'", INTERVAL),
+            Date,
+        ).label("n"),
+    ).cte("near")
+    one = literal_column("1", Integer)
+    a, b, p = near.alias("day"), near.alias("next_day"), near.alias("previous_day")
+    local_days = (
+        select(
+            a.c.bucket,
+            cast(
+                func.generate_series(cast(a.c.n, TIMESTAMP), cast(b.c.n, TIMESTAMP) - _DAY, _DAY),
+                Date,
+            ).label("day"),
+        )
+        .select_from(a.join(b, b.c.x == a.c.x + one))
+        .cte("local_days")
+    )
+    # Materialized: inlined, the planner joins the edges to all of the organization's
+    # quarter-hours instead of one range probe of pk_quarter_hour_usage per edge.
+    edges = (
+        select(
+            a.c.bucket,
+            p.c.bucket.label("previous"),
+            a.c.utc_midnight,
+            func.timezone(tz, cast(a.c.n, TIMESTAMP)).label("local_midnight"),
+        )
+        .select_from(a.outerjoin(p, p.c.x == a.c.x - one))
+        .where(a.c.bucket.is_distinct_from(p.c.bucket))
+        .cte("edges")
+        .prefix_with("MATERIALIZED")
+    )
+    e = edges.c
+    sign = case((e.local_midnight > e.utc_midnight, one), else_=-one)
+    edge_sums = (
+        select(
+            e.bucket,
+            e.previous,
+            q.c.type,
+            (func.sum(q.c.generations) * sign).label("generations"),
+            (func.sum(q.c.credits) * sign).label("credits"),
+        )
+        .select_from(
+            edges.join(
+                q,
+                and_(
+                    q.c.organization_id == _org,
+                    q.c.bucket >= func.least(e.utc_midnight, e.local_midnight),
+                    q.c.bucket < func.greatest(e.utc_midnight, e.local_midnight),
+                ),
+            )
+        )
+        .group_by(e.bucket, e.previous, e.utc_midnight, e.local_midnight, q.c.type)
+        .cte("edge_sums")
+    )
+    d, s = local_days.c, edge_sums.c
+    counted = union_all(
+        select(
+            d.bucket,
+            u.c.type,
+            func.sum(u.c.used).label("generations"),
+            func.sum(u.c.credits_used).label("credits"),
+        )
+        .select_from(local_days.join(u, and_(u.c.organization_id == _org, u.c.date == d.day)))
+        # The range as bounds too, so usage_limits is read as one range on its index.
+        .where(
+            u.c.date >= select(func.min(near.c.n)).scalar_subquery(),
+            u.c.date < select(func.max(near.c.n)).scalar_subquery(),
+        )
+        .group_by(d.bucket, u.c.type),
+        select(s.bucket, s.type, s.generations, s.credits).where(s.bucket.is_not(None)),
+        select(s.previous, s.type, -s.generations, -s.credits).where(s.previous.is_not(None)),
+    ).cte("counted")
+    return _regrouped(counted, by_type=by_type)
+
+
 def _timeline_statement(*, subject: Subject, zone: Zone, by_type: bool) -> Select[Any]:
     """The timeline of an organization or one of its users, in its zone or UTC."""
-    agg = _per_bucket(_source(subject, zone), by_type=by_type).cte("agg")
+    if subject == "organization" and zone == "utc":
+        agg = _utc_days_from_local_days(by_type=by_type)
+    else:
+        agg = _per_bucket(_source(subject, zone), by_type=by_type).cte("agg")
     return _zero_filled(agg, by_type=by_type)
 
 
@@ -359,18 +470,7 @@ def _all_organizations_statement() -> Select[Any]:
     counted = union_all(
         _per_bucket(own_days, by_type=True), _per_bucket(quarter_hours, by_type=True)
     ).cte("counted")
-    c = counted.c
-    agg = (
-        select(
-            c.bucket,
-            c.type,
-            func.sum(c.generations).label("generations"),
-            func.sum(c.credits).label("credits"),
-        )
-        .group_by(c.bucket, c.type)
-        .cte("agg")
-    )
-    return _zero_filled(agg, by_type=True)
+    return _zero_filled(_regrouped(counted, by_type=True), by_type=True)
 
 
 _ALL_ORGS_TIMELINE = _all_organizations_statement()
