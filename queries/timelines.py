@@ -101,8 +101,9 @@ TYPED_TIMELINE_COLUMNS = {
 # Every timeline is one shape: the buckets of the range (generate_series), the rows of
 # one rollup (or index) summed per bucket [and type], and the buckets [x types] left-
 # joined to those sums, zero-filled. What varies is where the rows come from, which
-# ``_Source`` says; ``_timeline_statement`` puts the pieces together. Each statement is
-# built once, at import, into ``_TIMELINES``.
+# ``_Source`` says (an organization's UTC days are local days corrected at the edges:
+# ``_utc_days_from_local_days``); ``_timeline_statement`` puts the pieces together.
+# Each statement is built once, at import, into ``_TIMELINES``.
 
 _usage_limits: Table = UsageLimit.__table__  # type: ignore[assignment]
 _quarter_hours: Table = QuarterHourUsage.__table__  # type: ignore[assignment]
