@@ -8,8 +8,10 @@ Every read comes from an exact rollup maintained in each generation's transactio
 
 - organization-wide, in the organization's zone: ``usage_limits`` (per type and local
   day), on ``(organization_id, date)``;
-- organization-wide, in UTC: ``quarter_hour_usage`` (per type and UTC quarter-hour), on
-  its primary key ``(organization_id, bucket, type)``;
+- organization-wide, in UTC: the local days of ``usage_limits`` plus, at each bucket
+  edge, the ``quarter_hour_usage`` rows between the UTC midnight and the nearest local
+  midnight, on its primary key ``(organization_id, bucket, type)``: about 12 hours of
+  quarter-hours per edge at most, instead of every quarter-hour of the range;
 - per user, in the organization's zone: ``user_daily_usage`` (per user, local day and
   type), on ``(organization_id, user_id, date, type)`` or ``(organization_id, date)``.
 
@@ -23,17 +25,47 @@ user's timeline and top users *in UTC* (a per-user UTC rollup would double the w
 cost for a view the pages offer as an option), and active users in UTC (one index
 probe per member, bounded by the number of members, not by traffic).
 
-Each statement is written out in full, one per variant; values are bound parameters.
+The timeline statements are built once, at import, by one builder from shared pieces
+(SQLAlchemy Core): the buckets of the range, one source's rows summed per bucket, the
+zero-filled join. Values are bound parameters.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import pandas as pd
-from sqlalchemy import Connection, TextClause, text
+from sqlalchemy import (
+    CTE,
+    TIMESTAMP,
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    Connection,
+    Date,
+    FromClause,
+    Integer,
+    Select,
+    Table,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    text,
+    true,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, INTERVAL
 
 from queries.checks import (
     check_granularity,
@@ -45,7 +77,16 @@ from queries.checks import (
 )
 from queries.errors import InvalidInput
 from queries.frames import frame
-from queries.models import PLANS
+from queries.models import (
+    PLANS,
+    Generation,
+    GenerationType,
+    Organization,
+    QuarterHourUsage,
+    UsageLimit,
+    User,
+    UserDailyUsage,
+)
 
 TIMELINE_COLUMNS = {"bucket": "datetime64[s]", "generations": "int64", "credits": "int64"}
 TYPED_TIMELINE_COLUMNS = {
@@ -55,208 +96,283 @@ TYPED_TIMELINE_COLUMNS = {
     "credits": "int64",
 }
 
-# ------------------------------------------------------------ organization timelines
+# ------------------------------------------------------------------ the statements
+#
+# Every timeline is one shape: the buckets of the range (generate_series), the rows of
+# one rollup (or index) summed per bucket [and type], and the buckets [x types] left-
+# joined to those sums, zero-filled. What varies is where the rows come from, which
+# ``_Source`` says (an organization's UTC days are local days corrected at the edges:
+# ``_utc_days_from_local_days``); ``_timeline_statement`` puts the pieces together.
+# Each statement is built once, at import, into ``_TIMELINES``.
 
-_ORG_TIMELINE = text(
-    """
-    WITH buckets AS (
-        SELECT b::date AS bucket
-        FROM generate_series(date_trunc(:unit, CAST(:start AS date)),
-                             date_trunc(:unit, CAST(:end AS date)),
-                             CAST('1 ' || :unit AS interval)) AS b
-    ),
-    agg AS (
-        SELECT date_trunc(:unit, u.date)::date AS bucket,
-               sum(u.used) AS generations, sum(u.credits_used) AS credits
-        FROM usage_limits u
-        WHERE u.organization_id = :org AND u.date BETWEEN :start AND :end
-        GROUP BY 1
-    )
-    SELECT b.bucket, coalesce(a.generations, 0) AS generations, coalesce(a.credits, 0) AS credits
-    FROM buckets b
-    LEFT JOIN agg a ON a.bucket = b.bucket
-    ORDER BY b.bucket
-    """
-)
-_ORG_TIMELINE_BY_TYPE = text(
-    """
-    WITH buckets AS (
-        SELECT b::date AS bucket
-        FROM generate_series(date_trunc(:unit, CAST(:start AS date)),
-                             date_trunc(:unit, CAST(:end AS date)),
-                             CAST('1 ' || :unit AS interval)) AS b
-    ),
-    agg AS (
-        SELECT date_trunc(:unit, u.date)::date AS bucket, u.type,
-               sum(u.used) AS generations, sum(u.credits_used) AS credits
-        FROM usage_limits u
-        WHERE u.organization_id = :org AND u.date BETWEEN :start AND :end
-        GROUP BY 1, u.type
-    )
-    SELECT b.bucket, t.type, coalesce(a.generations, 0) AS generations,
-           coalesce(a.credits, 0) AS credits
-    FROM buckets b CROSS JOIN generation_types t
-    LEFT JOIN agg a ON a.bucket = b.bucket AND a.type = t.type
-    ORDER BY b.bucket, t.type
-    """
-)
-# UTC days are whole runs of UTC quarter-hours: [start 00:00 UTC, end + 1 00:00 UTC).
-_UTC_TIMELINE = text(
-    """
-    WITH buckets AS (
-        SELECT b::date AS bucket
-        FROM generate_series(date_trunc(:unit, CAST(:start AS date)),
-                             date_trunc(:unit, CAST(:end AS date)),
-                             CAST('1 ' || :unit AS interval)) AS b
-    ),
-    agg AS (
-        SELECT date_trunc(:unit, q.bucket AT TIME ZONE 'UTC')::date AS bucket,
-               sum(q.generations) AS generations, sum(q.credits) AS credits
-        FROM quarter_hour_usage q
-        WHERE q.organization_id = :org
-          AND q.bucket >= CAST(:start AS timestamp) AT TIME ZONE 'UTC'
-          AND q.bucket < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE 'UTC'
-        GROUP BY 1
-    )
-    SELECT b.bucket, coalesce(a.generations, 0) AS generations, coalesce(a.credits, 0) AS credits
-    FROM buckets b
-    LEFT JOIN agg a ON a.bucket = b.bucket
-    ORDER BY b.bucket
-    """
-)
-_UTC_TIMELINE_BY_TYPE = text(
-    """
-    WITH buckets AS (
-        SELECT b::date AS bucket
-        FROM generate_series(date_trunc(:unit, CAST(:start AS date)),
-                             date_trunc(:unit, CAST(:end AS date)),
-                             CAST('1 ' || :unit AS interval)) AS b
-    ),
-    agg AS (
-        SELECT date_trunc(:unit, q.bucket AT TIME ZONE 'UTC')::date AS bucket, q.type,
-               sum(q.generations) AS generations, sum(q.credits) AS credits
-        FROM quarter_hour_usage q
-        WHERE q.organization_id = :org
-          AND q.bucket >= CAST(:start AS timestamp) AT TIME ZONE 'UTC'
-          AND q.bucket < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE 'UTC'
-        GROUP BY 1, q.type
-    )
-    SELECT b.bucket, t.type, coalesce(a.generations, 0) AS generations,
-           coalesce(a.credits, 0) AS credits
-    FROM buckets b CROSS JOIN generation_types t
-    LEFT JOIN agg a ON a.bucket = b.bucket AND a.type = t.type
-    ORDER BY b.bucket, t.type
-    """
-)
+_usage_limits: Table = UsageLimit.__table__  # type: ignore[assignment]
+_quarter_hours: Table = QuarterHourUsage.__table__  # type: ignore[assignment]
+_user_days: Table = UserDailyUsage.__table__  # type: ignore[assignment]
+_generations: Table = Generation.__table__  # type: ignore[assignment]
+_organizations: Table = Organization.__table__  # type: ignore[assignment]
+_users: Table = User.__table__  # type: ignore[assignment]
+_types: Table = GenerationType.__table__  # type: ignore[assignment]
 
-# -------------------------------------------------------------------- user timelines
+_org = bindparam("org", type_=BigInteger)
+_user = bindparam("user", type_=BigInteger)
+_start = bindparam("start", type_=Date)
+_end = bindparam("end", type_=Date)
+_unit = bindparam("unit", type_=Text)
+_UTC = literal_column("'UTC'", Text)
+_ZERO = literal_column("0", Integer)
 
-_USER_TIMELINE = text(
-    """
-    WITH buckets AS (
-        SELECT b::date AS bucket
-        FROM generate_series(date_trunc(:unit, CAST(:start AS date)),
-                             date_trunc(:unit, CAST(:end AS date)),
-                             CAST('1 ' || :unit AS interval)) AS b
-    ),
-    agg AS (
-        SELECT date_trunc(:unit, d.date)::date AS bucket,
-               sum(d.generations) AS generations, sum(d.credits) AS credits
-        FROM user_daily_usage d
-        WHERE d.organization_id = :org AND d.user_id = :user
-          AND d.date BETWEEN :start AND :end
-        GROUP BY 1
-    )
-    SELECT b.bucket, coalesce(a.generations, 0) AS generations, coalesce(a.credits, 0) AS credits
-    FROM buckets b
-    LEFT JOIN agg a ON a.bucket = b.bucket
-    ORDER BY b.bucket
-    """
-)
-_USER_TIMELINE_BY_TYPE = text(
-    """
-    WITH buckets AS (
-        SELECT b::date AS bucket
-        FROM generate_series(date_trunc(:unit, CAST(:start AS date)),
-                             date_trunc(:unit, CAST(:end AS date)),
-                             CAST('1 ' || :unit AS interval)) AS b
-    ),
-    agg AS (
-        SELECT date_trunc(:unit, d.date)::date AS bucket, d.type,
-               sum(d.generations) AS generations, sum(d.credits) AS credits
-        FROM user_daily_usage d
-        WHERE d.organization_id = :org AND d.user_id = :user
-          AND d.date BETWEEN :start AND :end
-        GROUP BY 1, d.type
-    )
-    SELECT b.bucket, t.type, coalesce(a.generations, 0) AS generations,
-           coalesce(a.credits, 0) AS credits
-    FROM buckets b CROSS JOIN generation_types t
-    LEFT JOIN agg a ON a.bucket = b.bucket AND a.type = t.type
-    ORDER BY b.bucket, t.type
-    """
-)
-# In UTC, from the user's generations on (organization_id, user_id, created_at).
-_USER_UTC_TIMELINE = text(
-    """
-    WITH buckets AS (
-        SELECT b::date AS bucket
-        FROM generate_series(date_trunc(:unit, CAST(:start AS date)),
-                             date_trunc(:unit, CAST(:end AS date)),
-                             CAST('1 ' || :unit AS interval)) AS b
-    ),
-    agg AS (
-        SELECT date_trunc(:unit, g.created_at AT TIME ZONE 'UTC')::date AS bucket,
-               count(*) AS generations, sum(g.credits) AS credits
-        FROM generations g
-        WHERE g.organization_id = :org AND g.user_id = :user
-          AND g.created_at >= CAST(:start AS timestamp) AT TIME ZONE 'UTC'
-          AND g.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE 'UTC'
-        GROUP BY 1
-    )
-    SELECT b.bucket, coalesce(a.generations, 0) AS generations, coalesce(a.credits, 0) AS credits
-    FROM buckets b
-    LEFT JOIN agg a ON a.bucket = b.bucket
-    ORDER BY b.bucket
-    """
-)
-_USER_UTC_TIMELINE_BY_TYPE = text(
-    """
-    WITH buckets AS (
-        SELECT b::date AS bucket
-        FROM generate_series(date_trunc(:unit, CAST(:start AS date)),
-                             date_trunc(:unit, CAST(:end AS date)),
-                             CAST('1 ' || :unit AS interval)) AS b
-    ),
-    agg AS (
-        SELECT date_trunc(:unit, g.created_at AT TIME ZONE 'UTC')::date AS bucket, g.type,
-               count(*) AS generations, sum(g.credits) AS credits
-        FROM generations g
-        WHERE g.organization_id = :org AND g.user_id = :user
-          AND g.created_at >= CAST(:start AS timestamp) AT TIME ZONE 'UTC'
-          AND g.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE 'UTC'
-        GROUP BY 1, g.type
-    )
-    SELECT b.bucket, t.type, coalesce(a.generations, 0) AS generations,
-           coalesce(a.credits, 0) AS credits
-    FROM buckets b CROSS JOIN generation_types t
-    LEFT JOIN agg a ON a.bucket = b.bucket AND a.type = t.type
-    ORDER BY b.bucket, t.type
-    """
-)
+Subject = Literal["organization", "user"]
+Zone = Literal["local", "utc"]
 
-# (utc, by_type) -> statement
-_ORG_TIMELINES: dict[tuple[bool, bool], TextClause] = {
-    (False, False): _ORG_TIMELINE,
-    (False, True): _ORG_TIMELINE_BY_TYPE,
-    (True, False): _UTC_TIMELINE,
-    (True, True): _UTC_TIMELINE_BY_TYPE,
-}
-_USER_TIMELINES: dict[tuple[bool, bool], TextClause] = {
-    (False, False): _USER_TIMELINE,
-    (False, True): _USER_TIMELINE_BY_TYPE,
-    (True, False): _USER_UTC_TIMELINE,
-    (True, True): _USER_UTC_TIMELINE_BY_TYPE,
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """Rows to sum: their day (a date or a timestamp), type, generations and credits
+    (aggregates), from a table filtered to the organization and range."""
+
+    day: ColumnElement[Any]
+    type: ColumnElement[Any]
+    generations: ColumnElement[Any]
+    credits: ColumnElement[Any]
+    table: FromClause
+    where: tuple[ColumnElement[bool], ...]
+
+
+def _in_days(column: ColumnElement[Any], zone: ColumnElement[Any]) -> ColumnElement[bool]:
+    """``column`` in [start 00:00, end + 1 00:00) of ``zone``: a range on its index."""
+    after_end = cast(cast(_end, Date) + literal_column("1", Integer), TIMESTAMP)
+    return and_(
+        column >= func.timezone(zone, cast(_start, TIMESTAMP)),
+        column < func.timezone(zone, after_end),
+    )
+
+
+def _user_rows(zone: Zone) -> tuple[_Source, ColumnElement[Any]]:
+    """The organization's rows of the user grain and their user id: ``user_daily_usage``
+    in its zone; in UTC (no rollup of that grain) its generations on
+    (organization_id, user_id, created_at)."""
+    if zone == "local":
+        d = _user_days.alias("d")
+        return _Source(
+            d.c.date,
+            d.c.type,
+            func.sum(d.c.generations),
+            func.sum(d.c.credits),
+            d,
+            (d.c.organization_id == _org, d.c.date.between(_start, _end)),
+        ), d.c.user_id
+    g = _generations.alias("g")
+    return _Source(
+        func.timezone(_UTC, g.c.created_at),
+        g.c.type,
+        func.count(),
+        func.sum(g.c.credits),
+        g,
+        (g.c.organization_id == _org, _in_days(g.c.created_at, _UTC)),
+    ), g.c.user_id
+
+
+def _source(subject: Subject, zone: Zone) -> _Source:
+    """Where a timeline's rows come from: the user's rows, or the organization's local
+    days in ``usage_limits`` (its UTC days are :func:`_utc_days_from_local_days`)."""
+    if subject == "user":
+        rows, user_id = _user_rows(zone)
+        return replace(rows, where=(*rows.where, user_id == _user))
+    u = _usage_limits.alias("u")
+    return _Source(
+        u.c.date,
+        u.c.type,
+        func.sum(u.c.used),
+        func.sum(u.c.credits_used),
+        u,
+        (u.c.organization_id == _org, u.c.date.between(_start, _end)),
+    )
+
+
+def _bucket_of(day: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The first day of the bucket (day, week from Monday, month) that ``day`` is in."""
+    return cast(func.date_trunc(_unit, day), Date)
+
+
+def _per_bucket(source: _Source, *, by_type: bool) -> Select[Any]:
+    """The source's rows summed per bucket [and type]."""
+    bucket = _bucket_of(source.day)
+    keys = (bucket, source.type) if by_type else (bucket,)
+    return (
+        select(
+            bucket.label("bucket"),
+            *((source.type.label("type"),) if by_type else ()),
+            source.generations.label("generations"),
+            source.credits.label("credits"),
+        )
+        .select_from(source.table)
+        .where(*source.where)
+        .group_by(*keys)
+    )
+
+
+def _zero_filled(agg: CTE, *, by_type: bool) -> Select[Any]:
+    """Every bucket of the range [x every type] with the sums of ``agg``, 0 where none,
+    in order."""
+    series = func.generate_series(
+        func.date_trunc(_unit, cast(_start, Date)),
+        func.date_trunc(_unit, cast(_end, Date)),
+        cast(literal_column("'1 '", Text).concat(_unit), INTERVAL),
+    ).column_valued("b")
+    b = select(cast(series, Date).label("bucket")).cte("buckets").alias("b")
+    a = agg.alias("a")
+    counts = (
+        func.coalesce(a.c.generations, _ZERO).label("generations"),
+        func.coalesce(a.c.credits, _ZERO).label("credits"),
+    )
+    if not by_type:
+        return (
+            select(b.c.bucket, *counts)
+            .select_from(b.outerjoin(a, a.c.bucket == b.c.bucket))
+            .order_by(b.c.bucket)
+        )
+    t = _types.alias("t")
+    on = and_(a.c.bucket == b.c.bucket, a.c.type == t.c.type)
+    return (
+        select(b.c.bucket, t.c.type, *counts)
+        .select_from(b.join(t, true()).outerjoin(a, on))
+        .order_by(b.c.bucket, t.c.type)
+    )
+
+
+def _regrouped(counted: CTE, *, by_type: bool) -> CTE:
+    """``counted``'s (bucket, type, generations, credits) rows summed per bucket [and type]."""
+    c = counted.c
+    keys = (c.bucket, c.type) if by_type else (c.bucket,)
+    return (
+        select(
+            *keys,
+            func.sum(c.generations).label("generations"),
+            func.sum(c.credits).label("credits"),
+        )
+        .group_by(*keys)
+        .cte("agg")
+    )
+
+
+_DAY = literal_column("interval '1 day'", INTERVAL)
+
+
+def _utc_days_from_local_days(*, by_type: bool) -> CTE:
+    """An organization's UTC buckets as its local days plus the quarter-hours between
+    each bucket edge's UTC midnight and the nearest local midnight.
+
+    A UTC bucket [X, Y) is the local days [n(X), n(Y)) (n: the local day whose midnight
+    is nearest the UTC one) plus the quarter-hours from X's UTC midnight to n(X)'s local
+    midnight, minus those from Y's to n(Y)'s (signed: added when the local midnight is
+    later). Every local midnight is on a quarter-hour, so the sum is exact in any zone,
+    DST days included, and it reads usage_limits' days and about 12 hours of
+    quarter-hours per edge at most instead of all 96 quarter-hours of every day.
+    """
+    o, u, q = _organizations.alias("o"), _usage_limits.alias("u"), _quarter_hours.alias("q")
+    tz = select(o.c.timezone).where(o.c.id == _org).scalar_subquery()
+    series = func.generate_series(
+        cast(cast(_start, Date), TIMESTAMP), cast(cast(_end, Date), TIMESTAMP) + _DAY, _DAY
+    ).column_valued("x")
+    # Every UTC day of the range and the day after it (no bucket: only its edge counts).
+    near = select(
+        cast(series, Date).label("x"),
+        case((cast(series, Date) <= cast(_end, Date), _bucket_of(series))).label("bucket"),
+        func.timezone(_UTC, series).label("utc_midnight"),
+        cast(
+            func.timezone(tz, func.timezone(_UTC, series))
+            + literal_column("interval '12 hours'", INTERVAL),
+            Date,
+        ).label("n"),
+    ).cte("near")
+    one = literal_column("1", Integer)
+    a, b, p = near.alias("day"), near.alias("next_day"), near.alias("previous_day")
+    local_days = (
+        select(
+            a.c.bucket,
+            cast(
+                func.generate_series(cast(a.c.n, TIMESTAMP), cast(b.c.n, TIMESTAMP) - _DAY, _DAY),
+                Date,
+            ).label("day"),
+        )
+        .select_from(a.join(b, b.c.x == a.c.x + one))
+        .cte("local_days")
+    )
+    # Materialized: inlined, the planner joins the edges to all of the organization's
+    # quarter-hours instead of one range probe of pk_quarter_hour_usage per edge.
+    edges = (
+        select(
+            a.c.bucket,
+            p.c.bucket.label("previous"),
+            a.c.utc_midnight,
+            func.timezone(tz, cast(a.c.n, TIMESTAMP)).label("local_midnight"),
+        )
+        .select_from(a.outerjoin(p, p.c.x == a.c.x - one))
+        .where(a.c.bucket.is_distinct_from(p.c.bucket))
+        .cte("edges")
+        .prefix_with("MATERIALIZED")
+    )
+    e = edges.c
+    sign = case((e.local_midnight > e.utc_midnight, one), else_=-one)
+    edge_sums = (
+        select(
+            e.bucket,
+            e.previous,
+            q.c.type,
+            (func.sum(q.c.generations) * sign).label("generations"),
+            (func.sum(q.c.credits) * sign).label("credits"),
+        )
+        .select_from(
+            edges.join(
+                q,
+                and_(
+                    q.c.organization_id == _org,
+                    q.c.bucket >= func.least(e.utc_midnight, e.local_midnight),
+                    q.c.bucket < func.greatest(e.utc_midnight, e.local_midnight),
+                ),
+            )
+        )
+        .group_by(e.bucket, e.previous, e.utc_midnight, e.local_midnight, q.c.type)
+        .cte("edge_sums")
+    )
+    d, s = local_days.c, edge_sums.c
+    counted = union_all(
+        select(
+            d.bucket,
+            u.c.type,
+            func.sum(u.c.used).label("generations"),
+            func.sum(u.c.credits_used).label("credits"),
+        )
+        .select_from(local_days.join(u, and_(u.c.organization_id == _org, u.c.date == d.day)))
+        # The range as bounds too, so usage_limits is read as one range on its index.
+        .where(
+            u.c.date >= select(func.min(near.c.n)).scalar_subquery(),
+            u.c.date < select(func.max(near.c.n)).scalar_subquery(),
+        )
+        .group_by(d.bucket, u.c.type),
+        select(s.bucket, s.type, s.generations, s.credits).where(s.bucket.is_not(None)),
+        select(s.previous, s.type, -s.generations, -s.credits).where(s.previous.is_not(None)),
+    ).cte("counted")
+    return _regrouped(counted, by_type=by_type)
+
+
+def _timeline_statement(*, subject: Subject, zone: Zone, by_type: bool) -> Select[Any]:
+    """The timeline of an organization or one of its users, in its zone or UTC."""
+    if subject == "organization" and zone == "utc":
+        agg = _utc_days_from_local_days(by_type=by_type)
+    else:
+        agg = _per_bucket(_source(subject, zone), by_type=by_type).cte("agg")
+    return _zero_filled(agg, by_type=by_type)
+
+
+# (subject, utc, by_type) -> statement
+_TIMELINES: dict[tuple[Subject, bool, bool], Select[Any]] = {
+    (subject, utc, by_type): _timeline_statement(
+        subject=subject, zone="utc" if utc else "local", by_type=by_type
+    )
+    for subject in ("organization", "user")
+    for utc in (False, True)
+    for by_type in (False, True)
 }
 
 
@@ -279,7 +395,7 @@ def generation_timeline(
     start, end = check_range(start, end)
     unit = check_granularity(granularity)
     result = conn.execute(
-        _ORG_TIMELINES[utc, by_type],
+        _TIMELINES["organization", utc, by_type],
         {"org": organization_id, "start": start, "end": end, "unit": unit},
     )
     return frame(result, TYPED_TIMELINE_COLUMNS if by_type else TIMELINE_COLUMNS)
@@ -305,7 +421,7 @@ def user_timeline(
     start, end = check_range(start, end)
     unit = check_granularity(granularity)
     result = conn.execute(
-        _USER_TIMELINES[utc, by_type],
+        _TIMELINES["user", utc, by_type],
         {"org": organization_id, "user": user_id, "start": start, "end": end, "unit": unit},
     )
     return frame(result, TYPED_TIMELINE_COLUMNS if by_type else TIMELINE_COLUMNS)
@@ -313,56 +429,52 @@ def user_timeline(
 
 # --------------------------------------------------------- across organizations
 
+
 # The days of the company zone (:tz) for every organization the plans select. An
 # organization whose own zone is the company's keeps its local days in usage_limits,
 # which are then the company's days (a few rows per day and type); any other
 # organization's company-zone day is a run of its quarter-hours (every local midnight of
 # any zone is on one), read on quarter_hour_usage's key (organization_id, bucket, type)
 # over the range. Summed by bucket and type in SQL: the answer is buckets x types rows.
-_ALL_ORGS_TIMELINE = text(
-    """
-    WITH buckets AS (
-        SELECT b::date AS bucket
-        FROM generate_series(date_trunc(:unit, CAST(:start AS date)),
-                             date_trunc(:unit, CAST(:end AS date)),
-                             CAST('1 ' || :unit AS interval)) AS b
-    ),
-    orgs AS (
-        SELECT o.id, o.timezone = CAST(:tz AS text) AS same_zone
-        FROM organizations o
-        WHERE CAST(:any_plan AS boolean) OR o.plan = ANY(CAST(:plans AS text[]))
-    ),
-    counted AS (
-        SELECT date_trunc(:unit, u.date)::date AS bucket, u.type,
-               sum(u.used) AS generations, sum(u.credits_used) AS credits
-        FROM orgs o
-        JOIN usage_limits u
-          ON u.organization_id = o.id AND u.date BETWEEN :start AND :end
-        WHERE o.same_zone
-        GROUP BY 1, u.type
-        UNION ALL
-        SELECT date_trunc(:unit, (q.bucket AT TIME ZONE CAST(:tz AS text))::date)::date,
-               q.type, sum(q.generations), sum(q.credits)
-        FROM orgs o
-        JOIN quarter_hour_usage q
-          ON q.organization_id = o.id
-         AND q.bucket >= CAST(:start AS timestamp) AT TIME ZONE CAST(:tz AS text)
-         AND q.bucket < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE CAST(:tz AS text)
-        WHERE NOT o.same_zone
-        GROUP BY 1, q.type
-    ),
-    agg AS (
-        SELECT c.bucket, c.type, sum(c.generations) AS generations, sum(c.credits) AS credits
-        FROM counted c
-        GROUP BY c.bucket, c.type
+def _all_organizations_statement() -> Select[Any]:
+    """The timeline of every organization of the plans, by type, in the company zone."""
+    tz = cast(bindparam("tz", type_=Text), Text)
+    o = _organizations.alias("o")
+    orgs = (
+        select(o.c.id, (o.c.timezone == tz).label("same_zone"))
+        .where(
+            or_(
+                cast(bindparam("any_plan", type_=Boolean), Boolean),
+                o.c.plan == any_(cast(bindparam("plans", type_=ARRAY(Text)), ARRAY(Text))),
+            )
+        )
+        .cte("orgs")
     )
-    SELECT b.bucket, t.type, coalesce(a.generations, 0) AS generations,
-           coalesce(a.credits, 0) AS credits
-    FROM buckets b CROSS JOIN generation_types t
-    LEFT JOIN agg a ON a.bucket = b.bucket AND a.type = t.type
-    ORDER BY b.bucket, t.type
-    """
-)
+    u = _usage_limits.alias("u")
+    q = _quarter_hours.alias("q")
+    own_days = _Source(
+        u.c.date,
+        u.c.type,
+        func.sum(u.c.used),
+        func.sum(u.c.credits_used),
+        orgs.join(u, and_(u.c.organization_id == orgs.c.id, u.c.date.between(_start, _end))),
+        (orgs.c.same_zone,),
+    )
+    quarter_hours = _Source(
+        cast(func.timezone(tz, q.c.bucket), Date),
+        q.c.type,
+        func.sum(q.c.generations),
+        func.sum(q.c.credits),
+        orgs.join(q, and_(q.c.organization_id == orgs.c.id, _in_days(q.c.bucket, tz))),
+        (not_(orgs.c.same_zone),),
+    )
+    counted = union_all(
+        _per_bucket(own_days, by_type=True), _per_bucket(quarter_hours, by_type=True)
+    ).cte("counted")
+    return _zero_filled(_regrouped(counted, by_type=True), by_type=True)
+
+
+_ALL_ORGS_TIMELINE = _all_organizations_statement()
 
 
 def all_organizations_timeline(
@@ -403,41 +515,42 @@ def all_organizations_timeline(
     return frame(result, TYPED_TIMELINE_COLUMNS)
 
 
-_TOP_USERS = text(
-    """
-    WITH agg AS (
-        SELECT d.user_id, sum(d.generations) AS generations, sum(d.credits) AS credits
-        FROM user_daily_usage d
-        WHERE d.organization_id = :org AND d.date BETWEEN :start AND :end
-        GROUP BY d.user_id
+def _top_users_statement(zone: Zone) -> Select[Any]:
+    """The organization's users by credits in the range, most first, in its zone (from
+    user_daily_usage) or UTC (from its generations on (organization_id, created_at))."""
+    rows, user_id = _user_rows(zone)
+    agg = (
+        select(
+            user_id.label("user_id"),
+            rows.generations.label("generations"),
+            rows.credits.label("credits"),
+        )
+        .select_from(rows.table)
+        .where(*rows.where)
+        .group_by(user_id)
+        .cte("agg")
     )
-    SELECT a.user_id, u.name, u.email, a.generations, a.credits,
-           coalesce(a.credits::float8 / nullif(sum(a.credits) OVER (), 0), 0) AS credit_share
-    FROM agg a
-    JOIN users u ON u.organization_id = :org AND u.id = a.user_id
-    ORDER BY a.credits DESC, a.generations DESC, a.user_id
-    LIMIT :limit
-    """
-)
-# In UTC, from the generations of the range on (organization_id, created_at).
-_TOP_USERS_UTC = text(
-    """
-    WITH agg AS (
-        SELECT g.user_id, count(*) AS generations, sum(g.credits) AS credits
-        FROM generations g
-        WHERE g.organization_id = :org
-          AND g.created_at >= CAST(:start AS timestamp) AT TIME ZONE 'UTC'
-          AND g.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE 'UTC'
-        GROUP BY g.user_id
+    u = _users.alias("u")
+    total = func.nullif(func.sum(agg.c.credits).over(), _ZERO)
+    # float8 / numeric, as written: Core's "/" would cast the divisor to the dividend's type.
+    share = func.coalesce(cast(agg.c.credits, DOUBLE_PRECISION).op("/")(total), _ZERO)
+    return (
+        select(
+            agg.c.user_id,
+            u.c.name,
+            u.c.email,
+            agg.c.generations,
+            agg.c.credits,
+            share.label("credit_share"),
+        )
+        .select_from(agg.join(u, and_(u.c.organization_id == _org, u.c.id == agg.c.user_id)))
+        .order_by(agg.c.credits.desc(), agg.c.generations.desc(), agg.c.user_id)
+        .limit(bindparam("limit", type_=Integer))
     )
-    SELECT a.user_id, u.name, u.email, a.generations, a.credits,
-           coalesce(a.credits::float8 / nullif(sum(a.credits) OVER (), 0), 0) AS credit_share
-    FROM agg a
-    JOIN users u ON u.organization_id = :org AND u.id = a.user_id
-    ORDER BY a.credits DESC, a.generations DESC, a.user_id
-    LIMIT :limit
-    """
-)
+
+
+# utc -> statement
+_TOP_USERS = {utc: _top_users_statement("utc" if utc else "local") for utc in (False, True)}
 
 
 def top_users(
@@ -458,7 +571,7 @@ def top_users(
     start, end = check_range(start, end)
     limit = check_limit(limit)
     result = conn.execute(
-        _TOP_USERS_UTC if utc else _TOP_USERS,
+        _TOP_USERS[utc],
         {"org": organization_id, "start": start, "end": end, "limit": limit},
     )
     return frame(

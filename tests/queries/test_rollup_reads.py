@@ -19,8 +19,10 @@ import pytest
 from sqlalchemy import Connection, Engine, text
 
 from queries import timelines
+from queries.generations import record_generation
 from tests.conftest import DEMO_NOW
 from tests.queries import raw_timelines
+from tests.queries.writes import new_org
 from tests.statements import recording
 
 END = DEMO_NOW.date()
@@ -114,6 +116,78 @@ def test_top_users_and_user_timelines_equal_the_raw_rows(
                     timelines.user_timeline(demo, **options),
                     raw_timelines.user_timeline(demo, **options),
                 )
+
+
+# UTC days are read as local days plus the quarter-hours between each UTC midnight and
+# the nearest local one: zones on both sides of UTC, off the hour (+5:45), half-hour DST
+# (Lord Howe), beyond +12 (Kiritimati, +14), across New York's DST changes.
+UTC_READ_ZONES = (
+    "UTC",
+    "Asia/Kathmandu",
+    "America/New_York",
+    "Australia/Lord_Howe",
+    "Pacific/Kiritimati",
+    "Pacific/Pago_Pago",
+)
+# Around UTC midnights and the DST changes of New York (March 8, November 1) and Lord
+# Howe (April 5, October 4), 2026.
+_UTC_INSTANTS = [
+    dt.datetime.fromisoformat(f"{day} {time}+00:00")
+    for day in (
+        "2026-03-07",
+        "2026-03-08",
+        "2026-03-09",
+        "2026-04-04",
+        "2026-04-05",
+        "2026-10-03",
+        "2026-10-04",
+        "2026-10-31",
+        "2026-11-01",
+        "2026-11-02",
+    )
+    for time in ("00:00:00", "00:14:59", "05:30:00", "10:45:00", "13:15:00", "15:00:00", "23:59:59")
+]
+
+
+@pytest.mark.parametrize("zone", UTC_READ_ZONES)
+def test_utc_timelines_equal_the_raw_rows_in_every_kind_of_zone(
+    write_engine: Engine, zone: str
+) -> None:
+    org, users = new_org(write_engine, balance=1_000_000, timezone=zone, users=2)
+    for n, at in enumerate(_UTC_INSTANTS):
+        record_generation(
+            write_engine,
+            organization_id=org,
+            user_id=users[n % 2],
+            type=("chat", "image")[n % 3 == 0],
+            at=at,
+        )
+    ranges = (
+        (dt.date(2026, 3, 1), dt.date(2026, 11, 30)),
+        (dt.date(2026, 3, 8), dt.date(2026, 3, 8)),
+        (dt.date(2026, 4, 4), dt.date(2026, 10, 4)),
+        (dt.date(2026, 10, 29), dt.date(2026, 11, 4)),
+    )
+    with write_engine.connect() as conn:
+        for start, end in ranges:
+            for granularity in ("day", "week", "month"):
+                for by_type in (False, True):
+                    options: dict[str, Any] = {
+                        "organization_id": org,
+                        "start": start,
+                        "end": end,
+                        "granularity": granularity,
+                        "utc": True,
+                        "by_type": by_type,
+                    }
+                    pd.testing.assert_frame_equal(
+                        timelines.generation_timeline(conn, **options),
+                        raw_timelines.generation_timeline(conn, **options),
+                    )
+        whole = timelines.generation_timeline(
+            conn, organization_id=org, start=ranges[0][0], end=ranges[0][1], utc=True
+        )
+    assert whole["generations"].sum() == len(_UTC_INSTANTS)
 
 
 def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
