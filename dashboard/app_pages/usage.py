@@ -112,7 +112,12 @@ def csv_name(f: state.Filters, *, plans: Sequence[str], search: str) -> str:
 
 K_TIMELINE_METRIC: Final = "usage.timeline_metric"
 K_COMPARE: Final = "usage.compare"
-COMPARE: Final = (url.compare_param(K_COMPARE),)
+K_SHOW_TIMELINE: Final = "usage.timeline"
+# timeline=shown: the timeline across organizations is read (off, the default, is left out).
+TIMELINE_PARAMS: Final = (
+    url.choice_param("timeline", K_SHOW_TIMELINE, {"shown": True}, default=False),
+    url.compare_param(K_COMPARE),
+)
 
 
 def timeline_csv(current: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
@@ -138,7 +143,24 @@ def _timeline(f: state.Filters, tz: str, plans: tuple[str, ...]) -> None:
     in the company zone, optionally over the previous period too."""
     whose = "organizations on the " + ", ".join(plans) + " plans" if plans else "organizations"
     st.subheader(f"Timeline, all {whose}, by type")
-    url.apply(URL_PAGE, COMPARE)
+    url.apply(URL_PAGE, TIMELINE_PARAMS)
+    # Read when asked: it sums every organization's quarter-hours of the period (the
+    # company zone's days cut most organizations' own days), seconds at 100M generations
+    # where the rest of the page takes a fraction of one (docs/performance.md).
+    shown_at_all = st.toggle(
+        "Show the timeline",
+        key=K_SHOW_TIMELINE,
+        help="Sums every organization's use of the period in the company zone: it can take "
+        "a few seconds with millions of generations, so it is read only when asked.",
+    )
+    if not shown_at_all:
+        url.write(URL_PAGE, TIMELINE_PARAMS)
+        st.caption(
+            "Every organization's credits or generations per bucket and type, in the company "
+            'zone. Turn on "Show the timeline" to read it (`timeline=shown` in the '
+            "link)."
+        )
+        return
     left, right = st.columns([1, 2])
     with left:
         metric = st.segmented_control(
@@ -155,7 +177,7 @@ def _timeline(f: state.Filters, tz: str, plans: tuple[str, ...]) -> None:
         help="A dashed line: the same number of days just before this period, drawn on "
         "this period's dates.",
     )
-    url.write(URL_PAGE, COMPARE)
+    url.write(URL_PAGE, TIMELINE_PARAMS)
     shown: Literal["generations", "credits"] = (
         "generations" if metric == "generations" else "credits"
     )

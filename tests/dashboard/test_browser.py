@@ -1229,7 +1229,7 @@ def test_the_previous_period_is_a_dashed_line_named_in_the_legend(
 ) -> None:
     """Usage review with ``compare=previous``: the timeline across organizations draws
     the previous period as a dashed line whose legend names its dates."""
-    page.goto(f"{app.url}/usage?range=30d&grain=week&compare=previous")
+    page.goto(f"{app.url}/usage?range=30d&grain=week&compare=previous&timeline=shown")
     settle(page, "Usage review")
     assert not problems(page), problems(page)
     chart = page.locator('[data-testid="stPlotlyChart"]').filter(

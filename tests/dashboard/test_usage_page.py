@@ -56,8 +56,9 @@ def test_every_organization_is_ranked_by_credits_consumed(
     assert table["Credits consumed"].is_monotonic_decreasing
     assert list(table["Balance"]) == list(expected["balance"])
     assert {"Credits granted", "Credits deducted", "Share %"} <= set(table.columns)
-    _, timeline, monthly = figures(at)
-    assert timeline["layout"]["title"]["text"].startswith("Credits per day by generation type")
+    # The timeline across organizations is read only when asked (timeline=shown).
+    _, monthly = figures(at)
+    assert at.toggle(key="usage.timeline").value is False
     assert [t["name"] for t in monthly["data"]] == ["Consumed", "Granted"]
     assert len(monthly["data"][0]["x"]) == 2  # October and November
 
@@ -263,7 +264,7 @@ def _timeline_figure(at: AppTest) -> dict[str, Any]:
 def test_the_timeline_across_organizations_stacks_every_type_in_the_company_zone(
     usage_page: Callable[..., AppTest], demo_engine: Engine
 ) -> None:
-    at = usage_page(grain="week")
+    at = usage_page(grain="week", timeline="shown")
     assert not at.exception and not at.error
     chart = _timeline_figure(at)
     with demo_engine.connect() as conn:
@@ -287,7 +288,7 @@ def test_the_timeline_csv_holds_every_bucket_and_type_shown(
     usage_page: Callable[..., AppTest], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     downloads = capture_downloads(monkeypatch)
-    at = usage_page(compare="previous")
+    at = usage_page(compare="previous", timeline="shown")
     name = "timeline_2026-10-22_2026-11-20_day.csv"
     assert name in downloads, list(downloads)
     csv = pd.read_csv(io.BytesIO(downloads[name]))
@@ -302,7 +303,7 @@ def test_the_timeline_csv_holds_every_bucket_and_type_shown(
 def test_compare_previous_in_the_url_overlays_the_previous_period(
     usage_page: Callable[..., AppTest],
 ) -> None:
-    at = usage_page(compare="previous")
+    at = usage_page(compare="previous", timeline="shown")
     assert not at.exception
     assert at.toggle(key="usage.compare").value is True
     line = _timeline_figure(at)["data"][-1]
@@ -321,10 +322,28 @@ def test_a_bad_compare_value_is_dropped_with_a_notice(
 ) -> None:
     usage_page()  # the demo database
     at = make_app(role="finance").run()  # a new tab, then the link
-    for key, value in {**DEMO_RANGE, "compare": "yes"}.items():
+    for key, value in {**DEMO_RANGE, "compare": "yes", "timeline": "shown"}.items():
         at.query_params[key] = value
     at.switch_page("app_pages/usage.py").run()
     assert not at.exception
     assert at.toggle(key="usage.compare").value is False
     notices = plain_texts(at, "toast")
     assert any("compare='yes'" in t and "use one of previous" in t for t in notices), notices
+
+
+def test_the_timeline_across_organizations_is_read_when_asked_and_kept_in_the_link(
+    usage_page: Callable[..., AppTest],
+) -> None:
+    at = usage_page()
+    assert not at.exception
+    assert not [f for f in figures(at) if "by generation type" in f["layout"]["title"]["text"]]
+    assert "timeline" not in at.query_params
+    at.toggle(key="usage.timeline").set_value(True).run()
+    assert not at.exception
+    assert at.query_params["timeline"] == "shown"
+    assert _timeline_figure(at)["data"], "the timeline is drawn once asked"
+    # A link with it opens it; a bad value is dropped with a notice.
+    assert usage_page(timeline="shown").toggle(key="usage.timeline").value is True
+    bad = usage_page(timeline="yes")
+    assert bad.toggle(key="usage.timeline").value is False
+    assert any("timeline='yes'" in t for t in plain_texts(bad, "toast"))
