@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from benchmarks.queries import writes
 from benchmarks.queries.database import bench_target
@@ -68,6 +68,71 @@ def without(transaction: str, *blocks: str) -> str:
     return transaction
 
 
+# The prototype of the next step: the work statement, verbatim, as a PL/pgSQL function
+# (whose plans each server connection keeps), created in the benchmark database for the
+# run and dropped after it.
+_FUNCTION = "benchmark_record_generation"
+_ARGUMENTS = (
+    ("CAST(:credits AS integer)", "p_credits"),
+    ("CAST(:at AS timestamptz)", "p_at"),
+    ("CAST(:key AS text)", "p_key"),
+    (":key,", "p_key,"),
+    (":org", "p_org"),
+    (":user", "p_user"),
+    (":type", "p_type"),
+)
+
+
+def create_function(conn: Connection) -> None:
+    """``_FUNCTION``: record_generation's work statement in PL/pgSQL, its result columns
+    typed as one run of the statement (rolled back) returns them."""
+    body = generations._RECORD.text
+    for old, new in _ARGUMENTS:
+        if old not in body:
+            raise SystemExit(f"record_generation's statement no longer has {old!r}")
+        body = body.replace(old, new)
+    probe = conn.execute(text("SELECT organization_id AS org, id AS user FROM users LIMIT 1")).one()
+    result = conn.execute(
+        generations._RECORD,
+        {
+            "org": probe.org,
+            "user": probe.user,
+            "type": "chat",
+            "credits": None,
+            "at": None,
+            "key": None,
+        },
+    )
+    cursor = result.cursor
+    assert cursor is not None and cursor.description is not None
+    columns = [(column[0], column[1]) for column in cursor.description]
+    result.close()
+    conn.rollback()
+    typed = [
+        f"{name} " + conn.execute(text("SELECT format_type(:oid, NULL)"), {"oid": oid}).scalar_one()
+        for name, oid in columns
+    ]
+    conn.execute(
+        text(
+            f"CREATE OR REPLACE FUNCTION {_FUNCTION}(p_org bigint, p_user bigint, p_type text, "
+            "p_credits integer, p_at timestamptz, p_key text) "
+            f"RETURNS TABLE ({', '.join(typed)}) LANGUAGE plpgsql AS $fn$\n"
+            f"#variable_conflict use_column\nBEGIN\nRETURN QUERY {body};\nEND\n$fn$"
+        )
+    )
+    conn.commit()
+
+
+def _function_transaction() -> str:
+    """The pgbench transaction with the work statement replaced by a call of the function."""
+    call = (
+        "SELECT * FROM benchmark_record_generation(:org, :uid, (SELECT type FROM generation_types "
+        "ORDER BY type OFFSET :type_index LIMIT 1), NULL, NULL, NULL);"
+    )
+    lines = writes.PGBENCH_TRANSACTION.split("\\startpipeline\n")[0]
+    return f"{lines}\\startpipeline\nBEGIN;\n{generations._LOCK.text.strip()};\n{call}\n\\endpipeline\nEND;\n"
+
+
 def variants() -> dict[str, tuple[str, str]]:
     """Each variant's pgbench transaction and query mode."""
     full = re.sub(r"\n *--[^\n]*", "", writes.PGBENCH_TRANSACTION)  # comments sit between blocks
@@ -80,6 +145,7 @@ def variants() -> dict[str, tuple[str, str]]:
         **{f"without {block}": (without(full, block), "extended") for block in _ROLLUPS[:4]},
         "without any rollup": (bare, "extended"),
         "without any rollup, prepared": (bare, "prepared"),
+        "the work as a PL/pgSQL function (prototype)": (_function_transaction(), "extended"),
         "the minimal transaction": (MINIMAL, "extended"),
     }
 
@@ -130,6 +196,8 @@ def main() -> None:
         chosen = {k: v for k, v in variants().items() if not args.only or k in args.only}
         print(f"2 CPUs; load average at start {os.getloadavg()[0]:.2f}.\n")
         results: dict[str, list[float]] = {name: [] for name in chosen}
+        with direct.connect() as conn:
+            create_function(conn)
         writes.prepare_writes(direct)
         try:
             for _ in range(args.rounds):  # alternating, so a slow spell hits every variant
@@ -146,6 +214,8 @@ def main() -> None:
                     )
         finally:
             writes.restore_after_writes(direct)
+            with direct.begin() as conn:
+                conn.execute(text(f"DROP FUNCTION IF EXISTS {_FUNCTION}"))
     finally:
         direct.dispose()
     minimal = statistics.median(results.get("the minimal transaction") or [float("nan")])
