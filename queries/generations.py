@@ -224,7 +224,8 @@ def record_generation(
     generation recorded the first time.
 
     Two statements in one round trip: the lock (carrying the transaction's timeouts),
-    then all the work in one (see ``_RECORD``); then COMMIT.
+    then all the work in one (see ``_RECORD``); then COMMIT, in the same round trip when
+    there is a key (a retry after a lost answer is safe then), else in one of its own.
     """
     org = check_id(organization_id, error=InvalidGeneration)
     user = check_id(user_id, "user_id", error=InvalidGeneration)
@@ -247,12 +248,15 @@ def record_generation(
         "key": idempotency_key,
     }
 
+    keyed = idempotency_key is not None
+
     def body(conn: Connection) -> RecordedGeneration:
         # Both statements in one round trip: the lock is held from the first, and the
         # second does not wait for the client to read the first's answer. Without the
-        # organization both come back empty and change nothing.
+        # organization both come back empty and change nothing; a refusal writes
+        # nothing either, so COMMIT may follow in the same round trip.
         locked, rows = pipelined(
-            conn, [(_LOCK, {"org": org, "ms": timeout_ms()}), (_RECORD, params)]
+            conn, [(_LOCK, {"org": org, "ms": timeout_ms()}), (_RECORD, params)], commit=keyed
         )
         if not locked or locked[0].balance is None or not rows:
             raise InvalidGeneration(f"There is no organization with id {org}.")
@@ -260,9 +264,7 @@ def record_generation(
 
     # With a key, a retry after a lost COMMIT finds the generation it recorded; without
     # one, a lost COMMIT is reported as OutcomeUnknown rather than recorded twice.
-    return run_in_transaction(
-        engine, body, idempotent=idempotency_key is not None, sets_timeouts=True
-    )
+    return run_in_transaction(engine, body, idempotent=keyed, sets_timeouts=True, commits=keyed)
 
 
 def _answer(

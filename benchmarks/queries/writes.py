@@ -19,11 +19,13 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.engine import make_url
 
 from benchmarks.queries.database import Target, vacuum
 from queries import generations
@@ -306,25 +308,41 @@ def run_record_generation(
 ) -> Throughput:
     """``THREADS`` threads calling record_generation for ``seconds``: a random target
     organization, one of its users and a type, each uniformly."""
+
+    def call(index: int, rng: random.Random) -> None:
+        org = rng.choice(targets)
+        user = rng.randint(org.first_user, org.last_user)
+        generations.record_generation(
+            engine, organization_id=org.id, user_id=user, type=rng.choice(types)
+        )
+
+    return _threads(call, seconds=seconds, label=label, errors=(DashboardError,))
+
+
+def _threads(
+    transaction: Callable[[int, random.Random], None],
+    *,
+    seconds: float,
+    label: str,
+    errors: tuple[type[Exception], ...],
+) -> Throughput:
+    """``THREADS`` threads each running ``transaction(thread index, its random source)``
+    in a loop for ``seconds``; failures of the types ``errors`` are counted by name."""
     start_line = threading.Barrier(THREADS + 1)
     counts = [0] * THREADS
     latencies = [0.0] * THREADS
-    errors: list[Counter[str]] = [Counter() for _ in range(THREADS)]
+    failed: list[Counter[str]] = [Counter() for _ in range(THREADS)]
     deadline = [0.0]
 
     def worker(index: int) -> None:
         rng = random.Random(index)
         start_line.wait()
         while time.perf_counter() < deadline[0]:
-            org = rng.choice(targets)
-            user = rng.randint(org.first_user, org.last_user)
             began = time.perf_counter()
             try:
-                generations.record_generation(
-                    engine, organization_id=org.id, user_id=user, type=rng.choice(types)
-                )
-            except DashboardError as exc:
-                errors[index][type(exc).__name__] += 1
+                transaction(index, rng)
+            except errors as exc:
+                failed[index][type(exc).__name__] += 1
                 continue
             latencies[index] += time.perf_counter() - began
             counts[index] += 1
@@ -345,10 +363,71 @@ def run_record_generation(
         label,
         done,
         elapsed,
-        dict(sum(errors, Counter())),
+        dict(sum(failed, Counter())),
         _ms(sum(latencies) / done) if done else 0.0,
         cpu,
     )
+
+
+# The seed's minimal transaction, the yardstick of what the rollups cost: the quota
+# upsert and the insert, whose trigger debits the balance (migration 0013), committed,
+# as plain psycopg (no SQLAlchemy, no lock statement, no rollup). The day is the
+# organization's local day, as record_generation counts it.
+_MINIMAL_QUOTA = """
+    INSERT INTO usage_limits AS u (organization_id, type, date, used, credits_used, daily_limit)
+    SELECT %(org)s, %(type)s, (now() AT TIME ZONE o.timezone)::date, 1, %(cost)s, %(limit)s
+    FROM organizations o WHERE o.id = %(org)s
+    ON CONFLICT (organization_id, type, date) DO UPDATE
+        SET used = u.used + 1, credits_used = u.credits_used + excluded.credits_used
+        WHERE u.used < u.daily_limit
+    RETURNING u.used
+"""
+_MINIMAL_INSERT = """
+    INSERT INTO generations (organization_id, user_id, type, credits)
+    VALUES (%(org)s, %(user)s, %(type)s, %(cost)s)
+"""
+
+
+def run_minimal(
+    target: Target,
+    targets: Sequence[WriteOrg],
+    costs: Mapping[str, int],
+    *,
+    seconds: float,
+    label: str,
+) -> Throughput:
+    """``THREADS`` threads, each on its own psycopg connection, running the minimal
+    transaction (quota upsert, insert, COMMIT) on the same random draws as
+    ``run_record_generation``."""
+    conninfo = make_url(target.url).set(drivername="postgresql").render_as_string(False)
+    connections = [psycopg.connect(conninfo, prepare_threshold=None) for _ in range(THREADS)]
+    types = sorted(costs)
+
+    def transaction(conn: psycopg.Connection, rng: random.Random) -> None:
+        org = rng.choice(targets)
+        kind = rng.choice(types)
+        params = {
+            "org": org.id,
+            "user": rng.randint(org.first_user, org.last_user),
+            "type": kind,
+            "cost": costs[kind],
+            "limit": BENCH_LIMIT,
+        }
+        with conn.transaction():
+            if conn.execute(_MINIMAL_QUOTA, params).fetchone() is None:
+                raise RuntimeError("quota reached")
+            conn.execute(_MINIMAL_INSERT, params)
+
+    try:
+        return _threads(
+            lambda index, rng: transaction(connections[index], rng),
+            seconds=seconds,
+            label=label,
+            errors=(psycopg.Error, RuntimeError),
+        )
+    finally:
+        for conn in connections:
+            conn.close()
 
 
 # record_generation's transaction (queries/generations.py) in plain SQL, with the same
@@ -465,11 +544,13 @@ def run_pgbench(
 
 @dataclass(frozen=True, slots=True)
 class WriteComparison:
-    """record_generation and pgbench on the same organizations, alternating rounds."""
+    """record_generation, pgbench and the minimal transaction on the same organizations,
+    in alternating rounds."""
 
     label: str
     python: list[Throughput]
     plain: list[Throughput]
+    minimal: list[Throughput]
 
     @staticmethod
     def median(runs: Sequence[Throughput]) -> Throughput:
@@ -483,6 +564,15 @@ class WriteComparison:
     def ratio(self) -> float:
         """Median record_generation tx/s over median pgbench tx/s."""
         return self.median(self.python).per_second / self.median(self.plain).per_second
+
+    @property
+    def rollup_ratios(self) -> list[float]:
+        return [p.per_second / m.per_second for p, m in zip(self.python, self.minimal, strict=True)]
+
+    @property
+    def rollup_ratio(self) -> float:
+        """Median record_generation tx/s over the minimal transaction's median tx/s."""
+        return self.median(self.python).per_second / self.median(self.minimal).per_second
 
 
 def benchmark_writes(target: Target, *, seconds: float, rounds: int) -> list[WriteComparison]:
@@ -498,9 +588,13 @@ def benchmark_writes(target: Target, *, seconds: float, rounds: int) -> list[Wri
                     "ORDER BY count(*) DESC, organization_id LIMIT 1"
                 )
             ).scalar_one()
-            types = list(
-                conn.execute(text("SELECT type FROM generation_types ORDER BY type")).scalars()
-            )
+            costs = {
+                row.type: row.default_credits
+                for row in conn.execute(
+                    text("SELECT type, default_credits FROM generation_types ORDER BY type")
+                )
+            }
+            types = sorted(costs)
         ids = sorted(everyone)
         step = max(1, -(-len(ids) // MAX_PGBENCH_SCRIPTS))
         spread = [everyone[i] for i in ids[::step]]
@@ -513,7 +607,7 @@ def benchmark_writes(target: Target, *, seconds: float, rounds: int) -> list[Wri
                 (f"one organization (id {largest})", [everyone[largest]]),
                 (f"spread over {len(spread)} organizations", spread),
             ):
-                comparison = WriteComparison(label, [], [])
+                comparison = WriteComparison(label, [], [], [])
                 # Alternating, so a slow spell of a shared machine hits both sides.
                 for number in range(1, rounds + 1):
                     print(
@@ -524,6 +618,9 @@ def benchmark_writes(target: Target, *, seconds: float, rounds: int) -> list[Wri
                     )
                     comparison.plain.append(
                         run_pgbench(target, targets, len(types), seconds=seconds, label=label)
+                    )
+                    comparison.minimal.append(
+                        run_minimal(target, targets, costs, seconds=seconds, label=label)
                     )
                 comparisons.append(comparison)
         finally:

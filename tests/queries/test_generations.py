@@ -6,8 +6,11 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
+from psycopg import pq
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from queries import generations
 from queries.errors import (
@@ -206,9 +209,9 @@ def test_a_generation_is_one_round_trip_of_the_lock_and_one_statement_doing_the_
     org, (user,) = new_org(write_engine, balance=10)
     sent: list[list[str]] = []
 
-    def spy(conn: Connection, statements: Any) -> Any:
+    def spy(conn: Connection, statements: Any, **options: Any) -> Any:
         sent.append([str(statement) for statement, _ in statements])
-        return pipelined(conn, statements)
+        return pipelined(conn, statements, **options)
 
     monkeypatch.setattr(generations, "pipelined", spy)
     with recording(write_engine) as recorded:
@@ -234,4 +237,50 @@ def test_a_generation_is_one_round_trip_of_the_lock_and_one_statement_doing_the_
             credits=made.balance_after + 1,
         )
     assert len(sent) == 2
+    assert snapshot(write_engine, org) == before
+
+
+def test_a_keyed_generation_commits_in_the_round_trip_of_its_work(
+    write_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org, (user,) = new_org(write_engine, balance=10)
+    seen: list[tuple[bool, pq.TransactionStatus]] = []
+
+    def spy(conn: Connection, statements: Any, **options: Any) -> Any:
+        rows = pipelined(conn, statements, **options)
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        seen.append((options.get("commit", False), raw.info.transaction_status))
+        return rows
+
+    monkeypatch.setattr(generations, "pipelined", spy)
+    made = record_generation(
+        write_engine, organization_id=org, user_id=user, type="chat", idempotency_key="k1"
+    )
+    # Committed when the one round trip came back; without a key COMMIT is its own.
+    assert seen == [(True, pq.TransactionStatus.IDLE)]
+    again = record_generation(
+        write_engine, organization_id=org, user_id=user, type="chat", idempotency_key="k1"
+    )
+    assert again.id == made.id
+    record_generation(write_engine, organization_id=org, user_id=user, type="chat")
+    assert seen[1:] == [(True, pq.TransactionStatus.IDLE), (False, pq.TransactionStatus.INTRANS)]
+    assert invariant_holds(write_engine, org)
+
+
+def test_a_failed_statement_before_a_pipelined_commit_leaves_nothing(
+    write_engine: Engine,
+) -> None:
+    org, (user,) = new_org(write_engine, balance=10)
+    before = snapshot(write_engine, org)
+    insert = text(
+        "INSERT INTO generations (organization_id, user_id, type, credits) "
+        "VALUES (:org, :user, 'chat', 1)"
+    )
+    with write_engine.connect() as conn, pytest.raises(DBAPIError, match="division by zero"):
+        conn.begin()
+        pipelined(
+            conn, [(insert, {"org": org, "user": user}), (text("SELECT 1/0"), {})], commit=True
+        )
+    # COMMIT did not run after the error: the insert (and its debit) rolled back.
     assert snapshot(write_engine, org) == before
