@@ -277,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         named = {p.path or "overview": p for p in pages}
         unknown = set(wanted) - named.keys()
         if unknown:
-            parser.error(f"unknown page(s): {', '.join(sorted(unknown))}")
+            parser.error(f"not a page of the dashboard: {', '.join(sorted(unknown))}")
         pages = tuple(named[path] for path in wanted)
     database_url = args.database_url or _default_database()
     query = f"?org={args.org}" if args.org else ""
