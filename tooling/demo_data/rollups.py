@@ -38,7 +38,6 @@ _ROLLUPS = recounts.ROLLUPS
 # The loader's sessions are plain psycopg: the recounts are rendered for its driver.
 _PSYCOPG = psycopg_dialect.dialect()  # type: ignore[no-untyped-call]
 
-
 _QUARTER_US = 900_000_000  # 2000-01-01 00:00 UTC is a whole number of quarter-hours
 
 
