@@ -10,7 +10,8 @@ Errors (importable from here) carry a sentence for the page: ``InvalidAdjustment
 ``QuotaExceeded``; when one is raised, nothing was written. Failures of the database
 itself arrive as the ``queries.errors`` that ``queries.transactions`` documents
 (``Busy``, ``DatabaseUnavailable``, ``OutcomeUnknown``, ``DatabaseRefused``); never a raw
-SQLAlchemy or psycopg exception.
+SQLAlchemy or psycopg exception. ``LedgerEntry`` and ``approval_threshold`` are
+``queries.ledger``'s, importable from here too for the pages that show adjustments.
 """
 
 from __future__ import annotations
@@ -71,7 +72,6 @@ __all__ = [
     "adjust_credits",
     "approval_threshold",
     "check_adjustment_amount",
-    "check_below_threshold",
     "max_adjustment",
     "recent_duplicate",
     "reverse_adjustment",
@@ -108,7 +108,7 @@ def adjust_credits(
     """
     org = check_id(organization_id, error=InvalidAdjustment)
     amount = check_adjustment_amount(amount)
-    check_below_threshold(amount)
+    check_below_threshold(amount=amount)
     reason = required_text(reason, "reason", maximum=MAX_REASON, error=InvalidAdjustment)
     actor = canonical_identity(actor, "actor", error=InvalidAdjustment)
     key = check_key(idempotency_key, error=InvalidAdjustment)

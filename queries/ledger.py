@@ -8,7 +8,8 @@ inside the transaction they own (``queries.transactions.run_in_transaction``):
   (migration 0013) on the organization's ``credit_balances`` row, which serializes every
   change to its credits, returning the balance;
 - ``replay`` next, when the write is keyed: the first answer for the same request, the
-  write's own refusal for a different one (``IdempotencyConflict`` by default);
+  write's own refusal for a different one (``IdempotencyConflict`` by default). Every
+  keyed write uses it, generations, limit and time-zone changes too;
 - ``needs_approval`` (with ``moved_alone`` / ``check_alone``): whether a second person
   must approve, the same test for a form, a file and the write itself;
 - ``insert_movement`` last: only the database books an entry (a trigger adds its amount
@@ -200,9 +201,11 @@ def replay(
     conflict: Callable[[T], str],
     error: type[DashboardError] = IdempotencyConflict,
 ) -> T | None:
-    """``first`` (what the key did before) if ``recorded(first) == asked``; None for a new key; else ``error(conflict(first))``."""
-    # Called under the organization's lock: no concurrent call with the key is half-way,
-    # so a retry after a lost answer gets the first answer and applies nothing twice.
+    """What the key answered first if this is the same request, None for a new key; else ``error``."""
+    # ``first`` is what the key recorded; ``recorded(first)`` is compared with ``asked``
+    # and ``conflict(first)`` is the refusal's sentence. Called under the organization's
+    # lock, where no call with the same key is half-way: a retry after a lost answer
+    # gets the first answer, and nothing is applied twice.
     if first is None:
         return None
     if recorded(first) != asked:
@@ -233,7 +236,7 @@ def needs_approval(*, amount: int, moved: int = 0, threshold: int | None = None)
     return moved + abs(amount) > limit
 
 
-def check_below_threshold(amount: int) -> None:
+def check_below_threshold(*, amount: int) -> None:
     """Raise ``ApprovalRequired`` when ``amount`` alone moves more credits than one person may."""
     threshold = approval_threshold()
     if needs_approval(amount=amount, threshold=threshold):

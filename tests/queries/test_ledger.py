@@ -243,7 +243,7 @@ def test_approval_is_needed_past_the_threshold_either_way_and_never_before(
         env.setenv("CREDITS_APPROVAL_THRESHOLD", str(threshold))
         alone = needs_approval(amount=amount)
         try:
-            ledger.check_below_threshold(amount)
+            ledger.check_below_threshold(amount=amount)
         except ApprovalRequired:
             assert alone
         else:
