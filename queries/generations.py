@@ -19,13 +19,13 @@ from queries.checks import (
     required_text,
 )
 from queries.errors import (
-    IdempotencyConflict,
     InsufficientCredits,
     InvalidGeneration,
     InvalidInput,
     QuotaExceeded,
 )
 from queries.frames import KeysetCursor, frame, split_page
+from queries.ledger import replay
 from queries.transactions import pipelined, run_in_transaction, timeout_ms
 
 MAX_CREDITS = 1_000_000
@@ -295,12 +295,16 @@ def _answer(
             daily_limit=int(limit),
         )
 
-    if row.previous_id is not None:
-        if (row.previous_user, row.previous_type, row.previous_credits) != (user, type, cost):
-            raise IdempotencyConflict(
-                f"Idempotency key {key!r} was used for another generation "
-                f"({row.previous_id}). Nothing was recorded."
-            )
+    first = replay(
+        first=row if row.previous_id is not None else None,
+        asked=(user, type, cost),
+        recorded=lambda r: (r.previous_user, r.previous_type, r.previous_credits),
+        conflict=lambda r: (
+            f"Idempotency key {key!r} was used for another generation "
+            f"({r.previous_id}). Nothing was recorded."
+        ),
+    )
+    if first is not None:
         return recorded(
             row.previous_id,
             row.previous_created_at,
