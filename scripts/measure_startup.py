@@ -2,10 +2,13 @@
 app's own elements: a progress sign, the title) and to the whole first page.
 
     uv run python scripts/measure_startup.py [--database-url URL] [--runs N] [--plain]
+    uv run python scripts/measure_startup.py --command [--stopped] [--runs N]
 
 Each run starts the server (``python -m cli.server``, the launcher ``dashboard
 serve`` uses, or with ``--plain`` a bare ``streamlit run dashboard/app.py`` as before
-it), and at the same moment opens Debian's Chromium (Playwright), which loads the app
+it; with ``--command``, the whole of ``uv run dashboard serve`` on the embedded demo
+database, as a user types it: uv, the embedded server (stopped first with
+``--stopped``), the schema check and the launcher), and at the same moment opens Debian's Chromium (Playwright), which loads the app
 as soon as the server answers. It prints, from the process start: when the server
 answered its health check, when the page first showed an element of the app (any
 element in the main area, or the page menu), when the Overview's title showed, when
@@ -85,17 +88,22 @@ def default_database() -> str:
     return embedded.ensure_running().url("dashboard_test_demo")
 
 
-def one_run(database_url: str, *, plain: bool, visit_after: float) -> tuple[float, ...]:
-    port = free_port()
+def launch(database_url: str | None, *, plain: bool, port: int) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of one start: the launcher on ``database_url``, or
+    (``database_url`` None) ``uv run dashboard serve`` on the embedded demo database."""
     secrets = Path(tempfile.mkdtemp()) / "secrets.toml"
     secrets.write_text(f'[dev]\nuser = "{USER}"\nrole = "admin"\n')
-    env = {k: v for k, v in os.environ.items() if k != "DIRECT_URL"}
-    env |= {"DATABASE_URL": database_url, "DASHBOARD_USER": USER, "DASHBOARD_ROLE": "admin"}
-    launcher = ["-m", "streamlit", "run"] if plain else ["-m", "cli.server"]
+    urls = ("DATABASE_URL", "DIRECT_URL", "DATABASE_READ_URL")
+    env = {k: v for k, v in os.environ.items() if k not in urls}
+    env |= {"DASHBOARD_USER": USER, "DASHBOARD_ROLE": "admin"}
+    if database_url is None:
+        launcher = ["uv", "run", "--locked", "dashboard", "serve"]
+    else:
+        env["DATABASE_URL"] = database_url
+        module = ["-m", "streamlit", "run"] if plain else ["-m", "cli.server"]
+        launcher = [sys.executable, *module, "dashboard/app.py"]
     command = [
-        sys.executable,
         *launcher,
-        "dashboard/app.py",
         "--server.port",
         str(port),
         "--server.headless",
@@ -105,6 +113,12 @@ def one_run(database_url: str, *, plain: bool, visit_after: float) -> tuple[floa
         "--secrets.files",
         str(secrets),
     ]
+    return command, env
+
+
+def one_run(database_url: str | None, *, plain: bool, visit_after: float) -> tuple[float, ...]:
+    port = free_port()
+    command, env = launch(database_url, plain=plain, port=port)
     url = f"http://127.0.0.1:{port}"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -146,6 +160,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--plain", action="store_true", help="bare `streamlit run`")
     parser.add_argument(
+        "--command",
+        action="store_true",
+        help="time `uv run dashboard serve` on the embedded demo database (load it first "
+        "with `uv run dashboard seed`)",
+    )
+    parser.add_argument(
+        "--stopped",
+        action="store_true",
+        help="with --command: stop the embedded database before each run, as after a reboot",
+    )
+    parser.add_argument(
         "--visit-after",
         type=float,
         default=0.0,
@@ -153,11 +178,16 @@ def main() -> None:
         "'server up' are then counted from opening the page",
     )
     args = parser.parse_args()
-    database_url = args.database_url or default_database()
-    rows = [
-        one_run(database_url, plain=args.plain, visit_after=args.visit_after)
-        for _ in range(args.runs)
-    ]
+    if args.stopped and not args.command:
+        parser.error("--stopped goes with --command")
+    database_url = None if args.command else args.database_url or default_database()
+    rows = []
+    for _ in range(args.runs):
+        if args.stopped:
+            from tooling import embedded
+
+            embedded.stop()
+        rows.append(one_run(database_url, plain=args.plain, visit_after=args.visit_after))
     line = (
         "server up {:.2f} s, first frame {:.2f} s, title {:.2f} s, script done {:.2f} s, "
         "page drawn {:.2f} s"
