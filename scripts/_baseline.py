@@ -229,7 +229,10 @@ class Worker:
 
     def ready(self) -> None:
         """Wait for the warm-up (both sides warm up at once, before any round)."""
-        self.info = self._read().get("info", {})
+        message = self._read()
+        self.info = message.get("info", {})
+        if message.get("code") and Path(message["code"]) != self._cwd.resolve():
+            raise SystemExit(f"the {self.name} worker measured {message['code']}, not {self._cwd}")
 
     def __exit__(self, *exc: object) -> None:
         process = self._process
@@ -280,7 +283,10 @@ def serve(
         out.write(json.dumps({"protocol": PROTOCOL, **message}) + "\n")
         out.flush()
 
-    send({"ready": True, "info": dict(info or {})})
+    # Where the measured code came from, so the parent can check each side ran its own.
+    queries = sys.modules.get("queries")
+    code = str(Path(queries.__file__).resolve().parents[1]) if queries and queries.__file__ else ""
+    send({"ready": True, "code": code, "info": dict(info or {})})
     for line in sys.stdin:
         if line.strip() != "round":
             raise SystemExit(f"a worker expects 'round', got {line.strip()!r}")
