@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Protocol
 
 # A worker's messages carry it; REF's copy of a script is used only if its _baseline.py
 # declares the same (the line below, verbatim).
@@ -58,14 +58,16 @@ ROOT: Final = Path(__file__).resolve().parents[1]
 MIGRATIONS: Final = Path("migrations") / "versions"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--baseline REF`` and the workers' ``--json``."""
+def add_arguments(parser: argparse.ArgumentParser, *, worker: bool = True) -> None:
+    """``--baseline REF`` and, for a script measured by workers, their ``--json``."""
     parser.add_argument(
         "--baseline",
         metavar="REF",
         help="also measure this git ref (a tag, main~5, a commit) in alternating rounds, "
         "and print both side by side",
     )
+    if not worker:
+        return
     parser.add_argument(
         "--json",
         action="store_true",
@@ -90,6 +92,15 @@ class Checkout:
     def label(self) -> str:
         short = self.commit[:9]
         return self.ref if self.ref.startswith(short) else f"{self.ref} ({short})"
+
+    def notes(self, ran: str, rounds: int, *, repo: Path = ROOT) -> tuple[str, str]:
+        """What the output says about REF's side: what ran, in which Python, the schema."""
+        python = (
+            "this Python environment (the same uv.lock)"
+            if python_for(self.path, repo=repo)[0] == [sys.executable]
+            else "its own locked environment (uv.lock differs)"
+        )
+        return f"{self.label} ran {ran}, in {python}; {rounds} alternating rounds.", self.schema
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -171,18 +182,21 @@ def _share_schema(repo: Path, tree: Path, ref: str) -> str:
 # ---------------------------------------------------------------------- the sides
 
 
-def python_for(tree: Path, *, repo: Path = ROOT) -> tuple[list[str], dict[str, str]]:
-    """The command that starts Python on ``tree``'s code, and its environment."""
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")
-    }
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))
+def python_for(
+    tree: Path, *, repo: Path = ROOT, env: Mapping[str, str] | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The command that starts Python on ``tree``'s code, and its environment (``env``,
+    by default this process's, with ``tree`` first on the path)."""
+    base = os.environ if env is None else env
+    unset = ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "PYTHONPATH")
+    out = {k: v for k, v in base.items() if k not in unset}
+    out["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), base.get("PYTHONPATH")]))
     # The embedded server is this checkout's: REF's code must recognise it as the demo
     # one (its identity rules), not look for a cluster in its empty worktree.
-    env.setdefault("DASHBOARD_PGDATA", str(repo / ".pgdata"))
+    out.setdefault("DASHBOARD_PGDATA", str(repo / ".pgdata"))
     if tree == repo or filecmp.cmp(tree / "uv.lock", repo / "uv.lock", shallow=False):
-        return [sys.executable], env
-    return ["uv", "run", "--quiet", "--frozen", "--project", str(tree), "python"], env
+        return [sys.executable], out
+    return ["uv", "run", "--quiet", "--frozen", "--project", str(tree), "python"], out
 
 
 def speaks_protocol(tree: Path, script: str) -> bool:
@@ -316,15 +330,7 @@ def compare(
             if speaks_protocol(tree.path, script)
             else "this checkout's script on its packages (its own script predates --json)"
         )
-        python = (
-            "this Python environment (the same uv.lock)"
-            if python_for(tree.path, repo=repo)[0] == [sys.executable]
-            else "its own locked environment (uv.lock differs)"
-        )
-        notes = (
-            f"{tree.label} ran {script_used}, in {python}; {rounds} alternating rounds.",
-            tree.schema,
-        )
+        notes = tree.notes(script_used, rounds, repo=repo)
         baseline = Worker.for_side(tree.label, script, args, tree=tree.path, repo=repo)
         current = Worker.for_side(current_name, script, args, tree=repo, repo=repo)
         with baseline, current:
@@ -332,8 +338,19 @@ def compare(
     return Comparison((tree.label, old), (current_name, new), notes)
 
 
+class Side(Protocol):
+    """What a round measures on one side: a worker process, or a server in a browser."""
+
+    @property
+    def name(self) -> str: ...
+
+    def ready(self) -> None: ...
+
+    def round(self) -> dict[str, list[float]]: ...
+
+
 def alternate(
-    baseline: Worker, current: Worker, rounds: int
+    baseline: Side, current: Side, rounds: int
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """``rounds`` rounds of each, alternating sides and which goes first."""
     baseline.ready()
@@ -341,9 +358,9 @@ def alternate(
     collected: dict[str, dict[str, list[float]]] = {baseline.name: {}, current.name: {}}
     for index in range(rounds):
         order = (baseline, current) if index % 2 == 0 else (current, baseline)
-        for worker in order:
-            for case, values in worker.round().items():
-                collected[worker.name].setdefault(case, []).extend(values)
+        for side in order:
+            for case, values in side.round().items():
+                collected[side.name].setdefault(case, []).extend(values)
     return collected[baseline.name], collected[current.name]
 
 
