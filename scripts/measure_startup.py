@@ -2,6 +2,7 @@
 app's own elements: a progress sign, the title) and to the whole first page.
 
     uv run python scripts/measure_startup.py [--database-url URL] [--runs N] [--plain]
+        [--baseline REF]
 
 Each run starts the server (``python -m cli.server``, the launcher ``dashboard
 serve`` uses, or with ``--plain`` a bare ``streamlit run dashboard/app.py`` as before
@@ -13,6 +14,10 @@ the script's first run ended, and when the page had finished drawing (every char
 drawn by plotly). With ``--visit-after S`` the page is opened S seconds after the server
 is up (a visitor who comes later), and those times count from opening it. The database is ``--database-url`` or the tests' demo database on the
 project's embedded server (``dashboard_test_demo``, made by ``uv run pytest``).
+
+With ``--baseline REF``, REF's server is started the same way from a temporary worktree
+on REF's packages (``scripts/_baseline.py``), in runs alternating with this checkout's,
+and one table puts the medians and p95 of each side side by side.
 """
 
 from __future__ import annotations
@@ -22,14 +27,15 @@ import os
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+import _baseline
 from playwright.sync_api import sync_playwright
 
 ROOT: Final = Path(__file__).resolve().parents[1]
@@ -85,15 +91,19 @@ def default_database() -> str:
     return embedded.ensure_running().url("dashboard_test_demo")
 
 
-def one_run(database_url: str, *, plain: bool, visit_after: float) -> tuple[float, ...]:
+def one_run(
+    database_url: str, *, plain: bool, visit_after: float, tree: Path = ROOT
+) -> tuple[float, ...]:
+    """One start of ``tree``'s server: the moments in ``STAGES``, in seconds."""
     port = free_port()
     secrets = Path(tempfile.mkdtemp()) / "secrets.toml"
     secrets.write_text(f'[dev]\nuser = "{USER}"\nrole = "admin"\n')
     env = {k: v for k, v in os.environ.items() if k != "DIRECT_URL"}
     env |= {"DATABASE_URL": database_url, "DASHBOARD_USER": USER, "DASHBOARD_ROLE": "admin"}
+    python, env = _baseline.python_for(tree, env=env)
     launcher = ["-m", "streamlit", "run"] if plain else ["-m", "cli.server"]
     command = [
-        sys.executable,
+        *python,
         *launcher,
         "dashboard/app.py",
         "--server.port",
@@ -111,7 +121,7 @@ def one_run(database_url: str, *, plain: bool, visit_after: float) -> tuple[floa
         page = browser.new_page(viewport={"width": 1440, "height": 900})
         began = time.monotonic()
         process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            command, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
             while not healthy(url):
@@ -140,6 +150,35 @@ def one_run(database_url: str, *, plain: bool, visit_after: float) -> tuple[floa
     return up, frame, title, script, done
 
 
+STAGES: Final = ("server up", "first frame", "title", "script done", "page drawn")
+
+
+class _Starts:
+    """One side of --baseline: a fresh start of its server per round."""
+
+    def __init__(self, name: str, tree: Path, run: Callable[[Path], tuple[float, ...]]):
+        self.name = name
+        self._tree = tree
+        self._run = run
+
+    def ready(self) -> None:
+        """Nothing to warm: the start is what is measured."""
+
+    def round(self) -> dict[str, list[float]]:
+        return {stage: [t] for stage, t in zip(STAGES, self._run(self._tree), strict=True)}
+
+
+def side_by_side(ref: str, runs: int, run: Callable[[Path], tuple[float, ...]]) -> None:
+    current_name = _baseline.current_label()
+    with _baseline.checkout(ref) as tree:
+        baseline = _Starts(tree.label, tree.path, run)
+        current = _Starts(current_name, ROOT, run)
+        before, after = _baseline.alternate(baseline, current, runs)
+        notes = tree.notes("its server", runs)
+    print(*notes, sep="\n", end="\n\n")
+    print(_baseline.table((tree.label, before), (current_name, after), unit="s", digits=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--database-url")
@@ -152,8 +191,18 @@ def main() -> None:
         help="open the page this many seconds after the server is up; the times after "
         "'server up' are then counted from opening the page",
     )
+    _baseline.add_arguments(parser, worker=False)
     args = parser.parse_args()
     database_url = args.database_url or default_database()
+    if args.baseline:
+        side_by_side(
+            args.baseline,
+            args.runs,
+            lambda tree: one_run(
+                database_url, plain=args.plain, visit_after=args.visit_after, tree=tree
+            ),
+        )
+        return
     rows = [
         one_run(database_url, plain=args.plain, visit_after=args.visit_after)
         for _ in range(args.runs)
