@@ -24,7 +24,7 @@ Which Python: when REF's ``uv.lock`` is this checkout's, this environment with
 table compares the project's code alone (and nothing is installed). When the locks
 differ, the library change is part of what changed since REF: REF runs in its own locked
 environment, ``uv run --frozen --project <worktree>`` (synced into the worktree, then
-removed with it).
+removed with it). A REF without a ``uv.lock`` runs in this environment.
 
 The database is shared and stays at this checkout's schema: migrations are additive, so
 REF's code reads it as is. REF's worktree is given the migrations added since REF, so
@@ -194,7 +194,8 @@ def python_for(
     # The embedded server is this checkout's: REF's code must recognise it as the demo
     # one (its identity rules), not look for a cluster in its empty worktree.
     out.setdefault("DASHBOARD_PGDATA", str(repo / ".pgdata"))
-    if tree == repo or filecmp.cmp(tree / "uv.lock", repo / "uv.lock", shallow=False):
+    lock = tree / "uv.lock"
+    if tree == repo or not lock.exists() or filecmp.cmp(lock, repo / "uv.lock", shallow=False):
         return [sys.executable], out
     return ["uv", "run", "--quiet", "--frozen", "--project", str(tree), "python"], out
 
@@ -219,7 +220,6 @@ class Worker:
         self._env = dict(env)
         self._cwd = cwd
         self._process: subprocess.Popen[str] | None = None
-        self.info: dict[str, Any] = {}
 
     @classmethod
     def for_side(
@@ -244,14 +244,15 @@ class Worker:
     def ready(self) -> None:
         """Wait for the warm-up (both sides warm up at once, before any round)."""
         message = self._read()
-        self.info = message.get("info", {})
         if message.get("code") and Path(message["code"]) != self._cwd.resolve():
             raise SystemExit(f"the {self.name} worker measured {message['code']}, not {self._cwd}")
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, failed: type[BaseException] | None, *exc: object) -> None:
         process = self._process
         if process is None:
             return
+        if failed is not None:  # the other side failed, or Ctrl-C: no waiting for a warm-up
+            process.kill()
         with contextlib.suppress(OSError):
             if process.stdin:
                 process.stdin.close()
@@ -284,10 +285,7 @@ class Worker:
         return message
 
 
-def serve(
-    measure_round: Callable[[], Mapping[str, Sequence[float]]],
-    info: Mapping[str, object] | None = None,
-) -> None:
+def serve(measure_round: Callable[[], Mapping[str, Sequence[float]]]) -> None:
     """A worker's side: say it is ready, then one round per "round" line on stdin."""
     sys.stdout.flush()
     out: IO[str] = os.fdopen(os.dup(1), "w")
@@ -300,7 +298,7 @@ def serve(
     # Where the measured code came from, so the parent can check each side ran its own.
     queries = sys.modules.get("queries")
     code = str(Path(queries.__file__).resolve().parents[1]) if queries and queries.__file__ else ""
-    send({"ready": True, "code": code, "info": dict(info or {})})
+    send({"ready": True, "code": code})
     for line in sys.stdin:
         if line.strip() != "round":
             raise SystemExit(f"a worker expects 'round', got {line.strip()!r}")

@@ -102,6 +102,20 @@ def test_the_same_lock_runs_ref_in_this_environment_another_in_its_own(repo: Pat
         assert python[:2] == ["uv", "run"] and str(tree.path) in python
 
 
+def test_refs_own_script_measures_it_only_if_it_speaks_the_protocol(tmp_path: Path) -> None:
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "bench.py").write_text("import _baseline\n_baseline.serve(measure)\n")
+    assert not _baseline.speaks_protocol(tmp_path, "bench.py")  # no helper: an older REF
+    (scripts / "_baseline.py").write_text((ROOT / "scripts" / "_baseline.py").read_text())
+    assert _baseline.speaks_protocol(tmp_path, "bench.py")
+    ours = _baseline.Worker.for_side("REF", "bench.py", ["--x"], tree=tmp_path, repo=ROOT)
+    (scripts / "_baseline.py").write_text("PROTOCOL: Final = 0\n")  # another protocol
+    older = _baseline.Worker.for_side("REF", "bench.py", ["--x"], tree=tmp_path, repo=ROOT)
+    assert ours._command[-3:] == [str(scripts / "bench.py"), "--json", "--x"]
+    assert older._command[-3:] == [str(ROOT / "scripts" / "bench.py"), "--json", "--x"]
+
+
 def test_the_table_puts_both_sides_and_the_ratio_of_their_p95_in_one_row() -> None:
     text = _baseline.table(
         ("v1 (abc)", {"Overview": [10.0, 20.0, 30.0], "Gone": [5.0]}),
