@@ -214,8 +214,11 @@ def speaks_protocol(tree: Path, script: str) -> bool:
 class Worker:
     """One side's measuring process: warmed up once, then one round per request."""
 
-    def __init__(self, name: str, command: Sequence[str], env: Mapping[str, str], cwd: Path):
+    def __init__(
+        self, name: str, command: Sequence[str], env: Mapping[str, str], cwd: Path, hint: str = ""
+    ):
         self.name = name
+        self._hint = hint
         self._command = list(command)
         self._env = dict(env)
         self._cwd = cwd
@@ -228,7 +231,14 @@ class Worker:
         """``scripts/<script> --json args`` measuring ``tree``'s code (see the module)."""
         own = tree if speaks_protocol(tree, script) else repo
         python, env = python_for(tree, repo=repo)
-        return cls(name, [*python, str(own / "scripts" / script), "--json", *args], env, tree)
+        hint = (
+            ""
+            if own == tree
+            else f" (this checkout's script on {name}'s packages: if they lack what it "
+            "measures, choose a newer REF)"
+        )
+        command = [*python, str(own / "scripts" / script), "--json", *args]
+        return cls(name, command, env, tree, hint)
 
     def __enter__(self) -> Worker:
         self._process = subprocess.Popen(
@@ -278,7 +288,9 @@ class Worker:
         line = self._process.stdout.readline()
         if not line:
             code = self._process.wait()
-            raise SystemExit(f"the {self.name} worker stopped (exit {code}); its error is above")
+            raise SystemExit(
+                f"the {self.name} worker stopped (exit {code}); its error is above{self._hint}"
+            )
         message: dict[str, Any] = json.loads(line)
         if message.get("protocol") != PROTOCOL:
             raise SystemExit(f"the {self.name} worker speaks protocol {message.get('protocol')}")
