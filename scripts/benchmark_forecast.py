@@ -54,11 +54,6 @@ def _timed(call: Callable[[], object], repeat: int, *, warm: bool = True) -> lis
     return out
 
 
-def _p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-
-
 def _reads(conn: Connection, now: dt.datetime) -> dict[str, Callable[[], object]]:
     """The public reads, as the code under measurement writes them."""
     return {
@@ -145,7 +140,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"type) rows with use today; same answers; {args.repeat} interleaved calls each.\n")
     print("| read | p50 ms | p95 ms |\n| --- | ---: | ---: |")
     for name, values in times.items():
-        print(f"| {name} | {statistics.median(values):,.0f} | {_p95(values):,.0f} |")
+        print(
+            f"| {name} | {statistics.median(values):,.0f} | {_baseline.percentile(values, 0.95):,.0f} |"
+        )
 
 
 if __name__ == "__main__":
