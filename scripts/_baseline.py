@@ -365,13 +365,15 @@ def alternate(
     """``rounds`` rounds of each, alternating sides and which goes first."""
     baseline.ready()
     current.ready()
-    collected: dict[str, dict[str, list[float]]] = {baseline.name: {}, current.name: {}}
+    # By position, not name: REF may be this very commit.
+    before: dict[str, list[float]] = {}
+    after: dict[str, list[float]] = {}
     for index in range(rounds):
-        order = (baseline, current) if index % 2 == 0 else (current, baseline)
-        for side in order:
+        order = ((baseline, before), (current, after))
+        for side, collected in order if index % 2 == 0 else reversed(order):
             for case, values in side.round().items():
-                collected[side.name].setdefault(case, []).extend(values)
-    return collected[baseline.name], collected[current.name]
+                collected.setdefault(case, []).extend(values)
+    return before, after
 
 
 # ---------------------------------------------------------------------- the table
@@ -393,7 +395,8 @@ def table(
     unit: str = "ms",
     digits: int = 0,
 ) -> str:
-    """One row per case: each side's p50 / p95 and this checkout's p95 over REF's."""
+    """One row per case: each side's p50 / p95 and this checkout's p95 over REF's
+    ("before" is REF, "now" this checkout)."""
     (old_name, old), (new_name, new) = baseline, current
 
     def cell(values: Sequence[float] | None) -> str:
@@ -403,8 +406,8 @@ def table(
         return f"{p50:,.{digits}f} / {p95:,.{digits}f}"
 
     lines = [
-        f"| case | {old_name} p50 / p95 {unit} | {new_name} p50 / p95 {unit} | "
-        f"{new_name.split()[0]}/{old_name.split()[0]} p95 |",
+        f"| case | before: {old_name} p50 / p95 {unit} | now: {new_name} p50 / p95 {unit} | "
+        "now/before p95 |",
         "| --- | ---: | ---: | ---: |",
     ]
     for case in [*new, *(c for c in old if c not in new)]:

@@ -116,13 +116,35 @@ def test_refs_own_script_measures_it_only_if_it_speaks_the_protocol(tmp_path: Pa
     assert older._command[-3:] == [str(ROOT / "scripts" / "bench.py"), "--json", "--x"]
 
 
+class _Counting:
+    """A side whose every round is one sample, numbered in the order the rounds ran."""
+
+    def __init__(self, name: str, clock: list[str]):
+        self.name = name
+        self._clock = clock
+
+    def ready(self) -> None:
+        pass
+
+    def round(self) -> dict[str, list[float]]:
+        self._clock.append(self.name)
+        return {"case": [float(len(self._clock))]}
+
+
+def test_rounds_alternate_sides_and_who_goes_first_and_keep_same_named_sides_apart() -> None:
+    clock: list[str] = []
+    before, after = _baseline.alternate(_Counting("HEAD", clock), _Counting("HEAD", clock), 3)
+    assert before == {"case": [1.0, 4.0, 5.0]}
+    assert after == {"case": [2.0, 3.0, 6.0]}
+
+
 def test_the_table_puts_both_sides_and_the_ratio_of_their_p95_in_one_row() -> None:
     text = _baseline.table(
         ("v1 (abc)", {"Overview": [10.0, 20.0, 30.0], "Gone": [5.0]}),
         ("HEAD (def)", {"Overview": [5.0, 10.0, 15.0], "New": [1.0]}),
     )
     assert text.splitlines() == [
-        "| case | v1 (abc) p50 / p95 ms | HEAD (def) p50 / p95 ms | HEAD/v1 p95 |",
+        "| case | before: v1 (abc) p50 / p95 ms | now: HEAD (def) p50 / p95 ms | now/before p95 |",
         "| --- | ---: | ---: | ---: |",
         "| Overview | 20 / 29 | 10 / 14 | 0.50× |",
         "| New | — | 1 / 1 | — |",
@@ -146,7 +168,7 @@ def test_the_forecast_benchmark_runs_side_by_side_with_head(demo_engine: Engine)
     assert "2 alternating rounds" in run.stdout
     assert "HEAD and this checkout have the same schema." in lines
     header = next(line for line in lines if line.startswith("| case |"))
-    assert header.startswith("| case | HEAD (") and "HEAD/HEAD p95 |" in header
+    assert header.startswith("| case | before: HEAD (") and "| now: HEAD (" in header
     rows = [line.split(" | ")[0] for line in lines if line.startswith("| ") and "×" in line]
     assert rows == ["| quota_forecast", "| usage_spikes", "| low_runway (14 days)"]
     assert _worktrees(ROOT) == before
