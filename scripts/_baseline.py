@@ -2,13 +2,16 @@
 REF's code and of this checkout's, in alternating rounds, in one table.
 
 REF is checked out into a temporary ``git worktree add --detach``, removed afterwards
-(also on an error, Ctrl-C or SIGTERM). Each side is measured by a *worker*: a child
-process that warms up once, then answers "round" with one sample per case, as JSON on
-its stdout (``--json``, ``serve``). The rounds alternate sides, REF first in even rounds
-and this checkout first in odd ones, so machine noise and any order effect hit both
-alike; both workers stay up, so neither pays its warm-up in a round.
+(also on an error, Ctrl-C or SIGTERM). The rounds alternate sides (``alternate``), REF
+first in even rounds and this checkout first in odd ones, so machine noise and any order
+effect hit both alike; each side warms up once before the first round, not in a round.
+"HEAD" in the table is this checkout's working tree, edits included (it says "edited").
 
-Which script a side runs:
+The page and forecast benchmarks measure each side with a *worker* (``compare``): a
+child process that warms up, then answers "round" with one sample per case, as JSON on
+its stdout (``--json``, ``serve``). The browser and start-up benchmarks serve each
+side's app and time both from the same browser: there the instrument is the browser and
+only the served code differs. Which script a worker runs:
 
 - this checkout: its own script, on its own packages;
 - REF: REF's copy of the script when it speaks this module's protocol (``PROTOCOL``),
@@ -16,8 +19,8 @@ Which script a side runs:
   harness) with REF's packages first on ``sys.path``. The harness imports this module
   by its bare name from ``scripts/`` (the script's own folder, first on ``sys.path``),
   so it stays this checkout's; everything else it imports (``dashboard``, ``queries``,
-  ``tooling``, ``benchmarks``) is REF's. A name REF lacks stops the worker with the
-  import error: choose a newer REF, or the benchmark's own older baseline.
+  ``tooling``, ``benchmarks``) is REF's, which the worker checks. A name REF lacks stops
+  the worker with the import error: choose a newer REF.
 
 Which Python: when REF's ``uv.lock`` is this checkout's, this environment with
 ``PYTHONPATH=<worktree>``, so the same interpreter and libraries run both sides and the
