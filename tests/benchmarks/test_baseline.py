@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from tests.conftest import DEMO_NOW
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))  # the scripts import the helper by its bare name
+sys.path.append(str(ROOT / "scripts"))  # the scripts import the helper by its bare name
 import _baseline  # noqa: E402
 
 
