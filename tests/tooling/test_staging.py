@@ -149,7 +149,7 @@ def _fail_in_the_rollup_session(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def begin_then_fail(conn: psycopg.Connection, tables: Sequence[str]) -> None:
         begin(conn, tables)
-        if set(tables) == set(rollups._ROLLUP_COPIES):
+        if set(tables) == set(rollups.ROLLUP_COPIES):
             conn.execute("SELECT 1 / 0")
 
     monkeypatch.setattr(staging, "begin_loading", begin_then_fail)
@@ -180,8 +180,8 @@ def test_a_rollup_without_a_numpy_path_is_loaded_by_its_statement(
 ) -> None:
     seed_demo_data(connection, **_OPTIONS)  # type: ignore[arg-type]
     from_arrays = _rows(connection)
-    # A new entry of _ROLLUPS needs nothing else: its statement recounts it.
-    monkeypatch.setattr(generations, "_ROLLUP_COPIES", {})
+    # A new entry of ROLLUPS needs nothing else: its statement recounts it.
+    monkeypatch.setattr(generations, "ROLLUP_COPIES", {})
     seed_demo_data(connection, reset=True, **_OPTIONS)  # type: ignore[arg-type]
     assert _rows(connection) == from_arrays
     assert mismatches(connection) == dict.fromkeys(ROLLUPS, 0)

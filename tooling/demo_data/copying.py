@@ -17,20 +17,20 @@ _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4
 _COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
 
 
-def _copy_rows(conn: psycopg.Connection, statement: str, rows: list[tuple[object, ...]]) -> None:
+def copy_rows(conn: psycopg.Connection, statement: str, rows: list[tuple[object, ...]]) -> None:
     with conn.cursor().copy(statement) as copy:
         for row in rows:
             copy.write_row(row)
 
 
-def _copy_bytes(conn: psycopg.Connection, statement: str, rows: bytes) -> None:
+def copy_bytes(conn: psycopg.Connection, statement: str, rows: bytes) -> None:
     with conn.cursor().copy(statement) as copy:
         copy.write(_COPY_HEADER)
         copy.write(rows)
         copy.write(_COPY_TRAILER)
 
 
-def _in_background(items: Iterator[T], *, name: str, ahead: int = 1) -> Iterator[T]:
+def in_background(items: Iterator[T], *, name: str, ahead: int = 1) -> Iterator[T]:
     """``items`` produced by a thread while the caller consumes them.
 
     Three stages then overlap: drawing (numpy, in one thread, in order, so the rows do

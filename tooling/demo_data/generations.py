@@ -14,10 +14,10 @@ import numpy as np
 import psycopg
 
 from queries import recounts
-from tooling.demo_data.binary import _N_TYPES, _PG_EPOCH_US, _TEXT, _binary_rows
-from tooling.demo_data.copying import _copy_bytes, _in_background
-from tooling.demo_data.organizations import GENERATION_TYPES, _Org, _zone
-from tooling.demo_data.rollups import _PSYCOPG, _ROLLUP_COPIES, _ROLLUPS, _Chunk
+from tooling.demo_data.binary import N_TYPES, PG_EPOCH_US, TEXT, binary_rows
+from tooling.demo_data.copying import copy_bytes, in_background
+from tooling.demo_data.organizations import GENERATION_TYPES, Org, zone_named
+from tooling.demo_data.rollups import PSYCOPG, ROLLUP_COPIES, ROLLUPS, Chunk
 
 # Each type's share of the traffic before each organization's own mix is drawn.
 _TYPE_MIX = np.array([0.55, 0.22, 0.08, 0.1, 0.05])
@@ -87,7 +87,7 @@ _HOURLY = _HOURLY / _HOURLY.sum()
 
 def _generation_chunks(
     rng: np.random.Generator,
-    orgs: list[_Org],
+    orgs: list[Org],
     users: dict[str, np.ndarray],
     total: int,
     days: int,
@@ -122,7 +122,7 @@ def _generation_chunks(
     for org, n in zip(orgs, per_org, strict=True):
         if n == 0:
             continue
-        zone = _zone(org.timezone)
+        zone = zone_named(org.timezone)
         local_now = now.astimezone(zone)
         first_day = local_now.date() - dt.timedelta(days=days - 1)
         offsets = _utc_offsets(org.timezone, first_day, days)
@@ -177,14 +177,14 @@ def _generation_chunks(
 
 def _binary_generation_rows(gens: dict[str, np.ndarray]) -> bytes:
     """COPY BINARY tuples for ``gens``, in their order (see ``_COPY_GENERATIONS``)."""
-    return _binary_rows(
+    return binary_rows(
         (
             (">i8", gens["org"]),
             (">i8", gens["id"]),
             (">i8", gens["user"]),
-            (_TEXT, gens["type"]),
+            (TEXT, gens["type"]),
             (">i4", gens["credits"]),
-            (">i8", gens["ts"] - _PG_EPOCH_US),
+            (">i8", gens["ts"] - PG_EPOCH_US),
         ),
         gens["type"],
     )
@@ -197,7 +197,7 @@ _COPY_GENERATIONS = (
 
 
 @dataclass(slots=True)
-class _OrgTotals:
+class OrgTotals:
     """What the later stages need of one organization's generations (kept per chunk).
 
     ``cells`` are its nonzero (type, local day) usage cells in type, then day order;
@@ -215,13 +215,13 @@ class _OrgTotals:
 
 
 def _summarize(
-    orgs: list[_Org], gens: dict[str, np.ndarray], window: tuple[int, int]
-) -> tuple[dict[int, _OrgTotals], np.ndarray]:
+    orgs: list[Org], gens: dict[str, np.ndarray], window: tuple[int, int]
+) -> tuple[dict[int, OrgTotals], np.ndarray]:
     """Per organization of the chunk its totals, and each row's local day."""
     local_day = np.empty(len(gens["org"]), dtype=np.int64)
     present = np.unique(gens["org"])
     bounds = np.searchsorted(gens["org"], np.append(present, present[-1] + 1))
-    totals: dict[int, _OrgTotals] = {}
+    totals: dict[int, OrgTotals] = {}
     for k, org_id in enumerate(present.tolist()):
         lo, hi = int(bounds[k]), int(bounds[k + 1])
         org = orgs[org_id - 1]
@@ -231,14 +231,14 @@ def _summarize(
         first_day = int(day.min())
         span = int(day.max()) - first_day + 1
         key = kind.astype(np.int64) * span + (day - first_day)
-        used = np.bincount(key, minlength=_N_TYPES * span).reshape(_N_TYPES, span)
-        spent = np.bincount(key, weights=credits, minlength=_N_TYPES * span).reshape(_N_TYPES, span)
+        used = np.bincount(key, minlength=N_TYPES * span).reshape(N_TYPES, span)
+        spent = np.bincount(key, weights=credits, minlength=N_TYPES * span).reshape(N_TYPES, span)
         # ts is sorted, so the last row of each key is its latest generation.
-        last_flat = np.zeros(_N_TYPES * span, dtype=np.int64)
+        last_flat = np.zeros(N_TYPES * span, dtype=np.int64)
         last_flat[key] = ts
-        last = last_flat.reshape(_N_TYPES, span)
+        last = last_flat.reshape(N_TYPES, span)
         t_idx, d_idx = np.nonzero(used)
-        totals[org_id] = _OrgTotals(
+        totals[org_id] = OrgTotals(
             kind=t_idx,
             day=d_idx + first_day,
             used=used[t_idx, d_idx],
@@ -258,12 +258,12 @@ class _Prepared:
     rows: int
     generations: list[bytes]  # COPY tuples in slices of at most _CHUNK_ROWS rows
     rollups: dict[str, bytes]
-    totals: dict[int, _OrgTotals]
+    totals: dict[int, OrgTotals]
 
 
 def _prepare_chunks(
     rng: np.random.Generator,
-    orgs: list[_Org],
+    orgs: list[Org],
     users: dict[str, np.ndarray],
     total: int,
     days: int,
@@ -273,9 +273,9 @@ def _prepare_chunks(
     now_day = int(now.timestamp()) // 86_400
     window = (now_day - days - 2, now_day + 2)
     drawn = _generation_chunks(rng, orgs, users, total, days, now, chunk_rows=_CHUNK_ROWS)
-    for gens in _in_background(drawn, name="demo-draw"):
+    for gens in in_background(drawn, name="demo-draw"):
         totals, local_day = _summarize(orgs, gens, window)
-        chunk = _Chunk(gens, local_day, users["org"], window[0], window[1] - window[0])
+        chunk = Chunk(gens, local_day, users["org"], window[0], window[1] - window[0])
         yield _Prepared(
             rows=len(gens["org"]),
             # In slices: the largest tenant is one chunk (a third of 100M rows), and
@@ -284,45 +284,45 @@ def _prepare_chunks(
                 _binary_generation_rows({k: v[i : i + _CHUNK_ROWS] for k, v in gens.items()})
                 for i in range(0, len(gens["org"]), _CHUNK_ROWS)
             ],
-            rollups={table: rows(chunk) for table, (_, rows) in _ROLLUP_COPIES.items()},
+            rollups={table: rows(chunk) for table, (_, rows) in ROLLUP_COPIES.items()},
             totals=totals,
         )
 
 
-def _load_generations(
+def load_generations(
     conn: psycopg.Connection,
     rng: np.random.Generator,
-    orgs: list[_Org],
+    orgs: list[Org],
     users: dict[str, np.ndarray],
     options: tuple[int, int, dt.datetime],
     lap: Callable[[str], None],
     rollups: Callable[[dict[str, bytes]], None] | None,
-) -> tuple[int, dict[int, _OrgTotals]]:
+) -> tuple[int, dict[int, OrgTotals]]:
     """COPY the generations and the numpy rollups chunk by chunk (the rollups handed
     to ``rollups`` when given); the other rollups by their statements. Returns the
     rows loaded and every organization's totals."""
     total, days, now = options
     loaded = 0
-    totals: dict[int, _OrgTotals] = {}
+    totals: dict[int, OrgTotals] = {}
     copying = 0.0
-    for prepared in _in_background(
+    for prepared in in_background(
         _prepare_chunks(rng, orgs, users, total, days, now), name="demo-encode"
     ):
         started = time.perf_counter()
         if rollups is not None:
             rollups(prepared.rollups)
         for rows in prepared.generations:
-            _copy_bytes(conn, _COPY_GENERATIONS, rows)
+            copy_bytes(conn, _COPY_GENERATIONS, rows)
         if rollups is None:
             for table, tuples in prepared.rollups.items():
-                _copy_bytes(conn, _ROLLUP_COPIES[table][0], tuples)
+                copy_bytes(conn, ROLLUP_COPIES[table][0], tuples)
         copying += time.perf_counter() - started
         loaded += prepared.rows
         totals.update(prepared.totals)
     lap(f"draw + COPY generations and rollups (COPY {copying:.1f}s of it)")
-    for table in _ROLLUPS:
-        if table not in _ROLLUP_COPIES:
-            conn.execute(str(recounts.insert_recount(table).compile(dialect=_PSYCOPG)))
+    for table in ROLLUPS:
+        if table not in ROLLUP_COPIES:
+            conn.execute(str(recounts.insert_recount(table).compile(dialect=PSYCOPG)))
             lap(f"recount {table}")
     return loaded, totals
 

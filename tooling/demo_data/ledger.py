@@ -8,9 +8,9 @@ import datetime as dt
 import numpy as np
 import psycopg
 
-from tooling.demo_data.copying import _copy_rows
-from tooling.demo_data.generations import _OrgTotals
-from tooling.demo_data.organizations import _Org, _zone
+from tooling.demo_data.copying import copy_rows
+from tooling.demo_data.generations import OrgTotals
+from tooling.demo_data.organizations import Org, zone_named
 
 FINANCE_STAFF = (
     "maria.keller@finance.example.com",
@@ -19,11 +19,11 @@ FINANCE_STAFF = (
 )
 
 
-def _load_ledger(
+def load_ledger(
     conn: psycopg.Connection,
     rng: np.random.Generator,
-    orgs: list[_Org],
-    totals: dict[int, _OrgTotals],
+    orgs: list[Org],
+    totals: dict[int, OrgTotals],
     now: dt.datetime,
 ) -> int:
     """Grants ahead of consumption, some staff deductions, refunds and one reversal."""
@@ -39,7 +39,7 @@ def _load_ledger(
         def consumed_before(t_us: int, ts: np.ndarray = ts, cum: np.ndarray = cum) -> int:
             return int(cum[np.searchsorted(ts, t_us, side="left")])
 
-        zone = _zone(org.timezone)
+        zone = zone_named(org.timezone)
         start = org.created_at.astimezone(zone)
         # Plan grants on the first of each local month at 09:00, the first at signup.
         grant_times = [int(org.created_at.timestamp() * 1_000_000)]
@@ -137,13 +137,13 @@ def _load_ledger(
                 key, reverses, _ts(t),
             ))  # fmt: skip
         balances.append((org.id, running - int(cum[-1])))
-    _copy_rows(
+    copy_rows(
         conn,
         "COPY credit_ledger (organization_id, id, amount, balance_after, kind, reason, note, "
         "actor, idempotency_key, reverses_id, created_at) FROM STDIN",
         rows,
     )
-    _copy_rows(
+    copy_rows(
         conn,
         "COPY credit_balances (organization_id, balance, updated_at) FROM STDIN",
         [(org_id, bal, now) for org_id, bal in balances],

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import psycopg
 
-from tooling.demo_data.copying import _copy_rows
+from tooling.demo_data.copying import copy_rows
 
 GENERATION_TYPES: tuple[tuple[str, str, int, int], ...] = (
     # type, label, default credits, default daily limit (pro plan)
@@ -66,7 +66,7 @@ _LAST = (
 
 
 @dataclass(slots=True)
-class _Org:
+class Org:
     id: int
     name: str
     slug: str
@@ -76,15 +76,15 @@ class _Org:
     weight: float
 
 
-def _make_organizations(
+def make_organizations(
     rng: np.random.Generator, count: int, days: int, now: dt.datetime
-) -> list[_Org]:
+) -> list[Org]:
     # Zipf-like sizes: the first tenant carries roughly a third of the traffic.
     ranks = np.arange(1, count + 1)
     weights = 1.0 / ranks**1.1
     weights[0] *= 1.6
     weights /= weights.sum()
-    orgs: list[_Org] = []
+    orgs: list[Org] = []
     used: set[str] = set()
     for i in range(count):
         adjective = _ADJECTIVES[i % len(_ADJECTIVES)]
@@ -104,12 +104,12 @@ def _make_organizations(
         )
         tz = TIMEZONES[i % len(TIMEZONES)] if i else "America/New_York"
         created = now - dt.timedelta(days=days + int(rng.integers(1, 60)))
-        orgs.append(_Org(i + 1, name, slug, tz, plan, created, float(share)))
+        orgs.append(Org(i + 1, name, slug, tz, plan, created, float(share)))
     return orgs
 
 
-def _make_users(
-    rng: np.random.Generator, orgs: list[_Org], generations: int
+def make_users(
+    rng: np.random.Generator, orgs: list[Org], generations: int
 ) -> dict[str, np.ndarray]:
     org_ids: list[int] = []
     names: list[str] = []
@@ -131,26 +131,26 @@ def _make_users(
 
 
 @functools.lru_cache(maxsize=64)
-def _zone(tz: str) -> zoneinfo.ZoneInfo:
+def zone_named(tz: str) -> zoneinfo.ZoneInfo:
     """The zone, held: ZoneInfo's own cache keeps 8 strongly, and the demo has 9 zones,
     so without this every organization re-read its tzdata file."""
     return zoneinfo.ZoneInfo(tz)
 
 
-def _load_lookup_and_tenants(
-    conn: psycopg.Connection, orgs: list[_Org], users: dict[str, np.ndarray]
+def load_lookup_and_tenants(
+    conn: psycopg.Connection, orgs: list[Org], users: dict[str, np.ndarray]
 ) -> None:
-    _copy_rows(
+    copy_rows(
         conn,
         "COPY generation_types (type, label, default_credits, default_daily_limit) FROM STDIN",
         list(GENERATION_TYPES),
     )
-    _copy_rows(
+    copy_rows(
         conn,
         "COPY organizations (id, name, slug, timezone, plan, created_at) FROM STDIN",
         [(o.id, o.name, o.slug, o.timezone, o.plan, o.created_at) for o in orgs],
     )
-    _copy_rows(
+    copy_rows(
         conn,
         "COPY users (organization_id, id, email, name, created_at) FROM STDIN",
         [

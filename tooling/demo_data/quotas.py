@@ -11,10 +11,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from queries.models import PLAN_LIMIT_FACTOR
-from tooling.demo_data.binary import _PG_EPOCH_DAY, _PG_EPOCH_US, _TEXT, _binary_rows
-from tooling.demo_data.copying import _copy_bytes, _copy_rows
-from tooling.demo_data.generations import _OrgTotals
-from tooling.demo_data.organizations import GENERATION_TYPES, _Org, _zone
+from tooling.demo_data.binary import PG_EPOCH_DAY, PG_EPOCH_US, TEXT, binary_rows
+from tooling.demo_data.copying import copy_bytes, copy_rows
+from tooling.demo_data.generations import OrgTotals
+from tooling.demo_data.organizations import GENERATION_TYPES, Org, zone_named
 
 SUPPORT_STAFF = ("sam.rivera@support.example.com", "noor.haddad@support.example.com")
 
@@ -36,11 +36,11 @@ class _LoweredLimit:
     new_limit: int
 
 
-def _load_usage(
+def load_usage(
     conn: psycopg.Connection,
     rng: np.random.Generator,
-    orgs: list[_Org],
-    totals: dict[int, _OrgTotals],
+    orgs: list[Org],
+    totals: dict[int, OrgTotals],
     now: dt.datetime,
 ) -> tuple[int, list[_LoweredLimit]]:
     """usage_limits rows: exact counts and credit sums per (organization, type, local day).
@@ -53,9 +53,9 @@ def _load_usage(
     pressure = np.ones(len(orgs))
     epoch = dt.date(1970, 1, 1)
 
-    def busy_today(org: _Org) -> bool:
+    def busy_today(org: Org) -> bool:
         cells = totals.get(org.id)
-        today = (now.astimezone(_zone(org.timezone)).date() - epoch).days
+        today = (now.astimezone(zone_named(org.timezone)).date() - epoch).days
         return cells is not None and bool(np.any((cells.day == today) & (cells.used >= 2)))
 
     if len(orgs) > 1:
@@ -83,7 +83,7 @@ def _load_usage(
         limit = limit.astype(np.int64)
         daily_limit = limit[cells.kind]
         squeeze = pressure[org.id - 1]
-        today = (now.astimezone(_zone(org.timezone)).date() - epoch).days
+        today = (now.astimezone(zone_named(org.timezone)).date() - epoch).days
         if squeeze != 1:
             for i in np.flatnonzero((cells.day == today) & (cells.used >= 2)).tolist():
                 t = int(cells.kind[i])
@@ -110,19 +110,19 @@ def _load_usage(
         return 0, lowered
     col = {k: np.concatenate(v) for k, v in parts.items()}
     n = len(col["org"])
-    _copy_bytes(
+    copy_bytes(
         conn,
         _COPY_USAGE,
-        _binary_rows(
+        binary_rows(
             (
                 (">i8", col["org"]),
                 (">i8", np.arange(1, n + 1, dtype=np.int64)),
-                (_TEXT, col["kind"]),
-                (">i4", col["day"] - _PG_EPOCH_DAY),
+                (TEXT, col["kind"]),
+                (">i4", col["day"] - PG_EPOCH_DAY),
                 (">i4", col["used"]),
                 (">i8", col["spent"]),
                 (">i4", col["limit"]),
-                (">i8", col["last"] - _PG_EPOCH_US),
+                (">i8", col["last"] - PG_EPOCH_US),
             ),
             col["kind"],
         ),
@@ -130,9 +130,9 @@ def _load_usage(
     return n, lowered
 
 
-def _load_audit(conn: psycopg.Connection, lowered: list[_LoweredLimit], now: dt.datetime) -> None:
+def load_audit(conn: psycopg.Connection, lowered: list[_LoweredLimit], now: dt.datetime) -> None:
     """Audit rows for today's lowered limits, as customer success would have left them."""
-    _copy_rows(
+    copy_rows(
         conn,
         "COPY audit_log (organization_id, action, actor, reason, details, created_at) FROM STDIN",
         [

@@ -14,12 +14,12 @@ from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 
 from queries import recounts
 from tooling import staging
-from tooling.demo_data.binary import _N_TYPES, _PG_EPOCH_DAY, _PG_EPOCH_US, _TEXT, _binary_rows
-from tooling.demo_data.copying import _copy_bytes
+from tooling.demo_data.binary import N_TYPES, PG_EPOCH_DAY, PG_EPOCH_US, TEXT, binary_rows
+from tooling.demo_data.copying import copy_bytes
 
 
 @dataclass(frozen=True, slots=True)
-class _Chunk:
+class Chunk:
     """A chunk of generations with what its rollups need: each row's local day."""
 
     gens: dict[str, np.ndarray]
@@ -30,13 +30,13 @@ class _Chunk:
 
 
 # The rollups record_generation keeps besides usage_limits, each loaded by the numpy path
-# of _ROLLUP_COPIES when it has one (counted from the drawn arrays, chunk by chunk, no
+# of ROLLUP_COPIES when it has one (counted from the drawn arrays, chunk by chunk, no
 # GROUP BY over the whole table), else by its recount for every organization
 # (queries/recounts.py) after generations are loaded. The recount tests hold both paths
 # to that definition.
-_ROLLUPS = recounts.ROLLUPS
+ROLLUPS = recounts.ROLLUPS
 # The loader's sessions are plain psycopg: the recounts are rendered for its driver.
-_PSYCOPG = psycopg_dialect.dialect()  # type: ignore[no-untyped-call]
+PSYCOPG = psycopg_dialect.dialect()  # type: ignore[no-untyped-call]
 
 _QUARTER_US = 900_000_000  # 2000-01-01 00:00 UTC is a whole number of quarter-hours
 
@@ -48,21 +48,21 @@ def _group(key: np.ndarray, credits: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return keys, counts, spent
 
 
-def _user_daily_rows(chunk: _Chunk) -> bytes:
+def _user_daily_rows(chunk: Chunk) -> bytes:
     """user_daily_usage rows of the chunk: (organization, user, local date, type)."""
     g = chunk.gens
     day = chunk.local_day - chunk.first_day
-    key = ((g["user"] - 1) * chunk.span + day) * _N_TYPES + g["type"]
+    key = ((g["user"] - 1) * chunk.span + day) * N_TYPES + g["type"]
     keys, counts, spent = _group(key, g["credits"])
-    kind = keys % _N_TYPES
-    user = keys // _N_TYPES // chunk.span + 1
-    date = keys // _N_TYPES % chunk.span + chunk.first_day - _PG_EPOCH_DAY
-    return _binary_rows(
+    kind = keys % N_TYPES
+    user = keys // N_TYPES // chunk.span + 1
+    date = keys // N_TYPES % chunk.span + chunk.first_day - PG_EPOCH_DAY
+    return binary_rows(
         (
             (">i8", chunk.user_org[user - 1]),
             (">i8", user),
             (">i4", date),
-            (_TEXT, kind),
+            (TEXT, kind),
             (">i4", counts),
             (">i8", spent),
         ),
@@ -70,30 +70,30 @@ def _user_daily_rows(chunk: _Chunk) -> bytes:
     )
 
 
-def _quarter_hour_rows(chunk: _Chunk) -> bytes:
+def _quarter_hour_rows(chunk: Chunk) -> bytes:
     """quarter_hour_usage rows of the chunk: (organization, UTC quarter-hour, type)."""
     g = chunk.gens
     quarters = chunk.span * 96
     first = chunk.first_day * 96
-    key = (g["org"] * quarters + g["ts"] // _QUARTER_US - first) * _N_TYPES + g["type"]
+    key = (g["org"] * quarters + g["ts"] // _QUARTER_US - first) * N_TYPES + g["type"]
     keys, counts, spent = _group(key, g["credits"])
-    kind = keys % _N_TYPES
-    org = keys // _N_TYPES // quarters
-    bucket = (keys // _N_TYPES % quarters + first) * _QUARTER_US - _PG_EPOCH_US
-    return _binary_rows(
-        ((">i8", org), (">i8", bucket), (_TEXT, kind), (">i4", counts), (">i8", spent)),
+    kind = keys % N_TYPES
+    org = keys // N_TYPES // quarters
+    bucket = (keys // N_TYPES % quarters + first) * _QUARTER_US - PG_EPOCH_US
+    return binary_rows(
+        ((">i8", org), (">i8", bucket), (TEXT, kind), (">i4", counts), (">i8", spent)),
         kind,
     )
 
 
-def _organization_daily_rows(chunk: _Chunk) -> bytes:
+def _organization_daily_rows(chunk: Chunk) -> bytes:
     """organization_daily_usage rows of the chunk: (organization, local date), with the
     running totals through each day (a chunk holds whole organizations)."""
     g = chunk.gens
     key = g["org"] * chunk.span + (chunk.local_day - chunk.first_day)
     keys, counts, spent = _group(key, g["credits"])
     org = keys // chunk.span
-    date = keys % chunk.span + chunk.first_day - _PG_EPOCH_DAY
+    date = keys % chunk.span + chunk.first_day - PG_EPOCH_DAY
     # keys are sorted by (organization, day): a cumulative sum restarted at each
     # organization's first row is its running total.
     first = np.r_[True, org[1:] != org[:-1]]
@@ -102,7 +102,7 @@ def _organization_daily_rows(chunk: _Chunk) -> bytes:
     credits_through = np.cumsum(spent)
     generations_through -= (generations_through - counts)[first][group]
     credits_through -= (credits_through - spent)[first][group]
-    return _binary_rows(
+    return binary_rows(
         (
             (">i8", org),
             (">i4", date),
@@ -115,7 +115,7 @@ def _organization_daily_rows(chunk: _Chunk) -> bytes:
     )
 
 
-def _organization_monthly_rows(chunk: _Chunk) -> bytes:
+def _organization_monthly_rows(chunk: Chunk) -> bytes:
     """organization_monthly_usage rows of the chunk: (organization, local month)."""
     g = chunk.gens
     month = chunk.local_day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
@@ -125,8 +125,8 @@ def _organization_monthly_rows(chunk: _Chunk) -> bytes:
     keys, counts, spent = _group(key, g["credits"])
     month_start = (
         (keys % months + first_month).astype("datetime64[M]").astype("datetime64[D]")
-    ).astype(np.int64) - _PG_EPOCH_DAY
-    return _binary_rows(
+    ).astype(np.int64) - PG_EPOCH_DAY
+    return binary_rows(
         (
             (">i4", month_start),
             (">i8", keys // months),
@@ -138,8 +138,8 @@ def _organization_monthly_rows(chunk: _Chunk) -> bytes:
 
 
 # Rollups with a numpy path: table -> (its COPY, its rows of one chunk). Optional: an
-# entry of _ROLLUPS without one is loaded by its statement (see there).
-_ROLLUP_COPIES: dict[str, tuple[str, Callable[[_Chunk], bytes]]] = {
+# entry of ROLLUPS without one is loaded by its statement (see there).
+ROLLUP_COPIES: dict[str, tuple[str, Callable[[Chunk], bytes]]] = {
     "user_daily_usage": (
         "COPY user_daily_usage (organization_id, user_id, date, type, generations, credits) "
         "FROM STDIN (FORMAT BINARY)",
@@ -163,7 +163,7 @@ _ROLLUP_COPIES: dict[str, tuple[str, Callable[[_Chunk], bytes]]] = {
 }
 
 
-class _RollupSession:
+class RollupSession:
     """COPYs the numpy rollups on a session of its own (staged loads only), so the
     server parses them on one core while the loader's session parses the generations
     on the other. Its transaction commits at :meth:`finish`; a failure on either side
@@ -180,10 +180,10 @@ class _RollupSession:
     def _run(self, connect: Callable[[], psycopg.Connection]) -> None:
         try:
             with connect() as conn:
-                staging.begin_loading(conn, tuple(_ROLLUP_COPIES))
+                staging.begin_loading(conn, tuple(ROLLUP_COPIES))
                 while (item := self._queue.get()) is not None:
                     for table, tuples in item.items():
-                        _copy_bytes(conn, _ROLLUP_COPIES[table][0], tuples)
+                        copy_bytes(conn, ROLLUP_COPIES[table][0], tuples)
                 conn.commit()
         except BaseException as error:  # raised in the loader's thread
             self._failure.append(error)

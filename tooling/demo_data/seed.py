@@ -16,19 +16,19 @@ from psycopg import sql
 from sqlalchemy import Connection, Engine, text
 
 from tooling import staging
-from tooling.demo_data.generations import _load_generations
-from tooling.demo_data.ledger import _load_ledger
+from tooling.demo_data.generations import load_generations
+from tooling.demo_data.ledger import load_ledger
 from tooling.demo_data.organizations import (
-    _load_lookup_and_tenants,
-    _make_organizations,
-    _make_users,
-    _Org,
+    Org,
+    load_lookup_and_tenants,
+    make_organizations,
+    make_users,
 )
-from tooling.demo_data.quotas import _load_audit, _load_usage
-from tooling.demo_data.rollups import _ROLLUP_COPIES, _RollupSession
+from tooling.demo_data.quotas import load_audit, load_usage
+from tooling.demo_data.rollups import ROLLUP_COPIES, RollupSession
 from tooling.demo_data.tables import (
-    _build_keys_serially,
     append_only_guard_lifted,
+    build_keys_serially,
     schema_tables,
     statement_label,
     table_keys,
@@ -100,7 +100,7 @@ class _Plan:
     """One load: its options, organizations and users, drawn before any connection."""
 
     rng: np.random.Generator
-    orgs: list[_Org]
+    orgs: list[Org]
     users: dict[str, np.ndarray]
     generations: int
     days: int
@@ -113,8 +113,8 @@ def _plan(
     _check_options(organizations, generations, days)
     now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     rng = np.random.default_rng(seed)
-    orgs = _make_organizations(rng, organizations, days, now)
-    users = _make_users(rng, orgs, generations)
+    orgs = make_organizations(rng, organizations, days, now)
+    users = make_users(rng, orgs, generations)
     return _Plan(rng, orgs, users, generations, days, now)
 
 
@@ -127,9 +127,9 @@ def _load(
     """COPY every table of the demo on ``conn`` (its ``search_path`` says where), into
     tables without indexes or keys; the numpy rollups on ``conn`` too, or handed to
     ``rollups``. Returns generations, usage rows, ledger entries."""
-    _load_lookup_and_tenants(conn, plan.orgs, plan.users)
+    load_lookup_and_tenants(conn, plan.orgs, plan.users)
     lap("tenants")
-    loaded, totals = _load_generations(
+    loaded, totals = load_generations(
         conn,
         plan.rng,
         plan.orgs,
@@ -138,10 +138,10 @@ def _load(
         lap,
         rollups,
     )
-    usage_rows, lowered = _load_usage(conn, plan.rng, plan.orgs, totals, plan.now)
+    usage_rows, lowered = load_usage(conn, plan.rng, plan.orgs, totals, plan.now)
     lap("usage_limits")
-    ledger_entries = _load_ledger(conn, plan.rng, plan.orgs, totals, plan.now)
-    _load_audit(conn, lowered, plan.now)
+    ledger_entries = load_ledger(conn, plan.rng, plan.orgs, totals, plan.now)
+    load_audit(conn, lowered, plan.now)
     _sync_identities(conn)
     lap("ledger and audit")
     return loaded, usage_rows, ledger_entries
@@ -202,7 +202,7 @@ def seed_demo_data(
                 for statement in k.drops[len(k.foreign_keys) :]:
                     conn.execute(statement)
             loaded, usage_rows, ledger_entries = _load(conn, plan, stages.lap)
-            _build_keys_serially(conn, stages.lap)
+            build_keys_serially(conn, stages.lap)
 
     return SeedReport(
         organizations=len(plan.orgs),
@@ -263,9 +263,9 @@ def seed_demo_data_staged(
             if not (empty and empty[0]) and not reset:
                 raise DemoDataError(_NOT_EMPTY)
             staging.create_tables(conn, tables)
-            rollups = _RollupSession(connect)
+            rollups = RollupSession(connect)
             try:
-                staging.begin_loading(conn, [t for t in tables if t not in _ROLLUP_COPIES])
+                staging.begin_loading(conn, [t for t in tables if t not in ROLLUP_COPIES])
                 loaded, usage_rows, ledger_entries = _load(conn, plan, stages.lap, rollups.put)
             except BaseException:
                 with contextlib.suppress(BaseException):  # the first failure is the one

@@ -153,7 +153,7 @@ def schema_tables() -> tuple[str, ...]:
     return tuple(t.name for t in Base.metadata.sorted_tables)
 
 
-def _build_keys_serially(
+def build_keys_serially(
     conn: psycopg.Connection, lap: Callable[[str], None], *, analyze: bool = True
 ) -> None:
     """Every index and key of the schema, one after the other, on ``conn``."""
