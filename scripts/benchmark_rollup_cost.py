@@ -25,7 +25,7 @@ from pathlib import Path
 from sqlalchemy import Connection, text
 
 from benchmarks.queries import writes
-from benchmarks.queries.database import bench_target
+from benchmarks.queries.database import bench_target, prepare_schema
 from queries import generations
 from queries.db import create_direct_engine
 
@@ -188,6 +188,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="variant names (default: all)")
     args = parser.parse_args()
     target = bench_target(args.database)
+    prepare_schema(target)  # the load may predate the newest migration
     direct = create_direct_engine(target.url)
     try:
         with direct.connect() as conn:
