@@ -99,8 +99,9 @@ def record_generation(
     generation recorded the first time.
 
     Two statements in one round trip: the lock (carrying the transaction's timeouts),
-    then all the work in one (``record_generation_work``, see ``_RECORD``); then COMMIT, in the same round trip when
-    there is a key (a retry after a lost answer is safe then), else in one of its own.
+    then all the work in one call of the database's ``record_generation_work`` (see
+    ``_RECORD``); then COMMIT, in the same round trip when there is a key (a retry after
+    a lost answer is safe then), else in one of its own.
     """
     org = check_id(organization_id, error=InvalidGeneration)
     user = check_id(user_id, "user_id", error=InvalidGeneration)
