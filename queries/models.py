@@ -307,7 +307,9 @@ class LimitChange(Base):
         BigInteger, ForeignKey("organizations.id"), nullable=False
     )
     id: Mapped[int] = mapped_column(BigInteger, Identity(), nullable=False)
-    type: Mapped[str] = mapped_column(TypeKey, ForeignKey("generation_types.type"), nullable=False)
+    type: Mapped[str] = mapped_column(
+        TypeKey, ForeignKey("generation_types.type"), nullable=False, index=True
+    )
     effective: Mapped[dt.date] = mapped_column(Date, nullable=False)
     until: Mapped[dt.date | None] = mapped_column(Date)
     daily_limit: Mapped[int] = mapped_column(Integer, nullable=False)

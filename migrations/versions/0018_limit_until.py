@@ -143,7 +143,10 @@ def upgrade() -> None:
         "limit_changes",
         ["organization_id", "type", "effective"],
     )
-    op.execute("GRANT SELECT ON limit_changes TO dashboard_app, dashboard_reader")
+    op.create_index(op.f("ix_limit_changes_type"), "limit_changes", ["type"])
+    op.execute(
+        "GRANT SELECT ON limit_changes TO dashboard_app, dashboard_reader, dashboard_auditor"
+    )
     op.execute(
         "GRANT INSERT (organization_id, type, effective, until, daily_limit) "
         "ON limit_changes TO dashboard_app"
@@ -166,5 +169,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP FUNCTION limit_in_force(bigint, text, date)")
     op.execute(_FUNCTION_0010)
+    op.drop_index(op.f("ix_limit_changes_type"), "limit_changes")
     op.drop_index(op.f("ix_limit_changes_organization_id_type_effective"), "limit_changes")
     op.drop_table("limit_changes")
