@@ -111,7 +111,7 @@ def test_rows_of_later_days_take_the_change_only_up_to_until(write_engine: Engin
         )
     _set(write_engine, org, 7, effective=D + dt.timedelta(days=1), until=D + dt.timedelta(days=3))
     with write_engine.connect() as conn:
-        rows = dict(
+        rows: dict[dt.date, int] = dict(
             conn.execute(
                 text("SELECT date, daily_limit FROM usage_limits WHERE organization_id = :o"),
                 {"o": org},
