@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
+from queries.audit import all_orgs_audit_trail
 from queries.errors import IdempotencyConflict, InvalidLimitChange, QuotaExceeded
 from queries.generations import record_generation
 from queries.quotas import limits_in_force, set_daily_limit
@@ -97,6 +98,19 @@ def test_a_temporary_raise_applies_through_until_then_the_previous_limit_again(
         5,
     )
     assert audit["until"] == str(D + dt.timedelta(days=4))
+    with write_engine.connect() as conn:
+        # The entries are stamped with the database's now(): read around that day.
+        made = conn.execute(text("SELECT CAST(now() AT TIME ZONE 'UTC' AS date)")).scalar_one()
+        trail = all_orgs_audit_trail(
+            conn,
+            start=made - dt.timedelta(days=1),
+            end=made + dt.timedelta(days=1),
+            organization_id=org,
+        )
+    assert list(trail["details"]) == [
+        f"chat · limit 5 → 50 · from {D + dt.timedelta(days=2)} · until {D + dt.timedelta(days=4)}",
+        f"chat · limit {PRO_CHAT} → 5 · from {D}",
+    ]
 
 
 def test_rows_of_later_days_take_the_change_only_up_to_until(write_engine: Engine) -> None:
