@@ -225,19 +225,34 @@ _CHANGE = st.tuples(
 )
 _STEP = st.one_of(
     st.tuples(st.just("change"), _CHANGE),
-    st.tuples(st.just("generate"), st.integers(0, 20)),
+    st.tuples(
+        st.just("generate"),
+        st.tuples(
+            st.integers(0, 20),  # day, after D
+            st.sampled_from([dt.time(0, 30), dt.time(12), dt.time(23, 30)]),  # local time
+        ),
+    ),
 )
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(steps=st.lists(_STEP, max_size=8))
+@given(
+    zone=st.sampled_from(["UTC", "Asia/Kathmandu", "America/New_York"]),
+    steps=st.lists(_STEP, max_size=8),
+)
 def test_the_limit_in_force_is_the_latest_change_covering_the_day_else_the_plan_default(
-    write_engine: Engine, steps: list[tuple[str, Any]]
+    write_engine: Engine, zone: str, steps: list[tuple[str, Any]]
 ) -> None:
-    org, (user,) = new_org(write_engine, balance=1000)
+    org, (user,) = new_org(write_engine, balance=1000, timezone=zone)
     made: list[tuple[int, int | None, int]] = []
+    used: dict[int, int] = {}
+
+    def model(day: int) -> int:
+        covering = [lim for e, u, lim in made if e <= day and (u is None or day <= u)]
+        return covering[-1] if covering else PRO_CHAT
+
     for kind, step in steps:
         if kind == "change":
             effective, lasts, limit = step
@@ -245,17 +260,11 @@ def test_the_limit_in_force_is_the_latest_change_covering_the_day_else_the_plan_
             _set(write_engine, org, limit, effective=D + dt.timedelta(days=effective), until=until)
             made.append((effective, None if lasts is None else effective + lasts, limit))
         else:
-            _generate(
-                write_engine,
-                org,
-                user,
-                "UTC",
-                dt.datetime.combine(D, dt.time(12)) + dt.timedelta(days=step),
-            )
-
-    def model(day: int) -> int:
-        covering = [lim for e, u, lim in made if e <= day and (u is None or day <= u)]
-        return covering[-1] if covering else PRO_CHAT
+            day, time = step
+            local = dt.datetime.combine(D + dt.timedelta(days=day), time)
+            expected = used.get(day, 0) < model(day)
+            assert _generate(write_engine, org, user, zone, local) == expected, (day, time)
+            used[day] = used.get(day, 0) + expected
 
     for day in range(-1, 22):
         assert _chat(write_engine, org, D + dt.timedelta(days=day))[0] == model(day), day
