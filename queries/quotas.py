@@ -466,8 +466,8 @@ def limits_in_force(
     (migration 0010), which recording a generation and changing a limit use too.
 
     Columns: type, daily_limit (int), source ("set for <date>", or "<plan> plan
-    default" when no day up to ``day`` has a row), since (the day of the row whose limit
-    is in force; NaT for the plan default), until (the last day of a change that ends;
+    default" when no change and no row up to ``day`` sets one), since (the first day of
+    the change, or the day of the row, whose limit is in force; NaT for the plan default), until (the last day of a change that ends;
     NaT for one that does not), limit_after (the limit from the day after ``until``;
     <NA> without one). Empty for an unknown organization. One statement.
     """
@@ -591,11 +591,8 @@ def set_daily_limit(
         effective = check_date(effective, "effective day", error=InvalidLimitChange)
     if until is not None:
         until = check_date(until, "end day", error=InvalidLimitChange)
-    if until is not None and effective is not None and until < effective:
-        raise InvalidLimitChange(
-            f"The end day {until} is before the effective day {effective}; "
-            "a change ends on or after the day it starts."
-        )
+        if effective is not None:
+            _check_until(until, effective)
     key = None
     if idempotency_key is not None:
         key = required_text(
@@ -623,11 +620,8 @@ def set_daily_limit(
                 f"{day} is in the past for this organization (today is {context.today}); "
                 "past days keep the limit they had."
             )
-        if until is not None and until < day:
-            raise InvalidLimitChange(
-                f"The end day {until} is before the effective day {day}; "
-                "a change ends on or after the day it starts."
-            )
+        if until is not None:
+            _check_until(until, day)
         params = {"org": org, "type": type, "day": day, "until": until, "limit": new_limit}
         old = conn.execute(_IN_FORCE, params).scalar_one()
         conn.execute(_RECORD, params)
@@ -651,6 +645,14 @@ def set_daily_limit(
 
     # With a key, a retry after a lost COMMIT finds the change it made (see _BY_KEY).
     return run_in_transaction(engine, body, idempotent=key is not None)
+
+
+def _check_until(until: dt.date, effective: dt.date) -> None:
+    if until < effective:
+        raise InvalidLimitChange(
+            f"The end day {until} is before the effective day {effective}; "
+            "a change ends on or after the day it starts."
+        )
 
 
 def _replayed(
