@@ -398,6 +398,8 @@ class LimitRequest:
     reason: str
     effective: dt.date | None
     idempotency_key: str
+    # The last day of a change that ends by itself; None: until changed again.
+    until: dt.date | None = None
 
 
 def check_limit_change(
@@ -411,9 +413,11 @@ def check_limit_change(
     effective: object,
     today: dt.date,
     idempotency_key: str,
+    until: object = None,
 ) -> LimitRequest:
     """The limit change a form asks for, or ``InvalidLimitChange`` with the reason.
-    ``daily_limit`` is what the person typed ("1500" or "1,500")."""
+    ``daily_limit`` is what the person typed ("1500" or "1,500"); ``until`` the last day
+    of a temporary change (None: open-ended)."""
     if not isinstance(type, str) or not type:
         raise InvalidLimitChange("Choose a generation type.")
     limit = _daily_limit(daily_limit)
@@ -427,6 +431,13 @@ def check_limit_change(
                 f"{effective} is in the past for this organization (today is {today}); "
                 "past days keep the limit they had."
             )
+    if until is not None:
+        until = checks.check_date(until, "end day", error=InvalidLimitChange)
+        if until < (effective or today):
+            raise InvalidLimitChange(
+                f"The end day {until} is before the effective day {effective or today}; "
+                "a change ends on or after the day it starts."
+            )
     return LimitRequest(
         organization_id=organization_id,
         organization_name=organization_name,
@@ -435,6 +446,7 @@ def check_limit_change(
         reason=full,
         effective=effective,
         idempotency_key=idempotency_key,
+        until=until,
     )
 
 
@@ -450,6 +462,7 @@ def apply_limit_change(request: LimitRequest) -> quotas.LimitChange:
         actor=user.email,
         reason=request.reason,
         effective=request.effective,
+        until=request.until,
         idempotency_key=request.idempotency_key,
     )
     data.wrote(organization_id=request.organization_id)

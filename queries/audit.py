@@ -80,7 +80,8 @@ _TRAIL = """
                           a.details ->> 'type',
                           'limit ' || (a.details ->> 'old_limit') || ' → '
                               || (a.details ->> 'new_limit'),
-                          'from ' || (a.details ->> 'effective'))
+                          'from ' || (a.details ->> 'effective'),
+                          'until ' || (a.details ->> 'until'))
          FROM audit_log a
          WHERE a.created_at >= CAST(:start AS timestamp) AT TIME ZONE CAST(:tz AS text)
            AND a.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE CAST(:tz AS text)

@@ -296,6 +296,34 @@ class Generation(Base):
     )
 
 
+class LimitChange(Base):
+    """A daily-limit change as made: its limit from ``effective`` through ``until``
+    (local dates; open-ended when ``until`` is NULL). The latest change covering a day
+    is the limit in force that day (``limit_in_force``, migration 0018)."""
+
+    __tablename__ = "limit_changes"
+
+    organization_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("organizations.id"), nullable=False
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), nullable=False)
+    type: Mapped[str] = mapped_column(
+        TypeKey, ForeignKey("generation_types.type"), nullable=False, index=True
+    )
+    effective: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    until: Mapped[dt.date | None] = mapped_column(Date)
+    daily_limit: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[dt.datetime] = _now()
+
+    __table_args__ = (
+        PrimaryKeyConstraint("organization_id", "id"),
+        CheckConstraint("until >= effective", name="until_not_before_effective"),
+        CheckConstraint("daily_limit >= 0", name="daily_limit_not_negative"),
+        # limit_in_force's probe: an organization's changes of a type by day.
+        Index(None, "organization_id", "type", "effective"),
+    )
+
+
 class AuditLog(Base):
     """Who changed what and why, for changes that are not credit movements."""
 

@@ -430,11 +430,13 @@ IN_FORCE_COLUMNS = {
     "daily_limit": "int64",
     "source": "str",
     "since": "datetime64[s]",
+    "until": "datetime64[s]",
+    "limit_after": "Int64",
 }
 
 _LIMITS_IN_FORCE = text(
     """
-    SELECT t.type, f.daily_limit, f.since,
+    SELECT t.type, f.daily_limit, f.since, f.until, after.daily_limit AS limit_after,
            CASE WHEN f.since IS NULL THEN o.plan || ' plan default'
                 ELSE 'set for ' || to_char(f.since, 'YYYY-MM-DD') END AS source
     FROM organizations o
@@ -442,6 +444,9 @@ _LIMITS_IN_FORCE = text(
     CROSS JOIN LATERAL limit_in_force(
         o.id, t.type,
         coalesce(CAST(:day AS date), (coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE o.timezone)::date)) AS f
+    -- What applies once a change that ends has ended (no lookup for one that does not).
+    LEFT JOIN LATERAL limit_in_force(o.id, t.type, f.until + 1) AS after
+      ON f.until IS NOT NULL
     WHERE o.id = :org
     ORDER BY t.type
     """
@@ -461,9 +466,10 @@ def limits_in_force(
     (migration 0010), which recording a generation and changing a limit use too.
 
     Columns: type, daily_limit (int), source ("set for <date>", or "<plan> plan
-    default" when no day up to ``day`` has a row), since (the day of the row whose limit
-    is in force; NaT for the plan default). Empty for an unknown organization. One
-    statement.
+    default" when no change and no row up to ``day`` sets one), since (the first day of
+    the change, or the day of the row, whose limit is in force; NaT for the plan default), until (the last day of a change that ends;
+    NaT for one that does not), limit_after (the limit from the day after ``until``;
+    <NA> without one). Empty for an unknown organization. One statement.
     """
     params = {"org": check_id(organization_id), "day": _check_day(day), "now": _check_now(now)}
     return frame(conn.execute(_LIMITS_IN_FORCE, params), IN_FORCE_COLUMNS)
@@ -479,6 +485,7 @@ class LimitChange:
     old_limit: int
     new_limit: int
     used_on_effective: int
+    until: dt.date | None
     audit_id: int
     actor: str
     reason: str
@@ -509,16 +516,26 @@ _SET_DAY = text(
     RETURNING u.used
     """
 )
+_RECORD = text(
+    "INSERT INTO limit_changes (organization_id, type, effective, until, daily_limit) "
+    "VALUES (:org, :type, :day, :until, :limit)"
+)
+# The change is the latest made, so it wins on every day it covers; days after it ends
+# keep the limit they had.
 _SET_LATER = text(
     "UPDATE usage_limits SET daily_limit = :limit, updated_at = now() "
-    "WHERE organization_id = :org AND type = :type AND date > :day"
+    "WHERE organization_id = :org AND type = :type AND date > :day "
+    "AND (CAST(:until AS date) IS NULL OR date <= :until)"
 )
 _AUDIT = text(
     """
     INSERT INTO audit_log (organization_id, action, actor, reason, details, idempotency_key)
     VALUES (:org, 'set_daily_limit', :actor, :reason,
-            jsonb_build_object('type', CAST(:type AS text), 'effective', CAST(:day AS date),
-                               'old_limit', CAST(:old AS int), 'new_limit', CAST(:limit AS int)),
+            -- An open-ended change has no 'until', as before there were changes that end.
+            jsonb_strip_nulls(jsonb_build_object(
+                'type', CAST(:type AS text), 'effective', CAST(:day AS date),
+                'old_limit', CAST(:old AS int), 'new_limit', CAST(:limit AS int),
+                'until', CAST(:until AS date))),
             :key)
     RETURNING id
     """
@@ -530,6 +547,7 @@ _BY_KEY = text(
            CAST(a.details ->> 'effective' AS date) AS effective,
            CAST(a.details ->> 'old_limit' AS int) AS old_limit,
            CAST(a.details ->> 'new_limit' AS int) AS new_limit,
+           CAST(a.details ->> 'until' AS date) AS until,
            coalesce(u.used, 0) AS used
     FROM audit_log a
     LEFT JOIN usage_limits u
@@ -549,12 +567,15 @@ def set_daily_limit(
     actor: str,
     reason: str,
     effective: dt.date | None = None,
+    until: dt.date | None = None,
     idempotency_key: str | None = None,
 ) -> LimitChange:
     """Set an organization's daily limit for a type from ``effective`` on (default: its
-    local today), audited with who and why. Later days that already have a row get the
-    new limit too; days before keep theirs. Lowering a limit below what was already
-    used that day is allowed: further generations that day are refused.
+    local today), audited with who and why; with ``until``, through that local day only,
+    after which what was in force without this change applies again. Later days that
+    already have a row get the new limit too, up to ``until``; days before keep theirs.
+    Lowering a limit below what was already used that day is allowed: further
+    generations that day are refused.
 
     With an ``idempotency_key`` (one per form), the same key again returns the change
     recorded the first time (``used_on_effective`` as of now) and changes nothing, so a
@@ -568,6 +589,10 @@ def set_daily_limit(
     reason = required_text(reason, "reason", maximum=MAX_REASON, error=InvalidLimitChange)
     if effective is not None:
         effective = check_date(effective, "effective day", error=InvalidLimitChange)
+    if until is not None:
+        until = check_date(until, "end day", error=InvalidLimitChange)
+        if effective is not None:
+            _check_until(until, effective)
     key = None
     if idempotency_key is not None:
         key = required_text(
@@ -588,15 +613,18 @@ def set_daily_limit(
         if key is not None:
             previous = conn.execute(_BY_KEY, {"org": org, "key": key}).one_or_none()
             if previous is not None:
-                return _replayed(previous, org, type, new_limit, actor, reason, effective)
+                return _replayed(previous, org, type, new_limit, actor, reason, effective, until)
         day = effective or context.today
         if day < context.today:
             raise InvalidLimitChange(
                 f"{day} is in the past for this organization (today is {context.today}); "
                 "past days keep the limit they had."
             )
-        params = {"org": org, "type": type, "day": day, "limit": new_limit}
+        if until is not None:
+            _check_until(until, day)
+        params = {"org": org, "type": type, "day": day, "until": until, "limit": new_limit}
         old = conn.execute(_IN_FORCE, params).scalar_one()
+        conn.execute(_RECORD, params)
         used = conn.execute(_SET_DAY, params).scalar_one()
         conn.execute(_SET_LATER, params)
         audit_id = conn.execute(
@@ -609,6 +637,7 @@ def set_daily_limit(
             old_limit=int(old),
             new_limit=new_limit,
             used_on_effective=int(used),
+            until=until,
             audit_id=int(audit_id),
             actor=actor,
             reason=reason,
@@ -616,6 +645,14 @@ def set_daily_limit(
 
     # With a key, a retry after a lost COMMIT finds the change it made (see _BY_KEY).
     return run_in_transaction(engine, body, idempotent=key is not None)
+
+
+def _check_until(until: dt.date, effective: dt.date) -> None:
+    if until < effective:
+        raise InvalidLimitChange(
+            f"The end day {until} is before the effective day {effective}; "
+            "a change ends on or after the day it starts."
+        )
 
 
 def _replayed(
@@ -626,6 +663,7 @@ def _replayed(
     actor: str,
     reason: str,
     effective: dt.date | None,
+    until: dt.date | None,
 ) -> LimitChange:
     """The change ``key`` recorded, if this request is the same one again."""
     # Without an explicit day the request meant "today": a retry after midnight is
@@ -633,7 +671,7 @@ def _replayed(
     day = previous.effective if effective is None else effective
     replay(
         first=previous,
-        asked=("set_daily_limit", type, new_limit, actor, reason, day),
+        asked=("set_daily_limit", type, new_limit, actor, reason, day, until),
         recorded=lambda p: (
             p.action,
             p.type,
@@ -641,10 +679,12 @@ def _replayed(
             stored_identity(p.actor),
             p.reason,
             p.effective,
+            p.until,
         ),
         conflict=lambda p: submitted_differently(
             what="limit change",
-            first=f"audit entry {p.id}: {p.type} limit {p.new_limit:,} from {p.effective}",
+            first=f"audit entry {p.id}: {p.type} limit {p.new_limit:,} from {p.effective}"
+            + (f" until {p.until}" if p.until else ""),
             start="change",
         ),
     )
@@ -655,6 +695,7 @@ def _replayed(
         old_limit=int(previous.old_limit),
         new_limit=int(previous.new_limit),
         used_on_effective=int(previous.used),
+        until=previous.until,
         audit_id=int(previous.id),
         actor=previous.actor,
         reason=previous.reason,

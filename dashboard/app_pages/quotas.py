@@ -52,6 +52,7 @@ K_RETRY: Final = "quotas.retry_key"
 K_TYPE: Final = "quotas.limit_type"
 K_LIMIT: Final = "quotas.limit_value"
 K_EFFECTIVE: Final = "quotas.limit_effective"
+K_UNTIL: Final = "quotas.limit_until"
 K_REASON: Final = "quotas.limit_reason"
 K_NOTE: Final = "quotas.limit_note"
 STATUSES: Final = ("over", "at limit", "near", "ok")
@@ -275,12 +276,36 @@ def _restore_limit_form(request: actions.LimitRequest) -> None:
     st.session_state[K_LIMIT] = str(request.daily_limit)
     if request.effective is not None:
         st.session_state[K_EFFECTIVE] = request.effective
+    st.session_state[K_UNTIL] = request.until
+
+
+def day_label(day: dt.date, today: dt.date) -> str:
+    """A local day as the page names it: "12 Dec", with the year when not this year's."""
+    return f"{day.day} {day:%b}" if day.year == today.year else f"{day.day} {day:%b %Y}"
+
+
+def temporary(until: dt.date | None, limit: int, after: int | None, today: dt.date) -> str:
+    """How a limit that ends is shown: "raised until 12 Dec" against what applies after
+    it; blank for a limit that does not end."""
+    if until is None:
+        return ""
+    end = day_label(until, today)
+    if after is None or after == limit:
+        return f"until {end}"
+    return f"{'raised' if limit > after else 'lowered'} until {end}"
+
+
+def _until_phrase(until: dt.date | None, today: dt.date) -> str:
+    return (
+        "" if until is None else f", through {day_label(until, today)} (then the limit before it)"
+    )
 
 
 def _limit_changed(request: actions.LimitRequest, change: quotas.LimitChange) -> str:
     return (
         f"The daily {md(change.type)} limit is now {change.new_limit:,} (was "
-        f"{change.old_limit:,}) for {md(request.organization_name)} from {change.effective}; "
+        f"{change.old_limit:,}) for {md(request.organization_name)} from {change.effective}"
+        f"{_until_phrase(change.until, change.effective)}; "
         f"{change.used_on_effective:,} already used that day. Recorded in the audit "
         f"trail (entry {change.audit_id})."
     )
@@ -314,7 +339,8 @@ def _confirm_limit(
             st.markdown(
                 f"**Set the daily {md(request.type)} limit of {md(request.organization_name)} "
                 f"from {current} to {request.daily_limit:,}, from "
-                f"{request.effective or today}?**  \nReason: {md(request.reason)}"
+                f"{request.effective or today}{_until_phrase(request.until, today)}?**  \n"
+                f"Reason: {md(request.reason)}"
             )
             if len(row):
                 st.caption(f"Where the current limit comes from: {md(row['source'].iloc[0])}.")
@@ -345,6 +371,20 @@ def _limit(f: state.Filters) -> None:
                 "Type": in_force["type"],
                 "Daily limit now": in_force["daily_limit"],
                 "From": in_force["source"],
+                "Until": [
+                    temporary(
+                        None if pd.isna(until) else until.date(),
+                        int(limit),
+                        None if pd.isna(after) else int(after),
+                        today,
+                    )
+                    for until, limit, after in zip(
+                        in_force["until"],
+                        in_force["daily_limit"],
+                        in_force["limit_after"],
+                        strict=True,
+                    )
+                ],
             }
         ),
         hide_index=True,
@@ -356,9 +396,11 @@ def _limit(f: state.Filters) -> None:
         st.session_state[K_LIMIT] = ""
     if not isinstance(st.session_state.get(K_EFFECTIVE), dt.date):
         st.session_state[K_EFFECTIVE] = today
+    if not isinstance(st.session_state.get(K_UNTIL), dt.date):
+        st.session_state[K_UNTIL] = None
     labels = dict(zip(types["type"], types["label"], strict=True))
     with st.form("quotas.limit_form"):
-        left, middle, right = st.columns(3)
+        left, middle, right, end = st.columns(4)
         left.selectbox(
             "Type",
             options=list(labels),
@@ -372,6 +414,12 @@ def _limit(f: state.Filters) -> None:
             "New daily limit", key=K_LIMIT, placeholder="a whole number, e.g. 500", max_chars=40
         )
         right.date_input("Effective from", key=K_EFFECTIVE, help="Their own day; today or later.")
+        end.date_input(
+            "Until (optional)",
+            key=K_UNTIL,
+            help="Their own day, the last the new limit applies; afterwards the limit in "
+            "force without this change applies again. Empty: until changed again.",
+        )
         reason_col, note_col = st.columns(2)
         reason_col.selectbox(
             "Reason", actions.LIMIT_REASONS, index=None, key=K_REASON, placeholder="Choose a reason"
@@ -389,6 +437,7 @@ def _limit(f: state.Filters) -> None:
             reason=st.session_state.get(K_REASON),
             note=st.session_state.get(K_NOTE),
             effective=st.session_state.get(K_EFFECTIVE),
+            until=st.session_state.get(K_UNTIL),
             today=today,
             idempotency_key=key,
         )

@@ -158,6 +158,54 @@ def test_a_limit_changed_from_a_quota_rows_link_is_written(
         assert actor.scalar_one() == f"{role}@support.example.com"
 
 
+def test_a_limit_until_a_day_is_typed_reviewed_and_written_with_its_end(
+    page: Page, servers: Servers, db: Engine
+) -> None:
+    app = servers("support")
+    org, _ = _org(db, 2)
+    with db.connect() as conn:
+        today = conn.execute(
+            text("SELECT (now() AT TIME ZONE timezone)::date FROM organizations WHERE id = :o"),
+            {"o": org},
+        ).scalar_one()
+        until = today + dt.timedelta(days=3)
+        after = conn.execute(
+            text("SELECT daily_limit FROM limit_in_force(:o, 'image', :d)"),
+            {"o": org, "d": until + dt.timedelta(days=1)},
+        ).scalar_one()
+    page.goto(f"{app.url}/quotas?org={org}&range=30d&form=limit")
+    title = "Quotas"
+    settle(page, title)
+    main = page.locator('[data-testid="stMain"]')
+    form = main.locator('[data-testid="stForm"]').filter(has_text="Review change")
+    form.get_by_role("combobox", name="Type").click()
+    page.get_by_role("option").filter(has_text="(image)").first.click()
+    form.get_by_label("New daily limit", exact=True).fill(str(after + 7))
+    # A date field of segments (year, month, day): typed into, as a person would.
+    form.get_by_role("spinbutton", name="year, Until (optional)").click()
+    page.keyboard.type(until.strftime("%Y%m%d"))
+    page.keyboard.press("Tab")
+    form.get_by_role("combobox", name="Reason").click()
+    page.get_by_role("option", name="Customer request", exact=True).click()
+    form.get_by_label("Note", exact=True).fill("launch week")
+    form.get_by_role("button", name="Review change").click()
+    confirm = main.get_by_role("button", name="Confirm limit")
+    confirm.wait_for()
+    settle(page, title)
+    label = f"{until.day} {until:%b}" + ("" if until.year == today.year else f" {until:%Y}")
+    assert f"through {label}" in _main(page)
+    confirm.click()
+    main.locator('[data-testid="stAlertContentSuccess"]').wait_for()
+    settle(page, title)
+    with db.connect() as conn:
+        stored = conn.execute(
+            text("SELECT until FROM limit_changes WHERE organization_id = :o ORDER BY id DESC"),
+            {"o": org},
+        ).first()
+    # The table's "raised until" is drawn on a canvas: test_quotas_page.py reads it.
+    assert stored is not None and stored.until == until
+
+
 # ------------------------------------------------- 2. filters survive pages
 
 

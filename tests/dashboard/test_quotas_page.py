@@ -112,6 +112,7 @@ def fill(
     reason: str | None = "Customer request",
     note: str = "ticket 9",
     effective: dt.date | None = None,
+    until: dt.date | None = None,
 ) -> AppTest:
     if type is not None:
         at.selectbox(key="quotas.limit_type").set_value(type)
@@ -121,6 +122,8 @@ def fill(
     at.text_input(key="quotas.limit_note").input(note)
     if effective is not None:
         at.date_input(key="quotas.limit_effective").set_value(effective)
+    if until is not None:
+        at.date_input(key="quotas.limit_until").set_value(until)
     next(b for b in at.button if b.label == "Review change").click()
     return at.run()
 
@@ -164,6 +167,55 @@ def test_changing_a_limit_sets_it_from_today_and_is_audited(org: int, fresh_engi
     assert (
         table_with(at, "Daily limit now").set_index("Type").loc["image", "Daily limit now"] == 1234
     )
+
+
+def test_a_limit_until_a_day_is_written_with_its_end_and_shown_as_raised_until_it(
+    org: int, fresh_engine: Engine
+) -> None:
+    today = scalar(
+        fresh_engine,
+        "SELECT (now() AT TIME ZONE timezone)::date FROM organizations WHERE id = :o",
+        o=org,
+    )
+    until = today + dt.timedelta(days=2)
+    after = scalar(
+        fresh_engine,
+        "SELECT daily_limit FROM limit_in_force(:o, 'image', :d)",
+        o=org,
+        d=until + dt.timedelta(days=1),
+    )
+    limit = after + 5
+    at = fill(quotas_page(org), limit=limit, until=until)
+    assert not at.exception
+    label = f"{until.day} {until:%b}" + ("" if until.year == today.year else f" {until:%Y}")
+    assert any(f"through {label}" in m.value for m in at.markdown), "the review names the end"
+    next(b for b in at.button if b.label == "Confirm limit").click()
+    at.run()
+    assert not at.exception
+    (success,) = texts(at, "success")
+    assert f"now {limit:,}" in success and f"through {label}" in success
+    stored = scalar(
+        fresh_engine,
+        "SELECT until FROM limit_changes WHERE organization_id = :o ORDER BY id DESC LIMIT 1",
+        o=org,
+    )
+    assert stored == until
+    at.run()
+    row = table_with(at, "Daily limit now").set_index("Type").loc["image"]
+    assert (row["Daily limit now"], row["Until"]) == (limit, f"raised until {label}")
+
+
+def test_a_limit_ending_before_it_starts_is_refused_and_writes_nothing(
+    org: int, fresh_engine: Engine
+) -> None:
+    audits = audit_rows(fresh_engine)
+    effective = dt.date.today() + dt.timedelta(days=5)
+    at = fill(quotas_page(org), effective=effective, until=effective - dt.timedelta(days=1))
+    assert not at.exception
+    assert any(
+        "before the effective day" in e and "Nothing was changed" in e for e in texts(at, "error")
+    )
+    assert audit_rows(fresh_engine) == audits
 
 
 @pytest.mark.parametrize("role", ["support", "admin"])

@@ -199,6 +199,11 @@ def test_every_table_is_readable_by_every_role_and_nothing_more_is_granted(
                 "expires_at",
             )
         ),
+        # A limit change is kept as made (0018): inserted, never changed.
+        *(
+            ("limit_changes", column, "INSERT")
+            for column in ("organization_id", "type", "effective", "until", "daily_limit")
+        ),
         # Decisions are decide_approval_request's (0013): no UPDATE of a request.
         # Checkpoints are the reconciler's (0014): the app only reads them.
         # Alert deliveries (0011): a delivery is inserted, never changed or deleted.
