@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, text
 
 from queries.checks import MAX_KEY, MAX_REASON, check_date, check_id, check_limit, required_text
+from queries.db import limit_approval_factor
 from queries.errors import InvalidLimitChange, RequestClosed, SelfApproval
 from queries.identity import canonical_identity, stored_identity
 from queries.ledger import replay, submitted_differently
@@ -35,6 +36,7 @@ from queries.quotas import (
     change_by_key,
     check_daily_limit,
     limit_context,
+    most_alone,
     resolve_day,
 )
 from queries.transactions import run_in_transaction
@@ -43,6 +45,7 @@ __all__ = [
     "LimitRequest",
     "PendingLimitRequest",
     "approve_limit_request",
+    "most_alone_limits",
     "pending_limit_requests",
     "reject_limit_request",
     "request_limit_change",
@@ -381,3 +384,21 @@ def pending_limit_requests(
         organization_id = check_id(organization_id)
     rows = conn.execute(_PENDING, {"org": organization_id, "limit": check_limit(limit)}).all()
     return [PendingLimitRequest(**row._mapping) for row in rows]
+
+
+_PLAN_LIMITS = text(
+    """
+    SELECT t.type, floor(t.default_daily_limit * plan_limit_factor(o.plan))::int AS plan_limit
+    FROM organizations o CROSS JOIN generation_types t
+    WHERE o.id = :org
+    """
+)
+
+
+def most_alone_limits(conn: Connection, *, organization_id: int) -> dict[str, int]:
+    """For each generation type, the highest daily limit one person may set alone for
+    the organization (``LIMIT_APPROVAL_FACTOR`` times its plan's limit); empty for an
+    unknown organization."""
+    factor = limit_approval_factor()
+    rows = conn.execute(_PLAN_LIMITS, {"org": check_id(organization_id)}).all()
+    return {row.type: most_alone(row.plan_limit, factor) for row in rows}
