@@ -136,13 +136,17 @@ _GUARD_ON = (
 # The book's triggers of migration 0013 (plain ENABLE): inserting a ledger entry or a
 # generation moves the balance. The loader COPYs a book it computed whole (every
 # balance_after and final balance), so they are off with the guard.
+# So is the trigger of migration 0017 that keeps a day's usual day at its first use:
+# the loader keeps those of the load's last day itself (recounts.KEEP_USUAL_DAYS).
 _BOOK_OFF = (
     "ALTER TABLE credit_ledger DISABLE TRIGGER credit_ledger_moves_balance",
     "ALTER TABLE generations DISABLE TRIGGER generations_move_balance",
+    "ALTER TABLE usage_limits DISABLE TRIGGER usage_limits_keep_usual_day",
 )
 _BOOK_ON = (
     "ALTER TABLE credit_ledger ENABLE TRIGGER credit_ledger_moves_balance",
     "ALTER TABLE generations ENABLE TRIGGER generations_move_balance",
+    "ALTER TABLE usage_limits ENABLE TRIGGER usage_limits_keep_usual_day",
 )
 
 
@@ -342,6 +346,7 @@ def seed_demo_data(
                     conn.execute(statement)
             loaded, usage_rows, ledger_entries = _load(conn, plan, stages.lap)
             _build_keys_serially(conn, stages.lap)
+            _keep_usual_days(conn, plan.now)
 
     return SeedReport(
         organizations=len(plan.orgs),
@@ -450,6 +455,8 @@ def seed_demo_data_staged(
                 staging.swap_in(conn, tables, require_empty=not reset)
             except LookupError:
                 raise DemoDataError(_NOT_EMPTY) from None
+            _keep_usual_days(conn, plan.now)
+            conn.commit()
             stages.lap("swap in")
         except BaseException:
             conn.rollback()
@@ -903,6 +910,14 @@ class _Chunk:
     user_org: np.ndarray  # organization of each user id - 1
     first_day: int  # first day of the window every row falls in
     span: int  # days in that window
+
+
+def _keep_usual_days(conn: psycopg.Connection, now: dt.datetime) -> None:
+    """The usual day of each organization's local day at ``now``, the forecast's."""
+    statement = recounts.KEEP_USUAL_DAYS.bindparams(organization_ids=None).compile(
+        dialect=_PSYCOPG
+    )
+    conn.execute(str(statement), {**statement.params, "at": now})
 
 
 # The rollups record_generation keeps besides usage_limits, each loaded by the numpy path
