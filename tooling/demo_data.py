@@ -914,9 +914,7 @@ class _Chunk:
 
 def _keep_usual_days(conn: psycopg.Connection, now: dt.datetime) -> None:
     """The usual day of each organization's local day at ``now``, the forecast's."""
-    statement = recounts.KEEP_USUAL_DAYS.bindparams(organization_ids=None).compile(
-        dialect=_PSYCOPG
-    )
+    statement = recounts.KEEP_USUAL_DAYS.bindparams(organization_ids=None).compile(dialect=_PSYCOPG)
     conn.execute(str(statement), {**statement.params, "at": now})
 
 
