@@ -18,7 +18,8 @@ probe and computes the day afresh when not (a late write to an earlier day, a ch
 zone, no row yet). Nothing on the write path beyond the first generation of an
 (organization, type, local day): an AFTER INSERT trigger on ``usage_limits`` (the quota
 upsert inserts only then; a conflict fires UPDATE triggers, not INSERT ones) writes the
-row, or refreshes it when stale.
+row, or refreshes it when stale, and drops the organization's rows older than the day
+before (nothing reads them).
 
 The app role writes the rows (the trigger runs as the writer; ``set_timezone``
 rebuilds an organization's). Created empty: the forecast computes what is missing.
@@ -91,6 +92,9 @@ BEGIN
             usual_before = excluded.usual_before
         WHERE (usual_days.timezone, usual_days.generations_before)
               IS DISTINCT FROM (excluded.timezone, excluded.generations_before);
+    -- Only today's is read: the table holds a day or two per organization, not a year.
+    DELETE FROM usual_days
+    WHERE organization_id = NEW.organization_id AND date < NEW.date - 1;
     RETURN NULL;
 END
 $fn$
