@@ -103,7 +103,7 @@ _FORECAST = text(
         WHERE u.used > 0
     ),
     orgs AS (
-        SELECT DISTINCT organization_id, timezone, day, day_start, now, recent_from,
+        SELECT DISTINCT organization_id, timezone, day, day_start, day_end, now, recent_from,
                floor(extract(epoch FROM day_end - day_start)::float8 / 3600) AS hours_today
         FROM today
     ),
@@ -151,24 +151,32 @@ _FORECAST = text(
         ) s
         GROUP BY u.organization_id, u.ub, u.usual_today, u.hours_today
     ),
+    -- One range of quarter_hour_usage per organization, every type: from the recent
+    -- window (or midnight) to the day's end.
+    recent AS (
+        SELECT g.organization_id, r.type, r.after, r.recent
+        FROM orgs g
+        CROSS JOIN LATERAL (
+            SELECT q.type,
+                   coalesce(sum(q.generations) FILTER (WHERE q.bucket >= g.now), 0) AS after,
+                   coalesce(sum(q.generations) FILTER (WHERE q.bucket < g.now), 0) AS recent
+            FROM quarter_hour_usage q
+            WHERE q.organization_id = g.organization_id
+              AND q.bucket >= greatest(g.recent_from, g.day_start) AND q.bucket < g.day_end
+            GROUP BY q.type
+        ) r
+    ),
     paced AS (
         SELECT t.*, s.done, s.profiled, s.ub, s.usual_today, s.hours_today,
                -- greatest() skips the NULL of a window that starts before today.
                greatest(
-                   so_far.generations / greatest(s.done, :floor),
+                   (t.used - coalesce(r.after, 0))::float8 / greatest(s.done, :floor),
                    CASE WHEN t.recent_from >= t.day_start
-                        THEN so_far.recent / nullif(s.recent_share, 0) END) AS pace
+                        THEN coalesce(r.recent, 0)::float8 / nullif(s.recent_share, 0) END)
+                   AS pace
         FROM today t
         JOIN share s USING (organization_id)
-        CROSS JOIN LATERAL (
-            SELECT (t.used - coalesce(sum(q.generations) FILTER (WHERE q.bucket >= t.now), 0))
-                       ::float8 AS generations,
-                   coalesce(sum(q.generations) FILTER (WHERE q.bucket < t.now), 0)
-                       ::float8 AS recent
-            FROM quarter_hour_usage q
-            WHERE q.organization_id = t.organization_id AND q.type = t.type
-              AND q.bucket >= greatest(t.recent_from, t.day_start) AND q.bucket < t.day_end
-        ) so_far
+        LEFT JOIN recent r USING (organization_id, type)
     ),
     walk AS (
         SELECT p.organization_id, p.type, p.used, p.daily_limit, w.hour_start,

@@ -283,3 +283,11 @@ def test_the_forecast_is_the_same_without_kept_usual_days_on_drawn_histories(
             )
     assert org in set(kept["organization_id"])
     pd.testing.assert_frame_equal(kept, computed, check_exact=True)
+
+
+def test_the_demo_loader_turns_the_usual_day_trigger_back_on(demo_engine: Engine) -> None:
+    with demo_engine.connect() as conn:
+        enabled = conn.execute(
+            text("SELECT tgenabled FROM pg_trigger WHERE tgname = 'usage_limits_keep_usual_day'")
+        ).scalar_one()
+    assert enabled == "O"
