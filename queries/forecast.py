@@ -129,27 +129,26 @@ _FORECAST = text(
     ),
     share AS (
         SELECT u.organization_id, u.ub, u.usual_today, u.hours_today,
-               u.usual_today > 0 AS profiled,
-               max(s.share) FILTER (WHERE e.edge = 0) AS done,
-               max(s.share) FILTER (WHERE e.edge = 0)
-                   - max(s.share) FILTER (WHERE e.edge = 1) AS recent_share
+               u.usual_today > 0 AS profiled, s.done, s.done - s.before_recent AS recent_share
         FROM usual u
-        CROSS JOIN LATERAL (VALUES (0, u.now), (1, greatest(u.recent_from, u.day_start)))
-            AS e(edge, at)
-        -- x: hours since local midnight; i: the 1-based element before t's hour.
         CROSS JOIN LATERAL (
-            SELECT x, floor(x)::int + 1 AS i
-            FROM (SELECT extract(epoch FROM e.at - u.day_start)::float8 / 3600 AS x) a
-        ) p
-        CROSS JOIN LATERAL (
-            SELECT CASE WHEN u.usual_today > 0
-                        THEN (1 - :flat_mix)
-                             * (u.ub[p.i] + (p.x - (p.i - 1)) * (u.ub[p.i + 1] - u.ub[p.i]))
-                             / u.usual_today
-                             + :flat_mix * p.x / u.hours_today
-                        ELSE p.x / u.hours_today END AS share
+            SELECT max(v.share) FILTER (WHERE e.edge = 0) AS done,
+                   max(v.share) FILTER (WHERE e.edge = 1) AS before_recent
+            FROM (VALUES (0, u.now), (1, greatest(u.recent_from, u.day_start))) AS e(edge, at)
+            -- x: hours since local midnight; i: the 1-based element before t's hour.
+            CROSS JOIN LATERAL (
+                SELECT x, floor(x)::int + 1 AS i
+                FROM (SELECT extract(epoch FROM e.at - u.day_start)::float8 / 3600 AS x) a
+            ) p
+            CROSS JOIN LATERAL (
+                SELECT CASE WHEN u.usual_today > 0
+                            THEN (1 - :flat_mix)
+                                 * (u.ub[p.i] + (p.x - (p.i - 1)) * (u.ub[p.i + 1] - u.ub[p.i]))
+                                 / u.usual_today
+                                 + :flat_mix * p.x / u.hours_today
+                            ELSE p.x / u.hours_today END AS share
+            ) v
         ) s
-        GROUP BY u.organization_id, u.ub, u.usual_today, u.hours_today
     ),
     -- One range of quarter_hour_usage per organization, every type: from the recent
     -- window (or midnight) to the day's end.

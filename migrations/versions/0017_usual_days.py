@@ -22,7 +22,7 @@ row, or refreshes it when stale, and drops the organization's rows older than th
 before (nothing reads them).
 
 The app role writes the rows (the trigger runs as the writer; ``set_timezone``
-rebuilds an organization's). Created empty: the forecast computes what is missing.
+rebuilds an organization's). Filled for today; the forecast computes what is missing.
 
 Revision ID: 0017
 Revises: 0015
@@ -106,6 +106,21 @@ CREATE TRIGGER usage_limits_keep_usual_day AFTER INSERT ON usage_limits
 FOR EACH ROW WHEN (NEW.used > 0) EXECUTE FUNCTION keep_usual_day()
 """
 
+# Today's usual day of every organization with use today, so the forecast does not
+# compute them all until tomorrow's first generations (as recounts.KEEP_USUAL_DAYS).
+_BACKFILL = """
+INSERT INTO usual_days (organization_id, date, timezone, generations_before, usual_before)
+SELECT t.organization_id, t.date, f.timezone, f.generations_before, f.usual_before
+FROM (
+    SELECT DISTINCT u.organization_id, u.date
+    FROM usage_limits u JOIN organizations o ON o.id = u.organization_id
+    WHERE u.date BETWEEN CAST(now() AT TIME ZONE 'UTC' AS date) - 1
+                     AND CAST(now() AT TIME ZONE 'UTC' AS date) + 1
+      AND u.date = (now() AT TIME ZONE o.timezone)::date AND u.used > 0
+) t
+CROSS JOIN LATERAL usual_day(t.organization_id, t.date) f
+"""
+
 _GRANTS = (
     "GRANT SELECT ON usual_days TO dashboard_app, dashboard_reader, dashboard_auditor",
     # The trigger runs as the writer of the generation; set_timezone rebuilds an
@@ -136,6 +151,7 @@ def upgrade() -> None:
     op.execute(_USUAL_DAY)
     op.execute(_KEEP)
     op.execute(_TRIGGER)
+    op.execute(_BACKFILL)
     for statement in _GRANTS:
         op.execute(statement)
 
