@@ -127,7 +127,8 @@ _FORECAST = text(
             ) b ON true
         ) k
     ),
-    share AS (
+    -- Once per organization: inlined into paced, it ran once per (organization, type).
+    share AS MATERIALIZED (
         SELECT u.organization_id, u.ub, u.usual_today, u.hours_today,
                u.usual_today > 0 AS profiled, s.done, s.done - s.before_recent AS recent_share
         FROM usual u
