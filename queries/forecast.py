@@ -4,8 +4,9 @@ spikes far above its own habit, and whose balance runs out soon (cross-organizat
 Every day and hour is the organization's own local one, through its zone: a local day
 has 23, 24 or 25 hours, and a UTC+5:45 organization's hours start at a quarter past.
 Intraday use comes from ``quarter_hour_usage`` (UTC quarter-hours, a boundary of every
-local hour in every zone), burn from the prefix sums of ``organization_daily_usage``;
-no read sums raw generations.
+local hour in every zone), the forecast's usual day from ``usual_days`` (kept per
+organization and local date, migration 0017), burn from the prefix sums of
+``organization_daily_usage``; no read sums raw generations.
 """
 
 from __future__ import annotations
