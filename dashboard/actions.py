@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from dashboard import auth, data
-from queries import approvals, bulk, checks, credits, orgs, quotas
+from queries import approvals, bulk, checks, credits, ledger, orgs, quotas
 from queries.errors import InvalidAdjustment, InvalidInput, InvalidLimitChange
 from queries.identity import canonical_identity, stored_identity
 
@@ -142,12 +142,12 @@ class AdjustmentRequest:
         """Above ``CREDITS_APPROVAL_THRESHOLD``, alone or with what this person moved
         alone for the organization in the last 24 hours: confirming records a request
         for a second person (:func:`request_approval`) instead of moving credits."""
-        return self.moved_alone + abs(self.amount) > credits.approval_threshold()
+        return ledger.needs_approval(amount=self.amount, moved=self.moved_alone)
 
     @property
     def crosses_the_day(self) -> bool:
         """Needs a second person only because of the last 24 hours' movements."""
-        return self.needs_approval and abs(self.amount) <= credits.approval_threshold()
+        return self.needs_approval and not ledger.needs_approval(amount=self.amount)
 
 
 def check_adjustment(

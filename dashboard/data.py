@@ -47,6 +47,7 @@ from queries import (
     credits,
     forecast,
     generations,
+    ledger,
     orgs,
     quotas,
     statements,
@@ -444,10 +445,10 @@ def ledger_all(
 
 def moved_alone(organization_id: int, *, actor: str) -> int:
     """The credits ``actor`` moved alone for this organization in the last 24 hours
-    (``queries.credits.moved_alone``). Never cached: it decides whether a form's
+    (``queries.ledger.moved_alone``). Never cached: it decides whether a form's
     adjustment needs a second person (the write checks it again under the lock)."""
     with engine().connect() as conn:
-        moved = credits.moved_alone(conn, organization_ids=[organization_id], actor=actor)
+        moved = ledger.moved_alone(conn, organization_ids=[organization_id], actor=actor)
     return moved.get(organization_id, 0)
 
 

@@ -41,23 +41,22 @@ from queries.checks import (
     check_text,
     required_text,
 )
-
-# The ledger's own lock and refusals (one place for how credits move).
-from queries.credits import (
-    LedgerEntry,
-    _lock_balance,
-    check_adjustment_amount,
-    insufficient_credits,
-)
+from queries.credits import check_adjustment_amount
 from queries.errors import (
     ApprovalRefused,
-    IdempotencyConflict,
     InvalidAdjustment,
     InvalidInput,
     RequestClosed,
     SelfApproval,
 )
 from queries.identity import canonical_identity, stored_identity
+from queries.ledger import (
+    LedgerEntry,
+    insufficient_credits,
+    lock_organization,
+    replay,
+    submitted_differently,
+)
 from queries.transactions import run_in_transaction
 
 __all__ = [
@@ -68,6 +67,7 @@ __all__ = [
     "approve",
     "expiry_days",
     "pending_requests_page",
+    "record_request",
     "reject",
     "request_adjustment",
 ]
@@ -177,48 +177,38 @@ def _audit(
     )
 
 
-def _record_request(
+def record_request(
     conn: Connection,
     *,
-    org: int,
+    organization_id: int,
     amount: int,
     reason: str,
     note: str | None,
     actor: str,
-    key: str,
+    idempotency_key: str,
     days: int,
     via: str | None = None,
 ) -> ApprovalRequest:
-    """Record a pending request (checked values, the balance already locked by the
-    caller), or return the one this key recorded before. Shared with ``queries.bulk``,
-    whose file turns rows above the threshold into requests in its own transaction;
-    ``via`` (where it came from, e.g. the command line) goes into the audit row."""
-    previous = conn.execute(_REQUEST_BY_KEY, {"org": org, "key": key}).one_or_none()
+    """Record a pending request (checked values, the organization locked), or the one this key recorded."""
+    # Shared with queries.bulk, whose file turns rows above the threshold into requests
+    # in its own transaction; ``via`` (e.g. the command line) goes into the audit row.
+    params = {"org": organization_id, "key": idempotency_key}
+    row = conn.execute(_REQUEST_BY_KEY, params).one_or_none()
+    previous = replay(
+        first=ApprovalRequest(**row._mapping) if row else None,
+        asked=(amount, reason, note, actor),
+        recorded=lambda r: (r.amount, r.reason, r.note, stored_identity(r.requested_by)),
+        conflict=lambda r: submitted_differently(
+            what="request",
+            first=f"request {r.id}: {r.amount:+,} credits, {r.reason!r}",
+            start="adjustment",
+        ),
+    )
     if previous is not None:
-        found = ApprovalRequest(**previous._mapping)
-        if (found.amount, found.reason, found.note, stored_identity(found.requested_by)) != (
-            amount,
-            reason,
-            note,
-            actor,
-        ):
-            raise IdempotencyConflict(
-                "This request was already submitted with different details "
-                f"(request {found.id}: {found.amount:+,} credits, {found.reason!r}). "
-                "Nothing was changed; start a new adjustment."
-            )
-        return found
+        return previous
     row = conn.execute(
         _INSERT_REQUEST,
-        {
-            "org": org,
-            "amount": amount,
-            "reason": reason,
-            "note": note,
-            "actor": actor,
-            "key": key,
-            "days": days,
-        },
+        {**params, "amount": amount, "reason": reason, "note": note, "actor": actor, "days": days},
     ).one()
     request = ApprovalRequest(**row._mapping)
     _audit(conn, request, action="request_adjustment", actor=actor, reason=reason, via=via)
@@ -251,9 +241,16 @@ def request_adjustment(
     days = expiry_days()
 
     def body(conn: Connection) -> ApprovalRequest:
-        _lock_balance(conn, org)
-        return _record_request(
-            conn, org=org, amount=amount, reason=reason, note=note, actor=actor, key=key, days=days
+        lock_organization(conn, organization_id=org)
+        return record_request(
+            conn,
+            organization_id=org,
+            amount=amount,
+            reason=reason,
+            note=note,
+            actor=actor,
+            idempotency_key=key,
+            days=days,
         )
 
     # A retry finds its own committed request by the key.

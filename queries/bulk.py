@@ -27,9 +27,9 @@ from typing import Any, Final, Literal
 
 from sqlalchemy import Connection, Engine, text
 
-# The ledger's and the approvals' own primitives: a bulk row moves the balance, books its
-# entry and records a request exactly as a single adjustment or request does.
-from queries.approvals import _record_request, expiry_days
+# A bulk row moves the balance, books its entry and records a request exactly as a
+# single adjustment or request does.
+from queries.approvals import expiry_days, record_request
 from queries.checks import (
     MAX_NOTE,
     MAX_REASON,
@@ -38,14 +38,17 @@ from queries.checks import (
     parse_whole,
     required_text,
 )
-from queries.credits import (
-    _insert_entry,
-    approval_threshold,
-    check_adjustment_amount,
-    moved_alone,
-)
-from queries.errors import BulkRejected, InvalidAdjustment, InvalidInput
+from queries.credits import check_adjustment_amount
+from queries.errors import BulkRejected, IdempotencyConflict, InvalidAdjustment, InvalidInput
 from queries.identity import canonical_identity
+from queries.ledger import (
+    approval_threshold,
+    insert_movement,
+    lock_organizations,
+    moved_alone,
+    needs_approval,
+    replay,
+)
 from queries.transactions import run_in_transaction
 
 __all__ = [
@@ -288,12 +291,6 @@ _ORGANIZATIONS = text(
     WHERE o.slug = ANY(CAST(:slugs AS text[]))
     """
 )
-# Every organization of the file, locked in id order in one statement
-# (lock_organizations, migration 0013, locks the rows as its sorted scan returns them): two files that share organizations take
-# their locks in the same order, so they queue instead of deadlocking.
-_LOCK_BALANCES = text(
-    "SELECT organization_id AS id, balance FROM lock_organizations(CAST(:ids AS bigint[]))"
-)
 _ENTRIES_BY_KEY = text(
     """
     SELECT organization_id, idempotency_key, id, amount, reason, note
@@ -328,7 +325,8 @@ def _plan(conn: Connection, parsed: ParsedFile, *, lock: bool, actor: str | None
     ids = sorted(int(r.id) for r in found.values())
     balances = {int(r.id): int(r.balance) for r in found.values()}
     if lock and ids:
-        balances = {int(r.id): int(r.balance) for r in conn.execute(_LOCK_BALANCES, {"ids": ids})}
+        # Every organization of the file, in id order, in one statement.
+        balances = lock_organizations(conn, organization_ids=ids)
     keys = sorted({row.key for row in parsed.rows if row.key})
     entries: dict[tuple[int, str], Any] = {}
     requests: dict[tuple[int, str], Any] = {}
@@ -343,10 +341,22 @@ def _plan(conn: Connection, parsed: ParsedFile, *, lock: bool, actor: str | None
         }
     threshold = approval_threshold()
     # The two-person rule over 24 hours: what the applier moved alone for each
-    # organization, then the file's rows in file order (queries.credits.moved_alone).
+    # organization, then the file's rows in file order (queries.ledger.moved_alone).
     moved = dict.fromkeys(ids, 0)
     if actor is not None and ids:
         moved.update(moved_alone(conn, organization_ids=ids, actor=actor))
+
+    def taken(previous: Any) -> str:
+        what = (
+            "ledger entry"
+            if (previous.organization_id, previous.idempotency_key) in entries
+            else "request"
+        )
+        return (
+            f"The key {previous.idempotency_key!r} was already used by {what} {previous.id} "
+            "with other details; give this row another key."
+        )
+
     planned: list[BulkRow] = []
     for row in parsed.rows:
         org = found.get(row.slug) if row.slug else None
@@ -360,39 +370,37 @@ def _plan(conn: Connection, parsed: ParsedFile, *, lock: bool, actor: str | None
         after = before
         key = row.key or ""
         if not errors and org_id is not None and before is not None and row.amount is not None:
-            previous = entries.get((org_id, key)) or requests.get((org_id, key))
-            if previous is not None:
-                if (previous.amount, previous.reason, previous.note) == (
-                    row.amount,
-                    row.reason,
-                    row.note,
-                ):
+            try:
+                previous = replay(
+                    first=entries.get((org_id, key)) or requests.get((org_id, key)),
+                    asked=(row.amount, row.reason, row.note),
+                    recorded=lambda p: (p.amount, p.reason, p.note),
+                    conflict=taken,
+                )
+            except IdempotencyConflict as exc:
+                errors.append(str(exc))
+            else:
+                if previous is not None:
                     status = "exists"
                     is_entry = (org_id, key) in entries
                     entry_id = int(previous.id) if is_entry else None
                     request_id = None if is_entry else int(previous.id)
-                else:
-                    what = "ledger entry" if (org_id, key) in entries else "request"
+                elif needs_approval(amount=row.amount, moved=moved[org_id], threshold=threshold):
+                    # Above the threshold alone, or with what this person moved for this
+                    # organization in the last 24 hours (earlier rows included): nothing
+                    # moves until a second person approves it.
+                    status = "request"
+                elif before + row.amount < 0:
                     errors.append(
-                        f"The key {row.key!r} was already used by {what} {previous.id} with "
-                        "other details; give this row another key."
+                        f"Insufficient credits: {row.slug} would have {before:,} credits by "
+                        f"this row (counting the earlier rows of the file); it cannot deduct "
+                        f"{-row.amount:,}."
                     )
-            elif moved[org_id] + abs(row.amount) > threshold:
-                # Above the threshold alone, or with what this person moved for this
-                # organization in the last 24 hours (earlier rows included): nothing
-                # moves until a second person approves it.
-                status = "request"
-            elif before + row.amount < 0:
-                errors.append(
-                    f"Insufficient credits: {row.slug} would have {before:,} credits by this "
-                    f"row (counting the earlier rows of the file); it cannot deduct "
-                    f"{-row.amount:,}."
-                )
-            else:
-                status = "apply"
-                after = before + row.amount
-                balances[org_id] = after
-                moved[org_id] += abs(row.amount)
+                else:
+                    status = "apply"
+                    after = before + row.amount
+                    balances[org_id] = after
+                    moved[org_id] += abs(row.amount)
         planned.append(
             BulkRow(
                 line=row.line,
@@ -461,31 +469,28 @@ def apply_bulk(engine: Engine, *, data: bytes, actor: str, via: str = "the dashb
             org, amount, reason, key = row.organization_id, row.amount, row.reason, row.key
             assert org is not None and amount is not None and reason is not None and key
             if row.status == "apply":
-                entry = _insert_entry(
+                entry = insert_movement(
                     conn,
-                    {
-                        "organization_id": org,
-                        "amount": amount,
-                        "kind": "grant" if amount > 0 else "deduct",
-                        "reason": reason,
-                        "note": row.note,
-                        "actor": actor,
-                        "idempotency_key": key,
-                        "reverses_id": None,
-                    },
+                    organization_id=org,
+                    amount=amount,
+                    kind="grant" if amount > 0 else "deduct",
+                    reason=reason,
+                    note=row.note,
+                    actor=actor,
+                    idempotency_key=key,
                 )
                 row = dataclasses.replace(
                     row, status="applied", entry_id=entry.id, balance_after=entry.balance_after
                 )
             elif row.status == "request":
-                request = _record_request(
+                request = record_request(
                     conn,
-                    org=org,
+                    organization_id=org,
                     amount=amount,
                     reason=reason,
                     note=row.note,
                     actor=actor,
-                    key=key,
+                    idempotency_key=key,
                     days=days,
                     via=via,
                 )

@@ -19,13 +19,13 @@ from queries.checks import (
     required_text,
 )
 from queries.errors import (
-    IdempotencyConflict,
     InsufficientCredits,
     InvalidGeneration,
     InvalidInput,
     QuotaExceeded,
 )
 from queries.frames import KeysetCursor, frame, split_page
+from queries.ledger import replay
 from queries.transactions import pipelined, run_in_transaction, timeout_ms
 
 MAX_CREDITS = 1_000_000
@@ -60,147 +60,22 @@ _LOCK = text(
           OFFSET 0) AS timeouts
     """
 )
-# Everything else, as one statement after the lock. It must be a statement of its own:
-# a statement that waited for the lock would go on reading the snapshot it started
+# Everything else, as one statement after the lock: a call of record_generation_work()
+# (migration 0016, where the statement is, block by block), which returns one row with
+# what `_answer` needs to answer or to say why it refused. It must be a statement of its
+# own: a statement that waited for the lock would go on reading the snapshot it started
 # with, in which a set_timezone or set_daily_limit that held the lock meanwhile had not
 # committed (the wrong local day, a stale limit). Started after the lock, its snapshot
 # sees everything the previous holder committed, and nothing it reads can change until
 # COMMIT, because every write of an organization's balance, limits and zone takes the
-# same lock.
-#
-# - ctx: the facts of the request (balance, local day, cost).
-# - previous: the generation recorded earlier under this idempotency key, if any.
-# - in_force: the day's count, and its limit by the database's one rule,
-#   limit_in_force() (migration 0010; STABLE, so it reads this statement's snapshot
-#   like the rest): its own row's, else the latest earlier day's, else the type's
-#   default times the plan's factor.
-# - go: one row when the generation is accepted; every write below hangs off it, so a
-#   refused generation changes nothing.
-# - counted (usage_limits), g (the insert): g runs only after counted returned a row.
-#   Inserting g debits the balance: a trigger does (migration 0013, only the database
-#   moves a balance), so the balance after is the locked balance minus the cost.
-# - One self-contained block per rollup (per_user, per_quarter_hour): it reads only
-#   `go` (cost, day), `g` (id, created_at) and the parameters. Add a rollup as one more
-#   block of that shape.
-# - The last SELECT returns one row with what the caller needs to answer or to say
-#   why it refused.
+# same lock. It is a PL/pgSQL function so that each server connection plans its six
+# writes once, not on every call, whatever the pooler does (docs/performance.md,
+# "What the rollups cost").
 _RECORD = text(
     """
-    WITH ctx AS (
-        SELECT b.balance,
-               (coalesce(CAST(:at AS timestamptz), now()) AT TIME ZONE o.timezone)::date AS day,
-               t.type IS NOT NULL AS known_type,
-               coalesce(CAST(:credits AS integer), t.default_credits) AS cost,
-               EXISTS (SELECT 1 FROM users u WHERE u.organization_id = o.id AND u.id = :user)
-                   AS member
-        FROM credit_balances b
-        JOIN organizations o ON o.id = b.organization_id
-        LEFT JOIN generation_types t ON t.type = :type
-        WHERE b.organization_id = :org
-    ),
-    previous AS (
-        SELECT p.id, p.user_id, p.type, p.credits, p.created_at
-        FROM generations p
-        WHERE p.organization_id = :org AND p.idempotency_key = CAST(:key AS text)
-    ),
-    today AS (
-        SELECT u.used
-        FROM usage_limits u JOIN ctx ON u.date = ctx.day
-        WHERE u.organization_id = :org AND u.type = :type
-    ),
-    in_force AS (
-        SELECT coalesce((SELECT used FROM today), 0) AS used, f.daily_limit
-        FROM ctx CROSS JOIN LATERAL limit_in_force(:org, :type, ctx.day) AS f
-    ),
-    go AS (
-        SELECT ctx.cost, ctx.day, in_force.daily_limit
-        FROM ctx CROSS JOIN in_force
-        WHERE ctx.known_type AND ctx.member AND NOT EXISTS (SELECT FROM previous)
-          AND ctx.balance >= ctx.cost AND in_force.used < in_force.daily_limit
-    ),
-    counted AS (
-        INSERT INTO usage_limits AS u
-            (organization_id, type, date, used, credits_used, daily_limit)
-        SELECT :org, :type, go.day, 1, go.cost, go.daily_limit
-        FROM go
-        ON CONFLICT (organization_id, type, date) DO UPDATE
-            SET used = u.used + 1, credits_used = u.credits_used + excluded.credits_used,
-                updated_at = now()
-            WHERE u.used < u.daily_limit
-        RETURNING u.used, u.daily_limit
-    ),
-    g AS (
-        INSERT INTO generations
-            (organization_id, user_id, type, credits, idempotency_key, created_at)
-        SELECT :org, :user, :type, go.cost, :key, coalesce(CAST(:at AS timestamptz), now())
-        FROM go CROSS JOIN counted
-        RETURNING id, created_at
-    ),
-    per_user AS (
-        INSERT INTO user_daily_usage AS r
-            (organization_id, user_id, date, type, generations, credits)
-        SELECT :org, :user, go.day, :type, 1, go.cost
-        FROM go CROSS JOIN g
-        ON CONFLICT (organization_id, user_id, date, type) DO UPDATE
-            SET generations = r.generations + 1, credits = r.credits + excluded.credits
-    ),
-    per_quarter_hour AS (
-        INSERT INTO quarter_hour_usage AS r (organization_id, bucket, type, generations, credits)
-        SELECT :org, date_bin('15 minutes', g.created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00'),
-               :type, 1, go.cost
-        FROM go CROSS JOIN g
-        ON CONFLICT (organization_id, bucket, type) DO UPDATE
-            SET generations = r.generations + 1, credits = r.credits + excluded.credits
-    ),
-    -- The cross-organization rollups (migration 0007), in the organization's local
-    -- day: a new day starts from the running totals through the latest earlier day,
-    -- and the days after go.day (only a back-dated generation has any) each add it too.
-    -- Exact because this statement's snapshot is taken after the lock (see above).
-    per_org_day AS (
-        INSERT INTO organization_daily_usage AS r
-            (organization_id, date, generations, credits, generations_through, credits_through)
-        SELECT :org, go.day, 1, go.cost,
-               coalesce(p.generations_through, 0) + 1, coalesce(p.credits_through, 0) + go.cost
-        FROM go CROSS JOIN g
-        LEFT JOIN LATERAL (
-            SELECT e.generations_through, e.credits_through
-            FROM organization_daily_usage e
-            WHERE e.organization_id = :org AND e.date < go.day
-            ORDER BY e.date DESC
-            LIMIT 1
-        ) p ON true
-        ON CONFLICT (organization_id, date) DO UPDATE
-            SET generations = r.generations + 1, credits = r.credits + excluded.credits,
-                generations_through = r.generations_through + 1,
-                credits_through = r.credits_through + excluded.credits
-    ),
-    per_org_later_days AS (
-        UPDATE organization_daily_usage r
-        SET generations_through = r.generations_through + 1,
-            credits_through = r.credits_through + go.cost
-        FROM go CROSS JOIN g
-        WHERE r.organization_id = :org AND r.date > go.day
-    ),
-    per_org_month AS (
-        INSERT INTO organization_monthly_usage AS r (month, organization_id, generations, credits)
-        SELECT date_trunc('month', go.day)::date, :org, 1, go.cost
-        FROM go CROSS JOIN g
-        ON CONFLICT (organization_id, month) DO UPDATE
-            SET generations = r.generations + 1, credits = r.credits + excluded.credits
-    )
-    SELECT ctx.balance, ctx.day, ctx.known_type, ctx.cost, ctx.member,
-           in_force.used, in_force.daily_limit,
-           previous.id AS previous_id, previous.user_id AS previous_user,
-           previous.type AS previous_type, previous.credits AS previous_credits,
-           previous.created_at AS previous_created_at,
-           CASE WHEN g.id IS NOT NULL THEN ctx.balance - ctx.cost END AS balance_after,
-           counted.used AS used_after, counted.daily_limit AS limit_after,
-           g.id, g.created_at
-    FROM ctx
-    CROSS JOIN in_force
-    LEFT JOIN previous ON true
-    LEFT JOIN counted ON true
-    LEFT JOIN g ON true
+    SELECT * FROM record_generation_work(
+        CAST(:org AS bigint), CAST(:user AS bigint), CAST(:type AS text),
+        CAST(:credits AS integer), CAST(:at AS timestamptz), CAST(:key AS text))
     """
 )
 
@@ -224,8 +99,9 @@ def record_generation(
     generation recorded the first time.
 
     Two statements in one round trip: the lock (carrying the transaction's timeouts),
-    then all the work in one (see ``_RECORD``); then COMMIT, in the same round trip when
-    there is a key (a retry after a lost answer is safe then), else in one of its own.
+    then all the work in one call of the database's ``record_generation_work`` (see
+    ``_RECORD``); then COMMIT, in the same round trip when there is a key (a retry after
+    a lost answer is safe then), else in one of its own.
     """
     org = check_id(organization_id, error=InvalidGeneration)
     user = check_id(user_id, "user_id", error=InvalidGeneration)
@@ -295,12 +171,16 @@ def _answer(
             daily_limit=int(limit),
         )
 
-    if row.previous_id is not None:
-        if (row.previous_user, row.previous_type, row.previous_credits) != (user, type, cost):
-            raise IdempotencyConflict(
-                f"Idempotency key {key!r} was used for another generation "
-                f"({row.previous_id}). Nothing was recorded."
-            )
+    first = replay(
+        first=row if row.previous_id is not None else None,
+        asked=(user, type, cost),
+        recorded=lambda r: (r.previous_user, r.previous_type, r.previous_credits),
+        conflict=lambda r: (
+            f"Idempotency key {key!r} was used for another generation "
+            f"({r.previous_id}). Nothing was recorded."
+        ),
+    )
+    if first is not None:
         return recorded(
             row.previous_id,
             row.previous_created_at,

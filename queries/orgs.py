@@ -21,9 +21,10 @@ from queries.checks import (
     parse_id,
     required_text,
 )
-from queries.errors import IdempotencyConflict, InvalidInput
+from queries.errors import InvalidInput
 from queries.frames import frame
 from queries.identity import canonical_identity, stored_identity
+from queries.ledger import replay, submitted_differently
 from queries.transactions import run_in_transaction
 
 
@@ -332,16 +333,14 @@ def _replayed_zone(
     previous: Row[Any], org: int, zone: str, actor: str, reason: str
 ) -> TimezoneChange:
     """The change the key recorded, if this request is the same one again."""
-    if (previous.action, previous.zone, stored_identity(previous.actor), previous.reason) != (
-        "set_timezone",
-        zone,
-        actor,
-        reason,
-    ):
-        raise IdempotencyConflict(
-            f"This change was already submitted with different details (audit entry "
-            f"{previous.id}). Nothing was changed; start a new change."
-        )
+    replay(
+        first=previous,
+        asked=("set_timezone", zone, actor, reason),
+        recorded=lambda p: (p.action, p.zone, stored_identity(p.actor), p.reason),
+        conflict=lambda p: submitted_differently(
+            what="change", first=f"audit entry {p.id}", start="change"
+        ),
+    )
     return TimezoneChange(
         organization_id=org,
         previous_timezone=previous.previous,

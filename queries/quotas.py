@@ -30,9 +30,10 @@ from queries.checks import (
     like_pattern,
     required_text,
 )
-from queries.errors import IdempotencyConflict, InvalidInput, InvalidLimitChange
+from queries.errors import InvalidInput, InvalidLimitChange
 from queries.frames import frame
 from queries.identity import canonical_identity, stored_identity
+from queries.ledger import replay, submitted_differently
 from queries.transactions import run_in_transaction
 
 MAX_DAILY_LIMIT = 10_000_000
@@ -627,22 +628,26 @@ def _replayed(
     effective: dt.date | None,
 ) -> LimitChange:
     """The change ``key`` recorded, if this request is the same one again."""
-    asked = (previous.action, type, new_limit, actor, reason)
-    recorded = (
-        "set_daily_limit",
-        previous.type,
-        previous.new_limit,
-        stored_identity(previous.actor),
-        previous.reason,
-    )
     # Without an explicit day the request meant "today": a retry after midnight is
     # still the same request.
-    if asked != recorded or (effective is not None and effective != previous.effective):
-        raise IdempotencyConflict(
-            f"This limit change was already submitted with different details (audit entry "
-            f"{previous.id}: {previous.type} limit {previous.new_limit:,} from "
-            f"{previous.effective}). Nothing was changed; start a new change."
-        )
+    day = previous.effective if effective is None else effective
+    replay(
+        first=previous,
+        asked=("set_daily_limit", type, new_limit, actor, reason, day),
+        recorded=lambda p: (
+            p.action,
+            p.type,
+            p.new_limit,
+            stored_identity(p.actor),
+            p.reason,
+            p.effective,
+        ),
+        conflict=lambda p: submitted_differently(
+            what="limit change",
+            first=f"audit entry {p.id}: {p.type} limit {p.new_limit:,} from {p.effective}",
+            start="change",
+        ),
+    )
     return LimitChange(
         organization_id=org,
         type=type,

@@ -2,7 +2,7 @@
 Streamlit page cannot beat on this machine (issue 17).
 
     uv run python scripts/benchmark_browser.py [--database-url URL] [--runs N]
-        [--pages overview,quotas] [--org ID]
+        [--pages overview,quotas] [--org ID] [--baseline REF]
 
 Two timings per page, p50 and p95 over ``--runs`` (Debian's Chromium, headless):
 
@@ -23,6 +23,13 @@ The app runs as an admin against ``--database-url`` (default: the demo database
 filters left at their defaults and the organization ``--org`` (default: the first by
 name). The server is started once and warmed with one visit of every page, as a server
 that has been up for a while; the cold start of a server is ``scripts/measure_startup.py``.
+Each round times every page once each way, so the pages share the machine's noise.
+
+With ``--baseline REF``, REF's ``dashboard/app.py`` is served too, from a temporary
+worktree on REF's packages (``scripts/_baseline.py``), beside this checkout's, against
+the same database; the same browser times both in alternating rounds, and one table puts
+each page's timings side by side. The instrument here is the browser, not a worker: only
+the served code differs between the sides.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+import _baseline
 from playwright.sync_api import Browser, Page, sync_playwright
 
 ROOT: Final = Path(__file__).resolve().parents[1]
@@ -143,11 +151,18 @@ def _healthy(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def _served(script: Path, env: dict[str, str], secrets: Path) -> Iterator[str]:
+def _served(
+    script: Path,
+    env: dict[str, str],
+    secrets: Path,
+    *,
+    python: Sequence[str] = (sys.executable,),
+    cwd: Path = ROOT,
+) -> Iterator[str]:
     """``streamlit run script`` on a free port; yields its URL."""
     port = _free_port()
     command = [
-        sys.executable,
+        *python,
         "-m",
         "streamlit",
         "run",
@@ -167,7 +182,7 @@ def _served(script: Path, env: dict[str, str], secrets: Path) -> Iterator[str]:
     ]
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         began = time.monotonic()
@@ -215,30 +230,91 @@ class Timing:
     fresh: list[float]
 
 
-def _p95(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+class _Served:
+    """One served app in the browser: a page kept open for the in-app clicks."""
+
+    def __init__(
+        self, browser: Browser, base: str, targets: Sequence[Target], *, query: str, name: str
+    ):
+        self.name = name
+        self._browser = browser
+        self._targets = targets
+        self._links = {t.path: f"{base}/{t.path}{query}" for t in targets}
+        self._page: Page | None = None
+
+    def ready(self) -> None:
+        """Open the first page, then every page once, as a server that has been up a while."""
+        first, last = self._targets[0], self._targets[-1]
+        self._page = self._browser.new_page(viewport=VIEWPORT)  # type: ignore[arg-type]
+        self._page.goto(self._links[first.path])
+        _settle(self._page, first.title)
+        for target in self._targets:
+            _in_app(self._page, target, first if target is not first else last)
+
+    def round(self) -> dict[str, list[float]]:
+        """Every page once in the app (from the next one) and once in a fresh tab."""
+        assert self._page is not None
+        times: dict[str, list[float]] = {}
+        for index, target in enumerate(self._targets):
+            other = self._targets[(index + 1) % len(self._targets)]
+            times[f"{target.label}, in the app"] = [_in_app(self._page, target, other)]
+            fresh = _fresh_tab(self._browser, self._links[target.path], target)
+            times[f"{target.label}, fresh tab"] = [fresh]
+        return times
+
+    def close(self) -> None:
+        if self._page is not None:
+            self._page.close()
 
 
 def _time_app(
     browser: Browser, base: str, targets: Sequence[Target], *, query: str, runs: int, name: str
 ) -> list[Timing]:
-    links = {t.path: f"{base}/{t.path}{query}" for t in targets}
-    page = browser.new_page(viewport=VIEWPORT)  # type: ignore[arg-type]
-    page.goto(links[targets[0].path])
-    _settle(page, targets[0].title)
-    for target in targets:  # warm: every page once, as a server that has been up a while
-        _in_app(page, target, targets[0] if target is not targets[0] else targets[-1])
+    served = _Served(browser, base, targets, query=query, name=name)
+    served.ready()
+    rounds = [served.round() for _ in range(runs)]
+    served.close()
     timings = []
-    for index, target in enumerate(targets):
-        other = targets[(index + 1) % len(targets)]
-        in_app = [_in_app(page, target, other) for _ in range(runs)]
-        fresh = [_fresh_tab(browser, links[target.path], target) for _ in range(runs)]
+    for target in targets:
         label = target.label if name == "" else f"{name}: {target.label}"
+        in_app = [t for r in rounds for t in r[f"{target.label}, in the app"]]
+        fresh = [t for r in rounds for t in r[f"{target.label}, fresh tab"]]
         timings.append(Timing(label, in_app, fresh))
-        print(f"  measured {label}", file=sys.stderr, flush=True)
-    page.close()
+    print(f"  measured {name or 'the dashboard'}", file=sys.stderr, flush=True)
     return timings
+
+
+def _side_by_side(
+    browser: Browser,
+    env: dict[str, str],
+    secrets: Path,
+    pages: Sequence[Target],
+    *,
+    query: str,
+    runs: int,
+    ref: str,
+) -> None:
+    """REF's app and this checkout's, served at once, timed in alternating rounds."""
+    current_name = _baseline.current_label()
+    with _baseline.checkout(ref) as tree:
+        python, ref_env = _baseline.python_for(tree.path, env=env)
+        app = Path("dashboard") / "app.py"
+        with (
+            _served(tree.path / app, ref_env, secrets, python=python, cwd=tree.path) as old,
+            _served(ROOT / app, env, secrets) as new,
+        ):
+            baseline = _Served(browser, old, pages, query=query, name=tree.label)
+            current = _Served(browser, new, pages, query=query, name=current_name)
+            before, after = _baseline.alternate(baseline, current, runs)
+            baseline.close()
+            current.close()
+        notes = tree.notes("its dashboard/app.py under streamlit run", runs)
+    print(*notes, sep="\n", end="\n\n")
+    print(_baseline.table((tree.label, before), (current_name, after), unit="s", digits=2))
+
+
+def _p95(values: Sequence[float]) -> float:
+    return _baseline.percentile(values, 0.95)
 
 
 def _table(timings: Sequence[Timing], floor: Timing) -> str:
@@ -268,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=15, help="timings per page (default 15)")
     parser.add_argument("--pages", help="url paths, comma-separated (default: every page)")
     parser.add_argument("--org", type=int, help="organization id (default: the sidebar's)")
+    _baseline.add_arguments(parser, worker=False)
     args = parser.parse_args(argv)
     if args.runs < 2:
         parser.error("--runs must be at least 2")
@@ -298,12 +375,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         try:
             with _served(floor_script, env, secrets) as base:
                 floor = _time_app(browser, base, FLOOR, query="", runs=args.runs, name="floor")
+            slowest_floor = max(floor, key=lambda t: _p95(t.fresh))
+            print(f"runs per page: {args.runs}; database: {database_url.split('@')[-1]}")
+            if args.baseline:
+                print(_table(floor, slowest_floor), end="\n\n", flush=True)
+                _side_by_side(
+                    browser, env, secrets, pages, query=query, runs=args.runs, ref=args.baseline
+                )
+                return
             with _served(ROOT / "dashboard" / "app.py", env, secrets) as base:
                 timed = _time_app(browser, base, pages, query=query, runs=args.runs, name="")
         finally:
             browser.close()
-    slowest_floor = max(floor, key=lambda t: _p95(t.fresh))
-    print(f"runs per page: {args.runs}; database: {database_url.split('@')[-1]}")
     print(_table([*floor, *timed], slowest_floor))
 
 

@@ -1,7 +1,8 @@
 """Benchmark of the dashboard's pages: the server-side run time of each page.
 
     uv run python scripts/benchmark_pages.py [--sizes 250000,1000000] [--runs N]
-        [--orgs N] [--days N] [--seed N] [--range 30d] [--org largest|default]
+        [--orgs N] [--days N] [--seed N] [--range 30d] [--org largest|default|ID]
+        [--database-url URL] [--baseline REF]
 
 What it measures: one run of the app's script for a page, ``dashboard/app.py`` (identity,
 navigation, the organizations, the sidebar filters) and then the page, exactly as
@@ -25,7 +26,16 @@ parameters match (``benchmarks.queries.database``; ``--reload`` loads afresh, en
 so "today" has quota use), so a 100M load is made once for both benchmarks. The pages show the
 organization with the most generations (``--org default`` keeps the app's default, the
 first by name) and the app's default filters (``--range``: last 30 days, by day, in the
-organization's time zone). It prints markdown tables; see docs/performance.md.
+organization's time zone). ``--database-url`` measures that database as it is, without
+loading. Each round runs every page once cold and once warm, so the pages share the
+machine's noise. It prints markdown tables; see docs/performance.md.
+
+With ``--baseline REF``, each page as REF's code draws it and as this checkout's does, on
+the same database and organization, in ``--runs`` alternating rounds, in one table
+(``scripts/_baseline.py``: REF in a temporary worktree, each side in a warm worker
+process running this script with ``--json``). The app's script is the imported
+``dashboard`` package's, so a worker with REF's packages first on ``sys.path`` measures
+REF's ``dashboard/`` and ``queries/``.
 """
 
 from __future__ import annotations
@@ -43,8 +53,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import _baseline
 import streamlit as st
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event, make_url, text
 from streamlit import config as st_config
 from streamlit import logger as streamlit_logger
 from streamlit.runtime.scriptrunner import exec_code, script_runner
@@ -52,18 +63,12 @@ from streamlit.runtime.scriptrunner.script_cache import ScriptCache
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
 
-from benchmarks.queries.database import (
-    LoadParameters,
-    bench_target,
-    database_name,
-    load_unless_loaded,
-    prepare_schema,
-)
+import dashboard
 from dashboard.navigation import PAGES, PageSpec
 from queries.db import create_direct_engine, dispose_engine
 
-ROOT: Final = Path(__file__).resolve().parents[1]
-APP: Final = ROOT / "dashboard" / "app.py"
+# The imported package's, not this file's neighbour: a --baseline worker measures REF's.
+APP: Final = Path(dashboard.__file__).resolve().parent / "app.py"
 DATABASE_PREFIX: Final = "dashboard_bench"
 TARGET_MS: Final = 300.0
 RUN_TIMEOUT: Final = 300.0
@@ -140,17 +145,6 @@ class PageResult:
     warm: list[Sample]
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The ``q`` quantile (0..1) with linear interpolation, as numpy's default."""
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    position = q * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 def _run(at: AppTest) -> Sample:
     CLOCK.reset()
     at.run(timeout=RUN_TIMEOUT)
@@ -184,15 +178,43 @@ def open_app(spec: PageSpec, query: dict[str, str]) -> AppTest:
     return at
 
 
-def measure_page(spec: PageSpec, query: dict[str, str], runs: int) -> PageResult:
-    at = open_app(spec, query)  # also the warm-up: imports, first connections
-    cold: list[Sample] = []
-    warm: list[Sample] = []
-    for _ in range(runs):
+def open_pages(specs: list[PageSpec], query: dict[str, str]) -> dict[PageSpec, AppTest]:
+    """Each page opened once: also the warm-up (imports, first connections)."""
+    return {spec: open_app(spec, query) for spec in specs}
+
+
+def one_round(pages: dict[PageSpec, AppTest]) -> dict[PageSpec, tuple[Sample, Sample]]:
+    """Every page once cold, then at once again warm (the same view, from the caches)."""
+    samples = {}
+    for spec, at in pages.items():
         st.cache_data.clear()
-        cold.append(_run(at))
-        warm.append(_run(at))  # the same view again, now from the caches
-    return PageResult(spec, cold, warm)
+        cold = _run(at)
+        samples[spec] = (cold, _run(at))
+    return samples
+
+
+def measure(specs: list[PageSpec], query: dict[str, str], runs: int) -> list[PageResult]:
+    pages = open_pages(specs, query)
+    results = {spec: PageResult(spec, [], []) for spec in specs}
+    for _ in range(runs):
+        for spec, (cold, warm) in one_round(pages).items():
+            results[spec].cold.append(cold)
+            results[spec].warm.append(warm)
+    return list(results.values())
+
+
+def work(specs: list[PageSpec], query: dict[str, str]) -> None:
+    """A worker of ``--baseline``: open every page, then one round per request."""
+    pages = open_pages(specs, query)
+
+    def times() -> dict[str, list[float]]:
+        out = {}
+        for spec, (cold, warm) in one_round(pages).items():
+            out[f"{spec.title}, cold"] = [cold.ms]
+            out[f"{spec.title}, warm"] = [warm.ms]
+        return out
+
+    _baseline.serve(times)
 
 
 # ---------------------------------------------------------------------- the database
@@ -207,13 +229,20 @@ _LARGEST: Final = text(_ORG_GENERATIONS + "ORDER BY n DESC, o.id LIMIT 1")
 _DEFAULT: Final = text(_ORG_GENERATIONS + "ORDER BY o.name, o.id LIMIT 1")  # the app's default
 
 
+_CHOSEN: Final = text(_ORG_GENERATIONS + "HAVING o.id = :id")
+
+
 def pick_organization(url: str, which: str) -> tuple[int, str, int, str]:
-    """(id, name, generations) of the organization the pages will show, and the
-    server's version."""
+    """(id, name, generations) of the organization the pages will show (the largest,
+    the app's default or an id), and the server's version."""
+    query = {"largest": _LARGEST, "default": _DEFAULT}.get(which, _CHOSEN)
     direct = create_direct_engine(url)
     try:
         with direct.connect() as conn:
-            row = conn.execute(_LARGEST if which == "largest" else _DEFAULT).one()
+            found = conn.execute(query, {"id": int(which)} if query is _CHOSEN else {})
+            row = found.one_or_none()
+            if row is None:
+                raise SystemExit(f"no organization {which} in the database")
             server_version = conn.execute(text("SHOW server_version")).scalar_one()
     finally:
         direct.dispose()
@@ -263,16 +292,48 @@ def table(results: list[PageResult]) -> str:
         warm = [s.ms for s in r.warm]
         statements = statistics.median(s.statements for s in r.cold)
         sql_ms = statistics.median(s.sql_ms for s in r.cold)
-        p95 = percentile(cold, 0.95)
+        p95 = _baseline.percentile(cold, 0.95)
         lines.append(
-            f"| {r.spec.title} | {percentile(cold, 0.5):,.0f} | {p95:,.0f} | "
-            f"{statements:.0f}, {sql_ms:,.0f} | {percentile(warm, 0.5):,.0f} | "
-            f"{percentile(warm, 0.95):,.0f} | {'yes' if p95 <= TARGET_MS else '**no**'} |"
+            f"| {r.spec.title} | {_baseline.percentile(cold, 0.5):,.0f} | {p95:,.0f} | "
+            f"{statements:.0f}, {sql_ms:,.0f} | {_baseline.percentile(warm, 0.5):,.0f} | "
+            f"{_baseline.percentile(warm, 0.95):,.0f} | {'yes' if p95 <= TARGET_MS else '**no**'} |"
         )
     return "\n".join(lines)
 
 
-def main() -> int:
+def _organization(value: str) -> str:
+    if value in ("largest", "default") or value.isdigit():
+        return value
+    raise argparse.ArgumentTypeError("largest, default or an organization id")
+
+
+def _databases(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
+    """(heading, URL) of each database to measure: the one given, or each size's load."""
+    if args.database_url:
+        yield f"{make_url(args.database_url).database}, as it is", args.database_url
+        return
+    # Loading is the parent's alone: a --baseline worker is given the database's URL.
+    from benchmarks.queries.database import (
+        LoadParameters,
+        bench_target,
+        database_name,
+        load_unless_loaded,
+        prepare_schema,
+    )
+
+    for size in (int(s) for s in args.sizes.split(",")):
+        target = bench_target(database_name(DATABASE_PREFIX, size))
+        prepare_schema(target)
+        parameters = LoadParameters(args.orgs, size, args.days, args.seed)
+        load_unless_loaded(target, parameters, reload=args.reload)
+        heading = (
+            f"{size:,} generations ({args.orgs} organizations, {args.days} days, "
+            f"seed {args.seed}; {target.description})"
+        )
+        yield heading, target.url
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--sizes",
@@ -286,13 +347,16 @@ def main() -> int:
     parser.add_argument("--range", default="30d", help="the Dates filter (default 30d)")
     parser.add_argument(
         "--org",
-        choices=("largest", "default"),
+        type=_organization,
         default="largest",
-        help="the organization shown: the one with most generations, or the app's default",
+        help="the organization shown: the one with most generations (largest), the app's "
+        "default or an id",
     )
     parser.add_argument("--pages", default="", help="only these url paths, comma-separated")
     parser.add_argument("--reload", action="store_true", help="load the data even if present")
-    args = parser.parse_args()
+    parser.add_argument("--database-url", help="measure this database as it is, without --sizes")
+    _baseline.add_arguments(parser)
+    args = parser.parse_args(argv)
 
     warnings.filterwarnings("ignore")
     # Quiet "No runtime found" and "missing ScriptRunContext", which AppTest provokes.
@@ -303,31 +367,56 @@ def main() -> int:
     # An explicit single user: the app refuses the [dev] identity alone on a database
     # that is not the embedded one (BENCH_DATABASE_URL).
     os.environ["DASHBOARD_USER"] = SECRETS["dev"]["user"]
-    _install_clock()
     wanted = {p.strip() for p in args.pages.split(",") if p.strip()}
     specs = [spec for spec in PAGES if not wanted or spec.url_path in wanted]
 
+    if args.json:
+        if not args.database_url:
+            parser.error("--json needs --database-url")
+        org_id = pick_organization(args.database_url, args.org)[0]
+        _install_clock()
+        with app_database(args.database_url):
+            work(specs, {"org": str(org_id), "range": args.range})
+        return 0
+
     print(f"Machine: {machine()}")
     print(
-        f"Runs per page: {args.runs} cold + {args.runs} warm; filters: range={args.range}, "
-        f"organization: {args.org}\n"
+        f"Runs per page: {args.runs} cold + {args.runs} warm"
+        f"{f', alternating with {args.baseline}' if args.baseline else ''}; "
+        f"filters: range={args.range}, organization: {args.org}\n"
     )
-    for size in (int(s) for s in args.sizes.split(",")):
-        target = bench_target(database_name(DATABASE_PREFIX, size))
-        prepare_schema(target)
-        parameters = LoadParameters(args.orgs, size, args.days, args.seed)
-        load_unless_loaded(target, parameters, reload=args.reload)
-        url = target.url
+    if not args.baseline:
+        _install_clock()
+    for heading, url in _databases(args):
         org_id, org_name, org_generations, version = pick_organization(url, args.org)
         print(
-            f"### {size:,} generations ({args.orgs} organizations, {args.days} days, "
-            f"seed {args.seed}; {target.description}; PostgreSQL {version})\n\n"
-            f"Organization shown: {org_name} (id {org_id}, {org_generations:,} generations)\n",
+            f"### {heading}\n\nPostgreSQL {version}. Organization shown: {org_name} "
+            f"(id {org_id}, {org_generations:,} generations)\n",
             flush=True,
         )
+        if args.baseline:
+            pages = ",".join(spec.url_path for spec in specs)
+            comparison = _baseline.compare(
+                "benchmark_pages.py",
+                [
+                    "--database-url",
+                    url,
+                    "--org",
+                    str(org_id),
+                    "--range",
+                    args.range,
+                    "--pages",
+                    pages,
+                ],
+                ref=args.baseline,
+                rounds=args.runs,
+            )
+            print(*comparison.notes, sep="\n", end="\n\n")
+            print(comparison.table(), "\n", flush=True)
+            continue
         query = {"org": str(org_id), "range": args.range}
         with app_database(url):
-            results = [measure_page(spec, query, args.runs) for spec in specs]
+            results = measure(specs, query, args.runs)
         print(table(results), "\n", flush=True)
     return 0
 

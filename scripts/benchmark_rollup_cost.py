@@ -1,7 +1,9 @@
-"""What each part of record_generation's statement costs the server: pgbench running the
-write benchmark's plain-SQL transaction (``benchmarks.queries.writes``) with rollup blocks
-taken out, prepared or not, beside the seed's minimal transaction (the quota upsert and
-the insert, whose trigger debits the balance), in alternating rounds on a write-benchmark
+"""What each part of record_generation's work costs the server: pgbench running the write
+benchmark's plain-SQL transaction (``benchmarks.queries.writes``: the lock, then the call
+of ``record_generation_work``, migration 0016), the same with the function's rollups taken
+out, and the work statement sent inline as before migration 0016 (with rollup blocks taken
+out, prepared or not), beside the seed's minimal transaction (the quota upsert and the
+insert, whose trigger debits the balance), in alternating rounds on a write-benchmark
 database loaded by ``uv run python -m benchmarks.queries``.
 
     uv run python scripts/benchmark_rollup_cost.py --database dashboard_bench_1000000
@@ -23,7 +25,7 @@ from pathlib import Path
 from sqlalchemy import Connection, text
 
 from benchmarks.queries import writes
-from benchmarks.queries.database import bench_target
+from benchmarks.queries.database import bench_target, prepare_schema
 from queries import generations
 from queries.db import create_direct_engine
 
@@ -68,84 +70,85 @@ def without(transaction: str, *blocks: str) -> str:
     return transaction
 
 
-# The prototype of the next step: the work statement, verbatim, as a PL/pgSQL function
-# (whose plans each server connection keeps), created in the benchmark database for the
-# run and dropped after it.
-_FUNCTION = "benchmark_record_generation"
-_ARGUMENTS = (
-    ("CAST(:credits AS integer)", "p_credits"),
-    ("CAST(:at AS timestamptz)", "p_at"),
-    ("CAST(:key AS text)", "p_key"),
-    (":key,", "p_key,"),
-    (":org", "p_org"),
-    (":user", "p_user"),
-    (":type", "p_type"),
+# The work statement inline, as record_generation sent it before migration 0016: the
+# function's stored body (so it is the statement the function runs, today's rollups
+# included), its parameters swapped for what pgbench sends.
+_FUNCTION = "record_generation_work"
+_INLINE_SWAPS = (
+    ("p_org", ":org"),
+    ("p_user", ":uid"),
+    ("p_type", "(SELECT gtype FROM ty)"),
+    ("p_credits", "CAST(NULL AS integer)"),  # the type's default cost
+    ("p_at", "CAST(NULL AS timestamptz)"),  # now()
+    ("p_key", "CAST(NULL AS text)"),  # no idempotency key
 )
+# The function without its rollups, created for the run and dropped after it.
+_BARE = "benchmark_record_generation_bare"
 
 
-def create_function(conn: Connection) -> None:
-    """``_FUNCTION``: record_generation's work statement in PL/pgSQL, its result columns
-    typed as one run of the statement (rolled back) returns them."""
-    body = generations._RECORD.text
-    for old, new in _ARGUMENTS:
-        if old not in body:
-            raise SystemExit(f"record_generation's statement no longer has {old!r}")
-        body = body.replace(old, new)
-    probe = conn.execute(text("SELECT organization_id AS org, id AS user FROM users LIMIT 1")).one()
-    result = conn.execute(
-        generations._RECORD,
-        {
-            "org": probe.org,
-            "user": probe.user,
-            "type": "chat",
-            "credits": None,
-            "at": None,
-            "key": None,
-        },
+def _body(conn: Connection) -> str:
+    """The function's work statement, as stored."""
+    source = conn.execute(
+        text("SELECT prosrc FROM pg_proc WHERE proname = :name"), {"name": _FUNCTION}
+    ).scalar_one()
+    found = re.fullmatch(
+        r"\s*#variable_conflict use_column\s+BEGIN\s+RETURN QUERY\s+(WITH .*?);\s*END\s*",
+        source,
+        flags=re.S,
     )
-    cursor = result.cursor
-    assert cursor is not None and cursor.description is not None
-    columns = [(column[0], column[1]) for column in cursor.description]
-    result.close()
-    conn.rollback()
-    typed = [
-        f"{name} " + conn.execute(text("SELECT format_type(:oid, NULL)"), {"oid": oid}).scalar_one()
-        for name, oid in columns
-    ]
-    conn.execute(
-        text(
-            f"CREATE OR REPLACE FUNCTION {_FUNCTION}(p_org bigint, p_user bigint, p_type text, "
-            "p_credits integer, p_at timestamptz, p_key text) "
-            f"RETURNS TABLE ({', '.join(typed)}) LANGUAGE plpgsql AS $fn$\n"
-            f"#variable_conflict use_column\nBEGIN\nRETURN QUERY {body};\nEND\n$fn$"
-        )
-    )
+    if found is None:
+        raise SystemExit(f"{_FUNCTION} is no longer one RETURN QUERY of a WITH statement")
+    return "    " + found.group(1)
+
+
+def inline_work(conn: Connection) -> str:
+    """The work statement sent inline, in pgbench's terms."""
+    work = _body(conn)
+    for old, new in _INLINE_SWAPS:
+        if not re.search(rf"\b{old}\b", work):
+            raise SystemExit(f"{_FUNCTION} no longer has {old!r}")
+        work = re.sub(rf"\b{old}\b", new, work)
+    ty = "SELECT type AS gtype FROM generation_types ORDER BY type OFFSET :type_index LIMIT 1"
+    return f"WITH ty AS MATERIALIZED ({ty}),\n{work.strip().removeprefix('WITH ')};"
+
+
+def create_bare_function(conn: Connection) -> None:
+    """``_BARE``: the function with every rollup block taken out."""
+    definition = conn.execute(
+        text("SELECT pg_get_functiondef(CAST(:name AS regproc))"), {"name": _FUNCTION}
+    ).scalar_one()
+    body = _body(conn)
+    definition = definition.replace(body.strip(), without(body, *_ROLLUPS).strip())
+    definition = definition.replace(f"public.{_FUNCTION}(", f"public.{_BARE}(", 1)
+    conn.execute(text(definition))
     conn.commit()
 
 
-def _function_transaction() -> str:
-    """The pgbench transaction with the work statement replaced by a call of the function."""
-    call = (
-        "SELECT * FROM benchmark_record_generation(:org, :uid, (SELECT type FROM generation_types "
-        "ORDER BY type OFFSET :type_index LIMIT 1), NULL, NULL, NULL);"
-    )
-    lines = writes.PGBENCH_TRANSACTION.split("\\startpipeline\n")[0]
-    return f"{lines}\\startpipeline\nBEGIN;\n{generations._LOCK.text.strip()};\n{call}\n\\endpipeline\nEND;\n"
-
-
-def variants() -> dict[str, tuple[str, str]]:
-    """Each variant's pgbench transaction and query mode."""
-    full = re.sub(r"\n *--[^\n]*", "", writes.PGBENCH_TRANSACTION)  # comments sit between blocks
+def _transaction(work: str) -> str:
+    """The pgbench transaction with ``work`` in place of the call of the function."""
+    head, rest = writes.PGBENCH_TRANSACTION.split("\\startpipeline\n")
     lock = generations._LOCK.text.strip() + ";\n"
-    bare = without(full, *_ROLLUPS)
+    if lock not in rest:
+        raise SystemExit("the pgbench transaction no longer has the lock statement")
+    return f"{head}\\startpipeline\nBEGIN;\n{lock}{work}\n\\endpipeline\nEND;\n"
+
+
+def variants(inline: str) -> dict[str, tuple[str, str]]:
+    """Each variant's pgbench transaction and query mode, ``inline`` the work statement
+    as record_generation sent it before migration 0016."""
+    full = writes.PGBENCH_TRANSACTION
+    lock = generations._LOCK.text.strip() + ";\n"
+    inline_full = _transaction(inline)
+    bare = without(inline_full, *_ROLLUPS)
     return {
-        "record_generation's transaction": (full, "extended"),
-        "the same, prepared": (full, "prepared"),
-        "without the lock statement": (full.replace(lock, ""), "extended"),
-        **{f"without {block}": (without(full, block), "extended") for block in _ROLLUPS[:4]},
-        "without any rollup": (bare, "extended"),
-        "without any rollup, prepared": (bare, "prepared"),
-        "the work as a PL/pgSQL function (prototype)": (_function_transaction(), "extended"),
+        "record_generation's transaction (the function, migration 0016)": (full, "extended"),
+        "the function without any rollup": (full.replace(_FUNCTION, _BARE), "extended"),
+        "the function, without the lock statement": (full.replace(lock, ""), "extended"),
+        "the work statement inline (before 0016)": (inline_full, "extended"),
+        "inline, prepared": (inline_full, "prepared"),
+        **{f"inline without {b}": (without(inline_full, b), "extended") for b in _ROLLUPS[:4]},
+        "inline without any rollup": (bare, "extended"),
+        "inline without any rollup, prepared": (bare, "prepared"),
         "the minimal transaction": (MINIMAL, "extended"),
     }
 
@@ -185,6 +188,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="variant names (default: all)")
     args = parser.parse_args()
     target = bench_target(args.database)
+    prepare_schema(target)  # the load may predate the newest migration
     direct = create_direct_engine(target.url)
     try:
         with direct.connect() as conn:
@@ -193,11 +197,12 @@ def main() -> None:
         ids = sorted(everyone)
         step = max(1, -(-len(ids) // writes.MAX_PGBENCH_SCRIPTS))
         spread = [everyone[i] for i in ids[::step]]
-        chosen = {k: v for k, v in variants().items() if not args.only or k in args.only}
+        with direct.connect() as conn:
+            inline = inline_work(conn)
+            create_bare_function(conn)
+        chosen = {k: v for k, v in variants(inline).items() if not args.only or k in args.only}
         print(f"2 CPUs; load average at start {os.getloadavg()[0]:.2f}.\n")
         results: dict[str, list[float]] = {name: [] for name in chosen}
-        with direct.connect() as conn:
-            create_function(conn)
         writes.prepare_writes(direct)
         try:
             for _ in range(args.rounds):  # alternating, so a slow spell hits every variant
@@ -215,7 +220,7 @@ def main() -> None:
         finally:
             writes.restore_after_writes(direct)
             with direct.begin() as conn:
-                conn.execute(text(f"DROP FUNCTION IF EXISTS {_FUNCTION}"))
+                conn.execute(text(f"DROP FUNCTION IF EXISTS {_BARE}"))
     finally:
         direct.dispose()
     minimal = statistics.median(results.get("the minimal transaction") or [float("nan")])

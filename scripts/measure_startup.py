@@ -2,10 +2,14 @@
 app's own elements: a progress sign, the title) and to the whole first page.
 
     uv run python scripts/measure_startup.py [--database-url URL] [--runs N] [--plain]
+        [--baseline REF]
+    uv run python scripts/measure_startup.py --command [--stopped] [--runs N]
 
 Each run starts the server (``python -m cli.server``, the launcher ``dashboard
 serve`` uses, or with ``--plain`` a bare ``streamlit run dashboard/app.py`` as before
-it), and at the same moment opens Debian's Chromium (Playwright), which loads the app
+it; with ``--command``, the whole of ``uv run dashboard serve`` on the embedded demo
+database, as a user types it: uv, the embedded server (stopped first with
+``--stopped``, as after a reboot), the schema check and the launcher), and at the same moment opens Debian's Chromium (Playwright), which loads the app
 as soon as the server answers. It prints, from the process start: when the server
 answered its health check, when the page first showed an element of the app (any
 element in the main area, or the page menu), when the Overview's title showed, when
@@ -13,6 +17,10 @@ the script's first run ended, and when the page had finished drawing (every char
 drawn by plotly). With ``--visit-after S`` the page is opened S seconds after the server
 is up (a visitor who comes later), and those times count from opening it. The database is ``--database-url`` or the tests' demo database on the
 project's embedded server (``dashboard_test_demo``, made by ``uv run pytest``).
+
+With ``--baseline REF``, REF's server is started the same way from a temporary worktree
+on REF's packages (``scripts/_baseline.py``), in runs alternating with this checkout's,
+and one table puts the medians and p95 of each side side by side.
 """
 
 from __future__ import annotations
@@ -22,14 +30,15 @@ import os
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+import _baseline
 from playwright.sync_api import sync_playwright
 
 ROOT: Final = Path(__file__).resolve().parents[1]
@@ -85,17 +94,26 @@ def default_database() -> str:
     return embedded.ensure_running().url("dashboard_test_demo")
 
 
-def one_run(database_url: str, *, plain: bool, visit_after: float) -> tuple[float, ...]:
+def one_run(
+    database_url: str | None, *, plain: bool, visit_after: float, tree: Path = ROOT
+) -> tuple[float, ...]:
+    """One start of ``tree``'s server (``database_url`` None: ``uv run dashboard serve``
+    on the embedded demo database): the moments in ``STAGES``, in seconds."""
     port = free_port()
     secrets = Path(tempfile.mkdtemp()) / "secrets.toml"
     secrets.write_text(f'[dev]\nuser = "{USER}"\nrole = "admin"\n')
-    env = {k: v for k, v in os.environ.items() if k != "DIRECT_URL"}
-    env |= {"DATABASE_URL": database_url, "DASHBOARD_USER": USER, "DASHBOARD_ROLE": "admin"}
-    launcher = ["-m", "streamlit", "run"] if plain else ["-m", "cli.server"]
+    urls = ("DATABASE_URL", "DIRECT_URL", "DATABASE_READ_URL")
+    env = {k: v for k, v in os.environ.items() if k not in urls}
+    env |= {"DASHBOARD_USER": USER, "DASHBOARD_ROLE": "admin"}
+    if database_url is None:
+        launcher = ["uv", "run", "--locked", "dashboard", "serve"]
+    else:
+        env["DATABASE_URL"] = database_url
+        python, env = _baseline.python_for(tree, env=env)
+        module = ["-m", "streamlit", "run"] if plain else ["-m", "cli.server"]
+        launcher = [*python, *module, "dashboard/app.py"]
     command = [
-        sys.executable,
         *launcher,
-        "dashboard/app.py",
         "--server.port",
         str(port),
         "--server.headless",
@@ -111,7 +129,7 @@ def one_run(database_url: str, *, plain: bool, visit_after: float) -> tuple[floa
         page = browser.new_page(viewport={"width": 1440, "height": 900})
         began = time.monotonic()
         process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            command, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
             while not healthy(url):
@@ -140,6 +158,35 @@ def one_run(database_url: str, *, plain: bool, visit_after: float) -> tuple[floa
     return up, frame, title, script, done
 
 
+STAGES: Final = ("server up", "first frame", "title", "script done", "page drawn")
+
+
+class _Starts:
+    """One side of --baseline: a fresh start of its server per round."""
+
+    def __init__(self, name: str, tree: Path, run: Callable[[Path], tuple[float, ...]]):
+        self.name = name
+        self._tree = tree
+        self._run = run
+
+    def ready(self) -> None:
+        """Nothing to warm: the start is what is measured."""
+
+    def round(self) -> dict[str, list[float]]:
+        return {stage: [t] for stage, t in zip(STAGES, self._run(self._tree), strict=True)}
+
+
+def side_by_side(ref: str, runs: int, run: Callable[[Path], tuple[float, ...]]) -> None:
+    current_name = _baseline.current_label()
+    with _baseline.checkout(ref) as tree:
+        baseline = _Starts(tree.label, tree.path, run)
+        current = _Starts(current_name, ROOT, run)
+        before, after = _baseline.alternate(baseline, current, runs)
+        notes = tree.notes("its server", runs)
+    print(*notes, sep="\n", end="\n\n")
+    print(_baseline.table((tree.label, before), (current_name, after), unit="s", digits=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--database-url")
@@ -152,12 +199,52 @@ def main() -> None:
         help="open the page this many seconds after the server is up; the times after "
         "'server up' are then counted from opening the page",
     )
+    parser.add_argument(
+        "--command",
+        action="store_true",
+        help="time `uv run dashboard serve` on the embedded demo database (load it first "
+        "with `uv run dashboard seed`)",
+    )
+    parser.add_argument(
+        "--stopped",
+        action="store_true",
+        help="with --command: stop the embedded database before each run, as after a reboot",
+    )
+    _baseline.add_arguments(parser, worker=False)
     args = parser.parse_args()
+    if args.stopped and not args.command:
+        parser.error("--stopped goes with --command")
+    if args.command and args.baseline:
+        parser.error("--command times this checkout only; --baseline goes without it")
+    if args.command:
+        rows = []
+        for _ in range(args.runs):
+            if args.stopped:
+                from tooling import embedded
+
+                embedded.stop()
+            rows.append(one_run(None, plain=False, visit_after=args.visit_after))
+        report(rows)
+        return
     database_url = args.database_url or default_database()
-    rows = [
-        one_run(database_url, plain=args.plain, visit_after=args.visit_after)
-        for _ in range(args.runs)
-    ]
+    if args.baseline:
+        side_by_side(
+            args.baseline,
+            args.runs,
+            lambda tree: one_run(
+                database_url, plain=args.plain, visit_after=args.visit_after, tree=tree
+            ),
+        )
+        return
+    report(
+        [
+            one_run(database_url, plain=args.plain, visit_after=args.visit_after)
+            for _ in range(args.runs)
+        ]
+    )
+
+
+def report(rows: list[tuple[float, ...]]) -> None:
     line = (
         "server up {:.2f} s, first frame {:.2f} s, title {:.2f} s, script done {:.2f} s, "
         "page drawn {:.2f} s"

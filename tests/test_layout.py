@@ -36,3 +36,27 @@ def test_a_package_imports_only_the_floors_below_it(package: str) -> None:
         for path in sorted((ROOT / package).rglob("*.py"))
     }
     assert {path: names for path, names in wrong.items() if names} == {}
+
+
+def _private_imports(path: Path) -> list[str]:
+    """``module._name`` for each underscore name ``path`` imports from another project module."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and not node.level
+            and node.module.split(".")[0] in PACKAGES
+        ):
+            found += [f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+    return found
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_module_imports_another_modules_private_names(package: str) -> None:
+    """A name another module needs is public where it lives (credit movements: queries.ledger)."""
+    private = {
+        str(path.relative_to(ROOT)): _private_imports(path)
+        for path in sorted((ROOT / package).rglob("*.py"))
+    }
+    assert {path: names for path, names in private.items() if names} == {}

@@ -17,9 +17,13 @@ from queries.db import (
     create_runtime_engine,
     create_write_engine,
 )
+from queries.errors import InsufficientCredits
+from queries.generations import record_generation
 from tests.conftest import PgServer, _recreate
 from tests.faults import table_locked
 from tests.pgbouncer import PGBOUNCER, pgbouncer
+from tests.queries.rollups import mismatches
+from tests.queries.writes import invariant_holds, new_org
 from tooling import schema
 
 DATABASE = "dashboard_test_pooled"
@@ -89,6 +93,46 @@ def test_reads_and_writes_work_through_a_transaction_pooler(pooled_engine: Engin
         # Proof that we went through PgBouncer: it answers SHOW on its admin console
         # only, so instead check that the server saw our connections from it.
         assert conn.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar_one() == 0
+
+
+def test_generations_are_recorded_through_a_transaction_pooler(pooled_engine: Engine) -> None:
+    # record_generation pipelines its lock and the call of record_generation_work
+    # (migration 0016), whose plans each server connection caches: 6 client connections
+    # on 2 server connections, each running the function many times, keyed or not.
+    org, users = new_org(pooled_engine, balance=10_000, users=6)
+    errors: list[BaseException] = []
+    recorded: list[int] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(10):
+                key = f"pooled-{n}-{i}" if i % 2 else None
+                made = record_generation(
+                    pooled_engine,
+                    organization_id=org,
+                    user_id=users[n],
+                    type="chat",
+                    idempotency_key=key,
+                )
+                recorded.append(made.id)
+        except BaseException as exc:  # collected for the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(set(recorded)) == 60
+    # A refusal through the pooler is the same sentence as direct.
+    with pytest.raises(InsufficientCredits):
+        record_generation(
+            pooled_engine, organization_id=org, user_id=users[0], type="chat", credits=1_000_000
+        )
+    assert invariant_holds(pooled_engine, org)
+    with pooled_engine.connect() as conn:
+        assert set(mismatches(conn, organization_id=org).values()) == {0}
 
 
 def test_reads_are_bounded_behind_the_pooler_and_their_timeouts_reach_no_other_transaction(

@@ -12,7 +12,7 @@ What a table carries beyond its columns is copied by the swap from the live tabl
 read from the catalog rather than written here, so a table or grant a later
 migration adds needs no change here: column defaults, identities, checks, not-null
 constraints, storage and comments (``LIKE ... INCLUDING ALL``); indexes, unique and
-primary keys and foreign keys (from the models, see ``tooling.demo_data.table_keys``);
+primary keys and foreign keys (from the models, see ``tooling.demo_data.tables.table_keys``);
 the owner, the table and column grants, and the triggers with their ``ENABLE`` mode.
 Anything else (row security, reloptions, rules, dependent views) is not copied:
 ``DROP TABLE`` refuses a dependent view, and the load then fails with nothing changed.

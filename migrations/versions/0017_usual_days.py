@@ -25,7 +25,7 @@ The app role writes the rows (the trigger runs as the writer; ``set_timezone``
 rebuilds an organization's). Filled for today; the forecast computes what is missing.
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0016
 Create Date: 2026-12-07 06:30:00
 """
 
@@ -36,8 +36,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0017"
-# Another branch adds 0016; the integrator rechains this one after it.
-down_revision: str | None = "0015"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -165,3 +165,29 @@ def test_a_limit_change_is_checked_before_it_is_made() -> None:
 
 def test_every_form_gets_its_own_idempotency_key() -> None:
     assert actions.new_idempotency_key() != actions.new_idempotency_key()
+
+
+@pytest.mark.parametrize(
+    ("amount", "moved", "needs_approval", "crosses_the_day"),
+    [
+        ("100", 0, False, False),
+        ("101", 0, True, False),
+        ("40", 60, False, False),
+        ("41", 60, True, True),
+        ("101", 5, True, False),
+    ],
+)
+def test_the_form_asks_for_a_second_person_exactly_where_the_data_layer_does(
+    monkeypatch: pytest.MonkeyPatch,
+    amount: str,
+    moved: int,
+    needs_approval: bool,
+    crosses_the_day: bool,
+) -> None:
+    monkeypatch.setenv("CREDITS_APPROVAL_THRESHOLD", "100")
+    for direction in ("grant", "deduct"):
+        request = adjustment(direction=direction, amount=amount, balance=1_000, moved_alone=moved)
+        assert (request.needs_approval, request.crosses_the_day) == (
+            needs_approval,
+            crosses_the_day,
+        )

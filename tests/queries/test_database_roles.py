@@ -249,6 +249,34 @@ def test_every_table_is_readable_by_every_role_and_nothing_more_is_granted(
             assert tuple(facts) == (False, False, False, False, False, True, False), role
 
 
+# record_generation's work (migration 0016): it writes with its caller's rights, so what
+# a role may write is still its grants on the tables; its search_path is fixed, so the
+# caller's cannot redirect a table; only the app may call it.
+_WORK_FUNCTION = text(
+    """
+    SELECT p.prosecdef, p.proconfig,
+           has_function_privilege('dashboard_app', p.oid, 'EXECUTE'),
+           has_function_privilege('dashboard_reader', p.oid, 'EXECUTE'),
+           has_function_privilege('dashboard_auditor', p.oid, 'EXECUTE')
+    FROM pg_proc p
+    WHERE p.proname = 'record_generation_work'
+    """
+)
+
+
+def test_record_generation_work_runs_with_the_callers_rights_for_the_app_only(
+    engine: Engine,
+) -> None:
+    with engine.connect() as conn:
+        assert tuple(conn.execute(_WORK_FUNCTION).one()) == (
+            False,
+            ["search_path=pg_catalog, public, pg_temp"],
+            True,
+            False,
+            False,
+        )
+
+
 # ------------------------------------------------------------------- append-only, owner
 
 

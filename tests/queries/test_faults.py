@@ -43,6 +43,7 @@ from tests.faults import (
     books_problems,
     row_locked,
     rows_per_key,
+    table_locked,
 )
 from tests.pgbouncer import PgBouncer
 from tests.queries.writes import new_org, snapshot
@@ -519,6 +520,23 @@ def test_a_generation_waits_for_a_held_lock_no_longer_than_the_budget(
     org, users = new_org(direct, balance=100)
     before = snapshot(direct, org)
     with row_locked(direct, org):
+        started = time.monotonic()
+        with pytest.raises(Busy, match="Nothing was changed"):
+            record_generation(direct, organization_id=org, user_id=users[0], type="chat")
+        elapsed = time.monotonic() - started
+    assert elapsed <= short_budget + 1, f"gave up after {elapsed:.1f} s"
+    assert snapshot(direct, org) == before
+
+
+def test_a_lock_wait_inside_the_work_function_is_busy_within_the_budget(
+    direct: Engine, short_budget: float
+) -> None:
+    # The work runs inside record_generation_work (migration 0016): a lock wait there
+    # (a rollup table held by a migration, say) obeys the same timeouts and is told
+    # the same way as the lock statement's, and changes nothing.
+    org, users = new_org(direct, balance=100)
+    before = snapshot(direct, org)
+    with table_locked(direct, "organization_monthly_usage"):
         started = time.monotonic()
         with pytest.raises(Busy, match="Nothing was changed"):
             record_generation(direct, organization_id=org, user_id=users[0], type="chat")

@@ -203,6 +203,9 @@ def test_a_user_of_another_organization_is_refused(write_engine: Engine) -> None
     assert snapshot(write_engine, org) == before
 
 
+_WORK_BODY = text("SELECT prosrc FROM pg_proc WHERE proname = 'record_generation_work'")
+
+
 def test_a_generation_is_one_round_trip_of_the_lock_and_one_statement_doing_the_work(
     write_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -223,9 +226,15 @@ def test_a_generation_is_one_round_trip_of_the_lock_and_one_statement_doing_the_
     # transaction's timeouts.
     assert "lock_organization(" in lock
     assert "statement_timeout" in lock and "lock_timeout" in lock
+    # The work is one call of record_generation_work (migration 0016), whose body is
+    # one statement doing every write, with no lock of its own.
+    assert "record_generation_work(" in work
+    with write_engine.connect() as conn:
+        body = conn.execute(_WORK_BODY).scalar_one()
+    assert body.count("RETURN QUERY") == 1 and "FOR UPDATE" not in body
     for table in ("credit_balances", "usage_limits", "generations", "user_daily_usage"):
-        assert table in work
-    assert "quarter_hour_usage" in work and "FOR UPDATE" not in work
+        assert table in body
+    assert "quarter_hour_usage" in body and "organization_monthly_usage" in body
     # A refusal is the same round trip, and changes nothing.
     before = snapshot(write_engine, org)
     with pytest.raises(InsufficientCredits):

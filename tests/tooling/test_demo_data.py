@@ -235,3 +235,48 @@ def test_some_organizations_are_near_or_over_their_limit_whenever_the_load_is_ma
         {"now": now},
     ).scalar_one()
     assert pressed > 0
+
+
+# The columns each table's load writes, row by row as text, hashed in a fixed order
+# (timestamps in UTC). Columns a later migration adds are not pinned: only the draw is.
+_TABLE_CHECKSUMS = text(
+    """
+    SELECT 'generation_types', md5(string_agg(r, ';' ORDER BY r)) FROM (SELECT ROW(type, label, default_credits, default_daily_limit)::text AS r FROM generation_types) t
+    UNION ALL SELECT 'organizations', md5(string_agg(r, ';' ORDER BY r)) FROM (SELECT ROW(id, name, slug, timezone, plan, created_at)::text AS r FROM organizations) t
+    UNION ALL SELECT 'users', md5(string_agg(r, ';' ORDER BY r)) FROM (SELECT ROW(organization_id, id, email, name, created_at)::text AS r FROM users) t
+    UNION ALL SELECT 'generations', md5(string_agg(r, ';' ORDER BY r)) FROM (SELECT ROW(organization_id, id, user_id, type, credits, created_at)::text AS r FROM generations) t
+    UNION ALL SELECT 'user_daily_usage', md5(string_agg(r, ';' ORDER BY r)) FROM (SELECT ROW(organization_id, user_id, date, type, generations, credits)::text AS r FROM user_daily_usage) t
+    UNION ALL SELECT 'quarter_hour_usage', md5(string_agg(r, ';' ORDER BY r)) FROM (SELECT ROW(organization_id, bucket, type, generations, credits)::text AS r FROM quarter_hour_usage) t
+    UNION ALL SELECT 'organization_daily_usage', md5(string_agg(r, ';' ORDER BY r)) FROM (SELECT ROW(organization_id, date, generations, credits, generations_through, credits_through)::text AS r FROM organization_daily_usage) t
+    UNION ALL SELECT 'organization_monthly_usage', md5(string_agg(r, ';' ORDER BY r)) FROM (SELECT ROW(month, organization_id, generations, credits)::text AS r FROM organization_monthly_usage) t
+    UNION ALL SELECT 'usage_limits', md5(string_agg(r, ';' ORDER BY r)) FROM (SELECT ROW(organization_id, id, type, date, used, credits_used, daily_limit, updated_at)::text AS r FROM usage_limits) t
+    UNION ALL SELECT 'credit_ledger', md5(string_agg(r, ';' ORDER BY r)) FROM (SELECT ROW(organization_id, id, amount, balance_after, kind, reason, note, actor, idempotency_key, reverses_id, created_at)::text AS r FROM credit_ledger) t
+    UNION ALL SELECT 'credit_balances', md5(string_agg(r, ';' ORDER BY r)) FROM (SELECT ROW(organization_id, balance, updated_at)::text AS r FROM credit_balances) t
+    UNION ALL SELECT 'audit_log', md5(string_agg(r, ';' ORDER BY r)) FROM (SELECT ROW(organization_id, id, action, actor, reason, details, created_at)::text AS r FROM audit_log) t
+    """
+)
+
+
+def test_a_seed_draws_the_very_same_rows_as_before(connection: Connection) -> None:
+    """The draw is pinned: what a small load writes to each table, hashed (computed on
+    the loader before it was split into modules). A change that means to alter the demo
+    data (a new draw, another order of draws) updates these on purpose; a refactoring
+    that changes one of them has changed what users of the demo see."""
+    now = dt.datetime(2026, 3, 29, 12, tzinfo=dt.UTC)  # a daylight-saving weekend in Europe
+    seed_demo_data(connection, organizations=6, generations=5_000, days=20, seed=3, now=now)
+    connection.execute(text("SET LOCAL TimeZone = 'UTC'"))
+    checksums = {str(table): str(md5) for table, md5 in connection.execute(_TABLE_CHECKSUMS)}
+    assert checksums == {
+        "generation_types": "f6219d2fd9400ccccc3cbc3f09fa04ef",
+        "organizations": "6313f8d3459011a53930297e418df867",
+        "users": "32e5cc1168fdd7cbd4b5834061b718c4",
+        "generations": "3100b5c1f8c2130a2a7cadc72c207224",
+        "user_daily_usage": "7780e74c2bd04607e091324d34447ab0",
+        "quarter_hour_usage": "cbe4c9b7711fe06cac1fc31426742145",
+        "organization_daily_usage": "4d6e1b2ab915c5a8377eee6caa79b7b7",
+        "organization_monthly_usage": "6a8302db99c4b551bb28581947504a78",
+        "usage_limits": "ddda90feb1bc5e08d9af86c6070f411f",
+        "credit_ledger": "f81d926f28e355701e1239a461f09279",
+        "credit_balances": "5ea000f726342baf7f0093f2c3d5652c",
+        "audit_log": "58f466ecde9184bfb76d5d3246948810",
+    }

@@ -14,7 +14,7 @@ from queries.db import create_direct_engine
 from tests.conftest import PgServer, _recreate
 from tests.queries.rollups import ROLLUPS, mismatches
 from tooling import demo_data, schema, staging
-from tooling.demo_data import seed_demo_data, seed_demo_data_staged
+from tooling.demo_data import generations, rollups, seed_demo_data, seed_demo_data_staged
 
 _DATABASE = "dashboard_test_staging"
 _NOW = dt.datetime(2026, 3, 29, 12, tzinfo=dt.UTC)  # a daylight-saving weekend in Europe
@@ -149,7 +149,7 @@ def _fail_in_the_rollup_session(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def begin_then_fail(conn: psycopg.Connection, tables: Sequence[str]) -> None:
         begin(conn, tables)
-        if set(tables) == set(demo_data._ROLLUP_COPIES):
+        if set(tables) == set(rollups.ROLLUP_COPIES):
             conn.execute("SELECT 1 / 0")
 
     monkeypatch.setattr(staging, "begin_loading", begin_then_fail)
@@ -180,8 +180,8 @@ def test_a_rollup_without_a_numpy_path_is_loaded_by_its_statement(
 ) -> None:
     seed_demo_data(connection, **_OPTIONS)  # type: ignore[arg-type]
     from_arrays = _rows(connection)
-    # A new entry of _ROLLUPS needs nothing else: its statement recounts it.
-    monkeypatch.setattr(demo_data, "_ROLLUP_COPIES", {})
+    # A new entry of ROLLUPS needs nothing else: its statement recounts it.
+    monkeypatch.setattr(generations, "ROLLUP_COPIES", {})
     seed_demo_data(connection, reset=True, **_OPTIONS)  # type: ignore[arg-type]
     assert _rows(connection) == from_arrays
     assert mismatches(connection) == dict.fromkeys(ROLLUPS, 0)
@@ -192,7 +192,7 @@ def test_chunks_do_not_change_the_rows(
 ) -> None:
     seed_demo_data(connection, **_OPTIONS)  # type: ignore[arg-type]
     one_chunk = _rows(connection)
-    monkeypatch.setattr(demo_data, "_CHUNK_ROWS", 500)  # several organizations per chunk
+    monkeypatch.setattr(generations, "_CHUNK_ROWS", 500)  # several organizations per chunk
     seed_demo_data(connection, reset=True, **_OPTIONS)  # type: ignore[arg-type]
     assert _rows(connection) == one_chunk
     assert mismatches(connection) == dict.fromkeys(ROLLUPS, 0)

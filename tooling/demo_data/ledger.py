@@ -1,0 +1,155 @@
+"""The ledger: grants sized ahead of consumption, staff deductions, refunds, one
+reversal, and the balances they leave."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import psycopg
+
+from tooling.demo_data.copying import copy_rows
+from tooling.demo_data.generations import OrgTotals
+from tooling.demo_data.organizations import Org, zone_named
+
+FINANCE_STAFF = (
+    "maria.keller@finance.example.com",
+    "tom.okafor@finance.example.com",
+    "lena.park@finance.example.com",
+)
+
+
+def load_ledger(
+    conn: psycopg.Connection,
+    rng: np.random.Generator,
+    orgs: list[Org],
+    totals: dict[int, OrgTotals],
+    now: dt.datetime,
+) -> int:
+    """Grants ahead of consumption, some staff deductions, refunds and one reversal."""
+    now_us = int(now.timestamp() * 1_000_000)
+    rows: list[tuple[object, ...]] = []
+    balances: list[tuple[int, int]] = []
+    entry_id = 0
+    no_ts, no_cum = np.array([], dtype=np.int64), np.zeros(1, dtype=np.int64)
+    for org in orgs:
+        own = totals.get(org.id)
+        ts, cum = (own.ts, own.cum) if own else (no_ts, no_cum)
+
+        def consumed_before(t_us: int, ts: np.ndarray = ts, cum: np.ndarray = cum) -> int:
+            return int(cum[np.searchsorted(ts, t_us, side="left")])
+
+        zone = zone_named(org.timezone)
+        start = org.created_at.astimezone(zone)
+        # Plan grants on the first of each local month at 09:00, the first at signup.
+        grant_times = [int(org.created_at.timestamp() * 1_000_000)]
+        month = dt.datetime(start.year, start.month, 1, 9, tzinfo=zone)
+        while True:
+            month = (month + dt.timedelta(days=32)).replace(day=1)
+            if month >= now:
+                break
+            grant_times.append(int(month.timestamp() * 1_000_000))
+        ledger_total = 0
+        events: list[tuple[int, int, str, str, str | None, str | None]] = []
+        for i, t in enumerate(grant_times):
+            period_end = (
+                grant_times[i + 1] if i + 1 < len(grant_times) else now_us + 30 * 86_400_000_000
+            )
+            future = consumed_before(period_end) - consumed_before(t)
+            balance_now = ledger_total - consumed_before(t)
+            need = int(future * rng.uniform(1.1, 1.6)) + 500
+            amount = max(need - balance_now, 0)
+            if amount == 0:
+                continue
+            note = "Opening balance" if i == 0 else None
+            events.append((t, amount, "grant", "Monthly plan credits", note, None))
+            ledger_total += amount
+            # Now and then finance claws back part of the surplus, at office hours.
+            if i > 0 and rng.random() < 0.35:
+                d_time = t + int(rng.uniform(2, 20) * 86_400_000_000)
+                if d_time < min(period_end, now_us):
+                    surplus = (
+                        ledger_total
+                        - consumed_before(d_time)
+                        - (consumed_before(period_end) - consumed_before(d_time))
+                    )
+                    take = int(surplus * rng.uniform(0.05, 0.3))
+                    if take > 0:
+                        reason = str(
+                            rng.choice(
+                                ["Billing correction", "Chargeback", "Expired promotional credits"]
+                            )
+                        )
+                        events.append((d_time, -take, "deduct", reason, None, None))
+                        ledger_total -= take
+            if rng.random() < 0.25:
+                r_time = t + int(rng.uniform(1, 25) * 86_400_000_000)
+                if r_time < min(period_end, now_us):
+                    refund = int(rng.integers(5, 200))
+                    events.append(
+                        (
+                            r_time,
+                            refund,
+                            "refund",
+                            "Failed generations refund",
+                            "Ticket #" + str(int(rng.integers(1000, 9999))),
+                            None,
+                        )
+                    )
+                    ledger_total += refund
+        # One goodwill grant reversed a day later, to show reversals in the ledger. It
+        # joins the other events before they are numbered: ledger ids follow time, as
+        # they follow the order writes take the organization's lock in production
+        # (reconciliation's balance_after chain relies on that order).
+        goodwill = org.id == 1 and bool(events) and now_us - 3 * 86_400_000_000 > grant_times[0]
+        if goodwill:
+            t = now_us - 3 * 86_400_000_000
+            events.append((t, 250, "grant", "Goodwill credit", None, "goodwill"))
+            events.append(
+                (
+                    t + 86_400_000_000,
+                    -250,
+                    "reversal",
+                    "Granted to the wrong organization",
+                    None,
+                    "goodwill",
+                )
+            )
+        events.sort(key=lambda e: e[0])
+        running = 0
+        k = 0
+        goodwill_id: int | None = None
+        for t, amount, kind, reason, note, marker in events:
+            entry_id += 1
+            running += amount
+            if marker == "goodwill":
+                # Drawn without the random generator, so the other rows stay as they were.
+                actor = FINANCE_STAFF[0]
+                reverses: int | None = goodwill_id if kind == "reversal" else None
+                # A reversal's key is the one reverse_adjustment derives (migration 0012).
+                key = f"reversal:{reverses}" if reverses is not None else f"seed-{org.id}-{kind}"
+                goodwill_id = entry_id if kind == "grant" else goodwill_id
+            else:
+                actor = FINANCE_STAFF[int(rng.integers(len(FINANCE_STAFF)))]
+                key, reverses, k = f"seed-{org.id}-{k}", None, k + 1
+            rows.append((
+                org.id, entry_id, amount, running - consumed_before(t), kind, reason, note, actor,
+                key, reverses, _ts(t),
+            ))  # fmt: skip
+        balances.append((org.id, running - int(cum[-1])))
+    copy_rows(
+        conn,
+        "COPY credit_ledger (organization_id, id, amount, balance_after, kind, reason, note, "
+        "actor, idempotency_key, reverses_id, created_at) FROM STDIN",
+        rows,
+    )
+    copy_rows(
+        conn,
+        "COPY credit_balances (organization_id, balance, updated_at) FROM STDIN",
+        [(org_id, bal, now) for org_id, bal in balances],
+    )
+    return len(rows)
+
+
+def _ts(micros: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(micros / 1_000_000, dt.UTC)
