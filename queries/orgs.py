@@ -282,8 +282,9 @@ def set_timezone(
     ``usage_limits`` (each day keeps the limit it had; a local day that had no row gets
     the limit in force), ``user_daily_usage`` and the per-organization days and months
     (``organization_daily_usage``, ``organization_monthly_usage``), and the usual days the
-    forecast keeps (``usual_days``). The UTC quarter-hours do not depend on the zone. Days recounted over their limit stay so: limits refuse new generations,
-    they do not rewrite history. Raises ``InvalidInput`` for an unknown organization or
+    forecast keeps (``usual_days``). The UTC quarter-hours do not depend on the zone.
+    Days recounted over their limit stay so: limits refuse new generations, they do not
+    rewrite history. Raises ``InvalidInput`` for an unknown organization or
     zone, or the zone it already has; with an ``idempotency_key``, the same key again
     returns the change recorded the first time.
     """
