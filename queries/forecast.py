@@ -4,8 +4,9 @@ spikes far above its own habit, and whose balance runs out soon (cross-organizat
 Every day and hour is the organization's own local one, through its zone: a local day
 has 23, 24 or 25 hours, and a UTC+5:45 organization's hours start at a quarter past.
 Intraday use comes from ``quarter_hour_usage`` (UTC quarter-hours, a boundary of every
-local hour in every zone), burn from the prefix sums of ``organization_daily_usage``;
-no read sums raw generations.
+local hour in every zone), the forecast's usual day from ``usual_days`` (kept per
+organization and local date, migration 0017), burn from the prefix sums of
+``organization_daily_usage``; no read sums raw generations.
 """
 
 from __future__ import annotations
@@ -52,24 +53,30 @@ FORECAST_COLUMNS = {
 }
 
 # One statement. Per (organization, type) with use today in its local day:
-# - hours: today's local hours as UTC intervals, generate_series over the real instants
-#   between the two local midnights (23/24/25 of them on DST days);
-# - usual: the organization's generations (all types: the day's rhythm is the people's,
-#   and three types' data make four days less sparse) per local clock hour on the same
-#   local weekday of the last 4 weeks, four primary-key range reads of quarter_hour_usage;
+# - usual: the organization's usual day for today (usual_days, migration 0017): its
+#   generations (all types: the day's rhythm is the people's, and three types' data make
+#   four days less sparse) per local clock hour on the same local weekday of the last 4
+#   weeks, as prefix sums over today's real hours (23/24/25 on DST days). The kept row
+#   is used while it was computed in the current zone from the current history (its
+#   generations_before is the organization's count before today, one index-only probe);
+#   otherwise usual_day() computes it here, from quarter_hour_usage, the same way;
 # - weight of each of today's hours: (1 - FLAT_MIX) x its usual share + FLAT_MIX x flat,
 #   or flat when there is no usual day ('uniform'); they sum to 1 over today;
-# - share done by now: the weights of the past hours plus the elapsed part of this one;
-#   the recent share: the weights of the recent window [recent_from, now), where
-#   recent_from is RECENT_HOURS before the quarter-hour now is in;
-# - pace, the day's total at this pace: the larger of use so far (quarter-hours of the
-#   type before now) / greatest(share done, SHARE_FLOOR) and, once the window lies in
-#   today, use in the window / the recent share. The profile gives the day its shape,
-#   the recent hours its level: a tenant that follows its usual day has the same pace
-#   both ways, one that starts late or speeds up is paced by its last hours;
+# - share(t), the share of the day done at instant t: the weights of the hours before
+#   t's plus the elapsed part of t's, which the prefix sums give in two array reads.
+#   Done by now is share(now); the recent share is share(now) - share(recent_from),
+#   recent_from being RECENT_HOURS before the quarter-hour now is in;
+# - pace, the day's total at this pace: the larger of use so far / greatest(share done,
+#   SHARE_FLOOR) and, once the window lies in today, use in the window / the recent
+#   share. Use so far is used minus the quarter-hours at or after now, and the window's
+#   use is those before now: one range read of quarter_hour_usage from recent_from. The
+#   profile gives the day its shape, the recent hours its level: a tenant that follows
+#   its usual day has the same pace both ways, one that starts late or speeds up is
+#   paced by its last hours;
 # - each remaining hour adds pace x its weight (the current one only its remaining
-#   part); projected = used + all of that, and the limit is hit in the first hour whose
-#   cumulative reaches it, interpolated linearly.
+#   part); projected = used + pace x (1 - done), and the limit is hit in the first hour
+#   whose cumulative reaches it, interpolated linearly: only the rows projected to reach
+#   their limit walk their hours.
 _FORECAST = text(
     """
     WITH clock AS (
@@ -101,90 +108,104 @@ _FORECAST = text(
                floor(extract(epoch FROM day_end - day_start)::float8 / 3600) AS hours_today
         FROM today
     ),
-    hours AS (
-        SELECT g.organization_id, g.hours_today, h AS hour_start,
-               h + interval '1 hour' AS hour_end,
-               extract(hour FROM h AT TIME ZONE g.timezone)::int AS local_hour,
-               -- The part of the hour still ahead at now (0 for past hours).
-               least(1, greatest(0,
-                   extract(epoch FROM h + interval '1 hour' - greatest(h, g.now))::float8
-                   / 3600)) AS ahead,
-               -- The part of the hour inside the recent window.
-               greatest(0, extract(epoch FROM
-                   least(h + interval '1 hour', g.now) - greatest(h, g.recent_from))::float8
-                   / 3600) AS recent
-        FROM orgs g
-        CROSS JOIN LATERAL generate_series(
-            g.day_start, g.day_end - interval '1 hour', interval '1 hour') AS h
-    ),
-    -- The same local weekday 1..4 weeks back, as UTC bounds; each is one range read of
-    -- quarter_hour_usage's primary key (organization_id, bucket).
-    past AS MATERIALIZED (
-        SELECT g.organization_id, g.timezone,
-               (g.day - 7 * k)::timestamp AT TIME ZONE g.timezone AS day_start,
-               (g.day - 7 * k + 1)::timestamp AT TIME ZONE g.timezone AS day_end
-        FROM orgs g CROSS JOIN generate_series(1, 4) AS k
-    ),
     usual AS (
-        SELECT p.organization_id,
-               extract(hour FROM q.bucket AT TIME ZONE p.timezone)::int AS local_hour,
-               sum(q.generations)::float8 AS generations
-        FROM past p
-        JOIN quarter_hour_usage q
-          ON q.organization_id = p.organization_id
-         AND q.bucket >= p.day_start AND q.bucket < p.day_end
-        GROUP BY 1, 2
+        SELECT g.*, k.usual_before AS ub,
+               k.usual_before[array_length(k.usual_before, 1)]::float8 AS usual_today
+        FROM orgs g
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN d.timezone = g.timezone
+                         AND d.generations_before = coalesce(b.generations_through, 0)
+                        THEN d.usual_before
+                        ELSE (SELECT f.usual_before
+                              FROM usual_day(g.organization_id, g.day) f) END AS usual_before
+            FROM (SELECT) one
+            LEFT JOIN usual_days d
+              ON d.organization_id = g.organization_id AND d.date = g.day
+            LEFT JOIN LATERAL (
+                SELECT b.generations_through FROM organization_daily_usage b
+                WHERE b.organization_id = g.organization_id AND b.date < g.day
+                ORDER BY b.date DESC LIMIT 1
+            ) b ON true
+        ) k
     ),
-    profiled AS (
-        SELECT h.*, coalesce(u.generations, 0) AS usual,
-               sum(coalesce(u.generations, 0)) OVER (PARTITION BY h.organization_id)
-                   AS usual_today
-        FROM hours h
-        LEFT JOIN usual u USING (organization_id, local_hour)
+    -- Once per organization: inlined into paced, it ran once per (organization, type).
+    share AS MATERIALIZED (
+        SELECT u.organization_id, u.ub, u.usual_today, u.hours_today,
+               u.usual_today > 0 AS profiled, s.done, s.done - s.before_recent AS recent_share
+        FROM usual u
+        CROSS JOIN LATERAL (
+            SELECT max(v.share) FILTER (WHERE e.edge = 0) AS done,
+                   max(v.share) FILTER (WHERE e.edge = 1) AS before_recent
+            FROM (VALUES (0, u.now), (1, greatest(u.recent_from, u.day_start))) AS e(edge, at)
+            -- x: hours since local midnight; i: the 1-based element before t's hour.
+            CROSS JOIN LATERAL (
+                SELECT x, floor(x)::int + 1 AS i
+                FROM (SELECT extract(epoch FROM e.at - u.day_start)::float8 / 3600 AS x) a
+            ) p
+            CROSS JOIN LATERAL (
+                SELECT CASE WHEN u.usual_today > 0
+                            THEN (1 - :flat_mix)
+                                 * (u.ub[p.i] + (p.x - (p.i - 1)) * (u.ub[p.i + 1] - u.ub[p.i]))
+                                 / u.usual_today
+                                 + :flat_mix * p.x / u.hours_today
+                            ELSE p.x / u.hours_today END AS share
+            ) v
+        ) s
     ),
-    weighted AS (
-        SELECT p.organization_id, p.hour_start, p.hour_end,
-               CASE WHEN p.usual_today > 0
-                    THEN (1 - :flat_mix) * p.usual / p.usual_today
-                         + :flat_mix / p.hours_today
-                    ELSE 1 / p.hours_today END AS weight,
-               p.usual_today > 0 AS profiled, p.ahead, p.recent
-        FROM profiled p
-    ),
-    share AS (
-        SELECT organization_id, sum(weight * (1 - ahead)) AS done,
-               sum(weight * recent) AS recent_share, bool_or(profiled) AS profiled
-        FROM weighted GROUP BY organization_id
+    -- One range of quarter_hour_usage per organization, every type: from the recent
+    -- window (or midnight) to the day's end.
+    recent AS (
+        SELECT g.organization_id, r.type, r.after, r.recent
+        FROM orgs g
+        CROSS JOIN LATERAL (
+            SELECT q.type,
+                   coalesce(sum(q.generations) FILTER (WHERE q.bucket >= g.now), 0) AS after,
+                   coalesce(sum(q.generations) FILTER (WHERE q.bucket < g.now), 0) AS recent
+            FROM quarter_hour_usage q
+            WHERE q.organization_id = g.organization_id
+              AND q.bucket >= greatest(g.recent_from, g.day_start) AND q.bucket < g.day_end
+            GROUP BY q.type
+        ) r
     ),
     paced AS (
-        SELECT t.*, s.done, s.profiled,
+        SELECT t.*, s.done, s.profiled, s.ub, s.usual_today, s.hours_today,
                -- greatest() skips the NULL of a window that starts before today.
                greatest(
-                   so_far.generations / greatest(s.done, :floor),
+                   (t.used - coalesce(r.after, 0))::float8 / greatest(s.done, :floor),
                    CASE WHEN t.recent_from >= t.day_start
-                        THEN so_far.recent / nullif(s.recent_share, 0) END) AS pace
+                        THEN coalesce(r.recent, 0)::float8 / nullif(s.recent_share, 0) END)
+                   AS pace
         FROM today t
         JOIN share s USING (organization_id)
-        CROSS JOIN LATERAL (
-            SELECT coalesce(sum(q.generations), 0)::float8 AS generations,
-                   coalesce(sum(q.generations) FILTER (WHERE q.bucket >= t.recent_from), 0)
-                       ::float8 AS recent
-            FROM quarter_hour_usage q
-            WHERE q.organization_id = t.organization_id AND q.type = t.type
-              AND q.bucket >= t.day_start AND q.bucket < t.now
-        ) so_far
+        LEFT JOIN recent r USING (organization_id, type)
     ),
     walk AS (
-        SELECT p.organization_id, p.type, p.used, p.daily_limit, w.hour_start, w.hour_end,
+        SELECT p.organization_id, p.type, p.used, p.daily_limit, w.hour_start,
+               w.hour_start + interval '1 hour' AS hour_end,
                greatest(w.hour_start, p.now) AS from_at,
                p.pace * w.weight * w.ahead AS expected,
                p.used + coalesce(sum(p.pace * w.weight * w.ahead) OVER (
                    PARTITION BY p.organization_id, p.type ORDER BY w.hour_start
                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
         FROM paced p
-        JOIN weighted w ON w.organization_id = p.organization_id AND w.ahead > 0
+        CROSS JOIN LATERAL (
+            SELECT h.hour_start,
+                   CASE WHEN p.profiled
+                        THEN (1 - :flat_mix) * (p.ub[h.k + 2] - p.ub[h.k + 1]) / p.usual_today
+                             + :flat_mix / p.hours_today
+                        ELSE 1 / p.hours_today END AS weight,
+                   -- The part of the hour still ahead at now (0 for past hours).
+                   least(1, greatest(0, extract(epoch FROM
+                       h.hour_start + interval '1 hour' - greatest(h.hour_start, p.now))::float8
+                       / 3600)) AS ahead
+            FROM generate_series(0, array_length(p.ub, 1) - 2) AS g(k)
+            CROSS JOIN LATERAL (
+                SELECT g.k, p.day_start + make_interval(hours => g.k) AS hour_start
+            ) h
+        ) w
         -- Only a row still under its limit and projected to reach it has an hour to find.
-        WHERE p.used < p.daily_limit AND p.used + p.pace * (1 - p.done) >= p.daily_limit
+        WHERE w.ahead > 0
+          AND p.used < p.daily_limit AND p.used + p.pace * (1 - p.done) >= p.daily_limit
     ),
     hit AS (
         SELECT DISTINCT ON (w.organization_id, w.type) w.organization_id, w.type,

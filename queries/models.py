@@ -36,7 +36,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Alembic's recommended naming convention: stable names that migrations can drop.
@@ -545,6 +545,32 @@ class OrganizationMonthlyUsage(Base):
         CheckConstraint("generations > 0", name="generations_positive"),
         CheckConstraint("credits >= 0", name="credits_not_negative"),
     )
+
+
+class UsualDay(Base):
+    """The usual day of an (organization, local date), kept for the forecast.
+
+    The organization's generations (all types) per local clock hour on the same local
+    weekday of the 4 weeks before, over the day's real hours (23, 24 or 25) as prefix
+    sums: ``usual_before[i + 1]`` (1-based) is the usual generations of the hours before
+    hour ``i``, the last element the whole usual day. Computed by ``usual_day()``
+    (migration 0017) at the first generation of each (organization, type, day); exact
+    while ``timezone`` and ``generations_before`` (the organization's generations before
+    the day) are the organization's current ones, which the forecast checks: a late
+    write to an earlier day or a zone change makes a row stale, never wrong.
+    """
+
+    __tablename__ = "usual_days"
+
+    organization_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("organizations.id"), nullable=False
+    )
+    date: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    timezone: Mapped[str] = mapped_column(Text, nullable=False)
+    generations_before: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    usual_before: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), nullable=False)
+
+    __table_args__ = (PrimaryKeyConstraint("organization_id", "date"),)
 
 
 APPROVAL_STATUSES = ("pending", "approved", "rejected")

@@ -281,9 +281,10 @@ def set_timezone(
     In the same transaction it rebuilds what is kept per local day: the counts of
     ``usage_limits`` (each day keeps the limit it had; a local day that had no row gets
     the limit in force), ``user_daily_usage`` and the per-organization days and months
-    (``organization_daily_usage``, ``organization_monthly_usage``). The UTC quarter-hours do not depend on
-    the zone. Days recounted over their limit stay so: limits refuse new generations,
-    they do not rewrite history. Raises ``InvalidInput`` for an unknown organization or
+    (``organization_daily_usage``, ``organization_monthly_usage``), and the usual days the
+    forecast keeps (``usual_days``). The UTC quarter-hours do not depend on the zone.
+    Days recounted over their limit stay so: limits refuse new generations, they do not
+    rewrite history. Raises ``InvalidInput`` for an unknown organization or
     zone, or the zone it already has; with an ``idempotency_key``, the same key again
     returns the change recorded the first time.
     """
@@ -310,6 +311,8 @@ def set_timezone(
         # The recounts read the zone just set. The UTC quarter-hours do not depend on it.
         for rollup in _LOCAL_DAY_ROLLUPS:
             recounts.rebuild(conn, rollup=rollup, organization_ids=[org])
+        # After the days: a usual day is stamped with the generations before it.
+        conn.execute(recounts.REBUILD_USUAL_DAYS, {"organization_ids": [org]})
         audit_id = conn.execute(
             _ZONE_AUDIT,
             {**params, "previous": context.timezone, "actor": actor, "reason": reason, "key": key},

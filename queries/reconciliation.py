@@ -12,6 +12,8 @@ The invariants:
   ``usage_limits`` (used, credits_used per local day and type), ``user_daily_usage``,
   ``quarter_hour_usage``, ``organization_daily_usage`` (the day's counts, and its running
   totals ``generations_through``/``credits_through``) and ``organization_monthly_usage``.
+- ``usual_days``: each usual day the forecast keeps and would read (its stamp is
+  current) against ``usual_day()``, its one definition (migration 0017).
 
 **The balance_after chain.** Generations between two ledger entries consume credits, so
 entry *i*'s ``balance_after`` = sum(ledger amounts up to *i*, by id) - C(*i*), where C(*i*)
@@ -86,6 +88,7 @@ CHECKS: tuple[str, ...] = (
     "organization_daily_usage",
     "organization_daily_usage.through",
     "organization_monthly_usage",
+    "usual_days",
 )
 # Above this many changed days an incremental run checks everything instead: at 10M
 # generations, 1.4M days by index ranges took 155 s, one full pass 93 s.
@@ -652,6 +655,55 @@ _ROLLUPS = (
 )
 
 
+# The forecast's kept usual days (migration 0017) of the organizations in scope, each
+# against usual_day(), its one definition: only a row still current (its zone and its
+# count of generations before the day are the organization's), as the forecast reads
+# only those; a stale row is recomputed at the next day's first generation. A table of a
+# day or two per organization, so the whole of each organization's is read.
+_USUAL_DAYS = text(
+    """
+    WITH kept AS (
+        SELECT d.organization_id, o.slug, d.date, d.usual_before, f.usual_before AS recount
+        FROM usual_days d
+        JOIN organizations o ON o.id = d.organization_id
+        CROSS JOIN LATERAL (
+            SELECT coalesce((SELECT b.generations_through FROM organization_daily_usage b
+                             WHERE b.organization_id = d.organization_id AND b.date < d.date
+                             ORDER BY b.date DESC LIMIT 1), 0) AS generations_before
+        ) s
+        CROSS JOIN LATERAL usual_day(d.organization_id, d.date) f
+        WHERE (CAST(:full AS boolean)
+               OR d.organization_id = ANY(CAST(:orgs AS bigint[]))
+               OR d.organization_id = ANY(CAST(:day_orgs AS bigint[])))
+          AND d.timezone = o.timezone AND d.generations_before = s.generations_before
+    ),
+    drift AS (
+        -- The first hour whose prefix sum differs (past the recount's end: the hour after).
+        SELECT k.organization_id, k.slug, k.date,
+               coalesce(x.i, cardinality(k.recount) + 1) AS i,
+               coalesce(x.expected, 0) AS expected,
+               coalesce(x.found, k.usual_before[cardinality(k.recount) + 1]) AS found,
+               count(*) OVER (PARTITION BY k.organization_id) AS rows,
+               row_number() OVER (PARTITION BY k.organization_id ORDER BY k.date) AS n
+        FROM kept k
+        LEFT JOIN LATERAL (
+            SELECT e.i, e.v AS expected, k.usual_before[e.i] AS found
+            FROM unnest(k.recount) WITH ORDINALITY AS e(v, i)
+            WHERE e.v IS DISTINCT FROM k.usual_before[e.i]
+            ORDER BY e.i LIMIT 1
+        ) x ON true
+        WHERE k.usual_before IS DISTINCT FROM k.recount
+    )
+    SELECT organization_id, slug, 'usual_days' AS check, 'generations' AS what,
+           NULL::bigint AS first_entry, date AS first_date,
+           date || ', the usual generations before hour ' || (i - 1) AS "where",
+           expected, coalesce(found, 0) AS found, rows
+    FROM drift WHERE n = 1
+    ORDER BY organization_id
+    """
+)
+
+
 def _drift(row: Row[Any]) -> Drift:
     return Drift(
         organization_id=int(row.organization_id),
@@ -685,7 +737,7 @@ def check_books(
     organizations are always checked; a checkpoint dated after the local day at ``now``,
     default the current time, is a drift). Reads only; run it in one snapshot
     (``reconcile`` does) so a write committing meanwhile is seen whole or not at all. At
-    most six statements, whatever the number of organizations or days."""
+    most seven statements, whatever the number of organizations or days."""
     if not isinstance(full, bool):
         raise InvalidInput(f"full must be True or False, not {full!r}.")
     now = _instant(now)
@@ -709,6 +761,7 @@ def check_books(
     drifts += [_drift(row) for row in conn.execute(_BALANCE, params)]
     drifts += [_drift(row) for row in conn.execute(_LEDGER, params)]
     drifts += [_drift(row) for row in conn.execute(_ROLLUPS, params)]
+    drifts += [_drift(row) for row in conn.execute(_USUAL_DAYS, params)]
     order = {check: n for n, check in enumerate(CHECKS)}
     drifts.sort(key=lambda d: (d.slug, d.organization_id, order.get(d.check, len(order))))
     drifted = {d.organization_id for d in drifts}

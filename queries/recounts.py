@@ -41,6 +41,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     true,
     update,
 )
@@ -251,3 +252,60 @@ def rebuild(conn: Connection, *, rollup: str, organization_ids: Sequence[int]) -
             },
         )
     )
+
+
+# ---------------------------------------------------------------- usual days (0017)
+# ``usual_days`` is kept apart from the rollups above: a row is the usual day of an
+# (organization, local date) as ``usual_day()`` computes it from quarter_hour_usage,
+# stamped with the zone and the organization's generations before the date. It is a
+# cache the forecast checks (a stale stamp is never read), so its recount is of the rows
+# it holds, not of every day. ``usual_day()`` (migration 0017) is the one definition.
+
+KEEP_USUAL_DAYS = text(
+    """
+    INSERT INTO usual_days (organization_id, date, timezone, generations_before, usual_before)
+    SELECT t.organization_id, t.date, f.timezone, f.generations_before, f.usual_before
+    FROM (
+        SELECT DISTINCT u.organization_id, u.date
+        FROM usage_limits u
+        JOIN organizations o ON o.id = u.organization_id
+        -- Today is one of the UTC date's neighbours in every zone: a range on the date.
+        WHERE u.date BETWEEN CAST(CAST(:at AS timestamptz) AT TIME ZONE 'UTC' AS date) - 1
+                         AND CAST(CAST(:at AS timestamptz) AT TIME ZONE 'UTC' AS date) + 1
+          AND u.date = (CAST(:at AS timestamptz) AT TIME ZONE o.timezone)::date
+          AND u.used > 0
+          AND (CAST(:organization_ids AS bigint[]) IS NULL
+               OR u.organization_id = ANY(CAST(:organization_ids AS bigint[])))
+    ) t
+    CROSS JOIN LATERAL usual_day(t.organization_id, t.date) f
+    ON CONFLICT (organization_id, date) DO UPDATE
+        SET timezone = excluded.timezone,
+            generations_before = excluded.generations_before,
+            usual_before = excluded.usual_before
+    """
+)
+"""Upsert the usual day of each organization's local day at ``:at`` where it has use
+(``:organization_ids``, NULL: every organization): what the trigger writes at a day's
+first generation, for loads that bypass it."""
+
+RECOUNT_USUAL_DAYS = text(
+    """
+    SELECT d.organization_id, d.date, f.timezone, f.generations_before, f.usual_before
+    FROM usual_days d
+    CROSS JOIN LATERAL usual_day(d.organization_id, d.date) f
+    WHERE d.organization_id = ANY(CAST(:organization_ids AS bigint[]))
+    """
+)
+"""The rows ``usual_days`` holds for ``:organization_ids``, recounted."""
+
+REBUILD_USUAL_DAYS = text(
+    """
+    UPDATE usual_days d
+    SET (timezone, generations_before, usual_before) = (
+        SELECT f.timezone, f.generations_before, f.usual_before
+        FROM usual_day(d.organization_id, d.date) f)
+    WHERE d.organization_id = ANY(CAST(:organization_ids AS bigint[]))
+    """
+)
+"""Recompute every row ``usual_days`` holds for ``:organization_ids`` (``set_timezone``:
+in the zone just set)."""

@@ -164,8 +164,13 @@ def restore_after_writes(engine: Engine) -> None:
                 "(SELECT coalesce(min(date), CAST('-infinity' AS date)) FROM benchmark_saved_usage)"
             )
         )
+        # Put back as loaded: the rows are not first uses, so the usual-day trigger is
+        # off meanwhile (a usual day each would take minutes at 100M).
+        conn.execute(_USUAL_DAY_TRIGGER_OFF)
         conn.execute(text("INSERT INTO usage_limits SELECT * FROM benchmark_saved_usage"))
+        conn.execute(_USUAL_DAY_TRIGGER_ON)
         recount_touched_rollups(conn)
+        conn.execute(_FORGET_USUAL_DAYS)
         conn.execute(
             text(
                 "DROP TABLE benchmark_saved_balances, benchmark_saved_usage, "
@@ -173,6 +178,22 @@ def restore_after_writes(engine: Engine) -> None:
             )
         )
     vacuum(engine)
+
+
+_USUAL_DAY_TRIGGER_OFF = text(
+    "ALTER TABLE usage_limits DISABLE TRIGGER usage_limits_keep_usual_day"
+)
+_USUAL_DAY_TRIGGER_ON = text("ALTER TABLE usage_limits ENABLE TRIGGER usage_limits_keep_usual_day")
+# A kept usual day is exact while no generation goes away (migration 0017); putting the
+# load back takes the benchmark's away, so the touched organizations' rows go (the
+# forecast computes a missing one).
+_FORGET_USUAL_DAYS = text(
+    """
+    DELETE FROM usual_days u
+    USING (SELECT DISTINCT organization_id FROM benchmark_touched_days) t
+    WHERE u.organization_id = t.organization_id
+    """
+)
 
 
 # The rollup rows the benchmark's generations (record_generation's and pgbench's)

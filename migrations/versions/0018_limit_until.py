@@ -29,7 +29,7 @@ no change covers the day, one more per row looked at going back. Measured agains
 to 0.19 ms before, 0.18 to 0.28 ms after (a shared 2-core machine; noisy).
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-07 07:00:00
 """
 
@@ -39,7 +39,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0018"
-down_revision: str | None = "0016"
+down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -475,6 +475,7 @@ _REMOVE_ORGANIZATION = (
     "DELETE FROM quarter_hour_usage WHERE organization_id = :id",
     "DELETE FROM organization_daily_usage WHERE organization_id = :id",
     "DELETE FROM organization_monthly_usage WHERE organization_id = :id",
+    "DELETE FROM usual_days WHERE organization_id = :id",
     "DELETE FROM generations WHERE organization_id = :id",
     "DELETE FROM usage_limits WHERE organization_id = :id",
     "DELETE FROM credit_ledger WHERE organization_id = :id",

@@ -191,6 +191,15 @@ def test_every_table_is_readable_by_every_role_and_nothing_more_is_granted(
         ),
         ("organization_daily_usage", None, "DELETE"),
         ("organization_monthly_usage", None, "DELETE"),
+        # The usual days (0017): written by the first generation of a day's trigger,
+        # refreshed when stale, rebuilt by set_timezone.
+        *(
+            ("usual_days", column, privilege)
+            for column in ("timezone", "generations_before", "usual_before")
+            for privilege in ("INSERT", "UPDATE")
+        ),
+        *(("usual_days", column, "INSERT") for column in ("organization_id", "date")),
+        ("usual_days", None, "DELETE"),
         # Two-person approval (0009): a request is inserted.
         *(
             ("approval_requests", column, "INSERT")

@@ -211,6 +211,45 @@ def test_a_corrupted_rollup_row_is_reported_with_its_first_day(
     assert drifts[0].expected != drifts[0].found
 
 
+# The usual day of a week after DAY1: DAY1's hours 9 and 10 in its prefix sums.
+_USUAL = dt.date(2026, 10, 12)
+_KEEP_USUAL_DAY = text(
+    """
+    INSERT INTO usual_days (organization_id, date, timezone, generations_before, usual_before)
+    SELECT :o, :d, f.timezone, f.generations_before, f.usual_before FROM usual_day(:o, :d) f
+    """
+)
+
+
+def test_a_corrupted_usual_day_is_reported_and_a_stale_one_is_not(
+    connection: Connection,
+) -> None:
+    org = _books(connection)
+    connection.execute(_KEEP_USUAL_DAY, {"o": org.id, "d": _USUAL})
+    assert _drifts(connection, org.id) == []
+    corrupt = (
+        "UPDATE usual_days SET usual_before[12] = usual_before[12] + 1"
+        " WHERE organization_id = :o AND date = :d"
+    )
+    connection.execute(text(corrupt), {"o": org.id, "d": _USUAL})
+    [drift] = _drifts(connection, org.id)
+    assert (drift.check, drift.first_date, drift.expected, drift.found) == (
+        "usual_days",
+        _USUAL,
+        2,
+        3,
+    )
+    assert drift.where == "2026-10-12, the usual generations before hour 11"
+    # Stamped with another count of the generations before it: never read, not a drift.
+    connection.execute(
+        text(
+            "UPDATE usual_days SET generations_before = 0 WHERE organization_id = :o AND date = :d"
+        ),
+        {"o": org.id, "d": _USUAL},
+    )
+    assert _drifts(connection, org.id) == []
+
+
 def test_an_incremental_run_with_too_many_changed_days_checks_everything(
     connection: Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,5 +1,5 @@
 """The quotas: usage_limits counted from the generations, with the limits customer
-success lowered today and their audit rows."""
+success lowered today (limit_changes) and their audit rows."""
 
 from __future__ import annotations
 
@@ -131,7 +131,24 @@ def load_usage(
 
 
 def load_audit(conn: psycopg.Connection, lowered: list[_LoweredLimit], now: dt.datetime) -> None:
-    """Audit rows for today's lowered limits, as customer success would have left them."""
+    """Today's lowered limits as ``set_daily_limit`` leaves them: a change in
+    ``limit_changes`` (open-ended, from today) and its audit row. Without the change, a
+    later change that ends would fall back past today's row to the limit before it."""
+    copy_rows(
+        conn,
+        "COPY limit_changes (organization_id, type, effective, daily_limit, created_at) "
+        "FROM STDIN",
+        [
+            (
+                change.organization_id,
+                change.type,
+                change.date,
+                change.new_limit,
+                now - dt.timedelta(hours=1),
+            )
+            for change in lowered
+        ],
+    )
     copy_rows(
         conn,
         "COPY audit_log (organization_id, action, actor, reason, details, created_at) FROM STDIN",

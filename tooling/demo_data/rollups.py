@@ -3,6 +3,7 @@ recounts (``queries.recounts``); those without a numpy path are loaded by their 
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -202,3 +203,9 @@ class RollupSession:
         self._thread.join()
         if self._failure:
             raise self._failure[0]
+
+
+def keep_usual_days(conn: psycopg.Connection, now: dt.datetime) -> None:
+    """The usual day of each organization's local day at ``now``, the forecast's."""
+    statement = recounts.KEEP_USUAL_DAYS.bindparams(organization_ids=None).compile(dialect=PSYCOPG)
+    conn.execute(str(statement), {**statement.params, "at": now})

@@ -25,7 +25,7 @@ from tooling.demo_data.organizations import (
     make_users,
 )
 from tooling.demo_data.quotas import load_audit, load_usage
-from tooling.demo_data.rollups import ROLLUP_COPIES, RollupSession
+from tooling.demo_data.rollups import ROLLUP_COPIES, RollupSession, keep_usual_days
 from tooling.demo_data.tables import (
     append_only_guard_lifted,
     build_keys_serially,
@@ -203,6 +203,7 @@ def seed_demo_data(
                     conn.execute(statement)
             loaded, usage_rows, ledger_entries = _load(conn, plan, stages.lap)
             build_keys_serially(conn, stages.lap)
+            keep_usual_days(conn, plan.now)
 
     return SeedReport(
         organizations=len(plan.orgs),
@@ -311,6 +312,8 @@ def seed_demo_data_staged(
                 staging.swap_in(conn, tables, require_empty=not reset)
             except LookupError:
                 raise DemoDataError(_NOT_EMPTY) from None
+            keep_usual_days(conn, plan.now)
+            conn.commit()
             stages.lap("swap in")
         except BaseException:
             conn.rollback()

@@ -30,13 +30,17 @@ _GUARD_ON = (
 # The book's triggers of migration 0013 (plain ENABLE): inserting a ledger entry or a
 # generation moves the balance. The loader COPYs a book it computed whole (every
 # balance_after and final balance), so they are off with the guard.
+# So is the trigger of migration 0017 that keeps a day's usual day at its first use:
+# the loader keeps those of the load's last day itself (rollups.keep_usual_days).
 _BOOK_OFF = (
     "ALTER TABLE credit_ledger DISABLE TRIGGER credit_ledger_moves_balance",
     "ALTER TABLE generations DISABLE TRIGGER generations_move_balance",
+    "ALTER TABLE usage_limits DISABLE TRIGGER usage_limits_keep_usual_day",
 )
 _BOOK_ON = (
     "ALTER TABLE credit_ledger ENABLE TRIGGER credit_ledger_moves_balance",
     "ALTER TABLE generations ENABLE TRIGGER generations_move_balance",
+    "ALTER TABLE usage_limits ENABLE TRIGGER usage_limits_keep_usual_day",
 )
 
 
