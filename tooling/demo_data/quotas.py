@@ -136,8 +136,7 @@ def load_audit(conn: psycopg.Connection, lowered: list[_LoweredLimit], now: dt.d
     later change that ends would fall back past today's row to the limit before it."""
     copy_rows(
         conn,
-        "COPY limit_changes (organization_id, type, effective, daily_limit, created_at) "
-        "FROM STDIN",
+        "COPY limit_changes (organization_id, type, effective, daily_limit, created_at) FROM STDIN",
         [
             (
                 change.organization_id,
