@@ -21,8 +21,13 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from dashboard import auth, data
-from queries import approvals, bulk, checks, credits, ledger, orgs, quotas
-from queries.errors import InvalidAdjustment, InvalidInput, InvalidLimitChange
+from queries import approvals, bulk, checks, credits, ledger, limit_approvals, orgs, quotas
+from queries.errors import (
+    InvalidAdjustment,
+    InvalidInput,
+    InvalidLimitChange,
+    LimitApprovalRequired,
+)
 from queries.identity import canonical_identity, stored_identity
 
 Direction = Literal["grant", "deduct"]
@@ -450,23 +455,55 @@ def check_limit_change(
     )
 
 
-def apply_limit_change(request: LimitRequest) -> quotas.LimitChange:
+def apply_limit_change(
+    request: LimitRequest,
+) -> quotas.LimitChange | limit_approvals.LimitRequest:
     """Set the daily limit (audited with the current user as actor), once per
-    idempotency key."""
+    idempotency key; a limit above what one person may set alone is filed instead, under
+    the same key, as a request a second person approves."""
     user = auth.require("change_limits")
-    change = quotas.set_daily_limit(
-        data.write_engine(),
-        organization_id=request.organization_id,
-        type=request.type,
-        daily_limit=request.daily_limit,
-        actor=user.email,
-        reason=request.reason,
-        effective=request.effective,
-        until=request.until,
-        idempotency_key=request.idempotency_key,
-    )
+    engine = data.write_engine()
+    change: quotas.LimitChange | limit_approvals.LimitRequest
+    for write in (quotas.set_daily_limit, limit_approvals.request_limit_change):
+        try:
+            change = write(
+                engine,
+                organization_id=request.organization_id,
+                type=request.type,
+                daily_limit=request.daily_limit,
+                actor=user.email,
+                reason=request.reason,
+                effective=request.effective,
+                until=request.until,
+                idempotency_key=request.idempotency_key,
+            )
+        except LimitApprovalRequired:
+            continue  # (only set_daily_limit refuses so)
+        break
     data.wrote(organization_id=request.organization_id)
     return change
+
+
+def decide_limit_request(
+    pending: limit_approvals.PendingLimitRequest, *, approve: bool, reason: object
+) -> quotas.LimitChange | limit_approvals.LimitRequest:
+    """Approve (the change is made, once) or reject a limit request as the current user,
+    who may not be its requester; a rejection needs one of ``REJECTION_REASONS``."""
+    user = auth.require("change_limits")
+    engine = data.write_engine()
+    decided: quotas.LimitChange | limit_approvals.LimitRequest
+    if approve:
+        decided = limit_approvals.approve_limit_request(
+            engine, request_id=pending.id, approver=user.email
+        )
+    else:
+        if reason not in REJECTION_REASONS or reason == OTHER:
+            raise InvalidLimitChange("Choose why the limit request is rejected.")
+        decided = limit_approvals.reject_limit_request(
+            engine, request_id=pending.id, approver=user.email, reason=str(reason)
+        )
+    data.wrote(organization_id=pending.organization_id)
+    return decided
 
 
 @dataclass(frozen=True, slots=True)

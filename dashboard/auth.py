@@ -375,16 +375,17 @@ def startup_problem(
     Checks every role source (``DASHBOARD_ROLE``, ``DASHBOARD_ROLES``, ``[dev] role``,
     ``[roles]``), ``[auth] allowed_domains``, and that an identity is configured: OIDC
     sign-in, an explicit ``DASHBOARD_USER``, or the embedded demo database
-    (``database_url`` is the runtime URL), and that ``DASHBOARD_TIMEZONE`` names a zone.
+    (``database_url`` is the runtime URL), and that ``DASHBOARD_TIMEZONE`` names a zone and ``LIMIT_APPROVAL_FACTOR`` is a number.
     ``dashboard serve`` and the app both ask this.
     """
-    from queries.db import ConfigurationError, company_timezone
+    from queries.db import ConfigurationError, company_timezone, limit_approval_factor
 
     problems = _read_config(env, secrets, database_url).problems
-    try:
-        company_timezone(env)
-    except ConfigurationError as exc:
-        problems.append(f"{exc}.")
+    for check in (company_timezone, limit_approval_factor):
+        try:
+            check(env)
+        except ConfigurationError as exc:
+            problems.append(f"{exc}.")
     return " ".join(problems) if problems else None
 
 

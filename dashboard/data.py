@@ -48,6 +48,7 @@ from queries import (
     forecast,
     generations,
     ledger,
+    limit_approvals,
     orgs,
     quotas,
     statements,
@@ -362,6 +363,12 @@ quota_page = _cached_read(
 quota_heatmap = _cached_read(quotas.all_orgs_quota_heatmap, scope=ALL, ttl=LIVE_TTL, max_entries=8)
 pending_approvals = _cached_read(
     approvals.pending_requests_page, scope=ALL, ttl=LIVE_TTL, max_entries=256
+)
+pending_limit_requests = _cached_read(
+    limit_approvals.pending_limit_requests, scope=ALL, ttl=LIVE_TTL, max_entries=64
+)
+most_alone_limits = _cached_read(
+    limit_approvals.most_alone_limits, scope=ORGANIZATION, ttl=LIVE_TTL, max_entries=256
 )
 audit_page = _cached_read(audit.all_orgs_audit_page, scope=ALL, ttl=LIVE_TTL, max_entries=256)
 # Forecasts move with every generation, like today's quotas.

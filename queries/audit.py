@@ -28,7 +28,10 @@ from queries.models import LEDGER_KINDS
 # The approval steps (queries.approvals) are audit_log rows; an approved adjustment is
 # also its ledger entry (a grant or a deduct).
 APPROVAL_ACTIONS = ("request_adjustment", "approve_adjustment", "reject_adjustment")
-AUDIT_ACTIONS = (*LEDGER_KINDS, "set_daily_limit", *APPROVAL_ACTIONS)
+# A limit above LIMIT_APPROVAL_FACTOR x the plan's (queries.limit_approvals): requested,
+# then approved (its set_daily_limit row names the request) or rejected.
+LIMIT_APPROVAL_ACTIONS = ("request_limit_change", "reject_limit_change")
+AUDIT_ACTIONS = (*LEDGER_KINDS, "set_daily_limit", *APPROVAL_ACTIONS, *LIMIT_APPROVAL_ACTIONS)
 
 AUDIT_COLUMNS = {
     "at": "datetime64[us, UTC]",

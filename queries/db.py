@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -188,6 +190,35 @@ def read_timeout_seconds(env: Mapping[str, str] | None = None) -> float:
             f"not {raw!r}"
         )
     return seconds
+
+
+# A daily limit above this many times the organization's plan limit for the type needs
+# a second person (queries.quotas); LIMIT_APPROVAL_FACTOR sets another.
+LIMIT_APPROVAL_FACTOR = Decimal(10)
+LIMIT_APPROVAL_FACTOR_RANGE = (Decimal(1), Decimal(1000))
+
+
+def limit_approval_factor(env: Mapping[str, str] | None = None) -> Decimal:
+    """How many times the plan's daily limit one person may set alone:
+    ``LIMIT_APPROVAL_FACTOR`` from ``env`` (default ``os.environ``), else 10. Anything but
+    a plain number from 1 to 1000 (``2.5`` is one) is a ``ConfigurationError``: the
+    two-person rule never falls back to a default because of a typo."""
+    env = os.environ if env is None else env
+    raw = env.get("LIMIT_APPROVAL_FACTOR", "").strip()
+    if not raw:
+        return LIMIT_APPROVAL_FACTOR
+    low, high = LIMIT_APPROVAL_FACTOR_RANGE
+    try:
+        # Digits and one point only: no exponent, sign, underscore, NaN or Infinity.
+        factor = Decimal(raw) if re.fullmatch(r"[0-9]+(\.[0-9]+)?", raw) else None
+    except InvalidOperation:
+        factor = None
+    if factor is None or not low <= factor <= high:
+        raise ConfigurationError(
+            f"LIMIT_APPROVAL_FACTOR must be a number from {low} to {high} (times the plan's "
+            f"daily limit), not {raw!r}"
+        )
+    return factor
 
 
 # Pages and reads that span organizations count days in one zone, the company's, so

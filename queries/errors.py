@@ -236,6 +236,21 @@ class ApprovalRequired(InvalidAdjustment):
         super().__init__(sentence)
 
 
+class LimitApprovalRequired(InvalidLimitChange):
+    """The new daily limit is above ``LIMIT_APPROVAL_FACTOR`` times the plan's limit for
+    the type: one person may not set it; it must be requested and approved by a second
+    person (``queries.limit_approvals``)."""
+
+    def __init__(self, *, type: str, daily_limit: int, most: int, plan_limit: int) -> None:
+        self.daily_limit = daily_limit
+        self.most = most
+        super().__init__(
+            f"A daily {type} limit of {daily_limit:,} is above {most:,}, the most one person "
+            f"may set alone (the plan's {plan_limit:,} times LIMIT_APPROVAL_FACTOR): request "
+            "it, and a second person approves it. Nothing was changed."
+        )
+
+
 class ApprovalRefused(InvalidAdjustment):
     """An approval or rejection that cannot be made: the request was decided already,
     has expired, does not exist, or the approver is its requester."""

@@ -324,6 +324,66 @@ class LimitChange(Base):
     )
 
 
+class LimitRequest(Base):
+    """A daily-limit change above ``LIMIT_APPROVAL_FACTOR`` times the plan's limit,
+    waiting for a second person: approved (made once, its audit row naming both) or
+    rejected by someone other than its requester (migration 0019)."""
+
+    __tablename__ = "limit_requests"
+
+    organization_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("organizations.id"), nullable=False
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), nullable=False)
+    type: Mapped[str] = mapped_column(
+        TypeKey, ForeignKey("generation_types.type"), nullable=False, index=True
+    )
+    daily_limit: Mapped[int] = mapped_column(Integer, nullable=False)
+    effective: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    until: Mapped[dt.date | None] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    requested_by: Mapped[str] = mapped_column(Text, nullable=False)
+    idempotency_key: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'pending'"))
+    created_at: Mapped[dt.datetime] = _now()
+    decided_by: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    audit_id: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        PrimaryKeyConstraint("organization_id", "id"),
+        UniqueConstraint("organization_id", "idempotency_key"),
+        CheckConstraint("daily_limit >= 0", name="daily_limit_not_negative"),
+        CheckConstraint("until >= effective", name="until_not_before_effective"),
+        CheckConstraint(
+            "status IN ('pending', 'approved', 'rejected')",
+            name="status_known",
+        ),
+        CheckConstraint(
+            "(status = 'pending' AND decided_by IS NULL AND audit_id IS NULL)"
+            " OR (status = 'approved' AND decided_by IS NOT NULL AND audit_id IS NOT NULL)"
+            " OR (status = 'rejected' AND decided_by IS NOT NULL AND audit_id IS NULL"
+            "     AND btrim(decision_reason) <> '')",
+            name="decision_complete",
+        ),
+        # The database keeps the two-person rule too, whatever the caller.
+        CheckConstraint(
+            "stored_identity(decided_by) <> stored_identity(requested_by)",
+            name="two_people",
+        ),
+        # approve_limit_request(request_id=...) finds a request by its id alone.
+        Index(None, "id"),
+        # The queue: pending requests, oldest first.
+        Index(
+            "ix_limit_requests_pending_created_at_id",
+            "created_at",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+
 class AuditLog(Base):
     """Who changed what and why, for changes that are not credit movements."""
 

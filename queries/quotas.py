@@ -12,6 +12,7 @@ import datetime as dt
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal
 
 import pandas as pd
@@ -30,7 +31,8 @@ from queries.checks import (
     like_pattern,
     required_text,
 )
-from queries.errors import InvalidInput, InvalidLimitChange
+from queries.db import limit_approval_factor
+from queries.errors import InvalidInput, InvalidLimitChange, LimitApprovalRequired
 from queries.frames import frame
 from queries.identity import canonical_identity, stored_identity
 from queries.ledger import replay, submitted_differently
@@ -489,6 +491,8 @@ class LimitChange:
     audit_id: int
     actor: str
     reason: str
+    # Who asked for it, when a second person approved it (queries.limit_approvals).
+    requested_by: str | None = None
 
 
 # The balance row is every write's per-organization lock: changes to one organization
@@ -499,7 +503,8 @@ _LIMIT_LOCK = text("SELECT 1 FROM lock_organization(:org) AS balance WHERE balan
 # lock meanwhile had not committed, so "today" would be the replaced zone's.
 _LIMIT_CONTEXT = text(
     """
-    SELECT (now() AT TIME ZONE o.timezone)::date AS today, t.default_daily_limit
+    SELECT (now() AT TIME ZONE o.timezone)::date AS today, t.default_daily_limit,
+           floor(t.default_daily_limit * plan_limit_factor(o.plan))::int AS plan_limit
     FROM organizations o
     LEFT JOIN generation_types t ON t.type = :type
     WHERE o.id = :org
@@ -535,7 +540,8 @@ _AUDIT = text(
             jsonb_strip_nulls(jsonb_build_object(
                 'type', CAST(:type AS text), 'effective', CAST(:day AS date),
                 'old_limit', CAST(:old AS int), 'new_limit', CAST(:limit AS int),
-                'until', CAST(:until AS date))),
+                'until', CAST(:until AS date), 'requested_by', CAST(:requested_by AS text),
+                'request_id', CAST(:request_id AS bigint))),
             :key)
     RETURNING id
     """
@@ -548,6 +554,7 @@ _BY_KEY = text(
            CAST(a.details ->> 'old_limit' AS int) AS old_limit,
            CAST(a.details ->> 'new_limit' AS int) AS new_limit,
            CAST(a.details ->> 'until' AS date) AS until,
+           a.details ->> 'requested_by' AS requested_by,
            coalesce(u.used, 0) AS used
     FROM audit_log a
     LEFT JOIN usage_limits u
@@ -581,6 +588,10 @@ def set_daily_limit(
     recorded the first time (``used_on_effective`` as of now) and changes nothing, so a
     retry after a lost answer applies once; the same key with different details raises
     ``IdempotencyConflict``.
+
+    A limit above ``LIMIT_APPROVAL_FACTOR`` (default 10) times the organization's plan
+    limit for the type raises ``LimitApprovalRequired`` and writes nothing: request it
+    with ``queries.limit_approvals.request_limit_change`` for a second person.
     """
     org = check_id(organization_id, error=InvalidLimitChange)
     type = required_text(type, "generation type", maximum=MAX_KEY, error=InvalidLimitChange)
@@ -599,52 +610,143 @@ def set_daily_limit(
             idempotency_key, "idempotency key", maximum=MAX_KEY, error=InvalidLimitChange
         )
 
+    factor = limit_approval_factor()
+
     def body(conn: Connection) -> LimitChange:
-        locked = conn.execute(_LIMIT_LOCK, {"org": org}).first()
-        context = (
-            None
-            if locked is None
-            else conn.execute(_LIMIT_CONTEXT, {"org": org, "type": type}).one_or_none()
-        )
-        if context is None:
-            raise InvalidLimitChange(f"There is no organization with id {org}.")
-        if context.default_daily_limit is None:
-            raise InvalidLimitChange(f"Unknown generation type {type!r}.")
+        context = limit_context(conn, organization_id=org, type=type)
         if key is not None:
             previous = conn.execute(_BY_KEY, {"org": org, "key": key}).one_or_none()
             if previous is not None:
                 return _replayed(previous, org, type, new_limit, actor, reason, effective, until)
-        day = effective or context.today
-        if day < context.today:
-            raise InvalidLimitChange(
-                f"{day} is in the past for this organization (today is {context.today}); "
-                "past days keep the limit they had."
+        most = most_alone(context.plan_limit, factor)
+        if new_limit > most:
+            raise LimitApprovalRequired(
+                type=type, daily_limit=new_limit, most=most, plan_limit=context.plan_limit
             )
-        if until is not None:
-            _check_until(until, day)
-        params = {"org": org, "type": type, "day": day, "until": until, "limit": new_limit}
-        old = conn.execute(_IN_FORCE, params).scalar_one()
-        conn.execute(_RECORD, params)
-        used = conn.execute(_SET_DAY, params).scalar_one()
-        conn.execute(_SET_LATER, params)
-        audit_id = conn.execute(
-            _AUDIT, {**params, "actor": actor, "reason": reason, "old": old, "key": key}
-        ).scalar_one()
-        return LimitChange(
+        return apply_limit_change(
+            conn,
             organization_id=org,
             type=type,
-            effective=day,
-            old_limit=int(old),
-            new_limit=new_limit,
-            used_on_effective=int(used),
-            until=until,
-            audit_id=int(audit_id),
+            daily_limit=new_limit,
             actor=actor,
             reason=reason,
+            day=resolve_day(context, effective, until),
+            until=until,
+            key=key,
         )
 
     # With a key, a retry after a lost COMMIT finds the change it made (see _BY_KEY).
     return run_in_transaction(engine, body, idempotent=key is not None)
+
+
+def most_alone(plan_limit: int, factor: Decimal) -> int:
+    """The highest daily limit one person may set alone: ``factor`` times the plan's."""
+    return int(factor * plan_limit)  # (both positive: int() is the floor)
+
+
+def limit_context(conn: Connection, *, organization_id: int, type: str) -> Row[Any]:
+    """Lock the organization and read its local today and the type's plan limit
+    (``InvalidLimitChange`` for an unknown organization or type)."""
+    locked = conn.execute(_LIMIT_LOCK, {"org": organization_id}).first()
+    context = (
+        None
+        if locked is None
+        else conn.execute(_LIMIT_CONTEXT, {"org": organization_id, "type": type}).one_or_none()
+    )
+    if context is None:
+        raise InvalidLimitChange(f"There is no organization with id {organization_id}.")
+    if context.default_daily_limit is None:
+        raise InvalidLimitChange(f"Unknown generation type {type!r}.")
+    return context
+
+
+def resolve_day(context: Row[Any], effective: dt.date | None, until: dt.date | None) -> dt.date:
+    """The change's first day (default: the organization's today), refused in the past or
+    after ``until``."""
+    day: dt.date = effective or context.today
+    if day < context.today:
+        raise InvalidLimitChange(
+            f"{day} is in the past for this organization (today is {context.today}); "
+            "past days keep the limit they had."
+        )
+    if until is not None:
+        _check_until(until, day)
+    return day
+
+
+def apply_limit_change(
+    conn: Connection,
+    *,
+    organization_id: int,
+    type: str,
+    daily_limit: int,
+    actor: str,
+    reason: str,
+    day: dt.date,
+    until: dt.date | None,
+    key: str | None,
+    requested_by: str | None = None,
+    request_id: int | None = None,
+) -> LimitChange:
+    """Make a checked change under the organization's lock, and its audit row."""
+    params = {
+        "org": organization_id,
+        "type": type,
+        "day": day,
+        "until": until,
+        "limit": daily_limit,
+    }
+    old = conn.execute(_IN_FORCE, params).scalar_one()
+    conn.execute(_RECORD, params)
+    used = conn.execute(_SET_DAY, params).scalar_one()
+    conn.execute(_SET_LATER, params)
+    audit_id = conn.execute(
+        _AUDIT,
+        {
+            **params,
+            "actor": actor,
+            "reason": reason,
+            "old": old,
+            "key": key,
+            "requested_by": requested_by,
+            "request_id": request_id,
+        },
+    ).scalar_one()
+    return LimitChange(
+        organization_id=organization_id,
+        type=type,
+        effective=day,
+        old_limit=int(old),
+        new_limit=daily_limit,
+        used_on_effective=int(used),
+        until=until,
+        audit_id=int(audit_id),
+        actor=actor,
+        reason=reason,
+        requested_by=requested_by,
+    )
+
+
+def change_by_key(conn: Connection, *, organization_id: int, key: str) -> LimitChange | None:
+    """The change recorded under ``key`` (its audit row), or None."""
+    previous = conn.execute(_BY_KEY, {"org": organization_id, "key": key}).one_or_none()
+    return None if previous is None else _change(previous, organization_id)
+
+
+def _change(previous: Row[Any], org: int) -> LimitChange:
+    return LimitChange(
+        organization_id=org,
+        type=previous.type,
+        effective=previous.effective,
+        old_limit=int(previous.old_limit),
+        new_limit=int(previous.new_limit),
+        used_on_effective=int(previous.used),
+        until=previous.until,
+        audit_id=int(previous.id),
+        actor=previous.actor,
+        reason=previous.reason,
+        requested_by=previous.requested_by,
+    )
 
 
 def _check_until(until: dt.date, effective: dt.date) -> None:
@@ -688,18 +790,7 @@ def _replayed(
             start="change",
         ),
     )
-    return LimitChange(
-        organization_id=org,
-        type=type,
-        effective=previous.effective,
-        old_limit=int(previous.old_limit),
-        new_limit=int(previous.new_limit),
-        used_on_effective=int(previous.used),
-        until=previous.until,
-        audit_id=int(previous.id),
-        actor=previous.actor,
-        reason=previous.reason,
-    )
+    return _change(previous, org)
 
 
 def check_daily_limit(value: object) -> int:

@@ -43,6 +43,8 @@ _LABELS: Final = {
     "request_adjustment": ("Approval requested", "Approval requests"),
     "approve_adjustment": ("Adjustment approved", "Approvals"),
     "reject_adjustment": ("Adjustment rejected", "Rejections"),
+    "request_limit_change": ("Limit change requested", "Limit requests"),
+    "reject_limit_change": ("Limit change rejected", "Limit rejections"),
 }
 URL_PAGE: Final = "audit"
 URL_PARAMS: Final = (

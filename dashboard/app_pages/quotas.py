@@ -32,7 +32,8 @@ from dashboard import (
 )
 from dashboard.confirm import WriteFlow
 from dashboard.text import md
-from queries import quotas
+from queries import limit_approvals, quotas
+from queries.identity import canonical_identity, stored_identity
 from queries.models import PLANS
 
 FLASH: Final = "quotas"
@@ -301,7 +302,17 @@ def _until_phrase(until: dt.date | None, today: dt.date) -> str:
     )
 
 
-def _limit_changed(request: actions.LimitRequest, change: quotas.LimitChange) -> str:
+def _limit_changed(
+    request: actions.LimitRequest, change: quotas.LimitChange | limit_approvals.LimitRequest
+) -> str:
+    if isinstance(change, limit_approvals.LimitRequest):
+        return (
+            f"The daily {md(change.type)} limit of {change.daily_limit:,} for "
+            f"{md(request.organization_name)} from {change.effective}"
+            f"{_until_phrase(change.until, change.effective)} needs a second person: it is "
+            f'limit request {change.id}, waiting under "Limit requests". Nothing changes '
+            "until someone else approves it."
+        )
     return (
         f"The daily {md(change.type)} limit is now {change.new_limit:,} (was "
         f"{change.old_limit:,}) for {md(request.organization_name)} from {change.effective}"
@@ -344,10 +355,19 @@ def _confirm_limit(
             )
             if len(row):
                 st.caption(f"Where the current limit comes from: {md(row['source'].iloc[0])}.")
+        most = data.most_alone_limits(organization_id=request.organization_id).get(request.type)
+        second = most is not None and request.daily_limit > most
+        if second:
+            st.warning(
+                f"This is above {most:,}, the most one person may set alone "
+                "(LIMIT_APPROVAL_FACTOR times the plan's limit): it needs a second person. "
+                "Confirming files a request; nothing changes until someone else approves it.",
+                icon=":material/group:",
+            )
         LIMIT_CHANGE.buttons(
             request,
             shown=(f.organization_id, f.organization.name),
-            label="Confirm limit",
+            label="Request approval" if second else "Confirm limit",
             again_label="Confirm limit again",
             key="quotas.confirm",
             back=("Back", "quotas.back"),
@@ -444,6 +464,65 @@ def _limit(f: state.Filters) -> None:
     )
 
 
+K_REJECTION: Final = "quotas.rejection"
+
+
+def _limit_requests() -> None:
+    """The limit requests waiting for a second person, across organizations."""
+    st.subheader("Limit requests")
+    pending = data.pending_limit_requests()
+    if not pending:
+        st.caption("No limit change is waiting for a second person.")
+        return
+    me = auth.current_user().email
+    for request in pending:
+        with st.container(border=True):
+            until = f" through {request.until}" if request.until else ""
+            st.markdown(
+                f"**{md(request.organization)}**: daily {md(request.type)} limit "
+                f"{request.current_limit:,} → {request.daily_limit:,} from "
+                f"{request.effective}{until}  \n"
+                f"Requested by {md(request.requested_by)} · Reason: {md(request.reason)}"
+            )
+            mine = stored_identity(request.requested_by) == canonical_identity(me)
+            if mine:
+                st.caption("You requested this change; a second person decides on it.")
+                continue
+            approve, reason, reject = st.columns([1, 2, 1], vertical_alignment="bottom")
+            if approve.button("Approve", key=f"quotas.approve.{request.id}", type="primary"):
+                _decide(request, approve=True, reason=None)
+            why = reason.selectbox(
+                "Why reject",
+                [r for r in actions.REJECTION_REASONS if r != actions.OTHER],
+                index=None,
+                key=f"{K_REJECTION}.{request.id}",
+                placeholder="Choose a reason to reject",
+            )
+            if reject.button("Reject", key=f"quotas.reject.{request.id}"):
+                _decide(request, approve=False, reason=why)
+
+
+def _decide(request: limit_approvals.PendingLimitRequest, *, approve: bool, reason: object) -> None:
+    # Both decisions are idempotent for the same person: a double click or a retry
+    # after a lost answer makes the change once.
+    try:
+        decided = actions.decide_limit_request(request, approve=approve, reason=reason)
+    except ui.EXPECTED_ERRORS as exc:
+        st.error(ui.describe_write_error(exc), icon=":material/block:")
+        return
+    if isinstance(decided, quotas.LimitChange):
+        message = (
+            f"Approved limit request {request.id}: the daily {md(decided.type)} limit of "
+            f"{md(request.organization)} is now {decided.new_limit:,} from {decided.effective}"
+            f"{_until_phrase(decided.until, decided.effective)}. Recorded in the audit trail "
+            f"(entry {decided.audit_id})."
+        )
+    else:
+        message = f"Rejected limit request {request.id}; nothing was changed."
+    ui.flash(FLASH, "success", message)
+    st.rerun()
+
+
 def render() -> None:
     f = state.current()
     user = auth.current_user()
@@ -475,6 +554,8 @@ def render() -> None:
         if not form_first:
             with ui.section("The limit form"):
                 _limit(f)
+        with ui.section("The limit requests"):
+            _limit_requests()
     else:
         if st.session_state.pop(K_PENDING, None):
             st.error(

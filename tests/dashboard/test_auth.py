@@ -497,3 +497,23 @@ def test_a_company_zone_that_is_a_zone_starts(zone: str) -> None:
         )
         is None
     )
+
+
+@pytest.mark.parametrize("factor", ["0", "ten", "1e3", "-2", "1001"])
+def test_a_limit_approval_factor_that_is_not_a_number_stops_start_up(factor: str) -> None:
+    problem = auth.startup_problem(
+        env={"LIMIT_APPROVAL_FACTOR": factor}, secrets={"auth": OIDC}, database_url=None
+    )
+    assert problem is not None
+    assert "LIMIT_APPROVAL_FACTOR must be a number from 1 to 1000" in problem
+    assert repr(factor) in problem
+
+
+@pytest.mark.parametrize("factor", ["", "1", "2.5", "1000"])
+def test_a_limit_approval_factor_that_is_a_number_starts(factor: str) -> None:
+    assert (
+        auth.startup_problem(
+            env={"LIMIT_APPROVAL_FACTOR": factor}, secrets={"auth": OIDC}, database_url=None
+        )
+        is None
+    )

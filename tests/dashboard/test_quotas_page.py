@@ -519,3 +519,75 @@ def test_sort_by_orders_the_table_and_is_kept_in_the_url(today_engine: Engine) -
     linked = open_page(linked, "quotas")
     assert any("Ignored sort='x'" in plain(t) for t in texts(linked, "toast"))
     assert table_with(linked, "Their today")["Utilization"].dropna().is_monotonic_decreasing
+
+
+def _most_alone(engine: Engine, org: int, type: str) -> int:
+    # The plan's limit times the default LIMIT_APPROVAL_FACTOR, 10.
+    return 10 * int(
+        scalar(
+            engine,
+            "SELECT floor(t.default_daily_limit * plan_limit_factor(o.plan))::int "
+            "FROM organizations o, generation_types t WHERE o.id = :o AND t.type = :t",
+            o=org,
+            t=type,
+        )
+    )
+
+
+def test_a_limit_above_the_approval_factor_is_requested_then_approved_by_a_second_person(
+    org: int, fresh_engine: Engine
+) -> None:
+    limit = _most_alone(fresh_engine, org, "image") + 1
+    before = scalar(
+        fresh_engine,
+        "SELECT f.daily_limit FROM organizations o, "
+        "limit_in_force(o.id, 'image', (now() AT TIME ZONE o.timezone)::date) f WHERE o.id = :o",
+        o=org,
+    )
+    at = fill(quotas_page(org), limit=limit)
+    assert not at.exception
+    assert any("needs a second person" in w for w in texts(at, "warning")), "the review says so"
+    next(b for b in at.button if b.label == "Request approval").click()
+    at.run()
+    assert not at.exception
+    (success,) = texts(at, "success")
+    assert "needs a second person" in success and "Nothing changes" in success
+    request_id, status = (
+        scalar(
+            fresh_engine, "SELECT max(id) FROM limit_requests WHERE organization_id = :o", o=org
+        ),
+        scalar(
+            fresh_engine,
+            "SELECT status FROM limit_requests WHERE organization_id = :o ORDER BY id DESC LIMIT 1",
+            o=org,
+        ),
+    )
+    assert status == "pending"
+    assert any("a second person decides on it" in c.value for c in at.caption), "not for me"
+    assert not [b for b in at.button if b.key == f"quotas.approve.{request_id}"]
+
+    lead = make_app(role="support", email="lead@example.com", query={"org": str(org)})
+    lead = open_page(lead, "quotas")
+    next(b for b in lead.button if b.key == f"quotas.reject.{request_id}").click()
+    lead.run()
+    assert any("Choose why" in e for e in texts(lead, "error")), "a rejection needs a reason"
+    next(b for b in lead.button if b.key == f"quotas.approve.{request_id}").click()
+    lead.run()
+    assert not lead.exception
+    (approved,) = texts(lead, "success")
+    assert f"Approved limit request {request_id}" in approved and f"{limit:,}" in approved
+    with fresh_engine.connect() as conn:
+        audit = conn.execute(
+            text(
+                "SELECT actor, details FROM audit_log WHERE organization_id = :o "
+                "AND action = 'set_daily_limit' ORDER BY id DESC LIMIT 1"
+            ),
+            {"o": org},
+        ).one()
+    assert audit.actor == "lead@example.com"
+    assert audit.details["requested_by"] == "support@example.com"
+    assert (audit.details["old_limit"], audit.details["new_limit"]) == (before, limit)
+    assert (
+        table_with(lead, "Daily limit now").set_index("Type").loc["image", "Daily limit now"]
+        == limit
+    )

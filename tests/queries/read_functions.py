@@ -27,6 +27,7 @@ from queries import (
     forecast,
     generations,
     ledger,
+    limit_approvals,
     orgs,
     quotas,
     reconciliation,
@@ -42,6 +43,7 @@ READ_MODULES = (
     forecast,
     generations,
     ledger,
+    limit_approvals,
     orgs,
     quotas,
     statements,
@@ -58,6 +60,9 @@ WRITE_STEPS = frozenset(
         "ledger.insert_movement",
         "ledger.lock_organization",
         "ledger.lock_organizations",
+        "quotas.apply_limit_change",
+        "quotas.change_by_key",
+        "quotas.limit_context",
     }
 )
 # Reads that check the books from the raw rows: they scan history by design (a full
@@ -88,6 +93,9 @@ def afternoon(day: dt.date) -> dt.datetime:
 
 
 PER_ORGANIZATION: dict[str, Call] = {
+    "limit_approvals.most_alone_limits": lambda c, x: limit_approvals.most_alone_limits(
+        c, organization_id=x.organization_id
+    ),
     "timelines.generation_timeline": lambda c, x: timelines.generation_timeline(
         c, organization_id=x.organization_id, start=x.start, end=x.end
     ),
@@ -232,6 +240,9 @@ CROSS_ORGANIZATION: dict[str, Call] = {
         c, start=x.start, end=x.end, limit=50, sort="oldest"
     ),
     "approvals.pending_requests_page": lambda c, x: approvals.pending_requests_page(c, limit=5),
+    "limit_approvals.pending_limit_requests": lambda c, x: limit_approvals.pending_limit_requests(
+        c, limit=5
+    ),
     "orgs.list_organizations": lambda c, x: orgs.list_organizations(c),
     "orgs.search_organizations": lambda c, x: orgs.search_organizations(c, query="a", limit=5),
     "orgs.search_organizations[id]": lambda c, x: orgs.search_organizations(

@@ -38,6 +38,11 @@ from queries.credits import adjust_credits, reverse_adjustment
 from queries.db import create_runtime_engine
 from queries.embedded_server import owns_url
 from queries.generations import record_generation
+from queries.limit_approvals import (
+    approve_limit_request,
+    reject_limit_request,
+    request_limit_change,
+)
 from queries.models import Base
 from queries.orgs import set_timezone
 from queries.quotas import set_daily_limit
@@ -212,6 +217,25 @@ def test_every_table_is_readable_by_every_role_and_nothing_more_is_granted(
         *(
             ("limit_changes", column, "INSERT")
             for column in ("organization_id", "type", "effective", "until", "daily_limit")
+        ),
+        # A limit request (0019) is inserted, and its decision recorded in its own columns
+        # (the two-person rule is its CHECK).
+        *(
+            ("limit_requests", column, "INSERT")
+            for column in (
+                "organization_id",
+                "type",
+                "daily_limit",
+                "effective",
+                "until",
+                "reason",
+                "requested_by",
+                "idempotency_key",
+            )
+        ),
+        *(
+            ("limit_requests", column, "UPDATE")
+            for column in ("status", "decided_by", "decided_at", "decision_reason", "audit_id")
         ),
         # Decisions are decide_approval_request's (0013): no UPDATE of a request.
         # Checkpoints are the reconciler's (0014): the app only reads them.
@@ -452,6 +476,7 @@ class Tenant:
     user_id: int
     entry_id: int  # a grant that can be reversed
     request_id: int  # a pending approval request by another person
+    limit_request_id: int  # a pending limit request by another person
 
 
 def _tenant(owner: Engine) -> Tenant:
@@ -472,7 +497,16 @@ def _tenant(owner: Engine) -> Tenant:
         actor="requester@example.com",
         idempotency_key=f"roles-setup-request-{org}",
     )
-    return Tenant(org, users[0], entry.id, request.id)
+    limit_request = request_limit_change(
+        owner,
+        organization_id=org,
+        type="chat",
+        daily_limit=50_000,
+        reason="Launch",
+        actor="requester@example.com",
+        idempotency_key=f"roles-setup-limit-request-{org}",
+    )
+    return Tenant(org, users[0], entry.id, request.id, limit_request.id)
 
 
 def _limit_later_day_first(engine: Engine, t: Tenant) -> object:
@@ -605,6 +639,21 @@ WRITES: dict[str, Callable[[Engine, Tenant], object]] = {
         idempotency_key=f"roles-gen-{t.organization_id}",
     ),
     "quotas.set_daily_limit": _limit_later_day_first,
+    "limit_approvals.request_limit_change": lambda e, t: request_limit_change(
+        e,
+        organization_id=t.organization_id,
+        type="image",
+        daily_limit=9_000_000,
+        reason="Launch",
+        actor=ACTOR,
+        idempotency_key=f"roles-limit-request-{t.organization_id}",
+    ),
+    "limit_approvals.approve_limit_request": lambda e, t: approve_limit_request(
+        e, request_id=t.limit_request_id, approver=ACTOR
+    ),
+    "limit_approvals.reject_limit_request": lambda e, t: reject_limit_request(
+        e, request_id=t.limit_request_id, approver=ACTOR, reason="Not agreed"
+    ),
     "orgs.set_timezone": _timezone_after_a_generation,
     "alerts.deliver": _deliver_an_alert,
 }

@@ -30,7 +30,8 @@ def _norm(value: Any) -> Any:
 
 
 def _tenant(conn: Connection, *, tz: str, users: int, seed: int) -> Context:
-    org = make_org(conn, timezone=tz, balance=0)
+    # Plans differ too, so reads of what a plan allows differ between tenants.
+    org = make_org(conn, timezone=tz, balance=0, plan=("pro", "enterprise")[seed])
     user_ids = [make_user(conn, org) for _ in range(users)]
     add_ledger(
         conn,
