@@ -313,26 +313,34 @@ def _utc_days_from_local_days(*, by_type: bool) -> CTE:
         .prefix_with("MATERIALIZED")
     )
     e = edges.c
+    # Summed inside a LATERAL subquery per edge: its GROUP BY keeps PostgreSQL from
+    # flattening it, so each edge is one range probe of pk_quarter_hour_usage. As a
+    # plain join, at 100M the planner read all of the largest tenant's quarter-hours
+    # once and filtered them per edge (15M rows, 0.7 s) despite the MATERIALIZED edges.
+    per_edge = (
+        select(
+            q.c.type,
+            func.sum(q.c.generations).label("generations"),
+            func.sum(q.c.credits).label("credits"),
+        )
+        .where(
+            q.c.organization_id == _org,
+            q.c.bucket >= func.least(e.utc_midnight, e.local_midnight),
+            q.c.bucket < func.greatest(e.utc_midnight, e.local_midnight),
+        )
+        .group_by(q.c.type)
+        .lateral("per_edge")
+    )
     sign = case((e.local_midnight > e.utc_midnight, one), else_=-one)
     edge_sums = (
         select(
             e.bucket,
             e.previous,
-            q.c.type,
-            (func.sum(q.c.generations) * sign).label("generations"),
-            (func.sum(q.c.credits) * sign).label("credits"),
+            per_edge.c.type,
+            (per_edge.c.generations * sign).label("generations"),
+            (per_edge.c.credits * sign).label("credits"),
         )
-        .select_from(
-            edges.join(
-                q,
-                and_(
-                    q.c.organization_id == _org,
-                    q.c.bucket >= func.least(e.utc_midnight, e.local_midnight),
-                    q.c.bucket < func.greatest(e.utc_midnight, e.local_midnight),
-                ),
-            )
-        )
-        .group_by(e.bucket, e.previous, e.utc_midnight, e.local_midnight, q.c.type)
+        .select_from(edges.join(per_edge, true()))
         .cte("edge_sums")
     )
     d, s = local_days.c, edge_sums.c
