@@ -4,6 +4,7 @@ time) and spikes; Usage review and Credits show low runway with a days input."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
@@ -13,7 +14,14 @@ from sqlalchemy import Engine, text
 
 from dashboard import forecasts
 from queries import forecast
-from tests.dashboard.apptest import links_of, make_app, open_page, table_with
+from tests.dashboard.apptest import (
+    capture_downloads,
+    links_of,
+    make_app,
+    open_page,
+    table_with,
+    texts,
+)
 from tests.factories import add_generations, make_org, make_user
 
 # Clocks 5 hours apart at most (Honolulu and Kiritimati show the same hour): at any
@@ -115,6 +123,32 @@ def test_low_runway_is_on_usage_review_and_credits_with_a_days_input(
     with fresh_engine.connect() as conn:
         expected = forecast.low_runway(conn, within_days=365)
     assert list(wider["Organization"]) == list(expected["name"])
+
+
+def test_a_long_low_runway_list_draws_the_soonest_and_offers_all_of_them_as_csv(
+    trouble: dict[str, object], fresh_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(forecasts, "RUNWAY_SHOWN", 2)
+    downloads = capture_downloads(monkeypatch)
+    at = open_page(make_app(role="admin", query={"org": str(trouble["org"])}), "usage")
+    at.number_input(key="usage.runway_days").set_value(365).run()
+    assert not at.exception
+    with fresh_engine.connect() as conn:
+        expected = forecast.low_runway(conn, within_days=365)
+    assert len(expected) > 2, "the demo data should hold more than two with a runway"
+    shown = table_with(at, "Runs out on")
+    assert list(shown["Organization"]) == list(expected["name"][:2])
+    opens = links_of(at, "usage.low_runway", "Organization")
+    assert [opens[i].query["org"] for i in shown.index] == [
+        str(i) for i in expected["organization_id"][:2]
+    ]
+    assert any(
+        f"The 2 that run out soonest of {len(expected):,}" in c for c in texts(at, "caption")
+    )
+    assert "low-runway-365-days.csv" not in downloads, "read only when asked"
+    at.button(key="usage.low_runway.prepare_csv").click().run()
+    csv = pd.read_csv(io.BytesIO(downloads["low-runway-365-days.csv"]))
+    assert list(csv["Organization"]) == list(expected["name"])
 
 
 def test_a_hit_time_is_shown_in_the_organizations_own_clock() -> None:
