@@ -598,8 +598,8 @@ def top_users(
 # In the organization's zone (or UTC). A period that reaches "now" is cut at the last
 # whole quarter-hour before it, and the previous period's last day at the same local
 # time, so an unfinished day is never compared with a whole one. Every bound is a local
-# midnight or a quarter-hour, so totals are exact sums of quarter_hour_usage buckets;
-# active users are one probe per member into generations on
+# midnight or a quarter-hour, so totals are exact sums of whole days (usage_limits) and
+# quarter_hour_usage buckets; active users are one probe per member into generations on
 # (organization_id, user_id, created_at) for each period.
 _KPIS = text(
     """
@@ -630,7 +630,53 @@ _KPIS = text(
                     ELSE b1.lower END AS prev_upper
         FROM b1
     ),
-    totals AS (
+    -- In the organization's own zone its whole local days are its usage_limits rows
+    -- (one per type and day), and only the unfinished last day of each period is read
+    -- from quarter_hour_usage: 90 days against the 90 before read about 900 rows
+    -- instead of 84,000 quarter-hours for the largest tenant at 100M. In UTC the
+    -- days are not the rows' days, so every quarter-hour is summed.
+    parts AS (
+        SELECT b.*, (b.upper AT TIME ZONE b.tz)::date AS upper_day,
+               (b.prev_upper AT TIME ZONE b.tz)::date AS prev_upper_day
+        FROM b
+    ),
+    edges AS (
+        SELECT parts.*,
+               upper_day::timestamp AT TIME ZONE parts.tz AS upper_midnight,
+               prev_upper_day::timestamp AT TIME ZONE parts.tz AS prev_upper_midnight
+        FROM parts
+    ),
+    own_zone AS (
+        SELECT coalesce(sum(u.used) FILTER (WHERE u.date >= CAST(:start AS date)), 0)
+                   AS generations,
+               coalesce(sum(u.credits_used) FILTER (WHERE u.date >= CAST(:start AS date)), 0)
+                   AS credits,
+               coalesce(sum(u.used) FILTER (WHERE u.date < e.prev_upper_day), 0)
+                   AS previous_generations,
+               coalesce(sum(u.credits_used) FILTER (WHERE u.date < e.prev_upper_day), 0)
+                   AS previous_credits
+        FROM edges e JOIN usage_limits u
+          ON u.organization_id = :org
+         AND u.date >= CAST(:prev AS date) AND u.date < e.upper_day
+         AND (u.date < e.prev_upper_day OR u.date >= CAST(:start AS date))
+        WHERE NOT CAST(:utc AS boolean)
+    ),
+    unfinished AS (
+        SELECT coalesce(sum(q.generations) FILTER (WHERE q.bucket >= e.upper_midnight), 0)
+                   AS generations,
+               coalesce(sum(q.credits) FILTER (WHERE q.bucket >= e.upper_midnight), 0)
+                   AS credits,
+               coalesce(sum(q.generations) FILTER (WHERE q.bucket < e.prev_upper), 0)
+                   AS previous_generations,
+               coalesce(sum(q.credits) FILTER (WHERE q.bucket < e.prev_upper), 0)
+                   AS previous_credits
+        FROM edges e JOIN quarter_hour_usage q
+          ON q.organization_id = :org
+         AND ((q.bucket >= e.upper_midnight AND q.bucket < e.upper)
+              OR (q.bucket >= e.prev_upper_midnight AND q.bucket < e.prev_upper))
+        WHERE NOT CAST(:utc AS boolean)
+    ),
+    in_utc AS (
         SELECT coalesce(sum(q.generations) FILTER (WHERE q.bucket >= b.lower), 0)
                    AS generations,
                coalesce(sum(q.credits) FILTER (WHERE q.bucket >= b.lower), 0) AS credits,
@@ -642,6 +688,14 @@ _KPIS = text(
           ON q.organization_id = :org
          AND q.bucket >= b.prev_lower AND q.bucket < b.upper
          AND (q.bucket < b.prev_upper OR q.bucket >= b.lower)
+        WHERE CAST(:utc AS boolean)
+    ),
+    totals AS (
+        SELECT sum(generations)::bigint AS generations, sum(credits)::bigint AS credits,
+               sum(previous_generations)::bigint AS previous_generations,
+               sum(previous_credits)::bigint AS previous_credits
+        FROM (SELECT * FROM own_zone UNION ALL SELECT * FROM unfinished
+              UNION ALL SELECT * FROM in_utc) AS t
     ),
     active AS (
         SELECT count(*) FILTER (WHERE EXISTS (
