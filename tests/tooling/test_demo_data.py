@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from tests.conftest import DEMO_GENERATIONS, DEMO_NOW
 from tests.queries.rollups import ROLLUPS, mismatches
 from tooling.demo_data import FINANCE_STAFF, DemoDataError, seed_demo_data
+from tooling.demo_data.quotas import RAISE_REASON, RAISED_DAYS_AFTER, RAISED_DAYS_BEFORE
 
 
 def test_balance_equals_ledger_minus_generation_credits_for_every_org(demo_engine: Engine) -> None:
@@ -235,6 +236,48 @@ def test_some_organizations_are_near_or_over_their_limit_whenever_the_load_is_ma
         {"now": now},
     ).scalar_one()
     assert pressed > 0
+
+
+def test_one_limit_is_raised_for_a_week_that_ends_by_itself(demo_engine: Engine) -> None:
+    """Customer success's temporary raise, as set_daily_limit leaves it: a change with an
+    end, its days' rows at the raised limit, the limit before it once it has ended, and
+    an audit row that names the end."""
+    with demo_engine.connect() as conn:
+        (change,) = conn.execute(
+            text("SELECT * FROM limit_changes WHERE until IS NOT NULL")
+        ).mappings()
+        assert change["until"] - change["effective"] == dt.timedelta(
+            days=RAISED_DAYS_BEFORE + RAISED_DAYS_AFTER
+        )
+        key = {"o": change["organization_id"], "t": change["type"]}
+        rows = conn.execute(
+            text(
+                "SELECT date, daily_limit FROM usage_limits "
+                "WHERE organization_id = :o AND type = :t AND date >= :e"
+            ),
+            {**key, "e": change["effective"]},
+        ).all()
+        assert rows and {limit for _, limit in rows} == {change["daily_limit"]}
+        after = conn.execute(
+            text("SELECT daily_limit FROM limit_in_force(:o, :t, :d)"),
+            {**key, "d": change["until"] + dt.timedelta(days=1)},
+        ).scalar_one()
+        assert after * 2 == change["daily_limit"]
+        audit = conn.execute(
+            text(
+                "SELECT reason, details FROM audit_log WHERE action = 'set_daily_limit' "
+                "AND organization_id = :o AND details ->> 'until' IS NOT NULL"
+            ),
+            key,
+        ).one()
+        assert audit.reason == RAISE_REASON
+        assert audit.details == {
+            "type": change["type"],
+            "effective": change["effective"].isoformat(),
+            "until": change["until"].isoformat(),
+            "old_limit": after,
+            "new_limit": change["daily_limit"],
+        }
 
 
 # The columns each table's load writes, row by row as text, hashed in a fixed order

@@ -25,7 +25,7 @@ One module per thing it draws, and the load's machinery:
 - ``organizations``: organizations, users and the generation types;
 - ``generations``: the generations, drawn in chunks, and what later phases need of them;
 - ``rollups``: the rollups counted from the drawn arrays;
-- ``quotas``: usage_limits, today's lowered limits (limit_changes) and their audit rows;
+- ``quotas``: usage_limits, limit changes (a few lowered today, one raised for a week) and their audit rows;
 - ``ledger``: the credit movements and the balances they leave;
 - ``binary`` and ``copying``: COPY BINARY tuples from numpy arrays, and sending them;
 - ``tables``: the tables a load replaces, their keys rebuilt as steps, the triggers

@@ -1,10 +1,13 @@
 """The quotas: usage_limits counted from the generations, with the limits customer
-success lowered today (limit_changes) and their audit rows."""
+success changed (limit_changes: a few lowered today, one raised for a week that ends by
+itself) and their audit rows."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 import psycopg
@@ -25,15 +28,26 @@ _COPY_USAGE = (
 )
 
 
+# The temporary raise: from two days ago through five days ahead, twice the limit.
+RAISED_DAYS_BEFORE: Final = 2
+RAISED_DAYS_AFTER: Final = 5
+RAISE_REASON: Final = "Launch week: temporary raise"
+LOWER_REASON: Final = "Plan downgrade: limit lowered pending renewal"
+
+
 @dataclass(frozen=True, slots=True)
-class _LoweredLimit:
-    """A limit customer success lowered today (the audit trail records it)."""
+class LimitChange:
+    """A limit customer success changed, as ``set_daily_limit`` records it: from
+    ``date`` (through ``until`` when it ends by itself), with its audit row."""
 
     organization_id: int
     type: str
     date: dt.date
     old_limit: int
     new_limit: int
+    reason: str
+    made_at: dt.datetime
+    until: dt.date | None = None
 
 
 def load_usage(
@@ -42,12 +56,13 @@ def load_usage(
     orgs: list[Org],
     totals: dict[int, OrgTotals],
     now: dt.datetime,
-) -> tuple[int, list[_LoweredLimit]]:
+) -> tuple[int, list[LimitChange]]:
     """usage_limits rows: exact counts and credit sums per (organization, type, local day).
 
     Limits: each organization has headroom over its busiest day, except a few that
-    customer success will find at or over their limit today. Returns the rows loaded
-    and the limits lowered today.
+    customer success will find at or over their limit today, and one whose busiest type
+    is raised for a launch week that ends by itself (no random draw, so every other
+    row is as before). Returns the rows loaded and the limit changes.
     """
     headroom = rng.uniform(1.3, 2.5, len(orgs))
     pressure = np.ones(len(orgs))
@@ -73,7 +88,8 @@ def load_usage(
     parts: dict[str, list[np.ndarray]] = {
         k: [] for k in ("org", "kind", "day", "used", "spent", "limit", "last")
     }
-    lowered: list[_LoweredLimit] = []
+    changes: list[LimitChange] = []
+    raised = _raised_organization(orgs, pressure, busy_today)
     for org in orgs:
         cells = totals.get(org.id)
         if cells is None:
@@ -90,15 +106,37 @@ def load_usage(
                 daily_limit[i] = max(1, int(int(cells.used[i]) / squeeze))
                 earlier = bool(np.any((cells.kind == t) & (cells.day < today)))
                 if earlier and daily_limit[i] < limit[t]:
-                    lowered.append(
-                        _LoweredLimit(
+                    changes.append(
+                        LimitChange(
                             org.id,
                             GENERATION_TYPES[t][0],
                             epoch + dt.timedelta(days=today),
                             int(limit[t]),
                             int(daily_limit[i]),
+                            LOWER_REASON,
+                            now - dt.timedelta(hours=1),
                         )
                     )
+        if org.id == raised:
+            # Its busiest type, raised on the days of the change so far: a row on a
+            # covered day holds the change's limit, as set_daily_limit leaves it.
+            t = int(np.argmax(np.bincount(cells.kind, weights=cells.used, minlength=len(limit))))
+            start = today - RAISED_DAYS_BEFORE
+            covered = (cells.kind == t) & (cells.day >= start) & (cells.day <= today)
+            daily_limit[covered] = 2 * limit[t]
+            changes.append(
+                LimitChange(
+                    org.id,
+                    GENERATION_TYPES[t][0],
+                    epoch + dt.timedelta(days=start),
+                    int(limit[t]),
+                    int(2 * limit[t]),
+                    RAISE_REASON,
+                    # The morning before the launch week began.
+                    now - dt.timedelta(days=RAISED_DAYS_BEFORE, hours=1),
+                    until=epoch + dt.timedelta(days=today + RAISED_DAYS_AFTER),
+                )
+            )
         parts["org"].append(np.full(len(cells.kind), org.id, dtype=np.int64))
         parts["kind"].append(cells.kind)
         parts["day"].append(cells.day)
@@ -107,7 +145,7 @@ def load_usage(
         parts["limit"].append(daily_limit)
         parts["last"].append(cells.last)
     if not parts["org"]:
-        return 0, lowered
+        return 0, changes
     col = {k: np.concatenate(v) for k, v in parts.items()}
     n = len(col["org"])
     copy_bytes(
@@ -127,25 +165,38 @@ def load_usage(
             col["kind"],
         ),
     )
-    return n, lowered
+    return n, changes
 
 
-def load_audit(conn: psycopg.Connection, lowered: list[_LoweredLimit], now: dt.datetime) -> None:
-    """Today's lowered limits as ``set_daily_limit`` leaves them: a change in
-    ``limit_changes`` (open-ended, from today) and its audit row. Without the change, a
-    later change that ends would fall back past today's row to the limit before it."""
+def _raised_organization(
+    orgs: list[Org], pressure: np.ndarray, busy_today: Callable[[Org], bool]
+) -> int | None:
+    """The organization whose limit is raised for a week: the busiest (by its place in
+    the list) of those with use today whose limit is not squeezed, not the largest."""
+    for i in range(1, min(len(orgs), 16)):
+        if pressure[i] == 1 and busy_today(orgs[i]):
+            return orgs[i].id
+    return None
+
+
+def load_audit(conn: psycopg.Connection, changes: list[LimitChange], now: dt.datetime) -> None:
+    """The limit changes as ``set_daily_limit`` leaves them: a row in ``limit_changes``
+    and its audit row. Without the row, a later change that ends would fall back past
+    the changed days' rows to the limit before them."""
     copy_rows(
         conn,
-        "COPY limit_changes (organization_id, type, effective, daily_limit, created_at) FROM STDIN",
+        "COPY limit_changes (organization_id, type, effective, until, daily_limit, created_at) "
+        "FROM STDIN",
         [
             (
                 change.organization_id,
                 change.type,
                 change.date,
+                change.until,
                 change.new_limit,
-                now - dt.timedelta(hours=1),
+                change.made_at,
             )
-            for change in lowered
+            for change in changes
         ],
     )
     copy_rows(
@@ -156,7 +207,7 @@ def load_audit(conn: psycopg.Connection, lowered: list[_LoweredLimit], now: dt.d
                 change.organization_id,
                 "set_daily_limit",
                 SUPPORT_STAFF[0],
-                "Plan downgrade: limit lowered pending renewal",
+                change.reason,
                 Jsonb(
                     {
                         "type": change.type,
@@ -164,9 +215,10 @@ def load_audit(conn: psycopg.Connection, lowered: list[_LoweredLimit], now: dt.d
                         "old_limit": change.old_limit,
                         "new_limit": change.new_limit,
                     }
+                    | ({} if change.until is None else {"until": change.until.isoformat()})
                 ),
-                now - dt.timedelta(hours=1),
+                change.made_at,
             )
-            for change in lowered
+            for change in changes
         ],
     )

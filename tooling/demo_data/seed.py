@@ -138,10 +138,10 @@ def _load(
         lap,
         rollups,
     )
-    usage_rows, lowered = load_usage(conn, plan.rng, plan.orgs, totals, plan.now)
+    usage_rows, limit_changes = load_usage(conn, plan.rng, plan.orgs, totals, plan.now)
     lap("usage_limits")
     ledger_entries = load_ledger(conn, plan.rng, plan.orgs, totals, plan.now)
-    load_audit(conn, lowered, plan.now)
+    load_audit(conn, limit_changes, plan.now)
     _sync_identities(conn)
     lap("ledger and audit")
     return loaded, usage_rows, ledger_entries
