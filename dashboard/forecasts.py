@@ -212,7 +212,7 @@ def low_runway(page: str, f: state.Filters) -> None:
             filters=int(days),
             complete=table if len(rows) <= RUNWAY_SHOWN else None,
             read_all=lambda: (table, None),
-            file_name=f"low-runway-{int(days)}-days.csv",
+            file_name=f"low-runway_within-{int(days)}-days.csv",
             prepare_label="Prepare CSV of all",
         )
     st.caption(

@@ -145,9 +145,9 @@ def test_a_long_low_runway_list_draws_the_soonest_and_offers_all_of_them_as_csv(
     assert any(
         f"The 2 that run out soonest of {len(expected):,}" in c for c in texts(at, "caption")
     )
-    assert "low-runway-365-days.csv" not in downloads, "read only when asked"
+    assert "low-runway_within-365-days.csv" not in downloads, "read only when asked"
     at.button(key="usage.low_runway.prepare_csv").click().run()
-    csv = pd.read_csv(io.BytesIO(downloads["low-runway-365-days.csv"]))
+    csv = pd.read_csv(io.BytesIO(downloads["low-runway_within-365-days.csv"]))
     assert list(csv["Organization"]) == list(expected["name"])
 
 

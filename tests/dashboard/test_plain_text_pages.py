@@ -87,9 +87,13 @@ def test_every_download_on_every_page_is_neutralised_and_numbers_stay_numbers(
         if name == "usage":  # the timeline across organizations, read when asked
             at.toggle(key="usage.timeline").set_value(True).run()
             assert not at.exception
-    assert {n.split("_")[0] for n in downloads} == {"usage", "timeline", "ledger", "audit"}, list(
-        downloads
-    )
+    assert {n.split("_")[0] for n in downloads} == {
+        "usage",
+        "low-runway",
+        "timeline",
+        "ledger",
+        "audit",
+    }, list(downloads)
     numeric = {
         "Rank",
         "Generations",
@@ -100,6 +104,8 @@ def test_every_download_on_every_page_is_neutralised_and_numbers_stay_numbers(
         "Amount",
         "Balance after",
         "Credits",
+        "Daily burn",
+        "Runway (days)",
     }
     seen: set[str] = set()
     for file_name, data in downloads.items():
