@@ -213,7 +213,8 @@ def low_runway(page: str, f: state.Filters) -> None:
             complete=table if len(rows) <= RUNWAY_SHOWN else None,
             read_all=lambda: (table, None),
             file_name=f"low-runway_within-{int(days)}-days.csv",
-            prepare_label="Prepare CSV of all",
+            prepare_label="Prepare low runway CSV",
+            label="Download low runway CSV",
         )
     st.caption(
         "Across all organizations: the balance now over the average credits consumed per "

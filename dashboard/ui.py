@@ -266,9 +266,11 @@ def csv_download(
     read_all: Callable[[], tuple[pd.DataFrame, str | None]],
     file_name: str,
     prepare_label: str,
+    label: str = "Download CSV",
     disabled: bool = False,
 ) -> None:
     """The "Download CSV" of a paged list: every matching row, not only the page shown.
+    A second list on the same page names its own in ``label``.
 
     ``complete`` is the list when the page shown already holds all of it (offered at
     once). Else reading every row costs a second query as large as the list, so it is
@@ -290,7 +292,7 @@ def csv_download(
         )
         return
     st.download_button(
-        "Download CSV",
+        label,
         data=exports.csv_bytes(complete),
         file_name=file_name,
         mime="text/csv",
