@@ -237,6 +237,9 @@ def test_every_table_is_readable_by_every_role_and_nothing_more_is_granted(
             ("limit_requests", column, "UPDATE")
             for column in ("status", "decided_by", "decided_at", "decision_reason", "audit_id")
         ),
+        # A limit's mode (0020): set_limit_enforcement upserts it, never deletes it.
+        *(("limit_enforcement", column, "INSERT") for column in ("organization_id", "type", "soft")),
+        *(("limit_enforcement", column, "UPDATE") for column in ("soft", "updated_at")),
         # Decisions are decide_approval_request's (0013): no UPDATE of a request.
         # Checkpoints are the reconciler's (0014): the app only reads them.
         # Alert deliveries (0011): a delivery is inserted, never changed or deleted.
