@@ -52,6 +52,8 @@ UTILIZATION_COLUMNS = {
     "daily_limit": "int64",
     "utilization": "float64",
     "status": "str",
+    "soft": "bool",
+    "overage": "int64",
 }
 
 _UTILIZATION = text(
@@ -59,7 +61,8 @@ _UTILIZATION = text(
     SELECT o.id AS organization_id, o.name, o.slug, o.plan, o.timezone, u.date, u.type,
            u.used, u.daily_limit,
            quota_utilization(u.used, u.daily_limit) AS utilization,
-           quota_status(u.used, u.daily_limit, :threshold) AS status
+           quota_status(u.used, u.daily_limit, :threshold) AS status,
+           coalesce(e.soft, false) AS soft, greatest(u.used - u.daily_limit, 0) AS overage
     FROM organizations o
     JOIN usage_limits u
       ON u.organization_id = o.id
@@ -68,6 +71,8 @@ _UTILIZATION = text(
      -- on ix_usage_limits_date, so only today's rows are read, never the history.
      AND u.date BETWEEN coalesce(CAST(:day AS date), CAST(coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE 'UTC' AS date) - 1)
                     AND coalesce(CAST(:day AS date), CAST(coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE 'UTC' AS date) + 1)
+    -- The mode of the row's limit (migration 0020): one primary-key probe per row.
+    LEFT JOIN limit_enforcement e ON e.organization_id = u.organization_id AND e.type = u.type
     WHERE u.used >= :threshold * u.daily_limit OR NOT :only_alerts
     ORDER BY utilization DESC, u.used DESC, o.name, u.type
     """
@@ -107,7 +112,9 @@ def all_orgs_quota_utilization(
 
     Columns: organization_id, name, slug, plan, timezone, date, type, used, daily_limit,
     utilization (used / limit; inf when the limit is 0 and something was used),
-    status ('over', 'at limit', 'near' at or above ``threshold``, 'ok').
+    status ('over', 'at limit', 'near' at or above ``threshold``, 'ok'), soft (True
+    when generations past the limit go through), overage (how many were used past the
+    limit: only a soft limit has any, or a limit lowered below what was used).
     """
     params = {
         "day": _check_day(day),
@@ -143,7 +150,8 @@ _UTILIZATION_PAGE = text(
     SELECT o.id AS organization_id, o.name, o.slug, o.plan, o.timezone, u.date, u.type,
            u.used, u.daily_limit,
            quota_utilization(u.used, u.daily_limit) AS utilization,
-           quota_status(u.used, u.daily_limit, :threshold) AS status
+           quota_status(u.used, u.daily_limit, :threshold) AS status,
+           coalesce(e.soft, false) AS soft, greatest(u.used - u.daily_limit, 0) AS overage
     FROM organizations o
     JOIN usage_limits u
       ON u.organization_id = o.id
@@ -152,6 +160,8 @@ _UTILIZATION_PAGE = text(
      -- on ix_usage_limits_date, so only today's rows are read, never the history.
      AND u.date BETWEEN coalesce(CAST(:day AS date), CAST(coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE 'UTC' AS date) - 1)
                     AND coalesce(CAST(:day AS date), CAST(coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE 'UTC' AS date) + 1)
+    -- The mode of the row's limit (migration 0020): one primary-key probe per row.
+    LEFT JOIN limit_enforcement e ON e.organization_id = u.organization_id AND e.type = u.type
     ),
     filtered AS (
         SELECT t.*, count(*) OVER () AS total
@@ -201,7 +211,8 @@ _HEATMAP = text(
     SELECT o.id AS organization_id, o.name, o.slug, o.plan, o.timezone, u.date, u.type,
            u.used, u.daily_limit,
            quota_utilization(u.used, u.daily_limit) AS utilization,
-           quota_status(u.used, u.daily_limit, :threshold) AS status
+           quota_status(u.used, u.daily_limit, :threshold) AS status,
+           coalesce(e.soft, false) AS soft, greatest(u.used - u.daily_limit, 0) AS overage
     FROM organizations o
     JOIN usage_limits u
       ON u.organization_id = o.id
@@ -210,6 +221,8 @@ _HEATMAP = text(
      -- on ix_usage_limits_date, so only today's rows are read, never the history.
      AND u.date BETWEEN coalesce(CAST(:day AS date), CAST(coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE 'UTC' AS date) - 1)
                     AND coalesce(CAST(:day AS date), CAST(coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE 'UTC' AS date) + 1)
+    -- The mode of the row's limit (migration 0020): one primary-key probe per row.
+    LEFT JOIN limit_enforcement e ON e.organization_id = u.organization_id AND e.type = u.type
     ),
     fullest AS (
         SELECT organization_id, max(utilization) AS fullest
