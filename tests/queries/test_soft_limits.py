@@ -13,7 +13,13 @@ from sqlalchemy import Engine, text
 
 from queries.errors import IdempotencyConflict, InvalidLimitChange, QuotaExceeded
 from queries.generations import RecordedGeneration, record_generation
-from queries.quotas import limits_in_force, set_daily_limit, set_limit_enforcement
+from queries.quotas import (
+    all_orgs_quota_utilization,
+    limits_in_force,
+    set_daily_limit,
+    set_limit_enforcement,
+)
+from queries.statements import monthly_statement
 from tests.queries.writes import invariant_holds, new_org, snapshot
 
 AT = dt.datetime(2032, 5, 12, 15, 0, tzinfo=dt.UTC)
@@ -203,3 +209,45 @@ def test_bad_input_is_refused_and_writes_nothing(
             text("SELECT count(*) FROM limit_enforcement WHERE organization_id = :o"), {"o": org}
         ).scalar_one()
     assert rows == 0
+
+
+# The overage of each chat day, recounted from the generations themselves and the
+# database's rule for the limit of each day.
+_RECOUNT = text(
+    """
+    SELECT coalesce(sum(greatest(d.n - f.daily_limit, 0)), 0)
+    FROM (SELECT (g.created_at AT TIME ZONE o.timezone)::date AS day, count(*) AS n
+          FROM generations g JOIN organizations o ON o.id = g.organization_id
+          WHERE g.organization_id = :o AND g.type = 'chat'
+          GROUP BY 1) AS d
+    CROSS JOIN LATERAL limit_in_force(:o, 'chat', d.day) AS f
+    """
+)
+
+
+def test_the_statement_overage_is_the_recount_of_the_months_days(write_engine: Engine) -> None:
+    org, user = _limited(write_engine, 2)
+    _switch(write_engine, org, True)
+    for day, count in ((AT, 5), (AT + dt.timedelta(days=1), 3), (AT + dt.timedelta(days=2), 1)):
+        for _ in range(count):
+            record_generation(write_engine, organization_id=org, user_id=user, type="chat", at=day)
+    with write_engine.connect() as conn:
+        statement = monthly_statement(conn, organization_id=org, month=DAY, now=AT)
+        recount = conn.execute(_RECOUNT, {"o": org}).scalar_one()
+    assert [(v.type, v.generations) for v in statement.overage] == [("chat", 3 + 1)]
+    assert recount == 4
+
+
+def test_the_quota_table_shows_the_mode_and_the_overage_today(write_engine: Engine) -> None:
+    org, user = _limited(write_engine, 2)
+    _switch(write_engine, org, True)
+    for _ in range(3):
+        _chat(write_engine, org, user)
+    with write_engine.connect() as conn:
+        rows = all_orgs_quota_utilization(conn, now=AT)
+    mine = rows[rows["organization_id"] == org]
+    assert mine[["type", "used", "daily_limit", "soft", "overage", "status"]].to_dict(
+        "records"
+    ) == [
+        {"type": "chat", "used": 3, "daily_limit": 2, "soft": True, "overage": 1, "status": "over"}
+    ]
