@@ -20,6 +20,7 @@ Create Date: 2026-12-07 13:40:00
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 import sqlalchemy as sa
 from alembic import op
@@ -169,7 +170,7 @@ $fn$
 """
 
 
-def _migration_0016() -> object:
+def _migration_0016() -> ModuleType:
     """Migration 0016's module, whose upgrade creates the function as it was."""
     path = Path(__file__).with_name("0016_record_generation_function.py")
     spec = importlib.util.spec_from_file_location("migration_0016", path)
@@ -214,5 +215,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute(f"DROP FUNCTION {_SIGNATURE}")
-    _migration_0016().upgrade()  # type: ignore[attr-defined]
+    _migration_0016().upgrade()
     op.drop_table("limit_enforcement")
