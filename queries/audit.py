@@ -89,6 +89,7 @@ _TRAIL = """
                           a.details ->> 'type',
                           'limit ' || (a.details ->> 'old_limit') || ' → '
                               || (a.details ->> 'new_limit'),
+                          (a.details ->> 'old_mode') || ' → ' || (a.details ->> 'new_mode'),
                           'from ' || (a.details ->> 'effective'),
                           'until ' || (a.details ->> 'until'))
          FROM audit_log a
