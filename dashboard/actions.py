@@ -58,6 +58,13 @@ LIMIT_REASONS: Final = (
     "Customer request",
     OTHER,
 )
+LIMIT_MODE_REASONS: Final = (
+    "Exception agreed with the customer",
+    "Temporary increase for a launch",
+    "Exception ended",
+    "Abuse prevention",
+    OTHER,
+)
 TIMEZONE_REASONS: Final = (
     "Customer moved",
     "Wrong time zone at sign-up",
@@ -482,6 +489,67 @@ def apply_limit_change(
         break
     data.wrote(organization_id=request.organization_id)
     return change
+
+
+@dataclass(frozen=True, slots=True)
+class LimitModeRequest:
+    """A checked switch of a type's limit between hard and soft, waiting for
+    confirmation, with the idempotency key made when its form was drawn."""
+
+    organization_id: int
+    organization_name: str
+    type: str
+    soft: bool
+    reason: str
+    idempotency_key: str
+
+
+LIMIT_MODES: Final = {"hard": False, "soft": True}
+
+
+def check_limit_mode(
+    *,
+    organization_id: int,
+    organization_name: str,
+    type: object,
+    mode: object,
+    reason: object,
+    note: object,
+    idempotency_key: str,
+) -> LimitModeRequest:
+    """The switch a form asks for (``mode`` "hard" or "soft"), or ``InvalidLimitChange``
+    with the reason."""
+    if not isinstance(type, str) or not type:
+        raise InvalidLimitChange("Choose a generation type.")
+    if not isinstance(mode, str) or mode not in LIMIT_MODES:
+        raise InvalidLimitChange("Choose hard or soft.")
+    clean_note = _note(note, multiline=False, error=InvalidLimitChange)
+    stored = _stored_reason(reason, clean_note, what="switch", error=InvalidLimitChange)
+    return LimitModeRequest(
+        organization_id=organization_id,
+        organization_name=organization_name,
+        type=type,
+        soft=LIMIT_MODES[mode],
+        reason=_reason_with_note(stored, clean_note, error=InvalidLimitChange),
+        idempotency_key=idempotency_key,
+    )
+
+
+def apply_limit_mode(request: LimitModeRequest) -> quotas.LimitEnforcement:
+    """Make the type's limit hard or soft (audited with the current user as actor), once
+    per idempotency key."""
+    user = auth.require("change_limits")
+    switched = quotas.set_limit_enforcement(
+        data.write_engine(),
+        organization_id=request.organization_id,
+        type=request.type,
+        soft=request.soft,
+        actor=user.email,
+        reason=request.reason,
+        idempotency_key=request.idempotency_key,
+    )
+    data.wrote(organization_id=request.organization_id)
+    return switched
 
 
 def decide_limit_request(

@@ -191,6 +191,23 @@ def consumption_frame(statement: MonthlyStatement) -> pd.DataFrame:
     ).astype({"Generations": "int64", "Credits": "int64"})
 
 
+def overage_frame(statement: MonthlyStatement) -> pd.DataFrame:
+    """Generations past a soft daily limit over the month, per type."""
+    return pd.DataFrame(
+        {
+            "Type": [v.type for v in statement.overage],
+            "Generations over the limit": [v.generations for v in statement.overage],
+        },
+        columns=["Type", "Generations over the limit"],
+    ).astype({"Generations over the limit": "int64"})
+
+
+OVERAGE_EXPLAINED: Final = (
+    "Generations a soft daily limit let through past the limit, summed over the month's "
+    "days. Their credits are in the consumption above."
+)
+
+
 def statement_csv(statement: MonthlyStatement) -> bytes:
     """One CSV: two header lines (the period, the sign convention) and a blank line,
     then the table: the totals, each entry, the consumption per day and type.
@@ -221,6 +238,9 @@ def statement_csv(statement: MonthlyStatement) -> bytes:
         )
     for c in statement.consumption:
         line("Consumption", c.type, -c.credits, When=c.date.isoformat(), Generations=c.generations)
+    for v in statement.overage:
+        # No credits of its own: they are in the consumption lines.
+        rows.append({"Section": "Overage", "Line": v.type, "Generations": v.generations})
     header = pd.DataFrame(
         [["Credit statement", period(statement)], ["Sign convention", SIGNS]]
     ).to_csv(index=False, header=False, lineterminator="\r\n")
@@ -237,7 +257,7 @@ def statement_csv(statement: MonthlyStatement) -> bytes:
         "Actor",
     ]
     frame = pd.DataFrame(rows, columns=columns)
-    for column in ("Balance after", "Generations", "Entry"):
+    for column in ("Credits", "Balance after", "Generations", "Entry"):
         frame[column] = frame[column].astype("Int64")
     # Every value of these columns is text (or blank): neutralised as text by csv_bytes.
     for column in ("When", "Reason", "Note", "Actor"):
@@ -405,6 +425,20 @@ def statement_pdf(statement: MonthlyStatement) -> bytes:
                 row.cell(printable(c.type))
                 row.cell(f"{c.generations:,}")
                 row.cell(f"{-c.credits:,}")  # out of the balance, as everywhere
+    if statement.overage:
+        pdf.ln(4)
+        text_line("Overage past soft limits", size=12, bold=True, height=8)
+        pdf.set_font(family, "", 8)
+        with pdf.table(col_widths=(1, 1), text_align=("LEFT", "RIGHT"), markdown=False) as table:
+            header = table.row()
+            for title in ("Type", "Generations over the limit"):
+                header.cell(title)
+            for v in statement.overage:
+                row = table.row()
+                row.cell(printable(v.type))
+                row.cell(f"{v.generations:,}")
+        pdf.ln(1)
+        text_line(OVERAGE_EXPLAINED, size=8, height=4)
     if face.replaced:
         pdf.ln(4)
         text_line(REPLACED_NOTE, size=8, height=4)

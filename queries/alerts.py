@@ -142,7 +142,14 @@ def alerts_from(
         name, tz = _plain(row["name"]), str(row["timezone"])
         used, limit = int(row["used"]), int(row["daily_limit"])
         day = pd.Timestamp(row["date"]).date()
-        state = "is over" if row["status"] == "over" else "has reached"
+        soft, overage = bool(row["soft"]), int(row["overage"])
+        # A soft limit lets the work through, so the news is by how much it went over.
+        if soft and overage > 0:
+            state = f"is over its soft {kind_type} limit by {overage:,}"
+        elif row["status"] == "over":
+            state = f"is over its {kind_type} limit"
+        else:
+            state = f"has reached its {kind_type} limit"
         add(
             Alert(
                 kind="over_limit",
@@ -152,14 +159,15 @@ def alerts_from(
                 type=kind_type,
                 local_day=day,
                 message=(
-                    f"{name} {state} its {kind_type} limit: {used:,} of {limit:,} used "
-                    f"today ({day.isoformat()}, {tz})"
+                    f"{name} {state}: {used:,} of {limit:,} used today ({day.isoformat()}, {tz})"
                 ),
                 details={
                     "used": used,
                     "daily_limit": limit,
                     "status": str(row["status"]),
                     "timezone": tz,
+                    "soft": soft,
+                    "overage": overage,
                 },
             )
         )

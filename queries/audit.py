@@ -31,7 +31,13 @@ APPROVAL_ACTIONS = ("request_adjustment", "approve_adjustment", "reject_adjustme
 # A limit above LIMIT_APPROVAL_FACTOR x the plan's (queries.limit_approvals): requested,
 # then approved (its set_daily_limit row names the request) or rejected.
 LIMIT_APPROVAL_ACTIONS = ("request_limit_change", "reject_limit_change")
-AUDIT_ACTIONS = (*LEDGER_KINDS, "set_daily_limit", *APPROVAL_ACTIONS, *LIMIT_APPROVAL_ACTIONS)
+AUDIT_ACTIONS = (
+    *LEDGER_KINDS,
+    "set_daily_limit",
+    "set_limit_enforcement",
+    *APPROVAL_ACTIONS,
+    *LIMIT_APPROVAL_ACTIONS,
+)
 
 AUDIT_COLUMNS = {
     "at": "datetime64[us, UTC]",
@@ -83,6 +89,7 @@ _TRAIL = """
                           a.details ->> 'type',
                           'limit ' || (a.details ->> 'old_limit') || ' → '
                               || (a.details ->> 'new_limit'),
+                          (a.details ->> 'old_mode') || ' → ' || (a.details ->> 'new_mode'),
                           'from ' || (a.details ->> 'effective'),
                           'until ' || (a.details ->> 'until'))
          FROM audit_log a

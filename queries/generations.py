@@ -47,6 +47,12 @@ class RecordedGeneration:
     used_today: int
     daily_limit: int
 
+    @property
+    def overage(self) -> int:
+        """How far the day's count is beyond its limit: above 0 only under a soft limit
+        (migration 0020), which lets generations through past it."""
+        return max(self.used_today - self.daily_limit, 0)
+
 
 # The first statement: the transaction's timeouts, then the organization's lock
 # (lock_organization, migration 0013: the balance row, every write's per-organization
@@ -92,8 +98,10 @@ def record_generation(
 ) -> RecordedGeneration:
     """Record one generation in one transaction: debit the balance, count it against the
     daily limit of the organization's local day of ``at`` (default now), insert it.
+    Under a soft limit (``quotas.set_limit_enforcement``) a generation past the limit
+    is recorded too, its ``overage`` above 0.
 
-    Raises ``InsufficientCredits`` or ``QuotaExceeded`` (nothing written), and
+    Raises ``InsufficientCredits`` or ``QuotaExceeded`` (hard limit; nothing written), and
     ``InvalidGeneration`` for an unknown organization or type, a user of another
     organization, or a bad argument. With an ``idempotency_key``, a retry returns the
     generation recorded the first time.

@@ -21,6 +21,7 @@ import datetime as dt
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -322,6 +323,25 @@ class LimitChange(Base):
         # limit_in_force's probe: an organization's changes of a type by day.
         Index(None, "organization_id", "type", "effective"),
     )
+
+
+class LimitEnforcement(Base):
+    """How a type's daily limit is enforced for an organization: ``soft`` lets
+    generations beyond it through (the overage, ``used - daily_limit``, is derived, not
+    stored); no row means hard, refused beyond it (migration 0020)."""
+
+    __tablename__ = "limit_enforcement"
+
+    organization_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("organizations.id"), nullable=False
+    )
+    type: Mapped[str] = mapped_column(
+        TypeKey, ForeignKey("generation_types.type"), nullable=False, index=True
+    )
+    soft: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    updated_at: Mapped[dt.datetime] = _now()
+
+    __table_args__ = (PrimaryKeyConstraint("organization_id", "type"),)
 
 
 class LimitRequest(Base):

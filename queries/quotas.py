@@ -52,6 +52,8 @@ UTILIZATION_COLUMNS = {
     "daily_limit": "int64",
     "utilization": "float64",
     "status": "str",
+    "soft": "bool",
+    "overage": "int64",
 }
 
 _UTILIZATION = text(
@@ -59,7 +61,8 @@ _UTILIZATION = text(
     SELECT o.id AS organization_id, o.name, o.slug, o.plan, o.timezone, u.date, u.type,
            u.used, u.daily_limit,
            quota_utilization(u.used, u.daily_limit) AS utilization,
-           quota_status(u.used, u.daily_limit, :threshold) AS status
+           quota_status(u.used, u.daily_limit, :threshold) AS status,
+           coalesce(e.soft, false) AS soft, greatest(u.used - u.daily_limit, 0) AS overage
     FROM organizations o
     JOIN usage_limits u
       ON u.organization_id = o.id
@@ -68,6 +71,8 @@ _UTILIZATION = text(
      -- on ix_usage_limits_date, so only today's rows are read, never the history.
      AND u.date BETWEEN coalesce(CAST(:day AS date), CAST(coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE 'UTC' AS date) - 1)
                     AND coalesce(CAST(:day AS date), CAST(coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE 'UTC' AS date) + 1)
+    -- The mode of the row's limit (migration 0020): one primary-key probe per row.
+    LEFT JOIN limit_enforcement e ON e.organization_id = u.organization_id AND e.type = u.type
     WHERE u.used >= :threshold * u.daily_limit OR NOT :only_alerts
     ORDER BY utilization DESC, u.used DESC, o.name, u.type
     """
@@ -107,7 +112,9 @@ def all_orgs_quota_utilization(
 
     Columns: organization_id, name, slug, plan, timezone, date, type, used, daily_limit,
     utilization (used / limit; inf when the limit is 0 and something was used),
-    status ('over', 'at limit', 'near' at or above ``threshold``, 'ok').
+    status ('over', 'at limit', 'near' at or above ``threshold``, 'ok'), soft (True
+    when generations past the limit go through), overage (how many were used past the
+    limit: only a soft limit has any, or a limit lowered below what was used).
     """
     params = {
         "day": _check_day(day),
@@ -143,7 +150,8 @@ _UTILIZATION_PAGE = text(
     SELECT o.id AS organization_id, o.name, o.slug, o.plan, o.timezone, u.date, u.type,
            u.used, u.daily_limit,
            quota_utilization(u.used, u.daily_limit) AS utilization,
-           quota_status(u.used, u.daily_limit, :threshold) AS status
+           quota_status(u.used, u.daily_limit, :threshold) AS status,
+           coalesce(e.soft, false) AS soft, greatest(u.used - u.daily_limit, 0) AS overage
     FROM organizations o
     JOIN usage_limits u
       ON u.organization_id = o.id
@@ -152,6 +160,8 @@ _UTILIZATION_PAGE = text(
      -- on ix_usage_limits_date, so only today's rows are read, never the history.
      AND u.date BETWEEN coalesce(CAST(:day AS date), CAST(coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE 'UTC' AS date) - 1)
                     AND coalesce(CAST(:day AS date), CAST(coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE 'UTC' AS date) + 1)
+    -- The mode of the row's limit (migration 0020): one primary-key probe per row.
+    LEFT JOIN limit_enforcement e ON e.organization_id = u.organization_id AND e.type = u.type
     ),
     filtered AS (
         SELECT t.*, count(*) OVER () AS total
@@ -201,7 +211,8 @@ _HEATMAP = text(
     SELECT o.id AS organization_id, o.name, o.slug, o.plan, o.timezone, u.date, u.type,
            u.used, u.daily_limit,
            quota_utilization(u.used, u.daily_limit) AS utilization,
-           quota_status(u.used, u.daily_limit, :threshold) AS status
+           quota_status(u.used, u.daily_limit, :threshold) AS status,
+           coalesce(e.soft, false) AS soft, greatest(u.used - u.daily_limit, 0) AS overage
     FROM organizations o
     JOIN usage_limits u
       ON u.organization_id = o.id
@@ -210,6 +221,8 @@ _HEATMAP = text(
      -- on ix_usage_limits_date, so only today's rows are read, never the history.
      AND u.date BETWEEN coalesce(CAST(:day AS date), CAST(coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE 'UTC' AS date) - 1)
                     AND coalesce(CAST(:day AS date), CAST(coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE 'UTC' AS date) + 1)
+    -- The mode of the row's limit (migration 0020): one primary-key probe per row.
+    LEFT JOIN limit_enforcement e ON e.organization_id = u.organization_id AND e.type = u.type
     ),
     fullest AS (
         SELECT organization_id, max(utilization) AS fullest
@@ -434,15 +447,18 @@ IN_FORCE_COLUMNS = {
     "since": "datetime64[s]",
     "until": "datetime64[s]",
     "limit_after": "Int64",
+    "soft": "bool",
 }
 
 _LIMITS_IN_FORCE = text(
     """
     SELECT t.type, f.daily_limit, f.since, f.until, after.daily_limit AS limit_after,
            CASE WHEN f.since IS NULL THEN o.plan || ' plan default'
-                ELSE 'set for ' || to_char(f.since, 'YYYY-MM-DD') END AS source
+                ELSE 'set for ' || to_char(f.since, 'YYYY-MM-DD') END AS source,
+           coalesce(e.soft, false) AS soft
     FROM organizations o
     CROSS JOIN generation_types t
+    LEFT JOIN limit_enforcement e ON e.organization_id = o.id AND e.type = t.type
     CROSS JOIN LATERAL limit_in_force(
         o.id, t.type,
         coalesce(CAST(:day AS date), (coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE o.timezone)::date)) AS f
@@ -471,7 +487,9 @@ def limits_in_force(
     default" when no change and no row up to ``day`` sets one), since (the first day of
     the change, or the day of the row, whose limit is in force; NaT for the plan default), until (the last day of a change that ends;
     NaT for one that does not), limit_after (the limit from the day after ``until``;
-    <NA> without one). Empty for an unknown organization. One statement.
+    <NA> without one), soft (True when generations past the limit go through and count
+    as overage, ``set_limit_enforcement``; False for a hard limit, the default). Empty
+    for an unknown organization. One statement.
     """
     params = {"org": check_id(organization_id), "day": _check_day(day), "now": _check_now(now)}
     return frame(conn.execute(_LIMITS_IN_FORCE, params), IN_FORCE_COLUMNS)
@@ -791,6 +809,145 @@ def _replayed(
         ),
     )
     return _change(previous, org)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitEnforcement:
+    """A type's limit switched between hard and soft for an organization, and its audit row."""
+
+    organization_id: int
+    type: str
+    old_soft: bool
+    soft: bool
+    audit_id: int
+    actor: str
+    reason: str
+
+
+_MODE = text(
+    "SELECT coalesce((SELECT soft FROM limit_enforcement "
+    "WHERE organization_id = :org AND type = :type), false)"
+)
+_SET_MODE = text(
+    """
+    INSERT INTO limit_enforcement AS e (organization_id, type, soft)
+    VALUES (:org, :type, :soft)
+    ON CONFLICT (organization_id, type) DO UPDATE SET soft = excluded.soft, updated_at = now()
+    """
+)
+_MODE_AUDIT = text(
+    """
+    INSERT INTO audit_log (organization_id, action, actor, reason, details, idempotency_key)
+    VALUES (:org, 'set_limit_enforcement', :actor, :reason,
+            jsonb_build_object('type', CAST(:type AS text),
+                               'old_mode', CAST(:old_mode AS text),
+                               'new_mode', CAST(:new_mode AS text)),
+            :key)
+    RETURNING id
+    """
+)
+_MODE_BY_KEY = text(
+    """
+    SELECT id, action, actor, reason, details ->> 'type' AS type,
+           details ->> 'old_mode' AS old_mode, details ->> 'new_mode' AS new_mode
+    FROM audit_log
+    WHERE organization_id = :org AND idempotency_key = :key
+    """
+)
+
+
+def _mode(soft: bool) -> str:
+    return "soft" if soft else "hard"
+
+
+def set_limit_enforcement(
+    engine: Engine,
+    *,
+    organization_id: int,
+    type: str,
+    soft: bool,
+    actor: str,
+    reason: str,
+    idempotency_key: str | None = None,
+) -> LimitEnforcement:
+    """Make an organization's daily limit of a type soft (generations past it go through
+    and count as overage) or hard (refused past it, the default), audited with who and
+    why (``set_limit_enforcement``, the old and new mode). The limit itself is unchanged.
+
+    With an ``idempotency_key``, the same key again returns the switch recorded the
+    first time and changes nothing; with different details, ``IdempotencyConflict``.
+    ``InvalidLimitChange`` (nothing written) for an unknown organization or type, a
+    ``soft`` that is not True or False, a blank actor or reason.
+    """
+    org = check_id(organization_id, error=InvalidLimitChange)
+    type = required_text(type, "generation type", maximum=MAX_KEY, error=InvalidLimitChange)
+    if not isinstance(soft, bool):
+        raise InvalidLimitChange(f"soft must be True or False, not {soft!r}.")
+    actor = canonical_identity(actor, "actor", error=InvalidLimitChange)
+    reason = required_text(reason, "reason", maximum=MAX_REASON, error=InvalidLimitChange)
+    key = None
+    if idempotency_key is not None:
+        key = required_text(
+            idempotency_key, "idempotency key", maximum=MAX_KEY, error=InvalidLimitChange
+        )
+
+    def body(conn: Connection) -> LimitEnforcement:
+        # The organization's lock: a generation reads the mode under it, so it sees the
+        # switch entirely or not at all.
+        limit_context(conn, organization_id=org, type=type)
+        if key is not None:
+            previous = conn.execute(_MODE_BY_KEY, {"org": org, "key": key}).one_or_none()
+            first = replay(
+                first=previous,
+                asked=("set_limit_enforcement", type, _mode(soft), actor, reason),
+                recorded=lambda p: (
+                    p.action,
+                    p.type,
+                    p.new_mode,
+                    stored_identity(p.actor),
+                    p.reason,
+                ),
+                conflict=lambda p: submitted_differently(
+                    what="limit mode change",
+                    first=f"audit entry {p.id}, {p.action}",
+                    start="change",
+                ),
+            )
+            if first is not None:
+                return LimitEnforcement(
+                    organization_id=org,
+                    type=type,
+                    old_soft=first.old_mode == "soft",
+                    soft=soft,
+                    audit_id=int(first.id),
+                    actor=first.actor,
+                    reason=first.reason,
+                )
+        params = {"org": org, "type": type, "soft": soft}
+        old = bool(conn.execute(_MODE, params).scalar_one())
+        conn.execute(_SET_MODE, params)
+        audit_id = conn.execute(
+            _MODE_AUDIT,
+            {
+                **params,
+                "actor": actor,
+                "reason": reason,
+                "old_mode": _mode(old),
+                "new_mode": _mode(soft),
+                "key": key,
+            },
+        ).scalar_one()
+        return LimitEnforcement(
+            organization_id=org,
+            type=type,
+            old_soft=old,
+            soft=soft,
+            audit_id=int(audit_id),
+            actor=actor,
+            reason=reason,
+        )
+
+    return run_in_transaction(engine, body, idempotent=key is not None)
 
 
 def check_daily_limit(value: object) -> int:

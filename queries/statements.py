@@ -31,6 +31,7 @@ __all__ = [
     "ConsumptionLine",
     "InvalidStatement",
     "MonthlyStatement",
+    "OverageLine",
     "first_of_month",
     "monthly_statement",
     "next_month",
@@ -46,6 +47,16 @@ class ConsumptionLine:
     type: str
     generations: int
     credits: int
+
+
+@dataclass(frozen=True, slots=True)
+class OverageLine:
+    """Generations of one type past its daily limit over the month (only a soft limit
+    lets them through): the sum over the month's local days of ``used - daily_limit``
+    where positive. Their credits are already in the consumption."""
+
+    type: str
+    generations: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +88,7 @@ class MonthlyStatement:
     entries: tuple[LedgerEntry, ...]
     consumption: tuple[ConsumptionLine, ...]
     created_on: dt.date | None = None
+    overage: tuple[OverageLine, ...] = ()
 
     @property
     def before_organization(self) -> bool:
@@ -146,7 +158,14 @@ _STATEMENT: Final = text(
                 ) ORDER BY u.date, u.type), '[]'::json)
          FROM usage_limits u
          WHERE u.organization_id = o.id AND u.date >= :first AND u.date < :next
-           AND u.used > 0) AS consumption
+           AND u.used > 0) AS consumption,
+        (SELECT coalesce(json_agg(json_build_object('type', v.type, 'generations', v.over)
+                                  ORDER BY v.type), '[]'::json)
+         FROM (SELECT u.type, sum(greatest(u.used - u.daily_limit, 0)) AS over
+               FROM usage_limits u
+               WHERE u.organization_id = o.id AND u.date >= :first AND u.date < :next
+               GROUP BY u.type) AS v
+         WHERE v.over > 0) AS overage
     FROM o
     """
 )
@@ -157,7 +176,8 @@ def monthly_statement(
 ) -> MonthlyStatement:
     """The statement of the organization's local month holding ``month`` (any date in
     it): opening and closing balances, the totals, every ledger entry of the month
-    (oldest first) and the consumption per local day and type.
+    (oldest first), the consumption per local day and type, and the generations past a
+    (soft) daily limit per type.
 
     ``now`` (default: the database's) decides the organization's current month: the
     one whose statement is ``to_date``, and after which there is none yet.
@@ -195,6 +215,9 @@ def monthly_statement(
         )
         for c in found.consumption
     )
+    overage = tuple(
+        OverageLine(type=v["type"], generations=int(v["generations"])) for v in found.overage
+    )
     opening = int(found.ledger_before) - int(found.consumed_before or 0)
     granted = sum(e.amount for e in entries if e.amount > 0)
     deducted = -sum(e.amount for e in entries if e.amount < 0)
@@ -217,4 +240,5 @@ def monthly_statement(
         entries=entries,
         consumption=consumption,
         created_on=found.created_on,
+        overage=overage,
     )

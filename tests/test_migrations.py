@@ -138,3 +138,32 @@ def test_limit_changes_made_before_0018_keep_the_limits_they_set(test_server: Pg
         assert [tuple(c) for c in copied] == [(days[5], None, 7), (days[3], None, 9)]
     finally:
         engine.dispose()
+
+
+def test_0020_down_puts_back_0016s_function_with_its_grants(test_server: PgServer) -> None:
+    """Soft limits go with 0020: record_generation_work is 0016's again, callable by the
+    app only."""
+    _recreate(test_server, "dashboard_test_soft_limits")
+    url = test_server.url("dashboard_test_soft_limits")
+    engine = create_direct_engine(url)
+    work = text(
+        """
+        SELECT position('limit_enforcement' IN p.prosrc) > 0,
+               has_function_privilege('dashboard_app', p.oid, 'EXECUTE'),
+               has_function_privilege('dashboard_reader', p.oid, 'EXECUTE')
+        FROM pg_proc p WHERE p.proname = 'record_generation_work'
+        """
+    )
+    try:
+        schema.upgrade(url=url)
+        with engine.connect() as conn:
+            assert tuple(conn.execute(work).one()) == (True, True, False)
+        schema.downgrade(url=url, revision=_before("0020"))
+        with engine.connect() as conn:
+            assert tuple(conn.execute(work).one()) == (False, True, False)
+            assert "limit_enforcement" not in inspect(conn).get_table_names()
+        schema.upgrade(url=url)
+        with engine.connect() as conn:
+            assert tuple(conn.execute(work).one()) == (True, True, False)
+    finally:
+        engine.dispose()

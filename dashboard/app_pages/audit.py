@@ -40,6 +40,7 @@ _LABELS: Final = {
     "refund": ("Refund", "Refunds"),
     "reversal": ("Reversal", "Reversals"),
     "set_daily_limit": ("Daily-limit change", "Daily-limit changes"),
+    "set_limit_enforcement": ("Limit made hard or soft", "Hard/soft limit switches"),
     "request_adjustment": ("Approval requested", "Approval requests"),
     "approve_adjustment": ("Adjustment approved", "Approvals"),
     "reject_adjustment": ("Adjustment rejected", "Rejections"),

@@ -56,6 +56,13 @@ K_EFFECTIVE: Final = "quotas.limit_effective"
 K_UNTIL: Final = "quotas.limit_until"
 K_REASON: Final = "quotas.limit_reason"
 K_NOTE: Final = "quotas.limit_note"
+K_MODE_PENDING: Final = "quotas.mode_pending"
+K_MODE_RETRY: Final = "quotas.mode_retry_key"
+K_MODE_KEY: Final = "quotas.mode_idempotency_key"
+K_MODE_TYPE: Final = "quotas.mode_type"
+K_MODE: Final = "quotas.mode"
+K_MODE_REASON: Final = "quotas.mode_reason"
+K_MODE_NOTE: Final = "quotas.mode_note"
 STATUSES: Final = ("over", "at limit", "near", "ok")
 K_FORM_FIRST: Final = "quotas.form_first"  # the limit form at the top (form=limit)
 URL_PAGE: Final = "quotas"
@@ -113,6 +120,9 @@ def utilization_table(df: pd.DataFrame) -> pd.DataFrame:
             "Daily limit": df["daily_limit"],
             "Utilization": ratio,
             "Status": df["status"],
+            "Limit": df["soft"].map({True: "soft", False: "hard"}),
+            # Blank unless generations went past the limit (a soft one lets them).
+            "Overage": df["overage"].where(df["overage"] > 0).astype("Int64"),
             "Plan": df["plan"],
             "Their today": df["date"].dt.date,
             "Time zone": df["timezone"],
@@ -125,6 +135,14 @@ UTILIZATION_COLUMNS: Final = {
     "Daily limit": st.column_config.NumberColumn(format="localized"),
     "Utilization": st.column_config.ProgressColumn(
         format="percent", min_value=0.0, max_value=1.0, help="Used / daily limit", width=90
+    ),
+    "Limit": st.column_config.TextColumn(
+        help="hard: generations past the limit are refused; soft: they go through and "
+        "count as overage.",
+        width=60,
+    ),
+    "Overage": st.column_config.NumberColumn(
+        format="localized", help="Generations past the daily limit today (used − limit)."
     ),
 }
 
@@ -152,7 +170,7 @@ def _today(f: state.Filters) -> None:
         else:
             url.table(
                 utilization_table(rows)[
-                    ["Organization", "Type", "Used", "Daily limit", "Utilization"]
+                    ["Organization", "Type", "Used", "Daily limit", "Utilization", "Overage"]
                 ],
                 key=key,
                 links=links(rows, f),
@@ -405,10 +423,14 @@ def _limit(f: state.Filters) -> None:
                         strict=True,
                     )
                 ],
+                "Limit": in_force["soft"].map({True: "soft", False: "hard"}),
             }
         ),
         hide_index=True,
-        column_config={"Daily limit now": st.column_config.NumberColumn(format="localized")},
+        column_config={
+            "Daily limit now": st.column_config.NumberColumn(format="localized"),
+            "Limit": UTILIZATION_COLUMNS["Limit"],
+        },
         key="quotas.in_force",
     )
     key = st.session_state.setdefault(K_KEY, actions.new_idempotency_key())
@@ -459,6 +481,115 @@ def _limit(f: state.Filters) -> None:
             effective=st.session_state.get(K_EFFECTIVE),
             until=st.session_state.get(K_UNTIL),
             today=today,
+            idempotency_key=key,
+        )
+    )
+
+
+def _mode_switched(request: actions.LimitModeRequest, switched: quotas.LimitEnforcement) -> str:
+    mode = "soft" if switched.soft else "hard"
+    effect = (
+        "generations past it go through and count as overage"
+        if switched.soft
+        else "generations past it are refused"
+    )
+    return (
+        f"The daily {md(switched.type)} limit of {md(request.organization_name)} is now "
+        f"{mode} (was {'soft' if switched.old_soft else 'hard'}): {effect}. Recorded in "
+        f"the audit trail (entry {switched.audit_id})."
+    )
+
+
+def _restore_mode_form(request: actions.LimitModeRequest) -> None:
+    st.session_state[K_MODE_TYPE] = request.type
+    st.session_state[K_MODE] = "soft" if request.soft else "hard"
+
+
+LIMIT_MODE: Final = WriteFlow(
+    what="hard/soft switch",
+    request_type=actions.LimitModeRequest,
+    flash=FLASH,
+    pending=K_MODE_PENDING,
+    retry=K_MODE_RETRY,
+    apply=actions.apply_limit_mode,
+    succeeded=_mode_switched,
+    token=lambda request: request.idempotency_key,
+    form_key=K_MODE_KEY,
+    restore=_restore_mode_form,
+)
+
+
+def _limit_mode(f: state.Filters) -> None:
+    """Switch a type's limit between hard (refused past it) and soft (let through and
+    counted as overage), reviewed then confirmed like a limit change."""
+    st.markdown("**Hard or soft limit**")
+    request = LIMIT_MODE.request()
+    if request is not None:
+        with st.container(border=True):
+            mode = "soft" if request.soft else "hard"
+            st.markdown(
+                f"**Make the daily {md(request.type)} limit of "
+                f"{md(request.organization_name)} {mode}?**  \n"
+                f"Reason: {md(request.reason)}"
+            )
+            st.caption(
+                "Soft: generations past the limit go through and count as overage (on this "
+                "page, in alerts and in statements). Hard: they are refused."
+            )
+            LIMIT_MODE.buttons(
+                request,
+                shown=(f.organization_id, f.organization.name),
+                label="Confirm switch",
+                again_label="Confirm switch again",
+                key="quotas.mode_confirm",
+                back=("Back", "quotas.mode_back"),
+                discard=("Discard", "quotas.mode_discard"),
+            )
+        return
+    types = data.generation_types()
+    labels = dict(zip(types["type"], types["label"], strict=True))
+    key = st.session_state.setdefault(K_MODE_KEY, actions.new_idempotency_key())
+    with st.form("quotas.mode_form"):
+        left, middle = st.columns(2)
+        left.selectbox(
+            "Type",
+            options=list(labels),
+            format_func=lambda t: f"{labels[t]} ({t})",
+            index=None,
+            key=K_MODE_TYPE,
+            placeholder="Choose a type",
+        )
+        middle.radio(
+            "Limit",
+            options=list(actions.LIMIT_MODES),
+            format_func=lambda m: {
+                "hard": "Hard: refuse past the limit",
+                "soft": "Soft: let through, count as overage",
+            }[m],
+            index=None,
+            key=K_MODE,
+            horizontal=True,
+        )
+        reason_col, note_col = st.columns(2)
+        reason_col.selectbox(
+            "Reason",
+            actions.LIMIT_MODE_REASONS,
+            index=None,
+            key=K_MODE_REASON,
+            placeholder="Choose a reason",
+        )
+        note_col.text_input("Note", key=K_MODE_NOTE, placeholder="Ticket or context (optional)")
+        submitted = st.form_submit_button("Review switch")
+    if not submitted:
+        return
+    LIMIT_MODE.check(
+        lambda: actions.check_limit_mode(
+            organization_id=f.organization_id,
+            organization_name=f.organization.name,
+            type=st.session_state.get(K_MODE_TYPE),
+            mode=st.session_state.get(K_MODE),
+            reason=st.session_state.get(K_MODE_REASON),
+            note=st.session_state.get(K_MODE_NOTE),
             idempotency_key=key,
         )
     )
@@ -536,6 +667,7 @@ def render() -> None:
         # From a row's "Change limit" link: the form first, not at the bottom.
         with ui.section("The limit form"):
             _limit(f)
+            _limit_mode(f)
     # The forecast leads the page but is its slowest read (it weighs every organization's
     # day against its usual one: about 1.5 s across 10,000 organizations, then cached for
     # a minute). Its place is kept at the top and it is drawn last, so today's quotas and
@@ -554,10 +686,12 @@ def render() -> None:
         if not form_first:
             with ui.section("The limit form"):
                 _limit(f)
+                _limit_mode(f)
         with ui.section("The limit requests"):
             _limit_requests()
     else:
-        if st.session_state.pop(K_PENDING, None):
+        discarded = [st.session_state.pop(k, None) for k in (K_PENDING, K_MODE_PENDING)]
+        if any(discarded):
             st.error(
                 f"{md(user.email)} ({md(user.role)}) may not change daily limits; the request was "
                 "discarded. Nothing was changed.",

@@ -214,6 +214,17 @@ def render() -> None:
             )
         else:
             st.info("No generations this month.")
+        if statement.overage:
+            st.subheader("Overage past soft limits")
+            st.dataframe(
+                statement_files.overage_frame(statement),
+                hide_index=True,
+                column_config={
+                    "Generations over the limit": st.column_config.NumberColumn(format="localized"),
+                },
+                key="statements.overage",
+            )
+            st.caption(statement_files.OVERAGE_EXPLAINED)
 
 
 render()

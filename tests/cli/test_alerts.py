@@ -172,7 +172,14 @@ def test_first_run_posts_the_alerts_and_a_second_run_the_same_day_posts_nothing(
         "type": "chat",
         "local_day": today.isoformat(),
         "message": message,
-        "details": {"used": 3, "daily_limit": 2, "status": "over", "timezone": ZONE},
+        "details": {
+            "used": 3,
+            "daily_limit": 2,
+            "status": "over",
+            "timezone": ZONE,
+            "soft": False,
+            "overage": 1,
+        },
         "link": None,
     }
     [row] = _deliveries(database)

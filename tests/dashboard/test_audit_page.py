@@ -231,3 +231,29 @@ def test_oldest_first_pages_the_whole_trail_is_kept_in_the_url_and_the_csv_follo
     csv = pd.read_csv(io.BytesIO(csv_bytes))
     assert list(csv["Reason"][:100]) == list(first["Reason"])
     assert list(csv["Reason"][100 : 100 + len(second)]) == list(second["Reason"])
+
+
+def test_a_limit_made_soft_on_quotas_is_in_the_trail_with_its_modes(
+    fresh_url: str, fresh_engine: Engine, use_database: Callable[[str], None]
+) -> None:
+    use_database(fresh_url)
+    org = int(scalar(fresh_engine, "SELECT id FROM organizations ORDER BY name LIMIT 1"))
+    at = open_page(
+        make_app(role="admin", email="ana@example.com", query={"org": str(org)}), "quotas"
+    )
+    at.selectbox(key="quotas.mode_type").set_value("chat")
+    at.radio(key="quotas.mode").set_value("soft")
+    at.selectbox(key="quotas.mode_reason").set_value("Temporary increase for a launch")
+    next(b for b in at.button if b.label == "Review switch").click()
+    at.run()
+    next(b for b in at.button if b.label == "Confirm switch").click()
+    at.run()
+    at.switch_page("app_pages/audit.py").run()
+    at.selectbox(key="audit.action").set_value("set_limit_enforcement").run()
+    [row] = trail(at).to_dict("records")
+    assert (row["Action"], row["Actor"], row["Reason"]) == (
+        "Limit made hard or soft",
+        "ana@example.com",
+        "Temporary increase for a launch",
+    )
+    assert row["Details"] == "chat · hard → soft"

@@ -591,3 +591,101 @@ def test_a_limit_above_the_approval_factor_is_requested_then_approved_by_a_secon
         table_with(lead, "Daily limit now").set_index("Type").loc["image", "Daily limit now"]
         == limit
     )
+
+
+# ------------------------------------------------------------------ hard or soft limits
+
+
+def switch(at: AppTest, *, type: str | None = "image", mode: str | None = "soft") -> AppTest:
+    if type is not None:
+        at.selectbox(key="quotas.mode_type").set_value(type)
+    if mode is not None:
+        at.radio(key="quotas.mode").set_value(mode)
+    at.selectbox(key="quotas.mode_reason").set_value("Exception agreed with the customer")
+    at.text_input(key="quotas.mode_note").input("ticket 12")
+    next(b for b in at.button if b.label == "Review switch").click()
+    return at.run()
+
+
+def test_a_limit_made_soft_is_reviewed_confirmed_audited_and_shown(
+    org: int, fresh_engine: Engine
+) -> None:
+    audits = audit_rows(fresh_engine)
+    at = switch(quotas_page(org))
+    assert not at.exception
+    assert any("limit of" in m.value and "soft?" in m.value for m in at.markdown)
+    assert audit_rows(fresh_engine) == audits, "reviewing must not write"
+    next(b for b in at.button if b.label == "Confirm switch").click()
+    at.run()
+    assert not at.exception
+    (success,) = texts(at, "success")
+    assert "The daily image limit" in success and "is now soft (was hard)" in success
+    with fresh_engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT action, actor, reason, details FROM audit_log "
+                "WHERE organization_id = :o ORDER BY id DESC LIMIT 1"
+            ),
+            {"o": org},
+        ).one()
+        soft = conn.execute(
+            text(
+                "SELECT soft FROM limit_enforcement WHERE organization_id = :o AND type = 'image'"
+            ),
+            {"o": org},
+        ).scalar_one()
+    assert tuple(row) == (
+        "set_limit_enforcement",
+        "support@example.com",
+        "Exception agreed with the customer: ticket 12",
+        {"type": "image", "old_mode": "hard", "new_mode": "soft"},
+    )
+    assert soft is True
+    at.run()  # a rerun does not switch it again
+    assert audit_rows(fresh_engine) == audits + 1
+    assert table_with(at, "Daily limit now").set_index("Type").loc["image", "Limit"] == "soft"
+
+
+def test_a_switch_without_a_mode_is_refused_and_writes_nothing(
+    org: int, fresh_engine: Engine
+) -> None:
+    audits = audit_rows(fresh_engine)
+    at = switch(quotas_page(org), mode=None)
+    assert [plain(str(e.value)) for e in at.error] == ["Choose hard or soft. Nothing was changed."]
+    assert audit_rows(fresh_engine) == audits
+
+
+def test_a_manager_has_no_hard_or_soft_control(today_engine: Engine) -> None:
+    at = quotas_page(first_org(today_engine), role="manager")
+    assert not [b for b in at.button if b.label == "Review switch"]
+
+
+def test_todays_table_shows_a_soft_limit_and_its_overage(org: int, fresh_engine: Engine) -> None:
+    with fresh_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO limit_enforcement (organization_id, type, soft) "
+                "VALUES (:o, 'image', true)"
+            ),
+            {"o": org},
+        )
+        # Far past its limit today, so it leads the table (fullest first).
+        conn.execute(
+            text(
+                "INSERT INTO usage_limits (organization_id, type, date, used, daily_limit) "
+                "SELECT id, 'image', (now() AT TIME ZONE timezone)::date, 9000, 3 "
+                "FROM organizations WHERE id = :o "
+                "ON CONFLICT (organization_id, type, date) "
+                "DO UPDATE SET used = 9000, daily_limit = 3"
+            ),
+            {"o": org},
+        )
+        name = conn.execute(text("SELECT name FROM organizations WHERE id = :o"), {"o": org})
+    at = quotas_page(org)
+    assert not at.exception
+    table = table_with(at, "Their today")
+    row = table[(table["Organization"] == name.scalar_one()) & (table["Type"] == "image")]
+    assert row[["Used", "Daily limit", "Limit", "Overage"]].to_dict("records") == [
+        {"Used": 9000, "Daily limit": 3, "Limit": "soft", "Overage": 8997}
+    ]
+    assert set(table.loc[table["Overage"].isna(), "Limit"]) <= {"hard", "soft"}

@@ -3,6 +3,7 @@ customer text as text."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import logging
@@ -21,7 +22,7 @@ from dashboard.statement_files import (
     statement_pdf,
 )
 from queries.credits import LedgerEntry
-from queries.statements import ConsumptionLine, MonthlyStatement
+from queries.statements import ConsumptionLine, MonthlyStatement, OverageLine
 from tests.dashboard.apptest import statement_csv_parts
 
 ZONE = "Asia/Kathmandu"
@@ -159,6 +160,20 @@ def test_the_csv_has_one_sign_convention_stated_in_its_header_and_text_is_neutra
         '\'=HYPERLINK("x")',
         "Correction",
     ]
+
+
+def test_overage_past_soft_limits_is_a_line_per_type_with_no_credits_of_its_own(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    statement = dataclasses.replace(_statement(), overage=(OverageLine("image", 7),))
+    _, rows = statement_csv_parts(statement_csv(statement))
+    assert [
+        (r["Line"], r["Generations"], r["Credits"]) for r in rows if r["Section"] == "Overage"
+    ] == [("image", "7", "")]
+    text = _text(_pdf(statement, caplog))
+    assert "Overage past soft limits" in text
+    assert "Type Generations over the limit image 7" in text
+    assert "Overage" not in _text(_pdf(_statement(), caplog))
 
 
 CJK_NAME = "株式会社テスト 🚀 社名"

@@ -47,6 +47,8 @@ def _over(*rows: dict[str, Any]) -> pd.DataFrame:
         "timezone": "America/New_York",
         "date": pd.Timestamp("2026-11-25"),
         "utilization": 1.0,
+        "soft": False,
+        "overage": 0,
     }
     return _frame(UTILIZATION_COLUMNS, [{**base, **row} for row in rows])
 
@@ -149,6 +151,20 @@ def test_over_limit_comes_from_over_and_at_limit_rows_for_their_local_date() -> 
         "Bolt Ltd has reached its chat limit: 50 of 50 used today (2026-11-25, America/New_York)"
     )
     assert alerts[1].message.startswith("Bolt Ltd is over its video limit: 12 of 10 used today")
+
+
+def test_a_soft_limit_past_its_limit_is_an_alert_of_how_far_over() -> None:
+    [alert] = _alerts(
+        over=_over(
+            {"organization_id": 7, "type": "video", "used": 13, "daily_limit": 10,
+             "status": "over", "soft": True, "overage": 3},
+        )
+    )  # fmt: skip
+    assert alert.message == (
+        "Bolt Ltd is over its soft video limit by 3: 13 of 10 used today "
+        "(2026-11-25, America/New_York)"
+    )
+    assert (alert.details["soft"], alert.details["overage"]) == (True, 3)
 
 
 def test_spike_and_low_runway_are_about_the_whole_organization() -> None:
@@ -276,6 +292,24 @@ def test_current_alerts_reports_an_organization_over_its_limit_today(
     assert (alert.kind, alert.organization_id, alert.type) == ("over_limit", org, "chat")
     assert alert.local_day == dt.date(2026, 11, 26)  # Kathmandu's day at NOW, not UTC's
     assert "is over its chat limit: 3 of 2 used today" in alert.message
+
+
+def test_current_alerts_says_by_how_much_a_soft_limit_is_exceeded(
+    connection: Connection,
+) -> None:
+    org = _over_today(connection, timezone="UTC", used=5)
+    connection.execute(
+        text(
+            "INSERT INTO limit_enforcement (organization_id, type, soft) VALUES (:o, 'chat', true)"
+        ),
+        {"o": org},
+    )
+    [alert] = [
+        a
+        for a in current_alerts(connection, now=NOW)
+        if a.organization_id == org and a.kind == "over_limit"
+    ]
+    assert "is over its soft chat limit by 3: 5 of 2 used today" in alert.message
 
 
 def test_current_alerts_issues_a_fixed_number_of_statements(connection: Connection) -> None:

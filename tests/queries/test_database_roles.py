@@ -45,7 +45,7 @@ from queries.limit_approvals import (
 )
 from queries.models import Base
 from queries.orgs import set_timezone
-from queries.quotas import set_daily_limit
+from queries.quotas import set_daily_limit, set_limit_enforcement
 from queries.reconciliation import check_books, reconcile
 from tests.conftest import PgServer, seeded_database
 from tests.factories import add_generations, add_ledger, ensure_types, make_org, make_user
@@ -237,6 +237,12 @@ def test_every_table_is_readable_by_every_role_and_nothing_more_is_granted(
             ("limit_requests", column, "UPDATE")
             for column in ("status", "decided_by", "decided_at", "decision_reason", "audit_id")
         ),
+        # A limit's mode (0020): set_limit_enforcement upserts it, never deletes it.
+        *(
+            ("limit_enforcement", column, "INSERT")
+            for column in ("organization_id", "type", "soft")
+        ),
+        *(("limit_enforcement", column, "UPDATE") for column in ("soft", "updated_at")),
         # Decisions are decide_approval_request's (0013): no UPDATE of a request.
         # Checkpoints are the reconciler's (0014): the app only reads them.
         # Alert deliveries (0011): a delivery is inserted, never changed or deleted.
@@ -639,6 +645,15 @@ WRITES: dict[str, Callable[[Engine, Tenant], object]] = {
         idempotency_key=f"roles-gen-{t.organization_id}",
     ),
     "quotas.set_daily_limit": _limit_later_day_first,
+    "quotas.set_limit_enforcement": lambda e, t: set_limit_enforcement(
+        e,
+        organization_id=t.organization_id,
+        type="image",
+        soft=True,
+        actor=ACTOR,
+        reason="Launch week",
+        idempotency_key=f"roles-soft-{t.organization_id}",
+    ),
     "limit_approvals.request_limit_change": lambda e, t: request_limit_change(
         e,
         organization_id=t.organization_id,
