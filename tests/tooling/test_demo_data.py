@@ -11,7 +11,12 @@ from sqlalchemy.exc import IntegrityError
 from tests.conftest import DEMO_GENERATIONS, DEMO_NOW
 from tests.queries.rollups import ROLLUPS, mismatches
 from tooling.demo_data import FINANCE_STAFF, DemoDataError, seed_demo_data
-from tooling.demo_data.quotas import RAISE_REASON, RAISED_DAYS_AFTER, RAISED_DAYS_BEFORE
+from tooling.demo_data.quotas import (
+    RAISE_REASON,
+    RAISED_DAYS_AFTER,
+    RAISED_DAYS_BEFORE,
+    SOFT_REASON,
+)
 
 
 def test_balance_equals_ledger_minus_generation_credits_for_every_org(demo_engine: Engine) -> None:
@@ -278,6 +283,34 @@ def test_one_limit_is_raised_for_a_week_that_ends_by_itself(demo_engine: Engine)
             "old_limit": after,
             "new_limit": change["daily_limit"],
         }
+
+
+def test_one_limit_over_today_is_soft_and_its_overage_shows(demo_engine: Engine) -> None:
+    """A tenant pushed over its lowered limit is let through instead of refused: a soft
+    limit, as set_limit_enforcement leaves it, with today's overage and an audit row."""
+    with demo_engine.connect() as conn:
+        (soft,) = conn.execute(text("SELECT * FROM limit_enforcement")).mappings()
+        assert soft["soft"]
+        key = {"o": soft["organization_id"], "t": soft["type"]}
+        used, limit = conn.execute(
+            text(
+                "SELECT u.used, u.daily_limit FROM usage_limits u "
+                "JOIN organizations o ON o.id = u.organization_id "
+                "WHERE u.organization_id = :o AND u.type = :t "
+                "AND u.date = (CAST(:now AS timestamptz) AT TIME ZONE o.timezone)::date"
+            ),
+            {**key, "now": DEMO_NOW},
+        ).one()
+        assert used > limit, "its overage is what a soft limit is for"
+        audit = conn.execute(
+            text(
+                "SELECT reason, details FROM audit_log "
+                "WHERE action = 'set_limit_enforcement' AND organization_id = :o"
+            ),
+            key,
+        ).one()
+        assert audit.reason == SOFT_REASON
+        assert audit.details == {"type": soft["type"], "old_mode": "hard", "new_mode": "soft"}
 
 
 # The columns each table's load writes, row by row as text, hashed in a fixed order

@@ -33,6 +33,7 @@ RAISED_DAYS_BEFORE: Final = 2
 RAISED_DAYS_AFTER: Final = 5
 RAISE_REASON: Final = "Launch week: temporary raise"
 LOWER_REASON: Final = "Plan downgrade: limit lowered pending renewal"
+SOFT_REASON: Final = "Renewal in progress: flag overage, do not refuse"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,8 @@ class LimitChange:
     reason: str
     made_at: dt.datetime
     until: dt.date | None = None
+    # Also made soft (set_limit_enforcement): its work goes on and shows as overage.
+    soft: bool = False
 
 
 def load_usage(
@@ -115,6 +118,8 @@ def load_usage(
                             int(daily_limit[i]),
                             LOWER_REASON,
                             now - dt.timedelta(hours=1),
+                            # The first tenant pushed over its limit is let through.
+                            soft=bool(squeeze > 1) and not any(c.soft for c in changes),
                         )
                     )
         if org.id == raised:
@@ -182,7 +187,9 @@ def _raised_organization(
 def load_audit(conn: psycopg.Connection, changes: list[LimitChange], now: dt.datetime) -> None:
     """The limit changes as ``set_daily_limit`` leaves them: a row in ``limit_changes``
     and its audit row. Without the row, a later change that ends would fall back past
-    the changed days' rows to the limit before them."""
+    the changed days' rows to the limit before them. One of those over their limit today
+    is also made soft, as ``set_limit_enforcement`` leaves it: its work goes on and what
+    is past the limit shows as overage."""
     copy_rows(
         conn,
         "COPY limit_changes (organization_id, type, effective, until, daily_limit, created_at) "
@@ -220,5 +227,29 @@ def load_audit(conn: psycopg.Connection, changes: list[LimitChange], now: dt.dat
                 change.made_at,
             )
             for change in changes
+        ],
+    )
+
+    soft = next((c for c in changes if c.soft), None)
+    if soft is None:
+        return
+    made_at = now - dt.timedelta(minutes=30)
+    copy_rows(
+        conn,
+        "COPY limit_enforcement (organization_id, type, soft, updated_at) FROM STDIN",
+        [(soft.organization_id, soft.type, True, made_at)],
+    )
+    copy_rows(
+        conn,
+        "COPY audit_log (organization_id, action, actor, reason, details, created_at) FROM STDIN",
+        [
+            (
+                soft.organization_id,
+                "set_limit_enforcement",
+                SUPPORT_STAFF[1],
+                SOFT_REASON,
+                Jsonb({"type": soft.type, "old_mode": "hard", "new_mode": "soft"}),
+                made_at,
+            )
         ],
     )
