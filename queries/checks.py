@@ -95,7 +95,14 @@ def required_text(
 
 # Key shapes the system derives (a reversal, an approved request, a bulk row without a
 # key); the database refuses them on any other row (migration 0012).
-DERIVED_KEY_PREFIXES: Final = ("reversal:", "approval:", "bulk:")
+DERIVED_KEY_PREFIXES: Final = (
+    "reversal:",
+    "approval:",
+    "bulk:",
+    "expiry:",
+    "allowance:",
+    "rollover:",
+)
 
 
 def check_key(

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, Row, text
 
 from queries.checks import (
     MAX_ACTOR,
@@ -40,8 +41,10 @@ from queries.errors import (
     IdempotencyConflict,
     InsufficientCredits,
     InvalidAdjustment,
+    NothingToReverse,
     QuotaExceeded,
 )
+from queries.grants import check_grant_terms, credit_grants
 from queries.identity import canonical_identity, stored_identity
 from queries.ledger import (
     LedgerEntry,
@@ -68,10 +71,12 @@ __all__ = [
     "InsufficientCredits",
     "InvalidAdjustment",
     "LedgerEntry",
+    "NothingToReverse",
     "QuotaExceeded",
     "adjust_credits",
     "approval_threshold",
     "check_adjustment_amount",
+    "credit_grants",
     "max_adjustment",
     "recent_duplicate",
     "reverse_adjustment",
@@ -95,8 +100,14 @@ def adjust_credits(
     actor: str,
     idempotency_key: str,
     note: str | None = None,
+    expires_at: dt.datetime | None = None,
+    priority: int | None = None,
 ) -> LedgerEntry:
     """Grant (``amount > 0``) or deduct (``amount < 0``) credits, once per idempotency key.
+
+    A grant becomes a credit grant (``queries.grants``) that expires at ``expires_at``
+    (an aware datetime; None: never) and is drawn in ``priority``'s turn (0-255, lower
+    first; None: the default, 10). A deduction draws from the live grants in order.
 
     Returns the ledger entry with its ``balance_after``. The same key again returns the
     original entry and changes nothing; the same key with a different payload raises
@@ -116,14 +127,25 @@ def adjust_credits(
     note = check_text(
         note, "note", maximum=MAX_NOTE, required=False, multiline=True, error=InvalidAdjustment
     )
+    expiry, rank = check_grant_terms(
+        amount=amount, expires_at=expires_at, priority=priority, error=InvalidAdjustment
+    )
     kind = "grant" if amount > 0 else "deduct"
 
     def body(conn: Connection) -> LedgerEntry:
         lock_organization(conn, organization_id=org)
         previous = replay(
             first=entry_by_key(conn, organization_id=org, idempotency_key=key),
-            asked=(amount, kind, reason, note, actor),
-            recorded=lambda e: (e.amount, e.kind, e.reason, e.note, stored_identity(e.actor)),
+            asked=(amount, kind, reason, note, actor, expiry, rank),
+            recorded=lambda e: (
+                e.amount,
+                e.kind,
+                e.reason,
+                e.note,
+                stored_identity(e.actor),
+                e.grant_expires_at,
+                e.grant_priority,
+            ),
             conflict=lambda e: submitted_differently(
                 what="request",
                 first=f"entry {e.id}: {e.amount:+,} credits, {e.reason!r}",
@@ -142,6 +164,8 @@ def adjust_credits(
             note=note,
             actor=actor,
             idempotency_key=key,
+            grant_expires_at=expiry,
+            grant_priority=rank,
         )
 
     # A retry finds its own committed entry by the key, so a lost answer can be learned.
@@ -159,8 +183,12 @@ def reverse_adjustment(
     """Undo a ledger entry with an opposite entry of kind ``reversal``; once per entry.
 
     Reversing it again returns the existing reversal when the request is the same
-    (a retry), and raises ``AlreadyReversed`` otherwise. A reversal that would take the
-    balance below zero (the granted credits were spent) raises ``InsufficientCredits``.
+    (a retry), and raises ``AlreadyReversed`` otherwise. A reversed grant gives back
+    what remains of it: when part was already used, only the rest is reversed, and the
+    reversal's note says how much was used; when nothing remains (all used or expired)
+    it raises ``NothingToReverse``. A reversed deduction is granted back, as a new
+    grant that never expires. A reversal that would take the balance below zero raises
+    ``InsufficientCredits``. An expiry cannot be reversed: grant the credits again.
     ``organization_id``, when given, must be the entry's organization.
     """
     entry_id = check_id(entry_id, "entry_id", error=InvalidAdjustment)
@@ -180,7 +208,12 @@ def reverse_adjustment(
             raise InvalidAdjustment(
                 "A reversal cannot itself be reversed; make a new adjustment instead."
             )
+        if row.kind == "expired":
+            raise InvalidAdjustment(
+                "An expiry cannot be reversed; grant the credits again, with a new expiry."
+            )
         org = int(row.organization_id)
+        # The lock writes off due grants first, so what remains is what can be reversed.
         lock_organization(conn, organization_id=org)
         key = f"reversal:{entry_id}"
         previous = replay(
@@ -194,13 +227,27 @@ def reverse_adjustment(
         )
         if previous is not None:
             return previous
+        amount, note = -int(row.amount), None
+        grant = conn.execute(_GRANT_OF_ENTRY, {"org": org, "entry": entry_id}).one_or_none()
+        if grant is not None:
+            if grant.remaining == 0:
+                raise NothingToReverse(
+                    f"Nothing remains of entry {entry_id}'s {grant.amount:,} credits "
+                    f"({_gone(grant)}), so there is nothing to reverse. Nothing was changed."
+                )
+            if grant.remaining < grant.amount:
+                note = (
+                    f"{grant.amount - grant.remaining:,} of the {grant.amount:,} credits were "
+                    f"already {_gone(grant)}; reversed the remaining {grant.remaining:,}."
+                )
+            amount = -int(grant.remaining)
         return insert_movement(
             conn,
             organization_id=org,
-            amount=-int(row.amount),
+            amount=amount,
             kind="reversal",
             reason=reason,
-            note=None,
+            note=note,
             actor=actor,
             idempotency_key=key,
             reverses_id=entry_id,
@@ -208,6 +255,21 @@ def reverse_adjustment(
 
     # The reversal's key is "reversal:<entry>": a retry finds it, as adjust_credits does.
     return run_in_transaction(engine, body, idempotent=True)
+
+
+# The grant a positive entry made (not the opening grant, which covers older entries).
+_GRANT_OF_ENTRY = text(
+    """
+    SELECT amount, remaining, drawn, expired, reversed FROM credit_grants
+    WHERE organization_id = :org AND ledger_entry_id = :entry AND source <> 'opening'
+    """
+)
+
+
+def _gone(grant: Row[Any]) -> str:
+    if grant.expired and grant.drawn:
+        return "used or expired"
+    return "expired" if grant.expired else "used"
 
 
 def check_adjustment_amount(amount: object) -> int:
@@ -228,7 +290,8 @@ def check_adjustment_amount(amount: object) -> int:
 _RECENT_DUPLICATE = text(
     """
     SELECT id, organization_id, amount, balance_after, kind, reason, note, actor,
-           idempotency_key, reverses_id, created_at, approval_request_id
+           idempotency_key, reverses_id, created_at, approval_request_id, grant_expires_at,
+           grant_priority, grant_id, effective_at
     FROM credit_ledger
     WHERE organization_id = :org
       AND created_at >= coalesce(CAST(:now AS timestamptz), now()) - CAST(:within AS interval)

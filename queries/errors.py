@@ -32,6 +32,10 @@ class AlreadyReversed(InvalidAdjustment):
     """The ledger entry has been reversed before; an entry is reversed once."""
 
 
+class NothingToReverse(InvalidAdjustment):
+    """Nothing remains of the grant an entry made (all used or expired): no reversal."""
+
+
 class InvalidGeneration(InvalidInput):
     """A generation that cannot be recorded as asked (unknown type, foreign user, ...)."""
 

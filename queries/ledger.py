@@ -76,6 +76,12 @@ class LedgerEntry:
     reverses_id: int | None
     created_at: dt.datetime
     approval_request_id: int | None = None
+    # A grant's terms (None: never expires; the default priority), an expiry's grant
+    # and the time it took effect (None: when recorded, ``created_at``).
+    grant_expires_at: dt.datetime | None = None
+    grant_priority: int | None = None
+    grant_id: int | None = None
+    effective_at: dt.datetime | None = None
 
 
 # ------------------------------------------------------------------------------- locks
@@ -108,17 +114,20 @@ def lock_organizations(conn: Connection, *, organization_ids: list[int]) -> dict
 _INSERT_ENTRY = text(
     """
     INSERT INTO credit_ledger (organization_id, amount, kind, reason, note, actor,
-                               idempotency_key, reverses_id)
+                               idempotency_key, reverses_id, grant_expires_at,
+                               grant_priority)
     VALUES (:organization_id, :amount, :kind, :reason, :note, :actor, :idempotency_key,
-            :reverses_id)
+            :reverses_id, :grant_expires_at, :grant_priority)
     RETURNING id, organization_id, amount, balance_after, kind, reason, note, actor,
-              idempotency_key, reverses_id, created_at, approval_request_id
+              idempotency_key, reverses_id, created_at, approval_request_id, grant_expires_at,
+              grant_priority, grant_id, effective_at
     """
 )
 _SELECT_BY_KEY = text(
     """
     SELECT id, organization_id, amount, balance_after, kind, reason, note, actor,
-           idempotency_key, reverses_id, created_at, approval_request_id
+           idempotency_key, reverses_id, created_at, approval_request_id, grant_expires_at,
+           grant_priority, grant_id, effective_at
     FROM credit_ledger
     WHERE organization_id = :org AND idempotency_key = :key
     """
@@ -153,8 +162,14 @@ def insert_movement(
     actor: str,
     idempotency_key: str,
     reverses_id: int | None = None,
+    grant_expires_at: dt.datetime | None = None,
+    grant_priority: int | None = None,
 ) -> LedgerEntry:
-    """Insert a ledger entry (checked values, the organization locked); the database books it."""
+    """Insert a ledger entry (checked values, the organization locked); the database books it.
+
+    A positive entry becomes a credit grant (migration 0021) with ``grant_expires_at``
+    and ``grant_priority`` as its terms; a negative one draws from the live grants.
+    """
     values = {
         "organization_id": organization_id,
         "amount": amount,
@@ -164,6 +179,8 @@ def insert_movement(
         "actor": actor,
         "idempotency_key": idempotency_key,
         "reverses_id": reverses_id,
+        "grant_expires_at": grant_expires_at,
+        "grant_priority": grant_priority,
     }
     try:
         row = conn.execute(_INSERT_ENTRY, values).one()
@@ -172,6 +189,11 @@ def insert_movement(
         if constraint == "uq_credit_ledger_organization_id_reverses_id":
             raise AlreadyReversed(
                 f"Ledger entry {reverses_id} has already been reversed."
+            ) from None
+        if constraint == "ck_credit_ledger_grant_expires_after_created":
+            raise InvalidAdjustment(
+                f"A grant's expiry must be in the future; {grant_expires_at:%Y-%m-%d %H:%M} "
+                "UTC has passed. Nothing was changed."
             ) from None
         refusal = insufficient_credits(exc)
         if refusal is not None:

@@ -32,6 +32,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     PrimaryKeyConstraint,
+    SmallInteger,
     Text,
     UniqueConstraint,
     func,
@@ -51,7 +52,22 @@ NAMING_CONVENTION = {
 
 PLANS = ("free", "starter", "pro", "enterprise")
 TypeKey = Text(collation="C")
-LEDGER_KINDS = ("grant", "deduct", "refund", "reversal")
+LEDGER_KINDS = ("grant", "deduct", "refund", "reversal", "expired")
+# Where a credit grant came from (``credit_grants.source``, migration 0021): 'opening'
+# is the balance an organization had when grants began, one grant that never expires.
+GRANT_SOURCES = (
+    "opening",
+    "manual",
+    "bulk",
+    "approval",
+    "allowance",
+    "rollover",
+    "refund",
+    "restored",
+)
+# A grant's priority: lower is drawn first; a grant given none has the default.
+DEFAULT_GRANT_PRIORITY = 10
+MAX_GRANT_PRIORITY = 255
 # Idempotency keys in two namespaces (migration 0012): the shapes the system derives
 # belong to the rows they derive from, so a key a caller gives can never squat one.
 DERIVED_LEDGER_KEYS = (
@@ -60,6 +76,14 @@ DERIVED_LEDGER_KEYS = (
     " AND (idempotency_key LIKE 'approval:%') = (approval_request_id IS NOT NULL)"
     " AND (approval_request_id IS NULL OR idempotency_key = 'approval:' || approval_request_id)"
     " AND (idempotency_key NOT LIKE 'bulk:%' OR idempotency_key ~ '^bulk:[0-9a-f]{40}:[1-9][0-9]*$')"
+    # Migration 0021: an expiry is keyed by its grant, a plan's allowance and its
+    # rollover by the organization's local month.
+    " AND (idempotency_key LIKE 'expiry:%') = (kind = 'expired')"
+    " AND (kind <> 'expired' OR idempotency_key = 'expiry:' || grant_id)"
+    " AND (idempotency_key NOT LIKE 'allowance:%'"
+    "      OR idempotency_key ~ '^allowance:[0-9]{4}-(0[1-9]|1[0-2])$')"
+    " AND (idempotency_key NOT LIKE 'rollover:%'"
+    "      OR idempotency_key ~ '^rollover:[0-9]{4}-(0[1-9]|1[0-2])$')"
 )
 DERIVED_REQUEST_KEYS = (
     "idempotency_key NOT LIKE 'reversal:%' AND idempotency_key NOT LIKE 'approval:%'"
@@ -171,6 +195,14 @@ class CreditLedger(Base):
     # The approval request this entry applies (its key is "approval:<id>"); only
     # decide_approval_request writes it (migration 0013).
     approval_request_id: Mapped[int | None] = mapped_column(BigInteger)
+    # A grant's terms (migration 0021): the credit_grants row the trigger makes from a
+    # positive entry expires then (NULL: never) and is drawn in this priority's turn.
+    grant_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    grant_priority: Mapped[int | None] = mapped_column(SmallInteger)
+    # An 'expired' entry's grant, and the time it takes effect (the grant's expiry; it
+    # is recorded later, at created_at). NULL effective_at: effective when recorded.
+    grant_id: Mapped[int | None] = mapped_column(BigInteger)
+    effective_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         PrimaryKeyConstraint("organization_id", "id"),
@@ -191,9 +223,19 @@ class CreditLedger(Base):
         CheckConstraint(
             "(kind IN ('grant', 'refund') AND amount > 0)"
             " OR (kind = 'deduct' AND amount < 0)"
-            " OR (kind = 'reversal' AND reverses_id IS NOT NULL)",
+            " OR (kind = 'reversal' AND reverses_id IS NOT NULL)"
+            " OR (kind = 'expired' AND amount < 0 AND grant_id IS NOT NULL"
+            "     AND effective_at IS NOT NULL)",
             name="kind_sign",
         ),
+        CheckConstraint(
+            "(grant_expires_at IS NULL AND grant_priority IS NULL) OR amount > 0",
+            name="grant_terms_on_grants",
+        ),
+        CheckConstraint(
+            f"grant_priority BETWEEN 0 AND {MAX_GRANT_PRIORITY}", name="grant_priority_range"
+        ),
+        CheckConstraint("grant_expires_at > created_at", name="grant_expires_after_created"),
         CheckConstraint("btrim(reason) <> ''", name="reason_not_blank"),
         CheckConstraint("btrim(actor) <> ''", name="actor_not_blank"),
         CheckConstraint("btrim(idempotency_key) <> ''", name="idempotency_key_not_blank"),
@@ -203,6 +245,74 @@ class CreditLedger(Base):
         # The audit trail (newest first, ties by organization: a backward scan stops at
         # its LIMIT) and the usage ranking read the ledger by a UTC range.
         Index(None, "created_at", "organization_id"),
+    )
+
+
+class CreditGrant(Base):
+    """Credits granted to an organization, drawn down as they are used (migration 0021).
+
+    The database keeps them, as it keeps the balance: a positive ledger entry makes one
+    (its terms are the entry's ``grant_expires_at`` and ``grant_priority``); a deduction
+    or a generation draws from the live ones in a fixed order, priority, then the
+    soonest expiry, then age; an ``expired`` entry writes off what remained at
+    ``expires_at``. The balance is the sum of ``remaining``, and each row keeps
+    ``remaining = amount - drawn - expired - reversed``. The app reads them only.
+    """
+
+    __tablename__ = "credit_grants"
+
+    organization_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("organizations.id"), nullable=False
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), nullable=False)
+    # The entry that made it; for the opening grant, the last entry it covers (NULL:
+    # none). No foreign key, as approval_requests has none: the reconciliation checks it.
+    ledger_entry_id: Mapped[int | None] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(Text, nullable=False)
+    amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    remaining: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    drawn: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
+    expired: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
+    reversed: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
+    priority: Mapped[int] = mapped_column(
+        SmallInteger, nullable=False, server_default=text(str(DEFAULT_GRANT_PRIORITY))
+    )
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = _now()
+    # When its expiry was written off (the 'expired' entry, or nothing when nothing
+    # remained); NULL while it has not expired or is due but not yet written off.
+    written_off_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        PrimaryKeyConstraint("organization_id", "id"),
+        UniqueConstraint("organization_id", "ledger_entry_id"),
+        CheckConstraint(
+            "source IN (" + ", ".join(f"'{s}'" for s in GRANT_SOURCES) + ")",
+            name="source_known",
+        ),
+        CheckConstraint(
+            "amount > 0 OR (source = 'opening' AND amount = 0)", name="amount_positive"
+        ),
+        CheckConstraint(
+            "remaining >= 0 AND drawn >= 0 AND expired >= 0 AND reversed >= 0",
+            name="parts_not_negative",
+        ),
+        CheckConstraint(
+            "remaining = amount - drawn - expired - reversed", name="remaining_adds_up"
+        ),
+        CheckConstraint(f"priority BETWEEN 0 AND {MAX_GRANT_PRIORITY}", name="priority_range"),
+        CheckConstraint(
+            "expired = 0 OR written_off_at IS NOT NULL", name="expired_when_written_off"
+        ),
+        # Grants due to expire and not yet written off: expire-credits, the write-off
+        # every write of the organization makes first, and the reads that count due
+        # grants as gone. Not on remaining, so a draw stays a HOT update.
+        Index(
+            "ix_credit_grants_due",
+            "expires_at",
+            "organization_id",
+            postgresql_where=text("expires_at IS NOT NULL AND written_off_at IS NULL"),
+        ),
     )
 
 
@@ -622,10 +732,20 @@ class ApprovalRequest(Base):
     decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     decision_reason: Mapped[str | None] = mapped_column(Text)
     ledger_entry_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The grant's terms, which the approved entry keeps (migration 0021).
+    grant_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    grant_priority: Mapped[int | None] = mapped_column(SmallInteger)
 
     __table_args__ = (
         PrimaryKeyConstraint("organization_id", "id"),
         UniqueConstraint("organization_id", "idempotency_key"),
+        CheckConstraint(
+            "(grant_expires_at IS NULL AND grant_priority IS NULL) OR amount > 0",
+            name="grant_terms_on_grants",
+        ),
+        CheckConstraint(
+            f"grant_priority BETWEEN 0 AND {MAX_GRANT_PRIORITY}", name="grant_priority_range"
+        ),
         # No foreign key to the ledger entry: one would make the append-only ledger's
         # TRUNCATE fail on the key before its guard could refuse it. The entry's own
         # idempotency key, "approval:<request id>", links it back.

@@ -24,6 +24,7 @@ from queries.credits import adjust_credits, reverse_adjustment
 from queries.errors import (
     AlreadyReversed,
     InsufficientCredits,
+    NothingToReverse,
     QuotaExceeded,
 )
 from queries.generations import record_generation
@@ -139,7 +140,8 @@ def _worker(
                 )
                 with outcome.lock:
                     outcome.ledger_ids.add(entry.id)
-        except (InsufficientCredits, QuotaExceeded, AlreadyReversed) as refused:
+        # A reversed grant gives back what remains of it: nothing, once all was used.
+        except (InsufficientCredits, QuotaExceeded, AlreadyReversed, NothingToReverse) as refused:
             with outcome.lock:
                 outcome.refusals[type(refused).__name__] += 1
         except BaseException as exc:

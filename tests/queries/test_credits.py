@@ -20,7 +20,7 @@ from queries.credits import (
     recent_duplicate,
     reverse_adjustment,
 )
-from queries.errors import InvalidInput
+from queries.errors import InvalidInput, NothingToReverse
 from tests.queries.writes import invariant_holds, new_org, snapshot
 
 
@@ -177,7 +177,9 @@ def test_reversal_undoes_an_entry_once(write_engine: Engine) -> None:
     assert invariant_holds(write_engine, org)
 
 
-def test_reversing_a_grant_that_was_spent_is_refused(write_engine: Engine) -> None:
+def test_reversing_a_partly_spent_grant_reverses_what_remains_and_says_so(
+    write_engine: Engine,
+) -> None:
     org, _ = new_org(write_engine)
     grant = adjust_credits(
         write_engine,
@@ -195,8 +197,35 @@ def test_reversing_a_grant_that_was_spent_is_refused(write_engine: Engine) -> No
         actor="a@x.com",
         idempotency_key="s-2",
     )
+    reversal = reverse_adjustment(write_engine, entry_id=grant.id, actor="a@x.com", reason="Undo")
+    assert reversal.amount == -40 and reversal.balance_after == 0
+    assert reversal.note == "60 of the 100 credits were already used; reversed the remaining 40."
+    assert invariant_holds(write_engine, org)
+    # A retry returns the same reversal.
+    again = reverse_adjustment(write_engine, entry_id=grant.id, actor="a@x.com", reason="Undo")
+    assert again == reversal
+
+
+def test_reversing_a_grant_that_was_all_spent_is_refused(write_engine: Engine) -> None:
+    org, _ = new_org(write_engine)
+    grant = adjust_credits(
+        write_engine,
+        organization_id=org,
+        amount=100,
+        reason="Promo",
+        actor="a@x.com",
+        idempotency_key="s-1",
+    )
+    adjust_credits(
+        write_engine,
+        organization_id=org,
+        amount=-100,
+        reason="Spent",
+        actor="a@x.com",
+        idempotency_key="s-2",
+    )
     before = snapshot(write_engine, org)
-    with pytest.raises(InsufficientCredits):
+    with pytest.raises(NothingToReverse, match=r"Nothing remains of entry .* 100 credits"):
         reverse_adjustment(write_engine, entry_id=grant.id, actor="a@x.com", reason="Undo")
     assert snapshot(write_engine, org) == before
 

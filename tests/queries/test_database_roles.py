@@ -38,6 +38,7 @@ from queries.credits import adjust_credits, reverse_adjustment
 from queries.db import create_runtime_engine
 from queries.embedded_server import owns_url
 from queries.generations import record_generation
+from queries.grants import ExpiryReport, expire_credits
 from queries.limit_approvals import (
     approve_limit_request,
     reject_limit_request,
@@ -57,7 +58,7 @@ from tests.queries.roles import (
     login_engine,
     password_for,
 )
-from tests.queries.writes import invariant_holds, new_org, snapshot
+from tests.queries.writes import add_due_grant, invariant_holds, new_org, snapshot
 from tooling import embedded
 from tooling.embedded import ensure_login_role
 
@@ -132,6 +133,9 @@ def test_every_table_is_readable_by_every_role_and_nothing_more_is_granted(
                 "actor",
                 "idempotency_key",
                 "reverses_id",
+                # A grant's terms (0021); the database sets an expiry's grant and time.
+                "grant_expires_at",
+                "grant_priority",
             )
         ),
         *(
@@ -211,6 +215,8 @@ def test_every_table_is_readable_by_every_role_and_nothing_more_is_granted(
                 "requested_by",
                 "idempotency_key",
                 "expires_at",
+                "grant_expires_at",
+                "grant_priority",
             )
         ),
         # A limit change is kept as made (0018): inserted, never changed.
@@ -512,6 +518,7 @@ def _tenant(owner: Engine) -> Tenant:
         actor="requester@example.com",
         idempotency_key=f"roles-setup-limit-request-{org}",
     )
+    add_due_grant(owner, org, 30)  # for expire_credits to write off
     return Tenant(org, users[0], entry.id, request.id, limit_request.id)
 
 
@@ -671,6 +678,7 @@ WRITES: dict[str, Callable[[Engine, Tenant], object]] = {
     ),
     "orgs.set_timezone": _timezone_after_a_generation,
     "alerts.deliver": _deliver_an_alert,
+    "grants.expire_credits": lambda e, t: expire_credits(e, organization_ids=[t.organization_id]),
 }
 # The reconciler's write (migration 0014): only a dashboard_auditor login records
 # checkpoints; see the tests below.
@@ -711,8 +719,13 @@ def test_every_write_function_works_as_dashboard_app(
     first = WRITES[name](app_engine, tenant)
     assert snapshot(write_engine, tenant.organization_id) != before
     # A retry with the same key (or the same reversal) applies once, also as the app.
+    after = snapshot(write_engine, tenant.organization_id)
     replay = WRITES[name](app_engine, tenant)
-    if name != "quotas.set_daily_limit":
+    if name == "grants.expire_credits":
+        # A second run finds nothing due: it reports nothing and changes nothing.
+        assert replay == ExpiryReport(organizations=0, grants=0, credits=0)
+        assert snapshot(write_engine, tenant.organization_id) == after
+    elif name != "quotas.set_daily_limit":
         assert replay == first
     assert invariant_holds(write_engine, tenant.organization_id)
 

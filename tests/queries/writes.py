@@ -36,6 +36,26 @@ def new_org(
     return org, members
 
 
+def add_due_grant(
+    engine: Engine, organization_id: int, amount: int, *, priority: int | None = None
+) -> int:
+    """A grant made two days ago that expired yesterday and is not yet written off, as
+    the owner may back-date; its ledger entry id. Time passes without a clock."""
+    with engine.begin() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "INSERT INTO credit_ledger (organization_id, amount, kind, reason, actor, "
+                    "idempotency_key, created_at, grant_expires_at, grant_priority) "
+                    "VALUES (:org, :amount, 'grant', 'Promotion', 'setup@example.com', "
+                    "'due-' || gen_random_uuid(), now() - interval '2 days', "
+                    "now() - interval '1 day', :priority) RETURNING id"
+                ),
+                {"org": organization_id, "amount": amount, "priority": priority},
+            ).scalar_one()
+        )
+
+
 def snapshot(engine: Engine, organization_id: int) -> dict[str, object]:
     """Everything a write could change for one organization."""
     with engine.connect() as conn:
@@ -62,7 +82,8 @@ def snapshot(engine: Engine, organization_id: int) -> dict[str, object]:
 
 
 def invariant_holds(engine: Engine, organization_id: int) -> bool:
-    """balance = sum(ledger) - sum(generation credits), and nothing negative."""
+    """balance = sum(ledger) - sum(generation credits) = sum(grants' remaining), and
+    nothing negative (each grant's parts add up: its table's checks)."""
     with engine.connect() as conn:
         row = conn.execute(
             text(
@@ -70,10 +91,15 @@ def invariant_holds(engine: Engine, organization_id: int) -> bool:
                 SELECT b.balance,
                        (SELECT coalesce(sum(amount), 0) FROM credit_ledger WHERE organization_id = :org) AS ledger,
                        (SELECT coalesce(sum(credits), 0) FROM generations WHERE organization_id = :org) AS spent,
-                       (SELECT coalesce(min(balance_after), 0) FROM credit_ledger WHERE organization_id = :org) AS lowest
+                       (SELECT coalesce(min(balance_after), 0) FROM credit_ledger WHERE organization_id = :org) AS lowest,
+                       (SELECT coalesce(sum(remaining), 0) FROM credit_grants WHERE organization_id = :org) AS granted
                 FROM credit_balances b WHERE b.organization_id = :org
                 """
             ),
             {"org": organization_id},
         ).one()
-    return bool(row.balance == row.ledger - row.spent and row.balance >= 0 and row.lowest >= 0)
+    return bool(
+        row.balance == row.ledger - row.spent == row.granted
+        and row.balance >= 0
+        and row.lowest >= 0
+    )

@@ -30,6 +30,7 @@ def load_ledger(
     now_us = int(now.timestamp() * 1_000_000)
     rows: list[tuple[object, ...]] = []
     balances: list[tuple[int, int]] = []
+    openings: list[tuple[object, ...]] = []
     entry_id = 0
     no_ts, no_cum = np.array([], dtype=np.int64), np.zeros(1, dtype=np.int64)
     for org in orgs:
@@ -137,6 +138,10 @@ def load_ledger(
                 key, reverses, _ts(t),
             ))  # fmt: skip
         balances.append((org.id, running - int(cum[-1])))
+        # The grants open after the loaded history: one opening grant of the balance,
+        # covering the organization's entries so far, as migration 0021 opened them.
+        openings.append((org.id, org.id, entry_id if rows and rows[-1][0] == org.id else None,
+                         "opening", balances[-1][1], balances[-1][1], now))  # fmt: skip
     copy_rows(
         conn,
         "COPY credit_ledger (organization_id, id, amount, balance_after, kind, reason, note, "
@@ -147,6 +152,12 @@ def load_ledger(
         conn,
         "COPY credit_balances (organization_id, balance, updated_at) FROM STDIN",
         [(org_id, bal, now) for org_id, bal in balances],
+    )
+    copy_rows(
+        conn,
+        "COPY credit_grants (organization_id, id, ledger_entry_id, source, amount, remaining, "
+        "created_at) FROM STDIN",
+        openings,
     )
     return len(rows)
 

@@ -338,6 +338,7 @@ def _sync_identities(conn: psycopg.Connection) -> None:
         "organizations",
         "users",
         "credit_ledger",
+        "credit_grants",
         "generations",
         "usage_limits",
         "audit_log",

@@ -30,17 +30,20 @@ _GUARD_ON = (
 # The book's triggers of migration 0013 (plain ENABLE): inserting a ledger entry or a
 # generation moves the balance. The loader COPYs a book it computed whole (every
 # balance_after and final balance), so they are off with the guard.
+# So is migration 0021's that opens a new balance's grants: the loader COPYs them too.
 # So is the trigger of migration 0017 that keeps a day's usual day at its first use:
 # the loader keeps those of the load's last day itself (rollups.keep_usual_days).
 _BOOK_OFF = (
     "ALTER TABLE credit_ledger DISABLE TRIGGER credit_ledger_moves_balance",
     "ALTER TABLE generations DISABLE TRIGGER generations_move_balance",
     "ALTER TABLE usage_limits DISABLE TRIGGER usage_limits_keep_usual_day",
+    "ALTER TABLE credit_balances DISABLE TRIGGER credit_balances_open_grants",
 )
 _BOOK_ON = (
     "ALTER TABLE credit_ledger ENABLE TRIGGER credit_ledger_moves_balance",
     "ALTER TABLE generations ENABLE TRIGGER generations_move_balance",
     "ALTER TABLE usage_limits ENABLE TRIGGER usage_limits_keep_usual_day",
+    "ALTER TABLE credit_balances ENABLE TRIGGER credit_balances_open_grants",
 )
 
 
