@@ -499,6 +499,43 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_expire_credits(_: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from queries.db import create_write_engine
+    from queries.errors import DashboardError
+    from queries.grants import expire_credits
+    from queries.schema_version import schema_problem
+
+    urls = _urls()
+    # The app's role (DATABASE_URL): the write-off every write of an organization makes
+    # first, for the idle ones. Not destructive, so no --confirm-database: it books only
+    # what the database's own rule says is due, once (a second run finds nothing).
+    engine = create_write_engine(urls.runtime)
+    try:
+        problem = schema_problem(engine)
+        if problem is not None:
+            raise Refused(problem)
+        report = expire_credits(engine)
+    except (DashboardError, SQLAlchemyError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise Refused(
+            f"could not expire the credits due on {_display(urls.runtime)}: {reason}. "
+            "What was written off before this stays written off; run it again."
+        ) from exc
+    finally:
+        engine.dispose()
+    if report.grants == 0:
+        print("No grants were due to expire.")
+    else:
+        print(
+            f"Wrote off {counted(report.grants, 'expired grant')} of "
+            f"{counted(report.organizations, 'organization')}: "
+            f"{report.credits:,} credits expired unused."
+        )
+    return 0
+
+
 def cmd_db_url(_: argparse.Namespace) -> int:
     # psql speaks libpq URLs, not SQLAlchemy's "+psycopg" dialect suffix.
     print(_urls().runtime.replace("postgresql+psycopg://", "postgresql://", 1))
@@ -680,6 +717,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="alert when a balance runs out within N days at the recent burn (default 14)",
     )
     alerts.set_defaults(func=cmd_alerts)
+    sub.add_parser(
+        "expire-credits",
+        help="write off what remains of grants past their expiry (idempotent; for cron)",
+    ).set_defaults(func=cmd_expire_credits)
     sub.add_parser("db-url", help="print the database URL in use").set_defaults(func=cmd_db_url)
     sub.add_parser("stop", help="stop the embedded database").set_defaults(func=cmd_stop)
     return parser
