@@ -30,7 +30,8 @@ from tests.queries.writes import add_due_grant, invariant_holds, new_org, snapsh
 
 def _db_now(engine: Engine) -> dt.datetime:
     with engine.connect() as conn:
-        return conn.execute(text("SELECT now()")).scalar_one()
+        now: dt.datetime = conn.execute(text("SELECT now()")).scalar_one()
+    return now
 
 
 def _grant(engine: Engine, org: int, amount: int, key: str, **terms: object) -> int:
@@ -201,7 +202,7 @@ def test_expire_credits_writes_off_each_due_grant_once(write_engine: Engine) -> 
             ),
             {"o": [a, b]},
         ).all()
-        balances = dict(
+        balances: dict[int, int] = dict(
             conn.execute(
                 text(
                     "SELECT organization_id, balance FROM credit_balances "

@@ -89,7 +89,8 @@ steps = st.lists(
 
 def _db_now(engine: Engine) -> dt.datetime:
     with engine.connect() as conn:
-        return conn.execute(text("SELECT now()")).scalar_one()
+        now: dt.datetime = conn.execute(text("SELECT now()")).scalar_one()
+    return now
 
 
 def _pass_hours(engine: Engine, org: int, hours: int) -> None:
