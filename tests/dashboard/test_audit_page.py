@@ -237,7 +237,14 @@ def test_a_limit_made_soft_on_quotas_is_in_the_trail_with_its_modes(
     fresh_url: str, fresh_engine: Engine, use_database: Callable[[str], None]
 ) -> None:
     use_database(fresh_url)
-    org = int(scalar(fresh_engine, "SELECT id FROM organizations ORDER BY name LIMIT 1"))
+    # An organization whose chat limit is hard (the demo made one tenant's soft).
+    org = int(
+        scalar(
+            fresh_engine,
+            "SELECT id FROM organizations o WHERE NOT EXISTS (SELECT FROM limit_enforcement e "
+            "WHERE e.organization_id = o.id AND e.type = 'chat' AND e.soft) ORDER BY name LIMIT 1",
+        )
+    )
     at = open_page(
         make_app(role="admin", email="ana@example.com", query={"org": str(org)}), "quotas"
     )

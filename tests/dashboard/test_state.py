@@ -478,6 +478,7 @@ _REMOVE_ORGANIZATION = (
     "DELETE FROM usual_days WHERE organization_id = :id",
     "DELETE FROM generations WHERE organization_id = :id",
     "DELETE FROM usage_limits WHERE organization_id = :id",
+    "DELETE FROM credit_grants WHERE organization_id = :id",
     "DELETE FROM credit_ledger WHERE organization_id = :id",
     "DELETE FROM credit_balances WHERE organization_id = :id",
     "DELETE FROM audit_log WHERE organization_id = :id",

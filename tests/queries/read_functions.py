@@ -26,6 +26,7 @@ from queries import (
     credits,
     forecast,
     generations,
+    grants,
     ledger,
     limit_approvals,
     orgs,
@@ -42,6 +43,7 @@ READ_MODULES = (
     credits,
     forecast,
     generations,
+    grants,
     ledger,
     limit_approvals,
     orgs,
@@ -93,6 +95,16 @@ def afternoon(day: dt.date) -> dt.datetime:
 
 
 PER_ORGANIZATION: dict[str, Call] = {
+    "grants.credit_grants": lambda c, x: grants.credit_grants(
+        c, organization_id=x.organization_id, at=x.now
+    ),
+    # Every grant expiring within a year of the end, an expiring one included.
+    "grants.expiring_grants": lambda c, x: grants.expiring_grants(
+        c,
+        organization_id=x.organization_id,
+        within=dt.timedelta(days=366),
+        now=afternoon(x.end),
+    ),
     "limit_approvals.most_alone_limits": lambda c, x: limit_approvals.most_alone_limits(
         c, organization_id=x.organization_id
     ),

@@ -41,6 +41,16 @@ def _tenant(conn: Connection, *, tz: str, users: int, seed: int) -> Context:
             (-7 - seed, "deduct", "Correction", dt.datetime(2026, 11, 3, 9, tzinfo=UTC)),
         ],
     )
+    # A promotion that expires, for the reads of grants expiring soon.
+    conn.execute(
+        text(
+            "INSERT INTO credit_ledger (organization_id, amount, kind, reason, actor, "
+            "idempotency_key, created_at, grant_expires_at, grant_priority) "
+            "VALUES (:org, :amount, 'grant', 'Promotion', 'finance@example.com', "
+            "'promo-' || :org, '2026-10-31 09:00Z', '2027-01-31 00:00Z', 5)"
+        ),
+        {"org": org, "amount": 300 + seed},
+    )
     rows = []
     for i in range(10 + 5 * seed):
         at = dt.datetime(2026, 11, 2, 8, tzinfo=UTC) + dt.timedelta(hours=7 * i)
