@@ -68,7 +68,8 @@ def spikes_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def runway_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Low-runway rows as shown."""
+    """Low-runway rows as shown: with what expires unused at this pace, and why it runs
+    out ("runs out on 14 Dec, when 8,000 credits expire"; dates in its own zone)."""
     return pd.DataFrame(
         {
             "Organization": df["name"],
@@ -77,6 +78,24 @@ def runway_table(df: pd.DataFrame) -> pd.DataFrame:
             "Daily burn": df["daily_burn"].round(1),
             "Runway (days)": df["runway_days"].clip(lower=0).round(1),
             "Runs out on": df["runs_out_on"],
+            "Expires unused": df["expiring_unused"],
+            "Why": [
+                forecast.runway_reason(
+                    balance=int(balance),
+                    cause=str(cause),
+                    runs_out_on=None if pd.isna(on) else on,
+                    expiring_unused=int(unused),
+                    expiring_then=int(then),
+                )
+                for balance, cause, on, unused, then in zip(
+                    df["balance"],
+                    df["cause"],
+                    df["runs_out_on"],
+                    df["expiring_unused"],
+                    df["expiring_then"],
+                    strict=True,
+                )
+            ],
         }
     ).reset_index(drop=True)
 
@@ -200,6 +219,10 @@ def low_runway(page: str, f: state.Filters) -> None:
             column_config={
                 "Balance": st.column_config.NumberColumn(format="localized"),
                 "Daily burn": st.column_config.NumberColumn(format="localized"),
+                "Expires unused": st.column_config.NumberColumn(
+                    format="localized",
+                    help="Credits of grants that expire before the burn would use them.",
+                ),
             },
         )
         if len(rows) > RUNWAY_SHOWN:
@@ -218,6 +241,8 @@ def low_runway(page: str, f: state.Filters) -> None:
         )
     st.caption(
         "Across all organizations: the balance now over the average credits consumed per "
-        "day in the last 30 complete days of their own (today not counted); 'runs out on' "
-        "is their local date. Organizations that consumed nothing are not listed."
+        "day in the last 30 complete days of their own (today not counted), drawn in the "
+        "grants' order (priority, then soonest expiry): a grant that expires before the "
+        "burn reaches it is lost, and may end the runway itself. 'Runs out on' is their "
+        "local date. Organizations that consumed nothing are not listed."
     )

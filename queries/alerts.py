@@ -2,7 +2,8 @@
 
 An alert is one thing a person should act on today: an organization that will hit a
 daily limit before its local day ends, one already at or over a limit, a spike of use
-far above its own baseline, or a balance that runs out within days. ``alerts_from``
+far above its own baseline, or a balance that runs out within days (by the burn or by an
+expiry: the runway alert says which, and how many credits expire unused). ``alerts_from``
 turns the four reads' frames into alerts (pure, no database), ``current_alerts`` runs
 the reads, and ``deliver`` hands the alerts not yet sent today to a sender (the webhook
 of ``tooling/webhook.py``) and records them in ``alert_deliveries``.
@@ -28,7 +29,7 @@ from sqlalchemy import Connection, Engine, text
 
 from queries.checks import check_whole, required_text
 from queries.errors import Busy, InvalidInput, OutcomeUnknown
-from queries.forecast import low_runway, quota_forecast, usage_spikes
+from queries.forecast import low_runway, quota_forecast, runway_reason, usage_spikes
 from queries.models import ALERT_KINDS, TYPED_ALERT_KINDS
 from queries.quotas import all_orgs_quota_alerts
 from queries.transactions import run_in_transaction, timeout_ms
@@ -244,12 +245,32 @@ def alerts_from(
         out_on = row["runs_out_on"]
         out_on_text = None if out_on is None or pd.isna(out_on) else str(out_on)[:10]
         burning = "" if burn is None else f", burning {burn:,.0f} a day"
+        # Expiry (issue 18): in the runway alert, not a kind of its own, so it stays one
+        # alert per organization and local day, sent once like before.
+        cause = str(row.get("cause") or "burn")
+        unused = int(row.get("expiring_unused") or 0)
+        then = int(row.get("expiring_then") or 0)
+        runs_out_at = row.get("runs_out_at")
         if balance <= 0:
             message = f"{name} has no credits left (balance {balance:,}{burning})"
+        elif cause == "expiry" and out_on_text is not None:
+            reason = runway_reason(
+                balance=balance,
+                cause=cause,
+                runs_out_on=dt.date.fromisoformat(out_on_text),
+                expiring_unused=unused,
+                expiring_then=then,
+            )
+            message = f"{name} {reason} (balance {balance:,}{burning})"
         else:
             when = "" if days is None else f" in {counted(days, 'day', fmt='.1f')}"
             around = "" if out_on_text is None else f", around {out_on_text}"
-            message = f"{name} runs out of credits{when}{around} (balance {balance:,}{burning})"
+            wasted = (
+                f"; {unused:,} credits will expire unused at today's pace" if unused > 0 else ""
+            )
+            message = (
+                f"{name} runs out of credits{when}{around} (balance {balance:,}{burning}){wasted}"
+            )
         add(
             Alert(
                 kind="low_runway",
@@ -264,6 +285,12 @@ def alerts_from(
                     "daily_burn": burn,
                     "runway_days": days,
                     "runs_out_on": out_on_text,
+                    "runs_out_at": None
+                    if runs_out_at is None or pd.isna(runs_out_at)
+                    else _utc(runs_out_at).isoformat(),
+                    "cause": cause,
+                    "expiring_unused": unused,
+                    "expiring_then": then,
                     "plan": str(row["plan"]),
                     "timezone": tz,
                 },

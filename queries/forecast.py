@@ -17,7 +17,7 @@ import numbers
 import pandas as pd
 from sqlalchemy import Connection, text
 
-from queries.checks import check_timestamp, check_whole
+from queries.checks import check_id, check_timestamp, check_whole
 from queries.errors import InvalidInput
 from queries.frames import frame
 
@@ -393,22 +393,43 @@ RUNWAY_COLUMNS = {
     "daily_burn": "float64",
     "runway_days": "float64",
     "runs_out_on": "object",
+    "runs_out_at": "datetime64[us, UTC]",
+    "cause": "str",
+    "expiring_unused": "int64",
+    "expiring_then": "int64",
 }
 
 # One statement. The burn of the last burn_days complete local days (today excluded, as
 # in queries.usage.balance_and_runway) is cum(<= yesterday) - cum(< today - burn_days)
-# of organization_daily_usage: two index-only probes per organization.
+# of organization_daily_usage: two index-only probes per organization. The balance is the
+# live one at now: what is due by then and not yet written off is gone (due_credits).
+#
+# Expiry (issue 18), only for the organizations with a live grant expiring within the
+# window (found on ix_credit_grants_due): at a constant burn r from now, the burn draws
+# the live grants in the order the database does (priority, soonest expiry, id). When a
+# grant k expires at T_k, the burn has consumed floor(r x (T_k - now)) in all; what it
+# took from the grants before k in that order is at most what they could give: their
+# remaining, less what those of them expired unused earlier (the walk's running arrays).
+# So k's unused part is remaining_k - clamp(consumed - that, 0, remaining_k), and it
+# depends only on earlier expiries: a recursive walk in time order, one step per
+# expiring grant, every organization at once. After U_k credits have expired unused by
+# T_k, the balance is gone at now + (balance - U_k) / r if that is after T_k, else at
+# T_k (the expiry took the last of it): the organization runs out at the earliest of
+# those over k = 0 (no expiry yet) .. n. Expiries after the window cannot move a run-out
+# within it.
 _LOW_RUNWAY = text(
     """
-    WITH clock AS (
+    WITH RECURSIVE clock AS (
         SELECT coalesce(CAST(:now AS timestamptz), now()) AS now
     ),
     burn AS (
-        SELECT o.id AS organization_id, o.name, o.slug, o.timezone, o.plan, b.balance, z.today,
+        SELECT o.id AS organization_id, o.name, o.slug, o.timezone, o.plan,
+               b.balance - coalesce(d.due, 0) AS balance, z.today,
                coalesce(hi.credits_through, 0) - coalesce(lo.credits_through, 0) AS burned
         FROM clock c
         CROSS JOIN organizations o
         JOIN credit_balances b ON b.organization_id = o.id
+        LEFT JOIN due_credits(c.now) d ON d.organization_id = o.id
         CROSS JOIN LATERAL (SELECT (c.now AT TIME ZONE o.timezone)::date AS today) z
         LEFT JOIN LATERAL (
             SELECT d.credits_through FROM organization_daily_usage d
@@ -420,15 +441,114 @@ _LOW_RUNWAY = text(
             WHERE d.organization_id = o.id AND d.date < z.today - :days
             ORDER BY d.date DESC LIMIT 1
         ) lo ON true
+        WHERE CAST(:org AS bigint) IS NULL OR o.id = CAST(:org AS bigint)
     ),
     runway AS (
-        SELECT *, burned::float8 / :days AS daily_burn,
-               balance / (burned::float8 / :days) AS runway_days
-        FROM burn WHERE burned > 0
+        SELECT *, burned::float8 / :days AS daily_burn FROM burn WHERE burned > 0
+    ),
+    expiring_orgs AS (
+        SELECT DISTINCT g.organization_id
+        FROM clock c
+        JOIN credit_grants g
+          ON g.expires_at > c.now AND g.expires_at <= c.now + make_interval(days => :within)
+        WHERE g.expires_at IS NOT NULL AND g.written_off_at IS NULL AND g.remaining > 0
+    ),
+    live AS (
+        SELECT g.organization_id, g.remaining, g.expires_at,
+               row_number() OVER w AS draw,
+               (sum(g.remaining) OVER w - g.remaining)::bigint AS before
+        FROM clock c
+        CROSS JOIN runway r
+        JOIN expiring_orgs e ON e.organization_id = r.organization_id
+        JOIN credit_grants g ON g.organization_id = r.organization_id
+        WHERE g.remaining > 0 AND g.written_off_at IS NULL
+          AND (g.expires_at IS NULL OR g.expires_at > c.now)
+        WINDOW w AS (PARTITION BY g.organization_id
+                     ORDER BY g.priority, g.expires_at NULLS LAST, g.id)
+    ),
+    expiring AS (
+        SELECT l.organization_id, l.remaining, l.expires_at, l.draw, l.before,
+               row_number() OVER (PARTITION BY l.organization_id
+                                  ORDER BY l.expires_at, l.draw) AS step,
+               floor(r.daily_burn * extract(epoch FROM l.expires_at - c.now) / 86400)::bigint
+                   AS consumed
+        FROM clock c
+        CROSS JOIN live l
+        JOIN runway r ON r.organization_id = l.organization_id
+        WHERE l.expires_at <= c.now + make_interval(days => :within)
+    ),
+    walk (organization_id, step, expires_at, draws, unuseds, unused, gone) AS (
+        SELECT e.organization_id, 0::bigint, NULL::timestamptz, ARRAY[]::bigint[],
+               ARRAY[]::bigint[], 0::bigint, 0::bigint
+        FROM expiring_orgs e JOIN runway r ON r.organization_id = e.organization_id
+        UNION ALL
+        SELECT w.organization_id, x.step, x.expires_at, w.draws || x.draw,
+               w.unuseds || u.unused, u.unused, w.gone + u.unused
+        FROM walk w
+        JOIN expiring x ON x.organization_id = w.organization_id AND x.step = w.step + 1
+        CROSS JOIN LATERAL (
+            SELECT coalesce(sum(p.unused), 0)::bigint AS gone
+            FROM unnest(w.draws, w.unuseds) AS p(draw, unused)
+            WHERE p.draw < x.draw
+        ) earlier
+        CROSS JOIN LATERAL (
+            SELECT x.remaining
+                   - least(x.remaining, greatest(0, x.consumed - (x.before - earlier.gone)))
+                   ::bigint AS unused
+        ) u
+    ),
+    ends AS (
+        SELECT r.organization_id, 0::bigint AS step, c.now AS at, 0::bigint AS gone
+        FROM clock c CROSS JOIN runway r
+        UNION ALL
+        SELECT w.organization_id, w.step, w.expires_at, w.gone FROM walk w WHERE w.step > 0
+    ),
+    -- Each step's candidate: the balance left after its expiries lasts burn_days more
+    -- (capped past the window, where an interval could overflow), unless its expiry
+    -- comes later; the earliest candidate wins, ties to the earlier step.
+    ended AS (
+        SELECT DISTINCT ON (e.organization_id) e.organization_id, t.days,
+               CASE WHEN t.burn_days > t.expiry_days
+                    THEN c.now + least(t.burn_days, :within + 1) * interval '86400 seconds'
+                    ELSE e.at END AS runs_out_at
+        FROM clock c
+        CROSS JOIN ends e
+        JOIN runway r ON r.organization_id = e.organization_id
+        CROSS JOIN LATERAL (
+            SELECT (r.balance - e.gone) / r.daily_burn AS burn_days,
+                   extract(epoch FROM e.at - c.now)::float8 / 86400 AS expiry_days
+        ) t0
+        CROSS JOIN LATERAL (
+            SELECT t0.burn_days, t0.expiry_days,
+                   CASE WHEN t0.burn_days > t0.expiry_days THEN t0.burn_days
+                        ELSE t0.expiry_days END AS days
+        ) t
+        ORDER BY e.organization_id, t.days, e.step
+    ),
+    expired AS (
+        SELECT n.organization_id,
+               coalesce(sum(w.unused) FILTER (WHERE w.expires_at <= n.runs_out_at), 0)
+                   AS expiring_unused,
+               coalesce(sum(w.unused) FILTER (WHERE w.expires_at = n.runs_out_at), 0)
+                   AS expiring_then
+        FROM ended n
+        LEFT JOIN walk w ON w.organization_id = n.organization_id AND w.step > 0
+        GROUP BY n.organization_id
+    ),
+    out AS (
+        SELECT r.organization_id, r.name, r.slug, r.timezone, r.plan, r.balance,
+               r.daily_burn, r.today, n.runs_out_at, n.days AS runway_days,
+               x.expiring_unused, x.expiring_then,
+               CASE WHEN x.expiring_then > 0 THEN 'expiry' ELSE 'burn' END AS cause
+        FROM runway r
+        JOIN ended n ON n.organization_id = r.organization_id
+        JOIN expired x ON x.organization_id = r.organization_id
     )
     SELECT organization_id, name, slug, timezone, plan, balance, daily_burn, runway_days,
-           today + floor(greatest(runway_days, 0))::int AS runs_out_on
-    FROM runway
+           CASE WHEN cause = 'expiry' THEN (runs_out_at AT TIME ZONE timezone)::date
+                ELSE today + floor(greatest(runway_days, 0))::int END AS runs_out_on,
+           runs_out_at, cause, expiring_unused, expiring_then
+    FROM out
     WHERE runway_days <= :within
     ORDER BY runway_days, name, organization_id
     """
@@ -441,17 +561,52 @@ def low_runway(
     within_days: int = 14,
     burn_days: int = 30,
     now: dt.datetime | None = None,
+    organization_id: int | None = None,
 ) -> pd.DataFrame:
-    """Organizations whose balance runs out within ``within_days`` at their average burn
-    of the last ``burn_days`` complete local days (as ``usage.balance_and_runway``),
-    soonest first (cross-organization). One statement.
+    """Organizations whose live balance runs out within ``within_days`` at their average
+    burn of the last ``burn_days`` complete local days (as ``usage.balance_and_runway``),
+    counting the grants that expire before the burn could use them, soonest first
+    (cross-organization, or one: ``organization_id``). One statement.
 
-    Columns: organization_id, name, slug, timezone, plan, balance, daily_burn (credits
-    per day), runway_days (balance / daily_burn; 0 or less when the balance is spent),
-    runs_out_on (the local date it runs out: today + whole days of runway).
+    Columns: organization_id, name, slug, timezone, plan, balance (live: what is due is
+    gone), daily_burn (credits per day), runway_days (days from now to runs_out_at; 0
+    when the balance is spent), runs_out_on (the local date it runs out: today + whole
+    days of runway when the burn empties it, the expiry's local date when an expiry
+    does), runs_out_at (UTC), cause ('burn' or 'expiry': an expiry took the last
+    credits), expiring_unused (credits that expire unused before then at this pace),
+    expiring_then (of those, what expires at runs_out_at: 0 when the burn empties it).
     Organizations that burned nothing never run out and are not listed.
     """
     within_days = check_whole(within_days, "number of days", minimum=0, maximum=3660)
     burn_days = check_whole(burn_days, "number of burn days", minimum=1, maximum=366)
-    params = {"now": _check_now(now), "within": within_days, "days": burn_days}
+    org = None if organization_id is None else check_id(organization_id)
+    params = {"now": _check_now(now), "within": within_days, "days": burn_days, "org": org}
     return frame(conn.execute(_LOW_RUNWAY, params), RUNWAY_COLUMNS)
+
+
+def runway_reason(
+    *,
+    balance: int,
+    cause: str,
+    runs_out_on: dt.date | None,
+    expiring_unused: int,
+    expiring_then: int,
+) -> str:
+    """Why and when a low-runway row runs out, as a phrase: "runs out on 14 Dec, when
+    8,000 credits expire", "...; 2,000 credits will expire unused at today's pace".
+
+    ``runs_out_on`` is the organization's local date (a row's ``runs_out_on``).
+    """
+    if balance <= 0:
+        return "no credits left"
+    when = "" if runs_out_on is None else f" on {runs_out_on.day} {runs_out_on:%b}"
+    if cause == "expiry":
+        text_ = f"runs out{when}, when {expiring_then:,} credits expire"
+        rest = expiring_unused - expiring_then
+        if rest > 0:
+            text_ += f"; {rest:,} more expire unused before"
+        return text_
+    text_ = f"runs out{when}"
+    if expiring_unused > 0:
+        text_ += f"; {expiring_unused:,} credits will expire unused at today's pace"
+    return text_

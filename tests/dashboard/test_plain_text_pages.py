@@ -106,6 +106,7 @@ def test_every_download_on_every_page_is_neutralised_and_numbers_stay_numbers(
         "Credits",
         "Daily burn",
         "Runway (days)",
+        "Expires unused",
     }
     seen: set[str] = set()
     for file_name, data in downloads.items():

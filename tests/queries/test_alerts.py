@@ -59,7 +59,15 @@ def _spikes(*rows: dict[str, Any]) -> pd.DataFrame:
 
 
 def _runway(*rows: dict[str, Any]) -> pd.DataFrame:
-    base = {"name": "Dune", "slug": "dune", "timezone": "Europe/Berlin", "plan": "starter"}
+    base = {
+        "name": "Dune",
+        "slug": "dune",
+        "timezone": "Europe/Berlin",
+        "plan": "starter",
+        "cause": "burn",
+        "expiring_unused": 0,
+        "expiring_then": 0,
+    }
     return _frame(forecast.RUNWAY_COLUMNS, [{**base, **row} for row in rows])
 
 
@@ -210,6 +218,48 @@ def test_spike_and_low_runway_are_about_the_whole_organization() -> None:
     )
     assert runway.details["runs_out_on"] == "2026-12-01"
     assert empty.message == "Empty Inc has no credits left (balance 0, burning 10 a day)"
+
+
+def test_a_runway_alert_says_when_credits_expire_unused() -> None:
+    alerts = _alerts(
+        runway=_runway(
+            {
+                "organization_id": 4,
+                "balance": 10_000,
+                "daily_burn": 100.0,
+                "runway_days": 15.0,
+                "runs_out_on": dt.date(2026, 12, 14),
+                "runs_out_at": pd.Timestamp("2026-12-13 23:30", tz="UTC"),
+                "cause": "expiry",
+                "expiring_unused": 8_000,
+                "expiring_then": 8_000,
+            },
+            {
+                "organization_id": 5,
+                "name": "Ember",
+                "balance": 1_200,
+                "daily_burn": 230.0,
+                "runway_days": 5.2,
+                "runs_out_on": dt.date(2026, 12, 1),
+                "cause": "burn",
+                "expiring_unused": 2_000,
+            },
+        ),
+    )
+    by_org = {a.organization_id: a for a in alerts}
+    assert [a.kind for a in alerts] == ["low_runway", "low_runway"]
+    # The date is the organization's own (Berlin: 14 Dec, though 13 Dec in UTC).
+    assert by_org[4].message == (
+        "Dune runs out on 14 Dec, when 8,000 credits expire (balance 10,000, burning 100 a day)"
+    )
+    assert by_org[4].details["cause"] == "expiry"
+    assert by_org[4].details["runs_out_at"] == "2026-12-13T23:30:00+00:00"
+    assert by_org[5].message == (
+        "Ember runs out of credits in 5.2 days, around 2026-12-01 (balance 1,200, burning "
+        "230 a day); 2,000 credits will expire unused at today's pace"
+    )
+    assert by_org[5].details["expiring_unused"] == 2_000
+    json.dumps([a.details for a in alerts], allow_nan=False)
 
 
 def test_one_alert_per_kind_organization_and_type_most_urgent_first() -> None:

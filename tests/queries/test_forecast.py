@@ -528,6 +528,9 @@ def test_low_runway_equals_balance_and_runway(connection: Connection) -> None:
         )
     assert ours["organization_id"].iloc[0] == tenants["spent"].org  # soonest first
     assert list(result.columns) == list(forecast.RUNWAY_COLUMNS)
+    # No grant expires: the burn empties the balance, and nothing is lost to expiry.
+    assert set(all_ours["cause"]) == {"burn"}
+    assert (all_ours["expiring_unused"] == 0).all() and (all_ours["expiring_then"] == 0).all()
 
 
 @pytest.mark.parametrize(
@@ -564,3 +567,159 @@ def test_the_forecast_limit_is_the_limit_in_force(connection: Connection) -> Non
         ).scalar_one()
         assert row["daily_limit"] == in_force
     assert row_of(ours, changed.org)["daily_limit"] == 55
+
+
+# -- low runway with expiring grants (issue 18) -----------------------------------------
+
+# A fixed instant ahead of the database's clock: the grants below expire after it, and
+# the database only draws grants that have not expired by its own clock.
+EXPIRY_NOW = dt.datetime(2031, 4, 9, 20, 0, tzinfo=dt.UTC)
+DAY = dt.timedelta(days=1)
+
+
+def burning(tenant: Tenant, now: dt.datetime, per_day: int) -> None:
+    """``per_day`` credits on each of the 30 complete local days before ``now``'s."""
+    today = now.astimezone(ZoneInfo(tenant.tz)).date()
+    for back in range(1, 31):
+        tenant.generate(
+            local_hours(today - back * DAY, tenant.tz, range(12, 13), 1), credits=per_day
+        )
+
+
+def hold_grants(
+    tenant: Tenant,
+    now: dt.datetime,
+    *,
+    opening: int,
+    grants: list[tuple[int, dt.timedelta, int | None]],
+) -> None:
+    """The organization's live grants are exactly: its opening grant of ``opening``
+    (never expires, default priority), then each (amount, expires after now, priority),
+    made a day before ``now`` (back-dated, as the owner may). The balance follows."""
+    conn = tenant.conn
+    left = conn.execute(
+        text("SELECT balance FROM credit_balances WHERE organization_id = :org"),
+        {"org": tenant.org},
+    ).scalar_one()
+    conn.execute(
+        text(
+            "INSERT INTO credit_ledger (organization_id, amount, kind, reason, actor, "
+            "idempotency_key) VALUES (:org, :amount, 'deduct', 'Test set-up', "
+            "'setup@example.com', 'keep-opening')"
+        ),
+        {"org": tenant.org, "amount": opening - left},
+    )
+    for n, (amount, expires_in, priority) in enumerate(grants):
+        conn.execute(
+            text(
+                "INSERT INTO credit_ledger (organization_id, amount, kind, reason, actor, "
+                "idempotency_key, created_at, grant_expires_at, grant_priority) "
+                "VALUES (:org, :amount, 'grant', 'Promotion', 'setup@example.com', :key, "
+                ":created, :expires, :priority)"
+            ),
+            {
+                "org": tenant.org,
+                "amount": amount,
+                "key": f"promo-{n}",
+                "created": now - DAY,
+                "expires": now + expires_in,
+                "priority": priority,
+            },
+        )
+
+
+@pytest.mark.parametrize(
+    ("priority", "unused", "days"),
+    [(None, 200, 103.0), (20, 500, 100.0)],
+    ids=["promo-drawn-first", "promo-drawn-last"],
+)
+def test_a_small_expiring_grant_beside_a_big_one_shortens_the_runway_by_what_it_wastes(
+    connection: Connection, priority: int | None, unused: int, days: float
+) -> None:
+    tenant = Tenant(connection, "UTC")
+    burning(tenant, EXPIRY_NOW, 100)
+    # 10,000 that never expire and 500 that expire in 3 days. Drawn first (the sooner
+    # expiry at the same priority), the burn uses 300 of the 500 by then; drawn last,
+    # none of it.
+    hold_grants(tenant, EXPIRY_NOW, opening=10_000, grants=[(500, 3 * DAY, priority)])
+
+    row = row_of(forecast.low_runway(connection, within_days=3660, now=EXPIRY_NOW), tenant.org)
+
+    assert row["balance"] == 10_500 and row["daily_burn"] == pytest.approx(100)
+    assert row["cause"] == "burn"
+    assert row["expiring_unused"] == unused and row["expiring_then"] == 0
+    assert row["runway_days"] == pytest.approx(days)  # (10,500 - unused) / 100
+    assert row["runs_out_at"] == EXPIRY_NOW + days * DAY
+    assert row["runs_out_on"] == EXPIRY_NOW.date() + int(days) * DAY
+
+
+@pytest.mark.parametrize(
+    ("tz", "shown"),
+    [("UTC", dt.date(2031, 4, 24)), ("Asia/Kathmandu", dt.date(2031, 4, 25))],
+)
+def test_a_balance_mostly_in_a_grant_the_burn_cannot_use_in_time_runs_out_at_its_expiry(
+    connection: Connection, tz: str, shown: dt.date
+) -> None:
+    tenant = Tenant(connection, tz)
+    burning(tenant, EXPIRY_NOW, 100)
+    # 1,000 drawn first, then 9,000 (priority 20) that expire in 15 days: the burn is on
+    # them from day 10 and uses 500 before they expire, so the other 8,500 expire
+    # unused and nothing is left: it runs out at the expiry, not after 100 days.
+    hold_grants(tenant, EXPIRY_NOW, opening=1_000, grants=[(9_000, 15 * DAY, 20)])
+
+    result = forecast.low_runway(connection, within_days=30, now=EXPIRY_NOW)
+    row = row_of(result, tenant.org)
+
+    assert row["balance"] == 10_000
+    assert row["cause"] == "expiry"
+    assert row["runs_out_at"] == EXPIRY_NOW + 15 * DAY  # 20:00 UTC, 01:45 in Kathmandu
+    assert row["runway_days"] == pytest.approx(15)
+    assert row["runs_out_on"] == shown  # the organization's own date of the expiry
+    assert row["expiring_unused"] == row["expiring_then"] == 8_500
+    assert (
+        forecast.runway_reason(
+            balance=int(row["balance"]),
+            cause=str(row["cause"]),
+            runs_out_on=row["runs_out_on"],
+            expiring_unused=int(row["expiring_unused"]),
+            expiring_then=int(row["expiring_then"]),
+        )
+        == f"runs out on {shown.day} Apr, when 8,500 credits expire"
+    )
+    # Within 14 days it does not run out; nor did the balance alone say it would soon.
+    assert tenant.org not in set(
+        forecast.low_runway(connection, within_days=14, now=EXPIRY_NOW)["organization_id"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("grants", "unused"),
+    [
+        # Same priority: the first promotion expires with 500 unused, so the burn reaches
+        # the second 500 credits sooner than its place in the order says, and uses 500 of it.
+        ([(1_000, 10 * DAY, None), (1_000, 20 * DAY, None)], 1_000),
+        # The later expiry drawn first (priority 5): the earlier one waits, whole, and
+        # expires untouched; the burn uses all of the one drawn first before it expires.
+        ([(1_000, 10 * DAY, None), (1_000, 20 * DAY, 5)], 1_000),
+        # Both drawn after the opening grant: nothing of either is used.
+        ([(1_000, 10 * DAY, 30), (1_000, 20 * DAY, 30)], 2_000),
+    ],
+    ids=["same-priority", "later-expiry-first", "both-last"],
+)
+def test_the_walk_follows_the_draw_order_across_expiries(
+    connection: Connection, grants: list[tuple[int, dt.timedelta, int | None]], unused: int
+) -> None:
+    tenant = Tenant(connection, "America/New_York")
+    burning(tenant, EXPIRY_NOW, 50)
+    hold_grants(tenant, EXPIRY_NOW, opening=5_000, grants=grants)
+
+    row = row_of(
+        forecast.low_runway(
+            connection, within_days=3660, now=EXPIRY_NOW, organization_id=tenant.org
+        ),
+        tenant.org,
+    )
+
+    assert row["expiring_unused"] == unused
+    assert row["cause"] == "burn"
+    assert row["runway_days"] == pytest.approx((7_000 - unused) / 50)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Connection, Engine, text
@@ -117,7 +118,8 @@ def test_demo_data_looks_like_a_real_multi_tenant_product(demo_engine: Engine) -
         ).one()
         assert pressured[0] >= 2 and pressured[1] >= 1, "some organizations near or over today"
         actors = set(conn.execute(text("SELECT DISTINCT actor FROM credit_ledger")).scalars())
-        assert actors <= set(FINANCE_STAFF) and len(actors) >= 2
+        # Staff, and the system for what nobody decides by hand: expiries, allowances.
+        assert actors <= {*FINANCE_STAFF, "system"} and len(actors - {"system"}) >= 2
         kinds = set(conn.execute(text("SELECT DISTINCT kind FROM credit_ledger")).scalars())
         assert {"grant", "deduct", "refund"} <= kinds
         latest = conn.execute(text("SELECT max(created_at) FROM generations")).scalar_one()
@@ -352,7 +354,75 @@ def test_a_seed_draws_the_very_same_rows_as_before(connection: Connection) -> No
         "organization_daily_usage": "4d6e1b2ab915c5a8377eee6caa79b7b7",
         "organization_monthly_usage": "6a8302db99c4b551bb28581947504a78",
         "usage_limits": "ddda90feb1bc5e08d9af86c6070f411f",
-        "credit_ledger": "f81d926f28e355701e1239a461f09279",
-        "credit_balances": "5ea000f726342baf7f0093f2c3d5652c",
+        "credit_ledger": "b8a3a1b1945e5a2d235418a234374d7c",
+        "credit_balances": "31b0f309499b0f183b5aa5739bf01cfe",
         "audit_log": "58f466ecde9184bfb76d5d3246948810",
     }
+
+
+def test_the_demo_has_grants_of_each_kind_and_their_books_close(demo_engine: Engine) -> None:
+    """Promotions that expire (one within the next 30 days, one already written off at
+    its expiry), a plan allowance with a rollover for the current month, and every
+    grant's parts adding up to a balance that is the sum of what remains (issue 18)."""
+    from queries import forecast, grants
+
+    with demo_engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT g.*, o.timezone FROM credit_grants g "
+                "JOIN organizations o ON o.id = g.organization_id WHERE g.source <> 'opening'"
+            )
+        ).all()
+        live_promotions = [
+            g for g in rows
+            if g.source == "manual" and g.written_off_at is None and g.remaining > 0
+            and DEMO_NOW < g.expires_at <= DEMO_NOW + dt.timedelta(days=30)
+        ]  # fmt: skip
+        assert live_promotions, "a promotion that expires within the next 30 days"
+        expired = [g for g in rows if g.source == "manual" and g.expired > 0]
+        assert len(expired) == 1 and expired[0].written_off_at == expired[0].expires_at
+        entry = conn.execute(
+            text(
+                "SELECT amount, created_at, effective_at, idempotency_key, actor "
+                "FROM credit_ledger WHERE organization_id = :org AND grant_id = :id"
+            ),
+            {"org": expired[0].organization_id, "id": expired[0].id},
+        ).one()
+        assert entry.amount == -expired[0].expired
+        assert entry.effective_at == entry.created_at == expired[0].expires_at
+        assert (entry.idempotency_key, entry.actor) == (f"expiry:{expired[0].id}", "system")
+        for source in ("allowance", "rollover"):
+            current = [
+                g for g in rows
+                if g.source == source and g.written_off_at is None and g.expires_at > DEMO_NOW
+            ]  # fmt: skip
+            assert current, f"a {source} for the current month"
+            for g in current:
+                # It ends with the organization's local month.
+                local = g.expires_at.astimezone(ZoneInfo(g.timezone))
+                assert (local.day, local.hour, local.minute) == (1, 0, 0)
+                key = conn.execute(
+                    text(
+                        "SELECT idempotency_key FROM credit_ledger "
+                        "WHERE organization_id = :org AND id = :id"
+                    ),
+                    {"org": g.organization_id, "id": g.ledger_entry_id},
+                ).scalar_one()
+                month = (local - dt.timedelta(days=1)).strftime("%Y-%m")
+                assert key == f"{source}:{month}"
+        # The books: each grant's parts add up (its table's checks), and every balance
+        # is what remains of its grants.
+        drift = conn.execute(
+            text(
+                "SELECT count(*) FROM credit_balances b WHERE b.balance <> "
+                "(SELECT coalesce(sum(g.remaining), 0) FROM credit_grants g "
+                " WHERE g.organization_id = b.organization_id)"
+            )
+        ).scalar_one()
+        assert drift == 0
+        # What the pages read of them.
+        org = live_promotions[0].organization_id
+        listed = grants.credit_grants(conn, organization_id=org, at=DEMO_NOW)
+        assert any(g.status == "live" and g.expires_at for g in listed)
+        runway = forecast.low_runway(conn, within_days=3660, now=DEMO_NOW)
+        assert (runway["expiring_unused"] > 0).any(), "some promotion expires unused"

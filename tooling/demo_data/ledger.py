@@ -1,5 +1,5 @@
 """The ledger: grants sized ahead of consumption, staff deductions, refunds, one
-reversal, and the balances they leave."""
+reversal, a few grants that expire (``grants``), and the balances and grants they leave."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import psycopg
 
 from tooling.demo_data.copying import copy_rows
 from tooling.demo_data.generations import OrgTotals
+from tooling.demo_data.grants import DEFAULT_PRIORITY, SYSTEM, DemoGrant, grants_of, pick_roles
 from tooling.demo_data.organizations import Org, zone_named
 
 FINANCE_STAFF = (
@@ -30,8 +31,10 @@ def load_ledger(
     now_us = int(now.timestamp() * 1_000_000)
     rows: list[tuple[object, ...]] = []
     balances: list[tuple[int, int]] = []
-    openings: list[tuple[object, ...]] = []
+    grant_rows: list[tuple[object, ...]] = []
     entry_id = 0
+    roles = pick_roles(orgs, now)
+    next_grant = max((org.id for org in orgs), default=0) + 1  # the openings' ids are the orgs'
     no_ts, no_cum = np.array([], dtype=np.int64), np.zeros(1, dtype=np.int64)
     for org in orgs:
         own = totals.get(org.id)
@@ -51,7 +54,7 @@ def load_ledger(
                 break
             grant_times.append(int(month.timestamp() * 1_000_000))
         ledger_total = 0
-        events: list[tuple[int, int, str, str, str | None, str | None]] = []
+        events: list[tuple[int, int, str, str, str | None, object]] = []
         for i, t in enumerate(grant_times):
             period_end = (
                 grant_times[i + 1] if i + 1 < len(grant_times) else now_us + 30 * 86_400_000_000
@@ -116,36 +119,76 @@ def load_ledger(
                     "goodwill",
                 )
             )
+
+        # Grants that expire (issue 18): each grant's entry, and the write-off of what it
+        # left when it expired before now, recorded at its expiry.
+        def consumed(a: dt.datetime, b: dt.datetime) -> int:
+            return consumed_before(_us(b)) - consumed_before(_us(a))
+
+        grants = grants_of(org, roles, now, consumed, next_grant)
+        next_grant += len(grants)
+        for g in grants:
+            events.append((_us(g.created_at), g.amount, "grant", g.reason, None, g))
+            if g.written_off(now) and g.unused > 0:
+                events.append(
+                    (_us(g.expires_at), -g.unused, "expired", f"Grant {g.id} expired", None,
+                     ("expiry", g))
+                )  # fmt: skip
         events.sort(key=lambda e: e[0])
         running = 0
         k = 0
         goodwill_id: int | None = None
+        covered: int | None = None  # the last entry the opening grant covers
         for t, amount, kind, reason, note, marker in events:
             entry_id += 1
             running += amount
-            if marker == "goodwill":
+            terms: tuple[object, ...] = (None, None, None, None)
+            reverses: int | None
+            if isinstance(marker, DemoGrant):
+                marker.ledger_entry_id = entry_id
+                actor, key, reverses = marker.actor, marker.key, None
+                terms = (marker.expires_at, marker.priority, None, None)
+            elif isinstance(marker, tuple):
+                expiring: DemoGrant = marker[1]
+                actor, key, reverses = SYSTEM, f"expiry:{expiring.id}", None
+                terms = (None, None, expiring.id, expiring.expires_at)
+            elif marker == "goodwill":
                 # Drawn without the random generator, so the other rows stay as they were.
                 actor = FINANCE_STAFF[0]
-                reverses: int | None = goodwill_id if kind == "reversal" else None
+                reverses = goodwill_id if kind == "reversal" else None
                 # A reversal's key is the one reverse_adjustment derives (migration 0012).
                 key = f"reversal:{reverses}" if reverses is not None else f"seed-{org.id}-{kind}"
                 goodwill_id = entry_id if kind == "grant" else goodwill_id
             else:
                 actor = FINANCE_STAFF[int(rng.integers(len(FINANCE_STAFF)))]
                 key, reverses, k = f"seed-{org.id}-{k}", None, k + 1
+            if not isinstance(marker, DemoGrant):
+                covered = entry_id
             rows.append((
                 org.id, entry_id, amount, running - consumed_before(t), kind, reason, note, actor,
-                key, reverses, _ts(t),
+                key, reverses, _ts(t), *terms,
             ))  # fmt: skip
         balances.append((org.id, running - int(cum[-1])))
         # The grants open after the loaded history: one opening grant of the balance,
-        # covering the organization's entries so far, as migration 0021 opened them.
-        openings.append((org.id, org.id, entry_id if rows and rows[-1][0] == org.id else None,
-                         "opening", balances[-1][1], balances[-1][1], now))  # fmt: skip
+        # covering the organization's entries so far, as migration 0021 opened them,
+        # less what remains of the grants that expire (those have rows of their own).
+        live = sum(g.unused for g in grants if not g.written_off(now))
+        opening = balances[-1][1] - live
+        assert opening >= 0, (org.id, opening)
+        grant_rows.append((org.id, org.id, covered, "opening", opening, opening, 0, 0,
+                           DEFAULT_PRIORITY, None, now, None))  # fmt: skip
+        for g in grants:
+            gone = g.written_off(now)
+            grant_rows.append((
+                org.id, g.id, g.ledger_entry_id, g.source, g.amount, 0 if gone else g.unused,
+                g.drawn, g.unused if gone else 0, g.priority or DEFAULT_PRIORITY, g.expires_at,
+                g.created_at, g.expires_at if gone else None,
+            ))  # fmt: skip
     copy_rows(
         conn,
         "COPY credit_ledger (organization_id, id, amount, balance_after, kind, reason, note, "
-        "actor, idempotency_key, reverses_id, created_at) FROM STDIN",
+        "actor, idempotency_key, reverses_id, created_at, grant_expires_at, grant_priority, "
+        "grant_id, effective_at) FROM STDIN",
         rows,
     )
     copy_rows(
@@ -156,10 +199,14 @@ def load_ledger(
     copy_rows(
         conn,
         "COPY credit_grants (organization_id, id, ledger_entry_id, source, amount, remaining, "
-        "created_at) FROM STDIN",
-        openings,
+        "drawn, expired, priority, expires_at, created_at, written_off_at) FROM STDIN",
+        grant_rows,
     )
     return len(rows)
+
+
+def _us(at: dt.datetime) -> int:
+    return int(at.timestamp() * 1_000_000)
 
 
 def _ts(micros: int) -> dt.datetime:
