@@ -64,7 +64,11 @@ def grants_table(grants: Sequence[CreditGrant], timezone: str) -> pd.DataFrame:
             f"Expires ({timezone})": [_when(g.expires_at, timezone) for g in grants],
             "Expires (UTC)": [_when(g.expires_at, "UTC") for g in grants],
             "Source": [SOURCES.get(g.source, g.source) for g in grants],
-            "Ledger entry": pd.array([g.ledger_entry_id for g in grants], dtype="Int64"),
+            # The opening grant made no entry: it is the balance when grants began.
+            "Ledger entry": pd.array(
+                [None if g.source == "opening" else g.ledger_entry_id for g in grants],
+                dtype="Int64",
+            ),
         }
     )
 
@@ -78,10 +82,10 @@ def _grants_frame(table: pd.DataFrame, *, key: str, timezone: str) -> None:
         # As the ledger's: the widths fit the main area of a 1440 px wide window.
         column_config={
             "Grant": st.column_config.NumberColumn(format="%d", width=55),
-            "Status": st.column_config.TextColumn(width=65),
-            "Amount": st.column_config.NumberColumn(format="localized", width=85),
+            "Status": st.column_config.TextColumn(width=60),
+            "Amount": st.column_config.NumberColumn(format="localized", width=80),
             "Remaining": st.column_config.NumberColumn(
-                format="localized", width=85, help="What can still be drawn from the grant."
+                format="localized", width=80, help="What can still be drawn from the grant."
             ),
             "Used": st.column_config.NumberColumn(
                 format="localized", width=70, help="Drawn by deductions and generations."
@@ -89,7 +93,7 @@ def _grants_frame(table: pd.DataFrame, *, key: str, timezone: str) -> None:
             "Expired": st.column_config.NumberColumn(
                 format="localized",
                 width=70,
-                help="Written off at its expiry (or due to be); a reversal's part is the rest.",
+                help="Written off at its expiry (or due to be written off).",
             ),
             "Priority": st.column_config.NumberColumn(
                 format="%d",
@@ -97,14 +101,15 @@ def _grants_frame(table: pd.DataFrame, *, key: str, timezone: str) -> None:
                 help="Lower is drawn first; then the soonest expiry, then the oldest.",
             ),
             f"Expires ({timezone})": st.column_config.TextColumn(
-                width=125, help=f"In {timezone}, the organization's own zone."
+                width=120, help=f"In {timezone}, the organization's own zone."
             ),
-            "Expires (UTC)": st.column_config.TextColumn(width=125),
-            "Source": st.column_config.TextColumn(width=115),
+            "Expires (UTC)": st.column_config.TextColumn(width=120),
+            "Source": st.column_config.TextColumn(width=110),
             "Ledger entry": st.column_config.NumberColumn(
                 format="%d",
                 width=70,
-                help="The ledger entry that made the grant (Entry in the ledger above).",
+                help="The ledger entry that made the grant (Entry in the ledger above); "
+                "none for the opening balance, the balance when grants began.",
             ),
         },
     )
