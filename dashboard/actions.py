@@ -166,6 +166,19 @@ def grant_expiry(day: object, time: object, timezone: str) -> dt.datetime | None
     return at
 
 
+def grant_terms(expires_at: dt.datetime | None, priority: int | None, timezone: str) -> str:
+    """A grant's terms in words, its expiry on ``timezone``'s clock and in UTC:
+    "expiring 6 Jan 2027 00:00 Asia/Kathmandu (5 Jan 2027 18:15 UTC), priority 5";
+    "" for a grant that never expires with the default priority."""
+    parts = []
+    if expires_at is not None:
+        utc = "" if timezone == "UTC" else f" ({when_in(expires_at, 'UTC')} UTC)"
+        parts.append(f"expiring {when_in(expires_at, timezone)} {timezone}{utc}")
+    if priority is not None:
+        parts.append(f"priority {priority}")
+    return ", ".join(parts)
+
+
 @dataclass(frozen=True, slots=True)
 class AdjustmentRequest:
     """A checked credit adjustment waiting for confirmation."""
@@ -187,16 +200,8 @@ class AdjustmentRequest:
 
     @property
     def terms(self) -> str:
-        """The grant's terms in words ("expiring 6 Jan 2027 00:00 Asia/Kathmandu
-        (5 Jan 2027 18:15 UTC), priority 5"), or "" for a plain one."""
-        parts = []
-        if self.expires_at is not None:
-            local = when_in(self.expires_at, self.timezone)
-            utc = "" if self.timezone == "UTC" else f" ({when_in(self.expires_at, 'UTC')} UTC)"
-            parts.append(f"expiring {local} {self.timezone}{utc}")
-        if self.priority is not None:
-            parts.append(f"priority {self.priority}")
-        return ", ".join(parts)
+        """The grant's terms in words (:func:`grant_terms`), or "" for a plain one."""
+        return grant_terms(self.expires_at, self.priority, self.timezone)
 
     @property
     def direction(self) -> Direction:
@@ -347,6 +352,8 @@ class DecisionRequest:
     decision: Decision
     rejection: str | None  # the rejection's reason
     balance_before: int
+    # The requested grant's terms in words (:func:`grant_terms`), "" when it has none.
+    terms: str = ""
 
     @property
     def balance_after(self) -> int:
@@ -397,6 +404,7 @@ def check_decision(
         decision="approve" if decision == "approve" else "reject",
         rejection=rejection,
         balance_before=pending.balance,
+        terms=grant_terms(pending.grant_expires_at, pending.grant_priority, pending.timezone),
     )
 
 

@@ -23,6 +23,7 @@ from tests.dashboard.apptest import (
     texts,
 )
 from tests.dashboard.hostile import MARKUP, rename
+from tests.dashboard.test_approvals_page import decide, page_as
 from tests.dashboard.test_credits_page import button, confirm, credits_page, ledger_rows
 
 # A fixed expiry far ahead: no test depends on the wall clock.
@@ -190,6 +191,34 @@ def test_an_approval_request_from_the_form_carries_the_terms(
     assert tuple(request) == (250_000, dt.datetime(2099, 1, 5, 18, 15, tzinfo=dt.UTC), 7)
     queue = table_with(at, "Grant terms")
     assert "expires 2099-01-06 00:00, priority 7" in list(queue["Grant terms"])
+
+    # Another person approves it: the confirmation states the terms, and the grant
+    # booked has them.
+    request_id = int(
+        scalar(
+            fresh_engine, "SELECT max(id) FROM approval_requests WHERE organization_id = :o", o=org
+        )
+    )
+    at = decide(page_as("ben@example.com", org), request_id, "approve")
+    asked = " ".join(plain(m.value) for m in at.markdown)
+    assert "+250,000 credits, expiring 6 Jan 2099 00:00 Asia/Kathmandu" in asked
+    at = confirm(at)
+    assert not at.exception
+    with fresh_engine.connect() as conn:
+        grant = conn.execute(
+            text(
+                "SELECT g.amount, g.expires_at, g.priority, g.source FROM credit_grants g "
+                "JOIN approval_requests r ON r.ledger_entry_id = g.ledger_entry_id "
+                "WHERE r.id = :r AND g.organization_id = :o"
+            ),
+            {"r": request_id, "o": org},
+        ).one()
+    assert tuple(grant) == (
+        250_000,
+        dt.datetime(2099, 1, 5, 18, 15, tzinfo=dt.UTC),
+        7,
+        "approval",
+    )
 
 
 def test_the_expiring_list_shows_a_grant_expiring_soon_with_a_link_to_its_organization(

@@ -167,8 +167,9 @@ def _confirm_decision(request: actions.DecisionRequest, f: state.Filters) -> Non
         if here:
             verb = "Approve" if request.decision == "approve" else "Reject"
             st.markdown(
-                f"**{verb} request {request.request_id}: {request.amount:+,} credits for "
-                f"{md(request.organization_name)}?**  \nRequested by "
+                f"**{verb} request {request.request_id}: {request.amount:+,} credits"
+                + (f", {md(request.terms)}," if request.terms else "")
+                + f" for {md(request.organization_name)}?**  \nRequested by "
                 f"{md(request.requested_by)} · Reason: {md(request.reason)}"
                 + (f"  \nRejection: {md(request.rejection)}" if request.rejection else "")
             )
