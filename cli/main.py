@@ -263,11 +263,31 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return 1
 
 
-BULK_HEADER = ("line", "organization", "amount", "reason", "status", "before", "after", "id")
+BULK_HEADER = (
+    "line",
+    "organization",
+    "amount",
+    "reason",
+    "grant terms",
+    "status",
+    "before",
+    "after",
+    "id",
+)
 
 
 def _number(value: int | None, *, sign: bool = False) -> str:
     return "" if value is None else (f"{value:+,}" if sign else f"{value:,}")
+
+
+def _terms(row: Any) -> str:
+    """A grant row's expiry (UTC) and priority, as far as the file gave them."""
+    parts = []
+    if getattr(row, "expires_at", None) is not None:
+        parts.append(f"expires {row.expires_at:%Y-%m-%d %H:%M} UTC")
+    if getattr(row, "priority", None) is not None:
+        parts.append(f"priority {row.priority}")
+    return ", ".join(parts)
 
 
 def bulk_table(rows: Sequence[Any]) -> str:
@@ -283,6 +303,7 @@ def bulk_table(rows: Sequence[Any]) -> str:
             shown(r.slug),
             _number(r.amount, sign=True),
             shown(r.reason),
+            _terms(r),
             r.status,
             _number(r.balance_before),
             _number(r.balance_after),
@@ -684,7 +705,11 @@ def build_parser() -> argparse.ArgumentParser:
     bulk = sub.add_parser(
         "bulk-adjust", help="check (default) or apply a CSV of credit adjustments"
     )
-    bulk.add_argument("file", metavar="FILE", help="CSV: organization,amount,reason[,note][,key]")
+    bulk.add_argument(
+        "file",
+        metavar="FILE",
+        help="CSV: organization,amount,reason[,note][,key][,expires_at][,priority]",
+    )
     mode = bulk.add_mutually_exclusive_group()
     mode.add_argument(
         "--dry-run", action="store_true", help="check and show every row, write nothing (default)"

@@ -17,11 +17,22 @@ from __future__ import annotations
 import datetime as dt
 import numbers
 import uuid
+import zoneinfo
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from dashboard import auth, data
-from queries import approvals, bulk, checks, credits, ledger, limit_approvals, orgs, quotas
+from queries import (
+    approvals,
+    bulk,
+    checks,
+    credits,
+    grants,
+    ledger,
+    limit_approvals,
+    orgs,
+    quotas,
+)
 from queries.errors import (
     InvalidAdjustment,
     InvalidInput,
@@ -127,6 +138,47 @@ def _reason_with_note(reason: str, note: str | None, *, error: type[InvalidInput
     )
 
 
+def when_in(at: dt.datetime, timezone: str) -> str:
+    """An instant as people read it on the page: "6 Jan 2027 00:00" in ``timezone``."""
+    local = at.astimezone(zoneinfo.ZoneInfo(timezone))
+    return f"{local.day} {local:%b %Y %H:%M}"
+
+
+def grant_expiry(day: object, time: object, timezone: str) -> dt.datetime | None:
+    """The instant (UTC) a form's expiry means: ``day`` at ``time`` on the wall clock of
+    ``timezone`` (the organization's); no day: None (never expires). A wall-clock time
+    that the zone skips (a DST gap) is refused; one it passes twice is the first."""
+    if day is None:
+        return None
+    day = checks.check_date(day, "expiry date", error=InvalidAdjustment)
+    if time is None:
+        time = dt.time()
+    if not isinstance(time, dt.time):
+        raise InvalidAdjustment(f"The expiry time must be a time of day, not {time!r}.")
+    zone = zoneinfo.ZoneInfo(timezone)
+    local = dt.datetime.combine(day, time.replace(tzinfo=None), tzinfo=zone)
+    at = local.astimezone(dt.UTC)
+    if at.astimezone(zone).replace(tzinfo=None) != local.replace(tzinfo=None):
+        raise InvalidAdjustment(
+            f"{day} {time:%H:%M} does not exist in {timezone} (the clocks skip it); choose "
+            "another time."
+        )
+    return at
+
+
+def grant_terms(expires_at: dt.datetime | None, priority: int | None, timezone: str) -> str:
+    """A grant's terms in words, its expiry on ``timezone``'s clock and in UTC:
+    "expiring 6 Jan 2027 00:00 Asia/Kathmandu (5 Jan 2027 18:15 UTC), priority 5";
+    "" for a grant that never expires with the default priority."""
+    parts = []
+    if expires_at is not None:
+        utc = "" if timezone == "UTC" else f" ({when_in(expires_at, 'UTC')} UTC)"
+        parts.append(f"expiring {when_in(expires_at, timezone)} {timezone}{utc}")
+    if priority is not None:
+        parts.append(f"priority {priority}")
+    return ", ".join(parts)
+
+
 @dataclass(frozen=True, slots=True)
 class AdjustmentRequest:
     """A checked credit adjustment waiting for confirmation."""
@@ -140,6 +192,16 @@ class AdjustmentRequest:
     balance_before: int
     # What the current user moved alone for this organization in the last 24 hours.
     moved_alone: int = 0
+    # A grant's terms: its expiry (UTC; None: never) and priority (None: the default),
+    # and the organization's zone the expiry was typed and is shown in.
+    expires_at: dt.datetime | None = None
+    priority: int | None = None
+    timezone: str = "UTC"
+
+    @property
+    def terms(self) -> str:
+        """The grant's terms in words (:func:`grant_terms`), or "" for a plain one."""
+        return grant_terms(self.expires_at, self.priority, self.timezone)
 
     @property
     def direction(self) -> Direction:
@@ -173,16 +235,42 @@ def check_adjustment(
     balance: int,
     idempotency_key: str,
     moved_alone: int = 0,
+    expiry_date: object = None,
+    expiry_time: object = None,
+    priority: object = None,
+    timezone: str = "UTC",
+    now: dt.datetime | None = None,
 ) -> AdjustmentRequest:
     """The adjustment a form asks for, or ``InvalidAdjustment`` with the reason.
     ``amount`` is what the person typed ("1500" or "1,500"); a fraction, an exponent or
     a sign is refused, never rounded. ``moved_alone`` is what the person moved alone
-    for the organization in the last 24 hours (``data.moved_alone``)."""
+    for the organization in the last 24 hours (``data.moved_alone``).
+
+    A grant may expire (``expiry_date`` at ``expiry_time``, on ``timezone``'s clock:
+    the organization's) after ``now`` and carry a ``priority`` (0-255; the default, 10,
+    is stored as no priority). A deduction takes neither."""
     if direction not in ("grant", "deduct"):
         raise InvalidAdjustment("Choose whether to grant or deduct credits.")
     signed = _adjustment_amount(amount, "grant" if direction == "grant" else "deduct")
     clean_note = _note(note, multiline=True, error=InvalidAdjustment)
     stored_reason = _stored_reason(reason, clean_note, what="adjustment", error=InvalidAdjustment)
+    expires_at = grant_expiry(expiry_date, expiry_time, timezone)
+    if priority == grants.DEFAULT_GRANT_PRIORITY:
+        priority = None
+    if signed < 0 and (expires_at is not None or priority is not None):
+        raise InvalidAdjustment(
+            "Only a grant can expire or carry a priority; a deduction draws from the "
+            "grants in order. Clear the expiry and set the priority back to "
+            f"{grants.DEFAULT_GRANT_PRIORITY}."
+        )
+    expires_at, rank = grants.check_grant_terms(
+        amount=signed, expires_at=expires_at, priority=priority, error=InvalidAdjustment
+    )
+    if expires_at is not None and expires_at <= (now or dt.datetime.now(dt.UTC)):
+        raise InvalidAdjustment(
+            f"The expiry {when_in(expires_at, timezone)} {timezone} is not in the future; "
+            "choose a later date and time, or none for credits that never expire."
+        )
     if balance + signed < 0:
         raise InvalidAdjustment(
             f"Insufficient credits: the balance is {balance:,} credits, so at most "
@@ -197,6 +285,9 @@ def check_adjustment(
         idempotency_key=idempotency_key,
         balance_before=balance,
         moved_alone=moved_alone,
+        expires_at=expires_at,
+        priority=rank,
+        timezone=timezone,
     )
 
 
@@ -211,6 +302,8 @@ def apply_adjustment(request: AdjustmentRequest) -> credits.LedgerEntry:
         note=request.note,
         actor=user.email,
         idempotency_key=request.idempotency_key,
+        expires_at=request.expires_at,
+        priority=request.priority,
     )
     data.wrote(organization_id=request.organization_id)
     return entry
@@ -228,6 +321,8 @@ def request_approval(request: AdjustmentRequest) -> approvals.ApprovalRequest:
         note=request.note,
         actor=user.email,
         idempotency_key=request.idempotency_key,
+        expires_at=request.expires_at,
+        priority=request.priority,
     )
     data.wrote(organization_id=request.organization_id)
     return pending
@@ -257,6 +352,8 @@ class DecisionRequest:
     decision: Decision
     rejection: str | None  # the rejection's reason
     balance_before: int
+    # The requested grant's terms in words (:func:`grant_terms`), "" when it has none.
+    terms: str = ""
 
     @property
     def balance_after(self) -> int:
@@ -307,6 +404,7 @@ def check_decision(
         decision="approve" if decision == "approve" else "reject",
         rejection=rejection,
         balance_before=pending.balance,
+        terms=grant_terms(pending.grant_expires_at, pending.grant_priority, pending.timezone),
     )
 
 

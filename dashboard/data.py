@@ -47,6 +47,7 @@ from queries import (
     credits,
     forecast,
     generations,
+    grants,
     ledger,
     limit_approvals,
     orgs,
@@ -347,6 +348,9 @@ quota_history = _cached_read(
 limits_in_force = _cached_read(
     quotas.limits_in_force, scope=ORGANIZATION, ttl=LIVE_TTL, max_entries=256
 )
+credit_grants = _cached_read(
+    grants.credit_grants, scope=ORGANIZATION, ttl=LIVE_TTL, max_entries=256
+)
 
 # ------------------------------------------------------- across organizations
 usage_page = _cached_read(usage.all_orgs_usage_page, scope=ALL, ttl=HISTORY_TTL, max_entries=256)
@@ -371,6 +375,7 @@ most_alone_limits = _cached_read(
     limit_approvals.most_alone_limits, scope=ORGANIZATION, ttl=LIVE_TTL, max_entries=256
 )
 audit_page = _cached_read(audit.all_orgs_audit_page, scope=ALL, ttl=LIVE_TTL, max_entries=256)
+expiring_grants = _cached_read(grants.expiring_grants, scope=ALL, ttl=LIVE_TTL, max_entries=16)
 # Forecasts move with every generation, like today's quotas.
 quota_forecast = _cached_read(forecast.quota_forecast, scope=ALL, ttl=LIVE_TTL, max_entries=8)
 usage_spikes = _cached_read(forecast.usage_spikes, scope=ALL, ttl=LIVE_TTL, max_entries=8)

@@ -49,6 +49,7 @@ from queries.errors import (
     RequestClosed,
     SelfApproval,
 )
+from queries.grants import check_grant_terms
 from queries.identity import canonical_identity, stored_identity
 from queries.ledger import (
     LedgerEntry,
@@ -101,23 +102,33 @@ class ApprovalRequest:
     decided_at: dt.datetime | None
     decision_reason: str | None
     ledger_entry_id: int | None
+    # The grant's terms the approved entry will carry (None: never expires; the default
+    # priority).
+    grant_expires_at: dt.datetime | None = None
+    grant_priority: int | None = None
 
 
 _INSERT_REQUEST = text(
     """
     INSERT INTO approval_requests (organization_id, amount, reason, note, requested_by,
-                                   idempotency_key, expires_at)
-    VALUES (:org, :amount, :reason, :note, :actor, :key,
-            now() + make_interval(days => CAST(:days AS integer)))
+                                   idempotency_key, expires_at, grant_expires_at,
+                                   grant_priority)
+    SELECT :org, :amount, :reason, :note, :actor, :key,
+           now() + make_interval(days => CAST(:days AS integer)),
+           CAST(:grant_expires_at AS timestamptz), CAST(:grant_priority AS smallint)
+    -- An expiry already past by the database's clock could never be booked: no row.
+    WHERE CAST(:grant_expires_at AS timestamptz) IS NULL
+       OR CAST(:grant_expires_at AS timestamptz) > now()
     RETURNING id, organization_id, amount, reason, note, requested_by, idempotency_key,
               status, created_at, expires_at, decided_by, decided_at, decision_reason,
-              ledger_entry_id
+              ledger_entry_id, grant_expires_at, grant_priority
     """
 )
 _REQUEST_BY_KEY = text(
     """
     SELECT id, organization_id, amount, reason, note, requested_by, idempotency_key, status,
-           created_at, expires_at, decided_by, decided_at, decision_reason, ledger_entry_id
+           created_at, expires_at, decided_by, decided_at, decision_reason, ledger_entry_id,
+           grant_expires_at, grant_priority
     FROM approval_requests WHERE organization_id = :org AND idempotency_key = :key
     """
 )
@@ -129,7 +140,8 @@ _DECIDE = text("SELECT decide_approval_request(:id, :decision, :by, :reason)")
 _REQUEST = text(
     """
     SELECT id, organization_id, amount, reason, note, requested_by, idempotency_key, status,
-           created_at, expires_at, decided_by, decided_at, decision_reason, ledger_entry_id
+           created_at, expires_at, decided_by, decided_at, decision_reason, ledger_entry_id,
+           grant_expires_at, grant_priority
     FROM approval_requests WHERE id = :id
     """
 )
@@ -142,7 +154,8 @@ _AUDIT = text(
 _ENTRY = text(
     """
     SELECT id, organization_id, amount, balance_after, kind, reason, note, actor,
-           idempotency_key, reverses_id, created_at, approval_request_id
+           idempotency_key, reverses_id, created_at, approval_request_id, grant_expires_at,
+           grant_priority, grant_id, effective_at
     FROM credit_ledger WHERE organization_id = :org AND id = :id
     """
 )
@@ -163,6 +176,10 @@ def _audit(
         "amount": request.amount,
         "requested_by": request.requested_by,
         "via": via,
+        "grant_expires_at": (
+            None if request.grant_expires_at is None else request.grant_expires_at.isoformat()
+        ),
+        "grant_priority": request.grant_priority,
     }
     conn.execute(
         _AUDIT,
@@ -188,16 +205,27 @@ def record_request(
     idempotency_key: str,
     days: int,
     via: str | None = None,
+    grant_expires_at: dt.datetime | None = None,
+    grant_priority: int | None = None,
 ) -> ApprovalRequest:
-    """Record a pending request (checked values, the organization locked), or the one this key recorded."""
+    """Record a pending request (checked values, the organization locked), or the one
+    this key recorded. A grant's terms (``check_grant_terms``) go to the entry its
+    approval books; an expiry already past is refused (``InvalidAdjustment``)."""
     # Shared with queries.bulk, whose file turns rows above the threshold into requests
     # in its own transaction; ``via`` (e.g. the command line) goes into the audit row.
     params = {"org": organization_id, "key": idempotency_key}
     row = conn.execute(_REQUEST_BY_KEY, params).one_or_none()
     previous = replay(
         first=ApprovalRequest(**row._mapping) if row else None,
-        asked=(amount, reason, note, actor),
-        recorded=lambda r: (r.amount, r.reason, r.note, stored_identity(r.requested_by)),
+        asked=(amount, reason, note, actor, grant_expires_at, grant_priority),
+        recorded=lambda r: (
+            r.amount,
+            r.reason,
+            r.note,
+            stored_identity(r.requested_by),
+            r.grant_expires_at,
+            r.grant_priority,
+        ),
         conflict=lambda r: submitted_differently(
             what="request",
             first=f"request {r.id}: {r.amount:+,} credits, {r.reason!r}",
@@ -208,8 +236,23 @@ def record_request(
         return previous
     row = conn.execute(
         _INSERT_REQUEST,
-        {**params, "amount": amount, "reason": reason, "note": note, "actor": actor, "days": days},
-    ).one()
+        {
+            **params,
+            "amount": amount,
+            "reason": reason,
+            "note": note,
+            "actor": actor,
+            "days": days,
+            "grant_expires_at": grant_expires_at,
+            "grant_priority": grant_priority,
+        },
+    ).one_or_none()
+    if row is None:
+        assert grant_expires_at is not None
+        raise InvalidAdjustment(
+            f"A grant's expiry must be in the future; {grant_expires_at:%Y-%m-%d %H:%M} UTC "
+            "has passed. Nothing was changed."
+        )
     request = ApprovalRequest(**row._mapping)
     _audit(conn, request, action="request_adjustment", actor=actor, reason=reason, via=via)
     return request
@@ -224,10 +267,16 @@ def request_adjustment(
     actor: str,
     idempotency_key: str,
     note: str | None = None,
+    expires_at: dt.datetime | None = None,
+    priority: int | None = None,
 ) -> ApprovalRequest:
     """Record a pending request to grant (``amount > 0``) or deduct credits, for a second
     person to approve; once per idempotency key (the same key again returns the request,
     with other details ``IdempotencyConflict``). Nothing moves until it is approved.
+
+    A grant may carry an expiry (an aware datetime, in the future) and a priority
+    (0-255, lower first), as ``adjust_credits``; the approved entry, and so its grant,
+    carries the same terms.
     """
     org = check_id(organization_id, error=InvalidAdjustment)
     amount = check_adjustment_amount(amount)
@@ -237,6 +286,9 @@ def request_adjustment(
     assert key is not None
     note = check_text(
         note, "note", maximum=MAX_NOTE, required=False, multiline=True, error=InvalidAdjustment
+    )
+    expiry, rank = check_grant_terms(
+        amount=amount, expires_at=expires_at, priority=priority, error=InvalidAdjustment
     )
     days = expiry_days()
 
@@ -251,6 +303,8 @@ def request_adjustment(
             actor=actor,
             idempotency_key=key,
             days=days,
+            grant_expires_at=expiry,
+            grant_priority=rank,
         )
 
     # A retry finds its own committed request by the key.
@@ -301,6 +355,12 @@ def _decide(
             ) from None
         if state == "55000":
             raise _closed(request_id, getattr(diag, "message_detail", None)) from None
+        if getattr(diag, "constraint_name", None) == "ck_credit_ledger_grant_expires_after_created":
+            raise InvalidAdjustment(
+                f"Request {request_id}'s grant was to expire at a time that has now passed, "
+                "so it cannot be booked; reject it and request the grant again with a later "
+                "expiry."
+            ) from None
         if state == "22023":
             raise InvalidAdjustment(
                 "The approver's name contains an invisible or control character."
@@ -380,6 +440,9 @@ class PendingApproval:
     balance: int
     # The organization's IANA zone: its ledger's, and the one its requests are shown in.
     timezone: str = "UTC"
+    # A grant's terms, which the approved entry carries (None: never; the default).
+    grant_expires_at: dt.datetime | None = None
+    grant_priority: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,7 +466,8 @@ class ApprovalPage:
 _PENDING = text(
     """
     SELECT r.id, r.organization_id, o.name AS organization, o.slug, r.amount, r.reason,
-           r.note, r.requested_by, r.created_at, r.expires_at, b.balance, o.timezone
+           r.note, r.requested_by, r.created_at, r.expires_at, b.balance, o.timezone,
+           r.grant_expires_at, r.grant_priority
     FROM approval_requests r
     JOIN organizations o ON o.id = r.organization_id
     JOIN credit_balances b ON b.organization_id = r.organization_id

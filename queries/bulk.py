@@ -2,7 +2,10 @@
 
 The file (UTF-8, a header row) has the columns ``organization`` (the slug), ``amount``
 (a whole number, ``-`` for a deduction, "1,500" accepted), ``reason``, and optionally
-``note`` and ``key``. ``parse_file`` reads it without a database and never raises: every
+``note``, ``key`` and, for a grant (a positive amount), its terms: ``expires_at``
+(``parse_expiry``: ISO 8601 with ``Z`` or an offset, or a date meaning 00:00 UTC that
+day; a time without an offset is refused, since its day would be a guess) and
+``priority`` (``parse_priority``: 0-255, lower drawn first; empty: 10). ``parse_file`` reads it without a database and never raises: every
 problem is a sentence with its line number. ``plan_bulk`` is the dry run (reads only):
 every row with its organization's balance before and after it, counting the earlier
 rows of the same file. ``apply_bulk`` applies the whole file in one transaction or
@@ -18,9 +21,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime as dt
 import hashlib
 import io
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -35,11 +40,13 @@ from queries.checks import (
     MAX_REASON,
     check_key,
     check_text,
+    check_timestamp,
     parse_whole,
     required_text,
 )
 from queries.credits import check_adjustment_amount
 from queries.errors import BulkRejected, IdempotencyConflict, InvalidAdjustment, InvalidInput
+from queries.grants import MAX_GRANT_PRIORITY
 from queries.identity import canonical_identity
 from queries.ledger import (
     approval_threshold,
@@ -59,7 +66,9 @@ __all__ = [
     "ParsedFile",
     "ParsedRow",
     "apply_bulk",
+    "parse_expiry",
     "parse_file",
+    "parse_priority",
     "plan_bulk",
 ]
 
@@ -79,6 +88,10 @@ _COLUMNS: Final = {
     "note": "note",
     "key": "key",
     "idempotency_key": "key",
+    "expires_at": "expires_at",
+    "expires": "expires_at",
+    "expiry": "expires_at",
+    "priority": "priority",
 }
 _REQUIRED: Final = ("organization", "amount", "reason")
 
@@ -96,6 +109,9 @@ class ParsedRow:
     note: str | None
     key: str | None
     errors: tuple[str, ...]
+    # A grant's terms (None: never expires; the default priority).
+    expires_at: dt.datetime | None = None
+    priority: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +144,8 @@ class BulkRow:
     entry_id: int | None
     request_id: int | None
     errors: tuple[str, ...]
+    expires_at: dt.datetime | None = None
+    priority: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +178,78 @@ def _amount(raw: str | None) -> int:
     return check_adjustment_amount(sign * magnitude)
 
 
+# ASCII digits only: ``\d`` would let other scripts' digits through to fromisoformat.
+_DATE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_TIME: Final = re.compile(
+    r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})[T ](?P<time>[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?)"
+    r"(?P<zone>Z|z|[+-][0-9]{2}:[0-9]{2})?"
+)
+_EXPIRY_FORMS: Final = (
+    "2027-01-06T00:00:00Z, 2027-01-06T05:45:00+05:45, or the date 2027-01-06 (00:00 UTC that day)"
+)
+
+
+def _shown_value(raw: str) -> str:
+    return repr(raw if len(raw) <= 40 else raw[:40] + "…")
+
+
+def parse_expiry(raw: str | None) -> dt.datetime | None:
+    """A bulk row's ``expires_at`` as an aware UTC datetime; empty: None (never expires).
+
+    ISO 8601 with ``Z`` or an offset (``2027-01-06T00:00:00+05:45``), or a date alone,
+    meaning the start of that day in UTC. A time without an offset is refused
+    (``InvalidAdjustment``): which day it falls on depends on a zone the file does not
+    name. Whether it is still ahead is checked against the database's clock.
+    """
+    typed = (raw or "").strip()
+    if not typed:
+        return None
+    if _DATE.fullmatch(typed):
+        try:
+            day = dt.date.fromisoformat(typed)
+        except ValueError:
+            raise InvalidAdjustment(
+                f"The expires_at {_shown_value(typed)} is not a real date."
+            ) from None
+        when = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    else:
+        match = _TIME.fullmatch(typed)
+        if match is None:
+            raise InvalidAdjustment(
+                f"The expires_at {_shown_value(typed)} is not a date and time; write it as "
+                f"{_EXPIRY_FORMS}."
+            )
+        if match["zone"] is None:
+            raise InvalidAdjustment(
+                f"The expires_at {_shown_value(typed)} has no UTC offset, so its day is a "
+                "guess; add Z or an offset such as +05:45, or give a date alone (00:00 UTC "
+                "that day)."
+            )
+        zone = "+00:00" if match["zone"] in ("Z", "z") else match["zone"]
+        try:
+            when = dt.datetime.fromisoformat(f"{match['date']}T{match['time']}{zone}")
+        except ValueError:
+            raise InvalidAdjustment(
+                f"The expires_at {_shown_value(typed)} is not a real date and time."
+            ) from None
+    # The range every timestamp keeps (2000-2100), as UTC.
+    return check_timestamp(when, "expires_at", error=InvalidAdjustment).astimezone(dt.UTC)
+
+
+def parse_priority(raw: str | None) -> int | None:
+    """A bulk row's ``priority``: a whole number from 0 to 255 (lower is drawn first);
+    empty: None (the default, 10). Anything else raises ``InvalidAdjustment``."""
+    typed = (raw or "").strip()
+    if not typed:
+        return None
+    if not re.fullmatch(r"[0-9]{1,3}", typed) or int(typed) > MAX_GRANT_PRIORITY:
+        raise InvalidAdjustment(
+            f"The priority {_shown_value(typed)} must be a whole number from 0 to "
+            f"{MAX_GRANT_PRIORITY} (lower is drawn first; empty means 10)."
+        )
+    return int(typed)
+
+
 def _row(line: int, values: Mapping[str, str], digest: str) -> ParsedRow:
     errors: list[str] = []
 
@@ -189,7 +279,25 @@ def _row(line: int, values: Mapping[str, str], digest: str) -> ParsedRow:
     else:
         # The same file gives the same keys, so applying it again changes nothing.
         key = key or f"bulk:{digest[:40]}:{line}"
-    return ParsedRow(line, slug, amount, reason, note, key, tuple(errors))
+    expires_at = priority = None
+    try:
+        expires_at = parse_expiry(values.get("expires_at"))
+    except InvalidInput as exc:
+        errors.append(str(exc))
+    try:
+        priority = parse_priority(values.get("priority"))
+    except InvalidInput as exc:
+        errors.append(str(exc))
+    if (
+        amount is not None
+        and amount < 0
+        and ((values.get("expires_at") or "").strip() or (values.get("priority") or "").strip())
+    ):
+        errors.append(
+            "Only a grant (a positive amount) can have an expires_at or a priority; leave "
+            "them empty on a deduction, which draws from the grants in order."
+        )
+    return ParsedRow(line, slug, amount, reason, note, key, tuple(errors), expires_at, priority)
 
 
 def parse_file(data: bytes) -> ParsedFile:
@@ -268,7 +376,7 @@ def _header(record: list[str]) -> tuple[list[str | None], list[str]]:
             shown = typed if len(typed) <= 40 else typed[:40] + "…"
             problems.append(
                 f"Unknown column {shown!r}: the columns are organization, amount, reason, "
-                "note (optional) and key (optional)."
+                "and optionally note, key, expires_at and priority."
             )
         elif name in names:
             problems.append(f"The column {name!r} appears twice.")
@@ -293,7 +401,8 @@ _ORGANIZATIONS = text(
 )
 _ENTRIES_BY_KEY = text(
     """
-    SELECT organization_id, idempotency_key, id, amount, reason, note
+    SELECT organization_id, idempotency_key, id, amount, reason, note, grant_expires_at,
+           grant_priority
     FROM credit_ledger
     WHERE organization_id = ANY(CAST(:ids AS bigint[]))
       AND idempotency_key = ANY(CAST(:keys AS text[]))
@@ -301,7 +410,8 @@ _ENTRIES_BY_KEY = text(
 )
 _REQUESTS_BY_KEY = text(
     """
-    SELECT organization_id, idempotency_key, id, amount, reason, note
+    SELECT organization_id, idempotency_key, id, amount, reason, note, grant_expires_at,
+           grant_priority
     FROM approval_requests
     WHERE organization_id = ANY(CAST(:ids AS bigint[]))
       AND idempotency_key = ANY(CAST(:keys AS text[]))
@@ -339,6 +449,13 @@ def _plan(conn: Connection, parsed: ParsedFile, *, lock: bool, actor: str | None
             (r.organization_id, r.idempotency_key): r
             for r in conn.execute(_REQUESTS_BY_KEY, params)
         }
+    # An expiry must be ahead of the database's clock, the one that books the entry
+    # (under the locks, the same transaction's).
+    now = (
+        conn.execute(_NOW).scalar_one()
+        if any(row.expires_at is not None for row in parsed.rows)
+        else None
+    )
     threshold = approval_threshold()
     # The two-person rule over 24 hours: what the applier moved alone for each
     # organization, then the file's rows in file order (queries.ledger.moved_alone).
@@ -373,8 +490,14 @@ def _plan(conn: Connection, parsed: ParsedFile, *, lock: bool, actor: str | None
             try:
                 previous = replay(
                     first=entries.get((org_id, key)) or requests.get((org_id, key)),
-                    asked=(row.amount, row.reason, row.note),
-                    recorded=lambda p: (p.amount, p.reason, p.note),
+                    asked=(row.amount, row.reason, row.note, row.expires_at, row.priority),
+                    recorded=lambda p: (
+                        p.amount,
+                        p.reason,
+                        p.note,
+                        p.grant_expires_at,
+                        p.grant_priority,
+                    ),
                     conflict=taken,
                 )
             except IdempotencyConflict as exc:
@@ -385,6 +508,11 @@ def _plan(conn: Connection, parsed: ParsedFile, *, lock: bool, actor: str | None
                     is_entry = (org_id, key) in entries
                     entry_id = int(previous.id) if is_entry else None
                     request_id = None if is_entry else int(previous.id)
+                elif row.expires_at is not None and now is not None and row.expires_at <= now:
+                    errors.append(
+                        f"The expires_at {row.expires_at:%Y-%m-%d %H:%M} UTC has passed; a "
+                        "grant's expiry must be in the future."
+                    )
                 elif needs_approval(amount=row.amount, moved=moved[org_id], threshold=threshold):
                     # Above the threshold alone, or with what this person moved for this
                     # organization in the last 24 hours (earlier rows included): nothing
@@ -417,12 +545,15 @@ def _plan(conn: Connection, parsed: ParsedFile, *, lock: bool, actor: str | None
                 entry_id=entry_id,
                 request_id=request_id,
                 errors=tuple(errors),
+                expires_at=row.expires_at,
+                priority=row.priority,
             )
         )
     problems = [*parsed.errors, *((r.line, e) for r in planned for e in r.errors)]
     return BulkPlan(parsed.digest, tuple(planned), tuple(sorted(problems, key=lambda p: p[0])))
 
 
+_NOW = text("SELECT now()")
 _AUDIT_FILE = text(
     """
     INSERT INTO audit_log (organization_id, action, actor, reason, details, idempotency_key)
@@ -478,6 +609,8 @@ def apply_bulk(engine: Engine, *, data: bytes, actor: str, via: str = "the dashb
                     note=row.note,
                     actor=actor,
                     idempotency_key=key,
+                    grant_expires_at=row.expires_at,
+                    grant_priority=row.priority,
                 )
                 row = dataclasses.replace(
                     row, status="applied", entry_id=entry.id, balance_after=entry.balance_after
@@ -493,6 +626,8 @@ def apply_bulk(engine: Engine, *, data: bytes, actor: str, via: str = "the dashb
                     idempotency_key=key,
                     days=days,
                     via=via,
+                    grant_expires_at=row.expires_at,
+                    grant_priority=row.priority,
                 )
                 row = dataclasses.replace(row, status="requested", request_id=request.id)
             done.append(row)

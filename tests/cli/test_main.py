@@ -337,6 +337,44 @@ def test_bulk_adjust_dry_run_then_apply_once(
     assert _balance(bulk_database) == (30, 3)
 
 
+def test_bulk_adjust_shows_and_applies_a_grants_expiry_and_priority(
+    bulk_database: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = tmp_path / "promo.csv"
+    csv.write_text(
+        "organization,amount,reason,expires_at,priority\n"
+        "acme,50,Promotion,2099-01-06T05:45:00+05:45,5\n"
+        "acme,-10,Correction,,\n"
+    )
+    args = ["bulk-adjust", str(csv), "--apply", "--actor", "ana@finance.example"]
+    assert main([*args, "--confirm-database", "dashboard_test_cli"]) == 0
+    out = capsys.readouterr().out
+    assert "grant terms" in out and "expires 2099-01-06 00:00 UTC, priority 5" in out
+    engine = create_direct_engine(bulk_database)
+    try:
+        with engine.connect() as conn:
+            terms = conn.execute(
+                text("SELECT expires_at, priority, amount FROM credit_grants WHERE source = 'bulk'")
+            ).one()
+    finally:
+        engine.dispose()
+    assert (f"{terms.expires_at:%Y-%m-%d %H:%M %z}", terms.priority, terms.amount) == (
+        "2099-01-06 00:00 +0000",
+        5,
+        50,
+    )
+
+
+def test_bulk_adjust_a_naive_expiry_is_a_row_error_and_applies_nothing(
+    bulk_database: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = tmp_path / "naive.csv"
+    csv.write_text("organization,amount,reason,expires_at\nacme,50,Promotion,2099-01-06T00:00\n")
+    assert main(["bulk-adjust", str(csv)]) == 1
+    assert "line 2: The expires_at '2099-01-06T00:00' has no UTC offset" in capsys.readouterr().out
+    assert _balance(bulk_database) == (100, 1)
+
+
 def test_bulk_adjust_a_bad_row_exits_1_and_applies_nothing(
     bulk_database: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

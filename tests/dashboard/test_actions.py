@@ -191,3 +191,59 @@ def test_the_form_asks_for_a_second_person_exactly_where_the_data_layer_does(
             needs_approval,
             crosses_the_day,
         )
+
+
+# A grant's terms from the form: the expiry typed on the organization's clock.
+NOW = dt.datetime(2027, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def test_an_expiry_on_the_organizations_clock_is_stored_in_utc_and_stated() -> None:
+    request = adjustment(
+        expiry_date=dt.date(2027, 1, 6),
+        expiry_time=dt.time(0, 0),
+        priority=5,
+        timezone="Asia/Kathmandu",
+        now=dt.datetime(2026, 12, 7, tzinfo=dt.UTC),
+    )
+    assert request.expires_at == dt.datetime(2027, 1, 5, 18, 15, tzinfo=dt.UTC)
+    assert request.priority == 5
+    assert request.terms == (
+        "expiring 6 Jan 2027 00:00 Asia/Kathmandu (5 Jan 2027 18:15 UTC), priority 5"
+    )
+    # No expiry and the default priority: a plain grant, nothing to state.
+    plain = adjustment(priority=10, now=NOW)
+    assert (plain.expires_at, plain.priority, plain.terms) == (None, None, "")
+
+
+def test_a_wall_clock_time_the_zone_skips_is_refused_and_a_repeated_one_is_the_first() -> None:
+    with pytest.raises(InvalidAdjustment, match="does not exist in Europe/Berlin"):
+        adjustment(
+            expiry_date=dt.date(2027, 3, 28),
+            expiry_time=dt.time(2, 30),
+            timezone="Europe/Berlin",
+            now=NOW,
+        )
+    twice = adjustment(
+        expiry_date=dt.date(2027, 10, 31),
+        expiry_time=dt.time(2, 30),
+        timezone="Europe/Berlin",
+        now=NOW,
+    )
+    assert twice.expires_at == dt.datetime(2027, 10, 31, 0, 30, tzinfo=dt.UTC)  # CEST, +2
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"expiry_date": dt.date(2027, 3, 1)}, "The expiry 1 Mar 2027 00:00 UTC is not in"),
+        ({"direction": "deduct", "priority": 3}, "Only a grant can expire or carry a priority"),
+        ({"direction": "deduct", "expiry_date": dt.date(2027, 6, 1)}, "Only a grant"),
+        ({"priority": 256}, "between 0 and 255"),
+        ({"expiry_date": dt.date(2027, 6, 1), "expiry_time": "noon"}, "a time of day"),
+    ],
+)
+def test_bad_grant_terms_are_refused_with_a_sentence(
+    changes: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidAdjustment, match=message):
+        adjustment(now=NOW, **changes)

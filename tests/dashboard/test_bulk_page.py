@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
-from tests.dashboard.apptest import plain_texts, scalar, table_with
+from tests.dashboard.apptest import plain, plain_texts, scalar, table_with
 from tests.dashboard.test_credits_page import balance, button, credits_page, first_org, ledger_rows
 
 
@@ -75,3 +75,42 @@ def test_a_file_with_errors_shows_each_line_and_offers_no_confirm(
     button(at, "Discard").click()
     at.run()
     assert [b for b in at.button if b.label.startswith("Check the file")] or at.file_uploader
+
+
+def test_a_file_with_grant_terms_shows_them_and_applies_them(
+    org: int, fresh_engine: Engine
+) -> None:
+    s = slug(fresh_engine, org)
+    content = (
+        "organization,amount,reason,expires_at,priority\n"
+        f"{s},700,Promotion,2099-01-06T05:45:00+05:45,5\n"
+        f"{s},10,Top-up,,\n"
+    ).encode()
+    at = upload(credits_page(org), content)
+    assert not at.exception
+    table = table_with(at, "Expires (UTC)")
+    assert list(table["Expires (UTC)"]) == ["2099-01-06 00:00", ""]
+    assert list(table["Priority"].astype("object").fillna(-1)) == [5, -1]
+    button(at, "Confirm: apply 2 rows").click()
+    at.run()
+    assert not at.exception
+    terms = scalar(
+        fresh_engine,
+        "SELECT to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' ' || priority "
+        "FROM credit_grants WHERE organization_id = :o AND source = 'bulk' AND amount = 700",
+        o=org,
+    )
+    assert terms == "2099-01-06 00:00 5"
+
+
+def test_a_naive_expiry_is_a_line_error_and_nothing_is_applied(
+    org: int, fresh_engine: Engine
+) -> None:
+    before = (balance(fresh_engine, org), ledger_rows(fresh_engine, org))
+    s = slug(fresh_engine, org)
+    content = f"organization,amount,reason,expires_at\n{s},10,Promo,2099-01-06T00:00\n".encode()
+    at = upload(credits_page(org), content)
+    lines = " ".join(t.value for t in at.markdown)
+    assert "Line 2:" in lines and "has no UTC offset" in plain(lines)
+    assert not [b for b in at.button if b.label.startswith("Confirm")]
+    assert (balance(fresh_engine, org), ledger_rows(fresh_engine, org)) == before

@@ -92,6 +92,7 @@ def test_every_download_on_every_page_is_neutralised_and_numbers_stay_numbers(
         "low-runway",
         "timeline",
         "ledger",
+        "grants",
         "audit",
     }, list(downloads)
     numeric = {
@@ -107,6 +108,12 @@ def test_every_download_on_every_page_is_neutralised_and_numbers_stay_numbers(
         "Daily burn",
         "Runway (days)",
         "Expires unused",
+        "Grant",
+        "Remaining",
+        "Used",
+        "Expired",
+        "Priority",
+        "Ledger entry",
     }
     seen: set[str] = set()
     for file_name, data in downloads.items():

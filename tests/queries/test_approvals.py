@@ -29,6 +29,7 @@ from queries.errors import (
     RequestClosed,
     SelfApproval,
 )
+from queries.grants import credit_grants
 from tests.queries.writes import invariant_holds, new_org, snapshot
 
 ANA = "ana@finance.example"
@@ -402,3 +403,98 @@ def test_every_step_shows_in_the_audit_trail(write_engine: Engine) -> None:
         ("request_adjustment", ANA, 250_000),
     ]
     assert list(only["details"]) == [f"request {approved} · requested by {ANA} · entry {entry.id}"]
+
+
+# Fixed instants, so no test depends on the wall clock: one far ahead, one long past.
+FAR_EXPIRY = dt.datetime(2099, 1, 6, tzinfo=dt.UTC)
+PAST_EXPIRY = dt.datetime(2001, 1, 6, tzinfo=dt.UTC)
+
+
+def test_an_approved_grant_keeps_the_requested_expiry_and_priority(write_engine: Engine) -> None:
+    org, _ = new_org(write_engine, balance=10)
+    kathmandu = dt.timezone(dt.timedelta(hours=5, minutes=45))
+    asked = FAR_EXPIRY.astimezone(kathmandu)
+    request = request_adjustment(
+        write_engine,
+        organization_id=org,
+        amount=250_000,
+        reason="Promotion",
+        actor=ANA,
+        idempotency_key="promo-expiring",
+        expires_at=asked,
+        priority=5,
+    )
+    assert (request.grant_expires_at, request.grant_priority) == (FAR_EXPIRY, 5)
+    with write_engine.connect() as conn:
+        (pending,) = pending_requests_page(conn, organization_id=org).rows
+    assert (pending.grant_expires_at, pending.grant_priority) == (FAR_EXPIRY, 5)
+
+    entry = approve(write_engine, request_id=request.id, approver=BEN)
+    assert (entry.grant_expires_at, entry.grant_priority) == (FAR_EXPIRY, 5)
+    with write_engine.connect() as conn:
+        (grant,) = [
+            g for g in credit_grants(conn, organization_id=org) if g.ledger_entry_id == entry.id
+        ]
+    assert (grant.amount, grant.expires_at, grant.priority, grant.source) == (
+        250_000,
+        FAR_EXPIRY,
+        5,
+        "approval",
+    )
+    assert invariant_holds(write_engine, org)
+
+
+def test_a_retried_request_with_other_grant_terms_is_a_conflict(write_engine: Engine) -> None:
+    org, _ = new_org(write_engine, balance=10)
+    values: dict[str, object] = {
+        "organization_id": org,
+        "amount": 250_000,
+        "reason": "Promotion",
+        "actor": ANA,
+        "idempotency_key": "promo-terms",
+        "expires_at": FAR_EXPIRY,
+        "priority": 5,
+    }
+    first = request_adjustment(write_engine, **values)  # type: ignore[arg-type]
+    assert request_adjustment(write_engine, **values) == first  # type: ignore[arg-type]
+    for changed in ({"priority": 6}, {"expires_at": None}, {"priority": None}):
+        with pytest.raises(IdempotencyConflict):
+            request_adjustment(write_engine, **(values | changed))  # type: ignore[arg-type]
+    assert snapshot(write_engine, org)["audit"] == 1
+
+
+@pytest.mark.parametrize(
+    ("amount", "terms", "sentence"),
+    [
+        (250_000, {"expires_at": PAST_EXPIRY}, "must be in the future"),
+        (250_000, {"expires_at": dt.datetime(2099, 1, 6)}, "time zone"),
+        (250_000, {"priority": 256}, "between 0 and 255"),
+        (-250_000, {"priority": 5}, "Only a grant"),
+    ],
+)
+def test_bad_grant_terms_on_a_request_are_refused_and_write_nothing(
+    write_engine: Engine, amount: int, terms: dict[str, object], sentence: str
+) -> None:
+    org, _ = new_org(write_engine, balance=300_000)
+    before = snapshot(write_engine, org)
+    with pytest.raises(InvalidAdjustment, match=sentence):
+        _request(write_engine, org, amount, **terms)
+    assert snapshot(write_engine, org) == before
+
+
+def test_approving_a_grant_whose_expiry_passed_meanwhile_is_refused(write_engine: Engine) -> None:
+    org, _ = new_org(write_engine, balance=10)
+    request_id = _request(write_engine, org, expires_at=FAR_EXPIRY)
+    # Time passes (as the owner may back-date): the grant's expiry is now behind us.
+    with write_engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE approval_requests SET grant_expires_at = now() - interval '1 hour' "
+                "WHERE id = :id"
+            ),
+            {"id": request_id},
+        )
+    before = snapshot(write_engine, org)
+    with pytest.raises(InvalidAdjustment, match="request the grant again with a later expiry"):
+        approve(write_engine, request_id=request_id, approver=BEN)
+    assert snapshot(write_engine, org) == before

@@ -3,6 +3,8 @@ applies a file once however often it is applied."""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import threading
 
 import pytest
@@ -10,8 +12,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
-from queries.bulk import MAX_ROWS, BulkPlan, apply_bulk, parse_file, plan_bulk
+from queries.bulk import (
+    MAX_ROWS,
+    BulkPlan,
+    apply_bulk,
+    parse_expiry,
+    parse_file,
+    parse_priority,
+    plan_bulk,
+)
 from queries.errors import BulkRejected, InvalidAdjustment
+from queries.grants import credit_grants
 from tests.queries.writes import invariant_holds, new_org, snapshot
 
 ANA = "ana@finance.example"
@@ -241,9 +252,13 @@ _FIELD = st.one_of(
 @given(
     header=st.one_of(
         st.just("organization,amount,reason,note,key"),
-        st.lists(st.sampled_from(["organization", "amount", "reason", "x", ""]), max_size=5).map(
-            ",".join
-        ),
+        st.just("organization,amount,reason,expires_at,priority"),
+        st.lists(
+            st.sampled_from(
+                ["organization", "amount", "reason", "x", "", "expires_at", "priority"]
+            ),
+            max_size=6,
+        ).map(",".join),
     ),
     rows=st.lists(st.lists(_FIELD, max_size=7), max_size=6),
     garbage=st.binary(max_size=40),
@@ -292,3 +307,153 @@ def test_the_same_file_applied_concurrently_applies_once(write_engine: Engine) -
     balances = (snapshot(write_engine, a)["balance"], snapshot(write_engine, b)["balance"])
     assert balances == (105, 93)
     assert invariant_holds(write_engine, a) and invariant_holds(write_engine, b)
+
+
+# --------------------------------------------------------------- a grant's terms
+TERMS = "organization,amount,reason,note,key,expires_at,priority"
+KATHMANDU = dt.timezone(dt.timedelta(hours=5, minutes=45))
+
+
+def test_rows_grant_with_the_expiry_and_priority_of_their_columns(write_engine: Engine) -> None:
+    org, _ = new_org(write_engine, balance=0)
+    slug = _slug(write_engine, org)
+    data = _csv(
+        f"{slug},100,Promotion,,,2099-01-06T05:45:00+05:45,5",
+        f"{slug},200,Promotion,,,2099-01-06,",  # a date alone: 00:00 UTC that day
+        f"{slug},300,Top-up,,,,0",
+        f"{slug},400,Top-up,,,,",
+        header=TERMS,
+    )
+    done = apply_bulk(write_engine, data=data, actor=ANA)
+    midnight = dt.datetime(2099, 1, 6, tzinfo=dt.UTC)
+    assert [(r.status, r.expires_at, r.priority) for r in done.rows] == [
+        ("applied", midnight, 5),
+        ("applied", midnight, None),
+        ("applied", None, 0),
+        ("applied", None, None),
+    ]
+    with write_engine.connect() as conn:
+        grants = {g.ledger_entry_id: g for g in credit_grants(conn, organization_id=org)}
+    made = [grants[r.entry_id] for r in done.rows]
+    assert [(g.amount, g.expires_at, g.priority, g.source) for g in made] == [
+        (100, midnight, 5, "bulk"),
+        (200, midnight, 10, "bulk"),
+        (300, None, 0, "bulk"),
+        (400, None, 10, "bulk"),
+    ]
+    # The same file again: the same entries, nothing changes.
+    assert [r.status for r in apply_bulk(write_engine, data=data, actor=ANA).rows] == ["exists"] * 4
+    assert invariant_holds(write_engine, org)
+
+
+def test_a_request_from_a_file_keeps_the_rows_terms_for_its_approval(
+    write_engine: Engine,
+) -> None:
+    org, _ = new_org(write_engine, balance=10)
+    slug = _slug(write_engine, org)
+    data = _csv(f"{slug},250000,Enterprise renewal,,,2099-01-06Z,7", header=TERMS)
+    assert parse_file(data).rows[0].errors  # "2099-01-06Z" is neither form
+    data = _csv(f"{slug},250000,Enterprise renewal,,,2099-01-06T00:00Z,7", header=TERMS)
+    (row,) = apply_bulk(write_engine, data=data, actor=ANA).rows
+    assert row.status == "requested"
+    with write_engine.connect() as conn:
+        terms = conn.execute(
+            text("SELECT grant_expires_at, grant_priority FROM approval_requests WHERE id = :id"),
+            {"id": row.request_id},
+        ).one()
+    assert tuple(terms) == (dt.datetime(2099, 1, 6, tzinfo=dt.UTC), 7)
+
+
+@pytest.mark.parametrize(
+    ("cells", "fragment"),
+    [
+        ("10,Promo,,,2099-01-06T00:00,", "expires_at '2099-01-06T00:00' has no UTC offset"),
+        ("10,Promo,,,2099-02-30,", "expires_at '2099-02-30' is not a real date"),
+        ("10,Promo,,,next week,", "expires_at 'next week' is not a date and time"),
+        ("10,Promo,,,2001-01-06T00:00Z,", "expires_at 2001-01-06 00:00 UTC has passed"),
+        ("10,Promo,,,,256", "priority '256' must be a whole number from 0 to 255"),
+        ("10,Promo,,,,-1", "priority '-1'"),
+        ("-10,Clawback,,,,5", "Only a grant (a positive amount)"),
+        ("-10,Clawback,,,2099-01-06,", "Only a grant (a positive amount)"),
+    ],
+)
+def test_bad_terms_are_row_errors_naming_the_column_and_nothing_is_applied(
+    write_engine: Engine, cells: str, fragment: str
+) -> None:
+    org, _ = new_org(write_engine, balance=1000)
+    slug = _slug(write_engine, org)
+    data = _csv(f"{slug},10,Fine row,,,,", f"{slug},{cells}", header=TERMS)
+    plan = _plan(write_engine, data)
+    assert [line for line, _ in plan.errors] == [3]
+    assert fragment in plan.errors[0][1]
+    before = snapshot(write_engine, org)
+    with pytest.raises(BulkRejected) as rejected:
+        apply_bulk(write_engine, data=data, actor=ANA)
+    assert rejected.value.errors[0][0] == 3
+    assert snapshot(write_engine, org) == before
+
+
+def test_a_key_used_with_other_terms_is_a_conflict(write_engine: Engine) -> None:
+    org, _ = new_org(write_engine, balance=0)
+    slug = _slug(write_engine, org)
+    apply_bulk(write_engine, data=_csv(f"{slug},10,Promo,,k-t,,5", header=TERMS), actor=ANA)
+    plan = _plan(write_engine, _csv(f"{slug},10,Promo,,k-t,,6", header=TERMS))
+    assert "already used" in plan.errors[0][1]
+
+
+# Property tests of the two columns' parsing: anything typed is either a valid value
+# or an InvalidAdjustment sentence naming the column, never a crash.
+_VALID_EXPIRY = st.datetimes(
+    min_value=dt.datetime(2000, 1, 2), max_value=dt.datetime(2099, 12, 30)
+).map(lambda d: d.replace(microsecond=0))
+_OFFSETS = st.integers(-14 * 60, 14 * 60).map(lambda m: dt.timezone(dt.timedelta(minutes=m)))
+
+
+@given(st.text(max_size=40))
+def test_random_text_as_an_expiry_is_a_sentence_or_an_aware_utc_time(raw: str) -> None:
+    try:
+        parsed = parse_expiry(raw)
+    except InvalidAdjustment as exc:
+        assert "expires_at" in str(exc)
+    else:
+        assert parsed is None or parsed.utcoffset() == dt.timedelta(0)
+        assert parsed is not None or not raw.strip()
+
+
+@given(_VALID_EXPIRY, _OFFSETS)
+def test_every_time_with_an_offset_parses_to_the_same_instant(
+    naive: dt.datetime, zone: dt.timezone
+) -> None:
+    aware = naive.replace(tzinfo=zone)
+    expected = aware.astimezone(dt.UTC)
+    if (
+        not dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+        <= expected
+        < dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+    ):
+        return
+    for text_ in (aware.isoformat(), aware.isoformat(sep=" ")):
+        assert parse_expiry(text_) == expected
+    if zone.utcoffset(None) == dt.timedelta(0):
+        assert parse_expiry(naive.isoformat() + "Z") == expected
+    # The same time without its offset is refused: its day would be a guess.
+    with pytest.raises(InvalidAdjustment, match="no UTC offset"):
+        parse_expiry(naive.isoformat())
+
+
+@given(st.dates(min_value=dt.date(2000, 1, 1), max_value=dt.date(2099, 12, 31)))
+def test_a_date_alone_is_the_start_of_that_day_in_utc(day: dt.date) -> None:
+    assert parse_expiry(day.isoformat()) == dt.datetime.combine(day, dt.time(), dt.UTC)
+
+
+@given(st.one_of(st.text(max_size=8), st.integers(-1000, 1000).map(str), st.just("0007")))
+def test_random_text_as_a_priority_is_a_sentence_or_0_to_255(raw: str) -> None:
+    try:
+        parsed = parse_priority(raw)
+    except InvalidAdjustment as exc:
+        assert "priority" in str(exc)
+        typed = raw.strip()
+        assert not (re.fullmatch("[0-9]{1,3}", typed) and int(typed) <= 255)
+    else:
+        assert parsed is None if not raw.strip() else parsed == int(raw.strip())
+        assert parsed is None or 0 <= parsed <= 255

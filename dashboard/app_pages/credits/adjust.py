@@ -1,6 +1,10 @@
 """Adjusting credits: the form, its review with the balance before and after, and the
 warning before the same movement is made twice.
 
+A grant can expire (a date and time on the organization's own clock, converted to UTC)
+and carry a priority (0-255, lower drawn first); the confirmation states both, and an
+approval request carries them to the entry its approval books.
+
 An adjustment above ``CREDITS_APPROVAL_THRESHOLD`` is never applied by one person: the
 same form, confirmed, records an approval request instead (:mod:`.approvals` decides
 it). The request carries an idempotency key made when the form was drawn and kept until
@@ -11,16 +15,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import zoneinfo
 from typing import Final
 
 import streamlit as st
 
-from dashboard import actions, auth, data, state, ui
+from dashboard import actions, auth, clock, data, state, ui
 from dashboard.app_pages.credits import FLASH
 from dashboard.confirm import WriteFlow
 from dashboard.text import md
 from queries.approvals import ApprovalRequest
 from queries.credits import LedgerEntry, approval_threshold
+from queries.grants import DEFAULT_GRANT_PRIORITY, MAX_GRANT_PRIORITY
 
 _log = logging.getLogger(__name__)
 K_KEY: Final = "credits.idempotency_key"
@@ -29,6 +35,9 @@ K_DIRECTION: Final = "credits.direction"
 K_AMOUNT: Final = "credits.amount"
 K_REASON: Final = "credits.reason"
 K_NOTE: Final = "credits.note"
+K_EXPIRY_DATE: Final = "credits.expiry_date"
+K_EXPIRY_TIME: Final = "credits.expiry_time"
+K_PRIORITY: Final = "credits.priority"
 K_RETRY: Final = "credits.retry_key"  # the key of a request to "Confirm again"
 DIRECTIONS: Final = {"grant": "Grant credits", "deduct": "Deduct credits"}
 
@@ -39,14 +48,26 @@ def _restore_adjustment_form(request: actions.AdjustmentRequest) -> None:
     st.session_state[K_AMOUNT] = str(abs(request.amount))
     st.session_state[K_REASON] = actions.OTHER if request.reason == "Other" else request.reason
     st.session_state[K_NOTE] = request.note or ""
+    local = (
+        None
+        if request.expires_at is None
+        else request.expires_at.astimezone(zoneinfo.ZoneInfo(request.timezone))
+    )
+    st.session_state[K_EXPIRY_DATE] = None if local is None else local.date()
+    st.session_state[K_EXPIRY_TIME] = dt.time() if local is None else local.time()
+    st.session_state[K_PRIORITY] = (
+        DEFAULT_GRANT_PRIORITY if request.priority is None else request.priority
+    )
 
 
 def _adjusted(request: actions.AdjustmentRequest, entry: LedgerEntry) -> str:
     verb = "Granted" if entry.amount > 0 else "Deducted"
     direction = "to" if entry.amount > 0 else "from"
+    terms = f", {md(request.terms)}" if request.terms else ""
     return (
-        f"{verb} {abs(entry.amount):,} credits {direction} {md(request.organization_name)}. "
-        f"New balance: {entry.balance_after:,} credits (ledger entry {entry.id})."
+        f"{verb} {abs(entry.amount):,} credits{terms} {direction} "
+        f"{md(request.organization_name)}. New balance: {entry.balance_after:,} credits "
+        f"(ledger entry {entry.id})."
     )
 
 
@@ -66,8 +87,9 @@ ADJUSTMENT: Final = WriteFlow(
 
 def _requested(request: actions.AdjustmentRequest, pending: ApprovalRequest) -> str:
     verb = "grant" if pending.amount > 0 else "deduction"
+    terms = f" ({md(request.terms)})" if request.terms else ""
     return (
-        f"Requested approval of the {verb} of {abs(pending.amount):,} credits for "
+        f"Requested approval of the {verb} of {abs(pending.amount):,} credits{terms} for "
         f"{md(request.organization_name)} (request {pending.id}). Nothing moves until a "
         "second person approves it under Pending approvals."
     )
@@ -128,11 +150,14 @@ def _confirm_adjustment(request: actions.AdjustmentRequest, f: state.Filters) ->
         verb = "Grant" if request.amount > 0 else "Deduct"
         direction = "to" if request.amount > 0 else "from"
         asked = "Request approval to " + verb.lower() if request.needs_approval else verb
+        terms = f", {md(request.terms)}," if request.terms else ""
         st.markdown(
-            f"**{asked} {abs(request.amount):,} credits {direction} "
+            f"**{asked} {abs(request.amount):,} credits{terms} {direction} "
             f"{md(request.organization_name)}?**  \nReason: {md(request.reason)}"
             + (f" · Note: {md(request.note)}" if request.note else "")
         )
+        if request.amount > 0 and request.expires_at is None:
+            st.caption("These credits never expire.")
         if request.crosses_the_day:
             st.info(
                 f"You moved {request.moved_alone:,} credits for "
@@ -179,6 +204,44 @@ def _adjustment_buttons(request: actions.AdjustmentRequest, f: state.Filters) ->
     )
 
 
+def _grant_terms(f: state.Filters) -> None:
+    """A grant's optional expiry, on the organization's own clock (its zone is in the
+    label: the time is converted to UTC), and its priority."""
+    zone = f.organization.timezone
+    today = state.today_in(zone, now=clock.now())
+    # Defaults through the session, not ``value=``: Back refills these keys.
+    st.session_state.setdefault(K_EXPIRY_DATE, None)
+    if st.session_state.get(K_EXPIRY_TIME) is None:
+        st.session_state[K_EXPIRY_TIME] = dt.time()
+    if not isinstance(st.session_state.get(K_PRIORITY), int):
+        st.session_state[K_PRIORITY] = DEFAULT_GRANT_PRIORITY
+    day, time, rank = st.columns([2, 1, 1])
+    day.date_input(
+        f"Expires ({zone})",
+        min_value=today,
+        max_value=dt.date(2099, 12, 31),
+        key=K_EXPIRY_DATE,
+        format="YYYY-MM-DD",
+        help=f"Grants only. The day the credits expire, in {zone}, the organization's "
+        "own zone (stored in UTC). Empty: they never expire.",
+    )
+    time.time_input(
+        f"at ({zone})",
+        key=K_EXPIRY_TIME,
+        step=dt.timedelta(minutes=15),
+        help=f"The time of day the credits expire, in {zone}; 00:00 is the start of the day.",
+    )
+    rank.number_input(
+        "Priority",
+        min_value=0,
+        max_value=MAX_GRANT_PRIORITY,
+        step=1,
+        key=K_PRIORITY,
+        help=f"Grants only: lower is drawn first (0-{MAX_GRANT_PRIORITY}, default "
+        f"{DEFAULT_GRANT_PRIORITY}); among equal priorities the soonest expiry goes first.",
+    )
+
+
 def _adjustment_form(f: state.Filters, balance: int) -> None:
     key = st.session_state.setdefault(K_KEY, actions.new_idempotency_key())
     if st.session_state.get(K_DIRECTION) not in DIRECTIONS:
@@ -209,6 +272,7 @@ def _adjustment_form(f: state.Filters, balance: int) -> None:
             placeholder="Choose a reason",
         )
         st.text_area("Note", key=K_NOTE, placeholder="Ticket, invoice or context (optional)")
+        _grant_terms(f)
         submitted = st.form_submit_button("Review adjustment", type="primary")
     if not submitted:
         return
@@ -234,6 +298,11 @@ def _adjustment_form(f: state.Filters, balance: int) -> None:
             balance=balance,
             idempotency_key=key,
             moved_alone=moved,
+            expiry_date=st.session_state.get(K_EXPIRY_DATE),
+            expiry_time=st.session_state.get(K_EXPIRY_TIME),
+            priority=st.session_state.get(K_PRIORITY),
+            timezone=f.organization.timezone,
+            now=clock.now(),
         )
     )
 

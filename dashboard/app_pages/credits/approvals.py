@@ -73,6 +73,16 @@ def _expires_in(at: dt.datetime) -> str:
     return f"in {days} d {hours} h" if days else f"in {hours} h {minutes} min"
 
 
+def _terms(r: PendingApproval) -> str:
+    """A requested grant's expiry (in the organization's zone) and priority, if any."""
+    parts = []
+    if r.grant_expires_at is not None:
+        parts.append(f"expires {_local(r.grant_expires_at, r.timezone)}")
+    if r.grant_priority is not None:
+        parts.append(f"priority {r.grant_priority}")
+    return ", ".join(parts)
+
+
 def approvals_table(rows: tuple[PendingApproval, ...]) -> pd.DataFrame:
     """The queue as shown: one row per request waiting for a second person."""
     return pd.DataFrame(
@@ -81,6 +91,7 @@ def approvals_table(rows: tuple[PendingApproval, ...]) -> pd.DataFrame:
             "Requested": [_local(r.created_at, r.timezone) for r in rows],
             "Organization": [r.organization for r in rows],
             "Amount": [r.amount for r in rows],
+            "Grant terms": [_terms(r) for r in rows],
             "Balance now": [r.balance for r in rows],
             "Reason": [r.reason for r in rows],
             "Note": [r.note for r in rows],
@@ -122,16 +133,21 @@ def _queue(f: state.Filters) -> None:
         column_config={
             "Request": st.column_config.NumberColumn(format="%d", width=55),
             "Requested": st.column_config.TextColumn(
-                width=125, help="In the organization's own zone (Zone), as its ledger."
+                width=115, help="In the organization's own zone (Zone), as its ledger."
             ),
-            "Organization": st.column_config.TextColumn(width=155),
+            "Organization": st.column_config.TextColumn(width=120),
             "Amount": st.column_config.NumberColumn(format="localized", width=80),
+            "Grant terms": st.column_config.TextColumn(
+                width=95,
+                help="The grant's expiry (in the organization's zone) and priority, which "
+                "the approved entry keeps; empty: never expires, default priority.",
+            ),
             "Balance now": st.column_config.NumberColumn(format="localized", width=85),
-            "Reason": st.column_config.TextColumn(width=100),
-            "Note": st.column_config.TextColumn(width=70),
-            "Requested by": st.column_config.TextColumn(width=120),
+            "Reason": st.column_config.TextColumn(width=90),
+            "Note": st.column_config.TextColumn(width=60),
+            "Requested by": st.column_config.TextColumn(width=100),
             "Zone": st.column_config.TextColumn(
-                width=100, help="The organization's time zone: its ledger's and these times'."
+                width=80, help="The organization's time zone: its ledger's and these times'."
             ),
             "Expires": st.column_config.TextColumn(
                 width=75, help="Time left before the request expires and leaves the queue."
@@ -151,8 +167,9 @@ def _confirm_decision(request: actions.DecisionRequest, f: state.Filters) -> Non
         if here:
             verb = "Approve" if request.decision == "approve" else "Reject"
             st.markdown(
-                f"**{verb} request {request.request_id}: {request.amount:+,} credits for "
-                f"{md(request.organization_name)}?**  \nRequested by "
+                f"**{verb} request {request.request_id}: {request.amount:+,} credits"
+                + (f", {md(request.terms)}," if request.terms else "")
+                + f" for {md(request.organization_name)}?**  \nRequested by "
                 f"{md(request.requested_by)} · Reason: {md(request.reason)}"
                 + (f"  \nRejection: {md(request.rejection)}" if request.rejection else "")
             )
@@ -183,7 +200,12 @@ def _decision(f: state.Filters, email: str) -> None:
         return
     by_id = {r.id: r for r in mine}
     # Select-box options are plain text (no Markdown): reasons and emails as stored.
-    labels = {r.id: f"#{r.id} · {r.amount:+,} · {r.reason} · by {r.requested_by}" for r in mine}
+    labels = {
+        r.id: f"#{r.id} · {r.amount:+,}"
+        + (f" ({_terms(r)})" if _terms(r) else "")
+        + f" · {r.reason} · by {r.requested_by}"
+        for r in mine
+    }
     with st.form("credits.decide_form", border=True):
         st.markdown(f"**Decide on a request of {md(f.organization.name)}**")
         st.selectbox(

@@ -38,6 +38,11 @@ def bulk_table(rows: tuple[BulkRow, ...]) -> pd.DataFrame:
             "Organization": [r.slug or "" for r in rows],
             "Amount": pd.array([r.amount for r in rows], dtype="Int64"),
             "Reason": [r.reason or "" for r in rows],
+            # A grant's terms as the file gave them: UTC, the column's own zone.
+            "Expires (UTC)": [
+                "" if r.expires_at is None else f"{r.expires_at:%Y-%m-%d %H:%M}" for r in rows
+            ],
+            "Priority": pd.array([r.priority for r in rows], dtype="Int64"),
             "Status": [BULK_STATUS[r.status] for r in rows],
             "Balance before": pd.array([r.balance_before for r in rows], dtype="Int64"),
             "Balance after": pd.array([r.balance_after for r in rows], dtype="Int64"),
@@ -117,12 +122,16 @@ def render() -> None:
         # the check in queries.bulk still refuses a file over MAX_FILE_BYTES.
         max_upload_size=math.ceil(MAX_FILE_BYTES / 2**20),
         help="UTF-8, a header row, columns organization (slug), amount (negative to "
-        "deduct), reason, note (optional), key (optional).",
+        "deduct), reason, and optionally note, key, expires_at and priority. expires_at: "
+        "ISO 8601 with Z or an offset (2027-01-06T00:00:00+05:45), or a date alone "
+        "(00:00 UTC that day); priority: 0-255, lower is drawn first (default 10). Both "
+        "for grants only.",
     )
     if uploaded is None:
         st.caption(
-            "Columns: organization (slug), amount, reason, note and key (optional). "
-            "You see every row with its balance before and after before anything is applied."
+            "Columns: organization (slug), amount, reason; optionally note, key, and for "
+            "grants expires_at (with Z or an offset, or a date: 00:00 UTC) and priority "
+            "(0-255, lower first). You see every row with its balance before and after before anything is applied."
         )
         return
     if not st.button("Check the file", type="primary", key="credits.bulk_check"):

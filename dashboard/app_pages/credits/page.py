@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import auth, forecasts, state, ui
-from dashboard.app_pages.credits import FLASH, adjust, approvals, bulk, ledger, reversal
+from dashboard.app_pages.credits import FLASH, adjust, approvals, bulk, grants, ledger, reversal
 from dashboard.text import md
 
 # The drafts a role without adjust_credits must not keep (a session whose role changed).
@@ -44,6 +44,10 @@ def render() -> None:
         entries = ledger.render(f)
         if can_adjust:
             reversal.render(f, entries, balance)
+    with ui.section("The grants"):
+        grants.render(f)
+    with ui.section("Expiring credits"):
+        grants.expiring(f)
     with ui.section("Granted against consumed"):
         ledger.granted_vs_consumed(f)
     with ui.section("Low runway"):
