@@ -397,6 +397,8 @@ def grant_allowances(
     that is over in every zone is refused (``InvalidAllowance``, nothing granted):
     allowances are for the month under way, and one already ended would expire at once.
     Each organization is its own short transaction; a second run grants nothing more.
+    The plans' values are those read when the run began (a change meanwhile applies
+    from the next run on).
     """
     first = None if month is None else check_month(month)
     when = None if now is None else check_timestamp(now, "now", error=InvalidAllowance)
