@@ -26,7 +26,9 @@ from queries.allowances import (
 )
 from queries.credits import adjust_credits
 from queries.errors import IdempotencyConflict, InvalidAllowance
+from queries.grants import expire_credits
 from tests.queries.writes import invariant_holds, new_org, snapshot
+from tests.statements import recording
 
 ADMIN = "ada@admin.example"
 
@@ -419,3 +421,27 @@ def test_plan_allowance_changes_are_append_only(write_engine: Engine) -> None:
     _plan(write_engine, "free", 1_000, 0)
     with pytest.raises(Exception, match="append-only"), write_engine.begin() as conn:
         conn.execute(text("DELETE FROM plan_allowance_changes"))
+
+
+def test_a_run_with_nothing_left_to_grant_reads_once_and_writes_nothing(
+    write_engine: Engine,
+) -> None:
+    _plan(write_engine, "starter", 20_000, 10_000)
+    orgs = [new_org(write_engine, plan="starter", timezone=z)[0] for z in ("UTC", "Asia/Tokyo")]
+    now = _start(_next_march(_clock(write_engine)), "Asia/Tokyo") + dt.timedelta(days=2)
+    assert grant_allowances(write_engine, now=now, organization_ids=orgs).allowances == 2
+    with recording(write_engine) as sent:
+        again = grant_allowances(write_engine, now=now, organization_ids=orgs)
+    assert again.already == 2
+    # The clock and one statement for the batch of candidates; no transaction at all.
+    assert sent.count == 2, [s for s, _ in sent.statements]
+
+
+def test_a_rollover_is_the_same_after_expire_credits_ran_first(write_engine: Engine) -> None:
+    _plan(write_engine, "starter", 20_000, 10_000)
+    org, _ = new_org(write_engine, plan="starter")
+    march = _next_march(_clock(write_engine))
+    _last_month_grant(write_engine, org, f"allowance:{march:%Y}-02", 1_000, used=400)
+    assert expire_credits(write_engine, organization_ids=[org]).credits == 600
+    report = grant_allowances(write_engine, now=_start(march, "UTC"), organization_ids=[org])
+    assert (report.rollovers, report.rollover_credits) == (1, 600)
