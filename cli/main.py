@@ -557,6 +557,65 @@ def cmd_expire_credits(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grant_allowances(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from queries.allowances import check_month, grant_allowances
+    from queries.db import create_write_engine
+    from queries.errors import DashboardError, InvalidAllowance
+    from queries.schema_version import schema_problem
+
+    try:
+        # A month written wrong is refused before any connection.
+        if args.month is not None:
+            check_month(args.month)
+    except InvalidAllowance as exc:
+        raise Refused(str(exc)) from None
+    urls = _urls()
+    # The app's role (DATABASE_URL), as expire-credits: it grants only what the plans
+    # say, once per organization and month (a second run finds the keys), so no
+    # --confirm-database.
+    engine = create_write_engine(urls.runtime)
+    try:
+        problem = schema_problem(engine)
+        if problem is not None:
+            raise Refused(problem)
+        report = grant_allowances(engine, month=args.month, now=args.now)
+    except InvalidAllowance as exc:
+        raise Refused(str(exc)) from None
+    except (DashboardError, SQLAlchemyError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise Refused(
+            f"could not grant the allowances on {_display(urls.runtime)}: {reason}. "
+            "What was granted before this stays granted, once; run it again."
+        ) from exc
+    finally:
+        engine.dispose()
+    month = report.month or "each organization's local month"
+    print(
+        f"Allowances for {month}: granted {counted(report.allowances, 'allowance')} "
+        f"({report.allowance_credits:,} credits) and {counted(report.rollovers, 'rollover')} "
+        f"({report.rollover_credits:,} credits); {counted(report.already, 'organization')} had "
+        "nothing more to grant."
+    )
+    skipped = [
+        f"{report.not_begun:,} where the month has not begun" if report.not_begun else "",
+        f"{report.over:,} where it is over" if report.over else "",
+    ]
+    if any(skipped):
+        print(
+            f"Skipped {counted(report.not_begun + report.over, 'organization')}: "
+            + ", ".join(s for s in skipped if s)
+            + "."
+        )
+    if report.waiting:
+        print(
+            f"{counted(report.waiting, 'rollover')} waiting for last month's grants to be "
+            "written off; the next run grants them."
+        )
+    return 0
+
+
 def cmd_db_url(_: argparse.Namespace) -> int:
     # psql speaks libpq URLs, not SQLAlchemy's "+psycopg" dialect suffix.
     print(_urls().runtime.replace("postgresql+psycopg://", "postgresql://", 1))
@@ -746,6 +805,18 @@ def build_parser() -> argparse.ArgumentParser:
         "expire-credits",
         help="write off what remains of grants past their expiry (idempotent; for cron)",
     ).set_defaults(func=cmd_expire_credits)
+    allowances = sub.add_parser(
+        "grant-allowances",
+        help="grant every organization its plan's allowance for its local month, with "
+        "last month's unused part rolled over up to the plan's cap (idempotent; for cron)",
+    )
+    allowances.add_argument(
+        "--month",
+        metavar="YYYY-MM",
+        help="the month to grant (default: each organization's own local month now); "
+        "skipped where it has not begun or is over, refused when over in every zone",
+    )
+    allowances.set_defaults(func=cmd_grant_allowances)
     sub.add_parser("db-url", help="print the database URL in use").set_defaults(func=cmd_db_url)
     sub.add_parser("stop", help="stop the embedded database").set_defaults(func=cmd_stop)
     return parser

@@ -23,6 +23,7 @@ from typing import Final, Literal
 
 from dashboard import auth, data
 from queries import (
+    allowances,
     approvals,
     bulk,
     checks,
@@ -35,6 +36,7 @@ from queries import (
 )
 from queries.errors import (
     InvalidAdjustment,
+    InvalidAllowance,
     InvalidInput,
     InvalidLimitChange,
     LimitApprovalRequired,
@@ -727,6 +729,101 @@ def apply_timezone_change(request: TimezoneRequest) -> orgs.TimezoneChange:
     )
     # The picker shows each organization's zone, so the directory is read again too.
     data.wrote(organization_id=request.organization_id, directory=True)
+    return change
+
+
+# A plan's allowance belongs to no organization: every one on the plan gets it.
+PLAN_ORGANIZATION: Final = 0
+PLAN_ORGANIZATIONS: Final = "every organization on the plan"
+ALLOWANCE_REASONS: Final = (
+    "New price list",
+    "Plan change agreed with sales",
+    "Correction",
+    OTHER,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AllowanceRequest:
+    """A checked change of a plan's allowance, waiting for confirmation, with the values
+    it replaces and the idempotency key made when its form was drawn."""
+
+    organization_id: int
+    organization_name: str
+    plan: str
+    monthly_allowance: int
+    rollover_cap: int
+    old_monthly_allowance: int
+    old_rollover_cap: int
+    reason: str
+    idempotency_key: str
+
+
+def check_plan_allowance(
+    *,
+    current: list[allowances.PlanAllowance],
+    plan: object,
+    monthly_allowance: object,
+    rollover_cap: object,
+    reason: object,
+    note: object,
+    idempotency_key: str,
+) -> AllowanceRequest:
+    """The plan allowance change a form asks for (``current``: the plans as shown), or
+    ``InvalidAllowance`` with the reason."""
+    auth.require("change_allowances")
+    shown = {a.plan: a for a in current}
+    if not isinstance(plan, str) or plan not in shown:
+        raise InvalidAllowance("Choose a plan.")
+    amount = checks.parse_whole(
+        monthly_allowance,
+        "monthly allowance",
+        minimum=0,
+        maximum=allowances.MAX_ALLOWANCE,
+        error=InvalidAllowance,
+    )
+    cap = checks.parse_whole(
+        rollover_cap,
+        "rollover cap",
+        minimum=0,
+        maximum=allowances.MAX_ALLOWANCE,
+        error=InvalidAllowance,
+    )
+    before = shown[plan]
+    if (amount, cap) == (before.monthly_allowance, before.rollover_cap):
+        raise InvalidAllowance(
+            f"The {plan} plan already has {amount:,} credits a month and a rollover cap "
+            f"of {cap:,}; change one of them."
+        )
+    clean_note = _note(note, multiline=False, error=InvalidAllowance)
+    stored = _stored_reason(reason, clean_note, what="change", error=InvalidAllowance)
+    return AllowanceRequest(
+        organization_id=PLAN_ORGANIZATION,
+        organization_name=PLAN_ORGANIZATIONS,
+        plan=plan,
+        monthly_allowance=amount,
+        rollover_cap=cap,
+        old_monthly_allowance=before.monthly_allowance,
+        old_rollover_cap=before.rollover_cap,
+        reason=_reason_with_note(stored, clean_note, error=InvalidAllowance),
+        idempotency_key=idempotency_key,
+    )
+
+
+def apply_plan_allowance(request: AllowanceRequest) -> allowances.AllowanceChange:
+    """Set the plan's allowance as the current user (an admin), recorded with who and
+    why, once per idempotency key; it applies to the allowances granted from now on."""
+    user = auth.require("change_allowances")
+    change = allowances.set_plan_allowance(
+        data.write_engine(),
+        plan=request.plan,
+        monthly_allowance=request.monthly_allowance,
+        rollover_cap=request.rollover_cap,
+        actor=user.email,
+        reason=request.reason,
+        idempotency_key=request.idempotency_key,
+    )
+    data.wrote_plans()
     return change
 
 

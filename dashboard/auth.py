@@ -58,6 +58,7 @@ Permission = Literal[
     "adjust_credits",
     "change_limits",
     "change_timezone",
+    "change_allowances",
 ]
 
 _VIEW_ALL: frozenset[Permission] = frozenset(
@@ -65,6 +66,7 @@ _VIEW_ALL: frozenset[Permission] = frozenset(
 )
 PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = {
     # Only admins move an organization to another time zone: it recounts its local days.
+    # Only admins change a plan's allowance: it moves every organization on the plan.
     # Reconciliation (do the books close?) is finance's and the admins' page.
     "admin": _VIEW_ALL
     | {
@@ -73,6 +75,7 @@ PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = {
         "adjust_credits",
         "change_limits",
         "change_timezone",
+        "change_allowances",
     },
     # Finance reviews usage and moves credits; customer success watches quotas and
     # changes limits; managers read everything and change nothing. Statements are what
@@ -516,6 +519,7 @@ _ACTIONS: Final[Mapping[Permission, str]] = {
     "adjust_credits": "adjust credits",
     "change_limits": "change daily limits",
     "change_timezone": "change an organization's time zone",
+    "change_allowances": "change a plan's allowance",
     "view_overview": "see the overview",
     "view_usage": "see the usage review",
     "view_credits": "see credits",

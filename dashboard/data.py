@@ -42,6 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard import bare
 from queries import (
+    allowances,
     approvals,
     audit,
     credits,
@@ -230,6 +231,13 @@ def wrote(*, organization_id: int, directory: bool = False) -> None:
     _mark_write()
 
 
+def wrote_plans() -> None:
+    """After this session changed a plan's allowance (global, like the directory):
+    every session reads the plans again; no organization's reads change."""
+    _GENERATIONS.bump([(DIRECTORY, None)])
+    _mark_write()
+
+
 def refresh() -> None:
     """ "Refresh": read again what this session's page showed in its last run (its
     organization, the cross-organization views, the directory: whichever it read), for
@@ -313,6 +321,9 @@ organization_search = _cached_read(
 )
 generation_types = _cached_read(
     orgs.list_generation_types, scope=DIRECTORY, ttl=REFERENCE_TTL, max_entries=4
+)
+plan_allowances = _cached_read(
+    allowances.plan_allowances, scope=DIRECTORY, ttl=REFERENCE_TTL, max_entries=4
 )
 
 # ------------------------------------------------------------- one organization

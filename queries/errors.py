@@ -284,3 +284,7 @@ class BulkRejected(InvalidAdjustment):
             f"{counted(len(errors), 'problem')} in the file{first}; nothing was applied. "
             "Fix the file and upload it again."
         )
+
+
+class InvalidAllowance(InvalidInput):
+    """A plan allowance change, or a run of grant-allowances, that cannot be made as asked."""

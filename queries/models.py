@@ -316,6 +316,54 @@ class CreditGrant(Base):
     )
 
 
+class PlanAllowance(Base):
+    """A plan's monthly allowance of credits and the cap on what of it rolls over
+    (migration 0022): global, one row per plan; finance reads it, admins change it
+    (each change recorded in ``plan_allowance_changes``)."""
+
+    __tablename__ = "plan_allowances"
+
+    plan: Mapped[str] = mapped_column(Text, primary_key=True)
+    monthly_allowance: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    rollover_cap: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at: Mapped[dt.datetime] = _now()
+    updated_by: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'system'"))
+
+    __table_args__ = (
+        CheckConstraint("plan IN (" + ", ".join(f"'{p}'" for p in PLANS) + ")", name="plan_known"),
+        CheckConstraint("monthly_allowance >= 0", name="monthly_allowance_not_negative"),
+        CheckConstraint("rollover_cap >= 0", name="rollover_cap_not_negative"),
+        CheckConstraint("btrim(updated_by) <> ''", name="updated_by_not_blank"),
+    )
+
+
+class PlanAllowanceChange(Base):
+    """Append-only history of plan allowance changes: who, why, before and after.
+
+    ``audit_log`` is a tenant's (keyed by organization); a plan is not, so its changes
+    are audited here, once per idempotency key."""
+
+    __tablename__ = "plan_allowance_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    plan: Mapped[str] = mapped_column(Text, ForeignKey("plan_allowances.plan"), nullable=False)
+    monthly_allowance: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    rollover_cap: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    old_monthly_allowance: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    old_rollover_cap: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    actor: Mapped[str] = mapped_column(Text, nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    idempotency_key: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    created_at: Mapped[dt.datetime] = _now()
+
+    __table_args__ = (
+        CheckConstraint("btrim(actor) <> ''", name="actor_not_blank"),
+        CheckConstraint("btrim(reason) <> ''", name="reason_not_blank"),
+        # A plan's changes, newest first (the Credits page's history).
+        Index(None, "plan", "created_at"),
+    )
+
+
 class GenerationType(Base):
     """Global lookup of generation types (no organization): cost and default quota."""
 

@@ -32,6 +32,7 @@ import cli.main
 import queries
 from cli import server
 from queries.alerts import Alert, deliver
+from queries.allowances import AllowanceReport, grant_allowances, set_plan_allowance
 from queries.approvals import approve, reject, request_adjustment
 from queries.bulk import apply_bulk
 from queries.credits import adjust_credits, reverse_adjustment
@@ -249,6 +250,25 @@ def test_every_table_is_readable_by_every_role_and_nothing_more_is_granted(
             for column in ("organization_id", "type", "soft")
         ),
         *(("limit_enforcement", column, "UPDATE") for column in ("soft", "updated_at")),
+        # Plan allowances (0022): an admin changes a plan's two amounts, stamped, and
+        # the change is recorded in its append-only history.
+        *(
+            ("plan_allowances", column, "UPDATE")
+            for column in ("monthly_allowance", "rollover_cap", "updated_at", "updated_by")
+        ),
+        *(
+            ("plan_allowance_changes", column, "INSERT")
+            for column in (
+                "plan",
+                "monthly_allowance",
+                "rollover_cap",
+                "old_monthly_allowance",
+                "old_rollover_cap",
+                "actor",
+                "reason",
+                "idempotency_key",
+            )
+        ),
         # Decisions are decide_approval_request's (0013): no UPDATE of a request.
         # Checkpoints are the reconciler's (0014): the app only reads them.
         # Alert deliveries (0011): a delivery is inserted, never changed or deleted.
@@ -679,10 +699,33 @@ WRITES: dict[str, Callable[[Engine, Tenant], object]] = {
     "orgs.set_timezone": _timezone_after_a_generation,
     "alerts.deliver": _deliver_an_alert,
     "grants.expire_credits": lambda e, t: expire_credits(e, organization_ids=[t.organization_id]),
+    "allowances.grant_allowances": lambda e, t: grant_allowances(
+        e, organization_ids=[t.organization_id]
+    ),
+    # A plan is global: the tenant's snapshot does not show it (see below). The free
+    # plan keeps its seeded values, so no other test sees a change.
+    "allowances.set_plan_allowance": lambda e, t: set_plan_allowance(
+        e,
+        plan="free",
+        monthly_allowance=1_000,
+        rollover_cap=0,
+        actor=ACTOR,
+        reason="Price list",
+        idempotency_key=f"roles-allowance-{t.organization_id}",
+    ),
 }
+# Writes whose change is global, seen in these counts rather than in a tenant's snapshot.
+_GLOBAL = text("SELECT (SELECT count(*) FROM plan_allowance_changes) AS changes")
 # The reconciler's write (migration 0014): only a dashboard_auditor login records
 # checkpoints; see the tests below.
 AUDITOR_WRITES = {"reconciliation.reconcile": _reconcile_after_a_generation}
+
+
+def _everything(engine: Engine, tenant: Tenant) -> tuple[object, ...]:
+    """The tenant's snapshot and the global counts: what any write could change."""
+    with engine.connect() as conn:
+        counts = tuple(conn.execute(_GLOBAL).one())
+    return (snapshot(engine, tenant.organization_id), counts)
 
 
 def _write_functions() -> set[str]:
@@ -715,16 +758,20 @@ def test_every_write_function_works_as_dashboard_app(
     write_engine: Engine, app_engine: Engine, name: str
 ) -> None:
     tenant = _tenant(write_engine)
-    before = snapshot(write_engine, tenant.organization_id)
+    before = _everything(write_engine, tenant)
     first = WRITES[name](app_engine, tenant)
-    assert snapshot(write_engine, tenant.organization_id) != before
+    assert _everything(write_engine, tenant) != before
     # A retry with the same key (or the same reversal) applies once, also as the app.
-    after = snapshot(write_engine, tenant.organization_id)
+    after = _everything(write_engine, tenant)
     replay = WRITES[name](app_engine, tenant)
     if name == "grants.expire_credits":
         # A second run finds nothing due: it reports nothing and changes nothing.
         assert replay == ExpiryReport(organizations=0, grants=0, credits=0)
-        assert snapshot(write_engine, tenant.organization_id) == after
+        assert _everything(write_engine, tenant) == after
+    elif name == "allowances.grant_allowances":
+        assert isinstance(replay, AllowanceReport)
+        assert (replay.allowances, replay.rollovers, replay.already) == (0, 0, 1)
+        assert _everything(write_engine, tenant) == after
     elif name != "quotas.set_daily_limit":
         assert replay == first
     assert invariant_holds(write_engine, tenant.organization_id)
@@ -746,11 +793,11 @@ def test_every_write_function_is_refused_as_dashboard_reader(
     write_engine: Engine, reader_engine: Engine, name: str
 ) -> None:
     tenant = _tenant(write_engine)
-    before = snapshot(write_engine, tenant.organization_id)
+    before = _everything(write_engine, tenant)
     with pytest.raises(Exception) as refused:
         WRITES[name](reader_engine, tenant)
     assert _refused_for_privilege(refused.value), repr(refused.value)
-    assert snapshot(write_engine, tenant.organization_id) == before
+    assert _everything(write_engine, tenant) == before
 
 
 _CHECKPOINTS = text("SELECT count(*), max(verified_at) FROM reconciliation_checkpoints")

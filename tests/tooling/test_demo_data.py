@@ -167,12 +167,16 @@ def test_reset_is_the_way_around_the_append_only_guard_and_puts_it_back(
     options = {"organizations": 3, "generations": 500, "days": 5, "seed": 3}
     seed_demo_data(connection, **options)  # type: ignore[arg-type]
     seed_demo_data(connection, reset=True, **options)  # type: ignore[arg-type]
-    # On again, as migration 0003 made it: ALWAYS ('A'), on every append-only table.
+    # On again, as migration 0003 made it: ALWAYS ('A'), on every append-only table
+    # (the plans' history, configuration the load keeps, was never lifted).
     assert connection.execute(_GUARD).all() == [
         ("audit_log", "A"),
         ("credit_ledger", "A"),
         ("generations", "A"),
+        ("plan_allowance_changes", "A"),
     ]
+    # The plans' allowances are the migration's, not the demo's: a reset keeps them.
+    assert connection.execute(text("SELECT count(*) FROM plan_allowances")).scalar_one() == 4
     with pytest.raises(IntegrityError, match="append-only"), connection.begin_nested():
         connection.execute(text("DELETE FROM credit_ledger"))
 

@@ -155,9 +155,15 @@ def statement_label(statement: Statement) -> str:
     return " ".join(text_.replace('"', "").split()).split(" (")[0][:70]
 
 
+# The product's configuration, kept by migrations and admins, not drawn by the demo: a
+# load keeps it as it is (the plans' allowances and the history of their changes).
+CONFIGURATION_TABLES = frozenset({"plan_allowances", "plan_allowance_changes"})
+
+
 def schema_tables() -> tuple[str, ...]:
-    """Every table of the models, referenced before referencing: what a load replaces."""
-    return tuple(t.name for t in Base.metadata.sorted_tables)
+    """Every table of the models but the configuration, referenced before referencing:
+    what a load replaces."""
+    return tuple(t.name for t in Base.metadata.sorted_tables if t.name not in CONFIGURATION_TABLES)
 
 
 def build_keys_serially(

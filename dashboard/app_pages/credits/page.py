@@ -6,6 +6,7 @@ import streamlit as st
 
 from dashboard import auth, forecasts, state, ui
 from dashboard.app_pages.credits import FLASH, adjust, approvals, bulk, grants, ledger, reversal
+from dashboard.app_pages.credits import allowances as plan_allowances
 from dashboard.text import md
 
 # The drafts a role without adjust_credits must not keep (a session whose role changed).
@@ -52,6 +53,8 @@ def render() -> None:
         ledger.granted_vs_consumed(f)
     with ui.section("Low runway"):
         forecasts.low_runway("credits", f)
+    with ui.section("Plan allowances"):
+        plan_allowances.render(user)
 
 
 render()
