@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import zoneinfo
 from collections import defaultdict
 
@@ -12,7 +13,8 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, text
 
 from queries.errors import InvalidInput
-from queries.statements import InvalidStatement, monthly_statement, next_month
+from queries.grants import credit_grants
+from queries.statements import InvalidStatement, MonthlyStatement, monthly_statement, next_month
 from tests.factories import add_generations, add_ledger, ensure_types, make_org, make_user
 
 UTC = dt.UTC
@@ -274,3 +276,114 @@ def test_a_month_before_the_organization_was_created_is_not_a_statement(
         connection, organization_id=imported, month=dt.date(2026, 10, 1), now=now
     )
     assert kept.entries and not kept.before_organization
+
+
+def _grant_expiring(
+    conn: Connection, org: int, amount: int, *, at: dt.datetime, expires_at: dt.datetime
+) -> int:
+    """A grant booked at ``at`` (back-dated, as the owner may) that expires at
+    ``expires_at``; the id of the grant the database made of it."""
+    return int(
+        conn.execute(
+            text(
+                "WITH e AS (INSERT INTO credit_ledger (organization_id, amount, kind, reason, "
+                "actor, idempotency_key, created_at, grant_expires_at) "
+                "VALUES (:org, :amount, 'grant', 'Promotion', 'finance@example.com', "
+                "gen_random_uuid()::text, :at, :expires_at) RETURNING id) "
+                "SELECT e.id FROM e"
+            ),
+            {"org": org, "amount": amount, "at": at, "expires_at": expires_at},
+        ).scalar_one()
+        and conn.execute(
+            text(
+                "SELECT id FROM credit_grants WHERE organization_id = :org ORDER BY id DESC LIMIT 1"
+            ),
+            {"org": org},
+        ).scalar_one()
+    )
+
+
+def _totals(s: MonthlyStatement) -> tuple[int, ...]:
+    return (s.opening_balance, s.granted, s.deducted, s.consumed, s.expired, s.closing_balance)
+
+
+def test_an_expiry_is_a_line_of_the_month_it_took_effect_in_written_off_or_not(
+    connection: Connection,
+) -> None:
+    """A promotion that expires at 23:00 on the last day of a month in Berlin is that
+    month's expiry, whether it is still due or was written off on the 1st of the next:
+    the statements read the same, close, chain, and the current one ends at the live
+    grants' remaining amounts (the stored balance still holds the due grant)."""
+    ensure_types(connection)
+    zone = "Europe/Berlin"
+    berlin = zoneinfo.ZoneInfo(zone)
+    now = connection.execute(text("SELECT now()")).scalar_one()
+    this_month = _month_of(now, zone)
+    month = (this_month - dt.timedelta(days=40)).replace(day=1)  # two months back
+    following = next_month(month)
+    expires = dt.datetime.combine(following - dt.timedelta(days=1), dt.time(23), berlin)
+    org = make_org(connection, timezone=zone)
+    add_ledger(
+        connection,
+        org,
+        [(1_000, "grant", "Welcome", dt.datetime.combine(month, dt.time(9), berlin))],
+    )
+    grant = _grant_expiring(
+        connection,
+        org,
+        300,
+        at=dt.datetime.combine(month.replace(day=10), dt.time(9), berlin),
+        expires_at=expires,
+    )
+
+    def statements() -> list[MonthlyStatement]:
+        found, m = [], month
+        while True:
+            found.append(monthly_statement(connection, organization_id=org, month=m, now=now))
+            if found[-1].to_date:
+                return found
+            m = next_month(m)
+
+    def live() -> int:
+        return sum(
+            g.remaining
+            for g in credit_grants(connection, organization_id=org, at=now)
+            if g.status == "live"
+        )
+
+    due = statements()
+    first = due[0]
+    assert _totals(first) == (0, 1_300, 0, 0, 300, 1_000)
+    assert [(x.grant_id, x.credits, x.effective_at, x.ledger_entry_id) for x in first.expiries] == [
+        (grant, 300, expires, None)
+    ]
+    assert [e.amount for e in first.entries] == [1_000, 300]
+    for before, after in itertools.pairwise(due):
+        assert after.opening_balance == before.closing_balance
+    assert due[-1].closing_balance == live() == 1_000
+    assert (
+        connection.execute(
+            text("SELECT balance FROM credit_balances WHERE organization_id = :org"), {"org": org}
+        ).scalar_one()
+        == 1_300
+    ), "the grant is due but not yet written off"
+
+    # Written off on the 1st of the next month: recorded then, in effect the day before.
+    recorded = dt.datetime.combine(following, dt.time(9), berlin)
+    entry = connection.execute(
+        text(
+            "INSERT INTO credit_ledger (organization_id, amount, kind, reason, actor, "
+            "idempotency_key, grant_id, created_at) VALUES (:org, -300, 'expired', "
+            "'Grant expired', 'system', 'expiry:' || CAST(:grant AS bigint), :grant, :at) "
+            "RETURNING id"
+        ),
+        {"org": org, "grant": grant, "at": recorded},
+    ).scalar_one()
+    written_off = statements()
+    assert [_totals(s) for s in written_off] == [_totals(s) for s in due]
+    assert [(x.credits, x.ledger_entry_id, x.recorded_at) for x in written_off[0].expiries] == [
+        (300, entry, recorded)
+    ]
+    assert all(e.kind != "expired" for s in written_off for e in s.entries)
+    assert not written_off[1].expiries, "the month it was written off in does not count it"
+    assert written_off[-1].closing_balance == live() == 1_000
