@@ -404,11 +404,15 @@ _LOW_RUNWAY = text(
         SELECT coalesce(CAST(:now AS timestamptz), now()) AS now
     ),
     burn AS (
-        SELECT o.id AS organization_id, o.name, o.slug, o.timezone, o.plan, b.balance, z.today,
+        SELECT o.id AS organization_id, o.name, o.slug, o.timezone, o.plan,
+               b.balance - coalesce(d.due, 0) AS balance, z.today,
                coalesce(hi.credits_through, 0) - coalesce(lo.credits_through, 0) AS burned
         FROM clock c
         CROSS JOIN organizations o
         JOIN credit_balances b ON b.organization_id = o.id
+        -- Grants due but not yet written off are gone already (migration 0021).
+        LEFT JOIN due_credits(coalesce(CAST(:now AS timestamptz), now())) d
+          ON d.organization_id = o.id
         CROSS JOIN LATERAL (SELECT (c.now AT TIME ZONE o.timezone)::date AS today) z
         LEFT JOIN LATERAL (
             SELECT d.credits_through FROM organization_daily_usage d

@@ -73,12 +73,14 @@ _ALL_ORGS_USAGE = text(
            coalesce(c.credits, 0) AS credits_consumed,
            coalesce(m.granted, 0) AS credits_granted,
            coalesce(m.deducted, 0) AS credits_deducted,
-           coalesce(b.balance, 0) AS balance,
+           coalesce(b.balance, 0) - coalesce(d.due, 0) AS balance,
            coalesce(c.credits::float8 / nullif(sum(c.credits) OVER (), 0), 0) AS share
     FROM organizations o
     LEFT JOIN consumed c ON c.organization_id = o.id
     LEFT JOIN moved m ON m.organization_id = o.id
     LEFT JOIN credit_balances b ON b.organization_id = o.id
+    -- Grants due but not yet written off are gone already (migration 0021).
+    LEFT JOIN due_credits(now()) d ON d.organization_id = o.id
     ORDER BY rank, o.name
     """
 )
@@ -138,11 +140,13 @@ _USAGE_PAGE = text(
                o.id AS organization_id, o.name, o.slug, o.plan, o.timezone,
                coalesce(c.generations, 0) AS generations,
                coalesce(c.credits, 0) AS credits_consumed,
-               coalesce(bal.balance, 0) AS balance,
+               coalesce(bal.balance, 0) - coalesce(d.due, 0) AS balance,
                coalesce(c.credits::float8 / nullif(sum(c.credits) OVER (), 0), 0) AS share
         FROM organizations o
         LEFT JOIN consumed c ON c.organization_id = o.id
         LEFT JOIN credit_balances bal ON bal.organization_id = o.id
+        -- Grants due but not yet written off are gone already (migration 0021).
+        LEFT JOIN due_credits(now()) d ON d.organization_id = o.id
     ),
     -- Every order is (sort_key, name, id) ascending: a descending order negates its
     -- column, "by name" has a constant key. So one keyset condition serves them all.
@@ -482,11 +486,14 @@ class Runway:
 
 _RUNWAY = text(
     """
-    SELECT b.balance, z.today,
+    SELECT b.balance - coalesce(d.due, 0) AS balance, z.today,
            (SELECT coalesce(sum(u.credits_used), 0) FROM usage_limits u
              WHERE u.organization_id = :org
                AND u.date >= z.today - :days AND u.date < z.today) AS burned
     FROM credit_balances b
+    -- Grants due by now but not yet written off are gone already (migration 0021).
+    LEFT JOIN due_credits(coalesce(CAST(:now AS timestamptz), now())) d
+      ON d.organization_id = b.organization_id
     CROSS JOIN LATERAL (
         SELECT (coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE o.timezone)::date AS today
         FROM organizations o WHERE o.id = b.organization_id
