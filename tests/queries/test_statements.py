@@ -33,6 +33,8 @@ _operation = st.one_of(
     st.tuples(st.just("deduct"), st.integers(-1000, -1), _when),
     st.tuples(st.just("reversal"), st.integers(0, 1000), _when),  # which earlier entry
     st.tuples(st.just("generation"), st.integers(0, 50), _when),
+    # A grant booked a day before it expires at `_when` (month edges included).
+    st.tuples(st.just("expiring"), st.integers(1, 5000), _when),
 )
 
 
@@ -80,10 +82,19 @@ def _month_of(at: dt.datetime, zone: str) -> dt.date:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(zone=st.sampled_from(ZONES), operations=st.lists(_operation, max_size=30))
+@given(
+    zone=st.sampled_from(ZONES),
+    operations=st.lists(_operation, max_size=30),
+    written_off=st.booleans(),
+)
 def test_every_statement_closes_chains_and_ends_at_the_balance(
-    connection: Connection, zone: str, operations: list[tuple[str, int, tuple[object, ...]]]
+    connection: Connection,
+    zone: str,
+    operations: list[tuple[str, int, tuple[object, ...]]],
+    written_off: bool,
 ) -> None:
+    """Expiries included: each in the month it took effect in, whether its write-off is
+    recorded (now, by the organization's lock) or not yet."""
     ensure_types(connection)
     savepoint = connection.begin_nested()
     try:
@@ -113,6 +124,22 @@ def test_every_statement_closes_chains_and_ends_at_the_balance(
                 generations.append((user, "chat", amount, at))
                 expected[month]["consumed"] += amount
                 continue
+            if kind == "expiring":
+                # Expired before now, so never drawn: it all expires. Not reversed
+                # either (a reversal of it would take what remains, not the amount).
+                booked = at - dt.timedelta(days=1)
+                connection.execute(
+                    text(
+                        "INSERT INTO credit_ledger (organization_id, amount, kind, reason, "
+                        "actor, idempotency_key, created_at, grant_expires_at) "
+                        "VALUES (:org, :amount, 'grant', 'Promotion', 'finance@example.com', "
+                        "gen_random_uuid()::text, :booked, :at)"
+                    ),
+                    {"org": org, "amount": amount, "booked": booked, "at": at},
+                )
+                expected[_month_of(booked, zone)]["granted"] += amount
+                expected[month]["expired"] += amount
+                continue
             reverses = None
             if kind == "reversal":
                 # Never the opening grant (the balance would go below zero), never a
@@ -129,8 +156,16 @@ def test_every_statement_closes_chains_and_ends_at_the_balance(
             expected[month]["granted" if amount > 0 else "deducted"] += abs(amount)
         if generations:
             add_generations(connection, org, generations)
+        if written_off:
+            connection.execute(text("SELECT lock_organization(:org)"), {"org": org})
+        # What the live grants hold: the balance less what is due and not written off.
         balance = connection.execute(
-            text("SELECT balance FROM credit_balances WHERE organization_id = :org"), {"org": org}
+            text(
+                "SELECT b.balance - coalesce(d.due, 0) FROM credit_balances b "
+                "LEFT JOIN due_credits(now()) d ON d.organization_id = b.organization_id "
+                "WHERE b.organization_id = :org"
+            ),
+            {"org": org},
         ).scalar_one()
 
         month = _month_of(start, zone)
@@ -139,13 +174,19 @@ def test_every_statement_closes_chains_and_ends_at_the_balance(
             s = monthly_statement(connection, organization_id=org, month=month)
             assert s.month == month
             assert s.opening_balance == opening, f"{month}: does not open at last month's close"
-            assert s.closing_balance == (s.opening_balance + s.granted - s.deducted - s.consumed)
-            assert (s.granted, s.deducted, s.consumed) == (
+            assert s.closing_balance == (
+                s.opening_balance + s.granted - s.deducted - s.consumed - s.expired
+            )
+            assert (s.granted, s.deducted, s.consumed, s.expired) == (
                 expected[month]["granted"],
                 expected[month]["deducted"],
                 expected[month]["consumed"],
+                expected[month]["expired"],
             ), f"{month} in {zone}"
             assert sum(line.credits for line in s.consumption) == s.consumed
+            assert sum(x.credits for x in s.expiries) == s.expired
+            assert all(_month_of(x.effective_at, zone) == month for x in s.expiries)
+            assert all((x.ledger_entry_id is not None) is written_off for x in s.expiries)
             assert sum(e.amount for e in s.entries) == s.granted - s.deducted
             assert all(_month_of(e.created_at, zone) == month for e in s.entries)
             opening = s.closing_balance
@@ -153,7 +194,7 @@ def test_every_statement_closes_chains_and_ends_at_the_balance(
                 break
             month = next_month(month)
         assert month == _month_of(now, zone)
-        assert s.closing_balance == balance, "the current month does not end at the balance"
+        assert s.closing_balance == balance, "the current month does not end at the live grants"
     finally:
         savepoint.rollback()
 
