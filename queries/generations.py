@@ -101,7 +101,13 @@ def record_generation(
     Under a soft limit (``quotas.set_limit_enforcement``) a generation past the limit
     is recorded too, its ``overage`` above 0.
 
-    Raises ``InsufficientCredits`` or ``QuotaExceeded`` (hard limit; nothing written), and
+    The credits are drawn from the organization's live grants in order (priority, then
+    the soonest expiry: ``queries.grants``), by the database's trigger; grants that were
+    due are written off first, by the lock.
+
+    Raises ``InsufficientCredits`` or ``QuotaExceeded`` (hard limit; nothing of the
+    generation is written, though a keyed refusal commits the lock's write-off of grants
+    that were due, which any write would make), and
     ``InvalidGeneration`` for an unknown organization or type, a user of another
     organization, or a bad argument. With an ``idempotency_key``, a retry returns the
     generation recorded the first time.

@@ -93,11 +93,12 @@ _GRANTS = text(
     WITH clock AS (SELECT coalesce(CAST(:at AS timestamptz), now()) AS at)
     SELECT g.id, g.organization_id, g.amount, g.drawn, g.reversed, g.priority,
            g.expires_at, g.source, g.ledger_entry_id, g.created_at,
-           g.written_off_at IS NULL AND g.expires_at <= clock.at AS due,
+           g.written_off_at IS NULL AND coalesce(g.expires_at <= clock.at, false) AS due,
            g.remaining, g.expired
     FROM credit_grants g CROSS JOIN clock
     WHERE g.organization_id = :org AND g.amount > 0
-    ORDER BY (g.remaining = 0 OR g.written_off_at IS NOT NULL OR g.expires_at <= clock.at),
+    ORDER BY (g.remaining = 0 OR g.written_off_at IS NOT NULL
+              OR coalesce(g.expires_at <= clock.at, false)),
              g.priority, g.expires_at NULLS LAST, g.id
     """
 )

@@ -43,6 +43,7 @@ _SAVED_TABLES = (
     "benchmark_saved_usage",
     "benchmark_saved_org_days",
     "benchmark_saved_org_months",
+    "benchmark_saved_grants",
 )
 
 
@@ -105,8 +106,18 @@ def prepare_writes(engine: Engine) -> None:
             ),
             {"cutoff": cutoff},
         )
+        conn.execute(text("CREATE TABLE benchmark_saved_grants AS SELECT * FROM credit_grants"))
+        # The balance is the sum of the grants' remaining amounts (migration 0021): the
+        # top-up goes to both, as the opening grant the generations draw from.
         conn.execute(
             text("UPDATE credit_balances SET balance = balance + :top_up"), {"top_up": TOP_UP}
+        )
+        conn.execute(
+            text(
+                "UPDATE credit_grants SET amount = amount + :top_up, "
+                "remaining = remaining + :top_up WHERE source = 'opening'"
+            ),
+            {"top_up": TOP_UP},
         )
         # Today and tomorrow in every organization's zone (in case a run crosses midnight).
         conn.execute(
@@ -136,7 +147,8 @@ def restore_after_writes(engine: Engine) -> None:
             conn.execute(
                 text(
                     "DROP TABLE IF EXISTS benchmark_saved_balances, benchmark_saved_usage, "
-                    "benchmark_saved_org_days, benchmark_saved_org_months"
+                    "benchmark_saved_org_days, benchmark_saved_org_months, "
+                    "benchmark_saved_grants"
                 )
             )
             return
@@ -158,6 +170,13 @@ def restore_after_writes(engine: Engine) -> None:
                 "FROM benchmark_saved_balances s WHERE s.organization_id = b.organization_id"
             )
         )
+        conn.execute(text("DELETE FROM credit_grants"))
+        conn.execute(
+            text(
+                "INSERT INTO credit_grants OVERRIDING SYSTEM VALUE "
+                "SELECT * FROM benchmark_saved_grants"
+            )
+        )
         conn.execute(
             text(
                 "DELETE FROM usage_limits WHERE date >= "
@@ -174,7 +193,7 @@ def restore_after_writes(engine: Engine) -> None:
         conn.execute(
             text(
                 "DROP TABLE benchmark_saved_balances, benchmark_saved_usage, "
-                "benchmark_saved_org_days, benchmark_saved_org_months"
+                "benchmark_saved_org_days, benchmark_saved_org_months, benchmark_saved_grants"
             )
         )
     vacuum(engine)

@@ -65,7 +65,10 @@ def render(f: state.Filters, entries: pd.DataFrame, balance: int) -> None:
                 discard=("Cancel" if here else "Discard", "credits.reverse_cancel"),
             )
             return
-        reversible = entries[(entries["kind"] != "reversal") & entries["reversed_by_id"].isna()]
+        # A reversal is not reversed, nor an expiry (grant the credits again instead).
+        reversible = entries[
+            ~entries["kind"].isin(["reversal", "expired"]) & entries["reversed_by_id"].isna()
+        ]
         if reversible.empty:
             st.caption("No entry on this ledger page can be reversed.")
             return

@@ -1,0 +1,237 @@
+"""Random sequences of credit movements against a model of grants (hypothesis).
+
+Grants with expiries and priorities, deductions, generations, reversals and the clock
+moving, for an organization in UTC, +5:45 or a DST zone. After every step the database
+must agree with a model that draws in the documented order (priority, soonest expiry,
+age) and never from an expired grant: each grant's remaining amount, the balance as
+the sum of the live remaining amounts, and the book's invariant.
+
+The clock moves without the wall clock: moving every unexpired grant's expiry back by
+an interval, as the owner, is what time passing does to it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, text
+
+from queries.credits import (
+    InsufficientCredits,
+    NothingToReverse,
+    adjust_credits,
+    credit_grants,
+    reverse_adjustment,
+)
+from queries.generations import record_generation
+from queries.grants import expire_credits
+from tests.queries.writes import invariant_holds, new_org
+
+ZONES = ("UTC", "Asia/Kathmandu", "America/New_York")
+HOUR = dt.timedelta(hours=1)
+
+
+@dataclass
+class Grant:
+    entry: int
+    remaining: int
+    priority: int
+    hours_left: float | None  # until expiry, as the model's clock sees it
+    reversible: bool = True
+
+    def live(self) -> bool:
+        return self.remaining > 0 and (self.hours_left is None or self.hours_left > 0)
+
+
+@dataclass
+class Model:
+    grants: list[Grant]
+
+    def balance(self) -> int:
+        return sum(g.remaining for g in self.grants if g.live())
+
+    def draw(self, amount: int) -> None:
+        order = sorted(
+            (g for g in self.grants if g.live()),
+            key=lambda g: (
+                g.priority,
+                g.hours_left is None,
+                g.hours_left or 0.0,
+                self.grants.index(g),
+            ),
+        )
+        for g in order:
+            part = min(g.remaining, amount)
+            g.remaining -= part
+            amount -= part
+        assert amount == 0
+
+
+grant_step = st.tuples(
+    st.just("grant"),
+    st.integers(1, 500),
+    st.one_of(st.none(), st.integers(1, 72)),  # hours until it expires
+    st.one_of(st.none(), st.integers(0, 20)),  # priority
+)
+deduct_step = st.tuples(st.just("deduct"), st.integers(1, 400))
+generation_step = st.tuples(st.just("generation"), st.integers(1, 150))
+reverse_step = st.tuples(st.just("reverse"), st.integers(0, 30))
+clock_step = st.tuples(st.just("clock"), st.integers(1, 48))
+steps = st.lists(
+    st.one_of(grant_step, deduct_step, generation_step, reverse_step, clock_step),
+    min_size=1,
+    max_size=14,
+)
+
+
+def _db_now(engine: Engine) -> dt.datetime:
+    with engine.connect() as conn:
+        now: dt.datetime = conn.execute(text("SELECT now()")).scalar_one()
+    return now
+
+
+def _pass_hours(engine: Engine, org: int, hours: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE credit_grants SET expires_at = expires_at - CAST(:h AS interval) "
+                "WHERE organization_id = :o AND expires_at IS NOT NULL "
+                "AND written_off_at IS NULL"
+            ),
+            {"o": org, "h": f"{hours} hours"},
+        )
+
+
+def _check(engine: Engine, org: int, model: Model) -> None:
+    with engine.connect() as conn:
+        found = {
+            g.ledger_entry_id: g.remaining
+            for g in credit_grants(conn, organization_id=org)
+            if g.source != "opening"
+        }
+        live_balance = conn.execute(
+            text(
+                "SELECT b.balance - coalesce(d.due, 0) FROM credit_balances b "
+                "LEFT JOIN due_credits(now()) d ON d.organization_id = b.organization_id "
+                "WHERE b.organization_id = :o"
+            ),
+            {"o": org},
+        ).scalar_one()
+    expected = {g.entry: (g.remaining if g.live() else 0) for g in model.grants}
+    assert found == expected
+    assert live_balance == model.balance()
+    assert invariant_holds(engine, org)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(zone=st.sampled_from(ZONES), plan=steps)
+def test_random_sequences_keep_the_grants_and_the_book(
+    write_engine: Engine, zone: str, plan: list[tuple[object, ...]]
+) -> None:
+    org, users = new_org(write_engine, timezone=zone, plan="enterprise")
+    model = Model(grants=[])
+    entries: list[tuple[int, str]] = []  # (ledger entry id, kind) that can be reversed
+    for n, step in enumerate(plan):
+        kind = step[0]
+        if kind == "grant":
+            _, amount, hours, priority = step
+            assert isinstance(amount, int)
+            expires = (
+                None if hours is None else _db_now(write_engine) + dt.timedelta(hours=int(hours))  # type: ignore[call-overload]
+            )
+            entry = adjust_credits(
+                write_engine,
+                organization_id=org,
+                amount=amount,
+                reason="Promotion",
+                actor="finance@example.com",
+                idempotency_key=f"g{n}",
+                expires_at=expires,
+                priority=priority,  # type: ignore[arg-type]
+            )
+            model.grants.append(
+                Grant(
+                    entry.id,
+                    amount,
+                    10 if priority is None else int(priority),  # type: ignore[call-overload]
+                    None if hours is None else float(hours),  # type: ignore[arg-type]
+                )
+            )
+            entries.append((entry.id, "grant"))
+        elif kind in ("deduct", "generation"):
+            amount = int(step[1])  # type: ignore[call-overload]
+            try:
+                if kind == "deduct":
+                    entry = adjust_credits(
+                        write_engine,
+                        organization_id=org,
+                        amount=-amount,
+                        reason="Correction",
+                        actor="finance@example.com",
+                        idempotency_key=f"d{n}",
+                    )
+                    entries.append((entry.id, "deduct"))
+                else:
+                    record_generation(
+                        write_engine,
+                        organization_id=org,
+                        user_id=users[0],
+                        type="chat",
+                        credits=amount,
+                    )
+            except InsufficientCredits:
+                # Refused in full: nothing drawn (an expired grant is never drawn).
+                assert model.balance() < amount
+                _check(write_engine, org, model)
+                continue
+            assert model.balance() >= amount
+            model.draw(amount)
+        elif kind == "reverse":
+            if not entries:
+                continue
+            entry_id, what = entries.pop(int(step[1]) % len(entries))  # type: ignore[call-overload]
+            try:
+                reversal = reverse_adjustment(
+                    write_engine, entry_id=entry_id, actor="finance@example.com", reason="Undo"
+                )
+            except NothingToReverse:
+                g = next(g for g in model.grants if g.entry == entry_id)
+                assert not g.live()
+                continue
+            except InsufficientCredits:
+                continue
+            if what == "grant":
+                g = next(g for g in model.grants if g.entry == entry_id)
+                assert g.live() and reversal.amount == -g.remaining
+                g.remaining = 0
+            else:  # a reversed deduction comes back as a grant that never expires
+                model.grants.append(Grant(reversal.id, reversal.amount, 10, None))
+        else:
+            hours = int(step[1])  # type: ignore[call-overload]
+            _pass_hours(write_engine, org, hours)
+            for g in model.grants:
+                if g.hours_left is not None and g.hours_left > 0:
+                    g.hours_left -= hours
+        _check(write_engine, org, model)
+
+    # Idle from here: the job writes off what is due, and nothing else changes.
+    expire_credits(write_engine, organization_ids=[org])
+    _check(write_engine, org, model)
+    with write_engine.connect() as conn:
+        book = conn.execute(
+            text(
+                "SELECT coalesce(sum(-l.amount), 0) AS expired_entries, "
+                "(SELECT coalesce(sum(expired), 0) FROM credit_grants WHERE organization_id = :o) "
+                "AS expired_grants FROM credit_ledger l "
+                "WHERE l.organization_id = :o AND l.kind = 'expired'"
+            ),
+            {"o": org},
+        ).one()
+    assert book.expired_entries == book.expired_grants
