@@ -153,7 +153,7 @@ def previous_month(day: dt.date) -> dt.date:
 # local date, as the rollups are: local dates are not monotonic in time where a zone
 # fell back across midnight, so the cut is by date, not by the instant of midnight.
 # Expiries are not read by created_at (one written off late belongs to an earlier month):
-# x holds the organization's grants that expired by now, by their primary key (grants
+# x holds the organization's grants that expired by now, by organization (grants
 # are few), each with its write-off entry by the (organization_id, idempotency_key)
 # index; the ledger reads by created_at leave 'expired' entries out.
 _STATEMENT: Final = text(
