@@ -25,6 +25,7 @@ from queries.db import create_direct_engine
 from queries.embedded_server import owns_url
 from queries.errors import DashboardError
 from queries.generations import record_generation
+from queries.grants import expire_credits
 from queries.orgs import set_timezone
 from queries.reconciliation import Drift, Reconciliation, check_books, reconcile
 from queries.schema_version import alembic_config
@@ -32,6 +33,7 @@ from tests.conftest import PgServer, _recreate
 from tests.factories import add_generations, add_ledger, ensure_types, make_org, make_user
 from tests.queries.read_functions import CHECK_MODULES, CHECKS, public_read_functions
 from tests.queries.roles import APP_LOGIN, AUDITOR_LOGIN, login_engine, login_url
+from tests.queries.writes import add_due_grant
 from tooling import embedded, schema
 from tooling.demo_data import append_only_guard_lifted
 
@@ -751,6 +753,10 @@ _op = st.one_of(
     st.tuples(st.just("reverse"), st.integers(0, 20)),
     # Requested by one person, approved by another: a ledger entry like any other.
     st.tuples(st.just("approved"), st.integers(-300, 500).filter(bool)),
+    # A promotion that expired yesterday, not yet written off (the next write, or
+    # expire-credits, writes it off).
+    st.tuples(st.just("promotion"), st.integers(1, 500)),
+    st.tuples(st.just("expire"), st.just(0)),
     st.tuples(
         st.just("generate"),
         st.sampled_from(["chat", "image", "video"]),
@@ -815,6 +821,10 @@ def test_random_histories_never_drift(
                     reason="undo",
                     organization_id=org,
                 )
+            elif op[0] == "promotion":
+                entries.append(add_due_grant(owner, org, int(str(op[1]))))
+            elif op[0] == "expire":
+                expire_credits(app, organization_ids=[org])
             elif op[0] == "generate":
                 _, type_, credits, quarter = op
                 record_generation(
