@@ -62,7 +62,7 @@ _ALL_ORGS_USAGE = text(
     moved AS (
         SELECT l.organization_id,
                sum(l.amount) FILTER (WHERE l.amount > 0) AS granted,
-               -sum(l.amount) FILTER (WHERE l.amount < 0) AS deducted
+               -sum(l.amount) FILTER (WHERE l.amount < 0 AND l.kind <> 'expired') AS deducted
         FROM b JOIN credit_ledger l
           ON l.created_at >= b.lower AND l.created_at < b.upper
         GROUP BY l.organization_id
@@ -108,7 +108,8 @@ def all_orgs_usage(
 
     Columns: rank, organization_id (int), name, slug, plan (str), generations,
     credits_consumed, credits_granted (grants and refunds), credits_deducted
-    (deductions and negative reversals, as a positive number), balance (current; int),
+    (deductions and negative reversals, as a positive number; an expiry is not a
+    deduction), balance (current, less grants due and not yet written off; int),
     share (float 0..1 of all credits consumed in the range).
     """
     start, end = check_range(start, end)
@@ -181,7 +182,7 @@ _USAGE_PAGE = text(
     moved AS (
         SELECT l.organization_id,
                sum(l.amount) FILTER (WHERE l.amount > 0) AS granted,
-               -sum(l.amount) FILTER (WHERE l.amount < 0) AS deducted
+               -sum(l.amount) FILTER (WHERE l.amount < 0 AND l.kind <> 'expired') AS deducted
         FROM b CROSS JOIN page p
         JOIN credit_ledger l
           ON l.organization_id = p.organization_id
@@ -415,7 +416,7 @@ _GRANTED_VS_CONSUMED = text(
     moved AS (
         SELECT date_trunc(:unit, (l.created_at AT TIME ZONE o.timezone)::date)::date AS bucket,
                sum(l.amount) FILTER (WHERE l.amount > 0) AS granted,
-               -sum(l.amount) FILTER (WHERE l.amount < 0) AS deducted
+               -sum(l.amount) FILTER (WHERE l.amount < 0 AND l.kind <> 'expired') AS deducted
         FROM credit_ledger l JOIN organizations o ON o.id = l.organization_id
         WHERE l.organization_id = :org
           AND l.created_at >= CAST(:start AS timestamp) AT TIME ZONE o.timezone
@@ -443,7 +444,8 @@ def credits_granted_vs_consumed(
 ) -> pd.DataFrame:
     """An organization's credits granted, deducted and consumed per day/week/month.
 
-    Columns: bucket (first day), credits_granted, credits_deducted (positive),
+    Columns: bucket (first day), credits_granted, credits_deducted (positive; expiries
+    apart),
     credits_consumed (all int); every bucket present.
     """
     organization_id = check_id(organization_id)

@@ -51,6 +51,11 @@ def test_a_due_grant_is_out_of_every_balance_shown_before_and_after_its_write_of
     report = expire_credits(write_engine, organization_ids=[org])
     assert (report.grants, report.credits) == (1, 300)
     assert _shown(write_engine, org, slug) == before
+    # The write-off is booked now; it is an expiry, not a deduction.
+    with write_engine.connect() as conn:
+        today = conn.execute(text("SELECT (now() AT TIME ZONE 'UTC')::date")).scalar_one()
+        ranking = all_orgs_usage(conn, start=today - dt.timedelta(days=1), end=today)
+    assert int(ranking.loc[ranking.organization_id == org, "credits_deducted"].item()) == 0
     assert invariant_holds(write_engine, org)
 
 
