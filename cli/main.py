@@ -253,7 +253,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     )
     summary = (
         f"{'full' if result.full else 'incremental'} check of "
-        f"{counted(result.organizations_checked, 'organization')}, {scope}; balances of all"
+        f"{counted(result.organizations_checked, 'organization')}, {scope}; balances and grants of all"
     )
     if result.ok:
         print(f"the books close: {summary}")

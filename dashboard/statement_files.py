@@ -113,13 +113,15 @@ def period(statement: MonthlyStatement) -> str:
 # are positive, credits out of it negative, in the totals and on every line alike.
 SIGNS: Final = (
     "Credits into the balance are positive, credits out of it negative, on every line: "
-    "closing balance = opening balance + granted + deducted + consumed, and the opening "
-    "balance plus every entry and consumption line is the closing balance."
+    "closing balance = opening balance + granted + deducted + consumed + expired, and the "
+    "opening balance plus every entry, expiry and consumption line is the closing balance."
 )
 # What each total counts, under the totals on the page and in the PDF.
 TOTALS_EXPLAINED: Final = (
     "Granted: grants, refunds and reversed deductions. Deducted: deductions and reversed "
-    "grants or refunds. Consumed: the credits of the month's generations. " + SIGNS
+    "grants or refunds. Consumed: the credits of the month's generations. Expired: what "
+    "grants still held when they expired in the month, at the time they expired (even when "
+    "it was written off later). " + SIGNS
 )
 
 
@@ -131,6 +133,7 @@ def totals(statement: MonthlyStatement) -> list[tuple[str, int]]:
         ("Granted", statement.granted),
         ("Deducted", -statement.deducted),
         ("Consumed", -statement.consumed),
+        ("Expired", -statement.expired),
         ("Closing balance", statement.closing_balance),
     ]
 
@@ -178,6 +181,39 @@ def entries_frame(statement: MonthlyStatement) -> pd.DataFrame:
     ).astype({"Entry": "int64", "Credits": "int64", "Balance after": "int64"})
 
 
+def expiry_what(source: str, grant_id: int) -> str:
+    """The line an expiry is shown as: "Expired: grant 12 (allowance)"."""
+    return f"Expired: grant {grant_id} ({source})"
+
+
+def expiries_frame(statement: MonthlyStatement) -> pd.DataFrame:
+    """Each grant that expired in the month, at its expiry (its effective time), in the
+    organization's zone; ``Written off`` is when the ledger recorded it, blank while it
+    is due and not yet written off."""
+    zone = statement.timezone
+    return pd.DataFrame(
+        {
+            f"Expired at ({zone})": [_local(x.effective_at, zone) for x in statement.expiries],
+            "Grant": [x.grant_id for x in statement.expiries],
+            "Source": [x.source for x in statement.expiries],
+            "Credits": [-x.credits for x in statement.expiries],  # out of the balance
+            "Entry": [x.ledger_entry_id for x in statement.expiries],
+            f"Written off ({zone})": [
+                "" if x.recorded_at is None else _local(x.recorded_at, zone)
+                for x in statement.expiries
+            ],
+        },
+        columns=[
+            f"Expired at ({zone})",
+            "Grant",
+            "Source",
+            "Credits",
+            "Entry",
+            f"Written off ({zone})",
+        ],
+    ).astype({"Grant": "int64", "Credits": "int64", "Entry": "Int64"})
+
+
 def consumption_frame(statement: MonthlyStatement) -> pd.DataFrame:
     """Consumption per local day and generation type."""
     return pd.DataFrame(
@@ -210,7 +246,8 @@ OVERAGE_EXPLAINED: Final = (
 
 def statement_csv(statement: MonthlyStatement) -> bytes:
     """One CSV: two header lines (the period, the sign convention) and a blank line,
-    then the table: the totals, each entry, the consumption per day and type.
+    then the table: the totals, each entry, each expiry (at the time it took effect),
+    the consumption per day and type.
 
     Every credit is signed as it moves the balance (:data:`SIGNS`): a grant is
     positive, a deduction or a consumption negative, in the totals as on the lines, so
@@ -235,6 +272,16 @@ def statement_csv(statement: MonthlyStatement) -> bytes:
             Reason=e.reason,
             Note=e.note or "",
             Actor=e.actor,
+        )
+    for x in statement.expiries:
+        line(
+            "Expiry",
+            expiry_what(x.source, x.grant_id),
+            -x.credits,
+            When=_local(x.effective_at, zone),
+            Entry=x.ledger_entry_id,
+            Reason="" if x.recorded_at is None else f"Written off {_local(x.recorded_at, zone)}",
+            Actor="system",
         )
     for c in statement.consumption:
         line("Consumption", c.type, -c.credits, When=c.date.isoformat(), Generations=c.generations)
@@ -407,6 +454,30 @@ def statement_pdf(statement: MonthlyStatement) -> bytes:
                 row.cell(printable(reason))
                 row.cell(printable(e.actor))
     pdf.ln(4)
+
+    if statement.expiries:
+        text_line("Expired grants", size=12, bold=True, height=8)
+        pdf.set_font(family, "", 8)
+        with pdf.table(
+            col_widths=(28, 46, 18, 14, 28),
+            text_align=("LEFT", "LEFT", "RIGHT", "RIGHT", "LEFT"),
+            markdown=False,
+        ) as table:
+            header = table.row()
+            for title in ("Expired at", "Grant", "Credits", "Entry", "Written off"):
+                header.cell(title)
+            for x in statement.expiries:
+                row = table.row()
+                row.cell(_local(x.effective_at, statement.timezone))
+                row.cell(expiry_what(x.source, x.grant_id))
+                row.cell(f"{-x.credits:+,}")
+                row.cell("" if x.ledger_entry_id is None else str(x.ledger_entry_id))
+                row.cell(
+                    "not yet"
+                    if x.recorded_at is None
+                    else _local(x.recorded_at, statement.timezone)
+                )
+        pdf.ln(4)
 
     text_line("Consumption per day and type", size=12, bold=True, height=8)
     if not statement.consumption:

@@ -466,11 +466,14 @@ class ApprovalPage:
 _PENDING = text(
     """
     SELECT r.id, r.organization_id, o.name AS organization, o.slug, r.amount, r.reason,
-           r.note, r.requested_by, r.created_at, r.expires_at, b.balance, o.timezone,
+           r.note, r.requested_by, r.created_at, r.expires_at,
+           b.balance - coalesce(d.due, 0) AS balance, o.timezone,
            r.grant_expires_at, r.grant_priority
     FROM approval_requests r
     JOIN organizations o ON o.id = r.organization_id
     JOIN credit_balances b ON b.organization_id = r.organization_id
+    -- Grants due but not yet written off are gone already (migration 0021).
+    LEFT JOIN due_credits(now()) d ON d.organization_id = r.organization_id
     WHERE r.status = 'pending' AND r.expires_at > now()
       AND (CAST(:org AS bigint) IS NULL OR r.organization_id = :org)
       AND (CAST(:c_at AS timestamptz) IS NULL

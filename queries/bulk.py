@@ -394,8 +394,10 @@ def _header(record: list[str]) -> tuple[list[str | None], list[str]]:
 
 _ORGANIZATIONS = text(
     """
-    SELECT o.id, o.slug, o.name, b.balance
+    SELECT o.id, o.slug, o.name, b.balance - coalesce(d.due, 0) AS balance
     FROM organizations o JOIN credit_balances b ON b.organization_id = o.id
+    -- The dry run takes no lock, which would write off due grants: they are gone already.
+    LEFT JOIN due_credits(now()) d ON d.organization_id = o.id
     WHERE o.slug = ANY(CAST(:slugs AS text[]))
     """
 )

@@ -429,6 +429,7 @@ _LOW_RUNWAY = text(
         FROM clock c
         CROSS JOIN organizations o
         JOIN credit_balances b ON b.organization_id = o.id
+        -- Grants due but not yet written off are gone already (migration 0021).
         LEFT JOIN due_credits(c.now) d ON d.organization_id = o.id
         CROSS JOIN LATERAL (SELECT (c.now AT TIME ZONE o.timezone)::date AS today) z
         LEFT JOIN LATERAL (

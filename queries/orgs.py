@@ -180,9 +180,11 @@ def get_organization(conn: Connection, *, organization_id: int) -> OrganizationI
             """
             SELECT o.id, o.name, o.slug, o.plan, o.timezone, o.created_at,
                    (SELECT count(*) FROM users u WHERE u.organization_id = o.id) AS users,
-                   coalesce(b.balance, 0) AS balance
+                   coalesce(b.balance, 0) - coalesce(d.due, 0) AS balance
             FROM organizations o
             LEFT JOIN credit_balances b ON b.organization_id = o.id
+            -- Grants due but not yet written off are gone already (migration 0021).
+            LEFT JOIN due_credits(now()) d ON d.organization_id = o.id
             WHERE o.id = :org
             """
         ),

@@ -14,6 +14,15 @@ The invariants:
   totals ``generations_through``/``credits_through``) and ``organization_monthly_usage``.
 - ``usual_days``: each usual day the forecast keeps and would read (its stamp is
   current) against ``usual_day()``, its one definition (migration 0017).
+- the credit grants (migration 0021), the balance as finance sees it:
+  ``grants``: each grant's ``remaining`` = amount - drawn - expired - reversed (a CHECK
+  guards it too; an owner can still drop it); ``grants.balance``: the balance = the sum
+  of the organization's grants' remaining amounts; ``grants.expiry``: every ``expired``
+  entry names a grant that exists, takes off what the grant records as expired, takes
+  effect at its ``expires_at`` and marks it written off, and every grant with expired
+  credits has its entry; ``grants.ledger``: every grant but the 'opening' one was made
+  by a positive entry of its amount, and every positive entry after the one the opening
+  grant covers made a grant.
 
 **The balance_after chain.** Generations between two ledger entries consume credits, so
 entry *i*'s ``balance_after`` = sum(ledger amounts up to *i*, by id) - C(*i*), where C(*i*)
@@ -55,7 +64,10 @@ incremental run checks:
   ``quarter_hour_usage``): a count or running total edited on the latest day, where a
   balance moved by hand would hide, is found by the next run;
 - the running totals and months of every organization with a day checked (so, every
-  organization with rollups): the small rollups, read whole.
+  organization with rollups): the small rollups, read whole;
+- every grant of every organization (grants are few: one per positive entry), each
+  against its entries by their keys; the ledger's side (an ``expired`` or positive entry
+  without its grant) for the organizations whose ledger chain is checked.
 
 A run that finds drift in an organization deletes its checkpoints, so the drift is
 checked again until it is mended: a checkpoint is written only for what verified.
@@ -82,6 +94,10 @@ CHECKS: tuple[str, ...] = (
     "checkpoint",
     "balance",
     "ledger",
+    "grants",
+    "grants.balance",
+    "grants.expiry",
+    "grants.ledger",
     "usage_limits",
     "user_daily_usage",
     "quarter_hour_usage",
@@ -404,6 +420,128 @@ _LEDGER = text(
     FROM drifted d JOIN organizations o ON o.id = d.organization_id
     WHERE d.n = 1
     ORDER BY d.organization_id
+    """
+)
+
+
+# The credit grants (see the module's docstring). The grants' side reads every grant, and
+# each one's entries by key (the grant's entry on the ledger's primary key, its expiry
+# on (organization_id, idempotency_key)); the ledger's side, which must read entries to
+# find one without its grant, only the organizations whose chain is checked. One row per
+# organization and check: its first drifted grant or entry.
+_GRANTS = text(
+    """
+    WITH ledger_orgs AS (
+        SELECT id AS organization_id FROM organizations WHERE CAST(:full AS boolean)
+        UNION ALL
+        SELECT unnest(CAST(:orgs AS bigint[])) WHERE NOT CAST(:full AS boolean)
+    ),
+    covered AS (
+        SELECT g.organization_id, max(coalesce(g.ledger_entry_id, 0)) AS through
+        FROM credit_grants g WHERE g.source = 'opening' GROUP BY 1
+    ),
+    drift AS (
+        SELECT g.organization_id, 'grants' AS check, 'remaining' AS what,
+               g.ledger_entry_id AS first_entry, g.id AS key,
+               'grant ' || g.id || ': remaining should be amount ' || g.amount
+                   || ' - drawn ' || g.drawn || ' - expired ' || g.expired
+                   || ' - reversed ' || g.reversed AS "where",
+               g.amount - g.drawn - g.expired - g.reversed AS expected, g.remaining AS found
+        FROM credit_grants g
+        WHERE g.remaining <> g.amount - g.drawn - g.expired - g.reversed
+        UNION ALL
+        SELECT b.organization_id, 'grants.balance', 'balance', NULL, 0,
+               'the balance against the sum of the grants'' remaining amounts',
+               coalesce(s.remaining, 0), b.balance
+        FROM credit_balances b
+        LEFT JOIN (SELECT g.organization_id, sum(g.remaining) AS remaining
+                   FROM credit_grants g GROUP BY 1) s ON s.organization_id = b.organization_id
+        WHERE b.balance <> coalesce(s.remaining, 0)
+        UNION ALL
+        SELECT g.organization_id, 'grants.expiry',
+               CASE WHEN l.id IS NULL OR -l.amount <> g.expired THEN 'expired'
+                    WHEN l.effective_at IS DISTINCT FROM g.expires_at THEN 'effective_at'
+                    ELSE 'written_off_at' END,
+               l.id, g.id,
+               CASE WHEN l.id IS NULL
+                    THEN 'grant ' || g.id || ' expired ' || g.expired
+                         || ' credits, but the ledger has no expiry entry for it'
+                    WHEN -l.amount <> g.expired
+                    THEN 'ledger entry ' || l.id || ' expired ' || -l.amount
+                         || ' credits of grant ' || g.id || ', which records '
+                         || g.expired || ' as expired'
+                    WHEN l.effective_at IS DISTINCT FROM g.expires_at
+                    THEN 'ledger entry ' || l.id || ' takes effect at '
+                         || coalesce(to_char(l.effective_at AT TIME ZONE 'UTC',
+                                             'YYYY-MM-DD HH24:MI:SS "UTC"'), 'no time')
+                         || ', but grant ' || g.id || ' expires at '
+                         || coalesce(to_char(g.expires_at AT TIME ZONE 'UTC',
+                                             'YYYY-MM-DD HH24:MI:SS "UTC"'), 'no time')
+                    ELSE 'grant ' || g.id || ' is not marked written off, but ledger entry '
+                         || l.id || ' wrote it off'
+               END,
+               CASE WHEN l.id IS NULL OR -l.amount <> g.expired THEN coalesce(-l.amount, 0)
+                    WHEN l.effective_at IS DISTINCT FROM g.expires_at
+                    THEN coalesce(extract(epoch FROM g.expires_at)::bigint, 0)
+                    ELSE 1 END,
+               CASE WHEN l.id IS NULL OR -l.amount <> g.expired THEN g.expired
+                    WHEN l.effective_at IS DISTINCT FROM g.expires_at
+                    THEN coalesce(extract(epoch FROM l.effective_at)::bigint, 0)
+                    ELSE 0 END
+        FROM credit_grants g
+        LEFT JOIN credit_ledger l
+          ON l.organization_id = g.organization_id AND l.idempotency_key = 'expiry:' || g.id
+        WHERE (g.expired > 0 OR l.id IS NOT NULL)
+          AND (l.id IS NULL OR -l.amount <> g.expired
+               OR l.effective_at IS DISTINCT FROM g.expires_at OR g.written_off_at IS NULL)
+        UNION ALL
+        SELECT l.organization_id, 'grants.expiry', 'expired', l.id, l.grant_id,
+               'ledger entry ' || l.id || ' expired ' || -l.amount || ' credits of grant '
+                   || coalesce(l.grant_id::text, '(none)') || ', which does not exist',
+               0, -l.amount
+        FROM ledger_orgs o
+        JOIN credit_ledger l ON l.organization_id = o.organization_id
+        WHERE l.kind = 'expired'
+          AND NOT EXISTS (SELECT FROM credit_grants g
+                          WHERE g.organization_id = l.organization_id AND g.id = l.grant_id)
+        UNION ALL
+        SELECT g.organization_id, 'grants.ledger', 'amount', g.ledger_entry_id, g.id,
+               CASE WHEN l.id IS NULL
+                    THEN 'grant ' || g.id || ' (' || g.source || ') was made by ledger entry '
+                         || coalesce(g.ledger_entry_id::text, '(none)')
+                         || ', which does not exist'
+                    ELSE 'grant ' || g.id || ' holds ' || g.amount || ' credits, but ledger '
+                         || 'entry ' || l.id || ' that made it moved ' || l.amount
+               END,
+               coalesce(l.amount, 0), g.amount
+        FROM credit_grants g
+        LEFT JOIN credit_ledger l
+          ON l.organization_id = g.organization_id AND l.id = g.ledger_entry_id
+        WHERE g.source <> 'opening' AND (l.id IS NULL OR l.amount <> g.amount)
+        UNION ALL
+        SELECT l.organization_id, 'grants.ledger', 'grants', l.id, l.id,
+               'ledger entry ' || l.id || ' granted ' || l.amount
+                   || ' credits, but made no grant',
+               l.amount, 0
+        FROM ledger_orgs o
+        JOIN credit_ledger l ON l.organization_id = o.organization_id
+        LEFT JOIN covered c ON c.organization_id = l.organization_id
+        WHERE l.amount > 0 AND l.id > coalesce(c.through, 0)
+          AND NOT EXISTS (SELECT FROM credit_grants g
+                          WHERE g.organization_id = l.organization_id
+                            AND g.ledger_entry_id = l.id)
+    ),
+    ranked AS (
+        SELECT d.*, count(*) OVER (PARTITION BY d.organization_id, d.check) AS rows,
+               row_number() OVER (PARTITION BY d.organization_id, d.check
+                                  ORDER BY d.key, d.first_entry) AS n
+        FROM drift d
+    )
+    SELECT r.organization_id, o.slug, r.check, r.what, r.first_entry,
+           NULL::date AS first_date, r."where", r.expected, r.found, r.rows
+    FROM ranked r JOIN organizations o ON o.id = r.organization_id
+    WHERE r.n = 1
+    ORDER BY r.organization_id, r.check
     """
 )
 
@@ -753,7 +891,7 @@ def check_books(
     organizations are always checked; a checkpoint dated after the local day at ``now``,
     default the current time, is a drift). Reads only; run it in one snapshot
     (``reconcile`` does) so a write committing meanwhile is seen whole or not at all. At
-    most seven statements, whatever the number of organizations or days."""
+    most eight statements, whatever the number of organizations or days."""
     if not isinstance(full, bool):
         raise InvalidInput(f"full must be True or False, not {full!r}.")
     now = _instant(now)
@@ -776,6 +914,7 @@ def check_books(
     drifts = [_drift(row) for row in conn.execute(_CHECKPOINTS, {"now": now})]
     drifts += [_drift(row) for row in conn.execute(_BALANCE, params)]
     drifts += [_drift(row) for row in conn.execute(_LEDGER, params)]
+    drifts += [_drift(row) for row in conn.execute(_GRANTS, params)]
     drifts += [_drift(row) for row in conn.execute(_ROLLUPS, params)]
     drifts += [_drift(row) for row in conn.execute(_USUAL_DAYS, params)]
     order = {check: n for n, check in enumerate(CHECKS)}

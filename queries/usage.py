@@ -62,7 +62,7 @@ _ALL_ORGS_USAGE = text(
     moved AS (
         SELECT l.organization_id,
                sum(l.amount) FILTER (WHERE l.amount > 0) AS granted,
-               -sum(l.amount) FILTER (WHERE l.amount < 0) AS deducted
+               -sum(l.amount) FILTER (WHERE l.amount < 0 AND l.kind <> 'expired') AS deducted
         FROM b JOIN credit_ledger l
           ON l.created_at >= b.lower AND l.created_at < b.upper
         GROUP BY l.organization_id
@@ -73,12 +73,14 @@ _ALL_ORGS_USAGE = text(
            coalesce(c.credits, 0) AS credits_consumed,
            coalesce(m.granted, 0) AS credits_granted,
            coalesce(m.deducted, 0) AS credits_deducted,
-           coalesce(b.balance, 0) AS balance,
+           coalesce(b.balance, 0) - coalesce(d.due, 0) AS balance,
            coalesce(c.credits::float8 / nullif(sum(c.credits) OVER (), 0), 0) AS share
     FROM organizations o
     LEFT JOIN consumed c ON c.organization_id = o.id
     LEFT JOIN moved m ON m.organization_id = o.id
     LEFT JOIN credit_balances b ON b.organization_id = o.id
+    -- Grants due but not yet written off are gone already (migration 0021).
+    LEFT JOIN due_credits(now()) d ON d.organization_id = o.id
     ORDER BY rank, o.name
     """
 )
@@ -106,7 +108,8 @@ def all_orgs_usage(
 
     Columns: rank, organization_id (int), name, slug, plan (str), generations,
     credits_consumed, credits_granted (grants and refunds), credits_deducted
-    (deductions and negative reversals, as a positive number), balance (current; int),
+    (deductions and negative reversals, as a positive number; an expiry is not a
+    deduction), balance (current, less grants due and not yet written off; int),
     share (float 0..1 of all credits consumed in the range).
     """
     start, end = check_range(start, end)
@@ -138,11 +141,13 @@ _USAGE_PAGE = text(
                o.id AS organization_id, o.name, o.slug, o.plan, o.timezone,
                coalesce(c.generations, 0) AS generations,
                coalesce(c.credits, 0) AS credits_consumed,
-               coalesce(bal.balance, 0) AS balance,
+               coalesce(bal.balance, 0) - coalesce(d.due, 0) AS balance,
                coalesce(c.credits::float8 / nullif(sum(c.credits) OVER (), 0), 0) AS share
         FROM organizations o
         LEFT JOIN consumed c ON c.organization_id = o.id
         LEFT JOIN credit_balances bal ON bal.organization_id = o.id
+        -- Grants due but not yet written off are gone already (migration 0021).
+        LEFT JOIN due_credits(now()) d ON d.organization_id = o.id
     ),
     -- Every order is (sort_key, name, id) ascending: a descending order negates its
     -- column, "by name" has a constant key. So one keyset condition serves them all.
@@ -177,7 +182,7 @@ _USAGE_PAGE = text(
     moved AS (
         SELECT l.organization_id,
                sum(l.amount) FILTER (WHERE l.amount > 0) AS granted,
-               -sum(l.amount) FILTER (WHERE l.amount < 0) AS deducted
+               -sum(l.amount) FILTER (WHERE l.amount < 0 AND l.kind <> 'expired') AS deducted
         FROM b CROSS JOIN page p
         JOIN credit_ledger l
           ON l.organization_id = p.organization_id
@@ -411,7 +416,7 @@ _GRANTED_VS_CONSUMED = text(
     moved AS (
         SELECT date_trunc(:unit, (l.created_at AT TIME ZONE o.timezone)::date)::date AS bucket,
                sum(l.amount) FILTER (WHERE l.amount > 0) AS granted,
-               -sum(l.amount) FILTER (WHERE l.amount < 0) AS deducted
+               -sum(l.amount) FILTER (WHERE l.amount < 0 AND l.kind <> 'expired') AS deducted
         FROM credit_ledger l JOIN organizations o ON o.id = l.organization_id
         WHERE l.organization_id = :org
           AND l.created_at >= CAST(:start AS timestamp) AT TIME ZONE o.timezone
@@ -439,7 +444,8 @@ def credits_granted_vs_consumed(
 ) -> pd.DataFrame:
     """An organization's credits granted, deducted and consumed per day/week/month.
 
-    Columns: bucket (first day), credits_granted, credits_deducted (positive),
+    Columns: bucket (first day), credits_granted, credits_deducted (positive; expiries
+    apart),
     credits_consumed (all int); every bucket present.
     """
     organization_id = check_id(organization_id)
@@ -482,11 +488,14 @@ class Runway:
 
 _RUNWAY = text(
     """
-    SELECT b.balance, z.today,
+    SELECT b.balance - coalesce(d.due, 0) AS balance, z.today,
            (SELECT coalesce(sum(u.credits_used), 0) FROM usage_limits u
              WHERE u.organization_id = :org
                AND u.date >= z.today - :days AND u.date < z.today) AS burned
     FROM credit_balances b
+    -- Grants due by now but not yet written off are gone already (migration 0021).
+    LEFT JOIN due_credits(coalesce(CAST(:now AS timestamptz), now())) d
+      ON d.organization_id = b.organization_id
     CROSS JOIN LATERAL (
         SELECT (coalesce(CAST(:now AS timestamptz), now()) AT TIME ZONE o.timezone)::date AS today
         FROM organizations o WHERE o.id = b.organization_id

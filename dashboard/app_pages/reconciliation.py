@@ -1,6 +1,6 @@
-"""Reconciliation: do the books close? Balances, the ledger's balance_after chain and
-every rollup checked against the raw rows, with the first ledger entry or day of each
-drift. Opening the page checks what changed since the last verified checkpoints (fast
+"""Reconciliation: do the books close? Balances, the ledger's balance_after chain, the
+credit grants (and their expiries) and every rollup checked against the raw rows, with
+the first ledger entry or day of each drift. Opening the page checks what changed since the last verified checkpoints (fast
 after the nightly run); "Full check" rechecks everything. The page only checks: the
 checkpoints belong to the reconciler (`dashboard reconcile` as a dashboard_auditor
 login), and the app's role may not write them."""
@@ -22,6 +22,10 @@ CHECK_LABELS: Final = {
     "checkpoint": "Verified checkpoints (written by no verifying run)",
     "balance": "Balance = ledger − consumption",
     "ledger": "Ledger balance_after chain",
+    "grants": "Grant remaining = amount − drawn − expired − reversed",
+    "grants.balance": "Balance = the grants' remaining amounts",
+    "grants.expiry": "Expiry entries match their grants",
+    "grants.ledger": "Grants match the entries that made them",
     "usage_limits": "Daily quota counts (usage_limits)",
     "user_daily_usage": "Per-user days (user_daily_usage)",
     "quarter_hour_usage": "Quarter-hours (quarter_hour_usage)",

@@ -1,5 +1,6 @@
 """Statements (finance, admin): one organization's credits over one of its local months,
-opening to closing, with the entries and the consumption per day and type; downloads as
+opening to closing, with the entries, the expired grants (in the month they took effect
+in) and the consumption per day and type; downloads as
 CSV and as the PDF finance sends to the customer.
 
 The month is kept in the URL (``?month=2026-10``) so a statement can be shared; the
@@ -143,7 +144,7 @@ def render() -> None:
             st.info(md(statement_files.before_organization(statement)), icon=":material/info:")
             return
         st.caption(md(f"Period: {statement_files.period(statement)}"))
-        tiles = st.columns(5)
+        tiles = st.columns(6)
         for tile, (label, amount) in zip(tiles, statement_files.totals(statement), strict=True):
             tile.metric(label, f"{amount:,}", border=True)
         st.caption(statement_files.TOTALS_EXPLAINED)
@@ -200,6 +201,26 @@ def render() -> None:
             )
         else:
             st.info("No credits were granted, refunded, deducted or reversed this month.")
+        if statement.expiries:
+            st.subheader("Expired grants")
+            st.dataframe(
+                statement_files.expiries_frame(statement),
+                hide_index=True,
+                height="content",
+                column_config={
+                    "Grant": st.column_config.NumberColumn(format="plain"),
+                    "Credits": st.column_config.NumberColumn(format="localized"),
+                    "Entry": st.column_config.NumberColumn(
+                        format="plain",
+                        help="The ledger's expired entry; blank while not yet written off.",
+                    ),
+                },
+                key="statements.expiries",
+            )
+            st.caption(
+                "Each expiry counts in the month it took effect in, even when the ledger "
+                "wrote it off later; until then the credits can no longer be used."
+            )
         st.subheader("Consumption per day and type")
         if statement.consumption:
             st.dataframe(

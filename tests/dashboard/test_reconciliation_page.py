@@ -48,10 +48,15 @@ def test_a_corrupted_balance_is_shown_with_its_organization(
         )
     at = reconciliation_page(role="admin")
     assert not at.exception
-    assert any("1 drift in 1 organization" in t for t in texts(at, "error"))
+    # Off the ledger and off the grants' remaining amounts alike.
+    assert any("2 drifts in 1 organization" in t for t in texts(at, "error"))
     rows = table_with(at, "Drifted rows")
-    assert list(rows["Organization"]) == [slug]
-    assert rows["Found"].iloc[0] - rows["Expected"].iloc[0] == 11
+    assert list(rows["Organization"]) == [slug, slug]
+    assert list(rows["Check"]) == [
+        "Balance = ledger − consumption",
+        "Balance = the grants' remaining amounts",
+    ]
+    assert list(rows["Found"] - rows["Expected"]) == [11, 11]
     # A full check finds the same.
     at.button(key="reconciliation.full").click().run()
-    assert list(table_with(at, "Drifted rows")["Organization"]) == [slug]
+    assert list(table_with(at, "Drifted rows")["Organization"]) == [slug, slug]

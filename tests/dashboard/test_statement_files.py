@@ -22,7 +22,7 @@ from dashboard.statement_files import (
     statement_pdf,
 )
 from queries.credits import LedgerEntry
-from queries.statements import ConsumptionLine, MonthlyStatement, OverageLine
+from queries.statements import ConsumptionLine, ExpiryLine, MonthlyStatement, OverageLine
 from tests.dashboard.apptest import statement_csv_parts
 
 ZONE = "Asia/Kathmandu"
@@ -146,10 +146,11 @@ def test_the_csv_has_one_sign_convention_stated_in_its_header_and_text_is_neutra
         "Granted": 500,
         "Deducted": -20,
         "Consumed": -4,
+        "Expired": 0,
         "Closing balance": 486,
     }
     # Opening + movements = closing, in the totals and on the lines alike.
-    movements = totals["Granted"] + totals["Deducted"] + totals["Consumed"]
+    movements = totals["Granted"] + totals["Deducted"] + totals["Consumed"] + totals["Expired"]
     assert totals["Opening balance"] + movements == totals["Closing balance"]
     lines = sum(int(r["Credits"]) for r in rows if r["Section"] != "Total")
     assert lines == movements
@@ -174,6 +175,47 @@ def test_overage_past_soft_limits_is_a_line_per_type_with_no_credits_of_its_own(
     assert "Overage past soft limits" in text
     assert "Type Generations over the limit image 7" in text
     assert "Overage" not in _text(_pdf(_statement(), caplog))
+
+
+def test_each_expiry_is_a_line_at_the_time_it_took_effect_out_of_the_balance(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One expiry written off the next day, one still due: both lines of the month, at
+    their expiry in the organization's zone, adding up from opening to closing."""
+    expired_at = dt.datetime(2026, 11, 30, 18, tzinfo=dt.UTC)  # 23:45 in Kathmandu
+    statement = dataclasses.replace(
+        _statement(),
+        expired=130,
+        closing_balance=356,
+        expiries=(
+            ExpiryLine(7, "allowance", 100, expired_at, 42, expired_at + dt.timedelta(hours=7)),
+            ExpiryLine(8, "manual", 30, expired_at, None, None),
+        ),
+    )
+    _, rows = statement_csv_parts(statement_csv(statement))
+    totals = {r["Line"]: int(r["Credits"]) for r in rows if r["Section"] == "Total"}
+    assert totals["Expired"] == -130 and totals["Closing balance"] == 356
+    lines = sum(int(r["Credits"]) for r in rows if r["Section"] != "Total")
+    assert totals["Opening balance"] + lines == totals["Closing balance"]
+    assert [
+        (r["Line"], r["When"], r["Credits"], r["Entry"], r["Reason"])
+        for r in rows
+        if r["Section"] == "Expiry"
+    ] == [
+        (
+            "Expired: grant 7 (allowance)",
+            "2026-11-30 23:45",
+            "-100",
+            "42",
+            "Written off 2026-12-01 06:45",
+        ),
+        ("Expired: grant 8 (manual)", "2026-11-30 23:45", "-30", "", ""),
+    ]
+    text = _text(_pdf(statement, caplog))
+    assert "Expired -130" in text and "Closing balance 356" in text
+    assert "2026-11-30 23:45 Expired: grant 7 (allowance) -100 42 2026-12-01 06:45" in text
+    assert "Expired: grant 8 (manual) -30 not yet" in text
+    assert "Expired grants" not in _text(_pdf(_statement(), caplog))
 
 
 CJK_NAME = "株式会社テスト 🚀 社名"

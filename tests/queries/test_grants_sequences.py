@@ -1,6 +1,7 @@
 """Random sequences of credit movements against a model of grants (hypothesis).
 
-Grants with expiries and priorities, deductions, generations, reversals and the clock
+Grants with expiries and priorities (made alone or approved by a second person),
+deductions, generations, reversals and the clock
 moving, for an organization in UTC, +5:45 or a DST zone. After every step the database
 must agree with a model that draws in the documented order (priority, soonest expiry,
 age) and never from an expired grant: each grant's remaining amount, the balance as
@@ -19,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
+from queries.approvals import approve, request_adjustment
 from queries.credits import (
     InsufficientCredits,
     NothingToReverse,
@@ -71,7 +73,7 @@ class Model:
 
 
 grant_step = st.tuples(
-    st.just("grant"),
+    st.sampled_from(["grant", "approved grant"]),
     st.integers(1, 500),
     st.one_of(st.none(), st.integers(1, 72)),  # hours until it expires
     st.one_of(st.none(), st.integers(0, 20)),  # priority
@@ -140,22 +142,35 @@ def test_random_sequences_keep_the_grants_and_the_book(
     entries: list[tuple[int, str]] = []  # (ledger entry id, kind) that can be reversed
     for n, step in enumerate(plan):
         kind = step[0]
-        if kind == "grant":
+        if kind in ("grant", "approved grant"):
             _, amount, hours, priority = step
             assert isinstance(amount, int)
             expires = (
                 None if hours is None else _db_now(write_engine) + dt.timedelta(hours=int(hours))  # type: ignore[call-overload]
             )
-            entry = adjust_credits(
-                write_engine,
-                organization_id=org,
-                amount=amount,
-                reason="Promotion",
-                actor="finance@example.com",
-                idempotency_key=f"g{n}",
-                expires_at=expires,
-                priority=priority,  # type: ignore[arg-type]
-            )
+            terms = {"expires_at": expires, "priority": priority}
+            if kind == "grant":
+                entry = adjust_credits(
+                    write_engine,
+                    organization_id=org,
+                    amount=amount,
+                    reason="Promotion",
+                    actor="finance@example.com",
+                    idempotency_key=f"g{n}",
+                    **terms,  # type: ignore[arg-type]
+                )
+            else:  # requested by one person, approved by another: the same terms
+                request = request_adjustment(
+                    write_engine,
+                    organization_id=org,
+                    amount=amount,
+                    reason="Renewal",
+                    actor="finance@example.com",
+                    idempotency_key=f"r{n}",
+                    **terms,  # type: ignore[arg-type]
+                )
+                entry = approve(write_engine, request_id=request.id, approver="cfo@example.com")
+                assert (entry.grant_expires_at, entry.grant_priority) == (expires, priority)
             model.grants.append(
                 Grant(
                     entry.id,

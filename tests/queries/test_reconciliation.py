@@ -25,6 +25,7 @@ from queries.db import create_direct_engine
 from queries.embedded_server import owns_url
 from queries.errors import DashboardError
 from queries.generations import record_generation
+from queries.grants import expire_credits
 from queries.orgs import set_timezone
 from queries.reconciliation import Drift, Reconciliation, check_books, reconcile
 from queries.schema_version import alembic_config
@@ -32,6 +33,7 @@ from tests.conftest import PgServer, _recreate
 from tests.factories import add_generations, add_ledger, ensure_types, make_org, make_user
 from tests.queries.read_functions import CHECK_MODULES, CHECKS, public_read_functions
 from tests.queries.roles import APP_LOGIN, AUDITOR_LOGIN, login_engine, login_url
+from tests.queries.writes import add_due_grant
 from tooling import embedded, schema
 from tooling.demo_data import append_only_guard_lifted
 
@@ -121,9 +123,15 @@ def test_a_balance_corrupted_in_sql_is_reported_with_its_organization(
     )
     expected = 10_000 - 100 + 50 - 34
     for full in (True, False):
-        [drift] = _drifts(connection, org.id, full=full)
+        drift, grants = _drifts(connection, org.id, full=full)
         assert (drift.slug, drift.check, drift.what) == (org.slug, "balance", "balance")
         assert (drift.expected, drift.found) == (expected, expected + 7)
+        # The grants still hold what the history left: the balance is off them too.
+        assert (grants.check, grants.expected, grants.found) == (
+            "grants.balance",
+            expected,
+            expected + 7,
+        )
 
 
 def test_a_ledger_balance_after_that_no_history_explains_is_reported_at_its_entry(
@@ -209,6 +217,141 @@ def test_a_corrupted_rollup_row_is_reported_with_its_first_day(
     drifts = _drifts(connection, org.id)
     assert [(d.slug, d.check, d.first_date) for d in drifts] == [(org.slug, check, day)]
     assert drifts[0].expected != drifts[0].found
+
+
+def _expired_grant(conn: Connection, org: int) -> tuple[int, int]:
+    """A promotion of 70 credits booked on DAY1 that expired on DAY2, written off by
+    the organization's lock as every write does first: (its grant, its expiry entry)."""
+    entry = conn.execute(
+        text(
+            "INSERT INTO credit_ledger (organization_id, amount, kind, reason, actor, "
+            "idempotency_key, created_at, grant_expires_at) VALUES (:o, 70, 'grant', "
+            "'Promotion', 'finance@example.com', :key, :at, :expires) RETURNING id"
+        ),
+        {"o": org, "key": f"promo-{next(_keys)}", "at": _at(DAY1, 2), "expires": _at(DAY2, 0)},
+    ).scalar_one()
+    grant_id = conn.execute(
+        text("SELECT id FROM credit_grants WHERE organization_id = :o AND ledger_entry_id = :e"),
+        {"o": org, "e": entry},
+    ).scalar_one()
+    conn.execute(text("SELECT lock_organization(:o)"), {"o": org})
+    expiry = conn.execute(
+        text("SELECT id FROM credit_ledger WHERE organization_id = :o AND grant_id = :g"),
+        {"o": org, "g": grant_id},
+    ).scalar_one()
+    return int(grant_id), int(expiry)
+
+
+def _with_grants(conn: Connection) -> tuple[Org, int, int]:
+    """The books of ``_books`` (each of its grants made by its entry, the organization
+    being newer than the grants) and a promotion that expired unused: (organization,
+    the promotion's grant, its expiry entry)."""
+    org = _books(conn)
+    grant, expiry = _expired_grant(conn, org.id)
+    return org, grant, expiry
+
+
+def test_grants_that_add_up_with_their_expiries_have_no_drift(connection: Connection) -> None:
+    org, grant, expiry = _with_grants(connection)
+    expired = connection.execute(
+        text(
+            "SELECT g.expired, l.amount, l.effective_at FROM credit_grants g "
+            "JOIN credit_ledger l ON l.organization_id = g.organization_id AND l.id = :e "
+            "WHERE g.organization_id = :o AND g.id = :g"
+        ),
+        {"o": org.id, "g": grant, "e": expiry},
+    ).one()
+    assert tuple(expired) == (70, -70, _at(DAY2, 0)), "the promotion expired unused"
+    assert _drifts(connection, org.id) == []
+    assert _drifts(connection, org.id, full=False) == []
+
+
+_DROP_ADDS_UP = "ALTER TABLE credit_grants DROP CONSTRAINT ck_credit_grants_remaining_adds_up"
+
+
+@pytest.mark.parametrize(
+    ("statements", "found"),
+    [
+        pytest.param(
+            [
+                _DROP_ADDS_UP,
+                "UPDATE credit_grants SET remaining = remaining + 5 "
+                "WHERE organization_id = :o AND source = 'opening'",
+            ],
+            {("grants", "remaining"), ("grants.balance", "balance")},
+            id="remaining-does-not-add-up",
+        ),
+        pytest.param(
+            [
+                "UPDATE credit_grants SET amount = amount + 5, remaining = remaining + 5 "
+                "WHERE organization_id = :o AND id = :g",
+            ],
+            {("grants.balance", "balance"), ("grants.ledger", "amount")},
+            id="grant-not-its-entry",
+        ),
+        pytest.param(
+            [
+                "UPDATE credit_grants SET expired = expired - 1, remaining = remaining + 1 "
+                "WHERE organization_id = :o AND id = :g",
+            ],
+            {("grants.balance", "balance"), ("grants.expiry", "expired")},
+            id="expired-not-its-entry",
+        ),
+        pytest.param(
+            [
+                "UPDATE credit_ledger SET effective_at = effective_at + interval '1 hour' "
+                "WHERE organization_id = :o AND id = :e",
+            ],
+            {("grants.expiry", "effective_at")},
+            id="expiry-at-another-time",
+        ),
+        pytest.param(
+            [
+                "UPDATE credit_ledger SET grant_id = 999999999, "
+                "idempotency_key = 'expiry:999999999' WHERE organization_id = :o AND id = :e",
+            ],
+            {("grants.expiry", "expired")},
+            id="expiry-of-no-grant",
+        ),
+        pytest.param(
+            [
+                "DELETE FROM credit_grants WHERE organization_id = :o AND id = :g",
+            ],
+            {("grants.ledger", "grants"), ("grants.expiry", "expired")},
+            id="entry-without-its-grant",
+        ),
+    ],
+)
+def test_grants_tampered_with_are_reported_in_full_and_incrementally(
+    connection: Connection, statements: list[str], found: set[tuple[str, str]]
+) -> None:
+    org, grant, expiry = _with_grants(connection)
+    with append_only_guard_lifted(connection):
+        for statement in statements:
+            connection.execute(text(statement), {"o": org.id, "g": grant, "e": expiry})
+    for full in (True, False):
+        drifts = _drifts(connection, org.id, full=full)
+        assert {(d.check, d.what) for d in drifts} == found, drifts
+        assert all(d.slug == org.slug and d.expected != d.found for d in drifts)
+        assert all(d.where and ("grant" in d.where or "balance" in d.where) for d in drifts)
+
+
+def test_an_expiry_of_no_grant_says_so_on_both_sides(connection: Connection) -> None:
+    org, grant, expiry = _with_grants(connection)
+    with append_only_guard_lifted(connection):
+        connection.execute(
+            text(
+                "UPDATE credit_ledger SET grant_id = 999999999, "
+                "idempotency_key = 'expiry:999999999' WHERE organization_id = :o AND id = :e"
+            ),
+            {"o": org.id, "e": expiry},
+        )
+    [drift] = _drifts(connection, org.id)
+    assert drift.rows == 2
+    assert (
+        drift.where
+        == f"grant {grant} expired 70 credits, but the ledger has no expiry entry for it"
+    )
 
 
 # The usual day of a week after DAY1: DAY1's hours 9 and 10 in its prefix sums.
@@ -405,6 +548,42 @@ def test_a_drift_is_never_hidden_by_a_checkpoint(
     assert _checkpoints(owner, org.id) == [DAY1, DAY2]
 
 
+def test_a_grant_tampered_with_after_its_checkpoints_is_found_by_the_next_incremental_run(
+    database: tuple[str, Engine, Engine, Engine],
+) -> None:
+    """Nothing new in the ledger or the generations, yet every grant is checked."""
+    _, owner, _, auditor = database
+    with owner.begin() as conn:
+        org, grant, _ = _with_grants(conn)
+    assert reconcile(auditor, full=True, now=NOW).ok
+    assert _checkpoints(owner, org.id) == [DAY1, DAY2]
+    with owner.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE credit_grants SET amount = amount + 5, expired = expired + 5 "
+                "WHERE organization_id = :o AND id = :g"
+            ),
+            {"o": org.id, "g": grant},
+        )
+    result = reconcile(auditor, now=NOW)
+    assert not result.full
+    assert [(d.check, d.what) for d in result.drifts if d.organization_id == org.id] == [
+        ("grants.expiry", "expired"),
+        ("grants.ledger", "amount"),
+    ]
+    assert _checkpoints(owner, org.id) == []
+    with owner.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE credit_grants SET amount = amount - 5, expired = expired - 5 "
+                "WHERE organization_id = :o AND id = :g"
+            ),
+            {"o": org.id, "g": grant},
+        )
+    assert reconcile(auditor, now=NOW).ok
+    assert _checkpoints(owner, org.id) == [DAY1, DAY2]
+
+
 def test_a_zone_change_makes_the_organization_checked_again(
     database: tuple[str, Engine, Engine, Engine],
 ) -> None:
@@ -543,9 +722,9 @@ def test_an_edit_of_the_newest_day_is_found_by_an_incremental_run(
     # No generation or ledger entry since the checkpoints, yet the newest day is checked.
     result = reconcile(auditor, now=NOW)
     assert not result.full
-    assert [(d.check, d.first_date) for d in result.drifts if d.organization_id == org.id] == [
-        (check, DAY2)
-    ]
+    found = [(d.check, d.first_date) for d in result.drifts if d.organization_id == org.id]
+    # A balance moved by hand no longer equals its grants either, whatever else hides it.
+    assert found == [*(("grants.balance", None) for _ in range("balance" in edit)), (check, DAY2)]
     assert _checkpoints(owner, org.id) == []
     run(undo)
     assert not [d for d in reconcile(auditor, now=NOW).drifts if d.organization_id == org.id]
@@ -574,6 +753,10 @@ _op = st.one_of(
     st.tuples(st.just("reverse"), st.integers(0, 20)),
     # Requested by one person, approved by another: a ledger entry like any other.
     st.tuples(st.just("approved"), st.integers(-300, 500).filter(bool)),
+    # A promotion that expired yesterday, not yet written off (the next write, or
+    # expire-credits, writes it off).
+    st.tuples(st.just("promotion"), st.integers(1, 500)),
+    st.tuples(st.just("expire"), st.just(0)),
     st.tuples(
         st.just("generate"),
         st.sampled_from(["chat", "image", "video"]),
@@ -638,6 +821,10 @@ def test_random_histories_never_drift(
                     reason="undo",
                     organization_id=org,
                 )
+            elif op[0] == "promotion":
+                entries.append(add_due_grant(owner, org, int(str(op[1]))))
+            elif op[0] == "expire":
+                expire_credits(app, organization_ids=[org])
             elif op[0] == "generate":
                 _, type_, credits, quarter = op
                 record_generation(
@@ -755,8 +942,9 @@ def test_reconcile_exits_0_when_the_books_close_and_1_with_the_slug_when_not(
             "organization", "check", "what", "first", "seen", "expected", "found", "rows"
         ]  # fmt: skip
         assert lines[1].split()[:3] == [bad.slug, "balance", "balance"]
+        assert lines[2].split()[:3] == [bad.slug, "grants.balance", "balance"]
         assert clean.slug not in out
-        assert "1 drift found" in lines[-1]
+        assert "2 drifts found" in lines[-1]
 
 
 def test_reconcile_exits_2_with_a_sentence_when_it_cannot_check(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import zoneinfo
 from collections import defaultdict
 
@@ -12,7 +13,8 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, text
 
 from queries.errors import InvalidInput
-from queries.statements import InvalidStatement, monthly_statement, next_month
+from queries.grants import credit_grants
+from queries.statements import InvalidStatement, MonthlyStatement, monthly_statement, next_month
 from tests.factories import add_generations, add_ledger, ensure_types, make_org, make_user
 
 UTC = dt.UTC
@@ -31,6 +33,8 @@ _operation = st.one_of(
     st.tuples(st.just("deduct"), st.integers(-1000, -1), _when),
     st.tuples(st.just("reversal"), st.integers(0, 1000), _when),  # which earlier entry
     st.tuples(st.just("generation"), st.integers(0, 50), _when),
+    # A grant booked a day before it expires at `_when` (month edges included).
+    st.tuples(st.just("expiring"), st.integers(1, 5000), _when),
 )
 
 
@@ -78,10 +82,19 @@ def _month_of(at: dt.datetime, zone: str) -> dt.date:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(zone=st.sampled_from(ZONES), operations=st.lists(_operation, max_size=30))
+@given(
+    zone=st.sampled_from(ZONES),
+    operations=st.lists(_operation, max_size=30),
+    written_off=st.booleans(),
+)
 def test_every_statement_closes_chains_and_ends_at_the_balance(
-    connection: Connection, zone: str, operations: list[tuple[str, int, tuple[object, ...]]]
+    connection: Connection,
+    zone: str,
+    operations: list[tuple[str, int, tuple[object, ...]]],
+    written_off: bool,
 ) -> None:
+    """Expiries included: each in the month it took effect in, whether its write-off is
+    recorded (now, by the organization's lock) or not yet."""
     ensure_types(connection)
     savepoint = connection.begin_nested()
     try:
@@ -111,6 +124,22 @@ def test_every_statement_closes_chains_and_ends_at_the_balance(
                 generations.append((user, "chat", amount, at))
                 expected[month]["consumed"] += amount
                 continue
+            if kind == "expiring":
+                # Expired before now, so never drawn: it all expires. Not reversed
+                # either (a reversal of it would take what remains, not the amount).
+                booked = at - dt.timedelta(days=1)
+                connection.execute(
+                    text(
+                        "INSERT INTO credit_ledger (organization_id, amount, kind, reason, "
+                        "actor, idempotency_key, created_at, grant_expires_at) "
+                        "VALUES (:org, :amount, 'grant', 'Promotion', 'finance@example.com', "
+                        "gen_random_uuid()::text, :booked, :at)"
+                    ),
+                    {"org": org, "amount": amount, "booked": booked, "at": at},
+                )
+                expected[_month_of(booked, zone)]["granted"] += amount
+                expected[month]["expired"] += amount
+                continue
             reverses = None
             if kind == "reversal":
                 # Never the opening grant (the balance would go below zero), never a
@@ -127,8 +156,16 @@ def test_every_statement_closes_chains_and_ends_at_the_balance(
             expected[month]["granted" if amount > 0 else "deducted"] += abs(amount)
         if generations:
             add_generations(connection, org, generations)
+        if written_off:
+            connection.execute(text("SELECT lock_organization(:org)"), {"org": org})
+        # What the live grants hold: the balance less what is due and not written off.
         balance = connection.execute(
-            text("SELECT balance FROM credit_balances WHERE organization_id = :org"), {"org": org}
+            text(
+                "SELECT b.balance - coalesce(d.due, 0) FROM credit_balances b "
+                "LEFT JOIN due_credits(now()) d ON d.organization_id = b.organization_id "
+                "WHERE b.organization_id = :org"
+            ),
+            {"org": org},
         ).scalar_one()
 
         month = _month_of(start, zone)
@@ -137,13 +174,19 @@ def test_every_statement_closes_chains_and_ends_at_the_balance(
             s = monthly_statement(connection, organization_id=org, month=month)
             assert s.month == month
             assert s.opening_balance == opening, f"{month}: does not open at last month's close"
-            assert s.closing_balance == (s.opening_balance + s.granted - s.deducted - s.consumed)
-            assert (s.granted, s.deducted, s.consumed) == (
+            assert s.closing_balance == (
+                s.opening_balance + s.granted - s.deducted - s.consumed - s.expired
+            )
+            assert (s.granted, s.deducted, s.consumed, s.expired) == (
                 expected[month]["granted"],
                 expected[month]["deducted"],
                 expected[month]["consumed"],
+                expected[month]["expired"],
             ), f"{month} in {zone}"
             assert sum(line.credits for line in s.consumption) == s.consumed
+            assert sum(x.credits for x in s.expiries) == s.expired
+            assert all(_month_of(x.effective_at, zone) == month for x in s.expiries)
+            assert all((x.ledger_entry_id is not None) is written_off for x in s.expiries)
             assert sum(e.amount for e in s.entries) == s.granted - s.deducted
             assert all(_month_of(e.created_at, zone) == month for e in s.entries)
             opening = s.closing_balance
@@ -151,7 +194,7 @@ def test_every_statement_closes_chains_and_ends_at_the_balance(
                 break
             month = next_month(month)
         assert month == _month_of(now, zone)
-        assert s.closing_balance == balance, "the current month does not end at the balance"
+        assert s.closing_balance == balance, "the current month does not end at the live grants"
     finally:
         savepoint.rollback()
 
@@ -274,3 +317,114 @@ def test_a_month_before_the_organization_was_created_is_not_a_statement(
         connection, organization_id=imported, month=dt.date(2026, 10, 1), now=now
     )
     assert kept.entries and not kept.before_organization
+
+
+def _grant_expiring(
+    conn: Connection, org: int, amount: int, *, at: dt.datetime, expires_at: dt.datetime
+) -> int:
+    """A grant booked at ``at`` (back-dated, as the owner may) that expires at
+    ``expires_at``; the id of the grant the database made of it."""
+    return int(
+        conn.execute(
+            text(
+                "WITH e AS (INSERT INTO credit_ledger (organization_id, amount, kind, reason, "
+                "actor, idempotency_key, created_at, grant_expires_at) "
+                "VALUES (:org, :amount, 'grant', 'Promotion', 'finance@example.com', "
+                "gen_random_uuid()::text, :at, :expires_at) RETURNING id) "
+                "SELECT e.id FROM e"
+            ),
+            {"org": org, "amount": amount, "at": at, "expires_at": expires_at},
+        ).scalar_one()
+        and conn.execute(
+            text(
+                "SELECT id FROM credit_grants WHERE organization_id = :org ORDER BY id DESC LIMIT 1"
+            ),
+            {"org": org},
+        ).scalar_one()
+    )
+
+
+def _totals(s: MonthlyStatement) -> tuple[int, ...]:
+    return (s.opening_balance, s.granted, s.deducted, s.consumed, s.expired, s.closing_balance)
+
+
+def test_an_expiry_is_a_line_of_the_month_it_took_effect_in_written_off_or_not(
+    connection: Connection,
+) -> None:
+    """A promotion that expires at 23:00 on the last day of a month in Berlin is that
+    month's expiry, whether it is still due or was written off on the 1st of the next:
+    the statements read the same, close, chain, and the current one ends at the live
+    grants' remaining amounts (the stored balance still holds the due grant)."""
+    ensure_types(connection)
+    zone = "Europe/Berlin"
+    berlin = zoneinfo.ZoneInfo(zone)
+    now = connection.execute(text("SELECT now()")).scalar_one()
+    this_month = _month_of(now, zone)
+    month = (this_month - dt.timedelta(days=40)).replace(day=1)  # two months back
+    following = next_month(month)
+    expires = dt.datetime.combine(following - dt.timedelta(days=1), dt.time(23), berlin)
+    org = make_org(connection, timezone=zone)
+    add_ledger(
+        connection,
+        org,
+        [(1_000, "grant", "Welcome", dt.datetime.combine(month, dt.time(9), berlin))],
+    )
+    grant = _grant_expiring(
+        connection,
+        org,
+        300,
+        at=dt.datetime.combine(month.replace(day=10), dt.time(9), berlin),
+        expires_at=expires,
+    )
+
+    def statements() -> list[MonthlyStatement]:
+        found, m = [], month
+        while True:
+            found.append(monthly_statement(connection, organization_id=org, month=m, now=now))
+            if found[-1].to_date:
+                return found
+            m = next_month(m)
+
+    def live() -> int:
+        return sum(
+            g.remaining
+            for g in credit_grants(connection, organization_id=org, at=now)
+            if g.status == "live"
+        )
+
+    due = statements()
+    first = due[0]
+    assert _totals(first) == (0, 1_300, 0, 0, 300, 1_000)
+    assert [(x.grant_id, x.credits, x.effective_at, x.ledger_entry_id) for x in first.expiries] == [
+        (grant, 300, expires, None)
+    ]
+    assert [e.amount for e in first.entries] == [1_000, 300]
+    for before, after in itertools.pairwise(due):
+        assert after.opening_balance == before.closing_balance
+    assert due[-1].closing_balance == live() == 1_000
+    assert (
+        connection.execute(
+            text("SELECT balance FROM credit_balances WHERE organization_id = :org"), {"org": org}
+        ).scalar_one()
+        == 1_300
+    ), "the grant is due but not yet written off"
+
+    # Written off on the 1st of the next month: recorded then, in effect the day before.
+    recorded = dt.datetime.combine(following, dt.time(9), berlin)
+    entry = connection.execute(
+        text(
+            "INSERT INTO credit_ledger (organization_id, amount, kind, reason, actor, "
+            "idempotency_key, grant_id, created_at) VALUES (:org, -300, 'expired', "
+            "'Grant expired', 'system', 'expiry:' || CAST(:grant AS bigint), :grant, :at) "
+            "RETURNING id"
+        ),
+        {"org": org, "grant": grant, "at": recorded},
+    ).scalar_one()
+    written_off = statements()
+    assert [_totals(s) for s in written_off] == [_totals(s) for s in due]
+    assert [(x.credits, x.ledger_entry_id, x.recorded_at) for x in written_off[0].expiries] == [
+        (300, entry, recorded)
+    ]
+    assert all(e.kind != "expired" for s in written_off for e in s.entries)
+    assert not written_off[1].expiries, "the month it was written off in does not count it"
+    assert written_off[-1].closing_balance == live() == 1_000
