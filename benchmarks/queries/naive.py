@@ -84,8 +84,11 @@ def _org_zones(session: Session) -> dict[int, str]:
 def _ledger_frame(
     session: Session, *, org: int | None, lower: dt.datetime, upper: dt.datetime
 ) -> pd.DataFrame:
+    # An expiry is neither granted nor deducted (issue 18): the reads leave it out.
     stmt = select(CreditLedger).where(
-        CreditLedger.created_at >= lower, CreditLedger.created_at < upper
+        CreditLedger.created_at >= lower,
+        CreditLedger.created_at < upper,
+        CreditLedger.kind != "expired",
     )
     if org is not None:
         stmt = stmt.where(CreditLedger.organization_id == org)

@@ -324,6 +324,105 @@ def test_a_credit_grant_through_the_form_shows_the_new_balance_and_writes_one_ro
     assert str(entry.idempotency_key).startswith("dashboard:")
 
 
+def test_a_grant_with_an_expiry_from_the_form_is_on_credits_and_its_expiry_on_the_statement(
+    page: Page, app: RunningApp, db: Engine
+) -> None:
+    """Issue 18: a grant with an expiry and a priority typed on the organization's clock,
+    listed with them among the grants, and, once it has expired, a line of the statement
+    of the month it expired in."""
+    with db.connect() as conn:
+        org_id, name, zone, today = conn.execute(
+            text(
+                "SELECT id, name, timezone, (now() AT TIME ZONE timezone)::date "
+                "FROM organizations ORDER BY id DESC LIMIT 1 OFFSET 1"
+            )
+        ).one()
+    expires_on = today + dt.timedelta(days=10)
+    amount = 777
+
+    page.goto(f"{app.url}/credits?org={org_id}")
+    title = f"Credits · {name}"
+    settle(page, title)
+    main = page.locator('[data-testid="stMain"]')
+    form = main.locator('[data-testid="stForm"]').filter(has_text="Review adjustment")
+    form.get_by_text("Grant credits", exact=True).click()
+    form.get_by_label("Credits", exact=True).fill(str(amount))
+    form.get_by_role("combobox", name="Reason").click()
+    page.get_by_role("option", name="Goodwill gesture", exact=True).click()
+    expiry = form.get_by_label(f"Expires ({zone})", exact=True)
+    expiry.fill(expires_on.isoformat())
+    expiry.press("Enter")
+    form.get_by_label("Priority", exact=True).fill("3")
+    form.get_by_role("button", name="Review adjustment").click()
+    confirm = main.get_by_role("button", name=f"Confirm: grant {amount:,}")
+    confirm.wait_for()
+    settle(page, title)
+    review = main.inner_text()
+    assert f"{expires_on.day} {expires_on:%b %Y} 00:00 {zone}" in review and "priority 3" in review
+    confirm.click()
+    main.locator('[data-testid="stAlertContentSuccess"]').wait_for()
+    settle(page, title)
+
+    local_midnight = dt.datetime.combine(expires_on, dt.time(), ZoneInfo(zone))
+    with db.connect() as conn:
+        entry, terms = conn.execute(
+            text(
+                "SELECT l.id, (g.expires_at, g.priority, g.remaining) FROM credit_ledger l "
+                "JOIN credit_grants g ON g.organization_id = l.organization_id "
+                " AND g.ledger_entry_id = l.id "
+                "WHERE l.organization_id = :org ORDER BY l.id DESC LIMIT 1"
+            ),
+            {"org": org_id},
+        ).one()
+    assert terms == (local_midnight, 3, amount)
+
+    # On Credits, among the grants: its amount, priority and expiry on the org's clock.
+    listed = list(csv.DictReader(io.StringIO(_download(page, "Download grants CSV").decode())))
+    [row] = [r for r in listed if r["Ledger entry"] == str(entry)]
+    assert (row["Amount"], row["Remaining"], row["Priority"], row["Status"]) == (
+        str(amount),
+        str(amount),
+        "3",
+        "live",
+    )
+    assert row[f"Expires ({zone})"] == f"{expires_on:%Y-%m-%d} 00:00"
+
+    # Time passes for this grant (as the owner: its expiry moved to a moment after it
+    # was made), and the statement of its month lists the expiry.
+    with db.begin() as conn:
+        expired_at, month = conn.execute(
+            text(
+                "UPDATE credit_grants SET expires_at = created_at + interval '1 millisecond' "
+                "WHERE organization_id = :org AND ledger_entry_id = :entry "
+                "RETURNING expires_at, to_char(expires_at AT TIME ZONE :zone, 'YYYY-MM')"
+            ),
+            {"org": org_id, "entry": entry, "zone": zone},
+        ).one()
+    page.goto(f"{app.url}/statements?org={org_id}&month={month}")
+    settle(page, "Statements")
+    table = _download(page, "Download CSV").decode().split("\n", 3)[3]
+    lines = list(csv.DictReader(io.StringIO(table)))
+    grant_id = _grant_of(db, org_id, entry)
+    [line] = [r for r in lines if r["Line"] == f"Expired: grant {grant_id} (manual)"]
+    assert line["Section"] == "Expiry" and line["Credits"] == str(-amount)
+    assert [r["Credits"] for r in lines if r["Entry"] == str(entry)] == [str(amount)]
+    assert expired_at.astimezone(ZoneInfo(zone)).strftime("%Y-%m") == month
+    assert problems(page) == []
+
+
+def _grant_of(db: Engine, organization_id: int, entry_id: int) -> int:
+    with db.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT id FROM credit_grants WHERE organization_id = :org "
+                    "AND ledger_entry_id = :entry"
+                ),
+                {"org": organization_id, "entry": entry_id},
+            ).scalar_one()
+        )
+
+
 # ------------------------------------------------- customer text is data (issue 7)
 
 JOINER: Final = "\u2060"  # dashboard.text breaks bare addresses with it; invisible

@@ -67,8 +67,9 @@ _RECOUNT_RANKING = text(
                      WHERE l.organization_id = o.id AND l.amount > 0
                        AND (l.created_at AT TIME ZONE CAST(:tz AS text))::date
                            BETWEEN :start AND :end), 0) AS credits_granted,
+           -- An expiry is not a deduction (issue 18): statements show it apart.
            coalesce((SELECT -sum(l.amount) FROM credit_ledger l
-                     WHERE l.organization_id = o.id AND l.amount < 0
+                     WHERE l.organization_id = o.id AND l.amount < 0 AND l.kind <> 'expired'
                        AND (l.created_at AT TIME ZONE CAST(:tz AS text))::date
                            BETWEEN :start AND :end), 0) AS credits_deducted
     FROM organizations o
