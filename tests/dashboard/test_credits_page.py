@@ -94,6 +94,26 @@ def test_the_page_shows_balance_burn_rate_runway_and_the_ledger(
     assert any(b.proto.label.startswith("Download CSV") for b in at.get("download_button"))
 
 
+def test_the_runway_tile_counts_credits_that_expire_before_the_burn_uses_them(
+    org: int, fresh_engine: Engine
+) -> None:
+    # A promotion far beyond what the burn can use in the two days before it expires.
+    with fresh_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO credit_ledger (organization_id, amount, kind, reason, actor, "
+                "idempotency_key, grant_expires_at, grant_priority) VALUES (:o, 5000000, "
+                "'grant', 'Launch promotion', 'finance@example.com', 'tile-promo', "
+                "now() + interval '2 days', 0)"
+            ),
+            {"o": org},
+        )
+    at = credits_page(org)
+    assert not at.exception
+    [tile] = [m for m in at.metric if m.label == "Runway"]
+    assert "expire" in tile.proto.help, tile.proto.help
+
+
 def test_a_valid_grant_writes_one_ledger_row_and_shows_the_new_balance(
     org: int, fresh_engine: Engine
 ) -> None:

@@ -16,6 +16,7 @@ import streamlit as st
 
 from dashboard import charts, data, exports, paging, state, ui, url
 from dashboard.text import md
+from queries import forecast
 from queries.models import LEDGER_KINDS
 from queries.usage import LedgerCursor
 from queries.words import counted
@@ -31,6 +32,10 @@ URL_PARAMS: Final = (
     # dates=sidebar: the ledger only within the sidebar's dates (default: every date).
     url.choice_param("dates", K_LEDGER_DATES, {"sidebar": True}, default=False),
 )
+
+
+# How far ahead the runway tile looks (the expiries it walks): ten years.
+RUNWAY_HORIZON_DAYS: Final = 3650
 
 
 def balance(f: state.Filters) -> int | None:
@@ -54,14 +59,27 @@ def balance(f: state.Filters) -> int | None:
     )
     if runway.runway_days is None:
         tiles[2].metric("Runway", "No burn", help="Nothing was consumed recently.", border=True)
+        return runway.balance
+    # At that burn, counting the grants that expire before it could use them.
+    ahead = data.low_runway(within_days=RUNWAY_HORIZON_DAYS, organization_id=f.organization_id)
+    if ahead.empty:  # further away than the horizon
+        days, why = runway.runway_days, f"lasts beyond {RUNWAY_HORIZON_DAYS:,} days"
     else:
-        empty_on = runway.today + dt.timedelta(days=int(runway.runway_days))
-        tiles[2].metric(
-            "Runway",
-            counted(runway.runway_days, "day", fmt=",.0f"),
-            help=f"At that burn rate the balance lasts until about {empty_on}.",
-            border=True,
+        row = ahead.iloc[0]
+        days = float(row["runway_days"])
+        why = forecast.runway_reason(
+            balance=int(row["balance"]),
+            cause=str(row["cause"]),
+            runs_out_on=None if pd.isna(row["runs_out_on"]) else row["runs_out_on"],
+            expiring_unused=int(row["expiring_unused"]),
+            expiring_then=int(row["expiring_then"]),
         )
+    tiles[2].metric(
+        "Runway",
+        counted(days, "day", fmt=",.0f"),
+        help=f"At that burn rate the balance {why} (the organization's own dates).",
+        border=True,
+    )
     return runway.balance
 
 
