@@ -349,9 +349,10 @@ def test_a_grant_with_an_expiry_from_the_form_is_on_credits_and_its_expiry_on_th
     form.get_by_label("Credits", exact=True).fill(str(amount))
     form.get_by_role("combobox", name="Reason").click()
     page.get_by_role("option", name="Goodwill gesture", exact=True).click()
-    expiry = form.get_by_label(f"Expires ({zone})", exact=True)
-    expiry.fill(expires_on.isoformat())
-    expiry.press("Enter")
+    # A date field of segments (year, month, day): typed into from its first one.
+    form.get_by_label(f"Expires ({zone})", exact=True).get_by_role("spinbutton").first.click()
+    page.keyboard.type(f"{expires_on:%Y%m%d}")
+    page.keyboard.press("Tab")
     form.get_by_label("Priority", exact=True).fill("3")
     form.get_by_role("button", name="Review adjustment").click()
     confirm = main.get_by_role("button", name=f"Confirm: grant {amount:,}")
@@ -365,16 +366,16 @@ def test_a_grant_with_an_expiry_from_the_form_is_on_credits_and_its_expiry_on_th
 
     local_midnight = dt.datetime.combine(expires_on, dt.time(), ZoneInfo(zone))
     with db.connect() as conn:
-        entry, terms = conn.execute(
+        entry, *terms = conn.execute(
             text(
-                "SELECT l.id, (g.expires_at, g.priority, g.remaining) FROM credit_ledger l "
+                "SELECT l.id, g.expires_at, g.priority, g.remaining FROM credit_ledger l "
                 "JOIN credit_grants g ON g.organization_id = l.organization_id "
                 " AND g.ledger_entry_id = l.id "
                 "WHERE l.organization_id = :org ORDER BY l.id DESC LIMIT 1"
             ),
             {"org": org_id},
         ).one()
-    assert terms == (local_midnight, 3, amount)
+    assert terms == [local_midnight, 3, amount]
 
     # On Credits, among the grants: its amount, priority and expiry on the org's clock.
     listed = list(csv.DictReader(io.StringIO(_download(page, "Download grants CSV").decode())))
