@@ -801,6 +801,15 @@ def test_renaming_the_selected_organization_keeps_it_selected(
                 text("UPDATE organizations SET name = :name WHERE id = :id"),
                 {"name": name, "id": org_id},
             )
+        _read_the_names_again(page, "Overview")
+
+
+def _read_the_names_again(page: Page, title: str) -> None:
+    """After a test gave a renamed organization its name back: the shared app's cached
+    directory still holds the name it gave, so the next test would see it. Best effort,
+    in a ``finally`` (a failure here must not hide the test's own)."""
+    with contextlib.suppress(Exception):
+        _refresh(page, title)
 
 
 def test_a_drafted_grant_stays_on_its_organization_when_that_organization_is_renamed(
@@ -854,6 +863,7 @@ def test_a_drafted_grant_stays_on_its_organization_when_that_organization_is_ren
                 text("UPDATE organizations SET name = :name WHERE id = :id"),
                 {"name": name, "id": org_id},
             )
+        _read_the_names_again(page, "Credits")
 
 
 def test_the_pending_approvals_queue_fits_the_page_and_is_photographed(
