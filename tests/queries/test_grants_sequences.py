@@ -1,6 +1,7 @@
 """Random sequences of credit movements against a model of grants (hypothesis).
 
-Grants with expiries and priorities (made alone or approved by a second person),
+A plan's allowance for the month, grants with expiries and priorities (made alone or
+approved by a second person),
 deductions, generations, reversals and the clock
 moving, for an organization in UTC, +5:45 or a DST zone. After every step the database
 must agree with a model that draws in the documented order (priority, soonest expiry,
@@ -21,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
+from queries.allowances import grant_allowances
 from queries.approvals import approve, request_adjustment
 from queries.credits import (
     InsufficientCredits,
@@ -135,13 +137,34 @@ def _check(engine: Engine, org: int, model: Model) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(zone=st.sampled_from(ZONES), plan=steps)
+@given(
+    zone=st.sampled_from(ZONES),
+    tier=st.sampled_from(["free", "starter", "enterprise"]),
+    allowance=st.booleans(),
+    plan=steps,
+)
 def test_random_sequences_keep_the_grants_and_the_book(
-    write_engine: Engine, zone: str, plan: list[tuple[object, ...]]
+    write_engine: Engine, zone: str, tier: str, allowance: bool, plan: list[tuple[object, ...]]
 ) -> None:
-    org, users = new_org(write_engine, timezone=zone, plan="enterprise")
+    org, users = new_org(write_engine, timezone=zone, plan=tier)
     model = Model(grants=[])
     entries: list[tuple[int, str]] = []  # (ledger entry id, kind) that can be reversed
+    if allowance:
+        # The plan's allowance for the organization's local month, expiring at its end.
+        grant_allowances(write_engine, organization_ids=[org])
+        assert grant_allowances(write_engine, organization_ids=[org]).allowances == 0
+        with write_engine.connect() as conn:
+            granted = [
+                a for a in credit_grants(conn, organization_id=org) if a.source == "allowance"
+            ]
+        at = _db_now(write_engine)
+        for a in granted:
+            assert a.expires_at is not None and a.ledger_entry_id is not None
+            # Not offered for reversal: an enterprise allowance is past what one person
+            # may move alone.
+            model.grants.append(
+                Grant(a.ledger_entry_id, a.amount, a.priority, (a.expires_at - at) / HOUR)
+            )
     for n, step in enumerate(plan):
         kind = step[0]
         if kind in ("grant", "approved grant"):
