@@ -233,7 +233,8 @@ def wrote(*, organization_id: int, directory: bool = False) -> None:
 
 def wrote_plans() -> None:
     """After this session changed a plan's allowance (global, like the directory):
-    every session reads the plans again; no organization's reads change."""
+    every session reads the plans and their changes again; no organization's reads
+    change."""
     _GENERATIONS.bump([(DIRECTORY, None)])
     _mark_write()
 
@@ -324,6 +325,11 @@ generation_types = _cached_read(
 )
 plan_allowances = _cached_read(
     allowances.plan_allowances, scope=DIRECTORY, ttl=REFERENCE_TTL, max_entries=4
+)
+# The plans' history of changes moves with the plans (``wrote_plans``), not with any
+# organization: read and invalidated with them, as live as the audit trail beside it.
+plan_allowance_changes = _cached_read(
+    audit.plan_allowance_changes_page, scope=DIRECTORY, ttl=LIVE_TTL, max_entries=64
 )
 
 # ------------------------------------------------------------- one organization

@@ -2,6 +2,9 @@
 
 Credit movements are audited by the ledger itself (append-only, with actor and
 reason); other changes (daily limits) by ``audit_log``. This reads both as one list.
+Changes of a plan's allowance belong to no organization, so they are kept apart, in
+``plan_allowance_changes`` (migration 0022), and read as a list of their own beside it
+(``plan_allowance_changes_page``), with the same range, actor filter and orders.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Final, Literal
 import pandas as pd
 from sqlalchemy import Connection, TextClause, text
 
+from queries.allowances import AllowanceChange
 from queries.checks import (
     check_id,
     check_limit,
@@ -226,3 +230,99 @@ def all_orgs_audit_trail(
         timezone=timezone,
         sort=sort,
     ).rows
+
+
+# Plan allowance changes: read per plan (a handful, from plan_allowances) on the
+# (plan, created_at) index in the order asked, each stopping at the LIMIT, then merged,
+# as the trail merges its sources: a call reads at most plans x limit rows whatever the
+# range. Rows are ordered by (created_at, id), a total order, so a page continues
+# exactly after the cursor's (created_at, id). The range's days are those of ``:tz``.
+_PLAN_CHANGES = """
+    SELECT c.id, c.plan, c.monthly_allowance, c.rollover_cap, c.old_monthly_allowance,
+           c.old_rollover_cap, c.actor, c.reason, c.idempotency_key, c.created_at
+    FROM plan_allowances p
+    CROSS JOIN LATERAL (
+        SELECT ch.id, ch.plan, ch.monthly_allowance, ch.rollover_cap, ch.old_monthly_allowance,
+               ch.old_rollover_cap, ch.actor, ch.reason, ch.idempotency_key, ch.created_at
+        FROM plan_allowance_changes ch
+        WHERE ch.plan = p.plan
+          AND ch.created_at >= CAST(:start AS timestamp) AT TIME ZONE CAST(:tz AS text)
+          AND ch.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE CAST(:tz AS text)
+          AND (CAST(:actor AS text) IS NULL OR ch.actor ILIKE '%' || :actor || '%' ESCAPE '\\')
+          AND (CAST(:c_at AS timestamptz) IS NULL
+               OR (ch.created_at {at_bound} CAST(:c_at AS timestamptz)
+                   AND (ch.created_at, ch.id)
+                       {after} (CAST(:c_at AS timestamptz), CAST(:c_id AS bigint))))
+        ORDER BY ch.created_at {dir}, ch.id {dir}
+        LIMIT :limit
+    ) c
+    ORDER BY c.created_at {dir}, c.id {dir}
+    LIMIT :limit
+"""
+_PLAN_CHANGE_PAGES: Final[dict[AuditSort, TextClause]] = {
+    sort: text(_PLAN_CHANGES.format(**words)) for sort, words in TIME_ORDER_WORDS.items()
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PlanChangeCursor:
+    """Where the next page of plan allowance changes starts: the time and id of the last
+    change shown, in the order ``sort``."""
+
+    at: dt.datetime
+    id: int
+    sort: AuditSort = "newest"
+
+
+@dataclass(frozen=True, slots=True)
+class PlanChangePage:
+    """A page of plan allowance changes in its order, and the cursor of the next one."""
+
+    rows: list[AllowanceChange]
+    next_cursor: PlanChangeCursor | None
+
+
+def plan_allowance_changes_page(
+    conn: Connection,
+    *,
+    start: dt.date,
+    end: dt.date,
+    actor: str | None = None,
+    limit: int = 100,
+    after: PlanChangeCursor | None = None,
+    timezone: str = "UTC",
+    sort: AuditSort = "newest",
+) -> PlanChangePage:
+    """A keyset page of the changes of plans' allowances made in [start, end] (dates in
+    ``timezone``), every plan, newest (or, ``sort="oldest"``, oldest) first, by actors
+    whose email contains ``actor``; ``after`` is the ``next_cursor`` of the page before,
+    in the same order. Each row as ``set_plan_allowance`` recorded it (``created_at``
+    UTC).
+    """
+    sort = check_sort(sort, AUDIT_SORTS)
+    start, end = check_range(start, end)
+    if after is not None and not isinstance(after, PlanChangeCursor):
+        raise InvalidInput("after must be the next_cursor of a previous page.")
+    if after is not None and after.sort != sort:
+        raise InvalidInput("after is the cursor of a page in another order.")
+    pattern = like_pattern(actor, "actor filter")
+    limit = check_limit(limit, maximum=10_000)
+    timezone = check_timezone(timezone)
+    result = conn.execute(
+        _PLAN_CHANGE_PAGES[sort],
+        {
+            "start": start,
+            "end": end,
+            "tz": timezone,
+            "actor": pattern,
+            "limit": limit + 1,
+            "c_at": after.at if after else None,
+            "c_id": after.id if after else 0,
+        },
+    )
+    rows = [AllowanceChange(**row._mapping) for row in result]
+    cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        cursor = PlanChangeCursor(rows[-1].created_at, rows[-1].id, sort)
+    return PlanChangePage(rows, cursor)

@@ -1,5 +1,7 @@
 """Audit trail: who changed what, when and why (credit adjustments, reversals, refunds and
-daily-limit changes), filterable and downloadable.
+daily-limit changes), filterable and downloadable; below it, the changes of plans'
+allowances, which belong to no organization (``plan_allowance_changes``), with the same
+dates, actor and order, paged and downloadable on their own.
 
 The scope, action, actor, the order (newest or oldest first, "Sort by") and the page
 shown are in the URL (``scope``, ``action``, ``actor``, ``sort``, ``after``:
@@ -10,7 +12,12 @@ For one organization, dates and times are in the zone the sidebar names (its "Ti
 zone" filter): the organization's own, or UTC. Across all organizations they are in the
 company zone (``DASHBOARD_TIMEZONE``, :mod:`dashboard.zones`), the range included, so
 the trail two people read for the same dates is the same whichever organization each has
-selected."""
+selected.
+
+The plan allowance changes follow the dates, the zone, the actor and the order; not the
+organizations (a plan has none), and an Action other than "Any change" leaves them out
+(none of them is such a change). Their page is not in the URL (``after`` is the
+trail's), as the pending approvals beside the ledger on Credits."""
 
 from __future__ import annotations
 
@@ -22,7 +29,8 @@ import streamlit as st
 
 from dashboard import data, paging, state, ui, url, zones
 from dashboard.text import md
-from queries.audit import AUDIT_ACTIONS, AuditCursor, AuditSort
+from queries.allowances import AllowanceChange
+from queries.audit import AUDIT_ACTIONS, AuditCursor, AuditSort, PlanChangeCursor
 
 K_SCOPE: Final = "audit.scope"
 K_ACTION: Final = "audit.action"
@@ -32,6 +40,7 @@ SORTS: Final[dict[AuditSort, str]] = paging.TIME_ORDERS
 DEFAULT_SORT: Final[AuditSort] = "newest"
 ANY: Final = ""
 PAGE_SIZE: Final = 100
+PLAN_PAGE_SIZE: Final = 50  # plan allowance changes are rare: a short list below the trail
 MAX_CSV_ROWS: Final = 10_000
 # One change (a row of the trail) and all changes of that kind (the filter).
 _LABELS: Final = {
@@ -88,15 +97,45 @@ def links(rows: pd.DataFrame, f: state.Filters) -> dict[str, url.Links]:
     }
 
 
+def _from_to(old: int, new: int) -> str:
+    """A value before and after a change, as "100,000 → 120,000"."""
+    return f"{new:,} (unchanged)" if old == new else f"{old:,} → {new:,}"
+
+
+def plan_changes_table(changes: list[AllowanceChange], timezone: str = "UTC") -> pd.DataFrame:
+    """Plan allowance changes as shown and downloaded, times in ``timezone``; each amount
+    as its value before and after (the reason and actor stay data: dataframe cells)."""
+    at = pd.Series([c.created_at for c in changes], dtype="datetime64[us, UTC]")
+    return pd.DataFrame(
+        {
+            "When": ui.local_times(at, timezone),
+            "Plan": [c.plan.capitalize() for c in changes],
+            "Actor": [c.actor for c in changes],
+            "Reason": [c.reason for c in changes],
+            "Monthly allowance": [
+                _from_to(c.old_monthly_allowance, c.monthly_allowance) for c in changes
+            ],
+            "Rollover cap": [_from_to(c.old_rollover_cap, c.rollover_cap) for c in changes],
+        }
+    )
+
+
+def _actor_slug(actor: str) -> list[str]:
+    slug = re.sub(r"[^a-z0-9]+", "-", actor.strip().lower()).strip("-")
+    return [f"actor-{slug}"] if slug else []
+
+
 def csv_name(f: state.Filters, *, organization: str | None, action: str, actor: str) -> str:
     parts = ["audit", f.start.isoformat(), f.end.isoformat()]
     parts.append(f"org-{organization}" if organization else "all-orgs")
     if action:
         parts.append(action)
-    slug = re.sub(r"[^a-z0-9]+", "-", actor.strip().lower()).strip("-")
-    if slug:
-        parts.append(f"actor-{slug}")
-    return "_".join(parts) + ".csv"
+    return "_".join([*parts, *_actor_slug(actor)]) + ".csv"
+
+
+def plan_csv_name(f: state.Filters, *, actor: str) -> str:
+    parts = ["plan-allowance-changes", f.start.isoformat(), f.end.isoformat()]
+    return "_".join([*parts, *_actor_slug(actor)]) + ".csv"
 
 
 def render() -> None:
@@ -129,9 +168,9 @@ def render() -> None:
     with sort_col:
         sort = paging.sort_select(K_SORT, SORTS, default=DEFAULT_SORT)
     url.write(URL_PAGE, URL_PARAMS)
+    chosen_action, chosen_actor = action or None, actor.strip() or None
     with ui.section("The audit trail"):
         org_id = f.organization_id if one else None
-        chosen_action, chosen_actor = action or None, actor.strip() or None
         pager: paging.Pager[AuditCursor] = paging.Pager(
             "audit",
             filters=(f.start, f.end, zone, org_id, chosen_action, chosen_actor),
@@ -238,6 +277,104 @@ def render() -> None:
             prepare_label="Prepare CSV of every matching change",
             disabled=table.empty,
         )
+
+    with ui.section("Plan allowance changes"):
+        plan_changes(f, zone=zone, action=chosen_action, actor=chosen_actor, sort=sort)
+
+
+def plan_changes(
+    f: state.Filters, *, zone: str, action: str | None, actor: str | None, sort: AuditSort
+) -> None:
+    """The changes of plans' allowances in the page's dates (in ``zone``), by ``actor``,
+    in the page's order, with their own pager and CSV."""
+    st.subheader("Plan allowance changes")
+    st.caption(
+        "A plan belongs to no organization: a change of its monthly allowance or rollover "
+        "cap applies to every organization on it, from the next grant-allowances run on. "
+        "Listed for the dates, actor and order above, whichever organizations are chosen."
+    )
+    if action is not None:
+        st.caption(
+            f"None is listed while Action is {ACTION_LABELS[action]}; choose Any change to "
+            "list them."
+        )
+        return
+    pager: paging.Pager[PlanChangeCursor] = paging.Pager(
+        "audit.plans",
+        filters=(f.start, f.end, zone, actor),
+        page_size=PLAN_PAGE_SIZE,
+        sort=sort,
+    )
+    page = data.plan_allowance_changes(
+        start=f.start,
+        end=f.end,
+        timezone=zone,
+        actor=actor,
+        limit=PLAN_PAGE_SIZE,
+        after=pager.after,
+        sort=sort,
+    )
+    table = plan_changes_table(page.rows, zone)
+    if table.empty:
+        by = " by an actor matching the filter" if actor else ""
+        st.caption(f"No plan's allowance was changed in this period{by}.")
+        return
+    event = st.dataframe(
+        table,
+        key="audit.plans_table",
+        hide_index=True,
+        height="content",
+        on_select="rerun",
+        selection_mode="single-row",
+        # As the trail's: the widths fit the main area of a 1440 px window.
+        column_config={
+            "When": st.column_config.DatetimeColumn(
+                format="YYYY-MM-DD HH:mm", width=125, help=f"In {zone}."
+            ),
+            "Plan": st.column_config.TextColumn(width=80),
+            "Actor": st.column_config.TextColumn(width=175),
+            "Reason": st.column_config.TextColumn(width=220),
+            "Monthly allowance": st.column_config.TextColumn(
+                width=160, help="Credits a month, before → after the change."
+            ),
+            "Rollover cap": st.column_config.TextColumn(
+                width=140,
+                help="The most of a month's unused allowance that rolls over, "
+                "before → after the change.",
+            ),
+        },
+    )
+    ui.in_full(
+        table, event.selection.rows, heading=("Plan", "Actor"), fields=("Reason",), what="reason"
+    )
+    if not (pager.on_first_page and page.next_cursor is None):
+        first = pager.first
+        earlier, later = ("Newer", "Older") if sort == "newest" else ("Older", "Newer")
+        pager.buttons(
+            next=page.next_cursor, previous_label=f"← {earlier}", next_label=f"{later} →"
+        ).caption(f"Plan changes {first:,}–{first + len(table) - 1:,}, {SORTS[sort].lower()}.")
+
+    def read_all() -> tuple[pd.DataFrame, str | None]:
+        export = data.plan_allowance_changes(
+            start=f.start, end=f.end, timezone=zone, actor=actor, limit=MAX_CSV_ROWS, sort=sort
+        )
+        cut = (
+            f"The CSV holds the {sort} {MAX_CSV_ROWS:,} matching plan changes; narrow the "
+            "dates or the actor for the others."
+            if export.next_cursor is not None
+            else None
+        )
+        return plan_changes_table(export.rows, zone), cut
+
+    ui.csv_download(
+        "audit.plans",
+        filters=(f.start, f.end, zone, actor, sort),
+        complete=table if pager.on_first_page and page.next_cursor is None else None,
+        read_all=read_all,
+        file_name=plan_csv_name(f, actor=actor or ""),
+        prepare_label="Prepare CSV of every matching plan change",
+        label="Download plan changes CSV",
+    )
 
 
 render()

@@ -1,6 +1,6 @@
 """Customer and staff text written to look like formulas, Markdown and HTML, put into a
 test database as a customer or a careless colleague could: organization names, ledger
-reasons, notes and actors, and audit entries."""
+reasons, notes and actors, audit entries and plan allowance changes."""
 
 from __future__ import annotations
 
@@ -32,6 +32,13 @@ _GRANT = text(
 _AUDIT = text(
     "INSERT INTO audit_log (organization_id, action, actor, reason, details) "
     "VALUES (:org, 'set_daily_limit', :actor, :reason, CAST(:details AS jsonb))"
+)
+
+# A change that leaves the plan's values as they are: only its words are hostile.
+_PLAN_CHANGE = text(
+    "INSERT INTO plan_allowance_changes (plan, monthly_allowance, rollover_cap, "
+    "old_monthly_allowance, old_rollover_cap, actor, reason, idempotency_key) "
+    "VALUES ('pro', 100000, 50000, 100000, 50000, :actor, :reason, :key)"
 )
 
 
@@ -70,4 +77,15 @@ def add_hostile_books(engine: Engine, organization_id: int) -> None:
                         {"type": "chat", "old_limit": 1, "new_limit": 2, "effective": "2026-11-20"}
                     ),
                 },
+            )
+
+
+def add_hostile_plan_changes(engine: Engine) -> None:
+    """One plan allowance change per formula, the formula as reason and actor (plans
+    belong to no organization: every organization's audit trail lists them)."""
+    with engine.begin() as conn:
+        for formula in FORMULAS:
+            conn.execute(
+                _PLAN_CHANGE,
+                {"actor": formula, "reason": formula, "key": f"hostile:{uuid.uuid4()}"},
             )

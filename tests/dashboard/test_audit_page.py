@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pandas as pd
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from streamlit.testing.v1 import AppTest
 
 from tests.dashboard.apptest import (
@@ -268,3 +268,214 @@ def test_a_limit_made_soft_on_quotas_is_in_the_trail_with_its_modes(
         "Temporary increase for a launch",
     )
     assert row["Details"] == "chat · hard → soft"
+
+
+# ------------------------------------------------------------ plan allowance changes
+
+# The page module draws itself when imported: its page size, as it says.
+PLAN_PAGE_SIZE = 50
+# Fixed instants inside DEMO_RANGE (the company zone is UTC here), and one outside it.
+PLAN_CHANGES = (
+    ("pro", "2026-11-05 10:00+00", "ada@admin.example", "2027 price list", 100_000, 120_000, 50_000, 50_000),
+    ("free", "2026-11-12 16:30+00", "bo@admin.example", "Correction", 1_000, 1_500, 0, 100),
+    ("starter", "2026-10-01 09:00+00", "ada@admin.example", "Before the range", 20_000, 1, 10_000, 1),
+)  # fmt: skip
+
+
+def add_plan_changes(engine: Engine, changes: tuple[tuple[object, ...], ...]) -> None:
+    """Plan allowance changes at fixed times, as the owner (the app cannot date one)."""
+    with engine.begin() as conn:
+        for n, (plan, at, actor, reason, old, new, old_cap, cap) in enumerate(changes):
+            conn.execute(
+                text(
+                    "INSERT INTO plan_allowance_changes (plan, monthly_allowance, rollover_cap,"
+                    " old_monthly_allowance, old_rollover_cap, actor, reason, idempotency_key,"
+                    " created_at) VALUES (:plan, :new, :cap, :old, :old_cap, :actor, :reason,"
+                    " :key, CAST(:at AS timestamptz))"
+                ),
+                {
+                    "plan": plan,
+                    "new": new,
+                    "cap": cap,
+                    "old": old,
+                    "old_cap": old_cap,
+                    "actor": actor,
+                    "reason": reason,
+                    "key": f"page-test-{n}-{at}",
+                    "at": at,
+                },
+            )
+
+
+@pytest.fixture
+def plan_changes_page(
+    fresh_url: str, fresh_engine: Engine, use_database: Callable[[str], None]
+) -> Callable[..., AppTest]:
+    use_database(fresh_url)
+    add_plan_changes(fresh_engine, PLAN_CHANGES)
+
+    def open_audit(role: str = "manager", **query: str) -> AppTest:
+        at = make_app(role=role, email=f"{role}@example.com", query={**DEMO_RANGE, **query})
+        return open_page(at, "audit")
+
+    return open_audit
+
+
+def plan_changes(at: AppTest) -> pd.DataFrame:
+    return table_with(at, "Rollover cap")  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("role", ["admin", "finance", "support", "manager"])
+def test_plan_allowance_changes_are_on_the_trail_for_every_role_that_opens_it(
+    plan_changes_page: Callable[..., AppTest], role: str
+) -> None:
+    at = plan_changes_page(role)
+    assert not at.exception and not at.error
+    assert "Plan allowance changes" in [s.value for s in at.subheader]
+    rows = plan_changes(at)
+    # Newest first, in the range only: who, when, which plan, before → after, why.
+    assert rows.to_dict("records") == [
+        {
+            "When": pd.Timestamp("2026-11-12 16:30", tz="UTC"),
+            "Plan": "Free",
+            "Actor": "bo@admin.example",
+            "Reason": "Correction",
+            "Monthly allowance": "1,000 → 1,500",
+            "Rollover cap": "0 → 100",
+        },
+        {
+            "When": pd.Timestamp("2026-11-05 10:00", tz="UTC"),
+            "Plan": "Pro",
+            "Actor": "ada@admin.example",
+            "Reason": "2027 price list",
+            "Monthly allowance": "100,000 → 120,000",
+            "Rollover cap": "50,000 (unchanged)",
+        },
+    ]
+
+
+def test_plan_allowance_changes_follow_the_dates_actor_order_and_action_not_the_organization(
+    plan_changes_page: Callable[..., AppTest], fresh_engine: Engine
+) -> None:
+    at = plan_changes_page()
+    at.text_input(key="audit.actor").input("ADA").run()
+    assert list(plan_changes(at)["Reason"]) == ["2027 price list"]
+    at.text_input(key="audit.actor").input("nobody").run()
+    assert any("No plan's allowance was changed" in c for c in texts(at, "caption"))
+    at.text_input(key="audit.actor").input("").run()
+
+    at.selectbox(key="audit.sort").set_value("oldest").run()
+    assert list(plan_changes(at)["Reason"]) == ["2027 price list", "Correction"]
+
+    # A plan belongs to no organization: the same changes for one organization.
+    org = int(scalar(fresh_engine, "SELECT id FROM organizations ORDER BY name, id LIMIT 1"))
+    at.selectbox(key="filters.org").set_value(org)
+    at.radio(key="audit.scope").set_value("one").run()
+    assert not at.exception
+    assert list(plan_changes(at)["Reason"]) == ["2027 price list", "Correction"]
+
+    # None of them is a credit grant.
+    at.selectbox(key="audit.action").set_value("grant").run()
+    assert not [d for d in at.dataframe if "Rollover cap" in d.value.columns]
+    assert any("while Action is Credit grants" in c for c in texts(at, "caption"))
+
+    # The dates of the range (and the link) decide, as for the trail.
+    at = plan_changes_page(**{"from": "2026-09-01", "to": "2026-10-15"})
+    assert list(plan_changes(at)["Reason"]) == ["Before the range"]
+
+
+def test_the_plan_changes_csv_is_the_list_shown_safe_for_a_spreadsheet(
+    fresh_url: str,
+    fresh_engine: Engine,
+    use_database: Callable[[str], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    use_database(fresh_url)
+    formula = '=HYPERLINK("http://127.0.0.1:9/x","click")'
+    add_plan_changes(
+        fresh_engine,
+        (
+            *PLAN_CHANGES,
+            ("enterprise", "2026-11-20 08:00+00", "-2+3@admin.example", formula, 1, 2, 3, 4),
+        ),
+    )
+    downloads = capture_downloads(monkeypatch)
+    at = open_page(make_app(role="finance", query=DEMO_RANGE), "audit")
+    shown = plan_changes(at)
+    assert shown["Reason"].iloc[0] == formula  # shown as stored, a plain cell
+    name = "plan-allowance-changes_2026-10-22_2026-11-20.csv"
+    assert name in downloads, list(downloads)
+    csv = pd.read_csv(io.BytesIO(downloads[name]), dtype=str)
+    assert list(csv.columns) == list(shown.columns)
+    assert list(csv["Plan"]) == list(shown["Plan"])
+    assert list(csv["Monthly allowance"]) == list(shown["Monthly allowance"])
+    # A reason or actor a spreadsheet would run is written as text.
+    assert (csv["Reason"].iloc[0], csv["Actor"].iloc[0]) == ("'" + formula, "'-2+3@admin.example")
+
+    at.text_input(key="audit.actor").input("Ada@Admin").run()
+    assert "plan-allowance-changes_2026-10-22_2026-11-20_actor-ada-admin.csv" in downloads
+
+
+def test_plan_allowance_changes_page_by_keyset_and_the_csv_holds_every_page(
+    fresh_url: str,
+    fresh_engine: Engine,
+    use_database: Callable[[str], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    use_database(fresh_url)
+    many = tuple(
+        ("pro", f"2026-11-{1 + n // 24:02d} {n % 24:02d}:00+00", "ada@admin.example",
+         f"Step {n}", n, n + 1, 0, 0)
+        for n in range(PLAN_PAGE_SIZE + 5)
+    )  # fmt: skip
+    add_plan_changes(fresh_engine, many)
+    downloads = capture_downloads(monkeypatch)
+    at = open_page(make_app(role="manager", query=DEMO_RANGE), "audit")
+    first = plan_changes(at)
+    assert len(first) == PLAN_PAGE_SIZE and first["Reason"].iloc[0] == f"Step {len(many) - 1}"
+    assert not [n for n in downloads if n.startswith("plan-")]  # more than a page: on request
+    at.button(key="audit.plans.next").click().run()
+    second = plan_changes(at)
+    assert list(second["Reason"]) == [f"Step {n}" for n in range(4, -1, -1)]
+    assert any("Plan changes 51–55" in c for c in texts(at, "caption"))
+    # The trail's own page is untouched by the plans' pager.
+    assert "after" not in at.query_params
+    at.button(key="audit.plans.prepare_csv").click().run()
+    [csv_bytes] = [b for n, b in downloads.items() if n.startswith("plan-")]
+    csv = pd.read_csv(io.BytesIO(csv_bytes))
+    assert list(csv["Reason"]) == [f"Step {n}" for n in range(len(many) - 1, -1, -1)]
+    at.button(key="audit.plans.previous").click().run()
+    pd.testing.assert_frame_equal(plan_changes(at), first)
+
+
+def test_a_plan_allowance_changed_on_credits_is_on_the_trail_at_once(
+    fresh_url: str, fresh_engine: Engine, use_database: Callable[[str], None]
+) -> None:
+    use_database(fresh_url)
+    org = int(scalar(fresh_engine, "SELECT id FROM organizations ORDER BY name LIMIT 1"))
+    at = open_page(
+        make_app(role="admin", email="ana@example.com", query={"org": str(org)}), "audit"
+    )
+    # Read now (the default range ends today), so the cache holds the list without it.
+    assert any("No plan's allowance was changed" in c for c in texts(at, "caption"))
+    at.switch_page(page_file("credits")).run()
+    at.selectbox(key="credits.allowance_plan").set_value("starter")
+    at.text_input(key="credits.allowance_monthly").input("25,000")
+    at.text_input(key="credits.allowance_cap").input("10,000")
+    at.selectbox(key="credits.allowance_reason").set_value("New price list")
+    next(b for b in at.button if b.label == "Review change").click()
+    at.run()
+    next(b for b in at.button if b.label == "Confirm change").click()
+    at.run()
+    assert not at.exception
+    at.switch_page(page_file("audit")).run()
+    [row] = plan_changes(at).to_dict("records")
+    assert (row["Plan"], row["Actor"], row["Reason"]) == (
+        "Starter",
+        "ana@example.com",
+        "New price list",
+    )
+    assert (row["Monthly allowance"], row["Rollover cap"]) == (
+        "20,000 → 25,000",
+        "10,000 (unchanged)",
+    )

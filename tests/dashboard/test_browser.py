@@ -1054,6 +1054,55 @@ def test_selecting_an_audit_row_shows_its_reason_and_details_in_full(
         reject(db, request_id=request.id, approver=USER, reason="Browser test done")
 
 
+def test_plan_allowance_changes_fit_the_audit_page_and_a_selected_reason_shows_in_full(
+    page: Page, app: RunningApp, db: Engine
+) -> None:
+    long_reason = "New price list after the review of " + "the enterprise tiers, " * 12 + "end."
+    # As an admin's change is recorded (now, by the database), without moving the plan:
+    # the history is append-only, so this row stays for the module's later tests.
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO plan_allowance_changes (plan, monthly_allowance, rollover_cap, "
+                "old_monthly_allowance, old_rollover_cap, actor, reason, idempotency_key) "
+                "VALUES ('enterprise', 1000000, 500000, 900000, 500000, "
+                "'ana@admin.example', :reason, 'browser-plan-change')"
+            ),
+            {"reason": long_reason},
+        )
+    page.goto(f"{app.url}/audit?range=7d")
+    settle(page, "Audit trail")
+    main = page.locator('[data-testid="stMain"]')
+    assert "Plan allowance changes" in main.inner_text()
+    assert not cut_off_tables(page), cut_off_tables(page)
+    # The plans' list is the grid whose (accessible, hidden) header names "Rollover cap".
+    table = page.locator('[data-testid="stDataFrame"]').filter(has_text="Rollover cap")
+    table.scroll_into_view_if_needed()
+    box = table.bounding_box()
+    assert box is not None
+    x, y = box["x"] + 15, box["y"] + 35 + 35 / 2
+    page.mouse.move(x, y)
+    page.wait_for_timeout(300)
+    page.mouse.click(x, y)
+    main.get_by_text("Reason: New price list", exact=False).wait_for()
+    settle(page, "Audit trail")
+    shown = main.inner_text()
+    assert "Enterprise · ana@admin.example" in shown
+    assert f"Reason: {long_reason}" in shown
+    rows = list(
+        csv.reader(io.StringIO(_download(page, "Download plan changes CSV").decode(), newline=""))
+    )
+    assert rows[0] == ["When", "Plan", "Actor", "Reason", "Monthly allowance", "Rollover cap"]
+    assert rows[1][1:] == [
+        "Enterprise",
+        "ana@admin.example",
+        long_reason,
+        "900,000 → 1,000,000",
+        "500,000 (unchanged)",
+    ]
+    assert not problems(page), problems(page)
+
+
 def test_custom_dates_fit_the_sidebar(page: Page, app: RunningApp) -> None:
     """From and To are stacked: each shows its whole date, inside the sidebar."""
     page.goto(f"{app.url}/?range=custom&from=2026-10-01&to=2026-10-31")

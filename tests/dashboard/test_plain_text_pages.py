@@ -18,7 +18,13 @@ from streamlit.testing.v1 import AppTest
 from dashboard.exports import FORMULA_START
 from dashboard.text import md
 from tests.dashboard.apptest import make_app, open_page, table_with
-from tests.dashboard.hostile import FORMULAS, MARKUP, add_hostile_books, rename
+from tests.dashboard.hostile import (
+    FORMULAS,
+    MARKUP,
+    add_hostile_books,
+    add_hostile_plan_changes,
+    rename,
+)
 from tests.dashboard.shown import readable, shown
 
 IMAGE = "![x](http://127.0.0.1:9/p.png)"
@@ -45,6 +51,7 @@ def hostile(
     for org, formula in zip(ids[2:], FORMULAS, strict=False):
         rename(fresh_engine, org, formula)
     add_hostile_books(fresh_engine, ids[0])
+    add_hostile_plan_changes(fresh_engine)
     yield {"markup": ids[0], "image": ids[1], "formula": ids[2]}
 
 
@@ -94,6 +101,7 @@ def test_every_download_on_every_page_is_neutralised_and_numbers_stay_numbers(
         "ledger",
         "grants",
         "audit",
+        "plan-allowance-changes",
     }, list(downloads)
     numeric = {
         "Rank",
@@ -128,8 +136,12 @@ def test_every_download_on_every_page_is_neutralised_and_numbers_stay_numbers(
                 if cell.startswith("'"):
                     seen.add(cell[1:])
     # Every formula came through, quoted: as organization names (usage), and as
-    # reasons, notes and actors (ledger, audit trail).
+    # reasons, notes and actors (ledger, audit trail, plan allowance changes).
     assert set(FORMULAS) <= seen, set(FORMULAS) - seen
+    plans = next(d for n, d in downloads.items() if n.startswith("plan-allowance-changes"))
+    header, rows = cells(plans)
+    for column in ("Actor", "Reason"):
+        assert {row[header.index(column)] for row in rows} == {"'" + f for f in FORMULAS}
     ledger = next(d for n, d in downloads.items() if n.startswith("ledger"))
     header, rows = cells(ledger)
     amounts = [int(row[header.index("Amount")]) for row in rows]

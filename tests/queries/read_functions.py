@@ -251,6 +251,14 @@ CROSS_ORGANIZATION: dict[str, Call] = {
     "audit.all_orgs_audit_page[oldest]": lambda c, x: audit.all_orgs_audit_page(
         c, start=x.start, end=x.end, limit=50, sort="oldest"
     ),
+    "audit.plan_allowance_changes_page": lambda c, x: audit.plan_allowance_changes_page(
+        c, start=x.start, end=x.end, limit=50
+    ),
+    "audit.plan_allowance_changes_page[actor,oldest]": (
+        lambda c, x: audit.plan_allowance_changes_page(
+            c, start=x.start, end=x.end, actor="admin", limit=50, sort="oldest"
+        )
+    ),
     "approvals.pending_requests_page": lambda c, x: approvals.pending_requests_page(c, limit=5),
     "limit_approvals.pending_limit_requests": lambda c, x: limit_approvals.pending_limit_requests(
         c, limit=5

@@ -118,9 +118,10 @@ def test_statement_count_does_not_grow_with_rows_users_or_days(demo: Connection,
 # months, never a sum of usage_limits or generations over the range; today's quotas from
 # the dates that are today somewhere; the ledger and audit log by their UTC range.
 HISTORY = {"generations", "usage_limits", "organization_daily_usage"}
-# The demo's ledger and audit log are small enough that a sequential scan can be the
-# cheaper plan; with sequential scans priced out, an index must serve their ranges.
-SMALL_HISTORY = {"credit_ledger", "audit_log"}
+# The demo's ledger and audit log (and any history of plan allowance changes) are small
+# enough that a sequential scan can be the cheaper plan; with sequential scans priced
+# out, an index must serve their ranges.
+SMALL_HISTORY = {"credit_ledger", "audit_log", "plan_allowance_changes"}
 ROLLUP_READS = {
     "usage.all_orgs_usage": "organization_daily_usage",
     "usage.all_orgs_usage_page": "organization_daily_usage",
