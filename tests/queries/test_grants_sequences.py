@@ -16,7 +16,7 @@ an interval, as the owner, is what time passing does to it.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -93,6 +93,18 @@ steps = st.lists(
 )
 
 
+@dataclass
+class Run:
+    """One organization's sequence: the database, the model and the reversible entries."""
+
+    engine: Engine
+    org: int
+    users: list[int]
+    zone: str
+    model: Model = field(default_factory=lambda: Model(grants=[]))
+    entries: list[tuple[int, str]] = field(default_factory=list)  # (entry id, kind)
+
+
 def _db_now(engine: Engine) -> dt.datetime:
     with engine.connect() as conn:
         now: dt.datetime = conn.execute(text("SELECT now()")).scalar_one()
@@ -109,6 +121,14 @@ def _pass_hours(engine: Engine, org: int, hours: int) -> None:
             ),
             {"o": org, "h": f"{hours} hours"},
         )
+
+
+def _pass(run: Run, hours: int) -> None:
+    """Time passes, for the database's grants and for the model."""
+    _pass_hours(run.engine, run.org, hours)
+    for g in run.model.grants:
+        if g.hours_left is not None and g.hours_left > 0:
+            g.hours_left -= hours
 
 
 def _check(engine: Engine, org: int, model: Model) -> None:
@@ -132,136 +152,111 @@ def _check(engine: Engine, org: int, model: Model) -> None:
     assert invariant_holds(engine, org)
 
 
-@settings(
-    max_examples=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(
-    zone=st.sampled_from(ZONES),
-    tier=st.sampled_from(["free", "starter", "enterprise"]),
-    allowance=st.booleans(),
-    plan=steps,
-)
-def test_random_sequences_keep_the_grants_and_the_book(
-    write_engine: Engine, zone: str, tier: str, allowance: bool, plan: list[tuple[object, ...]]
-) -> None:
-    org, users = new_org(write_engine, timezone=zone, plan=tier)
-    model = Model(grants=[])
-    entries: list[tuple[int, str]] = []  # (ledger entry id, kind) that can be reversed
-    if allowance:
-        # The plan's allowance for the organization's local month, expiring at its end.
-        grant_allowances(write_engine, organization_ids=[org])
-        assert grant_allowances(write_engine, organization_ids=[org]).allowances == 0
-        with write_engine.connect() as conn:
-            granted = [
-                a for a in credit_grants(conn, organization_id=org) if a.source == "allowance"
-            ]
-        at = _db_now(write_engine)
-        for a in granted:
-            assert a.expires_at is not None and a.ledger_entry_id is not None
-            # Not offered for reversal: an enterprise allowance is past what one person
-            # may move alone.
-            model.grants.append(
-                Grant(a.ledger_entry_id, a.amount, a.priority, (a.expires_at - at) / HOUR)
+def _step(run: Run, n: int, step: tuple[object, ...]) -> None:
+    """One step of a sequence, then the database against the model."""
+    write_engine, org, users, model, entries = (
+        run.engine,
+        run.org,
+        run.users,
+        run.model,
+        run.entries,
+    )
+    kind = step[0]
+    if kind in ("grant", "approved grant"):
+        _, amount, hours, priority = step
+        assert isinstance(amount, int)
+        expires = (
+            None if hours is None else _db_now(write_engine) + dt.timedelta(hours=int(hours))  # type: ignore[call-overload]
+        )
+        terms = {"expires_at": expires, "priority": priority}
+        if kind == "grant":
+            entry = adjust_credits(
+                write_engine,
+                organization_id=org,
+                amount=amount,
+                reason="Promotion",
+                actor="finance@example.com",
+                idempotency_key=f"g{n}",
+                **terms,  # type: ignore[arg-type]
             )
-    for n, step in enumerate(plan):
-        kind = step[0]
-        if kind in ("grant", "approved grant"):
-            _, amount, hours, priority = step
-            assert isinstance(amount, int)
-            expires = (
-                None if hours is None else _db_now(write_engine) + dt.timedelta(hours=int(hours))  # type: ignore[call-overload]
+        else:  # requested by one person, approved by another: the same terms
+            request = request_adjustment(
+                write_engine,
+                organization_id=org,
+                amount=amount,
+                reason="Renewal",
+                actor="finance@example.com",
+                idempotency_key=f"r{n}",
+                **terms,  # type: ignore[arg-type]
             )
-            terms = {"expires_at": expires, "priority": priority}
-            if kind == "grant":
+            entry = approve(write_engine, request_id=request.id, approver="cfo@example.com")
+            assert (entry.grant_expires_at, entry.grant_priority) == (expires, priority)
+        model.grants.append(
+            Grant(
+                entry.id,
+                amount,
+                10 if priority is None else int(priority),  # type: ignore[call-overload]
+                None if hours is None else float(hours),  # type: ignore[arg-type]
+            )
+        )
+        entries.append((entry.id, "grant"))
+    elif kind in ("deduct", "generation"):
+        amount = int(step[1])  # type: ignore[call-overload]
+        try:
+            if kind == "deduct":
                 entry = adjust_credits(
                     write_engine,
                     organization_id=org,
-                    amount=amount,
-                    reason="Promotion",
+                    amount=-amount,
+                    reason="Correction",
                     actor="finance@example.com",
-                    idempotency_key=f"g{n}",
-                    **terms,  # type: ignore[arg-type]
+                    idempotency_key=f"d{n}",
                 )
-            else:  # requested by one person, approved by another: the same terms
-                request = request_adjustment(
+                entries.append((entry.id, "deduct"))
+            else:
+                record_generation(
                     write_engine,
                     organization_id=org,
-                    amount=amount,
-                    reason="Renewal",
-                    actor="finance@example.com",
-                    idempotency_key=f"r{n}",
-                    **terms,  # type: ignore[arg-type]
+                    user_id=users[0],
+                    type="chat",
+                    credits=amount,
                 )
-                entry = approve(write_engine, request_id=request.id, approver="cfo@example.com")
-                assert (entry.grant_expires_at, entry.grant_priority) == (expires, priority)
-            model.grants.append(
-                Grant(
-                    entry.id,
-                    amount,
-                    10 if priority is None else int(priority),  # type: ignore[call-overload]
-                    None if hours is None else float(hours),  # type: ignore[arg-type]
-                )
+        except InsufficientCredits:
+            # Refused in full: nothing drawn (an expired grant is never drawn).
+            assert model.balance() < amount
+            _check(write_engine, org, model)
+            return
+        assert model.balance() >= amount
+        model.draw(amount)
+    elif kind == "reverse":
+        if not entries:
+            return
+        entry_id, what = entries.pop(int(step[1]) % len(entries))  # type: ignore[call-overload]
+        try:
+            reversal = reverse_adjustment(
+                write_engine, entry_id=entry_id, actor="finance@example.com", reason="Undo"
             )
-            entries.append((entry.id, "grant"))
-        elif kind in ("deduct", "generation"):
-            amount = int(step[1])  # type: ignore[call-overload]
-            try:
-                if kind == "deduct":
-                    entry = adjust_credits(
-                        write_engine,
-                        organization_id=org,
-                        amount=-amount,
-                        reason="Correction",
-                        actor="finance@example.com",
-                        idempotency_key=f"d{n}",
-                    )
-                    entries.append((entry.id, "deduct"))
-                else:
-                    record_generation(
-                        write_engine,
-                        organization_id=org,
-                        user_id=users[0],
-                        type="chat",
-                        credits=amount,
-                    )
-            except InsufficientCredits:
-                # Refused in full: nothing drawn (an expired grant is never drawn).
-                assert model.balance() < amount
-                _check(write_engine, org, model)
-                continue
-            assert model.balance() >= amount
-            model.draw(amount)
-        elif kind == "reverse":
-            if not entries:
-                continue
-            entry_id, what = entries.pop(int(step[1]) % len(entries))  # type: ignore[call-overload]
-            try:
-                reversal = reverse_adjustment(
-                    write_engine, entry_id=entry_id, actor="finance@example.com", reason="Undo"
-                )
-            except NothingToReverse:
-                g = next(g for g in model.grants if g.entry == entry_id)
-                assert not g.live()
-                continue
-            except InsufficientCredits:
-                continue
-            if what == "grant":
-                g = next(g for g in model.grants if g.entry == entry_id)
-                assert g.live() and reversal.amount == -g.remaining
-                g.remaining = 0
-            else:  # a reversed deduction comes back as a grant that never expires
-                model.grants.append(Grant(reversal.id, reversal.amount, 10, None))
-        else:
-            hours = int(step[1])  # type: ignore[call-overload]
-            _pass_hours(write_engine, org, hours)
-            for g in model.grants:
-                if g.hours_left is not None and g.hours_left > 0:
-                    g.hours_left -= hours
-        _check(write_engine, org, model)
+        except NothingToReverse:
+            g = next(g for g in model.grants if g.entry == entry_id)
+            assert not g.live()
+            return
+        except InsufficientCredits:
+            return
+        if what == "grant":
+            g = next(g for g in model.grants if g.entry == entry_id)
+            assert g.live() and reversal.amount == -g.remaining
+            g.remaining = 0
+        else:  # a reversed deduction comes back as a grant that never expires
+            model.grants.append(Grant(reversal.id, reversal.amount, 10, None))
+    else:
+        _pass(run, int(step[1]))  # type: ignore[call-overload]
+    _check(write_engine, org, model)
 
-    # Idle from here: the job writes off what is due, and nothing else changes.
+
+def _finish(run: Run) -> None:
+    """Idle from here: the job writes off what is due, and nothing else changes; the
+    book and the reconciliation agree."""
+    write_engine, org, model = run.engine, run.org, run.model
     expire_credits(write_engine, organization_ids=[org])
     _check(write_engine, org, model)
     with write_engine.connect() as conn:
@@ -279,3 +274,40 @@ def test_random_sequences_keep_the_grants_and_the_book(
     with write_engine.connect() as conn:
         drifts = [d for d in check_books(conn, full=True).drifts if d.organization_id == org]
     assert drifts == []
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    zone=st.sampled_from(ZONES),
+    tier=st.sampled_from(["free", "starter", "enterprise"]),
+    allowance=st.booleans(),
+    plan=steps,
+)
+def test_random_sequences_keep_the_grants_and_the_book(
+    write_engine: Engine, zone: str, tier: str, allowance: bool, plan: list[tuple[object, ...]]
+) -> None:
+    org, users = new_org(write_engine, timezone=zone, plan=tier)
+    run = Run(write_engine, org, users, zone)
+    if allowance:
+        # The plan's allowance for the organization's local month, expiring at its end.
+        grant_allowances(write_engine, organization_ids=[org])
+        assert grant_allowances(write_engine, organization_ids=[org]).allowances == 0
+        with write_engine.connect() as conn:
+            granted = [
+                a for a in credit_grants(conn, organization_id=org) if a.source == "allowance"
+            ]
+        at = _db_now(write_engine)
+        for a in granted:
+            assert a.expires_at is not None and a.ledger_entry_id is not None
+            # Not offered for reversal: an enterprise allowance is past what one person
+            # may move alone.
+            run.model.grants.append(
+                Grant(a.ledger_entry_id, a.amount, a.priority, (a.expires_at - at) / HOUR)
+            )
+    for n, step in enumerate(plan):
+        _step(run, n, step)
+    _finish(run)
