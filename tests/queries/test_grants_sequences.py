@@ -7,7 +7,9 @@ moving, for an organization in UTC, +5:45 or a DST zone. After every step the da
 must agree with a model that draws in the documented order (priority, soonest expiry,
 age) and never from an expired grant: each grant's remaining amount, the balance as
 the sum of the live remaining amounts, and the book's invariant; at the end, once the
-job has written off what is due, the reconciliation finds no drift.
+job has written off what is due, the monthly statements close and chain up to the live
+balance, each expiry a line of what the grant held, and the reconciliation finds no
+drift.
 
 The clock moves without the wall clock: moving every unexpired grant's expiry back by
 an interval, as the owner, is what time passing does to it.
@@ -16,7 +18,9 @@ an interval, as the owner, is what time passing does to it.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -34,6 +38,7 @@ from queries.credits import (
 from queries.generations import record_generation
 from queries.grants import expire_credits
 from queries.reconciliation import check_books
+from queries.statements import monthly_statement, next_month
 from tests.queries.writes import invariant_holds, new_org
 
 ZONES = ("UTC", "Asia/Kathmandu", "America/New_York")
@@ -253,9 +258,44 @@ def _step(run: Run, n: int, step: tuple[object, ...]) -> None:
     _check(write_engine, org, model)
 
 
+def _statements_close_and_chain(run: Run) -> None:
+    """The monthly statements, from the first month anything happened in (an expiry the
+    clock moved back may be before the organization) to the current one: the first
+    opens at zero, each closes (opening + granted - deducted - consumed - expired), each
+    opens at the last one's closing, the current one closes at the live balance, and
+    their expiry lines are what each expired grant still held, nothing drawn after."""
+    zone = ZoneInfo(run.zone)
+    with run.engine.connect() as conn:
+        grants = credit_grants(conn, organization_id=run.org)
+        created: dt.datetime = conn.execute(
+            text("SELECT created_at FROM organizations WHERE id = :o"), {"o": run.org}
+        ).scalar_one()
+        began = [created, *(g.expires_at for g in grants if g.expires_at is not None)]
+        month = min(at.astimezone(zone).date() for at in began).replace(day=1)
+        statements = [monthly_statement(conn, organization_id=run.org, month=month)]
+        while not statements[-1].to_date:
+            month = next_month(month)
+            statements.append(monthly_statement(conn, organization_id=run.org, month=month))
+    assert statements[0].opening_balance == 0
+    for s in statements:
+        assert s.closing_balance == (
+            s.opening_balance + s.granted - s.deducted - s.consumed - s.expired
+        )
+    for before, after in itertools.pairwise(statements):
+        assert after.opening_balance == before.closing_balance
+    assert statements[-1].closing_balance == run.model.balance()
+    entry_of = {g.id: g.ledger_entry_id for g in grants}
+    expiries = {entry_of[x.grant_id]: x.credits for s in statements for x in s.expiries}
+    assert expiries == {
+        g.entry: g.remaining
+        for g in run.model.grants
+        if g.remaining > 0 and g.hours_left is not None and g.hours_left <= 0
+    }
+
+
 def _finish(run: Run) -> None:
     """Idle from here: the job writes off what is due, and nothing else changes; the
-    book and the reconciliation agree."""
+    book, the statements and the reconciliation agree."""
     write_engine, org, model = run.engine, run.org, run.model
     expire_credits(write_engine, organization_ids=[org])
     _check(write_engine, org, model)
@@ -270,6 +310,7 @@ def _finish(run: Run) -> None:
             {"o": org},
         ).one()
     assert book.expired_entries == book.expired_grants
+    _statements_close_and_chain(run)
     # And the reconciliation, which recounts the grants from the ledger, finds no drift.
     with write_engine.connect() as conn:
         drifts = [d for d in check_books(conn, full=True).drifts if d.organization_id == org]
