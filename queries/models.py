@@ -169,6 +169,10 @@ class CreditBalance(Base):
     )
     balance: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
     updated_at: Mapped[dt.datetime] = _now()
+    # Caches of credit_grants kept by its triggers (migration 0023): the grant first in
+    # line when last found (NULL: not known), and the soonest expiry not written off.
+    head_grant_id: Mapped[int | None] = mapped_column(BigInteger)
+    next_expiry: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (CheckConstraint("balance >= 0", name="balance_not_negative"),)
 

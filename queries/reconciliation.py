@@ -22,7 +22,11 @@ The invariants:
   effect at its ``expires_at`` and marks it written off, and every grant with expired
   credits has its entry; ``grants.ledger``: every grant but the 'opening' one was made
   by a positive entry of its amount, and every positive entry after the one the opening
-  grant covers made a grant.
+  grant covers made a grant; ``grants.marks``: the two marks on the balance row
+  (migration 0023) agree with the grants: ``next_expiry`` is the soonest expiry not
+  written off, and ``head_grant_id``, if it points at a grant that can still be drawn,
+  points at the one first in line (one that ran dry or expired only sends the next
+  draw the long way, so it is no drift).
 
 **The balance_after chain.** Generations between two ledger entries consume credits, so
 entry *i*'s ``balance_after`` = sum(ledger amounts up to *i*, by id) - C(*i*), where C(*i*)
@@ -98,6 +102,7 @@ CHECKS: tuple[str, ...] = (
     "grants.balance",
     "grants.expiry",
     "grants.ledger",
+    "grants.marks",
     "usage_limits",
     "user_daily_usage",
     "quarter_hour_usage",
@@ -530,6 +535,43 @@ _GRANTS = text(
           AND NOT EXISTS (SELECT FROM credit_grants g
                           WHERE g.organization_id = l.organization_id
                             AND g.ledger_entry_id = l.id)
+        UNION ALL
+        SELECT b.organization_id, 'grants.marks',
+               CASE WHEN b.next_expiry IS DISTINCT FROM m.next_expiry THEN 'next_expiry'
+                    ELSE 'head_grant_id' END,
+               NULL, 0,
+               CASE WHEN b.next_expiry IS DISTINCT FROM m.next_expiry
+                    THEN 'the balance row''s next expiry against the soonest expiry of the '
+                         || 'grants not written off (seconds since 1970)'
+                    ELSE 'the balance row''s first grant in line against the grants'' '
+                         || 'draw order'
+               END,
+               CASE WHEN b.next_expiry IS DISTINCT FROM m.next_expiry
+                    THEN coalesce(extract(epoch FROM m.next_expiry)::bigint, 0)
+                    ELSE coalesce(h.id, 0) END,
+               CASE WHEN b.next_expiry IS DISTINCT FROM m.next_expiry
+                    THEN coalesce(extract(epoch FROM b.next_expiry)::bigint, 0)
+                    ELSE b.head_grant_id END
+        FROM credit_balances b
+        LEFT JOIN (SELECT g.organization_id, min(g.expires_at) AS next_expiry
+                   FROM credit_grants g WHERE g.written_off_at IS NULL
+                   GROUP BY 1) m ON m.organization_id = b.organization_id
+        LEFT JOIN LATERAL (
+            SELECT g.id FROM credit_grants g
+            WHERE g.organization_id = b.organization_id AND g.remaining > 0
+              AND g.written_off_at IS NULL
+              AND (g.expires_at IS NULL OR g.expires_at > now())
+            ORDER BY g.priority, g.expires_at NULLS LAST, g.id
+            LIMIT 1
+        ) h ON b.head_grant_id IS NOT NULL
+        WHERE b.next_expiry IS DISTINCT FROM m.next_expiry
+           OR (b.head_grant_id IS NOT NULL
+               AND b.head_grant_id IS DISTINCT FROM h.id
+               AND EXISTS (SELECT FROM credit_grants g
+                           WHERE g.organization_id = b.organization_id
+                             AND g.id = b.head_grant_id AND g.remaining > 0
+                             AND g.written_off_at IS NULL
+                             AND (g.expires_at IS NULL OR g.expires_at > now())))
     ),
     ranked AS (
         SELECT d.*, count(*) OVER (PARTITION BY d.organization_id, d.check) AS rows,

@@ -26,6 +26,7 @@ CHECK_LABELS: Final = {
     "grants.balance": "Balance = the grants' remaining amounts",
     "grants.expiry": "Expiry entries match their grants",
     "grants.ledger": "Grants match the entries that made them",
+    "grants.marks": "The balance row's marks match the grants",
     "usage_limits": "Daily quota counts (usage_limits)",
     "user_daily_usage": "Per-user days (user_daily_usage)",
     "quarter_hour_usage": "Quarter-hours (quarter_hour_usage)",

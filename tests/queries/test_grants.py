@@ -158,6 +158,53 @@ def test_a_due_grant_is_gone_for_reads_and_written_off_by_the_next_write(
     assert invariant_holds(write_engine, org)
 
 
+def _marks(engine: Engine, org: int) -> tuple[int | None, dt.datetime | None]:
+    """The balance row's marks (migration 0023): the head's ledger entry, next expiry."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT g.ledger_entry_id, b.next_expiry FROM credit_balances b "
+                "LEFT JOIN credit_grants g "
+                "  ON g.organization_id = b.organization_id AND g.id = b.head_grant_id "
+                "WHERE b.organization_id = :o"
+            ),
+            {"o": org},
+        ).one()
+    return row[0], row[1]
+
+
+def test_a_grant_that_comes_first_is_drawn_first_after_the_head_was_marked(
+    write_engine: Engine,
+) -> None:
+    org, users = new_org(write_engine)
+    now = _db_now(write_engine)
+    never = _grant(write_engine, org, 100, "never")
+    record_generation(write_engine, organization_id=org, user_id=users[0], type="chat", credits=10)
+    assert _marks(write_engine, org) == (never, None), "the draw marked the first in line"
+    # Each of these comes before the marked head: priority, then any expiry.
+    soon = now + dt.timedelta(days=30)
+    expiring = _grant(write_engine, org, 40, "expiring", expires_at=soon)
+    assert _marks(write_engine, org) == (None, soon), "a new grant clears the head"
+    record_generation(write_engine, organization_id=org, user_id=users[0], type="chat", credits=10)
+    assert _remaining(write_engine, org) == {never: 90, expiring: 30}
+    assert _marks(write_engine, org) == (expiring, soon)
+    urgent = _grant(write_engine, org, 5, "urgent", priority=1)
+    record_generation(write_engine, organization_id=org, user_id=users[0], type="chat", credits=10)
+    assert _remaining(write_engine, org) == {never: 90, expiring: 25, urgent: 0}
+    # A head that cannot cover a draw sends it the long way, which marks the next.
+    record_generation(write_engine, organization_id=org, user_id=users[0], type="chat", credits=30)
+    assert _remaining(write_engine, org) == {never: 85, expiring: 0, urgent: 0}
+    assert _marks(write_engine, org) == (never, soon), "the spent grant still expires"
+    # The owner moving an expiry (the clock passing it) moves the mark, and the next
+    # write writes the grant off, whatever the head mark says.
+    _move_expiry(write_engine, org, expiring, "now() - interval '1 second'")
+    assert _marks(write_engine, org)[0] is None
+    record_generation(write_engine, organization_id=org, user_id=users[0], type="chat", credits=5)
+    assert _marks(write_engine, org) == (never, None)
+    assert _remaining(write_engine, org) == {never: 80, expiring: 0, urgent: 0}
+    assert invariant_holds(write_engine, org)
+
+
 def _move_expiry(engine: Engine, org: int, entry: int, when: str) -> None:
     """Move a grant's expiry as the owner: the clock passing it, or not yet."""
     with engine.begin() as conn:

@@ -320,6 +320,22 @@ _DROP_ADDS_UP = "ALTER TABLE credit_grants DROP CONSTRAINT ck_credit_grants_rema
             {("grants.ledger", "grants"), ("grants.expiry", "expired")},
             id="entry-without-its-grant",
         ),
+        pytest.param(
+            ["UPDATE credit_balances SET next_expiry = '2001-01-01' WHERE organization_id = :o"],
+            {("grants.marks", "next_expiry")},
+            id="next-expiry-not-the-grants",
+        ),
+        pytest.param(
+            [
+                "UPDATE credit_balances SET head_grant_id = ("
+                "  SELECT id FROM credit_grants WHERE organization_id = :o AND remaining > 0"
+                "  AND written_off_at IS NULL"
+                "  ORDER BY priority DESC, expires_at DESC NULLS FIRST, id DESC LIMIT 1) "
+                "WHERE organization_id = :o",
+            ],
+            {("grants.marks", "head_grant_id")},
+            id="head-not-first-in-line",
+        ),
     ],
 )
 def test_grants_tampered_with_are_reported_in_full_and_incrementally(

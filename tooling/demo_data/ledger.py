@@ -32,6 +32,7 @@ def load_ledger(
     rows: list[tuple[object, ...]] = []
     balances: list[tuple[int, int]] = []
     grant_rows: list[tuple[object, ...]] = []
+    next_expiry: list[dt.datetime | None] = []
     entry_id = 0
     roles = pick_roles(orgs, now)
     next_grant = max((org.id for org in orgs), default=0) + 1  # the openings' ids are the orgs'
@@ -169,6 +170,13 @@ def load_ledger(
                 key, reverses, _ts(t), *terms,
             ))  # fmt: skip
         balances.append((org.id, running - int(cum[-1])))
+        # The soonest expiry not written off, as migration 0023's trigger keeps it.
+        next_expiry.append(
+            min(
+                (g.expires_at for g in grants if g.expires_at and not g.written_off(now)),
+                default=None,
+            )
+        )
         # The grants open after the loaded history: one opening grant of the balance,
         # covering the organization's entries so far, as migration 0021 opened them,
         # less what remains of the grants that expire (those have rows of their own).
@@ -193,8 +201,8 @@ def load_ledger(
     )
     copy_rows(
         conn,
-        "COPY credit_balances (organization_id, balance, updated_at) FROM STDIN",
-        [(org_id, bal, now) for org_id, bal in balances],
+        "COPY credit_balances (organization_id, balance, updated_at, next_expiry) FROM STDIN",
+        [(org_id, bal, now, due) for (org_id, bal), due in zip(balances, next_expiry, strict=True)],
     )
     copy_rows(
         conn,
