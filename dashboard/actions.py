@@ -40,6 +40,7 @@ from queries.errors import (
     InvalidInput,
     InvalidLimitChange,
     LimitApprovalRequired,
+    NothingToReverse,
 )
 from queries.identity import canonical_identity, stored_identity
 
@@ -486,6 +487,11 @@ def check_reversal(
     stored = _stored_reason(reason, clean_note, what="reversal", error=InvalidAdjustment)
     full = _reason_with_note(stored, clean_note, error=InvalidAdjustment)
     amount = credits.reversal_amount(entry_amount=entry_amount, remaining=remaining)
+    if amount == 0:
+        raise NothingToReverse(
+            f"Nothing remains of entry {entry_id}'s {entry_amount:,} credits, so there is "
+            "nothing to reverse."
+        )
     ledger.check_reversal_alone(
         entry_id=int(entry_id), amount=amount, moved=moved_alone, organization=organization_name
     )

@@ -120,6 +120,8 @@ def test_a_reversal_needs_an_entry_a_reason_and_enough_balance() -> None:
     # A grant partly used gives back what remains of it, and only that.
     used = reversal(entry_amount=150, remaining=100, balance=300)
     assert (used.moves, used.balance_after) == (-100, 200)
+    with pytest.raises(InvalidAdjustment, match="Nothing remains of entry 9's 150 credits"):
+        reversal(entry_amount=150, remaining=0, balance=300)
 
 
 @pytest.mark.parametrize(
