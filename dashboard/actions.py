@@ -40,6 +40,7 @@ from queries.errors import (
     InvalidInput,
     InvalidLimitChange,
     LimitApprovalRequired,
+    NothingToReverse,
 )
 from queries.identity import canonical_identity, stored_identity
 
@@ -443,10 +444,18 @@ class ReversalRequest:
     entry_kind: str
     reason: str
     balance_before: int
+    # What the reversal books (signed, ``credits.reversal_amount``): less than the
+    # opposite of the entry's amount when part of its grant was used; None: that opposite.
+    amount: int | None = None
+
+    @property
+    def moves(self) -> int:
+        """The credits the reversal books, signed."""
+        return -self.entry_amount if self.amount is None else self.amount
 
     @property
     def balance_after(self) -> int:
-        return self.balance_before - self.entry_amount
+        return self.balance_before + self.moves
 
 
 def check_reversal(
@@ -459,8 +468,17 @@ def check_reversal(
     reason: object,
     note: object,
     balance: int,
+    remaining: int | None = None,
+    moved_alone: int = 0,
 ) -> ReversalRequest:
-    """The reversal a form asks for, or ``InvalidAdjustment`` with the reason."""
+    """The reversal a form asks for, or ``InvalidAdjustment`` with the reason.
+
+    ``remaining`` is what remains of the grant the entry made (None: it made none);
+    ``moved_alone`` what the person moved alone for the organization in the last 24
+    hours (``data.moved_alone``). A reversal that passes the approval threshold, alone
+    or with those, is refused with the data layer's sentence
+    (``ReversalApprovalRequired``): no request carries a reversal, so there is nothing
+    to confirm."""
     if isinstance(entry_id, bool) or not isinstance(entry_id, numbers.Integral):
         raise InvalidAdjustment("Choose the ledger entry to reverse.")
     if entry_kind == "reversal":
@@ -468,9 +486,18 @@ def check_reversal(
     clean_note = _note(note, multiline=False, error=InvalidAdjustment)
     stored = _stored_reason(reason, clean_note, what="reversal", error=InvalidAdjustment)
     full = _reason_with_note(stored, clean_note, error=InvalidAdjustment)
-    if balance - entry_amount < 0:
+    amount = credits.reversal_amount(entry_amount=entry_amount, remaining=remaining)
+    if amount == 0:
+        raise NothingToReverse(
+            f"Nothing remains of entry {entry_id}'s {entry_amount:,} credits, so there is "
+            "nothing to reverse."
+        )
+    ledger.check_reversal_alone(
+        entry_id=int(entry_id), amount=amount, moved=moved_alone, organization=organization_name
+    )
+    if balance + amount < 0:
         raise InvalidAdjustment(
-            f"Insufficient credits: reversing entry {entry_id} takes {entry_amount:,} credits "
+            f"Insufficient credits: reversing entry {entry_id} takes {-amount:,} credits "
             f"away but the balance is {balance:,}."
         )
     return ReversalRequest(
@@ -481,6 +508,7 @@ def check_reversal(
         entry_kind=entry_kind,
         reason=full,
         balance_before=balance,
+        amount=amount,
     )
 
 

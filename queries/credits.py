@@ -5,9 +5,9 @@ organization before anything else, replays its key and books its entry through
 ``queries.ledger``, the one place credits move: adjustments, reversals and generations
 of one organization are serialized on that lock, and only the database moves a balance.
 
-Errors (importable from here) carry a sentence for the page: ``InvalidAdjustment``,
-``AlreadyReversed``, ``InsufficientCredits``, ``IdempotencyConflict``,
-``QuotaExceeded``; when one is raised, nothing was written. Failures of the database
+Errors (importable from here) carry a sentence for the page: ``InvalidAdjustment``
+(and its ``ApprovalRequired``, ``ReversalApprovalRequired``), ``AlreadyReversed``,
+``InsufficientCredits``, ``IdempotencyConflict``, ``QuotaExceeded``; when one is raised, nothing was written. Failures of the database
 itself arrive as the ``queries.errors`` that ``queries.transactions`` documents
 (``Busy``, ``DatabaseUnavailable``, ``OutcomeUnknown``, ``DatabaseRefused``); never a raw
 SQLAlchemy or psycopg exception. ``LedgerEntry`` and ``approval_threshold`` are
@@ -43,6 +43,7 @@ from queries.errors import (
     InvalidAdjustment,
     NothingToReverse,
     QuotaExceeded,
+    ReversalApprovalRequired,
 )
 from queries.grants import check_grant_terms, credit_grants
 from queries.identity import canonical_identity, stored_identity
@@ -73,12 +74,14 @@ __all__ = [
     "LedgerEntry",
     "NothingToReverse",
     "QuotaExceeded",
+    "ReversalApprovalRequired",
     "adjust_credits",
     "approval_threshold",
     "check_adjustment_amount",
     "credit_grants",
     "max_adjustment",
     "recent_duplicate",
+    "reversal_amount",
     "reverse_adjustment",
 ]
 
@@ -190,6 +193,13 @@ def reverse_adjustment(
     grant that never expires. A reversal that would take the balance below zero raises
     ``InsufficientCredits``. An expiry cannot be reversed: grant the credits again.
     ``organization_id``, when given, must be the entry's organization.
+
+    The two-person rule holds as for ``adjust_credits``: a reversal that books more than
+    ``approval_threshold()`` credits either way, or that with what ``actor`` moved alone
+    for the organization in the last 24 hours passes it, raises
+    ``ReversalApprovalRequired`` (an ``ApprovalRequired``) and writes nothing. No request
+    carries a reversal: its sentence names the ways that remain (a second person
+    reverses it, or an opposite adjustment is requested for approval).
     """
     entry_id = check_id(entry_id, "entry_id", error=InvalidAdjustment)
     actor = canonical_identity(actor, "actor", error=InvalidAdjustment)
@@ -227,8 +237,12 @@ def reverse_adjustment(
         )
         if previous is not None:
             return previous
-        amount, note = -int(row.amount), None
+        note = None
         grant = conn.execute(_GRANT_OF_ENTRY, {"org": org, "entry": entry_id}).one_or_none()
+        amount = reversal_amount(
+            entry_amount=int(row.amount),
+            remaining=None if grant is None else int(grant.remaining),
+        )
         if grant is not None:
             if grant.remaining == 0:
                 raise NothingToReverse(
@@ -240,7 +254,9 @@ def reverse_adjustment(
                     f"{grant.amount - grant.remaining:,} of the {grant.amount:,} credits were "
                     f"already {_gone(grant)}; reversed the remaining {grant.remaining:,}."
                 )
-            amount = -int(grant.remaining)
+        # The two-person rule, as for an adjustment: what the reversal books, with what
+        # this person moved alone for the organization in the last 24 hours.
+        check_alone(conn, organization_id=org, actor=actor, amount=amount, reverses=entry_id)
         return insert_movement(
             conn,
             organization_id=org,
@@ -255,6 +271,14 @@ def reverse_adjustment(
 
     # The reversal's key is "reversal:<entry>": a retry finds it, as adjust_credits does.
     return run_in_transaction(engine, body, idempotent=True)
+
+
+def reversal_amount(*, entry_amount: int, remaining: int | None) -> int:
+    """The credits reversing an entry books (signed): the opposite of what remains of the
+    grant the entry made (``remaining``), or of the entry's amount when it made none
+    (a deduction, or an entry older than the grants)."""
+    # One rule for the write and for the form that previews it.
+    return -(entry_amount if remaining is None else remaining)
 
 
 # The grant a positive entry made (not the opening grant, which covers older entries).

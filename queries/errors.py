@@ -240,6 +240,45 @@ class ApprovalRequired(InvalidAdjustment):
         super().__init__(sentence)
 
 
+class ReversalApprovalRequired(ApprovalRequired):
+    """Reversing the entry moves more than ``CREDITS_APPROVAL_THRESHOLD`` credits, alone
+    or with what the same person moved for the same organization in the last 24 hours:
+    one person may not apply it. Unlike an adjustment it cannot be requested for
+    approval (a request's approval books a grant or a deduction, never a reversal), so
+    the sentence names the ways that remain."""
+
+    def __init__(
+        self,
+        *,
+        entry_id: int,
+        amount: int,
+        threshold: int,
+        moved: int = 0,
+        organization: str | None = None,
+    ) -> None:
+        self.amount = amount
+        self.threshold = threshold
+        self.moved = moved
+        self.entry_id = entry_id
+        if moved or abs(amount) <= threshold:
+            where = f" for {organization}" if organization else ""
+            sentence = (
+                f"You moved {moved:,} credits{where} in the last 24 hours; with this reversal "
+                f"of {abs(amount):,} (entry {entry_id}) it passes the approval threshold of "
+                f"{threshold:,}, so you cannot apply it alone: a second person with approval "
+                "rights must reverse it. Nothing was changed."
+            )
+        else:
+            sentence = (
+                f"Reversing entry {entry_id} moves {abs(amount):,} credits, more than the "
+                f"approval threshold of {threshold:,}, so one person cannot apply it, and a "
+                f"reversal cannot be requested for approval. Request an adjustment of "
+                f"{amount:+,} credits instead, naming entry {entry_id} in its note: a "
+                "second person approves it. Nothing was changed."
+            )
+        InvalidAdjustment.__init__(self, sentence)
+
+
 class LimitApprovalRequired(InvalidLimitChange):
     """The new daily limit is above ``LIMIT_APPROVAL_FACTOR`` times the plan's limit for
     the type: one person may not set it; it must be requested and approved by a second

@@ -11,7 +11,7 @@ inside the transaction they own (``queries.transactions.run_in_transaction``):
   write's own refusal for a different one (``IdempotencyConflict`` by default). Every
   keyed write uses it, generations, limit and time-zone changes too;
 - ``needs_approval`` (with ``moved_alone`` / ``check_alone``): whether a second person
-  must approve, the same test for a form, a file and the write itself;
+  must approve, the same test for a form, a file, a reversal and the write itself;
 - ``insert_movement`` last: only the database books an entry (a trigger adds its amount
   to the balance, refuses to go below zero and sets ``balance_after``), so the app never
   writes a balance, nor an entry's id, time or ``balance_after``.
@@ -36,6 +36,7 @@ from queries.errors import (
     IdempotencyConflict,
     InsufficientCredits,
     InvalidAdjustment,
+    ReversalApprovalRequired,
 )
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "approval_threshold",
     "check_alone",
     "check_below_threshold",
+    "check_reversal_alone",
     "entry_by_key",
     "insert_movement",
     "insufficient_credits",
@@ -290,13 +292,54 @@ def moved_alone(conn: Connection, *, organization_ids: list[int], actor: str) ->
     return {int(r.id): int(r.moved) for r in rows}
 
 
-def check_alone(conn: Connection, *, organization_id: int, actor: str, amount: int) -> None:
-    """Raise ``ApprovalRequired`` when ``amount`` with ``actor``'s last 24 hours passes the threshold."""
+def check_alone(
+    conn: Connection,
+    *,
+    organization_id: int,
+    actor: str,
+    amount: int,
+    reverses: int | None = None,
+) -> None:
+    """Raise ``ApprovalRequired`` when ``amount`` with ``actor``'s last 24 hours passes the
+    threshold; for the reversal of entry ``reverses``, ``ReversalApprovalRequired``."""
     # Under the organization's lock: a second tab cannot pass the sum at the same time.
     threshold = approval_threshold()
     row = conn.execute(_MOVED_ALONE, {"ids": [organization_id], "actor": actor}).one()
     moved = int(row.moved)
-    if needs_approval(amount=amount, moved=moved, threshold=threshold):
+    if reverses is not None:
+        check_reversal_alone(
+            entry_id=reverses,
+            amount=amount,
+            moved=moved,
+            organization=str(row.slug),
+            threshold=threshold,
+        )
+    elif needs_approval(amount=amount, moved=moved, threshold=threshold):
         raise ApprovalRequired(
             amount=amount, threshold=threshold, moved=moved, organization=str(row.slug)
+        )
+
+
+def check_reversal_alone(
+    *,
+    entry_id: int,
+    amount: int,
+    moved: int = 0,
+    organization: str | None = None,
+    threshold: int | None = None,
+) -> None:
+    """Raise ``ReversalApprovalRequired`` when reversing entry ``entry_id`` (``amount``:
+    the credits the reversal books), after ``moved`` credits moved alone, passes the
+    threshold: the ``needs_approval`` test, worded for a reversal, which no request
+    carries."""
+    # The form (dashboard.actions.check_reversal) asks it with what it read; the write
+    # asks it through check_alone, under the lock.
+    limit = approval_threshold() if threshold is None else threshold
+    if needs_approval(amount=amount, moved=moved, threshold=limit):
+        raise ReversalApprovalRequired(
+            entry_id=entry_id,
+            amount=amount,
+            threshold=limit,
+            moved=moved,
+            organization=organization,
         )

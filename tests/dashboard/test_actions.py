@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from dashboard import actions
-from queries.errors import InvalidAdjustment, InvalidLimitChange
+from queries.errors import InvalidAdjustment, InvalidLimitChange, ReversalApprovalRequired
 
 
 def adjustment(**changes: object) -> actions.AdjustmentRequest:
@@ -86,20 +86,21 @@ def test_reasons_notes_and_balances_are_checked() -> None:
         adjustment(direction="refund")
 
 
-def test_a_reversal_needs_an_entry_a_reason_and_enough_balance() -> None:
-    def reversal(**changes: object) -> actions.ReversalRequest:
-        values: dict[str, object] = {
-            "organization_id": 1,
-            "organization_name": "Acme",
-            "entry_id": 9,
-            "entry_amount": 40,
-            "entry_kind": "grant",
-            "reason": "Entered in error",
-            "note": "",
-            "balance": 100,
-        } | changes
-        return actions.check_reversal(**values)  # type: ignore[arg-type]
+def reversal(**changes: object) -> actions.ReversalRequest:
+    values: dict[str, object] = {
+        "organization_id": 1,
+        "organization_name": "Acme",
+        "entry_id": 9,
+        "entry_amount": 40,
+        "entry_kind": "grant",
+        "reason": "Entered in error",
+        "note": "",
+        "balance": 100,
+    } | changes
+    return actions.check_reversal(**values)  # type: ignore[arg-type]
 
+
+def test_a_reversal_needs_an_entry_a_reason_and_enough_balance() -> None:
     assert reversal().balance_after == 60
     assert reversal(note="typo").reason == "Entered in error: typo"
     assert reversal(entry_amount=-30).balance_after == 130  # undoing a deduction
@@ -116,6 +117,52 @@ def test_a_reversal_needs_an_entry_a_reason_and_enough_balance() -> None:
         reversal(note="n" * 320)
     with pytest.raises(InvalidAdjustment, match="NUL"):
         reversal(note="n\x00")
+    # A grant partly used gives back what remains of it, and only that.
+    used = reversal(entry_amount=150, remaining=100, balance=300)
+    assert (used.moves, used.balance_after) == (-100, 200)
+    with pytest.raises(InvalidAdjustment, match="Nothing remains of entry 9's 150 credits"):
+        reversal(entry_amount=150, remaining=0, balance=300)
+
+
+@pytest.mark.parametrize(
+    ("entry_amount", "remaining", "moved", "refused"),
+    [
+        (-100, None, 0, False),
+        (-101, None, 0, True),  # a deduction given back
+        (101, None, 0, True),  # a grant taken back
+        (150, 100, 0, False),  # what remains of a used grant is what counts
+        (40, None, 60, False),
+        (41, None, 60, True),  # split: with the last 24 hours
+        (-41, None, 60, True),
+    ],
+)
+def test_the_reversal_form_refuses_one_person_exactly_where_the_data_layer_does(
+    monkeypatch: pytest.MonkeyPatch,
+    entry_amount: int,
+    remaining: int | None,
+    moved: int,
+    refused: bool,
+) -> None:
+    monkeypatch.setenv("CREDITS_APPROVAL_THRESHOLD", "100")
+    values = {
+        "entry_amount": entry_amount,
+        "remaining": remaining,
+        "moved_alone": moved,
+        "balance": 1_000,
+    }
+    if not refused:
+        assert reversal(**values).entry_id == 9
+        return
+    with pytest.raises(ReversalApprovalRequired) as refusal:
+        reversal(**values)
+    sentence = str(refusal.value)
+    assert "Nothing was changed." in sentence
+    if moved:
+        assert f"You moved {moved} credits for Acme in the last 24 hours" in sentence
+        assert "a second person with approval rights must reverse it" in sentence
+    else:
+        assert f"Reversing entry 9 moves {abs(entry_amount)} credits" in sentence
+        assert f"Request an adjustment of {-entry_amount:+} credits instead" in sentence
 
 
 def test_a_limit_change_is_checked_before_it_is_made() -> None:

@@ -14,6 +14,7 @@ from streamlit.testing.v1.element_tree import Button
 
 import queries.credits
 from dashboard import actions, auth
+from queries.approvals import approve, request_adjustment
 from queries.credits import adjust_credits
 from queries.errors import OutcomeUnknown
 from tests.dashboard.apptest import make_app, open_page, page_file, plain, scalar, table_with, texts
@@ -356,6 +357,91 @@ def test_reversing_an_entry_writes_one_reversal_and_restores_the_balance(
         )
         == 1
     )
+
+
+def reversals_of(engine: Engine, entry: int) -> int:
+    return int(scalar(engine, "SELECT count(*) FROM credit_ledger WHERE reverses_id = :e", e=entry))
+
+
+def choose_reversal(at: AppTest, entry: int) -> AppTest:
+    at.selectbox(key="credits.reverse_entry").set_value(entry)
+    at.selectbox(key="credits.reverse_reason").set_value("Entered in error")
+    button(at, "Review reversal").click()
+    return at.run()
+
+
+def test_a_reversal_above_the_threshold_is_refused_under_the_form_and_nothing_is_written(
+    org: int, fresh_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An approved grant of 250,000 (two other people) cannot be taken back by one person:
+    the review shows the refusal, offers nothing to confirm, and writes nothing."""
+    monkeypatch.setenv("CREDITS_APPROVAL_THRESHOLD", "100000")
+    request = request_adjustment(
+        fresh_engine,
+        organization_id=org,
+        amount=250_000,
+        reason="Plan top-up",
+        actor="ben@example.com",
+        idempotency_key="page-reversal-request",
+    )
+    entry = approve(fresh_engine, request_id=request.id, approver="cara@example.com").id
+    rows, before = ledger_rows(fresh_engine, org), balance(fresh_engine, org)
+
+    at = choose_reversal(credits_page(org), entry)
+    assert not at.exception
+    assert shown(at, "error") == [
+        f"Reversing entry {entry} moves 250,000 credits, more than the approval threshold "
+        "of 100,000, so one person cannot apply it, and a reversal cannot be requested for "
+        f"approval. Request an adjustment of -250,000 credits instead, naming entry {entry} "
+        "in its note: a second person approves it. Nothing was changed."
+    ]
+    assert "credits.reversal_pending" not in at.session_state
+    assert not [b for b in at.button if b.label.startswith("Confirm reversal")]
+    assert (ledger_rows(fresh_engine, org), balance(fresh_engine, org)) == (rows, before)
+    assert reversals_of(fresh_engine, entry) == 0
+
+
+def test_a_reversal_the_last_24_hours_fill_before_it_is_confirmed_is_refused(
+    org: int, fresh_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reviewed within the threshold, then the same person grants from another tab: the
+    confirmation is refused with the data layer's sentence and nothing is reversed."""
+    monkeypatch.setenv("CREDITS_APPROVAL_THRESHOLD", "100000")
+    entry = adjust_credits(
+        fresh_engine,
+        organization_id=org,
+        amount=60_000,
+        reason="Plan top-up",
+        actor="ben@example.com",
+        idempotency_key="page-reversal-grant",
+    ).id
+    at = choose_reversal(credits_page(org), entry)
+    assert {m.label: m.value for m in at.metric}["Balance after"] == (
+        f"{balance(fresh_engine, org) - 60_000:,}"
+    )
+    adjust_credits(  # the same person, in another tab
+        fresh_engine,
+        organization_id=org,
+        amount=50_000,
+        reason="Plan top-up",
+        actor="finance@example.com",
+        idempotency_key="page-reversal-other-tab",
+    )
+    rows, before = ledger_rows(fresh_engine, org), balance(fresh_engine, org)
+    slug = scalar(fresh_engine, "SELECT slug FROM organizations WHERE id = :o", o=org)
+
+    button(at, "Confirm reversal").click()
+    at.run()
+    assert not at.exception
+    assert (
+        f"You moved 50,000 credits for {slug} in the last 24 hours; with this reversal of "
+        f"60,000 (entry {entry}) it passes the approval threshold of 100,000, so you cannot "
+        "apply it alone: a second person with approval rights must reverse it. Nothing was "
+        "changed."
+    ) in shown(at, "error")
+    assert (ledger_rows(fresh_engine, org), balance(fresh_engine, org)) == (rows, before)
+    assert reversals_of(fresh_engine, entry) == 0
+    assert button(at, "Review reversal")  # back on the form
 
 
 # ------------------------------------------------- whole numbers, drafts, failures

@@ -1,8 +1,10 @@
 """The two-person rule cannot be split or self-approved.
 
 One person's movements for one organization count together over a trailing 24 hours
-(database time); an identity is one person under any spelling. Entries are back-dated
-by the owner (the append-only guard off inside that transaction), never by waiting for the clock.
+(database time); an identity is one person under any spelling. A reversal is held to the
+rule as an adjustment is (by the credits it books), and no request carries one. Entries
+are back-dated by the owner (the append-only guard off inside that transaction), never
+by waiting for the clock.
 """
 
 from __future__ import annotations
@@ -18,11 +20,20 @@ from sqlalchemy import Engine, text
 from queries.approvals import approve, reject, request_adjustment
 from queries.bulk import apply_bulk, plan_bulk
 from queries.credits import LedgerEntry, adjust_credits, reverse_adjustment
-from queries.errors import ApprovalRequired, InvalidAdjustment, SelfApproval
+from queries.errors import (
+    AlreadyReversed,
+    ApprovalRequired,
+    InsufficientCredits,
+    InvalidAdjustment,
+    NothingToReverse,
+    ReversalApprovalRequired,
+    SelfApproval,
+)
 from tests.queries.writes import invariant_holds, new_org, snapshot
 
 ANA = "ana@finance.example"
 BEN = "ben@finance.example"
+CARA = "cara@finance.example"
 THRESHOLD = 100_000
 
 
@@ -57,6 +68,23 @@ def _age(engine: Engine, org: int, hours: float) -> None:
         conn.execute(
             text("ALTER TABLE credit_ledger ENABLE ALWAYS TRIGGER credit_ledger_append_only")
         )
+
+
+def _approved(engine: Engine, org: int, amount: int) -> LedgerEntry:
+    """An adjustment ben requested and cara approved: its entry (the approver's)."""
+    request = request_adjustment(
+        engine,
+        organization_id=org,
+        amount=amount,
+        reason="Enterprise renewal",
+        actor=BEN,
+        idempotency_key=f"r-{uuid.uuid4()}",
+    )
+    return approve(engine, request_id=request.id, approver=CARA)
+
+
+def _reverse(engine: Engine, entry: LedgerEntry, actor: str = ANA) -> LedgerEntry:
+    return reverse_adjustment(engine, entry_id=entry.id, actor=actor, reason="Entered in error")
 
 
 def _slug(engine: Engine, org: int) -> str:
@@ -121,10 +149,10 @@ def test_approved_entries_do_not_count_and_reversals_do(write_engine: Engine) ->
         idempotency_key=f"r-{uuid.uuid4()}",
     )
     approve(write_engine, request_id=request.id, approver=ANA)  # a second person was there
-    entry = _grant(write_engine, org, 60_000)
+    entry = _grant(write_engine, org, 40_000)
     reverse_adjustment(write_engine, entry_id=entry.id, actor=ANA, reason="Wrong org")
-    with pytest.raises(ApprovalRequired, match="moved 120,000 credits"):
-        _grant(write_engine, org, 1)
+    with pytest.raises(ApprovalRequired, match="moved 80,000 credits"):
+        _grant(write_engine, org, 30_000)
 
 
 def test_a_request_cannot_be_approved_or_rejected_by_its_requester_in_another_case(
@@ -228,7 +256,13 @@ def test_what_one_person_applies_alone_never_passes_the_threshold_in_any_24_hour
         with contextlib.suppress(ApprovalRequired):
             _grant(write_engine, org, amount)
         _age(write_engine, org, hours_later)
-    with write_engine.connect() as conn:
+    assert _worst_window(write_engine, org) <= THRESHOLD
+    assert invariant_holds(write_engine, org)
+
+
+def _worst_window(engine: Engine, org: int) -> int:
+    """The most ana moved alone for ``org`` in any 24 hours ending at one of her entries."""
+    with engine.connect() as conn:
         worst = conn.execute(
             text(
                 """
@@ -244,5 +278,164 @@ def test_what_one_person_applies_alone_never_passes_the_threshold_in_any_24_hour
             ),
             {"org": org, "actor": ANA},
         ).scalar_one()
-    assert int(worst) <= THRESHOLD
+    return int(worst)
+
+
+# ------------------------------------------------------------ reversals (no request carries one)
+
+
+def test_one_person_cannot_reverse_an_approved_deduction_or_grant_above_the_threshold(
+    write_engine: Engine,
+) -> None:
+    org, _ = new_org(write_engine, balance=1_000_000)
+    deduction = _approved(write_engine, org, -500_000)
+    grant = _approved(write_engine, org, 250_000)
+    before = snapshot(write_engine, org)
+    # Someone else, the requester, the approver: none of them alone.
+    for person in (ANA, BEN, CARA):
+        with pytest.raises(ReversalApprovalRequired) as refused:
+            _reverse(write_engine, deduction, actor=person)
+        assert snapshot(write_engine, org) == before
+    assert isinstance(refused.value, ApprovalRequired)
+    assert str(refused.value) == (
+        f"Reversing entry {deduction.id} moves 500,000 credits, more than the approval "
+        "threshold of 100,000, so one person cannot apply it, and a reversal cannot be "
+        f"requested for approval. Request an adjustment of +500,000 credits instead, naming "
+        f"entry {deduction.id} in its note: a second person approves it. Nothing was changed."
+    )
+    with pytest.raises(ReversalApprovalRequired, match="adjustment of -250,000 credits"):
+        _reverse(write_engine, grant)
+    assert snapshot(write_engine, org) == before
+    assert invariant_holds(write_engine, org)
+
+
+def test_a_reversal_up_to_the_threshold_is_still_applied_alone(write_engine: Engine) -> None:
+    org, _ = new_org(write_engine)
+    entry = _grant(write_engine, org, 100_000, actor=BEN)
+    reversal = _reverse(write_engine, entry)
+    assert (reversal.amount, reversal.kind, reversal.reverses_id) == (
+        -100_000,
+        "reversal",
+        entry.id,
+    )
+    assert (reversal.actor, reversal.balance_after) == (ANA, 0)
+    assert invariant_holds(write_engine, org)
+
+
+def test_a_used_grant_counts_only_what_its_reversal_gives_back(write_engine: Engine) -> None:
+    org, _ = new_org(write_engine)
+    grant = _approved(write_engine, org, 150_000)
+    _grant(write_engine, org, -60_000, actor=BEN)  # drawn from that grant, the only one
+    reversal = _reverse(write_engine, grant)  # 90,000 remain: one person may
+    assert reversal.amount == -90_000
+    assert snapshot(write_engine, org)["balance"] == 0
+
+
+def test_reversals_cannot_be_split_nor_added_to_adjustments(write_engine: Engine) -> None:
+    org, _ = new_org(write_engine, balance=500_000)
+    first, second = (_grant(write_engine, org, -40_000, actor=BEN) for _ in range(2))
+    third = _grant(write_engine, org, 40_000, actor=CARA)
+    _reverse(write_engine, first)
+    _reverse(write_engine, second)  # 80,000 alone so far
+    before = snapshot(write_engine, org)
+    with pytest.raises(ReversalApprovalRequired) as refused:
+        _reverse(write_engine, third)
+    assert str(refused.value) == (
+        f"You moved 80,000 credits for {_slug(write_engine, org)} in the last 24 hours; with "
+        f"this reversal of 40,000 (entry {third.id}) it passes the approval threshold of "
+        "100,000, so you cannot apply it alone: a second person with approval rights must "
+        "reverse it. Nothing was changed."
+    )
+    with pytest.raises(ApprovalRequired, match="moved 80,000 credits"):
+        _grant(write_engine, org, 30_000)  # nor split between reversals and adjustments
+    assert snapshot(write_engine, org) == before
+    # A second person may, within their own 24 hours (ben's two 40,000 leave him 20,000).
+    _reverse(write_engine, third, actor=CARA)
+    assert invariant_holds(write_engine, org)
+
+
+def test_an_adjustment_counts_with_a_later_reversal(write_engine: Engine) -> None:
+    org, _ = new_org(write_engine)
+    entry = _grant(write_engine, org, 50_000, actor=BEN)
+    _grant(write_engine, org, 70_000)
+    before = snapshot(write_engine, org)
+    with pytest.raises(ReversalApprovalRequired, match="You moved 70,000 credits"):
+        _reverse(write_engine, entry)
+    assert snapshot(write_engine, org) == before
+    _age(write_engine, org, 24.1)  # the grant has left ana's 24 hours
+    assert _reverse(write_engine, entry).amount == -50_000
+
+
+def test_a_retried_reversal_gets_its_entry_back_after_the_window_filled(
+    write_engine: Engine,
+) -> None:
+    org, _ = new_org(write_engine)
+    entry = _grant(write_engine, org, 60_000, actor=BEN)
+    first = _reverse(write_engine, entry)
+    _grant(write_engine, org, 40_000)  # ana's 24 hours are full now
+    assert _reverse(write_engine, entry) == first  # the same request: its answer, nothing new
+    assert snapshot(write_engine, org)["balance"] == 40_000
+
+
+def test_the_way_out_of_a_refused_reversal_is_a_request_its_requester_cannot_approve(
+    write_engine: Engine,
+) -> None:
+    org, _ = new_org(write_engine, balance=600_000)
+    deduction = _approved(write_engine, org, -500_000)
+    with pytest.raises(ReversalApprovalRequired):
+        _reverse(write_engine, deduction)
+    request = request_adjustment(
+        write_engine,
+        organization_id=org,
+        amount=500_000,
+        reason="Entered in error",
+        note=f"Reverses entry {deduction.id}",
+        actor=ANA,
+        idempotency_key=f"r-{uuid.uuid4()}",
+    )
+    before = snapshot(write_engine, org)
+    with pytest.raises(SelfApproval):
+        approve(write_engine, request_id=request.id, approver=" Ana@Finance.example")
+    assert snapshot(write_engine, org) == before
+    entry = approve(write_engine, request_id=request.id, approver=BEN)
+    assert (entry.amount, entry.balance_after) == (500_000, 600_000)
+    assert invariant_holds(write_engine, org)
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    approved=st.lists(
+        st.integers(min_value=-300_000, max_value=300_000).filter(bool), min_size=1, max_size=3
+    ),
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["adjust", "reverse"]),
+            st.integers(min_value=-120_000, max_value=120_000).filter(bool),
+            st.sampled_from([0.0, 1.0, 6.0, 23.0, 25.0]),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+)
+def test_what_one_person_reverses_and_adjusts_alone_never_passes_the_threshold(
+    write_engine: Engine, approved: list[int], steps: list[tuple[str, int, float]]
+) -> None:
+    """Reversals of approved entries and of ana's own, among her adjustments: in no 24
+    hours does what she moved alone pass the threshold."""
+    org, _ = new_org(write_engine, balance=2_000_000)
+    entries = [_approved(write_engine, org, amount) for amount in approved]
+    for what, value, hours_later in steps:
+        with contextlib.suppress(
+            ApprovalRequired, AlreadyReversed, NothingToReverse, InsufficientCredits
+        ):
+            if what == "adjust":
+                entries.append(_grant(write_engine, org, value))
+            else:
+                _reverse(write_engine, entries[value % len(entries)])
+        _age(write_engine, org, hours_later)
+    assert _worst_window(write_engine, org) <= THRESHOLD
     assert invariant_holds(write_engine, org)

@@ -1,19 +1,27 @@
-"""Reversing a ledger entry: an entry of the ledger page shown, and its review."""
+"""Reversing a ledger entry: an entry of the ledger page shown, and its review.
+
+A reversal is held to the two-person rule as an adjustment is: one that moves more than
+``CREDITS_APPROVAL_THRESHOLD`` credits, alone or with what the person moved alone for
+the organization in the last 24 hours, is refused under the form with the data layer's
+sentence (no request carries a reversal), and nothing is drafted or written.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import actions, state
+from dashboard import actions, auth, data, state, ui
 from dashboard.app_pages.credits import FLASH
 from dashboard.confirm import WriteFlow
 from dashboard.text import md
 from queries.credits import LedgerEntry
 from queries.errors import InvalidInput
 
+_log = logging.getLogger(__name__)
 K_REVERSAL: Final = "credits.reversal_pending"
 K_REVERSAL_RETRY: Final = "credits.reversal_retry"
 
@@ -52,9 +60,7 @@ def render(f: state.Filters, entries: pd.DataFrame, balance: int) -> None:
                 )
                 before, after = st.columns(2)
                 before.metric("Balance now", f"{request.balance_before:,}")
-                after.metric(
-                    "Balance after", f"{request.balance_after:,}", f"{-request.entry_amount:+,}"
-                )
+                after.metric("Balance after", f"{request.balance_after:,}", f"{request.moves:+,}")
             REVERSAL.buttons(
                 request,
                 shown=(f.organization_id, f.organization.name),
@@ -106,6 +112,7 @@ def render(f: state.Filters, entries: pd.DataFrame, balance: int) -> None:
             if chosen.empty:
                 raise InvalidInput("Choose the ledger entry to reverse.")
             row = chosen.iloc[0]
+            remaining, moved = _what_it_moves(f, int(row["id"]))
             return actions.check_reversal(
                 organization_id=f.organization_id,
                 organization_name=f.organization.name,
@@ -115,6 +122,28 @@ def render(f: state.Filters, entries: pd.DataFrame, balance: int) -> None:
                 reason=st.session_state.get("credits.reverse_reason"),
                 note=st.session_state.get("credits.reverse_note"),
                 balance=balance,
+                remaining=remaining,
+                moved_alone=moved,
             )
 
         REVERSAL.check(checked)
+
+
+def _what_it_moves(f: state.Filters, entry_id: int) -> tuple[int | None, int]:
+    """What remains of the grant ``entry_id`` made (None: it made none) and what the
+    current user moved alone for the organization in the last 24 hours: what the review
+    needs to tell whether one person may apply the reversal (``actions.check_reversal``).
+    The write reads both again under the organization's lock and refuses alike."""
+    try:
+        grants = data.credit_grants(organization_id=f.organization_id)
+        moved = data.moved_alone(f.organization_id, actor=auth.current_user().email)
+    except ui.EXPECTED_ERRORS as exc:
+        _log.warning("reading what a reversal would move failed: %r", exc)
+        st.caption(
+            "Could not read what this reversal moves or what you moved for this "
+            "organization in the last 24 hours; confirming checks it again."
+        )
+        return None, 0
+    # The opening grant covers the entries before grants began, not one entry of its own.
+    made = [g for g in grants if g.ledger_entry_id == entry_id and g.source != "opening"]
+    return (made[0].remaining if made else None), moved
