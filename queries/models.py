@@ -856,8 +856,9 @@ class ReconciliationRun(Base):
     """What one ``dashboard reconcile`` found (migration 0023), recorded with the
     checkpoints it wrote: the instant it checked as of, its scope, every drift (the
     report's rows, as JSON; an empty array when the books closed) and the database login
-    that ran it (set by the database). Only the reconciler inserts one; nobody rewrites
-    it. The Reconciliation page shows the latest on a session's first visit."""
+    that ran it (set by the database). Only the reconciler inserts one, and no group role
+    may change or delete one. The Reconciliation page shows the latest on a session's
+    first visit."""
 
     __tablename__ = "reconciliation_runs"
 
