@@ -131,10 +131,10 @@ def summary(shown: Shown, now: dt.datetime, company: str) -> str:
         if result.days_checked is None
         else f"{counted(result.days_checked, 'day')} changed since the last verified checkpoints"
     )
-    kind = "Full check" if result.full else "Check of what changed"
+    kind = "full check" if result.full else "check of what changed"
     source = "Last recorded run" if shown.recorded else "Checked in this session"
     return (
-        f"**{source}**: {kind.lower() if shown.recorded else kind} by {shown.by}, at "
+        f"**{source}**: {kind} by {shown.by}, at "
         f"{when(result.checked_at, company)}, **{age(result.checked_at, now)}**. It covered "
         f"{counted(result.organizations_checked, 'organization')} and {scope}; the balances "
         "of all organizations."

@@ -119,7 +119,7 @@ def test_with_no_recorded_run_the_page_says_so_and_checks_only_when_asked(
     shown = plain_texts(at, "markdown")
     assert any("The books closed" in t for t in shown)
     assert f"Nothing had drifted at {ran_at:%Y-%m-%d %H:%M} UTC (just now)." in shown
-    assert any(t.startswith("**Checked in this session**: Check of what changed") for t in shown)
+    assert any(t.startswith("**Checked in this session**: check of what changed") for t in shown)
     # The page checks; the checkpoints and the runs are the reconciler's to write.
     assert _recorded(fresh_engine) == (0, 0)
 
