@@ -53,6 +53,7 @@ from queries import (
     limit_approvals,
     orgs,
     quotas,
+    reconciliation,
     statements,
     timelines,
     usage,
@@ -397,6 +398,8 @@ expiring_grants = _cached_read(grants.expiring_grants, scope=ALL, ttl=LIVE_TTL, 
 quota_forecast = _cached_read(forecast.quota_forecast, scope=ALL, ttl=LIVE_TTL, max_entries=8)
 usage_spikes = _cached_read(forecast.usage_spikes, scope=ALL, ttl=LIVE_TTL, max_entries=8)
 low_runway = _cached_read(forecast.low_runway, scope=ALL, ttl=LIVE_TTL, max_entries=64)
+# What the last `dashboard reconcile` found: it changes once a night (the page shows its age).
+last_reconciliation = _cached_read(reconciliation.last_run, scope=ALL, ttl=LIVE_TTL, max_entries=4)
 
 
 def timeline_by_type(

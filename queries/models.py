@@ -856,6 +856,39 @@ class ReconciliationCheckpoint(Base):
     __table_args__ = (PrimaryKeyConstraint("organization_id", "date"),)
 
 
+class ReconciliationRun(Base):
+    """What one ``dashboard reconcile`` found (migration 0024), recorded with the
+    checkpoints it wrote: the instant it checked as of, its scope, every drift (the
+    report's rows, as JSON; an empty array when the books closed) and the database login
+    that ran it (set by the database). Only the reconciler inserts one, and no group role
+    may change or delete one. The Reconciliation page shows the latest on a session's
+    first visit."""
+
+    __tablename__ = "reconciliation_runs"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    checked_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    full_check: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    organizations_checked: Mapped[int] = mapped_column(Integer, nullable=False)
+    # The changed (organization, day) pairs checked; NULL for a full check (every day).
+    days_checked: Mapped[int | None] = mapped_column(Integer)
+    drifts: Mapped[list[dict[str, object]]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'[]'::jsonb")
+    )
+    ran_by: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("session_user"))
+
+    __table_args__ = (
+        CheckConstraint("organizations_checked >= 0", name="organizations_checked_not_negative"),
+        CheckConstraint(
+            "(days_checked IS NULL) = full_check AND (days_checked IS NULL OR days_checked >= 0)",
+            name="days_checked_unless_full",
+        ),
+        CheckConstraint("jsonb_typeof(drifts) = 'array'", name="drifts_array"),
+        # The last run: one probe, newest first.
+        Index(None, "checked_at", "id"),
+    )
+
+
 ALERT_KINDS = ("will_hit_limit", "over_limit", "spike", "low_runway")
 # Kinds about one generation type; the others are about the whole organization.
 TYPED_ALERT_KINDS = ("will_hit_limit", "over_limit")

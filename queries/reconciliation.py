@@ -78,11 +78,19 @@ checked again until it is mended: a checkpoint is written only for what verified
 ``full=True`` checks everything from the raw rows. An incremental run trusts that a
 verified day's rows change only through new generations; a row edited by hand on a
 verified day is found by the next full run.
+
+**Recorded runs.** A run that records its checkpoints records what it found too, in the
+same transaction (``reconciliation_runs``, migration 0024): its instant, scope and
+drifts, and the database login that ran it. The Reconciliation page shows the latest
+(:func:`last_run`) on a session's first visit and checks only when asked; its own checks
+record nothing, as the app's role may write neither.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -172,6 +180,17 @@ class Reconciliation:
     @property
     def ok(self) -> bool:
         return not self.drifts
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRun:
+    """A run ``reconcile`` recorded (``reconciliation_runs``, migration 0024): what it
+    found (``result``: its scope, instant and drifts; not the checkpoints' part) and who
+    ran it (``ran_by``: the database login, as the database recorded it)."""
+
+    id: int
+    ran_by: str
+    result: Reconciliation
 
 
 # What changed since the checkpoints: (organization, local day) of every generation past
@@ -1025,8 +1044,65 @@ _VERIFY_DAYS = text(
 )
 
 
+# What a run found, recorded with its checkpoints (the database sets id and ran_by).
+_RECORD_RUN = text(
+    """
+    INSERT INTO reconciliation_runs
+        (checked_at, full_check, organizations_checked, days_checked, drifts)
+    VALUES (:checked_at, :full, :organizations_checked, :days_checked, CAST(:drifts AS jsonb))
+    """
+)
+# The newest run (of a full check, with :full): one probe of (checked_at, id).
+_LAST_RUN = text(
+    """
+    SELECT id, checked_at, full_check, organizations_checked, days_checked, drifts, ran_by
+    FROM reconciliation_runs
+    WHERE full_check OR NOT CAST(:full AS boolean)
+    ORDER BY checked_at DESC, id DESC
+    LIMIT 1
+    """
+)
+
+
+def _drift_json(drifts: Sequence[Drift]) -> str:
+    return json.dumps(
+        [
+            dataclasses.asdict(d)
+            | {"first_date": None if d.first_date is None else d.first_date.isoformat()}
+            for d in drifts
+        ]
+    )
+
+
+def _drift_from_json(item: dict[str, Any]) -> Drift:
+    day = item["first_date"]
+    return Drift(**(item | {"first_date": None if day is None else dt.date.fromisoformat(day)}))
+
+
+def last_run(conn: Connection, *, full: bool = False) -> RecordedRun | None:
+    """The newest run ``reconcile`` recorded (by the instant it checked as of), or None
+    if none was; with ``full``, the newest full check. One statement."""
+    if not isinstance(full, bool):
+        raise InvalidInput(f"full must be True or False, not {full!r}.")
+    row = conn.execute(_LAST_RUN, {"full": full}).one_or_none()
+    if row is None:
+        return None
+    return RecordedRun(
+        id=int(row.id),
+        ran_by=str(row.ran_by),
+        result=Reconciliation(
+            full=bool(row.full_check),
+            drifts=tuple(_drift_from_json(item) for item in row.drifts),
+            organizations_checked=int(row.organizations_checked),
+            days_checked=None if row.days_checked is None else int(row.days_checked),
+            checked_at=row.checked_at.astimezone(dt.UTC),
+        ),
+    )
+
+
 def _record_checkpoints(engine: Engine, result: Reconciliation) -> None:
-    """Write the checkpoints ``result`` earned, in one transaction: only what verified."""
+    """Write the checkpoints ``result`` earned (only what verified) and the run's record,
+    in one transaction."""
     clean: Sequence[Verified] = result.verified
     params = {
         "full": result.full,
@@ -1046,6 +1122,16 @@ def _record_checkpoints(engine: Engine, result: Reconciliation) -> None:
             conn.execute(_REZONE, params)
             conn.execute(_ADVANCE, params)
             conn.execute(_VERIFY_DAYS, params)
+        conn.execute(
+            _RECORD_RUN,
+            {
+                "checked_at": result.checked_at,
+                "full": result.full,
+                "organizations_checked": result.organizations_checked,
+                "days_checked": result.days_checked,
+                "drifts": _drift_json(result.drifts),
+            },
+        )
 
     run_in_transaction(engine, body, budget=CHECKPOINT_BUDGET_SECONDS)
 
@@ -1058,7 +1144,8 @@ def reconcile(
     now: dt.datetime | None = None,
 ) -> Reconciliation:
     """Check the books in one consistent snapshot (``check_books``), then record the
-    checkpoints of what verified (unless ``checkpoint`` is False). Recording needs a
+    checkpoints of what verified and what the run found (``reconciliation_runs``, read
+    back by :func:`last_run`), unless ``checkpoint`` is False. Recording needs a
     ``dashboard_auditor`` login (``RECONCILE_URL``); the app's role may only check."""
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="REPEATABLE READ")

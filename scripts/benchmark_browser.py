@@ -8,7 +8,8 @@ Two timings per page, p50 and p95 over ``--runs`` (Debian's Chromium, headless):
 
 - **in the app**: from another page, a click on the page's link in the sidebar menu,
   until the script has finished, nothing is stale or a placeholder, and every chart has
-  been drawn by plotly;
+  been drawn by plotly (the other page is the next one measured; with one page in
+  ``--pages``, the first page of the dashboard besides it, reached untimed);
 - **fresh tab**: the page's URL opened in a new tab (a new browser context, so a new
   Streamlit session and nothing cached in the browser), until the same.
 
@@ -234,30 +235,45 @@ class _Served:
     """One served app in the browser: a page kept open for the in-app clicks."""
 
     def __init__(
-        self, browser: Browser, base: str, targets: Sequence[Target], *, query: str, name: str
+        self,
+        browser: Browser,
+        base: str,
+        targets: Sequence[Target],
+        *,
+        query: str,
+        name: str,
+        via: Target | None = None,
     ):
         self.name = name
         self._browser = browser
         self._targets = targets
+        # Where a click to the only page measured starts from: else a click on the page
+        # it is already on, a rerun, not a visit from another page.
+        self._via = via
         self._links = {t.path: f"{base}/{t.path}{query}" for t in targets}
         self._page: Page | None = None
 
     def ready(self) -> None:
         """Open the first page, then every page once, as a server that has been up a while."""
-        first, last = self._targets[0], self._targets[-1]
+        first = self._targets[0]
         self._page = self._browser.new_page(viewport=VIEWPORT)  # type: ignore[arg-type]
         self._page.goto(self._links[first.path])
         _settle(self._page, first.title)
-        for target in self._targets:
-            _in_app(self._page, target, first if target is not first else last)
+        for index, target in enumerate(self._targets):
+            _in_app(self._page, target, self._other(index))
+
+    def _other(self, index: int) -> Target:
+        """The page a click to ``self._targets[index]`` starts from."""
+        if len(self._targets) == 1 and self._via is not None:
+            return self._via
+        return self._targets[(index + 1) % len(self._targets)]
 
     def round(self) -> dict[str, list[float]]:
         """Every page once in the app (from the next one) and once in a fresh tab."""
         assert self._page is not None
         times: dict[str, list[float]] = {}
         for index, target in enumerate(self._targets):
-            other = self._targets[(index + 1) % len(self._targets)]
-            times[f"{target.label}, in the app"] = [_in_app(self._page, target, other)]
+            times[f"{target.label}, in the app"] = [_in_app(self._page, target, self._other(index))]
             fresh = _fresh_tab(self._browser, self._links[target.path], target)
             times[f"{target.label}, fresh tab"] = [fresh]
         return times
@@ -268,9 +284,16 @@ class _Served:
 
 
 def _time_app(
-    browser: Browser, base: str, targets: Sequence[Target], *, query: str, runs: int, name: str
+    browser: Browser,
+    base: str,
+    targets: Sequence[Target],
+    *,
+    query: str,
+    runs: int,
+    name: str,
+    via: Target | None = None,
 ) -> list[Timing]:
-    served = _Served(browser, base, targets, query=query, name=name)
+    served = _Served(browser, base, targets, query=query, name=name, via=via)
     served.ready()
     rounds = [served.round() for _ in range(runs)]
     served.close()
@@ -293,6 +316,7 @@ def _side_by_side(
     query: str,
     runs: int,
     ref: str,
+    via: Target | None = None,
 ) -> None:
     """REF's app and this checkout's, served at once, timed in alternating rounds."""
     current_name = _baseline.current_label()
@@ -303,8 +327,8 @@ def _side_by_side(
             _served(tree.path / app, ref_env, secrets, python=python, cwd=tree.path) as old,
             _served(ROOT / app, env, secrets) as new,
         ):
-            baseline = _Served(browser, old, pages, query=query, name=tree.label)
-            current = _Served(browser, new, pages, query=query, name=current_name)
+            baseline = _Served(browser, old, pages, query=query, name=tree.label, via=via)
+            current = _Served(browser, new, pages, query=query, name=current_name, via=via)
             before, after = _baseline.alternate(baseline, current, runs)
             baseline.close()
             current.close()
@@ -348,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.runs < 2:
         parser.error("--runs must be at least 2")
-    pages = _project_pages()
+    every = pages = _project_pages()
     if args.pages:
         wanted = args.pages.split(",")
         named = {p.path or "overview": p for p in pages}
@@ -356,6 +380,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if unknown:
             parser.error(f"not a page of the dashboard: {', '.join(sorted(unknown))}")
         pages = tuple(named[path] for path in wanted)
+    via = next((p for p in every if p not in pages), None) if len(pages) == 1 else None
     database_url = args.database_url or _default_database()
     query = f"?org={args.org}" if args.org else ""
 
@@ -380,11 +405,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             if args.baseline:
                 print(_table(floor, slowest_floor), end="\n\n", flush=True)
                 _side_by_side(
-                    browser, env, secrets, pages, query=query, runs=args.runs, ref=args.baseline
+                    browser,
+                    env,
+                    secrets,
+                    pages,
+                    query=query,
+                    runs=args.runs,
+                    ref=args.baseline,
+                    via=via,
                 )
                 return
             with _served(ROOT / "dashboard" / "app.py", env, secrets) as base:
-                timed = _time_app(browser, base, pages, query=query, runs=args.runs, name="")
+                timed = _time_app(
+                    browser, base, pages, query=query, runs=args.runs, name="", via=via
+                )
         finally:
             browser.close()
     print(_table([*floor, *timed], slowest_floor))

@@ -42,6 +42,7 @@ from sqlalchemy import Engine, text
 from dashboard.navigation import PAGES
 from queries.approvals import reject, request_adjustment
 from queries.db import create_direct_engine
+from queries.reconciliation import reconcile
 from tests.conftest import PgServer, seeded_database
 
 ROOT: Final = Path(__file__).resolve().parents[2]
@@ -230,8 +231,10 @@ def screenshot(page: Page, name: str) -> None:
 
 
 def test_every_page_renders_without_an_error_and_is_photographed(
-    page: Page, app: RunningApp
+    page: Page, app: RunningApp, db: Engine
 ) -> None:
+    # As after the nightly `dashboard reconcile`: Reconciliation shows what it recorded.
+    reconcile(db)
     page.goto(app.url)
     settle(page, PAGES[0].title)
     sidebar = page.locator('[data-testid="stSidebar"]')

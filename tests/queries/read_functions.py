@@ -276,6 +276,8 @@ CROSS_ORGANIZATION: dict[str, Call] = {
 CHECKS: dict[str, Call] = {
     "reconciliation.check_books": lambda c, x: reconciliation.check_books(c),
     "reconciliation.check_books[full]": lambda c, x: reconciliation.check_books(c, full=True),
+    "reconciliation.last_run": lambda c, x: reconciliation.last_run(c),
+    "reconciliation.last_run[full]": lambda c, x: reconciliation.last_run(c, full=True),
 }
 
 

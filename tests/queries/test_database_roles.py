@@ -298,6 +298,18 @@ def test_every_table_is_readable_by_every_role_and_nothing_more_is_granted(
             for column in ("generation_id", "ledger_id", "timezone", "verified_at")
         ),
         ("reconciliation_checkpoints", None, "DELETE"),
+        # And what each run found (0024): inserted once, never changed; the database
+        # names who ran it.
+        *(
+            ("reconciliation_runs", column, "INSERT")
+            for column in (
+                "checked_at",
+                "full_check",
+                "organizations_checked",
+                "days_checked",
+                "drifts",
+            )
+        ),
     }
     with engine.connect() as conn:
         assert _grants(conn, "dashboard_reader") == select_all
@@ -978,6 +990,11 @@ _CHECKPOINT_WRITES = {
     "DELETE reconciliation_checkpoints": (
         "DELETE FROM reconciliation_checkpoints WHERE organization_id = :org"
     ),
+    # A run saying the books closed, which the page would show (0024).
+    "INSERT reconciliation_runs": (
+        "INSERT INTO reconciliation_runs (checked_at, full_check, organizations_checked) "
+        "VALUES (TIMESTAMPTZ '2100-01-01 00:00:00+00', true, :org)"
+    ),
 }
 # The time of a checkpoint is the database's, even for the reconciler.
 _AUDITOR_REFUSED_TOO = {
@@ -986,6 +1003,13 @@ _AUDITOR_REFUSED_TOO = {
         "(organization_id, date, generation_id, ledger_id, timezone, verified_at) "
         "VALUES (:org, DATE '2026-01-01', 1, 1, 'UTC', now())"
     ),
+    # A recorded run names the login that ran it, and is never rewritten.
+    "INSERT reconciliation_runs.ran_by": (
+        "INSERT INTO reconciliation_runs (checked_at, full_check, organizations_checked, "
+        "ran_by) VALUES (now(), true, :org, 'someone-else')"
+    ),
+    "UPDATE reconciliation_runs": "UPDATE reconciliation_runs SET drifts = '[]' WHERE id > 0",
+    "DELETE reconciliation_runs": "DELETE FROM reconciliation_runs WHERE id > :org",
 }
 # What dashboard_app may write (through the write functions), and the reader may not.
 _APP_WRITES = {
@@ -1027,7 +1051,7 @@ REFUSED_FOR_APP = {
     **_AUDITOR_REFUSED_TOO,
 }
 REFUSED_FOR_READER = {**REFUSED_FOR_APP, **_APP_WRITES}
-# The reconciler reads everything and writes only the checkpoints.
+# The reconciler reads everything and writes only the checkpoints and its runs.
 REFUSED_FOR_AUDITOR = {
     name: statement
     for name, statement in REFUSED_FOR_READER.items()

@@ -5,6 +5,7 @@ histories written by the real write functions, in several zones, never drift."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from queries.errors import DashboardError
 from queries.generations import record_generation
 from queries.grants import expire_credits
 from queries.orgs import set_timezone
-from queries.reconciliation import Drift, Reconciliation, check_books, reconcile
+from queries.reconciliation import Drift, Reconciliation, check_books, last_run, reconcile
 from queries.schema_version import alembic_config
 from tests.conftest import PgServer, _recreate
 from tests.factories import add_generations, add_ledger, ensure_types, make_org, make_user
@@ -744,6 +745,81 @@ def test_an_edit_of_the_newest_day_is_found_by_an_incremental_run(
     assert _checkpoints(owner, org.id) == []
     run(undo)
     assert not [d for d in reconcile(auditor, now=NOW).drifts if d.organization_id == org.id]
+
+
+# ------------------------------------------------------------------ committed: recorded runs
+
+
+def _forget_runs(owner: Engine) -> None:
+    """No run recorded yet (the module's database is shared by its tests)."""
+    with owner.begin() as conn:
+        conn.execute(text("DELETE FROM reconciliation_runs"))
+
+
+def test_a_run_records_what_it_found_and_who_ran_it_and_the_last_is_read_back(
+    database: tuple[str, Engine, Engine, Engine],
+) -> None:
+    _, owner, app, auditor = database
+    _forget_runs(owner)
+    org = _committed_books(owner, timezone="Asia/Kathmandu")
+    with app.connect() as conn:
+        assert last_run(conn) is None
+
+    first = reconcile(auditor, now=NOW)
+    assert not [d for d in first.drifts if d.organization_id == org.id]
+    with app.connect() as conn:  # the app reads what the reconciler recorded
+        run = last_run(conn)
+        assert last_run(conn, full=True) is None
+    assert run is not None and run.ran_by == AUDITOR_LOGIN
+    # What it found, as found (the checkpoints' part is not kept), at the instant checked.
+    assert run.result == dataclasses.replace(first, verified=(), day_organizations=(), days=())
+    assert run.result.checked_at == NOW and not run.result.full
+
+    with owner.begin() as conn:
+        conn.execute(
+            text("UPDATE credit_balances SET balance = balance + 7 WHERE organization_id = :o"),
+            {"o": org.id},
+        )
+    later = NOW + dt.timedelta(hours=1)
+    drifted = reconcile(auditor, full=True, now=later)
+    ours = [d for d in drifted.drifts if d.organization_id == org.id]
+    assert [d.check for d in ours] == ["balance", "grants.balance"]
+    with app.connect() as conn:
+        newest = last_run(conn)
+        full = last_run(conn, full=True)
+    assert newest is not None and newest == full and newest.id > run.id
+    # Every drift comes back as the run found it (its day, its entry, its numbers).
+    assert newest.result.drifts == drifted.drifts
+    assert newest.result.full and newest.result.days_checked is None
+    assert newest.result.checked_at == later
+
+    # "Last" is by the instant checked: a run of an earlier instant recorded afterwards
+    # (a check that started before the full one ended) is not the newest.
+    reconcile(auditor, now=NOW)
+    with app.connect() as conn:
+        assert last_run(conn) == newest
+    with owner.begin() as conn:
+        conn.execute(
+            text("UPDATE credit_balances SET balance = balance - 7 WHERE organization_id = :o"),
+            {"o": org.id},
+        )
+
+
+def test_a_check_that_records_no_checkpoints_records_no_run(
+    database: tuple[str, Engine, Engine, Engine],
+) -> None:
+    _, owner, app, _ = database
+    _forget_runs(owner)
+    _committed_books(owner)
+    # What the page does, as the app's login: it checks, and records nothing.
+    assert reconcile(app, checkpoint=False, now=NOW).organizations_checked
+    with app.connect() as conn:
+        assert last_run(conn) is None
+
+
+def test_last_run_refuses_a_full_that_is_not_a_bool(connection: Connection) -> None:
+    with pytest.raises(DashboardError, match="full must be True or False"):
+        last_run(connection, full="yes")  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------ random histories
