@@ -417,6 +417,13 @@ RUNWAY_COLUMNS = {
 # T_k (the expiry took the last of it): the organization runs out at the earliest of
 # those over k = 0 (no expiry yet) .. n. Expiries after the window cannot move a run-out
 # within it.
+#
+# Idle organizations (r = 0: nothing burned) take part only when they hold such a grant,
+# so they come from the same index, never from a scan of every grant. Nothing is
+# consumed, every expiring grant expires whole, and the balance lasts for ever unless
+# the expiries take all of it: then it runs out at the one that takes the last credits
+# (cause 'expiry'). One that keeps credits that never expire (or expire after the
+# window) is not listed: at its pace it never runs out (docs/design.md).
 _LOW_RUNWAY = text(
     """
     WITH RECURSIVE clock AS (
@@ -444,15 +451,25 @@ _LOW_RUNWAY = text(
         ) lo ON true
         WHERE CAST(:org AS bigint) IS NULL OR o.id = CAST(:org AS bigint)
     ),
-    runway AS (
-        SELECT *, burned::float8 / :days AS daily_burn FROM burn WHERE burned > 0
-    ),
+    -- A range of ix_credit_grants_due: the clock's expression itself (the same instant:
+    -- now() is the transaction's), so the planner knows the window and it is the index
+    -- condition; joined to the clock, the whole index was read and filtered.
     expiring_orgs AS (
         SELECT DISTINCT g.organization_id
-        FROM clock c
-        JOIN credit_grants g
-          ON g.expires_at > c.now AND g.expires_at <= c.now + make_interval(days => :within)
+        FROM credit_grants g
         WHERE g.expires_at IS NOT NULL AND g.written_off_at IS NULL AND g.remaining > 0
+          AND g.expires_at > coalesce(CAST(:now AS timestamptz), now())
+          AND g.expires_at <= coalesce(CAST(:now AS timestamptz), now())
+                              + make_interval(days => :within)
+          AND (CAST(:org AS bigint) IS NULL OR g.organization_id = CAST(:org AS bigint))
+    ),
+    -- Those that burned, and those that burned nothing but hold a live grant expiring
+    -- within the window (at a zero pace, only an expiry can end their balance).
+    runway AS (
+        SELECT b.*, b.burned::float8 / :days AS daily_burn
+        FROM burn b
+        WHERE b.burned > 0
+           OR b.organization_id IN (SELECT e.organization_id FROM expiring_orgs e)
     ),
     live AS (
         SELECT g.organization_id, g.remaining, g.expires_at,
@@ -516,7 +533,11 @@ _LOW_RUNWAY = text(
         CROSS JOIN ends e
         JOIN runway r ON r.organization_id = e.organization_id
         CROSS JOIN LATERAL (
-            SELECT (r.balance - e.gone) / r.daily_burn AS burn_days,
+            -- At a zero pace what is left lasts for ever, or ends with the expiry
+            -- that took the last of it.
+            SELECT CASE WHEN r.daily_burn > 0 THEN (r.balance - e.gone) / r.daily_burn
+                        WHEN r.balance - e.gone > 0 THEN 'Infinity'::float8
+                        ELSE 0 END AS burn_days,
                    extract(epoch FROM e.at - c.now)::float8 / 86400 AS expiry_days
         ) t0
         CROSS JOIN LATERAL (
@@ -576,7 +597,10 @@ def low_runway(
     does), runs_out_at (UTC), cause ('burn' or 'expiry': an expiry took the last
     credits), expiring_unused (credits that expire unused before then at this pace),
     expiring_then (of those, what expires at runs_out_at: 0 when the burn empties it).
-    Organizations that burned nothing never run out and are not listed.
+    An organization that burned nothing (daily_burn 0) is listed only when every credit
+    it holds expires within the window: it runs out at the expiry that takes the last
+    of them (cause 'expiry', expiring_unused its whole balance); otherwise it never runs
+    out and is not listed.
     """
     within_days = check_whole(within_days, "number of days", minimum=0, maximum=3660)
     burn_days = check_whole(burn_days, "number of burn days", minimum=1, maximum=366)
