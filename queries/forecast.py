@@ -458,21 +458,23 @@ _LOW_RUNWAY = text(
     -- now() is the transaction's), so the planner knows the window and it is the index
     -- condition; joined to the clock, the whole index was read and filtered.
     expiring_orgs AS (
-        SELECT DISTINCT g.organization_id
+        SELECT g.organization_id, sum(g.remaining) AS expiring
         FROM credit_grants g
         WHERE g.expires_at IS NOT NULL AND g.written_off_at IS NULL AND g.remaining > 0
           AND g.expires_at > coalesce(CAST(:now AS timestamptz), now())
           AND g.expires_at <= coalesce(CAST(:now AS timestamptz), now())
                               + make_interval(days => :within)
           AND (CAST(:org AS bigint) IS NULL OR g.organization_id = CAST(:org AS bigint))
+        GROUP BY g.organization_id
     ),
-    -- Those that burned, and those that burned nothing but hold a live grant expiring
-    -- within the window (at a zero pace, only an expiry can end their balance).
+    -- Those that burned, and those that burned nothing whose every live credit expires
+    -- within the window (at a zero pace only that can end a balance; the walk finds the
+    -- expiry that takes the last). Idle ones that keep some credit are not walked.
     runway AS (
         SELECT b.*, b.burned::float8 / :days AS daily_burn
         FROM burn b
-        WHERE b.burned > 0
-           OR b.organization_id IN (SELECT e.organization_id FROM expiring_orgs e)
+        LEFT JOIN expiring_orgs e ON e.organization_id = b.organization_id
+        WHERE b.burned > 0 OR e.expiring >= b.balance
     ),
     live AS (
         SELECT g.organization_id, g.remaining, g.expires_at,
