@@ -418,12 +418,12 @@ RUNWAY_COLUMNS = {
 # those over k = 0 (no expiry yet) .. n. Expiries after the window cannot move a run-out
 # within it.
 #
-# Idle organizations (r = 0: nothing burned) take part only when they hold such a grant,
-# so they come from the same index, never from a scan of every grant. Nothing is
-# consumed, every expiring grant expires whole, and the balance lasts for ever unless
-# the expiries take all of it: then it runs out at the one that takes the last credits
-# (cause 'expiry'). One that keeps credits that never expire (or expire after the
-# window) is not listed: at its pace it never runs out (docs/design.md).
+# Idle organizations (r = 0: nothing burned) take part only when the grants expiring
+# within the window hold all of their balance, so they come from the same index range,
+# never from a scan of every grant. Nothing is consumed, every expiring grant expires
+# whole, and the balance runs out at the expiry that takes the last credits (cause
+# 'expiry'). One that keeps credits that never expire (or expire after the window) is
+# not listed: at its pace it never runs out (docs/design.md).
 _LOW_RUNWAY = text(
     """
     WITH RECURSIVE clock AS (
