@@ -183,7 +183,8 @@ def spikes(f: state.Filters) -> None:
 
 def low_runway(page: str, f: state.Filters) -> None:
     """Organizations whose balance runs out within N days (a number input) at their
-    burn of the last 30 complete days. ``page`` prefixes the widgets' keys. Each row
+    burn of the last 30 complete days, or, with no burn, when every credit they hold
+    expires within those days. ``page`` prefixes the widgets' keys. Each row
     opens the Credits page for that organization (its balance, ledger and the
     adjustment form) when the person may open it, else its Overview."""
     st.subheader("Low runway")
@@ -244,5 +245,6 @@ def low_runway(page: str, f: state.Filters) -> None:
         "day in the last 30 complete days of their own (today not counted), drawn in the "
         "grants' order (priority, then soonest expiry): a grant that expires before the "
         "burn reaches it is lost, and may end the runway itself. 'Runs out on' is their "
-        "local date. Organizations that consumed nothing are not listed."
+        "local date. An organization that consumed nothing is listed only when all its "
+        "credits expire within those days: it runs out at the expiry that takes the last."
     )

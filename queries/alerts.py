@@ -244,7 +244,12 @@ def alerts_from(
         burn, days = _number(row["daily_burn"]), _number(row["runway_days"])
         out_on = row["runs_out_on"]
         out_on_text = None if out_on is None or pd.isna(out_on) else str(out_on)[:10]
-        burning = "" if burn is None else f", burning {burn:,.0f} a day"
+        if burn is None:
+            burning = ""
+        elif burn == 0:  # idle: listed because an expiry takes its last credits
+            burning = ", no recent use"
+        else:
+            burning = f", burning {burn:,.0f} a day"
         # Expiry (issue 18): in the runway alert, not a kind of its own, so it stays one
         # alert per organization and local day, sent once like before.
         cause = str(row.get("cause") or "burn")

@@ -417,6 +417,13 @@ RUNWAY_COLUMNS = {
 # T_k (the expiry took the last of it): the organization runs out at the earliest of
 # those over k = 0 (no expiry yet) .. n. Expiries after the window cannot move a run-out
 # within it.
+#
+# Idle organizations (r = 0: nothing burned) take part only when the grants expiring
+# within the window hold all of their balance, so they come from the same index range,
+# never from a scan of every grant. Nothing is consumed, every expiring grant expires
+# whole, and the balance runs out at the expiry that takes the last credits (cause
+# 'expiry'). One that keeps credits that never expire (or expire after the window) is
+# not listed: at its pace it never runs out (docs/design.md).
 _LOW_RUNWAY = text(
     """
     WITH RECURSIVE clock AS (
@@ -429,8 +436,11 @@ _LOW_RUNWAY = text(
         FROM clock c
         CROSS JOIN organizations o
         JOIN credit_balances b ON b.organization_id = o.id
-        -- Grants due but not yet written off are gone already (migration 0021).
-        LEFT JOIN due_credits(c.now) d ON d.organization_id = o.id
+        -- Grants due but not yet written off are gone already (migration 0021). Given
+        -- the clock's expression, not the CTE's column, so the planner knows the bound
+        -- and reads the few due grants on ix_credit_grants_due instead of every grant.
+        LEFT JOIN due_credits(coalesce(CAST(:now AS timestamptz), now())) d
+               ON d.organization_id = o.id
         CROSS JOIN LATERAL (SELECT (c.now AT TIME ZONE o.timezone)::date AS today) z
         LEFT JOIN LATERAL (
             SELECT d.credits_through FROM organization_daily_usage d
@@ -444,15 +454,27 @@ _LOW_RUNWAY = text(
         ) lo ON true
         WHERE CAST(:org AS bigint) IS NULL OR o.id = CAST(:org AS bigint)
     ),
-    runway AS (
-        SELECT *, burned::float8 / :days AS daily_burn FROM burn WHERE burned > 0
-    ),
+    -- A range of ix_credit_grants_due: the clock's expression itself (the same instant:
+    -- now() is the transaction's), so the planner knows the window and it is the index
+    -- condition; joined to the clock, the whole index was read and filtered.
     expiring_orgs AS (
-        SELECT DISTINCT g.organization_id
-        FROM clock c
-        JOIN credit_grants g
-          ON g.expires_at > c.now AND g.expires_at <= c.now + make_interval(days => :within)
+        SELECT g.organization_id, sum(g.remaining) AS expiring
+        FROM credit_grants g
         WHERE g.expires_at IS NOT NULL AND g.written_off_at IS NULL AND g.remaining > 0
+          AND g.expires_at > coalesce(CAST(:now AS timestamptz), now())
+          AND g.expires_at <= coalesce(CAST(:now AS timestamptz), now())
+                              + make_interval(days => :within)
+          AND (CAST(:org AS bigint) IS NULL OR g.organization_id = CAST(:org AS bigint))
+        GROUP BY g.organization_id
+    ),
+    -- Those that burned, and those that burned nothing whose every live credit expires
+    -- within the window (at a zero pace only that can end a balance; the walk finds the
+    -- expiry that takes the last). Idle ones that keep some credit are not walked.
+    runway AS (
+        SELECT b.*, b.burned::float8 / :days AS daily_burn
+        FROM burn b
+        LEFT JOIN expiring_orgs e ON e.organization_id = b.organization_id
+        WHERE b.burned > 0 OR e.expiring >= b.balance
     ),
     live AS (
         SELECT g.organization_id, g.remaining, g.expires_at,
@@ -516,7 +538,11 @@ _LOW_RUNWAY = text(
         CROSS JOIN ends e
         JOIN runway r ON r.organization_id = e.organization_id
         CROSS JOIN LATERAL (
-            SELECT (r.balance - e.gone) / r.daily_burn AS burn_days,
+            -- At a zero pace what is left lasts for ever, or ends with the expiry
+            -- that took the last of it.
+            SELECT CASE WHEN r.daily_burn > 0 THEN (r.balance - e.gone) / r.daily_burn
+                        WHEN r.balance - e.gone > 0 THEN 'Infinity'::float8
+                        ELSE 0 END AS burn_days,
                    extract(epoch FROM e.at - c.now)::float8 / 86400 AS expiry_days
         ) t0
         CROSS JOIN LATERAL (
@@ -576,7 +602,10 @@ def low_runway(
     does), runs_out_at (UTC), cause ('burn' or 'expiry': an expiry took the last
     credits), expiring_unused (credits that expire unused before then at this pace),
     expiring_then (of those, what expires at runs_out_at: 0 when the burn empties it).
-    Organizations that burned nothing never run out and are not listed.
+    An organization that burned nothing (daily_burn 0) is listed only when every credit
+    it holds expires within the window: it runs out at the expiry that takes the last
+    of them (cause 'expiry', expiring_unused its whole balance); otherwise it never runs
+    out and is not listed.
     """
     within_days = check_whole(within_days, "number of days", minimum=0, maximum=3660)
     burn_days = check_whole(burn_days, "number of burn days", minimum=1, maximum=366)

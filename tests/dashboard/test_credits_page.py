@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from typing import Any, NoReturn
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, text
@@ -19,6 +20,7 @@ from queries.credits import adjust_credits
 from queries.errors import OutcomeUnknown
 from tests.dashboard.apptest import make_app, open_page, page_file, plain, scalar, table_with, texts
 from tests.dashboard.shown import shown
+from tests.factories import make_org
 
 PENDING = "credits.pending"
 
@@ -113,6 +115,34 @@ def test_the_runway_tile_counts_credits_that_expire_before_the_burn_uses_them(
     assert not at.exception
     [tile] = [m for m in at.metric if m.label == "Runway"]
     assert "expire" in tile.proto.help, tile.proto.help
+
+
+def test_the_runway_tile_of_an_idle_organization_says_when_its_last_credits_expire(
+    fresh_url: str, fresh_engine: Engine, use_database: Callable[[str], None]
+) -> None:
+    # Nothing consumed, and all of its credits one promotion that expires in 5 days (of
+    # the database's clock, which the page reads).
+    use_database(fresh_url)
+    with fresh_engine.begin() as conn:
+        org = make_org(conn, name="Idle Promotion Org", timezone="Asia/Kathmandu")
+        expires = conn.execute(
+            text(
+                "INSERT INTO credit_ledger (organization_id, amount, kind, reason, actor, "
+                "idempotency_key, grant_expires_at) VALUES (:o, 8000, 'grant', "
+                "'Launch promotion', 'finance@example.com', 'idle-promo', "
+                "now() + interval '5 days') RETURNING grant_expires_at"
+            ),
+            {"o": org},
+        ).scalar_one()
+    on = expires.astimezone(ZoneInfo("Asia/Kathmandu"))
+    at = credits_page(org)
+    assert not at.exception
+    [tile] = [m for m in at.metric if m.label == "Runway"]
+    assert tile.value == "5 days"
+    assert tile.proto.help == (
+        f"Nothing was consumed recently, yet the balance runs out on {on.day} {on:%b}, "
+        "when 8,000 credits expire (the organization's own dates)."
+    )
 
 
 def test_a_valid_grant_writes_one_ledger_row_and_shows_the_new_balance(

@@ -125,6 +125,36 @@ def test_low_runway_is_on_usage_review_and_credits_with_a_days_input(
     assert list(wider["Organization"]) == list(expected["name"])
 
 
+def test_low_runway_lists_an_idle_organization_whose_credits_all_expire(
+    fresh_url: str, fresh_engine: Engine, use_database: Callable[[str], None]
+) -> None:
+    # Nothing consumed; 8,000 credits that expire in 5 days (of the database's clock,
+    # which the page reads), and another idle one that keeps 500 that never expire.
+    use_database(fresh_url)
+    with fresh_engine.begin() as conn:
+        idle = make_org(conn, name="Idle Promotion Org", timezone="Asia/Kathmandu")
+        keeps = make_org(conn, name="Idle Keeper Org", timezone="Asia/Kathmandu", balance=500)
+        for org in (idle, keeps):
+            expires = conn.execute(
+                text(
+                    "INSERT INTO credit_ledger (organization_id, amount, kind, reason, "
+                    "actor, idempotency_key, grant_expires_at) VALUES (:o, 8000, 'grant', "
+                    "'Launch promotion', 'finance@example.com', 'idle-promo', "
+                    "now() + interval '5 days') RETURNING grant_expires_at"
+                ),
+                {"o": org},
+            ).scalar_one()
+    on = expires.astimezone(ZoneInfo("Asia/Kathmandu"))
+    at = open_page(make_app(role="admin"), "usage")
+    assert not at.exception and not at.error
+    table = table_with(at, "Runs out on")
+    [row] = table[table["Organization"] == "Idle Promotion Org"].to_dict("records")
+    assert (row["Balance"], row["Daily burn"], row["Expires unused"]) == (8_000, 0, 8_000)
+    assert row["Runs out on"] == on.date()
+    assert row["Why"] == f"runs out on {on.day} {on:%b}, when 8,000 credits expire"
+    assert "Idle Keeper Org" not in set(table["Organization"])
+
+
 def test_a_long_low_runway_list_draws_the_soonest_and_offers_all_of_them_as_csv(
     trouble: dict[str, object], fresh_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

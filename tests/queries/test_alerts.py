@@ -22,7 +22,15 @@ from tests.conftest import WRITE_DATABASE, PgServer
 from tests.factories import add_generations, ensure_types, make_org, make_user
 from tests.faults import CommitCutProxy
 from tests.queries.roles import APP_LOGIN, READER_LOGIN, login_engine
-from tests.queries.test_forecast import HOUR, Tenant, evenly, local_midnight
+from tests.queries.test_forecast import (
+    DAY,
+    EXPIRY_NOW,
+    HOUR,
+    Tenant,
+    evenly,
+    hold_grants,
+    local_midnight,
+)
 from tests.queries.writes import new_org
 from tests.statements import recording
 
@@ -260,6 +268,30 @@ def test_a_runway_alert_says_when_credits_expire_unused() -> None:
     )
     assert by_org[5].details["expiring_unused"] == 2_000
     json.dumps([a.details for a in alerts], allow_nan=False)
+
+
+def test_a_runway_alert_of_an_idle_organization_says_its_credits_expire() -> None:
+    # Nothing burned; every credit it holds expires on 14 Dec (its own date in Berlin).
+    [alert] = _alerts(
+        runway=_runway(
+            {
+                "organization_id": 4,
+                "balance": 8_000,
+                "daily_burn": 0.0,
+                "runway_days": 18.1,
+                "runs_out_on": dt.date(2026, 12, 14),
+                "runs_out_at": pd.Timestamp("2026-12-13 23:30", tz="UTC"),
+                "cause": "expiry",
+                "expiring_unused": 8_000,
+                "expiring_then": 6_000,
+            }
+        ),
+    )
+    assert alert.message == (
+        "Dune runs out on 14 Dec, when 6,000 credits expire; 2,000 more expire unused "
+        "before (balance 8,000, no recent use)"
+    )
+    assert (alert.details["daily_burn"], alert.details["cause"]) == (0.0, "expiry")
 
 
 def test_one_alert_per_kind_organization_and_type_most_urgent_first() -> None:
@@ -610,6 +642,23 @@ def test_current_alerts_runs_as_either_role(
     finally:
         engine.dispose()
     assert kinds == [("over_limit", "chat")]
+
+
+def test_current_alerts_warn_of_an_idle_organization_whose_credits_all_expire(
+    connection: Connection,
+) -> None:
+    idle, keeps = Tenant(connection, "Asia/Kathmandu"), Tenant(connection, "Asia/Kathmandu")
+    hold_grants(idle, EXPIRY_NOW, opening=0, grants=[(8_000, 5 * DAY, None)])
+    hold_grants(keeps, EXPIRY_NOW, opening=500, grants=[(8_000, 5 * DAY, None)])
+
+    alerts = [a for a in current_alerts(connection, now=EXPIRY_NOW) if a.kind == "low_runway"]
+
+    [alert] = [a for a in alerts if a.organization_id == idle.org]
+    assert alert.message.endswith(
+        "runs out on 15 Apr, when 8,000 credits expire (balance 8,000, no recent use)"
+    )
+    assert alert.local_day == dt.date(2031, 4, 10)  # 01:45 in Kathmandu
+    assert keeps.org not in {a.organization_id for a in alerts}
 
 
 def test_current_alerts_carries_the_forecast_the_spikes_and_the_runways(

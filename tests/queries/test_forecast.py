@@ -723,3 +723,127 @@ def test_the_walk_follows_the_draw_order_across_expiries(
     assert row["expiring_unused"] == unused
     assert row["cause"] == "burn"
     assert row["runway_days"] == pytest.approx((7_000 - unused) / 50)
+
+
+# -- low runway of idle organizations: nothing burned, credits that expire -------------
+
+# The local date of EXPIRY_NOW + 5 days (20:00 UTC): 01:45 the next day in Kathmandu.
+IDLE_ZONES = [("UTC", dt.date(2031, 4, 14)), ("Asia/Kathmandu", dt.date(2031, 4, 15))]
+
+
+def reason_of(row: pd.Series) -> str:
+    return forecast.runway_reason(
+        balance=int(row["balance"]),
+        cause=str(row["cause"]),
+        runs_out_on=row["runs_out_on"],
+        expiring_unused=int(row["expiring_unused"]),
+        expiring_then=int(row["expiring_then"]),
+    )
+
+
+def listed(connection: Connection, org: int, **kwargs: object) -> bool:
+    rows = forecast.low_runway(connection, now=EXPIRY_NOW, **kwargs)  # type: ignore[arg-type]
+    return org in set(rows["organization_id"])
+
+
+@pytest.mark.parametrize(("tz", "shown"), IDLE_ZONES)
+def test_an_idle_organization_whose_only_grant_expires_runs_out_at_that_expiry(
+    connection: Connection, tz: str, shown: dt.date
+) -> None:
+    tenant = Tenant(connection, tz)  # no use at all
+    hold_grants(tenant, EXPIRY_NOW, opening=0, grants=[(8_000, 5 * DAY, None)])
+
+    row = row_of(forecast.low_runway(connection, within_days=14, now=EXPIRY_NOW), tenant.org)
+
+    assert row["balance"] == 8_000 and row["daily_burn"] == 0
+    assert row["cause"] == "expiry"
+    assert row["runs_out_at"] == EXPIRY_NOW + 5 * DAY
+    assert row["runway_days"] == pytest.approx(5)
+    assert row["runs_out_on"] == shown  # the organization's own date of the expiry
+    assert row["expiring_unused"] == row["expiring_then"] == 8_000
+    assert reason_of(row) == f"runs out on {shown.day} Apr, when 8,000 credits expire"
+    # The same row for the organization alone; not within a window that ends before.
+    alone = forecast.low_runway(
+        connection, within_days=14, now=EXPIRY_NOW, organization_id=tenant.org
+    )
+    assert row_of(alone, tenant.org).equals(row)
+    assert not listed(connection, tenant.org, within_days=4)
+
+
+@pytest.mark.parametrize(("tz", "shown"), IDLE_ZONES)
+def test_an_idle_organization_runs_out_at_the_expiry_that_takes_its_last_credits(
+    connection: Connection, tz: str, shown: dt.date
+) -> None:
+    tenant = Tenant(connection, tz)
+    # 2,000 expire in 3 days, then two grants of 3,000 at one instant in 5 days (one
+    # drawn first, priority 5): at a zero pace the order does not matter, all expire.
+    hold_grants(
+        tenant,
+        EXPIRY_NOW,
+        opening=0,
+        grants=[(2_000, 3 * DAY, None), (3_000, 5 * DAY, 5), (3_000, 5 * DAY, 20)],
+    )
+
+    row = row_of(forecast.low_runway(connection, within_days=14, now=EXPIRY_NOW), tenant.org)
+
+    assert (row["cause"], row["runs_out_at"]) == ("expiry", EXPIRY_NOW + 5 * DAY)
+    assert row["expiring_unused"] == 8_000 and row["expiring_then"] == 6_000
+    assert reason_of(row) == (
+        f"runs out on {shown.day} Apr, when 6,000 credits expire; 2,000 more expire unused before"
+    )
+
+
+@pytest.mark.parametrize("tz", [tz for tz, _ in IDLE_ZONES])
+def test_an_idle_organization_that_keeps_credits_past_the_window_is_not_listed(
+    connection: Connection, tz: str
+) -> None:
+    # Credits that never expire, or that expire after the window, last for ever at a
+    # zero pace: it does not run out, however much else expires (design.md, "idle").
+    keeps = Tenant(connection, tz)
+    hold_grants(keeps, EXPIRY_NOW, opening=500, grants=[(8_000, 5 * DAY, None)])
+    later = Tenant(connection, tz)
+    hold_grants(later, EXPIRY_NOW, opening=0, grants=[(2_000, 5 * DAY, None), (6_000, 20 * DAY, 5)])
+
+    assert not listed(connection, keeps.org, within_days=14)
+    assert not listed(connection, keeps.org, within_days=3660)
+    assert not listed(connection, later.org, within_days=14)
+    # Within 30 days the later grant's expiry takes the last of it.
+    row = row_of(forecast.low_runway(connection, within_days=30, now=EXPIRY_NOW), later.org)
+    assert (row["cause"], row["runs_out_at"]) == ("expiry", EXPIRY_NOW + 20 * DAY)
+    assert row["expiring_unused"] == 8_000 and row["expiring_then"] == 6_000
+
+
+@pytest.mark.parametrize("tz", [tz for tz, _ in IDLE_ZONES])
+def test_an_idle_organization_with_nothing_live_is_not_listed(
+    connection: Connection, tz: str
+) -> None:
+    # Nothing ahead of it: no credits at all, or only a grant that expired before now
+    # (due, not yet written off).
+    empty = Tenant(connection, tz)
+    hold_grants(empty, EXPIRY_NOW, opening=0, grants=[])
+    expired = Tenant(connection, tz)
+    hold_grants(expired, EXPIRY_NOW, opening=0, grants=[(8_000, -12 * HOUR, None)])
+
+    for tenant in (empty, expired):
+        assert not listed(connection, tenant.org, within_days=3660)
+
+
+@pytest.mark.parametrize("tz", [tz for tz, _ in IDLE_ZONES])
+def test_idle_and_burning_organizations_are_listed_soonest_run_out_first(
+    connection: Connection, tz: str
+) -> None:
+    soon, late = Tenant(connection, tz), Tenant(connection, tz)
+    for tenant, credits in ((soon, 300), (late, 1_000)):
+        burning(tenant, EXPIRY_NOW, 100)
+        hold_grants(tenant, EXPIRY_NOW, opening=credits, grants=[])
+    idle = Tenant(connection, tz)
+    hold_grants(idle, EXPIRY_NOW, opening=0, grants=[(8_000, 5 * DAY, None)])
+
+    result = forecast.low_runway(connection, within_days=14, now=EXPIRY_NOW)
+    ours = result[result["organization_id"].isin([soon.org, late.org, idle.org])]
+
+    assert list(ours["organization_id"]) == [soon.org, idle.org, late.org]
+    assert list(ours["cause"]) == ["burn", "expiry", "burn"]
+    # The burning ones read as they did: balance / burn, nothing lost to expiry.
+    assert list(ours["runway_days"]) == pytest.approx([3, 5, 10])
+    assert list(ours["daily_burn"]) == pytest.approx([100, 0, 100])

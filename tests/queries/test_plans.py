@@ -169,3 +169,25 @@ def test_cross_organization_reads_do_not_scan_history(
     finally:
         demo.exec_driver_sql("RESET enable_seqscan")
     assert not _sequential_scans(priced_out, SMALL_HISTORY), f"{name}: no index serves its range"
+
+
+def test_low_runway_reads_only_the_grants_that_expire_within_its_window(
+    demo: Connection,
+) -> None:
+    # Burning or idle, an organization's grants are walked only when one of them expires
+    # within the window: a range of the due-grants index finds them, not a read of every
+    # grant (nor of every grant with an expiry). Sequential scans priced out: the demo's
+    # grants are few enough that one could be the cheaper plan.
+    ctx = _context(demo, largest=True)
+    demo.exec_driver_sql("SET enable_seqscan = off")
+    try:
+        (nodes,) = _plans(demo, CROSS_ORGANIZATION["forecast.low_runway"], ctx)
+    finally:
+        demo.exec_driver_sql("RESET enable_seqscan")
+    assert not _sequential_scans([nodes], {"credit_grants"})
+    windows = [
+        node["Index Cond"]
+        for node in nodes
+        if node.get("Index Name") == "ix_credit_grants_due" and "Index Cond" in node
+    ]
+    assert any("expires_at >" in cond and "expires_at <=" in cond for cond in windows), windows

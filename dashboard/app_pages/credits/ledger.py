@@ -57,12 +57,14 @@ def balance(f: state.Filters) -> int | None:
         f"days (to {runway.today - dt.timedelta(days=1)}, the organization's own days).",
         border=True,
     )
-    if runway.runway_days is None:
-        tiles[2].metric("Runway", "No burn", help="Nothing was consumed recently.", border=True)
-        return runway.balance
-    # At that burn, counting the grants that expire before it could use them.
+    # At that burn, counting the grants that expire before it could use them. With no
+    # burn, it runs out only when an expiry takes the last of its credits.
     ahead = data.low_runway(within_days=RUNWAY_HORIZON_DAYS, organization_id=f.organization_id)
-    if ahead.empty:  # further away than the horizon
+    if ahead.empty:
+        if runway.runway_days is None:
+            tiles[2].metric("Runway", "No burn", help="Nothing was consumed recently.", border=True)
+            return runway.balance
+        # Further away than the horizon.
         days, why = runway.runway_days, f"lasts beyond {RUNWAY_HORIZON_DAYS:,} days"
     else:
         row = ahead.iloc[0]
@@ -74,10 +76,13 @@ def balance(f: state.Filters) -> int | None:
             expiring_unused=int(row["expiring_unused"]),
             expiring_then=int(row["expiring_then"]),
         )
+    basis = (
+        "Nothing was consumed recently, yet" if runway.runway_days is None else "At that burn rate"
+    )
     tiles[2].metric(
         "Runway",
         counted(days, "day", fmt=",.0f"),
-        help=f"At that burn rate the balance {why} (the organization's own dates).",
+        help=f"{basis} the balance {why} (the organization's own dates).",
         border=True,
     )
     return runway.balance
