@@ -394,6 +394,46 @@ def test_audit_trail_lists_credit_and_limit_changes(connection: Connection) -> N
     ) == ["grant"]
 
 
+def test_audit_trail_names_the_ledger_entry_of_each_credit_change(connection: Connection) -> None:
+    ensure_types(connection)
+    org = make_org(connection, name="Entries in the trail")
+    add_ledger(connection, org, [(50, "grant", "Promo", dt.datetime(2030, 6, 1, 9, tzinfo=UTC))])
+    (grant,) = usage.ledger_page(connection, organization_id=org).entries["id"]
+    # An approval names the entry it booked; a limit change none; and a value in the JSON
+    # that is no entry number is no entry (never an error).
+    for hour, action, details in [
+        (10, "approve_adjustment", f'{{"request_id": 3, "ledger_entry_id": {grant}}}'),
+        (11, "set_daily_limit", '{"type": "chat", "old_limit": 5, "new_limit": 9}'),
+        (12, "approve_adjustment", '{"request_id": 4, "ledger_entry_id": "12; DROP"}'),
+    ]:
+        connection.execute(
+            text(
+                "INSERT INTO audit_log (organization_id, action, actor, reason, details, "
+                "created_at) VALUES (:o, :action, 'sam@x.com', 'Test', CAST(:details AS jsonb), "
+                ":at)"
+            ),
+            {
+                "o": org,
+                "action": action,
+                "details": details,
+                "at": dt.datetime(2030, 6, 1, hour, tzinfo=UTC),
+            },
+        )
+    trail = audit.all_orgs_audit_trail(
+        connection, start=D(2030, 6, 1), end=D(2030, 6, 1), organization_id=org, sort="oldest"
+    )
+    assert trail["ledger_entry_id"].dtype == "Int64"
+    assert [
+        (action, None if pd.isna(entry) else int(entry))
+        for action, entry in zip(trail["action"], trail["ledger_entry_id"], strict=True)
+    ] == [
+        ("grant", grant),
+        ("approve_adjustment", grant),
+        ("set_daily_limit", None),
+        ("approve_adjustment", None),
+    ]
+
+
 def test_audit_trail_days_are_those_of_the_zone_asked_for(connection: Connection) -> None:
     """A change at 23:30 UTC on 1 June is on 2 June in Kolkata (+5:30) and on 1 June in
     New York (-4): the range's day boundaries are the zone's local midnights."""
