@@ -231,7 +231,7 @@ def render() -> None:
                     ),
                     "Entry": st.column_config.NumberColumn(format="%d", width=55),
                     "Details": st.column_config.TextColumn(
-                        width=130,
+                        width=120,
                         help="Ledger entry, balance after, what it reverses and its note; "
                         "for a limit change the type, old and new limit. Select the row to "
                         "read it in full below.",
