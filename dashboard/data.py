@@ -356,6 +356,7 @@ granted_vs_consumed = _cached_read(
 )
 runway = _cached_read(usage.balance_and_runway, scope=ORGANIZATION, ttl=LIVE_TTL, max_entries=256)
 ledger_page = _cached_read(usage.ledger_page, scope=ORGANIZATION, ttl=LIVE_TTL, max_entries=512)
+ledger_entry = _cached_read(usage.ledger_entry, scope=ORGANIZATION, ttl=LIVE_TTL, max_entries=256)
 # A past month can still change (a back-dated generation), so live, not history.
 statement = _cached_read(
     statements.monthly_statement, scope=ORGANIZATION, ttl=LIVE_TTL, max_entries=256

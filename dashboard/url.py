@@ -18,6 +18,7 @@ equal to the default is left out)::
                   actor=alice                ledger actor (part of an email)
                   sort=oldest                the ledger's order (default newest)
                   after=<cursor>             the ledger page
+                  entry=<id>                 the ledger opened at one entry of the org's
     Quotas        q=acme  plan=pro  type=image,video  status=over,near
                   sort=name_asc              the table's order (default utilization_desc)
                   after=<cursor>             the page of "every organization and type"
@@ -61,7 +62,9 @@ session's, and the target page's keys it leaves out take their defaults
 (:func:`arrived`). Organizations link to their Overview (every role has it: KPIs,
 timeline, top users), Quotas rows to Quotas scoped to the organization (``form=limit``
 for those who may change limits), and "Adjust" in the usage ranking to Credits (the
-adjustment form leads that page). A column whose pages the person may not open stays
+adjustment form leads that page). A ledger entry's number links to the Credits page's
+ledger opened at that entry (:func:`ledger_entries`: ``entry=<id>`` with its
+organization), wherever it is shown. A column whose pages the person may not open stays
 plain text. The first page of a person's menu is served at the app's root, so
 :func:`href` writes links to it as ``./?...``.
 """
@@ -485,6 +488,28 @@ def organizations(
 ) -> Links:
     """Each row's organization (``ids``, in row order) opening ``page``: :func:`target`."""
     return Links([target(page, filters, organization_id=int(i), **extra) for i in ids], help)
+
+
+# The Credits page's key of one ledger entry: its ledger opened at that entry.
+ENTRY: Final = "entry"
+LEDGER_PAGE: Final = "credits"
+
+
+def ledger_entries(
+    organization_ids: Iterable[Any], entry_ids: Iterable[Any], filters: Filters, help: str
+) -> Links:
+    """Each row's ledger entry (``entry_ids``, in row order, of the organization in
+    ``organization_ids`` beside it) opening the Credits page's ledger at that entry
+    (``entry=<id>``, :func:`target`); a row without an entry (None, <NA>) stays plain."""
+    return Links(
+        [
+            None
+            if entry is None or pd.isna(entry)
+            else target(LEDGER_PAGE, filters, organization_id=int(org), **{ENTRY: str(int(entry))})
+            for org, entry in zip(organization_ids, entry_ids, strict=True)
+        ],
+        help,
+    )
 
 
 def table(

@@ -52,6 +52,7 @@ AUDIT_COLUMNS = {
     "reason": "str",
     "amount": "Int64",
     "details": "str",
+    "ledger_entry_id": "Int64",
 }
 
 # Each source is read on its (created_at, organization_id) index in the order asked
@@ -65,12 +66,13 @@ AUDIT_COLUMNS = {
 # (fixed words, never input).
 _TRAIL = """
     SELECT e.at, e.organization_id, o.name AS organization, e.action, e.actor, e.reason,
-           e.amount, e.details, e.source, e.id
+           e.amount, e.details, e.ledger_entry_id, e.source, e.id
     FROM (
         (SELECT l.created_at AS at, l.organization_id, l.kind AS action, l.actor, l.reason,
                 l.amount, 1 AS source, l.id,
                 concat_ws(' · ', 'entry ' || l.id, 'balance after ' || l.balance_after,
-                          'reverses ' || l.reverses_id, nullif(l.note, '')) AS details
+                          'reverses ' || l.reverses_id, nullif(l.note, '')) AS details,
+                l.id AS ledger_entry_id
          FROM credit_ledger l
          WHERE l.created_at >= CAST(:start AS timestamp) AT TIME ZONE CAST(:tz AS text)
            AND l.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE CAST(:tz AS text)
@@ -95,7 +97,11 @@ _TRAIL = """
                               || (a.details ->> 'new_limit'),
                           (a.details ->> 'old_mode') || ' → ' || (a.details ->> 'new_mode'),
                           'from ' || (a.details ->> 'effective'),
-                          'until ' || (a.details ->> 'until'))
+                          'until ' || (a.details ->> 'until')),
+                -- The entry an approval booked (a number the database wrote; anything
+                -- else in the JSON is no entry).
+                CASE WHEN a.details ->> 'ledger_entry_id' ~ '^[0-9]{{1,18}}$'
+                     THEN CAST(a.details ->> 'ledger_entry_id' AS bigint) END
          FROM audit_log a
          WHERE a.created_at >= CAST(:start AS timestamp) AT TIME ZONE CAST(:tz AS text)
            AND a.created_at < (CAST(:end AS date) + 1)::timestamp AT TIME ZONE CAST(:tz AS text)
@@ -217,7 +223,8 @@ def all_orgs_audit_trail(
     Columns: at (UTC), organization_id, organization, action (grant, deduct, refund,
     reversal, set_daily_limit, request_adjustment, approve_adjustment,
     reject_adjustment), actor, reason, amount (credits, <NA> for limit changes),
-    details (str).
+    details (str), ledger_entry_id (the organization's ledger entry: the movement's own,
+    or the one an approval booked; <NA> for the others).
     """
     return all_orgs_audit_page(
         conn,

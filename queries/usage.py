@@ -650,3 +650,26 @@ def ledger_page(
     entries, following = split_page(frame(result, LEDGER_COLUMNS), limit)
     cursor = LedgerCursor(following.created_at, following.id, sort) if following else None
     return LedgerPage(entries, cursor)
+
+
+# One entry on the ledger's key (organization_id, id): another organization's entry is
+# not found, as one that does not exist. The same columns as a page of the ledger.
+_LEDGER_ENTRY = text(
+    """
+    SELECT l.id, l.created_at, l.kind, l.amount, l.balance_after, l.reason, l.note, l.actor,
+           l.idempotency_key, l.reverses_id, r.id AS reversed_by_id
+    FROM credit_ledger l
+    LEFT JOIN credit_ledger r ON r.organization_id = l.organization_id AND r.reverses_id = l.id
+    WHERE l.organization_id = :org AND l.id = :entry
+    """
+)
+
+
+def ledger_entry(conn: Connection, *, organization_id: int, entry_id: int) -> pd.DataFrame:
+    """The organization's ledger entry ``entry_id`` as one row with the columns of
+    :func:`ledger_page`'s entries; no row when the organization has no such entry (an
+    entry of another organization included)."""
+    organization_id = check_id(organization_id)
+    entry_id = check_id(entry_id, "entry_id")
+    result = conn.execute(_LEDGER_ENTRY, {"org": organization_id, "entry": entry_id})
+    return frame(result, LEDGER_COLUMNS)

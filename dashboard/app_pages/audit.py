@@ -80,20 +80,29 @@ def audit_table(df: pd.DataFrame, timezone: str = "UTC") -> pd.DataFrame:
             "Actor": df["actor"],
             "Reason": df["reason"],
             "Credits": df["amount"],
+            "Entry": df["ledger_entry_id"],
             "Details": df["details"],
         }
     )
 
 
 def links(rows: pd.DataFrame, f: state.Filters) -> dict[str, url.Links]:
-    """Each organization's name opens its Overview, with the same dates."""
+    """Each organization's name opens its Overview, with the same dates; each ledger
+    entry the organization's ledger at that entry."""
     return {
         "Organization": url.organizations(
             rows["organization_id"],
             "overview",
             f,
             "Click a name for the organization's Overview, with the same dates.",
-        )
+        ),
+        "Entry": url.ledger_entries(
+            rows["organization_id"],
+            rows["ledger_entry_id"],
+            f,
+            "The ledger entry of a credit change (for an approval, the entry it booked): "
+            "click it to open the organization's ledger at that entry (Credits).",
+        ),
     }
 
 
@@ -213,15 +222,16 @@ def render() -> None:
                     ),
                     "Organization": st.column_config.TextColumn(width=150),
                     "Action": st.column_config.TextColumn(width=125),
-                    "Actor": st.column_config.TextColumn(width=175),
-                    "Reason": st.column_config.TextColumn(width=155),
+                    "Actor": st.column_config.TextColumn(width=160),
+                    "Reason": st.column_config.TextColumn(width=140),
                     "Credits": st.column_config.NumberColumn(
                         format="localized",
                         width=65,
                         help="Credits the change added or took away; blank for a limit change.",
                     ),
+                    "Entry": st.column_config.NumberColumn(format="%d", width=55),
                     "Details": st.column_config.TextColumn(
-                        width=130,
+                        width=120,
                         help="Ledger entry, balance after, what it reverses and its note; "
                         "for a limit change the type, old and new limit. Select the row to "
                         "read it in full below.",

@@ -76,6 +76,21 @@ def ledgers(drifts: tuple[Drift, ...], f: state.Filters) -> url.Links:
     )
 
 
+def links(drifts: tuple[Drift, ...], f: state.Filters) -> dict[str, url.Links]:
+    """Each drift's organization opens its ledger (:func:`ledgers`), and its first entry
+    the ledger at that entry."""
+    return {
+        "Organization": ledgers(drifts, f),
+        "First entry": url.ledger_entries(
+            [d.organization_id for d in drifts],
+            [d.first_entry for d in drifts],
+            f,
+            "The ledger entry where the drift first appears: click it to open the "
+            "organization's ledger at that entry (Credits).",
+        ),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Shown:
     """A result the page shows and where it came from: ``by`` says who or what ran it
@@ -191,7 +206,7 @@ def _result(shown: Shown, now: dt.datetime) -> None:
     url.table(
         drift_table(result.drifts),
         key="reconciliation.table",
-        links={"Organization": ledgers(result.drifts, state.current())},
+        links=links(result.drifts, state.current()),
         hide_index=True,
         height="content",
         column_config={

@@ -18,9 +18,10 @@ import re
 import zoneinfo
 from typing import Final
 
+import pandas as pd
 import streamlit as st
 
-from dashboard import data, state, statement_files, ui
+from dashboard import data, state, statement_files, ui, url
 from dashboard.text import md
 from queries.checks import MAX_DATE, MIN_DATE
 from queries.statements import next_month, previous_month
@@ -125,6 +126,12 @@ def _choose_month(timezone: str, created_on: dt.date | None) -> dt.date:
     return month
 
 
+def _entry_links(table: pd.DataFrame, f: state.Filters, what: str) -> url.Links:
+    """Each line's ledger entry opens the organization's ledger at that entry (Credits)."""
+    help = f"{what}; click it to open the organization's ledger at that entry (Credits)."
+    return url.ledger_entries([f.organization_id] * len(table), table["Entry"], f, help)
+
+
 def render() -> None:
     f = state.current()
     org = f.organization
@@ -177,8 +184,11 @@ def render() -> None:
 
         st.subheader("Entries")
         if statement.entries:
-            st.dataframe(
-                statement_files.entries_frame(statement),
+            entries = statement_files.entries_frame(statement)
+            url.table(
+                entries,
+                key="statements.entries",
+                links={"Entry": _entry_links(entries, f, "The ledger entry")},
                 hide_index=True,
                 height="content",  # every entry of the month, no scroll box
                 # Widths add up to less than the main area of a 1440 px window, so no
@@ -197,25 +207,27 @@ def render() -> None:
                     "Note": st.column_config.TextColumn(width=135),
                     "Actor": st.column_config.TextColumn(width=170),
                 },
-                key="statements.entries",
             )
         else:
             st.info("No credits were granted, refunded, deducted or reversed this month.")
         if statement.expiries:
             st.subheader("Expired grants")
-            st.dataframe(
-                statement_files.expiries_frame(statement),
+            expiries = statement_files.expiries_frame(statement)
+            url.table(
+                expiries,
+                key="statements.expiries",
+                links={
+                    "Entry": _entry_links(
+                        expiries, f, "The ledger's expired entry, blank while not yet written off"
+                    )
+                },
                 hide_index=True,
                 height="content",
                 column_config={
                     "Grant": st.column_config.NumberColumn(format="plain"),
                     "Credits": st.column_config.NumberColumn(format="localized"),
-                    "Entry": st.column_config.NumberColumn(
-                        format="plain",
-                        help="The ledger's expired entry; blank while not yet written off.",
-                    ),
+                    "Entry": st.column_config.NumberColumn(format="plain"),
                 },
-                key="statements.expiries",
             )
             st.caption(
                 "Each expiry counts in the month it took effect in, even when the ledger "

@@ -13,6 +13,8 @@ from streamlit.testing.v1 import AppTest
 from tests.dashboard.apptest import (
     DEMO_RANGE,
     capture_downloads,
+    click,
+    links_of,
     make_app,
     open_page,
     page_file,
@@ -76,6 +78,33 @@ def test_the_trail_filters_by_action_actor_and_organization(
     at.radio(key="audit.scope").set_value("one").run()
     assert not at.exception
     assert set(trail(at)["Organization"]) == {org}
+
+
+def test_each_credit_change_links_its_ledger_entry_to_the_organizations_ledger(
+    audit_page: Callable[..., AppTest], demo_engine: Engine
+) -> None:
+    at = audit_page()
+    rows = trail(at).reset_index(drop=True)
+    credit_changes = rows["Action"].isin(["Credit grant", "Credit deduction", "Refund"])
+    limit_changes = rows["Action"] == "Daily-limit change"
+    assert credit_changes.any() and limit_changes.any()
+    assert rows[credit_changes]["Entry"].notna().all()
+    assert rows[limit_changes]["Entry"].isna().all()
+    links = links_of(at, "audit.table", "Entry")
+    assert [link is None for link in links] == list(rows["Entry"].isna())
+    (row, *_) = rows.index[credit_changes]
+    entry, name = int(rows["Entry"][row]), rows["Organization"][row]
+    org = int(scalar(demo_engine, "SELECT id FROM organizations WHERE name = :n", n=name))
+    # Each row's own organization, whichever is selected in the sidebar.
+    assert (links[row].page, links[row].query["org"], links[row].query["entry"]) == (
+        "credits",
+        str(org),
+        str(entry),
+    )
+    click(at, "audit.table", int(row), "Entry")
+    assert not at.exception and not at.error
+    assert at.query_params["org"] == str(org) and at.query_params["entry"] == str(entry)
+    assert [int(e) for e in table_with(at, "Balance after")["Entry"]] == [entry]
 
 
 def test_the_csv_is_the_trail_shown(

@@ -41,6 +41,7 @@ from sqlalchemy import Engine, text
 
 from dashboard.navigation import PAGES
 from queries.approvals import reject, request_adjustment
+from queries.credits import adjust_credits
 from queries.db import create_direct_engine
 from queries.reconciliation import reconcile
 from tests.conftest import PgServer, seeded_database
@@ -1444,3 +1445,50 @@ def test_selecting_a_ledger_row_shows_its_reason_and_note_in_full(
     assert f"Reason: {newest.reason}" in shown
     assert f"Note: {newest.note}".strip() in shown  # (inner_text drops a trailing space)
     assert not problems(page), problems(page)
+
+
+def test_clicking_a_grants_ledger_entry_opens_the_ledger_at_that_entry(
+    page: Page, app: RunningApp, db: Engine
+) -> None:
+    with db.connect() as conn:
+        org_id, name = conn.execute(
+            text("SELECT id, name FROM organizations ORDER BY id LIMIT 1 OFFSET 2")
+        ).one()
+    # Priority 0, drawn before every other grant: the first row of the grants.
+    entry = adjust_credits(
+        db,
+        organization_id=int(org_id),
+        amount=321,
+        reason="Goodwill gesture",
+        actor="ana@finance.example",
+        idempotency_key="browser-entry-link",
+        priority=0,
+    )
+    page.goto(f"{app.url}/credits?org={org_id}")
+    title = f"Credits · {name}"
+    settle(page, title)
+    table = page.locator('.st-key-credits-grants [data-testid="stDataFrame"]')
+    table.evaluate("el => el.scrollIntoView({block: 'center'})")
+    box = table.bounding_box()
+    assert box is not None, "no table of live grants"
+    opened: list[Page] = []
+    page.context.on("page", lambda new: opened.append(new))
+    page.evaluate("window.__sameTab = true")
+    # The grid is drawn on a canvas: the first row's "Ledger entry", the last column.
+    page.mouse.click(box["x"] + box["width"] - 30, box["y"] + 35 + 35 / 2)
+    page.wait_for_function("() => location.search.includes('entry=')")
+    settle(page, title)
+    query = dict(parse_qsl(urlsplit(page.url).query))
+    assert (query["org"], query["entry"]) == (str(org_id), str(entry.id))
+    assert urlsplit(page.url).path.strip("/") == "credits"
+    main = page.locator('[data-testid="stMain"]')
+    assert f"Showing ledger entry {entry.id} of {name}." in main.inner_text()
+    assert opened == [] and page.context.pages == [page]
+    assert page.evaluate("window.__sameTab === true"), "the page was loaded again"
+    assert not problems(page), problems(page)
+
+    main.get_by_role("button", name="Show the full ledger").click()
+    page.wait_for_function("() => !location.search.includes('entry=')")
+    settle(page, title)
+    assert "Showing ledger entry" not in main.inner_text()
+    assert "Entries 1–" in main.inner_text(), "the full ledger, from its first page"

@@ -15,6 +15,7 @@ from dashboard import clock
 from queries.credits import adjust_credits
 from tests.dashboard.apptest import (
     capture_downloads,
+    click,
     links_of,
     plain,
     plain_texts,
@@ -84,6 +85,38 @@ def test_the_grants_section_lists_a_grant_with_its_expiry_remaining_and_entry(
     )
     csv = offered[next(name for name in offered if name.startswith("grants_"))].decode()
     assert "2099-01-06 05:45" in csv and "Expires (Asia/Kathmandu)" in csv
+
+
+def test_a_grants_ledger_entry_opens_the_ledger_at_that_entry(
+    org: int, fresh_engine: Engine
+) -> None:
+    entry = adjust_credits(
+        fresh_engine,
+        organization_id=org,
+        amount=2345,
+        reason="Promotion",
+        actor="ana@example.com",
+        idempotency_key="grants-page-link",
+        expires_at=FAR,
+        priority=5,
+    )
+    at = credits_page(org)
+    assert not at.exception
+    grants = table_with(at, "Ledger entry").reset_index(drop=True)
+    links = links_of(at, "credits.grants", "Ledger entry")
+    # Every entry is a link; a grant without one (the opening balance) stays plain.
+    assert [link is None for link in links] == list(grants["Ledger entry"].isna())
+    (row,) = grants.index[grants["Ledger entry"] == entry.id]
+    link = links[row]
+    assert link.page == "credits"
+    assert (link.query["org"], link.query["entry"]) == (str(org), str(entry.id))
+
+    at = click(at, "credits.grants", int(row), "Ledger entry")
+    assert not at.exception and not at.error
+    assert at.query_params["entry"] == str(entry.id) and at.query_params["org"] == str(org)
+    assert [int(e) for e in table_with(at, "Balance after")["Entry"]] == [entry.id]
+    name = scalar(fresh_engine, "SELECT name FROM organizations WHERE id = :o", o=org)
+    assert f"Showing ledger entry {entry.id} of {name}." in plain_texts(at, "caption")
 
 
 def test_a_grant_from_the_form_lands_with_its_expiry_and_priority(

@@ -19,7 +19,8 @@ from queries.approvals import approve, request_adjustment
 from queries.credits import adjust_credits
 from queries.errors import OutcomeUnknown
 from tests.dashboard.apptest import make_app, open_page, page_file, plain, scalar, table_with, texts
-from tests.dashboard.shown import shown
+from tests.dashboard.hostile import MARKUP, rename
+from tests.dashboard.shown import readable, shown
 from tests.factories import make_org
 
 PENDING = "credits.pending"
@@ -696,3 +697,118 @@ def test_the_entry_just_made_is_listed_even_under_a_past_range(
     assert all("Balance after" not in t.value.columns for t in at.dataframe) or newest not in set(
         table_with(at, "Balance after")["Entry"].astype(int)
     )
+
+
+# ------------------------------------------------------------ the ledger at one entry
+
+
+def entry_link(org: int, entry: str, **query: str) -> AppTest:
+    """The Credits page opened by a link to one of its ledger entries (``entry=``)."""
+    link = {"org": str(org), "entry": entry, **query}
+    return open_page(make_app(role="finance", email="finance@example.com", query=link), "credits")
+
+
+def ledger_shown(at: AppTest) -> list[int]:
+    """The entries the ledger shows (the table with a "Balance after" column)."""
+    return [int(e) for e in table_with(at, "Balance after")["Entry"]]
+
+
+def link_notices(at: AppTest) -> list[str]:
+    """The sentences said about a link's value (the warnings with the broken-link icon)."""
+    return [readable(w.value) for w in at.warning if w.icon == ":material/link_off:"]
+
+
+def entries_of(engine: Engine, org: int) -> list[int]:
+    with engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT id FROM credit_ledger WHERE organization_id = :o ORDER BY id"), {"o": org}
+        ).scalars()
+        return [int(i) for i in found]
+
+
+def test_a_link_to_a_ledger_entry_shows_that_entry_named_with_a_way_back(
+    org: int, fresh_engine: Engine
+) -> None:
+    rename(fresh_engine, org, f"{MARKUP} Acme")
+    entries = entries_of(fresh_engine, org)
+    assert len(entries) > 1, "the organization's ledger has more than the entry asked for"
+    oldest = entries[0]
+    at = entry_link(org, str(oldest))
+    assert not at.exception and not at.error and not link_notices(at)
+    assert ledger_shown(at) == [oldest]
+    # Named, with the organization's name as text (escaped, never Markdown).
+    assert f"Showing ledger entry {oldest} of {MARKUP} Acme." in shown(at, "caption")
+    assert at.query_params["entry"] == str(oldest) and at.query_params["org"] == str(org)
+
+    button(at, "Show the full ledger").click()
+    at.run()
+    assert not at.exception and not link_notices(at)
+    assert "entry" not in at.query_params
+    assert sorted(ledger_shown(at)) == entries  # the whole ledger, newest first
+    assert not any("Showing ledger entry" in c for c in texts(at, "caption"))
+
+
+@pytest.mark.parametrize(
+    ("value", "quoted"),
+    [
+        ("abc", "'abc'"),
+        ("-3", "'-3'"),
+        ("0", "'0'"),
+        ("1.5", "'1.5'"),
+        ("9" * 19, f"'{'9' * 19}'"),
+        ("1" * 60, f"'{'1' * 40}…'"),
+    ],
+    ids=["text", "negative", "zero", "fraction", "beyond-bigint", "long"],
+)
+def test_a_link_to_an_entry_that_is_not_a_number_says_so_over_the_full_ledger(
+    org: int, fresh_engine: Engine, value: str, quoted: str
+) -> None:
+    at = entry_link(org, value)
+    assert not at.exception and not at.error
+    assert link_notices(at) == [
+        f"Ignored entry={quoted} from the link: a ledger entry is a positive whole number. "
+        "Showing the full ledger."
+    ]
+    assert sorted(ledger_shown(at)) == entries_of(fresh_engine, org)
+    assert "entry" not in at.query_params
+
+
+@pytest.mark.parametrize("whose", ["another organization's", "no one's"])
+def test_a_link_to_an_entry_the_organization_does_not_have_shows_nothing_of_another(
+    org: int, fresh_engine: Engine, whose: str
+) -> None:
+    other = int(scalar(fresh_engine, "SELECT max(id) FROM organizations WHERE id <> :o", o=org))
+    secret = adjust_credits(
+        fresh_engine,
+        organization_id=other,
+        amount=4_321,
+        reason="Goodwill gesture",
+        note="the other organization's note",
+        actor="finance@example.com",
+        idempotency_key="other-org-entry",
+    )
+    asked = secret.id if whose == "another organization's" else secret.id + 1_000
+    name = scalar(fresh_engine, "SELECT name FROM organizations WHERE id = :o", o=org)
+    at = entry_link(org, str(asked))
+    assert not at.exception and not at.error
+    (warning,) = link_notices(at)
+    assert warning == f"{name} has no ledger entry {asked}. Showing its full ledger."
+    assert sorted(ledger_shown(at)) == entries_of(fresh_engine, org)
+    # Nothing of the other organization's entry anywhere on the page.
+    everything = " ".join(
+        [*(d.value.to_csv() for d in at.dataframe), *texts(at, "caption"), *texts(at, "markdown")]
+    )
+    assert "the other organization's note" not in everything and "4321" not in everything
+    assert "entry" not in at.query_params
+
+
+def test_an_open_entry_stays_with_its_organization(org: int, fresh_engine: Engine) -> None:
+    (entry, *_) = entries_of(fresh_engine, org)
+    at = entry_link(org, str(entry))
+    assert ledger_shown(at) == [entry]
+    other = int(scalar(fresh_engine, "SELECT max(id) FROM organizations WHERE id <> :o", o=org))
+    at.query_params["org"] = str(other)  # another organization, the entry still in the URL
+    at.run()
+    assert not at.exception and not at.error and not link_notices(at)
+    assert sorted(ledger_shown(at)) == entries_of(fresh_engine, other)
+    assert "entry" not in at.query_params

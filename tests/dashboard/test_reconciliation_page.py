@@ -19,8 +19,17 @@ import queries.reconciliation
 from dashboard import clock
 from queries.reconciliation import Reconciliation, reconcile
 from tests.conftest import PgServer
-from tests.dashboard.apptest import make_app, open_page, plain_texts, table_with, texts
+from tests.dashboard.apptest import (
+    click,
+    links_of,
+    make_app,
+    open_page,
+    plain_texts,
+    table_with,
+    texts,
+)
 from tests.queries.roles import AUDITOR_LOGIN, login_engine
+from tooling.demo_data import append_only_guard_lifted
 
 
 @pytest.fixture
@@ -212,3 +221,37 @@ def test_a_corrupted_balance_is_shown_with_its_organization(
     at.button(key="reconciliation.full").click().run()
     assert checks == [False, True]
     assert list(table_with(at, "Drifted rows")["Organization"]) == [slug, slug]
+
+
+def test_a_drifts_first_entry_opens_the_ledger_at_that_entry(
+    reconciliation_page: Callable[..., AppTest], fresh_engine: Engine
+) -> None:
+    with fresh_engine.begin() as conn:
+        org, entry = conn.execute(
+            text(
+                "SELECT organization_id, id FROM credit_ledger ORDER BY organization_id, id LIMIT 1"
+            )
+        ).one()
+        with append_only_guard_lifted(conn):
+            conn.execute(
+                text(
+                    "UPDATE credit_ledger SET balance_after = balance_after + 1 "
+                    "WHERE organization_id = :o AND id = :e"
+                ),
+                {"o": org, "e": entry},
+            )
+    at = reconciliation_page()
+    assert not at.exception
+    at.button(key="reconciliation.check").click().run()
+    assert not at.exception
+    rows = table_with(at, "Drifted rows").reset_index(drop=True)
+    (row,) = rows.index[rows["First entry"] == entry]
+    links = links_of(at, "reconciliation.table", "First entry")
+    # A drift found on a day or on the balance has no entry: no link.
+    assert [link is None for link in links] == list(rows["First entry"].isna())
+    link = links[row]
+    assert link.page == "credits"
+    assert (link.query["org"], link.query["entry"]) == (str(org), str(entry))
+    click(at, "reconciliation.table", int(row), "First entry")
+    assert not at.exception and "Credits" in at.title[0].value
+    assert [int(e) for e in table_with(at, "Balance after")["Entry"]] == [entry]

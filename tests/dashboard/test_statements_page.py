@@ -8,6 +8,7 @@ import io
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pypdf
 import pytest
 from sqlalchemy import Engine, text
@@ -16,13 +17,17 @@ from streamlit.testing.v1 import AppTest
 from dashboard import statement_files
 from dashboard.state import today_in
 from dashboard.text import md
+from queries.grants import expire_credits
 from queries.statements import MonthlyStatement, monthly_statement, previous_month
 from tests.dashboard.apptest import (
     capture_downloads,
+    click,
+    links_of,
     make_app,
     metrics,
     open_page,
     plain,
+    scalar,
     statement_csv_parts,
     table_with,
 )
@@ -265,3 +270,74 @@ def test_a_month_before_the_organization_existed_says_so_and_offers_no_files(
     assert not metrics(at)
     assert not [n for n in downloads if n.startswith("statement_")]
     assert not at.dataframe
+
+
+def test_each_entry_of_the_statement_opens_the_ledger_at_that_entry(
+    statements_page: Callable[..., AppTest], demo_engine: Engine
+) -> None:
+    org = busiest(demo_engine)
+    expected = statement(demo_engine, org, OCTOBER)
+    at = statements_page(org=str(org), month="2026-10")
+    links = links_of(at, "statements.entries", "Entry")
+    assert [(link.page, link.query["org"], link.query["entry"]) for link in links] == [
+        ("credits", str(org), str(e.id)) for e in expected.entries
+    ]
+    last = len(links) - 1
+    click(at, "statements.entries", last, "Entry")
+    assert not at.exception and not at.error
+    assert at.query_params["entry"] == str(expected.entries[-1].id)
+    assert list(table_with(at, "Balance after")["Entry"]) == [expected.entries[-1].id]
+
+
+def test_an_expired_grants_write_off_entry_opens_the_ledger_at_it(
+    fresh_url: str, fresh_engine: Engine, use_database: Callable[[str], None]
+) -> None:
+    use_database(fresh_url)
+    with fresh_engine.begin() as conn:
+        org, zone, created = conn.execute(
+            text("SELECT id, timezone, created_at FROM organizations ORDER BY id LIMIT 1")
+        ).one()
+
+    def grant(key: str, hours: int) -> None:
+        # Back-dated into the organization's first hours, as the owner may write it, so
+        # that the grant is due whatever the clock says.
+        with fresh_engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO credit_ledger (organization_id, amount, kind, reason, actor, "
+                    "idempotency_key, created_at, grant_expires_at) VALUES (:o, 50, 'grant', "
+                    "'Promotion', 'setup@example.com', :key, :at, :expires)"
+                ),
+                {
+                    "o": org,
+                    "key": key,
+                    "at": created + dt.timedelta(hours=1),
+                    "expires": created + dt.timedelta(hours=hours),
+                },
+            )
+
+    grant("written-off", 2)
+    expire_credits(fresh_engine, organization_ids=[org])
+    grant("due", 3)  # due as well, not written off yet: no entry
+    month = (created + dt.timedelta(hours=3)).astimezone(ZoneInfo(zone))
+    written_off = int(
+        scalar(
+            fresh_engine,
+            "SELECT id FROM credit_ledger WHERE organization_id = :o AND kind = 'expired'",
+            o=org,
+        )
+    )
+    at = open_page(
+        make_app(role="finance", query={"org": str(org), "month": f"{month:%Y-%m}"}), "statements"
+    )
+    assert not at.exception and not at.error
+    expiries = table_with(at, "Grant").reset_index(drop=True)
+    links = links_of(at, "statements.expiries", "Entry")
+    assert [None if link is None else link.query["entry"] for link in links] == [
+        None if pd.isna(e) else str(e) for e in expiries["Entry"]
+    ]
+    assert sorted(str(e) for e in expiries["Entry"]) == sorted([str(written_off), "<NA>"])
+    (row,) = expiries.index[expiries["Entry"] == written_off]
+    click(at, "statements.expiries", int(row), "Entry")
+    assert not at.exception and at.query_params["entry"] == str(written_off)
+    assert list(table_with(at, "Balance after")["Entry"]) == [written_off]

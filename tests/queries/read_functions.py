@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from queries import (
     approvals,
@@ -94,6 +94,16 @@ def afternoon(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(15), dt.UTC)
 
 
+def newest_entry(conn: Connection, organization_id: int) -> int:
+    """The organization's newest ledger entry, for the read of one entry: a statement of
+    its own before that read (the lookup is on the ledger's key, as the read is)."""
+    found = conn.execute(
+        text("SELECT max(id) FROM credit_ledger WHERE organization_id = :org"),
+        {"org": organization_id},
+    ).scalar_one()
+    return int(found)
+
+
 PER_ORGANIZATION: dict[str, Call] = {
     "grants.credit_grants": lambda c, x: grants.credit_grants(
         c, organization_id=x.organization_id, at=x.now
@@ -156,6 +166,10 @@ PER_ORGANIZATION: dict[str, Call] = {
     ),
     "usage.ledger_page[oldest]": lambda c, x: usage.ledger_page(
         c, organization_id=x.organization_id, limit=3, sort="oldest"
+    ),
+    # The entry a link opens the ledger at (credits?entry=N): the organization's newest.
+    "usage.ledger_entry": lambda c, x: usage.ledger_entry(
+        c, organization_id=x.organization_id, entry_id=newest_entry(c, x.organization_id)
     ),
     "quotas.quota_history": lambda c, x: quotas.quota_history(
         c, organization_id=x.organization_id, start=x.start, end=x.end

@@ -403,6 +403,8 @@ def test_every_step_shows_in_the_audit_trail(write_engine: Engine) -> None:
         ("request_adjustment", ANA, 250_000),
     ]
     assert list(only["details"]) == [f"request {approved} · requested by {ANA} · entry {entry.id}"]
+    # The entry the approval booked, as the database recorded it: a link to it.
+    assert list(only["ledger_entry_id"]) == [entry.id]
 
 
 # Fixed instants, so no test depends on the wall clock: one far ahead, one long past.

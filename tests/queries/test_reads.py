@@ -253,6 +253,49 @@ def test_ledger_filters_and_keyset_pages(connection: Connection) -> None:
     assert list(ranged.entries["amount"]) == [30, 20]
 
 
+def test_one_ledger_entry_is_read_on_its_organizations_key_only(connection: Connection) -> None:
+    ensure_types(connection)
+    mine = make_org(connection, timezone="UTC", balance=0)
+    theirs = make_org(connection, timezone="UTC", balance=0)
+    add_ledger(connection, mine, [(40, "grant", "Plan", dt.datetime(2026, 11, 1, tzinfo=UTC))])
+    add_ledger(connection, theirs, [(90, "grant", "Plan", dt.datetime(2026, 11, 2, tzinfo=UTC))])
+    add_ledger(
+        connection,
+        mine,
+        [(-5, "deduct", "Fix", dt.datetime(2026, 11, 3, tzinfo=UTC))],
+        actor="tom@finance.example",
+    )
+    deduct, grant = (
+        int(i) for i in usage.ledger_page(connection, organization_id=mine).entries["id"]
+    )
+    # The deduction reversed: the entry read names the entry that reversed it.
+    reversal = connection.execute(
+        text(
+            "INSERT INTO credit_ledger (organization_id, amount, kind, reason, actor, "
+            "idempotency_key, reverses_id, created_at) VALUES (:org, 5, 'reversal', 'Undo', "
+            "'tom@finance.example', 'reversal:' || CAST(:entry AS text), :entry, '2026-11-04Z') "
+            "RETURNING id"
+        ),
+        {"org": mine, "entry": deduct},
+    ).scalar_one()
+    ledger = usage.ledger_page(connection, organization_id=mine).entries
+    their_entry = int(usage.ledger_page(connection, organization_id=theirs).entries["id"][0])
+
+    found = usage.ledger_entry(connection, organization_id=mine, entry_id=deduct)
+    # The row the ledger shows for it, column for column.
+    pd.testing.assert_frame_equal(found, ledger[ledger["id"] == deduct].reset_index(drop=True))
+    assert (found["amount"][0], found["actor"][0]) == (-5, "tom@finance.example")
+    assert found["reversed_by_id"][0] == reversal
+    undo = usage.ledger_entry(connection, organization_id=mine, entry_id=reversal)
+    assert undo["reverses_id"][0] == deduct and pd.isna(undo["reversed_by_id"][0])
+
+    # Another organization's entry is not found, as one that does not exist: no row, the
+    # same columns.
+    for organization_id, entry_id in [(mine, their_entry), (theirs, grant), (mine, 2**62)]:
+        missing = usage.ledger_entry(connection, organization_id=organization_id, entry_id=entry_id)
+        assert missing.empty and list(missing.columns) == list(usage.LEDGER_COLUMNS)
+
+
 def test_quota_utilization_alerts_and_history(connection: Connection) -> None:
     ensure_types(connection)
     org = make_org(connection, name="Quota Co", timezone="UTC")
@@ -349,6 +392,46 @@ def test_audit_trail_lists_credit_and_limit_changes(connection: Connection) -> N
             connection, start=D(2030, 6, 1), end=D(2030, 6, 2), actor="MARIA"
         )["action"]
     ) == ["grant"]
+
+
+def test_audit_trail_names_the_ledger_entry_of_each_credit_change(connection: Connection) -> None:
+    ensure_types(connection)
+    org = make_org(connection, name="Entries in the trail")
+    add_ledger(connection, org, [(50, "grant", "Promo", dt.datetime(2030, 6, 1, 9, tzinfo=UTC))])
+    (grant,) = usage.ledger_page(connection, organization_id=org).entries["id"]
+    # An approval names the entry it booked; a limit change none; and a value in the JSON
+    # that is no entry number is no entry (never an error).
+    for hour, action, details in [
+        (10, "approve_adjustment", f'{{"request_id": 3, "ledger_entry_id": {grant}}}'),
+        (11, "set_daily_limit", '{"type": "chat", "old_limit": 5, "new_limit": 9}'),
+        (12, "approve_adjustment", '{"request_id": 4, "ledger_entry_id": "12; DROP"}'),
+    ]:
+        connection.execute(
+            text(
+                "INSERT INTO audit_log (organization_id, action, actor, reason, details, "
+                "created_at) VALUES (:o, :action, 'sam@x.com', 'Test', CAST(:details AS jsonb), "
+                ":at)"
+            ),
+            {
+                "o": org,
+                "action": action,
+                "details": details,
+                "at": dt.datetime(2030, 6, 1, hour, tzinfo=UTC),
+            },
+        )
+    trail = audit.all_orgs_audit_trail(
+        connection, start=D(2030, 6, 1), end=D(2030, 6, 1), organization_id=org, sort="oldest"
+    )
+    assert trail["ledger_entry_id"].dtype == "Int64"
+    assert [
+        (action, None if pd.isna(entry) else int(entry))
+        for action, entry in zip(trail["action"], trail["ledger_entry_id"], strict=True)
+    ] == [
+        ("grant", grant),
+        ("approve_adjustment", grant),
+        ("set_daily_limit", None),
+        ("approve_adjustment", None),
+    ]
 
 
 def test_audit_trail_days_are_those_of_the_zone_asked_for(connection: Connection) -> None:
@@ -477,6 +560,17 @@ BAD_READS = [
         "Page size",
     ),
     ("page size huge", lambda c: usage.ledger_page(c, organization_id=1, limit=10**6), "Page size"),
+    ("entry id zero", lambda c: usage.ledger_entry(c, organization_id=1, entry_id=0), "entry_id"),
+    (
+        "entry id negative",
+        lambda c: usage.ledger_entry(c, organization_id=1, entry_id=-3),
+        "entry_id",
+    ),
+    (
+        "entry id text",
+        lambda c: usage.ledger_entry(c, organization_id=1, entry_id=cast(Any, "7")),
+        "entry_id",
+    ),
     ("bad threshold", lambda c: quotas.all_orgs_quota_alerts(c, threshold=80), "fraction"),
     (
         "bad audit action",

@@ -73,11 +73,21 @@ def grants_table(grants: Sequence[CreditGrant], timezone: str) -> pd.DataFrame:
     )
 
 
-def _grants_frame(table: pd.DataFrame, *, key: str, timezone: str) -> None:
-    st.dataframe(
+def _grants_frame(table: pd.DataFrame, f: state.Filters, *, key: str, timezone: str) -> None:
+    """Grants as shown; each one's ledger entry opens the ledger at that entry."""
+    url.table(
         table,
-        hide_index=True,
         key=key,
+        links={
+            "Ledger entry": url.ledger_entries(
+                [f.organization_id] * len(table),
+                table["Ledger entry"],
+                f,
+                "The ledger entry that made the grant: click it to open the ledger at that "
+                "entry. None for the opening balance, the balance when grants began.",
+            )
+        },
+        hide_index=True,
         placeholder="",
         # As the ledger's: the widths fit the main area of a 1440 px wide window.
         column_config={
@@ -105,12 +115,7 @@ def _grants_frame(table: pd.DataFrame, *, key: str, timezone: str) -> None:
             ),
             "Expires (UTC)": st.column_config.TextColumn(width=120),
             "Source": st.column_config.TextColumn(width=110),
-            "Ledger entry": st.column_config.NumberColumn(
-                format="%d",
-                width=70,
-                help="The ledger entry that made the grant (Entry in the ledger above); "
-                "none for the opening balance, the balance when grants began.",
-            ),
+            "Ledger entry": st.column_config.NumberColumn(format="%d", width=70),
         },
     )
 
@@ -124,7 +129,7 @@ def render(f: state.Filters) -> None:
     live = [g for g in grants if g.status == "live"]
     spent = [g for g in grants if g.status != "live"]
     if live:
-        _grants_frame(grants_table(live, timezone), key="credits.grants", timezone=timezone)
+        _grants_frame(grants_table(live, timezone), f, key="credits.grants", timezone=timezone)
         st.caption(
             f"{counted(len(live), 'live grant')} holding {sum(g.remaining for g in live):,} "
             "credits, in the order deductions and generations draw them: lower priority "
@@ -139,7 +144,7 @@ def render(f: state.Filters) -> None:
     )
     if show_spent and spent:
         _grants_frame(
-            grants_table(spent, timezone), key="credits.grants_spent_table", timezone=timezone
+            grants_table(spent, timezone), f, key="credits.grants_spent_table", timezone=timezone
         )
     shown = [*live, *(spent if show_spent else [])]
     ui.csv_download(

@@ -2,7 +2,11 @@
 downloadable); granted and deducted against consumed.
 
 The ledger's kinds, actor and page are in the URL (``kind``, ``actor``, ``after``,
-``dates``: :mod:`dashboard.url`).
+``dates``: :mod:`dashboard.url`). ``entry=<id>`` opens it at one entry of the
+organization's (the links of ledger entry numbers elsewhere: :func:`url.ledger_entries`):
+that entry alone, named, with a way back to the full ledger. A value that cannot be shown
+(not an entry number, or no entry of this organization's) is said in a sentence, and
+the full ledger is shown.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import streamlit as st
 from dashboard import charts, data, exports, paging, state, ui, url
 from dashboard.text import md
 from queries import forecast
+from queries.checks import parse_id
+from queries.errors import InvalidInput
 from queries.models import LEDGER_KINDS
 from queries.usage import LedgerCursor
 from queries.words import counted
@@ -25,6 +31,8 @@ LEDGER_PAGE: Final = 50
 K_KINDS: Final = "credits.kinds"
 K_ACTOR: Final = "credits.actor"
 K_LEDGER_DATES: Final = "credits.ledger_dates"  # the ledger follows the sidebar's dates
+K_ENTRY: Final = "credits.entry"  # (organization id, entry id): the ledger opened at it
+K_PAGES: Final = "credits.ledger.cursors"  # the ledger pager's cursors (paging.Pager)
 URL_PAGE: Final = "credits"
 URL_PARAMS: Final = (
     url.choices_param("kind", K_KINDS, LEDGER_KINDS, "ledger kinds"),
@@ -145,13 +153,114 @@ def ledger_view(entries: pd.DataFrame, timezone: str) -> pd.DataFrame:
     return table.assign(Reversal=reversal_links(entries))
 
 
+def _entries_table(shown: pd.DataFrame, f: state.Filters, *, key: str) -> None:
+    """Ledger rows as shown (:func:`ledger_view`); a selected row's reason and note in
+    full below."""
+    event = st.dataframe(
+        shown,
+        hide_index=True,
+        height="content",  # every entry of the page, no scroll box
+        on_select="rerun",
+        selection_mode="single-row",
+        # Widths add up to less than the main area of a 1440 px window, so no
+        # column hides behind a sideways scroll; the rest is shared out evenly.
+        column_config={
+            "Entry": st.column_config.NumberColumn(format="%d", width=55),
+            "Time": st.column_config.DatetimeColumn(
+                format="YYYY-MM-DD HH:mm", width=125, help=f"In {f.timezone}."
+            ),
+            "Kind": st.column_config.TextColumn(width=65),
+            "Amount": st.column_config.NumberColumn(format="localized", width=70),
+            "Balance after": st.column_config.NumberColumn(format="localized", width=100),
+            "Reason": st.column_config.TextColumn(width=155),
+            "Note": st.column_config.TextColumn(width=95),
+            # (The row selection box takes about 30 px of what the actor had.)
+            "Actor": st.column_config.TextColumn(width=160),
+            "Reversal": st.column_config.TextColumn(
+                width=110,
+                help="The entry this one reverses, or the entry that reversed it.",
+            ),
+        },
+        placeholder="",  # no note: a blank cell, not "None"
+        key=key,
+    )
+    ui.in_full(
+        shown,
+        event.selection.rows,
+        heading=("Entry", "Kind", "Amount", "Actor"),
+        fields=("Reason", "Note"),
+        what="reason and note",
+    )
+
+
+def opened_entry(f: state.Filters) -> pd.DataFrame | None:
+    """The entry the ledger is opened at (``entry=<id>``), as one row of the ledger; None
+    for the full ledger. A link's value that cannot be shown (not an entry number, or
+    not an entry of this organization's: another's is not read) gets a sentence. The
+    entry belongs to the organization it was opened for: choosing another one in the
+    sidebar shows that one's full ledger."""
+    ss = st.session_state
+    problem: str | None = None
+    raw = url.incoming(URL_PAGE, url.ENTRY)
+    if raw is not None:
+        ss.pop(K_ENTRY, None)
+        try:
+            ss[K_ENTRY] = (f.organization_id, parse_id(raw, "ledger entry"))
+        except InvalidInput:
+            why = "a ledger entry is a positive whole number."
+            problem = f"{url.notice(url.ENTRY, raw, why)} Showing the full ledger."
+    elif url.arrived(URL_PAGE) and url.ENTRY not in st.query_params:
+        ss.pop(K_ENTRY, None)  # a link to the page without an entry: the full ledger
+    kept = ss.get(K_ENTRY)
+    entry: pd.DataFrame | None = None
+    if isinstance(kept, tuple) and kept[0] == f.organization_id:
+        found = data.ledger_entry(organization_id=f.organization_id, entry_id=kept[1])
+        if found.empty:
+            problem = (
+                f"{f.organization.name} has no ledger entry {kept[1]}. Showing its full ledger."
+            )
+        else:
+            entry = found
+    if entry is None:
+        ss.pop(K_ENTRY, None)
+    url.put(URL_PAGE, url.ENTRY, None if entry is None else str(int(entry["id"].iloc[0])))
+    if problem is not None:
+        st.warning(md(problem), icon=":material/link_off:")
+    return entry
+
+
+def _full_ledger() -> None:
+    """ "Show the full ledger": the entry's parameter cleared, the first page."""
+    st.session_state.pop(K_ENTRY, None)
+    st.session_state.pop(K_PAGES, None)
+
+
+def _one_entry(f: state.Filters, entry: pd.DataFrame) -> pd.DataFrame:
+    """The ledger opened at one entry: that entry, named, and the way back."""
+    entry_id = int(entry["id"].iloc[0])
+    st.caption(f"Showing ledger entry {entry_id} of {md(f.organization.name)}.")
+    _entries_table(ledger_view(entry, f.timezone), f, key="credits.ledger_entry")
+    st.button(
+        "Show the full ledger",
+        key="credits.full_ledger",
+        on_click=_full_ledger,
+        icon=":material/list:",
+        help="Every entry of the organization, newest first (the link's entry is cleared).",
+    )
+    return entry
+
+
 def render(f: state.Filters) -> pd.DataFrame:
-    """The ledger's filters, the page of entries and its CSV; the entries shown."""
+    """The ledger's filters, the page of entries and its CSV, or the one entry a link
+    opened it at; the entries shown."""
     st.subheader("Ledger")
     # Newest or oldest first (sort=oldest in the URL), read in that order in SQL.
     k_sort, orders = "credits.ledger_sort", paging.TIME_ORDERS
     params = (*URL_PARAMS, paging.sort_param(k_sort, orders, default="newest"))
     url.apply(URL_PAGE, params)
+    entry = opened_entry(f)
+    if entry is not None:
+        return _one_entry(f, entry)
     left, right, order_col = st.columns([2, 2, 1])
     kinds = tuple(left.multiselect("Kinds", LEDGER_KINDS, key=K_KINDS, placeholder="All kinds"))
     actor = right.text_input(
@@ -195,42 +304,7 @@ def render(f: state.Filters) -> pd.DataFrame:
             else "No ledger entries match these filters. Clear the kind and actor filters."
         )
     else:
-        shown = ledger_view(entries, f.timezone)
-        event = st.dataframe(
-            shown,
-            hide_index=True,
-            height="content",  # every entry of the page, no scroll box
-            on_select="rerun",
-            selection_mode="single-row",
-            # Widths add up to less than the main area of a 1440 px window, so no
-            # column hides behind a sideways scroll; the rest is shared out evenly.
-            column_config={
-                "Entry": st.column_config.NumberColumn(format="%d", width=55),
-                "Time": st.column_config.DatetimeColumn(
-                    format="YYYY-MM-DD HH:mm", width=125, help=f"In {f.timezone}."
-                ),
-                "Kind": st.column_config.TextColumn(width=65),
-                "Amount": st.column_config.NumberColumn(format="localized", width=70),
-                "Balance after": st.column_config.NumberColumn(format="localized", width=100),
-                "Reason": st.column_config.TextColumn(width=155),
-                "Note": st.column_config.TextColumn(width=95),
-                # (The row selection box takes about 30 px of what the actor had.)
-                "Actor": st.column_config.TextColumn(width=160),
-                "Reversal": st.column_config.TextColumn(
-                    width=110,
-                    help="The entry this one reverses, or the entry that reversed it.",
-                ),
-            },
-            placeholder="",  # no note: a blank cell, not "None"
-            key="credits.ledger",
-        )
-        ui.in_full(
-            shown,
-            event.selection.rows,
-            heading=("Entry", "Kind", "Amount", "Actor"),
-            fields=("Reason", "Note"),
-            what="reason and note",
-        )
+        _entries_table(ledger_view(entries, f.timezone), f, key="credits.ledger")
     first = pager.first
     earlier, later = ("Newer", "Older") if sort == "newest" else ("Older", "Newer")
     pager.buttons(
