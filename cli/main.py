@@ -848,11 +848,11 @@ def main(argv: Sequence[str] | None = None, *, now: dt.datetime | None = None) -
     parser = build_parser()
     args = _serve_args(list(sys.argv[1:] if argv is None else argv)) or parser.parse_args(argv)
     args.now = now
-    from tooling.demo_data import DemoDataError
+    from tooling.errors import DemoDataError, EmbeddedServerError
 
     try:
         return int(args.func(args))
-    except (ConfigurationError, DemoDataError, Refused) as exc:
+    except (ConfigurationError, DemoDataError, EmbeddedServerError, Refused) as exc:
         print(f"dashboard: {exc}", file=sys.stderr)
         return 2
 

@@ -230,3 +230,59 @@ def test_sigterm_while_dashboard_serve_prepares_stops_the_embedded_database_it_s
             process.wait()
         embedded.stop(pgdata)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _broken_cluster(folder: Path) -> Path:
+    """A data folder the embedded server cannot start from: ``PG_VERSION`` and nothing
+    else (a cluster whose files were lost), open to the wheel's unprivileged user."""
+    folder.chmod(0o777)
+    pgdata = folder / "pgdata"
+    pgdata.mkdir(mode=0o777)
+    (pgdata / "PG_VERSION").write_text("18\n")
+    return pgdata
+
+
+def _processes_naming(text: str) -> list[int]:
+    """The processes whose command line holds ``text`` (Linux /proc)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text in cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return [pid for pid in found if _alive(pid)]
+
+
+def test_an_embedded_database_that_does_not_start_is_one_sentence_and_nothing_is_left(
+    tmp_path: Path,
+) -> None:
+    """`dashboard serve` whose embedded database cannot start says so in one sentence
+    with the server's reason and exits 2, rather than a traceback and the server's log,
+    and leaves no server behind."""
+    folder = Path(tempfile.mkdtemp(prefix="emb-"))
+    pgdata = _broken_cluster(folder)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "DIRECT_URL", "DATABASE_READ_URL")
+    }
+    env["DASHBOARD_PGDATA"] = str(pgdata)
+    port = _free_port()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "cli.main", "serve", "--server.port", str(port)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, done.stderr
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith(f"dashboard: The embedded PostgreSQL in {pgdata} did not start (")
+        assert "postgresql.conf" in line and f"its log is {pgdata / 'log'}." in line
+        assert not _listening(port)
+        assert _processes_naming(f"--server.port {port}") == []
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

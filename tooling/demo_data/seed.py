@@ -33,10 +33,7 @@ from tooling.demo_data.tables import (
     statement_label,
     table_keys,
 )
-
-
-class DemoDataError(RuntimeError):
-    """The demo data cannot be loaded as asked (the reason is in the message)."""
+from tooling.errors import DemoDataError
 
 
 @dataclass(frozen=True, slots=True)
