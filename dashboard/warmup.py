@@ -4,7 +4,7 @@ After a restart the first run of the app used to import pandas, plotly, SQLAlche
 psycopg and the data layer, compile the pages, open the pool's first connection and
 read PostgreSQL's cold pages, behind a white page. Now ``app.py`` draws a progress sign
 before its imports, and ``cli.server`` (how ``dashboard serve`` starts Streamlit)
-starts the server at once and, in a background thread (:func:`warm_up`):
+starts the server and, in a background thread (:func:`warm_up`):
 
 1. waits :data:`GRACE_SECONDS` after the server is up, so that a tab already open
    (reconnecting after a restart) starts its run and draws its progress sign first;
@@ -19,7 +19,13 @@ starts the server at once and, in a background thread (:func:`warm_up`):
    ``st.cache_data`` caches with the very keys a visitor's run asks for, and warms the
    engine's pool and PostgreSQL's buffers.
 
-Why not import before the server listens, or at once in the thread: measured on this
+``dashboard serve`` starts the server's process before the database is ready
+(``cli.server.prestart``), and it listens only once the database is: no visitor can be
+there before, so the warm-up starts with step 2 at once, while the command readies the
+database (``early``), and runs steps 3 and 4 as soon as the server's runtime exists.
+
+Why not import before the server listens, or at once in the thread, when the server
+listens at once (``streamlit run`` through ``cli.server`` alone): measured on this
 project's 2-core machine, importing first kept the server down 4 s longer (the page came
 later in all); importing in the thread from the start competed with the first visitor's
 run for the GIL and the import locks, and its progress sign came 3.7 s after the server
@@ -145,23 +151,29 @@ def _step(name: str, step: Callable[[], object]) -> None:
         _log.info("warm-up: %s in %.2f s", name, time.monotonic() - began)
 
 
-def warm_up(*, grace: float = GRACE_SECONDS) -> None:
-    """Steps 1 to 4 of the module's docstring, once the server's runtime exists; never
+def warm_up(*, grace: float = GRACE_SECONDS, early: bool = False) -> None:
+    """Steps 1 to 4 of the module's docstring, once the server's runtime exists; with
+    ``early`` (the server does not listen yet), the imports at once and no grace. Never
     raises."""
     from streamlit.runtime import Runtime
 
+    if early:
+        _step("imports", import_modules)
     deadline = time.monotonic() + RUNTIME_WAIT_SECONDS
     while not Runtime.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(grace)
-    _step("imports", import_modules)
+    if not early:
+        time.sleep(grace)
+        _step("imports", import_modules)
     _step("compiling the pages", compile_scripts)
     _step("reading the default view", read_default_view)
 
 
-def start() -> threading.Thread:
+def start(*, early: bool = False) -> threading.Thread:
     """:func:`warm_up` in a background thread (call it before starting the server)."""
-    thread = threading.Thread(target=warm_up, name=THREAD_NAME, daemon=True)
+    thread = threading.Thread(
+        target=warm_up, kwargs={"early": early}, name=THREAD_NAME, daemon=True
+    )
     # It reads through the caches outside any script run, on purpose: without this,
     # each read logged "missing ScriptRunContext" (31 lines at every start).
     bare.quiet_thread(THREAD_NAME)

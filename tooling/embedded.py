@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from queries.db import normalize_url
@@ -167,6 +168,16 @@ def drop_database(server: EmbeddedServer, name: str) -> None:
 
 
 DEFAULT_DATABASE = "dashboard"
+
+
+def database_is_empty(engine: Engine) -> bool:
+    """True when the schema exists and holds no organization yet: ``dashboard serve``
+    then loads demo data. Here, not beside the demo loader, so that a start on a loaded
+    database does not import the loader (and NumPy) to ask."""
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(text("SELECT NOT EXISTS (SELECT 1 FROM organizations)")).scalar_one()
+        )
 
 
 # The app's login on the embedded database: a member of the runtime group role of

@@ -258,8 +258,8 @@ def test_an_embedded_database_that_does_not_start_is_one_sentence_and_nothing_is
     tmp_path: Path,
 ) -> None:
     """`dashboard serve` whose embedded database cannot start says so in one sentence
-    with the server's reason and exits 2, rather than a traceback and the server's log,
-    and leaves no server behind."""
+    with the server's reason, exits 2, and leaves nothing behind: the server's process,
+    started early, never listened and is gone."""
     folder = Path(tempfile.mkdtemp(prefix="emb-"))
     pgdata = _broken_cluster(folder)
     env = {
@@ -286,3 +286,36 @@ def test_an_embedded_database_that_does_not_start_is_one_sentence_and_nothing_is
         assert _processes_naming(f"--server.port {port}") == []
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_early_server_process_ends_unheard_when_the_command_goes_away() -> None:
+    """The server process `dashboard serve` starts before the database is ready listens
+    only once it is handed its environment: when its stdin closes instead (a refused
+    start, a command that died), it ends by itself and never listened."""
+    port = _free_port()
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli.server",
+            "--wait-for-environment",
+            str(ROOT / "dashboard" / "app.py"),
+            "--server.port",
+            str(port),
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert child.stdin is not None
+        child.stdin.close()
+        assert child.wait(timeout=120) == 0
+        assert not _listening(port)
+        assert child.stdout is not None
+        assert b"Traceback" not in child.stdout.read()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()

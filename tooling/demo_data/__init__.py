@@ -39,7 +39,6 @@ from tooling.demo_data.ledger import FINANCE_STAFF
 from tooling.demo_data.seed import (
     STAGED_LOAD_LOCK,
     SeedReport,
-    database_is_empty,
     seed_demo_data,
     seed_demo_data_staged,
 )
@@ -52,7 +51,6 @@ __all__ = [
     "DemoDataError",
     "SeedReport",
     "append_only_guard_lifted",
-    "database_is_empty",
     "seed_demo_data",
     "seed_demo_data_staged",
 ]
