@@ -9,20 +9,24 @@ starts the server and, in a background thread (:func:`warm_up`):
 1. waits :data:`GRACE_SECONDS` after the server is up, so that a tab already open
    (reconnecting after a restart) starts its run and draws its progress sign first;
 2. imports every module the app and its pages use (:data:`MODULES`, in ``app.py``'s
-   order; never a page module: a page draws itself when executed). If a visitor's run
-   is importing them already, this waits on Python's import locks instead of doing the
-   work twice;
+   order, then what the pages' first tables and charts load; never a page module: a
+   page draws itself when executed). If a visitor's run is importing them already,
+   this waits on Python's import locks instead of doing the work twice;
 3. compiles ``app.py`` and the pages into Streamlit's own script cache, so no run
    compiles them;
 4. reads what the default view shows (the Overview of the first organization by name,
    the sidebar's default filters) through :mod:`dashboard.data`, which fills the shared
    ``st.cache_data`` caches with the very keys a visitor's run asks for, and warms the
-   engine's pool and PostgreSQL's buffers.
+   engine's pool and PostgreSQL's buffers;
+5. builds the default view's two charts from what it read and encodes them as
+   ``st.plotly_chart`` does: Plotly loads its figure classes and validators on first use
+   (``plotly.graph_objects`` imports nothing until then), a second or more of a cold
+   start's first run.
 
 ``dashboard serve`` starts the server's process before the database is ready
 (``cli.server.prestart``), and it listens only once the database is: no visitor can be
 there before, so the warm-up starts with step 2 at once, while the command readies the
-database (``early``), and runs steps 3 and 4 as soon as the server's runtime exists.
+database (``early``), and runs steps 3 to 5 as soon as the server's runtime exists.
 
 Why not import before the server listens, or at once in the thread, when the server
 listens at once (``streamlit run`` through ``cli.server`` alone): measured on this
@@ -37,6 +41,7 @@ is logged and the app reports it to the visitor as usual.
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import logging
 import threading
@@ -71,6 +76,13 @@ MODULES: Final = (
     "dashboard.paging",
     "dashboard.statement_files",
     "dashboard.timezone_form",
+    # Loaded by a page's first table: a styled one (jinja2) and Streamlit's conversion of
+    # a DataFrame to Arrow.
+    "pandas.io.formats.style",
+    "pyarrow.pandas_compat",
+    # What st.plotly_chart imports to encode a figure.
+    "plotly.io",
+    "plotly.tools",
 )
 RUNTIME_WAIT_SECONDS: Final = 60.0
 THREAD_NAME: Final = "dashboard-warm-up"
@@ -109,26 +121,37 @@ OVERVIEW_TOP_USERS: Final = 10
 OVERVIEW_PAGE_SIZE: Final = 25
 
 
+def _default_view() -> tuple[int, dt.date, dt.date, bool, str] | None:
+    """The default view's organization, period, whether it is in UTC, and its zone;
+    None when there is no organization to show."""
+    from dashboard import data, state
+
+    if not data.any_organizations():
+        return None
+    first = data.organization_search(limit=1).organizations
+    if not first:
+        return None
+    org = first[0].id
+    info = data.organization(organization_id=org)
+    if info is None:
+        return None
+    utc = state.DEFAULT_ZONE == "utc"
+    zone = "UTC" if utc else info.timezone
+    start, end = state.preset_range(state.DEFAULT_PRESET, state.today_in(zone))
+    return org, start, end, utc, zone
+
+
 def read_default_view() -> None:
     """Read, through the cached reads, what the first visitor's default view reads: the
     sidebar's organization and picker, and the Overview of the first organization by
     name with the default filters."""
     from dashboard import clock, data, state
 
-    if not data.any_organizations():
+    view = _default_view()
+    if view is None:
         return
-    first = data.organization_search(limit=1).organizations
-    if not first:
-        return
-    org = first[0].id
-    info = data.organization(organization_id=org)
-    if info is None:
-        return
+    org, start, end, utc, _ = view
     data.organization_search(query=None, limit=state.PICKER_PAGE)
-    utc = state.DEFAULT_ZONE == "utc"
-    start, end = state.preset_range(
-        state.DEFAULT_PRESET, state.today_in("UTC" if utc else info.timezone)
-    )
     # The Overview's key: "now" to the quarter-hour (dashboard.app_pages.overview).
     data.period_kpis(organization_id=org, start=start, end=end, utc=utc, now=clock.quarter_hour())
     data.timeline_by_type(
@@ -139,6 +162,40 @@ def read_default_view() -> None:
     data.recent_generations(
         organization_id=org, user_id=None, limit=OVERVIEW_PAGE_SIZE, before=None
     )
+
+
+def draw_default_view() -> int:
+    """Build the default view's charts (the Overview's timeline and top users) from the
+    cached reads and encode them as ``st.plotly_chart`` does, drawing nothing; how many
+    were built."""
+    import plotly.io
+
+    from dashboard import charts, data, state
+
+    view = _default_view()
+    if view is None:
+        return 0
+    org, start, end, utc, zone = view
+    timeline = data.timeline_by_type(
+        organization_id=org, start=start, end=end, granularity=state.DEFAULT_GRAIN, utc=utc
+    )
+    top = data.top_users(
+        organization_id=org, start=start, end=end, limit=OVERVIEW_TOP_USERS, utc=utc
+    )
+    figures = [
+        charts.timeline_by_type(
+            timeline,
+            metric="credits",
+            granularity=state.DEFAULT_GRAIN,
+            start=start,
+            end=end,
+            today=state.today_in(zone),
+        ),
+        charts.top_users(top, top=OVERVIEW_TOP_USERS),
+    ]
+    for figure in figures:
+        plotly.io.to_json(figure, validate=False)
+    return len(figures)
 
 
 def _step(name: str, step: Callable[[], object]) -> None:
@@ -152,7 +209,7 @@ def _step(name: str, step: Callable[[], object]) -> None:
 
 
 def warm_up(*, grace: float = GRACE_SECONDS, early: bool = False) -> None:
-    """Steps 1 to 4 of the module's docstring, once the server's runtime exists; with
+    """Steps 1 to 5 of the module's docstring, once the server's runtime exists; with
     ``early`` (the server does not listen yet), the imports at once and no grace. Never
     raises."""
     from streamlit.runtime import Runtime
@@ -167,6 +224,7 @@ def warm_up(*, grace: float = GRACE_SECONDS, early: bool = False) -> None:
         _step("imports", import_modules)
     _step("compiling the pages", compile_scripts)
     _step("reading the default view", read_default_view)
+    _step("drawing the default view's charts", draw_default_view)
 
 
 def start(*, early: bool = False) -> threading.Thread:

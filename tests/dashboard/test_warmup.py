@@ -58,3 +58,19 @@ def test_the_default_view_read_ahead_is_what_the_first_visitor_reads(
     # visit sends only what the warm-up could not do (the schema check).
     assert len(first_visit) <= len(cold) - len(ahead)
     assert not set(ahead) & set(first_visit)
+
+
+def test_the_default_view_charts_are_built_from_the_read_ahead_alone(
+    today_url: str, use_database: Callable[[str], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warm-up's last step builds the Overview's two charts (so Plotly's figure
+    classes and validators are loaded before the first visitor needs them) from what it
+    read ahead: no statement of its own."""
+    use_database(today_url)
+    fixed = clock.now()
+    monkeypatch.setattr(clock, "now", lambda: fixed)
+    reset_app_state()
+    warmup.read_default_view()
+    with statements() as drawing:
+        assert warmup.draw_default_view() == 2
+    assert drawing == []
