@@ -37,9 +37,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import os
 import signal
 import sys
+import threading
 import tomllib
 import warnings
 from collections.abc import Mapping, Sequence
@@ -687,16 +689,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # only when server.run hands it the database's URLs. A refusal or a failure below
     # ends it unheard (server.prestart).
     with server.prestart(APP, args.streamlit_args):
-        return _serve(args)
+        # The identity check imports Streamlit, the longest step here: it is imported
+        # meanwhile, while this thread imports the data layer and PostgreSQL starts
+        # (pg_ctl waits in a subprocess, the GIL free).
+        streamlit_imports = threading.Thread(
+            target=importlib.import_module, args=("dashboard.auth",), daemon=True
+        )
+        streamlit_imports.start()
+        try:
+            target = _target()
+        finally:
+            streamlit_imports.join()
+        return _serve(args, target)
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, target: Target) -> int:
     from cli import server
     from queries.db import create_direct_engine
     from queries.schema_version import schema_problem
     from tooling import embedded
 
-    target = _target()
     urls = target.urls
     env = dict(os.environ)
     env["DATABASE_URL"], env["DIRECT_URL"] = urls.runtime, urls.direct
