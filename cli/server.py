@@ -29,6 +29,7 @@ listened, and it ends by itself if the command goes away (its stdin closes).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -227,6 +228,19 @@ def _environment(stdin: IO[bytes]) -> dict[str, str] | None:
     return env
 
 
+# What Streamlit's server imports when it starts (streamlit.web.server.Server.start):
+# imported while a prestarted child waits, so that its start, once it has the database,
+# is little more than binding the port. Internal paths: one that moves is imported by
+# the server's start, as before.
+SERVER_MODULES: Final = ("streamlit.web.bootstrap", "streamlit.web.server.starlette", "uvicorn")
+
+
+def _import_server_modules() -> None:
+    for name in SERVER_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+
 def main(argv: list[str]) -> None:
     waits = argv[:1] == [WAIT_FOR_ENVIRONMENT]
     if waits:
@@ -244,7 +258,9 @@ def main(argv: list[str]) -> None:
 
     app, *options = argv
     if waits:
-        # Nobody can visit before it listens: the imports start at once.
+        # While it waits: first what the server's own start imports, then (in the
+        # warm-up's thread; nobody can visit before it listens) the app's modules.
+        _import_server_modules()
         warmup.start(early=True)
         env = _environment(sys.stdin.buffer)
         if env is None:
@@ -255,6 +271,7 @@ def main(argv: list[str]) -> None:
         os.environ.clear()
         os.environ.update(env)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        warmup.server_starting()
     else:
         warmup.start()
     # Ours before the caller's: after a `--`, the rest are the script's own arguments.

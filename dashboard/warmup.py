@@ -12,21 +12,23 @@ starts the server and, in a background thread (:func:`warm_up`):
    order, then what the pages' first tables and charts load; never a page module: a
    page draws itself when executed). If a visitor's run is importing them already,
    this waits on Python's import locks instead of doing the work twice;
-3. compiles ``app.py`` and the pages into Streamlit's own script cache, so no run
+3. builds one chart of each kind the default view draws, from a one-row frame, and
+   encodes it as ``st.plotly_chart`` does: Plotly loads its figure classes and their
+   validators on first use (``plotly.graph_objects`` imports nothing until then), which
+   cost the first visitor's run more than its reads;
+4. compiles ``app.py`` and the pages into Streamlit's own script cache, so no run
    compiles them;
-4. reads what the default view shows (the Overview of the first organization by name,
+5. reads what the default view shows (the Overview of the first organization by name,
    the sidebar's default filters) through :mod:`dashboard.data`, which fills the shared
    ``st.cache_data`` caches with the very keys a visitor's run asks for, and warms the
-   engine's pool and PostgreSQL's buffers;
-5. builds the default view's two charts from what it read and encodes them as
-   ``st.plotly_chart`` does: Plotly loads its figure classes and validators on first use
-   (``plotly.graph_objects`` imports nothing until then), a second or more of a cold
-   start's first run.
+   engine's pool and PostgreSQL's buffers.
 
 ``dashboard serve`` starts the server's process before the database is ready
 (``cli.server.prestart``), and it listens only once the database is: no visitor can be
-there before, so the warm-up starts with step 2 at once, while the command readies the
-database (``early``), and runs steps 3 to 5 as soon as the server's runtime exists.
+there before, so the warm-up runs steps 2 and 3 at once, while the command readies the
+database (``early``), pausing between two modules while the server starts (it comes
+first: the browser can do nothing before the server answers), and steps 4 and 5 as
+soon as the server's runtime exists.
 
 Why not import before the server listens, or at once in the thread, when the server
 listens at once (``streamlit run`` through ``cli.server`` alone): measured on this
@@ -89,9 +91,34 @@ THREAD_NAME: Final = "dashboard-warm-up"
 GRACE_SECONDS: Final = 1.5
 
 
+# Set by the launcher when it starts the server (``cli.server``): from then until the
+# server's runtime has started, the early imports wait, so they do not take the GIL from
+# the server's start (the browser can do nothing before it answers).
+_server_starting = threading.Event()
+
+
+def server_starting() -> None:
+    """Say the server is starting now (see :data:`_server_starting`)."""
+    _server_starting.set()
+
+
+def _server_started() -> bool:
+    from streamlit.runtime import Runtime, RuntimeState
+
+    return Runtime.exists() and Runtime.instance().state != RuntimeState.INITIAL
+
+
+def _wait_while_the_server_starts() -> None:
+    deadline = time.monotonic() + RUNTIME_WAIT_SECONDS
+    while _server_starting.is_set() and not _server_started() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def import_modules() -> None:
-    """Import what the app uses (step 2)."""
+    """Import what the app uses (step 2), one module at a time, never while the server
+    is starting."""
     for name in MODULES:
+        _wait_while_the_server_starts()
         importlib.import_module(name)
 
 
@@ -121,37 +148,26 @@ OVERVIEW_TOP_USERS: Final = 10
 OVERVIEW_PAGE_SIZE: Final = 25
 
 
-def _default_view() -> tuple[int, dt.date, dt.date, bool, str] | None:
-    """The default view's organization, period, whether it is in UTC, and its zone;
-    None when there is no organization to show."""
-    from dashboard import data, state
-
-    if not data.any_organizations():
-        return None
-    first = data.organization_search(limit=1).organizations
-    if not first:
-        return None
-    org = first[0].id
-    info = data.organization(organization_id=org)
-    if info is None:
-        return None
-    utc = state.DEFAULT_ZONE == "utc"
-    zone = "UTC" if utc else info.timezone
-    start, end = state.preset_range(state.DEFAULT_PRESET, state.today_in(zone))
-    return org, start, end, utc, zone
-
-
 def read_default_view() -> None:
     """Read, through the cached reads, what the first visitor's default view reads: the
     sidebar's organization and picker, and the Overview of the first organization by
     name with the default filters."""
     from dashboard import clock, data, state
 
-    view = _default_view()
-    if view is None:
+    if not data.any_organizations():
         return
-    org, start, end, utc, _ = view
+    first = data.organization_search(limit=1).organizations
+    if not first:
+        return
+    org = first[0].id
+    info = data.organization(organization_id=org)
+    if info is None:
+        return
     data.organization_search(query=None, limit=state.PICKER_PAGE)
+    utc = state.DEFAULT_ZONE == "utc"
+    start, end = state.preset_range(
+        state.DEFAULT_PRESET, state.today_in("UTC" if utc else info.timezone)
+    )
     # The Overview's key: "now" to the quarter-hour (dashboard.app_pages.overview).
     data.period_kpis(organization_id=org, start=start, end=end, utc=utc, now=clock.quarter_hour())
     data.timeline_by_type(
@@ -164,36 +180,44 @@ def read_default_view() -> None:
     )
 
 
-def draw_default_view() -> int:
-    """Build the default view's charts (the Overview's timeline and top users) from the
-    cached reads and encode them as ``st.plotly_chart`` does, drawing nothing; how many
-    were built."""
+# Any day: the sample charts only load Plotly's classes (a bucket cut by the period, so
+# the hatching's classes too).
+_SAMPLE_DAY: Final = dt.date(2026, 1, 5)
+
+
+def build_sample_charts() -> int:
+    """Step 3: the default view's two kinds of chart (the Overview's stacked timeline and
+    top users) from one-row frames, encoded as ``st.plotly_chart`` encodes a figure;
+    needs no database. How many were built."""
+    import pandas as pd
     import plotly.io
 
-    from dashboard import charts, data, state
+    from dashboard import charts
 
-    view = _default_view()
-    if view is None:
-        return 0
-    org, start, end, utc, zone = view
-    timeline = data.timeline_by_type(
-        organization_id=org, start=start, end=end, granularity=state.DEFAULT_GRAIN, utc=utc
-    )
-    top = data.top_users(
-        organization_id=org, start=start, end=end, limit=OVERVIEW_TOP_USERS, utc=utc
+    day = pd.Timestamp(_SAMPLE_DAY)
+    timeline = pd.DataFrame({"bucket": [day], "type": ["chat"], "generations": [1], "credits": [1]})
+    top = pd.DataFrame(
+        {
+            "user_id": [1],
+            "name": ["A"],
+            "email": ["a@example.com"],
+            "generations": [1],
+            "credits": [1],
+        }
     )
     figures = [
         charts.timeline_by_type(
             timeline,
             metric="credits",
-            granularity=state.DEFAULT_GRAIN,
-            start=start,
-            end=end,
-            today=state.today_in(zone),
+            granularity="week",
+            start=_SAMPLE_DAY + dt.timedelta(days=1),
+            end=_SAMPLE_DAY + dt.timedelta(days=1),
+            today=_SAMPLE_DAY + dt.timedelta(days=1),
         ),
-        charts.top_users(top, top=OVERVIEW_TOP_USERS),
+        charts.top_users(top),
     ]
     for figure in figures:
+        _wait_while_the_server_starts()
         plotly.io.to_json(figure, validate=False)
     return len(figures)
 
@@ -209,22 +233,22 @@ def _step(name: str, step: Callable[[], object]) -> None:
 
 
 def warm_up(*, grace: float = GRACE_SECONDS, early: bool = False) -> None:
-    """Steps 1 to 5 of the module's docstring, once the server's runtime exists; with
-    ``early`` (the server does not listen yet), the imports at once and no grace. Never
-    raises."""
+    """Steps 1 to 5 of the module's docstring; with ``early`` (the server does not
+    listen yet), steps 2 and 3 at once and no grace. Never raises."""
     from streamlit.runtime import Runtime
 
     if early:
         _step("imports", import_modules)
+        _step("building the sample charts", build_sample_charts)
     deadline = time.monotonic() + RUNTIME_WAIT_SECONDS
     while not Runtime.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     if not early:
         time.sleep(grace)
         _step("imports", import_modules)
+        _step("building the sample charts", build_sample_charts)
     _step("compiling the pages", compile_scripts)
     _step("reading the default view", read_default_view)
-    _step("drawing the default view's charts", draw_default_view)
 
 
 def start(*, early: bool = False) -> threading.Thread:
