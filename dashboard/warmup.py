@@ -8,10 +8,11 @@ starts the server and, in a background thread (:func:`warm_up`):
 
 1. waits :data:`GRACE_SECONDS` after the server is up, so that a tab already open
    (reconnecting after a restart) starts its run and draws its progress sign first;
-2. imports every module the app and its pages use (:data:`MODULES`, in ``app.py``'s
-   order, then what the pages' first tables and charts load; never a page module: a
-   page draws itself when executed). If a visitor's run is importing them already,
-   this waits on Python's import locks instead of doing the work twice;
+2. imports every module the default view uses (:data:`DEFAULT_VIEW_MODULES`, in
+   ``app.py``'s order, then what its first table and charts load; never a page module:
+   a page draws itself when executed). If a visitor's run is importing them already,
+   this waits on Python's import locks instead of doing the work twice. What the other
+   pages add (:data:`OTHER_PAGES_MODULES`) comes last, after step 5;
 3. builds one chart of each kind the default view draws, from a one-row frame, and
    encodes it as ``st.plotly_chart`` does: Plotly loads its figure classes and their
    validators on first use (``plotly.graph_objects`` imports nothing until then), which
@@ -48,7 +49,7 @@ import importlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -59,8 +60,10 @@ _log = logging.getLogger(__name__)
 DASHBOARD: Final = Path(__file__).resolve().parent
 APP: Final = DASHBOARD / "app.py"
 PAGES: Final = DASHBOARD / "app_pages"
-# What the app and its pages import: what app.py imports, then what the pages add.
-MODULES: Final = (
+# What the default view (app.py and the Overview) imports, in app.py's order, then what
+# its first table and charts load: a styled table (jinja2), Streamlit's conversion of a
+# DataFrame to Arrow, and what st.plotly_chart imports to encode a figure.
+DEFAULT_VIEW_MODULES: Final = (
     "pandas",
     "plotly.graph_objects",
     "dashboard.auth",
@@ -72,20 +75,22 @@ MODULES: Final = (
     "queries.db",
     "queries.schema_version",
     "dashboard.charts",
-    "dashboard.actions",
-    "dashboard.confirm",
-    "dashboard.exports",
     "dashboard.paging",
-    "dashboard.statement_files",
-    "dashboard.timezone_form",
-    # Loaded by a page's first table: a styled one (jinja2) and Streamlit's conversion of
-    # a DataFrame to Arrow.
     "pandas.io.formats.style",
     "pyarrow.pandas_compat",
-    # What st.plotly_chart imports to encode a figure.
     "plotly.io",
     "plotly.tools",
 )
+# What the other pages add (the statement PDF's fpdf2 alone is a quarter of all the
+# imports' time): imported last, once the default view is read.
+OTHER_PAGES_MODULES: Final = (
+    "dashboard.actions",
+    "dashboard.confirm",
+    "dashboard.exports",
+    "dashboard.statement_files",
+    "dashboard.timezone_form",
+)
+MODULES: Final = DEFAULT_VIEW_MODULES + OTHER_PAGES_MODULES
 RUNTIME_WAIT_SECONDS: Final = 60.0
 THREAD_NAME: Final = "dashboard-warm-up"
 GRACE_SECONDS: Final = 1.5
@@ -114,12 +119,20 @@ def _wait_while_the_server_starts() -> None:
         time.sleep(0.01)
 
 
-def import_modules() -> None:
-    """Import what the app uses (step 2), one module at a time, never while the server
-    is starting."""
-    for name in MODULES:
+def import_modules(names: Sequence[str] = MODULES) -> None:
+    """Import ``names`` (step 2: by default every module the app uses), one at a time,
+    never while the server is starting."""
+    for name in names:
         _wait_while_the_server_starts()
         importlib.import_module(name)
+
+
+def _import_default_view_modules() -> None:
+    import_modules(DEFAULT_VIEW_MODULES)
+
+
+def _import_other_pages_modules() -> None:
+    import_modules(OTHER_PAGES_MODULES)
 
 
 def compile_scripts() -> int:
@@ -238,17 +251,18 @@ def warm_up(*, grace: float = GRACE_SECONDS, early: bool = False) -> None:
     from streamlit.runtime import Runtime
 
     if early:
-        _step("imports", import_modules)
+        _step("imports for the default view", _import_default_view_modules)
         _step("building the sample charts", build_sample_charts)
     deadline = time.monotonic() + RUNTIME_WAIT_SECONDS
     while not Runtime.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     if not early:
         time.sleep(grace)
-        _step("imports", import_modules)
+        _step("imports for the default view", _import_default_view_modules)
         _step("building the sample charts", build_sample_charts)
     _step("compiling the pages", compile_scripts)
     _step("reading the default view", read_default_view)
+    _step("imports for the other pages", _import_other_pages_modules)
 
 
 def start(*, early: bool = False) -> threading.Thread:
