@@ -243,11 +243,14 @@ def _import_server_modules() -> None:
 
 def main(argv: list[str]) -> None:
     waits = argv[:1] == [WAIT_FOR_ENVIRONMENT]
+    interrupt = signal.getsignal(signal.SIGINT)
     if waits:
         argv = argv[1:]
         # Ctrl-C reaches the whole process group: while it waits, that ends it quietly
-        # (the command stops the rest), not with a traceback of an import.
-        signal.signal(signal.SIGINT, lambda signum, frame: os._exit(0))
+        # (the command stops the rest), not with a traceback of an import. Unless it is
+        # ignored, as for the command itself (started in the background, say).
+        if interrupt is not signal.SIG_IGN:
+            signal.signal(signal.SIGINT, lambda signum, frame: os._exit(0))
     # The warm-up's few lines (each step and its time) go to the server's log.
     log = logging.getLogger(warmup.__name__)
     log.setLevel(logging.INFO)
@@ -270,7 +273,7 @@ def main(argv: list[str]) -> None:
             os._exit(0)
         os.environ.clear()
         os.environ.update(env)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, interrupt)
         warmup.server_starting()
     else:
         warmup.start()

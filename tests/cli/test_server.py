@@ -232,6 +232,54 @@ def test_sigterm_while_dashboard_serve_prepares_stops_the_embedded_database_it_s
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def test_ctrl_c_while_dashboard_serve_prepares_stops_everything_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C in the terminal (SIGINT to the whole process group) while `dashboard serve`
+    loads demo data: the command stops the database it started and exits 0, and the
+    server's process, started early and still waiting, ends quietly with it."""
+    folder = Path(tempfile.mkdtemp(prefix="emb-"))  # short: the socket lives in it
+    folder.chmod(0o777)  # the server runs as the wheel's unprivileged user under root
+    pgdata = folder / "pgdata"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "DIRECT_URL", "DATABASE_READ_URL")
+    }
+    env |= {"DASHBOARD_PGDATA": str(pgdata), "PYTHONUNBUFFERED": "1"}
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "serve", "--server.port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            # Its own process group, with Ctrl-C's default meaning (as in a terminal).
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "loading demo data" not in log.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=60) == 0, log.read_text()
+        assert "stopped the embedded database" in log.read_text()
+        assert "Traceback" not in log.read_text()
+        assert embedded_server.running_socket(pgdata) is None
+        assert _processes_naming(f"--server.port {port}") == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        embedded.stop(pgdata)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _broken_cluster(folder: Path) -> Path:
     """A data folder the embedded server cannot start from: ``PG_VERSION`` and nothing
     else (a cluster whose files were lost), open to the wheel's unprivileged user."""
