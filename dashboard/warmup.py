@@ -251,14 +251,14 @@ def warm_up(*, grace: float = GRACE_SECONDS, early: bool = False) -> None:
     from streamlit.runtime import Runtime
 
     if early:
-        _step("imports for the default view", _import_default_view_modules)
+        _step("imports", _import_default_view_modules)
         _step("building the sample charts", build_sample_charts)
     deadline = time.monotonic() + RUNTIME_WAIT_SECONDS
     while not Runtime.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     if not early:
         time.sleep(grace)
-        _step("imports for the default view", _import_default_view_modules)
+        _step("imports", _import_default_view_modules)
         _step("building the sample charts", build_sample_charts)
     _step("compiling the pages", compile_scripts)
     _step("reading the default view", read_default_view)
