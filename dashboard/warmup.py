@@ -253,6 +253,9 @@ def warm_up(*, grace: float = GRACE_SECONDS, early: bool = False) -> None:
     if early:
         _step("imports", _import_default_view_modules)
         _step("building the sample charts", build_sample_charts)
+        # However long the command takes to ready the database (a first demo load, a
+        # migration): the server starts only then (a process never started ends unheard).
+        _server_starting.wait()
     deadline = time.monotonic() + RUNTIME_WAIT_SECONDS
     while not Runtime.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
