@@ -37,20 +37,27 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import os
 import signal
 import sys
+import threading
 import tomllib
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import make_url
-
-from queries.db import ConfigurationError, DatabaseUrls
 from queries.words import counted
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from queries.db import DatabaseUrls
+
+# Light on purpose: `dashboard serve` starts the server's process before it imports the
+# data layer (SQLAlchemy, psycopg), so each command imports what it uses.
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 
@@ -70,7 +77,7 @@ class Target:
 
 def _target() -> Target:
     """``DATABASE_URL``/``DIRECT_URL`` if set; else the embedded server, started on demand."""
-    from queries.db import configured_urls
+    from queries.db import DatabaseUrls, configured_urls
     from queries.embedded_server import owns_url
     from tooling import embedded
 
@@ -99,6 +106,8 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 
 
 def _database_name(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
     return make_url(url).database or ""
 
 
@@ -216,9 +225,10 @@ def _refused_for_privilege(error: BaseException) -> bool:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
+    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
-    from queries.db import create_runtime_engine
+    from queries.db import ConfigurationError, create_runtime_engine
     from queries.errors import DashboardError
     from queries.reconciliation import reconcile
     from queries.schema_version import schema_problem
@@ -451,7 +461,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
     from queries import links
     from queries.alerts import MAX_RUNWAY_DAYS, current_alerts, deliver
-    from queries.db import create_write_engine
+    from queries.db import ConfigurationError, create_write_engine
     from queries.errors import DashboardError
     from queries.schema_version import schema_problem
     from tooling import webhook
@@ -673,12 +683,32 @@ def check_identity(
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from cli import server
+
+    # The server's process starts first: it imports Streamlit and the app on the other
+    # core while this one checks who may use it and readies the database, and it listens
+    # only when server.run hands it the database's URLs. A refusal or a failure below
+    # ends it unheard (server.prestart).
+    with server.prestart(APP, args.streamlit_args):
+        # The identity check imports Streamlit, the longest step here: it is imported
+        # meanwhile, while this thread imports the data layer and PostgreSQL starts
+        # (pg_ctl waits in a subprocess, the GIL free).
+        streamlit_imports = threading.Thread(
+            target=importlib.import_module, args=("dashboard.auth",), daemon=True
+        )
+        streamlit_imports.start()
+        try:
+            target = _target()
+        finally:
+            streamlit_imports.join()
+        return _serve(args, target)
+
+
+def _serve(args: argparse.Namespace, target: Target) -> int:
+    from cli import server
     from queries.db import create_direct_engine
     from queries.schema_version import schema_problem
-    from tooling import embedded, schema
-    from tooling.demo_data import database_is_empty, seed_demo_data
+    from tooling import embedded
 
-    target = _target()
     urls = target.urls
     env = dict(os.environ)
     env["DATABASE_URL"], env["DIRECT_URL"] = urls.runtime, urls.direct
@@ -690,23 +720,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         check_identity(env, args.streamlit_args, urls.runtime)
         engine = create_direct_engine(urls.direct)
         try:
+            # One cheap read of the revision; Alembic only when there is work for it.
+            problem = schema_problem(engine)
             if target.embedded:
-                schema.upgrade(url=urls.direct)
-                if database_is_empty(engine):
-                    print(
-                        "empty demo database: loading demo data (dashboard seed --reset to reload)"
-                    )
-                    with engine.connect() as conn:
-                        report = seed_demo_data(conn)
-                        conn.commit()
-                    print(f"loaded {report.generations:,} generations in {report.seconds:.1f}s")
+                if problem is not None:
+                    from tooling import schema
+
+                    schema.upgrade(url=urls.direct)
+                _load_demo_data_if_empty(engine)
                 # Least privilege on the demo database too: the app logs in as
                 # dashboard_web (the role exists once the schema is migrated).
                 env["DATABASE_URL"] = embedded.app_login_url(urls.direct)
-            else:
-                problem = schema_problem(engine)
-                if problem is not None:
-                    raise Refused(problem)
+            elif problem is not None:
+                raise Refused(problem)
         finally:
             engine.dispose()
         # `streamlit run`, with the app's start-up work (imports, compiling the pages,
@@ -722,7 +748,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print("stopped the embedded database")
 
 
+def _load_demo_data_if_empty(engine: Engine) -> None:
+    from tooling import embedded
+
+    if not embedded.database_is_empty(engine):
+        return
+    from tooling.demo_data import seed_demo_data
+
+    print("empty demo database: loading demo data (dashboard seed --reset to reload)")
+    with engine.connect() as conn:
+        report = seed_demo_data(conn)
+        conn.commit()
+    print(f"loaded {report.generations:,} generations in {report.seconds:.1f}s")
+
+
 def _display(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
     return make_url(url).render_as_string(hide_password=True)
 
 
@@ -848,13 +890,22 @@ def main(argv: Sequence[str] | None = None, *, now: dt.datetime | None = None) -
     parser = build_parser()
     args = _serve_args(list(sys.argv[1:] if argv is None else argv)) or parser.parse_args(argv)
     args.now = now
-    from tooling.demo_data import DemoDataError
-
     try:
         return int(args.func(args))
-    except (ConfigurationError, DemoDataError, Refused) as exc:
+    except Exception as exc:
+        if not _said_in_a_sentence(exc):
+            raise
         print(f"dashboard: {exc}", file=sys.stderr)
         return 2
+
+
+def _said_in_a_sentence(exc: Exception) -> bool:
+    """Whether ``exc`` is a refusal or a failure whose message is the whole story (exit
+    2), rather than a bug (a traceback). Imported here, not at the top: see there."""
+    from queries.db import ConfigurationError
+    from tooling.errors import DemoDataError, EmbeddedServerError
+
+    return isinstance(exc, (ConfigurationError, DemoDataError, EmbeddedServerError, Refused))
 
 
 if __name__ == "__main__":

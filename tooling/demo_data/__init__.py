@@ -38,13 +38,12 @@ outside import from here.
 from tooling.demo_data.ledger import FINANCE_STAFF
 from tooling.demo_data.seed import (
     STAGED_LOAD_LOCK,
-    DemoDataError,
     SeedReport,
-    database_is_empty,
     seed_demo_data,
     seed_demo_data_staged,
 )
 from tooling.demo_data.tables import append_only_guard_lifted
+from tooling.errors import DemoDataError
 
 __all__ = [
     "FINANCE_STAFF",
@@ -52,7 +51,6 @@ __all__ = [
     "DemoDataError",
     "SeedReport",
     "append_only_guard_lifted",
-    "database_is_empty",
     "seed_demo_data",
     "seed_demo_data_staged",
 ]

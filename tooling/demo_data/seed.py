@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import psycopg
 from psycopg import sql
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
 
 from tooling import staging
 from tooling.demo_data.generations import load_generations
@@ -33,10 +33,7 @@ from tooling.demo_data.tables import (
     statement_label,
     table_keys,
 )
-
-
-class DemoDataError(RuntimeError):
-    """The demo data cannot be loaded as asked (the reason is in the message)."""
+from tooling.errors import DemoDataError
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +52,6 @@ class SeedReport:
     def generations_per_second(self) -> float:
         """End to end: drawing the data, COPY, index builds, rollups, ledger."""
         return self.generations / self.seconds if self.seconds else 0.0
-
-
-def database_is_empty(engine: Engine) -> bool:
-    """True when the schema exists and holds no organization yet."""
-    with engine.connect() as conn:
-        return bool(
-            conn.execute(text("SELECT NOT EXISTS (SELECT 1 FROM organizations)")).scalar_one()
-        )
 
 
 def _check_options(organizations: int, generations: int, days: int) -> None:
