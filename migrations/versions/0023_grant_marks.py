@@ -72,11 +72,11 @@ _FUNCTIONS = (
         END IF;
         UPDATE public.credit_balances b
         SET head_grant_id = (SELECT c.id FROM public.credit_grants c
-                           WHERE c.organization_id = org AND c.remaining > 0
-                             AND c.written_off_at IS NULL
-                             AND (c.expires_at IS NULL OR c.expires_at > now())
-                           ORDER BY c.priority, c.expires_at NULLS LAST, c.id
-                           LIMIT 1)
+                             WHERE c.organization_id = org AND c.remaining > 0
+                               AND c.written_off_at IS NULL
+                               AND (c.expires_at IS NULL OR c.expires_at > now())
+                             ORDER BY c.priority, c.expires_at NULLS LAST, c.id
+                             LIMIT 1)
         WHERE b.organization_id = org;
     END
     $fn$
@@ -161,14 +161,15 @@ _FUNCTIONS = (
     CREATE FUNCTION mark_credit_grants() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $fn$
     DECLARE
-        org bigint := CASE WHEN TG_OP = 'DELETE' THEN OLD.organization_id
-                           ELSE NEW.organization_id END;
+        was bigint := CASE WHEN TG_OP = 'INSERT' THEN NULL ELSE OLD.organization_id END;
+        now_of bigint := CASE WHEN TG_OP = 'DELETE' THEN NULL ELSE NEW.organization_id END;
     BEGIN
         UPDATE public.credit_balances b
-        SET head_grant_id = NULL, next_expiry = (SELECT min(c.expires_at) FROM public.credit_grants c
-                           WHERE c.organization_id = org AND c.written_off_at IS NULL
-                             AND c.expires_at IS NOT NULL)
-        WHERE b.organization_id = org;
+        SET head_grant_id = NULL,
+            next_expiry = (SELECT min(c.expires_at) FROM public.credit_grants c
+                           WHERE c.organization_id = b.organization_id
+                             AND c.written_off_at IS NULL AND c.expires_at IS NOT NULL)
+        WHERE b.organization_id IN (was, now_of);
         RETURN NULL;
     END
     $fn$
@@ -193,8 +194,8 @@ _FUNCTIONS = (
 _FILL = """
 UPDATE credit_balances b
 SET next_expiry = (SELECT min(c.expires_at) FROM public.credit_grants c
-                           WHERE c.organization_id = b.organization_id AND c.written_off_at IS NULL
-                             AND c.expires_at IS NOT NULL)
+                   WHERE c.organization_id = b.organization_id
+                     AND c.written_off_at IS NULL AND c.expires_at IS NOT NULL)
 """
 
 
