@@ -218,7 +218,7 @@ def render() -> None:
                 # details are shown in full below the table.
                 column_config={
                     "When": st.column_config.DatetimeColumn(
-                        format="YYYY-MM-DD HH:mm", width=125, help=f"In {zone}."
+                        format="YYYY-MM-DD HH:mm", width=125, help=f"In {md(zone)}."
                     ),
                     "Organization": st.column_config.TextColumn(width=150),
                     "Action": st.column_config.TextColumn(width=125),
@@ -339,7 +339,7 @@ def plan_changes(
         # As the trail's: the widths fit the main area of a 1440 px window.
         column_config={
             "When": st.column_config.DatetimeColumn(
-                format="YYYY-MM-DD HH:mm", width=125, help=f"In {zone}."
+                format="YYYY-MM-DD HH:mm", width=125, help=f"In {md(zone)}."
             ),
             "Plan": st.column_config.TextColumn(width=80),
             "Actor": st.column_config.TextColumn(width=175),
