@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pandas as pd
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
 from queries import quotas, usage
 from tests.factories import ensure_types
@@ -19,11 +19,33 @@ MANY = 2_000
 DAY = dt.date(2026, 11, 20)
 
 
+@pytest.fixture(scope="module")
+def _loaded(engine: Engine) -> Iterator[Connection]:
+    """2,000 organizations with usage on DAY for two types, loaded once for the module
+    (its tests only read) and rolled back after it. Organization i used i % 120 of a
+    limit of 100 images and i % 7 of 10 videos, so every status occurs and utilizations
+    tie."""
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        try:
+            _load(connection)
+            yield connection
+        finally:
+            transaction.rollback()
+
+
 @pytest.fixture
-def many(connection: Connection) -> Iterator[Connection]:
-    """2,000 organizations with usage on DAY for two types (rolled back after the test).
-    Organization i used i % 120 of a limit of 100 images and i % 7 of 10 videos, so
-    every status occurs and utilizations tie."""
+def many(_loaded: Connection) -> Iterator[Connection]:
+    """The loaded organizations, each test in a savepoint: one that fails (or writes)
+    leaves the next test the rows as loaded."""
+    savepoint = _loaded.begin_nested()
+    try:
+        yield _loaded
+    finally:
+        savepoint.rollback()
+
+
+def _load(connection: Connection) -> None:
     ensure_types(connection)
     connection.execute(
         text(
@@ -82,7 +104,6 @@ def many(connection: Connection) -> Iterator[Connection]:
             "ANALYZE organization_monthly_usage"
         )
     )
-    yield connection
 
 
 def _walk_usage(conn: Connection, **filters: object) -> tuple[pd.DataFrame, int]:
