@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -31,7 +32,7 @@ from sqlalchemy import Connection, create_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from queries import usage  # noqa: E402
+from queries import usage
 
 
 def _module_at(ref: str) -> ModuleType:
@@ -43,6 +44,7 @@ def _module_at(ref: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location("usage_at_ref", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -51,16 +53,17 @@ def _cases(module: Any, today: dt.date, zone: str) -> dict[str, Callable[[Connec
     out: dict[str, Callable[[Connection], Any]] = {}
     for days in (7, 30, 90):
         start = today - dt.timedelta(days=days - 1)
-        out[f"ranking, all rows, {days}d"] = lambda c, s=start: module.all_orgs_usage(
-            c, start=s, end=today, timezone=zone
-        )
-        out[f"ranking, a page of 50, {days}d"] = lambda c, s=start: module.all_orgs_usage_page(
-            c, start=s, end=today, timezone=zone
-        ).rows
-        out[f"monthly trend, {days}d"] = lambda c, s=start: module.all_orgs_monthly_credits(
-            c, start=s, end=today, timezone=zone
-        )
+        span = {"start": start, "end": today, "timezone": zone}
+        out[f"ranking, all rows, {days}d"] = partial(module.all_orgs_usage, **span)
+        out[f"ranking, a page of 50, {days}d"] = partial(module.all_orgs_usage_page, **span)
+        out[f"monthly trend, {days}d"] = partial(module.all_orgs_monthly_credits, **span)
     return out
+
+
+def _frame(answer: Any) -> pd.DataFrame:
+    """A page's rows (either side's UsagePage), or the frame itself."""
+    frame: pd.DataFrame = getattr(answer, "rows", answer)
+    return frame
 
 
 def _percentile(samples: list[float], q: float) -> float:
@@ -84,7 +87,7 @@ def main() -> int:
     samples: dict[tuple[str, str], list[float]] = {}
     with engine.connect() as conn:
         for case in cases["HEAD"]:
-            answers = [pd.DataFrame(cases[side][case](conn)) for side in sides]
+            answers = [_frame(cases[side][case](conn)) for side in sides]
             pd.testing.assert_frame_equal(answers[0], answers[1])
             print(f"# {case}: {len(answers[1])} rows, equal row by row")
         for run in range(args.runs):

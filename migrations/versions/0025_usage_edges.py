@@ -220,7 +220,8 @@ _GRANTS = (
     "TO dashboard_app, dashboard_reader, dashboard_auditor",
     # The generation's statement upserts the rows; the turn registers an edge, fills
     # and drops rows (LOCK ... SHARE ROW EXCLUSIVE needs UPDATE or DELETE).
-    "GRANT INSERT, UPDATE (generations, credits), DELETE ON usage_edges TO dashboard_app",
+    "GRANT INSERT (edge, organization_id, generations, credits), "
+    "UPDATE (generations, credits), DELETE ON usage_edges TO dashboard_app",
     "GRANT INSERT (edge), DELETE ON kept_usage_edges TO dashboard_app",
 )
 

@@ -97,11 +97,16 @@ def _own_mismatches(engine: Engine, org: int) -> int:
 @pytest.fixture
 def kept(write_engine: Engine) -> Iterator[None]:
     """Edges kept only for the test: the database is shared with the other writes."""
+
+    def forget() -> None:
+        with write_engine.begin() as conn:
+            conn.execute(text("LOCK TABLE usage_edges IN SHARE ROW EXCLUSIVE MODE"))
+            conn.execute(text("DELETE FROM usage_edges"))
+            conn.execute(text("DELETE FROM kept_usage_edges"))
+
+    forget()
     yield
-    with write_engine.begin() as conn:
-        conn.execute(text("LOCK TABLE usage_edges IN SHARE ROW EXCLUSIVE MODE"))
-        conn.execute(text("DELETE FROM usage_edges"))
-        conn.execute(text("DELETE FROM kept_usage_edges"))
+    forget()
 
 
 def _instants(zone: str) -> list[dt.datetime]:
