@@ -356,8 +356,12 @@ _MONTHLY = text(
         SELECT b.month, c.edge, c.sign
         FROM b CROSS JOIN LATERAL (VALUES (b.lower, -1), (b.upper, 1)) AS c(edge, sign)
     ),
+    -- Every edge once; the edges as a column, not a subquery, so the function is
+    -- inlined (a kept edge is then a range of pk_usage_edges in this plan).
     before AS MATERIALIZED (
-        SELECT x.* FROM usage_before_edges((SELECT array_agg(DISTINCT edge) FROM cuts)) x
+        SELECT x.*
+        FROM (SELECT array_agg(DISTINCT edge) AS edges FROM cuts) e
+        CROSS JOIN LATERAL usage_before_edges(e.edges) x
     ),
     per_org AS (
         SELECT c.month, x.organization_id,
