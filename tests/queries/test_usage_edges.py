@@ -238,3 +238,26 @@ def test_a_later_turn_drops_the_edges_no_preset_reaches(write_engine: Engine) ->
         ).scalar_one()
     assert oldest == dt.datetime(2025, 12, 18, tzinfo=dt.UTC)
     assert orphans == 0
+
+
+def test_the_demo_loader_keeps_the_edges_of_its_day(demo_engine: Engine) -> None:
+    with demo_engine.connect() as conn:
+        kept = conn.execute(text("SELECT count(*) FROM kept_usage_edges")).scalar_one()
+        rows = conn.execute(text("SELECT count(*) FROM usage_edges")).scalar_one()
+        differ = conn.execute(
+            text(
+                """
+                WITH stored AS (SELECT edge, organization_id, generations, credits
+                                FROM usage_edges),
+                recount AS (
+                    SELECT k.edge, g.organization_id, count(*)::bigint, sum(g.credits)::bigint
+                    FROM kept_usage_edges k JOIN generations g ON g.created_at < k.edge
+                    GROUP BY 1, 2
+                )
+                SELECT (SELECT count(*) FROM (TABLE stored EXCEPT ALL TABLE recount) a)
+                     + (SELECT count(*) FROM (TABLE recount EXCEPT ALL TABLE stored) b)
+                """
+            )
+        ).scalar_one()
+    assert (kept, differ) == (KEEP_DAYS + 1, 0)
+    assert rows > 0
