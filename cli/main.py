@@ -567,6 +567,41 @@ def cmd_expire_credits(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keep_edges(_: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from queries.db import ConfigurationError, company_timezone, create_write_engine
+    from queries.edges import keep_usage_edges
+    from queries.errors import DashboardError
+    from queries.schema_version import schema_problem
+
+    try:
+        zone = company_timezone()
+    except ConfigurationError as exc:
+        raise Refused(str(exc)) from exc
+    urls = _urls()
+    # The app's role (DATABASE_URL), which keeps the edges with every generation too.
+    engine = create_write_engine(urls.runtime)
+    try:
+        problem = schema_problem(engine)
+        if problem is not None:
+            raise Refused(problem)
+        report = keep_usage_edges(engine, timezone=zone)
+    except (DashboardError, SQLAlchemyError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise Refused(
+            f"could not keep the usage edges on {_display(urls.runtime)}: {reason}. "
+            "The edges kept before stay kept; run it again."
+        ) from exc
+    finally:
+        engine.dispose()
+    print(
+        f"Kept {counted(len(report.added), 'new edge')} of the {zone} days "
+        f"and dropped {counted(report.dropped, 'old one')}."
+    )
+    return 0
+
+
 def cmd_grant_allowances(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -847,6 +882,10 @@ def build_parser() -> argparse.ArgumentParser:
         "expire-credits",
         help="write off what remains of grants past their expiry (idempotent; for cron)",
     ).set_defaults(func=cmd_expire_credits)
+    sub.add_parser(
+        "keep-edges",
+        help="keep the company zone's new day for the usage ranking and trend (cron; idempotent)",
+    ).set_defaults(func=cmd_keep_edges)
     allowances = sub.add_parser(
         "grant-allowances",
         help="grant every organization its plan's allowance for its local month, with "

@@ -755,6 +755,40 @@ class UsualDay(Base):
     __table_args__ = (PrimaryKeyConstraint("organization_id", "date"),)
 
 
+class UsageEdge(Base):
+    """An organization's generations and credits before an instant: ``usage_before()``
+    (migration 0015) kept for the instants the cross-organization reads cut their
+    ranges at (the company zone's midnights).
+
+    Kept only for the instants in ``kept_usage_edges``; a kept instant without a row
+    for an organization means it had no generation before it. Each generation adds
+    itself to the kept instants after it, in its own transaction (migration 0025), so
+    a row is exact at COMMIT; ``usage.keep_usage_edges`` adds an instant as the day
+    turns. Zone-independent (an instant, not a local day): ``set_timezone`` leaves it.
+    """
+
+    __tablename__ = "usage_edges"
+
+    edge: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    organization_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("organizations.id"), nullable=False, index=True
+    )
+    generations: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    credits: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+    # Edge first: a read takes every organization's row of one instant as one range.
+    __table_args__ = (PrimaryKeyConstraint("edge", "organization_id"),)
+
+
+class KeptUsageEdge(Base):
+    """An instant whose ``usage_edges`` rows are kept for every organization (global)."""
+
+    __tablename__ = "kept_usage_edges"
+
+    edge: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    kept_at: Mapped[dt.datetime] = _now()
+
+
 APPROVAL_STATUSES = ("pending", "approved", "rejected")
 
 

@@ -14,6 +14,8 @@ The invariants:
   totals ``generations_through``/``credits_through``) and ``organization_monthly_usage``.
 - ``usual_days``: each usual day the forecast keeps and would read (its stamp is
   current) against ``usual_day()``, its one definition (migration 0017).
+- ``usage_edges``: each organization's use before every kept edge (migration 0025)
+  against ``recounts.RECOUNT_USAGE_EDGES``, from its generations.
 - the credit grants (migration 0021), the balance as finance sees it:
   ``grants``: each grant's ``remaining`` = amount - drawn - expired - reversed (a CHECK
   guards it too; an owner can still drop it); ``grants.balance``: the balance = the sum
@@ -118,6 +120,7 @@ CHECKS: tuple[str, ...] = (
     "organization_daily_usage.through",
     "organization_monthly_usage",
     "usual_days",
+    "usage_edges",
 )
 # Above this many changed days an incremental run checks everything instead: at 10M
 # generations, 1.4M days by index ranges took 155 s, one full pass 93 s.
@@ -919,6 +922,69 @@ _USUAL_DAYS = text(
 )
 
 
+# The kept usage edges (migration 0025) of the organizations in scope (NULL: all),
+# against their one recount from the generations; an edge's rows are read only while it
+# is kept, so only those are checked. A running total, so the recount reads the
+# organizations' whole history: at scale the costliest check of an incremental run.
+_EDGE_COLUMNS = ("edge", "organization_id", "generations", "credits")
+_USAGE_EDGES = (
+    text(
+        """
+        SELECT r.organization_id, o.slug, 'usage_edges' AS check,
+               CASE WHEN r.expected_generations <> r.found_generations
+                    THEN 'generations' ELSE 'credits' END AS what,
+               NULL::bigint AS first_entry, (r.edge AT TIME ZONE 'UTC')::date AS first_date,
+               'the use before ' || to_char(r.edge AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI "UTC"')
+                   AS "where",
+               CASE WHEN r.expected_generations <> r.found_generations
+                    THEN r.expected_generations ELSE r.expected_credits END AS expected,
+               CASE WHEN r.expected_generations <> r.found_generations
+                    THEN r.found_generations ELSE r.found_credits END AS found,
+               r.rows
+        FROM edges_ranked r JOIN organizations o ON o.id = r.organization_id
+        WHERE r.n = 1
+        ORDER BY r.organization_id
+        """
+    )
+    .columns()
+    .add_cte(
+        recounts.RECOUNT_USAGE_EDGES.columns(*(column(c) for c in _EDGE_COLUMNS)).cte(
+            "edges_recount"
+        ),
+        _cte(
+            "edges_stored",
+            """
+            SELECT u.edge, u.organization_id, u.generations, u.credits
+            FROM usage_edges u JOIN kept_usage_edges k ON k.edge = u.edge
+            WHERE CAST(:organization_ids AS bigint[]) IS NULL
+               OR u.organization_id = ANY(CAST(:organization_ids AS bigint[]))
+            """,
+            *_EDGE_COLUMNS,
+        ),
+        _cte(
+            "edges_ranked",
+            """
+            SELECT d.*, count(*) OVER (PARTITION BY d.organization_id) AS rows,
+                   row_number() OVER (PARTITION BY d.organization_id ORDER BY d.edge) AS n
+            FROM (
+                SELECT coalesce(s.organization_id, r.organization_id) AS organization_id,
+                       coalesce(s.edge, r.edge) AS edge,
+                       coalesce(r.generations, 0) AS expected_generations,
+                       coalesce(s.generations, 0) AS found_generations,
+                       coalesce(r.credits, 0) AS expected_credits,
+                       coalesce(s.credits, 0) AS found_credits
+                FROM edges_stored s
+                FULL JOIN edges_recount r
+                  ON r.edge = s.edge AND r.organization_id = s.organization_id
+                WHERE (coalesce(r.generations, 0), coalesce(r.credits, 0))
+                      <> (coalesce(s.generations, 0), coalesce(s.credits, 0))
+            ) d
+            """,
+        ),
+    )
+)
+
+
 def _drift(row: Row[Any]) -> Drift:
     return Drift(
         organization_id=int(row.organization_id),
@@ -952,7 +1018,7 @@ def check_books(
     organizations are always checked; a checkpoint dated after the local day at ``now``,
     default the current time, is a drift). Reads only; run it in one snapshot
     (``reconcile`` does) so a write committing meanwhile is seen whole or not at all. At
-    most eight statements, whatever the number of organizations or days."""
+    most nine statements, whatever the number of organizations or days."""
     if not isinstance(full, bool):
         raise InvalidInput(f"full must be True or False, not {full!r}.")
     now = _instant(now)
@@ -978,6 +1044,8 @@ def check_books(
     drifts += [_drift(row) for row in conn.execute(_GRANTS, params)]
     drifts += [_drift(row) for row in conn.execute(_ROLLUPS, params)]
     drifts += [_drift(row) for row in conn.execute(_USUAL_DAYS, params)]
+    scope = None if full else sorted({*orgs, *day_orgs})
+    drifts += [_drift(row) for row in conn.execute(_USAGE_EDGES, {"organization_ids": scope})]
     order = {check: n for n, check in enumerate(CHECKS)}
     drifts.sort(key=lambda d: (d.slug, d.organization_id, order.get(d.check, len(order))))
     drifted = {d.organization_id for d in drifts}

@@ -55,6 +55,7 @@ from queries.models import (
     OrganizationDailyUsage,
     OrganizationMonthlyUsage,
     QuarterHourUsage,
+    UsageEdge,
     UsageLimit,
     UserDailyUsage,
 )
@@ -309,3 +310,51 @@ REBUILD_USUAL_DAYS = text(
 )
 """Recompute every row ``usual_days`` holds for ``:organization_ids`` (``set_timezone``:
 in the zone just set)."""
+
+
+# ---------------------------------------------------------------- usage edges (0025)
+# ``usage_edges`` holds, for each kept instant (``kept_usage_edges``), each
+# organization's generations and credits before it (no row: none). An instant, not a
+# local day, so the recount needs no zone: each generation falls in the slot of the
+# first kept edge after it (width_bucket over the sorted edges), and an edge's count is
+# the running sum of the slots before it. Rows with no generation are left out, as the
+# table leaves them out.
+
+RECOUNT_USAGE_EDGES = text(
+    """
+    WITH k AS (SELECT array_agg(edge ORDER BY edge) AS edges FROM kept_usage_edges),
+    slots AS (
+        SELECT g.organization_id, width_bucket(g.created_at, k.edges) AS slot,
+               count(*) AS generations, sum(g.credits) AS credits
+        FROM k JOIN generations g ON g.created_at < k.edges[cardinality(k.edges)]
+        WHERE CAST(:organization_ids AS bigint[]) IS NULL
+           OR g.organization_id = ANY(CAST(:organization_ids AS bigint[]))
+        GROUP BY g.organization_id, slot
+    ),
+    running AS (
+        SELECT e.edge, o.organization_id,
+               CAST(sum(coalesce(s.generations, 0)) OVER w AS bigint) AS generations,
+               CAST(sum(coalesce(s.credits, 0)) OVER w AS bigint) AS credits
+        FROM (SELECT DISTINCT organization_id FROM slots) o
+        CROSS JOIN k CROSS JOIN LATERAL unnest(k.edges) WITH ORDINALITY AS e(edge, n)
+        LEFT JOIN slots s ON s.organization_id = o.organization_id AND s.slot = e.n - 1
+        WINDOW w AS (PARTITION BY o.organization_id ORDER BY e.n)
+    )
+    SELECT edge, organization_id, generations, credits FROM running WHERE generations > 0
+    """
+)
+"""The rows ``usage_edges`` must hold for ``:organization_ids`` (NULL: every
+organization) at every kept edge, from ``generations``."""
+
+
+def insert_usage_edges_recount() -> Insert:
+    """INSERT of ``RECOUNT_USAGE_EDGES`` for every organization into a ``usage_edges``
+    that holds none of the kept edges' rows (the demo loader, after the edges are
+    registered)."""
+    table: Table = UsageEdge.__table__  # type: ignore[assignment]
+    rows = (
+        RECOUNT_USAGE_EDGES.bindparams(organization_ids=None)
+        .columns(*(table.c[name] for name in ("edge", "organization_id", "generations", "credits")))
+        .subquery("r")
+    )
+    return table.insert().from_select(list(rows.c.keys()), select(rows))

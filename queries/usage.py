@@ -40,6 +40,8 @@ from queries.models import LEDGER_KINDS
 # of organization_daily_usage up to the organization's local day of the instant plus the
 # quarter_hour_usage buckets of that day before the instant: two index probes and at
 # most a day of quarter-hours per organization and edge, exact for every pair of zones.
+# For the edges the presets use, that answer is kept (usage_edges, migration 0025,
+# queries/edges.py), so an edge is one index range for all organizations.
 # Ledger movements are read on (created_at, organization_id) between the two instants.
 
 
@@ -50,14 +52,17 @@ _ALL_ORGS_USAGE = text(
                (CAST(:end AS date) + 1)::timestamp AT TIME ZONE CAST(:tz AS text) AS upper
     ),
     -- Consumed in the window: use before its upper edge less use before its lower one
-    -- (usage_before(), migration 0015: exact from the rollups in any pair of zones).
+    -- (usage_before_edges(), migration 0025: the kept edges as one index range each,
+    -- any other through usage_before(); exact in any pair of zones). An organization
+    -- without a row had no use before the edge.
     consumed AS (
-        SELECT o.id AS organization_id,
-               hi.generations - lo.generations AS generations,
-               hi.credits - lo.credits AS credits
-        FROM b CROSS JOIN organizations o
-        CROSS JOIN LATERAL usage_before(o.id, o.timezone, b.upper) hi
-        CROSS JOIN LATERAL usage_before(o.id, o.timezone, b.lower) lo
+        SELECT x.organization_id,
+               CAST(sum(CASE WHEN x.edge = b.upper THEN x.generations
+                             ELSE -x.generations END) AS bigint) AS generations,
+               CAST(sum(CASE WHEN x.edge = b.upper THEN x.credits
+                             ELSE -x.credits END) AS bigint) AS credits
+        FROM b CROSS JOIN LATERAL usage_before_edges(ARRAY[b.lower, b.upper]) x
+        GROUP BY x.organization_id
     ),
     moved AS (
         SELECT l.organization_id,
@@ -127,14 +132,17 @@ _USAGE_PAGE = text(
                (CAST(:end AS date) + 1)::timestamp AT TIME ZONE CAST(:tz AS text) AS upper
     ),
     -- Consumed in the window: use before its upper edge less use before its lower one
-    -- (usage_before(), migration 0015: exact from the rollups in any pair of zones).
+    -- (usage_before_edges(), migration 0025: the kept edges as one index range each,
+    -- any other through usage_before(); exact in any pair of zones). An organization
+    -- without a row had no use before the edge.
     consumed AS (
-        SELECT o.id AS organization_id,
-               hi.generations - lo.generations AS generations,
-               hi.credits - lo.credits AS credits
-        FROM b CROSS JOIN organizations o
-        CROSS JOIN LATERAL usage_before(o.id, o.timezone, b.upper) hi
-        CROSS JOIN LATERAL usage_before(o.id, o.timezone, b.lower) lo
+        SELECT x.organization_id,
+               CAST(sum(CASE WHEN x.edge = b.upper THEN x.generations
+                             ELSE -x.generations END) AS bigint) AS generations,
+               CAST(sum(CASE WHEN x.edge = b.upper THEN x.credits
+                             ELSE -x.credits END) AS bigint) AS credits
+        FROM b CROSS JOIN LATERAL usage_before_edges(ARRAY[b.lower, b.upper]) x
+        GROUP BY x.organization_id
     ),
     ranked AS (
         SELECT rank() OVER (ORDER BY coalesce(c.credits, 0) DESC) AS rank,
@@ -329,11 +337,10 @@ def all_orgs_usage_page(
     return UsagePage(rows=rows.reset_index(drop=True), totals=totals, next=cursor)
 
 
-# Months of the company zone, cut to the range. Each organization's consumption before
-# a month's edges is the prefix sum of its whole local days before the edge plus the
-# quarter-hours of its local day up to the edge (exact for any pair of zones: every
-# local midnight is a quarter-hour boundary). Only organizations with use in a local
-# month the range can touch are read (organization_monthly_usage on its month index).
+# Months of the company zone, cut to the range. Each organization's consumption in a
+# month is its use before the month's upper edge less its use before the lower one
+# (usage_before_edges(), migration 0025: kept edges as one index range each, any other
+# through usage_before(); exact for any pair of zones), every edge read once.
 _MONTHLY = text(
     """
     WITH b AS (
@@ -345,20 +352,29 @@ _MONTHLY = text(
         FROM generate_series(date_trunc('month', CAST(:start AS date)),
                              date_trunc('month', CAST(:end AS date)), interval '1 month') AS m
     ),
-    active AS (
-        SELECT DISTINCT u.organization_id FROM organization_monthly_usage u
-        WHERE u.month >= date_trunc('month', CAST(:start AS date) - 1)
-          AND u.month <= CAST(:end AS date) + 1
+    cuts AS (
+        SELECT b.month, c.edge, c.sign
+        FROM b CROSS JOIN LATERAL (VALUES (b.lower, -1), (b.upper, 1)) AS c(edge, sign)
+    ),
+    -- Every edge once; the edges as a column, not a subquery, so the function is
+    -- inlined (a kept edge is then a range of pk_usage_edges in this plan).
+    before AS MATERIALIZED (
+        SELECT x.*
+        FROM (SELECT array_agg(DISTINCT edge) AS edges FROM cuts) e
+        CROSS JOIN LATERAL usage_before_edges(e.edges) x
+    ),
+    per_org AS (
+        SELECT c.month, x.organization_id,
+               sum(c.sign * x.generations) AS generations, sum(c.sign * x.credits) AS credits
+        FROM cuts c JOIN before x ON x.edge = c.edge
+        GROUP BY c.month, x.organization_id
     ),
     consumed AS (
-        SELECT b.month, sum(hi.generations - lo.generations) AS generations,
-               sum(hi.credits - lo.credits) AS credits,
-               count(*) FILTER (WHERE hi.generations > lo.generations) AS organizations
-        FROM b CROSS JOIN active a
-        JOIN organizations o ON o.id = a.organization_id
-        CROSS JOIN LATERAL usage_before(o.id, o.timezone, b.upper) hi
-        CROSS JOIN LATERAL usage_before(o.id, o.timezone, b.lower) lo
-        GROUP BY b.month
+        SELECT month, CAST(sum(generations) AS bigint) AS generations,
+               CAST(sum(credits) AS bigint) AS credits,
+               count(*) FILTER (WHERE generations > 0) AS organizations
+        FROM per_org
+        GROUP BY month
     ),
     granted AS (
         SELECT b.month, sum(l.amount) FILTER (WHERE l.amount > 0) AS granted

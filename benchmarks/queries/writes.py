@@ -157,6 +157,8 @@ def restore_after_writes(engine: Engine) -> None:
         conn.execute(_TOUCHED_BUCKETS)
         for statement in _PUT_BACK_ORG_ROLLUPS:
             conn.execute(statement)
+        for statement in _TAKE_BACK_EDGES:
+            conn.execute(statement)
         with append_only_guard_lifted(conn):
             conn.execute(
                 text(
@@ -199,6 +201,25 @@ def restore_after_writes(engine: Engine) -> None:
     vacuum(engine)
 
 
+# The kept usage edges (migration 0025) counted the benchmark's generations: take them
+# back out, as the generations go.
+_TAKE_BACK_EDGES = (
+    text(
+        """
+        UPDATE usage_edges u
+        SET generations = u.generations - a.generations, credits = u.credits - a.credits
+        FROM (
+            SELECT k.edge, g.organization_id, count(*) AS generations, sum(g.credits) AS credits
+            FROM generations g JOIN kept_usage_edges k ON g.created_at < k.edge
+            WHERE g.id > (SELECT max_generation_id FROM benchmark_load)
+            GROUP BY k.edge, g.organization_id
+        ) a
+        WHERE u.edge = a.edge AND u.organization_id = a.organization_id
+        """
+    ),
+    # A kept edge has no row for an organization without use before it.
+    text("DELETE FROM usage_edges WHERE generations = 0"),
+)
 _USUAL_DAY_TRIGGER_OFF = text(
     "ALTER TABLE usage_limits DISABLE TRIGGER usage_limits_keep_usual_day"
 )

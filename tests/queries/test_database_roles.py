@@ -37,6 +37,7 @@ from queries.approvals import approve, reject, request_adjustment
 from queries.bulk import apply_bulk
 from queries.credits import adjust_credits, reverse_adjustment
 from queries.db import create_runtime_engine
+from queries.edges import KeptEdges, keep_usage_edges
 from queries.embedded_server import owns_url
 from queries.generations import record_generation
 from queries.grants import ExpiryReport, expire_credits
@@ -205,6 +206,16 @@ def test_every_table_is_readable_by_every_role_and_nothing_more_is_granted(
         ),
         *(("usual_days", column, "INSERT") for column in ("organization_id", "date")),
         ("usual_days", None, "DELETE"),
+        # The kept usage edges (0025): record_generation upserts the kept edges after
+        # it; the day's turn registers an edge, fills its rows and drops old ones.
+        *(
+            ("usage_edges", column, "INSERT")
+            for column in ("edge", "organization_id", "generations", "credits")
+        ),
+        *(("usage_edges", column, "UPDATE") for column in ("generations", "credits")),
+        ("usage_edges", None, "DELETE"),
+        ("kept_usage_edges", "edge", "INSERT"),
+        ("kept_usage_edges", None, "DELETE"),
         # Two-person approval (0009): a request is inserted.
         *(
             ("approval_requests", column, "INSERT")
@@ -711,6 +722,11 @@ WRITES: dict[str, Callable[[Engine, Tenant], object]] = {
     "orgs.set_timezone": _timezone_after_a_generation,
     "alerts.deliver": _deliver_an_alert,
     "grants.expire_credits": lambda e, t: expire_credits(e, organization_ids=[t.organization_id]),
+    # Global edges; days of 2000, before any other test's generation, so no later write
+    # adds itself to them.
+    "edges.keep_usage_edges": lambda e, t: keep_usage_edges(
+        e, timezone="UTC", now=dt.datetime(2001, 1, 1, tzinfo=dt.UTC)
+    ),
     "allowances.grant_allowances": lambda e, t: grant_allowances(
         e, organization_ids=[t.organization_id]
     ),
@@ -727,7 +743,10 @@ WRITES: dict[str, Callable[[Engine, Tenant], object]] = {
     ),
 }
 # Writes whose change is global, seen in these counts rather than in a tenant's snapshot.
-_GLOBAL = text("SELECT (SELECT count(*) FROM plan_allowance_changes) AS changes")
+_GLOBAL = text(
+    "SELECT (SELECT count(*) FROM plan_allowance_changes) AS changes,"
+    " (SELECT count(*) FROM kept_usage_edges) AS edges"
+)
 # The reconciler's write (migration 0014): only a dashboard_auditor login records
 # checkpoints; see the tests below.
 AUDITOR_WRITES = {"reconciliation.reconcile": _reconcile_after_a_generation}
@@ -779,6 +798,10 @@ def test_every_write_function_works_as_dashboard_app(
     if name == "grants.expire_credits":
         # A second run finds nothing due: it reports nothing and changes nothing.
         assert replay == ExpiryReport(organizations=0, grants=0, credits=0)
+        assert _everything(write_engine, tenant) == after
+    elif name == "edges.keep_usage_edges":
+        # The day's edges are kept: a second turn adds and drops nothing.
+        assert replay == KeptEdges(added=(), dropped=0)
         assert _everything(write_engine, tenant) == after
     elif name == "allowances.grant_allowances":
         assert isinstance(replay, AllowanceReport)

@@ -122,11 +122,13 @@ HISTORY = {"generations", "usage_limits", "organization_daily_usage"}
 # enough that a sequential scan can be the cheaper plan; with sequential scans priced
 # out, an index must serve their ranges.
 SMALL_HISTORY = {"credit_ledger", "audit_log", "plan_allowance_changes"}
+# The ranking and the trend read the kept edges (migration 0025), and through
+# usage_before() the running totals for an edge that is not kept.
 ROLLUP_READS = {
-    "usage.all_orgs_usage": "organization_daily_usage",
-    "usage.all_orgs_usage_page": "organization_daily_usage",
-    "usage.all_orgs_usage_page[balance_asc]": "organization_daily_usage",
-    "usage.all_orgs_monthly_credits": "organization_monthly_usage",
+    "usage.all_orgs_usage": "usage_edges",
+    "usage.all_orgs_usage_page": "usage_edges",
+    "usage.all_orgs_usage_page[balance_asc]": "usage_edges",
+    "usage.all_orgs_monthly_credits": "usage_edges",
 }
 
 

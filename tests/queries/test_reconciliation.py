@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, text
 
 from cli.main import main
-from queries import reconciliation
+from queries import reconciliation, recounts
 from queries.approvals import approve, request_adjustment
 from queries.credits import adjust_credits, reverse_adjustment
 from queries.db import create_direct_engine
@@ -408,6 +408,44 @@ def test_a_corrupted_usual_day_is_reported_and_a_stale_one_is_not(
         {"o": org.id, "d": _USUAL},
     )
     assert _drifts(connection, org.id) == []
+
+
+def test_a_tampered_usage_edge_is_reported(connection: Connection) -> None:
+    org = _books(connection)
+    edges = {
+        "first": dt.datetime(2026, 10, 6, tzinfo=dt.UTC),
+        "second": dt.datetime(2026, 10, 7, tzinfo=dt.UTC),
+    }
+    connection.execute(
+        text("INSERT INTO kept_usage_edges (edge) VALUES (:first), (:second)"), edges
+    )
+    connection.execute(recounts.insert_usage_edges_recount())
+    assert _drifts(connection, org.id) == []
+    assert _drifts(connection, org.id, full=False) == []
+    tamper = "UPDATE usage_edges SET credits = credits + 1 WHERE organization_id = :o AND edge = :e"
+    connection.execute(text(tamper), {"o": org.id, "e": edges["second"]})
+    [drift] = _drifts(connection, org.id)
+    assert (drift.check, drift.what, drift.first_date, drift.expected, drift.found) == (
+        "usage_edges",
+        "credits",
+        dt.date(2026, 10, 7),
+        34,
+        35,
+    )
+    assert drift.where == "the use before 2026-10-07 00:00 UTC"
+    # A row gone reads as no use before the edge: found 0, and the first edge now.
+    connection.execute(
+        text("DELETE FROM usage_edges WHERE organization_id = :o AND edge = :e"),
+        {"o": org.id, "e": edges["first"]},
+    )
+    [drift] = _drifts(connection, org.id, full=False)
+    assert (drift.what, drift.first_date, drift.expected, drift.found, drift.rows) == (
+        "generations",
+        dt.date(2026, 10, 6),
+        2,
+        0,
+        2,
+    )
 
 
 def test_an_incremental_run_with_too_many_changed_days_checks_everything(

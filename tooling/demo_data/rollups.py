@@ -13,7 +13,7 @@ import numpy as np
 import psycopg
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 
-from queries import recounts
+from queries import edges, recounts
 from tooling import staging
 from tooling.demo_data.binary import N_TYPES, PG_EPOCH_DAY, PG_EPOCH_US, TEXT, binary_rows
 from tooling.demo_data.copying import copy_bytes
@@ -209,3 +209,12 @@ def keep_usual_days(conn: psycopg.Connection, now: dt.datetime) -> None:
     """The usual day of each organization's local day at ``now``, the forecast's."""
     statement = recounts.KEEP_USUAL_DAYS.bindparams(organization_ids=None).compile(dialect=PSYCOPG)
     conn.execute(str(statement), {**statement.params, "at": now})
+
+
+def keep_usage_edges(conn: psycopg.Connection, now: dt.datetime, timezone: str) -> None:
+    """The usage edges the presets read at ``now`` in the company zone ``timezone``
+    (``queries.edges``), recounted from the loaded generations."""
+    register = edges.REGISTER_EDGES.compile(dialect=PSYCOPG)
+    conn.execute(str(register), {"tz": timezone, "now": now, "days": edges.KEEP_DAYS})
+    fill = recounts.insert_usage_edges_recount().compile(dialect=PSYCOPG)
+    conn.execute(str(fill), fill.params)

@@ -15,6 +15,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import Connection, Engine
 
+from queries.db import company_timezone
 from tooling import staging
 from tooling.demo_data.generations import load_generations
 from tooling.demo_data.ledger import load_ledger
@@ -25,7 +26,12 @@ from tooling.demo_data.organizations import (
     make_users,
 )
 from tooling.demo_data.quotas import load_audit, load_usage
-from tooling.demo_data.rollups import ROLLUP_COPIES, RollupSession, keep_usual_days
+from tooling.demo_data.rollups import (
+    ROLLUP_COPIES,
+    RollupSession,
+    keep_usage_edges,
+    keep_usual_days,
+)
 from tooling.demo_data.tables import (
     append_only_guard_lifted,
     build_keys_serially,
@@ -193,6 +199,7 @@ def seed_demo_data(
             loaded, usage_rows, ledger_entries = _load(conn, plan, stages.lap)
             build_keys_serially(conn, stages.lap)
             keep_usual_days(conn, plan.now)
+            keep_usage_edges(conn, plan.now, company_timezone())
 
     return SeedReport(
         organizations=len(plan.orgs),
@@ -302,6 +309,7 @@ def seed_demo_data_staged(
             except LookupError:
                 raise DemoDataError(_NOT_EMPTY) from None
             keep_usual_days(conn, plan.now)
+            keep_usage_edges(conn, plan.now, company_timezone())
             conn.commit()
             stages.lap("swap in")
         except BaseException:
