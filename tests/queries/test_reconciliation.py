@@ -561,6 +561,50 @@ def test_an_incremental_run_after_a_generation_checks_only_that_organization_and
     assert checked(reconcile(auditor, now=NOW)) == (set(), newest)
 
 
+def test_an_incremental_run_checks_the_edges_after_a_changed_day_and_trusts_the_older(
+    database: tuple[str, Engine, Engine, Engine],
+) -> None:
+    _, owner, app, auditor = database
+    org = _committed_books(owner)
+    # Edges before, at and after the start of DAY2, the newest day every run re-verifies.
+    edges = [_at(DAY1, 12), _at(DAY2, 0), dt.datetime.combine(NOW.date(), dt.time(), dt.UTC)]
+    tamper = text(
+        "UPDATE usage_edges SET credits = credits + :by WHERE organization_id = :o AND edge = :e"
+    )
+
+    def edge_drifts(*, full: bool = False) -> list[tuple[str, dt.date]]:
+        result = reconcile(auditor, full=full, now=NOW, checkpoint=False)
+        return [(d.check, d.first_date) for d in result.drifts if d.organization_id == org.id]
+
+    with owner.begin() as conn:
+        conn.execute(text("INSERT INTO kept_usage_edges (edge) SELECT unnest(:e)"), {"e": edges})
+        conn.execute(recounts.insert_usage_edges_recount())
+    try:
+        assert reconcile(auditor, now=NOW).ok
+        assert _checkpoints(owner, org.id) == [DAY1, DAY2]
+        # A new generation on DAY2 moves the edge after it; the rollups' answer agrees.
+        record_generation(
+            app, organization_id=org.id, user_id=org.user, type="chat", at=_at(DAY2, 20)
+        )
+        assert edge_drifts() == []
+        # An edge after the changed day, edited, is found by the incremental run ...
+        with owner.begin() as conn:
+            conn.execute(tamper, {"by": 1, "o": org.id, "e": edges[2]})
+        assert edge_drifts() == [("usage_edges", NOW.date())]
+        with owner.begin() as conn:
+            conn.execute(tamper, {"by": -1, "o": org.id, "e": edges[2]})
+        # ... an edge before every changed day is trusted, as the checkpointed days
+        # under it are, and the full run finds it.
+        with owner.begin() as conn:
+            conn.execute(tamper, {"by": 1, "o": org.id, "e": edges[0]})
+        assert edge_drifts() == []
+        assert edge_drifts(full=True) == [("usage_edges", DAY1)]
+    finally:
+        with owner.begin() as conn:
+            conn.execute(text("DELETE FROM usage_edges WHERE edge = ANY(:e)"), {"e": edges})
+            conn.execute(text("DELETE FROM kept_usage_edges WHERE edge = ANY(:e)"), {"e": edges})
+
+
 def test_a_drift_is_never_hidden_by_a_checkpoint(
     database: tuple[str, Engine, Engine, Engine],
 ) -> None:
