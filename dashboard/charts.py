@@ -397,7 +397,7 @@ def top_users(df: pd.DataFrame, *, top: int = 10) -> go.Figure:
         user_label(name, user_id)
         for name, user_id in zip(shown["name"], shown["user_id"], strict=True)
     )
-    bars = dict(
+    bars: Trace = dict(
         type="bar",
         x=shown["credits"],
         y=labels,
@@ -696,7 +696,7 @@ def utilization_heatmap(df: pd.DataFrame, *, top: int = 25) -> go.Figure:
         .pivot_table(index="name", columns="type", values="utilization", aggfunc="max")
         .reindex(order)
     )
-    heat = dict(
+    heat: Trace = dict(
         type="heatmap",
         z=grid.to_numpy(),
         x=plotly_texts(grid.columns),
