@@ -223,7 +223,8 @@ def _timeline(f: state.Filters, tz: str, plans: tuple[str, ...]) -> None:
     stem = "_".join(["timeline", f.start.isoformat(), f.end.isoformat(), f.granularity])
     st.download_button(
         "Download timeline CSV",  # the ranking's button is "Download CSV"
-        data=exports.csv_bytes(timeline_csv(df, previous)),
+        # Written when clicked, not on every run (as every list's CSV).
+        data=lambda: exports.csv_bytes(timeline_csv(df, previous)),
         file_name=stem + ("_plan-" + "-".join(plans) if plans else "") + ".csv",
         mime="text/csv",
         icon=":material/download:",

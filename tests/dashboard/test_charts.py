@@ -394,6 +394,79 @@ def test_every_chart_has_a_title_that_names_what_it_shows() -> None:
     assert titles["quota_history"] != titles["quota_shares"]
 
 
+def test_every_chart_keeps_its_axes_hover_and_legend_from_the_shared_layout() -> None:
+    # Built in one go from a prebuilt layout (no update_layout calls): each chart still
+    # has its own axis titles, hover mode, height and the legend above the plot.
+    figures = every_figure()
+    axes = {
+        name: (fig.layout.xaxis.title.text, fig.layout.yaxis.title.text, fig.layout.hovermode)
+        for name, fig in figures.items()
+        if not name.startswith("empty")
+    }
+    assert axes == {
+        "timeline": ("Day", "Credits", "x unified"),
+        "top_users": ("Credits", "", "closest"),
+        "usage_ranking": (None, "Credits", "x unified"),
+        "monthly_trend": ("Month", "Credits", "x unified"),
+        "granted_vs_consumed": ("Day", "Credits since the start of the period", "x unified"),
+        "quota_history": ("Day (organization's own)", "Generations per day", "x unified"),
+        "quota_shares": ("Day (organization's own)", "Share of the daily limit", "x unified"),
+        "heatmap": ("Type", "", "closest"),
+    }
+    for name, fig in figures.items():
+        layout = fig.layout
+        assert (layout.title.x, layout.title.xanchor, layout.title.font.size) == (0, "left", 15)
+        if name.startswith("empty"):
+            assert layout.height == charts.HEIGHT // 2, name
+            assert layout.xaxis.visible is False and layout.yaxis.visible is False, name
+            continue
+        assert layout.height == charts.HEIGHT, name
+        assert (layout.margin.t, layout.legend.orientation, layout.legend.y) == (72, "h", 1.02)
+        assert layout.legend.traceorder == "normal", name
+    assert figures["timeline"].layout.barmode == "stack"
+    assert figures["usage_ranking"].layout.barmode == "group"
+    assert figures["top_users"].layout.yaxis.categoryarray == ("Ana (#5)",)
+    assert figures["heatmap"].layout.yaxis.autorange == "reversed"
+    assert figures["granted_vs_consumed"].layout.yaxis.rangemode == "tozero"
+    # Each chart's own traces keep their hover text and colours.
+    [bar] = figures["top_users"].data
+    assert bar.marker.color == charts.CONSUMED
+    assert bar.hovertemplate.startswith("%{y} (%{customdata[0]}): %{x:,} credits")
+
+
+def test_the_share_of_the_limit_has_a_labelled_dashed_line_at_100_percent() -> None:
+    quota = pd.DataFrame(
+        {"date": DAYS, "type": ["chat"] * 2, "used": [1, 2],
+         "daily_limit": pd.array([4, 4], dtype="Int64"), "utilization": [0.25, 0.5]}
+    )  # fmt: skip
+    shares = charts.quota_history(quota, relative=True)
+    [line] = shares.layout.shapes
+    assert (line.type, line.xref, line.x0, line.x1, line.y0, line.y1) == (
+        "line", "x domain", 0, 1, 1.0, 1.0
+    )  # fmt: skip
+    assert (line.line.color, line.line.dash) == ("#b91c1c", "dash")
+    [label] = shares.layout.annotations
+    assert (label.text, label.x, label.xanchor, label.y, label.yanchor) == (
+        "limit", 1, "right", 1.0, "bottom"
+    )  # fmt: skip
+    assert shares.layout.yaxis.tickformat == ".0%"
+    assert not charts.quota_history(quota).layout.shapes  # counts: each type's own limit
+
+
+def test_a_chart_can_be_drawn_many_times_without_sharing_its_layout() -> None:
+    # The prebuilt layout pieces are shared by every figure: building one must not
+    # change them for the next.
+    first = charts.top_users(
+        pd.DataFrame(
+            {"user_id": [1], "name": ["A"], "email": ["a@x"], "generations": [1], "credits": [1]}
+        )
+    )
+    first.update_layout(legend_orientation="v", xaxis_title_text="changed")
+    again = every_figure()["top_users"]
+    assert again.layout.legend.orientation == "h"
+    assert again.layout.xaxis.title.text == "Credits"
+
+
 def luminance(colour: str) -> float:
     """WCAG 2 relative luminance of ``#rrggbb``."""
     channels = [int(colour.lstrip("#")[i : i + 2], 16) / 255 for i in (0, 2, 4)]

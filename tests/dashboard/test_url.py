@@ -12,6 +12,7 @@ import math
 import typing
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -280,3 +281,38 @@ def test_a_choice_maps_url_words_to_session_values() -> None:
     assert param.show("all") is None
     with pytest.raises(InvalidInput, match="use one of all, org"):
         param.parse("one")
+
+
+def test_a_linked_tables_text_is_each_cells_own_whatever_the_string_storage() -> None:
+    # What Streamlit sends for a table with links: the display text of every cell and
+    # the link colour on the linked column only. The Python-backed strings the table
+    # hands Streamlit (for speed) must not change a character of it.
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+    from streamlit.elements.lib.pandas_styler_utils import marshall_styler
+    from streamlit.proto.ArrowData_pb2 import ArrowData
+
+    frame = pd.DataFrame(
+        {
+            "Organization": ["<b>Acme</b>", "**Bold** & co", "=1+1"],
+            "Used": [1234, 0, 7],
+            "Utilization": [0.8123456789, float("nan"), 1.5],
+            "Overage": pd.array([None, 3, None], dtype="Int64"),
+        }
+    )
+
+    def sent(strings: contextlib.AbstractContextManager[object]) -> tuple[list[list[str]], str]:
+        proto = ArrowData()
+        with strings:
+            marshall_styler(proto, url.link_styler(frame, ["Organization"]), "t")
+        shown = convert_arrow_bytes_to_pandas_df(proto.styler.display_values)
+        return shown.astype(object).to_numpy().tolist(), proto.styler.styles
+
+    rows, styles = sent(url.styler_strings())
+    assert rows == sent(contextlib.nullcontext())[0]
+    assert rows == [
+        ["<b>Acme</b>", "1234", "0.8123456789", ""],
+        ["**Bold** & co", "0", "", "3"],
+        ["=1+1", "7", "1.5", ""],
+    ]
+    assert styles.count(url.LINK_STYLE) == 1
+    assert "_col0" in styles and "_col1" not in styles
