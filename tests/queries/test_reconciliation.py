@@ -572,7 +572,7 @@ def test_an_incremental_run_checks_the_edges_after_a_changed_day_and_trusts_the_
         "UPDATE usage_edges SET credits = credits + :by WHERE organization_id = :o AND edge = :e"
     )
 
-    def edge_drifts(*, full: bool = False) -> list[tuple[str, dt.date]]:
+    def edge_drifts(*, full: bool = False) -> list[tuple[str, dt.date | None]]:
         result = reconcile(auditor, full=full, now=NOW, checkpoint=False)
         return [(d.check, d.first_date) for d in result.drifts if d.organization_id == org.id]
 
