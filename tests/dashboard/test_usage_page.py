@@ -125,7 +125,8 @@ MANY = 2_000
 @pytest.fixture
 def many_usage(fresh_url: str, fresh_engine: Engine, use_database: Callable[[str], None]) -> Engine:
     """The small load plus 2,000 organizations that used credits today (their own day,
-    all UTC), in the test's own copy of the database."""
+    all UTC), in the test's own copy of the database, with the rollups and kept edges
+    record_generation would have written."""
     with fresh_engine.begin() as conn:
         conn.execute(
             text(
@@ -171,6 +172,18 @@ def many_usage(fresh_url: str, fresh_engine: Engine, use_database: Callable[[str
                        d.credits
                 FROM organization_daily_usage d JOIN organizations o ON o.id = d.organization_id
                 WHERE o.slug LIKE 'bulk-%'
+                """
+            )
+        )
+        # And the kept usage edges after that day (migration 0025), from those rollups.
+        conn.execute(
+            text(
+                """
+                INSERT INTO usage_edges (edge, organization_id, generations, credits)
+                SELECT k.edge, o.id, b.generations, b.credits
+                FROM kept_usage_edges k CROSS JOIN organizations o
+                CROSS JOIN LATERAL usage_before(o.id, o.timezone, k.edge) b
+                WHERE o.slug LIKE 'bulk-%' AND b.generations > 0
                 """
             )
         )
