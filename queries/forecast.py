@@ -223,6 +223,9 @@ _FORECAST = text(
            CASE WHEN p.profiled THEN 'profile' ELSE 'uniform' END AS basis
     FROM paced p
     LEFT JOIN hit h USING (organization_id, type)
+    -- A caller that shows only the hits asks for them: the other rows (18,000 of 18,200
+    -- at 10,000 organizations) are neither sorted nor sent.
+    WHERE NOT CAST(:hits_only AS boolean) OR h.hits_limit_at IS NOT NULL
     ORDER BY h.hits_limit_at NULLS LAST,
              CASE WHEN p.daily_limit > 0 THEN (p.used + p.pace * (1 - p.done)) / p.daily_limit
                   ELSE 'Infinity'::float8 END DESC,
@@ -237,10 +240,13 @@ def _check_now(now: object) -> dt.datetime | None:
     return check_timestamp(now, "time now")
 
 
-def quota_forecast(conn: Connection, *, now: dt.datetime | None = None) -> pd.DataFrame:
+def quota_forecast(
+    conn: Connection, *, now: dt.datetime | None = None, hits_only: bool = False
+) -> pd.DataFrame:
     """Every (organization, type) with use today in the organization's local day, with
-    where today ends at the current pace, soonest hit first (cross-organization).
-    One statement.
+    where today ends at the current pace, soonest hit first (cross-organization); with
+    ``hits_only``, only those that reach their limit later today (the rows with a
+    ``hits_limit_at``, what the Quotas page and the alerts show). One statement.
 
     Columns: organization_id, name, slug, timezone, type, used, daily_limit,
     projected_used (generations at the end of the local day: used + the rest of a usual
@@ -252,8 +258,11 @@ def quota_forecast(conn: Connection, *, now: dt.datetime | None = None) -> pd.Da
     all types; 'uniform': no such history, a flat day). ``now`` (aware) defaults to the
     database's now().
     """
+    if not isinstance(hits_only, bool):
+        raise InvalidInput(f"hits_only must be True or False, not {hits_only!r}.")
     params = {
         "now": _check_now(now),
+        "hits_only": hits_only,
         "floor": SHARE_FLOOR,
         "flat_mix": FLAT_MIX,
         "recent_hours": RECENT_HOURS,
