@@ -105,15 +105,12 @@ def limit_today(f: state.Filters) -> None:
     at today's pace, and at what local time. Each row opens the Quotas page for that
     organization, with the limit form at the top for those who may change limits."""
     st.subheader("Will hit its limit today")
-    rows = data.quota_forecast()
-    hits = rows[rows["hits_limit_at"].notna()]
+    hits = data.quota_forecast(hits_only=True)
     extra = {"form": "limit"} if auth.current_user().can("change_limits") else {}
-    table = limit_today_table(rows)
+    table = limit_today_table(hits)
     if table.empty:
         st.caption(
             "At today's pace, no organization reaches a daily limit before its own midnight."
-            if not rows.empty
-            else "No organization has used a quota today (in its own day) yet."
         )
     else:
         url.table(

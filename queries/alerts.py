@@ -364,7 +364,7 @@ def current_alerts(
     # took the clock on their own could fall either side of an organization's midnight.
     at = now or dt.datetime.now(dt.UTC)
     return alerts_from(
-        forecast=quota_forecast(conn, now=at),
+        forecast=quota_forecast(conn, now=at, hits_only=True),
         spikes=usage_spikes(conn, now=at, hours=SPIKE_HOURS),
         runway=low_runway(conn, within_days=runway_days, now=at),
         over=all_orgs_quota_alerts(conn, threshold=1.0, now=at),

@@ -223,6 +223,9 @@ _FORECAST = text(
            CASE WHEN p.profiled THEN 'profile' ELSE 'uniform' END AS basis
     FROM paced p
     LEFT JOIN hit h USING (organization_id, type)
+    -- A caller that shows only the hits asks for them: the other rows (18,000 of 18,200
+    -- at 10,000 organizations) are neither sorted nor sent.
+    WHERE NOT CAST(:hits_only AS boolean) OR h.hits_limit_at IS NOT NULL
     ORDER BY h.hits_limit_at NULLS LAST,
              CASE WHEN p.daily_limit > 0 THEN (p.used + p.pace * (1 - p.done)) / p.daily_limit
                   ELSE 'Infinity'::float8 END DESC,
@@ -237,10 +240,13 @@ def _check_now(now: object) -> dt.datetime | None:
     return check_timestamp(now, "time now")
 
 
-def quota_forecast(conn: Connection, *, now: dt.datetime | None = None) -> pd.DataFrame:
+def quota_forecast(
+    conn: Connection, *, now: dt.datetime | None = None, hits_only: bool = False
+) -> pd.DataFrame:
     """Every (organization, type) with use today in the organization's local day, with
-    where today ends at the current pace, soonest hit first (cross-organization).
-    One statement.
+    where today ends at the current pace, soonest hit first (cross-organization); with
+    ``hits_only``, only those that reach their limit later today (the rows with a
+    ``hits_limit_at``, what the Quotas page and the alerts show). One statement.
 
     Columns: organization_id, name, slug, timezone, type, used, daily_limit,
     projected_used (generations at the end of the local day: used + the rest of a usual
@@ -252,8 +258,11 @@ def quota_forecast(conn: Connection, *, now: dt.datetime | None = None) -> pd.Da
     all types; 'uniform': no such history, a flat day). ``now`` (aware) defaults to the
     database's now().
     """
+    if not isinstance(hits_only, bool):
+        raise InvalidInput(f"hits_only must be True or False, not {hits_only!r}.")
     params = {
         "now": _check_now(now),
+        "hits_only": hits_only,
         "floor": SHARE_FLOOR,
         "flat_mix": FLAT_MIX,
         "recent_hours": RECENT_HOURS,
@@ -279,8 +288,10 @@ MIN_SPIKE_CREDITS = 100
 MAX_SPIKE_HOURS = 24
 
 # One statement. Candidates are the organizations with credits on a local date the
-# window touches (today or yesterday in their zone: the window is at most 24 h), found
-# on ix_usage_limits_date; each is then read on quarter_hour_usage's primary key: the
+# window touches (today or yesterday in their zone: the window is at most 24 h), one
+# EXISTS probe of usage_limits per organization (a join made DISTINCT sorted all their
+# quota rows, 42,000 at 10,000 organizations); each is then read on
+# quarter_hour_usage's primary key: the
 # window, the same local wall-clock window 1..4 weeks before (through the zone, so a DST
 # change in between keeps the local hours), and its first bucket. A past week counts
 # (as 0 when it had no use) only if it ends after the organization's first use.
@@ -290,16 +301,16 @@ _SPIKES = text(
         SELECT coalesce(CAST(:now AS timestamptz), now()) AS now
     ),
     candidates AS (
-        SELECT DISTINCT o.id AS organization_id, o.name, o.slug, o.timezone, c.now
+        SELECT o.id AS organization_id, o.name, o.slug, o.timezone, c.now
         FROM clock c
-        JOIN usage_limits u
-          ON u.date BETWEEN CAST(c.now AT TIME ZONE 'UTC' AS date) - 2
-                        AND CAST(c.now AT TIME ZONE 'UTC' AS date) + 1
-        JOIN organizations o
-          ON o.id = u.organization_id
-         AND u.date BETWEEN (c.now AT TIME ZONE o.timezone)::date - 1
-                        AND (c.now AT TIME ZONE o.timezone)::date
-        WHERE u.credits_used > 0
+        CROSS JOIN organizations o
+        WHERE EXISTS (
+            SELECT FROM usage_limits u
+            WHERE u.organization_id = o.id
+              AND u.date BETWEEN (c.now AT TIME ZONE o.timezone)::date - 1
+                             AND (c.now AT TIME ZONE o.timezone)::date
+              AND u.credits_used > 0
+        )
     ),
     recent AS (
         SELECT c.*, r.credits AS recent_credits, f.first_use

@@ -247,6 +247,9 @@ CROSS_ORGANIZATION: dict[str, Call] = {
     # "Now" is the afternoon (UTC) of the context's last day: some zones are mid-day,
     # some late, some already in the next day.
     "forecast.quota_forecast": lambda c, x: forecast.quota_forecast(c, now=afternoon(x.end)),
+    "forecast.quota_forecast[hits_only]": lambda c, x: forecast.quota_forecast(
+        c, now=afternoon(x.end), hits_only=True
+    ),
     "forecast.usage_spikes": lambda c, x: forecast.usage_spikes(
         c, now=afternoon(x.end), min_credits=0, factor=1
     ),

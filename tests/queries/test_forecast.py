@@ -289,6 +289,42 @@ def test_forecast_columns_and_types_are_exactly_as_documented(connection: Connec
     assert dtypes["hits_limit_at"] == "datetime64[us, UTC]"
 
 
+def test_hits_only_is_the_rows_that_hit_their_limit_in_the_same_order(
+    connection: Connection,
+) -> None:
+    day = dt.date(2031, 4, 9)
+    now = local_midnight(day, "UTC") + 10 * HOUR
+    tenants = {}
+    # 4 an hour since local midnight: the limit hit at 15:00 UTC; at 11:45 UTC (63 used
+    # by 15:45 local); never today; already over.
+    for name, tz, limit in [
+        ("late", "UTC", 60),
+        ("soon", "Asia/Kathmandu", 70),
+        ("never", "UTC", 1_000),
+        ("over", "UTC", 30),
+    ]:
+        tenant = Tenant(connection, tz)
+        local_day = now.astimezone(ZoneInfo(tz)).date()
+        tenant.generate(evenly(local_midnight(local_day, tz), now, per_hour=4))
+        tenant.set_limit(local_day, limit)
+        tenants[name] = tenant.org
+
+    full = forecast.quota_forecast(connection, now=now)
+    hits = forecast.quota_forecast(connection, now=now, hits_only=True)
+
+    expected = full[full["hits_limit_at"].notna()].reset_index(drop=True)
+    pd.testing.assert_frame_equal(hits, expected, check_exact=True)
+    ours = [org for org in hits["organization_id"] if org in tenants.values()]
+    assert ours == [tenants["soon"], tenants["late"]]
+    assert {tenants["never"], tenants["over"]} <= set(full["organization_id"])
+
+
+@pytest.mark.parametrize("hits_only", [1, "yes", None])
+def test_hits_only_must_be_a_bool(connection: Connection, hits_only: object) -> None:
+    with pytest.raises(InvalidInput, match="hits_only"):
+        forecast.quota_forecast(connection, hits_only=hits_only)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "now", [dt.datetime(2031, 4, 9, 10), "2031-04-09T10:00Z", dt.date(2031, 4, 9), 0]
 )
