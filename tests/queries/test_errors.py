@@ -86,6 +86,9 @@ def test_a_statement_an_administrator_cancels_is_cancelled_not_timed_out(engine:
                     text("SELECT 1 FROM pg_stat_activity WHERE pid = :pid AND state = 'active'"),
                     {"pid": pid},
                 ).first()
+                # pg_stat_activity is read once per transaction: a poll in the same one
+                # would see the victim idle for ever if the first came before its sleep.
+                admin.rollback()
                 if running:
                     admin.execute(text("SELECT pg_cancel_backend(:pid)"), {"pid": pid})
                     return
