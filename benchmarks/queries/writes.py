@@ -44,6 +44,7 @@ _SAVED_TABLES = (
     "benchmark_saved_org_days",
     "benchmark_saved_org_months",
     "benchmark_saved_grants",
+    "benchmark_saved_limit_changes",
 )
 
 
@@ -107,6 +108,16 @@ def prepare_writes(engine: Engine) -> None:
             {"cutoff": cutoff},
         )
         conn.execute(text("CREATE TABLE benchmark_saved_grants AS SELECT * FROM credit_grants"))
+        # A limit change in force outranks the day's quota row (limit_in_force()): lifted
+        # too, or the organizations with one are refused within seconds, and refused
+        # calls are not counted as record_generation's transactions (pgbench counts them).
+        conn.execute(
+            text(
+                "CREATE TABLE benchmark_saved_limit_changes AS "
+                "SELECT id, daily_limit FROM limit_changes"
+            )
+        )
+        conn.execute(text("UPDATE limit_changes SET daily_limit = :limit"), {"limit": BENCH_LIMIT})
         # The balance is the sum of the grants' remaining amounts (migration 0021): the
         # top-up goes to both, as the opening grant the generations draw from.
         conn.execute(
@@ -144,13 +155,7 @@ def restore_after_writes(engine: Engine) -> None:
             {"names": list(_SAVED_TABLES)},
         ).scalar_one()
         if saved != len(_SAVED_TABLES):
-            conn.execute(
-                text(
-                    "DROP TABLE IF EXISTS benchmark_saved_balances, benchmark_saved_usage, "
-                    "benchmark_saved_org_days, benchmark_saved_org_months, "
-                    "benchmark_saved_grants"
-                )
-            )
+            conn.execute(text("DROP TABLE IF EXISTS " + ", ".join(_SAVED_TABLES)))
             return
         # The benchmark's generations go from its own demo load, like a demo reset.
         conn.execute(_TOUCHED_DAYS)
@@ -170,6 +175,12 @@ def restore_after_writes(engine: Engine) -> None:
             text(
                 "UPDATE credit_balances b SET balance = s.balance, updated_at = s.updated_at "
                 "FROM benchmark_saved_balances s WHERE s.organization_id = b.organization_id"
+            )
+        )
+        conn.execute(
+            text(
+                "UPDATE limit_changes c SET daily_limit = s.daily_limit "
+                "FROM benchmark_saved_limit_changes s WHERE s.id = c.id"
             )
         )
         conn.execute(text("DELETE FROM credit_grants"))
@@ -192,12 +203,7 @@ def restore_after_writes(engine: Engine) -> None:
         conn.execute(_USUAL_DAY_TRIGGER_ON)
         recount_touched_rollups(conn)
         conn.execute(_FORGET_USUAL_DAYS)
-        conn.execute(
-            text(
-                "DROP TABLE benchmark_saved_balances, benchmark_saved_usage, "
-                "benchmark_saved_org_days, benchmark_saved_org_months, benchmark_saved_grants"
-            )
-        )
+        conn.execute(text("DROP TABLE " + ", ".join(_SAVED_TABLES)))
     vacuum(engine)
 
 

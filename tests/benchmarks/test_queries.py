@@ -16,6 +16,7 @@ from psycopg import sql
 from sqlalchemy import text
 
 from benchmarks.queries.main import main
+from benchmarks.queries.writes import BENCH_LIMIT
 from queries.db import create_direct_engine
 from tests.conftest import PgServer, _recreate
 from tests.queries.read_functions import public_read_functions
@@ -88,5 +89,11 @@ def test_benchmark_measures_every_read_at_each_size_and_restores_the_load(
                 == 0
             )
             assert mismatches(conn) == dict.fromkeys(ROLLUPS, 0)
+            # The limit changes it lifted out of the way are back as they were.
+            lifted = conn.execute(
+                text("SELECT count(*) FROM limit_changes WHERE daily_limit = :limit"),
+                {"limit": BENCH_LIMIT},
+            ).scalar_one()
+            assert lifted == 0
     finally:
         engine.dispose()
