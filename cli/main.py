@@ -792,9 +792,30 @@ def _load_demo_data_if_empty(engine: Engine) -> None:
 
     print("empty demo database: loading demo data (dashboard seed --reset to reload)")
     with engine.connect() as conn:
-        report = seed_demo_data(conn)
+        try:
+            report = seed_demo_data(conn)
+        except BaseException as exc:
+            if not _stopped(exc):
+                raise
+            # Stopped (Ctrl-C, SIGTERM) in the middle of a COPY, the connection is left
+            # mid-protocol: the rollback on the way out fails, and its error would hide
+            # the stop (exit 1, tracebacks). Nothing was committed: drop the connection.
+            conn.invalidate()
+            raise KeyboardInterrupt from None
         conn.commit()
     print(f"loaded {report.generations:,} generations in {report.seconds:.1f}s")
+
+
+def _stopped(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was raised while handling, a KeyboardInterrupt."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _display(url: str) -> str:

@@ -473,3 +473,16 @@ def test_bulk_adjust_without_a_database_exits_2(
     with pytest.raises(SystemExit) as usage:
         main(["bulk-adjust", str(csv), "--dry-run", "--apply"])
     assert usage.value.code == 2
+
+
+def test_a_stop_hidden_behind_the_failed_rollback_of_an_interrupted_copy_is_still_a_stop() -> None:
+    # Interrupted mid-COPY, the rollback on the way out fails: its error is what
+    # propagates, with the KeyboardInterrupt only in its context.
+    hidden = OSError("sending query failed: another command is already in progress")
+    hidden.__context__ = KeyboardInterrupt()
+    assert cli.main._stopped(hidden)
+    assert cli.main._stopped(KeyboardInterrupt())
+    try:
+        raise RuntimeError("a real failure") from ValueError("its cause")
+    except RuntimeError as exc:
+        assert not cli.main._stopped(exc)
