@@ -412,8 +412,10 @@ RUNWAY_COLUMNS = {
 
 # One statement. The burn of the last burn_days complete local days (today excluded, as
 # in queries.usage.balance_and_runway) is cum(<= yesterday) - cum(< today - burn_days)
-# of organization_daily_usage: two index-only probes per organization. The balance is the
-# live one at now: what is due by then and not yet written off is gone (due_credits).
+# of organization_daily_usage: for an organization with use on the day before each edge,
+# its row on that date, from ranges of the date-first index (migration 0026); for the
+# others, an index-only probe by organization. The balance is the live one at now: what
+# is due by then and not yet written off is gone (due_credits).
 #
 # Expiry (issue 18), only for the organizations with a live grant expiring within the
 # window (found on ix_credit_grants_due): at a constant burn r from now, the burn draws
@@ -440,10 +442,32 @@ _LOW_RUNWAY = text(
     WITH RECURSIVE clock AS (
         SELECT coalesce(CAST(:now AS timestamptz), now()) AS now
     ),
+    -- The local dates that are "today" somewhere: one per date the zones in use are on
+    -- (two or three).
+    todays AS MATERIALIZED (
+        SELECT DISTINCT (c.now AT TIME ZONE z.timezone)::date AS today
+        FROM clock c
+        CROSS JOIN (
+            SELECT DISTINCT timezone FROM organizations
+            WHERE CAST(:org AS bigint) IS NULL OR id = CAST(:org AS bigint)
+        ) z
+    ),
+    -- An organization with use on the day before its today has its running total before
+    -- today on that date, and the same for the day before the burn window: ranges of
+    -- the date-first index (migration 0026), not a probe per organization. MATERIALIZED:
+    -- inlined, the planner probes the date-first index once per organization.
+    edge_days AS MATERIALIZED (
+        SELECT d.organization_id, d.date, d.credits_through
+        FROM todays t
+        JOIN organization_daily_usage d
+          ON d.date = t.today - 1 OR d.date = t.today - 1 - :days
+        WHERE CAST(:org AS bigint) IS NULL OR d.organization_id = CAST(:org AS bigint)
+    ),
     burn AS (
         SELECT o.id AS organization_id, o.name, o.slug, o.timezone, o.plan,
                b.balance - coalesce(d.due, 0) AS balance, z.today,
-               coalesce(hi.credits_through, 0) - coalesce(lo.credits_through, 0) AS burned
+               coalesce(h.credits_through, hp.credits_through, 0)
+                   - coalesce(l.credits_through, lp.credits_through, 0) AS burned
         FROM clock c
         CROSS JOIN organizations o
         JOIN credit_balances b ON b.organization_id = o.id
@@ -453,16 +477,21 @@ _LOW_RUNWAY = text(
         LEFT JOIN due_credits(coalesce(CAST(:now AS timestamptz), now())) d
                ON d.organization_id = o.id
         CROSS JOIN LATERAL (SELECT (c.now AT TIME ZONE o.timezone)::date AS today) z
+        LEFT JOIN edge_days h ON h.organization_id = o.id AND h.date = z.today - 1
+        LEFT JOIN edge_days l ON l.organization_id = o.id AND l.date = z.today - 1 - :days
+        -- The others: the latest day before, probed only when the day before has no row
+        -- (the condition on h or l alone gates the probe).
         LEFT JOIN LATERAL (
             SELECT d.credits_through FROM organization_daily_usage d
-            WHERE d.organization_id = o.id AND d.date < z.today
+            WHERE h.organization_id IS NULL AND d.organization_id = o.id AND d.date < z.today
             ORDER BY d.date DESC LIMIT 1
-        ) hi ON true
+        ) hp ON true
         LEFT JOIN LATERAL (
             SELECT d.credits_through FROM organization_daily_usage d
-            WHERE d.organization_id = o.id AND d.date < z.today - :days
+            WHERE l.organization_id IS NULL
+              AND d.organization_id = o.id AND d.date < z.today - :days
             ORDER BY d.date DESC LIMIT 1
-        ) lo ON true
+        ) lp ON true
         WHERE CAST(:org AS bigint) IS NULL OR o.id = CAST(:org AS bigint)
     ),
     -- A range of ix_credit_grants_due: the clock's expression itself (the same instant:
@@ -485,7 +514,11 @@ _LOW_RUNWAY = text(
         SELECT b.*, b.burned::float8 / :days AS daily_burn
         FROM burn b
         LEFT JOIN expiring_orgs e ON e.organization_id = b.organization_id
-        WHERE b.burned > 0 OR e.expiring >= b.balance
+        WHERE (b.burned > 0 OR e.expiring >= b.balance)
+          -- With no expiry in the window only the burn ends a balance (step 0 below,
+          -- the same expression): one that outlasts the window is not walked.
+          AND (e.organization_id IS NOT NULL
+               OR b.balance / nullif(b.burned::float8 / :days, 0) <= :within)
     ),
     live AS (
         SELECT g.organization_id, g.remaining, g.expires_at,

@@ -699,6 +699,14 @@ class OrganizationDailyUsage(Base):
             "generations_through >= generations AND credits_through >= credits",
             name="through_covers_the_day",
         ),
+        # Every organization's totals on one local date, as a range (low runway: the
+        # day before each one's today, not a probe per organization). Migration 0026.
+        Index(
+            None,
+            "date",
+            "organization_id",
+            postgresql_include=["generations_through", "credits_through"],
+        ),
     )
 
 

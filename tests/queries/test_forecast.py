@@ -569,6 +569,52 @@ def test_low_runway_equals_balance_and_runway(connection: Connection) -> None:
     assert (all_ours["expiring_unused"] == 0).all() and (all_ours["expiring_then"] == 0).all()
 
 
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    tz=hs.sampled_from(ZONES),
+    back=hs.sets(hs.integers(0, 45), max_size=10),
+    burn_days=hs.sampled_from([1, 2, 7, 30]),
+    hour=hs.integers(0, 23),
+    one=hs.booleans(),
+)
+def test_low_runway_burns_as_balance_and_runway_whatever_days_have_use(
+    connection: Connection, tz: str, back: set[int], burn_days: int, hour: int, one: bool
+) -> None:
+    # The burn's two running totals come from the day before each edge when it has a
+    # row (a range of the date-first index) and from a probe when it does not: any set of
+    # days with use, the same burn as the per-organization read.
+    now = dt.datetime(2031, 4, 9, hour, 30, tzinfo=dt.UTC)
+    today = now.astimezone(ZoneInfo(tz)).date()
+    with connection.begin_nested():
+        tenant = Tenant(connection, tz)
+        if back:
+            tenant.generate(
+                [local_midnight(today - dt.timedelta(days=b), tz) for b in sorted(back)],
+                credits=3,
+            )
+        tenant.set_balance(40)
+        runway = usage.balance_and_runway(
+            connection, organization_id=tenant.org, burn_days=burn_days, now=now
+        )
+        assert runway is not None
+        rows = forecast.low_runway(
+            connection,
+            within_days=3660,
+            burn_days=burn_days,
+            now=now,
+            organization_id=tenant.org if one else None,
+        )
+        ours = rows[rows["organization_id"] == tenant.org]
+        if runway.credits_burned == 0:
+            assert ours.empty  # idle, with credits that never expire: never runs out
+        else:
+            row = row_of(rows, tenant.org)
+            assert row["balance"] == runway.balance == 40
+            assert row["daily_burn"] == pytest.approx(runway.daily_burn)
+
+
 @pytest.mark.parametrize(
     "bad", [{"within_days": -1}, {"within_days": 1.5}, {"burn_days": 0}, {"burn_days": 400}]
 )
