@@ -12,7 +12,7 @@ from typing import Any, Final
 import pandas as pd
 import streamlit as st
 
-from dashboard import auth, data, state, ui, url
+from dashboard import auth, clock, data, state, ui, url
 from queries import forecast
 from queries.words import counted
 
@@ -108,7 +108,7 @@ def limit_today(f: state.Filters) -> None:
     at today's pace, and at what local time. Each row opens the Quotas page for that
     organization, with the limit form at the top for those who may change limits."""
     st.subheader("Will hit its limit today")
-    hits = data.quota_forecast(hits_only=True)
+    hits = data.quota_forecast(hits_only=True, now=clock.minute())
     extra = {"form": "limit"} if auth.current_user().can("change_limits") else {}
     table = limit_today_table(hits)
     if table.empty:
@@ -154,7 +154,7 @@ def spikes(f: state.Filters) -> None:
     """Organizations whose last hours are far above their own usual for those hours; each
     row opens the organization's Overview (its timeline and top users)."""
     st.subheader("Spikes")
-    rows = data.usage_spikes()
+    rows = data.usage_spikes(now=clock.minute())
     if rows.empty:
         st.caption("No organization is spending far above its usual for these hours.")
     else:
@@ -198,7 +198,7 @@ def low_runway(page: str, f: state.Filters) -> None:
         step=1,
         key=f"{page}.runway_days",
     )
-    rows = data.low_runway(within_days=int(days))
+    rows = data.low_runway(within_days=int(days), now=clock.minute())
     if rows.empty:
         st.caption(f"No organization runs out of credits within {counted(int(days), 'day')}.")
     else:

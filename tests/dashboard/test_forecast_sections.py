@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Connection, Engine, text
 
-from dashboard import forecasts
+from dashboard import clock, forecasts
 from queries import forecast
 from tests.dashboard.apptest import (
     capture_downloads,
@@ -38,11 +38,12 @@ ZONES = (
 )
 
 
-def _in_trouble(conn: Connection, name: str) -> tuple[int, str]:
+def _in_trouble(conn: Connection, name: str, now: dt.datetime | None = None) -> tuple[int, str]:
     """A new organization (its id and zone) in a zone where it is morning or early
-    afternoon: images on each of the last 5 days, a burst in the last hour, today's limit
-    just above today's use, and a balance of 10 credits."""
-    now = conn.execute(text("SELECT now()")).scalar_one()
+    afternoon at ``now`` (default: the database's): images on each of the 5 days before,
+    a burst in the hour before, that day's limit just above its use, and a balance of 10
+    credits."""
+    now = now or conn.execute(text("SELECT now()")).scalar_one()
     tz = next(z for z in ZONES if 4 <= now.astimezone(ZoneInfo(z)).hour < 16)
     org = make_org(conn, name=name, timezone=tz, balance=10_000_000)
     user = make_user(conn, org)
@@ -54,10 +55,10 @@ def _in_trouble(conn: Connection, name: str) -> tuple[int, str]:
             """
             UPDATE usage_limits u SET daily_limit = u.used + 1 FROM organizations o
             WHERE o.id = u.organization_id AND o.id = :org
-              AND u.date = (now() AT TIME ZONE o.timezone)::date
+              AND u.date = (CAST(:now AS timestamptz) AT TIME ZONE o.timezone)::date
             """
         ),
-        {"org": org},
+        {"org": org, "now": now},
     )
     conn.execute(
         text("UPDATE credit_balances SET balance = 10 WHERE organization_id = :org"),
@@ -108,6 +109,32 @@ def test_quotas_leads_with_who_will_hit_a_limit_today_at_their_local_time(
     spiked = spikes[spikes["Organization"] == trouble["name"]]
     opens = links_of(at, "forecasts.spikes", "Organization")
     assert [opens[i].query["org"] for i in spiked.index] == [str(trouble["org"])]
+
+
+def test_the_forecast_sections_read_the_pages_clock(
+    fresh_url: str,
+    fresh_engine: Engine,
+    use_database: Callable[[str], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Trouble on a day years from the database's clock: the page's clock alone makes
+    # it today, for the limits hit today, the spikes and low runway alike.
+    now = dt.datetime(2031, 4, 9, 5, 0, tzinfo=dt.UTC)
+    use_database(fresh_url)
+    with fresh_engine.begin() as conn:
+        org, tz = _in_trouble(conn, "Future Fixture Org", now=now)
+    monkeypatch.setattr(clock, "now", lambda: now + dt.timedelta(seconds=20))
+    quotas = open_page(make_app(role="support", query={"org": str(org)}), "quotas")
+    assert not quotas.exception and not quotas.error
+    hits = table_with(quotas, "Hits the limit at")
+    [hit] = hits[hits["Organization"] == "Future Fixture Org"].to_dict("records")
+    with fresh_engine.connect() as conn:
+        forecasts_then = forecast.quota_forecast(conn, now=now, hits_only=True)
+    [at] = forecasts_then[forecasts_then["organization_id"] == org]["hits_limit_at"]
+    assert hit["Hits the limit at"] == f"{at.tz_convert(tz):%H:%M} {tz}"
+    assert "Future Fixture Org" in set(table_with(quotas, "Factor")["Organization"])
+    usage = open_page(make_app(role="admin", query={"org": str(org)}), "usage")
+    assert "Future Fixture Org" in set(table_with(usage, "Runs out on")["Organization"])
 
 
 def test_a_long_limit_forecast_draws_the_soonest_and_offers_all_of_them_as_csv(
