@@ -118,7 +118,7 @@ def test_the_forecast_sections_read_the_pages_clock(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Trouble on a day years from the database's clock: the page's clock alone makes
-    # it today, for the limits hit today, the spikes and low runway alike.
+    # it today, for the limits hit today, the spikes, today's quotas and low runway.
     now = dt.datetime(2031, 4, 9, 5, 0, tzinfo=dt.UTC)
     use_database(fresh_url)
     with fresh_engine.begin() as conn:
@@ -133,6 +133,9 @@ def test_the_forecast_sections_read_the_pages_clock(
     [at] = forecasts_then[forecasts_then["organization_id"] == org]["hits_limit_at"]
     assert hit["Hits the limit at"] == f"{at.tz_convert(tz):%H:%M} {tz}"
     assert "Future Fixture Org" in set(table_with(quotas, "Factor")["Organization"])
+    # Today's quotas too: its limit, just above its use, is near.
+    near = links_of(quotas, "quotas.near", "Organization")
+    assert str(org) in {link.query["org"] for link in near if link is not None}
     usage = open_page(make_app(role="admin", query={"org": str(org)}), "usage")
     assert "Future Fixture Org" in set(table_with(usage, "Runs out on")["Organization"])
 
