@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import os
 import platform
 import statistics
@@ -71,6 +70,7 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
 
 import dashboard
+from benchmarks.arguments import instant
 from dashboard import clock
 from dashboard.navigation import PAGES, PageSpec
 from queries.db import create_direct_engine, dispose_engine
@@ -341,17 +341,6 @@ def _databases(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
         yield heading, target.url
 
 
-def _instant(value: str) -> dt.datetime:
-    """An aware instant from the command line; a naive one is refused."""
-    try:
-        at = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 instant: {value!r}") from None
-    if at.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{value!r} needs an offset (Z, +05:45, ...)")
-    return at.astimezone(dt.UTC)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -376,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", help="measure this database as it is, without --sizes")
     parser.add_argument(
         "--now",
-        type=_instant,
+        type=instant,
         help="the pages' clock (ISO 8601 with an offset, e.g. 2026-12-07T23:30Z), fixed: "
         "a day inside a load that ended before today; default the wall clock",
     )

@@ -1,5 +1,4 @@
-"""``scripts/benchmark_pages.py --now``: the pages' clock fixed from the command line,
-an aware instant or a sentence."""
+"""``--now`` of the benchmarks (benchmarks/arguments.py): an aware instant or a sentence."""
 
 from __future__ import annotations
 
@@ -11,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.arguments import instant
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.append(str(ROOT / "scripts"))  # the scripts import the helper by its bare name
-import benchmark_pages  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -24,19 +23,22 @@ import benchmark_pages  # noqa: E402
     ],
 )
 def test_now_is_an_aware_instant_in_utc(value: str, expected: dt.datetime) -> None:
-    at = benchmark_pages._instant(value)
+    at = instant(value)
     assert at == expected and at.tzinfo == dt.UTC
 
 
 @pytest.mark.parametrize("value", ["2026-12-07T23:30", "yesterday", ""])
 def test_a_naive_or_unreadable_now_is_refused(value: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
-        benchmark_pages._instant(value)
+        instant(value)
 
 
-def test_a_naive_now_stops_the_script_with_a_sentence() -> None:
+@pytest.mark.parametrize(
+    "command", [["scripts/benchmark_pages.py"], ["-m", "benchmarks.queries"]], ids=str
+)
+def test_a_naive_now_stops_the_benchmark_with_a_sentence(command: list[str]) -> None:
     run = subprocess.run(
-        [sys.executable, "scripts/benchmark_pages.py", "--now", "2026-12-07T23:30"],
+        [sys.executable, *command, "--now", "2026-12-07T23:30"],
         cwd=ROOT,
         capture_output=True,
         text=True,
