@@ -19,3 +19,9 @@ def quarter_hour(at: dt.datetime | None = None) -> dt.datetime:
     rollups count in, and a cache key that changes four times an hour, not every run."""
     at = (at or now()).astimezone(dt.UTC)
     return at.replace(minute=at.minute - at.minute % 15, second=0, microsecond=0)
+
+
+def minute(at: dt.datetime | None = None) -> dt.datetime:
+    """``at`` (default :func:`now`) down to its minute: the "now" of the live reads
+    (forecasts, runway), a cache key that changes no faster than their one-minute ttl."""
+    return (at or now()).astimezone(dt.UTC).replace(second=0, microsecond=0)

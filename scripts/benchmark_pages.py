@@ -2,7 +2,7 @@
 
     uv run python scripts/benchmark_pages.py [--sizes 250000,1000000] [--runs N]
         [--orgs N] [--days N] [--seed N] [--range 30d] [--org largest|default|ID]
-        [--database-url URL] [--baseline REF]
+        [--database-url URL] [--now INSTANT] [--baseline REF]
 
 What it measures: one run of the app's script for a page, ``dashboard/app.py`` (identity,
 navigation, the organizations, the sidebar filters) and then the page, exactly as
@@ -29,6 +29,12 @@ first by name) and the app's default filters (``--range``: last 30 days, by day,
 organization's time zone). ``--database-url`` measures that database as it is, without
 loading. Each round runs every page once cold and once warm, so the pages share the
 machine's noise. It prints markdown tables; see docs/performance.md.
+
+``--now`` fixes the pages' clock (``dashboard.clock.now``), which every read of
+"today" on the pages takes since 9683b73 (the forecast sections and runway tiles read the
+database's clock before it): a load that ended yesterday is measured late in its own
+day. A REF older than that reads those from the database: run both sides, and the
+embedded server, under ``faketime`` instead.
 
 With ``--baseline REF``, each page as REF's code draws it and as this checkout's does, on
 the same database and organization, in ``--runs`` alternating rounds, in one table
@@ -64,6 +70,8 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
 
 import dashboard
+from benchmarks.arguments import instant
+from dashboard import clock
 from dashboard.navigation import PAGES, PageSpec
 from queries.db import create_direct_engine, dispose_engine
 
@@ -355,8 +363,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pages", default="", help="only these url paths, comma-separated")
     parser.add_argument("--reload", action="store_true", help="load the data even if present")
     parser.add_argument("--database-url", help="measure this database as it is, without --sizes")
+    parser.add_argument(
+        "--now",
+        type=instant,
+        help="the pages' clock (ISO 8601 with an offset, e.g. 2026-12-07T23:30Z), fixed: "
+        "a day inside a load that ended before today; default the wall clock",
+    )
     _baseline.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.now is not None:
+        fixed = args.now
+        clock.now = lambda: fixed
 
     warnings.filterwarnings("ignore")
     # Quiet "No runtime found" and "missing ScriptRunContext", which AppTest provokes.
@@ -407,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.range,
                     "--pages",
                     pages,
+                    *(["--now", args.now.isoformat()] if args.now else []),
                 ],
                 ref=args.baseline,
                 rounds=args.runs,

@@ -105,7 +105,7 @@ def registry_cases(org: OrgInfo) -> list[Case]:
     start, end = org.last(REGISTRY_DAYS)
     # One "now" for a read and its naive answer: the KPIs of a period that reaches now
     # are cut at its quarter-hour, which must be the same for both.
-    now = dt.datetime.now(dt.UTC)
+    now = org.now or dt.datetime.now(dt.UTC)
     context = Context(organization_id=org.id, user_id=org.user_id, start=start, end=end, now=now)
     cases = []
     for key, call in PER_ORGANIZATION.items():
@@ -125,7 +125,7 @@ def registry_cases(org: OrgInfo) -> list[Case]:
 def cross_registry_cases(largest: OrgInfo) -> list[Case]:
     """Every cross-organization read of the registry, once (a search by id looks for the
     largest organization's)."""
-    end = dt.datetime.now(dt.UTC).date()
+    end = (largest.now or dt.datetime.now(dt.UTC)).date()
     start = end - dt.timedelta(days=REGISTRY_DAYS - 1)
     context = Context(organization_id=largest.id, user_id=largest.user_id, start=start, end=end)
     cases = []
@@ -217,7 +217,7 @@ def deeper_cases(conn: Connection, org: OrgInfo) -> list[Case]:
             partial(n.naive_top_users, org=org, start=start, end=end),
         ),
     ]
-    now = dt.datetime.now(dt.UTC)  # one instant for the read and its naive answer
+    now = org.now or dt.datetime.now(dt.UTC)  # one instant for the read and its naive answer
     cases += [
         Case(
             "timelines.period_kpis",
@@ -290,4 +290,5 @@ def deeper_cross_cases(now: dt.datetime) -> list[Case]:
 def all_cases(conn: Connection, picked: list[OrgInfo]) -> list[Case]:
     """Every case of one size: per organization for each picked one, then across."""
     cases = [case for org in picked for case in (*registry_cases(org), *deeper_cases(conn, org))]
-    return cases + cross_registry_cases(picked[0]) + deeper_cross_cases(dt.datetime.now(dt.UTC))
+    now = picked[0].now or dt.datetime.now(dt.UTC)
+    return cases + cross_registry_cases(picked[0]) + deeper_cross_cases(now)

@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from benchmarks.arguments import instant
 from benchmarks.queries import __doc__ as package_doc
 from benchmarks.queries.cases import REGISTRY_DAYS
 from benchmarks.queries.database import (
@@ -86,6 +87,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-reads", action="store_true")
     parser.add_argument("--skip-writes", action="store_true")
     parser.add_argument(
+        "--now",
+        type=instant,
+        help="the reads' clock (ISO 8601 with an offset, e.g. 2026-12-07T23:30Z): "
+        "'today' inside a load that ended before today; default the wall clock",
+    )
+    parser.add_argument(
         "--explain",
         action="store_true",
         help="print EXPLAIN (ANALYZE, BUFFERS) of the reads that miss their target "
@@ -122,6 +129,7 @@ def measure_size(args: argparse.Namespace, target: Target, generations: int) -> 
             repeat=args.repeat,
             naive_repeat=args.naive_repeat if naive else 0,
             warmup=args.warmup,
+            now=args.now,
         )
         print(f"## Reads at {generations:,} generations ({size_label(generations)})\n")
         print(organizations_table(run) + "\n")

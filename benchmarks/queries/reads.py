@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import statistics
 import sys
 import time
@@ -159,11 +160,18 @@ def unbenchmarked(cases: list[Case]) -> set[str]:
 
 
 def run_reads(
-    engine: Engine, *, generations: int, repeat: int, naive_repeat: int, warmup: int
+    engine: Engine,
+    *,
+    generations: int,
+    repeat: int,
+    naive_repeat: int,
+    warmup: int,
+    now: dt.datetime | None = None,
 ) -> SizeRun:
-    """Every case of one size, timed; naive answers when ``naive_repeat`` > 0."""
+    """Every case of one size, timed, at ``now`` (None: the wall clock); naive answers
+    when ``naive_repeat`` > 0."""
     with engine.connect() as conn:
-        picked = pick_organizations(conn)
+        picked = pick_organizations(conn, now)
         cases = all_cases(conn, picked)
     missing = unbenchmarked(cases)
     if missing:

@@ -21,10 +21,12 @@ class OrgInfo:
     users: int
     user_id: int  # its most active user
     user_generations: int
+    # The reads' "now" (``--now``); None: the wall clock's.
+    now: dt.datetime | None = None
 
     @property
     def today(self) -> dt.date:
-        return dt.datetime.now(ZoneInfo(self.timezone)).date()
+        return (self.now or dt.datetime.now(dt.UTC)).astimezone(ZoneInfo(self.timezone)).date()
 
     def last(self, days: int) -> tuple[dt.date, dt.date]:
         """The last ``days`` local calendar days, today included."""
@@ -45,8 +47,9 @@ _MOST_ACTIVE_USER = text(
 )
 
 
-def pick_organizations(conn: Connection) -> list[OrgInfo]:
-    """The largest organization and the median one, by generation count."""
+def pick_organizations(conn: Connection, now: dt.datetime | None = None) -> list[OrgInfo]:
+    """The largest organization and the median one, by generation count, their reads at
+    ``now`` (None: the wall clock)."""
     ranked = conn.execute(_RANKED).all()
     if not ranked:
         raise SystemExit("The benchmark database has no generations; use sizes > 0.")
@@ -64,6 +67,7 @@ def pick_organizations(conn: Connection) -> list[OrgInfo]:
                 org.users,
                 user.user_id,
                 user.n,
+                now,
             )
         )
     return picked

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
-from dashboard import forecasts
+from dashboard import clock, forecasts
 from queries import forecast
 from tests.dashboard.apptest import (
     capture_downloads,
@@ -38,36 +38,43 @@ ZONES = (
 )
 
 
+def _in_trouble(conn: Connection, name: str, now: dt.datetime | None = None) -> tuple[int, str]:
+    """A new organization (its id and zone) in a zone where it is morning or early
+    afternoon at ``now`` (default: the database's): images on each of the 5 days before,
+    a burst in the hour before, that day's limit just above its use, and a balance of 10
+    credits."""
+    now = now or conn.execute(text("SELECT now()")).scalar_one()
+    tz = next(z for z in ZONES if 4 <= now.astimezone(ZoneInfo(z)).hour < 16)
+    org = make_org(conn, name=name, timezone=tz, balance=10_000_000)
+    user = make_user(conn, org)
+    burst = [now - dt.timedelta(seconds=30 * (100 - i)) for i in range(100)]
+    past = [now - dt.timedelta(days=d, minutes=m) for d in range(1, 6) for m in range(10)]
+    add_generations(conn, org, [(user, "image", 4, at) for at in burst + past])
+    conn.execute(
+        text(
+            """
+            UPDATE usage_limits u SET daily_limit = u.used + 1 FROM organizations o
+            WHERE o.id = u.organization_id AND o.id = :org
+              AND u.date = (CAST(:now AS timestamptz) AT TIME ZONE o.timezone)::date
+            """
+        ),
+        {"org": org, "now": now},
+    )
+    conn.execute(
+        text("UPDATE credit_balances SET balance = 10 WHERE organization_id = :org"),
+        {"org": org},
+    )
+    return org, tz
+
+
 @pytest.fixture
 def trouble(
     fresh_url: str, fresh_engine: Engine, use_database: Callable[[str], None]
 ) -> dict[str, object]:
-    """A new organization in a zone where it is morning or early afternoon: images on
-    each of the last 5 days, a burst in the last hour, today's limit just above today's
-    use, and a balance of 10 credits."""
+    """An organization in trouble (:func:`_in_trouble`) in a fresh demo database."""
     use_database(fresh_url)
     with fresh_engine.begin() as conn:
-        now = conn.execute(text("SELECT now()")).scalar_one()
-        tz = next(z for z in ZONES if 4 <= now.astimezone(ZoneInfo(z)).hour < 16)
-        org = make_org(conn, name="Forecast Fixture Org", timezone=tz, balance=10_000_000)
-        user = make_user(conn, org)
-        burst = [now - dt.timedelta(seconds=30 * (100 - i)) for i in range(100)]
-        past = [now - dt.timedelta(days=d, minutes=m) for d in range(1, 6) for m in range(10)]
-        add_generations(conn, org, [(user, "image", 4, at) for at in burst + past])
-        conn.execute(
-            text(
-                """
-                UPDATE usage_limits u SET daily_limit = u.used + 1 FROM organizations o
-                WHERE o.id = u.organization_id AND o.id = :org
-                  AND u.date = (now() AT TIME ZONE o.timezone)::date
-                """
-            ),
-            {"org": org},
-        )
-        conn.execute(
-            text("UPDATE credit_balances SET balance = 10 WHERE organization_id = :org"),
-            {"org": org},
-        )
+        org, tz = _in_trouble(conn, "Forecast Fixture Org")
     return {"org": org, "name": "Forecast Fixture Org", "timezone": tz}
 
 
@@ -102,6 +109,67 @@ def test_quotas_leads_with_who_will_hit_a_limit_today_at_their_local_time(
     spiked = spikes[spikes["Organization"] == trouble["name"]]
     opens = links_of(at, "forecasts.spikes", "Organization")
     assert [opens[i].query["org"] for i in spiked.index] == [str(trouble["org"])]
+
+
+def test_the_forecast_sections_read_the_pages_clock(
+    fresh_url: str,
+    fresh_engine: Engine,
+    use_database: Callable[[str], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Trouble on a day years from the database's clock: the page's clock alone makes
+    # it today, for the limits hit today, the spikes, today's quotas and low runway.
+    now = dt.datetime(2031, 4, 9, 5, 0, tzinfo=dt.UTC)
+    use_database(fresh_url)
+    with fresh_engine.begin() as conn:
+        org, tz = _in_trouble(conn, "Future Fixture Org", now=now)
+    monkeypatch.setattr(clock, "now", lambda: now + dt.timedelta(seconds=20))
+    quotas = open_page(make_app(role="support", query={"org": str(org)}), "quotas")
+    assert not quotas.exception and not quotas.error
+    hits = table_with(quotas, "Hits the limit at")
+    [hit] = hits[hits["Organization"] == "Future Fixture Org"].to_dict("records")
+    with fresh_engine.connect() as conn:
+        forecasts_then = forecast.quota_forecast(conn, now=now, hits_only=True)
+    [at] = forecasts_then[forecasts_then["organization_id"] == org]["hits_limit_at"]
+    assert hit["Hits the limit at"] == f"{at.tz_convert(tz):%H:%M} {tz}"
+    assert "Future Fixture Org" in set(table_with(quotas, "Factor")["Organization"])
+    # Today's quotas too: its limit, just above its use, is near.
+    near = links_of(quotas, "quotas.near", "Organization")
+    assert str(org) in {link.query["org"] for link in near if link is not None}
+    usage = open_page(make_app(role="admin", query={"org": str(org)}), "usage")
+    assert "Future Fixture Org" in set(table_with(usage, "Runs out on")["Organization"])
+
+
+def test_a_long_limit_forecast_draws_the_soonest_and_offers_all_of_them_as_csv(
+    trouble: dict[str, object],
+    fresh_engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with fresh_engine.begin() as conn:
+        _in_trouble(conn, "Second Fixture Org")
+    monkeypatch.setattr(forecasts, "LIMIT_TODAY_SHOWN", 1)
+    downloads = capture_downloads(monkeypatch)
+    at = open_page(make_app(role="support", query={"org": str(trouble["org"])}), "quotas")
+    assert not at.exception and not at.error
+    with fresh_engine.connect() as conn:
+        expected = forecast.quota_forecast(conn, hits_only=True)
+    assert len(expected) >= 2, "the two fixture organizations each hit a limit today"
+    shown = table_with(at, "Hits the limit at")
+    assert list(shown["Organization"]) == list(expected["name"][:1])
+    opens = links_of(at, "forecasts.limit_today", "Organization")
+    assert [opens[i].query["org"] for i in shown.index] == [
+        str(i) for i in expected["organization_id"][:1]
+    ]
+    assert any(
+        f"The 1 soonest of {len(expected):,} limits hit today at this pace" in c
+        for c in texts(at, "caption")
+    )
+    assert "will-hit-limit-today.csv" not in downloads, "written only when asked"
+    at.button(key="forecasts.limit_today.prepare_csv").click().run()
+    csv = pd.read_csv(io.BytesIO(downloads["will-hit-limit-today.csv"]))
+    assert list(zip(csv["Organization"], csv["Type"], strict=True)) == list(
+        zip(expected["name"], expected["type"], strict=True)
+    )
 
 
 @pytest.mark.parametrize("page", ["usage", "credits"])

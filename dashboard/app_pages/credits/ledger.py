@@ -18,7 +18,7 @@ from typing import Final
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, exports, paging, state, ui, url
+from dashboard import charts, clock, data, exports, paging, state, ui, url
 from dashboard.text import md
 from queries import forecast
 from queries.checks import parse_id
@@ -49,7 +49,7 @@ RUNWAY_HORIZON_DAYS: Final = 3650
 def balance(f: state.Filters) -> int | None:
     """The balance, burn rate and runway tiles; the balance, or None (with a warning)
     when the organization no longer exists."""
-    runway = data.runway(organization_id=f.organization_id)
+    runway = data.runway(organization_id=f.organization_id, now=clock.minute())
     if runway is None:
         st.warning(
             f"{md(f.organization.name)} no longer exists. Choose another organization in "
@@ -67,7 +67,9 @@ def balance(f: state.Filters) -> int | None:
     )
     # At that burn, counting the grants that expire before it could use them. With no
     # burn, it runs out only when an expiry takes the last of its credits.
-    ahead = data.low_runway(within_days=RUNWAY_HORIZON_DAYS, organization_id=f.organization_id)
+    ahead = data.low_runway(
+        within_days=RUNWAY_HORIZON_DAYS, organization_id=f.organization_id, now=clock.minute()
+    )
     if ahead.empty:
         if runway.runway_days is None:
             tiles[2].metric("Runway", "No burn", help="Nothing was consumed recently.", border=True)
