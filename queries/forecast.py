@@ -456,8 +456,10 @@ _LOW_RUNWAY = text(
     -- today on that date, and the same for the day before the burn window: ranges of
     -- the date-first index (migration 0026), not a probe per organization. MATERIALIZED:
     -- inlined, the planner probes the date-first index once per organization.
+    -- DISTINCT: one today's day before the window can be another today's day before
+    -- (a burn of one day), and each row must be found once.
     edge_days AS MATERIALIZED (
-        SELECT d.organization_id, d.date, d.credits_through
+        SELECT DISTINCT d.organization_id, d.date, d.credits_through
         FROM todays t
         JOIN organization_daily_usage d
           ON d.date = t.today - 1 OR d.date = t.today - 1 - :days
