@@ -489,6 +489,8 @@ def test_a_spike_is_recent_over_the_weeks_since_first_use_with_enough_volume(
         if instants:
             tenant.generate(instants, credits=credits)
         found = forecast.usage_spikes(connection, now=now)
+        # No minimum: every organization with use today or yesterday is a candidate.
+        unfiltered = forecast.usage_spikes(connection, now=now, min_credits=0, factor=1)
         savepoint.rollback()
 
     oldest = max([k for k, count in enumerate(weeks, start=1) if count] or [0])
@@ -498,6 +500,8 @@ def test_a_spike_is_recent_over_the_weeks_since_first_use_with_enough_volume(
     flagged = recent_credits >= forecast.MIN_SPIKE_CREDITS and factor >= 3
     ours = found[found["organization_id"] == tenant.org]
     assert len(ours) == (1 if flagged else 0)
+    # Use only weeks ago (or none) is no spike even with no minimum: nothing is recent.
+    assert (tenant.org in set(unfiltered["organization_id"])) == (recent > 0 and factor >= 1)
     if flagged:
         row = ours.iloc[0]
         assert row["recent_credits"] == recent_credits
