@@ -461,14 +461,18 @@ _LOW_RUNWAY = text(
     -- today on that date, and the same for the day before the burn window: ranges of
     -- the date-first index (migration 0026), not a probe per organization. MATERIALIZED:
     -- inlined, the planner probes the date-first index once per organization.
-    -- DISTINCT: one today's day before the window can be another today's day before
-    -- (a burn of one day), and each row must be found once.
+    -- The dates as one array: a row is found once even where one today's day before
+    -- the window is another today's day before (a burn of one day); joined to the
+    -- todays, it was found twice.
     edge_days AS MATERIALIZED (
-        SELECT DISTINCT d.organization_id, d.date, d.credits_through
-        FROM todays t
-        JOIN organization_daily_usage d
-          ON d.date = t.today - 1 OR d.date = t.today - 1 - :days
-        WHERE CAST(:org AS bigint) IS NULL OR d.organization_id = CAST(:org AS bigint)
+        SELECT d.organization_id, d.date, d.credits_through
+        FROM organization_daily_usage d
+        WHERE d.date = ANY (ARRAY(
+                SELECT e.date
+                FROM todays t
+                CROSS JOIN LATERAL (VALUES (t.today - 1), (t.today - 1 - :days)) e(date)
+              ))
+          AND (CAST(:org AS bigint) IS NULL OR d.organization_id = CAST(:org AS bigint))
     ),
     burn AS (
         SELECT o.id AS organization_id, o.name, o.slug, o.timezone, o.plan,
