@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as hs
 from sqlalchemy import Connection, text
 
@@ -489,6 +489,8 @@ def test_a_spike_is_recent_over_the_weeks_since_first_use_with_enough_volume(
         if instants:
             tenant.generate(instants, credits=credits)
         found = forecast.usage_spikes(connection, now=now)
+        # No minimum: every organization with use today or yesterday is a candidate.
+        unfiltered = forecast.usage_spikes(connection, now=now, min_credits=0, factor=1)
         savepoint.rollback()
 
     oldest = max([k for k, count in enumerate(weeks, start=1) if count] or [0])
@@ -498,6 +500,8 @@ def test_a_spike_is_recent_over_the_weeks_since_first_use_with_enough_volume(
     flagged = recent_credits >= forecast.MIN_SPIKE_CREDITS and factor >= 3
     ours = found[found["organization_id"] == tenant.org]
     assert len(ours) == (1 if flagged else 0)
+    # Use only weeks ago (or none) is no spike even with no minimum: nothing is recent.
+    assert (tenant.org in set(unfiltered["organization_id"])) == (recent > 0 and factor >= 1)
     if flagged:
         row = ours.iloc[0]
         assert row["recent_credits"] == recent_credits
@@ -579,6 +583,8 @@ def test_low_runway_equals_balance_and_runway(connection: Connection) -> None:
     hour=hs.integers(0, 23),
     one=hs.booleans(),
 )
+# A burn of one day: New York's day before its window is UTC's day before (found twice).
+@example(tz="America/New_York", back={1}, burn_days=1, hour=0, one=False)
 def test_low_runway_burns_as_balance_and_runway_whatever_days_have_use(
     connection: Connection, tz: str, back: set[int], burn_days: int, hour: int, one: bool
 ) -> None:
@@ -588,6 +594,7 @@ def test_low_runway_burns_as_balance_and_runway_whatever_days_have_use(
     now = dt.datetime(2031, 4, 9, hour, 30, tzinfo=dt.UTC)
     today = now.astimezone(ZoneInfo(tz)).date()
     with connection.begin_nested():
+        Tenant(connection, "Pacific/Kiritimati")  # another zone, another today
         tenant = Tenant(connection, tz)
         if back:
             tenant.generate(
