@@ -18,12 +18,13 @@ from queries.words import counted
 
 RUNWAY_DEFAULT_DAYS: Final = 14
 RUNWAY_MAX_DAYS: Final = 365
-# Of a list, the soonest this many are drawn; the CSV has them all. At 10,000
-# organizations a 14-day runway list can hold a few thousand rows and the limits hit
-# today a few hundred, and drawing them (a styled table with a link per row) cost Usage
+# Of a list, the most urgent this many are drawn; the CSV has them all. At 10,000
+# organizations a 14-day runway list can hold a few thousand rows, the limits hit today
+# and the spikes a few hundred, and drawing them (a styled table with a link per row) cost Usage
 # review and Credits 0.18 s, Quotas 0.02 s, on every run, warm or cold.
 RUNWAY_SHOWN: Final = 50
 LIMIT_TODAY_SHOWN: Final = 50
+SPIKES_SHOWN: Final = 50
 
 
 def local_clock(at: pd.Series, timezones: pd.Series) -> pd.Series:
@@ -116,12 +117,12 @@ def limit_today(f: state.Filters) -> None:
             "At today's pace, no organization reaches a daily limit before its own midnight."
         )
     else:
-        _soonest(
+        _first(
             table,
             hits["organization_id"],
             key="forecasts.limit_today",
             shown=LIMIT_TODAY_SHOWN,
-            soonest="soonest",
+            which="soonest",
             of=f"{counted(len(table), 'limit')} hit today at this pace",
             link=lambda ids: url.organizations(
                 ids,
@@ -158,22 +159,24 @@ def spikes(f: state.Filters) -> None:
     if rows.empty:
         st.caption("No organization is spending far above its usual for these hours.")
     else:
-        url.table(
+        _first(
             spikes_table(rows),
+            rows["organization_id"],
             key="forecasts.spikes",
-            links={
-                "Organization": url.organizations(
-                    rows["organization_id"],
-                    "overview",
-                    f,
-                    "Click a name for its Overview: the timeline and who is using it.",
-                )
-            },
-            hide_index=True,
+            shown=SPIKES_SHOWN,
+            which="highest",
+            of=counted(len(rows), "spike"),
+            link=lambda ids: url.organizations(
+                ids,
+                "overview",
+                f,
+                "Click a name for its Overview: the timeline and who is using it.",
+            ),
             column_config={
                 "Credits, last hours": st.column_config.NumberColumn(format="localized"),
                 "Usual for these hours": st.column_config.NumberColumn(format="localized"),
             },
+            csv=("spikes", "spikes.csv", "now"),
         )
     st.caption(
         "Credits of the last 3 hours against the same local weekday and hours of the 4 "
@@ -203,12 +206,12 @@ def low_runway(page: str, f: state.Filters) -> None:
         st.caption(f"No organization runs out of credits within {counted(int(days), 'day')}.")
     else:
         credits = url.may_open("credits")
-        _soonest(
+        _first(
             runway_table(rows),
             rows["organization_id"],
             key=f"{page}.low_runway",
             shown=RUNWAY_SHOWN,
-            soonest="that run out soonest",
+            which="that run out soonest",
             of=counted(len(rows), "organization"),
             link=lambda ids: url.organizations(
                 ids,
@@ -238,23 +241,23 @@ def low_runway(page: str, f: state.Filters) -> None:
     )
 
 
-def _soonest(
+def _first(
     table: pd.DataFrame,
     organization_ids: pd.Series,
     *,
     key: str,
     shown: int,
-    soonest: str,
+    which: str,
     of: str,
     link: Callable[[pd.Series], url.Links],
     column_config: dict[str, Any],
     csv: tuple[str, str, object],
 ) -> None:
-    """A forecast list, soonest first: its first ``shown`` rows drawn with each name a
-    link (``link`` of their ``organization_ids``), a caption when there are more ("The
-    50 {soonest} of {of}": "that run out soonest", "2,391 organizations"), and a CSV of
-    every row. ``csv`` is (what the
-    buttons name, the file name, the filters the list was read for)."""
+    """A forecast list, most urgent first: its first ``shown`` rows drawn with each name
+    a link (``link`` of their ``organization_ids``), a caption when there are more ("The
+    50 {which} of {of}": "that run out soonest", "2,391 organizations"), and a CSV of
+    every row. ``csv`` is (what its buttons name, the file name, the filters the list
+    was read for)."""
     url.table(
         table.head(shown),
         key=key,
@@ -263,7 +266,7 @@ def _soonest(
         column_config=column_config,
     )
     if len(table) > shown:
-        st.caption(f"The {shown} {soonest} of {of}; the CSV has all of them.")
+        st.caption(f"The {shown} {which} of {of}; the CSV has all of them.")
     what, file_name, filters = csv
     ui.csv_download(
         key,

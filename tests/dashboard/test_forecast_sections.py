@@ -140,19 +140,28 @@ def test_the_forecast_sections_read_the_pages_clock(
     assert "Future Fixture Org" in set(table_with(usage, "Runs out on")["Organization"])
 
 
+def _page_clock_fixed(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> dt.datetime:
+    """A second organization in trouble, and the page's clock fixed just after: the
+    instant (to the minute, as the page reads) the test's own reads take too."""
+    with engine.begin() as conn:
+        _in_trouble(conn, "Second Fixture Org")
+        now = conn.execute(text("SELECT now()")).scalar_one() + dt.timedelta(seconds=1)
+    monkeypatch.setattr(clock, "now", lambda: now)
+    return clock.minute()
+
+
 def test_a_long_limit_forecast_draws_the_soonest_and_offers_all_of_them_as_csv(
     trouble: dict[str, object],
     fresh_engine: Engine,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    with fresh_engine.begin() as conn:
-        _in_trouble(conn, "Second Fixture Org")
+    now = _page_clock_fixed(fresh_engine, monkeypatch)
     monkeypatch.setattr(forecasts, "LIMIT_TODAY_SHOWN", 1)
     downloads = capture_downloads(monkeypatch)
     at = open_page(make_app(role="support", query={"org": str(trouble["org"])}), "quotas")
     assert not at.exception and not at.error
     with fresh_engine.connect() as conn:
-        expected = forecast.quota_forecast(conn, hits_only=True)
+        expected = forecast.quota_forecast(conn, hits_only=True, now=now)
     assert len(expected) >= 2, "the two fixture organizations each hit a limit today"
     shown = table_with(at, "Hits the limit at")
     assert list(shown["Organization"]) == list(expected["name"][:1])
@@ -170,6 +179,32 @@ def test_a_long_limit_forecast_draws_the_soonest_and_offers_all_of_them_as_csv(
     assert list(zip(csv["Organization"], csv["Type"], strict=True)) == list(
         zip(expected["name"], expected["type"], strict=True)
     )
+
+
+def test_a_long_spike_list_draws_the_highest_and_offers_all_of_them_as_csv(
+    trouble: dict[str, object],
+    fresh_engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = _page_clock_fixed(fresh_engine, monkeypatch)
+    monkeypatch.setattr(forecasts, "SPIKES_SHOWN", 1)
+    downloads = capture_downloads(monkeypatch)
+    at = open_page(make_app(role="support", query={"org": str(trouble["org"])}), "quotas")
+    assert not at.exception and not at.error
+    with fresh_engine.connect() as conn:
+        expected = forecast.usage_spikes(conn, now=now)
+    assert len(expected) >= 2, "the two fixture organizations each spike"
+    shown = table_with(at, "Factor")
+    assert list(shown["Organization"]) == list(expected["name"][:1])
+    opens = links_of(at, "forecasts.spikes", "Organization")
+    assert [opens[i].query["org"] for i in shown.index] == [
+        str(i) for i in expected["organization_id"][:1]
+    ]
+    assert any(f"The 1 highest of {len(expected):,} spikes" in c for c in texts(at, "caption"))
+    assert "spikes.csv" not in downloads, "written only when asked"
+    at.button(key="forecasts.spikes.prepare_csv").click().run()
+    csv = pd.read_csv(io.BytesIO(downloads["spikes.csv"]))
+    assert list(csv["Organization"]) == list(expected["name"])
 
 
 @pytest.mark.parametrize("page", ["usage", "credits"])
