@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from collections.abc import Callable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -150,6 +151,37 @@ def _page_clock_fixed(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> dt.dat
     return clock.minute()
 
 
+def _draws_the_first_and_offers_all_as_csv(
+    at: Any,
+    downloads: dict[str, bytes],
+    expected: pd.DataFrame,
+    *,
+    column: str,
+    key: str,
+    caption: str,
+    file_name: str,
+    csv_columns: dict[str, str],
+) -> None:
+    """A forecast list drawn one row at a time (its SHOWN patched to 1): the first of
+    ``expected`` drawn (the table with ``column``, its link opening that organization),
+    ``caption`` said, and after "Prepare", a CSV (``file_name``) of every row, its
+    ``csv_columns`` (CSV column: expected column) in ``expected``'s order."""
+    assert len(expected) >= 2, "the two fixture organizations should both be listed"
+    shown = table_with(at, column)
+    assert list(shown["Organization"]) == list(expected["name"][:1])
+    opens = links_of(at, key, "Organization")
+    assert [opens[i].query["org"] for i in shown.index] == [
+        str(i) for i in expected["organization_id"][:1]
+    ]
+    assert any(caption in c for c in texts(at, "caption"))
+    assert file_name not in downloads, "written only when asked"
+    at.button(key=f"{key}.prepare_csv").click().run()
+    csv = pd.read_csv(io.BytesIO(downloads[file_name]))
+    assert list(zip(*(csv[c] for c in csv_columns), strict=True)) == list(
+        zip(*(expected[e] for e in csv_columns.values()), strict=True)
+    )
+
+
 def test_a_long_limit_forecast_draws_the_soonest_and_offers_all_of_them_as_csv(
     trouble: dict[str, object],
     fresh_engine: Engine,
@@ -162,22 +194,15 @@ def test_a_long_limit_forecast_draws_the_soonest_and_offers_all_of_them_as_csv(
     assert not at.exception and not at.error
     with fresh_engine.connect() as conn:
         expected = forecast.quota_forecast(conn, hits_only=True, now=now)
-    assert len(expected) >= 2, "the two fixture organizations each hit a limit today"
-    shown = table_with(at, "Hits the limit at")
-    assert list(shown["Organization"]) == list(expected["name"][:1])
-    opens = links_of(at, "forecasts.limit_today", "Organization")
-    assert [opens[i].query["org"] for i in shown.index] == [
-        str(i) for i in expected["organization_id"][:1]
-    ]
-    assert any(
-        f"The 1 soonest of {len(expected):,} limits hit today at this pace" in c
-        for c in texts(at, "caption")
-    )
-    assert "will-hit-limit-today.csv" not in downloads, "written only when asked"
-    at.button(key="forecasts.limit_today.prepare_csv").click().run()
-    csv = pd.read_csv(io.BytesIO(downloads["will-hit-limit-today.csv"]))
-    assert list(zip(csv["Organization"], csv["Type"], strict=True)) == list(
-        zip(expected["name"], expected["type"], strict=True)
+    _draws_the_first_and_offers_all_as_csv(
+        at,
+        downloads,
+        expected,
+        column="Hits the limit at",
+        key="forecasts.limit_today",
+        caption=f"The 1 soonest of {len(expected):,} limits hit today at this pace",
+        file_name="will-hit-limit-today.csv",
+        csv_columns={"Organization": "name", "Type": "type"},
     )
 
 
@@ -193,18 +218,16 @@ def test_a_long_spike_list_draws_the_highest_and_offers_all_of_them_as_csv(
     assert not at.exception and not at.error
     with fresh_engine.connect() as conn:
         expected = forecast.usage_spikes(conn, now=now)
-    assert len(expected) >= 2, "the two fixture organizations each spike"
-    shown = table_with(at, "Factor")
-    assert list(shown["Organization"]) == list(expected["name"][:1])
-    opens = links_of(at, "forecasts.spikes", "Organization")
-    assert [opens[i].query["org"] for i in shown.index] == [
-        str(i) for i in expected["organization_id"][:1]
-    ]
-    assert any(f"The 1 highest of {len(expected):,} spikes" in c for c in texts(at, "caption"))
-    assert "spikes.csv" not in downloads, "written only when asked"
-    at.button(key="forecasts.spikes.prepare_csv").click().run()
-    csv = pd.read_csv(io.BytesIO(downloads["spikes.csv"]))
-    assert list(csv["Organization"]) == list(expected["name"])
+    _draws_the_first_and_offers_all_as_csv(
+        at,
+        downloads,
+        expected,
+        column="Factor",
+        key="forecasts.spikes",
+        caption=f"The 1 highest of {len(expected):,} spikes",
+        file_name="spikes.csv",
+        csv_columns={"Organization": "name"},
+    )
 
 
 @pytest.mark.parametrize("page", ["usage", "credits"])
